@@ -1,0 +1,365 @@
+"""Load and validate ``posdiag.toml`` into typed, frozen settings.
+
+The agent never starts on a guess: every key is checked against the declared sections below, and
+a bad file is refused with the file, the key and what was expected (:class:`ConfigError`). The
+dataclasses are the schema — a field's type, default and ``meta`` (range, choices) are all the
+validator needs, so adding a key is adding a field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import socket
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+from agent.paths import default_config_path
+
+SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
+
+
+class ConfigError(Exception):
+    """A configuration was refused. ``problems`` lists every one found, each naming its key."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.path}: {p}" for p in self.problems]
+        return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+def _f(default: Any, doc: str = "", **meta: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata={"doc": doc, **meta})
+    return field(default=default, metadata={"doc": doc, **meta})
+
+
+@dataclass(frozen=True)
+class TerminalSettings:
+    id: str = _f("", "terminal id; empty means the hostname")
+    site: str = _f("")
+    pos_process: str = _f("", "process name of the POS application")
+
+
+@dataclass(frozen=True)
+class PaymentHost:
+    host: str = _f("", required=True)
+    port: int = _f(443, **_range(1, 65535))
+    name: str = _f("")
+    tls: bool = _f(True)
+    server_name: str = _f("")
+    ca_file: str = _f("", path=True)
+    health_path: str = _f("", pattern=r"^(/.*)?$", pattern_doc="a path starting with '/'")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    interface: str = _f("auto")
+    gateway: str = _f("auto", doc='"auto", "off" or an address')
+    dns_servers: Union[str, list[str]] = _f("system", doc='"system" or a list of addresses')
+    icmp: bool = _f(True)
+    ping_count: int = _f(5, **_range(1, 100))
+    timeout_s: float = _f(1.0, **_range(0.05, 30))
+    tcp_attempts: int = _f(3, **_range(1, 20))
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    kind: Literal["serial", "usb", "none"] = _f("none")
+    port: str = _f("")
+    usb: str = _f("", pattern=r"^([0-9a-fA-F]{4}:[0-9a-fA-F]{4})?$", pattern_doc="VID:PID in hex, e.g. 0b00:0084")
+    baudrate: int = _f(9600, **_range(50, 4_000_000))
+    protocol: str = _f("generic")
+    request: str = _f("", pattern=r"^([0-9a-fA-F]{2}\s*)*$", pattern_doc="hex bytes, e.g. '02 31 03'")
+    expect: str = _f("", regex=True)
+    expected_serial: str = _f("")
+    timeout_s: float = _f(1.0, **_range(0.05, 30))
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    min_available_mb: int = _f(200, **_range(0, 1_048_576))
+    max_swap_percent: float = _f(50.0, **_range(0, 100))
+
+
+@dataclass(frozen=True)
+class SystemSettings:
+    max_load_per_cpu: float = _f(2.0, **_range(0.1, 1000))
+    max_temp_c: float = _f(85.0, **_range(20, 150))
+    min_uptime_s: float = _f(120.0, doc="a POS process younger than this counts as restarted",
+                             **_range(0, 86400))
+
+
+@dataclass(frozen=True)
+class DiskSettings:
+    paths: list[str] = _f(["/", "/var/tmp"])
+    min_free_mb: int = _f(500, **_range(0, 10_000_000))
+    min_free_inodes_percent: float = _f(5.0, **_range(0, 100))
+    write_test: bool = _f(True)
+    slow_write_ms: float = _f(1000.0, **_range(1, 60000))
+
+
+@dataclass(frozen=True)
+class ClockSettings:
+    ntp_server: str = _f("", pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]+)?(:\d{1,5})?$",
+                         pattern_doc="host or host:port")
+    max_offset_s: float = _f(30.0, **_range(0.001, 86400))
+
+
+@dataclass(frozen=True)
+class TxlogSettings:
+    path: str = _f("")
+    pattern: str = _f(r"^(?P<ts>\S+ \S+) .*?code=(?P<code>\d+)(?: .*?rc=(?P<response>\w\w))?", regex=True)
+    window_min: float = _f(15.0, **_range(0.1, 10080))
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    url: str = _f("", pattern=r"^(https?://\S+)?$", pattern_doc="an http:// or https:// URL")
+    token_file: str = _f("")
+    ca_file: str = _f("")
+    spool_max_mb: float = _f(50.0, **_range(1, 100_000))
+    allow_insecure: bool = _f(False)
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    interval_s: float = _f(300.0, **_range(5, 86400))
+    state_dir: str = _f("/var/lib/posdiag")
+    control_socket: str = _f("/run/posdiag/control.sock")
+
+
+@dataclass(frozen=True)
+class DiagnosisSettings:
+    deadline_s: float = _f(3.0, doc="a diagnosis reports within this many seconds", **_range(0.2, 120))
+
+
+@dataclass(frozen=True)
+class Settings:
+    terminal: TerminalSettings = field(default_factory=TerminalSettings)
+    payment_hosts: list[PaymentHost] = field(default_factory=list)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    reader: ReaderSettings = field(default_factory=ReaderSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    system: SystemSettings = field(default_factory=SystemSettings)
+    disk: DiskSettings = field(default_factory=DiskSettings)
+    clock: ClockSettings = field(default_factory=ClockSettings)
+    txlog: TxlogSettings = field(default_factory=TxlogSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    diagnosis: DiagnosisSettings = field(default_factory=DiagnosisSettings)
+    source: str = field(default="<defaults>", compare=False)
+
+    @property
+    def terminal_id(self) -> str:
+        return self.terminal.id or socket.gethostname()
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    return _TYPE_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _got(value: Any) -> str:
+    kind = {str: "string", bool: "boolean", int: "integer", float: "number", list: "list",
+            dict: "table"}.get(type(value), type(value).__name__)
+    shown = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
+    return f"{kind} {shown}"
+
+
+def _matches_type(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return any(_matches_type(value, a) for a in typing.get_args(tp))
+    if origin is list:
+        return isinstance(value, list) and all(_matches_type(v, typing.get_args(tp)[0]) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(known))})"
+
+
+def _build(cls: type, table: Any, where: str, problems: list[str]) -> Any:
+    if not isinstance(table, dict):
+        problems.append(f"[{where}]: expected a table, got {_got(table)}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            problems.append(f"{where}.{key}: unknown key{_did_you_mean(key, list(fields))}")
+            continue
+        checked = _check_value(value, hints[key], fields[key].metadata, f"{where}.{key}", problems)
+        if checked is not _INVALID:
+            values[key] = checked
+    for name, f in fields.items():
+        if f.metadata.get("required") and name not in table:
+            problems.append(f"{where}.{name}: missing, expected {_describe(hints[name])}")
+    try:
+        return cls(**values)
+    except TypeError:  # only reachable when a required value was refused above
+        return None
+
+
+_INVALID = object()
+
+
+def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) -> Any:
+    if not _matches_type(value, tp):
+        problems.append(f"{key}: expected {_describe(tp)}, got {_got(value)}")
+        return _INVALID
+    if tp is float:
+        value = float(value)
+    lo, hi = meta.get("min"), meta.get("max")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            problems.append(f"{key}: expected a number from {lo:g} to {hi:g}, got {value:g}")
+            return _INVALID
+    if meta.get("pattern") and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
+        problems.append(f"{key}: expected {meta.get('pattern_doc', meta['pattern'])}, got {value!r}")
+        return _INVALID
+    if meta.get("regex") and value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            problems.append(f"{key}: expected a valid regular expression, got {value!r} ({exc})")
+            return _INVALID
+    return value
+
+
+def _cross_checks(settings: Settings, problems: list[str]) -> None:
+    """Rules that span keys: what a reader kind needs, where files must exist."""
+    reader = settings.reader
+    if reader.kind == "serial" and not reader.port:
+        problems.append("reader.port: expected a serial device path when reader.kind = 'serial'")
+    if reader.kind == "usb" and not reader.usb:
+        problems.append("reader.usb: expected VID:PID when reader.kind = 'usb'")
+    if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
+        problems.append("reader.request: expected hex bytes when reader.protocol = 'custom'")
+    for i, host in enumerate(settings.payment_hosts):
+        if host.ca_file and not os.path.isfile(host.ca_file):
+            problems.append(f"payment_hosts[{i}].ca_file: expected an existing file, got {host.ca_file!r}")
+    gw = settings.network.gateway
+    if gw not in ("auto", "off") and not _is_address(gw):
+        problems.append(f"network.gateway: expected 'auto', 'off' or an IP address, got {gw!r}")
+    servers = settings.network.dns_servers
+    if isinstance(servers, str) and servers != "system":
+        problems.append(f"network.dns_servers: expected 'system' or a list of addresses, got {servers!r}")
+    elif isinstance(servers, list):
+        for addr in servers:
+            if not _is_address(addr.rsplit("#", 1)[0]):
+                problems.append(f"network.dns_servers: expected IP addresses, got {addr!r}")
+    for i, path in enumerate(settings.disk.paths):
+        if not os.path.isabs(path):
+            problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse(data: dict[str, Any], source: str) -> Settings:
+    """Validate an already-decoded TOML document. Raises :class:`ConfigError` listing all problems."""
+    problems: list[str] = []
+    sections = {f.name: f for f in dataclasses.fields(Settings) if f.name != "source"}
+    hints = typing.get_type_hints(Settings)
+    built: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in sections:
+            problems.append(f"[{key}]: unknown section{_did_you_mean(key, list(sections))}")
+            continue
+        if key == "payment_hosts":
+            if not isinstance(value, list):
+                problems.append(f"payment_hosts: expected an array of tables [[payment_hosts]], got {_got(value)}")
+                continue
+            hosts = [_build(PaymentHost, v, f"payment_hosts[{i}]", problems) for i, v in enumerate(value)]
+            built[key] = [h for h in hosts if h is not None]
+        else:
+            built[key] = _build(hints[key], value, key, problems)
+    settings = Settings(**built, source=source) if not problems else None
+    if settings is not None:
+        _cross_checks(settings, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return settings  # type: ignore[return-value]
+
+
+def resolve_path(explicit: str | None = None) -> Path:
+    """The config file to use, in DESIGN.md's order: --config, $POSDIAG_CONFIG, /etc, packaged."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("POSDIAG_CONFIG"):
+        return Path(os.environ["POSDIAG_CONFIG"])
+    if SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    return default_config_path()
+
+
+def load(explicit: str | None = None) -> Settings:
+    """Read, decode and validate the configuration. Raises :class:`ConfigError`."""
+    path = resolve_path(explicit)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found: expected a readable TOML file"]) from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), ["is a directory: expected a TOML file"]) from None
+    except PermissionError:
+        raise ConfigError(str(path), ["permission denied: the agent cannot read this file"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
+    return parse(data, str(path))

@@ -1,0 +1,215 @@
+"""Turn probe findings into ranked root causes, from the knowledge base in ``causes.toml``.
+
+Pure logic, no I/O beyond loading the knowledge base: the same findings always give the same
+diagnosis. Three steps:
+
+1. *Score* — every warn/fail finding adds evidence to the causes that list its code. Independent
+   pieces of evidence combine as a noisy-OR, so two weak signs outweigh one, but nothing reaches 1.
+2. *Layer* — a cause explained by a present, deeper cause (``explains``) is folded into it: its
+   evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed.
+3. *Normalise* — confidences are scores scaled so that they sum to at most 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from agent.config import ConfigError
+from probes.base import ProbeResult, Severity, Status
+
+SEVERITY_FACTOR = {Severity.FAIL: 1.0, Severity.WARN: 0.5, Severity.INFO: 0.0}
+#: A cause must score at least this much before it may explain (and so hide) another.
+EXPLAIN_THRESHOLD = 0.4
+NONE_ID = "none"
+
+
+@dataclass(frozen=True)
+class CauseInfo:
+    id: str
+    title: str
+    explanation: str
+    remediation: tuple[str, ...]
+    explains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    causes: dict[str, CauseInfo]
+    #: finding code → [(cause id, weight)]
+    evidence: dict[str, list[tuple[str, float]]]
+
+    def closure(self, cause_id: str) -> set[str]:
+        """Every cause that ``cause_id`` explains, directly or through the causes it explains."""
+        seen: set[str] = set()
+        stack = list(self.causes[cause_id].explains)
+        while stack:
+            c = stack.pop()
+            if c not in seen:
+                seen.add(c)
+                stack.extend(self.causes[c].explains)
+        return seen
+
+
+@dataclass
+class RankedCause:
+    id: str
+    title: str
+    confidence: float
+    evidence: list[str]
+    remediation: list[str]
+    explanation: str = ""
+    consequences: list[str] = field(default_factory=list)
+    score: float = 0.0
+    severity: Severity = Severity.INFO
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "confidence": round(self.confidence, 3),
+                "evidence": self.evidence, "remediation": self.remediation,
+                "explanation": self.explanation, "consequences": self.consequences}
+
+
+@dataclass
+class Diagnosis:
+    verdict: str
+    causes: list[RankedCause]
+
+    @property
+    def top(self) -> RankedCause:
+        return self.causes[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "causes": [c.to_dict() for c in self.causes]}
+
+
+def load_knowledge(path: str | Path) -> KnowledgeBase:
+    """Load and check ``causes.toml``. Refuses unknown ids and weights outside 0..1 (ConfigError)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found: expected the cause knowledge base"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
+    problems: list[str] = []
+    causes: dict[str, CauseInfo] = {}
+    for i, entry in enumerate(data.get("causes", [])):
+        try:
+            info = CauseInfo(str(entry["id"]), str(entry["title"]), str(entry.get("explanation", "")),
+                             tuple(entry.get("remediation", [])), tuple(entry.get("explains", [])))
+        except KeyError as exc:
+            problems.append(f"causes[{i}].{exc.args[0]}: missing")
+            continue
+        if not info.remediation:
+            problems.append(f"causes[{i}] ({info.id}).remediation: expected at least one step")
+        causes[info.id] = info
+    if NONE_ID not in causes:
+        problems.append(f"causes: expected an entry with id = '{NONE_ID}'")
+    for info in causes.values():
+        for other in info.explains:
+            if other not in causes:
+                problems.append(f"causes ({info.id}).explains: unknown cause id {other!r}")
+    evidence: dict[str, list[tuple[str, float]]] = {}
+    for cause_id, table in data.get("evidence", {}).items():
+        if cause_id not in causes:
+            problems.append(f"evidence.{cause_id}: unknown cause id")
+            continue
+        for code, weight in table.items():
+            if not isinstance(weight, (int, float)) or not 0 < weight <= 1:
+                problems.append(f"evidence.{cause_id}.{code}: expected a weight in (0, 1], got {weight!r}")
+                continue
+            evidence.setdefault(code, []).append((cause_id, float(weight)))
+    if problems:
+        raise ConfigError(str(path), problems)
+    return KnowledgeBase(causes, evidence)
+
+
+def _evidence_line(probe: str, message: str) -> str:
+    return f"{probe}: {message}"
+
+
+def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
+    results = list(results)
+    scores: dict[str, float] = {}
+    evidence: dict[str, list[tuple[float, str]]] = {}
+    worst: dict[str, Severity] = {}
+    unexplained: list[tuple[Severity, str]] = []
+
+    for result in results:
+        for finding in result.findings:
+            factor = SEVERITY_FACTOR[finding.severity]
+            if not factor:
+                continue
+            rules = kb.evidence.get(finding.code)
+            line = _evidence_line(result.name, finding.message)
+            if not rules:
+                unexplained.append((finding.severity, line))
+                continue
+            for cause_id, weight in rules:
+                w = weight * factor
+                scores[cause_id] = 1 - (1 - scores.get(cause_id, 0.0)) * (1 - w)
+                evidence.setdefault(cause_id, []).append((w, line))
+                if finding.severity is Severity.FAIL or cause_id not in worst:
+                    worst[cause_id] = finding.severity
+
+    # Layering: fold causes explained by a present deeper cause into it.
+    present = sorted(scores, key=lambda c: -scores[c])
+    folded_into: dict[str, str] = {}
+    for deep in present:
+        if scores[deep] < EXPLAIN_THRESHOLD or deep in folded_into:
+            continue
+        for shallow in kb.closure(deep):
+            if shallow in scores and shallow not in folded_into and deep not in kb.closure(shallow):
+                folded_into[shallow] = deep
+
+    ranked: dict[str, RankedCause] = {}
+    for cause_id in present:
+        if cause_id in folded_into:
+            continue
+        info = kb.causes[cause_id]
+        lines = [line for _, line in sorted(evidence[cause_id], key=lambda e: -e[0])]
+        ranked[cause_id] = RankedCause(cause_id, info.title, 0.0, list(dict.fromkeys(lines)),
+                                       list(info.remediation), info.explanation, score=scores[cause_id],
+                                       severity=worst[cause_id])
+    for shallow, deep in folded_into.items():
+        root = deep
+        while root in folded_into:
+            root = folded_into[root]
+        for _, line in evidence[shallow]:
+            if line not in ranked[root].consequences and line not in ranked[root].evidence:
+                ranked[root].consequences.append(line)
+        # A consequence that failed hard makes the root a fault even if its own evidence was milder.
+        if worst[shallow] is Severity.FAIL:
+            ranked[root].severity = Severity.FAIL
+
+    causes = sorted(ranked.values(), key=lambda c: (-c.score, c.id))
+    total = sum(c.score for c in causes)
+    for c in causes:
+        c.confidence = c.score / max(1.0, total)
+
+    severities = [c.severity for c in causes] + [s for s, _ in unexplained]
+    verdict = "fault" if Severity.FAIL in severities else "degraded" if Severity.WARN in severities else "healthy"
+    if not causes:
+        causes = [_none_cause(kb, results, unexplained)]
+    return Diagnosis(verdict, causes)
+
+
+def _none_cause(kb: KnowledgeBase, results: list[ProbeResult], unexplained: list[tuple[Severity, str]]) -> RankedCause:
+    """No known cause: how sure we are depends on how much of the terminal we could actually check."""
+    info = kb.causes[NONE_ID]
+    ran = [r for r in results if r.status is not Status.SKIPPED]
+    checked = [r for r in ran if r.status is not Status.ERROR]
+    coverage = len(checked) / len(ran) if ran else 0.0
+    evidence = [f"{len(checked)} of {len(ran)} probes ran and found no terminal-side fault"]
+    evidence += [f"{r.name}: could not check ({r.summary})" for r in ran if r.status is Status.ERROR]
+    evidence += [f"unmatched finding, {line}" for _, line in unexplained]
+    confidence = round(0.95 * coverage * (0.7 if unexplained else 1.0), 3)
+    return RankedCause(NONE_ID, info.title, confidence, evidence, list(info.remediation), info.explanation,
+                       score=confidence)

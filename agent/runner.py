@@ -1,0 +1,89 @@
+"""Run probes concurrently, each under its own deadline and all under one overall deadline.
+
+Probes run in daemon threads: a probe stuck in a system call cannot be interrupted in Python,
+so the runner stops *waiting* for it when its deadline passes, reports what it had observed so
+far with status ``error``, and moves on. The abandoned thread dies with the process.
+Probes that ``require`` others start when those finish, and are skipped when they came out unusable.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from agent.config import Settings
+from probes.base import Observation, Probe, ProbeContext, ProbeResult, skipped_result, timed_out_result
+
+ProgressHook = Callable[[ProbeResult, int, int], None]
+
+
+@dataclass
+class _Running:
+    probe: Probe
+    obs: Observation
+    started: float
+    deadline: float
+
+
+def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s: float | None = None,
+               on_result: ProgressHook | None = None) -> list[ProbeResult]:
+    """Run ``probe_classes`` and return one result per probe, in the order given."""
+    overall = time.monotonic() + (deadline_s if deadline_s is not None else settings.diagnosis.deadline_s)
+    context = ProbeContext(state_dir=settings.daemon.state_dir)
+    names = {cls.name for cls in probe_classes}
+    pending = list(probe_classes)
+    running: dict[str, _Running] = {}
+    results: dict[str, ProbeResult] = {}
+    done: queue.Queue[tuple[str, ProbeResult]] = queue.Queue()
+
+    def finish(result: ProbeResult) -> None:
+        results[result.name] = result
+        context.results[result.name] = result
+        if on_result:
+            on_result(result, len(results), len(probe_classes))
+
+    def start_ready() -> None:
+        for cls in list(pending):
+            needed = [r for r in cls.requires if r in names]
+            if any(r not in results for r in needed):
+                continue
+            pending.remove(cls)
+            blocked = [r for r in needed if not results[r].usable]
+            if blocked:
+                why = "; ".join(f"{r} {results[r].status.value}" for r in blocked)
+                finish(skipped_result(cls.name, f"prerequisite not met: {why}"))
+                continue
+            now = time.monotonic()
+            if now >= overall:
+                finish(skipped_result(cls.name, "no time left before the diagnosis deadline"))
+                continue
+            probe = cls(settings, context)
+            obs = Observation()
+            running[cls.name] = _Running(probe, obs, now, min(overall, now + probe.deadline_s()))
+            threading.Thread(target=lambda p=probe, o=obs: done.put((p.name, p.run(o))),
+                             name=f"probe-{cls.name}", daemon=True).start()
+
+    start_ready()
+    while running or pending:
+        if not running:  # everything left waits on something that will never come
+            for cls in pending:
+                finish(skipped_result(cls.name, "prerequisite did not run"))
+            break
+        next_deadline = min(r.deadline for r in running.values())
+        try:
+            name, result = done.get(timeout=max(0.0, next_deadline - time.monotonic()))
+            if name in running:
+                del running[name]
+                finish(result)
+        except queue.Empty:
+            now = time.monotonic()
+            for name, run in list(running.items()):
+                if now >= run.deadline:
+                    del running[name]
+                    finish(timed_out_result(name, run.obs, now - run.started))
+        start_ready()
+    order = {cls.name: i for i, cls in enumerate(probe_classes)}
+    return sorted(results.values(), key=lambda r: order[r.name])

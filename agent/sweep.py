@@ -1,0 +1,41 @@
+"""One diagnosis sweep: run the probes, diagnose, build the report. Shared by the CLI and the daemon."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import probes
+from agent.config import Settings
+from agent.diagnosis import KnowledgeBase, diagnose, load_knowledge
+from agent.paths import causes_path
+from agent.report import build_report
+from agent.runner import ProgressHook, run_probes
+
+
+class UnknownProbe(ValueError):
+    pass
+
+
+def select_probes(only: list[str] | None) -> list[type]:
+    """All probes, or those named in ``only`` (a name or an area prefix such as ``network``)."""
+    if not only:
+        return probes.all_probes()
+    chosen = []
+    for want in only:
+        names = [n for n in probes.CATALOGUE if n == want or n.startswith(want + ".")]
+        if not names:
+            raise UnknownProbe(f"unknown probe {want!r}; known: {', '.join(probes.CATALOGUE)}")
+        chosen += [n for n in names if n not in chosen]
+    return [probes.load(n) for n in probes.CATALOGUE if n in chosen]
+
+
+def run_sweep(settings: Settings, *, trigger: str = "on-demand", only: list[str] | None = None,
+              knowledge: KnowledgeBase | None = None, on_result: ProgressHook | None = None) -> dict[str, Any]:
+    kb = knowledge or load_knowledge(causes_path())
+    classes = select_probes(only)
+    started_wall, started = time.time(), time.monotonic()
+    results = run_probes(settings, classes, on_result=on_result)
+    diagnosis = diagnose(results, kb)
+    return build_report(settings, results, diagnosis, trigger=trigger, started_at=started_wall,
+                        duration_s=time.monotonic() - started)

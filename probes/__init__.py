@@ -1,0 +1,26 @@
+"""The probe catalogue. Modules are imported only when their probe runs, to keep start-up light."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from probes.base import Probe
+
+#: probe name → "module:Class", in the order a technician reads them (hardware up to the network).
+CATALOGUE: dict[str, str] = {
+    "memory": "probes.memory:MemoryProbe",
+    "disk": "probes.disk:DiskProbe",
+    "system": "probes.system:SystemProbe",
+    "clock": "probes.clock:ClockProbe",
+}
+
+
+def load(name: str) -> type[Probe]:
+    module, _, cls = CATALOGUE[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def all_probes() -> list[type[Probe]]:
+    return [load(name) for name in CATALOGUE]

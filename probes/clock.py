@@ -1,0 +1,140 @@
+"""Clock: offset against an NTP server (SNTP, RFC 4330), kernel sync state, and impossible dates.
+
+A wrong clock breaks certificate checks ("not yet valid") and the timestamps inside payment
+messages, so even a terminal whose network is fine can fail every transaction because of it.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+import time
+
+from agent import BUILD_EPOCH
+from probes.base import Observation, Probe, Status
+
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+NTP_PORT = 123
+
+
+class NtpError(Exception):
+    pass
+
+
+def split_server(spec: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` → (host, port)."""
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else NTP_PORT
+    if spec.count(":") == 1:
+        host, port = spec.split(":")
+        return host, int(port)
+    return spec, NTP_PORT
+
+
+def _to_ntp(ts: float) -> bytes:
+    secs = int(ts) + NTP_EPOCH_OFFSET
+    frac = int((ts - int(ts)) * 2**32)
+    return struct.pack("!II", secs & 0xFFFFFFFF, frac & 0xFFFFFFFF)
+
+
+def _from_ntp(raw: bytes) -> float:
+    secs, frac = struct.unpack("!II", raw)
+    return secs - NTP_EPOCH_OFFSET + frac / 2**32
+
+
+def sntp_query(host: str, port: int = NTP_PORT, timeout_s: float = 1.0) -> dict[str, float]:
+    """One SNTP exchange. Returns offset_s (server minus us), delay_s and stratum."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout_s)
+        t0 = time.time()
+        request = bytes([0x23]) + bytes(39) + _to_ntp(t0)  # LI=0, VN=4, mode=3 (client)
+        sock.sendto(request, addr)
+        try:
+            reply, _ = sock.recvfrom(512)
+        except socket.timeout:
+            raise NtpError(f"no answer from {host}:{port} within {timeout_s:g} s") from None
+        t3 = time.time()
+    if len(reply) < 48:
+        raise NtpError(f"short reply ({len(reply)} bytes) from {host}:{port}")
+    mode, stratum = reply[0] & 0x7, reply[1]
+    if mode not in (4, 5):
+        raise NtpError(f"reply from {host}:{port} is not an NTP server reply (mode {mode})")
+    if stratum == 0:
+        raise NtpError(f"{host}:{port} sent a kiss-of-death ({reply[12:16].decode('ascii', 'replace')})")
+    if reply[24:32] != request[40:48]:
+        raise NtpError(f"reply from {host}:{port} does not answer our request (origin mismatch)")
+    t1, t2 = _from_ntp(reply[32:40]), _from_ntp(reply[40:48])
+    return {"offset_s": ((t1 - t0) + (t2 - t3)) / 2, "delay_s": (t3 - t0) - (t2 - t1), "stratum": stratum}
+
+
+def kernel_synchronized() -> bool | None:
+    """Whether the kernel's clock discipline says it is synchronized (Linux adjtimex), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+
+    class Timex(ctypes.Structure):
+        _fields_ = [("modes", ctypes.c_uint), ("_pad", ctypes.c_long * 64)]
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        state = libc.adjtimex(ctypes.byref(Timex()))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return state != 5  # TIME_ERROR: clock not synchronized
+
+
+class ClockProbe(Probe):
+    name = "clock"
+    description = "offset against the configured NTP server (SNTP), kernel sync state, dates before the build"
+
+    def deadline_s(self) -> float:
+        return self.settings.network.timeout_s * 2 + 0.5
+
+    def check(self, obs: Observation) -> None:
+        now = time.time()
+        if now < BUILD_EPOCH:
+            obs.fail("clock.implausible", f"the clock reads {time.strftime('%Y-%m-%d', time.gmtime(now))}, "
+                     "before this software was built", now=now, build_epoch=BUILD_EPOCH)
+        synced = kernel_synchronized()
+        if synced is not None:
+            obs.metric("kernel_synchronized", int(synced))
+            if not synced:
+                obs.info("clock.unsynchronized", "the kernel does not consider the clock NTP-synchronized")
+        server = self.settings.clock.ntp_server
+        if not server:
+            obs.info("clock.no_reference", "no NTP server configured: offset not measured")
+            if obs.status() is Status.OK:
+                obs.summary = "no NTP server configured; date plausible"
+            return
+        host, port = split_server(server)
+        timeout = self.settings.network.timeout_s
+        try:
+            try:
+                answer = sntp_query(host, port, timeout)
+            except NtpError:  # one retry on silence: UDP is lossy
+                answer = sntp_query(host, port, timeout)
+        except (NtpError, OSError) as exc:
+            obs.warn("clock.ntp_unreachable", f"NTP server {server} unusable: {exc}", server=server, error=str(exc))
+            return
+        offset = answer["offset_s"]
+        obs.metric("offset_s", round(offset, 4))
+        obs.metric("ntp_delay_ms", round(answer["delay_s"] * 1000, 2))
+        obs.metric("ntp_stratum", int(answer["stratum"]))
+        limit = self.settings.clock.max_offset_s
+        if abs(offset) > limit:
+            direction = "behind" if offset > 0 else "ahead of"
+            obs.fail("clock.offset_high", f"clock is {abs(offset):.1f} s {direction} {server} (limit {limit:g} s)",
+                     offset_s=round(offset, 3), max_offset_s=limit, server=server)
+        elif abs(offset) > limit / 2:
+            obs.warn("clock.offset_drifting", f"clock is {abs(offset):.1f} s off {server}, near the "
+                     f"{limit:g} s limit", offset_s=round(offset, 3), server=server)
+        if obs.status() is Status.OK:
+            obs.summary = f"offset {offset * 1000:+.1f} ms against {server}"

@@ -1,0 +1,119 @@
+"""Disk: space, inodes, read-only remounts and a real write + fsync + read-back per configured path.
+
+The write test uses a hidden scratch file created next to the path's root and removed at once; it
+is small (4 KiB) so it cannot itself fill a nearly-full disk, and it never touches the POS's files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import time
+
+import psutil
+
+from probes.base import Observation, Probe, Status
+
+MB = 1024 * 1024
+SCRATCH_BYTES = 4096
+
+
+class DiskProbe(Probe):
+    name = "disk"
+    description = "free space and inodes, read-only mounts, write+fsync+read-back latency per configured path"
+
+    def skip_reason(self) -> str | None:
+        return None if self.settings.disk.paths else "no disk paths configured ([disk] paths)"
+
+    def check(self, obs: Observation) -> None:
+        for path in self.settings.disk.paths:
+            self._check_path(obs, path)
+        if obs.status() is Status.OK:
+            obs.summary = f"{len(self.settings.disk.paths)} path(s) writable with space to spare"
+
+    def _check_path(self, obs: Observation, path: str) -> None:
+        cfg = self.settings.disk
+        if not os.path.isdir(path):
+            obs.warn("disk.path_missing", f"{path} does not exist", path=path)
+            return
+        usage = psutil.disk_usage(path)
+        free_mb = usage.free / MB
+        obs.metric(f"free_mb[{path}]", round(free_mb, 1))
+        obs.metric(f"used_percent[{path}]", usage.percent)
+        if free_mb < cfg.min_free_mb:
+            obs.fail("disk.space_low", f"{path}: only {free_mb:.1f} MB free (minimum {cfg.min_free_mb} MB, "
+                     f"{usage.percent:.0f}% used)", path=path, free_mb=round(free_mb, 1),
+                     min_free_mb=cfg.min_free_mb, used_percent=usage.percent)
+
+        read_only = False
+        if hasattr(os, "statvfs"):  # not on Windows
+            st = os.statvfs(path)
+            if st.f_files:  # filesystems without inode accounting report 0
+                inodes_pct = st.f_favail / st.f_files * 100
+                obs.metric(f"free_inodes_percent[{path}]", round(inodes_pct, 2))
+                if inodes_pct < cfg.min_free_inodes_percent:
+                    obs.fail("disk.inodes_low", f"{path}: only {st.f_favail} inodes free ({inodes_pct:.1f}%, "
+                             f"minimum {cfg.min_free_inodes_percent:g}%)", path=path, free_inodes=st.f_favail,
+                             free_inodes_percent=round(inodes_pct, 2))
+            read_only = bool(st.f_flag & os.ST_RDONLY)
+            if read_only:
+                obs.fail("disk.read_only", f"{path} is mounted read-only (often the kernel's reaction to "
+                         "I/O errors)", path=path, mount=_mount_point(path))
+        if cfg.write_test and not read_only:
+            self._write_test(obs, path)
+
+    def _write_test(self, obs: Observation, path: str) -> None:
+        payload = os.urandom(SCRATCH_BYTES)
+        started = time.monotonic()
+        name = None
+        try:
+            fd, name = tempfile.mkstemp(prefix=".posdiag-probe-", dir=path)
+            try:
+                os.write(fd, payload)
+                os.fsync(fd)
+                os.lseek(fd, 0, os.SEEK_SET)
+                back = os.read(fd, SCRATCH_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._write_error(obs, path, exc)
+            return
+        finally:
+            if name:
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+        elapsed_ms = (time.monotonic() - started) * 1000
+        obs.metric(f"write_fsync_ms[{path}]", round(elapsed_ms, 2))
+        if back != payload:
+            obs.fail("disk.readback_mismatch", f"{path}: data read back differs from what was written",
+                     path=path)
+        elif elapsed_ms > self.settings.disk.slow_write_ms:
+            obs.warn("disk.write_slow", f"{path}: a 4 KiB write+fsync took {elapsed_ms:.0f} ms", path=path,
+                     write_fsync_ms=round(elapsed_ms, 1))
+
+    @staticmethod
+    def _write_error(obs: Observation, path: str, exc: OSError) -> None:
+        detail = dict(path=path, errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)), error=str(exc))
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            obs.fail("disk.write_no_space", f"{path}: cannot write, no space or inodes left ({exc.strerror})",
+                     **detail)
+        elif exc.errno == errno.EROFS:
+            obs.fail("disk.read_only", f"{path}: write refused, filesystem is read-only", **detail)
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            obs.info("disk.write_not_permitted", f"{path}: the agent may not write here, write test skipped",
+                     **detail)
+        else:
+            obs.fail("disk.io_error", f"{path}: write test failed: {exc.strerror or exc}", **detail)
+
+
+def _mount_point(path: str) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path

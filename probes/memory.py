@@ -1,0 +1,97 @@
+"""Memory: is the terminal short of RAM, thrashing swap, killing processes, or leaking in the POS app?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+
+from probes.base import Observation, Probe, Status
+from probes.procs import find_processes
+
+MB = 1024 * 1024
+
+
+def read_psi(path: str = "/proc/pressure/memory") -> dict[str, float] | None:
+    """Pressure stall information: share of the last 10 s tasks stalled on memory (Linux >= 4.20)."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        kind, *fields = line.split()
+        for f in fields:
+            key, _, value = f.partition("=")
+            if key == "avg10":
+                out[kind] = float(value)
+    return out
+
+
+def read_oom_kills(path: str = "/proc/vmstat") -> int | None:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class MemoryProbe(Probe):
+    name = "memory"
+    description = "available memory, swap use, memory pressure (PSI), OOM kills, RSS of the POS process"
+
+    def check(self, obs: Observation) -> None:
+        cfg = self.settings.memory
+        vm = psutil.virtual_memory()
+        available_mb = vm.available / MB
+        obs.metric("available_mb", round(available_mb, 1))
+        obs.metric("total_mb", round(vm.total / MB, 1))
+        if available_mb < cfg.min_available_mb:
+            obs.fail("memory.available_low",
+                     f"only {available_mb:.0f} MB of memory available (minimum {cfg.min_available_mb} MB)",
+                     available_mb=round(available_mb, 1), min_available_mb=cfg.min_available_mb)
+
+        swap = psutil.swap_memory()
+        obs.metric("swap_percent", swap.percent)
+        if swap.total and swap.percent > cfg.max_swap_percent:
+            obs.warn("memory.swap_high", f"swap {swap.percent:.0f}% used (limit {cfg.max_swap_percent:g}%)",
+                     swap_percent=swap.percent, max_swap_percent=cfg.max_swap_percent)
+
+        psi = read_psi()
+        if psi is not None:
+            obs.metric("psi_some_avg10", psi.get("some"))
+            obs.metric("psi_full_avg10", psi.get("full"))
+            full = psi.get("full", 0.0)
+            if full >= 10:
+                obs.fail("memory.pressure_high",
+                         f"all tasks stalled on memory {full:.0f}% of the last 10 s (thrashing)", psi_full_avg10=full)
+            elif psi.get("some", 0.0) >= 20:
+                obs.warn("memory.pressure_high",
+                         f"tasks stalled on memory {psi['some']:.0f}% of the last 10 s", psi_some_avg10=psi["some"])
+
+        ooms = read_oom_kills()
+        if ooms is not None:
+            obs.metric("oom_kills_since_boot", ooms)
+            if ooms:
+                # A count since boot says nothing of *now* on its own; it corroborates current shortage.
+                short = any(f.code.startswith(("memory.available", "memory.pressure")) for f in obs.findings)
+                obs.add("memory.oom_kills", "warn" if short else "info",
+                        f"the kernel killed {ooms} process(es) for lack of memory since boot", oom_kills=ooms)
+
+        if self.settings.terminal.pos_process:
+            rss = sum(p.memory_info().rss for p in find_processes(self.settings.terminal.pos_process))
+            obs.metric("pos_rss_mb", round(rss / MB, 1) if rss else None)
+            if rss:
+                share = rss / vm.total * 100
+                obs.metric("pos_rss_percent", round(share, 1))
+                obs.info("memory.pos_rss", f"{self.settings.terminal.pos_process} uses {rss / MB:.0f} MB "
+                         f"({share:.0f}% of RAM)", rss_mb=round(rss / MB, 1))
+                if share > 50:
+                    obs.warn("memory.pos_process_large",
+                             f"{self.settings.terminal.pos_process} holds {share:.0f}% of RAM: likely a leak",
+                             rss_mb=round(rss / MB, 1), rss_percent=round(share, 1))
+        if obs.status() is Status.OK:
+            obs.summary = f"{available_mb:.0f} MB available, swap {swap.percent:.0f}%"

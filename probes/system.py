@@ -1,0 +1,83 @@
+"""System: CPU saturation, heat and throttling, and whether the POS application is up and stable."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+import psutil
+
+from probes.base import Observation, Probe, Status
+from probes.procs import find_processes
+
+
+def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:
+    """Times the CPUs were thermally throttled since boot (Intel's thermal_throttle counters)."""
+    total, seen = 0, False
+    for path in glob.glob(os.path.join(root, "cpu[0-9]*", "thermal_throttle", "core_throttle_count")):
+        try:
+            with open(path) as fh:
+                total += int(fh.read().strip())
+                seen = True
+        except (OSError, ValueError):
+            continue
+    return total if seen else None
+
+
+class SystemProbe(Probe):
+    name = "system"
+    description = "load per CPU, temperatures and thermal throttling, POS process running and not crash-looping"
+
+    def check(self, obs: Observation) -> None:
+        cfg = self.settings.system
+        cpus = psutil.cpu_count() or 1
+        load1, load5, _ = psutil.getloadavg()
+        per_cpu = load1 / cpus
+        obs.metric("load1_per_cpu", round(per_cpu, 2))
+        obs.metric("cpu_count", cpus)
+        busy = psutil.cpu_percent(interval=0.1)
+        obs.metric("cpu_percent", busy)
+        if per_cpu > cfg.max_load_per_cpu and busy > 90:
+            obs.fail("system.cpu_saturated", f"CPU saturated: load {load1:.1f} on {cpus} CPUs, {busy:.0f}% busy",
+                     load1=load1, cpus=cpus, cpu_percent=busy)
+        elif per_cpu > cfg.max_load_per_cpu:
+            obs.warn("system.load_high", f"load {load1:.1f} on {cpus} CPUs (limit {cfg.max_load_per_cpu:g} per CPU)",
+                     load1=load1, cpus=cpus)
+
+        self._temperatures(obs)
+        self._pos_process(obs)
+        if obs.status() is Status.OK:
+            obs.summary = f"load {per_cpu:.2f} per CPU, {busy:.0f}% busy"
+
+    def _temperatures(self, obs: Observation) -> None:
+        sensors = getattr(psutil, "sensors_temperatures", None)
+        temps = sensors() if sensors else {}
+        hottest = max((t.current for entries in temps.values() for t in entries if t.current), default=None)
+        if hottest is not None:
+            obs.metric("max_temp_c", hottest)
+            if hottest >= self.settings.system.max_temp_c:
+                obs.warn("system.overheating", f"CPU at {hottest:.0f} °C (limit {self.settings.system.max_temp_c:g} °C)",
+                         temp_c=hottest)
+        throttled = throttle_count()
+        if throttled is not None:
+            obs.metric("throttle_events_since_boot", throttled)
+            if throttled:
+                obs.warn("system.throttled", f"CPU thermally throttled {throttled} times since boot",
+                         throttle_events=throttled)
+
+    def _pos_process(self, obs: Observation) -> None:
+        name = self.settings.terminal.pos_process
+        if not name:
+            return
+        procs = find_processes(name)
+        if not procs:
+            obs.fail("system.pos_process_missing", f"the POS application '{name}' is not running", process=name)
+            return
+        youngest = max(p.create_time() for p in procs)
+        age_s = time.time() - youngest
+        obs.metric("pos_uptime_s", round(age_s, 1))
+        obs.metric("pos_process_count", len(procs))
+        if age_s < self.settings.system.min_uptime_s:
+            obs.warn("system.pos_process_restarted", f"'{name}' (re)started only {age_s:.0f} s ago: "
+                     "it may be crash-looping", process=name, uptime_s=round(age_s, 1))
