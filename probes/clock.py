@@ -55,7 +55,7 @@ def sntp_query(host: str, port: int = NTP_PORT, timeout_s: float = 1.0) -> dict[
         sock.sendto(request, addr)
         try:
             reply, _ = sock.recvfrom(512)
-        except socket.timeout:
+        except TimeoutError:
             raise NtpError(f"no answer from {host}:{port} within {timeout_s:g} s") from None
         t3 = time.time()
     if len(reply) < 48:

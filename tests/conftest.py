@@ -1,0 +1,103 @@
+"""Shared fixtures: real peers and real faults, built by the tests themselves.
+
+Root-only tests (mounts, network namespaces, nft) are marked ``root``. Without root they skip —
+except under ``CI=true``, where CI runs as root and a skip would hide a broken environment, so
+there they fail instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import write_config  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("root-only test cannot run: CI must run as root (CI=true forbids skipping)")
+        pytest.skip("needs root (mounts, network namespaces, nft)")
+
+
+@pytest.fixture
+def config_file(tmp_path: Path):
+    """Factory: write a posdiag.toml from section dicts; state stays inside tmp_path."""
+
+    def make(**sections) -> Path:
+        sections.setdefault("daemon", {})
+        sections["daemon"].setdefault("state_dir", str(tmp_path / "state"))
+        sections["daemon"].setdefault("control_socket", str(tmp_path / "control.sock"))
+        sections.setdefault("disk", {}).setdefault("paths", [str(tmp_path)])
+        sections["disk"].setdefault("min_free_mb", 1)
+        return write_config(tmp_path / "posdiag.toml", sections)
+
+    return make
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """The real CLI in-process, with its own streams."""
+    from agent.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(list(args), out, err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def run_posdiag(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    """The installed command in a child process, as a technician or cron would run it."""
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, **kw)
+
+
+def diagnose_json(config: Path, *extra: str) -> tuple[int, dict]:
+    rc, out, err = run_cli("diagnose", "--config", str(config), "--json", *extra)
+    assert rc != 3, err
+    return rc, json.loads(out)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """Factory: mount a small tmpfs (a real filesystem that really fills up); unmounted afterwards."""
+    mounts: list[Path] = []
+
+    def make(size: str = "2m", inodes: int | None = None, name: str = "fs") -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        opts = f"size={size}" + (f",nr_inodes={inodes}" if inodes else "")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "posdiag-test", str(target)], check=True)
+        mounts.append(target)
+        return target
+
+    yield make
+    for target in reversed(mounts):
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture
+def ntp_server():
+    """Factory: an SNTP responder on loopback whose clock is ``offset_s`` away from ours."""
+    from helpers import NtpResponder
+
+    servers: list[NtpResponder] = []
+
+    def make(offset_s: float = 0.0, **kw) -> NtpResponder:
+        srv = NtpResponder(offset_s, **kw)
+        srv.start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()

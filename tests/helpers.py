@@ -1,0 +1,146 @@
+"""Test helpers: a TOML writer for configs, and small real peers (an NTP responder, fillers)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+NTP_EPOCH_OFFSET = 2208988800
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return "'" + v + "'" if "'" not in v and "\n" not in v else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def toml_dumps(sections: dict[str, Any]) -> str:
+    """Enough TOML for posdiag configs: tables of scalars/lists, and arrays of tables."""
+    out = []
+    for name, body in sections.items():
+        tables = body if isinstance(body, list) else [body]
+        for table in tables:
+            out.append(f"[[{name}]]" if isinstance(body, list) else f"[{name}]")
+            out += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+            out.append("")
+    return "\n".join(out)
+
+
+def write_config(path: Path, sections: dict[str, Any]) -> Path:
+    path.write_text(toml_dumps(sections))
+    return path
+
+
+class NtpResponder:
+    """A real SNTP server on 127.0.0.1 that answers with our clock shifted by ``offset_s``.
+
+    ``silent`` makes it swallow requests (an NTP server that does not answer).
+    """
+
+    def __init__(self, offset_s: float = 0.0, silent: bool = False) -> None:
+        self.offset_s = offset_s
+        self.silent = silent
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.requests = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def _stamp(self) -> bytes:
+        t = time.time() + self.offset_s + NTP_EPOCH_OFFSET
+        return struct.pack("!II", int(t), int((t % 1) * 2**32))
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.requests += 1
+            if self.silent or len(data) < 48:
+                continue
+            received = self._stamp()
+            header = bytes([0x24, 2, 6, 0xEC]) + bytes(8) + b"LOCL" + received
+            reply = header + data[40:48] + received + self._stamp()
+            self.sock.sendto(reply, peer)
+
+
+def fill_filesystem(path: Path) -> int:
+    """Write until the filesystem says ENOSPC. Returns the bytes written."""
+    written = 0
+    chunk = b"\0" * 65536
+    with open(path / "ballast", "wb") as fh:
+        try:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+                written += len(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    # Small writes may still fit in the last partial block: take those too.
+    try:
+        with open(path / "ballast", "ab") as fh:
+            while True:
+                fh.write(b"\0" * 512)
+                fh.flush()
+    except OSError:
+        pass
+    return written
+
+
+def exhaust_inodes(path: Path) -> int:
+    """Create empty files until the filesystem has no inode left. Returns how many were created."""
+    n = 0
+    while True:
+        try:
+            (path / f"f{n}").touch()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+            return n
+        n += 1
+
+
+def remount_read_only(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+__all__ = ["toml_dumps", "write_config", "NtpResponder", "fill_filesystem", "exhaust_inodes",
+           "remount_read_only", "wait_for"]

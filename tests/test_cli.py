@@ -1,0 +1,136 @@
+"""`posdiag diagnose`, `probes` and exit codes, run as the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jsonschema
+import pytest
+from conftest import run_cli, run_posdiag
+
+import probes
+from agent.paths import report_schema_path
+from probes.base import Observation, Probe
+
+SCHEMA = json.loads(report_schema_path().read_text())
+
+
+def test_json_report_validates_against_the_schema(config_file):
+    proc = run_posdiag("diagnose", "--json", "--config", str(config_file()))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    jsonschema.validate(report, SCHEMA)
+    assert [p["name"] for p in report["probes"]] == list(probes.CATALOGUE)
+    assert report["trigger"] == "on-demand"
+
+
+def test_schema_rejects_a_report_missing_its_diagnosis(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--config", str(config_file()))
+    report = json.loads(out)
+    del report["diagnosis"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, SCHEMA)
+
+
+def test_default_config_runs_anywhere_and_is_healthy_here():
+    proc = run_posdiag("diagnose", "--json", env={**os.environ, "POSDIAG_CONFIG": ""})
+    assert proc.returncode in (0, 1), proc.stderr  # a busy CI box may be "degraded", never broken
+    report = json.loads(proc.stdout)
+    jsonschema.validate(report, SCHEMA)
+
+
+def test_text_report_tells_verdict_cause_evidence_and_steps(config_file):
+    path = config_file(memory={"min_available_mb": 1_000_000})
+    proc = run_posdiag("diagnose", "--config", str(path))
+    assert proc.returncode == 2
+    out = proc.stdout
+    assert "Verdict: FAULT" in out
+    assert "memory.exhausted" in out
+    assert "Why:" in out and "only" in out and "MB of memory available" in out
+    assert "What to do:\n  1. " in out
+    assert "Probes:" in out and "memory" in out
+
+
+def test_no_progress_line_when_piped(config_file):
+    proc = run_posdiag("diagnose", "--config", str(config_file()))
+    assert "probing" not in proc.stderr
+    assert "\r" not in proc.stdout
+
+
+def test_progress_line_on_a_terminal(config_file):
+    import pty
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "agent", "diagnose", "--config", str(config_file())],
+                          stdout=subprocess.PIPE, stderr=secondary, timeout=30)
+    os.close(secondary)
+    seen = os.read(primary, 65536).decode()
+    os.close(primary)
+    assert "probing" in seen and proc.returncode == 0
+
+
+def test_only_runs_the_named_probes(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "disk,clock", "--config", str(config_file()))
+    assert [p["name"] for p in json.loads(out)["probes"]] == ["disk", "clock"]
+
+
+def test_unknown_probe_in_only_exits_3(config_file):
+    rc, _, err = run_cli("diagnose", "--only", "nosuch", "--config", str(config_file()))
+    assert rc == 3 and "unknown probe 'nosuch'" in err
+
+
+def test_bad_usage_exits_3_not_2():
+    proc = run_posdiag("diagnose", "--frobnicate")
+    assert proc.returncode == 3
+
+
+def test_probes_lists_every_probe_with_what_it_checks():
+    rc, out, _ = run_cli("probes")
+    assert rc == 0
+    for name in probes.CATALOGUE:
+        assert any(line.startswith(name + " ") and len(line) > len(name) + 10 for line in out.splitlines())
+
+
+def test_hanging_probe_does_not_delay_the_report_past_the_deadline(config_file, ntp_server):
+    # A silent NTP server with a 10 s timeout: the clock probe would hang for 20 s.
+    srv = ntp_server(silent=True)
+    path = config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 10.0},
+                       diagnosis={"deadline_s": 1.0})
+    started = time.monotonic()
+    proc = run_posdiag("diagnose", "--json", "--config", str(path))
+    elapsed = time.monotonic() - started
+    report = json.loads(proc.stdout)
+    clock = next(p for p in report["probes"] if p["name"] == "clock")
+    assert clock["status"] == "error" and clock["findings"][-1]["code"] == "probe.timeout"
+    assert report["duration_s"] < 1.5
+    assert elapsed < 5  # interpreter start-up included
+    assert {p["status"] for p in report["probes"] if p["name"] != "clock"} == {"ok"}
+
+
+class Exploding(Probe):
+    name = "zz_exploding"
+    description = "raises"
+
+    def check(self, obs: Observation) -> None:
+        raise ZeroDivisionError("probe bug")
+
+
+def test_raising_probe_is_contained_in_the_real_cli(config_file, monkeypatch):
+    monkeypatch.setitem(probes.CATALOGUE, "zz_exploding", "test_cli:Exploding")
+    rc, out, _ = run_cli("diagnose", "--json", "--config", str(config_file()))
+    report = json.loads(out)
+    jsonschema.validate(report, SCHEMA)
+    boom = next(p for p in report["probes"] if p["name"] == "zz_exploding")
+    assert boom["status"] == "error" and "probe bug" in boom["summary"]
+    assert rc == 0 and report["diagnosis"]["causes"][0]["id"] == "none"
+    assert report["diagnosis"]["causes"][0]["confidence"] < 0.95
+
+
+def test_only_errors_means_could_not_diagnose(config_file, monkeypatch):
+    monkeypatch.setitem(probes.CATALOGUE, "zz_exploding", "test_cli:Exploding")
+    rc, _, err = run_cli("diagnose", "--only", "zz_exploding", "--config", str(config_file()))
+    assert rc == 3 and "cannot diagnose" in err

@@ -1,0 +1,122 @@
+"""Configuration: the packaged default is complete and valid; bad files are refused clearly (exit 3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from agent import config
+from agent.paths import default_config_path
+
+BAD_CONFIGS = [
+    # (id, file text, words the message must contain)
+    ("unknown-key", "[memory]\nmin_avail_mb = 100\n", ["memory.min_avail_mb", "did you mean 'min_available_mb'"]),
+    ("unknown-section", "[netwrk]\ntimeout_s = 1\n", ["[netwrk]", "did you mean 'network'"]),
+    ("wrong-type", "[network]\ntimeout_s = \"fast\"\n", ["network.timeout_s", "expected a number", "string 'fast'"]),
+    ("bool-not-int", "[network]\nping_count = true\n", ["network.ping_count", "expected an integer"]),
+    ("out-of-range", "[[payment_hosts]]\nhost = \"h\"\nport = 70000\n", ["payment_hosts[0].port", "1 to 65535", "70000"]),
+    ("negative", "[memory]\nmin_available_mb = -5\n", ["memory.min_available_mb", "expected a number from 0"]),
+    ("bad-choice", "[reader]\nkind = \"bluetooth\"\n", ["reader.kind", "one of 'serial', 'usb', 'none'", "bluetooth"]),
+    ("syntax", "[memory]\nmin_available_mb = \n", ["TOML syntax error", "line 2"]),
+    ("missing-host", "[[payment_hosts]]\nport = 443\n", ["payment_hosts[0].host", "missing"]),
+    ("bad-regex", "[txlog]\npattern = \"(unclosed\"\n", ["txlog.pattern", "regular expression"]),
+    ("serial-without-port", "[reader]\nkind = \"serial\"\n", ["reader.port", "serial device path"]),
+    ("bad-gateway", "[network]\ngateway = \"router.local\"\n", ["network.gateway", "IP address"]),
+    ("bad-usb-id", "[reader]\nkind = \"usb\"\nusb = \"zz:1\"\n", ["reader.usb", "VID:PID"]),
+    ("relative-disk-path", "[disk]\npaths = [\"var\"]\n", ["disk.paths[0]", "absolute path"]),
+    ("section-not-table", "memory = 5\n", ["[memory]", "expected a table"]),
+]
+
+
+@pytest.mark.parametrize("text,words", [(t, w) for _, t, w in BAD_CONFIGS], ids=[i for i, _, _ in BAD_CONFIGS])
+def test_bad_config_names_file_key_and_expectation_and_exits_3(tmp_path: Path, text: str, words: list[str]):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    for command in (["diagnose"], ["config", "check"]):
+        rc, out, err = run_cli(*command, "--config", str(path))
+        assert rc == 3, (command, err)
+        assert str(path) in err
+        for word in words:
+            assert word in err, f"{word!r} not in {err!r}"
+        assert out == ""
+
+
+def test_missing_config_file_exits_3(tmp_path: Path):
+    rc, _, err = run_cli("config", "check", "--config", str(tmp_path / "nope.toml"))
+    assert rc == 3 and "file not found" in err and "nope.toml" in err
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[memory]\nmin_available_mb = 'x'\nmax_swap_percent = 200\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path))
+    assert len(caught.value.problems) == 2
+
+
+def test_packaged_default_is_valid_and_probes_no_remote_host():
+    settings = config.load(str(default_config_path()))
+    assert settings.payment_hosts == []
+    assert settings.clock.ntp_server == ""
+    assert settings.reader.kind == "none"
+    assert settings.server.url == ""
+
+
+def test_packaged_default_names_every_key_with_a_comment():
+    text = default_config_path().read_text()
+    sections = typing.get_type_hints(config.Settings)
+    for name, cls in sections.items():
+        if name in ("source", "payment_hosts"):
+            continue
+        assert f"[{name}]" in text, name
+        for key in dataclasses.fields(cls):
+            line = re.search(rf"^{key.name}\s*=.*#", text, re.M) or re.search(rf"^{key.name}\s*=", text, re.M)
+            assert line, f"{name}.{key.name} missing from the default config"
+    for key in dataclasses.fields(config.PaymentHost):
+        assert re.search(rf"^# {key.name}\s*=", text, re.M), f"payment_hosts.{key.name} not documented"
+
+
+def test_lookup_order_prefers_flag_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    env_file = tmp_path / "env.toml"
+    env_file.write_text("[terminal]\nid = 'from-env'\n")
+    flag_file = tmp_path / "flag.toml"
+    flag_file.write_text("[terminal]\nid = 'from-flag'\n")
+    monkeypatch.setenv("POSDIAG_CONFIG", str(env_file))
+    assert config.load().terminal_id == "from-env"
+    assert config.load(str(flag_file)).terminal_id == "from-flag"
+    monkeypatch.delenv("POSDIAG_CONFIG")
+    expected = config.SYSTEM_CONFIG if config.SYSTEM_CONFIG.exists() else default_config_path()
+    assert config.resolve_path() == expected
+
+
+def test_config_check_reports_ok_for_a_good_file(config_file):
+    path = config_file(terminal={"id": "lane-03"}, payment_hosts=[{"host": "127.0.0.1", "port": 8443}])
+    rc, out, _ = run_cli("config", "check", "--config", str(path))
+    assert rc == 0
+    assert "OK" in out and "lane-03" in out and "127.0.0.1:8443" in out
+
+
+def test_integers_are_accepted_where_numbers_are_expected(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text("[network]\ntimeout_s = 2\n")
+    assert config.load(str(path)).network.timeout_s == 2.0
+    assert isinstance(config.load(str(path)).network.timeout_s, float)
+
+
+def test_unreadable_config_is_refused(tmp_path: Path):
+    if os.geteuid() == 0:
+        path = tmp_path
+        rc, _, err = run_cli("config", "check", "--config", str(path))
+        assert rc == 3 and "directory" in err
+    else:
+        path = tmp_path / "c.toml"
+        path.write_text("")
+        path.chmod(0)
+        rc, _, err = run_cli("config", "check", "--config", str(path))
+        assert rc == 3 and "permission denied" in err

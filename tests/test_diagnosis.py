@@ -1,0 +1,148 @@
+"""The diagnosis engine on synthetic findings: ranking, layering, partial and conflicting evidence.
+
+Pure logic, so findings are built by hand here; the probes that emit them are proven against
+real faults elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError
+from agent.diagnosis import diagnose, load_knowledge
+from agent.paths import causes_path
+from probes.base import Finding, ProbeResult, Severity, Status
+
+DESIGN_CAUSES = [
+    "network.link_down", "network.lan", "network.dns", "network.wan", "network.degraded", "host.service_down",
+    "tls.failure", "clock.skew", "memory.exhausted", "disk.full", "disk.failing", "reader.disconnected",
+    "reader.unresponsive", "reader.substituted", "config.invalid", "system.overload", "operator.input",
+    "account.declined", "data.format", "none",
+]
+
+
+@pytest.fixture(scope="module")
+def kb():
+    return load_knowledge(causes_path())
+
+
+def result(name: str, *findings: tuple[str, str], status: Status | None = None) -> ProbeResult:
+    fs = tuple(Finding(code, Severity(sev), f"{code} seen") for code, sev in findings)
+    worst = max((f.severity for f in fs), key=["info", "warn", "fail"].index, default=Severity.INFO)
+    st = status or {Severity.INFO: Status.OK, Severity.WARN: Status.WARN, Severity.FAIL: Status.FAIL}[worst]
+    return ProbeResult(name, st, 0.01, "summary", fs, {})
+
+
+def test_catalogue_holds_exactly_the_design_causes_with_remediation(kb):
+    assert sorted(kb.causes) == sorted(DESIGN_CAUSES)
+    for cause in kb.causes.values():
+        assert cause.title and cause.explanation
+        assert len(cause.remediation) >= 2
+
+
+def test_healthy_findings_give_none_with_high_confidence(kb):
+    d = diagnose([result("memory"), result("disk"), result("clock", ("clock.no_reference", "info"))], kb)
+    assert d.verdict == "healthy"
+    assert [c.id for c in d.causes] == ["none"]
+    assert d.top.confidence >= 0.9
+
+
+def test_single_fail_names_its_cause(kb):
+    d = diagnose([result("disk", ("disk.space_low", "fail")), result("memory")], kb)
+    assert d.verdict == "fault"
+    assert d.top.id == "disk.full"
+    assert d.top.confidence > 0.8
+    assert "disk: disk.space_low seen" in d.top.evidence
+
+
+def test_warn_only_evidence_is_degraded_and_weaker_than_fail(kb):
+    warn = diagnose([result("memory", ("memory.swap_high", "warn"))], kb)
+    fail = diagnose([result("memory", ("memory.available_low", "fail"))], kb)
+    assert warn.verdict == "degraded" and fail.verdict == "fault"
+    assert warn.top.confidence < fail.top.confidence
+
+
+def test_independent_evidence_accumulates_but_never_reaches_one(kb):
+    one = diagnose([result("memory", ("memory.available_low", "fail"))], kb)
+    three = diagnose([result("memory", ("memory.available_low", "fail"), ("memory.pressure_high", "fail"),
+                             ("memory.oom_kills", "warn"))], kb)
+    assert three.top.confidence > one.top.confidence
+    assert three.top.confidence < 1.0
+
+
+def test_conflicting_evidence_ranks_the_stronger_cause_first_and_confidences_sum_to_at_most_one(kb):
+    d = diagnose([result("disk", ("disk.space_low", "fail")),
+                  result("system", ("system.load_high", "warn")),
+                  result("memory", ("memory.swap_high", "warn"))], kb)
+    ids = [c.id for c in d.causes]
+    assert ids[0] == "disk.full"
+    assert set(ids) == {"disk.full", "system.overload", "memory.exhausted"}
+    assert sum(c.confidence for c in d.causes) <= 1.0 + 1e-9
+    assert [c.confidence for c in d.causes] == sorted((c.confidence for c in d.causes), reverse=True)
+
+
+def test_deeper_cause_explains_its_consequences_instead_of_competing(kb):
+    # A read-only remount explains a full-looking disk; only the deeper failure is blamed.
+    d = diagnose([result("disk", ("disk.read_only", "fail"), ("disk.write_no_space", "fail"))], kb)
+    assert [c.id for c in d.causes] == ["disk.failing"]
+    assert any("disk.write_no_space" in c for c in d.top.consequences)
+
+
+def test_memory_exhaustion_explains_an_overloaded_system(kb):
+    d = diagnose([result("memory", ("memory.available_low", "fail"), ("memory.pressure_high", "fail")),
+                  result("system", ("system.pos_process_restarted", "warn"))], kb)
+    assert d.top.id == "memory.exhausted"
+    assert "system.overload" not in [c.id for c in d.causes]
+
+
+def test_weak_deep_cause_does_not_hide_a_strong_shallow_one(kb):
+    # NTP unreachable hints at the WAN only faintly; it must not swallow anything.
+    d = diagnose([result("clock", ("clock.ntp_unreachable", "warn")), result("disk", ("disk.space_low", "fail"))], kb)
+    assert d.top.id == "disk.full"
+
+
+def test_partial_evidence_when_probes_errored_lowers_confidence_in_none(kb):
+    full = diagnose([result("memory"), result("disk"), result("clock")], kb)
+    partial = diagnose([result("memory"), result("disk", status=Status.ERROR), result("clock", status=Status.ERROR)], kb)
+    assert partial.top.id == "none"
+    assert partial.top.confidence < full.top.confidence
+    assert any("could not check" in e for e in partial.top.evidence)
+
+
+def test_skipped_probes_do_not_count_against_coverage(kb):
+    d = diagnose([result("memory"), result("reader", status=Status.SKIPPED)], kb)
+    assert d.top.confidence >= 0.9
+
+
+def test_unknown_finding_code_still_sets_the_verdict(kb):
+    d = diagnose([result("memory", ("memory.something_new", "fail"))], kb)
+    assert d.verdict == "fault"
+    assert d.top.id == "none"
+    assert any("memory.something_new" in e for e in d.top.evidence)
+
+
+def test_info_findings_are_not_evidence(kb):
+    d = diagnose([result("memory", ("memory.oom_kills", "info"))], kb)
+    assert d.verdict == "healthy" and d.top.id == "none"
+
+
+def test_every_evidence_code_is_shaped_like_a_finding_code(kb):
+    for code in kb.evidence:
+        assert re.fullmatch(r"[a-z]+\.[a-z0-9_.]+", code), code
+
+
+@pytest.mark.parametrize("text,word", [
+    ("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\nexplains=['nope']\n", "unknown cause id 'nope'"),
+    ("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\n[evidence.none]\n'a.b' = 2\n", "expected a weight"),
+    ("[[causes]]\nid='x'\ntitle='x'\nremediation=['a']\n", "id = 'none'"),
+    ("[[causes]]\nid='none'\ntitle='x'\nremediation=[]\n", "at least one step"),
+])
+def test_broken_knowledge_base_is_refused(tmp_path: Path, text: str, word: str):
+    path = tmp_path / "causes.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_knowledge(path)
+    assert word in caught.value.render()

@@ -1,0 +1,141 @@
+"""Host-resource probes against real faults: filesystems that really fill up, read-only remounts,
+an NTP responder whose clock is wrong, thresholds above what this machine has, a missing POS process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import diagnose_json
+from helpers import exhaust_inodes, fill_filesystem, remount_read_only
+
+from agent import config as cfg
+from probes.base import Status
+from probes.clock import ClockProbe
+from probes.disk import DiskProbe
+
+
+def codes(report: dict, probe: str) -> list[str]:
+    return [f["code"] for p in report["probes"] if p["name"] == probe for f in p["findings"]]
+
+
+@pytest.mark.root
+def test_full_filesystem_blames_disk_full(tmpfs, config_file):
+    fs = tmpfs("1m")
+    fill_filesystem(fs)
+    rc, report = diagnose_json(config_file(disk={"paths": [str(fs)], "min_free_mb": 1}))
+    assert rc == 2
+    assert report["diagnosis"]["verdict"] == "fault"
+    assert report["diagnosis"]["causes"][0]["id"] == "disk.full"
+    assert {"disk.space_low", "disk.write_no_space"} <= set(codes(report, "disk"))
+
+
+@pytest.mark.root
+def test_filesystem_out_of_inodes_blames_disk_full(tmpfs, config_file):
+    fs = tmpfs("8m", inodes=64)
+    exhaust_inodes(fs)
+    rc, report = diagnose_json(config_file(disk={"paths": [str(fs)], "min_free_mb": 1}))
+    assert report["diagnosis"]["causes"][0]["id"] == "disk.full"
+    assert "disk.inodes_low" in codes(report, "disk")
+    assert "disk.space_low" not in codes(report, "disk")  # plenty of bytes, no inodes
+
+
+@pytest.mark.root
+def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
+    fs = tmpfs("4m")
+    remount_read_only(fs)
+    rc, report = diagnose_json(config_file(disk={"paths": [str(fs)], "min_free_mb": 1}))
+    assert rc == 2
+    assert report["diagnosis"]["causes"][0]["id"] == "disk.failing"
+    assert "disk.read_only" in codes(report, "disk")
+
+
+def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
+    settings = cfg.load(str(config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 1})))
+    before = set(tmp_path.iterdir())
+    result = DiskProbe(settings).run()
+    assert result.status is Status.OK, result
+    assert set(tmp_path.iterdir()) == before
+    assert result.metrics[f"write_fsync_ms[{tmp_path}]"] >= 0
+
+
+def test_missing_disk_path_is_reported_not_fatal(tmp_path, config_file):
+    settings = cfg.load(str(config_file(disk={"paths": [str(tmp_path / "gone"), str(tmp_path)]})))
+    result = DiskProbe(settings).run()
+    assert [f.code for f in result.findings] == ["disk.path_missing"]
+    assert result.status is Status.WARN
+
+
+def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, config_file):
+    srv = ntp_server(offset_s=3600)
+    rc, report = diagnose_json(config_file(clock={"ntp_server": srv.address}))
+    assert rc == 2
+    top = report["diagnosis"]["causes"][0]
+    assert top["id"] == "clock.skew"
+    clock = next(p for p in report["probes"] if p["name"] == "clock")
+    assert clock["metrics"]["offset_s"] == pytest.approx(3600, abs=1)
+    assert any("behind" in e for e in top["evidence"])
+
+
+def test_clock_in_sync_with_local_ntp_is_healthy(ntp_server, config_file):
+    srv = ntp_server(offset_s=0.0)
+    settings = cfg.load(str(config_file(clock={"ntp_server": srv.address})))
+    result = ClockProbe(settings).run()
+    assert result.status is Status.OK
+    assert abs(result.metrics["offset_s"]) < 0.5
+    assert result.metrics["ntp_stratum"] == 2
+
+
+def test_silent_ntp_server_is_a_warning_within_the_timeout(ntp_server, config_file):
+    srv = ntp_server(silent=True)
+    settings = cfg.load(str(config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 0.2})))
+    started = time.monotonic()
+    result = ClockProbe(settings).run()
+    assert time.monotonic() - started < 1.0
+    assert [f.code for f in result.findings if f.severity.value != "info"] == ["clock.ntp_unreachable"]
+    assert srv.requests == 2  # one retry on silence
+
+
+def test_memory_threshold_above_this_machine_blames_memory(config_file):
+    rc, report = diagnose_json(config_file(memory={"min_available_mb": 1_000_000}))
+    assert rc == 2
+    assert report["diagnosis"]["causes"][0]["id"] == "memory.exhausted"
+    mem = next(p for p in report["probes"] if p["name"] == "memory")
+    assert mem["metrics"]["available_mb"] > 0
+
+
+def test_missing_pos_process_blames_system_overload(config_file):
+    rc, report = diagnose_json(config_file(terminal={"pos_process": "no-such-pos-app-xyz"}))
+    assert report["diagnosis"]["causes"][0]["id"] == "system.overload"
+    assert "system.pos_process_missing" in codes(report, "system")
+
+
+def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
+    script = tmp_path / "fakepos.py"
+    script.write_text("import time\nballast = bytearray(30 * 1024 * 1024)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        time.sleep(0.5)
+        path = config_file(terminal={"pos_process": "fakepos.py"}, system={"min_uptime_s": 0})
+        rc, report = diagnose_json(path)
+        mem = next(p for p in report["probes"] if p["name"] == "memory")
+        system = next(p for p in report["probes"] if p["name"] == "system")
+        assert mem["metrics"]["pos_rss_mb"] >= 30
+        assert system["metrics"]["pos_process_count"] == 1
+        assert "system.pos_process_missing" not in codes(report, "system")
+        # Just started: with the default minimum uptime that is a restart warning.
+        rc, report = diagnose_json(config_file(terminal={"pos_process": "fakepos.py"}))
+        assert "system.pos_process_restarted" in codes(report, "system")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_healthy_terminal_gives_none(config_file, ntp_server):
+    srv = ntp_server(offset_s=0.05)
+    rc, report = diagnose_json(config_file(clock={"ntp_server": srv.address}))
+    assert rc == 0, report["diagnosis"]
+    assert report["diagnosis"]["verdict"] == "healthy"
+    assert report["diagnosis"]["causes"][0]["id"] == "none"

@@ -1,0 +1,130 @@
+"""The runner: concurrency, deadlines, containment of broken probes, prerequisites."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from agent.config import Settings
+from agent.runner import run_probes
+from probes.base import Observation, Probe, Status
+
+RELEASE = threading.Event()
+
+
+class Hangs(Probe):
+    name = "test.hangs"
+    timeout_s = 0.3
+
+    def check(self, obs: Observation) -> None:
+        obs.warn("test.before_hang", "saw something before getting stuck")
+        RELEASE.wait(30)  # a stuck system call, as far as the runner can tell
+
+
+class Raises(Probe):
+    name = "test.raises"
+
+    def check(self, obs: Observation) -> None:
+        raise RuntimeError("driver exploded")
+
+
+class Denied(Probe):
+    name = "test.denied"
+
+    def check(self, obs: Observation) -> None:
+        raise PermissionError(13, "Permission denied", "/dev/ttyS0")
+
+
+class Slow(Probe):
+    name = "test.slow"
+
+    def check(self, obs: Observation) -> None:
+        time.sleep(0.3)
+        obs.info("test.slow_done", "finished")
+
+
+class Fails(Probe):
+    name = "test.fails"
+
+    def check(self, obs: Observation) -> None:
+        obs.fail("test.broken", "layer broken")
+
+
+class NeedsFails(Probe):
+    name = "test.needs_fails"
+    requires = ("test.fails",)
+
+    def check(self, obs: Observation) -> None:  # pragma: no cover - must never run
+        raise AssertionError("ran although its prerequisite failed")
+
+
+class NeedsSlow(Probe):
+    name = "test.needs_slow"
+    requires = ("test.slow",)
+
+    def check(self, obs: Observation) -> None:
+        assert self.context.results["test.slow"].status is Status.OK
+        obs.info("test.saw_prereq", "prerequisite visible")
+
+
+def test_hanging_probe_is_abandoned_at_its_deadline_keeping_what_it_saw():
+    started = time.monotonic()
+    results = run_probes(Settings(), [Hangs, Slow])
+    elapsed = time.monotonic() - started
+    hang = results[0]
+    assert hang.status is Status.ERROR
+    assert [f.code for f in hang.findings] == ["test.before_hang", "probe.timeout"]
+    assert results[1].status is Status.OK
+    assert elapsed < 1.5  # 0.3 s deadline, not the 30 s hang
+
+
+def test_overall_deadline_caps_every_probe():
+    class LongTimeout(Hangs):
+        name = "test.long"
+        timeout_s = 60
+
+    started = time.monotonic()
+    results = run_probes(Settings(), [LongTimeout], deadline_s=0.5)
+    assert results[0].status is Status.ERROR
+    assert time.monotonic() - started < 1.5
+
+
+def test_raising_probe_becomes_error_and_others_still_run():
+    results = run_probes(Settings(), [Raises, Slow, Denied])
+    by_name = {r.name: r for r in results}
+    assert by_name["test.raises"].status is Status.ERROR
+    assert "driver exploded" in by_name["test.raises"].summary
+    assert by_name["test.raises"].findings[-1].code == "probe.crashed"
+    assert by_name["test.denied"].status is Status.ERROR
+    assert by_name["test.denied"].findings[-1].code == "probe.permission_denied"
+    assert by_name["test.slow"].status is Status.OK
+
+
+def test_probes_run_concurrently():
+    class Slow2(Slow):
+        name = "test.slow2"
+
+    class Slow3(Slow):
+        name = "test.slow3"
+
+    started = time.monotonic()
+    run_probes(Settings(), [Slow, Slow2, Slow3])
+    assert time.monotonic() - started < 0.8  # three 0.3 s probes, not 0.9 s in a row
+
+
+def test_failed_prerequisite_skips_dependant_with_the_reason():
+    results = run_probes(Settings(), [Fails, NeedsFails])
+    skipped = results[1]
+    assert skipped.status is Status.SKIPPED
+    assert "test.fails fail" in skipped.summary
+
+
+def test_dependant_runs_after_its_prerequisite_and_sees_its_result():
+    results = run_probes(Settings(), [NeedsSlow, Slow])
+    assert [r.name for r in results] == ["test.needs_slow", "test.slow"]
+    assert results[0].status is Status.OK
+    assert results[0].findings[0].code == "test.saw_prereq"
+
+
+def teardown_module() -> None:
+    RELEASE.set()
