@@ -1,0 +1,139 @@
+"""Fault-injection harness: build a real fault, run ``posdiag diagnose --json`` against it, record
+the top cause, its confidence and the wall time.
+
+A scenario is a function that builds its fault inside a temporary folder (registering its own
+clean-up on the ExitStack) and returns the config sections that point posdiag at it, plus
+optionally a command prefix (``ip netns exec term``) to run the diagnosis somewhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from helpers import write_config  # noqa: E402
+
+
+@dataclass
+class Setup:
+    sections: dict[str, Any]
+    prefix: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Scenario:
+    name: str
+    expect: str
+    build: Callable[[Path, ExitStack], Setup]
+    group: str = "host"
+    needs_root: bool = False
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    top: str
+    confidence: float
+    verdict: str
+    exit_code: int
+    wall_s: list[float]
+    error: str = ""
+
+    @property
+    def correct(self) -> bool:
+        return self.top == self.scenario.expect
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.wall_s) if self.wall_s else float("nan")
+
+
+SCENARIOS: list[Scenario] = []
+
+
+def scenario(name: str, expect: str, group: str = "host", needs_root: bool = False):
+    def register(fn: Callable[[Path, ExitStack], Setup]):
+        SCENARIOS.append(Scenario(name, expect, fn, group, needs_root))
+        return fn
+    return register
+
+
+def base_sections(tmp: Path) -> dict[str, Any]:
+    """Every scenario starts from a healthy, self-contained terminal inside ``tmp``."""
+    return {"daemon": {"state_dir": str(tmp / "state"), "control_socket": str(tmp / "control.sock")},
+            "disk": {"paths": [str(tmp)], "min_free_mb": 1}}
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in a.items()}
+    for k, v in b.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def diagnose(config: Path, prefix: list[str] | None = None) -> tuple[float, int, dict[str, Any] | None, str]:
+    cmd = [*(prefix or []), sys.executable, "-m", "agent", "diagnose", "--json", "--config", str(config)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+    wall = time.perf_counter() - started
+    try:
+        return wall, proc.returncode, json.loads(proc.stdout), proc.stderr
+    except json.JSONDecodeError:
+        return wall, proc.returncode, None, proc.stderr or proc.stdout
+
+
+def run_scenario(sc: Scenario, repeat: int) -> Outcome:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"posdiag-bench-{sc.name}-")))
+        try:
+            setup = sc.build(tmp, stack)
+        except Exception as exc:  # noqa: BLE001 - a scenario that cannot be built is reported, not fatal
+            return Outcome(sc, "(setup failed)", 0.0, "-", -1, [], repr(exc))
+        config = write_config(tmp / "posdiag.toml", merge(base_sections(tmp), setup.sections))
+        walls, report, rc, err = [], None, -1, ""
+        for _ in range(repeat):
+            wall, rc, report, err = diagnose(config, setup.prefix)
+            walls.append(wall)
+        if report is None:
+            return Outcome(sc, "(no report)", 0.0, "-", rc, walls, err.strip()[-200:])
+        top = report["diagnosis"]["causes"][0]
+        return Outcome(sc, top["id"], top["confidence"], report["diagnosis"]["verdict"], rc, walls)
+
+
+def default_config_timing(runs: int) -> list[float]:
+    env = {k: v for k, v in os.environ.items() if k != "POSDIAG_CONFIG"}
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "agent", "diagnose", "--json"], capture_output=True, cwd=REPO, env=env,
+                       check=False, timeout=60)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def import_time(runs: int) -> float:
+    """Median seconds for the interpreter to start and import the CLI with everything a sweep loads."""
+    code = "import agent.cli, agent.sweep, probes.memory, probes.disk, probes.system, probes.clock"
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+        times.append(time.perf_counter() - started)
+    bare = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - started)
+    return statistics.median(times) - statistics.median(bare)
