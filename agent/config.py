@@ -81,9 +81,12 @@ class NetworkSettings:
     gateway: str = _f("auto", doc='"auto", "off" or an address')
     dns_servers: Union[str, list[str]] = _f("system", doc='"system" or a list of addresses')
     icmp: bool = _f(True)
-    ping_count: int = _f(5, **_range(1, 100))
+    ping_count: int = _f(10, **_range(1, 100))
     timeout_s: float = _f(1.0, **_range(0.05, 30))
     tcp_attempts: int = _f(3, **_range(1, 20))
+    max_loss_percent: float = _f(20.0, **_range(0.1, 100))
+    max_rtt_ms: float = _f(500.0, **_range(1, 60000))
+    max_jitter_ms: float = _f(100.0, **_range(1, 60000))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
     pending = list(probe_classes)
     running: dict[str, _Running] = {}
     results: dict[str, ProbeResult] = {}
+    blocked_by: dict[str, str] = {}  # skipped probe → the failed probe at the root of its skip
     done: queue.Queue[tuple[str, ProbeResult]] = queue.Queue()
 
     def finish(result: ProbeResult) -> None:
@@ -48,12 +49,15 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
     def start_ready() -> None:
         for cls in list(pending):
             needed = [r for r in cls.requires if r in names]
-            if any(r not in results for r in needed):
+            if any(r not in results for r in needed + [a for a in cls.after if a in names]):
                 continue
             pending.remove(cls)
             blocked = [r for r in needed if not results[r].usable]
             if blocked:
-                why = "; ".join(f"{r} {results[r].status.value}" for r in blocked)
+                # Name the layer that really failed, not the skipped one in between.
+                roots = list(dict.fromkeys(blocked_by.get(r, r) for r in blocked))
+                blocked_by[cls.name] = roots[0]
+                why = "; ".join(f"{r} {results[r].status.value}" for r in roots)
                 finish(skipped_result(cls.name, f"prerequisite not met: {why}"))
                 continue
             now = time.monotonic()

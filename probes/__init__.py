@@ -14,6 +14,12 @@ CATALOGUE: dict[str, str] = {
     "disk": "probes.disk:DiskProbe",
     "system": "probes.system:SystemProbe",
     "clock": "probes.clock:ClockProbe",
+    "network.link": "probes.network.link:LinkProbe",
+    "network.gateway": "probes.network.gateway:GatewayProbe",
+    "network.dns": "probes.network.dns:DnsProbe",
+    "network.tcp": "probes.network.tcp:TcpProbe",
+    "network.tls": "probes.network.tls:TlsProbe",
+    "network.path": "probes.network.path:PathProbe",
 }
 
 

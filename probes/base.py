@@ -138,6 +138,8 @@ class Probe:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Probes to wait for without depending on them: their results are read when present.
+    after: ClassVar[tuple[str, ...]] = ()
     #: How long the probe may take at most; the runner also caps it by the overall deadline.
     timeout_s: ClassVar[float] = 2.5
 

@@ -108,7 +108,7 @@ def test_hanging_probe_does_not_delay_the_report_past_the_deadline(config_file, 
     assert clock["status"] == "error" and clock["findings"][-1]["code"] == "probe.timeout"
     assert report["duration_s"] < 1.5
     assert elapsed < 5  # interpreter start-up included
-    assert {p["status"] for p in report["probes"] if p["name"] != "clock"} == {"ok"}
+    assert {p["status"] for p in report["probes"] if p["name"] != "clock"} <= {"ok", "skipped"}
 
 
 class Exploding(Probe):

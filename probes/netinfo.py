@@ -1,0 +1,120 @@
+"""Read the terminal's own network state: routes, interfaces, neighbours. Local reads, no traffic.
+
+Linux reads /proc and /sys; elsewhere psutil answers what it can and routes are unknown.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Route:
+    interface: str
+    gateway: str | None  # None for an on-link (directly connected) default route
+
+
+def default_route(proc_root: str = "/proc") -> Route | None:
+    """The IPv4 default route (lowest metric), then the IPv6 one; None when there is none."""
+    best: tuple[int, Route] | None = None
+    try:
+        with open(os.path.join(proc_root, "net/route")) as fh:
+            next(fh, None)
+            for line in fh:
+                f = line.split()
+                if len(f) < 8 or f[1] != "00000000" or f[7] != "00000000":
+                    continue
+                flags, metric = int(f[3], 16), int(f[6])
+                if not flags & 0x1:  # RTF_UP
+                    continue
+                gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16))) if flags & 0x2 else None
+                if best is None or metric < best[0]:
+                    best = (metric, Route(f[0], gw))
+    except OSError:
+        return None
+    if best:
+        return best[1]
+    try:
+        with open(os.path.join(proc_root, "net/ipv6_route")) as fh:
+            for line in fh:
+                f = line.split()
+                if len(f) >= 10 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo":
+                    nh = f[4]
+                    gw = str(ipaddress.IPv6Address(bytes.fromhex(nh))) if int(nh, 16) else None
+                    return Route(f[9], gw)
+    except OSError:
+        pass
+    return None
+
+
+@dataclass(frozen=True)
+class InterfaceState:
+    name: str
+    exists: bool
+    up: bool
+    carrier: bool | None
+    addresses: tuple[str, ...]
+    speed_mbps: int | None
+
+
+def interface_state(name: str, sys_root: str = "/sys/class/net") -> InterfaceState:
+    stats = psutil.net_if_stats().get(name)
+    if stats is None:
+        return InterfaceState(name, False, False, None, (), None)
+    carrier: bool | None = None
+    try:
+        with open(os.path.join(sys_root, name, "carrier")) as fh:
+            carrier = fh.read().strip() == "1"
+    except OSError:  # reading carrier of a down interface fails with EINVAL
+        carrier = None if stats.isup else False
+    addrs = tuple(a.address.split("%")[0] for a in psutil.net_if_addrs().get(name, [])
+                  if a.family in (socket.AF_INET, socket.AF_INET6) and not _link_local(a.address))
+    return InterfaceState(name, True, stats.isup, carrier, addrs, stats.speed or None)
+
+
+def _link_local(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_link_local
+    except ValueError:
+        return False
+
+
+def neighbour_state(address: str, proc_root: str = "/proc") -> str | None:
+    """ARP state of an IPv4 neighbour: 'complete', 'incomplete', or None when not in the table."""
+    try:
+        with open(os.path.join(proc_root, "net/arp")) as fh:
+            next(fh, None)
+            for line in fh:
+                f = line.split()
+                if f and f[0] == address:
+                    return "complete" if int(f[2], 16) & 0x2 else "incomplete"
+    except OSError:
+        return None
+    return None
+
+
+def is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
+    servers = []
+    try:
+        with open(path) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver" and is_address(parts[1].split("%")[0]):
+                    servers.append(parts[1])
+    except OSError:
+        pass
+    return servers

@@ -1,0 +1,148 @@
+"""What the network layers share: the payment hosts as targets, addresses learnt by the DNS layer,
+TCP connects classified by how they fail, and running a few blocking operations side by side."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, TypeVar
+
+from agent.config import PaymentHost, Settings
+from probes.base import Observation, ProbeContext, Severity
+from probes.netinfo import is_address
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: finding codes through which lower layers hand facts to upper ones (severity info)
+RESOLVED = "dns.resolved"
+CONNECTED = "tcp.connected"
+
+
+@dataclass(frozen=True)
+class Target:
+    index: int
+    host: PaymentHost
+
+    @property
+    def role(self) -> str:
+        return "primary" if self.index == 0 else f"backup {self.index}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.host.label} ({self.role})"
+
+
+def targets(settings: Settings) -> list[Target]:
+    return [Target(i, h) for i, h in enumerate(settings.payment_hosts)]
+
+
+def findings_of(context: ProbeContext, probe: str, code: str) -> list[dict]:
+    result = context.results.get(probe)
+    return [dict(f.data) for f in (result.findings if result else ()) if f.code == code]
+
+
+def addresses(context: ProbeContext, target: Target) -> list[str] | None:
+    """Addresses to reach a target: the literal address, or what the DNS layer resolved (None: not)."""
+    if is_address(target.host.host):
+        return [target.host.host]
+    for data in findings_of(context, "network.dns", RESOLVED):
+        if data.get("name") == target.host.host:
+            return list(data["addresses"])
+    return None
+
+
+def connected_address(context: ProbeContext, target: Target) -> str | None:
+    for data in findings_of(context, "network.tcp", CONNECTED):
+        if data.get("index") == target.index:
+            return data["address"]
+    return None
+
+
+@dataclass(frozen=True)
+class Connect:
+    """One TCP connect attempt: ``kind`` is ok, refused, timeout, unreachable or error."""
+
+    kind: str
+    ms: float
+    error: str = ""
+
+
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "EHOSTDOWN", -1), errno.EADDRNOTAVAIL}
+
+
+def tcp_connect(address: str, port: int, timeout_s: float) -> Connect:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    started = time.monotonic()
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    try:
+        sock.connect((address, port))
+        return Connect("ok", (time.monotonic() - started) * 1000)
+    except TimeoutError:
+        return Connect("timeout", (time.monotonic() - started) * 1000, f"no answer within {timeout_s:g} s")
+    except ConnectionRefusedError as exc:
+        return Connect("refused", (time.monotonic() - started) * 1000, str(exc))
+    except OSError as exc:
+        kind = "unreachable" if exc.errno in _UNREACHABLE else "error"
+        return Connect(kind, (time.monotonic() - started) * 1000, exc.strerror or str(exc))
+    finally:
+        sock.close()
+
+
+def side_by_side(fn: Callable[[T], R], items: Iterable[T], stagger_s: float = 0.0) -> list[R]:
+    """Run ``fn`` on every item in its own thread (optionally started ``stagger_s`` apart), in order."""
+    items = list(items)
+    out: list[R | None] = [None] * len(items)
+    errors: list[BaseException] = []
+
+    def work(i: int, item: T) -> None:
+        try:
+            out[i] = fn(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = []
+    for i, item in enumerate(items):
+        if i and stagger_s:
+            time.sleep(stagger_s)
+        t = threading.Thread(target=work, args=(i, item), daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out  # type: ignore[return-value]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * pct / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def rtt_stats(values: list[float]) -> dict[str, float]:
+    """Median, p95 and jitter (mean absolute difference of consecutive samples, RFC 3550 style)."""
+    jitter = statistics.mean(abs(a - b) for a, b in zip(values[:-1], values[1:], strict=True)) if len(values) > 1 else 0.0
+    return {"median_ms": statistics.median(values), "p95_ms": percentile(values, 95), "jitter_ms": jitter}
+
+
+def report_per_target(obs: Observation, failures: dict[int, tuple[str, str, dict]], healthy: set[int],
+                      all_targets: list[Target]) -> None:
+    """Emit one finding per failed target. A failed target is only a *warning* when another payment
+    host works at this layer: the terminal fails over, so payments go on, degraded."""
+    for index, (code, message, data) in failures.items():
+        others_ok = sorted(healthy - {index})
+        severity = Severity.WARN if others_ok else Severity.FAIL
+        if others_ok:
+            backup = all_targets[others_ok[0]]
+            message += f"; {backup.label} works, so the terminal can fail over"
+        target = all_targets[index]
+        obs.add(code, severity, message, host=target.host.host, port=target.host.port, role=target.role,
+                failover_ok=bool(others_ok), **data)

@@ -1,0 +1,119 @@
+"""DNS: each payment host's name resolves through the configured (or system) resolvers. Tells apart
+a name that does not exist (a configuration error) from a resolver that fails or is silent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probes.base import Observation, Probe, ProbeSkipped, Status
+from probes.dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
+from probes.netinfo import is_address, resolv_conf_servers
+from probes.network.common import RESOLVED, report_per_target, side_by_side, targets
+
+SLOW_MS = 500.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    server: str
+    answer: DnsAnswer | None
+    error: str  # "timeout", "unreachable: …" when no answer came
+
+
+class DnsProbe(Probe):
+    name = "network.dns"
+    description = "payment host names resolve via the configured resolvers: NXDOMAIN, SERVFAIL, silence, latency"
+    requires = ("network.link",)
+
+    def skip_reason(self) -> str | None:
+        if not self.settings.payment_hosts:
+            return "no payment host configured"
+        if all(is_address(h.host) for h in self.settings.payment_hosts):
+            return "payment hosts are configured as IP addresses"
+        return None
+
+    def deadline_s(self) -> float:
+        return self.settings.network.timeout_s * 2 + 0.5
+
+    def servers(self) -> list[str]:
+        configured = self.settings.network.dns_servers
+        return list(configured) if isinstance(configured, list) else resolv_conf_servers()
+
+    def check(self, obs: Observation) -> None:
+        servers = self.servers()
+        if not servers:
+            obs.fail("dns.no_resolver", "no DNS resolver configured (empty /etc/resolv.conf)")
+            return
+        obs.metric("resolvers", ", ".join(servers))
+        all_targets = targets(self.settings)
+        named = [t for t in all_targets if not is_address(t.host.host)]
+        if not named:
+            raise ProbeSkipped("payment hosts are configured as IP addresses")
+        names = sorted({t.host.host for t in named})
+        outcomes = dict(zip(names, side_by_side(lambda n: self.resolve(n, servers), names), strict=True))
+        failures: dict[int, tuple[str, str, dict]] = {}
+        healthy = {t.index for t in all_targets if is_address(t.host.host)}
+        for target in named:
+            verdict = self.judge(obs, target.host.host, outcomes[target.host.host])
+            if verdict is None:
+                healthy.add(target.index)
+            else:
+                failures[target.index] = verdict
+        report_per_target(obs, failures, healthy, all_targets)
+        if obs.status() is Status.OK:
+            obs.summary = f"{len(names)} name(s) resolved via {', '.join(servers)}"
+
+    def resolve(self, name: str, servers: list[str]) -> list[Outcome]:
+        timeout = self.settings.network.timeout_s
+
+        def ask(server: str) -> Outcome:
+            error = ""
+            for _ in range(2):  # one retry on silence: UDP is lossy
+                try:
+                    answer = query(server, name, TYPE_A, timeout)
+                    if answer.rcode == "NOERROR" and not answer.addresses:
+                        answer = query(server, name, TYPE_AAAA, timeout)
+                    return Outcome(server, answer, "")
+                except DnsTimeout:
+                    error = "timeout"
+                except OSError as exc:
+                    return Outcome(server, None, f"unreachable: {exc.strerror or exc}")
+            return Outcome(server, None, error)
+
+        return side_by_side(ask, servers)
+
+    def judge(self, obs: Observation, name: str, outcomes: list[Outcome]) -> tuple[str, str, dict] | None:
+        """Record what the resolvers said about ``name``; return a failure (code, message, data) or None."""
+        good = [o for o in outcomes if o.answer and o.answer.rcode == "NOERROR" and o.answer.addresses]
+        for o in outcomes:
+            if o.answer:
+                obs.metric(f"dns_ms[{name}@{o.server}]", round(o.answer.elapsed_ms, 2))
+        if good:
+            best = min(good, key=lambda o: o.answer.elapsed_ms)  # type: ignore[union-attr]
+            assert best.answer is not None
+            obs.info(RESOLVED, f"{name} → {', '.join(best.answer.addresses)} via {best.server} "
+                     f"in {best.answer.elapsed_ms:.0f} ms", name=name, addresses=list(best.answer.addresses),
+                     server=best.server, ms=round(best.answer.elapsed_ms, 2))
+            if best.answer.elapsed_ms > SLOW_MS:
+                obs.warn("dns.slow", f"resolving {name} took {best.answer.elapsed_ms:.0f} ms", name=name,
+                         ms=round(best.answer.elapsed_ms, 1))
+            bad = [o for o in outcomes if o not in good]
+            if bad:
+                what = "; ".join(f"{o.server}: {o.error or o.answer.rcode}" for o in bad)  # type: ignore[union-attr]
+                obs.warn("dns.resolver_failing", f"some resolvers fail for {name} ({what})", name=name,
+                         failing=[o.server for o in bad])
+            return None
+        rcodes = {o.answer.rcode for o in outcomes if o.answer}
+        detail = {"name": name, "resolvers": {o.server: o.error or o.answer.rcode for o in outcomes}}  # type: ignore
+        if "NXDOMAIN" in rcodes:
+            return "dns.nxdomain", f"{name} does not exist (NXDOMAIN): check the configured host name", detail
+        if "NOERROR" in rcodes:
+            return "dns.no_address", f"{name} exists but has no address record", detail
+        if "SERVFAIL" in rcodes:
+            return "dns.servfail", f"resolver failed for {name} (SERVFAIL)", detail
+        if rcodes:
+            return "dns.refused", f"resolver refused to answer for {name} ({', '.join(sorted(rcodes))})", detail
+        if all(o.error == "timeout" for o in outcomes):
+            timeout = self.settings.network.timeout_s
+            return "dns.timeout", f"no resolver answered for {name} within {timeout:g} s (tried twice)", detail
+        return "dns.unreachable", f"resolvers unreachable for {name} ({outcomes[0].error})", detail

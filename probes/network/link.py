@@ -1,0 +1,50 @@
+"""Link layer: the interface the terminal talks through is up, has carrier and an address, and a
+default route exists. Reads local state only; sends nothing."""
+
+from __future__ import annotations
+
+from probes.base import Observation, Probe, Status
+from probes.netinfo import default_route, interface_state
+
+
+class LinkProbe(Probe):
+    name = "network.link"
+    description = "interface of the default route: up, carrier, an address; a default route at all"
+    timeout_s = 1.0
+
+    def skip_reason(self) -> str | None:
+        return None if self.settings.payment_hosts else "no payment host configured ([[payment_hosts]])"
+
+    def check(self, obs: Observation) -> None:
+        net = self.settings.network
+        route = default_route()
+        if route:
+            obs.metric("default_route_interface", route.interface)
+            obs.metric("default_gateway", route.gateway)
+        name = net.interface if net.interface != "auto" else (route.interface if route else None)
+        if route is None:
+            if net.interface == "auto" or net.gateway != "off":
+                obs.fail("link.no_default_route", "no default route: the terminal cannot reach anything beyond "
+                         "its own subnet", interface=name)
+            if name is None:
+                return
+        assert name is not None
+        obs.metric("interface", name)
+        state = interface_state(name)
+        if not state.exists:
+            obs.fail("link.interface_missing", f"interface {name} does not exist", interface=name)
+            return
+        if state.speed_mbps:
+            obs.metric("speed_mbps", state.speed_mbps)
+        obs.metric("addresses", ", ".join(state.addresses) or None)
+        if not state.up:
+            obs.fail("link.down", f"interface {name} is administratively down", interface=name)
+        elif state.carrier is False:
+            obs.fail("link.no_carrier", f"interface {name} has no carrier: cable unplugged or the other end is off",
+                     interface=name)
+        elif not state.addresses:
+            obs.fail("link.no_address", f"interface {name} is up but has no IP address (DHCP failed?)",
+                     interface=name)
+        if obs.status() is Status.OK:
+            obs.summary = f"{name} up, {', '.join(state.addresses)}" + (
+                f", gateway {route.gateway}" if route and route.gateway and route.interface == name else "")

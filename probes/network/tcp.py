@@ -1,0 +1,89 @@
+"""TCP: connect to every payment host several times. Refused (RST: the host is there, the service
+is not) is told apart from a timeout (packets vanish: WAN, firewall) and from an ICMP unreachable."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from probes.base import Observation, Probe, ProbeSkipped, Status
+from probes.network.common import (
+    CONNECTED,
+    Connect,
+    addresses,
+    report_per_target,
+    rtt_stats,
+    side_by_side,
+    targets,
+    tcp_connect,
+)
+
+STAGGER_S = 0.02
+
+
+class TcpProbe(Probe):
+    name = "network.tcp"
+    description = "TCP connects to each payment host: connect time median/p95, refused vs timeout vs unreachable"
+    requires = ("network.link",)
+    after = ("network.dns",)
+
+    def skip_reason(self) -> str | None:
+        return None if self.settings.payment_hosts else "no payment host configured"
+
+    def deadline_s(self) -> float:
+        net = self.settings.network
+        return net.timeout_s + net.tcp_attempts * STAGGER_S + 0.5
+
+    def check(self, obs: Observation) -> None:
+        all_targets = targets(self.settings)
+        plan = [(t, addresses(self.context, t)) for t in all_targets]
+        reachable = [(t, addrs) for t, addrs in plan if addrs]
+        for t, addrs in plan:
+            if not addrs:
+                obs.info("tcp.not_attempted", f"{t.label}: not attempted, its name did not resolve", host=t.host.host)
+        if not reachable:
+            raise ProbeSkipped("no payment host name resolved")
+        outcomes = side_by_side(lambda ta: self.attempts(ta[1][0], ta[0].host.port), reachable)
+        failures: dict[int, tuple[str, str, dict]] = {}
+        healthy: set[int] = set()
+        for (target, addrs), attempts in zip(reachable, outcomes, strict=True):
+            verdict = self.judge(obs, target, addrs[0], attempts)
+            if verdict is None:
+                healthy.add(target.index)
+            else:
+                failures[target.index] = verdict
+        report_per_target(obs, failures, healthy, all_targets)
+        if obs.status() is Status.OK:
+            obs.summary = "; ".join(f"{t.host.label} {obs.metrics.get(f'connect_median_ms[{t.host.label}]')} ms"
+                                    for t, _ in reachable)
+
+    def attempts(self, address: str, port: int) -> list[Connect]:
+        net = self.settings.network
+        return side_by_side(lambda _: tcp_connect(address, port, net.timeout_s), range(net.tcp_attempts), STAGGER_S)
+
+    def judge(self, obs: Observation, target, address: str, attempts: list[Connect]) -> tuple[str, str, dict] | None:
+        label = target.host.label
+        kinds = Counter(a.kind for a in attempts)
+        ok = [a.ms for a in attempts if a.kind == "ok"]
+        obs.metric(f"connect_ok[{label}]", f"{len(ok)}/{len(attempts)}")
+        data = {"address": address, "attempts": len(attempts), "outcomes": dict(kinds)}
+        if ok:
+            stats = rtt_stats(ok)
+            obs.metric(f"connect_median_ms[{label}]", round(stats["median_ms"], 2))
+            obs.metric(f"connect_p95_ms[{label}]", round(stats["p95_ms"], 2))
+            obs.info(CONNECTED, f"{target.label}: connected to {address}:{target.host.port}", index=target.index,
+                     address=address, median_ms=round(stats["median_ms"], 2))
+            if len(ok) < len(attempts):
+                failed = len(attempts) - len(ok)
+                obs.warn("tcp.unstable", f"{target.label}: {failed} of {len(attempts)} connects failed "
+                         f"({', '.join(k for k in kinds if k != 'ok')})", host=target.host.host, role=target.role, **data)
+            return None
+        where = target.label if address == target.host.host else f"{target.label} at {address}"
+        first_error = next((a.error for a in attempts if a.error), "")
+        if kinds["refused"]:
+            return "tcp.refused", f"{where} refuses connections (reset): the payment service is down", data
+        if kinds["unreachable"]:
+            return "tcp.unreachable", f"{where} is unreachable ({first_error})", data
+        if kinds["timeout"]:
+            timeout = self.settings.network.timeout_s
+            return "tcp.timeout", f"{where} does not answer: {len(attempts)} connects timed out after {timeout:g} s", data
+        return "tcp.error", f"{where}: connect failed ({first_error})", data

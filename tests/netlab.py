@@ -1,0 +1,138 @@
+"""A small network of our own in network namespaces: terminal ─ router ─ payment host.
+
+Addresses come from 198.18.0.0/15, the range reserved for network benchmarks (RFC 2544): nothing
+here can route to this machine's own network or beyond, because the namespaces have no link to it.
+
+    term  t0 198.18.1.2/24  ── r0 198.18.1.1/24  router  r1 198.18.2.1/24 ── h0 198.18.2.2, .3, .53  host
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TERM_ADDR, GATEWAY = "198.18.1.2", "198.18.1.1"
+HOST_ADDR, BACKUP_ADDR, DNS_ADDR = "198.18.2.2", "198.18.2.3", "198.18.2.53"
+
+
+def sh(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, capture_output=True, text=True, input=input)
+    if check and proc.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+class Lab:
+    def __init__(self, tag: str | None = None) -> None:
+        tag = tag or f"{os.getpid() % 100000}"
+        self.term, self.router, self.host = f"pdt{tag}", f"pdr{tag}", f"pdh{tag}"
+        self.peers: list[subprocess.Popen] = []
+
+    # -- building ------------------------------------------------------------------------------
+    def up(self) -> Lab:
+        self.down()
+        for ns in (self.term, self.router, self.host):
+            sh("ip", "netns", "add", ns)
+            self.ip(ns, "link", "set", "lo", "up")
+        sh("ip", "-n", self.term, "link", "add", "t0", "type", "veth", "peer", "name", "r0", "netns", self.router)
+        sh("ip", "-n", self.host, "link", "add", "h0", "type", "veth", "peer", "name", "r1", "netns", self.router)
+        self.ip(self.term, "addr", "add", f"{TERM_ADDR}/24", "dev", "t0")
+        self.ip(self.router, "addr", "add", f"{GATEWAY}/24", "dev", "r0")
+        self.ip(self.router, "addr", "add", "198.18.2.1/24", "dev", "r1")
+        for addr in (HOST_ADDR, BACKUP_ADDR, DNS_ADDR):
+            self.ip(self.host, "addr", "add", f"{addr}/24", "dev", "h0")
+        for ns, dev in ((self.term, "t0"), (self.router, "r0"), (self.router, "r1"), (self.host, "h0")):
+            self.ip(ns, "link", "set", dev, "up")
+        self.ip(self.term, "route", "add", "default", "via", GATEWAY)
+        self.ip(self.host, "route", "add", "default", "via", "198.18.2.1")
+        self.exec(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for ns in (self.term, self.router, self.host):  # ping3 without root, as a till would run it
+            self.exec(ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+        return self
+
+    def down(self) -> None:
+        for proc in self.peers:
+            proc.kill()
+            proc.wait()
+        self.peers.clear()
+        for ns in (self.term, self.router, self.host):
+            sh("ip", "netns", "del", ns, check=False)
+
+    def __enter__(self) -> Lab:
+        return self.up()
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # -- running things inside -----------------------------------------------------------------
+    def ip(self, ns: str, *args: str) -> None:
+        sh("ip", "-n", ns, *args)
+
+    def exec(self, ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", ns, *cmd, check=check)
+
+    def nft(self, ns: str, ruleset: str) -> None:
+        """Load an nft ruleset into a namespace (drop, reject, random loss …)."""
+        sh("ip", "netns", "exec", ns, "nft", "-f", "-", input=ruleset)
+
+    def peer(self, ns: str, *args: str) -> subprocess.Popen:
+        """Start ``tests/peers.py ARGS`` in a namespace and wait until it says it listens."""
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(REPO / "tests" / "peers.py"), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stdout.readline() if proc.stdout else ""
+        if line.strip() != "ready":
+            proc.kill()
+            raise RuntimeError(f"peer {args} did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        self.peers.append(proc)
+        return proc
+
+    def diagnose(self, config: Path, *extra: str, timeout: float = 60) -> tuple[int, dict, float]:
+        """Run ``posdiag diagnose --json`` inside the terminal namespace."""
+        import json
+
+        started = time.monotonic()
+        proc = subprocess.run(["ip", "netns", "exec", self.term, sys.executable, "-m", "agent", "diagnose", "--json",
+                               "--config", str(config), *extra], capture_output=True, text=True, cwd=REPO,
+                              timeout=timeout)
+        wall = time.monotonic() - started
+        if proc.returncode == 3 or not proc.stdout:
+            raise RuntimeError(f"diagnose failed ({proc.returncode}): {proc.stderr}")
+        return proc.returncode, json.loads(proc.stdout), wall
+
+    # -- faults -----------------------------------------------------------------------------------
+    def filter(self, ns: str, hook: str, rule: str) -> None:
+        """Add one nft rule on a hook (``forward`` in the router, ``input`` on the host)."""
+        self.nft(ns, f"table inet lab {{\n  chain lab_{hook} {{\n    type filter hook {hook} priority 0;\n"
+                     f"    {rule}\n  }}\n}}\n")
+
+    def black_hole(self, address: str) -> None:
+        """The router silently drops everything to ``address`` (an ISP outage, a firewall)."""
+        self.filter(self.router, "forward", f"ip daddr {address} drop")
+
+    def reset_port(self, address: str, port: int) -> None:
+        """The payment host answers connections to ``port`` with a TCP reset."""
+        self.filter(self.host, "input", f"ip daddr {address} tcp dport {port} reject with tcp reset")
+
+    def random_loss(self, percent: int) -> None:
+        """The router drops ``percent`` % of forwarded packets at random, both ways (a congested line)."""
+        self.filter(self.router, "forward", f"numgen random mod 100 < {percent} drop")
+
+    def block_icmp(self) -> None:
+        self.filter(self.router, "forward", "meta l4proto icmp drop")
+
+    def drop_dns(self) -> None:
+        self.filter(self.router, "forward", f"ip daddr {DNS_ADDR} udp dport 53 drop")
+
+    def kill_gateway(self) -> None:
+        """The router's LAN address is gone: the link stays up, but nobody answers for the gateway."""
+        self.ip(self.router, "addr", "del", f"{GATEWAY}/24", "dev", "r0")
+
+    def interface_down(self) -> None:
+        self.ip(self.term, "link", "set", "t0", "down")
+
+    def remove_default_route(self) -> None:
+        self.ip(self.term, "route", "del", "default")

@@ -1,0 +1,209 @@
+"""Network probes against a real topology: terminal ─ router ─ payment host in namespaces, faults
+made with nft (black hole, reset, random loss), interfaces and routes, real TLS and DNS servers.
+
+Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet leaves the namespaces.
+"""
+
+from __future__ import annotations
+
+import pytest
+from netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HOST_ADDR
+
+pytestmark = pytest.mark.root
+
+NAME = "pay.acquirer.test"
+
+
+def probe(report: dict, name: str) -> dict:
+    return next(p for p in report["probes"] if p["name"] == name)
+
+
+def codes(report: dict, name: str) -> list[str]:
+    return [f["code"] for f in probe(report, name)["findings"]]
+
+
+def top(report: dict) -> str:
+    return report["diagnosis"]["causes"][0]["id"]
+
+
+@pytest.fixture
+def payment(lab, certs):
+    """A healthy acquirer: DNS on .53, HTTPS with a valid certificate and /health on .2."""
+
+    def start(cert: str = "valid", dns_mode: str = "answer", status: int = 200, stall: bool = False,
+              address: str = HOST_ADDR) -> None:
+        c, k = certs[cert]
+        lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={address}", "--zone",
+                 f"backup.acquirer.test={BACKUP_ADDR}", "--mode", dns_mode)
+        args = ["tls", "--bind", address, "--port", "443", "--cert", c, "--key", k, "--status", str(status)]
+        lab.peer(lab.host, *args, *(["--stall"] if stall else []))
+
+    return start
+
+
+@pytest.fixture
+def net_config(config_file, certs):
+    def make(hosts: list[dict] | None = None, **network) -> object:
+        hosts = hosts or [{"name": "primary", "host": NAME, "port": 443, "ca_file": certs["ca"],
+                           "health_path": "/health"}]
+        return config_file(payment_hosts=hosts, network={"dns_servers": [DNS_ADDR], "timeout_s": 0.5, **network})
+
+    return make
+
+
+def test_healthy_path_gives_none_with_every_layer_ok(lab, payment, net_config):
+    payment()
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 0, report["diagnosis"]
+    assert top(report) == "none"
+    for layer in ("network.link", "network.gateway", "network.dns", "network.tcp", "network.tls", "network.path"):
+        assert probe(report, layer)["status"] == "ok", probe(report, layer)
+    assert probe(report, "network.gateway")["metrics"]["gateway"] == GATEWAY
+    assert probe(report, "network.tls")["metrics"]["health_status[primary]"] == 200
+    assert probe(report, "network.path")["metrics"]["loss_percent"] == 0
+
+
+def test_interface_down_blames_link_and_skips_the_layers_above(lab, payment, net_config):
+    payment()
+    lab.interface_down()
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 2 and top(report) == "network.link_down"
+    for layer in ("network.gateway", "network.dns", "network.tcp", "network.tls", "network.path"):
+        assert probe(report, layer)["status"] == "skipped", layer
+        assert "network.link" in probe(report, layer)["summary"]
+
+
+def test_missing_default_route_blames_link(lab, payment, net_config):
+    payment()
+    lab.remove_default_route()
+    rc, report, _ = lab.diagnose(net_config())
+    assert top(report) == "network.link_down"
+    assert "link.no_default_route" in codes(report, "network.link")
+
+
+def test_dead_gateway_blames_lan_not_dns_or_wan(lab, payment, net_config):
+    payment()
+    lab.kill_gateway()
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 2 and top(report) == "network.lan"
+    assert "gateway.unreachable" in codes(report, "network.gateway")
+    ids = [c["id"] for c in report["diagnosis"]["causes"]]
+    assert "network.dns" not in ids and "network.wan" not in ids  # consequences, not rivals
+    assert report["diagnosis"]["causes"][0]["consequences"]
+
+
+def test_silent_resolver_blames_dns_within_the_timeout(lab, payment, net_config):
+    payment()
+    lab.drop_dns()
+    rc, report, wall = lab.diagnose(net_config())
+    assert top(report) == "network.dns"
+    assert "dns.timeout" in codes(report, "network.dns")
+    assert probe(report, "network.tcp")["status"] == "skipped"
+    assert report["duration_s"] < 3.0
+
+
+def test_servfail_blames_dns(lab, payment, net_config):
+    payment(dns_mode="servfail")
+    rc, report, _ = lab.diagnose(net_config())
+    assert top(report) == "network.dns"
+    assert "dns.servfail" in codes(report, "network.dns")
+
+
+def test_nxdomain_blames_configuration(lab, payment, net_config):
+    payment(dns_mode="nxdomain")
+    rc, report, _ = lab.diagnose(net_config())
+    assert top(report) == "config.invalid"
+    assert "dns.nxdomain" in codes(report, "network.dns")
+
+
+def test_black_holed_payment_host_blames_wan_within_the_deadline(lab, payment, net_config):
+    payment()
+    lab.black_hole(HOST_ADDR)
+    rc, report, wall = lab.diagnose(net_config(timeout_s=1.0))
+    assert rc == 2 and top(report) == "network.wan"
+    assert "tcp.timeout" in codes(report, "network.tcp")
+    assert report["duration_s"] <= 3.0
+    assert wall < 4.0
+
+
+def test_tcp_reset_blames_the_payment_service(lab, payment, net_config):
+    payment()
+    lab.reset_port(HOST_ADDR, 443)
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 2 and top(report) == "host.service_down"
+    assert "tcp.refused" in codes(report, "network.tcp")
+
+
+def test_stalled_handshake_blames_the_payment_service(lab, payment, net_config):
+    payment(stall=True)
+    rc, report, _ = lab.diagnose(net_config())
+    assert top(report) == "host.service_down"
+    assert "tls.timeout" in codes(report, "network.tls")
+
+
+def test_health_path_500_blames_the_payment_service(lab, payment, net_config):
+    payment(status=503)
+    rc, report, _ = lab.diagnose(net_config())
+    assert top(report) == "host.service_down"
+    assert "http.server_error" in codes(report, "network.tls")
+
+
+@pytest.mark.parametrize("cert,code,cause", [
+    ("expired", "tls.cert_expired", "tls.failure"),
+    ("untrusted", "tls.untrusted", "tls.failure"),
+    ("wrong_name", "tls.name_mismatch", "config.invalid"),
+    ("not_yet_valid", "tls.cert_not_yet_valid", "clock.skew"),
+])
+def test_certificate_faults_are_classified(lab, payment, net_config, cert, code, cause):
+    payment(cert=cert)
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 2
+    assert code in codes(report, "network.tls")
+    assert top(report) == cause
+
+
+def test_certificate_expiring_soon_is_a_warning(lab, payment, net_config):
+    payment(cert="expiring")
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 1 and top(report) == "tls.failure"
+    assert "tls.expiring_soon" in codes(report, "network.tls")
+
+
+def test_random_loss_with_working_connects_blames_degraded_network(lab, lab_tcp_host, net_config):
+    lab.random_loss(35)
+    hosts = [{"name": "primary", "host": HOST_ADDR, "port": 8000, "tls": False}]
+    rc, report, _ = lab.diagnose(net_config(hosts, tcp_attempts=8, ping_count=30, timeout_s=1.0))
+    assert top(report) == "network.degraded", report["diagnosis"]
+    assert "path.loss_high" in codes(report, "network.path")
+    assert probe(report, "network.tcp")["status"] in ("ok", "warn")
+
+
+def test_primary_down_but_backup_fine_is_degraded_not_a_fault(lab, payment, net_config, certs):
+    payment()
+    lab.peer(lab.host, "tls", "--bind", BACKUP_ADDR, "--port", "443", "--cert", certs["valid"][0],
+             "--key", certs["valid"][1])
+    lab.reset_port(HOST_ADDR, 443)
+    hosts = [{"name": "primary", "host": NAME, "port": 443, "ca_file": certs["ca"]},
+             {"name": "backup", "host": "backup.acquirer.test", "port": 443, "ca_file": certs["ca"],
+              "server_name": NAME}]
+    rc, report, _ = lab.diagnose(net_config(hosts))
+    assert rc == 1 and report["diagnosis"]["verdict"] == "degraded"
+    assert top(report) == "host.service_down"
+    refused = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == "tcp.refused")
+    assert refused["severity"] == "warn" and refused["data"]["failover_ok"] is True
+    assert probe(report, "network.tls")["status"] == "ok"
+
+
+def test_icmp_blocked_while_tcp_works_is_not_a_fault(lab, payment, net_config):
+    payment()
+    lab.block_icmp()
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 0 and top(report) == "none"
+    path = probe(report, "network.path")
+    assert path["metrics"]["method"] == "tcp"
+    assert "path.icmp_blocked" in codes(report, "network.path")
+
+
+@pytest.fixture
+def lab_tcp_host(lab):
+    lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
