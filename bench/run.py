@@ -22,6 +22,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 import scenarios_host  # noqa: E402, F401 - registers its scenarios
+import scenarios_network  # noqa: E402, F401
+
+
+def deadline_comparison() -> None:
+    """Black-holed payment host: posdiag against the same checks run one after another."""
+    import subprocess
+    import tempfile
+    from contextlib import ExitStack
+
+    from netlab import HOST_ADDR
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="posdiag-bench-deadline-")))
+        setup = scenarios_network.build_lab(tmp, stack, fault=lambda lab: lab.black_hole(HOST_ADDR))
+        cfg = harness.write_config(tmp / "posdiag.toml", harness.merge(harness.base_sections(tmp), setup.sections))
+        walls = [harness.diagnose(cfg, setup.prefix)[0] for _ in range(3)]
+        naive = subprocess.run([*setup.prefix, sys.executable, str(Path(__file__).parent / "naive_sequential.py"),
+                                str(cfg)], capture_output=True, text=True, check=True)
+        sequential = float(naive.stdout.strip())
+    median = statistics.median(walls)
+    print(f"black-holed payment host (deadline 3 s, timeout 1 s): posdiag diagnose median {median:.3f} s "
+          f"(max {max(walls):.3f}); same checks one after another {sequential:.3f} s; "
+          f"ratio {sequential / median:.1f}x")
 
 
 def main() -> int:
@@ -61,6 +84,8 @@ def main() -> int:
         print(f"posdiag diagnose on the default config: median {statistics.median(default):.3f} s "
               f"over {len(default)} runs (min {min(default):.3f}, max {max(default):.3f})")
         print(f"import time of the CLI and host probes (over a bare interpreter): {harness.import_time(5):.3f} s")
+    if os.geteuid() == 0 and (not wanted or "network" in wanted or "deadline" in wanted):
+        deadline_comparison()
     if args.json:
         Path(args.json).write_text(json.dumps({
             "scenarios": [{"name": o.scenario.name, "group": o.scenario.group, "expected": o.scenario.expect,

@@ -90,12 +90,12 @@ class Lab:
         self.peers.append(proc)
         return proc
 
-    def diagnose(self, config: Path, *extra: str, timeout: float = 60) -> tuple[int, dict, float]:
-        """Run ``posdiag diagnose --json`` inside the terminal namespace."""
+    def diagnose(self, config: Path, *extra: str, timeout: float = 60, wrap: tuple[str, ...] = ()) -> tuple[int, dict, float]:
+        """Run ``posdiag diagnose --json`` inside the terminal namespace (``wrap``: e.g. setpriv)."""
         import json
 
         started = time.monotonic()
-        proc = subprocess.run(["ip", "netns", "exec", self.term, sys.executable, "-m", "agent", "diagnose", "--json",
+        proc = subprocess.run(["ip", "netns", "exec", self.term, *wrap, sys.executable, "-m", "agent", "diagnose", "--json",
                                "--config", str(config), *extra], capture_output=True, text=True, cwd=REPO,
                               timeout=timeout)
         wall = time.monotonic() - started

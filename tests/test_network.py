@@ -204,6 +204,19 @@ def test_icmp_blocked_while_tcp_works_is_not_a_fault(lab, payment, net_config):
     assert "path.icmp_blocked" in codes(report, "network.path")
 
 
+def test_without_icmp_permission_rtt_comes_from_tcp_and_the_report_says_so(lab, payment, net_config):
+    # As on a till without root or CAP_NET_RAW and outside net.ipv4.ping_group_range.
+    payment()
+    lab.exec(lab.term, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
+    rc, report, _ = lab.diagnose(net_config(), wrap=("setpriv", "--bounding-set", "-net_raw"))
+    assert rc == 0 and top(report) == "none"
+    assert "gateway.icmp_unavailable" in codes(report, "network.gateway")
+    assert probe(report, "network.gateway")["metrics"]["neighbour"] == "complete"
+    assert "path.icmp_unavailable" in codes(report, "network.path")
+    assert probe(report, "network.path")["metrics"]["method"] == "tcp"
+    assert probe(report, "network.path")["metrics"]["median_ms"] > 0
+
+
 @pytest.fixture
 def lab_tcp_host(lab):
     lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")

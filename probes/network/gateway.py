@@ -73,13 +73,15 @@ class GatewayProbe(Probe):
             obs.metric("icmp_loss_percent", round(100 * (len(rtts) - len(answered)) / len(rtts), 1))
         neighbour = None
         if ":" not in gateway:
-            if not answered:
-                poke_neighbour(gateway)
-                deadline = time.monotonic() + net.timeout_s
+            neighbour = neighbour_state(gateway)
+            if not answered and neighbour != "complete":
+                # Unanswered echoes already made the kernel ask ARP; without ICMP, ask it now.
+                if icmp_state != "used":
+                    poke_neighbour(gateway)
+                wait_s = net.timeout_s if icmp_state != "used" else min(0.2, net.timeout_s)
+                deadline = time.monotonic() + wait_s
                 while (neighbour := neighbour_state(gateway)) != "complete" and time.monotonic() < deadline:
                     time.sleep(0.05)
-            else:
-                neighbour = neighbour_state(gateway)
             obs.metric("neighbour", neighbour)
         if answered:
             lost = len(rtts) - len(answered)

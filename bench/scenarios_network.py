@@ -1,0 +1,93 @@
+"""Network fault scenarios in namespaces of the bench's own: terminal ─ router ─ payment host.
+
+Each builds the lab, starts real DNS/TLS peers, injects one fault (nft, links, routes, certs) and
+runs the diagnosis inside the terminal namespace. Needs root.
+"""
+
+from __future__ import annotations
+
+import datetime
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable
+
+from harness import Setup, scenario
+from netlab import BACKUP_ADDR, DNS_ADDR, HOST_ADDR, Lab
+
+NAME = "pay.acquirer.test"
+_counter = [0]
+
+
+def _certs(tmp: Path) -> dict[str, Any]:
+    import trustme
+
+    ca, rogue = trustme.CA(), trustme.CA()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    issued = {"valid": ca.issue_cert(NAME),
+              "expired": ca.issue_cert(NAME, not_before=now - 30 * day, not_after=now - day),
+              "not_yet_valid": ca.issue_cert(NAME, not_before=now + 10 * day, not_after=now + 40 * day),
+              "wrong_name": ca.issue_cert("other.acquirer.test"),
+              "untrusted": rogue.issue_cert(NAME)}
+    out: dict[str, Any] = {}
+    for name, leaf in issued.items():
+        cert, key = tmp / f"{name}.pem", tmp / f"{name}.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        out[name] = (str(cert), str(key))
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    out["ca"] = str(tmp / "ca.pem")
+    return out
+
+
+def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str = "answer", status: int = 200,
+              stall: bool = False, fault: Callable[[Lab], None] | None = None, tls: bool = True,
+              backup: bool = False, network: dict | None = None) -> Setup:
+    _counter[0] += 1
+    lab = Lab(f"b{_counter[0]}").up()
+    stack.callback(lab.down)
+    certs = _certs(tmp)
+    lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}",
+             "--zone", f"backup.acquirer.test={BACKUP_ADDR}", "--mode", dns_mode)
+    if tls:
+        c, k = certs[cert]
+        lab.peer(lab.host, "tls", "--bind", HOST_ADDR, "--port", "443", "--cert", c, "--key", k,
+                 "--status", str(status), *(["--stall"] if stall else []))
+        hosts = [{"name": "primary", "host": NAME, "port": 443, "ca_file": certs["ca"], "health_path": "/health"}]
+    else:
+        lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
+        hosts = [{"name": "primary", "host": HOST_ADDR, "port": 8000, "tls": False}]
+    if backup:
+        lab.peer(lab.host, "tls", "--bind", BACKUP_ADDR, "--port", "443", "--cert", certs["valid"][0],
+                 "--key", certs["valid"][1])
+        hosts.append({"name": "backup", "host": "backup.acquirer.test", "port": 443, "ca_file": certs["ca"],
+                      "server_name": NAME})
+    if fault:
+        fault(lab)
+    net = {"dns_servers": [DNS_ADDR], "timeout_s": 1.0, **(network or {})}
+    return Setup({"payment_hosts": hosts, "network": net}, ["ip", "netns", "exec", lab.term])
+
+
+def net(name: str, expect: str, **kw: Any) -> None:
+    scenario(name, expect, group="network", needs_root=True)(lambda tmp, stack: build_lab(tmp, stack, **kw))
+
+
+net("net-healthy", "none")
+net("link-interface-down", "network.link_down", fault=Lab.interface_down)
+net("link-no-default-route", "network.link_down", fault=Lab.remove_default_route)
+net("lan-gateway-dead", "network.lan", fault=Lab.kill_gateway)
+net("dns-silent", "network.dns", fault=Lab.drop_dns)
+net("dns-servfail", "network.dns", dns_mode="servfail")
+net("dns-nxdomain", "config.invalid", dns_mode="nxdomain")
+net("wan-black-hole", "network.wan", fault=lambda lab: lab.black_hole(HOST_ADDR))
+net("host-tcp-reset", "host.service_down", fault=lambda lab: lab.reset_port(HOST_ADDR, 443))
+net("host-tls-stall", "host.service_down", stall=True)
+net("host-http-503", "host.service_down", status=503)
+net("tls-expired", "tls.failure", cert="expired")
+net("tls-untrusted-ca", "tls.failure", cert="untrusted")
+net("tls-wrong-name", "config.invalid", cert="wrong_name")
+net("tls-not-yet-valid", "clock.skew", cert="not_yet_valid")
+net("path-loss-35pct", "network.degraded", tls=False, fault=lambda lab: lab.random_loss(35),
+    network={"tcp_attempts": 8, "ping_count": 30})
+net("primary-reset-backup-ok", "host.service_down", backup=True, fault=lambda lab: lab.reset_port(HOST_ADDR, 443))
+net("icmp-blocked-tcp-ok", "none", fault=Lab.block_icmp)
