@@ -100,6 +100,11 @@ class ReaderSettings:
     expect: str = _f("", regex=True)
     expected_serial: str = _f("")
     timeout_s: float = _f(1.0, **_range(0.05, 30))
+    slow_ms: float = _f(500.0, **_range(1, 60000))
+    sysfs_root: str = _f("/sys", doc="where USB devices are enumerated from")
+    kernel_log: str = _f("/dev/kmsg", doc="kernel log read for reader disconnects")
+    flap_window_min: float = _f(60.0, **_range(1, 10080))
+    flap_threshold: int = _f(2, **_range(1, 1000))
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,13 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
         problems.append("reader.usb: expected VID:PID when reader.kind = 'usb'")
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
         problems.append("reader.request: expected hex bytes when reader.protocol = 'custom'")
+    if reader.protocol != "custom":
+        from probes.reader.protocols import presets
+
+        if reader.protocol not in presets():
+            hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
+            problems.append(f"reader.protocol: expected 'custom' or one of {', '.join(sorted(presets()))}, "
+                            f"got {reader.protocol!r}" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
     for i, host in enumerate(settings.payment_hosts):
         if host.ca_file and not os.path.isfile(host.ca_file):
             problems.append(f"payment_hosts[{i}].ca_file: expected an existing file, got {host.ca_file!r}")

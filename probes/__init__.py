@@ -20,6 +20,9 @@ CATALOGUE: dict[str, str] = {
     "network.tcp": "probes.network.tcp:TcpProbe",
     "network.tls": "probes.network.tls:TlsProbe",
     "network.path": "probes.network.path:PathProbe",
+    "reader.usb": "probes.reader.usb:UsbProbe",
+    "reader.serial": "probes.reader.serial_port:SerialProbe",
+    "reader.events": "probes.reader.events:EventsProbe",
 }
 
 

@@ -1,0 +1,92 @@
+"""Flapping: the reader's disconnect/reconnect events in the kernel log over a recent window.
+
+Reads the kernel's record log (``/dev/kmsg``: ``prio,seq,usec,flags;message``) without blocking.
+Timestamps are microseconds of CLOCK_MONOTONIC, the same clock as ``time.monotonic()`` here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from probes.base import Observation, Probe, Status
+from probes.reader.usb import enumerate_sysfs
+
+
+def kernel_records(path: str = "/dev/kmsg") -> list[tuple[float, str]]:
+    """(seconds since boot, message) of every record in the kernel's ring buffer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    records = []
+    try:
+        while True:
+            try:
+                raw = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:  # overwritten while reading: continue from the next record
+                continue
+            if not raw:
+                break
+            head, _, message = raw.decode("utf-8", "replace").partition(";")
+            fields = head.split(",")
+            if len(fields) >= 3 and fields[2].isdigit():
+                records.append((int(fields[2]) / 1e6, message.split("\n", 1)[0]))
+    finally:
+        os.close(fd)
+    return records
+
+
+class EventsProbe(Probe):
+    name = "reader.events"
+    description = "reader disconnect/reconnect events in the kernel log over a recent window (flapping)"
+
+    def skip_reason(self) -> str | None:
+        return None if self.settings.reader.kind != "none" else "no card reader configured ([reader] kind)"
+
+    def identities(self) -> list[str]:
+        """Names the kernel uses for the reader: its USB path and its tty."""
+        cfg = self.settings.reader
+        names = []
+        if cfg.port:
+            names.append(os.path.basename(os.path.realpath(cfg.port)))
+        devices = enumerate_sysfs(cfg.sysfs_root) or []
+        if cfg.usb:
+            names += [d.path for d in devices if d.ident == cfg.usb.lower()]
+        if cfg.port:
+            tty = os.path.basename(cfg.port)
+            names += [d.path for d in devices if d.tty == tty]
+        return list(dict.fromkeys(n for n in names if n))
+
+    def check(self, obs: Observation) -> None:
+        cfg = self.settings.reader
+        try:
+            records = kernel_records(cfg.kernel_log)
+        except PermissionError:
+            obs.info("reader.kernel_log_denied", f"the kernel log {cfg.kernel_log} is not readable by the agent")
+            obs.summary = "kernel log not readable"
+            return
+        except FileNotFoundError:
+            obs.info("reader.kernel_log_missing", f"no kernel log at {cfg.kernel_log}")
+            obs.summary = "no kernel log"
+            return
+        names = self.identities()
+        if not names:
+            obs.summary = "reader has no kernel identity to follow"
+            return
+        since = time.monotonic() - cfg.flap_window_min * 60
+        who = "|".join(re.escape(n) for n in names)
+        disconnect = re.compile(rf"(?:usb (?:{who}): USB disconnect|\b(?:{who})\b.*disconnected)")
+        connect = re.compile(rf"(?:usb (?:{who}): new .*USB device|\b(?:{who})\b.*(?:now attached|USB ACM device))")
+        lost = [t for t, m in records if t >= since and disconnect.search(m)]
+        back = [t for t, m in records if t >= since and connect.search(m)]
+        obs.metric("disconnects", len(lost))
+        obs.metric("reconnects", len(back))
+        obs.metric("window_min", cfg.flap_window_min)
+        if len(lost) >= cfg.flap_threshold:
+            ago = time.monotonic() - max(lost)
+            obs.warn("reader.flapping", f"the reader ({', '.join(names)}) disconnected {len(lost)} times in the last "
+                     f"{cfg.flap_window_min:g} min, last {ago / 60:.0f} min ago: loose cable or failing port",
+                     disconnects=len(lost), reconnects=len(back), names=names)
+        if obs.status() is Status.OK:
+            obs.summary = f"{len(lost)} disconnect(s) of {', '.join(names)} in {cfg.flap_window_min:g} min"

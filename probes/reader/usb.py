@@ -1,0 +1,207 @@
+"""USB: the configured reader is present, and nothing new has appeared since the baseline.
+
+Devices are enumerated from sysfs (``<root>/bus/usb/devices``), which shows HID readers and
+keyboards as well as USB-serial adapters; where there is no sysfs (Windows), pyserial's port list
+gives the USB-serial ones. The first run records the terminal's inventory as a baseline in the
+state directory; a keyboard-class device, hub or unknown device that appears later is a tamper
+sign (an inline keylogger or skimmer), named with its VID:PID and path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from probes.base import Observation, Probe, Status
+
+BASELINE_FILE = "usb-baseline.json"
+
+
+@dataclass(frozen=True)
+class UsbDevice:
+    path: str  # sysfs name: bus-port.port…
+    vid: str
+    pid: str
+    serial: str
+    product: str
+    manufacturer: str
+    kind: str  # hub | keyboard | hid | serial | other
+    tty: str = ""
+
+    @property
+    def ident(self) -> str:
+        return f"{self.vid}:{self.pid}"
+
+    @property
+    def key(self) -> str:
+        """Identity across plug-ins: VID:PID and serial where the device has one, else its port."""
+        return f"{self.ident}/{self.serial}" if self.serial else f"{self.ident}@{self.path}"
+
+    def describe(self) -> str:
+        name = " ".join(x for x in (self.manufacturer, self.product) if x) or "unnamed device"
+        return f"{self.ident} {name} at {self.path}" + (f" ({self.tty})" if self.tty else "")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def enumerate_sysfs(sysfs_root: str = "/sys") -> list[UsbDevice] | None:
+    """USB devices under ``sysfs_root``; None when that sysfs has no USB bus at all."""
+    base = os.path.join(sysfs_root, "bus", "usb", "devices")
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return None
+    devices = []
+    for name in names:
+        if ":" in name or name.startswith("usb"):  # interfaces, root hubs
+            continue
+        dev = os.path.join(base, name)
+        vid, pid = _read(os.path.join(dev, "idVendor")), _read(os.path.join(dev, "idProduct"))
+        if not vid:
+            continue
+        classes, tty = [], ""
+        for entry in sorted(os.listdir(dev)) if os.path.isdir(dev) else []:
+            if not entry.startswith(name + ":"):
+                continue
+            iface = os.path.join(dev, entry)
+            classes.append((_read(os.path.join(iface, "bInterfaceClass")), _read(os.path.join(iface, "bInterfaceProtocol"))))
+            tty = tty or _find_tty(iface)
+        devices.append(UsbDevice(name, vid.lower(), pid.lower(), _read(os.path.join(dev, "serial")),
+                                 _read(os.path.join(dev, "product")), _read(os.path.join(dev, "manufacturer")),
+                                 _kind(_read(os.path.join(dev, "bDeviceClass")), classes, tty), tty))
+    return devices
+
+
+def _find_tty(iface: str) -> str:
+    for entry in os.listdir(iface):
+        if entry.startswith(("ttyUSB", "ttyACM")):
+            return entry
+        if entry == "tty":
+            inner = os.listdir(os.path.join(iface, "tty"))
+            if inner:
+                return inner[0]
+    return ""
+
+
+def _kind(device_class: str, interfaces: list[tuple[str, str]], tty: str) -> str:
+    if device_class == "09":
+        return "hub"
+    if ("03", "01") in interfaces:
+        return "keyboard"
+    if tty:
+        return "serial"
+    if any(c == "03" for c, _ in interfaces):
+        return "hid"
+    return "other"
+
+
+def enumerate_pyserial() -> list[UsbDevice]:
+    """USB-serial ports as pyserial sees them: the portable fallback where sysfs is absent."""
+    from serial.tools import list_ports
+
+    out = []
+    for port in list_ports.comports():
+        if port.vid is None:
+            continue
+        out.append(UsbDevice(port.location or port.device, f"{port.vid:04x}", f"{port.pid:04x}", port.serial_number or "",
+                             port.product or "", port.manufacturer or "", "serial", os.path.basename(port.device)))
+    return out
+
+
+class UsbProbe(Probe):
+    name = "reader.usb"
+    description = "USB inventory: the configured reader VID:PID present; new keyboards, hubs or devices since the baseline"
+
+    def skip_reason(self) -> str | None:
+        return None if self.settings.reader.kind != "none" else "no card reader configured ([reader] kind)"
+
+    def check(self, obs: Observation) -> None:
+        cfg = self.settings.reader
+        devices = enumerate_sysfs(cfg.sysfs_root)
+        source = "sysfs"
+        if devices is None:
+            devices, source = enumerate_pyserial(), "pyserial"
+        obs.metric("usb_devices", len(devices))
+        obs.metric("source", source)
+        if cfg.usb:
+            vid, pid = cfg.usb.lower().split(":")
+            matches = [d for d in devices if d.vid == vid and d.pid == pid]
+            if matches:
+                reader = matches[0]
+                obs.info("reader.usb_present", f"reader {reader.describe()}", path=reader.path, serial=reader.serial)
+                obs.metric("reader_path", reader.path)
+                if cfg.expected_serial and reader.serial and reader.serial != cfg.expected_serial:
+                    obs.fail("reader.serial_mismatch", f"USB reader {reader.ident} reports serial {reader.serial}, but "
+                             f"{cfg.expected_serial} is on file: this is not the registered reader",
+                             expected=cfg.expected_serial, found=reader.serial, path=reader.path)
+            else:
+                obs.fail("reader.usb_missing", f"no USB device {cfg.usb} present: the reader is unplugged, "
+                         "unpowered or dead", usb=cfg.usb, devices=len(devices))
+        self.compare_baseline(obs, devices)
+        if obs.status() is Status.OK:
+            obs.summary = f"{len(devices)} USB device(s), matching the baseline" + (
+                f"; reader {cfg.usb} present" if cfg.usb else "")
+
+    def compare_baseline(self, obs: Observation, devices: list[UsbDevice]) -> None:
+        state_dir = self.context.state_dir or self.settings.daemon.state_dir
+        path = os.path.join(state_dir, BASELINE_FILE)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                baseline = json.load(fh)
+            known = {d["key"] for d in baseline["devices"]}
+        except FileNotFoundError:
+            self.save_baseline(obs, path, devices)
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            obs.warn("reader.usb_baseline_unreadable", f"USB baseline {path} unreadable ({exc}); recording a new one",
+                     path=path)
+            self.save_baseline(obs, path, devices)
+            return
+        obs.metric("baseline_devices", len(known))
+        cfg = self.settings.reader
+        reader_ids = {cfg.usb.lower()} if cfg.usb else set()
+        for dev in devices:
+            if dev.key in known or dev.ident in reader_ids and not dev.serial:
+                continue
+            data = {"vid": dev.vid, "pid": dev.pid, "path": dev.path, "serial": dev.serial, "product": dev.product,
+                    "device_kind": dev.kind}
+            if dev.kind == "keyboard":
+                obs.fail("reader.usb_new_keyboard", f"a keyboard-class device appeared since the baseline: "
+                         f"{dev.describe()} — possible keylogger or skimmer", **data)
+            elif dev.kind == "hub":
+                obs.warn("reader.usb_new_hub", f"a USB hub appeared since the baseline: {dev.describe()} — "
+                         "check for an inline device", **data)
+            elif dev.ident in reader_ids:
+                continue  # the reader with a new serial: judged above against expected_serial
+            else:
+                obs.warn("reader.usb_new_device", f"an unknown USB device appeared since the baseline: "
+                         f"{dev.describe()}", **data)
+        present = {d.key for d in devices}
+        gone = [d for d in baseline["devices"] if d["key"] not in present]
+        for d in gone:
+            obs.info("reader.usb_gone", f"{d['vid']}:{d['pid']} at {d['path']} is no longer present", **d)
+
+    @staticmethod
+    def save_baseline(obs: Observation, path: str, devices: list[UsbDevice]) -> None:
+        record = {"created_at": time.time(), "devices": [{**asdict(d), "key": d.key} for d in devices]}
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(record, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            obs.info("reader.usb_baseline_not_saved", f"cannot store the USB baseline at {path}: {exc}")
+            return
+        obs.info("reader.usb_baseline_created", f"recorded {len(devices)} USB device(s) as the baseline in {path} "
+                 "(delete it to record a new one after a sanctioned hardware change)", path=path, devices=len(devices))

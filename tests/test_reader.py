@@ -1,0 +1,290 @@
+"""Card reader probes against a reader emulator on a real pseudo-terminal, a sysfs-shaped USB tree,
+and the real kernel log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from conftest import REPO, run_cli
+from reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
+from usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_device, terminal_tree
+
+from probes.reader.framing import ETX, SI, SO, STX, Framing, lrc
+
+
+def reader_report(config) -> tuple[int, dict]:
+    rc, out, err = run_cli("diagnose", "--json", "--only", "reader", "--config", str(config))
+    assert rc != 3, err
+    return rc, json.loads(out)
+
+
+def probe(report: dict, name: str) -> dict:
+    return next(p for p in report["probes"] if p["name"] == name)
+
+
+def codes(report: dict, name: str) -> list[str]:
+    return [f["code"] for f in probe(report, name)["findings"]]
+
+
+def top(report: dict) -> str:
+    return report["diagnosis"]["causes"][0]["id"]
+
+
+@pytest.fixture
+def serial_config(config_file, tmp_path):
+    def make(emu: ReaderEmulator | None = None, port: str | None = None, **reader) -> object:
+        section = {"kind": "serial", "port": port or emu.path, "protocol": emu.preset if emu else "generic",
+                   "timeout_s": 0.5, "sysfs_root": str(tmp_path / "no-sysfs"), **reader}
+        return config_file(reader=section)
+
+    return make
+
+
+# --- framing -------------------------------------------------------------------------------------
+
+def test_lrc_is_the_xor_of_the_bytes_after_stx_through_etx():
+    frame = Framing().encode(b"11.")
+    assert frame[:1] == bytes([STX]) and frame[-2] == ETX
+    assert frame[-1] == lrc(b"11." + bytes([ETX]))
+    assert Framing().check(frame) == (b"11.", True)
+
+
+def test_framing_variants_change_the_lrc():
+    plain, with_begin = Framing(), Framing(lrc_includes_begin=True)
+    seeded = Framing(lrc_start=0xFF)
+    assert len({plain.encode(b"X")[-1], with_begin.encode(b"X")[-1], seeded.encode(b"X")[-1]}) == 3
+    si_so = Framing(begin=SI, end=SO).encode(b"SN")
+    assert si_so[0] == SI and si_so[-2] == SO
+    corrupt = plain.encode(b"X")[:-1] + b"\x00"
+    assert plain.check(corrupt)[1] is False
+
+
+# --- serial handshake ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["generic", "ingenico-rba", "telium-enq", "verifone-si-so"])
+def test_healthy_reader_answers_each_preset(serial_config, preset):
+    with ReaderEmulator(preset, "healthy") as emu:
+        rc, report = reader_report(serial_config(emu))
+    serial_probe = probe(report, "reader.serial")
+    assert serial_probe["status"] == "ok", serial_probe
+    assert rc == 0 and top(report) == "none"
+    assert serial_probe["metrics"]["reply_ms"] < 500
+    assert emu.received, "the probe must really have sent its request"
+
+
+@pytest.mark.parametrize("mode,code,cause", [
+    ("silent", "reader.no_reply", "reader.unresponsive"),
+    ("garbage", "reader.garbage", "reader.unresponsive"),
+    ("nak", "reader.nak", "reader.unresponsive"),
+    ("bad_lrc", "reader.bad_lrc", "reader.unresponsive"),
+])
+def test_faulty_reader_modes_are_classified(serial_config, mode, code, cause):
+    with ReaderEmulator("ingenico-rba", mode) as emu:
+        rc, report = reader_report(serial_config(emu))
+    assert codes(report, "reader.serial") == [code]
+    assert rc == 2 and top(report) == cause
+
+
+def test_nak_is_retried_a_bounded_number_of_times(serial_config):
+    with ReaderEmulator("generic", "nak") as emu:
+        rc, report = reader_report(serial_config(emu))
+    assert emu.frames == 4  # the first request and three retries, no more
+    assert probe(report, "reader.serial")["metrics"]["attempts"] == 4
+
+
+def test_slow_reader_is_a_warning_with_its_latency(serial_config):
+    with ReaderEmulator("ingenico-rba", "slow", delay_s=0.7) as emu:
+        rc, report = reader_report(serial_config(emu, timeout_s=1.0))
+    assert codes(report, "reader.serial") == ["reader.slow"]
+    assert probe(report, "reader.serial")["metrics"]["reply_ms"] >= 700
+    assert rc == 1 and top(report) == "reader.unresponsive"
+
+
+def test_wrong_serial_number_blames_substitution_with_both_numbers(serial_config):
+    with ReaderEmulator("verifone-si-so", "wrong_serial") as emu:
+        rc, report = reader_report(serial_config(emu, expected_serial=SERIAL))
+    finding = next(f for f in probe(report, "reader.serial")["findings"] if f["code"] == "reader.serial_mismatch")
+    assert finding["data"] == {"expected": SERIAL, "found": OTHER_SERIAL}
+    assert rc == 2 and top(report) == "reader.substituted"
+
+
+def test_right_serial_number_passes(serial_config):
+    with ReaderEmulator("verifone-si-so", "healthy") as emu:
+        rc, report = reader_report(serial_config(emu, expected_serial=SERIAL))
+    assert probe(report, "reader.serial")["metrics"]["serial"] == SERIAL
+    assert rc == 0
+
+
+def test_missing_port_blames_disconnected_reader(serial_config, tmp_path):
+    rc, report = reader_report(serial_config(port=str(tmp_path / "ttyUSB7")))
+    assert codes(report, "reader.serial") == ["reader.port_missing"]
+    assert rc == 2 and top(report) == "reader.disconnected"
+
+
+def test_custom_protocol_uses_request_and_expect(serial_config):
+    with ReaderEmulator("telium-enq", "healthy") as emu:
+        rc, report = reader_report(serial_config(emu, protocol="custom", request="05", expect="^06$"))
+    assert probe(report, "reader.serial")["status"] == "ok"
+    with ReaderEmulator("telium-enq", "garbage") as emu:
+        rc, report = reader_report(serial_config(emu, protocol="custom", request="05", expect="^06$"))
+    assert codes(report, "reader.serial") == ["reader.unexpected_reply"]
+
+
+def _hold(path: str) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\nprint('held', flush=True)\n"
+                               "time.sleep(60)", path], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_port_held_by_another_process_is_named_and_never_written(serial_config):
+    with ReaderEmulator("ingenico-rba", "healthy") as emu:
+        holder = _hold(emu.path)
+        try:
+            rc, report = reader_report(serial_config(emu))
+            time.sleep(0.2)
+        finally:
+            holder.kill()
+            holder.wait()
+    finding = next(f for f in probe(report, "reader.serial")["findings"] if f["code"] == "reader.port_held")
+    assert [h["pid"] for h in finding["data"]["holders"]] == [holder.pid]
+    assert finding["data"]["holders"][0]["name"].startswith("python")
+    assert str(holder.pid) in finding["message"]
+    assert bytes(emu.received) == b"", "a busy reader must never be written to"
+    assert top(report) == "reader.unresponsive"
+
+
+def test_port_held_by_the_pos_application_is_left_alone_and_not_a_fault(serial_config, tmp_path):
+    script = tmp_path / "posapp.py"
+    script.write_text("import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
+                      "print('held', flush=True)\ntime.sleep(60)\n")
+    with ReaderEmulator("ingenico-rba", "healthy") as emu:
+        pos = subprocess.Popen([sys.executable, str(script), emu.path], stdout=subprocess.PIPE, text=True)
+        assert pos.stdout.readline().strip() == "held"
+        try:
+            path = serial_config(emu)
+            text = path.read_text() + "\n[terminal]\npos_process = 'posapp.py'\n"
+            path.write_text(text)
+            rc, report = reader_report(path)
+        finally:
+            pos.kill()
+            pos.wait()
+    assert codes(report, "reader.serial") == ["reader.in_use_by_pos"]
+    assert rc == 0 and bytes(emu.received) == b""
+
+
+@pytest.mark.root
+def test_permission_denied_names_the_missing_group(serial_config):
+    with ReaderEmulator("generic", "healthy") as emu:
+        os.chown(emu.path, 4242, 20)  # owned by another user, group dialout (gid 20)
+        os.chmod(emu.path, 0o660)
+        config = serial_config(emu)
+        os.chmod(config, 0o644)
+        # Root without the capabilities that bypass file permissions: an unprivileged reader of the tty.
+        proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
+                               "agent", "diagnose", "--json", "--only", "reader.serial", "--config", str(config)],
+                              capture_output=True, text=True, cwd=REPO, timeout=30)
+    report = json.loads(proc.stdout)
+    finding = probe(report, "reader.serial")["findings"][0]
+    assert finding["code"] == "reader.permission_denied"
+    assert finding["data"]["group"] in ("dialout", "20")
+    assert "group" in finding["message"]
+    assert bytes(emu.received) == b""
+
+
+# --- USB inventory ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def usb_config(config_file, tmp_path):
+    root = terminal_tree(tmp_path / "sys")
+
+    def make(**reader) -> object:
+        return config_file(reader={"kind": "usb", "usb": f"{READER['vid']}:{READER['pid']}",
+                                   "sysfs_root": str(root), **reader})
+
+    make.root = root
+    return make
+
+
+def test_usb_reader_present_records_a_baseline_then_stays_quiet(usb_config, tmp_path):
+    rc, report = reader_report(usb_config())
+    assert rc == 0
+    assert {"reader.usb_present", "reader.usb_baseline_created"} <= set(codes(report, "reader.usb"))
+    baseline = json.loads((tmp_path / "state" / "usb-baseline.json").read_text())
+    assert {d["vid"] + ":" + d["pid"] for d in baseline["devices"]} == {"0b00:0084", "04b8:0e15"}
+    rc, report = reader_report(usb_config())
+    assert "reader.usb_baseline_created" not in codes(report, "reader.usb")
+    assert probe(report, "reader.usb")["status"] == "ok"
+
+
+def test_usb_reader_missing_blames_disconnected(usb_config):
+    reader_report(usb_config())
+    remove_device(usb_config.root, READER["name"])
+    rc, report = reader_report(usb_config())
+    assert "reader.usb_missing" in codes(report, "reader.usb")
+    assert rc == 2 and top(report) == "reader.disconnected"
+
+
+def test_new_keyboard_since_baseline_is_a_tamper_fault_named_by_vid_pid_and_path(usb_config):
+    reader_report(usb_config())
+    add_device(usb_config.root, KEYBOARD)
+    rc, report = reader_report(usb_config())
+    finding = next(f for f in probe(report, "reader.usb")["findings"] if f["code"] == "reader.usb_new_keyboard")
+    assert "1a2c:0e24" in finding["message"] and "1-3" in finding["message"]
+    assert finding["severity"] == "fail"
+    assert rc == 2 and top(report) == "reader.substituted"
+
+
+def test_new_hub_since_baseline_is_a_tamper_warning(usb_config):
+    reader_report(usb_config())
+    add_device(usb_config.root, HUB)
+    rc, report = reader_report(usb_config())
+    assert "reader.usb_new_hub" in codes(report, "reader.usb")
+    assert rc == 1 and top(report) == "reader.substituted"
+
+
+def test_swapped_usb_reader_with_another_serial_is_substitution(usb_config):
+    reader_report(usb_config(expected_serial=READER["serial"]))
+    remove_device(usb_config.root, READER["name"])
+    add_device(usb_config.root, {**READER, "serial": "PP1000-66666"})
+    rc, report = reader_report(usb_config(expected_serial=READER["serial"]))
+    assert "reader.serial_mismatch" in codes(report, "reader.usb")
+    assert top(report) == "reader.substituted"
+
+
+def test_printer_unplugged_is_only_noted(usb_config):
+    reader_report(usb_config())
+    remove_device(usb_config.root, PRINTER["name"])
+    rc, report = reader_report(usb_config())
+    assert "reader.usb_gone" in codes(report, "reader.usb") and rc == 0
+
+
+# --- flapping ---------------------------------------------------------------------------------------
+
+@pytest.mark.root
+def test_reader_disconnects_in_the_kernel_log_are_flapping(config_file, tmp_path):
+    name = f"9-{uuid.uuid4().int % 9000 + 1000}"  # a bus path no real device or earlier run used
+    root = tmp_path / "sys"
+    terminal_tree(root)
+    add_device(root, {**READER, "name": name, "vid": "0b00", "pid": "0085"})
+    config = config_file(reader={"kind": "usb", "usb": "0b00:0085", "sysfs_root": str(root)})
+    rc, report = reader_report(config)
+    assert probe(report, "reader.events")["metrics"]["disconnects"] == 0
+    with open("/dev/kmsg", "w") as kmsg:  # the real kernel log, as the kernel writes these lines
+        for n in range(3):
+            kmsg.write(f"<6>usb {name}: USB disconnect, device number {10 + n}\n")
+            kmsg.flush()
+            kmsg.write(f"<6>usb {name}: new full-speed USB device number {11 + n} using xhci_hcd\n")
+            kmsg.flush()
+    rc, report = reader_report(config)
+    events = probe(report, "reader.events")
+    assert events["metrics"]["disconnects"] == 3 and events["metrics"]["reconnects"] == 3
+    assert "reader.flapping" in codes(report, "reader.events")
+    assert rc == 1 and top(report) == "reader.disconnected"
