@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 import scenarios_host  # noqa: E402, F401 - registers its scenarios
 import scenarios_network  # noqa: E402, F401
+import scenarios_reader  # noqa: E402, F401
 
 
 def deadline_comparison() -> None:
@@ -84,6 +85,10 @@ def main() -> int:
         print(f"posdiag diagnose on the default config: median {statistics.median(default):.3f} s "
               f"over {len(default)} runs (min {min(default):.3f}, max {max(default):.3f})")
         print(f"import time of the CLI and host probes (over a bare interpreter): {harness.import_time(5):.3f} s")
+    if not wanted or "reader" in wanted:
+        medians = scenarios_reader.handshake_latency()
+        print("reader handshake against the emulator (pty, 9600 baud, median of 50): "
+              + ", ".join(f"{k} {v:.2f} ms" for k, v in medians.items()))
     if os.geteuid() == 0 and (not wanted or "network" in wanted or "deadline" in wanted):
         deadline_comparison()
     if args.json:

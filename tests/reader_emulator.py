@@ -81,7 +81,7 @@ class ReaderEmulator:
             try:
                 data = os.read(self.master, 1024)
             except OSError:  # EIO: nobody has the tty open right now
-                time.sleep(0.02)
+                time.sleep(0.002)
                 continue
             self.received += data
             buf += data

@@ -79,7 +79,10 @@ def _raw(port: Port, proto: Protocol, timeout_s: float) -> Exchange:
         if first is None:
             continue
         ex.latency_ms = (time.monotonic() - started) * 1000
-        rd.drain()
+        # Read on until the reply matches or the reader falls quiet.
+        while not (proto.expect_hex and proto.expect_hex.search(ex.received.hex())):
+            if rd.byte(time.monotonic() + 0.05) is None or len(ex.received) >= 256:
+                break
         reply = ex.received
         if proto.expect_hex and proto.expect_hex.search(reply.hex()):
             ex.outcome, ex.payload = "ok", reply
