@@ -43,6 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("probes", help="list the probes and what each one checks")
 
+    run = sub.add_parser("run", help="the daemon: diagnose at boot, on schedule, on demand and on 2824 events")
+    run.add_argument("--config", metavar="F", help="configuration file")
+
+    trig = sub.add_parser("trigger", help="ask the running daemon to diagnose now")
+    trig.add_argument("--config", metavar="F", help="configuration file")
+    trig.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    stat = sub.add_parser("status", help="daemon state: last verdict, history, pushes")
+    stat.add_argument("--config", metavar="F", help="configuration file")
+    stat.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    hist = sub.add_parser("history", help="stored reports, newest first")
+    hist.add_argument("--config", metavar="F", help="configuration file")
+    hist.add_argument("--json", action="store_true", help="print the reports as JSON")
+    hist.add_argument("--since", metavar="AGE", help="only reports younger than AGE, e.g. 90s, 30m, 2h, 7d")
+    hist.add_argument("--limit", type=int, default=50, help="at most this many reports (default 50)")
+
     cfg = sub.add_parser("config", help="configuration commands")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION", parser_class=_Parser)
     check = cfg_sub.add_parser("check", help="validate a configuration and say what is wrong")
@@ -99,6 +116,123 @@ def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from agent.daemon import run
+
+    return run(args.config)
+
+
+def _print_report(report: dict, as_json: bool, out: TextIO) -> int:
+    from agent.report import EXIT_CODES, render_text
+
+    out.write(json.dumps(report, indent=2) + "\n" if as_json else render_text(report))
+    return EXIT_CODES[report["diagnosis"]["verdict"]]
+
+
+def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from agent import config
+    from agent.control import DaemonNotRunning, request
+
+    settings = config.load(args.config)
+    try:
+        reply = request(settings.daemon.control_socket, {"cmd": "trigger"},
+                        timeout_s=settings.diagnosis.deadline_s + 35)
+    except DaemonNotRunning as exc:
+        err.write(f"posdiag: {exc}; diagnosing locally instead\n")
+        from agent.sweep import run_sweep
+
+        return _print_report(run_sweep(settings, trigger="on-demand"), args.json, out)
+    if not reply.get("ok"):
+        err.write(f"posdiag: the daemon could not diagnose: {reply.get('error')}\n")
+        return Exit.UNKNOWN
+    return _print_report(reply["report"], args.json, out)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from agent import config
+    from agent.control import DaemonNotRunning, request
+
+    settings = config.load(args.config)
+    try:
+        status = request(settings.daemon.control_socket, {"cmd": "status"}, timeout_s=5)["status"]
+    except DaemonNotRunning as exc:
+        if args.json:
+            out.write(json.dumps({"running": False, "error": str(exc)}) + "\n")
+        else:
+            out.write(f"posdiag daemon: not running ({exc})\n")
+        return Exit.UNKNOWN
+    if args.json:
+        out.write(json.dumps({"running": True, **status}, indent=2) + "\n")
+        return 0
+    last = status["last"]
+    lines = [f"posdiag daemon {status['version']}: running, pid {status['pid']}, up {_age(status['uptime_s'])}",
+             f"  config:   {status['config']} (reloaded {status['reloads']}x), every {status['interval_s']:g} s",
+             f"  sweeps:   {status['sweeps']}, history: {status['history_reports']} report(s)"]
+    if last:
+        lines.append(f"  last:     {last['verdict'].upper()} — {last['top_cause']} ({last['confidence']:.0%}), "
+                     f"{last['trigger']} at {last['started_at']}")
+    lines.append(f"  txlog:    {status['txlog'] or 'not watched'}")
+    push = status["push"]
+    lines.append("  push:     " + ("configured; delivery not available in this version" if push["configured"]
+                                   else "not configured ([server] url)"))
+    if status.get("last_error"):
+        lines.append(f"  problem:  {status['last_error']}")
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    rest = int(seconds)
+    days, rest = divmod(rest, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return " ".join(f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if v) or "0s"
+
+
+def parse_age(text: str) -> float:
+    """'90s', '30m', '2h', '7d' → seconds."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValueError(f"--since: expected an age such as 90s, 30m, 2h or 7d, got {text!r}")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import time
+
+    from agent import config
+    from agent.report import utc_iso
+    from agent.store import open_readonly
+
+    settings = config.load(args.config)
+    try:
+        since = time.time() - parse_age(args.since) if args.since else None
+    except ValueError as exc:
+        err.write(f"posdiag: {exc}\n")
+        return Exit.UNKNOWN
+    store = open_readonly(settings.daemon.state_dir)
+    rows = []
+    if store is not None:
+        with store:
+            rows = store.list(since=since, limit=args.limit)
+            if args.json:
+                out.write(json.dumps([store.get(r.report_id) for r in rows], indent=2) + "\n")
+                return 0
+    elif args.json:
+        out.write("[]\n")
+        return 0
+    if not rows:
+        out.write(f"no stored reports in {settings.daemon.state_dir}\n")
+        return 0
+    out.write(f"{'started (UTC)':<20}  {'trigger':<9}  {'verdict':<8}  {'top cause':<19}  conf  report\n")
+    for r in rows:
+        out.write(f"{utc_iso(r.started_at):<20}  {r.trigger:<9}  {r.verdict:<8}  {r.top_cause:<19}  "
+                  f"{r.confidence:4.0%}  {r.report_id}\n")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from agent import config
     from agent.diagnosis import load_knowledge
@@ -118,7 +252,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
-    handler = {"diagnose": cmd_diagnose, "probes": cmd_probes, "config": cmd_config_check}[args.command]
+    handler = {"diagnose": cmd_diagnose, "probes": cmd_probes, "config": cmd_config_check, "run": cmd_run,
+               "trigger": cmd_trigger, "status": cmd_status, "history": cmd_history}[args.command]
     try:
         return int(handler(args, out, err))
     except ConfigError as exc:

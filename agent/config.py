@@ -158,6 +158,8 @@ class DaemonSettings:
     interval_s: float = _f(300.0, **_range(5, 86400))
     state_dir: str = _f("/var/lib/posdiag")
     control_socket: str = _f("/run/posdiag/control.sock")
+    history_days: float = _f(30.0, **_range(0.01, 3650))
+    history_max_mb: float = _f(50.0, **_range(0.1, 100_000))
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,25 @@ from dataclasses import dataclass
 from typing import Callable
 
 from agent.config import Settings
-from probes.base import Observation, Probe, ProbeContext, ProbeResult, skipped_result, timed_out_result
+from probes.base import (
+    Finding,
+    Observation,
+    Probe,
+    ProbeContext,
+    ProbeResult,
+    Severity,
+    Status,
+    skipped_result,
+    timed_out_result,
+)
 
 ProgressHook = Callable[[ProbeResult, int, int], None]
+
+#: Threads of probes abandoned at their deadline and still stuck. In the long-running daemon a
+#: probe stuck in a system call must not pile up one more thread every sweep: while its previous
+#: run is alive, the probe is reported as still stuck instead of being started again.
+_stuck: dict[str, threading.Thread] = {}
+_stuck_lock = threading.Lock()
 
 
 @dataclass
@@ -26,6 +42,7 @@ class _Running:
     obs: Observation
     started: float
     deadline: float
+    thread: threading.Thread
 
 
 def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s: float | None = None,
@@ -64,11 +81,20 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
             if now >= overall:
                 finish(skipped_result(cls.name, "no time left before the diagnosis deadline"))
                 continue
+            with _stuck_lock:
+                previous = _stuck.get(cls.name)
+                if previous is not None and previous.is_alive():
+                    finish(ProbeResult(cls.name, Status.ERROR, 0.0, "still stuck in an earlier sweep; not started",
+                                       (Finding("probe.still_stuck", Severity.INFO,
+                                                f"{cls.name} from an earlier sweep has not returned yet"),), {}))
+                    continue
+                _stuck.pop(cls.name, None)
             probe = cls(settings, context)
             obs = Observation()
-            running[cls.name] = _Running(probe, obs, now, min(overall, now + probe.deadline_s()))
-            threading.Thread(target=lambda p=probe, o=obs: done.put((p.name, p.run(o))),
-                             name=f"probe-{cls.name}", daemon=True).start()
+            thread = threading.Thread(target=lambda p=probe, o=obs: done.put((p.name, p.run(o))),
+                                      name=f"probe-{cls.name}", daemon=True)
+            running[cls.name] = _Running(probe, obs, now, min(overall, now + probe.deadline_s()), thread)
+            thread.start()
 
     start_ready()
     while running or pending:
@@ -87,6 +113,8 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
             for name, run in list(running.items()):
                 if now >= run.deadline:
                     del running[name]
+                    with _stuck_lock:
+                        _stuck[name] = run.thread
                     finish(timed_out_result(name, run.obs, now - run.started))
         start_ready()
     order = {cls.name: i for i, cls in enumerate(probe_classes)}

@@ -23,6 +23,8 @@ CATALOGUE: dict[str, str] = {
     "reader.usb": "probes.reader.usb:UsbProbe",
     "reader.serial": "probes.reader.serial_port:SerialProbe",
     "reader.events": "probes.reader.events:EventsProbe",
+    "txlog": "probes.txlog:TxlogProbe",
+    "trends": "probes.trends:TrendsProbe",
 }
 
 

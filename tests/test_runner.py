@@ -126,5 +126,17 @@ def test_dependant_runs_after_its_prerequisite_and_sees_its_result():
     assert results[0].findings[0].code == "test.saw_prereq"
 
 
+def test_probe_still_stuck_from_an_earlier_sweep_is_not_started_again():
+    class StuckAgain(Hangs):
+        name = "test.stuck_again"
+
+    first = run_probes(Settings(), [StuckAgain])
+    assert first[0].findings[-1].code == "probe.timeout"
+    second = run_probes(Settings(), [StuckAgain])
+    assert second[0].status is Status.ERROR
+    assert second[0].findings[0].code == "probe.still_stuck"
+    assert second[0].duration_s == 0.0
+
+
 def teardown_module() -> None:
     RELEASE.set()

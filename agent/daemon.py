@@ -1,0 +1,299 @@
+"""``posdiag run``: the agent as a service.
+
+One main loop owns the sweeps, so two diagnoses never run at once; everything else only asks it:
+
+* at start a ``boot`` sweep, then a ``schedule`` sweep every ``interval_s`` (±5 % jitter, so a fleet
+  booted together does not probe in lockstep);
+* the transaction-log watcher asks for an ``event`` sweep the moment a 2824 line is written;
+* the control socket asks for ``on-demand`` sweeps and answers ``status``;
+* SIGTERM stops cleanly, SIGHUP reloads the configuration (a bad one is refused and the old kept).
+
+Every report goes to the history. With ``NOTIFY_SOCKET`` set (systemd ``Type=notify``) the daemon
+says READY, STATUS and STOPPING, and pings WATCHDOG at half of ``WATCHDOG_USEC``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import __version__, config
+from agent.control import serve
+from agent.diagnosis import KnowledgeBase, load_knowledge
+from agent.logfollow import LogFollower
+from agent.paths import causes_path
+from agent.store import Store
+from agent.sweep import run_sweep
+
+log = logging.getLogger("posdiag")
+TXLOG_POLL_S = 0.2
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>message``: journald reads the syslog level from the prefix (SyslogLevelPrefix)."""
+
+    LEVELS = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return "\n".join(f"<{self.LEVELS.get(record.levelno, 6)}>{line}" for line in text.splitlines())
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    else:
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    root = logging.getLogger("posdiag")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class Notifier:
+    """systemd's notify protocol over the datagram socket in $NOTIFY_SOCKET (no libsystemd needed)."""
+
+    def __init__(self) -> None:
+        addr = os.environ.get("NOTIFY_SOCKET", "")
+        self.addr = "\0" + addr[1:] if addr.startswith("@") else addr
+        usec = os.environ.get("WATCHDOG_USEC", "")
+        self.watchdog_s = int(usec) / 1e6 / 2 if usec.isdigit() and int(usec) > 0 else None
+
+    def send(self, message: str) -> None:
+        if not self.addr:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(message.encode(), self.addr)
+        except OSError as exc:
+            log.warning("cannot notify systemd on %s: %s", self.addr, exc)
+
+
+@dataclass
+class Request:
+    trigger: str
+    reply: queue.Queue | None = None
+
+
+@dataclass
+class State:
+    started: float = field(default_factory=time.time)
+    sweeps: int = 0
+    last: dict[str, Any] | None = None
+    last_error: str | None = None
+    reloads: int = 0
+
+
+class TxlogWatcher(threading.Thread):
+    """Follows the POS transaction log and asks for an event sweep when a 2824 line appears."""
+
+    def __init__(self, settings: config.Settings, on_2824) -> None:
+        super().__init__(name="txlog-watcher", daemon=True)
+        self.path = settings.txlog.path
+        self.pattern = re.compile(settings.txlog.pattern)
+        self.on_2824 = on_2824
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from probes.txlog import ERROR_2824, parse_line
+
+        follower = LogFollower(self.path, from_end=True)
+        while not self.stopping.wait(TXLOG_POLL_S):
+            try:
+                for line in follower.poll():
+                    event = parse_line(self.pattern, line)
+                    if event and event.code == ERROR_2824:
+                        log.warning("2824 in %s: %s", self.path, line[:200])
+                        self.on_2824(line)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any odd file state
+                log.exception("transaction-log watcher: error while following %s", self.path)
+        follower.close()
+
+
+class Daemon:
+    def __init__(self, settings: config.Settings, config_path: str | None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.kb: KnowledgeBase = load_knowledge(causes_path())
+        self.requests: queue.Queue[Request] = queue.Queue()
+        self.state = State()
+        self.stopping = threading.Event()
+        self.event_pending = threading.Event()
+        self.notify = Notifier()
+        self.watcher: TxlogWatcher | None = None
+        self.store: Store | None = None
+
+    # --- signals and requests from other threads ------------------------------------------------
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            self.requests.put(Request("reload"))
+        else:
+            self.stopping.set()
+            self.requests.put(Request("stop"))
+
+    def on_2824(self, _line: str) -> None:
+        if not self.event_pending.is_set():  # a burst of 2824 lines makes one event sweep
+            self.event_pending.set()
+            self.requests.put(Request("event"))
+
+    def handle_control(self, message: dict[str, Any]) -> dict[str, Any]:
+        cmd = message.get("cmd")
+        if cmd == "ping":
+            return {"ok": True}
+        if cmd == "status":
+            return {"ok": True, "status": self.status()}
+        if cmd == "trigger":
+            reply: queue.Queue = queue.Queue()
+            self.requests.put(Request("on-demand", reply))
+            try:
+                return reply.get(timeout=self.settings.diagnosis.deadline_s + 30)
+            except queue.Empty:
+                return {"ok": False, "error": "the daemon did not finish the diagnosis in time"}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def status(self) -> dict[str, Any]:
+        s = self.state
+        history = None
+        try:
+            with Store(self.settings.daemon.state_dir) as store:
+                history = store.count()
+        except Exception as exc:  # noqa: BLE001 - status must answer even with a broken history
+            history = f"unavailable: {exc}"
+        return {"pid": os.getpid(), "version": __version__, "started_at": s.started,
+                "uptime_s": round(time.time() - s.started, 1), "sweeps": s.sweeps, "last": s.last,
+                "last_error": s.last_error, "history_reports": history, "config": self.settings.source,
+                "interval_s": self.settings.daemon.interval_s, "txlog": self.settings.txlog.path or None,
+                "reloads": s.reloads,
+                "push": {"configured": bool(self.settings.server.url), "outbox": None, "last_push": None}}
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def next_interval(self) -> float:
+        interval = self.settings.daemon.interval_s
+        return interval * random.uniform(0.95, 1.05)
+
+    def sweep(self, trigger: str) -> dict[str, Any] | None:
+        try:
+            report = run_sweep(self.settings, trigger=trigger, knowledge=self.kb)
+        except Exception as exc:  # noqa: BLE001 - one bad sweep never stops the loop
+            self.state.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} sweep failed: {exc!r}"
+            log.exception("%s sweep failed", trigger)
+            return None
+        self.state.sweeps += 1
+        top = report["diagnosis"]["causes"][0]
+        self.state.last = {"report_id": report["report_id"], "trigger": trigger, "started_at": report["started_at"],
+                           "verdict": report["diagnosis"]["verdict"], "top_cause": top["id"],
+                           "confidence": top["confidence"], "duration_s": report["duration_s"]}
+        try:
+            assert self.store is not None
+            self.store.add(report)
+        except Exception as exc:  # noqa: BLE001 - a full disk must not kill the daemon
+            self.state.last_error = f"could not store report {report['report_id']}: {exc}"
+            log.error("could not store report %s: %s", report["report_id"], exc)
+        level = logging.INFO if report["diagnosis"]["verdict"] == "healthy" else logging.WARNING
+        log.log(level, "%s sweep: %s, top cause %s (%.0f%%) in %.2f s [%s]", trigger, report["diagnosis"]["verdict"],
+                top["id"], top["confidence"] * 100, report["duration_s"], report["report_id"])
+        self.notify.send(f"STATUS={report['diagnosis']['verdict']}: {top['id']} ({trigger}, {report['started_at']})")
+        return report
+
+    def reload(self) -> None:
+        try:
+            new = config.load(self.config_path)
+            kb = load_knowledge(causes_path())
+        except config.ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc.render().replace("\n", " "))
+            self.state.last_error = f"reload refused: {'; '.join(exc.problems)}"
+            return
+        self.notify.send("RELOADING=1")
+        self.stop_watcher()
+        self.settings, self.kb = new, kb
+        self.state.reloads += 1
+        self.start_watcher()
+        log.info("configuration reloaded from %s", new.source)
+        self.notify.send("READY=1")
+
+    def start_watcher(self) -> None:
+        if self.settings.txlog.path:
+            self.watcher = TxlogWatcher(self.settings, self.on_2824)
+            self.watcher.start()
+
+    def stop_watcher(self) -> None:
+        if self.watcher:
+            self.watcher.stopping.set()
+            self.watcher.join(2)
+            self.watcher = None
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGHUP, self.on_signal)
+        self.store = Store(self.settings.daemon.state_dir, max_age_days=self.settings.daemon.history_days,
+                           max_mb=self.settings.daemon.history_max_mb)
+        server = serve(self.settings.daemon.control_socket, self.handle_control)
+        self.start_watcher()
+        log.info("posdiag %s started (pid %d, config %s, every %g s)", __version__, os.getpid(), self.settings.source,
+                 self.settings.daemon.interval_s)
+        self.notify.send(f"READY=1\nMAINPID={os.getpid()}")
+        try:
+            self.loop()
+        finally:
+            self.notify.send("STOPPING=1")
+            self.stop_watcher()
+            server.shutdown()
+            server.server_close()
+            try:
+                os.unlink(self.settings.daemon.control_socket)
+            except OSError:
+                pass
+            self.store.close()
+            log.info("posdiag stopped")
+        return 0
+
+    def loop(self) -> None:
+        self.sweep("boot")
+        next_sweep = time.monotonic() + self.next_interval()
+        next_ping = time.monotonic()
+        while not self.stopping.is_set():
+            if self.notify.watchdog_s and time.monotonic() >= next_ping:
+                self.notify.send("WATCHDOG=1")
+                next_ping = time.monotonic() + self.notify.watchdog_s
+            wake = min(next_sweep, next_ping if self.notify.watchdog_s else next_sweep)
+            try:
+                req = self.requests.get(timeout=max(0.0, wake - time.monotonic()))
+            except queue.Empty:
+                if time.monotonic() >= next_sweep:
+                    self.sweep("schedule")
+                    next_sweep = time.monotonic() + self.next_interval()
+                continue
+            if req.trigger == "stop":
+                break
+            if req.trigger == "reload":
+                self.reload()
+                continue
+            if req.trigger == "event":
+                self.event_pending.clear()
+            report = self.sweep(req.trigger)
+            if req.reply is not None:
+                req.reply.put({"ok": True, "report": report} if report else
+                              {"ok": False, "error": self.state.last_error or "sweep failed"})
+
+
+def run(config_path: str | None) -> int:
+    setup_logging()
+    settings = config.load(config_path)
+    try:
+        daemon = Daemon(settings, config_path)
+        return daemon.run()
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 3

@@ -1,0 +1,103 @@
+"""Trends across sweeps, read from the stored history: what one sweep alone cannot see.
+
+* a POS process whose RSS grows steadily sweep after sweep: a leak, long before memory runs out;
+* a network layer that fails in some recent sweeps and not in others: an intermittent fault,
+  which a single healthy-looking sweep would hide.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from probes.base import Observation, Probe, ProbeSkipped, Status
+
+WINDOW = 12  # sweeps looked at
+MIN_POINTS = 4
+LEAK_MIN_MB_PER_H = 5.0
+LEAK_MIN_GROWTH = 0.2  # at least 20 % growth over the window
+LEAK_MIN_R2 = 0.8
+LAYERS = ("network.link", "network.gateway", "network.dns", "network.tcp", "network.tls", "network.path")
+
+
+def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope and R² of ys over xs."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if not sxx:
+        return 0.0, 0.0
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    slope = sxy / sxx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - (my + slope * (x - mx))) ** 2 for x, y in zip(xs, ys, strict=True))
+    return slope, (1 - ss_res / ss_tot) if ss_tot else 0.0
+
+
+def _started(report: dict[str, Any]) -> float:
+    from datetime import datetime, timezone
+
+    return datetime.strptime(report["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def _probe(report: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((p for p in report.get("probes", []) if p["name"] == name), None)
+
+
+class TrendsProbe(Probe):
+    name = "trends"
+    description = "history across sweeps: POS process memory growing steadily (leak), network layers failing on and off"
+    after = ("memory",) + LAYERS
+
+    def check(self, obs: Observation) -> None:
+        from agent.store import open_readonly
+
+        store = open_readonly(self.context.state_dir or self.settings.daemon.state_dir)
+        if store is None:
+            raise ProbeSkipped("no history yet")
+        with store:
+            history = list(store.recent_bodies(WINDOW - 1))
+        if not history:
+            raise ProbeSkipped("no history yet")
+        obs.metric("sweeps", len(history) + 1)
+        self.leak(obs, history)
+        self.intermittent(obs, history)
+        if obs.status() is Status.OK:
+            obs.summary = f"{len(history) + 1} sweeps: no growing POS memory, no intermittent network layer"
+
+    def leak(self, obs: Observation, history: list[dict[str, Any]]) -> None:
+        points = []
+        for report in history:
+            mem = _probe(report, "memory")
+            if mem and mem["metrics"].get("pos_rss_mb"):
+                points.append((_started(report), float(mem["metrics"]["pos_rss_mb"])))
+        now = self.context.results.get("memory")
+        if now and now.metrics.get("pos_rss_mb"):
+            points.append((time.time(), float(now.metrics["pos_rss_mb"])))  # type: ignore[arg-type]
+        if len(points) < MIN_POINTS:
+            return
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        slope_s, r2 = linear_fit(xs, ys)
+        per_hour = slope_s * 3600
+        growth = (ys[-1] - ys[0]) / ys[0] if ys[0] else 0.0
+        obs.metric("pos_rss_mb_per_hour", round(per_hour, 2))
+        obs.metric("pos_rss_fit_r2", round(r2, 3))
+        if per_hour >= LEAK_MIN_MB_PER_H and growth >= LEAK_MIN_GROWTH and r2 >= LEAK_MIN_R2:
+            proc = self.settings.terminal.pos_process or "the POS process"
+            obs.warn("trend.pos_rss_growing", f"{proc} grew from {ys[0]:.0f} to {ys[-1]:.0f} MB over {len(points)} "
+                     f"sweeps ({per_hour:+.1f} MB/h, steady): a memory leak", mb_per_hour=round(per_hour, 2),
+                     first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), r2=round(r2, 3))
+
+    def intermittent(self, obs: Observation, history: list[dict[str, Any]]) -> None:
+        for layer in LAYERS:
+            statuses = [p["status"] for r in history if (p := _probe(r, layer))]
+            current = self.context.results.get(layer)
+            if current:
+                statuses.append(current.status.value)
+            judged = [s for s in statuses if s in ("ok", "warn", "fail")]
+            fails = judged.count("fail")
+            if len(judged) >= MIN_POINTS and 0 < fails < len(judged) and fails / len(judged) >= 0.2:
+                short = layer.split(".", 1)[1]
+                obs.warn(f"trend.intermittent_{short}", f"{layer} failed in {fails} of the last {len(judged)} sweeps "
+                         "and worked in the others: an intermittent fault", layer=layer, failed=fails,
+                         sweeps=len(judged))

@@ -1,0 +1,151 @@
+"""The POS transaction log: 2824 events in a recent window, and what the host's ISO 8583 field-39
+response codes say about *whose* fault failed payments are.
+
+Account and issuer outcomes (declines) are not terminal faults, input errors are the operator's,
+format errors are the software's, and host/network codes point past the terminal. The probe only
+counts and classifies; the diagnosis engine weighs the counts against the other probes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from probes.base import Observation, Probe, Status
+
+ERROR_2824 = "2824"
+#: ISO 8583 field 39 response codes by whose outcome they are
+RESPONSE_CLASSES = {
+    "account": {"05", "14", "41", "43", "51", "54", "57", "61", "62", "65"},
+    "input": {"13", "17", "19", "55", "75"},
+    "format": {"12", "30"},
+    "host": {"68", "91", "92", "96"},
+}
+CLASS_FINDINGS = {
+    "account": ("txlog.declines", "the issuer declined {n} transaction(s) for account reasons (codes {codes})"),
+    "input": ("txlog.input_errors", "{n} transaction(s) failed on operator/cardholder input (codes {codes})"),
+    "format": ("txlog.format_errors", "the host rejected {n} message(s) as malformed (codes {codes})"),
+    "host": ("txlog.host_errors", "the host or network failed {n} transaction(s) (codes {codes})"),
+}
+TAIL_BYTES = 4 * 1024 * 1024  # never read more than the last 4 MiB of a log
+REPEAT_WINDOW_S = 10.0
+_TS_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
+               "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class TxEvent:
+    ts: float | None  # seconds since the epoch; None when the stamp could not be read
+    code: str
+    response: str
+    rest: str  # the line without its timestamp: identical attempts have identical rests
+
+
+def parse_ts(text: str) -> float | None:
+    text = text.strip().replace("Z", "+00:00") if text.endswith("Z") else text.strip()
+    for fmt in _TS_FORMATS:
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return parsed.timestamp() if parsed.tzinfo else parsed.astimezone().timestamp()
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def parse_line(pattern: re.Pattern[str], line: str) -> TxEvent | None:
+    match = pattern.search(line)
+    if not match:
+        return None
+    groups = match.groupdict()
+    ts_text = groups.get("ts") or ""
+    rest = line.replace(ts_text, "", 1).strip() if ts_text else line.strip()
+    return TxEvent(parse_ts(ts_text) if ts_text else None, (groups.get("code") or "").strip(),
+                   (groups.get("response") or "").strip(), rest)
+
+
+def read_tail(path: str, max_bytes: int = TAIL_BYTES) -> list[str]:
+    """Complete lines from the last ``max_bytes`` of a file; undecodable bytes become U+FFFD."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        start = max(0, size - max_bytes)
+        fh.seek(start)
+        data = fh.read()
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if start > 0:
+        lines = lines[1:]  # the first one is cut
+    return [line for line in lines if line.strip()]
+
+
+def classify(events: list[TxEvent]) -> dict[str, Counter]:
+    out: dict[str, Counter] = {name: Counter() for name in RESPONSE_CLASSES}
+    for ev in events:
+        for name, codes in RESPONSE_CLASSES.items():
+            if ev.response in codes:
+                out[name][ev.response] += 1
+    return out
+
+
+def repeated_attempts(events: list[TxEvent], window_s: float = REPEAT_WINDOW_S) -> int:
+    """Consecutive identical attempts within seconds of each other: a card swiped again and again."""
+    repeats = 0
+    for prev, cur in zip(events, events[1:], strict=False):
+        if prev.ts is not None and cur.ts is not None and cur.rest == prev.rest and 0 <= cur.ts - prev.ts <= window_s:
+            repeats += 1
+    return repeats
+
+
+class TxlogProbe(Probe):
+    name = "txlog"
+    description = "POS transaction log: 2824 events in the window; ISO 8583 response codes by whose fault they are"
+
+    def skip_reason(self) -> str | None:
+        return None if self.settings.txlog.path else "no transaction log configured ([txlog] path)"
+
+    def check(self, obs: Observation) -> None:
+        cfg = self.settings.txlog
+        if not os.path.exists(cfg.path):
+            obs.warn("txlog.missing", f"transaction log {cfg.path} does not exist", path=cfg.path)
+            return
+        pattern = re.compile(cfg.pattern)
+        import time
+
+        since = time.time() - cfg.window_min * 60
+        lines = read_tail(cfg.path)
+        parsed = [parse_line(pattern, line) for line in lines]
+        events = [e for e in parsed if e is not None and (e.ts is None or e.ts >= since)]
+        undated = sum(1 for e in events if e.ts is None)
+        obs.metric("lines_read", len(lines))
+        obs.metric("events_in_window", len(events))
+        if undated:
+            obs.info("txlog.undated", f"{undated} line(s) without a readable timestamp were counted as recent")
+        if lines and not any(parsed):
+            obs.warn("txlog.unparsed", f"no line of {cfg.path} matches [txlog] pattern", path=cfg.path)
+        n2824 = sum(1 for e in events if e.code == ERROR_2824)
+        obs.metric("errors_2824", n2824)
+        window = f"in the last {cfg.window_min:g} min"
+        if n2824:
+            obs.info("txlog.errors_2824", f"{n2824} transaction(s) failed with 2824 {window}", count=n2824)
+        for name, counts in classify(events).items():
+            n = sum(counts.values())
+            obs.metric(f"responses_{name}", n)
+            if n:
+                code, template = CLASS_FINDINGS[name]
+                codes = ", ".join(f"{c}×{k}" for k, c in sorted(counts.items()))
+                obs.warn(code, template.format(n=n, codes=codes) + f" {window}", count=n, codes=dict(counts))
+        repeats = repeated_attempts(events)
+        obs.metric("repeated_attempts", repeats)
+        if repeats >= 2:
+            obs.warn("txlog.repeated_attempts", f"{repeats} identical attempts repeated within {REPEAT_WINDOW_S:g} s "
+                     f"{window}: repeated swipes or retries", count=repeats)
+        if obs.status() is Status.OK:
+            obs.summary = f"{len(events)} transaction line(s) {window}, {n2824} with 2824"
+
+
+__all__ = ["TxlogProbe", "TxEvent", "parse_line", "read_tail", "classify", "repeated_attempts", "ERROR_2824"]

@@ -1,0 +1,232 @@
+"""The daemon as real processes: boot sweep, the control socket, 2824 events from a real log file,
+SIGHUP with good and bad configs, SIGTERM, kill -9 and restart, the systemd notify protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+from helpers import wait_for, write_config
+
+from agent.control import request
+from agent.store import Store
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, state: Path, env: dict | None = None) -> None:
+        self.config, self.state = config, state
+        self.log = open(config.parent / "daemon.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config)], cwd=REPO,
+                                     stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})})
+        self.socket = str(config.parent / "control.sock")
+        assert wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 10), self.output()
+        assert self.proc.poll() is None, self.output()
+
+    def output(self) -> str:
+        return (self.config.parent / "daemon.log").read_text(errors="replace")
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        return run_cli(*args, "--config", str(self.config))
+
+    def reports(self) -> list:
+        if not (self.state / "history.sqlite3").exists():
+            return []
+        with Store(self.state) as store:
+            return store.list()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemon(config_file, tmp_path):
+    started: list[DaemonProcess] = []
+
+    def start(env: dict | None = None, **sections) -> DaemonProcess:
+        sections.setdefault("daemon", {}).setdefault("interval_s", 3600)
+        sections.setdefault("txlog", {}).setdefault("path", str(tmp_path / "pos.log"))
+        (tmp_path / "pos.log").touch()
+        proc = DaemonProcess(config_file(**sections), tmp_path / "state", env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def test_boot_sweep_is_stored_and_status_tells_it(daemon):
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 10), d.output()
+    assert d.reports()[0].trigger == "boot"
+    rc, out, _ = d.cli("status", "--json")
+    status = json.loads(out)
+    assert rc == 0 and status["running"] and status["pid"] == d.proc.pid
+    assert status["last"]["trigger"] == "boot" and status["last"]["verdict"] == "healthy"
+    assert status["history_reports"] == 1
+    rc, out, _ = d.cli("status")
+    assert "running" in out and "HEALTHY" in out
+
+
+def test_control_socket_is_group_accessible_only(daemon):
+    d = daemon()
+    mode = stat.S_IMODE(os.stat(d.socket).st_mode)
+    assert mode == 0o660
+
+
+def test_trigger_runs_an_on_demand_sweep_in_the_daemon(daemon):
+    d = daemon()
+    rc, out, err = d.cli("trigger", "--json")
+    report = json.loads(out)
+    assert rc == 0 and report["trigger"] == "on-demand", err
+    assert wait_for(lambda: report["report_id"] in {r.report_id for r in d.reports()})
+
+
+def test_trigger_without_a_daemon_diagnoses_locally(config_file):
+    rc, out, err = run_cli("trigger", "--json", "--config", str(config_file()))
+    assert "diagnosing locally" in err
+    assert json.loads(out)["trigger"] == "on-demand" and rc == 0
+
+
+def test_status_without_a_daemon_says_not_running_and_exits_3(config_file):
+    rc, out, _ = run_cli("status", "--config", str(config_file()))
+    assert rc == 3 and "not running" in out
+
+
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as fh:
+        fh.write(text)
+        fh.flush()
+
+
+def test_a_2824_line_yields_a_stored_event_report(daemon, tmp_path):
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    append(tmp_path / "pos.log", "2026-11-30 10:00:00 txn=9 code=0 rc=00\n")
+    time.sleep(0.6)
+    assert [r.trigger for r in d.reports()] == ["boot"]  # a good transaction triggers nothing
+    append(tmp_path / "pos.log", "2026-11-30 10:00:01 txn=10 code=2824\n")
+    assert wait_for(lambda: any(r.trigger == "event" for r in d.reports()), 5), d.output()
+    assert "2824 in" in d.output()
+
+
+def test_events_keep_coming_across_rotation_and_partial_lines(daemon, tmp_path):
+    d = daemon()
+    log = tmp_path / "pos.log"
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    os.rename(log, tmp_path / "pos.log.1")
+    log.write_text("")
+    append(log, "2026-11-30 10:00:02 txn=11 co")
+    time.sleep(0.5)
+    assert not any(r.trigger == "event" for r in d.reports())  # half a line is not an event yet
+    append(log, "de=2824\n")
+    assert wait_for(lambda: any(r.trigger == "event" for r in d.reports()), 5), d.output()
+
+
+def test_sighup_reloads_a_good_config_and_keeps_the_old_on_a_bad_one(daemon, tmp_path):
+    d = daemon()
+    text = d.config.read_text()
+    d.config.write_text(text.replace("interval_s = 3600", "interval_s = 1800"))
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: json.loads(d.cli("status", "--json")[1])["reloads"] == 1, 5)
+    assert json.loads(d.cli("status", "--json")[1])["interval_s"] == 1800
+    d.config.write_text(text + "\n[memory]\nmin_avail_mb = 3\n")
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload refused" in d.output(), 5)
+    status = request(d.socket, {"cmd": "status"})["status"]  # the CLI itself would refuse the bad file
+    assert status["reloads"] == 1 and status["interval_s"] == 1800
+    assert "min_avail_mb" in status["last_error"]
+    assert d.proc.poll() is None
+
+
+def test_sigterm_stops_cleanly_within_five_seconds(daemon):
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    started = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(10)
+    assert time.monotonic() - started < 5
+    assert d.proc.returncode == 0
+    assert not os.path.exists(d.socket)
+    assert "posdiag stopped" in d.output()
+
+
+def test_kill_9_then_restart_keeps_the_history(daemon):
+    d = daemon()
+    for _ in range(3):
+        assert d.cli("trigger")[0] == 0
+    before = {r.report_id for r in d.reports()}
+    assert len(before) == 4
+    d.proc.kill()
+    d.proc.wait()
+    again = daemon()  # the stale socket of the killed daemon does not stop the new one
+    assert wait_for(lambda: len(again.reports()) == 5, 10), again.output()
+    assert before <= {r.report_id for r in again.reports()}
+
+
+def test_second_daemon_on_the_same_socket_refuses_to_start(daemon, tmp_path):
+    d = daemon()
+    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(d.config)], cwd=REPO,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 3
+    assert "already running" in proc.stderr
+
+
+def test_systemd_notify_protocol_ready_and_watchdog(daemon, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    try:
+        d = daemon(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        got = []
+        while not (any("READY=1" in m for m in got) and sum("WATCHDOG=1" in m for m in got) >= 2):
+            got.append(sock.recv(4096).decode())
+        assert any(f"MAINPID={d.proc.pid}" in m for m in got)
+        d.stop()
+        while not any("STOPPING=1" in m for m in got):
+            got.append(sock.recv(4096).decode())
+    finally:
+        sock.close()
+
+
+def test_history_lists_newest_first_and_filters_by_age(daemon, tmp_path):
+    d = daemon()
+    d.cli("trigger")
+    rc, out, _ = d.cli("history")
+    lines = out.splitlines()
+    assert lines[1].split()[1] == "on-demand" and lines[2].split()[1] == "boot"
+    rc, out, _ = d.cli("history", "--json", "--since", "1h")
+    assert [r["trigger"] for r in json.loads(out)] == ["on-demand", "boot"]
+    rc, out, err = d.cli("history", "--since", "soon")
+    assert rc == 3 and "--since" in err
+
+
+def test_journal_log_lines_carry_syslog_priorities(daemon, tmp_path):
+    d = daemon()
+    assert wait_for(lambda: "boot sweep" in d.output(), 10)
+    assert any(line.startswith("<6>") and "started" in line for line in d.output().splitlines())
+
+
+def test_bad_config_at_start_exits_3(tmp_path):
+    bad = write_config(tmp_path / "bad.toml", {"daemon": {"interval_s": "often"}})
+    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(bad)], cwd=REPO,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 3 and "daemon.interval_s" in proc.stderr

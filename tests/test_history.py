@@ -1,0 +1,98 @@
+"""History in SQLite (retention, durability) and the trends computed from it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+
+from conftest import run_cli
+
+from agent.report import utc_iso
+from agent.store import Store
+
+
+def fake_report(started: float, *, pos_rss_mb: float | None = None, tcp: str = "ok", size: int = 0) -> dict:
+    probes = [{"name": "memory", "status": "ok", "duration_s": 0.01, "summary": "", "findings": [],
+               "metrics": {"pos_rss_mb": pos_rss_mb, "padding": "x" * size}},
+              {"name": "network.tcp", "status": tcp, "duration_s": 0.01, "summary": "", "findings": [], "metrics": {}}]
+    return {"schema": "posdiag.report/1", "report_id": str(uuid.uuid4()), "trigger": "schedule",
+            "started_at": utc_iso(started), "duration_s": 0.1, "terminal": {"id": "t", "site": "", "hostname": "h"},
+            "agent_version": "0.1.0", "probes": probes,
+            "diagnosis": {"verdict": "healthy", "causes": [{"id": "none", "title": "", "confidence": 0.95,
+                                                            "evidence": [], "remediation": ["x"]}]}}
+
+
+def test_reports_survive_reopening_and_duplicates_are_ignored(tmp_path):
+    report = fake_report(time.time())
+    with Store(tmp_path) as store:
+        store.add(report)
+        store.add(copy.deepcopy(report))
+    with Store(tmp_path) as store:
+        assert store.count() == 1
+        assert store.get(report["report_id"]) == report
+
+
+def test_retention_drops_reports_older_than_the_age_limit(tmp_path):
+    now = time.time()
+    with Store(tmp_path, max_age_days=1) as store:
+        store.add(fake_report(now - 3 * 86400))
+        store.add(fake_report(now - 3600))
+        assert [round((now - r.started_at) / 3600) for r in store.list()] == [1]
+
+
+def test_retention_drops_the_oldest_when_the_history_outgrows_its_size(tmp_path):
+    now = time.time()
+    with Store(tmp_path, max_mb=0.05) as store:  # ~52 kB
+        for i in range(10):
+            store.add(fake_report(now - 600 + i * 60, size=10_000))
+        kept = store.list()
+    assert 3 <= len(kept) <= 5
+    assert kept[0].started_at > kept[-1].started_at  # the newest are the ones kept
+
+
+def test_database_uses_wal_and_full_sync(tmp_path):
+    with Store(tmp_path) as store:
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def history_with(tmp_path, reports: list[dict]) -> None:
+    with Store(tmp_path / "state") as store:
+        for r in reports:
+            store.add(r)
+
+
+def test_steadily_growing_pos_memory_is_a_leak(config_file, tmp_path):
+    now = time.time()
+    history_with(tmp_path, [fake_report(now - 3600 + i * 600, pos_rss_mb=200 + 40 * i) for i in range(6)])
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
+    report = json.loads(out)
+    trend = report["probes"][0]
+    codes = [f["code"] for f in trend["findings"]]
+    assert "trend.pos_rss_growing" in codes
+    assert trend["metrics"]["pos_rss_mb_per_hour"] > 200
+    assert report["diagnosis"]["causes"][0]["id"] == "memory.exhausted"
+
+
+def test_stable_pos_memory_is_not_a_leak(config_file, tmp_path):
+    now = time.time()
+    history_with(tmp_path, [fake_report(now - 3600 + i * 600, pos_rss_mb=300 + (i % 2) * 3) for i in range(6)])
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
+    assert json.loads(out)["probes"][0]["status"] == "ok"
+
+
+def test_payment_path_failing_in_some_sweeps_is_intermittent(config_file, tmp_path):
+    now = time.time()
+    history_with(tmp_path, [fake_report(now - 3600 + i * 600, tcp="fail" if i in (1, 4) else "ok") for i in range(6)])
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
+    report = json.loads(out)
+    finding = next(f for f in report["probes"][0]["findings"] if f["code"] == "trend.intermittent_tcp")
+    assert finding["data"]["failed"] == 2 and finding["data"]["sweeps"] == 6
+    assert report["diagnosis"]["causes"][0]["id"] == "network.degraded"
+
+
+def test_no_history_means_trends_are_skipped(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
+    assert json.loads(out)["probes"][0]["status"] == "skipped"

@@ -1,0 +1,138 @@
+"""The transaction-log probe on real log files, and the follower that tails them like ``tail -F``."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+
+import pytest
+from conftest import run_cli
+
+from agent.logfollow import LogFollower
+
+
+def stamp(seconds_ago: float = 0) -> str:
+    return (datetime.now() - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def line(code: str = "0", rc: str | None = None, ago: float = 0, txn: int = 1, amount: str = "12.50") -> str:
+    return f"{stamp(ago)} txn={txn} amount={amount} code={code}" + (f" rc={rc}" if rc else "") + "\n"
+
+
+def diagnose_log(config_file, tmp_path, lines: list[str], **txlog) -> tuple[int, dict]:
+    log = tmp_path / "pos.log"
+    log.write_text("".join(lines))
+    config = config_file(txlog={"path": str(log), **txlog})
+    rc, out, err = run_cli("diagnose", "--json", "--only", "txlog", "--config", str(config))
+    assert rc != 3, err
+    return rc, json.loads(out)
+
+
+def findings(report: dict) -> dict[str, dict]:
+    return {f["code"]: f for f in report["probes"][0]["findings"]}
+
+
+@pytest.mark.parametrize("codes,finding,cause", [
+    (["51", "05", "51", "61"], "txlog.declines", "account.declined"),
+    (["55", "55", "75"], "txlog.input_errors", "operator.input"),
+    (["30", "30", "12"], "txlog.format_errors", "data.format"),
+    (["91", "96", "91"], "txlog.host_errors", "host.service_down"),
+], ids=["declines", "pin-errors", "format-errors", "host-outage"])
+def test_response_codes_point_at_whose_fault_it_is(config_file, tmp_path, codes, finding, cause):
+    lines = [line("2824", rc, ago=60 * (i + 1), txn=i) for i, rc in enumerate(codes)]
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    found = findings(report)
+    assert found[finding]["data"]["count"] == len(codes)
+    assert found["txlog.errors_2824"]["data"]["count"] == len(codes)
+    assert report["diagnosis"]["causes"][0]["id"] == cause
+
+
+def test_repeated_identical_attempts_within_seconds_are_operator_input(config_file, tmp_path):
+    lines = [line("2824", ago=30 - i * 3, txn=7) for i in range(4)]
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    assert findings(report)["txlog.repeated_attempts"]["data"]["count"] == 3
+    assert report["diagnosis"]["causes"][0]["id"] == "operator.input"
+
+
+def test_only_the_window_counts(config_file, tmp_path):
+    lines = [line("2824", "51", ago=3 * 3600), line("0", "00", ago=10)]
+    rc, report = diagnose_log(config_file, tmp_path, lines, window_min=15)
+    assert "txlog.declines" not in findings(report)
+    assert report["probes"][0]["metrics"]["errors_2824"] == 0
+    assert rc == 0
+
+
+def test_garbage_bytes_and_unmatched_lines_do_not_break_the_probe(config_file, tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_bytes(b"\xff\xfe garbage \x00\x81\n" + line("2824", "91").encode() + b"half a line without newl")
+    config = config_file(txlog={"path": str(log)})
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "txlog", "--config", str(config))
+    report = json.loads(out)
+    assert report["probes"][0]["status"] == "warn"
+    assert "txlog.host_errors" in findings(report)
+
+
+def test_log_that_matches_nothing_says_the_pattern_is_wrong(config_file, tmp_path):
+    rc, report = diagnose_log(config_file, tmp_path, ["completely different format\n"] * 3)
+    assert "txlog.unparsed" in findings(report)
+
+
+# --- the follower --------------------------------------------------------------------------------
+
+def test_follower_starts_at_the_end_and_returns_new_complete_lines(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("old line\n")
+    f = LogFollower(str(log))
+    assert f.poll() == []
+    with open(log, "a") as fh:
+        fh.write("new one\nhalf")
+    assert f.poll() == ["new one"]
+    with open(log, "a") as fh:
+        fh.write(" done\n")
+    assert f.poll() == ["half done"]
+
+
+def test_follower_survives_rotation_and_reads_the_new_file_from_its_start(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    f = LogFollower(str(log))
+    f.poll()
+    with open(log, "a") as fh:
+        fh.write("before rotation\n")
+    os.rename(log, tmp_path / "pos.log.1")
+    with open(tmp_path / "pos.log.1", "a") as fh:
+        fh.write("late write to the old file\n")
+    assert f.poll() == ["before rotation", "late write to the old file"]
+    log.write_text("first in new file\n")
+    assert f.poll() == ["first in new file"]
+
+
+def test_follower_handles_truncation_in_place(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("a long first line that makes the file big\n")
+    f = LogFollower(str(log))
+    f.poll()
+    with open(log, "r+") as fh:
+        fh.truncate(0)
+    with open(log, "a") as fh:
+        fh.write("after truncate\n")
+    assert f.poll() == ["after truncate"]
+
+
+def test_follower_reads_a_log_created_after_it_started_from_the_beginning(tmp_path):
+    log = tmp_path / "later.log"
+    f = LogFollower(str(log))
+    assert f.poll() == []
+    log.write_text("one\ntwo\n")
+    assert f.poll() == ["one", "two"]
+
+
+def test_follower_replaces_undecodable_bytes(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_bytes(b"")
+    f = LogFollower(str(log))
+    f.poll()
+    with open(log, "ab") as fh:
+        fh.write(b"caf\xe9 code=2824\n")
+    assert f.poll() == ["caf\ufffd code=2824"]
