@@ -301,21 +301,22 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
         if host.ca_file and not os.path.isfile(host.ca_file):
             problems.append(f"payment_hosts[{i}].ca_file: expected an existing file, got {host.ca_file!r}")
     gw = settings.network.gateway
-    if gw not in ("auto", "off") and not _is_address(gw):
+    if gw not in ("auto", "off") and not is_address(gw):
         problems.append(f"network.gateway: expected 'auto', 'off' or an IP address, got {gw!r}")
     servers = settings.network.dns_servers
     if isinstance(servers, str) and servers != "system":
         problems.append(f"network.dns_servers: expected 'system' or a list of addresses, got {servers!r}")
     elif isinstance(servers, list):
         for addr in servers:
-            if not _is_address(addr.rsplit("#", 1)[0]):
+            if not is_address(addr.rsplit("#", 1)[0]):
                 problems.append(f"network.dns_servers: expected IP addresses, got {addr!r}")
     for i, path in enumerate(settings.disk.paths):
         if not os.path.isabs(path):
             problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
+    """An IPv4 or IPv6 address literal (not a name)."""
     import ipaddress
 
     try:

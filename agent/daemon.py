@@ -104,11 +104,15 @@ class TxlogWatcher(threading.Thread):
         self.pattern = re.compile(settings.txlog.pattern)
         self.on_2824 = on_2824
         self.stopping = threading.Event()
+        # Take the log's current end now, in the caller's thread: whatever is written from here on,
+        # however soon, counts as new.
+        self.follower = LogFollower(self.path, from_end=True)
+        self.follower.poll()
 
     def run(self) -> None:
         from probes.txlog import ERROR_2824, parse_line
 
-        follower = LogFollower(self.path, from_end=True)
+        follower = self.follower
         while not self.stopping.wait(TXLOG_POLL_S):
             try:
                 for line in follower.poll():

@@ -24,6 +24,7 @@ import harness  # noqa: E402
 import scenarios_host  # noqa: E402, F401 - registers its scenarios
 import scenarios_network  # noqa: E402, F401
 import scenarios_reader  # noqa: E402, F401
+import scenarios_txlog  # noqa: E402, F401
 
 
 def deadline_comparison() -> None:

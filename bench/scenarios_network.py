@@ -6,38 +6,16 @@ runs the diagnosis inside the terminal namespace. Needs root.
 
 from __future__ import annotations
 
-import datetime
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
 from harness import Setup, scenario
+from helpers import PAYMENT_NAME as NAME
+from helpers import make_certs
 from netlab import BACKUP_ADDR, DNS_ADDR, HOST_ADDR, Lab
 
-NAME = "pay.acquirer.test"
 _counter = [0]
-
-
-def _certs(tmp: Path) -> dict[str, Any]:
-    import trustme
-
-    ca, rogue = trustme.CA(), trustme.CA()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    day = datetime.timedelta(days=1)
-    issued = {"valid": ca.issue_cert(NAME),
-              "expired": ca.issue_cert(NAME, not_before=now - 30 * day, not_after=now - day),
-              "not_yet_valid": ca.issue_cert(NAME, not_before=now + 10 * day, not_after=now + 40 * day),
-              "wrong_name": ca.issue_cert("other.acquirer.test"),
-              "untrusted": rogue.issue_cert(NAME)}
-    out: dict[str, Any] = {}
-    for name, leaf in issued.items():
-        cert, key = tmp / f"{name}.pem", tmp / f"{name}.key"
-        leaf.cert_chain_pems[0].write_to_path(str(cert))
-        leaf.private_key_pem.write_to_path(str(key))
-        out[name] = (str(cert), str(key))
-    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
-    out["ca"] = str(tmp / "ca.pem")
-    return out
 
 
 def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str = "answer", status: int = 200,
@@ -46,7 +24,7 @@ def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str
     _counter[0] += 1
     lab = Lab(f"b{_counter[0]}").up()
     stack.callback(lab.down)
-    certs = _certs(tmp)
+    certs = make_certs(tmp)
     lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}",
              "--zone", f"backup.acquirer.test={BACKUP_ADDR}", "--mode", dns_mode)
     if tls:

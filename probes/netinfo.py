@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from agent.config import is_address
+
 
 @dataclass(frozen=True)
 class Route:
@@ -97,14 +99,6 @@ def neighbour_state(address: str, proc_root: str = "/proc") -> str | None:
     except OSError:
         return None
     return None
-
-
-def is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:

@@ -114,30 +114,7 @@ def lab():
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
-    """Certificates for the payment host made by trustme: valid, expired, not yet valid, wrong name,
-    and one from a CA the terminal does not trust."""
-    import datetime
+    """Payment-host certificates made by trustme (see helpers.make_certs)."""
+    from helpers import make_certs
 
-    import trustme
-
-    folder = tmp_path_factory.mktemp("certs")
-    ca, rogue = trustme.CA(), trustme.CA()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    day = datetime.timedelta(days=1)
-    issued = {
-        "valid": ca.issue_cert("pay.acquirer.test"),
-        "expired": ca.issue_cert("pay.acquirer.test", not_before=now - 30 * day, not_after=now - day),
-        "not_yet_valid": ca.issue_cert("pay.acquirer.test", not_before=now + 10 * day, not_after=now + 40 * day),
-        "expiring": ca.issue_cert("pay.acquirer.test", not_before=now - day, not_after=now + 3 * day),
-        "wrong_name": ca.issue_cert("other.acquirer.test"),
-        "untrusted": rogue.issue_cert("pay.acquirer.test"),
-    }
-    paths = {}
-    for name, leaf in issued.items():
-        cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-        leaf.cert_chain_pems[0].write_to_path(str(cert))
-        leaf.private_key_pem.write_to_path(str(key))
-        paths[name] = (str(cert), str(key))
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    paths["ca"] = str(folder / "ca.pem")
-    return paths
+    return make_certs(tmp_path_factory.mktemp("certs"))

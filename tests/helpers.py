@@ -142,5 +142,46 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
     return False
 
 
-__all__ = ["toml_dumps", "write_config", "NtpResponder", "fill_filesystem", "exhaust_inodes",
-           "remount_read_only", "wait_for"]
+PAYMENT_NAME = "pay.acquirer.test"
+
+
+def make_certs(folder: Path, name: str = PAYMENT_NAME) -> dict:
+    """Certificates for the payment host, made by trustme: valid, expired, not yet valid, expiring in
+    3 days, for another name, and one from a CA the terminal does not trust. Returns
+    {kind: (cert path, key path), "ca": trusted CA path}."""
+    import datetime
+
+    import trustme
+
+    ca, rogue = trustme.CA(), trustme.CA()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    issued = {
+        "valid": ca.issue_cert(name),
+        "expired": ca.issue_cert(name, not_before=now - 30 * day, not_after=now - day),
+        "not_yet_valid": ca.issue_cert(name, not_before=now + 10 * day, not_after=now + 40 * day),
+        "expiring": ca.issue_cert(name, not_before=now - day, not_after=now + 3 * day),
+        "wrong_name": ca.issue_cert("other.acquirer.test"),
+        "untrusted": rogue.issue_cert(name),
+    }
+    paths: dict = {}
+    for kind, leaf in issued.items():
+        cert, key = folder / f"{kind}.pem", folder / f"{kind}.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        paths[kind] = (str(cert), str(key))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    paths["ca"] = str(folder / "ca.pem")
+    return paths
+
+
+def probe_of(report: dict, name: str) -> dict:
+    return next(p for p in report["probes"] if p["name"] == name)
+
+
+def codes_of(report: dict, name: str) -> list[str]:
+    return [f["code"] for f in probe_of(report, name)["findings"]]
+
+
+def top_cause(report: dict) -> str:
+    return report["diagnosis"]["causes"][0]["id"]

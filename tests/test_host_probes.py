@@ -9,16 +9,13 @@ import time
 
 import pytest
 from conftest import diagnose_json
+from helpers import codes_of as codes
 from helpers import exhaust_inodes, fill_filesystem, remount_read_only
 
 from agent import config as cfg
 from probes.base import Status
 from probes.clock import ClockProbe
 from probes.disk import DiskProbe
-
-
-def codes(report: dict, probe: str) -> list[str]:
-    return [f["code"] for p in report["probes"] if p["name"] == probe for f in p["findings"]]
 
 
 @pytest.mark.root

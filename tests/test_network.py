@@ -7,6 +7,9 @@ Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet le
 from __future__ import annotations
 
 import pytest
+from helpers import codes_of as codes
+from helpers import probe_of as probe
+from helpers import top_cause as top
 from netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HOST_ADDR
 
 pytestmark = pytest.mark.root
@@ -14,16 +17,6 @@ pytestmark = pytest.mark.root
 NAME = "pay.acquirer.test"
 
 
-def probe(report: dict, name: str) -> dict:
-    return next(p for p in report["probes"] if p["name"] == name)
-
-
-def codes(report: dict, name: str) -> list[str]:
-    return [f["code"] for f in probe(report, name)["findings"]]
-
-
-def top(report: dict) -> str:
-    return report["diagnosis"]["causes"][0]["id"]
 
 
 @pytest.fixture

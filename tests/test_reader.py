@@ -12,6 +12,9 @@ import uuid
 
 import pytest
 from conftest import REPO, run_cli
+from helpers import codes_of as codes
+from helpers import probe_of as probe
+from helpers import top_cause as top
 from reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
 from usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_device, terminal_tree
 
@@ -24,16 +27,6 @@ def reader_report(config) -> tuple[int, dict]:
     return rc, json.loads(out)
 
 
-def probe(report: dict, name: str) -> dict:
-    return next(p for p in report["probes"] if p["name"] == name)
-
-
-def codes(report: dict, name: str) -> list[str]:
-    return [f["code"] for f in probe(report, name)["findings"]]
-
-
-def top(report: dict) -> str:
-    return report["diagnosis"]["causes"][0]["id"]
 
 
 @pytest.fixture

@@ -133,11 +133,16 @@ def rtt_stats(values: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(values), "p95_ms": percentile(values, 95), "jitter_ms": jitter}
 
 
-def report_per_target(obs: Observation, failures: dict[int, tuple[str, str, dict]], healthy: set[int],
-                      all_targets: list[Target]) -> None:
-    """Emit one finding per failed target. A failed target is only a *warning* when another payment
-    host works at this layer: the terminal fails over, so payments go on, degraded."""
-    for index, (code, message, data) in failures.items():
+def report_per_target(obs: Observation, verdicts: dict[int, tuple[str, str, dict] | None], all_targets: list[Target],
+                      also_healthy: Iterable[int] = ()) -> None:
+    """Emit one finding per target whose verdict is a failure (code, message, data). A failed target
+    is only a *warning* when another payment host works at this layer: the terminal fails over, so
+    payments go on, degraded."""
+    healthy = {i for i, v in verdicts.items() if v is None} | set(also_healthy)
+    for index, verdict in verdicts.items():
+        if verdict is None:
+            continue
+        code, message, data = verdict
         others_ok = sorted(healthy - {index})
         severity = Severity.WARN if others_ok else Severity.FAIL
         if others_ok:

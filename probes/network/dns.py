@@ -51,15 +51,8 @@ class DnsProbe(Probe):
             raise ProbeSkipped("payment hosts are configured as IP addresses")
         names = sorted({t.host.host for t in named})
         outcomes = dict(zip(names, side_by_side(lambda n: self.resolve(n, servers), names), strict=True))
-        failures: dict[int, tuple[str, str, dict]] = {}
-        healthy = {t.index for t in all_targets if is_address(t.host.host)}
-        for target in named:
-            verdict = self.judge(obs, target.host.host, outcomes[target.host.host])
-            if verdict is None:
-                healthy.add(target.index)
-            else:
-                failures[target.index] = verdict
-        report_per_target(obs, failures, healthy, all_targets)
+        verdicts = {t.index: self.judge(obs, t.host.host, outcomes[t.host.host]) for t in named}
+        report_per_target(obs, verdicts, all_targets, {t.index for t in all_targets if is_address(t.host.host)})
         if obs.status() is Status.OK:
             obs.summary = f"{len(names)} name(s) resolved via {', '.join(servers)}"
 

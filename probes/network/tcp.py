@@ -43,15 +43,9 @@ class TcpProbe(Probe):
         if not reachable:
             raise ProbeSkipped("no payment host name resolved")
         outcomes = side_by_side(lambda ta: self.attempts(ta[1][0], ta[0].host.port), reachable)
-        failures: dict[int, tuple[str, str, dict]] = {}
-        healthy: set[int] = set()
-        for (target, addrs), attempts in zip(reachable, outcomes, strict=True):
-            verdict = self.judge(obs, target, addrs[0], attempts)
-            if verdict is None:
-                healthy.add(target.index)
-            else:
-                failures[target.index] = verdict
-        report_per_target(obs, failures, healthy, all_targets)
+        verdicts = {target.index: self.judge(obs, target, addrs[0], attempts)
+                    for (target, addrs), attempts in zip(reachable, outcomes, strict=True)}
+        report_per_target(obs, verdicts, all_targets)
         if obs.status() is Status.OK:
             obs.summary = "; ".join(f"{t.host.label} {obs.metrics.get(f'connect_median_ms[{t.host.label}]')} ms"
                                     for t, _ in reachable)

@@ -36,9 +36,8 @@ class TlsProbe(Probe):
         if not work:
             raise ProbeSkipped("no TLS payment host accepted a TCP connection")
         results = side_by_side(lambda ta: self.handshake(obs, *ta), work)
-        failures = {t.index: r for (t, _), r in zip(work, results, strict=True) if r is not None}
-        healthy = {t.index for t in all_targets if not t.host.tls} | {t.index for t, _ in work if t.index not in failures}
-        report_per_target(obs, failures, healthy, all_targets)
+        verdicts = {t.index: r for (t, _), r in zip(work, results, strict=True)}
+        report_per_target(obs, verdicts, all_targets, {t.index for t in all_targets if not t.host.tls})
         if obs.status() is Status.OK:
             obs.summary = "; ".join(f"{t.host.label} {obs.metrics.get(f'handshake_ms[{t.host.label}]')} ms, "
                                     f"{obs.metrics.get(f'cert_days_left[{t.host.label}]')} days left" for t, _ in work)
