@@ -71,6 +71,11 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
             pending.remove(cls)
             blocked = [r for r in needed if not results[r].usable]
             if blocked:
+                own = cls(settings, context).skip_reason() if all(
+                    results[r].status is Status.SKIPPED for r in blocked) else None
+                if own:  # not applicable here anyway: say so rather than blame the prerequisite
+                    finish(skipped_result(cls.name, own))
+                    continue
                 # Name the layer that really failed, not the skipped one in between.
                 roots = list(dict.fromkeys(blocked_by.get(r, r) for r in blocked))
                 blocked_by[cls.name] = roots[0]

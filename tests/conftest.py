@@ -106,8 +106,14 @@ def ntp_server():
 @pytest.fixture
 def lab():
     """terminal ─ router ─ payment host, in network namespaces of this test's own (root)."""
+    import shutil
+
     from netlab import Lab
 
+    missing = [tool for tool in ("ip", "nft", "setpriv") if shutil.which(tool) is None]
+    if missing:
+        message = f"missing {', '.join(missing)}: apt-get install iproute2 nftables util-linux (.ci/run does)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
     with Lab() as built:
         yield built
 
