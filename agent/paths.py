@@ -14,9 +14,13 @@ def data_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent / "config"
     if (checkout / "causes.toml").is_file():
         return checkout
-    import importlib.resources
+    import importlib.util
 
-    return Path(str(importlib.resources.files("posdiag_config")))
+    spec = importlib.util.find_spec("posdiag_config")  # a namespace package: data files only
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "causes.toml").is_file():
+            return Path(location)
+    raise FileNotFoundError("posdiag's data files (causes.toml, posdiag.toml) are not installed")
 
 
 def default_config_path() -> Path:

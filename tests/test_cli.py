@@ -134,3 +134,23 @@ def test_only_errors_means_could_not_diagnose(config_file, monkeypatch):
     monkeypatch.setitem(probes.CATALOGUE, "zz_exploding", "test_cli:Exploding")
     rc, _, err = run_cli("diagnose", "--only", "zz_exploding", "--config", str(config_file()))
     assert rc == 3 and "cannot diagnose" in err
+
+
+def test_installed_package_carries_its_data_files(tmp_path):
+    """Outside a checkout the default config, causes and presets come from the installed package."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(REPO)], check=True, capture_output=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)
+    jsonschema.validate(report, SCHEMA)
+    assert str(target) in subprocess.run([sys.executable, "-c", "import agent.paths as p; print(p.data_dir())"],
+                                         cwd=tmp_path, capture_output=True, text=True,
+                                         env={**os.environ, "PYTHONPATH": str(target)}).stdout
