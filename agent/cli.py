@@ -94,7 +94,8 @@ def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else None
     progress = Progress(err)
     try:
-        report = run_sweep(settings, trigger="on-demand", only=only, on_result=progress)
+        report = run_sweep(settings, trigger="on-demand", only=only, on_result=progress,
+                           deadline_s=_remaining(settings.diagnosis.deadline_s))
     finally:
         progress.clear()
     out.write(json.dumps(report, indent=2) + "\n" if args.json else render_text(report))
@@ -103,6 +104,17 @@ def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write("posdiag: no probe could check anything; cannot diagnose\n")
         return Exit.UNKNOWN
     return EXIT_CODES[report["diagnosis"]["verdict"]]
+
+
+def _remaining(deadline_s: float) -> float:
+    """The probes' share of the deadline once this process's own start-up is paid for, so that the
+    command as a whole — what cron or Nagios waits for — ends within the configured deadline."""
+    import time
+
+    import psutil
+
+    spent = max(0.0, time.time() - psutil.Process().create_time())
+    return max(deadline_s * 0.5, deadline_s - spent - 0.1)
 
 
 def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

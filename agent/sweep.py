@@ -31,11 +31,12 @@ def select_probes(only: list[str] | None) -> list[type]:
 
 
 def run_sweep(settings: Settings, *, trigger: str = "on-demand", only: list[str] | None = None,
-              knowledge: KnowledgeBase | None = None, on_result: ProgressHook | None = None) -> dict[str, Any]:
+              knowledge: KnowledgeBase | None = None, on_result: ProgressHook | None = None,
+              deadline_s: float | None = None) -> dict[str, Any]:
     kb = knowledge or load_knowledge(causes_path())
     classes = select_probes(only)
     started_wall, started = time.time(), time.monotonic()
-    results = run_probes(settings, classes, on_result=on_result)
+    results = run_probes(settings, classes, deadline_s=deadline_s, on_result=on_result)
     diagnosis = diagnose(results, kb)
     return build_report(settings, results, diagnosis, trigger=trigger, started_at=started_wall,
                         duration_s=time.monotonic() - started)

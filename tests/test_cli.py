@@ -107,7 +107,7 @@ def test_hanging_probe_does_not_delay_the_report_past_the_deadline(config_file, 
     clock = next(p for p in report["probes"] if p["name"] == "clock")
     assert clock["status"] == "error" and clock["findings"][-1]["code"] == "probe.timeout"
     assert report["duration_s"] < 1.5
-    assert elapsed < 5  # interpreter start-up included
+    assert elapsed < 2.0  # the whole command, interpreter start-up included, keeps (about) the 1 s deadline
     assert {p["status"] for p in report["probes"] if p["name"] != "clock"} <= {"ok", "skipped"}
 
 
