@@ -98,7 +98,8 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
             obs = Observation()
             thread = threading.Thread(target=lambda p=probe, o=obs: done.put((p.name, p.run(o))),
                                       name=f"probe-{cls.name}", daemon=True)
-            running[cls.name] = _Running(probe, obs, now, min(overall, now + probe.deadline_s()), thread)
+            probe.deadline_at = min(overall, now + probe.deadline_s())
+            running[cls.name] = _Running(probe, obs, now, probe.deadline_at, thread)
             thread.start()
 
     start_ready()

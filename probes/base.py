@@ -146,6 +146,15 @@ class Probe:
     def __init__(self, settings: Settings, context: ProbeContext | None = None) -> None:
         self.settings = settings
         self.context = context or ProbeContext()
+        #: time.monotonic() by which the runner stops waiting; set by the runner before ``run``.
+        self.deadline_at: float | None = None
+
+    def remaining_s(self) -> float:
+        """Seconds left before the runner gives up on this probe: probes that can trade thoroughness
+        for time (more samples, longer waits) fit their work into it."""
+        if self.deadline_at is None:
+            return self.deadline_s()
+        return max(0.0, self.deadline_at - time.monotonic())
 
     def skip_reason(self) -> str | None:
         """Why the probe does not apply on this terminal (nothing configured), or None to run it."""

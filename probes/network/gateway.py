@@ -11,7 +11,7 @@ from probes.netinfo import default_route, neighbour_state
 from probes.network.common import side_by_side
 
 
-def icmp_echo(address: str, count: int, timeout_s: float) -> list[float | None]:
+def icmp_echo(address: str, count: int, timeout_s: float, stagger_s: float = 0.02) -> list[float | None]:
     """RTTs in ms (None for a lost echo). Raises PermissionError when ICMP sockets are not allowed."""
     import ping3
 
@@ -21,7 +21,7 @@ def icmp_echo(address: str, count: int, timeout_s: float) -> list[float | None]:
         rtt = ping3.ping(address, timeout=timeout_s, unit="ms", seq=seq)
         return rtt if isinstance(rtt, float) else None
 
-    return side_by_side(one, range(count), stagger_s=0.02)
+    return side_by_side(one, range(count), stagger_s=stagger_s)
 
 
 def poke_neighbour(address: str) -> None:

@@ -8,7 +8,7 @@ from probes.base import Observation, Probe, ProbeSkipped, Status
 from probes.network.common import connected_address, rtt_stats, side_by_side, targets, tcp_connect
 from probes.network.gateway import icmp_echo
 
-STAGGER_S = 0.05
+STAGGER_S = 0.02
 
 
 class PathProbe(Probe):
@@ -32,9 +32,10 @@ class PathProbe(Probe):
         obs.metric("target", f"{target.host.label} ({address})")
         samples: list[float | None] = []
         method = "tcp"
+        timeout, stagger = self.pace()
         if net.icmp:
             try:
-                samples = icmp_echo(address, net.ping_count, net.timeout_s)
+                samples = icmp_echo(address, net.ping_count, timeout, stagger)
                 method = "icmp"
             except PermissionError as exc:
                 obs.info("path.icmp_unavailable", f"ICMP not permitted ({exc.strerror}): measuring with TCP handshakes")
@@ -44,10 +45,20 @@ class PathProbe(Probe):
                 method = "tcp"
         if method == "tcp":
             port = target.host.port
+            timeout, stagger = self.pace()
             samples = [c.ms if c.kind == "ok" else None for c in
-                       side_by_side(lambda _: tcp_connect(address, port, net.timeout_s), range(net.ping_count), STAGGER_S)]
+                       side_by_side(lambda _: tcp_connect(address, port, timeout), range(net.ping_count), stagger)]
         obs.metric("method", method)
         self.judge(obs, target, samples, method)
+
+    def pace(self) -> tuple[float, float]:
+        """(timeout per probe, spacing between probes) that fit every sample into the time left:
+        spacing shrinks first, then the timeout, never below what still measures something."""
+        net = self.settings.network
+        left = self.remaining_s() - 0.15
+        timeout = max(0.05, min(net.timeout_s, left * 0.75))
+        stagger = max(0.002, min(STAGGER_S, (left - timeout) / max(1, net.ping_count)))
+        return timeout, stagger
 
     def judge(self, obs: Observation, target, samples: list[float | None], method: str) -> None:
         net = self.settings.network
