@@ -87,7 +87,6 @@ class Progress:
 
 def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from agent import config
-    from agent.report import EXIT_CODES, render_text
     from agent.sweep import run_sweep
 
     settings = config.load(args.config)
@@ -98,12 +97,12 @@ def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                            deadline_s=_remaining(settings.diagnosis.deadline_s))
     finally:
         progress.clear()
-    out.write(json.dumps(report, indent=2) + "\n" if args.json else render_text(report))
+    code = _print_report(report, args.json, out)
     ran = [p for p in report["probes"] if p["status"] != "skipped"]
     if ran and all(p["status"] == "error" for p in ran):
         err.write("posdiag: no probe could check anything; cannot diagnose\n")
         return Exit.UNKNOWN
-    return EXIT_CODES[report["diagnosis"]["verdict"]]
+    return code
 
 
 def _remaining(deadline_s: float) -> float:

@@ -32,7 +32,7 @@ from agent.control import serve
 from agent.diagnosis import KnowledgeBase, load_knowledge
 from agent.logfollow import LogFollower
 from agent.paths import causes_path
-from agent.store import Store
+from agent.store import Store, open_readonly
 from agent.sweep import run_sweep
 
 log = logging.getLogger("posdiag")
@@ -168,10 +168,12 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         s = self.state
-        history = None
+        history: int | str = 0
         try:
-            with Store(self.settings.daemon.state_dir) as store:
-                history = store.count()
+            store = open_readonly(self.settings.daemon.state_dir)
+            if store is not None:
+                with store:
+                    history = store.count()
         except Exception as exc:  # noqa: BLE001 - status must answer even with a broken history
             history = f"unavailable: {exc}"
         return {"pid": os.getpid(), "version": __version__, "started_at": s.started,

@@ -17,12 +17,19 @@ from agent.diagnosis import Diagnosis
 from probes.base import ProbeResult
 
 SCHEMA = "posdiag.report/1"
-TRIGGERS = ("on-demand", "boot", "schedule", "event")
 EXIT_CODES = {"healthy": 0, "degraded": 1, "fault": 2}
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, timezone.utc).strftime(ISO_FORMAT)
+
+
+def parse_utc_iso(text: str) -> float:
+    """The inverse of :func:`utc_iso`: a report's ``started_at`` back to seconds since the epoch."""
+    return datetime.strptime(text, ISO_FORMAT).replace(tzinfo=timezone.utc).timestamp()
 
 
 def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diagnosis, *, trigger: str,

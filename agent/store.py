@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from agent.report import parse_utc_iso
+
 DB_NAME = "history.sqlite3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
@@ -38,15 +40,6 @@ class StoredReport:
     verdict: str
     top_cause: str
     confidence: float
-
-    def report(self, store: Store) -> dict[str, Any]:
-        return store.get(self.report_id)
-
-
-def _parse_started(report: dict[str, Any]) -> float:
-    from datetime import datetime, timezone
-
-    return datetime.strptime(report["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 class Store:
@@ -80,7 +73,7 @@ class Store:
         with self.db:
             self.db.execute(
                 "INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (report["report_id"], _parse_started(report), report["trigger"], report["diagnosis"]["verdict"],
+                (report["report_id"], parse_utc_iso(report["started_at"]), report["trigger"], report["diagnosis"]["verdict"],
                  top["id"], top["confidence"], json.dumps(report, separators=(",", ":"))))
         self.prune()
 

@@ -11,6 +11,7 @@ import statistics
 import time
 from typing import Any
 
+from agent.report import parse_utc_iso
 from probes.base import Observation, Probe, ProbeSkipped, Status
 
 WINDOW = 12  # sweeps looked at
@@ -32,12 +33,6 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     ss_tot = sum((y - my) ** 2 for y in ys)
     ss_res = sum((y - (my + slope * (x - mx))) ** 2 for x, y in zip(xs, ys, strict=True))
     return slope, (1 - ss_res / ss_tot) if ss_tot else 0.0
-
-
-def _started(report: dict[str, Any]) -> float:
-    from datetime import datetime, timezone
-
-    return datetime.strptime(report["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 def _probe(report: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -70,7 +65,7 @@ class TrendsProbe(Probe):
         for report in history:
             mem = _probe(report, "memory")
             if mem and mem["metrics"].get("pos_rss_mb"):
-                points.append((_started(report), float(mem["metrics"]["pos_rss_mb"])))
+                points.append((parse_utc_iso(report["started_at"]), float(mem["metrics"]["pos_rss_mb"])))
         now = self.context.results.get("memory")
         if now and now.metrics.get("pos_rss_mb"):
             points.append((time.time(), float(now.metrics["pos_rss_mb"])))  # type: ignore[arg-type]

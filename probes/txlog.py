@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,8 +115,6 @@ class TxlogProbe(Probe):
             obs.warn("txlog.missing", f"transaction log {cfg.path} does not exist", path=cfg.path)
             return
         pattern = re.compile(cfg.pattern)
-        import time
-
         since = time.time() - cfg.window_min * 60
         lines = read_tail(cfg.path)
         parsed = [parse_line(pattern, line) for line in lines]
@@ -147,5 +146,3 @@ class TxlogProbe(Probe):
         if obs.status() is Status.OK:
             obs.summary = f"{len(events)} transaction line(s) {window}, {n2824} with 2824"
 
-
-__all__ = ["TxlogProbe", "TxEvent", "parse_line", "read_tail", "classify", "repeated_attempts", "ERROR_2824"]

@@ -169,7 +169,7 @@ class UsbProbe(Probe):
         cfg = self.settings.reader
         reader_ids = {cfg.usb.lower()} if cfg.usb else set()
         for dev in devices:
-            if dev.key in known or dev.ident in reader_ids and not dev.serial:
+            if dev.key in known or dev.ident in reader_ids:  # the reader: judged above by its serial
                 continue
             data = {"vid": dev.vid, "pid": dev.pid, "path": dev.path, "serial": dev.serial, "product": dev.product,
                     "device_kind": dev.kind}
@@ -179,8 +179,6 @@ class UsbProbe(Probe):
             elif dev.kind == "hub":
                 obs.warn("reader.usb_new_hub", f"a USB hub appeared since the baseline: {dev.describe()} — "
                          "check for an inline device", **data)
-            elif dev.ident in reader_ids:
-                continue  # the reader with a new serial: judged above against expected_serial
             else:
                 obs.warn("reader.usb_new_device", f"an unknown USB device appeared since the baseline: "
                          f"{dev.describe()}", **data)
