@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from agent import __version__
+from posdiag.agent import __version__
 
 
 class Exit(enum.IntEnum):
@@ -86,8 +86,8 @@ class Progress:
 
 
 def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from agent import config
-    from agent.sweep import run_sweep
+    from posdiag.agent import config
+    from posdiag.agent.sweep import run_sweep
 
     settings = config.load(args.config)
     only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else None
@@ -117,7 +117,7 @@ def _remaining(deadline_s: float) -> float:
 
 
 def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import probes
+    from posdiag import probes
 
     classes = probes.all_probes()
     width = max(len(c.name) for c in classes)
@@ -128,21 +128,21 @@ def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from agent.daemon import run
+    from posdiag.agent.daemon import run
 
     return run(args.config)
 
 
 def _print_report(report: dict, as_json: bool, out: TextIO) -> int:
-    from agent.report import EXIT_CODES, render_text
+    from posdiag.agent.report import EXIT_CODES, render_text
 
     out.write(json.dumps(report, indent=2) + "\n" if as_json else render_text(report))
     return EXIT_CODES[report["diagnosis"]["verdict"]]
 
 
 def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from agent import config
-    from agent.control import DaemonNotRunning, request
+    from posdiag.agent import config
+    from posdiag.agent.control import DaemonNotRunning, request
 
     settings = config.load(args.config)
     try:
@@ -150,7 +150,7 @@ def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                         timeout_s=settings.diagnosis.deadline_s + 35)
     except DaemonNotRunning as exc:
         err.write(f"posdiag: {exc}; diagnosing locally instead\n")
-        from agent.sweep import run_sweep
+        from posdiag.agent.sweep import run_sweep
 
         return _print_report(run_sweep(settings, trigger="on-demand"), args.json, out)
     if not reply.get("ok"):
@@ -160,8 +160,8 @@ def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from agent import config
-    from agent.control import DaemonNotRunning, request
+    from posdiag.agent import config
+    from posdiag.agent.control import DaemonNotRunning, request
 
     settings = config.load(args.config)
     try:
@@ -213,9 +213,9 @@ def parse_age(text: str) -> float:
 def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import time
 
-    from agent import config
-    from agent.report import utc_iso
-    from agent.store import open_readonly
+    from posdiag.agent import config
+    from posdiag.agent.report import utc_iso
+    from posdiag.agent.store import open_readonly
 
     settings = config.load(args.config)
     try:
@@ -245,9 +245,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from agent import config
-    from agent.diagnosis import load_knowledge
-    from agent.paths import causes_path
+    from posdiag.agent import config
+    from posdiag.agent.diagnosis import load_knowledge
+    from posdiag.agent.paths import causes_path
 
     settings = config.load(args.config)
     load_knowledge(causes_path())
@@ -258,7 +258,7 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from agent.config import ConfigError
+    from posdiag.agent.config import ConfigError
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         err.write("posdiag: interrupted\n")
         return Exit.UNKNOWN
     except Exception as exc:  # noqa: BLE001 - an internal error must still exit 3, not 1
-        from agent.sweep import UnknownProbe
+        from posdiag.agent.sweep import UnknownProbe
 
         if isinstance(exc, UnknownProbe):
             err.write(f"posdiag: {exc}\n")

@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from agent.paths import default_config_path
+from posdiag.agent.paths import default_config_path
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
 
@@ -291,7 +291,7 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
         problems.append("reader.request: expected hex bytes when reader.protocol = 'custom'")
     if reader.protocol != "custom":
-        from probes.reader.protocols import presets
+        from posdiag.probes.reader.protocols import presets
 
         if reader.protocol not in presets():
             hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)

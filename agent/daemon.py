@@ -27,13 +27,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import __version__, config
-from agent.control import serve
-from agent.diagnosis import KnowledgeBase, load_knowledge
-from agent.logfollow import LogFollower
-from agent.paths import causes_path
-from agent.store import Store, open_readonly
-from agent.sweep import run_sweep
+from posdiag.agent import __version__, config
+from posdiag.agent.control import serve
+from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
+from posdiag.agent.logfollow import LogFollower
+from posdiag.agent.paths import causes_path
+from posdiag.agent.store import Store, open_readonly
+from posdiag.agent.sweep import run_sweep
 
 log = logging.getLogger("posdiag")
 TXLOG_POLL_S = 0.2
@@ -110,7 +110,7 @@ class TxlogWatcher(threading.Thread):
         self.follower.poll()
 
     def run(self) -> None:
-        from probes.txlog import ERROR_2824, parse_line
+        from posdiag.probes.txlog import ERROR_2824, parse_line
 
         follower = self.follower
         while not self.stopping.wait(TXLOG_POLL_S):

@@ -22,8 +22,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from agent.config import ConfigError
-from probes.base import ProbeResult, Severity, Status
+from posdiag.agent.config import ConfigError
+from posdiag.probes.base import ProbeResult, Severity, Status
 
 SEVERITY_FACTOR = {Severity.FAIL: 1.0, Severity.WARN: 0.5, Severity.INFO: 0.0}
 #: A cause must score at least this much before it may explain (and so hide) another.

@@ -1,26 +1,19 @@
-"""Where the packaged data lives, whether posdiag runs from a checkout or an installed wheel."""
+"""Where the packaged data lives: the ``posdiag.config`` package, in a checkout or an installed wheel."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 
 def data_dir() -> Path:
-    """The folder holding ``posdiag.toml``, ``causes.toml`` and the report schema.
+    """The folder holding ``posdiag.toml``, ``causes.toml``, the reader presets and the report schema.
 
-    In a checkout (and an editable install) that is the repository's ``config/``; an installed
-    wheel carries the same files as the ``posdiag_config`` package.
+    ``config/`` installs as the package ``posdiag.config``; importlib.resources finds it the same way
+    for an editable install (the repository's folder) and a wheel (site-packages). Both are plain
+    directories, so a ``Path`` is safe to hand to code that opens files by name.
     """
-    checkout = Path(__file__).resolve().parent.parent / "config"
-    if (checkout / "causes.toml").is_file():
-        return checkout
-    import importlib.util
-
-    spec = importlib.util.find_spec("posdiag_config")  # a namespace package: data files only
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(location) / "causes.toml").is_file():
-            return Path(location)
-    raise FileNotFoundError("posdiag's data files (causes.toml, posdiag.toml) are not installed")
+    return Path(str(files("posdiag.config")))
 
 
 def default_config_path() -> Path:

@@ -11,10 +11,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from agent import __version__
-from agent.config import Settings
-from agent.diagnosis import Diagnosis
-from probes.base import ProbeResult
+from posdiag.agent import __version__
+from posdiag.agent.config import Settings
+from posdiag.agent.diagnosis import Diagnosis
+from posdiag.probes.base import ProbeResult
 
 SCHEMA = "posdiag.report/1"
 EXIT_CODES = {"healthy": 0, "degraded": 1, "fault": 2}

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from agent.config import Settings
-from probes.base import (
+from posdiag.agent.config import Settings
+from posdiag.probes.base import (
     Finding,
     Observation,
     Probe,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from agent.report import parse_utc_iso
+from posdiag.agent.report import parse_utc_iso
 
 DB_NAME = "history.sqlite3"
 SCHEMA = """

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import probes
-from agent.config import Settings
-from agent.diagnosis import KnowledgeBase, diagnose, load_knowledge
-from agent.paths import causes_path
-from agent.report import build_report
-from agent.runner import ProgressHook, run_probes
+from posdiag import probes
+from posdiag.agent.config import Settings
+from posdiag.agent.diagnosis import KnowledgeBase, diagnose, load_knowledge
+from posdiag.agent.paths import causes_path
+from posdiag.agent.report import build_report
+from posdiag.agent.runner import ProgressHook, run_probes
 
 
 class UnknownProbe(ValueError):

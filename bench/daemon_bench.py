@@ -24,8 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from helpers import write_config  # noqa: E402
-
-from agent.store import Store  # noqa: E402
+from posdiag.agent.store import Store  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -36,7 +35,7 @@ def start(tmp: Path, interval_s: float) -> tuple[subprocess.Popen, Path, Path]:
     config = write_config(tmp / "posdiag.toml", {
         "daemon": {"state_dir": str(tmp / "state"), "control_socket": str(tmp / "ctl.sock"), "interval_s": interval_s},
         "disk": {"paths": [str(tmp)], "min_free_mb": 1}, "txlog": {"path": str(log)}})
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while not (tmp / "ctl.sock").exists():

@@ -84,7 +84,7 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def diagnose(config: Path, prefix: list[str] | None = None) -> tuple[float, int, dict[str, Any] | None, str]:
-    cmd = [*(prefix or []), sys.executable, "-m", "agent", "diagnose", "--json", "--config", str(config)]
+    cmd = [*(prefix or []), sys.executable, "-m", "posdiag.agent", "diagnose", "--json", "--config", str(config)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
     wall = time.perf_counter() - started
@@ -117,7 +117,7 @@ def default_config_timing(runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "agent", "diagnose", "--json"], capture_output=True, cwd=REPO, env=env,
+        subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--json"], capture_output=True, cwd=REPO, env=env,
                        check=False, timeout=60)
         times.append(time.perf_counter() - started)
     return times
@@ -125,7 +125,8 @@ def default_config_timing(runs: int) -> list[float]:
 
 def import_time(runs: int) -> float:
     """Median seconds for the interpreter to start and import the CLI with everything a sweep loads."""
-    code = "import agent.cli, agent.sweep, probes.memory, probes.disk, probes.system, probes.clock"
+    code = ("import posdiag.agent.cli, posdiag.agent.sweep, posdiag.probes.memory, posdiag.probes.disk, "
+            "posdiag.probes.system, posdiag.probes.clock")
     times = []
     for _ in range(runs):
         started = time.perf_counter()

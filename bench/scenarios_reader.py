@@ -63,7 +63,7 @@ def _usb(tmp: Path, change) -> Setup:
     root = terminal_tree(tmp / "sys")
     reader = {"kind": "usb", "usb": f"{READER['vid']}:{READER['pid']}", "sysfs_root": str(root)}
     # Record the baseline as the terminal was, then change the hardware.
-    subprocess.run([sys.executable, "-m", "agent", "diagnose", "--only", "reader.usb", "--config",
+    subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--only", "reader.usb", "--config",
                     str(_write(tmp, reader))], capture_output=True, cwd=Path(__file__).resolve().parent.parent)
     change(root)
     return Setup({"reader": reader})
@@ -100,10 +100,9 @@ def flapping(tmp: Path, stack: ExitStack) -> Setup:
 def handshake_latency(runs: int = 50) -> dict[str, float]:
     """Median time of one status exchange with the emulator, per preset, through pyserial."""
     import serial
-
-    from agent.config import ReaderSettings
-    from probes.reader.exchange import exchange
-    from probes.reader.protocols import protocol_for
+    from posdiag.agent.config import ReaderSettings
+    from posdiag.probes.reader.exchange import exchange
+    from posdiag.probes.reader.protocols import protocol_for
 
     out = {}
     for preset in ("generic", "ingenico-rba", "telium-enq", "verifone-si-so"):

@@ -6,25 +6,25 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from probes.base import Probe
+    from posdiag.probes.base import Probe
 
 #: probe name → "module:Class", in the order a technician reads them (hardware up to the network).
 CATALOGUE: dict[str, str] = {
-    "memory": "probes.memory:MemoryProbe",
-    "disk": "probes.disk:DiskProbe",
-    "system": "probes.system:SystemProbe",
-    "clock": "probes.clock:ClockProbe",
-    "network.link": "probes.network.link:LinkProbe",
-    "network.gateway": "probes.network.gateway:GatewayProbe",
-    "network.dns": "probes.network.dns:DnsProbe",
-    "network.tcp": "probes.network.tcp:TcpProbe",
-    "network.tls": "probes.network.tls:TlsProbe",
-    "network.path": "probes.network.path:PathProbe",
-    "reader.usb": "probes.reader.usb:UsbProbe",
-    "reader.serial": "probes.reader.serial_port:SerialProbe",
-    "reader.events": "probes.reader.events:EventsProbe",
-    "txlog": "probes.txlog:TxlogProbe",
-    "trends": "probes.trends:TrendsProbe",
+    "memory": "posdiag.probes.memory:MemoryProbe",
+    "disk": "posdiag.probes.disk:DiskProbe",
+    "system": "posdiag.probes.system:SystemProbe",
+    "clock": "posdiag.probes.clock:ClockProbe",
+    "network.link": "posdiag.probes.network.link:LinkProbe",
+    "network.gateway": "posdiag.probes.network.gateway:GatewayProbe",
+    "network.dns": "posdiag.probes.network.dns:DnsProbe",
+    "network.tcp": "posdiag.probes.network.tcp:TcpProbe",
+    "network.tls": "posdiag.probes.network.tls:TlsProbe",
+    "network.path": "posdiag.probes.network.path:PathProbe",
+    "reader.usb": "posdiag.probes.reader.usb:UsbProbe",
+    "reader.serial": "posdiag.probes.reader.serial_port:SerialProbe",
+    "reader.events": "posdiag.probes.reader.events:EventsProbe",
+    "txlog": "posdiag.probes.txlog:TxlogProbe",
+    "trends": "posdiag.probes.trends:TrendsProbe",
 }
 
 

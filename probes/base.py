@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from agent.config import Settings
+    from posdiag.agent.config import Settings
 
 
 class Status(str, enum.Enum):

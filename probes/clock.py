@@ -11,8 +11,8 @@ import struct
 import sys
 import time
 
-from agent import BUILD_EPOCH
-from probes.base import Observation, Probe, Status
+from posdiag.agent import BUILD_EPOCH
+from posdiag.probes.base import Observation, Probe, Status
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 NTP_PORT = 123

@@ -12,8 +12,7 @@ import tempfile
 import time
 
 import psutil
-
-from probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status
 
 MB = 1024 * 1024
 SCRATCH_BYTES = 4096

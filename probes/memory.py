@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
-
-from probes.base import Observation, Probe, Status
-from probes.procs import find_processes
+from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.procs import find_processes
 
 MB = 1024 * 1024
 

@@ -12,8 +12,7 @@ import struct
 from dataclasses import dataclass
 
 import psutil
-
-from agent.config import is_address
+from posdiag.agent.config import is_address
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ import os
 import time
 
 import psutil
-
-from probes.base import Observation, Probe, Status
-from probes.procs import find_processes
+from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.procs import find_processes
 
 
 def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:

@@ -11,8 +11,8 @@ import statistics
 import time
 from typing import Any
 
-from agent.report import parse_utc_iso
-from probes.base import Observation, Probe, ProbeSkipped, Status
+from posdiag.agent.report import parse_utc_iso
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
 
 WINDOW = 12  # sweeps looked at
 MIN_POINTS = 4
@@ -45,7 +45,7 @@ class TrendsProbe(Probe):
     after = ("memory",) + LAYERS
 
     def check(self, obs: Observation) -> None:
-        from agent.store import open_readonly
+        from posdiag.agent.store import open_readonly
 
         store = open_readonly(self.context.state_dir or self.settings.daemon.state_dir)
         if store is None:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status
 
 ERROR_2824 = "2824"
 #: ISO 8583 field 39 response codes by whose outcome they are

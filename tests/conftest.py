@@ -48,7 +48,7 @@ def config_file(tmp_path: Path):
 
 def run_cli(*args: str) -> tuple[int, str, str]:
     """The real CLI in-process, with its own streams."""
-    from agent.cli import main
+    from posdiag.agent.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     rc = main(list(args), out, err)
@@ -57,7 +57,7 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 def run_posdiag(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
     """The installed command in a child process, as a technician or cron would run it."""
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "posdiag.agent", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, **kw)
 
 

@@ -95,8 +95,8 @@ class Lab:
         import json
 
         started = time.monotonic()
-        proc = subprocess.run(["ip", "netns", "exec", self.term, *wrap, sys.executable, "-m", "agent", "diagnose", "--json",
-                               "--config", str(config), *extra], capture_output=True, text=True, cwd=REPO,
+        proc = subprocess.run(["ip", "netns", "exec", self.term, *wrap, sys.executable, "-m", "posdiag.agent", "diagnose",
+                               "--json", "--config", str(config), *extra], capture_output=True, text=True, cwd=REPO,
                               timeout=timeout)
         wall = time.monotonic() - started
         if proc.returncode == 3 or not proc.stdout:

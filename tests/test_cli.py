@@ -9,10 +9,9 @@ import time
 import jsonschema
 import pytest
 from conftest import run_cli, run_posdiag
-
-import probes
-from agent.paths import report_schema_path
-from probes.base import Observation, Probe
+from posdiag import probes
+from posdiag.agent.paths import report_schema_path
+from posdiag.probes.base import Observation, Probe
 
 SCHEMA = json.loads(report_schema_path().read_text())
 
@@ -65,7 +64,7 @@ def test_progress_line_on_a_terminal(config_file):
     import sys
 
     primary, secondary = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "agent", "diagnose", "--config", str(config_file())],
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--config", str(config_file())],
                           stdout=subprocess.PIPE, stderr=secondary, timeout=30)
     os.close(secondary)
     seen = os.read(primary, 65536).decode()
@@ -146,11 +145,11 @@ def test_installed_package_carries_its_data_files(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(REPO)], check=True, capture_output=True, timeout=300)
-    proc = subprocess.run([sys.executable, "-m", "agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
     assert proc.returncode in (0, 1), proc.stderr
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
-    assert str(target) in subprocess.run([sys.executable, "-c", "import agent.paths as p; print(p.data_dir())"],
+    assert str(target) in subprocess.run([sys.executable, "-c", "import posdiag.agent.paths as p; print(p.data_dir())"],
                                          cwd=tmp_path, capture_output=True, text=True,
                                          env={**os.environ, "PYTHONPATH": str(target)}).stdout

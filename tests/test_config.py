@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-
-from agent import config
-from agent.paths import default_config_path
+from posdiag.agent import config
+from posdiag.agent.paths import default_config_path
 
 BAD_CONFIGS = [
     # (id, file text, words the message must contain)

@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 from helpers import wait_for, write_config
-
-from agent.control import request
-from agent.store import Store
+from posdiag.agent.control import request
+from posdiag.agent.store import Store
 
 
 class DaemonProcess:
     def __init__(self, config: Path, state: Path, env: dict | None = None) -> None:
         self.config, self.state = config, state
         self.log = open(config.parent / "daemon.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config)], cwd=REPO,
+        self.proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
                                      stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})})
         self.socket = str(config.parent / "control.sock")
         assert wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 10), self.output()
@@ -183,7 +182,7 @@ def test_kill_9_then_restart_keeps_the_history(daemon):
 
 def test_second_daemon_on_the_same_socket_refuses_to_start(daemon, tmp_path):
     d = daemon()
-    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(d.config)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(d.config)], cwd=REPO,
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 3
     assert "already running" in proc.stderr
@@ -227,6 +226,6 @@ def test_journal_log_lines_carry_syslog_priorities(daemon, tmp_path):
 
 def test_bad_config_at_start_exits_3(tmp_path):
     bad = write_config(tmp_path / "bad.toml", {"daemon": {"interval_s": "often"}})
-    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(bad)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(bad)], cwd=REPO,
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 3 and "daemon.interval_s" in proc.stderr

@@ -10,11 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
-
-from agent.config import ConfigError
-from agent.diagnosis import diagnose, load_knowledge
-from agent.paths import causes_path
-from probes.base import Finding, ProbeResult, Severity, Status
+from posdiag.agent.config import ConfigError
+from posdiag.agent.diagnosis import diagnose, load_knowledge
+from posdiag.agent.paths import causes_path
+from posdiag.probes.base import Finding, ProbeResult, Severity, Status
 
 DESIGN_CAUSES = [
     "network.link_down", "network.lan", "network.dns", "network.wan", "network.degraded", "host.service_down",

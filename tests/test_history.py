@@ -8,9 +8,8 @@ import time
 import uuid
 
 from conftest import run_cli
-
-from agent.report import utc_iso
-from agent.store import Store
+from posdiag.agent.report import utc_iso
+from posdiag.agent.store import Store
 
 
 def fake_report(started: float, *, pos_rss_mb: float | None = None, tcp: str = "ok", size: int = 0) -> dict:

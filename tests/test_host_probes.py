@@ -11,11 +11,10 @@ import pytest
 from conftest import diagnose_json
 from helpers import codes_of as codes
 from helpers import exhaust_inodes, fill_filesystem, remount_read_only
-
-from agent import config as cfg
-from probes.base import Status
-from probes.clock import ClockProbe
-from probes.disk import DiskProbe
+from posdiag.agent import config as cfg
+from posdiag.probes.base import Status
+from posdiag.probes.clock import ClockProbe
+from posdiag.probes.disk import DiskProbe
 
 
 @pytest.mark.root

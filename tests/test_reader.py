@@ -15,10 +15,9 @@ from conftest import REPO, run_cli
 from helpers import codes_of as codes
 from helpers import probe_of as probe
 from helpers import top_cause as top
+from posdiag.probes.reader.framing import ETX, SI, SO, STX, Framing, lrc
 from reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
 from usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_device, terminal_tree
-
-from probes.reader.framing import ETX, SI, SO, STX, Framing, lrc
 
 
 def reader_report(config) -> tuple[int, dict]:
@@ -182,7 +181,7 @@ def test_permission_denied_names_the_missing_group(serial_config):
         os.chmod(config, 0o644)
         # Root without the capabilities that bypass file permissions: an unprivileged reader of the tty.
         proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
-                               "agent", "diagnose", "--json", "--only", "reader.serial", "--config", str(config)],
+                               "posdiag.agent", "diagnose", "--json", "--only", "reader.serial", "--config", str(config)],
                               capture_output=True, text=True, cwd=REPO, timeout=30)
     report = json.loads(proc.stdout)
     finding = probe(report, "reader.serial")["findings"][0]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from agent.config import Settings
-from agent.runner import run_probes
-from probes.base import Observation, Probe, Status
+from posdiag.agent.config import Settings
+from posdiag.agent.runner import run_probes
+from posdiag.probes.base import Observation, Probe, Status
 
 RELEASE = threading.Event()
 

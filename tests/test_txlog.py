@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from conftest import run_cli
-
-from agent.logfollow import LogFollower
+from posdiag.agent.logfollow import LogFollower
 
 
 def stamp(seconds_ago: float = 0) -> str:

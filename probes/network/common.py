@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
-from agent.config import PaymentHost, Settings
-from probes.base import Observation, ProbeContext, Severity
-from probes.netinfo import is_address
+from posdiag.agent.config import PaymentHost, Settings
+from posdiag.probes.base import Observation, ProbeContext, Severity
+from posdiag.probes.netinfo import is_address
 
 T = TypeVar("T")
 R = TypeVar("R")

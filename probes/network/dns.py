@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probes.base import Observation, Probe, ProbeSkipped, Status
-from probes.dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
-from probes.netinfo import is_address, resolv_conf_servers
-from probes.network.common import RESOLVED, report_per_target, side_by_side, targets
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
+from posdiag.probes.dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
+from posdiag.probes.netinfo import is_address, resolv_conf_servers
+from posdiag.probes.network.common import RESOLVED, report_per_target, side_by_side, targets
 
 SLOW_MS = 500.0
 

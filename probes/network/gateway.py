@@ -6,9 +6,9 @@ from __future__ import annotations
 import socket
 import time
 
-from probes.base import Observation, Probe, ProbeSkipped, Status
-from probes.netinfo import default_route, neighbour_state
-from probes.network.common import side_by_side
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
+from posdiag.probes.netinfo import default_route, neighbour_state
+from posdiag.probes.network.common import side_by_side
 
 
 def icmp_echo(address: str, count: int, timeout_s: float, stagger_s: float = 0.02) -> list[float | None]:

@@ -3,8 +3,8 @@ default route exists. Reads local state only; sends nothing."""
 
 from __future__ import annotations
 
-from probes.base import Observation, Probe, Status
-from probes.netinfo import default_route, interface_state
+from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.netinfo import default_route, interface_state
 
 
 class LinkProbe(Probe):

@@ -4,9 +4,9 @@ rests on ICMP alone."""
 
 from __future__ import annotations
 
-from probes.base import Observation, Probe, ProbeSkipped, Status
-from probes.network.common import connected_address, rtt_stats, side_by_side, targets, tcp_connect
-from probes.network.gateway import icmp_echo
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
+from posdiag.probes.network.common import connected_address, rtt_stats, side_by_side, targets, tcp_connect
+from posdiag.probes.network.gateway import icmp_echo
 
 STAGGER_S = 0.02
 

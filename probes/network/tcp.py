@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from probes.base import Observation, Probe, ProbeSkipped, Status
-from probes.network.common import (
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
+from posdiag.probes.network.common import (
     CONNECTED,
     Connect,
     addresses,

@@ -8,8 +8,8 @@ import socket
 import ssl
 import time
 
-from probes.base import Observation, Probe, ProbeSkipped, Status
-from probes.network.common import Target, connected_address, report_per_target, side_by_side, targets
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
+from posdiag.probes.network.common import Target, connected_address, report_per_target, side_by_side, targets
 
 EXPIRY_WARN_DAYS = 14
 # OpenSSL X509_V_ERR_* codes

@@ -10,8 +10,8 @@ import os
 import re
 import time
 
-from probes.base import Observation, Probe, Status
-from probes.reader.usb import enumerate_sysfs
+from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.reader.usb import enumerate_sysfs
 
 
 def kernel_records(path: str = "/dev/kmsg") -> list[tuple[float, str]]:

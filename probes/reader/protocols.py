@@ -12,9 +12,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from agent.config import ReaderSettings
-from agent.paths import data_dir
-from probes.reader.framing import SI, SO, Framing
+from posdiag.agent.config import ReaderSettings
+from posdiag.agent.paths import data_dir
+from posdiag.probes.reader.framing import SI, SO, Framing
 
 FRAMINGS = {"stx-etx": Framing(), "si-so": Framing(begin=SI, end=SO)}
 

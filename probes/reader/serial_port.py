@@ -7,11 +7,11 @@ import errno
 import os
 import time
 
-from probes.base import Observation, Probe, Status
-from probes.procs import find_processes
-from probes.reader.exchange import Exchange, exchange
-from probes.reader.holders import holders
-from probes.reader.protocols import protocol_for
+from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.procs import find_processes
+from posdiag.probes.reader.exchange import Exchange, exchange
+from posdiag.probes.reader.holders import holders
+from posdiag.probes.reader.protocols import protocol_for
 
 
 def _group_name(gid: int) -> str:

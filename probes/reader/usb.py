@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status
 
 BASELINE_FILE = "usb-baseline.json"
 
