@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import re
 import socket
@@ -291,8 +292,6 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
         problems.append("reader.request: expected hex bytes when reader.protocol = 'custom'")
     if reader.protocol != "custom":
-        from posdiag.probes.reader.protocols import presets
-
         if reader.protocol not in presets():
             hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
             problems.append(f"reader.protocol: expected 'custom' or one of {', '.join(sorted(presets()))}, "
@@ -313,6 +312,14 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     for i, path in enumerate(settings.disk.paths):
         if not os.path.isabs(path):
             problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def presets() -> dict[str, dict]:
+    """The reader protocol presets of the packaged ``readers.toml`` (name → table)."""
+    from importlib.resources import files
+
+    return tomllib.loads(files("posdiag.config").joinpath("readers.toml").read_text(encoding="utf-8"))["presets"]
 
 
 def is_address(text: str) -> bool:

@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from posdiag.agent import BUILD_EPOCH
 from posdiag.agent.config import Settings
+from posdiag.agent.store import history_reader
 from posdiag.probes.base import (
     Finding,
     Observation,
@@ -49,7 +51,8 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
                on_result: ProgressHook | None = None) -> list[ProbeResult]:
     """Run ``probe_classes`` and return one result per probe, in the order given."""
     overall = time.monotonic() + (deadline_s if deadline_s is not None else settings.diagnosis.deadline_s)
-    context = ProbeContext(state_dir=settings.daemon.state_dir)
+    context = ProbeContext(state_dir=settings.daemon.state_dir, build_epoch=BUILD_EPOCH,
+                           history=history_reader(settings.daemon.state_dir))
     names = {cls.name for cls in probe_classes}
     pending = list(probe_classes)
     running: dict[str, _Running] = {}

@@ -13,9 +13,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from posdiag.agent.report import parse_utc_iso
+from posdiag.probes.base import PastSweep
 
 DB_NAME = "history.sqlite3"
 SCHEMA = """
@@ -118,8 +119,27 @@ class Store:
         for (body,) in reversed(rows.fetchall()):
             yield json.loads(body)
 
+    def past_sweeps(self, limit: int) -> list[PastSweep]:
+        """The last ``limit`` sweeps, oldest first, in the typed form probes read."""
+        return [PastSweep(parse_utc_iso(body["started_at"]),
+                          {p["name"]: (p["status"], p.get("metrics", {})) for p in body.get("probes", [])})
+                for body in self.recent_bodies(limit)]
+
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+
+
+def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:
+    """What :class:`ProbeContext` hands the trends probe: the stored sweeps, read only when asked."""
+
+    def read(limit: int) -> list[PastSweep]:
+        store = open_readonly(state_dir)
+        if store is None:
+            return []
+        with store:
+            return store.past_sweeps(limit)
+
+    return read
 
 
 def open_readonly(state_dir: str | Path) -> Store | None:

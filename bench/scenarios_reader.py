@@ -101,8 +101,8 @@ def handshake_latency(runs: int = 50) -> dict[str, float]:
     """Median time of one status exchange with the emulator, per preset, through pyserial."""
     import serial
     from posdiag.agent.config import ReaderSettings
-    from posdiag.probes.reader.exchange import exchange
-    from posdiag.probes.reader.protocols import protocol_for
+    from posdiag.probes.reader._exchange import exchange
+    from posdiag.probes.reader._protocols import protocol_for
 
     out = {}
     for preset in ("generic", "ingenico-rba", "telium-enq", "verifone-si-so"):

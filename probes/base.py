@@ -9,10 +9,11 @@ that says what happened instead of taking the diagnosis down with it.
 from __future__ import annotations
 
 import enum
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from posdiag.agent.config import Settings
@@ -35,6 +36,28 @@ class Severity(str, enum.Enum):
 
 
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARN: 1, Severity.FAIL: 2}
+
+
+def declare(*, fail: tuple[str, ...] = (), warn: tuple[str, ...] = (), info: tuple[str, ...] = ()) -> Mapping[str, Severity]:
+    """A probe's declared outputs: each finding code it may emit, with the worst severity it carries.
+
+    ``causes.toml`` is held to these declarations by a test (every code it weighs is one a probe
+    emits; every warn/fail code a probe emits points at a cause), so that a typo in the knowledge
+    base or a new probe code nobody weighs fails the build instead of silently never matching.
+    """
+    declared: dict[str, Severity] = {}
+    for severity, codes in ((Severity.INFO, info), (Severity.WARN, warn), (Severity.FAIL, fail)):
+        declared.update(dict.fromkeys(codes, severity))
+    return declared
+
+
+#: Findings the framework itself adds to any probe's result (see :meth:`Probe.run`).
+FRAMEWORK_FINDINGS: Mapping[str, Severity] = declare(
+    info=("probe.skipped", "probe.permission_denied", "probe.crashed", "probe.timeout"))
+
+#: When set, a file to which any finding that breaks its probe's declaration is appended, one line
+#: each. The test suite sets it (child processes inherit it) and fails the run if anything is in it.
+CONTRACT_LOG_ENV = "POSDIAG_CONTRACT_LOG"
 
 
 @dataclass(frozen=True)
@@ -84,9 +107,13 @@ class Observation:
         self.findings: list[Finding] = []
         self.metrics: dict[str, float | int | str | None] = {}
         self.summary: str | None = None
+        #: (probe name, declared codes) once the probe runs; None for a bare Observation in tests.
+        self.declared: tuple[str, Mapping[str, Severity]] | None = None
 
     def add(self, code: str, severity: Severity | str, message: str, **data: Any) -> Finding:
         found = Finding(code, Severity(severity), message, data)
+        if self.declared is not None:
+            _check_declared(self.declared, found)
         self.findings.append(found)
         return found
 
@@ -115,16 +142,54 @@ class Observation:
         return worst.message + more
 
 
+def _check_declared(declared: tuple[str, Mapping[str, Severity]], found: Finding) -> None:
+    """Record a finding its probe did not declare (or declared milder) where the tests can see it."""
+    probe, codes = declared
+    allowed = codes.get(found.code, FRAMEWORK_FINDINGS.get(found.code))
+    if allowed is not None and _SEVERITY_RANK[found.severity] <= _SEVERITY_RANK[allowed]:
+        return
+    log = os.environ.get(CONTRACT_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"{probe}\t{found.code}\t{found.severity.value}\tdeclared {allowed.value if allowed else 'nothing'}\n")
+
+
 class ProbeSkipped(Exception):
     """Raised by ``check`` (or ``skip_reason``) when the probe has nothing to look at here."""
 
 
+@dataclass(frozen=True)
+class PastSweep:
+    """One earlier sweep from the stored history, as the trends probe reads it."""
+
+    started_at: float  # seconds since the epoch (UTC)
+    #: probe name → (status, metrics) of that sweep
+    probes: Mapping[str, tuple[str, Mapping[str, Any]]]
+
+
+def _no_history(limit: int) -> list[PastSweep]:
+    return []
+
+
 @dataclass
 class ProbeContext:
-    """What a probe may read besides its settings: results of the probes it depends on."""
+    """What a probe may read besides its settings. Probes pass data to the probes that depend on
+    them through the typed values here, never by searching each other's findings for a code.
+
+    The agent fills what only it knows (history from its store, the build date) so that probes
+    depend on the settings types and nothing else of ``posdiag.agent``.
+    """
 
     results: dict[str, ProbeResult] = field(default_factory=dict)
     state_dir: str | None = None
+    #: Release date of the running build (seconds since the epoch): a clock earlier than it is wrong.
+    build_epoch: float = 0.0
+    #: ``history(n)``: the last ``n`` stored sweeps, oldest first (empty where nothing is stored).
+    history: Callable[[int], Sequence[PastSweep]] = _no_history
+    #: network.dns → dependants: payment host name → the addresses it resolved to.
+    resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: network.tcp → dependants: payment host index → the address a connect succeeded to.
+    connected: dict[int, str] = field(default_factory=dict)
 
 
 class Probe:
@@ -142,6 +207,8 @@ class Probe:
     after: ClassVar[tuple[str, ...]] = ()
     #: How long the probe may take at most; the runner also caps it by the overall deadline.
     timeout_s: ClassVar[float] = 2.5
+    #: Every finding code the probe may emit and the worst severity it carries (see :func:`declare`).
+    findings: ClassVar[Mapping[str, Severity]] = {}
 
     def __init__(self, settings: Settings, context: ProbeContext | None = None) -> None:
         self.settings = settings
@@ -170,6 +237,7 @@ class Probe:
     def run(self, obs: Observation | None = None) -> ProbeResult:
         """Run ``check`` and turn whatever happens into a result. Never raises."""
         obs = obs if obs is not None else Observation()
+        obs.declared = (self.name, self.findings)
         started = time.monotonic()
         try:
             reason = self.skip_reason()

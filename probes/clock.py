@@ -11,8 +11,7 @@ import struct
 import sys
 import time
 
-from posdiag.agent import BUILD_EPOCH
-from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 NTP_PORT = 123
@@ -94,15 +93,18 @@ def kernel_synchronized() -> bool | None:
 class ClockProbe(Probe):
     name = "clock"
     description = "offset against the configured NTP server (SNTP), kernel sync state, dates before the build"
+    findings = declare(fail=("clock.implausible", "clock.offset_high"), warn=("clock.ntp_unreachable",
+                           "clock.offset_drifting"), info=("clock.no_reference", "clock.unsynchronized"))
 
     def deadline_s(self) -> float:
         return self.settings.network.timeout_s * 2 + 0.5
 
     def check(self, obs: Observation) -> None:
         now = time.time()
-        if now < BUILD_EPOCH:
+        build_epoch = self.context.build_epoch
+        if now < build_epoch:
             obs.fail("clock.implausible", f"the clock reads {time.strftime('%Y-%m-%d', time.gmtime(now))}, "
-                     "before this software was built", now=now, build_epoch=BUILD_EPOCH)
+                     "before this software was built", now=now, build_epoch=build_epoch)
         synced = kernel_synchronized()
         if synced is not None:
             obs.metric("kernel_synchronized", int(synced))

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import psutil
-from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 MB = 1024 * 1024
 SCRATCH_BYTES = 4096
@@ -21,6 +21,9 @@ SCRATCH_BYTES = 4096
 class DiskProbe(Probe):
     name = "disk"
     description = "free space and inodes, read-only mounts, write+fsync+read-back latency per configured path"
+    findings = declare(fail=("disk.inodes_low", "disk.io_error", "disk.read_only", "disk.readback_mismatch",
+                           "disk.space_low", "disk.write_no_space"), warn=("disk.path_missing", "disk.write_slow"),
+                           info=("disk.write_not_permitted",))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.disk.paths else "no disk paths configured ([disk] paths)"

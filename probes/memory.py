@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
-from posdiag.probes.base import Observation, Probe, Status
-from posdiag.probes.procs import find_processes
+from posdiag.probes._procs import find_processes
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 MB = 1024 * 1024
 
@@ -41,6 +41,8 @@ def read_oom_kills(path: str = "/proc/vmstat") -> int | None:
 class MemoryProbe(Probe):
     name = "memory"
     description = "available memory, swap use, memory pressure (PSI), OOM kills, RSS of the POS process"
+    findings = declare(fail=("memory.available_low", "memory.oom_kills", "memory.pressure_high"),
+                           warn=("memory.pos_process_large", "memory.swap_high"), info=("memory.pos_rss",))
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.memory

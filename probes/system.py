@@ -7,8 +7,8 @@ import os
 import time
 
 import psutil
-from posdiag.probes.base import Observation, Probe, Status
-from posdiag.probes.procs import find_processes
+from posdiag.probes._procs import find_processes
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 
 def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:
@@ -27,6 +27,8 @@ def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:
 class SystemProbe(Probe):
     name = "system"
     description = "load per CPU, temperatures and thermal throttling, POS process running and not crash-looping"
+    findings = declare(fail=("system.cpu_saturated", "system.pos_process_missing"), warn=("system.load_high",
+                           "system.overheating", "system.pos_process_restarted", "system.throttled"))
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.system

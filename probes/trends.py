@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
 
-from posdiag.agent.report import parse_utc_iso
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
+from posdiag.probes.base import Observation, PastSweep, Probe, ProbeSkipped, Status, declare
 
 WINDOW = 12  # sweeps looked at
 MIN_POINTS = 4
@@ -35,23 +33,18 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return slope, (1 - ss_res / ss_tot) if ss_tot else 0.0
 
 
-def _probe(report: dict[str, Any], name: str) -> dict[str, Any] | None:
-    return next((p for p in report.get("probes", []) if p["name"] == name), None)
 
 
 class TrendsProbe(Probe):
     name = "trends"
     description = "history across sweeps: POS process memory growing steadily (leak), network layers failing on and off"
+    findings = declare(warn=("trend.intermittent_dns", "trend.intermittent_gateway", "trend.intermittent_link",
+                           "trend.intermittent_path", "trend.intermittent_tcp", "trend.intermittent_tls",
+                           "trend.pos_rss_growing"))
     after = ("memory",) + LAYERS
 
     def check(self, obs: Observation) -> None:
-        from posdiag.agent.store import open_readonly
-
-        store = open_readonly(self.context.state_dir or self.settings.daemon.state_dir)
-        if store is None:
-            raise ProbeSkipped("no history yet")
-        with store:
-            history = list(store.recent_bodies(WINDOW - 1))
+        history = list(self.context.history(WINDOW - 1))
         if not history:
             raise ProbeSkipped("no history yet")
         obs.metric("sweeps", len(history) + 1)
@@ -60,12 +53,12 @@ class TrendsProbe(Probe):
         if obs.status() is Status.OK:
             obs.summary = f"{len(history) + 1} sweeps: no growing POS memory, no intermittent network layer"
 
-    def leak(self, obs: Observation, history: list[dict[str, Any]]) -> None:
+    def leak(self, obs: Observation, history: list[PastSweep]) -> None:
         points = []
-        for report in history:
-            mem = _probe(report, "memory")
-            if mem and mem["metrics"].get("pos_rss_mb"):
-                points.append((parse_utc_iso(report["started_at"]), float(mem["metrics"]["pos_rss_mb"])))
+        for sweep in history:
+            _, metrics = sweep.probes.get("memory", ("", {}))
+            if metrics.get("pos_rss_mb"):
+                points.append((sweep.started_at, float(metrics["pos_rss_mb"])))
         now = self.context.results.get("memory")
         if now and now.metrics.get("pos_rss_mb"):
             points.append((time.time(), float(now.metrics["pos_rss_mb"])))  # type: ignore[arg-type]
@@ -83,9 +76,9 @@ class TrendsProbe(Probe):
                      f"sweeps ({per_hour:+.1f} MB/h, steady): a memory leak", mb_per_hour=round(per_hour, 2),
                      first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), r2=round(r2, 3))
 
-    def intermittent(self, obs: Observation, history: list[dict[str, Any]]) -> None:
+    def intermittent(self, obs: Observation, history: list[PastSweep]) -> None:
         for layer in LAYERS:
-            statuses = [p["status"] for r in history if (p := _probe(r, layer))]
+            statuses = [sweep.probes[layer][0] for sweep in history if layer in sweep.probes]
             current = self.context.results.get(layer)
             if current:
                 statuses.append(current.status.value)

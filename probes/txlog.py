@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 ERROR_2824 = "2824"
 #: ISO 8583 field 39 response codes by whose outcome they are
@@ -105,6 +105,9 @@ def repeated_attempts(events: list[TxEvent], window_s: float = REPEAT_WINDOW_S) 
 class TxlogProbe(Probe):
     name = "txlog"
     description = "POS transaction log: 2824 events in the window; ISO 8583 response codes by whose fault they are"
+    findings = declare(warn=("txlog.declines", "txlog.format_errors", "txlog.host_errors", "txlog.input_errors",
+                           "txlog.missing", "txlog.repeated_attempts", "txlog.unparsed"), info=("txlog.errors_2824",
+                           "txlog.undated"))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.txlog.path else "no transaction log configured ([txlog] path)"

@@ -24,6 +24,31 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every probe run by the tests, in this process or a child, logs findings it did not declare."""
+    import tempfile
+
+    from posdiag.probes.base import CONTRACT_LOG_ENV
+
+    if not os.environ.get(CONTRACT_LOG_ENV):
+        fd, path = tempfile.mkstemp(prefix="posdiag-contract-", suffix=".log")
+        os.close(fd)
+        os.environ[CONTRACT_LOG_ENV] = path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any probe emitted a finding its declaration does not allow."""
+    from posdiag.probes.base import CONTRACT_LOG_ENV
+
+    log = Path(os.environ.get(CONTRACT_LOG_ENV, ""))
+    broken = sorted(set(log.read_text().splitlines())) if log.is_file() else []
+    if broken:
+        session.config.get_terminal_writer().line(
+            "probes emitted findings they do not declare (probe, code, severity, declared):\n  " + "\n  ".join(broken),
+            red=True)
+        session.exitstatus = 1
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") and os.geteuid() != 0:
         if IN_CI:

@@ -137,14 +137,27 @@ def test_only_errors_means_could_not_diagnose(config_file, monkeypatch):
 
 def test_installed_package_carries_its_data_files(tmp_path):
     """Outside a checkout the default config, causes and presets come from the installed package."""
+    import shutil
     import subprocess
     import sys
 
     from conftest import REPO
 
+    # Build from a copy of the tracked files: building in the checkout would leave build/ and
+    # *.egg-info behind, and an untracked file must not sneak into the wheel either.
+    source = tmp_path / "src"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
+    installed = sorted(p.name for p in target.iterdir() if not p.name.endswith((".dist-info", "__pycache__")))
+    assert installed == ["bin", "posdiag"] or installed == ["posdiag"], installed  # one import package, no other
+    assert sorted(p.name for p in (target / "posdiag").iterdir()) == ["agent", "config", "probes"]
+    assert list(REPO.glob("*.egg-info")) == [] and not (REPO / "build").exists()
     proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
     assert proc.returncode in (0, 1), proc.stderr

@@ -15,7 +15,7 @@ from conftest import REPO, run_cli
 from helpers import codes_of as codes
 from helpers import probe_of as probe
 from helpers import top_cause as top
-from posdiag.probes.reader.framing import ETX, SI, SO, STX, Framing, lrc
+from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
 from reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
 from usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_device, terminal_tree
 

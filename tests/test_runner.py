@@ -7,13 +7,14 @@ import time
 
 from posdiag.agent.config import Settings
 from posdiag.agent.runner import run_probes
-from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 RELEASE = threading.Event()
 
 
 class Hangs(Probe):
     name = "test.hangs"
+    findings = declare(warn=("test.before_hang",))
     timeout_s = 0.3
 
     def check(self, obs: Observation) -> None:
@@ -37,6 +38,7 @@ class Denied(Probe):
 
 class Slow(Probe):
     name = "test.slow"
+    findings = declare(info=("test.slow_done",))
 
     def check(self, obs: Observation) -> None:
         time.sleep(0.3)
@@ -45,6 +47,7 @@ class Slow(Probe):
 
 class Fails(Probe):
     name = "test.fails"
+    findings = declare(fail=("test.broken",))
 
     def check(self, obs: Observation) -> None:
         obs.fail("test.broken", "layer broken")
@@ -60,6 +63,7 @@ class NeedsFails(Probe):
 
 class NeedsSlow(Probe):
     name = "test.needs_slow"
+    findings = declare(info=("test.saw_prereq",))
     requires = ("test.slow",)
 
     def check(self, obs: Observation) -> None:

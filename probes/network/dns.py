@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
-from posdiag.probes.dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
-from posdiag.probes.netinfo import is_address, resolv_conf_servers
-from posdiag.probes.network.common import RESOLVED, report_per_target, side_by_side, targets
+from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
+from posdiag.probes._netinfo import is_address, resolv_conf_servers
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
+from posdiag.probes.network._common import RESOLVED, report_per_target, side_by_side, targets
 
 SLOW_MS = 500.0
 
@@ -23,6 +23,9 @@ class Outcome:
 class DnsProbe(Probe):
     name = "network.dns"
     description = "payment host names resolve via the configured resolvers: NXDOMAIN, SERVFAIL, silence, latency"
+    findings = declare(fail=("dns.no_address", "dns.no_resolver", "dns.nxdomain", "dns.refused", "dns.servfail",
+                           "dns.timeout", "dns.unreachable"), warn=("dns.resolver_failing", "dns.slow"),
+                           info=("dns.resolved",))
     requires = ("network.link",)
 
     def skip_reason(self) -> str | None:
@@ -84,6 +87,7 @@ class DnsProbe(Probe):
         if good:
             best = min(good, key=lambda o: o.answer.elapsed_ms)  # type: ignore[union-attr]
             assert best.answer is not None
+            self.context.resolved[name] = tuple(best.answer.addresses)
             obs.info(RESOLVED, f"{name} → {', '.join(best.answer.addresses)} via {best.server} "
                      f"in {best.answer.elapsed_ms:.0f} ms", name=name, addresses=list(best.answer.addresses),
                      server=best.server, ms=round(best.answer.elapsed_ms, 2))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import socket
 import time
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
-from posdiag.probes.netinfo import default_route, neighbour_state
-from posdiag.probes.network.common import side_by_side
+from posdiag.probes._netinfo import default_route, neighbour_state
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
+from posdiag.probes.network._common import side_by_side
 
 
 def icmp_echo(address: str, count: int, timeout_s: float, stagger_s: float = 0.02) -> list[float | None]:
@@ -36,6 +36,8 @@ def poke_neighbour(address: str) -> None:
 class GatewayProbe(Probe):
     name = "network.gateway"
     description = "the configured or default gateway answers (ICMP where allowed, neighbour table as corroboration)"
+    findings = declare(fail=("gateway.unreachable",), warn=("gateway.loss",), info=("gateway.icmp_blocked",
+                           "gateway.icmp_unavailable"))
     requires = ("network.link",)
 
     def skip_reason(self) -> str | None:

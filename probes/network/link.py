@@ -3,13 +3,15 @@ default route exists. Reads local state only; sends nothing."""
 
 from __future__ import annotations
 
-from posdiag.probes.base import Observation, Probe, Status
-from posdiag.probes.netinfo import default_route, interface_state
+from posdiag.probes._netinfo import default_route, interface_state
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 
 class LinkProbe(Probe):
     name = "network.link"
     description = "interface of the default route: up, carrier, an address; a default route at all"
+    findings = declare(fail=("link.down", "link.interface_missing", "link.no_address", "link.no_carrier",
+                           "link.no_default_route"))
     timeout_s = 1.0
 
     def skip_reason(self) -> str | None:

@@ -4,8 +4,8 @@ rests on ICMP alone."""
 
 from __future__ import annotations
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
-from posdiag.probes.network.common import connected_address, rtt_stats, side_by_side, targets, tcp_connect
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
+from posdiag.probes.network._common import connected_address, rtt_stats, side_by_side, targets, tcp_connect
 from posdiag.probes.network.gateway import icmp_echo
 
 STAGGER_S = 0.02
@@ -14,6 +14,8 @@ STAGGER_S = 0.02
 class PathProbe(Probe):
     name = "network.path"
     description = "loss, latency median/p95 and jitter to the payment host (ICMP where allowed, else TCP handshakes)"
+    findings = declare(fail=("path.latency_high", "path.loss_high"), warn=("path.jitter_high",), info=("path.icmp_blocked",
+                           "path.icmp_unavailable", "path.loss"))
     requires = ("network.tcp",)
 
     def skip_reason(self) -> str | None:

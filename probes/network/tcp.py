@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
-from posdiag.probes.network.common import (
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
+from posdiag.probes.network._common import (
     CONNECTED,
     Connect,
     addresses,
@@ -23,6 +23,8 @@ STAGGER_S = 0.02
 class TcpProbe(Probe):
     name = "network.tcp"
     description = "TCP connects to each payment host: connect time median/p95, refused vs timeout vs unreachable"
+    findings = declare(fail=("tcp.error", "tcp.refused", "tcp.timeout", "tcp.unreachable"), warn=("tcp.unstable",),
+                           info=("tcp.connected", "tcp.not_attempted"))
     requires = ("network.link",)
     after = ("network.dns",)
 
@@ -64,6 +66,7 @@ class TcpProbe(Probe):
             stats = rtt_stats(ok)
             obs.metric(f"connect_median_ms[{label}]", round(stats["median_ms"], 2))
             obs.metric(f"connect_p95_ms[{label}]", round(stats["p95_ms"], 2))
+            self.context.connected[target.index] = address
             obs.info(CONNECTED, f"{target.label}: connected to {address}:{target.host.port}", index=target.index,
                      address=address, median_ms=round(stats["median_ms"], 2))
             if len(ok) < len(attempts):

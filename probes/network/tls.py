@@ -8,8 +8,8 @@ import socket
 import ssl
 import time
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status
-from posdiag.probes.network.common import Target, connected_address, report_per_target, side_by_side, targets
+from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
+from posdiag.probes.network._common import Target, connected_address, report_per_target, side_by_side, targets
 
 EXPIRY_WARN_DAYS = 14
 # OpenSSL X509_V_ERR_* codes
@@ -20,6 +20,10 @@ _UNTRUSTED = {2, 18, 19, 20, 21, 27}
 class TlsProbe(Probe):
     name = "network.tls"
     description = "TLS handshake with SNI and verification: expiry, trust, name; optional HTTPS health path"
+    findings = declare(fail=("http.bad_response", "http.server_error", "http.timeout", "tls.cert_expired",
+                           "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed", "tls.name_mismatch",
+                           "tls.reset", "tls.timeout", "tls.untrusted", "tls.verify_failed"), warn=("http.client_error",
+                           "tls.expiring_soon"))
     requires = ("network.tcp",)
 
     def skip_reason(self) -> str | None:

@@ -10,7 +10,7 @@ import os
 import re
 import time
 
-from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status, declare
 from posdiag.probes.reader.usb import enumerate_sysfs
 
 
@@ -40,6 +40,7 @@ def kernel_records(path: str = "/dev/kmsg") -> list[tuple[float, str]]:
 class EventsProbe(Probe):
     name = "reader.events"
     description = "reader disconnect/reconnect events in the kernel log over a recent window (flapping)"
+    findings = declare(warn=("reader.flapping",), info=("reader.kernel_log_denied", "reader.kernel_log_missing"))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.reader.kind != "none" else "no card reader configured ([reader] kind)"

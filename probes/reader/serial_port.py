@@ -7,11 +7,11 @@ import errno
 import os
 import time
 
-from posdiag.probes.base import Observation, Probe, Status
-from posdiag.probes.procs import find_processes
-from posdiag.probes.reader.exchange import Exchange, exchange
-from posdiag.probes.reader.holders import holders
-from posdiag.probes.reader.protocols import protocol_for
+from posdiag.probes._procs import find_processes
+from posdiag.probes.base import Observation, Probe, Status, declare
+from posdiag.probes.reader._exchange import Exchange, exchange
+from posdiag.probes.reader._holders import holders
+from posdiag.probes.reader._protocols import protocol_for
 
 
 def _group_name(gid: int) -> str:
@@ -26,6 +26,10 @@ def _group_name(gid: int) -> str:
 class SerialProbe(Probe):
     name = "reader.serial"
     description = "serial reader: port present, permitted, not held by another process; status handshake, identity"
+    findings = declare(fail=("reader.bad_lrc", "reader.garbage", "reader.nak", "reader.no_reply", "reader.open_failed",
+                           "reader.port_held", "reader.port_locked", "reader.port_missing", "reader.serial_mismatch",
+                           "reader.unexpected_reply"), warn=("reader.permission_denied", "reader.slow"),
+                           info=("reader.holders_unknown", "reader.in_use_by_pos", "reader.serial_unknown"))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.reader.kind == "serial" else "no serial reader configured ([reader] kind)"

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from posdiag.probes.base import Observation, Probe, Status
+from posdiag.probes.base import Observation, Probe, Status, declare
 
 BASELINE_FILE = "usb-baseline.json"
 
@@ -119,6 +119,10 @@ def enumerate_pyserial() -> list[UsbDevice]:
 class UsbProbe(Probe):
     name = "reader.usb"
     description = "USB inventory: the configured reader VID:PID present; new keyboards, hubs or devices since the baseline"
+    findings = declare(fail=("reader.serial_mismatch", "reader.usb_missing", "reader.usb_new_keyboard"),
+                           warn=("reader.usb_baseline_unreadable", "reader.usb_new_device", "reader.usb_new_hub"),
+                           info=("reader.usb_baseline_created", "reader.usb_baseline_not_saved", "reader.usb_gone",
+                           "reader.usb_present"))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.reader.kind != "none" else "no card reader configured ([reader] kind)"

@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
-from posdiag.agent.config import ReaderSettings
-from posdiag.agent.paths import data_dir
-from posdiag.probes.reader.framing import SI, SO, Framing
+from posdiag.agent.config import ReaderSettings, presets
+from posdiag.probes.reader._framing import SI, SO, Framing
 
 FRAMINGS = {"stx-etx": Framing(), "si-so": Framing(begin=SI, end=SO)}
 
@@ -27,11 +25,6 @@ class Protocol:
     reply: re.Pattern[str] | None  # on the decoded payload (framed)
     expect_hex: re.Pattern[str] | None  # on the raw reply as lowercase hex (raw)
     ack: bool = False
-
-
-@lru_cache(maxsize=1)
-def presets() -> dict[str, dict]:
-    return tomllib.loads((data_dir() / "readers.toml").read_text(encoding="utf-8"))["presets"]
 
 
 def protocol_for(cfg: ReaderSettings) -> Protocol:

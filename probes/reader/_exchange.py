@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol as Typing
 
-from posdiag.probes.reader.framing import ACK, EOT, NAK, describe
-from posdiag.probes.reader.protocols import Protocol
+from posdiag.probes.reader._framing import ACK, EOT, NAK, describe
+from posdiag.probes.reader._protocols import Protocol
 
 
 class Port(Typing):

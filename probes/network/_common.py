@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 from posdiag.agent.config import PaymentHost, Settings
+from posdiag.probes._netinfo import is_address
 from posdiag.probes.base import Observation, ProbeContext, Severity
-from posdiag.probes.netinfo import is_address
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -41,26 +41,16 @@ def targets(settings: Settings) -> list[Target]:
     return [Target(i, h) for i, h in enumerate(settings.payment_hosts)]
 
 
-def findings_of(context: ProbeContext, probe: str, code: str) -> list[dict]:
-    result = context.results.get(probe)
-    return [dict(f.data) for f in (result.findings if result else ()) if f.code == code]
-
-
 def addresses(context: ProbeContext, target: Target) -> list[str] | None:
     """Addresses to reach a target: the literal address, or what the DNS layer resolved (None: not)."""
     if is_address(target.host.host):
         return [target.host.host]
-    for data in findings_of(context, "network.dns", RESOLVED):
-        if data.get("name") == target.host.host:
-            return list(data["addresses"])
-    return None
+    resolved = context.resolved.get(target.host.host)
+    return list(resolved) if resolved is not None else None
 
 
 def connected_address(context: ProbeContext, target: Target) -> str | None:
-    for data in findings_of(context, "network.tcp", CONNECTED):
-        if data.get("index") == target.index:
-            return data["address"]
-    return None
+    return context.connected.get(target.index)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""The probe contract: declared finding codes and the knowledge base agree, both ways.
+
+Each probe declares the codes it may emit (``Probe.findings``); ``config/causes.toml`` weighs
+codes. A code weighed there that no probe emits never matches (a typo silently disables
+evidence); a warn/fail code no cause weighs is a fault nobody would ever be blamed for. At run
+time, ``tests/conftest.py`` fails the whole run when any probe emits a code it did not declare.
+``POSDIAG_TEST_CAUSES`` points the check at another copy of the knowledge base.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from posdiag import probes
+from posdiag.agent.diagnosis import load_knowledge
+from posdiag.agent.paths import causes_path
+from posdiag.probes.base import FRAMEWORK_FINDINGS, Severity
+
+CAUSES = Path(os.environ.get("POSDIAG_TEST_CAUSES") or causes_path())
+
+
+def declared_codes() -> dict[str, Severity]:
+    declared = dict(FRAMEWORK_FINDINGS)
+    for probe in probes.all_probes():
+        for code, severity in probe.findings.items():
+            if declared.get(code) in (None, Severity.INFO) or severity is Severity.FAIL:
+                declared[code] = severity
+    return declared
+
+
+def contract_mismatches(causes: Path) -> list[str]:
+    """Every disagreement between the probes' declarations and a knowledge base, in words."""
+    weighed = set(load_knowledge(causes).evidence)
+    declared = declared_codes()
+    problems = [f"{causes.name} weighs {code!r}, which no probe declares" for code in sorted(weighed - set(declared))]
+    problems += [f"probes may emit {code!r} ({severity.value}), which no cause in {causes.name} weighs"
+                 for code, severity in sorted(declared.items())
+                 if severity is not Severity.INFO and code not in weighed]
+    return problems
+
+
+def test_every_probe_declares_its_findings():
+    undeclared = [p.name for p in probes.all_probes() if not p.findings]
+    assert undeclared == []
+
+
+def test_finding_codes_are_area_dot_what():
+    for code in declared_codes():
+        area, _, what = code.partition(".")
+        assert area and what and code == code.lower(), code
+
+
+def test_knowledge_base_and_probe_declarations_agree():
+    assert contract_mismatches(CAUSES) == []
+
+
+def test_a_misspelt_code_in_the_knowledge_base_breaks_the_contract(tmp_path: Path):
+    broken = tmp_path / "causes.toml"
+    text = causes_path().read_text(encoding="utf-8")
+    broken.write_text(text.replace('"disk.space_low" = 0.9', '"disk.space_lo" = 0.9'), encoding="utf-8")
+    problems = contract_mismatches(broken)
+    assert "causes.toml weighs 'disk.space_lo', which no probe declares" in problems
+    assert "probes may emit 'disk.space_low' (fail), which no cause in causes.toml weighs" in problems
+
+
+@pytest.mark.parametrize("probe", probes.all_probes(), ids=lambda p: p.name)
+def test_probe_catalogue_names_match_the_classes(probe):
+    assert probes.CATALOGUE[probe.name].endswith(":" + probe.__name__)
