@@ -120,7 +120,7 @@ class TxlogWatcher(threading.Thread):
                     if event and event.code == ERROR_2824:
                         log.warning("2824 in %s: %s", self.path, line[:200])
                         self.on_2824(line)
-            except Exception:  # noqa: BLE001 - the watcher must outlive any odd file state
+            except Exception:
                 log.exception("transaction-log watcher: error while following %s", self.path)
         follower.close()
 
@@ -191,7 +191,7 @@ class Daemon:
     def sweep(self, trigger: str) -> dict[str, Any] | None:
         try:
             report = run_sweep(self.settings, trigger=trigger, knowledge=self.kb)
-        except Exception as exc:  # noqa: BLE001 - one bad sweep never stops the loop
+        except Exception as exc:
             self.state.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} sweep failed: {exc!r}"
             log.exception("%s sweep failed", trigger)
             return None

@@ -99,8 +99,16 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
     problems: list[str] = []
+    causes = _load_causes(data.get("causes", []), problems)
+    evidence = _load_evidence(data.get("evidence", {}), causes, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return KnowledgeBase(causes, evidence)
+
+
+def _load_causes(entries: list[dict[str, Any]], problems: list[str]) -> dict[str, CauseInfo]:
     causes: dict[str, CauseInfo] = {}
-    for i, entry in enumerate(data.get("causes", [])):
+    for i, entry in enumerate(entries):
         try:
             info = CauseInfo(str(entry["id"]), str(entry["title"]), str(entry.get("explanation", "")),
                              tuple(entry.get("remediation", [])), tuple(entry.get("explains", [])))
@@ -112,12 +120,15 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
         causes[info.id] = info
     if NONE_ID not in causes:
         problems.append(f"causes: expected an entry with id = '{NONE_ID}'")
-    for info in causes.values():
-        for other in info.explains:
-            if other not in causes:
-                problems.append(f"causes ({info.id}).explains: unknown cause id {other!r}")
+    problems.extend(f"causes ({info.id}).explains: unknown cause id {other!r}"
+                    for info in causes.values() for other in info.explains if other not in causes)
+    return causes
+
+
+def _load_evidence(tables: dict[str, dict[str, Any]], causes: dict[str, CauseInfo],
+                   problems: list[str]) -> dict[str, list[tuple[str, float]]]:
     evidence: dict[str, list[tuple[str, float]]] = {}
-    for cause_id, table in data.get("evidence", {}).items():
+    for cause_id, table in tables.items():
         if cause_id not in causes:
             problems.append(f"evidence.{cause_id}: unknown cause id")
             continue
@@ -126,79 +137,96 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
                 problems.append(f"evidence.{cause_id}.{code}: expected a weight in (0, 1], got {weight!r}")
                 continue
             evidence.setdefault(code, []).append((cause_id, float(weight)))
-    if problems:
-        raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence)
+    return evidence
 
 
 def _evidence_line(probe: str, message: str) -> str:
     return f"{probe}: {message}"
 
 
-def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
-    results = list(results)
-    scores: dict[str, float] = {}
-    evidence: dict[str, list[tuple[float, str]]] = {}
-    worst: dict[str, Severity] = {}
-    unexplained: list[tuple[Severity, str]] = []
+@dataclass
+class _Scores:
+    """Step 1's output: per cause its noisy-OR score, weighted evidence lines and worst severity."""
 
+    score: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    worst: dict[str, Severity] = field(default_factory=dict)
+    unexplained: list[tuple[Severity, str]] = field(default_factory=list)
+
+
+def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
+    """Score, layer, normalise (see the module docstring)."""
+    results = list(results)
+    scored = _score(results, kb)
+    folded_into = _layer(scored, kb)
+    causes = _rank(scored, folded_into, kb)
+    severities = [c.severity for c in causes] + [s for s, _ in scored.unexplained]
+    verdict = "fault" if Severity.FAIL in severities else "degraded" if Severity.WARN in severities else "healthy"
+    if not causes:
+        causes = [_none_cause(kb, results, scored.unexplained)]
+    return Diagnosis(verdict, causes)
+
+
+def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
+    """Every warn/fail finding adds its weighted evidence to the causes that list its code."""
+    scored = _Scores()
     for result in results:
         for finding in result.findings:
             factor = SEVERITY_FACTOR[finding.severity]
             if not factor:
                 continue
-            rules = kb.evidence.get(finding.code)
             line = _evidence_line(result.name, finding.message)
+            rules = kb.evidence.get(finding.code)
             if not rules:
-                unexplained.append((finding.severity, line))
-                continue
-            for cause_id, weight in rules:
+                scored.unexplained.append((finding.severity, line))
+            for cause_id, weight in rules or ():
                 w = weight * factor
-                scores[cause_id] = 1 - (1 - scores.get(cause_id, 0.0)) * (1 - w)
-                evidence.setdefault(cause_id, []).append((w, line))
-                if finding.severity is Severity.FAIL or cause_id not in worst:
-                    worst[cause_id] = finding.severity
+                scored.score[cause_id] = 1 - (1 - scored.score.get(cause_id, 0.0)) * (1 - w)
+                scored.evidence.setdefault(cause_id, []).append((w, line))
+                if finding.severity is Severity.FAIL or cause_id not in scored.worst:
+                    scored.worst[cause_id] = finding.severity
+    return scored
 
-    # Layering: fold causes explained by a present deeper cause into it.
-    present = sorted(scores, key=lambda c: -scores[c])
+
+def _layer(scored: _Scores, kb: KnowledgeBase) -> dict[str, str]:
+    """Which present cause is folded into which deeper present cause (shallow → deep)."""
+    scores = scored.score
     folded_into: dict[str, str] = {}
-    for deep in present:
+    for deep in sorted(scores, key=lambda c: -scores[c]):
         if scores[deep] < EXPLAIN_THRESHOLD or deep in folded_into:
             continue
         for shallow in kb.closure(deep):
             if shallow in scores and shallow not in folded_into and deep not in kb.closure(shallow):
                 folded_into[shallow] = deep
+    return folded_into
 
+
+def _rank(scored: _Scores, folded_into: dict[str, str], kb: KnowledgeBase) -> list[RankedCause]:
+    """The causes left standing, with the folded ones' evidence as consequences; normalised."""
     ranked: dict[str, RankedCause] = {}
-    for cause_id in present:
+    for cause_id in sorted(scored.score, key=lambda c: -scored.score[c]):
         if cause_id in folded_into:
             continue
         info = kb.causes[cause_id]
-        lines = [line for _, line in sorted(evidence[cause_id], key=lambda e: -e[0])]
+        lines = [line for _, line in sorted(scored.evidence[cause_id], key=lambda e: -e[0])]
         ranked[cause_id] = RankedCause(cause_id, info.title, 0.0, list(dict.fromkeys(lines)),
-                                       list(info.remediation), info.explanation, score=scores[cause_id],
-                                       severity=worst[cause_id])
+                                       list(info.remediation), info.explanation, score=scored.score[cause_id],
+                                       severity=scored.worst[cause_id])
     for shallow, deep in folded_into.items():
         root = deep
         while root in folded_into:
             root = folded_into[root]
-        for _, line in evidence[shallow]:
+        for _, line in scored.evidence[shallow]:
             if line not in ranked[root].consequences and line not in ranked[root].evidence:
                 ranked[root].consequences.append(line)
         # A consequence that failed hard makes the root a fault even if its own evidence was milder.
-        if worst[shallow] is Severity.FAIL:
+        if scored.worst[shallow] is Severity.FAIL:
             ranked[root].severity = Severity.FAIL
-
     causes = sorted(ranked.values(), key=lambda c: (-c.score, c.id))
     total = sum(c.score for c in causes)
     for c in causes:
         c.confidence = c.score / max(1.0, total)
-
-    severities = [c.severity for c in causes] + [s for s, _ in unexplained]
-    verdict = "fault" if Severity.FAIL in severities else "degraded" if Severity.WARN in severities else "healthy"
-    if not causes:
-        causes = [_none_cause(kb, results, unexplained)]
-    return Diagnosis(verdict, causes)
+    return causes
 
 
 def _none_cause(kb: KnowledgeBase, results: list[ProbeResult], unexplained: list[tuple[Severity, str]]) -> RankedCause:

@@ -53,78 +53,105 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
     overall = time.monotonic() + (deadline_s if deadline_s is not None else settings.diagnosis.deadline_s)
     context = ProbeContext(state_dir=settings.daemon.state_dir, build_epoch=BUILD_EPOCH,
                            history=history_reader(settings.daemon.state_dir))
-    names = {cls.name for cls in probe_classes}
-    pending = list(probe_classes)
-    running: dict[str, _Running] = {}
-    results: dict[str, ProbeResult] = {}
-    blocked_by: dict[str, str] = {}  # skipped probe → the failed probe at the root of its skip
-    done: queue.Queue[tuple[str, ProbeResult]] = queue.Queue()
+    return _Sweep(settings, probe_classes, overall, context, on_result).run()
 
-    def finish(result: ProbeResult) -> None:
-        results[result.name] = result
-        context.results[result.name] = result
-        if on_result:
-            on_result(result, len(results), len(probe_classes))
 
-    def start_ready() -> None:
-        for cls in list(pending):
-            needed = [r for r in cls.requires if r in names]
-            if any(r not in results for r in needed + [a for a in cls.after if a in names]):
+class _Sweep:
+    """The state of one run: which probes wait, run and are done. One thread (the caller's) drives
+    it; probe threads only hand their result back through ``done``."""
+
+    def __init__(self, settings: Settings, probe_classes: list[type[Probe]], overall: float, context: ProbeContext,
+                 on_result: ProgressHook | None) -> None:
+        self.settings, self.classes, self.overall = settings, probe_classes, overall
+        self.context, self.on_result = context, on_result
+        self.names = {cls.name for cls in probe_classes}
+        self.pending = list(probe_classes)
+        self.running: dict[str, _Running] = {}
+        self.results: dict[str, ProbeResult] = {}
+        self.blocked_by: dict[str, str] = {}  # skipped probe → the failed probe at the root of its skip
+        self.done: queue.Queue[tuple[str, ProbeResult]] = queue.Queue()
+
+    def run(self) -> list[ProbeResult]:
+        self.start_ready()
+        while self.running or self.pending:
+            if not self.running:  # everything left waits on something that will never come
+                for cls in self.pending:
+                    self.finish(skipped_result(cls.name, "prerequisite did not run"))
+                break
+            self.wait_for_one()
+            self.start_ready()
+        order = {cls.name: i for i, cls in enumerate(self.classes)}
+        return sorted(self.results.values(), key=lambda r: order[r.name])
+
+    def finish(self, result: ProbeResult) -> None:
+        self.results[result.name] = result
+        self.context.results[result.name] = result
+        if self.on_result:
+            self.on_result(result, len(self.results), len(self.classes))
+
+    def start_ready(self) -> None:
+        """Start (or settle without running) every pending probe whose prerequisites are done."""
+        for cls in list(self.pending):
+            needed = [r for r in cls.requires if r in self.names]
+            if any(r not in self.results for r in needed + [a for a in cls.after if a in self.names]):
                 continue
-            pending.remove(cls)
-            blocked = [r for r in needed if not results[r].usable]
+            self.pending.remove(cls)
+            blocked = [r for r in needed if not self.results[r].usable]
             if blocked:
-                own = cls(settings, context).skip_reason() if all(
-                    results[r].status is Status.SKIPPED for r in blocked) else None
-                if own:  # not applicable here anyway: say so rather than blame the prerequisite
-                    finish(skipped_result(cls.name, own))
-                    continue
-                # Name the layer that really failed, not the skipped one in between.
-                roots = list(dict.fromkeys(blocked_by.get(r, r) for r in blocked))
-                blocked_by[cls.name] = roots[0]
-                why = "; ".join(f"{r} {results[r].status.value}" for r in roots)
-                finish(skipped_result(cls.name, f"prerequisite not met: {why}"))
-                continue
-            now = time.monotonic()
-            if now >= overall:
-                finish(skipped_result(cls.name, "no time left before the diagnosis deadline"))
-                continue
-            with _stuck_lock:
-                previous = _stuck.get(cls.name)
-                if previous is not None and previous.is_alive():
-                    finish(ProbeResult(cls.name, Status.ERROR, 0.0, "still stuck in an earlier sweep; not started",
-                                       (Finding("probe.still_stuck", Severity.INFO,
-                                                f"{cls.name} from an earlier sweep has not returned yet"),), {}))
-                    continue
-                _stuck.pop(cls.name, None)
-            probe = cls(settings, context)
-            obs = Observation()
-            thread = threading.Thread(target=lambda p=probe, o=obs: done.put((p.name, p.run(o))),
-                                      name=f"probe-{cls.name}", daemon=True)
-            probe.deadline_at = min(overall, now + probe.deadline_s())
-            running[cls.name] = _Running(probe, obs, now, probe.deadline_at, thread)
-            thread.start()
+                self.finish(self.skipped_for(cls, blocked))
+            elif time.monotonic() >= self.overall:
+                self.finish(skipped_result(cls.name, "no time left before the diagnosis deadline"))
+            elif _still_stuck(cls.name):
+                self.finish(ProbeResult(cls.name, Status.ERROR, 0.0, "still stuck in an earlier sweep; not started",
+                                        (Finding("probe.still_stuck", Severity.INFO,
+                                                 f"{cls.name} from an earlier sweep has not returned yet"),), {}))
+            else:
+                self.start(cls)
 
-    start_ready()
-    while running or pending:
-        if not running:  # everything left waits on something that will never come
-            for cls in pending:
-                finish(skipped_result(cls.name, "prerequisite did not run"))
-            break
-        next_deadline = min(r.deadline for r in running.values())
+    def skipped_for(self, cls: type[Probe], blocked: list[str]) -> ProbeResult:
+        """The result of a probe whose prerequisites failed: it names the layer that really failed."""
+        if all(self.results[r].status is Status.SKIPPED for r in blocked):
+            own = cls(self.settings, self.context).skip_reason()
+            if own:  # not applicable here anyway: say so rather than blame the prerequisite
+                return skipped_result(cls.name, own)
+        roots = list(dict.fromkeys(self.blocked_by.get(r, r) for r in blocked))
+        self.blocked_by[cls.name] = roots[0]
+        why = "; ".join(f"{r} {self.results[r].status.value}" for r in roots)
+        return skipped_result(cls.name, f"prerequisite not met: {why}")
+
+    def start(self, cls: type[Probe]) -> None:
+        now = time.monotonic()
+        probe = cls(self.settings, self.context)
+        obs = Observation()
+        thread = threading.Thread(target=lambda p=probe, o=obs: self.done.put((p.name, p.run(o))),
+                                  name=f"probe-{cls.name}", daemon=True)
+        probe.deadline_at = min(self.overall, now + probe.deadline_s())
+        self.running[cls.name] = _Running(probe, obs, now, probe.deadline_at, thread)
+        thread.start()
+
+    def wait_for_one(self) -> None:
+        """Until a probe returns or the nearest deadline passes; overdue probes are abandoned."""
+        next_deadline = min(r.deadline for r in self.running.values())
         try:
-            name, result = done.get(timeout=max(0.0, next_deadline - time.monotonic()))
-            if name in running:
-                del running[name]
-                finish(result)
+            name, result = self.done.get(timeout=max(0.0, next_deadline - time.monotonic()))
         except queue.Empty:
             now = time.monotonic()
-            for name, run in list(running.items()):
+            for name, run in list(self.running.items()):
                 if now >= run.deadline:
-                    del running[name]
+                    del self.running[name]
                     with _stuck_lock:
                         _stuck[name] = run.thread
-                    finish(timed_out_result(name, run.obs, now - run.started))
-        start_ready()
-    order = {cls.name: i for i, cls in enumerate(probe_classes)}
-    return sorted(results.values(), key=lambda r: order[r.name])
+                    self.finish(timed_out_result(name, run.obs, now - run.started))
+            return
+        if self.running.pop(name, None) is not None:
+            self.finish(result)
+
+
+def _still_stuck(name: str) -> bool:
+    """True while the thread of this probe abandoned in an earlier sweep has not returned."""
+    with _stuck_lock:
+        previous = _stuck.get(name)
+        if previous is not None and previous.is_alive():
+            return True
+        _stuck.pop(name, None)
+        return False

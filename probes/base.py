@@ -53,7 +53,7 @@ def declare(*, fail: tuple[str, ...] = (), warn: tuple[str, ...] = (), info: tup
 
 #: Findings the framework itself adds to any probe's result (see :meth:`Probe.run`).
 FRAMEWORK_FINDINGS: Mapping[str, Severity] = declare(
-    info=("probe.skipped", "probe.permission_denied", "probe.crashed", "probe.timeout"))
+    info=("probe.skipped", "probe.permission_denied", "probe.crashed", "probe.timeout", "probe.still_stuck"))
 
 #: When set, a file to which any finding that breaks its probe's declaration is appended, one line
 #: each. The test suite sets it (child processes inherit it) and fails the run if anything is in it.

@@ -6,6 +6,7 @@ is small (4 KiB) so it cannot itself fill a nearly-full disk, and it never touch
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -83,10 +84,8 @@ class DiskProbe(Probe):
             return
         finally:
             if name:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(name)
-                except OSError:
-                    pass
         elapsed_ms = (time.monotonic() - started) * 1000
         obs.metric(f"write_fsync_ms[{path}]", round(elapsed_ms, 2))
         if back != payload:

@@ -96,88 +96,110 @@ def _raw(port: Port, proto: Protocol, timeout_s: float) -> Exchange:
 
 
 def _framed(port: Port, proto: Protocol, timeout_s: float, retries: int) -> Exchange:
-    framing = proto.framing
-    assert framing is not None
-    ex = Exchange("no_reply")
-    rd = _Reader(port, ex)
-    frame = framing.encode(proto.request)
-    silent_tries = 0
-    send = True
-    started = time.monotonic()
-    while ex.attempts < retries + 1:
-        if send:
-            ex.attempts += 1
-            if ex.attempts == 1:
-                started = time.monotonic()  # a late reply answers the first request: time from there
-            port.write(frame)
-        deadline = time.monotonic() + timeout_s
-        first = rd.byte(deadline)
+    return _FramedSession(port, proto, timeout_s, retries).run()
+
+
+#: What one reply leaves the framed session to do next.
+_DONE, _RESEND, _AWAIT = "done", "resend", "await"
+
+
+class _FramedSession:
+    """STX/ETX (or SI/SO) with an LRC: a NAK asks again, a bad LRC is NAKed so the reader repeats
+    its frame, silence is retried once, and everything else ends the exchange with its outcome."""
+
+    def __init__(self, port: Port, proto: Protocol, timeout_s: float, retries: int) -> None:
+        assert proto.framing is not None
+        self.port, self.proto, self.framing = port, proto, proto.framing
+        self.timeout_s, self.retries = timeout_s, retries
+        self.ex = Exchange("no_reply")
+        self.rd = _Reader(port, self.ex)
+        self.silent_tries = 0
+        self.started = time.monotonic()
+
+    def run(self) -> Exchange:
+        send = True
+        while self.ex.attempts < self.retries + 1:
+            if send:
+                self.send_request()
+            step = self.one_reply(time.monotonic() + self.timeout_s)
+            if step == _DONE:
+                return self.ex
+            send = step == _RESEND
+        return self.ex
+
+    def send_request(self) -> None:
+        self.ex.attempts += 1
+        if self.ex.attempts == 1:
+            self.started = time.monotonic()  # a late reply answers the first request: time from there
+        self.port.write(self.framing.encode(self.proto.request))
+
+    def end(self, outcome: str, note: str | None = None) -> str:
+        self.ex.outcome = outcome
+        if note:
+            self.ex.notes.append(note)
+        return _DONE
+
+    def one_reply(self, deadline: float) -> str:
+        ex = self.ex
+        first = self.rd.byte(deadline)
         if first is None:
-            silent_tries += 1
-            if silent_tries > 1:
-                ex.outcome = "no_reply"
-                return ex
-            send = True
-            continue
+            self.silent_tries += 1
+            return self.end("no_reply") if self.silent_tries > 1 else _RESEND
         if ex.latency_ms is None:
-            ex.latency_ms = (time.monotonic() - started) * 1000
+            ex.latency_ms = (time.monotonic() - self.started) * 1000
         if first == NAK:
             ex.naks += 1
             ex.outcome = "nak"
-            send = True
-            continue
+            return _RESEND
         if first == ACK:
-            first = rd.byte(deadline)
+            first = self.rd.byte(deadline)
             if first is None:
-                ex.outcome = "no_reply"
-                ex.notes.append("reader acknowledged the request but sent no reply")
-                return ex
+                return self.end("no_reply", "reader acknowledged the request but sent no reply")
         if first == EOT:
-            ex.outcome = "unexpected"
-            ex.notes.append("reader ended the session (EOT) instead of replying")
-            return ex
-        if first != framing.begin:
-            rd.drain()
-            ex.outcome = "garbage"
-            return ex
+            return self.end("unexpected", "reader ended the session (EOT) instead of replying")
+        if first != self.framing.begin:
+            self.rd.drain()
+            return self.end("garbage")
+        frame = self.read_frame(first, deadline)
+        return self.judge(frame) if frame is not None else _DONE
+
+    def read_frame(self, first: int, deadline: float) -> bytes | None:
+        """The frame from its begin byte through its LRC byte, or None (outcome set) when cut off."""
         body = bytes([first])
         while True:
-            b = rd.byte(deadline)
+            b = self.rd.byte(deadline)
             if b is None:
-                ex.outcome = "garbage"
-                ex.notes.append("frame cut off before its end byte")
-                return ex
+                self.end("garbage", "frame cut off before its end byte")
+                return None
             body += bytes([b])
-            if b == framing.end:
+            if b == self.framing.end:
                 break
             if len(body) > 1024:
-                ex.outcome = "garbage"
-                return ex
-        lrc_byte = rd.byte(deadline)
+                self.end("garbage")
+                return None
+        lrc_byte = self.rd.byte(deadline)
         if lrc_byte is None:
-            ex.outcome = "garbage"
-            ex.notes.append("frame without its LRC byte")
-            return ex
-        payload, lrc_ok = framing.check(body + bytes([lrc_byte]))
+            self.end("garbage", "frame without its LRC byte")
+            return None
+        return body + bytes([lrc_byte])
+
+    def judge(self, frame: bytes) -> str:
+        ex = self.ex
+        payload, lrc_ok = self.framing.check(frame)
         if not lrc_ok:
             ex.bad_lrcs += 1
             ex.outcome = "bad_lrc"
-            port.write(bytes([NAK]))  # ask the reader to repeat its frame
-            send = False
-            if ex.bad_lrcs > retries:
-                return ex
+            self.port.write(bytes([NAK]))  # ask the reader to repeat its frame
+            if ex.bad_lrcs > self.retries:
+                return _DONE
             ex.attempts += 1
-            continue
-        if proto.ack:
-            port.write(bytes([ACK]))
+            return _AWAIT
+        if self.proto.ack:
+            self.port.write(bytes([ACK]))
         ex.payload = payload
-        text = payload.decode("latin-1")
-        match = proto.reply.search(text) if proto.reply else None
-        if proto.reply and not match:
-            ex.outcome = "unexpected"
-            return ex
-        ex.outcome = "ok"
+        match = self.proto.reply.search(payload.decode("latin-1")) if self.proto.reply else None
+        if self.proto.reply and not match:
+            return self.end("unexpected")
         if match and "serial" in match.groupdict():
             ex.serial = match.group("serial")
-        return ex
-    return ex
+        return self.end("ok")
