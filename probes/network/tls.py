@@ -20,7 +20,7 @@ _UNTRUSTED = {2, 18, 19, 20, 21, 27}
 class TlsProbe(Probe):
     name = "network.tls"
     description = "TLS handshake with SNI and verification: expiry, trust, name; optional HTTPS health path"
-    findings = declare(fail=("http.bad_response", "http.server_error", "http.timeout", "tls.cert_expired",
+    findings = declare(fail=("http.bad_response", "http.connection_lost", "http.server_error", "http.timeout", "tls.cert_expired",
                            "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed", "tls.name_mismatch",
                            "tls.reset", "tls.timeout", "tls.untrusted", "tls.verify_failed"), warn=("http.client_error",
                            "tls.expiring_soon"))
@@ -125,9 +125,12 @@ class TlsProbe(Probe):
                 head += chunk
         except TimeoutError:
             return "http.timeout", f"{where}: no HTTP answer within {self.settings.network.timeout_s:g} s", {}
-        except OSError as exc:
-            return "http.timeout", f"{where}: connection failed during the request ({exc})", {}
+        except OSError as exc:  # reset, broken pipe, TLS alert: the service dropped us, it did not stall
+            return "http.connection_lost", f"{where}: connection lost during the request ({exc})", \
+                {"error": exc.__class__.__name__}
         ms = (time.monotonic() - started) * 1000
+        if not head:
+            return "http.connection_lost", f"{where}: the service closed the connection without answering", {}
         parts = head.split(b"\r\n", 1)[0].split()
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             return "http.bad_response", f"{where}: not an HTTP answer ({head[:40]!r})", {}

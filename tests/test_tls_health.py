@@ -1,0 +1,62 @@
+"""The TLS probe's health request against real TLS servers on loopback (no namespaces needed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import struct
+import threading
+
+import pytest
+import trustme
+from conftest import run_cli
+
+
+class DroppingTlsServer:
+    """Completes the handshake, reads the health request, then resets the connection (RST)."""
+
+    def __init__(self, cert: trustme.LeafCert) -> None:
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self.ctx)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(4096)
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+
+@pytest.fixture
+def ca(tmp_path):
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    return authority
+
+
+def test_health_request_reset_is_a_lost_connection_not_a_timeout(ca, tmp_path, config_file):
+    server = DroppingTlsServer(ca.issue_cert("pay.test"))
+    try:
+        config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                             "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
+                                             "health_path": "/health"}])
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.link,network.tcp,network.tls",
+                             "--config", str(config))
+    finally:
+        server.sock.close()
+    report = json.loads(out)
+    tls = next(p for p in report["probes"] if p["name"] == "network.tls")
+    codes = [f["code"] for f in tls["findings"]]
+    assert "http.connection_lost" in codes and "http.timeout" not in codes
+    assert report["diagnosis"]["causes"][0]["id"] == "host.service_down"
+    assert rc == 2
