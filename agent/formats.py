@@ -1,0 +1,129 @@
+"""Renderings of a report for monitoring systems: one monitoring-plugin line, Prometheus text.
+
+Both are views of the same ``posdiag.report/1`` dict, like the text for a person. The plugin line
+follows the monitoring-plugins output rules (Nagios, Icinga, Zabbix agents, Checkmk): ``SERVICE
+STATE - text | perfdata`` with the state word matching the exit code, no ``|`` in the text, and
+perfdata as ``'label'=value[UOM];warn;crit;min;max``. The Prometheus text is meant for
+node_exporter's textfile collector, which reads every ``*.prom`` file of a directory: it must be
+replaced atomically, never seen half-written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Exit code → monitoring-plugin state word (the codes are the plugin convention already).
+STATE_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+STATUSES = ("ok", "warn", "fail", "error", "skipped")
+VERDICTS = ("healthy", "degraded", "fault")
+#: Metric-name suffix → perfdata unit of measure (the plugin guidelines' UOMs).
+_UOM = (("_ms", "ms"), ("_s", "s"), ("_percent", "%"), ("_mb", "MB"))
+MAX_PERFDATA = 40  # a plugin line is read by people and stored by the monitor: keep it bounded
+
+
+def nagios_line(report: dict[str, Any], exit_code: int) -> str:
+    """``POSDIAG <STATE> - <top cause and its evidence> | <perfdata>`` (one line, newline-terminated)."""
+    state = STATE_WORDS.get(exit_code, "UNKNOWN")
+    top = report["diagnosis"]["causes"][0]
+    if top["id"] == "none":
+        text = f"no terminal-side fault found ({top['confidence']:.0%} sure)"
+    else:
+        text = f"{top['id']} ({top['confidence']:.0%}): {top['title']}"
+    evidence = top.get("evidence") or []
+    if evidence and top["id"] != "none":
+        text += " - " + evidence[0] + (f" (+{len(evidence) - 1} more)" if len(evidence) > 1 else "")
+    text = re.sub(r"\s+", " ", text).replace("|", "/")
+    return f"POSDIAG {state} - {text} | {' '.join(_perfdata(report))}\n"
+
+
+def _perfdata(report: dict[str, Any]) -> list[str]:
+    top = report["diagnosis"]["causes"][0]
+    items = [_perf("duration", report["duration_s"], "s", lo=0),
+             _perf("confidence", top["confidence"], "", lo=0, hi=1),
+             _perf("probes_failed", sum(p["status"] == "fail" for p in report["probes"]), "", lo=0),
+             _perf("probes_error", sum(p["status"] == "error" for p in report["probes"]), "", lo=0)]
+    for probe in report["probes"]:
+        for name, value in probe.get("metrics", {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                uom = next((u for suffix, u in _UOM if name.split("[", 1)[0].endswith(suffix)), "")
+                items.append(_perf(f"{probe['name']}.{name}", value, uom))
+    return items[:MAX_PERFDATA]
+
+
+def _perf(label: str, value: float, uom: str, lo: float | None = None, hi: float | None = None) -> str:
+    label = label.replace("'", "''").replace("=", "_")
+    bounds = ";;;" + ("" if lo is None else f"{lo:g}") + ";" + ("" if hi is None else f"{hi:g}")
+    return f"'{label}'={value:g}{uom}{bounds.rstrip(';')}"
+
+
+def prometheus_text(report: dict[str, Any], exit_code: int) -> str:
+    """Text exposition: verdict, cause confidences, probe status and durations, numeric metrics."""
+    out: list[str] = []
+    terminal = report["terminal"]
+
+    def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} gauge")
+        out.extend(f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples)
+
+    verdict = report["diagnosis"]["verdict"]
+    family("posdiag_info", "posdiag agent on this terminal (value always 1).",
+           [({"terminal": terminal["id"], "site": terminal.get("site", ""), "version": report["agent_version"]}, 1)])
+    family("posdiag_verdict", "1 for the verdict of the last diagnosis, 0 for the others.",
+           [({"verdict": v}, int(v == verdict)) for v in VERDICTS])
+    family("posdiag_exit_code", "Exit code of the last diagnosis (0 healthy, 1 degraded, 2 fault, 3 unknown).",
+           [({}, exit_code)])
+    family("posdiag_last_run_duration_seconds", "Wall time of the last diagnosis.", [({}, report["duration_s"])])
+    family("posdiag_cause_confidence", "Confidence of each ranked root cause in the last diagnosis (0..1).",
+           [({"cause": c["id"]}, c["confidence"]) for c in report["diagnosis"]["causes"]])
+    family("posdiag_probe_status", "1 for each probe's status in the last diagnosis, 0 for the others.",
+           [({"probe": p["name"], "status": s}, int(p["status"] == s)) for p in report["probes"] for s in STATUSES])
+    family("posdiag_probe_duration_seconds", "How long each probe took.",
+           [({"probe": p["name"]}, p["duration_s"]) for p in report["probes"]])
+    metrics = [({"probe": p["name"], "metric": name}, value) for p in report["probes"]
+               for name, value in p.get("metrics", {}).items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    family("posdiag_probe_metric", "Numeric measurements of the probes, by the probe's own metric name "
+           "(the unit is in the name: _ms, _mb, _percent).", metrics)
+    return "\n".join(out) + "\n"
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    escaped = (f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+    return "{" + ",".join(escaped) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float) and math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never a part: a
+    temporary file in the same directory, flushed to disk, then renamed over the target."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,92 @@
+"""``posdiag bundle``: one archive with what the help desk needs, and no secret in it."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from posdiag.agent import config
+from posdiag.agent.bundle import make_bundle, redact
+
+TOKEN = "tok_5f1d2c3b4a59687766554433221100ff"
+URL_PASSWORD = "s3cr3t-Passw0rd"
+
+
+@pytest.fixture
+def secret_terminal(config_file, tmp_path):
+    """A terminal whose configuration carries every kind of secret we know of."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    pos_log = tmp_path / "pos.log"
+    pos_log.write_text("2026-11-30 10:00:00 ERR 2824 txn 1 failed\n" * 3 + f"debug: auth header Bearer {TOKEN}\n")
+    kernel_log = tmp_path / "kmsg"
+    kernel_log.write_text("6,100,1,-;usb 1-1: new full-speed USB device number 3\n6,101,2,-;eth0: link is down\n"
+                          "6,102,3,-;unrelated line\n")
+    path = config_file(
+        terminal={"id": "lane-03", "site": "store-042"},
+        server={"url": f"https://ops:{URL_PASSWORD}@collector.example/api?token={TOKEN}", "token_file": str(token_file)},
+        txlog={"path": str(pos_log)},
+        reader={"kernel_log": str(kernel_log), "sysfs_root": str(tmp_path / "nosys")},
+    )
+    return path
+
+
+def members(archive: Path) -> dict[str, str]:
+    with tarfile.open(archive) as tar:
+        return {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+
+
+def test_bundle_holds_config_versions_logs_and_no_secret(secret_terminal, tmp_path):
+    settings = config.load(str(secret_terminal))
+    out, size = make_bundle(settings, str(secret_terminal), tmp_path / "out" / "bundle.tar.gz")
+    assert out.stat().st_size == size > 0
+    assert out.stat().st_mode & 0o077 == 0  # the archive itself is private to its owner
+    files = members(out)
+    assert {"summary.txt", "config.toml.json", "versions.txt", "status.json", "reports.json", "kernel.log",
+            "pos.log", "usb.json"} <= set(files)
+    everything = "\n".join(files.values()) + "\n".join(files)
+    assert TOKEN not in everything
+    assert URL_PASSWORD not in everything
+    cfg = json.loads(files["config.toml.json"])
+    assert cfg["terminal"]["id"] == "lane-03"
+    assert cfg["server"]["token_file"].endswith("token")  # where the token is, not what it is
+    assert "<redacted>@collector.example" in cfg["server"]["url"]
+    assert "2824" in files["pos.log"] and "Bearer <redacted>" in files["pos.log"]
+    assert "usb 1-1" in files["kernel.log"] and "link is down" in files["kernel.log"]
+    assert "unrelated" not in files["kernel.log"]
+    assert json.loads(files["status.json"])["running"] is False
+    assert "lane-03" in files["summary.txt"]
+
+
+def test_bundle_says_what_it_could_not_collect(config_file, tmp_path):
+    path = config_file(reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    settings = config.load(str(path))
+    out, _ = make_bundle(settings, str(path), tmp_path / "b.tar.gz")
+    files = members(out)
+    assert "kernel.log" not in files
+    assert "kernel.log: FileNotFoundError" in files["errors.txt"]
+
+
+def test_bundle_never_reads_a_fifo_as_the_pos_log(config_file, tmp_path):
+    import os
+
+    fifo = tmp_path / "pos.fifo"
+    os.mkfifo(fifo)
+    path = config_file(txlog={"path": str(fifo)})
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz")
+    assert "pos.log: OSError" in members(out)["errors.txt"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"password": "hunter22"}, {"password": "<redacted>"}),
+    ({"api_key": "abcd1234"}, {"api_key": "<redacted>"}),
+    ({"token_file": "/etc/posdiag/token"}, {"token_file": "/etc/posdiag/token"}),
+    ({"url": "postgresql://user:pw1234@db/x"}, {"url": "postgresql://<redacted>@db/x"}),
+    ({"hosts": [{"host": "pay.example", "port": 443}]}, {"hosts": [{"host": "pay.example", "port": 443}]}),
+], ids=["password", "api-key", "token-file-path-kept", "url-userinfo", "harmless"])
+def test_redact(value, expected):
+    assert redact(value) == expected

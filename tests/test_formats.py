@@ -1,0 +1,101 @@
+"""Monitoring formats, from real diagnoses: the plugin line and the Prometheus text parse as their
+consumers parse them, and say what the exit code says."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import run_cli
+
+from posdiag.agent.formats import nagios_line, prometheus_text, write_atomically
+
+#: The monitoring-plugins output rules: ``SERVICE STATE - text | perfdata``.
+PLUGIN_LINE = re.compile(r"^POSDIAG (OK|WARNING|CRITICAL|UNKNOWN) - ([^|\n]+?) \| (.*)\n$")
+#: One perfdata item: 'label'=value[UOM];[warn];[crit];[min];[max]
+PERF_ITEM = re.compile(r"^'((?:[^']|'')+)'=(-?[0-9.]+(?:e[-+]?\d+)?)(us|ms|s|%|B|KB|MB|TB|c)?"
+                       r"(?:;([^;]*)(?:;([^;]*)(?:;([^;]*)(?:;([^;]*))?)?)?)?$")
+
+
+def perfdata(text: str) -> dict[str, tuple[float, str]]:
+    items = {}
+    for item in re.findall(r"'(?:[^']|'')+'=\S+", text):
+        m = PERF_ITEM.match(item)
+        assert m, f"not a valid perfdata item: {item!r}"
+        items[m.group(1).replace("''", "'")] = (float(m.group(2)), m.group(3) or "")
+    assert len(items) == len(text.split()), "perfdata holds something that is not an item"
+    return items
+
+
+@pytest.fixture
+def full_disk_report(config_file, tmp_path):
+    """A real fault: the disk probe finds less free space than required."""
+    config = config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 10_000_000})
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "disk,memory", "--config", str(config))
+    return rc, json.loads(out)
+
+
+@pytest.fixture
+def healthy_report(config_file, tmp_path):
+    config = config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 1}, memory={"min_available_mb": 1})
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "disk,memory", "--config", str(config))
+    return rc, json.loads(out)
+
+
+def test_nagios_line_of_a_full_disk_is_critical_and_names_the_cause(full_disk_report):
+    rc, report = full_disk_report
+    line = nagios_line(report, rc)
+    m = PLUGIN_LINE.match(line)
+    assert m, line
+    assert rc == 2 and m.group(1) == "CRITICAL"
+    assert m.group(2).startswith("disk.full (") and "disk:" in m.group(2)
+    perf = perfdata(m.group(3))
+    assert perf["duration"][1] == "s" and perf["confidence"][0] == report["diagnosis"]["causes"][0]["confidence"]
+    assert any(label.startswith("disk.free_mb[") and uom == "MB" for label, (_, uom) in perf.items()), perf
+
+
+def test_nagios_line_of_a_healthy_terminal_is_ok(healthy_report):
+    rc, report = healthy_report
+    m = PLUGIN_LINE.match(nagios_line(report, rc))
+    assert m and rc == 0 and m.group(1) == "OK"
+    assert "no terminal-side fault" in m.group(2)
+
+
+def test_nagios_text_never_carries_a_pipe_or_newline(full_disk_report):
+    rc, report = full_disk_report
+    report["diagnosis"]["causes"][0]["evidence"] = ["a | b\nc"]
+    line = nagios_line(report, rc)
+    assert line.count("\n") == 1 and PLUGIN_LINE.match(line)
+
+
+def test_prometheus_text_parses_and_carries_the_verdict(full_disk_report):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rc, report = full_disk_report
+    families = {f.name: f for f in text_string_to_metric_families(prometheus_text(report, rc))}
+    verdict = {s.labels["verdict"]: s.value for s in families["posdiag_verdict"].samples}
+    assert verdict == {"healthy": 0, "degraded": 0, "fault": 1}
+    assert families["posdiag_exit_code"].samples[0].value == 2
+    confidence = {s.labels["cause"]: s.value for s in families["posdiag_cause_confidence"].samples}
+    assert confidence["disk.full"] == report["diagnosis"]["causes"][0]["confidence"]
+    status = {(s.labels["probe"], s.labels["status"]): s.value for s in families["posdiag_probe_status"].samples}
+    assert status[("disk", "fail")] == 1 and status[("disk", "ok")] == 0
+    assert {s.labels["probe"] for s in families["posdiag_probe_duration_seconds"].samples} == {"disk", "memory"}
+
+
+def test_prometheus_label_values_are_escaped(healthy_report):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rc, report = healthy_report
+    report["terminal"]["site"] = 'store "42"\\north\nwing'
+    families = {f.name: f for f in text_string_to_metric_families(prometheus_text(report, rc))}
+    assert families["posdiag_info"].samples[0].labels["site"] == 'store "42"\\north\nwing'
+
+
+def test_write_atomically_replaces_the_file_whole(tmp_path):
+    target = tmp_path / "posdiag.prom"
+    target.write_text("old\n")
+    write_atomically(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["posdiag.prom"]  # no temporary left behind
