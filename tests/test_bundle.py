@@ -7,7 +7,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from posdiag.agent import config
 from posdiag.agent.bundle import make_bundle, redact
 

@@ -8,7 +8,6 @@ import re
 
 import pytest
 from conftest import run_cli
-
 from posdiag.agent.formats import nagios_line, prometheus_text, write_atomically
 
 #: The monitoring-plugins output rules: ``SERVICE STATE - text | perfdata``.
