@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401
 from helpers import write_config  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
