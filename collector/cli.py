@@ -120,7 +120,7 @@ def _serve(args: argparse.Namespace, err: TextIO) -> None:
     err.write(f"posdiag-collector: listening on {scheme}://{args.listen.rsplit(':', 1)[0]}:{sock.getsockname()[1]}\n")
     err.flush()
     common = {"ssl_certfile": args.cert, "ssl_keyfile": args.key, "access_log": args.access_log, "log_level": "warning",
-              "proxy_headers": True, "timeout_keep_alive": 30, "server_header": False}
+              "proxy_headers": True, "timeout_keep_alive": 5, "timeout_graceful_shutdown": 5, "server_header": False}
     if args.workers == 1:
         config = uvicorn.Config(create_app(settings, storage), **common)
         uvicorn.Server(config).run(sockets=[sock])

@@ -27,6 +27,11 @@ class PostgresStorage(Storage):
     def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 5.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        try:  # one direct connection first: a wrong URL or a database that is down gets its own message, fast
+            psycopg.connect(url, connect_timeout=max(1, int(timeout_s))).close()
+        except psycopg.Error as exc:
+            reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+            raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}") from None
         self._pool = psycopg_pool.ConnectionPool(url, min_size=1, max_size=max(1, pool_size), timeout=timeout_s,
                                                  open=False, kwargs={"connect_timeout": max(1, int(timeout_s))})
         try:
