@@ -92,8 +92,11 @@ function renderChart(terminals) {
   const box = document.getElementById("chart");
   if (!rows.length) { box.replaceChildren(el("p", {class: "muted"}, "No reports yet.")); return; }
   const max = Math.max(...rows.map((r) => r[1]));
-  const rowH = 26, labelW = 170, barW = 260, width = labelW + barW + 50;
-  const chart = svg("svg", {viewBox: `0 0 ${width} ${rows.length * rowH + 4}`, role: "img", class: "chart",
+  // Drawn at the box's own width (no scaling), so labels keep their size on a phone.
+  const width = Math.min(640, Math.max(280, box.clientWidth || 480));
+  const rowH = 26, labelW = Math.min(180, Math.round(width * 0.45)), barW = width - labelW - 40;
+  const height = rows.length * rowH + 4;
+  const chart = svg("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart",
     "aria-label": "terminals by top cause"});
   rows.forEach(([cause, n], idx) => {
     const y = idx * rowH + 2;
@@ -121,7 +124,10 @@ function renderSites(terminals) {
     if (!sites.has(site)) sites.set(site, []);
     sites.get(site).push(t);
   }
-  const ordered = [...sites.entries()].sort((a, b) => siteRank(a[1]) - siteRank(b[1]) || a[0].localeCompare(b[0]));
+  // Sites with faults first (most faults first), then those with silent or degraded terminals.
+  const faultsOf = (list) => list.filter((t) => t.verdict === "fault").length;
+  const ordered = [...sites.entries()].sort((a, b) => siteRank(a[1]) - siteRank(b[1]) || faultsOf(b[1]) - faultsOf(a[1]) ||
+    a[0].localeCompare(b[0]));
   const blocks = ordered.map(([site, list]) => {
     list.sort((a, b) => a.id.localeCompare(b.id));
     const faults = list.filter((t) => t.verdict === "fault").length;
@@ -179,7 +185,8 @@ async function openTerminal(id, scroll) {
   panel.hidden = false;
   document.querySelectorAll("button.terminal").forEach((b) => b.classList.toggle("selected", b.dataset.terminal === id));
   await loadTimeline(id);
-  if (scroll) panel.scrollIntoView({behavior: "smooth", block: "start"});
+  // One column (a phone): bring the timeline into view; on a desk it sits beside the list already.
+  if (scroll && window.matchMedia("(max-width: 999px)").matches) panel.scrollIntoView({block: "start"});
 }
 
 function closeTerminal() {
@@ -212,7 +219,7 @@ async function showReport(reportId) {
     el("h3", {}, "Report of ", clock(r.started_at), " ", verdictBadge(r.diagnosis.verdict, false)),
     el("p", {class: "muted small"}, `${r.trigger} · agent ${r.agent_version} · ${r.duration_s} s · ${r.report_id}`),
     r.diagnosis.causes.map(causeBlock),
-    el("details", {}, el("summary", {}, r.probes.length + " probes"), probes)));
+    el("details", {}, el("summary", {}, r.probes.length + (r.probes.length === 1 ? " probe" : " probes")), probes)));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
