@@ -12,17 +12,16 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from posdiag.collector import page, read_api, schema
 from posdiag.collector.ingest import post_report
 from posdiag.collector.metrics import ReceivedCounter
 from posdiag.collector.settings import Settings
 from posdiag.collector.storage import Storage, open_storage
 from posdiag.collector.tokens import new_session_key
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SETTINGS_ENV = "POSDIAG_COLLECTOR_SETTINGS"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "

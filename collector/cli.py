@@ -97,7 +97,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace, err: TextIO) -> None:
     import uvicorn
-
     from posdiag.collector.app import SETTINGS_ENV, create_app, settings_env
 
     host, port = _listen(args.listen)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-
 from posdiag.collector import intake
 from posdiag.collector.auth import bearer, identify_token
 from posdiag.collector.intake import Refused
 from posdiag.collector.storage import Overloaded
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 log = logging.getLogger("posdiag.collector")
 

@@ -11,12 +11,11 @@ import html
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from posdiag.collector.auth import SESSION_COOKIE, identify_reader, identify_token
+from posdiag.collector.tokens import sign_session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-
-from posdiag.collector.auth import SESSION_COOKIE, identify_reader, identify_token
-from posdiag.collector.tokens import sign_session
 
 STATIC = Path(__file__).parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}

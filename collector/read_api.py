@@ -11,15 +11,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from posdiag.collector import incidents, metrics
+from posdiag.collector.auth import identify_reader
+from posdiag.collector.ingest import refusal
+from posdiag.collector.intake import Refused
+from posdiag.collector.storage import StorageError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-
-from posdiag.collector import incidents, metrics
-from posdiag.collector.auth import identify_reader
-from posdiag.collector.intake import Refused
-from posdiag.collector.ingest import refusal
-from posdiag.collector.storage import StorageError
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 Handler = Callable[[Request], Awaitable[Response]]

@@ -8,9 +8,10 @@ path and what was expected there.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from importlib.resources import files
-from typing import Any, Callable
+from typing import Any
 
 import fastjsonschema
 import jsonschema

@@ -51,7 +51,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def fleet(db_url: str) -> Iterator[Callable[..., Any]]:
     """Factory: start a collector in-process on ``db_url`` (settings may be overridden); a ``Fleet``."""
     from collectorlab import Fleet, InProcessServer
-
     from posdiag.collector.settings import Settings
     from posdiag.collector.storage import open_storage
 

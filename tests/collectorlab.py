@@ -51,7 +51,6 @@ class InProcessServer:
 
     def __init__(self, settings: Any) -> None:
         import uvicorn
-
         from posdiag.collector.app import create_app
 
         self.app = create_app(settings)

@@ -18,8 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401
-from helpers import write_config  # noqa: E402
+from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: F401
+from helpers import write_config
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent

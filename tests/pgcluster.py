@@ -59,7 +59,8 @@ class PgCluster:
                    "-c shared_buffers=128MB")
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-o", options, "-w", "-t", "60", "start")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-o", options,
+                  "-w", "-t", "60", "start")
         return self
 
     def url(self, database: str = "postgres") -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from collectorlab import iso, make_report
-
 from posdiag.collector import incidents
 
 

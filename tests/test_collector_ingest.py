@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import socket
@@ -50,6 +51,7 @@ def test_collector_stores_a_report_once_when_it_arrives_many_times_at_the_same_m
     assert f.stored() == 1
 
 
+@functools.lru_cache(maxsize=1)
 def _bomb() -> bytes:
     """64 MiB of zeros in about 64 KiB of gzip."""
     squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
@@ -75,45 +77,39 @@ REFUSALS = {
 }
 
 
+def _arrange(case: str, f, token: str, other: str) -> tuple[str | None, dict | bytes, dict]:
+    """What the terminal sends in each refusal case: (token, report or raw body, post() options)."""
+    report = make_report("lane-01")
+    gz = {"headers": {"Content-Encoding": "gzip"}}
+    if case == "wrong_schema_version":
+        report["schema"] = "posdiag.report/2"
+    elif case == "schema_violation":
+        report["diagnosis"]["verdict"] = "probably fine"
+    elif case == "revoked_token":
+        assert f.storage.revoke_terminal("lane-01")
+    big = make_report("lane-01", padding=300_000)
+    return {
+        "no_token": (None, report, {}),
+        "wrong_token": ("not-a-token-of-ours", report, {}),
+        "another_terminals_token": (other, report, {}),
+        "operator_token": (f.operator() if case == "operator_token" else token, report, {}),
+        "oversized_body": (token, big, {"gzipped": False}),
+        "oversized_after_decompression": (token, big, {}),  # gzip makes it tiny on the wire
+        "gzip_bomb": (token, _bomb(), gz),
+        "malformed_json": (token, b'{"schema": "posdiag.report/1", "report_id": ', {}),
+        "malformed_gzip": (token, b"\x1f\x8b\x08\x00garbage that is no deflate stream", gz),
+        "truncated_gzip": (token, gzip.compress(json.dumps(report).encode())[:-12], gz),
+    }.get(case, (token, report, {}))
+
+
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_collector_refuses_bad_input_with_its_reason_and_stores_nothing(fleet, case):
     f = fleet(max_report_bytes=200_000, max_body_bytes=200_000)
     token = f.terminal("lane-01", "store-1")
     other = f.terminal("lane-02", "store-1")
-    report = make_report("lane-01")
-    kwargs: dict = {}
-    if case == "no_token":
-        token = None
-    elif case == "wrong_token":
-        token = "not-a-token-of-ours"
-    elif case == "revoked_token":
-        assert f.storage.revoke_terminal("lane-01")
-    elif case == "another_terminals_token":
-        token = other
-    elif case == "operator_token":
-        token = f.operator()
-    elif case == "oversized_body":
-        report = make_report("lane-01", padding=300_000)
-        kwargs["gzipped"] = False
-    elif case == "oversized_after_decompression":
-        report = make_report("lane-01", padding=300_000)  # gzip makes it tiny on the wire
-    elif case == "gzip_bomb":
-        report = _bomb()
-        kwargs["headers"] = {"Content-Encoding": "gzip"}
-    elif case == "malformed_json":
-        report = b'{"schema": "posdiag.report/1", "report_id": '
-    elif case == "malformed_gzip":
-        report = b"\x1f\x8b\x08\x00garbage that is no deflate stream"
-        kwargs["headers"] = {"Content-Encoding": "gzip"}
-    elif case == "truncated_gzip":
-        report = gzip.compress(json.dumps(report).encode())[:-12]
-        kwargs["headers"] = {"Content-Encoding": "gzip"}
-    elif case == "wrong_schema_version":
-        report["schema"] = "posdiag.report/2"
-    elif case == "schema_violation":
-        report["diagnosis"]["verdict"] = "probably fine"
+    sender, body, kwargs = _arrange(case, f, token, other)
     status, words = REFUSALS[case]
-    answer = f.post(token, report, **kwargs)
+    answer = f.post(sender, body, **kwargs)
     assert answer.status_code == status, answer.text
     assert words in answer.json()["error"]
     assert f.stored() == 0

@@ -52,7 +52,7 @@ def statements(sql: str) -> Iterator[str]:
 
 def _rows(cursor: Any) -> list[dict[str, Any]]:
     names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _page(before: str | None, column: str, key: str, where: list[str], args: list[Any]) -> None:
@@ -82,8 +82,9 @@ class Storage(ABC):
     def migrate(self) -> list[int]:
         """Apply the migrations this database lacks; the versions applied now (none: up to date)."""
 
+    @abstractmethod
     def close(self) -> None:
-        """Release connections (the default holds none)."""
+        """Release the connections."""
 
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)

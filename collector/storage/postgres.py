@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-
 from posdiag.collector.storage.base import Overloaded, Storage, StorageError
 
 #: Advisory lock key of the migrations ("posdiag" in ASCII, as a number).
