@@ -34,15 +34,21 @@ def bearer(headers: Any) -> str | None:
     return token.strip()
 
 
-def identify_token(storage: Storage, token: str) -> Caller:
-    """Look a bearer token up among operators, then terminals (by its hash; compared in constant time)."""
+def identify_token(storage: Storage, token: str, terminal_first: bool = False) -> Caller:
+    """Look a bearer token up among operators and terminals (by its hash; compared in constant time).
+
+    ``terminal_first`` saves a query on the busiest path, where nearly every caller is a terminal.
+    """
     hashed = token_hash(token)
-    operator = storage.operator_by_token(hashed)
-    if operator and same_hash(operator["token_hash"], hashed):
-        return Caller("operator", operator["name"])
-    terminal = storage.terminal_by_token(hashed)
-    if terminal and same_hash(terminal["token_hash"], hashed):
-        return Caller("revoked" if terminal["revoked_at"] else "terminal", terminal["id"], terminal)
+    for kind in ("terminal", "operator") if terminal_first else ("operator", "terminal"):
+        if kind == "operator":
+            operator = storage.operator_by_token(hashed)
+            if operator and same_hash(operator["token_hash"], hashed):
+                return Caller("operator", operator["name"])
+        else:
+            terminal = storage.terminal_by_token(hashed)
+            if terminal and same_hash(terminal["token_hash"], hashed):
+                return Caller("revoked" if terminal["revoked_at"] else "terminal", terminal["id"], terminal)
     return Caller("unknown")
 
 

@@ -41,7 +41,7 @@ async def read_capped(request: Request, cap: int) -> bytes:
 
 def accept(collector: Any, token: str, body: bytes, encoding: str) -> tuple[int, dict[str, Any]]:
     """The blocking part, run in a worker thread: the status and JSON answer for one report."""
-    caller = identify_token(collector.storage, token)
+    caller = identify_token(collector.storage, token, terminal_first=True)
     if caller.kind == "operator":
         raise Refused(403, "an operator token cannot post reports: use the terminal's own token")
     if caller.kind == "revoked":

@@ -176,14 +176,14 @@ class Storage(ABC):
                 owner = self._execute(conn, "SELECT terminal_id FROM reports WHERE report_id = ?", (report.report_id,)).fetchone()
                 return "duplicate" if owner and owner[0] == report.terminal_id else "conflict"
             # The terminal's state follows its newest report by started_at: a late one does not undo it.
-            self._execute(
+            newest = self._execute(
                 conn, "UPDATE terminals SET last_seen_at = ?, site = coalesce(site, ?), verdict = ?, top_cause = ?, "
                 "agent_version = ?, last_started_at = ?, last_report_id = ? WHERE id = ? AND "
                 "(last_started_at IS NULL OR last_started_at <= ?)",
                 (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, report.report_id,
                  report.terminal_id, report.started_at))
-            self._execute(conn, "UPDATE terminals SET last_seen_at = ? WHERE id = ? AND last_started_at > ?",
-                          (now, report.terminal_id, report.started_at))
+            if newest.rowcount == 0:  # an older report, late: the terminal is alive, its state stays
+                self._execute(conn, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", (now, report.terminal_id))
         return "stored"
 
     def get_report(self, report_id: str) -> str | None:
