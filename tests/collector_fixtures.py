@@ -28,8 +28,13 @@ def missing(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pg_cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster per test module (a second of start-up each).
+
+    Not one per session: its processes belong to the ``postgres`` user, and while any runs, the
+    reader probe's tests see "processes of other users" they cannot inspect.
+    """
     from pgcluster import PgCluster, server_bin
 
     if server_bin() is None:

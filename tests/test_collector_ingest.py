@@ -176,3 +176,23 @@ def test_collector_health_check_needs_no_credentials_and_names_the_schema_versio
     assert answer.status_code == 200
     assert answer.json()["status"] == "ok"
     assert answer.json()["schema_version"] >= 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_collector_answers_503_with_retry_after_while_the_database_stays_locked(fleet, db_url):
+    import sqlite3
+
+    f = fleet(db_timeout_s=0.5)
+    token = f.terminal("lane-01", "store-1")
+    blocker = sqlite3.connect(db_url[len("sqlite:///"):], isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    try:
+        answer = f.post(token, make_report("lane-01"))
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] == "1"
+        assert "retry later" in answer.json()["error"]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert f.stored() == 0
+    assert f.post(token, make_report("lane-01")).status_code == 201
