@@ -65,6 +65,11 @@ def gunzip_capped(body: bytes, cap: int) -> bytes:
     return bytes(out)
 
 
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON: a report carrying them could not be read back by a browser."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def decode(body: bytes, content_encoding: str, cap: int) -> Report:
     """The report in ``body``; raises :class:`Refused` with 400 or 413 and the reason."""
     encoding = content_encoding.strip().lower()
@@ -77,9 +82,11 @@ def decode(body: bytes, content_encoding: str, cap: int) -> Report:
     else:
         raise Refused(415, f"unsupported Content-Encoding {content_encoding!r}: send gzip or plain JSON")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Refused(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise Refused(400, "malformed JSON: nested too deeply") from None
     reason = schema.problem(data)
     if reason:
         raise Refused(400, f"not a valid {schema.SCHEMA_ID} report: {reason}")

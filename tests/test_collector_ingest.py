@@ -70,6 +70,8 @@ REFUSALS = {
     "oversized_after_decompression": (413, "once decompressed"),
     "gzip_bomb": (413, "once decompressed"),
     "malformed_json": (400, "malformed JSON"),
+    "not_a_json_number": (400, "NaN is not a JSON number"),
+    "nested_too_deeply": (400, "malformed JSON"),
     "malformed_gzip": (400, "malformed gzip"),
     "truncated_gzip": (400, "truncated"),
     "wrong_schema_version": (400, "$.schema: expected 'posdiag.report/1'"),
@@ -97,6 +99,8 @@ def _arrange(case: str, f, token: str, other: str) -> tuple[str | None, dict | b
         "oversized_after_decompression": (token, big, {}),  # gzip makes it tiny on the wire
         "gzip_bomb": (token, _bomb(), gz),
         "malformed_json": (token, b'{"schema": "posdiag.report/1", "report_id": ', {}),
+        "not_a_json_number": (token, json.dumps({**report, "duration_s": float("nan")}).encode(), {}),
+        "nested_too_deeply": (token, b"[" * 100_000 + b"]" * 100_000, {}),
         "malformed_gzip": (token, b"\x1f\x8b\x08\x00garbage that is no deflate stream", gz),
         "truncated_gzip": (token, gzip.compress(json.dumps(report).encode())[:-12], gz),
     }.get(case, (token, report, {}))
