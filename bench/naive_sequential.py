@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from posdiag.agent import config
-from posdiag.probes.dnswire import DnsTimeout, query
-from posdiag.probes.netinfo import is_address
-from posdiag.probes.network.common import tcp_connect
+from posdiag.agent import config  # noqa: E402
+from posdiag.probes.dnswire import DnsTimeout, query  # noqa: E402
+from posdiag.probes.netinfo import is_address  # noqa: E402
+from posdiag.probes.network.common import tcp_connect  # noqa: E402
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from posdiag.probes.reader.framing import ACK, ENQ, NAK, SI, SO, Framing
+from posdiag.probes.reader.framing import ACK, ENQ, NAK, SI, SO, Framing  # noqa: E402
 
 SERIAL = "PP1000-04711"
 OTHER_SERIAL = "PP1000-99999"
