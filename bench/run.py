@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness
-import scenarios_host  # noqa: F401 - registers its scenarios
-import scenarios_network
-import scenarios_reader
-import scenarios_txlog  # noqa: F401
+import harness  # noqa: E402
+import scenarios_host  # noqa: E402, F401 - registers its scenarios
+import scenarios_network  # noqa: E402, F401
+import scenarios_reader  # noqa: E402, F401
+import scenarios_txlog  # noqa: E402, F401
 
 
 def deadline_comparison() -> None:

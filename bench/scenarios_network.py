@@ -6,10 +6,9 @@ runs the diagnosis inside the terminal namespace. Needs root.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness import Setup, scenario
 from helpers import PAYMENT_NAME as NAME

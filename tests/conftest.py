@@ -18,8 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: F401
-from helpers import write_config
+from helpers import write_config  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
@@ -125,3 +124,7 @@ def certs(tmp_path_factory):
     from helpers import make_certs
 
     return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+# The collector's fixtures (PostgreSQL, a running collector, Chromium) live in their own module.
+from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401
