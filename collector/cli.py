@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from posdiag.collector.settings import MIB, Settings
-from posdiag.collector.storage import Conflict, StorageError, open_storage
+from posdiag.collector.storage import StorageError, open_storage
 from posdiag.collector.tokens import new_token, token_hash
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -144,10 +144,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
             _serve(args, err)
         else:
             _credentials(args, out)
-    except Conflict as exc:
-        err.write(f"posdiag-collector: {exc}\n")
-        return EXIT_ERROR
-    except (Failure, StorageError) as exc:
+    except (Failure, StorageError) as exc:  # StorageError covers Conflict: "terminal 'x' exists already"
         err.write(f"posdiag-collector: {exc}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:

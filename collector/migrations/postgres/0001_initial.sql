@@ -1,4 +1,6 @@
 -- Terminals, operators, reports and the key that signs page sessions.
+-- Times are UTC text, 2026-11-29T10:15:02Z, on both back ends: they sort as times, and one set of
+-- queries serves SQLite and PostgreSQL alike.
 CREATE TABLE terminals (
     id TEXT PRIMARY KEY,
     site TEXT,
