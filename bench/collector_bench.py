@@ -76,6 +76,7 @@ async def _open_loop(terminals: list[Terminal], host: str, port: int, rate: floa
     latencies: list[float] = []
     codes: dict[int, int] = {}
     completed = [0]  # answers received inside the measured window
+    dry: list[str] = []  # terminals that sent every report they had before the end
 
     async def run(term: Terminal) -> None:
         due = start + random.random() * period
@@ -91,10 +92,12 @@ async def _open_loop(terminals: list[Terminal], host: str, port: int, rate: floa
             if measure_from <= done < stop:
                 completed[0] += 1
             due += period
+        else:
+            dry.append(term.tid)
 
     await asyncio.gather(*(run(t) for t in terminals))
-    if time.monotonic() < stop:
-        print("  (terminals ran out of reports before the end: the figure below understates)", flush=True)
+    if dry:
+        print(f"  ({len(dry)} terminals ran out of reports before the end: the figure below understates)", flush=True)
     return latencies, codes, completed[0], seconds
 
 
@@ -104,6 +107,7 @@ async def _closed_loop(terminals: list[Terminal], host: str, port: int, seconds:
     latencies: list[float] = []
     codes: dict[int, int] = {}
     completed = [0]  # answers received inside the measured window
+    dry: list[str] = []  # terminals that sent every report they had before the end
 
     async def run(term: Terminal) -> None:
         for body in term.bodies:
@@ -117,10 +121,12 @@ async def _closed_loop(terminals: list[Terminal], host: str, port: int, seconds:
                 codes[code] = codes.get(code, 0) + 1
             if measure_from <= done < stop:
                 completed[0] += 1
+        else:
+            dry.append(term.tid)
 
     await asyncio.gather(*(run(t) for t in terminals))
-    if time.monotonic() < stop:
-        print("  (terminals ran out of reports before the end: the figure below understates)", flush=True)
+    if dry:
+        print(f"  ({len(dry)} terminals ran out of reports before the end: the figure below understates)", flush=True)
     return latencies, codes, completed[0], seconds
 
 
