@@ -76,7 +76,9 @@ class Storage(ABC):
 
     @abstractmethod
     def _connection(self, write: bool = False) -> AbstractContextManager[Any]:
-        """A connection inside a transaction, committed when the block ends without an exception."""
+        """A connection; for a write, inside a transaction committed when the block ends without an exception.
+
+        A read (``write=False``) runs its single statement without a transaction of its own."""
 
     @abstractmethod
     def migrate(self) -> list[int]:

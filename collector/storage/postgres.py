@@ -32,7 +32,7 @@ class PostgresStorage(Storage):
             reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
             raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}") from None
         self._pool = psycopg_pool.ConnectionPool(url, min_size=1, max_size=max(1, pool_size), timeout=timeout_s,
-                                                 open=False, kwargs={"connect_timeout": max(1, int(timeout_s))})
+                                                 open=False, kwargs={"connect_timeout": max(1, int(timeout_s)), "autocommit": True})
         try:
             self._pool.open(wait=True, timeout=timeout_s)
         except psycopg_pool.PoolTimeout:
@@ -42,8 +42,12 @@ class PostgresStorage(Storage):
     @contextmanager
     def _connection(self, write: bool = False) -> Iterator[Any]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield conn
+            with self._pool.connection() as conn:
+                if write:
+                    with conn.transaction():
+                        yield conn
+                else:  # a read is one statement: autocommit spares the BEGIN and COMMIT round trips
+                    yield conn
         except psycopg_pool.PoolTimeout:
             raise Overloaded("no database connection free") from None
         except psycopg.OperationalError as exc:

@@ -53,7 +53,10 @@ class SqliteStorage(Storage):
         if write and not self._write_lock.acquire(timeout=self.timeout_s):
             raise Overloaded("the database is busy")
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            if not write:  # a read is one statement, atomic on its own
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
