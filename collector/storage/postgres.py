@@ -31,8 +31,9 @@ class PostgresStorage(Storage):
         except psycopg.Error as exc:
             reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
             raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}") from None
+        options = {"connect_timeout": max(1, int(timeout_s)), "autocommit": True}
         self._pool = psycopg_pool.ConnectionPool(url, min_size=1, max_size=max(1, pool_size), timeout=timeout_s,
-                                                 open=False, kwargs={"connect_timeout": max(1, int(timeout_s)), "autocommit": True})
+                                                 open=False, kwargs=options)
         try:
             self._pool.open(wait=True, timeout=timeout_s)
         except psycopg_pool.PoolTimeout:
