@@ -149,3 +149,7 @@ def certs(tmp_path_factory):
     from helpers import make_certs
 
     return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+# The collector's fixtures (PostgreSQL, a running collector, Chromium) live in their own module.
+from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401

@@ -156,7 +156,7 @@ def test_installed_package_carries_its_data_files(tmp_path):
                     "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     installed = sorted(p.name for p in target.iterdir() if not p.name.endswith((".dist-info", "__pycache__")))
     assert installed == ["bin", "posdiag"] or installed == ["posdiag"], installed  # one import package, no other
-    assert sorted(p.name for p in (target / "posdiag").iterdir()) == ["agent", "config", "probes"]
+    assert sorted(p.name for p in (target / "posdiag").iterdir()) == ["agent", "collector", "config", "probes"]
     assert list(REPO.glob("*.egg-info")) == [] and not (REPO / "build").exists()
     proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})

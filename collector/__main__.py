@@ -1,0 +1,5 @@
+"""``python -m posdiag.collector`` is the ``posdiag-collector`` command."""
+
+from posdiag.collector.cli import entry
+
+entry()

@@ -1,0 +1,96 @@
+"""Turning a POST body into a report, or into the reason it is refused.
+
+The body is bounded twice: on the wire (``max_body_bytes``, checked while it streams in) and once
+inflated (``max_report_bytes``). gzip is inflated in steps that never produce more than the cap plus
+one byte, so a gzip bomb costs at most the cap in memory before it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from posdiag.collector import schema
+
+CHUNK = 64 * 1024
+
+
+class Refused(Exception):
+    """A request the server will not store: an HTTP status and a reason for the sender."""
+
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Report:
+    """A valid report and the fields the server indexes."""
+
+    data: dict[str, Any]
+    text: str
+    report_id: str
+    terminal_id: str
+    site: str
+    started_at: str
+    verdict: str
+    top_cause: str
+    agent_version: str
+
+
+def gunzip_capped(body: bytes, cap: int) -> bytes:
+    """Inflate a gzip body, refusing (413) as soon as it would exceed ``cap`` bytes."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = bytearray()
+    data = body
+    try:
+        while data:
+            out += inflater.decompress(data, cap + 1 - len(out))
+            if len(out) > cap:
+                raise Refused(413, f"report too large: more than {cap} bytes once decompressed")
+            data = inflater.unconsumed_tail
+        out += inflater.flush(cap + 1 - len(out)) if not inflater.eof else b""
+    except zlib.error as exc:
+        raise Refused(400, f"malformed gzip body: {exc}") from None
+    if len(out) > cap:
+        raise Refused(413, f"report too large: more than {cap} bytes once decompressed")
+    if not inflater.eof:
+        raise Refused(400, "malformed gzip body: truncated (no end of stream)")
+    if inflater.unused_data:
+        raise Refused(400, "malformed gzip body: trailing data after the gzip stream")
+    return bytes(out)
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON: a report carrying them could not be read back by a browser."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def decode(body: bytes, content_encoding: str, cap: int) -> Report:
+    """The report in ``body``; raises :class:`Refused` with 400 or 413 and the reason."""
+    encoding = content_encoding.strip().lower()
+    if encoding == "gzip":
+        raw = gunzip_capped(body, cap)
+    elif encoding in ("", "identity"):
+        if len(body) > cap:
+            raise Refused(413, f"report too large: more than {cap} bytes")
+        raw = body
+    else:
+        raise Refused(415, f"unsupported Content-Encoding {content_encoding!r}: send gzip or plain JSON")
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Refused(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise Refused(400, "malformed JSON: nested too deeply") from None
+    reason = schema.problem(data)
+    if reason:
+        raise Refused(400, f"not a valid {schema.SCHEMA_ID} report: {reason}")
+    causes = data["diagnosis"]["causes"]
+    return Report(data=data, text=raw.decode("utf-8"), report_id=data["report_id"],
+                  terminal_id=data["terminal"]["id"], site=data["terminal"]["site"], started_at=data["started_at"],
+                  verdict=data["diagnosis"]["verdict"], top_cause=causes[0]["id"], agent_version=data["agent_version"])

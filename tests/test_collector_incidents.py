@@ -1,0 +1,91 @@
+"""Incidents: one cause at several terminals of a site, or at several sites, by the reports' own start time."""
+
+from __future__ import annotations
+
+import time
+
+from collectorlab import iso, make_report
+from posdiag.collector import incidents
+
+
+def _post_all(f, reports):
+    tokens: dict[str, str] = {}
+    for report in reports:
+        terminal = report["terminal"]
+        if terminal["id"] not in tokens:
+            tokens[terminal["id"]] = f.terminal(terminal["id"], terminal["site"])
+        answer = f.post(tokens[terminal["id"]], report)
+        assert answer.status_code == 201, answer.text
+    return tokens
+
+
+def test_collector_makes_one_site_incident_of_five_terminals_of_one_site_failing_alike_within_ten_minutes(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    _post_all(f, [make_report(f"lane-{i}", "store-042", started=now - 540 + i * 120, cause="network.wan") for i in range(5)]
+              + [make_report("other", "store-007", started=now, cause="network.wan")])
+    found = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert len(found) == 1
+    [incident] = found
+    assert (incident["scope"], incident["cause"], incident["site"]) == ("site", "network.wan", "store-042")
+    assert incident["terminals"] == [f"lane-{i}" for i in range(5)]
+    assert incident["open"] is True
+    assert incident["first_seen_at"] == iso(now - 540) and incident["last_seen_at"] == iso(now - 540 + 480)
+
+
+def test_collector_makes_one_fleet_incident_when_terminals_of_three_sites_fail_alike(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    reports = [make_report(f"{site}-lane-{i}", site, started=now - 300 + 60 * i, cause="host.service_down")
+               for site in ("store-1", "store-2", "store-3") for i in range(2)]
+    _post_all(f, reports)
+    found = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert [(i["scope"], i["cause"]) for i in found] == [("fleet", "host.service_down")]
+    assert found[0]["sites"] == ["store-1", "store-2", "store-3"]
+    assert len(found[0]["terminals"]) == 6
+    assert found[0]["site"] is None
+
+
+def test_collector_puts_reports_that_arrive_an_hour_late_into_their_own_window(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    hour_ago = now - 3600
+    # The store's uplink was down an hour ago; its tills deliver those reports only now, after their current ones.
+    current = [make_report(f"lane-{i}", "store-9", started=now - 60 * i, cause="network.wan") for i in range(5)]
+    late = [make_report(f"lane-{i}", "store-9", started=hour_ago + 60 * i, cause="network.wan") for i in range(5)]
+    _post_all(f, current + late)
+    found = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert len(found) == 2
+    newer, older = found
+    assert newer["first_seen_at"] == iso(now - 240) and newer["last_seen_at"] == iso(now)
+    assert older["first_seen_at"] == iso(hour_ago) and older["last_seen_at"] == iso(hour_ago + 240)
+    assert newer["open"] is True
+    assert older["open"] is False  # every terminal has reported since
+    assert [i["first_seen_at"] for i in f.get("/api/v1/incidents", operator, open="false").json()["incidents"]] == [iso(hour_ago)]
+
+
+def test_collector_closes_an_incident_when_its_terminals_report_healthy_again(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    tokens = _post_all(f, [make_report(f"lane-{i}", "store-5", started=now - 600, cause="network.lan") for i in range(3)])
+    assert f.get("/api/v1/incidents", operator).json()["incidents"][0]["open"] is True
+    for i in range(3):
+        assert f.post(tokens[f"lane-{i}"], make_report(f"lane-{i}", "store-5", started=now, verdict="healthy",
+                                                       cause="none")).status_code == 201
+    [incident] = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert incident["open"] is False
+
+
+def test_incident_thresholds_and_window_are_settings():
+    rows = [{"terminal_id": f"t{i}", "site": "s", "top_cause": "disk.full", "started_at": iso(1_800_000_000 + 400 * i)}
+            for i in range(3)]
+    assert incidents.find(rows, {}, window_min=10) and len(incidents.find(rows, {}, window_min=10)) == 1
+    assert incidents.find(rows, {}, window_min=5) == []  # 400 s apart > 5 min: three lone faults
+    assert incidents.find(rows, {}, window_min=10, site_min_terminals=4) == []
+    spread = [{**row, "site": f"s{i}"} for i, row in enumerate(rows)]
+    assert [i["scope"] for i in incidents.find(spread, {}, window_min=10)] == ["fleet"]
+    assert incidents.find(spread, {}, window_min=10, fleet_min_sites=4) == []

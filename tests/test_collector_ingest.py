@@ -1,0 +1,202 @@
+"""Receiving reports: what is stored, what is refused and why — against a real collector on each back end."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import socket
+import threading
+import time
+import zlib
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from collectorlab import make_report
+
+
+def test_collector_stores_a_gzip_report_once_and_answers_a_duplicate_with_200(fleet):
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    report = make_report("lane-01")
+    first = f.post(token, report)
+    assert first.status_code == 201, first.text
+    assert first.json() == {"status": "stored", "report_id": report["report_id"]}
+    again = f.post(token, report, gzipped=False)  # a retry, plain JSON this time
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "duplicate"
+    assert f.stored() == 1
+    assert f.storage.get_report(report["report_id"]) is not None
+    assert json.loads(f.storage.get_report(report["report_id"])) == report
+
+
+def test_collector_stores_a_report_once_when_it_arrives_many_times_at_the_same_moment(fleet):
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    report = make_report("lane-01")
+    barrier = threading.Barrier(12)
+    codes: list[int] = []
+
+    def send() -> None:
+        barrier.wait()
+        codes.append(f.post(token, report).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200] * 11 + [201]
+    assert f.stored() == 1
+
+
+@functools.lru_cache(maxsize=1)
+def _bomb() -> bytes:
+    """64 MiB of zeros in about 64 KiB of gzip."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"\0" * (1 << 20)
+    return b"".join(squeeze.compress(block) for _ in range(64)) + squeeze.flush()
+
+
+REFUSALS = {
+    # case: (expected status, words the reason must contain)
+    "no_token": (401, "missing Authorization"),
+    "wrong_token": (401, "unknown token"),
+    "revoked_token": (401, "revoked"),
+    "another_terminals_token": (403, "belongs to terminal 'lane-02'"),
+    "operator_token": (403, "operator token cannot post"),
+    "oversized_body": (413, "too large"),
+    "oversized_after_decompression": (413, "once decompressed"),
+    "gzip_bomb": (413, "once decompressed"),
+    "malformed_json": (400, "malformed JSON"),
+    "not_a_json_number": (400, "NaN is not a JSON number"),
+    "nested_too_deeply": (400, "malformed JSON"),
+    "malformed_gzip": (400, "malformed gzip"),
+    "truncated_gzip": (400, "truncated"),
+    "wrong_schema_version": (400, "$.schema: expected 'posdiag.report/1'"),
+    "schema_violation": (400, "$.diagnosis.verdict"),
+}
+
+
+def _arrange(case: str, f, token: str, other: str) -> tuple[str | None, dict | bytes, dict]:
+    """What the terminal sends in each refusal case: (token, report or raw body, post() options)."""
+    report = make_report("lane-01")
+    gz = {"headers": {"Content-Encoding": "gzip"}}
+    if case == "wrong_schema_version":
+        report["schema"] = "posdiag.report/2"
+    elif case == "schema_violation":
+        report["diagnosis"]["verdict"] = "probably fine"
+    elif case == "revoked_token":
+        assert f.storage.revoke_terminal("lane-01")
+    big = make_report("lane-01", padding=300_000)
+    return {
+        "no_token": (None, report, {}),
+        "wrong_token": ("not-a-token-of-ours", report, {}),
+        "another_terminals_token": (other, report, {}),
+        "operator_token": (f.operator() if case == "operator_token" else token, report, {}),
+        "oversized_body": (token, big, {"gzipped": False}),
+        "oversized_after_decompression": (token, big, {}),  # gzip makes it tiny on the wire
+        "gzip_bomb": (token, _bomb(), gz),
+        "malformed_json": (token, b'{"schema": "posdiag.report/1", "report_id": ', {}),
+        "not_a_json_number": (token, json.dumps({**report, "duration_s": float("nan")}).encode(), {}),
+        "nested_too_deeply": (token, b"[" * 100_000 + b"]" * 100_000, {}),
+        "malformed_gzip": (token, b"\x1f\x8b\x08\x00garbage that is no deflate stream", gz),
+        "truncated_gzip": (token, gzip.compress(json.dumps(report).encode())[:-12], gz),
+    }.get(case, (token, report, {}))
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_collector_refuses_bad_input_with_its_reason_and_stores_nothing(fleet, case):
+    f = fleet(max_report_bytes=200_000, max_body_bytes=200_000)
+    token = f.terminal("lane-01", "store-1")
+    other = f.terminal("lane-02", "store-1")
+    sender, body, kwargs = _arrange(case, f, token, other)
+    status, words = REFUSALS[case]
+    answer = f.post(sender, body, **kwargs)
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"]
+    assert f.stored() == 0
+    assert f.storage.list_terminals()[0]["last_seen_at"] is None
+
+
+def test_collector_refuses_a_gzip_bomb_without_inflating_it(fleet):
+    import psutil
+
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    me = psutil.Process()
+    before = me.memory_info().rss
+    answer = f.post(token, _bomb(), headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 413
+    assert me.memory_info().rss - before < 32 * 1024 * 1024  # the bomb is 64 MiB inflated; the server is in this process
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_collector_answers_429_with_retry_after_when_too_many_reports_are_in_flight(fleet):
+    f = fleet(max_inflight=1)
+    token = f.terminal("lane-01", "store-1")
+    body = json.dumps(make_report("lane-01")).encode()
+    parts = urlsplit(f.url)
+    slow = socket.create_connection((parts.hostname, parts.port))
+    try:  # a terminal on a slow link: headers sent, body still coming
+        slow.sendall(f"POST /api/v1/reports HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        time.sleep(0.3)
+        busy = f.post(token, make_report("lane-01"))
+        assert busy.status_code == 429
+        assert busy.headers["Retry-After"].isdigit()
+        slow.sendall(body[10:])
+        assert b"201" in slow.recv(4096).split(b"\r\n")[0]
+    finally:
+        slow.close()
+    assert f.post(token, make_report("lane-01")).status_code == 201
+    assert f.stored() == 2
+
+
+def test_collector_keeps_a_terminals_newest_state_when_an_older_report_arrives_late(fleet):
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    operator = f.operator()
+    now = time.time()
+    assert f.post(token, make_report("lane-01", started=now, verdict="healthy", cause="none")).status_code == 201
+    assert f.post(token, make_report("lane-01", started=now - 3600, cause="disk.full")).status_code == 201
+    [terminal] = f.get("/api/v1/terminals", operator).json()["terminals"]
+    assert (terminal["verdict"], terminal["top_cause"]) == ("healthy", "none")
+    assert terminal["site"] == "store-1"
+
+
+def test_collector_keeps_the_registered_site_over_the_one_a_report_claims(fleet):
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    operator = f.operator()
+    assert f.post(token, make_report("lane-01", site="store-999")).status_code == 201
+    assert f.get("/api/v1/reports", operator).json()["reports"][0]["site"] == "store-1"
+
+
+def test_collector_health_check_needs_no_credentials_and_names_the_schema_version(fleet):
+    f = fleet()
+    answer = requests.get(f.url + "/healthz", timeout=10)
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ok"
+    assert answer.json()["schema_version"] >= 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_collector_answers_503_with_retry_after_while_the_database_stays_locked(fleet, db_url):
+    import sqlite3
+
+    f = fleet(db_timeout_s=0.5)
+    token = f.terminal("lane-01", "store-1")
+    blocker = sqlite3.connect(db_url[len("sqlite:///"):], isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    try:
+        answer = f.post(token, make_report("lane-01"))
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] == "1"
+        assert "retry later" in answer.json()["error"]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert f.stored() == 0
+    assert f.post(token, make_report("lane-01")).status_code == 201

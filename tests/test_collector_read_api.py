@@ -1,0 +1,152 @@
+"""The read API and the page's door: operators read, terminals and strangers do not."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from collectorlab import make_report
+
+READS = ["/api/v1/terminals", "/api/v1/reports", "/api/v1/incidents", "/api/v1/reports/{rid}"]
+
+
+def test_collector_refuses_reads_with_a_terminal_token_on_the_api_and_the_page(fleet):
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    report = make_report("lane-01")
+    assert f.post(token, report).status_code == 201
+    for path in READS:
+        answer = f.get(path.format(rid=report["report_id"]), token)
+        assert answer.status_code == 403, path
+        assert "terminal token cannot read" in answer.json()["error"]
+    page = f.get("/", token)
+    assert page.status_code == 403
+    assert "network.wan" not in page.text
+    signin = requests.post(f.url + "/signin", data={"token": token}, allow_redirects=False, timeout=10)
+    assert signin.status_code == 403
+    assert "terminals cannot sign in" in signin.text
+    assert "posdiag_session" not in signin.cookies
+
+
+def test_collector_asks_strangers_to_sign_in(fleet):
+    f = fleet()
+    for path in READS:
+        answer = f.get(path.format(rid="00000000-0000-4000-8000-000000000000"))
+        assert answer.status_code == 401, path
+    assert f.get("/api/v1/terminals", "made-up-token").status_code == 401
+    page = f.get("/")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/signin"
+    forged = requests.get(f.url + "/api/v1/terminals", cookies={"posdiag_session": "YWxpY2U.9999999999.00"}, timeout=10)
+    assert forged.status_code == 401
+
+
+def test_collector_signs_an_operator_in_with_an_httponly_strict_cookie_that_reads_the_api(fleet):
+    f = fleet()
+    operator = f.operator("alice")
+    bad = requests.post(f.url + "/signin", data={"token": "wrong"}, allow_redirects=False, timeout=10)
+    assert bad.status_code == 401
+    assert "Unknown token" in bad.text
+    session = requests.Session()
+    answer = session.post(f.url + "/signin", data={"token": operator}, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; over TLS it is Secure (test_collector_cli)
+    assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 200
+    page = session.get(f.url + "/", timeout=10)
+    assert page.status_code == 200
+    assert "alice" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    session.post(f.url + "/signout", timeout=10)
+    assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 401
+
+
+def test_collector_session_cookie_is_honoured_by_another_process_on_the_same_database(fleet):
+    first, second = fleet(), fleet()
+    operator = first.operator("alice")
+    session = requests.Session()
+    assert session.post(first.url + "/signin", data={"token": operator}, allow_redirects=False, timeout=10).status_code == 303
+    cookie = session.cookies.get("posdiag_session")
+    answer = requests.get(second.url + "/api/v1/terminals", cookies={"posdiag_session": cookie}, timeout=10)
+    assert answer.status_code == 200
+
+
+def test_collector_lists_terminals_with_their_latest_verdict_and_filters_them(fleet):
+    f = fleet(silent_after_min=15)
+    operator = f.operator()
+    tokens = {t: f.terminal(t, site) for t, site in (("a1", "store-a"), ("a2", "store-a"), ("b1", "store-b"))}
+    f.terminal("quiet", "store-b")
+    assert f.post(tokens["a1"], make_report("a1", "store-a", cause="network.wan")).status_code == 201
+    assert f.post(tokens["a2"], make_report("a2", "store-a", verdict="healthy", cause="none")).status_code == 201
+    assert f.post(tokens["b1"], make_report("b1", "store-b", cause="disk.full")).status_code == 201
+    listed = {t["id"]: t for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
+    assert set(listed) == {"a1", "a2", "b1", "quiet"}
+    assert listed["a1"]["verdict"] == "fault" and listed["a1"]["top_cause"] == "network.wan"
+    assert listed["a1"]["agent_version"] == "0.1.0" and listed["a1"]["last_seen_at"]
+    assert listed["quiet"]["silent"] and not listed["a1"]["silent"]
+
+    def ids(**query: object) -> list[str]:
+        return sorted(t["id"] for t in f.get("/api/v1/terminals", operator, **query).json()["terminals"])
+
+    assert ids(site="store-a") == ["a1", "a2"]
+    assert ids(cause="disk.full") == ["b1"]
+    assert ids(silent_min=5) == ["quiet"]
+    assert f.get("/api/v1/terminals", operator, silent_min="soon").status_code == 400
+
+
+def test_collector_lists_reports_newest_first_with_filters_and_paging(fleet):
+    f = fleet()
+    operator = f.operator()
+    token = f.terminal("lane-01", "store-1")
+    other = f.terminal("lane-02", "store-2")
+    now = int(time.time())
+    mine = [make_report("lane-01", started=now - 60 * i, cause="network.dns" if i % 2 else "network.wan") for i in range(7)]
+    for report in mine:
+        assert f.post(token, report).status_code == 201
+    assert f.post(other, make_report("lane-02", "store-2", started=now)).status_code == 201
+    everything = f.get("/api/v1/reports", operator, terminal="lane-01").json()
+    assert [r["report_id"] for r in everything["reports"]] == [r["report_id"] for r in mine]
+    seen, before = [], None
+    while True:
+        page = f.get("/api/v1/reports", operator, terminal="lane-01", limit=3, **({"before": before} if before else {})).json()
+        seen += [r["report_id"] for r in page["reports"]]
+        before = page["next_before"]
+        if not before:
+            break
+    assert seen == [r["report_id"] for r in mine]
+    assert len(f.get("/api/v1/reports", operator, cause="network.dns").json()["reports"]) == 3
+    assert len(f.get("/api/v1/reports", operator, site="store-2").json()["reports"]) == 1
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 150))
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 30))
+    window = f.get("/api/v1/reports", operator, terminal="lane-01", since=since, until=until).json()["reports"]
+    assert [r["report_id"] for r in window] == [mine[1]["report_id"], mine[2]["report_id"]]
+    assert f.get("/api/v1/reports", operator, since="yesterday").status_code == 400
+    whole = f.get(f"/api/v1/reports/{mine[3]['report_id']}", operator)
+    assert whole.status_code == 200 and whole.json() == mine[3]
+    assert f.get("/api/v1/reports/00000000-0000-4000-8000-000000000000", operator).status_code == 404
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_collector_metrics_parse_as_prometheus_text_and_count_results(fleet):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    report = make_report("lane-01")
+    f.post(token, report)
+    f.post(token, report)
+    f.post("wrong", report)
+    f.post(token, b"{", gzipped=False)
+    text = requests.get(f.url + "/metrics", timeout=10).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    received = "posdiag_collector_reports_received_total"
+    assert samples[(received, (("code", "201"), ("result", "stored")))] == 1
+    assert samples[(received, (("code", "200"), ("result", "duplicate")))] == 1
+    assert samples[(received, (("code", "401"), ("result", "refused")))] == 1
+    assert samples[(received, (("code", "400"), ("result", "refused")))] == 1
+    assert samples[("posdiag_collector_terminals", (("verdict", "fault"),))] == 1
+    assert samples[("posdiag_collector_open_incidents", (("scope", "site"),))] == 0

@@ -1,0 +1,150 @@
+"""``posdiag-collector`` as operators run it: its commands, migrations at start, several processes on one database."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+from collectorlab import REPO, Fleet, ServeProcess, make_report
+from posdiag.collector import cli
+from posdiag.collector.storage import open_storage
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(list(args), out, err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_collector_add_terminal_prints_the_token_alone_and_stores_only_its_hash(tmp_path):
+    db = tmp_path / "c.db"
+    rc, out, err = run("add-terminal", "lane-01", "--site", "store-1", "--db", f"sqlite:///{db}")
+    assert rc == 0, err
+    token = out.strip()
+    assert out == token + "\n" and len(token) >= 43
+    rc, out2, _ = run("add-operator", "alice", "--db", f"sqlite:///{db}")
+    assert rc == 0 and out2.strip() != token
+    dump = "\n".join(sqlite3.connect(db).iterdump())
+    assert token not in dump and out2.strip() not in dump
+    assert "lane-01" in dump
+
+
+def test_collector_commands_fail_with_a_message_and_no_traceback(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    assert run("add-terminal", "lane-01", "--db", db)[0] == 0
+    rc, out, err = run("add-terminal", "lane-01", "--db", db)
+    assert (rc, out) == (1, "") and "exists already" in err
+    rc, _, err = run("revoke-terminal", "lane-99", "--db", db)
+    assert rc == 1 and "no terminal 'lane-99'" in err
+    rc, _, err = run("add-terminal", "bad id!", "--db", db)
+    assert rc == 1 and "not a valid name" in err
+    rc, _, err = run("add-operator", "x", "--db", "mysql://nope")
+    assert rc == 1 and "unsupported database URL" in err
+    rc, _, err = run("add-operator", "x", "--db", f"sqlite:///{tmp_path / 'missing' / 'c.db'}")
+    assert rc == 1 and "does not exist" in err
+    done = subprocess.run([sys.executable, "-m", "posdiag.collector", "serve", "--db", "postgresql://nobody@127.0.0.1:1/x",
+                           "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 1
+    assert "cannot connect to PostgreSQL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_collector_revoke_terminal_locks_a_running_collector_out(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    token = run("add-terminal", "lane-01", "--db", db)[1].strip()
+    server = ServeProcess(db)
+    try:
+        f = Fleet(server.url, open_storage(db))
+        assert f.post(token, make_report("lane-01")).status_code == 201
+        assert run("revoke-terminal", "lane-01", "--db", db)[0] == 0
+        refused = f.post(token, make_report("lane-01"))
+        assert refused.status_code == 401 and "revoked" in refused.json()["error"]
+        assert f.stored() == 1
+        f.storage.close()
+    finally:
+        server.stop()
+
+
+def test_collector_migrates_at_start_and_a_second_start_is_harmless(db_url):
+    first = ServeProcess(db_url)
+    try:
+        assert any("schema migrated to version 1" in line for line in first.lines)
+        assert requests.get(first.url + "/healthz", timeout=10).json()["schema_version"] == 1
+    finally:
+        assert first.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM once it has shut down cleanly
+        assert "Traceback" not in "".join(first.lines)
+    second = ServeProcess(db_url)
+    try:
+        assert not any("schema migrated" in line for line in second.lines)
+        assert requests.get(second.url + "/healthz", timeout=10).json()["schema_version"] == 1
+    finally:
+        second.stop()
+    storage = open_storage(db_url)
+    try:
+        assert storage._select("SELECT count(*) AS n FROM schema_version")[0]["n"] == 1
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_serve_processes_on_one_postgresql_start_together_and_store_a_report_sent_to_both_once(db_url):
+    servers: list[ServeProcess] = []
+    starters = [threading.Thread(target=lambda: servers.append(ServeProcess(db_url))) for _ in range(2)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    try:
+        assert len(servers) == 2
+        storage = open_storage(db_url)
+        assert storage._select("SELECT count(*) AS n FROM schema_version")[0]["n"] == 1
+        f = Fleet(servers[0].url, storage)
+        token = f.terminal("lane-01", "store-1")
+        for _ in range(5):
+            report = make_report("lane-01")
+            barrier = threading.Barrier(6)
+            codes: list[int] = []
+
+            def send(url: str, report: dict = report, barrier: threading.Barrier = barrier, codes: list = codes) -> None:
+                barrier.wait()
+                codes.append(f.post(token, report, url=url).status_code)
+
+            threads = [threading.Thread(target=send, args=(s.url,)) for s in servers for _ in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(codes) == [200] * 5 + [201]
+        assert f.stored() == 5
+        storage.close()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_collector_serves_https_with_a_secure_session_cookie(tmp_path):
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    operator = run("add-operator", "alice", "--db", db)[1].strip()
+    server = ServeProcess(db, "--cert", str(cert), "--key", str(key))
+    try:
+        assert server.url.startswith("https://")
+        answer = requests.post(server.url + "/signin", data={"token": operator}, allow_redirects=False, timeout=10,
+                               verify=str(ca_file))
+        assert answer.status_code == 303
+        assert "Secure" in answer.headers["set-cookie"]
+    finally:
+        server.stop()
