@@ -48,6 +48,23 @@ def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
     assert "disk.read_only" in codes(report, "disk")
 
 
+@pytest.mark.root
+def test_read_only_sandbox_of_a_writable_filesystem_is_not_a_failing_disk(tmpfs, tmp_path, config_file):
+    """What systemd's ProtectSystem=strict does to /: a read-only view of a healthy filesystem."""
+    fs = tmpfs("4m")
+    view = tmp_path / "sandboxed"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(fs), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        rc, report = diagnose_json(config_file(disk={"paths": [str(view)], "min_free_mb": 1}))
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+    assert "disk.read_only" not in codes(report, "disk")
+    assert "disk.write_not_permitted" in codes(report, "disk")
+    assert all(c["id"] != "disk.failing" for c in report["diagnosis"]["causes"])
+
+
 def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
     settings = cfg.load(str(config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 1})))
     before = set(tmp_path.iterdir())
