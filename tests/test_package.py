@@ -1,0 +1,277 @@
+"""The Debian package on a terminal: built by packaging/build-deb, lintian-clean, installed, run,
+upgraded over itself and purged without a trace; the hardened unit verified and scored.
+
+A till is stood in for by a disposable root that dpkg installs into with ``--root`` and
+``--force-script-chrootless`` (dpkg's supported way to install into a root that is not running; the
+maintainer scripts honour $DPKG_ROOT). Its dpkg database holds the package's dependencies as the
+host has them installed. The installed command then runs at its real path, /usr/bin/posdiag →
+/opt/posdiag/bin/posdiag, in a private mount namespace whose /opt is the root's: the bundled
+environment is tested exactly where the package puts it, on Debian's own python3.
+
+The package is built once per session (about 15 s with pip's cache), or taken from $POSDIAG_DEB
+when .ci/run has built it already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import IN_CI, REPO
+from posdiag.agent import __version__
+
+UNIT = REPO / "packaging" / "posdiag.service"
+MAN = REPO / "packaging" / "posdiag.8"
+#: What the package depends on, registered in the disposable root's dpkg database as the host has it.
+DEPENDENCIES = ("python3.11", "libc6", "passwd", "init-system-helpers")
+#: Directories a Debian base system already has (base-files, systemd): the package must leave them.
+BASE_DIRS = ("etc/systemd/system", "lib/systemd/system", "opt", "run", "usr/bin", "usr/share/doc",
+             "usr/share/lintian/overrides", "usr/share/man/man8", "var/lib/systemd", "var/log", "var/tmp")
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        message = f"missing {', '.join(missing)} (.ci/run installs them)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = os.environ.get("POSDIAG_DEB")
+    if given:
+        return Path(given)
+    need("dpkg-deb", "strip")
+    dist = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run([str(REPO / "packaging" / "build-deb")], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "POSDIAG_DIST": str(dist)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+class Root:
+    """A disposable Debian root: dpkg database, base directories, the accounts a base system has."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        admin = path / "var/lib/dpkg"
+        (admin / "info").mkdir(parents=True)
+        (admin / "updates").mkdir()
+        (admin / "available").touch()
+        status = subprocess.run(["dpkg-query", "-s", *DEPENDENCIES, "base-files"], capture_output=True,
+                                text=True, check=True).stdout
+        (admin / "status").write_text(status)
+        names = subprocess.run(["dpkg-query", "-f", "${binary:Package}\\n", "-W", *DEPENDENCIES],
+                               capture_output=True, text=True, check=True).stdout.split()
+        for name in names:
+            (admin / "info" / f"{name}.list").touch()
+        for d in BASE_DIRS:
+            (path / d).mkdir(parents=True, exist_ok=True)
+        listed = sorted({"/" + "/".join(Path(d).parts[:i]) for d in BASE_DIRS for i in range(1, len(Path(d).parts) + 1)})
+        (admin / "info" / "base-files.list").write_text("/.\n" + "\n".join(listed) + "\n")
+        etc = path / "etc"
+        etc.joinpath("passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
+                                          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+        etc.joinpath("group").write_text("root:x:0:\ndialout:x:20:\nnogroup:x:65534:\n")
+        etc.joinpath("shadow").write_text("root:*:20000:0:99999:7:::\nnobody:*:20000:0:99999:7:::\n")
+        etc.joinpath("gshadow").write_text("root:*::\ndialout:*::\nnogroup:*::\n")
+
+    def dpkg(self, *args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["dpkg", f"--root={self.path}", "--force-script-chrootless", *args],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "warning" not in proc.stderr, proc.stderr
+        return proc
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess:
+        """Run a command with this root's /opt mounted at /opt, in a mount namespace of its own."""
+        script = ('mount -t tmpfs posdiag-test /opt && mkdir /opt/posdiag && '
+                  'mount --bind "$1/opt/posdiag" /opt/posdiag && shift && exec "$@"')
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        env.update({k: v for k, v in os.environ.items() if k.startswith("POSDIAG_")})
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                               str(self.path), *argv], capture_output=True, text=True, env=env, timeout=120)
+
+    def posdiag(self, *args: str) -> subprocess.CompletedProcess:
+        """The installed command: this root's /usr/bin/posdiag, a symlink into /opt/posdiag."""
+        return self.run(str(self.path / "usr/bin/posdiag"), *args)
+
+    def files(self) -> set[str]:
+        return {str(p.relative_to(self.path)) for p in self.path.rglob("*")}
+
+    def account(self, name: str) -> dict[str, str]:
+        """The lines naming ``name`` in each account database of this root."""
+        return {db: line for db in ("passwd", "group", "shadow", "gshadow")
+                for line in (self.path / "etc" / db).read_text().splitlines() if name in line.split(":")}
+
+
+@pytest.fixture
+def till(tmp_path: Path) -> Root:
+    need("dpkg", "dpkg-query", "useradd", "unshare", "deb-systemd-helper")
+    return Root(tmp_path / "root")
+
+
+def upgrade_of(deb: Path, tmp_path: Path) -> Path:
+    """The same package with a higher Debian revision: what a fleet roll-out of a rebuild installs."""
+    tree = tmp_path / "upgrade"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    control = tree / "DEBIAN" / "control"
+    control.write_text(re.sub(r"^Version: (.*)-(\d+)$", lambda m: f"Version: {m[1]}-{int(m[2]) + 1}",
+                              control.read_text(), flags=re.M))
+    out = tmp_path / "upgrade.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_version_of_the_package_is_the_agents(deb):
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Version", "Architecture"],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"Version: {__version__}-1" in fields
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
+    assert deb.name == f"posdiag_{__version__}-1_{arch}.deb"
+
+
+def test_package_is_lintian_clean(deb):
+    need("lintian")
+    proc = subprocess.run(["lintian", "--no-tag-display-limit", str(deb)], capture_output=True, text=True, timeout=300)
+    tags = [line for line in proc.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert tags == [], "\n".join(tags)
+
+
+@pytest.mark.root
+def test_installed_package_diagnoses_from_its_own_environment(deb, till):
+    till.dpkg("-i", str(deb))
+
+    account = till.account("posdiag")
+    assert account["passwd"].endswith(":/var/lib/posdiag:/usr/sbin/nologin")
+    uid, gid = (int(v) for v in account["passwd"].split(":")[2:4])
+    assert uid < 1000, "a system account"
+    assert "posdiag" in next(line for line in (till.path / "etc/group").read_text().splitlines()
+                             if line.startswith("dialout:")).split(":")[3].split(",")
+    state = (till.path / "var/lib/posdiag").stat()
+    assert (state.st_uid, state.st_gid, state.st_mode & 0o777) == (uid, gid, 0o750)
+    wants = till.path / "etc/systemd/system/multi-user.target.wants/posdiag.service"
+    assert os.readlink(wants) == "/lib/systemd/system/posdiag.service", "the unit is enabled"
+    assert (till.path / "etc/posdiag/posdiag.toml").read_bytes() == (REPO / "config/posdiag.toml").read_bytes()
+
+    where = till.run("/opt/posdiag/bin/python", "-c", "import posdiag.agent, psutil, sys; "
+                     "print(posdiag.agent.__file__, psutil.__file__, sys.base_prefix)")
+    assert where.returncode == 0, where.stderr
+    agent_file, psutil_file, base = where.stdout.split()
+    assert agent_file.startswith("/opt/posdiag/lib/") and psutil_file.startswith("/opt/posdiag/lib/")
+    assert base == "/usr", "Debian's python3, not the one that runs the tests"
+
+    proc = till.posdiag("diagnose", "--json", "--config", str(till.path / "etc/posdiag/posdiag.toml"))
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["agent_version"] == __version__
+    assert {p["name"]: p["status"] for p in report["probes"]}["memory"] in ("ok", "warn", "fail")
+
+
+@pytest.mark.root
+def test_upgrade_over_itself_keeps_config_state_and_account(deb, till, tmp_path):
+    till.dpkg("-i", str(deb))
+    conf = till.path / "etc/posdiag/posdiag.toml"
+    edited = conf.read_text().replace("interval_s = 300", "interval_s = 120") + "# edited by the admin\n"
+    conf.write_text(edited)
+    history = till.path / "var/lib/posdiag/history.sqlite3"
+    history.write_bytes(b"reports of this till")
+    account = till.account("posdiag")
+
+    newer = upgrade_of(deb, tmp_path)
+    proc = till.dpkg("-i", str(newer))
+    assert "Unpacking posdiag" in proc.stdout and " over (" in proc.stdout
+
+    assert conf.read_text() == edited
+    assert history.read_bytes() == b"reports of this till"
+    assert till.account("posdiag") == account, "the same uid, not a second account"
+    assert not any(p.name == "posdiag.toml.dpkg-new" for p in conf.parent.iterdir())
+    assert till.posdiag("--version").stdout.strip() == f"posdiag {__version__}"
+
+
+@pytest.mark.root
+def test_purge_leaves_nothing_behind(deb, till):
+    before = till.files()
+    till.dpkg("-i", str(deb))
+    assert till.posdiag("diagnose", "--config", str(till.path / "etc/posdiag/posdiag.toml"),
+                    "--only", "memory").returncode in (0, 1, 2)
+    (till.path / "etc/posdiag/token").write_text("secret")  # the admin's own files go too
+    (till.path / "var/lib/posdiag/history.sqlite3").write_bytes(b"reports")
+    (till.path / "var/log/posdiag").mkdir()
+
+    till.dpkg("--purge", "posdiag")
+
+    # dpkg's own bookkeeping, and the one-generation backups (passwd- ...) that useradd/userdel keep.
+    left = {f for f in till.files() - before
+            if not f.startswith("var/lib/dpkg/") and not re.fullmatch(r"etc/(passwd|group|shadow|gshadow)-", f)}
+    assert left == set()
+    assert till.account("posdiag") == {}
+    assert "posdiag" not in (till.path / "etc/group").read_text()
+    assert not any("posdiag" in f for f in till.files())
+    assert not (till.path / "var/lib/dpkg/info/posdiag.list").exists()
+
+
+@pytest.mark.root
+def test_installed_unit_verifies(deb, till):
+    """systemd-analyze verify needs the unit's programs and man page: those of the installed tree."""
+    need("systemd-analyze", "man")
+    till.dpkg("-i", str(deb))
+    unit = till.path / "verify" / "posdiag.service"
+    unit.parent.mkdir()
+    text = (till.path / "lib/systemd/system/posdiag.service").read_text()
+    unit.write_text(text.replace("ExecStart=/usr/bin/posdiag", f"ExecStart={till.path}/opt/posdiag/bin/posdiag"))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "MANPATH": str(till.path / "usr/share/man")})
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+
+
+def test_unit_exposure_is_below_3():
+    need("systemd-analyze")
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(UNIT)],
+                          capture_output=True, text=True, timeout=60)
+    exposure = re.search(r"Overall exposure level for posdiag\.service: (\d+\.\d+)", proc.stdout)
+    assert exposure, proc.stdout + proc.stderr
+    assert float(exposure[1]) < 3.0, proc.stdout
+
+
+def unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_unit_leaves_the_probes_what_they_need():
+    unit = unit_settings()
+    assert unit["AmbientCapabilities"] == unit["CapabilityBoundingSet"] == ["CAP_NET_RAW CAP_SYSLOG"]  # ICMP, /dev/kmsg
+    assert unit["SupplementaryGroups"] == ["dialout"]  # serial readers
+    assert {"char-ttyS rw", "char-ttyUSB rw", "char-ttyACM rw", "/dev/kmsg r"} <= set(unit["DeviceAllow"])
+    assert unit["ProtectKernelLogs"] == ["no"] and unit["ProtectProc"] == ["default"] and unit["ProcSubset"] == ["all"]
+    assert "AF_NETLINK" in unit["RestrictAddressFamilies"][0]  # psutil's getifaddrs()
+    assert "adjtimex" in unit["SystemCallFilter"][0].split()  # the clock probe's sync state
+    assert "/var/tmp" in unit["ReadWritePaths"][0].split()  # a default [disk] path's write test
+    assert unit["User"] == ["posdiag"] and unit["Type"] == ["notify"] and unit["Restart"] == ["on-failure"]
+
+
+def test_man_page_is_clean_and_names_every_command():
+    need("groff")
+    proc = subprocess.run(["groff", "-ww", "-man", "-z", str(MAN)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    from posdiag.agent.cli import build_parser
+
+    page = MAN.read_text()
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for command in sub.choices:
+        assert re.search(rf"^\.B {command}\b", page, flags=re.M), f"posdiag {command} is not in posdiag(8)"
+    for code in range(4):
+        assert re.search(rf"^\.B {code}$", page, flags=re.M), f"exit status {code} is not in posdiag(8)"
+
