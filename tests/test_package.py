@@ -1,12 +1,16 @@
 """The Debian package on a terminal: built by packaging/build-deb, lintian-clean, installed, run,
 upgraded over itself and purged without a trace; the hardened unit verified and scored.
 
-A till is stood in for by a disposable root that dpkg installs into with ``--root`` and
-``--force-script-chrootless`` (dpkg's supported way to install into a root that is not running; the
-maintainer scripts honour $DPKG_ROOT). Its dpkg database holds the package's dependencies as the
-host has them installed. The installed command then runs at its real path, /usr/bin/posdiag →
-/opt/posdiag/bin/posdiag, in a private mount namespace whose /opt is the root's: the bundled
-environment is tested exactly where the package puts it, on Debian's own python3.
+Two kinds of till, both disposable:
+- A real Debian root (Essential packages plus the package's Depends, made once by
+  packaging/test-root with mmdebstrap and cached outside the repository; $POSDIAG_TEST_ROOT), seen
+  through an overlay so that the cached root never changes and the overlay's upper layer is exactly
+  what the package left: ``dpkg -i`` and ``posdiag`` run chrooted into it.
+- A bare root that dpkg installs into with ``--root`` and ``--force-script-chrootless`` (dpkg's
+  supported way to install into a root that is not running, as image builders do; the maintainer
+  scripts honour $DPKG_ROOT). Its dpkg database holds the package's dependencies as the host has
+  them. The installed command runs at its real path, /usr/bin/posdiag → /opt/posdiag/bin/posdiag,
+  in a private mount namespace whose /opt is the root's.
 
 The package is built once per session (about 15 s with pip's cache), or taken from $POSDIAG_DEB
 when .ci/run has built it already.
@@ -128,6 +132,95 @@ def upgrade_of(deb: Path, tmp_path: Path) -> Path:
     out = tmp_path / "upgrade.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(out)], check=True, capture_output=True)
     return out
+
+
+class DebianRoot:
+    """A cached Debian root behind an overlay: ``lower`` is never written, ``upper`` holds every change."""
+
+    def __init__(self, lower: Path, base: Path, packages: Path) -> None:
+        self.lower, self.packages = lower, packages
+        self.upper, self.work, self.merged = base / "upper", base / "work", base / "merged"
+        for d in (self.upper, self.work, self.merged):
+            d.mkdir(parents=True)
+
+    def sh(self, command: str) -> subprocess.CompletedProcess:
+        """``command`` by /bin/sh chrooted into the root, with /proc, and the packages at /mnt."""
+        setup = ('mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && '
+                 'mount -t proc proc "$4/proc" && mount --bind "$5" "$4/mnt" && exec chroot "$4" /bin/sh -c "$6"')
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh",
+                               str(self.lower), str(self.upper), str(self.work), str(self.merged),
+                               str(self.packages), command], capture_output=True, text=True, env=env, timeout=300)
+
+    def ok(self, command: str) -> str:
+        proc = self.sh(command)
+        assert proc.returncode == 0, f"{command}: {proc.stdout}{proc.stderr}"
+        return proc.stdout
+
+    def left_behind(self) -> list[str]:
+        """What the upper layer holds beyond dpkg's bookkeeping and files equal to the lower's."""
+        left = []
+        for path in sorted(self.upper.rglob("*")):
+            rel = str(path.relative_to(self.upper))
+            below = self.lower / rel
+            if path.is_char_device():
+                left.append(f"{rel} (removed)")
+            elif path.is_dir() and not path.is_symlink():
+                if not below.is_dir():
+                    left.append(f"{rel}/")
+            elif rel.startswith("var/lib/dpkg/") or rel == "var/log/dpkg.log":
+                continue  # dpkg's database and log
+            elif re.fullmatch(r"etc/(passwd|group|shadow|gshadow)-", rel):
+                continue  # the one-generation backups that useradd and userdel keep
+            elif not (below.is_file() and below.read_bytes() == path.read_bytes()):
+                left.append(rel)
+        return left
+
+
+@pytest.fixture
+def debian_root(tmp_path: Path) -> DebianRoot:
+    need("unshare", "chroot")
+    lower = os.environ.get("POSDIAG_TEST_ROOT", "")
+    if not lower or not Path(lower, "var/lib/dpkg/status").is_file():
+        message = "no Debian root: run `packaging/test-root DEB` and set POSDIAG_TEST_ROOT (.ci/run does)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    (tmp_path / "packages").mkdir()
+    return DebianRoot(Path(lower), tmp_path / "overlay", tmp_path / "packages")
+
+
+@pytest.mark.root
+def test_debian_root_installs_runs_upgrades_and_purges_without_a_trace(deb, debian_root, tmp_path):
+    till = debian_root
+    shutil.copy(deb, till.packages / "posdiag.deb")
+    shutil.copy(upgrade_of(deb, tmp_path), till.packages / "posdiag-upgrade.deb")
+
+    proc = till.sh("dpkg -i /mnt/posdiag.deb")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stdout + proc.stderr
+    assert "dialout" in till.ok("id -nG posdiag").split()
+    assert till.ok("stat -c %U:%G:%a /var/lib/posdiag").strip() == "posdiag:posdiag:750"
+    assert till.ok("readlink /etc/systemd/system/multi-user.target.wants/posdiag.service").strip() \
+        == "/lib/systemd/system/posdiag.service"
+    # The default lookup finds the package's configuration; the daemon's own user can run it all.
+    assert till.ok("posdiag config check").startswith("/etc/posdiag/posdiag.toml: OK")
+    proc = till.sh("setpriv --reuid posdiag --regid posdiag --init-groups posdiag diagnose --json")
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    assert json.loads(proc.stdout)["agent_version"] == __version__
+
+    till.ok("echo '# edited by the admin' >> /etc/posdiag/posdiag.toml && "
+            "echo reports > /var/lib/posdiag/history.sqlite3 && chown posdiag: /var/lib/posdiag/history.sqlite3")
+    uid = till.ok("id -u posdiag")
+    proc = till.sh("dpkg -i /mnt/posdiag-upgrade.deb")
+    assert proc.returncode == 0 and " over (" in proc.stdout, proc.stdout + proc.stderr
+    assert till.ok("tail -n 1 /etc/posdiag/posdiag.toml").strip() == "# edited by the admin"
+    assert till.ok("stat -c %U /var/lib/posdiag/history.sqlite3; cat /var/lib/posdiag/history.sqlite3").split() \
+        == ["posdiag", "reports"]
+    assert till.ok("id -u posdiag") == uid
+
+    till.ok("dpkg --purge posdiag")
+    assert till.sh("getent passwd posdiag; getent group posdiag").stdout == ""
+    assert till.left_behind() == []
 
 
 def test_version_of_the_package_is_the_agents(deb):
