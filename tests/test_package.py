@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -143,10 +144,13 @@ class DebianRoot:
         for d in (self.upper, self.work, self.merged):
             d.mkdir(parents=True)
 
-    def sh(self, command: str) -> subprocess.CompletedProcess:
-        """``command`` by /bin/sh chrooted into the root, with /proc, and the packages at /mnt."""
+    def sh(self, command: str, before_chroot: str = "true") -> subprocess.CompletedProcess:
+        """``command`` by /bin/sh chrooted into the root, with /proc, and the packages at /mnt.
+
+        ``before_chroot`` runs first in the same mount namespace, with the root's path in $4."""
         setup = ('mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && '
-                 'mount -t proc proc "$4/proc" && mount --bind "$5" "$4/mnt" && exec chroot "$4" /bin/sh -c "$6"')
+                 'mount -t proc proc "$4/proc" && mount --bind "$5" "$4/mnt" && '
+                 f'{before_chroot} && exec chroot "$4" /bin/sh -c "$6"')
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
         return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh",
                                str(self.lower), str(self.upper), str(self.work), str(self.merged),
@@ -221,6 +225,56 @@ def test_debian_root_installs_runs_upgrades_and_purges_without_a_trace(deb, debi
     till.ok("dpkg --purge posdiag")
     assert till.sh("getent passwd posdiag; getent group posdiag").stdout == ""
     assert till.left_behind() == []
+
+
+def as_the_unit(till: DebianRoot, config: str, capabilities: list[str]) -> dict:
+    """``posdiag diagnose`` as the unit runs it, so far as it can be without systemd: its user and
+    groups, only ``capabilities`` (ambient, as AmbientCapabilities= gives them), no new privileges,
+    / read-only but for ReadWritePaths= and the state folder (ProtectSystem=strict), the host's
+    /dev/kmsg. The seccomp filter, device cgroup and namespaces are systemd's and are not mimicked."""
+    unit = unit_settings()
+    caps = "".join(",+" + c.lower().removeprefix("cap_") for c in capabilities)
+    writable = " ".join(unit["ReadWritePaths"] + ["/var/lib/posdiag"])
+    sandbox = ('touch "$4/dev/kmsg" && mount --bind /dev/kmsg "$4/dev/kmsg" && '
+               f'for d in {writable}; do mount --bind "$4$d" "$4$d"; done && mount -o remount,bind,ro "$4"')
+    command = (f"exec setpriv --reuid {unit['User'][0]} --regid {unit['Group'][0]} "
+               f"--groups {','.join(unit['SupplementaryGroups'])} --inh-caps -all{caps} --ambient-caps -all{caps} "
+               f"--bounding-set -all{caps} --no-new-privs posdiag diagnose --json --config {config}")
+    proc = till.sh(command, before_chroot=sandbox)
+    assert proc.returncode in (0, 1, 2) and proc.stdout.startswith("{"), proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.root
+def test_the_units_privileges_are_what_icmp_the_kernel_log_and_the_disk_probe_need(deb, debian_root):
+    """With the unit's two capabilities ICMP and the kernel log work; without them they do not (so
+    neither is there for nothing); and ProtectSystem's read-only / is not mistaken for a failing disk."""
+    from helpers import codes_of, probe_of
+
+    till = debian_root
+    shutil.copy(deb, till.packages / "posdiag.deb")
+    till.ok("dpkg -i /mnt/posdiag.deb")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        (till.packages / "unit.toml").write_text(
+            "[[payment_hosts]]\nname = 'loopback'\nhost = '127.0.0.1'\n"
+            f"port = {listener.getsockname()[1]}\ntls = false\n"
+            "[network]\ngateway = 'off'\nping_count = 2\n"
+            "[reader]\nkind = 'usb'\nusb = 'dead:beef'\n"
+            "[disk]\npaths = ['/', '/var/tmp']\nmin_free_mb = 1\n")
+        (till.packages / "unit.toml").chmod(0o644)
+        full = as_the_unit(till, "/mnt/unit.toml", unit_settings()["AmbientCapabilities"][0].split())
+        bare = as_the_unit(till, "/mnt/unit.toml", [])
+
+    assert "path.icmp_unavailable" not in codes_of(full, "network.path")
+    assert probe_of(full, "network.path")["summary"].startswith("icmp:")  # measured with ICMP echo, not TCP
+    assert "path.icmp_unavailable" in codes_of(bare, "network.path")
+    assert "reader.kernel_log_denied" not in codes_of(full, "reader.events")
+    assert "reader.kernel_log_denied" in codes_of(bare, "reader.events")
+    disk = probe_of(full, "disk")
+    assert [(f["code"], f["data"]["path"]) for f in disk["findings"]] == [("disk.write_not_permitted", "/")]
+    assert "write_fsync_ms[/var/tmp]" in disk["metrics"]
 
 
 def test_version_of_the_package_is_the_agents(deb):
