@@ -144,17 +144,21 @@ class DebianRoot:
         for d in (self.upper, self.work, self.merged):
             d.mkdir(parents=True)
 
-    def sh(self, command: str, before_chroot: str = "true") -> subprocess.CompletedProcess:
+    def argv(self, command: str, before_chroot: str = "true") -> list[str]:
         """``command`` by /bin/sh chrooted into the root, with /proc, and the packages at /mnt.
 
         ``before_chroot`` runs first in the same mount namespace, with the root's path in $4."""
         setup = ('mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && '
                  'mount -t proc proc "$4/proc" && mount --bind "$5" "$4/mnt" && '
                  f'{before_chroot} && exec chroot "$4" /bin/sh -c "$6"')
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh",
-                               str(self.lower), str(self.upper), str(self.work), str(self.merged),
-                               str(self.packages), command], capture_output=True, text=True, env=env, timeout=300)
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", str(self.lower),
+                str(self.upper), str(self.work), str(self.merged), str(self.packages), command]
+
+    ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+    def sh(self, command: str, before_chroot: str = "true") -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(command, before_chroot), capture_output=True, text=True, env=self.ENV,
+                              timeout=300)
 
     def ok(self, command: str) -> str:
         proc = self.sh(command)
@@ -227,22 +231,59 @@ def test_debian_root_installs_runs_upgrades_and_purges_without_a_trace(deb, debi
     assert till.left_behind() == []
 
 
-def as_the_unit(till: DebianRoot, config: str, capabilities: list[str]) -> dict:
-    """``posdiag diagnose`` as the unit runs it, so far as it can be without systemd: its user and
-    groups, only ``capabilities`` (ambient, as AmbientCapabilities= gives them), no new privileges,
-    / read-only but for ReadWritePaths= and the state folder (ProtectSystem=strict), the host's
-    /dev/kmsg. The seccomp filter, device cgroup and namespaces are systemd's and are not mimicked."""
+def unit_sandbox(capabilities: list[str]) -> tuple[str, str]:
+    """The unit's confinement, so far as it can be had without systemd: (mounts to make before the
+    chroot, the command prefix in it). Its user and groups, only ``capabilities`` (ambient, as
+    AmbientCapabilities= gives them), no new privileges, everything read-only but ReadWritePaths=,
+    StateDirectory= and RuntimeDirectory= (ProtectSystem=strict), the host's /dev/kmsg. The seccomp
+    filter, the device cgroup and the namespaces are systemd's own and are not mimicked."""
     unit = unit_settings()
+    user, group = unit["User"][0], unit["Group"][0]
     caps = "".join(",+" + c.lower().removeprefix("cap_") for c in capabilities)
-    writable = " ".join(unit["ReadWritePaths"] + ["/var/lib/posdiag"])
-    sandbox = ('touch "$4/dev/kmsg" && mount --bind /dev/kmsg "$4/dev/kmsg" && '
-               f'for d in {writable}; do mount --bind "$4$d" "$4$d"; done && mount -o remount,bind,ro "$4"')
-    command = (f"exec setpriv --reuid {unit['User'][0]} --regid {unit['Group'][0]} "
-               f"--groups {','.join(unit['SupplementaryGroups'])} --inh-caps -all{caps} --ambient-caps -all{caps} "
-               f"--bounding-set -all{caps} --no-new-privs posdiag diagnose --json --config {config}")
-    proc = till.sh(command, before_chroot=sandbox)
+    writable = " ".join([*unit["ReadWritePaths"], "/var/lib/posdiag", "/run/posdiag"])
+    mounts = ('touch "$4/dev/kmsg" && mount --bind /dev/kmsg "$4/dev/kmsg" && mount -t tmpfs tmpfs "$4/run" && '
+              f'chroot "$4" install -d -m 0750 -o {user} -g {group} /run/posdiag && '
+              f'for d in {writable}; do mount --bind "$4$d" "$4$d"; done && '
+              'mount -o remount,bind,ro "$4/run" && mount -o remount,bind,ro "$4"')
+    prefix = (f"exec setpriv --reuid {user} --regid {group} --groups {','.join(unit['SupplementaryGroups'])} "
+              f"--inh-caps -all{caps} --ambient-caps -all{caps} --bounding-set -all{caps} --no-new-privs")
+    return mounts, prefix
+
+
+def as_the_unit(till: DebianRoot, config: str, capabilities: list[str]) -> dict:
+    """``posdiag diagnose`` as the unit would run it."""
+    mounts, prefix = unit_sandbox(capabilities)
+    proc = till.sh(f"{prefix} posdiag diagnose --json --config {config}", before_chroot=mounts)
     assert proc.returncode in (0, 1, 2) and proc.stdout.startswith("{"), proc.stderr
     return json.loads(proc.stdout)
+
+
+@pytest.mark.root
+def test_daemon_starts_and_keeps_history_as_the_unit_runs_it(deb, debian_root):
+    """ExecStart= in the unit's confinement: READY, a first sweep, its report in the history, a clean stop."""
+    till = debian_root
+    shutil.copy(deb, till.packages / "posdiag.deb")
+    till.ok("dpkg -i /mnt/posdiag.deb")
+    exec_start = unit_settings()["ExecStart"][0]
+    mounts, prefix = unit_sandbox(unit_settings()["AmbientCapabilities"][0].split())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        name = f"posdiag-test-{os.getpid()}"
+        notify.bind("\0" + name)
+        notify.settimeout(60)
+        daemon = subprocess.Popen(till.argv(f"{prefix} {exec_start}", mounts), env={**till.ENV, "NOTIFY_SOCKET": "@" + name},
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            messages = [notify.recv(4096).decode()]
+            while not any(m.startswith("STATUS=") for m in messages):
+                messages.append(notify.recv(4096).decode())
+        finally:
+            daemon.terminate()
+            out, err = daemon.communicate(timeout=60)
+    assert any("READY=1" in m for m in messages), messages
+    assert daemon.returncode == 0, err
+    history = json.loads(till.ok("posdiag history --json"))
+    assert len(history) >= 1 and history[0]["trigger"] == "boot"
+    assert till.ok("stat -c %U /var/lib/posdiag/history.sqlite3").strip() == "posdiag"
 
 
 @pytest.mark.root
