@@ -34,7 +34,10 @@ class DiskProbe(Probe):
         for path in self.settings.disk.paths:
             self._check_path(obs, path)
         if obs.status() is Status.OK:
-            obs.summary = f"{len(self.settings.disk.paths)} path(s) writable with space to spare"
+            skipped = {f.data["path"] for f in obs.findings if f.code == "disk.write_not_permitted"}
+            written = len(self.settings.disk.paths) - len(skipped)
+            obs.summary = f"{written} path(s) writable with space to spare" + (
+                f"; not writable by the agent, write test skipped: {', '.join(sorted(skipped))}" if skipped else "")
 
     def _check_path(self, obs: Observation, path: str) -> None:
         cfg = self.settings.disk

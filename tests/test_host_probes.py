@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import diagnose_json
 from helpers import codes_of as codes
-from helpers import exhaust_inodes, fill_filesystem, remount_read_only
+from helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
 from posdiag.agent import config as cfg
 from posdiag.probes.base import Status
 from posdiag.probes.clock import ClockProbe
@@ -63,6 +63,8 @@ def test_read_only_sandbox_of_a_writable_filesystem_is_not_a_failing_disk(tmpfs,
     assert "disk.read_only" not in codes(report, "disk")
     assert "disk.write_not_permitted" in codes(report, "disk")
     assert all(c["id"] != "disk.failing" for c in report["diagnosis"]["causes"])
+    assert probe_of(report, "disk")["summary"] == f"0 path(s) writable with space to spare; not writable by the agent, " \
+        f"write test skipped: {view}"
 
 
 def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
