@@ -3,7 +3,7 @@ upgraded over itself and purged without a trace; the hardened unit verified and 
 
 Two kinds of till, both disposable:
 - A real Debian root (Essential packages plus the package's Depends, made once by
-  packaging/test-root with mmdebstrap and cached outside the repository; $POSDIAG_TEST_ROOT), seen
+  packaging/test-root with mmdebstrap and cached outside the repository), seen
   through an overlay so that the cached root never changes and the overlay's upper layer is exactly
   what the package left: ``dpkg -i`` and ``posdiag`` run chrooted into it.
 - A bare root that dpkg installs into with ``--root`` and ``--force-script-chrootless`` (dpkg's
@@ -186,11 +186,14 @@ class DebianRoot:
 
 
 @pytest.fixture
-def debian_root(tmp_path: Path) -> DebianRoot:
+def debian_root(deb: Path, tmp_path: Path) -> DebianRoot:
+    """$POSDIAG_TEST_ROOT, or the root packaging/test-root made for this package before (the test itself
+    downloads nothing: .ci/run makes the root)."""
     need("unshare", "chroot")
-    lower = os.environ.get("POSDIAG_TEST_ROOT", "")
+    lower = os.environ.get("POSDIAG_TEST_ROOT") or subprocess.run(
+        [str(REPO / "packaging" / "test-root"), "--cached", str(deb)], capture_output=True, text=True).stdout.strip()
     if not lower or not Path(lower, "var/lib/dpkg/status").is_file():
-        message = "no Debian root: run `packaging/test-root DEB` and set POSDIAG_TEST_ROOT (.ci/run does)"
+        message = f"no Debian root: run `packaging/test-root {deb}` (.ci/run does)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
