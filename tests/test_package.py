@@ -32,8 +32,6 @@ from posdiag.agent import __version__
 
 UNIT = REPO / "packaging" / "posdiag.service"
 MAN = REPO / "packaging" / "posdiag.8"
-#: What the package depends on, registered in the disposable root's dpkg database as the host has it.
-DEPENDENCIES = ("python3.11", "libc6", "passwd", "init-system-helpers")
 #: Directories a Debian base system already has (base-files, systemd): the package must leave them.
 BASE_DIRS = ("etc/systemd/system", "lib/systemd/system", "opt", "run", "usr/bin", "usr/share/doc",
              "usr/share/lintian/overrides", "usr/share/man/man8", "var/lib/systemd", "var/log", "var/tmp")
@@ -61,19 +59,27 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-class Root:
-    """A disposable Debian root: dpkg database, base directories, the accounts a base system has."""
+def depends_of(deb: Path) -> list[str]:
+    """The package names in the .deb's Depends, versions left out."""
+    field = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True).stdout
+    return [re.sub(r"\(.*?\)", "", dep).strip() for dep in field.split(",")]
 
-    def __init__(self, path: Path) -> None:
+
+class Root:
+    """A disposable root: a dpkg database that knows the package's dependencies as the host has them
+    installed, the base directories, and the accounts a base system has."""
+
+    def __init__(self, path: Path, deb: Path) -> None:
         self.path = path
+        dependencies = depends_of(deb)
         admin = path / "var/lib/dpkg"
         (admin / "info").mkdir(parents=True)
         (admin / "updates").mkdir()
         (admin / "available").touch()
-        status = subprocess.run(["dpkg-query", "-s", *DEPENDENCIES, "base-files"], capture_output=True,
+        status = subprocess.run(["dpkg-query", "-s", *dependencies, "base-files"], capture_output=True,
                                 text=True, check=True).stdout
         (admin / "status").write_text(status)
-        names = subprocess.run(["dpkg-query", "-f", "${binary:Package}\\n", "-W", *DEPENDENCIES],
+        names = subprocess.run(["dpkg-query", "-f", "${binary:Package}\\n", "-W", *dependencies],
                                capture_output=True, text=True, check=True).stdout.split()
         for name in names:
             (admin / "info" / f"{name}.list").touch()
@@ -118,9 +124,9 @@ class Root:
 
 
 @pytest.fixture
-def till(tmp_path: Path) -> Root:
+def till(deb: Path, tmp_path: Path) -> Root:
     need("dpkg", "dpkg-query", "useradd", "unshare", "deb-systemd-helper")
-    return Root(tmp_path / "root")
+    return Root(tmp_path / "root", deb)
 
 
 def upgrade_of(deb: Path, tmp_path: Path) -> Path:
