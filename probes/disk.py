@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 import time
 
@@ -33,7 +34,10 @@ class DiskProbe(Probe):
         for path in self.settings.disk.paths:
             self._check_path(obs, path)
         if obs.status() is Status.OK:
-            obs.summary = f"{len(self.settings.disk.paths)} path(s) writable with space to spare"
+            skipped = {f.data["path"] for f in obs.findings if f.code == "disk.write_not_permitted"}
+            written = len(self.settings.disk.paths) - len(skipped)
+            obs.summary = f"{written} path(s) writable with space to spare" + (
+                f"; not writable by the agent, write test skipped: {', '.join(sorted(skipped))}" if skipped else "")
 
     def _check_path(self, obs: Observation, path: str) -> None:
         cfg = self.settings.disk
@@ -60,7 +64,13 @@ class DiskProbe(Probe):
                              f"minimum {cfg.min_free_inodes_percent:g}%)", path=path, free_inodes=st.f_favail,
                              free_inodes_percent=round(inodes_pct, 2))
             read_only = bool(st.f_flag & os.ST_RDONLY)
-            if read_only:
+            if read_only and filesystem_read_only(path) is False:
+                # Only this view of it is read-only: a sandbox (systemd's ProtectSystem=strict makes /
+                # read-only for the service) or a read-only bind mount. The disk itself is fine.
+                obs.info("disk.write_not_permitted", f"{path}: read-only for this process only (a sandbox or "
+                         "read-only bind mount), the filesystem itself is writable; write test skipped",
+                         path=path, mount=_mount_point(path))
+            elif read_only:
                 obs.fail("disk.read_only", f"{path} is mounted read-only (often the kernel's reaction to "
                          "I/O errors)", path=path, mount=_mount_point(path))
         if cfg.write_test and not read_only:
@@ -108,6 +118,34 @@ class DiskProbe(Probe):
                      **detail)
         else:
             obs.fail("disk.io_error", f"{path}: write test failed: {exc.strerror or exc}", **detail)
+
+
+def filesystem_read_only(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool | None:
+    """Whether the filesystem under ``path`` is itself read-only (its superblock), else None if unknown.
+
+    ``statvfs`` says read-only for a read-only *mount*, which may be only this process's view (a
+    bind mount, a service sandbox). The kernel's remount after I/O errors marks the superblock, whose
+    options are the last field of the mount's line in mountinfo; the topmost mount of a point wins.
+    """
+    point = _mount_point(path)
+    super_options = None
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-", 6) if "-" in fields[6:] else -1
+                if sep < 0 or len(fields) < sep + 4:
+                    continue
+                if _unescape(fields[4]) == point:
+                    super_options = fields[sep + 3]
+    except OSError:
+        return None
+    return None if super_options is None else "ro" in super_options.split(",")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in paths as octal escapes (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _mount_point(path: str) -> str:

@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import diagnose_json
 from helpers import codes_of as codes
-from helpers import exhaust_inodes, fill_filesystem, remount_read_only
+from helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
 from posdiag.agent import config as cfg
 from posdiag.probes.base import Status
 from posdiag.probes.clock import ClockProbe
@@ -46,6 +46,25 @@ def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
     assert rc == 2
     assert report["diagnosis"]["causes"][0]["id"] == "disk.failing"
     assert "disk.read_only" in codes(report, "disk")
+
+
+@pytest.mark.root
+def test_read_only_sandbox_of_a_writable_filesystem_is_not_a_failing_disk(tmpfs, tmp_path, config_file):
+    """What systemd's ProtectSystem=strict does to /: a read-only view of a healthy filesystem."""
+    fs = tmpfs("4m")
+    view = tmp_path / "sandboxed"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(fs), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        rc, report = diagnose_json(config_file(disk={"paths": [str(view)], "min_free_mb": 1}))
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+    assert "disk.read_only" not in codes(report, "disk")
+    assert "disk.write_not_permitted" in codes(report, "disk")
+    assert all(c["id"] != "disk.failing" for c in report["diagnosis"]["causes"])
+    assert probe_of(report, "disk")["summary"] == f"0 path(s) writable with space to spare; not writable by the agent, " \
+        f"write test skipped: {view}"
 
 
 def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
