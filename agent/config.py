@@ -70,6 +70,7 @@ class PaymentHost:
     server_name: str = _f("")
     ca_file: str = _f("", path=True)
     health_path: str = _f("", pattern=r"^(/.*)?$", pattern_doc="a path starting with '/'")
+    fallback_addresses: list[str] = _f([], "addresses the host is known to answer at besides its name")
 
     @property
     def label(self) -> str:
@@ -106,6 +107,7 @@ class ReaderSettings:
     kernel_log: str = _f("/dev/kmsg", doc="kernel log read for reader disconnects")
     flap_window_min: float = _f(60.0, **_range(1, 10080))
     flap_threshold: int = _f(2, **_range(1, 1000))
+    bridge_processes: list[str] = _f([], "process names that bridge the reader's line (fallback when /proc cannot tell)")
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,9 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     for i, host in enumerate(settings.payment_hosts):
         if host.ca_file and not os.path.isfile(host.ca_file):
             problems.append(f"payment_hosts[{i}].ca_file: expected an existing file, got {host.ca_file!r}")
+        for addr in host.fallback_addresses:
+            if not is_address(addr):
+                problems.append(f"payment_hosts[{i}].fallback_addresses: expected IP addresses, got {addr!r}")
     gw = settings.network.gateway
     if gw not in ("auto", "off") and not is_address(gw):
         problems.append(f"network.gateway: expected 'auto', 'off' or an IP address, got {gw!r}")

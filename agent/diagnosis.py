@@ -8,6 +8,11 @@ diagnosis. Three steps:
 2. *Layer* — a cause explained by a present, deeper cause (``explains``) is folded into it: its
    evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed.
 3. *Normalise* — confidences are scores scaled so that they sum to at most 1.
+
+Differential evidence: a finding may carry a ``rules_out`` note in its data ("not DNS alone: the
+last-known address … times out as well"); the note is added to the evidence of the cause the finding
+ends up supporting, so that each verdict says what ruled its rival out. ``[remediation_for]`` in
+``causes.toml`` puts steps specific to one finding (an MTU black hole) ahead of the cause's own.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class KnowledgeBase:
     causes: dict[str, CauseInfo]
     #: finding code → [(cause id, weight)]
     evidence: dict[str, list[tuple[str, float]]]
+    #: finding code → remediation steps that come first when that finding supports the blamed cause
+    remediation_for: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def closure(self, cause_id: str) -> set[str]:
         """Every cause that ``cause_id`` explains, directly or through the causes it explains."""
@@ -126,22 +133,44 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
                 problems.append(f"evidence.{cause_id}.{code}: expected a weight in (0, 1], got {weight!r}")
                 continue
             evidence.setdefault(code, []).append((cause_id, float(weight)))
+    remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence)
+    return KnowledgeBase(causes, evidence, remediation_for)
+
+
+def _remediation_for(table: Any, evidence: dict[str, list[tuple[str, float]]], problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """Steps per finding code; a code must also be weighed as evidence (so the probe contract covers it)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for code, steps in table.items():
+        if code not in evidence:
+            problems.append(f"remediation_for.{code}: the code is not weighed as evidence of any cause")
+        elif not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
+            problems.append(f"remediation_for.{code}: expected a list of steps (strings)")
+        else:
+            out[code] = tuple(steps)
+    return out
 
 
 def _evidence_line(probe: str, message: str) -> str:
     return f"{probe}: {message}"
 
 
-def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
-    results = list(results)
-    scores: dict[str, float] = {}
-    evidence: dict[str, list[tuple[float, str]]] = {}
-    worst: dict[str, Severity] = {}
-    unexplained: list[tuple[Severity, str]] = []
+@dataclass
+class _Scores:
+    """What the findings say, per cause: combined score, weighted evidence lines, worst severity,
+    rules-out notes and finding-specific remediation; plus warn/fail findings no cause weighs."""
 
+    score: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    worst: dict[str, Severity] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    steps: dict[str, list[str]] = field(default_factory=dict)
+    unexplained: list[tuple[Severity, str]] = field(default_factory=list)
+
+
+def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
+    sc = _Scores()
     for result in results:
         for finding in result.findings:
             factor = SEVERITY_FACTOR[finding.severity]
@@ -150,16 +179,23 @@ def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
             rules = kb.evidence.get(finding.code)
             line = _evidence_line(result.name, finding.message)
             if not rules:
-                unexplained.append((finding.severity, line))
+                sc.unexplained.append((finding.severity, line))
                 continue
+            note = finding.data.get("rules_out")
             for cause_id, weight in rules:
                 w = weight * factor
-                scores[cause_id] = 1 - (1 - scores.get(cause_id, 0.0)) * (1 - w)
-                evidence.setdefault(cause_id, []).append((w, line))
-                if finding.severity is Severity.FAIL or cause_id not in worst:
-                    worst[cause_id] = finding.severity
+                sc.score[cause_id] = 1 - (1 - sc.score.get(cause_id, 0.0)) * (1 - w)
+                sc.evidence.setdefault(cause_id, []).append((w, line))
+                if finding.severity is Severity.FAIL or cause_id not in sc.worst:
+                    sc.worst[cause_id] = finding.severity
+                if note:
+                    sc.notes.setdefault(cause_id, []).append(_evidence_line(result.name, str(note)))
+                sc.steps.setdefault(cause_id, []).extend(kb.remediation_for.get(finding.code, ()))
+    return sc
 
-    # Layering: fold causes explained by a present deeper cause into it.
+
+def _layer(scores: dict[str, float], kb: KnowledgeBase) -> dict[str, str]:
+    """shallow cause → the deeper present cause that explains it (only a strong cause explains)."""
     present = sorted(scores, key=lambda c: -scores[c])
     folded_into: dict[str, str] = {}
     for deep in present:
@@ -168,36 +204,51 @@ def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
         for shallow in kb.closure(deep):
             if shallow in scores and shallow not in folded_into and deep not in kb.closure(shallow):
                 folded_into[shallow] = deep
+    return folded_into
 
+
+def _root(cause_id: str, folded_into: dict[str, str]) -> str:
+    while cause_id in folded_into:
+        cause_id = folded_into[cause_id]
+    return cause_id
+
+
+def _rank(sc: _Scores, folded_into: dict[str, str], kb: KnowledgeBase) -> list[RankedCause]:
     ranked: dict[str, RankedCause] = {}
-    for cause_id in present:
+    for cause_id in sorted(sc.score, key=lambda c: -sc.score[c]):
         if cause_id in folded_into:
             continue
         info = kb.causes[cause_id]
-        lines = [line for _, line in sorted(evidence[cause_id], key=lambda e: -e[0])]
+        lines = [line for _, line in sorted(sc.evidence[cause_id], key=lambda e: -e[0])]
         ranked[cause_id] = RankedCause(cause_id, info.title, 0.0, list(dict.fromkeys(lines)),
-                                       list(info.remediation), info.explanation, score=scores[cause_id],
-                                       severity=worst[cause_id])
-    for shallow, deep in folded_into.items():
-        root = deep
-        while root in folded_into:
-            root = folded_into[root]
-        for _, line in evidence[shallow]:
-            if line not in ranked[root].consequences and line not in ranked[root].evidence:
-                ranked[root].consequences.append(line)
+                                       list(info.remediation), info.explanation, score=sc.score[cause_id],
+                                       severity=sc.worst[cause_id])
+    for shallow, _ in folded_into.items():
+        root = ranked[_root(shallow, folded_into)]
+        for _, line in sc.evidence[shallow]:
+            if line not in root.consequences and line not in root.evidence:
+                root.consequences.append(line)
         # A consequence that failed hard makes the root a fault even if its own evidence was milder.
-        if worst[shallow] is Severity.FAIL:
-            ranked[root].severity = Severity.FAIL
+        if sc.worst[shallow] is Severity.FAIL:
+            root.severity = Severity.FAIL
+    for cause_id in sc.score:
+        root = ranked[_root(cause_id, folded_into)]
+        root.evidence += [n for n in sc.notes.get(cause_id, []) if n not in root.evidence]
+        root.remediation[:0] = [s for s in dict.fromkeys(sc.steps.get(cause_id, [])) if s not in root.remediation]
+    return sorted(ranked.values(), key=lambda c: (-c.score, c.id))
 
-    causes = sorted(ranked.values(), key=lambda c: (-c.score, c.id))
+
+def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
+    results = list(results)
+    sc = _score(results, kb)
+    causes = _rank(sc, _layer(sc.score, kb), kb)
     total = sum(c.score for c in causes)
     for c in causes:
         c.confidence = c.score / max(1.0, total)
-
-    severities = [c.severity for c in causes] + [s for s, _ in unexplained]
+    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained]
     verdict = "fault" if Severity.FAIL in severities else "degraded" if Severity.WARN in severities else "healthy"
     if not causes:
-        causes = [_none_cause(kb, results, unexplained)]
+        causes = [_none_cause(kb, results, sc.unexplained)]
     return Diagnosis(verdict, causes)
 
 
