@@ -18,9 +18,10 @@ ends up supporting, so that each verdict says what ruled its rival out. ``[remed
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,8 +107,17 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
     problems: list[str] = []
+    causes = _causes(data.get("causes", []), problems)
+    evidence = _evidence(data.get("evidence", {}), causes, problems)
+    remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return KnowledgeBase(causes, evidence, remediation_for)
+
+
+def _causes(entries: Any, problems: list[str]) -> dict[str, CauseInfo]:
     causes: dict[str, CauseInfo] = {}
-    for i, entry in enumerate(data.get("causes", [])):
+    for i, entry in enumerate(entries):
         try:
             info = CauseInfo(str(entry["id"]), str(entry["title"]), str(entry.get("explanation", "")),
                              tuple(entry.get("remediation", [])), tuple(entry.get("explains", [])))
@@ -119,12 +129,15 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
         causes[info.id] = info
     if NONE_ID not in causes:
         problems.append(f"causes: expected an entry with id = '{NONE_ID}'")
-    for info in causes.values():
-        for other in info.explains:
-            if other not in causes:
-                problems.append(f"causes ({info.id}).explains: unknown cause id {other!r}")
+    problems += [f"causes ({info.id}).explains: unknown cause id {other!r}"
+                 for info in causes.values() for other in info.explains if other not in causes]
+    return causes
+
+
+def _evidence(tables: Any, causes: dict[str, CauseInfo], problems: list[str]) -> dict[str, list[tuple[str, float]]]:
+    """finding code → [(cause id, weight)], from the ``[evidence."cause"]`` tables."""
     evidence: dict[str, list[tuple[str, float]]] = {}
-    for cause_id, table in data.get("evidence", {}).items():
+    for cause_id, table in tables.items():
         if cause_id not in causes:
             problems.append(f"evidence.{cause_id}: unknown cause id")
             continue
@@ -133,10 +146,7 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
                 problems.append(f"evidence.{cause_id}.{code}: expected a weight in (0, 1], got {weight!r}")
                 continue
             evidence.setdefault(code, []).append((cause_id, float(weight)))
-    remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, problems)
-    if problems:
-        raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence, remediation_for)
+    return evidence
 
 
 def _remediation_for(table: Any, evidence: dict[str, list[tuple[str, float]]], problems: list[str]) -> dict[str, tuple[str, ...]]:

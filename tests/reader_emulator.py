@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from posdiag.probes.reader._framing import ACK, ENQ, NAK, SI, SO, Framing  # noqa: E402
+from posdiag.probes.reader._framing import ACK, ENQ, NAK, SI, SO, Framing
 
 SERIAL = "PP1000-04711"
 OTHER_SERIAL = "PP1000-99999"

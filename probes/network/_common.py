@@ -8,8 +8,9 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 from posdiag.agent.config import PaymentHost, Settings
 from posdiag.probes._netinfo import is_address

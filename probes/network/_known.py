@@ -9,6 +9,7 @@ terminal on flash storage does not write on every sweep.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -57,9 +58,7 @@ def remember(state_dir: str | None, found: dict[str, str]) -> bool:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         return False
     return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import Callable
+from collections.abc import Callable
 
 #: A TLS alert record (fatal, handshake_failure): the smallest thing a TLS server reacts to, by
 #: closing the connection. It needs no packet larger than a few dozen bytes either way.

@@ -6,13 +6,14 @@ forwards)? A router that answers ARP and nothing else, and forwards nothing, is 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
 from posdiag.probes._netinfo import default_route, neighbour_state, resolv_conf_servers
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
-from posdiag.probes.network._common import Background, PaymentHostProbe, side_by_side, tcp_connect
+from posdiag.probes.network._common import Background, PaymentHostProbe, side_by_side
 
 #: Ports a store router commonly answers on (DNS forwarder, web UI, SSH); a reset counts as an answer.
 ROUTER_PORTS = (53, 80, 443, 22)
@@ -35,11 +36,8 @@ def icmp_echo(address: str, count: int, timeout_s: float, stagger_s: float = 0.0
 
 def poke_neighbour(address: str) -> None:
     """Make the kernel resolve the neighbour by sending one UDP datagram to the discard port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(b"", (address, 9))
-        except OSError:
-            pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+        sock.sendto(b"", (address, 9))
 
 
 class GatewayProbe(PaymentHostProbe):
@@ -121,12 +119,10 @@ class GatewayProbe(PaymentHostProbe):
             return None
         net = self.settings.network
         neighbour = neighbour_state(gateway)
-        if not answered and neighbour != "complete":
-            # Unanswered echoes already made the kernel ask ARP; without ICMP, ask it now.
-            if icmp_state != "used":
-                poke_neighbour(gateway)
-            wait_s = net.timeout_s if icmp_state != "used" else min(0.2, net.timeout_s)
-            deadline = time.monotonic() + wait_s
+        if not answered and neighbour != "complete" and icmp_state != "used":
+            # Unanswered echoes made the kernel ask ARP for the whole timeout already; without ICMP, ask it now.
+            poke_neighbour(gateway)
+            deadline = time.monotonic() + net.timeout_s
             while (neighbour := neighbour_state(gateway)) != "complete" and time.monotonic() < deadline:
                 time.sleep(0.05)
         obs.metric("neighbour", neighbour)

@@ -100,7 +100,8 @@ class PathProbe(PaymentHostProbe):
         tcp = None
         if not heard.is_set():
             stagger = SPREAD_S / count
-            tcp = Background(lambda: side_by_side(lambda _: tcp_connect(address, target.host.port, max(0.05, deadline - time.monotonic())),
+            port = target.host.port
+            tcp = Background(lambda: side_by_side(lambda _: tcp_connect(address, port, max(0.05, deadline - time.monotonic())),
                                                   range(count), stagger))
         icmp_rtts = self.icmp_result(obs, address, echoes, sizes)
         small = icmp_rtts[:count] if icmp_rtts else []

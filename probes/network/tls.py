@@ -32,8 +32,9 @@ class TlsProbe(PaymentHostProbe):
     name = "network.tls"
     description = "TLS handshake with SNI and verification: expiry, trust, name; optional HTTPS health path"
     findings = declare(fail=("http.bad_response", "http.server_error", "http.timeout", "tls.cert_expired",
-                           "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed", "tls.large_replies_lost",
-                           "tls.name_mismatch", "tls.reset", "tls.timeout", "tls.untrusted", "tls.verify_failed"), warn=("http.client_error",
+                           "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed",
+                           "tls.large_replies_lost", "tls.name_mismatch", "tls.reset", "tls.timeout", "tls.untrusted",
+                           "tls.verify_failed"), warn=("http.client_error",
                            "tls.expiring_soon"))
     requires = ("network.tcp",)
 
