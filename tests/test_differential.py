@@ -40,19 +40,25 @@ def config(config_file, certs):
     return make
 
 
+def diagnose(lab, cfg: Path, **kw) -> tuple[int, dict, float]:
+    """The network probes only: these faults are the network's, and a loaded test machine must not
+    let the system probe's load check decide the verdict."""
+    return lab.diagnose(cfg, "--only", "network", **kw)
+
+
 def evidence(report: dict) -> str:
     return "\n".join(report["diagnosis"]["causes"][0]["evidence"])
 
 
 def test_dead_uplink_behind_a_live_gateway_is_the_wan_not_dns(lab, acquirer, config):
     cfg = config()
-    rc, healthy, _ = lab.diagnose(cfg)  # an earlier, healthy sweep leaves the last-known address
+    rc, healthy, _ = diagnose(lab, cfg)  # an earlier, healthy sweep leaves the last-known address
     assert rc == 0, healthy["diagnosis"]
     known = json.loads((cfg.parent / "state" / "known-addresses.json").read_text())
     assert known["hosts"][NAME]["addresses"] == [HOST_ADDR]
     lab.uplink_down()
     for _ in range(2):
-        rc, report, _ = lab.diagnose(cfg)
+        rc, report, _ = diagnose(lab, cfg)
         assert rc == 2 and top(report) == "network.wan", report["diagnosis"]
         assert probe(report, "network.gateway")["status"] == "ok"
         assert {"dns.timeout", "dns.beyond_silent"} <= set(codes(report, "network.dns"))
@@ -63,7 +69,7 @@ def test_dead_uplink_behind_a_live_gateway_is_the_wan_not_dns(lab, acquirer, con
 
 def test_dead_uplink_is_the_wan_with_a_configured_fallback_address_and_no_history(lab, acquirer, config):
     lab.uplink_down()
-    rc, report, _ = lab.diagnose(config(fallback_addresses=[HOST_ADDR]))
+    rc, report, _ = diagnose(lab, config(fallback_addresses=[HOST_ADDR]))
     assert rc == 2 and top(report) == "network.wan", report["diagnosis"]
     assert f"the fallback address {HOST_ADDR} of primary" in evidence(report)
 
@@ -71,7 +77,7 @@ def test_dead_uplink_is_the_wan_with_a_configured_fallback_address_and_no_histor
 def test_silent_resolver_alone_is_dns_and_says_the_uplink_works(lab, acquirer, config):
     lab.drop_dns()
     for _ in range(2):
-        rc, report, _ = lab.diagnose(config())
+        rc, report, _ = diagnose(lab, config())
         assert rc == 2 and top(report) == "network.dns", report["diagnosis"]
         assert "dns.beyond_reachable" in codes(report, "network.dns")
         assert f"not the store's uplink: resolver {DNS_ADDR} over TCP 53 answers (reset)" in evidence(report)
@@ -82,7 +88,7 @@ def test_silent_resolver_alone_is_dns_and_says_the_uplink_works(lab, acquirer, c
 def test_router_answering_only_arp_is_the_lan(lab, acquirer, config):
     lab.router_arp_only()
     for _ in range(2):
-        rc, report, _ = lab.diagnose(config())
+        rc, report, _ = diagnose(lab, config())
         assert rc == 2 and top(report) == "network.lan", report["diagnosis"]
         assert "gateway.not_forwarding" in codes(report, "network.gateway")
         assert probe(report, "network.gateway")["metrics"]["neighbour"] == "complete"
@@ -95,7 +101,7 @@ def test_heavy_random_loss_both_ways_is_degraded_every_time(lab, config):
     lab.random_loss(45)  # each way: about 70 % of round trips lost
     cfg = config(host=HOST_ADDR, tls=False, port=8000)  # default tcp_attempts (3) and ping_count (10)
     for _ in range(3):
-        rc, report, _ = lab.diagnose(cfg)
+        rc, report, _ = diagnose(lab, cfg)
         assert top(report) == "network.degraded", report["diagnosis"]
         assert "path.loss_high" in codes(report, "network.path")
         assert "not an outage" in evidence(report)
@@ -105,7 +111,7 @@ def test_heavy_random_loss_both_ways_is_degraded_every_time(lab, config):
 def test_mtu_black_hole_is_degraded_with_mss_clamping_not_a_dead_service(lab, acquirer, config):
     lab.mtu_black_hole(700)
     for _ in range(2):
-        rc, report, _ = lab.diagnose(config())
+        rc, report, _ = diagnose(lab, config())
         assert rc == 2 and top(report) == "network.degraded", report["diagnosis"]
         assert "path.mtu_black_hole" in codes(report, "network.path")
         assert "tls.large_replies_lost" in codes(report, "network.tls")
@@ -118,7 +124,7 @@ def test_mtu_black_hole_is_degraded_with_mss_clamping_not_a_dead_service(lab, ac
 def test_mtu_black_hole_without_icmp_is_told_by_handshake_bytes(lab, acquirer, config):
     lab.exec(lab.term, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
     lab.mtu_black_hole(700)
-    rc, report, _ = lab.diagnose(config(), wrap=("setpriv", "--bounding-set", "-net_raw"))
+    rc, report, _ = diagnose(lab, config(), wrap=("setpriv", "--bounding-set", "-net_raw"))
     assert top(report) == "network.degraded", report["diagnosis"]
     tls = next(f for f in probe(report, "network.tls")["findings"] if f["code"] == "tls.large_replies_lost")
     assert tls["data"]["bytes_received"] == 0 and tls["data"]["small_exchange"] == "answered"
@@ -129,7 +135,7 @@ def test_stalled_service_is_not_taken_for_an_mtu_black_hole(lab, certs, config):
     lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}")
     lab.peer(lab.host, "tls", "--bind", HOST_ADDR, "--port", "443", "--cert", certs["valid"][0], "--key",
              certs["valid"][1], "--stall")
-    rc, report, _ = lab.diagnose(config())
+    rc, report, _ = diagnose(lab, config())
     assert top(report) == "host.service_down", report["diagnosis"]
     stalled = next(f for f in probe(report, "network.tls")["findings"] if f["code"] == "tls.timeout")
     assert stalled["data"]["small_exchange"] == "silent"
