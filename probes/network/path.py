@@ -92,7 +92,7 @@ class PathProbe(PaymentHostProbe):
         sizes = [SMALL] * count + [s for s in MTU_SIZES for _ in range(MTU_REPEAT)]
         heard = threading.Event()
         echoes = None
-        if net.icmp:
+        if net.icmp and ":" not in address:  # the echo socket here is IPv4; IPv6 paths use TCP handshakes
             echoes = Background(lambda: echo_batch(address, sizes, deadline, SPREAD_S, first_reply=heard))
             grace_end = time.monotonic() + GRACE_S
             while not heard.wait(0.01) and time.monotonic() < grace_end and not echoes.done_within(0):
