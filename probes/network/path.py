@@ -97,31 +97,45 @@ class PathProbe(PaymentHostProbe):
             grace_end = time.monotonic() + GRACE_S
             while not heard.wait(0.01) and time.monotonic() < grace_end and not echoes.done_within(0):
                 pass
-        tcp = None
-        if not heard.is_set():
-            stagger = SPREAD_S / count
-            port = target.host.port
-            tcp = Background(lambda: side_by_side(lambda _: tcp_connect(address, port, max(0.05, deadline - time.monotonic())),
-                                                  range(count), stagger))
-        icmp_rtts = self.icmp_result(obs, address, echoes, sizes)
-        small = icmp_rtts[:count] if icmp_rtts else []
-        if any(r is not None for r in small) or tcp is None:
-            return Samples("icmp", small, icmp_sent=count, sizes=_by_size(sizes[count:], icmp_rtts[count:]))
+        if heard.is_set():
+            return self.from_icmp(obs, echoes, sizes, count)
+        port = target.host.port
+        tcp = Background(lambda: side_by_side(lambda _: tcp_connect(address, port, max(0.05, deadline - time.monotonic())),
+                                              range(count), SPREAD_S / count))
         tcp_rtts = [c.ms if c.kind in ("ok", "refused") else None for c in tcp.result()]
-        if icmp_rtts:
-            obs.info("path.icmp_blocked", f"{address} does not answer ICMP: firewalled, not a fault; measured with "
-                     "TCP handshakes")
-        return Samples("tcp", tcp_rtts, icmp_sent=len(small), tcp_sent=count)
+        if not heard.is_set() and any(r is not None for r in tcp_rtts):
+            # TCP answers and ICMP has not: measure with TCP, without waiting for the echoes' deadline.
+            sent = self.icmp_silent(obs, address, echoes, count)
+            return Samples("tcp", tcp_rtts, icmp_sent=sent, tcp_sent=count)
+        icmp = self.from_icmp(obs, echoes, sizes, count)
+        return icmp if icmp.answered else Samples("tcp", tcp_rtts, icmp_sent=icmp.icmp_sent, tcp_sent=count)
 
     @staticmethod
-    def icmp_result(obs: Observation, address: str, echoes: Background | None, sizes: list[int]) -> list[float | None]:
+    def from_icmp(obs: Observation, echoes: Background | None, sizes: list[int], count: int) -> Samples:
+        """The echoes' outcome: small ones for loss and latency, the rest by size for the MTU check."""
         if echoes is None:
-            return []
+            return Samples("icmp", [])
         try:
-            return echoes.result()
+            rtts = echoes.result()
         except PermissionError as exc:
             obs.info("path.icmp_unavailable", f"ICMP not permitted ({exc.strerror}): measuring with TCP handshakes")
-            return []
+            return Samples("icmp", [])
+        return Samples("icmp", rtts[:count], icmp_sent=count, sizes=_by_size(sizes[count:], rtts[count:]))
+
+    @staticmethod
+    def icmp_silent(obs: Observation, address: str, echoes: Background | None, count: int) -> int:
+        """Say why ICMP gave nothing (not permitted, or not answered); the number of echoes sent."""
+        if echoes is None:
+            return 0
+        if echoes.done_within(0):
+            try:
+                echoes.result()
+            except PermissionError as exc:
+                obs.info("path.icmp_unavailable", f"ICMP not permitted ({exc.strerror}): measuring with TCP handshakes")
+                return 0
+        obs.info("path.icmp_blocked", f"{address} does not answer ICMP while TCP does: firewalled, not a fault; "
+                 "measured with TCP handshakes")
+        return count
 
     @staticmethod
     def no_answer(plan: tuple[Target, str], samples: Samples) -> tuple[str, str, dict] | None:
