@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from posdiag.agent.config import PaymentHost, Settings
-from posdiag.probes._netinfo import is_address
+from posdiag.probes._netinfo import default_route, is_address, resolv_conf_servers
 from posdiag.probes.base import Observation, Probe, ProbeContext, Severity
 
 T = TypeVar("T")
@@ -58,6 +58,21 @@ class Target:
 
 def targets(settings: Settings) -> list[Target]:
     return [Target(i, h) for i, h in enumerate(settings.payment_hosts)]
+
+
+def gateway_address(settings: Settings) -> str | None:
+    """The gateway to check: the configured address, else the default route's (None: on-link or none)."""
+    gateway = settings.network.gateway
+    if gateway == "auto":
+        route = default_route()
+        return route.gateway if route else None
+    return None if gateway == "off" else gateway
+
+
+def resolvers(settings: Settings) -> list[str]:
+    """The configured DNS servers, or those of /etc/resolv.conf ("system")."""
+    configured = settings.network.dns_servers
+    return list(configured) if isinstance(configured, list) else resolv_conf_servers()
 
 
 def addresses(context: ProbeContext, target: Target) -> list[str] | None:

@@ -45,6 +45,7 @@ class Channel:
     def _flush(self) -> None:
         pending = self._out.read()
         if pending:
+            self.raw.settimeout(max(0.001, self.deadline - time.monotonic()))
             self.raw.sendall(pending)
 
     def _pump(self, step: Callable, on_wait: Callable[[Channel], float | None] | None):

@@ -10,10 +10,19 @@ import time
 from dataclasses import dataclass
 
 from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
-from posdiag.probes._netinfo import default_route, is_address, resolv_conf_servers
+from posdiag.probes._netinfo import is_address
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
-from posdiag.probes.network._common import RESOLVED, Background, PaymentHostProbe, report_per_target, side_by_side, targets
+from posdiag.probes.network._common import (
+    RESOLVED,
+    Background,
+    PaymentHostProbe,
+    gateway_address,
+    report_per_target,
+    resolvers,
+    side_by_side,
+    targets,
+)
 
 SLOW_MS = 500.0
 #: A resolver that has not answered by then is probably not going to: start the differential checks.
@@ -47,12 +56,8 @@ class DnsProbe(PaymentHostProbe):
     def deadline_s(self) -> float:
         return self.settings.network.timeout_s + 0.5
 
-    def servers(self) -> list[str]:
-        configured = self.settings.network.dns_servers
-        return list(configured) if isinstance(configured, list) else resolv_conf_servers()
-
     def check(self, obs: Observation) -> None:
-        servers = self.servers()
+        servers = resolvers(self.settings)
         if not servers:
             obs.fail("dns.no_resolver", "no DNS resolver configured (empty /etc/resolv.conf)")
             return
@@ -76,9 +81,7 @@ class DnsProbe(PaymentHostProbe):
             obs.summary = f"{len(names)} name(s) resolved via {', '.join(servers)}"
 
     def beyond(self, servers: list[str], deadline: float) -> list[_beyond.Tried]:
-        route = default_route()
-        gateway = self.settings.network.gateway if is_address(self.settings.network.gateway) else (
-            route.gateway if route else None)
+        gateway = gateway_address(self.settings)
         return _beyond.try_all(_beyond.candidates(self.settings, self.context, servers, gateway, with_resolved=False),
                                deadline)
 

@@ -10,10 +10,10 @@ import contextlib
 import socket
 import time
 
-from posdiag.probes._netinfo import default_route, neighbour_state, resolv_conf_servers
+from posdiag.probes._netinfo import neighbour_state
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
-from posdiag.probes.network._common import Background, PaymentHostProbe, side_by_side
+from posdiag.probes.network._common import Background, PaymentHostProbe, gateway_address, resolvers, side_by_side
 
 #: Ports a store router commonly answers on (DNS forwarder, web UI, SSH); a reset counts as an answer.
 ROUTER_PORTS = (53, 80, 443, 22)
@@ -57,12 +57,9 @@ class GatewayProbe(PaymentHostProbe):
         return self.settings.network.timeout_s + 1.0
 
     def gateway(self) -> str:
-        gateway = self.settings.network.gateway
-        if gateway == "auto":
-            route = default_route()
-            if route is None or route.gateway is None:
-                raise ProbeSkipped("the default route has no gateway (on-link)")
-            gateway = route.gateway
+        gateway = gateway_address(self.settings)
+        if gateway is None:
+            raise ProbeSkipped("the default route has no gateway (on-link)")
         return gateway
 
     def check(self, obs: Observation) -> None:
@@ -108,9 +105,7 @@ class GatewayProbe(PaymentHostProbe):
     def others(self, gateway: str, deadline: float) -> tuple[list[_beyond.Tried], list[_beyond.Tried]]:
         """(the gateway's own TCP ports, addresses beyond it), tried side by side until ``deadline``."""
         own = [_beyond.Beyond(gateway, port, f"gateway {gateway} TCP {port}") for port in ROUTER_PORTS]
-        servers = self.settings.network.dns_servers
-        resolvers = list(servers) if isinstance(servers, list) else resolv_conf_servers()
-        beyond = _beyond.candidates(self.settings, self.context, resolvers, gateway)
+        beyond = _beyond.candidates(self.settings, self.context, resolvers(self.settings), gateway)
         tried = _beyond.try_all(own + beyond, deadline)
         return tried[:len(own)], tried[len(own):]
 
