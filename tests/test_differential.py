@@ -71,7 +71,24 @@ def test_dead_uplink_is_the_wan_with_a_configured_fallback_address_and_no_histor
     lab.uplink_down()
     rc, report, _ = diagnose(lab, config(fallback_addresses=[HOST_ADDR]))
     assert rc == 2 and top(report) == "network.wan", report["diagnosis"]
-    assert f"the fallback address {HOST_ADDR} of primary" in evidence(report)
+    assert f"not DNS alone: the fallback address {HOST_ADDR} of primary times out as well" in evidence(report)
+
+
+def test_dead_uplink_is_the_wan_on_a_fresh_terminal_by_the_next_hop(lab, acquirer, config):
+    lab.uplink_down()  # no history, no fallback address: only the way to the resolver can tell
+    rc, report, _ = diagnose(lab, config())
+    assert rc == 2 and top(report) == "network.wan", report["diagnosis"]
+    assert "not DNS alone: not even the next router beyond the gateway answers" in evidence(report)
+
+
+def test_fresh_terminal_without_icmp_cannot_tell_and_says_so(lab, acquirer, config):
+    lab.exec(lab.term, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
+    lab.uplink_down()
+    rc, report, _ = diagnose(lab, config(), wrap=("setpriv", "--bounding-set", "-net_raw"))
+    assert top(report) == "network.dns", report["diagnosis"]
+    assert "dns.tcp_silent" in codes(report, "network.dns")
+    silent = next(f for f in probe(report, "network.dns")["findings"] if f["code"] == "dns.tcp_silent")
+    assert "fallback_addresses" in silent["message"]
 
 
 def test_silent_resolver_alone_is_dns_and_says_the_uplink_works(lab, acquirer, config):

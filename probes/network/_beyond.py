@@ -4,7 +4,9 @@ Silent resolvers may mean that only DNS fails, or that nothing passes the store'
 gateway that ignores pings may be alive and forwarding, or dead above layer 2. What tells them apart
 is whether something *beyond* the gateway still answers: the payment hosts at the addresses they
 had when things worked (``_known``), their configured fallback addresses, the resolvers themselves
-over TCP port 53, the backup host. Any answer, even a reset, proves the way out works.
+over TCP port 53, the backup host, and — needing no known address at all — the next router on the
+way to a resolver, which answers an echo sent with TTL 2 by "time exceeded". Any answer, even a
+reset, proves the way out works.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import time
 from dataclasses import dataclass
 
 from posdiag.agent.config import Settings
-from posdiag.probes._netinfo import is_address
+from posdiag.probes._netinfo import is_address, routed_via_gateway
 from posdiag.probes.base import ProbeContext
 from posdiag.probes.network import _known
 from posdiag.probes.network._common import Connect, side_by_side, targets, tcp_connect
+from posdiag.probes.network._icmp import first_hop_beyond
 
 #: At most this many addresses are tried: enough to rule a rival out, few enough to stay light.
 MAX_TRIED = 8
@@ -30,7 +33,8 @@ class Beyond:
     address: str
     port: int
     what: str
-    #: "host" (a payment host's address) or "resolver" (a DNS server over TCP 53)
+    #: "host" (a payment host's address), "resolver" (a DNS server over TCP 53) or "hop" (the first
+    #: router beyond the gateway on the way to ``address``: echoes with TTL 2)
     kind: str = "host"
 
 
@@ -45,6 +49,10 @@ class Tried:
         return self.outcome.kind in ("ok", "refused")
 
     def describe(self) -> str:
+        if self.beyond.kind == "hop":
+            if not self.answered:
+                return f"not even the next router beyond the gateway answers (echoes with TTL 2 toward {self.beyond.address})"
+            return f"the next hop beyond the gateway toward {self.beyond.address} answers ({self.outcome.error})"
         verb = {"ok": "accepts connections", "refused": "answers (reset)", "timeout": "times out",
                 "unreachable": "is unreachable"}.get(self.outcome.kind, f"fails ({self.outcome.error})")
         return f"{self.beyond.what} {verb}"
@@ -82,12 +90,40 @@ def candidates(settings: Settings, context: ProbeContext, resolvers: list[str], 
     return list(unique.values())[:MAX_TRIED]
 
 
-def try_all(beyond: list[Beyond], deadline: float) -> list[Tried]:
-    """Connect to every address side by side, each given the time left until ``deadline``."""
+def hops(addresses: list[str], icmp: bool) -> list[Beyond]:
+    """Hop checks toward the addresses that are routed through the gateway (IPv4, when ICMP is allowed)."""
+    if not icmp:
+        return []
+    return [Beyond(a, 0, f"hop 2 toward {a}", "hop") for a in addresses
+            if ":" not in a and not _local(a) and routed_via_gateway(a)][:2]
+
+
+def try_all(beyond: list[Beyond], deadline: float, gateway: str | None = None) -> list[Tried]:
+    """Try every address side by side (TCP connects; TTL-2 echoes for hops), each until ``deadline``.
+    A hop check that ICMP permissions forbid is left out of the result."""
     timeout = max(0.1, deadline - time.monotonic())
-    outcomes = side_by_side(lambda b: tcp_connect(b.address, b.port, timeout), beyond)
-    return [Tried(b, o) for b, o in zip(beyond, outcomes, strict=True)]
+    outcomes = side_by_side(lambda b: _hop(b.address, deadline, gateway) if b.kind == "hop"
+                            else tcp_connect(b.address, b.port, timeout), beyond)
+    return [Tried(b, o) for b, o in zip(beyond, outcomes, strict=True) if o is not None]
+
+
+def _hop(address: str, deadline: float, gateway: str | None) -> Connect | None:
+    started = time.monotonic()
+    try:
+        who = first_hop_beyond(address, deadline)
+    except PermissionError:
+        return None
+    ms = (time.monotonic() - started) * 1000
+    if who is None or who == gateway:  # the gateway itself refusing is not "beyond" answering
+        return Connect("timeout", ms, f"answered by the gateway {who}" if who else "")
+    return Connect("ok", ms, f"from {who}")
 
 
 def summary(tried: list[Tried]) -> str:
     return "; ".join(t.describe() for t in tried)
+
+
+def ruling_out(tried: list[Tried]) -> Tried | None:
+    """The most telling silent check: a payment host's own address before the next hop."""
+    silent = [t for t in tried if not t.answered and t.beyond.kind in ("host", "hop")]
+    return min(silent, key=lambda t: t.beyond.kind != "host", default=None)

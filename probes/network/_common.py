@@ -53,7 +53,8 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"{self.host.label} ({self.role})"
+        """"acquirer-a (backup 1)"; a host already named for its role is not named twice."""
+        return self.host.label if self.host.label == self.role else f"{self.host.label} ({self.role})"
 
 
 def targets(settings: Settings) -> list[Target]:

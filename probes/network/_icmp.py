@@ -107,3 +107,62 @@ def _receive(sock: socket.socket, raw: bool, ident: int, sent_at: dict[int, floa
         got += 1
         if first_reply is not None:
             first_reply.set()
+
+
+def first_hop_beyond(address: str, deadline: float, ttl: int = 2, count: int = 3, spread_s: float = 0.1) -> str | None:
+    """Does anything beyond the gateway answer on the way to ``address``? Echoes with TTL ``ttl`` are
+    forwarded by the gateway and expire at the next router, which answers "time exceeded" (or reach
+    ``address`` itself, which answers the echo). Returns the address of whatever answered (None:
+    nothing did before ``deadline``), so a caller can tell the uplink works without knowing any
+    address that answers on purpose. Raises PermissionError when ICMP sockets are not allowed."""
+    sock, raw = _open(df=False)
+    ident = (os.getpid() ^ id(sock) ^ 0x5A5A) & 0xFFFF
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        if not raw:
+            sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
+        sock.setblocking(False)
+        gap = spread_s / max(1, count - 1)
+        next_send, sent = time.monotonic(), 0
+        while time.monotonic() < deadline:
+            if sent < count and time.monotonic() >= next_send:
+                sock.sendto(_packet(ident, 0x7F00 + sent, 64), (address, 0))
+                sent, next_send = sent + 1, next_send + gap
+            wait = min(deadline, next_send if sent < count else deadline) - time.monotonic()
+            ready, _, _ = select.select([sock], [], [], max(0.0, wait))
+            if ready and (who := _hop_answer(sock, raw, ident)):
+                return who
+    finally:
+        sock.close()
+    return None
+
+
+def _hop_answer(sock: socket.socket, raw: bool, ident: int) -> str | None:
+    """Who answered: an echo reply's sender, or the router named in an ICMP error (time exceeded,
+    unreachable). A ping socket reports errors through its error queue; a raw one sees the packets."""
+    if not raw:
+        try:
+            _, ancdata, _, _ = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+            for level, kind, data in ancdata:
+                if level == socket.IPPROTO_IP and kind == getattr(socket, "IP_RECVERR", 11) and len(data) >= 24:
+                    return socket.inet_ntoa(data[20:24])  # sock_extended_err (16 bytes), then the offender's sockaddr_in
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return None
+    try:
+        data, (sender, *_) = sock.recvfrom(2048)
+    except OSError:
+        return None
+    if raw:
+        data = data[(data[0] & 0x0F) * 4:]
+    if len(data) < 8:
+        return None
+    kind, rid = data[0], struct.unpack("!H", data[4:6])[0]
+    if kind == 0 and (not raw or rid == ident):
+        return sender
+    if raw and kind in (3, 11) and len(data) >= 36:
+        inner = data[8 + (data[8] & 0x0F) * 4:]
+        if len(inner) >= 6 and inner[0] == 8 and struct.unpack("!H", inner[4:6])[0] == ident:
+            return sender
+    return None

@@ -82,23 +82,25 @@ class DnsProbe(PaymentHostProbe):
 
     def beyond(self, servers: list[str], deadline: float) -> list[_beyond.Tried]:
         gateway = gateway_address(self.settings)
-        return _beyond.try_all(_beyond.candidates(self.settings, self.context, servers, gateway, with_resolved=False),
-                               deadline)
+        hops = _beyond.hops([a.rsplit("#", 1)[0] for a in servers if a.rsplit("#", 1)[0] != gateway], self.settings.network.icmp)
+        return _beyond.try_all(_beyond.candidates(self.settings, self.context, servers, gateway, with_resolved=False) + hops,
+                               deadline, gateway)
 
     def differential(self, obs: Observation, tried: list[_beyond.Tried]) -> None:
         """Say whether the silence is DNS's alone or everything's beyond the gateway."""
         answered = [t for t in tried if t.answered]
-        hosts = [t for t in tried if t.beyond.kind == "host"]
-        data = {"tried": {f"{t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in tried}}
+        telling = _beyond.ruling_out(tried)
+        data = {"tried": {f"{t.beyond.kind} {t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in tried}}
         if answered:
             obs.warn("dns.beyond_reachable", f"only DNS fails: {_beyond.summary(answered)}",
                      rules_out=f"not the store's uplink: {answered[0].describe()}", **data)
-        elif hosts:
+        elif telling:
             obs.fail("dns.beyond_silent", f"nothing beyond the gateway answers: {_beyond.summary(tried)}",
-                     rules_out=f"not DNS alone: {hosts[0].describe()} as well", **data)
+                     rules_out=f"not DNS alone: {telling.describe()}" + (" as well" if telling.beyond.kind == "host" else ""),
+                     **data)
         elif tried:
             obs.info("dns.tcp_silent", f"{_beyond.summary(tried)}; no last-known or fallback address of a payment "
-                     "host to tell a dead resolver from a dead uplink (see fallback_addresses)", **data)
+                     "host, and no ICMP, to tell a dead resolver from a dead uplink (see fallback_addresses)", **data)
 
     def resolve(self, name: str, servers: list[str]) -> list[Outcome]:
         timeout = self.settings.network.timeout_s
