@@ -81,6 +81,7 @@ net("primary-reset-backup-ok", "host.service_down", backup=True, fault=lambda la
 net("icmp-blocked-tcp-ok", "none", fault=Lab.block_icmp)
 
 # Differential diagnosis (issue #9): rivals a technician confuses, each held in 5 of 5 repeats.
+net("uplink-down-fresh-terminal", "network.wan", repeat=5, fault=Lab.uplink_down)  # told by the next hop (TTL 2)
 net("uplink-down-last-known", "network.wan", repeat=5, prime=True, fault=Lab.uplink_down)
 net("uplink-down-fallback-addr", "network.wan", repeat=5, fault=Lab.uplink_down, host={"fallback_addresses": [HOST_ADDR]})
 net("router-arp-only", "network.lan", repeat=5, fault=Lab.router_arp_only)
