@@ -96,13 +96,16 @@ def query(server: str, name: str, qtype: int = TYPE_A, timeout_s: float = 1.0, p
         next_send = started
         while True:
             now = time.monotonic()
+            if now >= deadline:
+                raise DnsTimeout(f"no answer from {server} within {timeout_s:g} s")
             if now >= next_send:
                 qid, packet = build_query(name, qtype)
                 sock.send(packet)
                 sent[qid] = now
-                next_send = now + resend_after_s if resend_after_s else deadline
-            if now >= deadline:
-                raise DnsTimeout(f"no answer from {server} within {timeout_s:g} s")
+                # The next try goes out on schedule (not drifting with wake-up latency); none at the deadline.
+                next_send = next_send + resend_after_s if resend_after_s else deadline
+                if next_send >= deadline - 0.001:
+                    next_send = deadline
             sock.settimeout(max(0.001, min(deadline, next_send) - now))
             try:
                 reply = sock.recv(4096)
