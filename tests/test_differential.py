@@ -157,3 +157,15 @@ def test_stalled_service_is_not_taken_for_an_mtu_black_hole(lab, certs, config):
     stalled = next(f for f in probe(report, "network.tls")["findings"] if f["code"] == "tls.timeout")
     assert stalled["data"]["small_exchange"] == "silent"
     assert "path.mtu_black_hole" not in codes(report, "network.path")
+
+
+def test_a_slow_resolver_that_answers_is_not_held_up_by_the_differential_checks(lab, certs, config):
+    lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}", "--delay", "0.3")
+    lab.peer(lab.host, "tls", "--bind", HOST_ADDR, "--port", "443", "--cert", certs["valid"][0], "--key", certs["valid"][1])
+    # The checks started at 0.15 s (TCP 53, TTL-2 echoes) get no answer: awaited, they would last the whole timeout.
+    lab.filter(lab.router, "forward", f"ip daddr {DNS_ADDR} tcp dport 53 drop\n    meta l4proto icmp drop")
+    rc, report, _ = diagnose(lab, config())
+    dns = probe(report, "network.dns")
+    assert dns["status"] == "ok", dns
+    assert not {"dns.beyond_silent", "dns.beyond_reachable", "dns.tcp_silent"} & set(codes(report, "network.dns"))
+    assert dns["duration_s"] < 0.8

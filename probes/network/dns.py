@@ -69,14 +69,14 @@ class DnsProbe(PaymentHostProbe):
         names = sorted({t.host.host for t in named})
         started = time.monotonic()
         asking = Background(lambda: side_by_side(lambda n: self.resolve(n, servers), names))
-        tried = None
-        if not asking.done_within(GRACE_S):
-            tried = self.beyond(servers, started + self.settings.network.timeout_s)
+        checks = None
+        if not asking.done_within(GRACE_S):  # waited for only when the resolvers stay silent
+            checks = Background(lambda: self.beyond(servers, started + self.settings.network.timeout_s))
         outcomes = dict(zip(names, asking.result(), strict=True))
         verdicts = {t.index: self.judge(obs, t.host.host, outcomes[t.host.host]) for t in named}
         report_per_target(obs, verdicts, all_targets, {t.index for t in all_targets if is_address(t.host.host)})
-        if tried is not None and any(v and v[0] in ("dns.timeout", "dns.unreachable") for v in verdicts.values()):
-            self.differential(obs, tried)
+        if checks is not None and any(v and v[0] in ("dns.timeout", "dns.unreachable") for v in verdicts.values()):
+            self.differential(obs, checks.result())
         if obs.status() is Status.OK:
             obs.summary = f"{len(names)} name(s) resolved via {', '.join(servers)}"
 
