@@ -3,8 +3,10 @@
 
     python3 bench/run.py [--repeat N] [--only GROUP,...] [--json FILE]
 
-Prints one row per scenario (expected and diagnosed top cause, confidence, median wall time of
-``posdiag diagnose``), top-1 accuracy, and the median wall time on the packaged default config.
+Prints one row per scenario (expected and diagnosed top cause, in how many repeats the expected cause
+came out on top, confidence, median and max wall time of ``posdiag diagnose`` against its limit),
+top-1 accuracy (a scenario counts only when it held in every repeat), and the median wall time on
+the packaged default config.
 Root is needed for the scenarios that mount filesystems or build network namespaces; without it
 they are listed as not run.
 """
