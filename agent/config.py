@@ -70,6 +70,7 @@ class PaymentHost:
     server_name: str = _f("")
     ca_file: str = _f("", path=True)
     health_path: str = _f("", pattern=r"^(/.*)?$", pattern_doc="a path starting with '/'")
+    fallback_addresses: list[str] = _f([], "addresses the host is known to answer at besides its name")
 
     @property
     def label(self) -> str:
@@ -80,7 +81,7 @@ class PaymentHost:
 class NetworkSettings:
     interface: str = _f("auto")
     gateway: str = _f("auto", doc='"auto", "off" or an address')
-    dns_servers: Union[str, list[str]] = _f("system", doc='"system" or a list of addresses')
+    dns_servers: str | list[str] = _f("system", doc='"system" or a list of addresses')
     icmp: bool = _f(True)
     ping_count: int = _f(10, **_range(1, 100))
     timeout_s: float = _f(1.0, **_range(0.05, 30))
@@ -106,6 +107,7 @@ class ReaderSettings:
     kernel_log: str = _f("/dev/kmsg", doc="kernel log read for reader disconnects")
     flap_window_min: float = _f(60.0, **_range(1, 10080))
     flap_threshold: int = _f(2, **_range(1, 1000))
+    bridge_processes: list[str] = _f([], "process names that bridge the reader's line (fallback when /proc cannot tell)")
 
 
 @dataclass(frozen=True)
@@ -266,10 +268,10 @@ def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) 
     if tp is float:
         value = float(value)
     lo, hi = meta.get("min"), meta.get("max")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            problems.append(f"{key}: expected a number from {lo:g} to {hi:g}, got {value:g}")
-            return _INVALID
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        problems.append(f"{key}: expected a number from {lo:g} to {hi:g}, got {value:g}")
+        return _INVALID
     if meta.get("pattern") and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
         problems.append(f"{key}: expected {meta.get('pattern_doc', meta['pattern'])}, got {value!r}")
         return _INVALID
@@ -283,22 +285,34 @@ def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) 
 
 
 def _cross_checks(settings: Settings, problems: list[str]) -> None:
-    """Rules that span keys: what a reader kind needs, where files must exist."""
-    reader = settings.reader
+    """Rules that span keys: what a reader kind needs, where files must exist, what must be an address."""
+    _reader_checks(settings.reader, problems)
+    _network_checks(settings, problems)
+    for i, path in enumerate(settings.disk.paths):
+        if not os.path.isabs(path):
+            problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
+
+
+def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
     if reader.kind == "serial" and not reader.port:
         problems.append("reader.port: expected a serial device path when reader.kind = 'serial'")
     if reader.kind == "usb" and not reader.usb:
         problems.append("reader.usb: expected VID:PID when reader.kind = 'usb'")
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
         problems.append("reader.request: expected hex bytes when reader.protocol = 'custom'")
-    if reader.protocol != "custom":
-        if reader.protocol not in presets():
-            hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
-            problems.append(f"reader.protocol: expected 'custom' or one of {', '.join(sorted(presets()))}, "
-                            f"got {reader.protocol!r}" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    if reader.protocol != "custom" and reader.protocol not in presets():
+        hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
+        problems.append(f"reader.protocol: expected 'custom' or one of {', '.join(sorted(presets()))}, "
+                        f"got {reader.protocol!r}" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+
+
+def _network_checks(settings: Settings, problems: list[str]) -> None:
     for i, host in enumerate(settings.payment_hosts):
         if host.ca_file and not os.path.isfile(host.ca_file):
             problems.append(f"payment_hosts[{i}].ca_file: expected an existing file, got {host.ca_file!r}")
+        for addr in host.fallback_addresses:
+            if not is_address(addr):
+                problems.append(f"payment_hosts[{i}].fallback_addresses: expected IP addresses, got {addr!r}")
     gw = settings.network.gateway
     if gw not in ("auto", "off") and not is_address(gw):
         problems.append(f"network.gateway: expected 'auto', 'off' or an IP address, got {gw!r}")
@@ -306,12 +320,8 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     if isinstance(servers, str) and servers != "system":
         problems.append(f"network.dns_servers: expected 'system' or a list of addresses, got {servers!r}")
     elif isinstance(servers, list):
-        for addr in servers:
-            if not is_address(addr.rsplit("#", 1)[0]):
-                problems.append(f"network.dns_servers: expected IP addresses, got {addr!r}")
-    for i, path in enumerate(settings.disk.paths):
-        if not os.path.isabs(path):
-            problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
+        problems += [f"network.dns_servers: expected IP addresses, got {addr!r}" for addr in servers
+                     if not is_address(addr.rsplit("#", 1)[0])]
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,14 +8,20 @@ diagnosis. Three steps:
 2. *Layer* — a cause explained by a present, deeper cause (``explains``) is folded into it: its
    evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed.
 3. *Normalise* — confidences are scores scaled so that they sum to at most 1.
+
+Differential evidence: a finding may carry a ``rules_out`` note in its data ("not DNS alone: the
+last-known address … times out as well"); the note is added to the evidence of the cause the finding
+ends up supporting, so that each verdict says what ruled its rival out. ``[remediation_for]`` in
+``causes.toml`` puts steps specific to one finding (an MTU black hole) ahead of the cause's own.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +51,8 @@ class KnowledgeBase:
     causes: dict[str, CauseInfo]
     #: finding code → [(cause id, weight)]
     evidence: dict[str, list[tuple[str, float]]]
+    #: finding code → remediation steps that come first when that finding supports the blamed cause
+    remediation_for: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def closure(self, cause_id: str) -> set[str]:
         """Every cause that ``cause_id`` explains, directly or through the causes it explains."""
@@ -99,14 +107,15 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
     problems: list[str] = []
-    causes = _load_causes(data.get("causes", []), problems)
-    evidence = _load_evidence(data.get("evidence", {}), causes, problems)
+    causes = _causes(data.get("causes", []), problems)
+    evidence = _evidence(data.get("evidence", {}), causes, problems)
+    remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence)
+    return KnowledgeBase(causes, evidence, remediation_for)
 
 
-def _load_causes(entries: list[dict[str, Any]], problems: list[str]) -> dict[str, CauseInfo]:
+def _causes(entries: Any, problems: list[str]) -> dict[str, CauseInfo]:
     causes: dict[str, CauseInfo] = {}
     for i, entry in enumerate(entries):
         try:
@@ -120,13 +129,13 @@ def _load_causes(entries: list[dict[str, Any]], problems: list[str]) -> dict[str
         causes[info.id] = info
     if NONE_ID not in causes:
         problems.append(f"causes: expected an entry with id = '{NONE_ID}'")
-    problems.extend(f"causes ({info.id}).explains: unknown cause id {other!r}"
-                    for info in causes.values() for other in info.explains if other not in causes)
+    problems += [f"causes ({info.id}).explains: unknown cause id {other!r}"
+                 for info in causes.values() for other in info.explains if other not in causes]
     return causes
 
 
-def _load_evidence(tables: dict[str, dict[str, Any]], causes: dict[str, CauseInfo],
-                   problems: list[str]) -> dict[str, list[tuple[str, float]]]:
+def _evidence(tables: Any, causes: dict[str, CauseInfo], problems: list[str]) -> dict[str, list[tuple[str, float]]]:
+    """finding code → [(cause id, weight)], from the ``[evidence."cause"]`` tables."""
     evidence: dict[str, list[tuple[str, float]]] = {}
     for cause_id, table in tables.items():
         if cause_id not in causes:
@@ -140,59 +149,66 @@ def _load_evidence(tables: dict[str, dict[str, Any]], causes: dict[str, CauseInf
     return evidence
 
 
+def _remediation_for(table: Any, evidence: dict[str, list[tuple[str, float]]], problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """Steps per finding code; a code must also be weighed as evidence (so the probe contract covers it)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for code, steps in table.items():
+        if code not in evidence:
+            problems.append(f"remediation_for.{code}: the code is not weighed as evidence of any cause")
+        elif not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
+            problems.append(f"remediation_for.{code}: expected a list of steps (strings)")
+        else:
+            out[code] = tuple(steps)
+    return out
+
+
 def _evidence_line(probe: str, message: str) -> str:
     return f"{probe}: {message}"
 
 
 @dataclass
 class _Scores:
-    """Step 1's output: per cause its noisy-OR score, weighted evidence lines and worst severity."""
+    """What the findings say, per cause: combined score, weighted evidence lines, worst severity,
+    rules-out notes and finding-specific remediation; plus warn/fail findings no cause weighs."""
 
     score: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     worst: dict[str, Severity] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    steps: dict[str, list[str]] = field(default_factory=dict)
     unexplained: list[tuple[Severity, str]] = field(default_factory=list)
 
 
-def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
-    """Score, layer, normalise (see the module docstring)."""
-    results = list(results)
-    scored = _score(results, kb)
-    folded_into = _layer(scored, kb)
-    causes = _rank(scored, folded_into, kb)
-    severities = [c.severity for c in causes] + [s for s, _ in scored.unexplained]
-    verdict = "fault" if Severity.FAIL in severities else "degraded" if Severity.WARN in severities else "healthy"
-    if not causes:
-        causes = [_none_cause(kb, results, scored.unexplained)]
-    return Diagnosis(verdict, causes)
-
-
 def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
-    """Every warn/fail finding adds its weighted evidence to the causes that list its code."""
-    scored = _Scores()
+    sc = _Scores()
     for result in results:
         for finding in result.findings:
             factor = SEVERITY_FACTOR[finding.severity]
             if not factor:
                 continue
-            line = _evidence_line(result.name, finding.message)
             rules = kb.evidence.get(finding.code)
+            line = _evidence_line(result.name, finding.message)
             if not rules:
-                scored.unexplained.append((finding.severity, line))
-            for cause_id, weight in rules or ():
+                sc.unexplained.append((finding.severity, line))
+                continue
+            note = finding.data.get("rules_out")
+            for cause_id, weight in rules:
                 w = weight * factor
-                scored.score[cause_id] = 1 - (1 - scored.score.get(cause_id, 0.0)) * (1 - w)
-                scored.evidence.setdefault(cause_id, []).append((w, line))
-                if finding.severity is Severity.FAIL or cause_id not in scored.worst:
-                    scored.worst[cause_id] = finding.severity
-    return scored
+                sc.score[cause_id] = 1 - (1 - sc.score.get(cause_id, 0.0)) * (1 - w)
+                sc.evidence.setdefault(cause_id, []).append((w, line))
+                if finding.severity is Severity.FAIL or cause_id not in sc.worst:
+                    sc.worst[cause_id] = finding.severity
+                if note:
+                    sc.notes.setdefault(cause_id, []).append(_evidence_line(result.name, str(note)))
+                sc.steps.setdefault(cause_id, []).extend(kb.remediation_for.get(finding.code, ()))
+    return sc
 
 
-def _layer(scored: _Scores, kb: KnowledgeBase) -> dict[str, str]:
-    """Which present cause is folded into which deeper present cause (shallow → deep)."""
-    scores = scored.score
+def _layer(scores: dict[str, float], kb: KnowledgeBase) -> dict[str, str]:
+    """shallow cause → the deeper present cause that explains it (only a strong cause explains)."""
+    present = sorted(scores, key=lambda c: -scores[c])
     folded_into: dict[str, str] = {}
-    for deep in sorted(scores, key=lambda c: -scores[c]):
+    for deep in present:
         if scores[deep] < EXPLAIN_THRESHOLD or deep in folded_into:
             continue
         for shallow in kb.closure(deep):
@@ -201,32 +217,49 @@ def _layer(scored: _Scores, kb: KnowledgeBase) -> dict[str, str]:
     return folded_into
 
 
-def _rank(scored: _Scores, folded_into: dict[str, str], kb: KnowledgeBase) -> list[RankedCause]:
-    """The causes left standing, with the folded ones' evidence as consequences; normalised."""
+def _root(cause_id: str, folded_into: dict[str, str]) -> str:
+    while cause_id in folded_into:
+        cause_id = folded_into[cause_id]
+    return cause_id
+
+
+def _rank(sc: _Scores, folded_into: dict[str, str], kb: KnowledgeBase) -> list[RankedCause]:
     ranked: dict[str, RankedCause] = {}
-    for cause_id in sorted(scored.score, key=lambda c: -scored.score[c]):
+    for cause_id in sorted(sc.score, key=lambda c: -sc.score[c]):
         if cause_id in folded_into:
             continue
         info = kb.causes[cause_id]
-        lines = [line for _, line in sorted(scored.evidence[cause_id], key=lambda e: -e[0])]
+        lines = [line for _, line in sorted(sc.evidence[cause_id], key=lambda e: -e[0])]
         ranked[cause_id] = RankedCause(cause_id, info.title, 0.0, list(dict.fromkeys(lines)),
-                                       list(info.remediation), info.explanation, score=scored.score[cause_id],
-                                       severity=scored.worst[cause_id])
-    for shallow, deep in folded_into.items():
-        root = deep
-        while root in folded_into:
-            root = folded_into[root]
-        for _, line in scored.evidence[shallow]:
-            if line not in ranked[root].consequences and line not in ranked[root].evidence:
-                ranked[root].consequences.append(line)
+                                       list(info.remediation), info.explanation, score=sc.score[cause_id],
+                                       severity=sc.worst[cause_id])
+    for shallow, _ in folded_into.items():
+        root = ranked[_root(shallow, folded_into)]
+        for _, line in sc.evidence[shallow]:
+            if line not in root.consequences and line not in root.evidence:
+                root.consequences.append(line)
         # A consequence that failed hard makes the root a fault even if its own evidence was milder.
-        if scored.worst[shallow] is Severity.FAIL:
-            ranked[root].severity = Severity.FAIL
-    causes = sorted(ranked.values(), key=lambda c: (-c.score, c.id))
+        if sc.worst[shallow] is Severity.FAIL:
+            root.severity = Severity.FAIL
+    for cause_id in sc.score:
+        root = ranked[_root(cause_id, folded_into)]
+        root.evidence += [n for n in sc.notes.get(cause_id, []) if n not in root.evidence]
+        root.remediation[:0] = [s for s in dict.fromkeys(sc.steps.get(cause_id, [])) if s not in root.remediation]
+    return sorted(ranked.values(), key=lambda c: (-c.score, c.id))
+
+
+def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
+    results = list(results)
+    sc = _score(results, kb)
+    causes = _rank(sc, _layer(sc.score, kb), kb)
     total = sum(c.score for c in causes)
     for c in causes:
         c.confidence = c.score / max(1.0, total)
-    return causes
+    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained]
+    verdict = "fault" if Severity.FAIL in severities else "degraded" if Severity.WARN in severities else "healthy"
+    if not causes:
+        causes = [_none_cause(kb, results, sc.unexplained)]
+    return Diagnosis(verdict, causes)
 
 
 def _none_cause(kb: KnowledgeBase, results: list[ProbeResult], unexplained: list[tuple[Severity, str]]) -> RankedCause:

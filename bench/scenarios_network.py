@@ -6,9 +6,10 @@ runs the diagnosis inside the terminal namespace. Needs root.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness import Setup, scenario
 from helpers import PAYMENT_NAME as NAME
@@ -20,7 +21,10 @@ _counter = [0]
 
 def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str = "answer", status: int = 200,
               stall: bool = False, fault: Callable[[Lab], None] | None = None, tls: bool = True,
-              backup: bool = False, network: dict | None = None) -> Setup:
+              backup: bool = False, network: dict | None = None, prime: bool = False, host: dict | None = None,
+              no_icmp: bool = False) -> Setup:
+    """``prime``: fault injected after one healthy sweep; ``host``: extra keys of the primary;
+    ``no_icmp``: the terminal may not use ICMP (no CAP_NET_RAW, outside ping_group_range)."""
     _counter[0] += 1
     lab = Lab(f"b{_counter[0]}").up()
     stack.callback(lab.down)
@@ -31,7 +35,7 @@ def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str
         c, k = certs[cert]
         lab.peer(lab.host, "tls", "--bind", HOST_ADDR, "--port", "443", "--cert", c, "--key", k,
                  "--status", str(status), *(["--stall"] if stall else []))
-        hosts = [{"name": "primary", "host": NAME, "port": 443, "ca_file": certs["ca"], "health_path": "/health"}]
+        hosts = [{"name": "primary", "host": NAME, "port": 443, "ca_file": certs["ca"], "health_path": "/health", **(host or {})}]
     else:
         lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
         hosts = [{"name": "primary", "host": HOST_ADDR, "port": 8000, "tls": False}]
@@ -40,32 +44,48 @@ def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str
                  "--key", certs["valid"][1])
         hosts.append({"name": "backup", "host": "backup.acquirer.test", "port": 443, "ca_file": certs["ca"],
                       "server_name": NAME})
-    if fault:
+    if fault and not prime:
         fault(lab)
+    prefix = ["ip", "netns", "exec", lab.term]
+    if no_icmp:
+        lab.exec(lab.term, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
+        prefix += ["setpriv", "--bounding-set", "-net_raw"]
     net = {"dns_servers": [DNS_ADDR], "timeout_s": 1.0, **(network or {})}
-    return Setup({"payment_hosts": hosts, "network": net}, ["ip", "netns", "exec", lab.term])
+    after = (lambda: fault(lab)) if fault and prime else None
+    return Setup({"payment_hosts": hosts, "network": net}, prefix, after)
 
 
-def net(name: str, expect: str, **kw: Any) -> None:
-    scenario(name, expect, group="network", needs_root=True)(lambda tmp, stack: build_lab(tmp, stack, **kw))
+def net(name: str, expect: str, repeat: int = 0, samples_loss: bool = False, **kw: Any) -> None:
+    scenario(name, expect, group="network", needs_root=True, repeat=repeat, samples_loss=samples_loss)(
+        lambda tmp, stack: build_lab(tmp, stack, **kw))
 
 
 net("net-healthy", "none")
 net("link-interface-down", "network.link_down", fault=Lab.interface_down)
 net("link-no-default-route", "network.link_down", fault=Lab.remove_default_route)
 net("lan-gateway-dead", "network.lan", fault=Lab.kill_gateway)
-net("dns-silent", "network.dns", fault=Lab.drop_dns)
+net("dns-silent", "network.dns", repeat=5, fault=Lab.drop_dns)  # the resolver's host still answers TCP 53
 net("dns-servfail", "network.dns", dns_mode="servfail")
 net("dns-nxdomain", "config.invalid", dns_mode="nxdomain")
 net("wan-black-hole", "network.wan", fault=lambda lab: lab.black_hole(HOST_ADDR))
 net("host-tcp-reset", "host.service_down", fault=lambda lab: lab.reset_port(HOST_ADDR, 443))
-net("host-tls-stall", "host.service_down", stall=True)
+net("host-tls-stall", "host.service_down", repeat=5, stall=True)  # not an MTU black hole
 net("host-http-503", "host.service_down", status=503)
 net("tls-expired", "tls.failure", cert="expired")
 net("tls-untrusted-ca", "tls.failure", cert="untrusted")
 net("tls-wrong-name", "config.invalid", cert="wrong_name")
 net("tls-not-yet-valid", "clock.skew", cert="not_yet_valid")
 net("path-loss-35pct", "network.degraded", tls=False, fault=lambda lab: lab.random_loss(35),
-    network={"tcp_attempts": 8, "ping_count": 30})
+    network={"tcp_attempts": 8, "ping_count": 30}, samples_loss=True)
 net("primary-reset-backup-ok", "host.service_down", backup=True, fault=lambda lab: lab.reset_port(HOST_ADDR, 443))
 net("icmp-blocked-tcp-ok", "none", fault=Lab.block_icmp)
+
+# Differential diagnosis (issue #9): rivals a technician confuses, each held in 5 of 5 repeats.
+net("uplink-down-fresh-terminal", "network.wan", repeat=5, fault=Lab.uplink_down)  # told by the next hop (TTL 2)
+net("uplink-down-last-known", "network.wan", repeat=5, prime=True, fault=Lab.uplink_down)
+net("uplink-down-fallback-addr", "network.wan", repeat=5, fault=Lab.uplink_down, host={"fallback_addresses": [HOST_ADDR]})
+net("router-arp-only", "network.lan", repeat=5, fault=Lab.router_arp_only)
+net("path-loss-45pct-both-ways", "network.degraded", repeat=5, samples_loss=True, tls=False,
+    fault=lambda lab: lab.random_loss(45))
+net("mtu-black-hole-700", "network.degraded", repeat=5, fault=lambda lab: lab.mtu_black_hole(700))
+net("mtu-black-hole-no-icmp", "network.degraded", repeat=5, no_icmp=True, fault=lambda lab: lab.mtu_black_hole(700))

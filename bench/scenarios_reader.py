@@ -59,6 +59,22 @@ def port_held(tmp: Path, stack: ExitStack) -> Setup:
     return Setup(_serial(tmp, emu))
 
 
+@scenario("reader-socat-pty-bridge", "none", group="reader", repeat=5)
+def socat_bridge(tmp: Path, stack: ExitStack) -> Setup:
+    """A reader reached through a virtual serial bridge: socat holds the pty master and carries the
+    line to the reader (the emulator on TCP, loopback). The bridge is the reader's end, not a rival."""
+    emu = ReaderEmulator("ingenico-rba", "healthy", transport="tcp").start()
+    stack.callback(emu.stop)
+    link = tmp / "ttyVR0"
+    socat = subprocess.Popen(["socat", f"pty,link={link},raw,echo=0", f"tcp:127.0.0.1:{emu.port}"])
+    stack.callback(socat.wait)
+    stack.callback(socat.kill)
+    deadline = time.monotonic() + 5
+    while not (link.exists() and emu.conn is not None) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return Setup(_serial(tmp, emu, port=str(link)))
+
+
 def _usb(tmp: Path, change) -> Setup:
     root = terminal_tree(tmp / "sys")
     reader = {"kind": "usb", "usb": f"{READER['vid']}:{READER['pid']}", "sysfs_root": str(root)}

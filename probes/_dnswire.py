@@ -50,11 +50,11 @@ def _skip_name(msg: bytes, pos: int) -> int:
         pos += 1 + length
 
 
-def parse_response(msg: bytes, qid: int) -> tuple[str, tuple[str, ...], bool]:
+def parse_response(msg: bytes, qid: int | set[int]) -> tuple[str, tuple[str, ...], bool]:
     if len(msg) < 12:
         raise DnsMalformed(f"reply of {len(msg)} bytes is shorter than a DNS header")
     rid, flags, qd, an, _, _ = struct.unpack("!HHHHHH", msg[:12])
-    if rid != qid or not flags & 0x8000:
+    if rid not in (qid if isinstance(qid, set) else {qid}) or not flags & 0x8000:
         raise DnsMalformed("reply does not answer our query")
     rcode = RCODES.get(flags & 0xF, f"RCODE{flags & 0xF}")
     pos = 12
@@ -76,29 +76,44 @@ def parse_response(msg: bytes, qid: int) -> tuple[str, tuple[str, ...], bool]:
     return rcode, tuple(addresses), bool(flags & 0x0200)
 
 
-def query(server: str, name: str, qtype: int = TYPE_A, timeout_s: float = 1.0, port: int = 53) -> DnsAnswer:
-    """Ask one resolver once. Raises DnsTimeout on silence, OSError when it cannot be reached."""
+def query(server: str, name: str, qtype: int = TYPE_A, timeout_s: float = 1.0, port: int = 53,
+          resend_after_s: float | None = None) -> DnsAnswer:
+    """Ask one resolver. Raises DnsTimeout on silence, OSError when it cannot be reached.
+
+    With ``resend_after_s`` the question is asked again every so often while the earlier ones are
+    still awaited (UDP is lossy): retries run side by side within ``timeout_s`` instead of one
+    whole timeout after another, and whichever answer comes first counts.
+    """
     if "#" in server:
         server, port_text = server.rsplit("#", 1)
         port = int(port_text)
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    qid, packet = build_query(name, qtype)
     started = time.monotonic()
     deadline = started + timeout_s
+    sent: dict[int, float] = {}
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.connect((server, port))  # connected UDP: ICMP port-unreachable surfaces as an error
-        sock.send(packet)
+        next_send = started
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 raise DnsTimeout(f"no answer from {server} within {timeout_s:g} s")
-            sock.settimeout(remaining)
+            if now >= next_send:
+                qid, packet = build_query(name, qtype)
+                sock.send(packet)
+                sent[qid] = now
+                # The next try goes out on schedule (not drifting with wake-up latency); none at the deadline.
+                next_send = next_send + resend_after_s if resend_after_s else deadline
+                if next_send >= deadline - 0.001:
+                    next_send = deadline
+            sock.settimeout(max(0.001, min(deadline, next_send) - now))
             try:
                 reply = sock.recv(4096)
             except TimeoutError:
-                raise DnsTimeout(f"no answer from {server} within {timeout_s:g} s") from None
+                continue
             try:
-                rcode, addresses, truncated = parse_response(reply, qid)
+                rcode, addresses, truncated = parse_response(reply, set(sent))
             except DnsMalformed:
                 continue  # a stray or spoofed datagram: keep waiting for ours
-            return DnsAnswer(server, rcode, addresses, (time.monotonic() - started) * 1000, truncated)
+            asked_at = sent[struct.unpack("!H", reply[:2])[0]]
+            return DnsAnswer(server, rcode, addresses, (time.monotonic() - asked_at) * 1000, truncated)

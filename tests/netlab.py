@@ -121,6 +121,19 @@ class Lab:
         """The router drops ``percent`` % of forwarded packets at random, both ways (a congested line)."""
         self.filter(self.router, "forward", f"numgen random mod 100 < {percent} drop")
 
+    def uplink_down(self) -> None:
+        """The store's uplink is dead: the router answers (ping, ARP) but forwards nothing either way."""
+        self.filter(self.router, "forward", "drop")
+
+    def router_arp_only(self) -> None:
+        """A router that still answers ARP (not IP) but neither answers nor forwards any IP packet."""
+        self.filter(self.router, "forward", "drop")
+        self.filter(self.router, "input", "drop")
+
+    def mtu_black_hole(self, max_bytes: int = 700) -> None:
+        """Packets above ``max_bytes`` vanish on the path without an ICMP 'fragmentation needed'."""
+        self.filter(self.router, "forward", f"meta length > {max_bytes} drop")
+
     def block_icmp(self) -> None:
         self.filter(self.router, "forward", "meta l4proto icmp drop")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import socket
 import sys
 import threading
 import time
@@ -34,12 +35,21 @@ def reply_payload(preset: str, serial: str) -> bytes:
 
 
 class ReaderEmulator:
-    def __init__(self, preset: str = "generic", mode: str = "healthy", delay_s: float = 0.8) -> None:
+    """``transport="tcp"``: the reader listens on ``127.0.0.1:port`` instead, as a reader behind a
+    serial-over-IP bridge (``socat pty,link=… tcp:127.0.0.1:port``) does; ``path`` is then empty."""
+
+    def __init__(self, preset: str = "generic", mode: str = "healthy", delay_s: float = 0.8, transport: str = "pty") -> None:
         self.preset, self.mode, self.delay_s = preset, mode, delay_s
-        self.master, slave = pty.openpty()
-        tty.setraw(slave)
-        self.path = os.ttyname(slave)
-        os.close(slave)  # the probe opens the path; we keep only the master
+        self.listener: socket.socket | None = None
+        self.conn: socket.socket | None = None
+        if transport == "tcp":
+            self.listener = socket.create_server(("127.0.0.1", 0))
+            self.port, self.path, self.master = self.listener.getsockname()[1], "", -1
+        else:
+            self.master, slave = pty.openpty()
+            tty.setraw(slave)
+            self.path = os.ttyname(slave)
+            os.close(slave)  # the probe opens the path; we keep only the master
         self.received = bytearray()
         self.frames = 0
         self._stop = threading.Event()
@@ -52,7 +62,11 @@ class ReaderEmulator:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(2)
-        os.close(self.master)
+        for sock in (self.conn, self.listener):
+            if sock is not None:
+                sock.close()
+        if self.listener is None:
+            os.close(self.master)
 
     def __enter__(self) -> ReaderEmulator:
         return self.start()
@@ -72,9 +86,20 @@ class ReaderEmulator:
             frame = frame[:-1] + bytes([frame[-1] ^ 0x5A])
         return frame
 
+    def _accept(self) -> None:
+        """TCP transport: wait for the bridge to connect, then talk over that connection."""
+        assert self.listener is not None
+        ready, _, _ = select.select([self.listener], [], [], 0.05)
+        if ready:
+            self.conn, _ = self.listener.accept()
+            self.master = self.conn.fileno()
+
     def _serve(self) -> None:
         buf = bytearray()
         while not self._stop.is_set():
+            if self.master < 0:
+                self._accept()
+                continue
             ready, _, _ = select.select([self.master], [], [], 0.05)
             if not ready:
                 continue
@@ -82,6 +107,10 @@ class ReaderEmulator:
                 data = os.read(self.master, 1024)
             except OSError:  # EIO: nobody has the tty open right now
                 time.sleep(0.002)
+                continue
+            if not data and self.conn is not None:  # the bridge hung up: wait for the next one
+                self.conn.close()
+                self.conn, self.master = None, -1
                 continue
             self.received += data
             buf += data

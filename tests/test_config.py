@@ -30,6 +30,10 @@ BAD_CONFIGS = [
     ("bad-usb-id", "[reader]\nkind = \"usb\"\nusb = \"zz:1\"\n", ["reader.usb", "VID:PID"]),
     ("relative-disk-path", "[disk]\npaths = [\"var\"]\n", ["disk.paths[0]", "absolute path"]),
     ("section-not-table", "memory = 5\n", ["[memory]", "expected a table"]),
+    ("fallback-not-an-address", "[[payment_hosts]]\nhost = \"h\"\nfallback_addresses = [\"pay.example\"]\n",
+     ["payment_hosts[0].fallback_addresses", "IP addresses", "pay.example"]),
+    ("fallback-not-a-list", "[[payment_hosts]]\nhost = \"h\"\nfallback_addresses = \"198.51.100.7\"\n",
+     ["payment_hosts[0].fallback_addresses", "expected a list"]),
 ]
 
 

@@ -145,3 +145,63 @@ def test_broken_knowledge_base_is_refused(tmp_path: Path, text: str, word: str):
     with pytest.raises(ConfigError) as caught:
         load_knowledge(path)
     assert word in caught.value.render()
+
+
+# --- differential evidence ---------------------------------------------------------------------------
+
+def noted(name: str, code: str, severity: str, rules_out: str) -> ProbeResult:
+    finding = Finding(code, Severity(severity), f"{code} seen", {"rules_out": rules_out})
+    return ProbeResult(name, Status(severity), 0.01, "summary", (finding,), {})
+
+
+def test_nothing_beyond_the_gateway_makes_silent_dns_a_consequence_of_the_wan(kb):
+    d = diagnose([result("network.gateway"), result("network.dns", ("dns.timeout", "fail")),
+                  noted("network.dns", "dns.beyond_silent", "fail", "not DNS alone: the last-known address times out")], kb)
+    assert d.top.id == "network.wan" and d.verdict == "fault"
+    assert "network.dns: not DNS alone: the last-known address times out" in d.top.evidence
+    assert "network.dns: dns.timeout seen" in d.top.consequences
+    assert [c.id for c in d.causes] == ["network.wan"]
+
+
+def test_only_dns_failing_stays_dns_and_says_why_it_is_not_the_uplink(kb):
+    d = diagnose([result("network.dns", ("dns.timeout", "fail")),
+                  noted("network.dns", "dns.beyond_reachable", "warn", "not the store's uplink: 198.18.2.2 answers")], kb)
+    assert d.top.id == "network.dns"
+    assert "network.dns: not the store's uplink: 198.18.2.2 answers" in d.top.evidence
+
+
+def test_a_router_that_neither_answers_nor_forwards_outranks_dns_and_wan(kb):
+    d = diagnose([noted("network.gateway", "gateway.not_forwarding", "fail", "not DNS or the uplink"),
+                  result("network.dns", ("dns.timeout", "fail"), ("dns.beyond_silent", "fail"))], kb)
+    assert [c.id for c in d.causes] == ["network.lan"]
+    assert "network.gateway: not DNS or the uplink" in d.top.evidence
+
+
+def test_a_lossy_path_that_still_answers_is_degraded_not_an_outage(kb):
+    d = diagnose([result("network.tcp", ("tcp.timeout", "fail")),
+                  noted("network.path", "path.loss_high", "fail", "not an outage: 7 of 24 probes answered")], kb)
+    assert [c.id for c in d.causes] == ["network.degraded"]
+    assert "network.path: not an outage: 7 of 24 probes answered" in d.top.evidence
+
+
+def test_a_dead_path_is_still_the_wan(kb):
+    d = diagnose([result("network.tcp", ("tcp.timeout", "fail")), result("network.path", ("path.no_answer", "fail"))], kb)
+    assert d.top.id == "network.wan"
+
+
+def test_an_mtu_black_hole_puts_mss_clamping_first(kb):
+    d = diagnose([result("network.path", ("path.mtu_black_hole", "fail"))], kb)
+    assert d.top.id == "network.degraded"
+    assert "MSS clamping" in d.top.remediation[0]
+    assert d.top.remediation[-1] == kb.causes["network.degraded"].remediation[-1]
+    plain = diagnose([result("network.path", ("path.loss_high", "fail"))], kb)
+    assert "MSS" not in plain.top.remediation[0]
+
+
+def test_remediation_for_a_code_nobody_weighs_is_refused(tmp_path):
+    broken = tmp_path / "causes.toml"
+    text = causes_path().read_text(encoding="utf-8")
+    broken.write_text(text.replace("[remediation_for]\n", '[remediation_for]\n"path.mtu_blackhole" = ["a step"]\n'),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match="remediation_for.path.mtu_blackhole: the code is not weighed"):
+        load_knowledge(broken)

@@ -184,8 +184,11 @@ def test_permission_denied_names_the_missing_group(serial_config):
                                "posdiag.agent", "diagnose", "--json", "--only", "reader.serial", "--config", str(config)],
                               capture_output=True, text=True, cwd=REPO, timeout=30)
     report = json.loads(proc.stdout)
-    finding = probe(report, "reader.serial")["findings"][0]
-    assert finding["code"] == "reader.permission_denied"
+    # Besides it: the emulator (this process) holds the pty master, noted as a bridge (the device side), and
+    # processes this unprivileged reader cannot inspect are counted; neither is a rival for the port.
+    findings = probe(report, "reader.serial")["findings"]
+    assert {f["code"] for f in findings} <= {"reader.permission_denied", "reader.bridged", "reader.holders_unknown"}
+    finding = next(f for f in findings if f["code"] == "reader.permission_denied")
     assert finding["data"]["group"] in ("dialout", "20")
     assert "group" in finding["message"]
     assert bytes(emu.received) == b""

@@ -8,12 +8,13 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 from posdiag.agent.config import PaymentHost, Settings
-from posdiag.probes._netinfo import is_address
-from posdiag.probes.base import Observation, ProbeContext, Severity
+from posdiag.probes._netinfo import default_route, is_address, resolv_conf_servers
+from posdiag.probes.base import Observation, Probe, ProbeContext, Severity
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,6 +22,24 @@ R = TypeVar("R")
 #: finding codes through which lower layers hand facts to upper ones (severity info)
 RESOLVED = "dns.resolved"
 CONNECTED = "tcp.connected"
+
+#: The one wording of the skip every payment-host probe shares.
+NO_PAYMENT_HOST = "no payment host configured ([[payment_hosts]])"
+
+
+class PaymentHostProbe(Probe):
+    """Base of the probes that check the way to the payment hosts (link, gateway, DNS, TCP, TLS,
+    path): they all have nothing to look at until a payment host is configured, and say so in one
+    wording. A subclass narrows when it applies with :meth:`applies`."""
+
+    def skip_reason(self) -> str | None:
+        if not self.settings.payment_hosts:
+            return NO_PAYMENT_HOST
+        return self.applies()
+
+    def applies(self) -> str | None:
+        """Why this probe does not apply although payment hosts are configured, or None to run it."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -34,11 +53,27 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"{self.host.label} ({self.role})"
+        """"acquirer-a (backup 1)"; a host already named for its role is not named twice."""
+        return self.host.label if self.host.label == self.role else f"{self.host.label} ({self.role})"
 
 
 def targets(settings: Settings) -> list[Target]:
     return [Target(i, h) for i, h in enumerate(settings.payment_hosts)]
+
+
+def gateway_address(settings: Settings) -> str | None:
+    """The gateway to check: the configured address, else the default route's (None: on-link or none)."""
+    gateway = settings.network.gateway
+    if gateway == "auto":
+        route = default_route()
+        return route.gateway if route else None
+    return None if gateway == "off" else gateway
+
+
+def resolvers(settings: Settings) -> list[str]:
+    """The configured DNS servers, or those of /etc/resolv.conf ("system")."""
+    configured = settings.network.dns_servers
+    return list(configured) if isinstance(configured, list) else resolv_conf_servers()
 
 
 def addresses(context: ProbeContext, target: Target) -> list[str] | None:
@@ -108,6 +143,33 @@ def side_by_side(fn: Callable[[T], R], items: Iterable[T], stagger_s: float = 0.
     if errors:
         raise errors[0]
     return out  # type: ignore[return-value]
+
+
+class Background(Generic[R]):
+    """``fn()`` running in a daemon thread, so that a probe can start what separates rival
+    explanations while the slow layer is still waiting, and collect both at the end."""
+
+    def __init__(self, fn: Callable[[], R]) -> None:
+        self._result: R | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], R]) -> None:
+        try:
+            self._result = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by result()
+            self._error = exc
+
+    def done_within(self, seconds: float) -> bool:
+        self._thread.join(max(0.0, seconds))
+        return not self._thread.is_alive()
+
+    def result(self) -> R:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -1,16 +1,34 @@
 """DNS: each payment host's name resolves through the configured (or system) resolvers. Tells apart
-a name that does not exist (a configuration error) from a resolver that fails or is silent."""
+a name that does not exist (a configuration error) from a resolver that fails or is silent — and,
+when the resolvers are silent, "only DNS fails" from "nothing beyond the gateway answers": while the
+resolvers are still awaited it tries the payment hosts' last-known and fallback addresses and the
+resolvers over TCP 53 (see ``_beyond``)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
-from posdiag.probes._netinfo import is_address, resolv_conf_servers
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
-from posdiag.probes.network._common import RESOLVED, report_per_target, side_by_side, targets
+from posdiag.probes._netinfo import is_address
+from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
+from posdiag.probes.network import _beyond
+from posdiag.probes.network._common import (
+    RESOLVED,
+    Background,
+    PaymentHostProbe,
+    gateway_address,
+    report_per_target,
+    resolvers,
+    side_by_side,
+    targets,
+)
 
 SLOW_MS = 500.0
+#: A resolver that has not answered by then is probably not going to: start the differential checks.
+GRACE_S = 0.15
+#: Questions per resolver within one timeout, asked side by side (the first answer counts).
+TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -20,30 +38,26 @@ class Outcome:
     error: str  # "timeout", "unreachable: …" when no answer came
 
 
-class DnsProbe(Probe):
+class DnsProbe(PaymentHostProbe):
     name = "network.dns"
-    description = "payment host names resolve via the configured resolvers: NXDOMAIN, SERVFAIL, silence, latency"
-    findings = declare(fail=("dns.no_address", "dns.no_resolver", "dns.nxdomain", "dns.refused", "dns.servfail",
-                           "dns.timeout", "dns.unreachable"), warn=("dns.resolver_failing", "dns.slow"),
-                           info=("dns.resolved",))
+    description = ("payment host names resolve via the configured resolvers: NXDOMAIN, SERVFAIL, silence, latency; "
+                   "when silent, whether anything beyond the gateway answers")
+    findings = declare(fail=("dns.beyond_silent", "dns.no_address", "dns.no_resolver", "dns.nxdomain", "dns.refused",
+                             "dns.servfail", "dns.timeout", "dns.unreachable"),
+                       warn=("dns.beyond_reachable", "dns.resolver_failing", "dns.slow"),
+                       info=("dns.resolved", "dns.tcp_silent"))
     requires = ("network.link",)
 
-    def skip_reason(self) -> str | None:
-        if not self.settings.payment_hosts:
-            return "no payment host configured"
+    def applies(self) -> str | None:
         if all(is_address(h.host) for h in self.settings.payment_hosts):
             return "payment hosts are configured as IP addresses"
         return None
 
     def deadline_s(self) -> float:
-        return self.settings.network.timeout_s * 2 + 0.5
-
-    def servers(self) -> list[str]:
-        configured = self.settings.network.dns_servers
-        return list(configured) if isinstance(configured, list) else resolv_conf_servers()
+        return self.settings.network.timeout_s + 0.5
 
     def check(self, obs: Observation) -> None:
-        servers = self.servers()
+        servers = resolvers(self.settings)
         if not servers:
             obs.fail("dns.no_resolver", "no DNS resolver configured (empty /etc/resolv.conf)")
             return
@@ -53,28 +67,54 @@ class DnsProbe(Probe):
         if not named:
             raise ProbeSkipped("payment hosts are configured as IP addresses")
         names = sorted({t.host.host for t in named})
-        outcomes = dict(zip(names, side_by_side(lambda n: self.resolve(n, servers), names), strict=True))
+        started = time.monotonic()
+        asking = Background(lambda: side_by_side(lambda n: self.resolve(n, servers), names))
+        checks = None
+        if not asking.done_within(GRACE_S):  # waited for only when the resolvers stay silent
+            checks = Background(lambda: self.beyond(servers, started + self.settings.network.timeout_s))
+        outcomes = dict(zip(names, asking.result(), strict=True))
         verdicts = {t.index: self.judge(obs, t.host.host, outcomes[t.host.host]) for t in named}
         report_per_target(obs, verdicts, all_targets, {t.index for t in all_targets if is_address(t.host.host)})
+        if checks is not None and any(v and v[0] in ("dns.timeout", "dns.unreachable") for v in verdicts.values()):
+            self.differential(obs, checks.result())
         if obs.status() is Status.OK:
             obs.summary = f"{len(names)} name(s) resolved via {', '.join(servers)}"
+
+    def beyond(self, servers: list[str], deadline: float) -> list[_beyond.Tried]:
+        gateway = gateway_address(self.settings)
+        hops = _beyond.hops([a.rsplit("#", 1)[0] for a in servers if a.rsplit("#", 1)[0] != gateway], self.settings.network.icmp)
+        return _beyond.try_all(_beyond.candidates(self.settings, self.context, servers, gateway, with_resolved=False) + hops,
+                               deadline, gateway)
+
+    def differential(self, obs: Observation, tried: list[_beyond.Tried]) -> None:
+        """Say whether the silence is DNS's alone or everything's beyond the gateway."""
+        answered = [t for t in tried if t.answered]
+        telling = _beyond.ruling_out(tried)
+        data = {"tried": {f"{t.beyond.kind} {t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in tried}}
+        if answered:
+            obs.warn("dns.beyond_reachable", f"only DNS fails: {_beyond.summary(answered)}",
+                     rules_out=f"not the store's uplink: {answered[0].describe()}", **data)
+        elif telling:
+            obs.fail("dns.beyond_silent", f"nothing beyond the gateway answers: {_beyond.summary(tried)}",
+                     rules_out=f"not DNS alone: {telling.describe()}" + (" as well" if telling.beyond.kind == "host" else ""),
+                     **data)
+        elif tried:
+            obs.info("dns.tcp_silent", f"{_beyond.summary(tried)}; no last-known or fallback address of a payment "
+                     "host, and no ICMP, to tell a dead resolver from a dead uplink (see fallback_addresses)", **data)
 
     def resolve(self, name: str, servers: list[str]) -> list[Outcome]:
         timeout = self.settings.network.timeout_s
 
         def ask(server: str) -> Outcome:
-            error = ""
-            for _ in range(2):  # one retry on silence: UDP is lossy
-                try:
-                    answer = query(server, name, TYPE_A, timeout)
-                    if answer.rcode == "NOERROR" and not answer.addresses:
-                        answer = query(server, name, TYPE_AAAA, timeout)
-                    return Outcome(server, answer, "")
-                except DnsTimeout:
-                    error = "timeout"
-                except OSError as exc:
-                    return Outcome(server, None, f"unreachable: {exc.strerror or exc}")
-            return Outcome(server, None, error)
+            try:
+                answer = query(server, name, TYPE_A, timeout, resend_after_s=timeout / TRIES)
+                if answer.rcode == "NOERROR" and not answer.addresses:
+                    answer = query(server, name, TYPE_AAAA, timeout, resend_after_s=timeout / TRIES)
+                return Outcome(server, answer, "")
+            except DnsTimeout:
+                return Outcome(server, None, "timeout")
+            except OSError as exc:
+                return Outcome(server, None, f"unreachable: {exc.strerror or exc}")
 
         return side_by_side(ask, servers)
 
@@ -85,20 +125,7 @@ class DnsProbe(Probe):
             if o.answer:
                 obs.metric(f"dns_ms[{name}@{o.server}]", round(o.answer.elapsed_ms, 2))
         if good:
-            best = min(good, key=lambda o: o.answer.elapsed_ms)  # type: ignore[union-attr]
-            assert best.answer is not None
-            self.context.resolved[name] = tuple(best.answer.addresses)
-            obs.info(RESOLVED, f"{name} → {', '.join(best.answer.addresses)} via {best.server} "
-                     f"in {best.answer.elapsed_ms:.0f} ms", name=name, addresses=list(best.answer.addresses),
-                     server=best.server, ms=round(best.answer.elapsed_ms, 2))
-            if best.answer.elapsed_ms > SLOW_MS:
-                obs.warn("dns.slow", f"resolving {name} took {best.answer.elapsed_ms:.0f} ms", name=name,
-                         ms=round(best.answer.elapsed_ms, 1))
-            bad = [o for o in outcomes if o not in good]
-            if bad:
-                what = "; ".join(f"{o.server}: {o.error or o.answer.rcode}" for o in bad)  # type: ignore[union-attr]
-                obs.warn("dns.resolver_failing", f"some resolvers fail for {name} ({what})", name=name,
-                         failing=[o.server for o in bad])
+            self.resolved(obs, name, outcomes, good)
             return None
         rcodes = {o.answer.rcode for o in outcomes if o.answer}
         detail = {"name": name, "resolvers": {o.server: o.error or o.answer.rcode for o in outcomes}}  # type: ignore
@@ -112,5 +139,21 @@ class DnsProbe(Probe):
             return "dns.refused", f"resolver refused to answer for {name} ({', '.join(sorted(rcodes))})", detail
         if all(o.error == "timeout" for o in outcomes):
             timeout = self.settings.network.timeout_s
-            return "dns.timeout", f"no resolver answered for {name} within {timeout:g} s (tried twice)", detail
+            return "dns.timeout", f"no resolver answered for {name} within {timeout:g} s ({TRIES} tries)", detail
         return "dns.unreachable", f"resolvers unreachable for {name} ({outcomes[0].error})", detail
+
+    def resolved(self, obs: Observation, name: str, outcomes: list[Outcome], good: list[Outcome]) -> None:
+        best = min(good, key=lambda o: o.answer.elapsed_ms)  # type: ignore[union-attr]
+        assert best.answer is not None
+        self.context.resolved[name] = tuple(best.answer.addresses)
+        obs.info(RESOLVED, f"{name} → {', '.join(best.answer.addresses)} via {best.server} "
+                 f"in {best.answer.elapsed_ms:.0f} ms", name=name, addresses=list(best.answer.addresses),
+                 server=best.server, ms=round(best.answer.elapsed_ms, 2))
+        if best.answer.elapsed_ms > SLOW_MS:
+            obs.warn("dns.slow", f"resolving {name} took {best.answer.elapsed_ms:.0f} ms", name=name,
+                     ms=round(best.answer.elapsed_ms, 1))
+        bad = [o for o in outcomes if o not in good]
+        if bad:
+            what = "; ".join(f"{o.server}: {o.error or o.answer.rcode}" for o in bad)  # type: ignore[union-attr]
+            obs.warn("dns.resolver_failing", f"some resolvers fail for {name} ({what})", name=name,
+                     failing=[o.server for o in bad])

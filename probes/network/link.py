@@ -4,18 +4,16 @@ default route exists. Reads local state only; sends nothing."""
 from __future__ import annotations
 
 from posdiag.probes._netinfo import default_route, interface_state
-from posdiag.probes.base import Observation, Probe, Status, declare
+from posdiag.probes.base import Observation, Status, declare
+from posdiag.probes.network._common import PaymentHostProbe
 
 
-class LinkProbe(Probe):
+class LinkProbe(PaymentHostProbe):
     name = "network.link"
     description = "interface of the default route: up, carrier, an address; a default route at all"
     findings = declare(fail=("link.down", "link.interface_missing", "link.no_address", "link.no_carrier",
                            "link.no_default_route"))
     timeout_s = 1.0
-
-    def skip_reason(self) -> str | None:
-        return None if self.settings.payment_hosts else "no payment host configured ([[payment_hosts]])"
 
     def check(self, obs: Observation) -> None:
         net = self.settings.network

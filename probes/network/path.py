@@ -1,81 +1,178 @@
-"""Path quality to the payment host: loss, median, p95 and jitter. ICMP where it is permitted and
-answered; otherwise TCP handshakes. ICMP blocked while TCP works is not a fault — no finding here
-rests on ICMP alone."""
+"""Path quality to the payment hosts: loss, median, p95 and jitter, and whether large packets pass.
+
+Runs as soon as the addresses are known, side by side with the TCP probe, and measures even when
+every connect fails, so that a lossy path is never read as a dead one: at least
+:data:`MIN_SAMPLES` probes, ICMP echoes where permitted and answered, TCP handshakes otherwise (a
+reset counts as an answer: the host is there). Beside the small echoes go Don't-Fragment echoes of
+growing size: small ones answered and large ones vanishing is a path-MTU black hole, which stalls
+TLS although TCP connects. ICMP blocked while TCP answers is not a fault — no finding here rests on
+ICMP alone.
+"""
 
 from __future__ import annotations
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
-from posdiag.probes.network._common import connected_address, rtt_stats, side_by_side, targets, tcp_connect
-from posdiag.probes.network.gateway import icmp_echo
+import threading
+import time
+from dataclasses import dataclass, field
 
-STAGGER_S = 0.02
+from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
+from posdiag.probes.network._common import (
+    Background,
+    PaymentHostProbe,
+    Target,
+    addresses,
+    report_per_target,
+    rtt_stats,
+    side_by_side,
+    targets,
+    tcp_connect,
+)
+from posdiag.probes.network._icmp import TOO_BIG, echo_batch
+
+#: Never fewer probes than this when judging loss: at 70 % round-trip loss, all of them are lost by
+#: chance with a probability of 0.7^24 ≈ 2e-4, so a lossy path is not taken for a dead one.
+MIN_SAMPLES = 24
+#: Probes are sent spread over this long, then all wait for one shared deadline.
+SPREAD_S = 0.2
+#: Without an ICMP answer by then, TCP handshakes are sampled too.
+GRACE_S = 0.25
+#: IP packet sizes of the Don't-Fragment echoes (3 of each): minimum MTU, VPN/4G, IPv6 minimum, PPPoE, Ethernet.
+MTU_SIZES = (576, 1000, 1280, 1400, 1500)
+MTU_REPEAT = 3
+SMALL = 64
 
 
-class PathProbe(Probe):
+@dataclass
+class Samples:
+    method: str
+    rtts: list[float | None]
+    icmp_sent: int = 0
+    tcp_sent: int = 0
+    #: echo size → outcomes (ms, None lost, TOO_BIG refused by the kernel) of the DF echoes
+    sizes: dict[int, list[float | None]] = field(default_factory=dict)
+
+    @property
+    def answered(self) -> list[float]:
+        return [s for s in self.rtts if s is not None]
+
+
+class PathProbe(PaymentHostProbe):
     name = "network.path"
-    description = "loss, latency median/p95 and jitter to the payment host (ICMP where allowed, else TCP handshakes)"
-    findings = declare(fail=("path.latency_high", "path.loss_high"), warn=("path.jitter_high",), info=("path.icmp_blocked",
-                           "path.icmp_unavailable", "path.loss"))
-    requires = ("network.tcp",)
-
-    def skip_reason(self) -> str | None:
-        return None if self.settings.payment_hosts else "no payment host configured"
+    description = ("loss, latency median/p95 and jitter to the payment hosts (ICMP where allowed, else TCP handshakes), "
+                   "and path MTU (Don't-Fragment echoes)")
+    findings = declare(fail=("path.latency_high", "path.loss_high", "path.mtu_black_hole", "path.no_answer"),
+                       warn=("path.jitter_high",), info=("path.icmp_blocked", "path.icmp_unavailable", "path.loss",
+                                                         "path.mtu_signalled"))
+    requires = ("network.link",)
+    after = ("network.dns",)
 
     def deadline_s(self) -> float:
-        net = self.settings.network
-        return net.timeout_s * 2 + net.ping_count * STAGGER_S + 0.5
+        return self.settings.network.timeout_s + SPREAD_S + 0.5
 
     def check(self, obs: Observation) -> None:
+        plan = {}
+        for t in targets(self.settings):
+            addrs = addresses(self.context, t)
+            if addrs and addrs[0] not in {a for _, a in plan.values()}:
+                plan[t.index] = (t, addrs[0])
+        if not plan:
+            raise ProbeSkipped("no payment host address to measure: no name resolved")
+        deadline = time.monotonic() + max(0.1, min(self.settings.network.timeout_s, self.remaining_s() - 0.2))
+        measured = dict(zip(plan, side_by_side(lambda ta: self.sample(obs, ta[0], ta[1], deadline), plan.values()),
+                            strict=True))
+        verdicts = {i: self.no_answer(plan[i], s) for i, s in measured.items()}
+        report_per_target(obs, verdicts, targets(self.settings))
+        first = next((i for i, s in measured.items() if s.answered), None)
+        if first is not None:
+            self.judge(obs, *plan[first], measured[first])
+
+    def sample(self, obs: Observation, target: Target, address: str, deadline: float) -> Samples:
         net = self.settings.network
-        reachable = [(t, a) for t in targets(self.settings) if (a := connected_address(self.context, t))]
-        if not reachable:
-            raise ProbeSkipped("no payment host accepted a TCP connection")
-        target, address = reachable[0]
-        obs.metric("target", f"{target.host.label} ({address})")
-        samples: list[float | None] = []
-        method = "tcp"
-        timeout, stagger = self.pace()
-        if net.icmp:
+        count = max(net.ping_count, MIN_SAMPLES)
+        sizes = [SMALL] * count + [s for s in MTU_SIZES for _ in range(MTU_REPEAT)]
+        heard = threading.Event()
+        echoes = None
+        if net.icmp and ":" not in address:  # the echo socket here is IPv4; IPv6 paths use TCP handshakes
+            echoes = Background(lambda: echo_batch(address, sizes, deadline, SPREAD_S, first_reply=heard))
+            grace_end = time.monotonic() + GRACE_S
+            while not heard.wait(0.01) and time.monotonic() < grace_end and not echoes.done_within(0):
+                pass
+        if heard.is_set():
+            return self.from_icmp(obs, echoes, sizes, count)
+        port = target.host.port
+        tcp = Background(lambda: side_by_side(lambda _: tcp_connect(address, port, max(0.05, deadline - time.monotonic())),
+                                              range(count), SPREAD_S / count))
+        tcp_rtts = [c.ms if c.kind in ("ok", "refused") else None for c in tcp.result()]
+        if not heard.is_set() and any(r is not None for r in tcp_rtts):
+            # TCP answers and ICMP has not: measure with TCP, without waiting for the echoes' deadline.
+            sent = self.icmp_silent(obs, address, echoes, count)
+            return Samples("tcp", tcp_rtts, icmp_sent=sent, tcp_sent=count)
+        icmp = self.from_icmp(obs, echoes, sizes, count)
+        return icmp if icmp.answered else Samples("tcp", tcp_rtts, icmp_sent=icmp.icmp_sent, tcp_sent=count)
+
+    @staticmethod
+    def from_icmp(obs: Observation, echoes: Background | None, sizes: list[int], count: int) -> Samples:
+        """The echoes' outcome: small ones for loss and latency, the rest by size for the MTU check."""
+        if echoes is None:
+            return Samples("icmp", [])
+        try:
+            rtts = echoes.result()
+        except PermissionError as exc:
+            obs.info("path.icmp_unavailable", f"ICMP not permitted ({exc.strerror}): measuring with TCP handshakes")
+            return Samples("icmp", [])
+        return Samples("icmp", rtts[:count], icmp_sent=count, sizes=_by_size(sizes[count:], rtts[count:]))
+
+    @staticmethod
+    def icmp_silent(obs: Observation, address: str, echoes: Background | None, count: int) -> int:
+        """Say why ICMP gave nothing (not permitted, or not answered); the number of echoes sent."""
+        if echoes is None:
+            return 0
+        if echoes.done_within(0):
             try:
-                samples = icmp_echo(address, net.ping_count, timeout, stagger)
-                method = "icmp"
+                echoes.result()
             except PermissionError as exc:
                 obs.info("path.icmp_unavailable", f"ICMP not permitted ({exc.strerror}): measuring with TCP handshakes")
-            if method == "icmp" and not any(s is not None for s in samples):
-                obs.info("path.icmp_blocked", f"{address} does not answer ICMP although TCP works: firewalled, "
-                         "not a fault; measuring with TCP handshakes")
-                method = "tcp"
-        if method == "tcp":
-            port = target.host.port
-            timeout, stagger = self.pace()
-            samples = [c.ms if c.kind == "ok" else None for c in
-                       side_by_side(lambda _: tcp_connect(address, port, timeout), range(net.ping_count), stagger)]
+                return 0
+        obs.info("path.icmp_blocked", f"{address} does not answer ICMP while TCP does: firewalled, not a fault; "
+                 "measured with TCP handshakes")
+        return count
+
+    @staticmethod
+    def no_answer(plan: tuple[Target, str], samples: Samples) -> tuple[str, str, dict] | None:
+        if samples.answered:
+            return None
+        target, address = plan
+        sent = " and ".join(f"{n} {what}" for n, what in ((samples.icmp_sent, "echoes"), (samples.tcp_sent,
+                                                                                           "TCP handshakes")) if n)
+        return "path.no_answer", f"nothing on the path to {target.label} ({address}) answers: {sent} lost", {
+            "address": address, "icmp_sent": samples.icmp_sent, "tcp_sent": samples.tcp_sent}
+
+    def judge(self, obs: Observation, target: Target, address: str, samples: Samples) -> None:
+        net = self.settings.network
+        rtts, answered = samples.rtts, samples.answered
+        method = samples.method
+        obs.metric("target", f"{target.host.label} ({address})")
         obs.metric("method", method)
-        self.judge(obs, target, samples, method)
-
-    def pace(self) -> tuple[float, float]:
-        """(timeout per probe, spacing between probes) that fit every sample into the time left:
-        spacing shrinks first, then the timeout, never below what still measures something."""
-        net = self.settings.network
-        left = self.remaining_s() - 0.15
-        timeout = max(0.05, min(net.timeout_s, left * 0.75))
-        stagger = max(0.002, min(STAGGER_S, (left - timeout) / max(1, net.ping_count)))
-        return timeout, stagger
-
-    def judge(self, obs: Observation, target, samples: list[float | None], method: str) -> None:
-        net = self.settings.network
-        answered = [s for s in samples if s is not None]
-        loss = 100 * (len(samples) - len(answered)) / len(samples)
+        loss = 100 * (len(rtts) - len(answered)) / len(rtts)
         obs.metric("loss_percent", round(loss, 1))
-        obs.metric("samples", len(samples))
+        obs.metric("samples", len(rtts))
         where = f"path to {target.label} ({method})"
         if loss >= net.max_loss_percent:
-            obs.fail("path.loss_high", f"{where}: {loss:.0f}% of {len(samples)} probes lost", loss_percent=round(loss, 1),
-                     method=method, sent=len(samples))
+            obs.fail("path.loss_high", f"{where}: {loss:.0f}% of {len(rtts)} probes lost", loss_percent=round(loss, 1),
+                     method=method, sent=len(rtts), answered=len(answered),
+                     rules_out=f"not an outage: {len(answered)} of {len(rtts)} probes to {address} answered")
         elif loss > 0:
             obs.info("path.loss", f"{where}: {loss:.0f}% lost", loss_percent=round(loss, 1))
-        if not answered:
-            return
+        self.latency(obs, where, answered)
+        if samples.sizes and loss < net.max_loss_percent:
+            self.mtu(obs, target, address, samples.sizes)
+        if obs.status() is Status.OK:
+            stats = rtt_stats(answered)
+            obs.summary = (f"{method}: loss {loss:.0f}%, median {stats['median_ms']:.1f} ms, p95 {stats['p95_ms']:.1f} ms, "
+                           f"jitter {stats['jitter_ms']:.1f} ms")
+
+    def latency(self, obs: Observation, where: str, answered: list[float]) -> None:
+        net = self.settings.network
         stats = rtt_stats(answered)
         for key, value in stats.items():
             obs.metric(key, round(value, 2))
@@ -85,9 +182,32 @@ class PathProbe(Probe):
             obs.warn("path.latency_high", f"{where}: median round trip {stats['median_ms']:.0f} ms", **_r(stats))
         if stats["jitter_ms"] > net.max_jitter_ms:
             obs.warn("path.jitter_high", f"{where}: jitter {stats['jitter_ms']:.0f} ms", **_r(stats))
-        if obs.status() is Status.OK:
-            obs.summary = (f"{method}: loss {loss:.0f}%, median {stats['median_ms']:.1f} ms, p95 {stats['p95_ms']:.1f} ms, "
-                           f"jitter {stats['jitter_ms']:.1f} ms")
+
+    @staticmethod
+    def mtu(obs: Observation, target: Target, address: str, sizes: dict[int, list[float | None]]) -> None:
+        """Small echoes pass (the path is not lossy): which sizes with DF come back, which vanish?"""
+        passed = [s for s, out in sizes.items() if any(r is not None and r != TOO_BIG for r in out)]
+        refused = [s for s, out in sizes.items() if TOO_BIG in out]
+        largest_ok = max(passed, default=SMALL)
+        obs.metric("mtu_largest_ok", largest_ok)
+        if refused:
+            obs.info("path.mtu_signalled", f"path MTU to {address} is below {min(refused)} bytes and signalled "
+                     "(fragmentation needed): TCP adapts", refused_from=min(refused))
+            return
+        above = [s for s in sizes if s > largest_ok]
+        if above and all(all(r is None for r in sizes[s]) for s in above):
+            obs.fail("path.mtu_black_hole", f"path to {target.label} ({address}): echoes up to {largest_ok} bytes come "
+                     f"back, {min(above)} bytes and more (Don't Fragment) vanish without a 'fragmentation needed' "
+                     "answer: a path-MTU black hole, which stalls TLS and large messages although TCP connects",
+                     largest_ok=largest_ok, smallest_lost=min(above),
+                     rules_out=f"not the payment service: small packets reach {address} and come back")
+
+
+def _by_size(sizes: list[int], rtts: list[float | None]) -> dict[int, list[float | None]]:
+    out: dict[int, list[float | None]] = {}
+    for size, rtt in zip(sizes, rtts, strict=False):
+        out.setdefault(size, []).append(rtt)
+    return out
 
 
 def _r(stats: dict[str, float]) -> dict[str, float]:

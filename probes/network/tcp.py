@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
+from posdiag.probes._netinfo import is_address
+from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
+from posdiag.probes.network import _known
 from posdiag.probes.network._common import (
     CONNECTED,
     Connect,
+    PaymentHostProbe,
     addresses,
     report_per_target,
     rtt_stats,
@@ -20,16 +23,13 @@ from posdiag.probes.network._common import (
 STAGGER_S = 0.02
 
 
-class TcpProbe(Probe):
+class TcpProbe(PaymentHostProbe):
     name = "network.tcp"
     description = "TCP connects to each payment host: connect time median/p95, refused vs timeout vs unreachable"
     findings = declare(fail=("tcp.error", "tcp.refused", "tcp.timeout", "tcp.unreachable"), warn=("tcp.unstable",),
                            info=("tcp.connected", "tcp.not_attempted"))
     requires = ("network.link",)
     after = ("network.dns",)
-
-    def skip_reason(self) -> str | None:
-        return None if self.settings.payment_hosts else "no payment host configured"
 
     def deadline_s(self) -> float:
         net = self.settings.network
@@ -48,6 +48,9 @@ class TcpProbe(Probe):
         verdicts = {target.index: self.judge(obs, target, addrs[0], attempts)
                     for (target, addrs), attempts in zip(reachable, outcomes, strict=True)}
         report_per_target(obs, verdicts, all_targets)
+        # Remember what worked: if the resolvers fall silent later, these tell DNS from the uplink.
+        _known.remember(self.context.state_dir, {t.host.host: a for t in all_targets
+                                                 if (a := self.context.connected.get(t.index)) and not is_address(t.host.host)})
         if obs.status() is Status.OK:
             obs.summary = "; ".join(f"{t.host.label} {obs.metrics.get(f'connect_median_ms[{t.host.label}]')} ms"
                                     for t, _ in reachable)

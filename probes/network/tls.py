@@ -8,25 +8,37 @@ import socket
 import ssl
 import time
 
-from posdiag.probes.base import Observation, Probe, ProbeSkipped, Status, declare
-from posdiag.probes.network._common import Target, connected_address, report_per_target, side_by_side, targets
+from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
+from posdiag.probes.network._common import (
+    Background,
+    PaymentHostProbe,
+    Target,
+    connected_address,
+    report_per_target,
+    side_by_side,
+    targets,
+)
+from posdiag.probes.network._tlsbio import Channel, tiny_exchange
 
 EXPIRY_WARN_DAYS = 14
 # OpenSSL X509_V_ERR_* codes
 _EXPIRED, _NOT_YET_VALID, _HOSTNAME_MISMATCH = 10, 9, 62
 _UNTRUSTED = {2, 18, 19, 20, 21, 27}
+#: No byte from the server by then: start the tiny exchange that tells a black hole from a stall.
+GRACE_S = 0.25
 
 
-class TlsProbe(Probe):
+class TlsProbe(PaymentHostProbe):
     name = "network.tls"
     description = "TLS handshake with SNI and verification: expiry, trust, name; optional HTTPS health path"
     findings = declare(fail=("http.bad_response", "http.connection_lost", "http.server_error", "http.timeout", "tls.cert_expired",
-                           "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed", "tls.name_mismatch",
-                           "tls.reset", "tls.timeout", "tls.untrusted", "tls.verify_failed"), warn=("http.client_error",
+                           "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed",
+                           "tls.large_replies_lost", "tls.name_mismatch", "tls.reset", "tls.timeout", "tls.untrusted",
+                           "tls.verify_failed"), warn=("http.client_error",
                            "tls.expiring_soon"))
     requires = ("network.tcp",)
 
-    def skip_reason(self) -> str | None:
+    def applies(self) -> str | None:
         if not any(h.tls for h in self.settings.payment_hosts):
             return "no payment host uses TLS"
         return None
@@ -62,21 +74,22 @@ class TlsProbe(Probe):
             raw = socket.create_connection((address, host.port), timeout=timeout)
         except OSError as exc:
             return "tls.connect_failed", f"{where}: connection for the handshake failed ({exc})", {}
+        channel = Channel(raw, self.context_for(target), name, started + timeout)
+        tiny: list[Background[str]] = []
         try:
-            with self.context_for(target).wrap_socket(raw, server_hostname=name) as tls:
-                handshake_ms = (time.monotonic() - started) * 1000
-                obs.metric(f"handshake_ms[{label}]", round(handshake_ms, 2))
-                obs.metric(f"tls_version[{label}]", tls.version())
-                self.expiry(obs, target, tls.getpeercert())
-                if host.health_path:
-                    return self.health(obs, target, tls, name)
-                return None
+            channel.handshake(lambda ch: self.tiny_when_silent(ch, tiny, address, host.port, started))
+            handshake_ms = (time.monotonic() - started) * 1000
+            obs.metric(f"handshake_ms[{label}]", round(handshake_ms, 2))
+            obs.metric(f"tls_version[{label}]", channel.tls.version())
+            self.expiry(obs, target, channel.tls.getpeercert())
+            if host.health_path:
+                return self.health(obs, target, channel, name)
+            return None
         except ssl.SSLCertVerificationError as exc:
             return self.classify_verify(where, exc)
         except TimeoutError:
-            return "tls.timeout", f"{where}: handshake stalled for {timeout:g} s: the service accepts but does " \
-                                  "not answer", {}
-        except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as exc:
+            return self.stalled(where, channel.received, tiny[0].result() if tiny else None)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError) as exc:
             return "tls.reset", f"{where}: connection closed during the handshake ({exc.__class__.__name__})", {}
         except ssl.SSLError as exc:
             return "tls.handshake_failed", f"{where}: handshake failed ({exc.reason or exc})", {"reason": exc.reason}
@@ -84,6 +97,30 @@ class TlsProbe(Probe):
             return "tls.reset", f"{where}: connection failed during the handshake ({exc})", {}
         finally:
             raw.close()
+
+    def tiny_when_silent(self, channel: Channel, tiny: list[Background[str]], address: str, port: int,
+                         started: float) -> float | None:
+        """While the handshake waits: once the server has sent nothing for :data:`GRACE_S`, start
+        the tiny exchange on a second connection, side by side, ending with the handshake's deadline."""
+        if tiny or channel.received:
+            return None
+        if time.monotonic() < started + GRACE_S:
+            return started + GRACE_S
+        left = channel.deadline - time.monotonic()
+        tiny.append(Background(lambda: tiny_exchange(address, port, max(0.05, left))))
+        return None
+
+    def stalled(self, where: str, received: int, tiny: str | None) -> tuple[str, str, dict]:
+        timeout = self.settings.network.timeout_s
+        data = {"bytes_received": received, "small_exchange": tiny or "not tried"}
+        if received == 0 and tiny == "answered":
+            return "tls.large_replies_lost", (
+                f"{where}: the handshake stalled with 0 bytes of the server's reply in {timeout:g} s, while a 7-byte "
+                "exchange on the same port is answered at once: large packets are lost on the path (MTU black hole)"), {
+                **data, "rules_out": "not the payment service: it answers a small exchange at once"}
+        return "tls.timeout", f"{where}: handshake stalled for {timeout:g} s ({received} bytes from the server" + (
+            ", and a 7-byte exchange is not answered either" if tiny == "silent" else "") + \
+            "): the service accepts but does not answer", data
 
     @staticmethod
     def classify_verify(where: str, exc: ssl.SSLCertVerificationError) -> tuple[str, str, dict]:
@@ -110,11 +147,12 @@ class TlsProbe(Probe):
             obs.warn("tls.expiring_soon", f"{target.label}: certificate expires in {days:.0f} days",
                      host=target.host.host, days_left=round(days, 1))
 
-    def health(self, obs: Observation, target: Target, tls: ssl.SSLSocket, name: str) -> tuple[str, str, dict] | None:
+    def health(self, obs: Observation, target: Target, tls: Channel, name: str) -> tuple[str, str, dict] | None:
         path = target.host.health_path
         where = f"{target.label} {path}"
         started = time.monotonic()
         request = (f"GET {path} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: posdiag\r\nConnection: close\r\n\r\n").encode()
+        tls.deadline = started + self.settings.network.timeout_s
         try:
             tls.sendall(request)
             head = b""

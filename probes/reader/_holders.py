@@ -2,23 +2,36 @@
 
 Without root, other users' processes cannot be inspected: the result says so rather than
 pretending the port is free.
+
+A reader behind a virtual serial bridge (``socat pty,link=/dev/ttyVR0 tcp:…``, ser2net style) is a
+pseudo-terminal: the bridge holds its *master* side, the device end of the line, and often the slave
+too. Such a holder is the reader's end, not a rival for the port: the master of the reader's own
+pty shows in ``/proc/PID/fdinfo/FD`` as ``tty-index: N`` matching the slave ``/dev/pts/N``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+
+_PTS = re.compile(r"^/dev/pts/(\d+)$")
+_PTMX = ("/dev/ptmx", "/dev/pts/ptmx")
 
 
 @dataclass(frozen=True)
 class Holder:
     pid: int
     name: str
+    #: holds the master side of the device's own pty: the device end of the line (a serial bridge)
+    device_side: bool = False
 
 
 def holders(device: str, proc_root: str = "/proc") -> tuple[list[Holder], int]:
     """(processes other than us holding ``device``, number of processes we could not inspect)."""
     target = os.path.realpath(device)
+    pts = _PTS.match(target)
+    index = int(pts.group(1)) if pts else None
     me = os.getpid()
     found, hidden = [], 0
     try:
@@ -28,22 +41,43 @@ def holders(device: str, proc_root: str = "/proc") -> tuple[list[Holder], int]:
     for pid in pids:
         if pid == me:
             continue
-        fd_dir = os.path.join(proc_root, str(pid), "fd")
         try:
-            fds = os.listdir(fd_dir)
+            slave, master = _holds(os.path.join(proc_root, str(pid)), target, index)
         except PermissionError:
             hidden += 1
             continue
         except OSError:
             continue
-        for fd in fds:
-            try:
-                if os.readlink(os.path.join(fd_dir, fd)) == target:
-                    found.append(Holder(pid, _name(proc_root, pid)))
-                    break
-            except OSError:
-                continue
+        if slave or master:
+            found.append(Holder(pid, _name(proc_root, pid), device_side=master))
     return found, hidden
+
+
+def _holds(proc_dir: str, target: str, index: int | None) -> tuple[bool, bool]:
+    """(holds ``target`` itself, holds the master of pty number ``index``) for one process."""
+    fd_dir = os.path.join(proc_dir, "fd")
+    slave = master = False
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link == target:
+            slave = True
+        elif index is not None and link in _PTMX and _tty_index(os.path.join(proc_dir, "fdinfo", fd)) == index:
+            master = True
+    return slave, master
+
+
+def _tty_index(fdinfo: str) -> int | None:
+    try:
+        with open(fdinfo) as fh:
+            for line in fh:
+                if line.startswith("tty-index:"):
+                    return int(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _name(proc_root: str, pid: int) -> str:

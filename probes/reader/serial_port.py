@@ -29,7 +29,7 @@ class SerialProbe(Probe):
     findings = declare(fail=("reader.bad_lrc", "reader.garbage", "reader.nak", "reader.no_reply", "reader.open_failed",
                            "reader.port_held", "reader.port_locked", "reader.port_missing", "reader.serial_mismatch",
                            "reader.unexpected_reply"), warn=("reader.permission_denied", "reader.slow"),
-                           info=("reader.holders_unknown", "reader.in_use_by_pos", "reader.serial_unknown"))
+                           info=("reader.bridged", "reader.holders_unknown", "reader.in_use_by_pos", "reader.serial_unknown"))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.reader.kind == "serial" else "no serial reader configured ([reader] kind)"
@@ -45,10 +45,17 @@ class SerialProbe(Probe):
             obs.fail("reader.port_missing", f"{port} does not exist: the reader is unplugged or its adapter is gone",
                      port=port)
             return
-        busy, hidden = holders(port)
+        found, hidden = holders(port)
+        bridges = [h for h in found if h.device_side or h.name in cfg.bridge_processes]
+        busy = [h for h in found if h not in bridges]
         if busy:
             self.report_busy(obs, port, busy)
             return
+        if bridges:
+            names = ", ".join(f"{h.name} (pid {h.pid})" for h in bridges)
+            how = "holds the master side of its pty" if all(h.device_side for h in bridges) else "is a configured bridge"
+            obs.info("reader.bridged", f"{port} is reached through {names}, which {how}: the reader's end of the line, "
+                     "not a rival; probing through it", port=port, bridges=[{"pid": h.pid, "name": h.name} for h in bridges])
         if hidden:
             obs.info("reader.holders_unknown", f"{hidden} processes of other users could not be checked for {port}")
         import serial  # pyserial: imported only when a serial reader is configured

@@ -1,0 +1,129 @@
+"""Does anything beyond the gateway answer? The question that separates rival explanations.
+
+Silent resolvers may mean that only DNS fails, or that nothing passes the store's uplink at all; a
+gateway that ignores pings may be alive and forwarding, or dead above layer 2. What tells them apart
+is whether something *beyond* the gateway still answers: the payment hosts at the addresses they
+had when things worked (``_known``), their configured fallback addresses, the resolvers themselves
+over TCP port 53, the backup host, and — needing no known address at all — the next router on the
+way to a resolver, which answers an echo sent with TTL 2 by "time exceeded". Any answer, even a
+reset, proves the way out works.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+
+from posdiag.agent.config import Settings
+from posdiag.probes._netinfo import is_address, routed_via_gateway
+from posdiag.probes.base import ProbeContext
+from posdiag.probes.network import _known
+from posdiag.probes.network._common import Connect, side_by_side, targets, tcp_connect
+from posdiag.probes.network._icmp import first_hop_beyond
+
+#: At most this many addresses are tried: enough to rule a rival out, few enough to stay light.
+MAX_TRIED = 8
+
+
+@dataclass(frozen=True)
+class Beyond:
+    """One address beyond the gateway and why it is worth trying (``what``, for a person)."""
+
+    address: str
+    port: int
+    what: str
+    #: "host" (a payment host's address), "resolver" (a DNS server over TCP 53) or "hop" (the first
+    #: router beyond the gateway on the way to ``address``: echoes with TTL 2)
+    kind: str = "host"
+
+
+@dataclass(frozen=True)
+class Tried:
+    beyond: Beyond
+    outcome: Connect
+
+    @property
+    def answered(self) -> bool:
+        """A connection or a reset: either way a packet came back from beyond the gateway."""
+        return self.outcome.kind in ("ok", "refused")
+
+    def describe(self) -> str:
+        if self.beyond.kind == "hop":
+            if not self.answered:
+                return f"not even the next router beyond the gateway answers (echoes with TTL 2 toward {self.beyond.address})"
+            return f"the next hop beyond the gateway toward {self.beyond.address} answers ({self.outcome.error})"
+        verb = {"ok": "accepts connections", "refused": "answers (reset)", "timeout": "times out",
+                "unreachable": "is unreachable"}.get(self.outcome.kind, f"fails ({self.outcome.error})")
+        return f"{self.beyond.what} {verb}"
+
+
+def _local(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified
+
+
+def candidates(settings: Settings, context: ProbeContext, resolvers: list[str], gateway: str | None = None,
+               with_resolved: bool = True) -> list[Beyond]:
+    """Addresses beyond the gateway, most telling first: the payment hosts (literal, resolved,
+    last-known, fallback), then the resolvers over TCP 53. The gateway itself and loopback are left out."""
+    known = _known.load(context.state_dir)
+    found: list[Beyond] = []
+    for target in targets(settings):
+        host = target.host
+        if is_address(host.host):
+            found.append(Beyond(host.host, host.port, f"{target.label} at {host.host}:{host.port}"))
+        if with_resolved:
+            found += [Beyond(a, host.port, f"{target.label} at {a}:{host.port}") for a in context.resolved.get(host.host, ())]
+        found += [Beyond(a, host.port, f"the last-known address {a} of {host.host}") for a in known.get(host.host, ())]
+        found += [Beyond(a, host.port, f"the fallback address {a} of {target.label}") for a in host.fallback_addresses]
+    for server in resolvers:
+        address = server.rsplit("#", 1)[0]
+        found.append(Beyond(address, 53, f"resolver {address} over TCP 53", "resolver"))
+    unique: dict[tuple[str, int], Beyond] = {}
+    for b in found:
+        if b.address != gateway and not _local(b.address):
+            unique.setdefault((b.address, b.port), b)
+    return list(unique.values())[:MAX_TRIED]
+
+
+def hops(addresses: list[str], icmp: bool) -> list[Beyond]:
+    """Hop checks toward the addresses that are routed through the gateway (IPv4, when ICMP is allowed)."""
+    if not icmp:
+        return []
+    return [Beyond(a, 0, f"hop 2 toward {a}", "hop") for a in addresses
+            if ":" not in a and not _local(a) and routed_via_gateway(a)][:2]
+
+
+def try_all(beyond: list[Beyond], deadline: float, gateway: str | None = None) -> list[Tried]:
+    """Try every address side by side (TCP connects; TTL-2 echoes for hops), each until ``deadline``.
+    A hop check that ICMP permissions forbid is left out of the result."""
+    timeout = max(0.1, deadline - time.monotonic())
+    outcomes = side_by_side(lambda b: _hop(b.address, deadline, gateway) if b.kind == "hop"
+                            else tcp_connect(b.address, b.port, timeout), beyond)
+    return [Tried(b, o) for b, o in zip(beyond, outcomes, strict=True) if o is not None]
+
+
+def _hop(address: str, deadline: float, gateway: str | None) -> Connect | None:
+    started = time.monotonic()
+    try:
+        who = first_hop_beyond(address, deadline)
+    except PermissionError:
+        return None
+    ms = (time.monotonic() - started) * 1000
+    if who is None or who == gateway:  # the gateway itself refusing is not "beyond" answering
+        return Connect("timeout", ms, f"answered by the gateway {who}" if who else "")
+    return Connect("ok", ms, f"from {who}")
+
+
+def summary(tried: list[Tried]) -> str:
+    return "; ".join(t.describe() for t in tried)
+
+
+def ruling_out(tried: list[Tried]) -> Tried | None:
+    """The most telling silent check: a payment host's own address before the next hop."""
+    silent = [t for t in tried if not t.answered and t.beyond.kind in ("host", "hop")]
+    return min(silent, key=lambda t: t.beyond.kind != "host", default=None)

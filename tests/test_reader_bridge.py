@@ -1,0 +1,103 @@
+"""A serial reader behind a virtual serial bridge: ``socat`` holds the pty's master side (and its
+slave) and carries the line to the reader over TCP on loopback, as ser2net-style setups do. The
+bridge is the reader's end of the line, not a rival for the port: the probe must talk through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import IN_CI, run_cli
+from helpers import codes_of as codes
+from helpers import probe_of as probe
+from helpers import top_cause as top
+from reader_emulator import ReaderEmulator
+
+
+@pytest.fixture
+def bridge(tmp_path):
+    """Factory: a reader emulator on TCP and a real socat bridge that exposes it as a pty link."""
+    if shutil.which("socat") is None:
+        message = "socat missing: apt-get install socat (.ci/run does)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    started: list[tuple[ReaderEmulator, subprocess.Popen]] = []
+
+    def make(preset: str = "ingenico-rba", mode: str = "healthy") -> tuple[ReaderEmulator, str, subprocess.Popen]:
+        emu = ReaderEmulator(preset, mode, transport="tcp").start()
+        link = str(tmp_path / f"ttyVR{len(started)}")
+        socat = subprocess.Popen(["socat", f"pty,link={link},raw,echo=0", f"tcp:127.0.0.1:{emu.port}"],
+                                 stderr=subprocess.PIPE)
+        started.append((emu, socat))
+        deadline = time.monotonic() + 5
+        while not (os.path.exists(link) and emu.conn is not None) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert os.path.exists(link), "socat did not create its pty link"
+        return emu, link, socat
+
+    yield make
+    for emu, socat in started:
+        socat.kill()
+        socat.wait()
+        emu.stop()
+
+
+def bridged_report(config_file, tmp_path, link: str, preset: str, **reader) -> tuple[int, dict]:
+    section = {"kind": "serial", "port": link, "protocol": preset, "timeout_s": 1.0,
+               "sysfs_root": str(tmp_path / "no-sysfs"), **reader}
+    rc, out, err = run_cli("diagnose", "--json", "--only", "reader", "--config", str(config_file(reader=section)))
+    assert rc != 3, err
+    return rc, json.loads(out)
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_reader_behind_a_socat_pty_bridge_is_probed_through_it(bridge, config_file, tmp_path, run):
+    emu, link, socat = bridge()
+    rc, report = bridged_report(config_file, tmp_path, link, emu.preset)
+    serial = probe(report, "reader.serial")
+    assert serial["status"] == "ok", serial
+    assert rc == 0 and top(report) == "none"
+    bridged = next(f for f in serial["findings"] if f["code"] == "reader.bridged")
+    assert {"pid": socat.pid, "name": "socat"} in bridged["data"]["bridges"]
+    assert emu.received, "the request must have crossed the bridge to the reader"
+
+
+def test_silent_reader_behind_a_bridge_is_unresponsive_not_held(bridge, config_file, tmp_path):
+    emu, link, _ = bridge(mode="silent")
+    rc, report = bridged_report(config_file, tmp_path, link, emu.preset, timeout_s=0.5)
+    assert "reader.port_held" not in codes(report, "reader.serial")
+    assert "reader.no_reply" in codes(report, "reader.serial")
+    assert rc == 2 and top(report) == "reader.unresponsive"
+    assert emu.received
+
+
+def test_a_process_holding_only_the_slave_is_still_a_rival(bridge, config_file, tmp_path):
+    emu, link, _ = bridge()
+    holder = subprocess.Popen(["python3", "-c", "import os, sys, time\nos.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
+                               "print('held', flush=True)\ntime.sleep(60)", link], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, report = bridged_report(config_file, tmp_path, link, emu.preset)
+    finally:
+        holder.kill()
+        holder.wait()
+    held = next(f for f in probe(report, "reader.serial")["findings"] if f["code"] == "reader.port_held")
+    assert [h["pid"] for h in held["data"]["holders"]] == [holder.pid]
+    assert not emu.received, "a port held by a rival is never written"
+
+
+def test_configured_bridge_process_names_are_a_fallback(bridge, config_file, tmp_path):
+    emu, link, _ = bridge()
+    holder = subprocess.Popen(["python3", "-c", "import os, sys, time\nos.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
+                               "print('held', flush=True)\ntime.sleep(60)", link], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, report = bridged_report(config_file, tmp_path, link, emu.preset, bridge_processes=["python3"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert probe(report, "reader.serial")["status"] == "ok"
+    assert "reader.bridged" in codes(report, "reader.serial")
