@@ -34,7 +34,7 @@ from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.paths import causes_path
 from posdiag.agent.push import Pusher, push_status, store_status
-from posdiag.agent.store import Store, open_readonly
+from posdiag.agent.store import Store, open_readonly, open_store
 from posdiag.agent.sweep import run_sweep
 
 log = logging.getLogger("posdiag")
@@ -207,7 +207,9 @@ class Daemon:
                            "verdict": report["diagnosis"]["verdict"], "top_cause": top["id"],
                            "confidence": top["confidence"], "duration_s": report["duration_s"]}
         try:
-            assert self.store is not None
+            self.store = self.store or open_store(self.settings)
+            if self.store is None:
+                raise OSError("the report store cannot be opened (see the log)")
             self.store.add(report, push=self.pusher is not None)
             if self.pusher is not None:
                 self.pusher.kick(urgent=trigger in ("event", "on-demand"))
@@ -254,8 +256,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGHUP, self.on_signal)
-        self.store = Store(self.settings.daemon.state_dir, max_age_days=self.settings.daemon.history_days,
-                           max_mb=self.settings.daemon.history_max_mb, spool_max_mb=self.settings.server.spool_max_mb)
+        self.store = open_store(self.settings)
         server = serve(self.settings.daemon.control_socket, self.handle_control)
         if self.pusher is not None:
             self.pusher.start()
@@ -276,7 +277,8 @@ class Daemon:
                 os.unlink(self.settings.daemon.control_socket)
             except OSError:
                 pass
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
             log.info("posdiag stopped")
         return 0
 

@@ -78,10 +78,11 @@ def _outbox_seqs(src: sqlite3.Connection) -> Iterator[int]:
         high = last + PROBE_SPAN
     for seq in range(last + 1, min(high, last + PROBE_SPAN) + 1):
         try:
-            if src.execute("SELECT 1 FROM outbox WHERE seq = ?", (seq,)).fetchone():
-                yield seq
+            found = src.execute("SELECT 1 FROM outbox WHERE seq = ?", (seq,)).fetchone()
         except sqlite3.DatabaseError:
-            continue
+            found = True  # on a damaged page: reading it fails again and counts it as unreadable
+        if found:
+            yield seq
 
 
 def recover_outbox(moved: Path, dest: sqlite3.Connection) -> tuple[int, int]:

@@ -114,7 +114,7 @@ class Pusher(threading.Thread):
                                      stdout=subprocess.DEVNULL)
         code = self.proc.wait()
         self.proc = None
-        if code in (sender.BUSY,) or code < 0:
+        if code == sender.BUSY or code < 0:
             self.not_before = time.time() + RECHECK_S
         elif code not in (sender.DRAINED, sender.RETRY_LATER):
             self.not_before = time.time() + self.server.retry_max_s

@@ -45,7 +45,7 @@ BACKOFF_BASE_S = 1.0
 MAX_RETRY_AFTER_S = 3600.0
 
 # Exit statuses of the sender process (the daemon reads them; ``posdiag push`` maps them to 0/3).
-DRAINED, RETRY_LATER, BUSY, SETUP = 0, 75, 76, 3
+DRAINED, RETRY_LATER, BUSY, SETUP, STORE_ERROR = 0, 75, 76, 3, 74
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     except PushSetupError as exc:
         log.error("push: %s", exc)
         return SETUP
+    except sqlite3.Error as exc:  # a full disk or a damaged store: what was sent and not marked goes again (409)
+        log.error("push: cannot read or update the outbox: %s", exc)
+        return STORE_ERROR
     if result.busy:
         return BUSY
     if result.retry_at is not None:

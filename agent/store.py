@@ -91,6 +91,8 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=5)
         try:
+            # Pages freed by pruning can be handed back to the filesystem (only takes effect on a new file).
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             # Small checkpoints keep the data in the main file, so that on a full disk deleting old
@@ -108,6 +110,14 @@ class Store:
     def _open_healing(self) -> sqlite3.Connection:
         try:
             return self._connect()
+        except sqlite3.OperationalError as exc:
+            # A full disk: opening a WAL database needs room for its index (-shm) and WAL.
+            reserve = self.path.parent / RESERVE_NAME
+            if not reserve.exists():
+                raise
+            reserve.unlink()
+            log.warning("cannot open %s (%s): gave up the space reserve to open it", self.path, exc)
+            return self._connect()
         except sqlite3.DatabaseError as exc:
             if not heal.is_corruption(exc):
                 raise
@@ -117,6 +127,7 @@ class Store:
         if db is not None:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
+        reason = " ".join(reason.split())[:300]
         moved = heal.move_aside(self.path)
         fresh = self._connect()
         recovered, unreadable = heal.recover_outbox(moved, fresh)
@@ -163,18 +174,20 @@ class Store:
         return dropped
 
     def _add_making_room(self, report: dict[str, Any], push: bool) -> int:
-        while True:
+        for _ in range(4):
             try:
                 return self._insert(report, push)
             except sqlite3.OperationalError as exc:
                 if not heal.is_full(exc):
                     raise
-                freed = self._prune_for_space()
+                error = str(exc)
+                freed = self._make_room(self._pages_needed(report))
                 if not freed:
-                    self._note_unstored(report, str(exc))
-                    raise StoreFull(f"no room in {self.path.parent} for report {report['report_id']}, "
-                                    f"even with the history pruned ({exc})") from None
+                    break
                 self.pruned_for_space += freed
+        self._note_unstored(report, error)
+        raise StoreFull(f"no room in {self.path.parent} for report {report['report_id']}, "
+                        f"even with the oldest history pruned ({error})")
 
     def _notes(self) -> dict[str, Any]:
         notes: dict[str, Any] = {}
@@ -215,52 +228,85 @@ class Store:
         self.unstored = u
 
     # --- making room on a full disk -----------------------------------------------------------------
-    def _checkpoint(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # Deleting rows frees pages inside the file, not on the disk, and SQLite needs free disk to write
+    # anything (its WAL grows first). So: give up the reserve file to get going, delete the oldest
+    # history until the file has room for the report plus a new reserve, hand those pages back to the
+    # filesystem (incremental vacuum, then a truncating checkpoint), and retry. Never for a report
+    # that the whole history could not make room for.
+    def _pages_needed(self, report: dict[str, Any]) -> int:
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+        return 2 * len(json.dumps(report, separators=(",", ":"))) // page + 8
 
-    def _delete_oldest(self) -> int:
-        count = self.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
-        if not count:
-            return 0
+    def _spend_reserve(self) -> bool:
+        reserve = self.path.parent / RESERVE_NAME
+        if not reserve.exists():
+            return False
+        reserve.unlink()
+        log.warning("disk full under %s: gave up the %d kB space reserve", self.path.parent, RESERVE_BYTES // 1024)
+        return True
+
+    def _delete_oldest(self, n: int) -> int:
         with self.db:
             return self.db.execute("DELETE FROM reports WHERE report_id IN (SELECT report_id FROM reports "
-                                   "ORDER BY started_at LIMIT ?)", (max(5, count // 20),)).rowcount
+                                   "ORDER BY started_at LIMIT ?)", (n,)).rowcount
 
-    def _prune_for_space(self) -> int:
-        """Delete the oldest history (never the outbox); returns the rows deleted, 0 if none could be."""
-        self._checkpoint()
-        try:
-            freed = self._delete_oldest()
-        except sqlite3.OperationalError as exc:
-            if not heal.is_full(exc):
-                raise
-            reserve = self.path.parent / RESERVE_NAME
-            if not reserve.exists():
-                return 0
-            reserve.unlink()
-            self._checkpoint()
+    def _shrink(self) -> None:
+        """Give the file's free pages back to the filesystem."""
+        for _ in range(2):
             try:
-                freed = self._delete_oldest()
-            except sqlite3.OperationalError:
-                return 0
-        self._checkpoint()
-        if freed:
+                self.db.execute("PRAGMA incremental_vacuum").fetchall()
+                self.db.commit()
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if not heal.is_full(exc) or not self._spend_reserve():
+                    return
+
+    def _make_room(self, pages: int) -> int:
+        """Delete the oldest history (never the outbox) until ``pages`` (and a reserve) are free, and
+        return them to the disk. Returns the reports deleted; 0 when that cannot make room."""
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+
+        def free() -> int:
+            return self.db.execute("PRAGMA freelist_count").fetchone()[0]
+
+        count, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM reports").fetchone()
+        if not count or free() + size // page < pages:
+            return 0  # not even the whole history would make room for this one
+        target = pages + 2 * RESERVE_BYTES // page
+        deleted = 0
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()  # so the WAL is written from its start
+        while free() < target:
+            try:
+                n = self._delete_oldest(max(5, count // 20))
+            except sqlite3.OperationalError as exc:
+                if not heal.is_full(exc) or not self._spend_reserve():
+                    break
+                continue
+            if not n:
+                break
+            deleted += n
+        self._shrink()
+        if deleted:
             log.warning("disk full under %s: pruned the %d oldest report(s) of the history to make room",
-                        self.path.parent, freed)
-        return freed
+                        self.path.parent, deleted)
+        return deleted
 
     def _ensure_reserve(self) -> None:
+        """Keep the reserve file in place; when the disk has no room for it, prune the oldest history
+        now, while SQLite can still write, rather than later when it cannot."""
         reserve = self.path.parent / RESERVE_NAME
         if reserve.exists():
             return
         try:
-            st = os.statvfs(reserve.parent)
-            if st.f_bavail * st.f_frsize < 4 * RESERVE_BYTES:
-                return
+            if _free_bytes(reserve.parent) < 2 * RESERVE_BYTES:
+                self._make_room(0)
+                if _free_bytes(reserve.parent) < 2 * RESERVE_BYTES:
+                    return
             with open(reserve, "wb") as fh:
                 fh.write(b"\0" * RESERVE_BYTES)
-        except OSError:
+        except (OSError, sqlite3.Error):
             with contextlib.suppress(OSError):
                 reserve.unlink()
 
@@ -328,6 +374,23 @@ class Store:
         with contextlib.suppress(sqlite3.OperationalError):
             healed = outbox.load_json_meta(self.db, "store.healed")
         return {"healed": healed, "unstored": self.unstored}
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def open_store(settings: Any) -> Store | None:
+    """The daemon's store, or None (logged) when it cannot be opened now, e.g. on a disk so full that
+    not even the space reserve helps: the daemon diagnoses all the same and tries again next sweep."""
+    d = settings.daemon
+    try:
+        return Store(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
+                     spool_max_mb=settings.server.spool_max_mb)
+    except (sqlite3.Error, OSError) as exc:
+        log.error("cannot open the report store in %s: %s; reports are not stored until it can be", d.state_dir, exc)
+        return None
 
 
 def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:

@@ -346,6 +346,37 @@ for _ in range(30):
     assert srv.received() == ids and srv.duplicates() == 0
 
 
+@pytest.mark.root
+def test_state_dir_on_a_filesystem_that_fills_keeps_pushing_every_report(server, push_config, daemon, tmpfs, tmp_path):
+    from helpers import fill_filesystem
+
+    state = tmpfs("2m") / "state"
+    old = [fake_report(time.time() - 5000 + i) for i in range(60)]
+    with Store(state) as store:
+        for report in old:
+            report["probes"][0]["metrics"]["padding"] = os.urandom(4000).hex()
+            store.add(report)  # history only: already sent long ago
+    fill_filesystem(state.parent)
+    srv = server()
+    d = daemon(_config_with_state(push_config, srv.url, state))
+    triggered = []
+    for _ in range(5):
+        rc, out, err = d.cli("trigger", "--json")
+        assert rc in (0, 1, 2), err
+        triggered.append(json.loads(out)["report_id"])
+    assert wait_for(lambda: len(srv.received()) == 6, 15), d.output()
+    assert srv.received()[1:] == triggered and srv.duplicates() == 0
+    assert srv.stored[srv.received()[0]]["trigger"] == "boot"
+    assert not set(stored_ids(state)) & {r["report_id"] for r in old}  # the oldest history made room
+    assert "could not store" not in d.output() and "pruned the" in d.output()
+
+
+def _config_with_state(push_config, url: str, state: Path) -> Path:
+    config = push_config(url)
+    config.write_text(config.read_text().replace(f"state_dir = '{config.parent / 'state'}'", f"state_dir = '{state}'"))
+    return config
+
+
 def _has_sqlite3_cli() -> bool:
     import shutil
 
