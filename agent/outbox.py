@@ -98,9 +98,9 @@ def pending_page(db: sqlite3.Connection, after_seq: int, limit: int = PAGE) -> l
                       (after_seq, limit)).fetchall()
 
 
-def mark_sent(db: sqlite3.Connection, seq: int) -> None:
-    db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-    add_count(db, "push.sent", 1)
+def mark_sent_many(db: sqlite3.Connection, seqs: list[int]) -> None:
+    db.executemany("DELETE FROM outbox WHERE seq = ?", ((s,) for s in seqs))
+    add_count(db, "push.sent", len(seqs))
 
 
 def mark_refused(db: sqlite3.Connection, seq: int, answer: str, now: float) -> None:

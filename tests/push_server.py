@@ -62,6 +62,7 @@ class PushServer:
 
             def get_request(self) -> tuple[socket.socket, Any]:
                 conn, addr = self.socket.accept()
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # headers and body are two writes
                 with server.lock:
                     server.connections += 1
                 return ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), addr
