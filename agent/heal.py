@@ -22,8 +22,9 @@ from typing import Any
 log = logging.getLogger("posdiag")
 
 SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_FULL = 11, 26, 13
-#: How far past the last readable row a damaged outbox is probed, row by row, for more rows.
-PROBE_SPAN = 200_000
+#: How far past the last readable row a damaged outbox is probed, row by row, for more rows,
+#: when the highest key ever given out cannot be read either.
+PROBE_SPAN = 20_000
 
 
 def is_corruption(exc: BaseException) -> bool:
@@ -72,9 +73,11 @@ def _outbox_seqs(src: sqlite3.Connection) -> Iterator[int]:
     except sqlite3.DatabaseError as exc:
         log.warning("corrupt store: outbox scan stopped after row %d (%s); probing row by row", last, exc)
     try:
-        high = src.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-        high = int(high[0]) if high else last + PROBE_SPAN
+        row = src.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        high = int(row[0]) if row else last
     except sqlite3.DatabaseError:
+        if not last:
+            return  # not even the schema reads: nothing to recover, and no way to know what was there
         high = last + PROBE_SPAN
     for seq in range(last + 1, min(high, last + PROBE_SPAN) + 1):
         try:

@@ -49,6 +49,7 @@ def test_random_bytes_history_is_moved_aside_and_the_daemon_starts(daemon, tmp_p
     assert "healed at" in d.cli("status")[1]
     boot = json.loads(d.cli("history", "--json")[1])[0]
     assert boot["store"]["healed"]["reason"].startswith("file is not a database")
+    assert boot["store"]["healed"]["recovered_unsent"] == boot["store"]["healed"]["unreadable_unsent"] == 0
     jsonschema.validate(boot, json.loads(report_schema_path().read_text()))
     d.cli("trigger")
     newest = json.loads(d.cli("history", "--json")[1])[0]
@@ -144,3 +145,32 @@ def test_status_and_history_read_a_damaged_store_without_a_traceback(tmp_path):
     for args in (["history"], ["history", "--json"], ["status"], ["status", "--json"]):
         rc, out, err = run_cli(*args, "--config", str(config))
         assert "Traceback" not in out + err and "internal error" not in err, args
+
+
+def test_a_page_damaged_under_an_open_store_heals_at_the_next_write_and_loses_no_report(tmp_path):
+    import sqlite3
+
+    state = tmp_path / "state"
+    store = Store(state)
+    ids = []
+    for i in range(60):
+        report = fake_report(time.time() - 100 + i)
+        store.add(report, push=True)
+        ids.append(report["report_id"])
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path = state / DB_NAME
+    data = path.read_bytes()
+    history_pages = [i for i in range(1, len(data) // 4096) if b"posdiag.report/1" in data[i * 4096:(i + 1) * 4096]]
+    with open(path, "r+b") as fh:  # the history's newest pages go bad while the daemon runs
+        for k in history_pages[-2:]:
+            fh.seek(k * 4096)
+            fh.write(os.urandom(4096))
+    other = sqlite3.connect(path)  # another writer (a sender) makes the open store re-read the file
+    with other:
+        other.execute("INSERT INTO meta VALUES ('touched', '1')")
+    other.close()
+    new = fake_report(time.time())
+    store.add(new, push=True)  # "database disk image is malformed" → moved aside, healed, stored
+    store.close()
+    assert new["store"]["healed"]["recovered_unsent"] == 60
+    assert queued(state) == ids + [new["report_id"]]
