@@ -20,7 +20,7 @@ from typing import Any
 
 from posdiag.agent import outbox, sender
 from posdiag.agent.pushsetup import require
-from posdiag.agent.store import Store, StoreFull, open_readonly
+from posdiag.agent.store import Store, open_readonly
 
 log = logging.getLogger("posdiag")
 
@@ -63,7 +63,7 @@ class Pusher(threading.Thread):
         self.wake.set()
         proc = self.proc
         if proc is not None and proc.poll() is None:
-            proc.terminate()  # an unconfirmed report is sent again later; the server answers 409
+            proc.terminate()  # it finishes the report in flight and records what it sent
         self.join(5)
 
     # --- the thread ---------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
         with Store(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
                    spool_max_mb=settings.server.spool_max_mb) as store:
             store.add(report, push=True)
-    except (StoreFull, OSError, Exception) as exc:  # noqa: BLE001 - the report is printed all the same
+    except Exception as exc:  # noqa: BLE001 - full disk, damaged store, permissions: the report is printed all the same
         err.write(f"posdiag: could not queue the report for the central server: {exc}\n")
         return False
     try:

@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import re
+import signal
 import sqlite3
 import sys
 import time
@@ -285,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _log_to_stderr()
     server = ServerSettings(**json.loads(args.server))
+    stopping: list[int] = []
+    # The daemon stopping: finish the report in flight and record what was sent, then exit.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     try:
-        result = drain(server, args.state_dir)
+        result = drain(server, args.state_dir, stop=lambda: bool(stopping))
     except PushSetupError as exc:
         log.error("push: %s", exc)
         return SETUP
