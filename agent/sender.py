@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import email.utils
 import fcntl
 import json
 import logging
@@ -36,7 +35,6 @@ from typing import Any
 
 from posdiag.agent import __version__, outbox
 from posdiag.agent.pushsetup import PushSetupError, read_token
-from posdiag.agent.store import DB_NAME
 
 log = logging.getLogger("posdiag")
 
@@ -76,6 +74,8 @@ def retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return min(float(value), MAX_RETRY_AFTER_S)
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
@@ -200,7 +200,7 @@ def drain(server: Any, state_dir: str | Path, *, lock_wait_s: float = 0.0, stop:
         if not locked:
             result.busy = True
             return result
-        db = sqlite3.connect(Path(state_dir) / DB_NAME, timeout=10)
+        db = sqlite3.connect(Path(state_dir) / outbox.DB_NAME, timeout=10)
         # NORMAL, not FULL: losing a "sent" mark to a power cut only means the server sees the report
         # again and answers 409; the daemon's own writes stay FULL.
         db.execute("PRAGMA synchronous=NORMAL")
@@ -278,14 +278,16 @@ def _drain(db: sqlite3.Connection, client: Client, server: Any, result: DrainRes
 
 # --- the process the daemon starts ------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from posdiag.agent.config import ServerSettings
+    import types
 
     parser = argparse.ArgumentParser(prog="python -m posdiag.agent.sender", description=__doc__.split("\n")[0])
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--server", required=True, help="the [server] settings as JSON")
     args = parser.parse_args(argv)
     _log_to_stderr()
-    server = ServerSettings(**json.loads(args.server))
+    # The daemon's validated [server] settings, as plain values: the sender starts without the config
+    # machinery (it starts once per push, so its start-up is most of its CPU).
+    server = types.SimpleNamespace(**json.loads(args.server))
     stopping: list[int] = []
     # The daemon stopping: finish the report in flight and record what was sent, then exit.
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
