@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         result = drain(server, args.state_dir, stop=lambda: bool(stopping))
     except PushSetupError as exc:
         log.error("push: %s", exc)
+        _record(args.state_dir, f"setup: {exc}")
         return SETUP
     except sqlite3.Error as exc:  # a full disk or a damaged store: what was sent and not marked goes again (409)
         log.error("push: cannot read or update the outbox: %s", exc)
@@ -308,6 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     if result.sent or result.refused:
         log.info("push: %d report(s) sent, %d refused; outbox empty", result.sent, result.refused)
     return DRAINED
+
+
+def _record(state_dir: str, result: str) -> None:
+    """What stopped the sender before it could post, for ``status`` (never the token: the message
+    names the token file, not its content)."""
+    path = Path(state_dir) / outbox.DB_NAME
+    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as db, db:
+        outbox.record_attempt(db, result, time.time())
 
 
 def argv_for(server: Any, state_dir: str) -> list[str]:

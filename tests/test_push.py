@@ -496,3 +496,16 @@ def test_full_spool_drops_the_oldest_unsent_and_counts_them(tmp_path):
         summary = store.push_summary()
     assert queued == ids[-len(queued):] and len(queued) < 12  # the newest are kept, in order
     assert summary["dropped"] == 12 - len(queued) and summary["outbox"] == len(queued)
+
+
+def test_a_token_file_opened_up_while_the_daemon_runs_stops_pushing_and_status_says_why(server, push_config, daemon,
+                                                                                        token_file, tmp_path):
+    srv = server()
+    d = daemon(push_config(srv.url))
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    token_file.chmod(0o644)
+    d.cli("trigger")
+    assert wait_for(lambda: (push_state(tmp_path / "state")["last_result"] or "").startswith("setup:"), 10), d.output()
+    state = push_state(tmp_path / "state")
+    assert "0644" in state["last_result"] and TOKEN not in state["last_result"]
+    assert len(srv.received()) == 1 and state["outbox"] == 1  # kept until the token file is fixed
