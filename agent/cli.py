@@ -199,10 +199,13 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         status = request(settings.daemon.control_socket, {"cmd": "status"}, timeout_s=5)["status"]
     except DaemonNotRunning as exc:
+        from posdiag.agent.push import push_status, status_lines, store_status
+
+        push, store = push_status(settings), store_status(settings, None)  # the outbox waits all the same
         if args.json:
-            out.write(json.dumps({"running": False, "error": str(exc)}) + "\n")
+            out.write(json.dumps({"running": False, "error": str(exc), "push": push, "store": store}) + "\n")
         else:
-            out.write(f"posdiag daemon: not running ({exc})\n")
+            out.write("\n".join([f"posdiag daemon: not running ({exc})", *status_lines(push, store)]) + "\n")
         return Exit.UNKNOWN
     if args.json:
         out.write(json.dumps({"running": True, **status}, indent=2) + "\n")

@@ -444,6 +444,8 @@ def test_diagnose_push_queues_and_push_drains_when_no_daemon_runs(server, push_c
     report = json.loads(out)
     assert rc in (0, 1, 2) and "queued" in err and "posdiag push" in err
     assert push_state(tmp_path / "state")["outbox"] == 1
+    rc, out, _ = run_cli("status", "--config", str(config))
+    assert rc == 3 and "not running" in out and "outbox 1" in out  # what waits, even with no daemon
     rc, out, err = run_cli("push", "--config", str(config))
     assert rc == 0 and "sent 1 report" in out, err
     assert srv.received() == [report["report_id"]]
