@@ -13,6 +13,7 @@ import pytest
 from conftest import run_cli
 from helpers import fill_filesystem, wait_for
 from posdiag.agent import outbox
+from posdiag.agent.control import request
 from posdiag.agent.paths import report_schema_path
 from posdiag.agent.store import DB_NAME, Store, StoreFull
 from test_daemon import daemon  # noqa: F401 - the real daemon process fixture
@@ -51,7 +52,7 @@ def test_random_bytes_history_is_moved_aside_and_the_daemon_starts(daemon, tmp_p
     assert boot["store"]["healed"]["reason"].startswith("file is not a database")
     assert boot["store"]["healed"]["recovered_unsent"] == boot["store"]["healed"]["unreadable_unsent"] == 0
     jsonschema.validate(boot, json.loads(report_schema_path().read_text()))
-    d.cli("trigger")
+    assert request(d.socket, {"cmd": "trigger"}, timeout_s=60)["ok"]
     newest = json.loads(d.cli("history", "--json")[1])[0]
     assert "store" not in newest  # said once, in the next report
 
