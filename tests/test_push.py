@@ -522,3 +522,21 @@ def test_a_token_file_opened_up_while_the_daemon_runs_stops_pushing_and_status_s
     state = push_state(tmp_path / "state")
     assert "0644" in state["last_result"] and TOKEN not in state["last_result"]
     assert len(srv.received()) == 1 and state["outbox"] == 1  # kept until the token file is fixed
+
+
+# --- backoff ------------------------------------------------------------------------------------------------------
+def test_backoff_is_jittered_exponential_capped_and_never_before_retry_after():
+    from posdiag.agent.sender import backoff_s, classify, retry_after
+
+    waits = [backoff_s(failures, cap_s=60) for failures in range(1, 12) for _ in range(50)]
+    assert max(waits) <= 60 and min(waits) >= 0.2
+    assert max(backoff_s(2, cap_s=60) for _ in range(200)) <= 2  # 2nd failure: up to 2 s
+    assert len({round(w, 3) for w in waits}) > 100  # jittered, not in step
+    assert all(backoff_s(1, cap_s=5, not_before_s=30) >= 30 for _ in range(20))  # Retry-After beats the cap
+    now = time.time()
+    assert retry_after("7", now) == 7
+    assert 58 <= retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 60)), now) <= 60
+    assert retry_after("soon", now) is None
+    assert classify(429, {"Retry-After": "3"}, now).retry_after_s == 3
+    assert [classify(s, {}, now).kind for s in (200, 201, 409, 400, 401, 403, 413, 500, 502, 503)] == \
+        ["done", "done", "done", "refused", "refused", "refused", "refused", "retry", "retry", "retry"]
