@@ -49,8 +49,15 @@ class Pusher(threading.Thread):
         return cls(settings) if settings.server.url else None
 
     def configure(self, settings: Any) -> None:
-        """A reloaded configuration: the next sender uses it."""
+        """A reloaded configuration: the next sender uses it. Without a URL nothing is sent (reports
+        still queue, and go when a URL is back); a token problem is logged, and the sender says it."""
+        from posdiag.agent.pushsetup import check
+
         self.server = settings.server
+        if not settings.server.url:
+            log.warning("push: [server] url removed: reports are queued, not sent")
+        for problem in check(settings.server):
+            log.error("push: %s", problem)
         self.kick()
 
     def kick(self, urgent: bool = False) -> None:
@@ -93,14 +100,14 @@ class Pusher(threading.Thread):
     def _plan(self) -> float | None:
         """Seconds to sleep before looking again; None (until kicked) when nothing waits."""
         depth, next_at = self._outbox_state()
-        if not depth:
+        if not depth or not self.server.url:
             self.urgent = False
             return None
         return max(0.0, max(next_at, self.not_before) - time.time())
 
     def _due(self) -> bool:
         depth, next_at = self._outbox_state()
-        if not depth:
+        if not depth or not self.server.url:
             return False
         now = time.time()
         if self.urgent and now - self.last_start >= URGENT_MIN_GAP_S:

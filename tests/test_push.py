@@ -540,3 +540,20 @@ def test_backoff_is_jittered_exponential_capped_and_never_before_retry_after():
     assert classify(429, {"Retry-After": "3"}, now).retry_after_s == 3
     assert [classify(s, {}, now).kind for s in (200, 201, 409, 400, 401, 403, 413, 500, 502, 503)] == \
         ["done", "done", "done", "refused", "refused", "refused", "refused", "retry", "retry", "retry"]
+
+
+def test_sighup_with_the_server_url_removed_queues_without_sending_and_restoring_it_sends(server, push_config, daemon,
+                                                                                          tmp_path):
+    srv = server()
+    d = daemon(push_config(srv.url))
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    text = d.config.read_text()
+    d.config.write_text(text.replace(f"url = '{srv.url}'", "url = ''"))
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "url removed" in d.output(), 5), d.output()
+    report = trigger(d.config)
+    time.sleep(1.0)
+    assert len(srv.received()) == 1 and push_state(tmp_path / "state")["outbox"] == 1
+    d.config.write_text(text)
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: report["report_id"] in srv.received(), 10), d.output()
