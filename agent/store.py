@@ -113,7 +113,7 @@ class Store:
         except sqlite3.OperationalError as exc:
             # A full disk: opening a WAL database needs room for its index (-shm) and WAL.
             reserve = self.path.parent / RESERVE_NAME
-            if not reserve.exists():
+            if not (heal.is_full(exc) or "disk I/O error" in str(exc)) or not reserve.exists():
                 raise
             reserve.unlink()
             log.warning("cannot open %s (%s): gave up the space reserve to open it", self.path, exc)
