@@ -69,7 +69,8 @@ class PushServer:
 
         self.httpd = Httpd(("127.0.0.1", self.port), _handler(self))
         self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, name="push-server", daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="push-server",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
