@@ -62,6 +62,7 @@ class DrainResult:
     refused: int = 0
     remaining: int = 0
     refusals: list[str] = dataclasses.field(default_factory=list)  # the server's answers when it refused
+    failures: int = 0  # consecutive failed attempts, this one included
     last_result: str | None = None
     retry_at: float | None = None
     busy: bool = False
@@ -269,6 +270,7 @@ def _drain(db: sqlite3.Connection, client: Client, server: Any, result: DrainRes
                         failures = 0
                         continue
                     failures += 1
+                    result.failures = failures
                     result.retry_at = now + backoff_s(failures, server.retry_max_s, answer.retry_after_s)
                     outbox.record_attempt(db, answer.result, now, failures=failures, next_attempt_at=result.retry_at)
                 return
@@ -303,8 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     if result.busy:
         return BUSY
     if result.retry_at is not None:
-        log.warning("push: server unavailable (%s): %d report(s) sent, %d waiting; next try in %.0f s",
-                    result.last_result, result.sent, result.remaining, result.retry_at - time.time())
+        # A long outage logs at the 1st, 2nd, 4th, 8th, … failed attempt, not once a minute.
+        if result.failures & (result.failures - 1) == 0:
+            log.warning("push: server unavailable (%s, attempt %d): %d report(s) sent, %d waiting; next try in %.1f s",
+                        result.last_result, result.failures, result.sent, result.remaining,
+                        result.retry_at - time.time())
         return RETRY_LATER
     if result.sent or result.refused:
         log.info("push: %d report(s) sent, %d refused; outbox empty", result.sent, result.refused)
