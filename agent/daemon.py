@@ -34,7 +34,7 @@ from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.paths import causes_path
 from posdiag.agent.push import Pusher, push_status, store_status
-from posdiag.agent.store import Store, open_readonly, open_store
+from posdiag.agent.store import Store, open_readonly
 from posdiag.agent.sweep import run_sweep
 
 log = logging.getLogger("posdiag")
@@ -207,7 +207,7 @@ class Daemon:
                            "verdict": report["diagnosis"]["verdict"], "top_cause": top["id"],
                            "confidence": top["confidence"], "duration_s": report["duration_s"]}
         try:
-            self.store = self.store or open_store(self.settings)
+            self.store = self.store or Store.for_daemon(self.settings)
             if self.store is None:
                 raise OSError("the report store cannot be opened (see the log)")
             self.store.add(report, push=self.pusher is not None)
@@ -233,10 +233,10 @@ class Daemon:
         self.notify.send("RELOADING=1")
         self.stop_watcher()
         self.settings, self.kb = new, kb
-        if self.pusher is not None:
-            self.pusher.configure(new)
         self.state.reloads += 1
         self.start_watcher()
+        if self.pusher is not None:
+            self.pusher.configure(new)
         log.info("configuration reloaded from %s", new.source)
         self.notify.send("READY=1")
 
@@ -256,7 +256,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGHUP, self.on_signal)
-        self.store = open_store(self.settings)
+        self.store = Store.for_daemon(self.settings)
         server = serve(self.settings.daemon.control_socket, self.handle_control)
         if self.pusher is not None:
             self.pusher.start()

@@ -87,6 +87,18 @@ class Store:
             self.db = self._open_healing()
             self._ensure_reserve()
 
+    @classmethod
+    def for_daemon(cls, settings: Any) -> Store | None:
+        """The daemon's store, or None (logged) when it cannot be opened now, e.g. on a disk so full that
+        not even the space reserve helps: the daemon diagnoses all the same and tries again next sweep."""
+        d = settings.daemon
+        try:
+            return cls(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
+                       spool_max_mb=settings.server.spool_max_mb)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("cannot open the report store in %s: %s; reports are not stored until it can be", d.state_dir, exc)
+            return None
+
     # --- opening and healing ------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=5)
@@ -379,18 +391,6 @@ class Store:
 def _free_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
-
-
-def open_store(settings: Any) -> Store | None:
-    """The daemon's store, or None (logged) when it cannot be opened now, e.g. on a disk so full that
-    not even the space reserve helps: the daemon diagnoses all the same and tries again next sweep."""
-    d = settings.daemon
-    try:
-        return Store(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
-                     spool_max_mb=settings.server.spool_max_mb)
-    except (sqlite3.Error, OSError) as exc:
-        log.error("cannot open the report store in %s: %s; reports are not stored until it can be", d.state_dir, exc)
-        return None
 
 
 def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:
