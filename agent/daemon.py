@@ -207,9 +207,7 @@ class Daemon:
                            "verdict": report["diagnosis"]["verdict"], "top_cause": top["id"],
                            "confidence": top["confidence"], "duration_s": report["duration_s"]}
         try:
-            self.store = self.store or Store.for_daemon(self.settings)
-            if self.store is None:
-                raise OSError("the report store cannot be opened (see the log)")
+            assert self.store is not None
             self.store.add(report, push=self.pusher is not None)
             if self.pusher is not None:
                 self.pusher.kick(urgent=trigger in ("event", "on-demand"))
@@ -277,8 +275,7 @@ class Daemon:
                 os.unlink(self.settings.daemon.control_socket)
             except OSError:
                 pass
-            if self.store is not None:
-                self.store.close()
+            self.store.close()
             log.info("posdiag stopped")
         return 0
 

@@ -72,7 +72,7 @@ class Store:
     """One connection per instance; use one instance per thread."""
 
     def __init__(self, state_dir: str | Path, *, max_age_days: float = 30, max_mb: float = 50,
-                 spool_max_mb: float = 50, readonly: bool = False) -> None:
+                 spool_max_mb: float = 50, readonly: bool = False, retry_open: bool = False) -> None:
         self.path = Path(state_dir) / DB_NAME
         self.max_age_s = max_age_days * 86400
         self.max_bytes = int(max_mb * 1024 * 1024)
@@ -80,24 +80,30 @@ class Store:
         #: Reports that could not be stored, and history pruned for room, since the last stored report.
         self.unstored: dict[str, Any] | None = None
         self.pruned_for_space = 0
+        self.db: sqlite3.Connection = None  # type: ignore[assignment]
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-        else:
-            os.makedirs(self.path.parent, mode=0o750, exist_ok=True)
-            self.db = self._open_healing()
-            self._ensure_reserve()
+            return
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            if not retry_open:
+                raise
+            log.error("cannot open the report store %s: %s; reports are not stored until it can be", self.path, exc)
+
+    def _open(self) -> None:
+        os.makedirs(self.path.parent, mode=0o750, exist_ok=True)
+        self.db = self._open_healing()
+        self._ensure_reserve()
 
     @classmethod
-    def for_daemon(cls, settings: Any) -> Store | None:
-        """The daemon's store, or None (logged) when it cannot be opened now, e.g. on a disk so full that
-        not even the space reserve helps: the daemon diagnoses all the same and tries again next sweep."""
+    def for_daemon(cls, settings: Any) -> Store:
+        """The daemon's store. If it cannot be opened now (a disk so full that not even the space
+        reserve helps, say), that is logged and each :meth:`add` tries again: the daemon starts and
+        diagnoses all the same."""
         d = settings.daemon
-        try:
-            return cls(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
-                       spool_max_mb=settings.server.spool_max_mb)
-        except (sqlite3.Error, OSError) as exc:
-            log.error("cannot open the report store in %s: %s; reports are not stored until it can be", d.state_dir, exc)
-            return None
+        return cls(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
+                   spool_max_mb=settings.server.spool_max_mb, retry_open=True)
 
     # --- opening and healing ------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -153,7 +159,8 @@ class Store:
         return fresh
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -169,6 +176,12 @@ class Store:
         ``"store"`` first, so the stored and pushed copy carries them. Returns how many unsent
         reports the spool limit dropped. Raises :class:`StoreFull` when there is no room even
         after pruning the history."""
+        if self.db is None:  # could not be opened before: try again now
+            try:
+                self._open()
+            except (sqlite3.Error, OSError) as exc:
+                self._note_unstored(report, str(exc))
+                raise StoreFull(f"the report store {self.path} cannot be opened: {exc}") from None
         for attempt in (1, 2):
             try:
                 dropped = self._add_making_room(report, push)
