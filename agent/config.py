@@ -147,7 +147,7 @@ class TxlogSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    url: str = _f("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", pattern_doc="an https:// URL without query")
+    url: str = _f("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", pattern_doc="an https:// URL (no query or fragment)")
     token_file: str = _f("")
     ca_file: str = _f("")
     spool_max_mb: float = _f(50.0, **_range(1, 100_000))
@@ -286,7 +286,6 @@ def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) 
 
 def _cross_checks(settings: Settings, problems: list[str]) -> None:
     """Rules that span keys: what a reader kind needs, where files must exist."""
-    _server_checks(settings.server, problems)
     reader = settings.reader
     if reader.kind == "serial" and not reader.port:
         problems.append("reader.port: expected a serial device path when reader.kind = 'serial'")
@@ -315,18 +314,6 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     for i, path in enumerate(settings.disk.paths):
         if not os.path.isabs(path):
             problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
-
-
-def _server_checks(server: ServerSettings, problems: list[str]) -> None:
-    """A bearer token is never sent in clear text unless explicitly allowed (for a test bench)."""
-    if not server.url:
-        return
-    if server.url.startswith("http://") and not server.allow_insecure:
-        problems.append(f"server.url: expected https:// (plain http:// would send the token and reports "
-                        f"unencrypted; set server.allow_insecure = true only for testing), got {server.url!r}")
-    if not server.token_file:
-        problems.append("server.token_file: expected the path of the file holding this terminal's token "
-                        "when server.url is set")
 
 
 @functools.lru_cache(maxsize=1)
@@ -369,9 +356,22 @@ def parse(data: dict[str, Any], source: str) -> Settings:
     settings = Settings(**built, source=source) if not problems else None
     if settings is not None:
         _cross_checks(settings, problems)
+        _server_checks(settings.server, problems)
     if problems:
         raise ConfigError(source, problems)
     return settings  # type: ignore[return-value]
+
+
+def _server_checks(server: ServerSettings, problems: list[str]) -> None:
+    """A bearer token is never sent in clear text unless explicitly allowed (for a test bench)."""
+    if not server.url:
+        return
+    if server.url.startswith("http://") and not server.allow_insecure:
+        problems.append(f"server.url: expected https:// (plain http:// would send the token and reports "
+                        f"unencrypted; set server.allow_insecure = true only for testing), got {server.url!r}")
+    if not server.token_file:
+        problems.append("server.token_file: expected the path of the file holding this terminal's token "
+                        "when server.url is set")
 
 
 def resolve_path(explicit: str | None = None) -> Path:
