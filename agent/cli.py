@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--config", metavar="F", help="configuration file")
     diag.add_argument("--json", action="store_true", help="print the report as JSON (posdiag.report/1)")
     diag.add_argument("--only", metavar="P,...", help="run only these probes (names or areas, comma-separated)")
+    diag.add_argument("--push", action="store_true", help="also queue the report for the central server")
 
     sub.add_parser("probes", help="list the probes and what each one checks")
 
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print the reports as JSON")
     hist.add_argument("--since", metavar="AGE", help="only reports younger than AGE, e.g. 90s, 30m, 2h, 7d")
     hist.add_argument("--limit", type=int, default=50, help="at most this many reports (default 50)")
+
+    push = sub.add_parser("push", help="send the queued reports to the central server now (when no daemon runs)")
+    push.add_argument("--config", metavar="F", help="configuration file")
+    push.add_argument("--requeue-refused", action="store_true", help="first put back reports the server refused")
 
     cfg = sub.add_parser("config", help="configuration commands")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION", parser_class=_Parser)
@@ -90,6 +95,8 @@ def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.sweep import run_sweep
 
     settings = config.load(args.config)
+    if args.push:
+        _require_push(settings)
     only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else None
     progress = Progress(err)
     try:
@@ -97,6 +104,10 @@ def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                            deadline_s=_remaining(settings.diagnosis.deadline_s))
     finally:
         progress.clear()
+    if args.push:
+        from posdiag.agent.push import queue
+
+        queue(settings, report, err)
     code = _print_report(report, args.json, out)
     ran = [p for p in report["probes"] if p["status"] != "skipped"]
     if ran and all(p["status"] == "error" for p in ran):
@@ -142,6 +153,27 @@ def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _require_push(settings: Any) -> None:
+    """Push needs a server and a token file only its owner can read: refused like a bad config."""
+    from posdiag.agent.config import ConfigError
+    from posdiag.agent.pushsetup import check
+
+    if not settings.server.url:
+        raise ConfigError(settings.source, ["server.url: expected the central server's URL to push to"])
+    problems = check(settings.server)
+    if problems:
+        raise ConfigError(settings.source, problems)
+
+
+def cmd_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from posdiag.agent import config
+    from posdiag.agent.push import push_now
+
+    settings = config.load(args.config)
+    _require_push(settings)
+    return push_now(settings, out, err, requeue_refused=args.requeue_refused)
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.daemon import run
 
@@ -182,10 +214,13 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         status = request(settings.daemon.control_socket, {"cmd": "status"}, timeout_s=5)["status"]
     except DaemonNotRunning as exc:
+        from posdiag.agent.push import push_status, status_lines, store_status
+
+        push, store = push_status(settings), store_status(settings, None)  # the outbox waits all the same
         if args.json:
-            out.write(json.dumps({"running": False, "error": str(exc)}) + "\n")
+            out.write(json.dumps({"running": False, "error": str(exc), "push": push, "store": store}) + "\n")
         else:
-            out.write(f"posdiag daemon: not running ({exc})\n")
+            out.write("\n".join([f"posdiag daemon: not running ({exc})", *status_lines(push, store)]) + "\n")
         return Exit.UNKNOWN
     if args.json:
         out.write(json.dumps({"running": True, **status}, indent=2) + "\n")
@@ -198,9 +233,9 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         lines.append(f"  last:     {last['verdict'].upper()} — {last['top_cause']} ({last['confidence']:.0%}), "
                      f"{last['trigger']} at {last['started_at']}")
     lines.append(f"  txlog:    {status['txlog'] or 'not watched'}")
-    push = status["push"]
-    lines.append("  push:     " + ("configured; delivery not available in this version" if push["configured"]
-                                   else "not configured ([server] url)"))
+    from posdiag.agent.push import status_lines
+
+    lines += status_lines(status["push"], status.get("store"))
     if status.get("last_error"):
         lines.append(f"  problem:  {status['last_error']}")
     out.write("\n".join(lines) + "\n")
@@ -238,15 +273,22 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         err.write(f"posdiag: {exc}\n")
         return Exit.UNKNOWN
-    store = open_readonly(settings.daemon.state_dir)
+    import sqlite3
+
     rows = []
-    if store is not None:
-        with store:
-            rows = store.list(since=since, limit=args.limit)
-            if args.json:
-                out.write(json.dumps([store.get(r.report_id) for r in rows], indent=2) + "\n")
-                return 0
-    elif args.json:
+    try:
+        store = open_readonly(settings.daemon.state_dir)
+        if store is not None:
+            with store:
+                rows = store.list(since=since, limit=args.limit)
+                if args.json:
+                    out.write(json.dumps([store.get(r.report_id) for r in rows], indent=2) + "\n")
+                    return 0
+    except sqlite3.DatabaseError as exc:
+        err.write(f"posdiag: the history in {settings.daemon.state_dir} cannot be read ({exc}); the daemon moves a "
+                  "damaged store aside and starts a fresh one when it next writes\n")
+        return Exit.UNKNOWN
+    if args.json:
         out.write("[]\n")
         return 0
     if not rows:
@@ -265,10 +307,12 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.paths import causes_path
 
     settings = config.load(args.config)
+    if settings.server.url:
+        _require_push(settings)
     load_knowledge(causes_path())
     hosts = ", ".join(h.label for h in settings.payment_hosts) or "none"
     out.write(f"{settings.source}: OK (terminal {settings.terminal_id}, payment hosts: {hosts}, "
-              f"reader: {settings.reader.kind})\n")
+              f"reader: {settings.reader.kind}, push: {settings.server.url or 'not configured'})\n")
     return 0
 
 
@@ -279,7 +323,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
     handler = {"diagnose": cmd_diagnose, "probes": cmd_probes, "config": cmd_config_check, "run": cmd_run,
-               "trigger": cmd_trigger, "status": cmd_status, "history": cmd_history}[args.command]
+               "trigger": cmd_trigger, "status": cmd_status, "history": cmd_history, "push": cmd_push}[args.command]
     try:
         return int(handler(args, out, err))
     except ConfigError as exc:

@@ -149,10 +149,12 @@ class TxlogSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    url: str = _f("", pattern=r"^(https?://\S+)?$", pattern_doc="an http:// or https:// URL")
+    url: str = _f("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", pattern_doc="an https:// URL (no query or fragment)")
     token_file: str = _f("")
     ca_file: str = _f("")
     spool_max_mb: float = _f(50.0, **_range(1, 100_000))
+    retry_max_s: float = _f(60.0, doc="cap of the backoff between failed pushes", **_range(1, 86400))
+    timeout_s: float = _f(15.0, doc="one push request gives up after this many seconds", **_range(0.5, 300))
     allow_insecure: bool = _f(False)
 
 
@@ -364,9 +366,22 @@ def parse(data: dict[str, Any], source: str) -> Settings:
     settings = Settings(**built, source=source) if not problems else None
     if settings is not None:
         _cross_checks(settings, problems)
+        _server_checks(settings.server, problems)
     if problems:
         raise ConfigError(source, problems)
     return settings  # type: ignore[return-value]
+
+
+def _server_checks(server: ServerSettings, problems: list[str]) -> None:
+    """A bearer token is never sent in clear text unless explicitly allowed (for a test bench)."""
+    if not server.url:
+        return
+    if server.url.startswith("http://") and not server.allow_insecure:
+        problems.append(f"server.url: expected https:// (plain http:// would send the token and reports "
+                        f"unencrypted; set server.allow_insecure = true only for testing), got {server.url!r}")
+    if not server.token_file:
+        problems.append("server.token_file: expected the path of the file holding this terminal's token "
+                        "when server.url is set")
 
 
 def resolve_path(explicit: str | None = None) -> Path:

@@ -8,8 +8,9 @@ One main loop owns the sweeps, so two diagnoses never run at once; everything el
 * the control socket asks for ``on-demand`` sweeps and answers ``status``;
 * SIGTERM stops cleanly, SIGHUP reloads the configuration (a bad one is refused and the old kept).
 
-Every report goes to the history. With ``NOTIFY_SOCKET`` set (systemd ``Type=notify``) the daemon
-says READY, STATUS and STOPPING, and pings WATCHDOG at half of ``WATCHDOG_USEC``.
+Every report goes to the history and, with a server configured, to the outbox; the pusher
+(``push.py``) starts a short-lived sender process to deliver it. With ``NOTIFY_SOCKET`` set
+(systemd ``Type=notify``) the daemon says READY, STATUS and STOPPING, and pings WATCHDOG at half of ``WATCHDOG_USEC``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from posdiag.agent.control import serve
 from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.paths import causes_path
+from posdiag.agent.push import Pusher, push_status, store_status
 from posdiag.agent.store import Store, open_readonly
 from posdiag.agent.sweep import run_sweep
 
@@ -137,6 +139,7 @@ class Daemon:
         self.notify = Notifier()
         self.watcher: TxlogWatcher | None = None
         self.store: Store | None = None
+        self.pusher: Pusher | None = None
 
     # --- signals and requests from other threads ------------------------------------------------
     def on_signal(self, signum: int, _frame: Any) -> None:
@@ -157,6 +160,10 @@ class Daemon:
             return {"ok": True}
         if cmd == "status":
             return {"ok": True, "status": self.status()}
+        if cmd == "push":  # diagnose --push queued a report: send it now
+            if self.pusher is not None:
+                self.pusher.kick(urgent=True)
+            return {"ok": True, "configured": self.pusher is not None}
         if cmd == "trigger":
             reply: queue.Queue = queue.Queue()
             self.requests.put(Request("on-demand", reply))
@@ -180,8 +187,7 @@ class Daemon:
                 "uptime_s": round(time.time() - s.started, 1), "sweeps": s.sweeps, "last": s.last,
                 "last_error": s.last_error, "history_reports": history, "config": self.settings.source,
                 "interval_s": self.settings.daemon.interval_s, "txlog": self.settings.txlog.path or None,
-                "reloads": s.reloads,
-                "push": {"configured": bool(self.settings.server.url), "outbox": None, "last_push": None}}
+                "reloads": s.reloads, "push": push_status(self.settings), "store": store_status(self.settings, self.store)}
 
     # --- the loop ---------------------------------------------------------------------------------
     def next_interval(self) -> float:
@@ -202,7 +208,9 @@ class Daemon:
                            "confidence": top["confidence"], "duration_s": report["duration_s"]}
         try:
             assert self.store is not None
-            self.store.add(report)
+            self.store.add(report, push=self.pusher is not None)
+            if self.pusher is not None:
+                self.pusher.kick(urgent=trigger in ("event", "on-demand"))
         except Exception as exc:  # noqa: BLE001 - a full disk must not kill the daemon
             self.state.last_error = f"could not store report {report['report_id']}: {exc}"
             log.error("could not store report %s: %s", report["report_id"], exc)
@@ -225,6 +233,8 @@ class Daemon:
         self.settings, self.kb = new, kb
         self.state.reloads += 1
         self.start_watcher()
+        if self.pusher is not None:
+            self.pusher.configure(new)
         log.info("configuration reloaded from %s", new.source)
         self.notify.send("READY=1")
 
@@ -240,12 +250,14 @@ class Daemon:
             self.watcher = None
 
     def run(self) -> int:
+        self.pusher = Pusher.create(self.settings)  # a token file others can read: refused (exit 3)
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGHUP, self.on_signal)
-        self.store = Store(self.settings.daemon.state_dir, max_age_days=self.settings.daemon.history_days,
-                           max_mb=self.settings.daemon.history_max_mb)
+        self.store = Store.for_daemon(self.settings)
         server = serve(self.settings.daemon.control_socket, self.handle_control)
+        if self.pusher is not None:
+            self.pusher.start()
         self.start_watcher()
         log.info("posdiag %s started (pid %d, config %s, every %g s)", __version__, os.getpid(), self.settings.source,
                  self.settings.daemon.interval_s)
@@ -255,6 +267,8 @@ class Daemon:
         finally:
             self.notify.send("STOPPING=1")
             self.stop_watcher()
+            if self.pusher is not None:
+                self.pusher.stop()
             server.shutdown()
             server.server_close()
             try:

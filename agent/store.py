@@ -1,24 +1,45 @@
-"""Report history in SQLite under the state directory.
+"""Report history and the push outbox, in one SQLite file under the state directory.
 
 WAL with ``synchronous=FULL``: a committed report survives a power cut, and readers (``posdiag
-history``, the trends probe) never block the daemon's writes. Retention keeps the history bounded
-by age and by size, dropping the oldest reports first. Reports are stored as compact JSON.
+history``, ``status``, the trends probe, the sender) never block the daemon's writes. A report is
+stored in the history and queued in the outbox in ONE transaction, so a crash leaves it either in
+both or in neither. Retention keeps the history bounded by age and size, oldest first; it never
+touches the outbox, which keeps its own compressed copy (see ``outbox.py``).
+
+The store heals rather than stops the daemon:
+
+* a damaged file is moved aside and a fresh one started, with the unsent reports recovered from it
+  (``heal.py``); the next stored report says so under ``"store": {"healed": ...}``;
+* on a full disk the oldest history is pruned to make room (a small reserve file is given up first
+  so that SQLite has the pages it needs to delete anything), and a report that still does not fit
+  raises :class:`StoreFull`, which the caller reports; the next stored report says how many were not
+  stored, so no report is lost silently.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
+import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from posdiag.agent.report import parse_utc_iso
+from posdiag.agent import heal, outbox
+from posdiag.agent.report import parse_utc_iso, utc_iso
 from posdiag.probes.base import PastSweep
 
-DB_NAME = "history.sqlite3"
+log = logging.getLogger("posdiag")
+
+DB_NAME = outbox.DB_NAME
+#: Given up when the disk is full so that SQLite has room to delete the oldest history.
+RESERVE_NAME = "space-reserve"
+RESERVE_BYTES = 256 * 1024
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
     report_id   TEXT PRIMARY KEY,
@@ -30,7 +51,11 @@ CREATE TABLE IF NOT EXISTS reports (
     body        TEXT NOT NULL           -- the report, posdiag.report/1 JSON
 );
 CREATE INDEX IF NOT EXISTS reports_started ON reports (started_at);
-"""
+""" + outbox.SCHEMA
+
+
+class StoreFull(Exception):
+    """A report could not be stored even after pruning the whole history to make room."""
 
 
 @dataclass(frozen=True)
@@ -47,21 +72,95 @@ class Store:
     """One connection per instance; use one instance per thread."""
 
     def __init__(self, state_dir: str | Path, *, max_age_days: float = 30, max_mb: float = 50,
-                 readonly: bool = False) -> None:
+                 spool_max_mb: float = 50, readonly: bool = False, retry_open: bool = False) -> None:
         self.path = Path(state_dir) / DB_NAME
         self.max_age_s = max_age_days * 86400
         self.max_bytes = int(max_mb * 1024 * 1024)
+        self.spool_max_bytes = int(spool_max_mb * 1024 * 1024)
+        #: Reports that could not be stored, and history pruned for room, since the last stored report.
+        self.unstored: dict[str, Any] | None = None
+        self.pruned_for_space = 0
+        self.db: sqlite3.Connection = None  # type: ignore[assignment]
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-        else:
-            os.makedirs(self.path.parent, mode=0o750, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=5)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            return
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            if not retry_open:
+                raise
+            log.error("cannot open the report store %s: %s; reports are not stored until it can be", self.path, exc)
+
+    def _open(self) -> None:
+        os.makedirs(self.path.parent, mode=0o750, exist_ok=True)
+        self.db = self._open_healing()
+        self._ensure_reserve()
+
+    @classmethod
+    def for_daemon(cls, settings: Any) -> Store:
+        """The daemon's store. If it cannot be opened now (a disk so full that not even the space
+        reserve helps, say), that is logged and each :meth:`add` tries again: the daemon starts and
+        diagnoses all the same."""
+        d = settings.daemon
+        return cls(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
+                   spool_max_mb=settings.server.spool_max_mb, retry_open=True)
+
+    # --- opening and healing ------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=5)
+        try:
+            # Pages freed by pruning can be handed back to the filesystem (only takes effect on a new file).
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            # Small checkpoints keep the data in the main file, so that on a full disk deleting old
+            # rows needs only a few free pages of WAL.
+            db.execute("PRAGMA wal_autocheckpoint=100")
+            db.executescript(SCHEMA)
+            check = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_healing(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.OperationalError as exc:
+            # A full disk: opening a WAL database needs room for its index (-shm) and WAL.
+            reserve = self.path.parent / RESERVE_NAME
+            if not (heal.is_full(exc) or "disk I/O error" in str(exc)) or not reserve.exists():
+                raise
+            reserve.unlink()
+            log.warning("cannot open %s (%s): gave up the space reserve to open it", self.path, exc)
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not heal.is_corruption(exc):
+                raise
+            return self._heal(str(exc), db=None)
+
+    def _heal(self, reason: str, db: sqlite3.Connection | None) -> sqlite3.Connection:
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        reason = " ".join(reason.split())[:300]
+        moved = heal.move_aside(self.path)
+        fresh = self._connect()
+        recovered, unreadable = heal.recover_outbox(moved, fresh)
+        note = {"at": utc_iso(time.time()), "reason": reason, "moved_to": moved.name,
+                "recovered_unsent": recovered, "unreadable_unsent": unreadable}
+        with fresh:
+            outbox.set_meta(fresh, "store.healed", json.dumps(note))
+            outbox.set_meta(fresh, "store.healed_pending", 1)
+        log.error("the report store %s was damaged (%s): moved to %s, started a fresh one; %d unsent report(s) "
+                  "recovered, %d unreadable", self.path, reason, moved.name, recovered, unreadable)
+        return fresh
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -69,14 +168,172 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add(self, report: dict[str, Any]) -> None:
+    # --- writing ----------------------------------------------------------------------------------------
+    def add(self, report: dict[str, Any], *, push: bool = False) -> int:
+        """Store a report in the history and, with ``push``, queue it in the outbox, atomically.
+
+        Attaches the store's notes (healed, not stored, pruned for room) to the report under
+        ``"store"`` first, so the stored and pushed copy carries them. Returns how many unsent
+        reports the spool limit dropped. Raises :class:`StoreFull` when there is no room even
+        after pruning the history."""
+        if self.db is None:  # could not be opened before: try again now
+            try:
+                self._open()
+            except (sqlite3.Error, OSError) as exc:
+                self._note_unstored(report, str(exc))
+                raise StoreFull(f"the report store {self.path} cannot be opened: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                dropped = self._add_making_room(report, push)
+                break
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2 or not heal.is_corruption(exc):
+                    raise
+                self.db = self._heal(str(exc), self.db)
+        self.unstored, self.pruned_for_space = None, 0
+        try:
+            self.prune()
+        except sqlite3.OperationalError as exc:
+            log.warning("history retention skipped: %s", exc)
+        self._ensure_reserve()
+        return dropped
+
+    def _add_making_room(self, report: dict[str, Any], push: bool) -> int:
+        for _ in range(4):
+            try:
+                return self._insert(report, push)
+            except sqlite3.OperationalError as exc:
+                if not heal.is_full(exc):
+                    raise
+                error = str(exc)
+                freed = self._make_room(self._pages_needed(report))
+                if not freed:
+                    break
+                self.pruned_for_space += freed
+        self._note_unstored(report, error)
+        raise StoreFull(f"no room in {self.path.parent} for report {report['report_id']}, "
+                        f"even with the oldest history pruned ({error})")
+
+    def _notes(self) -> dict[str, Any]:
+        notes: dict[str, Any] = {}
+        if outbox.get_meta(self.db, "store.healed_pending") == "1":
+            notes["healed"] = outbox.load_json_meta(self.db, "store.healed")
+        if self.unstored:
+            notes["unstored"] = dict(self.unstored)
+        if self.pruned_for_space:
+            notes["pruned_for_space"] = self.pruned_for_space
+        return notes
+
+    def _insert(self, report: dict[str, Any], push: bool) -> int:
+        notes = self._notes()
+        if notes:
+            report["store"] = notes
+        text = json.dumps(report, separators=(",", ":"))
+        started = parse_utc_iso(report["started_at"])
         top = report["diagnosis"]["causes"][0]
+        dropped = 0
         with self.db:
-            self.db.execute(
-                "INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (report["report_id"], parse_utc_iso(report["started_at"]), report["trigger"], report["diagnosis"]["verdict"],
-                 top["id"], top["confidence"], json.dumps(report, separators=(",", ":"))))
-        self.prune()
+            self.db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (report["report_id"], started, report["trigger"], report["diagnosis"]["verdict"],
+                             top["id"], top["confidence"], text))
+            if push:
+                outbox.enqueue(self.db, report["report_id"], started, gzip.compress(text.encode(), 6), time.time())
+                seq = self.db.execute("SELECT seq FROM outbox WHERE report_id = ?", (report["report_id"],)).fetchone()
+                dropped = outbox.enforce_spool(self.db, self.spool_max_bytes, keep_seq=seq[0] if seq else None)
+            if "healed" in notes:
+                outbox.set_meta(self.db, "store.healed_pending", 0)
+        return dropped
+
+    def _note_unstored(self, report: dict[str, Any], error: str) -> None:
+        now = utc_iso(time.time())
+        u = self.unstored or {"count": 0, "first_at": now, "report_ids": []}
+        u["count"] += 1
+        u["last_at"], u["error"] = now, error
+        u["report_ids"] = (u["report_ids"] + [report["report_id"]])[-20:]
+        self.unstored = u
+
+    # --- making room on a full disk -----------------------------------------------------------------
+    # Deleting rows frees pages inside the file, not on the disk, and SQLite needs free disk to write
+    # anything (its WAL grows first). So: give up the reserve file to get going, delete the oldest
+    # history until the file has room for the report plus a new reserve, hand those pages back to the
+    # filesystem (incremental vacuum, then a truncating checkpoint), and retry. Never for a report
+    # that the whole history could not make room for.
+    def _pages_needed(self, report: dict[str, Any]) -> int:
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+        return 2 * len(json.dumps(report, separators=(",", ":"))) // page + 8
+
+    def _spend_reserve(self) -> bool:
+        reserve = self.path.parent / RESERVE_NAME
+        if not reserve.exists():
+            return False
+        reserve.unlink()
+        log.warning("disk full under %s: gave up the %d kB space reserve", self.path.parent, RESERVE_BYTES // 1024)
+        return True
+
+    def _delete_oldest(self, n: int) -> int:
+        with self.db:
+            return self.db.execute("DELETE FROM reports WHERE report_id IN (SELECT report_id FROM reports "
+                                   "ORDER BY started_at LIMIT ?)", (n,)).rowcount
+
+    def _shrink(self) -> None:
+        """Give the file's free pages back to the filesystem."""
+        for _ in range(2):
+            try:
+                self.db.execute("PRAGMA incremental_vacuum").fetchall()
+                self.db.commit()
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if not heal.is_full(exc) or not self._spend_reserve():
+                    return
+
+    def _make_room(self, pages: int) -> int:
+        """Delete the oldest history (never the outbox) until ``pages`` (and a reserve) are free, and
+        return them to the disk. Returns the reports deleted; 0 when that cannot make room."""
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+
+        def free() -> int:
+            return self.db.execute("PRAGMA freelist_count").fetchone()[0]
+
+        count, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM reports").fetchone()
+        if not count or free() + size // page < pages:
+            return 0  # not even the whole history would make room for this one
+        target = pages + 2 * RESERVE_BYTES // page
+        deleted = 0
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()  # so the WAL is written from its start
+        while free() < target:
+            try:
+                n = self._delete_oldest(max(5, count // 20))
+            except sqlite3.OperationalError as exc:
+                if not heal.is_full(exc) or not self._spend_reserve():
+                    break
+                continue
+            if not n:
+                break
+            deleted += n
+        self._shrink()
+        if deleted:
+            log.warning("disk full under %s: pruned the %d oldest report(s) of the history to make room",
+                        self.path.parent, deleted)
+        return deleted
+
+    def _ensure_reserve(self) -> None:
+        """Keep the reserve file in place; when the disk has no room for it, prune the oldest history
+        now, while SQLite can still write, rather than later when it cannot."""
+        reserve = self.path.parent / RESERVE_NAME
+        if reserve.exists():
+            return
+        try:
+            if _free_bytes(reserve.parent) < 2 * RESERVE_BYTES:
+                self._make_room(0)
+                if _free_bytes(reserve.parent) < 2 * RESERVE_BYTES:
+                    return
+            with open(reserve, "wb") as fh:
+                fh.write(b"\0" * RESERVE_BYTES)
+        except (OSError, sqlite3.Error):
+            with contextlib.suppress(OSError):
+                reserve.unlink()
 
     def prune(self, now: float | None = None) -> int:
         """Drop reports older than the age limit, then the oldest until the bodies fit the size limit."""
@@ -96,6 +353,7 @@ class Store:
                     dropped += self.db.execute("DELETE FROM reports WHERE started_at <= ?", (cutoff,)).rowcount
         return dropped
 
+    # --- reading ----------------------------------------------------------------------------------------
     def list(self, since: float | None = None, limit: int | None = None) -> list[StoredReport]:
         sql = "SELECT report_id, started_at, trigger, verdict, top_cause, confidence FROM reports"
         args: list[Any] = []
@@ -128,16 +386,40 @@ class Store:
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
 
+    def push_summary(self) -> dict[str, Any]:
+        """The outbox and push counters, as ``posdiag status`` shows them."""
+        try:
+            return outbox.summary(self.db)
+        except sqlite3.OperationalError:  # a store written before the outbox existed
+            return outbox.empty_summary()
+
+    def health(self) -> dict[str, Any]:
+        """What ``status`` says about the store itself: the last healing, reports not stored."""
+        healed = None
+        with contextlib.suppress(sqlite3.OperationalError):
+            healed = outbox.load_json_meta(self.db, "store.healed")
+        return {"healed": healed, "unstored": self.unstored}
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
 
 def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:
-    """What :class:`ProbeContext` hands the trends probe: the stored sweeps, read only when asked."""
+    """What :class:`ProbeContext` hands the trends probe: the stored sweeps, read only when asked.
+    A damaged store reads as no history (the daemon heals it at its next write)."""
 
     def read(limit: int) -> list[PastSweep]:
-        store = open_readonly(state_dir)
-        if store is None:
+        try:
+            store = open_readonly(state_dir)
+            if store is None:
+                return []
+            with store:
+                return store.past_sweeps(limit)
+        except sqlite3.DatabaseError as exc:
+            log.warning("history unreadable in %s: %s", state_dir, exc)
             return []
-        with store:
-            return store.past_sweeps(limit)
 
     return read
 

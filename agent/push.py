@@ -1,0 +1,234 @@
+"""Pushing reports, from the daemon's side: when to start a sender, and what ``status`` says.
+
+The daemon never imports an HTTP client (``requests`` alone is ~18 MB of RSS, more than half the
+idle daemon's budget). A :class:`Pusher` thread sleeps until there is work — a report was queued
+(:meth:`Pusher.kick`) or the backoff recorded by the last sender has run out — then starts a
+short-lived sender process (``sender.py``) that drains the outbox and exits. With an empty outbox it
+sleeps without a timeout: an idle daemon with push configured costs no CPU for it.
+
+Event and on-demand reports are urgent: they go out at once, without waiting out the backoff of a
+schedule report that failed, unless a send was tried in the last few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from typing import Any
+
+from posdiag.agent import outbox, sender
+from posdiag.agent.pushsetup import require
+from posdiag.agent.store import Store, open_readonly
+
+log = logging.getLogger("posdiag")
+
+#: An urgent report skips the backoff, but does not make the daemon hammer a dead server.
+URGENT_MIN_GAP_S = 3.0
+#: When a sender crashed or another holds the lock: look again after this long.
+RECHECK_S = 1.0
+
+
+class Pusher(threading.Thread):
+    def __init__(self, settings: Any) -> None:
+        super().__init__(name="pusher", daemon=True)
+        require(settings.server)  # raises PushSetupError: run refuses to start (exit 3)
+        self.server = settings.server
+        self.state_dir = settings.daemon.state_dir
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.urgent = False
+        self.last_start = 0.0
+        self.not_before = 0.0  # local backoff after a crashed sender
+        self.proc: subprocess.Popen | None = None
+
+    @classmethod
+    def create(cls, settings: Any) -> Pusher | None:
+        """A pusher when a server is configured, else None."""
+        return cls(settings) if settings.server.url else None
+
+    def configure(self, settings: Any) -> None:
+        """A reloaded configuration: the next sender uses it. Without a URL nothing is sent (reports
+        still queue, and go when a URL is back); a token problem is logged, and the sender says it."""
+        from posdiag.agent.pushsetup import check
+
+        self.server = settings.server
+        if not settings.server.url:
+            log.warning("push: [server] url removed: reports are queued, not sent")
+        for problem in check(settings.server):
+            log.error("push: %s", problem)
+        self.kick()
+
+    def kick(self, urgent: bool = False) -> None:
+        """A report was queued: send it (at once if ``urgent``, else when the backoff allows)."""
+        self.urgent = self.urgent or urgent
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # it finishes the report in flight and records what it sent
+        self.join(5)
+
+    # --- the thread ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(self._plan())
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                if self._due():
+                    self._send()
+            except Exception:
+                log.exception("push: cannot start a sender")
+                self.not_before = time.time() + self.server.retry_max_s
+
+    def _outbox_state(self) -> tuple[int, float]:
+        store = open_readonly(self.state_dir)
+        if store is None:
+            return 0, 0.0
+        try:
+            with store:
+                return outbox.depth(store.db), outbox.next_attempt_at(store.db)
+        except Exception:  # noqa: BLE001 - a damaged store is healed by the writer; look again later
+            return 1, time.time() + self.server.retry_max_s
+
+    def _plan(self) -> float | None:
+        """Seconds to sleep before looking again; None (until kicked) when nothing waits."""
+        depth, next_at = self._outbox_state()
+        if not depth or not self.server.url:
+            self.urgent = False
+            return None
+        return max(0.0, max(next_at, self.not_before) - time.time())
+
+    def _due(self) -> bool:
+        depth, next_at = self._outbox_state()
+        if not depth or not self.server.url:
+            return False
+        now = time.time()
+        if self.urgent and now - self.last_start >= URGENT_MIN_GAP_S:
+            return True
+        return now >= max(next_at, self.not_before)
+
+    def _send(self) -> None:
+        self.urgent = False
+        self.last_start = time.time()
+        self.proc = subprocess.Popen(sender.argv_for(self.server, self.state_dir), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL)
+        code = self.proc.wait()
+        self.proc = None
+        if code == sender.BUSY or code < 0:
+            self.not_before = time.time() + RECHECK_S
+        elif code not in (sender.DRAINED, sender.RETRY_LATER):
+            self.not_before = time.time() + self.server.retry_max_s
+            log.error("push: the sender exited with status %d; next try in %g s", code, self.server.retry_max_s)
+        else:
+            self.not_before = 0.0
+
+
+# --- what status says ---------------------------------------------------------------------------------
+def push_status(settings: Any) -> dict[str, Any]:
+    """``push`` of ``posdiag status --json``: the keys DESIGN.md names, read from the store."""
+    summary = outbox.empty_summary()
+    try:
+        reader = open_readonly(settings.daemon.state_dir)
+        if reader is not None:
+            with reader:
+                summary = reader.push_summary()
+    except Exception as exc:  # noqa: BLE001 - status answers even with a damaged store
+        summary["last_result"] = f"store unreadable: {exc}"
+    return {"configured": bool(settings.server.url), **summary}
+
+
+def store_status(settings: Any, store: Store | None) -> dict[str, Any]:
+    """``store`` of ``posdiag status --json``: the last healing, reports not stored since the last one."""
+    health: dict[str, Any] = {"healed": None, "unstored": store.unstored if store is not None else None}
+    try:
+        reader = open_readonly(settings.daemon.state_dir)
+        if reader is not None:
+            with reader:
+                health["healed"] = reader.health()["healed"]
+    except Exception as exc:  # noqa: BLE001 - a damaged store is itself the news
+        health["error"] = str(exc)
+    return health
+
+
+def status_lines(push: dict[str, Any], store: dict[str, Any] | None) -> list[str]:
+    """The text ``posdiag status`` prints for pushing and the store's health."""
+    if not push["configured"]:
+        lines = ["  push:     not configured ([server] url)"]
+    else:
+        oldest = f", oldest {push['oldest_unsent_s']:.0f} s" if push["oldest_unsent_s"] is not None else ""
+        last = (f"last attempt {push['last_attempt_at']}: {push['last_result']}" if push["last_attempt_at"]
+                else "no attempt yet")
+        lines = [f"  push:     outbox {push['outbox']}{oldest}; {last}",
+                 f"            sent {push['sent']}, refused {push['refused']}, dropped {push['dropped']}"]
+    if store and store.get("healed"):
+        h = store["healed"]
+        lines.append(f"  store:    healed at {h['at']} ({h['reason']}): moved to {h['moved_to']}, "
+                     f"{h['recovered_unsent']} unsent report(s) recovered, {h['unreadable_unsent']} unreadable")
+    if store and store.get("unstored"):
+        u = store["unstored"]
+        lines.append(f"  store:    {u['count']} report(s) could not be stored since {u['first_at']}: {u['error']}")
+    return lines
+
+
+# --- the technician's side: diagnose --push and posdiag push --------------------------------------------
+def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
+    """Store and queue a report from ``diagnose --push``, then ask a running daemon to send it."""
+    from posdiag.agent.control import DaemonNotRunning, request
+
+    d = settings.daemon
+    try:
+        with Store(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
+                   spool_max_mb=settings.server.spool_max_mb) as store:
+            store.add(report, push=True)
+    except Exception as exc:  # noqa: BLE001 - full disk, damaged store, permissions: the report is printed all the same
+        err.write(f"posdiag: could not queue the report for the central server: {exc}\n")
+        return False
+    try:
+        request(d.control_socket, {"cmd": "push"}, timeout_s=5)
+        err.write("posdiag: report queued; the daemon sends it\n")
+    except DaemonNotRunning:
+        err.write("posdiag: report queued; no daemon is running: 'posdiag push' sends it\n")
+    except (OSError, ValueError) as exc:
+        err.write(f"posdiag: report queued; the daemon did not answer ({exc}): 'posdiag push' sends it\n")
+    return True
+
+
+def push_now(settings: Any, out: Any, err: Any, requeue_refused: bool = False) -> int:
+    """``posdiag push``: drain the outbox here and now. 0 when all is sent, 3 when it cannot be."""
+    from posdiag.agent.pushsetup import PushSetupError
+
+    if not settings.server.url:
+        err.write("posdiag: no central server configured ([server] url): nothing to push to\n")
+        return 3
+    if requeue_refused:
+        with Store(settings.daemon.state_dir) as store, store.db:
+            n = outbox.requeue_refused(store.db)
+        out.write(f"{n} report(s) set aside earlier put back in the outbox\n")
+    else:
+        Store(settings.daemon.state_dir).close()  # heals a damaged store before reading it
+    try:
+        result = sender.drain(settings.server, settings.daemon.state_dir, lock_wait_s=60)
+    except PushSetupError as exc:
+        err.write(f"posdiag: cannot push: {exc}\n")
+        return 3
+    if result.busy:
+        err.write("posdiag: another sender has been draining the outbox for 60 s; try again later\n")
+        return 3
+    out.write(f"sent {result.sent} report(s); {result.remaining} still in the outbox\n")
+    if result.refused:
+        answers = ", ".join(sorted(set(result.refusals)))
+        err.write(f"posdiag: the server refused {result.refused} report(s) (HTTP {answers}); "
+                  "they are set aside: see 'posdiag status', fix the cause, then 'posdiag push --requeue-refused'\n")
+        return 3
+    if result.remaining:
+        err.write(f"posdiag: the server did not take every report (last result: {result.last_result}); "
+                  f"{result.remaining} still queued: try again later (a running daemon retries by itself)\n")
+        return 3
+    return 0

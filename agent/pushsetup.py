@@ -1,0 +1,77 @@
+"""Is this terminal set up to push? The token file and the server's CA, checked before any send.
+
+The configuration parser checks the keys themselves (an ``https://`` URL unless ``allow_insecure``,
+a ``token_file`` when a URL is set); this module checks the files they name, as they are now:
+``config check``, ``run``, ``push`` and ``diagnose --push`` refuse a token that group or others can
+read — a bearer token is a password. No message here ever contains the token itself.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+MAX_TOKEN_BYTES = 4096
+
+
+class PushSetupError(RuntimeError):
+    """The push setup cannot be used; ``problems`` name the key and what is expected."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _open_token(path: str) -> tuple[int, os.stat_result]:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    return fd, os.fstat(fd)
+
+
+def read_token(path: str) -> str:
+    """The bearer token in ``path``; raises :class:`PushSetupError` saying what is wrong with the file."""
+    try:
+        fd, st = _open_token(path)
+    except FileNotFoundError:
+        raise PushSetupError([f"server.token_file: {path} does not exist"]) from None
+    except PermissionError:
+        raise PushSetupError([f"server.token_file: {path}: permission denied (run as root or the posdiag user)"]) from None
+    except OSError as exc:
+        raise PushSetupError([f"server.token_file: cannot open {path} ({exc.strerror}; a symlink is not followed)"]) from None
+    try:
+        if not stat.S_ISREG(st.st_mode):
+            raise PushSetupError([f"server.token_file: {path} is not a regular file"])
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise PushSetupError([f"server.token_file: {path} is readable by group or others (mode {mode:04o}); "
+                                  f"a bearer token is a password: run 'chmod 600 {path}'"])
+        raw = os.read(fd, MAX_TOKEN_BYTES + 1)
+    finally:
+        os.close(fd)
+    token = raw.decode("ascii", errors="replace").strip()
+    if not token:
+        raise PushSetupError([f"server.token_file: {path} is empty; expected the terminal's token"])
+    if len(raw) > MAX_TOKEN_BYTES or any(c.isspace() or not c.isprintable() or c == "\ufffd" for c in token):
+        raise PushSetupError([f"server.token_file: {path} does not hold one token "
+                              "(expected a single line of printable ASCII)"])
+    return token
+
+
+def check(server: Any) -> list[str]:
+    """Problems with the push setup's files, empty when pushing can start (or no server is set)."""
+    if not server.url:
+        return []
+    problems = []
+    try:
+        read_token(server.token_file)
+    except PushSetupError as exc:
+        problems += exc.problems
+    if server.ca_file and not os.path.isfile(server.ca_file):
+        problems.append(f"server.ca_file: expected an existing CA bundle file, got {server.ca_file!r}")
+    return problems
+
+
+def require(server: Any) -> None:
+    problems = check(server)
+    if problems:
+        raise PushSetupError(problems)

@@ -1,0 +1,559 @@
+"""Pushing reports to a real HTTPS server on loopback: delivery, answers, outages, security.
+
+The server (``push_server.py``) stores by report_id and counts every post, so each case asserts
+zero loss and zero duplicates at the server: every report stored once, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+from helpers import wait_for
+from posdiag.agent import outbox
+from posdiag.agent.store import Store
+from push_server import PushServer
+from test_history import fake_report
+
+TOKEN = "tok-" + "7f3a9c" * 6
+
+
+@pytest.fixture(scope="session")
+def push_certs(tmp_path_factory):
+    import trustme
+
+    folder = tmp_path_factory.mktemp("push-certs")
+    ca, rogue = trustme.CA(), trustme.CA()
+    paths = {}
+    for kind, authority in (("good", ca), ("rogue", rogue)):
+        leaf = authority.issue_cert("127.0.0.1", "localhost")
+        cert, key = folder / f"{kind}.pem", folder / f"{kind}.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        paths[kind] = (str(cert), str(key))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    paths["ca"] = str(folder / "ca.pem")
+    return paths
+
+
+@pytest.fixture
+def server(push_certs):
+    started: list[PushServer] = []
+
+    def make(kind: str = "good", port: int = 0, start: bool = True) -> PushServer:
+        srv = PushServer(*push_certs[kind], TOKEN, port)
+        if start:
+            srv.start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.release.set()
+        srv.stop()
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def push_config(config_file, token_file, push_certs, tmp_path):
+    """A config pushing to ``url``; state and control socket inside tmp_path."""
+
+    def make(url: str, **server) -> Path:
+        (tmp_path / "pos.log").touch()
+        return config_file(server={"url": url, "token_file": str(token_file), "ca_file": push_certs["ca"],
+                                   "retry_max_s": 1.0, "timeout_s": 2.0, **server},
+                           daemon={"interval_s": 3600}, txlog={"path": str(tmp_path / "pos.log")})
+
+    return make
+
+
+def queue_reports(state: Path, n: int, start: float | None = None) -> list[str]:
+    start = start or time.time() - n
+    ids = []
+    with Store(state) as store:
+        for i in range(n):
+            report = fake_report(start + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+    return ids
+
+
+def push_state(state: Path) -> dict:
+    with Store(state, readonly=True) as store:
+        return store.push_summary()
+
+
+class Daemon:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log_path = config.parent / "daemon.log"
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
+                                     stdout=self.log, stderr=self.log)
+        sock = config.parent / "control.sock"
+        assert wait_for(lambda: sock.exists() or self.proc.poll() is not None, 15), self.output()
+        assert self.proc.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        return run_cli(*args, "--config", str(self.config))
+
+    def senders(self) -> list[int]:
+        """The sender processes it started (children of its pusher thread)."""
+        pids = []
+        for children in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def daemon():
+    started: list[Daemon] = []
+
+    def start(config: Path) -> Daemon:
+        d = Daemon(config)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def trigger(config: Path) -> dict:
+    """An on-demand report from the daemon itself (the CLI would diagnose locally if the socket were
+    momentarily busy on a loaded box; here the report must be the daemon's)."""
+    from posdiag.agent.control import DaemonNotRunning, request
+
+    for _ in range(50):
+        try:
+            reply = request(str(config.parent / "control.sock"), {"cmd": "trigger"}, timeout_s=60)
+        except DaemonNotRunning:
+            time.sleep(0.1)
+            continue
+        assert reply["ok"], reply
+        return reply["report"]
+    raise AssertionError("the daemon never answered")
+
+
+def stored_ids(state: Path) -> list[str]:
+    """Every report in the history, oldest first."""
+    with Store(state, readonly=True) as store:
+        return [r.report_id for r in reversed(store.list())]
+
+
+def assert_exactly_once_in_order(srv: PushServer, ids: list[str]) -> None:
+    got = srv.received()
+    assert got == ids, f"missing {set(ids) - set(got)}, unexpected {set(got) - set(ids)}"
+    assert all(srv.posts[i] >= 1 for i in ids)
+
+
+# --- delivery -----------------------------------------------------------------------------------------------
+def test_daemon_pushes_boot_and_on_demand_reports_with_gzip_and_bearer(server, push_config, daemon, tmp_path):
+    srv = server()
+    d = daemon(push_config(srv.url))
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    report = trigger(d.config)
+    assert wait_for(lambda: report["report_id"] in srv.received(), 5), d.output()  # on-demand goes out at once
+    assert_exactly_once_in_order(srv, stored_ids(tmp_path / "state"))
+    assert srv.stored[report["report_id"]]["trigger"] == "on-demand"
+    assert set(srv.auth_seen) == {f"Bearer {TOKEN}"}
+    assert srv.duplicates() == 0
+    assert wait_for(lambda: push_state(tmp_path / "state")["outbox"] == 0, 5)  # the sender's commit follows the 201
+    status = json.loads(d.cli("status", "--json")[1])["push"]
+    assert set(status) == {"configured", "outbox", "oldest_unsent_s", "last_attempt_at", "last_result", "sent",
+                           "refused", "dropped"}
+    assert status["configured"] is True and status["outbox"] == 0 and status["sent"] == 2
+    assert status["last_result"] == "201" and status["oldest_unsent_s"] is None
+
+
+def test_server_down_for_a_while_then_back_gets_everything_in_order_once(server, push_config, daemon, tmp_path):
+    srv = server(start=False)
+    srv.start()
+    port = srv.port
+    srv.stop()  # the port now refuses connections
+    d = daemon(push_config(f"https://127.0.0.1:{port}"))
+    for _ in range(3):
+        trigger(d.config)
+    assert wait_for(lambda: push_state(tmp_path / "state")["last_result"] == "connection refused", 10), d.output()
+    made = len(stored_ids(tmp_path / "state"))
+    assert made == 4
+    status = json.loads(d.cli("status", "--json")[1])["push"]
+    assert status["outbox"] == made and status["oldest_unsent_s"] >= 0
+    rc, out, _ = d.cli("status")
+    assert f"outbox {made}" in out and "connection refused" in out
+    back = server(port=port)  # same port, after a while
+    assert wait_for(lambda: len(back.received()) == made, 15), d.output()
+    assert_exactly_once_in_order(back, stored_ids(tmp_path / "state"))
+    assert back.duplicates() == 0
+    assert wait_for(lambda: push_state(tmp_path / "state")["outbox"] == 0, 5)
+
+
+def test_a_2824_event_report_goes_out_at_once(server, push_config, daemon, tmp_path):
+    srv = server()
+    d = daemon(push_config(srv.url))
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    started = time.monotonic()
+    with open(tmp_path / "pos.log", "a") as fh:
+        fh.write("2026-11-30 10:00:01 txn=10 code=2824\n")
+    assert wait_for(lambda: len(srv.received()) == 2, 10), d.output()
+    assert time.monotonic() - started < 8
+    assert srv.stored[srv.received()[1]]["trigger"] == "event"
+
+
+# --- the server's answers -------------------------------------------------------------------------------------
+def test_409_means_already_stored_and_leaves_the_outbox(server, push_config, tmp_path):
+    srv = server()
+    config = push_config(srv.url)
+    ids = queue_reports(tmp_path / "state", 3)
+    srv.script.extend([("status", 409, None)])
+    rc, out, err = run_cli("push", "--config", str(config))
+    assert rc == 0, err
+    state = push_state(tmp_path / "state")
+    assert state["outbox"] == 0 and state["sent"] == 3 and state["refused"] == 0
+    assert srv.received() == ids[1:]  # the first was "already there"
+
+
+@pytest.mark.parametrize("status", [401, 413, 400])
+def test_other_4xx_sets_the_report_aside_counts_it_and_moves_on(server, push_config, tmp_path, status):
+    srv = server()
+    config = push_config(srv.url)
+    ids = queue_reports(tmp_path / "state", 3)
+    srv.script.extend([("status", status, None)])
+    rc, out, err = run_cli("push", "--config", str(config))
+    assert rc == 3 and "refused 1 report" in err and str(status) in err
+    state = push_state(tmp_path / "state")
+    assert state["outbox"] == 0 and state["refused"] == 1 and state["sent"] == 2
+    assert srv.received() == ids[1:]
+    requests_before = srv.requests
+    assert run_cli("push", "--config", str(config))[0] == 0  # never retried by itself
+    assert srv.requests == requests_before
+    rc, out, _ = run_cli("push", "--requeue-refused", "--config", str(config))
+    assert rc == 0 and srv.received() == ids[1:] + ids[:1]
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_5xx_keeps_the_reports_for_a_retry(server, push_config, tmp_path, status):
+    srv = server()
+    config = push_config(srv.url)
+    ids = queue_reports(tmp_path / "state", 2)
+    srv.answer(status)
+    rc, out, err = run_cli("push", "--config", str(config))
+    assert rc == 3 and "2 still queued" in err and str(status) in err
+    state = push_state(tmp_path / "state")
+    assert state["outbox"] == 2 and state["last_result"] == str(status) and state["refused"] == 0
+    srv.answer(None)
+    assert run_cli("push", "--config", str(config))[0] == 0
+    assert srv.received() == ids and srv.duplicates() == 0
+
+
+def test_429_retry_after_is_honoured_by_the_daemon(server, push_config, daemon, tmp_path):
+    srv = server()
+    srv.script.append(("status", 429, 2))
+    d = daemon(push_config(srv.url, retry_max_s=1.0))
+    assert wait_for(lambda: srv.requests >= 1, 15), d.output()
+    refused_at = time.monotonic()
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    assert time.monotonic() - refused_at >= 1.7  # not before Retry-After, though retry_max_s is 1
+    assert srv.requests == 2
+
+
+def test_stalled_server_times_out_and_a_dropped_connection_is_retried(server, push_config, tmp_path):
+    srv = server()
+    config = push_config(srv.url, timeout_s=1.0)
+    ids = queue_reports(tmp_path / "state", 2)
+    srv.script.extend([("stall",)])
+    srv.release.clear()
+    rc, _, err = run_cli("push", "--config", str(config))
+    assert rc == 3 and push_state(tmp_path / "state")["last_result"] == "timeout"
+    srv.release.set()
+    srv.script.extend([("drop",)])
+    rc, _, err = run_cli("push", "--config", str(config))
+    assert rc == 3 and push_state(tmp_path / "state")["last_result"].startswith("connection error")
+    assert run_cli("push", "--config", str(config))[0] == 0
+    assert srv.received() == ids  # the stalled post may have landed late: stored once all the same
+
+
+def test_backlog_is_sent_over_one_keep_alive_connection(server, push_config, tmp_path):
+    srv = server()
+    config = push_config(srv.url)
+    ids = queue_reports(tmp_path / "state", 250)  # more than one page of the outbox
+    assert run_cli("push", "--config", str(config))[0] == 0
+    assert srv.received() == ids
+    assert srv.connections == 1
+
+
+# --- kill -9 ----------------------------------------------------------------------------------------------
+def test_kill_9_of_the_daemon_and_its_sender_during_an_upload_loses_nothing(server, push_config, daemon, tmp_path):
+    srv = server()
+    srv.release.clear()
+    srv.mode = ("stall",)
+    config = push_config(srv.url, timeout_s=30.0)
+    d = daemon(config)
+    assert wait_for(srv.stalled.is_set, 15), d.output()  # the boot report is in flight
+    senders = d.senders()
+    assert senders, "no sender process while uploading"
+    d.proc.kill()
+    for pid in senders:
+        os.kill(pid, signal.SIGKILL)
+    d.proc.wait()
+    srv.mode = ("store",)
+    srv.release.set()  # the stalled post now lands (or not): the terminal cannot know
+    again = daemon(config)
+    assert wait_for(lambda: len(stored_ids(tmp_path / "state")) == 2, 15), again.output()
+    ids = stored_ids(tmp_path / "state")
+    assert wait_for(lambda: len(srv.received()) == 2, 15), again.output()
+    assert srv.received() == ids  # the boot report of each run, stored once each, in order
+
+
+def test_kill_9_during_store_writes_then_restart_loses_nothing(server, push_config, daemon, tmp_path):
+    srv = server()
+    config = push_config(srv.url)
+    d = daemon(config)
+    answered = []
+    proc = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+sys.path.insert(0, {str(REPO / 'tests')!r})
+from posdiag.agent.control import request
+for _ in range(30):
+    try:
+        reply = request({str(config.parent / 'control.sock')!r}, {{"cmd": "trigger"}}, timeout_s=60)
+    except Exception:
+        break
+    print(reply["report"]["report_id"], flush=True)
+"""], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    for _ in range(4):
+        answered.append(proc.stdout.readline().strip())
+    d.proc.kill()  # in the middle of sweeps and their store writes
+    d.proc.wait()
+    proc.kill()
+    proc.wait()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state" / "history.sqlite3") as db:  # recovers the WAL the kill left
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    again = daemon(config)
+    assert wait_for(lambda: set(srv.received()) == set(stored_ids(tmp_path / "state")), 20), again.output()
+    ids = stored_ids(tmp_path / "state")
+    assert set(answered) <= set(ids)  # every report the daemon answered with was stored and pushed
+    assert srv.received() == ids and srv.duplicates() == 0
+
+
+@pytest.mark.root
+def test_state_dir_on_a_filesystem_that_fills_keeps_pushing_every_report(server, push_config, daemon, tmpfs, tmp_path):
+    from helpers import fill_filesystem
+
+    state = tmpfs("2m") / "state"
+    old = [fake_report(time.time() - 5000 + i) for i in range(60)]
+    with Store(state) as store:
+        for report in old:
+            report["probes"][0]["metrics"]["padding"] = os.urandom(4000).hex()
+            store.add(report)  # history only: already sent long ago
+    fill_filesystem(state.parent)
+    srv = server()
+    d = daemon(_config_with_state(push_config, srv.url, state))
+    triggered = []
+    for _ in range(5):
+        triggered.append(trigger(d.config)["report_id"])
+    assert wait_for(lambda: len(srv.received()) == 6, 15), d.output()
+    assert srv.received()[1:] == triggered and srv.duplicates() == 0
+    assert srv.stored[srv.received()[0]]["trigger"] == "boot"
+    assert not set(stored_ids(state)) & {r["report_id"] for r in old}  # the oldest history made room
+    assert "could not store" not in d.output() and "pruned the" in d.output()
+
+
+def _config_with_state(push_config, url: str, state: Path) -> Path:
+    config = push_config(url)
+    config.write_text(config.read_text().replace(f"state_dir = '{config.parent / 'state'}'", f"state_dir = '{state}'"))
+    return config
+
+
+# --- security -------------------------------------------------------------------------------------------------
+def test_token_file_readable_by_others_is_refused_by_check_run_and_push(push_config, token_file, tmp_path):
+    config = push_config("https://127.0.0.1:9")
+    token_file.chmod(0o644)
+    for command in (["config", "check"], ["push"], ["diagnose", "--push"]):
+        rc, out, err = run_cli(*command, "--config", str(config))
+        assert rc == 3, command
+        assert "server.token_file" in err and "0644" in err and "chmod 600" in err
+        assert TOKEN not in out + err
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 3 and "chmod 600" in proc.stderr and TOKEN not in proc.stderr
+    token_file.chmod(0o600)
+    assert run_cli("config", "check", "--config", str(config))[0] == 0
+
+
+def test_plain_http_is_refused_unless_allowed(push_config):
+    rc, _, err = run_cli("config", "check", "--config", str(push_config("http://127.0.0.1:9")))
+    assert rc == 3 and "server.url" in err and "allow_insecure" in err
+    rc, _, err = run_cli("config", "check", "--config", str(push_config("http://127.0.0.1:9", allow_insecure=True)))
+    assert rc == 0, err
+
+
+def test_server_certificate_from_an_unknown_ca_is_not_trusted(server, push_config, tmp_path):
+    srv = server("rogue")
+    config = push_config(srv.url)
+    queue_reports(tmp_path / "state", 2)
+    rc, out, err = run_cli("push", "--config", str(config))
+    assert rc == 3 and "tls: certificate verify failed" in err
+    assert srv.received() == [] and srv.requests == 0
+    assert push_state(tmp_path / "state")["outbox"] == 2
+
+
+def test_the_token_never_appears_in_logs_reports_status_or_errors(server, push_config, daemon, tmp_path):
+    srv = server()
+    config = push_config(srv.url)
+    d = daemon(config)
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    srv.answer(500)
+    trigger(d.config)
+    assert wait_for(lambda: push_state(tmp_path / "state")["last_result"] == "500", 10)
+    texts = [d.output()]
+    for command in (["status"], ["status", "--json"], ["history", "--json"], ["push"], ["config", "check"],
+                    ["diagnose", "--push", "--json"]):
+        rc, out, err = d.cli(*command)
+        texts += [out, err]
+    d.stop()
+    texts.append(d.output())
+    texts.append((tmp_path / "state" / "history.sqlite3").read_bytes().decode("latin-1"))
+    assert not [t for t in texts if TOKEN in t]
+    assert srv.auth_seen and all(a == f"Bearer {TOKEN}" for a in srv.auth_seen)
+
+
+# --- the technician's commands --------------------------------------------------------------------------------
+def test_diagnose_push_queues_and_push_drains_when_no_daemon_runs(server, push_config, tmp_path):
+    srv = server()
+    config = push_config(srv.url)
+    rc, out, err = run_cli("diagnose", "--push", "--json", "--config", str(config))
+    report = json.loads(out)
+    assert rc in (0, 1, 2) and "queued" in err and "posdiag push" in err
+    assert push_state(tmp_path / "state")["outbox"] == 1
+    rc, out, _ = run_cli("status", "--config", str(config))
+    assert rc == 3 and "not running" in out and "outbox 1" in out  # what waits, even with no daemon
+    rc, out, err = run_cli("push", "--config", str(config))
+    assert rc == 0 and "sent 1 report" in out, err
+    assert srv.received() == [report["report_id"]]
+
+
+def test_diagnose_push_is_sent_by_a_running_daemon(server, push_config, daemon, tmp_path):
+    srv = server()
+    d = daemon(push_config(srv.url))
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    rc, out, err = d.cli("diagnose", "--push", "--json")
+    assert "the daemon sends it" in err
+    report_id = json.loads(out)["report_id"]
+    assert wait_for(lambda: report_id in srv.received(), 10), d.output()
+
+
+def test_push_with_the_server_down_exits_3_and_says_why(push_config, tmp_path):
+    config = push_config("https://127.0.0.1:9")
+    queue_reports(tmp_path / "state", 1)
+    rc, out, err = run_cli("push", "--config", str(config))
+    assert rc == 3 and "connection refused" in err and "1 still queued" in err
+
+
+def test_status_without_a_server_says_push_not_configured(config_file, daemon):
+    d = daemon(config_file(daemon={"interval_s": 3600}))
+    push = json.loads(d.cli("status", "--json")[1])["push"]
+    assert push["configured"] is False and push["outbox"] == 0
+    assert "not configured" in d.cli("status")[1]
+
+
+# --- the outbox itself ------------------------------------------------------------------------------------------
+def test_history_retention_never_deletes_an_unsent_report(tmp_path):
+    now = time.time()
+    with Store(tmp_path, max_age_days=1) as store:
+        old = fake_report(now - 3 * 86400)
+        store.add(old, push=True)
+        store.add(fake_report(now), push=True)
+        assert store.count() == 1  # the old one left the history...
+        assert [r[1] for r in outbox.pending_page(store.db, 0)][0] == old["report_id"]  # ...not the outbox
+
+
+def test_full_spool_drops_the_oldest_unsent_and_counts_them(tmp_path):
+    with Store(tmp_path, spool_max_mb=0.05) as store:  # ~52 kB of compressed reports
+        ids = []
+        for i in range(12):
+            report = fake_report(time.time() + i)
+            report["probes"][0]["metrics"]["padding"] = os.urandom(5000).hex()  # incompressible
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+        queued = [r[1] for r in outbox.pending_page(store.db, 0)]
+        summary = store.push_summary()
+    assert queued == ids[-len(queued):] and len(queued) < 12  # the newest are kept, in order
+    assert summary["dropped"] == 12 - len(queued) and summary["outbox"] == len(queued)
+
+
+def test_a_token_file_opened_up_while_the_daemon_runs_stops_pushing_and_status_says_why(server, push_config, daemon,
+                                                                                        token_file, tmp_path):
+    srv = server()
+    d = daemon(push_config(srv.url))
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    token_file.chmod(0o644)
+    trigger(d.config)
+    assert wait_for(lambda: (push_state(tmp_path / "state")["last_result"] or "").startswith("setup:"), 10), d.output()
+    state = push_state(tmp_path / "state")
+    assert "0644" in state["last_result"] and TOKEN not in state["last_result"]
+    assert len(srv.received()) == 1 and state["outbox"] == 1  # kept until the token file is fixed
+
+
+# --- backoff ------------------------------------------------------------------------------------------------------
+def test_backoff_is_jittered_exponential_capped_and_never_before_retry_after():
+    from posdiag.agent.sender import backoff_s, classify, retry_after
+
+    waits = [backoff_s(failures, cap_s=60) for failures in range(1, 12) for _ in range(50)]
+    assert max(waits) <= 60 and min(waits) >= 0.2
+    assert max(backoff_s(2, cap_s=60) for _ in range(200)) <= 2  # 2nd failure: up to 2 s
+    assert len({round(w, 3) for w in waits}) > 100  # jittered, not in step
+    assert all(backoff_s(1, cap_s=5, not_before_s=30) >= 30 for _ in range(20))  # Retry-After beats the cap
+    now = time.time()
+    assert retry_after("7", now) == 7
+    assert 58 <= retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 60)), now) <= 60
+    assert retry_after("soon", now) is None
+    assert classify(429, {"Retry-After": "3"}, now).retry_after_s == 3
+    assert [classify(s, {}, now).kind for s in (200, 201, 409, 400, 401, 403, 413, 500, 502, 503)] == \
+        ["done", "done", "done", "refused", "refused", "refused", "refused", "retry", "retry", "retry"]
+
+
+def test_sighup_with_the_server_url_removed_queues_without_sending_and_restoring_it_sends(server, push_config, daemon,
+                                                                                          tmp_path):
+    srv = server()
+    d = daemon(push_config(srv.url))
+    assert wait_for(lambda: len(srv.received()) == 1, 15), d.output()
+    text = d.config.read_text()
+    d.config.write_text(text.replace(f"url = '{srv.url}'", "url = ''"))
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "url removed" in d.output(), 5), d.output()
+    report = trigger(d.config)
+    time.sleep(1.0)
+    assert len(srv.received()) == 1 and push_state(tmp_path / "state")["outbox"] == 1
+    d.config.write_text(text)
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: report["report_id"] in srv.received(), 10), d.output()

@@ -1,0 +1,177 @@
+"""The store heals: a corrupt file is moved aside with its unsent reports recovered, a full disk
+prunes the oldest history, and nothing that happens to it goes unsaid or stops a diagnosis."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import run_cli
+from helpers import fill_filesystem, wait_for
+from posdiag.agent import outbox
+from posdiag.agent.control import request
+from posdiag.agent.paths import report_schema_path
+from posdiag.agent.store import DB_NAME, Store, StoreFull
+from test_daemon import daemon  # noqa: F401 - the real daemon process fixture
+from test_history import fake_report
+
+
+def queued(state: Path) -> list[str]:
+    with Store(state, readonly=True) as store:
+        return [row[1] for row in outbox.pending_page(store.db, 0, limit=10_000)]
+
+
+def corrupt_one_outbox_page(path: Path) -> None:
+    """Overwrite, with random bytes, a page in the middle of those holding gzip bodies (outbox rows)."""
+    data = bytearray(path.read_bytes())
+    pages = [i for i in range(1, len(data) // 4096) if b"\x1f\x8b" in data[i * 4096:(i + 1) * 4096]]
+    k = pages[len(pages) // 2]
+    data[k * 4096:(k + 1) * 4096] = os.urandom(4096)
+    path.write_bytes(bytes(data))
+
+
+def test_random_bytes_history_is_moved_aside_and_the_daemon_starts(daemon, tmp_path):  # noqa: F811
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / DB_NAME).write_bytes(os.urandom(64 * 1024))
+    rc, out, err = run_cli("history", "--config", str(_plain_config(tmp_path)))
+    assert rc == 3 and "cannot be read" in err and "Traceback" not in err
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 15), d.output()
+    moved = list(state.glob(f"{DB_NAME}.corrupt-*"))
+    assert len(moved) == 1 and moved[0].stat().st_size == 64 * 1024  # kept for the help desk
+    assert "was damaged" in d.output() and moved[0].name in d.output()
+    status = json.loads(d.cli("status", "--json")[1])
+    assert status["store"]["healed"]["moved_to"] == moved[0].name
+    assert "healed at" in d.cli("status")[1]
+    boot = json.loads(d.cli("history", "--json")[1])[0]
+    assert boot["store"]["healed"]["reason"].startswith("file is not a database")
+    assert boot["store"]["healed"]["recovered_unsent"] == boot["store"]["healed"]["unreadable_unsent"] == 0
+    jsonschema.validate(boot, json.loads(report_schema_path().read_text()))
+    assert request(d.socket, {"cmd": "trigger"}, timeout_s=60)["ok"]
+    newest = json.loads(d.cli("history", "--json")[1])[0]
+    assert "store" not in newest  # said once, in the next report
+
+
+def _plain_config(tmp_path: Path) -> Path:
+    from helpers import write_config
+
+    return write_config(tmp_path / "plain.toml", {"daemon": {"state_dir": str(tmp_path / "state"),
+                                                              "control_socket": str(tmp_path / "plain.sock")}})
+
+
+def test_one_corrupted_page_keeps_the_unsent_reports_that_still_read(tmp_path):
+    state = tmp_path / "state"
+    ids = []
+    with Store(state) as store:
+        for i in range(60):
+            report = fake_report(time.time() - 100 + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+    corrupt_one_outbox_page(state / DB_NAME)
+    with Store(state) as store:  # heals on open
+        healed = store.health()["healed"]
+        store.add(fake_report(time.time()), push=True)
+    assert "malformed" in healed["reason"]
+    recovered = queued(state)[:-1]
+    assert healed["recovered_unsent"] == len(recovered) >= 40
+    assert healed["unreadable_unsent"] == 60 - len(recovered) > 0  # lost on the bad page, and said so
+    assert recovered == [i for i in ids if i in recovered]  # still oldest first
+    with Store(state, readonly=True) as store:
+        assert {r.report_id for r in store.list()} >= set(recovered)  # back in the history too
+        newest = store.get(store.list(limit=1)[0].report_id)
+    assert newest["store"]["healed"]["recovered_unsent"] == len(recovered)
+    assert (state / healed["moved_to"]).exists()
+
+
+@pytest.mark.root
+def test_full_disk_prunes_the_oldest_history_and_says_what_it_could_not_store(tmpfs):
+    state = tmpfs("3m") / "state"
+    history = []
+    with Store(state) as store:
+        for i in range(120):  # ~1 MB of history
+            report = fake_report(time.time() - 10_000 + i)
+            report["probes"][0]["metrics"]["padding"] = os.urandom(2500).hex()
+            store.add(report)
+            history.append(report["report_id"])
+        fill_filesystem(state.parent)
+        pushed = []
+        for i in range(15):
+            report = fake_report(time.time() + i)
+            report["probes"][0]["metrics"]["padding"] = os.urandom(2500).hex()
+            store.add(report, push=True)  # fits: the oldest history made room
+            pushed.append(report)
+        assert any(r.get("store", {}).get("pruned_for_space") for r in pushed)
+        kept = [r.report_id for r in reversed(store.list())]
+        assert kept[-15:] == [r["report_id"] for r in pushed]
+        assert kept[0] != history[0] and kept[:-15] == history[-(len(kept) - 15):]  # the oldest went first
+        assert [row[1] for row in outbox.pending_page(store.db, 0)] == [r["report_id"] for r in pushed]
+        huge = fake_report(time.time() + 100)
+        huge["probes"][0]["metrics"]["padding"] = os.urandom(2_000_000).hex()
+        with pytest.raises(StoreFull):
+            store.add(huge, push=True)
+        after = fake_report(time.time() + 200)
+        store.add(after, push=True)
+    assert after["store"]["unstored"]["count"] == 1
+    assert after["store"]["unstored"]["report_ids"] == [huge["report_id"]]
+    jsonschema.validate(after, json.loads(report_schema_path().read_text()))
+    assert queued(state) == [r["report_id"] for r in pushed] + [after["report_id"]]  # no unsent report pruned
+
+
+@pytest.mark.root
+def test_diagnose_push_on_a_full_disk_still_prints_the_report_and_says_it_was_not_stored(tmpfs, config_file, tmp_path):
+    fs = tmpfs("1m")
+    token = tmp_path / "token"
+    token.write_text("t0k3n")
+    token.chmod(0o600)
+    config = config_file(daemon={"state_dir": str(fs / "state")},
+                         server={"url": "https://127.0.0.1:9", "token_file": str(token)})
+    fill_filesystem(fs)
+    rc, out, err = run_cli("diagnose", "--push", "--json", "--config", str(config))
+    assert rc in (0, 1, 2) and json.loads(out)["schema"] == "posdiag.report/1"
+    assert "could not queue the report" in err
+
+
+def test_status_and_history_read_a_damaged_store_without_a_traceback(tmp_path):
+    state = tmp_path / "state"
+    with Store(state) as store:
+        for i in range(30):
+            store.add(fake_report(time.time() - 100 + i), push=True)
+    corrupt_one_outbox_page(state / DB_NAME)
+    config = _plain_config(tmp_path)
+    for args in (["history"], ["history", "--json"], ["status"], ["status", "--json"]):
+        rc, out, err = run_cli(*args, "--config", str(config))
+        assert "Traceback" not in out + err and "internal error" not in err, args
+
+
+def test_a_page_damaged_under_an_open_store_heals_at_the_next_write_and_loses_no_report(tmp_path):
+    import sqlite3
+
+    state = tmp_path / "state"
+    store = Store(state)
+    ids = []
+    for i in range(60):
+        report = fake_report(time.time() - 100 + i)
+        store.add(report, push=True)
+        ids.append(report["report_id"])
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path = state / DB_NAME
+    data = path.read_bytes()
+    history_pages = [i for i in range(1, len(data) // 4096) if b"posdiag.report/1" in data[i * 4096:(i + 1) * 4096]]
+    with open(path, "r+b") as fh:  # the history's newest pages go bad while the daemon runs
+        for k in history_pages[-2:]:
+            fh.seek(k * 4096)
+            fh.write(os.urandom(4096))
+    other = sqlite3.connect(path)  # another writer (a sender) makes the open store re-read the file
+    with other:
+        other.execute("INSERT INTO meta VALUES ('touched', '1')")
+    other.close()
+    new = fake_report(time.time())
+    store.add(new, push=True)  # "database disk image is malformed" → moved aside, healed, stored
+    store.close()
+    assert new["store"]["healed"]["recovered_unsent"] == 60
+    assert queued(state) == ids + [new["report_id"]]
