@@ -275,7 +275,7 @@ def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) 
         problems.append(f"{key}: expected a number from {lo:g} to {hi:g}, got {value:g}")
         return _INVALID
     if meta.get("pattern") and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
-        problems.append(f"{key}: expected {meta.get('pattern_doc', meta['pattern'])}, got {value!r}")
+        problems.append(f"{key}: expected {meta.get('pattern_doc', meta['pattern'])}, got {shown_safely(value)!r}")
         return _INVALID
     if meta.get("regex") and value:
         try:
@@ -378,10 +378,17 @@ def _server_checks(server: ServerSettings, problems: list[str]) -> None:
         return
     if server.url.startswith("http://") and not server.allow_insecure:
         problems.append(f"server.url: expected https:// (plain http:// would send the token and reports "
-                        f"unencrypted; set server.allow_insecure = true only for testing), got {server.url!r}")
+                        f"unencrypted; set server.allow_insecure = true only for testing), got {shown_safely(server.url)!r}")
     if not server.token_file:
         problems.append("server.token_file: expected the path of the file holding this terminal's token "
                         "when server.url is set")
+
+
+def shown_safely(value: str) -> str:
+    """A value fit for an error message or a log: a URL's user:password and query are cut out (a
+    refused URL may carry a password or a token, and errors end up in logs and tickets)."""
+    value = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^/@\s]*@", r"\1<redacted>@", value)
+    return re.sub(r"[?#].*$", "?<redacted>", value) if "://" in value else value
 
 
 def resolve_path(explicit: str | None = None) -> Path:

@@ -27,7 +27,7 @@ def secret_terminal(config_file, tmp_path):
                           "6,102,3,-;unrelated line\n")
     path = config_file(
         terminal={"id": "lane-03", "site": "store-042"},
-        server={"url": f"https://ops:{URL_PASSWORD}@collector.example/api?token={TOKEN}", "token_file": str(token_file)},
+        server={"url": f"https://ops:{URL_PASSWORD}@collector.example/api", "token_file": str(token_file)},
         txlog={"path": str(pos_log)},
         reader={"kernel_log": str(kernel_log), "sysfs_root": str(tmp_path / "nosys")},
     )
@@ -89,3 +89,15 @@ def test_bundle_never_reads_a_fifo_as_the_pos_log(config_file, tmp_path):
 ], ids=["password", "api-key", "token-file-path-kept", "url-userinfo", "harmless"])
 def test_redact(value, expected):
     assert redact(value) == expected
+
+
+def test_a_refused_url_is_shown_without_its_password_or_query(config_file, tmp_path):
+    from posdiag.agent.config import ConfigError
+
+    path = config_file(server={"url": f"https://ops:{URL_PASSWORD}@collector.example/api?token={TOKEN}",
+                               "token_file": str(tmp_path / "token")})
+    with pytest.raises(ConfigError) as refused:
+        config.load(str(path))
+    message = refused.value.render()
+    assert "server.url" in message and "collector.example" in message
+    assert URL_PASSWORD not in message and TOKEN not in message
