@@ -71,6 +71,25 @@ def config_file(tmp_path: Path):
     return make
 
 
+@pytest.fixture(scope="session")
+def push_certs(tmp_path_factory):
+    """A CA that terminals trust, a rogue one, and a server certificate of each for 127.0.0.1."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("push-certs")
+    ca, rogue = trustme.CA(), trustme.CA()
+    paths = {}
+    for kind, authority in (("good", ca), ("rogue", rogue)):
+        leaf = authority.issue_cert("127.0.0.1", "localhost")
+        cert, key = folder / f"{kind}.pem", folder / f"{kind}.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        paths[kind] = (str(cert), str(key))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    paths["ca"] = str(folder / "ca.pem")
+    return paths
+
+
 def run_cli(*args: str) -> tuple[int, str, str]:
     """The real CLI in-process, with its own streams."""
     from posdiag.agent.cli import main

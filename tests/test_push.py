@@ -25,24 +25,6 @@ from test_history import fake_report
 TOKEN = "tok-" + "7f3a9c" * 6
 
 
-@pytest.fixture(scope="session")
-def push_certs(tmp_path_factory):
-    import trustme
-
-    folder = tmp_path_factory.mktemp("push-certs")
-    ca, rogue = trustme.CA(), trustme.CA()
-    paths = {}
-    for kind, authority in (("good", ca), ("rogue", rogue)):
-        leaf = authority.issue_cert("127.0.0.1", "localhost")
-        cert, key = folder / f"{kind}.pem", folder / f"{kind}.key"
-        leaf.cert_chain_pems[0].write_to_path(str(cert))
-        leaf.private_key_pem.write_to_path(str(key))
-        paths[kind] = (str(cert), str(key))
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    paths["ca"] = str(folder / "ca.pem")
-    return paths
-
-
 @pytest.fixture
 def server(push_certs):
     started: list[PushServer] = []
