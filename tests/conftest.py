@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import write_config
+from helpers import make_certs, write_config
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
@@ -74,20 +74,8 @@ def config_file(tmp_path: Path):
 @pytest.fixture(scope="session")
 def push_certs(tmp_path_factory):
     """A CA that terminals trust, a rogue one, and a server certificate of each for 127.0.0.1."""
-    import trustme
-
-    folder = tmp_path_factory.mktemp("push-certs")
-    ca, rogue = trustme.CA(), trustme.CA()
-    paths = {}
-    for kind, authority in (("good", ca), ("rogue", rogue)):
-        leaf = authority.issue_cert("127.0.0.1", "localhost")
-        cert, key = folder / f"{kind}.pem", folder / f"{kind}.key"
-        leaf.cert_chain_pems[0].write_to_path(str(cert))
-        leaf.private_key_pem.write_to_path(str(key))
-        paths[kind] = (str(cert), str(key))
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    paths["ca"] = str(folder / "ca.pem")
-    return paths
+    made = make_certs(tmp_path_factory.mktemp("push-certs"), "127.0.0.1", "localhost")
+    return {"good": made["valid"], "rogue": made["untrusted"], "ca": made["ca"]}
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

@@ -145,7 +145,7 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
 PAYMENT_NAME = "pay.acquirer.test"
 
 
-def make_certs(folder: Path, name: str = PAYMENT_NAME) -> dict:
+def make_certs(folder: Path, name: str = PAYMENT_NAME, *more_names: str) -> dict:
     """Certificates for the payment host, made by trustme: valid, expired, not yet valid, expiring in
     3 days, for another name, and one from a CA the terminal does not trust. Returns
     {kind: (cert path, key path), "ca": trusted CA path}."""
@@ -157,12 +157,12 @@ def make_certs(folder: Path, name: str = PAYMENT_NAME) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc)
     day = datetime.timedelta(days=1)
     issued = {
-        "valid": ca.issue_cert(name),
+        "valid": ca.issue_cert(name, *more_names),
         "expired": ca.issue_cert(name, not_before=now - 30 * day, not_after=now - day),
         "not_yet_valid": ca.issue_cert(name, not_before=now + 10 * day, not_after=now + 40 * day),
         "expiring": ca.issue_cert(name, not_before=now - day, not_after=now + 3 * day),
         "wrong_name": ca.issue_cert("other.acquirer.test"),
-        "untrusted": rogue.issue_cert(name),
+        "untrusted": rogue.issue_cert(name, *more_names),
     }
     paths: dict = {}
     for kind, leaf in issued.items():
