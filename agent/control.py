@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from posdiag.agent.access import AccessDenied
+from posdiag.agent.config import file_kind
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 log = logging.getLogger("posdiag")
@@ -56,15 +57,6 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = BACKLOG
 
 
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISLNK, "a symbolic link")):
-        if test(mode):
-            return name
-    return "not a socket"
-
-
 def claim_path(path: str) -> None:
     """Make ``path`` free for our socket: remove a stale socket, refuse anything else.
 
@@ -76,7 +68,7 @@ def claim_path(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise SocketPathTaken(f"refusing to start: the control socket path {path} is {_kind(st.st_mode)}, "
+        raise SocketPathTaken(f"refusing to start: the control socket path {path} is {file_kind(st.st_mode)}, "
                               "not a socket; it was left untouched — move it away or set [daemon] control_socket")
     try:
         request(path, {"cmd": "ping"}, timeout_s=2.0, retry_s=1.0)
