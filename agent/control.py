@@ -15,6 +15,7 @@ Three rules keep it honest under load and against a hostile file system:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -78,6 +79,13 @@ def claim_path(path: str) -> None:
         raise RuntimeError(f"another posdiag daemon is already running on {path} (busy)") from None
     else:
         raise RuntimeError(f"another posdiag daemon is already running on {path}")
+
+
+def release(path: str) -> None:
+    """Remove our socket at shutdown — only if a socket is still what the path names."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
 
 
 def _answer(handle: Handler, line: bytes) -> dict[str, Any]:
