@@ -11,7 +11,8 @@ Polling ``stat`` is cheap and portable (no inotify). What a till's log can do, a
 * **Rotation, followed by inode.** When the path names another file, the old one (still open) is
   read to its end before the new one; files rotated in between two polls (``pos.log.1``,
   ``pos.log-20261130``: new inodes beside the log) are read too, oldest first, so that a storm of
-  renames loses no complete line. Compressed rotations (``.gz`` …) are left alone.
+  renames loses no complete line. A finished file is watched for :data:`LINGER_S` more for lines
+  its writer adds late. Compressed rotations (``.gz`` …) are left alone.
 * **Truncation**, also when the file grows past the old offset again before the next poll: the
   last bytes read are compared with what the file now holds there; if they differ, the file was
   rewritten and is read again from its start.
@@ -22,11 +23,15 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from posdiag.agent.config import file_kind
 
 MAX_LINE = 64 * 1024  # a line longer than this is cut, and the rest of it skipped
 MAX_POLL_BYTES = 1024 * 1024  # read at most this much per poll; the rest waits for the next one
+#: a rotated file is still read this long after it was finished: a writer that had it open (or
+#: that renames-then-reopens) may add its last lines after the follower moved on
+LINGER_S = 2.0
 _CHUNK = 256 * 1024
 _TAIL = 32  # bytes kept from the end of what was read, to notice a rewritten file
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip")
@@ -107,15 +112,16 @@ class LogFollower:
         self.from_end = from_end
         self.current: _Source | None = None
         self.finishing: list[_Source] = []  # rotated files still to be read to their end, oldest first
+        self.lingering: list[tuple[float, _Source]] = []  # (until, rotated file already read to its end)
         self.seen: set[Key] = set()  # inodes of rotated siblings already read or there before us
         #: why the path is not being read (it is a FIFO, a device, a directory), or None
         self.problem: str | None = None
         self.opened = False  # a file was opened once: from then on every new file is read from its start
 
     def close(self) -> None:
-        for src in [*self.finishing, *([self.current] if self.current else [])]:
+        for src in [*self.finishing, *(src for _, src in self.lingering), *([self.current] if self.current else [])]:
             src.close()
-        self.finishing, self.current = [], None
+        self.finishing, self.lingering, self.current = [], [], None
 
     def poll(self) -> list[str]:
         """Complete lines written since the last poll (at most :data:`MAX_POLL_BYTES` of them)."""
@@ -218,6 +224,18 @@ class LogFollower:
             return None
         return _Source(fd, key, 0)
 
+    def _linger(self) -> list[str]:
+        """Late lines of rotated files; a file's unterminated last line once its time is up."""
+        lines: list[str] = []
+        now = time.monotonic()
+        for until, src in list(self.lingering):
+            lines += src.read(_CHUNK)[0]
+            if now >= until:
+                lines += src.leftover()
+                src.close()
+                self.lingering.remove((until, src))
+        return lines
+
     def _read(self) -> list[str]:
         lines: list[str] = []
         budget = MAX_POLL_BYTES
@@ -228,10 +246,9 @@ class LogFollower:
             budget -= used
             if not done:
                 return lines  # the old file first: the current one waits for the next poll
-            lines += src.leftover()
             self.seen.add(src.key)
-            src.close()
-            self.finishing.pop(0)
+            self.lingering.append((time.monotonic() + LINGER_S, self.finishing.pop(0)))
+        lines += self._linger()
         if self.current is not None and budget > 0:
             lines += self.current.read(budget)[0]
         return lines
