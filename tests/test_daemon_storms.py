@@ -166,7 +166,7 @@ def test_daemon_with_a_fifo_txlog_sweeps_at_boot_and_obeys_signals(daemon, tmp_p
         boot = store.get(d.reports()[0].report_id)
     txlog = next(p for p in boot["probes"] if p["name"] == "txlog")
     assert [f["code"] for f in txlog["findings"]] == ["txlog.not_regular"]
-    assert "not read" in d.output()
+    assert wait_for(lambda: "not read" in d.output(), 5), d.output()
     d.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: request(d.socket, {"cmd": "status"})["status"]["reloads"] == 1, 5), d.output()
     rc, out, _ = d.cli("trigger", "--json")
