@@ -311,7 +311,7 @@ def _report_failure(exc: Exception, debug: bool, err: TextIO) -> int:
         message = str(exc)
     elif isinstance(exc, PermissionError):
         message = str(exc) if str(exc).startswith("permission denied") else f"permission denied: {exc}"
-    elif isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EBADF, errno.ENOSPC, errno.EIO):
+    elif isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EBADF, errno.ENOSPC):
         message = f"cannot write the output: {exc.strerror or exc}"
     else:
         message = f"internal error: {exc!r}" + ("" if debug else " (run with --debug for the traceback)")
