@@ -158,11 +158,12 @@ class Daemon:
             self.stopping.set()
 
     def on_2824(self, line: str) -> None:
+        """Count the line; the first of a window wakes the loop. Only a 2824 that starts a sweep at once
+        is logged here: the rest of a storm is told by the sweep that covers it (one line a window)."""
         if not self.events.add():
-            return  # folded into the window already announced: one log line per storm window
-        wait = self.events.due_in() or 0.0
-        when = "event sweep now" if wait < 0.05 else f"folded into the event sweep due in {wait:.0f} s"
-        log.warning("2824 in %s: %s (%s)", self.settings.txlog.path, line[:200], when)
+            return
+        if self.events.due_in() == 0:
+            log.warning("2824 in %s: %s (event sweep now)", self.settings.txlog.path, line[:200])
         self.wake.set()
 
     def handle_control(self, message: dict[str, Any]) -> dict[str, Any]:
