@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import re
 import socket
+import stat
 import sys
 import types
 import typing
@@ -29,6 +31,14 @@ else:  # pragma: no cover - exercised on 3.10 only
 from posdiag.agent.paths import default_config_path
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
+#: a configuration larger than this is refused unread: posdiag.toml with every key is ~6 KiB
+MAX_CONFIG_BYTES = 1024 * 1024
+#: arrays and tables nested deeper than this are refused: the schema needs three levels
+MAX_DEPTH = 16
+#: the longest AF_UNIX socket path: sun_path holds 108 bytes, the last one the terminating NUL
+MAX_SOCKET_PATH = 107
+#: any integer beyond this is refused before it is compared or converted (no key needs more)
+MAX_INTEGER = 2**53
 
 
 class ConfigError(Exception):
@@ -165,6 +175,8 @@ class DaemonSettings:
     control_socket: str = _f("/run/posdiag/control.sock")
     history_days: float = _f(30.0, **_range(0.01, 3650))
     history_max_mb: float = _f(50.0, **_range(0.1, 100_000))
+    event_min_gap_s: float = _f(15.0, doc="2824s within this many seconds of an event sweep fold into the next one",
+                                **_range(0, 3600))
 
 
 @dataclass(frozen=True)
@@ -267,13 +279,13 @@ def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) 
     if not _matches_type(value, tp):
         problems.append(f"{key}: expected {_describe(tp)}, got {_got(value)}")
         return _INVALID
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        problem = _number_problem(value, meta.get("min"), meta.get("max"))
+        if problem:
+            problems.append(f"{key}: {problem}")
+            return _INVALID
     if tp is float:
-        value = float(value)
-    lo, hi = meta.get("min"), meta.get("max")
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if number and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-        problems.append(f"{key}: expected a number from {lo:g} to {hi:g}, got {value:g}")
-        return _INVALID
+        value = float(value)  # safe now: the value is finite and within its range
     if meta.get("pattern") and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
         problems.append(f"{key}: expected {meta.get('pattern_doc', meta['pattern'])}, got {shown_safely(value)!r}")
         return _INVALID
@@ -293,9 +305,31 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     for i, path in enumerate(settings.disk.paths):
         if not os.path.isabs(path):
             problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
+    sock = settings.daemon.control_socket
+    if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
+        problems.append(f"daemon.control_socket: expected a path of at most {MAX_SOCKET_PATH} bytes (the limit of "
+                        f"a Unix socket address), got {len(os.fsencode(sock))} bytes")
+
+
+def _number_problem(value: float, lo: float | None, hi: float | None) -> str | None:
+    """Why a number is refused, or None. Checked on the value as TOML gave it, before any conversion:
+    a 400-digit integer must not reach ``float()`` or a format string, and NaN compares false with
+    every bound, so it would pass a plain range test."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if isinstance(value, int) and abs(value) > MAX_INTEGER:
+        return f"expected a number from {_show(lo)} to {_show(hi)}, got an integer of {len(str(abs(value)))} digits"
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return f"expected a number from {_show(lo)} to {_show(hi)}, got {value:g}"
+    return None
+
+
+def _show(bound: float | None) -> str:
+    return "any" if bound is None else f"{bound:g}"
 
 
 def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
+    """What each reader kind and protocol needs besides its own keys."""
     if reader.kind == "serial" and not reader.port:
         problems.append("reader.port: expected a serial device path when reader.kind = 'serial'")
     if reader.kind == "usb" and not reader.usb:
@@ -405,18 +439,108 @@ def resolve_path(explicit: str | None = None) -> Path:
 def load(explicit: str | None = None) -> Settings:
     """Read, decode and validate the configuration. Raises :class:`ConfigError`."""
     path = resolve_path(explicit)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found: expected a readable TOML file"]) from None
-    except IsADirectoryError:
-        raise ConfigError(str(path), ["is a directory: expected a TOML file"]) from None
-    except PermissionError:
-        raise ConfigError(str(path), ["permission denied: the agent cannot read this file"]) from None
+    raw = read_bounded(str(path))
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [f"not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
+    except RecursionError:
+        data = None
+    if data is None or _depth(data) > MAX_DEPTH:
+        raise ConfigError(str(path), [f"arrays or tables nested more than {MAX_DEPTH} deep: this is not a posdiag "
+                                      "configuration (the schema needs three levels)"])
     return parse(data, str(path))
+
+
+def read_bounded(path: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or :class:`ConfigError`.
+
+    Opened non-blocking, so a FIFO answers at once instead of waiting for a writer, and checked with
+    ``fstat`` on the open descriptor: a FIFO, a device such as /dev/zero or a directory is refused
+    before a byte is read, and no more than ``limit`` + 1 bytes are ever read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found: expected a readable TOML file"]) from None
+    except PermissionError:
+        raise ConfigError(path, ["permission denied: the agent cannot read this file"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot open: {exc.strerror}"]) from None
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+        if kind != "a regular file":
+            raise ConfigError(path, [f"is {kind}: expected a regular TOML file"])
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ConfigError(path, [f"larger than {limit // 1024} KiB: this is not a posdiag configuration"])
+    return b"".join(chunks)
+
+
+def file_kind(mode: int) -> str:
+    """'a regular file', 'a FIFO', 'a character device', … for an ``st_mode``."""
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and tables nest in ``data`` (iterative: no recursion to exhaust)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack += [(child, level + 1) for child in children if isinstance(child, (dict, list))]
+    return deepest
+
+
+def check_paths(settings: Settings) -> list[str]:
+    """What ``config check`` adds to the file's own validation: the paths as they are on this host.
+
+    Kept out of :func:`load` because the file system changes under a running agent: a txlog that is
+    not a regular file is a finding of the txlog probe at run time, not a reason to refuse to start.
+    """
+    problems: list[str] = []
+    txlog = settings.txlog.path
+    if txlog and os.path.exists(txlog):
+        kind = file_kind(os.stat(txlog).st_mode)
+        if kind != "a regular file":
+            problems.append(f"txlog.path: expected a regular file, {txlog!r} is {kind} (it would never be read)")
+    state = settings.daemon.state_dir
+    if os.path.lexists(state):
+        if not os.path.isdir(state):
+            problems.append(f"daemon.state_dir: expected a directory, {state!r} is {file_kind(os.lstat(state).st_mode)}")
+    else:
+        parent = _existing_parent(state)
+        if not os.path.isdir(parent):
+            problems.append(f"daemon.state_dir: cannot be created: {parent!r} is {file_kind(os.stat(parent).st_mode)}")
+    sock = settings.daemon.control_socket
+    if os.path.lexists(sock) and not stat.S_ISSOCK(os.lstat(sock).st_mode):
+        problems.append(f"daemon.control_socket: {sock!r} is {file_kind(os.lstat(sock).st_mode)}, not a socket; "
+                        "the daemon will refuse to start rather than remove it")
+    return problems
+
+
+def _existing_parent(path: str) -> str:
+    probe = os.path.abspath(path)
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    return probe

@@ -4,8 +4,10 @@ One main loop owns the sweeps, so two diagnoses never run at once; everything el
 
 * at start a ``boot`` sweep, then a ``schedule`` sweep every ``interval_s`` (±5 % jitter, so a fleet
   booted together does not probe in lockstep);
-* the transaction-log watcher asks for an ``event`` sweep the moment a 2824 line is written;
-* the control socket asks for ``on-demand`` sweeps and answers ``status``;
+* the transaction-log watcher asks for an ``event`` sweep the moment a 2824 line is written; a storm
+  of them is coalesced (``event_min_gap_s``, see :mod:`posdiag.agent.storm`) and logged once a window;
+* the control socket asks for ``on-demand`` sweeps (concurrent requests share one) and answers
+  ``status``; a pending event always goes before on-demand requests;
 * SIGTERM stops cleanly, SIGHUP reloads the configuration (a bad one is refused and the old kept).
 
 Every report goes to the history and, with a server configured, to the outbox; the pusher
@@ -25,20 +27,26 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from posdiag.agent import __version__, config
-from posdiag.agent.control import serve
+from posdiag.agent.control import SocketPathTaken, release, serve
 from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
+from posdiag.agent.exits import Exit
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.paths import causes_path
 from posdiag.agent.push import Pusher, push_status, store_status
 from posdiag.agent.store import Store, open_readonly
+from posdiag.agent.storm import EventWindow, Waiters
 from posdiag.agent.sweep import run_sweep
 
 log = logging.getLogger("posdiag")
 TXLOG_POLL_S = 0.2
+#: the main loop never sleeps longer than this: a signal delivered to another thread only sets a
+#: flag that the main thread must come round to, so SIGTERM and SIGHUP are obeyed within it
+SIGNAL_LATENCY_S = 0.5
 
 
 class JournalFormatter(logging.Formatter):
@@ -83,12 +91,6 @@ class Notifier:
 
 
 @dataclass
-class Request:
-    trigger: str
-    reply: queue.Queue | None = None
-
-
-@dataclass
 class State:
     started: float = field(default_factory=time.time)
     sweeps: int = 0
@@ -100,7 +102,7 @@ class State:
 class TxlogWatcher(threading.Thread):
     """Follows the POS transaction log and asks for an event sweep when a 2824 line appears."""
 
-    def __init__(self, settings: config.Settings, on_2824) -> None:
+    def __init__(self, settings: config.Settings, on_2824: Callable[[str], None]) -> None:
         super().__init__(name="txlog-watcher", daemon=True)
         self.path = settings.txlog.path
         self.pattern = re.compile(settings.txlog.pattern)
@@ -115,15 +117,21 @@ class TxlogWatcher(threading.Thread):
         from posdiag.probes.txlog import ERROR_2824, parse_line
 
         follower = self.follower
+        problem = None
         while not self.stopping.wait(TXLOG_POLL_S):
             try:
                 for line in follower.poll():
                     event = parse_line(self.pattern, line)
                     if event and event.code == ERROR_2824:
-                        log.warning("2824 in %s: %s", self.path, line[:200])
                         self.on_2824(line)
-            except Exception:
-                log.exception("transaction-log watcher: error while following %s", self.path)
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive any odd file state
+                log.error("transaction-log watcher: error while following %s: %r", self.path, exc)
+            if follower.problem != problem:  # said once when it starts and once when it ends, not every poll
+                problem = follower.problem
+                if problem:
+                    log.warning("transaction log not read: %s", problem)
+                else:
+                    log.info("transaction log %s is a regular file again: following it", self.path)
         follower.close()
 
 
@@ -132,10 +140,12 @@ class Daemon:
         self.settings = settings
         self.config_path = config_path
         self.kb: KnowledgeBase = load_knowledge(causes_path())
-        self.requests: queue.Queue[Request] = queue.Queue()
+        self.wake = threading.Event()  # set by other threads when there may be work for the loop
         self.state = State()
         self.stopping = threading.Event()
-        self.event_pending = threading.Event()
+        self.reload_wanted = False
+        self.events = EventWindow(settings.daemon.event_min_gap_s)
+        self.waiters = Waiters()
         self.notify = Notifier()
         self.watcher: TxlogWatcher | None = None
         self.store: Store | None = None
@@ -143,16 +153,21 @@ class Daemon:
 
     # --- signals and requests from other threads ------------------------------------------------
     def on_signal(self, signum: int, _frame: Any) -> None:
+        """Only set flags: a handler that took a lock the interrupted main thread holds (a queue's)
+        would deadlock the daemon, and then not even SIGTERM would stop it."""
         if signum == signal.SIGHUP:
-            self.requests.put(Request("reload"))
+            self.reload_wanted = True
         else:
             self.stopping.set()
-            self.requests.put(Request("stop"))
 
-    def on_2824(self, _line: str) -> None:
-        if not self.event_pending.is_set():  # a burst of 2824 lines makes one event sweep
-            self.event_pending.set()
-            self.requests.put(Request("event"))
+    def on_2824(self, line: str) -> None:
+        """Count the line; the first of a window wakes the loop. Only a 2824 that starts a sweep at once
+        is logged here: the rest of a storm is told by the sweep that covers it (one line a window)."""
+        if not self.events.add():
+            return
+        if self.events.due_in() == 0:
+            log.warning("2824 in %s: %s (event sweep now)", self.settings.txlog.path, line[:200])
+        self.wake.set()
 
     def handle_control(self, message: dict[str, Any]) -> dict[str, Any]:
         cmd = message.get("cmd")
@@ -165,8 +180,8 @@ class Daemon:
                 self.pusher.kick(urgent=True)
             return {"ok": True, "configured": self.pusher is not None}
         if cmd == "trigger":
-            reply: queue.Queue = queue.Queue()
-            self.requests.put(Request("on-demand", reply))
+            reply = self.waiters.join()
+            self.wake.set()
             try:
                 return reply.get(timeout=self.settings.diagnosis.deadline_s + 30)
             except queue.Empty:
@@ -194,10 +209,12 @@ class Daemon:
         interval = self.settings.daemon.interval_s
         return interval * random.uniform(0.95, 1.05)
 
-    def sweep(self, trigger: str) -> dict[str, Any] | None:
+    def sweep(self, trigger: str, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
         try:
             report = run_sweep(self.settings, trigger=trigger, knowledge=self.kb)
-        except Exception as exc:
+            if event is not None:
+                report["event"] = event  # which 2824s this event sweep covers
+        except Exception as exc:  # one bad sweep never stops the loop (logged with its traceback)
             self.state.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} sweep failed: {exc!r}"
             log.exception("%s sweep failed", trigger)
             return None
@@ -215,8 +232,9 @@ class Daemon:
             self.state.last_error = f"could not store report {report['report_id']}: {exc}"
             log.error("could not store report %s: %s", report["report_id"], exc)
         level = logging.INFO if report["diagnosis"]["verdict"] == "healthy" else logging.WARNING
-        log.log(level, "%s sweep: %s, top cause %s (%.0f%%) in %.2f s [%s]", trigger, report["diagnosis"]["verdict"],
-                top["id"], top["confidence"] * 100, report["duration_s"], report["report_id"])
+        covers = f", covering {event['count_2824']} 2824 line(s) since {event['first_at']}" if event else ""
+        log.log(level, "%s sweep: %s, top cause %s (%.0f%%) in %.2f s [%s]%s", trigger, report["diagnosis"]["verdict"],
+                top["id"], top["confidence"] * 100, report["duration_s"], report["report_id"], covers)
         self.notify.send(f"STATUS={report['diagnosis']['verdict']}: {top['id']} ({trigger}, {report['started_at']})")
         return report
 
@@ -231,6 +249,7 @@ class Daemon:
         self.notify.send("RELOADING=1")
         self.stop_watcher()
         self.settings, self.kb = new, kb
+        self.events.gap_s = new.daemon.event_min_gap_s
         self.state.reloads += 1
         self.start_watcher()
         if self.pusher is not None:
@@ -271,13 +290,10 @@ class Daemon:
                 self.pusher.stop()
             server.shutdown()
             server.server_close()
-            try:
-                os.unlink(self.settings.daemon.control_socket)
-            except OSError:
-                pass
+            release(self.settings.daemon.control_socket)
             self.store.close()
             log.info("posdiag stopped")
-        return 0
+        return Exit.OK
 
     def loop(self) -> None:
         self.sweep("boot")
@@ -287,33 +303,48 @@ class Daemon:
             if self.notify.watchdog_s and time.monotonic() >= next_ping:
                 self.notify.send("WATCHDOG=1")
                 next_ping = time.monotonic() + self.notify.watchdog_s
-            wake = min(next_sweep, next_ping if self.notify.watchdog_s else next_sweep)
-            try:
-                req = self.requests.get(timeout=max(0.0, wake - time.monotonic()))
-            except queue.Empty:
-                if time.monotonic() >= next_sweep:
-                    self.sweep("schedule")
-                    next_sweep = time.monotonic() + self.next_interval()
-                continue
-            if req.trigger == "stop":
-                break
-            if req.trigger == "reload":
+            if self.reload_wanted:
+                self.reload_wanted = False
                 self.reload()
+            ran = self.run_due_work(next_sweep)
+            if ran == "schedule":
+                next_sweep = time.monotonic() + self.next_interval()
+            if ran:
                 continue
-            if req.trigger == "event":
-                self.event_pending.clear()
-            report = self.sweep(req.trigger)
-            if req.reply is not None:
-                req.reply.put({"ok": True, "report": report} if report else
-                              {"ok": False, "error": self.state.last_error or "sweep failed"})
+            now = time.monotonic()
+            event_in = self.events.due_in(now)
+            wake = min(next_sweep, next_ping if self.notify.watchdog_s else next_sweep,
+                       now + event_in if event_in is not None else next_sweep, now + SIGNAL_LATENCY_S)
+            self.wake.wait(max(0.0, wake - now))
+            self.wake.clear()  # whatever set it is found by run_due_work, which reads the state itself
+
+    def run_due_work(self, next_sweep: float) -> str | None:
+        """Run the one sweep that is most urgent — a 2824 event, on-demand requests, the schedule —
+        and return its trigger, or None when nothing is due."""
+        if self.events.due_in() == 0:
+            self.sweep("event", event=self.events.take())
+            return "event"
+        if self.waiters.start():
+            report = self.sweep("on-demand")
+            self.waiters.finish({"ok": True, "report": report} if report else
+                                {"ok": False, "error": self.state.last_error or "sweep failed"})
+            return "on-demand"
+        if time.monotonic() >= next_sweep:
+            self.sweep("schedule")
+            return "schedule"
+        return None
 
 
 def run(config_path: str | None) -> int:
     setup_logging()
     settings = config.load(config_path)
+    unusable = [p for p in config.check_paths(settings) if p.startswith("daemon.state_dir")]
+    if unusable:
+        log.error("refusing to start: %s", "; ".join(unusable))
+        return Exit.UNKNOWN
     try:
         daemon = Daemon(settings, config_path)
         return daemon.run()
-    except RuntimeError as exc:
+    except (RuntimeError, SocketPathTaken) as exc:
         log.error("%s", exc)
-        return 3
+        return Exit.UNKNOWN

@@ -17,9 +17,6 @@ from posdiag.agent.diagnosis import Diagnosis
 from posdiag.probes.base import ProbeResult
 
 SCHEMA = "posdiag.report/1"
-EXIT_CODES = {"healthy": 0, "degraded": 1, "fault": 2}
-
-
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 import time
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from posdiag.agent.config import Settings
@@ -246,11 +248,11 @@ class Probe:
             self.check(obs)
         except ProbeSkipped as skipped:
             return skipped_result(self.name, str(skipped), time.monotonic() - started)
-        except PermissionError as exc:
-            obs.add("probe.permission_denied", Severity.INFO,
-                    f"{self.name} lacks a permission it needs: {exc}", error=str(exc))
-            return self._result(obs, started, Status.ERROR, f"could not run: permission denied ({exc})")
         except Exception as exc:  # noqa: BLE001 - containing probe bugs is the point
+            if _is_permission_error(exc):
+                obs.add("probe.permission_denied", Severity.INFO,
+                        f"{self.name} lacks a permission it needs: {exc}", error=str(exc))
+                return self._result(obs, started, Status.ERROR, f"could not run: permission denied ({exc})")
             obs.add("probe.crashed", Severity.INFO, f"{self.name} failed internally: {exc!r}",
                     error=repr(exc), traceback=traceback.format_exc(limit=4))
             return self._result(obs, started, Status.ERROR, f"could not run: {exc!r}")
@@ -259,6 +261,15 @@ class Probe:
     def _result(self, obs: Observation, started: float, status: Status, summary: str) -> ProbeResult:
         return ProbeResult(self.name, status, time.monotonic() - started, summary,
                            tuple(obs.findings), dict(obs.metrics))
+
+
+def _is_permission_error(exc: BaseException) -> bool:
+    """PermissionError, or psutil's AccessDenied (not an OSError) — recognised without importing
+    psutil here: if psutil was never imported, no exception can be one of its own."""
+    if isinstance(exc, PermissionError):
+        return True
+    psutil = sys.modules.get("psutil")
+    return psutil is not None and isinstance(exc, psutil.AccessDenied)
 
 
 def skipped_result(name: str, reason: str, duration_s: float = 0.0) -> ProbeResult:

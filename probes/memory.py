@@ -38,6 +38,18 @@ def read_oom_kills(path: str = "/proc/vmstat") -> int | None:
     return None
 
 
+def total_rss(processes: list[psutil.Process]) -> int:
+    """Resident memory of ``processes`` in bytes. A POS process that exits between being found and
+    being measured (a restart, a crash) is simply not counted: it must not turn the probe into an error."""
+    total = 0
+    for proc in processes:
+        try:
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return total
+
+
 class MemoryProbe(Probe):
     name = "memory"
     description = "available memory, swap use, memory pressure (PSI), OOM kills, RSS of the POS process"
@@ -83,7 +95,7 @@ class MemoryProbe(Probe):
                         f"the kernel killed {ooms} process(es) for lack of memory since boot", oom_kills=ooms)
 
         if self.settings.terminal.pos_process:
-            rss = sum(p.memory_info().rss for p in find_processes(self.settings.terminal.pos_process))
+            rss = total_rss(find_processes(self.settings.terminal.pos_process))
             obs.metric("pos_rss_mb", round(rss / MB, 1) if rss else None)
             if rss:
                 share = rss / vm.total * 100

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from posdiag.agent.config import file_kind
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 ERROR_2824 = "2824"
@@ -70,13 +72,25 @@ def parse_line(pattern: re.Pattern[str], line: str) -> TxEvent | None:
                    (groups.get("response") or "").strip(), rest)
 
 
+class NotRegularFile(OSError):
+    """The log path names a FIFO, a device or a directory: something that must not be read."""
+
+
 def read_tail(path: str, max_bytes: int = TAIL_BYTES) -> list[str]:
-    """Complete lines from the last ``max_bytes`` of a file; undecodable bytes become U+FFFD."""
-    with open(path, "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        start = max(0, size - max_bytes)
-        fh.seek(start)
-        data = fh.read()
+    """Complete lines from the last ``max_bytes`` of a file; undecodable bytes become U+FFFD.
+
+    Opened non-blocking and checked with ``fstat``: a FIFO (which would block the open or the read)
+    and a device such as /dev/zero (which never ends) raise :class:`NotRegularFile` unread.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(f"{path} is {file_kind(st.st_mode)}, not a regular file")
+        start = max(0, st.st_size - max_bytes)
+        data = os.pread(fd, st.st_size - start, start)
+    finally:
+        os.close(fd)
     text = data.decode("utf-8", "replace")
     lines = text.split("\n")
     if start > 0:
@@ -106,8 +120,8 @@ class TxlogProbe(Probe):
     name = "txlog"
     description = "POS transaction log: 2824 events in the window; ISO 8583 response codes by whose fault they are"
     findings = declare(warn=("txlog.declines", "txlog.format_errors", "txlog.host_errors", "txlog.input_errors",
-                           "txlog.missing", "txlog.repeated_attempts", "txlog.unparsed"), info=("txlog.errors_2824",
-                           "txlog.undated"))
+                             "txlog.missing", "txlog.not_regular", "txlog.repeated_attempts", "txlog.unparsed"),
+                       info=("txlog.errors_2824", "txlog.undated"))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.txlog.path else "no transaction log configured ([txlog] path)"
@@ -119,7 +133,11 @@ class TxlogProbe(Probe):
             return
         pattern = re.compile(cfg.pattern)
         since = time.time() - cfg.window_min * 60
-        lines = read_tail(cfg.path)
+        try:
+            lines = read_tail(cfg.path)
+        except NotRegularFile as exc:
+            obs.warn("txlog.not_regular", f"transaction log {exc}: it is not read", path=cfg.path)
+            return
         parsed = [parse_line(pattern, line) for line in lines]
         events = [e for e in parsed if e is not None and (e.ts is None or e.ts >= since)]
         undated = sum(1 for e in events if e.ts is None)

@@ -1,0 +1,236 @@
+"""The daemon as real processes under pressure: a storm of 2824 lines, crowds of socket clients,
+a busy socket, hostile paths (a FIFO or /dev/zero as the txlog, a regular file at the socket path)
+and requests that are not what the protocol expects."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import test_daemon
+from conftest import REPO, run_cli
+from helpers import wait_for
+from posdiag.agent.control import request
+from posdiag.agent.store import Store
+from test_daemon import append
+
+daemon = test_daemon.daemon  # the fixture that starts real daemons, shared with test_daemon.py
+
+
+def event_reports(d) -> list[dict]:
+    if not (d.state / "history.sqlite3").exists():
+        return []
+    with Store(d.state) as store:
+        return [store.get(r.report_id) for r in store.list() if r.trigger == "event"]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+
+def test_a_storm_of_2824_lines_is_coalesced_and_every_line_counted(daemon, tmp_path):
+    d = daemon(daemon={"event_min_gap_s": 1})
+    assert wait_for(lambda: len(d.reports()) == 1, 10), d.output()
+    log = tmp_path / "pos.log"
+    first_written = time.time()
+    for i in range(60):  # 20 lines/s for 3 s
+        append(log, f"2026-11-30 10:00:{i % 60:02d} txn={i} code=2824\n")
+        time.sleep(0.05)
+    assert wait_for(lambda: sum(r["event"]["count_2824"] for r in event_reports(d)) == 60, 15), d.output()
+    # time stamps have whole seconds: within one, the sweep that started first covers the fewest lines
+    reports = sorted(event_reports(d), key=lambda r: (r["started_at"], r["event"]["first_at"], r["event"]["count_2824"]))
+    assert 2 <= len(reports) <= 6, [r["event"] for r in reports]  # 60 lines → one sweep a second or so, not 60
+    first = reports[0]
+    assert first["event"]["count_2824"] <= 10  # the sweep starts within 0.5 s (≤ 10 lines at 20/s), not after the window
+    from posdiag.agent.report import parse_utc_iso
+    assert parse_utc_iso(first["started_at"]) <= first_written + 1.5
+    announced = [line for line in d.output().splitlines() if "2824 in" in line]
+    assert len(announced) <= len(reports)  # one log line per storm window, not one per line
+    assert "covering" in d.output()
+
+
+def test_concurrent_triggers_share_one_sweep_and_all_get_its_report(daemon):
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    with ThreadPoolExecutor(60) as pool:
+        replies = list(pool.map(lambda _: request(d.socket, {"cmd": "trigger"}, timeout_s=60), range(60)))
+    assert all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:2]
+    ids = {r["report"]["report_id"] for r in replies}
+    assert len(ids) <= 3, f"60 concurrent triggers made {len(ids)} sweeps"
+    assert ids <= {r.report_id for r in d.reports()}
+
+
+def test_an_event_is_not_starved_by_a_queue_of_triggers(daemon, tmp_path):
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            request(d.socket, {"cmd": "trigger"}, timeout_s=60)
+
+    threads = [threading.Thread(target=hammer) for _ in range(20)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        written = time.monotonic()
+        append(tmp_path / "pos.log", "2026-11-30 10:00:00 txn=1 code=2824\n")
+        assert wait_for(lambda: event_reports(d), 15), d.output()
+        waited = time.monotonic() - written
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    # at most the on-demand sweep already running, then the event: two sweeps, never the whole queue
+    assert waited < 10, f"the event waited {waited:.1f} s behind on-demand requests"
+
+
+def test_fifty_status_clients_at_once_are_all_answered(daemon):
+    d = daemon()
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(lambda _: d.cli("status", "--json"), range(50)))
+    assert [rc for rc, _, _ in results] == [0] * 50, [out for rc, out, _ in results if rc][:2]
+    assert all(json.loads(out)["running"] for _, out, _ in results)
+
+
+def test_a_busy_daemon_is_never_taken_for_a_dead_one(config_file, tmp_path):
+    """A socket that is listening but never accepts (its backlog full): trigger must not diagnose locally."""
+    path = str(tmp_path / "control.sock")
+    busy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    busy.bind(path)
+    busy.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):  # fill the backlog
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                s.close()
+                break
+            fillers.append(s)
+        config = config_file()
+        rc, out, err = run_cli("trigger", "--json", "--config", str(config))
+        assert rc == 3 and "busy" in err and out == ""
+        assert "diagnosing locally" not in err
+        rc, out, _ = run_cli("status", "--config", str(config))
+        assert rc == 3 and "busy" in out
+    finally:
+        for s in fillers:
+            s.close()
+        busy.close()
+
+
+def test_a_regular_file_at_the_socket_path_is_kept_and_the_daemon_refuses(config_file, tmp_path):
+    precious = tmp_path / "control.sock"
+    precious.write_text("somebody's data\n")
+    config = config_file()
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 3
+    assert "not a socket" in proc.stderr and "Traceback" not in proc.stderr
+    assert precious.read_text() == "somebody's data\n"
+    rc, _, err = run_cli("config", "check", "--config", str(config))
+    assert rc == 3 and "daemon.control_socket" in err
+
+
+def test_non_object_json_on_the_socket_gets_an_error_reply(daemon):
+    d = daemon()
+    for raw in (b"[1]\n", b"42\n", b"\"trigger\"\n", b"{not json\n", b"null\n"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(d.socket)
+            s.sendall(raw)
+            reply = json.loads(s.makefile("rb").readline())
+        assert reply["ok"] is False and "bad request" in reply["error"], raw
+    assert request(d.socket, {"cmd": "ping"})["ok"]
+    assert "Traceback" not in d.output()
+
+
+def test_daemon_with_a_fifo_txlog_sweeps_at_boot_and_obeys_signals(daemon, tmp_path):
+    fifo = tmp_path / "pos.fifo"
+    os.mkfifo(fifo)
+    d = daemon(txlog={"path": str(fifo)})
+    assert wait_for(lambda: len(d.reports()) == 1, 15), d.output()
+    with Store(d.state) as store:
+        boot = store.get(d.reports()[0].report_id)
+    txlog = next(p for p in boot["probes"] if p["name"] == "txlog")
+    assert [f["code"] for f in txlog["findings"]] == ["txlog.not_regular"]
+    assert wait_for(lambda: "not read" in d.output(), 5), d.output()
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: request(d.socket, {"cmd": "status"})["status"]["reloads"] == 1, 5), d.output()
+    rc, out, _ = d.cli("trigger", "--json")
+    assert rc in (0, 1, 2) and json.loads(out)["trigger"] == "on-demand"
+    started = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(10)
+    assert time.monotonic() - started < 5 and d.proc.returncode == 0
+
+
+def test_txlog_swapped_for_dev_zero_costs_no_memory_and_the_file_put_back_is_followed(daemon, tmp_path):
+    d = daemon()
+    log = tmp_path / "pos.log"
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    time.sleep(0.5)
+    idle = rss_mb(d.proc.pid)
+    os.rename(log, tmp_path / "pos.log.real")
+    os.symlink("/dev/zero", tmp_path / "pos.log.new")
+    os.replace(tmp_path / "pos.log.new", log)
+    peak = idle
+    for _ in range(15):
+        time.sleep(0.2)
+        peak = max(peak, rss_mb(d.proc.pid))
+    assert peak - idle < 10, f"RSS grew from {idle:.1f} to {peak:.1f} MB with the txlog on /dev/zero"
+    assert "character device" in d.output()
+    os.replace(tmp_path / "pos.log.real", log)  # the regular file is back, with a 2824 in it
+    append(log, "2026-11-30 10:00:00 txn=5 code=2824\n")
+    assert wait_for(lambda: event_reports(d), 10), d.output()
+
+
+def test_state_dir_that_is_a_file_is_refused_by_config_check_and_run(config_file, tmp_path):
+    (tmp_path / "state").write_text("not a directory\n")
+    config = config_file()
+    rc, _, err = run_cli("config", "check", "--config", str(config))
+    assert rc == 3 and "daemon.state_dir" in err and "regular file" in err
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 3 and "daemon.state_dir" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "state").read_text() == "not a directory\n"
+
+
+@pytest.mark.root
+def test_a_user_outside_the_group_is_told_which_group_to_join(daemon, tmp_path):
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    os.chmod(d.config, 0o644)
+    os.chown(d.socket, 4242, 20)  # as the packaging would: root's daemon, a technicians' group
+    os.chown(d.state, 4242, 20)
+    os.chmod(d.state, 0o750)
+    # Root without the capabilities that bypass file permissions: a user outside the group.
+    unprivileged = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m", "posdiag.agent"]
+    for command in ("status", "history"):
+        proc = subprocess.run([*unprivileged, command, "--config", str(d.config)], capture_output=True, text=True,
+                              cwd=REPO, timeout=30)
+        said = proc.stdout + proc.stderr
+        assert proc.returncode == 3, said
+        assert "permission denied" in said and "member of group" in said, said
+        assert "dialout" in said or "group 20" in said, said
+        assert "Traceback" not in said and "not running" not in said
+    assert d.proc.poll() is None
+
+
+def test_control_socket_path_longer_than_a_unix_address_is_refused(config_file, tmp_path):
+    long_path = str(tmp_path / ("x" * 120) / "control.sock")
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(daemon={"control_socket": long_path})))
+    assert rc == 3 and "daemon.control_socket" in err and "107 bytes" in err

@@ -1,0 +1,183 @@
+"""The transaction-log follower and probe against what a till's file system can throw at them:
+a FIFO, a symlink to /dev/zero, a directory, a line of a gigabyte, a storm of rotations, and a file
+truncated and regrown between two polls. Real files, FIFOs and devices; no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import threading
+import time
+
+from conftest import run_cli
+from posdiag.agent import logfollow
+from posdiag.agent.logfollow import LogFollower
+
+
+def swap_for_symlink(path, target) -> None:
+    """Replace ``path`` atomically by a symlink to ``target`` (``ln -sf T L.new && mv -T L.new L``)."""
+    tmp = f"{path}.new-link"
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def test_fifo_is_never_opened_for_reading_and_is_named(tmp_path):
+    fifo = tmp_path / "pos.log"
+    os.mkfifo(fifo)
+    follower = LogFollower(str(fifo))
+    started = time.monotonic()
+    assert follower.poll() == []  # would block in open() forever on a FIFO opened blocking
+    assert time.monotonic() - started < 1
+    assert "FIFO" in follower.problem
+
+
+def test_symlink_to_dev_zero_is_not_read_and_the_regular_file_put_back_is(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    os.rename(log, tmp_path / "pos.log.real")
+    swap_for_symlink(log, "/dev/zero")
+    for _ in range(5):
+        assert follower.poll() == []
+    assert "character device" in follower.problem
+    (tmp_path / "pos.log.new").write_text("2026-11-30 10:00:00 txn=1 code=2824\n")
+    os.replace(tmp_path / "pos.log.new", log)  # the regular file is back
+    assert follower.poll() == ["2026-11-30 10:00:00 txn=1 code=2824"]
+    assert follower.problem is None
+
+
+def test_directory_is_a_problem_not_a_read(tmp_path):
+    (tmp_path / "pos.log").mkdir()
+    follower = LogFollower(str(tmp_path / "pos.log"))
+    assert follower.poll() == [] and "directory" in follower.problem
+
+
+def test_a_gigabyte_line_is_cut_and_memory_stays_bounded(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    with open(log, "r+b") as fh:  # a sparse gigabyte without a newline, then one real line
+        fh.truncate(1 << 30)
+        fh.seek(0, os.SEEK_END)
+        fh.write(b"\n2026-11-30 10:00:00 txn=2 code=2824\n")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    lines: list[str] = []
+    polls = 0
+    while not any("code=2824" in line for line in lines):
+        got = follower.poll()
+        polls += 1
+        assert sum(len(x) for x in got) <= logfollow.MAX_POLL_BYTES
+        assert len(follower.current.partial) <= logfollow.MAX_LINE
+        lines += got
+        assert polls < 2000
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert grown_mb < 20, f"RSS grew {grown_mb:.0f} MB following a 1 GB line"
+    assert polls >= (1 << 30) // logfollow.MAX_POLL_BYTES  # bounded bytes per poll
+    assert lines[-1] == "2026-11-30 10:00:00 txn=2 code=2824"
+    assert len(lines) == 2 and len(lines[0]) == logfollow.MAX_LINE  # the cut head of the long line, once
+
+
+def test_rotation_storm_loses_no_complete_line(tmp_path):
+    """50 renames in 5 s while a writer appends 200 lines/s and the follower polls as the daemon does."""
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    written: list[str] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not done.is_set():
+            text = f"2026-11-30 10:00:00 txn={i} code=2824"
+            with open(log, "a") as fh:
+                fh.write(text + "\n")
+            written.append(text)
+            i += 1
+            time.sleep(0.005)
+
+    def rotator() -> None:  # as logrotate does: rename, then create the new log
+        for n in range(50):
+            time.sleep(0.1)
+            os.rename(log, tmp_path / f"pos.log.{n}")
+            log.touch()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=rotator)]
+    for t in threads:
+        t.start()
+    seen: list[str] = []
+    while threads[1].is_alive():
+        seen += follower.poll()
+        time.sleep(0.2)
+    done.set()
+    threads[0].join()
+    for _ in range(3):
+        seen += follower.poll()
+    assert len(list(tmp_path.glob("pos.log.*"))) == 50
+    assert len(written) > 300
+    missing = [line for line in written if line not in set(seen)]
+    assert not missing, f"{len(missing)} of {len(written)} lines missed, e.g. {missing[:3]}; " + where(tmp_path, missing)
+    assert len(seen) == len(written)  # and none read twice
+
+
+def where(folder, lines: list[str]) -> str:
+    """Which files hold ``lines`` (to tell a follower bug from a test bug when the storm test fails)."""
+    wanted, found = set(lines), {}
+    for path in sorted(folder.iterdir()):
+        hits = [x for x in path.read_text().splitlines() if x in wanted]
+        if hits:
+            found[f"{path.name} (inode {path.stat().st_ino})"] = len(hits)
+    return f"they are in {found}"
+
+
+def test_truncate_and_regrow_within_one_poll_is_read_from_the_start(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    with open(log, "a") as fh:
+        fh.write("2026-11-30 09:00:00 txn=1 code=0\n")
+    assert follower.poll() == ["2026-11-30 09:00:00 txn=1 code=0"]
+    with open(log, "w") as fh:  # truncated, and longer than before by the next poll
+        fh.write("2026-11-30 10:00:00 txn=2 code=2824 after truncation\n2026-11-30 10:00:01 txn=3 code=0\n")
+    assert follower.poll() == ["2026-11-30 10:00:00 txn=2 code=2824 after truncation",
+                               "2026-11-30 10:00:01 txn=3 code=0"]
+
+
+def test_txlog_probe_names_a_fifo_or_device_and_blames_the_configuration(config_file, tmp_path):
+    fifo = tmp_path / "pos.fifo"
+    os.mkfifo(fifo)
+    swap_for_symlink(tmp_path / "pos.log", "/dev/zero")
+    for path, kind in ((fifo, "FIFO"), (tmp_path / "pos.log", "character device")):
+        started = time.monotonic()
+        rc, out, err = run_cli("diagnose", "--json", "--only", "txlog", "--config",
+                               str(config_file(txlog={"path": str(path)})))
+        assert time.monotonic() - started < 5, "the probe blocked on the txlog"
+        report = json.loads(out)
+        finding = report["probes"][0]["findings"][0]
+        assert finding["code"] == "txlog.not_regular" and kind in finding["message"]
+        assert report["diagnosis"]["causes"][0]["id"] == "config.invalid"
+
+
+def test_config_check_refuses_a_txlog_that_is_not_a_regular_file(config_file, tmp_path):
+    fifo = tmp_path / "pos.fifo"
+    os.mkfifo(fifo)
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(txlog={"path": str(fifo)})))
+    assert rc == 3 and "txlog.path" in err and "FIFO" in err
+
+
+def test_a_writer_that_keeps_the_rotated_file_open_is_still_heard(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    with open(log, "a") as old:  # the POS application holds its log open across the rename
+        os.rename(log, tmp_path / "pos.log.1")
+        log.write_text("first in the new file\n")
+        assert follower.poll() == ["first in the new file"]  # the old file finished, the new one read
+        old.write("2026-11-30 10:00:00 txn=9 code=2824 written late to the old file\n")
+        old.flush()
+    assert follower.poll() == ["2026-11-30 10:00:00 txn=9 code=2824 written late to the old file"]
