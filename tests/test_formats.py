@@ -98,3 +98,36 @@ def test_write_atomically_replaces_the_file_whole(tmp_path):
     write_atomically(target, "new\n")
     assert target.read_text() == "new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["posdiag.prom"]  # no temporary left behind
+
+
+def test_diagnose_format_nagios_prints_one_plugin_line_with_the_exit_state(config_file, tmp_path):
+    config = config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 10_000_000})
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--only", "disk", "--config", str(config))
+    m = PLUGIN_LINE.match(out)
+    assert m and rc == 2 and m.group(1) == "CRITICAL" and "disk.full" in m.group(2)
+
+
+def test_diagnose_format_prometheus_writes_the_file_atomically(config_file, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    config = config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 1})
+    target = tmp_path / "textfile" / "posdiag.prom"
+    target.parent.mkdir()
+    rc, out, _ = run_cli("diagnose", "--format", "prometheus", "-o", str(target), "--only", "disk",
+                         "--config", str(config))
+    assert out == "" and rc == 0
+    families = {f.name: f for f in text_string_to_metric_families(target.read_text())}
+    assert families["posdiag_exit_code"].samples[0].value == 0
+    assert [p.name for p in target.parent.iterdir()] == ["posdiag.prom"]
+
+
+def test_json_and_another_format_at_once_is_bad_usage(config_file):
+    rc, _, err = run_cli("diagnose", "--json", "--format", "nagios", "--config", str(config_file()))
+    assert rc == 3 and "--json and --format nagios" in err
+
+
+def test_bundle_command_says_where_it_wrote_and_how_big(config_file, tmp_path):
+    target = tmp_path / "ticket" / "b.tar.gz"
+    rc, out, _ = run_cli("bundle", "-o", str(target), "--config", str(config_file()))
+    assert rc == 0 and str(target) in out and "KiB" in out
+    assert target.stat().st_size > 0
