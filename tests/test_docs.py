@@ -1,0 +1,60 @@
+"""The project carries its own docs: the README points only inside the repository, and the pages
+that list contracts (causes, configuration keys, commands) list all of them."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+import pytest
+from posdiag.agent import config
+from posdiag.agent.diagnosis import load_knowledge
+from posdiag.agent.paths import causes_path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = sorted((REPO / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", [REPO / "README.md", *DOCS], ids=lambda p: p.name)
+def test_pages_point_only_inside_the_repository(page: Path):
+    text = page.read_text(encoding="utf-8")
+    assert "DESIGN.md" not in text and "../" not in text
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        if not re.match(r"[a-z]+://", target):
+            assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
+
+
+def test_the_readme_opens_with_the_run_and_test_commands():
+    blocks = re.findall(r"```sh\n(.*?)\n```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
+    assert "posdiag diagnose" in blocks[0] and "pytest" in blocks[1]
+
+
+def test_every_cause_is_in_the_catalogue_page():
+    page = (REPO / "docs" / "causes.md").read_text(encoding="utf-8")
+    missing = [c for c in load_knowledge(causes_path()).causes if f"| `{c}` |" not in page]
+    assert missing == []
+
+
+def test_every_configuration_key_is_in_the_reference():
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    hints = typing.get_type_hints(config.Settings)
+    missing = []
+    for section in dataclasses.fields(config.Settings):
+        if section.name == "source":
+            continue
+        cls = config.PaymentHost if section.name == "payment_hosts" else hints[section.name]
+        heading = "[[payment_hosts]]" if section.name == "payment_hosts" else f"[{section.name}]"
+        part = page.split(f"### `{heading}`", 1)
+        missing += [f"{heading} {key.name}" for key in dataclasses.fields(cls)
+                    if len(part) < 2 or f"| `{key.name}` |" not in part[1].split("###", 1)[0]]
+    assert missing == []
+
+
+def test_every_command_is_in_the_commands_page():
+    from posdiag.agent.cli import build_parser
+
+    page = (REPO / "docs" / "commands.md").read_text(encoding="utf-8")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert [c for c in sub.choices if f"posdiag {c}" not in page] == []
