@@ -3,6 +3,13 @@
 Outcomes: ``ok``, ``no_reply``, ``garbage``, ``nak`` (refused every try), ``bad_lrc`` (every frame
 corrupt), ``unexpected`` (well-framed but not the expected reply). Retries are bounded: NAK and a
 bad LRC are retried up to ``retries`` times, silence once.
+
+Silence shares one timeout: the request is sent again after half of it, and a late answer to the
+first request still counts (its latency from the first send). So a dead reader is reported after
+one timeout, not two, while a reader that missed the first request (line noise) still answers. A
+status request is idempotent, so a reader that was only slow answers twice, harmlessly: the next
+exchange starts by discarding what is left in the input buffer. Once the first byte of an answer
+has arrived, the reader gets a whole timeout to finish its frame.
 """
 
 from __future__ import annotations
@@ -75,7 +82,7 @@ def _raw(port: Port, proto: Protocol, timeout_s: float) -> Exchange:
     for attempt in range(2):  # one retry on silence
         ex.attempts = attempt + 1
         port.write(proto.request)
-        first = rd.byte(time.monotonic() + timeout_s)
+        first = rd.byte(time.monotonic() + timeout_s / 2)
         if first is None:
             continue
         ex.latency_ms = (time.monotonic() - started) * 1000
@@ -121,7 +128,7 @@ class _FramedSession:
         while self.ex.attempts < self.retries + 1:
             if send:
                 self.send_request()
-            step = self.one_reply(time.monotonic() + self.timeout_s)
+            step = self.one_reply(time.monotonic() + self.timeout_s / 2)
             if step == _DONE:
                 return self.ex
             send = step == _RESEND
@@ -139,12 +146,13 @@ class _FramedSession:
             self.ex.notes.append(note)
         return _DONE
 
-    def one_reply(self, deadline: float) -> str:
+    def one_reply(self, first_byte_by: float) -> str:
         ex = self.ex
-        first = self.rd.byte(deadline)
+        first = self.rd.byte(first_byte_by)
         if first is None:
             self.silent_tries += 1
             return self.end("no_reply") if self.silent_tries > 1 else _RESEND
+        deadline = time.monotonic() + self.timeout_s  # the reader is answering: a whole timeout to finish
         if ex.latency_ms is None:
             ex.latency_ms = (time.monotonic() - self.started) * 1000
         if first == NAK:
