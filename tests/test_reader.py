@@ -83,13 +83,13 @@ def test_faulty_reader_modes_are_classified(serial_config, mode, code, cause):
     assert rc == 2 and top(report) == cause
 
 
-def test_silent_reader_is_asked_twice_within_one_timeout(serial_config):
+def test_silent_reader_is_asked_twice_within_a_timeout_and_a_quarter(serial_config):
     with ReaderEmulator("ingenico-rba", "silent") as emu:
         rc, report = reader_report(serial_config(emu, timeout_s=1.0))
     serial_probe = probe(report, "reader.serial")
     assert codes(report, "reader.serial") == ["reader.no_reply"]
     assert emu.frames == 2  # asked again once: a request lost to line noise is not a dead reader
-    assert serial_probe["duration_s"] < 1.4  # but the two waits share one timeout, not one each
+    assert serial_probe["duration_s"] < 1.6  # the second wait is a quarter of a timeout, not a whole one
 
 
 def test_nak_is_retried_a_bounded_number_of_times(serial_config):

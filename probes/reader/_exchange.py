@@ -4,12 +4,14 @@ Outcomes: ``ok``, ``no_reply``, ``garbage``, ``nak`` (refused every try), ``bad_
 corrupt), ``unexpected`` (well-framed but not the expected reply). Retries are bounded: NAK and a
 bad LRC are retried up to ``retries`` times, silence once.
 
-Silence shares one timeout: the request is sent again after half of it, and a late answer to the
-first request still counts (its latency from the first send). So a dead reader is reported after
-one timeout, not two, while a reader that missed the first request (line noise) still answers. A
-status request is idempotent, so a reader that was only slow answers twice, harmlessly: the next
-exchange starts by discarding what is left in the input buffer. Once the first byte of an answer
-has arrived, the reader gets a whole timeout to finish its frame.
+Silence: the first request gets the whole timeout, so a reader that is merely slow is never asked
+twice. Then the request goes out once more with a quarter of the timeout to answer: a reader that
+lost the first request to line noise answers a status request in milliseconds, and a dead reader is
+reported after 1.25 timeouts instead of two. A late answer to the first request still counts (its
+latency from the first send); should the reader then answer the repeated request too, that second
+answer is read and dropped before the port is closed, so it cannot land in the next exchange and
+pass for a fast reply. Once the first byte of an answer has arrived, the reader gets a whole timeout
+to finish its frame.
 """
 
 from __future__ import annotations
@@ -70,6 +72,23 @@ class _Reader:
             pass
 
 
+def discard_duplicate(port: Port, ex: Exchange, resent_at: float, started: float, limit_s: float) -> None:
+    """The reader answered the first request after the second went out: it will answer the second
+    as well, about as long after it. Read that answer and drop it (bounded by ``limit_s``)."""
+    latency_s = (ex.latency_ms or 0.0) / 1000
+    # A reader answers one request at a time: the second answer follows the first by its latency.
+    deadline = min(time.monotonic() + limit_s, max(resent_at, started + latency_s) + latency_s + 0.15)
+    dropped = 0
+    while (remaining := deadline - time.monotonic()) > 0:
+        port.timeout = min(remaining, 0.05) if dropped else remaining
+        data = port.read(64)
+        if not data and dropped:
+            break  # quiet after the duplicate: it is all in
+        dropped += len(data)
+    if dropped:
+        ex.notes.append(f"the reader also answered the repeated request ({dropped} bytes, dropped)")
+
+
 def exchange(port: Port, proto: Protocol, timeout_s: float, retries: int = 3) -> Exchange:
     port.reset_input_buffer()
     return _framed(port, proto, timeout_s, retries) if proto.framing else _raw(port, proto, timeout_s)
@@ -78,11 +97,12 @@ def exchange(port: Port, proto: Protocol, timeout_s: float, retries: int = 3) ->
 def _raw(port: Port, proto: Protocol, timeout_s: float) -> Exchange:
     ex = Exchange("no_reply")
     rd = _Reader(port, ex)
-    started = time.monotonic()
+    started = resent_at = time.monotonic()
     for attempt in range(2):  # one retry on silence
         ex.attempts = attempt + 1
+        resent_at = time.monotonic()
         port.write(proto.request)
-        first = rd.byte(time.monotonic() + timeout_s / 2)
+        first = rd.byte(time.monotonic() + _first_byte_wait(timeout_s, ex.attempts))
         if first is None:
             continue
         ex.latency_ms = (time.monotonic() - started) * 1000
@@ -98,12 +118,22 @@ def _raw(port: Port, proto: Protocol, timeout_s: float) -> Exchange:
         else:
             ex.outcome = "unexpected" if proto.expect_hex else "ok"
             ex.payload = reply
+        if ex.attempts > 1 and ex.outcome != "nak":
+            discard_duplicate(port, ex, resent_at, started, timeout_s / 2)
         return ex
     return ex
 
 
 def _framed(port: Port, proto: Protocol, timeout_s: float, retries: int) -> Exchange:
     return _FramedSession(port, proto, timeout_s, retries).run()
+
+
+#: Share of the timeout the repeated request gets after the first one met silence.
+RETRY_SHARE = 0.25
+
+
+def _first_byte_wait(timeout_s: float, attempt: int) -> float:
+    return timeout_s if attempt <= 1 else timeout_s * RETRY_SHARE
 
 
 #: What one reply leaves the framed session to do next.
@@ -122,14 +152,17 @@ class _FramedSession:
         self.rd = _Reader(port, self.ex)
         self.silent_tries = 0
         self.started = time.monotonic()
+        self.resent_at: float | None = None  # when the request went out again after silence
 
     def run(self) -> Exchange:
         send = True
         while self.ex.attempts < self.retries + 1:
             if send:
                 self.send_request()
-            step = self.one_reply(time.monotonic() + self.timeout_s / 2)
+            step = self.one_reply(time.monotonic() + _first_byte_wait(self.timeout_s, self.silent_tries + 1))
             if step == _DONE:
+                if self.resent_at is not None and self.ex.latency_ms is not None:
+                    discard_duplicate(self.port, self.ex, self.resent_at, self.started, self.timeout_s / 2)
                 return self.ex
             send = step == _RESEND
         return self.ex
@@ -151,7 +184,10 @@ class _FramedSession:
         first = self.rd.byte(first_byte_by)
         if first is None:
             self.silent_tries += 1
-            return self.end("no_reply") if self.silent_tries > 1 else _RESEND
+            if self.silent_tries > 1:
+                return self.end("no_reply")
+            self.resent_at = time.monotonic()
+            return _RESEND
         deadline = time.monotonic() + self.timeout_s  # the reader is answering: a whole timeout to finish
         if ex.latency_ms is None:
             ex.latency_ms = (time.monotonic() - self.started) * 1000
