@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from posdiag.agent import __version__
 from posdiag.agent.config import Settings
+from posdiag.agent.report import utc_iso
 
 REDACTED = "<redacted>"
 #: Config keys whose value is a secret (matched on the key's last part, case-insensitive).
@@ -146,7 +147,7 @@ def _read_raw_config(config_path: str) -> dict[str, Any]:
 
 def _summary(settings: Settings, config_path: str) -> str:
     return (f"posdiag support bundle\nterminal: {settings.terminal_id}\nsite: {settings.terminal.site or '-'}\n"
-            f"made at: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\nconfig: {config_path}\n"
+            f"made at: {utc_iso(time.time())}\nconfig: {config_path}\n"
             f"posdiag: {__version__}\n")
 
 
@@ -181,47 +182,18 @@ def _reports(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _kernel_lines(kernel_log: str) -> str:
-    """The matching lines of the kernel ring buffer, read without blocking (``/dev/kmsg`` waits for
-    new records once it has returned the old ones)."""
-    lines: list[str] = []
-    fd = os.open(kernel_log, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        while len(lines) < 100_000:
-            try:
-                record = os.read(fd, 8192)
-            except BlockingIOError:
-                break
-            except OSError as exc:  # EPIPE: records overwritten while reading; go on with the next
-                if exc.errno == 32:
-                    continue
-                raise
-            if not record:
-                break
-            lines.extend(record.decode("utf-8", "replace").splitlines())
-    finally:
-        os.close(fd)
-    return "\n".join([line for line in lines if KERNEL_LINE.search(line)][-KERNEL_LINES:]) + "\n"
+    """The kernel log records that matter to a help desk (the reader probe's own reader of it)."""
+    from posdiag.probes.reader.events import kernel_records
+
+    lines = [message for _, message in kernel_records(kernel_log) if KERNEL_LINE.search(message)]
+    return "\n".join(lines[-KERNEL_LINES:]) + "\n"
 
 
 def _tail(path: str, count: int) -> str:
-    """The last lines of a regular file only: a FIFO or a device is never read."""
-    import stat
+    """The last lines of the POS log, read as the txlog probe reads it: a FIFO or a device never."""
+    from posdiag.probes.txlog import read_tail
 
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path} is not a regular file; not read")
-        os.lseek(fd, max(0, info.st_size - TAIL_BYTES), os.SEEK_SET)
-        data = b""
-        while len(data) < TAIL_BYTES:
-            chunk = os.read(fd, TAIL_BYTES - len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-count:]) + "\n"
+    return "\n".join(read_tail(path, TAIL_BYTES)[-count:]) + "\n"
 
 
 def _usb(settings: Settings) -> list[dict[str, Any]]:

@@ -22,14 +22,16 @@ def secret_terminal(config_file, tmp_path):
     token_file.chmod(0o600)
     pos_log = tmp_path / "pos.log"
     pos_log.write_text("2026-11-30 10:00:00 ERR 2824 txn 1 failed\n" * 3 + f"debug: auth header Bearer {TOKEN}\n")
-    kernel_log = tmp_path / "kmsg"
-    kernel_log.write_text("6,100,1,-;usb 1-1: new full-speed USB device number 3\n6,101,2,-;eth0: link is down\n"
-                          "6,102,3,-;unrelated line\n")
+    with open("/dev/kmsg", "w") as kmsg:  # the real kernel log, as the kernel writes these lines
+        for line in ("usb 1-1: new full-speed USB device number 3 (posdiag bundle test)",
+                     "eth0: link is down (posdiag bundle test)", "unrelated line (posdiag bundle test)"):
+            kmsg.write(f"<6>{line}\n")
+            kmsg.flush()
     path = config_file(
         terminal={"id": "lane-03", "site": "store-042"},
         server={"url": f"https://ops:{URL_PASSWORD}@collector.example/api", "token_file": str(token_file)},
         txlog={"path": str(pos_log)},
-        reader={"kernel_log": str(kernel_log), "sysfs_root": str(tmp_path / "nosys")},
+        reader={"kernel_log": "/dev/kmsg", "sysfs_root": str(tmp_path / "nosys")},
     )
     return path
 
@@ -39,6 +41,7 @@ def members(archive: Path) -> dict[str, str]:
         return {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
 
 
+@pytest.mark.root
 def test_bundle_holds_config_versions_logs_and_no_secret(secret_terminal, tmp_path):
     settings = config.load(str(secret_terminal))
     out, size = make_bundle(settings, str(secret_terminal), tmp_path / "out" / "bundle.tar.gz")
@@ -55,8 +58,9 @@ def test_bundle_holds_config_versions_logs_and_no_secret(secret_terminal, tmp_pa
     assert cfg["server"]["token_file"].endswith("token")  # where the token is, not what it is
     assert "<redacted>@collector.example" in cfg["server"]["url"]
     assert "2824" in files["pos.log"] and "Bearer <redacted>" in files["pos.log"]
-    assert "usb 1-1" in files["kernel.log"] and "link is down" in files["kernel.log"]
-    assert "unrelated" not in files["kernel.log"]
+    assert "usb 1-1: new full-speed USB device number 3 (posdiag bundle test)" in files["kernel.log"]
+    assert "eth0: link is down (posdiag bundle test)" in files["kernel.log"]
+    assert "unrelated line (posdiag bundle test)" not in files["kernel.log"]
     assert json.loads(files["status.json"])["running"] is False
     assert "lane-03" in files["summary.txt"]
 
@@ -77,7 +81,7 @@ def test_bundle_never_reads_a_fifo_as_the_pos_log(config_file, tmp_path):
     os.mkfifo(fifo)
     path = config_file(txlog={"path": str(fifo)})
     out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz")
-    assert "pos.log: OSError" in members(out)["errors.txt"]
+    assert "pos.log: NotRegularFile" in members(out)["errors.txt"]
 
 
 @pytest.mark.parametrize("value, expected", [
