@@ -8,50 +8,14 @@ import os
 import signal
 import socket
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli, run_posdiag
+from daemonlab import DaemonProcess
 from helpers import wait_for, write_config
 from posdiag.agent.control import request
-from posdiag.agent.store import Store
-
-
-class DaemonProcess:
-    def __init__(self, config: Path, state: Path, env: dict | None = None) -> None:
-        self.config, self.state = config, state
-        self.log = open(config.parent / "daemon.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
-                                     stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})})
-        self.socket = str(config.parent / "control.sock")
-        assert wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 10), self.output()
-        assert self.proc.poll() is None, self.output()
-
-    def output(self) -> str:
-        return (self.config.parent / "daemon.log").read_text(errors="replace")
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        return run_cli(*args, "--config", str(self.config))
-
-    def reports(self) -> list:
-        if not (self.state / "history.sqlite3").exists():
-            return []
-        with Store(self.state) as store:
-            return store.list()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -182,8 +146,7 @@ def test_kill_9_then_restart_keeps_the_history(daemon):
 
 def test_second_daemon_on_the_same_socket_refuses_to_start(daemon, tmp_path):
     d = daemon()
-    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(d.config)], cwd=REPO,
-                          capture_output=True, text=True, timeout=20)
+    proc = run_posdiag("run", "--config", str(d.config), timeout=20)
     assert proc.returncode == 3
     assert "already running" in proc.stderr
 
@@ -226,6 +189,5 @@ def test_journal_log_lines_carry_syslog_priorities(daemon, tmp_path):
 
 def test_bad_config_at_start_exits_3(tmp_path):
     bad = write_config(tmp_path / "bad.toml", {"daemon": {"interval_s": "often"}})
-    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(bad)], cwd=REPO,
-                          capture_output=True, text=True, timeout=20)
+    proc = run_posdiag("run", "--config", str(bad), timeout=20)
     assert proc.returncode == 3 and "daemon.interval_s" in proc.stderr

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import test_daemon
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_posdiag
 from helpers import wait_for
 from posdiag.agent.control import request
 from posdiag.agent.store import Store
@@ -136,8 +136,7 @@ def test_a_regular_file_at_the_socket_path_is_kept_and_the_daemon_refuses(config
     precious = tmp_path / "control.sock"
     precious.write_text("somebody's data\n")
     config = config_file()
-    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
-                          capture_output=True, text=True, timeout=30)
+    proc = run_posdiag("run", "--config", str(config), timeout=30)
     assert proc.returncode == 3
     assert "not a socket" in proc.stderr and "Traceback" not in proc.stderr
     assert precious.read_text() == "somebody's data\n"
@@ -203,8 +202,7 @@ def test_state_dir_that_is_a_file_is_refused_by_config_check_and_run(config_file
     config = config_file()
     rc, _, err = run_cli("config", "check", "--config", str(config))
     assert rc == 3 and "daemon.state_dir" in err and "regular file" in err
-    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
-                          capture_output=True, text=True, timeout=30)
+    proc = run_posdiag("run", "--config", str(config), timeout=30)
     assert proc.returncode == 3 and "daemon.state_dir" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "state").read_text() == "not a directory\n"
 
