@@ -9,10 +9,11 @@ diagnosis. Three steps:
    evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed.
 3. *Normalise* — confidences are scores scaled so that they sum to at most 1.
 
-Differential evidence: a finding may carry a ``rules_out`` note in its data ("not DNS alone: the
-last-known address … times out as well"); the note is added to the evidence of the cause the finding
-ends up supporting, so that each verdict says what ruled its rival out. ``[remediation_for]`` in
-``causes.toml`` puts steps specific to one finding (an MTU black hole) ahead of the cause's own.
+Differential evidence: ``[ruled_out]`` in ``causes.toml`` words, per finding code, what that
+observation rules out ("not DNS alone: {silent_check}", filled from the finding's data). The engine
+adds the sentence to the evidence of a cause the finding supports when that cause is blamed, so each
+verdict says what ruled its rival out — probes only say what they saw. ``[remediation_for]`` puts
+steps specific to one finding (an MTU black hole) ahead of the cause's own.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class KnowledgeBase:
     evidence: dict[str, list[tuple[str, float]]]
     #: finding code → remediation steps that come first when that finding supports the blamed cause
     remediation_for: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: finding code → what it rules out, a template filled from the finding's data
+    ruled_out: dict[str, str] = field(default_factory=dict)
 
     def closure(self, cause_id: str) -> set[str]:
         """Every cause that ``cause_id`` explains, directly or through the causes it explains."""
@@ -110,9 +113,10 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
     causes = _causes(data.get("causes", []), problems)
     evidence = _evidence(data.get("evidence", {}), causes, problems)
     remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, problems)
+    ruled_out = _sentences(data.get("ruled_out", {}), evidence, problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence, remediation_for)
+    return KnowledgeBase(causes, evidence, remediation_for, ruled_out)
 
 
 def _causes(entries: Any, problems: list[str]) -> dict[str, CauseInfo]:
@@ -162,6 +166,19 @@ def _remediation_for(table: Any, evidence: dict[str, list[tuple[str, float]]], p
     return out
 
 
+def _sentences(table: Any, evidence: dict[str, list[tuple[str, float]]], problems: list[str]) -> dict[str, str]:
+    """``[ruled_out]``: one sentence per finding code, which must also be weighed as evidence."""
+    out: dict[str, str] = {}
+    for code, sentence in table.items():
+        if code not in evidence:
+            problems.append(f"ruled_out.{code}: the code is not weighed as evidence of any cause")
+        elif not isinstance(sentence, str) or not sentence:
+            problems.append(f"ruled_out.{code}: expected a sentence (a string)")
+        else:
+            out[code] = sentence
+    return out
+
+
 def _evidence_line(probe: str, message: str) -> str:
     return f"{probe}: {message}"
 
@@ -191,7 +208,7 @@ def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
             if not rules:
                 sc.unexplained.append((finding.severity, line))
                 continue
-            note = finding.data.get("rules_out")
+            note = _ruled_out(kb, finding)
             for cause_id, weight in rules:
                 w = weight * factor
                 sc.score[cause_id] = 1 - (1 - sc.score.get(cause_id, 0.0)) * (1 - w)
@@ -199,9 +216,19 @@ def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
                 if finding.severity is Severity.FAIL or cause_id not in sc.worst:
                     sc.worst[cause_id] = finding.severity
                 if note:
-                    sc.notes.setdefault(cause_id, []).append(_evidence_line(result.name, str(note)))
+                    sc.notes.setdefault(cause_id, []).append(_evidence_line(result.name, note))
                 sc.steps.setdefault(cause_id, []).extend(kb.remediation_for.get(finding.code, ()))
     return sc
+
+
+def _ruled_out(kb: KnowledgeBase, finding: Any) -> str | None:
+    template = kb.ruled_out.get(finding.code)
+    if template is None:
+        return None
+    try:
+        return template.format_map(finding.data)
+    except (KeyError, IndexError, ValueError):  # a finding without the data its sentence needs says nothing
+        return None
 
 
 def _layer(scores: dict[str, float], kb: KnowledgeBase) -> dict[str, str]:
@@ -241,9 +268,11 @@ def _rank(sc: _Scores, folded_into: dict[str, str], kb: KnowledgeBase) -> list[R
         # A consequence that failed hard makes the root a fault even if its own evidence was milder.
         if sc.worst[shallow] is Severity.FAIL:
             root.severity = Severity.FAIL
+    for cause_id, notes in sc.notes.items():  # only a blamed cause says what it ruled out, never a folded one
+        if cause_id in ranked:
+            ranked[cause_id].evidence += [n for n in notes if n not in ranked[cause_id].evidence]
     for cause_id in sc.score:
         root = ranked[_root(cause_id, folded_into)]
-        root.evidence += [n for n in sc.notes.get(cause_id, []) if n not in root.evidence]
         root.remediation[:0] = [s for s in dict.fromkeys(sc.steps.get(cause_id, [])) if s not in root.remediation]
     return sorted(ranked.values(), key=lambda c: (-c.score, c.id))
 

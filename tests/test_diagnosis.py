@@ -149,14 +149,15 @@ def test_broken_knowledge_base_is_refused(tmp_path: Path, text: str, word: str):
 
 # --- differential evidence ---------------------------------------------------------------------------
 
-def noted(name: str, code: str, severity: str, rules_out: str) -> ProbeResult:
-    finding = Finding(code, Severity(severity), f"{code} seen", {"rules_out": rules_out})
+def noted(name: str, code: str, severity: str, **data: object) -> ProbeResult:
+    """A finding with the observations its [ruled_out] sentence in causes.toml is filled from."""
+    finding = Finding(code, Severity(severity), f"{code} seen", data)
     return ProbeResult(name, Status(severity), 0.01, "summary", (finding,), {})
 
 
 def test_nothing_beyond_the_gateway_makes_silent_dns_a_consequence_of_the_wan(kb):
     d = diagnose([result("network.gateway"), result("network.dns", ("dns.timeout", "fail")),
-                  noted("network.dns", "dns.beyond_silent", "fail", "not DNS alone: the last-known address times out")], kb)
+                  noted("network.dns", "dns.beyond_silent", "fail", silent_check="the last-known address times out")], kb)
     assert d.top.id == "network.wan" and d.verdict == "fault"
     assert "network.dns: not DNS alone: the last-known address times out" in d.top.evidence
     assert "network.dns: dns.timeout seen" in d.top.consequences
@@ -165,23 +166,39 @@ def test_nothing_beyond_the_gateway_makes_silent_dns_a_consequence_of_the_wan(kb
 
 def test_only_dns_failing_stays_dns_and_says_why_it_is_not_the_uplink(kb):
     d = diagnose([result("network.dns", ("dns.timeout", "fail")),
-                  noted("network.dns", "dns.beyond_reachable", "warn", "not the store's uplink: 198.18.2.2 answers")], kb)
+                  noted("network.dns", "dns.beyond_reachable", "warn", reached="198.18.2.2 answers")], kb)
     assert d.top.id == "network.dns"
     assert "network.dns: not the store's uplink: 198.18.2.2 answers" in d.top.evidence
 
 
 def test_a_router_that_neither_answers_nor_forwards_outranks_dns_and_wan(kb):
-    d = diagnose([noted("network.gateway", "gateway.not_forwarding", "fail", "not DNS or the uplink"),
+    d = diagnose([noted("network.gateway", "gateway.not_forwarding", "fail", gateway="198.18.1.1"),
                   result("network.dns", ("dns.timeout", "fail"), ("dns.beyond_silent", "fail"))], kb)
     assert [c.id for c in d.causes] == ["network.lan"]
-    assert "network.gateway: not DNS or the uplink" in d.top.evidence
+    assert ("network.gateway: not DNS or the uplink beyond the router: the gateway 198.18.1.1 itself answers "
+            "nothing above ARP") in d.top.evidence
 
 
 def test_a_lossy_path_that_still_answers_is_degraded_not_an_outage(kb):
     d = diagnose([result("network.tcp", ("tcp.timeout", "fail")),
-                  noted("network.path", "path.loss_high", "fail", "not an outage: 7 of 24 probes answered")], kb)
+                  noted("network.path", "path.loss_high", "fail", answered=7, sent=24, address="198.18.2.2")], kb)
     assert [c.id for c in d.causes] == ["network.degraded"]
-    assert "network.path: not an outage: 7 of 24 probes answered" in d.top.evidence
+    assert "network.path: not an outage: 7 of 24 probes to 198.18.2.2 answered" in d.top.evidence
+
+
+def test_a_folded_cause_never_lends_its_ruled_out_sentence_to_the_blamed_one(kb):
+    # the resolver answers over TCP (only DNS fails), yet the host's own address times out: the WAN is
+    # blamed and DNS folded into it, so "not the store's uplink" must not stand in the WAN's evidence
+    d = diagnose([result("network.dns", ("dns.timeout", "fail")),
+                  noted("network.dns", "dns.beyond_reachable", "warn", reached="198.18.2.53 answers"),
+                  result("network.tcp", ("tcp.timeout", "fail"))], kb)
+    assert d.top.id == "network.wan"
+    assert not [line for line in d.top.evidence if "not the store's uplink" in line]
+
+
+def test_a_ruled_out_sentence_missing_its_data_says_nothing(kb):
+    d = diagnose([noted("network.path", "path.loss_high", "fail", answered=7)], kb)
+    assert d.top.id == "network.degraded" and not [e for e in d.top.evidence if "not an outage" in e]
 
 
 def test_a_dead_path_is_still_the_wan(kb):
@@ -196,6 +213,10 @@ def test_an_mtu_black_hole_puts_mss_clamping_first(kb):
     assert d.top.remediation[-1] == kb.causes["network.degraded"].remediation[-1]
     plain = diagnose([result("network.path", ("path.loss_high", "fail"))], kb)
     assert "MSS" not in plain.top.remediation[0]
+    both = diagnose([result("network.path", ("path.mtu_black_hole", "fail")),
+                     result("network.tls", ("tls.large_replies_lost", "fail"))], kb)
+    assert len(both.top.remediation) == len(set(both.top.remediation))  # shared steps are listed once
+    assert sum("MSS clamping" in step for step in both.top.remediation) == 1
 
 
 def test_remediation_for_a_code_nobody_weighs_is_refused(tmp_path):
@@ -204,4 +225,12 @@ def test_remediation_for_a_code_nobody_weighs_is_refused(tmp_path):
     broken.write_text(text.replace("[remediation_for]\n", '[remediation_for]\n"path.mtu_blackhole" = ["a step"]\n'),
                       encoding="utf-8")
     with pytest.raises(ConfigError, match="remediation_for.path.mtu_blackhole: the code is not weighed"):
+        load_knowledge(broken)
+
+
+def test_ruled_out_for_a_code_nobody_weighs_is_refused(tmp_path):
+    broken = tmp_path / "causes.toml"
+    text = causes_path().read_text(encoding="utf-8")
+    broken.write_text(text.replace("[ruled_out]\n", '[ruled_out]\n"dns.beyond_silnt" = "not DNS"\n'), encoding="utf-8")
+    with pytest.raises(ConfigError, match="ruled_out.dns.beyond_silnt: the code is not weighed"):
         load_knowledge(broken)

@@ -123,7 +123,7 @@ def summary(tried: list[Tried]) -> str:
     return "; ".join(t.describe() for t in tried)
 
 
-def ruling_out(tried: list[Tried]) -> Tried | None:
+def most_telling_silence(tried: list[Tried]) -> Tried | None:
     """The most telling silent check: a payment host's own address before the next hop."""
     silent = [t for t in tried if not t.answered and t.beyond.kind in ("host", "hop")]
     return min(silent, key=lambda t: t.beyond.kind != "host", default=None)

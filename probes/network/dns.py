@@ -89,15 +89,14 @@ class DnsProbe(PaymentHostProbe):
     def differential(self, obs: Observation, tried: list[_beyond.Tried]) -> None:
         """Say whether the silence is DNS's alone or everything's beyond the gateway."""
         answered = [t for t in tried if t.answered]
-        telling = _beyond.ruling_out(tried)
+        telling = _beyond.most_telling_silence(tried)
         data = {"tried": {f"{t.beyond.kind} {t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in tried}}
         if answered:
-            obs.warn("dns.beyond_reachable", f"only DNS fails: {_beyond.summary(answered)}",
-                     rules_out=f"not the store's uplink: {answered[0].describe()}", **data)
+            obs.warn("dns.beyond_reachable", f"the resolvers are silent, but beyond the gateway "
+                     f"{_beyond.summary(answered)}", reached=answered[0].describe(), **data)
         elif telling:
             obs.fail("dns.beyond_silent", f"nothing beyond the gateway answers: {_beyond.summary(tried)}",
-                     rules_out=f"not DNS alone: {telling.describe()}" + (" as well" if telling.beyond.kind == "host" else ""),
-                     **data)
+                     silent_check=telling.describe() + (" as well" if telling.beyond.kind == "host" else ""), **data)
         elif tried:
             obs.info("dns.tcp_silent", f"{_beyond.summary(tried)}; no last-known or fallback address of a payment "
                      "host, and no ICMP, to tell a dead resolver from a dead uplink (see fallback_addresses)", **data)

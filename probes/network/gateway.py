@@ -137,5 +137,4 @@ class GatewayProbe(PaymentHostProbe):
         obs.fail("gateway.not_forwarding", f"gateway {gateway} answers ARP only: no "
                  f"{'ping, no ' if icmp_state == 'used' else ''}TCP on ports {ports}, and nothing beyond it answers "
                  f"({_beyond.summary(beyond)}): the router is up at layer 2 but neither answers nor forwards",
-                 gateway=gateway, tried={f"{t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in own + beyond},
-                 rules_out=f"not DNS or the uplink beyond the router: the gateway {gateway} itself answers nothing above ARP")
+                 gateway=gateway, tried={f"{t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in own + beyond})

@@ -159,8 +159,7 @@ class PathProbe(PaymentHostProbe):
         where = f"path to {target.label} ({method})"
         if loss >= net.max_loss_percent:
             obs.fail("path.loss_high", f"{where}: {loss:.0f}% of {len(rtts)} probes lost", loss_percent=round(loss, 1),
-                     method=method, sent=len(rtts), answered=len(answered),
-                     rules_out=f"not an outage: {len(answered)} of {len(rtts)} probes to {address} answered")
+                     method=method, sent=len(rtts), answered=len(answered), address=address)
         elif loss > 0:
             obs.info("path.loss", f"{where}: {loss:.0f}% lost", loss_percent=round(loss, 1))
         self.latency(obs, where, answered)
@@ -199,8 +198,7 @@ class PathProbe(PaymentHostProbe):
             obs.fail("path.mtu_black_hole", f"path to {target.label} ({address}): echoes up to {largest_ok} bytes come "
                      f"back, {min(above)} bytes and more (Don't Fragment) vanish without a 'fragmentation needed' "
                      "answer: a path-MTU black hole, which stalls TLS and large messages although TCP connects",
-                     largest_ok=largest_ok, smallest_lost=min(above),
-                     rules_out=f"not the payment service: small packets reach {address} and come back")
+                     largest_ok=largest_ok, smallest_lost=min(above), address=address)
 
 
 def _by_size(sizes: list[int], rtts: list[float | None]) -> dict[int, list[float | None]]:

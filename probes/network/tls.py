@@ -116,8 +116,7 @@ class TlsProbe(PaymentHostProbe):
         if received == 0 and tiny == "answered":
             return "tls.large_replies_lost", (
                 f"{where}: the handshake stalled with 0 bytes of the server's reply in {timeout:g} s, while a 7-byte "
-                "exchange on the same port is answered at once: large packets are lost on the path (MTU black hole)"), {
-                **data, "rules_out": "not the payment service: it answers a small exchange at once"}
+                "exchange on the same port is answered at once: large packets are lost on the path"), data
         return "tls.timeout", f"{where}: handshake stalled for {timeout:g} s ({received} bytes from the server" + (
             ", and a 7-byte exchange is not answered either" if tiny == "silent" else "") + \
             "): the service accepts but does not answer", data
