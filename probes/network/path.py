@@ -60,9 +60,11 @@ class PathProbe(PaymentHostProbe):
     name = "network.path"
     description = ("loss, latency median/p95 and jitter to the payment hosts (ICMP where allowed, else TCP handshakes), "
                    "and path MTU (Don't-Fragment echoes)")
-    findings = declare(fail=("path.latency_high", "path.loss_high", "path.mtu_black_hole", "path.no_answer"),
-                       warn=("path.jitter_high",), info=("path.icmp_blocked", "path.icmp_unavailable", "path.loss",
-                                                         "path.mtu_signalled"))
+    # path.mtu_black_hole is a warning: vanishing echoes are ICMP alone (a firewall may drop large
+    # ones); the fault rests on the TCP-based tls.large_replies_lost, which it corroborates.
+    findings = declare(fail=("path.latency_high", "path.loss_high", "path.no_answer"),
+                       warn=("path.jitter_high", "path.mtu_black_hole"),
+                       info=("path.icmp_blocked", "path.icmp_unavailable", "path.loss", "path.mtu_signalled"))
     requires = ("network.link",)
     after = ("network.dns",)
 
@@ -195,7 +197,7 @@ class PathProbe(PaymentHostProbe):
             return
         above = [s for s in sizes if s > largest_ok]
         if above and all(all(r is None for r in sizes[s]) for s in above):
-            obs.fail("path.mtu_black_hole", f"path to {target.label} ({address}): echoes up to {largest_ok} bytes come "
+            obs.warn("path.mtu_black_hole", f"path to {target.label} ({address}): echoes up to {largest_ok} bytes come "
                      f"back, {min(above)} bytes and more (Don't Fragment) vanish without a 'fragmentation needed' "
                      "answer: a path-MTU black hole, which stalls TLS and large messages although TCP connects",
                      largest_ok=largest_ok, smallest_lost=min(above), address=address)
