@@ -24,7 +24,6 @@ import random
 import re
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from posdiag.agent.control import SocketPathTaken, release, serve
 from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.exits import Exit
 from posdiag.agent.logfollow import LogFollower
+from posdiag.agent.logs import setup_logging
 from posdiag.agent.paths import causes_path
 from posdiag.agent.push import Pusher, push_status, store_status
 from posdiag.agent.store import Store, open_readonly
@@ -47,28 +47,6 @@ TXLOG_POLL_S = 0.2
 #: the main loop never sleeps longer than this: a signal delivered to another thread only sets a
 #: flag that the main thread must come round to, so SIGTERM and SIGHUP are obeyed within it
 SIGNAL_LATENCY_S = 0.5
-
-
-class JournalFormatter(logging.Formatter):
-    """``<priority>message``: journald reads the syslog level from the prefix (SyslogLevelPrefix)."""
-
-    LEVELS = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return "\n".join(f"<{self.LEVELS.get(record.levelno, 6)}>{line}" for line in text.splitlines())
-
-
-def setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    else:
-        handler.setFormatter(JournalFormatter("%(message)s"))
-    root = logging.getLogger("posdiag")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 class Notifier:

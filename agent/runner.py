@@ -16,7 +16,6 @@ from typing import Callable
 
 from posdiag.agent import BUILD_EPOCH
 from posdiag.agent.config import Settings
-from posdiag.agent.store import history_reader
 from posdiag.probes.base import (
     Finding,
     Observation,
@@ -52,8 +51,20 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
     """Run ``probe_classes`` and return one result per probe, in the order given."""
     overall = time.monotonic() + (deadline_s if deadline_s is not None else settings.diagnosis.deadline_s)
     context = ProbeContext(state_dir=settings.daemon.state_dir, build_epoch=BUILD_EPOCH,
-                           history=history_reader(settings.daemon.state_dir))
+                           history=_stored_history(settings.daemon.state_dir))
     return _Sweep(settings, probe_classes, overall, context, on_result).run()
+
+
+def _stored_history(state_dir: str) -> Callable[[int], list]:
+    """The stored sweeps, for the trends probe. The store (sqlite3, gzip, the outbox) is imported
+    only when a probe asks, not on every ``diagnose`` start-up."""
+
+    def read(limit: int) -> list:
+        from posdiag.agent.store import history_reader
+
+        return history_reader(state_dir)(limit)
+
+    return read
 
 
 class _Sweep:

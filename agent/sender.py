@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from posdiag.agent import __version__, outbox
+from posdiag.agent.logs import setup_logging
 from posdiag.agent.pushsetup import PushSetupError, read_token
 
 log = logging.getLogger("posdiag")
@@ -174,6 +174,8 @@ def system_ca_bundle() -> str | bool:
 @contextlib.contextmanager
 def sender_lock(state_dir: str | Path, wait_s: float = 0.0) -> Iterator[bool]:
     """Hold the one-sender lock; yields False when another sender holds it past ``wait_s``."""
+    import fcntl  # POSIX only: imported where it is used, not when a Windows POS host imports the module
+
     os.makedirs(state_dir, mode=0o750, exist_ok=True)
     fd = os.open(Path(state_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     deadline = time.monotonic() + wait_s
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--server", required=True, help="the [server] settings as JSON")
     args = parser.parse_args(argv)
-    _log_to_stderr()
+    setup_logging()
     # The daemon's validated [server] settings, as plain values: the sender starts without the config
     # machinery (it starts once per push, so its start-up is most of its CPU).
     server = types.SimpleNamespace(**json.loads(args.server))
@@ -328,22 +330,6 @@ def argv_for(server: Any, state_dir: str) -> list[str]:
     """How the daemon starts a sender for these settings."""
     return [sys.executable, "-m", "posdiag.agent.sender", "--state-dir", state_dir,
             "--server", json.dumps(dataclasses.asdict(server))]
-
-
-def _log_to_stderr() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    levels = {logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
-    prefix = "" if sys.stderr.isatty() else "<%(syslevel)s>"
-
-    class Formatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            record.syslevel = levels.get(record.levelno, 6)
-            return super().format(record)
-
-    handler.setFormatter(Formatter(prefix + "%(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
 
 
 if __name__ == "__main__":

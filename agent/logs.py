@@ -1,0 +1,33 @@
+"""Logging of the long-running parts (the daemon and the sender it starts), one way for both.
+
+Under systemd each line carries its syslog priority as a ``<N>`` prefix, which journald reads
+(SyslogLevelPrefix); on a terminal, a time stamp and the level instead. Standard library only: the
+sender must stay light.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>message``: journald reads the syslog level from the prefix (SyslogLevelPrefix)."""
+
+    LEVELS = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return "\n".join(f"<{self.LEVELS.get(record.levelno, 6)}>{line}" for line in text.splitlines())
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    else:
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    root = logging.getLogger("posdiag")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
