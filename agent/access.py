@@ -7,7 +7,6 @@ traceback from SQLite.
 
 from __future__ import annotations
 
-import grp
 import os
 
 
@@ -23,6 +22,8 @@ def group_name(path: str) -> str:
             if parent == probe:
                 return "root"
             probe = parent
+    import grp  # POSIX only: imported where it is used
+
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:
@@ -41,10 +42,11 @@ class AccessDenied(PermissionError):
         return self.args[0]
 
 
-def check_readable_dir(path: str) -> None:
-    """Raise :class:`AccessDenied` when ``path`` exists but this user cannot list and read it."""
+def check_readable_dir(path: str, db_name: str) -> None:
+    """Raise :class:`AccessDenied` when ``path`` (or the database ``db_name`` in it) exists but this
+    user cannot read it."""
     if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
         raise AccessDenied(path)
-    db = os.path.join(path, "history.sqlite3")
+    db = os.path.join(path, db_name)
     if os.path.exists(db) and not os.access(db, os.R_OK):
         raise AccessDenied(db)

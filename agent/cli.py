@@ -320,12 +320,10 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import time
 
     from posdiag.agent import config
-    from posdiag.agent.access import check_readable_dir
     from posdiag.agent.report import utc_iso
     from posdiag.agent.store import open_readonly
 
     settings = config.load(args.config)
-    check_readable_dir(settings.daemon.state_dir)
     try:
         since = time.time() - parse_age(args.since) if args.since else None
     except ValueError as exc:
@@ -412,6 +410,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
 
 def _report_failure(exc: Exception, debug: bool, err: TextIO) -> int:
     """One line that says what went wrong; the traceback only when ``--debug`` asked for it."""
+    from posdiag.agent.access import AccessDenied
     from posdiag.agent.config import ConfigError
     from posdiag.agent.control import SocketPathTaken
     from posdiag.agent.sweep import UnknownProbe
@@ -420,8 +419,10 @@ def _report_failure(exc: Exception, debug: bool, err: TextIO) -> int:
         message = exc.render()
     elif isinstance(exc, (UnknownProbe, SocketPathTaken, UsageError)):
         message = str(exc)
+    elif isinstance(exc, AccessDenied):
+        message = str(exc)  # already says which group would let the user in
     elif isinstance(exc, PermissionError):
-        message = str(exc) if str(exc).startswith("permission denied") else f"permission denied: {exc}"
+        message = f"permission denied: {exc}"
     elif isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EBADF, errno.ENOSPC):
         message = f"cannot write the output: {exc.strerror or exc}"
     else:

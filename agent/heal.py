@@ -122,16 +122,15 @@ def _restore(dest: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
     import gzip
     import json
 
-    report_id, queued_at, started_at, size, body = row
+    from posdiag.agent import outbox
+    from posdiag.agent.store import insert_history
+
+    report_id, queued_at, started_at, _size, body = row
     try:
         report = json.loads(gzip.decompress(body))
-        top = report["diagnosis"]["causes"][0]
+        with dest:  # both rows or neither: a body that is not a whole report is not restored
+            outbox.enqueue(dest, report_id, started_at, body, queued_at)
+            insert_history(dest, report, json.dumps(report, separators=(",", ":")), started_at)
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError):
         return False
-    with dest:
-        dest.execute("INSERT OR IGNORE INTO outbox (report_id, queued_at, started_at, size, body) VALUES (?, ?, ?, ?, ?)",
-                      (report_id, queued_at, started_at, size, body))
-        dest.execute("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (report_id, started_at, report.get("trigger", "?"), report["diagnosis"].get("verdict", "?"),
-                      top.get("id", "?"), top.get("confidence", 0.0), json.dumps(report, separators=(",", ":"))))
     return True

@@ -129,12 +129,10 @@ class Store:
         try:
             return self._connect()
         except sqlite3.OperationalError as exc:
-            # A full disk: opening a WAL database needs room for its index (-shm) and WAL.
-            reserve = self.path.parent / RESERVE_NAME
-            if not (heal.is_full(exc) or "disk I/O error" in str(exc)) or not reserve.exists():
+            # A full disk: opening a WAL database needs room for its index (-shm) and WAL, and SQLite
+            # may report that as an I/O error while it creates them.
+            if not (heal.is_full(exc) or "disk I/O error" in str(exc)) or not self._spend_reserve():
                 raise
-            reserve.unlink()
-            log.warning("cannot open %s (%s): gave up the space reserve to open it", self.path, exc)
             return self._connect()
         except sqlite3.DatabaseError as exc:
             if not heal.is_corruption(exc):
@@ -230,12 +228,9 @@ class Store:
             report["store"] = notes
         text = json.dumps(report, separators=(",", ":"))
         started = parse_utc_iso(report["started_at"])
-        top = report["diagnosis"]["causes"][0]
         dropped = 0
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (report["report_id"], started, report["trigger"], report["diagnosis"]["verdict"],
-                             top["id"], top["confidence"], text))
+            insert_history(self.db, report, text, started)
             if push:
                 outbox.enqueue(self.db, report["report_id"], started, gzip.compress(text.encode(), 6), time.time())
                 seq = self.db.execute("SELECT seq FROM outbox WHERE report_id = ?", (report["report_id"],)).fetchone()
@@ -406,6 +401,14 @@ def _free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def insert_history(db: sqlite3.Connection, report: dict[str, Any], text: str, started_at: float) -> None:
+    """One history row (its columns are what ``history`` lists without decoding every body)."""
+    top = report["diagnosis"]["causes"][0]
+    db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (report["report_id"], started_at, report["trigger"], report["diagnosis"]["verdict"], top["id"],
+                top["confidence"], text))
+
+
 def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:
     """What :class:`ProbeContext` hands the trends probe: the stored sweeps, read only when asked.
     A damaged store reads as no history (the daemon heals it at its next write)."""
@@ -425,7 +428,11 @@ def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:
 
 
 def open_readonly(state_dir: str | Path) -> Store | None:
-    """The history for readers, or None when none has been written yet."""
+    """The history for readers, or None when none has been written yet. A user who may not read it
+    gets :class:`AccessDenied` naming the group to join, whichever command asked."""
+    from posdiag.agent.access import check_readable_dir
+
+    check_readable_dir(str(state_dir), DB_NAME)
     if not (Path(state_dir) / DB_NAME).exists():
         return None
     return Store(state_dir, readonly=True)
