@@ -138,11 +138,10 @@ def make_bundle(settings: Settings, config_path: str, output: Path) -> tuple[Pat
 
 
 def _read_raw_config(config_path: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    return tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+    """The configuration as written (the settings have defaults filled in), read as ``load`` reads it."""
+    from posdiag.agent import config
+
+    return config.tomllib.loads(config.read_bounded(config_path).decode("utf-8"))
 
 
 def _summary(settings: Settings, config_path: str) -> str:
@@ -178,7 +177,7 @@ def _reports(settings: Settings) -> list[dict[str, Any]]:
     if store is None:
         return []
     with store:
-        return [store.get(r.report_id) for r in store.list(limit=REPORTS_IN_BUNDLE)]
+        return list(store.recent_bodies(REPORTS_IN_BUNDLE))[::-1]  # newest first, in one query
 
 
 def _kernel_lines(kernel_log: str) -> str:

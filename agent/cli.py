@@ -165,8 +165,6 @@ def _startup_s() -> float:
     """Seconds since this process started. On Linux from /proc in clock ticks since boot (10 ms):
     psutil's create_time() adds the boot time, which the kernel gives in whole seconds, so the
     difference from time.time() could be off by up to a second and cut the probes' share short."""
-    import os
-
     try:
         with open("/proc/self/stat", "rb") as fh:
             started_ticks = int(fh.read().rsplit(b")", 1)[1].split()[19])

@@ -363,9 +363,9 @@ def _network_checks(settings: Settings, problems: list[str]) -> None:
 @functools.lru_cache(maxsize=1)
 def presets() -> dict[str, dict]:
     """The reader protocol presets of the packaged ``readers.toml`` (name → table)."""
-    from importlib.resources import files
+    from posdiag.agent.paths import data_dir
 
-    return tomllib.loads(files("posdiag.config").joinpath("readers.toml").read_text(encoding="utf-8"))["presets"]
+    return tomllib.loads((data_dir() / "readers.toml").read_text(encoding="utf-8"))["presets"]
 
 
 def is_address(text: str) -> bool:

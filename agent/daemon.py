@@ -156,7 +156,7 @@ class Daemon:
         if cmd == "push":  # diagnose --push queued a report: send it now
             if self.pusher is not None:
                 self.pusher.kick(urgent=True)
-            return {"ok": True, "configured": self.pusher is not None}
+            return {"ok": True}
         if cmd == "trigger":
             reply = self.waiters.join()
             self.wake.set()

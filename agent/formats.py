@@ -17,9 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from posdiag.probes.base import Status
+
 #: Exit code → monitoring-plugin state word (the codes are the plugin convention already).
 STATE_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
-STATUSES = ("ok", "warn", "fail", "error", "skipped")
+STATUSES = tuple(s.value for s in Status)
 VERDICTS = ("healthy", "degraded", "fault")
 #: Metric-name suffix → perfdata unit of measure (the plugin guidelines' UOMs).
 _UOM = (("_ms", "ms"), ("_s", "s"), ("_percent", "%"), ("_mb", "MB"))

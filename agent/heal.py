@@ -45,9 +45,9 @@ def is_full(exc: BaseException) -> bool:
     return (code & 0xFF) == SQLITE_FULL if code is not None else "disk is full" in str(exc)
 
 
-def move_aside(path: Path, now: float | None = None) -> Path:
+def move_aside(path: Path) -> Path:
     """Rename the database (and its WAL) out of the way; the -shm index is rebuilt, so it goes."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
     while target.exists():

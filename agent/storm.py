@@ -34,9 +34,9 @@ class EventWindow:
         self.last_at: float | None = None
         self.last_sweep = -math.inf  # monotonic start of the last event sweep
 
-    def add(self, now: float | None = None) -> bool:
+    def add(self) -> bool:
         """Count one 2824 line; True when it opens a new window (the caller logs it and wakes the loop)."""
-        now = time.time() if now is None else now
+        now = time.time()
         with self._lock:
             self.count += 1
             if self.first_at is None:
@@ -52,9 +52,9 @@ class EventWindow:
                 return None
             return max(0.0, self.last_sweep + self.gap_s - now)
 
-    def take(self, now: float | None = None) -> dict[str, Any]:
+    def take(self) -> dict[str, Any]:
         """What the event sweep starting now covers; the next window opens empty."""
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         with self._lock:
             covered = {"count_2824": self.count, "first_at": utc_iso(self.first_at or time.time()),
                        "last_at": utc_iso(self.last_at or time.time())}
@@ -86,10 +86,9 @@ class Waiters:
             self._running, self._pending = self._pending, []
             return True
 
-    def finish(self, reply: dict[str, Any]) -> int:
-        """Hand the sweep's reply to everyone who joined it; returns how many they were."""
+    def finish(self, reply: dict[str, Any]) -> None:
+        """Hand the sweep's reply to everyone who joined it."""
         with self._lock:
             boxes, self._running = self._running or [], None
         for box in boxes:
             box.put(reply)
-        return len(boxes)

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 from posdiag.agent.config import ReaderSettings, presets
 from posdiag.probes.reader._framing import SI, SO, Framing
