@@ -7,6 +7,7 @@ session cookie is HttpOnly and SameSite=Strict, and Secure whenever the page is 
 
 from __future__ import annotations
 
+import functools
 import html
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -21,8 +22,14 @@ STATIC = Path(__file__).parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+@functools.cache
+def _template(name: str) -> str:
+    """A page's HTML, read once: the page is polled every few seconds by every operator."""
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
 def _signin_page(message: str = "", status: int = 200) -> HTMLResponse:
-    text = (STATIC / "signin.html").read_text(encoding="utf-8")
+    text = _template("signin.html")
     note = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
     return HTMLResponse(text.replace("<!--message-->", note), status_code=status, headers=NO_STORE)
 
@@ -36,7 +43,7 @@ async def index(request: Request) -> Response:
                             status_code=403)
     if caller.kind != "operator":
         return RedirectResponse("/signin", status_code=303)
-    text = (STATIC / "index.html").read_text(encoding="utf-8")
+    text = _template("index.html")
     return HTMLResponse(text.replace("<!--operator-->", html.escape(caller.name)), headers=NO_STORE)
 
 

@@ -80,7 +80,7 @@ def operator_only(handler: Handler) -> Handler:
 async def terminals(request: Request) -> Response:
     collector = request.app.state.collector
     silent_min = _number(request, "silent_min", None, 0, 10**7)
-    limit = int(_number(request, "limit", 1000, 1, 10000) or 1000)
+    limit = int(_number(request, "limit", 1000, 1, 10000))  # type: ignore[arg-type] - a default is given
     now = time.time()
     rows = await run_in_threadpool(
         collector.storage.list_terminals, site=request.query_params.get("site"), cause=request.query_params.get("cause"),
@@ -99,7 +99,7 @@ async def terminals(request: Request) -> Response:
 async def reports(request: Request) -> Response:
     collector = request.app.state.collector
     q = request.query_params
-    limit = int(_number(request, "limit", 100, 1, 1000) or 100)
+    limit = int(_number(request, "limit", 100, 1, 1000))  # type: ignore[arg-type] - a default is given
     rows = await run_in_threadpool(
         collector.storage.list_reports, terminal=q.get("terminal"), site=q.get("site"), cause=q.get("cause"),
         since=_stamp(request, "since"), until=_stamp(request, "until"), before=_before(request), limit=limit)
@@ -127,7 +127,7 @@ def current_incidents(collector: Any, since: str | None = None, until: str | Non
 @operator_only
 async def incidents_list(request: Request) -> Response:
     collector = request.app.state.collector
-    limit = int(_number(request, "limit", 100, 1, 1000) or 100)
+    limit = int(_number(request, "limit", 100, 1, 1000))  # type: ignore[arg-type] - a default is given
     found = await run_in_threadpool(current_incidents, collector, _stamp(request, "since"), _stamp(request, "until"))
     wanted = request.query_params.get("open")
     if wanted in ("true", "false"):

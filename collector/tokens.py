@@ -26,11 +26,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def same_hash(a: str, b: str) -> bool:
-    """Constant-time comparison, so response timing tells nothing about a stored hash."""
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
 def new_session_key() -> str:
     return secrets.token_hex(32)
 

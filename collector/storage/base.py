@@ -146,11 +146,11 @@ class Storage(ABC):
                 raise Conflict(f"operator {name!r} exists already")
 
     def terminal_by_token(self, hashed: str) -> dict[str, Any] | None:
-        rows = self._select("SELECT id, site, token_hash, revoked_at FROM terminals WHERE token_hash = ?", (hashed,))
+        rows = self._select("SELECT id, site, revoked_at FROM terminals WHERE token_hash = ?", (hashed,))
         return rows[0] if rows else None
 
     def operator_by_token(self, hashed: str) -> dict[str, Any] | None:
-        rows = self._select("SELECT name, token_hash FROM operators WHERE token_hash = ?", (hashed,))
+        rows = self._select("SELECT name FROM operators WHERE token_hash = ?", (hashed,))
         return rows[0] if rows else None
 
     def operator_exists(self, name: str) -> bool:
@@ -180,9 +180,8 @@ class Storage(ABC):
             # The terminal's state follows its newest report by started_at: a late one does not undo it.
             newest = self._execute(
                 conn, "UPDATE terminals SET last_seen_at = ?, site = coalesce(site, ?), verdict = ?, top_cause = ?, "
-                "agent_version = ?, last_started_at = ?, last_report_id = ? WHERE id = ? AND "
-                "(last_started_at IS NULL OR last_started_at <= ?)",
-                (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, report.report_id,
+                "agent_version = ?, last_started_at = ? WHERE id = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
+                (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at,
                  report.terminal_id, report.started_at))
             if newest.rowcount == 0:  # an older report, late: the terminal is alive, its state stays
                 self._execute(conn, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", (now, report.terminal_id))

@@ -9,7 +9,6 @@ CREATE TABLE terminals (
     revoked_at TEXT,
     last_seen_at TEXT,
     last_started_at TEXT,
-    last_report_id TEXT,
     verdict TEXT,
     top_cause TEXT,
     agent_version TEXT
