@@ -69,9 +69,13 @@ class Terminal:
         return int(status_line.split()[1])
 
 
-async def _open_loop(terminals: list[Terminal], host: str, port: int, rate: float, seconds: float) -> tuple:
-    period = len(terminals) / rate
-    start = time.monotonic() + 0.2
+async def _drive(terminals: list[Terminal], host: str, port: int, seconds: float, rate: float | None = None) -> tuple:
+    """Every terminal posts its reports until the window ends. Open loop (``rate`` given): each report
+    is due on a schedule and its latency counts from when it was due, so a slow server cannot slow
+    the offered load down; closed loop (no rate): the next report goes as soon as the last is answered,
+    which finds the ceiling."""
+    period = len(terminals) / rate if rate else 0.0
+    start = time.monotonic() + (0.2 if rate else 0.0)
     measure_from, stop = start + WARMUP_S, start + WARMUP_S + seconds
     latencies: list[float] = []
     codes: dict[int, int] = {}
@@ -81,6 +85,8 @@ async def _open_loop(terminals: list[Terminal], host: str, port: int, rate: floa
     async def run(term: Terminal) -> None:
         due = start + random.random() * period
         for body in term.bodies:
+            if not rate:
+                due = time.monotonic()
             if due >= stop:
                 return
             await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -92,35 +98,6 @@ async def _open_loop(terminals: list[Terminal], host: str, port: int, rate: floa
             if measure_from <= done < stop:
                 completed[0] += 1
             due += period
-        else:
-            dry.append(term.tid)
-
-    await asyncio.gather(*(run(t) for t in terminals))
-    if dry:
-        print(f"  ({len(dry)} terminals ran out of reports before the end: the figure below understates)", flush=True)
-    return latencies, codes, completed[0], seconds
-
-
-async def _closed_loop(terminals: list[Terminal], host: str, port: int, seconds: float) -> tuple:
-    start = time.monotonic()
-    measure_from, stop = start + WARMUP_S, start + WARMUP_S + seconds
-    latencies: list[float] = []
-    codes: dict[int, int] = {}
-    completed = [0]  # answers received inside the measured window
-    dry: list[str] = []  # terminals that sent every report they had before the end
-
-    async def run(term: Terminal) -> None:
-        for body in term.bodies:
-            sent = time.monotonic()
-            if sent >= stop:
-                return
-            code = await term.post(host, port, body)
-            done = time.monotonic()
-            if sent >= measure_from:
-                latencies.append(done - sent)
-                codes[code] = codes.get(code, 0) + 1
-            if measure_from <= done < stop:
-                completed[0] += 1
         else:
             dry.append(term.tid)
 
@@ -162,14 +139,14 @@ def bench(backend: str, args: argparse.Namespace) -> None:
     try:
         label = f"{backend:10s} workers={args.workers}"
         print(_summary(f"{label} open loop @ {args.rate:g}/s", asyncio.run(
-            _open_loop(terminals, host, int(port), args.rate, args.seconds))), flush=True)
+            _drive(terminals, host, int(port), args.seconds, rate=args.rate))), flush=True)
         if args.max:  # fresh reports (new ids), enough for 1500 reports/s
             count = int(1500 * (args.seconds + WARMUP_S + 1) / args.terminals) + 2
             for term in terminals:
                 term.writer = None
                 term.bodies = term.make_bodies(count)
             print(_summary(f"{label} closed loop (ceiling)", asyncio.run(
-                _closed_loop(terminals, host, int(port), args.seconds))), flush=True)
+                _drive(terminals, host, int(port), args.seconds))), flush=True)
     finally:
         server.stop()
         if cluster:

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import write_config  # noqa: E402
+from helpers import make_certs, write_config  # noqa: E402
 from posdiag.agent import outbox  # noqa: E402
 from posdiag.agent.store import Store  # noqa: E402
 
@@ -41,16 +41,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 TOKEN = "bench-" + uuid.uuid4().hex
 
 
-def make_certs(folder: Path) -> tuple[str, str, str]:
-    import trustme
-
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1")
-    cert, key, ca_file = folder / "server.pem", folder / "server.key", folder / "ca.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(ca_file))
-    return str(cert), str(key), str(ca_file)
+def server_certs(folder: Path) -> tuple[str, str, str]:
+    """Server certificate, key and the CA that signed them (the tests' trustme helper)."""
+    made = make_certs(folder, "127.0.0.1")
+    return (*made["valid"], made["ca"])
 
 
 class Server:
@@ -144,7 +138,7 @@ def start_daemon(config: Path, tmp: Path) -> subprocess.Popen:
 def drain(n: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="posdiag-bench-push-") as d:
         tmp = Path(d)
-        cert, key, ca_file = make_certs(tmp)
+        cert, key, ca_file = server_certs(tmp)
         server = Server(cert, key)
         config = config_for(tmp, server.port, ca_file, 3600)
         body = queue_backlog(config, n)
@@ -175,7 +169,7 @@ def drain(n: int) -> dict:
 def soak(seconds: float, interval_s: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="posdiag-bench-push-soak-") as d:
         tmp = Path(d)
-        cert, key, ca_file = make_certs(tmp)
+        cert, key, ca_file = server_certs(tmp)
         server = Server(cert, key)
         proc = start_daemon(config_for(tmp, server.port, ca_file, interval_s), tmp)
         try:
