@@ -103,3 +103,17 @@ def test_df_echoes_of_every_size_come_back_on_loopback():
 
     rtts = echo_batch("127.0.0.1", [64, 576, 1500, 1500], time.monotonic() + 1.0, spread_s=0.05)
     assert all(r is not None and r >= 0 for r in rtts), rtts
+
+
+def test_silent_tcp_handshakes_alone_are_not_counted_again_by_the_path_probe():
+    """The TCP probe reports its own silent connects; the path probe adds path.no_answer only when
+    echoes went unanswered too, so one observation is not weighed twice for the WAN."""
+    from posdiag.agent.config import PaymentHost
+    from posdiag.probes.network._common import Target
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    plan = (Target(0, PaymentHost(host="198.18.2.2")), "198.18.2.2")
+    assert PathProbe.no_answer(plan, Samples("tcp", [None] * 24, tcp_sent=24)) is None
+    code, _, data = PathProbe.no_answer(plan, Samples("icmp", [None] * 24, icmp_sent=24, tcp_sent=24))
+    assert code == "path.no_answer" and data["icmp_sent"] == 24
+    assert PathProbe.no_answer(plan, Samples("icmp", [None, 3.5], icmp_sent=2)) is None

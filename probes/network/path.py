@@ -141,7 +141,9 @@ class PathProbe(PaymentHostProbe):
 
     @staticmethod
     def no_answer(plan: tuple[Target, str], samples: Samples) -> tuple[str, str, dict] | None:
-        if samples.answered:
+        """Nothing answered. Said only when echoes went out too: silent TCP handshakes alone are what
+        the TCP probe already reports for the same host, and one observation is one piece of evidence."""
+        if samples.answered or not samples.icmp_sent:
             return None
         target, address = plan
         sent = " and ".join(f"{n} {what}" for n, what in ((samples.icmp_sent, "echoes"), (samples.tcp_sent,
