@@ -184,8 +184,7 @@ def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
 
     d = settings.daemon
     try:
-        with Store(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
-                   spool_max_mb=settings.server.spool_max_mb) as store:
+        with Store.for_settings(settings) as store:
             store.add(report, push=True)
     except Exception as exc:  # noqa: BLE001 - full disk, damaged store, permissions: the report is printed all the same
         err.write(f"posdiag: could not queue the report for the central server: {exc}\n")
@@ -208,11 +207,11 @@ def push_now(settings: Any, out: Any, err: Any, requeue_refused: bool = False) -
         err.write("posdiag: no central server configured ([server] url): nothing to push to\n")
         return 3
     if requeue_refused:
-        with Store(settings.daemon.state_dir) as store, store.db:
+        with Store.for_settings(settings) as store, store.db:
             n = outbox.requeue_refused(store.db)
         out.write(f"{n} report(s) set aside earlier put back in the outbox\n")
     else:
-        Store(settings.daemon.state_dir).close()  # heals a damaged store before reading it
+        Store.for_settings(settings).close()  # heals a damaged store before reading it
     try:
         result = sender.drain(settings.server, settings.daemon.state_dir, lock_wait_s=60)
     except PushSetupError as exc:

@@ -97,13 +97,19 @@ class Store:
         self._ensure_reserve()
 
     @classmethod
+    def for_settings(cls, settings: Any, *, retry_open: bool = False) -> Store:
+        """The store with the configured limits: every writer opens it this way, so none prunes the
+        history or the spool by the defaults instead."""
+        d = settings.daemon
+        return cls(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
+                   spool_max_mb=settings.server.spool_max_mb, retry_open=retry_open)
+
+    @classmethod
     def for_daemon(cls, settings: Any) -> Store:
         """The daemon's store. If it cannot be opened now (a disk so full that not even the space
         reserve helps, say), that is logged and each :meth:`add` tries again: the daemon starts and
         diagnoses all the same."""
-        d = settings.daemon
-        return cls(d.state_dir, max_age_days=d.history_days, max_mb=d.history_max_mb,
-                   spool_max_mb=settings.server.spool_max_mb, retry_open=True)
+        return cls.for_settings(settings, retry_open=True)
 
     # --- opening and healing ------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
