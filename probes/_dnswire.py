@@ -76,6 +76,12 @@ def parse_response(msg: bytes, qid: int | set[int]) -> tuple[str, tuple[str, ...
     return rcode, tuple(addresses), bool(flags & 0x0200)
 
 
+def resolver_endpoint(server: str, default_port: int = 53) -> tuple[str, int]:
+    """``"192.0.2.53"`` or ``"192.0.2.53#5353"`` (a configured resolver) as (address, port)."""
+    address, _, port = server.rpartition("#") if "#" in server else (server, "", "")
+    return address, int(port) if port else default_port
+
+
 def query(server: str, name: str, qtype: int = TYPE_A, timeout_s: float = 1.0, port: int = 53,
           resend_after_s: float | None = None) -> DnsAnswer:
     """Ask one resolver. Raises DnsTimeout on silence, OSError when it cannot be reached.
@@ -85,8 +91,7 @@ def query(server: str, name: str, qtype: int = TYPE_A, timeout_s: float = 1.0, p
     whole timeout after another, and whichever answer comes first counts.
     """
     if "#" in server:
-        server, port_text = server.rsplit("#", 1)
-        port = int(port_text)
+        server, port = resolver_endpoint(server, port)
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     started = time.monotonic()
     deadline = started + timeout_s

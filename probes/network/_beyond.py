@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from posdiag.agent.config import Settings
+from posdiag.probes._dnswire import resolver_endpoint
 from posdiag.probes._netinfo import is_address, routed_via_gateway
 from posdiag.probes.base import ProbeContext
 from posdiag.probes.network import _known
@@ -81,8 +82,8 @@ def candidates(settings: Settings, context: ProbeContext, resolvers: list[str], 
         found += [Beyond(a, host.port, f"the last-known address {a} of {host.host}") for a in known.get(host.host, ())]
         found += [Beyond(a, host.port, f"the fallback address {a} of {target.label}") for a in host.fallback_addresses]
     for server in resolvers:
-        address = server.rsplit("#", 1)[0]
-        found.append(Beyond(address, 53, f"resolver {address} over TCP 53", "resolver"))
+        address, port = resolver_endpoint(server)
+        found.append(Beyond(address, port, f"resolver {address} over TCP {port}", "resolver"))
     unique: dict[tuple[str, int], Beyond] = {}
     for b in found:
         if b.address != gateway and not _local(b.address):

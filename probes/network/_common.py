@@ -19,7 +19,8 @@ from posdiag.probes.base import Observation, Probe, ProbeContext, Severity
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: finding codes through which lower layers hand facts to upper ones (severity info)
+#: the info findings that show a technician what a lower layer found (the upper layers read the
+#: same facts from ProbeContext.resolved and .connected)
 RESOLVED = "dns.resolved"
 CONNECTED = "tcp.connected"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query
+from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query, resolver_endpoint
 from posdiag.probes._netinfo import is_address
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
@@ -82,7 +82,8 @@ class DnsProbe(PaymentHostProbe):
 
     def beyond(self, servers: list[str], deadline: float) -> list[_beyond.Tried]:
         gateway = gateway_address(self.settings)
-        hops = _beyond.hops([a.rsplit("#", 1)[0] for a in servers if a.rsplit("#", 1)[0] != gateway], self.settings.network.icmp)
+        addresses = [resolver_endpoint(server)[0] for server in servers]
+        hops = _beyond.hops([a for a in addresses if a != gateway], self.settings.network.icmp)
         return _beyond.try_all(_beyond.candidates(self.settings, self.context, servers, gateway, with_resolved=False) + hops,
                                deadline, gateway)
 

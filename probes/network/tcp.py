@@ -13,6 +13,7 @@ from posdiag.probes.network._common import (
     Connect,
     PaymentHostProbe,
     addresses,
+    connected_address,
     report_per_target,
     rtt_stats,
     side_by_side,
@@ -50,7 +51,7 @@ class TcpProbe(PaymentHostProbe):
         report_per_target(obs, verdicts, all_targets)
         # Remember what worked: if the resolvers fall silent later, these tell DNS from the uplink.
         _known.remember(self.context.state_dir, {t.host.host: a for t in all_targets
-                                                 if (a := self.context.connected.get(t.index)) and not is_address(t.host.host)})
+                                                 if (a := connected_address(self.context, t)) and not is_address(t.host.host)})
         if obs.status() is Status.OK:
             obs.summary = "; ".join(f"{t.host.label} {obs.metrics.get(f'connect_median_ms[{t.host.label}]')} ms"
                                     for t, _ in reachable)
