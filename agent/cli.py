@@ -266,10 +266,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         status = request(settings.daemon.control_socket, {"cmd": "status"}, timeout_s=5)["status"]
     except (DaemonNotRunning, DaemonBusy) as exc:
-        from posdiag.agent.push import push_status, status_lines, store_status
+        from posdiag.agent.push import read_status, status_lines
 
         running = isinstance(exc, DaemonBusy)
-        push, store = push_status(settings), store_status(settings, None)  # the outbox waits all the same
+        _, push, store = read_status(settings)  # the outbox waits all the same
         if args.json:
             out.write(json.dumps({"running": running, "error": str(exc), "push": push, "store": store}) + "\n")
         else:

@@ -37,8 +37,8 @@ from posdiag.agent.exits import Exit
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.logs import setup_logging
 from posdiag.agent.paths import causes_path
-from posdiag.agent.push import Pusher, push_status, store_status
-from posdiag.agent.store import Store, open_readonly
+from posdiag.agent.push import Pusher, read_status
+from posdiag.agent.store import Store
 from posdiag.agent.storm import EventWindow, Waiters
 from posdiag.agent.sweep import run_sweep
 
@@ -168,19 +168,12 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         s = self.state
-        history: int | str = 0
-        try:
-            store = open_readonly(self.settings.daemon.state_dir)
-            if store is not None:
-                with store:
-                    history = store.count()
-        except Exception as exc:  # noqa: BLE001 - status must answer even with a broken history
-            history = f"unavailable: {exc}"
+        history, push, store = read_status(self.settings, self.store)
         return {"pid": os.getpid(), "version": __version__, "started_at": s.started,
                 "uptime_s": round(time.time() - s.started, 1), "sweeps": s.sweeps, "last": s.last,
                 "last_error": s.last_error, "history_reports": history, "config": self.settings.source,
                 "interval_s": self.settings.daemon.interval_s, "txlog": self.settings.txlog.path or None,
-                "reloads": s.reloads, "push": push_status(self.settings), "store": store_status(self.settings, self.store)}
+                "reloads": s.reloads, "push": push, "store": store}
 
     # --- the loop ---------------------------------------------------------------------------------
     def next_interval(self) -> float:

@@ -131,30 +131,23 @@ class Pusher(threading.Thread):
 
 
 # --- what status says ---------------------------------------------------------------------------------
-def push_status(settings: Any) -> dict[str, Any]:
-    """``push`` of ``posdiag status --json``: the keys DESIGN.md names, read from the store."""
+def read_status(settings: Any, store: Store | None = None) -> tuple[int | str, dict[str, Any], dict[str, Any]]:
+    """What ``posdiag status`` says about the state directory, from one read-only look at it: the
+    number of stored reports, ``push`` (the keys DESIGN.md names) and ``store`` (the last healing,
+    reports not stored since the daemon started)."""
+    history: int | str = 0
     summary = outbox.empty_summary()
-    try:
-        reader = open_readonly(settings.daemon.state_dir)
-        if reader is not None:
-            with reader:
-                summary = reader.push_summary()
-    except Exception as exc:  # noqa: BLE001 - status answers even with a damaged store
-        summary["last_result"] = f"store unreadable: {exc}"
-    return {"configured": bool(settings.server.url), **summary}
-
-
-def store_status(settings: Any, store: Store | None) -> dict[str, Any]:
-    """``store`` of ``posdiag status --json``: the last healing, reports not stored since the last one."""
     health: dict[str, Any] = {"healed": None, "unstored": store.unstored if store is not None else None}
     try:
         reader = open_readonly(settings.daemon.state_dir)
         if reader is not None:
             with reader:
-                health["healed"] = reader.health()["healed"]
-    except Exception as exc:  # noqa: BLE001 - a damaged store is itself the news
+                history, summary, health["healed"] = reader.count(), reader.push_summary(), reader.healed()
+    except Exception as exc:  # noqa: BLE001 - status answers even with a damaged store; the damage is the news
+        history = f"unavailable: {exc}"
+        summary["last_result"] = f"store unreadable: {exc}"
         health["error"] = str(exc)
-    return health
+    return history, {"configured": bool(settings.server.url), **summary}, health
 
 
 def status_lines(push: dict[str, Any], store: dict[str, Any] | None) -> list[str]:

@@ -394,12 +394,11 @@ class Store:
         except sqlite3.OperationalError:  # a store written before the outbox existed
             return outbox.empty_summary()
 
-    def health(self) -> dict[str, Any]:
-        """What ``status`` says about the store itself: the last healing, reports not stored."""
-        healed = None
+    def healed(self) -> dict[str, Any] | None:
+        """The last time the store was moved aside and started afresh, and what was recovered."""
         with contextlib.suppress(sqlite3.OperationalError):
-            healed = outbox.load_json_meta(self.db, "store.healed")
-        return {"healed": healed, "unstored": self.unstored}
+            return outbox.load_json_meta(self.db, "store.healed")
+        return None
 
 
 def _free_bytes(path: Path) -> int:

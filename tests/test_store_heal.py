@@ -74,7 +74,7 @@ def test_one_corrupted_page_keeps_the_unsent_reports_that_still_read(tmp_path):
             ids.append(report["report_id"])
     corrupt_one_outbox_page(state / DB_NAME)
     with Store(state) as store:  # heals on open
-        healed = store.health()["healed"]
+        healed = store.healed()
         store.add(fake_report(time.time()), push=True)
     assert "malformed" in healed["reason"]
     recovered = queued(state)[:-1]
