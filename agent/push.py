@@ -75,17 +75,20 @@ class Pusher(threading.Thread):
 
     # --- the thread ---------------------------------------------------------------------------------
     def run(self) -> None:
+        """Look at the outbox once per wake-up: send when due, else sleep until it will be (or a kick)."""
         while not self.stopping.is_set():
-            self.wake.wait(self._plan())
-            self.wake.clear()
-            if self.stopping.is_set():
-                break
-            try:
-                if self._due():
+            depth, next_at = self._outbox_state()
+            if depth and self.server.url and self._due(next_at):
+                try:
                     self._send()
-            except Exception:
-                log.exception("push: cannot start a sender")
-                self.not_before = time.time() + self.server.retry_max_s
+                except Exception:
+                    log.exception("push: cannot start a sender")
+                    self.not_before = time.time() + self.server.retry_max_s
+                continue
+            if not depth or not self.server.url:
+                self.urgent = False
+            self.wake.wait(max(0.0, max(next_at, self.not_before) - time.time()) if depth and self.server.url else None)
+            self.wake.clear()
 
     def _outbox_state(self) -> tuple[int, float]:
         store = open_readonly(self.state_dir)
@@ -97,18 +100,7 @@ class Pusher(threading.Thread):
         except Exception:  # noqa: BLE001 - a damaged store is healed by the writer; look again later
             return 1, time.time() + self.server.retry_max_s
 
-    def _plan(self) -> float | None:
-        """Seconds to sleep before looking again; None (until kicked) when nothing waits."""
-        depth, next_at = self._outbox_state()
-        if not depth or not self.server.url:
-            self.urgent = False
-            return None
-        return max(0.0, max(next_at, self.not_before) - time.time())
-
-    def _due(self) -> bool:
-        depth, next_at = self._outbox_state()
-        if not depth or not self.server.url:
-            return False
+    def _due(self, next_at: float) -> bool:
         now = time.time()
         if self.urgent and now - self.last_start >= URGENT_MIN_GAP_S:
             return True
