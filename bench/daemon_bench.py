@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import write_config  # noqa: E402
+from helpers import wait_for, write_config  # noqa: E402
 from posdiag.agent.store import Store  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -37,11 +37,8 @@ def start(tmp: Path, interval_s: float) -> tuple[subprocess.Popen, Path, Path]:
         "disk": {"paths": [str(tmp)], "min_free_mb": 1}, "txlog": {"path": str(log)}})
     proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while not (tmp / "ctl.sock").exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("daemon did not start")
-        time.sleep(0.05)
+    if not wait_for(lambda: (tmp / "ctl.sock").exists(), 15, interval=0.05):
+        raise RuntimeError("daemon did not start")
     return proc, log, tmp / "state"
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import make_certs, write_config  # noqa: E402
+from helpers import make_certs, wait_for, write_config  # noqa: E402
 from posdiag.agent import outbox  # noqa: E402
 from posdiag.agent.store import Store  # noqa: E402
 
@@ -127,11 +127,8 @@ def children(pid: int) -> list[int]:
 def start_daemon(config: Path, tmp: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=open(tmp / "daemon.log", "wb"))  # noqa: SIM115
-    deadline = time.monotonic() + 15
-    while not (tmp / "ctl.sock").exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("daemon did not start: " + (tmp / "daemon.log").read_text())
-        time.sleep(0.02)
+    if not wait_for(lambda: (tmp / "ctl.sock").exists() or proc.poll() is not None, 15) or proc.poll() is not None:
+        raise RuntimeError("daemon did not start: " + (tmp / "daemon.log").read_text())
     return proc
 
 

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from harness import Setup, scenario
-from reader_emulator import SERIAL, ReaderEmulator
+from reader_emulator import SERIAL, ReaderEmulator, pty_bridge
 from usbtree import KEYBOARD, READER, add_device, remove_device, terminal_tree
 
 
@@ -66,12 +66,9 @@ def socat_bridge(tmp: Path, stack: ExitStack) -> Setup:
     emu = ReaderEmulator("ingenico-rba", "healthy", transport="tcp").start()
     stack.callback(emu.stop)
     link = tmp / "ttyVR0"
-    socat = subprocess.Popen(["socat", f"pty,link={link},raw,echo=0", f"tcp:127.0.0.1:{emu.port}"])
+    socat = pty_bridge(emu, link)
     stack.callback(socat.wait)
     stack.callback(socat.kill)
-    deadline = time.monotonic() + 5
-    while not (link.exists() and emu.conn is not None) and time.monotonic() < deadline:
-        time.sleep(0.02)
     return Setup(_serial(tmp, emu, port=str(link)))
 
 

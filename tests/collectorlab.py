@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,11 +60,9 @@ class InProcessServer:
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("collector did not start")
-            time.sleep(0.01)
+        if not wait_for(lambda: self.server.started or not self.thread.is_alive(), 10, interval=0.01) \
+                or not self.server.started:
+            raise RuntimeError("collector did not start")
 
     def stop(self) -> None:
         self.server.should_exit = True

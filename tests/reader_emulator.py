@@ -13,6 +13,7 @@ import os
 import pty
 import select
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -166,3 +167,17 @@ if __name__ == "__main__":
             time.sleep(3600)
     except KeyboardInterrupt:
         emu.stop()
+
+
+def pty_bridge(emu: ReaderEmulator, link: Path | str, **popen: object) -> subprocess.Popen:
+    """A virtual serial bridge, ser2net style: socat holds the master of a new pty (``link`` points at
+    its slave) and carries the line to ``emu`` listening on TCP on loopback. Returns once the link
+    exists and the emulator has its connection."""
+    bridge = subprocess.Popen(["socat", f"pty,link={link},raw,echo=0", f"tcp:127.0.0.1:{emu.port}"], **popen)
+    deadline = time.monotonic() + 5
+    while not (os.path.exists(link) and emu.conn is not None) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not os.path.exists(link):
+        bridge.kill()
+        raise RuntimeError("socat did not create its pty link")
+    return bridge

@@ -8,14 +8,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 from conftest import IN_CI, run_cli
 from helpers import codes_of as codes
 from helpers import probe_of as probe
 from helpers import top_cause as top
-from reader_emulator import ReaderEmulator
+from reader_emulator import ReaderEmulator, pty_bridge
 
 
 @pytest.fixture
@@ -29,12 +28,8 @@ def bridge(tmp_path):
     def make(preset: str = "ingenico-rba", mode: str = "healthy") -> tuple[ReaderEmulator, str, subprocess.Popen]:
         emu = ReaderEmulator(preset, mode, transport="tcp").start()
         link = str(tmp_path / f"ttyVR{len(started)}")
-        socat = subprocess.Popen(["socat", f"pty,link={link},raw,echo=0", f"tcp:127.0.0.1:{emu.port}"],
-                                 stderr=subprocess.PIPE)
+        socat = pty_bridge(emu, link, stderr=subprocess.PIPE)
         started.append((emu, socat))
-        deadline = time.monotonic() + 5
-        while not (os.path.exists(link) and emu.conn is not None) and time.monotonic() < deadline:
-            time.sleep(0.02)
         assert os.path.exists(link), "socat did not create its pty link"
         return emu, link, socat
 
