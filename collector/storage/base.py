@@ -55,6 +55,12 @@ def _rows(cursor: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _filters(conditions: list[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and their arguments for the conditions whose value was given (None: not filtered)."""
+    given = [(term, value) for term, value in conditions if value is not None]
+    return [term for term, _ in given], [value for _, value in given]
+
+
 def _page(before: str | None, column: str, key: str, where: list[str], args: list[Any]) -> None:
     """Keyset paging, newest first: ``before`` is a time stamp, or a cursor ``time|key`` from a previous page."""
     if not before:
@@ -195,18 +201,8 @@ class Storage(ABC):
                      since: str | None = None, until: str | None = None, before: str | None = None,
                      limit: int = 100) -> list[dict[str, Any]]:
         """Report summaries, newest ``started_at`` first."""
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("terminal_id", terminal), ("site", site), ("top_cause", cause)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if since:
-            where.append("started_at >= ?")
-            args.append(since)
-        if until:
-            where.append("started_at < ?")
-            args.append(until)
+        where, args = _filters([("terminal_id = ?", terminal), ("site = ?", site), ("top_cause = ?", cause),
+                                ("started_at >= ?", since), ("started_at < ?", until)])
         _page(before, "started_at", "report_id", where, args)
         sql = ("SELECT report_id, terminal_id, site, started_at, received_at, verdict, top_cause, agent_version "
                "FROM reports" + (" WHERE " + " AND ".join(where) if where else "") +
@@ -216,17 +212,8 @@ class Storage(ABC):
     def list_terminals(self, *, site: str | None = None, cause: str | None = None, silent_since: str | None = None,
                        before: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Terminals, most recently heard from first (never heard from: last)."""
-        where: list[str] = []
-        args: list[Any] = []
-        if site is not None:
-            where.append("site = ?")
-            args.append(site)
-        if cause is not None:
-            where.append("top_cause = ?")
-            args.append(cause)
-        if silent_since is not None:
-            where.append("(last_seen_at IS NULL OR last_seen_at < ?)")
-            args.append(silent_since)
+        where, args = _filters([("site = ?", site), ("top_cause = ?", cause),
+                                ("(last_seen_at IS NULL OR last_seen_at < ?)", silent_since)])
         _page(before, "coalesce(last_seen_at, '')", "id", where, args)
         sql = ("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at "
                "FROM terminals" + (" WHERE " + " AND ".join(where) if where else "") +
