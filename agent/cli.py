@@ -14,8 +14,9 @@ import os
 import sys
 from typing import Any, TextIO
 
-from posdiag.agent import __version__
+from posdiag.agent import __version__, i18n
 from posdiag.agent.exits import Exit
+from posdiag.agent.i18n import tr
 
 #: ``history --limit`` above this is refused by the parser (SQLite takes 64-bit integers only)
 MAX_LIMIT = 1_000_000
@@ -32,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(Exit.UNKNOWN, f"{self.prog}: error: {message}\n")
+        self.exit(Exit.UNKNOWN, tr("{prog}: error: {message}", prog=self.prog, message=message) + "\n")
 
 
 def _limit(text: str) -> int:
@@ -45,18 +46,60 @@ def _limit(text: str) -> int:
     return value
 
 
+def _language(text: str) -> str:
+    lang = i18n.normalise(text)
+    if lang is None:
+        raise argparse.ArgumentTypeError(tr("expected one of {choices}, got {value!r}",
+                                            choices=", ".join(i18n.LANGUAGES), value=text[:40]))
+    return lang
+
+
+def _lang_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", metavar="LANG", type=_language,
+                        help=tr("language of the output: zh_CN or en (default: [terminal] language, then LANG)"))
+
+
 def _common() -> argparse.ArgumentParser:
     """Options every command that reads the configuration shares, declared once."""
     common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="F", help="configuration file")
-    common.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    common.add_argument("--config", metavar="F", help=tr("configuration file"))
+    common.add_argument("--debug", action="store_true", help=tr("show the traceback of an internal error"))
+    _lang_option(common)
     return common
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of ``name`` in ``argv`` (``--x V`` or ``--x=V``, the last one wins, as argparse does),
+    read before parsing because it decides the language the parser itself speaks."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def speak(argv: list[str]) -> str:
+    """Choose this run's language — ``--lang``, then ``[terminal] language`` of the configuration it
+    reads, then the locale — and make everything the process says use it, argparse's words included."""
+    from posdiag.agent.config import configured_language
+
+    lang = i18n.choose(_option(argv, "--lang"), configured_language(_option(argv, "--config")))
+    translator = i18n.use(lang)
+    argparse._ = translator.gettext  # argparse looks its words up through this module global
+    argparse.ngettext = translator.ngettext
+    return translator.lang
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="posdiag", description="Find out why a POS terminal fails payments "
                                      "with error 2824.")
-    parser.add_argument("--version", action="version", version=f"posdiag {__version__}")
+    parser.add_argument("--version", action="version", version=f"posdiag {__version__}",
+                        help=tr("show the version and exit"))
+    _lang_option(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = [_common()]
 
@@ -70,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probes = sub.add_parser("probes", help="list the probes and what each one checks")
     probes.set_defaults(debug=False)
+    _lang_option(probes)
     sub.add_parser("run", parents=common,
                    help="the daemon: diagnose at boot, on schedule, on demand and on 2824 events")
 
@@ -391,6 +435,8 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout or _Closed()
     err = err or sys.stderr or _Closed()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    speak(argv)
     args = build_parser().parse_args(argv)
     handler = {"diagnose": cmd_diagnose, "probes": cmd_probes, "config": cmd_config_check, "run": cmd_run,
                "trigger": cmd_trigger, "status": cmd_status, "history": cmd_history, "push": cmd_push,

@@ -69,6 +69,7 @@ class TerminalSettings:
     id: str = _f("", "terminal id; empty means the hostname")
     site: str = _f("")
     pos_process: str = _f("", "process name of the POS application")
+    language: Literal["", "en", "zh_CN"] = _f("", "language of reports and messages; empty: from the locale")
 
 
 @dataclass(frozen=True)
@@ -452,6 +453,18 @@ def load(explicit: str | None = None) -> Settings:
         raise ConfigError(str(path), [f"arrays or tables nested more than {MAX_DEPTH} deep: this is not a posdiag "
                                       "configuration (the schema needs three levels)"])
     return parse(data, str(path))
+
+
+def configured_language(explicit: str | None = None) -> str | None:
+    """``[terminal] language`` of the configuration a command will read, or None, without validating:
+    the language must be known before ``--help`` or a config error is printed, and :func:`load`
+    still refuses a bad value (or a bad file) in that language afterwards."""
+    try:
+        data = tomllib.loads(read_bounded(str(resolve_path(explicit))).decode("utf-8"))
+        language = data.get("terminal", {}).get("language")
+    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, AttributeError):
+        return None
+    return language if isinstance(language, str) and language else None
 
 
 def read_bounded(path: str, limit: int = MAX_CONFIG_BYTES) -> bytes:

@@ -29,7 +29,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from posdiag.agent import i18n
 from posdiag.agent.config import ConfigError
+from posdiag.agent.i18n import ntr, tr
 from posdiag.probes.base import ProbeResult, Severity, Status
 
 SEVERITY_FACTOR = {Severity.FAIL: 1.0, Severity.WARN: 0.5, Severity.INFO: 0.0}
@@ -100,9 +102,11 @@ class Diagnosis:
         return {"verdict": self.verdict, "causes": [c.to_dict() for c in self.causes]}
 
 
-def load_knowledge(path: str | Path) -> KnowledgeBase:
-    """Load and check ``causes.toml``. Refuses unknown ids and weights outside 0..1 (ConfigError)."""
+def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
+    """Load and check ``causes.toml``, its text in ``lang`` (default: the process's language).
+    Refuses unknown ids and weights outside 0..1 (ConfigError)."""
     path = Path(path)
+    lang = lang or i18n.active()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -110,21 +114,22 @@ def load_knowledge(path: str | Path) -> KnowledgeBase:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
     problems: list[str] = []
-    causes = _causes(data.get("causes", []), problems)
+    causes = _causes(data.get("causes", []), lang, problems)
     evidence = _evidence(data.get("evidence", {}), causes, problems)
-    remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, problems)
-    ruled_out = _sentences(data.get("ruled_out", {}), evidence, problems)
+    remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, lang, problems)
+    ruled_out = _sentences(data.get("ruled_out", {}), evidence, lang, problems)
     if problems:
         raise ConfigError(str(path), problems)
     return KnowledgeBase(causes, evidence, remediation_for, ruled_out)
 
 
-def _causes(entries: Any, problems: list[str]) -> dict[str, CauseInfo]:
+def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo]:
     causes: dict[str, CauseInfo] = {}
     for i, entry in enumerate(entries):
         try:
-            info = CauseInfo(str(entry["id"]), str(entry["title"]), str(entry.get("explanation", "")),
-                             tuple(entry.get("remediation", [])), tuple(entry.get("explains", [])))
+            text = _cause_text(entry, lang, f"causes[{i}]", problems)
+            info = CauseInfo(str(entry["id"]), str(text["title"]), str(text.get("explanation", "")),
+                             tuple(text.get("remediation", [])), tuple(entry.get("explains", [])))
         except KeyError as exc:
             problems.append(f"causes[{i}].{exc.args[0]}: missing")
             continue
@@ -136,6 +141,30 @@ def _causes(entries: Any, problems: list[str]) -> dict[str, CauseInfo]:
     problems += [f"causes ({info.id}).explains: unknown cause id {other!r}"
                  for info in causes.values() for other in info.explains if other not in causes]
     return causes
+
+
+#: what a cause's language table may say
+_CAUSE_TEXT = ("title", "explanation", "remediation")
+
+
+def _cause_text(entry: dict[str, Any], lang: str, where: str, problems: list[str]) -> dict[str, Any]:
+    """The cause's title, explanation and remediation in ``lang``: its ``[causes.<lang>]`` table where
+    it has one, each piece it leaves out in English (an operator's new cause may not be translated)."""
+    translated = entry.get(lang, {}) if lang != i18n.DEFAULT else {}
+    if not isinstance(translated, dict):
+        problems.append(f"{where}.{lang}: expected a table with {', '.join(_CAUSE_TEXT)}")
+        return entry
+    problems += [f"{where}.{lang}.{key}: unknown key (expected {', '.join(_CAUSE_TEXT)})"
+                 for key in translated if key not in _CAUSE_TEXT]
+    return {**entry, **{k: v for k, v in translated.items() if k in _CAUSE_TEXT}}
+
+
+def _in_language(value: Any, lang: str) -> Any:
+    """A ``{ en = ..., zh_CN = ... }`` table's value for ``lang`` (English where it has none); any
+    other value is English only and serves every language."""
+    if isinstance(value, dict):
+        return value.get(lang, value.get(i18n.DEFAULT))
+    return value
 
 
 def _evidence(tables: Any, causes: dict[str, CauseInfo], problems: list[str]) -> dict[str, list[tuple[str, float]]]:
@@ -153,27 +182,33 @@ def _evidence(tables: Any, causes: dict[str, CauseInfo], problems: list[str]) ->
     return evidence
 
 
-def _remediation_for(table: Any, evidence: dict[str, list[tuple[str, float]]], problems: list[str]) -> dict[str, tuple[str, ...]]:
+def _remediation_for(table: Any, evidence: dict[str, list[tuple[str, float]]], lang: str,
+                     problems: list[str]) -> dict[str, tuple[str, ...]]:
     """Steps per finding code; a code must also be weighed as evidence (so the probe contract covers it)."""
     out: dict[str, tuple[str, ...]] = {}
-    for code, steps in table.items():
+    for code, value in table.items():
+        steps = _in_language(value, lang)
         if code not in evidence:
             problems.append(f"remediation_for.{code}: the code is not weighed as evidence of any cause")
         elif not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
-            problems.append(f"remediation_for.{code}: expected a list of steps (strings)")
+            problems.append(f"remediation_for.{code}: expected a list of steps (strings), or a table of such lists "
+                            "by language ({ en = [...], zh_CN = [...] })")
         else:
             out[code] = tuple(steps)
     return out
 
 
-def _sentences(table: Any, evidence: dict[str, list[tuple[str, float]]], problems: list[str]) -> dict[str, str]:
+def _sentences(table: Any, evidence: dict[str, list[tuple[str, float]]], lang: str,
+               problems: list[str]) -> dict[str, str]:
     """``[ruled_out]``: one sentence per finding code, which must also be weighed as evidence."""
     out: dict[str, str] = {}
-    for code, sentence in table.items():
+    for code, value in table.items():
+        sentence = _in_language(value, lang)
         if code not in evidence:
             problems.append(f"ruled_out.{code}: the code is not weighed as evidence of any cause")
         elif not isinstance(sentence, str) or not sentence:
-            problems.append(f"ruled_out.{code}: expected a sentence (a string)")
+            problems.append(f"ruled_out.{code}: expected a sentence (a string), or a table of sentences by "
+                            "language ({ en = \"...\", zh_CN = \"...\" })")
         else:
             out[code] = sentence
     return out
@@ -297,9 +332,11 @@ def _none_cause(kb: KnowledgeBase, results: list[ProbeResult], unexplained: list
     ran = [r for r in results if r.status is not Status.SKIPPED]
     checked = [r for r in ran if r.status is not Status.ERROR]
     coverage = len(checked) / len(ran) if ran else 0.0
-    evidence = [f"{len(checked)} of {len(ran)} probes ran and found no terminal-side fault"]
-    evidence += [f"{r.name}: could not check ({r.summary})" for r in ran if r.status is Status.ERROR]
-    evidence += [f"unmatched finding, {line}" for _, line in unexplained]
+    evidence = [ntr("{checked} of {n} probe ran and found no terminal-side fault",
+                    "{checked} of {n} probes ran and found no terminal-side fault", len(ran), checked=len(checked))]
+    evidence += [tr("{probe}: could not check ({summary})", probe=r.name, summary=r.summary)
+                 for r in ran if r.status is Status.ERROR]
+    evidence += [tr("unmatched finding, {line}", line=line) for _, line in unexplained]
     confidence = round(0.95 * coverage * (0.7 if unexplained else 1.0), 3)
     return RankedCause(NONE_ID, info.title, confidence, evidence, list(info.remediation), info.explanation,
                        score=confidence)

@@ -11,7 +11,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from posdiag.agent import __version__
+from posdiag.agent import __version__, i18n
+from posdiag.agent.columns import display_width, pad, pad_left
 from posdiag.agent.config import Settings
 from posdiag.agent.diagnosis import Diagnosis
 from posdiag.probes.base import ProbeResult
@@ -36,6 +37,7 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
         "report_id": str(uuid.uuid4()),
         "terminal": {"id": settings.terminal_id, "site": settings.terminal.site, "hostname": socket.gethostname()},
         "agent_version": __version__,
+        "lang": i18n.active(),
         "trigger": trigger,
         "started_at": utc_iso(started_at),
         "duration_s": round(duration_s, 3),
@@ -44,34 +46,54 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
     }
 
 
-_STATUS_MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skipped": "-"}
+#: a probe's status as the text output marks it; upper case where a person must look
+_STATUS_MARK = {"ok": i18n.N_("ok"), "warn": i18n.N_("WARN"), "fail": i18n.N_("FAIL"), "error": i18n.N_("ERROR"),
+                "skipped": i18n.N_("skipped")}
+_VERDICT = {"healthy": i18n.N_("HEALTHY"), "degraded": i18n.N_("DEGRADED"), "fault": i18n.N_("FAULT")}
 
 
 def render_text(report: dict[str, Any]) -> str:
-    """What a technician reads: verdict, the likely cause, why, what to do, then the probes."""
+    """What a technician reads: verdict, the likely cause, why, what to do, then the probes.
+
+    In the language the report was written in (its ``lang``), so that headings and findings never
+    mix two languages on one screen; columns are aligned by display width (a CJK character is two cells).
+    """
+    t = i18n.translator(report.get("lang") or i18n.DEFAULT)
     diag = report["diagnosis"]
     top = diag["causes"][0]
     term = report["terminal"]
     where = f"{term['id']}" + (f" @ {term['site']}" if term.get("site") else "")
+    verdict = diag["verdict"]
     lines = [f"posdiag {report['agent_version']} — {where} — {report['started_at']} ({report['duration_s']:.2f} s)",
-             "", f"Verdict: {diag['verdict'].upper()}"]
+             "", t.tr("Verdict: {verdict}", verdict=t.tr(_VERDICT[verdict]) if verdict in _VERDICT else verdict)]
+    confidence = f"{top['confidence']:.0%}"
     if top["id"] == "none":
-        lines.append(f"Most likely: {top['title']}  [none, confidence {top['confidence']:.0%}]")
+        lines.append(t.tr("Most likely: {title}  [none, confidence {confidence}]", title=top["title"],
+                          confidence=confidence))
     else:
-        lines.append(f"Most likely cause: {top['title']}  [{top['id']}, confidence {top['confidence']:.0%}]")
+        lines.append(t.tr("Most likely cause: {title}  [{id}, confidence {confidence}]", title=top["title"],
+                          id=top["id"], confidence=confidence))
     if top.get("explanation"):
         lines.append(f"  {top['explanation']}")
-    lines += ["", "Why:"] + [f"  - {e}" for e in top["evidence"]]
+    lines += ["", t.tr("Why:")] + [f"  - {e}" for e in top["evidence"]]
     if top.get("consequences"):
-        lines += ["Also failing because of it:"] + [f"  - {c}" for c in top["consequences"]]
-    lines += ["", "What to do:"] + [f"  {i}. {step}" for i, step in enumerate(top["remediation"], 1)]
+        lines += [t.tr("Also failing because of it:")] + [f"  - {c}" for c in top["consequences"]]
+    lines += ["", t.tr("What to do:")] + [f"  {i}. {step}" for i, step in enumerate(top["remediation"], 1)]
     others = diag["causes"][1:]
     if others:
-        lines += ["", "Other possible causes:"]
+        lines += ["", t.tr("Other possible causes:")]
         lines += [f"  - {c['title']}  [{c['id']}, {c['confidence']:.0%}]" for c in others]
-    lines += ["", "Probes:"]
-    width = max(len(p["name"]) for p in report["probes"]) if report["probes"] else 5
-    for p in report["probes"]:
-        lines.append(f"  {p['name']:<{width}}  {_STATUS_MARK[p['status']]:<5}  {p['duration_s'] * 1000:6.0f} ms  "
-                     f"{p['summary']}")
+    lines += ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
     return "\n".join(lines) + "\n"
+
+
+def _probe_lines(probes: list[dict[str, Any]], t: i18n.Translator) -> list[str]:
+    """One line per probe: name, status, time, summary, each column aligned by display width."""
+    marks = [t.tr(_STATUS_MARK[p["status"]]) for p in probes]
+    name_w = max((display_width(p["name"]) for p in probes), default=5)
+    mark_w = max((display_width(m) for m in marks), default=5)
+    lines = []
+    for probe, mark in zip(probes, marks, strict=True):
+        millis = pad_left(f"{probe['duration_s'] * 1000:.0f}", 6)
+        lines.append(f"  {pad(probe['name'], name_w)}  {pad(mark, mark_w)}  {millis} ms  {probe['summary']}")
+    return lines

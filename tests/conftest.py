@@ -30,6 +30,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from posdiag.probes.base import CONTRACT_LOG_ENV
 
+    # Text is English unless a test asks for another language: the host's locale must not decide.
+    for name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+        os.environ.pop(name, None)
+    os.environ["LANG"] = "C.UTF-8"
+    # The installed package reads the compiled catalogues; an edited .po counts without a reinstall.
+    sys.path.insert(0, str(REPO / "packaging"))
+    from catalogues import compile_to
+
+    compile_to(REPO / "agent" / "locale")
+
     if not os.environ.get(CONTRACT_LOG_ENV):
         fd, path = tempfile.mkstemp(prefix="posdiag-contract-", suffix=".log")
         os.close(fd)

@@ -222,8 +222,7 @@ def test_an_mtu_black_hole_puts_mss_clamping_first(kb):
 def test_remediation_for_a_code_nobody_weighs_is_refused(tmp_path):
     broken = tmp_path / "causes.toml"
     text = causes_path().read_text(encoding="utf-8")
-    broken.write_text(text.replace("[remediation_for]\n", '[remediation_for]\n"path.mtu_blackhole" = ["a step"]\n'),
-                      encoding="utf-8")
+    broken.write_text(text + '\n[remediation_for."path.mtu_blackhole"]\nen = ["a step"]\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="remediation_for.path.mtu_blackhole: the code is not weighed"):
         load_knowledge(broken)
 
@@ -234,3 +233,48 @@ def test_ruled_out_for_a_code_nobody_weighs_is_refused(tmp_path):
     broken.write_text(text.replace("[ruled_out]\n", '[ruled_out]\n"dns.beyond_silnt" = "not DNS"\n'), encoding="utf-8")
     with pytest.raises(ConfigError, match="ruled_out.dns.beyond_silnt: the code is not weighed"):
         load_knowledge(broken)
+
+
+def _cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_every_cause_speaks_both_languages():
+    english, chinese = load_knowledge(causes_path(), "en"), load_knowledge(causes_path(), "zh_CN")
+    assert english.causes.keys() == chinese.causes.keys()
+    for cause_id, en in english.causes.items():
+        zh = chinese.causes[cause_id]
+        assert not _cjk(en.title + en.explanation + "".join(en.remediation)), cause_id
+        assert _cjk(zh.title) and _cjk(zh.explanation) and all(map(_cjk, zh.remediation)), f"{cause_id} lacks Chinese"
+        assert len(zh.remediation) == len(en.remediation), f"{cause_id}: the Chinese steps are not the English ones"
+    for code, steps in english.remediation_for.items():
+        assert len(chinese.remediation_for[code]) == len(steps) and all(map(_cjk, chinese.remediation_for[code])), code
+    for code, sentence in english.ruled_out.items():
+        assert _cjk(chinese.ruled_out[code]), code
+        assert set(re.findall(r"{(\w+)}", chinese.ruled_out[code])) == set(re.findall(r"{(\w+)}", sentence)), code
+
+
+def test_the_field_guide_names_the_causes_in_chinese():
+    titles = {c.id: c.title for c in load_knowledge(causes_path(), "zh_CN").causes.values()}
+    for cause_id, term in {"network.link_down": "网络连接中断", "host.service_down": "服务器故障",
+                           "memory.exhausted": "内存溢出", "disk.failing": "硬盘损坏", "system.overload": "操作系统崩溃",
+                           "config.invalid": "软件配置错误", "operator.input": "重复刷卡", "account.declined": "账户问题",
+                           "data.format": "数据格式错误", "reader.substituted": "恶意攻击"}.items():
+        assert term in titles[cause_id], f"{cause_id}: {titles[cause_id]!r} does not use the field guide's {term!r}"
+
+
+def test_a_cause_without_its_chinese_is_shown_in_english(tmp_path):
+    own = tmp_path / "causes.toml"
+    own.write_text(causes_path().read_text(encoding="utf-8").replace(
+        '[causes.zh_CN]\ntitle = "未发现终端侧故障"', '[causes.fr]\ntitle = "x"', 1), encoding="utf-8")
+    kb = load_knowledge(own, "zh_CN")
+    assert kb.causes["none"].title == "No terminal-side fault found"
+    assert _cjk(kb.causes["disk.full"].title)
+
+
+def test_a_misspelt_key_in_a_language_table_is_refused(tmp_path):
+    own = tmp_path / "causes.toml"
+    own.write_text(causes_path().read_text(encoding="utf-8").replace(
+        '[causes.zh_CN]\ntitle = "未发现终端侧故障"', '[causes.zh_CN]\ntitel = "未发现终端侧故障"', 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"causes\[19\]\.zh_CN\.titel: unknown key"):
+        load_knowledge(own, "zh_CN")

@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 #: The only modules of ``posdiag.agent`` a probe may import.
-PROBES_MAY_IMPORT = {"posdiag.agent.config"}
+#: The settings types, and the translation of the text a probe writes (which imports nothing of posdiag).
+PROBES_MAY_IMPORT = {"posdiag.agent.config", "posdiag.agent.i18n"}
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,125 @@
+"""The catalogues and the code say the same things: every marked message has its Chinese, every
+Chinese entry is still said somewhere, and a translation fills exactly the fields its English does."""
+
+from __future__ import annotations
+
+import string
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "packaging"))
+
+import catalogues  # noqa: E402 - found through packaging/ on the path
+from posdiag.agent import i18n  # noqa: E402
+from posdiag.agent.columns import display_width, pad, table  # noqa: E402
+
+ZH_PO = REPO / "agent" / "locale" / "zh_CN" / "LC_MESSAGES" / "posdiag.po"
+
+
+@pytest.fixture(scope="module")
+def extracted():
+    return {m.id: m for m in catalogues.extract() if m.id}
+
+
+@pytest.fixture(scope="module")
+def chinese():
+    return {m.id: m for m in catalogues.read(ZH_PO) if m.id}
+
+
+def _where(message) -> str:
+    return ", ".join(f"{f}:{n}" for f, n in message.locations[:3])
+
+
+def test_every_marked_message_has_a_chinese_translation(extracted, chinese):
+    missing = [f"{m.id!r} ({_where(m)})" for key, m in extracted.items()
+               if key not in chinese or not _translated(chinese[key])]
+    assert not missing, (f"{len(missing)} messages lack Chinese (python3 packaging/catalogues.py update):\n  "
+                         + "\n  ".join(missing))
+
+
+def test_the_chinese_catalogue_holds_only_what_the_code_says(extracted, chinese):
+    stale = sorted(str(key) for key in chinese if key not in extracted)
+    assert not stale, "in posdiag.po but said nowhere in the code:\n  " + "\n  ".join(stale)
+
+
+def test_no_translation_is_left_fuzzy(chinese):
+    assert [m.id for m in chinese.values() if m.fuzzy] == []
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def _translated(message) -> bool:
+    strings = message.string if isinstance(message.string, tuple) else (message.string,)
+    return all(s.strip() for s in strings)
+
+
+def test_translations_fill_the_same_fields_as_the_english(chinese):
+    wrong = []
+    for key, message in chinese.items():
+        ids = key if isinstance(key, tuple) else (key,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        english = set().union(*map(_fields, ids))
+        if ids != key:  # a counted message may leave out {n} in English's singular ("one report")
+            english.discard("n")
+        for text in strings:
+            got = _fields(text) - ({"n"} if ids != key else set())
+            if got != english:
+                wrong.append(f"{ids[0]!r}: English fills {sorted(english)}, Chinese {sorted(got)}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_compiled_catalogue_is_the_one_the_agent_loads(tmp_path):
+    written = catalogues.compile_to(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == ["zh_CN/LC_MESSAGES/posdiag.mo"]
+    loaded = i18n.translator("zh_CN")
+    assert loaded.lang == "zh_CN", "the installed package found no compiled Chinese catalogue"
+
+
+@pytest.mark.parametrize(("tag", "lang"), [
+    ("zh_CN.UTF-8", "zh_CN"), ("zh-CN", "zh_CN"), ("zh", "zh_CN"), ("zh-Hans-CN", "zh_CN"), ("zh_SG.UTF-8", "zh_CN"),
+    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
+    ("de_DE.UTF-8", None), ("", None)])
+def test_locale_names_map_to_the_languages_posdiag_speaks(tag, lang):
+    assert i18n.normalise(tag) == lang
+
+
+def test_cli_beats_configuration_beats_locale():
+    env = {"LANG": "zh_CN.UTF-8"}
+    assert i18n.choose(None, None, env) == "zh_CN"
+    assert i18n.choose(None, "en", env) == "en"
+    assert i18n.choose("zh_CN", "en", env) == "zh_CN"
+    assert i18n.choose(None, None, {}) == "en"
+
+
+def test_lc_all_beats_lc_messages_beats_lang():
+    assert i18n.from_environment({"LC_ALL": "en_US.UTF-8", "LC_MESSAGES": "zh_CN.UTF-8", "LANG": "zh_CN.UTF-8"}) == "en"
+    assert i18n.from_environment({"LC_MESSAGES": "zh_CN.UTF-8", "LANG": "en_US.UTF-8"}) == "zh_CN"
+    assert i18n.from_environment({"LANG": "zh_CN.UTF-8"}) == "zh_CN"
+    # The first one set decides even when posdiag does not speak it: a German locale gets English.
+    assert i18n.from_environment({"LC_ALL": "de_DE.UTF-8", "LANG": "zh_CN.UTF-8"}) is None
+
+
+def test_a_translation_naming_other_fields_falls_back_to_english():
+    class Broken:
+        def gettext(self, message):
+            return "{nonexistent} 坏了"
+
+    assert i18n.Translator("zh_CN", Broken()).tr("{path} is full", path="/var") == "/var is full"
+
+
+def test_text_without_fields_is_not_formatted():
+    assert i18n.translator("en").tr("100% {literal}") == "100% {literal}"
+
+
+def test_chinese_characters_take_two_cells():
+    assert display_width("磁盘已满") == 8
+    assert display_width("disk 满") == 7
+    assert pad("正常", 6) == "正常  "
+    lines = table([["名称", "状态", "x"], ["disk", "ok", "y"]])
+    assert [display_width(line.split("x")[0]) for line in lines[:1]] == [display_width("名称  状态  ")]
+    assert lines[1].startswith("disk  ok    y")
