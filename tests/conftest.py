@@ -173,3 +173,12 @@ def certs(tmp_path_factory):
 
 # The collector's fixtures (PostgreSQL, a running collector, Chromium) live in their own module.
 from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401
+
+
+@pytest.fixture
+def speak_chinese():
+    """This process speaks Simplified Chinese for one test (probes run in-process write Chinese), then English again."""
+    from posdiag.agent import i18n
+
+    yield i18n.use("zh_CN")
+    i18n.use("en")
