@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from posdiag.agent import __version__, config
+from posdiag.agent import __version__, config, i18n
 from posdiag.agent.control import SocketPathTaken, release, serve
 from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.exits import Exit
@@ -114,9 +114,12 @@ class TxlogWatcher(threading.Thread):
 
 
 class Daemon:
-    def __init__(self, settings: config.Settings, config_path: str | None) -> None:
+    def __init__(self, settings: config.Settings, config_path: str | None, lang: str | None = None) -> None:
         self.settings = settings
         self.config_path = config_path
+        #: ``posdiag run --lang``: outranks ``[terminal] language`` across reloads, as it did at start
+        self.lang = lang
+        i18n.use(i18n.choose(lang, settings.terminal.language))
         self.kb: KnowledgeBase = load_knowledge(causes_path())
         self.wake = threading.Event()  # set by other threads when there may be work for the loop
         self.state = State()
@@ -212,7 +215,8 @@ class Daemon:
     def reload(self) -> None:
         try:
             new = config.load(self.config_path)
-            kb = load_knowledge(causes_path())
+            lang = i18n.choose(self.lang, new.terminal.language)
+            kb = load_knowledge(causes_path(), lang)
         except config.ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc.render().replace("\n", " "))
             self.state.last_error = f"reload refused: {'; '.join(exc.problems)}"
@@ -220,6 +224,8 @@ class Daemon:
         self.notify.send("RELOADING=1")
         self.stop_watcher()
         self.settings, self.kb = new, kb
+        if lang != i18n.active():
+            log.info("reports are now written in %s", i18n.use(lang).lang)
         self.events.gap_s = new.daemon.event_min_gap_s
         self.state.reloads += 1
         self.start_watcher()
@@ -306,7 +312,7 @@ class Daemon:
         return None
 
 
-def run(config_path: str | None) -> int:
+def run(config_path: str | None, lang: str | None = None) -> int:
     setup_logging()
     settings = config.load(config_path)
     unusable = [p for p in config.check_paths(settings) if p.startswith("daemon.state_dir")]
@@ -314,7 +320,7 @@ def run(config_path: str | None) -> int:
         log.error("refusing to start: %s", "; ".join(unusable))
         return Exit.UNKNOWN
     try:
-        daemon = Daemon(settings, config_path)
+        daemon = Daemon(settings, config_path, lang)
         return daemon.run()
     except (RuntimeError, SocketPathTaken) as exc:
         log.error("%s", exc)

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from posdiag.agent import i18n
 from posdiag.probes.base import Status
 
 #: Exit code → monitoring-plugin state word (the codes are the plugin convention already).
@@ -30,15 +31,19 @@ MAX_PERFDATA = 40  # a plugin line is read by people and stored by the monitor: 
 
 def nagios_line(report: dict[str, Any], exit_code: int) -> str:
     """``POSDIAG <STATE> - <top cause and its evidence> | <perfdata>`` (one line, newline-terminated)."""
-    state = STATE_WORDS.get(exit_code, "UNKNOWN")
+    state = STATE_WORDS.get(exit_code, "UNKNOWN")  # the plugin contract's words: never translated
+    t = i18n.translator(report.get("lang") or i18n.DEFAULT)  # the rest in the report's own language
     top = report["diagnosis"]["causes"][0]
+    confidence = f"{top['confidence']:.0%}"
     if top["id"] == "none":
-        text = f"no terminal-side fault found ({top['confidence']:.0%} sure)"
+        text = t.tr("no terminal-side fault found ({confidence} sure)", confidence=confidence)
     else:
-        text = f"{top['id']} ({top['confidence']:.0%}): {top['title']}"
+        text = f"{top['id']} ({confidence}): {top['title']}"
     evidence = top.get("evidence") or []
     if evidence and top["id"] != "none":
-        text += " - " + evidence[0] + (f" (+{len(evidence) - 1} more)" if len(evidence) > 1 else "")
+        text += " - " + evidence[0]
+        if len(evidence) > 1:
+            text += t.tr(" (+{more} more)", more=len(evidence) - 1)
     text = re.sub(r"\s+", " ", text).replace("|", "/")
     return f"POSDIAG {state} - {text} | {' '.join(_perfdata(report))}\n"
 

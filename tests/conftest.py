@@ -175,6 +175,16 @@ def certs(tmp_path_factory):
 from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401
 
 
+@pytest.fixture(autouse=True)
+def _english_between_tests():
+    """A test that ran the CLI in-process with --lang zh_CN must not leave the next one speaking Chinese."""
+    yield
+    from posdiag.agent import i18n
+
+    if i18n.active() != "en":
+        i18n.use("en")
+
+
 @pytest.fixture
 def speak_chinese():
     """This process speaks Simplified Chinese for one test (probes run in-process write Chinese), then English again."""

@@ -370,6 +370,13 @@ def test_installed_package_diagnoses_from_its_own_environment(deb, till):
     report = json.loads(proc.stdout)
     assert report["agent_version"] == __version__
     assert {p["name"]: p["status"] for p in report["probes"]}["memory"] in ("ok", "warn", "fail")
+    # The package carries the compiled Chinese catalogue (not its source) and speaks it.
+    locale = till.run("/opt/posdiag/bin/python", "-c", "import posdiag.agent.i18n as i; print(i.catalogue_path('zh_CN'))")
+    mo = Path(locale.stdout.strip())
+    assert mo.name == "posdiag.mo" and (till.path / mo.relative_to("/")).is_file(), locale.stderr
+    assert not list((till.path / "opt/posdiag").rglob("*.po")), "the catalogue's source has no place on a till"
+    chinese = till.posdiag("diagnose", "--lang", "zh_CN", "--config", str(till.path / "etc/posdiag/posdiag.toml"))
+    assert "结论：" in chinese.stdout and "处理步骤：" in chinese.stdout, chinese.stdout + chinese.stderr
 
 
 @pytest.mark.root
