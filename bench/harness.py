@@ -154,6 +154,14 @@ def run_scenario(sc: Scenario, repeat: int) -> Outcome:
                        durations=durations)
 
 
+def compile_bytecode() -> None:
+    """Byte-compile the package as the Debian package's postinst does on a till, so that start-up is
+    timed as a till pays it, not with the compiler running on every start (this box sets
+    PYTHONDONTWRITEBYTECODE, so a fresh or edited checkout would otherwise never get its .pyc files)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "agent", "probes", "config", "collector"], cwd=REPO,
+                   check=True, capture_output=True)
+
+
 def default_config_timing(runs: int, languages: tuple[str, ...] = ("en",)) -> dict[str, list[float]]:
     """Wall seconds of ``posdiag diagnose`` (text, as a technician runs it) on the packaged default
     config, per locale; the languages take turns within each round so that they share the box's noise."""

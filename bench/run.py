@@ -70,6 +70,7 @@ def main() -> int:
     parser.add_argument("--default-runs", type=int, default=10, help="timed runs on the default config")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    harness.compile_bytecode()
 
     byte_compile()
     wanted = set(args.only.split(",")) if args.only else None
