@@ -16,6 +16,7 @@ from typing import Callable
 
 from posdiag.agent import BUILD_EPOCH
 from posdiag.agent.config import Settings
+from posdiag.agent.i18n import N_, tr
 from posdiag.probes.base import (
     Finding,
     Observation,
@@ -67,6 +68,11 @@ def _stored_history(state_dir: str) -> Callable[[int], list]:
     return read
 
 
+#: how a prerequisite's status reads in "prerequisite not met: network.tcp fail"
+_STATUS_WORD = {Status.OK: N_("ok"), Status.WARN: N_("warn"), Status.FAIL: N_("fail"), Status.ERROR: N_("error"),
+                Status.SKIPPED: N_("skipped")}
+
+
 class _Sweep:
     """The state of one run: which probes wait, run and are done. One thread (the caller's) drives
     it; probe threads only hand their result back through ``done``."""
@@ -87,7 +93,7 @@ class _Sweep:
         while self.running or self.pending:
             if not self.running:  # everything left waits on something that will never come
                 for cls in self.pending:
-                    self.finish(skipped_result(cls.name, "prerequisite did not run"))
+                    self.finish(skipped_result(cls.name, tr("prerequisite did not run")))
                 break
             self.wait_for_one()
             self.start_ready()
@@ -111,11 +117,12 @@ class _Sweep:
             if blocked:
                 self.finish(self.skipped_for(cls, blocked))
             elif time.monotonic() >= self.overall:
-                self.finish(skipped_result(cls.name, "no time left before the diagnosis deadline"))
+                self.finish(skipped_result(cls.name, tr("no time left before the diagnosis deadline")))
             elif _still_stuck(cls.name):
-                self.finish(ProbeResult(cls.name, Status.ERROR, 0.0, "still stuck in an earlier sweep; not started",
+                self.finish(ProbeResult(cls.name, Status.ERROR, 0.0, tr("still stuck in an earlier sweep; not started"),
                                         (Finding("probe.still_stuck", Severity.INFO,
-                                                 f"{cls.name} from an earlier sweep has not returned yet"),), {}))
+                                                 tr("{probe} from an earlier sweep has not returned yet",
+                                                    probe=cls.name)),), {}))
             else:
                 self.start(cls)
 
@@ -127,8 +134,9 @@ class _Sweep:
                 return skipped_result(cls.name, own)
         roots = list(dict.fromkeys(self.blocked_by.get(r, r) for r in blocked))
         self.blocked_by[cls.name] = roots[0]
-        why = "; ".join(f"{r} {self.results[r].status.value}" for r in roots)
-        return skipped_result(cls.name, f"prerequisite not met: {why}")
+        why = tr("; ").join(tr("{probe} {status}", probe=r, status=tr(_STATUS_WORD[self.results[r].status]))
+                            for r in roots)
+        return skipped_result(cls.name, tr("prerequisite not met: {why}", why=why))
 
     def start(self, cls: type[Probe]) -> None:
         now = time.monotonic()
