@@ -40,10 +40,10 @@ def config(config_file, certs):
     return make
 
 
-def diagnose(lab, cfg: Path, **kw) -> tuple[int, dict, float]:
+def diagnose(lab, cfg: Path, *extra: str, **kw) -> tuple[int, dict, float]:
     """The network probes only: these faults are the network's, and a loaded test machine must not
     let the system probe's load check decide the verdict."""
-    return lab.diagnose(cfg, "--only", "network", **kw)
+    return lab.diagnose(cfg, "--only", "network", *extra, **kw)
 
 
 def evidence(report: dict) -> str:
@@ -72,6 +72,17 @@ def test_dead_uplink_is_the_wan_with_a_configured_fallback_address_and_no_histor
     rc, report, _ = diagnose(lab, config(fallback_addresses=[HOST_ADDR]))
     assert rc == 2 and top(report) == "network.wan", report["diagnosis"]
     assert f"not DNS alone: the fallback address {HOST_ADDR} of primary times out as well" in evidence(report)
+
+
+def test_dead_uplink_reads_in_chinese_down_to_what_ruled_dns_out(lab, acquirer, config):
+    """The clause causes.toml's [ruled_out] embeds is the probe's own, so it must be Chinese too."""
+    lab.uplink_down()
+    rc, report, _ = diagnose(lab, config(fallback_addresses=[HOST_ADDR]), "--lang", "zh_CN")
+    assert rc == 2 and top(report) == "network.wan", report["diagnosis"]
+    assert f"不只是 DNS 的问题：primary 的备用地址 {HOST_ADDR} 同样超时" in evidence(report)
+    silent = next(f for f in probe(report, "network.dns")["findings"] if f["code"] == "dns.beyond_silent")
+    assert silent["message"].startswith("网关之外没有任何应答：")
+    assert silent["data"]["silent_check"] == f"primary 的备用地址 {HOST_ADDR} 同样超时"
 
 
 def test_dead_uplink_is_the_wan_on_a_fresh_terminal_by_the_next_hop(lab, acquirer, config):

@@ -102,6 +102,16 @@ def test_servfail_blames_dns(lab, payment, net_config):
     assert "dns.servfail" in codes(report, "network.dns")
 
 
+def test_servfail_reads_in_chinese(lab, payment, net_config):
+    """The resolver's failure, and why the layers above it had nothing to do, in a Chinese report."""
+    payment(dns_mode="servfail")
+    rc, report, _ = lab.diagnose(net_config(), "--lang", "zh_CN")
+    messages = {f["code"]: f["message"] for f in probe(report, "network.dns")["findings"]}
+    assert messages["dns.servfail"] == f"DNS 服务器解析 {NAME} 失败（SERVFAIL）"
+    tcp = probe(report, "network.tcp")
+    assert tcp["status"] == "skipped" and tcp["summary"] == "没有支付主机域名解析成功"
+
+
 def test_nxdomain_blames_configuration(lab, payment, net_config):
     payment(dns_mode="nxdomain")
     rc, report, _ = lab.diagnose(net_config())

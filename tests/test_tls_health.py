@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import ssl
@@ -59,4 +60,22 @@ def test_health_request_reset_is_a_lost_connection_not_a_timeout(ca, tmp_path, c
     codes = [f["code"] for f in tls["findings"]]
     assert "http.connection_lost" in codes and "http.timeout" not in codes
     assert report["diagnosis"]["causes"][0]["id"] == "host.service_down"
+    assert rc == 2
+
+
+def test_expired_certificate_reads_in_chinese(ca, tmp_path, config_file, speak_chinese):
+    """A real TLS server with an expired certificate: a till that speaks Chinese is told so in Chinese."""
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    server = DroppingTlsServer(ca.issue_cert("pay.test", not_before=past - datetime.timedelta(days=365), not_after=past))
+    try:
+        config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                             "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem")}])
+        rc, out, _ = run_cli("diagnose", "--json", "--lang", "zh_CN", "--only", "network.link,network.tcp,network.tls",
+                             "--config", str(config))
+    finally:
+        server.sock.close()
+    report = json.loads(out)
+    tls = next(p for p in report["probes"] if p["name"] == "network.tls")
+    expired = next(f for f in tls["findings"] if f["code"] == "tls.cert_expired")
+    assert expired["message"] == "primary（pay.test）：服务器证书已过期"
     assert rc == 2

@@ -16,20 +16,29 @@ import time
 from dataclasses import dataclass
 
 from posdiag.agent.config import Settings
+from posdiag.agent.i18n import N_, tr
 from posdiag.probes._dnswire import resolver_endpoint
 from posdiag.probes._netinfo import is_address, routed_via_gateway
 from posdiag.probes.base import ProbeContext
 from posdiag.probes.network import _known
-from posdiag.probes.network._common import Connect, side_by_side, targets, tcp_connect
+from posdiag.probes.network._common import Connect, clauses, side_by_side, targets, tcp_connect
 from posdiag.probes.network._icmp import first_hop_beyond
 
 #: At most this many addresses are tried: enough to rule a rival out, few enough to stay light.
 MAX_TRIED = 8
+#: What a check found, by outcome kind: "{what}" names the address tried (``Beyond.what``). The
+#: ``also`` forms repeat a silence the reader has already met (the resolvers' own).
+_OUTCOMES = {"ok": N_("{what} accepts connections"), "refused": N_("{what} answers (reset)"),
+             "timeout": N_("{what} times out"), "unreachable": N_("{what} is unreachable")}
+_OUTCOMES_ALSO = {"timeout": N_("{what} times out as well"), "unreachable": N_("{what} is unreachable as well")}
+_FAILS = N_("{what} fails ({error})")
+_FAILS_ALSO = N_("{what} fails ({error}) as well")
 
 
 @dataclass(frozen=True)
 class Beyond:
-    """One address beyond the gateway and why it is worth trying (``what``, for a person)."""
+    """One address beyond the gateway and why it is worth trying (``what``, for a person, in the
+    process's language: it ends up in messages and in the sentences of causes.toml's [ruled_out])."""
 
     address: str
     port: int
@@ -49,14 +58,20 @@ class Tried:
         """A connection or a reset: either way a packet came back from beyond the gateway."""
         return self.outcome.kind in ("ok", "refused")
 
-    def describe(self) -> str:
+    def describe(self, also: bool = False) -> str:
+        """What this check found, as a clause for a person; ``also`` when it repeats a silence
+        already said (a payment host silent like the resolvers)."""
+        address, error = self.beyond.address, self.outcome.error
         if self.beyond.kind == "hop":
             if not self.answered:
-                return f"not even the next router beyond the gateway answers (echoes with TTL 2 toward {self.beyond.address})"
-            return f"the next hop beyond the gateway toward {self.beyond.address} answers ({self.outcome.error})"
-        verb = {"ok": "accepts connections", "refused": "answers (reset)", "timeout": "times out",
-                "unreachable": "is unreachable"}.get(self.outcome.kind, f"fails ({self.outcome.error})")
-        return f"{self.beyond.what} {verb}"
+                return tr("not even the next router beyond the gateway answers (echoes with TTL 2 toward {address})",
+                          address=address)
+            return tr("the next hop beyond the gateway toward {address} answers ({error})", address=address, error=error)
+        kind = self.outcome.kind
+        template = (_OUTCOMES_ALSO if also else _OUTCOMES).get(kind)
+        if template is None:
+            return tr(_FAILS_ALSO if also else _FAILS, what=self.beyond.what, error=error)
+        return tr(template, what=self.beyond.what)
 
 
 def _local(address: str) -> bool:
@@ -75,15 +90,20 @@ def candidates(settings: Settings, context: ProbeContext, resolvers: list[str], 
     found: list[Beyond] = []
     for target in targets(settings):
         host = target.host
+        label, port = target.label, host.port
         if is_address(host.host):
-            found.append(Beyond(host.host, host.port, f"{target.label} at {host.host}:{host.port}"))
+            found.append(Beyond(host.host, port, tr("{target} at {address}:{port}", target=label, address=host.host,
+                                                    port=port)))
         if with_resolved:
-            found += [Beyond(a, host.port, f"{target.label} at {a}:{host.port}") for a in context.resolved.get(host.host, ())]
-        found += [Beyond(a, host.port, f"the last-known address {a} of {host.host}") for a in known.get(host.host, ())]
-        found += [Beyond(a, host.port, f"the fallback address {a} of {target.label}") for a in host.fallback_addresses]
+            found += [Beyond(a, port, tr("{target} at {address}:{port}", target=label, address=a, port=port))
+                      for a in context.resolved.get(host.host, ())]
+        found += [Beyond(a, port, tr("the last-known address {address} of {host}", address=a, host=host.host))
+                  for a in known.get(host.host, ())]
+        found += [Beyond(a, port, tr("the fallback address {address} of {target}", address=a, target=label))
+                  for a in host.fallback_addresses]
     for server in resolvers:
         address, port = resolver_endpoint(server)
-        found.append(Beyond(address, port, f"resolver {address} over TCP {port}", "resolver"))
+        found.append(Beyond(address, port, tr("resolver {address} over TCP {port}", address=address, port=port), "resolver"))
     unique: dict[tuple[str, int], Beyond] = {}
     for b in found:
         if b.address != gateway and not _local(b.address):
@@ -95,7 +115,7 @@ def hops(addresses: list[str], icmp: bool) -> list[Beyond]:
     """Hop checks toward the addresses that are routed through the gateway (IPv4, when ICMP is allowed)."""
     if not icmp:
         return []
-    return [Beyond(a, 0, f"hop 2 toward {a}", "hop") for a in addresses
+    return [Beyond(a, 0, tr("hop 2 toward {address}", address=a), "hop") for a in addresses
             if ":" not in a and not _local(a) and routed_via_gateway(a)][:2]
 
 
@@ -116,12 +136,12 @@ def _hop(address: str, deadline: float, gateway: str | None) -> Connect | None:
         return None
     ms = (time.monotonic() - started) * 1000
     if who is None or who == gateway:  # the gateway itself refusing is not "beyond" answering
-        return Connect("timeout", ms, f"answered by the gateway {who}" if who else "")
-    return Connect("ok", ms, f"from {who}")
+        return Connect("timeout", ms, tr("answered by the gateway {address}", address=who) if who else "")
+    return Connect("ok", ms, tr("from {address}", address=who))
 
 
 def summary(tried: list[Tried]) -> str:
-    return "; ".join(t.describe() for t in tried)
+    return clauses(t.describe() for t in tried)
 
 
 def most_telling_silence(tried: list[Tried]) -> Tried | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from posdiag.agent.config import PaymentHost, Settings
+from posdiag.agent.i18n import N_, tr
 from posdiag.probes._netinfo import default_route, is_address, resolv_conf_servers
 from posdiag.probes.base import Observation, Probe, ProbeContext, Severity
 
@@ -24,8 +25,8 @@ R = TypeVar("R")
 RESOLVED = "dns.resolved"
 CONNECTED = "tcp.connected"
 
-#: The one wording of the skip every payment-host probe shares.
-NO_PAYMENT_HOST = "no payment host configured ([[payment_hosts]])"
+#: The one wording of the skip every payment-host probe shares (translated where it is said).
+NO_PAYMENT_HOST = N_("no payment host configured ([[payment_hosts]])")
 
 
 class PaymentHostProbe(Probe):
@@ -35,7 +36,7 @@ class PaymentHostProbe(Probe):
 
     def skip_reason(self) -> str | None:
         if not self.settings.payment_hosts:
-            return NO_PAYMENT_HOST
+            return tr(NO_PAYMENT_HOST)
         return self.applies()
 
     def applies(self) -> str | None:
@@ -50,12 +51,17 @@ class Target:
 
     @property
     def role(self) -> str:
+        """The role as data (``primary``, ``backup 1``): a machine value, the same in every language."""
         return "primary" if self.index == 0 else f"backup {self.index}"
 
     @property
     def label(self) -> str:
-        """"acquirer-a (backup 1)"; a host already named for its role is not named twice."""
-        return self.host.label if self.host.label == self.role else f"{self.host.label} ({self.role})"
+        """"acquirer-a (backup 1)", for a person; a host already named for its role is not named twice."""
+        if self.host.label == self.role:
+            return self.host.label
+        if self.index == 0:
+            return tr("{label} (primary)", label=self.host.label)
+        return tr("{label} (backup {index})", label=self.host.label, index=self.index)
 
 
 def targets(settings: Settings) -> list[Target]:
@@ -110,7 +116,8 @@ def tcp_connect(address: str, port: int, timeout_s: float) -> Connect:
         sock.connect((address, port))
         return Connect("ok", (time.monotonic() - started) * 1000)
     except TimeoutError:
-        return Connect("timeout", (time.monotonic() - started) * 1000, f"no answer within {timeout_s:g} s")
+        return Connect("timeout", (time.monotonic() - started) * 1000, tr("no answer within {timeout_s:g} s",
+                                                                        timeout_s=timeout_s))
     except ConnectionRefusedError as exc:
         return Connect("refused", (time.monotonic() - started) * 1000, str(exc))
     except OSError as exc:
@@ -186,6 +193,12 @@ def rtt_stats(values: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(values), "p95_ms": percentile(values, 95), "jitter_ms": jitter}
 
 
+def clauses(parts: Iterable[str]) -> str:
+    """Clauses of one sentence, joined the way the language joins them ("; " in English, "；" in Chinese)."""
+    # TRANSLATORS: the separator between clauses of one sentence (a semicolon and a space in English)
+    return tr("; ").join(parts)
+
+
 def report_per_target(obs: Observation, verdicts: dict[int, tuple[str, str, dict] | None], all_targets: list[Target],
                       also_healthy: Iterable[int] = ()) -> None:
     """Emit one finding per target whose verdict is a failure (code, message, data). A failed target
@@ -199,8 +212,8 @@ def report_per_target(obs: Observation, verdicts: dict[int, tuple[str, str, dict
         others_ok = sorted(healthy - {index})
         severity = Severity.WARN if others_ok else Severity.FAIL
         if others_ok:
-            backup = all_targets[others_ok[0]]
-            message += f"; {backup.label} works, so the terminal can fail over"
+            message = tr("{message}; {backup} works, so the terminal can fail over", message=message,
+                         backup=all_targets[others_ok[0]].label)
         target = all_targets[index]
         obs.add(code, severity, message, host=target.host.host, port=target.host.port, role=target.role,
                 failover_ok=bool(others_ok), **data)

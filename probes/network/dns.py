@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query, resolver_endpoint
 from posdiag.probes._netinfo import is_address
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
@@ -17,6 +18,7 @@ from posdiag.probes.network._common import (
     RESOLVED,
     Background,
     PaymentHostProbe,
+    clauses,
     gateway_address,
     report_per_target,
     resolvers,
@@ -40,8 +42,8 @@ class Outcome:
 
 class DnsProbe(PaymentHostProbe):
     name = "network.dns"
-    description = ("payment host names resolve via the configured resolvers: NXDOMAIN, SERVFAIL, silence, latency; "
-                   "when silent, whether anything beyond the gateway answers")
+    description = N_("payment host names resolve via the configured resolvers: NXDOMAIN, SERVFAIL, silence, latency; "
+                     "when silent, whether anything beyond the gateway answers")
     findings = declare(fail=("dns.beyond_silent", "dns.no_address", "dns.no_resolver", "dns.nxdomain", "dns.refused",
                              "dns.servfail", "dns.timeout", "dns.unreachable"),
                        warn=("dns.beyond_reachable", "dns.resolver_failing", "dns.slow"),
@@ -50,7 +52,7 @@ class DnsProbe(PaymentHostProbe):
 
     def applies(self) -> str | None:
         if all(is_address(h.host) for h in self.settings.payment_hosts):
-            return "payment hosts are configured as IP addresses"
+            return tr("payment hosts are configured as IP addresses")
         return None
 
     def deadline_s(self) -> float:
@@ -59,13 +61,13 @@ class DnsProbe(PaymentHostProbe):
     def check(self, obs: Observation) -> None:
         servers = resolvers(self.settings)
         if not servers:
-            obs.fail("dns.no_resolver", "no DNS resolver configured (empty /etc/resolv.conf)")
+            obs.fail("dns.no_resolver", tr("no DNS resolver configured (empty /etc/resolv.conf)"))
             return
         obs.metric("resolvers", ", ".join(servers))
         all_targets = targets(self.settings)
         named = [t for t in all_targets if not is_address(t.host.host)]
         if not named:
-            raise ProbeSkipped("payment hosts are configured as IP addresses")
+            raise ProbeSkipped(tr("payment hosts are configured as IP addresses"))
         names = sorted({t.host.host for t in named})
         started = time.monotonic()
         asking = Background(lambda: side_by_side(lambda n: self.resolve(n, servers), names))
@@ -78,7 +80,8 @@ class DnsProbe(PaymentHostProbe):
         if checks is not None and any(v and v[0] in ("dns.timeout", "dns.unreachable") for v in verdicts.values()):
             self.differential(obs, checks.result())
         if obs.status() is Status.OK:
-            obs.summary = f"{len(names)} name(s) resolved via {', '.join(servers)}"
+            obs.summary = ntr("{n} name resolved via {servers}", "{n} names resolved via {servers}", len(names),
+                              servers=", ".join(servers))
 
     def beyond(self, servers: list[str], deadline: float) -> list[_beyond.Tried]:
         gateway = gateway_address(self.settings)
@@ -93,14 +96,16 @@ class DnsProbe(PaymentHostProbe):
         telling = _beyond.most_telling_silence(tried)
         data = {"tried": {f"{t.beyond.kind} {t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in tried}}
         if answered:
-            obs.warn("dns.beyond_reachable", f"the resolvers are silent, but beyond the gateway "
-                     f"{_beyond.summary(answered)}", reached=answered[0].describe(), **data)
+            obs.warn("dns.beyond_reachable", tr("the resolvers are silent, but beyond the gateway {reached}",
+                                                reached=_beyond.summary(answered)),
+                     reached=answered[0].describe(), **data)
         elif telling:
-            obs.fail("dns.beyond_silent", f"nothing beyond the gateway answers: {_beyond.summary(tried)}",
-                     silent_check=telling.describe() + (" as well" if telling.beyond.kind == "host" else ""), **data)
+            obs.fail("dns.beyond_silent", tr("nothing beyond the gateway answers: {tried}", tried=_beyond.summary(tried)),
+                     silent_check=telling.describe(also=telling.beyond.kind == "host"), **data)
         elif tried:
-            obs.info("dns.tcp_silent", f"{_beyond.summary(tried)}; no last-known or fallback address of a payment "
-                     "host, and no ICMP, to tell a dead resolver from a dead uplink (see fallback_addresses)", **data)
+            obs.info("dns.tcp_silent", tr("{tried}; no last-known or fallback address of a payment host, and no ICMP, "
+                                          "to tell a dead resolver from a dead uplink (see fallback_addresses)",
+                                          tried=_beyond.summary(tried)), **data)
 
     def resolve(self, name: str, servers: list[str]) -> list[Outcome]:
         timeout = self.settings.network.timeout_s
@@ -130,30 +135,33 @@ class DnsProbe(PaymentHostProbe):
         rcodes = {o.answer.rcode for o in outcomes if o.answer}
         detail = {"name": name, "resolvers": {o.server: o.error or o.answer.rcode for o in outcomes}}  # type: ignore
         if "NXDOMAIN" in rcodes:
-            return "dns.nxdomain", f"{name} does not exist (NXDOMAIN): check the configured host name", detail
+            return "dns.nxdomain", tr("{name} does not exist (NXDOMAIN): check the configured host name", name=name), detail
         if "NOERROR" in rcodes:
-            return "dns.no_address", f"{name} exists but has no address record", detail
+            return "dns.no_address", tr("{name} exists but has no address record", name=name), detail
         if "SERVFAIL" in rcodes:
-            return "dns.servfail", f"resolver failed for {name} (SERVFAIL)", detail
+            return "dns.servfail", tr("resolver failed for {name} (SERVFAIL)", name=name), detail
         if rcodes:
-            return "dns.refused", f"resolver refused to answer for {name} ({', '.join(sorted(rcodes))})", detail
+            return "dns.refused", tr("resolver refused to answer for {name} ({rcodes})", name=name,
+                                     rcodes=", ".join(sorted(rcodes))), detail
         if all(o.error == "timeout" for o in outcomes):
-            timeout = self.settings.network.timeout_s
-            return "dns.timeout", f"no resolver answered for {name} within {timeout:g} s ({TRIES} tries)", detail
-        return "dns.unreachable", f"resolvers unreachable for {name} ({outcomes[0].error})", detail
+            return "dns.timeout", tr("no resolver answered for {name} within {timeout:g} s ({tries} tries)", name=name,
+                                     timeout=self.settings.network.timeout_s, tries=TRIES), detail
+        error = next(o.error for o in outcomes if o.error != "timeout")  # "unreachable: <the OS's words>"
+        return "dns.unreachable", tr("resolvers unreachable for {name} ({error})", name=name,
+                                     error=error.removeprefix("unreachable: ")), detail
 
     def resolved(self, obs: Observation, name: str, outcomes: list[Outcome], good: list[Outcome]) -> None:
         best = min(good, key=lambda o: o.answer.elapsed_ms)  # type: ignore[union-attr]
         assert best.answer is not None
         self.context.resolved[name] = tuple(best.answer.addresses)
-        obs.info(RESOLVED, f"{name} → {', '.join(best.answer.addresses)} via {best.server} "
-                 f"in {best.answer.elapsed_ms:.0f} ms", name=name, addresses=list(best.answer.addresses),
-                 server=best.server, ms=round(best.answer.elapsed_ms, 2))
+        obs.info(RESOLVED, tr("{name} → {addresses} via {server} in {ms:.0f} ms", name=name,
+                              addresses=", ".join(best.answer.addresses), server=best.server, ms=best.answer.elapsed_ms),
+                 name=name, addresses=list(best.answer.addresses), server=best.server, ms=round(best.answer.elapsed_ms, 2))
         if best.answer.elapsed_ms > SLOW_MS:
-            obs.warn("dns.slow", f"resolving {name} took {best.answer.elapsed_ms:.0f} ms", name=name,
+            obs.warn("dns.slow", tr("resolving {name} took {ms:.0f} ms", name=name, ms=best.answer.elapsed_ms), name=name,
                      ms=round(best.answer.elapsed_ms, 1))
         bad = [o for o in outcomes if o not in good]
         if bad:
-            what = "; ".join(f"{o.server}: {o.error or o.answer.rcode}" for o in bad)  # type: ignore[union-attr]
-            obs.warn("dns.resolver_failing", f"some resolvers fail for {name} ({what})", name=name,
-                     failing=[o.server for o in bad])
+            what = clauses(f"{o.server}: {o.error or o.answer.rcode}" for o in bad)  # type: ignore[union-attr]
+            obs.warn("dns.resolver_failing", tr("some resolvers fail for {name} ({what})", name=name, what=what),
+                     name=name, failing=[o.server for o in bad])

@@ -10,6 +10,7 @@ import contextlib
 import socket
 import time
 
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes._netinfo import neighbour_state
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
@@ -42,15 +43,15 @@ def poke_neighbour(address: str) -> None:
 
 class GatewayProbe(PaymentHostProbe):
     name = "network.gateway"
-    description = ("the configured or default gateway answers (ICMP where allowed, neighbour table as corroboration); "
-                   "when it ignores pings, whether it answers TCP and forwards")
+    description = N_("the configured or default gateway answers (ICMP where allowed, neighbour table as corroboration); "
+                     "when it ignores pings, whether it answers TCP and forwards")
     findings = declare(fail=("gateway.not_forwarding", "gateway.unreachable"), warn=("gateway.loss",),
                        info=("gateway.icmp_blocked", "gateway.icmp_unavailable"))
     requires = ("network.link",)
 
     def applies(self) -> str | None:
         if self.settings.network.gateway == "off":
-            return "gateway check disabled (network.gateway = 'off')"
+            return tr("gateway check disabled (network.gateway = 'off')")
         return None
 
     def deadline_s(self) -> float:
@@ -59,7 +60,7 @@ class GatewayProbe(PaymentHostProbe):
     def gateway(self) -> str:
         gateway = gateway_address(self.settings)
         if gateway is None:
-            raise ProbeSkipped("the default route has no gateway (on-link)")
+            raise ProbeSkipped(tr("the default route has no gateway (on-link)"))
         return gateway
 
     def check(self, obs: Observation) -> None:
@@ -75,16 +76,20 @@ class GatewayProbe(PaymentHostProbe):
         if answered:
             lost = len(rtts) - len(answered)
             if lost:
-                obs.warn("gateway.loss", f"gateway {gateway} lost {lost} of {len(rtts)} echoes", gateway=gateway,
-                         lost=lost, sent=len(rtts))
+                obs.warn("gateway.loss", ntr("gateway {gateway} lost {lost} of {n} echo",
+                                             "gateway {gateway} lost {lost} of {n} echoes", len(rtts), gateway=gateway,
+                                             lost=lost), gateway=gateway, lost=lost, sent=len(rtts))
         elif neighbour == "complete":
             self.judge_silent(obs, gateway, icmp_state, others.result() if others else None)
         else:
-            how = "no ICMP echo reply and no ARP answer" if icmp_state == "used" else "no ARP answer"
-            obs.fail("gateway.unreachable", f"gateway {gateway} does not answer ({how})", gateway=gateway,
-                     neighbour=neighbour, icmp=icmp_state)
+            if icmp_state == "used":
+                message = tr("gateway {gateway} does not answer (no ICMP echo reply and no ARP answer)", gateway=gateway)
+            else:
+                message = tr("gateway {gateway} does not answer (no ARP answer)", gateway=gateway)
+            obs.fail("gateway.unreachable", message, gateway=gateway, neighbour=neighbour, icmp=icmp_state)
         if obs.status() is Status.OK:
-            obs.summary = f"gateway {gateway} answers" + (f" in {min(answered):.1f} ms" if answered else " (ARP)")
+            obs.summary = (tr("gateway {gateway} answers in {ms:.1f} ms", gateway=gateway, ms=min(answered)) if answered
+                           else tr("gateway {gateway} answers (ARP)", gateway=gateway))
 
     def echoes(self, obs: Observation, gateway: str, started: float):
         """(RTTs, ICMP state, the TCP/forwarding checks if they were started while the echoes went unanswered)."""
@@ -97,14 +102,15 @@ class GatewayProbe(PaymentHostProbe):
         try:
             rtts = echo.result()
         except PermissionError as exc:
-            obs.info("gateway.icmp_unavailable", f"ICMP not permitted here ({exc.strerror}); "
-                     "using the neighbour table and TCP")
+            obs.info("gateway.icmp_unavailable", tr("ICMP not permitted here ({error}); using the neighbour table and TCP",
+                                                    error=exc.strerror))
             return [], "unavailable", others or Background(lambda: self.others(gateway, deadline))
         return rtts, "used", others
 
     def others(self, gateway: str, deadline: float) -> tuple[list[_beyond.Tried], list[_beyond.Tried]]:
         """(the gateway's own TCP ports, addresses beyond it), tried side by side until ``deadline``."""
-        own = [_beyond.Beyond(gateway, port, f"gateway {gateway} TCP {port}") for port in ROUTER_PORTS]
+        own = [_beyond.Beyond(gateway, port, tr("gateway {gateway} TCP {port}", gateway=gateway, port=port))
+               for port in ROUTER_PORTS]
         beyond = _beyond.candidates(self.settings, self.context, resolvers(self.settings), gateway)
         tried = _beyond.try_all(own + beyond, deadline)
         return tried[:len(own)], tried[len(own):]
@@ -129,12 +135,18 @@ class GatewayProbe(PaymentHostProbe):
         own, beyond = others or ([], [])
         alive = [t for t in own + beyond if t.answered]
         if alive or not beyond:
-            if icmp_state == "used":
-                what = f": {alive[0].describe()}" if alive else ""
-                obs.info("gateway.icmp_blocked", f"gateway {gateway} ignores ICMP but answers ARP{what}: alive")
+            if icmp_state == "used" and alive:
+                obs.info("gateway.icmp_blocked", tr("gateway {gateway} ignores ICMP but answers ARP: {answer}: alive",
+                                                    gateway=gateway, answer=alive[0].describe()))
+            elif icmp_state == "used":
+                obs.info("gateway.icmp_blocked", tr("gateway {gateway} ignores ICMP but answers ARP: alive", gateway=gateway))
             return
-        ports = "/".join(str(t.beyond.port) for t in own)
-        obs.fail("gateway.not_forwarding", f"gateway {gateway} answers ARP only: no "
-                 f"{'ping, no ' if icmp_state == 'used' else ''}TCP on ports {ports}, and nothing beyond it answers "
-                 f"({_beyond.summary(beyond)}): the router is up at layer 2 but neither answers nor forwards",
+        fields = {"gateway": gateway, "ports": "/".join(str(t.beyond.port) for t in own), "tried": _beyond.summary(beyond)}
+        if icmp_state == "used":
+            message = tr("gateway {gateway} answers ARP only: no ping, no TCP on ports {ports}, and nothing beyond it answers "
+                         "({tried}): the router is up at layer 2 but neither answers nor forwards", **fields)
+        else:
+            message = tr("gateway {gateway} answers ARP only: no TCP on ports {ports}, and nothing beyond it answers "
+                         "({tried}): the router is up at layer 2 but neither answers nor forwards", **fields)
+        obs.fail("gateway.not_forwarding", message,
                  gateway=gateway, tried={f"{t.beyond.address}:{t.beyond.port}": t.outcome.kind for t in own + beyond})

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network._common import (
     Background,
@@ -40,6 +41,7 @@ GRACE_S = 0.25
 MTU_SIZES = (576, 1000, 1280, 1400, 1500)
 MTU_REPEAT = 3
 SMALL = 64
+_ICMP_UNAVAILABLE = N_("ICMP not permitted ({error}): measuring with TCP handshakes")
 
 
 @dataclass
@@ -58,8 +60,8 @@ class Samples:
 
 class PathProbe(PaymentHostProbe):
     name = "network.path"
-    description = ("loss, latency median/p95 and jitter to the payment hosts (ICMP where allowed, else TCP handshakes), "
-                   "and path MTU (Don't-Fragment echoes)")
+    description = N_("loss, latency median/p95 and jitter to the payment hosts (ICMP where allowed, else TCP handshakes), "
+                     "and path MTU (Don't-Fragment echoes)")
     # path.mtu_black_hole is a warning: vanishing echoes are ICMP alone (a firewall may drop large
     # ones); the fault rests on the TCP-based tls.large_replies_lost, which it corroborates.
     findings = declare(fail=("path.latency_high", "path.loss_high", "path.no_answer"),
@@ -78,7 +80,7 @@ class PathProbe(PaymentHostProbe):
             if addrs and addrs[0] not in {a for _, a in plan.values()}:
                 plan[t.index] = (t, addrs[0])
         if not plan:
-            raise ProbeSkipped("no payment host address to measure: no name resolved")
+            raise ProbeSkipped(tr("no payment host address to measure: no name resolved"))
         deadline = time.monotonic() + max(0.1, min(self.settings.network.timeout_s, self.remaining_s() - 0.2))
         measured = dict(zip(plan, side_by_side(lambda ta: self.sample(obs, ta[0], ta[1], deadline), plan.values()),
                             strict=True))
@@ -120,7 +122,7 @@ class PathProbe(PaymentHostProbe):
         try:
             rtts = echoes.result()
         except PermissionError as exc:
-            obs.info("path.icmp_unavailable", f"ICMP not permitted ({exc.strerror}): measuring with TCP handshakes")
+            obs.info("path.icmp_unavailable", tr(_ICMP_UNAVAILABLE, error=exc.strerror))
             return Samples("icmp", [])
         return Samples("icmp", rtts[:count], icmp_sent=count, sizes=_by_size(sizes[count:], rtts[count:]))
 
@@ -133,10 +135,10 @@ class PathProbe(PaymentHostProbe):
             try:
                 echoes.result()
             except PermissionError as exc:
-                obs.info("path.icmp_unavailable", f"ICMP not permitted ({exc.strerror}): measuring with TCP handshakes")
+                obs.info("path.icmp_unavailable", tr(_ICMP_UNAVAILABLE, error=exc.strerror))
                 return 0
-        obs.info("path.icmp_blocked", f"{address} does not answer ICMP while TCP does: firewalled, not a fault; "
-                 "measured with TCP handshakes")
+        obs.info("path.icmp_blocked", tr("{address} does not answer ICMP while TCP does: firewalled, not a fault; "
+                                         "measured with TCP handshakes", address=address))
         return count
 
     @staticmethod
@@ -146,9 +148,12 @@ class PathProbe(PaymentHostProbe):
         if samples.answered or not samples.icmp_sent:
             return None
         target, address = plan
-        sent = " and ".join(f"{n} {what}" for n, what in ((samples.icmp_sent, "echoes"), (samples.tcp_sent,
-                                                                                           "TCP handshakes")) if n)
-        return "path.no_answer", f"nothing on the path to {target.label} ({address}) answers: {sent} lost", {
+        sent = ntr("{n} echo", "{n} echoes", samples.icmp_sent)
+        if samples.tcp_sent:
+            sent = tr("{echoes} and {handshakes}", echoes=sent,
+                      handshakes=ntr("{n} TCP handshake", "{n} TCP handshakes", samples.tcp_sent))
+        return "path.no_answer", tr("nothing on the path to {target} ({address}) answers: {sent} lost", target=target.label,
+                                    address=address, sent=sent), {
             "address": address, "icmp_sent": samples.icmp_sent, "tcp_sent": samples.tcp_sent}
 
     def judge(self, obs: Observation, target: Target, address: str, samples: Samples) -> None:
@@ -160,31 +165,31 @@ class PathProbe(PaymentHostProbe):
         loss = 100 * (len(rtts) - len(answered)) / len(rtts)
         obs.metric("loss_percent", round(loss, 1))
         obs.metric("samples", len(rtts))
-        where = f"path to {target.label} ({method})"
+        where = tr("path to {target} ({method})", target=target.label, method=method)
         if loss >= net.max_loss_percent:
-            obs.fail("path.loss_high", f"{where}: {loss:.0f}% of {len(rtts)} probes lost", loss_percent=round(loss, 1),
+            obs.fail("path.loss_high", ntr("{where}: {loss:.0f}% of {n} probe lost", "{where}: {loss:.0f}% of {n} probes lost",
+                                           len(rtts), where=where, loss=loss), loss_percent=round(loss, 1),
                      method=method, sent=len(rtts), answered=len(answered), address=address)
         elif loss > 0:
-            obs.info("path.loss", f"{where}: {loss:.0f}% lost", loss_percent=round(loss, 1))
+            obs.info("path.loss", tr("{where}: {loss:.0f}% lost", where=where, loss=loss), loss_percent=round(loss, 1))
         self.latency(obs, where, answered)
         if samples.sizes and loss < net.max_loss_percent:
             self.mtu(obs, target, address, samples.sizes)
         if obs.status() is Status.OK:
             stats = rtt_stats(answered)
-            obs.summary = (f"{method}: loss {loss:.0f}%, median {stats['median_ms']:.1f} ms, p95 {stats['p95_ms']:.1f} ms, "
-                           f"jitter {stats['jitter_ms']:.1f} ms")
+            obs.summary = tr("{method}: loss {loss:.0f}%, median {median_ms:.1f} ms, p95 {p95_ms:.1f} ms, "
+                             "jitter {jitter_ms:.1f} ms", method=method, loss=loss, **stats)
 
     def latency(self, obs: Observation, where: str, answered: list[float]) -> None:
         net = self.settings.network
         stats = rtt_stats(answered)
         for key, value in stats.items():
             obs.metric(key, round(value, 2))
-        if stats["median_ms"] > net.max_rtt_ms * 3:
-            obs.fail("path.latency_high", f"{where}: median round trip {stats['median_ms']:.0f} ms", **_r(stats))
-        elif stats["median_ms"] > net.max_rtt_ms:
-            obs.warn("path.latency_high", f"{where}: median round trip {stats['median_ms']:.0f} ms", **_r(stats))
+        if stats["median_ms"] > net.max_rtt_ms:
+            add = obs.fail if stats["median_ms"] > net.max_rtt_ms * 3 else obs.warn
+            add("path.latency_high", tr("{where}: median round trip {median_ms:.0f} ms", where=where, **stats), **_r(stats))
         if stats["jitter_ms"] > net.max_jitter_ms:
-            obs.warn("path.jitter_high", f"{where}: jitter {stats['jitter_ms']:.0f} ms", **_r(stats))
+            obs.warn("path.jitter_high", tr("{where}: jitter {jitter_ms:.0f} ms", where=where, **stats), **_r(stats))
 
     @staticmethod
     def mtu(obs: Observation, target: Target, address: str, sizes: dict[int, list[float | None]]) -> None:
@@ -194,14 +199,17 @@ class PathProbe(PaymentHostProbe):
         largest_ok = max(passed, default=SMALL)
         obs.metric("mtu_largest_ok", largest_ok)
         if refused:
-            obs.info("path.mtu_signalled", f"path MTU to {address} is below {min(refused)} bytes and signalled "
-                     "(fragmentation needed): TCP adapts", refused_from=min(refused))
+            obs.info("path.mtu_signalled", tr("path MTU to {address} is below {size} bytes and signalled "
+                                              "(fragmentation needed): TCP adapts", address=address, size=min(refused)),
+                     refused_from=min(refused))
             return
         above = [s for s in sizes if s > largest_ok]
         if above and all(all(r is None for r in sizes[s]) for s in above):
-            obs.warn("path.mtu_black_hole", f"path to {target.label} ({address}): echoes up to {largest_ok} bytes come "
-                     f"back, {min(above)} bytes and more (Don't Fragment) vanish without a 'fragmentation needed' "
-                     "answer: a path-MTU black hole, which stalls TLS and large messages although TCP connects",
+            obs.warn("path.mtu_black_hole", tr("path to {target} ({address}): echoes up to {largest_ok} bytes come "
+                                               "back, {smallest_lost} bytes and more (Don't Fragment) vanish without a "
+                                               "'fragmentation needed' answer: a path-MTU black hole, which stalls TLS and "
+                                               "large messages although TCP connects", target=target.label, address=address,
+                                               largest_ok=largest_ok, smallest_lost=min(above)),
                      largest_ok=largest_ok, smallest_lost=min(above), address=address)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes._netinfo import is_address
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _known
@@ -13,6 +14,7 @@ from posdiag.probes.network._common import (
     Connect,
     PaymentHostProbe,
     addresses,
+    clauses,
     connected_address,
     report_per_target,
     rtt_stats,
@@ -22,11 +24,14 @@ from posdiag.probes.network._common import (
 )
 
 STAGGER_S = 0.02
+#: How a failed connect is named in a message (the data keeps the machine words).
+_KIND_WORDS = {"refused": N_("refused"), "timeout": N_("timed out"), "unreachable": N_("unreachable"),
+               "error": N_("failed otherwise")}
 
 
 class TcpProbe(PaymentHostProbe):
     name = "network.tcp"
-    description = "TCP connects to each payment host: connect time median/p95, refused vs timeout vs unreachable"
+    description = N_("TCP connects to each payment host: connect time median/p95, refused vs timeout vs unreachable")
     findings = declare(fail=("tcp.error", "tcp.refused", "tcp.timeout", "tcp.unreachable"), warn=("tcp.unstable",),
                            info=("tcp.connected", "tcp.not_attempted"))
     requires = ("network.link",)
@@ -42,9 +47,10 @@ class TcpProbe(PaymentHostProbe):
         reachable = [(t, addrs) for t, addrs in plan if addrs]
         for t, addrs in plan:
             if not addrs:
-                obs.info("tcp.not_attempted", f"{t.label}: not attempted, its name did not resolve", host=t.host.host)
+                obs.info("tcp.not_attempted", tr("{target}: not attempted, its name did not resolve", target=t.label),
+                         host=t.host.host)
         if not reachable:
-            raise ProbeSkipped("no payment host name resolved")
+            raise ProbeSkipped(tr("no payment host name resolved"))
         outcomes = side_by_side(lambda ta: self.attempts(ta[1][0], ta[0].host.port), reachable)
         verdicts = {target.index: self.judge(obs, target, addrs[0], attempts)
                     for (target, addrs), attempts in zip(reachable, outcomes, strict=True)}
@@ -53,8 +59,8 @@ class TcpProbe(PaymentHostProbe):
         _known.remember(self.context.state_dir, {t.host.host: a for t in all_targets
                                                  if (a := connected_address(self.context, t)) and not is_address(t.host.host)})
         if obs.status() is Status.OK:
-            obs.summary = "; ".join(f"{t.host.label} {obs.metrics.get(f'connect_median_ms[{t.host.label}]')} ms"
-                                    for t, _ in reachable)
+            obs.summary = clauses(f"{t.host.label} {obs.metrics.get(f'connect_median_ms[{t.host.label}]')} ms"
+                                  for t, _ in reachable)
 
     def attempts(self, address: str, port: int) -> list[Connect]:
         net = self.settings.network
@@ -71,20 +77,26 @@ class TcpProbe(PaymentHostProbe):
             obs.metric(f"connect_median_ms[{label}]", round(stats["median_ms"], 2))
             obs.metric(f"connect_p95_ms[{label}]", round(stats["p95_ms"], 2))
             self.context.connected[target.index] = address
-            obs.info(CONNECTED, f"{target.label}: connected to {address}:{target.host.port}", index=target.index,
+            obs.info(CONNECTED, tr("{target}: connected to {address}:{port}", target=target.label, address=address,
+                                   port=target.host.port), index=target.index,
                      address=address, median_ms=round(stats["median_ms"], 2))
             if len(ok) < len(attempts):
-                failed = len(attempts) - len(ok)
-                obs.warn("tcp.unstable", f"{target.label}: {failed} of {len(attempts)} connects failed "
-                         f"({', '.join(k for k in kinds if k != 'ok')})", host=target.host.host, role=target.role, **data)
+                obs.warn("tcp.unstable", ntr("{target}: {failed} of {n} connect failed ({kinds})",
+                                             "{target}: {failed} of {n} connects failed ({kinds})", len(attempts),
+                                             target=target.label, failed=len(attempts) - len(ok),
+                                             kinds=", ".join(tr(_KIND_WORDS[k]) for k in kinds if k != "ok")),
+                         host=target.host.host, role=target.role, **data)
             return None
-        where = target.label if address == target.host.host else f"{target.label} at {address}"
-        first_error = next((a.error for a in attempts if a.error), "")
+        where = (target.label if address == target.host.host
+                 else tr("{target} at {address}", target=target.label, address=address))
         if kinds["refused"]:
-            return "tcp.refused", f"{where} refuses connections (reset): the payment service is down", data
+            return "tcp.refused", tr("{where} refuses connections (reset): the payment service is down", where=where), data
         if kinds["unreachable"]:
-            return "tcp.unreachable", f"{where} is unreachable ({first_error})", data
+            error = next(a.error for a in attempts if a.kind == "unreachable")
+            return "tcp.unreachable", tr("{where} is unreachable ({error})", where=where, error=error), data
         if kinds["timeout"]:
-            timeout = self.settings.network.timeout_s
-            return "tcp.timeout", f"{where} does not answer: {len(attempts)} connects timed out after {timeout:g} s", data
-        return "tcp.error", f"{where}: connect failed ({first_error})", data
+            return "tcp.timeout", ntr("{where} does not answer: {n} connect timed out after {timeout:g} s",
+                                      "{where} does not answer: {n} connects timed out after {timeout:g} s", len(attempts),
+                                      where=where, timeout=self.settings.network.timeout_s), data
+        error = next((a.error for a in attempts if a.error), "")
+        return "tcp.error", tr("{where}: connect failed ({error})", where=where, error=error), data

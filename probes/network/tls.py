@@ -8,11 +8,13 @@ import socket
 import ssl
 import time
 
+from posdiag.agent.i18n import N_, tr
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network._common import (
     Background,
     PaymentHostProbe,
     Target,
+    clauses,
     connected_address,
     report_per_target,
     side_by_side,
@@ -30,7 +32,7 @@ GRACE_S = 0.25
 
 class TlsProbe(PaymentHostProbe):
     name = "network.tls"
-    description = "TLS handshake with SNI and verification: expiry, trust, name; optional HTTPS health path"
+    description = N_("TLS handshake with SNI and verification: expiry, trust, name; optional HTTPS health path")
     findings = declare(fail=("http.bad_response", "http.connection_lost", "http.server_error", "http.timeout", "tls.cert_expired",
                            "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed",
                            "tls.large_replies_lost", "tls.name_mismatch", "tls.reset", "tls.timeout", "tls.untrusted",
@@ -40,7 +42,7 @@ class TlsProbe(PaymentHostProbe):
 
     def applies(self) -> str | None:
         if not any(h.tls for h in self.settings.payment_hosts):
-            return "no payment host uses TLS"
+            return tr("no payment host uses TLS")
         return None
 
     def deadline_s(self) -> float:
@@ -50,13 +52,14 @@ class TlsProbe(PaymentHostProbe):
         all_targets = targets(self.settings)
         work = [(t, addr) for t in all_targets if t.host.tls and (addr := connected_address(self.context, t))]
         if not work:
-            raise ProbeSkipped("no TLS payment host accepted a TCP connection")
+            raise ProbeSkipped(tr("no TLS payment host accepted a TCP connection"))
         results = side_by_side(lambda ta: self.handshake(obs, *ta), work)
         verdicts = {t.index: r for (t, _), r in zip(work, results, strict=True)}
         report_per_target(obs, verdicts, all_targets, {t.index for t in all_targets if not t.host.tls})
         if obs.status() is Status.OK:
-            obs.summary = "; ".join(f"{t.host.label} {obs.metrics.get(f'handshake_ms[{t.host.label}]')} ms, "
-                                    f"{obs.metrics.get(f'cert_days_left[{t.host.label}]')} days left" for t, _ in work)
+            obs.summary = clauses(tr("{host} {ms} ms, {days} days left", host=t.host.label,
+                                     ms=obs.metrics.get(f"handshake_ms[{t.host.label}]"),
+                                     days=obs.metrics.get(f"cert_days_left[{t.host.label}]")) for t, _ in work)
 
     def context_for(self, target: Target) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=target.host.ca_file or None)
@@ -68,12 +71,13 @@ class TlsProbe(PaymentHostProbe):
         name = host.server_name or host.host
         label = host.label
         timeout = self.settings.network.timeout_s
-        where = f"{target.label} ({name})"
+        where = tr("{target} ({name})", target=target.label, name=name)
         started = time.monotonic()
         try:
             raw = socket.create_connection((address, host.port), timeout=timeout)
         except OSError as exc:
-            return "tls.connect_failed", f"{where}: connection for the handshake failed ({exc})", {}
+            return "tls.connect_failed", tr("{where}: connection for the handshake failed ({error})", where=where,
+                                            error=exc), {}
         channel = Channel(raw, self.context_for(target), name, started + timeout)
         tiny: list[Background[str]] = []
         try:
@@ -90,11 +94,13 @@ class TlsProbe(PaymentHostProbe):
         except TimeoutError:
             return self.stalled(where, channel.received, tiny[0].result() if tiny else None)
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError) as exc:
-            return "tls.reset", f"{where}: connection closed during the handshake ({exc.__class__.__name__})", {}
+            return "tls.reset", tr("{where}: connection closed during the handshake ({error})", where=where,
+                                   error=exc.__class__.__name__), {}
         except ssl.SSLError as exc:
-            return "tls.handshake_failed", f"{where}: handshake failed ({exc.reason or exc})", {"reason": exc.reason}
+            return "tls.handshake_failed", tr("{where}: handshake failed ({reason})", where=where, reason=exc.reason or exc), \
+                {"reason": exc.reason}
         except OSError as exc:
-            return "tls.reset", f"{where}: connection failed during the handshake ({exc})", {}
+            return "tls.reset", tr("{where}: connection failed during the handshake ({error})", where=where, error=exc), {}
         finally:
             raw.close()
 
@@ -114,28 +120,34 @@ class TlsProbe(PaymentHostProbe):
         timeout = self.settings.network.timeout_s
         data = {"bytes_received": received, "small_exchange": tiny or "not tried"}
         if received == 0 and tiny == "answered":
-            return "tls.large_replies_lost", (
-                f"{where}: the handshake stalled with 0 bytes of the server's reply in {timeout:g} s, while a 7-byte "
-                "exchange on the same port is answered at once: large packets are lost on the path"), data
-        return "tls.timeout", f"{where}: handshake stalled for {timeout:g} s ({received} bytes from the server" + (
-            ", and a 7-byte exchange is not answered either" if tiny == "silent" else "") + \
-            "): the service accepts but does not answer", data
+            return "tls.large_replies_lost", tr(
+                "{where}: the handshake stalled with 0 bytes of the server's reply in {timeout:g} s, while a 7-byte "
+                "exchange on the same port is answered at once: large packets are lost on the path",
+                where=where, timeout=timeout), data
+        if tiny == "silent":
+            return "tls.timeout", tr("{where}: handshake stalled for {timeout:g} s ({received} bytes from the server, and a "
+                                     "7-byte exchange is not answered either): the service accepts but does not answer",
+                                     where=where, timeout=timeout, received=received), data
+        return "tls.timeout", tr("{where}: handshake stalled for {timeout:g} s ({received} bytes from the server): the "
+                                 "service accepts but does not answer", where=where, timeout=timeout, received=received), data
 
     @staticmethod
     def classify_verify(where: str, exc: ssl.SSLCertVerificationError) -> tuple[str, str, dict]:
         code, message = exc.verify_code, exc.verify_message
         data = {"verify_code": code, "verify_message": message}
         if code == _EXPIRED:
-            return "tls.cert_expired", f"{where}: the server certificate has expired", data
+            return "tls.cert_expired", tr("{where}: the server certificate has expired", where=where), data
         if code == _NOT_YET_VALID:
-            return "tls.cert_not_yet_valid", f"{where}: the server certificate is not yet valid — is the " \
-                                             "terminal's clock behind?", data
+            return "tls.cert_not_yet_valid", tr("{where}: the server certificate is not yet valid — is the "
+                                                "terminal's clock behind?", where=where), data
         if code == _HOSTNAME_MISMATCH:
-            return "tls.name_mismatch", f"{where}: the certificate is for another name ({message})", data
+            return "tls.name_mismatch", tr("{where}: the certificate is for another name ({message})", where=where,
+                                           message=message), data
         if code in _UNTRUSTED:
-            return "tls.untrusted", f"{where}: certificate not trusted ({message}): wrong CA file or an " \
-                                    "intercepting proxy", data
-        return "tls.verify_failed", f"{where}: certificate verification failed ({message})", data
+            return "tls.untrusted", tr("{where}: certificate not trusted ({message}): wrong CA file or an "
+                                       "intercepting proxy", where=where, message=message), data
+        return "tls.verify_failed", tr("{where}: certificate verification failed ({message})", where=where,
+                                       message=message), data
 
     def expiry(self, obs: Observation, target: Target, cert: dict) -> None:
         if not cert or "notAfter" not in cert:
@@ -143,12 +155,12 @@ class TlsProbe(PaymentHostProbe):
         days = (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400
         obs.metric(f"cert_days_left[{target.host.label}]", round(days, 1))
         if days < EXPIRY_WARN_DAYS:
-            obs.warn("tls.expiring_soon", f"{target.label}: certificate expires in {days:.0f} days",
-                     host=target.host.host, days_left=round(days, 1))
+            obs.warn("tls.expiring_soon", tr("{target}: certificate expires in {days:.0f} days", target=target.label,
+                                             days=days), host=target.host.host, days_left=round(days, 1))
 
     def health(self, obs: Observation, target: Target, tls: Channel, name: str) -> tuple[str, str, dict] | None:
         path = target.host.health_path
-        where = f"{target.label} {path}"
+        where = f"{target.label} {path}"  # a name and a path: no words to translate
         started = time.monotonic()
         request = (f"GET {path} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: posdiag\r\nConnection: close\r\n\r\n").encode()
         tls.deadline = started + self.settings.network.timeout_s
@@ -161,22 +173,24 @@ class TlsProbe(PaymentHostProbe):
                     break
                 head += chunk
         except TimeoutError:
-            return "http.timeout", f"{where}: no HTTP answer within {self.settings.network.timeout_s:g} s", {}
+            return "http.timeout", tr("{where}: no HTTP answer within {timeout:g} s", where=where,
+                                      timeout=self.settings.network.timeout_s), {}
         except OSError as exc:  # reset, broken pipe, TLS alert: the service dropped us, it did not stall
-            return "http.connection_lost", f"{where}: connection lost during the request ({exc})", \
-                {"error": exc.__class__.__name__}
+            return "http.connection_lost", tr("{where}: connection lost during the request ({error})", where=where,
+                                              error=exc), {"error": exc.__class__.__name__}
         ms = (time.monotonic() - started) * 1000
         if not head:
-            return "http.connection_lost", f"{where}: the service closed the connection without answering", {}
+            return "http.connection_lost", tr("{where}: the service closed the connection without answering", where=where), {}
         parts = head.split(b"\r\n", 1)[0].split()
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            return "http.bad_response", f"{where}: not an HTTP answer ({head[:40]!r})", {}
+            return "http.bad_response", tr("{where}: not an HTTP answer ({head!r})", where=where, head=head[:40]), {}
         status = int(parts[1])
         obs.metric(f"health_status[{target.host.label}]", status)
         obs.metric(f"health_ms[{target.host.label}]", round(ms, 2))
         if status >= 500:
-            return "http.server_error", f"{where}: the payment service answers HTTP {status}", {"status": status}
+            return "http.server_error", tr("{where}: the payment service answers HTTP {status}", where=where,
+                                           status=status), {"status": status}
         if status >= 400:
-            obs.warn("http.client_error", f"{where}: HTTP {status}: check the configured health path",
-                     host=target.host.host, status=status)
+            obs.warn("http.client_error", tr("{where}: HTTP {status}: check the configured health path", where=where,
+                                             status=status), host=target.host.host, status=status)
         return None
