@@ -85,6 +85,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         Route("/signin", page.signin_form, methods=["GET"]),
         Route("/signin", page.signin, methods=["POST"]),
         Route("/signout", page.signout, methods=["POST"]),
+        Route("/lang", page.set_language, methods=["POST"]),
         Mount("/static", StaticFiles(directory=page.STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

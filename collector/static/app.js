@@ -1,13 +1,53 @@
 // posdiag fleet page: polls the read API and draws incidents, the cause chart, terminals by site and
 // one terminal's timeline. Everything that comes from a report reaches the page through textContent
 // (never innerHTML): a report is text written by a terminal, not markup.
+//
+// The page's own words go through tr() and ntr() (singular, plural, count) with literal strings (the
+// catalogue extractor finds them there); the server puts this page's translations in the
+// <script type="application/json" id="messages"> data block. A report's own text (titles, evidence,
+// remediation, summaries) stays in the language the terminal wrote it in.
 "use strict";
 
 const POLL_MS = 5000;
 const SVG = "http://www.w3.org/2000/svg";
+const LOCALE = document.documentElement.lang || "en";
+const MESSAGES = (() => {
+  try { return JSON.parse(document.getElementById("messages")?.textContent || "{}"); } catch { return {}; }  // English then
+})();
 let skewMs = 0;           // server clock minus this browser's clock
 let openTerminalId = null;
 let openReportId = null;
+
+// {name} in a message, filled from fields; text without fields is left as it is (as in posdiag.agent.i18n).
+function fill(text, fields) {
+  if (!fields) return text;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in fields ? String(fields[name]) : whole));
+}
+
+function tr(message, fields) {
+  const text = typeof MESSAGES[message] === "string" && MESSAGES[message] ? MESSAGES[message] : message;
+  return fill(text, fields);
+}
+
+// A counted message ({n} is the count). The server sends a translation's forms for one and for many.
+function ntr(singular, plural, n, fields) {
+  const forms = MESSAGES[singular];
+  const text = Array.isArray(forms) && forms[n === 1 ? 0 : 1] ? forms[n === 1 ? 0 : 1] : (n === 1 ? singular : plural);
+  return fill(text, {...fields, n});
+}
+
+// A message with elements in it ({time} an element, say) keeps each language's word order: the translated
+// template is cut at its {fields} and the nodes put in their places.
+function parts(text, nodes) {
+  return text.split(/(\{\w+\})/).filter((piece) => piece !== "").map((piece) => {
+    const name = piece.match(/^\{(\w+)\}$/);
+    return name && name[1] in nodes ? nodes[name[1]] : piece;
+  });
+}
+
+// Words the API sends as codes, shown in the page's language (the codes stay in classes and data-*).
+const VERDICTS = {healthy: tr("healthy"), degraded: tr("degraded"), fault: tr("fault")};
+const STATUSES = {ok: tr("ok"), warn: tr("warn"), fail: tr("fail"), error: tr("error"), skipped: tr("skipped")};
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -41,22 +81,22 @@ function parseTime(iso) { return iso ? Date.parse(iso) : NaN; }
 
 function ago(iso) {
   const t = parseTime(iso);
-  if (Number.isNaN(t)) return "never";
+  if (Number.isNaN(t)) return tr("never");
   const s = Math.max(0, Math.round((Date.now() + skewMs - t) / 1000));
-  if (s < 60) return s + " s ago";
-  if (s < 3600) return Math.round(s / 60) + " min ago";
-  if (s < 172800) return Math.round(s / 3600) + " h ago";
-  return Math.round(s / 86400) + " days ago";
+  if (s < 60) return tr("{n} s ago", {n: s});
+  if (s < 3600) return tr("{n} min ago", {n: Math.round(s / 60)});
+  if (s < 172800) return tr("{n} h ago", {n: Math.round(s / 3600)});
+  return tr("{n} days ago", {n: Math.round(s / 86400)});
 }
 
 function clock(iso) {
   const t = parseTime(iso);
-  return Number.isNaN(t) ? "—" : new Date(t).toLocaleString([], {dateStyle: "short", timeStyle: "short"});
+  return Number.isNaN(t) ? "—" : new Date(t).toLocaleString(LOCALE, {dateStyle: "short", timeStyle: "short"});
 }
 
 function verdictBadge(verdict, silent) {
-  const nodes = [el("span", {class: "badge v-" + (verdict || "unknown")}, verdict || "no report")];
-  if (silent) nodes.push(el("span", {class: "badge silent-badge", title: "not heard from recently"}, "silent"));
+  const nodes = [el("span", {class: "badge v-" + (verdict || "unknown")}, verdict ? VERDICTS[verdict] || verdict : tr("no report"))];
+  if (silent) nodes.push(el("span", {class: "badge silent-badge", title: tr("not heard from recently")}, tr("silent")));
   return nodes;
 }
 
@@ -66,17 +106,17 @@ function renderIncidents(incidents) {
   const closed = incidents.filter((i) => !i.open);
   const cards = open.map((i) => el("article", {class: "incident scope-" + i.scope, "data-cause": i.cause},
     el("div", {class: "incident-head"},
-      el("span", {class: "badge scope"}, i.scope === "fleet" ? "fleet" : "site"),
+      el("span", {class: "badge scope"}, i.scope === "fleet" ? tr("fleet-wide") : tr("site")),
       el("strong", {class: "cause"}, i.cause)),
-    el("p", {}, i.scope === "fleet" ? i.sites.length + " sites · " : "site " + i.site + " · ",
-      i.terminal_count + (i.terminal_count === 1 ? " terminal" : " terminals"),
-      " · since ", el("time", {datetime: i.first_seen_at, title: clock(i.first_seen_at)}, ago(i.first_seen_at))),
+    el("p", {}, i.scope === "fleet" ? ntr("{n} site", "{n} sites", i.sites.length) : tr("site {site}", {site: i.site}),
+      " · ", ntr("{n} terminal", "{n} terminals", i.terminal_count), " · ",
+      parts(tr("since {time}"), {time: el("time", {datetime: i.first_seen_at, title: clock(i.first_seen_at)}, ago(i.first_seen_at))})),
     el("p", {class: "muted small"}, i.terminals.join(", "))));
-  const children = cards.length ? cards : [el("p", {class: "ok-note"}, "No open incidents.")];
+  const children = cards.length ? cards : [el("p", {class: "ok-note"}, tr("No open incidents."))];
   if (closed.length) {
-    children.push(el("details", {class: "closed"}, el("summary", {}, closed.length + " closed in the last day"),
-      el("ul", {}, closed.map((i) => el("li", {}, i.scope + " · " + i.cause + (i.site ? " · " + i.site : "") +
-        " · " + i.terminal_count + " terminals · " + clock(i.first_seen_at) + " – " + clock(i.last_seen_at))))));
+    children.push(el("details", {class: "closed"}, el("summary", {}, tr("{n} closed in the last day", {n: closed.length})),
+      el("ul", {}, closed.map((i) => el("li", {}, [i.scope === "fleet" ? tr("fleet-wide") : tr("site"), i.cause, ...(i.site ? [i.site] : []),
+        ntr("{n} terminal", "{n} terminals", i.terminal_count), clock(i.first_seen_at) + " – " + clock(i.last_seen_at)].join(" · "))))));
   }
   box.replaceChildren(...children);
 }
@@ -90,20 +130,20 @@ function renderChart(terminals) {
   }
   const rows = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   const box = document.getElementById("chart");
-  if (!rows.length) { box.replaceChildren(el("p", {class: "muted"}, "No reports yet.")); return; }
+  if (!rows.length) { box.replaceChildren(el("p", {class: "muted"}, tr("No reports yet."))); return; }
   const max = Math.max(...rows.map((r) => r[1]));
   // Drawn at the box's own width (no scaling), so labels keep their size on a phone.
   const width = Math.min(640, Math.max(280, box.clientWidth || 480));
   const rowH = 26, labelW = Math.min(180, Math.round(width * 0.45)), barW = width - labelW - 40;
   const height = rows.length * rowH + 4;
   const chart = svg("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart",
-    "aria-label": "terminals by top cause"});
+    "aria-label": tr("terminals by top cause")});
   rows.forEach(([cause, n], idx) => {
     const y = idx * rowH + 2;
     const w = Math.max(2, Math.round(barW * n / max));
     const group = svg("g", {class: "bar " + (cause === "none" ? "bar-none" : "bar-fault")});
-    group.append(svg("title", {}, `${cause}: ${n} terminal${n === 1 ? "" : "s"}`));
-    group.append(svg("text", {x: labelW - 8, y: y + 17, "text-anchor": "end", class: "label"}, cause === "none" ? "none (healthy)" : cause));
+    group.append(svg("title", {}, ntr("{cause}: {n} terminal", "{cause}: {n} terminals", n, {cause})));
+    group.append(svg("text", {x: labelW - 8, y: y + 17, "text-anchor": "end", class: "label"}, cause === "none" ? tr("none (healthy)") : cause));
     group.append(svg("rect", {x: labelW, y: y + 4, width: w, height: rowH - 8, rx: 3}));
     group.append(svg("text", {x: labelW + w + 6, y: y + 17, class: "count"}, String(n)));
     chart.append(group);
@@ -120,7 +160,7 @@ function siteRank(list) {
 function renderSites(terminals) {
   const sites = new Map();
   for (const t of terminals) {
-    const site = t.site || "(no site)";
+    const site = t.site || tr("(no site)");
     if (!sites.has(site)) sites.set(site, []);
     sites.get(site).push(t);
   }
@@ -133,8 +173,8 @@ function renderSites(terminals) {
     const faults = list.filter((t) => t.verdict === "fault").length;
     const silent = list.filter((t) => t.silent).length;
     return el("section", {class: "site", "data-site": site},
-      el("h3", {}, site, el("span", {class: "muted small"},
-        ` ${list.length} terminal${list.length === 1 ? "" : "s"}` + (faults ? ` · ${faults} fault` : "") + (silent ? ` · ${silent} silent` : ""))),
+      el("h3", {}, site, el("span", {class: "muted small"}, " " + [ntr("{n} terminal", "{n} terminals", list.length),
+        ...(faults ? [ntr("{n} fault", "{n} faults", faults)] : []), ...(silent ? [tr("{n} silent", {n: silent})] : [])].join(" · "))),
       el("ul", {class: "terminals"}, list.map((t) => el("li", {},
         el("button", {type: "button", class: "terminal" + (t.silent ? " silent" : "") + (t.id === openTerminalId ? " selected" : ""),
           "data-terminal": t.id, on: {click: () => openTerminal(t.id, true)}},
@@ -143,7 +183,7 @@ function renderSites(terminals) {
           el("span", {class: "tcause"}, t.top_cause || "—"),
           el("span", {class: "seen"}, el("time", {datetime: t.last_seen_at || ""}, ago(t.last_seen_at))))))));
   });
-  document.getElementById("sites").replaceChildren(...(blocks.length ? blocks : [el("p", {class: "muted"}, "No terminals registered.")]));
+  document.getElementById("sites").replaceChildren(...(blocks.length ? blocks : [el("p", {class: "muted"}, tr("No terminals registered."))]));
 }
 
 async function refresh() {
@@ -154,11 +194,11 @@ async function refresh() {
     renderChart(term.terminals);
     renderSites(term.terminals);
     if (openTerminalId) await loadTimeline(openTerminalId);
-    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    document.getElementById("updated").textContent = tr("updated {time}", {time: new Date().toLocaleTimeString(LOCALE)});
     document.getElementById("updated").classList.remove("stale");
   } catch (error) {
     const status = document.getElementById("updated");
-    status.textContent = "cannot update: " + error.message;
+    status.textContent = tr("cannot update: {error}", {error: error.message});
     status.classList.add("stale");
   }
 }
@@ -170,9 +210,9 @@ async function loadTimeline(id) {
       "data-report": r.report_id, on: {click: () => showReport(r.report_id)}},
       el("span", {class: "dot v-" + r.verdict}),
       el("time", {datetime: r.started_at}, clock(r.started_at)),
-      el("span", {class: "badge v-" + r.verdict}, r.verdict),
+      el("span", {class: "badge v-" + r.verdict}, VERDICTS[r.verdict] || r.verdict),
       el("span", {class: "tcause"}, r.top_cause))));
-  document.getElementById("timeline").replaceChildren(...(items.length ? items : [el("li", {class: "muted"}, "No reports yet.")]));
+  document.getElementById("timeline").replaceChildren(...(items.length ? items : [el("li", {class: "muted"}, tr("No reports yet."))]));
 }
 
 async function openTerminal(id, scroll) {
@@ -197,33 +237,45 @@ function closeTerminal() {
   document.querySelectorAll("button.terminal.selected").forEach((b) => b.classList.remove("selected"));
 }
 
-function causeBlock(cause) {
+// A report's text in the language it was written in: marked so (lang) for screen readers and fonts.
+function reportLang(report) {
+  return report.lang === "zh_CN" ? "zh-CN" : "en";
+}
+
+function causeBlock(cause, lang) {
+  const percent = new Intl.NumberFormat(LOCALE, {style: "percent"}).format(cause.confidence);
   return el("article", {class: "cause-card"},
-    el("h4", {}, cause.title || cause.id, " ", el("code", {}, cause.id),
-      el("span", {class: "confidence"}, Math.round(cause.confidence * 100) + " %")),
-    el("h5", {}, "Evidence"),
-    cause.evidence.length ? el("ul", {class: "evidence"}, cause.evidence.map((e) => el("li", {}, e))) : el("p", {class: "muted"}, "none given"),
-    el("h5", {}, "Remediation"),
-    el("ol", {class: "remediation"}, cause.remediation.map((step) => el("li", {}, step))));
+    el("h4", {}, el("span", {class: "cause-title", lang}, cause.title || cause.id), " ", el("code", {}, cause.id),
+      el("span", {class: "confidence", title: tr("confidence")}, percent)),
+    el("h5", {}, tr("Evidence")),
+    cause.evidence.length ? el("ul", {class: "evidence", lang}, cause.evidence.map((e) => el("li", {}, e))) : el("p", {class: "muted"}, tr("none given")),
+    el("h5", {}, tr("Remediation")),
+    el("ol", {class: "remediation", lang}, cause.remediation.map((step) => el("li", {}, step))));
 }
 
 async function showReport(reportId) {
   openReportId = reportId;
   document.querySelectorAll("button.report-item").forEach((b) => b.classList.toggle("selected", b.dataset.report === reportId));
   const r = await getJSON("/api/v1/reports/" + encodeURIComponent(reportId));
+  const lang = reportLang(r);
   const probes = el("table", {class: "probes"},
-    el("thead", {}, el("tr", {}, el("th", {}, "probe"), el("th", {}, "status"), el("th", {}, "summary"))),
+    el("thead", {}, el("tr", {}, el("th", {}, tr("probe")), el("th", {}, tr("status")), el("th", {}, tr("summary")))),
     el("tbody", {}, r.probes.map((p) => el("tr", {class: "p-" + p.status},
-      el("td", {}, p.name), el("td", {}, p.status), el("td", {}, p.summary)))));
+      el("td", {}, p.name), el("td", {}, STATUSES[p.status] || p.status), el("td", {lang}, p.summary)))));
+  const seconds = new Intl.NumberFormat(LOCALE, {maximumFractionDigits: 2}).format(r.duration_s);
   document.getElementById("report").replaceChildren(el("div", {class: "report-detail"},
-    el("h3", {}, "Report of ", clock(r.started_at), " ", verdictBadge(r.diagnosis.verdict, false)),
-    el("p", {class: "muted small"}, `${r.trigger} · agent ${r.agent_version} · ${r.duration_s} s · ${r.report_id}`),
-    r.diagnosis.causes.map(causeBlock),
-    el("details", {}, el("summary", {}, r.probes.length + (r.probes.length === 1 ? " probe" : " probes")), probes)));
+    el("h3", {}, parts(tr("Report of {time}"), {time: clock(r.started_at)}), " ", verdictBadge(r.diagnosis.verdict, false)),
+    el("p", {class: "muted small"}, [r.trigger, tr("agent {version}", {version: r.agent_version}), tr("{seconds} s", {seconds}),
+      r.report_id].join(" · ")),
+    r.diagnosis.causes.map((cause) => causeBlock(cause, lang)),
+    el("details", {}, el("summary", {}, ntr("{n} probe", "{n} probes", r.probes.length)), probes)));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("close-terminal").addEventListener("click", closeTerminal);
+  // The language switch brings the browser back to the terminal it had open.
+  const back = document.querySelector("form.lang-switch input[name=next]");
+  if (back) back.form.addEventListener("submit", () => { back.value = window.location.pathname + window.location.hash; });
   const match = window.location.hash.match(/^#t=(.+)$/);
   if (match) openTerminal(decodeURIComponent(match[1]), false).catch(() => closeTerminal());
   refresh();
