@@ -214,7 +214,7 @@ class Daemon:
             new = config.load(self.config_path)
             kb = load_knowledge(causes_path())
         except config.ConfigError as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc.render().replace("\n", " "))
+            log.error("reload refused, keeping the running configuration: %s", str(exc).replace("\n", " "))
             self.state.last_error = f"reload refused: {'; '.join(exc.problems)}"
             return
         self.notify.send("RELOADING=1")
