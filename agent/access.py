@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 
+from posdiag.agent.i18n import N_
+from posdiag.agent.message import Message
+
 
 def group_name(path: str) -> str:
     """The group owning ``path`` (or its nearest existing parent), by name where it has one."""
@@ -31,12 +34,15 @@ def group_name(path: str) -> str:
 
 
 class AccessDenied(PermissionError):
-    """The calling user may not use ``path``; the message says what would let them."""
+    """The calling user may not use ``path``; the message says what would let them (``message``, for
+    the reader's language)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.group = group_name(path)
-        super().__init__(f"permission denied on {path}: run as root or a member of group {self.group}")
+        self.message = Message(N_("permission denied on {path}: run as root or a member of group {group}"),
+                               path=path, group=self.group)
+        super().__init__(str(self.message))
 
     def __str__(self) -> str:
         return self.args[0]

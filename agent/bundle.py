@@ -145,9 +145,14 @@ def _read_raw_config(config_path: str) -> dict[str, Any]:
 
 
 def _summary(settings: Settings, config_path: str) -> str:
-    return (f"posdiag support bundle\nterminal: {settings.terminal_id}\nsite: {settings.terminal.site or '-'}\n"
-            f"made at: {utc_iso(time.time())}\nconfig: {config_path}\n"
-            f"posdiag: {__version__}\n")
+    """The bundle's cover note, in the language of the technician who made it (the member names and
+    the other members stay as they are: the help desk's tools read those)."""
+    from posdiag.agent.i18n import tr
+
+    lines = [tr("posdiag support bundle"), tr("terminal: {terminal}", terminal=settings.terminal_id),
+             tr("site: {site}", site=settings.terminal.site or "-"), tr("made at: {time}", time=utc_iso(time.time())),
+             tr("config: {path}", path=config_path), f"posdiag: {__version__}"]
+    return "\n".join(lines) + "\n"
 
 
 def _versions() -> str:

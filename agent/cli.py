@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from posdiag.agent import __version__, i18n
 from posdiag.agent.exits import Exit
-from posdiag.agent.i18n import tr
+from posdiag.agent.i18n import N_, tr
 
 #: ``history --limit`` above this is refused by the parser (SQLite takes 64-bit integers only)
 MAX_LIMIT = 1_000_000
@@ -42,7 +42,8 @@ def _limit(text: str) -> int:
     except ValueError:
         value = None
     if value is None or not 1 <= value <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_LIMIT}, got {text[:40]!r}")
+        raise argparse.ArgumentTypeError(tr("expected a whole number from 1 to {limit}, got {value!r}",
+                                            limit=MAX_LIMIT, value=text[:40]))
     return value
 
 
@@ -95,50 +96,48 @@ def speak(argv: list[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="posdiag", description="Find out why a POS terminal fails payments "
-                                     "with error 2824.")
+    parser = _Parser(prog="posdiag", description=tr("Find out why a POS terminal fails payments with error 2824."))
     parser.add_argument("--version", action="version", version=f"posdiag {__version__}",
                         help=tr("show the version and exit"))
     _lang_option(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = [_common()]
 
-    diag = sub.add_parser("diagnose", parents=common, help="run a one-shot diagnosis")
-    diag.add_argument("--json", action="store_true", help="print the report as JSON (posdiag.report/1)")
-    diag.add_argument("--only", metavar="P,...", help="run only these probes (names or areas, comma-separated)")
-    diag.add_argument("--push", action="store_true", help="also queue the report for the central server")
-    diag.add_argument("--format", choices=FORMATS, help="text (default), json (the same as --json), nagios (one "
-                      "monitoring-plugin line) or prometheus (node_exporter textfile)")
-    diag.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically replaced) instead of stdout")
+    diag = sub.add_parser("diagnose", help=tr("run a one-shot diagnosis"), parents=common)
+    diag.add_argument("--json", action="store_true", help=tr("print the report as JSON (posdiag.report/1)"))
+    diag.add_argument("--only", metavar="P,...", help=tr("run only these probes (names or areas, comma-separated)"))
+    diag.add_argument("--push", action="store_true", help=tr("also queue the report for the central server"))
+    diag.add_argument("--format", choices=FORMATS, help=tr("text (default), json (the same as --json), nagios (one "
+                                                           "monitoring-plugin line) or prometheus (node_exporter textfile)"))
+    diag.add_argument("-o", "--output", metavar="FILE", help=tr("write to FILE (atomically replaced) instead of stdout"))
 
-    probes = sub.add_parser("probes", help="list the probes and what each one checks")
+    probes = sub.add_parser("probes", help=tr("list the probes and what each one checks"))
     probes.set_defaults(debug=False)
     _lang_option(probes)
-    sub.add_parser("run", parents=common,
-                   help="the daemon: diagnose at boot, on schedule, on demand and on 2824 events")
+    sub.add_parser("run", parents=common, help=tr("the daemon: diagnose at boot, on schedule, on demand and on 2824 events"))
 
-    trig = sub.add_parser("trigger", parents=common, help="ask the running daemon to diagnose now")
-    trig.add_argument("--json", action="store_true", help="print the report as JSON")
+    trig = sub.add_parser("trigger", help=tr("ask the running daemon to diagnose now"), parents=common)
+    trig.add_argument("--json", action="store_true", help=tr("print the report as JSON"))
 
-    stat = sub.add_parser("status", parents=common, help="daemon state: last verdict, history, pushes")
-    stat.add_argument("--json", action="store_true", help="print the status as JSON")
+    stat = sub.add_parser("status", help=tr("daemon state: last verdict, history, pushes"), parents=common)
+    stat.add_argument("--json", action="store_true", help=tr("print the status as JSON"))
 
-    hist = sub.add_parser("history", parents=common, help="stored reports, newest first")
-    hist.add_argument("--json", action="store_true", help="print the reports as JSON")
-    hist.add_argument("--since", metavar="AGE", help="only reports younger than AGE, e.g. 90s, 30m, 2h, 7d")
-    hist.add_argument("--limit", type=_limit, default=50, help="at most this many reports (default 50)")
+    hist = sub.add_parser("history", help=tr("stored reports, newest first"), parents=common)
+    hist.add_argument("--json", action="store_true", help=tr("print the reports as JSON"))
+    hist.add_argument("--since", metavar="AGE", help=tr("only reports younger than AGE, e.g. 90s, 30m, 2h, 7d"))
+    hist.add_argument("--limit", type=_limit, default=50, help=tr("at most this many reports (default 50)"))
 
     push = sub.add_parser("push", parents=common,
-                          help="send the queued reports to the central server now (when no daemon runs)")
-    push.add_argument("--requeue-refused", action="store_true", help="first put back reports the server refused")
+                          help=tr("send the queued reports to the central server now (when no daemon runs)"))
+    push.add_argument("--requeue-refused", action="store_true", help=tr("first put back reports the server refused"))
 
-    bundle = sub.add_parser("bundle", parents=common, help="support bundle for the help desk, secrets redacted")
-    bundle.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: "
-                        "./posdiag-bundle-<terminal>-<time>.tar.gz)")
+    bundle = sub.add_parser("bundle", help=tr("support bundle for the help desk, secrets redacted"), parents=common)
+    bundle.add_argument("-o", "--output", metavar="FILE",
+                        help=tr("where to write it (default: ./posdiag-bundle-<terminal>-<time>.tar.gz)"))
 
-    cfg = sub.add_parser("config", help="configuration commands")
+    cfg = sub.add_parser("config", help=tr("configuration commands"))
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION", parser_class=_Parser)
-    cfg_sub.add_parser("check", parents=common, help="validate a configuration and say what is wrong")
+    cfg_sub.add_parser("check", parents=common, help=tr("validate a configuration and say what is wrong"))
     return parser
 
 
@@ -151,7 +150,9 @@ class Progress:
 
     def __call__(self, result: Any, done: int, total: int) -> None:
         if self.enabled:
-            self.stream.write(f"\r\033[Kprobing… {done}/{total}  {result.name}: {result.status.value}")
+            line = tr("probing… {done}/{total}  {probe}: {status}", done=done, total=total, probe=result.name,
+                      status=result.status.value)
+            self.stream.write(f"\r\033[K{line}")
             self.stream.flush()
 
     def clear(self) -> None:
@@ -164,7 +165,7 @@ def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent import config
 
     if args.json and args.format not in (None, "json"):
-        raise UsageError(f"--json and --format {args.format} ask for two different outputs; give one")
+        raise UsageError(tr("--json and --format {format} ask for two different outputs; give one", format=args.format))
     fmt = "json" if args.json else args.format or "text"
     settings = config.load(args.config)
     if args.push:
@@ -195,7 +196,7 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
         code = Exit.UNKNOWN
     _emit(report, fmt, code, out, output)
     if code is Exit.UNKNOWN:
-        err.write("posdiag: no probe could check anything; cannot diagnose\n")
+        err.write("posdiag: " + tr("no probe could check anything; cannot diagnose") + "\n")
     return code
 
 
@@ -225,22 +226,27 @@ def _startup_s() -> float:
 
 def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag import probes
+    from posdiag.agent.columns import table
 
-    classes = probes.all_probes()
-    width = max(len(c.name) for c in classes)
-    for cls in classes:
-        needs = f"  (after {', '.join(cls.requires)})" if cls.requires else ""
-        out.write(f"{cls.name:<{width}}  {cls.description}{needs}\n")
+    rows = []
+    for cls in probes.all_probes():
+        # the probe marks its description N_() where it declares it; said here in the reader's language
+        what = tr(cls.description)
+        if cls.requires:
+            what += "  " + tr("(after {probes})", probes=", ".join(cls.requires))
+        rows.append([cls.name, what])
+    out.writelines(line + "\n" for line in table(rows))
     return Exit.OK
 
 
 def _require_push(settings: Any) -> None:
     """Push needs a server and a token file only its owner can read: refused like a bad config."""
     from posdiag.agent.config import ConfigError
+    from posdiag.agent.message import Message
     from posdiag.agent.pushsetup import check
 
     if not settings.server.url:
-        raise ConfigError(settings.source, ["server.url: expected the central server's URL to push to"])
+        raise ConfigError(settings.source, [Message(N_("server.url: expected the central server's URL to push to"))])
     problems = check(settings.server)
     if problems:
         raise ConfigError(settings.source, problems)
@@ -285,19 +291,20 @@ def _print_report(report: dict, as_json: bool, out: TextIO) -> int:
 def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent import config
     from posdiag.agent.control import DaemonBusy, DaemonNotRunning, request
+    from posdiag.agent.message import translated
 
     settings = config.load(args.config)
     try:
         reply = request(settings.daemon.control_socket, {"cmd": "trigger"},
                         timeout_s=settings.diagnosis.deadline_s + 35)
     except DaemonNotRunning as exc:
-        err.write(f"posdiag: {exc}; diagnosing locally instead\n")
+        err.write("posdiag: " + tr("{problem}; diagnosing locally instead", problem=translated(exc)) + "\n")
         return _diagnose(settings, "json" if args.json else "text", out, err)
     except DaemonBusy as exc:  # a live daemon owns the probes: never diagnose beside it
-        err.write(f"posdiag: {exc}; try again in a moment\n")
+        err.write("posdiag: " + tr("{problem}; try again in a moment", problem=translated(exc)) + "\n")
         return Exit.UNKNOWN
     if not reply.get("ok"):
-        err.write(f"posdiag: the daemon could not diagnose: {reply.get('error')}\n")
+        err.write("posdiag: " + tr("the daemon could not diagnose: {error}", error=reply.get("error")) + "\n")
         return Exit.UNKNOWN
     return _print_report(reply["report"], args.json, out)
 
@@ -305,39 +312,55 @@ def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent import config
     from posdiag.agent.control import DaemonBusy, DaemonNotRunning, request
+    from posdiag.agent.message import translated
+    from posdiag.agent.push import labelled, read_status, status_rows
 
     settings = config.load(args.config)
     try:
         status = request(settings.daemon.control_socket, {"cmd": "status"}, timeout_s=5)["status"]
     except (DaemonNotRunning, DaemonBusy) as exc:
-        from posdiag.agent.push import read_status, status_lines
-
         running = isinstance(exc, DaemonBusy)
         _, push, store = read_status(settings)  # the outbox waits all the same
         if args.json:
             out.write(json.dumps({"running": running, "error": str(exc), "push": push, "store": store}) + "\n")
         else:
-            out.write("\n".join([f"posdiag daemon: {'busy' if running else 'not running'} ({exc})",
-                                 *status_lines(push, store)]) + "\n")
+            head = (tr("posdiag daemon: busy ({problem})", problem=translated(exc)) if running
+                    else tr("posdiag daemon: not running ({problem})", problem=translated(exc)))
+            out.write("\n".join([head, *labelled(status_rows(push, store))]) + "\n")
         return Exit.UNKNOWN
     if args.json:
         out.write(json.dumps({"running": True, **status}, indent=2) + "\n")
         return Exit.OK
-    last = status["last"]
-    lines = [f"posdiag daemon {status['version']}: running, pid {status['pid']}, up {_age(status['uptime_s'])}",
-             f"  config:   {status['config']} (reloaded {status['reloads']}x), every {status['interval_s']:g} s",
-             f"  sweeps:   {status['sweeps']}, history: {status['history_reports']} report(s)"]
-    if last:
-        lines.append(f"  last:     {last['verdict'].upper()} — {last['top_cause']} ({last['confidence']:.0%}), "
-                     f"{last['trigger']} at {last['started_at']}")
-    lines.append(f"  txlog:    {status['txlog'] or 'not watched'}")
-    from posdiag.agent.push import status_lines
-
-    lines += status_lines(status["push"], status.get("store"))
-    if status.get("last_error"):
-        lines.append(f"  problem:  {status['last_error']}")
-    out.write("\n".join(lines) + "\n")
+    out.write("\n".join(_status_text(status)) + "\n")
     return Exit.OK
+
+
+#: how ``status`` names a verdict (the same words as the report's)
+_VERDICT = {"healthy": N_("HEALTHY"), "degraded": N_("DEGRADED"), "fault": N_("FAULT")}
+
+
+def _status_text(status: dict[str, Any]) -> list[str]:
+    """What ``status`` prints about a running daemon: a heading, then labelled lines in one column."""
+    from posdiag.agent.push import labelled, status_rows
+
+    last = status["last"]
+    rows = [(N_("config:"), tr("{config} (reloaded {reloads}x), every {interval:g} s", config=status["config"],
+                               reloads=status["reloads"], interval=status["interval_s"])),
+            (N_("sweeps:"), tr("{sweeps}, history: {history} report(s)", sweeps=status["sweeps"],
+                               history=status["history_reports"]))]
+    if last:
+        verdict = last["verdict"]
+        rows.append((N_("last:"), tr("{verdict} — {cause} ({confidence:.0%}), {trigger} at {started_at}",
+                                     verdict=tr(_VERDICT[verdict]) if verdict in _VERDICT else verdict.upper(),
+                                     cause=last["top_cause"], confidence=last["confidence"], trigger=last["trigger"],
+                                     started_at=last["started_at"])))
+    rows.append((N_("txlog:"), status["txlog"] or tr("not watched")))
+    rows += status_rows(status["push"], status.get("store"))
+    if status.get("last_error"):
+        rows.append((N_("problem:"), status["last_error"]))
+    head = tr("posdiag daemon {version}: running, pid {pid}, up {uptime}", version=status["version"],
+              pid=status["pid"], uptime=_age(status["uptime_s"]))
+    return [head, *labelled(rows)]
 
 
 def _age(seconds: float) -> str:
@@ -354,7 +377,7 @@ def parse_age(text: str) -> float:
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
-        raise ValueError(f"--since: expected an age such as 90s, 30m, 2h or 7d, got {text!r}")
+        raise ValueError(tr("--since: expected an age such as 90s, 30m, 2h or 7d, got {value!r}", value=text))
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
@@ -362,7 +385,6 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import time
 
     from posdiag.agent import config
-    from posdiag.agent.report import utc_iso
     from posdiag.agent.store import open_readonly
 
     settings = config.load(args.config)
@@ -383,20 +405,33 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     out.write(json.dumps([store.get(r.report_id) for r in rows], indent=2) + "\n")
                     return Exit.OK
     except sqlite3.DatabaseError as exc:
-        err.write(f"posdiag: the history in {settings.daemon.state_dir} cannot be read ({exc}); the daemon moves a "
-                  "damaged store aside and starts a fresh one when it next writes\n")
+        err.write("posdiag: " + tr("the history in {path} cannot be read ({error}); the daemon moves a damaged store "
+                                   "aside and starts a fresh one when it next writes", path=settings.daemon.state_dir,
+                                   error=exc) + "\n")
         return Exit.UNKNOWN
     if args.json:
         out.write("[]\n")
         return Exit.OK
     if not rows:
-        out.write(f"no stored reports in {settings.daemon.state_dir}\n")
+        out.write(tr("no stored reports in {path}", path=settings.daemon.state_dir) + "\n")
         return Exit.OK
-    out.write(f"{'started (UTC)':<20}  {'trigger':<9}  {'verdict':<8}  {'top cause':<19}  conf  report\n")
-    for r in rows:
-        out.write(f"{utc_iso(r.started_at):<20}  {r.trigger:<9}  {r.verdict:<8}  {r.top_cause:<19}  "
-                  f"{r.confidence:4.0%}  {r.report_id}\n")
+    out.writelines(line + "\n" for line in _history_table(rows))
     return Exit.OK
+
+
+def _history_table(rows: list[Any]) -> list[str]:
+    """One line per stored report under headings in the reader's language, the columns aligned by
+    the cells a terminal gives each character (a CJK heading takes two per character). Triggers,
+    verdicts and cause ids are the report's own words, shown as stored."""
+    from posdiag.agent.columns import display_width, pad, pad_left, table
+    from posdiag.agent.report import utc_iso
+
+    # the minimum widths keep the English columns where they always were
+    headings = [pad(tr("started (UTC)"), 20), pad(tr("trigger"), 9), pad(tr("verdict"), 8), pad(tr("top cause"), 19),
+                tr("conf"), tr("report")]
+    conf = max(4, display_width(headings[4]))
+    return table([headings] + [[utc_iso(r.started_at), r.trigger, r.verdict, r.top_cause,
+                                pad_left(f"{r.confidence:.0%}", conf), r.report_id] for r in rows])
 
 
 def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -410,7 +445,8 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = Path(args.output or f"posdiag-bundle-{settings.terminal_id}-{stamp}.tar.gz")
     path, size = make_bundle(settings, settings.source, target)
-    out.write(f"support bundle written to {path.resolve()} ({size / 1024:.1f} KiB); send it with the ticket\n")
+    out.write(tr("support bundle written to {path} ({kib:.1f} KiB); send it with the ticket", path=path.resolve(),
+                 kib=size / 1024) + "\n")
     return Exit.OK
 
 
@@ -426,9 +462,10 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if settings.server.url:
         _require_push(settings)
     load_knowledge(causes_path())
-    hosts = ", ".join(h.label for h in settings.payment_hosts) or "none"
-    out.write(f"{settings.source}: OK (terminal {settings.terminal_id}, payment hosts: {hosts}, "
-              f"reader: {settings.reader.kind}, push: {settings.server.url or 'not configured'})\n")
+    hosts = ", ".join(h.label for h in settings.payment_hosts) or tr("none")
+    out.write(tr("{path}: OK (terminal {terminal}, payment hosts: {hosts}, reader: {reader}, push: {push})",
+                 path=settings.source, terminal=settings.terminal_id, hosts=hosts, reader=settings.reader.kind,
+                 push=settings.server.url or tr("not configured")) + "\n")
     return Exit.OK
 
 
@@ -448,7 +485,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except Exception as exc:  # noqa: BLE001 - every failure ends in one line and exit 3, never a traceback
         return _report_failure(exc, args.debug, err)
     except KeyboardInterrupt:
-        _say(err, "posdiag: interrupted\n")
+        _say(err, "posdiag: " + tr("interrupted") + "\n")
         return Exit.UNKNOWN
 
 
@@ -457,20 +494,23 @@ def _report_failure(exc: Exception, debug: bool, err: TextIO) -> int:
     from posdiag.agent.access import AccessDenied
     from posdiag.agent.config import ConfigError
     from posdiag.agent.control import SocketPathTaken
+    from posdiag.agent.message import translated
     from posdiag.agent.sweep import UnknownProbe
 
     if isinstance(exc, ConfigError):
         message = exc.render()
     elif isinstance(exc, (UnknownProbe, SocketPathTaken, UsageError)):
-        message = str(exc)
+        message = translated(exc)
     elif isinstance(exc, AccessDenied):
-        message = str(exc)  # already says which group would let the user in
+        message = translated(exc)  # already says which group would let the user in
     elif isinstance(exc, PermissionError):
-        message = f"permission denied: {exc}"
+        message = tr("permission denied: {error}", error=exc)
     elif isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EBADF, errno.ENOSPC):
-        message = f"cannot write the output: {exc.strerror or exc}"
+        message = tr("cannot write the output: {error}", error=exc.strerror or exc)
+    elif debug:
+        message = tr("internal error: {error!r}", error=exc)
     else:
-        message = f"internal error: {exc!r}" + ("" if debug else " (run with --debug for the traceback)")
+        message = tr("internal error: {error!r} (run with --debug for the traceback)", error=exc)
     _say(err, f"posdiag: {message}\n")
     if debug:
         import traceback

@@ -28,6 +28,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from posdiag.agent import i18n
+from posdiag.agent.i18n import N_
+from posdiag.agent.message import Message, translated
 from posdiag.agent.paths import default_config_path
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
@@ -42,16 +45,22 @@ MAX_INTEGER = 2**53
 
 
 class ConfigError(Exception):
-    """A configuration was refused. ``problems`` lists every one found, each naming its key."""
+    """A configuration was refused. ``problems`` lists every one found, each naming its key.
+
+    ``str()`` is English, for the daemon's log; :meth:`render` is what a person reads, in their language.
+    """
 
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
-        super().__init__(self.render())
+        super().__init__(self.render(i18n.translator(i18n.DEFAULT)))
 
-    def render(self) -> str:
-        lines = [f"{self.path}: {p}" for p in self.problems]
-        return "invalid configuration:\n  " + "\n  ".join(lines)
+    def render(self, translator: i18n.Translator | None = None) -> str:
+        """The refusal in ``translator``'s language (the process's by default): the file, then each
+        problem with its key; key names and values are quoted as the file has them."""
+        t = translator or i18n.current()
+        lines = [t.tr("{path}: {problem}", path=self.path, problem=translated(p, t)) for p in self.problems]
+        return t.tr("invalid configuration:") + "\n  " + "\n  ".join(lines)
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -80,7 +89,7 @@ class PaymentHost:
     tls: bool = _f(True)
     server_name: str = _f("")
     ca_file: str = _f("", path=True)
-    health_path: str = _f("", pattern=r"^(/.*)?$", pattern_doc="a path starting with '/'")
+    health_path: str = _f("", pattern=r"^(/.*)?$", pattern_doc=N_("a path starting with '/'"))
     fallback_addresses: list[str] = _f([], "addresses the host is known to answer at besides its name")
 
     @property
@@ -106,10 +115,10 @@ class NetworkSettings:
 class ReaderSettings:
     kind: Literal["serial", "usb", "none"] = _f("none")
     port: str = _f("")
-    usb: str = _f("", pattern=r"^([0-9a-fA-F]{4}:[0-9a-fA-F]{4})?$", pattern_doc="VID:PID in hex, e.g. 0b00:0084")
+    usb: str = _f("", pattern=r"^([0-9a-fA-F]{4}:[0-9a-fA-F]{4})?$", pattern_doc=N_("VID:PID in hex, e.g. 0b00:0084"))
     baudrate: int = _f(9600, **_range(50, 4_000_000))
     protocol: str = _f("generic")
-    request: str = _f("", pattern=r"^([0-9a-fA-F]{2}\s*)*$", pattern_doc="hex bytes, e.g. '02 31 03'")
+    request: str = _f("", pattern=r"^([0-9a-fA-F]{2}\s*)*$", pattern_doc=N_("hex bytes, e.g. '02 31 03'"))
     expect: str = _f("", regex=True)
     expected_serial: str = _f("")
     timeout_s: float = _f(1.0, **_range(0.05, 30))
@@ -147,7 +156,7 @@ class DiskSettings:
 @dataclass(frozen=True)
 class ClockSettings:
     ntp_server: str = _f("", pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]+)?(:\d{1,5})?$",
-                         pattern_doc="host or host:port")
+                         pattern_doc=N_("host or host:port"))
     max_offset_s: float = _f(30.0, **_range(0.001, 86400))
 
 
@@ -160,7 +169,7 @@ class TxlogSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    url: str = _f("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", pattern_doc="an https:// URL (no query or fragment)")
+    url: str = _f("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", pattern_doc=N_("an https:// URL (no query or fragment)"))
     token_file: str = _f("")
     ca_file: str = _f("")
     spool_max_mb: float = _f(50.0, **_range(1, 100_000))
@@ -209,25 +218,37 @@ class Settings:
 # ---------------------------------------------------------------------------------------------
 # validation
 
-_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+#: What a key of each type expects, said whole (a list's words are not built from its items' words:
+#: Chinese does not make plurals with "s").
+_TYPE_WORDS = {str: N_("a string"), int: N_("an integer"), float: N_("a number"), bool: N_("true or false")}
+_LIST_WORDS = {str: N_("a list of strings"), int: N_("a list of integers"), float: N_("a list of numbers")}
+#: What a TOML value is, with the value shown after it.
+_GOT_WORDS = {str: N_("string {value}"), bool: N_("boolean {value}"), int: N_("integer {value}"),
+              float: N_("number {value}"), list: N_("list {value}"), dict: N_("table {value}")}
 
 
 def _describe(tp: Any) -> str:
+    """What a value of type ``tp`` must be, as a :class:`Message` ("an integer", "one of 'a', 'b'")."""
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+        return Message(N_("one of {choices}"), choices=", ".join(repr(a) for a in typing.get_args(tp)))
     if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+        item = typing.get_args(tp)[0]
+        return Message(_LIST_WORDS[item]) if item in _LIST_WORDS else Message(N_("a list of {item}"), item=_describe(item))
     if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    return _TYPE_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+        first, *rest = typing.get_args(tp)
+        said = _describe(first)
+        for other in rest:
+            said = Message(N_("{first} or {second}"), first=said, second=_describe(other))
+        return said
+    return Message(_TYPE_WORDS[tp]) if tp in _TYPE_WORDS else getattr(tp, "__name__", str(tp))
 
 
 def _got(value: Any) -> str:
-    kind = {str: "string", bool: "boolean", int: "integer", float: "number", list: "list",
-            dict: "table"}.get(type(value), type(value).__name__)
+    """What a TOML value is and the value itself ("string 'x'"), long lists and tables elided."""
     shown = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
-    return f"{kind} {shown}"
+    words = _GOT_WORDS.get(type(value))
+    return Message(words, value=shown) if words else f"{type(value).__name__} {shown}"
 
 
 def _matches_type(value: Any, tp: Any) -> bool:
@@ -245,28 +266,39 @@ def _matches_type(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
-def _did_you_mean(key: str, known: list[str]) -> str:
+def _unknown(key: str, where: str, known: list[str]) -> str:
+    """An unknown key (``where`` is its full name) or section (``where`` is ``[name]``), with the
+    closest known name, or all of them."""
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(known))})"
+    if where.startswith("["):
+        if close:
+            return Message(N_("{section}: unknown section (did you mean '{suggestion}'?)"), section=where,
+                           suggestion=close[0])
+        return Message(N_("{section}: unknown section (known sections: {known})"), section=where,
+                       known=", ".join(sorted(known)))
+    if close:
+        return Message(N_("{key}: unknown key (did you mean '{suggestion}'?)"), key=where, suggestion=close[0])
+    return Message(N_("{key}: unknown key (known keys: {known})"), key=where, known=", ".join(sorted(known)))
 
 
 def _build(cls: type, table: Any, where: str, problems: list[str]) -> Any:
     if not isinstance(table, dict):
-        problems.append(f"[{where}]: expected a table, got {_got(table)}")
+        problems.append(Message(N_("[{section}]: expected a table, got {got}"), section=where, got=_got(table)))
         return cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in fields:
-            problems.append(f"{where}.{key}: unknown key{_did_you_mean(key, list(fields))}")
+            problems.append(_unknown(key, f"{where}.{key}", list(fields)))
             continue
         checked = _check_value(value, hints[key], fields[key].metadata, f"{where}.{key}", problems)
         if checked is not _INVALID:
             values[key] = checked
     for name, f in fields.items():
         if f.metadata.get("required") and name not in table:
-            problems.append(f"{where}.{name}: missing, expected {_describe(hints[name])}")
+            problems.append(Message(N_("{key}: missing, expected {expected}"), key=f"{where}.{name}",
+                                    expected=_describe(hints[name])))
     try:
         return cls(**values)
     except TypeError:  # only reachable when a required value was refused above
@@ -278,23 +310,27 @@ _INVALID = object()
 
 def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) -> Any:
     if not _matches_type(value, tp):
-        problems.append(f"{key}: expected {_describe(tp)}, got {_got(value)}")
+        problems.append(Message(N_("{key}: expected {expected}, got {got}"), key=key, expected=_describe(tp),
+                                got=_got(value)))
         return _INVALID
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         problem = _number_problem(value, meta.get("min"), meta.get("max"))
         if problem:
-            problems.append(f"{key}: {problem}")
+            problems.append(Message(N_("{key}: {problem}"), key=key, problem=problem))
             return _INVALID
     if tp is float:
         value = float(value)  # safe now: the value is finite and within its range
     if meta.get("pattern") and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
-        problems.append(f"{key}: expected {meta.get('pattern_doc', meta['pattern'])}, got {shown_safely(value)!r}")
+        expected = Message(meta["pattern_doc"]) if "pattern_doc" in meta else meta["pattern"]
+        problems.append(Message(N_("{key}: expected {expected}, got {value!r}"), key=key, expected=expected,
+                                value=shown_safely(value)))
         return _INVALID
     if meta.get("regex") and value:
         try:
             re.compile(value)
         except re.error as exc:
-            problems.append(f"{key}: expected a valid regular expression, got {value!r} ({exc})")
+            problems.append(Message(N_("{key}: expected a valid regular expression, got {value!r} ({error})"),
+                                    key=key, value=value, error=str(exc)))
             return _INVALID
     return value
 
@@ -305,11 +341,13 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     _network_checks(settings, problems)
     for i, path in enumerate(settings.disk.paths):
         if not os.path.isabs(path):
-            problems.append(f"disk.paths[{i}]: expected an absolute path, got {path!r}")
+            problems.append(Message(N_("{key}: expected an absolute path, got {value!r}"), key=f"disk.paths[{i}]",
+                                    value=path))
     sock = settings.daemon.control_socket
     if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
-        problems.append(f"daemon.control_socket: expected a path of at most {MAX_SOCKET_PATH} bytes (the limit of "
-                        f"a Unix socket address), got {len(os.fsencode(sock))} bytes")
+        problems.append(Message(N_("daemon.control_socket: expected a path of at most {limit} bytes (the limit of "
+                                   "a Unix socket address), got {size} bytes"), limit=MAX_SOCKET_PATH,
+                                size=len(os.fsencode(sock))))
 
 
 def _number_problem(value: float, lo: float | None, hi: float | None) -> str | None:
@@ -317,48 +355,58 @@ def _number_problem(value: float, lo: float | None, hi: float | None) -> str | N
     a 400-digit integer must not reach ``float()`` or a format string, and NaN compares false with
     every bound, so it would pass a plain range test."""
     if isinstance(value, float) and not math.isfinite(value):
-        return f"expected a finite number, got {value!r}"
+        return Message(N_("expected a finite number, got {value!r}"), value=value)
     if isinstance(value, int) and abs(value) > MAX_INTEGER:
-        return f"expected a number from {_show(lo)} to {_show(hi)}, got an integer of {len(str(abs(value)))} digits"
+        return Message(N_("expected a number from {lo} to {hi}, got an integer of {digits} digits"), lo=_show(lo),
+                       hi=_show(hi), digits=len(str(abs(value))))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        return f"expected a number from {_show(lo)} to {_show(hi)}, got {value:g}"
+        return Message(N_("expected a number from {lo} to {hi}, got {value:g}"), lo=_show(lo), hi=_show(hi), value=value)
     return None
 
 
 def _show(bound: float | None) -> str:
-    return "any" if bound is None else f"{bound:g}"
+    return Message(N_("any")) if bound is None else f"{bound:g}"
 
 
 def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
     """What each reader kind and protocol needs besides its own keys."""
     if reader.kind == "serial" and not reader.port:
-        problems.append("reader.port: expected a serial device path when reader.kind = 'serial'")
+        problems.append(Message(N_("reader.port: expected a serial device path when reader.kind = 'serial'")))
     if reader.kind == "usb" and not reader.usb:
-        problems.append("reader.usb: expected VID:PID when reader.kind = 'usb'")
+        problems.append(Message(N_("reader.usb: expected VID:PID when reader.kind = 'usb'")))
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
-        problems.append("reader.request: expected hex bytes when reader.protocol = 'custom'")
+        problems.append(Message(N_("reader.request: expected hex bytes when reader.protocol = 'custom'")))
     if reader.protocol != "custom" and reader.protocol not in presets():
         hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
-        problems.append(f"reader.protocol: expected 'custom' or one of {', '.join(sorted(presets()))}, "
-                        f"got {reader.protocol!r}" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        known = ", ".join(sorted(presets()))
+        if hint:
+            problems.append(Message(N_("reader.protocol: expected 'custom' or one of {known}, got {value!r} "
+                                       "(did you mean '{suggestion}'?)"), known=known, value=reader.protocol,
+                                    suggestion=hint[0]))
+        else:
+            problems.append(Message(N_("reader.protocol: expected 'custom' or one of {known}, got {value!r}"),
+                                    known=known, value=reader.protocol))
 
 
 def _network_checks(settings: Settings, problems: list[str]) -> None:
     for i, host in enumerate(settings.payment_hosts):
         if host.ca_file and not os.path.isfile(host.ca_file):
-            problems.append(f"payment_hosts[{i}].ca_file: expected an existing file, got {host.ca_file!r}")
+            problems.append(Message(N_("{key}: expected an existing file, got {value!r}"), key=f"payment_hosts[{i}].ca_file",
+                                    value=host.ca_file))
         for addr in host.fallback_addresses:
             if not is_address(addr):
-                problems.append(f"payment_hosts[{i}].fallback_addresses: expected IP addresses, got {addr!r}")
+                problems.append(Message(N_("{key}: expected IP addresses, got {value!r}"),
+                                        key=f"payment_hosts[{i}].fallback_addresses", value=addr))
     gw = settings.network.gateway
     if gw not in ("auto", "off") and not is_address(gw):
-        problems.append(f"network.gateway: expected 'auto', 'off' or an IP address, got {gw!r}")
+        problems.append(Message(N_("network.gateway: expected 'auto', 'off' or an IP address, got {value!r}"), value=gw))
     servers = settings.network.dns_servers
     if isinstance(servers, str) and servers != "system":
-        problems.append(f"network.dns_servers: expected 'system' or a list of addresses, got {servers!r}")
+        problems.append(Message(N_("network.dns_servers: expected 'system' or a list of addresses, got {value!r}"),
+                                value=servers))
     elif isinstance(servers, list):
-        problems += [f"network.dns_servers: expected IP addresses, got {addr!r}" for addr in servers
-                     if not is_address(addr.rsplit("#", 1)[0])]
+        problems += [Message(N_("{key}: expected IP addresses, got {value!r}"), key="network.dns_servers", value=addr)
+                     for addr in servers if not is_address(addr.rsplit("#", 1)[0])]
 
 
 @functools.lru_cache(maxsize=1)
@@ -388,11 +436,12 @@ def parse(data: dict[str, Any], source: str) -> Settings:
     built: dict[str, Any] = {}
     for key, value in data.items():
         if key not in sections:
-            problems.append(f"[{key}]: unknown section{_did_you_mean(key, list(sections))}")
+            problems.append(_unknown(key, f"[{key}]", list(sections)))
             continue
         if key == "payment_hosts":
             if not isinstance(value, list):
-                problems.append(f"payment_hosts: expected an array of tables [[payment_hosts]], got {_got(value)}")
+                problems.append(Message(N_("payment_hosts: expected an array of tables [[payment_hosts]], got {got}"),
+                                        got=_got(value)))
                 continue
             hosts = [_build(PaymentHost, v, f"payment_hosts[{i}]", problems) for i, v in enumerate(value)]
             built[key] = [h for h in hosts if h is not None]
@@ -412,11 +461,12 @@ def _server_checks(server: ServerSettings, problems: list[str]) -> None:
     if not server.url:
         return
     if server.url.startswith("http://") and not server.allow_insecure:
-        problems.append(f"server.url: expected https:// (plain http:// would send the token and reports "
-                        f"unencrypted; set server.allow_insecure = true only for testing), got {shown_safely(server.url)!r}")
+        problems.append(Message(N_("server.url: expected https:// (plain http:// would send the token and reports "
+                                   "unencrypted; set server.allow_insecure = true only for testing), got {value!r}"),
+                                value=shown_safely(server.url)))
     if not server.token_file:
-        problems.append("server.token_file: expected the path of the file holding this terminal's token "
-                        "when server.url is set")
+        problems.append(Message(N_("server.token_file: expected the path of the file holding this terminal's token "
+                                   "when server.url is set")))
 
 
 def shown_safely(value: str) -> str:
@@ -444,14 +494,15 @@ def load(explicit: str | None = None) -> Settings:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), [f"not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+        raise ConfigError(str(path), [Message(N_("not UTF-8 text ({reason} at byte {start})"), reason=exc.reason,
+                                              start=exc.start)]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
+        raise ConfigError(str(path), [Message(N_("TOML syntax error: {error}"), error=str(exc))]) from None
     except RecursionError:
         data = None
     if data is None or _depth(data) > MAX_DEPTH:
-        raise ConfigError(str(path), [f"arrays or tables nested more than {MAX_DEPTH} deep: this is not a posdiag "
-                                      "configuration (the schema needs three levels)"])
+        raise ConfigError(str(path), [Message(N_("arrays or tables nested more than {depth} deep: this is not a posdiag "
+                                                 "configuration (the schema needs three levels)"), depth=MAX_DEPTH)])
     return parse(data, str(path))
 
 
@@ -477,15 +528,15 @@ def read_bounded(path: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        raise ConfigError(path, ["file not found: expected a readable TOML file"]) from None
+        raise ConfigError(path, [Message(N_("file not found: expected a readable TOML file"))]) from None
     except PermissionError:
-        raise ConfigError(path, ["permission denied: the agent cannot read this file"]) from None
+        raise ConfigError(path, [Message(N_("permission denied: the agent cannot read this file"))]) from None
     except OSError as exc:
-        raise ConfigError(path, [f"cannot open: {exc.strerror}"]) from None
+        raise ConfigError(path, [Message(N_("cannot open: {error}"), error=exc.strerror)]) from None
     try:
         kind = file_kind(os.fstat(fd).st_mode)
         if kind != "a regular file":
-            raise ConfigError(path, [f"is {kind}: expected a regular TOML file"])
+            raise ConfigError(path, [Message(N_("is {kind}: expected a regular TOML file"), kind=kind)])
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(65536, limit + 1 - size))
@@ -494,22 +545,24 @@ def read_bounded(path: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+        raise ConfigError(path, [Message(N_("cannot read: {error}"), error=exc.strerror)]) from None
     finally:
         os.close(fd)
     if size > limit:
-        raise ConfigError(path, [f"larger than {limit // 1024} KiB: this is not a posdiag configuration"])
+        raise ConfigError(path, [Message(N_("larger than {kib} KiB: this is not a posdiag configuration"),
+                                         kib=limit // 1024)])
     return b"".join(chunks)
 
 
 def file_kind(mode: int) -> str:
     """'a regular file', 'a FIFO', 'a character device', … for an ``st_mode``."""
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+    for test, name in ((stat.S_ISREG, N_("a regular file")), (stat.S_ISDIR, N_("a directory")),
+                       (stat.S_ISFIFO, N_("a FIFO")), (stat.S_ISCHR, N_("a character device")),
+                       (stat.S_ISBLK, N_("a block device")), (stat.S_ISSOCK, N_("a socket")),
+                       (stat.S_ISLNK, N_("a symbolic link"))):
         if test(mode):
-            return name
-    return "a special file"
+            return Message(name)
+    return Message(N_("a special file"))
 
 
 def _depth(data: Any) -> int:
@@ -536,19 +589,23 @@ def check_paths(settings: Settings) -> list[str]:
     if txlog and os.path.exists(txlog):
         kind = file_kind(os.stat(txlog).st_mode)
         if kind != "a regular file":
-            problems.append(f"txlog.path: expected a regular file, {txlog!r} is {kind} (it would never be read)")
+            problems.append(Message(N_("txlog.path: expected a regular file, {path!r} is {kind} (it would never be read)"),
+                                    path=txlog, kind=kind))
     state = settings.daemon.state_dir
     if os.path.lexists(state):
         if not os.path.isdir(state):
-            problems.append(f"daemon.state_dir: expected a directory, {state!r} is {file_kind(os.lstat(state).st_mode)}")
+            problems.append(Message(N_("daemon.state_dir: expected a directory, {path!r} is {kind}"), path=state,
+                                    kind=file_kind(os.lstat(state).st_mode)))
     else:
         parent = _existing_parent(state)
         if not os.path.isdir(parent):
-            problems.append(f"daemon.state_dir: cannot be created: {parent!r} is {file_kind(os.stat(parent).st_mode)}")
+            problems.append(Message(N_("daemon.state_dir: cannot be created: {path!r} is {kind}"), path=parent,
+                                    kind=file_kind(os.stat(parent).st_mode)))
     sock = settings.daemon.control_socket
     if os.path.lexists(sock) and not stat.S_ISSOCK(os.lstat(sock).st_mode):
-        problems.append(f"daemon.control_socket: {sock!r} is {file_kind(os.lstat(sock).st_mode)}, not a socket; "
-                        "the daemon will refuse to start rather than remove it")
+        problems.append(Message(N_("daemon.control_socket: {path!r} is {kind}, not a socket; "
+                                   "the daemon will refuse to start rather than remove it"), path=sock,
+                                kind=file_kind(os.lstat(sock).st_mode)))
     return problems
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 from posdiag.agent.access import AccessDenied
 from posdiag.agent.config import file_kind
+from posdiag.agent.i18n import N_
+from posdiag.agent.message import Message
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 log = logging.getLogger("posdiag")
@@ -40,15 +42,24 @@ CONNECT_RETRY_S = 3.0
 MAX_REQUEST = 65536
 
 
-class DaemonNotRunning(Exception):
+class _Refusal(Exception):
+    """English as a string (the daemon logs it, ``status --json`` carries it); ``message`` for the
+    reader's language when the CLI prints it."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(str(message))
+
+
+class DaemonNotRunning(_Refusal):
     """Nothing listens on the control socket: no daemon, or a stale socket of a dead one."""
 
 
-class DaemonBusy(Exception):
+class DaemonBusy(_Refusal):
     """A daemon exists on the socket but did not accept the connection in time."""
 
 
-class SocketPathTaken(Exception):
+class SocketPathTaken(_Refusal):
     """The control socket path is held by something that is not our socket (a file, a directory)."""
 
 
@@ -69,8 +80,9 @@ def claim_path(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise SocketPathTaken(f"refusing to start: the control socket path {path} is {file_kind(st.st_mode)}, "
-                              "not a socket; it was left untouched — move it away or set [daemon] control_socket")
+        raise SocketPathTaken(Message(N_("refusing to start: the control socket path {path} is {kind}, not a socket; it "
+                                         "was left untouched — move it away or set [daemon] control_socket"),
+                                      path=path, kind=file_kind(st.st_mode)))
     try:
         request(path, {"cmd": "ping"}, timeout_s=2.0, retry_s=1.0)
     except DaemonNotRunning:
@@ -154,12 +166,13 @@ def _connect(path: str, timeout_s: float, retry_s: float) -> socket.socket:
             busy = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or isinstance(exc, TimeoutError)
             retriable = busy or exc.errno == errno.ECONNREFUSED
             if not retriable or not _is_socket(path):
-                raise DaemonNotRunning(f"no posdiag daemon answers on {path} ({exc.__class__.__name__})") from None
+                raise DaemonNotRunning(Message(N_("no posdiag daemon answers on {path} ({error})"), path=path,
+                                               error=exc.__class__.__name__)) from None
             if time.monotonic() >= give_up:
                 if busy:
-                    raise DaemonBusy(f"the posdiag daemon on {path} is busy: it did not accept the connection "
-                                     f"within {retry_s:g} s") from None
-                raise DaemonNotRunning(f"no posdiag daemon answers on {path} (stale socket)") from None
+                    raise DaemonBusy(Message(N_("the posdiag daemon on {path} is busy: it did not accept the connection "
+                                                "within {seconds:g} s"), path=path, seconds=retry_s)) from None
+                raise DaemonNotRunning(Message(N_("no posdiag daemon answers on {path} (stale socket)"), path=path)) from None
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
 
@@ -178,15 +191,17 @@ def request(path: str, message: dict[str, Any], timeout_s: float = 30.0,
             stream.flush()
             line = stream.readline()
     except TimeoutError:
-        raise DaemonBusy(f"the posdiag daemon on {path} did not answer within {timeout_s:g} s") from None
+        raise DaemonBusy(Message(N_("the posdiag daemon on {path} did not answer within {seconds:g} s"), path=path,
+                                 seconds=timeout_s)) from None
     except OSError as exc:
-        raise DaemonNotRunning(f"the daemon on {path} dropped the connection ({exc.__class__.__name__})") from None
+        raise DaemonNotRunning(Message(N_("the daemon on {path} dropped the connection ({error})"), path=path,
+                                       error=exc.__class__.__name__)) from None
     if not line:
-        raise DaemonNotRunning(f"the daemon on {path} closed the connection")
+        raise DaemonNotRunning(Message(N_("the daemon on {path} closed the connection"), path=path))
     try:
         reply = json.loads(line)
     except ValueError:
         reply = None
     if not isinstance(reply, dict):
-        raise DaemonNotRunning(f"something on {path} that is not a posdiag daemon answered")
+        raise DaemonNotRunning(Message(N_("something on {path} that is not a posdiag daemon answered"), path=path))
     return reply

@@ -218,7 +218,7 @@ class Daemon:
             lang = i18n.choose(self.lang, new.terminal.language)
             kb = load_knowledge(causes_path(), lang)
         except config.ConfigError as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc.render().replace("\n", " "))
+            log.error("reload refused, keeping the running configuration: %s", str(exc).replace("\n", " "))
             self.state.last_error = f"reload refused: {'; '.join(exc.problems)}"
             return
         self.notify.send("RELOADING=1")

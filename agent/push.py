@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from posdiag.agent import outbox, sender
+from posdiag.agent.i18n import N_, tr
 from posdiag.agent.pushsetup import require
 from posdiag.agent.store import Store, open_readonly
 
@@ -142,77 +143,110 @@ def read_status(settings: Any, store: Store | None = None) -> tuple[int | str, d
     return history, {"configured": bool(settings.server.url), **summary}, health
 
 
-def status_lines(push: dict[str, Any], store: dict[str, Any] | None) -> list[str]:
-    """The text ``posdiag status`` prints for pushing and the store's health."""
+#: The labels of ``posdiag status``'s lines, every one of them: the column is as wide whichever are shown.
+STATUS_LABELS = (N_("config:"), N_("sweeps:"), N_("last:"), N_("txlog:"), N_("push:"), N_("store:"), N_("problem:"))
+
+
+def labelled(rows: list[tuple[str, str]]) -> list[str]:
+    """``status`` lines: each N_-marked label in the reader's language, then its text in one column
+    (measured in terminal cells, so Chinese labels line up too). An empty label continues the line above."""
+    from posdiag.agent.columns import display_width, pad
+
+    width = max(display_width(tr(label)) for label in STATUS_LABELS) + 2
+    return ["  " + pad(tr(label) if label else "", width) + text for label, text in rows]
+
+
+def status_rows(push: dict[str, Any], store: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """What ``posdiag status`` says about pushing and the store's health, as (label, text) rows."""
     if not push["configured"]:
-        lines = ["  push:     not configured ([server] url)"]
+        rows = [(N_("push:"), tr("not configured ([server] url)"))]
     else:
-        oldest = f", oldest {push['oldest_unsent_s']:.0f} s" if push["oldest_unsent_s"] is not None else ""
-        last = (f"last attempt {push['last_attempt_at']}: {push['last_result']}" if push["last_attempt_at"]
-                else "no attempt yet")
-        lines = [f"  push:     outbox {push['outbox']}{oldest}; {last}",
-                 f"            sent {push['sent']}, refused {push['refused']}, dropped {push['dropped']}"]
+        rows = [(N_("push:"), _outbox_text(push)),
+                ("", tr("sent {sent}, refused {refused}, dropped {dropped}", sent=push["sent"], refused=push["refused"],
+                        dropped=push["dropped"]))]
     if store and store.get("healed"):
         h = store["healed"]
-        lines.append(f"  store:    healed at {h['at']} ({h['reason']}): moved to {h['moved_to']}, "
-                     f"{h['recovered_unsent']} unsent report(s) recovered, {h['unreadable_unsent']} unreadable")
+        rows.append((N_("store:"), tr("healed at {at} ({reason}): moved to {moved_to}, {recovered} unsent report(s) "
+                                      "recovered, {unreadable} unreadable", at=h["at"], reason=h["reason"],
+                                      moved_to=h["moved_to"], recovered=h["recovered_unsent"],
+                                      unreadable=h["unreadable_unsent"])))
     if store and store.get("unstored"):
         u = store["unstored"]
-        lines.append(f"  store:    {u['count']} report(s) could not be stored since {u['first_at']}: {u['error']}")
-    return lines
+        rows.append((N_("store:"), tr("{count} report(s) could not be stored since {since}: {error}", count=u["count"],
+                                      since=u["first_at"], error=u["error"])))
+    return rows
+
+
+def _outbox_text(push: dict[str, Any]) -> str:
+    """The outbox's depth, the age of its oldest report, and the last attempt, in one sentence."""
+    fields = {"outbox": push["outbox"], "age": push["oldest_unsent_s"], "at": push["last_attempt_at"],
+              "result": push["last_result"]}
+    if push["oldest_unsent_s"] is not None:
+        if push["last_attempt_at"]:
+            return tr("outbox {outbox}, oldest {age:.0f} s; last attempt {at}: {result}", **fields)
+        return tr("outbox {outbox}, oldest {age:.0f} s; no attempt yet", **fields)
+    if push["last_attempt_at"]:
+        return tr("outbox {outbox}; last attempt {at}: {result}", **fields)
+    return tr("outbox {outbox}; no attempt yet", **fields)
 
 
 # --- the technician's side: diagnose --push and posdiag push --------------------------------------------
 def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
     """Store and queue a report from ``diagnose --push``, then ask a running daemon to send it."""
     from posdiag.agent.control import DaemonNotRunning, request
+    from posdiag.agent.message import translated
 
     d = settings.daemon
     try:
         with Store.for_settings(settings) as store:
             store.add(report, push=True)
     except Exception as exc:  # noqa: BLE001 - full disk, damaged store, permissions: the report is printed all the same
-        err.write(f"posdiag: could not queue the report for the central server: {exc}\n")
+        err.write("posdiag: " + tr("could not queue the report for the central server: {error}",
+                                   error=translated(exc)) + "\n")
         return False
     try:
         request(d.control_socket, {"cmd": "push"}, timeout_s=5)
-        err.write("posdiag: report queued; the daemon sends it\n")
+        err.write("posdiag: " + tr("report queued; the daemon sends it") + "\n")
     except DaemonNotRunning:
-        err.write("posdiag: report queued; no daemon is running: 'posdiag push' sends it\n")
+        err.write("posdiag: " + tr("report queued; no daemon is running: 'posdiag push' sends it") + "\n")
     except (OSError, ValueError) as exc:
-        err.write(f"posdiag: report queued; the daemon did not answer ({exc}): 'posdiag push' sends it\n")
+        err.write("posdiag: " + tr("report queued; the daemon did not answer ({error}): 'posdiag push' sends it",
+                                   error=translated(exc)) + "\n")
     return True
 
 
 def push_now(settings: Any, out: Any, err: Any, requeue_refused: bool = False) -> int:
     """``posdiag push``: drain the outbox here and now. 0 when all is sent, 3 when it cannot be."""
+    from posdiag.agent.message import translated
     from posdiag.agent.pushsetup import PushSetupError
 
     if not settings.server.url:
-        err.write("posdiag: no central server configured ([server] url): nothing to push to\n")
+        err.write("posdiag: " + tr("no central server configured ([server] url): nothing to push to") + "\n")
         return 3
     if requeue_refused:
         with Store.for_settings(settings) as store, store.db:
             n = outbox.requeue_refused(store.db)
-        out.write(f"{n} report(s) set aside earlier put back in the outbox\n")
+        out.write(tr("{n} report(s) set aside earlier put back in the outbox", n=n) + "\n")
     else:
         Store.for_settings(settings).close()  # heals a damaged store before reading it
     try:
         result = sender.drain(settings.server, settings.daemon.state_dir, lock_wait_s=60)
     except PushSetupError as exc:
-        err.write(f"posdiag: cannot push: {exc}\n")
+        err.write("posdiag: " + tr("cannot push: {problem}", problem="; ".join(translated(p) for p in exc.problems)) + "\n")
         return 3
     if result.busy:
-        err.write("posdiag: another sender has been draining the outbox for 60 s; try again later\n")
+        err.write("posdiag: " + tr("another sender has been draining the outbox for 60 s; try again later") + "\n")
         return 3
-    out.write(f"sent {result.sent} report(s); {result.remaining} still in the outbox\n")
+    out.write(tr("sent {sent} report(s); {remaining} still in the outbox", sent=result.sent,
+                 remaining=result.remaining) + "\n")
     if result.refused:
-        answers = ", ".join(sorted(set(result.refusals)))
-        err.write(f"posdiag: the server refused {result.refused} report(s) (HTTP {answers}); "
-                  "they are set aside: see 'posdiag status', fix the cause, then 'posdiag push --requeue-refused'\n")
+        err.write("posdiag: " + tr("the server refused {refused} report(s) (HTTP {answers}); they are set aside: see "
+                                   "'posdiag status', fix the cause, then 'posdiag push --requeue-refused'",
+                                   refused=result.refused, answers=", ".join(sorted(set(result.refusals)))) + "\n")
         return 3
     if result.remaining:
-        err.write(f"posdiag: the server did not take every report (last result: {result.last_result}); "
-                  f"{result.remaining} still queued: try again later (a running daemon retries by itself)\n")
+        err.write("posdiag: " + tr("the server did not take every report (last result: {result}); {remaining} still "
+                                   "queued: try again later (a running daemon retries by itself)",
+                                   result=result.last_result, remaining=result.remaining) + "\n")
         return 3
     return 0

@@ -12,11 +12,15 @@ import os
 import stat
 from typing import Any
 
+from posdiag.agent.i18n import N_
+from posdiag.agent.message import Message
+
 MAX_TOKEN_BYTES = 4096
 
 
 class PushSetupError(RuntimeError):
-    """The push setup cannot be used; ``problems`` name the key and what is expected."""
+    """The push setup cannot be used; ``problems`` name the key and what is expected (English as a
+    string, for the sender's and the daemon's log; in the reader's language through ``translated``)."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -33,27 +37,29 @@ def read_token(path: str) -> str:
     try:
         fd, st = _open_token(path)
     except FileNotFoundError:
-        raise PushSetupError([f"server.token_file: {path} does not exist"]) from None
+        raise PushSetupError([Message(N_("server.token_file: {path} does not exist"), path=path)]) from None
     except PermissionError:
-        raise PushSetupError([f"server.token_file: {path}: permission denied (run as root or the posdiag user)"]) from None
+        raise PushSetupError([Message(N_("server.token_file: {path}: permission denied (run as root or the posdiag user)"),
+                                      path=path)]) from None
     except OSError as exc:
-        raise PushSetupError([f"server.token_file: cannot open {path} ({exc.strerror}; a symlink is not followed)"]) from None
+        raise PushSetupError([Message(N_("server.token_file: cannot open {path} ({error}; a symlink is not followed)"),
+                                      path=path, error=exc.strerror)]) from None
     try:
         if not stat.S_ISREG(st.st_mode):
-            raise PushSetupError([f"server.token_file: {path} is not a regular file"])
+            raise PushSetupError([Message(N_("server.token_file: {path} is not a regular file"), path=path)])
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
-            raise PushSetupError([f"server.token_file: {path} is readable by group or others (mode {mode:04o}); "
-                                  f"a bearer token is a password: run 'chmod 600 {path}'"])
+            raise PushSetupError([Message(N_("server.token_file: {path} is readable by group or others (mode {mode:04o}); "
+                                             "a bearer token is a password: run 'chmod 600 {path}'"), path=path, mode=mode)])
         raw = os.read(fd, MAX_TOKEN_BYTES + 1)
     finally:
         os.close(fd)
     token = raw.decode("ascii", errors="replace").strip()
     if not token:
-        raise PushSetupError([f"server.token_file: {path} is empty; expected the terminal's token"])
+        raise PushSetupError([Message(N_("server.token_file: {path} is empty; expected the terminal's token"), path=path)])
     if len(raw) > MAX_TOKEN_BYTES or any(c.isspace() or not c.isprintable() or c == "\ufffd" for c in token):
-        raise PushSetupError([f"server.token_file: {path} does not hold one token "
-                              "(expected a single line of printable ASCII)"])
+        raise PushSetupError([Message(N_("server.token_file: {path} does not hold one token "
+                                         "(expected a single line of printable ASCII)"), path=path)])
     return token
 
 
@@ -67,7 +73,8 @@ def check(server: Any) -> list[str]:
     except PushSetupError as exc:
         problems += exc.problems
     if server.ca_file and not os.path.isfile(server.ca_file):
-        problems.append(f"server.ca_file: expected an existing CA bundle file, got {server.ca_file!r}")
+        problems.append(Message(N_("server.ca_file: expected an existing CA bundle file, got {value!r}"),
+                                value=server.ca_file))
     return problems
 
 

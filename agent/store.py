@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from posdiag.agent import heal, outbox
+from posdiag.agent.i18n import N_
+from posdiag.agent.message import Message
 from posdiag.agent.report import parse_utc_iso, utc_iso
 from posdiag.probes.base import PastSweep
 
@@ -55,7 +57,12 @@ CREATE INDEX IF NOT EXISTS reports_started ON reports (started_at);
 
 
 class StoreFull(Exception):
-    """A report could not be stored even after pruning the whole history to make room."""
+    """A report could not be stored even after pruning the whole history to make room. English as a
+    string (the daemon logs it); ``message`` for the reader's language (``diagnose --push``)."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(str(message))
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,8 @@ class Store:
                 self._open()
             except (sqlite3.Error, OSError) as exc:
                 self._note_unstored(report, str(exc))
-                raise StoreFull(f"the report store {self.path} cannot be opened: {exc}") from None
+                raise StoreFull(Message(N_("the report store {path} cannot be opened: {error}"), path=self.path,
+                                        error=str(exc))) from None
         for attempt in (1, 2):
             try:
                 dropped = self._add_making_room(report, push)
@@ -215,8 +223,8 @@ class Store:
                     break
                 self.pruned_for_space += freed
         self._note_unstored(report, error)
-        raise StoreFull(f"no room in {self.path.parent} for report {report['report_id']}, "
-                        f"even with the oldest history pruned ({error})")
+        raise StoreFull(Message(N_("no room in {path} for report {report}, even with the oldest history pruned ({error})"),
+                                path=self.path.parent, report=report["report_id"], error=error))
 
     def _notes(self) -> dict[str, Any]:
         notes: dict[str, Any] = {}

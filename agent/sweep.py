@@ -8,13 +8,19 @@ from typing import Any
 from posdiag import probes
 from posdiag.agent.config import Settings
 from posdiag.agent.diagnosis import KnowledgeBase, diagnose, load_knowledge
+from posdiag.agent.i18n import N_
+from posdiag.agent.message import Message
 from posdiag.agent.paths import causes_path
 from posdiag.agent.report import build_report
 from posdiag.agent.runner import ProgressHook, run_probes
 
 
 class UnknownProbe(ValueError):
-    pass
+    """``--only`` named no probe and no area; ``message`` says which names exist."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(str(message))
 
 
 def select_probes(only: list[str] | None) -> list[type]:
@@ -25,7 +31,8 @@ def select_probes(only: list[str] | None) -> list[type]:
     for want in only:
         names = [n for n in probes.CATALOGUE if n == want or n.startswith(want + ".")]
         if not names:
-            raise UnknownProbe(f"unknown probe {want!r}; known: {', '.join(probes.CATALOGUE)}")
+            raise UnknownProbe(Message(N_("unknown probe {name!r}; known: {known}"), name=want,
+                                       known=", ".join(probes.CATALOGUE)))
         chosen += [n for n in names if n not in chosen]
     return [probes.load(n) for n in probes.CATALOGUE if n in chosen]
 

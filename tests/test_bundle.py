@@ -105,3 +105,15 @@ def test_a_refused_url_is_shown_without_its_password_or_query(config_file, tmp_p
     message = refused.value.render()
     assert "server.url" in message and "collector.example" in message
     assert URL_PASSWORD not in message and TOKEN not in message
+
+
+def test_bundle_summary_reads_in_chinese_and_keeps_its_member_names(config_file, tmp_path, speak_chinese):
+    from conftest import run_cli
+
+    path = config_file(terminal={"id": "lane-03", "site": "store-042", "language": "zh_CN"},
+                       reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    rc, out, _ = run_cli("bundle", "--config", str(path), "-o", str(tmp_path / "b.tar.gz"))
+    assert rc == 0 and out.startswith(f"支持包已写入 {tmp_path / 'b.tar.gz'}（") and out.endswith("KiB），请随工单一起发送\n")
+    files = members(tmp_path / "b.tar.gz")
+    assert {"summary.txt", "config.toml.json", "versions.txt", "status.json"} <= set(files)
+    assert files["summary.txt"].splitlines()[:3] == ["posdiag 支持包", "终端：lane-03", "门店：store-042"]

@@ -87,6 +87,20 @@ def test_bad_usage_exits_3_not_2():
     assert proc.returncode == 3
 
 
+def test_help_reads_in_chinese_with_lang():
+    proc = run_posdiag("--lang", "zh_CN", "diagnose", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("用法：posdiag diagnose")
+    for words in ("只运行这些检查项", "以 JSON 格式输出报告（posdiag.report/1）", "同时把报告放入待发送队列"):
+        assert words in proc.stdout
+    assert "--only P,..." in proc.stdout and "--format {text,json,nagios,prometheus}" in proc.stdout  # options as typed
+
+
+def test_unknown_probe_is_refused_in_chinese(config_file, speak_chinese):
+    rc, _, err = run_cli("--lang", "zh_CN", "diagnose", "--only", "nosuch", "--config", str(config_file()))
+    assert rc == 3 and "未知的检查项 'nosuch'" in err and "network.tcp" in err
+
+
 def test_probes_lists_every_probe_with_what_it_checks():
     rc, out, _ = run_cli("probes")
     assert rc == 0

@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_posdiag
 from posdiag.agent import config
 from posdiag.agent.paths import default_config_path
 
@@ -102,6 +102,47 @@ def test_config_check_reports_ok_for_a_good_file(config_file):
     rc, out, _ = run_cli("config", "check", "--config", str(path))
     assert rc == 0
     assert "OK" in out and "lane-03" in out and "127.0.0.1:8443" in out
+
+
+def test_bad_config_reads_in_chinese_under_a_chinese_locale(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[network]\nping_count = \"x\"\ntimeout = 3\n")
+    proc = run_posdiag("config", "check", "--config", str(path), env={**os.environ, "LANG": "zh_CN.UTF-8"})
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.startswith("posdiag: 配置无效：\n")
+    assert f"{path}：network.ping_count：应为整数，实际为字符串 'x'" in proc.stderr  # file, key, expected, got
+    assert f"{path}：network.timeout：未知的配置项（是不是想写 'timeout_s'？）" in proc.stderr
+
+
+def test_terminal_language_makes_output_chinese_and_lang_en_overrides_it(config_file, speak_chinese):
+    path = config_file(terminal={"id": "lane-03", "language": "zh_CN"})
+    rc, out, _ = run_cli("config", "check", "--config", str(path))
+    assert rc == 0 and out.startswith(f"{path}：正常（终端 lane-03，支付主机：无，读卡器：none，推送：未配置）")
+    rc, out, _ = run_cli("--lang", "en", "config", "check", "--config", str(path))
+    assert rc == 0 and out.startswith(f"{path}: OK (terminal lane-03, payment hosts: none, reader: none")
+
+
+def test_terminal_language_chinese_also_speaks_the_files_other_refusals(config_file, speak_chinese):
+    path = config_file(terminal={"language": "zh_CN"}, reader={"kind": "usb", "usb": "zz:1"})
+    rc, _, err = run_cli("config", "check", "--config", str(path))
+    assert rc == 3 and "reader.usb：应为十六进制的 VID:PID，例如 0b00:0084，实际为 'zz:1'" in err
+
+
+def test_unknown_terminal_language_is_refused_naming_the_key(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text("[terminal]\nlanguage = \"fr\"\n")
+    rc, out, err = run_cli("config", "check", "--config", str(path))
+    assert rc == 3 and out == ""
+    assert f"{path}: terminal.language: expected one of '', 'en', 'zh_CN', got string 'fr'" in err
+
+
+def test_a_refused_configuration_is_logged_in_english_whatever_the_process_speaks(tmp_path: Path, speak_chinese):
+    path = tmp_path / "c.toml"
+    path.write_text("[network]\nping_count = \"x\"\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path))
+    assert "network.ping_count: expected an integer, got string 'x'" in str(caught.value)  # what the daemon logs
+    assert "network.ping_count：应为整数，实际为字符串 'x'" in caught.value.render()  # what a person reads
 
 
 def test_integers_are_accepted_where_numbers_are_expected(tmp_path: Path):

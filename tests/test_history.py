@@ -8,6 +8,7 @@ import time
 import uuid
 
 from conftest import run_cli
+from posdiag.agent.columns import display_width
 from posdiag.agent.report import utc_iso
 from posdiag.agent.store import Store
 
@@ -95,3 +96,33 @@ def test_payment_path_failing_in_some_sweeps_is_intermittent(config_file, tmp_pa
 def test_no_history_means_trends_are_skipped(config_file):
     rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
     assert json.loads(out)["probes"][0]["status"] == "skipped"
+
+
+def test_history_columns_line_up_under_chinese_headings(config_file, tmp_path, speak_chinese):
+    now = time.time()
+    reports = [fake_report(now - 600), fake_report(now - 60)]
+    reports[1]["trigger"], reports[1]["diagnosis"]["verdict"] = "on-demand", "degraded"
+    reports[1]["diagnosis"]["causes"][0].update(id="network_path", confidence=1.0)
+    history_with(tmp_path, reports)
+    rc, out, _ = run_cli("--lang", "zh_CN", "history", "--config", str(config_file()))
+    head, *rows = out.splitlines()
+    assert rc == 0 and len(rows) == 2
+    assert head.split() == ["开始时间（UTC）", "触发方式", "结论", "首要原因", "置信度", "报告"]
+
+    def column(line: str, text: str) -> int:  # the terminal cell where ``text`` starts
+        return display_width(line[:line.index(text)])
+
+    newest = rows[0]
+    assert column(newest, "on-demand") == column(head, "触发方式")
+    assert column(newest, "degraded") == column(head, "结论")
+    assert column(newest, "network_path") == column(head, "首要原因")
+    assert column(newest, reports[1]["report_id"]) == column(head, "报告")
+    # percentages are right-aligned under their heading
+    assert column(newest, "100%") + 4 == column(rows[1], "95%") + 3 == column(head, "置信度") + display_width("置信度")
+    assert column(rows[1], "schedule") == column(head, "触发方式")
+
+
+def test_history_headings_stay_english_by_default(config_file, tmp_path):
+    history_with(tmp_path, [fake_report(time.time())])
+    rc, out, _ = run_cli("history", "--config", str(config_file()))
+    assert out.splitlines()[0] == f"{'started (UTC)':<20}  {'trigger':<9}  {'verdict':<8}  {'top cause':<19}  conf  report"

@@ -407,6 +407,30 @@ def test_diagnose_push_queues_and_push_drains_when_no_daemon_runs(server, push_c
     assert srv.received() == [report["report_id"]]
 
 
+def test_push_and_status_speak_chinese_to_the_technician(server, push_config, tmp_path, speak_chinese):
+    srv = server()
+    config = push_config(srv.url)
+    rc, out, err = run_cli("--lang", "zh_CN", "diagnose", "--push", "--json", "--config", str(config))
+    assert "posdiag: 报告已放入待发送队列；守护进程未运行：请用 'posdiag push' 发送" in err
+    rc, out, _ = run_cli("--lang", "zh_CN", "status", "--config", str(config))
+    head, *lines = out.splitlines()
+    assert rc == 3 and head.startswith("posdiag 守护进程：未运行（") and "上没有 posdiag 守护进程应答" in head
+    # labels in one column measured in terminal cells: "推送：" takes 6 of the 12
+    assert lines[0].startswith("  推送：      待发送队列 1 份，最早的已等待 ") and lines[0].endswith("；尚未尝试发送")
+    assert lines[1] == " " * 14 + "已发送 0，被拒收 0，已丢弃 0"
+    rc, out, err = run_cli("--lang", "zh_CN", "push", "--config", str(config))
+    assert rc == 0 and out == "已发送 1 份报告；待发送队列中还有 0 份\n", err
+
+
+def test_token_refusal_is_chinese_on_the_terminal_and_english_in_the_daemon_log(push_config, token_file, speak_chinese):
+    config = push_config("https://127.0.0.1:9")
+    token_file.chmod(0o644)
+    rc, _, err = run_cli("--lang", "zh_CN", "push", "--config", str(config))
+    assert rc == 3 and f"server.token_file：{token_file} 可被同组或其他用户读取（权限 0644）" in err
+    proc = run_posdiag("--lang", "zh_CN", "run", "--config", str(config), timeout=20)
+    assert proc.returncode == 3 and "is readable by group or others (mode 0644)" in proc.stderr  # operators grep this
+
+
 def test_diagnose_push_is_sent_by_a_running_daemon(server, push_config, daemon, tmp_path):
     srv = server()
     d = daemon(push_config(srv.url))
