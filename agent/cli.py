@@ -264,7 +264,7 @@ def cmd_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.daemon import run
 
-    return run(args.config)
+    return run(args.config, args.lang)
 
 
 def _emit(report: dict, fmt: str, code: int, out: TextIO, output: str | None = None) -> None:

@@ -66,8 +66,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> str | None:
 def choose(cli: str | None = None, configured: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """``--lang``, then ``[terminal] language``, then the locale; English when nothing says."""
     for candidate in (cli, configured):
-        if candidate:
-            return normalise(candidate) or DEFAULT
+        chosen = normalise(candidate) if candidate else None
+        if chosen:  # a value posdiag does not speak is refused by its parser, in the next language that applies
+            return chosen
     return from_environment(environ) or DEFAULT
 
 

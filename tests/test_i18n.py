@@ -94,6 +94,8 @@ def test_cli_beats_configuration_beats_locale():
     assert i18n.choose(None, "en", env) == "en"
     assert i18n.choose("zh_CN", "en", env) == "zh_CN"
     assert i18n.choose(None, None, {}) == "en"
+    # A configured language posdiag does not speak is refused by the config loader: in the locale's language.
+    assert i18n.choose(None, "fr", env) == "zh_CN"
 
 
 def test_lc_all_beats_lc_messages_beats_lang():
