@@ -475,6 +475,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     argv = sys.argv[1:] if argv is None else list(argv)
     speak(argv)
     args = build_parser().parse_args(argv)
+    # --lang before or after the command (a subcommand's default would hide the one given before it)
+    args.lang = i18n.normalise(_option(argv, "--lang") or "")
     handler = {"diagnose": cmd_diagnose, "probes": cmd_probes, "config": cmd_config_check, "run": cmd_run,
                "trigger": cmd_trigger, "status": cmd_status, "history": cmd_history, "push": cmd_push,
                "bundle": cmd_bundle}[args.command]
