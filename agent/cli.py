@@ -35,6 +35,13 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         self.exit(Exit.UNKNOWN, tr("{prog}: error: {message}", prog=self.prog, message=message) + "\n")
 
+    def format_help(self) -> str:
+        """argparse puts an ASCII colon after its section headings itself; Chinese takes its own (：)."""
+        text = super().format_help()
+        for heading in (tr("positional arguments"), tr("options")):
+            text = text.replace(f"\n{heading}:\n", "\n" + tr("{heading}:", heading=heading) + "\n")
+        return text
+
 
 def _limit(text: str) -> int:
     try:
