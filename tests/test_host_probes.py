@@ -63,7 +63,7 @@ def test_read_only_sandbox_of_a_writable_filesystem_is_not_a_failing_disk(tmpfs,
     assert "disk.read_only" not in codes(report, "disk")
     assert "disk.write_not_permitted" in codes(report, "disk")
     assert all(c["id"] != "disk.failing" for c in report["diagnosis"]["causes"])
-    assert probe_of(report, "disk")["summary"] == f"0 path(s) writable with space to spare; not writable by the agent, " \
+    assert probe_of(report, "disk")["summary"] == f"0 paths writable with space to spare; not writable by the agent, " \
         f"write test skipped: {view}"
 
 
