@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from posdiag.agent.i18n import tr
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from posdiag.agent.config import Settings
 
@@ -138,10 +140,11 @@ class Observation:
     def default_summary(self) -> str:
         notable = [f for f in self.findings if f.severity is not Severity.INFO]
         if not notable:
-            return "no problem found"
+            return tr("no problem found")
         worst = max(notable, key=lambda f: _SEVERITY_RANK[f.severity])
-        more = f" (+{len(notable) - 1} more)" if len(notable) > 1 else ""
-        return worst.message + more
+        if len(notable) == 1:
+            return worst.message
+        return tr("{message} (+{more} more)", message=worst.message, more=len(notable) - 1)
 
 
 def _check_declared(declared: tuple[str, Mapping[str, Severity]], found: Finding) -> None:
@@ -251,11 +254,12 @@ class Probe:
         except Exception as exc:  # noqa: BLE001 - containing probe bugs is the point
             if _is_permission_error(exc):
                 obs.add("probe.permission_denied", Severity.INFO,
-                        f"{self.name} lacks a permission it needs: {exc}", error=str(exc))
-                return self._result(obs, started, Status.ERROR, f"could not run: permission denied ({exc})")
-            obs.add("probe.crashed", Severity.INFO, f"{self.name} failed internally: {exc!r}",
+                        tr("{probe} lacks a permission it needs: {error}", probe=self.name, error=exc), error=str(exc))
+                return self._result(obs, started, Status.ERROR,
+                                    tr("could not run: permission denied ({error})", error=exc))
+            obs.add("probe.crashed", Severity.INFO, tr("{probe} failed internally: {error!r}", probe=self.name, error=exc),
                     error=repr(exc), traceback=traceback.format_exc(limit=4))
-            return self._result(obs, started, Status.ERROR, f"could not run: {exc!r}")
+            return self._result(obs, started, Status.ERROR, tr("could not run: {error!r}", error=exc))
         return self._result(obs, started, obs.status(), obs.summary or obs.default_summary())
 
     def _result(self, obs: Observation, started: float, status: Status, summary: str) -> ProbeResult:
@@ -279,7 +283,7 @@ def skipped_result(name: str, reason: str, duration_s: float = 0.0) -> ProbeResu
 
 def timed_out_result(name: str, obs: Observation, waited_s: float) -> ProbeResult:
     """Result for a probe that missed its deadline: keep what it saw before it got stuck."""
-    message = f"{name} did not finish within {waited_s:.2f} s and was abandoned"
+    message = tr("{probe} did not finish within {waited_s:.2f} s and was abandoned", probe=name, waited_s=waited_s)
     findings = tuple(obs.findings) + (
         Finding("probe.timeout", Severity.INFO, message, {"deadline_s": round(waited_s, 3)}),)
     return ProbeResult(name, Status.ERROR, waited_s, message, findings, dict(obs.metrics))

@@ -11,6 +11,7 @@ import struct
 import sys
 import time
 
+from posdiag.agent.i18n import N_, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
@@ -55,17 +56,20 @@ def sntp_query(host: str, port: int = NTP_PORT, timeout_s: float = 1.0) -> dict[
         try:
             reply, _ = sock.recvfrom(512)
         except TimeoutError:
-            raise NtpError(f"no answer from {host}:{port} within {timeout_s:g} s") from None
+            raise NtpError(tr("no answer from {host}:{port} within {timeout_s:g} s", host=host, port=port,
+                              timeout_s=timeout_s)) from None
         t3 = time.time()
     if len(reply) < 48:
-        raise NtpError(f"short reply ({len(reply)} bytes) from {host}:{port}")
+        raise NtpError(tr("short reply ({size} bytes) from {host}:{port}", size=len(reply), host=host, port=port))
     mode, stratum = reply[0] & 0x7, reply[1]
     if mode not in (4, 5):
-        raise NtpError(f"reply from {host}:{port} is not an NTP server reply (mode {mode})")
+        raise NtpError(tr("reply from {host}:{port} is not an NTP server reply (mode {mode})", host=host, port=port,
+                          mode=mode))
     if stratum == 0:
-        raise NtpError(f"{host}:{port} sent a kiss-of-death ({reply[12:16].decode('ascii', 'replace')})")
+        raise NtpError(tr("{host}:{port} sent a kiss-of-death ({code})", host=host, port=port,
+                          code=reply[12:16].decode("ascii", "replace")))
     if reply[24:32] != request[40:48]:
-        raise NtpError(f"reply from {host}:{port} does not answer our request (origin mismatch)")
+        raise NtpError(tr("reply from {host}:{port} does not answer our request (origin mismatch)", host=host, port=port))
     t1, t2 = _from_ntp(reply[32:40]), _from_ntp(reply[40:48])
     return {"offset_s": ((t1 - t0) + (t2 - t3)) / 2, "delay_s": (t3 - t0) - (t2 - t1), "stratum": stratum}
 
@@ -92,7 +96,7 @@ def kernel_synchronized() -> bool | None:
 
 class ClockProbe(Probe):
     name = "clock"
-    description = "offset against the configured NTP server (SNTP), kernel sync state, dates before the build"
+    description = N_("offset against the configured NTP server (SNTP), kernel sync state, dates before the build")
     findings = declare(fail=("clock.implausible", "clock.offset_high"), warn=("clock.ntp_unreachable",
                            "clock.offset_drifting"), info=("clock.no_reference", "clock.unsynchronized"))
 
@@ -103,18 +107,18 @@ class ClockProbe(Probe):
         now = time.time()
         build_epoch = self.context.build_epoch
         if now < build_epoch:
-            obs.fail("clock.implausible", f"the clock reads {time.strftime('%Y-%m-%d', time.gmtime(now))}, "
-                     "before this software was built", now=now, build_epoch=build_epoch)
+            obs.fail("clock.implausible", tr("the clock reads {date}, before this software was built",
+                                             date=time.strftime("%Y-%m-%d", time.gmtime(now))), now=now, build_epoch=build_epoch)
         synced = kernel_synchronized()
         if synced is not None:
             obs.metric("kernel_synchronized", int(synced))
             if not synced:
-                obs.info("clock.unsynchronized", "the kernel does not consider the clock NTP-synchronized")
+                obs.info("clock.unsynchronized", tr("the kernel does not consider the clock NTP-synchronized"))
         server = self.settings.clock.ntp_server
         if not server:
-            obs.info("clock.no_reference", "no NTP server configured: offset not measured")
+            obs.info("clock.no_reference", tr("no NTP server configured: offset not measured"))
             if obs.status() is Status.OK:
-                obs.summary = "no NTP server configured; date plausible"
+                obs.summary = tr("no NTP server configured; date plausible")
             return
         host, port = split_server(server)
         timeout = self.settings.network.timeout_s
@@ -124,7 +128,8 @@ class ClockProbe(Probe):
             except NtpError:  # one retry on silence: UDP is lossy
                 answer = sntp_query(host, port, timeout)
         except (NtpError, OSError) as exc:
-            obs.warn("clock.ntp_unreachable", f"NTP server {server} unusable: {exc}", server=server, error=str(exc))
+            obs.warn("clock.ntp_unreachable", tr("NTP server {server} unusable: {error}", server=server, error=exc),
+                     server=server, error=str(exc))
             return
         offset = answer["offset_s"]
         obs.metric("offset_s", round(offset, 4))
@@ -132,11 +137,16 @@ class ClockProbe(Probe):
         obs.metric("ntp_stratum", int(answer["stratum"]))
         limit = self.settings.clock.max_offset_s
         if abs(offset) > limit:
-            direction = "behind" if offset > 0 else "ahead of"
-            obs.fail("clock.offset_high", f"clock is {abs(offset):.1f} s {direction} {server} (limit {limit:g} s)",
-                     offset_s=round(offset, 3), max_offset_s=limit, server=server)
+            if offset > 0:
+                message = tr("clock is {offset:.1f} s behind {server} (limit {limit:g} s)", offset=offset, server=server,
+                             limit=limit)
+            else:
+                message = tr("clock is {offset:.1f} s ahead of {server} (limit {limit:g} s)", offset=-offset,
+                             server=server, limit=limit)
+            obs.fail("clock.offset_high", message, offset_s=round(offset, 3), max_offset_s=limit, server=server)
         elif abs(offset) > limit / 2:
-            obs.warn("clock.offset_drifting", f"clock is {abs(offset):.1f} s off {server}, near the "
-                     f"{limit:g} s limit", offset_s=round(offset, 3), server=server)
+            obs.warn("clock.offset_drifting", tr("clock is {offset:.1f} s off {server}, near the {limit:g} s limit",
+                                                 offset=abs(offset), server=server, limit=limit),
+                     offset_s=round(offset, 3), server=server)
         if obs.status() is Status.OK:
-            obs.summary = f"offset {offset * 1000:+.1f} ms against {server}"
+            obs.summary = tr("offset {offset_ms:+.1f} ms against {server}", offset_ms=offset * 1000, server=server)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation, Probe, Status, declare
 
@@ -52,7 +53,7 @@ def total_rss(processes: list[psutil.Process]) -> int:
 
 class MemoryProbe(Probe):
     name = "memory"
-    description = "available memory, swap use, memory pressure (PSI), OOM kills, RSS of the POS process"
+    description = N_("available memory, swap use, memory pressure (PSI), OOM kills, RSS of the POS process")
     findings = declare(fail=("memory.available_low", "memory.oom_kills", "memory.pressure_high"),
                            warn=("memory.pos_process_large", "memory.swap_high"), info=("memory.pos_rss",))
 
@@ -64,13 +65,15 @@ class MemoryProbe(Probe):
         obs.metric("total_mb", round(vm.total / MB, 1))
         if available_mb < cfg.min_available_mb:
             obs.fail("memory.available_low",
-                     f"only {available_mb:.0f} MB of memory available (minimum {cfg.min_available_mb} MB)",
+                     tr("only {available_mb:.0f} MB of memory available (minimum {min_mb} MB)",
+                        available_mb=available_mb, min_mb=cfg.min_available_mb),
                      available_mb=round(available_mb, 1), min_available_mb=cfg.min_available_mb)
 
         swap = psutil.swap_memory()
         obs.metric("swap_percent", swap.percent)
         if swap.total and swap.percent > cfg.max_swap_percent:
-            obs.warn("memory.swap_high", f"swap {swap.percent:.0f}% used (limit {cfg.max_swap_percent:g}%)",
+            obs.warn("memory.swap_high", tr("swap {percent:.0f}% used (limit {limit:g}%)", percent=swap.percent,
+                                            limit=cfg.max_swap_percent),
                      swap_percent=swap.percent, max_swap_percent=cfg.max_swap_percent)
 
         psi = read_psi()
@@ -80,10 +83,12 @@ class MemoryProbe(Probe):
             full = psi.get("full", 0.0)
             if full >= 10:
                 obs.fail("memory.pressure_high",
-                         f"all tasks stalled on memory {full:.0f}% of the last 10 s (thrashing)", psi_full_avg10=full)
+                         tr("all tasks stalled on memory {percent:.0f}% of the last 10 s (thrashing)", percent=full),
+                         psi_full_avg10=full)
             elif psi.get("some", 0.0) >= 20:
                 obs.warn("memory.pressure_high",
-                         f"tasks stalled on memory {psi['some']:.0f}% of the last 10 s", psi_some_avg10=psi["some"])
+                         tr("tasks stalled on memory {percent:.0f}% of the last 10 s", percent=psi["some"]),
+                         psi_some_avg10=psi["some"])
 
         ooms = read_oom_kills()
         if ooms is not None:
@@ -92,7 +97,8 @@ class MemoryProbe(Probe):
                 # A count since boot says nothing of *now* on its own; it corroborates current shortage.
                 short = any(f.code.startswith(("memory.available", "memory.pressure")) for f in obs.findings)
                 obs.add("memory.oom_kills", "warn" if short else "info",
-                        f"the kernel killed {ooms} process(es) for lack of memory since boot", oom_kills=ooms)
+                        ntr("the kernel killed {n} process for lack of memory since boot",
+                            "the kernel killed {n} processes for lack of memory since boot", ooms), oom_kills=ooms)
 
         if self.settings.terminal.pos_process:
             rss = total_rss(find_processes(self.settings.terminal.pos_process))
@@ -100,11 +106,14 @@ class MemoryProbe(Probe):
             if rss:
                 share = rss / vm.total * 100
                 obs.metric("pos_rss_percent", round(share, 1))
-                obs.info("memory.pos_rss", f"{self.settings.terminal.pos_process} uses {rss / MB:.0f} MB "
-                         f"({share:.0f}% of RAM)", rss_mb=round(rss / MB, 1))
+                obs.info("memory.pos_rss", tr("{process} uses {rss_mb:.0f} MB ({share:.0f}% of RAM)",
+                                              process=self.settings.terminal.pos_process, rss_mb=rss / MB, share=share),
+                         rss_mb=round(rss / MB, 1))
                 if share > 50:
                     obs.warn("memory.pos_process_large",
-                             f"{self.settings.terminal.pos_process} holds {share:.0f}% of RAM: likely a leak",
+                             tr("{process} holds {share:.0f}% of RAM: likely a leak",
+                                process=self.settings.terminal.pos_process, share=share),
                              rss_mb=round(rss / MB, 1), rss_percent=round(share, 1))
         if obs.status() is Status.OK:
-            obs.summary = f"{available_mb:.0f} MB available, swap {swap.percent:.0f}%"
+            obs.summary = tr("{available_mb:.0f} MB available, swap {swap_percent:.0f}%", available_mb=available_mb,
+                             swap_percent=swap.percent)

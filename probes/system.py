@@ -7,6 +7,7 @@ import os
 import time
 
 import psutil
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation, Probe, Status, declare
 
@@ -26,7 +27,7 @@ def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:
 
 class SystemProbe(Probe):
     name = "system"
-    description = "load per CPU, temperatures and thermal throttling, POS process running and not crash-looping"
+    description = N_("load per CPU, temperatures and thermal throttling, POS process running and not crash-looping")
     findings = declare(fail=("system.cpu_saturated", "system.pos_process_missing"), warn=("system.load_high",
                            "system.overheating", "system.pos_process_restarted", "system.throttled"))
 
@@ -40,16 +41,18 @@ class SystemProbe(Probe):
         busy = psutil.cpu_percent(interval=0.1)
         obs.metric("cpu_percent", busy)
         if per_cpu > cfg.max_load_per_cpu and busy > 90:
-            obs.fail("system.cpu_saturated", f"CPU saturated: load {load1:.1f} on {cpus} CPUs, {busy:.0f}% busy",
+            obs.fail("system.cpu_saturated", tr("CPU saturated: load {load:.1f} on {cpus} CPUs, {busy:.0f}% busy",
+                                                load=load1, cpus=cpus, busy=busy),
                      load1=load1, cpus=cpus, cpu_percent=busy)
         elif per_cpu > cfg.max_load_per_cpu:
-            obs.warn("system.load_high", f"load {load1:.1f} on {cpus} CPUs (limit {cfg.max_load_per_cpu:g} per CPU)",
+            obs.warn("system.load_high", tr("load {load:.1f} on {cpus} CPUs (limit {limit:g} per CPU)", load=load1,
+                                            cpus=cpus, limit=cfg.max_load_per_cpu),
                      load1=load1, cpus=cpus)
 
         self._temperatures(obs)
         self._pos_process(obs)
         if obs.status() is Status.OK:
-            obs.summary = f"load {per_cpu:.2f} per CPU, {busy:.0f}% busy"
+            obs.summary = tr("load {load:.2f} per CPU, {busy:.0f}% busy", load=per_cpu, busy=busy)
 
     def _temperatures(self, obs: Observation) -> None:
         sensors = getattr(psutil, "sensors_temperatures", None)
@@ -58,13 +61,15 @@ class SystemProbe(Probe):
         if hottest is not None:
             obs.metric("max_temp_c", hottest)
             if hottest >= self.settings.system.max_temp_c:
-                obs.warn("system.overheating", f"CPU at {hottest:.0f} °C (limit {self.settings.system.max_temp_c:g} °C)",
+                obs.warn("system.overheating", tr("CPU at {temp:.0f} °C (limit {limit:g} °C)", temp=hottest,
+                                                  limit=self.settings.system.max_temp_c),
                          temp_c=hottest)
         throttled = throttle_count()
         if throttled is not None:
             obs.metric("throttle_events_since_boot", throttled)
             if throttled:
-                obs.warn("system.throttled", f"CPU thermally throttled {throttled} times since boot",
+                obs.warn("system.throttled", ntr("CPU thermally throttled {n} time since boot",
+                                                 "CPU thermally throttled {n} times since boot", throttled),
                          throttle_events=throttled)
 
     def _pos_process(self, obs: Observation) -> None:
@@ -73,12 +78,14 @@ class SystemProbe(Probe):
             return
         procs = find_processes(name)
         if not procs:
-            obs.fail("system.pos_process_missing", f"the POS application '{name}' is not running", process=name)
+            obs.fail("system.pos_process_missing", tr("the POS application '{process}' is not running", process=name),
+                     process=name)
             return
         youngest = max(p.create_time() for p in procs)
         age_s = time.time() - youngest
         obs.metric("pos_uptime_s", round(age_s, 1))
         obs.metric("pos_process_count", len(procs))
         if age_s < self.settings.system.min_uptime_s:
-            obs.warn("system.pos_process_restarted", f"'{name}' (re)started only {age_s:.0f} s ago: "
-                     "it may be crash-looping", process=name, uptime_s=round(age_s, 1))
+            obs.warn("system.pos_process_restarted", tr("'{process}' (re)started only {age_s:.0f} s ago: it may be "
+                                                        "crash-looping", process=name, age_s=age_s),
+                     process=name, uptime_s=round(age_s, 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
+from posdiag.agent.i18n import N_, tr
 from posdiag.probes.base import Observation, PastSweep, Probe, ProbeSkipped, Status, declare
 
 WINDOW = 12  # sweeps looked at
@@ -37,7 +38,7 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 class TrendsProbe(Probe):
     name = "trends"
-    description = "history across sweeps: POS process memory growing steadily (leak), network layers failing on and off"
+    description = N_("history across sweeps: POS process memory growing steadily (leak), network layers failing on and off")
     findings = declare(warn=("trend.intermittent_dns", "trend.intermittent_gateway", "trend.intermittent_link",
                            "trend.intermittent_path", "trend.intermittent_tcp", "trend.intermittent_tls",
                            "trend.pos_rss_growing"))
@@ -46,12 +47,13 @@ class TrendsProbe(Probe):
     def check(self, obs: Observation) -> None:
         history = list(self.context.history(WINDOW - 1))
         if not history:
-            raise ProbeSkipped("no history yet")
+            raise ProbeSkipped(tr("no history yet"))
         obs.metric("sweeps", len(history) + 1)
         self.leak(obs, history)
         self.intermittent(obs, history)
         if obs.status() is Status.OK:
-            obs.summary = f"{len(history) + 1} sweeps: no growing POS memory, no intermittent network layer"
+            obs.summary = tr("{sweeps} sweeps: no growing POS memory, no intermittent network layer",
+                             sweeps=len(history) + 1)
 
     def leak(self, obs: Observation, history: list[PastSweep]) -> None:
         points = []
@@ -71,9 +73,11 @@ class TrendsProbe(Probe):
         obs.metric("pos_rss_mb_per_hour", round(per_hour, 2))
         obs.metric("pos_rss_fit_r2", round(r2, 3))
         if per_hour >= LEAK_MIN_MB_PER_H and growth >= LEAK_MIN_GROWTH and r2 >= LEAK_MIN_R2:
-            proc = self.settings.terminal.pos_process or "the POS process"
-            obs.warn("trend.pos_rss_growing", f"{proc} grew from {ys[0]:.0f} to {ys[-1]:.0f} MB over {len(points)} "
-                     f"sweeps ({per_hour:+.1f} MB/h, steady): a memory leak", mb_per_hour=round(per_hour, 2),
+            proc = self.settings.terminal.pos_process or tr("the POS process")
+            obs.warn("trend.pos_rss_growing", tr("{process} grew from {first_mb:.0f} to {last_mb:.0f} MB over {sweeps} "
+                                                 "sweeps ({mb_per_hour:+.1f} MB/h, steady): a memory leak", process=proc,
+                                                 first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), mb_per_hour=per_hour),
+                     mb_per_hour=round(per_hour, 2),
                      first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), r2=round(r2, 3))
 
     def intermittent(self, obs: Observation, history: list[PastSweep]) -> None:
@@ -86,6 +90,7 @@ class TrendsProbe(Probe):
             fails = judged.count("fail")
             if len(judged) >= MIN_POINTS and 0 < fails < len(judged) and fails / len(judged) >= 0.2:
                 short = layer.split(".", 1)[1]
-                obs.warn(f"trend.intermittent_{short}", f"{layer} failed in {fails} of the last {len(judged)} sweeps "
-                         "and worked in the others: an intermittent fault", layer=layer, failed=fails,
+                obs.warn(f"trend.intermittent_{short}", tr("{layer} failed in {failed} of the last {sweeps} sweeps and "
+                                                            "worked in the others: an intermittent fault", layer=layer,
+                                                            failed=fails, sweeps=len(judged)), layer=layer, failed=fails,
                          sweeps=len(judged))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from posdiag.agent.config import file_kind
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 ERROR_2824 = "2824"
@@ -27,11 +28,20 @@ RESPONSE_CLASSES = {
     "format": {"12", "30"},
     "host": {"68", "91", "92", "96"},
 }
+#: response class → (finding code, its message for n responses with these codes in this window)
 CLASS_FINDINGS = {
-    "account": ("txlog.declines", "the issuer declined {n} transaction(s) for account reasons (codes {codes})"),
-    "input": ("txlog.input_errors", "{n} transaction(s) failed on operator/cardholder input (codes {codes})"),
-    "format": ("txlog.format_errors", "the host rejected {n} message(s) as malformed (codes {codes})"),
-    "host": ("txlog.host_errors", "the host or network failed {n} transaction(s) (codes {codes})"),
+    "account": ("txlog.declines", lambda n, codes, window: ntr(
+        "the issuer declined {n} transaction for account reasons (codes {codes}) {window}",
+        "the issuer declined {n} transactions for account reasons (codes {codes}) {window}", n, codes=codes, window=window)),
+    "input": ("txlog.input_errors", lambda n, codes, window: ntr(
+        "{n} transaction failed on operator/cardholder input (codes {codes}) {window}",
+        "{n} transactions failed on operator/cardholder input (codes {codes}) {window}", n, codes=codes, window=window)),
+    "format": ("txlog.format_errors", lambda n, codes, window: ntr(
+        "the host rejected {n} message as malformed (codes {codes}) {window}",
+        "the host rejected {n} messages as malformed (codes {codes}) {window}", n, codes=codes, window=window)),
+    "host": ("txlog.host_errors", lambda n, codes, window: ntr(
+        "the host or network failed {n} transaction (codes {codes}) {window}",
+        "the host or network failed {n} transactions (codes {codes}) {window}", n, codes=codes, window=window)),
 }
 TAIL_BYTES = 4 * 1024 * 1024  # never read more than the last 4 MiB of a log
 REPEAT_WINDOW_S = 10.0
@@ -86,7 +96,7 @@ def read_tail(path: str, max_bytes: int = TAIL_BYTES) -> list[str]:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(f"{path} is {file_kind(st.st_mode)}, not a regular file")
+            raise NotRegularFile(tr("{path} is {kind}, not a regular file", path=path, kind=file_kind(st.st_mode)))
         start = max(0, st.st_size - max_bytes)
         data = os.pread(fd, st.st_size - start, start)
     finally:
@@ -118,25 +128,25 @@ def repeated_attempts(events: list[TxEvent], window_s: float = REPEAT_WINDOW_S) 
 
 class TxlogProbe(Probe):
     name = "txlog"
-    description = "POS transaction log: 2824 events in the window; ISO 8583 response codes by whose fault they are"
+    description = N_("POS transaction log: 2824 events in the window; ISO 8583 response codes by whose fault they are")
     findings = declare(warn=("txlog.declines", "txlog.format_errors", "txlog.host_errors", "txlog.input_errors",
                              "txlog.missing", "txlog.not_regular", "txlog.repeated_attempts", "txlog.unparsed"),
                        info=("txlog.errors_2824", "txlog.undated"))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.txlog.path else "no transaction log configured ([txlog] path)"
+        return None if self.settings.txlog.path else tr("no transaction log configured ([txlog] path)")
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.txlog
         if not os.path.exists(cfg.path):
-            obs.warn("txlog.missing", f"transaction log {cfg.path} does not exist", path=cfg.path)
+            obs.warn("txlog.missing", tr("transaction log {path} does not exist", path=cfg.path), path=cfg.path)
             return
         pattern = re.compile(cfg.pattern)
         since = time.time() - cfg.window_min * 60
         try:
             lines = read_tail(cfg.path)
         except NotRegularFile as exc:
-            obs.warn("txlog.not_regular", f"transaction log {exc}: it is not read", path=cfg.path)
+            obs.warn("txlog.not_regular", tr("transaction log {problem}: it is not read", problem=exc), path=cfg.path)
             return
         parsed = [parse_line(pattern, line) for line in lines]
         events = [e for e in parsed if e is not None and (e.ts is None or e.ts >= since)]
@@ -144,26 +154,31 @@ class TxlogProbe(Probe):
         obs.metric("lines_read", len(lines))
         obs.metric("events_in_window", len(events))
         if undated:
-            obs.info("txlog.undated", f"{undated} line(s) without a readable timestamp were counted as recent")
+            obs.info("txlog.undated", ntr("{n} line without a readable timestamp was counted as recent",
+                                          "{n} lines without a readable timestamp were counted as recent", undated))
         if lines and not any(parsed):
-            obs.warn("txlog.unparsed", f"no line of {cfg.path} matches [txlog] pattern", path=cfg.path)
+            obs.warn("txlog.unparsed", tr("no line of {path} matches [txlog] pattern", path=cfg.path), path=cfg.path)
         n2824 = sum(1 for e in events if e.code == ERROR_2824)
         obs.metric("errors_2824", n2824)
-        window = f"in the last {cfg.window_min:g} min"
+        window = tr("in the last {minutes:g} min", minutes=cfg.window_min)
         if n2824:
-            obs.info("txlog.errors_2824", f"{n2824} transaction(s) failed with 2824 {window}", count=n2824)
+            obs.info("txlog.errors_2824", ntr("{n} transaction failed with 2824 {window}",
+                                              "{n} transactions failed with 2824 {window}", n2824, window=window),
+                     count=n2824)
         for name, counts in classify(events).items():
             n = sum(counts.values())
             obs.metric(f"responses_{name}", n)
             if n:
-                code, template = CLASS_FINDINGS[name]
+                code, message = CLASS_FINDINGS[name]
                 codes = ", ".join(f"{c}×{k}" for k, c in sorted(counts.items()))
-                obs.warn(code, template.format(n=n, codes=codes) + f" {window}", count=n, codes=dict(counts))
+                obs.warn(code, message(n, codes, window), count=n, codes=dict(counts))
         repeats = repeated_attempts(events)
         obs.metric("repeated_attempts", repeats)
         if repeats >= 2:
-            obs.warn("txlog.repeated_attempts", f"{repeats} identical attempts repeated within {REPEAT_WINDOW_S:g} s "
-                     f"{window}: repeated swipes or retries", count=repeats)
+            obs.warn("txlog.repeated_attempts", tr("{count} identical attempts repeated within {seconds:g} s {window}: "
+                                                   "repeated swipes or retries", count=repeats, seconds=REPEAT_WINDOW_S,
+                                                   window=window), count=repeats)
         if obs.status() is Status.OK:
-            obs.summary = f"{len(events)} transaction line(s) {window}, {n2824} with 2824"
+            obs.summary = ntr("{n} transaction line {window}, {errors} with 2824",
+                              "{n} transaction lines {window}, {errors} with 2824", len(events), window=window, errors=n2824)
 

@@ -63,8 +63,22 @@ def test_read_only_sandbox_of_a_writable_filesystem_is_not_a_failing_disk(tmpfs,
     assert "disk.read_only" not in codes(report, "disk")
     assert "disk.write_not_permitted" in codes(report, "disk")
     assert all(c["id"] != "disk.failing" for c in report["diagnosis"]["causes"])
-    assert probe_of(report, "disk")["summary"] == f"0 path(s) writable with space to spare; not writable by the agent, " \
+    assert probe_of(report, "disk")["summary"] == f"0 paths writable with space to spare; not writable by the agent, " \
         f"write test skipped: {view}"
+
+
+@pytest.mark.root
+def test_full_disk_finding_reads_in_chinese(tmpfs, config_file, speak_chinese):
+    """A technician who reads Chinese is told the disk is full in Chinese: finding, data kept machine-readable."""
+    fs = tmpfs("1m")
+    fill_filesystem(fs)
+    settings = cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 1})))
+    result = DiskProbe(settings).run()
+    by_code = {f.code: f for f in result.findings}
+    assert "可用空间仅" in by_code["disk.space_low"].message and "最低 1 MB" in by_code["disk.space_low"].message
+    assert "无法写入，空间或 inode 已用尽" in by_code["disk.write_no_space"].message
+    assert by_code["disk.write_no_space"].data["errno"] == "ENOSPC"  # data stays what machines read
+    assert "（另有 1 项）" in result.summary  # the framework's summary of two faults speaks Chinese too
 
 
 def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
@@ -92,6 +106,13 @@ def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, confi
     clock = next(p for p in report["probes"] if p["name"] == "clock")
     assert clock["metrics"]["offset_s"] == pytest.approx(3600, abs=1)
     assert any("behind" in e for e in top["evidence"])
+
+
+def test_clock_an_hour_behind_reads_in_chinese(ntp_server, config_file, speak_chinese):
+    srv = ntp_server(offset_s=3600)
+    result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address})))).run()
+    [finding] = [f for f in result.findings if f.code == "clock.offset_high"]
+    assert f"时钟比 {srv.address} 慢 3600." in finding.message and "秒（上限" in finding.message
 
 
 def test_clock_in_sync_with_local_ntp_is_healthy(ntp_server, config_file):

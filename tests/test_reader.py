@@ -92,6 +92,17 @@ def test_silent_reader_is_asked_twice_within_a_timeout_and_a_quarter(serial_conf
     assert serial_probe["duration_s"] < 1.6  # the second wait is a quarter of a timeout, not a whole one
 
 
+def test_silent_reader_says_so_in_chinese(serial_config, speak_chinese):
+    with ReaderEmulator("ingenico-rba", "silent") as emu:
+        rc, out, err = run_cli("diagnose", "--json", "--lang", "zh_CN", "--only", "reader", "--config",
+                               str(serial_config(emu)))
+    report = json.loads(out)
+    [finding] = probe(report, "reader.serial")["findings"]
+    assert finding["code"] == "reader.no_reply"  # the contract stays English
+    assert finding["message"] == f"{emu.path} 上的读卡器在 0.5 秒内没有应答（尝试 2 次）"
+    assert report["lang"] == "zh_CN"
+
+
 def test_nak_is_retried_a_bounded_number_of_times(serial_config):
     with ReaderEmulator("generic", "nak") as emu:
         rc, report = reader_report(serial_config(emu))

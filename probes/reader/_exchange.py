@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol as Typing
 
+from posdiag.agent.i18n import tr
 from posdiag.probes.reader._framing import ACK, EOT, NAK, describe
 from posdiag.probes.reader._protocols import Protocol
 
@@ -86,7 +87,7 @@ def discard_duplicate(port: Port, ex: Exchange, resent_at: float, started: float
             break  # quiet after the duplicate: it is all in
         dropped += len(data)
     if dropped:
-        ex.notes.append(f"the reader also answered the repeated request ({dropped} bytes, dropped)")
+        ex.notes.append(tr("the reader also answered the repeated request ({size} bytes, dropped)", size=dropped))
 
 
 def exchange(port: Port, proto: Protocol, timeout_s: float, retries: int = 3) -> Exchange:
@@ -198,9 +199,9 @@ class _FramedSession:
         if first == ACK:
             first = self.rd.byte(deadline)
             if first is None:
-                return self.end("no_reply", "reader acknowledged the request but sent no reply")
+                return self.end("no_reply", tr("reader acknowledged the request but sent no reply"))
         if first == EOT:
-            return self.end("unexpected", "reader ended the session (EOT) instead of replying")
+            return self.end("unexpected", tr("reader ended the session (EOT) instead of replying"))
         if first != self.framing.begin:
             self.rd.drain()
             return self.end("garbage")
@@ -213,7 +214,7 @@ class _FramedSession:
         while True:
             b = self.rd.byte(deadline)
             if b is None:
-                self.end("garbage", "frame cut off before its end byte")
+                self.end("garbage", tr("frame cut off before its end byte"))
                 return None
             body += bytes([b])
             if b == self.framing.end:
@@ -223,7 +224,7 @@ class _FramedSession:
                 return None
         lrc_byte = self.rd.byte(deadline)
         if lrc_byte is None:
-            self.end("garbage", "frame without its LRC byte")
+            self.end("garbage", tr("frame without its LRC byte"))
             return None
         return body + bytes([lrc_byte])
 

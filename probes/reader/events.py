@@ -10,6 +10,7 @@ import os
 import re
 import time
 
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 from posdiag.probes.reader.usb import enumerate_sysfs
 
@@ -39,11 +40,11 @@ def kernel_records(path: str = "/dev/kmsg") -> list[tuple[float, str]]:
 
 class EventsProbe(Probe):
     name = "reader.events"
-    description = "reader disconnect/reconnect events in the kernel log over a recent window (flapping)"
+    description = N_("reader disconnect/reconnect events in the kernel log over a recent window (flapping)")
     findings = declare(warn=("reader.flapping",), info=("reader.kernel_log_denied", "reader.kernel_log_missing"))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.reader.kind != "none" else "no card reader configured ([reader] kind)"
+        return None if self.settings.reader.kind != "none" else tr("no card reader configured ([reader] kind)")
 
     def identities(self) -> list[str]:
         """Names the kernel uses for the reader: its USB path and its tty."""
@@ -64,16 +65,16 @@ class EventsProbe(Probe):
         try:
             records = kernel_records(cfg.kernel_log)
         except PermissionError:
-            obs.info("reader.kernel_log_denied", f"the kernel log {cfg.kernel_log} is not readable by the agent")
-            obs.summary = "kernel log not readable"
+            obs.info("reader.kernel_log_denied", tr("the kernel log {path} is not readable by the agent", path=cfg.kernel_log))
+            obs.summary = tr("kernel log not readable")
             return
         except FileNotFoundError:
-            obs.info("reader.kernel_log_missing", f"no kernel log at {cfg.kernel_log}")
-            obs.summary = "no kernel log"
+            obs.info("reader.kernel_log_missing", tr("no kernel log at {path}", path=cfg.kernel_log))
+            obs.summary = tr("no kernel log")
             return
         names = self.identities()
         if not names:
-            obs.summary = "reader has no kernel identity to follow"
+            obs.summary = tr("reader has no kernel identity to follow")
             return
         since = time.monotonic() - cfg.flap_window_min * 60
         who = "|".join(re.escape(n) for n in names)
@@ -86,8 +87,12 @@ class EventsProbe(Probe):
         obs.metric("window_min", cfg.flap_window_min)
         if len(lost) >= cfg.flap_threshold:
             ago = time.monotonic() - max(lost)
-            obs.warn("reader.flapping", f"the reader ({', '.join(names)}) disconnected {len(lost)} times in the last "
-                     f"{cfg.flap_window_min:g} min, last {ago / 60:.0f} min ago: loose cable or failing port",
+            obs.warn("reader.flapping", ntr("the reader ({names}) disconnected {n} time in the last {window:g} min, last "
+                                            "{ago:.0f} min ago: loose cable or failing port",
+                                            "the reader ({names}) disconnected {n} times in the last {window:g} min, last "
+                                            "{ago:.0f} min ago: loose cable or failing port", len(lost),
+                                            names=", ".join(names), window=cfg.flap_window_min, ago=ago / 60),
                      disconnects=len(lost), reconnects=len(back), names=names)
         if obs.status() is Status.OK:
-            obs.summary = f"{len(lost)} disconnect(s) of {', '.join(names)} in {cfg.flap_window_min:g} min"
+            obs.summary = ntr("{n} disconnect of {names} in {window:g} min", "{n} disconnects of {names} in {window:g} min",
+                              len(lost), names=", ".join(names), window=cfg.flap_window_min)

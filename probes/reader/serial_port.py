@@ -7,6 +7,7 @@ import errno
 import os
 import time
 
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation, Probe, Status, declare
 from posdiag.probes.reader._exchange import Exchange, exchange
@@ -23,16 +24,20 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
+def _holder_names(holders: list) -> str:
+    return ", ".join(tr("{name} (pid {pid})", name=h.name, pid=h.pid) for h in holders)
+
+
 class SerialProbe(Probe):
     name = "reader.serial"
-    description = "serial reader: port present, permitted, not held by another process; status handshake, identity"
+    description = N_("serial reader: port present, permitted, not held by another process; status handshake, identity")
     findings = declare(fail=("reader.bad_lrc", "reader.garbage", "reader.nak", "reader.no_reply", "reader.open_failed",
                            "reader.port_held", "reader.port_locked", "reader.port_missing", "reader.serial_mismatch",
                            "reader.unexpected_reply"), warn=("reader.permission_denied", "reader.slow"),
                            info=("reader.bridged", "reader.holders_unknown", "reader.in_use_by_pos", "reader.serial_unknown"))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.reader.kind == "serial" else "no serial reader configured ([reader] kind)"
+        return None if self.settings.reader.kind == "serial" else tr("no serial reader configured ([reader] kind)")
 
     def deadline_s(self) -> float:
         return self.settings.reader.timeout_s * 2 + 1.0
@@ -42,8 +47,8 @@ class SerialProbe(Probe):
         port = cfg.port
         obs.metric("port", port)
         if not os.path.exists(port):
-            obs.fail("reader.port_missing", f"{port} does not exist: the reader is unplugged or its adapter is gone",
-                     port=port)
+            obs.fail("reader.port_missing", tr("{port} does not exist: the reader is unplugged or its adapter is gone",
+                                               port=port), port=port)
             return
         found, hidden = holders(port)
         bridges = [h for h in found if h.device_side or h.name in cfg.bridge_processes]
@@ -52,12 +57,18 @@ class SerialProbe(Probe):
             self.report_busy(obs, port, busy)
             return
         if bridges:
-            names = ", ".join(f"{h.name} (pid {h.pid})" for h in bridges)
-            how = "holds the master side of its pty" if all(h.device_side for h in bridges) else "is a configured bridge"
-            obs.info("reader.bridged", f"{port} is reached through {names}, which {how}: the reader's end of the line, "
-                     "not a rival; probing through it", port=port, bridges=[{"pid": h.pid, "name": h.name} for h in bridges])
+            names = _holder_names(bridges)
+            if all(h.device_side for h in bridges):
+                message = tr("{port} is reached through {names}, which holds the master side of its pty: the reader's "
+                             "end of the line, not a rival; probing through it", port=port, names=names)
+            else:
+                message = tr("{port} is reached through {names}, which is a configured bridge: the reader's end of the "
+                             "line, not a rival; probing through it", port=port, names=names)
+            obs.info("reader.bridged", message, port=port, bridges=[{"pid": h.pid, "name": h.name} for h in bridges])
         if hidden:
-            obs.info("reader.holders_unknown", f"{hidden} processes of other users could not be checked for {port}")
+            obs.info("reader.holders_unknown", ntr("{n} process of another user could not be checked for {port}",
+                                                   "{n} processes of other users could not be checked for {port}",
+                                                   hidden, port=port))
         import serial  # pyserial: imported only when a serial reader is configured
 
         try:
@@ -75,18 +86,20 @@ class SerialProbe(Probe):
         self.judge(obs, port, result)
 
     def report_busy(self, obs: Observation, port: str, busy: list) -> None:
-        names = ", ".join(f"{h.name} (pid {h.pid})" for h in busy)
+        names = _holder_names(busy)
         pos = self.settings.terminal.pos_process
         data = {"port": port, "holders": [{"pid": h.pid, "name": h.name} for h in busy]}
         pos_pids = {p.pid for p in find_processes(pos)} if pos else set()
         if pos_pids and all(h.pid in pos_pids for h in busy):
-            obs.info("reader.in_use_by_pos", f"{port} is in use by the POS application {names}: not probed", **data)
-            obs.summary = f"in use by {names}; left alone"
+            obs.info("reader.in_use_by_pos", tr("{port} is in use by the POS application {names}: not probed", port=port,
+                                                names=names), **data)
+            obs.summary = tr("in use by {names}; left alone", names=names)
         elif pos:
-            obs.fail("reader.port_held", f"{port} is held by {names}, not by the POS application '{pos}': "
-                     "the POS cannot reach the reader", **data)
+            obs.fail("reader.port_held", tr("{port} is held by {names}, not by the POS application '{process}': the POS "
+                                            "cannot reach the reader", port=port, names=names, process=pos), **data)
         else:
-            obs.warn("reader.port_held", f"{port} is held by {names}; not probed so as not to disturb it", **data)
+            obs.warn("reader.port_held", tr("{port} is held by {names}; not probed so as not to disturb it", port=port,
+                                            names=names), **data)
 
     def report_open_error(self, obs: Observation, port: str, exc: Exception) -> None:
         err = getattr(exc, "errno", None)
@@ -94,14 +107,15 @@ class SerialProbe(Probe):
         if err == errno.EACCES or "Permission denied" in text:
             st = os.stat(port)
             group = _group_name(st.st_gid)
-            obs.warn("reader.permission_denied", f"the agent may not open {port}: it needs to be in group "
-                     f"'{group}' (mode {st.st_mode & 0o777:o})", port=port, group=group, mode=f"{st.st_mode & 0o777:o}")
+            obs.warn("reader.permission_denied", tr("the agent may not open {port}: it needs to be in group '{group}' "
+                                                    "(mode {mode:o})", port=port, group=group, mode=st.st_mode & 0o777),
+                     port=port, group=group, mode=f"{st.st_mode & 0o777:o}")
         elif err in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text:
-            obs.fail("reader.port_locked", f"{port} is locked by another program", port=port, error=text)
+            obs.fail("reader.port_locked", tr("{port} is locked by another program", port=port), port=port, error=text)
         elif err in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
-            obs.fail("reader.port_missing", f"{port} vanished when opened ({text})", port=port)
+            obs.fail("reader.port_missing", tr("{port} vanished when opened ({error})", port=port, error=text), port=port)
         else:
-            obs.fail("reader.open_failed", f"cannot open {port}: {text}", port=port, error=text)
+            obs.fail("reader.open_failed", tr("cannot open {port}: {error}", port=port, error=text), port=port, error=text)
 
     def judge(self, obs: Observation, port: str, ex: Exchange) -> None:
         cfg = self.settings.reader
@@ -109,38 +123,50 @@ class SerialProbe(Probe):
         if ex.latency_ms is not None:
             obs.metric("reply_ms", round(ex.latency_ms, 2))
         obs.metric("attempts", ex.attempts)
-        note = f" ({'; '.join(ex.notes)})" if ex.notes else ""
+        # TRANSLATORS: separates the notes of one reader exchange, e.g. "frame cut off; reader ended the session"
+        note = tr(" ({notes})", notes=tr("; ").join(ex.notes)) if ex.notes else ""
         if ex.outcome == "no_reply":
-            obs.fail("reader.no_reply", f"the reader on {port} did not answer within {cfg.timeout_s:g} s "
-                     f"({ex.attempts} tries){note}", **data)
+            obs.fail("reader.no_reply", ntr("the reader on {port} did not answer within {timeout_s:g} s ({n} try){note}",
+                                            "the reader on {port} did not answer within {timeout_s:g} s ({n} tries){note}",
+                                            ex.attempts, port=port, timeout_s=cfg.timeout_s, note=note), **data)
         elif ex.outcome == "garbage":
-            obs.fail("reader.garbage", f"the reader on {port} answers unintelligibly: {ex.shown!r}{note} — wrong "
-                     f"baud rate ({cfg.baudrate}) or protocol?", **data)
+            obs.fail("reader.garbage", tr("the reader on {port} answers unintelligibly: {received!r}{note} — wrong baud "
+                                          "rate ({baudrate}) or protocol?", port=port, received=ex.shown, note=note,
+                                          baudrate=cfg.baudrate), **data)
         elif ex.outcome == "nak":
-            obs.fail("reader.nak", f"the reader on {port} refused the request {ex.naks} times (NAK)", **data)
+            obs.fail("reader.nak", ntr("the reader on {port} refused the request {n} time (NAK)",
+                                       "the reader on {port} refused the request {n} times (NAK)", ex.naks, port=port),
+                     **data)
         elif ex.outcome == "bad_lrc":
-            obs.fail("reader.bad_lrc", f"the reader on {port} sent {ex.bad_lrcs} frames with a wrong checksum (LRC): "
-                     "line noise or a failing cable", **data)
+            obs.fail("reader.bad_lrc", ntr("the reader on {port} sent {n} frame with a wrong checksum (LRC): line noise or "
+                                           "a failing cable", "the reader on {port} sent {n} frames with a wrong checksum "
+                                           "(LRC): line noise or a failing cable", ex.bad_lrcs, port=port), **data)
         elif ex.outcome == "unexpected":
-            obs.fail("reader.unexpected_reply", f"the reader on {port} replied {ex.shown!r}, not the expected "
-                     f"answer{note}", **data)
+            obs.fail("reader.unexpected_reply", tr("the reader on {port} replied {received!r}, not the expected "
+                                                   "answer{note}", port=port, received=ex.shown, note=note), **data)
         else:
             self.identity(obs, ex)
             if ex.latency_ms is not None and ex.latency_ms > cfg.slow_ms:
-                obs.warn("reader.slow", f"the reader on {port} took {ex.latency_ms:.0f} ms to answer "
-                         f"(limit {cfg.slow_ms:g} ms)", port=port, reply_ms=round(ex.latency_ms, 1))
+                obs.warn("reader.slow", tr("the reader on {port} took {ms:.0f} ms to answer (limit {limit:g} ms)",
+                                           port=port, ms=ex.latency_ms, limit=cfg.slow_ms),
+                         port=port, reply_ms=round(ex.latency_ms, 1))
             if obs.status() is Status.OK:
-                obs.summary = f"{port}: {cfg.protocol} reply in {ex.latency_ms:.0f} ms" + (
-                    f", serial {ex.serial}" if ex.serial else "")
+                if ex.serial:
+                    obs.summary = tr("{port}: {protocol} reply in {ms:.0f} ms, serial {serial}", port=port,
+                                     protocol=cfg.protocol, ms=ex.latency_ms, serial=ex.serial)
+                else:
+                    obs.summary = tr("{port}: {protocol} reply in {ms:.0f} ms", port=port, protocol=cfg.protocol,
+                                     ms=ex.latency_ms)
 
     def identity(self, obs: Observation, ex: Exchange) -> None:
         expected = self.settings.reader.expected_serial
         if ex.serial is None:
             if expected:
-                obs.info("reader.serial_unknown", "the protocol does not report a serial number: identity not checked")
+                obs.info("reader.serial_unknown", tr("the protocol does not report a serial number: identity not checked"))
             return
         obs.metric("serial", ex.serial)
         if expected and ex.serial != expected:
-            obs.fail("reader.serial_mismatch", f"the reader reports serial {ex.serial}, but {expected} is on file: "
-                     "this is not the registered reader", expected=expected, found=ex.serial)
+            obs.fail("reader.serial_mismatch", tr("the reader reports serial {found}, but {expected} is on file: this is "
+                                                  "not the registered reader", found=ex.serial, expected=expected),
+                     expected=expected, found=ex.serial)
 

@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 BASELINE_FILE = "usb-baseline.json"
@@ -40,8 +41,11 @@ class UsbDevice:
         return f"{self.ident}/{self.serial}" if self.serial else f"{self.ident}@{self.path}"
 
     def describe(self) -> str:
-        name = " ".join(x for x in (self.manufacturer, self.product) if x) or "unnamed device"
-        return f"{self.ident} {name} at {self.path}" + (f" ({self.tty})" if self.tty else "")
+        """The device as a technician finds it: VID:PID, its name, where it is plugged in (in this process's language)."""
+        name = " ".join(x for x in (self.manufacturer, self.product) if x) or tr("unnamed device")
+        if self.tty:
+            return tr("{ident} {name} at {path} ({tty})", ident=self.ident, name=name, path=self.path, tty=self.tty)
+        return tr("{ident} {name} at {path}", ident=self.ident, name=name, path=self.path)
 
 
 def _read(path: str) -> str:
@@ -118,14 +122,15 @@ def enumerate_pyserial() -> list[UsbDevice]:
 
 class UsbProbe(Probe):
     name = "reader.usb"
-    description = "USB inventory: the configured reader VID:PID present; new keyboards, hubs or devices since the baseline"
+    description = N_("USB inventory: the configured reader VID:PID present; new keyboards, hubs or devices since the "
+                     "baseline")
     findings = declare(fail=("reader.serial_mismatch", "reader.usb_missing", "reader.usb_new_keyboard"),
                            warn=("reader.usb_baseline_unreadable", "reader.usb_new_device", "reader.usb_new_hub"),
                            info=("reader.usb_baseline_created", "reader.usb_baseline_not_saved", "reader.usb_gone",
                            "reader.usb_present"))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.reader.kind != "none" else "no card reader configured ([reader] kind)"
+        return None if self.settings.reader.kind != "none" else tr("no card reader configured ([reader] kind)")
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.reader
@@ -140,19 +145,23 @@ class UsbProbe(Probe):
             matches = [d for d in devices if d.vid == vid and d.pid == pid]
             if matches:
                 reader = matches[0]
-                obs.info("reader.usb_present", f"reader {reader.describe()}", path=reader.path, serial=reader.serial)
+                obs.info("reader.usb_present", tr("reader {device}", device=reader.describe()),
+                         path=reader.path, serial=reader.serial)
                 obs.metric("reader_path", reader.path)
                 if cfg.expected_serial and reader.serial and reader.serial != cfg.expected_serial:
-                    obs.fail("reader.serial_mismatch", f"USB reader {reader.ident} reports serial {reader.serial}, but "
-                             f"{cfg.expected_serial} is on file: this is not the registered reader",
+                    obs.fail("reader.serial_mismatch", tr("USB reader {ident} reports serial {found}, but {expected} is on "
+                                                          "file: this is not the registered reader", ident=reader.ident,
+                                                          found=reader.serial, expected=cfg.expected_serial),
                              expected=cfg.expected_serial, found=reader.serial, path=reader.path)
             else:
-                obs.fail("reader.usb_missing", f"no USB device {cfg.usb} present: the reader is unplugged, "
-                         "unpowered or dead", usb=cfg.usb, devices=len(devices))
+                obs.fail("reader.usb_missing", tr("no USB device {usb} present: the reader is unplugged, unpowered or "
+                                                  "dead", usb=cfg.usb), usb=cfg.usb, devices=len(devices))
         self.compare_baseline(obs, devices)
         if obs.status() is Status.OK:
-            obs.summary = f"{len(devices)} USB device(s), matching the baseline" + (
-                f"; reader {cfg.usb} present" if cfg.usb else "")
+            summary = ntr("{n} USB device, matching the baseline", "{n} USB devices, matching the baseline", len(devices))
+            if cfg.usb:
+                summary = tr("{summary}; reader {usb} present", summary=summary, usb=cfg.usb)
+            obs.summary = summary
 
     def compare_baseline(self, obs: Observation, devices: list[UsbDevice]) -> None:
         state_dir = self.context.state_dir or self.settings.daemon.state_dir
@@ -165,8 +174,8 @@ class UsbProbe(Probe):
             self.save_baseline(obs, path, devices)
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            obs.warn("reader.usb_baseline_unreadable", f"USB baseline {path} unreadable ({exc}); recording a new one",
-                     path=path)
+            obs.warn("reader.usb_baseline_unreadable", tr("USB baseline {path} unreadable ({error}); recording a new one",
+                                                          path=path, error=exc), path=path)
             self.save_baseline(obs, path, devices)
             return
         obs.metric("baseline_devices", len(known))
@@ -178,18 +187,19 @@ class UsbProbe(Probe):
             data = {"vid": dev.vid, "pid": dev.pid, "path": dev.path, "serial": dev.serial, "product": dev.product,
                     "device_kind": dev.kind}
             if dev.kind == "keyboard":
-                obs.fail("reader.usb_new_keyboard", f"a keyboard-class device appeared since the baseline: "
-                         f"{dev.describe()} — possible keylogger or skimmer", **data)
+                obs.fail("reader.usb_new_keyboard", tr("a keyboard-class device appeared since the baseline: {device} — "
+                                                       "possible keylogger or skimmer", device=dev.describe()), **data)
             elif dev.kind == "hub":
-                obs.warn("reader.usb_new_hub", f"a USB hub appeared since the baseline: {dev.describe()} — "
-                         "check for an inline device", **data)
+                obs.warn("reader.usb_new_hub", tr("a USB hub appeared since the baseline: {device} — check for an inline "
+                                                  "device", device=dev.describe()), **data)
             else:
-                obs.warn("reader.usb_new_device", f"an unknown USB device appeared since the baseline: "
-                         f"{dev.describe()}", **data)
+                obs.warn("reader.usb_new_device", tr("an unknown USB device appeared since the baseline: {device}",
+                                                     device=dev.describe()), **data)
         present = {d.key for d in devices}
         gone = [d for d in baseline["devices"] if d["key"] not in present]
         for d in gone:
-            obs.info("reader.usb_gone", f"{d['vid']}:{d['pid']} at {d['path']} is no longer present", **d)
+            obs.info("reader.usb_gone", tr("{vid}:{pid} at {path} is no longer present", vid=d["vid"], pid=d["pid"],
+                                           path=d["path"]), **d)
 
     @staticmethod
     def save_baseline(obs: Observation, path: str, devices: list[UsbDevice]) -> None:
@@ -203,7 +213,11 @@ class UsbProbe(Probe):
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
-            obs.info("reader.usb_baseline_not_saved", f"cannot store the USB baseline at {path}: {exc}")
+            obs.info("reader.usb_baseline_not_saved", tr("cannot store the USB baseline at {path}: {error}", path=path,
+                                                         error=exc))
             return
-        obs.info("reader.usb_baseline_created", f"recorded {len(devices)} USB device(s) as the baseline in {path} "
-                 "(delete it to record a new one after a sanctioned hardware change)", path=path, devices=len(devices))
+        obs.info("reader.usb_baseline_created", ntr("recorded {n} USB device as the baseline in {path} (delete it to "
+                                                    "record a new one after a sanctioned hardware change)",
+                                                    "recorded {n} USB devices as the baseline in {path} (delete it to "
+                                                    "record a new one after a sanctioned hardware change)",
+                                                    len(devices), path=path), path=path, devices=len(devices))
