@@ -96,7 +96,7 @@ def read_tail(path: str, max_bytes: int = TAIL_BYTES) -> list[str]:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(tr("{path} is {kind}, not a regular file", path=path, kind=file_kind(st.st_mode)))
+            raise NotRegularFile(tr("{path} is {kind}, not a regular file", path=path, kind=tr(file_kind(st.st_mode))))
         start = max(0, st.st_size - max_bytes)
         data = os.pread(fd, st.st_size - start, start)
     finally:
