@@ -5,11 +5,64 @@ from __future__ import annotations
 import glob
 import os
 import time
+from typing import Any
 
 import psutil
 from posdiag.agent.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation, Probe, Status, declare
+
+#: The CPU's busy share is measured over at least this long: shorter, and a 100 Hz tick count says little.
+CPU_WINDOW_S = 0.1
+#: A baseline older than this is not a sample of "now" (in the daemon, it is the previous sweep's).
+CPU_BASELINE_MAX_AGE_S = 1.0
+
+
+def _totals(times: Any) -> tuple[float, float]:
+    """(all CPU time, idle time) as psutil counts them: guest time is already inside user/nice time."""
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    return total, times.idle + getattr(times, "iowait", 0.0)
+
+
+class CpuWindow:
+    """How busy the terminal's CPUs are, apart from posdiag itself, over a window of at least
+    :data:`CPU_WINDOW_S` that ends now.
+
+    The first window opens when this module is imported, so in a one-shot ``posdiag diagnose`` it
+    elapses while the rest of posdiag loads instead of being slept through afterwards; the CPU time
+    posdiag spends meanwhile is taken out, so its own start-up never reads as a busy terminal (on a
+    single-core till it would read as saturated). A baseline older than
+    :data:`CPU_BASELINE_MAX_AGE_S` (the daemon's previous sweep) is taken again, so a window always
+    ends now and never averages over minutes.
+    """
+
+    def __init__(self) -> None:
+        self._open()
+
+    def _open(self) -> None:
+        self.opened_at, self.baseline, self.own = time.monotonic(), psutil.cpu_times(), _own_cpu_s()
+
+    def busy_percent(self) -> float:
+        if time.monotonic() - self.opened_at > CPU_BASELINE_MAX_AGE_S:
+            self._open()
+        wait = self.opened_at + CPU_WINDOW_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        (total0, idle0), own0 = _totals(self.baseline), self.own
+        self._open()
+        (total1, idle1), own1 = _totals(self.baseline), self.own
+        spent = total1 - total0
+        busy = spent - (idle1 - idle0) - (own1 - own0)
+        return 0.0 if spent <= 0 else round(min(100.0, max(0.0, busy / spent * 100)), 1)
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds this process (all its threads) has used."""
+    times = os.times()
+    return times.user + times.system
+
+
+_cpu = CpuWindow()
 
 
 def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:
@@ -38,7 +91,7 @@ class SystemProbe(Probe):
         per_cpu = load1 / cpus
         obs.metric("load1_per_cpu", round(per_cpu, 2))
         obs.metric("cpu_count", cpus)
-        busy = psutil.cpu_percent(interval=0.1)
+        busy = _cpu.busy_percent()
         obs.metric("cpu_percent", busy)
         if per_cpu > cfg.max_load_per_cpu and busy > 90:
             obs.fail("system.cpu_saturated", tr("CPU saturated: load {load:.1f} on {cpus} CPUs, {busy:.0f}% busy",

@@ -175,3 +175,38 @@ def test_healthy_terminal_gives_none(config_file, ntp_server):
     assert rc == 0, report["diagnosis"]
     assert report["diagnosis"]["verdict"] == "healthy"
     assert report["diagnosis"]["causes"][0]["id"] == "none"
+
+
+def test_cpu_busy_share_sees_every_core_spinning():
+    """The busy share against real load: one spinning process per CPU reads as a busy CPU."""
+    import os
+
+    from posdiag.probes.system import CPU_WINDOW_S, CpuWindow
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)  # let them get going
+        window = CpuWindow()
+        started = time.monotonic()
+        busy = window.busy_percent()
+        assert time.monotonic() - started >= CPU_WINDOW_S * 0.99, "a window shorter than CPU_WINDOW_S"
+        assert busy > 80, busy
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    window.opened_at -= 60  # the daemon's next sweep, a minute later: a fresh window, not a minute's average
+    time.sleep(0.2)
+    assert window.busy_percent() < 80
+
+
+def test_cpu_busy_share_leaves_out_posdiags_own_work():
+    """posdiag's own start-up falls inside the first window: spinning here must not read as a busy terminal
+    (on a one-core till it would read as saturated)."""
+    from posdiag.probes.system import CpuWindow
+
+    window = CpuWindow()
+    until = time.monotonic() + 0.15
+    while time.monotonic() < until:
+        pass
+    assert window.busy_percent() < 35
