@@ -181,6 +181,13 @@ def test_installed_package_carries_its_data_files(tmp_path):
     assert proc.returncode in (0, 1), proc.stderr
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
+    # The build compiled the Chinese catalogue into the package; its source stays in the repository.
+    assert (target / "posdiag/agent/locale/zh_CN/LC_MESSAGES/posdiag.mo").is_file()
+    assert not list(target.rglob("*.po"))
+    chinese = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--lang", "zh_CN"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
+    assert "结论：" in chinese.stdout and "处理步骤：" in chinese.stdout, chinese.stdout + chinese.stderr
     assert str(target) in subprocess.run([sys.executable, "-c", "import posdiag.agent.paths as p; print(p.data_dir())"],
                                          cwd=tmp_path, capture_output=True, text=True,
                                          env={**os.environ, "PYTHONPATH": str(target)}).stdout
