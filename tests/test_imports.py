@@ -69,3 +69,8 @@ def test_every_folder_is_a_package_named_posdiag_dot_folder(folder: str):
 
     package = importlib.import_module(f"posdiag.{folder}")
     assert Path(package.__file__).resolve().parent == REPO / folder
+
+
+def test_the_translation_module_imports_nothing_of_posdiag():
+    """Probes, the settings and the collector all use it: it must stay the bottom layer."""
+    assert imported(REPO / "agent" / "i18n.py") == set()
