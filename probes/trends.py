@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 from posdiag.agent.i18n import N_, tr
@@ -23,6 +22,8 @@ LAYERS = ("network.link", "network.gateway", "network.dns", "network.tcp", "netw
 
 def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares slope and R² of ys over xs."""
+    import statistics  # here, not at the top: a terminal without history never needs it
+
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     if not sxx:

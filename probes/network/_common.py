@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import socket
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -189,6 +188,8 @@ def percentile(values: list[float], pct: float) -> float:
 
 def rtt_stats(values: list[float]) -> dict[str, float]:
     """Median, p95 and jitter (mean absolute difference of consecutive samples, RFC 3550 style)."""
+    import statistics  # here, not at the top: every diagnose loads this module, few measure a path
+
     jitter = statistics.mean(abs(a - b) for a, b in zip(values[:-1], values[1:], strict=True)) if len(values) > 1 else 0.0
     return {"median_ms": statistics.median(values), "p95_ms": percentile(values, 95), "jitter_ms": jitter}
 

@@ -5,8 +5,8 @@ mismatch and protocol failures; warns before expiry; optionally GETs a health pa
 from __future__ import annotations
 
 import socket
-import ssl
 import time
+from typing import TYPE_CHECKING
 
 from posdiag.agent.i18n import N_, tr
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
@@ -20,7 +20,13 @@ from posdiag.probes.network._common import (
     side_by_side,
     targets,
 )
-from posdiag.probes.network._tlsbio import Channel, tiny_exchange
+
+# ssl (~8 ms to import) and the channel are imported where a handshake is made, so a diagnosis with no
+# TLS payment host to check (the default configuration, ``--only disk``) never loads them.
+if TYPE_CHECKING:
+    import ssl
+
+    from posdiag.probes.network._tlsbio import Channel
 
 EXPIRY_WARN_DAYS = 14
 # OpenSSL X509_V_ERR_* codes
@@ -62,11 +68,16 @@ class TlsProbe(PaymentHostProbe):
                                      days=obs.metrics.get(f"cert_days_left[{t.host.label}]")) for t, _ in work)
 
     def context_for(self, target: Target) -> ssl.SSLContext:
+        import ssl
+
         ctx = ssl.create_default_context(cafile=target.host.ca_file or None)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
 
     def handshake(self, obs: Observation, target: Target, address: str) -> tuple[str, str, dict] | None:
+        import ssl
+
+        from posdiag.probes.network._tlsbio import Channel
         host = target.host
         name = host.server_name or host.host
         label = host.label
@@ -113,6 +124,8 @@ class TlsProbe(PaymentHostProbe):
         if time.monotonic() < started + GRACE_S:
             return started + GRACE_S
         left = channel.deadline - time.monotonic()
+        from posdiag.probes.network._tlsbio import tiny_exchange
+
         tiny.append(Background(lambda: tiny_exchange(address, port, max(0.05, left))))
         return None
 
@@ -152,6 +165,8 @@ class TlsProbe(PaymentHostProbe):
     def expiry(self, obs: Observation, target: Target, cert: dict) -> None:
         if not cert or "notAfter" not in cert:
             return
+        import ssl
+
         days = (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400
         obs.metric(f"cert_days_left[{target.host.label}]", round(days, 1))
         if days < EXPIRY_WARN_DAYS:
