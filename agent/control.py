@@ -31,7 +31,7 @@ from typing import Any
 from posdiag.agent.access import AccessDenied
 from posdiag.agent.config import file_kind
 from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message
+from posdiag.agent.message import Message, Refusal
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 log = logging.getLogger("posdiag")
@@ -42,24 +42,15 @@ CONNECT_RETRY_S = 3.0
 MAX_REQUEST = 65536
 
 
-class _Refusal(Exception):
-    """English as a string (the daemon logs it, ``status --json`` carries it); ``message`` for the
-    reader's language when the CLI prints it."""
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-        super().__init__(str(message))
-
-
-class DaemonNotRunning(_Refusal):
+class DaemonNotRunning(Refusal):
     """Nothing listens on the control socket: no daemon, or a stale socket of a dead one."""
 
 
-class DaemonBusy(_Refusal):
+class DaemonBusy(Refusal):
     """A daemon exists on the socket but did not accept the connection in time."""
 
 
-class SocketPathTaken(_Refusal):
+class SocketPathTaken(Refusal):
     """The control socket path is held by something that is not our socket (a file, a directory)."""
 
 

@@ -45,3 +45,12 @@ def translated(text: Any, translator: i18n.Translator | None = None) -> str:
         return str(text)
     t = translator or i18n.current()
     return t.tr(text.template, **{k: translated(v, t) if isinstance(v, Message) else v for k, v in text.fields.items()})
+
+
+class Refusal(Exception):
+    """An error whose text is a :class:`Message`: English where it is logged or put in JSON (``str()``),
+    in the reader's language where the CLI prints it (:func:`translated` reads ``message``)."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(str(message))

@@ -32,7 +32,7 @@ from typing import Any
 
 from posdiag.agent import heal, outbox
 from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message
+from posdiag.agent.message import Message, Refusal
 from posdiag.agent.report import parse_utc_iso, utc_iso
 from posdiag.probes.base import PastSweep
 
@@ -56,13 +56,8 @@ CREATE INDEX IF NOT EXISTS reports_started ON reports (started_at);
 """ + outbox.SCHEMA
 
 
-class StoreFull(Exception):
-    """A report could not be stored even after pruning the whole history to make room. English as a
-    string (the daemon logs it); ``message`` for the reader's language (``diagnose --push``)."""
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-        super().__init__(str(message))
+class StoreFull(Refusal):
+    """A report could not be stored even after pruning the whole history to make room."""
 
 
 @dataclass(frozen=True)

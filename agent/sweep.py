@@ -9,18 +9,14 @@ from posdiag import probes
 from posdiag.agent.config import Settings
 from posdiag.agent.diagnosis import KnowledgeBase, diagnose, load_knowledge
 from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message
+from posdiag.agent.message import Message, Refusal
 from posdiag.agent.paths import causes_path
 from posdiag.agent.report import build_report
 from posdiag.agent.runner import ProgressHook, run_probes
 
 
-class UnknownProbe(ValueError):
-    """``--only`` named no probe and no area; ``message`` says which names exist."""
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-        super().__init__(str(message))
+class UnknownProbe(Refusal, ValueError):
+    """``--only`` named no probe and no area; the message says which names exist."""
 
 
 def select_probes(only: list[str] | None) -> list[type]:
