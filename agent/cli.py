@@ -342,13 +342,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return Exit.OK
 
 
-#: how ``status`` names a verdict (the same words as the report's)
-_VERDICT = {"healthy": N_("HEALTHY"), "degraded": N_("DEGRADED"), "fault": N_("FAULT")}
-
-
 def _status_text(status: dict[str, Any]) -> list[str]:
     """What ``status`` prints about a running daemon: a heading, then labelled lines in one column."""
     from posdiag.agent.push import labelled, status_rows
+    from posdiag.agent.report import VERDICT_WORDS
 
     last = status["last"]
     rows = [(N_("config:"), tr("{config} (reloaded {reloads}x), every {interval:g} s", config=status["config"],
@@ -358,7 +355,7 @@ def _status_text(status: dict[str, Any]) -> list[str]:
     if last:
         verdict = last["verdict"]
         rows.append((N_("last:"), tr("{verdict} — {cause} ({confidence:.0%}), {trigger} at {started_at}",
-                                     verdict=tr(_VERDICT[verdict]) if verdict in _VERDICT else verdict.upper(),
+                                     verdict=tr(VERDICT_WORDS[verdict]) if verdict in VERDICT_WORDS else verdict.upper(),
                                      cause=last["top_cause"], confidence=last["confidence"], trigger=last["trigger"],
                                      started_at=last["started_at"])))
     rows.append((N_("txlog:"), status["txlog"] or tr("not watched")))

@@ -49,7 +49,8 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
 #: a probe's status as the text output marks it; upper case where a person must look
 _STATUS_MARK = {"ok": i18n.N_("ok"), "warn": i18n.N_("WARN"), "fail": i18n.N_("FAIL"), "error": i18n.N_("ERROR"),
                 "skipped": i18n.N_("skipped")}
-_VERDICT = {"healthy": i18n.N_("HEALTHY"), "degraded": i18n.N_("DEGRADED"), "fault": i18n.N_("FAULT")}
+#: a verdict as a person reads it (the JSON keeps healthy/degraded/fault)
+VERDICT_WORDS = {"healthy": i18n.N_("HEALTHY"), "degraded": i18n.N_("DEGRADED"), "fault": i18n.N_("FAULT")}
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -65,7 +66,7 @@ def render_text(report: dict[str, Any]) -> str:
     where = f"{term['id']}" + (f" @ {term['site']}" if term.get("site") else "")
     verdict = diag["verdict"]
     lines = [f"posdiag {report['agent_version']} — {where} — {report['started_at']} ({report['duration_s']:.2f} s)",
-             "", t.tr("Verdict: {verdict}", verdict=t.tr(_VERDICT[verdict]) if verdict in _VERDICT else verdict)]
+             "", t.tr("Verdict: {verdict}", verdict=t.tr(VERDICT_WORDS[verdict]) if verdict in VERDICT_WORDS else verdict)]
     confidence = f"{top['confidence']:.0%}"
     if top["id"] == "none":
         lines.append(t.tr("Most likely: {title}  [none, confidence {confidence}]", title=top["title"],
