@@ -163,3 +163,8 @@ def ntr(singular: str, plural: str, n: int, /, **fields: Any) -> str:
 def N_(message: str) -> str:
     """Marks a constant for the catalogue without translating it yet (it is passed to :func:`tr` later)."""
     return message
+
+
+def N_plural(singular: str, plural: str) -> tuple[str, str]:
+    """Marks a counted message kept in a table, for :func:`ntr` later: ``ntr(*words, n, ...)``."""
+    return singular, plural

@@ -5,7 +5,8 @@ compile the ``.po`` files to the ``.mo`` files the agent loads.
     python3 packaging/catalogues.py update    # after changing marked text: new entries appear untranslated
     python3 packaging/catalogues.py compile   # what the build does (setup.py) and the test suite checks
 
-Marked text is ``tr("...")``, ``ntr("one", "many", n)`` and ``N_("...")`` in Python and JavaScript,
+Marked text is ``tr("...")``, ``ntr("one", "many", n)``, ``N_("...")`` and ``N_plural("one", "many")``
+in Python and JavaScript,
 and ``data-tr`` elements in the collector's HTML (see :func:`extract_html`). Needs Babel, a build and
 test dependency only: a terminal loads the compiled ``.mo`` with the standard library.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 LOCALE = REPO / "agent" / "locale"
 DOMAIN = "posdiag"
-KEYWORDS = {"tr": None, "ntr": (1, 2), "N_": None}
+KEYWORDS = {"tr": None, "ntr": (1, 2), "N_": None, "N_plural": (1, 2)}
 #: where marked text is looked for, and how (Babel's method map, relative to the repository)
 METHOD_MAP = [
     ("agent/**.py", "python"),

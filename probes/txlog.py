@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from posdiag.agent.config import file_kind
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.agent.i18n import N_, N_plural, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 ERROR_2824 = "2824"
@@ -30,18 +30,18 @@ RESPONSE_CLASSES = {
 }
 #: response class → (finding code, its message for n responses with these codes in this window)
 CLASS_FINDINGS = {
-    "account": ("txlog.declines", lambda n, codes, window: ntr(
+    "account": ("txlog.declines", N_plural(
         "the issuer declined {n} transaction for account reasons (codes {codes}) {window}",
-        "the issuer declined {n} transactions for account reasons (codes {codes}) {window}", n, codes=codes, window=window)),
-    "input": ("txlog.input_errors", lambda n, codes, window: ntr(
+        "the issuer declined {n} transactions for account reasons (codes {codes}) {window}")),
+    "input": ("txlog.input_errors", N_plural(
         "{n} transaction failed on operator/cardholder input (codes {codes}) {window}",
-        "{n} transactions failed on operator/cardholder input (codes {codes}) {window}", n, codes=codes, window=window)),
-    "format": ("txlog.format_errors", lambda n, codes, window: ntr(
+        "{n} transactions failed on operator/cardholder input (codes {codes}) {window}")),
+    "format": ("txlog.format_errors", N_plural(
         "the host rejected {n} message as malformed (codes {codes}) {window}",
-        "the host rejected {n} messages as malformed (codes {codes}) {window}", n, codes=codes, window=window)),
-    "host": ("txlog.host_errors", lambda n, codes, window: ntr(
+        "the host rejected {n} messages as malformed (codes {codes}) {window}")),
+    "host": ("txlog.host_errors", N_plural(
         "the host or network failed {n} transaction (codes {codes}) {window}",
-        "the host or network failed {n} transactions (codes {codes}) {window}", n, codes=codes, window=window)),
+        "the host or network failed {n} transactions (codes {codes}) {window}")),
 }
 TAIL_BYTES = 4 * 1024 * 1024  # never read more than the last 4 MiB of a log
 REPEAT_WINDOW_S = 10.0
@@ -169,9 +169,9 @@ class TxlogProbe(Probe):
             n = sum(counts.values())
             obs.metric(f"responses_{name}", n)
             if n:
-                code, message = CLASS_FINDINGS[name]
+                code, words = CLASS_FINDINGS[name]
                 codes = ", ".join(f"{c}×{k}" for k, c in sorted(counts.items()))
-                obs.warn(code, message(n, codes, window), count=n, codes=dict(counts))
+                obs.warn(code, ntr(*words, n, codes=codes, window=window), count=n, codes=dict(counts))
         repeats = repeated_attempts(events)
         obs.metric("repeated_attempts", repeats)
         if repeats >= 2:
