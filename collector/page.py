@@ -6,10 +6,11 @@ session cookie is HttpOnly and SameSite=Strict, and Secure whenever the page is 
 
 The language is chosen per request: the ``lang`` cookie the page's switch sets, else the browser's
 ``Accept-Language``, else English. The HTML templates mark their text ``data-tr`` (element text) and
-``data-tr-title`` / ``-placeholder`` / ``-label`` / ``-alt`` (attributes), which are substituted here,
-once per template and language. The JavaScript gets the translations of its own ``tr()`` / ``ntr()``
-messages in a ``<script type="application/json">`` data block, which the CSP allows because it is
-never executed. What a stored report says stays in the language it was written in.
+``data-tr-title`` / ``-placeholder`` / ``-label`` / ``-alt`` (attributes); markup.py, which the
+catalogue extractor reads too, substitutes them once per template and language. The JavaScript gets
+the translations of its own ``tr()`` / ``ntr()`` messages in a ``<script type="application/json">``
+data block, which the CSP allows because it is never executed. What a stored report says stays in
+the language it was written in.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, quote
 
 from posdiag.agent import i18n
 from posdiag.collector.auth import SESSION_COOKIE, identify_reader, identify_token
+from posdiag.collector.markup import translate_markup
 from posdiag.collector.tokens import sign_session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -42,20 +44,9 @@ ENDONYMS = {"zh_CN": "中文", "en": "English"}
 #: where the switch may send the browser back to (anything else would make it an open redirect)
 RETURN_PATHS = ("/", "/signin")
 
-#: an element holding only text: ``<h2 data-tr id="x">Open incidents</h2>`` (packaging/catalogues.py extracts the same)
-ELEMENT_TEXT = re.compile(r"<(\w+)(\s[^<>]*)?>([^<]*)</\1>")
-MARKED = re.compile(r"\sdata-tr(?:=\"\")?(?=[\s/>]|$)")
-#: a translated attribute: ``data-tr-label="Close the terminal"`` becomes ``aria-label="…"``
-ATTRIBUTE = re.compile(r"\sdata-tr-(title|placeholder|label|alt)=\"([^\"]*)\"")
-ATTRIBUTE_NAME = {"title": "title", "placeholder": "placeholder", "label": "aria-label", "alt": "alt"}
 #: a literal ``tr("…")`` / ``ntr("…", "…", n)`` in app.js (Babel's JavaScript extractor finds the same)
 JS_CALL = re.compile(r"\b(n?tr)\(\s*(\"(?:[^\"\\\n]|\\.)*\")(?:\s*,\s*(\"(?:[^\"\\\n]|\\.)*\"))?")
 MAX_ACCEPT_LANGUAGE = 64  # entries looked at: a header is the browser's list, not an essay
-
-
-def message_text(raw: str) -> str:
-    """The msgid of marked HTML text: entities decoded, white space collapsed as the browser shows it."""
-    return " ".join(html.unescape(raw).split())
 
 
 def from_accept_language(header: str) -> str | None:
@@ -89,21 +80,6 @@ def request_language(request: Request) -> str:
 def _source(name: str) -> str:
     """A template as written, read once: the page is polled every few seconds by every operator."""
     return (STATIC / name).read_text(encoding="utf-8")
-
-
-def translate_markup(text: str, t: i18n.Translator) -> str:
-    """The template with its marked text and attributes in ``t``'s language."""
-    def element(match: re.Match[str]) -> str:
-        tag, attrs, inner = match.group(1), match.group(2) or "", match.group(3)
-        if not MARKED.search(attrs) or not message_text(inner):
-            return match.group(0)
-        return f"<{tag}{attrs}>{html.escape(t.gettext(message_text(inner)), quote=False)}</{tag}>"
-
-    def attribute(match: re.Match[str]) -> str:
-        translated = t.gettext(message_text(match.group(2)))
-        return f' {ATTRIBUTE_NAME[match.group(1)]}="{html.escape(translated)}"'
-
-    return ATTRIBUTE.sub(attribute, ELEMENT_TEXT.sub(element, text))
 
 
 def script_messages(t: i18n.Translator) -> dict[str, Any]:

@@ -13,9 +13,7 @@ test dependency only: a terminal loads the compiled ``.mo`` with the standard li
 
 from __future__ import annotations
 
-import html
 import io
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,29 +30,14 @@ METHOD_MAP = [
     ("collector/static/**.js", "javascript"),
     ("collector/static/**.html", "html"),
 ]
-#: an element holding only text, ``<h2 data-tr id="x">Open incidents</h2>``, is a message when marked ``data-tr``;
-#: an attribute's text is one when written ``data-tr-title="..."`` etc. (collector/page.py substitutes the same)
-_HTML_ELEMENT = re.compile(r"<(\w+)(\s[^<>]*)?>([^<]*)</\1>")
-_HTML_MARKED = re.compile(r"\sdata-tr(?:=\"\")?(?=[\s/>]|$)")
-_HTML_ATTR = re.compile(r"\sdata-tr-(?:title|placeholder|label|alt)=\"([^\"]*)\"")
-
-
-def _html_messages(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, msgid) of every marked text: entities decoded, white space collapsed as a browser shows it."""
-    found = [(m.start(), m.group(3)) for m in _HTML_ELEMENT.finditer(text) if _HTML_MARKED.search(m.group(2) or "")]
-    found += [(m.start(), m.group(1)) for m in _HTML_ATTR.finditer(text)]
-    for offset, raw in sorted(found):
-        message = " ".join(html.unescape(raw).split())
-        if message:
-            yield offset, message
-
-
 def extract_html(fileobj: io.BufferedReader, keywords, comment_tags, options) -> Iterator[tuple]:
     """Babel extractor for the collector's pages: element text marked ``data-tr`` (an element with text
     only: markup inside it would be lost), and ``data-tr-title`` / ``data-tr-placeholder`` /
     ``data-tr-label`` / ``data-tr-alt`` attribute text."""
+    from posdiag.collector.markup import marked_messages  # the page server reads the markup the same way
+
     text = fileobj.read().decode("utf-8")
-    for offset, message in _html_messages(text):
+    for offset, message in marked_messages(text):
         yield text.count("\n", 0, offset) + 1, None, message, []
 
 
