@@ -95,7 +95,10 @@ def speak(argv: list[str]) -> str:
     reads, then the locale — and make everything the process says use it, argparse's words included."""
     from posdiag.agent.config import configured_language
 
-    lang = i18n.choose(_option(argv, "--lang"), configured_language(_option(argv, "--config")))
+    given = _option(argv, "--lang")
+    # the configuration is read for its language only when --lang does not decide (~1 ms of TOML)
+    configured = None if i18n.normalise(given or "") else configured_language(_option(argv, "--config"))
+    lang = i18n.choose(given, configured)
     translator = i18n.use(lang)
     argparse._ = translator.gettext  # argparse looks its words up through this module global
     argparse.ngettext = translator.ngettext
