@@ -125,3 +125,15 @@ def test_chinese_characters_take_two_cells():
     lines = table([["名称", "状态", "x"], ["disk", "ok", "y"]])
     assert [display_width(line.split("x")[0]) for line in lines[:1]] == [display_width("名称  状态  ")]
     assert lines[1].startswith("disk  ok    y")
+
+
+#: the field guide's names of causes as the cause titles use them: only the diagnosis engine names a cause
+CAUSE_NAMES = ("内存溢出", "硬盘损坏", "恶意攻击", "服务器故障", "操作系统崩溃", "网络连接中断", "软件配置错误", "服务中断")
+
+
+def test_probe_messages_name_no_cause_in_chinese(chinese):
+    naming = [f"{key!r} => {message.string!r}" for key, message in chinese.items()
+              if any(path.startswith("probes/") for path, _ in message.locations)
+              and any(name in "".join(message.string if isinstance(message.string, tuple) else (message.string,))
+                      for name in CAUSE_NAMES)]
+    assert not naming, "a probe's Chinese names a cause (the engine's job):\n" + "\n".join(naming)
