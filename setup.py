@@ -20,9 +20,9 @@ class BuildWithCatalogues(build_py):
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):
-            compile_to(HERE / "agent" / "locale")
+            compile_to(HERE / "core" / "locale")
         else:
-            compile_to(Path(self.build_lib) / "posdiag" / "agent" / "locale")
+            compile_to(Path(self.build_lib) / "posdiag" / "core" / "locale")
 
 
 setup(cmdclass={"build_py": BuildWithCatalogues})

@@ -2,7 +2,7 @@
 the CLI routes that to posdiag's language (:func:`posdiag.agent.cli.speak`). Listed here so the
 extractor sees them; the strings are argparse's, %-formatted by argparse itself."""
 
-from posdiag.agent.i18n import N_
+from posdiag.core.i18n import N_
 
 ARGPARSE_TEXT = (
     N_("usage: "),

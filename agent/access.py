@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message
+from posdiag.core.i18n import N_
+from posdiag.core.message import Message
 
 
 def group_name(path: str) -> str:

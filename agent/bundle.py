@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from posdiag.agent import __version__
-from posdiag.agent.config import Settings
-from posdiag.agent.report import utc_iso
+from posdiag.core.settings import Settings
+from posdiag.core.timefmt import utc_iso
 
 REDACTED = "<redacted>"
 #: Config keys whose value is a secret (matched on the key's last part, case-insensitive).
@@ -139,15 +139,15 @@ def make_bundle(settings: Settings, config_path: str, output: Path) -> tuple[Pat
 
 def _read_raw_config(config_path: str) -> dict[str, Any]:
     """The configuration as written (the settings have defaults filled in), read as ``load`` reads it."""
-    from posdiag.agent import config
+    from posdiag.core import settings as config
 
-    return config.tomllib.loads(config.read_bounded(config_path).decode("utf-8"))
+    return config.tomllib.loads(config.read_config_bytes(config_path).decode("utf-8"))
 
 
 def _summary(settings: Settings, config_path: str) -> str:
     """The bundle's cover note, in the language of the technician who made it (the member names and
     the other members stay as they are: the help desk's tools read those)."""
-    from posdiag.agent.i18n import tr
+    from posdiag.core.i18n import tr
 
     lines = [tr("posdiag support bundle"), tr("terminal: {terminal}", terminal=settings.terminal_id),
              tr("site: {site}", site=settings.terminal.site or "-"), tr("made at: {time}", time=utc_iso(time.time())),

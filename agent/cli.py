@@ -14,9 +14,11 @@ import os
 import sys
 from typing import Any, TextIO
 
-from posdiag.agent import __version__, i18n
+from posdiag.agent import __version__
 from posdiag.agent.exits import Exit
-from posdiag.agent.i18n import N_, tr
+from posdiag.core import i18n
+from posdiag.core.i18n import N_, tr
+from posdiag.core.timefmt import compact_stamp
 
 #: ``history --limit`` above this is refused by the parser (SQLite takes 64-bit integers only)
 MAX_LIMIT = 1_000_000
@@ -93,7 +95,7 @@ def _option(argv: list[str], name: str) -> str | None:
 def speak(argv: list[str]) -> str:
     """Choose this run's language — ``--lang``, then ``[terminal] language`` of the configuration it
     reads, then the locale — and make everything the process says use it, argparse's words included."""
-    from posdiag.agent.config import configured_language
+    from posdiag.core.settings import configured_language
 
     given = _option(argv, "--lang")
     # the configuration is read for its language only when --lang does not decide (~1 ms of TOML)
@@ -172,7 +174,7 @@ class Progress:
 
 
 def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from posdiag.agent import config
+    from posdiag.core import settings as config
 
     if args.json and args.format not in (None, "json"):
         raise UsageError(tr("--json and --format {format} ask for two different outputs; give one", format=args.format))
@@ -251,9 +253,9 @@ def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _require_push(settings: Any) -> None:
     """Push needs a server and a token file only its owner can read: refused like a bad config."""
-    from posdiag.agent.config import ConfigError
-    from posdiag.agent.message import Message
     from posdiag.agent.pushsetup import check
+    from posdiag.core.message import Message
+    from posdiag.core.settings import ConfigError
 
     if not settings.server.url:
         raise ConfigError(settings.source, [Message(N_("server.url: expected the central server's URL to push to"))])
@@ -263,8 +265,8 @@ def _require_push(settings: Any) -> None:
 
 
 def cmd_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from posdiag.agent import config
     from posdiag.agent.push import push_now
+    from posdiag.core import settings as config
 
     settings = config.load(args.config)
     _require_push(settings)
@@ -299,9 +301,9 @@ def _print_report(report: dict, as_json: bool, out: TextIO) -> int:
 
 
 def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from posdiag.agent import config
     from posdiag.agent.control import DaemonBusy, DaemonNotRunning, request
-    from posdiag.agent.message import translated
+    from posdiag.core import settings as config
+    from posdiag.core.message import translated
 
     settings = config.load(args.config)
     try:
@@ -320,10 +322,10 @@ def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from posdiag.agent import config
     from posdiag.agent.control import DaemonBusy, DaemonNotRunning, request
-    from posdiag.agent.message import translated
     from posdiag.agent.push import labelled, read_status, status_rows
+    from posdiag.core import settings as config
+    from posdiag.core.message import translated
 
     settings = config.load(args.config)
     try:
@@ -391,8 +393,8 @@ def parse_age(text: str) -> float:
 def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import time
 
-    from posdiag.agent import config
     from posdiag.agent.store import open_readonly
+    from posdiag.core import settings as config
 
     settings = config.load(args.config)
     try:
@@ -431,7 +433,7 @@ def _history_table(rows: list[Any]) -> list[str]:
     the cells a terminal gives each character (a CJK heading takes two per character). Triggers,
     verdicts and cause ids are the report's own words, shown as stored."""
     from posdiag.agent.columns import display_width, pad, pad_left, table
-    from posdiag.agent.report import utc_iso
+    from posdiag.core.timefmt import utc_iso
 
     # the minimum widths keep the English columns where they always were
     headings = [pad(tr("started (UTC)"), 20), pad(tr("trigger"), 9), pad(tr("verdict"), 8), pad(tr("top cause"), 19),
@@ -442,14 +444,13 @@ def _history_table(rows: list[Any]) -> list[str]:
 
 
 def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import time
     from pathlib import Path
 
-    from posdiag.agent import config
     from posdiag.agent.bundle import make_bundle
+    from posdiag.core import settings as config
 
     settings = config.load(args.config)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = compact_stamp()
     target = Path(args.output or f"posdiag-bundle-{settings.terminal_id}-{stamp}.tar.gz")
     path, size = make_bundle(settings, settings.source, target)
     out.write(tr("support bundle written to {path} ({kib:.1f} KiB); send it with the ticket", path=path.resolve(),
@@ -458,9 +459,9 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from posdiag.agent import config
     from posdiag.agent.diagnosis import load_knowledge
-    from posdiag.agent.paths import causes_path
+    from posdiag.core import settings as config
+    from posdiag.core.paths import causes_path
 
     settings = config.load(args.config)
     problems = config.check_paths(settings)
@@ -501,10 +502,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
 def _report_failure(exc: Exception, debug: bool, err: TextIO) -> int:
     """One line that says what went wrong; the traceback only when ``--debug`` asked for it."""
     from posdiag.agent.access import AccessDenied
-    from posdiag.agent.config import ConfigError
     from posdiag.agent.control import SocketPathTaken
-    from posdiag.agent.message import translated
     from posdiag.agent.sweep import UnknownProbe
+    from posdiag.core.message import translated
+    from posdiag.core.settings import ConfigError
 
     if isinstance(exc, ConfigError):
         message = exc.render()

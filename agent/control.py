@@ -29,9 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 from posdiag.agent.access import AccessDenied
-from posdiag.agent.config import file_kind
-from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message, Refusal
+from posdiag.core.files import file_kind
+from posdiag.core.i18n import N_
+from posdiag.core.message import Message, Refusal
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 log = logging.getLogger("posdiag")

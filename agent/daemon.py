@@ -30,17 +30,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from posdiag.agent import __version__, config, i18n
+from posdiag.agent import __version__
 from posdiag.agent.control import SocketPathTaken, release, serve
 from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.exits import Exit
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.logs import setup_logging
-from posdiag.agent.paths import causes_path
 from posdiag.agent.push import Pusher, read_status
 from posdiag.agent.store import Store
 from posdiag.agent.storm import EventWindow, Waiters
 from posdiag.agent.sweep import run_sweep
+from posdiag.core import i18n
+from posdiag.core import settings as config
+from posdiag.core.paths import causes_path
+from posdiag.core.timefmt import utc_now_iso
+from posdiag.core.vocabulary import Verdict
 
 log = logging.getLogger("posdiag")
 TXLOG_POLL_S = 0.2
@@ -189,7 +193,7 @@ class Daemon:
             if event is not None:
                 report["event"] = event  # which 2824s this event sweep covers
         except Exception as exc:  # one bad sweep never stops the loop (logged with its traceback)
-            self.state.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} sweep failed: {exc!r}"
+            self.state.last_error = f"{utc_now_iso()} sweep failed: {exc!r}"
             log.exception("%s sweep failed", trigger)
             return None
         self.state.sweeps += 1
@@ -205,7 +209,7 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - a full disk must not kill the daemon
             self.state.last_error = f"could not store report {report['report_id']}: {exc}"
             log.error("could not store report %s: %s", report["report_id"], exc)
-        level = logging.INFO if report["diagnosis"]["verdict"] == "healthy" else logging.WARNING
+        level = logging.INFO if report["diagnosis"]["verdict"] == Verdict.HEALTHY else logging.WARNING
         covers = f", covering {event['count_2824']} 2824 line(s) since {event['first_at']}" if event else ""
         log.log(level, "%s sweep: %s, top cause %s (%.0f%%) in %.2f s [%s]%s", trigger, report["diagnosis"]["verdict"],
                 top["id"], top["confidence"] * 100, report["duration_s"], report["report_id"], covers)

@@ -29,9 +29,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from posdiag.agent import i18n
-from posdiag.agent.config import ConfigError
-from posdiag.agent.i18n import ntr, tr
+from posdiag.core import i18n
+from posdiag.core.i18n import ntr, tr
+from posdiag.core.settings import ConfigError
+from posdiag.core.vocabulary import Verdict
 from posdiag.probes.base import ProbeResult, Severity, Status
 
 SEVERITY_FACTOR = {Severity.FAIL: 1.0, Severity.WARN: 0.5, Severity.INFO: 0.0}
@@ -320,7 +321,7 @@ def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
     for c in causes:
         c.confidence = c.score / max(1.0, total)
     severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained]
-    verdict = "fault" if Severity.FAIL in severities else "degraded" if Severity.WARN in severities else "healthy"
+    verdict = Verdict.of(set(severities)).value
     if not causes:
         causes = [_none_cause(kb, results, sc.unexplained)]
     return Diagnosis(verdict, causes)

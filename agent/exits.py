@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from posdiag.core.vocabulary import Verdict
+
 
 class Exit(enum.IntEnum):
     OK = 0
@@ -18,4 +20,4 @@ class Exit(enum.IntEnum):
     @classmethod
     def for_verdict(cls, verdict: str) -> Exit:
         """The status a report's verdict maps to; an unknown verdict is UNKNOWN, never OK."""
-        return {"healthy": cls.OK, "degraded": cls.DEGRADED, "fault": cls.FAULT}.get(verdict, cls.UNKNOWN)
+        return {Verdict.HEALTHY: cls.OK, Verdict.DEGRADED: cls.DEGRADED, Verdict.FAULT: cls.FAULT}.get(verdict, cls.UNKNOWN)

@@ -17,13 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from posdiag.agent import i18n
+from posdiag.core import i18n
+from posdiag.core.numfmt import plain
+from posdiag.core.vocabulary import Verdict
 from posdiag.probes.base import Status
 
 #: Exit code → monitoring-plugin state word (the codes are the plugin convention already).
 STATE_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 STATUSES = tuple(s.value for s in Status)
-VERDICTS = ("healthy", "degraded", "fault")
+VERDICTS = tuple(v.value for v in Verdict)
 #: Metric-name suffix → perfdata unit of measure (the plugin guidelines' UOMs).
 _UOM = (("_ms", "ms"), ("_s", "s"), ("_percent", "%"), ("_mb", "MB"))
 MAX_PERFDATA = 40  # a plugin line is read by people and stored by the monitor: keep it bounded
@@ -64,8 +66,8 @@ def _perfdata(report: dict[str, Any]) -> list[str]:
 
 def _perf(label: str, value: float, uom: str, lo: float | None = None, hi: float | None = None) -> str:
     label = label.replace("'", "''").replace("=", "_")
-    bounds = ";;;" + ("" if lo is None else f"{lo:g}") + ";" + ("" if hi is None else f"{hi:g}")
-    return f"'{label}'={value:g}{uom}{bounds.rstrip(';')}"
+    bounds = ";;;" + ("" if lo is None else plain(lo)) + ";" + ("" if hi is None else plain(hi))
+    return f"'{label}'={plain(value)}{uom}{bounds.rstrip(';')}"
 
 
 def prometheus_text(report: dict[str, Any], exit_code: int) -> str:
@@ -112,11 +114,10 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, float) and math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A sample value exactly: ``repr`` is the shortest text that reads back as the same float."""
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    return plain(value)
 
 
 def write_atomically(path: str | Path, text: str) -> None:

@@ -14,10 +14,13 @@ import contextlib
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from posdiag.agent import outbox
+from posdiag.agent.history import insert_history
+from posdiag.core.timefmt import compact_stamp
 
 log = logging.getLogger("posdiag")
 
@@ -47,7 +50,7 @@ def is_full(exc: BaseException) -> bool:
 
 def move_aside(path: Path) -> Path:
     """Rename the database (and its WAL) out of the way; the -shm index is rebuilt, so it goes."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = compact_stamp()
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
     while target.exists():
@@ -121,9 +124,6 @@ def _restore(dest: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
     """One recovered outbox row back into the outbox and the history; False if its body is damaged."""
     import gzip
     import json
-
-    from posdiag.agent import outbox
-    from posdiag.agent.store import insert_history
 
     report_id, queued_at, started_at, _size, body = row
     try:

@@ -25,7 +25,7 @@ import os
 import stat
 import time
 
-from posdiag.agent.config import file_kind
+from posdiag.core.files import NotRegularFile, file_kind, open_regular
 
 MAX_LINE = 64 * 1024  # a line longer than this is cut, and the rest of it skipped
 MAX_POLL_BYTES = 1024 * 1024  # read at most this much per poll; the rest waits for the next one
@@ -35,7 +35,6 @@ LINGER_S = 2.0
 _CHUNK = 256 * 1024
 _TAIL = 32  # bytes kept from the end of what was read, to notice a rewritten file
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip")
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 Key = tuple[int, int]  # (st_dev, st_ino)
 
@@ -151,13 +150,11 @@ class LogFollower:
 
     def _open(self, at_end: bool) -> _Source | None:
         try:
-            fd = os.open(self.path, _OPEN_FLAGS)
-        except OSError:
+            fd, st = open_regular(self.path)
+        except NotRegularFile as exc:  # swapped between stat and open
+            self.problem = f"{self.path} is {exc.kind}, not a regular file"
             return None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):  # swapped between stat and open
-            os.close(fd)
-            self.problem = f"{self.path} is {file_kind(st.st_mode)}, not a regular file"
+        except OSError:
             return None
         offset = st.st_size if at_end else 0
         self.current = _Source(fd, (st.st_dev, st.st_ino), offset)
@@ -215,11 +212,10 @@ class LogFollower:
     @staticmethod
     def _open_sibling(path: str, key: Key) -> _Source | None:
         try:
-            fd = os.open(path, _OPEN_FLAGS)
-        except OSError:
+            fd, st = open_regular(path)
+        except OSError:  # NotRegularFile among them
             return None  # rotated on again, or removed: nothing left to read
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode):
+        if (st.st_dev, st.st_ino) != key:
             os.close(fd)
             return None
         return _Source(fd, key, 0)

@@ -132,7 +132,7 @@ def depth(db: sqlite3.Connection) -> int:
 
 def summary(db: sqlite3.Connection, now: float | None = None) -> dict[str, Any]:
     """The ``push`` keys of ``posdiag status`` (all but ``configured``, which only the config knows)."""
-    from posdiag.agent.report import utc_iso
+    from posdiag.core.timefmt import utc_iso
 
     now = now if now is not None else time.time()
     oldest = db.execute("SELECT queued_at FROM outbox WHERE refused_at IS NULL ORDER BY seq LIMIT 1").fetchone()

@@ -19,9 +19,9 @@ import time
 from typing import Any
 
 from posdiag.agent import outbox, sender
-from posdiag.agent.i18n import N_, tr
 from posdiag.agent.pushsetup import require
 from posdiag.agent.store import Store, open_readonly
+from posdiag.core.i18n import N_, tr
 
 log = logging.getLogger("posdiag")
 
@@ -126,7 +126,7 @@ class Pusher(threading.Thread):
 # --- what status says ---------------------------------------------------------------------------------
 def read_status(settings: Any, store: Store | None = None) -> tuple[int | str, dict[str, Any], dict[str, Any]]:
     """What ``posdiag status`` says about the state directory, from one read-only look at it: the
-    number of stored reports, ``push`` (the keys DESIGN.md names) and ``store`` (the last healing,
+    number of stored reports, ``push`` (the keys docs/push.md documents) and ``store`` (the last healing,
     reports not stored since the daemon started)."""
     history: int | str = 0
     summary = outbox.empty_summary()
@@ -194,7 +194,7 @@ def _outbox_text(push: dict[str, Any]) -> str:
 def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
     """Store and queue a report from ``diagnose --push``, then ask a running daemon to send it."""
     from posdiag.agent.control import DaemonNotRunning, request
-    from posdiag.agent.message import translated
+    from posdiag.core.message import translated
 
     d = settings.daemon
     try:
@@ -217,8 +217,8 @@ def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
 
 def push_now(settings: Any, out: Any, err: Any, requeue_refused: bool = False) -> int:
     """``posdiag push``: drain the outbox here and now. 0 when all is sent, 3 when it cannot be."""
-    from posdiag.agent.message import translated
     from posdiag.agent.pushsetup import PushSetupError
+    from posdiag.core.message import translated
 
     if not settings.server.url:
         err.write("posdiag: " + tr("no central server configured ([server] url): nothing to push to") + "\n")

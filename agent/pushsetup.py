@@ -12,8 +12,9 @@ import os
 import stat
 from typing import Any
 
-from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message
+from posdiag.core.files import NotRegularFile, open_regular
+from posdiag.core.i18n import N_
+from posdiag.core.message import Message
 
 MAX_TOKEN_BYTES = 4096
 
@@ -27,15 +28,12 @@ class PushSetupError(RuntimeError):
         super().__init__("; ".join(problems))
 
 
-def _open_token(path: str) -> tuple[int, os.stat_result]:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    return fd, os.fstat(fd)
-
-
 def read_token(path: str) -> str:
     """The bearer token in ``path``; raises :class:`PushSetupError` saying what is wrong with the file."""
     try:
-        fd, st = _open_token(path)
+        fd, st = open_regular(path, follow_symlinks=False)
+    except NotRegularFile:
+        raise PushSetupError([Message(N_("server.token_file: {path} is not a regular file"), path=path)]) from None
     except FileNotFoundError:
         raise PushSetupError([Message(N_("server.token_file: {path} does not exist"), path=path)]) from None
     except PermissionError:
@@ -45,8 +43,6 @@ def read_token(path: str) -> str:
         raise PushSetupError([Message(N_("server.token_file: cannot open {path} ({error}; a symlink is not followed)"),
                                       path=path, error=exc.strerror)]) from None
     try:
-        if not stat.S_ISREG(st.st_mode):
-            raise PushSetupError([Message(N_("server.token_file: {path} is not a regular file"), path=path)])
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
             raise PushSetupError([Message(N_("server.token_file: {path} is readable by group or others (mode {mode:04o}); "

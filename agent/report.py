@@ -1,6 +1,6 @@
 """The report of one diagnosis (schema ``posdiag.report/1``) and its renderings.
 
-Data and presentation are kept apart: :func:`build_report` makes the JSON contract of DESIGN.md,
+Data and presentation are kept apart: :func:`build_report` makes the JSON contract (docs/report.md),
 :func:`render_text` turns that same dict into what a technician reads at the till.
 """
 
@@ -8,26 +8,18 @@ from __future__ import annotations
 
 import socket
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
-from posdiag.agent import __version__, i18n
+from posdiag.agent import __version__
 from posdiag.agent.columns import display_width, pad, pad_left
-from posdiag.agent.config import Settings
 from posdiag.agent.diagnosis import Diagnosis
+from posdiag.core import i18n
+from posdiag.core.settings import Settings
+from posdiag.core.timefmt import utc_iso
+from posdiag.core.vocabulary import Verdict
 from posdiag.probes.base import ProbeResult
 
 SCHEMA = "posdiag.report/1"
-ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime(ISO_FORMAT)
-
-
-def parse_utc_iso(text: str) -> float:
-    """The inverse of :func:`utc_iso`: a report's ``started_at`` back to seconds since the epoch."""
-    return datetime.strptime(text, ISO_FORMAT).replace(tzinfo=timezone.utc).timestamp()
 
 
 def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diagnosis, *, trigger: str,
@@ -50,7 +42,7 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
 _STATUS_MARK = {"ok": i18n.N_("ok"), "warn": i18n.N_("WARN"), "fail": i18n.N_("FAIL"), "error": i18n.N_("ERROR"),
                 "skipped": i18n.N_("skipped")}
 #: a verdict as a person reads it (the JSON keeps healthy/degraded/fault)
-VERDICT_WORDS = {"healthy": i18n.N_("HEALTHY"), "degraded": i18n.N_("DEGRADED"), "fault": i18n.N_("FAULT")}
+VERDICT_WORDS = {Verdict.HEALTHY: i18n.N_("HEALTHY"), Verdict.DEGRADED: i18n.N_("DEGRADED"), Verdict.FAULT: i18n.N_("FAULT")}
 
 
 def render_text(report: dict[str, Any]) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from posdiag.agent import BUILD_EPOCH
-from posdiag.agent.config import Settings
-from posdiag.agent.i18n import N_, tr
+from posdiag.core.i18n import N_, tr
+from posdiag.core.settings import Settings
 from posdiag.probes.base import (
     Finding,
     Observation,

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posdiag.agent import heal, outbox
-from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message, Refusal
-from posdiag.agent.report import parse_utc_iso, utc_iso
+from posdiag.agent import heal, history, outbox
+from posdiag.agent.history import insert_history
+from posdiag.core.i18n import N_
+from posdiag.core.message import Message, Refusal
+from posdiag.core.timefmt import parse_utc_iso, utc_iso
 from posdiag.probes.base import PastSweep
 
 log = logging.getLogger("posdiag")
@@ -42,18 +43,7 @@ DB_NAME = outbox.DB_NAME
 #: Given up when the disk is full so that SQLite has room to delete the oldest history.
 RESERVE_NAME = "space-reserve"
 RESERVE_BYTES = 256 * 1024
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS reports (
-    report_id   TEXT PRIMARY KEY,
-    started_at  REAL NOT NULL,          -- seconds since the epoch (UTC)
-    trigger     TEXT NOT NULL,
-    verdict     TEXT NOT NULL,
-    top_cause   TEXT NOT NULL,
-    confidence  REAL NOT NULL,
-    body        TEXT NOT NULL           -- the report, posdiag.report/1 JSON
-);
-CREATE INDEX IF NOT EXISTS reports_started ON reports (started_at);
-""" + outbox.SCHEMA
+SCHEMA = history.SCHEMA + outbox.SCHEMA
 
 
 class StoreFull(Refusal):
@@ -407,14 +397,6 @@ class Store:
 def _free_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
-
-
-def insert_history(db: sqlite3.Connection, report: dict[str, Any], text: str, started_at: float) -> None:
-    """One history row (its columns are what ``history`` lists without decoding every body)."""
-    top = report["diagnosis"]["causes"][0]
-    db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (report["report_id"], started_at, report["trigger"], report["diagnosis"]["verdict"], top["id"],
-                top["confidence"], text))
 
 
 def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:

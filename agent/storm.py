@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from posdiag.agent.report import utc_iso
+from posdiag.core.timefmt import utc_iso
 
 
 class EventWindow:

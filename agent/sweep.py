@@ -6,13 +6,13 @@ import time
 from typing import Any
 
 from posdiag import probes
-from posdiag.agent.config import Settings
 from posdiag.agent.diagnosis import KnowledgeBase, diagnose, load_knowledge
-from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message, Refusal
-from posdiag.agent.paths import causes_path
 from posdiag.agent.report import build_report
 from posdiag.agent.runner import ProgressHook, run_probes
+from posdiag.core.i18n import N_
+from posdiag.core.message import Message, Refusal
+from posdiag.core.paths import causes_path
+from posdiag.core.settings import Settings
 
 
 class UnknownProbe(Refusal, ValueError):

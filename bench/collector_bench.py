@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from collectorlab import ServeProcess, make_report  # noqa: E402
-from pgcluster import PgCluster  # noqa: E402
+from labs.collectorlab import ServeProcess, make_report  # noqa: E402
+from labs.pgcluster import PgCluster  # noqa: E402
 from posdiag.collector.storage import open_storage  # noqa: E402
 from posdiag.collector.tokens import new_token, token_hash  # noqa: E402
 

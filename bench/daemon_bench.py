@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import wait_for, write_config  # noqa: E402
+from labs.helpers import wait_for, write_config  # noqa: E402
 from posdiag.agent.store import Store  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")

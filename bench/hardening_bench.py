@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import write_config  # noqa: E402
+from labs.helpers import write_config  # noqa: E402
 from posdiag.agent.control import request  # noqa: E402
 from posdiag.agent.store import Store  # noqa: E402
 

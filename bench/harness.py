@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import write_config  # noqa: E402
+from labs.helpers import write_config  # noqa: E402
 
 
 @dataclass
@@ -179,7 +179,7 @@ def default_config_timing(runs: int, languages: tuple[str, ...] = ("en",)) -> di
 
 def catalogue_load_ms(runs: int) -> float:
     """Median milliseconds a fresh interpreter spends choosing Chinese and loading its compiled catalogue."""
-    code = ("import time; t = time.perf_counter(); from posdiag.agent import i18n; i18n.use('zh_CN'); "
+    code = ("import time; t = time.perf_counter(); from posdiag.core import i18n; i18n.use('zh_CN'); "
             "assert i18n.active() == 'zh_CN'; print((time.perf_counter() - t) * 1000)")
     return statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                                   text=True, cwd=REPO).stdout) for _ in range(runs))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from posdiag.agent import config
+from posdiag.core import settings as config
+from posdiag.core.addresses import is_address
 from posdiag.probes._dnswire import DnsTimeout, query
-from posdiag.probes._netinfo import is_address
 from posdiag.probes.network._common import tcp_connect
 
 

@@ -4,7 +4,7 @@
     python3 bench/push_bench.py [--backlog N] [--soak SECONDS] [--interval S]
 
 * drain: N real reports (copies of one real sweep, each with its own report_id) are queued in the
-  outbox, then ``posdiag run`` starts with a loopback HTTPS server (``tests/push_server.py``, its own
+  outbox, then ``posdiag run`` starts with a loopback HTTPS server (``tests/labs/push_server.py``, its own
   process) as the central server; the rate is reports stored at the server over the time from the
   daemon's start to the last one stored. RSS of the daemon and of its sender processes is sampled
   every 50 ms from /proc (VmRSS).
@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import make_certs, wait_for, write_config  # noqa: E402
+from labs import child_env  # noqa: E402
+from labs.helpers import make_certs, wait_for, write_config  # noqa: E402
 from posdiag.agent import outbox  # noqa: E402
 from posdiag.agent.store import Store  # noqa: E402
 
@@ -48,11 +49,12 @@ def server_certs(folder: Path) -> tuple[str, str, str]:
 
 
 class Server:
-    """tests/push_server.py in its own process; ``count()`` asks it how many reports it stored."""
+    """tests/labs/push_server.py in its own process; ``count()`` asks it how many reports it stored."""
 
     def __init__(self, cert: str, key: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "push_server.py"), "--cert", cert, "--key", key,
-                                      "--token", TOKEN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "labs.push_server", "--cert", cert, "--key", key,
+                                      "--token", TOKEN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=child_env())
         self.port = int(self.proc.stdout.readline().split()[1])
 
     def count(self) -> tuple[int, int]:
@@ -78,9 +80,9 @@ def config_for(tmp: Path, port: int, ca_file: str, interval_s: float) -> Path:
 
 def queue_backlog(config: Path, n: int) -> int:
     """n copies of one real report in the outbox (one transaction: the bench measures the drain)."""
-    from posdiag.agent import config as cfg
-    from posdiag.agent.report import parse_utc_iso
+    from posdiag.core.timefmt import parse_utc_iso
     from posdiag.agent.sweep import run_sweep
+    from posdiag.core import settings as cfg
 
     settings = cfg.load(str(config))
     template = run_sweep(settings, trigger="schedule")

@@ -46,7 +46,7 @@ def deadline_comparison() -> None:
     import tempfile
     from contextlib import ExitStack
 
-    from netlab import HOST_ADDR
+    from labs.netlab import HOST_ADDR
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="posdiag-bench-deadline-")))

@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from harness import Setup, scenario
-from helpers import NtpResponder, exhaust_inodes, fill_filesystem, remount_read_only
+from labs.helpers import NtpResponder, exhaust_inodes, fill_filesystem, remount_read_only
 
 
 def _tmpfs(tmp: Path, stack: ExitStack, opts: str) -> Path:

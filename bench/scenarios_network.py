@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import Setup, scenario
-from helpers import PAYMENT_NAME as NAME
-from helpers import make_certs
-from netlab import BACKUP_ADDR, DNS_ADDR, HOST_ADDR, Lab
+from labs.helpers import PAYMENT_NAME as NAME
+from labs.helpers import make_certs
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, HOST_ADDR, Lab
 
 _counter = [0]
 

@@ -12,8 +12,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from harness import Setup, scenario
-from reader_emulator import SERIAL, ReaderEmulator, pty_bridge
-from usbtree import KEYBOARD, READER, add_device, remove_device, terminal_tree
+from labs.reader_emulator import SERIAL, ReaderEmulator, pty_bridge
+from labs.usbtree import KEYBOARD, READER, add_device, remove_device, terminal_tree
 
 
 def _emulator(stack: ExitStack, preset: str, mode: str) -> ReaderEmulator:
@@ -113,7 +113,7 @@ def flapping(tmp: Path, stack: ExitStack) -> Setup:
 def handshake_latency(runs: int = 50) -> dict[str, float]:
     """Median time of one status exchange with the emulator, per preset, through pyserial."""
     import serial
-    from posdiag.agent.config import ReaderSettings
+    from posdiag.core.settings import ReaderSettings
     from posdiag.probes.reader._exchange import exchange
     from posdiag.probes.reader._protocols import protocol_for
 

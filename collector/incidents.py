@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from typing import Any
+
+from posdiag.core.timefmt import parse_utc_iso
+from posdiag.core.vocabulary import Verdict
 
 
 def _seconds(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    return parse_utc_iso(stamp)
 
 
 def _chains(rows: list[dict[str, Any]], window_s: float) -> list[list[dict[str, Any]]]:
@@ -48,7 +50,7 @@ def _incident(scope: str, cause: str, chain: list[dict[str, Any]], states: dict[
 
 
 def _still_failing(state: dict[str, Any] | None, cause: str, first: str, last: str) -> bool:
-    if not state or state.get("verdict") in (None, "healthy") or state.get("top_cause") != cause:
+    if not state or state.get("verdict") in (None, Verdict.HEALTHY) or state.get("top_cause") != cause:
         return False
     return first <= (state.get("last_started_at") or "") <= last
 

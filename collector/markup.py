@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from posdiag.agent.i18n import Translator
+    from posdiag.core.i18n import Translator
 
 #: an element holding only text (markup inside it would be lost in translation)
 ELEMENT_TEXT = re.compile(r"<(\w+)(\s[^<>]*)?>([^<]*)</\1>")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from posdiag.core.vocabulary import Verdict
+
 RESULTS = {201: "stored", 200: "duplicate"}
 
 
@@ -43,7 +45,7 @@ def render(received: dict[tuple[str, int], int], verdicts: dict[str, int], incid
         lines.append(f'posdiag_collector_reports_received_total{{result="{result}",code="{status}"}} {n}')
     lines += ["# HELP posdiag_collector_terminals Registered terminals by the verdict of their latest report; "
               "silent: not heard from recently.", "# TYPE posdiag_collector_terminals gauge"]
-    for verdict in ("healthy", "degraded", "fault", "unknown", "silent"):
+    for verdict in (*(v.value for v in Verdict), "unknown", "silent"):
         lines.append(f'posdiag_collector_terminals{{verdict="{verdict}"}} {verdicts.get(verdict, 0)}')
     lines += ["# HELP posdiag_collector_open_incidents Open incidents by scope.",
               "# TYPE posdiag_collector_open_incidents gauge"]

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from posdiag.agent import i18n
 from posdiag.collector.auth import SESSION_COOKIE, identify_reader, identify_token
 from posdiag.collector.markup import translate_markup
 from posdiag.collector.tokens import sign_session
+from posdiag.core import i18n
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response

@@ -16,6 +16,7 @@ from posdiag.collector.auth import identify_reader
 from posdiag.collector.ingest import refusal
 from posdiag.collector.intake import Refused
 from posdiag.collector.storage import StorageError
+from posdiag.core.timefmt import utc_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -25,7 +26,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return utc_iso(epoch)
 
 
 def _stamp(request: Request, name: str) -> str | None:

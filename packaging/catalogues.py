@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LOCALE = REPO / "agent" / "locale"
+LOCALE = REPO / "core" / "locale"
 DOMAIN = "posdiag"
 KEYWORDS = {"tr": None, "ntr": (1, 2), "N_": None, "N_plural": (1, 2)}
 #: where marked text is looked for, and how (Babel's method map, relative to the repository)
 METHOD_MAP = [
+    ("core/**.py", "python"),
     ("agent/**.py", "python"),
     ("probes/**.py", "python"),
     ("collector/**.py", "python"),

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 import psutil
-from posdiag.agent.config import is_address
+from posdiag.core.addresses import is_address
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ that says what happened instead of taking the diagnosis down with it.
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 import time
@@ -17,26 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from posdiag.agent.i18n import tr
+from posdiag.core.i18n import tr
+from posdiag.core.vocabulary import Severity, Status
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from posdiag.agent.config import Settings
-
-
-class Status(str, enum.Enum):
-    """Outcome of one probe, ordered from best to worst for ``worst()``."""
-
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-    ERROR = "error"
-    SKIPPED = "skipped"
-
-
-class Severity(str, enum.Enum):
-    INFO = "info"
-    WARN = "warn"
-    FAIL = "fail"
+    from posdiag.core.settings import Settings
 
 
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARN: 1, Severity.FAIL: 2}

@@ -11,7 +11,7 @@ import struct
 import sys
 import time
 
-from posdiag.agent.i18n import N_, tr
+from posdiag.core.i18n import N_, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01

@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import psutil
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 MB = 1024 * 1024

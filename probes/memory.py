@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation, Probe, Status, declare
 

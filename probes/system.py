@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import psutil
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation, Probe, Status, declare
 

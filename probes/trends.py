@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from posdiag.agent.i18n import N_, tr
+from posdiag.core.i18n import N_, tr
 from posdiag.probes.base import Observation, PastSweep, Probe, ProbeSkipped, Status, declare
 
 WINDOW = 12  # sweeps looked at

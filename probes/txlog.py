@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from posdiag.agent.config import file_kind
-from posdiag.agent.i18n import N_, N_plural, ntr, tr
+from posdiag.core import files
+from posdiag.core.i18n import N_, N_plural, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 ERROR_2824 = "2824"
@@ -82,28 +81,15 @@ def parse_line(pattern: re.Pattern[str], line: str) -> TxEvent | None:
                    (groups.get("response") or "").strip(), rest)
 
 
-class NotRegularFile(OSError):
-    """The log path names a FIFO, a device or a directory: something that must not be read."""
-
-
 def read_tail(path: str, max_bytes: int = TAIL_BYTES) -> list[str]:
     """Complete lines from the last ``max_bytes`` of a file; undecodable bytes become U+FFFD.
 
-    Opened non-blocking and checked with ``fstat``: a FIFO (which would block the open or the read)
-    and a device such as /dev/zero (which never ends) raise :class:`NotRegularFile` unread.
+    A FIFO (which would block the open or the read) and a device such as /dev/zero (which never
+    ends) raise :class:`~posdiag.core.files.NotRegularFile` unread.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(tr("{path} is {kind}, not a regular file", path=path, kind=tr(file_kind(st.st_mode))))
-        start = max(0, st.st_size - max_bytes)
-        data = os.pread(fd, st.st_size - start, start)
-    finally:
-        os.close(fd)
-    text = data.decode("utf-8", "replace")
-    lines = text.split("\n")
-    if start > 0:
+    data, cut = files.read_tail(path, max_bytes)
+    lines = data.decode("utf-8", "replace").split("\n")
+    if cut:
         lines = lines[1:]  # the first one is cut
     return [line for line in lines if line.strip()]
 
@@ -145,8 +131,9 @@ class TxlogProbe(Probe):
         since = time.time() - cfg.window_min * 60
         try:
             lines = read_tail(cfg.path)
-        except NotRegularFile as exc:
-            obs.warn("txlog.not_regular", tr("transaction log {problem}: it is not read", problem=exc), path=cfg.path)
+        except files.NotRegularFile as exc:
+            problem = tr("{path} is {kind}, not a regular file", path=cfg.path, kind=tr(exc.kind))
+            obs.warn("txlog.not_regular", tr("transaction log {problem}: it is not read", problem=problem), path=cfg.path)
             return
         parsed = [parse_line(pattern, line) for line in lines]
         events = [e for e in parsed if e is not None and (e.ts is None or e.ts >= since)]

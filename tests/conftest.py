@@ -7,21 +7,15 @@ there they fail instead.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import make_certs, write_config
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-REPO = Path(__file__).resolve().parent.parent
+from labs import REPO
+from labs.commands import IN_CI, diagnose_json, run_cli, run_posdiag  # noqa: F401 - fixtures and tests use them
+from labs.helpers import make_certs, write_config
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.path.insert(0, str(REPO / "packaging"))
     from catalogues import compile_to
 
-    compile_to(REPO / "agent" / "locale")
+    compile_to(REPO / "core" / "locale")
 
     if not os.environ.get(CONTRACT_LOG_ENV):
         fd, path = tempfile.mkstemp(prefix="posdiag-contract-", suffix=".log")
@@ -91,27 +85,6 @@ def push_certs(tmp_path_factory):
     return {"good": made["valid"], "rogue": made["untrusted"], "ca": made["ca"]}
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """The real CLI in-process, with its own streams."""
-    from posdiag.agent.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(list(args), out, err)
-    return rc, out.getvalue(), err.getvalue()
-
-
-def run_posdiag(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-    """The installed command in a child process, as a technician or cron would run it."""
-    return subprocess.run([sys.executable, "-m", "posdiag.agent", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, **kw)
-
-
-def diagnose_json(config: Path, *extra: str) -> tuple[int, dict]:
-    rc, out, err = run_cli("diagnose", "--config", str(config), "--json", *extra)
-    assert rc != 3, err
-    return rc, json.loads(out)
-
-
 @pytest.fixture
 def tmpfs(tmp_path: Path):
     """Factory: mount a small tmpfs (a real filesystem that really fills up); unmounted afterwards."""
@@ -133,7 +106,7 @@ def tmpfs(tmp_path: Path):
 @pytest.fixture
 def ntp_server():
     """Factory: an SNTP responder on loopback whose clock is ``offset_s`` away from ours."""
-    from helpers import NtpResponder
+    from labs.helpers import NtpResponder
 
     servers: list[NtpResponder] = []
 
@@ -153,7 +126,7 @@ def lab():
     """terminal ─ router ─ payment host, in network namespaces of this test's own (root)."""
     import shutil
 
-    from netlab import Lab
+    from labs.netlab import Lab
 
     missing = [tool for tool in ("ip", "nft", "setpriv") if shutil.which(tool) is None]
     if missing:
@@ -166,20 +139,20 @@ def lab():
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     """Payment-host certificates made by trustme (see helpers.make_certs)."""
-    from helpers import make_certs
+    from labs.helpers import make_certs
 
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 # The collector's fixtures (PostgreSQL, a running collector, Chromium) live in their own module.
-from collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401
+from labs.collector_fixtures import browser, db_url, fleet, pg_cluster  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)
 def _english_between_tests():
     """A test that ran the CLI in-process with --lang zh_CN must not leave the next one speaking Chinese."""
     yield
-    from posdiag.agent import i18n
+    from posdiag.core import i18n
 
     if i18n.active() != "en":
         i18n.use("en")
@@ -188,7 +161,7 @@ def _english_between_tests():
 @pytest.fixture
 def speak_chinese():
     """This process speaks Simplified Chinese for one test (probes run in-process write Chinese), then English again."""
-    from posdiag.agent import i18n
+    from posdiag.core import i18n
 
     yield i18n.use("zh_CN")
     i18n.use("en")

@@ -7,8 +7,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from posdiag.agent import config
 from posdiag.agent.bundle import make_bundle, redact
+from posdiag.core import settings as config
 
 TOKEN = "tok_5f1d2c3b4a59687766554433221100ff"
 URL_PASSWORD = "s3cr3t-Passw0rd"
@@ -96,7 +96,7 @@ def test_redact(value, expected):
 
 
 def test_a_refused_url_is_shown_without_its_password_or_query(config_file, tmp_path):
-    from posdiag.agent.config import ConfigError
+    from posdiag.core.settings import ConfigError
 
     path = config_file(server={"url": f"https://ops:{URL_PASSWORD}@collector.example/api?token={TOKEN}",
                                "token_file": str(tmp_path / "token")})
@@ -108,7 +108,7 @@ def test_a_refused_url_is_shown_without_its_password_or_query(config_file, tmp_p
 
 
 def test_bundle_summary_reads_in_chinese_and_keeps_its_member_names(config_file, tmp_path, speak_chinese):
-    from conftest import run_cli
+    from labs.commands import run_cli
 
     path = config_file(terminal={"id": "lane-03", "site": "store-042", "language": "zh_CN"},
                        reader={"kernel_log": str(tmp_path / "missing-kmsg")})

@@ -8,9 +8,9 @@ import time
 
 import jsonschema
 import pytest
-from conftest import run_cli, run_posdiag
+from labs.commands import run_cli, run_posdiag
 from posdiag import probes
-from posdiag.agent.paths import report_schema_path
+from posdiag.core.paths import report_schema_path
 from posdiag.probes.base import Observation, Probe
 
 SCHEMA = json.loads(report_schema_path().read_text())
@@ -155,7 +155,7 @@ def test_installed_package_carries_its_data_files(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from labs.commands import REPO
 
     # Build from a copy of the tracked files: building in the checkout would leave build/ and
     # *.egg-info behind, and an untracked file must not sneak into the wheel either.
@@ -174,7 +174,7 @@ def test_installed_package_carries_its_data_files(tmp_path):
                     "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     installed = sorted(p.name for p in target.iterdir() if not p.name.endswith((".dist-info", "__pycache__")))
     assert installed == ["bin", "posdiag"] or installed == ["posdiag"], installed  # one import package, no other
-    assert sorted(p.name for p in (target / "posdiag").iterdir()) == ["agent", "collector", "config", "probes"]
+    assert sorted(p.name for p in (target / "posdiag").iterdir()) == ["agent", "collector", "config", "core", "probes"]
     assert litter() == before  # the build left nothing in the checkout (an editable install's egg-info may be there)
     proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
@@ -182,12 +182,12 @@ def test_installed_package_carries_its_data_files(tmp_path):
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
     # The build compiled the Chinese catalogue into the package; its source stays in the repository.
-    assert (target / "posdiag/agent/locale/zh_CN/LC_MESSAGES/posdiag.mo").is_file()
+    assert (target / "posdiag/core/locale/zh_CN/LC_MESSAGES/posdiag.mo").is_file()
     assert not list(target.rglob("*.po"))
     chinese = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--lang", "zh_CN"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
     assert "结论：" in chinese.stdout and "处理步骤：" in chinese.stdout, chinese.stdout + chinese.stderr
-    assert str(target) in subprocess.run([sys.executable, "-c", "import posdiag.agent.paths as p; print(p.data_dir())"],
+    assert str(target) in subprocess.run([sys.executable, "-c", "import posdiag.core.paths as p; print(p.data_dir())"],
                                          cwd=tmp_path, capture_output=True, text=True,
                                          env={**os.environ, "PYTHONPATH": str(target)}).stdout

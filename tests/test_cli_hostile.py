@@ -12,7 +12,7 @@ import time
 
 import psutil
 import pytest
-from conftest import REPO, run_cli, run_posdiag
+from labs.commands import REPO, run_cli, run_posdiag
 from posdiag.probes.base import Observation, Probe, Status, declare
 from posdiag.probes.memory import total_rss
 
@@ -142,7 +142,7 @@ def test_psutil_access_denied_is_reported_as_a_permission_problem():
         def check(self, obs: Observation) -> None:
             raise psutil.AccessDenied(pid=1, name="init", msg="/proc/1/environ")
 
-    from posdiag.agent.config import Settings
+    from posdiag.core.settings import Settings
 
     result = Reads(Settings()).run()
     assert result.status is Status.ERROR and "permission denied" in result.summary

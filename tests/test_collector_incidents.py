@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from collectorlab import iso, make_report
+from labs.collectorlab import iso, make_report
 from posdiag.collector import incidents
 
 

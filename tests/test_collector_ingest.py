@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from collectorlab import make_report
+from labs.collectorlab import make_report
 
 
 def test_collector_stores_a_gzip_report_once_and_answers_a_duplicate_with_200(fleet):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from collector_fixtures import ARTIFACTS
-from collectorlab import make_report
+from labs.collector_fixtures import ARTIFACTS
+from labs.collectorlab import make_report
 
 XSS_SITE = '<img src=x onerror="window.__xss=1">'
 XSS_EVIDENCE = "<script>window.__xss=2</script> reader said <b>hi</b>"
@@ -260,8 +260,8 @@ def test_every_marked_text_of_the_pages_reaches_the_chinese_page():
     way: each message the catalogue holds for the templates and app.js is what the page substitutes."""
     sys.path.insert(0, str(REPO / "packaging"))
     import catalogues
-    from posdiag.agent import i18n
     from posdiag.collector import page
+    from posdiag.core import i18n
 
     extracted = [m for m in catalogues.extract() if m.id]
     t = i18n.translator("zh_CN")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from collectorlab import make_report
+from labs.collectorlab import make_report
 
 READS = ["/api/v1/terminals", "/api/v1/reports", "/api/v1/incidents", "/api/v1/reports/{rid}"]
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from collectorlab import REPO, Fleet, ServeProcess, make_report
+from labs.collectorlab import REPO, Fleet, ServeProcess, make_report
 from posdiag.collector import cli
 from posdiag.collector.storage import open_storage
 

@@ -9,9 +9,9 @@ import typing
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, run_posdiag
-from posdiag.agent import config
-from posdiag.agent.paths import default_config_path
+from labs.commands import run_cli, run_posdiag
+from posdiag.core import settings as config
+from posdiag.core.paths import default_config_path
 
 BAD_CONFIGS = [
     # (id, file text, words the message must contain)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from posdiag import probes
 from posdiag.agent.diagnosis import load_knowledge
-from posdiag.agent.paths import causes_path
+from posdiag.core.paths import causes_path
 from posdiag.probes.base import FRAMEWORK_FINDINGS, Severity
 
 CAUSES = Path(os.environ.get("POSDIAG_TEST_CAUSES") or causes_path())

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, run_posdiag
-from daemonlab import DaemonProcess
-from helpers import wait_for, write_config
+from labs.commands import run_cli, run_posdiag
+from labs.daemonlab import DaemonProcess
+from labs.helpers import wait_for, write_config
 from posdiag.agent.control import request
 
 

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import test_daemon
-from conftest import REPO, run_cli, run_posdiag
-from helpers import wait_for
+from labs.commands import REPO, run_cli, run_posdiag
+from labs.helpers import wait_for
 from posdiag.agent.control import request
 from posdiag.agent.store import Store
 from test_daemon import append
@@ -51,7 +51,7 @@ def test_a_storm_of_2824_lines_is_coalesced_and_every_line_counted(daemon, tmp_p
     assert 2 <= len(reports) <= 6, [r["event"] for r in reports]  # 60 lines → one sweep a second or so, not 60
     first = reports[0]
     assert first["event"]["count_2824"] <= 10  # the sweep starts within 0.5 s (≤ 10 lines at 20/s), not after the window
-    from posdiag.agent.report import parse_utc_iso
+    from posdiag.core.timefmt import parse_utc_iso
     assert parse_utc_iso(first["started_at"]) <= first_written + 1.5
     announced = [line for line in d.output().splitlines() if "2824 in" in line]
     assert len(announced) <= len(reports)  # one log line per storm window, not one per line

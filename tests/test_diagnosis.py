@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
-from posdiag.agent.config import ConfigError
 from posdiag.agent.diagnosis import diagnose, load_knowledge
-from posdiag.agent.paths import causes_path
+from posdiag.core.paths import causes_path
+from posdiag.core.settings import ConfigError
 from posdiag.probes.base import Finding, ProbeResult, Severity, Status
 
-DESIGN_CAUSES = [
+CATALOGUE_IDS = [
     "network.link_down", "network.lan", "network.dns", "network.wan", "network.degraded", "host.service_down",
     "tls.failure", "clock.skew", "memory.exhausted", "disk.full", "disk.failing", "reader.disconnected",
     "reader.unresponsive", "reader.substituted", "config.invalid", "system.overload", "operator.input",
@@ -35,8 +35,8 @@ def result(name: str, *findings: tuple[str, str], status: Status | None = None) 
     return ProbeResult(name, st, 0.01, "summary", fs, {})
 
 
-def test_catalogue_holds_exactly_the_design_causes_with_remediation(kb):
-    assert sorted(kb.causes) == sorted(DESIGN_CAUSES)
+def test_catalogue_holds_exactly_the_public_cause_ids_with_remediation(kb):
+    assert sorted(kb.causes) == sorted(CATALOGUE_IDS)
     for cause in kb.causes.values():
         assert cause.title and cause.explanation
         assert len(cause.remediation) >= 2

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import codes_of as codes
-from helpers import probe_of as probe
-from helpers import top_cause as top
-from netlab import DNS_ADDR, HOST_ADDR
+from labs.helpers import codes_of as codes
+from labs.helpers import probe_of as probe
+from labs.helpers import top_cause as top
+from labs.netlab import DNS_ADDR, HOST_ADDR
 
 pytestmark = pytest.mark.root
 

@@ -9,9 +9,9 @@ import typing
 from pathlib import Path
 
 import pytest
-from posdiag.agent import config
 from posdiag.agent.diagnosis import load_knowledge
-from posdiag.agent.paths import causes_path
+from posdiag.core import settings as config
+from posdiag.core.paths import causes_path
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = sorted((REPO / "docs").glob("*.md"))

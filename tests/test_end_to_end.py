@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import requests
-from collectorlab import ServeProcess
-from conftest import REPO, run_cli
+from labs.collectorlab import ServeProcess
+from labs.commands import REPO, run_cli
 
 
 def collector_command(*args: str) -> str:

@@ -10,7 +10,7 @@ import resource
 import threading
 import time
 
-from conftest import run_cli
+from labs.commands import run_cli
 from posdiag.agent import logfollow
 from posdiag.agent.logfollow import LogFollower
 

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import run_cli
+from labs.commands import run_cli
 from posdiag.agent.formats import nagios_line, prometheus_text, write_atomically
 
 #: The monitoring-plugins output rules: ``SERVICE STATE - text | perfdata``.

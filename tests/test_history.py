@@ -7,9 +7,9 @@ import json
 import time
 import uuid
 
-from conftest import run_cli
+from labs.commands import run_cli
 from posdiag.agent.columns import display_width
-from posdiag.agent.report import utc_iso
+from posdiag.core.timefmt import utc_iso
 from posdiag.agent.store import Store
 
 

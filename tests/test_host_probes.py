@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
-from conftest import diagnose_json
-from helpers import codes_of as codes
-from helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
-from posdiag.agent import config as cfg
+from labs.commands import diagnose_json
+from labs.helpers import codes_of as codes
+from labs.helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
+from posdiag.core import settings as cfg
 from posdiag.probes.base import Status
 from posdiag.probes.clock import ClockProbe
 from posdiag.probes.disk import DiskProbe

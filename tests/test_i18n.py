@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "packaging"))
 
 import catalogues  # noqa: E402 - found through packaging/ on the path
-from posdiag.agent import i18n  # noqa: E402
 from posdiag.agent.columns import display_width, pad, table  # noqa: E402
+from posdiag.core import i18n  # noqa: E402
 
-ZH_PO = REPO / "agent" / "locale" / "zh_CN" / "LC_MESSAGES" / "posdiag.po"
+ZH_PO = REPO / "core" / "locale" / "zh_CN" / "LC_MESSAGES" / "posdiag.po"
 
 
 @pytest.fixture(scope="module")

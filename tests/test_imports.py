@@ -1,76 +1,172 @@
-"""Imports run one way: the agent uses probes; probes know the settings types and nothing else.
+"""Imports run one way, layer by layer, and no module reaches back to one that reaches it.
 
-``posdiag.agent.config`` (the typed settings) is the bottom layer both sides build on, so it
-imports nothing of ``posdiag.probes``. A probe reads what the agent knows (history, build date,
-other probes' values) through ``ProbeContext``, never by importing the agent.
+    core  <  probes  <  agent          core  <  collector
+
+``posdiag.core`` (settings, text, paths, the safe reader, redaction, the time format) imports none
+of the others; a probe imports the core and other probe modules, never the agent that runs it; the
+collector imports the core and itself, never the agent or a probe. Every import statement counts,
+at the top of a file or inside a function: a lazy import is still a dependency, only a later one.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-#: The only modules of ``posdiag.agent`` a probe may import.
-#: The settings types, and the translation of the text a probe writes (which imports nothing of posdiag).
-PROBES_MAY_IMPORT = {"posdiag.agent.config", "posdiag.agent.i18n"}
+#: what each layer may import, itself included (``posdiag.config`` holds data, and imports nothing)
+LAYERS: dict[str, set[str]] = {
+    "posdiag.core": {"posdiag.core"},
+    "posdiag.probes": {"posdiag.core", "posdiag.probes"},
+    "posdiag.agent": {"posdiag.core", "posdiag.probes", "posdiag.agent"},
+    "posdiag.collector": {"posdiag.core", "posdiag.collector"},
+    "posdiag.config": set(),
+}
+FOLDERS = ["core", "probes", "agent", "collector", "config"]
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+def module_name(path: Path, root: Path = REPO) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(["posdiag", *parts])
 
 
-def imported(path: Path) -> set[str]:
-    """Every posdiag module a file imports, at the top or inside functions (lazy imports count)."""
+def imported(path: Path, root: Path = REPO) -> set[str]:
+    """Every posdiag module a file imports, at the top or inside functions, relative imports resolved.
+
+    ``from posdiag.a import b`` records ``posdiag.a`` and ``posdiag.a.b`` (``b`` may be a module)."""
+    this = module_name(path, root).split(".")
+    package = this if path.name == "__init__.py" else this[:-1]
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
     return {n for n in names if n.startswith("posdiag.")}
 
 
-def sources(folder: str) -> list[Path]:
-    return sorted((REPO / folder).rglob("*.py"))
+def layer_of(name: str) -> str | None:
+    return next((layer for layer in LAYERS if name == layer or name.startswith(layer + ".")), None)
 
 
-def reaches(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
+def sources(root: Path = REPO) -> list[Path]:
+    return sorted(p for folder in FOLDERS for p in (root / folder).rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", sources("probes"), ids=lambda p: str(p.relative_to(REPO)))
-def test_probes_import_nothing_of_the_agent_but_the_settings(path: Path):
-    wrong = {n for n in imported(path) if reaches(n, "posdiag.agent")
-             and not any(reaches(n, allowed) for allowed in PROBES_MAY_IMPORT)}
-    # ``from posdiag.agent.config import X`` also records ``posdiag.agent.config.X``: allowed.
-    assert wrong == set(), f"{module_name(path)} imports {sorted(wrong)}"
+def layer_violations(root: Path = REPO) -> list[str]:
+    wrong = []
+    for path in sources(root):
+        here = layer_of(module_name(path, root))
+        for name in sorted(imported(path, root)):
+            there = layer_of(name)
+            if there is not None and there not in LAYERS[here]:
+                wrong.append(f"{module_name(path, root)} ({here}) imports {name} ({there})")
+    return wrong
 
 
-def test_the_settings_module_imports_no_probe():
-    assert {n for n in imported(REPO / "agent" / "config.py") if reaches(n, "posdiag.probes")} == set()
+def module_graph(root: Path = REPO) -> dict[str, set[str]]:
+    """Module → the posdiag modules it imports (a name that is an attribute, not a module, dropped)."""
+    modules = {module_name(p, root): p for p in sources(root)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = {n for n in imported(path, root) if n in modules and n != name}
+    return graph
 
 
-def test_the_walk_sees_lazy_imports(tmp_path: Path):
-    sample = tmp_path / "sample.py"
-    sample.write_text("def f():\n    from posdiag.agent.store import open_readonly\n")
-    assert "posdiag.agent.store" in imported(sample)
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                members = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    members.append(member)
+                    if member == node:
+                        break
+                if len(members) > 1:
+                    found.append(sorted(members))
+    return found
 
 
-@pytest.mark.parametrize("folder", ["agent", "probes", "config"])
+def test_every_import_runs_down_the_layers():
+    assert layer_violations() == []
+
+
+def test_no_module_imports_one_that_imports_it():
+    assert cycles(module_graph()) == []
+
+
+def test_every_module_belongs_to_a_layer():
+    assert [module_name(p) for p in sources() if layer_of(module_name(p)) is None] == []
+
+
+def test_a_planted_upward_import_is_caught(tmp_path: Path):
+    """The check itself can fail: a probe that imports the agent lazily, inside a function."""
+    for folder in FOLDERS:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "probes" / "sneaky.py").write_text("def f():\n    from posdiag.agent.store import open_readonly\n")
+    (tmp_path / "core" / "low.py").write_text("from posdiag.collector import app\n")
+    (tmp_path / "collector" / "app.py").write_text("from ..agent import report\n")
+    assert layer_violations(tmp_path) == [
+        "posdiag.collector.app (posdiag.collector) imports posdiag.agent (posdiag.agent)",
+        "posdiag.collector.app (posdiag.collector) imports posdiag.agent.report (posdiag.agent)",
+        "posdiag.core.low (posdiag.core) imports posdiag.collector (posdiag.collector)",
+        "posdiag.core.low (posdiag.core) imports posdiag.collector.app (posdiag.collector)",
+        "posdiag.probes.sneaky (posdiag.probes) imports posdiag.agent.store (posdiag.agent)",
+        "posdiag.probes.sneaky (posdiag.probes) imports posdiag.agent.store.open_readonly (posdiag.agent)",
+    ]
+
+
+def test_a_planted_circle_is_caught(tmp_path: Path):
+    for folder in FOLDERS:
+        (tmp_path / folder).mkdir()
+    (tmp_path / "agent" / "store.py").write_text("from posdiag.agent import heal\n")
+    (tmp_path / "agent" / "heal.py").write_text("def f():\n    from posdiag.agent.store import insert_history\n")
+    (tmp_path / "agent" / "cli.py").write_text("from posdiag.agent import store\n")
+    assert cycles(module_graph(tmp_path)) == [["posdiag.agent.heal", "posdiag.agent.store"]]
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_every_folder_is_a_package_named_posdiag_dot_folder(folder: str):
-    import importlib
-
     package = importlib.import_module(f"posdiag.{folder}")
     assert Path(package.__file__).resolve().parent == REPO / folder
-
-
-def test_the_translation_module_imports_nothing_of_posdiag():
-    """Probes, the settings and the collector all use it: it must stay the bottom layer."""
-    assert imported(REPO / "agent" / "i18n.py") == set()

@@ -12,8 +12,8 @@ import os
 import re
 
 import pytest
-from conftest import run_posdiag
-from helpers import fill_filesystem
+from labs.commands import run_posdiag
+from labs.helpers import fill_filesystem
 from posdiag.agent.columns import display_width
 from posdiag.agent.report import render_text
 

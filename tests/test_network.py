@@ -7,10 +7,10 @@ Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet le
 from __future__ import annotations
 
 import pytest
-from helpers import codes_of as codes
-from helpers import probe_of as probe
-from helpers import top_cause as top
-from netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HOST_ADDR
+from labs.helpers import codes_of as codes
+from labs.helpers import probe_of as probe
+from labs.helpers import top_cause as top
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HOST_ADDR
 
 pytestmark = pytest.mark.root
 

@@ -108,7 +108,7 @@ def test_df_echoes_of_every_size_come_back_on_loopback():
 def test_silent_tcp_handshakes_alone_are_not_counted_again_by_the_path_probe():
     """The TCP probe reports its own silent connects; the path probe adds path.no_answer only when
     echoes went unanswered too, so one observation is not weighed twice for the WAN."""
-    from posdiag.agent.config import PaymentHost
+    from posdiag.core.settings import PaymentHost
     from posdiag.probes.network._common import Target
     from posdiag.probes.network.path import PathProbe, Samples
 

@@ -27,7 +27,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, REPO
+from labs.commands import IN_CI, REPO
 from posdiag.agent import __version__
 
 UNIT = REPO / "packaging" / "posdiag.service"
@@ -299,7 +299,7 @@ def test_daemon_starts_and_keeps_history_as_the_unit_runs_it(deb, debian_root):
 def test_the_units_privileges_are_what_icmp_the_kernel_log_and_the_disk_probe_need(deb, debian_root):
     """With the unit's two capabilities ICMP and the kernel log work; without them they do not (so
     neither is there for nothing); and ProtectSystem's read-only / is not mistaken for a failing disk."""
-    from helpers import codes_of, probe_of
+    from labs.helpers import codes_of, probe_of
 
     till = debian_root
     shutil.copy(deb, till.packages / "posdiag.deb")
@@ -371,7 +371,7 @@ def test_installed_package_diagnoses_from_its_own_environment(deb, till):
     assert report["agent_version"] == __version__
     assert {p["name"]: p["status"] for p in report["probes"]}["memory"] in ("ok", "warn", "fail")
     # The package carries the compiled Chinese catalogue (not its source) and speaks it.
-    locale = till.run("/opt/posdiag/bin/python", "-c", "import posdiag.agent.i18n as i; print(i.catalogue_path('zh_CN'))")
+    locale = till.run("/opt/posdiag/bin/python", "-c", "import posdiag.core.i18n as i; print(i.catalogue_path('zh_CN'))")
     mo = Path(locale.stdout.strip())
     assert mo.name == "posdiag.mo" and (till.path / mo.relative_to("/")).is_file(), locale.stderr
     assert not list((till.path / "opt/posdiag").rglob("*.po")), "the catalogue's source has no place on a till"

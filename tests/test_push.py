@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, run_posdiag
-from daemonlab import DaemonProcess
-from helpers import wait_for
+from labs.commands import REPO, run_cli, run_posdiag
+from labs.daemonlab import DaemonProcess
+from labs.helpers import wait_for
+from labs.push_server import PushServer
 from posdiag.agent import outbox
 from posdiag.agent.store import Store
-from push_server import PushServer
 from test_history import fake_report
 
 TOKEN = "tok-" + "7f3a9c" * 6
@@ -284,8 +284,6 @@ def test_kill_9_during_store_writes_then_restart_loses_nothing(server, push_conf
     d = daemon(config)
     answered = []
     proc = subprocess.Popen([sys.executable, "-c", f"""
-import sys
-sys.path.insert(0, {str(REPO / 'tests')!r})
 from posdiag.agent.control import request
 for _ in range(30):
     try:
@@ -313,7 +311,7 @@ for _ in range(30):
 
 @pytest.mark.root
 def test_state_dir_on_a_filesystem_that_fills_keeps_pushing_every_report(server, push_config, daemon, tmpfs, tmp_path):
-    from helpers import fill_filesystem
+    from labs.helpers import fill_filesystem
 
     state = tmpfs("2m") / "state"
     old = [fake_report(time.time() - 5000 + i) for i in range(60)]

@@ -11,13 +11,13 @@ import time
 import uuid
 
 import pytest
-from conftest import REPO, run_cli
-from helpers import codes_of as codes
-from helpers import probe_of as probe
-from helpers import top_cause as top
+from labs.commands import REPO, run_cli
+from labs.helpers import codes_of as codes
+from labs.helpers import probe_of as probe
+from labs.helpers import top_cause as top
+from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
+from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_device, terminal_tree
 from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
-from reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
-from usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_device, terminal_tree
 
 
 def reader_report(config) -> tuple[int, dict]:

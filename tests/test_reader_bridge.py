@@ -10,11 +10,11 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import IN_CI, run_cli
-from helpers import codes_of as codes
-from helpers import probe_of as probe
-from helpers import top_cause as top
-from reader_emulator import ReaderEmulator, pty_bridge
+from labs.commands import IN_CI, run_cli
+from labs.helpers import codes_of as codes
+from labs.helpers import probe_of as probe
+from labs.helpers import top_cause as top
+from labs.reader_emulator import ReaderEmulator, pty_bridge
 
 
 @pytest.fixture

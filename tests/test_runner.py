@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from posdiag.agent.config import Settings
 from posdiag.agent.runner import run_probes
+from posdiag.core.settings import Settings
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 RELEASE = threading.Event()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import run_cli
-from helpers import fill_filesystem, wait_for
+from labs.commands import run_cli
+from labs.helpers import fill_filesystem, wait_for
 from posdiag.agent import outbox
 from posdiag.agent.control import request
-from posdiag.agent.paths import report_schema_path
 from posdiag.agent.store import DB_NAME, Store, StoreFull
+from posdiag.core.paths import report_schema_path
 from test_daemon import daemon  # noqa: F401 - the real daemon process fixture
 from test_history import fake_report
 
@@ -58,7 +58,7 @@ def test_random_bytes_history_is_moved_aside_and_the_daemon_starts(daemon, tmp_p
 
 
 def _plain_config(tmp_path: Path) -> Path:
-    from helpers import write_config
+    from labs.helpers import write_config
 
     return write_config(tmp_path / "plain.toml", {"daemon": {"state_dir": str(tmp_path / "state"),
                                                               "control_socket": str(tmp_path / "plain.sock")}})

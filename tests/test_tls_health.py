@@ -11,7 +11,7 @@ import threading
 
 import pytest
 import trustme
-from conftest import run_cli
+from labs.commands import run_cli
 
 
 class DroppingTlsServer:

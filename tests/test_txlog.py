@@ -7,7 +7,7 @@ import os
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import run_cli
+from labs.commands import run_cli
 from posdiag.agent.logfollow import LogFollower
 
 

@@ -7,7 +7,6 @@ report at the same moment store it once.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -15,6 +14,7 @@ from importlib.resources import files
 from typing import Any
 
 from posdiag.collector.intake import Report
+from posdiag.core.timefmt import utc_now_iso
 
 
 class StorageError(Exception):
@@ -30,7 +30,7 @@ class Overloaded(StorageError):
 
 
 def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return utc_now_iso()
 
 
 def migrations(backend: str) -> list[tuple[int, str]]:

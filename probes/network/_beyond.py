@@ -15,10 +15,11 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from posdiag.agent.config import Settings
-from posdiag.agent.i18n import N_, tr
+from posdiag.core.addresses import is_address
+from posdiag.core.i18n import N_, tr
+from posdiag.core.settings import Settings
 from posdiag.probes._dnswire import resolver_endpoint
-from posdiag.probes._netinfo import is_address, routed_via_gateway
+from posdiag.probes._netinfo import routed_via_gateway
 from posdiag.probes.base import ProbeContext
 from posdiag.probes.network import _known
 from posdiag.probes.network._common import Connect, clauses, side_by_side, targets, tcp_connect

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from posdiag.agent.config import PaymentHost, Settings
-from posdiag.agent.i18n import N_, tr
-from posdiag.probes._netinfo import default_route, is_address, resolv_conf_servers
+from posdiag.core.addresses import is_address
+from posdiag.core.i18n import N_, tr
+from posdiag.core.settings import PaymentHost, Settings
+from posdiag.probes._netinfo import default_route, resolv_conf_servers
 from posdiag.probes.base import Observation, Probe, ProbeContext, Severity
 
 T = TypeVar("T")

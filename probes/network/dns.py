@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.addresses import is_address
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query, resolver_endpoint
-from posdiag.probes._netinfo import is_address
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
 from posdiag.probes.network._common import (

@@ -10,7 +10,7 @@ import contextlib
 import socket
 import time
 
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._netinfo import neighbour_state
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond

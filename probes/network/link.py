@@ -3,7 +3,7 @@ default route exists. Reads local state only; sends nothing."""
 
 from __future__ import annotations
 
-from posdiag.agent.i18n import N_, tr
+from posdiag.core.i18n import N_, tr
 from posdiag.probes._netinfo import default_route, interface_state
 from posdiag.probes.base import Observation, Status, declare
 from posdiag.probes.network._common import PaymentHostProbe

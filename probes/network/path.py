@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network._common import (
     Background,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from posdiag.agent.i18n import N_, ntr, tr
-from posdiag.probes._netinfo import is_address
+from posdiag.core.addresses import is_address
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _known
 from posdiag.probes.network._common import (

@@ -8,7 +8,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from posdiag.agent.i18n import N_, tr
+from posdiag.core.i18n import N_, tr
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network._common import (
     Background,

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol as Typing
 
-from posdiag.agent.i18n import tr
+from posdiag.core.i18n import tr
 from posdiag.probes.reader._framing import ACK, EOT, NAK, describe
 from posdiag.probes.reader._protocols import Protocol
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from posdiag.agent.config import ReaderSettings, presets
+from posdiag.core.settings import ReaderSettings, presets
 from posdiag.probes.reader._framing import SI, SO, Framing
 
 FRAMINGS = {"stx-etx": Framing(), "si-so": Framing(begin=SI, end=SO)}

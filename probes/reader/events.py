@@ -10,7 +10,7 @@ import os
 import re
 import time
 
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 from posdiag.probes.reader.usb import enumerate_sysfs
 

@@ -7,7 +7,7 @@ import errno
 import os
 import time
 
-from posdiag.agent.i18n import N_, ntr, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation, Probe, Status, declare
 from posdiag.probes.reader._exchange import Exchange, exchange

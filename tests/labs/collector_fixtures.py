@@ -18,7 +18,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 def missing(message: str) -> None:
@@ -35,7 +35,7 @@ def pg_cluster() -> Iterator[Any]:
     Not one per session: its processes belong to the ``postgres`` user, and while any runs, the
     reader probe's tests see "processes of other users" they cannot inspect.
     """
-    from pgcluster import PgCluster, server_bin
+    from labs.pgcluster import PgCluster, server_bin
 
     if server_bin() is None:
         missing("PostgreSQL server binaries not found: apt-get install postgresql (.ci/run does)")
@@ -55,9 +55,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def fleet(db_url: str) -> Iterator[Callable[..., Any]]:
     """Factory: start a collector in-process on ``db_url`` (settings may be overridden); a ``Fleet``."""
-    from collectorlab import Fleet, InProcessServer
     from posdiag.collector.settings import Settings
     from posdiag.collector.storage import open_storage
+
+    from labs.collectorlab import Fleet, InProcessServer
 
     started: list[tuple[Any, Any]] = []
 

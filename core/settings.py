@@ -11,27 +11,27 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import math
 import os
-import re
 import socket
 import stat
 import sys
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from posdiag.agent import i18n
-from posdiag.agent.i18n import N_
-from posdiag.agent.message import Message, translated
-from posdiag.agent.paths import default_config_path
+from posdiag.core import i18n
+from posdiag.core.addresses import is_address
+from posdiag.core.files import FileTooLarge, NotRegularFile, file_kind, read_bounded
+from posdiag.core.i18n import N_
+from posdiag.core.message import Message, translated
+from posdiag.core.paths import default_config_path
+from posdiag.core.validate import build_section, got, nesting_depth, shown_safely, unknown_name
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
 #: a configuration larger than this is refused unread: posdiag.toml with every key is ~6 KiB
@@ -40,8 +40,6 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_DEPTH = 16
 #: the longest AF_UNIX socket path: sun_path holds 108 bytes, the last one the terminating NUL
 MAX_SOCKET_PATH = 107
-#: any integer beyond this is refused before it is compared or converted (no key needs more)
-MAX_INTEGER = 2**53
 
 
 class ConfigError(Exception):
@@ -215,126 +213,6 @@ class Settings:
         return self.terminal.id or socket.gethostname()
 
 
-# ---------------------------------------------------------------------------------------------
-# validation
-
-#: What a key of each type expects, said whole (a list's words are not built from its items' words:
-#: Chinese does not make plurals with "s").
-_TYPE_WORDS = {str: N_("a string"), int: N_("an integer"), float: N_("a number"), bool: N_("true or false")}
-_LIST_WORDS = {str: N_("a list of strings"), int: N_("a list of integers"), float: N_("a list of numbers")}
-#: What a TOML value is, with the value shown after it.
-_GOT_WORDS = {str: N_("string {value}"), bool: N_("boolean {value}"), int: N_("integer {value}"),
-              float: N_("number {value}"), list: N_("list {value}"), dict: N_("table {value}")}
-
-
-def _describe(tp: Any) -> str:
-    """What a value of type ``tp`` must be, as a :class:`Message` ("an integer", "one of 'a', 'b'")."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return Message(N_("one of {choices}"), choices=", ".join(repr(a) for a in typing.get_args(tp)))
-    if origin is list:
-        item = typing.get_args(tp)[0]
-        return Message(_LIST_WORDS[item]) if item in _LIST_WORDS else Message(N_("a list of {item}"), item=_describe(item))
-    if origin in (Union, types.UnionType):
-        first, *rest = typing.get_args(tp)
-        said = _describe(first)
-        for other in rest:
-            said = Message(N_("{first} or {second}"), first=said, second=_describe(other))
-        return said
-    return Message(_TYPE_WORDS[tp]) if tp in _TYPE_WORDS else getattr(tp, "__name__", str(tp))
-
-
-def _got(value: Any) -> str:
-    """What a TOML value is and the value itself ("string 'x'"), long lists and tables elided."""
-    shown = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
-    words = _GOT_WORDS.get(type(value))
-    return Message(words, value=shown) if words else f"{type(value).__name__} {shown}"
-
-
-def _matches_type(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return value in typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        return any(_matches_type(value, a) for a in typing.get_args(tp))
-    if origin is list:
-        return isinstance(value, list) and all(_matches_type(v, typing.get_args(tp)[0]) for v in value)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _unknown(key: str, where: str, known: list[str]) -> str:
-    """An unknown key (``where`` is its full name) or section (``where`` is ``[name]``), with the
-    closest known name, or all of them."""
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if where.startswith("["):
-        if close:
-            return Message(N_("{section}: unknown section (did you mean '{suggestion}'?)"), section=where,
-                           suggestion=close[0])
-        return Message(N_("{section}: unknown section (known sections: {known})"), section=where,
-                       known=", ".join(sorted(known)))
-    if close:
-        return Message(N_("{key}: unknown key (did you mean '{suggestion}'?)"), key=where, suggestion=close[0])
-    return Message(N_("{key}: unknown key (known keys: {known})"), key=where, known=", ".join(sorted(known)))
-
-
-def _build(cls: type, table: Any, where: str, problems: list[str]) -> Any:
-    if not isinstance(table, dict):
-        problems.append(Message(N_("[{section}]: expected a table, got {got}"), section=where, got=_got(table)))
-        return cls()
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in fields:
-            problems.append(_unknown(key, f"{where}.{key}", list(fields)))
-            continue
-        checked = _check_value(value, hints[key], fields[key].metadata, f"{where}.{key}", problems)
-        if checked is not _INVALID:
-            values[key] = checked
-    for name, f in fields.items():
-        if f.metadata.get("required") and name not in table:
-            problems.append(Message(N_("{key}: missing, expected {expected}"), key=f"{where}.{name}",
-                                    expected=_describe(hints[name])))
-    try:
-        return cls(**values)
-    except TypeError:  # only reachable when a required value was refused above
-        return None
-
-
-_INVALID = object()
-
-
-def _check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) -> Any:
-    if not _matches_type(value, tp):
-        problems.append(Message(N_("{key}: expected {expected}, got {got}"), key=key, expected=_describe(tp),
-                                got=_got(value)))
-        return _INVALID
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        problem = _number_problem(value, meta.get("min"), meta.get("max"))
-        if problem:
-            problems.append(Message(N_("{key}: {problem}"), key=key, problem=problem))
-            return _INVALID
-    if tp is float:
-        value = float(value)  # safe now: the value is finite and within its range
-    if meta.get("pattern") and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
-        expected = Message(meta["pattern_doc"]) if "pattern_doc" in meta else meta["pattern"]
-        problems.append(Message(N_("{key}: expected {expected}, got {value!r}"), key=key, expected=expected,
-                                value=shown_safely(value)))
-        return _INVALID
-    if meta.get("regex") and value:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            problems.append(Message(N_("{key}: expected a valid regular expression, got {value!r} ({error})"),
-                                    key=key, value=value, error=str(exc)))
-            return _INVALID
-    return value
-
-
 def _cross_checks(settings: Settings, problems: list[str]) -> None:
     """Rules that span keys: what a reader kind needs, where files must exist, what must be an address."""
     _reader_checks(settings.reader, problems)
@@ -348,24 +226,6 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
         problems.append(Message(N_("daemon.control_socket: expected a path of at most {limit} bytes (the limit of "
                                    "a Unix socket address), got {size} bytes"), limit=MAX_SOCKET_PATH,
                                 size=len(os.fsencode(sock))))
-
-
-def _number_problem(value: float, lo: float | None, hi: float | None) -> str | None:
-    """Why a number is refused, or None. Checked on the value as TOML gave it, before any conversion:
-    a 400-digit integer must not reach ``float()`` or a format string, and NaN compares false with
-    every bound, so it would pass a plain range test."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return Message(N_("expected a finite number, got {value!r}"), value=value)
-    if isinstance(value, int) and abs(value) > MAX_INTEGER:
-        return Message(N_("expected a number from {lo} to {hi}, got an integer of {digits} digits"), lo=_show(lo),
-                       hi=_show(hi), digits=len(str(abs(value))))
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        return Message(N_("expected a number from {lo} to {hi}, got {value:g}"), lo=_show(lo), hi=_show(hi), value=value)
-    return None
-
-
-def _show(bound: float | None) -> str:
-    return Message(N_("any")) if bound is None else f"{bound:g}"
 
 
 def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
@@ -412,20 +272,9 @@ def _network_checks(settings: Settings, problems: list[str]) -> None:
 @functools.lru_cache(maxsize=1)
 def presets() -> dict[str, dict]:
     """The reader protocol presets of the packaged ``readers.toml`` (name → table)."""
-    from posdiag.agent.paths import data_dir
+    from posdiag.core.paths import data_dir
 
     return tomllib.loads((data_dir() / "readers.toml").read_text(encoding="utf-8"))["presets"]
-
-
-def is_address(text: str) -> bool:
-    """An IPv4 or IPv6 address literal (not a name)."""
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def parse(data: dict[str, Any], source: str) -> Settings:
@@ -436,17 +285,17 @@ def parse(data: dict[str, Any], source: str) -> Settings:
     built: dict[str, Any] = {}
     for key, value in data.items():
         if key not in sections:
-            problems.append(_unknown(key, f"[{key}]", list(sections)))
+            problems.append(unknown_name(key, f"[{key}]", list(sections)))
             continue
         if key == "payment_hosts":
             if not isinstance(value, list):
                 problems.append(Message(N_("payment_hosts: expected an array of tables [[payment_hosts]], got {got}"),
-                                        got=_got(value)))
+                                        got=got(value)))
                 continue
-            hosts = [_build(PaymentHost, v, f"payment_hosts[{i}]", problems) for i, v in enumerate(value)]
+            hosts = [build_section(PaymentHost, v, f"payment_hosts[{i}]", problems) for i, v in enumerate(value)]
             built[key] = [h for h in hosts if h is not None]
         else:
-            built[key] = _build(hints[key], value, key, problems)
+            built[key] = build_section(hints[key], value, key, problems)
     settings = Settings(**built, source=source) if not problems else None
     if settings is not None:
         _cross_checks(settings, problems)
@@ -469,15 +318,8 @@ def _server_checks(server: ServerSettings, problems: list[str]) -> None:
                                    "when server.url is set")))
 
 
-def shown_safely(value: str) -> str:
-    """A value fit for an error message or a log: a URL's user:password and query are cut out (a
-    refused URL may carry a password or a token, and errors end up in logs and tickets)."""
-    value = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^/@\s]*@", r"\1<redacted>@", value)
-    return re.sub(r"[?#].*$", "?<redacted>", value) if "://" in value else value
-
-
 def resolve_path(explicit: str | None = None) -> Path:
-    """The config file to use, in DESIGN.md's order: --config, $POSDIAG_CONFIG, /etc, packaged."""
+    """The config file to use, in the documented order (docs/configuration.md): --config, $POSDIAG_CONFIG, /etc, packaged."""
     if explicit:
         return Path(explicit)
     if os.environ.get("POSDIAG_CONFIG"):
@@ -490,7 +332,7 @@ def resolve_path(explicit: str | None = None) -> Path:
 def load(explicit: str | None = None) -> Settings:
     """Read, decode and validate the configuration. Raises :class:`ConfigError`."""
     path = resolve_path(explicit)
-    raw = read_bounded(str(path))
+    raw = read_config_bytes(str(path))
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -500,7 +342,7 @@ def load(explicit: str | None = None) -> Settings:
         raise ConfigError(str(path), [Message(N_("TOML syntax error: {error}"), error=str(exc))]) from None
     except RecursionError:
         data = None
-    if data is None or _depth(data) > MAX_DEPTH:
+    if data is None or nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise ConfigError(str(path), [Message(N_("arrays or tables nested more than {depth} deep: this is not a posdiag "
                                                  "configuration (the schema needs three levels)"), depth=MAX_DEPTH)])
     return parse(data, str(path))
@@ -511,71 +353,32 @@ def configured_language(explicit: str | None = None) -> str | None:
     the language must be known before ``--help`` or a config error is printed, and :func:`load`
     still refuses a bad value (or a bad file) in that language afterwards."""
     try:
-        data = tomllib.loads(read_bounded(str(resolve_path(explicit))).decode("utf-8"))
+        data = tomllib.loads(read_config_bytes(str(resolve_path(explicit))).decode("utf-8"))
         language = data.get("terminal", {}).get("language")
     except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, AttributeError):
         return None
     return language if isinstance(language, str) and language else None
 
 
-def read_bounded(path: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes, or :class:`ConfigError`.
+def read_config_bytes(path: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The bytes of the configuration file, or :class:`ConfigError` saying what is wrong with the file.
 
-    Opened non-blocking, so a FIFO answers at once instead of waiting for a writer, and checked with
-    ``fstat`` on the open descriptor: a FIFO, a device such as /dev/zero or a directory is refused
-    before a byte is read, and no more than ``limit`` + 1 bytes are ever read.
+    Read through :func:`posdiag.core.files.read_bounded`: a FIFO, a device such as /dev/zero or a
+    directory is refused before a byte is read, and no more than ``limit`` + 1 bytes are ever read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+        return read_bounded(path, limit)
     except FileNotFoundError:
         raise ConfigError(path, [Message(N_("file not found: expected a readable TOML file"))]) from None
     except PermissionError:
         raise ConfigError(path, [Message(N_("permission denied: the agent cannot read this file"))]) from None
-    except OSError as exc:
-        raise ConfigError(path, [Message(N_("cannot open: {error}"), error=exc.strerror)]) from None
-    try:
-        kind = file_kind(os.fstat(fd).st_mode)
-        if kind != "a regular file":
-            raise ConfigError(path, [Message(N_("is {kind}: expected a regular TOML file"), kind=kind)])
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(65536, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+    except NotRegularFile as exc:
+        raise ConfigError(path, [Message(N_("is {kind}: expected a regular TOML file"), kind=exc.kind)]) from None
+    except FileTooLarge:
+        raise ConfigError(path, [Message(N_("larger than {kib} KiB: this is not a posdiag configuration"),
+                                         kib=limit // 1024)]) from None
     except OSError as exc:
         raise ConfigError(path, [Message(N_("cannot read: {error}"), error=exc.strerror)]) from None
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise ConfigError(path, [Message(N_("larger than {kib} KiB: this is not a posdiag configuration"),
-                                         kib=limit // 1024)])
-    return b"".join(chunks)
-
-
-def file_kind(mode: int) -> str:
-    """'a regular file', 'a FIFO', 'a character device', … for an ``st_mode``."""
-    for test, name in ((stat.S_ISREG, N_("a regular file")), (stat.S_ISDIR, N_("a directory")),
-                       (stat.S_ISFIFO, N_("a FIFO")), (stat.S_ISCHR, N_("a character device")),
-                       (stat.S_ISBLK, N_("a block device")), (stat.S_ISSOCK, N_("a socket")),
-                       (stat.S_ISLNK, N_("a symbolic link"))):
-        if test(mode):
-            return Message(name)
-    return Message(N_("a special file"))
-
-
-def _depth(data: Any) -> int:
-    """How deeply lists and tables nest in ``data`` (iterative: no recursion to exhaust)."""
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        if level > MAX_DEPTH:
-            break
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack += [(child, level + 1) for child in children if isinstance(child, (dict, list))]
-    return deepest
 
 
 def check_paths(settings: Settings) -> list[str]:

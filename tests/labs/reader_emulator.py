@@ -4,7 +4,7 @@ The probe opens the real tty path (``emulator.path``); the emulator answers on t
 in the chosen preset's framing, in one of the modes: healthy, silent, garbage, nak, bad_lrc, slow,
 wrong_serial. Everything the probe wrote is kept in ``received``.
 
-Run as a script (``reader_emulator.py PRESET MODE``) it prints the tty path and serves until killed.
+Run as a script (``python -m labs.reader_emulator PRESET MODE``) it prints the tty path and serves until killed.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import threading
 import time
 import tty
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from posdiag.probes.reader._framing import ACK, ENQ, NAK, SI, SO, Framing
 

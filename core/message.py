@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posdiag.agent import i18n
+from posdiag.core import i18n
 
 
 class Message(str):

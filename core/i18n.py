@@ -2,7 +2,7 @@
 
 posdiag speaks English (the language of the source, so the identity) and Simplified Chinese, the
 language of the 2824 field guide and of most people who meet the error at a till. The text lives in
-gettext catalogues (``agent/locale/<lang>/LC_MESSAGES/posdiag.po``), compiled to ``.mo`` when the
+gettext catalogues (``core/locale/<lang>/LC_MESSAGES/posdiag.po``), compiled to ``.mo`` when the
 package is built; code marks a message with :func:`tr` (or :func:`ntr` where English counts, or
 :func:`N_` for a constant translated later), and the test suite holds the catalogues and the code to
 each other both ways.
@@ -111,7 +111,7 @@ def catalogue_path(lang: str) -> Any:
     """Where the compiled catalogue of ``lang`` is installed (a Traversable, may not exist)."""
     from importlib.resources import files
 
-    return files("posdiag.agent").joinpath("locale", lang, "LC_MESSAGES", f"{DOMAIN}.mo")
+    return files("posdiag.core").joinpath("locale", lang, "LC_MESSAGES", f"{DOMAIN}.mo")
 
 
 @functools.cache

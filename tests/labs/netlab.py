@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from labs import REPO, child_env
+
 TERM_ADDR, GATEWAY = "198.18.1.2", "198.18.1.1"
 HOST_ADDR, BACKUP_ADDR, DNS_ADDR = "198.18.2.2", "198.18.2.3", "198.18.2.53"
 
@@ -80,9 +81,9 @@ class Lab:
         sh("ip", "netns", "exec", ns, "nft", "-f", "-", input=ruleset)
 
     def peer(self, ns: str, *args: str) -> subprocess.Popen:
-        """Start ``tests/peers.py ARGS`` in a namespace and wait until it says it listens."""
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(REPO / "tests" / "peers.py"), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        """Start ``python -m labs.peers ARGS`` in a namespace and wait until it says it listens."""
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "labs.peers", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
         line = proc.stdout.readline() if proc.stdout else ""
         if line.strip() != "ready":
             proc.kill()

@@ -7,7 +7,7 @@ token; 201 stored, 409 already stored) and can be told to misbehave: answer a gi
 the same port. It counts every post per report_id, so a test can assert "each report stored once,
 in order" and see the duplicates the terminal caused.
 
-Standalone (for the bench): ``push_server.py --port P --cert F --key F --token T`` prints ``ready``.
+Standalone (for the bench): ``python -m labs.push_server --port P --cert F --key F --token T`` prints ``ready``.
 """
 
 from __future__ import annotations

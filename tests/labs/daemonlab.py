@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, run_cli
-from helpers import wait_for
 from posdiag.agent.store import Store
+
+from labs.commands import REPO, run_cli
+from labs.helpers import wait_for
 
 
 class DaemonProcess:

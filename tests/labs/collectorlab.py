@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from helpers import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
+from labs.helpers import wait_for
+
+REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def iso(epoch: float) -> str:

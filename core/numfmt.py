@@ -1,0 +1,30 @@
+"""Numbers as a person and a monitoring system read them: never in scientific notation.
+
+``f"{x:g}"`` turns a POS uptime of 1036800.5 s into ``1.0368e+06`` (losing the half second, and
+outside the characters Nagios perfdata allows) and a limit of ten million into ``1e+07``.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def plain(value: float, decimals: int = 6) -> str:
+    """``value`` in positional notation, at most ``decimals`` places, trailing zeros dropped.
+
+    ``plain(1036800.5) == "1036800.5"``, ``plain(1e7) == "10000000"``, ``plain(0.25) == "0.25"``,
+    ``plain(3.0) == "3"``. NaN and infinities are spelt ``NaN``, ``+Inf`` and ``-Inf`` (Prometheus's
+    spelling) rather than raising.
+    """
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
