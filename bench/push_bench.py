@@ -80,9 +80,9 @@ def config_for(tmp: Path, port: int, ca_file: str, interval_s: float) -> Path:
 
 def queue_backlog(config: Path, n: int) -> int:
     """n copies of one real report in the outbox (one transaction: the bench measures the drain)."""
-    from posdiag.core.timefmt import parse_utc_iso
     from posdiag.agent.sweep import run_sweep
     from posdiag.core import settings as cfg
+    from posdiag.core.timefmt import parse_utc_iso
 
     settings = cfg.load(str(config))
     template = run_sweep(settings, trigger="schedule")

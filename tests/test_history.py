@@ -9,8 +9,8 @@ import uuid
 
 from labs.commands import run_cli
 from posdiag.agent.columns import display_width
-from posdiag.core.timefmt import utc_iso
 from posdiag.agent.store import Store
+from posdiag.core.timefmt import utc_iso
 
 
 def fake_report(started: float, *, pos_rss_mb: float | None = None, tcp: str = "ok", size: int = 0) -> dict:
