@@ -14,8 +14,8 @@ Three things make the container a till rather than a chroot with an init:
   DevicePolicy= at all. The container gets cgroups made for it in the memory and device
   controllers, mounted writable, and is started in a cgroup of its own in every hierarchy it
   writes to, so that two tills booted at once (two test runs on one machine) never share one.
-* What a till has and a bare container lacks: the kernel log (/dev/kmsg) and CAP_SYSLOG in the
-  container's bounding set, which the unit gives reader.events.
+* What a till has and a bare container lacks: the kernel log (/dev/kmsg, to read only) and CAP_SYSLOG
+  in the container's bounding set, which the unit gives reader.events.
 
 ``booted_site`` builds the whole store for tests/test_boot.py and bench/boot_bench.py: the network,
 a push server, and the till configured to watch a POS log and push to it.
@@ -82,6 +82,8 @@ class BootedTill:
                 path = CGROUP_FS / folder / own[folder].lstrip("/") / self.tag
                 path.mkdir()
                 self.cgroups[folder] = path
+        # The kernel log is this machine's: the till may read it, never write to it (its journald would).
+        (self.cgroups["devices"] / "devices.deny").write_text("c 1:11 w")
 
     def boot(self, setup: str, timeout_s: float = 120) -> None:
         """Run ``setup`` chrooted into the root (the packages folder at /mnt), then boot it until systemd
@@ -253,7 +255,7 @@ def booted_site(deb: Path, folder: Path) -> Iterator[Site]:
     lower = cached_root(deb, "--boot")
     tag = f"{os.getpid() % 100000}"
     packages = folder / "packages"
-    packages.mkdir()
+    packages.mkdir(parents=True)
     shutil.copy(deb, packages / "posdiag.deb")
     with Lab(tag=f"b{tag}") as lab:
         lab.exec(lab.term, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
