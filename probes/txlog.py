@@ -17,6 +17,7 @@ from datetime import datetime
 
 from posdiag.core import files
 from posdiag.core.i18n import N_, N_plural, ntr, tr
+from posdiag.probes._sandbox import hidden_path
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 ERROR_2824 = "2824"
@@ -116,7 +117,8 @@ class TxlogProbe(Probe):
     name = "txlog"
     description = N_("POS transaction log: 2824 events in the window; ISO 8583 response codes by whose fault they are")
     findings = declare(warn=("txlog.declines", "txlog.format_errors", "txlog.host_errors", "txlog.input_errors",
-                             "txlog.missing", "txlog.not_regular", "txlog.repeated_attempts", "txlog.unparsed"),
+                             "txlog.hidden_by_sandbox", "txlog.missing", "txlog.not_regular", "txlog.repeated_attempts",
+                             "txlog.unparsed"),
                        info=("txlog.errors_2824", "txlog.undated"))
 
     def skip_reason(self) -> str | None:
@@ -125,7 +127,7 @@ class TxlogProbe(Probe):
     def check(self, obs: Observation) -> None:
         cfg = self.settings.txlog
         if not os.path.exists(cfg.path):
-            obs.warn("txlog.missing", tr("transaction log {path} does not exist", path=cfg.path), path=cfg.path)
+            self.report_missing(obs, cfg.path)
             return
         pattern = re.compile(cfg.pattern)
         since = time.time() - cfg.window_min * 60
@@ -169,3 +171,13 @@ class TxlogProbe(Probe):
             obs.summary = ntr("{n} transaction line {window}, {errors} with 2824",
                               "{n} transaction lines {window}, {errors} with 2824", len(events), window=window, errors=n2824)
 
+    @staticmethod
+    def report_missing(obs: Observation, path: str) -> None:
+        """A log this process cannot see: hidden by the service's sandbox (and how to open it), or absent."""
+        hidden = hidden_path(path)
+        if hidden:
+            obs.warn("txlog.hidden_by_sandbox", tr("transaction log {path} is hidden from this service by its sandbox "
+                                                   "({setting}): {advice}", path=path, setting=hidden.setting,
+                                                   advice=hidden.advice()), path=path, **hidden.data())
+        else:
+            obs.warn("txlog.missing", tr("transaction log {path} does not exist", path=path), path=path)
