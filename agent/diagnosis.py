@@ -14,6 +14,9 @@ observation rules out ("not DNS alone: {silent_check}", filled from the finding'
 adds the sentence to the evidence of a cause the finding supports when that cause is blamed, so each
 verdict says what ruled its rival out — probes only say what they saw. ``[remediation_for]`` puts
 steps specific to one finding (an MTU black hole) ahead of the cause's own.
+
+Risks ahead (``[risks]``, :mod:`posdiag.agent.risks`) are findings of what will fail, not evidence
+of a cause: they are never scored, and they make a healthy verdict ``degraded``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from posdiag.agent import risks as risk_table
 from posdiag.core import i18n
 from posdiag.core.i18n import ntr, tr
 from posdiag.core.settings import ConfigError
@@ -59,6 +63,8 @@ class KnowledgeBase:
     remediation_for: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: finding code → what it rules out, a template filled from the finding's data
     ruled_out: dict[str, str] = field(default_factory=dict)
+    #: finding code → the risk ahead it reports (never weighed as evidence)
+    risks: dict[str, risk_table.RiskInfo] = field(default_factory=dict)
 
     def closure(self, cause_id: str) -> set[str]:
         """Every cause that ``cause_id`` explains, directly or through the causes it explains."""
@@ -94,6 +100,8 @@ class RankedCause:
 class Diagnosis:
     verdict: str
     causes: list[RankedCause]
+    #: risks ahead, soonest first (the report's top-level ``risks``)
+    risks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def top(self) -> RankedCause:
@@ -119,9 +127,11 @@ def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
     evidence = _evidence(data.get("evidence", {}), causes, problems)
     remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, lang, problems)
     ruled_out = _sentences(data.get("ruled_out", {}), evidence, lang, problems)
+    risks = risk_table.load(data.get("risks", {}), evidence, lambda entry, where: _cause_text(entry, lang, where, problems),
+                            problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence, remediation_for, ruled_out)
+    return KnowledgeBase(causes, evidence, remediation_for, ruled_out, risks)
 
 
 def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo]:
@@ -237,7 +247,7 @@ def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
     for result in results:
         for finding in result.findings:
             factor = SEVERITY_FACTOR[finding.severity]
-            if not factor:
+            if not factor or finding.code in kb.risks:  # a risk ahead is never evidence of a cause
                 continue
             rules = kb.evidence.get(finding.code)
             line = _evidence_line(result.name, finding.message)
@@ -320,11 +330,12 @@ def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
     total = sum(c.score for c in causes)
     for c in causes:
         c.confidence = c.score / max(1.0, total)
-    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained]
+    ahead = risk_table.found(results, kb.risks)
+    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained] + [Severity.WARN] * bool(ahead)
     verdict = Verdict.of(set(severities)).value
     if not causes:
         causes = [_none_cause(kb, results, sc.unexplained)]
-    return Diagnosis(verdict, causes)
+    return Diagnosis(verdict, causes, ahead)
 
 
 def _none_cause(kb: KnowledgeBase, results: list[ProbeResult], unexplained: list[tuple[Severity, str]]) -> RankedCause:

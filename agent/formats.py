@@ -46,8 +46,20 @@ def nagios_line(report: dict[str, Any], exit_code: int) -> str:
         text += " - " + evidence[0]
         if len(evidence) > 1:
             text += t.tr(" (+{more} more)", more=len(evidence) - 1)
+    text += _risks_text(report.get("risks") or [], t)
     text = re.sub(r"\s+", " ", text).replace("|", "/")
     return f"POSDIAG {state} - {text} | {' '.join(_perfdata(report))}\n"
+
+
+def _risks_text(risks: list[dict[str, Any]], t: i18n.Translator) -> str:
+    """" - 1 risk ahead: <the soonest>, in 71.5 h": what makes a check WARNING without a fault."""
+    if not risks:
+        return ""
+    from posdiag.agent.report import risk_when
+
+    soonest = risks[0]
+    return " - " + t.ntr("{n} risk ahead: {title}, {when}", "{n} risks ahead, the soonest: {title}, {when}", len(risks),
+                         title=soonest["title"], when=risk_when(soonest, t))
 
 
 def _perfdata(report: dict[str, Any]) -> list[str]:
@@ -90,6 +102,9 @@ def prometheus_text(report: dict[str, Any], exit_code: int) -> str:
     family("posdiag_last_run_duration_seconds", "Wall time of the last diagnosis.", [({}, report["duration_s"])])
     family("posdiag_cause_confidence", "Confidence of each ranked root cause in the last diagnosis (0..1).",
            [({"cause": c["id"]}, c["confidence"]) for c in report["diagnosis"]["causes"]])
+    family("posdiag_risk_hours_left", "Hours before each risk ahead fails (an expiring certificate, a filling disk …).",
+           [({"risk": r["code"], "subject": r.get("subject", "")}, r["hours_left"]) for r in report.get("risks") or []
+            if r.get("hours_left") is not None])
     family("posdiag_probe_status", "1 for each probe's status in the last diagnosis, 0 for the others.",
            [({"probe": p["name"], "status": s}, int(p["status"] == s)) for p in report["probes"] for s in STATUSES])
     family("posdiag_probe_duration_seconds", "How long each probe took.",

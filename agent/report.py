@@ -35,6 +35,7 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
         "duration_s": round(duration_s, 3),
         "probes": [r.to_dict() for r in results],
         "diagnosis": diagnosis.to_dict(),
+        "risks": diagnosis.risks,
     }
 
 
@@ -76,8 +77,31 @@ def render_text(report: dict[str, Any]) -> str:
     if others:
         lines += ["", t.tr("Other possible causes:")]
         lines += [f"  - {c['title']}  [{c['id']}, {c['confidence']:.0%}]" for c in others]
+    lines += risk_lines(report.get("risks") or [], t)
     lines += ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
     return "\n".join(lines) + "\n"
+
+
+def risk_lines(risks: list[dict[str, Any]], t: i18n.Translator) -> list[str]:
+    """Risks ahead under their own heading, soonest first: each with when, what was seen, the steps."""
+    if not risks:
+        return []
+    lines = ["", t.tr("Risks ahead (not a cause of a 2824 yet; act before they fail):")]
+    for risk in risks:
+        lines.append(f"  - {risk['title']}  [{risk['code']}, {risk_when(risk, t)}]")
+        lines.append(f"    {risk['probe']}: {risk['message']}")
+        lines += [f"    {i}. {step}" for i, step in enumerate(risk.get("remediation") or [], 1)]
+    return lines
+
+
+def risk_when(risk: dict[str, Any], t: i18n.Translator) -> str:
+    """"in 31.5 h" or "in 9.2 days", as the hours left are best read."""
+    hours = risk.get("hours_left")
+    if hours is None:
+        return t.tr("soon")
+    if hours < 48:
+        return t.tr("in {hours:.1f} h", hours=hours)
+    return t.tr("in {days:.1f} days", days=hours / 24)
 
 
 def _probe_lines(probes: list[dict[str, Any]], t: i18n.Translator) -> list[str]:
