@@ -114,11 +114,14 @@ class DiskHealthProbe(Probe):
                                                   why=health.why), disks=[disk])
             return
         obs.metric(f"smart_passed[{disk}]", None if health.passed is None else int(health.passed))
-        sectors = ", ".join(f"{n} {tr(_SECTOR_WORDS.get(k, k))}" for k, n in sorted(health.sectors.items()))
+        sectors = tr(", ").join(tr("{count} {what}", count=n, what=tr(_SECTOR_WORDS.get(k, k)))
+                                for k, n in sorted(health.sectors.items()))
         if health.passed is False or health.critical_warning:
-            obs.fail("disk.smart_failing", tr("{device} ({model}, holding {paths}): the drive reports its own health as "
-                                              "FAILING{sectors}", device=health.device, model=health.model or "?",
-                                              paths=", ".join(paths), sectors=f" ({sectors})" if sectors else ""),
+            message = tr("{device} ({model}, holding {paths}): the drive reports its own health as FAILING",
+                         device=health.device, model=health.model or "?", paths=", ".join(paths))
+            if sectors:
+                message = tr("{message} ({sectors})", message=message, sectors=sectors)
+            obs.fail("disk.smart_failing", message,
                      device=health.device, model=health.model, paths=paths, critical_warning=health.critical_warning,
                      **health.sectors)
         elif health.sectors:
