@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 #: the system probe's metric: when the youngest POS process started (seconds since the epoch)
 START_METRIC = "pos_start_time_s"
-#: the start of one process seen twice differs by clock-tick rounding at most
-SAME_START_S = 1.0
+#: the start of one process seen twice differs by rounding at most (clock ticks, two decimals)
+SAME_START_S = 0.02
 
 
 def restarts_seen(starts: Sequence[float | None], since: float) -> list[float]:

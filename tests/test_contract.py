@@ -71,3 +71,13 @@ def test_a_misspelt_code_in_the_knowledge_base_breaks_the_contract(tmp_path: Pat
 @pytest.mark.parametrize("probe", probes.all_probes(), ids=lambda p: p.name)
 def test_probe_catalogue_names_match_the_classes(probe):
     assert probes.CATALOGUE[probe.name].endswith(":" + probe.__name__)
+
+
+def test_a_risk_weighed_as_evidence_is_refused(tmp_path: Path):
+    broken = tmp_path / "causes.toml"
+    text = causes_path().read_text(encoding="utf-8")
+    broken.write_text(text.replace('"tls.reset" = 0.3\n', '"tls.reset" = 0.3\n"tls.expiring_soon" = 0.3\n'),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_knowledge(broken)
+    assert any("risks.tls.expiring_soon" in p and "never a cause" in p for p in refused.value.problems)
