@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from posdiag.agent import __version__
 from posdiag.agent.exits import Exit
 from posdiag.core import i18n
-from posdiag.core.i18n import N_, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.core.timefmt import compact_stamp
 
 #: ``history --limit`` above this is refused by the parser (SQLite takes 64-bit integers only)
@@ -363,6 +363,9 @@ def _status_text(status: dict[str, Any]) -> list[str]:
                                      verdict=tr(VERDICT_WORDS[verdict]) if verdict in VERDICT_WORDS else verdict.upper(),
                                      cause=last["top_cause"], confidence=last["confidence"], trigger=last["trigger"],
                                      started_at=last["started_at"])))
+        if last.get("risks"):
+            rows.append((N_("risks:"), ntr("{n} ahead, the soonest due {due_at}", "{n} ahead, the soonest due {due_at}",
+                                           last["risks"], due_at=last.get("soonest_risk") or "?")))
     rows.append((N_("txlog:"), status["txlog"] or tr("not watched")))
     rows += status_rows(status["push"], status.get("store"))
     if status.get("last_error"):
