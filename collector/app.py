@@ -79,6 +79,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         Route("/api/v1/reports/{report_id}", read_api.report, methods=["GET"]),
         Route("/api/v1/terminals", read_api.terminals, methods=["GET"]),
         Route("/api/v1/incidents", read_api.incidents_list, methods=["GET"]),
+        Route("/api/v1/risks", read_api.risks, methods=["GET"]),
         Route("/healthz", read_api.healthz, methods=["GET"]),
         Route("/metrics", read_api.metrics_text, methods=["GET"]),
         Route("/", page.index, methods=["GET"]),
