@@ -31,7 +31,8 @@ from posdiag.core.files import FileTooLarge, NotRegularFile, file_kind, read_bou
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message, translated
 from posdiag.core.paths import default_config_path
-from posdiag.core.validate import build_section, got, nesting_depth, shown_safely, unknown_name
+from posdiag.core.redact import mask_text
+from posdiag.core.validate import build_section, got, nesting_depth, unknown_name
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
 #: a configuration larger than this is refused unread: posdiag.toml with every key is ~6 KiB
@@ -312,7 +313,7 @@ def _server_checks(server: ServerSettings, problems: list[str]) -> None:
     if server.url.startswith("http://") and not server.allow_insecure:
         problems.append(Message(N_("server.url: expected https:// (plain http:// would send the token and reports "
                                    "unencrypted; set server.allow_insecure = true only for testing), got {value!r}"),
-                                value=shown_safely(server.url)))
+                                value=mask_text(server.url)))
     if not server.token_file:
         problems.append(Message(N_("server.token_file: expected the path of the file holding this terminal's token "
                                    "when server.url is set")))
