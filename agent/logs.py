@@ -1,7 +1,9 @@
 """Logging of the long-running parts (the daemon and the sender it starts), one way for both.
 
 Under systemd each line carries its syslog priority as a ``<N>`` prefix, which journald reads
-(SyslogLevelPrefix); on a terminal, a time stamp and the level instead. Standard library only: the
+(SyslogLevelPrefix); on a terminal, a time stamp and the level instead. Either way every line, its
+traceback included, is masked (:mod:`posdiag.core.redact`) before it is written: a log line quotes
+POS log lines, errors and URLs, and the journal is shipped off the till. Standard library only: the
 sender must stay light.
 """
 
@@ -10,8 +12,17 @@ from __future__ import annotations
 import logging
 import sys
 
+from posdiag.core.redact import mask_text
 
-class JournalFormatter(logging.Formatter):
+
+class MaskedFormatter(logging.Formatter):
+    """A formatter whose lines carry no card data and no secret, whatever the message quoted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(super().format(record))
+
+
+class JournalFormatter(MaskedFormatter):
     """``<priority>message``: journald reads the syslog level from the prefix (SyslogLevelPrefix)."""
 
     LEVELS = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -24,7 +35,7 @@ class JournalFormatter(logging.Formatter):
 def setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(MaskedFormatter("%(asctime)s %(levelname)s %(message)s"))
     else:
         handler.setFormatter(JournalFormatter("%(message)s"))
     root = logging.getLogger("posdiag")

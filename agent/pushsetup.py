@@ -15,6 +15,7 @@ from typing import Any
 from posdiag.core.files import NotRegularFile, open_regular
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message
+from posdiag.core.redact import remember
 
 MAX_TOKEN_BYTES = 4096
 
@@ -43,14 +44,15 @@ def read_token(path: str) -> str:
         raise PushSetupError([Message(N_("server.token_file: cannot open {path} ({error}; a symlink is not followed)"),
                                       path=path, error=exc.strerror)]) from None
     try:
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise PushSetupError([Message(N_("server.token_file: {path} is readable by group or others (mode {mode:04o}); "
-                                             "a bearer token is a password: run 'chmod 600 {path}'"), path=path, mode=mode)])
         raw = os.read(fd, MAX_TOKEN_BYTES + 1)
     finally:
         os.close(fd)
     token = raw.decode("ascii", errors="replace").strip()
+    remember(token)  # from now on this process masks it wherever it would show up
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise PushSetupError([Message(N_("server.token_file: {path} is readable by group or others (mode {mode:04o}); "
+                                         "a bearer token is a password: run 'chmod 600 {path}'"), path=path, mode=mode)])
     if not token:
         raise PushSetupError([Message(N_("server.token_file: {path} is empty; expected the terminal's token"), path=path)])
     if len(raw) > MAX_TOKEN_BYTES or any(c.isspace() or not c.isprintable() or c == "\ufffd" for c in token):
