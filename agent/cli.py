@@ -466,6 +466,7 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.diagnosis import load_knowledge
     from posdiag.core import settings as config
     from posdiag.core.paths import causes_path
+    from posdiag.core.redact import mask_text
 
     settings = config.load(args.config)
     problems = config.check_paths(settings)
@@ -474,10 +475,11 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if settings.server.url:
         _require_push(settings)
     load_knowledge(causes_path())
-    hosts = ", ".join(h.label for h in settings.payment_hosts) or tr("none")
+    # the URLs and health paths as configured, their passwords and query values replaced
+    hosts = ", ".join(mask_text(f"{h.label} {h.health_path}".rstrip()) for h in settings.payment_hosts) or tr("none")
     out.write(tr("{path}: OK (terminal {terminal}, payment hosts: {hosts}, reader: {reader}, push: {push})",
                  path=settings.source, terminal=settings.terminal_id, hosts=hosts, reader=settings.reader.kind,
-                 push=settings.server.url or tr("not configured")) + "\n")
+                 push=mask_text(settings.server.url) or tr("not configured")) + "\n")
     return Exit.OK
 
 
