@@ -252,8 +252,10 @@ def mask_config(value: Any, key: str = "") -> Any:
 
 
 def remember_config(value: Any, key: str = "") -> None:
-    """:func:`remember` every secret a configuration holds: values of secret keys, the user and
-    password of its URLs, the values of their queries."""
+    """:func:`remember` every secret a configuration holds — values of secret keys, the passwords of its
+    URLs, the values of secret-named query parameters — so that they are masked where they show up bare.
+    (A user name or an ordinary query value is masked inside its URL, but not remembered: it would mask
+    the same word everywhere else.)"""
     if isinstance(value, dict):
         for k, v in value.items():
             remember_config(v, k)
@@ -263,10 +265,10 @@ def remember_config(value: Any, key: str = "") -> None:
     elif isinstance(value, str) and value:
         if _is_secret_key(key):
             remember(value)
-        for match in re.finditer(r"://([^/@\s]+)@", value):
-            for part in (match[1], *match[1].split(":")):
-                remember(part)
+        for match in re.finditer(r"://[^/@\s:]*:([^/@\s]+)@", value):
+            remember(match[1])
         for match in _QUERY.finditer(value):
             for part in re.split(r"[?#&;]", match["rest"]):
-                key, equals, secret = part.partition("=")
-                remember(secret if equals else key)
+                name, _, secret = part.partition("=")
+                if _is_secret_key(name):
+                    remember(secret)

@@ -232,6 +232,9 @@ def test_a_configuration_keeps_its_shape_and_loses_its_secrets():
 
 
 def test_a_configuration_s_secrets_are_remembered_for_wherever_they_show_up_bare():
-    redact.remember_config({"server": {"url": "https://ops:Bare-Pass-771@collector.example/api"},
-                            "payment_hosts": [{"health_path": "/health?apikey=Bare-Key-772"}]})
-    assert mask_text("failed with Bare-Pass-771 and Bare-Key-772") == f"failed with {REDACTED} and {REDACTED}"
+    redact.remember_config({"server": {"url": "https://posdiag:Bare-Pass-771@collector.example/api"},
+                            "payment_hosts": [{"health_path": "/health?apikey=Bare-Key-772&region=europe"}],
+                            "vault": {"password": "Bare-Word-773"}})
+    assert mask_text("failed with Bare-Pass-771, Bare-Key-772 and Bare-Word-773") == \
+        f"failed with {REDACTED}, {REDACTED} and {REDACTED}"
+    assert mask_text("posdiag in europe") == "posdiag in europe"  # a user name, an ordinary query value
