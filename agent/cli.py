@@ -456,7 +456,7 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = config.load(args.config)
     stamp = compact_stamp()
     target = Path(args.output or f"posdiag-bundle-{settings.terminal_id}-{stamp}.tar.gz")
-    path, size = make_bundle(settings, settings.source, target)
+    path, size = make_bundle(settings, settings.source, target, deadline_s=_remaining(settings.diagnosis.deadline_s))
     out.write(tr("support bundle written to {path} ({kib:.1f} KiB); send it with the ticket", path=path.resolve(),
                  kib=size / 1024) + "\n")
     return Exit.OK

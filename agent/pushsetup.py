@@ -12,7 +12,7 @@ import os
 import stat
 from typing import Any
 
-from posdiag.core.files import NotRegularFile, open_regular
+from posdiag.core.files import NotRegularFile, file_kind, open_regular
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message
 from posdiag.core.redact import remember
@@ -59,6 +59,25 @@ def read_token(path: str) -> str:
         raise PushSetupError([Message(N_("server.token_file: {path} does not hold one token "
                                          "(expected a single line of printable ASCII)"), path=path)])
     return token
+
+
+def token_state(path: str) -> dict[str, Any]:
+    """What a support bundle says about the token file: whether it is there, what it is, its mode and
+    what is wrong with it for pushing — never the token. The file is opened only as push opens it
+    (:func:`read_token`: no symlink followed, non-blocking, at most :data:`MAX_TOKEN_BYTES` read)."""
+    if not path:
+        return {"path": "", "present": False, "problem": None}
+    try:
+        st = os.lstat(path)  # the name only: what is there, without opening it
+    except OSError as exc:
+        return {"path": path, "present": False, "problem": exc.strerror}
+    try:
+        read_token(path)
+        problem = None
+    except PushSetupError as exc:
+        problem = "; ".join(exc.problems)
+    return {"path": path, "present": True, "kind": str(file_kind(st.st_mode)), "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+            "uid": st.st_uid, "gid": st.st_gid, "problem": problem}
 
 
 def check(server: Any) -> list[str]:
