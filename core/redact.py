@@ -86,7 +86,7 @@ _AUTH_SCHEMES = r"(?:basic|bearer|digest|token|negotiate|ntlm|apikey)[ \t]+"
 _AUTHORIZATION = _Lazy(rf"(?P<head>\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:{_AUTH_SCHEMES})?)"
                        rf"(?!{_AUTH_SCHEMES})(?P<cred>[^\s\"',;<>]+)", re.I)
 _BEARER = _Lazy(r"(?P<head>\bbearer[ \t]+)(?P<cred>[A-Za-z0-9._~+/=-]{6,})", re.I)
-_USERINFO = _Lazy(r"\b(?P<scheme>[a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>]+@", re.I)
+_USERINFO = _Lazy(r"\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^\s/?#@\"'<>]|<redacted>)+@", re.I)
 #: a URL (scheme://…) or a path (/…) followed by a query or a fragment
 _QUERY = _Lazy(r"(?P<base>\b[a-z][a-z0-9+.-]*://[^\s?#\"'<>]*|/[^\s?#\"'<>]*)(?P<rest>[?#][^\s\"'<>]*)", re.I)
 _JSON_LITERALS = ("null", "true", "false")

@@ -238,3 +238,4 @@ def test_a_configuration_s_secrets_are_remembered_for_wherever_they_show_up_bare
     assert mask_text("failed with Bare-Pass-771, Bare-Key-772 and Bare-Word-773") == \
         f"failed with {REDACTED}, {REDACTED} and {REDACTED}"
     assert mask_text("posdiag in europe") == "posdiag in europe"  # a user name, an ordinary query value
+    assert mask_text("https://posdiag:Bare-Pass-771@collector.example/api") == "https://<redacted>@collector.example/api"
