@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 from posdiag.core.redact import mask_text
 
@@ -42,3 +43,14 @@ def setup_logging() -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     root.propagate = False
+    # An exception nobody caught is printed by Python itself, past the formatter: log it through it.
+    sys.excepthook = lambda kind, exc, tb: _uncaught(root, "", (kind, exc, tb))
+    threading.excepthook = lambda a: _uncaught(root, f" in thread {a.thread.name if a.thread else '?'}",
+                                               (a.exc_type, a.exc_value, a.exc_traceback))
+
+
+def _uncaught(log: logging.Logger, where: str, exc_info: tuple) -> None:
+    if issubclass(exc_info[0], (KeyboardInterrupt, SystemExit)):
+        sys.__excepthook__(*exc_info)
+        return
+    log.critical("uncaught %s%s", exc_info[0].__name__, where, exc_info=exc_info)

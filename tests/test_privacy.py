@@ -296,3 +296,26 @@ def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_t
                      journal), journal
     event = next(r for r in till["server"].stored.values() if r["trigger"] == "event")
     assert next(p for p in event["probes"] if p["name"] == "txlog")["metrics"]["errors_2824"] == 7
+
+
+def test_an_error_nobody_caught_in_the_daemon_or_the_sender_is_logged_masked():
+    """Python prints an uncaught exception itself, past the log's formatter: the daemon and the sender
+    route it through their masked log instead, from the main thread and from any other."""
+    import subprocess
+    import sys
+
+    code = ("import threading\n"
+            "from posdiag.agent.logs import setup_logging\n"
+            "setup_logging()\n"
+            "def fail():\n"
+            "    raise ValueError('pan=4111111111111111 token=tok_thread_0123456789')\n"
+            "worker = threading.Thread(target=fail, name='pusher')\n"
+            "worker.start()\n"
+            "worker.join()\n"
+            "raise RuntimeError('https://ops:Pw-main-0123@collector.example/x?apikey=AK-main-0123')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "<2>uncaught ValueError in thread pusher" in proc.stderr and "<2>uncaught RuntimeError" in proc.stderr
+    assert "<2>ValueError: pan=411111******1111 token=<redacted>" in proc.stderr
+    assert "<2>RuntimeError: https://<redacted>@collector.example/x?apikey=<redacted>" in proc.stderr
+    assert not any(s in proc.stderr for s in ("4111111111111111", "tok_thread", "Pw-main", "AK-main"))
