@@ -72,9 +72,9 @@ _CARD_CODES = r"cvv2?|cvc2?|cav2|cvn2?|cvd|csc|ccv"
 _SECRET_WORDS = (rf"{_CARD_CODES}|security[_-]?code|pin|pin[_ -]?block|epb|(?:de|f|fld|field|bit)[_ -]?0*52|"
                  r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|private[_-]?key|credentials?")
 #: the name alone or as the last part of a longer one (``push_token``, ``x-api-key``, ``"cvv"``); a name
-#: used in a sentence ("a bearer token is a password: run …", "a terminal's token: …") is prose, and the
-#: last part of a path ("/etc/posdiag/token: permission denied") a file, not a field
-_PROSE = r"(?<!/)(?<!\ba )(?<!\ban )(?<!\bthe )(?<!'s )(?<!\byour )(?<!\bthis )"
+#: used in a sentence ("a bearer token is a password: run …", "a terminal's token: …") is prose, not a
+#: field (and the end of a path is a file: see :func:`_mask_field`)
+_PROSE = r"(?<!\ba )(?<!\ban )(?<!\bthe )(?<!'s )(?<!\byour )(?<!\bthis )"
 _FIELD = _Lazy(
     rf"(?:(?<![A-Za-z0-9])|(?<=[A-Za-z0-9][_.-])){_PROSE}(?P<key>(?:{_SECRET_WORDS})s?)(?P<sep>[\"']?[ \t]*[:=][ \t]*)"
     r"(?:(?P<q>\\?[\"'])(?P<quoted>[^\r\n]*?)(?P=q)|(?P<bare>[^\s,;&'\"{}\[\]()<>\\]+))", re.I)
@@ -90,6 +90,8 @@ _USERINFO = _Lazy(r"\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^\s/?#@\"'<>]|<redacte
 #: a URL (scheme://…) or a path (/…) followed by a query or a fragment
 _QUERY = _Lazy(r"(?P<base>\b[a-z][a-z0-9+.-]*://[^\s?#\"'<>]*|/[^\s?#\"'<>]*)(?P<rest>[?#][^\s\"'<>]*)", re.I)
 _JSON_LITERALS = ("null", "true", "false")
+#: what ends the word a field's name is the last part of (the text before it is split on these)
+_WORD_BEFORE = _Lazy(r"[\s\"'=:,;(\[{]")
 #: a configuration key whose value is itself a secret (the key's last part; ``token_file`` is a path)
 _SECRET_KEY = _Lazy(r"(token|password|passwd|secret|api_?key|private_?key|credential)s?$", re.I)
 
@@ -168,6 +170,8 @@ def has_card_data(text: str) -> bool:
 
 
 def _mask_field(match: re.Match[str]) -> str:
+    if "/" in _WORD_BEFORE.split(match.string[:match.start("key")])[-1]:  # /etc/posdiag/token: permission denied
+        return match.group()
     if match["q"] is not None:
         return f"{match['key']}{match['sep']}{match['q']}{REDACTED if match['quoted'] else ''}{match['q']}"
     if match["bare"].lower() in _JSON_LITERALS:

@@ -176,6 +176,7 @@ KEPT = [
     ("json-literals", '{"token": null, "secret": false}'),
     ("own-paths", "server.token_file: /etc/posdiag/token is readable by group or others (mode 0644)"),
     ("path-then-colon", "server.token_file: /etc/posdiag/token: permission denied; token file: /run/token: mode 0600"),
+    ("path-ending-in-a-name", "token file: /tmp/bundle-test/no-token: not there; /srv/app_password: missing"),
     ("dns-port", "127.0.0.1#5353"),
 ]
 
