@@ -88,7 +88,9 @@ def make_bundle(settings: Settings, config_path: str, output: Path, *,
     raw = _read_raw_config(config_path)
     remember_config(raw)
     bundle = Bundle()
-    token = bundle.add("token.json", lambda: _token(settings))  # first: from here on the token is masked
+    token = None
+    if settings.server.token_file:  # first: from here on the token is masked wherever it shows up
+        token = bundle.add("token.json", lambda: _token(settings))
     status = bundle.add("status.json", lambda: _status(settings))
     fresh = None
     if status is not None and status["running"] is False:  # a running daemon owns the probes: never beside it
@@ -146,7 +148,7 @@ def _diagnosis_line(status: dict[str, Any] | None, fresh: dict[str, Any] | None)
     if status is not None and status["running"]:
         return tr("diagnosis: the daemon runs and diagnoses by itself: its last reports are in reports.json "
                   "(none made beside it)")
-    return tr("diagnosis: none made for this bundle: it cannot tell whether a daemon runs (see status.json)")
+    return tr("diagnosis: none made for this bundle: it cannot tell whether a daemon runs (see status.json, errors.txt)")
 
 
 def _token_line(token: dict[str, Any]) -> str:

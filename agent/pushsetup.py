@@ -65,8 +65,6 @@ def token_state(path: str) -> dict[str, Any]:
     """What a support bundle says about the token file: whether it is there, what it is, its mode and
     what is wrong with it for pushing — never the token. The file is opened only as push opens it
     (:func:`read_token`: no symlink followed, non-blocking, at most :data:`MAX_TOKEN_BYTES` read)."""
-    if not path:
-        return {"path": "", "present": False, "problem": None}
     try:
         st = os.lstat(path)  # the name only: what is there, without opening it
     except OSError as exc:

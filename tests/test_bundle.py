@@ -142,6 +142,7 @@ def test_with_no_daemon_the_bundle_holds_a_fresh_diagnosis_beside_the_stored_rep
     summary = files["summary.txt"]
     assert "diagnosis: no daemon runs, so a fresh one was made for this bundle (diagnosis.json, diagnosis.txt)" in summary
     assert "stored reports: 1 in reports.json" in summary
+    assert "token.json" not in files and "token file" not in summary  # no server: nothing to say about a token
 
 
 def test_beside_a_running_daemon_the_bundle_makes_no_diagnosis_and_says_whose_reports_it_holds(config_file, tmp_path):
@@ -210,6 +211,15 @@ def test_the_bundle_says_the_token_is_there_and_its_mode_never_what_it_is(secret
     assert state["present"] is True and state["mode"] == "0600" and state["problem"] is None
     assert f"token file: {tmp_path / 'token'}: mode 0600, usable for push" in files["summary.txt"]
     assert TOKEN not in "".join(files.values())
+
+
+def test_a_missing_token_file_is_said_to_be_missing(config_file, tmp_path):
+    path = config_file(server={"url": "https://127.0.0.1:1", "token_file": str(tmp_path / "no-token")},
+                       reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz", deadline_s=1)
+    files = members(out)
+    assert json.loads(files["token.json"])["present"] is False
+    assert f"token file: {tmp_path / 'no-token'}: not there" in files["summary.txt"]
 
 
 def test_the_pos_log_in_the_bundle_is_its_bounded_tail_masked_line_by_line(config_file, tmp_path):
