@@ -38,8 +38,28 @@ class PreviousBoot:
     detail: str = ""
 
 
-def journal_end(timeout_s: float) -> PreviousBoot:
-    """The previous boot's end, from ``journalctl -b -1`` (bounded by ``timeout_s``)."""
+#: this boot's id → what the journal said of the previous boot: it does not change while this boot runs,
+#: so the daemon asks journalctl once per boot, not once per sweep
+_asked: dict[str, PreviousBoot] = {}
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def journal_end(timeout_s: float, boot_id_path: str = BOOT_ID) -> PreviousBoot:
+    """The previous boot's end, from ``journalctl -b -1`` (bounded by ``timeout_s``), asked once per boot."""
+    try:
+        with open(boot_id_path) as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    if boot in _asked:
+        return _asked[boot]
+    end = _ask_journal(timeout_s)
+    if boot and end.why != "timeout":  # a slow journal is asked again next time
+        _asked[boot] = end
+    return end
+
+
+def _ask_journal(timeout_s: float) -> PreviousBoot:
     tool = shutil.which("journalctl")
     if tool is None:
         return PreviousBoot(False, why="no-journalctl")

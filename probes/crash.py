@@ -152,7 +152,7 @@ class CrashProbe(Probe):
     # -- the previous boot ------------------------------------------------------------------------
 
     def previous_boot(self, obs: Observation) -> None:
-        end = _lastboot.journal_end(self.remaining_s() * TOOL_SHARE)
+        end = _lastboot.journal_end(self.remaining_s() * TOOL_SHARE, self.host_path(_lastboot.BOOT_ID))
         if not end.known:
             obs.info("crash.previous_boot_unknown", tr("how the previous boot ended is unknown: {why}",
                                                        why=tr(_BOOT_WHY.get(end.why, _BOOT_WHY["error"]),
