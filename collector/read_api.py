@@ -130,7 +130,8 @@ async def risks(request: Request) -> Response:
     operations act on before it becomes a 2824."""
     collector = request.app.state.collector
     limit = int(_number(request, "limit", 1000, 1, 10000))  # type: ignore[arg-type] - a default is given
-    rows = await run_in_threadpool(collector.storage.at_risk, site=request.query_params.get("site"), limit=limit)
+    rows = await run_in_threadpool(collector.storage.at_risk, site=request.query_params.get("site"),
+                                   terminal=request.query_params.get("terminal"), limit=limit)
     out = []
     for row in rows:
         for risk in json.loads(row["risks"] or "[]"):

@@ -46,6 +46,8 @@ def test_the_fleet_lists_risks_ahead_soonest_first(fleet):
     assert first["site"] == "store-b" and first["subject"] == "/var/lib/pos" and first["rate_unit"] == "MB/h"
     assert 4.9 < first["hours_left"] <= 5 and listed["terminals"] == 2
     assert [r["terminal"] for r in f.get("/api/v1/risks", operator, site="store-a").json()["risks"]] == ["a1"]
+    assert [r["code"] for r in f.get("/api/v1/risks", operator, terminal="b1").json()["risks"]] == [
+        "trend.disk_filling", "trend.clock_drifting"]
 
     terminals = {t["id"]: t for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
     assert terminals["b1"]["soonest_risk_at"] == first["due_at"] and terminals["a2"]["soonest_risk_at"] is None
@@ -87,10 +89,12 @@ def test_the_fleet_page_shows_terminals_at_risk_and_a_report_s_risks(fleet, brow
     assert rows[0].startswith("lane-2") and "in 5 h" in rows[0] and "/srv/lane-2" in rows[0]
     assert rows[1].startswith("lane-1") and "in 3 days" in rows[1]
     page.click("#risks button[data-terminal=lane-1]")
+    page.wait_for_selector("#terminal-risks .risk-card")  # the terminal's own risks, before any report is picked
+    assert "/srv/lane-1 fails in 70.0 h" in page.locator("#terminal-risks").inner_text()
     page.wait_for_selector("#timeline button.report-item")
     page.locator("#timeline button.report-item").first.click()
-    page.wait_for_selector(".risk-card")
-    card = page.locator(".risk-card").inner_text()
+    page.wait_for_selector("#report .risk-card")
+    card = page.locator("#report .risk-card").inner_text()
     assert "Risks ahead" in card and "a filesystem will be full soon" in card.lower() and "act now" in card
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "collector-page-risks.png"), full_page=True)

@@ -227,7 +227,9 @@ async function refresh() {
 }
 
 async function loadTimeline(id) {
-  const data = await getJSON("/api/v1/reports?limit=50&terminal=" + encodeURIComponent(id));
+  const [data, risks] = await Promise.all([getJSON("/api/v1/reports?limit=50&terminal=" + encodeURIComponent(id)),
+    getJSON("/api/v1/risks?terminal=" + encodeURIComponent(id))]);
+  document.getElementById("terminal-risks").replaceChildren(...[riskBlock(risks.risks, "")].filter(Boolean));
   const items = data.reports.map((r) => el("li", {},
     el("button", {type: "button", class: "report-item" + (r.report_id === openReportId ? " selected" : ""),
       "data-report": r.report_id, on: {click: () => showReport(r.report_id)}},

@@ -221,9 +221,9 @@ class Storage(ABC):
                " ORDER BY coalesce(last_seen_at, '') DESC, id DESC LIMIT ?")
         return self._select(sql, [*args, limit])
 
-    def at_risk(self, *, site: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def at_risk(self, *, site: str | None = None, terminal: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Terminals whose newest report has risks ahead, the soonest due first (revoked ones left out)."""
-        where, args = _filters([("site = ?", site)])
+        where, args = _filters([("site = ?", site), ("id = ?", terminal)])
         sql = ("SELECT id, site, last_started_at, risks, risk_due_at FROM terminals WHERE risk_due_at IS NOT NULL "
                "AND revoked_at IS NULL" + "".join(f" AND {term}" for term in where) + " ORDER BY risk_due_at, id LIMIT ?")
         return self._select(sql, [*args, limit])
