@@ -90,6 +90,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         Route("/healthz", read_api.healthz, methods=["GET"]),
         Route("/metrics", read_api.metrics_text, methods=["GET"]),
         Route("/", page.index, methods=["GET"]),
+        Route("/terminals/{terminal_id}", page.terminal, methods=["GET"]),
         Route("/signin", page.signin_form, methods=["GET"]),
         Route("/signin", page.signin, methods=["POST"]),
         Route("/signout", page.signout, methods=["POST"]),
