@@ -67,8 +67,8 @@ class RemoteRequests(threading.Thread):
         self.handled: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.failed: collections.deque[tuple[str, str]] = collections.deque()  # remote sweeps that went wrong
         self.proc: subprocess.Popen | None = None
-        self.summary: dict[str, Any] = {"last_poll_at": None, "last_result": None, "failures": 0, "diagnoses": 0,
-                                        "bundles": 0, "failed": 0}
+        self.summary: dict[str, Any] = {"polls": 0, "last_poll_at": None, "last_result": None, "failures": 0,
+                                        "diagnoses": 0, "bundles": 0, "failed": 0}
 
     def enabled(self) -> bool:
         return bool(self.server.url) and self.server.poll_s > 0
@@ -103,17 +103,25 @@ class RemoteRequests(threading.Thread):
     # --- the thread ---------------------------------------------------------------------------------
     def run(self) -> None:
         while not self.stopping.is_set():
-            while self.failed and not self.stopping.is_set():
-                self._tell_failure(*self.failed.popleft())
-            if not self.enabled():
-                self._sleep(None)
-                continue
-            wait = self._due_in()
-            if wait > 0:
-                self._sleep(wait)
-                continue
-            self.kicked = False
-            self._poll()
+            try:
+                self._step()
+            except Exception:  # no process could be started (out of memory, say): try again later
+                log.exception("remote requests: cannot poll")
+                self.last_poll, self.next_after = time.monotonic(), BACKOFF_FACTOR_CAP * self.server.poll_s
+
+    def _step(self) -> None:
+        """Tell the server what could not be done, then poll when due (or sleep until it is)."""
+        while self.failed and not self.stopping.is_set():
+            self._tell_failure(*self.failed.popleft())
+        if not self.enabled():
+            self._sleep(None)
+            return
+        wait = self._due_in()
+        if wait > 0:
+            self._sleep(wait)
+            return
+        self.kicked = False
+        self._poll()
 
     def _sleep(self, seconds: float | None) -> None:
         self.wake.wait(seconds)
@@ -145,7 +153,9 @@ class RemoteRequests(threading.Thread):
     def _poll(self) -> None:
         outcome = self._run_client("poll", timeout_s=2 * self.server.timeout_s + 10)
         self.last_poll = time.monotonic()
-        self.summary.update(last_poll_at=utc_iso(time.time()), last_result=outcome.result)
+        if self.stopping.is_set():  # cut short by stop(): not a failure of the server
+            return
+        self.summary.update(polls=self.summary["polls"] + 1, last_poll_at=utc_iso(time.time()), last_result=outcome.result)
         if outcome.ok and self.failures:
             log.info("remote requests: the central server answers again (after %d failed poll(s))", self.failures)
         self.failures = 0 if outcome.ok else self.failures + 1

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     server = types.SimpleNamespace(**json.loads(args.server))
     try:
         client = Client(server)
-    except PushSetupError as exc:
+    except (PushSetupError, OSError) as exc:  # the token file, or a CA file ssl cannot read
         print(json.dumps(asdict(Outcome(False, f"setup: {exc}"))), flush=True)
         return SETUP
     if args.command == "poll":
