@@ -78,6 +78,14 @@ def operator_only(handler: Handler) -> Handler:
     return guarded
 
 
+def _terminal(row: dict[str, Any], silent_before: str) -> dict[str, Any]:
+    return {"id": row["id"], "site": row["site"], "last_seen_at": row["last_seen_at"], "verdict": row["verdict"],
+            "top_cause": row["top_cause"], "agent_version": row["agent_version"],
+            "last_report_started_at": row["last_started_at"],
+            "silent": row["revoked_at"] is None and (row["last_seen_at"] is None or row["last_seen_at"] < silent_before),
+            "revoked": row["revoked_at"] is not None}
+
+
 @operator_only
 async def terminals(request: Request) -> Response:
     collector = request.app.state.collector
@@ -88,29 +96,21 @@ async def terminals(request: Request) -> Response:
         collector.storage.list_terminals, site=request.query_params.get("site"), cause=request.query_params.get("cause"),
         silent_since=iso(now - silent_min * 60) if silent_min is not None else None, before=_before(request), limit=limit)
     silent_before = iso(now - collector.settings.silent_after_min * 60)
-    out = [_terminal_json(r, silent_before) for r in rows]
+    out = [_terminal(r, silent_before) for r in rows]
     cursor = f"{rows[-1]['last_seen_at'] or ''}|{rows[-1]['id']}" if len(rows) == limit else None
     return JSONResponse({"terminals": out, "silent_after_min": collector.settings.silent_after_min, "next_before": cursor,
                          "now": iso(now)})
 
 
-def _terminal_json(row: dict[str, Any], silent_before: str) -> dict[str, Any]:
-    return {"id": row["id"], "site": row["site"], "last_seen_at": row["last_seen_at"], "verdict": row["verdict"],
-            "top_cause": row["top_cause"], "agent_version": row["agent_version"],
-            "last_report_started_at": row["last_started_at"],
-            "silent": row["revoked_at"] is None and (row["last_seen_at"] is None or row["last_seen_at"] < silent_before),
-            "revoked": row["revoked_at"] is not None}
-
-
 @operator_only
-async def terminal(request: Request) -> Response:
+async def one_terminal(request: Request) -> Response:
     """One terminal, as the list shows it, with the server's clock (for "seen 2 min ago")."""
     collector = request.app.state.collector
     row = await run_in_threadpool(collector.storage.get_terminal, request.path_params["terminal_id"])
     if row is None:
         return JSONResponse({"error": "no such terminal"}, status_code=404)
     now = time.time()
-    return JSONResponse({**_terminal_json(row, iso(now - collector.settings.silent_after_min * 60)),
+    return JSONResponse({**_terminal(row, iso(now - collector.settings.silent_after_min * 60)),
                          "silent_after_min": collector.settings.silent_after_min, "now": iso(now)})
 
 
