@@ -280,7 +280,7 @@ class Daemon:
         self.store = Store.for_daemon(self.settings)
         server = serve(self.settings.daemon.control_socket, self.handle_control)
         if self.pusher is not None:
-            self.remote = RemoteRequests(self.settings, self.config_path, self.on_remote_diagnose)
+            self.remote = RemoteRequests(self.settings, self.config_path, self.on_remote_diagnose, self.pusher.sending)
             self.pusher.on_sent = self.remote.kick  # every push is also a poll
             self.pusher.start()
             self.remote.start()

@@ -69,6 +69,10 @@ class Pusher(threading.Thread):
         self.urgent = self.urgent or urgent
         self.wake.set()
 
+    def sending(self) -> bool:
+        """A sender process runs now."""
+        return self.proc is not None
+
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()

@@ -10,7 +10,8 @@ a short-lived ``remote_client`` process (see there why the daemon holds no HTTP 
   between its other sweeps and pushes the report at once, carrying ``request_id``;
 * a **bundle** request is made and uploaded by a ``remote_client`` process while this thread waits.
 
-Neither blocks a sweep or a push: the thread only ever waits on its own processes. When the server
+Neither blocks a sweep or a push: the thread only ever waits on its own processes, and a poll that
+falls due while a push sender runs waits for it to finish (one process at a time beside the daemon). When the server
 cannot be reached, the next poll waits twice as long each time (up to ten times ``poll_s``, with
 jitter, never before the server's Retry-After); a push that gets through asks again at once. A
 request is acted on once per daemon: a poll that returns it again (it stays open until answered) is
@@ -38,6 +39,8 @@ log = logging.getLogger("posdiag")
 MIN_GAP_S = 2.0
 #: after failed polls the wait doubles, up to this many times poll_s
 BACKOFF_FACTOR_CAP = 10
+#: while a push sender runs, a due poll looks again this often
+SENDER_RECHECK_S = 1.0
 #: request ids remembered as acted on (more than a till is ever asked for in a request's lifetime)
 REMEMBERED = 256
 
@@ -54,10 +57,14 @@ def next_wait_s(poll_s: float, failures: int, retry_after_s: float | None = None
 class RemoteRequests(threading.Thread):
     """The daemon's poller. ``on_diagnose(request_id)`` asks the main loop for a remote sweep."""
 
-    def __init__(self, settings: Any, config_path: str | None, on_diagnose: Callable[[str], None]) -> None:
+    def __init__(self, settings: Any, config_path: str | None, on_diagnose: Callable[[str], None],
+                 sending: Callable[[], bool] = lambda: False) -> None:
         super().__init__(name="remote-requests", daemon=True)
         self.server, self.state_dir, self.config_path = settings.server, settings.daemon.state_dir, config_path
         self.on_diagnose = on_diagnose
+        #: whether a push sender runs now: a poll waits for it (the service's memory limit is shared by the
+        #: daemon and its processes, and the sender's end asks for requests anyway)
+        self.sending = sending
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.kicked = False
@@ -117,6 +124,8 @@ class RemoteRequests(threading.Thread):
             self._sleep(None)
             return
         wait = self._due_in()
+        if wait <= 0 and self.sending():
+            wait = SENDER_RECHECK_S
         if wait > 0:
             self._sleep(wait)
             return

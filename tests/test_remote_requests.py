@@ -271,3 +271,12 @@ def test_the_till_asks_through_the_https_proxy_of_its_environment_as_its_pushes_
     proxy.sock.close()
     assert outcome.ok and outcome.requests == [], outcome
     assert [line.rsplit(" ", 1)[0] for line in proxy.asked] == [f"CONNECT 127.0.0.1:{d.url.rsplit(':', 1)[1]}"]
+
+
+def test_a_poll_that_falls_due_while_a_push_sender_runs_waits_for_it():
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, lambda request_id: None, sending=lambda: True)
+    poller.kick()  # due at once (a push asks), but a sender runs: a moment's sleep instead of a process
+    poller._step()
+    assert poller.summary["polls"] == 0 and poller.proc is None and poller.kicked
