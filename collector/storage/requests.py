@@ -13,11 +13,13 @@ which mixes this class in.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from typing import Any
 
 from posdiag.core.timefmt import utc_now_iso
 
+log = logging.getLogger("posdiag.collector")
 KINDS = ("diagnose", "bundle")
 OPEN = ("pending", "delivered")
 #: the columns a request is read with
@@ -140,6 +142,10 @@ class RequestStore:
                             (now, report_id, request_id, terminal_id, now))
         if cur.rowcount == 1:
             self._event(conn, request_id, f"terminal:{terminal_id}", "done", now)
+            log.info("remote request %s of %s: done (report %s)", request_id, terminal_id, report_id)
+        else:
+            log.info("report %s of %s names request %s, which is not an open diagnose request of this terminal: "
+                     "stored, answering nothing", report_id, terminal_id, request_id)
         return cur.rowcount == 1
 
     def bundle_info(self, request_id: str) -> dict[str, Any] | None:
