@@ -16,7 +16,8 @@ every ``poll_s`` (30 s), and a process that loads ``requests`` costs about 0.2 s
 the daemon because ``ssl`` alone would add some 6 MB to the daemon's resident memory for good. The
 server's certificate is checked as the sender checks it (``ca_file``, else the system's store), the
 environment's HTTPS proxy is used as the sender uses it, and the token never leaves the
-``Authorization`` header: no output, log line or error carries it.
+``Authorization`` header: what this process prints or tells the server is masked as every output of
+posdiag is (``core/redact``: card data, secrets, the token).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from posdiag.agent.pushsetup import PushSetupError, read_token, system_ca_bundle
+from posdiag.core.redact import mask_text
 
 PENDING_PATH = "/api/v1/requests/pending"
 #: an answer larger than this is not the collector's: it is cut off and refused
@@ -117,16 +119,13 @@ class Client:
         finally:
             conn.close()
 
-    def scrub(self, text: str) -> str:
-        return text.replace(self.token, "[token]") if self.token else text
-
     def exchange(self, method: str, path: str, body: bytes | None = None,
                  content_type: str = "application/json") -> Outcome | tuple[int, dict[str, str], bytes]:
         """:meth:`call`, with a failure to reach the server turned into an :class:`Outcome`."""
         try:
             return self.call(method, path, body, content_type)
         except Exception as exc:  # noqa: BLE001 - any failure of the exchange is a result to report, never a crash
-            return Outcome(False, self.scrub(describe_error(exc)))
+            return Outcome(False, mask_text(describe_error(exc)))  # it may quote the URL, never the token
 
 
 def describe_error(exc: BaseException) -> str:
@@ -180,7 +179,7 @@ def _settled(status: int, headers: dict[str, str]) -> Outcome:
 
 
 def fail(client: Client, request_id: str, error: str) -> Outcome:
-    body = json.dumps({"error": client.scrub(error)[:500]}).encode()
+    body = json.dumps({"error": mask_text(error)[:500]}).encode()  # card data, secrets: masked as every output
     answer = client.exchange("POST", f"/api/v1/requests/{quote(request_id, safe='')}/failure", body)
     return answer if isinstance(answer, Outcome) else _settled(answer[0], answer[1])
 
@@ -225,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = Client(server)
     except (PushSetupError, OSError) as exc:  # the token file, or a CA file ssl cannot read
-        print(json.dumps(asdict(Outcome(False, f"setup: {exc}"))), flush=True)
+        print(json.dumps(asdict(Outcome(False, mask_text(f"setup: {exc}")))), flush=True)
         return SETUP
     if args.command == "poll":
         outcome = poll(client)

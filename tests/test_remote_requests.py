@@ -62,7 +62,8 @@ def test_a_bundle_request_uploads_the_tills_masked_bundle_for_the_operator_to_do
     d = desk()
     home = d.register("lane-07")
     token = (home / "token").read_text().strip()
-    (home / "pos.log").write_text(f"2026-12-01 10:00:00 txn=1 code=0 note=pasted {token} by mistake\n")
+    (home / "pos.log").write_text(f"2026-12-01 10:00:00 txn=1 code=0 note=pasted {token} by mistake\n"
+                                  "2026-12-01 10:00:05 txn=2 code=2824 pan=4111111111111111\n")
     config = d.config("lane-07")
     from labs.daemonlab import DaemonProcess
 
@@ -78,7 +79,8 @@ def test_a_bundle_request_uploads_the_tills_masked_bundle_for_the_operator_to_do
     assert {"posdiag-bundle/summary.txt", "posdiag-bundle/config.toml.json", "posdiag-bundle/pos.log"} <= set(members)
     assert "terminal: lane-07" in members["posdiag-bundle/summary.txt"]
     assert "pasted <redacted> by mistake" in members["posdiag-bundle/pos.log"]  # masked on the till, as posdiag bundle does
-    assert not any(token in text for text in members.values())
+    assert "pan=411111******1111" in members["posdiag-bundle/pos.log"]  # card data too
+    assert not any(token in text or "4111111111111111" in text for text in members.values())
     assert not list(home.joinpath("state").glob("remote-bundle-*"))  # the till keeps no copy
     assert token not in till.output()
     assert ("operator:alice", "downloaded") in [(e["actor"], e["event"]) for e in d.request(asked["request_id"])["events"]]
