@@ -34,6 +34,7 @@ else:  # pragma: no cover
 
 from posdiag.agent import risks as risk_table
 from posdiag.core import i18n
+from posdiag.core.causes import cause_text
 from posdiag.core.i18n import ntr, tr
 from posdiag.core.settings import ConfigError
 from posdiag.core.vocabulary import Verdict
@@ -127,8 +128,7 @@ def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
     evidence = _evidence(data.get("evidence", {}), causes, problems)
     remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, lang, problems)
     ruled_out = _sentences(data.get("ruled_out", {}), evidence, lang, problems)
-    risks = risk_table.load(data.get("risks", {}), evidence, lambda entry, where: _cause_text(entry, lang, where, problems),
-                            problems)
+    risks = risk_table.load(data.get("risks", {}), evidence, lang, problems)
     if problems:
         raise ConfigError(str(path), problems)
     return KnowledgeBase(causes, evidence, remediation_for, ruled_out, risks)
@@ -138,7 +138,7 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
     causes: dict[str, CauseInfo] = {}
     for i, entry in enumerate(entries):
         try:
-            text = _cause_text(entry, lang, f"causes[{i}]", problems)
+            text = cause_text(entry, lang, f"causes[{i}]", problems)
             info = CauseInfo(str(entry["id"]), str(text["title"]), str(text.get("explanation", "")),
                              tuple(text.get("remediation", [])), tuple(entry.get("explains", [])))
         except KeyError as exc:
@@ -152,22 +152,6 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
     problems += [f"causes ({info.id}).explains: unknown cause id {other!r}"
                  for info in causes.values() for other in info.explains if other not in causes]
     return causes
-
-
-#: what a cause's language table may say
-_CAUSE_TEXT = ("title", "explanation", "remediation")
-
-
-def _cause_text(entry: dict[str, Any], lang: str, where: str, problems: list[str]) -> dict[str, Any]:
-    """The cause's title, explanation and remediation in ``lang``: its ``[causes.<lang>]`` table where
-    it has one, each piece it leaves out in English (an operator's new cause may not be translated)."""
-    translated = entry.get(lang, {}) if lang != i18n.DEFAULT else {}
-    if not isinstance(translated, dict):
-        problems.append(f"{where}.{lang}: expected a table with {', '.join(_CAUSE_TEXT)}")
-        return entry
-    problems += [f"{where}.{lang}.{key}: unknown key (expected {', '.join(_CAUSE_TEXT)})"
-                 for key in translated if key not in _CAUSE_TEXT]
-    return {**entry, **{k: v for k, v in translated.items() if k in _CAUSE_TEXT}}
 
 
 def _in_language(value: Any, lang: str) -> Any:

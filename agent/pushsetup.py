@@ -1,4 +1,5 @@
-"""Is this terminal set up to push? The token file and the server's CA, checked before any send.
+"""Is this terminal set up to push? The token file and the server's CA, checked before any send;
+and which CAs the server is checked against when none is configured.
 
 The configuration parser checks the keys themselves (an ``https://`` URL unless ``allow_insecure``,
 a ``token_file`` when a URL is set); this module checks the files they name, as they are now:
@@ -59,6 +60,18 @@ def read_token(path: str) -> str:
         raise PushSetupError([Message(N_("server.token_file: {path} does not hold one token "
                                          "(expected a single line of printable ASCII)"), path=path)])
     return token
+
+
+def system_ca_bundle() -> str | bool:
+    """The operating system's CA bundle, which the server's certificate is checked against when no
+    ``ca_file`` is set (requests would otherwise trust its own certifi copy)."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return paths.capath if paths.capath and os.path.isdir(paths.capath) else True
 
 
 def token_state(path: str) -> dict[str, Any]:

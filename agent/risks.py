@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from posdiag.core.causes import cause_text
 from posdiag.probes.base import ProbeResult, Severity
 
 
@@ -24,10 +25,9 @@ class RiskInfo:
     remediation: tuple[str, ...]
 
 
-def load(table: Any, evidence: dict[str, Any], text_of: Any, problems: list[str]) -> dict[str, RiskInfo]:
-    """``[risks."code"]`` tables → RiskInfo by finding code. ``text_of(entry, where)`` picks the
-    entry's text in the reader's language. A risk code weighed as evidence of a cause is refused:
-    a risk is never a cause."""
+def load(table: Any, evidence: dict[str, Any], lang: str, problems: list[str]) -> dict[str, RiskInfo]:
+    """``[risks."code"]`` tables → RiskInfo by finding code, their text in ``lang`` (a ``[risks."code".zh_CN]``
+    table, as a cause has). A risk code weighed as evidence of a cause is refused: a risk is never a cause."""
     risks: dict[str, RiskInfo] = {}
     if not isinstance(table, dict):
         problems.append("risks: expected a table of [risks.\"finding code\"] tables")
@@ -39,7 +39,7 @@ def load(table: Any, evidence: dict[str, Any], text_of: Any, problems: list[str]
             continue
         if code in evidence:
             problems.append(f"{where}: the code is also weighed as evidence of a cause; a risk is never a cause")
-        text = text_of(entry, where)
+        text = cause_text(entry, lang, where, problems)
         steps = text.get("remediation", [])
         if not text.get("title") or not isinstance(steps, list) or not steps:
             problems.append(f"{where}: expected a title and at least one remediation step")

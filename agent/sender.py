@@ -34,7 +34,7 @@ from typing import Any
 
 from posdiag.agent import __version__, outbox
 from posdiag.agent.logs import setup_logging
-from posdiag.agent.pushsetup import PushSetupError, read_token
+from posdiag.agent.pushsetup import PushSetupError, read_token, system_ca_bundle
 from posdiag.core.redact import mask_text
 
 log = logging.getLogger("posdiag")
@@ -155,17 +155,6 @@ class Client:
 
     def close(self) -> None:
         self.session.close()
-
-
-def system_ca_bundle() -> str | bool:
-    """The operating system's CA bundle (requests would otherwise trust its own certifi copy)."""
-    import ssl
-
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return paths.capath if paths.capath and os.path.isdir(paths.capath) else True
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from posdiag.core.addresses import is_address
 from posdiag.core.files import FileTooLarge, NotRegularFile, file_kind, read_bounded
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message, translated
+from posdiag.core.numfmt import plain
 from posdiag.core.paths import default_config_path
 from posdiag.core.redact import has_card_data, mask_text
 from posdiag.core.validate import build_section, got, nesting_depth, unknown_name
@@ -39,6 +40,8 @@ SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
 MAX_CONFIG_BYTES = 1024 * 1024
 #: arrays and tables nested deeper than this are refused: the schema needs three levels
 MAX_DEPTH = 16
+#: the shortest interval at which a terminal asks the central server for remote requests (0 turns it off)
+MIN_POLL_S = 5.0
 #: the longest AF_UNIX socket path: sun_path holds 108 bytes, the last one the terminating NUL
 MAX_SOCKET_PATH = 107
 
@@ -195,6 +198,8 @@ class ServerSettings:
     retry_max_s: float = _f(60.0, doc="cap of the backoff between failed pushes", **_range(1, 86400))
     timeout_s: float = _f(15.0, doc="one push request gives up after this many seconds", **_range(0.5, 300))
     allow_insecure: bool = _f(False)
+    poll_s: float = _f(30.0, doc="ask the server for remote requests at least this often; 0: never",
+                       **_range(0, 86400))
 
 
 @dataclass(frozen=True)
@@ -346,7 +351,11 @@ def parse(data: dict[str, Any], source: str) -> Settings:
 
 
 def _server_checks(server: ServerSettings, problems: list[str]) -> None:
-    """A bearer token is never sent in clear text unless explicitly allowed (for a test bench)."""
+    """A bearer token is never sent in clear text unless explicitly allowed (for a test bench); a fleet
+    of terminals does not ask the server for work more often than every few seconds."""
+    if 0 < server.poll_s < MIN_POLL_S:
+        problems.append(Message(N_("server.poll_s: expected 0 (no remote requests) or a number from {lo} to {hi}, "
+                                   "got {value}"), lo=plain(MIN_POLL_S), hi=plain(86400), value=plain(server.poll_s)))
     if not server.url:
         return
     if server.url.startswith("http://") and not server.allow_insecure:

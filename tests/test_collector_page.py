@@ -262,20 +262,24 @@ def test_every_marked_text_of_the_pages_reaches_the_chinese_page():
     import catalogues
     from posdiag.collector import page
     from posdiag.core import i18n
+    from posdiag.core.causes import titles
 
     extracted = [m for m in catalogues.extract() if m.id]
     t = i18n.translator("zh_CN")
-    for name in ("index.html", "signin.html"):
+    for name, scripts in (("index.html", ["app.js"]), ("signin.html", []), ("terminal.html", ["common.js", "terminal.js"])):
         rendered = page._page(name, "zh_CN")
         wanted = [m.id for m in extracted if any(path == f"collector/static/{name}" for path, _ in m.locations)]
         assert wanted and all(html_escape(t.gettext(message)) in rendered for message in wanted), name
         assert not re.search(r"data-tr-\w+=", rendered)  # every marked attribute became its real one
-    block = re.search(r'<script type="application/json" id="messages">(.*?)</script>', page._page("index.html", "zh_CN"), re.S)
-    messages = json.loads(block.group(1))
-    in_js = {m.id if isinstance(m.id, str) else m.id[0] for m in extracted
-             if any(path == "collector/static/app.js" for path, _ in m.locations)}
-    assert set(messages) == in_js
+        block = re.search(r'<script type="application/json" id="messages">(.*?)</script>', rendered, re.S)
+        messages = json.loads(block.group(1)) if block else {}
+        in_js = {m.id if isinstance(m.id, str) else m.id[0] for m in extracted
+                 if any(path in [f"collector/static/{script}" for script in scripts] for path, _ in m.locations)}
+        assert set(messages) == in_js, name  # each page carries its own scripts' messages, no more
+    messages = json.loads(re.search(r'id="messages">(.*?)</script>', page._page("index.html", "zh_CN"), re.S).group(1))
     assert messages["Evidence"] == "依据" and messages["{n} terminal"] == ["{n} 台终端", "{n} 台终端"]
+    causes = json.loads(re.search(r'id="causes">(.*?)</script>', page._page("terminal.html", "zh_CN"), re.S).group(1))
+    assert causes == titles("zh_CN") and causes["network.wan"] != titles("en")["network.wan"]
 
 
 def html_escape(text: str) -> str:

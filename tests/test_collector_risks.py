@@ -98,5 +98,9 @@ def test_the_fleet_page_shows_terminals_at_risk_and_a_report_s_risks(fleet, brow
     assert "Risks ahead" in card and "a filesystem will be full soon" in card.lower() and "act now" in card
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "collector-page-risks.png"), full_page=True)
+    page.goto(f.url + "/terminals/lane-2")  # the terminal's own page: its latest diagnosis and its risks
+    page.wait_for_selector("#report .risk-card")
+    assert "/srv/lane-2 fails in 5.0 h" in page.locator("#report .risk-card").inner_text()
+    assert "at risk, due" in page.locator("#terminal-facts").inner_text()
     assert errors == []
     context.close()

@@ -34,6 +34,9 @@ BAD_CONFIGS = [
      ["payment_hosts[0].fallback_addresses", "IP addresses", "pay.example"]),
     ("fallback-not-a-list", "[[payment_hosts]]\nhost = \"h\"\nfallback_addresses = \"198.51.100.7\"\n",
      ["payment_hosts[0].fallback_addresses", "expected a list"]),
+    ("poll-too-often", "[server]\npoll_s = 2\n", ["server.poll_s", "expected 0 (no remote requests) or a number from 5 to 86400",
+                                                   "got 2"]),
+    ("poll-negative", "[server]\npoll_s = -1\n", ["server.poll_s", "expected a number from 0 to 86400"]),
 ]
 
 
@@ -163,6 +166,12 @@ def test_unreadable_config_is_refused(tmp_path: Path):
         path.chmod(0)
         rc, _, err = run_cli("config", "check", "--config", str(path))
         assert rc == 3 and "permission denied" in err
+
+
+@pytest.mark.parametrize("text,expected", [("", 30.0), ("[server]\npoll_s = 0\n", 0.0), ("[server]\npoll_s = 5\n", 5.0)],
+                         ids=["default", "off", "minimum"])
+def test_remote_requests_are_asked_for_every_30_s_by_default_or_never_with_0(text: str, expected: float):
+    assert config.parse(config.tomllib.loads(text), "x.toml").server.poll_s == expected
 
 
 # --- nothing sensitive by configuration ---------------------------------------------------------------
