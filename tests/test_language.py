@@ -117,7 +117,8 @@ def test_machine_contracts_do_not_change_with_the_language(full_disk):
 
 
 def test_a_stored_report_is_shown_in_the_language_it_was_written_in():
-    report = {"report_id": "3f2a9c1d-0000-4000-8000-000000000000", "agent_version": "0.1.0", "lang": "zh_CN", "terminal": {"id": "till-7"}, "started_at": "2026-11-30T12:00:00Z",
+    report = {"report_id": "3f2a9c1d-0000-4000-8000-000000000000",
+              "agent_version": "0.1.0", "lang": "zh_CN", "terminal": {"id": "till-7"}, "started_at": "2026-11-30T12:00:00Z",
               "duration_s": 0.4, "probes": [{"name": "disk", "status": "fail", "duration_s": 0.01, "summary": "硬盘已满"}],
               "diagnosis": {"verdict": "fault", "causes": [{"id": "disk.full", "title": "硬盘空间已满", "confidence": 0.9,
                                                             "evidence": ["disk：硬盘已满"], "remediation": ["释放空间"]}]}}
