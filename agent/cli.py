@@ -281,7 +281,7 @@ def _startup_s() -> float:
 
 def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag import probes
-    from posdiag.agent.columns import table
+    from posdiag.agent.columns import SCREEN, table
 
     rows = []
     for cls in probes.all_probes():
@@ -290,7 +290,7 @@ def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if cls.requires:
             what += "  " + tr("(after {probes})", probes=", ".join(cls.requires))
         rows.append([cls.name, what])
-    out.writelines(line + "\n" for line in table(rows))
+    out.writelines(line + "\n" for line in table(rows, width=SCREEN))
     return Exit.OK
 
 
@@ -397,6 +397,7 @@ def _unreadable(path: str, exc: Exception) -> str:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from posdiag.agent.columns import fitted
     from posdiag.agent.control import DaemonBusy, DaemonNotRunning, request
     from posdiag.agent.push import labelled, read_status, status_rows
     from posdiag.core import settings as config
@@ -413,12 +414,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else:
             head = (tr("posdiag daemon: busy ({problem})", problem=translated(exc)) if running
                     else tr("posdiag daemon: not running ({problem})", problem=translated(exc)))
-            out.write("\n".join([head, *labelled(status_rows(push, store))]) + "\n")
+            out.write("\n".join(fitted([head, *labelled(status_rows(push, store))])) + "\n")
         return Exit.UNKNOWN
     if args.json:
         out.write(json.dumps({"running": True, **status}, indent=2) + "\n")
         return Exit.OK
-    out.write("\n".join(_status_text(status, settings.daemon.state_dir)) + "\n")
+    out.write("\n".join(fitted(_status_text(status, settings.daemon.state_dir))) + "\n")
     return Exit.OK
 
 
@@ -535,6 +536,7 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from posdiag.agent.columns import fit
     from posdiag.agent.diagnosis import load_knowledge
     from posdiag.core import settings as config
     from posdiag.core.paths import causes_path
@@ -547,9 +549,10 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _require_push(settings)
     load_knowledge(causes_path())
     hosts = ", ".join(h.label for h in settings.payment_hosts) or tr("none")
-    out.write(tr("{path}: OK (terminal {terminal}, payment hosts: {hosts}, reader: {reader}, push: {push})",
-                 path=settings.source, terminal=settings.terminal_id, hosts=hosts, reader=settings.reader.kind,
-                 push=settings.server.url or tr("not configured")) + "\n")
+    said = tr("{path}: OK (terminal {terminal}, payment hosts: {hosts}, reader: {reader}, push: {push})",
+              path=settings.source, terminal=settings.terminal_id, hosts=hosts, reader=settings.reader.kind,
+              push=settings.server.url or tr("not configured"))
+    out.writelines(line + "\n" for line in fit(said))
     return Exit.OK
 
 

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from posdiag.agent import __version__
-from posdiag.agent.columns import display_width, pad, pad_left
+from posdiag.agent.columns import SCREEN, display_width, fitted, pad, pad_left, wrap
 from posdiag.agent.diagnosis import Diagnosis
 from posdiag.agent.history import SHORT_ID
 from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
@@ -53,7 +53,8 @@ def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
     what to do, then the probes (and what a watch session saw).
 
     In the language the report was written in (its ``lang``), so that headings and findings never
-    mix two languages on one screen; columns are aligned by display width (a CJK character is two cells).
+    mix two languages on one screen; columns are aligned by display width (a CJK character is two
+    cells) and lines wrapped to 80 of them, under their bullet or their column.
     """
     t = i18n.translator(report.get("lang") or i18n.DEFAULT)
     diag = report["diagnosis"]
@@ -85,7 +86,7 @@ def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
         from posdiag.agent.watchsummary import summary_lines
 
         lines += [""] + summary_lines(report, t)
-    lines += ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
+    lines = fitted(lines) + ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
     return "\n".join(lines) + "\n"
 
 
@@ -97,5 +98,7 @@ def _probe_lines(probes: list[dict[str, Any]], t: i18n.Translator) -> list[str]:
     lines = []
     for probe, mark in zip(probes, marks, strict=True):
         millis = pad_left(f"{probe['duration_s'] * 1000:.0f}", 6)
-        lines.append(f"  {pad(probe['name'], name_w)}  {pad(mark, mark_w)}  {millis} ms  {probe['summary']}")
+        head = f"  {pad(probe['name'], name_w)}  {pad(mark, mark_w)}  {millis} ms  "
+        summary = wrap(probe["summary"], max(20, SCREEN - display_width(head))) or [""]
+        lines += [head + summary[0]] + [" " * display_width(head) + more for more in summary[1:]]
     return lines

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any, TextIO
 
-from posdiag.agent.columns import table
+from posdiag.agent.columns import fitted, table
 from posdiag.agent.exits import Exit
 from posdiag.agent.progress import Progress, is_terminal
 from posdiag.agent.report import phone_line
@@ -206,7 +206,7 @@ def _finish(settings: Any, session: Session, out: TextIO, err: TextIO) -> int:
     report = session.summary_report()
     kept = keep(settings, report)
     short = short_id_for(settings.daemon.state_dir, report["report_id"])
-    out.write("\n".join(summary_lines(report)) + "\n\n" + phone_line(report, short) + "\n")
+    out.write("\n".join(fitted([*summary_lines(report), "", phone_line(report, short)])) + "\n")
     if kept:
         out.write(tr("kept in the history: posdiag show {id}", id=short) + "\n")
     else:
