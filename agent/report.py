@@ -43,7 +43,7 @@ def phone_line(report: dict[str, Any], short_id: str | None = None, t: i18n.Tran
     """The one line a technician reads out to the help desk: verdict, top cause, short id, time."""
     t = t or i18n.translator(report.get("lang") or i18n.DEFAULT)
     top = report["diagnosis"]["causes"][0]
-    when = report["started_at"].replace("T", " ").rstrip("Z")
+    when = report["started_at"][11:16]  # the hour and minute: the id says which report, the time when
     return t.tr("{verdict}: {title} · report {id} · {time} UTC", verdict=said(VERDICT_WORDS, report["diagnosis"]["verdict"], t),
                 title=top["title"], id=short_id or report["report_id"][:SHORT_ID], time=when)
 

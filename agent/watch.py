@@ -111,8 +111,8 @@ class ScreenView:
     def __init__(self, out: TextIO, settings: Any, interval_s: float) -> None:
         self.screen = Screen(out)
         term = settings.terminal_id + (f" @ {settings.terminal.site}" if settings.terminal.site else "")
-        self.heading = tr("posdiag watch — {terminal} — every {interval} s — Ctrl-C ends and keeps a summary",
-                          terminal=term, interval=plain(interval_s))
+        self.heading = tr("posdiag watch — {terminal} — every {interval} s — Ctrl-C to end", terminal=term,
+                          interval=plain(interval_s))
 
     def __enter__(self) -> ScreenView:
         self.screen.__enter__()
@@ -136,8 +136,9 @@ def screen_lines(session: Session, report: dict[str, Any], changes: list[dict[st
     lines = [heading,
              tr("sweep {n} at {time} UTC ({seconds:.2f} s), {changes} change(s) so far", n=session.sweeps,
                 time=clock(report["started_at"]), seconds=report["duration_s"], changes=len(session.changes)), "",
-             tr("Verdict: {verdict}", verdict=said(VERDICT_WORDS, report["diagnosis"]["verdict"])) + "  —  "
-             + f"{top['title']}  [{top['id']}, {top['confidence']:.0%}]", ""]
+             tr("Verdict: {verdict} — {title}  [{id}, confidence {confidence:.0%}]",
+                verdict=said(VERDICT_WORDS, report["diagnosis"]["verdict"]), title=top["title"], id=top["id"],
+                confidence=top["confidence"]), ""]
     just_changed = {c["probe"] for c in changes}
     counts = session.changed()
     lines += table([["  " + p["name"], tr(STATUS_MARKS[p["status"]]),

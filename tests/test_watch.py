@@ -6,9 +6,7 @@ tmux)."""
 from __future__ import annotations
 
 import json
-import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from labs.commands import IN_CI, run_cli
 from labs.helpers import wait_for
 from labs.netlab import HOST_ADDR
 from labs.reader_emulator import ReaderEmulator
+from labs.terminal import Tmux
 from posdiag.agent.watch import Session
 from posdiag.agent.watchsummary import change_line, summary_lines
 from posdiag.core import i18n
@@ -150,34 +149,22 @@ def test_a_link_set_down_and_up_shows_each_change_with_the_layers_above(lab, con
     assert report["diagnosis"]["causes"][0]["id"] == "network.link_down" and rc == 2
 
 
-def _tmux(socket: str, *args: str) -> str:
-    return subprocess.run(["tmux", "-u", "-L", socket, *args], capture_output=True, text=True, timeout=10).stdout
-
-
 def test_the_screen_is_redrawn_in_place_on_a_real_terminal(reader_config):
-    if shutil.which("tmux") is None:
+    if not Tmux.available():
         message = "tmux is missing: apt-get install tmux (.ci/run does)"
         pytest.fail(message) if IN_CI else pytest.skip(message)
-    socket = f"posdiag-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     with ReaderEmulator("generic", "healthy") as emu:
         config = reader_config(emu)
-        command = f"{sys.executable} -m posdiag.agent watch --only reader --interval 0.5 --config {config}; sleep 60"
-        _tmux(socket, "new-session", "-d", "-x", "100", "-y", "40", "-c", str(REPO), command)
-        try:
-            def screen() -> str:
-                return _tmux(socket, "capture-pane", "-p")
-
-            assert wait_for(lambda: "reader.serial" in screen() and emu.frames >= 2, timeout=30), screen()
+        with Tmux(f"{sys.executable} -m posdiag.agent watch --only reader --interval 0.5 --config {config}") as term:
+            assert wait_for(lambda: "reader.serial" in term.screen() and emu.frames >= 2, timeout=30), term.screen()
             emu.mode = "silent"
-            assert wait_for(lambda: "ok → fail" in screen(), timeout=30), screen()
-            failing = screen()
+            assert wait_for(lambda: "ok → fail" in term.screen(), timeout=30), term.screen()
+            failing = term.screen()
             emu.mode = "healthy"
-            assert wait_for(lambda: "fail → ok" in screen(), timeout=30), screen()
-            _tmux(socket, "send-keys", "C-c")
-            assert wait_for(lambda: "kept in the history" in screen(), timeout=30), screen()
-            after = screen()
-        finally:
-            _tmux(socket, "kill-server")
+            assert wait_for(lambda: "fail → ok" in term.screen(), timeout=30), term.screen()
+            term.keys("C-c")
+            assert wait_for(lambda: "kept in the history" in term.screen(), timeout=30), term.screen()
+            after = term.screen()
     rows = failing.splitlines()
     assert rows[0].startswith("posdiag watch — lane-03 — every 0.5 s")
     assert sum(row.startswith("Verdict: ") for row in rows) == 1, failing  # one screen, redrawn: never scrolled
