@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from labs import REPO
@@ -30,17 +29,20 @@ def _posdiag(lang: str, *args: str) -> str:
 
 
 def _watch_log(lang: str, config: Path, emu: ReaderEmulator) -> str:
-    """``posdiag watch`` into a pipe while the reader goes silent and comes back, ended by Ctrl-C."""
-    proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "--lang", lang, "watch", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=_env(lang))
-    start = emu.frames
-    wait_for(lambda: emu.frames >= start + 2, timeout=30)
-    emu.mode = "silent"
-    time.sleep(5)
-    emu.mode = "healthy"
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    return proc.communicate(timeout=30)[0]
+    """``posdiag watch`` into a file while the reader goes silent and comes back, ended by Ctrl-C."""
+    log = config.parent / f"watch-{lang}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "--lang", lang, "watch", "--config",
+                                 str(config)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=_env(lang))
+        start = emu.frames
+        wait_for(lambda: emu.frames >= start + 2, timeout=30)
+        emu.mode = "silent"
+        wait_for(lambda: log.read_text().count("→") >= 1, timeout=30)
+        emu.mode = "healthy"
+        wait_for(lambda: log.read_text().count("→") >= 2, timeout=30)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    return log.read_text()
 
 
 #: the reader's row on the watch screen, as it reads when it answers and when it does not
