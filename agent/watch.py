@@ -25,7 +25,7 @@ from posdiag.agent.progress import Progress, is_terminal
 from posdiag.agent.report import phone_line
 from posdiag.agent.screen import Screen
 from posdiag.agent.sweep import run_sweep, select_probes
-from posdiag.agent.watchsummary import change_line, clock, watch_block
+from posdiag.agent.watchsummary import change_line, clock, count_changes, watch_block
 from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
 from posdiag.core.i18n import tr
 from posdiag.core.numfmt import plain
@@ -62,10 +62,8 @@ class Session:
         return new
 
     def changed(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for change in self.changes:
-            counts[change["probe"]] = counts.get(change["probe"], 0) + 1
-        return counts
+        """How often each probe's status changed so far."""
+        return count_changes(self.changes)
 
     def summary_report(self, ended: float | None = None) -> dict[str, Any]:
         """One report for the history: the worst sweep seen (the latest of them), trigger ``watch``,
@@ -85,10 +83,11 @@ class _Ended(Exception):
 
 
 class LogView:
-    """A stdout that is not a terminal: only the change lines, each as it happens."""
+    """A stdout that is not a terminal: only the change lines, each as it happens (a slow sweep's
+    progress goes to stderr when that is a terminal, as diagnose's does)."""
 
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
 
     def __enter__(self) -> LogView:
         return self
@@ -97,7 +96,7 @@ class LogView:
         pass
 
     def progress(self) -> Progress:
-        return Progress(_NotATerminal())
+        return Progress(self.err)
 
     def show(self, session: Session, report: dict[str, Any], changes: list[dict[str, Any]]) -> None:
         for change in changes:
@@ -150,11 +149,6 @@ def screen_lines(session: Session, report: dict[str, Any], changes: list[dict[st
     return lines
 
 
-class _NotATerminal:
-    def isatty(self) -> bool:
-        return False
-
-
 def run_watch(settings: Any, out: TextIO, err: TextIO, *, only: list[str] | None = None, interval_s: float = 2.0) -> int:
     """Watch until SIGINT or SIGTERM; print the summary, keep it in the history, exit by its verdict."""
     from posdiag.agent.diagnosis import load_knowledge
@@ -163,7 +157,7 @@ def run_watch(settings: Any, out: TextIO, err: TextIO, *, only: list[str] | None
     select_probes(only)  # an unknown name is refused before the screen is taken
     knowledge = load_knowledge(causes_path())
     session = Session(interval_s)
-    view: LogView | ScreenView = ScreenView(out, settings, interval_s) if is_terminal(out) else LogView(out)
+    view: LogView | ScreenView = ScreenView(out, settings, interval_s) if is_terminal(out) else LogView(out, err)
     stop = threading.Event()
     in_sweep = [False]
 

@@ -58,12 +58,18 @@ def summary_lines(report: dict[str, Any], t: i18n.Translator | None = None) -> l
     return lines
 
 
+def count_changes(changes: list[dict[str, Any]]) -> dict[str, int]:
+    """How often each probe's status changed."""
+    counts: dict[str, int] = {}
+    for change in changes:
+        counts[change["probe"]] = counts.get(change["probe"], 0) + 1
+    return counts
+
+
 def watch_block(*, started: float, ended: float, interval_s: float, sweeps: int, final_verdict: str,
                 changes: list[dict[str, Any]], kept: int = 500) -> dict[str, Any]:
     """The ``"watch"`` object of a stored session report (docs/report.md)."""
-    changed: dict[str, int] = {}
-    for change in changes:
-        changed[change["probe"]] = changed.get(change["probe"], 0) + 1
+    changed = count_changes(changes)
     return {"started_at": utc_iso(started), "ended_at": utc_iso(ended), "interval_s": interval_s, "sweeps": sweeps,
             "final_verdict": final_verdict, "changes_total": len(changes), "changes": changes[-kept:],
             "changed": changed, "flapping": sorted(p for p, n in changed.items() if n >= FLAPPING)}
