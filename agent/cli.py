@@ -397,7 +397,6 @@ def _unreadable(path: str, exc: Exception) -> str:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from posdiag.agent.columns import fitted
     from posdiag.agent.control import DaemonBusy, DaemonNotRunning, request
     from posdiag.agent.push import labelled, read_status, status_rows
     from posdiag.core import settings as config
@@ -412,14 +411,14 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.json:
             out.write(json.dumps({"running": running, "error": str(exc), "push": push, "store": store}) + "\n")
         else:
-            head = (tr("posdiag daemon: busy ({problem})", problem=translated(exc)) if running
-                    else tr("posdiag daemon: not running ({problem})", problem=translated(exc)))
-            out.write("\n".join(fitted([head, *labelled(status_rows(push, store))])) + "\n")
+            head = tr("posdiag daemon: busy") if running else tr("posdiag daemon: not running")
+            rows = [(N_("problem:"), translated(exc)), *status_rows(push, store)]
+            out.write("\n".join([head, *labelled(rows)]) + "\n")
         return Exit.UNKNOWN
     if args.json:
         out.write(json.dumps({"running": True, **status}, indent=2) + "\n")
         return Exit.OK
-    out.write("\n".join(fitted(_status_text(status, settings.daemon.state_dir))) + "\n")
+    out.write("\n".join(_status_text(status, settings.daemon.state_dir)) + "\n")
     return Exit.OK
 
 
