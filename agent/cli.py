@@ -25,6 +25,9 @@ from posdiag.core.timefmt import compact_stamp
 MAX_LIMIT = 1_000_000
 #: ``diagnose --format``: for a person, for programs, for monitoring plugins, for Prometheus.
 FORMATS = ("text", "json", "nagios", "prometheus")
+#: what keeping a report in the history takes after the probes (open, insert, fsync; bench/live_bench.py
+#: measures it at 35 ms median, 56 ms worst on a loaded machine, plus the store's imports)
+KEEP_RESERVE_S = 0.15
 #: ``watch --interval``: not so often that it hammers the payment host and the reader, at least once an hour
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.5, 3600.0
 
@@ -232,11 +235,13 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
     """One local diagnosis within the deadline, printed, kept in the local history when it can be
     written (and queued for the server with ``push``); shared by ``diagnose`` and ``trigger``."""
     from posdiag.agent.progress import Progress
+    from posdiag.agent.store import writable
     from posdiag.agent.sweep import run_sweep
 
+    after = KEEP_RESERVE_S if push or writable(settings.daemon.state_dir) else 0.0
     with Progress(err) as progress:
         report = run_sweep(settings, trigger="on-demand", only=only, on_result=progress.on_result,
-                           on_running=progress.on_running, deadline_s=_remaining(settings.diagnosis.deadline_s))
+                           on_running=progress.on_running, deadline_s=_remaining(settings.diagnosis.deadline_s, after))
     if push:
         from posdiag.agent.push import queue
 
@@ -255,10 +260,11 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
     return code
 
 
-def _remaining(deadline_s: float) -> float:
-    """The probes' share of the deadline once this process's own start-up is paid for, so that the
-    command as a whole — what cron or Nagios waits for — ends within the configured deadline."""
-    return max(deadline_s * 0.5, deadline_s - _startup_s() - 0.1)
+def _remaining(deadline_s: float, after_s: float = 0.0) -> float:
+    """The probes' share of the deadline once this process's own start-up is paid for, and what it
+    does after the probes (``after_s``: keeping the report), so that the command as a whole — what
+    cron or Nagios waits for — ends within the configured deadline."""
+    return max(deadline_s * 0.5, deadline_s - _startup_s() - 0.1 - after_s)
 
 
 def _startup_s() -> float:

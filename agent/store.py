@@ -443,8 +443,7 @@ def keep(settings: Any, report: dict[str, Any]) -> bool:
     Files root creates for the store are handed to the state directory's owner, the daemon's user,
     so that root's diagnose never leaves the daemon a store it cannot write."""
     state = Path(settings.daemon.state_dir)
-    db = state / DB_NAME
-    if not os.access(state, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK)):
+    if not writable(state):
         return False
     try:
         with Store.for_settings(settings) as store:
@@ -455,6 +454,12 @@ def keep(settings: Any, report: dict[str, Any]) -> bool:
     finally:
         _hand_to_owner(state)
     return True
+
+
+def writable(state_dir: str | Path) -> bool:
+    """True when this user may add to the history in ``state_dir`` (which must exist already)."""
+    db = Path(state_dir) / DB_NAME
+    return os.access(state_dir, os.W_OK | os.X_OK) and (not db.exists() or os.access(db, os.W_OK))
 
 
 def _hand_to_owner(state: Path) -> None:
