@@ -47,8 +47,10 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kw)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from posdiag.core.redact import mask_text
+
         self.print_usage(sys.stderr)
-        self.exit(Exit.UNKNOWN, tr("{prog}: error: {message}", prog=self.prog, message=message) + "\n")
+        self.exit(Exit.UNKNOWN, tr("{prog}: error: {message}", prog=self.prog, message=mask_text(message)) + "\n")
 
     def format_help(self) -> str:
         """argparse puts an ASCII colon after its section headings itself; Chinese takes its own (：)."""
@@ -386,6 +388,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.report import render_text
     from posdiag.agent.store import find_report
     from posdiag.core import settings as config
+    from posdiag.core.redact import mask_data
 
     settings = config.load(args.config)
     try:
@@ -393,6 +396,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except sqlite3.DatabaseError as exc:
         err.write("posdiag: " + _unreadable(settings.daemon.state_dir, exc) + "\n")
         return Exit.UNKNOWN
+    report = mask_data(report)  # masked again: a report stored by an older posdiag may not have been
     out.write(json.dumps(report, indent=2) + "\n" if args.json else render_text(report, short))
     return Exit.for_verdict(report["diagnosis"]["verdict"])
 
@@ -407,6 +411,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.push import labelled, read_status, status_rows
     from posdiag.core import settings as config
     from posdiag.core.message import translated
+    from posdiag.core.redact import mask_data, mask_text
 
     settings = config.load(args.config)
     try:
@@ -415,16 +420,16 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         running = isinstance(exc, DaemonBusy)
         _, push, store = read_status(settings)  # the outbox waits all the same
         if args.json:
-            out.write(json.dumps({"running": running, "error": str(exc), "push": push, "store": store}) + "\n")
+            out.write(json.dumps(mask_data({"running": running, "error": str(exc), "push": push, "store": store})) + "\n")
         else:
             head = tr("posdiag daemon: busy") if running else tr("posdiag daemon: not running")
             rows = [(N_("problem:"), translated(exc)), *status_rows(push, store)]
-            out.write("\n".join([head, *labelled(rows)]) + "\n")
+            out.write(mask_text("\n".join([head, *labelled(rows)])) + "\n")
         return Exit.UNKNOWN
     if args.json:
-        out.write(json.dumps({"running": True, **status}, indent=2) + "\n")
+        out.write(json.dumps(mask_data({"running": True, **status}), indent=2) + "\n")
         return Exit.OK
-    out.write("\n".join(_status_text(status, settings.daemon.state_dir)) + "\n")
+    out.write(mask_text("\n".join(_status_text(status, settings.daemon.state_dir))) + "\n")
     return Exit.OK
 
 
@@ -476,6 +481,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from posdiag.agent.store import open_readonly
     from posdiag.core import settings as config
+    from posdiag.core.redact import mask_data
 
     settings = config.load(args.config)
     try:
@@ -491,8 +497,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if store is not None:
             with store:
                 rows = store.list(since=since, limit=args.limit)
-                if args.json:
-                    out.write(json.dumps([store.get(r.report_id) for r in rows], indent=2) + "\n")
+                if args.json:  # masked again: a report stored by an older posdiag may not have been
+                    out.write(json.dumps(mask_data([store.get(r.report_id) for r in rows]), indent=2) + "\n")
                     return Exit.OK
                 shorts = {r.report_id: store.short_id(r.report_id) for r in rows}
     except sqlite3.DatabaseError as exc:
@@ -534,7 +540,7 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = config.load(args.config)
     stamp = compact_stamp()
     target = Path(args.output or f"posdiag-bundle-{settings.terminal_id}-{stamp}.tar.gz")
-    path, size = make_bundle(settings, settings.source, target)
+    path, size = make_bundle(settings, settings.source, target, deadline_s=_remaining(settings.diagnosis.deadline_s))
     out.write(tr("support bundle written to {path} ({kib:.1f} KiB); send it with the ticket", path=path.resolve(),
                  kib=size / 1024) + "\n")
     return Exit.OK
@@ -545,6 +551,7 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.diagnosis import load_knowledge
     from posdiag.core import settings as config
     from posdiag.core.paths import causes_path
+    from posdiag.core.redact import mask_text
 
     settings = config.load(args.config)
     problems = config.check_paths(settings)
@@ -553,17 +560,18 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if settings.server.url:
         _require_push(settings)
     load_knowledge(causes_path())
-    hosts = ", ".join(h.label for h in settings.payment_hosts) or tr("none")
+    # the URLs and health paths as configured, their passwords and query values replaced
+    hosts = ", ".join(mask_text(f"{h.label} {h.health_path}".rstrip()) for h in settings.payment_hosts) or tr("none")
     said = tr("{path}: OK (terminal {terminal}, payment hosts: {hosts}, reader: {reader}, push: {push})",
               path=settings.source, terminal=settings.terminal_id, hosts=hosts, reader=settings.reader.kind,
-              push=settings.server.url or tr("not configured"))
+              push=mask_text(settings.server.url) or tr("not configured"))
     out.writelines(line + "\n" for line in fit(said))
     return Exit.OK
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout or _Closed()
-    err = err or sys.stderr or _Closed()
+    err = _Masked(err or sys.stderr or _Closed())
     argv = sys.argv[1:] if argv is None else list(argv)
     speak(argv)
     args = build_parser().parse_args(argv)
@@ -620,6 +628,23 @@ def _say(err: TextIO, text: str) -> None:
         err.flush()
     except (OSError, ValueError):
         pass  # stderr itself is gone: the exit status is all that is left
+
+
+class _Masked:
+    """Standard error, through which nothing passes unmasked: errors quote values, paths and other
+    programs' messages, and they end up in tickets (:mod:`posdiag.core.redact`). Standard output is
+    masked where it is made instead: its JSON must stay JSON."""
+
+    def __init__(self, stream: TextIO | _Closed) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        from posdiag.core.redact import mask_text
+
+        return self.stream.write(mask_text(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, …: the stream's own
+        return getattr(self.stream, name)
 
 
 class _Closed:

@@ -43,6 +43,7 @@ from posdiag.agent.sweep import run_sweep
 from posdiag.core import i18n
 from posdiag.core import settings as config
 from posdiag.core.paths import causes_path
+from posdiag.core.redact import mask_text
 from posdiag.core.timefmt import utc_now_iso
 from posdiag.core.vocabulary import Verdict
 
@@ -82,7 +83,8 @@ class State:
 
 
 class TxlogWatcher(threading.Thread):
-    """Follows the POS transaction log and asks for an event sweep when a 2824 line appears."""
+    """Follows the POS transaction log and asks for an event sweep when a 2824 line appears. The line
+    is handed on masked (card data, secrets): the daemon quotes it in its log."""
 
     def __init__(self, settings: config.Settings, on_2824: Callable[[str], None]) -> None:
         super().__init__(name="txlog-watcher", daemon=True)
@@ -105,7 +107,7 @@ class TxlogWatcher(threading.Thread):
                 for line in follower.poll():
                     event = parse_line(self.pattern, line)
                     if event and event.code == ERROR_2824:
-                        self.on_2824(line)
+                        self.on_2824(mask_text(line))
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any odd file state
                 log.error("transaction-log watcher: error while following %s: %r", self.path, exc)
             if follower.problem != problem:  # said once when it starts and once when it ends, not every poll

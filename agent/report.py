@@ -16,6 +16,7 @@ from posdiag.agent.diagnosis import Diagnosis
 from posdiag.agent.history import SHORT_ID
 from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
 from posdiag.core import i18n
+from posdiag.core.redact import mask_data
 from posdiag.core.settings import Settings
 from posdiag.core.timefmt import utc_iso
 from posdiag.probes.base import ProbeResult
@@ -25,7 +26,10 @@ SCHEMA = "posdiag.report/1"
 
 def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diagnosis, *, trigger: str,
                  started_at: float, duration_s: float) -> dict[str, Any]:
-    return {
+    """The report of one diagnosis, with card data and secrets masked (:mod:`posdiag.core.redact`) once,
+    here: whatever a probe quoted (a POS log line, a reader's name, a health path's query) is masked
+    before the report is printed, stored in the history or pushed to the central server."""
+    return mask_data({
         "schema": SCHEMA,
         "report_id": str(uuid.uuid4()),
         "terminal": {"id": settings.terminal_id, "site": settings.terminal.site, "hostname": socket.gethostname()},
@@ -36,7 +40,7 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
         "duration_s": round(duration_s, 3),
         "probes": [r.to_dict() for r in results],
         "diagnosis": diagnosis.to_dict(),
-    }
+    })
 
 
 def phone_line(report: dict[str, Any], short_id: str | None = None, t: i18n.Translator | None = None) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 from posdiag.agent import __version__, outbox
 from posdiag.agent.logs import setup_logging
 from posdiag.agent.pushsetup import PushSetupError, read_token
+from posdiag.core.redact import mask_text
 
 log = logging.getLogger("posdiag")
 
@@ -126,7 +127,6 @@ class Client:
 
         self.url = server.url.rstrip("/") + API_PATH
         self.timeout = (server.timeout_s, server.timeout_s)
-        self.token = token
         self.session = requests.Session()
         # No .netrc, no REQUESTS_CA_BUNDLE: the Authorization header and the trust anchors are ours.
         self.session.trust_env = False
@@ -150,11 +150,8 @@ class Client:
                                      proxies=self.session.proxies)
             resp.content  # noqa: B018 - read the answer so the connection is reused
         except requests.exceptions.RequestException as exc:
-            return Answer("retry", self.scrub(describe_error(exc)))
+            return Answer("retry", mask_text(describe_error(exc)))  # it may quote the URL, never the token
         return classify(resp.status_code, resp.headers, time.time())
-
-    def scrub(self, text: str) -> str:
-        return text.replace(self.token, "[token]") if self.token else text
 
     def close(self) -> None:
         self.session.close()
@@ -299,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         result = drain(server, args.state_dir, stop=lambda: bool(stopping))
     except PushSetupError as exc:
         log.error("push: %s", exc)
-        _record(args.state_dir, f"setup: {exc}")
+        _record(args.state_dir, mask_text(f"setup: {exc}"))
         return SETUP
     except sqlite3.Error as exc:  # a full disk or a damaged store: what was sent and not marked goes again (409)
         log.error("push: cannot read or update the outbox: %s", exc)

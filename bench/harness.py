@@ -158,7 +158,7 @@ def compile_bytecode() -> None:
     """Byte-compile the package as the Debian package's postinst does on a till, so that start-up is
     timed as a till pays it, not with the compiler running on every start (this box sets
     PYTHONDONTWRITEBYTECODE, so a fresh or edited checkout would otherwise never get its .pyc files)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "agent", "probes", "config", "collector"], cwd=REPO,
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "core", "agent", "probes", "config", "collector"], cwd=REPO,
                    check=True, capture_output=True)
 
 

@@ -36,7 +36,7 @@ def byte_compile() -> None:
     import compileall
 
     root = Path(__file__).resolve().parent.parent
-    for folder in ("agent", "probes", "config"):
+    for folder in ("core", "agent", "probes", "config"):
         compileall.compile_dir(str(root / folder), quiet=1)
 
 

@@ -31,7 +31,8 @@ from posdiag.core.files import FileTooLarge, NotRegularFile, file_kind, read_bou
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message, translated
 from posdiag.core.paths import default_config_path
-from posdiag.core.validate import build_section, got, nesting_depth, shown_safely, unknown_name
+from posdiag.core.redact import has_card_data, mask_text
+from posdiag.core.validate import build_section, got, nesting_depth, unknown_name
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
 #: a configuration larger than this is refused unread: posdiag.toml with every key is ~6 KiB
@@ -217,6 +218,7 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     """Rules that span keys: what a reader kind needs, where files must exist, what must be an address."""
     _reader_checks(settings.reader, problems)
     _network_checks(settings, problems)
+    _card_data_checks(settings, problems)
     for i, path in enumerate(settings.disk.paths):
         if not os.path.isabs(path):
             problems.append(Message(N_("{key}: expected an absolute path, got {value!r}"), key=f"disk.paths[{i}]",
@@ -246,6 +248,19 @@ def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
         else:
             problems.append(Message(N_("reader.protocol: expected 'custom' or one of {known}, got {value!r}"),
                                     known=known, value=reader.protocol))
+
+
+def _card_data_checks(settings: Settings, problems: list[str]) -> None:
+    """``[terminal]`` and ``[server]`` name the terminal and reach the server: they go into every report
+    and every push as they are, so they cannot be masked without breaking what they do. A value there
+    that looks like a card number (or track data) is refused by its key alone: the value is not shown."""
+    for section in ("terminal", "server"):
+        table = getattr(settings, section)
+        for key in dataclasses.fields(table):
+            value = getattr(table, key.name)
+            if isinstance(value, str) and has_card_data(value):
+                problems.append(Message(N_("{key}: looks like a card number or card track data; card data must never "
+                                           "be written into the configuration"), key=f"{section}.{key.name}"))
 
 
 def _network_checks(settings: Settings, problems: list[str]) -> None:
@@ -312,7 +327,7 @@ def _server_checks(server: ServerSettings, problems: list[str]) -> None:
     if server.url.startswith("http://") and not server.allow_insecure:
         problems.append(Message(N_("server.url: expected https:// (plain http:// would send the token and reports "
                                    "unencrypted; set server.allow_insecure = true only for testing), got {value!r}"),
-                                value=shown_safely(server.url)))
+                                value=mask_text(server.url)))
     if not server.token_file:
         problems.append(Message(N_("server.token_file: expected the path of the file holding this terminal's token "
                                    "when server.url is set")))

@@ -165,3 +165,39 @@ def test_unreadable_config_is_refused(tmp_path: Path):
         path.chmod(0)
         rc, _, err = run_cli("config", "check", "--config", str(path))
         assert rc == 3 and "permission denied" in err
+
+
+# --- nothing sensitive by configuration ---------------------------------------------------------------
+
+CARD_IN_CONFIG = [
+    ("terminal.site", {"terminal": {"site": "4111 1111 1111 1111"}}, "4111111111111111"),
+    ("terminal.id", {"terminal": {"id": ";5105105105105100=28121015432112345678?"}}, "5105105105105100"),
+    ("server.token_file", {"server": {"url": "https://127.0.0.1:1", "token_file": "/etc/posdiag/6011000990139424"}},
+     "6011000990139424"),
+]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+@pytest.mark.parametrize("key, sections, digits", CARD_IN_CONFIG, ids=[c[0] for c in CARD_IN_CONFIG])
+def test_a_card_number_in_terminal_or_server_text_is_refused_by_its_key_alone(config_file, key, sections, digits, lang):
+    path = config_file(**sections)
+    rc, out, err = run_cli("--lang", lang, "config", "check", "--config", str(path))
+    assert rc == 3 and out == ""
+    said = {"en": "looks like a card number or card track data", "zh_CN": "看起来像卡号或磁道数据"}[lang]
+    assert f"{key}{'：' if lang == 'zh_CN' else ': '}{said}" in err
+    assert digits not in err.replace(" ", "")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_config_check_shows_urls_without_their_password_or_query_values(config_file, tmp_path, lang):
+    token = tmp_path / "token"
+    token.write_text("tok_5f1d2c3b4a5968776655\n")
+    token.chmod(0o600)
+    path = config_file(server={"url": "https://ops:Pw-4u9xZq@127.0.0.1:8443/api", "token_file": str(token)},
+                       payment_hosts=[{"name": "primary", "host": "127.0.0.1",
+                                       "health_path": "/health?apikey=AK-77f3e1c9&lane=7"}])
+    rc, out, err = run_cli("--lang", lang, "config", "check", "--config", str(path))
+    assert rc == 0, err
+    assert "https://<redacted>@127.0.0.1:8443/api" in out
+    assert "primary /health?apikey=<redacted>&lane=<redacted>" in out  # the query's keys stay: they say what is sent
+    assert "Pw-4u9xZq" not in out + err and "AK-77f3e1c9" not in out + err and "tok_5f1d" not in out + err
