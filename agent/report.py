@@ -11,13 +11,14 @@ import uuid
 from typing import Any
 
 from posdiag.agent import __version__
-from posdiag.agent.columns import display_width, pad, pad_left
+from posdiag.agent.columns import SCREEN, display_width, fitted, pad, pad_left, wrap
 from posdiag.agent.diagnosis import Diagnosis
+from posdiag.agent.history import SHORT_ID
+from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
 from posdiag.core import i18n
 from posdiag.core.redact import mask_data
 from posdiag.core.settings import Settings
 from posdiag.core.timefmt import utc_iso
-from posdiag.core.vocabulary import Verdict
 from posdiag.probes.base import ProbeResult
 
 SCHEMA = "posdiag.report/1"
@@ -42,18 +43,22 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
     })
 
 
-#: a probe's status as the text output marks it; upper case where a person must look
-_STATUS_MARK = {"ok": i18n.N_("ok"), "warn": i18n.N_("WARN"), "fail": i18n.N_("FAIL"), "error": i18n.N_("ERROR"),
-                "skipped": i18n.N_("skipped")}
-#: a verdict as a person reads it (the JSON keeps healthy/degraded/fault)
-VERDICT_WORDS = {Verdict.HEALTHY: i18n.N_("HEALTHY"), Verdict.DEGRADED: i18n.N_("DEGRADED"), Verdict.FAULT: i18n.N_("FAULT")}
+def phone_line(report: dict[str, Any], short_id: str | None = None, t: i18n.Translator | None = None) -> str:
+    """The one line a technician reads out to the help desk: verdict, top cause, short id, time."""
+    t = t or i18n.translator(report.get("lang") or i18n.DEFAULT)
+    top = report["diagnosis"]["causes"][0]
+    when = report["started_at"][11:16]  # the hour and minute: the id says which report, the time when
+    return t.tr("{verdict}: {title} · report {id} · {time} UTC", verdict=said(VERDICT_WORDS, report["diagnosis"]["verdict"], t),
+                title=top["title"], id=short_id or report["report_id"][:SHORT_ID], time=when)
 
 
-def render_text(report: dict[str, Any]) -> str:
-    """What a technician reads: verdict, the likely cause, why, what to do, then the probes.
+def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
+    """What a technician reads: the line to read out on the phone, verdict, the likely cause, why,
+    what to do, then the probes (and what a watch session saw).
 
     In the language the report was written in (its ``lang``), so that headings and findings never
-    mix two languages on one screen; columns are aligned by display width (a CJK character is two cells).
+    mix two languages on one screen; columns are aligned by display width (a CJK character is two
+    cells) and lines wrapped to 80 of them, under their bullet or their column.
     """
     t = i18n.translator(report.get("lang") or i18n.DEFAULT)
     diag = report["diagnosis"]
@@ -61,8 +66,9 @@ def render_text(report: dict[str, Any]) -> str:
     term = report["terminal"]
     where = f"{term['id']}" + (f" @ {term['site']}" if term.get("site") else "")
     verdict = diag["verdict"]
-    lines = [f"posdiag {report['agent_version']} — {where} — {report['started_at']} ({report['duration_s']:.2f} s)",
-             "", t.tr("Verdict: {verdict}", verdict=t.tr(VERDICT_WORDS[verdict]) if verdict in VERDICT_WORDS else verdict)]
+    lines = [phone_line(report, short_id, t), "",
+             f"posdiag {report['agent_version']} — {where} — {report['started_at']} ({report['duration_s']:.2f} s)",
+             "", t.tr("Verdict: {verdict}", verdict=said(VERDICT_WORDS, verdict, t))]
     confidence = f"{top['confidence']:.0%}"
     if top["id"] == "none":
         lines.append(t.tr("Most likely: {title}  [none, confidence {confidence}]", title=top["title"],
@@ -80,17 +86,23 @@ def render_text(report: dict[str, Any]) -> str:
     if others:
         lines += ["", t.tr("Other possible causes:")]
         lines += [f"  - {c['title']}  [{c['id']}, {c['confidence']:.0%}]" for c in others]
-    lines += ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
+    if report.get("watch"):
+        from posdiag.agent.watchsummary import summary_lines
+
+        lines += [""] + summary_lines(report, t)
+    lines = fitted(lines) + ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
     return "\n".join(lines) + "\n"
 
 
 def _probe_lines(probes: list[dict[str, Any]], t: i18n.Translator) -> list[str]:
     """One line per probe: name, status, time, summary, each column aligned by display width."""
-    marks = [t.tr(_STATUS_MARK[p["status"]]) for p in probes]
+    marks = [t.tr(STATUS_MARKS[p["status"]]) for p in probes]
     name_w = max((display_width(p["name"]) for p in probes), default=5)
     mark_w = max((display_width(m) for m in marks), default=5)
     lines = []
     for probe, mark in zip(probes, marks, strict=True):
         millis = pad_left(f"{probe['duration_s'] * 1000:.0f}", 6)
-        lines.append(f"  {pad(probe['name'], name_w)}  {pad(mark, mark_w)}  {millis} ms  {probe['summary']}")
+        head = f"  {pad(probe['name'], name_w)}  {pad(mark, mark_w)}  {millis} ms  "
+        summary = wrap(probe["summary"], max(20, SCREEN - display_width(head))) or [""]
+        lines += [head + summary[0]] + [" " * display_width(head) + more for more in summary[1:]]
     return lines

@@ -8,7 +8,7 @@ from typing import Any
 from posdiag import probes
 from posdiag.agent.diagnosis import KnowledgeBase, diagnose, load_knowledge
 from posdiag.agent.report import build_report
-from posdiag.agent.runner import ProgressHook, run_probes
+from posdiag.agent.runner import ProgressHook, RunningHook, run_probes
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message, Refusal
 from posdiag.core.paths import causes_path
@@ -35,11 +35,11 @@ def select_probes(only: list[str] | None) -> list[type]:
 
 def run_sweep(settings: Settings, *, trigger: str = "on-demand", only: list[str] | None = None,
               knowledge: KnowledgeBase | None = None, on_result: ProgressHook | None = None,
-              deadline_s: float | None = None) -> dict[str, Any]:
+              deadline_s: float | None = None, on_running: RunningHook | None = None) -> dict[str, Any]:
     kb = knowledge or load_knowledge(causes_path())
     classes = select_probes(only)
     started_wall, started = time.time(), time.monotonic()
-    results = run_probes(settings, classes, deadline_s=deadline_s, on_result=on_result)
+    results = run_probes(settings, classes, deadline_s=deadline_s, on_result=on_result, on_running=on_running)
     diagnosis = diagnose(results, kb)
     return build_report(settings, results, diagnosis, trigger=trigger, started_at=started_wall,
                         duration_s=time.monotonic() - started)

@@ -54,7 +54,10 @@ def describe(tp: Any) -> str:
 def got(value: Any) -> str:
     """What a TOML value is and the value itself ("string 'x'"), long lists and tables elided; card data
     and secrets masked (a refused value may be a URL with a password, and errors end up in logs and tickets)."""
-    shown = mask_text(repr(value)) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
+    if type(value) is float:
+        shown = plain(value)  # 1e16 as the number it is, not in scientific notation
+    else:
+        shown = mask_text(repr(value)) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
     words = _GOT_WORDS.get(type(value))
     return Message(words, value=shown) if words else f"{type(value).__name__} {shown}"
 

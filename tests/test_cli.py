@@ -58,18 +58,40 @@ def test_no_progress_line_when_piped(config_file):
     assert "\r" not in proc.stdout
 
 
-def test_progress_line_on_a_terminal(config_file):
+def _stderr_on_a_terminal(config: str) -> tuple[int, str]:
+    """Run diagnose with stderr on a pty; what the terminal was sent, and the exit code."""
     import pty
     import subprocess
     import sys
 
     primary, secondary = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--config", str(config_file())],
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--config", config],
                           stdout=subprocess.PIPE, stderr=secondary, timeout=30)
     os.close(secondary)
-    seen = os.read(primary, 65536).decode()
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: everything written has been read
+            break
+        if not chunk:
+            break
+        seen += chunk
     os.close(primary)
-    assert "probing" in seen and proc.returncode == 0
+    return proc.returncode, seen.decode()
+
+
+def test_a_slow_sweep_shows_on_a_terminal_which_probes_it_waits_for(config_file, ntp_server):
+    srv = ntp_server(silent=True)  # the clock probe waits 2.5 s for an answer that never comes
+    rc, seen = _stderr_on_a_terminal(str(config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 2.5},
+                                                     diagnosis={"deadline_s": 4.0})))
+    assert "waiting" in seen and "for: clock" in seen, seen
+    assert seen.endswith("\r\x1b[K"), "the progress line is cleared before the report"
+
+
+def test_a_quick_sweep_shows_no_progress_on_a_terminal(config_file):
+    rc, seen = _stderr_on_a_terminal(str(config_file(diagnosis={"deadline_s": 30.0})))
+    assert rc == 0 and seen == "", seen
 
 
 def test_only_runs_the_named_probes(config_file):

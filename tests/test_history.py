@@ -113,13 +113,14 @@ def test_history_columns_line_up_under_chinese_headings(config_file, tmp_path, s
         return display_width(line[:line.index(text)])
 
     newest = rows[0]
-    assert column(newest, "on-demand") == column(head, "触发方式")
-    assert column(newest, "degraded") == column(head, "结论")
-    assert column(newest, "network_path") == column(head, "首要原因")
-    assert column(newest, reports[1]["report_id"]) == column(head, "报告")
+    assert column(newest, "按需") == column(head, "触发方式")  # triggers and verdicts in the reader's words
+    assert column(newest, "性能下降") == column(head, "结论")
+    assert column(newest, "network_path") == column(head, "首要原因")  # cause ids are the same in every language
+    assert column(newest, reports[1]["report_id"][:8]) == column(head, "报告")
     # percentages are right-aligned under their heading
     assert column(newest, "100%") + 4 == column(rows[1], "95%") + 3 == column(head, "置信度") + display_width("置信度")
-    assert column(rows[1], "schedule") == column(head, "触发方式")
+    assert column(rows[1], "定时") == column(head, "触发方式")
+    assert "on-demand" not in out and "schedule" not in out and "healthy" not in out
 
 
 def test_history_headings_stay_english_by_default(config_file, tmp_path):

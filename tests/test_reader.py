@@ -303,3 +303,29 @@ def test_reader_disconnects_in_the_kernel_log_are_flapping(config_file, tmp_path
     assert events["metrics"]["disconnects"] == 3 and events["metrics"]["reconnects"] == 3
     assert "reader.flapping" in codes(report, "reader.events")
     assert rc == 1 and top(report) == "reader.disconnected"
+
+
+@pytest.mark.root
+def test_a_pty_of_the_same_number_in_a_containers_own_devpts_is_not_a_holder(serial_config, tmp_path):
+    """A container with a devpts of its own has a /dev/pts/N too: its processes holding that one (an
+    agetty, say) neither hold our reader's port nor are its bridge."""
+    import re
+    import subprocess
+    import sys
+
+    script = tmp_path / "hold.py"
+    script.write_text("import os, pty, sys, time\nkeep = [pty.openpty() for _ in range(int(sys.argv[1]) + 1)]\n"
+                      "print(os.ttyname(keep[-1][1]), flush=True)\ntime.sleep(60)\n")
+    with ReaderEmulator("generic", "healthy") as emu:
+        number = int(re.search(r"\d+$", emu.path).group(0))
+        other = subprocess.Popen(["unshare", "--mount", "sh", "-c", "mount -t devpts -o newinstance,ptmxmode=0666 devpts "
+                                  f"/dev/pts && mount --bind /dev/pts/ptmx /dev/ptmx && exec {sys.executable} {script} "
+                                  f"{number}"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert other.stdout.readline().strip() == emu.path  # the same path, another pty
+            rc, report = reader_report(serial_config(emu))
+        finally:
+            other.kill()
+            other.wait()
+    serial = next(p for p in report["probes"] if p["name"] == "reader.serial")
+    assert serial["status"] == "ok" and [f["code"] for f in serial["findings"]] == [], serial

@@ -148,5 +148,21 @@ class Lab:
     def interface_down(self) -> None:
         self.ip(self.term, "link", "set", "t0", "down")
 
+    def interface_up(self) -> None:
+        """The cable is back: the link comes up and the default route (gone with the link) with it."""
+        self.ip(self.term, "link", "set", "t0", "up")
+        self.ip(self.term, "route", "replace", "default", "via", GATEWAY)
+
+    def count_forwarded(self, port: int) -> None:
+        """The router counts the TCP packets it forwards to ``port`` (see :meth:`forwarded`)."""
+        self.filter(self.router, "forward", f"tcp dport {port} counter")
+
+    def forwarded(self) -> int:
+        """Packets counted by :meth:`count_forwarded`: proof that the terminal really sent them."""
+        import re
+
+        listing = self.exec(self.router, "nft", "list", "chain", "inet", "lab", "lab_forward").stdout
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", listing))
+
     def remove_default_route(self) -> None:
         self.ip(self.term, "route", "del", "default")
