@@ -191,3 +191,26 @@ def test_installed_package_carries_its_data_files(tmp_path):
     assert str(target) in subprocess.run([sys.executable, "-c", "import posdiag.core.paths as p; print(p.data_dir())"],
                                          cwd=tmp_path, capture_output=True, text=True,
                                          env={**os.environ, "PYTHONPATH": str(target)}).stdout
+
+
+# --- what was not checked -----------------------------------------------------------------------------
+
+def test_nothing_configured_is_not_every_check_passed(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--config", str(config_file()))
+    report = json.loads(out)
+    none = report["diagnosis"]["causes"][0]
+    assert rc == 0 and none["id"] == "none"
+    assert none["certainty"] <= 0.6 and none["confidence"] <= 0.6
+    assert "not checked: network — no payment host configured ([[payment_hosts]])" in none["evidence"]
+    assert "not checked: card reader — no card reader configured ([reader] kind)" in none["evidence"]
+    assert {u["area"] for u in report["diagnosis"]["not_checked"]} >= {"network", "reader"}
+
+
+def test_nothing_configured_says_what_was_not_checked_in_both_languages(config_file):
+    config = str(config_file())
+    rc, out, _ = run_cli("diagnose", "--config", config)
+    assert "Not checked:\n  - network — no payment host configured ([[payment_hosts]])" in out
+    rc, out, _ = run_cli("diagnose", "--lang", "zh_CN", "--config", config)
+    assert "未检查：\n  - 网络 — " in out and "  - 读卡器 — " in out
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--config", config)
+    assert out.startswith("POSDIAG OK - no terminal-side fault found (") and "not checked: network, card reader" in out
