@@ -16,10 +16,10 @@ from posdiag.core.settings import ConfigError
 from posdiag.probes.base import Finding, ProbeResult, Severity, Status
 
 CATALOGUE_IDS = [
-    "network.link_down", "network.lan", "network.dns", "network.wan", "network.degraded", "host.service_down",
-    "host.upstream", "tls.failure", "clock.skew", "memory.exhausted", "disk.full", "disk.failing", "reader.disconnected",
-    "reader.unresponsive", "reader.substituted", "config.invalid", "system.overload", "operator.input",
-    "account.declined", "data.format", "none",
+    "network.link_down", "network.lan", "network.dns", "network.wan", "network.degraded", "network.local_firewall",
+    "host.service_down", "host.upstream", "tls.failure", "clock.skew", "memory.exhausted", "disk.full", "disk.failing",
+    "reader.disconnected", "reader.unresponsive", "reader.substituted", "config.invalid", "system.overload",
+    "operator.input", "account.declined", "data.format", "none",
 ]
 
 
@@ -316,7 +316,7 @@ def test_a_misspelt_key_in_a_language_table_is_refused(tmp_path):
     own = tmp_path / "causes.toml"
     own.write_text(causes_path().read_text(encoding="utf-8").replace(
         '[causes.zh_CN]\ntitle = "未发现终端侧故障"', '[causes.zh_CN]\ntitel = "未发现终端侧故障"', 1), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"causes\[20\]\.zh_CN\.titel: unknown key"):
+    with pytest.raises(ConfigError, match=r"causes\[21\]\.zh_CN\.titel: unknown key"):
         load_knowledge(own, "zh_CN")
 
 
@@ -389,6 +389,25 @@ def test_response_codes_weigh_by_how_often_they_occur(kb):
     ranked = [c.id for c in d.causes]
     assert ranked[0] == "host.service_down"
     assert ranked.index("data.format") > ranked.index("host.service_down")
+
+
+def test_the_terminals_own_firewall_explains_what_times_out_beyond_it(kb):
+    d = diagnose(clear_but(result("network.tcp", ("tcp.blocked_locally", "fail")),
+                           result("network.path", ("path.blocked_locally", "fail"))), kb)
+    assert [c.id for c in d.causes] == ["network.local_firewall"]
+    assert d.top.certainty >= 0.9
+
+
+def test_a_silent_host_on_the_stores_lan_is_the_host_not_the_wan(kb):
+    d = diagnose(clear_but(result("network.tcp", ("tcp.lan_host_silent", "fail")),
+                           result("network.path", ("path.lan_host_silent", "fail"))), kb)
+    assert [c.id for c in d.causes] == ["host.service_down"]
+
+
+def test_an_ntp_name_that_does_not_resolve_is_a_clock_finding_not_a_payment_path(kb):
+    d = diagnose(clear_but(result("clock", ("clock.ntp_unresolved", "warn"))), kb)
+    assert [c.id for c in d.causes] == ["clock.skew"]
+    assert d.verdict == "degraded"
 
 
 def test_a_residual_cause_that_is_not_true_or_false_is_refused(tmp_path):
