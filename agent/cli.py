@@ -206,7 +206,7 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
         queue(settings, report, err)
     code = Exit.for_verdict(report["diagnosis"]["verdict"])
     ran = [p for p in report["probes"] if p["status"] != "skipped"]
-    if ran and all(p["status"] == "error" for p in ran):
+    if all(p["status"] == "error" for p in ran):  # also when nothing ran: nothing checked is not healthy
         code = Exit.UNKNOWN
     _emit(report, fmt, code, out, output)
     if code is Exit.UNKNOWN:

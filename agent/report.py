@@ -65,6 +65,7 @@ def render_text(report: dict[str, Any]) -> str:
     verdict = diag["verdict"]
     lines = [f"posdiag {report['agent_version']} — {where} — {report['started_at']} ({report['duration_s']:.2f} s)",
              "", t.tr("Verdict: {verdict}", verdict=t.tr(VERDICT_WORDS[verdict]) if verdict in VERDICT_WORDS else verdict)]
+    lines += _recheck_lines(report, t)
     faults = present_faults(diag["causes"])
     if len(faults) > 1:
         lines.append(t.ntr("{n} fault found, each on its own evidence:", "{n} faults found, each on its own evidence:",
@@ -120,6 +121,18 @@ def _cause_lines(cause: dict[str, Any], t: i18n.Translator) -> list[str]:
 def _alternative(cause: dict[str, Any], t: i18n.Translator) -> str:
     sure = t.tr(", certainty {certainty}", certainty=_percent(cause["certainty"])) if "certainty" in cause else ""
     return f"  - {cause['title']}  [{cause['id']}, {_percent(cause['confidence'])}{sure}]"
+
+
+def _recheck_lines(report: dict[str, Any], t: i18n.Translator) -> list[str]:
+    """A re-check (``--only``) says what it was asked for and what else it had to run to answer."""
+    only = report.get("only")
+    if not only:
+        return []
+    asked = ", ".join(only["asked"])
+    if only.get("prerequisites"):
+        return [t.tr("Re-check of {asked}, with what it needs: {prerequisites}", asked=asked,
+                     prerequisites=", ".join(only["prerequisites"]))]
+    return [t.tr("Re-check of {asked}", asked=asked)]
 
 
 def _probe_lines(probes: list[dict[str, Any]], t: i18n.Translator) -> list[str]:

@@ -205,6 +205,10 @@ class Probe:
     requires: ClassVar[tuple[str, ...]] = ()
     #: Probes to wait for without depending on them: their results are read when present.
     after: ClassVar[tuple[str, ...]] = ()
+    #: Probes to wait for whose results this one reads to give its answer at all, though it does not
+    #: require them to succeed (TCP connects to the addresses DNS resolved): a re-check of this probe
+    #: (``--only``) runs them too, with its ``requires``.
+    needs: ClassVar[tuple[str, ...]] = ()
     #: How long the probe may take at most; the runner also caps it by the overall deadline.
     timeout_s: ClassVar[float] = 2.5
     #: Every finding code the probe may emit and the worst severity it carries (see :func:`declare`).

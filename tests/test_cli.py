@@ -193,7 +193,7 @@ def test_installed_package_carries_its_data_files(tmp_path):
                                          env={**os.environ, "PYTHONPATH": str(target)}).stdout
 
 
-# --- what was not checked -----------------------------------------------------------------------------
+# --- what was not checked, and re-checks --------------------------------------------------------------
 
 def test_nothing_configured_is_not_every_check_passed(config_file):
     rc, out, _ = run_cli("diagnose", "--json", "--config", str(config_file()))
@@ -214,3 +214,18 @@ def test_nothing_configured_says_what_was_not_checked_in_both_languages(config_f
     assert "未检查：\n  - 网络 — " in out and "  - 读卡器 — " in out
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--config", config)
     assert out.startswith("POSDIAG OK - no terminal-side fault found (") and "not checked: network, card reader" in out
+
+
+def test_a_recheck_runs_what_the_asked_probe_needs(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config_file()))
+    report = json.loads(out)
+    assert [p["name"] for p in report["probes"]] == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert report["only"] == {"asked": ["network.tls"], "prerequisites": ["network.link", "network.dns", "network.tcp"]}
+    jsonschema.validate(report, SCHEMA)
+
+
+def test_a_recheck_of_nothing_configured_could_not_diagnose_rather_than_healthy(config_file):
+    rc, out, err = run_cli("diagnose", "--only", "network.tls", "--config", str(config_file()))
+    assert rc == 3 and "cannot diagnose" in err
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--only", "network", "--config", str(config_file()))
+    assert rc == 3 and out.startswith("POSDIAG UNKNOWN - ")

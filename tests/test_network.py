@@ -6,6 +6,8 @@ Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet le
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
@@ -236,6 +238,35 @@ def lab_tcp_host(lab):
 
 
 # --- what a technician met at real tills ---------------------------------------------------------
+
+def test_a_recheck_of_tls_runs_what_it_needs_and_finds_the_broken_certificate(lab, payment, net_config):
+    payment(cert="untrusted")
+    rc, report, _ = lab.diagnose(net_config(), "--only", "network.tls")
+    assert [p["name"] for p in report["probes"]] == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert report["only"] == {"asked": ["network.tls"], "prerequisites": ["network.link", "network.dns", "network.tcp"]}
+    assert NAME in probe(report, "network.dns")["summary"] or probe(report, "network.dns")["status"] == "ok"
+    assert rc == 2 and top(report) == "tls.failure"
+
+
+def test_a_recheck_can_never_turn_a_failing_layer_below_into_healthy(lab, payment, net_config):
+    payment()
+    lab.reset_port(HOST_ADDR, 443)
+    rc, report, _ = lab.diagnose(net_config(), "--only", "network.tls")
+    assert probe(report, "network.tls")["status"] == "skipped"
+    assert "network.tcp" in probe(report, "network.tls")["summary"]
+    assert rc == 2 and top(report) == "host.service_down"
+
+
+def test_a_recheck_says_in_both_languages_what_it_ran_besides(lab, payment, net_config):
+    payment(cert="untrusted")
+    config = net_config()
+    for lang, words in (("en", "Re-check of network.tls, with what it needs: network.link, network.dns, network.tcp"),
+                        ("zh_CN", "复查 network.tls，连同它所依赖的：network.link, network.dns, network.tcp")):
+        run = lab.exec(lab.term, sys.executable, "-m", "posdiag.agent", "diagnose", "--only", "network.tls", "--lang", lang,
+                       "--config", str(config), check=False)
+        assert run.returncode == 2, run.stderr
+        assert words in run.stdout
+
 
 @pytest.mark.parametrize("verdict", ["drop", "reject"])
 def test_the_terminals_own_firewall_is_blamed_not_the_isp(lab, payment, net_config, verdict):

@@ -72,7 +72,7 @@ class PathProbe(PaymentHostProbe):
                        warn=("path.jitter_high", "path.mtu_black_hole"),
                        info=("path.icmp_blocked", "path.icmp_unavailable", "path.loss", "path.mtu_signalled"))
     requires = ("network.link",)
-    after = ("network.dns",)
+    needs = ("network.dns",)
 
     def deadline_s(self) -> float:
         return self.settings.network.timeout_s + SPREAD_S + 0.5

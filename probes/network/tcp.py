@@ -42,7 +42,7 @@ class TcpProbe(PaymentHostProbe):
                              "tcp.unreachable"), warn=("tcp.unstable",),
                        info=("tcp.connected", "tcp.not_attempted"))
     requires = ("network.link",)
-    after = ("network.dns",)
+    needs = ("network.dns",)
 
     def deadline_s(self) -> float:
         net = self.settings.network
