@@ -57,6 +57,11 @@ def nagios_line(report: dict[str, Any], exit_code: int) -> str:
     return f"POSDIAG {state} - {_plugin_text(text)} | {' '.join(_perfdata(report))}\n"
 
 
+def unknown_line(reason: str) -> str:
+    """The plugin line of a check that could not run (a bad configuration): state UNKNOWN, one line."""
+    return f"POSDIAG {STATE_WORDS[3]} - {_plugin_text(reason)}\n"
+
+
 def _plugin_text(text: str) -> str:
     """Text for a plugin line: one line, and no ``|`` (which starts the perfdata)."""
     return re.sub(r"\s+", " ", text).replace("|", "/").strip()
