@@ -254,7 +254,7 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
         keep(settings, report)
     code = Exit.for_verdict(report["diagnosis"]["verdict"])
     ran = [p for p in report["probes"] if p["status"] != "skipped"]
-    if ran and all(p["status"] == "error" for p in ran):
+    if all(p["status"] == "error" for p in ran):  # also when nothing ran: nothing checked is not healthy
         code = Exit.UNKNOWN
     _emit(report, fmt, code, out, output, settings.daemon.state_dir)
     if code is Exit.UNKNOWN:
@@ -585,10 +585,50 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         out.flush()
         return code
     except Exception as exc:  # noqa: BLE001 - every failure ends in one line and exit 3, never a traceback
+        _failure_for_machines(exc, args, out)
         return _report_failure(exc, args.debug, err)
     except KeyboardInterrupt:
         _say(err, "posdiag: " + tr("interrupted") + "\n")
         return Exit.UNKNOWN
+
+
+def _failure_for_machines(exc: Exception, args: argparse.Namespace, out: TextIO) -> None:
+    """Where a program reads stdout (``--json``, ``--format json|nagios``), say the failure there in its
+    form too, not only on stderr: one ``POSDIAG UNKNOWN - <reason>`` plugin line, or a JSON object
+    ``{"error": {"code": ..., "message": ...}}``, masked like all standard output. The exit status (3)
+    is the same either way."""
+    fmt = "json" if getattr(args, "json", False) else getattr(args, "format", None)
+    if fmt not in ("json", "nagios"):
+        return
+    from posdiag.agent import formats
+    from posdiag.core.redact import mask_data, mask_text
+
+    code, message, problems = _failure_words(exc)
+    try:
+        if fmt == "nagios":
+            out.write(mask_text(formats.unknown_line(message)))
+        else:
+            error: dict[str, Any] = {"code": code, "message": message}
+            if problems:
+                error["problems"] = problems
+            out.write(json.dumps(mask_data({"error": error}), ensure_ascii=False, indent=2) + "\n")
+        out.flush()
+    except (OSError, ValueError):
+        pass  # stdout itself is the failure: the exit status and stderr still say it
+
+
+def _failure_words(exc: Exception) -> tuple[str, str, list[str]]:
+    """(code, message, problems) of a failure, for a program: ``config`` names each problem."""
+    from posdiag.agent.sweep import UnknownProbe
+    from posdiag.core.message import translated
+    from posdiag.core.settings import ConfigError
+
+    if isinstance(exc, ConfigError):
+        problems = [tr("{path}: {problem}", path=exc.path, problem=translated(p)) for p in exc.problems]
+        return "config", tr("invalid configuration:") + " " + tr("; ").join(problems), problems
+    if isinstance(exc, (UnknownProbe, UsageError)):
+        return "usage", translated(exc), []
+    return "internal", tr("internal error: {error!r}", error=exc), []
 
 
 def _report_failure(exc: Exception, debug: bool, err: TextIO) -> int:

@@ -113,7 +113,7 @@ class _Sweep:
         """Start (or settle without running) every pending probe whose prerequisites are done."""
         for cls in list(self.pending):
             needed = [r for r in cls.requires if r in self.names]
-            if any(r not in self.results for r in needed + [a for a in cls.after if a in self.names]):
+            if any(r not in self.results for r in needed + [a for a in cls.after + cls.needs if a in self.names]):
                 continue
             self.pending.remove(cls)
             blocked = [r for r in needed if not self.results[r].usable]

@@ -127,3 +127,20 @@ def test_history_headings_stay_english_by_default(config_file, tmp_path):
     history_with(tmp_path, [fake_report(time.time())])
     rc, out, _ = run_cli("history", "--config", str(config_file()))
     assert out.splitlines()[0] == f"{'started (UTC)':<20}  {'trigger':<9}  {'verdict':<8}  {'top cause':<19}  conf  report"
+
+
+def test_reports_with_and_without_certainty_are_listed_and_read_back_side_by_side(config_file, tmp_path):
+    """The history keeps reports of older agents (no certainty, no not_checked) beside this agent's."""
+    now = time.time()
+    old, new = fake_report(now - 600), fake_report(now - 60)
+    new["diagnosis"] = {"verdict": "degraded", "not_checked": [{"area": "reader", "reason": "no reader", "probes": []}],
+                        "causes": [{"id": "host.upstream", "title": "", "confidence": 0.38, "certainty": 0.38,
+                                    "evidence": [], "remediation": ["x"]}]}
+    history_with(tmp_path, [old, new])
+    rc, out, _ = run_cli("history", "--config", str(config_file()))
+    rows = out.splitlines()[1:]
+    assert rc == 0 and "host.upstream" in rows[0] and "38%" in rows[0] and "none" in rows[1] and "95%" in rows[1]
+    rc, out, _ = run_cli("history", "--json", "--config", str(config_file()))
+    newest, oldest = json.loads(out)
+    assert newest["diagnosis"] == new["diagnosis"] and oldest["diagnosis"] == old["diagnosis"]
+    assert "certainty" not in oldest["diagnosis"]["causes"][0]

@@ -20,8 +20,8 @@ from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_devi
 from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
 
 
-def reader_report(config) -> tuple[int, dict]:
-    rc, out, err = run_cli("diagnose", "--json", "--only", "reader", "--config", str(config))
+def reader_report(config, *extra: str) -> tuple[int, dict]:
+    rc, out, err = run_cli("diagnose", "--json", "--only", "reader", "--config", str(config), *extra)
     assert rc != 3, err
     return rc, json.loads(out)
 
@@ -156,21 +156,60 @@ def _hold(path: str) -> subprocess.Popen:
     return holder
 
 
-def test_port_held_by_another_process_is_named_and_never_written(serial_config):
+def _held_report(serial_config, *lang: str) -> tuple[int, dict, subprocess.Popen, ReaderEmulator]:
     with ReaderEmulator("ingenico-rba", "healthy") as emu:
         holder = _hold(emu.path)
         try:
-            rc, report = reader_report(serial_config(emu))
+            rc, report = reader_report(serial_config(emu), *lang)
             time.sleep(0.2)
         finally:
             holder.kill()
             holder.wait()
-    finding = next(f for f in probe(report, "reader.serial")["findings"] if f["code"] == "reader.port_held")
-    assert [h["pid"] for h in finding["data"]["holders"]] == [holder.pid]
-    assert finding["data"]["holders"][0]["name"].startswith("python")
-    assert str(holder.pid) in finding["message"]
+    return rc, report, holder, emu
+
+
+def test_port_held_by_another_process_names_the_holder_and_does_not_blame_the_reader_it_could_not_ask(serial_config):
+    rc, report, holder, emu = _held_report(serial_config)
+    serial = probe(report, "reader.serial")
+    assert serial["status"] == "error"  # not checked: never "fine"
+    assert f"(pid {holder.pid})" in serial["summary"] and "python" in serial["summary"]
+    assert [h["pid"] for h in serial["findings"][0]["data"]["holders"]] == [holder.pid]
     assert bytes(emu.received) == b"", "a busy reader must never be written to"
-    assert top(report) == "reader.unresponsive"
+    assert top(report) == "none" and rc == 0
+    none = report["diagnosis"]["causes"][0]
+    assert none["certainty"] <= 0.6
+    assert any(e.startswith("not checked: card reader — ") and f"(pid {holder.pid})" in e for e in none["evidence"])
+    assert [u["probes"] for u in report["diagnosis"]["not_checked"] if u["area"] == "reader"] == [["reader.serial"]]
+
+
+def test_port_held_by_another_process_says_so_in_chinese(serial_config):
+    rc, report, holder, _ = _held_report(serial_config, "--lang", "zh_CN")
+    none = report["diagnosis"]["causes"][0]
+    line = next(e for e in none["evidence"] if e.startswith("未检查：读卡器 — "))
+    assert f"python（PID {holder.pid}）" in line and "没有询问读卡器" in line
+
+
+def test_port_held_by_another_process_than_the_running_pos_is_a_reader_fault(serial_config, tmp_path):
+    script = tmp_path / "posapp.py"
+    script.write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    pos = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert pos.stdout.readline().strip() == "up"
+    try:
+        with ReaderEmulator("ingenico-rba", "healthy") as emu:
+            holder = _hold(emu.path)
+            try:
+                path = serial_config(emu)
+                path.write_text(path.read_text() + "\n[terminal]\npos_process = 'posapp.py'\n")
+                rc, report = reader_report(path)
+            finally:
+                holder.kill()
+                holder.wait()
+    finally:
+        pos.kill()
+        pos.wait()
+    finding = next(f for f in probe(report, "reader.serial")["findings"] if f["code"] == "reader.port_held")
+    assert finding["severity"] == "fail" and f"(pid {holder.pid})" in finding["message"]
+    assert top(report) == "reader.unresponsive" and rc == 2
 
 
 def test_port_held_by_the_pos_application_is_left_alone_and_not_a_fault(serial_config, tmp_path):

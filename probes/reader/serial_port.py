@@ -10,7 +10,7 @@ import time
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes._sandbox import Hidden, hidden_path, refused_device
-from posdiag.probes.base import Observation, Probe, Status, declare
+from posdiag.probes.base import CouldNotCheck, Observation, Probe, Status, declare
 from posdiag.probes.reader._exchange import Exchange, exchange
 from posdiag.probes.reader._holders import holders
 from posdiag.probes.reader._protocols import protocol_for
@@ -103,9 +103,10 @@ class SerialProbe(Probe):
         elif pos:
             obs.fail("reader.port_held", tr("{port} is held by {names}, not by the POS application '{process}': the POS "
                                             "cannot reach the reader", port=port, names=names, process=pos), **data)
-        else:
-            obs.warn("reader.port_held", tr("{port} is held by {names}; not probed so as not to disturb it", port=port,
-                                            names=names), **data)
+        else:  # perhaps the POS itself: the reader was not asked, so nothing is said about it
+            raise CouldNotCheck(tr("{port} is held by {names}, which may be the POS application ([terminal] pos_process "
+                                  "is not set): the reader was not asked, so as not to disturb it", port=port,
+                                  names=names), **data)
 
     @staticmethod
     def report_hidden(obs: Observation, port: str, hidden: Hidden) -> None:
