@@ -84,7 +84,7 @@ def _stderr_on_a_terminal(config: str) -> tuple[int, str]:
 def test_a_slow_sweep_shows_on_a_terminal_which_probes_it_waits_for(config_file, ntp_server):
     srv = ntp_server(silent=True)  # the clock probe waits 2.5 s for an answer that never comes
     rc, seen = _stderr_on_a_terminal(str(config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 2.5},
-                                                     diagnosis={"deadline_s": 4.0})))
+                                                     diagnosis={"deadline_s": 5.0})))
     assert "waiting" in seen and "for: clock" in seen, seen
     assert seen.endswith("\r\x1b[K"), "the progress line is cleared before the report"
 
