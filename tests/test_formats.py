@@ -150,7 +150,7 @@ def test_a_report_of_an_older_agent_without_certainty_still_renders_everywhere(f
     rc, report = full_disk_report
     old = _as_an_older_agent_wrote_it(report)
     text = render_text(old)
-    assert "".join("Most likely cause: A filesystem the POS needs is full  [disk.full, confidence ".split()) in "".join(text.split())
+    assert "Mostlikelycause:AfilesystemthePOSneedsisfull[disk.full,confidence" in "".join(text.split())
     assert "certainty" not in text and "Not checked:" not in text
     assert PLUGIN_LINE.match(nagios_line(old, rc))
     families = {f.name: f for f in text_string_to_metric_families(prometheus_text(old, rc))}
