@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from posdiag.agent import BUILD_EPOCH
+from posdiag.agent.history import nothing_stored
 from posdiag.core.i18n import N_, tr
 from posdiag.core.settings import Settings
 from posdiag.probes.base import (
@@ -58,9 +59,11 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
 
 def _stored_history(state_dir: str) -> Callable[[int], list]:
     """The stored sweeps, for the trends probe. The store (sqlite3, gzip, the outbox) is imported
-    only when a probe asks, not on every ``diagnose`` start-up."""
+    only when a probe asks and something is stored, not on every ``diagnose`` start-up."""
 
     def read(limit: int) -> list:
+        if nothing_stored(state_dir):
+            return []
         from posdiag.agent.store import history_reader
 
         return history_reader(state_dir)(limit)

@@ -39,7 +39,7 @@ from posdiag.probes.base import PastSweep
 
 log = logging.getLogger("posdiag")
 
-DB_NAME = outbox.DB_NAME
+DB_NAME = history.DB_NAME
 #: Given up when the disk is full so that SQLite has room to delete the oldest history.
 RESERVE_NAME = "space-reserve"
 RESERVE_BYTES = 256 * 1024
