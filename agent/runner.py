@@ -144,6 +144,10 @@ class _Sweep:
     def start(self, cls: type[Probe]) -> None:
         now = time.monotonic()
         probe = cls(self.settings, self.context)
+        skipped = probe.not_applicable()
+        if skipped is not None:  # nothing configured for it: said at once, no thread
+            self.finish(skipped)
+            return
         obs = Observation()
         thread = threading.Thread(target=lambda p=probe, o=obs: self.done.put((p.name, p.run(o))),
                                   name=f"probe-{cls.name}", daemon=True)

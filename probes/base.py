@@ -223,6 +223,16 @@ class Probe:
     def check(self, obs: Observation) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def not_applicable(self) -> ProbeResult | None:
+        """The skipped result of a probe that does not apply here, settled without running it (no thread
+        is started for it); None to run it. A ``skip_reason`` that raises is left to :meth:`run`, which
+        reports it as the probe's error."""
+        try:
+            reason = self.skip_reason()
+        except Exception:  # noqa: BLE001 - run() contains it and says what happened
+            return None
+        return skipped_result(self.name, reason) if reason else None
+
     def run(self, obs: Observation | None = None) -> ProbeResult:
         """Run ``check`` and turn whatever happens into a result. Never raises."""
         obs = obs if obs is not None else Observation()
