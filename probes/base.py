@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -246,6 +245,8 @@ class Probe:
         except ProbeSkipped as skipped:
             return skipped_result(self.name, str(skipped), time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - containing probe bugs is the point
+            import traceback  # only a probe that crashed needs it
+
             if _is_permission_error(exc):
                 obs.add("probe.permission_denied", Severity.INFO,
                         tr("{probe} lacks a permission it needs: {error}", probe=self.name, error=exc), error=str(exc))
