@@ -4,6 +4,10 @@ the top cause, its confidence and the wall time.
 A scenario is a function that builds its fault inside a temporary folder (registering its own
 clean-up on the ExitStack) and returns the config sections that point posdiag at it, plus
 optionally a command prefix (``ip netns exec term``) to run the diagnosis somewhere else.
+
+Every diagnosis runs the posdiag of this interpreter (``sys.executable``). With ``against`` (another
+interpreter, whose posdiag is another checkout, e.g. main's), each timed diagnosis runs with both, in
+turns, so that the two share the machine's noise and their ratio means something on a busy box.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class Outcome:
     tops: list[str] = field(default_factory=list)
     #: ``duration_s`` of every report: the time the deadline covers (start-up included)
     durations: list[float] = field(default_factory=list)
+    #: wall times of the same diagnoses with the ``against`` interpreter (empty without one)
+    against_wall_s: list[float] = field(default_factory=list)
 
     @property
     def held(self) -> int:
@@ -89,6 +95,10 @@ class Outcome:
     @property
     def median_s(self) -> float:
         return statistics.median(self.wall_s) if self.wall_s else float("nan")
+
+    @property
+    def against_median_s(self) -> float:
+        return statistics.median(self.against_wall_s) if self.against_wall_s else float("nan")
 
 
 SCENARIOS: list[Scenario] = []
@@ -117,8 +127,10 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def diagnose(config: Path, prefix: list[str] | None = None) -> tuple[float, int, dict[str, Any] | None, str]:
-    cmd = [*(prefix or []), sys.executable, "-m", "posdiag.agent", "diagnose", "--json", "--config", str(config)]
+def diagnose(config: Path, prefix: list[str] | None = None, python: str | None = None
+             ) -> tuple[float, int, dict[str, Any] | None, str]:
+    cmd = [*(prefix or []), python or sys.executable, "-m", "posdiag.agent", "diagnose", "--json", "--config",
+           str(config)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
     wall = time.perf_counter() - started
@@ -128,7 +140,7 @@ def diagnose(config: Path, prefix: list[str] | None = None) -> tuple[float, int,
         return wall, proc.returncode, None, proc.stderr or proc.stdout
 
 
-def run_scenario(sc: Scenario, repeat: int) -> Outcome:
+def run_scenario(sc: Scenario, repeat: int, against: str | None = None) -> Outcome:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"posdiag-bench-{sc.name}-")))
         try:
@@ -139,41 +151,57 @@ def run_scenario(sc: Scenario, repeat: int) -> Outcome:
         if setup.fault_after_prime:
             diagnose(config, setup.prefix)
             setup.fault_after_prime()
-        walls, tops, durations, report, rc, err = [], [], [], None, -1, ""
-        for _ in range(max(repeat, sc.repeat)):
+        walls, tops, durations, report, rc, err, others = [], [], [], None, -1, "", []
+        for n in range(max(repeat, sc.repeat)):
+            if against and n % 2:  # the other one first every second time: neither always runs on a warmer box
+                others.append(diagnose(config, setup.prefix, against)[0])
             wall, rc, report, err = diagnose(config, setup.prefix)
+            if against and not n % 2:
+                others.append(diagnose(config, setup.prefix, against)[0])
             walls.append(wall)
             tops.append(report["diagnosis"]["causes"][0]["id"] if report else "(no report)")
             durations.append(report["duration_s"] if report else float("inf"))
         if report is None:
-            return Outcome(sc, "(no report)", 0.0, "-", rc, walls, err.strip()[-200:], tops)
+            return Outcome(sc, "(no report)", 0.0, "-", rc, walls, err.strip()[-200:], tops, against_wall_s=others)
         # Show the cause that came out most often; a miss in any repeat shows in the held column.
         shown = max(set(tops), key=tops.count)
         top = report["diagnosis"]["causes"][0]
         return Outcome(sc, shown, top["confidence"], report["diagnosis"]["verdict"], rc, walls, tops=tops,
-                       durations=durations)
+                       durations=durations, against_wall_s=others)
 
 
-def compile_bytecode() -> None:
+def checkout_of(python: str) -> Path:
+    """The source folder of the posdiag that ``python`` runs (an editable install's checkout)."""
+    code = "import pathlib, posdiag.agent as a; print(pathlib.Path(a.__file__).resolve().parent.parent)"
+    return Path(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout.strip())
+
+
+def compile_bytecode(python: str | None = None) -> None:
     """Byte-compile the package as the Debian package's postinst does on a till, so that start-up is
     timed as a till pays it, not with the compiler running on every start (this box sets
     PYTHONDONTWRITEBYTECODE, so a fresh or edited checkout would otherwise never get its .pyc files)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "agent", "probes", "config", "collector"], cwd=REPO,
-                   check=True, capture_output=True)
+    python = python or sys.executable
+    folders = [f for f in ("core", "agent", "probes", "config", "collector") if (checkout_of(python) / f).is_dir()]
+    subprocess.run([python, "-m", "compileall", "-q", *folders], cwd=checkout_of(python), check=True,
+                   capture_output=True)
 
 
-def default_config_timing(runs: int, languages: tuple[str, ...] = ("en",)) -> dict[str, list[float]]:
+def default_config_timing(runs: int, languages: tuple[str, ...] = ("en",), against: str | None = None
+                          ) -> dict[str, list[float]]:
     """Wall seconds of ``posdiag diagnose`` (text, as a technician runs it) on the packaged default
-    config, per locale; the languages take turns within each round so that they share the box's noise."""
+    config, per locale (``"en against"`` … for the ``against`` interpreter); the languages and the
+    interpreters take turns within each round so that they share the box's noise."""
     base = {k: v for k, v in os.environ.items() if k not in ("POSDIAG_CONFIG", "LC_ALL", "LC_MESSAGES", "LANGUAGE")}
-    times: dict[str, list[float]] = {lang: [] for lang in languages}
-    for _ in range(runs):
+    pythons = {"": sys.executable, **({" against": against} if against else {})}
+    times: dict[str, list[float]] = {lang + label: [] for lang in languages for label in pythons}
+    for n in range(runs):
         for lang in languages:
             env = {**base, "LANG": "C.UTF-8" if lang == "en" else f"{lang}.UTF-8"}
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose"], capture_output=True, cwd=REPO, env=env,
-                           check=False, timeout=60)
-            times[lang].append(time.perf_counter() - started)
+            for label, python in (list(pythons.items())[::-1] if n % 2 else pythons.items()):
+                started = time.perf_counter()
+                subprocess.run([python, "-m", "posdiag.agent", "diagnose"], capture_output=True, cwd=REPO, env=env,
+                               check=False, timeout=60)
+                times[lang + label].append(time.perf_counter() - started)
     return times
 
 
@@ -185,18 +213,19 @@ def catalogue_load_ms(runs: int) -> float:
                                                   text=True, cwd=REPO).stdout) for _ in range(runs))
 
 
-def import_time(runs: int) -> float:
+def import_time(runs: int, python: str | None = None) -> float:
     """Median seconds for the interpreter to start and import the CLI with everything a sweep loads."""
+    python = python or sys.executable
     code = ("import posdiag.agent.cli, posdiag.agent.sweep, posdiag.probes.memory, posdiag.probes.disk, "
             "posdiag.probes.system, posdiag.probes.clock")
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+        subprocess.run([python, "-c", code], check=True, cwd=REPO)
         times.append(time.perf_counter() - started)
     bare = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        subprocess.run([python, "-c", "pass"], check=True)
         bare.append(time.perf_counter() - started)
     return statistics.median(times) - statistics.median(bare)
