@@ -12,7 +12,7 @@ CPU = "/proc/pressure/cpu"
 def read_psi(path: str) -> dict[str, float] | None:
     """``avg10`` of each line (``some``, ``full``) of a pressure file, or None where there is none."""
     try:
-        with open(path, encoding="ascii") as fh:
+        with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except (OSError, ValueError):
         return None
