@@ -6,6 +6,7 @@ runs the diagnosis inside the terminal namespace. Needs root.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,7 +27,8 @@ def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str
     """``prime``: fault injected after one healthy sweep; ``host``: extra keys of the primary;
     ``no_icmp``: the terminal may not use ICMP (no CAP_NET_RAW, outside ping_group_range)."""
     _counter[0] += 1
-    lab = Lab(f"b{_counter[0]}").up()
+    # named by pid, as the tests' labs are: two benches on one machine must not tear down each other's
+    lab = Lab(f"b{os.getpid() % 100000}n{_counter[0]}").up()
     stack.callback(lab.down)
     certs = make_certs(tmp)
     lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}",
