@@ -236,11 +236,12 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
               push: bool = False, output: str | None = None) -> int:
     """One local diagnosis within the deadline, printed, kept in the local history when it can be
     written (and queued for the server with ``push``); shared by ``diagnose`` and ``trigger``."""
+    from posdiag.agent.history import writable
     from posdiag.agent.progress import Progress
-    from posdiag.agent.store import writable
     from posdiag.agent.sweep import run_sweep
 
-    after = KEEP_RESERVE_S if push or writable(settings.daemon.state_dir) else 0.0
+    keeping = writable(settings.daemon.state_dir)
+    after = KEEP_RESERVE_S if push or keeping else 0.0
     with Progress(err) as progress:
         report = run_sweep(settings, trigger="on-demand", only=only, on_result=progress.on_result,
                            on_running=progress.on_running, deadline_s=_remaining(settings.diagnosis.deadline_s, after))
@@ -248,7 +249,7 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
         from posdiag.agent.push import queue
 
         queue(settings, report, err)
-    else:
+    elif keeping:
         from posdiag.agent.store import keep
 
         keep(settings, report)
@@ -330,16 +331,27 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run(args.config, args.lang)
 
 
+def _short_id(state_dir: str | None, report_id: str) -> str | None:
+    """The report's short id in the history of ``state_dir``; None (its first characters) where no
+    history was ever kept, without loading the store."""
+    from posdiag.agent.history import nothing_stored
+
+    if not state_dir or nothing_stored(state_dir):
+        return None
+    from posdiag.agent.store import short_id_for
+
+    return short_id_for(state_dir, report_id)
+
+
 def _emit(report: dict, fmt: str, code: int, out: TextIO, output: str | None = None, state_dir: str | None = None) -> None:
     """Render the report in ``fmt``; to ``output`` atomically (a textfile collector or a monitor
     reading it never sees half a file), else to ``out``. The text shows the report's short id in
     the history of ``state_dir``."""
     from posdiag.agent import formats
     from posdiag.agent.report import render_text
-    from posdiag.agent.store import short_id_for
 
     text = {"json": lambda: json.dumps(report, indent=2) + "\n",
-            "text": lambda: render_text(report, short_id_for(state_dir, report["report_id"]) if state_dir else None),
+            "text": lambda: render_text(report, _short_id(state_dir, report["report_id"])),
             "nagios": lambda: formats.nagios_line(report, code),
             "prometheus": lambda: formats.prometheus_text(report, code)}[fmt]()
     if output:

@@ -1,14 +1,20 @@
 """The history table: every stored report, with the columns ``history`` lists without decoding a body.
 
 Kept apart from :mod:`posdiag.agent.store` (which opens, heals and bounds the database) so that the
-salvage in :mod:`posdiag.agent.heal` can restore rows without importing the store that calls it.
+salvage in :mod:`posdiag.agent.heal` can restore rows without importing the store that calls it,
+and so that a reader learns there is no history yet without loading SQLite at all.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only: SQLite is loaded by whoever opens the database
+    import sqlite3
+
+#: The store's file (history and outbox): the sender and readers find it without importing the store.
+DB_NAME = "history.sqlite3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
@@ -56,3 +62,23 @@ def matching(db: sqlite3.Connection, given: str, limit: int = 5) -> list[str]:
     rows = db.execute("SELECT report_id FROM reports WHERE report_id >= ? AND report_id < ? ORDER BY report_id "
                       "LIMIT ?", (start, start + "~", limit))
     return [row[0] for row in rows]
+
+
+def nothing_stored(state_dir: str) -> bool:
+    """True when ``state_dir`` certainly holds no history yet (no database in a directory this user
+    may read, or no directory at all): a one-shot ``diagnose`` on a fresh till then never loads the
+    store. A directory this user may not read says nothing: the store's reader explains the refusal."""
+    try:
+        os.stat(os.path.join(state_dir, DB_NAME))
+    except FileNotFoundError:
+        return not os.path.isdir(state_dir) or os.access(state_dir, os.R_OK | os.X_OK)
+    except OSError:
+        return False
+    return False
+
+
+def writable(state_dir: str) -> bool:
+    """True when this user may add to the history in ``state_dir`` (which must exist already): a
+    technician's diagnose asks before it loads the store, so a till that keeps nothing pays nothing."""
+    db = os.path.join(state_dir, DB_NAME)
+    return os.access(state_dir, os.W_OK | os.X_OK) and (not os.path.exists(db) or os.access(db, os.W_OK))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from posdiag.agent import BUILD_EPOCH
+from posdiag.agent.history import nothing_stored
 from posdiag.agent.words import STATUS_WORDS
 from posdiag.core.i18n import tr
 from posdiag.core.settings import Settings
@@ -61,9 +62,11 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
 
 def _stored_history(state_dir: str) -> Callable[[int], list]:
     """The stored sweeps, for the trends probe. The store (sqlite3, gzip, the outbox) is imported
-    only when a probe asks, not on every ``diagnose`` start-up."""
+    only when a probe asks and something is stored, not on every ``diagnose`` start-up."""
 
     def read(limit: int) -> list:
+        if nothing_stored(state_dir):
+            return []
         from posdiag.agent.store import history_reader
 
         return history_reader(state_dir)(limit)
@@ -144,6 +147,10 @@ class _Sweep:
     def start(self, cls: type[Probe]) -> None:
         now = time.monotonic()
         probe = cls(self.settings, self.context)
+        skipped = probe.not_applicable()
+        if skipped is not None:  # nothing configured for it: said at once, no thread
+            self.finish(skipped)
+            return
         obs = Observation()
         thread = threading.Thread(target=lambda p=probe, o=obs: self.done.put((p.name, p.run(o))),
                                   name=f"probe-{cls.name}", daemon=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from posdiag.agent import heal, history, outbox
-from posdiag.agent.history import insert_history
+from posdiag.agent.history import insert_history, writable
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message, Refusal
 from posdiag.core.timefmt import parse_utc_iso, utc_iso
@@ -39,7 +39,7 @@ from posdiag.probes.base import PastSweep
 
 log = logging.getLogger("posdiag")
 
-DB_NAME = outbox.DB_NAME
+DB_NAME = history.DB_NAME
 #: Given up when the disk is full so that SQLite has room to delete the oldest history.
 RESERVE_NAME = "space-reserve"
 RESERVE_BYTES = 256 * 1024
@@ -443,7 +443,7 @@ def keep(settings: Any, report: dict[str, Any]) -> bool:
     Files root creates for the store are handed to the state directory's owner, the daemon's user,
     so that root's diagnose never leaves the daemon a store it cannot write."""
     state = Path(settings.daemon.state_dir)
-    if not writable(state):
+    if not writable(str(state)):
         return False
     try:
         with Store.for_settings(settings) as store:
@@ -454,12 +454,6 @@ def keep(settings: Any, report: dict[str, Any]) -> bool:
     finally:
         _hand_to_owner(state)
     return True
-
-
-def writable(state_dir: str | Path) -> bool:
-    """True when this user may add to the history in ``state_dir`` (which must exist already)."""
-    db = Path(state_dir) / DB_NAME
-    return os.access(state_dir, os.W_OK | os.X_OK) and (not db.exists() or os.access(db, os.W_OK))
 
 
 def _hand_to_owner(state: Path) -> None:

@@ -9,7 +9,6 @@ validator needs, so adding a key is adding a field.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import os
 import re
@@ -253,6 +252,8 @@ def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
         problems.append(Message(N_("reader.request: expected hex bytes when reader.protocol = 'custom'")))
     if reader.protocol != "custom" and reader.protocol not in presets():
+        import difflib  # only a misspelt protocol needs it
+
         hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
         known = ", ".join(sorted(presets()))
         if hint:

@@ -9,7 +9,6 @@ of them at once, in the reader's language.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import types
@@ -80,6 +79,8 @@ def matches_type(value: Any, tp: Any) -> bool:
 def unknown_name(key: str, where: str, known: list[str]) -> str:
     """An unknown key (``where`` is its full name) or section (``where`` is ``[name]``), with the
     closest known name, or all of them."""
+    import difflib  # only a misspelt name needs it
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if where.startswith("["):
         if close:

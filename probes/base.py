@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -238,6 +237,16 @@ class Probe:
     def check(self, obs: Observation) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def not_applicable(self) -> ProbeResult | None:
+        """The skipped result of a probe that does not apply here, settled without running it (no thread
+        is started for it); None to run it. A ``skip_reason`` that raises is left to :meth:`run`, which
+        reports it as the probe's error."""
+        try:
+            reason = self.skip_reason()
+        except Exception:  # noqa: BLE001 - run() contains it and says what happened
+            return None
+        return skipped_result(self.name, reason) if reason else None
+
     def run(self, obs: Observation | None = None) -> ProbeResult:
         """Run ``check`` and turn whatever happens into a result. Never raises."""
         obs = obs if obs is not None else Observation()
@@ -254,6 +263,8 @@ class Probe:
             obs.add("probe.could_not_check", Severity.INFO, str(blocked), **blocked.data)
             return self._result(obs, started, Status.ERROR, str(blocked))
         except Exception as exc:  # noqa: BLE001 - containing probe bugs is the point
+            import traceback  # only a probe that crashed needs it
+
             if _is_permission_error(exc):
                 obs.add("probe.permission_denied", Severity.INFO,
                         tr("{probe} lacks a permission it needs: {error}", probe=self.name, error=exc), error=str(exc))

@@ -79,13 +79,14 @@ def kernel_synchronized() -> bool | None:
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
-    import ctypes.util
 
     class Timex(ctypes.Structure):
         _fields_ = [("modes", ctypes.c_uint), ("_pad", ctypes.c_long * 64)]
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the C library this interpreter already runs on: ctypes.util.find_library would start
+        # ldconfig in a child process to find the same library, on every diagnosis
+        libc = ctypes.CDLL(None, use_errno=True)
         state = libc.adjtimex(ctypes.byref(Timex()))
     except (OSError, AttributeError):
         return None

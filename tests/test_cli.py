@@ -201,7 +201,9 @@ def test_installed_package_carries_its_data_files(tmp_path):
     assert litter() == before  # the build left nothing in the checkout (an editable install's egg-info may be there)
     proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
-    assert proc.returncode in (0, 1), proc.stderr
+    # Diagnosed from the installed files (a missing one is exit 3); the verdict is this machine's, whose
+    # load on the packaged limits may well read as a saturated CPU.
+    assert proc.returncode in (0, 1, 2), proc.stderr
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
     # The build compiled the Chinese catalogue into the package; its source stays in the repository.

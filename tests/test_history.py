@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
-from labs.commands import run_cli
+import pytest
+from labs.commands import REPO, run_cli
 from posdiag.agent.columns import display_width
 from posdiag.agent.store import Store
 from posdiag.core.timefmt import utc_iso
@@ -144,3 +148,26 @@ def test_reports_with_and_without_certainty_are_listed_and_read_back_side_by_sid
     newest, oldest = json.loads(out)
     assert newest["diagnosis"] == new["diagnosis"] and oldest["diagnosis"] == old["diagnosis"]
     assert "certainty" not in oldest["diagnosis"]["causes"][0]
+
+
+def test_nothing_is_stored_only_where_no_database_was_ever_written(tmp_path):
+    from posdiag.agent.history import nothing_stored
+
+    assert nothing_stored(str(tmp_path / "never-created"))
+    assert nothing_stored(str(tmp_path))
+    with Store(tmp_path) as store:
+        store.add(fake_report(time.time()))
+    assert not nothing_stored(str(tmp_path))
+
+
+@pytest.mark.root
+def test_a_state_dir_this_user_may_not_read_is_not_taken_for_an_empty_one(tmp_path):
+    """Without the capabilities that bypass file permissions, a directory of another user says nothing
+    about what it holds: the store's reader must get to say why it cannot look."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 4242, 4242)
+    code = f"from posdiag.agent.history import nothing_stored; print(nothing_stored({str(state)!r}))"
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    assert proc.stdout.strip() == "False"

@@ -6,14 +6,15 @@ from __future__ import annotations
 import errno
 import os
 import time
+from typing import TYPE_CHECKING
 
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes._sandbox import Hidden, hidden_path, refused_device
 from posdiag.probes.base import CouldNotCheck, Observation, Probe, Status, declare
-from posdiag.probes.reader._exchange import Exchange, exchange
-from posdiag.probes.reader._holders import holders
-from posdiag.probes.reader._protocols import protocol_for
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from posdiag.probes.reader._exchange import Exchange
 
 
 def _group_name(gid: int) -> str:
@@ -56,6 +57,11 @@ class SerialProbe(Probe):
                 obs.fail("reader.port_missing", tr("{port} does not exist: the reader is unplugged or its adapter is "
                                                    "gone", port=port), port=port)
             return
+        # loaded where a serial reader is configured, not on every diagnose
+        from posdiag.probes.reader._exchange import exchange
+        from posdiag.probes.reader._holders import holders
+        from posdiag.probes.reader._protocols import protocol_for
+
         found, hidden = holders(port)
         bridges = [h for h in found if h.device_side or h.name in cfg.bridge_processes]
         busy = [h for h in found if h not in bridges]
