@@ -158,11 +158,16 @@ STATUS_LABELS = (N_("config:"), N_("sweeps:"), N_("last:"), N_("txlog:"), N_("pu
 
 def labelled(rows: list[tuple[str, str]]) -> list[str]:
     """``status`` lines: each N_-marked label in the reader's language, then its text in one column
-    (measured in terminal cells, so Chinese labels line up too). An empty label continues the line above."""
-    from posdiag.agent.columns import display_width, pad
+    (measured in terminal cells, so Chinese labels line up too), a long text continued under its
+    column within 80 cells. An empty label continues the line above."""
+    from posdiag.agent.columns import SCREEN, display_width, pad, wrap
 
     width = max(display_width(tr(label)) for label in STATUS_LABELS) + 2
-    return ["  " + pad(tr(label) if label else "", width) + text for label, text in rows]
+    lines = []
+    for label, text in rows:
+        first, *more = wrap(text, SCREEN - 2 - width) or [""]
+        lines += ["  " + pad(tr(label) if label else "", width) + first] + [" " * (2 + width) + m for m in more]
+    return lines
 
 
 def status_rows(push: dict[str, Any], store: dict[str, Any] | None) -> list[tuple[str, str]]:

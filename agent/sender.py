@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posdiag.agent import __version__, outbox
+from posdiag.agent import __version__, history, outbox
 from posdiag.agent.logs import setup_logging
 from posdiag.agent.pushsetup import PushSetupError, read_token, system_ca_bundle
 from posdiag.core.redact import mask_text
@@ -189,7 +189,7 @@ def drain(server: Any, state_dir: str | Path, *, lock_wait_s: float = 0.0, stop:
         if not locked:
             result.busy = True
             return result
-        db = sqlite3.connect(Path(state_dir) / outbox.DB_NAME, timeout=10)
+        db = sqlite3.connect(Path(state_dir) / history.DB_NAME, timeout=10)
         # NORMAL, not FULL: losing a "sent" mark to a power cut only means the server sees the report
         # again and answers 409; the daemon's own writes stay FULL.
         db.execute("PRAGMA synchronous=NORMAL")
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 def _record(state_dir: str, result: str) -> None:
     """What stopped the sender before it could post, for ``status`` (never the token: the message
     names the token file, not its content)."""
-    path = Path(state_dir) / outbox.DB_NAME
+    path = Path(state_dir) / history.DB_NAME
     with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as db, db:
         outbox.record_attempt(db, result, time.time())
 

@@ -9,9 +9,9 @@ validator needs, so adding a key is adding a field.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import os
+import re
 import socket
 import stat
 import sys
@@ -44,6 +44,11 @@ MAX_DEPTH = 16
 MIN_POLL_S = 5.0
 #: the longest AF_UNIX socket path: sun_path holds 108 bytes, the last one the terminating NUL
 MAX_SOCKET_PATH = 107
+#: A probe's own timeout may take at most this share of the diagnosis deadline: the probes get the
+#: deadline less posdiag's start-up, and a timed-out attempt must still be reported, not abandoned.
+TIMEOUT_SHARE = 0.5
+#: the timeouts a sweep waits on, each checked against the deadline
+SWEEP_TIMEOUTS = ("network.timeout_s", "reader.timeout_s")
 
 
 class ConfigError(Exception):
@@ -240,10 +245,13 @@ class Settings:
 
 
 def _cross_checks(settings: Settings, problems: list[str]) -> None:
-    """Rules that span keys: what a reader kind needs, where files must exist, what must be an address."""
+    """Rules that span keys: what a reader kind needs, where files must exist, what must be an address,
+    which timeouts fit in the deadline, which ports exist."""
     _reader_checks(settings.reader, problems)
     _network_checks(settings, problems)
     _card_data_checks(settings, problems)
+    _deadline_checks(settings, problems)
+    _port_checks(settings, problems)
     absolute = [(f"disk.paths[{i}]", path) for i, path in enumerate(settings.disk.paths)]
     absolute += [("system.host_root", settings.system.host_root), ("system.kernel_log", settings.system.kernel_log)]
     problems += [Message(N_("{key}: expected an absolute path, got {value!r}"), key=key, value=path)
@@ -264,6 +272,8 @@ def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
         problems.append(Message(N_("reader.request: expected hex bytes when reader.protocol = 'custom'")))
     if reader.protocol != "custom" and reader.protocol not in presets():
+        import difflib  # only a misspelt protocol needs it
+
         hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
         known = ", ".join(sorted(presets()))
         if hint:
@@ -312,6 +322,36 @@ def _network_checks(settings: Settings, problems: list[str]) -> None:
     elif isinstance(servers, list):
         problems += [Message(N_("{key}: expected IP addresses, got {value!r}"), key="network.dns_servers", value=addr)
                      for addr in servers if not is_address(addr.rsplit("#", 1)[0])]
+
+
+def _deadline_checks(settings: Settings, problems: list[str]) -> None:
+    """A timeout that cannot fit in the diagnosis deadline would have its probe abandoned before it can
+    say what timed out: refused here, naming the key, rather than misread at run time."""
+    deadline = settings.diagnosis.deadline_s
+    for key in SWEEP_TIMEOUTS:
+        section, name = key.split(".")
+        if section == "reader" and settings.reader.kind == "none":
+            continue  # waited on by nothing
+        value = getattr(getattr(settings, section), name)
+        if value > deadline * TIMEOUT_SHARE:
+            problems.append(Message(N_("{key}: expected at most {limit:g} s (half of diagnosis.deadline_s = {deadline:g} s, "
+                                       "so that a timed-out attempt is reported within the deadline), got {value:g}"),
+                                    key=key, limit=deadline * TIMEOUT_SHARE, deadline=deadline, value=value))
+
+
+def _port_checks(settings: Settings, problems: list[str]) -> None:
+    """Ports written inside other values (``host:port``, ``address#port``, a URL) exist: 1 to 65535."""
+    found: list[tuple[str, str]] = []
+    if ":" in settings.clock.ntp_server and not settings.clock.ntp_server.endswith("]"):
+        found.append(("clock.ntp_server", settings.clock.ntp_server.rsplit(":", 1)[1]))
+    if isinstance(settings.network.dns_servers, list):
+        found += [("network.dns_servers", s.rsplit("#", 1)[1]) for s in settings.network.dns_servers if "#" in s]
+    authority = settings.server.url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if settings.server.url and re.search(r":[^\]]*$", authority):
+        found.append(("server.url", authority.rsplit(":", 1)[1]))
+    for key, port in found:
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            problems.append(Message(N_("{key}: expected a port from 1 to 65535, got {value!r}"), key=key, value=port))
 
 
 @functools.lru_cache(maxsize=1)

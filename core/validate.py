@@ -9,7 +9,6 @@ of them at once, in the reader's language.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import types
@@ -54,7 +53,10 @@ def describe(tp: Any) -> str:
 def got(value: Any) -> str:
     """What a TOML value is and the value itself ("string 'x'"), long lists and tables elided; card data
     and secrets masked (a refused value may be a URL with a password, and errors end up in logs and tickets)."""
-    shown = mask_text(repr(value)) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
+    if type(value) is float:
+        shown = plain(value)  # 1e16 as the number it is, not in scientific notation
+    else:
+        shown = mask_text(repr(value)) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
     words = _GOT_WORDS.get(type(value))
     return Message(words, value=shown) if words else f"{type(value).__name__} {shown}"
 
@@ -77,6 +79,8 @@ def matches_type(value: Any, tp: Any) -> bool:
 def unknown_name(key: str, where: str, known: list[str]) -> str:
     """An unknown key (``where`` is its full name) or section (``where`` is ``[name]``), with the
     closest known name, or all of them."""
+    import difflib  # only a misspelt name needs it
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if where.startswith("["):
         if close:

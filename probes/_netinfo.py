@@ -61,9 +61,23 @@ def routed_via_gateway(address: str, proc_root: str = "/proc") -> bool:
     return bool(route and route.gateway)
 
 
+def on_link(address: str, proc_root: str = "/proc") -> bool:
+    """True when ``address`` is on one of the terminal's own subnets (IPv4): the route the kernel
+    would pick is a subnet route without a gateway — the store's LAN, where a host that does not
+    answer is down itself and no router or ISP is involved. An on-link *default* route does not count."""
+    best = _best_route(address, proc_root)
+    return bool(best and best[0] > 0 and not best[2].gateway)
+
+
 def route_to(address: str, proc_root: str = "/proc") -> Route | None:
     """The IPv4 route the kernel would pick for ``address`` (longest prefix, then lowest metric): its
     interface and gateway (None: on-link); None when no route matches or the address is not IPv4."""
+    best = _best_route(address, proc_root)
+    return best[2] if best else None
+
+
+def _best_route(address: str, proc_root: str) -> tuple[int, int, Route] | None:
+    """(prefix length, -metric, route) of the IPv4 route the kernel would pick, or None."""
     try:
         target = struct.unpack("<I", socket.inet_aton(address))[0]
         with open(os.path.join(proc_root, "net/route")) as fh:
@@ -71,7 +85,7 @@ def route_to(address: str, proc_root: str = "/proc") -> Route | None:
             rows = [line.split() for line in fh]
     except (OSError, ValueError):
         return None
-    best: tuple[int, int, Route] | None = None  # (prefix length, -metric, route)
+    best: tuple[int, int, Route] | None = None
     for f in rows:
         if len(f) < 8 or not int(f[3], 16) & 0x1:  # RTF_UP
             continue
@@ -82,7 +96,7 @@ def route_to(address: str, proc_root: str = "/proc") -> Route | None:
         key = (bin(mask).count("1"), -int(f[6]))
         if best is None or key > best[:2]:
             best = (*key, Route(f[0], gateway))
-    return best[2] if best else None
+    return best
 
 
 @dataclass(frozen=True)

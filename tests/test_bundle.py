@@ -137,7 +137,8 @@ def test_with_no_daemon_the_bundle_holds_a_fresh_diagnosis_beside_the_stored_rep
     assert fresh["schema"] == "posdiag.report/1" and fresh["terminal"]["id"] == "lane-03"
     assert fresh["report_id"] != json.loads(earlier)["report_id"]
     assert fresh["duration_s"] <= config.load(str(path)).diagnosis.deadline_s
-    assert files["diagnosis.txt"].startswith("posdiag ") and "Verdict:" in files["diagnosis.txt"]
+    phone, _, heading = files["diagnosis.txt"].splitlines()[:3]  # the line to read out, then the report
+    assert " · report " in phone and heading.startswith("posdiag ") and "Verdict:" in files["diagnosis.txt"]
     assert [r["report_id"] for r in json.loads(files["reports.json"])] == [json.loads(earlier)["report_id"]]
     summary = files["summary.txt"]
     assert "diagnosis: no daemon runs, so a fresh one was made for this bundle (diagnosis.json, diagnosis.txt)" in summary

@@ -162,3 +162,68 @@ def test_follower_replaces_undecodable_bytes(tmp_path):
     with open(log, "ab") as fh:
         fh.write(b"caf\xe9 code=2824\n")
     assert f.poll() == ["caf\ufffd code=2824"]
+
+
+# --- the POS log as evidence of the symptom -------------------------------------------------------
+
+def six_2824s_in_six_minutes() -> list[str]:
+    return [line("2824", ago=60 * (i + 0.5), txn=100 + i) for i in range(6)]
+
+
+def test_2824s_with_nothing_else_configured_are_never_healthy(config_file, tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("".join(six_2824s_in_six_minutes()))
+    config = config_file(txlog={"path": str(log)})
+    rc, out, err = run_cli("diagnose", "--json", "--config", str(config))
+    report = json.loads(out)
+    assert rc == 1 and report["diagnosis"]["verdict"] == "degraded"
+    top = report["diagnosis"]["causes"][0]
+    assert top["id"] == "host.upstream"
+    assert top["certainty"] <= 0.6  # network and reader were never checked
+    assert "txlog: 6 transactions failed with 2824 in the last 15 min" in top["evidence"]
+    assert "checked and passed: memory, disk, system, clock" in top["evidence"]
+    assert "not checked: network — no payment host configured ([[payment_hosts]])" in top["evidence"]
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--config", str(config))
+    assert rc == 1 and out.startswith("POSDIAG WARNING - host.upstream (")
+
+
+def unwrapped(text: str) -> str:
+    """Text with every space and line break taken out: the report wraps at 80 columns where it must."""
+    return "".join(text.split())
+
+
+def test_2824s_beyond_a_clean_terminal_read_in_both_languages(config_file, tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("".join(six_2824s_in_six_minutes()))
+    config = config_file(txlog={"path": str(log)})
+    rc, out, _ = run_cli("diagnose", "--config", str(config))
+    assert rc == 1 and "Verdict: DEGRADED" in out
+    top = "Most likely cause: Payments fail beyond the terminal: escalate to the acquirer  [host.upstream"
+    assert unwrapped(top) in unwrapped(out)
+    assert unwrapped("  1. Escalate to the acquirer's help desk now with this report") in unwrapped(out)
+    rc, out, _ = run_cli("diagnose", "--lang", "zh_CN", "--config", str(config))
+    assert rc == 1 and "结论：性能下降" in out
+    assert unwrapped("最可能的原因：服务器故障：支付在终端以外失败，请升级给收单机构  [host.upstream") in unwrapped(out)
+    assert unwrapped("  - 未检查：网络 — ") in unwrapped(out)
+
+
+def test_2824s_on_a_terminal_with_a_fault_of_its_own_are_its_consequence(config_file, tmp_path):
+    lines = six_2824s_in_six_minutes()
+    rc, report = diagnose_log(config_file, tmp_path, lines + [line("2824", "55", ago=30, txn=7),
+                                                             line("2824", "55", ago=20, txn=8)])
+    top = report["diagnosis"]["causes"][0]
+    assert top["id"] == "operator.input"
+    assert "host.upstream" not in [c["id"] for c in report["diagnosis"]["causes"]]
+    assert any("failed with 2824" in c for c in top["consequences"])
+
+
+def test_response_codes_weigh_by_how_often_they_occur(config_file, tmp_path):
+    # five 2824s: host errors 91, 96, 91 and one format error 30 (and one without a code)
+    responses = ["91", "96", None, "91", "30"]
+    lines = [line("2824", rc, ago=60 * (i + 1), txn=i) for i, rc in enumerate(responses)]
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    found = findings(report)
+    assert found["txlog.host_errors"]["data"]["count"] == 3 and found["txlog.host_errors"]["data"]["classified"] == 4
+    ranked = [c["id"] for c in report["diagnosis"]["causes"]]
+    assert ranked[0] == "host.service_down"
+    assert ranked.index("data.format") > ranked.index("host.service_down")

@@ -267,11 +267,16 @@ function reportLang(report) {
   return report.lang === "zh_CN" ? "zh-CN" : "en";
 }
 
+// A report of an older agent has no certainty: its card shows the confidence alone.
 function causeBlock(cause, lang) {
-  const percent = new Intl.NumberFormat(LOCALE, {style: "percent"}).format(cause.confidence);
+  const percent = (value) => new Intl.NumberFormat(LOCALE, {style: "percent"}).format(value);
+  const certainty = typeof cause.certainty === "number"
+    ? el("span", {class: "certainty", title: tr("certainty: how sure the fault is present, on its own evidence")},
+      tr("certain {percent}", {percent: percent(cause.certainty)}))
+    : null;
   return el("article", {class: "cause-card"},
     el("h4", {}, el("span", {class: "cause-title", lang}, cause.title || cause.id), " ", el("code", {}, cause.id),
-      el("span", {class: "confidence", title: tr("confidence")}, percent)),
+      el("span", {class: "confidence", title: tr("confidence")}, percent(cause.confidence)), certainty),
     el("h5", {}, tr("Evidence")),
     cause.evidence.length ? el("ul", {class: "evidence", lang}, cause.evidence.map((e) => el("li", {}, e))) : el("p", {class: "muted"}, tr("none given")),
     el("h5", {}, tr("Remediation")),
