@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -16,6 +17,7 @@ from labs import kernel
 from labs.commands import diagnose_json, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, wait_for
+from posdiag.agent.report import render_text
 from posdiag.probes import _lastboot, _restarts
 
 OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
@@ -78,7 +80,7 @@ def test_the_oom_killer_taking_the_pos_is_a_crash_of_it_and_a_sign_of_memory(con
 
 
 @pytest.mark.root
-def test_a_crash_and_a_full_disk_are_two_faults_each_with_its_own_evidence(config_file, tmpfs):
+def test_a_crash_and_a_full_disk_are_two_faults_each_certain_on_its_own_evidence(config_file, tmpfs):
     full = tmpfs("1m")
     fill_filesystem(full)
     config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000},
@@ -91,8 +93,12 @@ def test_a_crash_and_a_full_disk_are_two_faults_each_with_its_own_evidence(confi
     assert any("kernel failed" in e for e in found["system.crashed"]["evidence"])
     assert any(str(full) in e for e in found["disk.full"]["evidence"])
     assert not found["system.crashed"]["consequences"] and not found["disk.full"]["consequences"]
-    for cause in ("system.crashed", "disk.full"):  # the engine's certainty, where it reports one
-        assert found[cause].get("certainty", 1.0) >= 0.8
+    for cause in ("system.crashed", "disk.full"):  # independent faults do not share a certainty
+        assert found[cause]["certainty"] >= 0.8
+    text = " ".join(render_text(report).split())  # a heading may wrap at 80 columns
+    headed = re.findall(r"Fault (\d) of (\d): [^\[]*\[([\w.]+),", text)
+    assert [(i, n) for i, n, _ in headed] == [("1", "2"), ("2", "2")], text
+    assert {cause for _, _, cause in headed} == {"system.crashed", "disk.full"}
 
 
 def start_pos(folder: Path, name: str) -> subprocess.Popen:
