@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from labs.commands import run_cli
+from labs.helpers import unwrapped
 from posdiag.agent.logfollow import LogFollower
 
 
@@ -185,11 +186,6 @@ def test_2824s_with_nothing_else_configured_are_never_healthy(config_file, tmp_p
     assert "not checked: network — no payment host configured ([[payment_hosts]])" in top["evidence"]
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--config", str(config))
     assert rc == 1 and out.startswith("POSDIAG WARNING - host.upstream (")
-
-
-def unwrapped(text: str) -> str:
-    """Text with every space and line break taken out: the report wraps at 80 columns where it must."""
-    return "".join(text.split())
 
 
 def test_2824s_beyond_a_clean_terminal_read_in_both_languages(config_file, tmp_path):
