@@ -16,7 +16,7 @@ import pytest
 from labs import kernel
 from labs.commands import diagnose_json, run_posdiag
 from labs.daemonlab import DaemonProcess
-from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, wait_for
+from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapped, wait_for
 from posdiag.agent.report import render_text
 from posdiag.probes import _lastboot, _restarts
 
@@ -95,9 +95,8 @@ def test_a_crash_and_a_full_disk_are_two_faults_each_certain_on_its_own_evidence
     assert not found["system.crashed"]["consequences"] and not found["disk.full"]["consequences"]
     for cause in ("system.crashed", "disk.full"):  # independent faults do not share a certainty
         assert found[cause]["certainty"] >= 0.8
-    text = " ".join(render_text(report).split())  # a heading may wrap at 80 columns
-    headed = re.findall(r"Fault (\d) of (\d): [^\[]*\[([\w.]+),", text)
-    assert [(i, n) for i, n, _ in headed] == [("1", "2"), ("2", "2")], text
+    headed = re.findall(r"Fault(\d)of(\d):[^\[]*\[([\w.]+),", unwrapped(render_text(report)))
+    assert [(i, n) for i, n, _ in headed] == [("1", "2"), ("2", "2")], headed
     assert {cause for _, _, cause in headed} == {"system.crashed", "disk.full"}
 
 
