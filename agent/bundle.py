@@ -35,7 +35,8 @@ from posdiag.core.timefmt import utc_iso
 
 #: Kernel log lines worth a help desk's time: readers, USB, serial, storage, memory, network links.
 KERNEL_LINE = re.compile(r"usb|tty|serial|cdc_acm|ftdi|pl2303|ch341|I/O error|EXT4-fs error|remount|read-only|"
-                         r"oom|Out of memory|segfault|link is (up|down)|NIC Link|thermal|throttl", re.I)
+                         r"oom|Out of memory|segfault|link is (up|down)|NIC Link|thermal|throttl|"
+                         r"BUG:|Oops|panic|blocked for more than|failed command|temperature", re.I)
 REPORTS_IN_BUNDLE = 20
 KERNEL_LINES = 500
 POS_LOG_LINES = 500
@@ -219,8 +220,8 @@ def _reports(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _kernel_lines(kernel_log: str) -> str:
-    """The kernel log records that matter to a help desk (the reader probe's own reader of it)."""
-    from posdiag.probes.reader.events import kernel_records
+    """The kernel log records that matter to a help desk (the probes' own reader of it)."""
+    from posdiag.probes._kmsg import kernel_records
 
     lines = [message for _, message in kernel_records(kernel_log) if KERNEL_LINE.search(message)]
     return "\n".join(lines[-KERNEL_LINES:]) + "\n"

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from posdiag.agent import __version__
 from posdiag.agent.exits import Exit
 from posdiag.core import i18n
-from posdiag.core.i18n import N_, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.core.timefmt import compact_stamp
 
 #: ``history --limit`` above this is refused by the parser (SQLite takes 64-bit integers only)
@@ -461,6 +461,9 @@ def _status_text(status: dict[str, Any], state_dir: str) -> list[str]:
                                      verdict=said(VERDICT_WORDS, last["verdict"]), cause=last["top_cause"],
                                      confidence=last["confidence"], trigger=said(TRIGGER_WORDS, last["trigger"]),
                                      started_at=last["started_at"], id=short_id_for(state_dir, last["report_id"]))))
+        if last.get("risks"):
+            rows.append((N_("risks:"), ntr("{n} ahead, the soonest due {due_at}", "{n} ahead, the soonest due {due_at}",
+                                           last["risks"], due_at=last.get("soonest_risk") or "?")))
     rows.append((N_("txlog:"), status["txlog"] or tr("not watched")))
     rows += status_rows(status["push"], status.get("store"))
     if status.get("last_error"):

@@ -218,7 +218,9 @@ class Daemon:
         top = report["diagnosis"]["causes"][0]
         self.state.last = {"report_id": report["report_id"], "trigger": trigger, "started_at": report["started_at"],
                            "verdict": report["diagnosis"]["verdict"], "top_cause": top["id"],
-                           "confidence": top["confidence"], "duration_s": report["duration_s"]}
+                           "confidence": top["confidence"], "duration_s": report["duration_s"],
+                           "risks": len(report.get("risks") or []),
+                           "soonest_risk": (report.get("risks") or [{}])[0].get("due_at")}
         try:
             assert self.store is not None
             self.store.add(report, push=self.pusher is not None)

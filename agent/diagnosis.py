@@ -23,6 +23,9 @@ observation rules out ("not DNS alone: {silent_check}", filled from the finding'
 adds the sentence to the evidence of a cause the finding supports when that cause is blamed, so each
 verdict says what ruled its rival out — probes only say what they saw. ``[remediation_for]`` puts
 steps specific to one finding (an MTU black hole) ahead of the cause's own.
+
+Risks ahead (``[risks]``, :mod:`posdiag.agent.risks`) are findings of what will fail, not evidence
+of a cause: they are never scored, and they make a healthy verdict ``degraded``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from posdiag.agent import coverage
+from posdiag.agent import risks as risk_table
 from posdiag.agent.coverage import Coverage, Unchecked
 from posdiag.core import i18n
 from posdiag.core.causes import cause_text
@@ -75,6 +79,8 @@ class KnowledgeBase:
     remediation_for: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: finding code → what it rules out, a template filled from the finding's data
     ruled_out: dict[str, str] = field(default_factory=dict)
+    #: finding code → the risk ahead it reports (never weighed as evidence)
+    risks: dict[str, risk_table.RiskInfo] = field(default_factory=dict)
 
     def closure(self, cause_id: str) -> set[str]:
         """Every cause that ``cause_id`` explains, directly or through the causes it explains."""
@@ -114,6 +120,8 @@ class Diagnosis:
     causes: list[RankedCause]
     #: the areas no probe could check, with why
     not_checked: list[Unchecked] = field(default_factory=list)
+    #: risks ahead, soonest first (the report's top-level ``risks``)
+    risks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def top(self) -> RankedCause:
@@ -145,9 +153,10 @@ def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
     evidence = _evidence(data.get("evidence", {}), causes, problems)
     remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, lang, problems)
     ruled_out = _sentences(data.get("ruled_out", {}), evidence, lang, problems)
+    risks = risk_table.load(data.get("risks", {}), evidence, lang, problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence, remediation_for, ruled_out)
+    return KnowledgeBase(causes, evidence, remediation_for, ruled_out, risks)
 
 
 def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo]:
@@ -261,7 +270,7 @@ def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
     for result in results:
         for finding in result.findings:
             factor = SEVERITY_FACTOR[finding.severity]
-            if not factor:
+            if not factor or finding.code in kb.risks:  # a risk ahead is never evidence of a cause
                 continue
             rules = kb.evidence.get(finding.code)
             line = _evidence_line(result.name, finding.message)
@@ -375,11 +384,13 @@ def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
     total = sum(c.certainty for c in causes)
     for c in causes:
         c.confidence = c.certainty / max(1.0, total)
-    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained]
+    # a risk ahead is no cause of the 2824 and takes no share of it, but the terminal is not healthy
+    ahead = risk_table.found(results, kb.risks)
+    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained] + [Severity.WARN] * bool(ahead)
     verdict = Verdict.of(set(severities)).value
     if not causes:
         causes = [_none_cause(kb, cover, sc.unexplained)]
-    return Diagnosis(verdict, causes, cover.unchecked)
+    return Diagnosis(verdict, causes, cover.unchecked, ahead)
 
 
 def _as_covered(cause: RankedCause, cover: Coverage, unexplained: bool) -> None:

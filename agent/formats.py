@@ -54,6 +54,7 @@ def nagios_line(report: dict[str, Any], exit_code: int) -> str:
     also = [c["id"] for c in present_faults(report["diagnosis"]["causes"]) if c["id"] != top["id"]]
     if also:
         text += t.tr(" - also present: {causes}", causes=", ".join(also))
+    text += _risks_text(report.get("risks") or [], t)
     return f"POSDIAG {state} - {_plugin_text(text)} | {' '.join(_perfdata(report))}\n"
 
 
@@ -65,6 +66,17 @@ def unknown_line(reason: str) -> str:
 def _plugin_text(text: str) -> str:
     """Text for a plugin line: one line, and no ``|`` (which starts the perfdata)."""
     return re.sub(r"\s+", " ", text).replace("|", "/").strip()
+
+
+def _risks_text(risks: list[dict[str, Any]], t: i18n.Translator) -> str:
+    """" - 1 risk ahead: <the soonest>, in 71.5 h": what makes a check WARNING without a fault."""
+    if not risks:
+        return ""
+    from posdiag.agent.report import risk_when
+
+    soonest = risks[0]
+    return " - " + t.ntr("{n} risk ahead: {title}, {when}", "{n} risks ahead, the soonest: {title}, {when}", len(risks),
+                         title=soonest["title"], when=risk_when(soonest, t))
 
 
 def _perfdata(report: dict[str, Any]) -> list[str]:
@@ -111,6 +123,9 @@ def prometheus_text(report: dict[str, Any], exit_code: int) -> str:
     family("posdiag_cause_certainty", "How sure the last diagnosis is that each ranked cause is present, on its own "
            "evidence (0..1).", [({"cause": c["id"]}, c["certainty"]) for c in report["diagnosis"]["causes"]
                                 if "certainty" in c])
+    family("posdiag_risk_hours_left", "Hours before each risk ahead fails (an expiring certificate, a filling disk …).",
+           [({"risk": r["code"], "subject": r.get("subject", "")}, r["hours_left"]) for r in report.get("risks") or []
+            if r.get("hours_left") is not None])
     family("posdiag_probe_status", "1 for each probe's status in the last diagnosis, 0 for the others.",
            [({"probe": p["name"], "status": s}, int(p["status"] == s)) for p in report["probes"] for s in STATUSES])
     family("posdiag_probe_duration_seconds", "How long each probe took.",

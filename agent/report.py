@@ -41,6 +41,7 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
         "duration_s": round(duration_s, 3),
         "probes": [r.to_dict() for r in results],
         "diagnosis": diagnosis.to_dict(),
+        "risks": diagnosis.risks,
     })
 
 
@@ -55,8 +56,8 @@ def phone_line(report: dict[str, Any], short_id: str | None = None, t: i18n.Tran
 
 def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
     """What a technician reads: the line to read out on the phone, verdict, every fault found (each
-    with why and what to do), then the mere alternatives, what was not checked, the probes (and what
-    a watch session saw).
+    with why and what to do), then the mere alternatives, what was not checked, the risks ahead, the
+    probes (and what a watch session saw).
 
     In the language the report was written in (its ``lang``), so that headings and findings never
     mix two languages on one screen; columns are aligned by display width (a CJK character is two
@@ -91,12 +92,35 @@ def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
         lines += ["", t.tr("Not checked:")]
         lines += [f"  - {t.tr(AREA_WORDS[u['area']]) if u['area'] in AREA_WORDS else u['area']} — {u['reason']}"
                   for u in diag["not_checked"]]
+    lines += risk_lines(report.get("risks") or [], t)
     if report.get("watch"):
         from posdiag.agent.watchsummary import summary_lines
 
         lines += [""] + summary_lines(report, t)
     lines = fitted(lines) + ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
     return "\n".join(lines) + "\n"
+
+
+def risk_lines(risks: list[dict[str, Any]], t: i18n.Translator) -> list[str]:
+    """Risks ahead under their own heading, soonest first: each with when, what was seen, the steps."""
+    if not risks:
+        return []
+    lines = ["", t.tr("Risks ahead (not a cause of a 2824 yet; act before they fail):")]
+    for risk in risks:
+        lines.append(f"  - {risk['title']}  [{risk['code']}, {risk_when(risk, t)}]")
+        lines.append(f"    {risk['probe']}: {risk['message']}")
+        lines += [f"    {i}. {step}" for i, step in enumerate(risk.get("remediation") or [], 1)]
+    return lines
+
+
+def risk_when(risk: dict[str, Any], t: i18n.Translator) -> str:
+    """"in 31.5 h" or "in 9.2 days", as the hours left are best read."""
+    hours = risk.get("hours_left")
+    if hours is None:
+        return t.tr("soon")
+    if hours < 48:
+        return t.tr("in {hours:.1f} h", hours=hours)
+    return t.tr("in {days:.1f} days", days=hours / 24)
 
 
 def present_faults(causes: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from posdiag.agent.screen import Screen
 from posdiag.agent.sweep import run_sweep, select_probes
 from posdiag.agent.watchsummary import change_line, clock, count_changes, watch_block
 from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
-from posdiag.core.i18n import tr
+from posdiag.core.i18n import ntr, tr
 from posdiag.core.numfmt import plain
 from posdiag.core.timefmt import utc_iso
 from posdiag.core.vocabulary import Trigger, Verdict
@@ -140,13 +140,29 @@ def screen_lines(session: Session, report: dict[str, Any], changes: list[dict[st
                 confidence=top["confidence"]), ""]
     just_changed = {c["probe"] for c in changes}
     counts = session.changed()
+    probes = report["probes"]
+    if len(lines) + len(probes) + (2 + min(3, len(session.changes)) if session.changes else 0) > rows - 1:
+        probes = folded(probes, just_changed)  # the latest changes must stay on the screen
     lines += table([["  " + p["name"], tr(STATUS_MARKS[p["status"]]),
                      ("*" if p["name"] in just_changed else " ") + (f"{counts[p['name']]}×" if p["name"] in counts else ""),
-                     p["summary"]] for p in report["probes"]])
+                     p["summary"]] for p in probes])
     room = max(3, rows - len(lines) - 4)
     if session.changes:
         lines += ["", tr("Changes:")] + ["  " + change_line(c) for c in session.changes[-room:]]
     return lines
+
+
+def folded(probes: list[dict[str, Any]], keep: set[str]) -> list[dict[str, Any]]:
+    """The probes with the skipped ones (but those in ``keep``) folded into one row where the first of
+    them was: on a short terminal a row per unconfigured check would push the changes off the screen."""
+    skipped = [p["name"] for p in probes if p["status"] == "skipped" and p["name"] not in keep]
+    if len(skipped) < 2:
+        return probes
+    out = [p for p in probes if p["name"] not in skipped]
+    at = next(i for i, p in enumerate(probes) if p["name"] == skipped[0])
+    out.insert(at, {"name": ntr("{n} probe", "{n} probes", len(skipped)), "status": "skipped",
+                    "summary": ", ".join(skipped)})
+    return out
 
 
 def run_watch(settings: Any, out: TextIO, err: TextIO, *, only: list[str] | None = None, interval_s: float = 2.0) -> int:

@@ -160,8 +160,11 @@ def base_sections(tmp: Path) -> dict[str, Any]:
     """Every scenario starts from a healthy, self-contained terminal inside ``tmp``."""
     # The bench shares its machine with other jobs, and no scenario injects CPU load: their load must
     # not decide a verdict (on a loaded 2-core box the default 2 per CPU reads as system.overload).
+    # Nor its kernel log (what tests or other scenarios wrote there): the kernel-log scenarios name /dev/kmsg.
+    (tmp / "kmsg").touch()
     return {"daemon": {"state_dir": str(tmp / "state"), "control_socket": str(tmp / "control.sock")},
-            "disk": {"paths": [str(tmp)], "min_free_mb": 1}, "system": {"max_load_per_cpu": 50}}
+            "disk": {"paths": [str(tmp)], "min_free_mb": 1},
+            "system": {"max_load_per_cpu": 50, "kernel_log": str(tmp / "kmsg")}}
 
 
 def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
+import scenarios_field  # noqa: F401 - registers its scenarios
 import scenarios_host  # noqa: F401 - registers its scenarios
 import scenarios_multi  # noqa: F401
 import scenarios_network

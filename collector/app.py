@@ -87,6 +87,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         Route("/api/v1/requests/{request_id}/bundle", requests_api.upload_bundle, methods=["PUT"]),
         Route("/api/v1/requests/{request_id}/failure", requests_api.failure, methods=["POST"]),
         Route("/api/v1/incidents", read_api.incidents_list, methods=["GET"]),
+        Route("/api/v1/risks", read_api.risks, methods=["GET"]),
         Route("/healthz", read_api.healthz, methods=["GET"]),
         Route("/metrics", read_api.metrics_text, methods=["GET"]),
         Route("/", page.index, methods=["GET"]),

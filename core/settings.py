@@ -85,6 +85,9 @@ class TerminalSettings:
     id: str = _f("", "terminal id; empty means the hostname")
     site: str = _f("")
     pos_process: str = _f("", "process name of the POS application")
+    pos_unit: str = _f("", "systemd unit of the POS application, whose restarts systemd counts",
+                       pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.@:\\-]*)?$",
+                       pattern_doc=N_("a systemd unit name, e.g. posapp.service"))
     language: Literal["", "en", "zh_CN"] = _f("", "language of reports and messages; empty: from the locale")
 
 
@@ -98,6 +101,8 @@ class PaymentHost:
     ca_file: str = _f("", path=True)
     health_path: str = _f("", pattern=r"^(/.*)?$", pattern_doc=N_("a path starting with '/'"))
     fallback_addresses: list[str] = _f([], "addresses the host is known to answer at besides its name")
+    client_cert: str = _f("", "PEM file of the terminal's client certificate (mutual TLS)", path=True)
+    client_key: str = _f("", "PEM file of its private key; empty = in client_cert", path=True)
 
     @property
     def label(self) -> str:
@@ -116,6 +121,9 @@ class NetworkSettings:
     max_loss_percent: float = _f(20.0, **_range(0.1, 100))
     max_rtt_ms: float = _f(500.0, **_range(1, 60000))
     max_jitter_ms: float = _f(100.0, **_range(1, 60000))
+    cert_warn_days: float = _f(14.0, doc="a certificate that expires within this many days is a risk", **_range(1, 365))
+    min_wifi_signal_dbm: float = _f(-75.0, doc="a Wi-Fi signal weaker than this is weak", **_range(-120, 0))
+    min_cell_signal_percent: float = _f(30.0, doc="a cellular signal quality below this is weak", **_range(1, 100))
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ class ReaderSettings:
 class MemorySettings:
     min_available_mb: int = _f(200, **_range(0, 1_048_576))
     max_swap_percent: float = _f(50.0, **_range(0, 100))
+    exhaust_warn_hours: float = _f(24.0, doc="POS memory growth that exhausts available memory within this is a risk",
+                                   **_range(1, 8760))
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,11 @@ class SystemSettings:
     max_temp_c: float = _f(85.0, **_range(20, 150))
     min_uptime_s: float = _f(120.0, doc="a POS process younger than this counts as restarted",
                              **_range(0, 86400))
+    restart_limit: int = _f(3, doc="this many POS restarts within restart_window_min is a crash loop", **_range(1, 1000))
+    restart_window_min: float = _f(10.0, **_range(1, 1440))
+    kernel_log: str = _f("/dev/kmsg", doc="kernel log read for crashes, disk errors and heat")
+    kernel_log_window_h: float = _f(24.0, doc="kernel-log records older than this are not evidence", **_range(0.01, 8760))
+    host_root: str = _f("/", doc="where /proc, /sys and /var/crash are read from")
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,9 @@ class DiskSettings:
     min_free_inodes_percent: float = _f(5.0, **_range(0, 100))
     write_test: bool = _f(True)
     slow_write_ms: float = _f(1000.0, **_range(1, 60000))
+    smart: bool = _f(True, doc="read each disk's SMART health with smartctl where it is installed")
+    full_warn_hours: float = _f(48.0, doc="a filesystem full within this many hours at its rate is a risk",
+                                **_range(1, 8760))
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,8 @@ class ClockSettings:
     ntp_server: str = _f("", pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]+)?(:\d{1,5})?$",
                          pattern_doc=N_("host or host:port"))
     max_offset_s: float = _f(30.0, **_range(0.001, 86400))
+    drift_warn_hours: float = _f(48.0, doc="a clock that drifts beyond max_offset_s within this is a risk",
+                                 **_range(1, 8760))
 
 
 @dataclass(frozen=True)
@@ -232,10 +252,10 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     _card_data_checks(settings, problems)
     _deadline_checks(settings, problems)
     _port_checks(settings, problems)
-    for i, path in enumerate(settings.disk.paths):
-        if not os.path.isabs(path):
-            problems.append(Message(N_("{key}: expected an absolute path, got {value!r}"), key=f"disk.paths[{i}]",
-                                    value=path))
+    absolute = [(f"disk.paths[{i}]", path) for i, path in enumerate(settings.disk.paths)]
+    absolute += [("system.host_root", settings.system.host_root), ("system.kernel_log", settings.system.kernel_log)]
+    problems += [Message(N_("{key}: expected an absolute path, got {value!r}"), key=key, value=path)
+                 for key, path in absolute if not os.path.isabs(path)]
     sock = settings.daemon.control_socket
     if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
         problems.append(Message(N_("daemon.control_socket: expected a path of at most {limit} bytes (the limit of "
@@ -280,9 +300,14 @@ def _card_data_checks(settings: Settings, problems: list[str]) -> None:
 
 def _network_checks(settings: Settings, problems: list[str]) -> None:
     for i, host in enumerate(settings.payment_hosts):
-        if host.ca_file and not os.path.isfile(host.ca_file):
-            problems.append(Message(N_("{key}: expected an existing file, got {value!r}"), key=f"payment_hosts[{i}].ca_file",
-                                    value=host.ca_file))
+        for key in ("ca_file", "client_cert", "client_key"):
+            value = getattr(host, key)
+            if value and not os.path.isfile(value):
+                problems.append(Message(N_("{key}: expected an existing file, got {value!r}"), key=f"payment_hosts[{i}].{key}",
+                                        value=value))
+        if host.client_key and not host.client_cert:
+            problems.append(Message(N_("{key}: expected client_cert too (the key alone proves nothing)"),
+                                    key=f"payment_hosts[{i}].client_key"))
         for addr in host.fallback_addresses:
             if not is_address(addr):
                 problems.append(Message(N_("{key}: expected IP addresses, got {value!r}"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,25 @@ class ProbeContext:
     resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: network.tcp → dependants: payment host index → the address a connect succeeded to.
     connected: dict[int, str] = field(default_factory=dict)
+    _kernel: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False)
+    _kernel_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def kernel_log(self, path: str, *, since_clear: bool = False) -> list[tuple[float, str]]:
+        """The records of the kernel log at ``path`` (see :func:`posdiag.probes._kmsg.kernel_records`),
+        read once per sweep however many probes look at them; its OSError is each asker's to handle."""
+        from posdiag.probes._kmsg import kernel_records
+
+        with self._kernel_lock:  # probes run side by side: the first reads, the others wait for it
+            key = (path, since_clear)
+            if key not in self._kernel:
+                try:
+                    self._kernel[key] = kernel_records(path, since_clear=since_clear)
+                except OSError as exc:
+                    self._kernel[key] = exc
+            got = self._kernel[key]
+        if isinstance(got, OSError):
+            raise got
+        return got
 
 
 class Probe:
@@ -229,6 +249,11 @@ class Probe:
     def skip_reason(self) -> str | None:
         """Why the probe does not apply on this terminal (nothing configured), or None to run it."""
         return None
+
+    def host_path(self, path: str) -> str:
+        """``path`` (/proc/…, /sys/…, /var/crash) under ``[system] host_root``: "/" on a till, a copy of
+        the kernel's files in the tests."""
+        return os.path.join(self.settings.system.host_root, path.lstrip("/"))
 
     def deadline_s(self) -> float:
         """The probe's own deadline; overridden where it follows configuration."""

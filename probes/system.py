@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import time
 from typing import Any
 
@@ -106,7 +107,7 @@ class CpuReading:
 def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:
     """Times the CPUs were thermally throttled since boot (Intel's thermal_throttle counters)."""
     total, seen = 0, False
-    for path in glob.glob(os.path.join(root, "cpu[0-9]*", "thermal_throttle", "core_throttle_count")):
+    for path in glob.glob(os.path.join(root, "cpu[0-9]*", "thermal_throttle", "*_throttle_count")):
         try:
             with open(path) as fh:
                 total += int(fh.read().strip())
@@ -116,11 +117,34 @@ def throttle_count(root: str = "/sys/devices/system/cpu") -> int | None:
     return total if seen else None
 
 
+def thermal_zones(root: str = "/sys/class/thermal") -> dict[str, float]:
+    """The kernel's thermal zones: ``type`` (x86_pkg_temp, cpu-thermal, acpitz …) → °C now."""
+    zones: dict[str, float] = {}
+    for folder in sorted(glob.glob(os.path.join(root, "thermal_zone[0-9]*"))):
+        try:
+            with open(os.path.join(folder, "temp")) as fh:
+                celsius = int(fh.read().strip()) / 1000
+        except (OSError, ValueError):
+            continue
+        try:
+            with open(os.path.join(folder, "type")) as fh:
+                kind = fh.read().strip() or os.path.basename(folder)
+        except OSError:
+            kind = os.path.basename(folder)
+        zones[kind if kind not in zones else os.path.basename(folder)] = celsius
+    return zones
+
+
+#: the kernel's words when a CPU overheats (x86 thermal interrupts, the thermal core)
+HEAT = re.compile(r"temperature above threshold|cpu clock throttled|critical temperature reached|overheat", re.I)
+
+
 class SystemProbe(Probe):
     name = "system"
     description = N_("load per CPU, temperatures and thermal throttling, POS process running and not crash-looping")
     findings = declare(fail=("system.cpu_saturated", "system.pos_process_missing"), warn=("system.load_high",
-                           "system.overheating", "system.pos_process_restarted", "system.throttled"))
+                           "system.overheating", "system.pos_process_restarted", "system.thermal_events",
+                           "system.throttled"))
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.system
@@ -146,21 +170,39 @@ class SystemProbe(Probe):
 
     def _temperatures(self, obs: Observation) -> None:
         sensors = getattr(psutil, "sensors_temperatures", None)
-        temps = sensors() if sensors else {}
-        hottest = max((t.current for entries in temps.values() for t in entries if t.current), default=None)
-        if hottest is not None:
+        temps = {f"{chip}/{t.label or i}": t.current for chip, entries in (sensors() if sensors else {}).items()
+                 for i, t in enumerate(entries) if t.current}
+        temps.update(thermal_zones(self.host_path("/sys/class/thermal")))
+        if temps:
+            where, hottest = max(temps.items(), key=lambda item: item[1])
             obs.metric("max_temp_c", hottest)
             if hottest >= self.settings.system.max_temp_c:
-                obs.warn("system.overheating", tr("CPU at {temp:.0f} °C (limit {limit:g} °C)", temp=hottest,
-                                                  limit=self.settings.system.max_temp_c),
-                         temp_c=hottest)
-        throttled = throttle_count()
+                obs.warn("system.overheating", tr("{sensor} at {temp:.0f} °C (limit {limit:g} °C)", sensor=where,
+                                                  temp=hottest, limit=self.settings.system.max_temp_c),
+                         temp_c=hottest, sensor=where)
+        throttled = throttle_count(self.host_path("/sys/devices/system/cpu"))
         if throttled is not None:
             obs.metric("throttle_events_since_boot", throttled)
             if throttled:
                 obs.warn("system.throttled", ntr("CPU thermally throttled {n} time since boot",
                                                  "CPU thermally throttled {n} times since boot", throttled),
                          throttle_events=throttled)
+        self._heat_in_kernel_log(obs)
+
+    def _heat_in_kernel_log(self, obs: Observation) -> None:
+        """The kernel's own overheating reports of the last hours (unreadable: the crash probe says so)."""
+        cfg = self.settings.system
+        try:
+            records = self.context.kernel_log(cfg.kernel_log, since_clear=True)
+        except OSError:
+            return
+        since = time.monotonic() - cfg.kernel_log_window_h * 3600
+        heat = [m for t, m in records if t >= since and HEAT.search(m)]
+        if heat:
+            obs.warn("system.thermal_events", ntr("the kernel reported overheating {n} time in the last {hours:g} h: {last}",
+                                                  "the kernel reported overheating {n} times in the last {hours:g} h: {last}",
+                                                  len(heat), hours=cfg.kernel_log_window_h, last=heat[-1][:160]),
+                     count=len(heat), last=heat[-1][:300])
 
     def _pos_process(self, obs: Observation) -> None:
         name = self.settings.terminal.pos_process
@@ -174,6 +216,7 @@ class SystemProbe(Probe):
         youngest = max(p.create_time() for p in procs)
         age_s = time.time() - youngest
         obs.metric("pos_uptime_s", round(age_s, 1))
+        obs.metric("pos_start_time_s", round(youngest, 2))
         obs.metric("pos_process_count", len(procs))
         if age_s < self.settings.system.min_uptime_s:
             obs.warn("system.pos_process_restarted", tr("'{process}' (re)started only {age_s:.0f} s ago: it may be "

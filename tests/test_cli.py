@@ -96,7 +96,7 @@ def test_a_quick_sweep_shows_no_progress_on_a_terminal(config_file):
 
 def test_only_runs_the_named_probes(config_file):
     rc, out, _ = run_cli("diagnose", "--json", "--only", "disk,clock", "--config", str(config_file()))
-    assert [p["name"] for p in json.loads(out)["probes"]] == ["disk", "clock"]
+    assert [p["name"] for p in json.loads(out)["probes"]] == ["disk", "disk.health", "clock"]  # "disk" is the area
 
 
 def test_unknown_probe_in_only_exits_3(config_file):

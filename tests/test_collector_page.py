@@ -190,7 +190,7 @@ def test_fleet_page_speaks_chinese_to_a_chinese_browser_and_the_switch_to_englis
     errors.clear()  # the wrong token's 401 is the console's one complaint so far
 
     assert page.title() == "posdiag 终端总览"
-    assert page.locator("main h2").all_inner_texts()[:3] == ["当前事件", "全网主要原因", "各门店终端"]
+    assert page.locator("main h2").all_inner_texts()[:4] == ["当前事件", "有风险的终端", "全网主要原因", "各门店终端"]
     assert page.locator(".signout button").inner_text() == "退出登录"
     assert page.get_by_role("button", name="中文").get_attribute("aria-pressed") == "true"
     incident = page.locator(".incident").inner_text()

@@ -19,7 +19,7 @@ CATALOGUE_IDS = [
     "network.link_down", "network.lan", "network.dns", "network.wan", "network.degraded", "network.local_firewall",
     "host.service_down", "host.upstream", "tls.failure", "clock.skew", "memory.exhausted", "disk.full", "disk.failing",
     "reader.disconnected", "reader.unresponsive", "reader.substituted", "config.invalid", "system.overload",
-    "operator.input", "account.declined", "data.format", "none",
+    "system.crashed", "operator.input", "account.declined", "data.format", "network.weak_signal", "none",
 ]
 
 
@@ -297,7 +297,8 @@ def test_every_cause_speaks_both_languages():
 def test_the_field_guide_names_the_causes_in_chinese():
     titles = {c.id: c.title for c in load_knowledge(causes_path(), "zh_CN").causes.values()}
     for cause_id, term in {"network.link_down": "网络连接中断", "host.service_down": "服务器故障",
-                           "memory.exhausted": "内存溢出", "disk.failing": "硬盘损坏", "system.overload": "操作系统崩溃",
+                           "memory.exhausted": "内存溢出", "disk.failing": "硬盘损坏", "system.crashed": "操作系统崩溃",
+                           "network.weak_signal": "信号弱",
                            "config.invalid": "软件配置错误", "operator.input": "重复刷卡", "account.declined": "账户问题",
                            "data.format": "数据格式错误", "reader.substituted": "恶意攻击"}.items():
         assert term in titles[cause_id], f"{cause_id}: {titles[cause_id]!r} does not use the field guide's {term!r}"
@@ -312,11 +313,12 @@ def test_a_cause_without_its_chinese_is_shown_in_english(tmp_path):
     assert _cjk(kb.causes["disk.full"].title)
 
 
-def test_a_misspelt_key_in_a_language_table_is_refused(tmp_path):
+def test_a_misspelt_key_in_a_language_table_is_refused(tmp_path, kb):
     own = tmp_path / "causes.toml"
     own.write_text(causes_path().read_text(encoding="utf-8").replace(
         '[causes.zh_CN]\ntitle = "未发现终端侧故障"', '[causes.zh_CN]\ntitel = "未发现终端侧故障"', 1), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"causes\[21\]\.zh_CN\.titel: unknown key"):
+    where = list(kb.causes).index("none")  # the entry whose Chinese title was misspelt
+    with pytest.raises(ConfigError, match=rf"causes\[{where}\]\.zh_CN\.titel: unknown key"):
         load_knowledge(own, "zh_CN")
 
 

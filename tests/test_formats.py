@@ -80,7 +80,7 @@ def test_prometheus_text_parses_and_carries_the_verdict(full_disk_report):
     assert confidence["disk.full"] == report["diagnosis"]["causes"][0]["confidence"]
     status = {(s.labels["probe"], s.labels["status"]): s.value for s in families["posdiag_probe_status"].samples}
     assert status[("disk", "fail")] == 1 and status[("disk", "ok")] == 0
-    assert {s.labels["probe"] for s in families["posdiag_probe_duration_seconds"].samples} == {"disk", "memory"}
+    assert {s.labels["probe"] for s in families["posdiag_probe_duration_seconds"].samples} == {"disk", "disk.health", "memory"}
 
 
 def test_prometheus_label_values_are_escaped(healthy_report):

@@ -178,11 +178,12 @@ def test_certificate_faults_are_classified(lab, payment, net_config, cert, code,
     assert top(report) == cause
 
 
-def test_certificate_expiring_soon_is_a_warning(lab, payment, net_config):
+def test_certificate_expiring_soon_is_a_risk_ahead_not_a_cause(lab, payment, net_config):
     payment(cert="expiring")
     rc, report, _ = lab.diagnose(net_config())
-    assert rc == 1 and top(report) == "tls.failure"
+    assert rc == 1 and top(report) == "none"
     assert "tls.expiring_soon" in codes(report, "network.tls")
+    assert [r["code"] for r in report["risks"]] == ["tls.expiring_soon"]
 
 
 def test_random_loss_with_working_connects_blames_degraded_network(lab, lab_tcp_host, net_config):

@@ -22,7 +22,7 @@ from labs.helpers import wait_for
 from labs.netlab import HOST_ADDR
 from labs.reader_emulator import ReaderEmulator
 from labs.terminal import Tmux
-from posdiag.agent.watch import Session
+from posdiag.agent.watch import Session, folded
 from posdiag.agent.watchsummary import change_line, summary_lines
 from posdiag.core import i18n
 from posdiag.core.paths import report_schema_path
@@ -200,3 +200,12 @@ def test_change_lines_speak_the_readers_language():
     change = {"at": "2026-11-30T12:03:41Z", "probe": "reader.serial", "from": "ok", "to": "fail"}
     assert change_line(change) == "12:03:41 reader.serial ok → fail"
     assert change_line(change, i18n.translator("zh_CN")) == "12:03:41 reader.serial 正常 → 故障"
+
+
+def test_unconfigured_checks_fold_into_one_row_so_the_changes_stay_on_a_short_screen():
+    probes = [{"name": name, "status": status, "summary": "s"} for name, status in
+              [("memory", "ok"), ("network.link", "skipped"), ("network.dns", "skipped"), ("network.tls", "skipped"),
+               ("reader.serial", "fail"), ("txlog", "skipped")]]
+    shown = folded(probes, keep={"network.tls"})  # a check that changed this sweep keeps its row
+    assert [p["name"] for p in shown] == ["memory", "3 probes", "network.tls", "reader.serial"]
+    assert shown[1]["summary"] == "network.link, network.dns, txlog" and shown[1]["status"] == "skipped"

@@ -43,6 +43,15 @@ function causeCard(cause, lang, first) {
     steps(tr("What to do"), cause.remediation, lang, "ol"));
 }
 
+// The report's risks ahead, soonest first: not causes of this 2824, what will fail if nothing is done.
+function risksBox(risks, lang) {
+  if (!risks.length) return null;
+  return el("section", {class: "risk-card"}, el("h4", {}, tr("Risks ahead")), risks.map((r) => el("article", {},
+    el("h5", {}, el("span", {lang}, r.title || r.code), " ", el("code", {}, r.code), " ",
+      parts(tr("due {time}"), {time: timeEl(r.due_at, clock(r.due_at))})),
+    el("p", {lang}, r.message), steps(tr("What to do"), r.remediation, lang, "ol"))));
+}
+
 function probesTable(report, lang) {
   return el("details", {class: "probes-box"}, el("summary", {}, ntr("{n} probe", "{n} probes", report.probes.length)),
     el("table", {class: "probes"},
@@ -64,6 +73,7 @@ function renderReport(report, note) {
       parts(tr("diagnosed {time}"), {time: timeEl(report.started_at, clock(report.started_at))})),
     el("p", {class: "muted small"}, meta, " · ", el("code", {}, report.report_id)),
     report.diagnosis.causes.map((cause, i) => causeCard(cause, lang, i === 0)),
+    risksBox(report.risks || [], lang),
     probesTable(report, lang),
     pinned ? el("button", {type: "button", class: "link", on: {click: showLatest}}, tr("Back to the latest diagnosis")) : null));
   shownReportId = report.report_id;
@@ -88,6 +98,7 @@ function renderFacts(t) {
   if (t.site) facts.push(el("span", {}, tr("site {site}", {site: t.site})));
   facts.push(el("span", {}, parts(tr("last heard from {time}"), {time: timeEl(t.last_seen_at)})));
   if (t.agent_version) facts.push(el("span", {}, tr("agent {version}", {version: t.agent_version})));
+  if (t.soonest_risk_at) facts.push(el("span", {class: "badge at-risk"}, parts(tr("at risk, due {time}"), {time: timeEl(t.soonest_risk_at, clock(t.soonest_risk_at))})));
   if (t.revoked) facts.push(el("span", {class: "badge v-fault"}, tr("token revoked")));
   document.getElementById("terminal-facts").replaceChildren(...facts);
 }

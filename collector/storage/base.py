@@ -154,8 +154,8 @@ class Storage(RequestStore, ABC):
 
     def get_terminal(self, terminal_id: str) -> dict[str, Any] | None:
         """One terminal as :meth:`list_terminals` lists it, or None."""
-        rows = self._select("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at "
-                            "FROM terminals WHERE id = ?", (terminal_id,))
+        rows = self._select("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at, "
+                            "risk_due_at FROM terminals WHERE id = ?", (terminal_id,))
         return rows[0] if rows else None
 
     def terminal_by_token(self, hashed: str) -> dict[str, Any] | None:
@@ -193,9 +193,10 @@ class Storage(RequestStore, ABC):
             # The terminal's state follows its newest report by started_at: a late one does not undo it.
             newest = self._execute(
                 conn, "UPDATE terminals SET last_seen_at = ?, site = coalesce(site, ?), verdict = ?, top_cause = ?, "
-                "agent_version = ?, last_started_at = ? WHERE id = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
-                (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at,
-                 report.terminal_id, report.started_at))
+                "agent_version = ?, last_started_at = ?, risks = ?, risk_due_at = ? "
+                "WHERE id = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
+                (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, report.risks,
+                 report.risk_due_at, report.terminal_id, report.started_at))
             if newest.rowcount == 0:  # an older report, late: the terminal is alive, its state stays
                 self._execute(conn, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", (now, report.terminal_id))
             if report.request_id:
@@ -224,9 +225,16 @@ class Storage(RequestStore, ABC):
         where, args = _filters([("site = ?", site), ("top_cause = ?", cause),
                                 ("(last_seen_at IS NULL OR last_seen_at < ?)", silent_since)])
         _page(before, "coalesce(last_seen_at, '')", "id", where, args)
-        sql = ("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at "
-               "FROM terminals" + (" WHERE " + " AND ".join(where) if where else "") +
+        sql = ("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at, "
+               "risk_due_at FROM terminals" + (" WHERE " + " AND ".join(where) if where else "") +
                " ORDER BY coalesce(last_seen_at, '') DESC, id DESC LIMIT ?")
+        return self._select(sql, [*args, limit])
+
+    def at_risk(self, *, site: str | None = None, terminal: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Terminals whose newest report has risks ahead, the soonest due first (revoked ones left out)."""
+        where, args = _filters([("site = ?", site), ("id = ?", terminal)])
+        sql = ("SELECT id, site, last_started_at, risks, risk_due_at FROM terminals WHERE risk_due_at IS NOT NULL "
+               "AND revoked_at IS NULL" + "".join(f" AND {term}" for term in where) + " ORDER BY risk_due_at, id LIMIT ?")
         return self._select(sql, [*args, limit])
 
     def faults(self, since: str, until: str | None = None) -> list[dict[str, Any]]:

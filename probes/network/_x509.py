@@ -1,21 +1,26 @@
-"""Who a server certificate says it is, read from its DER bytes: subject, issuer, validity, SHA-256.
+"""Who a certificate says it is, read from its DER bytes: subject, issuer, validity, SHA-256.
 
 When verification fails, Python's ``ssl`` gives no decoded certificate (``getpeercert()`` is empty
 for an unverified peer), yet that is exactly when a technician needs to know *which* certificate the
 terminal was shown: the acquirer's expired one, a proxy's, a test one. Only the few fields of the
 X.509 ``TBSCertificate`` (RFC 5280 4.1) that say so are read, with a small DER reader — no
-dependency for a rare path.
+dependency for a rare path. The same reader tells when the terminal's own client certificate (a PEM
+file, which the ssl module never decodes) expires.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from posdiag.core.timefmt import parse_utc_iso
 
 #: attribute types (OID, DER-encoded value bytes) shown in a name, in the order people write them
 _NAME_PARTS = ((bytes([0x55, 0x04, 0x03]), "CN"), (bytes([0x55, 0x04, 0x0B]), "OU"), (bytes([0x55, 0x04, 0x0A]), "O"),
                (bytes([0x55, 0x04, 0x07]), "L"), (bytes([0x55, 0x04, 0x08]), "ST"), (bytes([0x55, 0x04, 0x06]), "C"))
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
 _STRINGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be"}
 
 
@@ -74,10 +79,12 @@ def _name(data: bytes, start: int, end: int) -> str:
 
 
 def _time(data: bytes, tag: int, start: int, end: int) -> str:
+    """UTCTime (YYMMDDHHMMSSZ, years 1950..2049 as RFC 5280 4.1.2.5.1 says) or GeneralizedTime."""
     text = data[start:end].decode("ascii", "replace")
-    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"  # UTCTime, else GeneralizedTime
+    if tag == 0x17:
+        text = f"{19 if text[:2] >= '50' else 20}{text}"
     try:
-        when = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+        when = datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc)
     except ValueError:
         raise BadCertificate(f"bad time {text!r}") from None
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -99,3 +106,16 @@ def read(der: bytes) -> CertInfo:
     digest = hashlib.sha256(der).hexdigest().upper()
     return CertInfo(_name(der, sub_s, sub_e), _name(der, iss_s, iss_e), _time(der, *validity[0]),
                     _time(der, *validity[1]), ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)))
+
+
+def not_after(pem_text: str) -> float | None:
+    """Seconds since the epoch when the first certificate in ``pem_text`` expires; None if there is none."""
+    import ssl
+
+    match = _PEM.search(pem_text)
+    if not match:
+        return None
+    try:
+        return parse_utc_iso(read(ssl.PEM_cert_to_DER_cert(match.group(0))).not_after)
+    except ValueError:  # BadCertificate included
+        return None

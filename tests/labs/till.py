@@ -45,9 +45,10 @@ def _watch_log(lang: str, config: Path, emu: ReaderEmulator) -> str:
     return log.read_text()
 
 
-#: the reader's row on the watch screen, as it reads when it answers and when it does not
-SERIAL_ROWS = {"en": ("  reader.serial    ok ", "  reader.serial    FAIL "),
-               "zh_CN": ("  reader.serial    正常 ", "  reader.serial    故障 ")}
+#: the reader's row on the watch screen, as it reads when it answers and when it does not (the name
+#: column is as wide as the longest name shown, which depends on which probes are folded)
+SERIAL_ROWS = {"en": (re.compile(r"  reader\.serial +ok "), re.compile(r"  reader\.serial +FAIL ")),
+               "zh_CN": (re.compile(r"  reader\.serial +正常 "), re.compile(r"  reader\.serial +故障 "))}
 
 
 def _watch_screen(lang: str, config: Path, emu: ReaderEmulator) -> str:
@@ -55,11 +56,11 @@ def _watch_screen(lang: str, config: Path, emu: ReaderEmulator) -> str:
     command = f"{sys.executable} -m posdiag.agent --lang {lang} watch --config {config}"
     answering, silent = SERIAL_ROWS[lang]
     with Tmux(command, columns=80, rows=24) as term:
-        wait_for(lambda: answering in term.screen(), timeout=30)
+        wait_for(lambda: answering.search(term.screen()), timeout=30)
         start = emu.frames
         wait_for(lambda: emu.frames >= start + 2, timeout=30)  # two sweeps that found it answering
         emu.mode = "silent"
-        wait_for(lambda: silent in term.screen(), timeout=30)
+        wait_for(lambda: silent.search(term.screen()), timeout=30)
         screen = term.screen()
         emu.mode = "healthy"
         term.keys("C-c")
