@@ -34,3 +34,19 @@ class Settings:
     db_timeout_s: float = 5.0
     #: Lifetime of a page session after sign-in.
     session_hours: float = 12.0
+    #: Reports that started longer ago than this are pruned (a terminal's newest one is always kept),
+    #: and refused at intake as expired.
+    retain_days: int = 90
+    #: Where incidents' openings and closings are posted (None: no webhook), and the file holding the
+    #: key their HMAC signature is made with.
+    alert_webhook: str | None = None
+    alert_secret_file: str | None = None
+    #: A client has this long to send a request's line and headers, however it trickles them.
+    header_timeout_s: float = 10.0
+    #: The request line and headers together may be this large; a larger one is answered 431.
+    max_header_bytes: int = 16 * 1024
+    #: Connections one client address may hold open at once in one process (0: no limit, behind a
+    #: proxy that is the only client).
+    max_connections_per_client: int = 64
+    #: Connections and requests one process handles at once before answering 503.
+    max_connections: int = 4096

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from labs.collectorlab import iso, make_report
-from posdiag.collector import incidents
 
 
 def _post_all(f, reports):
@@ -80,12 +80,38 @@ def test_collector_closes_an_incident_when_its_terminals_report_healthy_again(fl
     assert incident["open"] is False
 
 
-def test_incident_thresholds_and_window_are_settings():
-    rows = [{"terminal_id": f"t{i}", "site": "s", "top_cause": "disk.full", "started_at": iso(1_800_000_000 + 400 * i)}
-            for i in range(3)]
-    assert incidents.find(rows, {}, window_min=10) and len(incidents.find(rows, {}, window_min=10)) == 1
-    assert incidents.find(rows, {}, window_min=5) == []  # 400 s apart > 5 min: three lone faults
-    assert incidents.find(rows, {}, window_min=10, site_min_terminals=4) == []
-    spread = [{**row, "site": f"s{i}"} for i, row in enumerate(rows)]
-    assert [i["scope"] for i in incidents.find(spread, {}, window_min=10)] == ["fleet"]
-    assert incidents.find(spread, {}, window_min=10, fleet_min_sites=4) == []
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("spread,settings,scopes", [
+    (False, {"incident_window_min": 10}, ["site"]),
+    (False, {"incident_window_min": 5}, []),  # 400 s apart > 5 min: three lone faults
+    (False, {"incident_window_min": 10, "site_min_terminals": 4}, []),
+    (True, {"incident_window_min": 10}, ["fleet"]),  # one terminal at each of three sites
+    (True, {"incident_window_min": 10, "fleet_min_sites": 4}, []),
+])
+def test_incident_thresholds_and_window_are_settings(fleet, spread, settings, scopes):
+    f = fleet(**settings)
+    operator = f.operator()
+    start = time.time() - 1200
+    _post_all(f, [make_report(f"t{i}", f"s{i}" if spread else "s", started=start + 400 * i, cause="disk.full")
+                  for i in range(3)])
+    assert [i["scope"] for i in f.get("/api/v1/incidents", operator).json()["incidents"]] == scopes
+
+
+def test_an_incident_that_closed_stays_closed_and_faults_after_it_make_a_new_one(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    tokens = _post_all(f, [make_report(f"lane-{i}", "store-5", started=now - 300, cause="network.lan") for i in range(2)])
+    for i in range(2):
+        assert f.post(tokens[f"lane-{i}"], make_report(f"lane-{i}", "store-5", started=now - 240, verdict="healthy",
+                                                       cause="none")).status_code == 201
+    [closed] = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert closed["open"] is False and closed["closed_at"]
+    # Two minutes later the same store fails again: within the window, but the closed incident stays closed.
+    for i in range(2):
+        assert f.post(tokens[f"lane-{i}"], make_report(f"lane-{i}", "store-5", started=now - 120,
+                                                       cause="network.lan")).status_code == 201
+    newer, older = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert (newer["open"], older["open"]) == (True, False)
+    assert older["id"] == closed["id"] and older["closed_at"] == closed["closed_at"]
+    assert newer["first_seen_at"] == iso(now - 120) and newer["still_failing"] == ["lane-0", "lane-1"]

@@ -17,11 +17,14 @@ from posdiag.collector.storage.base import Overloaded, Storage, StorageError
 
 #: Advisory lock key of the migrations ("posdiag" in ASCII, as a number).
 MIGRATION_LOCK = 0x706F7364696167
+#: First key of the advisory locks on one cause's incident chains ("inc"); the second is the cause's hash.
+INCIDENT_LOCKS = 0x696E63
 
 
 class PostgresStorage(Storage):
     backend = "postgres"
     placeholder = "%s"
+    row_lock = " FOR UPDATE"
 
     def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 5.0) -> None:
         self.url = url
@@ -51,8 +54,12 @@ class PostgresStorage(Storage):
                     yield conn
         except psycopg_pool.PoolTimeout:
             raise Overloaded("no database connection free") from None
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:  # the server's own words: for the log, never for an unauthenticated caller
             raise StorageError(f"PostgreSQL: {exc}") from None
+
+    def _lock_causes(self, conn: Any, causes: list[str]) -> None:
+        for cause in causes:  # sorted by the caller: two reports never wait for each other in a circle
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (INCIDENT_LOCKS, cause))
 
     def migrate(self) -> list[int]:
         with self._connection(write=True) as conn:
