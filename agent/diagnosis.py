@@ -30,6 +30,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from posdiag.core import i18n
+from posdiag.core.causes import cause_text
 from posdiag.core.i18n import ntr, tr
 from posdiag.core.settings import ConfigError
 from posdiag.core.vocabulary import Verdict
@@ -128,7 +129,7 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
     causes: dict[str, CauseInfo] = {}
     for i, entry in enumerate(entries):
         try:
-            text = _cause_text(entry, lang, f"causes[{i}]", problems)
+            text = cause_text(entry, lang, f"causes[{i}]", problems)
             info = CauseInfo(str(entry["id"]), str(text["title"]), str(text.get("explanation", "")),
                              tuple(text.get("remediation", [])), tuple(entry.get("explains", [])))
         except KeyError as exc:
@@ -142,22 +143,6 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
     problems += [f"causes ({info.id}).explains: unknown cause id {other!r}"
                  for info in causes.values() for other in info.explains if other not in causes]
     return causes
-
-
-#: what a cause's language table may say
-_CAUSE_TEXT = ("title", "explanation", "remediation")
-
-
-def _cause_text(entry: dict[str, Any], lang: str, where: str, problems: list[str]) -> dict[str, Any]:
-    """The cause's title, explanation and remediation in ``lang``: its ``[causes.<lang>]`` table where
-    it has one, each piece it leaves out in English (an operator's new cause may not be translated)."""
-    translated = entry.get(lang, {}) if lang != i18n.DEFAULT else {}
-    if not isinstance(translated, dict):
-        problems.append(f"{where}.{lang}: expected a table with {', '.join(_CAUSE_TEXT)}")
-        return entry
-    problems += [f"{where}.{lang}.{key}: unknown key (expected {', '.join(_CAUSE_TEXT)})"
-                 for key in translated if key not in _CAUSE_TEXT]
-    return {**entry, **{k: v for k, v in translated.items() if k in _CAUSE_TEXT}}
 
 
 def _in_language(value: Any, lang: str) -> Any:

@@ -278,3 +278,14 @@ def test_a_misspelt_key_in_a_language_table_is_refused(tmp_path):
         '[causes.zh_CN]\ntitle = "未发现终端侧故障"', '[causes.zh_CN]\ntitel = "未发现终端侧故障"', 1), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"causes\[19\]\.zh_CN\.titel: unknown key"):
         load_knowledge(own, "zh_CN")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_the_collector_reads_every_cause_title_as_the_engine_writes_it(lang):
+    """The central server names causes through posdiag.core.causes (it may not import the engine):
+    the same title, in each language, as a report written on the till carries."""
+    from posdiag.core.causes import titles
+
+    engine = {c.id: c.title for c in load_knowledge(causes_path(), lang).causes.values()}
+    assert titles(lang) == engine
+    assert titles("fr") == titles("en")  # a language the catalogue does not have: English
