@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, quote
 from posdiag.collector.auth import SESSION_COOKIE, cross_site, identify_reader, identify_token
 from posdiag.collector.markup import translate_markup
 from posdiag.collector.tokens import sign_session, token_hash
-from posdiag.core import i18n
+from posdiag.core import causes, i18n
 from posdiag.core.timefmt import utc_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -48,7 +48,9 @@ ENDONYMS = {"zh_CN": "中文", "en": "English"}
 #: where the switch may send the browser back to (anything else would make it an open redirect)
 RETURN_PATHS = ("/", "/signin")
 
-#: a literal ``tr("…")`` / ``ntr("…", "…", n)`` in app.js (Babel's JavaScript extractor finds the same)
+#: a page's own scripts, whose messages it carries in its data block
+SCRIPT_SRC = re.compile(r'<script src="/static/([\w-]+\.js)"')
+#: a literal ``tr("…")`` / ``ntr("…", "…", n)`` in a page's script (Babel's JavaScript extractor finds the same)
 JS_CALL = re.compile(r"\b(n?tr)\(\s*(\"(?:[^\"\\\n]|\\.)*\")(?:\s*,\s*(\"(?:[^\"\\\n]|\\.)*\"))?")
 MAX_ACCEPT_LANGUAGE = 64  # entries looked at: a header is the browser's list, not an essay
 
@@ -86,13 +88,13 @@ def _source(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def script_messages(t: i18n.Translator) -> dict[str, Any]:
-    """app.js's messages in ``t``'s language: ``{msgid: text}``, and for a counted one
-    ``{singular: [form for one, form for many]}``. Empty for English, which app.js has already."""
+def script_messages(t: i18n.Translator, scripts: tuple[str, ...] = ("app.js",)) -> dict[str, Any]:
+    """The messages of ``scripts`` in ``t``'s language: ``{msgid: text}``, and for a counted one
+    ``{singular: [form for one, form for many]}``. Empty for English, which the scripts have already."""
     if t.lang == i18n.DEFAULT:
         return {}
     found: dict[str, Any] = {}
-    for kind, first, second in JS_CALL.findall(_source("app.js")):
+    for kind, first, second in (call for name in scripts for call in JS_CALL.findall(_source(name))):
         singular = json.loads(first)
         if kind == "ntr" and second:
             plural = json.loads(second)
@@ -113,15 +115,22 @@ def _switch(t: i18n.Translator, back_to: str) -> str:
             f'<input type="hidden" name="next" value="{back_to}">{buttons}</form>')
 
 
+def _data_block(value: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block: a ``<`` inside cannot close the element."""
+    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
+
+
 @functools.cache
 def _page(name: str, lang: str) -> str:
-    """A template in one language, built once per language."""
+    """A template in one language, built once per language: its marked text, the language switch, the
+    translations of its scripts' messages and, where it asks for them, the cause titles."""
     t = i18n.translator(lang)
-    text = translate_markup(_source(name), t)
+    source = _source(name)
+    text = translate_markup(source, t)
     text = text.replace('<html lang="en">', f'<html lang="{HTML_LANG.get(t.lang, "en")}">', 1)
     text = text.replace("<!--language-->", _switch(t, "/signin" if name == "signin.html" else "/"))
-    messages = json.dumps(script_messages(t), ensure_ascii=False).replace("<", "\\u003c")
-    return text.replace("<!--messages-->", messages)
+    text = text.replace("<!--causes-->", _data_block(causes.titles(t.lang)))
+    return text.replace("<!--messages-->", _data_block(script_messages(t, tuple(SCRIPT_SRC.findall(source)))))
 
 
 def _html(text: str, status: int = 200) -> HTMLResponse:
@@ -212,11 +221,11 @@ async def signout(request: Request) -> Response:
 
 
 def _return_to(wanted: str) -> str:
-    """Back to the page the switch was on (with its ``#t=…`` fragment), and nowhere else."""
+    """Back to the page the switch was on (with its ``#q=…&state=…`` fragment), and nowhere else."""
     path, _, fragment = wanted.partition("#")
     if path not in RETURN_PATHS:
         return "/"
-    return path + ("#" + quote(fragment, safe="=%") if fragment else "")
+    return path + ("#" + quote(fragment, safe="=%&") if fragment else "")
 
 
 async def set_language(request: Request) -> Response:

@@ -82,8 +82,8 @@ def build(storage: Any, *, now: float, terminals: int = 5000, sites: int = 500, 
     and ``history`` older reports each, ``every_s`` apart."""
     fleet = BigFleet(sites=[f"store-{s:03d}" for s in range(sites)])
     terminal_rows, reports = [], []
-    step = max(1, terminals // max(1, faulty + silent))
-    picked = iter(range(0, terminals, step))
+    step = max(1, terminals // max(1, faulty + silent + 1)) + 1  # not a multiple of the sites: spread over them
+    picked = iter(range(7, terminals, step))
     faulty_ids = {next(picked) for _ in range(faulty)}
     silent_ids = {next(picked) for _ in range(silent)}
     for n in range(terminals):
