@@ -16,6 +16,7 @@ from typing import Any
 from posdiag.collector import page, read_api, schema
 from posdiag.collector.alerts import Alerter, read_secret
 from posdiag.collector.ingest import post_report
+from posdiag.collector.keeper import Keeper
 from posdiag.collector.metrics import ReceivedCounter
 from posdiag.collector.retention import Pruner
 from posdiag.collector.settings import Settings
@@ -50,14 +51,17 @@ class Collector:
         self.pruner = Pruner(storage, settings.retain_days)
         self.alerter = (Alerter(storage, settings.alert_webhook, read_secret(settings.alert_secret_file or ""))
                         if settings.alert_webhook else None)
+        self.keeper = Keeper(storage, self.rules, self.alerter.wake if self.alerter else None)
+
+    def workers(self) -> list[Any]:
+        return [w for w in (self.keeper, self.alerter, self.pruner) if w is not None]
 
     def start(self) -> None:
-        self.pruner.start()
-        if self.alerter:
-            self.alerter.start()
+        for worker in self.workers():
+            worker.start()
 
     def stop(self) -> None:
-        for worker in filter(None, (self.alerter, self.pruner)):
+        for worker in self.workers():
             worker.stop()
 
 

@@ -19,6 +19,6 @@ def to_api(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(row["id"]), "scope": row["scope"], "cause": row["cause"], "site": row["site"] or None,
             "sites": row["sites"][:LISTED], "site_count": int(row["site_count"]),
             "terminals": row["terminals"][:LISTED], "terminal_count": int(row["terminal_count"]),
-            "reports": int(row["reports"]), "first_seen_at": row["first_at"], "last_seen_at": row["last_at"],
+            "reports": int(row["report_count"]), "first_seen_at": row["first_at"], "last_seen_at": row["last_at"],
             "opened_at": row["qualified_at"], "closed_at": row["closed_at"], "open": row["closed_at"] is None,
             "still_failing": row["failing_terminals"][:LISTED], "still_failing_count": int(row["failing"])}

@@ -176,11 +176,15 @@ async def incidents_list(request: Request) -> Response:
     s = collector.settings
     limit = int(_number(request, "limit", 100, 1, 1000))  # type: ignore[arg-type] - a default is given
     wanted = request.query_params.get("open")
-    since = _stamp(request, "since")
-    found = await run_in_threadpool(
-        collector.storage.incidents, since=since or iso(time.time() - s.incident_lookback_h * 3600),
-        until=_stamp(request, "until"), state={"true": True, "false": False}.get(wanted or ""), limit=limit,
-        recent=since is None)
+    since, until = _stamp(request, "since"), _stamp(request, "until")
+
+    def read() -> list[dict[str, Any]]:
+        collector.keeper.catch_up()
+        return collector.storage.incidents(since=since or iso(time.time() - s.incident_lookback_h * 3600), until=until,
+                                           state={"true": True, "false": False}.get(wanted or ""), limit=limit,
+                                           recent=since is None)
+
+    found = await run_in_threadpool(read)
     return JSONResponse({"incidents": [incidents.to_api(row) for row in found], "window_min": s.incident_window_min,
                          "site_min_terminals": s.site_min_terminals, "fleet_min_sites": s.fleet_min_sites})
 
@@ -197,6 +201,7 @@ async def healthz(request: Request) -> Response:
 
 
 def _metrics_text(collector: Any) -> str:
+    collector.keeper.catch_up()
     silent_since = iso(time.time() - collector.settings.silent_after_min * 60)
     workers = {"pruned": collector.pruner.pruned, "alerts": collector.alerter.results if collector.alerter else None}
     return metrics.render(collector.received.snapshot(), collector.storage.verdict_counts(silent_since),

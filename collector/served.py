@@ -10,7 +10,8 @@ rest it has no setting for with httptools, so :class:`LimitedProtocol` adds them
 - a **header size**: more than ``max_header_bytes`` before the headers end is answered 431 and the
   connection closed; the parser never holds more than that plus one read.
 - **connections per client**: a client address holding ``max_connections_per_client`` connections
-  has its next ones closed at once, so one client cannot use up the process's descriptors.
+  has its next ones answered 503 (Retry-After) and closed at once, so one client cannot use up the
+  process's descriptors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
              b"content-length: 32\r\nconnection: close\r\n\r\nrequest header fields too large\n")
+#: to a connection over its client's share: come back later (a terminal's push honours Retry-After)
+TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\n"
+            b"content-length: 52\r\nconnection: close\r\n\r\n"
+            b'{"error": "too many connections from this address"}\n')
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class LimitedProtocol(HttpToolsProtocol):
         share = self._limits.max_connections_per_client
         if share and self.config.clients[self._client] >= share:
             self._client = None
+            transport.write(TOO_MANY)
             transport.close()
             return
         self.config.clients[self._client] += 1

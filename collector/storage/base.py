@@ -3,8 +3,8 @@
 Writes that must not race are single statements guarded by constraints (``INSERT … ON CONFLICT DO
 NOTHING`` on the report id), never a read followed by a write, so two processes receiving the same
 report at the same moment store it once. Where a report must read before it writes (its terminal's
-site and state, the incident chains of its cause), it first locks what it reads: the terminal's row,
-and on PostgreSQL an advisory lock per cause (SQLite has one writer at a time anyway).
+site and state), it first locks what it reads: the terminal's row (SQLite has one writer at a time
+anyway). Incidents are kept apart from the intake (see :mod:`.chains`).
 """
 
 from __future__ import annotations
@@ -104,9 +104,10 @@ class Storage(Upkeep, ABC):
     def close(self) -> None:
         """Release the connections."""
 
-    def _lock_causes(self, conn: Any, causes: list[str]) -> None:
-        """Inside a write: serialise the incident chains of these causes with other processes (no-op
-        where one writer holds the whole database)."""
+    def _lock_keeper(self, conn: Any, wait: bool) -> bool:
+        """Inside a write: become the one process applying incident facts; without ``wait``, False when
+        another is (where one writer holds the whole database, the transaction itself is that lock)."""
+        return True
 
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
@@ -181,9 +182,9 @@ class Storage(Upkeep, ABC):
 
     # -- reports --------------------------------------------------------------------------------
 
-    def store_report(self, report: Report, rules: Rules, received: str | None = None) -> tuple[str, bool]:
+    def store_report(self, report: Report, received: str | None = None) -> tuple[str, bool]:
         """Store once: ``"stored"``, ``"duplicate"`` (this terminal sent it before) or ``"conflict"``
-        (the id belongs to another terminal's report); and whether a webhook message was written.
+        (the id belongs to another terminal's report); and whether incidents have a fact to apply.
 
         The terminal's site is fixed by its registration, or else by the first report stored for it,
         inside this transaction: reports racing to be first cannot put one terminal in two sites.
@@ -216,10 +217,18 @@ class Storage(Upkeep, ABC):
                 self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ? WHERE id = ?",
                               (now, site, report.terminal_id))
             fault = report.top_cause if _names_a_fault(report.verdict, report.top_cause) else None
-            was = cause if newest and _names_a_fault(verdict, cause) else None
-            self._lock_causes(conn, sorted({c for c in (fault, was) if c}))
-            written = chains.record(self, conn, chains.Fact(report.terminal_id, site, fault, at, newest), rules, now)
-        return "stored", written
+            # Nothing changes for the incidents when a healthy terminal stays healthy (the common case).
+            queued = bool(fault) or (newest and _names_a_fault(verdict, cause))
+            if queued:
+                chains.queue(self, conn, chains.Fact(report.terminal_id, site, fault, at, newest))
+        return "stored", queued
+
+    def apply_incident_facts(self, rules: Rules, limit: int, budget_s: float, wait: bool = False) -> tuple[int, bool]:
+        """Apply queued incident facts (see :func:`.chains.apply_pending`): how many, and whether a
+        webhook message was written. Costs one read when nothing waits."""
+        if not chains.pending(self):
+            return 0, False
+        return chains.apply_pending(self, rules, utc_now(), limit, budget_s, wait)
 
     def get_report(self, report_id: str) -> str | None:
         rows = self._select("SELECT body FROM reports WHERE report_id = ?", (report_id,))

@@ -1,26 +1,37 @@
-"""Incidents kept as reports arrive, inside the transaction that stores each report.
+"""Incidents kept as reports arrive.
 
 Fault reports of one cause are chained while each lies within the window of the chain: across the
 fleet (scope ``fleet``, site ``''``) and at each site (scope ``site``). A chain becomes an incident
 when it spans enough sites (fleet) or terminals (site); it is open while one of its terminals still
 fails (its newest report is its part in the chain), and closes when the last one moves on. So
-reading incidents, for the page or ``/metrics``, never reads a report: the work is done once, when
-the report arrives, and it is bounded by the handful of chains one report touches.
+reading incidents, for the page or ``/metrics``, never reads a report: the work is done once per
+report, bounded by the handful of chains one report touches.
+
+The intake only queues what a report means for the incidents (a *fact*: its terminal, site, cause,
+time, and whether it is now the terminal's newest) in its own transaction. :func:`apply_pending`
+applies queued facts in batches, one process at a time (an advisory lock on PostgreSQL, the write
+lock on SQLite), each batch one transaction bounded in time: intake never waits for the incidents,
+and reports of different terminals never wait for each other. A terminal's facts are queued in the
+order its reports were stored (its row is locked meanwhile), so they are applied in that order.
 
 An incident that has closed stays closed: a terminal failing again after it starts a new chain, and
-a webhook hears of each opening and each closing exactly once (the message is written here, in the
-same transaction). A report delivered late (not its terminal's newest) still lands in the chain of
-its own time, but cannot make a terminal fail again there.
+a webhook hears of each opening and each closing exactly once (the message is written in the batch
+that opens or closes it). A report delivered late (not its terminal's newest) still lands in the
+chain of its own time, but cannot make a terminal fail again there.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from posdiag.core.timefmt import parse_utc_iso, utc_iso
+
+log = logging.getLogger("posdiag.collector")
 
 FLEET, SITE = "fleet", "site"
 #: how many sites a webhook message names (the count is always given)
@@ -47,6 +58,44 @@ class Fact:
     cause: str | None
     at: str
     newest: bool
+
+
+def queue(db: Any, conn: Any, fact: Fact) -> None:
+    """Inside the intake's transaction: the report's meaning for the incidents, to be applied."""
+    db._execute(conn, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) VALUES (?, ?, ?, ?, ?)",
+                (fact.terminal_id, fact.site, fact.cause, fact.at, int(fact.newest)))
+
+
+def pending(db: Any) -> bool:
+    """Whether facts wait to be applied (one indexed read: the usual answer is no)."""
+    return bool(db._select("SELECT id FROM incident_facts ORDER BY id LIMIT 1"))
+
+
+def apply_pending(db: Any, rules: Rules, now: str, limit: int, budget_s: float, wait: bool) -> tuple[int, bool]:
+    """Apply up to ``limit`` queued facts, oldest first, in one transaction that stops taking more after
+    ``budget_s``: (how many were applied, whether a webhook message was written). Without ``wait``,
+    nothing when another process is applying them at this moment."""
+    with db._connection(write=True) as conn:
+        if not db._lock_keeper(conn, wait):
+            return 0, False
+        rows = db._execute(conn, "SELECT id, terminal_id, site, cause, at, newest FROM incident_facts ORDER BY id LIMIT ?",
+                           (limit,)).fetchall()
+        done: list[int] = []
+        written = False
+        started = time.monotonic()
+        for fact_id, terminal_id, site, cause, at, newest in rows:
+            try:
+                parse_utc_iso(at)
+            except ValueError:  # the intake writes real instants: a row that is not one is dropped, not retried forever
+                log.error("incident fact %s has no real time (%r): dropped", fact_id, at)
+            else:
+                written |= record(db, conn, Fact(terminal_id, site, cause, at, bool(newest)), rules, now)
+            done.append(fact_id)
+            if time.monotonic() - started > budget_s:
+                break
+        if done:
+            db._execute(conn, f"DELETE FROM incident_facts WHERE id IN ({', '.join('?' for _ in done)})", done)
+    return len(done), written
 
 
 def record(db: Any, conn: Any, fact: Fact, rules: Rules, now: str) -> bool:
@@ -83,7 +132,7 @@ def _join(db: Any, conn: Any, scope: str, key: str, fact: Fact, rules: Rules, no
     """Add the report to its chain (a new one if none): its id, and whether it opened as an incident now."""
     chain = _find(db, conn, scope, key, fact, rules.window_s)
     if chain is None:
-        cur = db._execute(conn, "INSERT INTO incidents (scope, cause, site, first_at, last_at, reports, terminal_count, "
+        cur = db._execute(conn, "INSERT INTO incidents (scope, cause, site, first_at, last_at, report_count, terminal_count, "
                           "site_count, failing) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING id",
                           (scope, fact.cause, key, fact.at, fact.at))
         chain = {"id": cur.fetchone()[0], "first_at": fact.at, "last_at": fact.at, "terminal_count": 0, "site_count": 0,
@@ -100,7 +149,7 @@ def _join(db: Any, conn: Any, scope: str, key: str, fact: Fact, rules: Rules, no
         chain["closed_at"] = None
     elif chain["closed_at"] is None:  # a chain of late reports only: nothing of it still fails
         chain["closed_at"] = now
-    db._execute(conn, "UPDATE incidents SET first_at = ?, last_at = ?, reports = reports + 1, terminal_count = ?, "
+    db._execute(conn, "UPDATE incidents SET first_at = ?, last_at = ?, report_count = report_count + 1, terminal_count = ?, "
                 "site_count = ?, failing = ?, closed_at = ? WHERE id = ?",
                 (chain["first_at"], chain["last_at"], chain["terminal_count"], chain["site_count"], chain["failing"],
                  chain["closed_at"], chain["id"]))
@@ -197,8 +246,8 @@ def _message(db: Any, conn: Any, incident_id: int, event: str, now: str) -> None
 
 # -- reading --------------------------------------------------------------------------------------
 
-INCIDENT_COLUMNS = ("id, scope, cause, site, first_at, last_at, reports, terminal_count, site_count, failing, qualified_at, "
-                    "closed_at")
+INCIDENT_COLUMNS = ("id, scope, cause, site, first_at, last_at, report_count, terminal_count, site_count, failing, "
+                    "qualified_at, closed_at")
 
 
 def listing(db: Any, *, since: str, until: str | None, state: bool | None, limit: int,

@@ -17,8 +17,8 @@ from posdiag.collector.storage.base import Overloaded, Storage, StorageError
 
 #: Advisory lock key of the migrations ("posdiag" in ASCII, as a number).
 MIGRATION_LOCK = 0x706F7364696167
-#: First key of the advisory locks on one cause's incident chains ("inc"); the second is the cause's hash.
-INCIDENT_LOCKS = 0x696E63
+#: Advisory lock key of the one process applying incident facts ("incidnt").
+KEEPER_LOCK = 0x696E6369646E74
 
 
 class PostgresStorage(Storage):
@@ -57,9 +57,11 @@ class PostgresStorage(Storage):
         except psycopg.Error as exc:  # the server's own words: for the log, never for an unauthenticated caller
             raise StorageError(f"PostgreSQL: {exc}") from None
 
-    def _lock_causes(self, conn: Any, causes: list[str]) -> None:
-        for cause in causes:  # sorted by the caller: two reports never wait for each other in a circle
-            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (INCIDENT_LOCKS, cause))
+    def _lock_keeper(self, conn: Any, wait: bool) -> bool:
+        if wait:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (KEEPER_LOCK,))
+            return True
+        return bool(conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (KEEPER_LOCK,)).fetchone()[0])
 
     def migrate(self) -> list[int]:
         with self._connection(write=True) as conn:

@@ -6,6 +6,16 @@
 ALTER TABLE terminals ADD COLUMN state_at TEXT;
 UPDATE terminals SET state_at = CASE WHEN last_started_at IS NULL THEN NULL
     WHEN last_seen_at IS NOT NULL AND last_seen_at < last_started_at THEN last_seen_at ELSE last_started_at END;
+-- What a stored report means for the incidents, queued by the intake and applied in batches by one
+-- process at a time: intake never waits for the incidents, nor one terminal's report for another's.
+CREATE TABLE incident_facts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    terminal_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    cause TEXT,
+    at TEXT NOT NULL,
+    newest INTEGER NOT NULL
+);
 -- An incident is a chain of fault reports of one cause (scope fleet: across sites, site ''; scope site: at
 -- one site). A chain becomes an incident (qualified) when it spans enough terminals or sites; it is open
 -- while one of its terminals (failing = 1) has reported nothing newer.
@@ -16,7 +26,7 @@ CREATE TABLE incidents (
     site TEXT NOT NULL,
     first_at TEXT NOT NULL,
     last_at TEXT NOT NULL,
-    reports INTEGER NOT NULL,
+    report_count INTEGER NOT NULL,
     terminal_count INTEGER NOT NULL,
     site_count INTEGER NOT NULL,
     failing INTEGER NOT NULL,
