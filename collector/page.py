@@ -142,15 +142,19 @@ def _signin_page(lang: str, message: str = "", status: int = 200) -> HTMLRespons
     return _html(_page("signin.html", lang).replace("<!--message-->", note), status)
 
 
-def _forbidden(lang: str, text: str) -> HTMLResponse:
+def _refusal(lang: str, text: str) -> HTMLResponse:
     t = i18n.translator(lang)
     title = html.escape(t.tr("Forbidden"))
     return _html(f'<!doctype html><html lang="{HTML_LANG.get(t.lang, "en")}"><title>{title}</title><p>{html.escape(text)}</p>'
                  "</html>", 403)
 
 
+def _forbidden(lang: str) -> HTMLResponse:
+    return _refusal(lang, i18n.translator(lang).tr("A terminal token cannot open the fleet page."))
+
+
 def _cross_site(lang: str) -> HTMLResponse:
-    return _forbidden(lang, i18n.translator(lang).tr("This form was sent from another site: refused."))
+    return _refusal(lang, i18n.translator(lang).tr("This form was sent from another site: refused."))
 
 
 async def index(request: Request) -> Response:
@@ -159,7 +163,7 @@ async def index(request: Request) -> Response:
                                      request.cookies)
     lang = request_language(request)
     if caller.kind in ("terminal", "revoked"):
-        return _forbidden(lang, i18n.translator(lang).tr("A terminal token cannot open the fleet page."))
+        return _forbidden(lang)
     if caller.kind != "operator":
         return RedirectResponse("/signin", status_code=303, headers=NO_STORE)
     return _html(_page("index.html", lang).replace("<!--operator-->", html.escape(caller.name)))
