@@ -55,9 +55,7 @@ def accept(collector: Any, token: str, body: bytes, encoding: str) -> tuple[int,
         raise Refused(403, f"this token belongs to terminal {caller.name!r}, the report is of {report.terminal_id!r}")
     now = time.time()
     intake.check_time(report, now, collector.settings.retain_days)
-    result, queued = collector.storage.store_report(report, received=utc_iso(now))
-    if queued:
-        collector.keeper.wake()
+    result, _ = collector.storage.store_report(report, received=utc_iso(now))
     if result == "stored":
         return 201, {"status": "stored", "report_id": report.report_id}
     if result == "duplicate":

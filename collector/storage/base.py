@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from importlib.resources import files
 from typing import Any
 
@@ -103,6 +103,11 @@ class Storage(Upkeep, ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connections."""
+
+    def _pipelined(self, conn: Any) -> AbstractContextManager[Any]:
+        """Statements whose results nobody reads, sent without waiting for each answer (a network round
+        trip each on PostgreSQL; SQLite has none to save)."""
+        return nullcontext()
 
     def _lock_keeper(self, conn: Any, wait: bool) -> bool:
         """Inside a write: become the one process applying incident facts; without ``wait``, False when
@@ -208,19 +213,20 @@ class Storage(Upkeep, ABC):
                 owner = self._execute(conn, "SELECT terminal_id FROM reports WHERE report_id = ?", (report.report_id,)).fetchone()
                 return ("duplicate" if owner and owner[0] == report.terminal_id else "conflict"), False
             newest = state_at is None or state_at <= at
-            if newest:
-                self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ?, verdict = ?, top_cause = ?, "
-                              "agent_version = ?, last_started_at = ?, state_at = ? WHERE id = ?",
-                              (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, at,
-                               report.terminal_id))
-            else:  # an older report, late: the terminal is alive, its state stays
-                self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ? WHERE id = ?",
-                              (now, site, report.terminal_id))
             fault = report.top_cause if _names_a_fault(report.verdict, report.top_cause) else None
             # Nothing changes for the incidents when a healthy terminal stays healthy (the common case).
             queued = bool(fault) or (newest and _names_a_fault(verdict, cause))
-            if queued:
-                chains.queue(self, conn, chains.Fact(report.terminal_id, site, fault, at, newest))
+            with self._pipelined(conn):
+                if newest:
+                    self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ?, verdict = ?, top_cause = ?, "
+                                  "agent_version = ?, last_started_at = ?, state_at = ? WHERE id = ?",
+                                  (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, at,
+                                   report.terminal_id))
+                else:  # an older report, late: the terminal is alive, its state stays
+                    self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ? WHERE id = ?",
+                                  (now, site, report.terminal_id))
+                if queued:
+                    chains.queue(self, conn, chains.Fact(report.terminal_id, site, fault, at, newest))
         return "stored", queued
 
     def apply_incident_facts(self, rules: Rules, limit: int, budget_s: float, wait: bool = False) -> tuple[int, bool]:

@@ -57,6 +57,9 @@ class PostgresStorage(Storage):
         except psycopg.Error as exc:  # the server's own words: for the log, never for an unauthenticated caller
             raise StorageError(f"PostgreSQL: {exc}") from None
 
+    def _pipelined(self, conn: Any) -> Any:
+        return conn.pipeline()
+
     def _lock_keeper(self, conn: Any, wait: bool) -> bool:
         if wait:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (KEEPER_LOCK,))
