@@ -61,6 +61,9 @@ FLEET = {"terminals": 5000, "sites": 500, "faulty": 25, "silent": 25}
 class Terminal:
     """One terminal: a token, a keep-alive connection, and its reports gzipped in advance."""
 
+    #: the share of its reports that blame a cause (one of three, at random); the rest are healthy
+    fault_share = 0.75
+
     def __init__(self, tid: str, site: str, token: str, count: int) -> None:
         self.tid, self.site, self.token = tid, site, token
         self.bodies = self.make_bodies(count)
@@ -68,9 +71,12 @@ class Terminal:
         self.writer: asyncio.StreamWriter | None = None
 
     def make_bodies(self, count: int) -> list[bytes]:
-        causes = ["network.wan", "network.dns", "host.service_down", "none"]
-        return [gzip.compress(json.dumps(make_report(self.tid, self.site, cause=random.choice(causes))).encode())
-                for _ in range(count)]
+        def one() -> dict:
+            if random.random() < self.fault_share:
+                return make_report(self.tid, self.site, cause=random.choice(["network.wan", "network.dns", "host.service_down"]))
+            return make_report(self.tid, self.site, verdict="healthy", cause="none")
+
+        return [gzip.compress(json.dumps(one()).encode()) for _ in range(count)]
 
     async def post(self, host: str, port: int, body: bytes) -> int:
         if self.writer is None:
@@ -346,11 +352,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="serve --workers")
     parser.add_argument("--pool", type=int, default=8, help="serve --db-pool-size")
     parser.add_argument("--max", action="store_true", help="also measure the closed-loop ceiling")
+    parser.add_argument("--fault-share", type=float, default=0.75, help="share of reports that blame a cause (0.75)")
     parser.add_argument("--samples", type=int, default=100, help="fleet: times each API call is timed")
     parser.add_argument("--loads", type=int, default=10, help="fleet: page loads in Chromium")
     args = parser.parse_args()
     if args.terminals < 1 or args.rate <= 0 or not 0 < args.seconds <= 120 or args.samples < 1 or args.loads < 1:
         parser.error("--terminals >= 1, --rate > 0, 0 < --seconds <= 120, --samples >= 1, --loads >= 1")
+    Terminal.fault_share = min(1.0, max(0.0, args.fault_share))
     phases = {"ingest": bench, "fleet": fleet_figures, "prune": prune_figures}
     wanted = [w.strip() for w in args.what.split(",") if w.strip()]
     if not wanted or any(w not in phases for w in wanted):

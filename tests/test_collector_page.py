@@ -51,6 +51,7 @@ def _open(browser, f, operator: str, **context):
     page.click("form[action='/signin'] button")
     page.wait_for_url(f.url + "/")
     page.wait_for_selector("body[data-ready]")
+    ARTIFACTS.mkdir(exist_ok=True)
     return page
 
 
