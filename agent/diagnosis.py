@@ -1,13 +1,22 @@
 """Turn probe findings into ranked root causes, from the knowledge base in ``causes.toml``.
 
 Pure logic, no I/O beyond loading the knowledge base: the same findings always give the same
-diagnosis. Three steps:
+diagnosis. Four steps:
 
 1. *Score* — every warn/fail finding adds evidence to the causes that list its code. Independent
    pieces of evidence combine as a noisy-OR, so two weak signs outweigh one, but nothing reaches 1.
+   A finding that counts part of a whole (``count`` of ``classified`` response codes) weighs by its share.
 2. *Layer* — a cause explained by a present, deeper cause (``explains``) is folded into it: its
-   evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed.
-3. *Normalise* — confidences are scores scaled so that they sum to at most 1.
+   evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed. A
+   ``residual`` cause (a fault beyond the terminal) is what is left when nothing else is present: any
+   other present cause explains it.
+3. *Certainty* — how sure each remaining cause is on its own evidence. A finding that only one of
+   them explains counts fully for it, so independent faults (a full disk, an untrusted certificate, a
+   silent reader) are each certain; a finding that several rival causes explain is shared between
+   them by weight. A verdict that rests on nothing being found (``none``, a residual cause) is as
+   certain as the coverage behind it (:mod:`posdiag.agent.coverage`): what was not checked is named.
+4. *Share* — confidences are certainties scaled so that they sum to at most 1: each cause's share of
+   the blame for the 2824, the most likely first.
 
 Differential evidence: ``[ruled_out]`` in ``causes.toml`` words, per finding code, what that
 observation rules out ("not DNS alone: {silent_check}", filled from the finding's data). The engine
@@ -29,16 +38,20 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from posdiag.agent import coverage
+from posdiag.agent.coverage import Coverage, Unchecked
 from posdiag.core import i18n
 from posdiag.core.causes import cause_text
-from posdiag.core.i18n import ntr, tr
+from posdiag.core.i18n import tr
 from posdiag.core.settings import ConfigError
 from posdiag.core.vocabulary import Verdict
-from posdiag.probes.base import ProbeResult, Severity, Status
+from posdiag.probes.base import Finding, ProbeResult, Severity
 
 SEVERITY_FACTOR = {Severity.FAIL: 1.0, Severity.WARN: 0.5, Severity.INFO: 0.0}
 #: A cause must score at least this much before it may explain (and so hide) another.
 EXPLAIN_THRESHOLD = 0.4
+#: A cause this certain is a fault that is present, told under its own heading, not a mere alternative.
+PRESENT = 0.5
 NONE_ID = "none"
 
 
@@ -49,6 +62,8 @@ class CauseInfo:
     explanation: str
     remediation: tuple[str, ...]
     explains: tuple[str, ...]
+    #: the cause of last resort: blamed only when no other cause is present (any other explains it)
+    residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,12 @@ class RankedCause:
     consequences: list[str] = field(default_factory=list)
     score: float = 0.0
     severity: Severity = Severity.INFO
+    #: how sure posdiag is that this fault is present, on its own evidence (0..1)
+    certainty: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "confidence": round(self.confidence, 3),
-                "evidence": self.evidence, "remediation": self.remediation,
+                "certainty": round(self.certainty, 3), "evidence": self.evidence, "remediation": self.remediation,
                 "explanation": self.explanation, "consequences": self.consequences}
 
 
@@ -95,13 +112,21 @@ class RankedCause:
 class Diagnosis:
     verdict: str
     causes: list[RankedCause]
+    #: the areas no probe could check, with why
+    not_checked: list[Unchecked] = field(default_factory=list)
 
     @property
     def top(self) -> RankedCause:
         return self.causes[0]
 
+    @property
+    def present(self) -> list[RankedCause]:
+        """The faults found on their own evidence, most likely first (never ``none``)."""
+        return [c for c in self.causes if c.id != NONE_ID and c.certainty >= PRESENT]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "causes": [c.to_dict() for c in self.causes]}
+        return {"verdict": self.verdict, "causes": [c.to_dict() for c in self.causes],
+                "not_checked": [u.to_dict() for u in self.not_checked]}
 
 
 def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
@@ -131,10 +156,13 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
         try:
             text = cause_text(entry, lang, f"causes[{i}]", problems)
             info = CauseInfo(str(entry["id"]), str(text["title"]), str(text.get("explanation", "")),
-                             tuple(text.get("remediation", [])), tuple(entry.get("explains", [])))
+                             tuple(text.get("remediation", [])), tuple(entry.get("explains", [])),
+                             entry.get("residual", False))
         except KeyError as exc:
             problems.append(f"causes[{i}].{exc.args[0]}: missing")
             continue
+        if not isinstance(info.residual, bool):
+            problems.append(f"causes[{i}] ({info.id}).residual: expected true or false, got {info.residual!r}")
         if not info.remediation:
             problems.append(f"causes[{i}] ({info.id}).remediation: expected at least one step")
         causes[info.id] = info
@@ -207,14 +235,25 @@ def _evidence_line(probe: str, message: str) -> str:
 @dataclass
 class _Scores:
     """What the findings say, per cause: combined score, weighted evidence lines, worst severity,
-    rules-out notes and finding-specific remediation; plus warn/fail findings no cause weighs."""
+    rules-out notes and finding-specific remediation; each weighed finding's strength and the causes
+    it points at (for certainty); plus warn/fail findings no cause weighs."""
 
     score: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     worst: dict[str, Severity] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     steps: dict[str, list[str]] = field(default_factory=dict)
+    weighed: list[tuple[float, list[tuple[str, float]]]] = field(default_factory=list)
     unexplained: list[tuple[Severity, str]] = field(default_factory=list)
+
+
+def _share(finding: Finding) -> float:
+    """The part of a whole a counted finding stands for: ``count`` of ``classified`` (three host errors
+    among four classified response codes weigh three quarters), else 1."""
+    count, whole = finding.data.get("count"), finding.data.get("classified")
+    if isinstance(count, int) and isinstance(whole, int) and 0 < count <= whole:
+        return count / whole
+    return 1.0
 
 
 def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
@@ -229,6 +268,8 @@ def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
             if not rules:
                 sc.unexplained.append((finding.severity, line))
                 continue
+            factor *= _share(finding)
+            sc.weighed.append((factor, rules))
             note = _ruled_out(kb, finding)
             for cause_id, weight in rules:
                 w = weight * factor
@@ -253,8 +294,10 @@ def _ruled_out(kb: KnowledgeBase, finding: Any) -> str | None:
 
 
 def _layer(scores: dict[str, float], kb: KnowledgeBase) -> dict[str, str]:
-    """shallow cause → the deeper present cause that explains it (only a strong cause explains)."""
-    present = sorted(scores, key=lambda c: -scores[c])
+    """shallow cause → the deeper present cause that explains it (only a strong cause explains); a
+    residual cause → the strongest other cause left, whatever its strength (it is what remains when
+    nothing else is present)."""
+    present = sorted(scores, key=lambda c: (-scores[c], c))
     folded_into: dict[str, str] = {}
     for deep in present:
         if scores[deep] < EXPLAIN_THRESHOLD or deep in folded_into:
@@ -262,7 +305,26 @@ def _layer(scores: dict[str, float], kb: KnowledgeBase) -> dict[str, str]:
         for shallow in kb.closure(deep):
             if shallow in scores and shallow not in folded_into and deep not in kb.closure(shallow):
                 folded_into[shallow] = deep
+    roots = [c for c in present if c not in folded_into and not kb.causes[c].residual]
+    if roots:
+        folded_into.update({c: roots[0] for c in present if kb.causes[c].residual and c not in folded_into})
     return folded_into
+
+
+def _certainties(sc: _Scores, folded_into: dict[str, str]) -> dict[str, float]:
+    """Each blamed cause's certainty on its own evidence. A finding counts at its strength (weight of
+    the best reading × severity × share) for the blamed causes it points at, split between them by
+    weight: a cause that alone explains a finding gets all of it, rivals for one finding share it.
+    Causes folded into another are consequences, not rivals, and take no share."""
+    certainty: dict[str, float] = {}
+    for factor, rules in sc.weighed:
+        rivals = [(c, w) for c, w in rules if c not in folded_into]
+        if not rivals:
+            continue
+        strength, total = factor * max(w for _, w in rivals), sum(w for _, w in rivals)
+        for cause_id, weight in rivals:
+            certainty[cause_id] = 1 - (1 - certainty.get(cause_id, 0.0)) * (1 - strength * weight / total)
+    return certainty
 
 
 def _root(cause_id: str, folded_into: dict[str, str]) -> str:
@@ -301,28 +363,38 @@ def _rank(sc: _Scores, folded_into: dict[str, str], kb: KnowledgeBase) -> list[R
 def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
     results = list(results)
     sc = _score(results, kb)
-    causes = _rank(sc, _layer(sc.score, kb), kb)
-    total = sum(c.score for c in causes)
+    folded_into = _layer(sc.score, kb)
+    causes = _rank(sc, folded_into, kb)
+    cover = coverage.of(results)
+    certainty = _certainties(sc, folded_into)
     for c in causes:
-        c.confidence = c.score / max(1.0, total)
+        c.certainty = certainty.get(c.id, 0.0)
+        if kb.causes[c.id].residual:
+            _as_covered(c, cover, bool(sc.unexplained))
+    causes.sort(key=lambda c: (-c.certainty, c.id))
+    total = sum(c.certainty for c in causes)
+    for c in causes:
+        c.confidence = c.certainty / max(1.0, total)
     severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained]
     verdict = Verdict.of(set(severities)).value
     if not causes:
-        causes = [_none_cause(kb, results, sc.unexplained)]
-    return Diagnosis(verdict, causes)
+        causes = [_none_cause(kb, cover, sc.unexplained)]
+    return Diagnosis(verdict, causes, cover.unchecked)
 
 
-def _none_cause(kb: KnowledgeBase, results: list[ProbeResult], unexplained: list[tuple[Severity, str]]) -> RankedCause:
+def _as_covered(cause: RankedCause, cover: Coverage, unexplained: bool) -> None:
+    """A residual cause stands only when nothing else was found: it is as certain as the coverage
+    behind "nothing else", and says what was checked and passed, and what was not checked."""
+    cause.certainty = cover.certainty(unexplained)
+    passed = cover.passed_line()
+    cause.evidence += ([passed] if passed else []) + cover.lines()
+
+
+def _none_cause(kb: KnowledgeBase, cover: Coverage, unexplained: list[tuple[Severity, str]]) -> RankedCause:
     """No known cause: how sure we are depends on how much of the terminal we could actually check."""
     info = kb.causes[NONE_ID]
-    ran = [r for r in results if r.status is not Status.SKIPPED]
-    checked = [r for r in ran if r.status is not Status.ERROR]
-    coverage = len(checked) / len(ran) if ran else 0.0
-    evidence = [ntr("{checked} of {n} probe ran and found no terminal-side fault",
-                    "{checked} of {n} probes ran and found no terminal-side fault", len(ran), checked=len(checked))]
-    evidence += [tr("{probe}: could not check ({summary})", probe=r.name, summary=r.summary)
-                 for r in ran if r.status is Status.ERROR]
+    evidence = [cover.ran_line(), *cover.lines()]
     evidence += [tr("unmatched finding, {line}", line=line) for _, line in unexplained]
-    confidence = round(0.95 * coverage * (0.7 if unexplained else 1.0), 3)
-    return RankedCause(NONE_ID, info.title, confidence, evidence, list(info.remediation), info.explanation,
-                       score=confidence)
+    certainty = cover.certainty(bool(unexplained))
+    return RankedCause(NONE_ID, info.title, certainty, evidence, list(info.remediation), info.explanation,
+                       score=certainty, certainty=certainty)

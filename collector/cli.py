@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--silent-after-min", type=float, default=15.0, help="a terminal is silent after (default 15)")
     serve.add_argument("--db-pool-size", type=int, default=8, help="PostgreSQL connections per process (default 8)")
     serve.add_argument("--max-inflight", type=int, default=1000, help="reports at once per process before 429")
+    serve.add_argument("--request-expiry-min", type=float, default=15.0,
+                       help="a remote request not answered in this many minutes expires (default 15)")
+    serve.add_argument("--max-bundle-bytes", type=int, default=8 * MIB, help="largest support bundle (default 8 MiB)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     serve.add_argument("--retain-days", type=int, default=90, help="prune reports older than this (default 90)")
     serve.add_argument("--alert-webhook", metavar="URL", help="post each incident's opening and closing here")
@@ -100,9 +103,11 @@ def _credentials(args: argparse.Namespace, out: TextIO) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     for flag in ("workers", "max_report_bytes", "max_body_bytes", "site_min_terminals", "fleet_min_sites",
-                 "db_pool_size", "max_inflight", "retain_days", "max_connections"):
+                 "db_pool_size", "max_inflight", "max_bundle_bytes", "retain_days", "max_connections"):
         if getattr(args, flag) < 1:
             raise Failure(f"--{flag.replace('_', '-')} must be at least 1")
+    if not 0 < args.request_expiry_min <= 10080:
+        raise Failure("--request-expiry-min must lie between 0 and 10080 (a week)")
     if args.max_header_bytes < 1024 or args.max_connections_per_client < 0 or not args.header_timeout_s > 0:
         raise Failure("--max-header-bytes must be at least 1024, --max-connections-per-client at least 0 (no limit), "
                       "--header-timeout-s more than 0")
@@ -110,10 +115,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(db_url=args.db, max_report_bytes=args.max_report_bytes, max_body_bytes=args.max_body_bytes,
                     incident_window_min=args.incident_window_min, site_min_terminals=args.site_min_terminals,
                     fleet_min_sites=args.fleet_min_sites, silent_after_min=args.silent_after_min,
-                    db_pool_size=args.db_pool_size, max_inflight=args.max_inflight, retain_days=args.retain_days,
-                    alert_webhook=args.alert_webhook, alert_secret_file=args.alert_secret_file,
-                    header_timeout_s=args.header_timeout_s, max_header_bytes=args.max_header_bytes,
-                    max_connections_per_client=args.max_connections_per_client, max_connections=args.max_connections)
+                    db_pool_size=args.db_pool_size, max_inflight=args.max_inflight,
+                    request_expiry_min=args.request_expiry_min, max_bundle_bytes=args.max_bundle_bytes,
+                    retain_days=args.retain_days, alert_webhook=args.alert_webhook,
+                    alert_secret_file=args.alert_secret_file, header_timeout_s=args.header_timeout_s,
+                    max_header_bytes=args.max_header_bytes, max_connections_per_client=args.max_connections_per_client,
+                    max_connections=args.max_connections)
 
 
 def _check_webhook(args: argparse.Namespace) -> None:

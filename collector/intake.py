@@ -43,6 +43,8 @@ class Report:
     verdict: str
     top_cause: str
     agent_version: str
+    #: the operator's diagnose request this report answers (a ``remote`` report only), else None
+    request_id: str | None = None
 
 
 def gunzip_capped(body: bytes, cap: int) -> bytes:
@@ -96,7 +98,8 @@ def decode(body: bytes, content_encoding: str, cap: int) -> Report:
     causes = data["diagnosis"]["causes"]
     return Report(data=data, text=raw.decode("utf-8"), report_id=data["report_id"],
                   terminal_id=data["terminal"]["id"], site=data["terminal"]["site"], started_at=data["started_at"],
-                  verdict=data["diagnosis"]["verdict"], top_cause=causes[0]["id"], agent_version=data["agent_version"])
+                  verdict=data["diagnosis"]["verdict"], top_cause=causes[0]["id"], agent_version=data["agent_version"],
+                  request_id=data.get("request_id") if data["trigger"] == "remote" else None)
 
 
 def check_time(report: Report, now: float, retain_days: float) -> None:

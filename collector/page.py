@@ -47,6 +47,8 @@ HTML_LANG = {"en": "en", "zh_CN": "zh-CN"}
 ENDONYMS = {"zh_CN": "中文", "en": "English"}
 #: where the switch may send the browser back to (anything else would make it an open redirect)
 RETURN_PATHS = ("/", "/signin")
+#: a terminal's page, the other place the switch may send the browser back to
+TERMINAL_PATH = re.compile(r"^/terminals/[^/?#\\]+$")
 
 #: a page's own scripts, whose messages it carries in its data block
 SCRIPT_SRC = re.compile(r'<script src="/static/([\w-]+\.js)"')
@@ -157,16 +159,40 @@ def _cross_site(lang: str) -> HTMLResponse:
     return _refusal(lang, i18n.translator(lang).tr("This form was sent from another site: refused."))
 
 
-async def index(request: Request) -> Response:
+async def _operator(request: Request) -> tuple[str, Response | None]:
+    """The signed-in operator's name, or the answer for anyone else: a terminal is refused, a
+    stranger is sent to sign in."""
     collector = request.app.state.collector
     caller = await run_in_threadpool(identify_reader, collector.storage, collector.session_key, request.headers,
                                      request.cookies)
-    lang = request_language(request)
     if caller.kind in ("terminal", "revoked"):
-        return _forbidden(lang)
+        return "", _forbidden(request_language(request))
     if caller.kind != "operator":
-        return RedirectResponse("/signin", status_code=303, headers=NO_STORE)
-    return _html(_page("index.html", lang).replace("<!--operator-->", html.escape(caller.name)))
+        return "", RedirectResponse("/signin", status_code=303, headers=NO_STORE)
+    return caller.name, None
+
+
+async def index(request: Request) -> Response:
+    operator, refused = await _operator(request)
+    if refused is not None:
+        return refused
+    return _html(_page("index.html", request_language(request)).replace("<!--operator-->", html.escape(operator)))
+
+
+async def terminal(request: Request) -> Response:
+    """``/terminals/{id}``: one terminal's latest diagnosis, its history and its remote requests."""
+    operator, refused = await _operator(request)
+    if refused is not None:
+        return refused
+    lang = request_language(request)
+    terminal_id = request.path_params["terminal_id"]
+    if await run_in_threadpool(request.app.state.collector.storage.get_terminal, terminal_id) is None:
+        t = i18n.translator(lang)
+        text = html.escape(t.tr("No terminal {id} is registered.", id=terminal_id))
+        return _html(f'<!doctype html><html lang="{HTML_LANG.get(t.lang, "en")}"><title>{text}</title><p>{text}</p>'
+                     f'<p><a href="/">{html.escape(t.tr("All terminals"))}</a></p></html>', 404)
+    page = _page("terminal.html", lang).replace("<!--operator-->", html.escape(operator))
+    return _html(page.replace("<!--terminal-->", html.escape(terminal_id)))
 
 
 async def signin_form(request: Request) -> Response:
@@ -227,7 +253,7 @@ async def signout(request: Request) -> Response:
 def _return_to(wanted: str) -> str:
     """Back to the page the switch was on (with its ``#q=…&state=…`` fragment), and nowhere else."""
     path, _, fragment = wanted.partition("#")
-    if path not in RETURN_PATHS:
+    if path not in RETURN_PATHS and not TERMINAL_PATH.match(path):
         return "/"
     return path + ("#" + quote(fragment, safe="=%&") if fragment else "")
 

@@ -76,6 +76,7 @@ def operator_only(handler: Handler) -> Handler:
                 raise Refused(403, "a terminal token cannot read: use an operator token or sign in")
             if caller.kind != "operator":
                 raise Refused(401, "sign in, or send Authorization: Bearer <operator token>")
+            request.state.operator = caller.name  # who asks, for what is audited
             return await handler(request)
         except Refused as exc:
             return refusal(exc)
@@ -147,6 +148,18 @@ async def sites(request: Request) -> Response:
     rows, totals = await run_in_threadpool(read)
     return JSONResponse({"sites": rows, "totals": totals["terminals"], "site_count": totals["sites"],
                          "causes": totals["causes"], "next_offset": offset + limit if len(rows) == limit else None,
+                         "silent_after_min": collector.settings.silent_after_min, "now": iso(now)})
+
+
+@operator_only
+async def one_terminal(request: Request) -> Response:
+    """One terminal, as the list shows it, with the server's clock (for "seen 2 min ago")."""
+    collector = request.app.state.collector
+    row = await run_in_threadpool(collector.storage.get_terminal, request.path_params["terminal_id"])
+    if row is None:
+        return JSONResponse({"error": "no such terminal"}, status_code=404)
+    now = time.time()
+    return JSONResponse({**_terminal(row, iso(now - collector.settings.silent_after_min * 60)),
                          "silent_after_min": collector.settings.silent_after_min, "now": iso(now)})
 
 

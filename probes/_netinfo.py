@@ -57,14 +57,28 @@ def default_route(proc_root: str = "/proc") -> Route | None:
 def routed_via_gateway(address: str, proc_root: str = "/proc") -> bool:
     """True when the IPv4 route the kernel would pick for ``address`` (longest prefix, then lowest
     metric) goes through a gateway, False when the address is on-link or unknown."""
+    best = _best_route(address, proc_root)
+    return bool(best and best[2])
+
+
+def on_link(address: str, proc_root: str = "/proc") -> bool:
+    """True when ``address`` is on one of the terminal's own subnets (IPv4): the route the kernel
+    would pick is a subnet route without a gateway — the store's LAN, where a host that does not
+    answer is down itself and no router or ISP is involved. An on-link *default* route does not count."""
+    best = _best_route(address, proc_root)
+    return bool(best and best[0] > 0 and not best[2])
+
+
+def _best_route(address: str, proc_root: str) -> tuple[int, int, bool] | None:
+    """(prefix length, -metric, via a gateway) of the IPv4 route the kernel would pick, or None."""
     try:
         target = struct.unpack("<I", socket.inet_aton(address))[0]
         with open(os.path.join(proc_root, "net/route")) as fh:
             next(fh, None)
             rows = [line.split() for line in fh]
     except (OSError, ValueError):
-        return False
-    best: tuple[int, int, bool] | None = None  # (prefix length, -metric, via a gateway)
+        return None
+    best: tuple[int, int, bool] | None = None
     for f in rows:
         if len(f) < 8 or not int(f[3], 16) & 0x1:  # RTF_UP
             continue
@@ -74,7 +88,7 @@ def routed_via_gateway(address: str, proc_root: str = "/proc") -> bool:
         key = (bin(mask).count("1"), -int(f[6]), bool(int(f[3], 16) & 0x2))
         if best is None or key[:2] > best[:2]:
             best = key
-    return bool(best and best[2])
+    return best
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import tempfile
 import time
 
 import psutil
 from posdiag.core.i18n import N_, ntr, tr
+from posdiag.probes._mounts import MOUNTINFO, mount_of, read_mounts
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 MB = 1024 * 1024
@@ -129,32 +129,18 @@ class DiskProbe(Probe):
                      **detail)
 
 
-def filesystem_read_only(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool | None:
+def filesystem_read_only(path: str, mountinfo: str = MOUNTINFO) -> bool | None:
     """Whether the filesystem under ``path`` is itself read-only (its superblock), else None if unknown.
 
     ``statvfs`` says read-only for a read-only *mount*, which may be only this process's view (a
     bind mount, a service sandbox). The kernel's remount after I/O errors marks the superblock, whose
-    options are the last field of the mount's line in mountinfo; the topmost mount of a point wins.
+    options are the last field of the mount's line in mountinfo.
     """
-    point = _mount_point(path)
-    super_options = None
     try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                sep = fields.index("-", 6) if "-" in fields[6:] else -1
-                if sep < 0 or len(fields) < sep + 4:
-                    continue
-                if _unescape(fields[4]) == point:
-                    super_options = fields[sep + 3]
+        mount = mount_of(os.path.realpath(path), read_mounts(mountinfo))
     except OSError:
         return None
-    return None if super_options is None else "ro" in super_options.split(",")
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash in paths as octal escapes (``\\040``)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    return None if mount is None else "ro" in mount.super_options
 
 
 def _mount_point(path: str) -> str:

@@ -137,6 +137,14 @@ def lab():
 
 
 @pytest.fixture(scope="session")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Debian package of this checkout, built once for the packaging and boot tests (labs.debian)."""
+    from labs.debian import build_deb
+
+    return build_deb(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     """Payment-host certificates made by trustme (see helpers.make_certs)."""
     from labs.helpers import make_certs

@@ -342,7 +342,8 @@ def test_every_marked_text_of_the_pages_reaches_the_chinese_page():
 
     extracted = [m for m in catalogues.extract() if m.id]
     t = i18n.translator("zh_CN")
-    for name, scripts in (("index.html", ["common.js", "app.js"]), ("signin.html", [])):
+    for name, scripts in (("index.html", ["common.js", "app.js"]), ("signin.html", []),
+                          ("terminal.html", ["common.js", "terminal.js"])):
         rendered = page._page(name, "zh_CN")
         wanted = [m.id for m in extracted if any(path == f"collector/static/{name}" for path, _ in m.locations)]
         assert wanted and all(html_escape(t.gettext(message)) in rendered for message in wanted), name

@@ -131,3 +131,40 @@ def test_bundle_command_says_where_it_wrote_and_how_big(config_file, tmp_path):
     rc, out, _ = run_cli("bundle", "-o", str(target), "--config", str(config_file()))
     assert rc == 0 and str(target) in out and "KiB" in out
     assert target.stat().st_size > 0
+
+
+def _as_an_older_agent_wrote_it(report: dict) -> dict:
+    """The same report without what older agents did not write: certainty, not_checked, only."""
+    old = json.loads(json.dumps(report))
+    old["diagnosis"].pop("not_checked", None)
+    old.pop("only", None)
+    for cause in old["diagnosis"]["causes"]:
+        cause.pop("certainty", None)
+    return old
+
+
+def test_a_report_of_an_older_agent_without_certainty_still_renders_everywhere(full_disk_report):
+    from posdiag.agent.report import render_text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rc, report = full_disk_report
+    old = _as_an_older_agent_wrote_it(report)
+    text = render_text(old)
+    assert "Mostlikelycause:AfilesystemthePOSneedsisfull[disk.full,confidence" in "".join(text.split())
+    assert "certainty" not in text and "Not checked:" not in text
+    assert PLUGIN_LINE.match(nagios_line(old, rc))
+    families = {f.name: f for f in text_string_to_metric_families(prometheus_text(old, rc))}
+    assert families["posdiag_cause_certainty"].samples == []
+    assert {s.labels["cause"] for s in families["posdiag_cause_confidence"].samples} >= {"disk.full"}
+
+
+def test_the_plugin_line_names_every_fault_present(config_file, tmp_path):
+    config = config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 10_000_000}, memory={"min_available_mb": 1_000_000})
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--only", "disk,memory", "--config", str(config))
+    match = PLUGIN_LINE.match(out)
+    assert match and rc == 2, out
+    text = match.group(2)
+    named = {"disk.full", "memory.exhausted"}
+    first = text.split(" ", 1)[0]
+    assert first in named and f"also present: {(named - {first}).pop()}" in text
+    assert "certainty" in perfdata(match.group(3))

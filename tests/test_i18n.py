@@ -137,3 +137,20 @@ def test_probe_messages_name_no_cause_in_chinese(chinese):
               and any(name in "".join(message.string if isinstance(message.string, tuple) else (message.string,))
                       for name in CAUSE_NAMES)]
     assert not naming, "a probe's Chinese names a cause (the engine's job):\n" + "\n".join(naming)
+
+
+def test_numbers_filled_into_a_message_are_never_in_scientific_notation():
+    english, chinese = i18n.translator("en"), i18n.translator("zh_CN")
+    assert english.tr("limit {limit:g} s, {value}", limit=1e7, value=1036800.5) == "limit 10000000 s, 1036800.5"
+    assert english.tr("{ratio:.0%} in {s:.1f} s", ratio=0.5, s=2.25) == "50% in 2.2 s"  # other formats as asked
+    said = chinese.tr("{where} does not answer: {n} connect timed out after {timeout:g} s", where="x", n=1, timeout=1e7)
+    assert "10000000" in said and "e+" not in said
+
+
+def test_full_width_punctuation_takes_no_space_around_it_in_chinese():
+    zh = i18n.translator("zh_CN")
+    primary = zh.tr("{label} (primary)", label="acquirer-primary")
+    refused = zh.tr("{where} refuses connections (reset): the payment service is down", where=primary)
+    assert refused.startswith("acquirer-primary（主用）拒绝连接"), refused  # was "（主用） 拒绝连接"
+    assert zh.tr("{heading}:", heading="依据") + "\n  - x" == "依据：\n  - x"  # indents after a line break stay
+    assert i18n.translator("en").tr("{a} (b) c", a="x") == "x (b) c"  # English keeps its spaces

@@ -12,8 +12,8 @@ Two kinds of till, both disposable:
   them. The installed command runs at its real path, /usr/bin/posdiag → /opt/posdiag/bin/posdiag,
   in a private mount namespace whose /opt is the root's.
 
-The package is built once per session (about 15 s with pip's cache), or taken from $POSDIAG_DEB
-when .ci/run has built it already.
+The package is built once per session (the ``deb`` fixture, tests/conftest.py), or taken from
+$POSDIAG_DEB when .ci/run has built it already; the roots and their overlay are in ``labs.debian``.
 """
 
 from __future__ import annotations
@@ -27,42 +27,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from labs.commands import IN_CI, REPO
+from labs.commands import REPO
+from labs.debian import DebianRoot, cached_root, depends_of, need
 from posdiag.agent import __version__
 
 UNIT = REPO / "packaging" / "posdiag.service"
 MAN = REPO / "packaging" / "posdiag.8"
+MAN_ZH = REPO / "packaging" / "posdiag.zh_CN.8"
 #: Directories a Debian base system already has (base-files, systemd): the package must leave them.
 BASE_DIRS = ("etc/systemd/system", "lib/systemd/system", "opt", "run", "usr/bin", "usr/share/doc",
              "usr/share/lintian/overrides", "usr/share/man/man8", "var/lib/systemd", "var/log", "var/tmp")
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        message = f"missing {', '.join(missing)} (.ci/run installs them)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("POSDIAG_DEB")
-    if given:
-        return Path(given)
-    need("dpkg-deb", "strip")
-    dist = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([str(REPO / "packaging" / "build-deb")], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "POSDIAG_DIST": str(dist)}, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def depends_of(deb: Path) -> list[str]:
-    """The package names in the .deb's Depends, versions left out."""
-    field = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True).stdout
-    return [re.sub(r"\(.*?\)", "", dep).strip() for dep in field.split(",")]
 
 
 class Root:
@@ -141,70 +115,12 @@ def upgrade_of(deb: Path, tmp_path: Path) -> Path:
     return out
 
 
-class DebianRoot:
-    """A cached Debian root behind an overlay: ``lower`` is never written, ``upper`` holds every change."""
-
-    def __init__(self, lower: Path, base: Path, packages: Path) -> None:
-        self.lower, self.packages = lower, packages
-        self.upper, self.work, self.merged = base / "upper", base / "work", base / "merged"
-        for d in (self.upper, self.work, self.merged):
-            d.mkdir(parents=True)
-
-    def argv(self, command: str, before_chroot: str = "true") -> list[str]:
-        """``command`` by /bin/sh chrooted into the root, with /proc, and the packages at /mnt.
-
-        ``before_chroot`` runs first in the same mount namespace, with the root's path in $4."""
-        setup = ('mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && '
-                 'mount -t proc proc "$4/proc" && mount --bind "$5" "$4/mnt" && '
-                 f'{before_chroot} && exec chroot "$4" /bin/sh -c "$6"')
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", str(self.lower),
-                str(self.upper), str(self.work), str(self.merged), str(self.packages), command]
-
-    ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-
-    def sh(self, command: str, before_chroot: str = "true") -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(command, before_chroot), capture_output=True, text=True, env=self.ENV,
-                              timeout=300)
-
-    def ok(self, command: str) -> str:
-        proc = self.sh(command)
-        assert proc.returncode == 0, f"{command}: {proc.stdout}{proc.stderr}"
-        return proc.stdout
-
-    def left_behind(self) -> list[str]:
-        """What the upper layer holds beyond dpkg's bookkeeping and files equal to the lower's."""
-        left = []
-        for path in sorted(self.upper.rglob("*")):
-            rel = str(path.relative_to(self.upper))
-            below = self.lower / rel
-            if path.is_char_device():
-                left.append(f"{rel} (removed)")
-            elif path.is_dir() and not path.is_symlink():
-                if not below.is_dir():
-                    left.append(f"{rel}/")
-            elif rel.startswith("var/lib/dpkg/") or rel == "var/log/dpkg.log":
-                continue  # dpkg's database and log
-            elif re.fullmatch(r"etc/(passwd|group|shadow|gshadow)-", rel):
-                continue  # the one-generation backups that useradd and userdel keep
-            elif not (below.is_file() and below.read_bytes() == path.read_bytes()):
-                left.append(rel)
-        return left
-
-
 @pytest.fixture
 def debian_root(deb: Path, tmp_path: Path) -> DebianRoot:
-    """$POSDIAG_TEST_ROOT, or the root packaging/test-root made for this package before (the test itself
-    downloads nothing: .ci/run makes the root)."""
+    """$POSDIAG_TEST_ROOT, or the root packaging/test-root made for this package before."""
     need("unshare", "chroot")
-    lower = os.environ.get("POSDIAG_TEST_ROOT") or subprocess.run(
-        [str(REPO / "packaging" / "test-root"), "--cached", str(deb)], capture_output=True, text=True).stdout.strip()
-    if not lower or not Path(lower, "var/lib/dpkg/status").is_file():
-        message = f"no Debian root: run `packaging/test-root {deb}` (.ci/run does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
     (tmp_path / "packages").mkdir()
-    return DebianRoot(Path(lower), tmp_path / "overlay", tmp_path / "packages")
+    return DebianRoot(cached_root(deb), tmp_path / "overlay", tmp_path / "packages")
 
 
 @pytest.mark.root
@@ -377,6 +293,13 @@ def test_installed_package_diagnoses_from_its_own_environment(deb, till):
     assert not list((till.path / "opt/posdiag").rglob("*.po")), "the catalogue's source has no place on a till"
     chinese = till.posdiag("diagnose", "--lang", "zh_CN", "--config", str(till.path / "etc/posdiag/posdiag.toml"))
     assert "结论：" in chinese.stdout and "处理步骤：" in chinese.stdout, chinese.stdout + chinese.stderr
+    # posdiag(8) in Chinese where man looks for a zh_CN reader, readable without a warning
+    need("man")
+    page = subprocess.run(["man", "--warnings", "-l", "-Tutf8", str(till.path / "usr/share/man/zh_CN/man8/posdiag.8.gz")],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "MANWIDTH": "80", "LANG": "C.UTF-8"})
+    assert page.returncode == 0 and page.stderr == "", page.stderr
+    text = re.sub(".\b", "", page.stdout)  # without man's overstrike for bold
+    assert "名称" in text and "posdiag watch" in text and "退出状态" in text
 
 
 @pytest.mark.root
@@ -466,13 +389,15 @@ def test_unit_leaves_the_probes_what_they_need():
     assert unit["User"] == ["posdiag"] and unit["Type"] == ["notify"] and unit["Restart"] == ["on-failure"]
 
 
-def test_man_page_is_clean_and_names_every_command():
+@pytest.mark.parametrize("man", [MAN, MAN_ZH], ids=["en", "zh_CN"])
+def test_man_page_is_clean_and_names_every_command(man):
     need("groff")
-    proc = subprocess.run(["groff", "-ww", "-man", "-z", str(MAN)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["groff", "-K", "utf8", "-Tutf8", "-ww", "-man", "-z", str(man)], capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     from posdiag.agent.cli import build_parser
 
-    page = MAN.read_text()
+    page = man.read_text(encoding="utf-8")
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for command in sub.choices:
         assert re.search(rf"^\.B {command}\b", page, flags=re.M), f"posdiag {command} is not in posdiag(8)"

@@ -20,6 +20,7 @@ import posdiag.collector.storage.fleet as fleet
 from posdiag.collector.intake import Report
 from posdiag.collector.storage.chains import Rules
 from posdiag.collector.storage.fleet import TerminalQuery
+from posdiag.collector.storage.requests import RequestStore
 from posdiag.collector.storage.upkeep import Upkeep
 from posdiag.core.timefmt import utc_now_iso
 from posdiag.core.vocabulary import Verdict
@@ -82,8 +83,8 @@ def _page(before: str | None, column: str, key: str, where: list[str], args: lis
         args.append(stamp)
 
 
-class Storage(Upkeep, ABC):
-    """Terminals, operators, reports and incidents in one SQL database."""
+class Storage(RequestStore, Upkeep, ABC):
+    """Terminals, operators, reports, incidents and remote requests in one SQL database."""
 
     backend = ""
     placeholder = "?"
@@ -171,6 +172,12 @@ class Storage(Upkeep, ABC):
             if cur.rowcount != 1:
                 raise Conflict(f"operator {name!r} exists already")
 
+    def get_terminal(self, terminal_id: str) -> dict[str, Any] | None:
+        """One terminal as :meth:`list_terminals` lists it, or None."""
+        rows = self._select("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at "
+                            "FROM terminals WHERE id = ?", (terminal_id,))
+        return rows[0] if rows else None
+
     def terminal_by_token(self, hashed: str) -> dict[str, Any] | None:
         rows = self._select("SELECT id, site, revoked_at FROM terminals WHERE token_hash = ?", (hashed,))
         return rows[0] if rows else None
@@ -227,6 +234,8 @@ class Storage(Upkeep, ABC):
                                   (now, site, report.terminal_id))
                 if queued:
                     chains.queue(self, conn, chains.Fact(report.terminal_id, site, fault, at, newest))
+            if report.request_id:
+                self.link_report(conn, report.request_id, report.terminal_id, report.report_id, now)
         return "stored", queued
 
     def apply_incident_facts(self, rules: Rules, limit: int, budget_s: float, wait: bool = False) -> tuple[int, bool]:

@@ -1,6 +1,8 @@
 """TLS: the handshake with each reachable TLS payment host, verified as the POS would verify it.
 Classifies expired, not-yet-valid (a clock problem), untrusted (possible interception), name
-mismatch and protocol failures; warns before expiry; optionally GETs a health path over the channel."""
+mismatch and protocol failures; warns before expiry; optionally GETs a health path over the channel.
+A certificate that fails verification is fetched once more without verifying it, so that the finding
+names what the terminal was shown: subject, issuer, validity and SHA-256 fingerprint."""
 
 from __future__ import annotations
 
@@ -82,7 +84,7 @@ class TlsProbe(PaymentHostProbe):
         name = host.server_name or host.host
         label = host.label
         timeout = self.settings.network.timeout_s
-        where = tr("{target} ({name})", target=target.label, name=name)
+        where = tr("{target} ({name}) at {address}:{port}", target=target.label, name=name, address=address, port=host.port)
         started = time.monotonic()
         try:
             raw = socket.create_connection((address, host.port), timeout=timeout)
@@ -101,7 +103,9 @@ class TlsProbe(PaymentHostProbe):
                 return self.health(obs, target, channel, name)
             return None
         except ssl.SSLCertVerificationError as exc:
-            return self.classify_verify(where, exc)
+            raw.close()  # first: a server that serves one connection at a time is still waiting on this one
+            code, message, data = self.classify_verify(where, exc)
+            return self.with_certificate(code, message, data, address, host.port, name, started + timeout * 2)
         except TimeoutError:
             return self.stalled(where, channel.received, tiny[0].result() if tiny else None)
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError) as exc:
@@ -162,6 +166,20 @@ class TlsProbe(PaymentHostProbe):
         return "tls.verify_failed", tr("{where}: certificate verification failed ({message})", where=where,
                                        message=message), data
 
+    @staticmethod
+    def with_certificate(code: str, message: str, data: dict, address: str, port: int, name: str,
+                         deadline: float) -> tuple[str, str, dict]:
+        """The verification failure, naming the certificate the server showed (fetched once more
+        without verifying it): which one it was decides whose fault it is."""
+        from posdiag.probes.network import _x509
+
+        try:
+            cert = _x509.read(shown_certificate(address, port, name, max(0.05, deadline - time.monotonic())))
+        except (OSError, _x509.BadCertificate):
+            return code, message, data
+        return code, tr("{message}; certificate: subject {subject}, issuer {issuer}, valid {not_before} to {not_after}, "
+                        "SHA-256 {sha256}", message=message, **cert.to_dict()), {**data, "certificate": cert.to_dict()}
+
     def expiry(self, obs: Observation, target: Target, cert: dict) -> None:
         if not cert or "notAfter" not in cert:
             return
@@ -209,3 +227,19 @@ class TlsProbe(PaymentHostProbe):
             obs.warn("http.client_error", tr("{where}: HTTP {status}: check the configured health path", where=where,
                                              status=status), host=target.host.host, status=status)
         return None
+
+
+def shown_certificate(address: str, port: int, name: str, timeout_s: float) -> bytes:
+    """The DER certificate the server presents for ``name``, taken without verifying it (to describe a
+    certificate that failed verification; nothing is sent over the channel). Raises OSError."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((address, port), timeout=timeout_s) as raw, \
+            ctx.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise OSError("the server presented no certificate")
+    return der

@@ -6,13 +6,15 @@ from __future__ import annotations
 import errno
 import os
 import time
+from typing import TYPE_CHECKING
 
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
-from posdiag.probes.base import Observation, Probe, Status, declare
-from posdiag.probes.reader._exchange import Exchange, exchange
-from posdiag.probes.reader._holders import holders
-from posdiag.probes.reader._protocols import protocol_for
+from posdiag.probes._sandbox import Hidden, hidden_path, refused_device
+from posdiag.probes.base import CouldNotCheck, Observation, Probe, Status, declare
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from posdiag.probes.reader._exchange import Exchange
 
 
 def _group_name(gid: int) -> str:
@@ -33,8 +35,9 @@ class SerialProbe(Probe):
     description = N_("serial reader: port present, permitted, not held by another process; status handshake, identity")
     findings = declare(fail=("reader.bad_lrc", "reader.garbage", "reader.nak", "reader.no_reply", "reader.open_failed",
                            "reader.port_held", "reader.port_locked", "reader.port_missing", "reader.serial_mismatch",
-                           "reader.unexpected_reply"), warn=("reader.permission_denied", "reader.slow"),
-                           info=("reader.bridged", "reader.holders_unknown", "reader.in_use_by_pos", "reader.serial_unknown"))
+                           "reader.unexpected_reply"),
+                       warn=("reader.hidden_by_sandbox", "reader.permission_denied", "reader.slow"),
+                       info=("reader.bridged", "reader.holders_unknown", "reader.in_use_by_pos", "reader.serial_unknown"))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.reader.kind == "serial" else tr("no serial reader configured ([reader] kind)")
@@ -47,9 +50,18 @@ class SerialProbe(Probe):
         port = cfg.port
         obs.metric("port", port)
         if not os.path.exists(port):
-            obs.fail("reader.port_missing", tr("{port} does not exist: the reader is unplugged or its adapter is gone",
-                                               port=port), port=port)
+            sandboxed = hidden_path(port, device=True)
+            if sandboxed:
+                self.report_hidden(obs, port, sandboxed)
+            else:
+                obs.fail("reader.port_missing", tr("{port} does not exist: the reader is unplugged or its adapter is "
+                                                   "gone", port=port), port=port)
             return
+        # loaded where a serial reader is configured, not on every diagnose
+        from posdiag.probes.reader._exchange import exchange
+        from posdiag.probes.reader._holders import holders
+        from posdiag.probes.reader._protocols import protocol_for
+
         found, hidden = holders(port)
         bridges = [h for h in found if h.device_side or h.name in cfg.bridge_processes]
         busy = [h for h in found if h not in bridges]
@@ -97,14 +109,24 @@ class SerialProbe(Probe):
         elif pos:
             obs.fail("reader.port_held", tr("{port} is held by {names}, not by the POS application '{process}': the POS "
                                             "cannot reach the reader", port=port, names=names, process=pos), **data)
-        else:
-            obs.warn("reader.port_held", tr("{port} is held by {names}; not probed so as not to disturb it", port=port,
-                                            names=names), **data)
+        else:  # perhaps the POS itself: the reader was not asked, so nothing is said about it
+            raise CouldNotCheck(tr("{port} is held by {names}, which may be the POS application ([terminal] pos_process "
+                                  "is not set): the reader was not asked, so as not to disturb it", port=port,
+                                  names=names), **data)
+
+    @staticmethod
+    def report_hidden(obs: Observation, port: str, hidden: Hidden) -> None:
+        obs.warn("reader.hidden_by_sandbox", tr("{port} is hidden from this service by its sandbox ({setting}): the "
+                                                "reader was not checked; {advice}", port=port, setting=hidden.setting,
+                                                advice=hidden.advice()), port=port, **hidden.data())
 
     def report_open_error(self, obs: Observation, port: str, exc: Exception) -> None:
         err = getattr(exc, "errno", None)
         text = str(exc)
-        if err == errno.EACCES or "Permission denied" in text:
+        refused = refused_device(port, exc)
+        if refused:
+            self.report_hidden(obs, port, refused)
+        elif err == errno.EACCES or "Permission denied" in text:
             st = os.stat(port)
             group = _group_name(st.st_gid)
             obs.warn("reader.permission_denied", tr("the agent may not open {port}: it needs to be in group '{group}' "
