@@ -6,7 +6,7 @@ how long a batch took, so pruning takes at most :data:`DUTY` of the database's w
 slow the disk: a backlog (the first start with a retention, or a shorter one) drains over minutes
 while intake goes on at its own pace. A terminal's newest report is never pruned, however old (its
 state and the page rest on it). Incidents closed before the cutoff go too, with their webhook
-messages, and expired page sessions.
+messages, support bundles received before it, and expired page sessions.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ def test_retention_prunes_old_reports_in_batches_under_load_and_keeps_each_termi
     before, total = old(), built.reports
     assert before > 30_000
     f = Fleet("", storage)
+    for request_id, received in (("bundle-old", now - 11 * 86400), ("bundle-new", now - 9 * 86400)):  # support bundles
+        f.sql("INSERT INTO bundles (request_id, terminal_id, received_at, size, sha256, body) VALUES (?, ?, ?, ?, ?, ?)",
+              (request_id, "lane-00007", iso(received), 3, "0" * 64, b"tar"))
     tokens = {f"busy-{i}": f.terminal(f"busy-{i}", "store-busy") for i in range(4)}
     server = ServeProcess(db_url, "--retain-days", str(RETAIN_DAYS))
     f.url = server.url
@@ -45,7 +48,8 @@ def test_retention_prunes_old_reports_in_batches_under_load_and_keeps_each_termi
     poster = threading.Thread(target=keep_posting)
     poster.start()
     try:
-        assert wait_for(lambda: old() == len(built.silent), 180, interval=0.5)
+        assert wait_for(lambda: old() == len(built.silent) and
+                        storage._select("SELECT count(*) AS n FROM bundles")[0]["n"] == 1, 180, interval=0.5)
     finally:
         done.set()
         poster.join(60)
@@ -60,4 +64,5 @@ def test_retention_prunes_old_reports_in_batches_under_load_and_keeps_each_termi
     assert sorted(r["terminal_id"] for r in kept_old) == sorted(built.silent)
     remaining = int(storage._select("SELECT count(*) AS n FROM reports WHERE terminal_id NOT LIKE ?", ("busy-%",))[0]["n"])
     assert remaining == total - (before - len(built.silent))
+    assert [r["request_id"] for r in storage._select("SELECT request_id FROM bundles")] == ["bundle-new"]
     storage.close()

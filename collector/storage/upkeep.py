@@ -1,5 +1,6 @@
 """What the collector keeps besides reports, and what it lets go: page sessions, webhook messages
-waiting to be posted, and the pruning of what is older than the retention.
+waiting to be posted, and the pruning of what is older than the retention (reports, incidents,
+support bundles).
 
 Every ``serve`` process runs the same upkeep on the shared database, so each step is safe to run
 twice at once: a message is claimed with a lease by one process at a time, and pruning deletes in
@@ -9,6 +10,9 @@ small batches that any process may take.
 from __future__ import annotations
 
 from typing import Any
+
+#: support bundles deleted in one transaction (a bundle may be megabytes)
+BUNDLE_BATCH = 10
 
 
 class Upkeep:
@@ -90,9 +94,13 @@ class Upkeep:
                 "ORDER BY r.started_at LIMIT ?)", (cutoff, batch)).rowcount
 
     def prune_records(self, cutoff: str, now: str, batch: int) -> int:
-        """Delete up to ``batch`` incidents closed before ``cutoff`` (with their parts), the webhook
-        messages done before it, and expired sessions; how many incidents went."""
+        """Delete up to ``batch`` incidents closed before ``cutoff`` (with their parts and webhook
+        messages), a few support bundles received before it (each up to megabytes), and expired
+        sessions; how many incidents and bundles went."""
         with self._connection(write=True) as conn:
+            bundles = self._execute(conn, "DELETE FROM bundles WHERE request_id IN (SELECT request_id FROM bundles "
+                                    "WHERE received_at < ? ORDER BY received_at LIMIT ?)",
+                                    (cutoff, BUNDLE_BATCH)).rowcount
             ids = [row[0] for row in self._execute(
                 conn, "SELECT id FROM incidents WHERE closed_at < ? AND last_at < ? ORDER BY id LIMIT ?",
                 (cutoff, cutoff, batch)).fetchall()]
@@ -102,4 +110,4 @@ class Upkeep:
                     self._execute(conn, f"DELETE FROM {table} WHERE incident_id IN ({marks})", ids)
                 self._execute(conn, f"DELETE FROM incidents WHERE id IN ({marks})", ids)
             self._execute(conn, "DELETE FROM sessions WHERE expires_at < ?", (now,))
-            return len(ids)
+            return len(ids) + bundles
