@@ -1,7 +1,8 @@
 """The ASGI application: routes, security headers, and the state every request shares.
 
-That state is the database (and its connection pool), the session-signing key read from it, and
-counters for ``/metrics``; nothing a second ``serve`` process would need to know.
+That state is the database (and its connection pool), the session-signing key read from it, counters
+for ``/metrics``, and the process's workers (the alert webhook's sender, the pruner); nothing a second
+``serve`` process would need to know: what they share lives in the database.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from dataclasses import asdict
 from typing import Any
 
 from posdiag.collector import page, read_api, requests_api, schema
+from posdiag.collector.alerts import Alerter, read_secret
 from posdiag.collector.ingest import post_report
+from posdiag.collector.keeper import Keeper
 from posdiag.collector.metrics import ReceivedCounter
+from posdiag.collector.retention import Pruner
 from posdiag.collector.settings import Settings
 from posdiag.collector.storage import Storage, open_storage
+from posdiag.collector.storage.chains import Rules
 from posdiag.collector.tokens import new_session_key
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
@@ -26,8 +31,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 SETTINGS_ENV = "POSDIAG_COLLECTOR_SETTINGS"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+#: ``same-origin``: nothing leaves for another site, and the page's own forms carry their Origin (under
+#: ``no-referrer`` a browser sends ``Origin: null``, which the forms' cross-site check must refuse)
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-           (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+           (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
 
 
 class Collector:
@@ -39,6 +46,23 @@ class Collector:
         self.session_key = storage.secret("session_key", new_session_key())
         self.received = ReceivedCounter()
         self.inflight = 0
+        self.rules = Rules(settings.incident_window_min * 60, settings.site_min_terminals, settings.fleet_min_sites,
+                           alerts=bool(settings.alert_webhook))
+        self.pruner = Pruner(storage, settings.retain_days)
+        self.alerter = (Alerter(storage, settings.alert_webhook, read_secret(settings.alert_secret_file or ""))
+                        if settings.alert_webhook else None)
+        self.keeper = Keeper(storage, self.rules, self.alerter.wake if self.alerter else None)
+
+    def workers(self) -> list[Any]:
+        return [w for w in (self.keeper, self.alerter, self.pruner) if w is not None]
+
+    def start(self) -> None:
+        for worker in self.workers():
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers():
+            worker.stop()
 
 
 class SecurityHeaders:
@@ -70,7 +94,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
+        collector.start()
         yield
+        collector.stop()
         storage.close()
 
     routes = [
@@ -88,6 +114,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         Route("/api/v1/requests/{request_id}/failure", requests_api.failure, methods=["POST"]),
         Route("/api/v1/incidents", read_api.incidents_list, methods=["GET"]),
         Route("/api/v1/risks", read_api.risks, methods=["GET"]),
+        Route("/api/v1/sites", read_api.sites, methods=["GET"]),
         Route("/healthz", read_api.healthz, methods=["GET"]),
         Route("/metrics", read_api.metrics_text, methods=["GET"]),
         Route("/", page.index, methods=["GET"]),

@@ -1,17 +1,22 @@
 """Who is asking: a terminal (may post reports), an operator (may read), or nobody.
 
 Operators prove themselves with ``Authorization: Bearer <operator token>`` or with the session
-cookie the sign-in form sets. A terminal token is recognised as such, so a read with one is told
-403 (a known caller, not allowed) rather than 401.
+cookie the sign-in form sets, while its session lives in the database. A terminal token is
+recognised as such, so a read with one is told 403 (a known caller, not allowed) rather than 401.
+
+The page's forms (sign-in, sign-out, the language switch) change what a browser is signed in as or
+speaks: :func:`cross_site` turns away a form another site makes the browser post.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from posdiag.collector.storage import Storage
 from posdiag.collector.tokens import token_hash, verify_session
+from posdiag.core.timefmt import utc_now_iso
 
 SESSION_COOKIE = "posdiag_session"
 
@@ -61,6 +66,16 @@ def identify_reader(storage: Storage, session_key: str, headers: Any, cookies: d
     cookie = cookies.get(SESSION_COOKIE)
     if cookie:
         name = verify_session(session_key, cookie)
-        if name is not None and storage.operator_exists(name):
+        if name is not None and storage.session_operator(token_hash(cookie), utc_now_iso()) == name:
             return Caller("operator", name)
     return Caller("unknown")
+
+
+def cross_site(headers: Any) -> bool:
+    """True for a POST another origin made the browser send. Browsers name where a POST comes from in
+    ``Origin`` (``null`` from a sandbox or a redirect chain), or at least in ``Sec-Fetch-Site``; a
+    client that sends neither is no browser, and a forged form cannot come from it."""
+    origin = headers.get("origin")
+    if origin is not None:
+        return origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
+    return headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from posdiag.collector.settings import MIB, Settings
 from posdiag.collector.storage import StorageError, open_storage
@@ -49,9 +50,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="a remote request not answered in this many minutes expires (default 15)")
     serve.add_argument("--max-bundle-bytes", type=int, default=8 * MIB, help="largest support bundle (default 8 MiB)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    serve.add_argument("--retain-days", type=int, default=90, help="prune reports older than this (default 90)")
+    serve.add_argument("--alert-webhook", metavar="URL", help="post each incident's opening and closing here")
+    serve.add_argument("--alert-secret-file", metavar="F", help="key that signs the webhook's body (HMAC-SHA256)")
+    serve.add_argument("--header-timeout-s", type=float, default=10.0, help="time to send a request's headers (default 10)")
+    serve.add_argument("--max-header-bytes", type=int, default=16 * 1024, help="request line and headers (default 16 KiB)")
+    serve.add_argument("--max-connections-per-client", type=int, default=64,
+                       help="open connections per client address and process; 0: no limit (default 64)")
+    serve.add_argument("--max-connections", type=int, default=4096, help="connections per process before 503 (default 4096)")
     for command, what in (("add-terminal", "register a terminal and print its token"),
                           ("revoke-terminal", "revoke a terminal's token (its reports are kept)"),
-                          ("add-operator", "register an operator and print the token")):
+                          ("add-operator", "register an operator and print the token"),
+                          ("remove-operator", "remove an operator: their token and sessions stop working at once")):
         p = sub.add_parser(command, help=what)
         p.add_argument("name", metavar="ID" if "terminal" in command else "NAME")
         p.add_argument("--db", required=True, help="database URL, as for serve")
@@ -77,6 +87,10 @@ def _credentials(args: argparse.Namespace, out: TextIO) -> None:
             if not storage.revoke_terminal(args.name):
                 raise Failure(f"no terminal {args.name!r}")
             return
+        if args.command == "remove-operator":
+            if not storage.remove_operator(args.name):
+                raise Failure(f"no operator {args.name!r}")
+            return
         token = new_token()
         if args.command == "add-terminal":
             storage.add_terminal(args.name, args.site, token_hash(token))
@@ -89,20 +103,45 @@ def _credentials(args: argparse.Namespace, out: TextIO) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     for flag in ("workers", "max_report_bytes", "max_body_bytes", "site_min_terminals", "fleet_min_sites",
-                 "db_pool_size", "max_inflight", "max_bundle_bytes"):
+                 "db_pool_size", "max_inflight", "max_bundle_bytes", "retain_days", "max_connections"):
         if getattr(args, flag) < 1:
             raise Failure(f"--{flag.replace('_', '-')} must be at least 1")
     if not 0 < args.request_expiry_min <= 10080:
         raise Failure("--request-expiry-min must lie between 0 and 10080 (a week)")
+    if args.max_header_bytes < 1024 or args.max_connections_per_client < 0 or not args.header_timeout_s > 0:
+        raise Failure("--max-header-bytes must be at least 1024, --max-connections-per-client at least 0 (no limit), "
+                      "--header-timeout-s more than 0")
+    _check_webhook(args)
     return Settings(db_url=args.db, max_report_bytes=args.max_report_bytes, max_body_bytes=args.max_body_bytes,
                     incident_window_min=args.incident_window_min, site_min_terminals=args.site_min_terminals,
                     fleet_min_sites=args.fleet_min_sites, silent_after_min=args.silent_after_min,
                     db_pool_size=args.db_pool_size, max_inflight=args.max_inflight,
-                    request_expiry_min=args.request_expiry_min, max_bundle_bytes=args.max_bundle_bytes)
+                    request_expiry_min=args.request_expiry_min, max_bundle_bytes=args.max_bundle_bytes,
+                    retain_days=args.retain_days, alert_webhook=args.alert_webhook,
+                    alert_secret_file=args.alert_secret_file, header_timeout_s=args.header_timeout_s,
+                    max_header_bytes=args.max_header_bytes, max_connections_per_client=args.max_connections_per_client,
+                    max_connections=args.max_connections)
+
+
+def _check_webhook(args: argparse.Namespace) -> None:
+    """The webhook and its key go together; the URL is http(s); the key is readable now, not at the first incident."""
+    from posdiag.collector.alerts import SecretError, read_secret
+
+    if bool(args.alert_webhook) != bool(args.alert_secret_file):
+        raise Failure("--alert-webhook and --alert-secret-file go together")
+    if not args.alert_webhook:
+        return
+    if urlsplit(args.alert_webhook).scheme not in ("http", "https") or not urlsplit(args.alert_webhook).hostname:
+        raise Failure("--alert-webhook: expected an http:// or https:// URL")
+    try:
+        read_secret(args.alert_secret_file)
+    except SecretError as exc:
+        raise Failure(f"--alert-secret-file: {exc}") from None
 
 
 def _serve(args: argparse.Namespace, err: TextIO) -> None:
     import uvicorn
+    from posdiag.collector import served
     from posdiag.collector.app import SETTINGS_ENV, create_app, settings_env
 
     host, port = _listen(args.listen)
@@ -124,17 +163,15 @@ def _serve(args: argparse.Namespace, err: TextIO) -> None:
     scheme = "https" if args.cert else "http"
     err.write(f"posdiag-collector: listening on {scheme}://{args.listen.rsplit(':', 1)[0]}:{sock.getsockname()[1]}\n")
     err.flush()
-    common = {"ssl_certfile": args.cert, "ssl_keyfile": args.key, "access_log": args.access_log, "log_level": "warning",
-              "proxy_headers": True, "timeout_keep_alive": 5, "timeout_graceful_shutdown": 5, "server_header": False}
+    common = {"ssl_certfile": args.cert, "ssl_keyfile": args.key, "access_log": args.access_log, "proxy_headers": True}
     if args.workers == 1:
-        config = uvicorn.Config(create_app(settings, storage), **common)
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(served.config(create_app(settings, storage), settings, **common)).run(sockets=[sock])
         return
     storage.close()
     from uvicorn.supervisors import Multiprocess
 
     os.environ[SETTINGS_ENV] = settings_env(settings)
-    config = uvicorn.Config("posdiag.collector.app:app_from_env", factory=True, workers=args.workers, **common)
+    config = served.config("posdiag.collector.app:app_from_env", settings, factory=True, workers=args.workers, **common)
     Multiprocess(config, sockets=[sock]).run()
 
 

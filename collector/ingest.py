@@ -2,18 +2,20 @@
 
 Every refusal says why in a JSON ``{"error": …}`` body and stores nothing. The order of checks is the
 cheapest first: credentials present, declared size, streamed size, then (in a worker thread, with
-the database) the token, the body, the terminal it speaks for, and the insert.
+the database) the token, the body, the terminal it speaks for, the time it says it ran, and the insert.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from posdiag.collector import intake
 from posdiag.collector.auth import bearer, identify_token
 from posdiag.collector.intake import Refused
 from posdiag.collector.storage import Overloaded
+from posdiag.core.timefmt import utc_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -51,8 +53,9 @@ def accept(collector: Any, token: str, body: bytes, encoding: str) -> tuple[int,
     report = intake.decode(body, encoding, collector.settings.max_report_bytes)
     if report.terminal_id != caller.name:
         raise Refused(403, f"this token belongs to terminal {caller.name!r}, the report is of {report.terminal_id!r}")
-    site = (caller.terminal or {}).get("site") or report.site
-    result = collector.storage.store_report(report, site)
+    now = time.time()
+    intake.check_time(report, now, collector.settings.retain_days)
+    result, _ = collector.storage.store_report(report, received=utc_iso(now))
     if result == "stored":
         return 201, {"status": "stored", "report_id": report.report_id}
     if result == "duplicate":

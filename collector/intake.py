@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from posdiag.collector import schema
+from posdiag.core.timefmt import parse_utc_iso, utc_iso
 
 CHUNK = 64 * 1024
+#: how far ahead of the collector's clock a report may say it started (a terminal's clock may be off)
+MAX_AHEAD_S = 86400
 
 
 class Refused(Exception):
@@ -106,5 +109,22 @@ def decode(body: bytes, content_encoding: str, cap: int) -> Report:
                   risk_due_at=due[0] if due else (NEVER if risks else None))
 
 
+
+
 #: the due time of risks that name none (sorts after every real one)
 NEVER = "9999-12-31T23:59:59Z"
+
+
+def check_time(report: Report, now: float, retain_days: float) -> None:
+    """Refuse (400) a ``started_at`` that is no real instant, lies more than a day ahead of ``now``, or
+    is older than the retention (expired: it would be pruned at once)."""
+    try:
+        started = parse_utc_iso(report.started_at)
+    except ValueError:
+        raise Refused(400, f"$.started_at: {report.started_at!r} is not a real UTC instant") from None
+    if started > now + MAX_AHEAD_S:
+        raise Refused(400, f"$.started_at: {report.started_at} is more than a day ahead of the collector's clock "
+                           f"({utc_iso(now)}): check the terminal's clock")
+    if started < now - retain_days * 86400:
+        raise Refused(400, f"$.started_at: {report.started_at} has expired: the collector keeps reports for "
+                           f"{retain_days:g} days")

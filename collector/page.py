@@ -2,7 +2,9 @@
 
 The page is static HTML and JavaScript that polls the read API; all report text reaches the screen
 through ``textContent``, and a strict Content-Security-Policy (no inline script) backs that up. The
-session cookie is HttpOnly and SameSite=Strict, and Secure whenever the page is served over TLS.
+session cookie is HttpOnly and SameSite=Strict, and Secure whenever the page is served over TLS; its
+session lives in the database until it expires or the operator signs out. The forms refuse a post
+another site makes the browser send (``auth.cross_site``).
 
 The language is chosen per request: the ``lang`` cookie the page's switch sets, else the browser's
 ``Accept-Language``, else English. The HTML templates mark their text ``data-tr`` (element text) and
@@ -19,14 +21,16 @@ import functools
 import html
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from posdiag.collector.auth import SESSION_COOKIE, identify_reader, identify_token
+from posdiag.collector.auth import SESSION_COOKIE, cross_site, identify_reader, identify_token
 from posdiag.collector.markup import translate_markup
-from posdiag.collector.tokens import sign_session
+from posdiag.collector.tokens import sign_session, token_hash
 from posdiag.core import causes, i18n
+from posdiag.core.timefmt import utc_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -140,10 +144,19 @@ def _signin_page(lang: str, message: str = "", status: int = 200) -> HTMLRespons
     return _html(_page("signin.html", lang).replace("<!--message-->", note), status)
 
 
-def _forbidden(lang: str) -> HTMLResponse:
+def _refusal(lang: str, text: str) -> HTMLResponse:
     t = i18n.translator(lang)
-    title, text = html.escape(t.tr("Forbidden")), html.escape(t.tr("A terminal token cannot open the fleet page."))
-    return _html(f'<!doctype html><html lang="{HTML_LANG.get(t.lang, "en")}"><title>{title}</title><p>{text}</p></html>', 403)
+    title = html.escape(t.tr("Forbidden"))
+    return _html(f'<!doctype html><html lang="{HTML_LANG.get(t.lang, "en")}"><title>{title}</title><p>{html.escape(text)}</p>'
+                 "</html>", 403)
+
+
+def _forbidden(lang: str) -> HTMLResponse:
+    return _refusal(lang, i18n.translator(lang).tr("A terminal token cannot open the fleet page."))
+
+
+def _cross_site(lang: str) -> HTMLResponse:
+    return _refusal(lang, i18n.translator(lang).tr("This form was sent from another site: refused."))
 
 
 async def _operator(request: Request) -> tuple[str, Response | None]:
@@ -200,6 +213,8 @@ async def signin(request: Request) -> Response:
     collector = request.app.state.collector
     lang = request_language(request)
     t = i18n.translator(lang)
+    if cross_site(request.headers):
+        return _cross_site(lang)
     form = await _form(request)
     if form is None:
         return _signin_page(lang, t.tr("That is not a token."), 400)
@@ -213,12 +228,22 @@ async def signin(request: Request) -> Response:
         return _signin_page(lang, t.tr("Unknown token."), 401)
     response = RedirectResponse("/", status_code=303)
     lifetime = int(collector.settings.session_hours * 3600)
-    response.set_cookie(SESSION_COOKIE, sign_session(collector.session_key, caller.name, lifetime), max_age=lifetime,
-                        path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    now = time.time()
+    cookie = sign_session(collector.session_key, caller.name, lifetime, now)
+    await run_in_threadpool(collector.storage.add_session, token_hash(cookie), caller.name, utc_iso(now),
+                            utc_iso(now + lifetime))
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=lifetime, path="/", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
     return response
 
 
 async def signout(request: Request) -> Response:
+    """End the session for good (a copy of its cookie no longer reads), and forget the cookie."""
+    if cross_site(request.headers):
+        return _cross_site(request_language(request))
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await run_in_threadpool(request.app.state.collector.storage.end_session, token_hash(cookie))
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
                            secure=request.url.scheme == "https")
@@ -226,15 +251,17 @@ async def signout(request: Request) -> Response:
 
 
 def _return_to(wanted: str) -> str:
-    """Back to the page the switch was on (with its ``#t=…`` fragment), and nowhere else."""
+    """Back to the page the switch was on (with its ``#q=…&state=…`` fragment), and nowhere else."""
     path, _, fragment = wanted.partition("#")
     if path not in RETURN_PATHS and not TERMINAL_PATH.match(path):
         return "/"
-    return path + ("#" + quote(fragment, safe="=%") if fragment else "")
+    return path + ("#" + quote(fragment, safe="=%&") if fragment else "")
 
 
 async def set_language(request: Request) -> Response:
     """The switch: remember the language in a cookie (a preference, not a credential) and go back."""
+    if cross_site(request.headers):
+        return _cross_site(request_language(request))
     form = await _form(request) or {}
     lang = i18n.normalise((form.get("lang") or [""])[0]) or i18n.DEFAULT
     response = RedirectResponse(_return_to((form.get("next") or ["/"])[0]), status_code=303)

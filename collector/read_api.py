@@ -1,13 +1,16 @@
-"""The read API (operators only): terminals, reports, one report, incidents, risks ahead; plus health
-and metrics.
+"""The read API (operators only): terminals, sites, reports, one report, incidents, risks ahead; plus
+health and metrics.
 
-Every list is newest first. ``?limit=`` bounds a page; ``?before=`` takes the ``next_before`` cursor of
-the previous page (or a plain time stamp).
+Lists are newest first unless they say otherwise. ``?limit=`` bounds a page; ``?before=`` takes the
+``next_before`` cursor of the previous page (or a plain time stamp), ``?offset=`` the ``next_offset``
+of a list in attention order. Every filter runs in the database: a fleet of thousands is never sent
+whole to find the few terminals that fail.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +21,7 @@ from posdiag.collector.auth import identify_reader
 from posdiag.collector.ingest import refusal
 from posdiag.collector.intake import Refused
 from posdiag.collector.storage import StorageError
+from posdiag.collector.storage.fleet import STATES, TerminalQuery
 from posdiag.core.timefmt import utc_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +29,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("posdiag.collector")
+#: a search longer than this is no terminal id or site name
+MAX_SEARCH = 128
 
 
 def iso(epoch: float) -> str:
@@ -80,6 +87,23 @@ def operator_only(handler: Handler) -> Handler:
     return guarded
 
 
+def _query(request: Request, collector: Any, now: float) -> TerminalQuery:
+    """The terminals a list or a summary is about: ``?site=``, ``?cause=``, ``?state=`` (comma-separated),
+    ``?q=`` (a piece of a terminal id or site name), ``?silent_min=``."""
+    q = request.query_params
+    states = tuple(s for s in (q.get("state") or "").split(",") if s)
+    unknown = [s for s in states if s not in STATES]
+    if unknown:
+        raise Refused(400, f"?state= takes {', '.join(STATES)} (comma-separated), not {unknown[0]!r}")
+    search = (q.get("q") or "").strip()
+    if len(search) > MAX_SEARCH:
+        raise Refused(400, f"?q= is at most {MAX_SEARCH} characters")
+    silent_min = _number(request, "silent_min", None, 0, 10**7)
+    return TerminalQuery(silent_before=iso(now - collector.settings.silent_after_min * 60), site=q.get("site"),
+                         cause=q.get("cause") or None, states=states, search=search or None,
+                         silent_since=iso(now - silent_min * 60) if silent_min is not None else None)
+
+
 def _terminal(row: dict[str, Any], silent_before: str) -> dict[str, Any]:
     return {"id": row["id"], "site": row["site"], "last_seen_at": row["last_seen_at"], "verdict": row["verdict"],
             "top_cause": row["top_cause"], "agent_version": row["agent_version"],
@@ -91,17 +115,42 @@ def _terminal(row: dict[str, Any], silent_before: str) -> dict[str, Any]:
 @operator_only
 async def terminals(request: Request) -> Response:
     collector = request.app.state.collector
-    silent_min = _number(request, "silent_min", None, 0, 10**7)
-    limit = int(_number(request, "limit", 1000, 1, 10000))  # type: ignore[arg-type] - a default is given
     now = time.time()
-    rows = await run_in_threadpool(
-        collector.storage.list_terminals, site=request.query_params.get("site"), cause=request.query_params.get("cause"),
-        silent_since=iso(now - silent_min * 60) if silent_min is not None else None, before=_before(request), limit=limit)
-    silent_before = iso(now - collector.settings.silent_after_min * 60)
-    out = [_terminal(r, silent_before) for r in rows]
-    cursor = f"{rows[-1]['last_seen_at'] or ''}|{rows[-1]['id']}" if len(rows) == limit else None
-    return JSONResponse({"terminals": out, "silent_after_min": collector.settings.silent_after_min, "next_before": cursor,
-                         "now": iso(now)})
+    query = _query(request, collector, now)
+    limit = int(_number(request, "limit", 1000, 1, 10000))  # type: ignore[arg-type] - a default is given
+    order = request.query_params.get("order", "seen")
+    if order not in ("seen", "state"):
+        raise Refused(400, "?order= is seen (most recently heard from first) or state (faults, then silent terminals, …)")
+    offset = int(_number(request, "offset", 0, 0, 10**7)) if order == "state" else None  # type: ignore[arg-type]
+    rows = await run_in_threadpool(collector.storage.list_terminals, query, before=_before(request), limit=limit,
+                                   offset=offset)
+    answer: dict[str, Any] = {"terminals": [_terminal(r, query.silent_before) for r in rows],
+                              "silent_after_min": collector.settings.silent_after_min, "now": iso(now)}
+    full = len(rows) == limit
+    if offset is None:
+        answer["next_before"] = f"{rows[-1]['last_seen_at'] or ''}|{rows[-1]['id']}" if full else None
+    else:
+        answer["next_offset"] = offset + limit if full else None
+    return JSONResponse(answer)
+
+
+@operator_only
+async def sites(request: Request) -> Response:
+    """Sites as summary rows (their matching terminals by state), sites with faults first; with the
+    totals of the whole matching fleet and its terminals by cause."""
+    collector = request.app.state.collector
+    now = time.time()
+    query = _query(request, collector, now)
+    limit = int(_number(request, "limit", 100, 1, 1000))  # type: ignore[arg-type] - a default is given
+    offset = int(_number(request, "offset", 0, 0, 10**7))  # type: ignore[arg-type] - a default is given
+
+    def read() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return collector.storage.site_summaries(query, offset, limit), collector.storage.fleet_totals(query)
+
+    rows, totals = await run_in_threadpool(read)
+    return JSONResponse({"sites": rows, "totals": totals["terminals"], "site_count": totals["sites"],
+                         "causes": totals["causes"], "next_offset": offset + limit if len(rows) == limit else None,
+                         "silent_after_min": collector.settings.silent_after_min, "now": iso(now)})
 
 
 @operator_only
@@ -162,43 +211,49 @@ async def risks(request: Request) -> Response:
 RISK_KEYS = ("code", "title", "subject", "message", "hours_left", "due_at", "rate", "rate_unit")
 
 
-def current_incidents(collector: Any, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
-    """Incidents among reports started since ``since`` (default: the configured look-back)."""
-    settings = collector.settings
-    since = since or iso(time.time() - settings.incident_lookback_h * 3600)
-    rows = collector.storage.faults(since, until)
-    return incidents.find(rows, collector.storage.terminal_states(), window_min=settings.incident_window_min,
-                          site_min_terminals=settings.site_min_terminals, fleet_min_sites=settings.fleet_min_sites)
-
-
 @operator_only
 async def incidents_list(request: Request) -> Response:
     collector = request.app.state.collector
-    limit = int(_number(request, "limit", 100, 1, 1000))  # type: ignore[arg-type] - a default is given
-    found = await run_in_threadpool(current_incidents, collector, _stamp(request, "since"), _stamp(request, "until"))
-    wanted = request.query_params.get("open")
-    if wanted in ("true", "false"):
-        found = [i for i in found if i["open"] == (wanted == "true")]
     s = collector.settings
-    return JSONResponse({"incidents": found[:limit], "window_min": s.incident_window_min,
+    limit = int(_number(request, "limit", 100, 1, 1000))  # type: ignore[arg-type] - a default is given
+    wanted = request.query_params.get("open")
+    since, until = _stamp(request, "since"), _stamp(request, "until")
+
+    def read() -> list[dict[str, Any]]:
+        collector.keeper.catch_up()
+        return collector.storage.incidents(since=since or iso(time.time() - s.incident_lookback_h * 3600), until=until,
+                                           state={"true": True, "false": False}.get(wanted or ""), limit=limit,
+                                           recent=since is None)
+
+    found = await run_in_threadpool(read)
+    return JSONResponse({"incidents": [incidents.to_api(row) for row in found], "window_min": s.incident_window_min,
                          "site_min_terminals": s.site_min_terminals, "fleet_min_sites": s.fleet_min_sites})
 
 
 async def healthz(request: Request) -> Response:
+    """For load balancers: no credentials, so nothing about the database beyond whether it answers."""
     collector = request.app.state.collector
     try:
         version = await run_in_threadpool(collector.storage.schema_version)
     except StorageError as exc:
-        return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        log.warning("health check: the database does not answer: %s", exc)
+        return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok", "backend": collector.storage.backend, "schema_version": version})
 
 
 def _metrics_text(collector: Any) -> str:
+    collector.keeper.catch_up()
     silent_since = iso(time.time() - collector.settings.silent_after_min * 60)
+    workers = {"pruned": collector.pruner.pruned, "alerts": collector.alerter.results if collector.alerter else None}
     return metrics.render(collector.received.snapshot(), collector.storage.verdict_counts(silent_since),
-                          current_incidents(collector))
+                          collector.storage.open_incident_counts(), workers)
 
 
 async def metrics_text(request: Request) -> Response:
-    text = await run_in_threadpool(_metrics_text, request.app.state.collector)
+    """Prometheus text. Cheap at any fleet size: counts of terminals and open incidents, no report read."""
+    try:
+        text = await run_in_threadpool(_metrics_text, request.app.state.collector)
+    except StorageError as exc:
+        log.warning("metrics: the database does not answer: %s", exc)
+        return PlainTextResponse("database unavailable\n", status_code=503)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -38,3 +38,19 @@ class Settings:
     request_expiry_min: float = 15.0
     #: A support bundle a terminal uploads may be this large; a bigger one is refused with 413.
     max_bundle_bytes: int = 8 * MIB
+    #: Reports that started longer ago than this are pruned (a terminal's newest one is always kept),
+    #: and refused at intake as expired.
+    retain_days: int = 90
+    #: Where incidents' openings and closings are posted (None: no webhook), and the file holding the
+    #: key their HMAC signature is made with.
+    alert_webhook: str | None = None
+    alert_secret_file: str | None = None
+    #: A client has this long to send a request's line and headers, however it trickles them.
+    header_timeout_s: float = 10.0
+    #: The request line and headers together may be this large; a larger one is answered 431.
+    max_header_bytes: int = 16 * 1024
+    #: Connections one client address may hold open at once in one process (0: no limit, behind a
+    #: proxy that is the only client).
+    max_connections_per_client: int = 64
+    #: Connections and requests one process handles at once before answering 503.
+    max_connections: int = 4096

@@ -2,7 +2,10 @@
 
 Tokens are 32 random bytes, shown once; only their SHA-256 is stored, so a stolen database does not
 let anyone post or read. Session cookies are signed with a key kept in the database, so any ``serve``
-process sharing that database can verify a cookie another one issued.
+process sharing that database can verify a cookie another one issued, and carry random bytes of their
+own: two sign-ins never get the same cookie, and the server keeps each live session's hash, so signing
+out (or removing the operator) ends it for good. The signature turns away a forged cookie without a
+database query.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 import time
 
 TOKEN_BYTES = 32
+SESSION_NONCE_BYTES = 16
 
 
 def new_token() -> str:
@@ -31,19 +35,22 @@ def new_session_key() -> str:
 
 
 def sign_session(key: str, operator: str, lifetime_s: float, now: float | None = None) -> str:
-    """A cookie value naming the operator and its expiry, with an HMAC over both."""
+    """A fresh cookie value naming the operator, its expiry and random bytes, with an HMAC over all three."""
     expires = int((now if now is not None else time.time()) + lifetime_s)
     name = base64.urlsafe_b64encode(operator.encode()).decode().rstrip("=")
-    payload = f"{name}.{expires}"
+    payload = f"{name}.{expires}.{secrets.token_urlsafe(SESSION_NONCE_BYTES)}"
     sig = hmac.new(key.encode(), payload.encode(), hashlib.sha256).hexdigest()
     return f"{payload}.{sig}"
 
 
 def verify_session(key: str, cookie: str, now: float | None = None) -> str | None:
-    """The operator a cookie was issued to, or None when it is forged, mangled or expired."""
+    """The operator a cookie was issued to, or None when it is forged, mangled or expired (whether it
+    is still a live session, the database says)."""
+    if not cookie.isascii():  # a cookie of ours is ASCII; compare_digest refuses anything else
+        return None
     try:
-        name, expires, sig = cookie.split(".")
-        want = hmac.new(key.encode(), f"{name}.{expires}".encode(), hashlib.sha256).hexdigest()
+        name, expires, nonce, sig = cookie.split(".")
+        want = hmac.new(key.encode(), f"{name}.{expires}.{nonce}".encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, sig):
             return None
         if int(expires) < (now if now is not None else time.time()):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from labs.collectorlab import iso, make_report
-from posdiag.collector import incidents
 
 
 def _post_all(f, reports):
@@ -80,12 +80,94 @@ def test_collector_closes_an_incident_when_its_terminals_report_healthy_again(fl
     assert incident["open"] is False
 
 
-def test_incident_thresholds_and_window_are_settings():
-    rows = [{"terminal_id": f"t{i}", "site": "s", "top_cause": "disk.full", "started_at": iso(1_800_000_000 + 400 * i)}
-            for i in range(3)]
-    assert incidents.find(rows, {}, window_min=10) and len(incidents.find(rows, {}, window_min=10)) == 1
-    assert incidents.find(rows, {}, window_min=5) == []  # 400 s apart > 5 min: three lone faults
-    assert incidents.find(rows, {}, window_min=10, site_min_terminals=4) == []
-    spread = [{**row, "site": f"s{i}"} for i, row in enumerate(rows)]
-    assert [i["scope"] for i in incidents.find(spread, {}, window_min=10)] == ["fleet"]
-    assert incidents.find(spread, {}, window_min=10, fleet_min_sites=4) == []
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("spread,settings,scopes", [
+    (False, {"incident_window_min": 10}, ["site"]),
+    (False, {"incident_window_min": 5}, []),  # 400 s apart > 5 min: three lone faults
+    (False, {"incident_window_min": 10, "site_min_terminals": 4}, []),
+    (True, {"incident_window_min": 10}, ["fleet"]),  # one terminal at each of three sites
+    (True, {"incident_window_min": 10, "fleet_min_sites": 4}, []),
+])
+def test_incident_thresholds_and_window_are_settings(fleet, spread, settings, scopes):
+    f = fleet(**settings)
+    operator = f.operator()
+    start = time.time() - 1200
+    _post_all(f, [make_report(f"t{i}", f"s{i}" if spread else "s", started=start + 400 * i, cause="disk.full")
+                  for i in range(3)])
+    assert [i["scope"] for i in f.get("/api/v1/incidents", operator).json()["incidents"]] == scopes
+
+
+def test_an_incident_that_closed_stays_closed_and_faults_after_it_make_a_new_one(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    tokens = _post_all(f, [make_report(f"lane-{i}", "store-5", started=now - 300, cause="network.lan") for i in range(2)])
+    for i in range(2):
+        assert f.post(tokens[f"lane-{i}"], make_report(f"lane-{i}", "store-5", started=now - 240, verdict="healthy",
+                                                       cause="none")).status_code == 201
+    [closed] = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert closed["open"] is False and closed["closed_at"]
+    # Two minutes later the same store fails again: within the window, but the closed incident stays closed.
+    for i in range(2):
+        assert f.post(tokens[f"lane-{i}"], make_report(f"lane-{i}", "store-5", started=now - 120,
+                                                       cause="network.lan")).status_code == 201
+    newer, older = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert (newer["open"], older["open"]) == (True, False)
+    assert older["id"] == closed["id"] and older["closed_at"] == closed["closed_at"]
+    assert newer["first_seen_at"] == iso(now - 120) and newer["still_failing"] == ["lane-0", "lane-1"]
+
+
+def test_facts_applied_in_one_batch_or_one_at_a_time_make_the_same_incidents_and_messages(tmp_path):
+    """The keeper holds chains in memory through a batch and writes them back at its end: how the queue
+    is cut into batches must not change a single incident, part or webhook message."""
+    import json
+    import random
+
+    from posdiag.collector import intake
+    from posdiag.collector.storage import open_storage
+    from posdiag.collector.storage.chains import Rules
+
+    rng = random.Random(2824)
+    now = time.time()
+    reports = []
+    for n in range(400):  # 30 terminals of 6 sites over an hour, three causes and health, some sent late
+        tid = f"lane-{rng.randrange(30):02d}"
+        cause = rng.choice(["network.wan", "network.dns", "host.service_down", "none"])
+        started = now - 3600 + n * 9 - (rng.randrange(1800) if rng.random() < 0.1 else 0)
+        report = make_report(tid, f"store-{int(tid[-2:]) % 6}", started=started, cause=cause,
+                             verdict="healthy" if cause == "none" else "fault")
+        reports.append(intake.decode(json.dumps(report).encode(), "", 1 << 20))
+    rules = Rules(600, 2, 3, alerts=True)
+    outcomes = []
+    for name, batch in (("one-by-one", 1), ("at-once", 100_000)):
+        storage = open_storage(f"sqlite:///{tmp_path / name}.db")
+        storage.migrate()
+        for tid in sorted({r.terminal_id for r in reports}):
+            storage.add_terminal(tid, None, f"hash-{tid}")
+        for report in reports:
+            storage.store_report(report, received=iso(now))
+        while storage.apply_incident_facts(rules, batch, 60.0)[0]:
+            pass
+        outcomes.append([_applied(storage._select(f"SELECT * FROM {table} ORDER BY 1, 2"))
+                         for table in ("incidents", "incident_terminals", "incident_sites")] +
+                        [_applied(storage._select("SELECT incident_id, event, body FROM alerts ORDER BY id"))])
+        storage.close()
+    assert outcomes[0] == outcomes[1]
+    incidents, _, _, messages = outcomes[0]
+    assert any(i["qualified_at"] for i in incidents) and {m["event"] for m in messages} == {"open", "close"}
+
+
+def _applied(rows: list[dict]) -> list[dict]:
+    """Rows without the clock time of their application (two runs may straddle a second), only whether it is set."""
+    import json
+
+    times = ("qualified_at", "closed_at", "opened_at", "created_at")
+    out = []
+    for row in rows:
+        row = {k: (v is not None if k in times else v) for k, v in row.items()}
+        if "body" in row:
+            body = json.loads(row["body"])
+            body["incident"] = {k: (v is not None if k in times else v) for k, v in body["incident"].items()}
+            row["body"] = {k: v for k, v in body.items() if k != "created_at"}
+        out.append(row)
+    return out

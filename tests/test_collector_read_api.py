@@ -152,6 +152,75 @@ def test_collector_metrics_parse_as_prometheus_text_and_count_results(fleet):
     assert samples[("posdiag_collector_open_incidents", (("scope", "site"),))] == 0
 
 
+def _fleet_of_states(f) -> str:
+    """store-a: a fault, a degraded, a healthy terminal; store-b: a silent one and a healthy one; a
+    revoked one. The operator's token."""
+    operator = f.operator()
+    for tid, site, verdict, cause in (("a-fault", "store-a", "fault", "network.wan"),
+                                      ("a-slow", "store-a", "degraded", "network.degraded"),
+                                      ("a-fine", "store-a", "healthy", "none"), ("b-fine", "store-b", "healthy", "none"),
+                                      ("gone", "store-b", "healthy", "none")):
+        token = f.terminal(tid, site)
+        assert f.post(token, make_report(tid, site, verdict=verdict, cause=cause)).status_code == 201
+    f.terminal("b-quiet", "store-b")
+    assert f.storage.revoke_terminal("gone")
+    return operator
+
+
+def test_sites_are_summary_rows_by_state_faults_first_with_the_fleets_totals_and_causes(fleet):
+    f = fleet(silent_after_min=15)
+    operator = _fleet_of_states(f)
+    answer = f.get("/api/v1/sites", operator).json()
+    assert [s["site"] for s in answer["sites"]] == ["store-a", "store-b"]
+    a, b = answer["sites"]
+    assert (a["terminals"], a["fault"], a["degraded"], a["healthy"], a["silent"]) == (3, 1, 1, 1, 0)
+    assert (b["terminals"], b["silent"], b["healthy"], b["revoked"]) == (3, 1, 1, 1)
+    assert answer["totals"] == {"fault": 1, "silent": 1, "degraded": 1, "healthy": 2, "revoked": 1}
+    assert answer["site_count"] == 2 and answer["next_offset"] is None
+    assert {c["cause"]: c["terminals"] for c in answer["causes"]} == {"network.wan": 1, "network.degraded": 1, "none": 2}
+    # Filters run on the server, for the rows, the totals and the causes alike.
+    quiet = f.get("/api/v1/sites", operator, state="silent").json()
+    assert [(s["site"], s["terminals"]) for s in quiet["sites"]] == [("store-b", 1)] and quiet["totals"]["silent"] == 1
+    assert [s["site"] for s in f.get("/api/v1/sites", operator, q="B-").json()["sites"]] == ["store-b"]
+    assert f.get("/api/v1/sites", operator, cause="network.wan").json()["totals"]["fault"] == 1
+    assert f.get("/api/v1/sites", operator, limit=1).json()["next_offset"] == 1
+    assert [s["site"] for s in f.get("/api/v1/sites", operator, limit=1, offset=1).json()["sites"]] == ["store-b"]
+    assert f.get("/api/v1/sites", operator, state="broken").status_code == 400
+
+
+def test_terminals_filter_by_state_and_search_and_page_in_attention_order(fleet):
+    f = fleet(silent_after_min=15)
+    operator = _fleet_of_states(f)
+
+    def ids(**query: object) -> list[str]:
+        return [t["id"] for t in f.get("/api/v1/terminals", operator, **query).json()["terminals"]]
+
+    assert ids(order="state") == ["a-fault", "b-quiet", "a-slow", "a-fine", "b-fine", "gone"]
+    assert ids(order="state", state="fault,silent") == ["a-fault", "b-quiet"]
+    assert ids(order="state", q="FINE") == ["a-fine", "b-fine"]
+    assert ids(order="state", q="store-b") == ["b-quiet", "b-fine", "gone"]
+    assert ids(q="%") == [] and ids(q="_") == []  # LIKE's wildcards are matched as themselves
+    first = f.get("/api/v1/terminals", operator, order="state", limit=4).json()
+    assert first["next_offset"] == 4
+    assert ids(order="state", limit=4, offset=4) == ["b-fine", "gone"]
+    assert f.get("/api/v1/terminals", operator, order="sideways").status_code == 400
+    assert f.get("/api/v1/terminals", operator, q="x" * 200).status_code == 400
+
+
+def test_a_fleet_of_five_thousand_gives_the_page_every_faulty_and_silent_terminal(fleet):
+    from labs import bigfleet
+
+    f = fleet()
+    operator = f.operator()
+    built = bigfleet.build(f.storage, now=time.time(), terminals=5000, sites=500, faulty=25, silent=25, history=2)
+    attention = f.get("/api/v1/terminals", operator, order="state", state="fault,silent", limit=100).json()
+    assert {t["id"] for t in attention["terminals"]} == set(built.faulty) | set(built.silent)
+    assert [t["id"] for t in attention["terminals"][:25]] and all(t["verdict"] == "fault" for t in attention["terminals"][:25])
+    sites = f.get("/api/v1/sites", operator, limit=1000).json()
+    assert len(sites["sites"]) == 500 and sum(s["terminals"] for s in sites["sites"]) == 5000
+    failing = {s for t, s in built.site_of.items() if t in built.faulty}
+    assert {s["site"] for s in sites["sites"][:len(failing)]} == failing
+    assert sites["totals"]["fault"] == 25 and sites["totals"]["silent"] == 25
 def test_reports_with_and_without_certainty_are_stored_and_read_back_as_sent(fleet):
     """A report of this agent (certainty, a new cause id, what was not checked) and one of an older
     agent (none of these) are both accepted and read back whole."""

@@ -66,6 +66,7 @@ def test_diagnose_now_shows_the_tills_remote_report_when_it_arrives_and_get_bund
     assert top.locator("code").first.inner_text() == "disk.full"
     assert top.locator("ul.evidence li").count() >= 1 and top.locator("ol.remediation li").count() >= 1
     assert top.locator("h5").all_text_contents()[0] == "Why" and "What to do" in top.locator("h5").all_text_contents()
+    assert top.locator(".certainty").inner_text().startswith("certain ")  # this agent says how sure it is
     assert "at boot" in page.locator("#report").inner_text()
 
     page.click("#ask-diagnose")

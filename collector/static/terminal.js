@@ -31,12 +31,17 @@ function steps(heading, items, lang, tag) {
   return [el("h5", {}, heading), el(tag, {class: tag === "ol" ? "remediation" : "evidence", lang}, items.map((i) => el("li", {}, i)))];
 }
 
+// A report of an older agent has no certainty: its card shows the confidence alone.
 function causeCard(cause, lang, first) {
-  const percent = new Intl.NumberFormat(LOCALE, {style: "percent"}).format(cause.confidence);
+  const percent = (value) => new Intl.NumberFormat(LOCALE, {style: "percent"}).format(value);
+  const certainty = typeof cause.certainty === "number"
+    ? el("span", {class: "certainty", title: tr("certainty: how sure the fault is present, on its own evidence")},
+      tr("certain {percent}", {percent: percent(cause.certainty)}))
+    : null;
   return el("article", {class: "cause-card" + (first ? " top" : ""), "data-cause": cause.id},
     el("p", {class: "cause-rank muted small"}, first ? tr("Most likely cause") : tr("Also possible")),
     el("h4", {}, el("span", {class: "cause-title"}, causeTitle(cause.id, cause.title)), " ", el("code", {}, cause.id),
-      el("span", {class: "confidence", title: tr("confidence")}, percent)),
+      el("span", {class: "confidence", title: tr("confidence")}, percent(cause.confidence)), certainty),
     cause.explanation ? el("p", {class: "explanation", lang}, cause.explanation) : null,
     steps(tr("Why"), cause.evidence, lang, "ul"),
     steps(tr("Also failing because of it"), cause.consequences, lang, "ul"),

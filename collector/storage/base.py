@@ -2,20 +2,28 @@
 
 Writes that must not race are single statements guarded by constraints (``INSERT … ON CONFLICT DO
 NOTHING`` on the report id), never a read followed by a write, so two processes receiving the same
-report at the same moment store it once.
+report at the same moment store it once. Where a report must read before it writes (its terminal's
+site and state), it first locks what it reads: the terminal's row (SQLite has one writer at a time
+anyway). Incidents are kept apart from the intake (see :mod:`.chains`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from importlib.resources import files
 from typing import Any
 
+import posdiag.collector.storage.chains as chains
+import posdiag.collector.storage.fleet as fleet
 from posdiag.collector.intake import Report
+from posdiag.collector.storage.chains import Rules
+from posdiag.collector.storage.fleet import TerminalQuery
 from posdiag.collector.storage.requests import RequestStore
+from posdiag.collector.storage.upkeep import Upkeep
 from posdiag.core.timefmt import utc_now_iso
+from posdiag.core.vocabulary import Verdict
 
 
 class StorageError(Exception):
@@ -75,11 +83,13 @@ def _page(before: str | None, column: str, key: str, where: list[str], args: lis
         args.append(stamp)
 
 
-class Storage(RequestStore, ABC):
-    """Terminals, operators, reports and remote requests in one SQL database."""
+class Storage(RequestStore, Upkeep, ABC):
+    """Terminals, operators, reports, incidents and remote requests in one SQL database."""
 
     backend = ""
     placeholder = "?"
+    #: what a SELECT adds to lock the rows it reads until the transaction ends ('' where writers take turns)
+    row_lock = ""
 
     @abstractmethod
     def _connection(self, write: bool = False) -> AbstractContextManager[Any]:
@@ -94,6 +104,16 @@ class Storage(RequestStore, ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connections."""
+
+    def _pipelined(self, conn: Any) -> AbstractContextManager[Any]:
+        """Statements whose results nobody reads, sent without waiting for each answer (a network round
+        trip each on PostgreSQL; SQLite has none to save)."""
+        return nullcontext()
+
+    def _lock_keeper(self, conn: Any, wait: bool) -> bool:
+        """Inside a write: become the one process applying incident facts; without ``wait``, False when
+        another is (where one writer holds the whole database, the transaction itself is that lock)."""
+        return True
 
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
@@ -166,9 +186,6 @@ class Storage(RequestStore, ABC):
         rows = self._select("SELECT name FROM operators WHERE token_hash = ?", (hashed,))
         return rows[0] if rows else None
 
-    def operator_exists(self, name: str) -> bool:
-        return bool(self._select("SELECT name FROM operators WHERE name = ?", (name,)))
-
     def secret(self, name: str, fresh: str) -> str:
         """The stored secret ``name``; ``fresh`` becomes it if none is stored yet (first process wins)."""
         with self._connection(write=True) as conn:
@@ -177,11 +194,23 @@ class Storage(RequestStore, ABC):
 
     # -- reports --------------------------------------------------------------------------------
 
-    def store_report(self, report: Report, site: str) -> str:
+    def store_report(self, report: Report, received: str | None = None) -> tuple[str, bool]:
         """Store once: ``"stored"``, ``"duplicate"`` (this terminal sent it before) or ``"conflict"``
-        (the id belongs to another terminal's report)."""
-        now = utc_now()
+        (the id belongs to another terminal's report); and whether incidents have a fact to apply.
+
+        The terminal's site is fixed by its registration, or else by the first report stored for it,
+        inside this transaction: reports racing to be first cannot put one terminal in two sites.
+        Its state follows its newest report by the time it ran, never later than ``received``: a
+        late report does not undo a newer one, and one from a clock that runs ahead cannot outrank
+        the reports that follow it.
+        """
+        now = received or utc_now()
+        at = min(report.started_at, now)
         with self._connection(write=True) as conn:
+            row = self._execute(conn, "SELECT site, state_at, verdict, top_cause FROM terminals WHERE id = ?" + self.row_lock,
+                                (report.terminal_id,)).fetchone()
+            site, state_at, verdict, cause = row if row else (None, None, None, None)
+            site = site or report.site
             cur = self._execute(
                 conn, "INSERT INTO reports (report_id, terminal_id, site, started_at, received_at, verdict, top_cause, "
                 "agent_version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (report_id) DO NOTHING",
@@ -189,19 +218,33 @@ class Storage(RequestStore, ABC):
                  report.agent_version, report.text))
             if cur.rowcount != 1:
                 owner = self._execute(conn, "SELECT terminal_id FROM reports WHERE report_id = ?", (report.report_id,)).fetchone()
-                return "duplicate" if owner and owner[0] == report.terminal_id else "conflict"
-            # The terminal's state follows its newest report by started_at: a late one does not undo it.
-            newest = self._execute(
-                conn, "UPDATE terminals SET last_seen_at = ?, site = coalesce(site, ?), verdict = ?, top_cause = ?, "
-                "agent_version = ?, last_started_at = ?, risks = ?, risk_due_at = ? "
-                "WHERE id = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
-                (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, report.risks,
-                 report.risk_due_at, report.terminal_id, report.started_at))
-            if newest.rowcount == 0:  # an older report, late: the terminal is alive, its state stays
-                self._execute(conn, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", (now, report.terminal_id))
+                return ("duplicate" if owner and owner[0] == report.terminal_id else "conflict"), False
+            newest = state_at is None or state_at <= at
+            fault = report.top_cause if _names_a_fault(report.verdict, report.top_cause) else None
+            # Nothing changes for the incidents when a healthy terminal stays healthy (the common case).
+            queued = bool(fault) or (newest and _names_a_fault(verdict, cause))
+            with self._pipelined(conn):
+                if newest:
+                    self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ?, verdict = ?, top_cause = ?, "
+                                  "agent_version = ?, last_started_at = ?, state_at = ?, risks = ?, risk_due_at = ? "
+                                  "WHERE id = ?",
+                                  (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, at,
+                                   report.risks, report.risk_due_at, report.terminal_id))
+                else:  # an older report, late: the terminal is alive, its state stays
+                    self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ? WHERE id = ?",
+                                  (now, site, report.terminal_id))
+                if queued:
+                    chains.queue(self, conn, chains.Fact(report.terminal_id, site, fault, at, newest))
             if report.request_id:
                 self.link_report(conn, report.request_id, report.terminal_id, report.report_id, now)
-        return "stored"
+        return "stored", queued
+
+    def apply_incident_facts(self, rules: Rules, limit: int, budget_s: float, wait: bool = False) -> tuple[int, bool]:
+        """Apply queued incident facts (see :func:`.chains.apply_pending`): how many, and whether a
+        webhook message was written. Costs one read when nothing waits."""
+        if not chains.pending(self):
+            return 0, False
+        return chains.apply_pending(self, rules, utc_now(), limit, budget_s, wait)
 
     def get_report(self, report_id: str) -> str | None:
         rows = self._select("SELECT body FROM reports WHERE report_id = ?", (report_id,))
@@ -219,16 +262,23 @@ class Storage(RequestStore, ABC):
                " ORDER BY started_at DESC, report_id DESC LIMIT ?")
         return self._select(sql, [*args, limit])
 
-    def list_terminals(self, *, site: str | None = None, cause: str | None = None, silent_since: str | None = None,
-                       before: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Terminals, most recently heard from first (never heard from: last)."""
-        where, args = _filters([("site = ?", site), ("top_cause = ?", cause),
-                                ("(last_seen_at IS NULL OR last_seen_at < ?)", silent_since)])
-        _page(before, "coalesce(last_seen_at, '')", "id", where, args)
-        sql = ("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at, "
-               "risk_due_at FROM terminals" + (" WHERE " + " AND ".join(where) if where else "") +
+    def list_terminals(self, query: TerminalQuery | None = None, *, before: str | None = None, limit: int = 1000,
+                       offset: int | None = None) -> list[dict[str, Any]]:
+        """Terminals, most recently heard from first (never heard from: last), paged by ``before``; or,
+        with ``offset``, in attention order (faults, then silent ones, …; by site and id)."""
+        query = query or TerminalQuery()
+        if offset is not None:
+            return self._select(*fleet.terminals_by_state(query, offset, limit))
+        terms, args = query.terms()
+        _page(before, "coalesce(last_seen_at, '')", "id", terms, args)
+        sql = (f"SELECT {fleet.COLUMNS} FROM terminals" + (" WHERE " + " AND ".join(terms) if terms else "") +
                " ORDER BY coalesce(last_seen_at, '') DESC, id DESC LIMIT ?")
         return self._select(sql, [*args, limit])
+
+    def site_summaries(self, query: TerminalQuery, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Sites as summary rows: each one's matching terminals by state (see :mod:`.fleet`)."""
+        return [{key: (int(value) if key != "site" else value) for key, value in row.items()}
+                for row in self._select(*fleet.site_summaries(query, offset, limit))]
 
     def at_risk(self, *, site: str | None = None, terminal: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Terminals whose newest report has risks ahead, the soonest due first (revoked ones left out)."""
@@ -237,20 +287,21 @@ class Storage(RequestStore, ABC):
                "AND revoked_at IS NULL" + "".join(f" AND {term}" for term in where) + " ORDER BY risk_due_at, id LIMIT ?")
         return self._select(sql, [*args, limit])
 
-    def faults(self, since: str, until: str | None = None) -> list[dict[str, Any]]:
-        """Reports that name a cause (verdict not healthy, cause not ``none``) started in ``[since, until)``."""
-        sql = ("SELECT terminal_id, site, top_cause, started_at FROM reports WHERE started_at >= ? "
-               "AND verdict <> 'healthy' AND top_cause <> 'none'")
-        args: list[Any] = [since]
-        if until:
-            sql += " AND started_at < ?"
-            args.append(until)
-        return self._select(sql + " ORDER BY started_at", args)
+    def fleet_totals(self, query: TerminalQuery) -> dict[str, Any]:
+        """The matching terminals by state, the sites they are in, and their causes (the page's chart)."""
+        states = {row["st"]: int(row["n"]) for row in self._select(*fleet.state_totals(query))}
+        return {"terminals": {state: states.get(state, 0) for state in fleet.STATES},
+                "sites": int(self._select(*fleet.site_count(query))[0]["n"]),
+                "causes": [{"cause": row["cause"], "terminals": int(row["n"])}
+                           for row in self._select(*fleet.cause_counts(query))]}
 
-    def terminal_states(self) -> dict[str, dict[str, Any]]:
-        """Each terminal's latest verdict and cause, by id (what decides whether an incident is open)."""
-        rows = self._select("SELECT id, verdict, top_cause, last_started_at FROM terminals")
-        return {row["id"]: row for row in rows}
+    def incidents(self, *, since: str, until: str | None = None, state: bool | None = None, limit: int = 100,
+                  recent: bool = False) -> list[dict[str, Any]]:
+        """Incidents, open ones first (see :func:`.chains.listing`)."""
+        return chains.listing(self, since=since, until=until, state=state, limit=limit, recent=recent)
+
+    def open_incident_counts(self) -> list[dict[str, Any]]:
+        return chains.open_counts(self)
 
     def verdict_counts(self, silent_since: str) -> dict[str, int]:
         """Terminals by the verdict of their latest report (``unknown``: none yet), and ``silent``."""
@@ -261,6 +312,11 @@ class Storage(RequestStore, ABC):
                               "(last_seen_at IS NULL OR last_seen_at < ?)", (silent_since,))
         counts["silent"] = int(silent[0]["n"])
         return counts
+
+
+def _names_a_fault(verdict: str | None, cause: str | None) -> bool:
+    """A report (or state) that blames a cause: not healthy, and its top cause is not ``none``."""
+    return bool(cause) and verdict not in (None, Verdict.HEALTHY) and cause != "none"
 
 
 __all__ = ["Conflict", "Overloaded", "Storage", "StorageError", "utc_now"]

@@ -17,11 +17,14 @@ from posdiag.collector.storage.base import Overloaded, Storage, StorageError
 
 #: Advisory lock key of the migrations ("posdiag" in ASCII, as a number).
 MIGRATION_LOCK = 0x706F7364696167
+#: Advisory lock key of the one process applying incident facts ("incidnt").
+KEEPER_LOCK = 0x696E6369646E74
 
 
 class PostgresStorage(Storage):
     backend = "postgres"
     placeholder = "%s"
+    row_lock = " FOR UPDATE"
 
     def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 5.0) -> None:
         self.url = url
@@ -51,8 +54,17 @@ class PostgresStorage(Storage):
                     yield conn
         except psycopg_pool.PoolTimeout:
             raise Overloaded("no database connection free") from None
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:  # the server's own words: for the log, never for an unauthenticated caller
             raise StorageError(f"PostgreSQL: {exc}") from None
+
+    def _pipelined(self, conn: Any) -> Any:
+        return conn.pipeline()
+
+    def _lock_keeper(self, conn: Any, wait: bool) -> bool:
+        if wait:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (KEEPER_LOCK,))
+            return True
+        return bool(conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (KEEPER_LOCK,)).fetchone()[0])
 
     def migrate(self) -> list[int]:
         with self._connection(write=True) as conn:

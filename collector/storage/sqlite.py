@@ -63,8 +63,8 @@ class SqliteStorage(Storage):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
                 raise Overloaded("the database is busy") from None
             raise StorageError(f"SQLite {self.path}: {exc}") from None
         finally:

@@ -66,7 +66,7 @@ def fleet(db_url: str) -> Iterator[Callable[..., Any]]:
         server = InProcessServer(Settings(db_url=db_url, **overrides))
         storage = open_storage(db_url)
         started.append((server, storage))
-        return Fleet(server.url, storage)
+        return Fleet(server.url, storage, server)
 
     yield make
     for server, storage in started:

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +58,13 @@ class InProcessServer:
 
     def __init__(self, settings: Any) -> None:
         import uvicorn
+        from posdiag.collector import served
         from posdiag.collector.app import create_app
 
         self.app = create_app(settings)
         sock = listening_socket()
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False))
+        self.server = uvicorn.Server(served.config(self.app, settings, access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         if not wait_for(lambda: self.server.started or not self.thread.is_alive(), 10, interval=0.01) \
@@ -110,9 +113,10 @@ class ServeProcess:
 class Fleet:
     """One running collector and a storage handle on its database, for arranging and checking."""
 
-    def __init__(self, url: str, storage: Any) -> None:
+    def __init__(self, url: str, storage: Any, server: InProcessServer | None = None) -> None:
         self.url = url
         self.storage = storage
+        self.server = server
         self.http = requests.Session()
 
     def terminal(self, terminal_id: str, site: str | None = None) -> str:
@@ -146,3 +150,27 @@ class Fleet:
 
     def stored(self) -> int:
         return len(self.storage.list_reports(limit=1000))
+
+    def sql(self, statement: str, args: tuple = ()) -> None:
+        """One statement of the test's own on the collector's database (``?`` placeholders on both back ends)."""
+        with self.storage._connection(write=True) as conn:
+            self.storage._execute(conn, statement, args)
+
+    @contextmanager
+    def tracing(self, statements: list[str]) -> Iterator[None]:
+        """Every SQL statement the in-process server runs meanwhile, appended to ``statements`` (SQLite)."""
+        storage = self.server.app.state.collector.storage
+        opened = storage._open
+
+        def traced() -> Any:
+            conn = opened()
+            conn.set_trace_callback(statements.append)
+            return conn
+
+        storage._open = traced
+        try:
+            yield
+        finally:
+            del storage._open
+            for conn in list(storage._all):
+                conn.set_trace_callback(None)

@@ -1,0 +1,175 @@
+"""Alerts: open incidents as Prometheus series, and the webhook that hears of each opening and closing
+exactly once — signed, retried, across restarts, and from several ``serve`` processes on one database.
+
+The receiver is a real HTTP server on loopback (labs/webhook.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from labs.collectorlab import Fleet, ServeProcess, make_report
+from labs.helpers import wait_for
+from labs.webhook import Receiver
+from posdiag.collector.storage import open_storage
+
+SECRET = b"a-webhook-key-of-32-bytes-length"
+LANES = ("lane-1", "lane-2", "lane-3")
+
+
+@pytest.fixture
+def receiver():
+    made = Receiver(SECRET)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / "webhook.key"
+    path.write_bytes(SECRET + b"\n")
+    return str(path)
+
+
+def _post(f: Fleet, tokens: dict[str, str], verdict: str, url: str | None = None, urls: list[str] | None = None) -> None:
+    for n, (tid, token) in enumerate(tokens.items()):
+        cause = "none" if verdict == "healthy" else "network.wan"
+        target = urls[n % len(urls)] if urls else url
+        answer = f.post(token, make_report(tid, "store-1", verdict=verdict, cause=cause), url=target)
+        assert answer.status_code == 201, answer.text
+
+
+def _events(receiver: Receiver) -> list[tuple[str, str]]:
+    return [(b["event"], b["incident"]["id"]) for b in receiver.delivered()]
+
+
+def _quiet(receiver: Receiver, count: int) -> bool:
+    """Nothing more arrives over a few polls of every process (a duplicate would have by then)."""
+    time.sleep(5)
+    return len(receiver.posts) == count
+
+
+def test_webhook_hears_of_an_incident_opening_and_closing_exactly_once_with_a_valid_signature(fleet, receiver, key_file):
+    f = fleet(alert_webhook=receiver.url, alert_secret_file=key_file)
+    tokens = {tid: f.terminal(tid, "store-1") for tid in LANES}
+    _post(f, tokens, "fault")
+    assert wait_for(lambda: len(receiver.delivered()) == 1, 30)
+    [opened] = receiver.delivered()
+    assert opened["event"] == "incident.open"
+    assert {k: opened["incident"][k] for k in ("scope", "cause", "site", "open")} == \
+        {"scope": "site", "cause": "network.wan", "site": "store-1", "open": True}
+    _post(f, tokens, "healthy")
+    assert wait_for(lambda: len(receiver.delivered()) == 2, 30)
+    assert _quiet(receiver, 2)
+    [(opening, first), (closing, second)] = _events(receiver)
+    assert (opening, closing) == ("incident.open", "incident.close") and first == second
+    assert receiver.delivered()[1]["incident"]["closed_at"]
+    assert all(p["signed"] for p in receiver.posts)
+    assert [p["headers"]["X-Posdiag-Event"] for p in receiver.posts] == ["incident.open", "incident.close"]
+    operator = f.operator()
+    [incident] = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert incident["id"] == first and incident["open"] is False
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_webhook_retries_a_failing_receiver_with_backoff_and_delivers_once(fleet, receiver, key_file):
+    receiver.fail_next = 2
+    f = fleet(alert_webhook=receiver.url, alert_secret_file=key_file)
+    tokens = {tid: f.terminal(tid, "store-1") for tid in LANES}
+    _post(f, tokens, "fault")
+    assert wait_for(lambda: len(receiver.delivered()) == 1, 60)
+    assert _quiet(receiver, 3)
+    assert [p["delivered"] for p in receiver.posts] == [False, False, True]
+    assert len({p["headers"]["X-Posdiag-Delivery"] for p in receiver.posts}) == 1  # one message, tried three times
+    text = requests.get(f.url + "/metrics", timeout=10).text
+    assert 'posdiag_collector_alert_webhook_attempts_total{result="failed"} 2' in text
+    assert 'posdiag_collector_alert_webhook_attempts_total{result="sent"} 1' in text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_receiver_that_hangs_never_holds_up_intake(fleet, receiver, key_file):
+    receiver.hold.clear()
+    f = fleet(alert_webhook=receiver.url, alert_secret_file=key_file)
+    tokens = {tid: f.terminal(tid, "store-1") for tid in LANES}
+    _post(f, tokens, "fault")
+    assert receiver.holding.wait(30)  # the webhook's post is stuck at the receiver…
+    for tid, token in tokens.items():  # …and reports are stored meanwhile
+        assert f.post(token, make_report(tid, "store-1", cause="network.wan")).status_code == 201
+    assert receiver.holding.is_set()
+    receiver.hold.set()
+    assert wait_for(lambda: len(receiver.delivered()) == 1, 30)
+
+
+def test_a_message_waiting_for_a_receiver_survives_a_restart_and_is_posted_once(tmp_path, key_file):
+    port_holder = Receiver(SECRET)
+    url, port = port_holder.url, port_holder.server.server_address[1]
+    port_holder.stop()  # the receiver is down when the incident opens
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    flags = ("--alert-webhook", url, "--alert-secret-file", key_file)
+    server = ServeProcess(db, *flags)
+    f = Fleet(server.url, open_storage(db))
+    receiver = None
+    try:
+        tokens = {tid: f.terminal(tid, "store-1") for tid in LANES}
+        _post(f, tokens, "fault", url=server.url)
+        assert wait_for(lambda: any(r["attempts"] >= 1 for r in f.storage._select("SELECT attempts FROM alerts")), 30)
+        server.stop()
+        receiver = Receiver(SECRET, port)
+        server = ServeProcess(db, *flags)
+        assert wait_for(lambda: len(receiver.delivered()) == 1, 60)
+        server.stop()  # delivered: a restart now must not post it again
+        server = ServeProcess(db, *flags)
+        _post(f, tokens, "healthy", url=server.url)
+        assert wait_for(lambda: len(receiver.delivered()) == 2, 30)
+        assert _quiet(receiver, 2)
+        assert [event for event, _ in _events(receiver)] == ["incident.open", "incident.close"]
+    finally:
+        server.stop()
+        f.storage.close()
+        if receiver:
+            receiver.stop()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_three_serve_processes_on_one_postgresql_post_each_opening_and_closing_once(db_url, receiver, key_file):
+    servers = [ServeProcess(db_url, "--alert-webhook", receiver.url, "--alert-secret-file", key_file) for _ in range(3)]
+    f = Fleet(servers[0].url, open_storage(db_url))
+    try:
+        tokens = {tid: f.terminal(tid, "store-1") for tid in (*LANES, "lane-4", "lane-5", "lane-6")}
+        urls = [s.url for s in servers]
+        _post(f, tokens, "fault", urls=urls)  # each process takes some of the reports
+        _post(f, tokens, "fault", urls=urls[1:] + urls[:1])
+        assert wait_for(lambda: len(receiver.delivered()) == 1, 30)
+        _post(f, tokens, "healthy", urls=urls[2:] + urls[:2])
+        assert wait_for(lambda: len(receiver.delivered()) == 2, 30)
+        assert _quiet(receiver, 2)
+        assert [event for event, _ in _events(receiver)] == ["incident.open", "incident.close"]
+    finally:
+        for server in servers:
+            server.stop()
+        f.storage.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_open_incidents_are_prometheus_series_by_scope_cause_and_site_until_they_close(fleet):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    f = fleet()
+    tokens = {tid: f.terminal(tid, "store-1") for tid in LANES}
+    fleet_wide = {f"{site}-lane": f.terminal(f"{site}-lane", site) for site in ("store-7", "store-8", "store-9")}
+
+    def series() -> dict[tuple, float]:
+        text = requests.get(f.url + "/metrics", timeout=10).text
+        return {tuple(sorted(s.labels.items())): s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name == "posdiag_incident_open"}
+
+    assert series() == {}
+    _post(f, tokens, "fault")
+    for tid, token in fleet_wide.items():
+        assert f.post(token, make_report(tid, tid.split("-lane")[0], cause="host.service_down")).status_code == 201
+    assert series() == {(("cause", "network.wan"), ("scope", "site"), ("site", "store-1")): 1,
+                        (("cause", "host.service_down"), ("scope", "fleet"), ("site", "")): 1}
+    _post(f, tokens, "healthy")
+    assert series() == {(("cause", "host.service_down"), ("scope", "fleet"), ("site", "")): 1}

@@ -1,0 +1,112 @@
+"""The served stack's own limits, against a real ``serve`` process: a client that sends its headers
+slowly, or sends a huge one, or opens connection after connection, cannot take the collector from
+the others.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from labs.collectorlab import ServeProcess
+from labs.helpers import wait_for
+
+
+def _address(server: ServeProcess) -> tuple[str, int]:
+    parts = urlsplit(server.url)
+    return parts.hostname, parts.port
+
+
+def _partial(address: tuple[str, int], source: str = "127.0.0.1") -> socket.socket:
+    """A connection that starts a request and never finishes its headers."""
+    conn = socket.create_connection(address, timeout=10, source_address=(source, 0))
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+    return conn
+
+
+def _closed(conn: socket.socket) -> bool:
+    """True once the server has closed the connection (EOF or reset), whatever it said first."""
+    conn.settimeout(0.05)
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def _healthz_from(address: tuple[str, int], source: str) -> bytes:
+    with socket.create_connection(address, timeout=10, source_address=(source, 0)) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return conn.recv(4096).split(b"\r\n")[0]
+
+
+@pytest.fixture
+def served(tmp_path):
+    servers: list[ServeProcess] = []
+
+    def start(*flags: str) -> ServeProcess:
+        server = ServeProcess(f"sqlite:///{tmp_path / 'c.db'}", *flags)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_connections_that_never_finish_their_headers_are_closed_after_the_header_timeout(served):
+    server = served()  # the default: 10 s for a request's headers
+    address = _address(server)
+    idle = [_partial(address) for _ in range(20)]
+    try:
+        assert wait_for(lambda: all(_closed(c) for c in idle), 60, interval=0.2)
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_trickling_header_bytes_does_not_keep_a_connection_open(served):
+    server = served("--header-timeout-s", "2")
+    conn = socket.create_connection(_address(server), timeout=10)
+    try:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        while not _closed(conn) and time.monotonic() - started < 30:
+            try:
+                conn.sendall(b"X-Drip: 1\r\n")  # a byte now and then: the deadline is for the whole header
+            except OSError:
+                break
+            time.sleep(0.3)
+        assert _closed(conn)
+    finally:
+        conn.close()
+
+
+def test_a_client_cannot_hold_more_connections_than_its_share_and_others_still_get_in(served):
+    server = served("--header-timeout-s", "60")  # the default share: 64 connections a client
+    address = _address(server)
+    held = [_partial(address) for _ in range(72)]
+    try:
+        assert wait_for(lambda: sum(_closed(c) for c in held) >= 8, 15, interval=0.2)
+        assert _healthz_from(address, "127.0.0.2").endswith(b"200 OK")  # another client is served meanwhile
+    finally:
+        for conn in held:
+            conn.close()
+    assert wait_for(lambda: _healthz_from(address, "127.0.0.1").endswith(b"200 OK"), 15, interval=0.2)
+
+
+def test_a_header_larger_than_the_limit_is_refused_with_431_before_it_is_read_in_full(served):
+    server = served()  # the default: 16 KiB of request line and headers
+    with socket.create_connection(_address(server), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536)
+        status = conn.recv(4096).split(b"\r\n")[0]
+    assert status.startswith(b"HTTP/1.1 431")
+    assert requests.get(server.url + "/healthz", headers={"X-Normal": "b" * 4000}, timeout=10).status_code == 200

@@ -1,0 +1,68 @@
+"""Retention: ``serve --retain-days N`` prunes old reports in batches while reports keep arriving, and
+never a terminal's newest report."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from labs import bigfleet
+from labs.collectorlab import Fleet, ServeProcess, iso, make_report
+from labs.helpers import wait_for
+from posdiag.collector.storage import open_storage
+
+RETAIN_DAYS = 10
+
+
+def test_retention_prunes_old_reports_in_batches_under_load_and_keeps_each_terminals_newest(db_url):
+    storage = open_storage(db_url)
+    storage.migrate()
+    now = time.time()
+    # 200 terminals with a month of history every 3 h; 10 of them quiet for 20 days (their newest is old).
+    built = bigfleet.build(storage, now=now, terminals=200, sites=20, faulty=5, silent=10, history=250,
+                           every_s=3 * 3600, silent_for_s=20 * 86400)
+    cutoff = iso(now - RETAIN_DAYS * 86400)
+
+    def old() -> int:
+        return int(storage._select("SELECT count(*) AS n FROM reports WHERE started_at < ?", (cutoff,))[0]["n"])
+
+    before, total = old(), built.reports
+    assert before > 30_000
+    f = Fleet("", storage)
+    for request_id, received in (("bundle-old", now - 11 * 86400), ("bundle-new", now - 9 * 86400)):  # support bundles
+        f.sql("INSERT INTO bundles (request_id, terminal_id, received_at, size, sha256, body) VALUES (?, ?, ?, ?, ?, ?)",
+              (request_id, "lane-00007", iso(received), 3, "0" * 64, b"tar"))
+    tokens = {f"busy-{i}": f.terminal(f"busy-{i}", "store-busy") for i in range(4)}
+    server = ServeProcess(db_url, "--retain-days", str(RETAIN_DAYS))
+    f.url = server.url
+    codes: list[int] = []
+    during: list[int] = []  # old reports left when each report was stored
+    done = threading.Event()
+
+    def keep_posting() -> None:
+        while not done.is_set():
+            for tid, token in tokens.items():
+                codes.append(f.post(token, make_report(tid, "store-busy", cause="none", verdict="healthy")).status_code)
+                during.append(old())
+
+    poster = threading.Thread(target=keep_posting)
+    poster.start()
+    try:
+        assert wait_for(lambda: old() == len(built.silent) and
+                        storage._select("SELECT count(*) AS n FROM bundles")[0]["n"] == 1, 180, interval=0.5)
+    finally:
+        done.set()
+        poster.join(60)
+        server.stop()
+    assert set(codes) == {201}
+    assert any(left > len(built.silent) for left in during)  # reports were stored while pruning went on
+    newest = {row["terminal_id"]: row["n"] for row in storage._select(
+        "SELECT r.terminal_id, count(*) AS n FROM reports r JOIN terminals t ON t.id = r.terminal_id "
+        "AND r.started_at = t.last_started_at GROUP BY r.terminal_id")}
+    assert set(built.site_of) | set(tokens) <= set(newest)  # every terminal kept its newest report
+    kept_old = storage._select("SELECT terminal_id FROM reports WHERE started_at < ?", (cutoff,))
+    assert sorted(r["terminal_id"] for r in kept_old) == sorted(built.silent)
+    remaining = int(storage._select("SELECT count(*) AS n FROM reports WHERE terminal_id NOT LIKE ?", ("busy-%",))[0]["n"])
+    assert remaining == total - (before - len(built.silent))
+    assert [r["request_id"] for r in storage._select("SELECT request_id FROM bundles")] == ["bundle-new"]
+    storage.close()
