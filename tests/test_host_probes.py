@@ -3,6 +3,7 @@ an NTP responder whose clock is wrong, thresholds above what this machine has, a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -161,12 +162,13 @@ def test_missing_pos_process_blames_system_overload(config_file):
 
 
 def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
-    script = tmp_path / "fakepos.py"
+    name = f"fakepos{os.getpid()}.py"  # its own name: another run on this machine may have a fakepos too
+    script = tmp_path / name
     script.write_text("import time\nballast = bytearray(30 * 1024 * 1024)\ntime.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, str(script)])
     try:
         time.sleep(0.5)
-        path = config_file(terminal={"pos_process": "fakepos.py"}, system={"min_uptime_s": 0})
+        path = config_file(terminal={"pos_process": name}, system={"min_uptime_s": 0})
         rc, report = diagnose_json(path)
         mem = next(p for p in report["probes"] if p["name"] == "memory")
         system = next(p for p in report["probes"] if p["name"] == "system")
@@ -174,7 +176,7 @@ def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
         assert system["metrics"]["pos_process_count"] == 1
         assert "system.pos_process_missing" not in codes(report, "system")
         # Just started: with the default minimum uptime that is a restart warning.
-        rc, report = diagnose_json(config_file(terminal={"pos_process": "fakepos.py"}))
+        rc, report = diagnose_json(config_file(terminal={"pos_process": name}))
         assert "system.pos_process_restarted" in codes(report, "system")
     finally:
         proc.kill()
