@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -20,6 +18,7 @@ import trustme
 from labs.commands import REPO, diagnose_json, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import codes_of, top_cause, wait_for
+from labs.tlsserver import LoopbackTlsServer
 from posdiag.agent.report import render_text
 from posdiag.agent.store import Store
 from posdiag.core.timefmt import utc_iso
@@ -29,30 +28,6 @@ DAY = datetime.timedelta(days=1)
 NETWORK_ONLY = ("--only", "network.link,network.tcp,network.tls")
 
 
-class TlsServer:
-    """Completes handshakes on loopback with ``cert`` and closes: a payment host as far as TLS goes."""
-
-    def __init__(self, cert: trustme.LeafCert) -> None:
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(self.ctx)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True):
-                    pass
-            except (OSError, ssl.SSLError):
-                conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -65,11 +40,11 @@ def ca(tmp_path):
 @pytest.fixture
 def acquirer(ca, tmp_path, config_file):
     """Factory: a loopback TLS payment host whose certificate expires ``days`` from now, and its config."""
-    servers: list[TlsServer] = []
+    servers: list[LoopbackTlsServer] = []
 
     def make(days: float, **host) -> Path:
         now = datetime.datetime.now(datetime.timezone.utc)
-        server = TlsServer(ca.issue_cert("pay.test", not_before=now - DAY, not_after=now + days * DAY))
+        server = LoopbackTlsServer(ca.issue_cert("pay.test", not_before=now - DAY, not_after=now + days * DAY))
         servers.append(server)
         return config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
                                            "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"), **host}])

@@ -8,35 +8,19 @@ import json
 import socket
 import ssl
 import struct
-import threading
 
 import pytest
 import trustme
 from labs.commands import run_cli
+from labs.tlsserver import LoopbackTlsServer
 
 
-class DroppingTlsServer:
+class DroppingTlsServer(LoopbackTlsServer):
     """Completes the handshake, reads the health request, then resets the connection (RST)."""
 
-    def __init__(self, cert: trustme.LeafCert) -> None:
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(self.ctx)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(4096)
-                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except (OSError, ssl.SSLError):
-                conn.close()
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        tls.recv(4096)
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 @pytest.fixture
