@@ -24,7 +24,7 @@ BLOCK = re.compile(r"<!-- output: ([\w-]+) -->\n```\n(.*?)\n```", re.S)
 
 def normalised(line: str) -> str:
     line = re.sub(r"/dev/[\w/]+", "/dev/X", line)
-    line = re.sub(r"\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b", "ID", line)
+    line = re.sub(r"\b(?:[0-9a-f]{8}|(?=[0-9a-f]*\d)[0-9a-f]{9,})\b", "ID", line)
     line = re.sub(r"\d+", "0", line)
     return " ".join(line.split())
 
@@ -63,6 +63,11 @@ def test_every_quoted_line_of_the_guide_is_what_posdiag_prints(lang, tmp_path):
     wrong = {name: lines for name, lines in wrong.items() if lines}
     assert not wrong, f"{GUIDES[lang].name} quotes lines posdiag does not print: {wrong}\n\n" + "\n".join(
         f"--- {name} printed:\n{printed[name]}" for name in wrong)
+
+
+def test_a_report_id_of_letters_only_is_still_an_id():
+    printed = "kept in the history: posdiag show bdfbeafa\n"
+    assert missing(["kept in the history: posdiag show 25cc5e47"], printed) == []
 
 
 def test_a_changed_word_in_a_quoted_line_is_caught():
