@@ -10,7 +10,7 @@ import pytest
 from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
-from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HOST_ADDR
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR
 
 pytestmark = pytest.mark.root
 
@@ -72,6 +72,23 @@ def test_missing_default_route_blames_link(lab, payment, net_config):
     rc, report, _ = lab.diagnose(net_config())
     assert top(report) == "network.link_down"
     assert "link.no_default_route" in codes(report, "network.link")
+
+
+@pytest.mark.parametrize("interface", ["t0", "auto"])
+def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net_config, interface):
+    """The route table hidden from posdiag (the lab's own has a default route): the link probe says it
+    could not read the routes, the engine blames nothing, and the layers above still run."""
+    payment()
+    rc, report, _ = lab.diagnose(net_config(interface=interface), wrap=HIDDEN_ROUTE_TABLE)
+    link = probe(report, "network.link")
+    assert codes(report, "network.link") == ["link.routes_unknown"], link
+    assert link["status"] == "ok" and "/proc/net/route" in link["findings"][0]["message"]
+    assert link["metrics"].get("interface") == (None if interface == "auto" else interface)
+    assert rc == 0 and top(report) == "none", report["diagnosis"]
+    for layer in ("network.dns", "network.tcp", "network.tls", "network.path"):
+        assert probe(report, layer)["status"] == "ok", probe(report, layer)
+    gateway = probe(report, "network.gateway")
+    assert gateway["status"] == "skipped" and "network.gateway" in gateway["summary"], gateway
 
 
 def test_dead_gateway_blames_lan_not_dns_or_wan(lab, payment, net_config):

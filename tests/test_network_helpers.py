@@ -1,5 +1,5 @@
 """The small pieces the differential checks stand on, against real loopback peers and real files:
-DNS retries side by side, the last-known-address record, DF echoes on loopback."""
+DNS retries side by side, the last-known-address record, DF echoes on loopback, the routing tables."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 
 import pytest
 from posdiag.probes._dnswire import DnsTimeout, query
+from posdiag.probes._netinfo import Route, RoutesUnknown, default_route
 from posdiag.probes.network import _known
 
 
@@ -117,3 +118,43 @@ def test_silent_tcp_handshakes_alone_are_not_counted_again_by_the_path_probe():
     code, _, data = PathProbe.no_answer(plan, Samples("icmp", [None] * 24, icmp_sent=24, tcp_sent=24))
     assert code == "path.no_answer" and data["icmp_sent"] == 24
     assert PathProbe.no_answer(plan, Samples("icmp", [None, 3.5], icmp_sent=2)) is None
+
+
+ROUTE_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+IPV4_DEFAULT = "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"  # via 192.168.1.1
+IPV6_DEFAULT = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                "fd000000000000000000000000000001 00000400 00000003 00000000 00000003     wlan0\n")
+
+
+def proc_with(tmp_path, route: str | None = None, ipv6_route: str | None = None, unreadable: str = ""):
+    """A /proc look-alike of real files; ``unreadable`` names a table made a folder (reading it fails)."""
+    net = tmp_path / "net"
+    net.mkdir()
+    for name, text in (("route", route), ("ipv6_route", ipv6_route)):
+        if name == unreadable:
+            (net / name).mkdir()
+        elif text is not None:
+            (net / name).write_text(text)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("tables", [{}, {"unreadable": "route", "ipv6_route": ""},
+                                    {"route": ROUTE_HEADER, "unreadable": "ipv6_route"}],
+                         ids=["no-table-at-all", "ipv4-table-unreadable", "ipv6-table-unreadable"])
+def test_a_routing_table_that_cannot_be_read_is_unknown_not_no_route(tmp_path, tables):
+    with pytest.raises(RoutesUnknown) as caught:
+        default_route(proc_with(tmp_path, **tables))
+    assert caught.value.path.startswith(str(tmp_path / "net")) and caught.value.error
+
+
+@pytest.mark.parametrize("ipv6_route", ["", None], ids=["ipv6-table-empty", "ipv6-switched-off"])
+def test_tables_that_read_and_hold_no_default_route_are_no_route(tmp_path, ipv6_route):
+    """An absent IPv6 table is IPv6 switched off: it holds no route, it is not an unknown."""
+    assert default_route(proc_with(tmp_path, route=ROUTE_HEADER, ipv6_route=ipv6_route)) is None
+
+
+@pytest.mark.parametrize(("tables", "route"), [
+    ({"route": ROUTE_HEADER + IPV4_DEFAULT, "unreadable": "ipv6_route"}, Route("eth0", "192.168.1.1")),
+    ({"ipv6_route": IPV6_DEFAULT, "unreadable": "route"}, Route("wlan0", "fd00::1"))], ids=["ipv4", "ipv6"])
+def test_a_default_route_in_a_table_that_reads_is_found_whatever_the_other(tmp_path, tables, route):
+    assert default_route(proc_with(tmp_path, **tables)) == route
