@@ -21,6 +21,11 @@ BAD_CONFIGS = [
     ("bool-not-int", "[network]\nping_count = true\n", ["network.ping_count", "expected an integer"]),
     ("out-of-range", "[[payment_hosts]]\nhost = \"h\"\nport = 70000\n", ["payment_hosts[0].port", "1 to 65535", "70000"]),
     ("negative", "[memory]\nmin_available_mb = -5\n", ["memory.min_available_mb", "expected a number from 0"]),
+    # limits and values in positional notation: 10000000, never 1e+07
+    ("above-a-large-limit", "[disk]\nmin_free_mb = 20000000\n",
+     ["disk.min_free_mb: expected a number from 0 to 10000000, got 20000000"]),
+    ("large-fraction-out-of-range", "[network]\nmax_rtt_ms = 12345678.5\n",
+     ["network.max_rtt_ms: expected a number from 1 to 60000, got 12345678.5"]),
     ("bad-choice", "[reader]\nkind = \"bluetooth\"\n", ["reader.kind", "one of 'serial', 'usb', 'none'", "bluetooth"]),
     ("syntax", "[memory]\nmin_available_mb = \n", ["TOML syntax error", "line 2"]),
     ("missing-host", "[[payment_hosts]]\nport = 443\n", ["payment_hosts[0].host", "missing"]),

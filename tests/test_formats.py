@@ -12,8 +12,9 @@ from posdiag.agent.formats import nagios_line, prometheus_text, write_atomically
 
 #: The monitoring-plugins output rules: ``SERVICE STATE - text | perfdata``.
 PLUGIN_LINE = re.compile(r"^POSDIAG (OK|WARNING|CRITICAL|UNKNOWN) - ([^|\n]+?) \| (.*)\n$")
-#: One perfdata item: 'label'=value[UOM];[warn];[crit];[min];[max]
-PERF_ITEM = re.compile(r"^'((?:[^']|'')+)'=(-?[0-9.]+(?:e[-+]?\d+)?)(us|ms|s|%|B|KB|MB|TB|c)?"
+#: One perfdata item: 'label'=value[UOM];[warn];[crit];[min];[max], the value in the plugin guidelines'
+#: characters only ([-0-9.]: no exponent, which monitors cannot graph)
+PERF_ITEM = re.compile(r"^'((?:[^']|'')+)'=(-?[0-9.]+)(us|ms|s|%|B|KB|MB|TB|c)?"
                        r"(?:;([^;]*)(?:;([^;]*)(?:;([^;]*)(?:;([^;]*))?)?)?)?$")
 
 
@@ -81,6 +82,40 @@ def test_prometheus_text_parses_and_carries_the_verdict(full_disk_report):
     status = {(s.labels["probe"], s.labels["status"]): s.value for s in families["posdiag_probe_status"].samples}
     assert status[("disk", "fail")] == 1 and status[("disk", "ok")] == 0
     assert {s.labels["probe"] for s in families["posdiag_probe_duration_seconds"].samples} == {"disk", "memory"}
+
+
+def with_metrics(report: dict, probe: str, **metrics: float) -> dict:
+    """The report with one more probe's measurements, first (so that perfdata's bound keeps them)."""
+    report["probes"].insert(0, {"name": probe, "status": "ok", "duration_s": 0.01, "summary": "", "findings": [],
+                                "metrics": metrics})
+    return report
+
+
+LARGE = {"pos_uptime_s": 1036800.5, "free_mb": 123456789, "offset_ms": -0.000125, "pos_rss_percent": 0.5}
+
+
+def test_perfdata_writes_large_and_small_numbers_whole_in_plugin_characters(healthy_report):
+    """12 days of POS uptime and a half second: '1036800.5s', never '1.0368e+06s'."""
+    rc, report = healthy_report
+    line = nagios_line(with_metrics(report, "system", **LARGE), rc)
+    items = re.findall(r"'([^']+)'=([^; ]+)", PLUGIN_LINE.match(line).group(3))
+    values = {label: value for label, value in items}
+    assert values["system.pos_uptime_s"] == "1036800.5s"
+    assert values["system.free_mb"] == "123456789MB"
+    assert values["system.offset_ms"] == "-0.000125ms"
+    assert values["system.pos_rss_percent"] == "0.5%"
+    assert all(PERF_ITEM.match(item) for item in re.findall(r"'(?:[^']|'')+'=\S+", line)), line
+
+
+def test_prometheus_samples_are_the_exact_values(healthy_report):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rc, report = healthy_report
+    text = prometheus_text(with_metrics(report, "system", **LARGE), rc)
+    assert 'posdiag_probe_metric{probe="system",metric="pos_uptime_s"} 1036800.5\n' in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    got = {s.labels["metric"]: s.value for s in families["posdiag_probe_metric"].samples if s.labels["probe"] == "system"}
+    assert got == LARGE
 
 
 def test_prometheus_label_values_are_escaped(healthy_report):
