@@ -78,8 +78,7 @@ class DiskProbe(Probe):
                                                         "write test skipped", path=path),
                          path=path, mount=_mount_point(path))
             elif read_only:
-                obs.fail("disk.read_only", tr("{path} is mounted read-only (often the kernel's reaction to I/O errors)",
-                                              path=path), path=path, mount=_mount_point(path))
+                obs.fail("disk.read_only", tr("{path} is mounted read-only", path=path), path=path, mount=_mount_point(path))
         if cfg.write_test and not read_only:
             self._write_test(obs, path)
 

@@ -107,8 +107,8 @@ class DnsProbe(PaymentHostProbe):
             obs.fail("dns.beyond_silent", tr("nothing beyond the gateway answers: {tried}", tried=_beyond.summary(tried)),
                      silent_check=telling.describe(also=telling.beyond.kind == "host"), **data)
         elif tried:
-            obs.info("dns.tcp_silent", tr("{tried}; no last-known or fallback address of a payment host, and no ICMP, "
-                                          "to tell a dead resolver from a dead uplink (see fallback_addresses)",
+            obs.info("dns.tcp_silent", tr("{tried}; nothing else beyond the gateway to try: no last-known or fallback "
+                                          "address of a payment host, and no ICMP (see fallback_addresses)",
                                           tried=_beyond.summary(tried)), **data)
 
     def resolve(self, name: str, servers: list[str]) -> list[Outcome]:

@@ -42,10 +42,9 @@ class LinkProbe(PaymentHostProbe):
         if not state.up:
             obs.fail("link.down", tr("interface {name} is administratively down", name=name), interface=name)
         elif state.carrier is False:
-            obs.fail("link.no_carrier", tr("interface {name} has no carrier: cable unplugged or the other end is off",
-                                           name=name), interface=name)
+            obs.fail("link.no_carrier", tr("interface {name} has no carrier", name=name), interface=name)
         elif not state.addresses:
-            obs.fail("link.no_address", tr("interface {name} is up but has no IP address (DHCP failed?)", name=name),
+            obs.fail("link.no_address", tr("interface {name} is up but has no IP address", name=name),
                      interface=name)
         if obs.status() is Status.OK:
             addresses = ", ".join(state.addresses)

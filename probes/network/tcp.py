@@ -90,7 +90,7 @@ class TcpProbe(PaymentHostProbe):
         where = (target.label if address == target.host.host
                  else tr("{target} at {address}", target=target.label, address=address))
         if kinds["refused"]:
-            return "tcp.refused", tr("{where} refuses connections (reset): the payment service is down", where=where), data
+            return "tcp.refused", tr("{where} refuses connections (reset)", where=where), data
         if kinds["unreachable"]:
             error = next(a.error for a in attempts if a.kind == "unreachable")
             return "tcp.unreachable", tr("{where} is unreachable ({error})", where=where, error=error), data

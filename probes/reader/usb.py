@@ -154,8 +154,7 @@ class UsbProbe(Probe):
                                                           found=reader.serial, expected=cfg.expected_serial),
                              expected=cfg.expected_serial, found=reader.serial, path=reader.path)
             else:
-                obs.fail("reader.usb_missing", tr("no USB device {usb} present: the reader is unplugged, unpowered or "
-                                                  "dead", usb=cfg.usb), usb=cfg.usb, devices=len(devices))
+                obs.fail("reader.usb_missing", tr("no USB device {usb} present", usb=cfg.usb), usb=cfg.usb, devices=len(devices))
         self.compare_baseline(obs, devices)
         if obs.status() is Status.OK:
             summary = ntr("{n} USB device, matching the baseline", "{n} USB devices, matching the baseline", len(devices))
@@ -187,11 +186,11 @@ class UsbProbe(Probe):
             data = {"vid": dev.vid, "pid": dev.pid, "path": dev.path, "serial": dev.serial, "product": dev.product,
                     "device_kind": dev.kind}
             if dev.kind == "keyboard":
-                obs.fail("reader.usb_new_keyboard", tr("a keyboard-class device appeared since the baseline: {device} — "
-                                                       "possible keylogger or skimmer", device=dev.describe()), **data)
+                obs.fail("reader.usb_new_keyboard", tr("a keyboard-class device appeared since the baseline: {device}",
+                                                       device=dev.describe()), **data)
             elif dev.kind == "hub":
-                obs.warn("reader.usb_new_hub", tr("a USB hub appeared since the baseline: {device} — check for an inline "
-                                                  "device", device=dev.describe()), **data)
+                obs.warn("reader.usb_new_hub", tr("a USB hub appeared since the baseline: {device}",
+                                                  device=dev.describe()), **data)
             else:
                 obs.warn("reader.usb_new_device", tr("an unknown USB device appeared since the baseline: {device}",
                                                      device=dev.describe()), **data)
