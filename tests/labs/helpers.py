@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
@@ -131,6 +132,29 @@ def remount_read_only(path: Path) -> None:
     import subprocess
 
     subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def pids_cgroup(max_pids: int):
+    """A cgroup of this test's own that lets at most ``max_pids`` tasks (processes and threads) exist:
+    a process moved into it gets ``can't start new thread`` for real once it has that many. Yields the
+    file a process writes its pid to to join it (root; cgroup v1's pids hierarchy or cgroup v2)."""
+    import os
+
+    v1 = Path("/sys/fs/cgroup/pids")
+    root = v1 if (v1 / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
+    if root != v1 and "pids" not in (root / "cgroup.subtree_control").read_text().split():
+        (root / "cgroup.subtree_control").write_text("+pids")
+    group = root / f"posdiag-test-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        (group / "pids.max").write_text(str(max_pids))
+        yield group / "cgroup.procs"
+    finally:
+        for pid in (group / "cgroup.procs").read_text().split():  # nothing of ours may outlive the test
+            os.kill(int(pid), 9)
+        wait_for(lambda: not (group / "cgroup.procs").read_text().strip(), 5)
+        group.rmdir()
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
