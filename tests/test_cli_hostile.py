@@ -5,6 +5,7 @@ hang. Also the probe framework's handling of processes that vanish or refuse to 
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -120,6 +121,66 @@ def test_exit_statuses_come_from_one_module():
     assert [Exit.for_verdict(v) for v in ("healthy", "degraded", "fault", "???")] == [0, 1, 2, 3]
     sources = [p.read_text() for p in (REPO / "agent").glob("*.py") if p.name != "exits.py"]
     assert not any("IntEnum" in s or "EXIT_CODES" in s for s in sources)
+
+
+def _returns(function: ast.AST) -> list[ast.Return]:
+    """The function's own return statements (not those of functions defined inside it)."""
+    found, stack = [], list(ast.iter_child_nodes(function))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Return):
+            found.append(node)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _agent_functions() -> tuple[dict[tuple[str, str], list[ast.FunctionDef]], dict[str, dict[str, str]]]:
+    """agent/'s functions and methods by (module, name) (a function and methods may share a name), and
+    each module's ``from posdiag.agent.X import name`` (lazy ones too) as name → module."""
+    functions: dict[tuple[str, str], list[ast.FunctionDef]] = {}
+    imports: dict[str, dict[str, str]] = {}
+    for path in sorted((REPO / "agent").glob("*.py")):
+        module = path.stem
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                functions.setdefault((module, node.name), []).append(node)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("posdiag.agent."):
+                imports.setdefault(module, {}).update({a.asname or a.name: node.module.rsplit(".", 1)[1]
+                                                       for a in node.names})
+    return functions, imports
+
+
+def command_returns() -> list[tuple[str, ast.Return]]:
+    """Every return statement whose value a command hands to the shell as its exit status: those of
+    cli.py's ``cmd_*`` and ``main``, and of each agent/ function whose result they return, transitively."""
+    functions, imports = _agent_functions()
+    todo = [key for key in functions if key[0] == "cli" and (key[1].startswith("cmd_") or key[1] == "main")]
+    seen, out = set(), []
+    while todo:
+        key = todo.pop()
+        if key in seen or key not in functions:
+            continue
+        seen.add(key)
+        for ret in (ret for function in functions[key] for ret in _returns(function)):
+            out.append((f"agent/{key[0]}.py:{ret.lineno} ({key[1]})", ret))
+            call = ret.value if isinstance(ret.value, ast.Call) else None
+            if call and isinstance(call.func, ast.Name):
+                todo.append((imports.get(key[0], {}).get(call.func.id, key[0]), call.func.id))
+            elif call and isinstance(call.func, ast.Attribute):  # obj.method(): a method of that name in the module
+                todo.append((key[0], call.func.attr))
+    return out
+
+
+def test_every_command_returns_exit_members_never_a_bare_number():
+    returns = command_returns()
+    where = {w.split(" ")[0] for w, _ in returns}
+    assert {"agent/push.py", "agent/daemon.py", "agent/cli.py"} <= {w.split(":")[0] for w in where}, where
+    bare = [f"{w}: return {ast.unparse(r.value)}" for w, r in returns
+            if isinstance(r.value, ast.Constant) and type(r.value.value) is int
+            or isinstance(r.value, ast.UnaryOp) and isinstance(r.value.operand, ast.Constant)]
+    assert not bare, "exit statuses are Exit members (agent/exits.py):\n" + "\n".join(bare)
 
 
 # --- probes and processes -------------------------------------------------------------------------

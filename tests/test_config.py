@@ -76,17 +76,45 @@ def test_packaged_default_is_valid_and_probes_no_remote_host():
     assert settings.server.url == ""
 
 
-def test_packaged_default_names_every_key_with_a_comment():
-    text = default_config_path().read_text()
-    sections = typing.get_type_hints(config.Settings)
-    for name, cls in sections.items():
-        if name in ("source", "payment_hosts"):
+def sections_of(text: str) -> dict[str, str]:
+    """Each ``[section]`` of a TOML file (``# [[payment_hosts]]`` too, commented out) and its lines up
+    to the next header: a key is looked for in its own section, not anywhere in the file."""
+    sections: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in text.splitlines():
+        header = re.fullmatch(r"(?:#\s*)?\[\[?([a-z_]+)\]\]?\s*", line)
+        if header:
+            lines = sections.setdefault(header.group(1), [])
+        else:
+            lines.append(line)
+    return {name: "\n".join(body) for name, body in sections.items()}
+
+
+def undocumented_keys(text: str) -> list[str]:
+    """Keys of the settings that ``text`` does not list, each in its own section with a comment
+    (payment hosts: commented out, as the default has none)."""
+    sections = sections_of(text)
+    missing = []
+    for name, cls in typing.get_type_hints(config.Settings).items():
+        if name == "source":
             continue
-        assert f"[{name}]" in text, name
-        for key in dataclasses.fields(cls):
-            assert re.search(rf"^{key.name}\s*=.*#", text, re.M), f"{name}.{key.name} missing or without a comment"
-    for key in dataclasses.fields(config.PaymentHost):
-        assert re.search(rf"^# {key.name}\s*=", text, re.M), f"payment_hosts.{key.name} not documented"
+        cls = config.PaymentHost if name == "payment_hosts" else cls
+        pattern = "^# {key}\\s*=" if name == "payment_hosts" else "^{key}\\s*=.*#"
+        missing += [f"{name}.{key.name}" for key in dataclasses.fields(cls)
+                    if not re.search(pattern.format(key=key.name), sections.get(name, ""), re.M)]
+    return missing
+
+
+def test_packaged_default_names_every_key_with_a_comment():
+    assert undocumented_keys(default_config_path().read_text()) == []
+
+
+def test_a_key_listed_only_in_another_section_is_missing_from_its_own():
+    """[reader] without its timeout_s: [network] and [server] still have one, which must not count."""
+    text = default_config_path().read_text()
+    without = re.sub(r"^(\[reader\][^[]*?)^timeout_s\s*=.*?\n", r"\1", text, count=1, flags=re.M | re.S)
+    assert without.count("\ntimeout_s =") == text.count("\ntimeout_s =") - 1
+    assert undocumented_keys(without) == ["reader.timeout_s"]
 
 
 def test_lookup_order_prefers_flag_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
