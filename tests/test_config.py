@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from labs.commands import run_cli, run_posdiag
+from labs.commands import REPO, run_cli, run_posdiag
 from posdiag.core import settings as config
 from posdiag.core.paths import default_config_path
 
@@ -19,6 +19,8 @@ BAD_CONFIGS = [
     ("unknown-section", "[netwrk]\ntimeout_s = 1\n", ["[netwrk]", "did you mean 'network'"]),
     ("wrong-type", "[network]\ntimeout_s = \"fast\"\n", ["network.timeout_s", "expected a number", "string 'fast'"]),
     ("bool-not-int", "[network]\nping_count = true\n", ["network.ping_count", "expected an integer"]),
+    ("bool-not-float", "[network]\ntimeout_s = true\n", ["network.timeout_s", "expected a number", "boolean"]),
+    ("no-tcp-attempt", "[network]\ntcp_attempts = 0\n", ["network.tcp_attempts: expected a number from 1 to 20, got 0"]),
     ("out-of-range", "[[payment_hosts]]\nhost = \"h\"\nport = 70000\n", ["payment_hosts[0].port", "1 to 65535", "70000"]),
     ("negative", "[memory]\nmin_available_mb = -5\n", ["memory.min_available_mb", "expected a number from 0"]),
     # limits and values in positional notation: 10000000, never 1e+07
@@ -196,3 +198,57 @@ def test_unreadable_config_is_refused(tmp_path: Path):
         path.chmod(0)
         rc, _, err = run_cli("config", "check", "--config", str(path))
         assert rc == 3 and "permission denied" in err
+
+
+def numeric_keys() -> dict[str, tuple[float, float, type]]:
+    """Every number the configuration takes, with its range and type, as the settings declare them."""
+    out = {}
+    for section, cls in typing.get_type_hints(config.Settings).items():
+        if section == "source":
+            continue
+        cls = config.PaymentHost if section == "payment_hosts" else cls
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float) and f.metadata.get("min") is not None:
+                out[f"{section}.{f.name}"] = (f.metadata["min"], f.metadata["max"], hints[f.name])
+    return out
+
+
+def documented_ranges() -> dict[str, tuple[str, str]]:
+    """key → (lo, hi) as docs/configuration.md's "allowed" column gives them ("1..100")."""
+    ranges = {}
+    for part in (REPO / "docs" / "configuration.md").read_text(encoding="utf-8").split("### `")[1:]:
+        heading, _, body = part.partition("`")
+        for key, lo, hi in re.findall(r"^\| `(\w+)` \| [^|]* \| (-?[\d.]+)\.\.(-?[\d.]+) \|", body, re.M):
+            ranges[f"{heading.strip('[]')}.{key}"] = (lo, hi)
+    return ranges
+
+
+def test_every_numeric_range_is_the_documented_one():
+    """A range widened or narrowed in the code, and not in the reference, is caught here."""
+    from posdiag.core.numfmt import plain
+
+    assert {key: (plain(lo), plain(hi)) for key, (lo, hi, _) in numeric_keys().items()} == documented_ranges()
+
+
+def _with(key: str, value: float) -> str:
+    section, name = key.split(".")
+    if section == "payment_hosts":
+        return f'[[payment_hosts]]\nhost = "h"\n{name} = {value!r}\n'
+    return f"[{section}]\n{name} = {value!r}\n"
+
+
+@pytest.mark.parametrize("key", sorted(numeric_keys()))
+def test_a_number_is_taken_at_both_ends_of_its_range_and_refused_just_beyond(tmp_path, key):
+    lo, hi, kind = numeric_keys()[key]
+    step = 1 if kind is int else max(abs(lo), 1) / 100
+    path = tmp_path / "c.toml"
+    for value in (lo, hi):
+        path.write_text(_with(key, kind(value)))
+        config.load(str(path))  # accepted
+    for value in (lo - step, hi + step):
+        path.write_text(_with(key, kind(value)))
+        with pytest.raises(config.ConfigError) as refused:
+            config.load(str(path))
+        named = key.replace("payment_hosts.", "payment_hosts[0].")
+        assert [p for p in refused.value.problems if p.startswith(f"{named}: ")], (value, refused.value.problems)
