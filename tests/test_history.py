@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 
+import pytest
 from labs.commands import run_cli
 from posdiag.agent.columns import display_width
 from posdiag.agent.store import Store
@@ -91,6 +92,45 @@ def test_payment_path_failing_in_some_sweeps_is_intermittent(config_file, tmp_pa
     finding = next(f for f in report["probes"][0]["findings"] if f["code"] == "trend.intermittent_tcp")
     assert finding["data"]["failed"] == 2 and finding["data"]["sweeps"] == 6
     assert report["diagnosis"]["causes"][0]["id"] == "network.degraded"
+
+
+def trend_codes(config_file, tmp_path, reports: list[dict]) -> list[str]:
+    history_with(tmp_path, reports)
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
+    return [f["code"] for f in json.loads(out)["probes"][0]["findings"]]
+
+
+@pytest.mark.parametrize(("sweeps", "intermittent"), [
+    ("ok ok fail ok ok", True), ("ok ok fail ok ok ok", False), ("fail fail fail fail fail", False),
+    ("ok fail ok ok", True), ("ok fail ok", False)],
+    ids=["1-in-5-is-the-edge", "1-in-6-is-below-it", "always-failing-is-not-on-and-off", "4-sweeps-are-enough",
+         "3-sweeps-are-too-few"])
+def test_a_layer_is_intermittent_from_one_failure_in_five_sweeps(config_file, tmp_path, sweeps, intermittent):
+    now = time.time()
+    reports = [fake_report(now - 3600 + i * 600, tcp=status) for i, status in enumerate(sweeps.split())]
+    assert ("trend.intermittent_tcp" in trend_codes(config_file, tmp_path, reports)) is intermittent
+
+
+@pytest.mark.parametrize(("points", "leak"), [(4, True), (3, False)])
+def test_memory_growth_is_judged_from_four_sweeps(config_file, tmp_path, points, leak):
+    now = time.time()
+    reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=200 + 40 * i) for i in range(points)]
+    assert ("trend.pos_rss_growing" in trend_codes(config_file, tmp_path, reports)) is leak
+
+
+def test_memory_that_grows_but_jumps_about_is_not_a_steady_leak(config_file, tmp_path):
+    """Enough growth and slope, but no steady line (R² well under 0.8): a busy day, not a leak."""
+    now = time.time()
+    sizes = [200, 420, 190, 430, 210, 440]
+    reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=mb) for i, mb in enumerate(sizes)]
+    assert "trend.pos_rss_growing" not in trend_codes(config_file, tmp_path, reports)
+
+
+def test_shrinking_pos_memory_is_not_a_leak(config_file, tmp_path):
+    """The slope's sign counts: memory given back steadily is the opposite of a leak."""
+    now = time.time()
+    reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=440 - 40 * i) for i in range(6)]
+    assert "trend.pos_rss_growing" not in trend_codes(config_file, tmp_path, reports)
 
 
 def test_no_history_means_trends_are_skipped(config_file):

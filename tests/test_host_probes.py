@@ -15,6 +15,13 @@ from posdiag.core import settings as cfg
 from posdiag.probes.base import Status
 from posdiag.probes.clock import ClockProbe
 from posdiag.probes.disk import DiskProbe
+from posdiag.probes.memory import MemoryProbe
+
+MB = 1024 * 1024
+
+
+def found(result) -> list[str]:
+    return [f.code for f in result.findings]
 
 
 @pytest.mark.root
@@ -36,6 +43,35 @@ def test_filesystem_out_of_inodes_blames_disk_full(tmpfs, config_file):
     assert report["diagnosis"]["causes"][0]["id"] == "disk.full"
     assert "disk.inodes_low" in codes(report, "disk")
     assert "disk.space_low" not in codes(report, "disk")  # plenty of bytes, no inodes
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("ballast_mb", "low"), [(2, False), (6, True)], ids=["6-mb-free-of-4", "2-mb-free-of-4"])
+def test_free_space_is_judged_against_the_minimum_on_both_sides(tmpfs, config_file, ballast_mb, low):
+    """Not only a full filesystem: 2 MB free of a 4 MB minimum is low though writes still succeed, 6 MB is not."""
+    fs = tmpfs("8m")
+    (fs / "ballast").write_bytes(b"\0" * ballast_mb * MB)
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 4})))).run()
+    assert ("disk.space_low" in found(result)) is low, result
+    assert "disk.write_no_space" not in found(result)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("free_percent", "low"), [(30, False), (10, True)], ids=["30-percent-free", "10-percent-free"])
+def test_free_inodes_are_judged_as_a_percentage_on_both_sides(tmpfs, config_file, free_percent, low):
+    """With a minimum of 20 % free inodes: 30 % free passes, 10 % free is low (the only other test uses them all)."""
+    import os
+
+    fs = tmpfs("8m", inodes=200)
+    total = os.statvfs(fs).f_files
+    n = 0
+    while os.statvfs(fs).f_favail > total * free_percent // 100:
+        (fs / f"f{n}").touch()
+        n += 1
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 1,
+                                                      "min_free_inodes_percent": 20})))).run()
+    assert result.metrics[f"free_inodes_percent[{fs}]"] == pytest.approx(free_percent, abs=1)
+    assert ("disk.inodes_low" in found(result)) is low, result
 
 
 @pytest.mark.root
@@ -108,6 +144,33 @@ def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, confi
     assert any("behind" in e for e in top["evidence"])
 
 
+@pytest.mark.parametrize(("offset_s", "code", "words"), [
+    (15, "clock.offset_high", "15.0 s behind"), (-15, "clock.offset_high", "15.0 s ahead"),
+    (7, "clock.offset_drifting", "7.0 s off"), (-7, "clock.offset_drifting", "7.0 s off"),
+    (3, None, "offset +"), (-3, None, "offset -")],
+    ids=["behind", "ahead", "drifting-behind", "drifting-ahead", "within-half-behind", "within-half-ahead"])
+def test_clock_offset_is_judged_both_ways_against_the_limit_and_its_half(ntp_server, config_file, offset_s, code, words):
+    """A 10 s limit: beyond it a fault whichever way the clock is off, beyond half of it a warning, within that nothing.
+    The responder's clock is ``offset_s`` ahead of ours: ours is behind by that much."""
+    srv = ntp_server(offset_s=offset_s)
+    result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address, "max_offset_s": 10})))).run()
+    judged = [f for f in result.findings if f.severity.value != "info"]
+    assert [f.code for f in judged] == ([code] if code else []), result
+    assert words in (judged[0].message if judged else result.summary)
+
+
+@pytest.mark.parametrize(("built_days_ago", "implausible"), [(1, False), (-1, True)],
+                         ids=["built-yesterday", "built-tomorrow"])
+def test_a_clock_that_reads_before_the_build_date_is_implausible(config_file, built_days_ago, implausible):
+    """The real clock against the running build's date (which the agent hands the probe): a build from
+    tomorrow means the clock is behind."""
+    from posdiag.probes.base import ProbeContext
+
+    context = ProbeContext(build_epoch=time.time() - built_days_ago * 86400)
+    result = ClockProbe(cfg.load(str(config_file())), context).run()
+    assert ("clock.implausible" in found(result)) is implausible, result
+
+
 def test_clock_an_hour_behind_reads_in_chinese(ntp_server, config_file, speak_chinese):
     srv = ntp_server(offset_s=3600)
     result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address})))).run()
@@ -142,6 +205,25 @@ def test_memory_threshold_above_this_machine_blames_memory(config_file):
     assert mem["metrics"]["available_mb"] > 0
 
 
+def test_available_memory_counts_reclaimable_cache_not_only_free_pages(config_file, tmp_path):
+    """A minimum between the free and the available memory is met: the probe judges what is available
+    (free pages and cache the kernel reclaims), not free pages alone. Just above what is available, it is not."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    if vm.available - vm.free < 512 * MB:  # too little cache to stand between the two: make some
+        cached = tmp_path / "cache"
+        cached.write_bytes(b"\1" * 768 * MB)
+        cached.read_bytes()
+        vm = psutil.virtual_memory()
+    between = (vm.free + vm.available) // 2 // MB
+    met = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": between})))).run()
+    assert "memory.available_low" not in found(met), (vm, met)
+    above = int(met.metrics["available_mb"]) + 256
+    short = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": above})))).run()
+    assert "memory.available_low" in found(short), (vm, short)
+
+
 def test_missing_pos_process_blames_system_overload(config_file):
     rc, report = diagnose_json(config_file(terminal={"pos_process": "no-such-pos-app-xyz"}))
     assert report["diagnosis"]["causes"][0]["id"] == "system.overload"
@@ -161,6 +243,7 @@ def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
         assert mem["metrics"]["pos_rss_mb"] >= 30
         assert system["metrics"]["pos_process_count"] == 1
         assert "system.pos_process_missing" not in codes(report, "system")
+        assert "system.pos_process_restarted" not in codes(report, "system")  # no minimum uptime: not a restart
         # Just started: with the default minimum uptime that is a restart warning.
         rc, report = diagnose_json(config_file(terminal={"pos_process": "fakepos.py"}))
         assert "system.pos_process_restarted" in codes(report, "system")

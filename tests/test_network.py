@@ -102,6 +102,16 @@ def test_dead_gateway_blames_lan_not_dns_or_wan(lab, payment, net_config):
     assert report["diagnosis"]["causes"][0]["consequences"]
 
 
+def test_a_gateway_that_loses_one_echo_in_three_is_lossy_not_down(lab, payment, net_config):
+    payment()
+    lab.filter(lab.router, "input", "icmp type echo-request numgen inc mod 3 0 drop")  # exactly every third
+    rc, report, _ = lab.diagnose(net_config())
+    gateway = probe(report, "network.gateway")
+    loss = [f for f in gateway["findings"] if f["code"] == "gateway.loss"]
+    assert gateway["status"] == "warn" and len(loss) == 1, gateway
+    assert "lost 1 of 3" in loss[0]["message"] and top(report) == "network.degraded"
+
+
 def test_silent_resolver_blames_dns_within_the_timeout(lab, payment, net_config):
     payment()
     lab.drop_dns()

@@ -3,6 +3,7 @@ DNS retries side by side, the last-known-address record, DF echoes on loopback, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -49,6 +50,42 @@ class LossyResolver:
         self._stop.set()
         self._thread.join(1)
         self.sock.close()
+
+
+class DelayedResolver(LossyResolver):
+    """Answers every question (NOERROR, 192.0.2.7) after ``delay_s``, each in its own timer."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(drop=0)
+        self.delay_s = delay_s
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            reply = data[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00" + data[12:]
+            reply += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 7])
+            threading.Timer(self.delay_s, self._send, (reply, peer)).start()
+
+    def _send(self, reply: bytes, peer: tuple) -> None:
+        if not self._stop.is_set():  # a repeated question answered after the test is over: not sent
+            with contextlib.suppress(OSError):
+                self.sock.sendto(reply, peer)
+
+
+@pytest.mark.parametrize(("delay_s", "slow"), [(0.7, True), (0.05, False)])
+def test_a_resolver_answering_after_half_a_second_is_slow(config_file, delay_s, slow):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    with DelayedResolver(delay_s) as resolver:
+        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                            network={"dns_servers": [resolver.address], "timeout_s": 2.0})))
+        result = DnsProbe(settings).run()
+    assert result.status.value in ("ok", "warn"), result
+    assert ("dns.slow" in [f.code for f in result.findings]) is slow, result
 
 
 def test_a_lost_question_is_asked_again_within_the_same_timeout():
@@ -158,3 +195,62 @@ def test_tables_that_read_and_hold_no_default_route_are_no_route(tmp_path, ipv6_
     ({"ipv6_route": IPV6_DEFAULT, "unreadable": "route"}, Route("wlan0", "fd00::1"))], ids=["ipv4", "ipv6"])
 def test_a_default_route_in_a_table_that_reads_is_found_whatever_the_other(tmp_path, tables, route):
     assert default_route(proc_with(tmp_path, **tables)) == route
+
+
+# --- the path probe's judgement of what it measured (pure logic: the samples are given) ------------------
+
+def judged(config_file, rtts: list[float | None], **network) -> dict[str, str]:
+    """The path probe's findings (code → severity) for these round trips to the first payment host."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "192.0.2.7", "port": 443}],
+                                        network={"max_loss_percent": 25, "max_rtt_ms": 100, "max_jitter_ms": 20, **network})))
+    obs = Observation()
+    PathProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7", Samples("tcp", rtts))
+    return {f.code: f.severity.value for f in obs.findings}
+
+
+@pytest.mark.parametrize(("lost", "code", "severity"), [(6, "path.loss_high", "fail"), (5, "path.loss", "info"),
+                                                        (0, None, None)], ids=["25-percent", "21-percent", "none"])
+def test_loss_at_the_limit_is_a_fault_and_below_it_only_noted(config_file, lost, code, severity):
+    found = judged(config_file, [None] * lost + [10.0] * (24 - lost))
+    assert {c: s for c, s in found.items() if c.startswith("path.loss")} == ({code: severity} if code else {})
+
+
+@pytest.mark.parametrize(("median_ms", "severity"), [(100, None), (101, "warn"), (300, "warn"), (301, "fail")])
+def test_latency_above_the_limit_warns_and_above_three_times_it_fails(config_file, median_ms, severity):
+    found = judged(config_file, [float(median_ms)] * 24)
+    assert found.get("path.latency_high") == severity, found
+
+
+@pytest.mark.parametrize(("swing_ms", "warned"), [(20, False), (21, True)])
+def test_jitter_above_the_limit_warns(config_file, swing_ms, warned):
+    found = judged(config_file, [10.0, 10.0 + swing_ms] * 12)
+    assert ("path.jitter_high" in found) is warned, found
+
+
+def test_one_probe_lost_in_a_hundred_is_noted(config_file):
+    assert judged(config_file, [None] + [10.0] * 99, ping_count=100) == {"path.loss": "info"}
+
+
+@pytest.mark.parametrize(("outcomes", "code"), [
+    ("ok ok ok", None), ("ok ok timeout", "tcp.unstable"), ("ok refused refused", "tcp.unstable"),
+    ("refused timeout timeout", "tcp.refused"), ("unreachable timeout timeout", "tcp.unreachable"),
+    ("timeout timeout timeout", "tcp.timeout"), ("error error error", "tcp.error")])
+def test_tcp_connect_outcomes_are_judged_one_failure_at_a_time(config_file, outcomes, code):
+    """One failed connect of three beside working ones is instability; none working is the kind of
+    failure seen, a refusal first (the host is there), then unreachable, then silence."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Connect, targets
+    from posdiag.probes.network.tcp import TcpProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "192.0.2.7", "port": 443}])))
+    obs = Observation()
+    attempts = [Connect(kind, 5.0, "" if kind == "ok" else f"{kind} here") for kind in outcomes.split()]
+    verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7", attempts)
+    said = [f.code for f in obs.findings if f.severity.value != "info"] + ([verdict[0]] if verdict else [])
+    assert said == ([code] if code else [])
