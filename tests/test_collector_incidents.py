@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from labs.collectorlab import iso, make_report
 from posdiag.collector import incidents
 
@@ -89,3 +90,42 @@ def test_incident_thresholds_and_window_are_settings():
     spread = [{**row, "site": f"s{i}"} for i, row in enumerate(rows)]
     assert [i["scope"] for i in incidents.find(spread, {}, window_min=10)] == ["fleet"]
     assert incidents.find(spread, {}, window_min=10, fleet_min_sites=4) == []
+
+
+def _rows(*reports: tuple[str, str, float], cause: str = "network.wan") -> list[dict]:
+    """Fault rows (terminal, site, seconds after a fixed start) as the storage hands them to incidents.find."""
+    return [{"terminal_id": t, "site": site, "top_cause": cause, "started_at": iso(1_800_000_000 + at)}
+            for t, site, at in sorted(reports, key=lambda r: r[2])]
+
+
+def test_two_terminals_of_a_site_are_an_incident_and_one_terminal_alone_is_not():
+    two = incidents.find(_rows(("a", "s", 0), ("b", "s", 60)), {})
+    assert [(i["scope"], i["terminals"]) for i in two] == [("site", ["a", "b"])]
+    assert incidents.find(_rows(("a", "s", 0), ("a", "s", 60), ("a", "s", 120)), {}) == []  # one till, three reports
+
+
+def test_three_sites_are_a_fleet_incident_and_two_are_not():
+    three = incidents.find(_rows(("a", "s1", 0), ("b", "s2", 60), ("c", "s3", 120)), {})
+    assert [(i["scope"], i["sites"]) for i in three] == [("fleet", ["s1", "s2", "s3"])]
+    two_sites = incidents.find(_rows(("a", "s1", 0), ("b", "s1", 30), ("c", "s2", 60), ("d", "s2", 90)), {})
+    assert sorted((i["scope"], i["site"]) for i in two_sites) == [("site", "s1"), ("site", "s2")]
+
+
+@pytest.mark.parametrize(("gap_s", "joined"), [(600, True), (601, False)], ids=["10-min-apart", "10-min-1-s-apart"])
+def test_reports_within_the_window_of_each_other_join_one_incident(gap_s, joined):
+    found = incidents.find(_rows(("a", "s", 0), ("b", "s", gap_s)), {}, window_min=10)
+    assert bool(found) is joined
+
+
+@pytest.mark.parametrize(("latest", "still_open"), [
+    ({"verdict": "fault", "top_cause": "network.wan"}, True),
+    ({"verdict": "fault", "top_cause": "disk.full"}, False),
+    ({"verdict": "healthy", "top_cause": "none"}, False)], ids=["same-cause", "another-cause", "healthy"])
+def test_an_incident_stays_open_while_a_terminal_still_fails_with_its_cause(latest, still_open):
+    """A terminal's part ends with its first newer report of another verdict or cause (here 30 s later,
+    inside the incident's span); b has reported healthy since."""
+    rows = _rows(("a", "s", 0), ("b", "s", 60))
+    states = {"a": {**latest, "last_started_at": iso(1_800_000_000 + (0 if still_open else 30))},
+              "b": {"verdict": "healthy", "top_cause": "none", "last_started_at": iso(1_800_000_000 + 600)}}
+    [incident] = incidents.find(rows, states)
+    assert incident["open"] is still_open and incident["still_failing"] == (["a"] if still_open else [])

@@ -90,6 +90,16 @@ def test_deeper_cause_explains_its_consequences_instead_of_competing(kb):
     assert any("disk.write_no_space" in c for c in d.top.consequences)
 
 
+@pytest.mark.parametrize(("link", "folded"), [(("link.no_carrier", "fail"), True), (("trend.intermittent_link", "warn"), False)],
+                         ids=["strong-link-evidence", "weak-link-evidence"])
+def test_only_a_cause_scoring_above_the_threshold_explains_the_layers_above(kb, link, folded):
+    """A dead link (0.95) explains a silent gateway; a link that failed now and then (0.7 at half weight:
+    0.35, under the 0.4 threshold) is no reason to hide it — both are ranked."""
+    d = diagnose([result("network.link", link), result("network.gateway", ("gateway.unreachable", "fail"))], kb)
+    ids = [c.id for c in d.causes]
+    assert ("network.lan" not in ids) is folded and "network.link_down" in ids, ids
+
+
 def test_memory_exhaustion_explains_an_overloaded_system(kb):
     d = diagnose([result("memory", ("memory.available_low", "fail"), ("memory.pressure_high", "fail")),
                   result("system", ("system.pos_process_restarted", "warn"))], kb)

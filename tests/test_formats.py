@@ -62,6 +62,31 @@ def test_nagios_line_of_a_healthy_terminal_is_ok(healthy_report):
     assert "no terminal-side fault" in m.group(2)
 
 
+@pytest.mark.parametrize(("state", "rc", "word"), [("healthy", 0, "OK"), ("degraded", 1, "WARNING"),
+                                                   ("fault", 2, "CRITICAL"), ("could-not-check", 3, "UNKNOWN")])
+def test_the_plugin_state_word_is_the_exit_codes_in_every_state(config_file, tmp_path, ntp_server, state, rc, word):
+    """Each state from a real diagnosis: a disk with room, a disk path that is gone (a warning), a minimum
+    no disk meets, and a clock probe abandoned at the deadline by a silent NTP server (nothing checked)."""
+    from labs.commands import run_posdiag
+
+    sections = {"healthy": {"disk": {"paths": [str(tmp_path)], "min_free_mb": 1}},
+                "degraded": {"disk": {"paths": [str(tmp_path / "gone")]}},
+                "fault": {"disk": {"paths": [str(tmp_path)], "min_free_mb": 10_000_000}},
+                "could-not-check": {"clock": {"ntp_server": ntp_server(silent=True).address},
+                                    "network": {"timeout_s": 2.0}, "diagnosis": {"deadline_s": 0.5}}}[state]
+    only = "clock" if state == "could-not-check" else "disk"
+    proc = run_posdiag("diagnose", "--format", "nagios", "--only", only, "--config", str(config_file(**sections)))
+    m = PLUGIN_LINE.match(proc.stdout)
+    assert m and proc.returncode == rc and m.group(1) == word, (proc.stdout, proc.stderr)
+
+
+def test_nagios_text_names_the_strongest_evidence_and_counts_the_rest(full_disk_report):
+    rc, report = full_disk_report
+    report["diagnosis"]["causes"][0]["evidence"] = ["disk: the strongest sign", "disk: a weaker one", "memory: another"]
+    text = PLUGIN_LINE.match(nagios_line(report, rc)).group(2)
+    assert text.endswith(" - disk: the strongest sign (+2 more)"), text
+
+
 def test_nagios_text_never_carries_a_pipe_or_newline(full_disk_report):
     rc, report = full_disk_report
     report["diagnosis"]["causes"][0]["evidence"] = ["a | b\nc"]
