@@ -145,8 +145,8 @@ def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, confi
 
 
 @pytest.mark.parametrize(("offset_s", "code", "words"), [
-    (15, "clock.offset_high", "15.0 s behind"), (-15, "clock.offset_high", "15.0 s ahead"),
-    (7, "clock.offset_drifting", "7.0 s off"), (-7, "clock.offset_drifting", "7.0 s off"),
+    (15, "clock.offset_high", "clock is 15.0 s behind"), (-15, "clock.offset_high", "clock is 15.0 s ahead"),
+    (7, "clock.offset_drifting", "clock is 7.0 s off"), (-7, "clock.offset_drifting", "clock is 7.0 s off"),
     (3, None, "offset +"), (-3, None, "offset -")],
     ids=["behind", "ahead", "drifting-behind", "drifting-ahead", "within-half-behind", "within-half-ahead"])
 def test_clock_offset_is_judged_both_ways_against_the_limit_and_its_half(ntp_server, config_file, offset_s, code, words):
@@ -156,7 +156,7 @@ def test_clock_offset_is_judged_both_ways_against_the_limit_and_its_half(ntp_ser
     result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address, "max_offset_s": 10})))).run()
     judged = [f for f in result.findings if f.severity.value != "info"]
     assert [f.code for f in judged] == ([code] if code else []), result
-    assert words in (judged[0].message if judged else result.summary)
+    assert words in (judged[0].message if judged else result.summary)  # the distance unsigned, the direction in words
 
 
 @pytest.mark.parametrize(("built_days_ago", "implausible"), [(1, False), (-1, True)],
