@@ -210,14 +210,18 @@ def test_available_memory_counts_reclaimable_cache_not_only_free_pages(config_fi
     (free pages and cache the kernel reclaims), not free pages alone. Just above what is available, it is not."""
     import psutil
 
-    vm = psutil.virtual_memory()
-    if vm.available - vm.free < 512 * MB:  # too little cache to stand between the two: make some
-        cached = tmp_path / "cache"
-        cached.write_bytes(b"\1" * 768 * MB)
-        cached.read_bytes()
+    cached = tmp_path / "cache"
+    try:
         vm = psutil.virtual_memory()
-    between = (vm.free + vm.available) // 2 // MB
-    met = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": between})))).run()
+        if vm.available - vm.free < 512 * MB:  # too little cache to stand between the two: make some
+            with open(cached, "wb") as out:
+                for _ in range(768):
+                    out.write(b"\1" * MB)
+            vm = psutil.virtual_memory()
+        between = (vm.free + vm.available) // 2 // MB
+        met = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": between})))).run()
+    finally:
+        cached.unlink(missing_ok=True)  # pytest keeps the last runs' folders: no 768 MB left behind
     assert "memory.available_low" not in found(met), (vm, met)
     above = int(met.metrics["available_mb"]) + 256
     short = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": above})))).run()
