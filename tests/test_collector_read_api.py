@@ -150,3 +150,44 @@ def test_collector_metrics_parse_as_prometheus_text_and_count_results(fleet):
     assert samples[(received, (("code", "400"), ("result", "refused")))] == 1
     assert samples[("posdiag_collector_terminals", (("verdict", "fault"),))] == 1
     assert samples[("posdiag_collector_open_incidents", (("scope", "site"),))] == 0
+
+
+@pytest.mark.parametrize(("path", "high"), [("/api/v1/terminals", 10000), ("/api/v1/reports", 1000),
+                                            ("/api/v1/incidents", 1000)])
+def test_collector_takes_a_limit_from_one_to_its_maximum_and_refuses_beyond(fleet, path, high):
+    f = fleet()
+    operator = f.operator()
+    for i in range(2):
+        token = f.terminal(f"lane-{i}", "store-1")
+        assert f.post(token, make_report(f"lane-{i}", "store-1")).status_code == 201
+    key = path.rsplit("/", 1)[1]
+    one = f.get(path, operator, limit=1)
+    assert one.status_code == 200 and len(one.json()[key]) <= 1, one.text
+    assert f.get(path, operator, limit=high).status_code == 200
+    for refused in (0, high + 1):
+        answer = f.get(path, operator, limit=refused)
+        assert answer.status_code == 400 and "?limit=" in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
+def test_collector_reads_the_bearer_scheme_whatever_its_case(fleet, scheme):
+    """RFC 7235: the authentication scheme is case-insensitive, for terminals and operators alike."""
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    posted = f.post(None, make_report("lane-01", "store-1"), headers={"Authorization": f"{scheme} {token}"})
+    assert posted.status_code == 201, posted.text
+    read = f.http.get(f.url + "/api/v1/terminals", headers={"Authorization": f"{scheme} {f.operator()}"}, timeout=30)
+    assert read.status_code == 200, read.text
+
+
+def test_a_session_cookie_holds_until_its_expiry_and_not_a_second_longer():
+    from posdiag.collector.tokens import new_session_key, sign_session, verify_session
+
+    key = new_session_key()
+    cookie = sign_session(key, "ops", 60, now=1_000)
+    assert verify_session(key, cookie, now=1_060) == "ops"
+    assert verify_session(key, cookie, now=1_061) is None
+    name, expires, sig = cookie.split(".")
+    assert verify_session(key, f"{name}.{int(expires) + 3600}.{sig}", now=1_000) is None  # a prolonged expiry
+    assert verify_session(new_session_key(), cookie, now=1_000) is None  # another database's key
+    assert verify_session(key, cookie.replace(".", "", 1), now=1_000) is None  # mangled

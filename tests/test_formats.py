@@ -191,3 +191,14 @@ def test_bundle_command_says_where_it_wrote_and_how_big(config_file, tmp_path):
     rc, out, _ = run_cli("bundle", "-o", str(target), "--config", str(config_file()))
     assert rc == 0 and str(target) in out and "KiB" in out
     assert target.stat().st_size > 0
+
+
+def test_time_stamps_are_utc_to_the_second_and_read_back_exactly():
+    from posdiag.core.timefmt import compact_stamp, parse_utc_iso, utc_iso
+
+    assert utc_iso(0) == "1970-01-01T00:00:00Z" and utc_iso(1_800_000_000.9) == "2027-01-15T08:00:00Z"
+    assert parse_utc_iso("2027-01-15T08:00:00Z") == 1_800_000_000
+    assert compact_stamp(1_800_000_000) == "20270115T080000Z"
+    for wrong in ("2027-01-15 08:00:00", "2027-01-15T08:00:00+01:00", "9999-99-99T99:99:99Z", "2027-01-15T25:00:00Z"):
+        with pytest.raises(ValueError):
+            parse_utc_iso(wrong)

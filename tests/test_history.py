@@ -118,6 +118,16 @@ def test_memory_growth_is_judged_from_four_sweeps(config_file, tmp_path, points,
     assert ("trend.pos_rss_growing" in trend_codes(config_file, tmp_path, reports)) is leak
 
 
+@pytest.mark.parametrize(("first_mb", "last_mb", "leak"), [(50, 70, True), (10, 14.5, False), (500, 620, True),
+                                                        (500, 580, False)],
+                         ids=["13-mb-an-hour", "3-mb-an-hour", "24-percent-growth", "16-percent-growth"])
+def test_a_leak_needs_five_mb_an_hour_and_a_fifth_more_memory(config_file, tmp_path, first_mb, last_mb, leak):
+    """Steady growth over an hour and a half: at least 5 MB/h and at least 20 % over the window are a leak."""
+    now = time.time()
+    reports = [fake_report(now - 5400 + i * 1080, pos_rss_mb=first_mb + (last_mb - first_mb) * i / 5) for i in range(6)]
+    assert ("trend.pos_rss_growing" in trend_codes(config_file, tmp_path, reports)) is leak
+
+
 def test_memory_that_grows_but_jumps_about_is_not_a_steady_leak(config_file, tmp_path):
     """Enough growth and slope, but no steady line (R² well under 0.8): a busy day, not a leak."""
     now = time.time()
@@ -131,6 +141,22 @@ def test_shrinking_pos_memory_is_not_a_leak(config_file, tmp_path):
     now = time.time()
     reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=440 - 40 * i) for i in range(6)]
     assert "trend.pos_rss_growing" not in trend_codes(config_file, tmp_path, reports)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1.5h", 5400), ("2d", 172800),
+                                             (" 2h ", 7200)])
+def test_history_since_takes_an_age_in_each_unit(text, seconds):
+    from posdiag.agent.cli import parse_age
+
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-1h", "2w", "h", ""])
+def test_history_since_refuses_what_is_not_an_age(text):
+    from posdiag.agent.cli import parse_age
+
+    with pytest.raises(ValueError, match="--since"):
+        parse_age(text)
 
 
 def test_no_history_means_trends_are_skipped(config_file):

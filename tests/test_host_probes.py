@@ -171,6 +171,21 @@ def test_a_clock_that_reads_before_the_build_date_is_implausible(config_file, bu
     assert ("clock.implausible" in found(result)) is implausible, result
 
 
+@pytest.mark.parametrize(("spoil", "words"), [("", None), ("short", "short reply (47 bytes)"),
+                                             ("client", "not an NTP server reply (mode 3)"),
+                                             ("kiss", "kiss-of-death (RATE)"), ("origin", "origin mismatch")])
+def test_an_ntp_reply_that_does_not_answer_the_request_is_not_used(ntp_server, config_file, spoil, words):
+    """Each check of the SNTP reply against a real responder that breaks it (and one that does not)."""
+    srv = ntp_server(offset_s=3600, spoil=spoil)
+    result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address})))).run()
+    judged = [f for f in result.findings if f.severity.value != "info"]
+    if words is None:
+        assert [f.code for f in judged] == ["clock.offset_high"], result
+    else:
+        assert [f.code for f in judged] == ["clock.ntp_unreachable"] and words in judged[0].message, result
+        assert "offset_s" not in result.metrics
+
+
 def test_clock_an_hour_behind_reads_in_chinese(ntp_server, config_file, speak_chinese):
     srv = ntp_server(offset_s=3600)
     result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address})))).run()
@@ -254,6 +269,45 @@ def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_one_restarted_process_of_the_pos_application_is_a_restart(config_file, tmp_path):
+    """Two processes of the POS application, one up for a while and one just (re)started: the youngest decides."""
+    from posdiag.probes.system import SystemProbe
+
+    script = tmp_path / "fakepos.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    procs = [subprocess.Popen([sys.executable, str(script)])]
+    try:
+        time.sleep(1.5)
+        procs.append(subprocess.Popen([sys.executable, str(script)]))
+        time.sleep(0.2)
+        result = SystemProbe(cfg.load(str(config_file(terminal={"pos_process": "fakepos.py"},
+                                                      system={"min_uptime_s": 1})))).run()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert result.metrics["pos_process_count"] == 2 and result.metrics["pos_uptime_s"] < 1
+    assert "system.pos_process_restarted" in found(result)
+
+
+def test_a_busy_cpu_with_the_load_under_its_limit_is_not_saturation(config_file):
+    """Saturation needs both: a load over its limit and a busy CPU. Every core spinning, the load limit not reached."""
+    import os
+
+    from posdiag.probes.system import SystemProbe
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)
+        result = SystemProbe(cfg.load(str(config_file(system={"max_load_per_cpu": 1000})))).run()
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert result.metrics["cpu_percent"] > 90, result
+    assert "system.cpu_saturated" not in found(result) and "system.load_high" not in found(result)
 
 
 def test_healthy_terminal_gives_none(config_file, ntp_server):

@@ -52,12 +52,13 @@ class LossyResolver:
         self.sock.close()
 
 
-class DelayedResolver(LossyResolver):
-    """Answers every question (NOERROR, 192.0.2.7) after ``delay_s``, each in its own timer."""
+class ScriptedResolver(LossyResolver):
+    """Answers every question after ``delay_s``, each in its own timer, with ``rcode`` (0 NOERROR, 2 SERVFAIL,
+    3 NXDOMAIN, 5 REFUSED); a NOERROR carries 192.0.2.7 unless ``empty``."""
 
-    def __init__(self, delay_s: float) -> None:
+    def __init__(self, delay_s: float = 0.0, rcode: int = 0, empty: bool = False) -> None:
         super().__init__(drop=0)
-        self.delay_s = delay_s
+        self.delay_s, self.rcode, self.empty = delay_s, rcode, empty
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -65,8 +66,10 @@ class DelayedResolver(LossyResolver):
                 data, peer = self.sock.recvfrom(512)
             except TimeoutError:
                 continue
-            reply = data[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00" + data[12:]
-            reply += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 7])
+            answers = 0 if self.rcode or self.empty else 1
+            reply = data[:2] + bytes([0x81, 0x80 | self.rcode]) + bytes([0, 1, 0, answers, 0, 0, 0, 0]) + data[12:]
+            if answers:
+                reply += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 7])
             threading.Timer(self.delay_s, self._send, (reply, peer)).start()
 
     def _send(self, reply: bytes, peer: tuple) -> None:
@@ -75,17 +78,37 @@ class DelayedResolver(LossyResolver):
                 self.sock.sendto(reply, peer)
 
 
-@pytest.mark.parametrize(("delay_s", "slow"), [(0.7, True), (0.05, False)])
-def test_a_resolver_answering_after_half_a_second_is_slow(config_file, delay_s, slow):
+def dns_findings(config_file, *resolvers: ScriptedResolver) -> dict[str, str]:
+    """The DNS probe's findings (code → severity) for pay.test through these resolvers on loopback."""
     from posdiag.core import settings as cfg
     from posdiag.probes.network.dns import DnsProbe
 
-    with DelayedResolver(delay_s) as resolver:
-        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
-                                            network={"dns_servers": [resolver.address], "timeout_s": 2.0})))
-        result = DnsProbe(settings).run()
-    assert result.status.value in ("ok", "warn"), result
-    assert ("dns.slow" in [f.code for f in result.findings]) is slow, result
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                        network={"dns_servers": [r.address for r in resolvers], "timeout_s": 2.0})))
+    result = DnsProbe(settings).run()
+    assert result.status.value != "error", result
+    return {f.code: f.severity.value for f in result.findings}
+
+
+@pytest.mark.parametrize(("delay_s", "slow"), [(0.7, True), (0.05, False)])
+def test_a_resolver_answering_after_half_a_second_is_slow(config_file, delay_s, slow):
+    with ScriptedResolver(delay_s) as resolver:
+        assert ("dns.slow" in dns_findings(config_file, resolver)) is slow
+
+
+@pytest.mark.parametrize(("rcode", "empty", "code"), [(0, False, None), (0, True, "dns.no_address"), (3, False, "dns.nxdomain"),
+                                                      (2, False, "dns.servfail"), (5, False, "dns.refused")],
+                         ids=["address", "no-address", "nxdomain", "servfail", "refused"])
+def test_each_answer_of_the_resolver_is_told_apart(config_file, rcode, empty, code):
+    with ScriptedResolver(rcode=rcode, empty=empty) as resolver:
+        found = dns_findings(config_file, resolver)
+    assert [c for c, severity in found.items() if severity != "info"] == ([code] if code else []), found
+
+
+def test_one_failing_resolver_beside_a_working_one_is_a_warning_not_a_failure(config_file):
+    with ScriptedResolver() as good, ScriptedResolver(rcode=2) as failing:
+        found = dns_findings(config_file, good, failing)
+    assert found.get("dns.resolver_failing") == "warn" and "dns.servfail" not in found, found
 
 
 def test_a_lost_question_is_asked_again_within_the_same_timeout():

@@ -478,6 +478,22 @@ def test_full_spool_drops_the_oldest_unsent_and_counts_them(tmp_path):
     assert summary["dropped"] == 12 - len(queued) and summary["outbox"] == len(queued)
 
 
+def test_a_spool_exactly_at_its_limit_keeps_everything_and_one_byte_less_drops_the_oldest(tmp_path):
+    with Store(tmp_path) as store:
+        ids = []
+        for i in range(3):
+            report = fake_report(time.time() + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+        with store.db:
+            total = store.db.execute("SELECT SUM(size) FROM outbox").fetchone()[0]
+            assert outbox.enforce_spool(store.db, total) == 0
+        assert [r[1] for r in outbox.pending_page(store.db, 0)] == ids
+        with store.db:
+            assert outbox.enforce_spool(store.db, total - 1) == 1
+        assert [r[1] for r in outbox.pending_page(store.db, 0)] == ids[1:]
+
+
 def test_a_token_file_opened_up_while_the_daemon_runs_stops_pushing_and_status_says_why(server, push_config, daemon,
                                                                                         token_file, tmp_path):
     srv = server()

@@ -82,6 +82,15 @@ def test_identical_attempts_count_from_two_repeats_within_ten_seconds(config_fil
     assert ("txlog.repeated_attempts" in findings(report)) is repeated, findings(report)
 
 
+def test_a_line_whose_time_cannot_be_read_counts_as_recent_and_is_said(config_file, tmp_path):
+    """Better a 2824 counted than one lost: a stamp that does not parse is taken as now, and the probe says so."""
+    lines = ["someday soon txn=3 amount=9.99 code=2824 rc=91\n", line("0", "00", ago=30)]
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    found = findings(report)
+    assert found["txlog.undated"]["severity"] == "info"
+    assert found["txlog.errors_2824"]["data"]["count"] == 1 and found["txlog.host_errors"]["data"]["count"] == 1
+
+
 def test_only_the_window_counts(config_file, tmp_path):
     lines = [line("2824", "51", ago=3 * 3600), line("0", "00", ago=10)]
     rc, report = diagnose_log(config_file, tmp_path, lines, window_min=15)

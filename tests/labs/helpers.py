@@ -46,12 +46,15 @@ def write_config(path: Path, sections: dict[str, Any]) -> Path:
 class NtpResponder:
     """A real SNTP server on 127.0.0.1 that answers with our clock shifted by ``offset_s``.
 
-    ``silent`` makes it swallow requests (an NTP server that does not answer).
+    ``silent`` makes it swallow requests (an NTP server that does not answer); ``spoil`` makes it
+    answer wrongly: ``short`` (47 bytes), ``client`` (mode 3), ``kiss`` (stratum 0, RATE), ``origin``
+    (another request's origin time).
     """
 
-    def __init__(self, offset_s: float = 0.0, silent: bool = False) -> None:
+    def __init__(self, offset_s: float = 0.0, silent: bool = False, spoil: str = "") -> None:
         self.offset_s = offset_s
         self.silent = silent
+        self.spoil = spoil
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -88,9 +91,11 @@ class NtpResponder:
             if self.silent or len(data) < 48:
                 continue
             received = self._stamp()
-            header = bytes([0x24, 2, 6, 0xEC]) + bytes(8) + b"LOCL" + received
-            reply = header + data[40:48] + received + self._stamp()
-            self.sock.sendto(reply, peer)
+            mode, stratum = {"client": (0x23, 2), "kiss": (0x24, 0)}.get(self.spoil, (0x24, 2))
+            header = bytes([mode, stratum, 6, 0xEC]) + bytes(8) + (b"RATE" if self.spoil == "kiss" else b"LOCL") + received
+            origin = bytes(8) if self.spoil == "origin" else data[40:48]
+            reply = header + origin + received + self._stamp()
+            self.sock.sendto(reply[:47] if self.spoil == "short" else reply, peer)
 
 
 def fill_filesystem(path: Path) -> int:
