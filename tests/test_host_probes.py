@@ -133,6 +133,13 @@ def test_missing_disk_path_is_reported_not_fatal(tmp_path, config_file):
     assert result.status is Status.WARN
 
 
+def test_a_disk_path_that_is_a_file_is_reported_as_not_a_folder(tmp_path, config_file):
+    (tmp_path / "journal.dat").write_text("not a folder\n")
+    settings = cfg.load(str(config_file(disk={"paths": [str(tmp_path / "journal.dat")]})))
+    [finding] = DiskProbe(settings).run().findings
+    assert finding.code == "disk.path_missing" and finding.message == f"{tmp_path / 'journal.dat'} is not a folder"
+
+
 def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, config_file):
     srv = ntp_server(offset_s=3600)
     rc, report = diagnose_json(config_file(clock={"ntp_server": srv.address}))
