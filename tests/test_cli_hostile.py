@@ -208,3 +208,23 @@ def test_psutil_access_denied_is_reported_as_a_permission_problem():
     result = Reads(Settings()).run()
     assert result.status is Status.ERROR and "permission denied" in result.summary
     assert [f.code for f in result.findings] == ["probe.permission_denied"]
+
+
+def test_the_bounded_reader_takes_exactly_the_last_bytes_asked_for(tmp_path):
+    from posdiag.core.files import read_tail
+
+    path = tmp_path / "log"
+    path.write_bytes(b"0123456789")
+    assert read_tail(str(path), 4) == (b"6789", True)
+    assert read_tail(str(path), 9) == (b"123456789", True)
+    assert read_tail(str(path), 10) == (b"0123456789", False)
+    assert read_tail(str(path), 11) == (b"0123456789", False)
+
+
+@pytest.mark.parametrize(("lists", "refused"), [(15, False), (16, True)], ids=["16-levels", "17-levels"])
+def test_a_configuration_sixteen_levels_deep_is_read_and_seventeen_refused(tmp_path, lists, refused):
+    """The file's table and 15 nested lists are 16 levels: read (then refused for its unknown key); one more is not read."""
+    config = tmp_path / "posdiag.toml"
+    config.write_text("x = " + "[" * lists + "]" * lists + "\n")
+    rc, said = check(config)
+    assert rc == 3 and ("nested more than 16" in said) is refused and ("unknown" in said) is not refused, said

@@ -191,3 +191,15 @@ def test_a_session_cookie_holds_until_its_expiry_and_not_a_second_longer():
     assert verify_session(key, f"{name}.{int(expires) + 3600}.{sig}", now=1_000) is None  # a prolonged expiry
     assert verify_session(new_session_key(), cookie, now=1_000) is None  # another database's key
     assert verify_session(key, cookie.replace(".", "", 1), now=1_000) is None  # mangled
+
+
+def test_metrics_start_with_a_zero_for_each_answer_a_dashboard_plots():
+    from posdiag.collector.metrics import render
+
+    text = render({}, {}, [])
+    received = [line for line in text.splitlines() if line.startswith("posdiag_collector_reports_received_total{")]
+    assert received == ['posdiag_collector_reports_received_total{result="duplicate",code="200"} 0',
+                        'posdiag_collector_reports_received_total{result="stored",code="201"} 0']
+    assert 'posdiag_collector_terminals{verdict="silent"} 0' in text
+    for scope in ("site", "fleet"):
+        assert f'posdiag_collector_open_incidents{{scope="{scope}"}} 0' in text

@@ -133,6 +133,13 @@ def test_unknown_finding_code_still_sets_the_verdict(kb):
     assert any("memory.something_new" in e for e in d.top.evidence)
 
 
+def test_an_unmatched_finding_lowers_the_confidence_that_nothing_is_wrong(kb):
+    clean = diagnose([result("memory"), result("disk")], kb)
+    odd = diagnose([result("memory"), result("disk", ("disk.something_new", "warn"))], kb)
+    assert clean.top.id == odd.top.id == "none"
+    assert clean.top.confidence == 0.95 and odd.top.confidence == pytest.approx(0.95 * 0.7)
+
+
 def test_info_findings_are_not_evidence(kb):
     d = diagnose([result("memory", ("memory.pos_rss", "info"))], kb)
     assert d.verdict == "healthy" and d.top.id == "none"

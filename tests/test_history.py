@@ -192,3 +192,17 @@ def test_history_headings_stay_english_by_default(config_file, tmp_path):
     history_with(tmp_path, [fake_report(time.time())])
     rc, out, _ = run_cli("history", "--config", str(config_file()))
     assert out.splitlines()[0] == f"{'started (UTC)':<20}  {'trigger':<9}  {'verdict':<8}  {'top cause':<19}  conf  report"
+
+
+def test_a_history_exactly_at_its_size_limit_keeps_everything_and_one_byte_less_drops_the_oldest(tmp_path):
+    now = time.time()
+    with Store(tmp_path) as store:
+        reports = [fake_report(now - 300 + i * 60, size=2000) for i in range(4)]
+        for report in reports:
+            store.add(report)
+        total = store.db.execute("SELECT SUM(LENGTH(body)) FROM reports").fetchone()[0]
+        store.max_bytes = total
+        assert store.prune() == 0 and store.count() == 4
+        store.max_bytes = total - 1
+        assert store.prune() == 1
+        assert [r.report_id for r in store.list()] == [r["report_id"] for r in reversed(reports[1:])]

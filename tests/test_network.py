@@ -54,6 +54,7 @@ def test_healthy_path_gives_none_with_every_layer_ok(lab, payment, net_config):
     assert probe(report, "network.gateway")["metrics"]["gateway"] == GATEWAY
     assert probe(report, "network.tls")["metrics"]["health_status[primary]"] == 200
     assert probe(report, "network.path")["metrics"]["loss_percent"] == 0
+    assert probe(report, "network.path")["metrics"]["samples"] == 24  # ping_count 10: never fewer than 24
 
 
 def test_interface_down_blames_link_and_skips_the_layers_above(lab, payment, net_config):

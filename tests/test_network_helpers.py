@@ -277,3 +277,17 @@ def test_tcp_connect_outcomes_are_judged_one_failure_at_a_time(config_file, outc
     verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7", attempts)
     said = [f.code for f in obs.findings if f.severity.value != "info"] + ([verdict[0]] if verdict else [])
     assert said == ([code] if code else [])
+
+
+@pytest.mark.parametrize(("address", "via_gateway"), [("192.168.1.50", False), ("10.1.2.3", False), ("10.9.9.9", True),
+                                                      ("198.51.100.7", True)],
+                         ids=["on-link-lan", "on-link-24-inside-a-routed-16", "routed-16", "default-route"])
+def test_the_route_the_kernel_would_pick_is_the_longest_prefix(tmp_path, address, via_gateway):
+    """10.1.2.0/24 on-link beats 10.0.0.0/8 via a gateway; the rest goes the default way, via a gateway."""
+    from posdiag.probes._netinfo import routed_via_gateway
+
+    table = ROUTE_HEADER + IPV4_DEFAULT + (
+        "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n"  # 192.168.1.0/24 on-link
+        "eth0\t0000000A\t0201A8C0\t0003\t0\t0\t100\t000000FF\t0\t0\t0\n"  # 10.0.0.0/8 via 192.168.1.2
+        "eth1\t0002010A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n")  # 10.1.2.0/24 on-link
+    assert routed_via_gateway(address, proc_with(tmp_path, route=table)) is via_gateway

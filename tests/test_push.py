@@ -542,3 +542,37 @@ def test_sighup_with_the_server_url_removed_queues_without_sending_and_restoring
     d.config.write_text(text)
     d.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: report["report_id"] in srv.received(), 10), d.output()
+
+
+def test_the_pusher_waits_for_its_own_backoff_and_an_urgent_report_for_its_gap(push_config, tmp_path):
+    from posdiag.agent.push import URGENT_MIN_GAP_S, Pusher
+    from posdiag.core import settings as config
+
+    pusher = Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    now = time.time()
+    assert pusher._due(now - 1)  # the outbox's next attempt is due
+    pusher.not_before = now + 60  # a sender crashed: the pusher's own backoff
+    assert not pusher._due(now - 1)
+    pusher.urgent, pusher.last_start = True, now - URGENT_MIN_GAP_S - 1  # an event report outranks the backoff
+    assert pusher._due(now + 600)
+    pusher.last_start = now  # ... but not twice within the gap
+    assert not pusher._due(now + 600)
+
+
+@pytest.mark.parametrize(("mode", "content", "problem"), [
+    (0o600, "t" * 4096, None), (0o400, "tok\n", None), (0o640, "tok", "readable by group or others"),
+    (0o604, "tok", "readable by group or others"), (0o600, "t" * 4097, "does not hold one token"),
+    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty")],
+    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty"])
+def test_the_token_file_is_taken_owner_only_and_one_token_long(tmp_path, mode, content, problem):
+    from posdiag.agent.pushsetup import PushSetupError, read_token
+
+    path = tmp_path / "token"
+    path.write_text(content)
+    path.chmod(mode)
+    if problem is None:
+        assert read_token(str(path)) == content.strip()
+    else:
+        with pytest.raises(PushSetupError) as refused:
+            read_token(str(path))
+        assert problem in str(refused.value) and "t" * 100 not in str(refused.value)
