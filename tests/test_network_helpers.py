@@ -56,9 +56,9 @@ class ScriptedResolver(LossyResolver):
     """Answers every question after ``delay_s``, each in its own timer, with ``rcode`` (0 NOERROR, 2 SERVFAIL,
     3 NXDOMAIN, 5 REFUSED); a NOERROR carries 192.0.2.7 unless ``empty``."""
 
-    def __init__(self, delay_s: float = 0.0, rcode: int = 0, empty: bool = False) -> None:
+    def __init__(self, delay_s: float = 0.0, rcode: int = 0, empty: bool = False, ipv6_only: bool = False) -> None:
         super().__init__(drop=0)
-        self.delay_s, self.rcode, self.empty = delay_s, rcode, empty
+        self.delay_s, self.rcode, self.empty, self.ipv6_only = delay_s, rcode, empty, ipv6_only
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -66,9 +66,15 @@ class ScriptedResolver(LossyResolver):
                 data, peer = self.sock.recvfrom(512)
             except TimeoutError:
                 continue
-            answers = 0 if self.rcode or self.empty else 1
+            end = 12
+            while data[end]:  # the question's name, label by label
+                end += data[end] + 1
+            aaaa = data[end + 1:end + 3] == b"\x00\x1c"
+            answers = 0 if self.rcode or self.empty or self.ipv6_only != aaaa else 1
             reply = data[:2] + bytes([0x81, 0x80 | self.rcode]) + bytes([0, 1, 0, answers, 0, 0, 0, 0]) + data[12:]
-            if answers:
+            if answers and aaaa:
+                reply += b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10" + bytes.fromhex("20010db8" + "0" * 23 + "7")
+            elif answers:
                 reply += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 7])
             threading.Timer(self.delay_s, self._send, (reply, peer)).start()
 
@@ -103,6 +109,13 @@ def test_each_answer_of_the_resolver_is_told_apart(config_file, rcode, empty, co
     with ScriptedResolver(rcode=rcode, empty=empty) as resolver:
         found = dns_findings(config_file, resolver)
     assert [c for c, severity in found.items() if severity != "info"] == ([code] if code else []), found
+
+
+def test_a_name_with_only_an_ipv6_address_resolves(config_file):
+    """No A record, an AAAA one: asked for next, and the host resolves (not 'no address')."""
+    with ScriptedResolver(ipv6_only=True) as resolver:
+        found = dns_findings(config_file, resolver)
+    assert [c for c, severity in found.items() if severity != "info"] == [] and "dns.resolved" in found, found
 
 
 def test_one_failing_resolver_beside_a_working_one_is_a_warning_not_a_failure(config_file):
@@ -277,6 +290,17 @@ def test_tcp_connect_outcomes_are_judged_one_failure_at_a_time(config_file, outc
     verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7", attempts)
     said = [f.code for f in obs.findings if f.severity.value != "info"] + ([verdict[0]] if verdict else [])
     assert said == ([code] if code else [])
+    if code in ("tcp.unreachable", "tcp.error"):  # the error of the attempt that failed that way, not another's
+        assert f"({code.split('.')[1]} here)" in verdict[1], verdict
+
+
+def test_payment_hosts_are_called_by_their_role():
+    from posdiag.core.settings import PaymentHost
+    from posdiag.probes.network._common import Target
+
+    assert Target(0, PaymentHost(name="acquirer-a", host="a.test")).label == "acquirer-a (primary)"
+    assert Target(1, PaymentHost(name="acquirer-b", host="b.test")).label == "acquirer-b (backup 1)"
+    assert Target(0, PaymentHost(name="primary", host="a.test")).label == "primary"  # not "primary (primary)"
 
 
 @pytest.mark.parametrize(("address", "via_gateway"), [("192.168.1.50", False), ("10.1.2.3", False), ("10.9.9.9", True),
