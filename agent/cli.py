@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
 import os
 import sys
 from typing import Any, TextIO
@@ -17,13 +18,18 @@ from typing import Any, TextIO
 from posdiag.agent import __version__
 from posdiag.agent.exits import Exit
 from posdiag.core import i18n
-from posdiag.core.i18n import N_, tr
+from posdiag.core.i18n import N_, ntr, tr
 from posdiag.core.timefmt import compact_stamp
 
 #: ``history --limit`` above this is refused by the parser (SQLite takes 64-bit integers only)
 MAX_LIMIT = 1_000_000
 #: ``diagnose --format``: for a person, for programs, for monitoring plugins, for Prometheus.
 FORMATS = ("text", "json", "nagios", "prometheus")
+#: what keeping a report in the history takes after the probes (open, insert, fsync; bench/live_bench.py
+#: measures it at 35 ms median, 56 ms worst on a loaded machine, plus the store's imports)
+KEEP_RESERVE_S = 0.15
+#: ``watch --interval``: not so often that it hammers the payment host and the reader, at least once an hour
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.5, 3600.0
 
 
 class UsageError(Exception):
@@ -31,11 +37,20 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage, which monitoring would read as "fault": exit 3 instead."""
+    """argparse exits 2 on bad usage, which monitoring would read as "fault": exit 3 instead. Help is
+    laid out by display width (:mod:`posdiag.agent.helptext`)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        from posdiag.agent.helptext import HelpFormatter
+
+        kw.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kw)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from posdiag.core.redact import mask_text
+
         self.print_usage(sys.stderr)
-        self.exit(Exit.UNKNOWN, tr("{prog}: error: {message}", prog=self.prog, message=message) + "\n")
+        self.exit(Exit.UNKNOWN, tr("{prog}: error: {message}", prog=self.prog, message=mask_text(message)) + "\n")
 
     def format_help(self) -> str:
         """argparse puts an ASCII colon after its section headings itself; Chinese takes its own (：)."""
@@ -53,6 +68,17 @@ def _limit(text: str) -> int:
     if value is None or not 1 <= value <= MAX_LIMIT:
         raise argparse.ArgumentTypeError(tr("expected a whole number from 1 to {limit}, got {value!r}",
                                             limit=MAX_LIMIT, value=text[:40]))
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text) if len(text) <= 20 else math.nan
+    except ValueError:
+        value = math.nan
+    if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:  # NaN fails both
+        raise argparse.ArgumentTypeError(tr("expected seconds from {low} to {high}, got {value!r}", low=MIN_INTERVAL_S,
+                                            high=MAX_INTERVAL_S, value=text[:40]))
     return value
 
 
@@ -115,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = [_common()]
 
-    diag = sub.add_parser("diagnose", help=tr("run a one-shot diagnosis"), parents=common)
+    diag = sub.add_parser("diagnose", help=tr("run a one-shot diagnosis"), parents=common,
+                          description=tr("Run every probe once, now, and say why payments fail: the verdict, the most "
+                                         "likely cause, its evidence and the steps that fix it. The report is kept in "
+                                         "the local history when it can be written."))
     diag.add_argument("--json", action="store_true", help=tr("print the report as JSON (posdiag.report/1)"))
     diag.add_argument("--only", metavar="P,...", help=tr("run only these probes (names or areas, comma-separated)"))
     diag.add_argument("--push", action="store_true", help=tr("also queue the report for the central server"))
@@ -123,54 +152,67 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "monitoring-plugin line) or prometheus (node_exporter textfile)"))
     diag.add_argument("-o", "--output", metavar="FILE", help=tr("write to FILE (atomically replaced) instead of stdout"))
 
-    probes = sub.add_parser("probes", help=tr("list the probes and what each one checks"))
+    probes = sub.add_parser("probes", help=tr("list the probes and what each one checks"),
+                            description=tr("List every probe, what it checks, and the probes it runs after."))
     probes.set_defaults(debug=False)
     _lang_option(probes)
-    sub.add_parser("run", parents=common, help=tr("the daemon: diagnose at boot, on schedule, on demand and on 2824 events"))
+    sub.add_parser("run", parents=common, help=tr("the daemon: diagnose at boot, on schedule, on demand and on 2824 events"),
+                   description=tr("Run as the daemon (systemd starts it): diagnose at start, on a schedule, when asked "
+                                  "and when a 2824 appears in the POS log; keep and push every report. SIGHUP reloads "
+                                  "the configuration, SIGTERM stops it."))
 
-    trig = sub.add_parser("trigger", help=tr("ask the running daemon to diagnose now"), parents=common)
+    watch = sub.add_parser("watch", parents=common, help=tr("diagnose again and again and show what changes"),
+                           description=tr("Diagnose again and again, one sweep at a time, and show each probe's "
+                                          "status and every change as it happens, while you re-seat a cable or watch "
+                                          "a link. Ctrl-C ends the session: its summary is printed and kept in the "
+                                          "history."))
+    watch.add_argument("--only", metavar="P,...", help=tr("watch only these probes (names or areas, comma-separated)"))
+    watch.add_argument("--interval", metavar="S", type=_interval, default=2.0,
+                       help=tr("seconds from the start of one sweep to the next (default 2)"))
+
+    show = sub.add_parser("show", parents=common, help=tr("show a stored report by its short or full id"),
+                          description=tr("Print a report from the local history as diagnose printed it; ID is the "
+                                         "short id the report showed (or more of it, or the full id)."))
+    show.add_argument("id", metavar="ID", help=tr("the report's short or full id"))
+    show.add_argument("--json", action="store_true", help=tr("print the report as JSON (posdiag.report/1)"))
+
+    trig = sub.add_parser("trigger", help=tr("ask the running daemon to diagnose now"), parents=common,
+                          description=tr("Ask the running daemon to diagnose now and print its report, which it also "
+                                         "keeps and pushes; without a daemon, diagnose here instead."))
     trig.add_argument("--json", action="store_true", help=tr("print the report as JSON"))
 
-    stat = sub.add_parser("status", help=tr("daemon state: last verdict, history, pushes"), parents=common)
+    stat = sub.add_parser("status", help=tr("daemon state: last verdict, history, pushes"), parents=common,
+                          description=tr("Say whether the daemon runs, what it found last, and how pushing to the "
+                                         "central server goes; exit 3 when no daemon answers."))
     stat.add_argument("--json", action="store_true", help=tr("print the status as JSON"))
 
-    hist = sub.add_parser("history", help=tr("stored reports, newest first"), parents=common)
+    hist = sub.add_parser("history", help=tr("stored reports, newest first"), parents=common,
+                          description=tr("List the reports kept in the local history, newest first, each with the "
+                                         "short id that 'posdiag show' takes."))
     hist.add_argument("--json", action="store_true", help=tr("print the reports as JSON"))
     hist.add_argument("--since", metavar="AGE", help=tr("only reports younger than AGE, e.g. 90s, 30m, 2h, 7d"))
     hist.add_argument("--limit", type=_limit, default=50, help=tr("at most this many reports (default 50)"))
 
     push = sub.add_parser("push", parents=common,
-                          help=tr("send the queued reports to the central server now (when no daemon runs)"))
+                          help=tr("send the queued reports to the central server now (when no daemon runs)"),
+                          description=tr("Send the reports waiting in the outbox to the central server now; exit 3 "
+                                         "with the reason when they cannot all be sent."))
     push.add_argument("--requeue-refused", action="store_true", help=tr("first put back reports the server refused"))
 
-    bundle = sub.add_parser("bundle", help=tr("support bundle for the help desk, secrets redacted"), parents=common)
+    bundle = sub.add_parser("bundle", help=tr("support bundle for the help desk, secrets redacted"), parents=common,
+                            description=tr("Write one archive for the help desk: the configuration without its "
+                                           "secrets, the last reports, the daemon's status, versions and the relevant "
+                                           "log lines."))
     bundle.add_argument("-o", "--output", metavar="FILE",
                         help=tr("where to write it (default: ./posdiag-bundle-<terminal>-<time>.tar.gz)"))
 
-    cfg = sub.add_parser("config", help=tr("configuration commands"))
+    cfg = sub.add_parser("config", help=tr("configuration commands"),
+                         description=tr("Commands about the configuration file."))
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION", parser_class=_Parser)
-    cfg_sub.add_parser("check", parents=common, help=tr("validate a configuration and say what is wrong"))
+    cfg_sub.add_parser("check", parents=common, help=tr("validate a configuration and say what is wrong"),
+                       description=tr("Validate a configuration file and say which key is wrong and what was "
+                                      "expected; exit 3 when anything is."))
     return parser
-
-
-class Progress:
-    """A live line on a terminal while probes run; silent when the stream is not a TTY."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
-
-    def __call__(self, result: Any, done: int, total: int) -> None:
-        if self.enabled:
-            line = tr("probing… {done}/{total}  {probe}: {status}", done=done, total=total, probe=result.name,
-                      status=result.status.value)
-            self.stream.write(f"\r\033[K{line}")
-            self.stream.flush()
-
-    def clear(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
 
 
 def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -182,40 +224,50 @@ def cmd_diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = config.load(args.config)
     if args.push:
         _require_push(settings)
-    only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else None
-    return _diagnose(settings, fmt, out, err, only=only, push=args.push, output=args.output)
+    return _diagnose(settings, fmt, out, err, only=_names(args.only), push=args.push, output=args.output)
+
+
+def _names(only: str | None) -> list[str] | None:
+    """``--only a,b``: the names given, or None for every probe."""
+    return [p.strip() for p in only.split(",") if p.strip()] if only else None
 
 
 def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str] | None = None,
               push: bool = False, output: str | None = None) -> int:
-    """One local diagnosis within the deadline, printed (and queued for the server with ``push``);
-    shared by ``diagnose`` and ``trigger``."""
+    """One local diagnosis within the deadline, printed, kept in the local history when it can be
+    written (and queued for the server with ``push``); shared by ``diagnose`` and ``trigger``."""
+    from posdiag.agent.history import writable
+    from posdiag.agent.progress import Progress
     from posdiag.agent.sweep import run_sweep
 
-    progress = Progress(err)
-    try:
-        report = run_sweep(settings, trigger="on-demand", only=only, on_result=progress,
-                           deadline_s=_remaining(settings.diagnosis.deadline_s))
-    finally:
-        progress.clear()
+    keeping = writable(settings.daemon.state_dir)
+    after = KEEP_RESERVE_S if push or keeping else 0.0
+    with Progress(err) as progress:
+        report = run_sweep(settings, trigger="on-demand", only=only, on_result=progress.on_result,
+                           on_running=progress.on_running, deadline_s=_remaining(settings.diagnosis.deadline_s, after))
     if push:
         from posdiag.agent.push import queue
 
         queue(settings, report, err)
+    elif keeping:
+        from posdiag.agent.store import keep
+
+        keep(settings, report)
     code = Exit.for_verdict(report["diagnosis"]["verdict"])
     ran = [p for p in report["probes"] if p["status"] != "skipped"]
-    if ran and all(p["status"] == "error" for p in ran):
+    if all(p["status"] == "error" for p in ran):  # also when nothing ran: nothing checked is not healthy
         code = Exit.UNKNOWN
-    _emit(report, fmt, code, out, output)
+    _emit(report, fmt, code, out, output, settings.daemon.state_dir)
     if code is Exit.UNKNOWN:
         err.write("posdiag: " + tr("no probe could check anything; cannot diagnose") + "\n")
     return code
 
 
-def _remaining(deadline_s: float) -> float:
-    """The probes' share of the deadline once this process's own start-up is paid for, so that the
-    command as a whole — what cron or Nagios waits for — ends within the configured deadline."""
-    return max(deadline_s * 0.5, deadline_s - _startup_s() - 0.1)
+def _remaining(deadline_s: float, after_s: float = 0.0) -> float:
+    """The probes' share of the deadline once this process's own start-up is paid for, and what it
+    does after the probes (``after_s``: keeping the report), so that the command as a whole — what
+    cron or Nagios waits for — ends within the configured deadline."""
+    return max(deadline_s * 0.5, deadline_s - _startup_s() - 0.1 - after_s)
 
 
 def _startup_s() -> float:
@@ -238,7 +290,7 @@ def _startup_s() -> float:
 
 def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag import probes
-    from posdiag.agent.columns import table
+    from posdiag.agent.columns import SCREEN, table
 
     rows = []
     for cls in probes.all_probes():
@@ -247,7 +299,7 @@ def cmd_probes(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if cls.requires:
             what += "  " + tr("(after {probes})", probes=", ".join(cls.requires))
         rows.append([cls.name, what])
-    out.writelines(line + "\n" for line in table(rows))
+    out.writelines(line + "\n" for line in table(rows, width=SCREEN))
     return Exit.OK
 
 
@@ -279,13 +331,27 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run(args.config, args.lang)
 
 
-def _emit(report: dict, fmt: str, code: int, out: TextIO, output: str | None = None) -> None:
+def _short_id(state_dir: str | None, report_id: str) -> str | None:
+    """The report's short id in the history of ``state_dir``; None (its first characters) where no
+    history was ever kept, without loading the store."""
+    from posdiag.agent.history import nothing_stored
+
+    if not state_dir or nothing_stored(state_dir):
+        return None
+    from posdiag.agent.store import short_id_for
+
+    return short_id_for(state_dir, report_id)
+
+
+def _emit(report: dict, fmt: str, code: int, out: TextIO, output: str | None = None, state_dir: str | None = None) -> None:
     """Render the report in ``fmt``; to ``output`` atomically (a textfile collector or a monitor
-    reading it never sees half a file), else to ``out``."""
+    reading it never sees half a file), else to ``out``. The text shows the report's short id in
+    the history of ``state_dir``."""
     from posdiag.agent import formats
     from posdiag.agent.report import render_text
 
-    text = {"json": lambda: json.dumps(report, indent=2) + "\n", "text": lambda: render_text(report),
+    text = {"json": lambda: json.dumps(report, indent=2) + "\n",
+            "text": lambda: render_text(report, _short_id(state_dir, report["report_id"])),
             "nagios": lambda: formats.nagios_line(report, code),
             "prometheus": lambda: formats.prometheus_text(report, code)}[fmt]()
     if output:
@@ -294,9 +360,9 @@ def _emit(report: dict, fmt: str, code: int, out: TextIO, output: str | None = N
         out.write(text)
 
 
-def _print_report(report: dict, as_json: bool, out: TextIO) -> int:
+def _print_report(report: dict, as_json: bool, out: TextIO, state_dir: str) -> int:
     code = Exit.for_verdict(report["diagnosis"]["verdict"])
-    _emit(report, "json" if as_json else "text", code, out)
+    _emit(report, "json" if as_json else "text", code, out, state_dir=state_dir)
     return code
 
 
@@ -318,7 +384,38 @@ def cmd_trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not reply.get("ok"):
         err.write("posdiag: " + tr("the daemon could not diagnose: {error}", error=reply.get("error")) + "\n")
         return Exit.UNKNOWN
-    return _print_report(reply["report"], args.json, out)
+    return _print_report(reply["report"], args.json, out, settings.daemon.state_dir)
+
+
+def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from posdiag.agent.watch import run_watch
+    from posdiag.core import settings as config
+
+    return run_watch(config.load(args.config), out, err, only=_names(args.only), interval_s=args.interval)
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import sqlite3
+
+    from posdiag.agent.report import render_text
+    from posdiag.agent.store import find_report
+    from posdiag.core import settings as config
+    from posdiag.core.redact import mask_data
+
+    settings = config.load(args.config)
+    try:
+        report, short = find_report(settings.daemon.state_dir, args.id)
+    except sqlite3.DatabaseError as exc:
+        err.write("posdiag: " + _unreadable(settings.daemon.state_dir, exc) + "\n")
+        return Exit.UNKNOWN
+    report = mask_data(report)  # masked again: a report stored by an older posdiag may not have been
+    out.write(json.dumps(report, indent=2) + "\n" if args.json else render_text(report, short))
+    return Exit.for_verdict(report["diagnosis"]["verdict"])
+
+
+def _unreadable(path: str, exc: Exception) -> str:
+    return tr("the history in {path} cannot be read ({error}); the daemon moves a damaged store aside and starts a "
+              "fresh one when it next writes", path=path, error=exc)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -326,6 +423,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from posdiag.agent.push import labelled, read_status, status_rows
     from posdiag.core import settings as config
     from posdiag.core.message import translated
+    from posdiag.core.redact import mask_data, mask_text
 
     settings = config.load(args.config)
     try:
@@ -334,23 +432,24 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         running = isinstance(exc, DaemonBusy)
         _, push, store = read_status(settings)  # the outbox waits all the same
         if args.json:
-            out.write(json.dumps({"running": running, "error": str(exc), "push": push, "store": store}) + "\n")
+            out.write(json.dumps(mask_data({"running": running, "error": str(exc), "push": push, "store": store})) + "\n")
         else:
-            head = (tr("posdiag daemon: busy ({problem})", problem=translated(exc)) if running
-                    else tr("posdiag daemon: not running ({problem})", problem=translated(exc)))
-            out.write("\n".join([head, *labelled(status_rows(push, store))]) + "\n")
+            head = tr("posdiag daemon: busy") if running else tr("posdiag daemon: not running")
+            rows = [(N_("problem:"), translated(exc)), *status_rows(push, store)]
+            out.write(mask_text("\n".join([head, *labelled(rows)])) + "\n")
         return Exit.UNKNOWN
     if args.json:
-        out.write(json.dumps({"running": True, **status}, indent=2) + "\n")
+        out.write(json.dumps(mask_data({"running": True, **status}), indent=2) + "\n")
         return Exit.OK
-    out.write("\n".join(_status_text(status)) + "\n")
+    out.write(mask_text("\n".join(_status_text(status, settings.daemon.state_dir))) + "\n")
     return Exit.OK
 
 
-def _status_text(status: dict[str, Any]) -> list[str]:
+def _status_text(status: dict[str, Any], state_dir: str) -> list[str]:
     """What ``status`` prints about a running daemon: a heading, then labelled lines in one column."""
     from posdiag.agent.push import labelled, status_rows
-    from posdiag.agent.report import VERDICT_WORDS
+    from posdiag.agent.store import short_id_for
+    from posdiag.agent.words import TRIGGER_WORDS, VERDICT_WORDS, said
 
     last = status["last"]
     rows = [(N_("config:"), tr("{config} (reloaded {reloads}x), every {interval:g} s", config=status["config"],
@@ -358,11 +457,13 @@ def _status_text(status: dict[str, Any]) -> list[str]:
             (N_("sweeps:"), tr("{sweeps}, history: {history} report(s)", sweeps=status["sweeps"],
                                history=status["history_reports"]))]
     if last:
-        verdict = last["verdict"]
-        rows.append((N_("last:"), tr("{verdict} — {cause} ({confidence:.0%}), {trigger} at {started_at}",
-                                     verdict=tr(VERDICT_WORDS[verdict]) if verdict in VERDICT_WORDS else verdict.upper(),
-                                     cause=last["top_cause"], confidence=last["confidence"], trigger=last["trigger"],
-                                     started_at=last["started_at"])))
+        rows.append((N_("last:"), tr("{verdict} — {cause} ({confidence:.0%}), {trigger} at {started_at}, report {id}",
+                                     verdict=said(VERDICT_WORDS, last["verdict"]), cause=last["top_cause"],
+                                     confidence=last["confidence"], trigger=said(TRIGGER_WORDS, last["trigger"]),
+                                     started_at=last["started_at"], id=short_id_for(state_dir, last["report_id"]))))
+        if last.get("risks"):
+            rows.append((N_("risks:"), ntr("{n} ahead, the soonest due {due_at}", "{n} ahead, the soonest due {due_at}",
+                                           last["risks"], due_at=last.get("soonest_risk") or "?")))
     rows.append((N_("txlog:"), status["txlog"] or tr("not watched")))
     rows += status_rows(status["push"], status.get("store"))
     if status.get("last_error"):
@@ -395,6 +496,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from posdiag.agent.store import open_readonly
     from posdiag.core import settings as config
+    from posdiag.core.redact import mask_data
 
     settings = config.load(args.config)
     try:
@@ -404,19 +506,18 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return Exit.UNKNOWN
     import sqlite3
 
-    rows = []
+    rows, shorts = [], {}
     try:
         store = open_readonly(settings.daemon.state_dir)
         if store is not None:
             with store:
                 rows = store.list(since=since, limit=args.limit)
-                if args.json:
-                    out.write(json.dumps([store.get(r.report_id) for r in rows], indent=2) + "\n")
+                if args.json:  # masked again: a report stored by an older posdiag may not have been
+                    out.write(json.dumps(mask_data([store.get(r.report_id) for r in rows]), indent=2) + "\n")
                     return Exit.OK
+                shorts = {r.report_id: store.short_id(r.report_id) for r in rows}
     except sqlite3.DatabaseError as exc:
-        err.write("posdiag: " + tr("the history in {path} cannot be read ({error}); the daemon moves a damaged store "
-                                   "aside and starts a fresh one when it next writes", path=settings.daemon.state_dir,
-                                   error=exc) + "\n")
+        err.write("posdiag: " + _unreadable(settings.daemon.state_dir, exc) + "\n")
         return Exit.UNKNOWN
     if args.json:
         out.write("[]\n")
@@ -424,23 +525,25 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not rows:
         out.write(tr("no stored reports in {path}", path=settings.daemon.state_dir) + "\n")
         return Exit.OK
-    out.writelines(line + "\n" for line in _history_table(rows))
+    out.writelines(line + "\n" for line in _history_table(rows, shorts))
     return Exit.OK
 
 
-def _history_table(rows: list[Any]) -> list[str]:
+def _history_table(rows: list[Any], shorts: dict[str, str]) -> list[str]:
     """One line per stored report under headings in the reader's language, the columns aligned by
-    the cells a terminal gives each character (a CJK heading takes two per character). Triggers,
-    verdicts and cause ids are the report's own words, shown as stored."""
+    the cells a terminal gives each character (a CJK heading takes two per character). Triggers and
+    verdicts in the reader's words; cause ids as they are (the help desk's words in every language);
+    the report by the short id ``show`` takes."""
     from posdiag.agent.columns import display_width, pad, pad_left, table
+    from posdiag.agent.words import TRIGGER_WORDS, VERDICT_NAMES, said
     from posdiag.core.timefmt import utc_iso
 
     # the minimum widths keep the English columns where they always were
     headings = [pad(tr("started (UTC)"), 20), pad(tr("trigger"), 9), pad(tr("verdict"), 8), pad(tr("top cause"), 19),
                 tr("conf"), tr("report")]
     conf = max(4, display_width(headings[4]))
-    return table([headings] + [[utc_iso(r.started_at), r.trigger, r.verdict, r.top_cause,
-                                pad_left(f"{r.confidence:.0%}", conf), r.report_id] for r in rows])
+    return table([headings] + [[utc_iso(r.started_at), said(TRIGGER_WORDS, r.trigger), said(VERDICT_NAMES, r.verdict),
+                                r.top_cause, pad_left(f"{r.confidence:.0%}", conf), shorts[r.report_id]] for r in rows])
 
 
 def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -452,16 +555,18 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = config.load(args.config)
     stamp = compact_stamp()
     target = Path(args.output or f"posdiag-bundle-{settings.terminal_id}-{stamp}.tar.gz")
-    path, size = make_bundle(settings, settings.source, target)
+    path, size = make_bundle(settings, settings.source, target, deadline_s=_remaining(settings.diagnosis.deadline_s))
     out.write(tr("support bundle written to {path} ({kib:.1f} KiB); send it with the ticket", path=path.resolve(),
                  kib=size / 1024) + "\n")
     return Exit.OK
 
 
 def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from posdiag.agent.columns import fit
     from posdiag.agent.diagnosis import load_knowledge
     from posdiag.core import settings as config
     from posdiag.core.paths import causes_path
+    from posdiag.core.redact import mask_text
 
     settings = config.load(args.config)
     problems = config.check_paths(settings)
@@ -470,16 +575,18 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if settings.server.url:
         _require_push(settings)
     load_knowledge(causes_path())
-    hosts = ", ".join(h.label for h in settings.payment_hosts) or tr("none")
-    out.write(tr("{path}: OK (terminal {terminal}, payment hosts: {hosts}, reader: {reader}, push: {push})",
-                 path=settings.source, terminal=settings.terminal_id, hosts=hosts, reader=settings.reader.kind,
-                 push=settings.server.url or tr("not configured")) + "\n")
+    # the URLs and health paths as configured, their passwords and query values replaced
+    hosts = ", ".join(mask_text(f"{h.label} {h.health_path}".rstrip()) for h in settings.payment_hosts) or tr("none")
+    said = tr("{path}: OK (terminal {terminal}, payment hosts: {hosts}, reader: {reader}, push: {push})",
+              path=settings.source, terminal=settings.terminal_id, hosts=hosts, reader=settings.reader.kind,
+              push=mask_text(settings.server.url) or tr("not configured"))
+    out.writelines(line + "\n" for line in fit(said))
     return Exit.OK
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout or _Closed()
-    err = err or sys.stderr or _Closed()
+    err = _Masked(err or sys.stderr or _Closed())
     argv = sys.argv[1:] if argv is None else list(argv)
     speak(argv)
     args = build_parser().parse_args(argv)
@@ -487,29 +594,70 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     args.lang = i18n.normalise(_option(argv, "--lang") or "")
     handler = {"diagnose": cmd_diagnose, "probes": cmd_probes, "config": cmd_config_check, "run": cmd_run,
                "trigger": cmd_trigger, "status": cmd_status, "history": cmd_history, "push": cmd_push,
-               "bundle": cmd_bundle}[args.command]
+               "bundle": cmd_bundle, "watch": cmd_watch, "show": cmd_show}[args.command]
     try:
         code = int(handler(args, out, err))
         out.flush()
         return code
     except Exception as exc:  # noqa: BLE001 - every failure ends in one line and exit 3, never a traceback
+        _failure_for_machines(exc, args, out)
         return _report_failure(exc, args.debug, err)
     except KeyboardInterrupt:
         _say(err, "posdiag: " + tr("interrupted") + "\n")
         return Exit.UNKNOWN
 
 
+def _failure_for_machines(exc: Exception, args: argparse.Namespace, out: TextIO) -> None:
+    """Where a program reads stdout (``--json``, ``--format json|nagios``), say the failure there in its
+    form too, not only on stderr: one ``POSDIAG UNKNOWN - <reason>`` plugin line, or a JSON object
+    ``{"error": {"code": ..., "message": ...}}``, masked like all standard output. The exit status (3)
+    is the same either way."""
+    fmt = "json" if getattr(args, "json", False) else getattr(args, "format", None)
+    if fmt not in ("json", "nagios"):
+        return
+    from posdiag.agent import formats
+    from posdiag.core.redact import mask_data, mask_text
+
+    code, message, problems = _failure_words(exc)
+    try:
+        if fmt == "nagios":
+            out.write(mask_text(formats.unknown_line(message)))
+        else:
+            error: dict[str, Any] = {"code": code, "message": message}
+            if problems:
+                error["problems"] = problems
+            out.write(json.dumps(mask_data({"error": error}), ensure_ascii=False, indent=2) + "\n")
+        out.flush()
+    except (OSError, ValueError):
+        pass  # stdout itself is the failure: the exit status and stderr still say it
+
+
+def _failure_words(exc: Exception) -> tuple[str, str, list[str]]:
+    """(code, message, problems) of a failure, for a program: ``config`` names each problem."""
+    from posdiag.agent.sweep import UnknownProbe
+    from posdiag.core.message import translated
+    from posdiag.core.settings import ConfigError
+
+    if isinstance(exc, ConfigError):
+        problems = [tr("{path}: {problem}", path=exc.path, problem=translated(p)) for p in exc.problems]
+        return "config", tr("invalid configuration:") + " " + tr("; ").join(problems), problems
+    if isinstance(exc, (UnknownProbe, UsageError)):
+        return "usage", translated(exc), []
+    return "internal", tr("internal error: {error!r}", error=exc), []
+
+
 def _report_failure(exc: Exception, debug: bool, err: TextIO) -> int:
     """One line that says what went wrong; the traceback only when ``--debug`` asked for it."""
     from posdiag.agent.access import AccessDenied
     from posdiag.agent.control import SocketPathTaken
+    from posdiag.agent.store import UnknownReport
     from posdiag.agent.sweep import UnknownProbe
     from posdiag.core.message import translated
     from posdiag.core.settings import ConfigError
 
     if isinstance(exc, ConfigError):
         message = exc.render()
-    elif isinstance(exc, (UnknownProbe, SocketPathTaken, UsageError)):
+    elif isinstance(exc, (UnknownProbe, UnknownReport, SocketPathTaken, UsageError)):
         message = translated(exc)
     elif isinstance(exc, AccessDenied):
         message = translated(exc)  # already says which group would let the user in
@@ -535,6 +683,23 @@ def _say(err: TextIO, text: str) -> None:
         err.flush()
     except (OSError, ValueError):
         pass  # stderr itself is gone: the exit status is all that is left
+
+
+class _Masked:
+    """Standard error, through which nothing passes unmasked: errors quote values, paths and other
+    programs' messages, and they end up in tickets (:mod:`posdiag.core.redact`). Standard output is
+    masked where it is made instead: its JSON must stay JSON."""
+
+    def __init__(self, stream: TextIO | _Closed) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        from posdiag.core.redact import mask_text
+
+        return self.stream.write(mask_text(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, …: the stream's own
+        return getattr(self.stream, name)
 
 
 class _Closed:

@@ -8,6 +8,8 @@ One main loop owns the sweeps, so two diagnoses never run at once; everything el
   of them is coalesced (``event_min_gap_s``, see :mod:`posdiag.agent.storm`) and logged once a window;
 * the control socket asks for ``on-demand`` sweeps (concurrent requests share one) and answers
   ``status``; a pending event always goes before on-demand requests;
+* an operator's request at the central server, fetched by the remote-requests thread
+  (``remote.py``), asks for a ``remote`` sweep, which goes after on-demand ones and is pushed at once;
 * SIGTERM stops cleanly, SIGHUP reloads the configuration (a bad one is refused and the old kept).
 
 What fails before the boot sweep — a refused token file or socket path, another daemon on the
@@ -22,6 +24,7 @@ Every report goes to the history and, with a server configured, to the outbox; t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -45,6 +48,7 @@ from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.logs import setup_logging
 from posdiag.agent.push import Pusher, read_status
 from posdiag.agent.pushsetup import PushSetupError
+from posdiag.agent.remote import RemoteRequests
 from posdiag.agent.store import Store, StoreFull
 from posdiag.agent.storm import EventWindow, Waiters
 from posdiag.agent.sweep import run_sweep
@@ -52,6 +56,7 @@ from posdiag.core import i18n
 from posdiag.core import settings as config
 from posdiag.core.message import Refusal
 from posdiag.core.paths import causes_path
+from posdiag.core.redact import mask_text
 from posdiag.core.timefmt import utc_now_iso
 from posdiag.core.vocabulary import Verdict
 
@@ -91,7 +96,8 @@ class State:
 
 
 class TxlogWatcher(threading.Thread):
-    """Follows the POS transaction log and asks for an event sweep when a 2824 line appears."""
+    """Follows the POS transaction log and asks for an event sweep when a 2824 line appears. The line
+    is handed on masked (card data, secrets): the daemon quotes it in its log."""
 
     def __init__(self, settings: config.Settings, on_2824: Callable[[str], None]) -> None:
         super().__init__(name="txlog-watcher", daemon=True)
@@ -114,7 +120,7 @@ class TxlogWatcher(threading.Thread):
                 for line in follower.poll():
                     event = parse_line(self.pattern, line)
                     if event and event.code == ERROR_2824:
-                        self.on_2824(line)
+                        self.on_2824(mask_text(line))
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any odd file state
                 log.error("transaction-log watcher: error while following %s: %r", self.path, exc)
             if follower.problem != problem:  # said once when it starts and once when it ends, not every poll
@@ -144,6 +150,8 @@ class Daemon:
         self.watcher: TxlogWatcher | None = None
         self.store: Store | None = None
         self.pusher: Pusher | None = None
+        self.remote: RemoteRequests | None = None
+        self.remote_wanted: collections.deque[str] = collections.deque()  # request ids to diagnose for
 
     # --- signals and requests from other threads ------------------------------------------------
     def on_signal(self, signum: int, _frame: Any) -> None:
@@ -161,6 +169,11 @@ class Daemon:
             return
         if self.events.due_in() == 0:
             log.warning("2824 in %s: %s (event sweep now)", self.settings.txlog.path, line[:200])
+        self.wake.set()
+
+    def on_remote_diagnose(self, request_id: str) -> None:
+        """An operator asked for a diagnosis through the central server (the remote-requests thread)."""
+        self.remote_wanted.append(request_id)
         self.wake.set()
 
     def handle_control(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -189,27 +202,34 @@ class Daemon:
                 "uptime_s": round(time.time() - s.started, 1), "sweeps": s.sweeps, "last": s.last,
                 "last_error": s.last_error, "history_reports": history, "config": self.settings.source,
                 "interval_s": self.settings.daemon.interval_s, "txlog": self.settings.txlog.path or None,
-                "reloads": s.reloads, "push": push, "store": store}
+                "reloads": s.reloads, "push": push, "store": store,
+                "remote": self.remote.status() if self.remote else {"enabled": False}}
 
     # --- the loop ---------------------------------------------------------------------------------
     def next_interval(self) -> float:
         interval = self.settings.daemon.interval_s
         return interval * random.uniform(0.95, 1.05)
 
-    def sweep(self, trigger: str, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def sweep(self, trigger: str, event: dict[str, Any] | None = None,
+              request_id: str | None = None) -> dict[str, Any] | None:
         try:
             report = run_sweep(self.settings, trigger=trigger, knowledge=self.kb)
             if event is not None:
                 report["event"] = event  # which 2824s this event sweep covers
+            if request_id is not None:
+                report["request_id"] = request_id  # the operator's request this report answers
         except Exception as exc:  # one bad sweep never stops the loop (logged with its traceback)
             self.state.last_error = f"{utc_now_iso()} sweep failed: {exc!r}"
             log.exception("%s sweep failed", trigger)
+            self._remote_failed(request_id, f"the diagnosis failed: {exc!r}")
             return None
         self.state.sweeps += 1
         top = report["diagnosis"]["causes"][0]
         self.state.last = {"report_id": report["report_id"], "trigger": trigger, "started_at": report["started_at"],
                            "verdict": report["diagnosis"]["verdict"], "top_cause": top["id"],
-                           "confidence": top["confidence"], "duration_s": report["duration_s"]}
+                           "confidence": top["confidence"], "duration_s": report["duration_s"],
+                           "risks": len(report.get("risks") or []),
+                           "soonest_risk": (report.get("risks") or [{}])[0].get("due_at")}
         store = self.store
         if store is None:  # start() opens it before the boot sweep: a sweep without it is a bug
             raise RuntimeError("a sweep ran before the report store was opened")
@@ -218,15 +238,20 @@ class Daemon:
         except (StoreFull, sqlite3.Error, OSError) as exc:  # a full or failing disk must not kill the daemon
             self.state.last_error = f"could not store report {report['report_id']}: {exc}"
             log.error("could not store report %s: %s", report["report_id"], exc)
+            self._remote_failed(request_id, f"the report could not be stored: {exc}")
         else:
             if self.pusher is not None:
-                self.pusher.kick(urgent=trigger in ("event", "on-demand"))
+                self.pusher.kick(urgent=trigger in ("event", "on-demand", "remote"))
         level = logging.INFO if report["diagnosis"]["verdict"] == Verdict.HEALTHY else logging.WARNING
         covers = f", covering {event['count_2824']} 2824 line(s) since {event['first_at']}" if event else ""
         log.log(level, "%s sweep: %s, top cause %s (%.0f%%) in %.2f s [%s]%s", trigger, report["diagnosis"]["verdict"],
                 top["id"], top["confidence"] * 100, report["duration_s"], report["report_id"], covers)
         self.notify.send(f"STATUS={report['diagnosis']['verdict']}: {top['id']} ({trigger}, {report['started_at']})")
         return report
+
+    def _remote_failed(self, request_id: str | None, error: str) -> None:
+        if request_id is not None and self.remote is not None:
+            self.remote.failed_sweep(request_id, error)
 
     def reload(self) -> None:
         try:
@@ -247,6 +272,8 @@ class Daemon:
         self.start_watcher()
         if self.pusher is not None:
             self.pusher.configure(new)
+        if self.remote is not None:
+            self.remote.configure(new)
         log.info("configuration reloaded from %s", new.source)
         self.notify.send("READY=1")
 
@@ -295,8 +322,12 @@ class Daemon:
         started.callback(server.server_close)
         started.callback(server.shutdown)
         if self.pusher is not None:
+            self.remote = RemoteRequests(self.settings, self.config_path, self.on_remote_diagnose, self.pusher.sending)
+            self.pusher.on_sent = self.remote.kick  # every push is also a poll
             self.pusher.start()
             started.callback(self.pusher.stop)
+            self.remote.start()
+            started.callback(self.remote.stop)
         started.callback(self.stop_watcher)
         self.start_watcher()
 
@@ -324,8 +355,8 @@ class Daemon:
             self.wake.clear()  # whatever set it is found by run_due_work, which reads the state itself
 
     def run_due_work(self, next_sweep: float) -> str | None:
-        """Run the one sweep that is most urgent — a 2824 event, on-demand requests, the schedule —
-        and return its trigger, or None when nothing is due."""
+        """Run the one sweep that is most urgent — a 2824 event, on-demand requests, an operator's remote
+        request, the schedule — and return its trigger, or None when nothing is due."""
         if self.events.due_in() == 0:
             self.sweep("event", event=self.events.take())
             return "event"
@@ -334,6 +365,9 @@ class Daemon:
             self.waiters.finish({"ok": True, "report": report} if report else
                                 {"ok": False, "error": self.state.last_error or "sweep failed"})
             return "on-demand"
+        if self.remote_wanted:
+            self.sweep("remote", request_id=self.remote_wanted.popleft())
+            return "remote"
         if time.monotonic() >= next_sweep:
             self.sweep("schedule")
             return "schedule"

@@ -1,13 +1,22 @@
 """Turn probe findings into ranked root causes, from the knowledge base in ``causes.toml``.
 
 Pure logic, no I/O beyond loading the knowledge base: the same findings always give the same
-diagnosis. Three steps:
+diagnosis. Four steps:
 
 1. *Score* — every warn/fail finding adds evidence to the causes that list its code. Independent
    pieces of evidence combine as a noisy-OR, so two weak signs outweigh one, but nothing reaches 1.
+   A finding that counts part of a whole (``count`` of ``classified`` response codes) weighs by its share.
 2. *Layer* — a cause explained by a present, deeper cause (``explains``) is folded into it: its
-   evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed.
-3. *Normalise* — confidences are scores scaled so that they sum to at most 1.
+   evidence is shown as consequences, not as a rival. Only the deepest failed layer is blamed. A
+   ``residual`` cause (a fault beyond the terminal) is what is left when nothing else is present: any
+   other present cause explains it.
+3. *Certainty* — how sure each remaining cause is on its own evidence. A finding that only one of
+   them explains counts fully for it, so independent faults (a full disk, an untrusted certificate, a
+   silent reader) are each certain; a finding that several rival causes explain is shared between
+   them by weight. A verdict that rests on nothing being found (``none``, a residual cause) is as
+   certain as the coverage behind it (:mod:`posdiag.agent.coverage`): what was not checked is named.
+4. *Share* — confidences are certainties scaled so that they sum to at most 1: each cause's share of
+   the blame for the 2824, the most likely first.
 
 Differential evidence: ``[ruled_out]`` in ``causes.toml`` words, per finding code, what that
 observation rules out ("not DNS alone: {silent_check}", filled from the finding's data). The engine
@@ -19,6 +28,9 @@ What an observation means is the knowledge base's to say too: ``[reads_as]`` add
 finding's evidence line ("… (+12.0 MB/h, steady): a memory leak in the POS process"), and
 ``[corroborated]`` lets a finding count only beside others (OOM kills since boot say something of
 *now* only while memory is short now).
+
+Risks ahead (``[risks]``, :mod:`posdiag.agent.risks`) are findings of what will fail, not evidence
+of a cause: they are never scored, and they make a healthy verdict ``degraded``.
 """
 
 from __future__ import annotations
@@ -34,15 +46,21 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from posdiag.agent import coverage
+from posdiag.agent import risks as risk_table
+from posdiag.agent.coverage import Coverage, Unchecked
 from posdiag.core import i18n
-from posdiag.core.i18n import ntr, tr
+from posdiag.core.causes import cause_text
+from posdiag.core.i18n import tr
 from posdiag.core.settings import ConfigError
 from posdiag.core.vocabulary import Verdict
-from posdiag.probes.base import ProbeResult, Severity, Status
+from posdiag.probes.base import Finding, ProbeResult, Severity
 
 SEVERITY_FACTOR = {Severity.FAIL: 1.0, Severity.WARN: 0.5, Severity.INFO: 0.0}
 #: A cause must score at least this much before it may explain (and so hide) another.
 EXPLAIN_THRESHOLD = 0.4
+#: A cause this certain is a fault that is present, told under its own heading, not a mere alternative.
+PRESENT = 0.5
 NONE_ID = "none"
 
 
@@ -53,6 +71,8 @@ class CauseInfo:
     explanation: str
     remediation: tuple[str, ...]
     explains: tuple[str, ...]
+    #: the cause of last resort: blamed only when no other cause is present (any other explains it)
+    residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,8 @@ class KnowledgeBase:
     remediation_for: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: finding code → what it rules out, a template filled from the finding's data
     ruled_out: dict[str, str] = field(default_factory=dict)
+    #: finding code → the risk ahead it reports (never weighed as evidence)
+    risks: dict[str, risk_table.RiskInfo] = field(default_factory=dict)
     #: finding code → what the observation means, a template filled from the finding's data
     reads_as: dict[str, str] = field(default_factory=dict)
     #: finding code → when (beside which findings) it counts, and at which severity
@@ -101,10 +123,12 @@ class RankedCause:
     consequences: list[str] = field(default_factory=list)
     score: float = 0.0
     severity: Severity = Severity.INFO
+    #: how sure posdiag is that this fault is present, on its own evidence (0..1)
+    certainty: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "confidence": round(self.confidence, 3),
-                "evidence": self.evidence, "remediation": self.remediation,
+                "certainty": round(self.certainty, 3), "evidence": self.evidence, "remediation": self.remediation,
                 "explanation": self.explanation, "consequences": self.consequences}
 
 
@@ -112,13 +136,23 @@ class RankedCause:
 class Diagnosis:
     verdict: str
     causes: list[RankedCause]
+    #: the areas no probe could check, with why
+    not_checked: list[Unchecked] = field(default_factory=list)
+    #: risks ahead, soonest first (the report's top-level ``risks``)
+    risks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def top(self) -> RankedCause:
         return self.causes[0]
 
+    @property
+    def present(self) -> list[RankedCause]:
+        """The faults found on their own evidence, most likely first (never ``none``)."""
+        return [c for c in self.causes if c.id != NONE_ID and c.certainty >= PRESENT]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "causes": [c.to_dict() for c in self.causes]}
+        return {"verdict": self.verdict, "causes": [c.to_dict() for c in self.causes],
+                "not_checked": [u.to_dict() for u in self.not_checked]}
 
 
 def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
@@ -137,23 +171,27 @@ def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
     evidence = _evidence(data.get("evidence", {}), causes, problems)
     remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, lang, problems)
     ruled_out = _sentences("ruled_out", data.get("ruled_out", {}), evidence, lang, problems)
+    risks = risk_table.load(data.get("risks", {}), evidence, lang, problems)
     reads_as = _sentences("reads_as", data.get("reads_as", {}), evidence, lang, problems)
     corroborated = _corroborated(data.get("corroborated", {}), evidence, problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence, remediation_for, ruled_out, reads_as, corroborated)
+    return KnowledgeBase(causes, evidence, remediation_for, ruled_out, risks, reads_as, corroborated)
 
 
 def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo]:
     causes: dict[str, CauseInfo] = {}
     for i, entry in enumerate(entries):
         try:
-            text = _cause_text(entry, lang, f"causes[{i}]", problems)
+            text = cause_text(entry, lang, f"causes[{i}]", problems)
             info = CauseInfo(str(entry["id"]), str(text["title"]), str(text.get("explanation", "")),
-                             tuple(text.get("remediation", [])), tuple(entry.get("explains", [])))
+                             tuple(text.get("remediation", [])), tuple(entry.get("explains", [])),
+                             entry.get("residual", False))
         except KeyError as exc:
             problems.append(f"causes[{i}].{exc.args[0]}: missing")
             continue
+        if not isinstance(info.residual, bool):
+            problems.append(f"causes[{i}] ({info.id}).residual: expected true or false, got {info.residual!r}")
         if not info.remediation:
             problems.append(f"causes[{i}] ({info.id}).remediation: expected at least one step")
         causes[info.id] = info
@@ -162,22 +200,6 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
     problems += [f"causes ({info.id}).explains: unknown cause id {other!r}"
                  for info in causes.values() for other in info.explains if other not in causes]
     return causes
-
-
-#: what a cause's language table may say
-_CAUSE_TEXT = ("title", "explanation", "remediation")
-
-
-def _cause_text(entry: dict[str, Any], lang: str, where: str, problems: list[str]) -> dict[str, Any]:
-    """The cause's title, explanation and remediation in ``lang``: its ``[causes.<lang>]`` table where
-    it has one, each piece it leaves out in English (an operator's new cause may not be translated)."""
-    translated = entry.get(lang, {}) if lang != i18n.DEFAULT else {}
-    if not isinstance(translated, dict):
-        problems.append(f"{where}.{lang}: expected a table with {', '.join(_CAUSE_TEXT)}")
-        return entry
-    problems += [f"{where}.{lang}.{key}: unknown key (expected {', '.join(_CAUSE_TEXT)})"
-                 for key in translated if key not in _CAUSE_TEXT]
-    return {**entry, **{k: v for k, v in translated.items() if k in _CAUSE_TEXT}}
 
 
 def _in_language(value: Any, lang: str) -> Any:
@@ -264,14 +286,25 @@ def _evidence_line(probe: str, message: str) -> str:
 @dataclass
 class _Scores:
     """What the findings say, per cause: combined score, weighted evidence lines, worst severity,
-    rules-out notes and finding-specific remediation; plus warn/fail findings no cause weighs."""
+    rules-out notes and finding-specific remediation; each weighed finding's strength and the causes
+    it points at (for certainty); plus warn/fail findings no cause weighs."""
 
     score: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     worst: dict[str, Severity] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     steps: dict[str, list[str]] = field(default_factory=dict)
+    weighed: list[tuple[float, list[tuple[str, float]]]] = field(default_factory=list)
     unexplained: list[tuple[Severity, str]] = field(default_factory=list)
+
+
+def _share(finding: Finding) -> float:
+    """The part of a whole a counted finding stands for: ``count`` of ``classified`` (three host errors
+    among four classified response codes weigh three quarters), else 1."""
+    count, whole = finding.data.get("count"), finding.data.get("classified")
+    if isinstance(count, int) and isinstance(whole, int) and 0 < count <= whole:
+        return count / whole
+    return 1.0
 
 
 def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
@@ -281,13 +314,15 @@ def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
         for finding in result.findings:
             severity = _counts_as(finding, kb, seen)
             factor = SEVERITY_FACTOR[severity]
-            if not factor:
+            if not factor or finding.code in kb.risks:  # a risk ahead is never evidence of a cause
                 continue
             rules = kb.evidence.get(finding.code)
             if not rules:
                 sc.unexplained.append((severity, _evidence_line(result.name, finding.message)))
                 continue
             line = _evidence_line(result.name, _read(kb, finding))
+            factor *= _share(finding)
+            sc.weighed.append((factor, rules))
             note = _filled(kb.ruled_out, finding)
             for cause_id, weight in rules:
                 w = weight * factor
@@ -328,8 +363,10 @@ def _filled(templates: dict[str, str], finding: Any) -> str | None:
 
 
 def _layer(scores: dict[str, float], kb: KnowledgeBase) -> dict[str, str]:
-    """shallow cause → the deeper present cause that explains it (only a strong cause explains)."""
-    present = sorted(scores, key=lambda c: -scores[c])
+    """shallow cause → the deeper present cause that explains it (only a strong cause explains); a
+    residual cause → the strongest other cause left, whatever its strength (it is what remains when
+    nothing else is present)."""
+    present = sorted(scores, key=lambda c: (-scores[c], c))
     folded_into: dict[str, str] = {}
     for deep in present:
         if scores[deep] < EXPLAIN_THRESHOLD or deep in folded_into:
@@ -337,7 +374,26 @@ def _layer(scores: dict[str, float], kb: KnowledgeBase) -> dict[str, str]:
         for shallow in kb.closure(deep):
             if shallow in scores and shallow not in folded_into and deep not in kb.closure(shallow):
                 folded_into[shallow] = deep
+    roots = [c for c in present if c not in folded_into and not kb.causes[c].residual]
+    if roots:
+        folded_into.update({c: roots[0] for c in present if kb.causes[c].residual and c not in folded_into})
     return folded_into
+
+
+def _certainties(sc: _Scores, folded_into: dict[str, str]) -> dict[str, float]:
+    """Each blamed cause's certainty on its own evidence. A finding counts at its strength (weight of
+    the best reading × severity × share) for the blamed causes it points at, split between them by
+    weight: a cause that alone explains a finding gets all of it, rivals for one finding share it.
+    Causes folded into another are consequences, not rivals, and take no share."""
+    certainty: dict[str, float] = {}
+    for factor, rules in sc.weighed:
+        rivals = [(c, w) for c, w in rules if c not in folded_into]
+        if not rivals:
+            continue
+        strength, total = factor * max(w for _, w in rivals), sum(w for _, w in rivals)
+        for cause_id, weight in rivals:
+            certainty[cause_id] = 1 - (1 - certainty.get(cause_id, 0.0)) * (1 - strength * weight / total)
+    return certainty
 
 
 def _root(cause_id: str, folded_into: dict[str, str]) -> str:
@@ -376,28 +432,40 @@ def _rank(sc: _Scores, folded_into: dict[str, str], kb: KnowledgeBase) -> list[R
 def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
     results = list(results)
     sc = _score(results, kb)
-    causes = _rank(sc, _layer(sc.score, kb), kb)
-    total = sum(c.score for c in causes)
+    folded_into = _layer(sc.score, kb)
+    causes = _rank(sc, folded_into, kb)
+    cover = coverage.of(results)
+    certainty = _certainties(sc, folded_into)
     for c in causes:
-        c.confidence = c.score / max(1.0, total)
-    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained]
+        c.certainty = certainty.get(c.id, 0.0)
+        if kb.causes[c.id].residual:
+            _as_covered(c, cover, bool(sc.unexplained))
+    causes.sort(key=lambda c: (-c.certainty, c.id))
+    total = sum(c.certainty for c in causes)
+    for c in causes:
+        c.confidence = c.certainty / max(1.0, total)
+    # a risk ahead is no cause of the 2824 and takes no share of it, but the terminal is not healthy
+    ahead = risk_table.found(results, kb.risks)
+    severities = [c.severity for c in causes] + [s for s, _ in sc.unexplained] + [Severity.WARN] * bool(ahead)
     verdict = Verdict.of(set(severities)).value
     if not causes:
-        causes = [_none_cause(kb, results, sc.unexplained)]
-    return Diagnosis(verdict, causes)
+        causes = [_none_cause(kb, cover, sc.unexplained)]
+    return Diagnosis(verdict, causes, cover.unchecked, ahead)
 
 
-def _none_cause(kb: KnowledgeBase, results: list[ProbeResult], unexplained: list[tuple[Severity, str]]) -> RankedCause:
+def _as_covered(cause: RankedCause, cover: Coverage, unexplained: bool) -> None:
+    """A residual cause stands only when nothing else was found: it is as certain as the coverage
+    behind "nothing else", and says what was checked and passed, and what was not checked."""
+    cause.certainty = cover.certainty(unexplained)
+    passed = cover.passed_line()
+    cause.evidence += ([passed] if passed else []) + cover.lines()
+
+
+def _none_cause(kb: KnowledgeBase, cover: Coverage, unexplained: list[tuple[Severity, str]]) -> RankedCause:
     """No known cause: how sure we are depends on how much of the terminal we could actually check."""
     info = kb.causes[NONE_ID]
-    ran = [r for r in results if r.status is not Status.SKIPPED]
-    checked = [r for r in ran if r.status is not Status.ERROR]
-    coverage = len(checked) / len(ran) if ran else 0.0
-    evidence = [ntr("{checked} of {n} probe ran and found no terminal-side fault",
-                    "{checked} of {n} probes ran and found no terminal-side fault", len(ran), checked=len(checked))]
-    evidence += [tr("{probe}: could not check ({summary})", probe=r.name, summary=r.summary)
-                 for r in ran if r.status is Status.ERROR]
+    evidence = [cover.ran_line(), *cover.lines()]
     evidence += [tr("unmatched finding, {line}", line=line) for _, line in unexplained]
-    confidence = round(0.95 * coverage * (0.7 if unexplained else 1.0), 3)
-    return RankedCause(NONE_ID, info.title, confidence, evidence, list(info.remediation), info.explanation,
-                       score=confidence)
+    certainty = cover.certainty(bool(unexplained))
+    return RankedCause(NONE_ID, info.title, certainty, evidence, list(info.remediation), info.explanation,
+                       score=certainty, certainty=certainty)

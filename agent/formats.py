@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from posdiag.agent.coverage import AREA_WORDS
+from posdiag.agent.report import present_faults
 from posdiag.core import i18n
 from posdiag.core.numfmt import plain
 from posdiag.core.vocabulary import Verdict
@@ -39,6 +41,9 @@ def nagios_line(report: dict[str, Any], exit_code: int) -> str:
     confidence = f"{top['confidence']:.0%}"
     if top["id"] == "none":
         text = t.tr("no terminal-side fault found ({confidence} sure)", confidence=confidence)
+        unchecked = [t.tr(AREA_WORDS.get(u["area"], u["area"])) for u in report["diagnosis"].get("not_checked", [])]
+        if unchecked:
+            text += t.tr("; not checked: {areas}", areas=", ".join(unchecked))
     else:
         text = f"{top['id']} ({confidence}): {top['title']}"
     evidence = top.get("evidence") or []
@@ -46,14 +51,39 @@ def nagios_line(report: dict[str, Any], exit_code: int) -> str:
         text += " - " + evidence[0]
         if len(evidence) > 1:
             text += t.tr(" (+{more} more)", more=len(evidence) - 1)
-    text = re.sub(r"\s+", " ", text).replace("|", "/")
-    return f"POSDIAG {state} - {text} | {' '.join(_perfdata(report))}\n"
+    also = [c["id"] for c in present_faults(report["diagnosis"]["causes"]) if c["id"] != top["id"]]
+    if also:
+        text += t.tr(" - also present: {causes}", causes=", ".join(also))
+    text += _risks_text(report.get("risks") or [], t)
+    return f"POSDIAG {state} - {_plugin_text(text)} | {' '.join(_perfdata(report))}\n"
+
+
+def unknown_line(reason: str) -> str:
+    """The plugin line of a check that could not run (a bad configuration): state UNKNOWN, one line."""
+    return f"POSDIAG {STATE_WORDS[3]} - {_plugin_text(reason)}\n"
+
+
+def _plugin_text(text: str) -> str:
+    """Text for a plugin line: one line, and no ``|`` (which starts the perfdata)."""
+    return re.sub(r"\s+", " ", text).replace("|", "/").strip()
+
+
+def _risks_text(risks: list[dict[str, Any]], t: i18n.Translator) -> str:
+    """" - 1 risk ahead: <the soonest>, in 71.5 h": what makes a check WARNING without a fault."""
+    if not risks:
+        return ""
+    from posdiag.agent.report import risk_when
+
+    soonest = risks[0]
+    return " - " + t.ntr("{n} risk ahead: {title}, {when}", "{n} risks ahead, the soonest: {title}, {when}", len(risks),
+                         title=soonest["title"], when=risk_when(soonest, t))
 
 
 def _perfdata(report: dict[str, Any]) -> list[str]:
     top = report["diagnosis"]["causes"][0]
     items = [_perf("duration", report["duration_s"], "s", lo=0),
              _perf("confidence", top["confidence"], "", lo=0, hi=1),
+             *([_perf("certainty", top["certainty"], "", lo=0, hi=1)] if "certainty" in top else []),
              _perf("probes_failed", sum(p["status"] == "fail" for p in report["probes"]), "", lo=0),
              _perf("probes_error", sum(p["status"] == "error" for p in report["probes"]), "", lo=0)]
     for probe in report["probes"]:
@@ -90,6 +120,12 @@ def prometheus_text(report: dict[str, Any], exit_code: int) -> str:
     family("posdiag_last_run_duration_seconds", "Wall time of the last diagnosis.", [({}, report["duration_s"])])
     family("posdiag_cause_confidence", "Confidence of each ranked root cause in the last diagnosis (0..1).",
            [({"cause": c["id"]}, c["confidence"]) for c in report["diagnosis"]["causes"]])
+    family("posdiag_cause_certainty", "How sure the last diagnosis is that each ranked cause is present, on its own "
+           "evidence (0..1).", [({"cause": c["id"]}, c["certainty"]) for c in report["diagnosis"]["causes"]
+                                if "certainty" in c])
+    family("posdiag_risk_hours_left", "Hours before each risk ahead fails (an expiring certificate, a filling disk …).",
+           [({"risk": r["code"], "subject": r.get("subject", "")}, r["hours_left"]) for r in report.get("risks") or []
+            if r.get("hours_left") is not None])
     family("posdiag_probe_status", "1 for each probe's status in the last diagnosis, 0 for the others.",
            [({"probe": p["name"], "status": s}, int(p["status"] == s)) for p in report["probes"] for s in STATUSES])
     family("posdiag_probe_duration_seconds", "How long each probe took.",

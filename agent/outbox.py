@@ -39,8 +39,6 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 PAGE = 100  # reports read from the outbox at a time: the backlog is never loaded whole
-#: The store's file (history and outbox), here so that the sender finds it without importing the store.
-DB_NAME = "history.sqlite3"
 
 
 # --- meta: counters and the sender's last word ------------------------------------------------------

@@ -16,6 +16,7 @@ import logging
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from posdiag.agent import outbox, sender
@@ -44,6 +45,8 @@ class Pusher(threading.Thread):
         self.last_start = 0.0
         self.not_before = 0.0  # local backoff after a crashed sender
         self.proc: subprocess.Popen | None = None
+        #: called when a sender has emptied the outbox (the daemon asks for remote requests then)
+        self.on_sent: Callable[[], None] | None = None
 
     @classmethod
     def create(cls, settings: Any) -> Pusher | None:
@@ -66,6 +69,10 @@ class Pusher(threading.Thread):
         """A report was queued: send it (at once if ``urgent``, else when the backoff allows)."""
         self.urgent = self.urgent or urgent
         self.wake.set()
+
+    def sending(self) -> bool:
+        """A sender process runs now."""
+        return self.proc is not None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -122,6 +129,8 @@ class Pusher(threading.Thread):
             log.error("push: the sender exited with status %d; next try in %g s", code, self.server.retry_max_s)
         else:
             self.not_before = 0.0
+        if code == sender.DRAINED and self.on_sent is not None:
+            self.on_sent()
 
 
 # --- what status says ---------------------------------------------------------------------------------
@@ -150,11 +159,16 @@ STATUS_LABELS = (N_("config:"), N_("sweeps:"), N_("last:"), N_("txlog:"), N_("pu
 
 def labelled(rows: list[tuple[str, str]]) -> list[str]:
     """``status`` lines: each N_-marked label in the reader's language, then its text in one column
-    (measured in terminal cells, so Chinese labels line up too). An empty label continues the line above."""
-    from posdiag.agent.columns import display_width, pad
+    (measured in terminal cells, so Chinese labels line up too), a long text continued under its
+    column within 80 cells. An empty label continues the line above."""
+    from posdiag.agent.columns import SCREEN, display_width, pad, wrap
 
     width = max(display_width(tr(label)) for label in STATUS_LABELS) + 2
-    return ["  " + pad(tr(label) if label else "", width) + text for label, text in rows]
+    lines = []
+    for label, text in rows:
+        first, *more = wrap(text, SCREEN - 2 - width) or [""]
+        lines += ["  " + pad(tr(label) if label else "", width) + first] + [" " * (2 + width) + m for m in more]
+    return lines
 
 
 def status_rows(push: dict[str, Any], store: dict[str, Any] | None) -> list[tuple[str, str]]:

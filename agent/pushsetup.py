@@ -1,4 +1,5 @@
-"""Is this terminal set up to push? The token file and the server's CA, checked before any send.
+"""Is this terminal set up to push? The token file and the server's CA, checked before any send;
+and which CAs the server is checked against when none is configured.
 
 The configuration parser checks the keys themselves (an ``https://`` URL unless ``allow_insecure``,
 a ``token_file`` when a URL is set); this module checks the files they name, as they are now:
@@ -12,9 +13,10 @@ import os
 import stat
 from typing import Any
 
-from posdiag.core.files import NotRegularFile, open_regular
+from posdiag.core.files import NotRegularFile, file_kind, open_regular
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message
+from posdiag.core.redact import remember
 
 MAX_TOKEN_BYTES = 4096
 
@@ -43,20 +45,50 @@ def read_token(path: str) -> str:
         raise PushSetupError([Message(N_("server.token_file: cannot open {path} ({error}; a symlink is not followed)"),
                                       path=path, error=exc.strerror)]) from None
     try:
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise PushSetupError([Message(N_("server.token_file: {path} is readable by group or others (mode {mode:04o}); "
-                                             "a bearer token is a password: run 'chmod 600 {path}'"), path=path, mode=mode)])
         raw = os.read(fd, MAX_TOKEN_BYTES + 1)
     finally:
         os.close(fd)
     token = raw.decode("ascii", errors="replace").strip()
+    remember(token)  # from now on this process masks it wherever it would show up
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise PushSetupError([Message(N_("server.token_file: {path} is readable by group or others (mode {mode:04o}); "
+                                         "a bearer token is a password: run 'chmod 600 {path}'"), path=path, mode=mode)])
     if not token:
         raise PushSetupError([Message(N_("server.token_file: {path} is empty; expected the terminal's token"), path=path)])
     if len(raw) > MAX_TOKEN_BYTES or any(c.isspace() or not c.isprintable() or c == "\ufffd" for c in token):
         raise PushSetupError([Message(N_("server.token_file: {path} does not hold one token "
                                          "(expected a single line of printable ASCII)"), path=path)])
     return token
+
+
+def system_ca_bundle() -> str | bool:
+    """The operating system's CA bundle, which the server's certificate is checked against when no
+    ``ca_file`` is set (requests would otherwise trust its own certifi copy)."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return paths.capath if paths.capath and os.path.isdir(paths.capath) else True
+
+
+def token_state(path: str) -> dict[str, Any]:
+    """What a support bundle says about the token file: whether it is there, what it is, its mode and
+    what is wrong with it for pushing — never the token. The file is opened only as push opens it
+    (:func:`read_token`: no symlink followed, non-blocking, at most :data:`MAX_TOKEN_BYTES` read)."""
+    try:
+        st = os.lstat(path)  # the name only: what is there, without opening it
+    except OSError as exc:
+        return {"path": path, "present": False, "problem": exc.strerror}
+    try:
+        read_token(path)
+        problem = None
+    except PushSetupError as exc:
+        problem = "; ".join(exc.problems)
+    return {"path": path, "present": True, "kind": str(file_kind(st.st_mode)), "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+            "uid": st.st_uid, "gid": st.st_gid, "problem": problem}
 
 
 def check(server: Any) -> list[str]:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from posdiag.agent import BUILD_EPOCH
-from posdiag.core.i18n import N_, tr
+from posdiag.agent.history import nothing_stored
+from posdiag.agent.words import STATUS_WORDS
+from posdiag.core.i18n import tr
 from posdiag.core.settings import Settings
 from posdiag.probes.base import (
     Finding,
@@ -30,6 +32,8 @@ from posdiag.probes.base import (
 )
 
 ProgressHook = Callable[[ProbeResult, int, int], None]
+#: told the names of the probes running now, whenever that changes (what a slow sweep waits for)
+RunningHook = Callable[[tuple[str, ...]], None]
 
 #: Threads of probes abandoned at their deadline and still stuck. In the long-running daemon a
 #: probe stuck in a system call must not pile up one more thread every sweep: while its previous
@@ -48,19 +52,21 @@ class _Running:
 
 
 def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s: float | None = None,
-               on_result: ProgressHook | None = None) -> list[ProbeResult]:
+               on_result: ProgressHook | None = None, on_running: RunningHook | None = None) -> list[ProbeResult]:
     """Run ``probe_classes`` and return one result per probe, in the order given."""
     overall = time.monotonic() + (deadline_s if deadline_s is not None else settings.diagnosis.deadline_s)
     context = ProbeContext(state_dir=settings.daemon.state_dir, build_epoch=BUILD_EPOCH,
                            history=_stored_history(settings.daemon.state_dir))
-    return _Sweep(settings, probe_classes, overall, context, on_result).run()
+    return _Sweep(settings, probe_classes, overall, context, on_result, on_running).run()
 
 
 def _stored_history(state_dir: str) -> Callable[[int], list]:
     """The stored sweeps, for the trends probe. The store (sqlite3, gzip, the outbox) is imported
-    only when a probe asks, not on every ``diagnose`` start-up."""
+    only when a probe asks and something is stored, not on every ``diagnose`` start-up."""
 
     def read(limit: int) -> list:
+        if nothing_stored(state_dir):
+            return []
         from posdiag.agent.store import history_reader
 
         return history_reader(state_dir)(limit)
@@ -68,19 +74,14 @@ def _stored_history(state_dir: str) -> Callable[[int], list]:
     return read
 
 
-#: how a prerequisite's status reads in "prerequisite not met: network.tcp fail"
-_STATUS_WORD = {Status.OK: N_("ok"), Status.WARN: N_("warn"), Status.FAIL: N_("fail"), Status.ERROR: N_("error"),
-                Status.SKIPPED: N_("skipped")}
-
-
 class _Sweep:
     """The state of one run: which probes wait, run and are done. One thread (the caller's) drives
     it; probe threads only hand their result back through ``done``."""
 
     def __init__(self, settings: Settings, probe_classes: list[type[Probe]], overall: float, context: ProbeContext,
-                 on_result: ProgressHook | None) -> None:
+                 on_result: ProgressHook | None, on_running: RunningHook | None = None) -> None:
         self.settings, self.classes, self.overall = settings, probe_classes, overall
-        self.context, self.on_result = context, on_result
+        self.context, self.on_result, self.on_running = context, on_result, on_running
         self.names = {cls.name for cls in probe_classes}
         self.pending = list(probe_classes)
         self.running: dict[str, _Running] = {}
@@ -105,12 +106,17 @@ class _Sweep:
         self.context.results[result.name] = result
         if self.on_result:
             self.on_result(result, len(self.results), len(self.classes))
+        self.tell_running()
+
+    def tell_running(self) -> None:
+        if self.on_running:
+            self.on_running(tuple(self.running))
 
     def start_ready(self) -> None:
         """Start (or settle without running) every pending probe whose prerequisites are done."""
         for cls in list(self.pending):
             needed = [r for r in cls.requires if r in self.names]
-            if any(r not in self.results for r in needed + [a for a in cls.after if a in self.names]):
+            if any(r not in self.results for r in needed + [a for a in cls.after + cls.needs if a in self.names]):
                 continue
             self.pending.remove(cls)
             blocked = [r for r in needed if not self.results[r].usable]
@@ -134,19 +140,24 @@ class _Sweep:
                 return skipped_result(cls.name, own)
         roots = list(dict.fromkeys(self.blocked_by.get(r, r) for r in blocked))
         self.blocked_by[cls.name] = roots[0]
-        why = tr("; ").join(tr("{probe} {status}", probe=r, status=tr(_STATUS_WORD[self.results[r].status]))
+        why = tr("; ").join(tr("{probe} {status}", probe=r, status=tr(STATUS_WORDS[self.results[r].status]))
                             for r in roots)
         return skipped_result(cls.name, tr("prerequisite not met: {why}", why=why))
 
     def start(self, cls: type[Probe]) -> None:
         now = time.monotonic()
         probe = cls(self.settings, self.context)
+        skipped = probe.not_applicable()
+        if skipped is not None:  # nothing configured for it: said at once, no thread
+            self.finish(skipped)
+            return
         obs = Observation()
         thread = threading.Thread(target=lambda p=probe, o=obs: self.done.put((p.name, p.run(o))),
                                   name=f"probe-{cls.name}", daemon=True)
         probe.deadline_at = min(self.overall, now + probe.deadline_s())
         self.running[cls.name] = _Running(probe, obs, now, probe.deadline_at, thread)
         thread.start()
+        self.tell_running()
 
     def wait_for_one(self) -> None:
         """Until a probe returns or the nearest deadline passes; overdue probes are abandoned."""

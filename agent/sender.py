@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posdiag.agent import __version__, outbox
+from posdiag.agent import __version__, history, outbox
 from posdiag.agent.logs import setup_logging
-from posdiag.agent.pushsetup import PushSetupError, read_token
+from posdiag.agent.pushsetup import PushSetupError, read_token, system_ca_bundle
+from posdiag.core.redact import mask_text
 
 log = logging.getLogger("posdiag")
 
@@ -126,7 +127,6 @@ class Client:
 
         self.url = server.url.rstrip("/") + API_PATH
         self.timeout = (server.timeout_s, server.timeout_s)
-        self.token = token
         self.session = requests.Session()
         # No .netrc, no REQUESTS_CA_BUNDLE: the Authorization header and the trust anchors are ours.
         self.session.trust_env = False
@@ -150,25 +150,11 @@ class Client:
                                      proxies=self.session.proxies)
             resp.content  # noqa: B018 - read the answer so the connection is reused
         except requests.exceptions.RequestException as exc:
-            return Answer("retry", self.scrub(describe_error(exc)))
+            return Answer("retry", mask_text(describe_error(exc)))  # it may quote the URL, never the token
         return classify(resp.status_code, resp.headers, time.time())
-
-    def scrub(self, text: str) -> str:
-        return text.replace(self.token, "[token]") if self.token else text
 
     def close(self) -> None:
         self.session.close()
-
-
-def system_ca_bundle() -> str | bool:
-    """The operating system's CA bundle (requests would otherwise trust its own certifi copy)."""
-    import ssl
-
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return paths.capath if paths.capath and os.path.isdir(paths.capath) else True
 
 
 @contextlib.contextmanager
@@ -203,7 +189,7 @@ def drain(server: Any, state_dir: str | Path, *, lock_wait_s: float = 0.0, stop:
         if not locked:
             result.busy = True
             return result
-        db = sqlite3.connect(Path(state_dir) / outbox.DB_NAME, timeout=10)
+        db = sqlite3.connect(Path(state_dir) / history.DB_NAME, timeout=10)
         # NORMAL, not FULL: losing a "sent" mark to a power cut only means the server sees the report
         # again and answers 409; the daemon's own writes stay FULL.
         db.execute("PRAGMA synchronous=NORMAL")
@@ -299,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         result = drain(server, args.state_dir, stop=lambda: bool(stopping))
     except PushSetupError as exc:
         log.error("push: %s", exc)
-        _record(args.state_dir, f"setup: {exc}")
+        _record(args.state_dir, mask_text(f"setup: {exc}"))
         return SETUP
     except sqlite3.Error as exc:  # a full disk or a damaged store: what was sent and not marked goes again (409)
         log.error("push: cannot read or update the outbox: %s", exc)
@@ -321,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 def _record(state_dir: str, result: str) -> None:
     """What stopped the sender before it could post, for ``status`` (never the token: the message
     names the token file, not its content)."""
-    path = Path(state_dir) / outbox.DB_NAME
+    path = Path(state_dir) / history.DB_NAME
     with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as db, db:
         outbox.record_attempt(db, result, time.time())
 

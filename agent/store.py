@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from posdiag.agent import heal, history, outbox
-from posdiag.agent.history import insert_history
+from posdiag.agent.history import insert_history, writable
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message, Refusal
 from posdiag.core.timefmt import parse_utc_iso, utc_iso
@@ -39,7 +39,7 @@ from posdiag.probes.base import PastSweep
 
 log = logging.getLogger("posdiag")
 
-DB_NAME = outbox.DB_NAME
+DB_NAME = history.DB_NAME
 #: Given up when the disk is full so that SQLite has room to delete the oldest history.
 RESERVE_NAME = "space-reserve"
 RESERVE_BYTES = 256 * 1024
@@ -48,6 +48,10 @@ SCHEMA = history.SCHEMA + outbox.SCHEMA
 
 class StoreFull(Refusal):
     """A report could not be stored even after pruning the whole history to make room."""
+
+
+class UnknownReport(Refusal):
+    """``posdiag show ID``: no stored report has that id, or several start with it."""
 
 
 @dataclass(frozen=True)
@@ -365,6 +369,22 @@ class Store:
             raise KeyError(report_id)
         return json.loads(row[0])
 
+    def short_id(self, report_id: str) -> str:
+        """What a person reads out for ``report_id``: its first 8 characters, more where another
+        stored report starts the same way."""
+        return history.short_id(self.db, report_id)
+
+    def find(self, given: str) -> dict[str, Any]:
+        """The stored report whose id is ``given`` or starts with it. :class:`UnknownReport` when no
+        report or several do (the message says which)."""
+        found = history.matching(self.db, given)
+        if len(found) == 1:
+            return self.get(found[0])
+        if not found:
+            raise unknown_report(given)
+        raise UnknownReport(Message(N_("{id!r} is the start of several reports' ids ({ids}); give more of it"),
+                                    id=given[:40], ids=", ".join(self.short_id(f) for f in found)))
+
     def recent_bodies(self, limit: int) -> Iterator[dict[str, Any]]:
         """The last ``limit`` reports, oldest first (for trends)."""
         rows = self.db.execute("SELECT body FROM reports ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,))
@@ -415,6 +435,64 @@ def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:
             return []
 
     return read
+
+
+def keep(settings: Any, report: dict[str, Any]) -> bool:
+    """Store a technician's report in the local history when this user may write there; quietly not
+    when the state directory is missing, read-only or not theirs (a diagnosis never fails for it).
+    Files root creates for the store are handed to the state directory's owner, the daemon's user,
+    so that root's diagnose never leaves the daemon a store it cannot write."""
+    state = Path(settings.daemon.state_dir)
+    if not writable(str(state)):
+        return False
+    try:
+        with Store.for_settings(settings) as store:
+            store.add(report)
+    except Exception as exc:  # noqa: BLE001 - full disk, damaged or locked store: the report is printed all the same
+        log.debug("report %s not kept in %s: %s", report["report_id"], state, exc)
+        return False
+    finally:
+        _hand_to_owner(state)
+    return True
+
+
+def _hand_to_owner(state: Path) -> None:
+    """Root writing in the daemon's state directory: the files it made belong to the directory's owner."""
+    if os.geteuid() != 0:
+        return
+    owner = state.stat()
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", RESERVE_NAME):
+        with contextlib.suppress(OSError):
+            if os.stat(state / name).st_uid != owner.st_uid:
+                os.chown(state / name, owner.st_uid, owner.st_gid)
+
+
+def unknown_report(given: str) -> UnknownReport:
+    return UnknownReport(Message(N_("no stored report has the id {id!r}"), id=given[:40]))
+
+
+def find_report(state_dir: str | Path, given: str) -> tuple[dict[str, Any], str]:
+    """The stored report ``given`` names (a short or full id) and its short id; :class:`UnknownReport`
+    when none or several match, or nothing is stored yet."""
+    store = open_readonly(state_dir)
+    if store is None:
+        raise unknown_report(given)
+    with store:
+        report = store.find(given)
+        return report, store.short_id(report["report_id"])
+
+
+def short_id_for(state_dir: str | Path, report_id: str) -> str:
+    """The short id of ``report_id`` in the history of ``state_dir``; its first 8 characters when
+    there is no history this user can read."""
+    try:
+        store = open_readonly(state_dir)
+        if store is not None:
+            with store:
+                return store.short_id(report_id)
+    except (sqlite3.Error, OSError):
+        pass
+    return report_id[:history.SHORT_ID]
 
 
 def open_readonly(state_dir: str | Path) -> Store | None:

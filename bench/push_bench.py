@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Push figures: drain rate of a backlog, memory while draining, and the idle daemon with push on.
+"""Push figures: drain rate of a backlog, memory while draining, the idle daemon with push on, and the
+idle daemon asking a real collector for remote requests.
 
-    python3 bench/push_bench.py [--backlog N] [--soak SECONDS] [--interval S]
+    python3 bench/push_bench.py [--backlog N] [--soak SECONDS] [--interval S] [--poll-soak SECONDS] [--poll S]
 
 * drain: N real reports (copies of one real sweep, each with its own report_id) are queued in the
   outbox, then ``posdiag run`` starts with a loopback HTTPS server (``tests/labs/push_server.py``, its own
@@ -10,7 +11,12 @@
   every 50 ms from /proc (VmRSS).
 * soak: the daemon with push configured at ``interval_s`` for SECONDS: RSS (median, max) and CPU of
   the daemon, and the CPU of the sender processes it started (cutime+cstime of the waited-for
-  children), each in % of one core.
+  children), each in % of one core. Remote requests are off (``poll_s = 0``): the loopback server
+  only takes reports.
+* poll soak: the daemon at the defaults (``interval_s = 300``, ``poll_s = 30``) against a real
+  ``posdiag-collector serve`` over HTTPS on loopback (its own process, SQLite), for SECONDS: the same
+  RSS and CPU figures, where the children are now the senders and the poll processes, and how many
+  polls the daemon made. This is the idle cost of remote requests on a till.
 """
 
 from __future__ import annotations
@@ -68,14 +74,15 @@ class Server:
         self.proc.wait(10)
 
 
-def config_for(tmp: Path, port: int, ca_file: str, interval_s: float) -> Path:
-    token = tmp / "token"
-    token.write_text(TOKEN)
-    token.chmod(0o600)
+def config_for(tmp: Path, url: str, ca_file: str, interval_s: float, poll_s: float = 0.0, token: str = TOKEN) -> Path:
+    token_file = tmp / "token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
     return write_config(tmp / "posdiag.toml", {
+        "terminal": {"id": "bench-till", "site": "bench-site"},
         "daemon": {"state_dir": str(tmp / "state"), "control_socket": str(tmp / "ctl.sock"), "interval_s": interval_s},
         "disk": {"paths": [str(tmp)], "min_free_mb": 1},
-        "server": {"url": f"https://127.0.0.1:{port}", "token_file": str(token), "ca_file": ca_file}})
+        "server": {"url": url, "token_file": str(token_file), "ca_file": ca_file, "poll_s": poll_s}})
 
 
 def queue_backlog(config: Path, n: int) -> int:
@@ -139,7 +146,7 @@ def drain(n: int) -> dict:
         tmp = Path(d)
         cert, key, ca_file = server_certs(tmp)
         server = Server(cert, key)
-        config = config_for(tmp, server.port, ca_file, 3600)
+        config = config_for(tmp, f"https://127.0.0.1:{server.port}", ca_file, 3600)
         body = queue_backlog(config, n)
         t0 = time.monotonic()
         proc = start_daemon(config, tmp)
@@ -170,25 +177,60 @@ def soak(seconds: float, interval_s: float) -> dict:
         tmp = Path(d)
         cert, key, ca_file = server_certs(tmp)
         server = Server(cert, key)
-        proc = start_daemon(config_for(tmp, server.port, ca_file, interval_s), tmp)
+        proc = start_daemon(config_for(tmp, f"https://127.0.0.1:{server.port}", ca_file, interval_s), tmp)
         try:
-            time.sleep(3.0)  # boot sweep and its push done: the idle daemon from here
-            own0, kids0 = cpu_s(proc.pid)
-            t0 = time.monotonic()
-            samples = []
-            while time.monotonic() - t0 < seconds:
-                samples.append(rss_mb(proc.pid))
-                time.sleep(1.0)
-            own1, kids1 = cpu_s(proc.pid)
-            wall = time.monotonic() - t0
+            figures = measure_idle(proc, seconds)
             stored, duplicates = server.count()
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
             server.stop()
+    return {**figures, "stored": stored, "duplicates": duplicates}
+
+
+def measure_idle(proc: subprocess.Popen, seconds: float) -> dict:
+    """RSS (sampled every second) and CPU of the daemon and of the children it waited for, over ``seconds``."""
+    time.sleep(3.0)  # boot sweep and its push done: the idle daemon from here
+    own0, kids0 = cpu_s(proc.pid)
+    t0 = time.monotonic()
+    samples = []
+    while time.monotonic() - t0 < seconds:
+        samples.append(rss_mb(proc.pid))
+        time.sleep(1.0)
+    own1, kids1 = cpu_s(proc.pid)
+    wall = time.monotonic() - t0
     return {"seconds": wall, "rss_median_mb": statistics.median(samples), "rss_max_mb": max(samples),
-            "cpu_daemon": 100 * (own1 - own0) / wall, "cpu_senders": 100 * (kids1 - kids0) / wall,
-            "stored": stored, "duplicates": duplicates}
+            "cpu_daemon": 100 * (own1 - own0) / wall, "cpu_senders": 100 * (kids1 - kids0) / wall}
+
+
+def poll_soak(seconds: float, interval_s: float, poll_s: float) -> dict:
+    """The idle daemon pushing to and polling a real collector over HTTPS."""
+    from labs.collectorlab import ServeProcess
+    from posdiag.collector.storage import open_storage
+    from posdiag.collector.tokens import new_token, token_hash
+
+    with tempfile.TemporaryDirectory(prefix="posdiag-bench-poll-") as d:
+        tmp = Path(d)
+        cert, key, ca_file = server_certs(tmp)
+        db = f"sqlite:///{tmp / 'collector.db'}"
+        collector = ServeProcess(db, "--cert", cert, "--key", key)
+        storage = open_storage(db)
+        token = new_token()
+        storage.add_terminal("bench-till", "bench-site", token_hash(token))
+        proc = start_daemon(config_for(tmp, collector.url, ca_file, interval_s, poll_s, token), tmp)
+        try:
+            figures = measure_idle(proc, seconds)
+            status = subprocess.run([sys.executable, "-m", "posdiag.agent", "status", "--json", "--config",
+                                     str(tmp / "posdiag.toml")], capture_output=True, text=True, cwd=REPO, timeout=60)
+            remote = json.loads(status.stdout)["remote"]
+            stored = len(storage.list_reports(terminal="bench-till", limit=1000))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+            collector.stop()
+            storage.close()
+    return {**figures, "stored": stored, "polls": remote["polls"], "poll_failures": remote["failures"],
+            "last_poll": remote["last_result"]}
 
 
 def main() -> int:
@@ -196,6 +238,8 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=10_000, help="reports queued before the daemon starts (0: skip)")
     parser.add_argument("--soak", type=float, default=300, help="seconds of idle measurement (0: skip)")
     parser.add_argument("--interval", type=float, default=60)
+    parser.add_argument("--poll-soak", type=float, default=300, help="seconds of idle measurement with polling (0: skip)")
+    parser.add_argument("--poll", type=float, default=30, help="poll_s of the poll soak (its interval_s is 300)")
     args = parser.parse_args()
     if args.backlog:
         r = drain(args.backlog)
@@ -207,6 +251,13 @@ def main() -> int:
         print(f"idle with push, {r['seconds']:.0f} s at interval_s={args.interval:g} ({r['stored']} reports pushed, "
               f"{r['duplicates']} duplicates): daemon RSS median {r['rss_median_mb']:.1f} MB, max {r['rss_max_mb']:.1f} MB; "
               f"CPU daemon {r['cpu_daemon']:.2f} % + senders {r['cpu_senders']:.2f} % = "
+              f"{r['cpu_daemon'] + r['cpu_senders']:.2f} % of one core", flush=True)
+    if args.poll_soak:
+        r = poll_soak(args.poll_soak, 300, args.poll)
+        print(f"idle with push and remote requests, {r['seconds']:.0f} s at interval_s=300, poll_s={args.poll:g}, real "
+              f"collector over HTTPS ({r['polls']} polls, last {r['last_poll']}, {r['poll_failures']} failing; "
+              f"{r['stored']} reports stored): daemon RSS median {r['rss_median_mb']:.1f} MB, max {r['rss_max_mb']:.1f} MB; "
+              f"CPU daemon {r['cpu_daemon']:.2f} % + senders and polls {r['cpu_senders']:.2f} % = "
               f"{r['cpu_daemon'] + r['cpu_senders']:.2f} % of one core")
     return 0
 

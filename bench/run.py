@@ -3,10 +3,11 @@
 
     python3 bench/run.py [--repeat N] [--only GROUP,...] [--json FILE]
 
-Prints one row per scenario (expected and diagnosed top cause, in how many repeats the expected cause
-came out on top, confidence, median and max wall time of ``posdiag diagnose`` against its limit),
-top-1 accuracy (a scenario counts only when it held in every repeat), and the median wall time on
-the packaged default config.
+Prints one row per scenario (expected and diagnosed top cause, in how many repeats the expected
+diagnosis came out, confidence of the top cause, certainty of the expected one — the least certain
+where several independent faults are expected, each of which must reach 0.8 —, median and max wall
+time of ``posdiag diagnose`` against its limit), top-1 accuracy (a scenario counts only when it held
+in every repeat), the certainty figures, and the median wall time on the packaged default config.
 Root is needed for the scenarios that mount filesystems or build network namespaces; without it
 they are listed as not run.
 """
@@ -23,7 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
+import scenarios_field  # noqa: F401 - registers its scenarios
 import scenarios_host  # noqa: F401 - registers its scenarios
+import scenarios_multi  # noqa: F401
 import scenarios_network
 import scenarios_reader
 import scenarios_txlog  # noqa: F401
@@ -36,7 +39,7 @@ def byte_compile() -> None:
     import compileall
 
     root = Path(__file__).resolve().parent.parent
-    for folder in ("agent", "probes", "config"):
+    for folder in ("core", "agent", "probes", "config"):
         compileall.compile_dir(str(root / folder), quiet=1)
 
 
@@ -62,6 +65,22 @@ def deadline_comparison() -> None:
           f"ratio {sequential / median:.1f}x")
 
 
+def certainty_figures(results: list[harness.Outcome]) -> None:
+    """How sure the reports were of what was really there: the expected cause's certainty over the
+    scenarios with a fault, and over those with several independent faults, the least certain one."""
+    faults = [o for o in results if o.scenario.expect != "none" or o.scenario.present]
+    multi = [o for o in faults if o.scenario.present]
+    said = [o.certainty for o in faults if o.certainty is not None]
+    if not said:
+        print(f"certainty: not in these reports ({len(faults)} scenarios with a fault)")
+        return
+    print(f"certainty of the expected cause, over {len(said)} scenarios with a fault: median {statistics.median(said):.2f}, "
+          f"min {min(said):.2f}; >= {harness.CERTAIN:g} in {sum(c >= harness.CERTAIN for c in said)}")
+    if multi:
+        certain = sum(o.certainty is not None and o.certainty >= harness.CERTAIN for o in multi)
+        print(f"several independent faults on one till: every fault >= {harness.CERTAIN:g} in {certain}/{len(multi)} scenarios")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3,
@@ -78,18 +97,20 @@ def main() -> int:
     for sc in harness.SCENARIOS:
         if wanted and sc.group not in wanted and sc.name not in wanted:
             continue
+        expected = "+".join(sc.present) if sc.present else sc.expect
         if sc.needs_root and os.geteuid() != 0:
-            rows.append((sc.group, sc.name, sc.expect, "(not run: needs root)", "", "", "", "", "", ""))
+            rows.append((sc.group, sc.name, expected, "(not run: needs root)", "", "", "", "", "", "", ""))
             continue
         out = harness.run_scenario(sc, args.repeat)
         mark = "ok" if out.correct and out.in_time else "MISS" if not out.correct else "SLOW"
-        rows.append((sc.group, sc.name, sc.expect, out.top, f"{out.held}/{len(out.tops)}", f"{out.confidence:.2f}",
+        cert = "-" if out.certainty is None else f"{out.certainty:.2f}"
+        rows.append((sc.group, sc.name, expected, out.top, f"{out.held}/{len(out.tops)}", f"{out.confidence:.2f}", cert,
                      f"{out.median_s:.3f}", f"{max(out.wall_s, default=float('nan')):.3f}", f"{sc.limit_s:g}", mark))
         results.append(out)
         if out.error:
             print(f"  {sc.name}: {out.error}", file=sys.stderr)
 
-    header = ("group", "scenario", "expected", "diagnosed", "held", "conf", "median s", "max s", "limit s", "")
+    header = ("group", "scenario", "expected", "diagnosed", "held", "conf", "cert", "median s", "max s", "limit s", "")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -97,12 +118,14 @@ def main() -> int:
     runs, held = sum(len(o.tops) for o in results), sum(o.held for o in results)
     print(f"\ntop-1 accuracy: {correct}/{len(results)} scenarios held in every repeat = {correct / max(1, len(results)):.0%}"
           f" ({held}/{runs} diagnoses)")
+    certainty_figures(results)
     slow = [o.scenario.name for o in results if not o.in_time]
     print(f"within time (median wall <= {harness.FAST_S:g} s, loss-sampling scenarios <= {harness.DEADLINE_S:g} s; every "
           f"report's duration_s <= the {harness.DEADLINE_S:g} s deadline): {len(results) - len(slow)}/{len(results)}"
           + (f" — slow: {', '.join(slow)}" if slow else ""))
-    if results:
-        print(f"median wall time per scenario: {statistics.median(o.median_s for o in results):.3f} s")
+    timed = [o.median_s for o in results if o.wall_s]  # a scenario whose setup failed has no time
+    if timed:
+        print(f"median wall time per scenario: {statistics.median(timed):.3f} s")
 
     timings = harness.default_config_timing(args.default_runs, ("en", "zh_CN")) if args.default_runs else {}
     default = timings.get("en", [])
@@ -123,7 +146,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "scenarios": [{"name": o.scenario.name, "group": o.scenario.group, "expected": o.scenario.expect,
-                           "diagnosed": o.top, "confidence": o.confidence, "median_s": o.median_s,
+                           "present": list(o.scenario.present), "diagnosed": o.top, "confidence": o.confidence,
+                           "certainty": o.certainty, "median_s": o.median_s,
                            "held": o.held, "repeats": len(o.tops), "wall_s": o.wall_s, "limit_s": o.scenario.limit_s,
                            "correct": o.correct} for o in results],
             "accuracy": correct / max(1, len(results)),

@@ -6,7 +6,7 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import Setup, scenario
+from harness import Setup, scenario, unsure
 from labs.helpers import NtpResponder, exhaust_inodes, fill_filesystem, remount_read_only
 
 
@@ -28,6 +28,12 @@ def _ntp(stack: ExitStack, offset_s: float) -> NtpResponder:
 @scenario("healthy", "none")
 def healthy(tmp: Path, stack: ExitStack) -> Setup:
     return Setup({"clock": {"ntp_server": _ntp(stack, 0.02).address}})
+
+
+@scenario("nothing-configured", "none", group="coverage", check=unsure(0.6))
+def nothing_configured(tmp: Path, stack: ExitStack) -> Setup:
+    """No payment host, no reader: what was never checked must not read as "every check passed"."""
+    return Setup({})
 
 
 @scenario("disk-full", "disk.full", needs_root=True)

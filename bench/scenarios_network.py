@@ -6,27 +6,35 @@ runs the diagnosis inside the terminal namespace. Needs root.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from harness import Setup, scenario
+from harness import Setup, exits, scenario
 from labs.helpers import PAYMENT_NAME as NAME
 from labs.helpers import make_certs
-from labs.netlab import BACKUP_ADDR, DNS_ADDR, HOST_ADDR, Lab
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, HOST_ADDR, LAN_HOST_ADDR, Lab
 
 _counter = [0]
+
+
+def new_lab() -> Lab:
+    """A lab of its own: named by this process and a counter, so that two benches (or a bench and the
+    tests) running at once on one machine never take down each other's namespaces."""
+    _counter[0] += 1
+    return Lab(f"b{os.getpid()}-{_counter[0]}").up()
 
 
 def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str = "answer", status: int = 200,
               stall: bool = False, fault: Callable[[Lab], None] | None = None, tls: bool = True,
               backup: bool = False, network: dict | None = None, prime: bool = False, host: dict | None = None,
-              no_icmp: bool = False) -> Setup:
+              no_icmp: bool = False, args: list[str] | None = None) -> Setup:
     """``prime``: fault injected after one healthy sweep; ``host``: extra keys of the primary;
-    ``no_icmp``: the terminal may not use ICMP (no CAP_NET_RAW, outside ping_group_range)."""
-    _counter[0] += 1
-    lab = Lab(f"b{_counter[0]}").up()
+    ``no_icmp``: the terminal may not use ICMP (no CAP_NET_RAW, outside ping_group_range);
+    ``args``: more arguments for ``posdiag diagnose`` (a re-check with ``--only``)."""
+    lab = new_lab()
     stack.callback(lab.down)
     certs = make_certs(tmp)
     lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}",
@@ -52,11 +60,11 @@ def build_lab(tmp: Path, stack: ExitStack, *, cert: str = "valid", dns_mode: str
         prefix += ["setpriv", "--bounding-set", "-net_raw"]
     net = {"dns_servers": [DNS_ADDR], "timeout_s": 1.0, **(network or {})}
     after = (lambda: fault(lab)) if fault and prime else None
-    return Setup({"payment_hosts": hosts, "network": net}, prefix, after)
+    return Setup({"payment_hosts": hosts, "network": net}, prefix, after, args or [])
 
 
-def net(name: str, expect: str, repeat: int = 0, samples_loss: bool = False, **kw: Any) -> None:
-    scenario(name, expect, group="network", needs_root=True, repeat=repeat, samples_loss=samples_loss)(
+def net(name: str, expect: str, repeat: int = 0, samples_loss: bool = False, group: str = "network", **kw: Any) -> None:
+    scenario(name, expect, group=group, needs_root=True, repeat=repeat, samples_loss=samples_loss)(
         lambda tmp, stack: build_lab(tmp, stack, **kw))
 
 
@@ -89,3 +97,38 @@ net("path-loss-45pct-both-ways", "network.degraded", repeat=5, samples_loss=True
     fault=lambda lab: lab.random_loss(45))
 net("mtu-black-hole-700", "network.degraded", repeat=5, fault=lambda lab: lab.mtu_black_hole(700))
 net("mtu-black-hole-no-icmp", "network.degraded", repeat=5, no_icmp=True, fault=lambda lab: lab.mtu_black_hole(700))
+
+# A re-check of one layer runs what that layer needs (issue #18): it can never come out HEALTHY by
+# skipping the layer that fails.
+net("recheck-tls-untrusted", "tls.failure", group="recheck", cert="untrusted", args=["--only", "network.tls"])
+net("recheck-tls-host-reset", "host.service_down", group="recheck", fault=lambda lab: lab.reset_port(HOST_ADDR, 443),
+    args=["--only", "network.tls"])
+net("recheck-tcp-black-hole", "network.wan", group="recheck", fault=lambda lab: lab.black_hole(HOST_ADDR),
+    args=["--only", "network.tcp"])
+
+# The terminal's own packet filter: its sends to the payment host fail at once (EPERM), TCP times out
+# (drop) or is answered at once from inside the terminal (reject). Never the ISP.
+net("fw-drop-to-host", "network.local_firewall", group="firewall", repeat=5,
+    fault=lambda lab: lab.local_firewall(HOST_ADDR))
+net("fw-reject-to-host", "network.local_firewall", group="firewall", repeat=5,
+    fault=lambda lab: lab.local_firewall(HOST_ADDR, "reject"))
+
+
+@scenario("lan-host-no-arp", "host.service_down", group="network", needs_root=True, repeat=5)
+def lan_host_down(tmp: Path, stack: ExitStack) -> Setup:
+    """The payment host sits on the store's own subnet and is off: no ARP answer. Not the ISP."""
+    lab = new_lab()
+    stack.callback(lab.down)
+    hosts = [{"name": "primary", "host": LAN_HOST_ADDR, "port": 8000, "tls": False}]
+    return Setup({"payment_hosts": hosts, "network": {"dns_servers": [DNS_ADDR], "timeout_s": 1.0}},
+                 ["ip", "netns", "exec", lab.term])
+
+
+@scenario("ntp-name-nxdomain", "clock.skew", group="network", needs_root=True, check=exits(1))
+def ntp_name_unresolved(tmp: Path, stack: ExitStack) -> Setup:
+    """Only an NTP server is configured, and its name does not resolve: a clock finding, no payment path."""
+    lab = new_lab()
+    stack.callback(lab.down)
+    lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}", "--mode", "nxdomain")
+    lab.resolv_conf(DNS_ADDR)
+    return Setup({"clock": {"ntp_server": "ntp.acquirer.test"}}, ["ip", "netns", "exec", lab.term])

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from posdiag.collector import page, read_api, schema
+from posdiag.collector import page, read_api, requests_api, schema
 from posdiag.collector.ingest import post_report
 from posdiag.collector.metrics import ReceivedCounter
 from posdiag.collector.settings import Settings
@@ -78,10 +78,20 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         Route("/api/v1/reports", read_api.reports, methods=["GET"]),
         Route("/api/v1/reports/{report_id}", read_api.report, methods=["GET"]),
         Route("/api/v1/terminals", read_api.terminals, methods=["GET"]),
+        Route("/api/v1/terminals/{terminal_id}", read_api.one_terminal, methods=["GET"]),
+        Route("/api/v1/terminals/{terminal_id}/requests", requests_api.ask, methods=["POST"]),
+        Route("/api/v1/terminals/{terminal_id}/requests", requests_api.terminal_requests, methods=["GET"]),
+        Route("/api/v1/requests/pending", requests_api.pending, methods=["GET"]),  # before {request_id}
+        Route("/api/v1/requests/{request_id}", requests_api.one_request, methods=["GET"]),
+        Route("/api/v1/requests/{request_id}/bundle", requests_api.download_bundle, methods=["GET"]),
+        Route("/api/v1/requests/{request_id}/bundle", requests_api.upload_bundle, methods=["PUT"]),
+        Route("/api/v1/requests/{request_id}/failure", requests_api.failure, methods=["POST"]),
         Route("/api/v1/incidents", read_api.incidents_list, methods=["GET"]),
+        Route("/api/v1/risks", read_api.risks, methods=["GET"]),
         Route("/healthz", read_api.healthz, methods=["GET"]),
         Route("/metrics", read_api.metrics_text, methods=["GET"]),
         Route("/", page.index, methods=["GET"]),
+        Route("/terminals/{terminal_id}", page.terminal, methods=["GET"]),
         Route("/signin", page.signin_form, methods=["GET"]),
         Route("/signin", page.signin, methods=["POST"]),
         Route("/signout", page.signout, methods=["POST"]),

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--silent-after-min", type=float, default=15.0, help="a terminal is silent after (default 15)")
     serve.add_argument("--db-pool-size", type=int, default=8, help="PostgreSQL connections per process (default 8)")
     serve.add_argument("--max-inflight", type=int, default=1000, help="reports at once per process before 429")
+    serve.add_argument("--request-expiry-min", type=float, default=15.0,
+                       help="a remote request not answered in this many minutes expires (default 15)")
+    serve.add_argument("--max-bundle-bytes", type=int, default=8 * MIB, help="largest support bundle (default 8 MiB)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     for command, what in (("add-terminal", "register a terminal and print its token"),
                           ("revoke-terminal", "revoke a terminal's token (its reports are kept)"),
@@ -86,13 +89,16 @@ def _credentials(args: argparse.Namespace, out: TextIO) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     for flag in ("workers", "max_report_bytes", "max_body_bytes", "site_min_terminals", "fleet_min_sites",
-                 "db_pool_size", "max_inflight"):
+                 "db_pool_size", "max_inflight", "max_bundle_bytes"):
         if getattr(args, flag) < 1:
             raise Failure(f"--{flag.replace('_', '-')} must be at least 1")
+    if not 0 < args.request_expiry_min <= 10080:
+        raise Failure("--request-expiry-min must lie between 0 and 10080 (a week)")
     return Settings(db_url=args.db, max_report_bytes=args.max_report_bytes, max_body_bytes=args.max_body_bytes,
                     incident_window_min=args.incident_window_min, site_min_terminals=args.site_min_terminals,
                     fleet_min_sites=args.fleet_min_sites, silent_after_min=args.silent_after_min,
-                    db_pool_size=args.db_pool_size, max_inflight=args.max_inflight)
+                    db_pool_size=args.db_pool_size, max_inflight=args.max_inflight,
+                    request_expiry_min=args.request_expiry_min, max_bundle_bytes=args.max_bundle_bytes)
 
 
 def _serve(args: argparse.Namespace, err: TextIO) -> None:

@@ -40,6 +40,11 @@ class Report:
     verdict: str
     top_cause: str
     agent_version: str
+    #: the operator's diagnose request this report answers (a ``remote`` report only), else None
+    request_id: str | None = None
+    #: the report's risks ahead as JSON text (None: none, or an agent that knows none) and the soonest due
+    risks: str | None = None
+    risk_due_at: str | None = None
 
 
 def gunzip_capped(body: bytes, cap: int) -> bytes:
@@ -91,6 +96,15 @@ def decode(body: bytes, content_encoding: str, cap: int) -> Report:
     if reason:
         raise Refused(400, f"not a valid {schema.SCHEMA_ID} report: {reason}")
     causes = data["diagnosis"]["causes"]
+    risks = data.get("risks") or []
+    due = sorted(r["due_at"] for r in risks if isinstance(r.get("due_at"), str))
     return Report(data=data, text=raw.decode("utf-8"), report_id=data["report_id"],
                   terminal_id=data["terminal"]["id"], site=data["terminal"]["site"], started_at=data["started_at"],
-                  verdict=data["diagnosis"]["verdict"], top_cause=causes[0]["id"], agent_version=data["agent_version"])
+                  verdict=data["diagnosis"]["verdict"], top_cause=causes[0]["id"], agent_version=data["agent_version"],
+                  request_id=data.get("request_id") if data["trigger"] == "remote" else None,
+                  risks=json.dumps(risks, ensure_ascii=False) if risks else None,
+                  risk_due_at=due[0] if due else (NEVER if risks else None))
+
+
+#: the due time of risks that name none (sorts after every real one)
+NEVER = "9999-12-31T23:59:59Z"

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, quote
 from posdiag.collector.auth import SESSION_COOKIE, identify_reader, identify_token
 from posdiag.collector.markup import translate_markup
 from posdiag.collector.tokens import sign_session
-from posdiag.core import i18n
+from posdiag.core import causes, i18n
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -43,8 +43,12 @@ HTML_LANG = {"en": "en", "zh_CN": "zh-CN"}
 ENDONYMS = {"zh_CN": "中文", "en": "English"}
 #: where the switch may send the browser back to (anything else would make it an open redirect)
 RETURN_PATHS = ("/", "/signin")
+#: a terminal's page, the other place the switch may send the browser back to
+TERMINAL_PATH = re.compile(r"^/terminals/[^/?#\\]+$")
 
-#: a literal ``tr("…")`` / ``ntr("…", "…", n)`` in app.js (Babel's JavaScript extractor finds the same)
+#: a page's own scripts, whose messages it carries in its data block
+SCRIPT_SRC = re.compile(r'<script src="/static/([\w-]+\.js)"')
+#: a literal ``tr("…")`` / ``ntr("…", "…", n)`` in a page's script (Babel's JavaScript extractor finds the same)
 JS_CALL = re.compile(r"\b(n?tr)\(\s*(\"(?:[^\"\\\n]|\\.)*\")(?:\s*,\s*(\"(?:[^\"\\\n]|\\.)*\"))?")
 MAX_ACCEPT_LANGUAGE = 64  # entries looked at: a header is the browser's list, not an essay
 
@@ -82,13 +86,13 @@ def _source(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def script_messages(t: i18n.Translator) -> dict[str, Any]:
-    """app.js's messages in ``t``'s language: ``{msgid: text}``, and for a counted one
-    ``{singular: [form for one, form for many]}``. Empty for English, which app.js has already."""
+def script_messages(t: i18n.Translator, scripts: tuple[str, ...] = ("app.js",)) -> dict[str, Any]:
+    """The messages of ``scripts`` in ``t``'s language: ``{msgid: text}``, and for a counted one
+    ``{singular: [form for one, form for many]}``. Empty for English, which the scripts have already."""
     if t.lang == i18n.DEFAULT:
         return {}
     found: dict[str, Any] = {}
-    for kind, first, second in JS_CALL.findall(_source("app.js")):
+    for kind, first, second in (call for name in scripts for call in JS_CALL.findall(_source(name))):
         singular = json.loads(first)
         if kind == "ntr" and second:
             plural = json.loads(second)
@@ -109,15 +113,22 @@ def _switch(t: i18n.Translator, back_to: str) -> str:
             f'<input type="hidden" name="next" value="{back_to}">{buttons}</form>')
 
 
+def _data_block(value: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block: a ``<`` inside cannot close the element."""
+    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
+
+
 @functools.cache
 def _page(name: str, lang: str) -> str:
-    """A template in one language, built once per language."""
+    """A template in one language, built once per language: its marked text, the language switch, the
+    translations of its scripts' messages and, where it asks for them, the cause titles."""
     t = i18n.translator(lang)
-    text = translate_markup(_source(name), t)
+    source = _source(name)
+    text = translate_markup(source, t)
     text = text.replace('<html lang="en">', f'<html lang="{HTML_LANG.get(t.lang, "en")}">', 1)
     text = text.replace("<!--language-->", _switch(t, "/signin" if name == "signin.html" else "/"))
-    messages = json.dumps(script_messages(t), ensure_ascii=False).replace("<", "\\u003c")
-    return text.replace("<!--messages-->", messages)
+    text = text.replace("<!--causes-->", _data_block(causes.titles(t.lang)))
+    return text.replace("<!--messages-->", _data_block(script_messages(t, tuple(SCRIPT_SRC.findall(source)))))
 
 
 def _html(text: str, status: int = 200) -> HTMLResponse:
@@ -135,16 +146,40 @@ def _forbidden(lang: str) -> HTMLResponse:
     return _html(f'<!doctype html><html lang="{HTML_LANG.get(t.lang, "en")}"><title>{title}</title><p>{text}</p></html>', 403)
 
 
-async def index(request: Request) -> Response:
+async def _operator(request: Request) -> tuple[str, Response | None]:
+    """The signed-in operator's name, or the answer for anyone else: a terminal is refused, a
+    stranger is sent to sign in."""
     collector = request.app.state.collector
     caller = await run_in_threadpool(identify_reader, collector.storage, collector.session_key, request.headers,
                                      request.cookies)
-    lang = request_language(request)
     if caller.kind in ("terminal", "revoked"):
-        return _forbidden(lang)
+        return "", _forbidden(request_language(request))
     if caller.kind != "operator":
-        return RedirectResponse("/signin", status_code=303, headers=NO_STORE)
-    return _html(_page("index.html", lang).replace("<!--operator-->", html.escape(caller.name)))
+        return "", RedirectResponse("/signin", status_code=303, headers=NO_STORE)
+    return caller.name, None
+
+
+async def index(request: Request) -> Response:
+    operator, refused = await _operator(request)
+    if refused is not None:
+        return refused
+    return _html(_page("index.html", request_language(request)).replace("<!--operator-->", html.escape(operator)))
+
+
+async def terminal(request: Request) -> Response:
+    """``/terminals/{id}``: one terminal's latest diagnosis, its history and its remote requests."""
+    operator, refused = await _operator(request)
+    if refused is not None:
+        return refused
+    lang = request_language(request)
+    terminal_id = request.path_params["terminal_id"]
+    if await run_in_threadpool(request.app.state.collector.storage.get_terminal, terminal_id) is None:
+        t = i18n.translator(lang)
+        text = html.escape(t.tr("No terminal {id} is registered.", id=terminal_id))
+        return _html(f'<!doctype html><html lang="{HTML_LANG.get(t.lang, "en")}"><title>{text}</title><p>{text}</p>'
+                     f'<p><a href="/">{html.escape(t.tr("All terminals"))}</a></p></html>', 404)
+    page = _page("terminal.html", lang).replace("<!--operator-->", html.escape(operator))
+    return _html(page.replace("<!--terminal-->", html.escape(terminal_id)))
 
 
 async def signin_form(request: Request) -> Response:
@@ -193,7 +228,7 @@ async def signout(request: Request) -> Response:
 def _return_to(wanted: str) -> str:
     """Back to the page the switch was on (with its ``#t=…`` fragment), and nowhere else."""
     path, _, fragment = wanted.partition("#")
-    if path not in RETURN_PATHS:
+    if path not in RETURN_PATHS and not TERMINAL_PATH.match(path):
         return "/"
     return path + ("#" + quote(fragment, safe="=%") if fragment else "")
 

@@ -1,4 +1,5 @@
-"""The read API (operators only): terminals, reports, one report, incidents; plus health and metrics.
+"""The read API (operators only): terminals, reports, one report, incidents, risks ahead; plus health
+and metrics.
 
 Every list is newest first. ``?limit=`` bounds a page; ``?before=`` takes the ``next_before`` cursor of
 the previous page (or a plain time stamp).
@@ -6,12 +7,13 @@ the previous page (or a plain time stamp).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from posdiag.collector import incidents, metrics
+from posdiag.collector import incidents, intake, metrics
 from posdiag.collector.auth import identify_reader
 from posdiag.collector.ingest import refusal
 from posdiag.collector.intake import Refused
@@ -69,12 +71,21 @@ def operator_only(handler: Handler) -> Handler:
                 raise Refused(403, "a terminal token cannot read: use an operator token or sign in")
             if caller.kind != "operator":
                 raise Refused(401, "sign in, or send Authorization: Bearer <operator token>")
+            request.state.operator = caller.name  # who asks, for what is audited
             return await handler(request)
         except Refused as exc:
             return refusal(exc)
 
     guarded.__name__ = handler.__name__
     return guarded
+
+
+def _terminal(row: dict[str, Any], silent_before: str) -> dict[str, Any]:
+    return {"id": row["id"], "site": row["site"], "last_seen_at": row["last_seen_at"], "verdict": row["verdict"],
+            "top_cause": row["top_cause"], "agent_version": row["agent_version"],
+            "last_report_started_at": row["last_started_at"], "soonest_risk_at": _due(row.get("risk_due_at")),
+            "silent": row["revoked_at"] is None and (row["last_seen_at"] is None or row["last_seen_at"] < silent_before),
+            "revoked": row["revoked_at"] is not None}
 
 
 @operator_only
@@ -87,13 +98,22 @@ async def terminals(request: Request) -> Response:
         collector.storage.list_terminals, site=request.query_params.get("site"), cause=request.query_params.get("cause"),
         silent_since=iso(now - silent_min * 60) if silent_min is not None else None, before=_before(request), limit=limit)
     silent_before = iso(now - collector.settings.silent_after_min * 60)
-    out = [{"id": r["id"], "site": r["site"], "last_seen_at": r["last_seen_at"], "verdict": r["verdict"],
-            "top_cause": r["top_cause"], "agent_version": r["agent_version"], "last_report_started_at": r["last_started_at"],
-            "silent": r["revoked_at"] is None and (r["last_seen_at"] is None or r["last_seen_at"] < silent_before),
-            "revoked": r["revoked_at"] is not None} for r in rows]
+    out = [_terminal(r, silent_before) for r in rows]
     cursor = f"{rows[-1]['last_seen_at'] or ''}|{rows[-1]['id']}" if len(rows) == limit else None
     return JSONResponse({"terminals": out, "silent_after_min": collector.settings.silent_after_min, "next_before": cursor,
                          "now": iso(now)})
+
+
+@operator_only
+async def one_terminal(request: Request) -> Response:
+    """One terminal, as the list shows it, with the server's clock (for "seen 2 min ago")."""
+    collector = request.app.state.collector
+    row = await run_in_threadpool(collector.storage.get_terminal, request.path_params["terminal_id"])
+    if row is None:
+        return JSONResponse({"error": "no such terminal"}, status_code=404)
+    now = time.time()
+    return JSONResponse({**_terminal(row, iso(now - collector.settings.silent_after_min * 60)),
+                         "silent_after_min": collector.settings.silent_after_min, "now": iso(now)})
 
 
 @operator_only
@@ -114,6 +134,32 @@ async def report(request: Request) -> Response:
     if body is None:
         return JSONResponse({"error": "no such report"}, status_code=404)
     return Response(body, media_type="application/json")
+
+
+def _due(stamp: str | None) -> str | None:
+    """A stored due time as the API shows it: None for none (and for a risk that names no time)."""
+    return None if stamp is None or stamp == intake.NEVER else stamp
+
+
+@operator_only
+async def risks(request: Request) -> Response:
+    """Every risk ahead of each terminal's newest report, fleet-wide, the soonest due first: what
+    operations act on before it becomes a 2824."""
+    collector = request.app.state.collector
+    limit = int(_number(request, "limit", 1000, 1, 10000))  # type: ignore[arg-type] - a default is given
+    rows = await run_in_threadpool(collector.storage.at_risk, site=request.query_params.get("site"),
+                                   terminal=request.query_params.get("terminal"), limit=limit)
+    out = []
+    for row in rows:
+        for risk in json.loads(row["risks"] or "[]"):
+            out.append({"terminal": row["id"], "site": row["site"], "report_started_at": row["last_started_at"],
+                        **{k: risk.get(k) for k in RISK_KEYS}})
+    out.sort(key=lambda r: (r["due_at"] or intake.NEVER, r["terminal"], r["code"] or ""))
+    return JSONResponse({"risks": out[:limit], "terminals": len(rows), "now": iso(time.time())})
+
+
+#: what the fleet's list says of each risk (the report's own words, in the terminal's language)
+RISK_KEYS = ("code", "title", "subject", "message", "hours_left", "due_at", "rate", "rate_unit")
 
 
 def current_incidents(collector: Any, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:

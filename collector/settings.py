@@ -34,3 +34,7 @@ class Settings:
     db_timeout_s: float = 5.0
     #: Lifetime of a page session after sign-in.
     session_hours: float = 12.0
+    #: A remote request (diagnose, bundle) not answered this long after it was asked reads as expired.
+    request_expiry_min: float = 15.0
+    #: A support bundle a terminal uploads may be this large; a bigger one is refused with 413.
+    max_bundle_bytes: int = 8 * MIB

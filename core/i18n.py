@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from posdiag.core.numfmt import plain
 
 #: Languages posdiag speaks, by the name used for ``--lang``, ``[terminal] language`` and ``"lang"``.
 LANGUAGES = ("en", "zh_CN")
@@ -91,16 +94,34 @@ class Translator:
     def tr(self, message: str, /, **fields: Any) -> str:
         """The message in this language, with ``{fields}`` filled in (no formatting without fields,
         so that text with literal braces or ``%`` passes through untouched)."""
-        return _fill(self.gettext(message), message, fields)
+        return self._tidy(_fill(self.gettext(message), message, fields))
 
     def ntr(self, singular: str, plural: str, n: int, /, **fields: Any) -> str:
         """A message that counts ``n`` (available as ``{n}``): English has two forms, Chinese one."""
-        return _fill(self.ngettext(singular, plural, n), singular if n == 1 else plural, {"n": n, **fields})
+        return self._tidy(_fill(self.ngettext(singular, plural, n), singular if n == 1 else plural, {"n": n, **fields}))
+
+    def _tidy(self, text: str) -> str:
+        """Chinese sets full-width punctuation (（）：，。) without a space on either side; a field that
+        ends or starts at one ("{label} 拒绝连接" with a label ending in "（主用）") must not leave one."""
+        return _AROUND_FULL_WIDTH.sub("", text) if self._catalogue is not None else text
+
+
+#: spaces (never a line break or an indent after one) before or after a full-width punctuation mark
+_AROUND_FULL_WIDTH = re.compile(r"[ \t]+(?=[\u3001\u3002\u300a-\u300f\uff08\uff09\uff0c\uff1a\uff1b\uff01\uff1f])"
+                                r"|(?<=[\u3001\u3002\u300a-\u300f\uff08\uff09\uff0c\uff1a\uff1b\uff01\uff1f])[ \t]+(?=\S)")
+
+
+class _Plain(float):
+    """A number filled into a message: ``{limit:g}`` (or no format at all) never gives ``1e+07``."""
+
+    def __format__(self, spec: str) -> str:
+        return plain(float(self)) if spec in ("", "g") else super().__format__(spec)
 
 
 def _fill(text: str, source: str, fields: Mapping[str, Any]) -> str:
     if not fields:
         return text
+    fields = {k: _Plain(v) if type(v) is float else v for k, v in fields.items()}
     try:
         return text.format_map(fields)
     except (KeyError, IndexError, ValueError):  # a translation that names other fields: English rather than nothing

@@ -9,9 +9,9 @@ validator needs, so adding a key is adding a field.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import os
+import re
 import socket
 import stat
 import sys
@@ -30,16 +30,25 @@ from posdiag.core.addresses import is_address
 from posdiag.core.files import FileTooLarge, NotRegularFile, file_kind, read_bounded
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message, translated
+from posdiag.core.numfmt import plain
 from posdiag.core.paths import default_config_path
-from posdiag.core.validate import build_section, got, nesting_depth, shown_safely, unknown_name
+from posdiag.core.redact import has_card_data, mask_text
+from posdiag.core.validate import build_section, got, nesting_depth, unknown_name
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
 #: a configuration larger than this is refused unread: posdiag.toml with every key is ~6 KiB
 MAX_CONFIG_BYTES = 1024 * 1024
 #: arrays and tables nested deeper than this are refused: the schema needs three levels
 MAX_DEPTH = 16
+#: the shortest interval at which a terminal asks the central server for remote requests (0 turns it off)
+MIN_POLL_S = 5.0
 #: the longest AF_UNIX socket path: sun_path holds 108 bytes, the last one the terminating NUL
 MAX_SOCKET_PATH = 107
+#: A probe's own timeout may take at most this share of the diagnosis deadline: the probes get the
+#: deadline less posdiag's start-up, and a timed-out attempt must still be reported, not abandoned.
+TIMEOUT_SHARE = 0.5
+#: the timeouts a sweep waits on, each checked against the deadline
+SWEEP_TIMEOUTS = ("network.timeout_s", "reader.timeout_s")
 
 
 class ConfigError(Exception):
@@ -76,6 +85,9 @@ class TerminalSettings:
     id: str = _f("", "terminal id; empty means the hostname")
     site: str = _f("")
     pos_process: str = _f("", "process name of the POS application")
+    pos_unit: str = _f("", "systemd unit of the POS application, whose restarts systemd counts",
+                       pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.@:\\-]*)?$",
+                       pattern_doc=N_("a systemd unit name, e.g. posapp.service"))
     language: Literal["", "en", "zh_CN"] = _f("", "language of reports and messages; empty: from the locale")
 
 
@@ -89,6 +101,8 @@ class PaymentHost:
     ca_file: str = _f("", path=True)
     health_path: str = _f("", pattern=r"^(/.*)?$", pattern_doc=N_("a path starting with '/'"))
     fallback_addresses: list[str] = _f([], "addresses the host is known to answer at besides its name")
+    client_cert: str = _f("", "PEM file of the terminal's client certificate (mutual TLS)", path=True)
+    client_key: str = _f("", "PEM file of its private key; empty = in client_cert", path=True)
 
     @property
     def label(self) -> str:
@@ -107,6 +121,9 @@ class NetworkSettings:
     max_loss_percent: float = _f(20.0, **_range(0.1, 100))
     max_rtt_ms: float = _f(500.0, **_range(1, 60000))
     max_jitter_ms: float = _f(100.0, **_range(1, 60000))
+    cert_warn_days: float = _f(14.0, doc="a certificate that expires within this many days is a risk", **_range(1, 365))
+    min_wifi_signal_dbm: float = _f(-75.0, doc="a Wi-Fi signal weaker than this is weak", **_range(-120, 0))
+    min_cell_signal_percent: float = _f(30.0, doc="a cellular signal quality below this is weak", **_range(1, 100))
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,8 @@ class ReaderSettings:
 class MemorySettings:
     min_available_mb: int = _f(200, **_range(0, 1_048_576))
     max_swap_percent: float = _f(50.0, **_range(0, 100))
+    exhaust_warn_hours: float = _f(24.0, doc="POS memory growth that exhausts available memory within this is a risk",
+                                   **_range(1, 8760))
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,11 @@ class SystemSettings:
     max_temp_c: float = _f(85.0, **_range(20, 150))
     min_uptime_s: float = _f(120.0, doc="a POS process younger than this counts as restarted",
                              **_range(0, 86400))
+    restart_limit: int = _f(3, doc="this many POS restarts within restart_window_min is a crash loop", **_range(1, 1000))
+    restart_window_min: float = _f(10.0, **_range(1, 1440))
+    kernel_log: str = _f("/dev/kmsg", doc="kernel log read for crashes, disk errors and heat")
+    kernel_log_window_h: float = _f(24.0, doc="kernel-log records older than this are not evidence", **_range(0.01, 8760))
+    host_root: str = _f("/", doc="where /proc, /sys and /var/crash are read from")
 
 
 @dataclass(frozen=True)
@@ -149,6 +173,9 @@ class DiskSettings:
     min_free_inodes_percent: float = _f(5.0, **_range(0, 100))
     write_test: bool = _f(True)
     slow_write_ms: float = _f(1000.0, **_range(1, 60000))
+    smart: bool = _f(True, doc="read each disk's SMART health with smartctl where it is installed")
+    full_warn_hours: float = _f(48.0, doc="a filesystem full within this many hours at its rate is a risk",
+                                **_range(1, 8760))
 
 
 @dataclass(frozen=True)
@@ -156,6 +183,8 @@ class ClockSettings:
     ntp_server: str = _f("", pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]+)?(:\d{1,5})?$",
                          pattern_doc=N_("host or host:port"))
     max_offset_s: float = _f(30.0, **_range(0.001, 86400))
+    drift_warn_hours: float = _f(48.0, doc="a clock that drifts beyond max_offset_s within this is a risk",
+                                 **_range(1, 8760))
 
 
 @dataclass(frozen=True)
@@ -174,6 +203,8 @@ class ServerSettings:
     retry_max_s: float = _f(60.0, doc="cap of the backoff between failed pushes", **_range(1, 86400))
     timeout_s: float = _f(15.0, doc="one push request gives up after this many seconds", **_range(0.5, 300))
     allow_insecure: bool = _f(False)
+    poll_s: float = _f(30.0, doc="ask the server for remote requests at least this often; 0: never",
+                       **_range(0, 86400))
 
 
 @dataclass(frozen=True)
@@ -214,13 +245,17 @@ class Settings:
 
 
 def _cross_checks(settings: Settings, problems: list[str]) -> None:
-    """Rules that span keys: what a reader kind needs, where files must exist, what must be an address."""
+    """Rules that span keys: what a reader kind needs, where files must exist, what must be an address,
+    which timeouts fit in the deadline, which ports exist."""
     _reader_checks(settings.reader, problems)
     _network_checks(settings, problems)
-    for i, path in enumerate(settings.disk.paths):
-        if not os.path.isabs(path):
-            problems.append(Message(N_("{key}: expected an absolute path, got {value!r}"), key=f"disk.paths[{i}]",
-                                    value=path))
+    _card_data_checks(settings, problems)
+    _deadline_checks(settings, problems)
+    _port_checks(settings, problems)
+    absolute = [(f"disk.paths[{i}]", path) for i, path in enumerate(settings.disk.paths)]
+    absolute += [("system.host_root", settings.system.host_root), ("system.kernel_log", settings.system.kernel_log)]
+    problems += [Message(N_("{key}: expected an absolute path, got {value!r}"), key=key, value=path)
+                 for key, path in absolute if not os.path.isabs(path)]
     sock = settings.daemon.control_socket
     if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
         problems.append(Message(N_("daemon.control_socket: expected a path of at most {limit} bytes (the limit of "
@@ -237,6 +272,8 @@ def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
     if reader.protocol == "custom" and reader.kind == "serial" and not reader.request:
         problems.append(Message(N_("reader.request: expected hex bytes when reader.protocol = 'custom'")))
     if reader.protocol != "custom" and reader.protocol not in presets():
+        import difflib  # only a misspelt protocol needs it
+
         hint = difflib.get_close_matches(reader.protocol, list(presets()), n=1)
         known = ", ".join(sorted(presets()))
         if hint:
@@ -248,11 +285,29 @@ def _reader_checks(reader: ReaderSettings, problems: list[str]) -> None:
                                     known=known, value=reader.protocol))
 
 
+def _card_data_checks(settings: Settings, problems: list[str]) -> None:
+    """``[terminal]`` and ``[server]`` name the terminal and reach the server: they go into every report
+    and every push as they are, so they cannot be masked without breaking what they do. A value there
+    that looks like a card number (or track data) is refused by its key alone: the value is not shown."""
+    for section in ("terminal", "server"):
+        table = getattr(settings, section)
+        for key in dataclasses.fields(table):
+            value = getattr(table, key.name)
+            if isinstance(value, str) and has_card_data(value):
+                problems.append(Message(N_("{key}: looks like a card number or card track data; card data must never "
+                                           "be written into the configuration"), key=f"{section}.{key.name}"))
+
+
 def _network_checks(settings: Settings, problems: list[str]) -> None:
     for i, host in enumerate(settings.payment_hosts):
-        if host.ca_file and not os.path.isfile(host.ca_file):
-            problems.append(Message(N_("{key}: expected an existing file, got {value!r}"), key=f"payment_hosts[{i}].ca_file",
-                                    value=host.ca_file))
+        for key in ("ca_file", "client_cert", "client_key"):
+            value = getattr(host, key)
+            if value and not os.path.isfile(value):
+                problems.append(Message(N_("{key}: expected an existing file, got {value!r}"), key=f"payment_hosts[{i}].{key}",
+                                        value=value))
+        if host.client_key and not host.client_cert:
+            problems.append(Message(N_("{key}: expected client_cert too (the key alone proves nothing)"),
+                                    key=f"payment_hosts[{i}].client_key"))
         for addr in host.fallback_addresses:
             if not is_address(addr):
                 problems.append(Message(N_("{key}: expected IP addresses, got {value!r}"),
@@ -267,6 +322,36 @@ def _network_checks(settings: Settings, problems: list[str]) -> None:
     elif isinstance(servers, list):
         problems += [Message(N_("{key}: expected IP addresses, got {value!r}"), key="network.dns_servers", value=addr)
                      for addr in servers if not is_address(addr.rsplit("#", 1)[0])]
+
+
+def _deadline_checks(settings: Settings, problems: list[str]) -> None:
+    """A timeout that cannot fit in the diagnosis deadline would have its probe abandoned before it can
+    say what timed out: refused here, naming the key, rather than misread at run time."""
+    deadline = settings.diagnosis.deadline_s
+    for key in SWEEP_TIMEOUTS:
+        section, name = key.split(".")
+        if section == "reader" and settings.reader.kind == "none":
+            continue  # waited on by nothing
+        value = getattr(getattr(settings, section), name)
+        if value > deadline * TIMEOUT_SHARE:
+            problems.append(Message(N_("{key}: expected at most {limit:g} s (half of diagnosis.deadline_s = {deadline:g} s, "
+                                       "so that a timed-out attempt is reported within the deadline), got {value:g}"),
+                                    key=key, limit=deadline * TIMEOUT_SHARE, deadline=deadline, value=value))
+
+
+def _port_checks(settings: Settings, problems: list[str]) -> None:
+    """Ports written inside other values (``host:port``, ``address#port``, a URL) exist: 1 to 65535."""
+    found: list[tuple[str, str]] = []
+    if ":" in settings.clock.ntp_server and not settings.clock.ntp_server.endswith("]"):
+        found.append(("clock.ntp_server", settings.clock.ntp_server.rsplit(":", 1)[1]))
+    if isinstance(settings.network.dns_servers, list):
+        found += [("network.dns_servers", s.rsplit("#", 1)[1]) for s in settings.network.dns_servers if "#" in s]
+    authority = settings.server.url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if settings.server.url and re.search(r":[^\]]*$", authority):
+        found.append(("server.url", authority.rsplit(":", 1)[1]))
+    for key, port in found:
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            problems.append(Message(N_("{key}: expected a port from 1 to 65535, got {value!r}"), key=key, value=port))
 
 
 @functools.lru_cache(maxsize=1)
@@ -306,13 +391,17 @@ def parse(data: dict[str, Any], source: str) -> Settings:
 
 
 def _server_checks(server: ServerSettings, problems: list[str]) -> None:
-    """A bearer token is never sent in clear text unless explicitly allowed (for a test bench)."""
+    """A bearer token is never sent in clear text unless explicitly allowed (for a test bench); a fleet
+    of terminals does not ask the server for work more often than every few seconds."""
+    if 0 < server.poll_s < MIN_POLL_S:
+        problems.append(Message(N_("server.poll_s: expected 0 (no remote requests) or a number from {lo} to {hi}, "
+                                   "got {value}"), lo=plain(MIN_POLL_S), hi=plain(86400), value=plain(server.poll_s)))
     if not server.url:
         return
     if server.url.startswith("http://") and not server.allow_insecure:
         problems.append(Message(N_("server.url: expected https:// (plain http:// would send the token and reports "
                                    "unencrypted; set server.allow_insecure = true only for testing), got {value!r}"),
-                                value=shown_safely(server.url)))
+                                value=mask_text(server.url)))
     if not server.token_file:
         problems.append(Message(N_("server.token_file: expected the path of the file holding this terminal's token "
                                    "when server.url is set")))

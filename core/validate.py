@@ -9,7 +9,6 @@ of them at once, in the reader's language.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import types
@@ -19,16 +18,10 @@ from typing import Any, Literal, Union
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message
 from posdiag.core.numfmt import plain
+from posdiag.core.redact import mask_text
 
 #: any integer beyond this is refused before it is compared or converted (no key needs more)
 MAX_INTEGER = 2**53
-
-
-def shown_safely(value: str) -> str:
-    """A value fit for an error message or a log: a URL's user:password and query are cut out (a
-    refused URL may carry a password or a token, and errors end up in logs and tickets)."""
-    value = re.sub(r"(?i)^([a-z][a-z0-9+.-]*://)[^/@\s]*@", r"\1<redacted>@", value)
-    return re.sub(r"[?#].*$", "?<redacted>", value) if "://" in value else value
 
 
 #: What a key of each type expects, said whole (a list's words are not built from its items' words:
@@ -58,8 +51,12 @@ def describe(tp: Any) -> str:
 
 
 def got(value: Any) -> str:
-    """What a TOML value is and the value itself ("string 'x'"), long lists and tables elided."""
-    shown = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
+    """What a TOML value is and the value itself ("string 'x'"), long lists and tables elided; card data
+    and secrets masked (a refused value may be a URL with a password, and errors end up in logs and tickets)."""
+    if type(value) is float:
+        shown = plain(value)  # 1e16 as the number it is, not in scientific notation
+    else:
+        shown = mask_text(repr(value)) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else "…"
     words = _GOT_WORDS.get(type(value))
     return Message(words, value=shown) if words else f"{type(value).__name__} {shown}"
 
@@ -82,6 +79,8 @@ def matches_type(value: Any, tp: Any) -> bool:
 def unknown_name(key: str, where: str, known: list[str]) -> str:
     """An unknown key (``where`` is its full name) or section (``where`` is ``[name]``), with the
     closest known name, or all of them."""
+    import difflib  # only a misspelt name needs it
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if where.startswith("["):
         if close:
@@ -136,7 +135,7 @@ def check_value(value: Any, tp: Any, meta: Any, key: str, problems: list[str]) -
     if meta.get("pattern") and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
         expected = Message(meta["pattern_doc"]) if "pattern_doc" in meta else meta["pattern"]
         problems.append(Message(N_("{key}: expected {expected}, got {value!r}"), key=key, expected=expected,
-                                value=shown_safely(value)))
+                                value=mask_text(value)))
         return INVALID
     if meta.get("regex") and value:
         try:

@@ -12,7 +12,9 @@ if TYPE_CHECKING:  # pragma: no cover
 CATALOGUE: dict[str, str] = {
     "memory": "posdiag.probes.memory:MemoryProbe",
     "disk": "posdiag.probes.disk:DiskProbe",
+    "disk.health": "posdiag.probes.disk_health:DiskHealthProbe",
     "system": "posdiag.probes.system:SystemProbe",
+    "system.crash": "posdiag.probes.crash:CrashProbe",
     "clock": "posdiag.probes.clock:ClockProbe",
     "network.link": "posdiag.probes.network.link:LinkProbe",
     "network.gateway": "posdiag.probes.network.gateway:GatewayProbe",
@@ -20,6 +22,7 @@ CATALOGUE: dict[str, str] = {
     "network.tcp": "posdiag.probes.network.tcp:TcpProbe",
     "network.tls": "posdiag.probes.network.tls:TlsProbe",
     "network.path": "posdiag.probes.network.path:PathProbe",
+    "network.radio": "posdiag.probes.network.radio:RadioProbe",
     "reader.usb": "posdiag.probes.reader.usb:UsbProbe",
     "reader.serial": "posdiag.probes.reader.serial_port:SerialProbe",
     "reader.events": "posdiag.probes.reader.events:EventsProbe",

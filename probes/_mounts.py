@@ -27,6 +27,10 @@ class Mount:
     point: str
     fstype: str
     super_options: tuple[str, ...]
+    #: the filesystem's device number, "major:minor" (major 0: no block device of its own)
+    device: str = ""
+    #: what was mounted, as mount(8) names it ("/dev/sda2", "tmpfs", "overlay")
+    source: str = ""
 
 
 def _unescape(field: str) -> str:
@@ -44,7 +48,7 @@ def read_mounts(mountinfo: str = MOUNTINFO) -> list[Mount]:
             if sep < 0 or len(fields) < sep + 4:
                 continue
             table.append(Mount(int(fields[0]), int(fields[1]), _unescape(fields[3]), _unescape(fields[4]),
-                               fields[sep + 1], tuple(fields[sep + 3].split(","))))
+                               fields[sep + 1], tuple(fields[sep + 3].split(",")), fields[2], _unescape(fields[sep + 2])))
     return table
 
 

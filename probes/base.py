@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,7 +41,8 @@ def declare(*, fail: tuple[str, ...] = (), warn: tuple[str, ...] = (), info: tup
 
 #: Findings the framework itself adds to any probe's result (see :meth:`Probe.run`).
 FRAMEWORK_FINDINGS: Mapping[str, Severity] = declare(
-    info=("probe.skipped", "probe.permission_denied", "probe.crashed", "probe.timeout", "probe.still_stuck"))
+    info=("probe.skipped", "probe.permission_denied", "probe.crashed", "probe.timeout", "probe.still_stuck",
+          "probe.could_not_check"))
 
 #: When set, a file to which any finding that breaks its probe's declaration is appended, one line
 #: each. The test suite sets it (child processes inherit it) and fails the run if anything is in it.
@@ -147,6 +148,16 @@ class ProbeSkipped(Exception):
     """Raised by ``check`` (or ``skip_reason``) when the probe has nothing to look at here."""
 
 
+class CouldNotCheck(Exception):
+    """Raised by ``check`` when what the probe must look at is there but may not be looked at now
+    (a reader port another program holds): the result is ``error`` — not checked, never "fine" —
+    with the reason as its summary and ``data`` (who holds it) in a ``probe.could_not_check`` finding."""
+
+    def __init__(self, reason: str, **data: Any) -> None:
+        super().__init__(reason)
+        self.data = data
+
+
 @dataclass(frozen=True)
 class PastSweep:
     """One earlier sweep from the stored history, as the trends probe reads it."""
@@ -179,6 +190,25 @@ class ProbeContext:
     resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: network.tcp → dependants: payment host index → the address a connect succeeded to.
     connected: dict[int, str] = field(default_factory=dict)
+    _kernel: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False)
+    _kernel_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def kernel_log(self, path: str, *, since_clear: bool = False) -> list[tuple[float, str]]:
+        """The records of the kernel log at ``path`` (see :func:`posdiag.probes._kmsg.kernel_records`),
+        read once per sweep however many probes look at them; its OSError is each asker's to handle."""
+        from posdiag.probes._kmsg import kernel_records
+
+        with self._kernel_lock:  # probes run side by side: the first reads, the others wait for it
+            key = (path, since_clear)
+            if key not in self._kernel:
+                try:
+                    self._kernel[key] = kernel_records(path, since_clear=since_clear)
+                except OSError as exc:
+                    self._kernel[key] = exc
+            got = self._kernel[key]
+        if isinstance(got, OSError):
+            raise got
+        return got
 
 
 class Probe:
@@ -194,6 +224,10 @@ class Probe:
     requires: ClassVar[tuple[str, ...]] = ()
     #: Probes to wait for without depending on them: their results are read when present.
     after: ClassVar[tuple[str, ...]] = ()
+    #: Probes to wait for whose results this one reads to give its answer at all, though it does not
+    #: require them to succeed (TCP connects to the addresses DNS resolved): a re-check of this probe
+    #: (``--only``) runs them too, with its ``requires``.
+    needs: ClassVar[tuple[str, ...]] = ()
     #: How long the probe may take at most; the runner also caps it by the overall deadline.
     timeout_s: ClassVar[float] = 2.5
     #: Every finding code the probe may emit and the worst severity it carries (see :func:`declare`).
@@ -216,12 +250,27 @@ class Probe:
         """Why the probe does not apply on this terminal (nothing configured), or None to run it."""
         return None
 
+    def host_path(self, path: str) -> str:
+        """``path`` (/proc/…, /sys/…, /var/crash) under ``[system] host_root``: "/" on a till, a copy of
+        the kernel's files in the tests."""
+        return os.path.join(self.settings.system.host_root, path.lstrip("/"))
+
     def deadline_s(self) -> float:
         """The probe's own deadline; overridden where it follows configuration."""
         return self.timeout_s
 
     def check(self, obs: Observation) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def not_applicable(self) -> ProbeResult | None:
+        """The skipped result of a probe that does not apply here, settled without running it (no thread
+        is started for it); None to run it. A ``skip_reason`` that raises is left to :meth:`run`, which
+        reports it as the probe's error."""
+        try:
+            reason = self.skip_reason()
+        except Exception:  # noqa: BLE001 - run() contains it and says what happened
+            return None
+        return skipped_result(self.name, reason) if reason else None
 
     def run(self, obs: Observation | None = None) -> ProbeResult:
         """Run ``check`` and turn whatever happens into a result. Never raises."""
@@ -235,7 +284,12 @@ class Probe:
             self.check(obs)
         except ProbeSkipped as skipped:
             return skipped_result(self.name, str(skipped), time.monotonic() - started)
+        except CouldNotCheck as blocked:
+            obs.add("probe.could_not_check", Severity.INFO, str(blocked), **blocked.data)
+            return self._result(obs, started, Status.ERROR, str(blocked))
         except Exception as exc:  # noqa: BLE001 - containing probe bugs is the point
+            import traceback  # only a probe that crashed needs it
+
             if _is_permission_error(exc):
                 obs.add("probe.permission_denied", Severity.INFO,
                         tr("{probe} lacks a permission it needs: {error}", probe=self.name, error=exc), error=str(exc))

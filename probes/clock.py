@@ -79,13 +79,14 @@ def kernel_synchronized() -> bool | None:
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
-    import ctypes.util
 
     class Timex(ctypes.Structure):
         _fields_ = [("modes", ctypes.c_uint), ("_pad", ctypes.c_long * 64)]
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the C library this interpreter already runs on: ctypes.util.find_library would start
+        # ldconfig in a child process to find the same library, on every diagnosis
+        libc = ctypes.CDLL(None, use_errno=True)
         state = libc.adjtimex(ctypes.byref(Timex()))
     except (OSError, AttributeError):
         return None
@@ -98,7 +99,8 @@ class ClockProbe(Probe):
     name = "clock"
     description = N_("offset against the configured NTP server (SNTP), kernel sync state, dates before the build")
     findings = declare(fail=("clock.implausible", "clock.offset_high"), warn=("clock.ntp_unreachable",
-                           "clock.offset_drifting"), info=("clock.no_reference", "clock.unsynchronized"))
+                           "clock.ntp_unresolved", "clock.offset_drifting"),
+                       info=("clock.no_reference", "clock.unsynchronized"))
 
     def deadline_s(self) -> float:
         return self.settings.network.timeout_s * 2 + 0.5
@@ -120,16 +122,8 @@ class ClockProbe(Probe):
             if obs.status() is Status.OK:
                 obs.summary = tr("no NTP server configured; date plausible")
             return
-        host, port = split_server(server)
-        timeout = self.settings.network.timeout_s
-        try:
-            try:
-                answer = sntp_query(host, port, timeout)
-            except NtpError:  # one retry on silence: UDP is lossy
-                answer = sntp_query(host, port, timeout)
-        except (NtpError, OSError) as exc:
-            obs.warn("clock.ntp_unreachable", tr("NTP server {server} unusable: {error}", server=server, error=exc),
-                     server=server, error=str(exc))
+        answer = self.ask(obs, server)
+        if answer is None:
             return
         offset = answer["offset_s"]
         obs.metric("offset_s", round(offset, 4))
@@ -150,3 +144,21 @@ class ClockProbe(Probe):
                      offset_s=round(offset, 3), server=server)
         if obs.status() is Status.OK:
             obs.summary = tr("offset {offset_ms:+.1f} ms against {server}", offset_ms=offset * 1000, server=server)
+
+    def ask(self, obs: Observation, server: str) -> dict[str, float] | None:
+        """The server's answer, or None once a finding says why there is none."""
+        host, port = split_server(server)
+        timeout = self.settings.network.timeout_s
+        try:
+            try:
+                return sntp_query(host, port, timeout)
+            except NtpError:  # one retry on silence: UDP is lossy
+                return sntp_query(host, port, timeout)
+        except socket.gaierror as exc:  # the time server's own name: nothing to do with any payment path
+            obs.warn("clock.ntp_unresolved", tr("the NTP server name {host} does not resolve ({error}): the clock's "
+                                                "offset cannot be measured", host=host, error=exc.strerror or exc),
+                     server=server, error=str(exc))
+        except (NtpError, OSError) as exc:
+            obs.warn("clock.ntp_unreachable", tr("NTP server {server} unusable: {error}", server=server, error=exc),
+                     server=server, error=str(exc))
+        return None

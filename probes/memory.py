@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psutil
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
+from posdiag.probes._psi import MEMORY, read_psi
 from posdiag.probes.base import Observation, Probe, Status, declare
 
 MB = 1024 * 1024
-
-
-def read_psi(path: str = "/proc/pressure/memory") -> dict[str, float] | None:
-    """Pressure stall information: share of the last 10 s tasks stalled on memory (Linux >= 4.20)."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return None
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        kind, *fields = line.split()
-        for f in fields:
-            key, _, value = f.partition("=")
-            if key == "avg10":
-                out[kind] = float(value)
-    return out
 
 
 def read_oom_kills(path: str = "/proc/vmstat") -> int | None:
@@ -78,7 +61,7 @@ class MemoryProbe(Probe):
                                             limit=cfg.max_swap_percent),
                      swap_percent=swap.percent, max_swap_percent=cfg.max_swap_percent)
 
-        psi = read_psi()
+        psi = read_psi(MEMORY)
         if psi is not None:
             obs.metric("psi_some_avg10", psi.get("some"))
             obs.metric("psi_full_avg10", psi.get("full"))

@@ -4,6 +4,10 @@ response codes say about *whose* fault failed payments are.
 Account and issuer outcomes (declines) are not terminal faults, input errors are the operator's,
 format errors are the software's, and host/network codes point past the terminal. The probe only
 counts and classifies; the diagnosis engine weighs the counts against the other probes.
+
+A POS log can hold card numbers, track data and secrets. The lines of the window are masked
+(:mod:`posdiag.core.redact`) before the probe reads them for what it counts and quotes: nothing
+unmasked reaches the report, and the codes are counted from the masked lines.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import datetime
 
 from posdiag.core import files
 from posdiag.core.i18n import N_, N_plural, ntr, tr
+from posdiag.core.redact import mask_text
 from posdiag.probes._sandbox import hidden_path
 from posdiag.probes.base import Observation, Probe, Status, declare
 
@@ -55,6 +60,7 @@ class TxEvent:
     code: str
     response: str
     rest: str  # the line without its timestamp: identical attempts have identical rests
+    line: str = ""  # the whole line (masked, for the events that are counted: see masked_events)
 
 
 def parse_ts(text: str) -> float | None:
@@ -79,7 +85,20 @@ def parse_line(pattern: re.Pattern[str], line: str) -> TxEvent | None:
     ts_text = groups.get("ts") or ""
     rest = line.replace(ts_text, "", 1).strip() if ts_text else line.strip()
     return TxEvent(parse_ts(ts_text) if ts_text else None, (groups.get("code") or "").strip(),
-                   (groups.get("response") or "").strip(), rest)
+                   (groups.get("response") or "").strip(), rest, line)
+
+
+def masked_events(pattern: re.Pattern[str], lines: list[str], parsed: list[TxEvent | None],
+                  since: float) -> list[TxEvent]:
+    """The transactions of the window, read again from their masked lines: only those are counted and
+    quoted. (Masking every line of a 4 MiB tail would cost far more than the few lines the window holds.)"""
+    events = []
+    for line, event in zip(lines, parsed, strict=True):
+        if event is not None and (event.ts is None or event.ts >= since):
+            masked = parse_line(pattern, mask_text(line))
+            if masked is not None:
+                events.append(masked)
+    return events
 
 
 def read_tail(path: str, max_bytes: int = TAIL_BYTES) -> list[str]:
@@ -117,10 +136,10 @@ class TxlogProbe(Probe):
     name = "txlog"
     description = N_("POS transaction log: 2824 events in the window; ISO 8583 response codes by kind (declines, input, "
                      "format, host)")
-    findings = declare(warn=("txlog.declines", "txlog.format_errors", "txlog.host_errors", "txlog.input_errors",
-                             "txlog.hidden_by_sandbox", "txlog.missing", "txlog.not_regular", "txlog.repeated_attempts",
-                             "txlog.unparsed"),
-                       info=("txlog.errors_2824", "txlog.undated"))
+    findings = declare(warn=("txlog.declines", "txlog.errors_2824", "txlog.format_errors", "txlog.hidden_by_sandbox",
+                             "txlog.host_errors", "txlog.input_errors", "txlog.missing", "txlog.not_regular",
+                             "txlog.repeated_attempts", "txlog.unparsed"),
+                       info=("txlog.undated",))
 
     def skip_reason(self) -> str | None:
         return None if self.settings.txlog.path else tr("no transaction log configured ([txlog] path)")
@@ -139,7 +158,7 @@ class TxlogProbe(Probe):
             obs.warn("txlog.not_regular", tr("transaction log {problem}: it is not read", problem=problem), path=cfg.path)
             return
         parsed = [parse_line(pattern, line) for line in lines]
-        events = [e for e in parsed if e is not None and (e.ts is None or e.ts >= since)]
+        events = masked_events(pattern, lines, parsed, since)
         undated = sum(1 for e in events if e.ts is None)
         obs.metric("lines_read", len(lines))
         obs.metric("events_in_window", len(events))
@@ -148,20 +167,15 @@ class TxlogProbe(Probe):
                                           "{n} lines without a readable timestamp were counted as recent", undated))
         if lines and not any(parsed):
             obs.warn("txlog.unparsed", tr("no line of {path} matches [txlog] pattern", path=cfg.path), path=cfg.path)
-        n2824 = sum(1 for e in events if e.code == ERROR_2824)
+        failed = [e for e in events if e.code == ERROR_2824]
+        n2824 = len(failed)
         obs.metric("errors_2824", n2824)
         window = tr("in the last {minutes:g} min", minutes=cfg.window_min)
-        if n2824:
-            obs.info("txlog.errors_2824", ntr("{n} transaction failed with 2824 {window}",
+        if n2824:  # payments are failing: whatever else is found, the terminal is not healthy
+            obs.warn("txlog.errors_2824", ntr("{n} transaction failed with 2824 {window}",
                                               "{n} transactions failed with 2824 {window}", n2824, window=window),
-                     count=n2824)
-        for name, counts in classify(events).items():
-            n = sum(counts.values())
-            obs.metric(f"responses_{name}", n)
-            if n:
-                code, words = CLASS_FINDINGS[name]
-                codes = ", ".join(f"{c}×{k}" for k, c in sorted(counts.items()))
-                obs.warn(code, ntr(*words, n, codes=codes, window=window), count=n, codes=dict(counts))
+                     count=n2824, last_line=failed[-1].line[:500])
+        self.responses(obs, classify(events), window)
         repeats = repeated_attempts(events)
         obs.metric("repeated_attempts", repeats)
         if repeats >= 2:
@@ -182,3 +196,17 @@ class TxlogProbe(Probe):
                                                    advice=hidden.advice()), path=path, **hidden.data())
         else:
             obs.warn("txlog.missing", tr("transaction log {path} does not exist", path=path), path=path)
+
+    @staticmethod
+    def responses(obs: Observation, classes: dict[str, Counter], window: str) -> None:
+        """One finding per class of response codes seen, each with its ``count`` out of all the
+        ``classified`` codes: three host errors and one format error are three quarters the host's."""
+        classified = sum(sum(counts.values()) for counts in classes.values())
+        for name, counts in classes.items():
+            n = sum(counts.values())
+            obs.metric(f"responses_{name}", n)
+            if n:
+                code, words = CLASS_FINDINGS[name]
+                codes = ", ".join(f"{c}×{k}" for k, c in sorted(counts.items()))
+                obs.warn(code, ntr(*words, n, codes=codes, window=window), count=n, classified=classified,
+                         codes=dict(counts))

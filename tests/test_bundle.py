@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from posdiag.agent.bundle import make_bundle, redact
+from posdiag.agent.bundle import make_bundle
 from posdiag.agent.store import Store
 from posdiag.core import settings as config
+from posdiag.core.redact import mask_config
 from test_history import fake_report
 
 TOKEN = "tok_5f1d2c3b4a59687766554433221100ff"
@@ -99,11 +100,11 @@ def test_bundle_never_reads_a_fifo_as_the_pos_log(config_file, tmp_path):
       "apikey": "<redacted>", "credentials": "<redacted>", "tokens": ["<redacted>", "<redacted>"]}),
     ({"url": "https://h/p?token=a&password=b&secret=c&key=d&access_token=e&auth=f&page=2"},
      {"url": "https://h/p?token=<redacted>&password=<redacted>&secret=<redacted>&key=<redacted>"
-             "&access_token=<redacted>&auth=<redacted>&page=2"}),
+             "&access_token=<redacted>&auth=<redacted>&page=<redacted>"}),  # every query value is held back
 ], ids=["password", "api-key", "token-file-path-kept", "url-userinfo", "harmless", "every-secret-key",
-        "every-secret-query-parameter"])
-def test_redact(value, expected):
-    assert redact(value) == expected
+        "every-query-value"])
+def test_the_configuration_shown_has_its_secrets_replaced_and_the_rest_kept(value, expected):
+    assert mask_config(value) == expected
 
 
 def test_a_refused_url_is_shown_without_its_password_or_query(config_file, tmp_path):
@@ -139,3 +140,117 @@ def test_bundle_carries_the_newest_twenty_reports_newest_first(config_file, tmp_
     out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz")
     carried = [r["report_id"] for r in json.loads(members(out)["reports.json"])]
     assert carried == [r["report_id"] for r in reversed(reports)][:20]
+
+
+# --- a diagnosis on any till ----------------------------------------------------------------------------
+
+def test_with_no_daemon_the_bundle_holds_a_fresh_diagnosis_beside_the_stored_reports(config_file, tmp_path):
+    from labs.commands import run_cli
+    from posdiag.agent.store import Store
+
+    path = config_file(terminal={"id": "lane-03"}, reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    _, earlier = run_cli("diagnose", "--json", "--config", str(path))[:2]
+    with Store(tmp_path / "state") as store:
+        store.add(json.loads(earlier))
+    rc, _, err = run_cli("bundle", "--config", str(path), "-o", str(tmp_path / "b.tar.gz"))
+    assert rc == 0, err
+    files = members(tmp_path / "b.tar.gz")
+    fresh = json.loads(files["diagnosis.json"])
+    assert fresh["schema"] == "posdiag.report/1" and fresh["terminal"]["id"] == "lane-03"
+    assert fresh["report_id"] != json.loads(earlier)["report_id"]
+    assert fresh["duration_s"] <= config.load(str(path)).diagnosis.deadline_s
+    phone, _, heading = files["diagnosis.txt"].splitlines()[:3]  # the line to read out, then the report
+    assert " · report " in phone and heading.startswith("posdiag ") and "Verdict:" in files["diagnosis.txt"]
+    assert [r["report_id"] for r in json.loads(files["reports.json"])] == [json.loads(earlier)["report_id"]]
+    summary = files["summary.txt"]
+    assert "diagnosis: no daemon runs, so a fresh one was made for this bundle (diagnosis.json, diagnosis.txt)" in summary
+    assert "stored reports: 1 in reports.json" in summary
+    assert "token.json" not in files and "token file" not in summary  # no server: nothing to say about a token
+
+
+def test_beside_a_running_daemon_the_bundle_makes_no_diagnosis_and_says_whose_reports_it_holds(config_file, tmp_path):
+    from labs.daemonlab import DaemonProcess
+    from labs.helpers import wait_for
+
+    (tmp_path / "pos.log").touch()
+    path = config_file(daemon={"interval_s": 3600}, txlog={"path": str(tmp_path / "pos.log")},
+                       reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    daemon = DaemonProcess(path, tmp_path / "state")
+    try:
+        assert wait_for(lambda: len(daemon.reports()) == 1, 15), daemon.output()
+        out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz")
+    finally:
+        daemon.stop()
+    files = members(out)
+    assert "diagnosis.json" not in files
+    assert json.loads(files["status.json"])["running"] is True
+    assert len(json.loads(files["reports.json"])) == 1
+    assert "diagnosis: the daemon runs and diagnoses by itself: its last reports are in reports.json" in files["summary.txt"]
+
+
+# --- the token file: only as push reads it, and never its value ------------------------------------------
+
+def _token_file(kind: str, folder: Path) -> Path:
+    """A token file that is not what it should be: a symlink, a FIFO, a file far too big."""
+    path = folder / "token"
+    if kind == "symlink":
+        target = folder / "elsewhere"
+        target.write_text("tok_behind_a_symlink_0011223344\n")
+        target.chmod(0o600)
+        path.symlink_to(target)
+    elif kind == "fifo":
+        import os
+
+        os.mkfifo(path, 0o600)
+    else:
+        path.write_bytes(b"x" * (8 * 1024 * 1024))
+        path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("kind, problem", [("symlink", "a symlink is not followed"), ("fifo", "is not a regular file"),
+                                           ("huge", "does not hold one token")])
+def test_the_bundle_opens_the_token_file_only_as_push_does(config_file, tmp_path, kind, problem):
+    import time
+
+    token = _token_file(kind, tmp_path)
+    path = config_file(server={"url": "https://127.0.0.1:1", "token_file": str(token)},
+                       reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    started = time.monotonic()
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz", deadline_s=1)
+    assert time.monotonic() - started < 30  # a FIFO never blocks it
+    files = members(out)
+    state = json.loads(files["token.json"])
+    assert state["present"] is True and problem in state["problem"]
+    assert "token file: " in files["summary.txt"] and "not usable for push" in files["summary.txt"]
+    assert "tok_behind_a_symlink" not in "".join(files.values())
+
+
+@pytest.mark.root
+def test_the_bundle_says_the_token_is_there_and_its_mode_never_what_it_is(secret_terminal, tmp_path):
+    out, _ = make_bundle(config.load(str(secret_terminal)), str(secret_terminal), tmp_path / "b.tar.gz", deadline_s=1)
+    files = members(out)
+    state = json.loads(files["token.json"])
+    assert state["present"] is True and state["mode"] == "0600" and state["problem"] is None
+    assert f"token file: {tmp_path / 'token'}: mode 0600, usable for push" in files["summary.txt"]
+    assert TOKEN not in "".join(files.values())
+
+
+def test_a_missing_token_file_is_said_to_be_missing(config_file, tmp_path):
+    path = config_file(server={"url": "https://127.0.0.1:1", "token_file": str(tmp_path / "no-token")},
+                       reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz", deadline_s=1)
+    files = members(out)
+    assert json.loads(files["token.json"])["present"] is False
+    assert f"token file: {tmp_path / 'no-token'}: not there" in files["summary.txt"]
+
+
+def test_the_pos_log_in_the_bundle_is_its_bounded_tail_masked_line_by_line(config_file, tmp_path):
+    pos_log = tmp_path / "pos.log"
+    pos_log.write_text("".join(f"2026-11-30 10:00:00 txn={i} pan=4111111111111111 cvv=7351 code=2824 rc=91\n"
+                               for i in range(800)))
+    path = config_file(txlog={"path": str(pos_log)}, reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz", deadline_s=1)
+    lines = members(out)["pos.log"].splitlines()
+    assert len(lines) == 500 and lines[-1].startswith("2026-11-30 10:00:00 txn=799 ")
+    assert all(line.endswith("pan=411111******1111 cvv=<redacted> code=2824 rc=91") for line in lines)

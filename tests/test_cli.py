@@ -58,23 +58,45 @@ def test_no_progress_line_when_piped(config_file):
     assert "\r" not in proc.stdout
 
 
-def test_progress_line_on_a_terminal(config_file):
+def _stderr_on_a_terminal(config: str) -> tuple[int, str]:
+    """Run diagnose with stderr on a pty; what the terminal was sent, and the exit code."""
     import pty
     import subprocess
     import sys
 
     primary, secondary = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--config", str(config_file())],
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--config", config],
                           stdout=subprocess.PIPE, stderr=secondary, timeout=30)
     os.close(secondary)
-    seen = os.read(primary, 65536).decode()
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: everything written has been read
+            break
+        if not chunk:
+            break
+        seen += chunk
     os.close(primary)
-    assert "probing" in seen and proc.returncode == 0
+    return proc.returncode, seen.decode()
+
+
+def test_a_slow_sweep_shows_on_a_terminal_which_probes_it_waits_for(config_file, ntp_server):
+    srv = ntp_server(silent=True)  # the clock probe waits 2.5 s for an answer that never comes
+    rc, seen = _stderr_on_a_terminal(str(config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 2.5},
+                                                     diagnosis={"deadline_s": 5.0})))
+    assert "waiting" in seen and "for: clock" in seen, seen
+    assert seen.endswith("\r\x1b[K"), "the progress line is cleared before the report"
+
+
+def test_a_quick_sweep_shows_no_progress_on_a_terminal(config_file):
+    rc, seen = _stderr_on_a_terminal(str(config_file(diagnosis={"deadline_s": 30.0})))
+    assert rc == 0 and seen == "", seen
 
 
 def test_only_runs_the_named_probes(config_file):
     rc, out, _ = run_cli("diagnose", "--json", "--only", "disk,clock", "--config", str(config_file()))
-    assert [p["name"] for p in json.loads(out)["probes"]] == ["disk", "clock"]
+    assert [p["name"] for p in json.loads(out)["probes"]] == ["disk", "disk.health", "clock"]  # "disk" is the area
 
 
 def test_unknown_probe_in_only_exits_3(config_file):
@@ -109,9 +131,10 @@ def test_probes_lists_every_probe_with_what_it_checks():
 
 
 def test_hanging_probe_does_not_delay_the_report_past_the_deadline(config_file, ntp_server):
-    # A silent NTP server with a 10 s timeout: the clock probe would hang for 20 s.
+    # A silent NTP server asked twice, 0.5 s each: the clock probe would wait past what is left of the
+    # 1 s deadline once the interpreter has started (a longer timeout is refused by the configuration).
     srv = ntp_server(silent=True)
-    path = config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 10.0},
+    path = config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 0.5},
                        diagnosis={"deadline_s": 1.0})
     started = time.monotonic()
     proc = run_posdiag("diagnose", "--json", "--config", str(path))
@@ -178,7 +201,9 @@ def test_installed_package_carries_its_data_files(tmp_path):
     assert litter() == before  # the build left nothing in the checkout (an editable install's egg-info may be there)
     proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
-    assert proc.returncode in (0, 1), proc.stderr
+    # Diagnosed from the installed files (a missing one is exit 3); the verdict is this machine's, whose
+    # load on the packaged limits may well read as a saturated CPU.
+    assert proc.returncode in (0, 1, 2), proc.stderr
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
     # The build compiled the Chinese catalogue into the package; its source stays in the repository.
@@ -191,3 +216,41 @@ def test_installed_package_carries_its_data_files(tmp_path):
     assert str(target) in subprocess.run([sys.executable, "-c", "import posdiag.core.paths as p; print(p.data_dir())"],
                                          cwd=tmp_path, capture_output=True, text=True,
                                          env={**os.environ, "PYTHONPATH": str(target)}).stdout
+
+
+# --- what was not checked, and re-checks --------------------------------------------------------------
+
+def test_nothing_configured_is_not_every_check_passed(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--config", str(config_file()))
+    report = json.loads(out)
+    none = report["diagnosis"]["causes"][0]
+    assert rc == 0 and none["id"] == "none"
+    assert none["certainty"] <= 0.6 and none["confidence"] <= 0.6
+    assert "not checked: network — no payment host configured ([[payment_hosts]])" in none["evidence"]
+    assert "not checked: card reader — no card reader configured ([reader] kind)" in none["evidence"]
+    assert {u["area"] for u in report["diagnosis"]["not_checked"]} >= {"network", "reader"}
+
+
+def test_nothing_configured_says_what_was_not_checked_in_both_languages(config_file):
+    config = str(config_file())
+    rc, out, _ = run_cli("diagnose", "--config", config)
+    assert "Not checked:\n  - network — no payment host configured ([[payment_hosts]])" in out
+    rc, out, _ = run_cli("diagnose", "--lang", "zh_CN", "--config", config)
+    assert "未检查：\n  - 网络 — " in out and "  - 读卡器 — " in out
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--config", config)
+    assert out.startswith("POSDIAG OK - no terminal-side fault found (") and "not checked: network, card reader" in out
+
+
+def test_a_recheck_runs_what_the_asked_probe_needs(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config_file()))
+    report = json.loads(out)
+    assert [p["name"] for p in report["probes"]] == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert report["only"] == {"asked": ["network.tls"], "prerequisites": ["network.link", "network.dns", "network.tcp"]}
+    jsonschema.validate(report, SCHEMA)
+
+
+def test_a_recheck_of_nothing_configured_could_not_diagnose_rather_than_healthy(config_file):
+    rc, out, err = run_cli("diagnose", "--only", "network.tls", "--config", str(config_file()))
+    assert rc == 3 and "cannot diagnose" in err
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--only", "network", "--config", str(config_file()))
+    assert rc == 3 and out.startswith("POSDIAG UNKNOWN - ")

@@ -36,9 +36,11 @@ def _seed(f) -> dict[str, str]:
         if i == 1:
             assert f.post(tokens["lane-1"], make_report("lane-1", "store-042", started=now - 3600, verdict="healthy",
                                                         cause="none")).status_code == 201
+        # lane-1 runs this agent (its causes say how certain they are); the others an older one
         report = make_report(f"lane-{i}", "store-042", started=now - 400 + 60 * i, cause="network.wan",
                              evidence=["gateway 10.42.0.1 answers", f"payment host unreachable from lane-{i}"],
-                             remediation=["Call the store's ISP about the uplink", "Switch the router to the 4G backup"])
+                             remediation=["Call the store's ISP about the uplink", "Switch the router to the 4G backup"],
+                             certainty=0.97 if i == 1 else None)
         assert f.post(tokens[f"lane-{i}"], report).status_code == 201
     for tid, verdict, cause in (("till-a", "healthy", "none"), ("till-b", "degraded", "network.degraded")):
         tokens[tid] = f.terminal(tid, "store-007")
@@ -102,6 +104,7 @@ def test_fleet_page_shows_incidents_first_sites_silent_terminals_chart_and_a_ter
     card = page.locator(".cause-card").inner_text()
     assert "payment host unreachable from lane-1" in card
     assert "Call the store's ISP about the uplink" in card and "Switch the router to the 4G backup" in card
+    assert page.locator(".cause-card .certainty").inner_text() == "certain 97%"
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "collector-page-desktop.png"), full_page=True)
 
@@ -111,6 +114,7 @@ def test_fleet_page_shows_incidents_first_sites_silent_terminals_chart_and_a_ter
     page.locator("#timeline button.report-item").first.click()
     page.wait_for_selector(".cause-card")
     assert XSS_EVIDENCE in page.locator(".cause-card").inner_text()
+    assert page.locator(".cause-card .certainty").count() == 0  # an older agent's report: its confidence alone
     assert XSS_SITE in page.locator("#sites").inner_text()
     assert page.evaluate("window.__xss") is None
     assert page.locator("#sites img, .cause-card script, .cause-card b").count() == 0
@@ -149,7 +153,7 @@ def test_fleet_page_reads_on_a_phone_without_sideways_scrolling(fleet, browser):
 
 
 def _chinese_report(terminal: str, site: str) -> dict:
-    report = make_report(terminal, site, cause="network.wan", evidence=[ZH_EVIDENCE], remediation=[ZH_STEP])
+    report = make_report(terminal, site, cause="network.wan", evidence=[ZH_EVIDENCE], remediation=[ZH_STEP], certainty=0.9)
     report["lang"] = "zh_CN"
     report["diagnosis"]["causes"][0]["title"] = ZH_TITLE
     report["probes"][0]["summary"] = "到支付主机的 TCP 连接"
@@ -186,7 +190,7 @@ def test_fleet_page_speaks_chinese_to_a_chinese_browser_and_the_switch_to_englis
     errors.clear()  # the wrong token's 401 is the console's one complaint so far
 
     assert page.title() == "posdiag 终端总览"
-    assert page.locator("main h2").all_inner_texts()[:3] == ["当前事件", "全网主要原因", "各门店终端"]
+    assert page.locator("main h2").all_inner_texts()[:4] == ["当前事件", "有风险的终端", "全网主要原因", "各门店终端"]
     assert page.locator(".signout button").inner_text() == "退出登录"
     assert page.get_by_role("button", name="中文").get_attribute("aria-pressed") == "true"
     incident = page.locator(".incident").inner_text()
@@ -204,6 +208,7 @@ def test_fleet_page_speaks_chinese_to_a_chinese_browser_and_the_switch_to_englis
     card = page.locator(".cause-card")
     assert ZH_TITLE in card.inner_text() and ZH_EVIDENCE in card.inner_text() and ZH_STEP in card.inner_text()
     assert card.locator("h5").all_text_contents() == ["依据", "处理步骤"]
+    assert card.locator(".certainty").inner_text() == "确定度 90%"
     assert page.locator(".report-detail h3").inner_text().endswith("的报告 故障")
     page.screenshot(path=str(ARTIFACTS / "collector-page-zh.png"), full_page=True)
 
@@ -262,20 +267,24 @@ def test_every_marked_text_of_the_pages_reaches_the_chinese_page():
     import catalogues
     from posdiag.collector import page
     from posdiag.core import i18n
+    from posdiag.core.causes import titles
 
     extracted = [m for m in catalogues.extract() if m.id]
     t = i18n.translator("zh_CN")
-    for name in ("index.html", "signin.html"):
+    for name, scripts in (("index.html", ["app.js"]), ("signin.html", []), ("terminal.html", ["common.js", "terminal.js"])):
         rendered = page._page(name, "zh_CN")
         wanted = [m.id for m in extracted if any(path == f"collector/static/{name}" for path, _ in m.locations)]
         assert wanted and all(html_escape(t.gettext(message)) in rendered for message in wanted), name
         assert not re.search(r"data-tr-\w+=", rendered)  # every marked attribute became its real one
-    block = re.search(r'<script type="application/json" id="messages">(.*?)</script>', page._page("index.html", "zh_CN"), re.S)
-    messages = json.loads(block.group(1))
-    in_js = {m.id if isinstance(m.id, str) else m.id[0] for m in extracted
-             if any(path == "collector/static/app.js" for path, _ in m.locations)}
-    assert set(messages) == in_js
+        block = re.search(r'<script type="application/json" id="messages">(.*?)</script>', rendered, re.S)
+        messages = json.loads(block.group(1)) if block else {}
+        in_js = {m.id if isinstance(m.id, str) else m.id[0] for m in extracted
+                 if any(path in [f"collector/static/{script}" for script in scripts] for path, _ in m.locations)}
+        assert set(messages) == in_js, name  # each page carries its own scripts' messages, no more
+    messages = json.loads(re.search(r'id="messages">(.*?)</script>', page._page("index.html", "zh_CN"), re.S).group(1))
     assert messages["Evidence"] == "依据" and messages["{n} terminal"] == ["{n} 台终端", "{n} 台终端"]
+    causes = json.loads(re.search(r'id="causes">(.*?)</script>', page._page("terminal.html", "zh_CN"), re.S).group(1))
+    assert causes == titles("zh_CN") and causes["network.wan"] != titles("en")["network.wan"]
 
 
 def html_escape(text: str) -> str:

@@ -203,3 +203,22 @@ def test_metrics_start_with_a_zero_for_each_answer_a_dashboard_plots():
     assert 'posdiag_collector_terminals{verdict="silent"} 0' in text
     for scope in ("site", "fleet"):
         assert f'posdiag_collector_open_incidents{{scope="{scope}"}} 0' in text
+
+
+def test_reports_with_and_without_certainty_are_stored_and_read_back_as_sent(fleet):
+    """A report of this agent (certainty, a new cause id, what was not checked) and one of an older
+    agent (none of these) are both accepted and read back whole."""
+    f = fleet()
+    token, operator = f.terminal("lane-01", "store-1"), f.operator("ops")
+    old = make_report("lane-01", started=time.time() - 60)
+    new = make_report("lane-01", cause="host.upstream", verdict="degraded", certainty=0.38)
+    new["diagnosis"]["not_checked"] = [{"area": "network", "reason": "no payment host configured", "probes": []}]
+    new["only"] = {"asked": ["txlog"], "prerequisites": []}
+    for report in (old, new):
+        assert f.post(token, report).status_code == 201
+    assert f.get(f"/api/v1/reports/{old['report_id']}", operator).json()["diagnosis"] == old["diagnosis"]
+    read = f.get(f"/api/v1/reports/{new['report_id']}", operator).json()
+    assert read["diagnosis"]["causes"][0]["certainty"] == 0.38 and read["diagnosis"] == new["diagnosis"]
+    listed = f.get("/api/v1/terminals", operator).json()
+    rows = listed["terminals"] if isinstance(listed, dict) else listed
+    assert next(t for t in rows if t["id"] == "lane-01")["top_cause"] == "host.upstream"

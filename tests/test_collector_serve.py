@@ -13,6 +13,9 @@ import requests
 from labs.collectorlab import REPO, Fleet, ServeProcess, make_report
 from posdiag.collector import cli
 from posdiag.collector.storage import open_storage
+from posdiag.collector.storage.base import migrations
+
+LATEST = max(version for version, _ in migrations("sqlite"))
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -74,20 +77,20 @@ def test_collector_revoke_terminal_locks_a_running_collector_out(tmp_path):
 def test_collector_migrates_at_start_and_a_second_start_is_harmless(db_url):
     first = ServeProcess(db_url)
     try:
-        assert any("schema migrated to version 1" in line for line in first.lines)
-        assert requests.get(first.url + "/healthz", timeout=10).json()["schema_version"] == 1
+        assert any(f"schema migrated to version {LATEST}" in line for line in first.lines)
+        assert requests.get(first.url + "/healthz", timeout=10).json()["schema_version"] == LATEST
     finally:
         assert first.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM once it has shut down cleanly
         assert "Traceback" not in "".join(first.lines)
     second = ServeProcess(db_url)
     try:
         assert not any("schema migrated" in line for line in second.lines)
-        assert requests.get(second.url + "/healthz", timeout=10).json()["schema_version"] == 1
+        assert requests.get(second.url + "/healthz", timeout=10).json()["schema_version"] == LATEST
     finally:
         second.stop()
     storage = open_storage(db_url)
     try:
-        assert storage._select("SELECT count(*) AS n FROM schema_version")[0]["n"] == 1
+        assert storage._select("SELECT count(*) AS n FROM schema_version")[0]["n"] == len(migrations("sqlite"))
     finally:
         storage.close()
 
@@ -103,7 +106,7 @@ def test_two_serve_processes_on_one_postgresql_start_together_and_store_a_report
     try:
         assert len(servers) == 2
         storage = open_storage(db_url)
-        assert storage._select("SELECT count(*) AS n FROM schema_version")[0]["n"] == 1
+        assert storage._select("SELECT count(*) AS n FROM schema_version")[0]["n"] == len(migrations("postgres"))
         f = Fleet(servers[0].url, storage)
         token = f.terminal("lane-01", "store-1")
         for _ in range(5):

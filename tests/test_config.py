@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import typing
@@ -41,6 +42,19 @@ BAD_CONFIGS = [
      ["payment_hosts[0].fallback_addresses", "IP addresses", "pay.example"]),
     ("fallback-not-a-list", "[[payment_hosts]]\nhost = \"h\"\nfallback_addresses = \"198.51.100.7\"\n",
      ["payment_hosts[0].fallback_addresses", "expected a list"]),
+    ("poll-too-often", "[server]\npoll_s = 2\n", ["server.poll_s", "expected 0 (no remote requests) or a number from 5 to 86400",
+                                                   "got 2"]),
+    ("poll-negative", "[server]\npoll_s = -1\n", ["server.poll_s", "expected a number from 0 to 86400"]),
+    ("timeout-past-the-deadline", "[network]\ntimeout_s = 10\n",
+     ["network.timeout_s", "expected at most 1.5 s", "diagnosis.deadline_s = 3 s", "got 10"]),
+    ("reader-timeout-past-a-short-deadline",
+     "[diagnosis]\ndeadline_s = 1\n[network]\ntimeout_s = 0.5\n[reader]\nkind = \"serial\"\nport = \"/dev/ttyS9\"\n",
+     ["reader.timeout_s", "expected at most 0.5 s", "got 1"]),
+    ("ntp-port-out-of-range", "[clock]\nntp_server = \"ntp.example:99999\"\n",
+     ["clock.ntp_server", "a port from 1 to 65535", "'99999'"]),
+    ("resolver-port-zero", "[network]\ndns_servers = [\"192.0.2.53#0\"]\n", ["network.dns_servers", "a port from 1 to 65535"]),
+    ("server-port-out-of-range", "[server]\nurl = \"https://collector.example:70000/\"\ntoken_file = \"/t\"\n",
+     ["server.url", "a port from 1 to 65535", "'70000'"]),
 ]
 
 
@@ -152,9 +166,11 @@ def test_bad_config_reads_in_chinese_under_a_chinese_locale(tmp_path: Path):
 def test_terminal_language_makes_output_chinese_and_lang_en_overrides_it(config_file, speak_chinese):
     path = config_file(terminal={"id": "lane-03", "language": "zh_CN"})
     rc, out, _ = run_cli("config", "check", "--config", str(path))
-    assert rc == 0 and out.startswith(f"{path}：正常（终端 lane-03，支付主机：无，读卡器：none，推送：未配置）")
+    said = out.replace("\n  ", "")  # the line is wrapped to 80 columns where the path makes it longer
+    assert rc == 0 and said.startswith(f"{path}：正常（终端 lane-03，支付主机：无，读卡器：none，推送：未配置）")
     rc, out, _ = run_cli("--lang", "en", "config", "check", "--config", str(path))
-    assert rc == 0 and out.startswith(f"{path}: OK (terminal lane-03, payment hosts: none, reader: none")
+    said = out.replace("\n  ", " ")
+    assert rc == 0 and said.startswith(f"{path}: OK (terminal lane-03, payment hosts: none, reader: none")
 
 
 def test_terminal_language_chinese_also_speaks_the_files_other_refusals(config_file, speak_chinese):
@@ -182,8 +198,8 @@ def test_a_refused_configuration_is_logged_in_english_whatever_the_process_speak
 
 def test_integers_are_accepted_where_numbers_are_expected(tmp_path: Path):
     path = tmp_path / "c.toml"
-    path.write_text("[network]\ntimeout_s = 2\n")
-    assert config.load(str(path)).network.timeout_s == 2.0
+    path.write_text("[network]\ntimeout_s = 1\n")
+    assert config.load(str(path)).network.timeout_s == 1.0
     assert isinstance(config.load(str(path)).network.timeout_s, float)
 
 
@@ -219,7 +235,7 @@ def documented_ranges() -> dict[str, tuple[str, str]]:
     ranges = {}
     for part in (REPO / "docs" / "configuration.md").read_text(encoding="utf-8").split("### `")[1:]:
         heading, _, body = part.partition("`")
-        for key, lo, hi in re.findall(r"^\| `(\w+)` \| [^|]* \| (-?[\d.]+)\.\.(-?[\d.]+) \|", body, re.M):
+        for key, lo, hi in re.findall(r"^\| `(\w+)` \| [^|]* \| (-?[\d.]+)(?:, or -?[\d.]+)?\.\.(-?[\d.]+) \|", body, re.M):
             ranges[f"{heading.strip('[]')}.{key}"] = (lo, hi)
     return ranges
 
@@ -231,11 +247,15 @@ def test_every_numeric_range_is_the_documented_one():
     assert {key: (plain(lo), plain(hi)) for key, (lo, hi, _) in numeric_keys().items()} == documented_ranges()
 
 
+#: what a key's extreme needs beside it to pass the cross-checks (a timeout fits in half the deadline)
+COMPANIONS = {"network.timeout_s": "[diagnosis]\ndeadline_s = 120\n", "diagnosis.deadline_s": "[network]\ntimeout_s = 0.05\n"}
+
+
 def _with(key: str, value: float) -> str:
     section, name = key.split(".")
     if section == "payment_hosts":
         return f'[[payment_hosts]]\nhost = "h"\n{name} = {value!r}\n'
-    return f"[{section}]\n{name} = {value!r}\n"
+    return f"[{section}]\n{name} = {value!r}\n" + COMPANIONS.get(key, "")
 
 
 @pytest.mark.parametrize("key", sorted(numeric_keys()))
@@ -252,3 +272,77 @@ def test_a_number_is_taken_at_both_ends_of_its_range_and_refused_just_beyond(tmp
             config.load(str(path))
         named = key.replace("payment_hosts.", "payment_hosts[0].")
         assert [p for p in refused.value.problems if p.startswith(f"{named}: ")], (value, refused.value.problems)
+
+
+@pytest.mark.parametrize("text,expected", [("", 30.0), ("[server]\npoll_s = 0\n", 0.0), ("[server]\npoll_s = 5\n", 5.0)],
+                         ids=["default", "off", "minimum"])
+def test_remote_requests_are_asked_for_every_30_s_by_default_or_never_with_0(text: str, expected: float):
+    assert config.parse(config.tomllib.loads(text), "x.toml").server.poll_s == expected
+
+
+# --- nothing sensitive by configuration ---------------------------------------------------------------
+
+CARD_IN_CONFIG = [
+    ("terminal.site", {"terminal": {"site": "4111 1111 1111 1111"}}, "4111111111111111"),
+    ("terminal.id", {"terminal": {"id": ";5105105105105100=28121015432112345678?"}}, "5105105105105100"),
+    ("server.token_file", {"server": {"url": "https://127.0.0.1:1", "token_file": "/etc/posdiag/6011000990139424"}},
+     "6011000990139424"),
+]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+@pytest.mark.parametrize("key, sections, digits", CARD_IN_CONFIG, ids=[c[0] for c in CARD_IN_CONFIG])
+def test_a_card_number_in_terminal_or_server_text_is_refused_by_its_key_alone(config_file, key, sections, digits, lang):
+    path = config_file(**sections)
+    rc, out, err = run_cli("--lang", lang, "config", "check", "--config", str(path))
+    assert rc == 3 and out == ""
+    said = {"en": "looks like a card number or card track data", "zh_CN": "看起来像卡号或磁道数据"}[lang]
+    assert f"{key}{'：' if lang == 'zh_CN' else ': '}{said}" in err
+    assert digits not in err.replace(" ", "")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_config_check_shows_urls_without_their_password_or_query_values(config_file, tmp_path, lang):
+    token = tmp_path / "token"
+    token.write_text("tok_5f1d2c3b4a5968776655\n")
+    token.chmod(0o600)
+    path = config_file(server={"url": "https://ops:Pw-4u9xZq@127.0.0.1:8443/api", "token_file": str(token)},
+                       payment_hosts=[{"name": "primary", "host": "127.0.0.1",
+                                       "health_path": "/health?apikey=AK-77f3e1c9&lane=7"}])
+    rc, out, err = run_cli("--lang", lang, "config", "check", "--config", str(path))
+    assert rc == 0, err
+    assert "https://<redacted>@127.0.0.1:8443/api" in out
+    assert "primary /health?apikey=<redacted>&lane=<redacted>" in out  # the query's keys stay: they say what is sent
+    assert "Pw-4u9xZq" not in out + err and "AK-77f3e1c9" not in out + err and "tok_5f1d" not in out + err
+
+
+def test_a_bad_configuration_is_one_unknown_plugin_line_for_monitoring(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[network]\ntimeout_s = 10\n")
+    rc, out, err = run_cli("diagnose", "--format", "nagios", "--config", str(path))
+    assert rc == 3
+    assert out.count("\n") == 1 and out.startswith("POSDIAG UNKNOWN - invalid configuration: ")
+    assert "network.timeout_s: expected at most 1.5 s" in out and "|" not in out
+    assert "network.timeout_s" in err  # a person reading stderr is told as before
+
+
+def test_a_bad_configuration_is_a_json_error_for_programs(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[network]\ntimeout_s = 10\n[clock]\nntp_server = \"ntp.example:0\"\n")
+    for args in (["--json"], ["--format", "json"]):
+        rc, out, err = run_cli("diagnose", *args, "--config", str(path))
+        assert rc == 3
+        error = json.loads(out)["error"]
+        assert error["code"] == "config"
+        assert "network.timeout_s" in error["message"] and "clock.ntp_server" in error["message"]
+        assert len(error["problems"]) == 2 and all(str(path) in p for p in error["problems"])
+
+
+def test_a_bad_configuration_error_reads_in_chinese_with_the_same_code(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[network]\ntimeout_s = 10\n")
+    rc, out, _ = run_cli("diagnose", "--json", "--lang", "zh_CN", "--config", str(path))
+    error = json.loads(out)["error"]
+    assert rc == 3 and error["code"] == "config" and "network.timeout_s：应不超过 1.5 秒" in error["message"]
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--lang", "zh_CN", "--config", str(path))
+    assert out.startswith("POSDIAG UNKNOWN - ") and "应不超过 1.5 秒" in out

@@ -1,8 +1,9 @@
 """The probe contract: declared finding codes and the knowledge base agree, both ways.
 
 Each probe declares the codes it may emit (``Probe.findings``); ``config/causes.toml`` weighs
-codes. A code weighed there that no probe emits never matches (a typo silently disables
-evidence); a warn/fail code no cause weighs is a fault nobody would ever be blamed for. At run
+codes, or lists them as risks ahead. A code weighed or listed there that no probe emits never
+matches (a typo silently disables evidence); a warn/fail code no cause weighs and no risk lists is a
+fault nobody would ever be blamed for. At run
 time, ``tests/conftest.py`` fails the whole run when any probe emits a code it did not declare.
 ``POSDIAG_TEST_CAUSES`` points the check at another copy of the knowledge base.
 """
@@ -16,6 +17,7 @@ import pytest
 from posdiag import probes
 from posdiag.agent.diagnosis import load_knowledge
 from posdiag.core.paths import causes_path
+from posdiag.core.settings import ConfigError
 from posdiag.probes.base import FRAMEWORK_FINDINGS, Severity
 
 CAUSES = Path(os.environ.get("POSDIAG_TEST_CAUSES") or causes_path())
@@ -32,7 +34,8 @@ def declared_codes() -> dict[str, Severity]:
 
 def contract_mismatches(causes: Path) -> list[str]:
     """Every disagreement between the probes' declarations and a knowledge base, in words."""
-    weighed = set(load_knowledge(causes).evidence)
+    kb = load_knowledge(causes)
+    weighed = set(kb.evidence) | set(kb.risks)
     declared = declared_codes()
     problems = [f"{causes.name} weighs {code!r}, which no probe declares" for code in sorted(weighed - set(declared))]
     problems += [f"probes may emit {code!r} ({severity.value}), which no cause in {causes.name} weighs"
@@ -68,3 +71,13 @@ def test_a_misspelt_code_in_the_knowledge_base_breaks_the_contract(tmp_path: Pat
 @pytest.mark.parametrize("probe", probes.all_probes(), ids=lambda p: p.name)
 def test_probe_catalogue_names_match_the_classes(probe):
     assert probes.CATALOGUE[probe.name].endswith(":" + probe.__name__)
+
+
+def test_a_risk_weighed_as_evidence_is_refused(tmp_path: Path):
+    broken = tmp_path / "causes.toml"
+    text = causes_path().read_text(encoding="utf-8")
+    broken.write_text(text.replace('"tls.reset" = 0.3\n', '"tls.reset" = 0.3\n"tls.expiring_soon" = 0.3\n'),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_knowledge(broken)
+    assert any("risks.tls.expiring_soon" in p and "never a cause" in p for p in refused.value.problems)

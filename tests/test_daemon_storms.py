@@ -18,6 +18,7 @@ import pytest
 import test_daemon
 from labs.commands import REPO, run_cli, run_posdiag
 from labs.helpers import wait_for
+from labs.reader_emulator import ReaderEmulator
 from posdiag.agent.control import request
 from posdiag.agent.store import Store
 from test_daemon import append
@@ -58,11 +59,17 @@ def test_a_storm_of_2824_lines_is_coalesced_and_every_line_counted(daemon, tmp_p
     assert "covering" in d.output()
 
 
-def test_concurrent_triggers_share_one_sweep_and_all_get_its_report(daemon):
-    d = daemon()
-    assert wait_for(lambda: len(d.reports()) == 1, 10)
-    with ThreadPoolExecutor(60) as pool:
-        replies = list(pool.map(lambda _: request(d.socket, {"cmd": "trigger"}, timeout_s=60), range(60)))
+def test_concurrent_triggers_share_one_sweep_and_all_get_its_report(daemon, tmp_path):
+    # Each sweep waits a second on a silent reader: the 60 requests arrive while one runs however fast
+    # the rest of a sweep is (a few ms on the default configuration) and however busy the box.
+    emu = ReaderEmulator("generic", "silent").start()
+    try:
+        d = daemon(reader={"kind": "serial", "port": emu.path, "timeout_s": 1.0, "sysfs_root": str(tmp_path / "no-sysfs")})
+        assert wait_for(lambda: len(d.reports()) == 1, 10)
+        with ThreadPoolExecutor(60) as pool:
+            replies = list(pool.map(lambda _: request(d.socket, {"cmd": "trigger"}, timeout_s=60), range(60)))
+    finally:
+        emu.stop()
     assert all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:2]
     ids = {r["report"]["report_id"] for r in replies}
     assert len(ids) <= 3, f"60 concurrent triggers made {len(ids)} sweeps"

@@ -63,21 +63,20 @@ def test_nagios_line_of_a_healthy_terminal_is_ok(healthy_report):
 
 
 @pytest.mark.parametrize(("state", "rc", "word"), [("healthy", 0, "OK"), ("degraded", 1, "WARNING"),
-                                                   ("fault", 2, "CRITICAL"), ("could-not-check", 3, "UNKNOWN")])
-def test_the_plugin_state_word_is_the_exit_codes_in_every_state(config_file, tmp_path, ntp_server, state, rc, word):
-    """Each state from a real diagnosis: a disk with room, a disk path that is gone (a warning), a minimum
-    no disk meets, and a clock probe abandoned at the deadline by a silent NTP server (nothing checked)."""
+                                                   ("fault", 2, "CRITICAL"), ("bad-configuration", 3, "UNKNOWN")])
+def test_the_plugin_state_word_is_the_exit_codes_in_every_state(config_file, tmp_path, state, rc, word):
+    """Each state from a real run: a disk with room, a disk path that is gone (a warning), a minimum no disk
+    meets, and a configuration that is refused (a timeout that does not fit in the deadline): nothing diagnosed."""
     from labs.commands import run_posdiag
 
     sections = {"healthy": {"disk": {"paths": [str(tmp_path)], "min_free_mb": 1}},
                 "degraded": {"disk": {"paths": [str(tmp_path / "gone")]}},
                 "fault": {"disk": {"paths": [str(tmp_path)], "min_free_mb": 10_000_000}},
-                "could-not-check": {"clock": {"ntp_server": ntp_server(silent=True).address},
-                                    "network": {"timeout_s": 2.0}, "diagnosis": {"deadline_s": 0.5}}}[state]
-    only = "clock" if state == "could-not-check" else "disk"
-    proc = run_posdiag("diagnose", "--format", "nagios", "--only", only, "--config", str(config_file(**sections)))
-    m = PLUGIN_LINE.match(proc.stdout)
+                "bad-configuration": {"network": {"timeout_s": 2.0}, "diagnosis": {"deadline_s": 0.5}}}[state]
+    proc = run_posdiag("diagnose", "--format", "nagios", "--only", "disk", "--config", str(config_file(**sections)))
+    m = re.match(r"POSDIAG (\w+) - ", proc.stdout)  # nothing measured, no perfdata: the line may end at its text
     assert m and proc.returncode == rc and m.group(1) == word, (proc.stdout, proc.stderr)
+    assert state == "bad-configuration" or PLUGIN_LINE.match(proc.stdout), proc.stdout
 
 
 def test_nagios_text_names_the_strongest_evidence_and_counts_the_rest(full_disk_report):
@@ -106,7 +105,7 @@ def test_prometheus_text_parses_and_carries_the_verdict(full_disk_report):
     assert confidence["disk.full"] == report["diagnosis"]["causes"][0]["confidence"]
     status = {(s.labels["probe"], s.labels["status"]): s.value for s in families["posdiag_probe_status"].samples}
     assert status[("disk", "fail")] == 1 and status[("disk", "ok")] == 0
-    assert {s.labels["probe"] for s in families["posdiag_probe_duration_seconds"].samples} == {"disk", "memory"}
+    assert {s.labels["probe"] for s in families["posdiag_probe_duration_seconds"].samples} == {"disk", "disk.health", "memory"}
 
 
 def with_metrics(report: dict, probe: str, **metrics: float) -> dict:
@@ -202,3 +201,40 @@ def test_time_stamps_are_utc_to_the_second_and_read_back_exactly():
     for wrong in ("2027-01-15 08:00:00", "2027-01-15T08:00:00+01:00", "9999-99-99T99:99:99Z", "2027-01-15T25:00:00Z"):
         with pytest.raises(ValueError):
             parse_utc_iso(wrong)
+
+
+def _as_an_older_agent_wrote_it(report: dict) -> dict:
+    """The same report without what older agents did not write: certainty, not_checked, only."""
+    old = json.loads(json.dumps(report))
+    old["diagnosis"].pop("not_checked", None)
+    old.pop("only", None)
+    for cause in old["diagnosis"]["causes"]:
+        cause.pop("certainty", None)
+    return old
+
+
+def test_a_report_of_an_older_agent_without_certainty_still_renders_everywhere(full_disk_report):
+    from posdiag.agent.report import render_text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rc, report = full_disk_report
+    old = _as_an_older_agent_wrote_it(report)
+    text = render_text(old)
+    assert "Mostlikelycause:AfilesystemthePOSneedsisfull[disk.full,confidence" in "".join(text.split())
+    assert "certainty" not in text and "Not checked:" not in text
+    assert PLUGIN_LINE.match(nagios_line(old, rc))
+    families = {f.name: f for f in text_string_to_metric_families(prometheus_text(old, rc))}
+    assert families["posdiag_cause_certainty"].samples == []
+    assert {s.labels["cause"] for s in families["posdiag_cause_confidence"].samples} >= {"disk.full"}
+
+
+def test_the_plugin_line_names_every_fault_present(config_file, tmp_path):
+    config = config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 10_000_000}, memory={"min_available_mb": 1_000_000})
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--only", "disk,memory", "--config", str(config))
+    match = PLUGIN_LINE.match(out)
+    assert match and rc == 2, out
+    text = match.group(2)
+    named = {"disk.full", "memory.exhausted"}
+    first = text.split(" ", 1)[0]
+    assert first in named and f"also present: {(named - {first}).pop()}" in text
+    assert "certainty" in perfdata(match.group(3))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
 import pytest
-from labs.commands import run_cli
+from labs.commands import REPO, run_cli
 from posdiag.agent.columns import display_width
 from posdiag.agent.store import Store
 from posdiag.core.timefmt import utc_iso
@@ -179,13 +182,14 @@ def test_history_columns_line_up_under_chinese_headings(config_file, tmp_path, s
         return display_width(line[:line.index(text)])
 
     newest = rows[0]
-    assert column(newest, "on-demand") == column(head, "触发方式")
-    assert column(newest, "degraded") == column(head, "结论")
-    assert column(newest, "network_path") == column(head, "首要原因")
-    assert column(newest, reports[1]["report_id"]) == column(head, "报告")
+    assert column(newest, "按需") == column(head, "触发方式")  # triggers and verdicts in the reader's words
+    assert column(newest, "性能下降") == column(head, "结论")
+    assert column(newest, "network_path") == column(head, "首要原因")  # cause ids are the same in every language
+    assert column(newest, reports[1]["report_id"][:8]) == column(head, "报告")
     # percentages are right-aligned under their heading
     assert column(newest, "100%") + 4 == column(rows[1], "95%") + 3 == column(head, "置信度") + display_width("置信度")
-    assert column(rows[1], "schedule") == column(head, "触发方式")
+    assert column(rows[1], "定时") == column(head, "触发方式")
+    assert "on-demand" not in out and "schedule" not in out and "healthy" not in out
 
 
 def test_history_headings_stay_english_by_default(config_file, tmp_path):
@@ -206,3 +210,43 @@ def test_a_history_exactly_at_its_size_limit_keeps_everything_and_one_byte_less_
         store.max_bytes = total - 1
         assert store.prune() == 1
         assert [r.report_id for r in store.list()] == [r["report_id"] for r in reversed(reports[1:])]
+
+
+def test_reports_with_and_without_certainty_are_listed_and_read_back_side_by_side(config_file, tmp_path):
+    """The history keeps reports of older agents (no certainty, no not_checked) beside this agent's."""
+    now = time.time()
+    old, new = fake_report(now - 600), fake_report(now - 60)
+    new["diagnosis"] = {"verdict": "degraded", "not_checked": [{"area": "reader", "reason": "no reader", "probes": []}],
+                        "causes": [{"id": "host.upstream", "title": "", "confidence": 0.38, "certainty": 0.38,
+                                    "evidence": [], "remediation": ["x"]}]}
+    history_with(tmp_path, [old, new])
+    rc, out, _ = run_cli("history", "--config", str(config_file()))
+    rows = out.splitlines()[1:]
+    assert rc == 0 and "host.upstream" in rows[0] and "38%" in rows[0] and "none" in rows[1] and "95%" in rows[1]
+    rc, out, _ = run_cli("history", "--json", "--config", str(config_file()))
+    newest, oldest = json.loads(out)
+    assert newest["diagnosis"] == new["diagnosis"] and oldest["diagnosis"] == old["diagnosis"]
+    assert "certainty" not in oldest["diagnosis"]["causes"][0]
+
+
+def test_nothing_is_stored_only_where_no_database_was_ever_written(tmp_path):
+    from posdiag.agent.history import nothing_stored
+
+    assert nothing_stored(str(tmp_path / "never-created"))
+    assert nothing_stored(str(tmp_path))
+    with Store(tmp_path) as store:
+        store.add(fake_report(time.time()))
+    assert not nothing_stored(str(tmp_path))
+
+
+@pytest.mark.root
+def test_a_state_dir_this_user_may_not_read_is_not_taken_for_an_empty_one(tmp_path):
+    """Without the capabilities that bypass file permissions, a directory of another user says nothing
+    about what it holds: the store's reader must get to say why it cannot look."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 4242, 4242)
+    code = f"from posdiag.agent.history import nothing_stored; print(nothing_stored({str(state)!r}))"
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    assert proc.stdout.strip() == "False"

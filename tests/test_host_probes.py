@@ -219,6 +219,18 @@ def test_silent_ntp_server_is_a_warning_within_the_timeout(ntp_server, config_fi
     assert srv.requests == 2  # one retry on silence
 
 
+def test_kernel_sync_state_is_read_without_starting_a_process():
+    """adjtimex through the C library this interpreter already runs on: a sync state on Linux, and no
+    child process (ldconfig, to find the library by name) on every diagnosis."""
+    code = ("import sys\nstarted = []\n"
+            "sys.addaudithook(lambda event, args: started.append(event) if event in "
+            "('subprocess.Popen', 'os.posix_spawn', 'os.fork', 'os.exec') else None)\n"
+            "from posdiag.probes.clock import kernel_synchronized\nprint(kernel_synchronized(), started)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert out[0] in ("True", "False"), out
+    assert out[1].strip() == "[]", out
+
+
 def test_memory_threshold_above_this_machine_blames_memory(config_file):
     rc, report = diagnose_json(config_file(memory={"min_available_mb": 1_000_000}))
     assert rc == 2
@@ -313,8 +325,21 @@ def test_a_busy_cpu_with_the_load_under_its_limit_is_not_saturation(config_file)
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
-    assert result.metrics["cpu_percent"] > 90, result
+    assert result.metrics.get("cpu_psi_some_avg10", result.metrics.get("cpu_percent")) is not None, result
     assert "system.cpu_saturated" not in found(result) and "system.load_high" not in found(result)
+
+
+@pytest.mark.parametrize(("some_avg10", "saturated"), [("49.99", False), ("50.00", True)])
+def test_cpu_pressure_is_saturation_from_half_the_time_waiting(tmp_path, some_avg10, saturated):
+    """Where the kernel keeps CPU pressure, tasks that waited for a CPU half of the last 10 s are saturation."""
+    from posdiag.probes.system import CpuReading
+
+    psi = tmp_path / "cpu"
+    psi.write_text(f"some avg10={some_avg10} avg60=1.00 avg300=0.50 total=123456\n"
+                   "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    reading = CpuReading(str(psi))
+    assert reading.metric == "cpu_psi_some_avg10" and reading.percent == float(some_avg10)
+    assert reading.saturated is saturated
 
 
 def test_healthy_terminal_gives_none(config_file, ntp_server):
@@ -364,9 +389,10 @@ def test_cpu_busy_share_sees_every_core_spinning():
             spinner.wait()
     last = (*_totals(window.baseline), window.own)
     window.opened_at -= 60  # the daemon's next sweep, a minute later
-    start = cpu_counters()
+    start, started = cpu_counters(), time.monotonic()
     busy = window.busy_percent()
     end = cpu_counters()
+    assert time.monotonic() - started >= CPU_WINDOW_S * 0.99, "averaged over the stale baseline"
     fresh, since_last = busy_between(start, end), busy_between(last, end)
     # On a quiet machine the two differ widely; on one that others keep busy they are alike, and so is the reading.
     assert abs(busy - fresh) <= abs(busy - since_last) + 5, (busy, fresh, since_last)

@@ -41,7 +41,8 @@ def full_disk(tmpfs, config_file):
 
 
 def _probe_table(text: str) -> list[str]:
-    return text.split("\n\n")[-1].splitlines()[1:]
+    """One line per probe (a long summary continues on lines of its own, under its column)."""
+    return [line for line in text.split("\n\n")[-1].splitlines()[1:] if " ms " in line]
 
 
 @pytest.mark.root
@@ -68,7 +69,7 @@ def test_lang_en_overrides_a_chinese_locale_and_configuration(full_disk):
     run = run_posdiag("diagnose", "--lang", "en", "--config", full_disk(language="zh_CN"), env=_in("zh_CN.UTF-8"))
     assert run.returncode == 2, run.stderr
     assert "Verdict: FAULT" in run.stdout
-    assert "Most likely cause: A filesystem the POS needs is full  [disk.full" in run.stdout
+    assert "Most likely cause: A filesystem the POS needs is full\n  [disk.full, confidence" in run.stdout
     assert not CJK.search(run.stdout), run.stdout
 
 
@@ -117,7 +118,8 @@ def test_machine_contracts_do_not_change_with_the_language(full_disk):
 
 
 def test_a_stored_report_is_shown_in_the_language_it_was_written_in():
-    report = {"agent_version": "0.1.0", "lang": "zh_CN", "terminal": {"id": "till-7"}, "started_at": "2026-11-30T12:00:00Z",
+    report = {"report_id": "3f2a9c1d-0000-4000-8000-000000000000",
+              "agent_version": "0.1.0", "lang": "zh_CN", "terminal": {"id": "till-7"}, "started_at": "2026-11-30T12:00:00Z",
               "duration_s": 0.4, "probes": [{"name": "disk", "status": "fail", "duration_s": 0.01, "summary": "硬盘已满"}],
               "diagnosis": {"verdict": "fault", "causes": [{"id": "disk.full", "title": "硬盘空间已满", "confidence": 0.9,
                                                             "evidence": ["disk：硬盘已满"], "remediation": ["释放空间"]}]}}

@@ -6,11 +6,14 @@ Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet le
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
-from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR
+from labs.helpers import unwrapped
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR
 
 pytestmark = pytest.mark.root
 
@@ -165,6 +168,16 @@ def test_tcp_reset_blames_the_payment_service(lab, payment, net_config):
     assert "tcp.refused" in codes(report, "network.tcp")
 
 
+@pytest.mark.parametrize("fault,code", [("reset", "tcp.refused"), ("black_hole", "tcp.timeout")])
+def test_a_refused_or_silent_connection_is_named_by_its_address_and_port(lab, payment, net_config, fault, code):
+    payment()
+    lab.reset_port(HOST_ADDR, 443) if fault == "reset" else lab.black_hole(HOST_ADDR)
+    rc, report, _ = lab.diagnose(net_config())
+    finding = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == code)
+    assert f"primary at {HOST_ADDR}:443" in finding["message"]
+    assert any(f"{HOST_ADDR}:443" in line for line in report["diagnosis"]["causes"][0]["evidence"])
+
+
 def test_stalled_handshake_blames_the_payment_service(lab, payment, net_config):
     payment(stall=True)
     rc, report, _ = lab.diagnose(net_config())
@@ -193,11 +206,12 @@ def test_certificate_faults_are_classified(lab, payment, net_config, cert, code,
     assert top(report) == cause
 
 
-def test_certificate_expiring_soon_is_a_warning(lab, payment, net_config):
+def test_certificate_expiring_soon_is_a_risk_ahead_not_a_cause(lab, payment, net_config):
     payment(cert="expiring")
     rc, report, _ = lab.diagnose(net_config())
-    assert rc == 1 and top(report) == "tls.failure"
+    assert rc == 1 and top(report) == "none"
     assert "tls.expiring_soon" in codes(report, "network.tls")
+    assert [r["code"] for r in report["risks"]] == ["tls.expiring_soon"]
 
 
 def test_random_loss_with_working_connects_blames_degraded_network(lab, lab_tcp_host, net_config):
@@ -251,3 +265,89 @@ def test_without_icmp_permission_rtt_comes_from_tcp_and_the_report_says_so(lab, 
 @pytest.fixture
 def lab_tcp_host(lab):
     lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
+
+
+# --- what a technician met at real tills ---------------------------------------------------------
+
+def test_a_recheck_of_tls_runs_what_it_needs_and_finds_the_broken_certificate(lab, payment, net_config):
+    payment(cert="untrusted")
+    rc, report, _ = lab.diagnose(net_config(), "--only", "network.tls")
+    assert [p["name"] for p in report["probes"]] == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert report["only"] == {"asked": ["network.tls"], "prerequisites": ["network.link", "network.dns", "network.tcp"]}
+    assert NAME in probe(report, "network.dns")["summary"] or probe(report, "network.dns")["status"] == "ok"
+    assert rc == 2 and top(report) == "tls.failure"
+
+
+def test_a_recheck_can_never_turn_a_failing_layer_below_into_healthy(lab, payment, net_config):
+    payment()
+    lab.reset_port(HOST_ADDR, 443)
+    rc, report, _ = lab.diagnose(net_config(), "--only", "network.tls")
+    assert probe(report, "network.tls")["status"] == "skipped"
+    assert "network.tcp" in probe(report, "network.tls")["summary"]
+    assert rc == 2 and top(report) == "host.service_down"
+
+
+def test_a_recheck_says_in_both_languages_what_it_ran_besides(lab, payment, net_config):
+    payment(cert="untrusted")
+    config = net_config()
+    for lang, words in (("en", "Re-check of network.tls, with what it needs: network.link, network.dns, network.tcp"),
+                        ("zh_CN", "复查 network.tls，连同它所依赖的：network.link, network.dns, network.tcp")):
+        run = lab.exec(lab.term, sys.executable, "-m", "posdiag.agent", "diagnose", "--only", "network.tls", "--lang", lang,
+                       "--config", str(config), check=False)
+        assert run.returncode == 2, run.stderr
+        assert unwrapped(words) in unwrapped(run.stdout)
+
+
+@pytest.mark.parametrize("verdict", ["drop", "reject"])
+def test_the_terminals_own_firewall_is_blamed_not_the_isp(lab, payment, net_config, verdict):
+    payment()
+    lab.local_firewall(HOST_ADDR, verdict)
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 2 and top(report) == "network.local_firewall", report["diagnosis"]
+    blocked = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == "tcp.blocked_locally")
+    assert blocked["data"]["error"] == "Operation not permitted" and f"{HOST_ADDR}:443" in blocked["message"]
+    assert probe(report, "network.path")["status"] == "fail"  # nothing leaves the terminal: the path is not "ok"
+    assert "path.blocked_locally" in codes(report, "network.path")
+    assert [c["id"] for c in report["diagnosis"]["causes"]] == ["network.local_firewall"]
+
+
+def test_the_terminals_own_firewall_reads_in_chinese(lab, payment, net_config):
+    payment()
+    lab.local_firewall(HOST_ADDR)
+    rc, report, _ = lab.diagnose(net_config(), "--lang", "zh_CN")
+    top_cause = report["diagnosis"]["causes"][0]
+    assert top_cause["id"] == "network.local_firewall" and top_cause["title"] == "配置错误：终端自身的防火墙拦截了支付主机"
+    blocked = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == "tcp.blocked_locally")
+    assert "这台终端自己拒绝向它发送任何数据" in blocked["message"] and f"{HOST_ADDR}:443" in blocked["message"]
+
+
+def test_a_payment_host_on_the_stores_lan_that_does_not_answer_arp_is_down_not_the_isp(lab, net_config):
+    hosts = [{"name": "primary", "host": LAN_HOST_ADDR, "port": 8000, "tls": False}]
+    rc, report, _ = lab.diagnose(net_config(hosts, timeout_s=1.0))
+    assert rc == 2 and top(report) == "host.service_down", report["diagnosis"]
+    silent = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == "tcp.lan_host_silent")
+    assert "on the store's LAN" in silent["message"] and "no ARP reply" in silent["message"]
+    assert f"{LAN_HOST_ADDR}:8000" in silent["message"]
+    assert "network.wan" not in [c["id"] for c in report["diagnosis"]["causes"]]
+
+
+def test_a_payment_host_on_the_stores_lan_reads_in_chinese(lab, net_config):
+    hosts = [{"name": "primary", "host": LAN_HOST_ADDR, "port": 8000, "tls": False}]
+    rc, report, _ = lab.diagnose(net_config(hosts, timeout_s=1.0), "--lang", "zh_CN")
+    silent = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == "tcp.lan_host_silent")
+    assert "在门店局域网内" in silent["message"] and "没有 ARP 应答" in silent["message"]
+
+
+def test_an_ntp_name_that_does_not_resolve_is_a_clock_finding_not_a_payment_path(lab, config_file):
+    lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}", "--mode", "nxdomain")
+    lab.resolv_conf(DNS_ADDR)  # the terminal's own resolver: the lab's, never this machine's
+    config = config_file(clock={"ntp_server": "ntp.acquirer.test"})
+    rc, report, _ = lab.diagnose(config)
+    assert "clock.ntp_unresolved" in codes(report, "clock")
+    ids = [c["id"] for c in report["diagnosis"]["causes"]]
+    assert ids == ["clock.skew"] and not [i for i in ids if i.startswith(("network.", "host."))]
+    assert rc == 1
+    assert any("ntp.acquirer.test does not resolve" in e for e in report["diagnosis"]["causes"][0]["evidence"])
+    rc, report, _ = lab.diagnose(config, "--lang", "zh_CN")
+    assert [c["id"] for c in report["diagnosis"]["causes"]] == ["clock.skew"]
+    assert any("NTP 服务器域名 ntp.acquirer.test 无法解析" in e for e in report["diagnosis"]["causes"][0]["evidence"])

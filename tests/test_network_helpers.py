@@ -90,7 +90,7 @@ def dns_findings(config_file, *resolvers: ScriptedResolver) -> dict[str, str]:
     from posdiag.probes.network.dns import DnsProbe
 
     settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
-                                        network={"dns_servers": [r.address for r in resolvers], "timeout_s": 2.0})))
+                                        network={"dns_servers": [r.address for r in resolvers], "timeout_s": 1.5})))
     result = DnsProbe(settings).run()
     assert result.status.value != "error", result
     return {f.code: f.severity.value for f in result.findings}
@@ -284,10 +284,10 @@ def test_tcp_connect_outcomes_are_judged_one_failure_at_a_time(config_file, outc
     from posdiag.probes.network._common import Connect, targets
     from posdiag.probes.network.tcp import TcpProbe
 
-    settings = cfg.load(str(config_file(payment_hosts=[{"host": "192.0.2.7", "port": 443}])))
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443}])))
     obs = Observation()
     attempts = [Connect(kind, 5.0, "" if kind == "ok" else f"{kind} here") for kind in outcomes.split()]
-    verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7", attempts)
+    verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "203.0.113.7", attempts)  # beyond the LAN
     said = [f.code for f in obs.findings if f.severity.value != "info"] + ([verdict[0]] if verdict else [])
     assert said == ([code] if code else [])
     if code in ("tcp.unreachable", "tcp.error"):  # the error of the attempt that failed that way, not another's

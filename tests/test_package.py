@@ -33,6 +33,7 @@ from posdiag.agent import __version__
 
 UNIT = REPO / "packaging" / "posdiag.service"
 MAN = REPO / "packaging" / "posdiag.8"
+MAN_ZH = REPO / "packaging" / "posdiag.zh_CN.8"
 #: Directories a Debian base system already has (base-files, systemd): the package must leave them.
 BASE_DIRS = ("etc/systemd/system", "lib/systemd/system", "opt", "run", "usr/bin", "usr/share/doc",
              "usr/share/lintian/overrides", "usr/share/man/man8", "var/lib/systemd", "var/log", "var/tmp")
@@ -292,6 +293,13 @@ def test_installed_package_diagnoses_from_its_own_environment(deb, till):
     assert not list((till.path / "opt/posdiag").rglob("*.po")), "the catalogue's source has no place on a till"
     chinese = till.posdiag("diagnose", "--lang", "zh_CN", "--config", str(till.path / "etc/posdiag/posdiag.toml"))
     assert "结论：" in chinese.stdout and "处理步骤：" in chinese.stdout, chinese.stdout + chinese.stderr
+    # posdiag(8) in Chinese where man looks for a zh_CN reader, readable without a warning
+    need("man")
+    page = subprocess.run(["man", "--warnings", "-l", "-Tutf8", str(till.path / "usr/share/man/zh_CN/man8/posdiag.8.gz")],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "MANWIDTH": "80", "LANG": "C.UTF-8"})
+    assert page.returncode == 0 and page.stderr == "", page.stderr
+    text = re.sub(".\b", "", page.stdout)  # without man's overstrike for bold
+    assert "名称" in text and "posdiag watch" in text and "退出状态" in text
 
 
 @pytest.mark.root
@@ -381,13 +389,15 @@ def test_unit_leaves_the_probes_what_they_need():
     assert unit["User"] == ["posdiag"] and unit["Type"] == ["notify"] and unit["Restart"] == ["on-failure"]
 
 
-def test_man_page_is_clean_and_names_every_command():
+@pytest.mark.parametrize("man", [MAN, MAN_ZH], ids=["en", "zh_CN"])
+def test_man_page_is_clean_and_names_every_command(man):
     need("groff")
-    proc = subprocess.run(["groff", "-ww", "-man", "-z", str(MAN)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["groff", "-K", "utf8", "-Tutf8", "-ww", "-man", "-z", str(man)], capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     from posdiag.agent.cli import build_parser
 
-    page = MAN.read_text()
+    page = man.read_text(encoding="utf-8")
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for command in sub.choices:
         assert re.search(rf"^\.B {command}\b", page, flags=re.M), f"posdiag {command} is not in posdiag(8)"

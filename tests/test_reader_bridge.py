@@ -79,8 +79,10 @@ def test_a_process_holding_only_the_slave_is_still_a_rival(bridge, config_file, 
     finally:
         holder.kill()
         holder.wait()
-    held = next(f for f in probe(report, "reader.serial")["findings"] if f["code"] == "reader.port_held")
+    serial = probe(report, "reader.serial")
+    held = next(f for f in serial["findings"] if f["code"] == "probe.could_not_check")  # not asked, not blamed
     assert [h["pid"] for h in held["data"]["holders"]] == [holder.pid]
+    assert serial["status"] == "error" and f"(pid {holder.pid})" in serial["summary"]
     assert not emu.received, "a port held by a rival is never written"
 
 

@@ -175,3 +175,38 @@ def test_probe_still_stuck_from_an_earlier_sweep_is_not_started_again():
 
 def teardown_module() -> None:
     RELEASE.set()
+
+
+class NotConfigured(Probe):
+    name = "test.not_configured"
+    asked_from: list[str] = []
+
+    def skip_reason(self) -> str | None:
+        NotConfigured.asked_from.append(threading.current_thread().name)
+        return "nothing configured for it"
+
+    def check(self, obs: Observation) -> None:  # pragma: no cover - must never run
+        raise AssertionError("a probe with nothing configured ran")
+
+
+class SkipReasonRaises(Probe):
+    name = "test.skip_reason_raises"
+
+    def skip_reason(self) -> str | None:
+        raise KeyError("reader")
+
+    def check(self, obs: Observation) -> None:  # pragma: no cover - must never run
+        raise AssertionError("ran although its skip reason raised")
+
+
+def test_a_probe_with_nothing_configured_is_skipped_without_a_thread_of_its_own():
+    NotConfigured.asked_from.clear()
+    [result] = run_probes(Settings(), [NotConfigured], deadline_s=2)
+    assert result.status is Status.SKIPPED and result.summary == "nothing configured for it"
+    assert NotConfigured.asked_from == [threading.current_thread().name]
+
+
+def test_a_skip_reason_that_raises_is_contained_as_the_probes_error():
+    [result] = run_probes(Settings(), [SkipReasonRaises], deadline_s=2)
+    assert result.status is Status.ERROR
+    assert [f.code for f in result.findings] == ["probe.crashed"] and "KeyError" in result.summary

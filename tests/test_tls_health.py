@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import socket
 import ssl
@@ -113,7 +114,10 @@ def test_expired_certificate_reads_in_chinese(ca, tmp_path, config_file, speak_c
     report = json.loads(out)
     tls = next(p for p in report["probes"] if p["name"] == "network.tls")
     expired = next(f for f in tls["findings"] if f["code"] == "tls.cert_expired")
-    assert expired["message"] == "primary（pay.test）：服务器证书已过期"
+    shown = expired["data"]["certificate"]
+    assert expired["message"] == (f"primary（pay.test，127.0.0.1:{server.port}）：服务器证书已过期；"
+                                  f"证书：主体 {shown['subject']}，颁发者 {shown['issuer']}，"
+                                  f"有效期 {shown['not_before']} 至 {shown['not_after']}，SHA-256 {shown['sha256']}")
     assert rc == 2
 
 
@@ -132,3 +136,27 @@ def test_a_certificate_is_said_to_expire_soon_from_fourteen_days_ahead(ca, tmp_p
     found = tls_findings(AnsweringTlsServer(cert), tmp_path, config_file)
     assert ("tls.expiring_soon" in found) is warned, found
     assert "tls.cert_expired" not in found
+
+
+def test_a_certificate_that_fails_verification_is_named_by_subject_issuer_dates_and_fingerprint(ca, tmp_path, config_file):
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    leaf = ca.issue_cert("pay.test", not_before=past - datetime.timedelta(days=365), not_after=past)
+    server = DroppingTlsServer(leaf)
+    try:
+        config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                             "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem")}])
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.link,network.tcp,network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    report = json.loads(out)
+    expired = next(f for p in report["probes"] for f in p["findings"] if f["code"] == "tls.cert_expired")
+    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+    fingerprint = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    shown = expired["data"]["certificate"]
+    assert shown["sha256"] == fingerprint
+    assert shown["not_after"] == past.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "O=trustme" in shown["subject"] and "Testing cert" in shown["subject"]
+    assert "Testing CA" in shown["issuer"]
+    assert f"at 127.0.0.1:{server.port}: the server certificate has expired; certificate: subject {shown['subject']}" \
+        in expired["message"] and fingerprint in expired["message"]
+    assert report["diagnosis"]["causes"][0]["id"] == "tls.failure" and rc == 2

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from labs.commands import run_cli
+from labs.helpers import unwrapped
 from posdiag.agent.logfollow import LogFollower
 
 
@@ -109,6 +110,33 @@ def test_garbage_bytes_and_unmatched_lines_do_not_break_the_probe(config_file, t
     assert "txlog.host_errors" in findings(report)
 
 
+#: what a POS application writes beside the codes: every shape of card data the mask knows
+CARD_DATA = ["pan=4111111111111111", "card 5500 0000 0000 0004", "t2=;5105105105105100=28121015432112345678?",
+             "t1=%B4000056655665556^PRIVACY/TESTER^2812101987654321?", "cvv=7351", "pinblock=8A3F1C2D4E5B6A79",
+             "pan=3400-000000-00009"]
+
+
+def test_codes_are_counted_from_masked_lines_as_from_clean_ones(config_file, tmp_path):
+    """Masking must not cost the diagnosis: the same transactions, with card data between their fields,
+    give the same counts, findings and cause; the line quoted as evidence is masked."""
+    codes = ["91", "96", "91", "05", "51", "30", "55"]
+    clean = [line("2824", rc, ago=60 * (i + 1), txn=i) for i, rc in enumerate(codes)]
+    dirty = [text.replace(" code=", f" {CARD_DATA[i]} code=") for i, text in enumerate(clean)]
+    _, plain_report = diagnose_log(config_file, tmp_path, clean)
+    _, masked_report = diagnose_log(config_file, tmp_path, dirty)
+    plain, masked = findings(plain_report), findings(masked_report)
+    assert {c: f["data"].get("count") for c, f in masked.items()} == {c: f["data"].get("count") for c, f in plain.items()}
+    assert masked["txlog.errors_2824"]["data"]["count"] == len(codes)
+    assert masked["txlog.host_errors"]["data"]["codes"] == {"91": 2, "96": 1}
+    assert masked_report["diagnosis"]["causes"][0]["id"] == plain_report["diagnosis"]["causes"][0]["id"]
+    quoted = masked["txlog.errors_2824"]["data"]["last_line"]
+    assert quoted.endswith("txn=6 amount=12.50 pan=3400-00****-*0009 code=2824 rc=55")  # the last in the file
+    text = json.dumps(masked_report)
+    for secret in ("4111111111111111", "5105105105105100", "28121015432112345678", "PRIVACY/TESTER", "7351",
+                   "8A3F1C2D4E5B6A79", "0000 0000", "000000-0"):
+        assert secret not in text
+
+
 def test_log_that_matches_nothing_says_the_pattern_is_wrong(config_file, tmp_path):
     rc, report = diagnose_log(config_file, tmp_path, ["completely different format\n"] * 3)
     assert "txlog.unparsed" in findings(report)
@@ -172,3 +200,63 @@ def test_follower_replaces_undecodable_bytes(tmp_path):
     with open(log, "ab") as fh:
         fh.write(b"caf\xe9 code=2824\n")
     assert f.poll() == ["caf\ufffd code=2824"]
+
+
+# --- the POS log as evidence of the symptom -------------------------------------------------------
+
+def six_2824s_in_six_minutes() -> list[str]:
+    return [line("2824", ago=60 * (i + 0.5), txn=100 + i) for i in range(6)]
+
+
+def test_2824s_with_nothing_else_configured_are_never_healthy(config_file, tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("".join(six_2824s_in_six_minutes()))
+    config = config_file(txlog={"path": str(log)})
+    rc, out, err = run_cli("diagnose", "--json", "--config", str(config))
+    report = json.loads(out)
+    assert rc == 1 and report["diagnosis"]["verdict"] == "degraded"
+    top = report["diagnosis"]["causes"][0]
+    assert top["id"] == "host.upstream"
+    assert top["certainty"] <= 0.6  # network and reader were never checked
+    assert "txlog: 6 transactions failed with 2824 in the last 15 min" in top["evidence"]
+    assert "checked and passed: memory, disk, system, clock" in top["evidence"]
+    assert "not checked: network — no payment host configured ([[payment_hosts]])" in top["evidence"]
+    rc, out, _ = run_cli("diagnose", "--format", "nagios", "--config", str(config))
+    assert rc == 1 and out.startswith("POSDIAG WARNING - host.upstream (")
+
+
+def test_2824s_beyond_a_clean_terminal_read_in_both_languages(config_file, tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("".join(six_2824s_in_six_minutes()))
+    config = config_file(txlog={"path": str(log)})
+    rc, out, _ = run_cli("diagnose", "--config", str(config))
+    assert rc == 1 and "Verdict: DEGRADED" in out
+    top = "Most likely cause: Payments fail beyond the terminal: escalate to the acquirer  [host.upstream"
+    assert unwrapped(top) in unwrapped(out)
+    assert unwrapped("  1. Escalate to the acquirer's help desk now with this report") in unwrapped(out)
+    rc, out, _ = run_cli("diagnose", "--lang", "zh_CN", "--config", str(config))
+    assert rc == 1 and "结论：性能下降" in out
+    assert unwrapped("最可能的原因：服务器故障：支付在终端以外失败，请升级给收单机构  [host.upstream") in unwrapped(out)
+    assert unwrapped("  - 未检查：网络 — ") in unwrapped(out)
+
+
+def test_2824s_on_a_terminal_with_a_fault_of_its_own_are_its_consequence(config_file, tmp_path):
+    lines = six_2824s_in_six_minutes()
+    rc, report = diagnose_log(config_file, tmp_path, lines + [line("2824", "55", ago=30, txn=7),
+                                                             line("2824", "55", ago=20, txn=8)])
+    top = report["diagnosis"]["causes"][0]
+    assert top["id"] == "operator.input"
+    assert "host.upstream" not in [c["id"] for c in report["diagnosis"]["causes"]]
+    assert any("failed with 2824" in c for c in top["consequences"])
+
+
+def test_response_codes_weigh_by_how_often_they_occur(config_file, tmp_path):
+    # five 2824s: host errors 91, 96, 91 and one format error 30 (and one without a code)
+    responses = ["91", "96", None, "91", "30"]
+    lines = [line("2824", rc, ago=60 * (i + 1), txn=i) for i, rc in enumerate(responses)]
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    found = findings(report)
+    assert found["txlog.host_errors"]["data"]["count"] == 3 and found["txlog.host_errors"]["data"]["classified"] == 4
+    ranked = [c["id"] for c in report["diagnosis"]["causes"]]
+    assert ranked[0] == "host.service_down"
+    assert ranked.index("data.format") > ranked.index("host.service_down")

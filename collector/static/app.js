@@ -121,6 +121,27 @@ function renderIncidents(incidents) {
   box.replaceChildren(...children);
 }
 
+// When a risk is due, from now: "in 31 h", "in 3 days" (its time on hover).
+function dueIn(iso) {
+  const t = parseTime(iso);
+  if (Number.isNaN(t)) return "—";
+  const h = Math.max(0, (t - Date.now() - skewMs) / 3600000);
+  return h < 48 ? tr("in {n} h", {n: Math.round(h)}) : tr("in {n} days", {n: Math.round(h / 24)});
+}
+
+// The fleet's risks ahead, soonest first: what to act on before it becomes a 2824.
+function renderRisks(risks) {
+  const items = risks.map((r) => el("li", {class: "risk", "data-code": r.code || ""},
+    el("button", {type: "button", class: "terminal-link", "data-terminal": r.terminal, on: {click: () => openTerminal(r.terminal, true)}},
+      r.terminal),
+    " ", el("span", {class: "muted small"}, r.site || ""), " ",
+    el("strong", {}, r.title || r.code), " ", el("code", {}, r.code), " ",
+    el("span", {class: "muted small"}, r.subject || ""), " ",
+    el("time", {datetime: r.due_at || "", title: clock(r.due_at)}, dueIn(r.due_at))));
+  document.getElementById("risks").replaceChildren(items.length ? el("ol", {class: "risks"}, items)
+    : el("p", {class: "ok-note"}, tr("No terminal at risk.")));
+}
+
 function renderChart(terminals) {
   const counts = new Map();
   for (const t of terminals) {
@@ -188,9 +209,11 @@ function renderSites(terminals) {
 
 async function refresh() {
   try {
-    const [inc, term] = await Promise.all([getJSON("/api/v1/incidents"), getJSON("/api/v1/terminals")]);
+    const [inc, term, risks] = await Promise.all([getJSON("/api/v1/incidents"), getJSON("/api/v1/terminals"),
+      getJSON("/api/v1/risks")]);
     skewMs = parseTime(term.now) - Date.now();
     renderIncidents(inc.incidents);
+    renderRisks(risks.risks);
     renderChart(term.terminals);
     renderSites(term.terminals);
     if (openTerminalId) await loadTimeline(openTerminalId);
@@ -204,7 +227,9 @@ async function refresh() {
 }
 
 async function loadTimeline(id) {
-  const data = await getJSON("/api/v1/reports?limit=50&terminal=" + encodeURIComponent(id));
+  const [data, risks] = await Promise.all([getJSON("/api/v1/reports?limit=50&terminal=" + encodeURIComponent(id)),
+    getJSON("/api/v1/risks?terminal=" + encodeURIComponent(id))]);
+  document.getElementById("terminal-risks").replaceChildren(...[riskBlock(risks.risks, "")].filter(Boolean));
   const items = data.reports.map((r) => el("li", {},
     el("button", {type: "button", class: "report-item" + (r.report_id === openReportId ? " selected" : ""),
       "data-report": r.report_id, on: {click: () => showReport(r.report_id)}},
@@ -242,15 +267,31 @@ function reportLang(report) {
   return report.lang === "zh_CN" ? "zh-CN" : "en";
 }
 
+// A report of an older agent has no certainty: its card shows the confidence alone.
 function causeBlock(cause, lang) {
-  const percent = new Intl.NumberFormat(LOCALE, {style: "percent"}).format(cause.confidence);
+  const percent = (value) => new Intl.NumberFormat(LOCALE, {style: "percent"}).format(value);
+  const certainty = typeof cause.certainty === "number"
+    ? el("span", {class: "certainty", title: tr("certainty: how sure the fault is present, on its own evidence")},
+      tr("certain {percent}", {percent: percent(cause.certainty)}))
+    : null;
   return el("article", {class: "cause-card"},
     el("h4", {}, el("span", {class: "cause-title", lang}, cause.title || cause.id), " ", el("code", {}, cause.id),
-      el("span", {class: "confidence", title: tr("confidence")}, percent)),
+      el("span", {class: "confidence", title: tr("confidence")}, percent(cause.confidence)), certainty),
     el("h5", {}, tr("Evidence")),
     cause.evidence.length ? el("ul", {class: "evidence", lang}, cause.evidence.map((e) => el("li", {}, e))) : el("p", {class: "muted"}, tr("none given")),
     el("h5", {}, tr("Remediation")),
     el("ol", {class: "remediation", lang}, cause.remediation.map((step) => el("li", {}, step))));
+}
+
+// A report's risks ahead, under their own heading (a report of an older agent has none).
+function riskBlock(risks, lang) {
+  if (!risks.length) return null;
+  return el("section", {class: "risk-card"}, el("h4", {}, tr("Risks ahead")),
+    risks.map((r) => el("article", {},
+      el("h5", {}, el("span", {lang}, r.title || r.code), " ", el("code", {}, r.code), " ",
+        el("time", {datetime: r.due_at || "", title: clock(r.due_at)}, dueIn(r.due_at))),
+      el("p", {lang}, r.message),
+      el("ol", {class: "remediation", lang}, (r.remediation || []).map((step) => el("li", {}, step))))));
 }
 
 async function showReport(reportId) {
@@ -268,6 +309,7 @@ async function showReport(reportId) {
     el("p", {class: "muted small"}, [r.trigger, tr("agent {version}", {version: r.agent_version}), tr("{seconds} s", {seconds}),
       r.report_id].join(" · ")),
     r.diagnosis.causes.map((cause) => causeBlock(cause, lang)),
+    riskBlock(r.risks || [], lang),
     el("details", {}, el("summary", {}, ntr("{n} probe", "{n} probes", r.probes.length)), probes)));
 }
 

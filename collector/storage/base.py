@@ -14,6 +14,7 @@ from importlib.resources import files
 from typing import Any
 
 from posdiag.collector.intake import Report
+from posdiag.collector.storage.requests import RequestStore
 from posdiag.core.timefmt import utc_now_iso
 
 
@@ -74,8 +75,8 @@ def _page(before: str | None, column: str, key: str, where: list[str], args: lis
         args.append(stamp)
 
 
-class Storage(ABC):
-    """Terminals, operators and reports in one SQL database."""
+class Storage(RequestStore, ABC):
+    """Terminals, operators, reports and remote requests in one SQL database."""
 
     backend = ""
     placeholder = "?"
@@ -151,6 +152,12 @@ class Storage(ABC):
             if cur.rowcount != 1:
                 raise Conflict(f"operator {name!r} exists already")
 
+    def get_terminal(self, terminal_id: str) -> dict[str, Any] | None:
+        """One terminal as :meth:`list_terminals` lists it, or None."""
+        rows = self._select("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at, "
+                            "risk_due_at FROM terminals WHERE id = ?", (terminal_id,))
+        return rows[0] if rows else None
+
     def terminal_by_token(self, hashed: str) -> dict[str, Any] | None:
         rows = self._select("SELECT id, site, revoked_at FROM terminals WHERE token_hash = ?", (hashed,))
         return rows[0] if rows else None
@@ -186,11 +193,14 @@ class Storage(ABC):
             # The terminal's state follows its newest report by started_at: a late one does not undo it.
             newest = self._execute(
                 conn, "UPDATE terminals SET last_seen_at = ?, site = coalesce(site, ?), verdict = ?, top_cause = ?, "
-                "agent_version = ?, last_started_at = ? WHERE id = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
-                (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at,
-                 report.terminal_id, report.started_at))
+                "agent_version = ?, last_started_at = ?, risks = ?, risk_due_at = ? "
+                "WHERE id = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
+                (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, report.risks,
+                 report.risk_due_at, report.terminal_id, report.started_at))
             if newest.rowcount == 0:  # an older report, late: the terminal is alive, its state stays
                 self._execute(conn, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", (now, report.terminal_id))
+            if report.request_id:
+                self.link_report(conn, report.request_id, report.terminal_id, report.report_id, now)
         return "stored"
 
     def get_report(self, report_id: str) -> str | None:
@@ -215,9 +225,16 @@ class Storage(ABC):
         where, args = _filters([("site = ?", site), ("top_cause = ?", cause),
                                 ("(last_seen_at IS NULL OR last_seen_at < ?)", silent_since)])
         _page(before, "coalesce(last_seen_at, '')", "id", where, args)
-        sql = ("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at "
-               "FROM terminals" + (" WHERE " + " AND ".join(where) if where else "") +
+        sql = ("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at, "
+               "risk_due_at FROM terminals" + (" WHERE " + " AND ".join(where) if where else "") +
                " ORDER BY coalesce(last_seen_at, '') DESC, id DESC LIMIT ?")
+        return self._select(sql, [*args, limit])
+
+    def at_risk(self, *, site: str | None = None, terminal: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Terminals whose newest report has risks ahead, the soonest due first (revoked ones left out)."""
+        where, args = _filters([("site = ?", site), ("id = ?", terminal)])
+        sql = ("SELECT id, site, last_started_at, risks, risk_due_at FROM terminals WHERE risk_due_at IS NOT NULL "
+               "AND revoked_at IS NULL" + "".join(f" AND {term}" for term in where) + " ORDER BY risk_due_at, id LIMIT ?")
         return self._select(sql, [*args, limit])
 
     def faults(self, since: str, until: str | None = None) -> list[dict[str, Any]]:

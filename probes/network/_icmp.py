@@ -23,6 +23,12 @@ OVERHEAD = 28
 TOO_BIG = -1.0
 
 
+class SendRefused(OSError):
+    """The terminal itself refused to send an echo (EPERM/EACCES on a socket it was allowed to
+    open): a packet filter or security software in its own output path. Deliberately not a
+    PermissionError, which means the socket itself was not allowed (no ICMP permission)."""
+
+
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
@@ -54,7 +60,9 @@ def echo_batch(address: str, sizes: list[int], deadline: float, spread_s: float 
     """Send one echo per entry of ``sizes`` (IP packet bytes), spread over ``spread_s``, and wait for
     replies until ``deadline`` (time.monotonic). Returns per echo the RTT in ms, None when lost, or
     :data:`TOO_BIG` when the kernel refused it as larger than the known path MTU. ``first_reply`` is
-    set as soon as any echo comes back (so a caller can decide early that ICMP is answered)."""
+    set as soon as any echo comes back (so a caller can decide early that ICMP is answered). Raises
+    PermissionError when no ICMP socket may be opened, :class:`SendRefused` when one was opened but
+    the terminal refuses to send to ``address``."""
     sock, raw = _open(df)
     ident = (os.getpid() ^ id(sock)) & 0xFFFF
     results: list[float | None] = [None] * len(sizes)
@@ -72,6 +80,8 @@ def echo_batch(address: str, sizes: list[int], deadline: float, spread_s: float 
                 sent_at[i] = time.monotonic()
                 pending += 1
             except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.EACCES):
+                    raise SendRefused(exc.errno, exc.strerror) from None
                 if exc.errno != errno.EMSGSIZE:
                     raise
                 results[i] = TOO_BIG

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from posdiag.core.i18n import N_, ntr, tr
+from posdiag.probes._netinfo import on_link
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network._common import (
     Background,
@@ -28,7 +29,7 @@ from posdiag.probes.network._common import (
     targets,
     tcp_connect,
 )
-from posdiag.probes.network._icmp import TOO_BIG, echo_batch
+from posdiag.probes.network._icmp import TOO_BIG, SendRefused, echo_batch
 
 #: Never fewer probes than this when judging loss: at 70 % round-trip loss, all of them are lost by
 #: chance with a probability of 0.7^24 ≈ 2e-4, so a lossy path is not taken for a dead one.
@@ -52,6 +53,8 @@ class Samples:
     tcp_sent: int = 0
     #: echo size → outcomes (ms, None lost, TOO_BIG refused by the kernel) of the DF echoes
     sizes: dict[int, list[float | None]] = field(default_factory=dict)
+    #: the terminal itself refused to send the echoes (its words), and no TCP handshake got through
+    refused_here: str = ""
 
     @property
     def answered(self) -> list[float]:
@@ -64,11 +67,12 @@ class PathProbe(PaymentHostProbe):
                      "and path MTU (Don't-Fragment echoes)")
     # path.mtu_black_hole is a warning: vanishing echoes are ICMP alone (a firewall may drop large
     # ones); the fault rests on the TCP-based tls.large_replies_lost, which it corroborates.
-    findings = declare(fail=("path.latency_high", "path.loss_high", "path.no_answer"),
+    findings = declare(fail=("path.blocked_locally", "path.lan_host_silent", "path.latency_high", "path.loss_high",
+                             "path.no_answer"),
                        warn=("path.jitter_high", "path.mtu_black_hole"),
                        info=("path.icmp_blocked", "path.icmp_unavailable", "path.loss", "path.mtu_signalled"))
     requires = ("network.link",)
-    after = ("network.dns",)
+    needs = ("network.dns",)
 
     def deadline_s(self) -> float:
         return self.settings.network.timeout_s + SPREAD_S + 0.5
@@ -106,7 +110,11 @@ class PathProbe(PaymentHostProbe):
         port = target.host.port
         tcp = Background(lambda: side_by_side(lambda _: tcp_connect(address, port, max(0.05, deadline - time.monotonic())),
                                               range(count), SPREAD_S / count))
-        tcp_rtts = [c.ms if c.kind in ("ok", "refused") else None for c in tcp.result()]
+        connects = tcp.result()
+        refusal = _refused_here(echoes)
+        if refusal and not any(c.kind == "ok" for c in connects):  # a reset then comes from inside the terminal
+            return Samples("tcp", [None] * count, tcp_sent=count, refused_here=refusal)
+        tcp_rtts = [c.ms if c.kind in ("ok", "refused") else None for c in connects]
         if not heard.is_set() and any(r is not None for r in tcp_rtts):
             # TCP answers and ICMP has not: measure with TCP, without waiting for the echoes' deadline.
             sent = self.icmp_silent(obs, address, echoes, count)
@@ -124,6 +132,8 @@ class PathProbe(PaymentHostProbe):
         except PermissionError as exc:
             obs.info("path.icmp_unavailable", tr(_ICMP_UNAVAILABLE, error=exc.strerror))
             return Samples("icmp", [])
+        except SendRefused:  # ICMP alone refused (a rule for echoes only) while TCP gets through: no finding
+            return Samples("icmp", [])
         return Samples("icmp", rtts[:count], icmp_sent=count, sizes=_by_size(sizes[count:], rtts[count:]))
 
     @staticmethod
@@ -137,24 +147,36 @@ class PathProbe(PaymentHostProbe):
             except PermissionError as exc:
                 obs.info("path.icmp_unavailable", tr(_ICMP_UNAVAILABLE, error=exc.strerror))
                 return 0
+            except SendRefused:
+                return 0
         obs.info("path.icmp_blocked", tr("{address} does not answer ICMP while TCP does: measured with TCP "
                                          "handshakes", address=address))
         return count
 
     @staticmethod
     def no_answer(plan: tuple[Target, str], samples: Samples) -> tuple[str, str, dict] | None:
-        """Nothing answered. Said only when echoes went out too: silent TCP handshakes alone are what
-        the TCP probe already reports for the same host, and one observation is one piece of evidence."""
-        if samples.answered or not samples.icmp_sent:
+        """Nothing answered. Said only when echoes went out too (or could not leave the terminal at
+        all): silent TCP handshakes alone are what the TCP probe already reports for the same host,
+        and one observation is one piece of evidence. A host on the terminal's own subnet that answers
+        nothing is silent on the store's LAN, with no router or ISP on the way."""
+        if samples.answered or not (samples.icmp_sent or samples.refused_here):
             return None
         target, address = plan
+        data = {"address": address, "icmp_sent": samples.icmp_sent, "tcp_sent": samples.tcp_sent}
+        handshakes = ntr("{n} TCP handshake", "{n} TCP handshakes", samples.tcp_sent)
+        if samples.refused_here:
+            return "path.blocked_locally", tr(
+                "nothing on the path to {target} ({address}) can leave this terminal: it refuses to send echoes there "
+                "({error}), and {handshakes} get no answer from the host", target=target.label, address=address,
+                error=samples.refused_here, handshakes=handshakes), {**data, "error": samples.refused_here}
         sent = ntr("{n} echo", "{n} echoes", samples.icmp_sent)
         if samples.tcp_sent:
-            sent = tr("{echoes} and {handshakes}", echoes=sent,
-                      handshakes=ntr("{n} TCP handshake", "{n} TCP handshakes", samples.tcp_sent))
+            sent = tr("{echoes} and {handshakes}", echoes=sent, handshakes=handshakes)
+        if on_link(address):
+            return "path.lan_host_silent", tr("{target} ({address}) is on the store's LAN and answers nothing: {sent} lost",
+                                              target=target.label, address=address, sent=sent), data
         return "path.no_answer", tr("nothing on the path to {target} ({address}) answers: {sent} lost", target=target.label,
-                                    address=address, sent=sent), {
-            "address": address, "icmp_sent": samples.icmp_sent, "tcp_sent": samples.tcp_sent}
+                                    address=address, sent=sent), data
 
     def judge(self, obs: Observation, target: Target, address: str, samples: Samples) -> None:
         net = self.settings.network
@@ -210,6 +232,20 @@ class PathProbe(PaymentHostProbe):
                                                "'fragmentation needed' answer", target=target.label, address=address,
                                                largest_ok=largest_ok, smallest_lost=min(above)),
                      largest_ok=largest_ok, smallest_lost=min(above), address=address)
+
+
+def _refused_here(echoes: Background | None) -> str:
+    """The terminal's own words if it refused to send the echoes at all (they fail at the first send),
+    else "" — also while they are still on their way."""
+    if echoes is None or not echoes.done_within(0):
+        return ""
+    try:
+        echoes.result()
+    except SendRefused as exc:
+        return exc.strerror or str(exc)
+    except OSError:
+        return ""
+    return ""
 
 
 def _by_size(sizes: list[int], rtts: list[float | None]) -> dict[int, list[float | None]]:

@@ -1,5 +1,8 @@
 """TCP: connect to every payment host several times. Refused (RST: the host is there, the service
-is not) is told apart from a timeout (packets vanish: WAN, firewall) and from an ICMP unreachable."""
+is not) is told apart from a timeout (packets vanish: WAN, firewall) and from an ICMP unreachable.
+When nothing connects, two more things are looked at before the failure is named: whether the
+terminal itself refuses to send to the host (EPERM on a datagram: its own packet filter), and whether
+the host is on the terminal's own subnet (the store's LAN: no router or ISP on the way)."""
 
 from __future__ import annotations
 
@@ -7,15 +10,18 @@ from collections import Counter
 
 from posdiag.core.addresses import is_address
 from posdiag.core.i18n import N_, ntr, tr
+from posdiag.probes._netinfo import neighbour_state, on_link
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _known
 from posdiag.probes.network._common import (
     CONNECTED,
     Connect,
     PaymentHostProbe,
+    Target,
     addresses,
     clauses,
     connected_address,
+    refused_here,
     report_per_target,
     rtt_stats,
     side_by_side,
@@ -32,10 +38,11 @@ _KIND_WORDS = {"refused": N_("refused"), "timeout": N_("timed out"), "unreachabl
 class TcpProbe(PaymentHostProbe):
     name = "network.tcp"
     description = N_("TCP connects to each payment host: connect time median/p95, refused vs timeout vs unreachable")
-    findings = declare(fail=("tcp.error", "tcp.refused", "tcp.timeout", "tcp.unreachable"), warn=("tcp.unstable",),
-                           info=("tcp.connected", "tcp.not_attempted"))
+    findings = declare(fail=("tcp.blocked_locally", "tcp.error", "tcp.lan_host_silent", "tcp.refused", "tcp.timeout",
+                             "tcp.unreachable"), warn=("tcp.unstable",),
+                       info=("tcp.connected", "tcp.not_attempted"))
     requires = ("network.link",)
-    after = ("network.dns",)
+    needs = ("network.dns",)
 
     def deadline_s(self) -> float:
         net = self.settings.network
@@ -87,14 +94,34 @@ class TcpProbe(PaymentHostProbe):
                                              kinds=", ".join(tr(_KIND_WORDS[k]) for k in kinds if k != "ok")),
                          host=target.host.host, role=target.role, **data)
             return None
-        where = (target.label if address == target.host.host
-                 else tr("{target} at {address}", target=target.label, address=address))
-        if kinds["refused"]:
+        return self.failed(target, address, attempts, kinds, data)
+
+    def failed(self, target: Target, address: str, attempts: list[Connect], kinds: Counter,
+               data: dict) -> tuple[str, str, dict]:
+        """No connect succeeded: say how, naming the address and port that failed."""
+        port = target.host.port
+        where = (target.label if f"{address}:{port}" in target.label
+                 else tr("{target} at {address}:{port}", target=target.label, address=address, port=port))
+        kind = next(k for k in ("refused", "unreachable", "timeout", "error") if kinds[k])
+        refusal = refused_here(address, port)
+        if refusal:
+            return "tcp.blocked_locally", ntr(
+                "{where}: {n} connect {kind}, and this terminal refuses to send anything to it ({error}): nothing "
+                "for it leaves the terminal", "{where}: {n} connects {kind}, and this terminal refuses to send anything "
+                "to it ({error}): nothing for it leaves the terminal", len(attempts), where=where,
+                kind=tr(_KIND_WORDS[kind]), error=refusal), {**data, "error": refusal}
+        if kind == "refused":
             return "tcp.refused", tr("{where} refuses connections (reset)", where=where), data
-        if kinds["unreachable"]:
+        if on_link(address):
+            arp = tr("it answers ARP, but not TCP") if neighbour_state(address) == "complete" else tr("no ARP reply")
+            return "tcp.lan_host_silent", ntr(
+                "{where} is on the store's LAN (the terminal's own subnet) and does not answer: {arp}; {n} connect {kind}",
+                "{where} is on the store's LAN (the terminal's own subnet) and does not answer: {arp}; {n} connects {kind}",
+                len(attempts), where=where, arp=arp, kind=tr(_KIND_WORDS[kind])), data
+        if kind == "unreachable":
             error = next(a.error for a in attempts if a.kind == "unreachable")
             return "tcp.unreachable", tr("{where} is unreachable ({error})", where=where, error=error), data
-        if kinds["timeout"]:
+        if kind == "timeout":
             return "tcp.timeout", ntr("{where} does not answer: {n} connect timed out after {timeout:g} s",
                                       "{where} does not answer: {n} connects timed out after {timeout:g} s", len(attempts),
                                       where=where, timeout=self.settings.network.timeout_s), data

@@ -1,14 +1,20 @@
 """TLS: the handshake with each reachable TLS payment host, verified as the POS would verify it.
 Classifies expired, not-yet-valid (a clock problem), untrusted (possible interception), name
-mismatch and protocol failures; warns before expiry; optionally GETs a health path over the channel."""
+mismatch and protocol failures; warns before the server's certificate — or the terminal's own client
+certificate — expires (``[network] cert_warn_days``: a risk, with ``hours_left`` and ``due_at``);
+optionally GETs a health path over the channel. A certificate that fails verification is fetched once
+more without verifying it, so that the finding names what the terminal was shown: subject, issuer,
+validity and SHA-256 fingerprint."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from typing import TYPE_CHECKING
 
 from posdiag.core.i18n import N_, tr
+from posdiag.core.timefmt import utc_iso
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network._common import (
     Background,
@@ -28,7 +34,6 @@ if TYPE_CHECKING:
 
     from posdiag.probes.network._tlsbio import Channel
 
-EXPIRY_WARN_DAYS = 14
 # OpenSSL X509_V_ERR_* codes
 _EXPIRED, _NOT_YET_VALID, _HOSTNAME_MISMATCH = 10, 9, 62
 _UNTRUSTED = {2, 18, 19, 20, 21, 27}
@@ -42,8 +47,8 @@ class TlsProbe(PaymentHostProbe):
     findings = declare(fail=("http.bad_response", "http.connection_lost", "http.server_error", "http.timeout", "tls.cert_expired",
                            "tls.cert_not_yet_valid", "tls.connect_failed", "tls.handshake_failed",
                            "tls.large_replies_lost", "tls.name_mismatch", "tls.reset", "tls.timeout", "tls.untrusted",
-                           "tls.verify_failed"), warn=("http.client_error",
-                           "tls.expiring_soon"))
+                           "tls.verify_failed", "tls.client_cert_expired", "tls.client_cert_unusable"),
+                       warn=("http.client_error", "tls.expiring_soon", "tls.client_cert_expiring"))
     requires = ("network.tcp",)
 
     def applies(self) -> str | None:
@@ -59,6 +64,8 @@ class TlsProbe(PaymentHostProbe):
         work = [(t, addr) for t in all_targets if t.host.tls and (addr := connected_address(self.context, t))]
         if not work:
             raise ProbeSkipped(tr("no TLS payment host accepted a TCP connection"))
+        for target in {t.host.client_cert: t for t, _ in work if t.host.client_cert}.values():
+            self.client_certificate(obs, target)
         results = side_by_side(lambda ta: self.handshake(obs, *ta), work)
         verdicts = {t.index: r for (t, _), r in zip(work, results, strict=True)}
         report_per_target(obs, verdicts, all_targets, {t.index for t in all_targets if not t.host.tls})
@@ -72,7 +79,38 @@ class TlsProbe(PaymentHostProbe):
 
         ctx = ssl.create_default_context(cafile=target.host.ca_file or None)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if target.host.client_cert:  # unusable: client_certificate() has said why; the server will refuse us
+            with contextlib.suppress(OSError, ssl.SSLError):
+                ctx.load_cert_chain(target.host.client_cert, target.host.client_key or None)
         return ctx
+
+    def client_certificate(self, obs: Observation, target: Target) -> None:
+        """The terminal's own certificate: readable, not expired, not expiring within ``cert_warn_days``."""
+        from posdiag.probes.network._x509 import not_after
+
+        path = target.host.client_cert
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                expires = not_after(f.read(1024 * 1024))
+        except OSError as exc:
+            expires, error = None, exc.strerror or str(exc)
+        else:
+            error = tr("no certificate in it")
+        if expires is None:
+            obs.fail("tls.client_cert_unusable", tr("{target}: the client certificate {path} cannot be read ({error})",
+                                                    target=target.label, path=path, error=error), path=path)
+            return
+        days = (expires - time.time()) / 86400
+        obs.metric(f"client_cert_days_left[{target.host.label}]", round(days, 1))
+        if days <= 0:
+            obs.fail("tls.client_cert_expired", tr("{target}: the terminal's client certificate {path} expired on {date}",
+                                                   target=target.label, path=path, date=utc_iso(expires)),
+                     path=path, not_after=utc_iso(expires))
+        elif days < self.settings.network.cert_warn_days:
+            obs.warn("tls.client_cert_expiring", tr("{target}: the terminal's client certificate {path} expires in "
+                                                    "{days:.1f} days ({date})", target=target.label, path=path, days=days,
+                                                    date=utc_iso(expires)),
+                     path=path, subject=path, **_expiry(expires))
 
     def handshake(self, obs: Observation, target: Target, address: str) -> tuple[str, str, dict] | None:
         import ssl
@@ -82,7 +120,7 @@ class TlsProbe(PaymentHostProbe):
         name = host.server_name or host.host
         label = host.label
         timeout = self.settings.network.timeout_s
-        where = tr("{target} ({name})", target=target.label, name=name)
+        where = tr("{target} ({name}) at {address}:{port}", target=target.label, name=name, address=address, port=host.port)
         started = time.monotonic()
         try:
             raw = socket.create_connection((address, host.port), timeout=timeout)
@@ -101,7 +139,9 @@ class TlsProbe(PaymentHostProbe):
                 return self.health(obs, target, channel, name)
             return None
         except ssl.SSLCertVerificationError as exc:
-            return self.classify_verify(where, exc)
+            raw.close()  # first: a server that serves one connection at a time is still waiting on this one
+            code, message, data = self.classify_verify(where, exc)
+            return self.with_certificate(code, message, data, address, host.port, name, started + timeout * 2)
         except TimeoutError:
             return self.stalled(where, channel.received, tiny[0].result() if tiny else None)
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError) as exc:
@@ -160,16 +200,32 @@ class TlsProbe(PaymentHostProbe):
         return "tls.verify_failed", tr("{where}: certificate verification failed ({message})", where=where,
                                        message=message), data
 
+    @staticmethod
+    def with_certificate(code: str, message: str, data: dict, address: str, port: int, name: str,
+                         deadline: float) -> tuple[str, str, dict]:
+        """The verification failure, naming the certificate the server showed (fetched once more
+        without verifying it): which one it was decides whose fault it is."""
+        from posdiag.probes.network import _x509
+
+        try:
+            cert = _x509.read(shown_certificate(address, port, name, max(0.05, deadline - time.monotonic())))
+        except (OSError, _x509.BadCertificate):
+            return code, message, data
+        return code, tr("{message}; certificate: subject {subject}, issuer {issuer}, valid {not_before} to {not_after}, "
+                        "SHA-256 {sha256}", message=message, **cert.to_dict()), {**data, "certificate": cert.to_dict()}
+
     def expiry(self, obs: Observation, target: Target, cert: dict) -> None:
         if not cert or "notAfter" not in cert:
             return
         import ssl
 
-        days = (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400
+        expires = ssl.cert_time_to_seconds(cert["notAfter"])
+        days = (expires - time.time()) / 86400
         obs.metric(f"cert_days_left[{target.host.label}]", round(days, 1))
-        if days < EXPIRY_WARN_DAYS:
-            obs.warn("tls.expiring_soon", tr("{target}: certificate expires in {days:.0f} days", target=target.label,
-                                             days=days), host=target.host.host, days_left=round(days, 1))
+        if days < self.settings.network.cert_warn_days:
+            obs.warn("tls.expiring_soon", tr("{target}: the payment host's certificate expires in {days:.1f} days ({date})",
+                                             target=target.label, days=days, date=utc_iso(expires)),
+                     host=target.host.host, days_left=round(days, 1), subject=target.host.label, **_expiry(expires))
 
     def health(self, obs: Observation, target: Target, tls: Channel, name: str) -> tuple[str, str, dict] | None:
         path = target.host.health_path
@@ -207,3 +263,25 @@ class TlsProbe(PaymentHostProbe):
             obs.warn("http.client_error", tr("{where}: HTTP {status}: check the configured health path", where=where,
                                              status=status), host=target.host.host, status=status)
         return None
+
+
+def _expiry(expires: float) -> dict[str, object]:
+    """What a risk finding carries for a certificate: the hours left and when (time runs at one hour an hour)."""
+    return {"hours_left": round((expires - time.time()) / 3600, 2), "due_at": utc_iso(expires), "rate": None,
+            "rate_unit": None}
+
+
+def shown_certificate(address: str, port: int, name: str, timeout_s: float) -> bytes:
+    """The DER certificate the server presents for ``name``, taken without verifying it (to describe a
+    certificate that failed verification; nothing is sent over the channel). Raises OSError."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((address, port), timeout=timeout_s) as raw, \
+            ctx.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise OSError("the server presented no certificate")
+    return der

@@ -4,14 +4,15 @@ Outcomes: ``ok``, ``no_reply``, ``garbage``, ``nak`` (refused every try), ``bad_
 corrupt), ``unexpected`` (well-framed but not the expected reply). Retries are bounded: NAK and a
 bad LRC are retried up to ``retries`` times, silence once.
 
-Silence: the first request gets the whole timeout, so a reader that is merely slow is never asked
-twice. Then the request goes out once more with a quarter of the timeout to answer: a reader that
-lost the first request to line noise answers a status request in milliseconds, and a dead reader is
-reported after 1.25 timeouts instead of two. A late answer to the first request still counts (its
-latency from the first send); should the reader then answer the repeated request too, that second
-answer is read and dropped before the port is closed, so it cannot land in the next exchange and
-pass for a fast reply. Once the first byte of an answer has arrived, the reader gets a whole timeout
-to finish its frame.
+Silence: the reader has the configured timeout to start answering, and no longer. The request goes
+out once more when three quarters of it have passed in silence, so that a reader that lost the first
+request to line noise (it answers a status request in milliseconds) still answers within the last
+quarter; a dead reader is reported after one timeout. A late answer to the first request still counts
+(its latency from the first send): a reader slower than three quarters of its timeout but within it
+passes, and is reported as slow where it is. Should it then answer the repeated request too, that
+second answer is read and dropped before the port is closed, so it cannot land in the next exchange
+and pass for a fast reply. Once the first byte of an answer has arrived, the reader gets a whole
+timeout to finish its frame.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class _Reader:
 
 def discard_duplicate(port: Port, ex: Exchange, resent_at: float, started: float, limit_s: float) -> None:
     """The reader answered the first request after the second went out: it will answer the second
-    as well, about as long after it. Read that answer and drop it (bounded by ``limit_s``)."""
+    as well, about as long after the first answer as that took. Read that answer and drop it
+    (bounded by ``limit_s``: a reader that takes up to its timeout to answer needs that long again)."""
     latency_s = (ex.latency_ms or 0.0) / 1000
     # A reader answers one request at a time: the second answer follows the first by its latency.
     deadline = min(time.monotonic() + limit_s, max(resent_at, started + latency_s) + latency_s + 0.15)
@@ -120,7 +122,7 @@ def _raw(port: Port, proto: Protocol, timeout_s: float) -> Exchange:
             ex.outcome = "unexpected" if proto.expect_hex else "ok"
             ex.payload = reply
         if ex.attempts > 1 and ex.outcome != "nak":
-            discard_duplicate(port, ex, resent_at, started, timeout_s / 2)
+            discard_duplicate(port, ex, resent_at, started, timeout_s)
         return ex
     return ex
 
@@ -129,12 +131,12 @@ def _framed(port: Port, proto: Protocol, timeout_s: float, retries: int) -> Exch
     return _FramedSession(port, proto, timeout_s, retries).run()
 
 
-#: Share of the timeout the repeated request gets after the first one met silence.
+#: Share of the timeout the repeated request gets after the first one met silence (the first gets the rest).
 RETRY_SHARE = 0.25
 
 
 def _first_byte_wait(timeout_s: float, attempt: int) -> float:
-    return timeout_s if attempt <= 1 else timeout_s * RETRY_SHARE
+    return timeout_s * (1 - RETRY_SHARE) if attempt <= 1 else timeout_s * RETRY_SHARE
 
 
 #: What one reply leaves the framed session to do next.
@@ -163,7 +165,7 @@ class _FramedSession:
             step = self.one_reply(time.monotonic() + _first_byte_wait(self.timeout_s, self.silent_tries + 1))
             if step == _DONE:
                 if self.resent_at is not None and self.ex.latency_ms is not None:
-                    discard_duplicate(self.port, self.ex, self.resent_at, self.started, self.timeout_s / 2)
+                    discard_duplicate(self.port, self.ex, self.resent_at, self.started, self.timeout_s)
                 return self.ex
             send = step == _RESEND
         return self.ex

@@ -30,6 +30,11 @@ class Holder:
 def holders(device: str, proc_root: str = "/proc") -> tuple[list[Holder], int]:
     """(processes other than us holding ``device``, number of processes we could not inspect)."""
     target = os.path.realpath(device)
+    try:
+        st = os.stat(target)
+        identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+    except OSError:
+        identity = None
     pts = _PTS.match(target)
     index = int(pts.group(1)) if pts else None
     me = os.getpid()
@@ -42,7 +47,7 @@ def holders(device: str, proc_root: str = "/proc") -> tuple[list[Holder], int]:
         if pid == me:
             continue
         try:
-            slave, master = _holds(os.path.join(proc_root, str(pid)), target, index)
+            slave, master = _holds(os.path.join(proc_root, str(pid)), target, index, identity)
         except PermissionError:
             hidden += 1
             continue
@@ -53,8 +58,12 @@ def holders(device: str, proc_root: str = "/proc") -> tuple[list[Holder], int]:
     return found, hidden
 
 
-def _holds(proc_dir: str, target: str, index: int | None) -> tuple[bool, bool]:
-    """(holds ``target`` itself, holds the master of pty number ``index``) for one process."""
+def _holds(proc_dir: str, target: str, index: int | None, identity: tuple[int, int] | None = None) -> tuple[bool, bool]:
+    """(holds ``target`` itself, holds the master of pty number ``index``) for one process.
+
+    A process in a container with a devpts of its own shows its /dev/pts/0 by the same path as ours:
+    the file it holds is ours only when it is the same inode on the same device (``identity``), and
+    a master is the device end of ours only when it belongs to our devpts."""
     fd_dir = os.path.join(proc_dir, "fd")
     slave = master = False
     for fd in os.listdir(fd_dir):
@@ -63,10 +72,29 @@ def _holds(proc_dir: str, target: str, index: int | None) -> tuple[bool, bool]:
         except OSError:
             continue
         if link == target:
-            slave = True
+            slave = slave or identity is None or _same_file(os.path.join(fd_dir, fd), identity)
         elif index is not None and link in _PTMX and _tty_index(os.path.join(proc_dir, "fdinfo", fd)) == index:
-            master = True
+            master = master or identity is None or _our_ptmx(os.path.join(fd_dir, fd), identity[0])
     return slave, master
+
+
+def _same_file(fd_path: str, identity: tuple[int, int]) -> bool:
+    try:
+        st = os.stat(fd_path)
+    except OSError:
+        return True  # gone or hidden: as its path says
+    return (st.st_dev, st.st_ino) == identity
+
+
+def _our_ptmx(fd_path: str, devpts: int) -> bool:
+    """A pty master of our devpts: opened through its ptmx, or through /dev/ptmx of our /dev (a
+    container's ptmx is its own devpts's)."""
+    try:
+        found = os.stat(fd_path).st_dev
+        ours = {devpts, os.stat("/dev/ptmx").st_dev}
+    except OSError:
+        return True
+    return found in ours
 
 
 def _tty_index(fdinfo: str) -> int | None:

@@ -1,7 +1,6 @@
 """Flapping: the reader's disconnect/reconnect events in the kernel log over a recent window.
 
-Reads the kernel's record log (``/dev/kmsg``: ``prio,seq,usec,flags;message``) without blocking.
-Timestamps are microseconds of CLOCK_MONOTONIC, the same clock as ``time.monotonic()`` here.
+Reads the kernel's record log through the reader every kernel-log probe shares (:mod:`._kmsg`).
 """
 
 from __future__ import annotations
@@ -13,29 +12,6 @@ import time
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
 from posdiag.probes.reader.usb import enumerate_sysfs
-
-
-def kernel_records(path: str = "/dev/kmsg") -> list[tuple[float, str]]:
-    """(seconds since boot, message) of every record in the kernel's ring buffer."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    records = []
-    try:
-        while True:
-            try:
-                raw = os.read(fd, 8192)
-            except BlockingIOError:
-                break
-            except BrokenPipeError:  # overwritten while reading: continue from the next record
-                continue
-            if not raw:
-                break
-            head, _, message = raw.decode("utf-8", "replace").partition(";")
-            fields = head.split(",")
-            if len(fields) >= 3 and fields[2].isdigit():
-                records.append((int(fields[2]) / 1e6, message.split("\n", 1)[0]))
-    finally:
-        os.close(fd)
-    return records
 
 
 class EventsProbe(Probe):
@@ -63,7 +39,7 @@ class EventsProbe(Probe):
     def check(self, obs: Observation) -> None:
         cfg = self.settings.reader
         try:
-            records = kernel_records(cfg.kernel_log)
+            records = self.context.kernel_log(cfg.kernel_log)
         except PermissionError:
             obs.info("reader.kernel_log_denied", tr("the kernel log {path} is not readable by the agent", path=cfg.kernel_log))
             obs.summary = tr("kernel log not readable")

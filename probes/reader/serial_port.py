@@ -6,14 +6,15 @@ from __future__ import annotations
 import errno
 import os
 import time
+from typing import TYPE_CHECKING
 
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes._sandbox import Hidden, hidden_path, refused_device
-from posdiag.probes.base import Observation, Probe, Status, declare
-from posdiag.probes.reader._exchange import Exchange, exchange
-from posdiag.probes.reader._holders import holders
-from posdiag.probes.reader._protocols import protocol_for
+from posdiag.probes.base import CouldNotCheck, Observation, Probe, Status, declare
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from posdiag.probes.reader._exchange import Exchange
 
 
 def _group_name(gid: int) -> str:
@@ -55,6 +56,11 @@ class SerialProbe(Probe):
             else:
                 obs.fail("reader.port_missing", tr("{port} does not exist", port=port), port=port)
             return
+        # loaded where a serial reader is configured, not on every diagnose
+        from posdiag.probes.reader._exchange import exchange
+        from posdiag.probes.reader._holders import holders
+        from posdiag.probes.reader._protocols import protocol_for
+
         found, hidden = holders(port)
         bridges = [h for h in found if h.device_side or h.name in cfg.bridge_processes]
         busy = [h for h in found if h not in bridges]
@@ -102,9 +108,10 @@ class SerialProbe(Probe):
         elif pos:
             obs.fail("reader.port_held", tr("{port} is held by {names}, not by the POS application '{process}': the POS "
                                             "cannot reach the reader", port=port, names=names, process=pos), **data)
-        else:
-            obs.warn("reader.port_held", tr("{port} is held by {names}; not probed so as not to disturb it", port=port,
-                                            names=names), **data)
+        else:  # it could be the POS itself: the reader was not asked, so nothing is said about it
+            raise CouldNotCheck(tr("{port} is held by {names}; [terminal] pos_process is not set to tell whether "
+                                  "that is the POS application: the reader was not asked, so as not to disturb it",
+                                  port=port, names=names), **data)
 
     @staticmethod
     def report_hidden(obs: Observation, port: str, hidden: Hidden) -> None:

@@ -31,11 +31,14 @@ def iso(epoch: float) -> str:
 
 def make_report(terminal: str, site: str = "store-1", *, started: float | None = None, verdict: str = "fault",
                 cause: str = "network.wan", evidence: list[str] | None = None, remediation: list[str] | None = None,
-                report_id: str | None = None, padding: int = 0) -> dict[str, Any]:
-    """A valid ``posdiag.report/1`` report naming ``cause`` first."""
+                report_id: str | None = None, padding: int = 0, certainty: float | None = None) -> dict[str, Any]:
+    """A valid ``posdiag.report/1`` report naming ``cause`` first; without ``certainty`` as an agent
+    before it wrote one."""
     causes = [{"id": cause, "title": f"title of {cause}", "confidence": 0.8 if verdict != "healthy" else 0.95,
                "evidence": evidence if evidence is not None else [f"evidence for {cause} at {terminal}"],
                "remediation": remediation or [f"fix {cause} step one", "then step two"]}]
+    if certainty is not None:
+        causes[0]["certainty"] = certainty
     probes = [{"name": "network.tcp", "status": "fail" if verdict == "fault" else "ok", "duration_s": 0.03,
                "summary": "tcp to payment host", "findings": [], "metrics": {"connect_ms": 12.5, "pad": "x" * padding}}]
     return {"schema": "posdiag.report/1", "report_id": report_id or str(uuid.uuid4()),

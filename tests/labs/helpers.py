@@ -214,3 +214,9 @@ def codes_of(report: dict, name: str) -> list[str]:
 
 def top_cause(report: dict) -> str:
     return report["diagnosis"]["causes"][0]["id"]
+
+
+def unwrapped(text: str) -> str:
+    """Text with every space and line break taken out: reports wrap at 80 display columns wherever a
+    line runs long, so a test looks for a sentence in this form, not for where a line happened to break."""
+    return "".join(text.split())

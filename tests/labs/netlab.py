@@ -4,11 +4,14 @@ Addresses come from 198.18.0.0/15, the range reserved for network benchmarks (RF
 here can route to this machine's own network or beyond, because the namespaces have no link to it.
 
     term  t0 198.18.1.2/24  ── r0 198.18.1.1/24  router  r1 198.18.2.1/24 ── h0 198.18.2.2, .3, .53  host
+
+198.18.1.77 is on the terminal's own subnet and nobody holds it: a host on the store's LAN that is off.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +21,8 @@ from labs import REPO, child_env
 
 TERM_ADDR, GATEWAY = "198.18.1.2", "198.18.1.1"
 HOST_ADDR, BACKUP_ADDR, DNS_ADDR = "198.18.2.2", "198.18.2.3", "198.18.2.53"
+#: on the terminal's subnet, held by nobody: it never answers ARP
+LAN_HOST_ADDR = "198.18.1.77"
 
 #: ``wrap`` for :meth:`Lab.diagnose`: the command runs in a mount namespace of its own whose /proc
 #: has no ``net/route`` (as where procfs hides it, or on a system without one), everything else of
@@ -76,6 +81,7 @@ class Lab:
         self.peers.clear()
         for ns in (self.term, self.router, self.host):
             sh("ip", "netns", "del", ns, check=False)
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
 
     def __enter__(self) -> Lab:
         return self.up()
@@ -118,6 +124,13 @@ class Lab:
             raise RuntimeError(f"diagnose failed ({proc.returncode}): {proc.stderr}")
         return proc.returncode, json.loads(proc.stdout), wall
 
+    def resolv_conf(self, *servers: str) -> None:
+        """The terminal's /etc/resolv.conf (``ip netns exec`` mounts /etc/netns/NAME/ over /etc), so that
+        getaddrinfo inside the terminal asks the lab's resolvers, never this machine's."""
+        folder = Path("/etc/netns") / self.term
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "resolv.conf").write_text("".join(f"nameserver {s}\n" for s in servers) + "options timeout:1 attempts:1\n")
+
     # -- faults -----------------------------------------------------------------------------------
     def filter(self, ns: str, hook: str, rule: str) -> None:
         """Add one nft rule on a hook (``forward`` in the router, ``input`` on the host)."""
@@ -149,6 +162,10 @@ class Lab:
         """Packets above ``max_bytes`` vanish on the path without an ICMP 'fragmentation needed'."""
         self.filter(self.router, "forward", f"meta length > {max_bytes} drop")
 
+    def local_firewall(self, address: str, verdict: str = "drop") -> None:
+        """The terminal's own packet filter drops (or rejects) everything it sends to ``address``."""
+        self.filter(self.term, "output", f"ip daddr {address} {verdict}")
+
     def block_icmp(self) -> None:
         self.filter(self.router, "forward", "meta l4proto icmp drop")
 
@@ -161,6 +178,22 @@ class Lab:
 
     def interface_down(self) -> None:
         self.ip(self.term, "link", "set", "t0", "down")
+
+    def interface_up(self) -> None:
+        """The cable is back: the link comes up and the default route (gone with the link) with it."""
+        self.ip(self.term, "link", "set", "t0", "up")
+        self.ip(self.term, "route", "replace", "default", "via", GATEWAY)
+
+    def count_forwarded(self, port: int) -> None:
+        """The router counts the TCP packets it forwards to ``port`` (see :meth:`forwarded`)."""
+        self.filter(self.router, "forward", f"tcp dport {port} counter")
+
+    def forwarded(self) -> int:
+        """Packets counted by :meth:`count_forwarded`: proof that the terminal really sent them."""
+        import re
+
+        listing = self.exec(self.router, "nft", "list", "chain", "inet", "lab", "lab_forward").stdout
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", listing))
 
     def remove_default_route(self) -> None:
         self.ip(self.term, "route", "del", "default")

@@ -2,7 +2,8 @@
 
 The probe opens the real tty path (``emulator.path``); the emulator answers on the master side
 in the chosen preset's framing, in one of the modes: healthy, silent, garbage, nak, bad_lrc, slow,
-wrong_serial. Everything the probe wrote is kept in ``received``.
+wrong_serial. Everything the probe wrote is kept in ``received``; when each request came in
+(``request_times``, monotonic) and how many answers went out (``answered``) are counted.
 
 Run as a script (``python -m labs.reader_emulator PRESET MODE``) it prints the tty path and serves until killed.
 """
@@ -51,6 +52,8 @@ class ReaderEmulator:
             os.close(slave)  # the probe opens the path; we keep only the master
         self.received = bytearray()
         self.frames = 0
+        self.request_times: list[float] = []
+        self.answered = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -119,6 +122,7 @@ class ReaderEmulator:
         if self.preset == "telium-enq":
             while ENQ in buf:
                 buf = buf[buf.index(ENQ) + 1:]
+                self.request_times.append(time.monotonic())
                 self._answer(lambda: self._send(bytes([ACK])))
             return bytearray()
         framing = FRAMINGS[self.preset]
@@ -139,6 +143,7 @@ class ReaderEmulator:
             end = buf.index(framing.end) + 2
             buf = buf[end:]
             self.frames += 1
+            self.request_times.append(time.monotonic())
             self._answer(lambda: self._send(bytes([ACK]) + self._reply_frame()))
         return buf
 
@@ -155,6 +160,7 @@ class ReaderEmulator:
             healthy()
         else:  # healthy, bad_lrc, wrong_serial
             healthy()
+        self.answered += 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,219 @@
+"""Remote requests at the collector, on SQLite and on a real PostgreSQL: an operator asks, the
+terminal fetches and answers its own and only its own; asking twice is asking once; requests expire;
+every step is audited."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import threading
+import time
+
+import pytest
+import requests
+from labs.collectorlab import make_report
+from labs.helpers import wait_for
+
+
+def remote_report(terminal: str, request_id: str, **kw) -> dict:
+    report = make_report(terminal, **kw)
+    report["trigger"] = "remote"
+    report["request_id"] = request_id
+    return report
+
+
+def small_bundle(text: str = "terminal: lane-1\n") -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        data = text.encode()
+        info = tarfile.TarInfo("posdiag-bundle/summary.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+class Desk:
+    """The help desk's and the terminals' calls, over HTTP, against one running collector."""
+
+    def __init__(self, fleet) -> None:
+        self.f = fleet
+        self.url = fleet.url
+
+    def ask(self, operator: str, terminal: str, kind: str = "diagnose") -> requests.Response:
+        return requests.post(f"{self.url}/api/v1/terminals/{terminal}/requests", json={"kind": kind},
+                             headers={"Authorization": f"Bearer {operator}"}, timeout=30)
+
+    def request(self, operator: str, request_id: str) -> dict:
+        answer = self.f.get(f"/api/v1/requests/{request_id}", operator)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def poll(self, token: str) -> requests.Response:
+        return self.f.get("/api/v1/requests/pending", token)
+
+    def upload(self, token: str, request_id: str, body: bytes) -> requests.Response:
+        return requests.put(f"{self.url}/api/v1/requests/{request_id}/bundle", data=body, timeout=30,
+                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/gzip"})
+
+    def fail(self, token: str, request_id: str, error: str) -> requests.Response:
+        return requests.post(f"{self.url}/api/v1/requests/{request_id}/failure", json={"error": error}, timeout=30,
+                             headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_terminal_fetches_and_answers_its_own_diagnose_request_and_never_another_terminals(fleet):
+    f = fleet()
+    desk = Desk(f)
+    lane1, lane2 = f.terminal("lane-1", "store-1"), f.terminal("lane-2", "store-1")
+    alice, bob = f.operator("alice"), f.operator("bob")
+
+    asked = desk.ask(alice, "lane-1")
+    assert asked.status_code == 202, asked.text
+    request_id = asked.json()["request_id"]
+    assert asked.json()["state"] == "pending" and asked.json()["requested_by"] == "alice"
+    again = desk.ask(bob, "lane-1")  # a second desk asking while it is open: the same request, audited
+    assert again.status_code == 202 and again.json()["request_id"] == request_id
+
+    assert desk.poll(lane2).json() == {"requests": []}
+    fetched = desk.poll(lane1).json()["requests"]
+    assert [(r["request_id"], r["kind"]) for r in fetched] == [(request_id, "diagnose")]
+    assert desk.request(alice, request_id)["state"] == "delivered"
+
+    # lane-2 cannot answer it: not with a report naming it, not with a bundle, not with a failure.
+    assert f.post(lane2, remote_report("lane-2", request_id)).status_code == 201  # its own report is stored
+    assert desk.upload(lane2, request_id, small_bundle()).status_code == 404
+    assert desk.fail(lane2, request_id, "nope").status_code == 404
+    assert desk.request(alice, request_id)["state"] == "delivered"
+
+    answer = remote_report("lane-1", request_id, cause="network.dns")
+    assert f.post(lane1, answer).status_code == 201
+    done = desk.request(alice, request_id)
+    assert done["state"] == "done" and done["report_id"] == answer["report_id"]
+    assert [(e["actor"], e["event"]) for e in done["events"]] == [
+        ("operator:alice", "asked"), ("operator:bob", "asked again"), ("terminal:lane-1", "delivered"),
+        ("terminal:lane-1", "done")]
+    assert desk.poll(lane1).json() == {"requests": []}
+    assert f.get(f"/api/v1/reports/{answer['report_id']}", alice).json()["trigger"] == "remote"
+    listed = f.get("/api/v1/terminals/lane-1/requests", alice).json()["requests"]
+    assert [r["request_id"] for r in listed] == [request_id]
+    assert f.get("/api/v1/terminals/lane-2/requests", alice).json()["requests"] == []
+
+
+def test_a_bundle_is_uploaded_once_and_downloaded_by_an_operator_with_an_audit_trail(fleet):
+    f = fleet()
+    desk = Desk(f)
+    lane1 = f.terminal("lane-1", "store-1")
+    alice = f.operator("alice")
+    request_id = desk.ask(alice, "lane-1", "bundle").json()["request_id"]
+    assert desk.poll(lane1).json()["requests"][0]["kind"] == "bundle"
+    body = small_bundle()
+    assert desk.upload(lane1, request_id, body).status_code == 201
+    assert desk.upload(lane1, request_id, body).status_code == 200  # a retry after a lost answer: still done
+    state = desk.request(alice, request_id)
+    assert state["state"] == "done" and state["bundle_url"] == f"/api/v1/requests/{request_id}/bundle"
+    assert state["bundle_bytes"] == len(body)
+
+    assert f.get(state["bundle_url"], lane1).status_code == 403  # a terminal never downloads one
+    download = f.get(state["bundle_url"], alice)
+    assert download.status_code == 200 and download.content == body
+    assert download.headers["content-type"] == "application/gzip"
+    assert download.headers["content-disposition"].startswith('attachment; filename="posdiag-bundle-lane-1-')
+    assert ("operator:alice", "downloaded") in [(e["actor"], e["event"]) for e in desk.request(alice, request_id)["events"]]
+    # A diagnose report cannot answer a bundle request.
+    other = desk.ask(alice, "lane-1", "bundle").json()["request_id"]
+    assert other != request_id  # the first is answered: a new ask is a new request
+    assert f.post(lane1, remote_report("lane-1", other)).status_code == 201
+    assert desk.request(alice, other)["state"] == "pending"
+
+
+def test_a_terminal_that_cannot_do_it_says_why_and_the_request_fails(fleet):
+    f = fleet()
+    desk = Desk(f)
+    lane1 = f.terminal("lane-1")
+    alice = f.operator("alice")
+    request_id = desk.ask(alice, "lane-1", "bundle").json()["request_id"]
+    answer = desk.fail(lane1, request_id, "no room  for the bundle\nin /var/lib/posdiag")
+    assert answer.status_code == 200 and answer.json()["state"] == "failed"
+    failed = desk.request(alice, request_id)
+    assert failed["state"] == "failed" and failed["error"] == "no room for the bundle in /var/lib/posdiag"
+    assert "bundle_url" not in failed
+    assert desk.upload(lane1, request_id, small_bundle()).status_code == 200  # already failed: nothing changes
+    assert desk.request(alice, request_id)["state"] == "failed"
+
+
+def test_an_unanswered_request_expires_and_can_no_longer_be_fetched_or_answered(fleet):
+    f = fleet(request_expiry_min=1.5 / 60)
+    desk = Desk(f)
+    lane1 = f.terminal("lane-1")
+    alice = f.operator("alice")
+    request_id = desk.ask(alice, "lane-1", "bundle").json()["request_id"]
+    assert wait_for(lambda: desk.request(alice, request_id)["state"] == "expired", 30, interval=0.2)
+    assert desk.poll(lane1).json() == {"requests": []}
+    assert desk.upload(lane1, request_id, small_bundle()).status_code == 410
+    assert desk.request(alice, request_id)["state"] == "expired"
+    fresh = desk.ask(alice, "lane-1", "bundle").json()
+    assert fresh["request_id"] != request_id and fresh["state"] == "pending"
+
+
+def test_remote_requests_are_for_operators_to_ask_and_terminals_to_fetch(fleet):
+    f = fleet(max_bundle_bytes=4096)
+    desk = Desk(f)
+    lane1, gone = f.terminal("lane-1"), f.terminal("lane-gone")
+    f.storage.revoke_terminal("lane-gone")
+    alice = f.operator("alice")
+    assert desk.ask(lane1, "lane-1").status_code == 403  # a terminal cannot ask
+    assert requests.post(f"{f.url}/api/v1/terminals/lane-1/requests", json={"kind": "diagnose"}, timeout=10).status_code == 401
+    assert desk.ask(alice, "nobody").status_code == 404
+    assert desk.ask(alice, "lane-gone").status_code == 409
+    assert desk.ask(alice, "lane-1", "reboot").status_code == 400
+    assert desk.poll(alice).status_code == 403  # an operator does not fetch a terminal's work
+    assert desk.poll(gone).status_code == 401 and desk.poll("made-up").status_code == 401
+    assert f.get("/api/v1/requests/pending").status_code == 401
+    request_id = desk.ask(alice, "lane-1", "bundle").json()["request_id"]
+    assert f.get(f"/api/v1/requests/{request_id}", lane1).status_code == 403  # nor reads requests by id
+    assert desk.upload(lane1, request_id, b"PK\x03\x04 not gzip").status_code == 400
+    assert desk.upload(lane1, request_id, gzip.compress(b"x") + b"\0" * 5000).status_code == 413
+    assert desk.request(alice, request_id)["state"] == "pending"
+
+    # Signed in on the page, the ask must be JSON: a cross-site form post carrying the cookie is not one.
+    session = requests.Session()
+    assert session.post(f.url + "/signin", data={"token": alice}, allow_redirects=False, timeout=10).status_code == 303
+    form = session.post(f"{f.url}/api/v1/terminals/lane-1/requests", data={"kind": "diagnose"}, timeout=10)
+    assert form.status_code == 415
+    assert session.post(f"{f.url}/api/v1/terminals/lane-1/requests", json={"kind": "diagnose"}, timeout=10).status_code == 202
+
+
+def test_desks_asking_at_the_same_moment_make_one_request(fleet):
+    f = fleet()
+    desk = Desk(f)
+    f.terminal("lane-1")
+    operators = [f.operator(f"desk-{i}") for i in range(8)]
+    answers: list[requests.Response] = []
+    start = threading.Barrier(len(operators))
+
+    def ask(token: str) -> None:
+        start.wait()
+        answers.append(desk.ask(token, "lane-1"))
+
+    threads = [threading.Thread(target=ask, args=(token,)) for token in operators]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [a.status_code for a in answers] == [202] * len(operators)
+    assert len({a.json()["request_id"] for a in answers}) == 1
+    events = desk.request(operators[0], answers[0].json()["request_id"])["events"]
+    assert sorted(e["event"] for e in events) == ["asked"] + ["asked again"] * (len(operators) - 1)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_terminal_api_tells_a_terminal_as_the_fleet_list_does(fleet):
+    f = fleet()
+    token = f.terminal("lane-1", "store-9")
+    alice = f.operator("alice")
+    assert f.post(token, make_report("lane-1", "store-9", started=time.time() - 5)).status_code == 201
+    one = f.get("/api/v1/terminals/lane-1", alice).json()
+    listed = next(t for t in f.get("/api/v1/terminals", alice).json()["terminals"] if t["id"] == "lane-1")
+    assert {k: one[k] for k in listed} == listed and one["verdict"] == "fault"
+    assert f.get("/api/v1/terminals/nobody", alice).status_code == 404
+    assert f.get("/api/v1/terminals/lane-1", token).status_code == 403

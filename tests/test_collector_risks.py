@@ -1,0 +1,106 @@
+"""Risks ahead on the central server: each terminal keeps its newest report's, the fleet lists them
+soonest first (API and page), and reports of older agents, which know none, still land."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from labs.collector_fixtures import ARTIFACTS
+from labs.collectorlab import make_report
+from posdiag.core.timefmt import utc_iso
+
+SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def risk(code: str, hours: float, subject: str, title: str = "") -> dict:
+    return {"code": code, "title": title or f"title of {code}", "probe": "trends", "subject": subject,
+            "message": f"{subject} fails in {hours:.1f} h", "hours_left": hours,
+            "due_at": utc_iso(time.time() + hours * 3600), "rate": 120.0, "rate_unit": "MB/h",
+            "remediation": ["act now", "then check again"]}
+
+
+def with_risks(report: dict, *risks: dict) -> dict:
+    report["risks"] = list(risks)
+    if report["diagnosis"]["verdict"] == "healthy":
+        report["diagnosis"]["verdict"] = "degraded"
+    return report
+
+
+def test_the_fleet_lists_risks_ahead_soonest_first(fleet):
+    f = fleet()
+    operator = f.operator()
+    tokens = {t: f.terminal(t, site) for t, site in (("a1", "store-a"), ("a2", "store-a"), ("b1", "store-b"))}
+    assert f.post(tokens["a1"], with_risks(make_report("a1", "store-a", verdict="healthy", cause="none"),
+                                           risk("tls.expiring_soon", 70, "primary"))).status_code == 201
+    assert f.post(tokens["b1"], with_risks(make_report("b1", "store-b", cause="disk.full"),
+                                           risk("trend.disk_filling", 5, "/var/lib/pos"),
+                                           risk("trend.clock_drifting", 40, "clock"))).status_code == 201
+    old = make_report("a2", "store-a", verdict="healthy", cause="none")  # an older agent: no "risks" key at all
+    assert "risks" not in old and f.post(tokens["a2"], old).status_code == 201
+
+    listed = f.get("/api/v1/risks", operator).json()
+    assert [(r["terminal"], r["code"]) for r in listed["risks"]] == [
+        ("b1", "trend.disk_filling"), ("b1", "trend.clock_drifting"), ("a1", "tls.expiring_soon")]
+    first = listed["risks"][0]
+    assert first["site"] == "store-b" and first["subject"] == "/var/lib/pos" and first["rate_unit"] == "MB/h"
+    assert 4.9 < first["hours_left"] <= 5 and listed["terminals"] == 2
+    assert [r["terminal"] for r in f.get("/api/v1/risks", operator, site="store-a").json()["risks"]] == ["a1"]
+    assert [r["code"] for r in f.get("/api/v1/risks", operator, terminal="b1").json()["risks"]] == [
+        "trend.disk_filling", "trend.clock_drifting"]
+
+    terminals = {t["id"]: t for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
+    assert terminals["b1"]["soonest_risk_at"] == first["due_at"] and terminals["a2"]["soonest_risk_at"] is None
+
+
+def test_a_newer_report_without_risks_clears_them_and_a_late_older_one_does_not_bring_them_back(fleet):
+    f = fleet()
+    operator = f.operator()
+    token = f.terminal("a1", "store-a")
+    now = time.time()
+    at_risk = with_risks(make_report("a1", "store-a", started=now - 600, verdict="healthy", cause="none"),
+                         risk("trend.disk_filling", 5, "/var/lib/pos"))
+    assert f.post(token, make_report("a1", "store-a", started=now - 60, verdict="healthy", cause="none")).status_code == 201
+    assert f.post(token, at_risk).status_code == 201  # sent late, after an outage: older than the newest
+    assert f.get("/api/v1/risks", operator).json()["risks"] == []
+    assert f.get("/api/v1/risks", "made-up-token").status_code == 401
+
+
+@SQLITE
+@pytest.mark.chromium
+def test_the_fleet_page_shows_terminals_at_risk_and_a_report_s_risks(fleet, browser):
+    f = fleet()
+    operator = f.operator("alice")
+    for tid, hours in (("lane-1", 70), ("lane-2", 5)):
+        token = f.terminal(tid, "store-042")
+        report = with_risks(make_report(tid, "store-042", verdict="healthy", cause="none"),
+                            risk("trend.disk_filling", hours, f"/srv/{tid}", title="A filesystem will be full soon"))
+        assert f.post(token, report).status_code == 201
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f.url + "/signin")
+    page.fill("#token", operator)
+    page.click("button[type=submit]")
+    page.wait_for_url(f.url + "/")
+    page.wait_for_selector("#risks li.risk")
+    rows = page.locator("#risks li.risk").all_inner_texts()
+    assert rows[0].startswith("lane-2") and "in 5 h" in rows[0] and "/srv/lane-2" in rows[0]
+    assert rows[1].startswith("lane-1") and "in 3 days" in rows[1]
+    page.click("#risks button[data-terminal=lane-1]")
+    page.wait_for_selector("#terminal-risks .risk-card")  # the terminal's own risks, before any report is picked
+    assert "/srv/lane-1 fails in 70.0 h" in page.locator("#terminal-risks").inner_text()
+    page.wait_for_selector("#timeline button.report-item")
+    page.locator("#timeline button.report-item").first.click()
+    page.wait_for_selector("#report .risk-card")
+    card = page.locator("#report .risk-card").inner_text()
+    assert "Risks ahead" in card and "a filesystem will be full soon" in card.lower() and "act now" in card
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "collector-page-risks.png"), full_page=True)
+    page.goto(f.url + "/terminals/lane-2")  # the terminal's own page: its latest diagnosis and its risks
+    page.wait_for_selector("#report .risk-card")
+    assert "/srv/lane-2 fails in 5.0 h" in page.locator("#report .risk-card").inner_text()
+    assert "at risk, due" in page.locator("#terminal-facts").inner_text()
+    assert errors == []
+    context.close()

@@ -1,0 +1,205 @@
+"""system.crashed: the kernel's own failures written to the real /dev/kmsg, a POS process really
+killed and restarted between real daemon sweeps, the previous boot's end as the journal and the
+kernel's saved records tell it (files in the kernel's format under a test root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from labs import kernel
+from labs.commands import diagnose_json, run_posdiag
+from labs.daemonlab import DaemonProcess
+from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapped, wait_for
+from posdiag.agent.report import render_text
+from posdiag.probes import _lastboot, _restarts
+
+OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
+        "Oops: 0002 [#1] PREEMPT SMP NOPTI",
+        "CPU: 1 PID: 4242 Comm: posapp Tainted: G      D            6.1.0 #1")
+
+
+def causes(report: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in report["diagnosis"]["causes"]}
+
+
+@pytest.mark.root
+def test_kernel_oops_in_the_kernel_log_blames_an_os_crash(config_file):
+    config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000})
+    with kernel.records(*OOPS):
+        rc, report = diagnose_json(config, "--only", "system")
+    assert rc == 2 and top_cause(report) == "system.crashed"
+    finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.kernel_oops")
+    assert finding["data"]["count"] == 2 and "NULL pointer dereference" in finding["data"]["first"]
+
+
+@pytest.mark.root
+def test_an_os_crash_reads_as_such_in_chinese(config_file):
+    config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000})
+    with kernel.records(*OOPS):
+        proc = run_posdiag("--lang", "zh_CN", "diagnose", "--only", "system", "--config", str(config))
+    assert proc.returncode == 2
+    assert "操作系统崩溃" in proc.stdout and "[system.crashed" in proc.stdout
+    assert "内核出错 2 次" in proc.stdout
+
+
+@pytest.mark.root
+def test_records_cleared_with_dmesg_are_no_longer_evidence(config_file):
+    config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000})
+    with kernel.records(*OOPS):
+        pass  # the technician dealt with it: dmesg --clear
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    assert rc == 0 and "crash.kernel_oops" not in codes_of(report, "system.crash")
+
+
+@pytest.mark.root
+def test_a_hung_task_is_a_warning_not_yet_a_crash(config_file):
+    config = config_file(system={"kernel_log": "/dev/kmsg"})
+    with kernel.records("INFO: task posapp:4242 blocked for more than 120 seconds."):
+        rc, report = diagnose_json(config, "--only", "system.crash")
+    finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.hung_task")
+    assert rc == 1 and finding["severity"] == "warn" and finding["data"]["tasks"] == ["posapp"]
+
+
+@pytest.mark.root
+def test_the_oom_killer_taking_the_pos_is_a_crash_of_it_and_a_sign_of_memory(config_file):
+    config = config_file(system={"kernel_log": "/dev/kmsg"}, terminal={"pos_process": "posapp"})
+    with kernel.records("Out of memory: Killed process 4242 (posapp) total-vm:812345kB, anon-rss:512000kB, "
+                        "file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:1200kB oom_score_adj:0",
+                        "Out of memory: Killed process 4343 (chromium) total-vm:1kB"):
+        rc, report = diagnose_json(config, "--only", "system.crash")
+    finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.pos_oom_killed")
+    assert finding["data"]["pids"] == [4242]  # another process's death is the memory probe's business
+    assert rc == 2 and {"system.crashed", "memory.exhausted"} <= set(causes(report))
+
+
+@pytest.mark.root
+def test_a_crash_and_a_full_disk_are_two_faults_each_certain_on_its_own_evidence(config_file, tmpfs):
+    full = tmpfs("1m")
+    fill_filesystem(full)
+    config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000},
+                         disk={"paths": [str(full)], "min_free_mb": 1})
+    with kernel.records(*OOPS):
+        rc, report = diagnose_json(config, "--only", "disk,system")
+    found = causes(report)
+    assert rc == 2 and {"system.crashed", "disk.full"} <= set(found)
+    # neither explains the other: each stands on its own evidence, nothing of one shown as the other's consequence
+    assert any("kernel failed" in e for e in found["system.crashed"]["evidence"])
+    assert any(str(full) in e for e in found["disk.full"]["evidence"])
+    assert not found["system.crashed"]["consequences"] and not found["disk.full"]["consequences"]
+    for cause in ("system.crashed", "disk.full"):  # independent faults do not share a certainty
+        assert found[cause]["certainty"] >= 0.8
+    headed = re.findall(r"Fault(\d)of(\d):[^\[]*\[([\w.]+),", unwrapped(render_text(report)))
+    assert [(i, n) for i, n, _ in headed] == [("1", "2"), ("2", "2")], headed
+    assert {cause for _, _, cause in headed} == {"system.crashed", "disk.full"}
+
+
+def start_pos(folder: Path, name: str) -> subprocess.Popen:
+    """A process named like the POS application: a copy of sleep under that name."""
+    binary = folder / name
+    if not binary.exists():
+        shutil.copy(shutil.which("sleep") or "/bin/sleep", binary)
+    return subprocess.Popen([str(binary), "600"])
+
+
+def test_a_pos_killed_and_restarted_between_sweeps_is_a_crash_loop(config_file, tmp_path):
+    name = f"posfc{os.getpid() % 100000}"
+    config = config_file(terminal={"pos_process": name}, system={"restart_limit": 3, "restart_window_min": 10})
+    pos = start_pos(tmp_path, name)
+    daemon = DaemonProcess(config, tmp_path / "state")
+    try:
+        assert wait_for(lambda: len(daemon.reports()) >= 1, 30), daemon.output()  # the boot sweep saw it running
+        for _ in range(3):
+            pos.kill()
+            pos.wait()
+            time.sleep(0.2)  # it crashed; its supervisor starts it again
+            pos = start_pos(tmp_path, name)
+            rc, out, err = daemon.cli("trigger", "--json")
+            assert rc in (0, 1, 2), err
+    finally:
+        pos.kill()
+        pos.wait()
+        daemon.stop()
+    report = json.loads(out)
+    finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.pos_restarting")
+    assert finding["data"]["restarts"] == 3 and finding["data"]["source"] == "sweeps"
+    assert top_cause(report) == "system.crashed"
+
+
+def test_restarts_are_counted_only_within_the_window():
+    now = time.time()
+    starts = [now - 3600, now - 3600, None, now - 500, now - 400, now - 400, now - 10]
+    assert _restarts.restarts_seen(starts, since=now - 600) == [now - 500, now - 400, now - 10]
+    assert _restarts.restarts_seen(starts, since=now - 60) == [now - 10]
+
+
+def test_systemd_restart_count_is_read_from_systemctl_show():
+    state = _restarts.parse_show("NRestarts=5\nActiveState=active\nLoadState=loaded\n"
+                                 "ExecMainStartTimestampMonotonic=123456789\n")
+    assert (state.restarts, state.active, state.started_monotonic_us) == (5, "active", 123456789)
+    assert _restarts.parse_show("NRestarts=0\nLoadState=not-found\n").restarts is None
+
+
+def test_a_unit_systemd_cannot_report_is_said_so(config_file):
+    """This machine's PID 1 is not systemd (or the unit does not exist): the count is unknown, not zero."""
+    rc, report = diagnose_json(config_file(terminal={"pos_unit": "posdiag-test-nonexistent.service"}),
+                               "--only", "system.crash")
+    finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.unit_unreadable")
+    assert finding["data"]["unit"] == "posdiag-test-nonexistent.service" and rc == 0
+
+
+JOURNAL_CLEAN = "\n".join([
+    '{"__REALTIME_TIMESTAMP":"1764990000000000","MESSAGE":"Stopped target Multi-User System."}',
+    '{"__REALTIME_TIMESTAMP":"1764990001000000","MESSAGE_ID":"98268866d1d54a499c4e98921d93bc40",'
+    '"MESSAGE":"System is powering down."}',
+    '{"__REALTIME_TIMESTAMP":"1764990002000000","MESSAGE":"Journal stopped"}'])
+JOURNAL_CUT = "\n".join([
+    '{"__REALTIME_TIMESTAMP":"1764990000000000","MESSAGE":"posapp[812]: transaction 1234 sent"}',
+    '{"__REALTIME_TIMESTAMP":"1764990005000000","MESSAGE":[80,79,83]}',
+    '{"__REALTIME_TIMESTAMP":"1764990009000000","MESSAGE":"systemd-timesyncd[301]: Contacted time server"}'])
+
+
+def test_a_previous_boot_that_ends_in_ordinary_work_was_not_shut_down():
+    cut = _lastboot.parse_journal_tail(JOURNAL_CUT)
+    assert cut.known and not cut.clean and cut.ended_at == 1764990009.0
+    clean = _lastboot.parse_journal_tail(JOURNAL_CLEAN)
+    assert clean.known and clean.clean
+
+
+def test_without_a_previous_boot_in_the_journal_the_probe_says_so(config_file):
+    rc, report = diagnose_json(config_file(), "--only", "system.crash")
+    finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown")
+    assert finding["data"]["why"] in ("no-journalctl", "no-previous-boot", "timeout", "error")
+    assert rc == 0
+
+
+def test_crash_records_kept_across_the_reboot_blame_an_os_crash(config_file, tmp_path):
+    root = tmp_path / "root"
+    pstore = root / "sys/fs/pstore"
+    pstore.mkdir(parents=True)
+    (pstore / "dmesg-ramoops-0").write_text("Panic#1 Part1\n<0>[  812.123456] Kernel panic - not syncing: Fatal "
+                                            "exception in interrupt\n")
+    dump = root / "var/crash/202612060101"
+    dump.mkdir(parents=True)
+    (dump / "dmesg.202612060101").write_text("[  812.1] Kernel panic - not syncing: Fatal exception\n")
+    rc, report = diagnose_json(config_file(system={"host_root": str(root)}), "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert found["crash.pstore"]["data"]["reasons"] == ["Panic"] and found["crash.kdump"]["data"]["count"] == 1
+    assert rc == 2 and top_cause(report) == "system.crashed"
+
+
+def test_saved_crash_records_older_than_the_window_are_history(config_file, tmp_path):
+    pstore = tmp_path / "root/sys/fs/pstore"
+    pstore.mkdir(parents=True)
+    old = pstore / "dmesg-efi-1"
+    old.write_text("Oops#1 Part1\n")
+    os.utime(old, (time.time() - 3 * 86400, time.time() - 3 * 86400))
+    rc, report = diagnose_json(config_file(system={"host_root": str(tmp_path / "root"), "kernel_log_window_h": 24}),
+                               "--only", "system.crash")
+    assert "crash.pstore" not in codes_of(report, "system.crash") and rc == 0

@@ -1,0 +1,124 @@
+"""disk.failing from the hardware: the kernel's I/O and filesystem errors on a real loop-mounted ext4
+disk (records written to /dev/kmsg), counted only for the disk that holds a configured path; SMART
+health parsed from recorded ``smartctl --json`` outputs of real drives; smartctl's absence said."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from labs import kernel
+from labs.commands import diagnose_json
+from labs.helpers import codes_of, probe_of, top_cause
+from posdiag.core.settings import Settings
+from posdiag.probes import _smart
+from posdiag.probes._blockdev import Holder, holder_of
+from posdiag.probes.base import Observation
+from posdiag.probes.disk_health import DiskHealthProbe
+
+SMARTCTL = Path(__file__).parent / "data" / "smartctl"
+
+
+@pytest.fixture
+def loop_disk(tmp_path):
+    """A real ext4 filesystem on a loop device, mounted: (mount point, the loop device's kernel name)."""
+    image, target = tmp_path / "disk.img", tmp_path / "pos"
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    target.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(target)], check=True)
+    try:
+        device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(target)], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        yield target, Path(device).name
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.mark.root
+def test_a_path_is_traced_to_the_block_device_that_holds_it(loop_disk):
+    target, device = loop_disk
+    holder = holder_of(str(target / "journal"), "/proc/self/mountinfo", "/sys")
+    assert holder.names == (device,)
+
+
+@pytest.mark.root
+def test_kernel_io_errors_on_the_disk_of_a_configured_path_blame_a_failing_disk(config_file, loop_disk):
+    target, device = loop_disk
+    config = config_file(disk={"paths": [str(target)], "min_free_mb": 1, "smart": False},
+                         system={"kernel_log": "/dev/kmsg"})
+    with kernel.records(f"blk_update_request: I/O error, dev {device}, sector 2048 op 0x1:(WRITE) flags 0x800 "
+                        "phys_seg 1 prio class 0",
+                        f"EXT4-fs error (device {device}): ext4_find_entry:1455: inode #2: comm posapp: reading "
+                        "directory lblock 0",
+                        f"Buffer I/O error on dev {device}, logical block 0, lost async page write"):
+        rc, report = diagnose_json(config, "--only", "disk")
+    finding = next(f for f in probe_of(report, "disk.health")["findings"] if f["code"] == "disk.kernel_errors")
+    assert finding["data"]["device"] == device and finding["data"]["count"] == 3
+    assert finding["data"]["paths"] == [str(target)]
+    assert rc == 2 and top_cause(report) == "disk.failing"
+
+
+@pytest.mark.root
+def test_errors_on_a_disk_that_holds_no_configured_path_are_not_counted(config_file, loop_disk):
+    target, device = loop_disk
+    config = config_file(disk={"paths": [str(target)], "min_free_mb": 1, "smart": False},
+                         system={"kernel_log": "/dev/kmsg"})
+    with kernel.records("blk_update_request: I/O error, dev sdz, sector 2048 op 0x0:(READ)",
+                        "EXT4-fs error (device sdz1): ext4_journal_check_start:83: comm usb-storage: Detected aborted "
+                        "journal"):
+        rc, report = diagnose_json(config, "--only", "disk.health")
+    assert "disk.kernel_errors" not in codes_of(report, "disk.health") and rc == 0
+
+
+def recorded(name: str) -> str:
+    return (SMARTCTL / name).read_text(encoding="utf-8")
+
+
+def test_a_healthy_drive_reads_as_passed():
+    health = _smart.parse("/dev/nvme0n1", recorded("healthy-nvme.json"))
+    assert health.passed is True and not health.sectors and health.model == "INTEL SSDPEKNW010T8"
+
+
+def test_a_failing_drive_reads_as_failed_with_its_damaged_sectors():
+    health = _smart.parse("/dev/sdc", recorded("failing-ata.json"))
+    assert health.passed is False and health.sectors == {"reallocated": 1975, "pending": 8}
+
+
+def test_a_drive_that_fails_its_own_check_is_a_failing_disk_finding():
+    probe = DiskHealthProbe(Settings())
+    obs = Observation()
+    probe.judge(obs, _smart.parse("/dev/sdc", recorded("failing-ata.json")), {"/": Holder(("sdc1", "sdc"), ("sdc",))})
+    [finding] = obs.findings
+    assert finding.code == "disk.smart_failing" and finding.severity.value == "fail"
+    assert finding.data["reallocated"] == 1975 and finding.data["paths"] == ["/"]
+    assert "1975" in finding.message and "FAILING" in finding.message
+
+
+def test_damaged_sectors_on_a_drive_that_still_passes_are_a_warning():
+    doc = json.loads(recorded("failing-ata.json"))
+    doc["smart_status"]["passed"] = True
+    doc["smartctl"]["exit_status"] = 64
+    probe, obs = DiskHealthProbe(Settings()), Observation()
+    probe.judge(obs, _smart.parse("/dev/sdc", json.dumps(doc)), {"/": Holder(("sdc",), ("sdc",))})
+    assert [(f.code, f.severity.value) for f in obs.findings] == [("disk.smart_sectors", "warn")]
+
+
+def test_smartctl_that_cannot_read_a_device_says_why():
+    said = json.dumps({"smartctl": {"exit_status": 2, "messages": [
+        {"string": "/dev/vda: Unable to detect device type", "severity": "error"}]}})
+    health = _smart.parse("/dev/vda", said)
+    assert health.passed is None and health.why == "/dev/vda: Unable to detect device type"
+
+
+def test_without_smartctl_the_probe_says_the_health_was_not_read(config_file, monkeypatch):
+    if _smart.smartctl() is not None:  # a machine with smartmontools: it answers for its disks instead
+        monkeypatch.setenv("PATH", "/nonexistent")
+    rc, report = diagnose_json(config_file(disk={"paths": ["/"], "min_free_mb": 1}), "--only", "disk.health")
+    disk_health = probe_of(report, "disk.health")
+    if codes_of(report, "disk.health") == ["disk.no_block_device"]:
+        pytest.skip("/ is on no block device here (a container)")
+    finding = next(f for f in disk_health["findings"] if f["code"] == "disk.smart_unavailable")
+    assert "smartctl is not installed" in finding["message"]

@@ -1,0 +1,321 @@
+"""Nothing sensitive leaves the till: card data and secrets are planted, in their real shapes, everywhere
+posdiag reads — the POS log, the configuration, the token file, URLs, the kernel log, the reader's names —
+then every command and the daemon (pushing to a loopback server) run, and every byte that comes out is
+scanned: stdout and stderr, written files, bundle members (decompressed), the stored history and outbox,
+the bodies the server received, and the daemon's and sender's journal lines.
+
+Traffic goes to loopback only: the payment host, the central server and the reader live on 127.0.0.1 or
+in a sysfs tree inside the test's folder; the kernel log is the real /dev/kmsg (root).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import re
+import secrets
+import socket
+import sqlite3
+import ssl
+import tarfile
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from labs.commands import run_posdiag
+from labs.daemonlab import DaemonProcess
+from labs.helpers import make_certs, wait_for
+from labs.push_server import PushServer
+from labs.usbtree import READER, add_device, terminal_tree
+from posdiag.core.redact import luhn
+
+RUN = secrets.token_hex(4)  # this run's own secrets: nothing else on the machine can hold them
+TOKEN = f"tok_{secrets.token_hex(16)}"
+URL_PASSWORD = f"Pw-{secrets.token_hex(5)}!x"
+API_KEY = f"AK-{secrets.token_hex(6)}"
+SESSION = f"SESS-{secrets.token_hex(6)}"
+BASIC = base64.b64encode(f"pos:planted-{RUN}".encode()).decode()
+OTHER_BEARER = f"eyJ{secrets.token_hex(10)}.e30.{secrets.token_hex(4)}"
+PASSWORD = f"Hunter2-{secrets.token_hex(4)}"
+PIN_BLOCK = secrets.token_hex(8).upper()
+FIELD_52 = secrets.token_hex(8).upper()
+UNIONPAY_19 = next(f"621234567890123456{d}" for d in "0123456789" if luhn(f"621234567890123456{d}"))
+
+#: every card number planted, as written → its digits (none may come out whole, with or without separators)
+PANS = {"4111111111111111": "visa, bare (POS log)", "5500 0000 0000 0004": "mastercard, spaced (POS log)",
+        "3400-000000-00009": "amex, dashed 4-6-5 (POS log)", "6011000990139424": "discover, in JSON (POS log)",
+        "4012888888881881": "visa, in a URL path (POS log)", "4000056655665556": "visa, in track 1 (POS log)",
+        "4242424242424242": "visa, in bare track 2 (POS log)", "5105105105105100": "mastercard, in track 2 (kernel log)",
+        UNIONPAY_19: "unionpay, 19 digits (kernel log)", "2223-0000-4840-0011": "mastercard 2-series, dashed (kernel log)",
+        "3530 1113 3330 0000": "jcb, spaced (reader's product name)", "378282246310005": "amex, bare (reader's serial)",
+        "30569309025904": "diners, bare ([reader] expected_serial)"}
+#: every other secret planted → where; none may come out at all
+SECRETS = {TOKEN: "push token (token file; POS log; kernel log)", URL_PASSWORD: "URL password ([server] url; POS log)",
+           API_KEY: "query value ([[payment_hosts]] health_path)", SESSION: "query value (POS log URL)",
+           BASIC: "Authorization: Basic (POS log)", OTHER_BEARER: "bearer token (POS log)",
+           PASSWORD: "password= field (POS log)", PIN_BLOCK: "PIN block (POS log)", FIELD_52: "ISO 8583 DE52 (POS log)",
+           "PRIVACY/TESTER": "track 1 name", "2812101987654321": "track 1 discretionary data",
+           "28121015432112345678": "track 2 discretionary data", "2812101777777": "bare track 2 expiry and data"}
+#: card codes: the value may appear elsewhere by chance (a port, a duration), never after its name
+CARD_CODES = re.compile(r"(?i)(?:cvv|cvc|cvc2)\W{0,4}(?:7351|9314|8823)")
+
+
+def stamp(seconds_ago: float = 0) -> str:
+    return (datetime.now() - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def pos_log_lines() -> list[str]:
+    """Transactions as a POS application might log them, card data and credentials between the fields."""
+    return [
+        f"{stamp(300)} txn=1 pan=4111111111111111 code=2824 rc=91",
+        f"{stamp(290)} txn=2 card 5500 0000 0000 0004 exp=2812 code=2824 rc=96",
+        f"{stamp(280)} txn=3 t1=%B4000056655665556^PRIVACY/TESTER^2812101987654321000000? code=2824 rc=91",
+        f"{stamp(270)} txn=4 t2=4242424242424242=2812101777777 cvv=7351 code=2824 rc=05",
+        f'{stamp(260)} txn=5 {{"pan":"6011000990139424","cvc":"9314"}} pinblock={PIN_BLOCK} DE52={FIELD_52} code=0 rc=00',
+        f"{stamp(250)} txn=6 amex 3400-000000-00009 CVV 8823 code=2824 rc=91",
+        f"{stamp(240)} txn=7 POST https://ops:{URL_PASSWORD}@pay.example/auth?session={SESSION} "
+        f"Authorization: Bearer {TOKEN} code=0 rc=00",
+        f"{stamp(230)} txn=8 Authorization: Basic {BASIC} password={PASSWORD} bearer {OTHER_BEARER} code=0 rc=00",
+        f"{stamp(220)} txn=9 GET /cards/4012888888881881/status code=2824 rc=91",
+    ]
+
+
+KERNEL_LINES = [f"usb 9-9: posdiag-privacy-{RUN}: reader sent ;5105105105105100=28121015432112345678? pan {UNIONPAY_19}",
+                f"usb 9-9: posdiag-privacy-{RUN}: debug token={TOKEN} card 2223-0000-4840-0011 cvc2=9314"]
+
+
+class HealthServer:
+    """The payment host's HTTPS service on loopback: answers every request 404, so that the TLS probe
+    quotes the configured health path (with its query) in a finding."""
+
+    def __init__(self, cert: str, key: str) -> None:
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.paths: list[bytes] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(10)
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                self.paths.append(data.split(b"\r\n", 1)[0])
+                tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def till(tmp_path, push_certs, config_file):
+    """A terminal with a secret in every place posdiag reads, a payment host and a central server on loopback."""
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+    pos_log = tmp_path / "pos.log"
+    pos_log.write_text("\n".join(pos_log_lines()) + "\n")
+    sysfs = terminal_tree(tmp_path / "sys")
+    add_device(sysfs, {**READER, "product": "iPP350 3530 1113 3330 0000", "serial": "378282246310005"})
+    with open("/dev/kmsg", "w") as kmsg:
+        for line in KERNEL_LINES:
+            kmsg.write(f"<6>{line}\n")
+            kmsg.flush()
+    (tmp_path / "pay-certs").mkdir()
+    certs = make_certs(tmp_path / "pay-certs", "pay.test")
+    health = HealthServer(*certs["valid"])
+    server = PushServer(*push_certs["good"], TOKEN).start()
+    common = {
+        "terminal": {"id": "lane-privacy", "site": "store-042"},
+        "payment_hosts": [{"name": "primary", "host": "127.0.0.1", "port": health.port, "tls": True,
+                           "server_name": "pay.test", "ca_file": certs["ca"],
+                           "health_path": f"/health?apikey={API_KEY}&lane=7"}],
+        "network": {"gateway": "off"},
+        "reader": {"kind": "usb", "usb": "0b00:0084", "sysfs_root": str(sysfs), "kernel_log": "/dev/kmsg",
+                   "expected_serial": "30569309025904"},
+        "txlog": {"path": str(pos_log)},
+        "daemon": {"interval_s": 3600, "event_min_gap_s": 0},
+    }
+    pushing = config_file(**common, server={"url": server.url, "ca_file": push_certs["ca"], "token_file": str(token)})
+    os.rename(pushing, tmp_path / "push.toml")
+    with_password = config_file(**common, server={"url": server.url.replace("https://", f"https://ops:{URL_PASSWORD}@"),
+                                                  "ca_file": push_certs["ca"], "token_file": str(token)})
+    os.rename(with_password, tmp_path / "password.toml")
+    card_in_config = config_file(terminal={"id": "lane-privacy", "site": "4111 1111 1111 1111"})
+    os.rename(card_in_config, tmp_path / "card.toml")
+    yield {"push": tmp_path / "push.toml", "password": tmp_path / "password.toml", "card": tmp_path / "card.toml",
+           "server": server, "health": health, "pos_log": pos_log, "state": tmp_path / "state", "dir": tmp_path}
+    server.stop()
+    health.sock.close()
+
+
+class Outputs:
+    """Everything that came out, by where it came from."""
+
+    def __init__(self) -> None:
+        self.texts: list[tuple[str, str]] = []
+
+    def add(self, where: str, text: str) -> str:
+        self.texts.append((where, text))
+        return text
+
+    def command(self, *args: str, lang: str = "en", timeout: float = 60) -> tuple[int, str, str]:
+        env = {**os.environ, "LANG": "C.UTF-8" if lang == "en" else f"{lang}.UTF-8"}
+        proc = run_posdiag(*args, env=env, timeout=timeout)
+        shown = " ".join(a for a in args if not a.startswith("/"))
+        self.add(f"posdiag {shown} [{lang}] stdout", proc.stdout)
+        self.add(f"posdiag {shown} [{lang}] stderr", proc.stderr)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def bundle(self, path: Path) -> dict[str, str]:
+        with tarfile.open(path) as tar:
+            found = {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+        for name, text in found.items():
+            self.add(f"bundle {path.name}: {name}", text)
+        return {name.split("/", 1)[1]: text for name, text in found.items()}
+
+    def store(self, state: Path) -> None:
+        """The state directory: its files as bytes, and every value of every table (gzip bodies opened)."""
+        for path in sorted(state.rglob("*")):
+            if path.is_file() and path.name != "usb-baseline.json":
+                self.add(f"state file {path.name}", path.read_bytes().decode("latin-1"))
+        with sqlite3.connect(state / "history.sqlite3") as db:
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                for row in db.execute(f"SELECT * FROM {table}"):  # the names come from sqlite_master itself
+                    for value in row:
+                        if isinstance(value, bytes):
+                            value = gzip.decompress(value).decode() if value[:2] == b"\x1f\x8b" else value.decode("latin-1")
+                        self.add(f"history table {table}", str(value))
+
+    def leaks(self) -> list[str]:
+        found = []
+        for where, text in self.texts:
+            joined = re.sub(r"(?<=\d)[ -](?=\d)", "", text)
+            for pan, what in PANS.items():
+                digits = re.sub(r"\D", "", pan)
+                if pan in text or digits in joined:
+                    found.append(f"{what} in {where}")
+            found += [f"{what} in {where}" for secret, what in SECRETS.items() if secret in text]
+            found += [f"card code {m.group()!r} in {where}" for m in CARD_CODES.finditer(text)]
+        return found
+
+
+@pytest.mark.root
+def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_the_push(till):
+    out = Outputs()
+    # --- commands on a till with no daemon -------------------------------------------------------------
+    for lang in ("en", "zh_CN"):
+        rc, stdout, _ = out.command("config", "check", "--config", str(till["password"]), lang=lang)
+        assert rc == 0 and "https://<redacted>@127.0.0.1" in stdout and "/health?apikey=<redacted>&lane=<redacted>" in stdout
+        rc, _, stderr = out.command("config", "check", "--config", str(till["card"]), lang=lang)
+        assert rc == 3 and "terminal.site" in stderr
+    rc, text, _ = out.command("diagnose", "--config", str(till["password"]))
+    assert rc == 2, text
+    rc, report_json, _ = out.command("diagnose", "--json", "--config", str(till["password"]))
+    report = json.loads(report_json)
+    out.command("diagnose", "--format", "nagios", "--config", str(till["password"]))
+    out.command("diagnose", "--format", "prometheus", "--config", str(till["password"]))
+    out.command("diagnose", "--json", "-o", str(till["dir"] / "report.json"), "--config", str(till["password"]))
+    out.add("diagnose -o report.json", (till["dir"] / "report.json").read_text())
+    out.command("diagnose", "--push", "--config", str(till["push"]), lang="zh_CN")
+    out.command("history", "--config", str(till["push"]))
+    out.command("history", "--json", "--config", str(till["push"]))
+    out.command("history", "--since", "4111111111111111", "--config", str(till["push"]))
+    out.command("history", "--limit", "4111111111111111", "--config", str(till["push"]))
+    out.command("status", "--config", str(till["push"]))
+    out.command("status", "--json", "--config", str(till["push"]))
+    rc, _, stderr = out.command("push", "--config", str(till["push"]))
+    assert rc == 0, stderr
+    rc, _, stderr = out.command("bundle", "--config", str(till["password"]), "-o", str(till["dir"] / "alone.tar.gz"))
+    assert rc == 0, stderr
+    alone = out.bundle(till["dir"] / "alone.tar.gz")
+    out.command("probes")
+
+    # --- the daemon: boot sweep, a 2824 event quoting a line, on-demand sweeps, pushes -------------------
+    daemon = DaemonProcess(till["push"], till["state"])
+    try:
+        assert wait_for(lambda: len(till["server"].received()) >= 2, 30), daemon.output()  # queued + boot
+        with open(till["pos_log"], "a") as log:
+            log.write(f"{stamp()} txn=10 pan=6011000990139424 cvv=7351 Authorization: Bearer {TOKEN} code=2824 rc=91\n")
+        assert wait_for(lambda: any(r.trigger == "event" for r in daemon.reports()), 30), daemon.output()
+        out.command("trigger", "--config", str(till["push"]))
+        out.command("trigger", "--json", "--config", str(till["push"]), lang="zh_CN")
+        out.command("status", "--config", str(till["push"]))
+        out.command("status", "--json", "--config", str(till["push"]))
+        out.command("history", "--json", "--config", str(till["push"]))
+        rc, _, stderr = out.command("bundle", "--config", str(till["push"]), "-o", str(till["dir"] / "daemon.tar.gz"))
+        assert rc == 0, stderr
+        beside = out.bundle(till["dir"] / "daemon.tar.gz")
+        assert wait_for(lambda: len(till["server"].received()) >= 5, 30), daemon.output()
+    finally:
+        daemon.stop()
+    journal = out.add("daemon and sender journal", daemon.output())
+    out.store(till["state"])
+    for report_id, body in till["server"].stored.items():
+        out.add(f"pushed body {report_id}", json.dumps(body))
+
+    # --- nothing came out whole ---------------------------------------------------------------------------
+    assert len(out.texts) > 60
+    leaks = out.leaks()
+    assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(leaks)
+
+    # --- and the planted secrets did reach every kind of output, masked: the scan above means something --
+    assert f"Bearer {TOKEN}" in till["server"].auth_seen  # the token was read and used, never shown
+    assert any(API_KEY.encode() in p for p in till["health"].paths)  # the health request was really sent
+    findings = {f["code"]: f for p in report["probes"] for f in p["findings"]}
+    assert findings["txlog.errors_2824"]["data"]["count"] == 6  # codes counted from masked lines
+    assert findings["txlog.host_errors"]["data"]["codes"] == {"91": 4, "96": 1}
+    assert findings["txlog.errors_2824"]["data"]["last_line"].endswith("GET /cards/401288******1881/status code=2824 rc=91")
+    assert findings["http.client_error"]["message"].startswith("primary /health?apikey=<redacted>&lane=<redacted>: HTTP 404")
+    assert "3530 11** **** 0000" in findings["reader.usb_present"]["message"]  # the reader's name
+    assert "378282*****0005" in findings["reader.serial_mismatch"]["message"]  # its serial, and the one on file
+    assert "Bearer <redacted>" in alone["pos.log"] and "%B400005******5556^<redacted>?" in alone["pos.log"]
+    assert f"posdiag-privacy-{RUN}: reader sent ;510510******5100=<redacted>?" in alone["kernel.log"]
+    assert "diagnosis.json" in alone and "diagnosis.json" not in beside
+    assert json.loads(alone["token.json"])["mode"] == "0600"
+    assert "https://<redacted>@127.0.0.1" in alone["config.toml.json"]
+    assert re.search(r"2824 in \S+: \S+ \S+ txn=10 pan=601100\*{6}9424 cvv=<redacted> Authorization: Bearer <redacted>",
+                     journal), journal
+    event = next(r for r in till["server"].stored.values() if r["trigger"] == "event")
+    assert next(p for p in event["probes"] if p["name"] == "txlog")["metrics"]["errors_2824"] == 7
+
+
+def test_an_error_nobody_caught_in_the_daemon_or_the_sender_is_logged_masked():
+    """Python prints an uncaught exception itself, past the log's formatter: the daemon and the sender
+    route it through their masked log instead, from the main thread and from any other."""
+    import subprocess
+    import sys
+
+    code = ("import threading\n"
+            "from posdiag.agent.logs import setup_logging\n"
+            "setup_logging()\n"
+            "def fail():\n"
+            "    raise ValueError('pan=4111111111111111 token=tok_thread_0123456789')\n"
+            "worker = threading.Thread(target=fail, name='pusher')\n"
+            "worker.start()\n"
+            "worker.join()\n"
+            "raise RuntimeError('https://ops:Pw-main-0123@collector.example/x?apikey=AK-main-0123')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "<2>uncaught ValueError in thread pusher" in proc.stderr and "<2>uncaught RuntimeError" in proc.stderr
+    assert "<2>ValueError: pan=411111******1111 token=<redacted>" in proc.stderr
+    assert "<2>RuntimeError: https://<redacted>@collector.example/x?apikey=<redacted>" in proc.stderr
+    assert not any(s in proc.stderr for s in ("4111111111111111", "tok_thread", "Pw-main", "AK-main"))

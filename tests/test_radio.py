@@ -1,0 +1,115 @@
+"""network.weak_signal: the radio read from files in the kernel's own format under a test root (this
+machine has no radio), alone and beside real loss on a path in network namespaces."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+from labs.commands import diagnose_json, run_posdiag
+from labs.helpers import codes_of, probe_of, top_cause
+from labs.netlab import GATEWAY, HOST_ADDR
+from posdiag.probes import _radio
+
+WIRELESS_HEAD = ("Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE\n"
+                 " face | tus | link level noise |  nwid  crypt   frag  retry   misc | beacon | 22\n")
+
+
+def radio_root(root: Path, interface: str, *, level_dbm: int | None, gateway: str = "192.0.2.1",
+               devtype: str = "wlan") -> Path:
+    """/proc/net/route, /proc/net/wireless and /sys/class/net/IF as the kernel writes them, for a
+    terminal whose default route leaves through ``interface``."""
+    (root / "proc/net").mkdir(parents=True, exist_ok=True)
+    hexgw = f"{struct.unpack('<I', socket.inet_aton(gateway))[0]:08X}"
+    (root / "proc/net/route").write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        f"{interface}\t00000000\t{hexgw}\t0003\t0\t0\t600\t00000000\t0\t0\t0\n")
+    lines = WIRELESS_HEAD
+    if level_dbm is not None:
+        quality = max(0, min(70, level_dbm + 110))
+        lines += f"{interface:>6}: 0000   {quality}.  {level_dbm}.  -256        0      0      0     12      0        0\n"
+    (root / "proc/net/wireless").write_text(lines)
+    netdir = root / "sys/class/net" / interface
+    (netdir / "wireless").mkdir(parents=True, exist_ok=True)
+    (netdir / "uevent").write_text(f"DEVTYPE={devtype}\nINTERFACE={interface}\nIFINDEX=3\n")
+    return root
+
+
+def local_host_config(config_file, root: Path, **network):
+    return config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": 9, "tls": False}],
+                       system={"host_root": str(root)}, network=network)
+
+
+def test_wifi_signal_and_quality_are_read_from_proc_net_wireless(tmp_path):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-67)
+    signal = _radio.proc_wireless("wlan0", str(root / "proc/net/wireless"))
+    assert signal is not None and signal.dbm == -67 and signal.percent == pytest.approx(61.4, abs=0.1)
+    assert _radio.kind_of("wlan0", str(root / "sys")) == "wifi"
+
+
+@pytest.mark.parametrize(("level", "severity", "rc"), [(-88, "fail", 2), (-79, "warn", 1)])
+def test_a_weak_wifi_signal_on_the_payment_route_blames_weak_signal(config_file, tmp_path, level, severity, rc):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=level)
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    finding = next(f for f in probe_of(report, "network.radio")["findings"] if f["code"] == "radio.weak_signal")
+    assert finding["severity"] == severity and finding["data"]["interface"] == "wlan0"
+    assert finding["data"]["signal_dbm"] == level
+    assert code == rc and top_cause(report) == "network.weak_signal"
+
+
+def test_a_good_signal_is_only_reported(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-58)
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    assert codes_of(report, "network.radio") == ["radio.signal"] and code == 0
+
+
+def test_a_wired_route_has_no_radio_to_judge(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "eth0", level_dbm=None, devtype="")
+    (root / "sys/class/net/eth0/wireless").rmdir()
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    assert codes_of(report, "network.radio") == ["radio.wired"] and code == 0
+
+
+def test_a_cellular_link_without_modemmanager_says_its_signal_is_unknown(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "wwan0", level_dbm=None, devtype="wwan")
+    (root / "sys/class/net/wwan0/wireless").rmdir()
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    finding = next(f for f in probe_of(report, "network.radio")["findings"])
+    if finding["code"] != "radio.signal_unreadable":
+        pytest.skip("this machine has ModemManager and a modem on wwan0")
+    assert finding["data"]["kind"] == "cellular" and "mmcli" in finding["message"] and code == 0
+
+
+def test_modemmanager_s_signal_of_the_modem_on_the_interface_is_read():
+    modem = {"modem": {"generic": {"ports": ["cdc-wdm0 (qmi)", "wwan0 (net)"], "access-technologies": ["lte"],
+                                   "signal-quality": {"recent": "yes", "value": "18"}, "state": "connected"}}}
+    signal = _radio.parse_modem(modem, "wwan0")
+    assert signal is not None and signal.percent == 18 and signal.technology == "lte"
+    assert _radio.parse_modem(modem, "wwan1") is None
+
+
+def test_a_weak_signal_reads_as_such_in_chinese(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-90)
+    proc = run_posdiag("--lang", "zh_CN", "diagnose", "--only", "network.radio", "--config",
+                       str(local_host_config(config_file, root)))
+    assert proc.returncode == 2 and "信号弱" in proc.stdout and "-90 dBm" in proc.stdout
+
+
+@pytest.mark.root
+def test_a_weak_signal_explains_the_loss_measured_on_the_path(lab, config_file, tmp_path):
+    """Real loss on the routed path, and the radio of the interface it leaves by reads weak: the weak
+    signal is blamed and the loss is shown as its consequence."""
+    lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
+    lab.random_loss(35)
+    root = radio_root(tmp_path / "root", "t0", level_dbm=-86, gateway=GATEWAY)
+    config = config_file(payment_hosts=[{"name": "primary", "host": HOST_ADDR, "port": 8000, "tls": False}],
+                         network={"tcp_attempts": 8, "ping_count": 30, "timeout_s": 1.0},
+                         system={"host_root": str(root)})
+    rc, report, _ = lab.diagnose(config)
+    assert top_cause(report) == "network.weak_signal", report["diagnosis"]
+    assert "path.loss_high" in codes_of(report, "network.path")
+    weak = report["diagnosis"]["causes"][0]
+    assert any("t0" in e and "-86 dBm" in e for e in weak["evidence"])
+    assert any("network.path" in c for c in weak["consequences"])

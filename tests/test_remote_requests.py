@@ -1,0 +1,284 @@
+"""Remote requests with the real agent: a ``posdiag run`` daemon pushing to and polling a real
+``posdiag-collector serve`` over HTTPS on loopback, and an operator asking it for a diagnosis or a
+support bundle. Also what the till does when the collector is down, hangs, or says "later"."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import select
+import socket
+import tarfile
+import threading
+import time
+import types
+
+import pytest
+from labs.commands import run_cli
+from labs.helpers import wait_for
+from labs.remotelab import HelpDesk
+from posdiag.agent import remote_client
+from posdiag.agent.remote import BACKOFF_FACTOR_CAP, RemoteRequests, next_wait_s
+
+
+@pytest.fixture
+def desk(tmp_path, push_certs):
+    started: list[HelpDesk] = []
+
+    def make(*serve_args: str) -> HelpDesk:
+        started.append(HelpDesk(tmp_path, push_certs, *serve_args))
+        return started[-1]
+
+    yield make
+    for d in started:
+        d.stop()
+
+
+def status(daemon) -> dict:
+    rc, out, err = daemon.cli("status", "--json")
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def test_an_operators_diagnose_request_is_answered_by_a_remote_sweep_pushed_at_once(desk):
+    d = desk()
+    till = d.till("lane-07")
+    asked = d.ask("lane-07", "diagnose")
+    done = d.settled(asked["request_id"], timeout=60)
+    assert done["state"] == "done", (done, till.output())
+    report = d.get(f"/api/v1/reports/{done['report_id']}").json()
+    assert report["trigger"] == "remote" and report["request_id"] == asked["request_id"]
+    assert report["terminal"]["id"] == "lane-07"
+    history = [(r.report_id, r.trigger) for r in till.reports()]
+    assert [rid for rid, trigger in history if trigger == "remote"] == [done["report_id"]]  # one sweep, however often polled
+    assert [e["event"] for e in done["events"]] == ["asked", "delivered", "done"]
+    remote = status(till)["remote"]
+    assert remote["enabled"] is True and remote["poll_s"] == 5.0 and remote["diagnoses"] == 1
+    assert remote["last_result"] == "200" and remote["failures"] == 0
+
+
+def test_a_bundle_request_uploads_the_tills_masked_bundle_for_the_operator_to_download(desk):
+    d = desk()
+    home = d.register("lane-07")
+    token = (home / "token").read_text().strip()
+    (home / "pos.log").write_text(f"2026-12-01 10:00:00 txn=1 code=0 note=pasted {token} by mistake\n"
+                                  "2026-12-01 10:00:05 txn=2 code=2824 pan=4111111111111111\n")
+    config = d.config("lane-07")
+    from labs.daemonlab import DaemonProcess
+
+    till = DaemonProcess(config, home / "state", start_timeout_s=20)
+    d.tills.append(till)
+    asked = d.ask("lane-07", "bundle")
+    done = d.settled(asked["request_id"], timeout=90)
+    assert done["state"] == "done" and done["bundle_url"], (done, till.output())
+    download = d.get(done["bundle_url"])
+    assert download.status_code == 200 and len(download.content) == done["bundle_bytes"]
+    with tarfile.open(fileobj=io.BytesIO(download.content), mode="r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()}
+    assert {"posdiag-bundle/summary.txt", "posdiag-bundle/config.toml.json", "posdiag-bundle/pos.log"} <= set(members)
+    assert "terminal: lane-07" in members["posdiag-bundle/summary.txt"]
+    assert "pasted <redacted> by mistake" in members["posdiag-bundle/pos.log"]  # masked on the till, as posdiag bundle does
+    assert "pan=411111******1111" in members["posdiag-bundle/pos.log"]  # card data too
+    assert not any(token in text or "4111111111111111" in text for text in members.values())
+    assert not list(home.joinpath("state").glob("remote-bundle-*"))  # the till keeps no copy
+    assert token not in till.output()
+    assert ("operator:alice", "downloaded") in [(e["actor"], e["event"]) for e in d.request(asked["request_id"])["events"]]
+
+
+def test_a_till_never_fetches_or_answers_another_terminals_request(desk):
+    d = desk()
+    till = d.till("lane-07")
+    d.register("lane-08")  # registered, its till switched off
+    theirs = d.ask("lane-08", "bundle")
+    ours = d.ask("lane-07", "diagnose")
+    assert d.settled(ours["request_id"])["state"] == "done"  # lane-07 has polled since lane-08's was asked
+    assert d.request(theirs["request_id"])["state"] == "pending"
+    # Even told the id, lane-07's own client is refused as if the request did not exist.
+    server = types.SimpleNamespace(url=d.url, token_file=str(d.folder / "lane-07" / "token"),
+                                   ca_file=d.certs["ca"], timeout_s=10.0)
+    client = remote_client.Client(server)
+    refused = remote_client.fail(client, theirs["request_id"], "not mine")
+    assert refused.result == "404" and refused.settled and not refused.ok
+    answer = client.call("PUT", f"/api/v1/requests/{theirs['request_id']}/bundle", b"\x1f\x8b fake", "application/gzip")
+    assert answer[0] == 404
+    assert d.request(theirs["request_id"])["state"] == "pending"
+    assert [e["actor"] for e in d.request(theirs["request_id"])["events"]] == ["operator:alice"]
+    assert status(till)["remote"]["bundles"] == 0
+
+
+def test_a_request_no_till_fetches_in_time_expires_and_poll_s_0_turns_polling_off(desk):
+    d = desk("--request-expiry-min", "0.05")  # 3 s
+    till = d.till("lane-07", server={"poll_s": 0})
+    assert status(till)["remote"]["enabled"] is False
+    asked = d.ask("lane-07", "diagnose")
+    expired = d.settled(asked["request_id"], timeout=30)
+    assert expired["state"] == "expired" and expired["delivered_at"] is None
+    # Turned on by a reload: the till fetches new requests, never the expired one.
+    d.config("lane-07", server={"poll_s": 5})
+    d.reload(till)
+    assert wait_for(lambda: status(till)["remote"]["enabled"], 15), till.output()
+    fresh = d.ask("lane-07", "diagnose")
+    assert fresh["request_id"] != asked["request_id"]
+    assert d.settled(fresh["request_id"])["state"] == "done", till.output()
+    assert d.request(asked["request_id"])["state"] == "expired"
+    assert [r.trigger for r in till.reports()].count("remote") == 1
+
+
+def test_polling_survives_the_collector_being_down_and_the_next_push_asks_again_at_once(desk):
+    d = desk()
+    port = d.url.rsplit(":", 1)[1]
+    d.register("lane-07")
+    config = d.config("lane-07", server={"poll_s": 60})
+    d.server.stop()  # the port now refuses connections
+    from labs.daemonlab import DaemonProcess
+
+    till = DaemonProcess(config, config.parent / "state", start_timeout_s=20)
+    d.tills.append(till)
+    assert wait_for(lambda: status(till)["remote"]["last_result"] == "connection refused", 30), till.output()
+    assert status(till)["remote"]["failures"] >= 1
+    assert run_cli("trigger", "--config", str(config))[0] in (0, 1, 2)  # a sweep runs all the same
+    from labs.collectorlab import ServeProcess
+
+    cert, key = d.certs["good"]
+    d.server = ServeProcess(d.db_url, "--cert", cert, "--key", key, "--listen", f"127.0.0.1:{port}")
+    back = time.monotonic()
+    # The outbox drains within retry_max_s, and that push asks for requests at once: long before the
+    # next poll of a 60 s interval in backoff.
+    assert wait_for(lambda: status(till)["remote"]["last_result"] == "200", 40), till.output()
+    assert time.monotonic() - back < 40
+    assert status(till)["remote"]["failures"] == 0
+    log = till.output()
+    assert "cannot ask the central server (connection refused, attempt 1)" in log
+    assert "the central server answers again" in log
+    assert (config.parent / "token").read_text().strip() not in log
+
+
+def test_a_collector_that_hangs_never_holds_up_a_sweep(desk, tmp_path):
+    d = desk()
+    d.register("lane-07")
+    hole = socket.create_server(("127.0.0.1", 0))  # accepts connections (the kernel does), never answers
+    config = d.config("lane-07", server={"url": f"https://127.0.0.1:{hole.getsockname()[1]}", "timeout_s": 30})
+    from labs.daemonlab import DaemonProcess
+
+    till = DaemonProcess(config, config.parent / "state", start_timeout_s=20)
+    d.tills.append(till)
+    try:
+        assert wait_for(lambda: len(till.senders()) >= 1, 15)  # a poll (and a push) hang on the hole
+        started = time.monotonic()
+        rc, out, err = run_cli("trigger", "--config", str(config), "--json")
+        assert rc in (0, 1, 2), err
+        assert json.loads(out)["trigger"] == "on-demand"
+        assert time.monotonic() - started < 25  # well inside the 30 s a hung request waits
+    finally:
+        hole.close()
+
+
+class _Busy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        self.send_response(503)
+        self.send_header("Retry-After", "120")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_servers_retry_after_is_honoured_and_failed_polls_back_off(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
+    httpd.seen = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    try:
+        server = types.SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", token_file=str(token),
+                                       ca_file="", timeout_s=5.0)
+        outcome = remote_client.poll(remote_client.Client(server))
+    finally:
+        httpd.shutdown()
+    assert httpd.seen == [("/api/v1/requests/pending", "Bearer tok-123456")]
+    assert not outcome.ok and outcome.result == "503" and outcome.retry_after_s == 120
+    assert next_wait_s(30, 1, outcome.retry_after_s) >= 120
+    waits = [next_wait_s(30, 0) for _ in range(200)]
+    assert min(waits) >= 27 and max(waits) <= 30  # at least every poll_s, never in step with the fleet
+    for failures in range(1, 12):
+        ceiling = 30 * min(2 ** failures, BACKOFF_FACTOR_CAP)
+        assert all(ceiling / 2 <= next_wait_s(30, failures) <= ceiling for _ in range(50))
+
+
+def test_a_request_fetched_again_before_it_is_answered_is_acted_on_once():
+    asked: list[str] = []
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, asked.append)
+    for _ in range(3):
+        poller._act("6f1c2a4e-0000-4000-8000-000000000001", "diagnose")
+    assert asked == ["6f1c2a4e-0000-4000-8000-000000000001"] and poller.summary["diagnoses"] == 1
+
+
+class _ConnectProxy(threading.Thread):
+    """A minimal HTTP CONNECT proxy on loopback that records what it was asked to reach."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.asked: list[str] = []
+
+    def run(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.tunnel, args=(client,), daemon=True).start()
+
+    def tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        line = head.split(b"\r\n", 1)[0].decode()
+        self.asked.append(line)
+        host, port = line.split()[1].rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        pair = {client: upstream, upstream: client}
+        while True:
+            ready, _, _ = select.select(list(pair), [], [], 10)
+            if not ready:
+                break
+            data = ready[0].recv(65536)
+            if not data:
+                break
+            pair[ready[0]].sendall(data)
+        client.close()
+        upstream.close()
+
+
+def test_the_till_asks_through_the_https_proxy_of_its_environment_as_its_pushes_do(desk, monkeypatch):
+    d = desk()
+    d.register("lane-07")
+    proxy = _ConnectProxy()
+    proxy.start()
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.port}")
+    server = types.SimpleNamespace(url=d.url, token_file=str(d.folder / "lane-07" / "token"), ca_file=d.certs["ca"],
+                                   timeout_s=10.0)
+    outcome = remote_client.poll(remote_client.Client(server))
+    proxy.sock.close()
+    assert outcome.ok and outcome.requests == [], outcome
+    assert [line.rsplit(" ", 1)[0] for line in proxy.asked] == [f"CONNECT 127.0.0.1:{d.url.rsplit(':', 1)[1]}"]
+
+
+def test_a_poll_that_falls_due_while_a_push_sender_runs_waits_for_it():
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, lambda request_id: None, sending=lambda: True)
+    poller.kick()  # due at once (a push asks), but a sender runs: a moment's sleep instead of a process
+    poller._step()
+    assert poller.summary["polls"] == 0 and poller.proc is None and poller.kicked

@@ -1,0 +1,212 @@
+"""Risks ahead: seen before they fail, never blamed as a cause. A loopback TLS server whose certificate
+expires in three days, a client certificate about to expire, a tmpfs that fills at a steady rate
+across real daemon sweeps, POS memory growth and a drifting clock measured against a real NTP peer."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import jsonschema
+import pytest
+import trustme
+from labs.commands import REPO, diagnose_json, run_cli, run_posdiag
+from labs.daemonlab import DaemonProcess
+from labs.helpers import codes_of, top_cause, wait_for
+from posdiag.agent.report import render_text
+from posdiag.agent.store import Store
+from posdiag.core.timefmt import utc_iso
+
+SCHEMA = json.loads((REPO / "config" / "report.schema.json").read_text(encoding="utf-8"))
+DAY = datetime.timedelta(days=1)
+NETWORK_ONLY = ("--only", "network.link,network.tcp,network.tls")
+
+
+class TlsServer:
+    """Completes handshakes on loopback with ``cert`` and closes: a payment host as far as TLS goes."""
+
+    def __init__(self, cert: trustme.LeafCert) -> None:
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self.ctx)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def ca(tmp_path):
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    return authority
+
+
+@pytest.fixture
+def acquirer(ca, tmp_path, config_file):
+    """Factory: a loopback TLS payment host whose certificate expires ``days`` from now, and its config."""
+    servers: list[TlsServer] = []
+
+    def make(days: float, **host) -> Path:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        server = TlsServer(ca.issue_cert("pay.test", not_before=now - DAY, not_after=now + days * DAY))
+        servers.append(server)
+        return config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                           "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"), **host}])
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def test_a_certificate_expiring_in_three_days_is_a_risk_not_a_cause(acquirer):
+    rc, report = diagnose_json(acquirer(3), *NETWORK_ONLY)
+    assert rc == 1 and report["diagnosis"]["verdict"] == "degraded"
+    assert top_cause(report) == "none"  # no cause blamed: every payment still goes through
+    [risk] = report["risks"]
+    assert risk["code"] == "tls.expiring_soon" and risk["subject"] == "primary"
+    assert 70 < risk["hours_left"] <= 72 and risk["rate"] is None
+    assert risk["due_at"] > utc_iso(time.time() + 70 * 3600) and risk["remediation"]
+    jsonschema.validate(report, SCHEMA)
+
+
+def test_a_certificate_further_out_than_the_warning_is_no_risk(acquirer):
+    rc, report = diagnose_json(acquirer(30), *NETWORK_ONLY)
+    assert rc == 0 and report["risks"] == []
+
+
+def test_the_risk_is_a_nagios_warning_and_has_its_own_heading_in_both_languages(acquirer):
+    config = acquirer(3)
+    nagios = run_posdiag("diagnose", "--format", "nagios", *NETWORK_ONLY, "--config", str(config))
+    assert nagios.returncode == 1 and nagios.stdout.startswith("POSDIAG WARNING - ")
+    assert re.search(r"1 risk ahead: The payment host.s certificate expires soon, in (2\.9|3\.0) days \|", nagios.stdout)
+    english = run_posdiag("diagnose", *NETWORK_ONLY, "--config", str(config)).stdout
+    assert "Risks ahead (not a cause of a 2824 yet" in english
+    assert re.search(r"\[tls\.expiring_soon, in (2\.9|3\.0) days\]", english)
+    chinese = run_posdiag("--lang", "zh_CN", "diagnose", *NETWORK_ONLY, "--config", str(config)).stdout
+    assert "潜在风险" in chinese and "支付主机的证书即将过期" in chinese and "天后" in chinese
+
+
+def test_the_terminal_s_client_certificate_expiring_is_a_risk(acquirer, ca, tmp_path):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    client = ca.issue_cert("lane-03.store-042.test", not_before=now - DAY, not_after=now + 5 * DAY)
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    rc, report = diagnose_json(acquirer(300, client_cert=str(tmp_path / "client.pem")), *NETWORK_ONLY)
+    assert [r["code"] for r in report["risks"]] == ["tls.client_cert_expiring"]
+    assert 4 * 24 < report["risks"][0]["hours_left"] <= 5 * 24 and rc == 1
+
+
+def test_an_expired_client_certificate_is_a_tls_fault(acquirer, ca, tmp_path):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    client = ca.issue_cert("lane-03.store-042.test", not_before=now - 30 * DAY, not_after=now - DAY)
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    rc, report = diagnose_json(acquirer(300, client_cert=str(tmp_path / "client.pem"),
+                                        client_key=str(tmp_path / "client.key")), *NETWORK_ONLY)
+    assert "tls.client_cert_expired" in codes_of(report, "network.tls")
+    assert rc == 2 and top_cause(report) == "tls.failure"
+
+
+@pytest.mark.root
+def test_a_filesystem_filling_at_a_steady_rate_across_daemon_sweeps_is_a_risk(config_file, tmpfs, tmp_path):
+    fs = tmpfs("96m")
+    config = config_file(disk={"paths": [str(fs)], "min_free_mb": 1, "full_warn_hours": 48})
+    stop = threading.Event()
+
+    def fill() -> None:  # 1 MiB every 0.1 s: a runaway log
+        for i in range(80):
+            if stop.wait(0.1):
+                return
+            (fs / f"spool-{i}").write_bytes(b"\0" * 1024 * 1024)
+
+    daemon = DaemonProcess(config, tmp_path / "state")
+    filler = threading.Thread(target=fill, daemon=True)
+    try:
+        assert wait_for(lambda: len(daemon.reports()) >= 1, 30), daemon.output()
+        filler.start()
+        for _ in range(4):
+            time.sleep(0.6)
+            rc, out, err = daemon.cli("trigger", "--json")
+            assert rc in (0, 1, 2), err
+        status_rc, status, _ = daemon.cli("status", "--json")
+    finally:
+        stop.set()
+        daemon.stop()
+    report = json.loads(out)
+    risk = next(r for r in report["risks"] if r["code"] == "trend.disk_filling")
+    assert risk["subject"] == str(fs) and risk["rate_unit"] == "MB/h"
+    assert 10_000 < risk["rate"] < 80_000 and risk["hours_left"] < 1  # ~36 000 MB/h into ~90 MB
+    assert json.loads(status)["last"]["risks"] >= 1
+
+
+def past_report(started: float, probes: dict[str, dict]) -> dict:
+    return {"schema": "posdiag.report/1", "report_id": str(uuid.uuid4()), "trigger": "schedule",
+            "started_at": utc_iso(started), "duration_s": 0.1, "terminal": {"id": "t", "site": "", "hostname": "h"},
+            "agent_version": "0.1.0",
+            "probes": [{"name": name, "status": "ok", "duration_s": 0.01, "summary": "", "findings": [],
+                        "metrics": metrics} for name, metrics in probes.items()],
+            "diagnosis": {"verdict": "healthy", "causes": [{"id": "none", "title": "", "confidence": 0.95,
+                                                            "evidence": [], "remediation": ["x"]}]}}
+
+
+def stored(tmp_path: Path, reports: list[dict]) -> None:
+    with Store(tmp_path / "state") as store:
+        for report in reports:
+            store.add(report)
+
+
+def test_pos_memory_growth_that_exhausts_memory_within_a_day_is_a_risk(config_file, tmp_path):
+    now = time.time()
+    stored(tmp_path, [past_report(now - 3000 + i * 600, {"memory": {"pos_rss_mb": 300 + 1000 * i}}) for i in range(5)])
+    rc, report = diagnose_json(config_file(), "--only", "memory,trends")
+    risk = next(r for r in report["risks"] if r["code"] == "trend.memory_exhaustion")
+    assert risk["rate"] == pytest.approx(6000, rel=0.01) and risk["rate_unit"] == "MB/h"
+    assert 0 < risk["hours_left"] <= 24 and "trend.pos_rss_growing" in codes_of(report, "trends")
+
+
+def test_a_clock_drifting_towards_its_tolerance_is_a_risk(config_file, tmp_path, ntp_server):
+    now = time.time()
+    stored(tmp_path, [past_report(now - 3000 + i * 600, {"clock": {"offset_s": 5.0 + i}}) for i in range(5)])
+    server = ntp_server(offset_s=10.0)  # now: 10 s behind, 1 s more every 10 minutes
+    rc, report = diagnose_json(config_file(clock={"ntp_server": server.address, "max_offset_s": 30}),
+                               "--only", "clock,trends")
+    [risk] = report["risks"]
+    assert risk["code"] == "trend.clock_drifting" and risk["rate_unit"] == "s/day"
+    assert risk["rate"] == pytest.approx(144, rel=0.1) and 2.5 < risk["hours_left"] < 4.5
+    assert rc == 1 and top_cause(report) == "none"
+
+
+def test_a_steady_clock_is_no_risk(config_file, tmp_path, ntp_server):
+    now = time.time()
+    stored(tmp_path, [past_report(now - 3000 + i * 600, {"clock": {"offset_s": 0.01 * (i % 2)}}) for i in range(5)])
+    server = ntp_server(offset_s=0.0)
+    rc, report = diagnose_json(config_file(clock={"ntp_server": server.address}), "--only", "clock,trends")
+    assert report["risks"] == [] and rc == 0
+
+
+def test_a_report_of_an_older_agent_without_risks_still_reads(config_file):
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "memory", "--config", str(config_file()))
+    report = json.loads(out)
+    del report["risks"]
+    jsonschema.validate(report, SCHEMA)
+    assert "Risks ahead" not in render_text(report) and "Verdict:" in render_text(report)

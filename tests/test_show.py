@@ -1,0 +1,113 @@
+"""A technician's diagnose is kept in the local history, and ``posdiag show ID`` prints it again, by
+the short id its first line gave (or more of it, or the full id), as diagnose printed it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import pytest
+from labs.commands import run_cli, run_posdiag
+from posdiag.agent.store import Store
+from test_history import fake_report
+
+
+@pytest.fixture
+def state_config(config_file, tmp_path):
+    (tmp_path / "state").mkdir()
+    return config_file(memory={"min_available_mb": 1_000_000})  # a fault: memory.exhausted
+
+
+def test_diagnose_is_kept_and_show_prints_it_again_by_its_short_id(state_config):
+    first = run_posdiag("diagnose", "--config", str(state_config))
+    assert first.returncode == 2, first.stderr
+    phone = first.stdout.splitlines()[0]
+    assert re.fullmatch(r"FAULT: .+ · report [0-9a-f]{8} · \d\d:\d\d UTC", phone), phone
+    short = re.search(r"report ([0-9a-f]{8})", phone).group(1)
+    again = run_posdiag("show", short, "--config", str(state_config))
+    assert again.returncode == 2 and again.stdout == first.stdout  # the same text, the same exit code
+    rc, out, _ = run_cli("show", short, "--json", "--config", str(state_config))
+    report = json.loads(out)
+    assert rc == 2 and report["report_id"].startswith(short) and report["trigger"] == "on-demand"
+    assert run_cli("show", report["report_id"].upper(), "--config", str(state_config))[0] == 2  # the full id, any case
+    history = run_cli("history", "--config", str(state_config))[1]
+    assert history.splitlines()[1].split()[-1] == short  # history shows the short id show takes
+
+
+def test_show_of_a_chinese_report_reads_in_chinese(state_config):
+    chinese = run_posdiag("--lang", "zh_CN", "diagnose", "--config", str(state_config)).stdout
+    short = re.search(r"报告 ([0-9a-f]{8})", chinese.splitlines()[0]).group(1)
+    assert chinese.startswith("故障：")
+    assert run_posdiag("show", short, "--config", str(state_config)).stdout == chinese
+
+
+def test_an_unknown_id_exits_3_naming_it(state_config):
+    run_cli("diagnose", "--config", str(state_config))
+    rc, out, err = run_cli("show", "deadbeef", "--config", str(state_config))
+    assert rc == 3 and out == "" and err == "posdiag: no stored report has the id 'deadbeef'\n"
+    rc, _, err = run_cli("--lang", "zh_CN", "show", "nosuch!", "--config", str(state_config))
+    assert rc == 3 and "没有编号为 'nosuch!' 的已保存报告" in err
+
+
+def test_no_history_at_all_is_an_unknown_id_too(config_file):
+    rc, _, err = run_cli("show", "3f2a9c1d", "--config", str(config_file()))
+    assert rc == 3 and "'3f2a9c1d'" in err
+
+
+def _report_with_id(report_id: str) -> dict:
+    report = fake_report(time.time())
+    report["report_id"] = report_id
+    return report
+
+
+def test_a_short_id_grows_until_no_other_report_shares_it(tmp_path, config_file):
+    config = config_file()
+    twins = ["3f2a9c1d-1111-4000-8000-000000000000", "3f2a9c1d-1222-4000-8000-000000000000"]
+    alone = str(uuid.uuid4())
+    with Store(tmp_path / "state") as store:
+        for report_id in [*twins, alone]:
+            store.add(_report_with_id(report_id))
+        assert [store.short_id(t) for t in twins] == ["3f2a9c1d-11", "3f2a9c1d-12"]
+        assert store.short_id(alone) == alone[:8]
+    history = run_cli("history", "--config", str(config))[1]
+    assert {line.split()[-1] for line in history.splitlines()[1:]} == {"3f2a9c1d-11", "3f2a9c1d-12", alone[:8]}
+    rc, _, err = run_cli("show", "3f2a9c1d", "--config", str(config))
+    assert rc == 3 and "several" in err and "3f2a9c1d-11" in err and "3f2a9c1d-12" in err
+    rc, out, _ = run_cli("show", "3f2a9c1d-12", "--json", "--config", str(config))
+    assert rc == 0 and json.loads(out)["report_id"] == twins[1]
+
+
+@pytest.mark.root
+def test_diagnose_on_a_read_only_state_dir_keeps_nothing_and_says_nothing(tmpfs, config_file):
+    from labs.helpers import remount_read_only
+
+    state = tmpfs("1m", name="state")
+    remount_read_only(state)
+    config = config_file(daemon={"state_dir": str(state)})
+    proc = run_posdiag("diagnose", "--config", str(config))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert re.match(r"HEALTHY: .+ · report [0-9a-f]{8} · ", proc.stdout)
+    assert list(state.iterdir()) == []
+
+
+def test_diagnose_without_a_state_dir_creates_none(config_file, tmp_path):
+    proc = run_posdiag("diagnose", "--config", str(config_file()))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert not (tmp_path / "state").exists()  # a diagnosis does not make the daemon's directory
+
+
+@pytest.mark.root
+def test_roots_diagnose_leaves_the_daemons_store_to_the_daemons_user(config_file, tmp_path):
+    import os
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    config = config_file()
+    assert run_posdiag("diagnose", "--config", str(config)).returncode == 0
+    owners = {p.name: p.stat().st_uid for p in state.iterdir()}
+    assert "history.sqlite3" in owners and set(owners.values()) == {nobody.pw_uid}, owners

@@ -1,0 +1,211 @@
+"""``posdiag watch`` against faults made while it runs: a card reader on a pty that goes silent and
+comes back, the terminal's link in a network namespace set down and up. Asserted on the change lines
+it prints, the summary it keeps in the history, and the screen a technician sees (a real terminal:
+tmux)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import jsonschema
+import pytest
+from labs import REPO
+from labs.commands import IN_CI, run_cli
+from labs.helpers import wait_for
+from labs.netlab import HOST_ADDR
+from labs.reader_emulator import ReaderEmulator
+from labs.terminal import Tmux
+from posdiag.agent.watch import Session, folded
+from posdiag.agent.watchsummary import change_line, summary_lines
+from posdiag.core import i18n
+from posdiag.core.paths import report_schema_path
+
+SCHEMA = json.loads(report_schema_path().read_text())
+
+
+class Watching:
+    """``posdiag watch`` in a child process whose stdout is a pipe: its lines as they come."""
+
+    def __init__(self, config, *extra: str, prefix: tuple[str, ...] = ()) -> None:
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "posdiag.agent", "watch", "--config", str(config),
+                                      "--interval", "0.5", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, cwd=REPO)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_line(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} in {timeout} s; seen: {self.seen}")
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, list[str], str]:
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=30)
+        time.sleep(0.1)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return rc, self.seen, self.proc.stderr.read() if self.proc.stderr else ""
+
+
+def stored(config, short_id: str) -> dict:
+    rc, out, err = run_cli("show", short_id, "--json", "--config", str(config))
+    assert rc in (0, 1, 2), err
+    return json.loads(out)
+
+
+@pytest.fixture
+def reader_config(config_file, tmp_path):
+    (tmp_path / "state").mkdir()
+
+    def make(emu: ReaderEmulator) -> object:
+        return config_file(reader={"kind": "serial", "port": emu.path, "protocol": "generic", "timeout_s": 0.3,
+                                   "sysfs_root": str(tmp_path / "no-sysfs")}, terminal={"id": "lane-03"})
+
+    return make
+
+
+def test_a_reader_that_goes_silent_and_comes_back_is_two_changes_kept_as_one_summary(reader_config):
+    with ReaderEmulator("generic", "healthy") as emu:
+        config = reader_config(emu)
+        watch = Watching(config, "--only", "reader.serial")
+        assert wait_for(lambda: emu.frames >= 2, timeout=30), "the first two sweeps never asked the reader"
+        emu.mode = "silent"
+        went = watch.wait_line("reader.serial ok → fail")
+        emu.mode = "healthy"
+        came = watch.wait_line("reader.serial fail → ok")
+        rc, lines, err = watch.stop()
+    assert went[:8] <= came[:8] and went[2] == ":" and went[5] == ":"  # HH:MM:SS first, in order
+    changes = [line for line in lines if " → " in line and not line.startswith(" ")]
+    assert changes == [went, came], lines  # nothing but the change lines until the summary
+    summary = " ".join(line.strip() for line in lines)  # the summary's lines are wrapped at 80 columns
+    assert "Watch: " in summary and "2 change(s); at the end: HEALTHY" in summary
+    assert "  reader.serial  changed 2 times" in lines and "flapping" not in summary
+    short = next(line for line in lines if line.startswith("kept in the history: posdiag show ")).split()[-1]
+    report = stored(config, short)
+    jsonschema.validate(report, SCHEMA)
+    assert report["trigger"] == "watch" and rc == 2  # the worst sweep: the silent reader
+    assert report["diagnosis"]["verdict"] == "fault" and report["diagnosis"]["causes"][0]["id"] == "reader.unresponsive"
+    w = report["watch"]
+    assert w["final_verdict"] == "healthy" and w["changed"] == {"reader.serial": 2} and w["flapping"] == []
+    assert [(c["probe"], c["from"], c["to"]) for c in w["changes"]] == [("reader.serial", "ok", "fail"),
+                                                                          ("reader.serial", "fail", "ok")]
+    assert w["sweeps"] >= 4 and err == ""
+
+
+def test_sigterm_ends_a_watch_like_ctrl_c(reader_config):
+    with ReaderEmulator("generic", "healthy") as emu:
+        config = reader_config(emu)
+        watch = Watching(config, "--only", "reader")
+        assert wait_for(lambda: emu.frames >= 1, timeout=30)
+        rc, lines, err = watch.stop(signal.SIGTERM)
+    assert rc == 0 and any(line.startswith("kept in the history: posdiag show ") for line in lines), (lines, err)
+
+
+@pytest.mark.root
+def test_a_link_set_down_and_up_shows_each_change_with_the_layers_above(lab, config_file, tmp_path):
+    (tmp_path / "state").mkdir()
+    lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
+    lab.count_forwarded(8000)
+    config = config_file(payment_hosts=[{"name": "primary", "host": HOST_ADDR, "port": 8000, "tls": False}],
+                         network={"timeout_s": 0.5})
+    watch = Watching(config, "--only", "network", prefix=("ip", "netns", "exec", lab.term))
+    assert wait_for(lambda: lab.forwarded() >= 6, timeout=30), "the terminal never reached the payment host"
+    lab.interface_down()
+    watch.wait_line("network.link ok → fail")
+    lab.interface_up()
+    watch.wait_line("network.link fail → ok")
+    watch.wait_line("network.tcp skipped → ")
+    rc, lines, err = watch.stop()
+    changed = [line.split(" ", 1)[1] for line in lines if " → " in line and not line.startswith(" ")]
+    # the layers above the link are skipped while it is down (ok, or warn on a busy machine, before)
+    down = changed.index("network.link ok → fail")
+    assert any(c.startswith("network.tcp ") and c.endswith(" → skipped") for c in changed[down:]), lines
+    assert changed.index("network.link fail → ok") > down
+    short = next(line for line in lines if line.startswith("kept in the history: posdiag show ")).split()[-1]
+    report = stored(config, short)
+    w = report["watch"]
+    assert w["changed"]["network.link"] == 2 and w["changed"]["network.tcp"] >= 2
+    assert w["final_verdict"] != "fault"
+    assert report["diagnosis"]["causes"][0]["id"] == "network.link_down" and rc == 2
+
+
+def test_the_screen_is_redrawn_in_place_on_a_real_terminal(reader_config):
+    if not Tmux.available():
+        message = "tmux is missing: apt-get install tmux (.ci/run does)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    with ReaderEmulator("generic", "healthy") as emu:
+        config = reader_config(emu)
+        with Tmux(f"{sys.executable} -m posdiag.agent watch --only reader --interval 0.5 --config {config}") as term:
+            assert wait_for(lambda: "reader.serial" in term.screen() and emu.frames >= 2, timeout=30), term.screen()
+            emu.mode = "silent"
+            assert wait_for(lambda: "ok → fail" in term.screen(), timeout=30), term.screen()
+            failing = term.screen()
+            emu.mode = "healthy"
+            assert wait_for(lambda: "fail → ok" in term.screen(), timeout=30), term.screen()
+            term.keys("C-c")
+            assert wait_for(lambda: "kept in the history" in term.screen(), timeout=30), term.screen()
+            after = term.screen()
+    rows = failing.splitlines()
+    assert rows[0].startswith("posdiag watch — lane-03 — every 0.5 s")
+    assert sum(row.startswith("Verdict: ") for row in rows) == 1, failing  # one screen, redrawn: never scrolled
+    serial = next(row for row in rows if row.startswith("  reader.serial "))
+    assert serial.split()[1:3] == ["FAIL", "*1×"], serial  # marked where it changed, and how often
+    assert "Verdict: FAULT" in failing and "reader.unresponsive" in failing
+    # the screen is left when the session ends: the summary stays in the scrollback, no screen above it
+    assert "Verdict: " not in after and "Watch: " in after and "reader.serial  changed 2 times" in after
+
+
+def _report(verdict: str, **statuses: str) -> dict:
+    return {"report_id": str(uuid.uuid4()), "started_at": "2026-11-30T12:00:00Z", "duration_s": 0.2,
+            "trigger": "watch", "probes": [{"name": n, "status": s, "summary": ""} for n, s in statuses.items()],
+            "diagnosis": {"verdict": verdict, "causes": [{"id": "none", "title": "t", "confidence": 0.9}]}}
+
+
+def test_a_layer_that_changes_three_times_is_called_flapping_and_the_worst_sweep_is_kept():
+    session = Session(2.0)
+    t0 = 1_800_000_000
+    sequence = [("healthy", "ok"), ("fault", "fail"), ("healthy", "ok"), ("fault", "fail"), ("healthy", "ok")]
+    for i, (verdict, status) in enumerate(sequence):
+        session.observe(_report(verdict, **{"network.link": status, "disk": "ok"}), now=t0 + 2 * i)
+    summary = session.summary_report(ended=t0 + 10)
+    assert summary["watch"]["flapping"] == ["network.link"] and summary["watch"]["changed"] == {"network.link": 4}
+    assert summary["diagnosis"]["verdict"] == "fault" and summary["watch"]["final_verdict"] == "healthy"
+    assert summary["report_id"] != session.worst["report_id"]  # the summary is a report of its own
+    text = "\n".join(summary_lines(summary))
+    assert "  network.link  changed 4 times: flapping" in text.splitlines()
+    assert "Watch: 5 sweeps from" in text and "4 change(s); at the end: HEALTHY" in text
+
+
+def test_change_lines_speak_the_readers_language():
+    change = {"at": "2026-11-30T12:03:41Z", "probe": "reader.serial", "from": "ok", "to": "fail"}
+    assert change_line(change) == "12:03:41 reader.serial ok → fail"
+    assert change_line(change, i18n.translator("zh_CN")) == "12:03:41 reader.serial 正常 → 故障"
+
+
+def test_unconfigured_checks_fold_into_one_row_so_the_changes_stay_on_a_short_screen():
+    probes = [{"name": name, "status": status, "summary": "s"} for name, status in
+              [("memory", "ok"), ("network.link", "skipped"), ("network.dns", "skipped"), ("network.tls", "skipped"),
+               ("reader.serial", "fail"), ("txlog", "skipped")]]
+    shown = folded(probes, keep={"network.tls"})  # a check that changed this sweep keeps its row
+    assert [p["name"] for p in shown] == ["memory", "3 probes", "network.tls", "reader.serial"]
+    assert shown[1]["summary"] == "network.link, network.dns, txlog" and shown[1]["status"] == "skipped"
