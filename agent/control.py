@@ -54,6 +54,10 @@ class SocketPathTaken(Refusal):
     """The control socket path is held by something that is not our socket (a file, a directory)."""
 
 
+class AlreadyRunning(Refusal):
+    """A live daemon answers on the control socket: a second one refuses to start."""
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -64,7 +68,7 @@ def claim_path(path: str) -> None:
     """Make ``path`` free for our socket: remove a stale socket, refuse anything else.
 
     Raises :class:`SocketPathTaken` when the path is not a socket (it is left as it is) and
-    ``RuntimeError`` when a live daemon answers on it.
+    :class:`AlreadyRunning` when a live daemon answers on it.
     """
     try:
         st = os.lstat(path)
@@ -79,9 +83,10 @@ def claim_path(path: str) -> None:
     except DaemonNotRunning:
         os.unlink(path)  # a stale socket of a daemon that died
     except DaemonBusy:
-        raise RuntimeError(f"another posdiag daemon is already running on {path} (busy)") from None
+        raise AlreadyRunning(Message(N_("another posdiag daemon is already running on {path} (busy)"),
+                                     path=path)) from None
     else:
-        raise RuntimeError(f"another posdiag daemon is already running on {path}")
+        raise AlreadyRunning(Message(N_("another posdiag daemon is already running on {path}"), path=path))
 
 
 def release(path: str) -> None:
@@ -127,8 +132,13 @@ def serve(path: str, handle: Handler) -> socketserver.BaseServer:
         server = _Server(path, RequestHandler)
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o660)
-    threading.Thread(target=server.serve_forever, name="control-socket", daemon=True).start()
+    try:
+        os.chmod(path, 0o660)
+        threading.Thread(target=server.serve_forever, name="control-socket", daemon=True).start()
+    except BaseException:  # no thread to serve it (the system would not give one): no socket either
+        server.server_close()
+        release(path)
+        raise
     return server
 
 

@@ -12,6 +12,11 @@ One main loop owns the sweeps, so two diagnoses never run at once; everything el
   (``remote.py``), asks for a ``remote`` sweep, which goes after on-demand ones and is pushed at once;
 * SIGTERM stops cleanly, SIGHUP reloads the configuration (a bad one is refused and the old kept).
 
+What fails before the boot sweep — a refused token file or socket path, another daemon on the
+socket, a thread or socket the system will not give — fails to start: logged as such with the
+reason, exit 3, and what had started is stopped. A failure of the loop itself is a bug: logged with
+its traceback, exit 3 (systemd restarts the unit); it is never taken for a refusal to start.
+
 Every report goes to the history and, with a server configured, to the outbox; the pusher
 (``push.py``) starts a short-lived sender process to deliver it. With ``NOTIFY_SOCKET`` set
 (systemd ``Type=notify``) the daemon says READY, STATUS and STOPPING, and pings WATCHDOG at half of ``WATCHDOG_USEC``.
@@ -20,6 +25,7 @@ Every report goes to the history and, with a server configured, to the outbox; t
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -27,6 +33,7 @@ import random
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -34,18 +41,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posdiag.agent import __version__
-from posdiag.agent.control import SocketPathTaken, release, serve
+from posdiag.agent.control import release, serve
 from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.exits import Exit
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.logs import setup_logging
 from posdiag.agent.push import Pusher, read_status
+from posdiag.agent.pushsetup import PushSetupError
 from posdiag.agent.remote import RemoteRequests
-from posdiag.agent.store import Store
+from posdiag.agent.store import Store, StoreFull
 from posdiag.agent.storm import EventWindow, Waiters
 from posdiag.agent.sweep import run_sweep
 from posdiag.core import i18n
 from posdiag.core import settings as config
+from posdiag.core.message import Refusal
 from posdiag.core.paths import causes_path
 from posdiag.core.redact import mask_text
 from posdiag.core.timefmt import utc_now_iso
@@ -221,15 +230,18 @@ class Daemon:
                            "confidence": top["confidence"], "duration_s": report["duration_s"],
                            "risks": len(report.get("risks") or []),
                            "soonest_risk": (report.get("risks") or [{}])[0].get("due_at")}
+        store = self.store
+        if store is None:  # start() opens it before the boot sweep: a sweep without it is a bug
+            raise RuntimeError("a sweep ran before the report store was opened")
         try:
-            assert self.store is not None
-            self.store.add(report, push=self.pusher is not None)
-            if self.pusher is not None:
-                self.pusher.kick(urgent=trigger in ("event", "on-demand", "remote"))
-        except Exception as exc:  # noqa: BLE001 - a full disk must not kill the daemon
+            store.add(report, push=self.pusher is not None)
+        except (StoreFull, sqlite3.Error, OSError) as exc:  # a full or failing disk must not kill the daemon
             self.state.last_error = f"could not store report {report['report_id']}: {exc}"
             log.error("could not store report %s: %s", report["report_id"], exc)
             self._remote_failed(request_id, f"the report could not be stored: {exc}")
+        else:
+            if self.pusher is not None:
+                self.pusher.kick(urgent=trigger in ("event", "on-demand", "remote"))
         level = logging.INFO if report["diagnosis"]["verdict"] == Verdict.HEALTHY else logging.WARNING
         covers = f", covering {event['count_2824']} 2824 line(s) since {event['first_at']}" if event else ""
         log.log(level, "%s sweep: %s, top cause %s (%.0f%%) in %.2f s [%s]%s", trigger, report["diagnosis"]["verdict"],
@@ -267,8 +279,9 @@ class Daemon:
 
     def start_watcher(self) -> None:
         if self.settings.txlog.path:
-            self.watcher = TxlogWatcher(self.settings, self.on_2824)
-            self.watcher.start()
+            watcher = TxlogWatcher(self.settings, self.on_2824)
+            watcher.start()
+            self.watcher = watcher  # only a started one is ever stopped (joined)
 
     def stop_watcher(self) -> None:
         if self.watcher:
@@ -277,36 +290,46 @@ class Daemon:
             self.watcher = None
 
     def run(self) -> int:
+        """Start, sweep until SIGTERM, stop what was started. Exit 3 when it could not start; the loop's
+        own exceptions propagate (see :func:`run`)."""
+        with contextlib.ExitStack() as started:
+            started.callback(log.info, "posdiag stopped")  # the last word, also after a failed start
+            try:
+                self.start(started)
+            except (Refusal, PushSetupError) as exc:  # refused on what it found: the reason is the message
+                log.error("posdiag could not start: %s", exc)
+                return Exit.UNKNOWN
+            except Exception as exc:  # a thread or socket the system would not give, or a bug: with its traceback
+                log.error("posdiag could not start: %r", exc, exc_info=True)
+                return Exit.UNKNOWN
+            log.info("posdiag %s started (pid %d, config %s, every %g s)", __version__, os.getpid(),
+                     self.settings.source, self.settings.daemon.interval_s)
+            self.notify.send(f"READY=1\nMAINPID={os.getpid()}")
+            started.callback(self.notify.send, "STOPPING=1")  # the first word of stopping
+            self.loop()
+        return Exit.OK
+
+    def start(self, started: contextlib.ExitStack) -> None:
+        """Everything the loop needs, each part's stop put on ``started`` as soon as it runs, so that
+        a later part that fails to start leaves nothing behind (the stops run in reverse)."""
         self.pusher = Pusher.create(self.settings)  # a token file others can read: refused (exit 3)
-        signal.signal(signal.SIGTERM, self.on_signal)
-        signal.signal(signal.SIGINT, self.on_signal)
-        signal.signal(signal.SIGHUP, self.on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.on_signal)
         self.store = Store.for_daemon(self.settings)
+        started.callback(self.store.close)
         server = serve(self.settings.daemon.control_socket, self.handle_control)
+        started.callback(release, self.settings.daemon.control_socket)
+        started.callback(server.server_close)
+        started.callback(server.shutdown)
         if self.pusher is not None:
             self.remote = RemoteRequests(self.settings, self.config_path, self.on_remote_diagnose, self.pusher.sending)
             self.pusher.on_sent = self.remote.kick  # every push is also a poll
             self.pusher.start()
+            started.callback(self.pusher.stop)
             self.remote.start()
+            started.callback(self.remote.stop)
+        started.callback(self.stop_watcher)
         self.start_watcher()
-        log.info("posdiag %s started (pid %d, config %s, every %g s)", __version__, os.getpid(), self.settings.source,
-                 self.settings.daemon.interval_s)
-        self.notify.send(f"READY=1\nMAINPID={os.getpid()}")
-        try:
-            self.loop()
-        finally:
-            self.notify.send("STOPPING=1")
-            self.stop_watcher()
-            if self.remote is not None:
-                self.remote.stop()
-            if self.pusher is not None:
-                self.pusher.stop()
-            server.shutdown()
-            server.server_close()
-            release(self.settings.daemon.control_socket)
-            self.store.close()
-            log.info("posdiag stopped")
-        return Exit.OK
 
     def loop(self) -> None:
         self.sweep("boot")
@@ -358,9 +381,9 @@ def run(config_path: str | None, lang: str | None = None) -> int:
     if unusable:
         log.error("refusing to start: %s", "; ".join(unusable))
         return Exit.UNKNOWN
+    daemon = Daemon(settings, config_path, lang)
     try:
-        daemon = Daemon(settings, config_path, lang)
         return daemon.run()
-    except (RuntimeError, SocketPathTaken) as exc:
-        log.error("%s", exc)
+    except Exception:  # the loop's own failure is a bug: its traceback goes to the journal
+        log.critical("posdiag stopped on an internal error", exc_info=True)
         return Exit.UNKNOWN

@@ -24,6 +24,11 @@ adds the sentence to the evidence of a cause the finding supports when that caus
 verdict says what ruled its rival out — probes only say what they saw. ``[remediation_for]`` puts
 steps specific to one finding (an MTU black hole) ahead of the cause's own.
 
+What an observation means is the knowledge base's to say too: ``[reads_as]`` adds it to the
+finding's evidence line ("… (+12.0 MB/h, steady): a memory leak in the POS process"), and
+``[corroborated]`` lets a finding count only beside others (OOM kills since boot say something of
+*now* only while memory is short now).
+
 Risks ahead (``[risks]``, :mod:`posdiag.agent.risks`) are findings of what will fail, not evidence
 of a cause: they are never scored, and they make a healthy verdict ``degraded``.
 """
@@ -71,6 +76,15 @@ class CauseInfo:
 
 
 @dataclass(frozen=True)
+class Corroboration:
+    """A finding that counts only when one of ``by`` (warn or fail) is in the same sweep, and then at
+    ``severity`` whatever its probe gave it; alone it counts not at all."""
+
+    by: frozenset[str]
+    severity: Severity
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     causes: dict[str, CauseInfo]
     #: finding code → [(cause id, weight)]
@@ -81,6 +95,10 @@ class KnowledgeBase:
     ruled_out: dict[str, str] = field(default_factory=dict)
     #: finding code → the risk ahead it reports (never weighed as evidence)
     risks: dict[str, risk_table.RiskInfo] = field(default_factory=dict)
+    #: finding code → what the observation means, a template filled from the finding's data
+    reads_as: dict[str, str] = field(default_factory=dict)
+    #: finding code → when (beside which findings) it counts, and at which severity
+    corroborated: dict[str, Corroboration] = field(default_factory=dict)
 
     def closure(self, cause_id: str) -> set[str]:
         """Every cause that ``cause_id`` explains, directly or through the causes it explains."""
@@ -152,11 +170,13 @@ def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
     causes = _causes(data.get("causes", []), lang, problems)
     evidence = _evidence(data.get("evidence", {}), causes, problems)
     remediation_for = _remediation_for(data.get("remediation_for", {}), evidence, lang, problems)
-    ruled_out = _sentences(data.get("ruled_out", {}), evidence, lang, problems)
+    ruled_out = _sentences("ruled_out", data.get("ruled_out", {}), evidence, lang, problems)
     risks = risk_table.load(data.get("risks", {}), evidence, lang, problems)
+    reads_as = _sentences("reads_as", data.get("reads_as", {}), evidence, lang, problems)
+    corroborated = _corroborated(data.get("corroborated", {}), evidence, problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return KnowledgeBase(causes, evidence, remediation_for, ruled_out, risks)
+    return KnowledgeBase(causes, evidence, remediation_for, ruled_out, risks, reads_as, corroborated)
 
 
 def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo]:
@@ -221,19 +241,41 @@ def _remediation_for(table: Any, evidence: dict[str, list[tuple[str, float]]], l
     return out
 
 
-def _sentences(table: Any, evidence: dict[str, list[tuple[str, float]]], lang: str,
+def _sentences(name: str, table: Any, evidence: dict[str, list[tuple[str, float]]], lang: str,
                problems: list[str]) -> dict[str, str]:
-    """``[ruled_out]``: one sentence per finding code, which must also be weighed as evidence."""
+    """``[ruled_out]``, ``[reads_as]``: one sentence per finding code, which must also be weighed as evidence."""
     out: dict[str, str] = {}
     for code, value in table.items():
         sentence = _in_language(value, lang)
         if code not in evidence:
-            problems.append(f"ruled_out.{code}: the code is not weighed as evidence of any cause")
+            problems.append(f"{name}.{code}: the code is not weighed as evidence of any cause")
         elif not isinstance(sentence, str) or not sentence:
-            problems.append(f"ruled_out.{code}: expected a sentence (a string), or a table of sentences by "
+            problems.append(f"{name}.{code}: expected a sentence (a string), or a table of sentences by "
                             "language ({ en = \"...\", zh_CN = \"...\" })")
         else:
             out[code] = sentence
+    return out
+
+
+#: the severities a corroborated finding may count at
+_COUNTS_AT = {"warn": Severity.WARN, "fail": Severity.FAIL}
+
+
+def _corroborated(table: Any, evidence: dict[str, list[tuple[str, float]]],
+                  problems: list[str]) -> dict[str, Corroboration]:
+    """``[corroborated."code"]``: ``by`` (codes, each weighed as evidence) and ``severity`` ("warn" or "fail")."""
+    out: dict[str, Corroboration] = {}
+    for code, rule in table.items():
+        by = rule.get("by") if isinstance(rule, dict) else None
+        severity = _COUNTS_AT.get(rule.get("severity", "warn")) if isinstance(rule, dict) else None
+        if code not in evidence:
+            problems.append(f"corroborated.{code}: the code is not weighed as evidence of any cause")
+        elif not isinstance(by, list) or not by or not all(isinstance(c, str) and c in evidence for c in by):
+            problems.append(f"corroborated.{code}.by: expected a list of finding codes weighed as evidence, got {by!r}")
+        elif severity is None:
+            problems.append(f"corroborated.{code}.severity: expected 'warn' or 'fail', got {rule.get('severity')!r}")
+        else:
+            out[code] = Corroboration(frozenset(by), severity)
     return out
 
 
@@ -267,33 +309,51 @@ def _share(finding: Finding) -> float:
 
 def _score(results: list[ProbeResult], kb: KnowledgeBase) -> _Scores:
     sc = _Scores()
+    seen = {f.code for r in results for f in r.findings if f.severity is not Severity.INFO}
     for result in results:
         for finding in result.findings:
-            factor = SEVERITY_FACTOR[finding.severity]
+            severity = _counts_as(finding, kb, seen)
+            factor = SEVERITY_FACTOR[severity]
             if not factor or finding.code in kb.risks:  # a risk ahead is never evidence of a cause
                 continue
             rules = kb.evidence.get(finding.code)
-            line = _evidence_line(result.name, finding.message)
             if not rules:
-                sc.unexplained.append((finding.severity, line))
+                sc.unexplained.append((severity, _evidence_line(result.name, finding.message)))
                 continue
+            line = _evidence_line(result.name, _read(kb, finding))
             factor *= _share(finding)
             sc.weighed.append((factor, rules))
-            note = _ruled_out(kb, finding)
+            note = _filled(kb.ruled_out, finding)
             for cause_id, weight in rules:
                 w = weight * factor
                 sc.score[cause_id] = 1 - (1 - sc.score.get(cause_id, 0.0)) * (1 - w)
                 sc.evidence.setdefault(cause_id, []).append((w, line))
-                if finding.severity is Severity.FAIL or cause_id not in sc.worst:
-                    sc.worst[cause_id] = finding.severity
+                if severity is Severity.FAIL or cause_id not in sc.worst:
+                    sc.worst[cause_id] = severity
                 if note:
                     sc.notes.setdefault(cause_id, []).append(_evidence_line(result.name, note))
                 sc.steps.setdefault(cause_id, []).extend(kb.remediation_for.get(finding.code, ()))
     return sc
 
 
-def _ruled_out(kb: KnowledgeBase, finding: Any) -> str | None:
-    template = kb.ruled_out.get(finding.code)
+def _counts_as(finding: Any, kb: KnowledgeBase, seen: set[str]) -> Severity:
+    """The severity a finding is weighed at: its own, unless the knowledge base lets it count only
+    beside others (``[corroborated]``) — then that rule's where they are, and none where they are not."""
+    rule = kb.corroborated.get(finding.code)
+    if rule is None:
+        return finding.severity
+    return rule.severity if rule.by & seen else Severity.INFO
+
+
+def _read(kb: KnowledgeBase, finding: Any) -> str:
+    """The finding's message, with what the knowledge base reads it as (``[reads_as]``) where it says."""
+    reading = _filled(kb.reads_as, finding)
+    return tr("{observed}: {reading}", observed=finding.message, reading=reading) if reading else finding.message
+
+
+def _filled(templates: dict[str, str], finding: Any) -> str | None:
+    """The finding's sentence from ``templates`` filled from its data (``[ruled_out]``, ``[reads_as]``)."""
+    template = templates.get(finding.code)
     if template is None:
         return None
     try:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from posdiag.agent import outbox, sender
+from posdiag.agent.exits import Exit
 from posdiag.agent.pushsetup import require
 from posdiag.agent.store import Store, open_readonly
 from posdiag.core.i18n import N_, tr
@@ -229,14 +230,14 @@ def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
     return True
 
 
-def push_now(settings: Any, out: Any, err: Any, requeue_refused: bool = False) -> int:
-    """``posdiag push``: drain the outbox here and now. 0 when all is sent, 3 when it cannot be."""
+def push_now(settings: Any, out: Any, err: Any, requeue_refused: bool = False) -> Exit:
+    """``posdiag push``: drain the outbox here and now. Exit.OK when all is sent, Exit.UNKNOWN when it cannot be."""
     from posdiag.agent.pushsetup import PushSetupError
     from posdiag.core.message import translated
 
     if not settings.server.url:
         err.write("posdiag: " + tr("no central server configured ([server] url): nothing to push to") + "\n")
-        return 3
+        return Exit.UNKNOWN
     if requeue_refused:
         with Store.for_settings(settings) as store, store.db:
             n = outbox.requeue_refused(store.db)
@@ -247,20 +248,20 @@ def push_now(settings: Any, out: Any, err: Any, requeue_refused: bool = False) -
         result = sender.drain(settings.server, settings.daemon.state_dir, lock_wait_s=60)
     except PushSetupError as exc:
         err.write("posdiag: " + tr("cannot push: {problem}", problem="; ".join(translated(p) for p in exc.problems)) + "\n")
-        return 3
+        return Exit.UNKNOWN
     if result.busy:
         err.write("posdiag: " + tr("another sender has been draining the outbox for 60 s; try again later") + "\n")
-        return 3
+        return Exit.UNKNOWN
     out.write(tr("sent {sent} report(s); {remaining} still in the outbox", sent=result.sent,
                  remaining=result.remaining) + "\n")
     if result.refused:
         err.write("posdiag: " + tr("the server refused {refused} report(s) (HTTP {answers}); they are set aside: see "
                                    "'posdiag status', fix the cause, then 'posdiag push --requeue-refused'",
                                    refused=result.refused, answers=", ".join(sorted(set(result.refusals)))) + "\n")
-        return 3
+        return Exit.UNKNOWN
     if result.remaining:
         err.write("posdiag: " + tr("the server did not take every report (last result: {result}); {remaining} still "
                                    "queued: try again later (a running daemon retries by itself)",
                                    result=result.last_result, remaining=result.remaining) + "\n")
-        return 3
-    return 0
+        return Exit.UNKNOWN
+    return Exit.OK

@@ -1,6 +1,7 @@
 """Read the terminal's own network state: routes, interfaces, neighbours. Local reads, no traffic.
 
-Linux reads /proc and /sys; elsewhere psutil answers what it can and routes are unknown.
+Linux reads /proc and /sys; elsewhere psutil answers what it can and routes are unknown
+(:class:`RoutesUnknown`), never taken for "no route".
 """
 
 from __future__ import annotations
@@ -21,36 +22,65 @@ class Route:
     gateway: str | None  # None for an on-link (directly connected) default route
 
 
+class RoutesUnknown(Exception):
+    """The routing table could not be read (procfs hides it, the system has none, the read failed):
+    whether there is a default route is *unknown*, which is not the same as knowing there is none."""
+
+    def __init__(self, path: str, error: str) -> None:
+        super().__init__(f"{path}: {error}")
+        self.path = path
+        self.error = error
+
+
 def default_route(proc_root: str = "/proc") -> Route | None:
-    """The IPv4 default route (lowest metric), then the IPv6 one; None when there is none."""
+    """The IPv4 default route (lowest metric), then the IPv6 one; None when the tables show none.
+
+    Raises :class:`RoutesUnknown` when a table that could hold the answer cannot be read. A missing
+    IPv6 table is IPv6 switched off: it holds no route, it is not an unknown."""
+    unreadable: tuple[str, OSError] | None = None
+    for path, read in ((os.path.join(proc_root, "net/route"), _ipv4_default),
+                       (os.path.join(proc_root, "net/ipv6_route"), _ipv6_default)):
+        try:
+            route = read(path)
+        except OSError as exc:
+            unreadable = unreadable or (path, exc)
+            continue
+        if route:
+            return route
+    if unreadable:
+        path, exc = unreadable
+        raise RoutesUnknown(path, exc.strerror or repr(exc)) from exc
+    return None
+
+
+def _ipv4_default(path: str) -> Route | None:
     best: tuple[int, Route] | None = None
+    with open(path) as fh:
+        next(fh, None)
+        for line in fh:
+            f = line.split()
+            if len(f) < 8 or f[1] != "00000000" or f[7] != "00000000":
+                continue
+            flags, metric = int(f[3], 16), int(f[6])
+            if not flags & 0x1:  # RTF_UP
+                continue
+            gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16))) if flags & 0x2 else None
+            if best is None or metric < best[0]:
+                best = (metric, Route(f[0], gw))
+    return best[1] if best else None
+
+
+def _ipv6_default(path: str) -> Route | None:
     try:
-        with open(os.path.join(proc_root, "net/route")) as fh:
-            next(fh, None)
-            for line in fh:
-                f = line.split()
-                if len(f) < 8 or f[1] != "00000000" or f[7] != "00000000":
-                    continue
-                flags, metric = int(f[3], 16), int(f[6])
-                if not flags & 0x1:  # RTF_UP
-                    continue
-                gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16))) if flags & 0x2 else None
-                if best is None or metric < best[0]:
-                    best = (metric, Route(f[0], gw))
-    except OSError:
+        with open(path) as fh:
+            rows = [line.split() for line in fh]
+    except FileNotFoundError:  # IPv6 switched off
         return None
-    if best:
-        return best[1]
-    try:
-        with open(os.path.join(proc_root, "net/ipv6_route")) as fh:
-            for line in fh:
-                f = line.split()
-                if len(f) >= 10 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo":
-                    nh = f[4]
-                    gw = str(ipaddress.IPv6Address(bytes.fromhex(nh))) if int(nh, 16) else None
-                    return Route(f[9], gw)
-    except OSError:
-        pass
+    for f in rows:
+        if len(f) >= 10 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo":
+            nh = f[4]
+            gw = str(ipaddress.IPv6Address(bytes.fromhex(nh))) if int(nh, 16) else None
+            return Route(f[9], gw)
     return None
 
 

@@ -108,7 +108,7 @@ class CrashProbe(Probe):
         obs.metric("pos_restarts_seen", len(seen))
         if len(seen) >= cfg.restart_limit:
             obs.fail("crash.pos_restarting", tr("the POS application '{process}' restarted {n} times in {window:g} min "
-                                                "(limit {limit}): it keeps crashing", process=name, n=len(seen),
+                                                "(limit {limit})", process=name, n=len(seen),
                                                 window=cfg.restart_window_min, limit=cfg.restart_limit),
                      process=name, restarts=len(seen), window_min=cfg.restart_window_min, source="sweeps",
                      at=[utc_iso(t) for t in seen])
@@ -131,8 +131,8 @@ class CrashProbe(Probe):
         obs.metric("pos_unit_restarts", state.restarts)
         recent = self.unit_restarts_in_window(state, history)
         if recent is not None and recent >= cfg.restart_limit:
-            obs.fail("crash.pos_restarting", tr("systemd restarted {unit} {n} times in {window:g} min (limit {limit}): "
-                                                "it keeps crashing", unit=unit, n=recent, window=cfg.restart_window_min,
+            obs.fail("crash.pos_restarting", tr("systemd restarted {unit} {n} times in {window:g} min (limit {limit})",
+                                                unit=unit, n=recent, window=cfg.restart_window_min,
                                                 limit=cfg.restart_limit),
                      unit=unit, restarts=recent, window_min=cfg.restart_window_min, source="systemd")
 
@@ -162,8 +162,8 @@ class CrashProbe(Probe):
         obs.metric("previous_boot_clean", int(end.clean))
         window_h = self.settings.system.kernel_log_window_h
         if not end.clean and end.ended_at >= time.time() - window_h * 3600:
-            obs.warn("crash.unclean_shutdown", tr("the previous boot ended at {at} without a shutdown: a crash, a hang "
-                                                  "or a power cut", at=utc_iso(end.ended_at)), ended_at=utc_iso(end.ended_at))
+            obs.warn("crash.unclean_shutdown", tr("the previous boot ended at {at} without a shutdown",
+                                                  at=utc_iso(end.ended_at)), ended_at=utc_iso(end.ended_at))
 
     def saved_crashes(self, obs: Observation) -> None:
         since = time.time() - self.settings.system.kernel_log_window_h * 3600
@@ -187,8 +187,9 @@ class CrashProbe(Probe):
 _KILL_CODES = {"oom": "oom_killed", "segfault": "segfault"}
 _KILL_WORDS = {"oom": N_plural("the kernel's OOM killer killed the POS application '{process}' {n} time",
                                 "the kernel's OOM killer killed the POS application '{process}' {n} times"),
-               "segfault": N_plural("the POS application '{process}' crashed {n} time on a fault in its own code (segfault)",
-                                    "the POS application '{process}' crashed {n} times on a fault in its own code (segfault)")}
+               "segfault": N_plural("the POS application '{process}' crashed {n} time on an invalid memory access in its "
+                                    "own code (segfault)", "the POS application '{process}' crashed {n} times on an invalid "
+                                    "memory access in its own code (segfault)")}
 _TOOL_MISSING = N_("systemctl is not installed")
 _BOOT_WHY = {"no-journalctl": N_("no systemd journal here (journalctl is not installed)"),
              "no-previous-boot": N_("the journal keeps no previous boot (it is kept only when persistent): {detail}"),

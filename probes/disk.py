@@ -46,7 +46,8 @@ class DiskProbe(Probe):
     def _check_path(self, obs: Observation, path: str) -> None:
         cfg = self.settings.disk
         if not os.path.isdir(path):
-            obs.warn("disk.path_missing", tr("{path} does not exist", path=path), path=path)
+            said = tr("{path} is not a folder", path=path) if os.path.exists(path) else tr("{path} does not exist", path=path)
+            obs.warn("disk.path_missing", said, path=path)
             return
         usage = psutil.disk_usage(path)
         free_mb = usage.free / MB
@@ -78,8 +79,7 @@ class DiskProbe(Probe):
                                                         "write test skipped", path=path),
                          path=path, mount=_mount_point(path))
             elif read_only:
-                obs.fail("disk.read_only", tr("{path} is mounted read-only (often the kernel's reaction to I/O errors)",
-                                              path=path), path=path, mount=_mount_point(path))
+                obs.fail("disk.read_only", tr("{path} is mounted read-only", path=path), path=path, mount=_mount_point(path))
         if cfg.write_test and not read_only:
             self._write_test(obs, path)
 

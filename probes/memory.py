@@ -37,8 +37,10 @@ def total_rss(processes: list[psutil.Process]) -> int:
 class MemoryProbe(Probe):
     name = "memory"
     description = N_("available memory, swap use, memory pressure (PSI), OOM kills, RSS of the POS process")
-    findings = declare(fail=("memory.available_low", "memory.oom_kills", "memory.pressure_high"),
-                           warn=("memory.pos_process_large", "memory.swap_high"), info=("memory.pos_rss",))
+    # memory.oom_kills is a count since boot: what it says of *now* is the engine's to weigh beside the
+    # other findings (causes.toml [corroborated]), so the probe only states it.
+    findings = declare(fail=("memory.available_low", "memory.pressure_high"),
+                       warn=("memory.pos_process_large", "memory.swap_high"), info=("memory.oom_kills", "memory.pos_rss"))
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.memory
@@ -66,7 +68,7 @@ class MemoryProbe(Probe):
             full = psi.get("full", 0.0)
             if full >= 10:
                 obs.fail("memory.pressure_high",
-                         tr("all tasks stalled on memory {percent:.0f}% of the last 10 s (thrashing)", percent=full),
+                         tr("all tasks stalled on memory {percent:.0f}% of the last 10 s", percent=full),
                          psi_full_avg10=full)
             elif psi.get("some", 0.0) >= 20:
                 obs.warn("memory.pressure_high",
@@ -77,11 +79,9 @@ class MemoryProbe(Probe):
         if ooms is not None:
             obs.metric("oom_kills_since_boot", ooms)
             if ooms:
-                # A count since boot says nothing of *now* on its own; it corroborates current shortage.
-                short = any(f.code.startswith(("memory.available", "memory.pressure")) for f in obs.findings)
-                obs.add("memory.oom_kills", "warn" if short else "info",
-                        ntr("the kernel killed {n} process for lack of memory since boot",
-                            "the kernel killed {n} processes for lack of memory since boot", ooms), oom_kills=ooms)
+                obs.info("memory.oom_kills",
+                         ntr("the kernel killed {n} process for lack of memory since boot",
+                             "the kernel killed {n} processes for lack of memory since boot", ooms), oom_kills=ooms)
 
         if self.settings.terminal.pos_process:
             rss = total_rss(find_processes(self.settings.terminal.pos_process))
@@ -94,7 +94,7 @@ class MemoryProbe(Probe):
                          rss_mb=round(rss / MB, 1))
                 if share > 50:
                     obs.warn("memory.pos_process_large",
-                             tr("{process} holds {share:.0f}% of RAM: likely a leak",
+                             tr("{process} holds {share:.0f}% of RAM",
                                 process=self.settings.terminal.pos_process, share=share),
                              rss_mb=round(rss / MB, 1), rss_percent=round(share, 1))
         if obs.status() is Status.OK:

@@ -141,7 +141,7 @@ HEAT = re.compile(r"temperature above threshold|cpu clock throttled|critical tem
 
 class SystemProbe(Probe):
     name = "system"
-    description = N_("load per CPU, temperatures and thermal throttling, POS process running and not crash-looping")
+    description = N_("load per CPU, temperatures and thermal throttling, POS process running and how long since it (re)started")
     findings = declare(fail=("system.cpu_saturated", "system.pos_process_missing"), warn=("system.load_high",
                            "system.overheating", "system.pos_process_restarted", "system.thermal_events",
                            "system.throttled"))
@@ -219,6 +219,7 @@ class SystemProbe(Probe):
         obs.metric("pos_start_time_s", round(youngest, 2))
         obs.metric("pos_process_count", len(procs))
         if age_s < self.settings.system.min_uptime_s:
-            obs.warn("system.pos_process_restarted", tr("'{process}' (re)started only {age_s:.0f} s ago: it may be "
-                                                        "crash-looping", process=name, age_s=age_s),
-                     process=name, uptime_s=round(age_s, 1))
+            obs.warn("system.pos_process_restarted", tr("'{process}' (re)started only {age_s:.0f} s ago (minimum "
+                                                        "{min_s:g} s)", process=name, age_s=age_s,
+                                                        min_s=self.settings.system.min_uptime_s),
+                     process=name, uptime_s=round(age_s, 1), min_uptime_s=self.settings.system.min_uptime_s)

@@ -1,11 +1,13 @@
 """Trends across sweeps, read from the stored history: what one sweep alone cannot see.
 
-* a POS process whose RSS grows steadily sweep after sweep: a leak, long before memory runs out;
-* a network layer that fails in some recent sweeps and not in others: an intermittent fault,
-  which a single healthy-looking sweep would hide;
+* a POS process whose RSS grows steadily sweep after sweep, long before memory runs out;
+* a network layer that fails in some recent sweeps and not in others, which a single
+  healthy-looking sweep would hide;
 * risks ahead, each at the rate the sweeps measured: a filesystem that will be full, POS memory
   growth that will exhaust what is available, a clock that will drift beyond its tolerance. Each
   finding carries ``hours_left``, ``due_at``, ``rate`` and ``rate_unit``.
+
+What a trend means (a leak, an intermittent fault) is the engine's to say (causes.toml [reads_as]).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 class TrendsProbe(Probe):
     name = "trends"
-    description = N_("history across sweeps: POS process memory growing steadily (leak), network layers failing on and off")
+    description = N_("history across sweeps: POS process memory growing steadily, network layers that fail in some sweeps "
+                     "and not in others")
     findings = declare(warn=("trend.intermittent_dns", "trend.intermittent_gateway", "trend.intermittent_link",
                            "trend.intermittent_path", "trend.intermittent_tcp", "trend.intermittent_tls",
                            "trend.pos_rss_growing", "trend.disk_filling", "trend.memory_exhaustion",
@@ -78,7 +81,7 @@ class TrendsProbe(Probe):
         if per_hour >= LEAK_MIN_MB_PER_H and growth >= LEAK_MIN_GROWTH and r2 >= LEAK_MIN_R2:
             proc = self.settings.terminal.pos_process or tr("the POS process")
             obs.warn("trend.pos_rss_growing", tr("{process} grew from {first_mb:.0f} to {last_mb:.0f} MB over {sweeps} "
-                                                 "sweeps ({mb_per_hour:+.1f} MB/h, steady): a memory leak", process=proc,
+                                                 "sweeps ({mb_per_hour:+.1f} MB/h, steady)", process=proc,
                                                  first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), mb_per_hour=per_hour),
                      mb_per_hour=round(per_hour, 2),
                      first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), r2=round(r2, 3))
@@ -157,7 +160,7 @@ class TrendsProbe(Probe):
             if len(judged) >= MIN_POINTS and 0 < fails < len(judged) and fails / len(judged) >= 0.2:
                 short = layer.split(".", 1)[1]
                 obs.warn(f"trend.intermittent_{short}", tr("{layer} failed in {failed} of the last {sweeps} sweeps and "
-                                                            "worked in the others: an intermittent fault", layer=layer,
+                                                            "worked in the others", layer=layer,
                                                             failed=fails, sweeps=len(judged)), layer=layer, failed=fails,
                          sweeps=len(judged))
 

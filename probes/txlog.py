@@ -134,7 +134,8 @@ def repeated_attempts(events: list[TxEvent], window_s: float = REPEAT_WINDOW_S) 
 
 class TxlogProbe(Probe):
     name = "txlog"
-    description = N_("POS transaction log: 2824 events in the window; ISO 8583 response codes by whose fault they are")
+    description = N_("POS transaction log: 2824 events in the window; ISO 8583 response codes by kind (declines, input, "
+                     "format, host)")
     findings = declare(warn=("txlog.declines", "txlog.errors_2824", "txlog.format_errors", "txlog.hidden_by_sandbox",
                              "txlog.host_errors", "txlog.input_errors", "txlog.missing", "txlog.not_regular",
                              "txlog.repeated_attempts", "txlog.unparsed"),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 from posdiag.agent.bundle import make_bundle
+from posdiag.agent.store import Store
 from posdiag.core import settings as config
 from posdiag.core.redact import mask_config
+from test_history import fake_report
 
 TOKEN = "tok_5f1d2c3b4a59687766554433221100ff"
 URL_PASSWORD = "s3cr3t-Passw0rd"
@@ -91,7 +94,15 @@ def test_bundle_never_reads_a_fifo_as_the_pos_log(config_file, tmp_path):
     ({"token_file": "/etc/posdiag/token"}, {"token_file": "/etc/posdiag/token"}),
     ({"url": "postgresql://user:pw1234@db/x"}, {"url": "postgresql://<redacted>@db/x"}),
     ({"hosts": [{"host": "pay.example", "port": 443}]}, {"hosts": [{"host": "pay.example", "port": 443}]}),
-], ids=["password", "api-key", "token-file-path-kept", "url-userinfo", "harmless"])
+    ({"db_passwd": "x", "Secret": "x", "private_key": "x", "privatekey": "x", "apikey": "x", "credentials": "x",
+      "tokens": ["a", "b"]},
+     {"db_passwd": "<redacted>", "Secret": "<redacted>", "private_key": "<redacted>", "privatekey": "<redacted>",
+      "apikey": "<redacted>", "credentials": "<redacted>", "tokens": ["<redacted>", "<redacted>"]}),
+    ({"url": "https://h/p?token=a&password=b&secret=c&key=d&access_token=e&auth=f&page=2"},
+     {"url": "https://h/p?token=<redacted>&password=<redacted>&secret=<redacted>&key=<redacted>"
+             "&access_token=<redacted>&auth=<redacted>&page=<redacted>"}),  # every query value is held back
+], ids=["password", "api-key", "token-file-path-kept", "url-userinfo", "harmless", "every-secret-key",
+        "every-query-value"])
 def test_the_configuration_shown_has_its_secrets_replaced_and_the_rest_kept(value, expected):
     assert mask_config(value) == expected
 
@@ -118,6 +129,17 @@ def test_bundle_summary_reads_in_chinese_and_keeps_its_member_names(config_file,
     files = members(tmp_path / "b.tar.gz")
     assert {"summary.txt", "config.toml.json", "versions.txt", "status.json"} <= set(files)
     assert files["summary.txt"].splitlines()[:3] == ["posdiag 支持包", "终端：lane-03", "门店：store-042"]
+
+
+def test_bundle_carries_the_newest_twenty_reports_newest_first(config_file, tmp_path):
+    path = config_file()
+    with Store(tmp_path / "state") as store:
+        reports = [fake_report(time.time() - 3600 + i * 60) for i in range(25)]
+        for report in reports:
+            store.add(report)
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz")
+    carried = [r["report_id"] for r in json.loads(members(out)["reports.json"])]
+    assert carried == [r["report_id"] for r in reversed(reports)][:20]
 
 
 # --- a diagnosis on any till ----------------------------------------------------------------------------

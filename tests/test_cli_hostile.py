@@ -5,6 +5,7 @@ hang. Also the probe framework's handling of processes that vanish or refuse to 
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -122,6 +123,66 @@ def test_exit_statuses_come_from_one_module():
     assert not any("IntEnum" in s or "EXIT_CODES" in s for s in sources)
 
 
+def _returns(function: ast.AST) -> list[ast.Return]:
+    """The function's own return statements (not those of functions defined inside it)."""
+    found, stack = [], list(ast.iter_child_nodes(function))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Return):
+            found.append(node)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _agent_functions() -> tuple[dict[tuple[str, str], list[ast.FunctionDef]], dict[str, dict[str, str]]]:
+    """agent/'s functions and methods by (module, name) (a function and methods may share a name), and
+    each module's ``from posdiag.agent.X import name`` (lazy ones too) as name → module."""
+    functions: dict[tuple[str, str], list[ast.FunctionDef]] = {}
+    imports: dict[str, dict[str, str]] = {}
+    for path in sorted((REPO / "agent").glob("*.py")):
+        module = path.stem
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                functions.setdefault((module, node.name), []).append(node)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("posdiag.agent."):
+                imports.setdefault(module, {}).update({a.asname or a.name: node.module.rsplit(".", 1)[1]
+                                                       for a in node.names})
+    return functions, imports
+
+
+def command_returns() -> list[tuple[str, ast.Return]]:
+    """Every return statement whose value a command hands to the shell as its exit status: those of
+    cli.py's ``cmd_*`` and ``main``, and of each agent/ function whose result they return, transitively."""
+    functions, imports = _agent_functions()
+    todo = [key for key in functions if key[0] == "cli" and (key[1].startswith("cmd_") or key[1] == "main")]
+    seen, out = set(), []
+    while todo:
+        key = todo.pop()
+        if key in seen or key not in functions:
+            continue
+        seen.add(key)
+        for ret in (ret for function in functions[key] for ret in _returns(function)):
+            out.append((f"agent/{key[0]}.py:{ret.lineno} ({key[1]})", ret))
+            call = ret.value if isinstance(ret.value, ast.Call) else None
+            if call and isinstance(call.func, ast.Name):
+                todo.append((imports.get(key[0], {}).get(call.func.id, key[0]), call.func.id))
+            elif call and isinstance(call.func, ast.Attribute):  # obj.method(): a method of that name in the module
+                todo.append((key[0], call.func.attr))
+    return out
+
+
+def test_every_command_returns_exit_members_never_a_bare_number():
+    returns = command_returns()
+    where = {w.split(" ")[0] for w, _ in returns}
+    assert {"agent/push.py", "agent/daemon.py", "agent/cli.py"} <= {w.split(":")[0] for w in where}, where
+    bare = [f"{w}: return {ast.unparse(r.value)}" for w, r in returns
+            if isinstance(r.value, ast.Constant) and type(r.value.value) is int
+            or isinstance(r.value, ast.UnaryOp) and isinstance(r.value.operand, ast.Constant)]
+    assert not bare, "exit statuses are Exit members (agent/exits.py):\n" + "\n".join(bare)
+
+
 # --- probes and processes -------------------------------------------------------------------------
 
 def test_a_pos_process_that_exits_mid_probe_is_not_counted_and_not_an_error():
@@ -147,3 +208,23 @@ def test_psutil_access_denied_is_reported_as_a_permission_problem():
     result = Reads(Settings()).run()
     assert result.status is Status.ERROR and "permission denied" in result.summary
     assert [f.code for f in result.findings] == ["probe.permission_denied"]
+
+
+def test_the_bounded_reader_takes_exactly_the_last_bytes_asked_for(tmp_path):
+    from posdiag.core.files import read_tail
+
+    path = tmp_path / "log"
+    path.write_bytes(b"0123456789")
+    assert read_tail(str(path), 4) == (b"6789", True)
+    assert read_tail(str(path), 9) == (b"123456789", True)
+    assert read_tail(str(path), 10) == (b"0123456789", False)
+    assert read_tail(str(path), 11) == (b"0123456789", False)
+
+
+@pytest.mark.parametrize(("lists", "refused"), [(15, False), (16, True)], ids=["16-levels", "17-levels"])
+def test_a_configuration_sixteen_levels_deep_is_read_and_seventeen_refused(tmp_path, lists, refused):
+    """The file's table and 15 nested lists are 16 levels: read (then refused for its unknown key); one more is not read."""
+    config = tmp_path / "posdiag.toml"
+    config.write_text("x = " + "[" * lists + "]" * lists + "\n")
+    rc, said = check(config)
+    assert rc == 3 and ("nested more than 16" in said) is refused and ("unknown" in said) is not refused, said

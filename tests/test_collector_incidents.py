@@ -171,3 +171,58 @@ def _applied(rows: list[dict]) -> list[dict]:
             row["body"] = {k: v for k, v in body.items() if k != "created_at"}
         out.append(row)
     return out
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("gap_s", "joined"), [(600, True), (601, False)], ids=["10-min-apart", "10-min-1-s-apart"])
+def test_reports_within_the_window_of_each_other_join_one_incident(fleet, gap_s, joined):
+    f = fleet(incident_window_min=10)
+    operator = f.operator()
+    start = time.time() - 1200
+    _post_all(f, [make_report("a", "s", started=start, cause="network.wan"),
+                  make_report("b", "s", started=start + gap_s, cause="network.wan")])
+    assert bool(f.get("/api/v1/incidents", operator).json()["incidents"]) is joined
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_two_terminals_of_a_site_are_an_incident_and_one_terminal_alone_is_not(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    _post_all(f, [make_report("alone", "s1", started=now - 300 + 60 * i, cause="network.wan") for i in range(3)])
+    assert f.get("/api/v1/incidents", operator).json()["incidents"] == []  # one till, three reports
+    _post_all(f, [make_report("a", "s2", started=now - 120, cause="network.wan"),
+                  make_report("b", "s2", started=now - 60, cause="network.wan")])
+    found = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert [(i["scope"], i["site"], i["terminals"]) for i in found] == [("site", "s2", ["a", "b"])]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_three_sites_are_a_fleet_incident_and_two_are_not(fleet):
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    _post_all(f, [make_report(t, site, started=now - 300 + 30 * i, cause="host.service_down")
+                  for i, (t, site) in enumerate((("a", "s1"), ("b", "s1"), ("c", "s2"), ("d", "s2")))])
+    two_sites = f.get("/api/v1/incidents", operator).json()["incidents"]
+    assert sorted((i["scope"], i["site"]) for i in two_sites) == [("site", "s1"), ("site", "s2")]
+    _post_all(f, [make_report("e", "s3", started=now - 150, cause="host.service_down")])
+    scopes = [i["scope"] for i in f.get("/api/v1/incidents", operator).json()["incidents"]]
+    assert "fleet" in scopes
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("verdict", "cause", "still_open"), [
+    ("fault", "network.wan", True), ("fault", "disk.full", False), ("healthy", "none", False)],
+    ids=["same-cause", "another-cause", "healthy"])
+def test_an_incident_stays_open_while_a_terminal_still_fails_with_its_cause(fleet, verdict, cause, still_open):
+    """A terminal's part ends with its first newer report of another verdict or cause; b has reported healthy since."""
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    tokens = _post_all(f, [make_report("a", "s", started=now - 300, cause="network.wan"),
+                           make_report("b", "s", started=now - 240, cause="network.wan")])
+    assert f.post(tokens["b"], make_report("b", "s", started=now - 60, verdict="healthy", cause="none")).status_code == 201
+    assert f.post(tokens["a"], make_report("a", "s", started=now - 30, verdict=verdict, cause=cause)).status_code == 201
+    [incident] = [i for i in f.get("/api/v1/incidents", operator).json()["incidents"] if i["cause"] == "network.wan"]
+    assert incident["open"] is still_open and incident["still_failing"] == (["a"] if still_open else [])

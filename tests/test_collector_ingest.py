@@ -31,6 +31,29 @@ def test_collector_stores_a_gzip_report_once_and_answers_a_duplicate_with_200(fl
     assert json.loads(f.storage.get_report(report["report_id"])) == report
 
 
+def test_collector_answers_409_to_a_report_id_another_terminal_already_used_and_keeps_its_report(fleet):
+    """Not a retry of this terminal's report: answered 409 (200 would tell the terminal it is stored), and
+    the report stored first stays as it was."""
+    f = fleet()
+    first, second = f.terminal("lane-01", "store-1"), f.terminal("lane-02", "store-1")
+    report = make_report("lane-01")
+    assert f.post(first, report).status_code == 201
+    clash = {**make_report("lane-02"), "report_id": report["report_id"]}
+    answer = f.post(second, clash)
+    assert answer.status_code == 409, answer.text
+    assert "already used by another terminal's report" in answer.json()["error"]
+    assert f.stored() == 1 and json.loads(f.storage.get_report(report["report_id"])) == report
+    assert {t["id"]: t["last_seen_at"] for t in f.storage.list_terminals()}["lane-02"] is None
+
+
+def test_collector_answers_413_to_a_plain_report_over_the_report_limit_within_the_body_limit(fleet):
+    f = fleet(max_report_bytes=100_000, max_body_bytes=400_000)
+    token = f.terminal("lane-01", "store-1")
+    answer = f.post(token, make_report("lane-01", padding=200_000), gzipped=False)
+    assert answer.status_code == 413 and "report too large" in answer.json()["error"], answer.text
+    assert f.stored() == 0
+
+
 def test_collector_stores_a_report_once_when_it_arrives_many_times_at_the_same_moment(fleet):
     f = fleet()
     token = f.terminal("lane-01", "store-1")
@@ -74,6 +97,7 @@ REFUSALS = {
     "nested_too_deeply": (400, "malformed JSON"),
     "malformed_gzip": (400, "malformed gzip"),
     "truncated_gzip": (400, "truncated"),
+    "unsupported_encoding": (415, "unsupported Content-Encoding 'br'"),
     "wrong_schema_version": (400, "$.schema: expected 'posdiag.report/1'"),
     "schema_violation": (400, "$.diagnosis.verdict"),
 }
@@ -103,6 +127,7 @@ def _arrange(case: str, f, token: str, other: str) -> tuple[str | None, dict | b
         "nested_too_deeply": (token, b"[" * 100_000 + b"]" * 100_000, {}),
         "malformed_gzip": (token, b"\x1f\x8b\x08\x00garbage that is no deflate stream", gz),
         "truncated_gzip": (token, gzip.compress(json.dumps(report).encode())[:-12], gz),
+        "unsupported_encoding": (token, json.dumps(report).encode(), {"headers": {"Content-Encoding": "br"}}),
     }.get(case, (token, report, {}))
 
 

@@ -221,6 +221,59 @@ def test_a_fleet_of_five_thousand_gives_the_page_every_faulty_and_silent_termina
     failing = {s for t, s in built.site_of.items() if t in built.faulty}
     assert {s["site"] for s in sites["sites"][:len(failing)]} == failing
     assert sites["totals"]["fault"] == 25 and sites["totals"]["silent"] == 25
+@pytest.mark.parametrize(("path", "high"), [("/api/v1/terminals", 10000), ("/api/v1/reports", 1000),
+                                            ("/api/v1/incidents", 1000)])
+def test_collector_takes_a_limit_from_one_to_its_maximum_and_refuses_beyond(fleet, path, high):
+    f = fleet()
+    operator = f.operator()
+    for i in range(2):
+        token = f.terminal(f"lane-{i}", "store-1")
+        assert f.post(token, make_report(f"lane-{i}", "store-1")).status_code == 201
+    key = path.rsplit("/", 1)[1]
+    one = f.get(path, operator, limit=1)
+    assert one.status_code == 200 and len(one.json()[key]) <= 1, one.text
+    assert f.get(path, operator, limit=high).status_code == 200
+    for refused in (0, high + 1):
+        answer = f.get(path, operator, limit=refused)
+        assert answer.status_code == 400 and "?limit=" in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
+def test_collector_reads_the_bearer_scheme_whatever_its_case(fleet, scheme):
+    """RFC 7235: the authentication scheme is case-insensitive, for terminals and operators alike."""
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    posted = f.post(None, make_report("lane-01", "store-1"), headers={"Authorization": f"{scheme} {token}"})
+    assert posted.status_code == 201, posted.text
+    read = f.http.get(f.url + "/api/v1/terminals", headers={"Authorization": f"{scheme} {f.operator()}"}, timeout=30)
+    assert read.status_code == 200, read.text
+
+
+def test_a_session_cookie_holds_until_its_expiry_and_not_a_second_longer():
+    from posdiag.collector.tokens import new_session_key, sign_session, verify_session
+
+    key = new_session_key()
+    cookie = sign_session(key, "ops", 60, now=1_000)
+    assert verify_session(key, cookie, now=1_060) == "ops"
+    assert verify_session(key, cookie, now=1_061) is None
+    name, expires, nonce, sig = cookie.split(".")
+    assert verify_session(key, f"{name}.{int(expires) + 3600}.{nonce}.{sig}", now=1_000) is None  # a prolonged expiry
+    assert verify_session(new_session_key(), cookie, now=1_000) is None  # another database's key
+    assert verify_session(key, cookie.replace(".", "", 1), now=1_000) is None  # mangled
+
+
+def test_metrics_start_with_a_zero_for_each_answer_a_dashboard_plots():
+    from posdiag.collector.metrics import render
+
+    text = render({}, {}, [], {"pruned": 0, "alerts": None})
+    received = [line for line in text.splitlines() if line.startswith("posdiag_collector_reports_received_total{")]
+    assert received == ['posdiag_collector_reports_received_total{result="duplicate",code="200"} 0',
+                        'posdiag_collector_reports_received_total{result="stored",code="201"} 0']
+    assert 'posdiag_collector_terminals{verdict="silent"} 0' in text
+    for scope in ("site", "fleet"):
+        assert f'posdiag_collector_open_incidents{{scope="{scope}"}} 0' in text
+
+
 def test_reports_with_and_without_certainty_are_stored_and_read_back_as_sent(fleet):
     """A report of this agent (certainty, a new cause id, what was not checked) and one of an older
     agent (none of these) are both accepted and read back whole."""

@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from labs.commands import run_cli, run_posdiag
+from labs.commands import REPO, run_cli, run_posdiag
 from posdiag.core import settings as config
 from posdiag.core.paths import default_config_path
 
@@ -20,8 +20,15 @@ BAD_CONFIGS = [
     ("unknown-section", "[netwrk]\ntimeout_s = 1\n", ["[netwrk]", "did you mean 'network'"]),
     ("wrong-type", "[network]\ntimeout_s = \"fast\"\n", ["network.timeout_s", "expected a number", "string 'fast'"]),
     ("bool-not-int", "[network]\nping_count = true\n", ["network.ping_count", "expected an integer"]),
+    ("bool-not-float", "[network]\ntimeout_s = true\n", ["network.timeout_s", "expected a number", "boolean"]),
+    ("no-tcp-attempt", "[network]\ntcp_attempts = 0\n", ["network.tcp_attempts: expected a number from 1 to 20, got 0"]),
     ("out-of-range", "[[payment_hosts]]\nhost = \"h\"\nport = 70000\n", ["payment_hosts[0].port", "1 to 65535", "70000"]),
     ("negative", "[memory]\nmin_available_mb = -5\n", ["memory.min_available_mb", "expected a number from 0"]),
+    # limits and values in positional notation: 10000000, never 1e+07
+    ("above-a-large-limit", "[disk]\nmin_free_mb = 20000000\n",
+     ["disk.min_free_mb: expected a number from 0 to 10000000, got 20000000"]),
+    ("large-fraction-out-of-range", "[network]\nmax_rtt_ms = 12345678.5\n",
+     ["network.max_rtt_ms: expected a number from 1 to 60000, got 12345678.5"]),
     ("bad-choice", "[reader]\nkind = \"bluetooth\"\n", ["reader.kind", "one of 'serial', 'usb', 'none'", "bluetooth"]),
     ("syntax", "[memory]\nmin_available_mb = \n", ["TOML syntax error", "line 2"]),
     ("missing-host", "[[payment_hosts]]\nport = 443\n", ["payment_hosts[0].host", "missing"]),
@@ -85,17 +92,45 @@ def test_packaged_default_is_valid_and_probes_no_remote_host():
     assert settings.server.url == ""
 
 
-def test_packaged_default_names_every_key_with_a_comment():
-    text = default_config_path().read_text()
-    sections = typing.get_type_hints(config.Settings)
-    for name, cls in sections.items():
-        if name in ("source", "payment_hosts"):
+def sections_of(text: str) -> dict[str, str]:
+    """Each ``[section]`` of a TOML file (``# [[payment_hosts]]`` too, commented out) and its lines up
+    to the next header: a key is looked for in its own section, not anywhere in the file."""
+    sections: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in text.splitlines():
+        header = re.fullmatch(r"(?:#\s*)?\[\[?([a-z_]+)\]\]?\s*", line)
+        if header:
+            lines = sections.setdefault(header.group(1), [])
+        else:
+            lines.append(line)
+    return {name: "\n".join(body) for name, body in sections.items()}
+
+
+def undocumented_keys(text: str) -> list[str]:
+    """Keys of the settings that ``text`` does not list, each in its own section with a comment
+    (payment hosts: commented out, as the default has none)."""
+    sections = sections_of(text)
+    missing = []
+    for name, cls in typing.get_type_hints(config.Settings).items():
+        if name == "source":
             continue
-        assert f"[{name}]" in text, name
-        for key in dataclasses.fields(cls):
-            assert re.search(rf"^{key.name}\s*=.*#", text, re.M), f"{name}.{key.name} missing or without a comment"
-    for key in dataclasses.fields(config.PaymentHost):
-        assert re.search(rf"^# {key.name}\s*=", text, re.M), f"payment_hosts.{key.name} not documented"
+        cls = config.PaymentHost if name == "payment_hosts" else cls
+        pattern = "^# {key}\\s*=" if name == "payment_hosts" else "^{key}\\s*=.*#"
+        missing += [f"{name}.{key.name}" for key in dataclasses.fields(cls)
+                    if not re.search(pattern.format(key=key.name), sections.get(name, ""), re.M)]
+    return missing
+
+
+def test_packaged_default_names_every_key_with_a_comment():
+    assert undocumented_keys(default_config_path().read_text()) == []
+
+
+def test_a_key_listed_only_in_another_section_is_missing_from_its_own():
+    """[reader] without its timeout_s: [network] and [server] still have one, which must not count."""
+    text = default_config_path().read_text()
+    without = re.sub(r"^(\[reader\][^[]*?)^timeout_s\s*=.*?\n", r"\1", text, count=1, flags=re.M | re.S)
+    assert without.count("\ntimeout_s =") == text.count("\ntimeout_s =") - 1
+    assert undocumented_keys(without) == ["reader.timeout_s"]
 
 
 def test_lookup_order_prefers_flag_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -179,6 +214,64 @@ def test_unreadable_config_is_refused(tmp_path: Path):
         path.chmod(0)
         rc, _, err = run_cli("config", "check", "--config", str(path))
         assert rc == 3 and "permission denied" in err
+
+
+def numeric_keys() -> dict[str, tuple[float, float, type]]:
+    """Every number the configuration takes, with its range and type, as the settings declare them."""
+    out = {}
+    for section, cls in typing.get_type_hints(config.Settings).items():
+        if section == "source":
+            continue
+        cls = config.PaymentHost if section == "payment_hosts" else cls
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float) and f.metadata.get("min") is not None:
+                out[f"{section}.{f.name}"] = (f.metadata["min"], f.metadata["max"], hints[f.name])
+    return out
+
+
+def documented_ranges() -> dict[str, tuple[str, str]]:
+    """key → (lo, hi) as docs/configuration.md's "allowed" column gives them ("1..100")."""
+    ranges = {}
+    for part in (REPO / "docs" / "configuration.md").read_text(encoding="utf-8").split("### `")[1:]:
+        heading, _, body = part.partition("`")
+        for key, lo, hi in re.findall(r"^\| `(\w+)` \| [^|]* \| (-?[\d.]+)(?:, or -?[\d.]+)?\.\.(-?[\d.]+) \|", body, re.M):
+            ranges[f"{heading.strip('[]')}.{key}"] = (lo, hi)
+    return ranges
+
+
+def test_every_numeric_range_is_the_documented_one():
+    """A range widened or narrowed in the code, and not in the reference, is caught here."""
+    from posdiag.core.numfmt import plain
+
+    assert {key: (plain(lo), plain(hi)) for key, (lo, hi, _) in numeric_keys().items()} == documented_ranges()
+
+
+#: what a key's extreme needs beside it to pass the cross-checks (a timeout fits in half the deadline)
+COMPANIONS = {"network.timeout_s": "[diagnosis]\ndeadline_s = 120\n", "diagnosis.deadline_s": "[network]\ntimeout_s = 0.05\n"}
+
+
+def _with(key: str, value: float) -> str:
+    section, name = key.split(".")
+    if section == "payment_hosts":
+        return f'[[payment_hosts]]\nhost = "h"\n{name} = {value!r}\n'
+    return f"[{section}]\n{name} = {value!r}\n" + COMPANIONS.get(key, "")
+
+
+@pytest.mark.parametrize("key", sorted(numeric_keys()))
+def test_a_number_is_taken_at_both_ends_of_its_range_and_refused_just_beyond(tmp_path, key):
+    lo, hi, kind = numeric_keys()[key]
+    step = 1 if kind is int else max(abs(lo), 1) / 100
+    path = tmp_path / "c.toml"
+    for value in (lo, hi):
+        path.write_text(_with(key, kind(value)))
+        config.load(str(path))  # accepted
+    for value in (lo - step, hi + step):
+        path.write_text(_with(key, kind(value)))
+        with pytest.raises(config.ConfigError) as refused:
+            config.load(str(path))
+        named = key.replace("payment_hosts.", "payment_hosts[0].")
+        assert [p for p in refused.value.problems if p.startswith(f"{named}: ")], (value, refused.value.problems)
 
 
 @pytest.mark.parametrize("text,expected", [("", 30.0), ("[server]\npoll_s = 0\n", 0.0), ("[server]\npoll_s = 5\n", 5.0)],

@@ -8,13 +8,15 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from labs.commands import run_cli, run_posdiag
+from labs.commands import REPO, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
-from labs.helpers import wait_for, write_config
+from labs.helpers import pids_cgroup, wait_for, write_config
 from posdiag.agent.control import request
 
 
@@ -191,3 +193,67 @@ def test_bad_config_at_start_exits_3(tmp_path):
     bad = write_config(tmp_path / "bad.toml", {"daemon": {"interval_s": "often"}})
     proc = run_posdiag("run", "--config", str(bad), timeout=20)
     assert proc.returncode == 3 and "daemon.interval_s" in proc.stderr
+
+
+@pytest.mark.root
+def test_a_daemon_that_cannot_start_a_thread_says_it_could_not_start_and_leaves_no_socket(config_file, tmp_path):
+    """In a cgroup that allows no task but its own, the control socket's thread cannot start: the daemon
+    says it could not start, and why, exits 3 and leaves no bound socket behind."""
+    config = config_file(txlog={"path": str(tmp_path / "pos.log")})
+    with pids_cgroup(1) as procs:
+        proc = subprocess.run(["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", sys.executable, "-m",
+                               "posdiag.agent", "run", "--config", str(config)],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "posdiag could not start: RuntimeError(\"can't start new thread\")" in proc.stderr, proc.stderr
+    assert proc.stderr.rstrip().endswith("posdiag stopped"), proc.stderr
+    assert not (tmp_path / "control.sock").exists()
+
+
+@pytest.fixture
+def daemon_in_process(config_file, capsys):
+    """``posdiag run`` in this process (to plant a bug in it), its signal handlers restored afterwards.
+    A daemon that swallowed the bug and kept running is stopped with SIGTERM after 30 s."""
+    import threading
+
+    from posdiag.agent import daemon
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+
+    def run() -> tuple[int, str]:
+        stop = threading.Timer(30, os.kill, (os.getpid(), signal.SIGTERM))
+        stop.start()
+        try:
+            rc = daemon.run(str(config_file(memory={"min_available_mb": 1})))
+        finally:
+            stop.cancel()  # before the handlers are restored: a late SIGTERM must not reach pytest
+        return rc, capsys.readouterr().err
+
+    yield run
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def _recurse_forever(self, next_sweep):
+    return _recurse_forever(self, next_sweep)
+
+
+def _store_bug(self, report, *, push=False):
+    raise TypeError("Store.add() got an unexpected keyword argument 'pusch'")
+
+
+@pytest.mark.parametrize(("where", "bug", "error"), [
+    ("run_due_work", _recurse_forever, "RecursionError: maximum recursion depth exceeded"),
+    ("add", _store_bug, "TypeError: Store.add() got an unexpected keyword argument"),
+], ids=["recursion-in-the-loop", "bug-in-the-store"])
+def test_a_bug_in_the_running_daemon_is_logged_with_its_traceback_not_taken_for_a_start_failure(
+        daemon_in_process, monkeypatch, tmp_path, where, bug, error):
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+
+    monkeypatch.setattr(Daemon if where == "run_due_work" else Store, where, bug)
+    rc, err = daemon_in_process()
+    assert rc == 3
+    assert "posdiag stopped on an internal error" in err and "Traceback" in err and error in err, err
+    assert "could not start" not in err and "could not store report" not in err
+    assert not (tmp_path / "control.sock").exists()  # what had started was stopped

@@ -151,6 +151,13 @@ def test_a_regular_file_at_the_socket_path_is_kept_and_the_daemon_refuses(config
     assert rc == 3 and "daemon.control_socket" in err
 
 
+def test_a_request_up_to_64_kib_is_answered_and_a_longer_one_refused(daemon):
+    d = daemon()
+    assert request(d.socket, {"cmd": "ping", "note": "x" * 60_000}, timeout_s=10) == {"ok": True}
+    refused = request(d.socket, {"cmd": "ping", "note": "x" * 70_000}, timeout_s=10)
+    assert refused["ok"] is False and "longer than 65536 bytes" in refused["error"], refused
+
+
 def test_non_object_json_on_the_socket_gets_an_error_reply(daemon):
     d = daemon()
     for raw in (b"[1]\n", b"42\n", b"\"trigger\"\n", b"{not json\n", b"null\n"):

@@ -79,7 +79,7 @@ def test_warn_only_evidence_is_degraded_and_weaker_than_fail(kb):
 def test_independent_evidence_accumulates_but_never_reaches_one(kb):
     one = diagnose([result("memory", ("memory.available_low", "fail"))], kb)
     three = diagnose([result("memory", ("memory.available_low", "fail"), ("memory.pressure_high", "fail"),
-                             ("memory.oom_kills", "warn"))], kb)
+                             ("memory.oom_kills", "info"))], kb)
     assert three.top.confidence > one.top.confidence
     assert three.top.confidence < 1.0
 
@@ -100,6 +100,16 @@ def test_deeper_cause_explains_its_consequences_instead_of_competing(kb):
     d = diagnose([result("disk", ("disk.read_only", "fail"), ("disk.write_no_space", "fail"))], kb)
     assert [c.id for c in d.causes] == ["disk.failing"]
     assert any("disk.write_no_space" in c for c in d.top.consequences)
+
+
+@pytest.mark.parametrize(("link", "folded"), [(("link.no_carrier", "fail"), True), (("trend.intermittent_link", "warn"), False)],
+                         ids=["strong-link-evidence", "weak-link-evidence"])
+def test_only_a_cause_scoring_above_the_threshold_explains_the_layers_above(kb, link, folded):
+    """A dead link (0.95) explains a silent gateway; a link that failed now and then (0.7 at half weight:
+    0.35, under the 0.4 threshold) is no reason to hide it — both are ranked."""
+    d = diagnose([result("network.link", link), result("network.gateway", ("gateway.unreachable", "fail"))], kb)
+    ids = [c.id for c in d.causes]
+    assert ("network.lan" not in ids) is folded and "network.link_down" in ids, ids
 
 
 def test_memory_exhaustion_explains_an_overloaded_system(kb):
@@ -163,9 +173,57 @@ def test_unknown_finding_code_still_sets_the_verdict(kb):
     assert any("memory.something_new" in e for e in d.top.evidence)
 
 
+def test_an_unmatched_finding_lowers_the_confidence_that_nothing_is_wrong(kb):
+    clean = diagnose([result("memory"), result("disk")], kb)
+    odd = diagnose([result("memory"), result("disk", ("disk.something_new", "warn"))], kb)
+    assert clean.top.id == odd.top.id == "none"
+    assert odd.top.confidence == pytest.approx(clean.top.confidence * 0.7, abs=0.001) and clean.top.confidence > 0
+
+
 def test_info_findings_are_not_evidence(kb):
-    d = diagnose([result("memory", ("memory.oom_kills", "info"))], kb)
+    d = diagnose([result("memory", ("memory.pos_rss", "info"))], kb)
     assert d.verdict == "healthy" and d.top.id == "none"
+
+
+@pytest.mark.parametrize("severity", ["info", "warn", "fail"])
+def test_oom_kills_since_boot_alone_are_no_evidence_whatever_their_severity(kb, severity):
+    d = diagnose([result("memory", ("memory.oom_kills", severity))], kb)
+    assert d.verdict == "healthy" and d.top.id == "none"
+
+
+@pytest.mark.parametrize("shortage", [("memory.available_low", "fail"), ("memory.pressure_high", "warn")])
+def test_oom_kills_beside_a_current_shortage_count_as_a_warning(kb, shortage):
+    """The engine's corroboration rule ([corroborated] in causes.toml), not the memory probe's."""
+    alone = diagnose([result("memory", shortage)], kb)
+    both = diagnose([result("memory", shortage, ("memory.oom_kills", "info"))], kb)
+    assert both.top.id == "memory.exhausted" and "memory: memory.oom_kills seen" in both.top.evidence
+    weight = dict(kb.evidence["memory.oom_kills"])["memory.exhausted"]
+    assert both.top.score == pytest.approx(1 - (1 - alone.top.score) * (1 - weight * 0.5))
+
+
+def test_a_corroboration_by_a_code_nobody_weighs_is_refused(tmp_path):
+    broken = tmp_path / "causes.toml"
+    text = causes_path().read_text(encoding="utf-8")
+    broken.write_text(text.replace('by = ["memory.available_low", ', 'by = ["memory.avail_low", '), encoding="utf-8")
+    with pytest.raises(ConfigError, match="corroborated.memory.oom_kills.by: expected a list of finding codes"):
+        load_knowledge(broken)
+
+
+@pytest.mark.parametrize(("code", "cause", "en", "zh"), [
+    ("trend.pos_rss_growing", "memory.exhausted", "a memory leak in the POS process", "POS 进程存在内存泄漏"),
+    ("trend.intermittent_dns", "network.dns", "an intermittent fault", "间歇性故障"),
+    ("path.mtu_black_hole", "network.degraded", "a path-MTU black hole", "路径 MTU 黑洞"),
+    ("link.no_carrier", "network.link_down", "the cable is unplugged", "网线未插好"),
+    ("tcp.refused", "host.service_down", "the payment service is down", "支付服务已停止")])
+def test_the_engine_says_what_an_observation_means_in_both_languages(code, cause, en, zh):
+    """Probes say what they saw; the knowledge base's [reads_as] says what it is, after the probe's words."""
+    from posdiag.core import i18n
+
+    for lang, words, colon in (("en", en, ": "), ("zh_CN", zh, "：")):
+        i18n.use(lang)  # the engine's own words in the process's language, as the kb is loaded in it
+        d = diagnose([result("probe", (code, "warn"))], load_knowledge(causes_path(), lang))
+        assert d.top.id == cause
+        assert d.top.evidence[0].startswith(f"probe: {code} seen{colon}") and words in d.top.evidence[0], d.top.evidence
 
 
 def test_every_evidence_code_is_shaped_like_a_finding_code(kb):
@@ -289,9 +347,11 @@ def test_every_cause_speaks_both_languages():
         assert len(zh.remediation) == len(en.remediation), f"{cause_id}: the Chinese steps are not the English ones"
     for code, steps in english.remediation_for.items():
         assert len(chinese.remediation_for[code]) == len(steps) and all(map(_cjk, chinese.remediation_for[code])), code
-    for code, sentence in english.ruled_out.items():
-        assert _cjk(chinese.ruled_out[code]), code
-        assert set(re.findall(r"{(\w+)}", chinese.ruled_out[code])) == set(re.findall(r"{(\w+)}", sentence)), code
+    for table in ("ruled_out", "reads_as"):
+        for code, sentence in getattr(english, table).items():
+            translated = getattr(chinese, table)[code]
+            assert _cjk(translated) and not _cjk(sentence), (table, code)
+            assert set(re.findall(r"{(\w+)}", translated)) == set(re.findall(r"{(\w+)}", sentence)), (table, code)
 
 
 def test_the_field_guide_names_the_causes_in_chinese():

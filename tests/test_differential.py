@@ -15,7 +15,7 @@ import pytest
 from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
-from labs.netlab import DNS_ADDR, HOST_ADDR
+from labs.netlab import DNS_ADDR, GATEWAY, HOST_ADDR
 
 pytestmark = pytest.mark.root
 
@@ -122,6 +122,19 @@ def test_router_answering_only_arp_is_the_lan(lab, acquirer, config):
         assert probe(report, "network.gateway")["metrics"]["neighbour"] == "complete"
         assert "itself answers nothing above ARP" in evidence(report)
         assert report["duration_s"] < 3.0
+
+
+def test_a_router_that_answers_only_on_its_dns_port_is_alive_and_the_fault_is_beyond_it(lab, acquirer, config):
+    """A store router whose firewall drops pings and every port but its DNS forwarder's, with a dead uplink:
+    TCP 53 is the sign of life that keeps the blame off the LAN."""
+    lab.peer(lab.router, "tcp", "--bind", GATEWAY, "--port", "53")
+    lab.filter(lab.router, "input", "meta l4proto icmp drop\n    tcp dport != 53 drop")
+    lab.filter(lab.router, "forward", "drop")
+    rc, report, _ = diagnose(lab, config())
+    gateway = probe(report, "network.gateway")
+    assert "gateway.not_forwarding" not in codes(report, "network.gateway"), gateway
+    assert any("TCP 53" in f["message"] for f in gateway["findings"] if f["code"] == "gateway.icmp_blocked"), gateway
+    assert top(report) == "network.wan", report["diagnosis"]
 
 
 def test_heavy_random_loss_both_ways_is_degraded_every_time(lab, config):

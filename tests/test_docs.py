@@ -26,6 +26,16 @@ def test_pages_point_only_inside_the_repository(page: Path):
             assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
 
 
+def test_no_code_or_data_cites_a_document_outside_the_repository():
+    """Code, configuration, docs and packaging explain themselves in place or in docs/: none cites the
+    design notes the project was specified in, which a reader of the repository does not have."""
+    folders = ("core", "agent", "probes", "collector", "config", "docs", "packaging")
+    citing = [str(p.relative_to(REPO)) for folder in folders for p in sorted((REPO / folder).rglob("*"))
+              if p.is_file() and p.suffix not in (".mo", ".pyc")
+              and "DESIGN.md" in p.read_text(encoding="utf-8", errors="replace")]
+    assert citing == []
+
+
 def test_the_readme_opens_with_the_run_and_test_commands():
     blocks = re.findall(r"```sh\n(.*?)\n```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
     assert "posdiag diagnose" in blocks[0] and "pytest" in blocks[1]

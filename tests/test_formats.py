@@ -12,8 +12,9 @@ from posdiag.agent.formats import nagios_line, prometheus_text, write_atomically
 
 #: The monitoring-plugins output rules: ``SERVICE STATE - text | perfdata``.
 PLUGIN_LINE = re.compile(r"^POSDIAG (OK|WARNING|CRITICAL|UNKNOWN) - ([^|\n]+?) \| (.*)\n$")
-#: One perfdata item: 'label'=value[UOM];[warn];[crit];[min];[max]
-PERF_ITEM = re.compile(r"^'((?:[^']|'')+)'=(-?[0-9.]+(?:e[-+]?\d+)?)(us|ms|s|%|B|KB|MB|TB|c)?"
+#: One perfdata item: 'label'=value[UOM];[warn];[crit];[min];[max], the value in the plugin guidelines'
+#: characters only ([-0-9.]: no exponent, which monitors cannot graph)
+PERF_ITEM = re.compile(r"^'((?:[^']|'')+)'=(-?[0-9.]+)(us|ms|s|%|B|KB|MB|TB|c)?"
                        r"(?:;([^;]*)(?:;([^;]*)(?:;([^;]*)(?:;([^;]*))?)?)?)?$")
 
 
@@ -61,6 +62,30 @@ def test_nagios_line_of_a_healthy_terminal_is_ok(healthy_report):
     assert "no terminal-side fault" in m.group(2)
 
 
+@pytest.mark.parametrize(("state", "rc", "word"), [("healthy", 0, "OK"), ("degraded", 1, "WARNING"),
+                                                   ("fault", 2, "CRITICAL"), ("bad-configuration", 3, "UNKNOWN")])
+def test_the_plugin_state_word_is_the_exit_codes_in_every_state(config_file, tmp_path, state, rc, word):
+    """Each state from a real run: a disk with room, a disk path that is gone (a warning), a minimum no disk
+    meets, and a configuration that is refused (a timeout that does not fit in the deadline): nothing diagnosed."""
+    from labs.commands import run_posdiag
+
+    sections = {"healthy": {"disk": {"paths": [str(tmp_path)], "min_free_mb": 1}},
+                "degraded": {"disk": {"paths": [str(tmp_path / "gone")]}},
+                "fault": {"disk": {"paths": [str(tmp_path)], "min_free_mb": 10_000_000}},
+                "bad-configuration": {"network": {"timeout_s": 2.0}, "diagnosis": {"deadline_s": 0.5}}}[state]
+    proc = run_posdiag("diagnose", "--format", "nagios", "--only", "disk", "--config", str(config_file(**sections)))
+    m = re.match(r"POSDIAG (\w+) - ", proc.stdout)  # nothing measured, no perfdata: the line may end at its text
+    assert m and proc.returncode == rc and m.group(1) == word, (proc.stdout, proc.stderr)
+    assert state == "bad-configuration" or PLUGIN_LINE.match(proc.stdout), proc.stdout
+
+
+def test_nagios_text_names_the_strongest_evidence_and_counts_the_rest(full_disk_report):
+    rc, report = full_disk_report
+    report["diagnosis"]["causes"][0]["evidence"] = ["disk: the strongest sign", "disk: a weaker one", "memory: another"]
+    text = PLUGIN_LINE.match(nagios_line(report, rc)).group(2)
+    assert text.endswith(" - disk: the strongest sign (+2 more)"), text
+
+
 def test_nagios_text_never_carries_a_pipe_or_newline(full_disk_report):
     rc, report = full_disk_report
     report["diagnosis"]["causes"][0]["evidence"] = ["a | b\nc"]
@@ -81,6 +106,40 @@ def test_prometheus_text_parses_and_carries_the_verdict(full_disk_report):
     status = {(s.labels["probe"], s.labels["status"]): s.value for s in families["posdiag_probe_status"].samples}
     assert status[("disk", "fail")] == 1 and status[("disk", "ok")] == 0
     assert {s.labels["probe"] for s in families["posdiag_probe_duration_seconds"].samples} == {"disk", "disk.health", "memory"}
+
+
+def with_metrics(report: dict, probe: str, **metrics: float) -> dict:
+    """The report with one more probe's measurements, first (so that perfdata's bound keeps them)."""
+    report["probes"].insert(0, {"name": probe, "status": "ok", "duration_s": 0.01, "summary": "", "findings": [],
+                                "metrics": metrics})
+    return report
+
+
+LARGE = {"pos_uptime_s": 1036800.5, "free_mb": 123456789, "offset_ms": -0.000125, "pos_rss_percent": 0.5}
+
+
+def test_perfdata_writes_large_and_small_numbers_whole_in_plugin_characters(healthy_report):
+    """12 days of POS uptime and a half second: '1036800.5s', never '1.0368e+06s'."""
+    rc, report = healthy_report
+    line = nagios_line(with_metrics(report, "system", **LARGE), rc)
+    items = re.findall(r"'([^']+)'=([^; ]+)", PLUGIN_LINE.match(line).group(3))
+    values = {label: value for label, value in items}
+    assert values["system.pos_uptime_s"] == "1036800.5s"
+    assert values["system.free_mb"] == "123456789MB"
+    assert values["system.offset_ms"] == "-0.000125ms"
+    assert values["system.pos_rss_percent"] == "0.5%"
+    assert all(PERF_ITEM.match(item) for item in re.findall(r"'(?:[^']|'')+'=\S+", line)), line
+
+
+def test_prometheus_samples_are_the_exact_values(healthy_report):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rc, report = healthy_report
+    text = prometheus_text(with_metrics(report, "system", **LARGE), rc)
+    assert 'posdiag_probe_metric{probe="system",metric="pos_uptime_s"} 1036800.5\n' in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    got = {s.labels["metric"]: s.value for s in families["posdiag_probe_metric"].samples if s.labels["probe"] == "system"}
+    assert got == LARGE
 
 
 def test_prometheus_label_values_are_escaped(healthy_report):
@@ -131,6 +190,17 @@ def test_bundle_command_says_where_it_wrote_and_how_big(config_file, tmp_path):
     rc, out, _ = run_cli("bundle", "-o", str(target), "--config", str(config_file()))
     assert rc == 0 and str(target) in out and "KiB" in out
     assert target.stat().st_size > 0
+
+
+def test_time_stamps_are_utc_to_the_second_and_read_back_exactly():
+    from posdiag.core.timefmt import compact_stamp, parse_utc_iso, utc_iso
+
+    assert utc_iso(0) == "1970-01-01T00:00:00Z" and utc_iso(1_800_000_000.9) == "2027-01-15T08:00:00Z"
+    assert parse_utc_iso("2027-01-15T08:00:00Z") == 1_800_000_000
+    assert compact_stamp(1_800_000_000) == "20270115T080000Z"
+    for wrong in ("2027-01-15 08:00:00", "2027-01-15T08:00:00+01:00", "9999-99-99T99:99:99Z", "2027-01-15T25:00:00Z"):
+        with pytest.raises(ValueError):
+            parse_utc_iso(wrong)
 
 
 def _as_an_older_agent_wrote_it(report: dict) -> dict:

@@ -97,6 +97,71 @@ def test_payment_path_failing_in_some_sweeps_is_intermittent(config_file, tmp_pa
     assert report["diagnosis"]["causes"][0]["id"] == "network.degraded"
 
 
+def trend_codes(config_file, tmp_path, reports: list[dict]) -> list[str]:
+    history_with(tmp_path, reports)
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
+    return [f["code"] for f in json.loads(out)["probes"][0]["findings"]]
+
+
+@pytest.mark.parametrize(("sweeps", "intermittent"), [
+    ("ok ok fail ok ok", True), ("ok ok fail ok ok ok", False), ("fail fail fail fail fail", False),
+    ("ok fail ok ok", True), ("ok fail ok", False)],
+    ids=["1-in-5-is-the-edge", "1-in-6-is-below-it", "always-failing-is-not-on-and-off", "4-sweeps-are-enough",
+         "3-sweeps-are-too-few"])
+def test_a_layer_is_intermittent_from_one_failure_in_five_sweeps(config_file, tmp_path, sweeps, intermittent):
+    now = time.time()
+    reports = [fake_report(now - 3600 + i * 600, tcp=status) for i, status in enumerate(sweeps.split())]
+    assert ("trend.intermittent_tcp" in trend_codes(config_file, tmp_path, reports)) is intermittent
+
+
+@pytest.mark.parametrize(("points", "leak"), [(4, True), (3, False)])
+def test_memory_growth_is_judged_from_four_sweeps(config_file, tmp_path, points, leak):
+    now = time.time()
+    reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=200 + 40 * i) for i in range(points)]
+    assert ("trend.pos_rss_growing" in trend_codes(config_file, tmp_path, reports)) is leak
+
+
+@pytest.mark.parametrize(("first_mb", "last_mb", "leak"), [(50, 70, True), (10, 14.5, False), (500, 620, True),
+                                                        (500, 580, False)],
+                         ids=["13-mb-an-hour", "3-mb-an-hour", "24-percent-growth", "16-percent-growth"])
+def test_a_leak_needs_five_mb_an_hour_and_a_fifth_more_memory(config_file, tmp_path, first_mb, last_mb, leak):
+    """Steady growth over an hour and a half: at least 5 MB/h and at least 20 % over the window are a leak."""
+    now = time.time()
+    reports = [fake_report(now - 5400 + i * 1080, pos_rss_mb=first_mb + (last_mb - first_mb) * i / 5) for i in range(6)]
+    assert ("trend.pos_rss_growing" in trend_codes(config_file, tmp_path, reports)) is leak
+
+
+def test_memory_that_grows_but_jumps_about_is_not_a_steady_leak(config_file, tmp_path):
+    """Enough growth and slope, but no steady line (R² well under 0.8): a busy day, not a leak."""
+    now = time.time()
+    sizes = [200, 420, 190, 430, 210, 440]
+    reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=mb) for i, mb in enumerate(sizes)]
+    assert "trend.pos_rss_growing" not in trend_codes(config_file, tmp_path, reports)
+
+
+def test_shrinking_pos_memory_is_not_a_leak(config_file, tmp_path):
+    """The slope's sign counts: memory given back steadily is the opposite of a leak."""
+    now = time.time()
+    reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=440 - 40 * i) for i in range(6)]
+    assert "trend.pos_rss_growing" not in trend_codes(config_file, tmp_path, reports)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1.5h", 5400), ("2d", 172800),
+                                             (" 2h ", 7200)])
+def test_history_since_takes_an_age_in_each_unit(text, seconds):
+    from posdiag.agent.cli import parse_age
+
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-1h", "2w", "h", ""])
+def test_history_since_refuses_what_is_not_an_age(text):
+    from posdiag.agent.cli import parse_age
+
+    with pytest.raises(ValueError, match="--since"):
+        parse_age(text)
+
+
 def test_no_history_means_trends_are_skipped(config_file):
     rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
     assert json.loads(out)["probes"][0]["status"] == "skipped"
@@ -131,6 +196,20 @@ def test_history_headings_stay_english_by_default(config_file, tmp_path):
     history_with(tmp_path, [fake_report(time.time())])
     rc, out, _ = run_cli("history", "--config", str(config_file()))
     assert out.splitlines()[0] == f"{'started (UTC)':<20}  {'trigger':<9}  {'verdict':<8}  {'top cause':<19}  conf  report"
+
+
+def test_a_history_exactly_at_its_size_limit_keeps_everything_and_one_byte_less_drops_the_oldest(tmp_path):
+    now = time.time()
+    with Store(tmp_path) as store:
+        reports = [fake_report(now - 300 + i * 60, size=2000) for i in range(4)]
+        for report in reports:
+            store.add(report)
+        total = store.db.execute("SELECT SUM(LENGTH(body)) FROM reports").fetchone()[0]
+        store.max_bytes = total
+        assert store.prune() == 0 and store.count() == 4
+        store.max_bytes = total - 1
+        assert store.prune() == 1
+        assert [r.report_id for r in store.list()] == [r["report_id"] for r in reversed(reports[1:])]
 
 
 def test_reports_with_and_without_certainty_are_listed_and_read_back_side_by_side(config_file, tmp_path):

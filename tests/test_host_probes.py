@@ -16,6 +16,13 @@ from posdiag.core import settings as cfg
 from posdiag.probes.base import Status
 from posdiag.probes.clock import ClockProbe
 from posdiag.probes.disk import DiskProbe
+from posdiag.probes.memory import MemoryProbe
+
+MB = 1024 * 1024
+
+
+def found(result) -> list[str]:
+    return [f.code for f in result.findings]
 
 
 @pytest.mark.root
@@ -37,6 +44,35 @@ def test_filesystem_out_of_inodes_blames_disk_full(tmpfs, config_file):
     assert report["diagnosis"]["causes"][0]["id"] == "disk.full"
     assert "disk.inodes_low" in codes(report, "disk")
     assert "disk.space_low" not in codes(report, "disk")  # plenty of bytes, no inodes
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("ballast_mb", "low"), [(2, False), (6, True)], ids=["6-mb-free-of-4", "2-mb-free-of-4"])
+def test_free_space_is_judged_against_the_minimum_on_both_sides(tmpfs, config_file, ballast_mb, low):
+    """Not only a full filesystem: 2 MB free of a 4 MB minimum is low though writes still succeed, 6 MB is not."""
+    fs = tmpfs("8m")
+    (fs / "ballast").write_bytes(b"\0" * ballast_mb * MB)
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 4})))).run()
+    assert ("disk.space_low" in found(result)) is low, result
+    assert "disk.write_no_space" not in found(result)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("free_percent", "low"), [(30, False), (10, True)], ids=["30-percent-free", "10-percent-free"])
+def test_free_inodes_are_judged_as_a_percentage_on_both_sides(tmpfs, config_file, free_percent, low):
+    """With a minimum of 20 % free inodes: 30 % free passes, 10 % free is low (the only other test uses them all)."""
+    import os
+
+    fs = tmpfs("8m", inodes=200)
+    total = os.statvfs(fs).f_files
+    n = 0
+    while os.statvfs(fs).f_favail > total * free_percent // 100:
+        (fs / f"f{n}").touch()
+        n += 1
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 1,
+                                                      "min_free_inodes_percent": 20})))).run()
+    assert result.metrics[f"free_inodes_percent[{fs}]"] == pytest.approx(free_percent, abs=1)
+    assert ("disk.inodes_low" in found(result)) is low, result
 
 
 @pytest.mark.root
@@ -98,6 +134,13 @@ def test_missing_disk_path_is_reported_not_fatal(tmp_path, config_file):
     assert result.status is Status.WARN
 
 
+def test_a_disk_path_that_is_a_file_is_reported_as_not_a_folder(tmp_path, config_file):
+    (tmp_path / "journal.dat").write_text("not a folder\n")
+    settings = cfg.load(str(config_file(disk={"paths": [str(tmp_path / "journal.dat")]})))
+    [finding] = DiskProbe(settings).run().findings
+    assert finding.code == "disk.path_missing" and finding.message == f"{tmp_path / 'journal.dat'} is not a folder"
+
+
 def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, config_file):
     srv = ntp_server(offset_s=3600)
     rc, report = diagnose_json(config_file(clock={"ntp_server": srv.address}))
@@ -107,6 +150,48 @@ def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, confi
     clock = next(p for p in report["probes"] if p["name"] == "clock")
     assert clock["metrics"]["offset_s"] == pytest.approx(3600, abs=1)
     assert any("behind" in e for e in top["evidence"])
+
+
+@pytest.mark.parametrize(("offset_s", "code", "words"), [
+    (15, "clock.offset_high", "clock is 15.0 s behind"), (-15, "clock.offset_high", "clock is 15.0 s ahead"),
+    (7, "clock.offset_drifting", "clock is 7.0 s off"), (-7, "clock.offset_drifting", "clock is 7.0 s off"),
+    (3, None, "offset +"), (-3, None, "offset -")],
+    ids=["behind", "ahead", "drifting-behind", "drifting-ahead", "within-half-behind", "within-half-ahead"])
+def test_clock_offset_is_judged_both_ways_against_the_limit_and_its_half(ntp_server, config_file, offset_s, code, words):
+    """A 10 s limit: beyond it a fault whichever way the clock is off, beyond half of it a warning, within that nothing.
+    The responder's clock is ``offset_s`` ahead of ours: ours is behind by that much."""
+    srv = ntp_server(offset_s=offset_s)
+    result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address, "max_offset_s": 10})))).run()
+    judged = [f for f in result.findings if f.severity.value != "info"]
+    assert [f.code for f in judged] == ([code] if code else []), result
+    assert words in (judged[0].message if judged else result.summary)  # the distance unsigned, the direction in words
+
+
+@pytest.mark.parametrize(("built_days_ago", "implausible"), [(1, False), (-1, True)],
+                         ids=["built-yesterday", "built-tomorrow"])
+def test_a_clock_that_reads_before_the_build_date_is_implausible(config_file, built_days_ago, implausible):
+    """The real clock against the running build's date (which the agent hands the probe): a build from
+    tomorrow means the clock is behind."""
+    from posdiag.probes.base import ProbeContext
+
+    context = ProbeContext(build_epoch=time.time() - built_days_ago * 86400)
+    result = ClockProbe(cfg.load(str(config_file())), context).run()
+    assert ("clock.implausible" in found(result)) is implausible, result
+
+
+@pytest.mark.parametrize(("spoil", "words"), [("", None), ("short", "short reply (47 bytes)"),
+                                             ("client", "not an NTP server reply (mode 3)"),
+                                             ("kiss", "kiss-of-death (RATE)"), ("origin", "origin mismatch")])
+def test_an_ntp_reply_that_does_not_answer_the_request_is_not_used(ntp_server, config_file, spoil, words):
+    """Each check of the SNTP reply against a real responder that breaks it (and one that does not)."""
+    srv = ntp_server(offset_s=3600, spoil=spoil)
+    result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address})))).run()
+    judged = [f for f in result.findings if f.severity.value != "info"]
+    if words is None:
+        assert [f.code for f in judged] == ["clock.offset_high"], result
+    else:
+        assert [f.code for f in judged] == ["clock.ntp_unreachable"] and words in judged[0].message, result
+        assert "offset_s" not in result.metrics
 
 
 def test_clock_an_hour_behind_reads_in_chinese(ntp_server, config_file, speak_chinese):
@@ -155,6 +240,29 @@ def test_memory_threshold_above_this_machine_blames_memory(config_file):
     assert mem["metrics"]["available_mb"] > 0
 
 
+def test_available_memory_counts_reclaimable_cache_not_only_free_pages(config_file, tmp_path):
+    """A minimum between the free and the available memory is met: the probe judges what is available
+    (free pages and cache the kernel reclaims), not free pages alone. Just above what is available, it is not."""
+    import psutil
+
+    cached = tmp_path / "cache"
+    try:
+        vm = psutil.virtual_memory()
+        if vm.available - vm.free < 512 * MB:  # too little cache to stand between the two: make some
+            with open(cached, "wb") as out:
+                for _ in range(768):
+                    out.write(b"\1" * MB)
+            vm = psutil.virtual_memory()
+        between = (vm.free + vm.available) // 2 // MB
+        met = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": between})))).run()
+    finally:
+        cached.unlink(missing_ok=True)  # pytest keeps the last runs' folders: no 768 MB left behind
+    assert "memory.available_low" not in found(met), (vm, met)
+    above = int(met.metrics["available_mb"]) + 256
+    short = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": above})))).run()
+    assert "memory.available_low" in found(short), (vm, short)
+
+
 def test_missing_pos_process_blames_system_overload(config_file):
     rc, report = diagnose_json(config_file(terminal={"pos_process": "no-such-pos-app-xyz"}))
     assert report["diagnosis"]["causes"][0]["id"] == "system.overload"
@@ -175,12 +283,65 @@ def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
         assert mem["metrics"]["pos_rss_mb"] >= 30
         assert system["metrics"]["pos_process_count"] == 1
         assert "system.pos_process_missing" not in codes(report, "system")
+        assert "system.pos_process_restarted" not in codes(report, "system")  # no minimum uptime: not a restart
         # Just started: with the default minimum uptime that is a restart warning.
         rc, report = diagnose_json(config_file(terminal={"pos_process": name}))
         assert "system.pos_process_restarted" in codes(report, "system")
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_one_restarted_process_of_the_pos_application_is_a_restart(config_file, tmp_path):
+    """Two processes of the POS application, one up for a while and one just (re)started: the youngest decides."""
+    from posdiag.probes.system import SystemProbe
+
+    script = tmp_path / "fakepos.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    procs = [subprocess.Popen([sys.executable, str(script)])]
+    try:
+        time.sleep(1.5)
+        procs.append(subprocess.Popen([sys.executable, str(script)]))
+        time.sleep(0.2)
+        result = SystemProbe(cfg.load(str(config_file(terminal={"pos_process": "fakepos.py"},
+                                                      system={"min_uptime_s": 1})))).run()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert result.metrics["pos_process_count"] == 2 and result.metrics["pos_uptime_s"] < 1
+    assert "system.pos_process_restarted" in found(result)
+
+
+def test_a_busy_cpu_with_the_load_under_its_limit_is_not_saturation(config_file):
+    """Saturation needs both: a load over its limit and a busy CPU. Every core spinning, the load limit not reached."""
+    import os
+
+    from posdiag.probes.system import SystemProbe
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)
+        result = SystemProbe(cfg.load(str(config_file(system={"max_load_per_cpu": 1000})))).run()
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert result.metrics.get("cpu_psi_some_avg10", result.metrics.get("cpu_percent")) is not None, result
+    assert "system.cpu_saturated" not in found(result) and "system.load_high" not in found(result)
+
+
+@pytest.mark.parametrize(("some_avg10", "saturated"), [("49.99", False), ("50.00", True)])
+def test_cpu_pressure_is_saturation_from_half_the_time_waiting(tmp_path, some_avg10, saturated):
+    """Where the kernel keeps CPU pressure, tasks that waited for a CPU half of the last 10 s are saturation."""
+    from posdiag.probes.system import CpuReading
+
+    psi = tmp_path / "cpu"
+    psi.write_text(f"some avg10={some_avg10} avg60=1.00 avg300=0.50 total=123456\n"
+                   "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    reading = CpuReading(str(psi))
+    assert reading.metric == "cpu_psi_some_avg10" and reading.percent == float(some_avg10)
+    assert reading.saturated is saturated
 
 
 def test_healthy_terminal_gives_none(config_file, ntp_server):
@@ -213,7 +374,7 @@ def test_cpu_busy_share_sees_every_core_spinning():
     spinning)."""
     import os
 
-    from posdiag.probes.system import CPU_WINDOW_S, CpuWindow
+    from posdiag.probes.system import CPU_WINDOW_S, CpuWindow, _totals
 
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
@@ -228,13 +389,15 @@ def test_cpu_busy_share_sees_every_core_spinning():
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
-    # The daemon's next sweep, a minute later: a fresh window that ends now, not a minute's average. What
-    # the machine does meanwhile is not this code's to prove: the stale baseline is dropped and a whole
-    # new window waited for.
-    window.opened_at -= 60
-    started = time.monotonic()
-    window.busy_percent()
+    last = (*_totals(window.baseline), window.own)
+    window.opened_at -= 60  # the daemon's next sweep, a minute later
+    start, started = cpu_counters(), time.monotonic()
+    busy = window.busy_percent()
+    end = cpu_counters()
     assert time.monotonic() - started >= CPU_WINDOW_S * 0.99, "averaged over the stale baseline"
+    fresh, since_last = busy_between(start, end), busy_between(last, end)
+    # On a quiet machine the two differ widely; on one that others keep busy they are alike, and so is the reading.
+    assert abs(busy - fresh) <= abs(busy - since_last) + 5, (busy, fresh, since_last)
 
 
 def test_cpu_busy_share_leaves_out_posdiags_own_work():

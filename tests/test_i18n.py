@@ -3,6 +3,7 @@ Chinese entry is still said somewhere, and a translation fills exactly the field
 
 from __future__ import annotations
 
+import re
 import string
 import sys
 from pathlib import Path
@@ -47,6 +48,10 @@ def test_the_chinese_catalogue_holds_only_what_the_code_says(extracted, chinese)
 
 def test_no_translation_is_left_fuzzy(chinese):
     assert [m.id for m in chinese.values() if m.fuzzy] == []
+
+
+def _chinese(message) -> str:
+    return "".join(message.string if isinstance(message.string, tuple) else (message.string,))
 
 
 def _fields(text: str) -> set[str]:
@@ -129,14 +134,63 @@ def test_chinese_characters_take_two_cells():
 
 #: the field guide's names of causes as the cause titles use them: only the diagnosis engine names a cause
 CAUSE_NAMES = ("内存溢出", "硬盘损坏", "恶意攻击", "服务器故障", "操作系统崩溃", "网络连接中断", "软件配置错误", "服务中断")
+#: and the Chinese of the English cause vocabulary below: a fault's name (not a device's own word, quoted:
+#: “故障”), a guess, a question
+CAUSE_WORDS_ZH = re.compile("(?<!“)故障(?!”)|泄漏|防火墙|黑洞|拔出|未插|反复崩溃|已损坏|松动|线路干扰|盗刷|记录器|拦截|"
+                            "可能|也许|或许|通常|？|\\?")
 
 
 def test_probe_messages_name_no_cause_in_chinese(chinese):
     naming = [f"{key!r} => {message.string!r}" for key, message in chinese.items()
               if any(path.startswith("probes/") for path, _ in message.locations)
-              and any(name in "".join(message.string if isinstance(message.string, tuple) else (message.string,))
-                      for name in CAUSE_NAMES)]
+              and (any(name in _chinese(message) for name in CAUSE_NAMES) or CAUSE_WORDS_ZH.search(_chinese(message)))]
     assert not naming, "a probe's Chinese names a cause (the engine's job):\n" + "\n".join(naming)
+
+
+#: What a probe must not say in English, because it decides instead of observing (the engine's words:
+#: causes.toml's titles, explanations, remediation and [reads_as]). Three kinds of word:
+#: - the name of a fault rather than of what was seen ("a leak", "firewalled", "unplugged", "crash-looping"; a
+#:   crash the kernel recorded is seen, one read into restarts is not; a device's own word, FAILING, is quoted);
+#: - a guess or a reason ("likely", "may be", "often", "due to", any question: "DHCP failed?");
+#: - a verdict ("not a fault", "the service is down").
+CAUSE_VOCABULARY = re.compile(r"""
+    \bleak | firewall | \boutage | black[ -]hole | \bunplug | \bskimm | keylog | \btamper | intercept
+  | crash-?loop | keeps?\ crashing | \bthrash | \bfault | \bmalicious | \bdead\b | (?-i:\bfailing\b) | \bloose\b
+  | \bnoise\b | misconfigur
+  | \blikely\b | \bprobabl | \bpossibl | \bmaybe\b | \bmay\ be\b | \bmight\b | \bperhaps\b | \bsuspect
+  | \boften\b | \busually\b | \bseems?\b | \bcaus | \bbecause\b | \bdue\ to\b | \breaction\ to\b
+  | \bis\ down\b | \?
+""", re.I | re.X)
+
+
+def _english(key) -> str:
+    return " / ".join(key) if isinstance(key, tuple) else key
+
+
+def test_probe_messages_name_no_cause_in_english(extracted):
+    naming = [f"{_english(key)!r} ({_where(message)}): {CAUSE_VOCABULARY.search(_english(key)).group(0)!r}"
+              for key, message in extracted.items()
+              if any(path.startswith("probes/") for path, _ in message.locations)
+              and CAUSE_VOCABULARY.search(_english(key))]
+    assert not naming, "a probe's English names a cause or guesses one (the engine's job):\n" + "\n".join(naming)
+
+
+@pytest.mark.parametrize("said", [
+    "{process} holds {share:.0f}% of RAM: likely a leak", "a memory leak", "an intermittent fault",
+    "firewalled, not a fault", "a path-MTU black hole", "cable unplugged or the other end is off", "(DHCP failed?)",
+    "it may be crash-looping", "possible keylogger or skimmer", "the payment service is down",
+    "often the kernel's reaction to I/O errors", "loose cable or failing port", "caused by a bad cable"])
+def test_the_cause_vocabulary_catches_a_probe_deciding(said):
+    assert CAUSE_VOCABULARY.search(said)
+
+
+@pytest.mark.parametrize("said", [
+    "only 12 MB of memory available (minimum 64 MB)", "interface eth0 has no carrier", "interface eth0 is administratively down",
+    "gateway 192.0.2.1 does not answer (no ICMP echo reply and no ARP answer)", "{where}: connect failed ({error})",
+    "the reader on /dev/ttyS0 sent 2 frames with a wrong checksum (LRC)",
+    "the kernel does not consider the clock NTP-synchronized"])
+def test_the_cause_vocabulary_lets_observations_pass(said):
+    assert not CAUSE_VOCABULARY.search(said)
 
 
 def test_numbers_filled_into_a_message_are_never_in_scientific_notation():
@@ -150,7 +204,7 @@ def test_numbers_filled_into_a_message_are_never_in_scientific_notation():
 def test_full_width_punctuation_takes_no_space_around_it_in_chinese():
     zh = i18n.translator("zh_CN")
     primary = zh.tr("{label} (primary)", label="acquirer-primary")
-    refused = zh.tr("{where} refuses connections (reset): the payment service is down", where=primary)
+    refused = zh.tr("{where} refuses connections (reset)", where=primary)
     assert refused.startswith("acquirer-primary（主用）拒绝连接"), refused  # was "（主用） 拒绝连接"
     assert zh.tr("{heading}:", heading="依据") + "\n  - x" == "依据：\n  - x"  # indents after a line break stay
     assert i18n.translator("en").tr("{a} (b) c", a="x") == "x (b) c"  # English keeps its spaces

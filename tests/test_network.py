@@ -13,7 +13,7 @@ from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
 from labs.helpers import unwrapped
-from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HOST_ADDR, LAN_HOST_ADDR
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR
 
 pytestmark = pytest.mark.root
 
@@ -57,6 +57,7 @@ def test_healthy_path_gives_none_with_every_layer_ok(lab, payment, net_config):
     assert probe(report, "network.gateway")["metrics"]["gateway"] == GATEWAY
     assert probe(report, "network.tls")["metrics"]["health_status[primary]"] == 200
     assert probe(report, "network.path")["metrics"]["loss_percent"] == 0
+    assert probe(report, "network.path")["metrics"]["samples"] == 24  # ping_count 10: never fewer than 24
 
 
 def test_interface_down_blames_link_and_skips_the_layers_above(lab, payment, net_config):
@@ -77,6 +78,23 @@ def test_missing_default_route_blames_link(lab, payment, net_config):
     assert "link.no_default_route" in codes(report, "network.link")
 
 
+@pytest.mark.parametrize("interface", ["t0", "auto"])
+def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net_config, interface):
+    """The route table hidden from posdiag (the lab's own has a default route): the link probe says it
+    could not read the routes, the engine blames nothing, and the layers above still run."""
+    payment()
+    rc, report, _ = lab.diagnose(net_config(interface=interface), wrap=HIDDEN_ROUTE_TABLE)
+    link = probe(report, "network.link")
+    assert codes(report, "network.link") == ["link.routes_unknown"], link
+    assert link["status"] == "ok" and "/proc/net/route" in link["findings"][0]["message"]
+    assert link["metrics"].get("interface") == (None if interface == "auto" else interface)
+    assert rc == 0 and top(report) == "none", report["diagnosis"]
+    for layer in ("network.dns", "network.tcp", "network.tls", "network.path"):
+        assert probe(report, layer)["status"] == "ok", probe(report, layer)
+    gateway = probe(report, "network.gateway")
+    assert gateway["status"] == "skipped" and "network.gateway" in gateway["summary"], gateway
+
+
 def test_dead_gateway_blames_lan_not_dns_or_wan(lab, payment, net_config):
     payment()
     lab.kill_gateway()
@@ -86,6 +104,16 @@ def test_dead_gateway_blames_lan_not_dns_or_wan(lab, payment, net_config):
     ids = [c["id"] for c in report["diagnosis"]["causes"]]
     assert "network.dns" not in ids and "network.wan" not in ids  # consequences, not rivals
     assert report["diagnosis"]["causes"][0]["consequences"]
+
+
+def test_a_gateway_that_loses_one_echo_in_three_is_lossy_not_down(lab, payment, net_config):
+    payment()
+    lab.filter(lab.router, "input", "icmp type echo-request numgen inc mod 3 0 drop")  # exactly every third
+    rc, report, _ = lab.diagnose(net_config())
+    gateway = probe(report, "network.gateway")
+    loss = [f for f in gateway["findings"] if f["code"] == "gateway.loss"]
+    assert gateway["status"] == "warn" and len(loss) == 1, gateway
+    assert "lost 1 of 3" in loss[0]["message"] and top(report) == "network.degraded"
 
 
 def test_silent_resolver_blames_dns_within_the_timeout(lab, payment, net_config):

@@ -1,8 +1,9 @@
 """The small pieces the differential checks stand on, against real loopback peers and real files:
-DNS retries side by side, the last-known-address record, DF echoes on loopback."""
+DNS retries side by side, the last-known-address record, DF echoes on loopback, the routing tables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ import time
 
 import pytest
 from posdiag.probes._dnswire import DnsTimeout, query
+from posdiag.probes._netinfo import Route, RoutesUnknown, default_route
 from posdiag.probes.network import _known
 
 
@@ -48,6 +50,78 @@ class LossyResolver:
         self._stop.set()
         self._thread.join(1)
         self.sock.close()
+
+
+class ScriptedResolver(LossyResolver):
+    """Answers every question after ``delay_s``, each in its own timer, with ``rcode`` (0 NOERROR, 2 SERVFAIL,
+    3 NXDOMAIN, 5 REFUSED); a NOERROR carries 192.0.2.7 unless ``empty``."""
+
+    def __init__(self, delay_s: float = 0.0, rcode: int = 0, empty: bool = False, ipv6_only: bool = False) -> None:
+        super().__init__(drop=0)
+        self.delay_s, self.rcode, self.empty, self.ipv6_only = delay_s, rcode, empty, ipv6_only
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            end = 12
+            while data[end]:  # the question's name, label by label
+                end += data[end] + 1
+            aaaa = data[end + 1:end + 3] == b"\x00\x1c"
+            answers = 0 if self.rcode or self.empty or self.ipv6_only != aaaa else 1
+            reply = data[:2] + bytes([0x81, 0x80 | self.rcode]) + bytes([0, 1, 0, answers, 0, 0, 0, 0]) + data[12:]
+            if answers and aaaa:
+                reply += b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10" + bytes.fromhex("20010db8" + "0" * 23 + "7")
+            elif answers:
+                reply += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 7])
+            threading.Timer(self.delay_s, self._send, (reply, peer)).start()
+
+    def _send(self, reply: bytes, peer: tuple) -> None:
+        if not self._stop.is_set():  # a repeated question answered after the test is over: not sent
+            with contextlib.suppress(OSError):
+                self.sock.sendto(reply, peer)
+
+
+def dns_findings(config_file, *resolvers: ScriptedResolver) -> dict[str, str]:
+    """The DNS probe's findings (code → severity) for pay.test through these resolvers on loopback."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                        network={"dns_servers": [r.address for r in resolvers], "timeout_s": 1.5})))
+    result = DnsProbe(settings).run()
+    assert result.status.value != "error", result
+    return {f.code: f.severity.value for f in result.findings}
+
+
+@pytest.mark.parametrize(("delay_s", "slow"), [(0.7, True), (0.05, False)])
+def test_a_resolver_answering_after_half_a_second_is_slow(config_file, delay_s, slow):
+    with ScriptedResolver(delay_s) as resolver:
+        assert ("dns.slow" in dns_findings(config_file, resolver)) is slow
+
+
+@pytest.mark.parametrize(("rcode", "empty", "code"), [(0, False, None), (0, True, "dns.no_address"), (3, False, "dns.nxdomain"),
+                                                      (2, False, "dns.servfail"), (5, False, "dns.refused")],
+                         ids=["address", "no-address", "nxdomain", "servfail", "refused"])
+def test_each_answer_of_the_resolver_is_told_apart(config_file, rcode, empty, code):
+    with ScriptedResolver(rcode=rcode, empty=empty) as resolver:
+        found = dns_findings(config_file, resolver)
+    assert [c for c, severity in found.items() if severity != "info"] == ([code] if code else []), found
+
+
+def test_a_name_with_only_an_ipv6_address_resolves(config_file):
+    """No A record, an AAAA one: asked for next, and the host resolves (not 'no address')."""
+    with ScriptedResolver(ipv6_only=True) as resolver:
+        found = dns_findings(config_file, resolver)
+    assert [c for c, severity in found.items() if severity != "info"] == [] and "dns.resolved" in found, found
+
+
+def test_one_failing_resolver_beside_a_working_one_is_a_warning_not_a_failure(config_file):
+    with ScriptedResolver() as good, ScriptedResolver(rcode=2) as failing:
+        found = dns_findings(config_file, good, failing)
+    assert found.get("dns.resolver_failing") == "warn" and "dns.servfail" not in found, found
 
 
 def test_a_lost_question_is_asked_again_within_the_same_timeout():
@@ -117,3 +191,127 @@ def test_silent_tcp_handshakes_alone_are_not_counted_again_by_the_path_probe():
     code, _, data = PathProbe.no_answer(plan, Samples("icmp", [None] * 24, icmp_sent=24, tcp_sent=24))
     assert code == "path.no_answer" and data["icmp_sent"] == 24
     assert PathProbe.no_answer(plan, Samples("icmp", [None, 3.5], icmp_sent=2)) is None
+
+
+ROUTE_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+IPV4_DEFAULT = "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"  # via 192.168.1.1
+IPV6_DEFAULT = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                "fd000000000000000000000000000001 00000400 00000003 00000000 00000003     wlan0\n")
+
+
+def proc_with(tmp_path, route: str | None = None, ipv6_route: str | None = None, unreadable: str = ""):
+    """A /proc look-alike of real files; ``unreadable`` names a table made a folder (reading it fails)."""
+    net = tmp_path / "net"
+    net.mkdir()
+    for name, text in (("route", route), ("ipv6_route", ipv6_route)):
+        if name == unreadable:
+            (net / name).mkdir()
+        elif text is not None:
+            (net / name).write_text(text)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("tables", [{}, {"unreadable": "route", "ipv6_route": ""},
+                                    {"route": ROUTE_HEADER, "unreadable": "ipv6_route"}],
+                         ids=["no-table-at-all", "ipv4-table-unreadable", "ipv6-table-unreadable"])
+def test_a_routing_table_that_cannot_be_read_is_unknown_not_no_route(tmp_path, tables):
+    with pytest.raises(RoutesUnknown) as caught:
+        default_route(proc_with(tmp_path, **tables))
+    assert caught.value.path.startswith(str(tmp_path / "net")) and caught.value.error
+
+
+@pytest.mark.parametrize("ipv6_route", ["", None], ids=["ipv6-table-empty", "ipv6-switched-off"])
+def test_tables_that_read_and_hold_no_default_route_are_no_route(tmp_path, ipv6_route):
+    """An absent IPv6 table is IPv6 switched off: it holds no route, it is not an unknown."""
+    assert default_route(proc_with(tmp_path, route=ROUTE_HEADER, ipv6_route=ipv6_route)) is None
+
+
+@pytest.mark.parametrize(("tables", "route"), [
+    ({"route": ROUTE_HEADER + IPV4_DEFAULT, "unreadable": "ipv6_route"}, Route("eth0", "192.168.1.1")),
+    ({"ipv6_route": IPV6_DEFAULT, "unreadable": "route"}, Route("wlan0", "fd00::1"))], ids=["ipv4", "ipv6"])
+def test_a_default_route_in_a_table_that_reads_is_found_whatever_the_other(tmp_path, tables, route):
+    assert default_route(proc_with(tmp_path, **tables)) == route
+
+
+# --- the path probe's judgement of what it measured (pure logic: the samples are given) ------------------
+
+def judged(config_file, rtts: list[float | None], **network) -> dict[str, str]:
+    """The path probe's findings (code → severity) for these round trips to the first payment host."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "192.0.2.7", "port": 443}],
+                                        network={"max_loss_percent": 25, "max_rtt_ms": 100, "max_jitter_ms": 20, **network})))
+    obs = Observation()
+    PathProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7", Samples("tcp", rtts))
+    return {f.code: f.severity.value for f in obs.findings}
+
+
+@pytest.mark.parametrize(("lost", "code", "severity"), [(6, "path.loss_high", "fail"), (5, "path.loss", "info"),
+                                                        (0, None, None)], ids=["25-percent", "21-percent", "none"])
+def test_loss_at_the_limit_is_a_fault_and_below_it_only_noted(config_file, lost, code, severity):
+    found = judged(config_file, [None] * lost + [10.0] * (24 - lost))
+    assert {c: s for c, s in found.items() if c.startswith("path.loss")} == ({code: severity} if code else {})
+
+
+@pytest.mark.parametrize(("median_ms", "severity"), [(100, None), (101, "warn"), (300, "warn"), (301, "fail")])
+def test_latency_above_the_limit_warns_and_above_three_times_it_fails(config_file, median_ms, severity):
+    found = judged(config_file, [float(median_ms)] * 24)
+    assert found.get("path.latency_high") == severity, found
+
+
+@pytest.mark.parametrize(("swing_ms", "warned"), [(20, False), (21, True)])
+def test_jitter_above_the_limit_warns(config_file, swing_ms, warned):
+    found = judged(config_file, [10.0, 10.0 + swing_ms] * 12)
+    assert ("path.jitter_high" in found) is warned, found
+
+
+def test_one_probe_lost_in_a_hundred_is_noted(config_file):
+    assert judged(config_file, [None] + [10.0] * 99, ping_count=100) == {"path.loss": "info"}
+
+
+@pytest.mark.parametrize(("outcomes", "code"), [
+    ("ok ok ok", None), ("ok ok timeout", "tcp.unstable"), ("ok refused refused", "tcp.unstable"),
+    ("refused timeout timeout", "tcp.refused"), ("unreachable timeout timeout", "tcp.unreachable"),
+    ("timeout timeout timeout", "tcp.timeout"), ("error error error", "tcp.error")])
+def test_tcp_connect_outcomes_are_judged_one_failure_at_a_time(config_file, outcomes, code):
+    """One failed connect of three beside working ones is instability; none working is the kind of
+    failure seen, a refusal first (the host is there), then unreachable, then silence."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Connect, targets
+    from posdiag.probes.network.tcp import TcpProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443}])))
+    obs = Observation()
+    attempts = [Connect(kind, 5.0, "" if kind == "ok" else f"{kind} here") for kind in outcomes.split()]
+    verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "203.0.113.7", attempts)  # beyond the LAN
+    said = [f.code for f in obs.findings if f.severity.value != "info"] + ([verdict[0]] if verdict else [])
+    assert said == ([code] if code else [])
+    if code in ("tcp.unreachable", "tcp.error"):  # the error of the attempt that failed that way, not another's
+        assert f"({code.split('.')[1]} here)" in verdict[1], verdict
+
+
+def test_payment_hosts_are_called_by_their_role():
+    from posdiag.core.settings import PaymentHost
+    from posdiag.probes.network._common import Target
+
+    assert Target(0, PaymentHost(name="acquirer-a", host="a.test")).label == "acquirer-a (primary)"
+    assert Target(1, PaymentHost(name="acquirer-b", host="b.test")).label == "acquirer-b (backup 1)"
+    assert Target(0, PaymentHost(name="primary", host="a.test")).label == "primary"  # not "primary (primary)"
+
+
+@pytest.mark.parametrize(("address", "via_gateway"), [("192.168.1.50", False), ("10.1.2.3", False), ("10.9.9.9", True),
+                                                      ("198.51.100.7", True)],
+                         ids=["on-link-lan", "on-link-24-inside-a-routed-16", "routed-16", "default-route"])
+def test_the_route_the_kernel_would_pick_is_the_longest_prefix(tmp_path, address, via_gateway):
+    """10.1.2.0/24 on-link beats 10.0.0.0/8 via a gateway; the rest goes the default way, via a gateway."""
+    from posdiag.probes._netinfo import routed_via_gateway
+
+    table = ROUTE_HEADER + IPV4_DEFAULT + (
+        "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n"  # 192.168.1.0/24 on-link
+        "eth0\t0000000A\t0201A8C0\t0003\t0\t0\t100\t000000FF\t0\t0\t0\n"  # 10.0.0.0/8 via 192.168.1.2
+        "eth1\t0002010A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n")  # 10.1.2.0/24 on-link
+    assert routed_via_gateway(address, proc_with(tmp_path, route=table)) is via_gateway

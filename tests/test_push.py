@@ -481,6 +481,22 @@ def test_full_spool_drops_the_oldest_unsent_and_counts_them(tmp_path):
     assert summary["dropped"] == 12 - len(queued) and summary["outbox"] == len(queued)
 
 
+def test_a_spool_exactly_at_its_limit_keeps_everything_and_one_byte_less_drops_the_oldest(tmp_path):
+    with Store(tmp_path) as store:
+        ids = []
+        for i in range(3):
+            report = fake_report(time.time() + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+        with store.db:
+            total = store.db.execute("SELECT SUM(size) FROM outbox").fetchone()[0]
+            assert outbox.enforce_spool(store.db, total) == 0
+        assert [r[1] for r in outbox.pending_page(store.db, 0)] == ids
+        with store.db:
+            assert outbox.enforce_spool(store.db, total - 1) == 1
+        assert [r[1] for r in outbox.pending_page(store.db, 0)] == ids[1:]
+
+
 def test_a_token_file_opened_up_while_the_daemon_runs_stops_pushing_and_status_says_why(server, push_config, daemon,
                                                                                         token_file, tmp_path):
     srv = server()
@@ -508,8 +524,10 @@ def test_backoff_is_jittered_exponential_capped_and_never_before_retry_after():
     assert 58 <= retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 60)), now) <= 60
     assert retry_after("soon", now) is None
     assert classify(429, {"Retry-After": "3"}, now).retry_after_s == 3
-    assert [classify(s, {}, now).kind for s in (200, 201, 409, 400, 401, 403, 413, 500, 502, 503)] == \
-        ["done", "done", "done", "refused", "refused", "refused", "refused", "retry", "retry", "retry"]
+    answers = {200: "done", 201: "done", 409: "done", 400: "refused", 401: "refused", 403: "refused", 404: "refused",
+               413: "refused", 415: "refused", 429: "retry", 499: "refused", 500: "retry", 502: "retry", 503: "retry",
+               599: "retry"}  # every answer docs/push.md names, and the edges of the 4xx and 5xx ranges
+    assert {status: classify(status, {}, now).kind for status in answers} == answers
 
 
 def test_sighup_with_the_server_url_removed_queues_without_sending_and_restoring_it_sends(server, push_config, daemon,
@@ -527,3 +545,37 @@ def test_sighup_with_the_server_url_removed_queues_without_sending_and_restoring
     d.config.write_text(text)
     d.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: report["report_id"] in srv.received(), 10), d.output()
+
+
+def test_the_pusher_waits_for_its_own_backoff_and_an_urgent_report_for_its_gap(push_config, tmp_path):
+    from posdiag.agent.push import URGENT_MIN_GAP_S, Pusher
+    from posdiag.core import settings as config
+
+    pusher = Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    now = time.time()
+    assert pusher._due(now - 1)  # the outbox's next attempt is due
+    pusher.not_before = now + 60  # a sender crashed: the pusher's own backoff
+    assert not pusher._due(now - 1)
+    pusher.urgent, pusher.last_start = True, now - URGENT_MIN_GAP_S - 1  # an event report outranks the backoff
+    assert pusher._due(now + 600)
+    pusher.last_start = now  # ... but not twice within the gap
+    assert not pusher._due(now + 600)
+
+
+@pytest.mark.parametrize(("mode", "content", "problem"), [
+    (0o600, "t" * 4096, None), (0o400, "tok\n", None), (0o640, "tok", "readable by group or others"),
+    (0o604, "tok", "readable by group or others"), (0o600, "t" * 4097, "does not hold one token"),
+    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty")],
+    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty"])
+def test_the_token_file_is_taken_owner_only_and_one_token_long(tmp_path, mode, content, problem):
+    from posdiag.agent.pushsetup import PushSetupError, read_token
+
+    path = tmp_path / "token"
+    path.write_text(content)
+    path.chmod(mode)
+    if problem is None:
+        assert read_token(str(path)) == content.strip()
+    else:
+        with pytest.raises(PushSetupError) as refused:
+            read_token(str(path))
+        assert problem in str(refused.value) and "t" * 100 not in str(refused.value)

@@ -341,6 +341,26 @@ def test_swapped_usb_reader_with_another_serial_is_substitution(usb_config):
     assert top(report) == "reader.substituted"
 
 
+@pytest.mark.parametrize(("newcomer", "code"), [
+    ({**PRINTER, "name": "1-5", "serial": "X5E4099999"}, "reader.usb_new_device"),
+    ({**KEYBOARD, "name": "1-6"}, "reader.usb_new_keyboard"),
+    ({**READER, "name": "1-7", "serial": "PP1000-99999", "interfaces": [("02", "01", None), ("0a", "00", "ttyACM1")]},
+     "reader.usb_new_device")],
+    ids=["second-printer-of-the-same-model", "second-keyboard-of-the-same-model-without-serial",
+         "second-device-of-the-readers-model"])
+def test_a_second_unit_of_a_known_model_is_a_newcomer(usb_config, tmp_path, newcomer, code):
+    """Identity is more than VID:PID: another unit of a model already there (told apart by its serial, or
+    by its port when it has none) appeared since the baseline — the reader's own model included."""
+    if newcomer["name"] == "1-6":
+        add_device(usb_config.root, KEYBOARD)  # the keyboard of the baseline, at its own port
+    reader_report(usb_config())
+    add_device(usb_config.root, newcomer)
+    rc, report = reader_report(usb_config())
+    found = [f for f in probe(report, "reader.usb")["findings"] if f["code"] == code]
+    assert [f["data"]["path"] for f in found] == [newcomer["name"]], probe(report, "reader.usb")
+    assert "reader.usb_present" in codes(report, "reader.usb")
+
+
 def test_printer_unplugged_is_only_noted(usb_config):
     reader_report(usb_config())
     remove_device(usb_config.root, PRINTER["name"])
@@ -373,6 +393,23 @@ def test_reader_disconnects_in_the_kernel_log_are_flapping(config_file, tmp_path
 
 
 @pytest.mark.root
+@pytest.mark.parametrize(("disconnects", "flapping"), [(3, True), (2, False)])
+def test_flapping_starts_at_the_threshold_of_disconnects(config_file, tmp_path, disconnects, flapping):
+    """flap_threshold = 3: three disconnects in the window are flapping, two are not."""
+    name = f"9-{uuid.uuid4().int % 9000 + 1000}"
+    root = tmp_path / "sys"
+    terminal_tree(root)
+    add_device(root, {**READER, "name": name, "vid": "0b00", "pid": "0086"})
+    config = config_file(reader={"kind": "usb", "usb": "0b00:0086", "sysfs_root": str(root), "flap_threshold": 3})
+    with open("/dev/kmsg", "w") as kmsg:
+        for n in range(disconnects):
+            kmsg.write(f"<6>usb {name}: USB disconnect, device number {20 + n}\n")
+            kmsg.flush()
+    rc, report = reader_report(config)
+    assert probe(report, "reader.events")["metrics"]["disconnects"] == disconnects
+    assert ("reader.flapping" in codes(report, "reader.events")) is flapping
+
+
 def test_a_pty_of_the_same_number_in_a_containers_own_devpts_is_not_a_holder(serial_config, tmp_path):
     """A container with a devpts of its own has a /dev/pts/N too: its processes holding that one (an
     agetty, say) neither hold our reader's port nor are its bridge."""

@@ -123,6 +123,37 @@ def test_failed_prerequisite_skips_dependant_with_the_reason():
     assert "test.fails fail" in skipped.summary
 
 
+class NotHere(Probe):
+    name = "test.not_here"
+
+    def skip_reason(self) -> str | None:
+        return "nothing to look at here"
+
+
+class NeedsBoth(Probe):
+    name = "test.needs_both"
+    requires = ("test.not_here", "test.fails")
+
+    def skip_reason(self) -> str | None:
+        return "its own reason"
+
+    def check(self, obs: Observation) -> None:  # pragma: no cover - must never run
+        raise AssertionError("ran although a prerequisite failed")
+
+
+def test_a_dependant_names_the_failed_prerequisite_not_its_own_reason_when_one_was_merely_skipped():
+    """Its own skip reason counts only when every prerequisite was skipped: a failed one is the root to show."""
+    mixed = run_probes(Settings(), [NotHere, Fails, NeedsBoth])[2]
+    assert mixed.status is Status.SKIPPED and "test.fails fail" in mixed.summary, mixed
+    alone = run_probes(Settings(), [NotHere, NeedsBothOfSkipped])[1]
+    assert alone.summary == "its own reason", alone
+
+
+class NeedsBothOfSkipped(NeedsBoth):
+    name = "test.needs_skipped"
+    requires = ("test.not_here",)
+
+
 def test_dependant_runs_after_its_prerequisite_and_sees_its_result():
     results = run_probes(Settings(), [NeedsSlow, Slow])
     assert [r.name for r in results] == ["test.needs_slow", "test.slow"]

@@ -23,6 +23,42 @@ class DroppingTlsServer(LoopbackTlsServer):
         tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+class AnsweringTlsServer(DroppingTlsServer):
+    """Completes the handshake and answers the health request with ``status``."""
+
+    def __init__(self, cert: trustme.LeafCert, status: int = 200) -> None:
+        self.status = status
+        super().__init__(cert)
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    request = b""
+                    while b"\r\n\r\n" not in request and (chunk := tls.recv(4096)):
+                        request += chunk
+                    tls.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+
+def tls_findings(server: DroppingTlsServer, tmp_path, config_file) -> dict[str, dict]:
+    """The TLS probe's findings by code, from a real diagnosis of ``server`` (pay.test on loopback)."""
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                         "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
+                                         "health_path": "/health"}])
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.link,network.tcp,network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    return {f["code"]: f for f in tls["findings"]}
+
+
 @pytest.fixture
 def ca(tmp_path):
     authority = trustme.CA()
@@ -67,6 +103,23 @@ def test_expired_certificate_reads_in_chinese(ca, tmp_path, config_file, speak_c
                                   f"证书：主体 {shown['subject']}，颁发者 {shown['issuer']}，"
                                   f"有效期 {shown['not_before']} 至 {shown['not_after']}，SHA-256 {shown['sha256']}")
     assert rc == 2
+
+
+@pytest.mark.parametrize(("status", "code"), [(200, None), (399, None), (400, "http.client_error"),
+                                              (499, "http.client_error"), (500, "http.server_error"),
+                                              (599, "http.server_error")])
+def test_health_answers_are_judged_at_both_edges_of_client_and_server_errors(ca, tmp_path, config_file, status, code):
+    found = tls_findings(AnsweringTlsServer(ca.issue_cert("pay.test"), status), tmp_path, config_file)
+    assert [c for c in found if c.startswith("http.")] == ([code] if code else []), found
+
+
+@pytest.mark.parametrize(("days", "warned"), [(13.5, True), (14.5, False)], ids=["13.5-days-left", "14.5-days-left"])
+def test_a_certificate_is_said_to_expire_soon_from_fourteen_days_ahead(ca, tmp_path, config_file, days, warned):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = ca.issue_cert("pay.test", not_before=now - datetime.timedelta(days=1), not_after=now + datetime.timedelta(days=days))
+    found = tls_findings(AnsweringTlsServer(cert), tmp_path, config_file)
+    assert ("tls.expiring_soon" in found) is warned, found
+    assert "tls.cert_expired" not in found
 
 
 def test_a_certificate_that_fails_verification_is_named_by_subject_issuer_dates_and_fingerprint(ca, tmp_path, config_file):

@@ -55,6 +55,43 @@ def test_repeated_identical_attempts_within_seconds_are_operator_input(config_fi
     assert report["diagnosis"]["causes"][0]["id"] == "operator.input"
 
 
+#: ISO 8583 field 39 codes and whose outcome each is: the issuer's account decision, the operator's or
+#: cardholder's input, a malformed message, the host or the network
+RESPONSE_CODES = {"txlog.declines": "05 14 41 43 51 54 57 61 62 65", "txlog.input_errors": "13 17 19 55 75",
+                  "txlog.format_errors": "12 30", "txlog.host_errors": "68 91 92 96"}
+
+
+@pytest.mark.parametrize(("response", "finding"), [(code, finding) for finding, codes in RESPONSE_CODES.items()
+                                                   for code in codes.split()])
+def test_each_response_code_is_counted_in_its_own_kind(config_file, tmp_path, response, finding):
+    rc, report = diagnose_log(config_file, tmp_path, [line("2824", response, ago=60)])
+    assert [c for c in findings(report) if c in RESPONSE_CODES] == [finding]
+
+
+def test_an_approval_and_an_unlisted_code_are_counted_in_no_kind(config_file, tmp_path):
+    rc, report = diagnose_log(config_file, tmp_path, [line("0", "00", ago=90), line("2824", "01", ago=60)])
+    assert not [c for c in findings(report) if c in RESPONSE_CODES]
+
+
+@pytest.mark.parametrize(("attempts", "gap_s", "repeated"), [(3, 3, True), (2, 3, False), (3, 10, True), (3, 11, False)],
+                         ids=["3-attempts", "2-attempts-are-one-repeat", "10-s-apart", "11-s-apart"])
+def test_identical_attempts_count_from_two_repeats_within_ten_seconds(config_file, tmp_path, attempts, gap_s, repeated):
+    base = datetime.now() - timedelta(seconds=120)
+    lines = [f"{(base + timedelta(seconds=i * gap_s)).strftime('%Y-%m-%d %H:%M:%S')} txn=7 amount=12.50 code=2824\n"
+             for i in range(attempts)]
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    assert ("txlog.repeated_attempts" in findings(report)) is repeated, findings(report)
+
+
+def test_a_line_whose_time_cannot_be_read_counts_as_recent_and_is_said(config_file, tmp_path):
+    """Better a 2824 counted than one lost: a stamp that does not parse is taken as now, and the probe says so."""
+    lines = ["someday soon txn=3 amount=9.99 code=2824 rc=91\n", line("0", "00", ago=30)]
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    found = findings(report)
+    assert found["txlog.undated"]["severity"] == "info"
+    assert found["txlog.errors_2824"]["data"]["count"] == 1 and found["txlog.host_errors"]["data"]["count"] == 1
+
+
 def test_only_the_window_counts(config_file, tmp_path):
     lines = [line("2824", "51", ago=3 * 3600), line("0", "00", ago=10)]
     rc, report = diagnose_log(config_file, tmp_path, lines, window_min=15)

@@ -69,7 +69,8 @@ def targets(settings: Settings) -> list[Target]:
 
 
 def gateway_address(settings: Settings) -> str | None:
-    """The gateway to check: the configured address, else the default route's (None: on-link or none)."""
+    """The gateway to check: the configured address, else the default route's (None: on-link or none).
+    Raises RoutesUnknown when it would come from a routing table that cannot be read."""
     gateway = settings.network.gateway
     if gateway == "auto":
         route = default_route()

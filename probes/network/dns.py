@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from posdiag.core.addresses import is_address
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._dnswire import TYPE_A, TYPE_AAAA, DnsAnswer, DnsTimeout, query, resolver_endpoint
+from posdiag.probes._netinfo import RoutesUnknown
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
 from posdiag.probes.network._common import (
@@ -84,7 +85,10 @@ class DnsProbe(PaymentHostProbe):
                               servers=", ".join(servers))
 
     def beyond(self, servers: list[str], deadline: float) -> list[_beyond.Tried]:
-        gateway = gateway_address(self.settings)
+        try:
+            gateway = gateway_address(self.settings)
+        except RoutesUnknown:  # which address is the gateway is unknown: none is left out as the gateway
+            gateway = None
         addresses = [resolver_endpoint(server)[0] for server in servers]
         hops = _beyond.hops([a for a in addresses if a != gateway], self.settings.network.icmp)
         return _beyond.try_all(_beyond.candidates(self.settings, self.context, servers, gateway, with_resolved=False) + hops,
@@ -103,8 +107,8 @@ class DnsProbe(PaymentHostProbe):
             obs.fail("dns.beyond_silent", tr("nothing beyond the gateway answers: {tried}", tried=_beyond.summary(tried)),
                      silent_check=telling.describe(also=telling.beyond.kind == "host"), **data)
         elif tried:
-            obs.info("dns.tcp_silent", tr("{tried}; no last-known or fallback address of a payment host, and no ICMP, "
-                                          "to tell a dead resolver from a dead uplink (see fallback_addresses)",
+            obs.info("dns.tcp_silent", tr("{tried}; nothing else beyond the gateway to try: no last-known or fallback "
+                                          "address of a payment host, and no ICMP (see fallback_addresses)",
                                           tried=_beyond.summary(tried)), **data)
 
     def resolve(self, name: str, servers: list[str]) -> list[Outcome]:

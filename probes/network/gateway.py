@@ -11,7 +11,7 @@ import socket
 import time
 
 from posdiag.core.i18n import N_, ntr, tr
-from posdiag.probes._netinfo import neighbour_state
+from posdiag.probes._netinfo import RoutesUnknown, neighbour_state
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
 from posdiag.probes.network import _beyond
 from posdiag.probes.network._common import Background, PaymentHostProbe, gateway_address, resolvers, side_by_side
@@ -58,7 +58,11 @@ class GatewayProbe(PaymentHostProbe):
         return self.settings.network.timeout_s + 1.0
 
     def gateway(self) -> str:
-        gateway = gateway_address(self.settings)
+        try:
+            gateway = gateway_address(self.settings)
+        except RoutesUnknown as unknown:
+            raise ProbeSkipped(tr("the routing table cannot be read ({error}): no gateway to check (set "
+                                  "network.gateway to check one)", error=unknown.error)) from None
         if gateway is None:
             raise ProbeSkipped(tr("the default route has no gateway (on-link)"))
         return gateway

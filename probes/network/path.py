@@ -149,8 +149,8 @@ class PathProbe(PaymentHostProbe):
                 return 0
             except SendRefused:
                 return 0
-        obs.info("path.icmp_blocked", tr("{address} does not answer ICMP while TCP does: firewalled, not a fault; "
-                                         "measured with TCP handshakes", address=address))
+        obs.info("path.icmp_blocked", tr("{address} does not answer ICMP while TCP does: measured with TCP "
+                                         "handshakes", address=address))
         return count
 
     @staticmethod
@@ -229,8 +229,7 @@ class PathProbe(PaymentHostProbe):
         if above and all(all(r is None for r in sizes[s]) for s in above):
             obs.warn("path.mtu_black_hole", tr("path to {target} ({address}): echoes up to {largest_ok} bytes come "
                                                "back, {smallest_lost} bytes and more (Don't Fragment) vanish without a "
-                                               "'fragmentation needed' answer: a path-MTU black hole, which stalls TLS and "
-                                               "large messages although TCP connects", target=target.label, address=address,
+                                               "'fragmentation needed' answer", target=target.label, address=address,
                                                largest_ok=largest_ok, smallest_lost=min(above)),
                      largest_ok=largest_ok, smallest_lost=min(above), address=address)
 

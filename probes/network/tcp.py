@@ -111,7 +111,7 @@ class TcpProbe(PaymentHostProbe):
                 "to it ({error}): nothing for it leaves the terminal", len(attempts), where=where,
                 kind=tr(_KIND_WORDS[kind]), error=refusal), {**data, "error": refusal}
         if kind == "refused":
-            return "tcp.refused", tr("{where} refuses connections (reset): the payment service is down", where=where), data
+            return "tcp.refused", tr("{where} refuses connections (reset)", where=where), data
         if on_link(address):
             arp = tr("it answers ARP, but not TCP") if neighbour_state(address) == "complete" else tr("no ARP reply")
             return "tcp.lan_host_silent", ntr(

@@ -191,14 +191,12 @@ class TlsProbe(PaymentHostProbe):
         if code == _EXPIRED:
             return "tls.cert_expired", tr("{where}: the server certificate has expired", where=where), data
         if code == _NOT_YET_VALID:
-            return "tls.cert_not_yet_valid", tr("{where}: the server certificate is not yet valid — is the "
-                                                "terminal's clock behind?", where=where), data
+            return "tls.cert_not_yet_valid", tr("{where}: the server certificate is not yet valid", where=where), data
         if code == _HOSTNAME_MISMATCH:
             return "tls.name_mismatch", tr("{where}: the certificate is for another name ({message})", where=where,
                                            message=message), data
         if code in _UNTRUSTED:
-            return "tls.untrusted", tr("{where}: certificate not trusted ({message}): wrong CA file or an "
-                                       "intercepting proxy", where=where, message=message), data
+            return "tls.untrusted", tr("{where}: certificate not trusted ({message})", where=where, message=message), data
         return "tls.verify_failed", tr("{where}: certificate verification failed ({message})", where=where,
                                        message=message), data
 

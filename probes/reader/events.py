@@ -64,9 +64,9 @@ class EventsProbe(Probe):
         if len(lost) >= cfg.flap_threshold:
             ago = time.monotonic() - max(lost)
             obs.warn("reader.flapping", ntr("the reader ({names}) disconnected {n} time in the last {window:g} min, last "
-                                            "{ago:.0f} min ago: loose cable or failing port",
+                                            "{ago:.0f} min ago",
                                             "the reader ({names}) disconnected {n} times in the last {window:g} min, last "
-                                            "{ago:.0f} min ago: loose cable or failing port", len(lost),
+                                            "{ago:.0f} min ago", len(lost),
                                             names=", ".join(names), window=cfg.flap_window_min, ago=ago / 60),
                      disconnects=len(lost), reconnects=len(back), names=names)
         if obs.status() is Status.OK:

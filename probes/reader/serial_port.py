@@ -54,8 +54,7 @@ class SerialProbe(Probe):
             if sandboxed:
                 self.report_hidden(obs, port, sandboxed)
             else:
-                obs.fail("reader.port_missing", tr("{port} does not exist: the reader is unplugged or its adapter is "
-                                                   "gone", port=port), port=port)
+                obs.fail("reader.port_missing", tr("{port} does not exist", port=port), port=port)
             return
         # loaded where a serial reader is configured, not on every diagnose
         from posdiag.probes.reader._exchange import exchange
@@ -109,10 +108,10 @@ class SerialProbe(Probe):
         elif pos:
             obs.fail("reader.port_held", tr("{port} is held by {names}, not by the POS application '{process}': the POS "
                                             "cannot reach the reader", port=port, names=names, process=pos), **data)
-        else:  # perhaps the POS itself: the reader was not asked, so nothing is said about it
-            raise CouldNotCheck(tr("{port} is held by {names}, which may be the POS application ([terminal] pos_process "
-                                  "is not set): the reader was not asked, so as not to disturb it", port=port,
-                                  names=names), **data)
+        else:  # it could be the POS itself: the reader was not asked, so nothing is said about it
+            raise CouldNotCheck(tr("{port} is held by {names}; [terminal] pos_process is not set to tell whether "
+                                  "that is the POS application: the reader was not asked, so as not to disturb it",
+                                  port=port, names=names), **data)
 
     @staticmethod
     def report_hidden(obs: Observation, port: str, hidden: Hidden) -> None:
@@ -152,17 +151,17 @@ class SerialProbe(Probe):
                                             "the reader on {port} did not answer within {timeout_s:g} s ({n} tries){note}",
                                             ex.attempts, port=port, timeout_s=cfg.timeout_s, note=note), **data)
         elif ex.outcome == "garbage":
-            obs.fail("reader.garbage", tr("the reader on {port} answers unintelligibly: {received!r}{note} — wrong baud "
-                                          "rate ({baudrate}) or protocol?", port=port, received=ex.shown, note=note,
+            obs.fail("reader.garbage", tr("the reader on {port} answers unintelligibly at {baudrate} baud: "
+                                          "{received!r}{note}", port=port, received=ex.shown, note=note,
                                           baudrate=cfg.baudrate), **data)
         elif ex.outcome == "nak":
             obs.fail("reader.nak", ntr("the reader on {port} refused the request {n} time (NAK)",
                                        "the reader on {port} refused the request {n} times (NAK)", ex.naks, port=port),
                      **data)
         elif ex.outcome == "bad_lrc":
-            obs.fail("reader.bad_lrc", ntr("the reader on {port} sent {n} frame with a wrong checksum (LRC): line noise or "
-                                           "a failing cable", "the reader on {port} sent {n} frames with a wrong checksum "
-                                           "(LRC): line noise or a failing cable", ex.bad_lrcs, port=port), **data)
+            obs.fail("reader.bad_lrc", ntr("the reader on {port} sent {n} frame with a wrong checksum (LRC)",
+                                           "the reader on {port} sent {n} frames with a wrong checksum (LRC)", ex.bad_lrcs,
+                                           port=port), **data)
         elif ex.outcome == "unexpected":
             obs.fail("reader.unexpected_reply", tr("the reader on {port} replied {received!r}, not the expected "
                                                    "answer{note}", port=port, received=ex.shown, note=note), **data)

@@ -140,6 +140,7 @@ class UsbProbe(Probe):
             devices, source = enumerate_pyserial(), "pyserial"
         obs.metric("usb_devices", len(devices))
         obs.metric("source", source)
+        reader = None
         if cfg.usb:
             vid, pid = cfg.usb.lower().split(":")
             matches = [d for d in devices if d.vid == vid and d.pid == pid]
@@ -154,16 +155,18 @@ class UsbProbe(Probe):
                                                           found=reader.serial, expected=cfg.expected_serial),
                              expected=cfg.expected_serial, found=reader.serial, path=reader.path)
             else:
-                obs.fail("reader.usb_missing", tr("no USB device {usb} present: the reader is unplugged, unpowered or "
-                                                  "dead", usb=cfg.usb), usb=cfg.usb, devices=len(devices))
-        self.compare_baseline(obs, devices)
+                obs.fail("reader.usb_missing", tr("no USB device {usb} present", usb=cfg.usb), usb=cfg.usb, devices=len(devices))
+        self.compare_baseline(obs, devices, reader)
         if obs.status() is Status.OK:
             summary = ntr("{n} USB device, matching the baseline", "{n} USB devices, matching the baseline", len(devices))
             if cfg.usb:
                 summary = tr("{summary}; reader {usb} present", summary=summary, usb=cfg.usb)
             obs.summary = summary
 
-    def compare_baseline(self, obs: Observation, devices: list[UsbDevice]) -> None:
+    def compare_baseline(self, obs: Observation, devices: list[UsbDevice], reader: UsbDevice | None) -> None:
+        """Devices that were not there when the baseline was recorded, and baseline devices now gone. The
+        reader itself is judged by its serial (above); a second device of the reader's model is not the
+        reader, and is reported like any other newcomer."""
         state_dir = self.context.state_dir or self.settings.daemon.state_dir
         path = os.path.join(state_dir, BASELINE_FILE)
         try:
@@ -179,19 +182,17 @@ class UsbProbe(Probe):
             self.save_baseline(obs, path, devices)
             return
         obs.metric("baseline_devices", len(known))
-        cfg = self.settings.reader
-        reader_ids = {cfg.usb.lower()} if cfg.usb else set()
         for dev in devices:
-            if dev.key in known or dev.ident in reader_ids:  # the reader: judged above by its serial
+            if dev.key in known or dev is reader:
                 continue
             data = {"vid": dev.vid, "pid": dev.pid, "path": dev.path, "serial": dev.serial, "product": dev.product,
                     "device_kind": dev.kind}
             if dev.kind == "keyboard":
-                obs.fail("reader.usb_new_keyboard", tr("a keyboard-class device appeared since the baseline: {device} — "
-                                                       "possible keylogger or skimmer", device=dev.describe()), **data)
+                obs.fail("reader.usb_new_keyboard", tr("a keyboard-class device appeared since the baseline: {device}",
+                                                       device=dev.describe()), **data)
             elif dev.kind == "hub":
-                obs.warn("reader.usb_new_hub", tr("a USB hub appeared since the baseline: {device} — check for an inline "
-                                                  "device", device=dev.describe()), **data)
+                obs.warn("reader.usb_new_hub", tr("a USB hub appeared since the baseline: {device}",
+                                                  device=dev.describe()), **data)
             else:
                 obs.warn("reader.usb_new_device", tr("an unknown USB device appeared since the baseline: {device}",
                                                      device=dev.describe()), **data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
@@ -45,12 +46,15 @@ def write_config(path: Path, sections: dict[str, Any]) -> Path:
 class NtpResponder:
     """A real SNTP server on 127.0.0.1 that answers with our clock shifted by ``offset_s``.
 
-    ``silent`` makes it swallow requests (an NTP server that does not answer).
+    ``silent`` makes it swallow requests (an NTP server that does not answer); ``spoil`` makes it
+    answer wrongly: ``short`` (47 bytes), ``client`` (mode 3), ``kiss`` (stratum 0, RATE), ``origin``
+    (another request's origin time).
     """
 
-    def __init__(self, offset_s: float = 0.0, silent: bool = False) -> None:
+    def __init__(self, offset_s: float = 0.0, silent: bool = False, spoil: str = "") -> None:
         self.offset_s = offset_s
         self.silent = silent
+        self.spoil = spoil
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -87,9 +91,11 @@ class NtpResponder:
             if self.silent or len(data) < 48:
                 continue
             received = self._stamp()
-            header = bytes([0x24, 2, 6, 0xEC]) + bytes(8) + b"LOCL" + received
-            reply = header + data[40:48] + received + self._stamp()
-            self.sock.sendto(reply, peer)
+            mode, stratum = {"client": (0x23, 2), "kiss": (0x24, 0)}.get(self.spoil, (0x24, 2))
+            header = bytes([mode, stratum, 6, 0xEC]) + bytes(8) + (b"RATE" if self.spoil == "kiss" else b"LOCL") + received
+            origin = bytes(8) if self.spoil == "origin" else data[40:48]
+            reply = header + origin + received + self._stamp()
+            self.sock.sendto(reply[:47] if self.spoil == "short" else reply, peer)
 
 
 def fill_filesystem(path: Path) -> int:
@@ -131,6 +137,29 @@ def remount_read_only(path: Path) -> None:
     import subprocess
 
     subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def pids_cgroup(max_pids: int):
+    """A cgroup of this test's own that lets at most ``max_pids`` tasks (processes and threads) exist:
+    a process moved into it gets ``can't start new thread`` for real once it has that many. Yields the
+    file a process writes its pid to to join it (root; cgroup v1's pids hierarchy or cgroup v2)."""
+    import os
+
+    v1 = Path("/sys/fs/cgroup/pids")
+    root = v1 if (v1 / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
+    if root != v1 and "pids" not in (root / "cgroup.subtree_control").read_text().split():
+        (root / "cgroup.subtree_control").write_text("+pids")
+    group = root / f"posdiag-test-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        (group / "pids.max").write_text(str(max_pids))
+        yield group / "cgroup.procs"
+    finally:
+        for pid in (group / "cgroup.procs").read_text().split():  # nothing of ours may outlive the test
+            os.kill(int(pid), 9)
+        wait_for(lambda: not (group / "cgroup.procs").read_text().strip(), 5)
+        group.rmdir()
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:

@@ -24,6 +24,20 @@ HOST_ADDR, BACKUP_ADDR, DNS_ADDR = "198.18.2.2", "198.18.2.3", "198.18.2.53"
 #: on the terminal's subnet, held by nobody: it never answers ARP
 LAN_HOST_ADDR = "198.18.1.77"
 
+#: ``wrap`` for :meth:`Lab.diagnose`: the command runs in a mount namespace of its own whose /proc
+#: has no ``net/route`` (as where procfs hides it, or on a system without one), everything else of
+#: /proc as it is. Files under /proc/PID/net take no mounts, so /proc becomes a tmpfs of links to a
+#: fresh procfs instance, /proc/net a folder of links to its entries but ``route``.
+HIDDEN_ROUTE_TABLE = ("unshare", "--mount", "sh", "-ec", """
+real=$(mktemp -d)
+mount -t proc proc "$real"
+mount -t tmpfs -o mode=555 posdiag-test /proc
+for e in "$real"/*; do [ "${e##*/}" = net ] || ln -s "$e" "/proc/${e##*/}"; done
+mkdir /proc/net
+for e in "$real"/net/*; do [ "${e##*/}" = route ] || ln -s "$e" "/proc/net/${e##*/}"; done
+exec "$@"
+""", "hide-route-table")
+
 
 def sh(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, capture_output=True, text=True, input=input)
