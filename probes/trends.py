@@ -26,6 +26,9 @@ LEAK_MIN_R2 = 0.8
 LAYERS = ("network.link", "network.gateway", "network.dns", "network.tcp", "network.tls", "network.path")
 #: a rate is only extrapolated from a straight enough line (R² of the least-squares fit)
 FORECAST_MIN_R2 = 0.8
+#: and no further ahead than this many times the span it was measured over: four technician runs a
+#: minute apart measure a rate for the next hour or so, not for the next two days
+FORECAST_REACH = 72
 
 
 def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -85,7 +88,7 @@ class TrendsProbe(Probe):
                                                  first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), mb_per_hour=per_hour),
                      mb_per_hour=round(per_hour, 2),
                      first_mb=ys[0], last_mb=ys[-1], sweeps=len(points), r2=round(r2, 3))
-        self.memory_exhaustion(obs, per_hour, r2)
+        self.memory_exhaustion(obs, per_hour, r2, _span_s(points))
 
     def series(self, history: list[PastSweep], probe: str, metric: str) -> list[tuple[float, float]]:
         """(time, value) of one probe's metric, sweep after sweep, this sweep's last."""
@@ -100,14 +103,14 @@ class TrendsProbe(Probe):
             points.append((time.time(), float(value)))
         return points
 
-    def memory_exhaustion(self, obs: Observation, mb_per_hour: float, r2: float) -> None:
+    def memory_exhaustion(self, obs: Observation, mb_per_hour: float, r2: float, span_s: float) -> None:
         """POS memory growing steadily enough to use up what is available within ``exhaust_warn_hours``."""
         memory = self.context.results.get("memory")
         available = memory.metrics.get("available_mb") if memory else None
         if not isinstance(available, (int, float)) or mb_per_hour <= 0 or r2 < FORECAST_MIN_R2:
             return
         hours = available / mb_per_hour
-        if hours <= self.settings.memory.exhaust_warn_hours:
+        if hours <= self.settings.memory.exhaust_warn_hours and _within_reach(hours, span_s):
             proc = self.settings.terminal.pos_process or tr("the POS process")
             obs.warn("trend.memory_exhaustion", tr("{process} grows {rate:.1f} MB/h: the {available:.0f} MB still "
                                                    "available are used up in {hours:.1f} h", process=proc,
@@ -126,7 +129,7 @@ class TrendsProbe(Probe):
                 continue
             hours = free / per_hour
             obs.metric(f"fill_mb_per_hour[{path}]", round(per_hour, 2))
-            if hours <= self.settings.disk.full_warn_hours:
+            if hours <= self.settings.disk.full_warn_hours and _within_reach(hours, _span_s(points)):
                 obs.warn("trend.disk_filling", tr("{path} fills at {rate:.1f} MB/h over {sweeps} sweeps: its {free:.0f} MB "
                                                   "free are gone in {hours:.1f} h", path=path, rate=per_hour,
                                                   sweeps=len(points), free=free, hours=hours),
@@ -143,7 +146,7 @@ class TrendsProbe(Probe):
             return
         hours = ((limit if slope_s > 0 else -limit) - offset) / slope_s / 3600
         per_day = slope_s * 86400
-        if 0 < hours <= self.settings.clock.drift_warn_hours:
+        if 0 < hours <= self.settings.clock.drift_warn_hours and _within_reach(hours, _span_s(points)):
             obs.warn("trend.clock_drifting", tr("the clock drifts {rate:+.2f} s a day (now {offset:+.2f} s off): beyond "
                                                 "the {limit:g} s tolerance in {hours:.1f} h", rate=per_day, offset=offset,
                                                 limit=limit, hours=hours),
@@ -163,6 +166,15 @@ class TrendsProbe(Probe):
                                                             "worked in the others", layer=layer,
                                                             failed=fails, sweeps=len(judged)), layer=layer, failed=fails,
                          sweeps=len(judged))
+
+
+def _span_s(points: list[tuple[float, float]]) -> float:
+    return points[-1][0] - points[0][0]
+
+
+def _within_reach(hours: float, span_s: float) -> bool:
+    """Whether a forecast ``hours`` ahead stays within the reach of a rate measured over ``span_s``."""
+    return hours * 3600 <= FORECAST_REACH * span_s
 
 
 def _forecast(hours: float, rate: float, unit: str) -> dict[str, object]:

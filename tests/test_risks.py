@@ -159,6 +159,43 @@ def test_pos_memory_growth_that_exhausts_memory_within_a_day_is_a_risk(config_fi
     assert 0 < risk["hours_left"] <= 24 and "trend.pos_rss_growing" in codes_of(report, "trends")
 
 
+@pytest.mark.parametrize(("apart_s", "risk"), [(600, True), (10, False)], ids=["sweeps-10-min-apart", "sweeps-10-s-apart"])
+def test_a_rate_is_forecast_no_further_than_72_times_the_span_it_was_measured_over(config_file, tmp_path, apart_s, risk):
+    """The same memory growth, due in about two hours: measured over 40 minutes it is a risk; measured
+    over 40 seconds (a technician's runs in a row) it says nothing about two hours ahead."""
+    import psutil
+
+    rate = psutil.virtual_memory().available / 2**20 / 2  # MB/h: what is available is used up in ~2 h
+    now = time.time()
+    stored(tmp_path, [past_report(now - (5 - i) * apart_s, {"memory": {"pos_rss_mb": 300 + rate * i * apart_s / 3600}})
+                      for i in range(5)])
+    rc, report = diagnose_json(config_file(), "--only", "memory,trends")
+    forecast = [r for r in report["risks"] if r["code"] == "trend.memory_exhaustion"]
+    assert bool(forecast) is risk, report["risks"]
+    if risk:
+        assert 1 < forecast[0]["hours_left"] < 3
+
+
+@pytest.mark.parametrize(("apart_s", "risk"), [(600, True), (10, False)], ids=["sweeps-10-min-apart", "sweeps-10-s-apart"])
+def test_a_disk_filling_is_forecast_only_within_the_reach_of_its_measured_span(config_file, tmp_path, apart_s, risk):
+    """Free space falling so that the disk is full in about twenty hours, measured over 40 minutes or 40 seconds."""
+    import shutil
+
+    path = tmp_path / "spool"
+    path.mkdir()
+    free_mb = shutil.disk_usage(path).free / 2**20
+    rate = free_mb / 20  # MB/h
+    now = time.time()
+    stored(tmp_path, [past_report(now - (5 - i) * apart_s, {"disk": {f"free_mb[{path}]": free_mb + rate * (5 - i) * apart_s / 3600}})
+                      for i in range(5)])
+    rc, report = diagnose_json(config_file(disk={"paths": [str(path)], "min_free_mb": 0, "write_test": False,
+                                                 "smart": False}), "--only", "disk,trends")
+    forecast = [r for r in report["risks"] if r["code"] == "trend.disk_filling"]
+    assert bool(forecast) is risk, report["risks"]
+    if risk:
+        assert 15 < forecast[0]["hours_left"] < 25
+
+
 def test_a_clock_drifting_towards_its_tolerance_is_a_risk(config_file, tmp_path, ntp_server):
     now = time.time()
     stored(tmp_path, [past_report(now - 3000 + i * 600, {"clock": {"offset_s": 5.0 + i}}) for i in range(5)])
