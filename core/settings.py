@@ -196,7 +196,9 @@ class TxlogSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    url: str = _f("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$", pattern_doc=N_("an https:// URL (no query or fragment)"))
+    # No user:password@: requests would send it as Basic auth in place of the terminal's bearer token.
+    url: str = _f("", pattern=r"^(https?://[^\s/?#@]+(/[^\s?#]*)?)?$",
+                  pattern_doc=N_("an https:// URL (no user:password@, query or fragment)"))
     token_file: str = _f("")
     ca_file: str = _f("")
     spool_max_mb: float = _f(50.0, **_range(1, 100_000))

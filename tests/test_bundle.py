@@ -33,7 +33,8 @@ def secret_terminal(config_file, tmp_path):
             kmsg.flush()
     path = config_file(
         terminal={"id": "lane-03", "site": "store-042"},
-        server={"url": f"https://ops:{URL_PASSWORD}@collector.example/api", "token_file": str(token_file)},
+        server={"url": "https://collector.example/api", "token_file": str(token_file)},
+        payment_hosts=[{"name": "primary", "host": "127.0.0.1", "health_path": f"/health?password={URL_PASSWORD}"}],
         txlog={"path": str(pos_log)},
         reader={"kernel_log": "/dev/kmsg", "sysfs_root": str(tmp_path / "nosys")},
     )
@@ -60,7 +61,7 @@ def test_bundle_holds_config_versions_logs_and_no_secret(secret_terminal, tmp_pa
     cfg = json.loads(files["config.toml.json"])
     assert cfg["terminal"]["id"] == "lane-03"
     assert cfg["server"]["token_file"].endswith("token")  # where the token is, not what it is
-    assert "<redacted>@collector.example" in cfg["server"]["url"]
+    assert cfg["payment_hosts"][0]["health_path"] == "/health?password=<redacted>"
     assert "2824" in files["pos.log"] and "Bearer <redacted>" in files["pos.log"]
     assert "usb 1-1: new full-speed USB device number 3 (posdiag bundle test)" in files["kernel.log"]
     assert "eth0: link is down (posdiag bundle test)" in files["kernel.log"]

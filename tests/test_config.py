@@ -302,18 +302,32 @@ def test_a_card_number_in_terminal_or_server_text_is_refused_by_its_key_alone(co
 
 
 @pytest.mark.parametrize("lang", ["en", "zh_CN"])
-def test_config_check_shows_urls_without_their_password_or_query_values(config_file, tmp_path, lang):
+def test_config_check_shows_urls_without_their_query_values(config_file, tmp_path, lang):
     token = tmp_path / "token"
     token.write_text("tok_5f1d2c3b4a5968776655\n")
     token.chmod(0o600)
-    path = config_file(server={"url": "https://ops:Pw-4u9xZq@127.0.0.1:8443/api", "token_file": str(token)},
+    path = config_file(server={"url": "https://127.0.0.1:8443/api", "token_file": str(token)},
                        payment_hosts=[{"name": "primary", "host": "127.0.0.1",
                                        "health_path": "/health?apikey=AK-77f3e1c9&lane=7"}])
     rc, out, err = run_cli("--lang", lang, "config", "check", "--config", str(path))
     assert rc == 0, err
-    assert "https://<redacted>@127.0.0.1:8443/api" in out
+    assert "https://127.0.0.1:8443/api" in out
     assert "primary /health?apikey=<redacted>&lane=<redacted>" in out  # the query's keys stay: they say what is sent
-    assert "Pw-4u9xZq" not in out + err and "AK-77f3e1c9" not in out + err and "tok_5f1d" not in out + err
+    assert "AK-77f3e1c9" not in out + err and "tok_5f1d" not in out + err
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_a_password_in_the_server_url_is_refused_without_being_repeated(config_file, tmp_path, lang):
+    """requests would send user:password@ as Basic auth in place of the terminal's bearer token, and every
+    push would be refused; config check says so before the daemon starts, and never echoes the password."""
+    token = tmp_path / "token"
+    token.write_text("tok_5f1d2c3b4a5968776655\n")
+    token.chmod(0o600)
+    path = config_file(server={"url": "https://ops:Pw-4u9xZq@127.0.0.1:8443/api", "token_file": str(token)})
+    rc, out, err = run_cli("--lang", lang, "config", "check", "--config", str(path))
+    assert rc == 3 and out == ""
+    assert "server.url" in err and "user:password@" in err
+    assert "Pw-4u9xZq" not in out + err and "tok_5f1d" not in out + err
 
 
 def test_a_bad_configuration_is_one_unknown_plugin_line_for_monitoring(tmp_path: Path):

@@ -223,17 +223,21 @@ def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_t
     out = Outputs()
     # --- commands on a till with no daemon -------------------------------------------------------------
     for lang in ("en", "zh_CN"):
-        rc, stdout, _ = out.command("config", "check", "--config", str(till["password"]), lang=lang)
-        assert rc == 0 and "https://<redacted>@127.0.0.1" in stdout and "/health?apikey=<redacted>&lane=<redacted>" in stdout
+        rc, stdout, stderr = out.command("config", "check", "--config", str(till["password"]), lang=lang)
+        assert rc == 3 and "https://<redacted>@127.0.0.1" in stderr  # refused: it would replace the bearer token
+        rc, stdout, _ = out.command("config", "check", "--config", str(till["push"]), lang=lang)
+        assert rc == 0 and "/health?apikey=<redacted>&lane=<redacted>" in stdout
         rc, _, stderr = out.command("config", "check", "--config", str(till["card"]), lang=lang)
         assert rc == 3 and "terminal.site" in stderr
-    rc, text, _ = out.command("diagnose", "--config", str(till["password"]))
+    rc, _, stderr = out.command("diagnose", "--config", str(till["password"]))
+    assert rc == 3 and "server.url" in stderr
+    rc, text, _ = out.command("diagnose", "--config", str(till["push"]))
     assert rc == 2, text
-    rc, report_json, _ = out.command("diagnose", "--json", "--config", str(till["password"]))
+    rc, report_json, _ = out.command("diagnose", "--json", "--config", str(till["push"]))
     report = json.loads(report_json)
-    out.command("diagnose", "--format", "nagios", "--config", str(till["password"]))
-    out.command("diagnose", "--format", "prometheus", "--config", str(till["password"]))
-    out.command("diagnose", "--json", "-o", str(till["dir"] / "report.json"), "--config", str(till["password"]))
+    out.command("diagnose", "--format", "nagios", "--config", str(till["push"]))
+    out.command("diagnose", "--format", "prometheus", "--config", str(till["push"]))
+    out.command("diagnose", "--json", "-o", str(till["dir"] / "report.json"), "--config", str(till["push"]))
     out.add("diagnose -o report.json", (till["dir"] / "report.json").read_text())
     out.command("diagnose", "--push", "--config", str(till["push"]), lang="zh_CN")
     out.command("history", "--config", str(till["push"]))
@@ -244,7 +248,7 @@ def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_t
     out.command("status", "--json", "--config", str(till["push"]))
     rc, _, stderr = out.command("push", "--config", str(till["push"]))
     assert rc == 0, stderr
-    rc, _, stderr = out.command("bundle", "--config", str(till["password"]), "-o", str(till["dir"] / "alone.tar.gz"))
+    rc, _, stderr = out.command("bundle", "--config", str(till["push"]), "-o", str(till["dir"] / "alone.tar.gz"))
     assert rc == 0, stderr
     alone = out.bundle(till["dir"] / "alone.tar.gz")
     out.command("probes")
@@ -291,7 +295,7 @@ def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_t
     assert f"posdiag-privacy-{RUN}: reader sent ;510510******5100=<redacted>?" in alone["kernel.log"]
     assert "diagnosis.json" in alone and "diagnosis.json" not in beside
     assert json.loads(alone["token.json"])["mode"] == "0600"
-    assert "https://<redacted>@127.0.0.1" in alone["config.toml.json"]
+    assert "/health?apikey=<redacted>" in alone["config.toml.json"]
     assert re.search(r"2824 in \S+: \S+ \S+ txn=10 pan=601100\*{6}9424 cvv=<redacted> Authorization: Bearer <redacted>",
                      journal), journal
     event = next(r for r in till["server"].stored.values() if r["trigger"] == "event")
