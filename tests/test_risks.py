@@ -186,7 +186,8 @@ def test_a_disk_filling_is_forecast_only_within_the_reach_of_its_measured_span(c
     free_mb = shutil.disk_usage(path).free / 2**20
     rate = free_mb / 20  # MB/h
     now = time.time()
-    stored(tmp_path, [past_report(now - (5 - i) * apart_s, {"disk": {f"free_mb[{path}]": free_mb + rate * (5 - i) * apart_s / 3600}})
+    key = f"free_mb[{path}]"
+    stored(tmp_path, [past_report(now - (5 - i) * apart_s, {"disk": {key: free_mb + rate * (5 - i) * apart_s / 3600}})
                       for i in range(5)])
     rc, report = diagnose_json(config_file(disk={"paths": [str(path)], "min_free_mb": 0, "write_test": False,
                                                  "smart": False}), "--only", "disk,trends")
