@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from posdiag.agent.coverage import AREA_WORDS
-from posdiag.agent.report import present_faults
+from posdiag.agent.report import present_faults, risks_said
 from posdiag.core import i18n
 from posdiag.core.numfmt import plain
 from posdiag.core.vocabulary import Verdict
@@ -70,13 +70,7 @@ def _plugin_text(text: str) -> str:
 
 def _risks_text(risks: list[dict[str, Any]], t: i18n.Translator) -> str:
     """" - 1 risk ahead: <the soonest>, in 71.5 h": what makes a check WARNING without a fault."""
-    if not risks:
-        return ""
-    from posdiag.agent.report import risk_when
-
-    soonest = risks[0]
-    return " - " + t.ntr("{n} risk ahead: {title}, {when}", "{n} risks ahead, the soonest: {title}, {when}", len(risks),
-                         title=soonest["title"], when=risk_when(soonest, t))
+    return " - " + risks_said(risks, t) if risks else ""
 
 
 def _perfdata(report: dict[str, Any]) -> list[str]:

@@ -49,9 +49,19 @@ def phone_line(report: dict[str, Any], short_id: str | None = None, t: i18n.Tran
     """The one line a technician reads out to the help desk: verdict, top cause, short id, time."""
     t = t or i18n.translator(report.get("lang") or i18n.DEFAULT)
     top = report["diagnosis"]["causes"][0]
+    risks = report.get("risks") or []
+    # with no fault, what makes the terminal less than healthy is read out, not "no fault found"
+    title = risks_said(risks, t) if top["id"] == "none" and risks else top["title"]
     when = report["started_at"][11:16]  # the hour and minute: the id says which report, the time when
     return t.tr("{verdict}: {title} · report {id} · {time} UTC", verdict=said(VERDICT_WORDS, report["diagnosis"]["verdict"], t),
-                title=top["title"], id=short_id or report["report_id"][:SHORT_ID], time=when)
+                title=title, id=short_id or report["report_id"][:SHORT_ID], time=when)
+
+
+def risks_said(risks: list[dict[str, Any]], t: i18n.Translator) -> str:
+    """"1 risk ahead: <the soonest>, in 71.5 h", for the phone line and the monitoring plugin's line."""
+    soonest = risks[0]
+    return t.ntr("{n} risk ahead: {title}, {when}", "{n} risks ahead, the soonest: {title}, {when}", len(risks),
+                 title=soonest["title"], when=risk_when(soonest, t))
 
 
 def render_text(report: dict[str, Any], short_id: str | None = None) -> str:

@@ -82,6 +82,14 @@ def test_the_risk_is_a_nagios_warning_and_has_its_own_heading_in_both_languages(
     assert "潜在风险" in chinese and "支付主机的证书即将过期" in chinese and "天后" in chinese
 
 
+def test_the_phone_line_of_a_terminal_with_only_a_risk_reads_out_the_risk(acquirer):
+    """No fault, but not healthy either: the line read to the help desk says why, not "no fault found"."""
+    english = run_posdiag("diagnose", *NETWORK_ONLY, "--config", str(acquirer(3))).stdout
+    first = " ".join(english.split("\n\n", 1)[0].split())  # the phone line, wrapped to 80 columns
+    assert re.fullmatch(r"DEGRADED: 1 risk ahead: The payment host.s certificate expires soon, in (2\.9|3\.0) days "
+                        r"· report [0-9a-f]{8} · \d\d:\d\d UTC", first), first
+
+
 def test_the_terminal_s_client_certificate_expiring_is_a_risk(acquirer, ca, tmp_path):
     now = datetime.datetime.now(datetime.timezone.utc)
     client = ca.issue_cert("lane-03.store-042.test", not_before=now - DAY, not_after=now + 5 * DAY)
