@@ -162,6 +162,18 @@ def test_mtu_black_hole_is_degraded_with_mss_clamping_not_a_dead_service(lab, ac
         assert "MSS clamping" in report["diagnosis"]["causes"][0]["remediation"][0]
 
 
+def test_a_narrow_link_whose_router_signals_it_is_no_black_hole_and_no_fault(lab, acquirer, config):
+    """The rival of the black hole: the same large echoes fail, but the router answers 'fragmentation
+    needed', the kernel refuses the next large sends itself, and TCP adapts: nothing to fix."""
+    lab.narrow_link(1000)
+    for _ in range(2):
+        rc, report, _ = diagnose(lab, config())
+        assert rc == 0 and top(report) == "none", report["diagnosis"]
+        found = codes(report, "network.path")
+        assert "path.mtu_signalled" in found and "path.mtu_black_hole" not in found, found
+        assert 576 <= probe(report, "network.path")["metrics"]["mtu_largest_ok"] <= 1000
+
+
 def test_mtu_black_hole_without_icmp_is_told_by_handshake_bytes(lab, acquirer, config):
     lab.exec(lab.term, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
     lab.mtu_black_hole(700)

@@ -162,6 +162,12 @@ class Lab:
         """Packets above ``max_bytes`` vanish on the path without an ICMP 'fragmentation needed'."""
         self.filter(self.router, "forward", f"meta length > {max_bytes} drop")
 
+    def narrow_link(self, mtu: int = 1000) -> None:
+        """The router's link to the host carries at most ``mtu`` bytes, and the router says so: a larger
+        packet with Don't Fragment is answered with ICMP 'fragmentation needed' (a signalled path MTU)."""
+        self.ip(self.router, "link", "set", "r1", "mtu", str(mtu))
+        self.ip(self.host, "link", "set", "h0", "mtu", str(mtu))
+
     def local_firewall(self, address: str, verdict: str = "drop") -> None:
         """The terminal's own packet filter drops (or rejects) everything it sends to ``address``."""
         self.filter(self.term, "output", f"ip daddr {address} {verdict}")
