@@ -321,6 +321,8 @@ def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
     switched = browser.post(f.url + "/lang", data={"lang": "en", "next": "/signin"}, allow_redirects=False, timeout=10)
     assert switched.status_code == 303 and switched.headers["location"] == "/signin"
     assert browser.cookies["lang"] == "en"
+    flags = {part.strip().lower() for part in switched.headers["set-cookie"].split(";")}
+    assert {"httponly", "samesite=lax", "path=/"} <= flags and "secure" not in flags  # plain http on loopback here
     assert '<html lang="en">' in browser.get(f.url + "/signin", headers={"Accept-Language": "zh-CN"}, timeout=10).text
     for wanted in ("https://evil.example/", "//evil.example/", "/api/v1/terminals"):
         away = requests.post(f.url + "/lang", data={"lang": "zh_CN", "next": wanted}, allow_redirects=False, timeout=10)

@@ -100,6 +100,22 @@ def test_only_the_window_counts(config_file, tmp_path):
     assert rc == 0
 
 
+@pytest.mark.parametrize("fmt", ["%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
+                                 "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S"])
+def test_every_stamp_a_pos_writes_is_read_so_an_old_2824_stays_out_of_the_window(config_file, tmp_path, fmt):
+    """Day first (06.12.2026, 06/12/2026) as European tills write it, ISO with a T, with fractions, with
+    an offset: a 2824 of three hours ago is out of a 15-minute window, one of 30 seconds ago is in."""
+    def at(seconds_ago: float) -> str:
+        return (datetime.now().astimezone() - timedelta(seconds=seconds_ago)).strftime(fmt)
+
+    lines = [f"{at(3 * 3600)} txn=1 amount=9.99 code=2824 rc=91\n", f"{at(30)} txn=2 amount=9.99 code=2824 rc=91\n"]
+    one_token = r"^(?P<ts>\S+) .*?code=(?P<code>\d+)(?: .*?rc=(?P<response>\w\w))?"
+    rc, report = diagnose_log(config_file, tmp_path, lines, window_min=15, **({} if " " in fmt else {"pattern": one_token}))
+    found = findings(report)
+    assert "txlog.undated" not in found, found
+    assert report["probes"][0]["metrics"]["errors_2824"] == 1
+
+
 def test_garbage_bytes_and_unmatched_lines_do_not_break_the_probe(config_file, tmp_path):
     log = tmp_path / "pos.log"
     log.write_bytes(b"\xff\xfe garbage \x00\x81\n" + line("2824", "91").encode() + b"half a line without newl")
