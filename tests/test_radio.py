@@ -3,6 +3,7 @@ machine has no radio), alone and beside real loss on a path in network namespace
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from pathlib import Path
@@ -88,6 +89,36 @@ def test_modemmanager_s_signal_of_the_modem_on_the_interface_is_read():
     signal = _radio.parse_modem(modem, "wwan0")
     assert signal is not None and signal.percent == 18 and signal.technology == "lte"
     assert _radio.parse_modem(modem, "wwan1") is None
+
+
+def _modem(port: str, technology: str, percent: int) -> str:
+    return json.dumps({"modem": {"generic": {"ports": ["cdc-wdm0 (qmi)", f"{port} (net)"],
+                                             "access-technologies": [technology],
+                                             "signal-quality": {"recent": "yes", "value": str(percent)}}}})
+
+
+#: ModemManager's command line as it answers with two modems, the second one on wwan0
+MMCLI = f"""#!/bin/sh
+case "$*" in
+  "-L -J") echo '{json.dumps({"modem-list": ["/org/freedesktop/ModemManager1/Modem/0",
+                                            "/org/freedesktop/ModemManager1/Modem/3"]})}' ;;
+  "-m 0 -J") echo '{_modem("wwan1", "umts", 80)}' ;;
+  "-m 3 -J") echo '{_modem("wwan0", "lte", 12)}' ;;
+  *) echo "error: unexpected arguments: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def test_of_several_modems_the_one_on_the_interface_is_asked_for_its_signal(tmp_path, monkeypatch):
+    (tmp_path / "bin").mkdir()
+    mmcli = tmp_path / "bin" / "mmcli"
+    mmcli.write_text(MMCLI)
+    mmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    signal = _radio.modem_signal("wwan0", 2.0)
+    assert signal is not None and (signal.percent, signal.technology) == (12, "lte")
+    assert _radio.modem_signal("wwan1", 2.0).percent == 80
+    assert _radio.modem_signal("wwan7", 2.0) is None  # no modem has that port
 
 
 def test_a_weak_signal_reads_as_such_in_chinese(config_file, tmp_path):
