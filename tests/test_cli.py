@@ -52,6 +52,20 @@ def test_text_report_tells_verdict_cause_evidence_and_steps(config_file):
     assert "Probes:" in out and "memory" in out
 
 
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_the_probe_table_keeps_its_columns_for_the_longest_name_and_the_widest_mark(config_file, lang):
+    """network.gateway beside disk, 跳过 beside 正常 (two columns a character): each row's time column
+    starts at the same screen column."""
+    from posdiag.agent.columns import display_width
+
+    proc = run_posdiag("--lang", lang, "diagnose", "--config", str(config_file()))
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("  ") and line[2] != " " and " ms  " in line]
+    names = {line.split()[0] for line in rows}
+    assert {"disk", "network.gateway", "reader.events"} <= names, proc.stdout
+    starts = {display_width(line[:line.index(" ms  ")]) for line in rows}
+    assert len(starts) == 1, "\n".join(rows)
+
+
 def test_no_progress_line_when_piped(config_file):
     proc = run_posdiag("diagnose", "--config", str(config_file()))
     assert "probing" not in proc.stderr

@@ -152,6 +152,14 @@ def test_clock_an_hour_off_against_local_ntp_blames_clock_skew(ntp_server, confi
     assert any("behind" in e for e in top["evidence"])
 
 
+@pytest.mark.root
+def test_an_ntp_server_named_without_a_port_is_asked_on_port_123(ntp_server, config_file):
+    srv = ntp_server(offset_s=3600, host="127.0.0.123", port=123)  # a loopback address of its own: port 123 is free
+    rc, report = diagnose_json(config_file(clock={"ntp_server": "127.0.0.123"}), "--only", "clock")
+    clock = next(p for p in report["probes"] if p["name"] == "clock")
+    assert srv.requests >= 1 and clock["metrics"]["offset_s"] == pytest.approx(3600, abs=1), clock
+
+
 @pytest.mark.parametrize(("offset_s", "code", "words"), [
     (15, "clock.offset_high", "clock is 15.0 s behind"), (-15, "clock.offset_high", "clock is 15.0 s ahead"),
     (7, "clock.offset_drifting", "clock is 7.0 s off"), (-7, "clock.offset_drifting", "clock is 7.0 s off"),

@@ -51,12 +51,14 @@ class NtpResponder:
     (another request's origin time).
     """
 
-    def __init__(self, offset_s: float = 0.0, silent: bool = False, spoil: str = "") -> None:
+    def __init__(self, offset_s: float = 0.0, silent: bool = False, spoil: str = "", host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         self.offset_s = offset_s
         self.silent = silent
         self.spoil = spoil
+        self.host = host
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
@@ -65,7 +67,7 @@ class NtpResponder:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> None:
         self._thread.start()
