@@ -39,7 +39,7 @@ CODE = ("core", "agent", "probes", "collector")
 PACKAGES = (*CODE, "config")
 #: test files that boot containers, build packages or read the docs: they cover little code that the
 #: others do not, at many times the cost
-SLOW = {"test_boot.py", "test_package.py", "test_sandbox.py", "test_guides.py", "test_startup_time.py",
+SLOW = {"test_mutation_sample.py", "test_boot.py", "test_package.py", "test_sandbox.py", "test_guides.py", "test_startup_time.py",
         "test_docs.py", "test_imports.py", "test_language.py"}
 #: needs a git checkout, which the copy is not
 DESELECT = ("tests/test_cli.py::test_installed_package_carries_its_data_files",)
@@ -51,41 +51,69 @@ COMPARE = re.compile(r"(?<![<>=!-])(<=|>=|==|!=|<|>)(?![<>=])")
 
 # --- map -------------------------------------------------------------------------------------------
 
+#: a pytest plugin that names the running test: in this process as coverage's dynamic context, and in
+#: every subprocess a test starts (the CLI, the daemon) through the environment, read by the rcfile
+PLUGIN = """
+import os
+
+
+def _name(item):
+    os.environ["POSDIAG_COVERAGE_TEST"] = item.nodeid
+    import coverage
+
+    current = coverage.Coverage.current()
+    if current is not None:
+        current.switch_context(item.nodeid)
+
+
+def pytest_runtest_setup(item):
+    _name(item)
+"""
+
+
 def build_map() -> None:
-    """Each test file alone under coverage; ``map.json``: "path:line" → test files, ``durations.json``."""
+    """The suite once under coverage, every test named; ``map.json``: "path:line" → the tests that ran it."""
     OUT.mkdir(parents=True, exist_ok=True)
     data = OUT / "coverage"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    (OUT / "plugin").mkdir(exist_ok=True)
+    (OUT / "plugin" / "mutation_context.py").write_text(PLUGIN)
     rc = OUT / "coveragerc"
     rc.write_text("[run]\nsource = " + ",".join(str(REPO / c) for c in CODE) + "\nparallel = true\n"
-                  f"patch = subprocess\ndata_file = {data / '.coverage'}\n")
+                  "patch = subprocess\ncontext = ${POSDIAG_COVERAGE_TEST}\n"
+                  f"data_file = {data / '.coverage'}\n")
     import coverage  # only here: the other commands run without it
 
-    lines: dict[str, list[str]] = {}
+    env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "CI": "true", "POSDIAG_COVERAGE_TEST": "",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(OUT / "plugin"), os.environ.get("PYTHONPATH")]))}
+    tests = [str(t) for t in sorted((REPO / "tests").glob("test_*.py")) if t.name not in SLOW]
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q",
+                           "-p", "no:cacheprovider", "-p", "mutation_context", "--durations=0", *tests], cwd=REPO,
+                          env=env, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "coverage", "combine", f"--rcfile={rc}", "-q"], cwd=data, env=env,
+                   capture_output=True)
+    print(f"suite under coverage: {time.monotonic() - started:.0f} s, "
+          f"{(proc.stdout.strip().splitlines() or [''])[-1]}", flush=True)
+    measured = coverage.Coverage(data_file=str(data / ".coverage"))
+    measured.load()
+    found = measured.get_data()
+    lines: dict[str, set[str]] = {}
+    for path in found.measured_files():
+        rel = os.path.relpath(path, REPO)
+        for n, contexts in found.contexts_by_lineno(path).items():
+            # a subprocess's context is its static one ("nodeid"), this process's "|nodeid"
+            names = {c.strip("|") for c in contexts} - {""}
+            lines.setdefault(f"{rel}:{n}", set()).update(names)
+    (OUT / "map.json").write_text(json.dumps({k: sorted(v) for k, v in lines.items()}))
     took: dict[str, float] = {}
-    for test in sorted((REPO / "tests").glob("test_*.py")):
-        if test.name in SLOW:
-            continue
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir()
-        env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "CI": "true"}
-        started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q",
-                               "-p", "no:cacheprovider", str(test)], cwd=REPO, env=env, capture_output=True, text=True)
-        subprocess.run([sys.executable, "-m", "coverage", "combine", f"--rcfile={rc}", "-q"], cwd=data, env=env,
-                       capture_output=True)
-        name = f"tests/{test.name}"
-        took[name] = round(time.monotonic() - started, 1)
-        measured = coverage.Coverage(data_file=str(data / ".coverage"))
-        measured.load()
-        found = measured.get_data()
-        for path in found.measured_files():
-            rel = os.path.relpath(path, REPO)
-            for n in found.lines(path) or []:
-                lines.setdefault(f"{rel}:{n}", []).append(name)
-        print(f"{name}: {took[name]:.0f} s, {(proc.stdout.strip().splitlines() or [''])[-1]}", flush=True)
-    (OUT / "map.json").write_text(json.dumps(lines))
+    for line in proc.stdout.splitlines():  # --durations=0: "0.52s call     tests/test_x.py::test_y"
+        m = re.match(r"([\d.]+)s (?:setup|call|teardown)\s+(\S.*)$", line)
+        if m:
+            took[m.group(2)] = round(took.get(m.group(2), 0.0) + float(m.group(1)), 2)
     (OUT / "durations.json").write_text(json.dumps(took, indent=1))
-    print(f"{len(lines)} lines covered; {OUT / 'map.json'}")
+    print(f"{len(lines)} lines covered by {len({t for v in lines.values() for t in v})} tests; {OUT / 'map.json'}")
 
 
 # --- draw ------------------------------------------------------------------------------------------
@@ -229,7 +257,7 @@ def run(sample: Path, only: set[str], copy: Path) -> None:
             else:
                 deselect = [a for d in DESELECT for a in ("--deselect", d)]
                 proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *deselect,
-                                       *sorted(tests, key=lambda t: took.get(t, 60))], cwd=copy, env=env,
+                                       *sorted(tests, key=lambda t: took.get(t, 5.0))], cwd=copy, env=env,
                                       capture_output=True, text=True, timeout=1200)
                 failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED")]
                 rc, said = proc.returncode, (failed or proc.stdout.strip().splitlines() or [""])[0 if failed else -1]

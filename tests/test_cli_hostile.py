@@ -93,6 +93,16 @@ def test_history_limit_beyond_range_is_a_usage_error(config_file):
     assert proc.returncode == 3 and "--limit" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("args", [("--lang", "{}", "probes"), ("history", "--limit", "{}"),
+                                  ("watch", "--interval", "{}")], ids=["lang", "limit", "interval"])
+def test_a_refused_argument_of_100_kb_is_quoted_by_its_first_forty_characters(config_file, args):
+    value = "7" + "x" * 100_000  # the kernel takes at most 128 KiB in one argument
+    proc = run_posdiag(*(a.format(value) for a in args), "--config", str(config_file()))
+    rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    assert rc == 3 and out == ""
+    assert repr(value[:40]) in err and value[:41] not in err and len(err) < 1000, err[:300]
+
+
 def test_internal_error_is_one_line_and_the_traceback_only_with_debug(config_file, monkeypatch):
     import posdiag.agent.sweep
 

@@ -55,6 +55,7 @@ def test_collector_signs_an_operator_in_with_an_httponly_strict_cookie_that_read
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
     assert "Secure" not in cookie  # plain HTTP here; over TLS it is Secure (test_collector_cli)
+    assert "Max-Age=43200" in cookie  # session_hours = 12 by default
     assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 200
     page = session.get(f.url + "/", timeout=10)
     assert page.status_code == 200

@@ -46,8 +46,22 @@ def test_boot_sweep_is_stored_and_status_tells_it(daemon):
     assert rc == 0 and status["running"] and status["pid"] == d.proc.pid
     assert status["last"]["trigger"] == "boot" and status["last"]["verdict"] == "healthy"
     assert status["history_reports"] == 1
+    assert status["remote"] == {"enabled": False}  # no central server configured: none to ask for requests
     rc, out, _ = d.cli("status")
     assert "running" in out and "HEALTHY" in out
+
+
+def test_the_control_socket_s_folder_is_made_when_it_does_not_exist_yet(config_file, tmp_path):
+    """/run/posdiag is gone after every reboot where no RuntimeDirectory= made it: the daemon makes it."""
+    sock = tmp_path / "run" / "posdiag" / "control.sock"
+    d = DaemonProcess(config_file(daemon={"interval_s": 3600, "control_socket": str(sock)}), tmp_path / "state",
+                      socket=sock)
+    try:
+        rc, out, err = d.cli("status", "--json")
+        assert rc == 0 and json.loads(out)["running"], err
+        assert sock.is_socket()
+    finally:
+        d.stop()
 
 
 def test_control_socket_is_group_accessible_only(daemon):

@@ -16,12 +16,13 @@ from labs.helpers import wait_for
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, state: Path, env: dict | None = None, start_timeout_s: float = 10) -> None:
+    def __init__(self, config: Path, state: Path, env: dict | None = None, start_timeout_s: float = 10,
+                 socket: Path | None = None) -> None:
         self.config, self.state = config, state
         self.log = open(config.parent / "daemon.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
                                      stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})})
-        self.socket = str(config.parent / "control.sock")
+        self.socket = str(socket or config.parent / "control.sock")
         assert wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, start_timeout_s), \
             self.output()
         assert self.proc.poll() is None, self.output()
