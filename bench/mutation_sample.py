@@ -83,7 +83,6 @@ def build_map() -> None:
     rc.write_text("[run]\nsource = " + ",".join(str(REPO / c) for c in CODE) + "\nparallel = true\n"
                   "patch = subprocess\ncontext = ${POSDIAG_COVERAGE_TEST}\n"
                   f"data_file = {data / '.coverage'}\n")
-    import coverage  # only here: the other commands run without it
 
     env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "CI": "true", "POSDIAG_COVERAGE_TEST": "",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(OUT / "plugin"), os.environ.get("PYTHONPATH")]))}
@@ -96,24 +95,32 @@ def build_map() -> None:
                    capture_output=True)
     print(f"suite under coverage: {time.monotonic() - started:.0f} s, "
           f"{(proc.stdout.strip().splitlines() or [''])[-1]}", flush=True)
-    measured = coverage.Coverage(data_file=str(data / ".coverage"))
-    measured.load()
-    found = measured.get_data()
-    lines: dict[str, set[str]] = {}
-    for path in found.measured_files():
-        rel = os.path.relpath(path, REPO)
-        for n, contexts in found.contexts_by_lineno(path).items():
-            # a subprocess's context is its static one ("nodeid"), this process's "|nodeid"
-            names = {c.strip("|") for c in contexts} - {""}
-            lines.setdefault(f"{rel}:{n}", set()).update(names)
-    (OUT / "map.json").write_text(json.dumps({k: sorted(v) for k, v in lines.items()}))
     took: dict[str, float] = {}
     for line in proc.stdout.splitlines():  # --durations=0: "0.52s call     tests/test_x.py::test_y"
         m = re.match(r"([\d.]+)s (?:setup|call|teardown)\s+(\S.*)$", line)
         if m:
             took[m.group(2)] = round(took.get(m.group(2), 0.0) + float(m.group(1)), 2)
     (OUT / "durations.json").write_text(json.dumps(took, indent=1))
-    print(f"{len(lines)} lines covered by {len({t for v in lines.values() for t in v})} tests; {OUT / 'map.json'}")
+    write_map(data / ".coverage")
+
+
+def write_map(data_file: Path) -> None:
+    """``map.json`` from the combined data. A line run only on import (a module's constants, its
+    defaults) ran before any test was named: the test files that ran the rest of its module stand for it."""
+    import coverage  # only here: the other commands run without it
+
+    measured = coverage.Coverage(data_file=str(data_file))
+    measured.load()
+    found = measured.get_data()
+    lines: dict[str, set[str]] = {}
+    for path in found.measured_files():
+        rel = os.path.relpath(path, REPO)
+        by_line = {n: {c.strip("|") for c in contexts} - {""} for n, contexts in found.contexts_by_lineno(path).items()}
+        module_tests = {name.split("::")[0] for names in by_line.values() for name in names}
+        for n, names in by_line.items():
+            lines[f"{rel}:{n}"] = names or module_tests
+    (OUT / "map.json").write_text(json.dumps({k: sorted(v) for k, v in lines.items()}))
+    print(f"{len(lines)} lines covered; {OUT / 'map.json'}")
 
 
 # --- draw ------------------------------------------------------------------------------------------
@@ -238,6 +245,8 @@ def copy_checkout(target: Path) -> None:
 def run(sample: Path, only: set[str], copy: Path) -> None:
     rows = [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
     took = json.loads((OUT / "durations.json").read_text()) if (OUT / "durations.json").exists() else {}
+    for name, seconds in list(took.items()):  # a test file stands for all of its tests
+        took[name.split("::")[0]] = took.get(name.split("::")[0], 0.0) + seconds
     copy_checkout(copy)
     env = {**os.environ, "PYTHONPATH": str(copy / ".shadow"), "CI": "true"}
     caught = []
@@ -246,10 +255,12 @@ def run(sample: Path, only: set[str], copy: Path) -> None:
             continue
         target = copy / path
         original = target.read_text(encoding="utf-8")
-        if original.count(old) != 1:
+        lines = original.split("\n")
+        if lines.count(old) != 1:
             print(f"{mid} SKIPPED: its line is no longer in {path} once")
             continue
-        target.write_text(original.replace(old, new), encoding="utf-8")
+        lines[lines.index(old)] = new
+        target.write_text("\n".join(lines), encoding="utf-8")
         started = time.monotonic()
         try:
             if not tests:
