@@ -51,6 +51,16 @@ COMPARE = re.compile(r"(?<![<>=!-])(<=|>=|==|!=|<|>)(?![<>=])")
 
 # --- map -------------------------------------------------------------------------------------------
 
+#: started by every Python process the tests start (it is on their PYTHONPATH): coverage reads the
+#: rcfile afresh there, so the static context names the test that started the process
+SITECUSTOMIZE = """
+import os
+
+if os.environ.get("COVERAGE_PROCESS_START"):
+    import coverage
+
+    coverage.process_startup()
+"""
 #: a pytest plugin that names the running test: in this process as coverage's dynamic context, and in
 #: every subprocess a test starts (the CLI, the daemon) through the environment, read by the rcfile
 PLUGIN = """
@@ -79,9 +89,10 @@ def build_map() -> None:
     data.mkdir()
     (OUT / "plugin").mkdir(exist_ok=True)
     (OUT / "plugin" / "mutation_context.py").write_text(PLUGIN)
+    (OUT / "plugin" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     rc = OUT / "coveragerc"
     rc.write_text("[run]\nsource = " + ",".join(str(REPO / c) for c in CODE) + "\nparallel = true\n"
-                  "patch = subprocess\ncontext = ${POSDIAG_COVERAGE_TEST}\n"
+                  "context = ${POSDIAG_COVERAGE_TEST}\n"
                   f"data_file = {data / '.coverage'}\n")
 
     env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "CI": "true", "POSDIAG_COVERAGE_TEST": "",
