@@ -51,8 +51,8 @@ COMPARE = re.compile(r"(?<![<>=!-])(<=|>=|==|!=|<|>)(?![<>=])")
 
 # --- map -------------------------------------------------------------------------------------------
 
-#: started by every Python process the tests start (it is on their PYTHONPATH): coverage reads the
-#: rcfile afresh there, so the static context names the test that started the process
+#: started by every Python process a test starts (it is on their PYTHONPATH), so that the CLI, the
+#: daemon and the collector's server a test runs are measured too
 SITECUSTOMIZE = """
 import os
 
@@ -61,76 +61,49 @@ if os.environ.get("COVERAGE_PROCESS_START"):
 
     coverage.process_startup()
 """
-#: a pytest plugin that names the running test: in this process as coverage's dynamic context, and in
-#: every subprocess a test starts (the CLI, the daemon) through the environment, read by the rcfile
-PLUGIN = """
-import os
-
-
-def _name(item):
-    os.environ["POSDIAG_COVERAGE_TEST"] = item.nodeid
-    import coverage
-
-    current = coverage.Coverage.current()
-    if current is not None:
-        current.switch_context(item.nodeid)
-
-
-def pytest_runtest_setup(item):
-    _name(item)
-"""
 
 
 def build_map() -> None:
-    """The suite once under coverage, every test named; ``map.json``: "path:line" → the tests that ran it."""
+    """Each test file alone under coverage, with every process it starts; ``map.json``: "path:line" →
+    the test files that ran it, ``durations.json``: seconds per test file.
+
+    Per file, not per test: a server or daemon a fixture starts once serves many tests, and what it
+    runs cannot be told apart by test."""
     OUT.mkdir(parents=True, exist_ok=True)
     data = OUT / "coverage"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir()
-    (OUT / "plugin").mkdir(exist_ok=True)
-    (OUT / "plugin" / "mutation_context.py").write_text(PLUGIN)
-    (OUT / "plugin" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (OUT / "startup").mkdir(exist_ok=True)
+    (OUT / "startup" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     rc = OUT / "coveragerc"
-    rc.write_text("[run]\nsource = " + ",".join(str(REPO / c) for c in CODE) + "\nparallel = true\n"
-                  "context = ${POSDIAG_COVERAGE_TEST}\n"
-                  f"data_file = {data / '.coverage'}\n")
-
-    env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "CI": "true", "POSDIAG_COVERAGE_TEST": "",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(OUT / "plugin"), os.environ.get("PYTHONPATH")]))}
-    tests = [str(t) for t in sorted((REPO / "tests").glob("test_*.py")) if t.name not in SLOW]
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q",
-                           "-p", "no:cacheprovider", "-p", "mutation_context", "--durations=0", *tests], cwd=REPO,
-                          env=env, capture_output=True, text=True)
-    subprocess.run([sys.executable, "-m", "coverage", "combine", f"--rcfile={rc}", "-q"], cwd=data, env=env,
-                   capture_output=True)
-    print(f"suite under coverage: {time.monotonic() - started:.0f} s, "
-          f"{(proc.stdout.strip().splitlines() or [''])[-1]}", flush=True)
-    took: dict[str, float] = {}
-    for line in proc.stdout.splitlines():  # --durations=0: "0.52s call     tests/test_x.py::test_y"
-        m = re.match(r"([\d.]+)s (?:setup|call|teardown)\s+(\S.*)$", line)
-        if m:
-            took[m.group(2)] = round(took.get(m.group(2), 0.0) + float(m.group(1)), 2)
-    (OUT / "durations.json").write_text(json.dumps(took, indent=1))
-    write_map(data / ".coverage")
-
-
-def write_map(data_file: Path) -> None:
-    """``map.json`` from the combined data. A line run only on import (a module's constants, its
-    defaults) ran before any test was named: the test files that ran the rest of its module stand for it."""
+    rc.write_text("[run]\nsource = " + ",".join(str(REPO / c) for c in CODE) +
+                  f"\nparallel = true\ndata_file = {data / '.coverage'}\n")
+    env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "CI": "true",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(OUT / "startup"), os.environ.get("PYTHONPATH")]))}
     import coverage  # only here: the other commands run without it
 
-    measured = coverage.Coverage(data_file=str(data_file))
-    measured.load()
-    found = measured.get_data()
     lines: dict[str, set[str]] = {}
-    for path in found.measured_files():
-        rel = os.path.relpath(path, REPO)
-        by_line = {n: {c.strip("|") for c in contexts} - {""} for n, contexts in found.contexts_by_lineno(path).items()}
-        module_tests = {name.split("::")[0] for names in by_line.values() for name in names}
-        for n, names in by_line.items():
-            lines[f"{rel}:{n}"] = names or module_tests
+    took: dict[str, float] = {}
+    for test in sorted((REPO / "tests").glob("test_*.py")):
+        if test.name in SLOW:
+            continue
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir()
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)], cwd=REPO,
+                              env=env, capture_output=True, text=True)
+        subprocess.run([sys.executable, "-m", "coverage", "combine", f"--rcfile={rc}", "-q"], cwd=data, env=env,
+                       capture_output=True)
+        name = f"tests/{test.name}"
+        took[name] = round(time.monotonic() - started, 1)
+        measured = coverage.Coverage(data_file=str(data / ".coverage"))
+        measured.load()
+        found = measured.get_data()
+        for path in found.measured_files():
+            rel = os.path.relpath(path, REPO)
+            for n in found.lines(path) or []:
+                lines.setdefault(f"{rel}:{n}", set()).add(name)
+        print(f"{name}: {took[name]:.0f} s, {(proc.stdout.strip().splitlines() or [''])[-1]}", flush=True)
     (OUT / "map.json").write_text(json.dumps({k: sorted(v) for k, v in lines.items()}))
+    (OUT / "durations.json").write_text(json.dumps(took, indent=1))
     print(f"{len(lines)} lines covered; {OUT / 'map.json'}")
 
 
@@ -256,8 +229,6 @@ def copy_checkout(target: Path) -> None:
 def run(sample: Path, only: set[str], copy: Path) -> None:
     rows = [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
     took = json.loads((OUT / "durations.json").read_text()) if (OUT / "durations.json").exists() else {}
-    for name, seconds in list(took.items()):  # a test file stands for all of its tests
-        took[name.split("::")[0]] = took.get(name.split("::")[0], 0.0) + seconds
     copy_checkout(copy)
     env = {**os.environ, "PYTHONPATH": str(copy / ".shadow"), "CI": "true"}
     caught = []
