@@ -160,6 +160,17 @@ def _thresholds(text: str, compared: bool) -> list[str]:
     return [repr(round(new, 6)) if "." in text else str(int(new)) for new in sorted(news - {value, 0})]
 
 
+def _statement_starts(tree: ast.Module) -> dict[int, int]:
+    """Line → the first line of the innermost statement holding it: coverage counts a statement
+    spread over several lines on its first."""
+    starts: dict[int, int] = {}
+    statements = [node for node in ast.walk(tree) if isinstance(node, ast.stmt)]
+    for node in sorted(statements, key=lambda s: s.end_lineno - s.lineno, reverse=True):
+        for n in range(node.lineno, node.end_lineno + 1):
+            starts[n] = node.lineno
+    return starts
+
+
 def candidates(tree: Path = REPO) -> list[tuple[str, int, str, str, str]]:
     """(path, line number, kind, old line, new line) over the code, leaving out docstrings, logging,
     translated text and lines that occur twice in their file (a mutant must name its line)."""
@@ -171,7 +182,8 @@ def candidates(tree: Path = REPO) -> list[tuple[str, int, str, str, str]]:
             compared: set[int] = set()
             strings: set[int] = set()
             docs: set[int] = set()
-            for node in ast.walk(ast.parse(text)):
+            tree = ast.parse(text)
+            for node in ast.walk(tree):
                 if isinstance(node, ast.Compare):
                     compared.add(node.lineno)
                 elif isinstance(node, (ast.Tuple, ast.Set, ast.List)) and len(node.elts) >= 2 and all(
@@ -179,6 +191,7 @@ def candidates(tree: Path = REPO) -> list[tuple[str, int, str, str, str]]:
                     strings.update(e.lineno for e in node.elts)
                 elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                     docs.update(range(node.lineno, node.end_lineno + 1))
+            starts = _statement_starts(tree)
             lines = text.splitlines()
             for n, line in enumerate(lines, 1):
                 s = line.strip()
@@ -186,7 +199,8 @@ def candidates(tree: Path = REPO) -> list[tuple[str, int, str, str, str]]:
                     continue
                 if any(w in s for w in ("log.", "logger.", "print(", "tr(", "_(", "help=", "raise ")) or lines.count(line) > 1:
                     continue
-                pool += [(rel, n, kind, line, new) for kind, new in mutants_of(line, n in compared, n in strings)]
+                pool += [(rel, starts.get(n, n), kind, line, new)
+                         for kind, new in mutants_of(line, n in compared, n in strings)]
     return pool
 
 
