@@ -62,6 +62,43 @@ def test_every_configuration_key_is_in_the_reference():
     assert missing == []
 
 
+def test_every_key_s_default_is_the_documented_one():
+    """A default changed in the code (min_uptime_s 120 → 12) and not in the reference is caught here."""
+    import tomllib
+
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    hints = typing.get_type_hints(config.Settings)
+    wrong = {}
+    for section in dataclasses.fields(config.Settings):
+        if section.name == "source":
+            continue
+        cls = config.PaymentHost if section.name == "payment_hosts" else hints[section.name]
+        heading = "[[payment_hosts]]" if section.name == "payment_hosts" else f"[{section.name}]"
+        table = page.split(f"### `{heading}`", 1)[1].split("###", 1)[0]
+        for key in dataclasses.fields(cls):
+            if re.search(rf"^\| `{key.name}` \| \(required\) \|", table, flags=re.M):
+                continue
+            documented = re.search(rf"^\| `{key.name}` \| `(.*?)` \|", table, flags=re.M)
+            default = key.default_factory() if key.default is dataclasses.MISSING else key.default
+            if documented is None or tomllib.loads(f"v = {documented.group(1)}")["v"] != default:
+                wrong[f"{section.name}.{key.name}"] = (documented and documented.group(1), default)
+    assert wrong == {}
+
+
+def test_every_collector_option_s_default_is_the_documented_one():
+    """`--max-header-bytes N … [16 KiB]` in docs/collector.md is the server's default, and so on for each."""
+    from posdiag.collector.settings import Settings
+
+    page = (REPO / "docs" / "collector.md").read_text(encoding="utf-8")
+    units = {"": 1, "KiB": 1024, "MiB": 1024 * 1024}
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    documented = {}
+    for option, number, unit in re.findall(r"^\| `--([a-z-]+)[^`]*` \|.*\[(\d+(?:\.\d+)?) ?(KiB|MiB|)\]", page, flags=re.M):
+        documented[option.replace("-", "_")] = float(number) * units[unit]
+    assert len(documented) >= 15 and set(documented) - set(defaults) == {"workers"}, documented  # processes, not a setting
+    assert {k: v for k, v in documented.items() if k in defaults and defaults[k] != v} == {}
+
+
 def test_every_command_is_in_the_commands_page():
     from posdiag.agent.cli import build_parser
 
