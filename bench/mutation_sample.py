@@ -182,8 +182,8 @@ def candidates(tree: Path = REPO) -> list[tuple[str, int, str, str, str]]:
             compared: set[int] = set()
             strings: set[int] = set()
             docs: set[int] = set()
-            tree = ast.parse(text)
-            for node in ast.walk(tree):
+            module = ast.parse(text)
+            for node in ast.walk(module):
                 if isinstance(node, ast.Compare):
                     compared.add(node.lineno)
                 elif isinstance(node, (ast.Tuple, ast.Set, ast.List)) and len(node.elts) >= 2 and all(
@@ -191,7 +191,7 @@ def candidates(tree: Path = REPO) -> list[tuple[str, int, str, str, str]]:
                     strings.update(e.lineno for e in node.elts)
                 elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                     docs.update(range(node.lineno, node.end_lineno + 1))
-            starts = _statement_starts(tree)
+            starts = _statement_starts(module)
             lines = text.splitlines()
             for n, line in enumerate(lines, 1):
                 s = line.strip()
