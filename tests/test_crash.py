@@ -17,6 +17,7 @@ from labs import kernel
 from labs.commands import diagnose_json, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapped, wait_for
+from labs.history import past_report, stored
 from posdiag.agent.report import render_text
 from posdiag.probes import _lastboot, _restarts
 
@@ -144,6 +145,37 @@ def test_systemd_restart_count_is_read_from_systemctl_show():
                                  "ExecMainStartTimestampMonotonic=123456789\n")
     assert (state.restarts, state.active, state.started_monotonic_us) == (5, "active", 123456789)
     assert _restarts.parse_show("NRestarts=0\nLoadState=not-found\n").restarts is None
+
+
+def fake_systemctl(folder: Path, restarts: int, started_s_ago: float) -> Path:
+    """``systemctl show`` answering as systemd does for a POS unit it has restarted ``restarts`` times,
+    the running one started ``started_s_ago`` seconds ago (this machine's PID 1 is not systemd)."""
+    folder.mkdir(exist_ok=True)
+    tool = folder / "systemctl"
+    started_us = int((time.monotonic() - started_s_ago) * 1e6)
+    tool.write_text(f"#!/bin/sh\nprintf 'NRestarts={restarts}\\nActiveState=active\\nLoadState=loaded\\n"
+                    f"ExecMainStartTimestampMonotonic={started_us}\\n'\n")
+    tool.chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize(("restarts", "started_s_ago", "before", "looping"), [
+    (5, 60, None, True),  # no sweep before the window: the last restart is within it, all five count
+    (5, 20 * 60, None, False),  # running for 20 min: the restarts were before the 10-min window
+    (5, 60, 4, False),  # a sweep 15 min ago counted 4: one restart since, below the limit
+    (5, 60, 1, True)],  # it counted 1: four since
+    ids=["restarted-just-now", "running-20-min", "one-since-the-last-sweep", "four-since-the-last-sweep"])
+def test_systemd_s_restarts_within_the_window_are_a_crash_loop(config_file, tmp_path, monkeypatch, restarts,
+                                                                started_s_ago, before, looping):
+    monkeypatch.setenv("PATH", f"{fake_systemctl(tmp_path / 'bin', restarts, started_s_ago)}:{os.environ['PATH']}")
+    if before is not None:
+        stored(tmp_path, [past_report(time.time() - 15 * 60, {"system.crash": {"pos_unit_restarts": before}})])
+    config = config_file(terminal={"pos_unit": "posapp.service"}, system={"restart_limit": 3, "restart_window_min": 10})
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert ("crash.pos_restarting" in found) is looping, found
+    if looping:
+        assert found["crash.pos_restarting"]["data"]["source"] == "systemd"
 
 
 def test_a_unit_systemd_cannot_report_is_said_so(config_file):

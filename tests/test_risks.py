@@ -9,7 +9,6 @@ import json
 import re
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import jsonschema
@@ -18,9 +17,9 @@ import trustme
 from labs.commands import REPO, diagnose_json, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import codes_of, top_cause, wait_for
+from labs.history import past_report, stored
 from labs.tlsserver import LoopbackTlsServer
 from posdiag.agent.report import render_text
-from posdiag.agent.store import Store
 from posdiag.core.timefmt import utc_iso
 
 SCHEMA = json.loads((REPO / "config" / "report.schema.json").read_text(encoding="utf-8"))
@@ -140,22 +139,6 @@ def test_a_filesystem_filling_at_a_steady_rate_across_daemon_sweeps_is_a_risk(co
     assert risk["subject"] == str(fs) and risk["rate_unit"] == "MB/h"
     assert 10_000 < risk["rate"] < 80_000 and risk["hours_left"] < 1  # ~36 000 MB/h into ~90 MB
     assert json.loads(status)["last"]["risks"] >= 1
-
-
-def past_report(started: float, probes: dict[str, dict]) -> dict:
-    return {"schema": "posdiag.report/1", "report_id": str(uuid.uuid4()), "trigger": "schedule",
-            "started_at": utc_iso(started), "duration_s": 0.1, "terminal": {"id": "t", "site": "", "hostname": "h"},
-            "agent_version": "0.1.0",
-            "probes": [{"name": name, "status": "ok", "duration_s": 0.01, "summary": "", "findings": [],
-                        "metrics": metrics} for name, metrics in probes.items()],
-            "diagnosis": {"verdict": "healthy", "causes": [{"id": "none", "title": "", "confidence": 0.95,
-                                                            "evidence": [], "remediation": ["x"]}]}}
-
-
-def stored(tmp_path: Path, reports: list[dict]) -> None:
-    with Store(tmp_path / "state") as store:
-        for report in reports:
-            store.add(report)
 
 
 def test_pos_memory_growth_that_exhausts_memory_within_a_day_is_a_risk(config_file, tmp_path):
