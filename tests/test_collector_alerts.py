@@ -73,6 +73,28 @@ def test_webhook_hears_of_an_incident_opening_and_closing_exactly_once_with_a_va
     assert incident["id"] == first and incident["open"] is False
 
 
+def test_a_fleet_incidents_message_names_its_first_hundred_sites_and_counts_them_all(fleet, receiver, key_file):
+    """A fleet-wide outage over hundreds of stores: the message stays small (100 sites named, in order)
+    while ``site_count`` tells the whole extent. At exactly 100 sites every one is named."""
+    f = fleet(alert_webhook=receiver.url, alert_secret_file=key_file, fleet_min_sites=100)
+    sites = [f"store-{n:03d}" for n in range(101)]
+    tokens = {f"lane-{n:03d}": f.terminal(f"lane-{n:03d}", site) for n, site in enumerate(sites)}
+    lanes = list(tokens.items())
+    for tid, token in lanes[:100]:
+        assert f.post(token, make_report(tid, sites[int(tid[-3:])])).status_code == 201
+    assert wait_for(lambda: len(receiver.delivered()) == 1, 30)
+    opened = receiver.delivered()[0]["incident"]
+    assert (opened["scope"], opened["site_count"], opened["sites"]) == ("fleet", 100, sites[:100])
+    tid, token = lanes[100]
+    assert f.post(token, make_report(tid, sites[100])).status_code == 201
+    for tid, token in lanes:
+        assert f.post(token, make_report(tid, sites[int(tid[-3:])], verdict="healthy", cause="none")).status_code == 201
+    assert wait_for(lambda: len(receiver.delivered()) == 2, 30)
+    closed = receiver.delivered()[1]
+    assert closed["event"] == "incident.close"
+    assert (closed["incident"]["site_count"], closed["incident"]["sites"]) == (101, sites[:100])
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_webhook_retries_a_failing_receiver_with_backoff_and_delivers_once(fleet, receiver, key_file):
     receiver.fail_next = 2

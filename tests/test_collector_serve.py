@@ -13,7 +13,7 @@ import requests
 from labs.collectorlab import REPO, Fleet, ServeProcess, make_report
 from posdiag.collector import cli
 from posdiag.collector.storage import open_storage
-from posdiag.collector.storage.base import migrations
+from posdiag.collector.storage.base import StorageError, migrations
 
 LATEST = max(version for version, _ in migrations("sqlite"))
 
@@ -91,6 +91,28 @@ def test_collector_migrates_at_start_and_a_second_start_is_harmless(db_url):
     storage = open_storage(db_url)
     try:
         assert storage._select("SELECT count(*) AS n FROM schema_version")[0]["n"] == len(migrations("sqlite"))
+    finally:
+        storage.close()
+
+
+def test_a_migration_that_fails_half_way_changes_nothing_and_the_next_start_completes_it(db_url):
+    """An upgrade whose migration fails part-way through (a table of migration 3 left in the way by
+    hand) leaves the database as it was, so that once the operator clears the cause the next command
+    applies every migration from the start, not a half-applied one again."""
+    storage = open_storage(db_url)
+    try:
+        with storage._connection(write=True) as conn:
+            storage._execute(conn, "CREATE TABLE incident_sites (left_by_hand TEXT)")
+        rc, out, err = run("add-operator", "alice", "--db", db_url)
+        assert (rc, out) == (1, "") and "incident_sites" in err and "Traceback" not in err
+        for table in ("schema_version", "terminals"):
+            with pytest.raises(StorageError):
+                storage._select(f"SELECT count(*) AS n FROM {table}")
+        with storage._connection(write=True) as conn:
+            storage._execute(conn, "DROP TABLE incident_sites")
+        rc, out, err = run("add-operator", "alice", "--db", db_url)
+        assert rc == 0 and out.strip(), err
+        assert storage.schema_version() == LATEST
     finally:
         storage.close()
 

@@ -186,6 +186,31 @@ def test_a_unit_systemd_cannot_report_is_said_so(config_file):
     assert finding["data"]["unit"] == "posdiag-test-nonexistent.service" and rc == 0
 
 
+def _failing_systemctl(folder: Path, *stderr_lines: str) -> str:
+    """A ``systemctl`` that fails as one talking to a systemd PID 1 can (this machine's PID 1 is not
+    systemd): it writes ``stderr_lines`` and exits 1. Returns the PATH that finds it first."""
+    folder.mkdir()
+    tool = folder / "systemctl"
+    tool.write_text("#!/bin/sh\n" + "".join(f"echo '{line}' >&2\n" for line in stderr_lines) + "exit 1\n")
+    tool.chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+def test_systemctls_own_words_are_shown_when_it_fails_cut_to_a_line_of_200_characters(config_file, tmp_path,
+                                                                                    monkeypatch):
+    """systemctl's last line says why (a denial, a bus time-out); a short one is shown whole, and one as
+    long as a D-Bus error can be is cut, so that one finding cannot swell the report."""
+    cfg = config_file(terminal={"pos_unit": "posapp.service"})
+    short = "Failed to get properties: Access denied"
+    long = "Failed to get properties: Connection timed out: " + "the bus did not answer; " * 12 + "END"
+    for folder, said, shown in (("short", short, short), ("long", long, long[:200])):
+        monkeypatch.setenv("PATH", _failing_systemctl(tmp_path / folder, "Warning: an earlier line", said))
+        _, report = diagnose_json(cfg, "--only", "system.crash")
+        finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.unit_unreadable")
+        assert finding["message"].endswith(f"({shown})"), finding["message"]
+        assert "earlier line" not in finding["message"]
+
+
 JOURNAL_CLEAN = "\n".join([
     '{"__REALTIME_TIMESTAMP":"1764990000000000","MESSAGE":"Stopped target Multi-User System."}',
     '{"__REALTIME_TIMESTAMP":"1764990001000000","MESSAGE_ID":"98268866d1d54a499c4e98921d93bc40",'

@@ -46,6 +46,11 @@ def diagnose(lab, cfg: Path, *extra: str, **kw) -> tuple[int, dict, float]:
     return lab.diagnose(cfg, "--only", "network", *extra, **kw)
 
 
+def not_forwarding(report: dict) -> str:
+    """The gateway probe's message for a router that answers ARP but neither answers nor forwards."""
+    return next(f["message"] for f in probe(report, "network.gateway")["findings"] if f["code"] == "gateway.not_forwarding")
+
+
 def evidence(report: dict) -> str:
     return "\n".join(report["diagnosis"]["causes"][0]["evidence"])
 
@@ -120,8 +125,19 @@ def test_router_answering_only_arp_is_the_lan(lab, acquirer, config):
         assert rc == 2 and top(report) == "network.lan", report["diagnosis"]
         assert "gateway.not_forwarding" in codes(report, "network.gateway")
         assert probe(report, "network.gateway")["metrics"]["neighbour"] == "complete"
+        assert "no ping, no TCP on ports" in not_forwarding(report)
         assert "itself answers nothing above ARP" in evidence(report)
         assert report["duration_s"] < 3.0
+
+
+def test_router_answering_only_arp_with_icmp_off_is_the_lan_without_claiming_a_ping(lab, acquirer, config):
+    """With ``network.icmp = false`` no echo was sent: the verdict stands on ARP and TCP alone, and the
+    finding must not tell the technician that the router ignored a ping."""
+    lab.router_arp_only()
+    rc, report, _ = diagnose(lab, config(network={"icmp": False}))
+    assert rc == 2 and top(report) == "network.lan", report["diagnosis"]
+    message = not_forwarding(report)
+    assert "answers ARP only: no TCP on ports" in message and "no ping" not in message
 
 
 def test_a_router_that_answers_only_on_its_dns_port_is_alive_and_the_fault_is_beyond_it(lab, acquirer, config):

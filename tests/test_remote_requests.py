@@ -19,7 +19,7 @@ from labs.commands import run_cli
 from labs.helpers import wait_for
 from labs.remotelab import HelpDesk
 from posdiag.agent import remote_client
-from posdiag.agent.remote import BACKOFF_FACTOR_CAP, RemoteRequests, next_wait_s
+from posdiag.agent.remote import BACKOFF_FACTOR_CAP, MIN_GAP_S, RemoteRequests, next_wait_s
 
 
 @pytest.fixture
@@ -281,4 +281,20 @@ def test_a_poll_that_falls_due_while_a_push_sender_runs_waits_for_it():
     poller = RemoteRequests(settings, None, lambda request_id: None, sending=lambda: True)
     poller.kick()  # due at once (a push asks), but a sender runs: a moment's sleep instead of a process
     poller._step()
+    assert poller.summary["polls"] == 0 and poller.proc is None and poller.kicked
+
+
+def test_polls_asked_for_by_pushes_come_no_closer_together_than_the_minimum_gap():
+    """A burst of pushes (a backlog flushed after an outage) kicks the poller after each one: the first
+    kick after a quiet spell polls at once, a kick right after a poll waits out the gap instead."""
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, lambda request_id: None)
+    poller.last_poll = time.monotonic() - MIN_GAP_S - 1
+    poller.kick()
+    assert poller._due_in() <= 0  # due
+    poller.last_poll = time.monotonic()  # a poll just went out
+    poller.kick()
+    assert 0 < poller._due_in() <= MIN_GAP_S
+    poller._step()  # the kick's wake ends the sleep at once: no poll, no process, still asked for
     assert poller.summary["polls"] == 0 and poller.proc is None and poller.kicked
