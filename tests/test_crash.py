@@ -147,16 +147,15 @@ def test_systemd_restart_count_is_read_from_systemctl_show():
     assert _restarts.parse_show("NRestarts=0\nLoadState=not-found\n").restarts is None
 
 
-def fake_systemctl(folder: Path, restarts: int, started_s_ago: float) -> Path:
-    """``systemctl show`` answering as systemd does for a POS unit it has restarted ``restarts`` times,
-    the running one started ``started_s_ago`` seconds ago (this machine's PID 1 is not systemd)."""
-    folder.mkdir(exist_ok=True)
+def stand_in_systemctl(folder: Path, *, says: str = "", stderr_lines: tuple[str, ...] = (), rc: int = 0) -> str:
+    """A ``systemctl`` answering as one talking to a systemd PID 1 can (this machine's PID 1 is not
+    systemd): ``says`` on stdout, ``stderr_lines`` on stderr, exit ``rc``. Returns the PATH that finds it first."""
+    folder.mkdir()
     tool = folder / "systemctl"
-    started_us = int((time.monotonic() - started_s_ago) * 1e6)
-    tool.write_text(f"#!/bin/sh\nprintf 'NRestarts={restarts}\\nActiveState=active\\nLoadState=loaded\\n"
-                    f"ExecMainStartTimestampMonotonic={started_us}\\n'\n")
+    tool.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in says.splitlines())
+                    + "".join(f"echo '{line}' >&2\n" for line in stderr_lines) + f"exit {rc}\n")
     tool.chmod(0o755)
-    return folder
+    return f"{folder}:/usr/bin:/bin"
 
 
 @pytest.mark.parametrize(("restarts", "started_s_ago", "before", "looping"), [
@@ -167,7 +166,9 @@ def fake_systemctl(folder: Path, restarts: int, started_s_ago: float) -> Path:
     ids=["restarted-just-now", "running-20-min", "one-since-the-last-sweep", "four-since-the-last-sweep"])
 def test_systemd_s_restarts_within_the_window_are_a_crash_loop(config_file, tmp_path, monkeypatch, restarts,
                                                                 started_s_ago, before, looping):
-    monkeypatch.setenv("PATH", f"{fake_systemctl(tmp_path / 'bin', restarts, started_s_ago)}:{os.environ['PATH']}")
+    started_us = int((time.monotonic() - started_s_ago) * 1e6)
+    monkeypatch.setenv("PATH", stand_in_systemctl(tmp_path / "bin", says=f"NRestarts={restarts}\nActiveState=active\n"
+                                                  f"LoadState=loaded\nExecMainStartTimestampMonotonic={started_us}"))
     if before is not None:
         stored(tmp_path, [past_report(time.time() - 15 * 60, {"system.crash": {"pos_unit_restarts": before}})])
     config = config_file(terminal={"pos_unit": "posapp.service"}, system={"restart_limit": 3, "restart_window_min": 10})
@@ -186,16 +187,6 @@ def test_a_unit_systemd_cannot_report_is_said_so(config_file):
     assert finding["data"]["unit"] == "posdiag-test-nonexistent.service" and rc == 0
 
 
-def _failing_systemctl(folder: Path, *stderr_lines: str) -> str:
-    """A ``systemctl`` that fails as one talking to a systemd PID 1 can (this machine's PID 1 is not
-    systemd): it writes ``stderr_lines`` and exits 1. Returns the PATH that finds it first."""
-    folder.mkdir()
-    tool = folder / "systemctl"
-    tool.write_text("#!/bin/sh\n" + "".join(f"echo '{line}' >&2\n" for line in stderr_lines) + "exit 1\n")
-    tool.chmod(0o755)
-    return f"{folder}:/usr/bin:/bin"
-
-
 def test_systemctls_own_words_are_shown_when_it_fails_cut_to_a_line_of_200_characters(config_file, tmp_path,
                                                                                     monkeypatch):
     """systemctl's last line says why (a denial, a bus time-out); a short one is shown whole, and one as
@@ -204,7 +195,8 @@ def test_systemctls_own_words_are_shown_when_it_fails_cut_to_a_line_of_200_chara
     short = "Failed to get properties: Access denied"
     long = "Failed to get properties: Connection timed out: " + "the bus did not answer; " * 12 + "END"
     for folder, said, shown in (("short", short, short), ("long", long, long[:200])):
-        monkeypatch.setenv("PATH", _failing_systemctl(tmp_path / folder, "Warning: an earlier line", said))
+        monkeypatch.setenv("PATH", stand_in_systemctl(tmp_path / folder, stderr_lines=("Warning: an earlier line", said),
+                                                      rc=1))
         _, report = diagnose_json(cfg, "--only", "system.crash")
         finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.unit_unreadable")
         assert finding["message"].endswith(f"({shown})"), finding["message"]
