@@ -497,6 +497,36 @@ def test_a_spool_exactly_at_its_limit_keeps_everything_and_one_byte_less_drops_t
         assert [r[1] for r in outbox.pending_page(store.db, 0)] == ids[1:]
 
 
+def test_a_spool_over_by_exactly_its_oldest_report_drops_that_one_only(tmp_path):
+    with Store(tmp_path) as store:
+        ids = []
+        for i in range(3):
+            report = fake_report(time.time() + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+        with store.db:
+            sizes = [row[0] for row in store.db.execute("SELECT size FROM outbox ORDER BY seq")]
+            assert outbox.enforce_spool(store.db, sum(sizes) - sizes[0]) == 1
+        assert [r[1] for r in outbox.pending_page(store.db, 0)] == ids[1:]
+
+
+def test_a_full_spool_evicts_reports_set_aside_before_any_unsent_one(tmp_path):
+    """A report the server refused (4xx) is kept for the technician, but it goes first when space runs out."""
+    with Store(tmp_path) as store:
+        ids = []
+        for i in range(3):
+            report = fake_report(time.time() + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+        with store.db:
+            seqs = [row[0] for row in store.db.execute("SELECT seq FROM outbox ORDER BY seq")]
+            outbox.mark_refused(store.db, seqs[-1], "HTTP 422", time.time())  # the newest was refused
+            total = store.db.execute("SELECT SUM(size) FROM outbox").fetchone()[0]
+            assert outbox.enforce_spool(store.db, total - 1) == 0  # no unsent report was dropped
+        assert [r[1] for r in outbox.pending_page(store.db, 0)] == ids[:2]
+        assert store.db.execute("SELECT COUNT(*) FROM outbox WHERE refused_at IS NOT NULL").fetchone()[0] == 0
+
+
 def test_a_token_file_opened_up_while_the_daemon_runs_stops_pushing_and_status_says_why(server, push_config, daemon,
                                                                                         token_file, tmp_path):
     srv = server()
