@@ -79,6 +79,20 @@ def test_bundle_says_what_it_could_not_collect(config_file, tmp_path):
     assert "kernel.log: FileNotFoundError" in files["errors.txt"]
 
 
+def test_bundle_versions_name_the_operating_system_as_its_os_release_says(config_file, tmp_path):
+    """The help desk reads which OS release a till runs from versions.txt: the os-release file
+    (``/etc/os-release``, else ``/usr/lib/os-release``, as os-release(5) says), beside posdiag's version."""
+    import sys
+
+    from posdiag.agent import __version__
+
+    path = config_file()
+    versions = members(make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz")[0])["versions.txt"]
+    os_release = next(Path(p) for p in ("/etc/os-release", "/usr/lib/os-release") if Path(p).is_file())
+    assert "PRETTY_NAME=" in os_release.read_text() and os_release.read_text() in versions
+    assert versions.startswith(f"posdiag {__version__}\npython {sys.version.split()[0]} ")
+
+
 def test_bundle_never_reads_a_fifo_as_the_pos_log(config_file, tmp_path):
     import os
 

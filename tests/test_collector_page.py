@@ -324,7 +324,8 @@ def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
     flags = {part.strip().lower() for part in switched.headers["set-cookie"].split(";")}
     assert {"httponly", "samesite=lax", "path=/"} <= flags and "secure" not in flags  # plain http on loopback here
     assert '<html lang="en">' in browser.get(f.url + "/signin", headers={"Accept-Language": "zh-CN"}, timeout=10).text
-    for wanted in ("https://evil.example/", "//evil.example/", "/api/v1/terminals"):
+    # Only a page itself: a part of one ("/sign", a 404) or a path without its slash is not a way back.
+    for wanted in ("https://evil.example/", "//evil.example/", "/api/v1/terminals", "/sign", "signin", "in"):
         away = requests.post(f.url + "/lang", data={"lang": "zh_CN", "next": wanted}, allow_redirects=False, timeout=10)
         assert away.headers["location"] == "/", wanted
     assert requests.post(f.url + "/lang", data={"lang": "klingon"}, allow_redirects=False, timeout=10).cookies["lang"] == "en"

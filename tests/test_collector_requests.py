@@ -126,6 +126,25 @@ def test_a_bundle_is_uploaded_once_and_downloaded_by_an_operator_with_an_audit_t
     assert desk.request(alice, other)["state"] == "pending"
 
 
+def test_every_operator_answer_names_what_the_request_asks_for_with_every_documented_field(fleet):
+    """The help desk tells a diagnose from a bundle by ``kind``, in the answer to the ask, the request
+    read by id and the terminal's list, each with the fields docs/collector.md lists."""
+    f = fleet()
+    desk = Desk(f)
+    f.terminal("lane-1")
+    alice = f.operator("alice")
+    fields = {"request_id", "terminal_id", "kind", "state", "created_at", "requested_by", "expires_at", "delivered_at",
+              "finished_at"}
+    asked = {kind: desk.ask(alice, "lane-1", kind).json() for kind in ("diagnose", "bundle")}
+    for kind, answer in asked.items():
+        assert set(answer) == fields and answer["kind"] == kind, answer
+        one = desk.request(alice, answer["request_id"])
+        assert set(one) == fields | {"events"} and one["kind"] == kind, one
+    listed = f.get("/api/v1/terminals/lane-1/requests", alice).json()["requests"]
+    assert sorted((r["request_id"], r["kind"]) for r in listed) == sorted((a["request_id"], k) for k, a in asked.items())
+    assert all(set(r) == fields for r in listed), listed
+
+
 def test_a_terminal_that_cannot_do_it_says_why_and_the_request_fails(fleet):
     f = fleet()
     desk = Desk(f)

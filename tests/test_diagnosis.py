@@ -391,6 +391,26 @@ def test_the_collector_reads_every_cause_title_as_the_engine_writes_it(lang):
     engine = {c.id: c.title for c in load_knowledge(causes_path(), lang).causes.values()}
     assert titles(lang) == engine
     assert titles("fr") == titles("en")  # a language the catalogue does not have: English
+
+
+def test_the_collector_leaves_out_a_cause_without_an_id_or_a_title_and_shows_the_rest(tmp_path, monkeypatch):
+    """An operator's knowledge base with an unfinished entry (the engine refuses it on the till) must
+    not break the central server's pages: they show every cause that has both, and only those."""
+    from posdiag.core import causes
+
+    own = tmp_path / "causes.toml"
+    own.write_text('[[causes]]\nid = "disk.full"\ntitle = "Disk full"\n\n'
+                   '[[causes]]\nid = "untitled"\n\n'
+                   '[[causes]]\ntitle = "Nobody\'s cause"\n\n'
+                   '[[causes]]\nid = "numbered"\ntitle = 7\n\n'
+                   '[[causes]]\nid = "chinese.only"\n[causes.zh_CN]\ntitle = "只有中文"\n', encoding="utf-8")
+    monkeypatch.setattr(causes, "causes_path", lambda: own)
+    causes.titles.cache_clear()
+    try:
+        assert causes.titles("en") == {"disk.full": "Disk full"}
+        assert causes.titles("zh_CN") == {"disk.full": "Disk full", "chinese.only": "只有中文"}
+    finally:
+        causes.titles.cache_clear()
 # --- independent faults, rivals, coverage and the POS log ----------------------------------------
 
 def counted(code: str, count: int, classified: int) -> ProbeResult:

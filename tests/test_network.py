@@ -116,6 +116,22 @@ def test_a_gateway_that_loses_one_echo_in_three_is_lossy_not_down(lab, payment, 
     assert "lost 1 of 3" in loss[0]["message"] and top(report) == "network.degraded"
 
 
+#: how long the slow echoes of a gateway take: far above any LAN round trip, even on a busy machine
+SLOW_ECHO_S = 0.7
+
+
+@pytest.mark.parametrize("slow, seen_slow", [((0,), False), ((0, 1, 2), True)], ids=["one-echo-slow", "every-echo-slow"])
+def test_the_gateways_round_trip_is_its_quickest_echo(lab, payment, net_config, slow, seen_slow):
+    """One late echo (a router busy for a moment) does not make the LAN look slow: ``rtt_ms`` is the
+    quickest echo's round trip; when every echo is late, it is late too."""
+    payment()
+    lab.slow_gateway_echoes(slow, SLOW_ECHO_S)
+    _, report, _ = lab.diagnose(net_config(timeout_s=1.5))
+    gateway = probe(report, "network.gateway")
+    assert gateway["status"] == "ok" and gateway["metrics"]["icmp_loss_percent"] == 0, gateway  # all came back
+    assert (gateway["metrics"]["rtt_ms"] >= SLOW_ECHO_S * 1000) is seen_slow, gateway
+
+
 def test_silent_resolver_blames_dns_within_the_timeout(lab, payment, net_config):
     payment()
     lab.drop_dns()

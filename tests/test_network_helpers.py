@@ -193,6 +193,25 @@ def test_silent_tcp_handshakes_alone_are_not_counted_again_by_the_path_probe():
     assert PathProbe.no_answer(plan, Samples("icmp", [None, 3.5], icmp_sent=2)) is None
 
 
+def test_a_check_still_stuck_in_the_background_never_keeps_the_process_from_exiting():
+    """What a probe started in the background may still wait in a system call when the runner has
+    abandoned the probe at its deadline: like the probe's own thread, it dies with the process, so
+    ``posdiag diagnose`` exits once its report is out."""
+    import subprocess
+    import sys
+
+    code = ("import threading\n"
+            "from posdiag.probes.network._common import Background\n"
+            "stuck = Background(threading.Event().wait)\n"
+            "assert not stuck.done_within(0.05)\n"
+            "print('report out', flush=True)\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"the process did not exit: a background check kept it alive ({hung.stdout!r})")
+    assert proc.returncode == 0 and proc.stdout == "report out\n", proc.stderr
+
+
 ROUTE_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
 IPV4_DEFAULT = "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"  # via 192.168.1.1
 IPV6_DEFAULT = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "

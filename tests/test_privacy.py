@@ -323,3 +323,21 @@ def test_an_error_nobody_caught_in_the_daemon_or_the_sender_is_logged_masked():
     assert "<2>ValueError: pan=411111******1111 token=<redacted>" in proc.stderr
     assert "<2>RuntimeError: https://<redacted>@collector.example/x?apikey=<redacted>" in proc.stderr
     assert not any(s in proc.stderr for s in ("4111111111111111", "tok_thread", "Pw-main", "AK-main"))
+
+
+def test_a_library_that_sets_up_pythons_root_logger_gets_none_of_the_daemons_lines():
+    """A library that configures Python's root logger (``logging.basicConfig``, or its first
+    ``logging.warning``) must not print posdiag's lines a second time, past the masking formatter."""
+    import subprocess
+    import sys
+
+    code = ("import logging\n"
+            "from posdiag.agent.logs import setup_logging\n"
+            "setup_logging()\n"
+            "logging.warning('a library speaks')\n"
+            "logging.getLogger('posdiag.daemon').warning('reader sent pan=4111111111111111')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING:root:a library speaks" in proc.stderr  # the root logger is the library's, and it works
+    assert proc.stderr.count("reader sent pan=") == 1, proc.stderr
+    assert "<4>reader sent pan=411111******1111" in proc.stderr and "4111111111111111" not in proc.stderr

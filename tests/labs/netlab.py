@@ -175,6 +175,13 @@ class Lab:
     def block_icmp(self) -> None:
         self.filter(self.router, "forward", "meta l4proto icmp drop")
 
+    def slow_gateway_echoes(self, seqs: tuple[int, ...], delay_s: float) -> None:
+        """The router answers ping from user space (its kernel no longer does), the echoes numbered
+        ``seqs`` only after ``delay_s``: a gateway whose round trips differ from one echo to the next."""
+        self.exec(self.router, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
+        self.peer(self.router, "echo", "--bind", GATEWAY, "--delay", str(delay_s),
+                  *(arg for seq in seqs for arg in ("--slow-seq", str(seq))))
+
     def drop_dns(self) -> None:
         self.filter(self.router, "forward", f"ip daddr {DNS_ADDR} udp dport 53 drop")
 

@@ -6,6 +6,8 @@ Prints ``ready`` on stdout once listening, then serves until killed.
     tcp  --bind A --port P                                  accepts connections and holds them
     tls  --bind A --port P --cert F --key F [--status N] [--stall]   HTTPS; --stall never handshakes
     dns  --bind A --zone NAME=ADDR ... [--mode answer|nxdomain|servfail|silent] [--delay S]
+    echo --bind A [--slow-seq N ...] [--delay S]   answers ICMP echo to A (the kernel told not to),
+                                                   the echoes numbered N only after S seconds
 """
 
 from __future__ import annotations
@@ -96,13 +98,39 @@ def serve_dns(args: argparse.Namespace) -> None:
         sock.sendto(reply.pack(), peer)
 
 
+def icmp_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def serve_echo(args: argparse.Namespace) -> None:
+    """A host whose echo replies take their time: run where ``net.ipv4.icmp_echo_ignore_all`` is set."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    bind = socket.inet_aton(args.bind)
+    ready()
+    while True:
+        packet, (source, _) = sock.recvfrom(65535)
+        header = (packet[0] & 0x0F) * 4
+        request = packet[header:]
+        if packet[16:20] != bind or len(request) < 8 or request[0] != 8:  # echo requests to A only
+            continue
+        reply = b"\0\0\0\0" + request[4:]  # type 0 (echo reply), code 0; same id, sequence and payload
+        reply = reply[:2] + icmp_checksum(reply).to_bytes(2, "big") + reply[4:]
+        delay = args.delay if int.from_bytes(request[6:8], "big") in args.slow_seq else 0.0
+        threading.Timer(delay, sock.sendto, args=(reply, (source, 0))).start()
+
+
 def ready() -> None:
     print("ready", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["tcp", "tls", "dns"])
+    parser.add_argument("kind", choices=["tcp", "tls", "dns", "echo"])
     parser.add_argument("--bind", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=443)
     parser.add_argument("--cert")
@@ -112,8 +140,9 @@ def main() -> None:
     parser.add_argument("--zone", action="append", default=[])
     parser.add_argument("--mode", default="answer", choices=["answer", "nxdomain", "servfail", "silent"])
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--slow-seq", type=int, action="append", default=[])
     args = parser.parse_args()
-    {"tcp": serve_tcp, "tls": serve_tls, "dns": serve_dns}[args.kind](args)
+    {"tcp": serve_tcp, "tls": serve_tls, "dns": serve_dns, "echo": serve_echo}[args.kind](args)
 
 
 if __name__ == "__main__":
