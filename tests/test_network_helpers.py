@@ -96,6 +96,22 @@ def dns_findings(config_file, *resolvers: ScriptedResolver) -> dict[str, str]:
     return {f.code: f.severity.value for f in result.findings}
 
 
+def test_only_the_host_whose_name_did_not_resolve_is_not_attempted(config_file):
+    """Two payment hosts: one by address (a closed loopback port), one whose name the resolver does not
+    know. TCP is tried on the first; the second is named as not attempted, and only it."""
+    from labs.commands import diagnose_json
+    from labs.helpers import probe_of
+
+    with ScriptedResolver(rcode=3) as nxdomain:
+        _, report = diagnose_json(config_file(
+            payment_hosts=[{"name": "by-address", "host": "127.0.0.1", "port": 9, "tls": False},
+                           {"name": "by-name", "host": "nowhere.test", "port": 443, "tls": False}],
+            network={"dns_servers": [nxdomain.address], "timeout_s": 1.0}), "--only", "network.tcp")
+    findings = probe_of(report, "network.tcp")["findings"]
+    assert [f["data"]["host"] for f in findings if f["code"] == "tcp.not_attempted"] == ["nowhere.test"], findings
+    assert any(f["code"] == "tcp.refused" for f in findings), findings  # the closed port was tried
+
+
 @pytest.mark.parametrize(("delay_s", "slow"), [(0.7, True), (0.05, False)])
 def test_a_resolver_answering_after_half_a_second_is_slow(config_file, delay_s, slow):
     with ScriptedResolver(delay_s) as resolver:
