@@ -60,8 +60,12 @@ def test_a_weak_wifi_signal_on_the_payment_route_blames_weak_signal(config_file,
     assert code == rc and top_cause(report) == "network.weak_signal"
 
 
-def test_a_good_signal_is_only_reported(config_file, tmp_path):
-    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-58)
+@pytest.mark.parametrize("how", ["devtype-and-folder", "folder-only", "devtype-only"])
+def test_a_good_signal_is_only_reported(config_file, tmp_path, how):
+    """A Wi-Fi interface is known by DEVTYPE=wlan or by its wireless folder: some drivers give only one."""
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-58, devtype="" if how == "folder-only" else "wlan")
+    if how == "devtype-only":
+        (root / "sys/class/net/wlan0/wireless").rmdir()
     code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
     assert codes_of(report, "network.radio") == ["radio.signal"] and code == 0
 
