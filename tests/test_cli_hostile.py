@@ -88,6 +88,13 @@ def test_full_stdout_ends_in_one_line_and_exit_3(config_file):
     assert proc.stderr.strip() == "posdiag: cannot write the output: No space left on device"
 
 
+@pytest.mark.parametrize("args", [(), ("config",)], ids=["no-command", "config-without-action"])
+def test_a_command_missing_is_a_usage_error_naming_what_is_missing(args):
+    proc = run_posdiag(*args)
+    assert proc.returncode == 3 and proc.stdout == "", proc.stdout
+    assert "usage: posdiag" in proc.stderr and "required" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_history_limit_beyond_range_is_a_usage_error(config_file):
     proc = run_posdiag("history", "--limit", str(10**20), "--config", str(config_file()))
     assert proc.returncode == 3 and "--limit" in proc.stderr and "Traceback" not in proc.stderr
