@@ -30,20 +30,11 @@ class AnsweringTlsServer(DroppingTlsServer):
         self.status = status
         super().__init__(cert)
 
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    request = b""
-                    while b"\r\n\r\n" not in request and (chunk := tls.recv(4096)):
-                        request += chunk
-                    tls.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-            except (OSError, ssl.SSLError):
-                conn.close()
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request and (chunk := tls.recv(4096)):
+            request += chunk
+        tls.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
 
 
 def tls_findings(server: DroppingTlsServer, tmp_path, config_file) -> dict[str, dict]:
