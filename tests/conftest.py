@@ -178,3 +178,19 @@ def speak_chinese():
 
     yield i18n.use("zh_CN")
     i18n.use("en")
+
+
+@pytest.fixture
+def desk(tmp_path, push_certs):
+    """Factory: a help desk (a collector with an operator and a terminal's token) for remote requests."""
+    from labs.remotelab import HelpDesk
+
+    started: list[HelpDesk] = []
+
+    def make(*serve_args: str) -> HelpDesk:
+        started.append(HelpDesk(tmp_path, push_certs, *serve_args))
+        return started[-1]
+
+    yield make
+    for d in started:
+        d.stop()

@@ -14,25 +14,10 @@ import threading
 import time
 import types
 
-import pytest
 from labs.commands import run_cli
 from labs.helpers import wait_for
-from labs.remotelab import HelpDesk
 from posdiag.agent import remote_client
 from posdiag.agent.remote import BACKOFF_FACTOR_CAP, MIN_GAP_S, RemoteRequests, next_wait_s
-
-
-@pytest.fixture
-def desk(tmp_path, push_certs):
-    started: list[HelpDesk] = []
-
-    def make(*serve_args: str) -> HelpDesk:
-        started.append(HelpDesk(tmp_path, push_certs, *serve_args))
-        return started[-1]
-
-    yield make
-    for d in started:
-        d.stop()
 
 
 def status(daemon) -> dict:

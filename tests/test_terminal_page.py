@@ -21,17 +21,6 @@ FULL_DISK = {"disk": {"min_free_mb": 10_000_000}}  # every sweep finds its disk 
 XSS = '<img src=x onerror="window.__xss=1">'
 
 
-@pytest.fixture
-def desk(tmp_path, push_certs):
-    started: list[HelpDesk] = []
-
-    def make(*serve_args: str) -> HelpDesk:
-        started.append(HelpDesk(tmp_path, push_certs, *serve_args))
-        return started[-1]
-
-    yield make
-    for d in started:
-        d.stop()
 
 
 def open_page(browser, d: HelpDesk, terminal: str, **context):
