@@ -51,6 +51,7 @@ from posdiag.agent import risks as risk_table
 from posdiag.agent.coverage import Coverage, Unchecked
 from posdiag.core import i18n
 from posdiag.core.causes import cause_text
+from posdiag.core.frozen import load_toml
 from posdiag.core.i18n import tr
 from posdiag.core.settings import ConfigError
 from posdiag.core.vocabulary import Verdict
@@ -161,7 +162,7 @@ def load_knowledge(path: str | Path, lang: str | None = None) -> KnowledgeBase:
     path = Path(path)
     lang = lang or i18n.active()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = load_toml(path)
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found: expected the cause knowledge base"]) from None
     except tomllib.TOMLDecodeError as exc:

@@ -9,15 +9,10 @@ cause reads the same on the till and on the central server's pages.
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 from posdiag.core import i18n
+from posdiag.core.frozen import load_toml
 from posdiag.core.paths import causes_path
 
 #: what a cause's language table may say
@@ -42,7 +37,7 @@ def titles(lang: str) -> dict[str, str]:
     """Cause id → title in ``lang`` (English where the catalogue has no translation), read once per
     language from the packaged ``causes.toml``. Entries without an id or a title are left out: the
     engine refuses such a file, a page only shows fewer titles."""
-    data = tomllib.loads(causes_path().read_text(encoding="utf-8"))
+    data = load_toml(causes_path())
     found: dict[str, str] = {}
     for i, entry in enumerate(data.get("causes", [])):
         if not isinstance(entry, dict):

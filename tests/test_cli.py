@@ -223,6 +223,11 @@ def test_installed_package_carries_its_data_files(tmp_path):
     # The build compiled the Chinese catalogue into the package; its source stays in the repository.
     assert (target / "posdiag/core/locale/zh_CN/LC_MESSAGES/posdiag.mo").is_file()
     assert not list(target.rglob("*.po"))
+    # The build froze the knowledge base beside it, and the frozen twin holds the very same document.
+    from posdiag.core.frozen import tomllib, twin_of
+    installed_causes = target / "posdiag/config/causes.toml"
+    twin = json.loads(twin_of(installed_causes).read_text(encoding="utf-8"))
+    assert twin["data"] == tomllib.loads(installed_causes.read_text(encoding="utf-8"))
     chinese = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--lang", "zh_CN"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": str(target), "POSDIAG_CONFIG": ""})
