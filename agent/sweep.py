@@ -19,14 +19,14 @@ class UnknownProbe(Refusal, ValueError):
     """``--only`` named no probe and no area; the message says which names exist."""
 
 
-def select_probes(only: list[str] | None) -> list[type]:
-    """All probes, or those named in ``only`` (a name or an area prefix such as ``network``) with
-    every probe they need to give an answer (:func:`prerequisites`), in the catalogue's order."""
+def select_probes(only: list[str] | None) -> list[str]:
+    """All probes' names, or those named in ``only`` (a name or an area prefix such as ``network``)
+    with every probe they need to give an answer (:func:`prerequisites`), in the catalogue's order."""
     if not only:
-        return probes.all_probes()
+        return list(probes.CATALOGUE)
     chosen = asked(only)
     chosen += [n for n in prerequisites(chosen) if n not in chosen]
-    return [probes.load(n) for n in probes.CATALOGUE if n in chosen]
+    return [n for n in probes.CATALOGUE if n in chosen]
 
 
 def asked(only: list[str]) -> list[str]:
@@ -62,7 +62,7 @@ def run_sweep(settings: Settings, *, trigger: str = "on-demand", only: list[str]
               knowledge: KnowledgeBase | None = None, on_result: ProgressHook | None = None,
               deadline_s: float | None = None, on_running: RunningHook | None = None) -> dict[str, Any]:
     kb = knowledge or load_knowledge(causes_path())
-    classes = select_probes(only)
+    classes = [probes.load_for(name, settings) for name in select_probes(only)]
     started_wall, started = time.time(), time.monotonic()
     results = run_probes(settings, classes, deadline_s=deadline_s, on_result=on_result, on_running=on_running)
     diagnosis = diagnose(results, kb)

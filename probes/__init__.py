@@ -1,11 +1,16 @@
-"""The probe catalogue. Modules are imported only when their probe runs, to keep start-up light."""
+"""The probe catalogue. Modules are imported only when their probe runs, to keep start-up light:
+a probe with nothing configured to look at (:mod:`posdiag.probes.gates`) is settled by a stand-in
+that says so, and its module is never imported."""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
 
+from posdiag.probes.gates import unconfigured
+
 if TYPE_CHECKING:  # pragma: no cover
+    from posdiag.core.settings import Settings
     from posdiag.probes.base import Probe
 
 #: probe name → "module:Class", in the order a technician reads them (hardware up to the network).
@@ -38,3 +43,15 @@ def load(name: str) -> type[Probe]:
 
 def all_probes() -> list[type[Probe]]:
     return [load(name) for name in CATALOGUE]
+
+
+def load_for(name: str, settings: Settings) -> type[Probe]:
+    """The probe to run under ``settings``: its class, or, when nothing it looks at is configured, a
+    stand-in of the same name that is skipped with the probe's own reason, its module left unimported."""
+    reason = unconfigured(name, settings)
+    if reason is None:
+        return load(name)
+    from posdiag.probes.base import Probe
+
+    return type("Unconfigured", (Probe,), {"name": name, "skip_reason": lambda self: reason,
+                                           "__doc__": "A probe with nothing configured to look at."})

@@ -24,6 +24,7 @@ from posdiag.core.i18n import N_, N_plural, ntr, tr
 from posdiag.core.redact import mask_text
 from posdiag.probes._sandbox import hidden_path
 from posdiag.probes.base import Observation, Probe, Status, declare
+from posdiag.probes.gates import unconfigured
 
 ERROR_2824 = "2824"
 #: ISO 8583 field 39 response codes by whose outcome they are
@@ -142,7 +143,7 @@ class TxlogProbe(Probe):
                        info=("txlog.undated",))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.txlog.path else tr("no transaction log configured ([txlog] path)")
+        return unconfigured(self.name, self.settings)
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.txlog

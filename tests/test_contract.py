@@ -17,7 +17,7 @@ import pytest
 from posdiag import probes
 from posdiag.agent.diagnosis import load_knowledge
 from posdiag.core.paths import causes_path
-from posdiag.core.settings import ConfigError
+from posdiag.core.settings import ConfigError, PaymentHost, ReaderSettings, Settings, TxlogSettings
 from posdiag.probes.base import FRAMEWORK_FINDINGS, Severity
 
 CAUSES = Path(os.environ.get("POSDIAG_TEST_CAUSES") or causes_path())
@@ -81,3 +81,32 @@ def test_a_risk_weighed_as_evidence_is_refused(tmp_path: Path):
     with pytest.raises(ConfigError) as refused:
         load_knowledge(broken)
     assert any("risks.tls.expiring_soon" in p and "never a cause" in p for p in refused.value.problems)
+
+
+#: settings under which each gated probe has something, or nothing, to look at
+GATE_CASES = {
+    "nothing configured": {},
+    "a payment host": {"payment_hosts": [PaymentHost(host="127.0.0.1")]},
+    "a USB reader": {"reader": ReaderSettings(kind="usb", usb="0b00:0084")},
+    "a serial reader": {"reader": ReaderSettings(kind="serial", port="/dev/ttyS0")},
+    "a POS log": {"txlog": TxlogSettings(path="/var/log/pos.log")},
+}
+
+
+@pytest.mark.parametrize("case", GATE_CASES)
+@pytest.mark.parametrize("name", probes.CATALOGUE)
+def test_a_probe_left_unloaded_is_skipped_exactly_as_the_probe_itself_would_be(name, case):
+    """The catalogue settles a probe with nothing configured by a stand-in, without importing its
+    module: what a technician reads must be what the probe itself would have said, and a probe with
+    something to look at must be the real one."""
+    settings = Settings(**GATE_CASES[case])
+    chosen = probes.load_for(name, settings)
+    real = probes.load(name)
+    if case == "nothing configured":  # only the host's own probes have something to look at
+        assert (chosen is real) == (name.split(".")[0] in ("memory", "disk", "system", "clock", "trends"))
+    if chosen is real:
+        return
+    own = real(settings).not_applicable()
+    assert chosen.name == name and own is not None, "the stand-in skipped a probe that would have run"
+    stand_in = chosen(settings).not_applicable()
+    assert (stand_in.status, stand_in.summary, stand_in.findings) == (own.status, own.summary, own.findings)

@@ -36,6 +36,12 @@ NOT_LOADED = {
     "ctypes.util": "looking a C library up by name, in a child process",
     "difflib": "suggesting the name a misspelt key or protocol meant",
     "traceback": "a probe that crashed",
+    "posdiag.probes.network._common": "a payment host",
+    "posdiag.probes.network.link": "a payment host",
+    "posdiag.probes.network._dnswire": "a payment host named by a DNS name",
+    "posdiag.probes.reader.usb": "a card reader",
+    "posdiag.probes.reader.serial_port": "a serial card reader",
+    "posdiag.probes.txlog": "a POS log",
 }
 
 

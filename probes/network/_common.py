@@ -16,6 +16,7 @@ from posdiag.core.i18n import N_, tr
 from posdiag.core.settings import PaymentHost, Settings
 from posdiag.probes._netinfo import default_route, resolv_conf_servers
 from posdiag.probes.base import Observation, Probe, ProbeContext, Severity
+from posdiag.probes.gates import unconfigured
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -25,9 +26,6 @@ R = TypeVar("R")
 RESOLVED = "dns.resolved"
 CONNECTED = "tcp.connected"
 
-#: The one wording of the skip every payment-host probe shares (translated where it is said).
-NO_PAYMENT_HOST = N_("no payment host configured ([[payment_hosts]])")
-
 
 class PaymentHostProbe(Probe):
     """Base of the probes that check the way to the payment hosts (link, gateway, DNS, TCP, TLS,
@@ -35,9 +33,7 @@ class PaymentHostProbe(Probe):
     wording. A subclass narrows when it applies with :meth:`applies`."""
 
     def skip_reason(self) -> str | None:
-        if not self.settings.payment_hosts:
-            return tr(NO_PAYMENT_HOST)
-        return self.applies()
+        return unconfigured(self.name, self.settings) or self.applies()
 
     def applies(self) -> str | None:
         """Why this probe does not apply although payment hosts are configured, or None to run it."""

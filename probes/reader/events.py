@@ -11,6 +11,7 @@ import time
 
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
+from posdiag.probes.gates import unconfigured
 from posdiag.probes.reader.usb import enumerate_sysfs
 
 
@@ -20,7 +21,7 @@ class EventsProbe(Probe):
     findings = declare(warn=("reader.flapping",), info=("reader.kernel_log_denied", "reader.kernel_log_missing"))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.reader.kind != "none" else tr("no card reader configured ([reader] kind)")
+        return unconfigured(self.name, self.settings)
 
     def identities(self) -> list[str]:
         """Names the kernel uses for the reader: its USB path and its tty."""

@@ -12,6 +12,7 @@ from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes._procs import find_processes
 from posdiag.probes._sandbox import Hidden, hidden_path, refused_device
 from posdiag.probes.base import CouldNotCheck, Observation, Probe, Status, declare
+from posdiag.probes.gates import unconfigured
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from posdiag.probes.reader._exchange import Exchange
@@ -40,7 +41,7 @@ class SerialProbe(Probe):
                        info=("reader.bridged", "reader.holders_unknown", "reader.in_use_by_pos", "reader.serial_unknown"))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.reader.kind == "serial" else tr("no serial reader configured ([reader] kind)")
+        return unconfigured(self.name, self.settings)
 
     def deadline_s(self) -> float:
         return self.settings.reader.timeout_s * 2 + 1.0

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.probes.base import Observation, Probe, Status, declare
+from posdiag.probes.gates import unconfigured
 
 BASELINE_FILE = "usb-baseline.json"
 
@@ -130,7 +131,7 @@ class UsbProbe(Probe):
                            "reader.usb_present"))
 
     def skip_reason(self) -> str | None:
-        return None if self.settings.reader.kind != "none" else tr("no card reader configured ([reader] kind)")
+        return unconfigured(self.name, self.settings)
 
     def check(self, obs: Observation) -> None:
         cfg = self.settings.reader
