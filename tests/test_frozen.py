@@ -4,10 +4,9 @@ broken or missing TOML."""
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
-
+import tomllib
 from posdiag.core import frozen
 from posdiag.core.paths import causes_path
 

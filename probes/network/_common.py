@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from posdiag.core.addresses import is_address
-from posdiag.core.i18n import N_, tr
+from posdiag.core.i18n import tr
 from posdiag.core.settings import PaymentHost, Settings
 from posdiag.probes._netinfo import default_route, resolv_conf_servers
 from posdiag.probes.base import Observation, Probe, ProbeContext, Severity
