@@ -7,14 +7,13 @@ Data and presentation are kept apart: :func:`build_report` makes the JSON contra
 from __future__ import annotations
 
 import socket
-import uuid
 from typing import Any
 
 from posdiag.agent import __version__
 from posdiag.agent.columns import SCREEN, display_width, fitted, pad, pad_left, wrap
 from posdiag.agent.coverage import AREA_WORDS
 from posdiag.agent.diagnosis import PRESENT, Diagnosis
-from posdiag.agent.history import SHORT_ID
+from posdiag.agent.history import SHORT_ID, new_report_id
 from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
 from posdiag.core import i18n
 from posdiag.core.redact import mask_data
@@ -32,7 +31,7 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
     before the report is printed, stored in the history or pushed to the central server."""
     return mask_data({
         "schema": SCHEMA,
-        "report_id": str(uuid.uuid4()),
+        "report_id": new_report_id(),
         "terminal": {"id": settings.terminal_id, "site": settings.terminal.site, "hostname": socket.gethostname()},
         "agent_version": __version__,
         "lang": i18n.active(),

@@ -16,11 +16,11 @@ import copy
 import signal
 import threading
 import time
-import uuid
 from typing import Any, TextIO
 
 from posdiag.agent.columns import fitted, table
 from posdiag.agent.exits import Exit
+from posdiag.agent.history import new_report_id
 from posdiag.agent.progress import Progress, is_terminal
 from posdiag.agent.report import phone_line
 from posdiag.agent.screen import Screen
@@ -70,7 +70,7 @@ class Session:
         with the session under ``"watch"``."""
         assert self.worst is not None and self.latest is not None
         report = copy.deepcopy(self.worst)
-        report["report_id"] = str(uuid.uuid4())
+        report["report_id"] = new_report_id()
         report["trigger"] = Trigger.WATCH.value
         report["watch"] = watch_block(started=self.started, ended=time.time() if ended is None else ended,
                                       interval_s=self.interval_s, sweeps=self.sweeps,

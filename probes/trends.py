@@ -33,9 +33,7 @@ FORECAST_REACH = 72
 
 def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares slope and R² of ys over xs."""
-    import statistics  # here, not at the top: a terminal without history never needs it
-
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     if not sxx:
         return 0.0, 0.0

@@ -198,7 +198,8 @@ def test_time_stamps_are_utc_to_the_second_and_read_back_exactly():
     assert utc_iso(0) == "1970-01-01T00:00:00Z" and utc_iso(1_800_000_000.9) == "2027-01-15T08:00:00Z"
     assert parse_utc_iso("2027-01-15T08:00:00Z") == 1_800_000_000
     assert compact_stamp(1_800_000_000) == "20270115T080000Z"
-    for wrong in ("2027-01-15 08:00:00", "2027-01-15T08:00:00+01:00", "9999-99-99T99:99:99Z", "2027-01-15T25:00:00Z"):
+    for wrong in ("2027-01-15 08:00:00", "2027-01-15T08:00:00+01:00", "9999-99-99T99:99:99Z", "2027-01-15T25:00:00Z",
+                  "2027-1-15T8:00:00Z", "2027-01-15T08:00:00Z\n", " 2027-01-15T08:00:00Z", "2027-02-29T08:00:00Z", ""):
         with pytest.raises(ValueError):
             parse_utc_iso(wrong)
 

@@ -250,3 +250,23 @@ def test_a_state_dir_this_user_may_not_read_is_not_taken_for_an_empty_one(tmp_pa
     proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code],
                           capture_output=True, text=True, check=True, cwd=REPO)
     assert proc.stdout.strip() == "False"
+
+
+def test_report_ids_are_random_version_4_uuids():
+    """Report ids are made without the uuid module: each must still read as a version-4 UUID of the
+    RFC 4122 variant, in canonical form, and two are never alike."""
+    import uuid
+
+    from posdiag.agent.history import new_report_id
+
+    ids = [new_report_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids[:200]:
+        parsed = uuid.UUID(made)
+        assert (str(parsed), parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
+    # every bit outside version and variant varies across the sample
+    varying = 0
+    for bit in range(128):
+        values = {(uuid.UUID(made).int >> bit) & 1 for made in ids[:200]}
+        varying += len(values) == 2
+    assert varying == 122
