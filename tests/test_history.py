@@ -56,6 +56,68 @@ def test_retention_drops_the_oldest_when_the_history_outgrows_its_size(tmp_path)
     assert kept[0].started_at > kept[-1].started_at  # the newest are the ones kept
 
 
+@pytest.fixture
+def statements(monkeypatch):
+    """Every SQL statement the store's connections run (a trace on each connection it opens)."""
+    import sqlite3
+
+    from posdiag.agent import store as store_module
+
+    seen: list[str] = []
+    real_connect = sqlite3.connect
+
+    def traced(*args, **kwargs):
+        db = real_connect(*args, **kwargs)
+        db.set_trace_callback(seen.append)
+        return db
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", traced)
+    return seen
+
+
+def test_a_history_that_fits_its_limit_is_not_read_whole_to_measure_it(tmp_path, statements):
+    """Measuring the bodies reads every one (40 ms for a full history, on every report kept): only a
+    store whose files outgrow the limit is measured, and then the oldest still go."""
+    now = time.time()
+    with Store(tmp_path, max_mb=1) as store:
+        for i in range(5):
+            store.add(fake_report(now - 600 + i * 60, size=10_000))
+        assert store.count() == 5
+    assert not [sql for sql in statements if "SUM(LENGTH(body))" in sql]
+    with Store(tmp_path, max_mb=0.05) as store:  # the same store, now over its limit
+        store.add(fake_report(now, size=10_000))
+        assert 3 <= store.count() <= 5
+    assert [sql for sql in statements if "SUM(LENGTH(body))" in sql]
+
+
+def test_a_technicians_report_is_kept_without_reading_the_whole_store_but_the_daemons_store_is_checked(
+        tmp_path, statements, config_file):
+    """``diagnose`` keeps its report without PRAGMA quick_check, which reads every page of the file
+    (25 ms for a full history, seconds from a cold disk); the daemon's store is checked when opened."""
+    from posdiag.agent.store import keep
+    from posdiag.core.settings import load
+
+    settings = load(str(config_file(daemon={"state_dir": str(tmp_path)})))
+    assert keep(settings, fake_report(time.time()))
+    assert not [sql for sql in statements if "quick_check" in sql]
+    Store.for_daemon(settings).close()
+    assert [sql for sql in statements if "quick_check" in sql]
+
+
+def test_a_technicians_report_kept_in_a_damaged_store_heals_it(tmp_path, config_file):
+    """Unchecked on opening, a damaged store is still healed by the write that meets the damage."""
+    from posdiag.agent.store import keep
+    from posdiag.core.settings import load
+
+    settings = load(str(config_file(daemon={"state_dir": str(tmp_path)})))
+    (tmp_path / "history.sqlite3").write_bytes(b"SQLite format 3\x00" + os.urandom(8192))
+    report = fake_report(time.time())
+    assert keep(settings, report)
+    with Store(tmp_path) as store:
+        assert store.get(report["report_id"])["report_id"] == report["report_id"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("history.sqlite3.corrupt-")]  # moved aside
+
+
 def test_database_uses_wal_and_full_sync(tmp_path):
     with Store(tmp_path) as store:
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
