@@ -6,14 +6,19 @@ The receiver is a real HTTP server on loopback (labs/webhook.py).
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 import requests
-from labs.collectorlab import Fleet, ServeProcess, make_report
+from labs.collectorlab import Fleet, ServeProcess, iso, make_report, run_sql
 from labs.helpers import wait_for
 from labs.webhook import Receiver
+from posdiag.collector import intake
+from posdiag.collector.alerts import CLAIM, POLL_S, Alerter
+from posdiag.collector.keeper import Keeper
 from posdiag.collector.storage import open_storage
+from posdiag.collector.storage.chains import Rules
 
 SECRET = b"a-webhook-key-of-32-bytes-length"
 LANES = ("lane-1", "lane-2", "lane-3")
@@ -172,6 +177,52 @@ def test_three_serve_processes_on_one_postgresql_post_each_opening_and_closing_o
         for server in servers:
             server.stop()
         f.storage.close()
+
+
+@pytest.fixture
+def database(tmp_path):
+    """An empty collector database on SQLite, with no ``serve`` process: the test drives the workers."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'collector.db'}")
+    storage.migrate()
+    yield storage
+    storage.close()
+
+
+def test_the_webhook_worker_claims_again_at_once_after_a_full_batch_and_waits_a_poll_after_a_short_one(
+        database, receiver):
+    """A full batch may leave more behind (the backlog of a receiver's outage): the worker comes straight
+    back for it. A short batch, or none, means nothing more is due: it waits a poll rather than spin on
+    the database."""
+    now = iso(time.time())
+    for incident in range(1, CLAIM + 2):
+        body = json.dumps({"event": "incident.open", "incident": {"id": str(incident)}})
+        run_sql(database, "INSERT INTO alerts (incident_id, event, body, created_at, next_at) VALUES (?, 'open', ?, ?, ?)",
+                (incident, body, now, now))
+    alerter = Alerter(database, receiver.url, SECRET)
+    assert (alerter.step(), len(receiver.delivered())) == (0.0, CLAIM)
+    assert (alerter.step(), len(receiver.delivered())) == (POLL_S, CLAIM + 1)
+    assert (alerter.step(), len(receiver.posts)) == (POLL_S, CLAIM + 1)
+
+
+def test_the_incident_keeper_wakes_the_webhook_worker_when_it_wrote_a_message_and_only_then(database):
+    """An opening is posted at once, not at the worker's next poll; a batch that opened nothing does not
+    wake it (it would look for messages after every batch the keeper applies)."""
+    for tid in LANES:
+        database.add_terminal(tid, "store-1", f"hash-{tid}")
+    woken: list[bool] = []
+    keeper = Keeper(database, Rules(600, 2, 3, alerts=True), lambda: woken.append(True))
+
+    def store(tid: str) -> None:
+        report = json.dumps(make_report(tid, "store-1", cause="network.wan")).encode()
+        database.store_report(intake.decode(report, "", 1 << 20), received=iso(time.time()))
+        keeper.catch_up()
+
+    keeper.catch_up()  # nothing queued
+    store("lane-1")  # one failing terminal of the site: no incident yet
+    assert woken == []
+    store("lane-2")  # a second one: the site's incident opens, its message is written
+    assert woken == [True]
+    assert [r["event"] for r in database._select("SELECT event FROM alerts")] == ["open"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

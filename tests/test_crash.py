@@ -221,6 +221,32 @@ def test_a_previous_boot_that_ends_in_ordinary_work_was_not_shut_down():
     assert clean.known and clean.clean
 
 
+def test_the_previous_boots_end_is_asked_once_per_boot_and_again_after_a_journal_that_timed_out(tmp_path, monkeypatch):
+    """It cannot change while this boot runs, so the daemon asks journalctl once per boot; a journal too
+    slow to answer in time is asked again at the next sweep, not taken as the answer for the whole boot."""
+    hang, answered_calls = tmp_path / "hang", tmp_path / "answered"
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    tool = folder / "journalctl"  # hangs while told to (a busy journal), else answers and counts it
+    tool.write_text(f'#!/bin/sh\n[ -e "{hang}" ] && exec sleep 30\necho x >> "{answered_calls}"\n'
+                    f"cat <<'END'\n{JOURNAL_CUT}\nEND\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    monkeypatch.setattr(_lastboot, "_asked", {})  # what other tests of this process asked is not this boot's
+    boot = tmp_path / "boot_id"
+    boot.write_text("0f6b5a1e-2824-4c1e-9d3e-000000000001\n")
+
+    def answers() -> int:
+        return len(answered_calls.read_text().splitlines())
+
+    hang.touch()
+    assert _lastboot.journal_end(0.3, str(boot)).why == "timeout"
+    hang.unlink()
+    answered = _lastboot.journal_end(10.0, str(boot))
+    assert answered.known and answered.ended_at == 1764990009.0 and answers() == 1
+    assert _lastboot.journal_end(10.0, str(boot)) == answered and answers() == 1  # kept for the rest of the boot
+
+
 def test_without_a_previous_boot_in_the_journal_the_probe_says_so(config_file):
     rc, report = diagnose_json(config_file(), "--only", "system.crash")
     finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown")

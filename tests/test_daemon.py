@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from labs.commands import REPO, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import pids_cgroup, wait_for, write_config
+from labs.history import past_report
 from posdiag.agent.control import request
 
 
@@ -76,6 +78,52 @@ def test_trigger_runs_an_on_demand_sweep_in_the_daemon(daemon):
     report = json.loads(out)
     assert rc == 0 and report["trigger"] == "on-demand", err
     assert wait_for(lambda: report["report_id"] in {r.report_id for r in d.reports()})
+
+
+@pytest.mark.root
+def test_a_trigger_whose_sweep_fails_says_why_and_the_daemon_carries_on(daemon):
+    """In a cgroup with room for the request's own thread and no more, the sweep cannot start its probes:
+    the technician is told why, not merely that it failed, and the next trigger works again."""
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 10)
+    with pids_cgroup(10_000) as procs:
+        procs.write_text(str(d.proc.pid))  # every thread of the daemon moves with it
+        limit = procs.parent / "pids.max"
+        limit.write_text(str(len(os.listdir(f"/proc/{d.proc.pid}/task")) + 1))
+        rc, out, err = d.cli("trigger")
+        assert rc == 3 and out == "", err
+        assert "the daemon could not diagnose:" in err and "RuntimeError(\"can't start new thread\")" in err, err
+        limit.write_text("max")
+        rc, out, err = d.cli("trigger", "--json")
+        assert rc in (0, 1, 2) and json.loads(out)["trigger"] == "on-demand", err
+
+
+def test_a_trigger_waits_for_a_daemon_that_answers_well_after_the_deadline(config_file, tmp_path):
+    """A trigger that comes while the daemon finishes another sweep waits for that one and then its own,
+    and the daemon gives its sweep up to deadline_s + 30 s: the command must not give up first. Here a
+    daemon (the socket's far end, played by the test) answers 5 s after being asked, with a 0.2 s deadline."""
+    report = past_report(time.time(), {"memory": {}})
+    path = tmp_path / "control.sock"
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    listening.listen(1)
+
+    def answer_late() -> None:
+        conn, _ = listening.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            time.sleep(5)
+            conn.sendall(json.dumps({"ok": True, "report": report}).encode() + b"\n")
+
+    late = threading.Thread(target=answer_late, daemon=True)
+    late.start()
+    config = config_file(diagnosis={"deadline_s": 0.2}, network={"timeout_s": 0.1})
+    try:
+        rc, out, err = run_cli("trigger", "--json", "--config", str(config))
+    finally:
+        listening.close()
+    assert rc == 0 and json.loads(out)["report_id"] == report["report_id"], err
+    late.join(5)
 
 
 def test_trigger_without_a_daemon_diagnoses_locally(config_file):

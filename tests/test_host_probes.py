@@ -4,12 +4,14 @@ an NTP responder whose clock is wrong, thresholds above what this machine has, a
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from labs.commands import diagnose_json
+from labs.commands import diagnose_in_namespace, diagnose_json
 from labs.helpers import codes_of as codes
 from labs.helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
 from posdiag.core import settings as cfg
@@ -269,6 +271,38 @@ def test_available_memory_counts_reclaimable_cache_not_only_free_pages(config_fi
     above = int(met.metrics["available_mb"]) + 256
     short = MemoryProbe(cfg.load(str(config_file(memory={"min_available_mb": above})))).run()
     assert "memory.available_low" in found(short), (vm, short)
+
+
+def meminfo_with_swap(folder: Path, total_kb: int, free_kb: int) -> Path:
+    """This machine's /proc/meminfo as it would read with a swap of ``total_kb``, ``free_kb`` of it free
+    (this machine has none, and a swap file switched on here would be every other process's too)."""
+    text = Path("/proc/meminfo").read_text()
+    for name, kb in (("SwapTotal", total_kb), ("SwapFree", free_kb)):
+        text = re.sub(rf"^{name}:.*$", f"{name}: {kb:>14} kB", text, flags=re.M)
+    path = folder / "meminfo"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("total_kb", "free_kb", "limit", "high"), [
+    (1_000_000, 500_000, 50, False),  # 50.0 % in use: at the limit, not over it
+    (1_000_000, 499_000, 50, True),  # 50.1 %: over
+    (1_000_000, 1_000_000, 0, False),  # none in use: not over even a limit of 0
+    (0, 0, 0, False)],  # no swap at all: nothing to judge
+    ids=["at-the-limit", "just-over", "unused", "no-swap"])
+def test_swap_in_use_is_a_warning_only_over_its_limit(config_file, tmp_path, total_kb, free_kb, limit, high):
+    """The kernel's meminfo, with swap lines of the test's own, bound over /proc/meminfo in a mount
+    namespace that only this diagnosis sees."""
+    fake = meminfo_with_swap(tmp_path, total_kb, free_kb)
+    config = config_file(memory={"max_swap_percent": limit, "min_available_mb": 1})
+    report = diagnose_in_namespace('mount --bind "$1" /proc/meminfo', str(fake), config=config, only="memory")
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["swap_percent"] == (round((total_kb - free_kb) * 100 / total_kb, 1) if total_kb else 0)
+    assert ("memory.swap_high" in codes(report, "memory")) is high, memory
+    if high:
+        finding = next(f for f in memory["findings"] if f["code"] == "memory.swap_high")
+        assert finding["severity"] == "warn" and finding["data"]["max_swap_percent"] == limit
 
 
 def test_missing_pos_process_blames_system_overload(config_file):

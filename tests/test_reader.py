@@ -11,13 +11,13 @@ import time
 import uuid
 
 import pytest
-from labs.commands import REPO, run_cli
+from labs.commands import REPO, diagnose_in_namespace, run_cli
 from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
 from labs.helpers import wait_for
 from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
-from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, remove_device, terminal_tree
+from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
 from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
 
 
@@ -304,6 +304,28 @@ def test_usb_reader_present_records_a_baseline_then_stays_quiet(usb_config, tmp_
     rc, report = reader_report(usb_config())
     assert "reader.usb_baseline_created" not in codes(report, "reader.usb")
     assert probe(report, "reader.usb")["status"] == "ok"
+
+
+#: the kernel's view of one USB-serial port, as pyserial reads it: /sys/class/tty/<tty>/device (a tmpfs of
+#: the namespace over the class folder) leading to the test's tree ($1, $2), and the port in /dev
+PYSERIAL_VIEW = ('mount -t tmpfs tty /sys/class/tty && mkdir "/sys/class/tty/$2" && ln -s "$1" "/sys/class/tty/$2/device"'
+                 ' && mount -t tmpfs dev /dev && mknod -m 666 /dev/null c 1 3 && : > "/dev/$2"')
+
+
+@pytest.mark.root
+def test_without_a_usb_bus_in_sysfs_the_reader_is_found_in_pyserials_port_list_with_its_name(config_file, tmp_path):
+    """Where sysfs shows no USB bus, pyserial's list of USB-serial ports is asked instead; the reader is
+    found by VID:PID and named by its maker and model, as from sysfs. pyserial reads the kernel's fixed
+    paths: the test's tree is shown there in a mount namespace that only this diagnosis sees."""
+    iface, tty = device_with_tty(tmp_path / "sys", READER)
+    config = config_file(reader={"kind": "usb", "usb": f"{READER['vid']}:{READER['pid']}",
+                                 "sysfs_root": str(tmp_path / "no-sysfs")})
+    report = diagnose_in_namespace(PYSERIAL_VIEW, str(iface), tty, config=config, only="reader.usb")
+    usb = probe(report, "reader.usb")
+    assert usb["metrics"]["source"] == "pyserial" and usb["metrics"]["usb_devices"] == 1, usb
+    present = next(f for f in usb["findings"] if f["code"] == "reader.usb_present")
+    assert "0b00:0084 Ingenico iPP350" in present["message"] and f"{iface.name} ({tty})" in present["message"]
+    assert present["data"]["serial"] == READER["serial"]
 
 
 def test_usb_reader_missing_blames_disconnected(usb_config):

@@ -159,6 +159,51 @@ def test_a_collector_that_hangs_never_holds_up_a_sweep(desk, tmp_path):
         hole.close()
 
 
+class _Trickler(threading.Thread):
+    """A central server on loopback that answers a poll one byte every 0.1 s, so slowly that no single
+    read of the client ever times out and the answer never ends."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.hung_up = threading.Event()  # the client went away in the middle of the answer
+
+    def run(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+                while True:
+                    conn.sendall(b" ")
+                    time.sleep(0.1)
+            except OSError:
+                self.hung_up.set()
+
+
+def test_a_poll_the_server_trickles_forever_is_given_up_after_twice_the_timeout_and_ten_seconds(tmp_path):
+    """Each read of the answer comes within timeout_s, so only the daemon's own bound on the poll's process
+    ends it: the poll counts as failed, says so in the status, and its process is gone."""
+    from posdiag.core.settings import ServerSettings
+
+    server = _Trickler()
+    server.start()
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    settings = types.SimpleNamespace(server=ServerSettings(url=server.url, token_file=str(token), timeout_s=1.0),
+                                     daemon=types.SimpleNamespace(state_dir=str(tmp_path)))
+    poller = RemoteRequests(settings, None, lambda request_id: None)
+    try:
+        poller._poll()
+    finally:
+        server.sock.close()
+    assert poller.status()["last_result"] == "no answer within 12 s" and poller.status()["failures"] == 1
+    assert poller.proc is None and server.hung_up.wait(10)
+
+
 class _Busy(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.seen.append((self.path, self.headers.get("Authorization")))

@@ -6,14 +6,12 @@ cgroup. (tests/test_boot.py shows the same under the real unit, in a booted Debi
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from labs.commands import IN_CI, REPO
+from labs.commands import IN_CI, diagnose_in_namespace
 from labs.helpers import codes_of, probe_of, top_cause
 from posdiag.probes._mounts import mount_of, read_mounts
 from posdiag.probes._sandbox import hidden_path
@@ -22,15 +20,6 @@ from posdiag.probes._sandbox import hidden_path
 INACCESSIBLE = "systemd/inaccessible/dir"
 #: the unit's own /tmp as PrivateTmp=yes mounts it over /tmp and /var/tmp
 PRIVATE_TMP = "systemd-private-4d2e3f14e53149cca51d1f2f3dc7a662-posdiag.service-LW5wP2/tmp"
-
-
-def in_namespace(script: str, *argv: str, config: Path, only: str) -> dict:
-    """``posdiag diagnose`` in a private mount namespace after ``script`` (sh, its arguments in $1…)."""
-    command = f'{script} && exec "$0" -m posdiag.agent diagnose --json --only {only} --config {config}'
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", command, sys.executable,
-                           *argv], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert proc.returncode in (0, 1, 2) and proc.stdout.startswith("{"), proc.stderr
-    return json.loads(proc.stdout)
 
 
 def finding(report: dict, probe: str, code: str) -> dict:
@@ -48,9 +37,9 @@ def test_a_log_under_home_hidden_by_protecthome_names_the_dropin_that_opens_it(c
     config = config_file(txlog={"path": "/home/pos/tx.log"})
     (tmp_path / "run").mkdir()
 
-    seen = in_namespace(TILL_FOLDER, "/home", config=config, only="txlog")
-    hidden = in_namespace(f"{TILL_FOLDER} && {SANDBOX_MOUNT}", "/home", str(tmp_path / "run"), INACCESSIBLE,
-                          config=config, only="txlog")
+    seen = diagnose_in_namespace(TILL_FOLDER, "/home", config=config, only="txlog")
+    hidden = diagnose_in_namespace(f"{TILL_FOLDER} && {SANDBOX_MOUNT}", "/home", str(tmp_path / "run"), INACCESSIBLE,
+                                   config=config, only="txlog")
 
     assert codes_of(seen, "txlog") == [], "the till's log is read where nothing hides it"
     assert probe_of(seen, "txlog")["metrics"]["lines_read"] == 1
@@ -70,8 +59,8 @@ def test_a_log_under_var_tmp_hidden_by_privatetmp_names_the_unit_from_its_privat
     (tmp_path / "run").mkdir()
     private = PRIVATE_TMP.replace("posdiag.service", "pos-watch.service")
 
-    hidden = in_namespace(f"{TILL_FOLDER} && {SANDBOX_MOUNT}", "/var/tmp", str(tmp_path / "run"), private,
-                          config=config, only="txlog")
+    hidden = diagnose_in_namespace(f"{TILL_FOLDER} && {SANDBOX_MOUNT}", "/var/tmp", str(tmp_path / "run"), private,
+                                   config=config, only="txlog")
 
     found = finding(hidden, "txlog", "txlog.hidden_by_sandbox")
     assert found["data"]["setting"] == "PrivateTmp"
@@ -83,7 +72,7 @@ def test_a_log_under_var_tmp_hidden_by_privatetmp_names_the_unit_from_its_privat
 @pytest.mark.root
 def test_a_log_that_is_not_there_without_a_sandbox_stays_missing(config_file):
     config = config_file(txlog={"path": "/home/pos/tx.log"})
-    report = in_namespace('mount -t tmpfs till "$1"', "/home", config=config, only="txlog")
+    report = diagnose_in_namespace('mount -t tmpfs till "$1"', "/home", config=config, only="txlog")
     assert codes_of(report, "txlog") == ["txlog.missing"]
 
 
@@ -108,8 +97,8 @@ def test_a_reader_port_the_device_policy_refuses_names_the_device_allow_that_ope
     cgroup = devices_cgroup(f"posdiag-test-{os.getpid()}")
     try:
         (cgroup / "devices.deny").write_text("c 188:* rwm")  # what DevicePolicy=closed does to a port it does not list
-        allowed = in_namespace("true", config=config, only="reader.serial")
-        refused = in_namespace('echo $$ > "$1/cgroup.procs"', str(cgroup), config=config, only="reader.serial")
+        allowed = diagnose_in_namespace("true", config=config, only="reader.serial")
+        refused = diagnose_in_namespace('echo $$ > "$1/cgroup.procs"', str(cgroup), config=config, only="reader.serial")
     finally:
         cgroup.rmdir()
 

@@ -53,6 +53,12 @@ def listening_socket() -> socket.socket:
     return socket.create_server(("127.0.0.1", 0))
 
 
+def run_sql(storage: Any, statement: str, args: tuple = ()) -> None:
+    """One statement of the test's own on a collector's database (``?`` placeholders on both back ends)."""
+    with storage._connection(write=True) as conn:
+        storage._execute(conn, statement, args)
+
+
 class InProcessServer:
     """The collector's ASGI app under uvicorn in a thread of the test process."""
 
@@ -152,9 +158,7 @@ class Fleet:
         return len(self.storage.list_reports(limit=1000))
 
     def sql(self, statement: str, args: tuple = ()) -> None:
-        """One statement of the test's own on the collector's database (``?`` placeholders on both back ends)."""
-        with self.storage._connection(write=True) as conn:
-            self.storage._execute(conn, statement, args)
+        run_sql(self.storage, statement, args)
 
     @contextmanager
     def tracing(self, statements: list[str]) -> Iterator[None]:

@@ -33,3 +33,14 @@ def diagnose_json(config: Path, *extra: str) -> tuple[int, dict]:
     rc, out, err = run_cli("diagnose", "--config", str(config), "--json", *extra)
     assert rc != 3, err
     return rc, json.loads(out)
+
+
+def diagnose_in_namespace(script: str, *argv: str, config: Path, only: str) -> dict:
+    """``posdiag diagnose`` in a private mount namespace after ``script`` (sh, its arguments in $1…): what
+    it mounts there (a sandbox's folders, a kernel file of the test's own over /proc or /sys) is seen by
+    that diagnosis alone, never by the machine's other processes."""
+    command = f'{script} && exec "$0" -m posdiag.agent diagnose --json --only {only} --config {config}'
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", command, sys.executable,
+                           *argv], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode in (0, 1, 2) and proc.stdout.startswith("{"), proc.stderr
+    return json.loads(proc.stdout)

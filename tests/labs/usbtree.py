@@ -43,6 +43,27 @@ def add_device(root: Path, dev: dict) -> None:
             (iface / "tty" / tty).mkdir(parents=True, exist_ok=True)
 
 
+def device_with_tty(root: Path, dev: dict) -> tuple[Path, str]:
+    """``dev`` where /sys/devices nests it (``usb1/1-1/1-1:1.1``), as ``/sys/class/tty/<tty>/device``
+    leads to it: the interface holding the tty, with a ``subsystem`` link to the usb bus, inside its
+    device folder. Returns that interface and the tty's name (pyserial's port list reads this)."""
+    device = root / "devices" / "usb1" / dev["name"]
+    device.mkdir(parents=True)
+    (root / "bus" / "usb").mkdir(parents=True, exist_ok=True)
+    for attr, key in (("idVendor", "vid"), ("idProduct", "pid"), ("serial", "serial"), ("product", "product"),
+                      ("manufacturer", "manufacturer")):
+        (device / attr).write_text(dev[key] + "\n")
+    (device / "bNumInterfaces").write_text(f" {len(dev['interfaces'])}\n")
+    for i, (cls, _proto, tty) in enumerate(dev["interfaces"]):
+        iface = device / f"{dev['name']}:1.{i}"
+        iface.mkdir()
+        (iface / "bInterfaceClass").write_text(cls + "\n")
+        (iface / "subsystem").symlink_to(root / "bus" / "usb")
+        if tty:
+            return iface, tty
+    raise ValueError(f"{dev['name']} has no tty")
+
+
 def remove_device(root: Path, name: str) -> None:
     import shutil
 
