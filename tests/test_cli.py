@@ -33,11 +33,20 @@ def test_schema_rejects_a_report_missing_its_diagnosis(config_file):
         jsonschema.validate(report, SCHEMA)
 
 
-def test_default_config_runs_anywhere_and_is_healthy_here():
+def test_default_config_runs_anywhere_and_blames_nothing_it_did_not_check():
+    """The packaged configuration probes no remote host, reader or log: on any machine it gives a
+    valid report, checks nothing it was not given, and its verdict can only come from the machine's
+    own state (a busy CI box may well read as a saturated CPU: its load is real, so that is allowed)."""
     proc = run_posdiag("diagnose", "--json", env={**os.environ, "POSDIAG_CONFIG": ""})
-    assert proc.returncode in (0, 1), proc.stderr  # a busy CI box may be "degraded", never broken
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
+    verdict = report["diagnosis"]["verdict"]
+    assert proc.returncode == {"healthy": 0, "degraded": 1, "fault": 2}[verdict], proc.stderr
+    unconfigured = [p for p in report["probes"] if p["name"].startswith(("network.", "reader.")) or p["name"] == "txlog"]
+    assert unconfigured and {p["status"] for p in unconfigured} == {"skipped"}
+    assert not [p["name"] for p in report["probes"] if p["status"] == "error"]
+    blamed = {c["id"] for c in report["diagnosis"]["causes"] if c["certainty"] >= 0.5}
+    assert not {c for c in blamed if c.startswith(("network.", "reader.", "host.", "config.", "data."))}, blamed
 
 
 def test_text_report_tells_verdict_cause_evidence_and_steps(config_file):
