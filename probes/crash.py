@@ -97,7 +97,7 @@ class CrashProbe(Probe):
         if not name:
             return
         cfg = self.settings.system
-        starts = [_start(sweep) for sweep in history]
+        starts = [_start(sweep) for sweep in history] + list(self.context.pos_starts())
         current = self.context.results.get("system")
         starts.append(current.metrics.get(_restarts.START_METRIC) if current else None)  # type: ignore[arg-type]
         seen = _restarts.restarts_seen(starts, time.time() - cfg.restart_window_min * 60)
@@ -106,7 +106,7 @@ class CrashProbe(Probe):
             obs.fail("crash.pos_restarting", tr("the POS application '{process}' restarted {n} times in {window:g} min "
                                                 "(limit {limit})", process=name, n=len(seen),
                                                 window=cfg.restart_window_min, limit=cfg.restart_limit),
-                     process=name, restarts=len(seen), window_min=cfg.restart_window_min, source="sweeps",
+                     process=name, restarts=len(seen), window_min=cfg.restart_window_min, source="start_times",
                      at=[utc_iso(t) for t in seen])
         elif seen:
             obs.info("crash.pos_restarts", ntr("the POS application '{process}' restarted {n} time in {window:g} min",

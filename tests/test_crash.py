@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from labs import kernel
-from labs.commands import diagnose_json, run_posdiag
+from labs.commands import diagnose_json, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapped, wait_for
 from labs.history import past_report, stored
 from posdiag.agent.report import render_text
+from posdiag.agent.store import Store
 from posdiag.probes import _lastboot, _restarts
 
 OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
@@ -109,28 +110,57 @@ def start_pos(folder: Path, name: str) -> subprocess.Popen:
     return subprocess.Popen([str(binary), "600"])
 
 
-def test_a_pos_killed_and_restarted_between_sweeps_is_a_crash_loop(config_file, tmp_path):
+def seen_starts(state: Path) -> list[float]:
+    """The POS start times the daemon recorded in its store."""
+    if not (state / "history.sqlite3").exists():
+        return []
+    with Store(state) as store:
+        return store.pos_starts()
+
+
+def test_a_pos_restarting_three_times_between_scheduled_sweeps_is_found_by_the_daemon_itself(config_file, tmp_path):
+    """The daemon at its defaults — a sweep every 300 s, a look at the POS every 10 s, 3 restarts in
+    10 min a crash loop — and nobody asking it to diagnose: a POS killed and started again three
+    times within a minute or so is reported as a crash loop by a sweep the daemon brings forward."""
     name = f"posfc{os.getpid() % 100000}"
-    config = config_file(terminal={"pos_process": name}, system={"restart_limit": 3, "restart_window_min": 10})
+    config = config_file(terminal={"pos_process": name})
+    state = tmp_path / "state"
     pos = start_pos(tmp_path, name)
-    daemon = DaemonProcess(config, tmp_path / "state")
+    daemon = DaemonProcess(config, state)
     try:
-        assert wait_for(lambda: len(daemon.reports()) >= 1, 30), daemon.output()  # the boot sweep saw it running
-        for _ in range(3):
+        assert wait_for(lambda: len(daemon.reports()) >= 1 and len(seen_starts(state)) == 1, 30), daemon.output()
+        for restarts in range(1, 4):
             pos.kill()
             pos.wait()
-            time.sleep(0.2)  # it crashed; its supervisor starts it again
-            pos = start_pos(tmp_path, name)
-            rc, out, err = daemon.cli("trigger", "--json")
-            assert rc in (0, 1, 2), err
+            pos = start_pos(tmp_path, name)  # it crashed; its supervisor starts it again
+            assert wait_for(lambda n=restarts: len(seen_starts(state)) == n + 1, 30), daemon.output()
+        assert wait_for(lambda: len(daemon.reports()) >= 2, 30), daemon.output()
+        newest, boot = daemon.reports()[0], daemon.reports()[-1]
     finally:
         pos.kill()
         pos.wait()
         daemon.stop()
-    report = json.loads(out)
+    assert newest.trigger == "schedule" and newest.top_cause == "system.crashed"
+    assert newest.started_at - boot.started_at < 300 * 0.95  # brought forward: not the scheduled sweep
+    assert "diagnosing now" in daemon.output()
+    with Store(state) as store:
+        report = store.get(newest.report_id)
     finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.pos_restarting")
-    assert finding["data"]["restarts"] == 3 and finding["data"]["source"] == "sweeps"
-    assert top_cause(report) == "system.crashed"
+    assert finding["data"]["restarts"] == 3 and finding["data"]["source"] == "start_times"
+
+
+def test_a_restart_limit_the_daemon_could_never_see_within_the_window_is_refused(config_file):
+    """One restart a look at most: 100 restarts cannot be seen within a minute when it looks every 10 s."""
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(
+        terminal={"pos_process": "posapp"}, system={"restart_limit": 100, "restart_window_min": 1})))
+    assert rc == 3 and "system.restart_limit: 100 restarts cannot be seen within restart_window_min = 1 min" in err
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(
+        terminal={"pos_process": "posapp"}, system={"restart_limit": 6, "restart_window_min": 1})))
+    assert rc == 0, err  # six restarts seen by looks 10 s apart span 50 s: they fit in the minute
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(  # systemd counts every restart of a unit
+        terminal={"pos_process": "posapp", "pos_unit": "posapp.service"},
+        system={"restart_limit": 100, "restart_window_min": 1})))
+    assert rc == 0, err
 
 
 def test_restarts_are_counted_only_within_the_window():
