@@ -32,12 +32,13 @@ class PosWatch:
 
     def __init__(self, settings: Settings, store: StartStore | None) -> None:
         self.store = store
+        self.watch: StartWatch | None = None
         self.configure(settings)
 
     def configure(self, settings: Settings) -> None:
         """(Re)read the settings: a new process name starts a new watch."""
         name = settings.terminal.pos_process
-        if getattr(self, "watch", None) is None or self.watch.name != name:
+        if self.watch is None or self.watch.name != name:
             self.watch = StartWatch(name) if name else None
             self.starts = self._stored()
             self.swept_at = 0.0  # when a crash loop last brought a sweep forward (time.time())
@@ -52,8 +53,8 @@ class PosWatch:
             return False
         self.next_at = time.monotonic() + self.every_s
         start = self.watch.look()
-        if start is None or any(abs(start - s) <= SAME_START_S for s in self.starts[-1:]):
-            return False
+        if start is None or (self.starts and start <= self.starts[-1] + SAME_START_S):
+            return False  # not running, the same process, or an older one outliving a younger
         if self.starts:
             log.info("POS application %r restarted: a process started at %s", self.watch.name, utc_iso(start))
         self.starts = (self.starts + [start])[-100:]
