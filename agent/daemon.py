@@ -10,6 +10,8 @@ One main loop owns the sweeps, so two diagnoses never run at once; everything el
   ``status``; a pending event always goes before on-demand requests;
 * an operator's request at the central server, fetched by the remote-requests thread
   (``remote.py``), asks for a ``remote`` sweep, which goes after on-demand ones and is pushed at once;
+* between sweeps, every ``pos_watch_s``, the POS application's start time is looked at
+  (``poswatch.py``): its restarts are stored, and a crash loop brings the next sweep forward;
 * SIGTERM stops cleanly, SIGHUP reloads the configuration (a bad one is refused and the old kept).
 
 What fails before the boot sweep — a refused token file or socket path, another daemon on the
@@ -46,6 +48,7 @@ from posdiag.agent.diagnosis import KnowledgeBase, load_knowledge
 from posdiag.agent.exits import Exit
 from posdiag.agent.logfollow import LogFollower
 from posdiag.agent.logs import setup_logging
+from posdiag.agent.poswatch import PosWatch
 from posdiag.agent.push import Pusher, read_status
 from posdiag.agent.pushsetup import PushSetupError
 from posdiag.agent.remote import RemoteRequests
@@ -151,6 +154,7 @@ class Daemon:
         self.store: Store | None = None
         self.pusher: Pusher | None = None
         self.remote: RemoteRequests | None = None
+        self.poswatch: PosWatch | None = None
         self.remote_wanted: collections.deque[str] = collections.deque()  # request ids to diagnose for
 
     # --- signals and requests from other threads ------------------------------------------------
@@ -274,6 +278,8 @@ class Daemon:
             self.pusher.configure(new)
         if self.remote is not None:
             self.remote.configure(new)
+        if self.poswatch is not None:
+            self.poswatch.configure(new)
         log.info("configuration reloaded from %s", new.source)
         self.notify.send("READY=1")
 
@@ -317,6 +323,8 @@ class Daemon:
             signal.signal(signum, self.on_signal)
         self.store = Store.for_daemon(self.settings)
         started.callback(self.store.close)
+        self.poswatch = PosWatch(self.settings, self.store)
+        self.poswatch.look()  # the POS as it runs now: a restart is a start later than this one
         server = serve(self.settings.daemon.control_socket, self.handle_control)
         started.callback(release, self.settings.daemon.control_socket)
         started.callback(server.server_close)
@@ -356,7 +364,8 @@ class Daemon:
 
     def run_due_work(self, next_sweep: float) -> str | None:
         """Run the one sweep that is most urgent — a 2824 event, on-demand requests, an operator's remote
-        request, the schedule — and return its trigger, or None when nothing is due."""
+        request, the schedule (brought forward when the POS watch sees a crash loop) — and return its
+        trigger, or None when nothing is due."""
         if self.events.due_in() == 0:
             self.sweep("event", event=self.events.take())
             return "event"
@@ -368,8 +377,8 @@ class Daemon:
         if self.remote_wanted:
             self.sweep("remote", request_id=self.remote_wanted.popleft())
             return "remote"
-        if time.monotonic() >= next_sweep:
-            self.sweep("schedule")
+        if time.monotonic() >= next_sweep or (self.poswatch is not None and self.poswatch.look()):
+            self.sweep("schedule")  # due, or brought forward by a crash loop of the POS seen between sweeps
             return "schedule"
         return None
 

@@ -56,7 +56,8 @@ def run_probes(settings: Settings, probe_classes: list[type[Probe]], deadline_s:
     """Run ``probe_classes`` and return one result per probe, in the order given."""
     overall = time.monotonic() + (deadline_s if deadline_s is not None else settings.diagnosis.deadline_s)
     context = ProbeContext(state_dir=settings.daemon.state_dir, build_epoch=BUILD_EPOCH,
-                           history=_stored_history(settings.daemon.state_dir))
+                           history=_stored_history(settings.daemon.state_dir),
+                           pos_starts=_stored_pos_starts(settings.daemon.state_dir))
     return _Sweep(settings, probe_classes, overall, context, on_result, on_running).run()
 
 
@@ -70,6 +71,19 @@ def _stored_history(state_dir: str) -> Callable[[int], list]:
         from posdiag.agent.store import history_reader
 
         return history_reader(state_dir)(limit)
+
+    return read
+
+
+def _stored_pos_starts(state_dir: str) -> Callable[[], list]:
+    """The POS's start times the daemon saw between sweeps, for the crash probe (read as the history is)."""
+
+    def read() -> list:
+        if nothing_stored(state_dir):
+            return []
+        from posdiag.agent.store import pos_starts_reader
+
+        return pos_starts_reader(state_dir)()
 
     return read
 

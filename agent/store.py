@@ -43,7 +43,15 @@ DB_NAME = history.DB_NAME
 #: Given up when the disk is full so that SQLite has room to delete the oldest history.
 RESERVE_NAME = "space-reserve"
 RESERVE_BYTES = 256 * 1024
-SCHEMA = history.SCHEMA + outbox.SCHEMA
+#: The POS application's start times the daemon saw between sweeps (its restarts, see poswatch.py).
+POS_STARTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pos_starts (
+    start_s  REAL PRIMARY KEY           -- when a POS process started, seconds since the epoch
+);
+"""
+#: start times kept: the window is minutes, and a restart needs only the start seen before it
+POS_STARTS_KEPT = 200
+SCHEMA = history.SCHEMA + outbox.SCHEMA + POS_STARTS_SCHEMA
 
 
 class StoreFull(Refusal):
@@ -413,6 +421,25 @@ class Store:
                           {p["name"]: (p["status"], p.get("metrics", {})) for p in body.get("probes", [])})
                 for body in self.recent_bodies(limit)]
 
+    def add_pos_start(self, start_s: float) -> None:
+        """A start time of the POS process the daemon saw; only the newest :data:`POS_STARTS_KEPT` are kept."""
+        if self.db is None:  # could not be opened before: try again now
+            self._open()
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO pos_starts VALUES (?)", (start_s,))
+            self.db.execute("DELETE FROM pos_starts WHERE start_s < (SELECT MIN(start_s) FROM (SELECT start_s FROM "
+                            "pos_starts ORDER BY start_s DESC LIMIT ?))", (POS_STARTS_KEPT,))
+
+    def pos_starts(self) -> list[float]:
+        """The POS's start times the daemon saw, oldest first (none in a store written before it looked,
+        or not opened)."""
+        if self.db is None:
+            return []
+        try:
+            return [row[0] for row in self.db.execute("SELECT start_s FROM pos_starts ORDER BY start_s")]
+        except sqlite3.OperationalError:
+            return []
+
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
 
@@ -448,6 +475,24 @@ def history_reader(state_dir: str | Path) -> Callable[[int], list[PastSweep]]:
                 return store.past_sweeps(limit)
         except sqlite3.DatabaseError as exc:
             log.warning("history unreadable in %s: %s", state_dir, exc)
+            return []
+
+    return read
+
+
+def pos_starts_reader(state_dir: str | Path) -> Callable[[], list[float]]:
+    """What :class:`ProbeContext` hands the crash probe: the POS's start times the daemon saw, read
+    only when asked; a damaged store reads as none."""
+
+    def read() -> list[float]:
+        try:
+            store = open_readonly(state_dir)
+            if store is None:
+                return []
+            with store:
+                return store.pos_starts()
+        except sqlite3.DatabaseError as exc:
+            log.warning("POS start times unreadable in %s: %s", state_dir, exc)
             return []
 
     return read

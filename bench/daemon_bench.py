@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Daemon figures: delay from a 2824 line to its stored event report, and idle resources.
 
-    python3 bench/daemon_bench.py [--events N] [--soak SECONDS] [--interval S]
+    python3 bench/daemon_bench.py [--events N] [--soak SECONDS] [--interval S] [--pos]
 
 Resources are read from /proc/<pid> of the real daemon: RSS (VmRSS, median and max over the
-soak) and CPU (utime+stime over wall time, in % of one core).
+soak) and CPU (utime+stime over wall time, in % of one core). With ``--pos`` a stand-in POS
+process runs and ``[terminal] pos_process`` names it, so the soak includes the daemon's look at
+the POS's start time between sweeps (``[daemon] pos_watch_s``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -29,12 +33,12 @@ from posdiag.agent.store import Store  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def start(tmp: Path, interval_s: float) -> tuple[subprocess.Popen, Path, Path]:
+def start(tmp: Path, interval_s: float, pos: str = "") -> tuple[subprocess.Popen, Path, Path]:
     log = tmp / "pos.log"
     log.touch()
     config = write_config(tmp / "posdiag.toml", {
         "daemon": {"state_dir": str(tmp / "state"), "control_socket": str(tmp / "ctl.sock"), "interval_s": interval_s},
-        "disk": {"paths": [str(tmp)], "min_free_mb": 1}, "txlog": {"path": str(log)}})
+        "disk": {"paths": [str(tmp)], "min_free_mb": 1}, "txlog": {"path": str(log)}, "terminal": {"pos_process": pos}})
     proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "run", "--config", str(config)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not wait_for(lambda: (tmp / "ctl.sock").exists(), 15, interval=0.05):
@@ -83,9 +87,20 @@ def proc_sample(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / TICK
 
 
-def soak(seconds: float, interval_s: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="posdiag-bench-soak-") as d:
-        proc, _, state = start(Path(d), interval_s)
+def stand_in_pos(folder: Path) -> subprocess.Popen:
+    """A process named like a POS application (a copy of sleep) for the daemon to watch."""
+    binary = folder / "benchpos"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", binary)
+    return subprocess.Popen([str(binary), "86400"])
+
+
+def soak(seconds: float, interval_s: float, with_pos: bool = False) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="posdiag-bench-soak-") as d, contextlib.ExitStack() as stack:
+        pos = stand_in_pos(Path(d)) if with_pos else None
+        if pos is not None:
+            stack.callback(pos.wait)
+            stack.callback(pos.kill)
+        proc, _, state = start(Path(d), interval_s, "benchpos" if with_pos else "")
         try:
             time.sleep(2.0)  # boot sweep done: measure the idle daemon from here
             rss0, cpu0 = proc_sample(proc.pid)
@@ -110,14 +125,16 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--soak", type=float, default=300, help="seconds of idle measurement (0: skip)")
     parser.add_argument("--interval", type=float, default=60)
+    parser.add_argument("--pos", action="store_true", help="a stand-in POS process the daemon watches between sweeps")
     args = parser.parse_args()
     if args.events:
         delays = event_delay(args.events)
         print(f"2824 line → stored event report: median {statistics.median(delays) * 1000:.0f} ms, "
               f"max {max(delays) * 1000:.0f} ms over {len(delays)} events")
     if args.soak:
-        r = soak(args.soak, args.interval)
-        print(f"daemon over {r['seconds']:.0f} s at interval_s={args.interval:g} ({r['sweeps']} sweeps): "
+        r = soak(args.soak, args.interval, args.pos)
+        print(f"daemon over {r['seconds']:.0f} s at interval_s={args.interval:g}{' watching a POS' if args.pos else ''} "
+              f"({r['sweeps']} sweeps): "
               f"RSS median {r['rss_median_mb']:.1f} MB, max {r['rss_max_mb']:.1f} MB; "
               f"CPU {r['cpu_percent']:.2f} % of one core")
     return 0

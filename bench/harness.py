@@ -147,6 +147,11 @@ def exits(code: int) -> Callable[[dict[str, Any], int], bool]:
     return lambda report, exit_code: exit_code == code
 
 
+def risk_ahead(code: str) -> Callable[[dict[str, Any], int], bool]:
+    """A check: ``posdiag diagnose`` exits 1 (degraded) and lists the risk ahead ``code``."""
+    return lambda report, exit_code: exit_code == 1 and code in {r.get("code") for r in report.get("risks") or []}
+
+
 def unsure(at_most: float) -> Callable[[dict[str, Any], int], bool]:
     """A check: the top cause (``none``) is at most this sure — its certainty, or its confidence in a
     report that has no certainty — because part of the terminal was not checked."""

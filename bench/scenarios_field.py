@@ -6,6 +6,7 @@ certificate expires in three days and a filesystem filling at a steady rate acro
 from __future__ import annotations
 
 import datetime
+import shutil
 import socket
 import ssl
 import struct
@@ -16,7 +17,7 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import Setup, scenario
+from harness import Setup, risk_ahead, scenario
 from labs import kernel
 from labs.helpers import fill_filesystem
 from labs.netlab import GATEWAY, Lab
@@ -50,6 +51,38 @@ def previous_boot_panic(tmp: Path, stack: ExitStack) -> Setup:
     pstore.mkdir(parents=True)
     (pstore / "dmesg-ramoops-0").write_text("Panic#1 Part1\n<0>Kernel panic - not syncing: Fatal exception\n")
     return Setup({"system": {"host_root": str(tmp / "root")}})
+
+
+@scenario("pos-crash-loop", "system.crashed", group="field")
+def pos_crash_loop(tmp: Path, stack: ExitStack) -> Setup:
+    """A POS process killed and started again three times; the daemon's look between sweeps recorded
+    each start in the store (as ``posdiag run`` does every ``pos_watch_s``); the fourth still runs."""
+    from posdiag.agent.store import Store
+    from posdiag.probes._restarts import StartWatch
+
+    binary = tmp / "benchpos"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", binary)
+    with Store(tmp / "state") as store:
+        for restart in range(4):
+            pos = subprocess.Popen([str(binary), "600"])
+            stack.callback(pos.wait)
+            stack.callback(pos.kill)
+            time.sleep(0.05)
+            start = StartWatch("benchpos").look()
+            assert start is not None
+            store.add_pos_start(start)
+            if restart < 3:  # it crashed; its supervisor starts it again
+                pos.kill()
+                pos.wait()
+    return Setup({"terminal": {"pos_process": "benchpos"}})
+
+
+@scenario("cpu-overheating", "system.overload", group="field", needs_root=True)
+def cpu_overheating(tmp: Path, stack: ExitStack) -> Setup:
+    """The kernel's thermal interrupts in its log: a CPU over its threshold and throttled."""
+    _kernel(stack, "CPU0: Core temperature above threshold, cpu clock throttled (total events = 12)",
+            "CPU2: Package temperature above threshold, cpu clock throttled (total events = 12)")
+    return Setup({"system": KMSG})
 
 
 @scenario("crash-and-full-disk", "disk.full", group="field", needs_root=True)
@@ -113,7 +146,7 @@ def weak_wifi_with_loss(tmp: Path, stack: ExitStack) -> Setup:
     return setup
 
 
-@scenario("cert-expiring-3d", "none", group="field")
+@scenario("cert-expiring-3d", "none", group="field", check=risk_ahead("tls.expiring_soon"))
 def cert_expiring(tmp: Path, stack: ExitStack) -> Setup:
     import trustme
 
@@ -143,7 +176,7 @@ def cert_expiring(tmp: Path, stack: ExitStack) -> Setup:
                                      "server_name": "pay.test", "ca_file": str(tmp / "ca.pem")}]})
 
 
-@scenario("disk-filling-steadily", "none", group="field", needs_root=True)
+@scenario("disk-filling-steadily", "none", group="field", needs_root=True, check=risk_ahead("trend.disk_filling"))
 def disk_filling(tmp: Path, stack: ExitStack) -> Setup:
     """A tmpfs with 40 MB free now, 10 MB less each stored sweep of the last hour: full in about 40 min."""
     from posdiag.agent.store import Store

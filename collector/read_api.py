@@ -193,18 +193,22 @@ def _due(stamp: str | None) -> str | None:
 @operator_only
 async def risks(request: Request) -> Response:
     """Every risk ahead of each terminal's newest report, fleet-wide, the soonest due first: what
-    operations act on before it becomes a 2824."""
+    operations act on before it becomes a 2824. ``terminals`` counts every terminal at risk, also those
+    past the limit, and ``risk_count`` the risks of the terminals listed before the list was cut, so
+    that a page showing the first ones can say how many more there are."""
     collector = request.app.state.collector
     limit = int(_number(request, "limit", 1000, 1, 10000))  # type: ignore[arg-type] - a default is given
-    rows = await run_in_threadpool(collector.storage.at_risk, site=request.query_params.get("site"),
-                                   terminal=request.query_params.get("terminal"), limit=limit)
+    site, terminal = request.query_params.get("site"), request.query_params.get("terminal")
+    rows = await run_in_threadpool(collector.storage.at_risk, site=site, terminal=terminal, limit=limit)
+    total = len(rows) if len(rows) < limit else await run_in_threadpool(collector.storage.at_risk_count, site=site,
+                                                                            terminal=terminal)
     out = []
     for row in rows:
         for risk in json.loads(row["risks"] or "[]"):
             out.append({"terminal": row["id"], "site": row["site"], "report_started_at": row["last_started_at"],
                         **{k: risk.get(k) for k in RISK_KEYS}})
     out.sort(key=lambda r: (r["due_at"] or intake.NEVER, r["terminal"], r["code"] or ""))
-    return JSONResponse({"risks": out[:limit], "terminals": len(rows), "now": iso(time.time())})
+    return JSONResponse({"risks": out[:limit], "risk_count": len(out), "terminals": total, "now": iso(time.time())})
 
 
 #: what the fleet's list says of each risk (the report's own words, in the terminal's language)

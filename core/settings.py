@@ -218,6 +218,8 @@ class DaemonSettings:
     history_max_mb: float = _f(50.0, **_range(0.1, 100_000))
     event_min_gap_s: float = _f(15.0, doc="2824s within this many seconds of an event sweep fold into the next one",
                                 **_range(0, 3600))
+    pos_watch_s: float = _f(10.0, doc="between sweeps, look at the POS process's start time this often (its restarts)",
+                            **_range(1, 300))
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ def _cross_checks(settings: Settings, problems: list[str]) -> None:
     _card_data_checks(settings, problems)
     _deadline_checks(settings, problems)
     _port_checks(settings, problems)
+    _restart_checks(settings, problems)
     absolute = [(f"disk.paths[{i}]", path) for i, path in enumerate(settings.disk.paths)]
     absolute += [("system.host_root", settings.system.host_root), ("system.kernel_log", settings.system.kernel_log)]
     problems += [Message(N_("{key}: expected an absolute path, got {value!r}"), key=key, value=path)
@@ -339,6 +342,20 @@ def _deadline_checks(settings: Settings, problems: list[str]) -> None:
             problems.append(Message(N_("{key}: expected at most {limit:g} s (half of diagnosis.deadline_s = {deadline:g} s, "
                                        "so that a timed-out attempt is reported within the deadline), got {value:g}"),
                                     key=key, limit=deadline * TIMEOUT_SHARE, deadline=deadline, value=value))
+
+
+def _restart_checks(settings: Settings, problems: list[str]) -> None:
+    """The daemon sees at most one restart of the POS process per look (``daemon.pos_watch_s``): a crash
+    loop it could never count to ``system.restart_limit`` within the window is refused, not silently
+    never found. systemd counts every restart of a named unit itself."""
+    system, watch_s = settings.system, settings.daemon.pos_watch_s
+    if settings.terminal.pos_unit or not settings.terminal.pos_process:
+        return
+    if (system.restart_limit - 1) * watch_s >= system.restart_window_min * 60:
+        problems.append(Message(N_("system.restart_limit: {limit} restarts cannot be seen within restart_window_min = "
+                                   "{window} min when the daemon looks every daemon.pos_watch_s = {watch} s (at most one "
+                                   "restart a look): lower the limit, widen the window or look more often"),
+                                limit=system.restart_limit, window=plain(system.restart_window_min), watch=plain(watch_s)))
 
 
 def _port_checks(settings: Settings, problems: list[str]) -> None:

@@ -1,5 +1,6 @@
-"""How the previous boot ended: the journal's last records of it, the kernel's crash records kept
-across the reboot (pstore), and kdump's dumps. Local reads and one bounded ``journalctl``; no traffic.
+"""How the previous boot ended and what its kernel said: the journal's last records of that boot and
+its kernel messages, the kernel's crash records kept across the reboot (pstore), and kdump's dumps.
+Local reads and two bounded ``journalctl`` calls, each asked once per boot; no traffic.
 
 A clean shutdown leaves its mark at the end of the previous boot's journal (systemd's "System is
 powering down" message, the shutdown targets, journald stopping); a crash, a hang or a power cut
@@ -13,7 +14,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 #: systemd's catalogue id of "System is powering down" / "Shutting down." (SD_MESSAGE_SHUTDOWN)
 SHUTDOWN_MESSAGE_ID = "98268866d1d54a499c4e98921d93bc40"
@@ -38,33 +41,40 @@ class PreviousBoot:
     detail: str = ""
 
 
-#: this boot's id → what the journal said of the previous boot: it does not change while this boot runs,
-#: so the daemon asks journalctl once per boot, not once per sweep
-_asked: dict[str, PreviousBoot] = {}
+#: (this boot's id, question) → what the journal said of the previous boot: it does not change while this
+#: boot runs, so the daemon asks journalctl once per boot, not once per sweep
+_asked: dict[tuple[str, str], Any] = {}
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+#: the previous boot's kernel messages looked through, its last ones (a crash is near the end of a boot)
+KERNEL_TAIL = 5000
 
 
 def journal_end(timeout_s: float, boot_id_path: str = BOOT_ID) -> PreviousBoot:
     """The previous boot's end, from ``journalctl -b -1`` (bounded by ``timeout_s``), asked once per boot."""
+    return _once(boot_id_path, "end", lambda: _ask_journal(timeout_s))
+
+
+def _once(boot_id_path: str, question: str, ask: Callable[[], Any]) -> Any:
     try:
         with open(boot_id_path) as f:
             boot = f.read().strip()
     except OSError:
         boot = ""
-    if boot in _asked:
-        return _asked[boot]
-    end = _ask_journal(timeout_s)
-    if boot and end.why != "timeout":  # a slow journal is asked again next time
-        _asked[boot] = end
-    return end
+    if (boot, question) in _asked:
+        return _asked[boot, question]
+    answer = ask()
+    if boot and answer.why != "timeout":  # a slow journal is asked again next time
+        _asked[boot, question] = answer
+    return answer
 
 
-def _ask_journal(timeout_s: float) -> PreviousBoot:
+def _journal(args: list[str], timeout_s: float) -> str | PreviousBoot:
+    """journalctl's output for the previous boot (``-b -1`` and ``args``), or why there is none."""
     tool = shutil.which("journalctl")
     if tool is None:
         return PreviousBoot(False, why="no-journalctl")
     try:
-        run = subprocess.run([tool, "-b", "-1", "-n", str(TAIL), "-o", "json", "--no-pager", "-q"], capture_output=True,
+        run = subprocess.run([tool, "-b", "-1", *args, "-o", "json", "--no-pager", "-q"], capture_output=True,
                              text=True, timeout=max(0.05, timeout_s), errors="replace")
     except subprocess.TimeoutExpired:
         return PreviousBoot(False, why="timeout")
@@ -73,7 +83,52 @@ def _ask_journal(timeout_s: float) -> PreviousBoot:
     if run.returncode != 0 or not run.stdout.strip():
         said = (run.stderr.strip().splitlines() or [""])[-1]
         return PreviousBoot(False, why="no-previous-boot", detail=said[:200])
-    return parse_journal_tail(run.stdout)
+    return run.stdout
+
+
+def _ask_journal(timeout_s: float) -> PreviousBoot:
+    out = _journal(["-n", str(TAIL)], timeout_s)
+    return out if isinstance(out, PreviousBoot) else parse_journal_tail(out)
+
+
+@dataclass(frozen=True)
+class PreviousKernel:
+    """The previous boot's kernel messages that may tell of a crash (``keep`` picked them), each with
+    its time in seconds since the epoch; ``known`` False with ``why`` as :class:`PreviousBoot`'s."""
+
+    known: bool
+    records: tuple[tuple[float, str], ...] = ()
+    why: str = ""
+    detail: str = ""
+
+
+def kernel_messages(timeout_s: float, keep: Callable[[str], bool], boot_id_path: str = BOOT_ID) -> PreviousKernel:
+    """The previous boot's kernel messages (``journalctl -b -1 -k``) that ``keep`` picks, asked once per
+    boot: only those are held, not the thousands of ordinary lines of a boot."""
+
+    def ask() -> PreviousKernel:
+        out = _journal(["-k", "-n", str(KERNEL_TAIL), "--output-fields=MESSAGE,__REALTIME_TIMESTAMP"], timeout_s)
+        if isinstance(out, PreviousBoot):
+            return PreviousKernel(False, why=out.why, detail=out.detail)
+        return PreviousKernel(True, tuple((t, m) for t, m in _records(out) if keep(m)))
+
+    return _once(boot_id_path, "kernel", ask)
+
+
+def _records(text: str) -> list[tuple[float, str]]:
+    """(time, message) of each ``journalctl -o json`` record that has both."""
+    found = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        message, stamp = entry.get("MESSAGE"), str(entry.get("__REALTIME_TIMESTAMP", ""))
+        if isinstance(message, str) and stamp.isdigit():
+            found.append((int(stamp) / 1e6, message.split("\n", 1)[0]))
+    return found
 
 
 def parse_journal_tail(text: str) -> PreviousBoot:

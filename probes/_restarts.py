@@ -1,12 +1,17 @@
-"""How often the POS application restarted: its start times sweep after sweep, and the restarts
-systemd counts for its unit (``NRestarts``). Local reads and one bounded ``systemctl``; no traffic."""
+"""How often the POS application restarted: its start times sweep after sweep and those the daemon
+looks at between sweeps (:class:`StartWatch`), and the restarts systemd counts for its unit
+(``NRestarts``). Local reads and one bounded ``systemctl``; no traffic."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import psutil
+from posdiag.probes._procs import find_processes
 
 #: the system probe's metric: when the youngest POS process started (seconds since the epoch)
 START_METRIC = "pos_start_time_s"
@@ -14,18 +19,45 @@ START_METRIC = "pos_start_time_s"
 SAME_START_S = 0.02
 
 
-def restarts_seen(starts: Sequence[float | None], since: float) -> list[float]:
-    """When the POS restarted, from its start time at each sweep (oldest first; None: not seen):
-    a sweep that finds a process started later than the one the sweep before it saw. Only restarts
-    at or after ``since`` are returned. Sweeps see at most one restart between two of them."""
-    restarts, previous = [], None
-    for start in starts:
-        if start is None:
-            continue
-        if previous is not None and start - previous > SAME_START_S and start >= since:
-            restarts.append(start)
-        previous = start
-    return restarts
+def restarts_seen(starts: Iterable[float | None], since: float) -> list[float]:
+    """When the POS restarted, from the start times of its youngest process seen at each look, in any
+    order (sweeps' and the daemon's looks between them; None: not running): every start later than
+    the first one seen is a restart. Only restarts at or after ``since`` are returned, oldest first.
+    A look sees at most one restart since the look before it."""
+    distinct: list[float] = []
+    for start in sorted(s for s in starts if s is not None):
+        if not distinct or start - distinct[-1] > SAME_START_S:
+            distinct.append(start)
+    return [start for start in distinct[1:] if start >= since]
+
+
+class StartWatch:
+    """The youngest POS process's start time, looked at cheaply and often (the daemon, between sweeps).
+
+    While the process last seen still lives with the same start time, one ``/proc/<pid>/stat`` read
+    says so; only when it has gone (a crash, a restart) or none was seen are all processes scanned.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.proc: psutil.Process | None = None
+
+    def look(self) -> float | None:
+        """The youngest POS process's start time (seconds since the epoch, to the hundredth, as the
+        system probe's metric), or None when none runs."""
+        if self.proc is not None:
+            with contextlib.suppress(psutil.Error):
+                if self.proc.is_running():  # same pid and the same start time as when first seen
+                    return round(self.proc.create_time(), 2)
+        procs = []
+        for proc in find_processes(self.name):
+            with contextlib.suppress(psutil.Error):
+                procs.append((proc.create_time(), proc))
+        if not procs:
+            self.proc = None
+            return None
+        started, self.proc = max(procs, key=lambda p: p[0])
+        return round(started, 2)
 
 
 @dataclass(frozen=True)

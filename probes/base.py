@@ -186,6 +186,8 @@ class ProbeContext:
     build_epoch: float = 0.0
     #: ``history(n)``: the last ``n`` stored sweeps, oldest first (empty where nothing is stored).
     history: Callable[[int], Sequence[PastSweep]] = _no_history
+    #: ``pos_starts()``: the POS process's start times the daemon saw between sweeps (empty where none).
+    pos_starts: Callable[[], Sequence[float]] = tuple
     #: network.dns → dependants: payment host name → the addresses it resolved to.
     resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: network.tcp → dependants: payment host index → the address a connect succeeded to.

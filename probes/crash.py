@@ -3,31 +3,21 @@ kernel or restarting again and again, and a previous boot that ended without a s
 
 Sources, newest first: the kernel log of this boot (records of the last ``[system]
 kernel_log_window_h``, after the last ``dmesg --clear``: a technician clears what was dealt with);
-the POS's start time sweep after sweep and systemd's restart count of its unit; the previous boot's
-end in the journal, the kernel's crash records kept in pstore, and kdump's dumps.
+the POS's start times (sweep after sweep, and those the daemon saw between sweeps) and systemd's
+restart count of its unit; the previous boot's end and kernel messages in the journal, the kernel's
+crash records kept in pstore, and kdump's dumps. Another program's crash is said, never weighed:
+it is not the system's (see :mod:`posdiag.probes._crashlog`).
 """
 
 from __future__ import annotations
 
-import re
 import time
 
 from posdiag.core.i18n import N_, N_plural, ntr, tr
 from posdiag.core.timefmt import utc_iso
-from posdiag.probes import _lastboot, _restarts
+from posdiag.probes import _crashlog, _lastboot, _restarts
 from posdiag.probes.base import Observation, PastSweep, Probe, Status, declare
 
-#: oops, BUG, panic and the like: the kernel itself failed
-OOPS = re.compile(r"(?:^|\s)(?:BUG: |Oops: |Oops\b|kernel BUG at |Kernel panic - not syncing|general protection fault"
-                  r"|Unable to handle kernel )")
-HUNG = re.compile(r"INFO: task (?P<task>\S+?):(?P<pid>\d+) blocked for more than (?P<seconds>\d+) seconds")
-#: the kernel killing a process: the OOM killer, or a fault in the process itself
-KILLED = (("oom", re.compile(r"Killed process (?P<pid>\d+) \((?P<comm>[^)]*)\)")),
-          ("oom", re.compile(r"oom-kill:.*\btask=(?P<comm>[^,]+),pid=(?P<pid>\d+)")),
-          ("segfault", re.compile(r"(?P<comm>\S+)\[(?P<pid>\d+)\]: segfault at ")),
-          ("segfault", re.compile(r"traps: (?P<comm>\S+)\[(?P<pid>\d+)\] general protection")))
-#: the kernel keeps at most this many characters of a process's name (TASK_COMM_LEN - 1)
-COMM_LEN = 15
 #: a command-line tool is given at most this share of the probe's time left
 TOOL_SHARE = 0.4
 
@@ -40,7 +30,7 @@ class CrashProbe(Probe):
                              "crash.pstore"),
                        warn=("crash.hung_task", "crash.kdump", "crash.unclean_shutdown"),
                        info=("crash.kernel_log_unreadable", "crash.pos_restarts", "crash.previous_boot_unknown",
-                             "crash.unit_unreadable"))
+                             "crash.program_crashed", "crash.unit_unreadable"))
     after = ("system",)
 
     def check(self, obs: Observation) -> None:
@@ -66,33 +56,39 @@ class CrashProbe(Probe):
                      path=cfg.kernel_log)
             return
         since = time.monotonic() - cfg.kernel_log_window_h * 3600
-        recent = [(t, m) for t, m in records if t >= since]
-        oopses = [m for _, m in recent if OOPS.search(m)]
-        obs.metric("kernel_oopses", len(oopses))
-        if oopses:
+        found = _crashlog.read((m for t, m in records if t >= since), self.settings.terminal.pos_process)
+        obs.metric("kernel_oopses", len(found.oopses))
+        if found.oopses:
             obs.fail("crash.kernel_oops", ntr("the kernel failed {n} time in the last {hours:g} h: {first}",
-                                              "the kernel failed {n} times in the last {hours:g} h: {first}", len(oopses),
-                                              hours=cfg.kernel_log_window_h, first=oopses[0][:160]),
-                     count=len(oopses), first=oopses[0][:300], window_h=cfg.kernel_log_window_h)
-        hung = [match for _, m in recent if (match := HUNG.search(m))]
-        if hung:
-            tasks = sorted({h["task"] for h in hung})
+                                              "the kernel failed {n} times in the last {hours:g} h: {first}",
+                                              len(found.oopses), hours=cfg.kernel_log_window_h,
+                                              first=found.oopses[0][:160]),
+                     count=len(found.oopses), first=found.oopses[0][:300], window_h=cfg.kernel_log_window_h)
+        if found.hung_tasks:
+            tasks = sorted(set(found.hung_tasks))
             obs.warn("crash.hung_task", ntr("{n} task hung in the kernel for minutes ({tasks})",
-                                            "{n} tasks hung in the kernel for minutes ({tasks})", len(hung),
-                                            tasks=", ".join(tasks)), count=len(hung), tasks=tasks)
-        self.pos_killed(obs, [m for _, m in recent])
+                                            "{n} tasks hung in the kernel for minutes ({tasks})", len(found.hung_tasks),
+                                            tasks=", ".join(tasks)), count=len(found.hung_tasks), tasks=tasks)
+        self.pos_killed(obs, found)
+        self.other_programs(obs, found)
 
-    def pos_killed(self, obs: Observation, messages: list[str]) -> None:
+    def pos_killed(self, obs: Observation, found: _crashlog.KernelCrashes, boot: str = "this") -> None:
         name = self.settings.terminal.pos_process
-        if not name:
-            return
-        deaths = [(kind, match) for m in messages for kind, pattern in KILLED
-                  if (match := pattern.search(m)) and match["comm"] == name[:COMM_LEN]]
-        for kind in ("oom", "segfault"):
-            pids = [int(m["pid"]) for k, m in deaths if k == kind]
+        for kind, pids in found.pos_deaths.items():
             if pids:
-                obs.fail(f"crash.pos_{_KILL_CODES[kind]}", ntr(*_KILL_WORDS[kind], len(pids), process=name),
-                         process=name, count=len(pids), pids=pids)
+                words = _KILL_WORDS[kind] if boot == "this" else _KILL_WORDS_BEFORE[kind]
+                obs.fail(f"crash.pos_{_KILL_CODES[kind]}", ntr(*words, len(pids), process=name),
+                         process=name, count=len(pids), pids=pids, boot=boot)
+
+    def other_programs(self, obs: Observation, found: _crashlog.KernelCrashes) -> None:
+        """Another program's crash is its own business: said, never weighed against the terminal."""
+        if found.programs:
+            programs = dict(found.programs.most_common(10))
+            obs.info("crash.program_crashed", ntr("{n} crash of another program in the last {hours:g} h ({programs})",
+                                                  "{n} crashes of other programs in the last {hours:g} h ({programs})",
+                                                  sum(found.programs.values()), hours=self.settings.system.kernel_log_window_h,
+                                                  programs=", ".join(f"{p} ×{n}" for p, n in programs.items())),
+                     programs=programs)
 
     # -- the POS restarting -----------------------------------------------------------------------
 
@@ -101,7 +97,7 @@ class CrashProbe(Probe):
         if not name:
             return
         cfg = self.settings.system
-        starts = [_start(sweep) for sweep in history]
+        starts = [_start(sweep) for sweep in history] + list(self.context.pos_starts())
         current = self.context.results.get("system")
         starts.append(current.metrics.get(_restarts.START_METRIC) if current else None)  # type: ignore[arg-type]
         seen = _restarts.restarts_seen(starts, time.time() - cfg.restart_window_min * 60)
@@ -110,7 +106,7 @@ class CrashProbe(Probe):
             obs.fail("crash.pos_restarting", tr("the POS application '{process}' restarted {n} times in {window:g} min "
                                                 "(limit {limit})", process=name, n=len(seen),
                                                 window=cfg.restart_window_min, limit=cfg.restart_limit),
-                     process=name, restarts=len(seen), window_min=cfg.restart_window_min, source="sweeps",
+                     process=name, restarts=len(seen), window_min=cfg.restart_window_min, source="start_times",
                      at=[utc_iso(t) for t in seen])
         elif seen:
             obs.info("crash.pos_restarts", ntr("the POS application '{process}' restarted {n} time in {window:g} min",
@@ -154,7 +150,8 @@ class CrashProbe(Probe):
     def previous_boot(self, obs: Observation) -> None:
         end = _lastboot.journal_end(self.remaining_s() * TOOL_SHARE, self.host_path(_lastboot.BOOT_ID))
         if not end.known:
-            obs.info("crash.previous_boot_unknown", tr("how the previous boot ended is unknown: {why}",
+            obs.info("crash.previous_boot_unknown", tr("the previous boot (how it ended, its kernel messages) was not "
+                                                       "checked: {why}",
                                                        why=tr(_BOOT_WHY.get(end.why, _BOOT_WHY["error"]),
                                                               detail=end.detail)), why=end.why, detail=end.detail)
             return
@@ -164,6 +161,32 @@ class CrashProbe(Probe):
         if not end.clean and end.ended_at >= time.time() - window_h * 3600:
             obs.warn("crash.unclean_shutdown", tr("the previous boot ended at {at} without a shutdown",
                                                   at=utc_iso(end.ended_at)), ended_at=utc_iso(end.ended_at))
+        self.previous_kernel(obs)
+
+    def previous_kernel(self, obs: Observation) -> None:
+        """The previous boot's kernel messages through the same patterns as this boot's: an oops or the
+        POS killed before a reboot is not lost with the ring buffer."""
+        told = _lastboot.kernel_messages(self.remaining_s() * TOOL_SHARE, _crashlog.relevant,
+                                         self.host_path(_lastboot.BOOT_ID))
+        if not told.known:
+            obs.info("crash.previous_boot_unknown", tr("the previous boot's kernel messages were not checked: {why}",
+                                                       why=tr(_BOOT_WHY.get(told.why, _BOOT_WHY["error"]),
+                                                              detail=told.detail)), why=told.why, detail=told.detail)
+            return
+        since = time.time() - self.settings.system.kernel_log_window_h * 3600
+        found = _crashlog.read((m for t, m in told.records if t >= since), self.settings.terminal.pos_process)
+        if found.oopses:
+            obs.fail("crash.kernel_oops", ntr("before the last reboot, the kernel failed {n} time: {first}",
+                                              "before the last reboot, the kernel failed {n} times: {first}",
+                                              len(found.oopses), first=found.oopses[0][:160]),
+                     count=len(found.oopses), first=found.oopses[0][:300], boot="previous")
+        if found.hung_tasks:
+            tasks = sorted(set(found.hung_tasks))
+            obs.warn("crash.hung_task", ntr("before the last reboot, {n} task hung in the kernel for minutes ({tasks})",
+                                            "before the last reboot, {n} tasks hung in the kernel for minutes ({tasks})",
+                                            len(found.hung_tasks), tasks=", ".join(tasks)),
+                     count=len(found.hung_tasks), tasks=tasks, boot="previous")
+        self.pos_killed(obs, found, boot="previous")
 
     def saved_crashes(self, obs: Observation) -> None:
         since = time.time() - self.settings.system.kernel_log_window_h * 3600
@@ -190,6 +213,12 @@ _KILL_WORDS = {"oom": N_plural("the kernel's OOM killer killed the POS applicati
                "segfault": N_plural("the POS application '{process}' crashed {n} time on an invalid memory access in its "
                                     "own code (segfault)", "the POS application '{process}' crashed {n} times on an invalid "
                                     "memory access in its own code (segfault)")}
+_KILL_WORDS_BEFORE = {
+    "oom": N_plural("before the last reboot, the kernel's OOM killer killed the POS application '{process}' {n} time",
+                    "before the last reboot, the kernel's OOM killer killed the POS application '{process}' {n} times"),
+    "segfault": N_plural("before the last reboot, the POS application '{process}' crashed {n} time on an invalid memory "
+                         "access in its own code (segfault)", "before the last reboot, the POS application '{process}' "
+                         "crashed {n} times on an invalid memory access in its own code (segfault)")}
 _TOOL_MISSING = N_("systemctl is not installed")
 _BOOT_WHY = {"no-journalctl": N_("no systemd journal here (journalctl is not installed)"),
              "no-previous-boot": N_("the journal keeps no previous boot (it is kept only when persistent): {detail}"),

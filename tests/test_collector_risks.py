@@ -101,3 +101,47 @@ def test_the_fleet_page_shows_terminals_at_risk_and_a_report_s_risks(fleet, brow
     assert "at risk, due" in page.locator("#terminal-facts").inner_text()
     assert errors == []
     context.close()
+
+
+def at_risk_box(f, browser) -> tuple[str, int, str]:
+    """The fleet page's "At risk" box as an operator sees it: its heading's count, its rows, the line after them."""
+    operator = f.operator("alice")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f.url + "/signin")
+    page.fill("#token", operator)
+    page.click("button[type=submit]")
+    page.wait_for_url(f.url + "/")
+    page.wait_for_selector("#risks li.risk")
+    found = (page.locator("#risks-count").inner_text(), page.locator("#risks li.risk").count(),
+             page.locator("#risks .more-risks").all_inner_texts())
+    assert errors == []
+    context.close()
+    return found
+
+
+@SQLITE
+@pytest.mark.chromium
+def test_the_fleet_page_counts_the_terminals_at_risk_and_those_past_its_list(fleet, browser):
+    f = fleet()
+    for i in range(102):
+        tid = f"lane-{i:03d}"
+        report = with_risks(make_report(tid, "store-042", verdict="healthy", cause="none"),
+                            risk("trend.disk_filling", 1 + i, f"/srv/{tid}"))
+        assert f.post(f.terminal(tid, "store-042"), report).status_code == 201
+    count, rows, more = at_risk_box(f, browser)
+    assert (count, rows, more) == ("102", 100, ["and 2 more terminals at risk"])
+
+
+@SQLITE
+@pytest.mark.chromium
+def test_the_fleet_page_says_how_many_risks_of_the_listed_terminals_are_past_its_list(fleet, browser):
+    f = fleet()
+    many = with_risks(make_report("lane-1", "store-042", verdict="healthy", cause="none"),
+                      *[risk("trend.disk_filling", 2 + i, f"/srv/{i}") for i in range(103)])
+    one = with_risks(make_report("lane-2", "store-042", verdict="healthy", cause="none"), risk("tls.expiring_soon", 1, "pay"))
+    assert f.post(f.terminal("lane-1", "store-042"), many).status_code == 201
+    assert f.post(f.terminal("lane-2", "store-042"), one).status_code == 201
+    assert at_risk_box(f, browser) == ("2", 100, ["and 4 more risks"])

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from labs import kernel
-from labs.commands import diagnose_json, run_posdiag
+from labs.commands import diagnose_json, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapped, wait_for
 from labs.history import past_report, stored
 from posdiag.agent.report import render_text
+from posdiag.agent.store import Store
 from posdiag.probes import _lastboot, _restarts
 
 OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
@@ -109,28 +110,57 @@ def start_pos(folder: Path, name: str) -> subprocess.Popen:
     return subprocess.Popen([str(binary), "600"])
 
 
-def test_a_pos_killed_and_restarted_between_sweeps_is_a_crash_loop(config_file, tmp_path):
+def seen_starts(state: Path) -> list[float]:
+    """The POS start times the daemon recorded in its store."""
+    if not (state / "history.sqlite3").exists():
+        return []
+    with Store(state) as store:
+        return store.pos_starts()
+
+
+def test_a_pos_restarting_three_times_between_scheduled_sweeps_is_found_by_the_daemon_itself(config_file, tmp_path):
+    """The daemon at its defaults — a sweep every 300 s, a look at the POS every 10 s, 3 restarts in
+    10 min a crash loop — and nobody asking it to diagnose: a POS killed and started again three
+    times within a minute or so is reported as a crash loop by a sweep the daemon brings forward."""
     name = f"posfc{os.getpid() % 100000}"
-    config = config_file(terminal={"pos_process": name}, system={"restart_limit": 3, "restart_window_min": 10})
+    config = config_file(terminal={"pos_process": name})
+    state = tmp_path / "state"
     pos = start_pos(tmp_path, name)
-    daemon = DaemonProcess(config, tmp_path / "state")
+    daemon = DaemonProcess(config, state)
     try:
-        assert wait_for(lambda: len(daemon.reports()) >= 1, 30), daemon.output()  # the boot sweep saw it running
-        for _ in range(3):
+        assert wait_for(lambda: len(daemon.reports()) >= 1 and len(seen_starts(state)) == 1, 30), daemon.output()
+        for restarts in range(1, 4):
             pos.kill()
             pos.wait()
-            time.sleep(0.2)  # it crashed; its supervisor starts it again
-            pos = start_pos(tmp_path, name)
-            rc, out, err = daemon.cli("trigger", "--json")
-            assert rc in (0, 1, 2), err
+            pos = start_pos(tmp_path, name)  # it crashed; its supervisor starts it again
+            assert wait_for(lambda n=restarts: len(seen_starts(state)) == n + 1, 30), daemon.output()
+        assert wait_for(lambda: len(daemon.reports()) >= 2, 30), daemon.output()
+        newest, boot = daemon.reports()[0], daemon.reports()[-1]
     finally:
         pos.kill()
         pos.wait()
         daemon.stop()
-    report = json.loads(out)
+    assert newest.trigger == "schedule" and newest.top_cause == "system.crashed"
+    assert newest.started_at - boot.started_at < 300 * 0.95  # brought forward: not the scheduled sweep
+    assert "diagnosing now" in daemon.output()
+    with Store(state) as store:
+        report = store.get(newest.report_id)
     finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.pos_restarting")
-    assert finding["data"]["restarts"] == 3 and finding["data"]["source"] == "sweeps"
-    assert top_cause(report) == "system.crashed"
+    assert finding["data"]["restarts"] == 3 and finding["data"]["source"] == "start_times"
+
+
+def test_a_restart_limit_the_daemon_could_never_see_within_the_window_is_refused(config_file):
+    """One restart a look at most: 100 restarts cannot be seen within a minute when it looks every 10 s."""
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(
+        terminal={"pos_process": "posapp"}, system={"restart_limit": 100, "restart_window_min": 1})))
+    assert rc == 3 and "system.restart_limit: 100 restarts cannot be seen within restart_window_min = 1 min" in err
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(
+        terminal={"pos_process": "posapp"}, system={"restart_limit": 6, "restart_window_min": 1})))
+    assert rc == 0, err  # six restarts seen by looks 10 s apart span 50 s: they fit in the minute
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(  # systemd counts every restart of a unit
+        terminal={"pos_process": "posapp", "pos_unit": "posapp.service"},
+        system={"restart_limit": 100, "restart_window_min": 1})))
+    assert rc == 0, err
 
 
 def test_restarts_are_counted_only_within_the_window():
@@ -278,3 +308,116 @@ def test_saved_crash_records_older_than_the_window_are_history(config_file, tmp_
     rc, report = diagnose_json(config_file(system={"host_root": str(tmp_path / "root"), "kernel_log_window_h": 24}),
                                "--only", "system.crash")
     assert "crash.pstore" not in codes_of(report, "system.crash") and rc == 0
+
+
+#: what the kernel logs when an ordinary program crashes: the program's fault, not the kernel's
+OTHER_PROGRAM_CRASHES = (
+    "traps: chromium[4343] general protection fault ip:7f3a1c2b4e10 sp:7ffd5a3c8e40 error:0 in libc.so.6[7f3a1c200000+195000]",
+    "chromium[4344]: segfault at 8 ip 00007f3a1c2b4e10 sp 00007ffd5a3c8e40 error 4 in libc.so.6[7f3a1c200000+195000]")
+
+
+@pytest.mark.root
+def test_another_programs_crash_is_not_a_crash_of_the_system(config_file):
+    config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000}, terminal={"pos_process": "posapp"})
+    with kernel.records(*OTHER_PROGRAM_CRASHES):
+        rc, report = diagnose_json(config, "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert "crash.kernel_oops" not in found and "crash.pos_segfault" not in found
+    assert "system.crashed" not in causes(report) and rc == 0
+    other = found["crash.program_crashed"]  # said, as a piece of information only
+    assert other["severity"] == "info" and other["data"]["programs"] == {"chromium": 2}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("line", [
+    "traps: posapp[4242] general protection fault ip:55d0c2a1b2c3 sp:7ffd5a3c8e40 error:0 in posapp[55d0c2a00000+20000]",
+    "posapp[4242]: segfault at 0 ip 000055d0c2a1b2c3 sp 00007ffd5a3c8e40 error 4 in posapp[55d0c2a00000+20000]"],
+    ids=["general-protection-fault", "segfault"])
+def test_the_pos_crashing_in_user_space_is_evidence_of_its_crash(config_file, line):
+    config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000}, terminal={"pos_process": "posapp"})
+    with kernel.records(line):
+        rc, report = diagnose_json(config, "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert "crash.kernel_oops" not in found
+    assert found["crash.pos_segfault"]["data"]["pids"] == [4242] and "POS application 'posapp'" in \
+        found["crash.pos_segfault"]["message"]
+    assert rc == 2 and top_cause(report) == "system.crashed"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("line", [
+    "general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI",
+    "general protection fault: 0000 [#1] SMP PTI",
+    "Oops: 0002 [#1] PREEMPT SMP NOPTI",
+    "kernel BUG at mm/slub.c:305!"],
+    ids=["gpf-non-canonical", "gpf", "oops", "kernel-bug-at"])
+def test_the_kernels_own_oops_is_still_a_crash_of_the_system(config_file, line):
+    config = config_file(system={"kernel_log": "/dev/kmsg", "max_load_per_cpu": 1000})
+    with kernel.records(line):
+        rc, report = diagnose_json(config, "--only", "system.crash")
+    assert "crash.kernel_oops" in codes_of(report, "system.crash")
+    assert rc == 2 and top_cause(report) == "system.crashed"
+
+
+def stand_in_journalctl(folder: Path, *, tail: list[tuple[float, str]], kernel: list[tuple[float, str]]) -> str:
+    """A ``journalctl`` that keeps a previous boot (this machine's journal keeps none): ``tail`` as the
+    boot's last records, ``kernel`` as its kernel messages (asked with ``-k``). Returns the PATH that finds it."""
+    folder.mkdir()
+    answers = {}
+    for name, records in (("tail", tail), ("kernel", kernel)):
+        answers[name] = folder / f"{name}.json"
+        answers[name].write_text("".join(json.dumps({"__REALTIME_TIMESTAMP": str(int(t * 1e6)), "MESSAGE": m}) + "\n"
+                                         for t, m in records))
+    tool = folder / "journalctl"
+    tool.write_text("#!/bin/sh\ncase \" $* \" in *\" -k \"*) exec cat " + str(answers["kernel"]) + " ;; esac\n"
+                    f"exec cat {answers['tail']}\n")
+    tool.chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+def fresh_boot(root: Path) -> Path:
+    """A test root with a boot id of its own: what the journal said of the previous boot is asked anew."""
+    (root / "proc/sys/kernel/random").mkdir(parents=True)
+    (root / "proc/sys/kernel/random/boot_id").write_text(f"{os.getpid()}-{time.monotonic_ns()}\n")
+    return root
+
+
+def test_an_oops_and_the_pos_killed_before_the_reboot_are_evidence_of_a_crash(config_file, tmp_path, monkeypatch):
+    before = time.time() - 3600
+    monkeypatch.setenv("PATH", stand_in_journalctl(tmp_path / "bin", tail=[(before + 60, "systemd[1]: Started Session 4.")],
+                                                   kernel=[(before, "usb 1-1: new full-speed USB device number 3"),
+                                                           (before + 10, "Out of memory: Killed process 812 (posapp) "
+                                                                         "total-vm:812345kB, anon-rss:512000kB"),
+                                                           (before + 20, OTHER_PROGRAM_CRASHES[1]),
+                                                           (before + 30, OOPS[1])]))
+    config = config_file(terminal={"pos_process": "posapp"}, system={"host_root": str(fresh_boot(tmp_path / "root"))})
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert found["crash.kernel_oops"]["data"] == {"count": 1, "first": OOPS[1], "boot": "previous"}
+    assert found["crash.pos_oom_killed"]["data"]["pids"] == [812] and found["crash.pos_oom_killed"]["data"]["boot"] == \
+        "previous"
+    assert found["crash.kernel_oops"]["message"].startswith("before the last reboot")
+    assert "crash.pos_segfault" not in found  # another program's crash in that boot is no evidence either
+    assert rc == 2 and top_cause(report) == "system.crashed"
+
+
+def test_the_previous_boot_s_kernel_messages_are_asked_once_per_boot(config_file, tmp_path, monkeypatch):
+    before = time.time() - 3600
+    monkeypatch.setenv("PATH", stand_in_journalctl(tmp_path / "bin", tail=[(before + 60, "systemd[1]: Started Session 4.")],
+                                                   kernel=[(before, OOPS[1])]))
+    config = config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))})
+    diagnose_json(config, "--only", "system.crash")
+    (tmp_path / "bin/journalctl").write_text("#!/bin/sh\nexit 1\n")  # asked again, it would say no previous boot
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    assert "crash.kernel_oops" in codes_of(report, "system.crash") and rc == 2
+
+
+def test_without_journalctl_the_previous_boot_s_kernel_messages_are_not_checked_and_said_so(config_file, tmp_path,
+                                                                                             monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    config = config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))})
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown")
+    assert finding["data"]["why"] == "no-journalctl" and "kernel messages" in finding["message"]
+    assert "not checked" in finding["message"] and rc == 0

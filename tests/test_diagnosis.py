@@ -210,7 +210,7 @@ def test_a_corroboration_by_a_code_nobody_weighs_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("code", "cause", "en", "zh"), [
-    ("trend.pos_rss_growing", "memory.exhausted", "a memory leak in the POS process", "POS 进程存在内存泄漏"),
+    ("memory.pos_process_large", "memory.exhausted", "the POS process is probably leaking memory", "POS 进程很可能存在内存泄漏"),
     ("trend.intermittent_dns", "network.dns", "an intermittent fault", "间歇性故障"),
     ("path.mtu_black_hole", "network.degraded", "a path-MTU black hole", "路径 MTU 黑洞"),
     ("link.no_carrier", "network.link_down", "the cable is unplugged", "网线未插好"),

@@ -139,7 +139,8 @@ def test_steadily_growing_pos_memory_is_a_leak(config_file, tmp_path):
     codes = [f["code"] for f in trend["findings"]]
     assert "trend.pos_rss_growing" in codes
     assert trend["metrics"]["pos_rss_mb_per_hour"] > 200
-    assert report["diagnosis"]["causes"][0]["id"] == "memory.exhausted"
+    # with no memory shortage seen now, the growth alone is no present cause (it may be a risk ahead)
+    assert "memory.exhausted" not in {c["id"] for c in report["diagnosis"]["causes"]}
 
 
 def test_stable_pos_memory_is_not_a_leak(config_file, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import trustme
 from labs.commands import REPO, diagnose_json, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
-from labs.helpers import codes_of, top_cause, wait_for
+from labs.helpers import codes_of, top_cause, unwrapped, wait_for
 from labs.history import past_report, stored
 from labs.tlsserver import LoopbackTlsServer
 from posdiag.agent.report import render_text
@@ -214,3 +214,38 @@ def test_a_report_of_an_older_agent_without_risks_still_reads(config_file):
     del report["risks"]
     jsonschema.validate(report, SCHEMA)
     assert "Risks ahead" not in render_text(report) and "Verdict:" in render_text(report)
+
+
+def leaking_for_20_hours(tmp_path: Path) -> None:
+    """Stored sweeps of a POS process growing so steadily that what is available is used up in ~20 h."""
+    import psutil
+
+    rate = psutil.virtual_memory().available / 2**20 / 20  # MB/h
+    now = time.time()
+    stored(tmp_path, [past_report(now - (5 - i) * 600, {"memory": {"pos_rss_mb": 300 + rate * i * 600 / 3600}})
+                      for i in range(5)])
+
+
+@pytest.mark.parametrize(("lang", "risk_words", "blamed_words"), [
+    ("en", "A steady memory leak in the POS application will exhaust", "out of memory"),
+    ("zh_CN", "POS 应用持续内存泄漏，将耗尽可用内存", "内存溢出")], ids=["en", "zh_CN"])
+def test_a_leak_with_memory_still_plenty_is_a_risk_and_blames_no_cause(config_file, tmp_path, lang, risk_words,
+                                                                      blamed_words):
+    leaking_for_20_hours(tmp_path)
+    config = config_file(terminal={"language": lang})
+    rc, report = diagnose_json(config, "--only", "memory,trends")
+    assert rc == 1 and top_cause(report) == "none", report["diagnosis"]["causes"]
+    assert "memory.exhausted" not in {c["id"] for c in report["diagnosis"]["causes"]}
+    [risk] = report["risks"]
+    assert risk["code"] == "trend.memory_exhaustion" and risk_words in risk["title"]
+    text_rc, text, _ = run_cli("diagnose", "--config", str(config), "--only", "memory,trends")
+    first_line = unwrapped(text).split("·")[0]  # the verdict line a technician reads out on the phone
+    assert text_rc == 1 and risk_words.replace(" ", "") in first_line and blamed_words.replace(" ", "") not in first_line
+
+
+def test_a_leak_while_memory_is_short_now_is_the_present_shortage(config_file, tmp_path):
+    leaking_for_20_hours(tmp_path)
+    rc, report = diagnose_json(config_file(memory={"min_available_mb": 1_000_000}), "--only", "memory,trends")
+    [cause] = [c for c in report["diagnosis"]["causes"] if c["id"] == "memory.exhausted"]
+    assert top_cause(report) == "memory.exhausted" and rc == 2
+    assert any("a memory leak in the POS process" in e for e in cause["evidence"])

@@ -11,6 +11,7 @@
 
 const POLL_MS = 5000;
 const PAGE = 100;                 // terminals and sites per page ("show more" adds as many)
+const RISKS_SHOWN = 100;          // risks listed under "At risk"; the rest are counted
 const CAUSES = readData("causes");
 const STATES = {fault: tr("fault"), silent: tr("silent"), degraded: tr("degraded"), healthy: tr("healthy"),
   revoked: tr("revoked")};
@@ -97,15 +98,28 @@ function dueIn(iso) {
 }
 
 // The fleet's risks ahead, soonest first: what to act on before it becomes a 2824.
-function renderRisks(risks) {
-  const items = risks.slice(0, 100).map((r) => el("li", {class: "risk", "data-code": r.code || ""},
+// data: GET /api/v1/risks (its first RISKS_SHOWN risks, and how many terminals are at risk in all).
+function renderRisks(data) {
+  const risks = data.risks.slice(0, RISKS_SHOWN);
+  document.getElementById("risks-count").textContent = String(data.terminals);
+  const items = risks.map((r) => el("li", {class: "risk", "data-code": r.code || ""},
     el("a", {class: "tid", href: "/terminals/" + encodeURIComponent(r.terminal), "data-terminal": r.terminal}, bdi(r.terminal)),
     " ", el("span", {class: "muted small"}, siteName(r.site)), " ",
     el("strong", {}, bdi(r.title || r.code)), " ", el("code", {}, r.code), " ",
     el("span", {class: "muted small"}, bdi(r.subject || "")), " ",
     el("time", {datetime: r.due_at || ""}, dueIn(r.due_at))));
-  document.getElementById("risks").replaceChildren(items.length ? el("ol", {class: "risks"}, items)
-    : el("p", {class: "ok-note"}, tr("No terminal at risk.")));
+  if (!items.length) {
+    document.getElementById("risks").replaceChildren(el("p", {class: "ok-note"}, tr("No terminal at risk.")));
+    return;
+  }
+  const children = [el("ol", {class: "risks"}, items)];
+  const unlisted = data.terminals - new Set(risks.map((r) => r.terminal)).size;
+  if (unlisted > 0) {
+    children.push(el("p", {class: "muted more-risks"}, ntr("and {n} more terminal at risk", "and {n} more terminals at risk", unlisted)));
+  } else if (data.risk_count > risks.length) {  // every terminal listed, some of their later risks cut
+    children.push(el("p", {class: "muted more-risks"}, ntr("and {n} more risk", "and {n} more risks", data.risk_count - risks.length)));
+  }
+  document.getElementById("risks").replaceChildren(...children);
 }
 
 // totals: the matching fleet by state (null when that call failed: the list still shows what it has).
@@ -212,10 +226,10 @@ async function poll() {
   const attention = query({order: "state", limit: shown.attention, ...(filtered ? {} : {state: "fault,silent"})});
   const [incidents, sites, terminals, risks] = await Promise.allSettled([getJSON("/api/v1/incidents"),
     getJSON("/api/v1/sites?" + query({limit: shown.sites})), getJSON("/api/v1/terminals?" + attention),
-    getJSON("/api/v1/risks?limit=100")]);
+    getJSON("/api/v1/risks?limit=" + RISKS_SHOWN)]);
   if (sites.status === "fulfilled") skewMs = parseTime(sites.value.now) - Date.now();
   if (incidents.status === "fulfilled") renderIncidents(incidents.value.incidents);
-  if (risks.status === "fulfilled") renderRisks(risks.value.risks);
+  if (risks.status === "fulfilled") renderRisks(risks.value);
   if (sites.status === "fulfilled") {
     renderTotals(sites.value);
     renderChart(sites.value.causes);

@@ -287,6 +287,13 @@ class Storage(RequestStore, Upkeep, ABC):
                "AND revoked_at IS NULL" + "".join(f" AND {term}" for term in where) + " ORDER BY risk_due_at, id LIMIT ?")
         return self._select(sql, [*args, limit])
 
+    def at_risk_count(self, *, site: str | None = None, terminal: str | None = None) -> int:
+        """How many terminals :meth:`at_risk` would list without its limit."""
+        where, args = _filters([("site = ?", site), ("id = ?", terminal)])
+        sql = ("SELECT count(*) AS n FROM terminals WHERE risk_due_at IS NOT NULL AND revoked_at IS NULL"
+               + "".join(f" AND {term}" for term in where))
+        return int(self._select(sql, args)[0]["n"])
+
     def fleet_totals(self, query: TerminalQuery) -> dict[str, Any]:
         """The matching terminals by state, the sites they are in, and their causes (the page's chart)."""
         states = {row["st"]: int(row["n"]) for row in self._select(*fleet.state_totals(query))}

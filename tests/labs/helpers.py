@@ -104,20 +104,19 @@ def fill_filesystem(path: Path) -> int:
     """Write until the filesystem says ENOSPC. Returns the bytes written."""
     written = 0
     chunk = b"\0" * 65536
-    with open(path / "ballast", "wb") as fh:
+    # Unbuffered: a buffered file would try to write what ENOSPC left in its buffer again when closed,
+    # and raise there, depending on how the filesystem's free space happened to line up with the chunks.
+    with open(path / "ballast", "wb", buffering=0) as fh:
         try:
             while True:
-                fh.write(chunk)
-                fh.flush()
-                written += len(chunk)
+                written += fh.write(chunk) or 0
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
     # Small writes may still fit in the last partial block: take those too.
     try:
-        with open(path / "ballast", "ab") as fh:
+        with open(path / "ballast", "ab", buffering=0) as fh:
             while True:
                 fh.write(b"\0" * 512)
-                fh.flush()
     except OSError:
         pass
     return written
