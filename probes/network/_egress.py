@@ -82,8 +82,7 @@ def one_hop(address: str, port: int, wait_s: float) -> Stopped | None:
     deadline = time.monotonic() + wait_s
     with ExitStack() as stack:
         syns = [stack.enter_context(_ttl1(socket.SOCK_STREAM)) for _ in range(SYNS)]
-        for sock in syns:
-            sock.connect_ex((address, port))
+        started = [sock.connect_ex((address, port)) for sock in syns]
         probe = stack.enter_context(_ttl1(socket.SOCK_DGRAM))
         try:
             probe.sendto(b"", (address, port))
@@ -93,7 +92,7 @@ def one_hop(address: str, port: int, wait_s: float) -> Stopped | None:
         if first_hop is None or _is_own(first_hop):
             return None
         grace_end = min(deadline, time.monotonic() + GRACE_S)
-        return _judge([_outcome(sock, grace_end) for sock in syns], first_hop)
+        return _judge([_outcome(sock, code, grace_end) for sock, code in zip(syns, started, strict=True)], first_hop)
 
 
 def _ttl1(kind: int) -> socket.socket:
@@ -119,33 +118,37 @@ def _time_exceeded_from(sock: socket.socket, deadline: float) -> str | None:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What one TTL-1 connect got: ``errno`` 0 while it is still waiting, and the ICMP error if any."""
+    """What one TTL-1 connect got: ``errno`` (0: connected, or still waiting), the ICMP error if any."""
 
     errno: int
     icmp: IcmpError | None
+    connected: bool = False
 
 
-def _outcome(sock: socket.socket, until: float) -> _Outcome:
-    select.select([], [sock], [], max(0.0, until - time.monotonic()))
+def _outcome(sock: socket.socket, started: int, until: float) -> _Outcome:
+    """``started``: what connect_ex itself returned (an error it reported at once is not in SO_ERROR)."""
+    _, writable, _ = select.select([], [sock], [], max(0.0, until - time.monotonic()))
     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if not code and started not in (0, errno.EINPROGRESS):
+        code = started
     try:
         icmp = queued_icmp_error(sock)
     except OSError:
         icmp = None
-    return _Outcome(code, icmp)
+    return _Outcome(code, icmp, connected=bool(writable) and not code)
 
 
 def _judge(outcomes: list[_Outcome], first_hop: str) -> Stopped | None:
     """Stopped inside the terminal only if no connect got as far as the first router."""
-    if any(o.icmp and o.icmp.time_exceeded for o in outcomes):
-        return None  # it left: the first router answered it as it answered the datagram
+    if any(o.connected or (o.icmp and o.icmp.time_exceeded) for o in outcomes):
+        return None  # it left (the first router answered it as it answered the datagram), or it connected
     for o in outcomes:
         if o.errno == errno.ECONNREFUSED and o.icmp is None:
             return Stopped("answered", error=os.strerror(o.errno), answer="reset", first_hop=first_hop)
         if o.icmp and _is_own(o.icmp.sender):
             return Stopped("answered", error=os.strerror(o.errno or errno.EHOSTUNREACH), answer="unreachable",
                            first_hop=first_hop)
-    if all(o.errno == 0 and o.icmp is None for o in outcomes):
+    if all(o.errno == 0 and o.icmp is None for o in outcomes):  # none connected (above): all still waiting
         return Stopped("dropped", first_hop=first_hop)
     return None
 
