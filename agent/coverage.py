@@ -77,6 +77,10 @@ class Coverage:
                  for r in self.errored if r.name not in named]
         return lines + [u.line() for u in self.unchecked]
 
+    def unchecked_words(self) -> str:
+        """The areas not checked, for a sentence ("network, card reader")."""
+        return tr(", ").join(tr(AREA_WORDS[u.area]) for u in self.unchecked)
+
     def passed_line(self) -> str | None:
         if not self.passed:
             return None

@@ -74,6 +74,19 @@ class CauseInfo:
     explains: tuple[str, ...]
     #: the cause of last resort: blamed only when no other cause is present (any other explains it)
     residual: bool = False
+    #: said instead of ``explanation`` by a cause resting on nothing found while areas were not
+    #: checked, and the steps that then come first ({unchecked}: the areas)
+    unchecked_explanation: str = ""
+    unchecked_remediation: tuple[str, ...] = ()
+
+    def worded_for(self, cover: Coverage) -> tuple[str, list[str]]:
+        """Explanation and steps as far as ``cover`` allows: "every check passed" only when every area
+        was checked; otherwise what was not checked is named, and checking it comes first."""
+        if not cover.unchecked or not self.unchecked_explanation:
+            return self.explanation, list(self.remediation)
+        areas = cover.unchecked_words()
+        return (self.unchecked_explanation.format(unchecked=areas),
+                [step.format(unchecked=areas) for step in self.unchecked_remediation] + list(self.remediation))
 
 
 @dataclass(frozen=True)
@@ -187,12 +200,14 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
             text = cause_text(entry, lang, f"causes[{i}]", problems)
             info = CauseInfo(str(entry["id"]), str(text["title"]), str(text.get("explanation", "")),
                              tuple(text.get("remediation", [])), tuple(entry.get("explains", [])),
-                             entry.get("residual", False))
+                             entry.get("residual", False), str(text.get("unchecked_explanation", "")),
+                             tuple(text.get("unchecked_remediation", [])))
         except KeyError as exc:
             problems.append(f"causes[{i}].{exc.args[0]}: missing")
             continue
         if not isinstance(info.residual, bool):
             problems.append(f"causes[{i}] ({info.id}).residual: expected true or false, got {info.residual!r}")
+        problems += _unchecked_text_problems(f"causes[{i}] ({info.id})", info)
         if not info.remediation:
             problems.append(f"causes[{i}] ({info.id}).remediation: expected at least one step")
         causes[info.id] = info
@@ -201,6 +216,21 @@ def _causes(entries: Any, lang: str, problems: list[str]) -> dict[str, CauseInfo
     problems += [f"causes ({info.id}).explains: unknown cause id {other!r}"
                  for info in causes.values() for other in info.explains if other not in causes]
     return causes
+
+
+def _unchecked_text_problems(where: str, info: CauseInfo) -> list[str]:
+    """The words for "not everything was checked" belong to a cause that rests on nothing being found,
+    and may name nothing but {unchecked}."""
+    if not (info.unchecked_explanation or info.unchecked_remediation):
+        return []
+    if info.id != NONE_ID and info.residual is not True:
+        return [f"{where}.unchecked_explanation: only 'none' and a residual cause rest on nothing being found"]
+    try:
+        for text in (info.unchecked_explanation, *info.unchecked_remediation):
+            text.format(unchecked="")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        return [f"{where}.unchecked_explanation/unchecked_remediation: may name only {{unchecked}} ({exc!r})"]
+    return []
 
 
 def _in_language(value: Any, lang: str) -> Any:
@@ -440,7 +470,7 @@ def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
     for c in causes:
         c.certainty = certainty.get(c.id, 0.0)
         if kb.causes[c.id].residual:
-            _as_covered(c, cover, bool(sc.unexplained))
+            _as_covered(c, kb.causes[c.id], cover, bool(sc.unexplained))
     causes.sort(key=lambda c: (-c.certainty, c.id))
     total = sum(c.certainty for c in causes)
     for c in causes:
@@ -454,10 +484,11 @@ def diagnose(results: Iterable[ProbeResult], kb: KnowledgeBase) -> Diagnosis:
     return Diagnosis(verdict, causes, cover.unchecked, ahead)
 
 
-def _as_covered(cause: RankedCause, cover: Coverage, unexplained: bool) -> None:
+def _as_covered(cause: RankedCause, info: CauseInfo, cover: Coverage, unexplained: bool) -> None:
     """A residual cause stands only when nothing else was found: it is as certain as the coverage
     behind "nothing else", and says what was checked and passed, and what was not checked."""
     cause.certainty = cover.certainty(unexplained)
+    cause.explanation, cause.remediation = info.worded_for(cover)
     passed = cover.passed_line()
     cause.evidence += ([passed] if passed else []) + cover.lines()
 
@@ -468,5 +499,6 @@ def _none_cause(kb: KnowledgeBase, cover: Coverage, unexplained: list[tuple[Seve
     evidence = [cover.ran_line(), *cover.lines()]
     evidence += [tr("unmatched finding, {line}", line=line) for _, line in unexplained]
     certainty = cover.certainty(bool(unexplained))
-    return RankedCause(NONE_ID, info.title, certainty, evidence, list(info.remediation), info.explanation,
+    explanation, remediation = info.worded_for(cover)
+    return RankedCause(NONE_ID, info.title, certainty, evidence, remediation, explanation,
                        score=certainty, certainty=certainty)

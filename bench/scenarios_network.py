@@ -112,6 +112,14 @@ net("fw-drop-to-host", "network.local_firewall", group="firewall", repeat=5,
     fault=lambda lab: lab.local_firewall(HOST_ADDR))
 net("fw-reject-to-host", "network.local_firewall", group="firewall", repeat=5,
     fault=lambda lab: lab.local_firewall(HOST_ADDR, "reject"))
+# Rules for TCP alone: ICMP and UDP to the host still leave, so no send fails with EPERM. The TCP
+# connect is reset, answered "unreachable" or dropped by the terminal itself.
+net("fw-tcp443-reset", "network.local_firewall", group="firewall", repeat=5,
+    fault=lambda lab: lab.terminal_rule(f"ip daddr {HOST_ADDR} tcp dport 443 reject with tcp reset"))
+net("fw-tcp-host-unreachable", "network.local_firewall", group="firewall", repeat=5,
+    fault=lambda lab: lab.terminal_rule("meta l4proto tcp reject with icmpx type host-unreachable"))
+net("fw-tcp443-drop", "network.local_firewall", group="firewall", repeat=5,
+    fault=lambda lab: lab.terminal_rule("tcp dport 443 drop"))
 
 
 @scenario("lan-host-no-arp", "host.service_down", group="network", needs_root=True, repeat=5)

@@ -16,11 +16,11 @@ from posdiag.core.frozen import load_toml
 from posdiag.core.paths import causes_path
 
 #: what a cause's language table may say
-CAUSE_TEXT = ("title", "explanation", "remediation")
+CAUSE_TEXT = ("title", "explanation", "remediation", "unchecked_explanation", "unchecked_remediation")
 
 
 def cause_text(entry: dict[str, Any], lang: str, where: str, problems: list[str]) -> dict[str, Any]:
-    """The cause's title, explanation and remediation in ``lang``: its ``[causes.<lang>]`` table where
+    """The cause's text (:data:`CAUSE_TEXT`) in ``lang``: its ``[causes.<lang>]`` table where
     it has one, each piece it leaves out in English (an operator's new cause may not be translated).
     What is wrong with the table is added to ``problems`` (``where`` names the entry)."""
     translated = entry.get(lang, {}) if lang != i18n.DEFAULT else {}

@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -248,15 +249,39 @@ class Settings:
         return self.terminal.id or socket.gethostname()
 
 
-def _cross_checks(settings: Settings, problems: list[str]) -> None:
+def _cross_checks(settings: Settings, problems: list[str], refused: frozenset[str] = frozenset()) -> None:
     """Rules that span keys: what a reader kind needs, where files must exist, what must be an address,
-    which timeouts fit in the deadline, which ports exist."""
-    _reader_checks(settings.reader, problems)
-    _network_checks(settings, problems)
+    which timeouts fit in the deadline, which ports exist. They run on the values that parsed, so that
+    a file is refused with every problem named at once; a rule is left out only when a key it reads
+    was itself refused (``refused``): that problem is named already, and the default standing in for
+    the value would make the rule say something untrue."""
+
+    def reads(*keys: str) -> bool:
+        """None of ``keys`` was refused (nor the section or host holding it, nor a key inside it)."""
+        return not any(r == k or k.startswith((f"{r}.", f"{r}[")) or r.startswith((f"{k}.", f"{k}["))
+                       for r in refused for k in keys)
+
+    if reads("reader.kind", "reader.port", "reader.usb", "reader.protocol", "reader.request"):
+        _reader_checks(settings.reader, problems)
+    if reads("payment_hosts"):
+        _payment_host_checks(settings, problems)
+    if reads("network.gateway", "network.dns_servers"):
+        _network_checks(settings, problems)
     _card_data_checks(settings, problems)
-    _deadline_checks(settings, problems)
-    _port_checks(settings, problems)
-    _restart_checks(settings, problems)
+    if reads("diagnosis.deadline_s", "reader.kind", *SWEEP_TIMEOUTS):
+        _deadline_checks(settings, problems)
+    _port_checks(settings, problems, reads)
+    if reads("server.poll_s", "server.url", "server.allow_insecure", "server.token_file"):
+        _server_checks(settings.server, problems)
+    if reads("terminal.pos_process", "terminal.pos_unit", "system.restart_limit", "system.restart_window_min",
+             "daemon.pos_watch_s"):
+        _restart_checks(settings, problems)
+    _path_checks(settings, problems)
+
+
+def _path_checks(settings: Settings, problems: list[str]) -> None:
+    """Paths that must be absolute, and a control socket path short enough to be one (refused values
+    are defaults here, which pass)."""
     absolute = [(f"disk.paths[{i}]", path) for i, path in enumerate(settings.disk.paths)]
     absolute += [("system.host_root", settings.system.host_root), ("system.kernel_log", settings.system.kernel_log)]
     problems += [Message(N_("{key}: expected an absolute path, got {value!r}"), key=key, value=path)
@@ -303,7 +328,8 @@ def _card_data_checks(settings: Settings, problems: list[str]) -> None:
                                            "be written into the configuration"), key=f"{section}.{key.name}"))
 
 
-def _network_checks(settings: Settings, problems: list[str]) -> None:
+def _payment_host_checks(settings: Settings, problems: list[str]) -> None:
+    """Each payment host's files exist, its client key comes with a certificate, its fallbacks are addresses."""
     for i, host in enumerate(settings.payment_hosts):
         for key in ("ca_file", "client_cert", "client_key"):
             value = getattr(host, key)
@@ -317,6 +343,10 @@ def _network_checks(settings: Settings, problems: list[str]) -> None:
             if not is_address(addr):
                 problems.append(Message(N_("{key}: expected IP addresses, got {value!r}"),
                                         key=f"payment_hosts[{i}].fallback_addresses", value=addr))
+
+
+def _network_checks(settings: Settings, problems: list[str]) -> None:
+    """The gateway and the DNS servers are what their keys say: a keyword or addresses."""
     gw = settings.network.gateway
     if gw not in ("auto", "off") and not is_address(gw):
         problems.append(Message(N_("network.gateway: expected 'auto', 'off' or an IP address, got {value!r}"), value=gw))
@@ -358,8 +388,9 @@ def _restart_checks(settings: Settings, problems: list[str]) -> None:
                                 limit=system.restart_limit, window=plain(system.restart_window_min), watch=plain(watch_s)))
 
 
-def _port_checks(settings: Settings, problems: list[str]) -> None:
-    """Ports written inside other values (``host:port``, ``address#port``, a URL) exist: 1 to 65535."""
+def _port_checks(settings: Settings, problems: list[str], reads: Callable[[str], bool]) -> None:
+    """Ports written inside other values (``host:port``, ``address#port``, a URL) exist: 1 to 65535.
+    Only in the values that were not refused (``reads``)."""
     found: list[tuple[str, str]] = []
     if ":" in settings.clock.ntp_server and not settings.clock.ntp_server.endswith("]"):
         found.append(("clock.ntp_server", settings.clock.ntp_server.rsplit(":", 1)[1]))
@@ -369,7 +400,7 @@ def _port_checks(settings: Settings, problems: list[str]) -> None:
     if settings.server.url and re.search(r":[^\]]*$", authority):
         found.append(("server.url", authority.rsplit(":", 1)[1]))
     for key, port in found:
-        if not (port.isdigit() and 1 <= int(port) <= 65535):
+        if reads(key) and not (port.isdigit() and 1 <= int(port) <= 65535):
             problems.append(Message(N_("{key}: expected a port from 1 to 65535, got {value!r}"), key=key, value=port))
 
 
@@ -384,6 +415,7 @@ def presets() -> dict[str, dict]:
 def parse(data: dict[str, Any], source: str) -> Settings:
     """Validate an already-decoded TOML document. Raises :class:`ConfigError` listing all problems."""
     problems: list[str] = []
+    refused: set[str] = set()
     sections = {f.name: f for f in dataclasses.fields(Settings) if f.name != "source"}
     hints = typing.get_type_hints(Settings)
     built: dict[str, Any] = {}
@@ -395,15 +427,14 @@ def parse(data: dict[str, Any], source: str) -> Settings:
             if not isinstance(value, list):
                 problems.append(Message(N_("payment_hosts: expected an array of tables [[payment_hosts]], got {got}"),
                                         got=got(value)))
+                refused.add(key)
                 continue
-            hosts = [build_section(PaymentHost, v, f"payment_hosts[{i}]", problems) for i, v in enumerate(value)]
+            hosts = [build_section(PaymentHost, v, f"payment_hosts[{i}]", problems, refused) for i, v in enumerate(value)]
             built[key] = [h for h in hosts if h is not None]
         else:
-            built[key] = build_section(hints[key], value, key, problems)
-    settings = Settings(**built, source=source) if not problems else None
-    if settings is not None:
-        _cross_checks(settings, problems)
-        _server_checks(settings.server, problems)
+            built[key] = build_section(hints[key], value, key, problems, refused)
+    settings = Settings(**built, source=source)
+    _cross_checks(settings, problems, frozenset(refused))
     if problems:
         raise ConfigError(source, problems)
     return settings  # type: ignore[return-value]

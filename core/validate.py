@@ -93,9 +93,14 @@ def unknown_name(key: str, where: str, known: list[str]) -> str:
     return Message(N_("{key}: unknown key (known keys: {known})"), key=where, known=", ".join(sorted(known)))
 
 
-def build_section(cls: type, table: Any, where: str, problems: list[str]) -> Any:
+def build_section(cls: type, table: Any, where: str, problems: list[str], refused: set[str] | None = None) -> Any:
+    """The section ``where`` as ``cls``, each refused key left at its default (None when a required one
+    is missing). Problems go to ``problems``; the names of refused values (``network.ping_count``, or
+    the whole section) to ``refused``, so that rules spanning keys can leave out those that read them."""
+    refused = set() if refused is None else refused
     if not isinstance(table, dict):
         problems.append(Message(N_("[{section}]: expected a table, got {got}"), section=where, got=got(table)))
+        refused.add(where)
         return cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
@@ -105,7 +110,9 @@ def build_section(cls: type, table: Any, where: str, problems: list[str]) -> Any
             problems.append(unknown_name(key, f"{where}.{key}", list(fields)))
             continue
         checked = check_value(value, hints[key], fields[key].metadata, f"{where}.{key}", problems)
-        if checked is not INVALID:
+        if checked is INVALID:
+            refused.add(f"{where}.{key}")
+        else:
             values[key] = checked
     for name, f in fields.items():
         if f.metadata.get("required") and name not in table:
@@ -114,6 +121,7 @@ def build_section(cls: type, table: Any, where: str, problems: list[str]) -> Any
     try:
         return cls(**values)
     except TypeError:  # only reachable when a required value was refused above
+        refused.add(where)
         return None
 
 

@@ -9,6 +9,7 @@ import time
 import jsonschema
 import pytest
 from labs.commands import run_cli, run_posdiag
+from labs.helpers import unwrapped
 from posdiag import probes
 from posdiag.core.paths import report_schema_path
 from posdiag.probes.base import Observation, Probe
@@ -267,6 +268,18 @@ def test_nothing_configured_says_what_was_not_checked_in_both_languages(config_f
     assert "未检查：\n  - 网络 — " in out and "  - 读卡器 — " in out
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--config", config)
     assert out.startswith("POSDIAG OK - no terminal-side fault found (") and "not checked: network, card reader" in out
+
+
+@pytest.mark.parametrize(("lang", "every_check", "instead", "first_step"), [
+    ("en", "Every check", "No fault in what was checked; not checked: network, card reader",
+     "1. Configure what was not checked (network, card reader"),
+    ("zh_CN", "所有检查都通过", "已检查的项目中没有发现故障；未检查：网络，读卡器", "1. 先配置未检查的项目（网络，读卡器")])
+def test_nothing_configured_never_says_every_check_passed(config_file, lang, every_check, instead, first_step):
+    """With network and reader not configured, "every check passed" would be untrue: the answer names
+    what was not checked, and its first step is to configure it and run again, before escalating."""
+    rc, out, _ = run_cli("diagnose", "--lang", lang, "--config", str(config_file()))
+    assert rc == 0 and unwrapped(every_check) not in unwrapped(out)
+    assert unwrapped(instead) in unwrapped(out) and unwrapped(first_step) in unwrapped(out)
 
 
 def test_a_recheck_runs_what_the_asked_probe_needs(config_file):

@@ -84,6 +84,39 @@ def test_all_problems_are_reported_at_once(tmp_path: Path):
     assert len(caught.value.problems) == 2
 
 
+def test_config_check_names_a_refused_value_and_a_rule_across_keys_at_once(tmp_path: Path):
+    """A refused value (ping_count) no longer hides the rules that span keys (a port inside ntp_server)."""
+    path = tmp_path / "bad.toml"
+    path.write_text("[network]\nping_count = 400\ntimeout_s = 10\n[clock]\nntp_server = \"127.0.0.1:0\"\n")
+    rc, _, err = run_cli("config", "check", "--config", str(path))
+    assert rc == 3
+    assert "network.ping_count: expected a number from 1 to 100, got 400" in err
+    assert "clock.ntp_server: expected a port from 1 to 65535, got '0'" in err
+    assert "network.timeout_s: expected at most 1.5 s" in err
+
+
+@pytest.mark.parametrize(("text", "refused", "untrue"), [
+    ("[reader]\nkind = \"serial\"\nport = 5\n", "reader.port: expected", "expected a serial device path"),
+    ("[diagnosis]\ndeadline_s = 'soon'\n[network]\ntimeout_s = 2.0\n", "diagnosis.deadline_s: expected",
+     "network.timeout_s: expected at most"),
+    ("[clock]\nntp_server = 7\n[network]\ndns_servers = ['127.0.0.1#0']\n", "clock.ntp_server: expected",
+     None),
+], ids=["port-not-a-string", "deadline-not-a-number", "other-port-still-checked"])
+def test_a_rule_across_keys_is_left_out_only_when_a_key_it_reads_was_refused(tmp_path: Path, text, refused, untrue):
+    """The default standing in for a refused value must not make a rule say something untrue (a serial
+    reader "without a port" when its port was given, wrongly typed); the rules that do not read it still run."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path))
+    said = "\n".join(caught.value.problems)
+    assert refused in said
+    if untrue:
+        assert untrue not in said, said
+    else:
+        assert "network.dns_servers: expected a port from 1 to 65535, got '0'" in said
+
+
 def test_packaged_default_is_valid_and_probes_no_remote_host():
     settings = config.load(str(default_config_path()))
     assert settings.payment_hosts == []

@@ -236,6 +236,10 @@ def test_every_evidence_code_is_shaped_like_a_finding_code(kb):
     ("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\n[evidence.none]\n'a.b' = 2\n", "expected a weight"),
     ("[[causes]]\nid='x'\ntitle='x'\nremediation=['a']\n", "id = 'none'"),
     ("[[causes]]\nid='none'\ntitle='x'\nremediation=[]\n", "at least one step"),
+    ("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\nunchecked_explanation='not checked: {areas}'\n",
+     "may name only {unchecked}"),
+    ("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\n[[causes]]\nid='disk.full'\ntitle='x'\nremediation=['a']\n"
+     "unchecked_remediation=['check {unchecked}']\n", "only 'none' and a residual cause rest on nothing being found"),
 ])
 def test_broken_knowledge_base_is_refused(tmp_path: Path, text: str, word: str):
     path = tmp_path / "causes.toml"
@@ -464,6 +468,40 @@ def test_2824s_with_nothing_else_configured_are_never_healthy_and_say_what_was_n
     assert d.verdict == "degraded" and d.top.id == "host.upstream"
     assert d.top.certainty <= 0.6
     assert "not checked: network — no payment host configured ([[payment_hosts]])" in d.top.evidence
+
+
+NO_READER = result("reader.serial", status=Status.SKIPPED, summary="no serial reader configured ([reader] kind)")
+#: per language: what only a full check may claim, and what is said (and done first) instead
+NOT_EVERY_CHECK = {
+    "none": {"en": ("Every check", "No fault in what was checked; not checked: card reader.",
+                    "Configure what was not checked (card reader)"),
+             "zh_CN": ("所有检查都通过", "已检查的项目中没有发现故障；未检查：读卡器。", "先配置未检查的项目（读卡器）")},
+    "host.upstream": {"en": ("every check on the terminal passed",
+                             "The POS log shows 2824 errors, and no fault was found in what was checked; not checked: "
+                             "card reader.", "Configure what was not checked (card reader)"),
+                      "zh_CN": ("各项检查都通过", "POS 日志里出现了 2824 错误，已检查的项目中没有发现故障；未检查：读卡器。",
+                                "先配置未检查的项目（读卡器）")},
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+@pytest.mark.parametrize(("cause", "symptom"), [("none", ()), ("host.upstream", (("txlog.errors_2824", "warn"),))])
+def test_every_check_passed_is_said_only_when_nothing_was_left_out(lang, cause, symptom):
+    """A verdict that rests on nothing being found keeps its words when every area was checked; with
+    one left out it names it instead, and checking it comes before escalating."""
+    from posdiag.core import i18n
+
+    every_check, instead, first_step = NOT_EVERY_CHECK[cause][lang]
+    i18n.use(lang)  # the area words are the engine's, in the process's language
+    kb = load_knowledge(causes_path(), lang)
+    whole = diagnose(clear_but(result("txlog", *symptom)), kb)
+    partial = diagnose(clear_but(result("txlog", *symptom), NO_READER), kb)
+    info = kb.causes[cause]
+    assert whole.top.id == partial.top.id == cause
+    assert every_check in whole.top.explanation
+    assert (whole.top.explanation, whole.top.remediation) == (info.explanation, list(info.remediation))
+    assert every_check not in partial.top.explanation and partial.top.explanation.startswith(instead)
+    assert partial.top.remediation[0].startswith(first_step) and partial.top.remediation[1:] == list(info.remediation)
 
 
 def test_2824s_are_a_consequence_of_a_fault_the_terminal_has(kb):

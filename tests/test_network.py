@@ -337,6 +337,50 @@ def test_the_terminals_own_firewall_reads_in_chinese(lab, payment, net_config):
     assert "这台终端自己拒绝向它发送任何数据" in blocked["message"] and f"{HOST_ADDR}:443" in blocked["message"]
 
 
+#: Rules for TCP alone: ICMP and UDP to the host still leave, so no send fails with EPERM.
+TCP_ONLY_RULES = {
+    "reset": (f"ip daddr {HOST_ADDR} tcp dport 443 reject with tcp reset", "tcp.answered_locally"),
+    "unreachable": ("meta l4proto tcp reject with icmpx type host-unreachable", "tcp.answered_locally"),
+    "drop": ("tcp dport 443 drop", "tcp.dropped_locally"),
+}
+
+
+@pytest.mark.parametrize("kind", TCP_ONLY_RULES)
+def test_a_terminal_rule_for_tcp_alone_is_blamed_on_the_terminals_own_firewall(lab, payment, net_config, kind):
+    rule, code = TCP_ONLY_RULES[kind]
+    payment()
+    lab.terminal_rule(rule)
+    rc, report, _ = lab.diagnose(net_config())
+    assert rc == 2 and top(report) == "network.local_firewall", report["diagnosis"]
+    finding = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == code)
+    assert finding["data"]["first_hop"] == GATEWAY and f"{HOST_ADDR}:443" in finding["message"]
+    assert finding["data"].get("answer") == (None if kind == "drop" else kind)
+    assert not {"network.wan", "host.service_down"} & {c["id"] for c in report["diagnosis"]["causes"]}
+
+
+@pytest.mark.parametrize("kind", TCP_ONLY_RULES)
+def test_the_same_rule_in_the_router_is_still_the_path_or_the_host(lab, payment, net_config, kind):
+    """The control: packets that leave the terminal and are reset, refused or dropped beyond it keep
+    their meaning (the one-hop check sees the first router answer them)."""
+    rule, _ = TCP_ONLY_RULES[kind]
+    payment()
+    lab.filter(lab.router, "forward", rule)
+    rc, report, _ = lab.diagnose(net_config())
+    expected = {"reset": "host.service_down", "unreachable": "network.wan", "drop": "network.wan"}[kind]
+    assert rc == 2 and top(report) == expected, report["diagnosis"]
+    assert "network.local_firewall" not in {c["id"] for c in report["diagnosis"]["causes"]}
+
+
+def test_a_terminal_rule_for_tcp_alone_reads_in_chinese(lab, payment, net_config):
+    payment()
+    lab.terminal_rule("tcp dport 443 drop")
+    rc, report, _ = lab.diagnose(net_config(), "--lang", "zh_CN")
+    assert top(report) == "network.local_firewall"
+    finding = next(f for f in probe(report, "network.tcp")["findings"] if f["code"] == "tcp.dropped_locally")
+    assert "不会离开这台终端" in finding["message"] and GATEWAY in finding["message"]
+    assert any("终端自身包过滤的规则" in line for line in report["diagnosis"]["causes"][0]["evidence"])
+
+
 def test_a_payment_host_on_the_stores_lan_that_does_not_answer_arp_is_down_not_the_isp(lab, net_config):
     hosts = [{"name": "primary", "host": LAN_HOST_ADDR, "port": 8000, "tls": False}]
     rc, report, _ = lab.diagnose(net_config(hosts, timeout_s=1.0))

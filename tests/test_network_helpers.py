@@ -322,7 +322,7 @@ def test_tcp_connect_outcomes_are_judged_one_failure_at_a_time(config_file, outc
     settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443}])))
     obs = Observation()
     attempts = [Connect(kind, 5.0, "" if kind == "ok" else f"{kind} here") for kind in outcomes.split()]
-    verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "203.0.113.7", attempts)  # beyond the LAN
+    verdict = TcpProbe(settings).judge(obs, targets(settings)[0], "203.0.113.7", attempts, None)  # left the terminal
     said = [f.code for f in obs.findings if f.severity.value != "info"] + ([verdict[0]] if verdict else [])
     assert said == ([code] if code else [])
     if code in ("tcp.unreachable", "tcp.error"):  # the error of the attempt that failed that way, not another's
@@ -350,3 +350,42 @@ def test_the_route_the_kernel_would_pick_is_the_longest_prefix(tmp_path, address
         "eth0\t0000000A\t0201A8C0\t0003\t0\t0\t100\t000000FF\t0\t0\t0\n"  # 10.0.0.0/8 via 192.168.1.2
         "eth1\t0002010A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n")  # 10.1.2.0/24 on-link
     assert routed_via_gateway(address, proc_with(tmp_path, route=table)) is via_gateway
+
+
+# --- did the connects leave the terminal? (the one-hop check's judgement; pure logic) ------------------
+
+def _one_hop(*outcomes):
+    from posdiag.probes.network._egress import _judge
+
+    return _judge(list(outcomes), "198.18.1.1")
+
+
+def _sent(code: int = 0, icmp_type: int | None = None, sender: str = "", connected: bool = False):
+    from posdiag.probes.network._egress import _Outcome
+    from posdiag.probes.network._icmp import IcmpError
+
+    return _Outcome(code, IcmpError(icmp_type, 1, sender) if icmp_type is not None else None, connected)
+
+
+def test_a_connect_the_first_router_answered_left_the_terminal_whatever_the_other_got():
+    import errno
+
+    assert _one_hop(_sent(), _sent(errno.EHOSTUNREACH, 11, "198.18.1.1")) is None
+    assert _one_hop(_sent(connected=True), _sent()) is None
+
+
+def test_a_reset_or_an_unreachable_from_the_terminal_itself_is_an_answer_from_inside():
+    import errno
+
+    reset = _one_hop(_sent(errno.ECONNREFUSED), _sent(errno.ECONNREFUSED))
+    assert (reset.sign, reset.answer, reset.first_hop) == ("answered", "reset", "198.18.1.1")
+    unreachable = _one_hop(_sent(errno.EHOSTUNREACH, 3, "127.0.0.1"), _sent())
+    assert (unreachable.sign, unreachable.answer) == ("answered", "unreachable")
+
+
+def test_silence_is_a_drop_inside_but_an_answer_from_elsewhere_proves_nothing():
+    import errno
+
+    assert _one_hop(_sent(), _sent()).sign == "dropped"
+    assert _one_hop(_sent(errno.EHOSTUNREACH, 3, "192.0.2.1"), _sent()) is None  # not this terminal's address
+    assert _one_hop(_sent(errno.ENETUNREACH), _sent()) is None  # no route: not a packet filter

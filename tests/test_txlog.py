@@ -249,11 +249,14 @@ def test_2824s_beyond_a_clean_terminal_read_in_both_languages(config_file, tmp_p
     assert rc == 1 and "Verdict: DEGRADED" in out
     top = "Most likely cause: Payments fail beyond the terminal: escalate to the acquirer  [host.upstream"
     assert unwrapped(top) in unwrapped(out)
-    assert unwrapped("  1. Escalate to the acquirer's help desk now with this report") in unwrapped(out)
+    # network and reader were never checked: checking them comes before escalating
+    assert unwrapped("  1. Configure what was not checked (network, card reader)") in unwrapped(out)
+    assert unwrapped("  2. Escalate to the acquirer's help desk now with this report") in unwrapped(out)
     rc, out, _ = run_cli("diagnose", "--lang", "zh_CN", "--config", str(config))
     assert rc == 1 and "结论：性能下降" in out
     assert unwrapped("最可能的原因：服务器故障：支付在终端以外失败，请升级给收单机构  [host.upstream") in unwrapped(out)
     assert unwrapped("  - 未检查：网络 — ") in unwrapped(out)
+    assert unwrapped("  1. 先配置未检查的项目（网络，读卡器）") in unwrapped(out) and "各项检查都通过" not in unwrapped(out)
 
 
 def test_2824s_on_a_terminal_with_a_fault_of_its_own_are_its_consequence(config_file, tmp_path):

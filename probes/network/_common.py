@@ -102,8 +102,6 @@ class Connect:
 
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "EHOSTDOWN", -1), errno.EADDRNOTAVAIL}
-#: How a send that never left the terminal fails: its own packet filter or security software said no.
-_REFUSED_HERE = {errno.EPERM, errno.EACCES}
 
 
 def tcp_connect(address: str, port: int, timeout_s: float) -> Connect:
@@ -124,21 +122,6 @@ def tcp_connect(address: str, port: int, timeout_s: float) -> Connect:
         return Connect(kind, (time.monotonic() - started) * 1000, exc.strerror or str(exc))
     finally:
         sock.close()
-
-
-def refused_here(address: str, port: int) -> str | None:
-    """Does this terminal itself refuse to send to ``address``? One empty UDP datagram tells: a rule
-    that drops or rejects the host in the terminal's own output path (a packet filter, security
-    software) fails the send at once with EPERM, and no packet leaves — while TCP, which retransmits,
-    only times out. Needs no privilege and reads no rule set. The OS's words for the refusal, else None."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(b"", (address, port))
-        except OSError as exc:
-            if exc.errno in _REFUSED_HERE:
-                return exc.strerror or str(exc)
-    return None
 
 
 def side_by_side(fn: Callable[[T], R], items: Iterable[T], stagger_s: float = 0.0) -> list[R]:

@@ -16,11 +16,17 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import dataclass
 
 #: IP header (20) + ICMP header (8): an echo with ``n`` payload bytes is an IP packet of n + 28 bytes.
 OVERHEAD = 28
 #: Outcome of an echo the kernel refused to send: larger than the path MTU it already knows.
 TOO_BIG = -1.0
+#: Linux socket option: queue the ICMP errors a socket's packets draw (Python names it only from 3.12 on)
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+#: sock_extended_err.ee_origin of an error an ICMP message reported
+_ORIGIN_ICMP = 2
+TIME_EXCEEDED = 11
 
 
 class SendRefused(OSError):
@@ -130,7 +136,7 @@ def first_hop_beyond(address: str, deadline: float, ttl: int = 2, count: int = 3
     try:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         if not raw:
-            sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         sock.setblocking(False)
         gap = spread_s / max(1, count - 1)
         next_send, sent = time.monotonic(), 0
@@ -147,17 +153,41 @@ def first_hop_beyond(address: str, deadline: float, ttl: int = 2, count: int = 3
     return None
 
 
+@dataclass(frozen=True)
+class IcmpError:
+    """An ICMP error the kernel queued on a socket with IP_RECVERR: its type and code, and the address
+    of whoever sent it (a router on the way, or this terminal itself)."""
+
+    type: int
+    code: int
+    sender: str
+
+    @property
+    def time_exceeded(self) -> bool:
+        return self.type == TIME_EXCEEDED
+
+
+def queued_icmp_error(sock: socket.socket) -> IcmpError | None:
+    """The next ICMP error on an IPv4 socket's error queue (IP_RECVERR set), or None when there is none
+    yet. Raises OSError when the queue cannot be read."""
+    try:
+        _, ancdata, _, _ = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+    except (BlockingIOError, InterruptedError):
+        return None
+    for level, kind, data in ancdata:
+        # struct sock_extended_err (16 bytes: errno, origin, type, code, …), then the sender's sockaddr_in
+        if level == socket.IPPROTO_IP and kind == IP_RECVERR and len(data) >= 24 and data[4] == _ORIGIN_ICMP:
+            return IcmpError(data[5], data[6], socket.inet_ntoa(data[20:24]))
+    return None
+
+
 def _hop_answer(sock: socket.socket, raw: bool, ident: int) -> str | None:
     """Who answered: an echo reply's sender, or the router named in an ICMP error (time exceeded,
     unreachable). A ping socket reports errors through its error queue; a raw one sees the packets."""
     if not raw:
         try:
-            _, ancdata, _, _ = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
-            for level, kind, data in ancdata:
-                if level == socket.IPPROTO_IP and kind == getattr(socket, "IP_RECVERR", 11) and len(data) >= 24:
-                    return socket.inet_ntoa(data[20:24])  # sock_extended_err (16 bytes), then the offender's sockaddr_in
-        except (BlockingIOError, InterruptedError):
-            pass
+            if error := queued_icmp_error(sock):
+                return error.sender
         except OSError:
             return None
     try:

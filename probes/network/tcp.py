@@ -1,8 +1,9 @@
 """TCP: connect to every payment host several times. Refused (RST: the host is there, the service
 is not) is told apart from a timeout (packets vanish: WAN, firewall) and from an ICMP unreachable.
 When nothing connects, two more things are looked at before the failure is named: whether the
-terminal itself refuses to send to the host (EPERM on a datagram: its own packet filter), and whether
-the host is on the terminal's own subnet (the store's LAN: no router or ISP on the way)."""
+connects left the terminal at all (:mod:`._egress`: a datagram's send refused with EPERM, or
+connects with a TTL of 1 that never got as far as the first router), and whether the host is on
+the terminal's own subnet (the store's LAN: no router or ISP on the way)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from collections import Counter
 
 from posdiag.core.addresses import is_address
 from posdiag.core.i18n import N_, ntr, tr
-from posdiag.probes._netinfo import neighbour_state, on_link
+from posdiag.probes._netinfo import neighbour_state, on_link, routed_via_gateway
 from posdiag.probes.base import Observation, ProbeSkipped, Status, declare
-from posdiag.probes.network import _known
+from posdiag.probes.network import _egress, _known
 from posdiag.probes.network._common import (
     CONNECTED,
     Connect,
@@ -21,7 +22,6 @@ from posdiag.probes.network._common import (
     addresses,
     clauses,
     connected_address,
-    refused_here,
     report_per_target,
     rtt_stats,
     side_by_side,
@@ -30,6 +30,9 @@ from posdiag.probes.network._common import (
 )
 
 STAGGER_S = 0.02
+#: The most the one-hop check (:mod:`._egress`) waits for the first router's "time exceeded": a
+#: router on the store's LAN answers within milliseconds.
+EGRESS_WAIT_S = 0.3
 #: How a failed connect is named in a message (the data keeps the machine words).
 _KIND_WORDS = {"refused": N_("refused"), "timeout": N_("timed out"), "unreachable": N_("unreachable"),
                "error": N_("failed otherwise")}
@@ -38,8 +41,8 @@ _KIND_WORDS = {"refused": N_("refused"), "timeout": N_("timed out"), "unreachabl
 class TcpProbe(PaymentHostProbe):
     name = "network.tcp"
     description = N_("TCP connects to each payment host: connect time median/p95, refused vs timeout vs unreachable")
-    findings = declare(fail=("tcp.blocked_locally", "tcp.error", "tcp.lan_host_silent", "tcp.refused", "tcp.timeout",
-                             "tcp.unreachable"), warn=("tcp.unstable",),
+    findings = declare(fail=("tcp.answered_locally", "tcp.blocked_locally", "tcp.dropped_locally", "tcp.error",
+                             "tcp.lan_host_silent", "tcp.refused", "tcp.timeout", "tcp.unreachable"), warn=("tcp.unstable",),
                        info=("tcp.connected", "tcp.not_attempted"))
     requires = ("network.link",)
     needs = ("network.dns",)
@@ -59,8 +62,10 @@ class TcpProbe(PaymentHostProbe):
         if not reachable:
             raise ProbeSkipped(tr("no payment host name resolved"))
         outcomes = side_by_side(lambda ta: self.attempts(ta[1][0], ta[0].host.port), reachable)
-        verdicts = {target.index: self.judge(obs, target, addrs[0], attempts)
-                    for (target, addrs), attempts in zip(reachable, outcomes, strict=True)}
+        stops = side_by_side(self.stopped_here, [(target.host.port, addrs[0], attempts)
+                                                 for (target, addrs), attempts in zip(reachable, outcomes, strict=True)])
+        verdicts = {target.index: self.judge(obs, target, addrs[0], attempts, stop)
+                    for (target, addrs), attempts, stop in zip(reachable, outcomes, stops, strict=True)}
         report_per_target(obs, verdicts, all_targets)
         # Remember what worked: if the resolvers fall silent later, these tell DNS from the uplink.
         _known.remember(self.context.state_dir, {t.host.host: a for t in all_targets
@@ -73,7 +78,17 @@ class TcpProbe(PaymentHostProbe):
         net = self.settings.network
         return side_by_side(lambda _: tcp_connect(address, port, net.timeout_s), range(net.tcp_attempts), STAGGER_S)
 
-    def judge(self, obs: Observation, target, address: str, attempts: list[Connect]) -> tuple[str, str, dict] | None:
+    def stopped_here(self, plan: tuple[int, str, list[Connect]]) -> _egress.Stopped | None:
+        """When no connect succeeded: did they leave this terminal at all? (Only then: a sweep that
+        connects sends nothing more.)"""
+        port, address, attempts = plan
+        if any(a.kind == "ok" for a in attempts):
+            return None
+        wait_s = min(EGRESS_WAIT_S, max(0.0, self.remaining_s() - 0.1))
+        return _egress.stopped_here(address, port, wait_s, via_router=routed_via_gateway(address))
+
+    def judge(self, obs: Observation, target, address: str, attempts: list[Connect],
+              stop: _egress.Stopped | None) -> tuple[str, str, dict] | None:
         label = target.host.label
         kinds = Counter(a.kind for a in attempts)
         ok = [a.ms for a in attempts if a.kind == "ok"]
@@ -94,22 +109,17 @@ class TcpProbe(PaymentHostProbe):
                                              kinds=", ".join(tr(_KIND_WORDS[k]) for k in kinds if k != "ok")),
                          host=target.host.host, role=target.role, **data)
             return None
-        return self.failed(target, address, attempts, kinds, data)
+        return self.failed(target, address, attempts, kinds, data, stop)
 
     def failed(self, target: Target, address: str, attempts: list[Connect], kinds: Counter,
-               data: dict) -> tuple[str, str, dict]:
+               data: dict, stop: _egress.Stopped | None) -> tuple[str, str, dict]:
         """No connect succeeded: say how, naming the address and port that failed."""
         port = target.host.port
         where = (target.label if f"{address}:{port}" in target.label
                  else tr("{target} at {address}:{port}", target=target.label, address=address, port=port))
         kind = next(k for k in ("refused", "unreachable", "timeout", "error") if kinds[k])
-        refusal = refused_here(address, port)
-        if refusal:
-            return "tcp.blocked_locally", ntr(
-                "{where}: {n} connect {kind}, and this terminal refuses to send anything to it ({error}): nothing "
-                "for it leaves the terminal", "{where}: {n} connects {kind}, and this terminal refuses to send anything "
-                "to it ({error}): nothing for it leaves the terminal", len(attempts), where=where,
-                kind=tr(_KIND_WORDS[kind]), error=refusal), {**data, "error": refusal}
+        if stop:
+            return stopped(stop, where, len(attempts), kind, data)
         if kind == "refused":
             return "tcp.refused", tr("{where} refuses connections (reset)", where=where), data
         if on_link(address):
@@ -127,3 +137,32 @@ class TcpProbe(PaymentHostProbe):
                                       where=where, timeout=self.settings.network.timeout_s), data
         error = next((a.error for a in attempts if a.error), "")
         return "tcp.error", tr("{where}: connect failed ({error})", where=where, error=error), data
+
+
+def stopped(stop: _egress.Stopped, where: str, n: int, kind: str, data: dict) -> tuple[str, str, dict]:
+    """The finding for connects that did not leave this terminal: what showed it, in its words."""
+    kind_words = tr(_KIND_WORDS[kind])
+    if stop.sign == "send_refused":
+        return "tcp.blocked_locally", ntr(
+            "{where}: {n} connect {kind}, and this terminal refuses to send anything to it ({error}): nothing "
+            "for it leaves the terminal", "{where}: {n} connects {kind}, and this terminal refuses to send anything "
+            "to it ({error}): nothing for it leaves the terminal", n, where=where, kind=kind_words,
+            error=stop.error), {**data, "error": stop.error}
+    one_hop = {"first_hop": stop.first_hop}
+    if stop.sign == "answered":
+        return "tcp.answered_locally", ntr(
+            "{where}: {n} connect {kind}, answered from inside this terminal: a connect that can go no "
+            "further than the first router ({first_hop}) gets the same answer at once, while a datagram to the same "
+            "host reaches that router, which answers it with 'time exceeded'",
+            "{where}: {n} connects {kind}, answered from inside this terminal: a connect that can go no "
+            "further than the first router ({first_hop}) gets the same answer at once, while a datagram to the same "
+            "host reaches that router, which answers it with 'time exceeded'", n, where=where, kind=kind_words,
+            first_hop=stop.first_hop), {**data, **one_hop, "answer": stop.answer, "error": stop.error}
+    return "tcp.dropped_locally", ntr(
+        "{where}: {n} connect {kind}, and connects to it do not leave this terminal: sent to go no further than the "
+        "first router ({first_hop}), they draw no answer from it, while a datagram to the same host reaches that "
+        "router, which answers it with 'time exceeded'",
+        "{where}: {n} connects {kind}, and connects to it do not leave this terminal: sent to go no further than the "
+        "first router ({first_hop}), they draw no answer from it, while a datagram to the same host reaches that "
+        "router, which answers it with 'time exceeded'", n, where=where, kind=kind_words,
+        first_hop=stop.first_hop), {**data, **one_hop}

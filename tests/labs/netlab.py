@@ -172,6 +172,10 @@ class Lab:
         """The terminal's own packet filter drops (or rejects) everything it sends to ``address``."""
         self.filter(self.term, "output", f"ip daddr {address} {verdict}")
 
+    def terminal_rule(self, rule: str) -> None:
+        """One rule of the terminal's own packet filter, in its output path (a rule for TCP only, a port)."""
+        self.filter(self.term, "output", rule)
+
     def block_icmp(self) -> None:
         self.filter(self.router, "forward", "meta l4proto icmp drop")
 
