@@ -16,7 +16,7 @@ ceiling. PostgreSQL runs as a throwaway cluster on loopback, durable (fsync on),
 Every run is bounded: at most rate x (seconds + 3 s warm-up) reports per phase; only 127.0.0.1.
 
 ``fleet``: 5,000 terminals in 500 sites with 200,000 stored reports (written in bulk, labs/bigfleet.py),
-a site and a fleet incident posted on top. Each API call the page makes is timed ``--samples`` times
+250 of them with risks ahead, a site and a fleet incident posted on top. Each API call the page makes is timed ``--samples`` times
 (p50/p95), once alone and once while 100 terminals post 50 reports/s; then the page is loaded
 ``--loads`` times in Debian's headless Chromium and the time to its data being drawn (the page's
 ``posdiag-ready`` mark, from the start of navigation) is read.
@@ -55,7 +55,7 @@ from posdiag.collector.tokens import new_token, token_hash  # noqa: E402
 WARMUP_S = 3.0
 #: every bench terminal connects from 127.0.0.1: one client address, as behind a proxy
 ONE_ADDRESS = ("--max-connections-per-client", "0")
-FLEET = {"terminals": 5000, "sites": 500, "faulty": 25, "silent": 25}
+FLEET = {"terminals": 5000, "sites": 500, "faulty": 25, "silent": 25, "at_risk": 250}
 
 
 class Terminal:
@@ -203,8 +203,8 @@ def bench(backend: str, args: argparse.Namespace) -> None:
 def _seed_fleet(db: Database, history: int, every_s: float) -> bigfleet.BigFleet:
     started = time.monotonic()
     built = bigfleet.build(db.storage, now=time.time(), history=history, every_s=every_s, **FLEET)
-    print(f"  seeded {FLEET['terminals']} terminals in {FLEET['sites']} sites with {built.reports} reports "
-          f"in {time.monotonic() - started:.1f} s", flush=True)
+    print(f"  seeded {FLEET['terminals']} terminals in {FLEET['sites']} sites with {built.reports} reports, "
+          f"{len(built.at_risk)} terminals at risk, in {time.monotonic() - started:.1f} s", flush=True)
     return built
 
 
@@ -226,6 +226,7 @@ def _page_calls(built: bigfleet.BigFleet) -> list[tuple[str, str]]:
     return [("incidents", "/api/v1/incidents"),
             ("sites", "/api/v1/sites?limit=100"),
             ("attention", "/api/v1/terminals?order=state&state=fault%2Csilent&limit=100"),
+            ("risks", "/api/v1/risks?limit=100"),
             ("open a site", f"/api/v1/terminals?site={site}&order=state&limit=1000"),
             ("search: sites", "/api/v1/sites?q=lane-012&limit=100"),
             ("search: terminals", "/api/v1/terminals?q=lane-012&order=state&limit=100"),

@@ -18,6 +18,9 @@ from posdiag.core.timefmt import parse_utc_iso, utc_iso
 CHUNK = 64 * 1024
 #: how far ahead of the collector's clock a report may say it started (a terminal's clock may be off)
 MAX_AHEAD_S = 86400
+#: how far from its report's start a risk may be due: the furthest warning an agent gives is a year
+#: (``cert_warn_days`` is at most 365); a time beyond would sort before or after every real risk
+MAX_RISK_S = 366 * 86400
 
 
 class Refused(Exception):
@@ -117,7 +120,7 @@ NEVER = "9999-12-31T23:59:59Z"
 
 def check_time(report: Report, now: float, retain_days: float) -> None:
     """Refuse (400) a ``started_at`` that is no real instant, lies more than a day ahead of ``now``, or
-    is older than the retention (expired: it would be pruned at once)."""
+    is older than the retention (expired: it would be pruned at once); and a risk's impossible ``due_at``."""
     try:
         started = parse_utc_iso(report.started_at)
     except ValueError:
@@ -128,3 +131,20 @@ def check_time(report: Report, now: float, retain_days: float) -> None:
     if started < now - retain_days * 86400:
         raise Refused(400, f"$.started_at: {report.started_at} has expired: the collector keeps reports for "
                            f"{retain_days:g} days")
+    _check_due(report, started)
+
+
+def _check_due(report: Report, started: float) -> None:
+    """Refuse (400) a risk whose ``due_at`` is no real instant or lies more than a year from the report's
+    start: it would show as no time at all, or head the fleet's "at risk" list for ever."""
+    for n, risk in enumerate(report.data.get("risks") or []):
+        due = risk.get("due_at")
+        if not isinstance(due, str):
+            continue  # a risk that names no time sorts last, as documented
+        try:
+            at = parse_utc_iso(due)
+        except ValueError:
+            raise Refused(400, f"$.risks[{n}].due_at: {due!r} is not a real UTC instant") from None
+        if abs(at - started) > MAX_RISK_S:
+            raise Refused(400, f"$.risks[{n}].due_at: {due} is more than a year from the report's started_at "
+                               f"({report.started_at})")

@@ -105,6 +105,7 @@ def _query(request: Request, collector: Any, now: float) -> TerminalQuery:
 
 
 def _terminal(row: dict[str, Any], silent_before: str) -> dict[str, Any]:
+    """A terminal as the API shows it (one terminal's answer adds ``last_report_id``)."""
     return {"id": row["id"], "site": row["site"], "last_seen_at": row["last_seen_at"], "verdict": row["verdict"],
             "top_cause": row["top_cause"], "agent_version": row["agent_version"],
             "last_report_started_at": row["last_started_at"], "soonest_risk_at": _due(row.get("risk_due_at")),
@@ -155,26 +156,34 @@ async def sites(request: Request) -> Response:
 
 @operator_only
 async def one_terminal(request: Request) -> Response:
-    """One terminal, as the list shows it, with the server's clock (for "seen 2 min ago")."""
+    """One terminal, as the list shows it, with the report its state follows (the page's "latest
+    diagnosis") and the server's clock (for "seen 2 min ago")."""
     collector = request.app.state.collector
     row = await run_in_threadpool(collector.storage.get_terminal, request.path_params["terminal_id"])
     if row is None:
         return JSONResponse({"error": "no such terminal"}, status_code=404)
     now = time.time()
     return JSONResponse({**_terminal(row, iso(now - collector.settings.silent_after_min * 60)),
-                         "silent_after_min": collector.settings.silent_after_min, "now": iso(now)})
+                         "last_report_id": row["last_report_id"], "silent_after_min": collector.settings.silent_after_min,
+                         "now": iso(now)})
 
 
 @operator_only
 async def reports(request: Request) -> Response:
+    """Reports in the order that sets a terminal's state (see ``list_reports``): a terminal's first is
+    the one its state follows, its ``last_report_id``."""
     collector = request.app.state.collector
     q = request.query_params
     limit = int(_number(request, "limit", 100, 1, 1000))  # type: ignore[arg-type] - a default is given
+    before = _before(request)
+    _, bar, key = (before or "").partition("|")
+    if bar and not key.isdigit():
+        raise Refused(400, "?before= takes a time stamp or the next_before cursor of the previous page")
     rows = await run_in_threadpool(
         collector.storage.list_reports, terminal=q.get("terminal"), site=q.get("site"), cause=q.get("cause"),
-        since=_stamp(request, "since"), until=_stamp(request, "until"), before=_before(request), limit=limit)
-    cursor = f"{rows[-1]['started_at']}|{rows[-1]['report_id']}" if len(rows) == limit else None
-    return JSONResponse({"reports": rows, "next_before": cursor})
+        since=_stamp(request, "since"), until=_stamp(request, "until"), before=before, limit=limit)
+    cursor = f"{rows[-1]['state_at']}|{rows[-1]['seq']}" if len(rows) == limit else None
+    return JSONResponse({"reports": [{k: v for k, v in row.items() if k != "seq"} for row in rows], "next_before": cursor})
 
 
 @operator_only

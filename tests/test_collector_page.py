@@ -7,11 +7,13 @@ measured by bench/collector_bench.py, never asserted here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -114,6 +116,34 @@ def test_fleet_page_shows_every_fault_and_silent_terminal_of_five_thousand_first
     page.wait_for_selector("#attention li.trow[data-terminal='late-1']", timeout=15_000)
     page.wait_for_selector("#sites > details.site[open] li.trow[data-terminal='late-1']", timeout=15_000)
     assert page.errors == []
+
+
+@SQLITE
+@pytest.mark.chromium
+def test_the_bench_times_every_api_call_the_fleet_page_makes_when_it_loads(fleet, browser):
+    """bench/collector_bench.py gives the p95 of each call the page makes: a call it leaves out is a
+    cost nobody measures."""
+    f = fleet()
+    built = bigfleet.build(f.storage, now=time.time(), terminals=200, sites=20, faulty=5, silent=5, at_risk=5)
+    page = _open(browser, f, f.operator("alice"), viewport=DESK)
+    made: list[str] = []
+    page.on("request", lambda request: made.append(request.url))
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    _until(page, "() => document.querySelectorAll('#risks li.risk').length > 0")  # the seeded risks are drawn
+    spec = importlib.util.spec_from_file_location("collector_bench", REPO / "bench" / "collector_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.FLEET["at_risk"] > 0  # the bench's fleet has risks, so that the risks call has rows to read
+
+    def call(url: str) -> tuple[str, frozenset]:
+        parts = urlsplit(url)
+        return parts.path, frozenset(parse_qsl(parts.query))
+
+    loaded = {call(url) for url in made if urlsplit(url).path.startswith("/api/v1/")}
+    timed = {call(f.url + path) for _, path in bench._page_calls(built)}
+    assert {path for path, _ in loaded} >= {"/api/v1/incidents", "/api/v1/sites", "/api/v1/terminals", "/api/v1/risks"}
+    assert loaded - timed == set()
 
 
 @SQLITE

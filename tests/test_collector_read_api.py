@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from labs.collectorlab import make_report
+from labs.collectorlab import iso, make_report
 
 READS = ["/api/v1/terminals", "/api/v1/reports", "/api/v1/incidents", "/api/v1/reports/{rid}"]
 
@@ -128,6 +128,27 @@ def test_collector_lists_reports_newest_first_with_filters_and_paging(fleet):
     whole = f.get(f"/api/v1/reports/{mine[3]['report_id']}", operator)
     assert whole.status_code == 200 and whole.json() == mine[3]
     assert f.get("/api/v1/reports/00000000-0000-4000-8000-000000000000", operator).status_code == 404
+
+
+def test_reports_of_one_moment_are_listed_the_later_to_arrive_first_and_paged_without_loss(fleet):
+    f = fleet()
+    operator = f.operator()
+    token = f.terminal("lane-01", "store-1")
+    now = int(time.time())
+    sent = [make_report("lane-01", started=now - 60, verdict=verdict, cause=cause)
+            for verdict, cause in [("fault", "network.wan"), ("healthy", "none")] * 3]
+    for report in sent:
+        assert f.post(token, report).status_code == 201
+    assert f.get("/api/v1/terminals/lane-01", operator).json()["last_report_id"] == sent[-1]["report_id"]
+    seen, before = [], None
+    while True:
+        page = f.get("/api/v1/reports", operator, terminal="lane-01", limit=4, **({"before": before} if before else {})).json()
+        seen += [r["report_id"] for r in page["reports"]]
+        before = page["next_before"]
+        if not before:
+            break
+    assert seen == [r["report_id"] for r in reversed(sent)]
+    assert f.get("/api/v1/reports", operator, before=f"{iso(now)}|{sent[0]['report_id']}").status_code == 400
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

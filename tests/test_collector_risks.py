@@ -66,6 +66,33 @@ def test_a_newer_report_without_risks_clears_them_and_a_late_older_one_does_not_
     assert f.get("/api/v1/risks", "made-up-token").status_code == 401
 
 
+@pytest.mark.parametrize("due", ["9999-99-99T99:99:99Z", "2026-02-30T10:00:00Z", "0000-01-01T00:00:00Z",
+                                 "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_intake_refuses_a_risk_due_at_no_real_instant_or_years_from_its_report(fleet, due):
+    f = fleet()
+    operator = f.operator()
+    token = f.terminal("a1", "store-a")
+    report = with_risks(make_report("a1", "store-a", verdict="healthy", cause="none"),
+                        risk("tls.expiring_soon", 70, "primary"), risk("trend.disk_filling", 5, "/var/lib/pos"))
+    report["risks"][1]["due_at"] = due
+    answer = f.post(token, report)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith("$.risks[1].due_at: ") and due in answer.json()["error"]
+    assert f.stored() == 0 and f.get("/api/v1/risks", operator).json()["risks"] == []
+
+
+def test_intake_takes_a_certificate_due_within_a_year_and_a_risk_that_names_no_time(fleet):
+    f = fleet()
+    operator = f.operator()
+    token = f.terminal("a1", "store-a")
+    untimed = {**risk("trend.clock_drifting", 40, "clock"), "due_at": None, "hours_left": None}
+    report = with_risks(make_report("a1", "store-a", verdict="healthy", cause="none"),
+                        risk("tls.expiring_soon", 360 * 24, "primary"), untimed)
+    assert f.post(token, report).status_code == 201
+    assert [r["code"] for r in f.get("/api/v1/risks", operator).json()["risks"]] == [
+        "tls.expiring_soon", "trend.clock_drifting"]
+
+
 @SQLITE
 @pytest.mark.chromium
 def test_the_fleet_page_shows_terminals_at_risk_and_a_report_s_risks(fleet, browser):

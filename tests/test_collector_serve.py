@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import requests
-from labs.collectorlab import REPO, Fleet, ServeProcess, make_report
-from posdiag.collector import cli
+from labs.collectorlab import REPO, Fleet, ServeProcess, iso, make_report
+from posdiag.collector import cli, intake
 from posdiag.collector.storage import open_storage
-from posdiag.collector.storage.base import StorageError, migrations
+from posdiag.collector.storage.base import StorageError, migrations, statements
 
 LATEST = max(version for version, _ in migrations("sqlite"))
 
@@ -113,6 +115,42 @@ def test_a_migration_that_fails_half_way_changes_nothing_and_the_next_start_comp
         rc, out, err = run("add-operator", "alice", "--db", db_url)
         assert rc == 0 and out.strip(), err
         assert storage.schema_version() == LATEST
+    finally:
+        storage.close()
+
+
+def test_an_upgrade_lists_stored_reports_in_the_order_that_set_each_terminals_state(db_url):
+    """Reports stored before their order was kept (schema 4), one of them from a clock 20 h ahead: once
+    migrated, a terminal's first listed report is the one its state follows, and new ones follow on."""
+    storage = open_storage(db_url)
+    try:
+        with storage._connection(write=True) as conn:
+            storage._execute(conn, "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for version, sql in migrations(storage.backend)[:4]:
+                for statement in statements(sql):
+                    conn.execute(statement)
+                storage._execute(conn, "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                                 (version, iso(time.time())))
+            hour_ago = time.time() - 3600
+            rows = [("r-ahead", iso(hour_ago + 20 * 3600), iso(hour_ago), "fault", "network.wan"),
+                    ("r-now", iso(hour_ago + 300), iso(hour_ago + 301), "healthy", "none")]
+            for report_id, started, received, verdict, cause in rows:
+                storage._execute(conn, "INSERT INTO reports (report_id, terminal_id, site, started_at, received_at, verdict, "
+                                 "top_cause, agent_version, body) VALUES (?, 'lane-2', 'store-1', ?, ?, ?, ?, '0.1.0', '{}')",
+                                 (report_id, started, received, verdict, cause))
+            storage._execute(conn, "INSERT INTO terminals (id, site, token_hash, created_at, last_seen_at, verdict, "
+                             "top_cause, agent_version, last_started_at, state_at) VALUES ('lane-2', 'store-1', 'h', ?, ?, "
+                             "'healthy', 'none', '0.1.0', ?, ?)",
+                             (iso(hour_ago - 3600), iso(hour_ago + 301), iso(hour_ago + 300), iso(hour_ago + 300)))
+        assert storage.migrate() == list(range(5, LATEST + 1))
+        assert storage.get_terminal("lane-2")["last_report_id"] == "r-now"
+        listed = storage.list_reports(terminal="lane-2")
+        assert [(r["report_id"], r["state_at"]) for r in listed] == [("r-now", iso(hour_ago + 300)),
+                                                                     ("r-ahead", iso(hour_ago))]
+        report = make_report("lane-2", "store-1", verdict="healthy", cause="none")
+        assert storage.store_report(intake.decode(json.dumps(report).encode(), "", 10**6))[0] == "stored"
+        assert [r["report_id"] for r in storage.list_reports(terminal="lane-2")] == [report["report_id"], "r-now", "r-ahead"]
+        assert storage.get_terminal("lane-2")["last_report_id"] == report["report_id"]
     finally:
         storage.close()
 

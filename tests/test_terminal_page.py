@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 
 import pytest
 import requests
@@ -167,3 +168,33 @@ def test_the_terminals_page_is_for_signed_in_operators_and_names_a_missing_termi
                            ("/terminals//evil.example", "/")):
         switched = requests.post(f.url + "/lang", data={"lang": "zh_CN", "next": back}, allow_redirects=False, timeout=10)
         assert switched.headers["location"] == expected, back
+
+
+@pytest.mark.chromium
+def test_a_fault_dated_ahead_is_not_the_latest_diagnosis_once_a_healthy_report_follows(fleet, browser):
+    f = fleet()
+    token = f.terminal("lane-2", "store-1")
+    operator = f.operator("alice")
+    ahead = make_report("lane-2", "store-1", started=time.time() + 20 * 3600, cause="network.wan")  # a clock 20 h fast
+    assert f.post(token, ahead).status_code == 201
+    healthy = make_report("lane-2", "store-1", verdict="healthy", cause="none")
+    assert f.post(token, healthy).status_code == 201
+    # The API says which report sets the terminal's state, and lists its reports in that order.
+    terminal = f.get("/api/v1/terminals/lane-2", operator).json()
+    assert terminal["verdict"] == "healthy" and terminal["last_report_id"] == healthy["report_id"]
+    listed = f.get("/api/v1/reports", operator, terminal="lane-2").json()["reports"]
+    assert [r["report_id"] for r in listed] == [healthy["report_id"], ahead["report_id"]]
+
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(f.url + "/signin")
+    page.fill("#token", operator)
+    page.click("form[action='/signin'] button")
+    page.wait_for_url(f.url + "/")
+    page.goto(f.url + "/terminals/lane-2")
+    page.wait_for_selector("#report .verdict-line")
+    assert page.locator("#report").get_attribute("data-report") == healthy["report_id"]
+    assert page.locator("#report .verdict-line .badge").inner_text() == "healthy"
+    assert page.locator("#history button.report-item").first.get_attribute("data-report") == healthy["report_id"]
+    assert page.locator("#history button.report-item.selected").get_attribute("data-report") == healthy["report_id"]
+    ctx.close()

@@ -193,10 +193,12 @@ async function refresh() {
     skewMs = parseTime(terminal.now) - Date.now();
     renderFacts(terminal);
     renderRequests(requests.requests);
-    const newest = reports.reports[0];
-    if (!pinned && newest && newest.report_id !== shownReportId) {
-      renderReport(await getJSON("/api/v1/reports/" + encodeURIComponent(newest.report_id)));
-    } else if (!newest) {
+    // The latest diagnosis is the report the terminal's state follows, not the one whose clock says
+    // latest: a report dated ahead does not stay on screen until its time passes.
+    const latest = terminal.last_report_id || (reports.reports[0] || {}).report_id;
+    if (!pinned && latest && latest !== shownReportId) {
+      renderReport(await getJSON("/api/v1/reports/" + encodeURIComponent(latest)));
+    } else if (!latest) {
       document.getElementById("report").replaceChildren(el("p", {class: "muted"}, tr("No reports yet.")));
     }
     renderHistory(reports.reports);

@@ -10,7 +10,7 @@ anyway). Incidents are kept apart from the intake (see :mod:`.chains`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from importlib.resources import files
 from typing import Any
@@ -70,14 +70,16 @@ def _filters(conditions: list[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
     return [term for term, _ in given], [value for _, value in given]
 
 
-def _page(before: str | None, column: str, key: str, where: list[str], args: list[Any]) -> None:
-    """Keyset paging, newest first: ``before`` is a time stamp, or a cursor ``time|key`` from a previous page."""
+def _page(before: str | None, column: str, key: str, where: list[str], args: list[Any],
+          kind: Callable[[str], Any] = str) -> None:
+    """Keyset paging, newest first: ``before`` is a time stamp, or a cursor ``time|key`` from a previous
+    page (``kind`` reads its key: a number is compared as one)."""
     if not before:
         return
     stamp, _, last = before.partition("|")
     if last:
         where.append(f"({column} < ? OR ({column} = ? AND {key} < ?))")
-        args += [stamp, stamp, last]
+        args += [stamp, stamp, kind(last)]
     else:
         where.append(f"{column} < ?")
         args.append(stamp)
@@ -90,6 +92,8 @@ class Storage(RequestStore, Upkeep, ABC):
     placeholder = "?"
     #: what a SELECT adds to lock the rows it reads until the transaction ends ('' where writers take turns)
     row_lock = ""
+    #: the value of a new report's ``seq``, the order reports arrived in (one writer at a time: the next number)
+    next_seq = "(SELECT coalesce(max(seq), 0) + 1 FROM reports)"
 
     @abstractmethod
     def _connection(self, write: bool = False) -> AbstractContextManager[Any]:
@@ -173,9 +177,8 @@ class Storage(RequestStore, Upkeep, ABC):
                 raise Conflict(f"operator {name!r} exists already")
 
     def get_terminal(self, terminal_id: str) -> dict[str, Any] | None:
-        """One terminal as :meth:`list_terminals` lists it, or None."""
-        rows = self._select("SELECT id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at, "
-                            "risk_due_at FROM terminals WHERE id = ?", (terminal_id,))
+        """One terminal as :meth:`list_terminals` lists it, with the report that set its state; or None."""
+        rows = self._select(f"SELECT {fleet.COLUMNS}, last_report_id FROM terminals WHERE id = ?", (terminal_id,))
         return rows[0] if rows else None
 
     def terminal_by_token(self, hashed: str) -> dict[str, Any] | None:
@@ -202,7 +205,9 @@ class Storage(RequestStore, Upkeep, ABC):
         inside this transaction: reports racing to be first cannot put one terminal in two sites.
         Its state follows its newest report by the time it ran, never later than ``received``: a
         late report does not undo a newer one, and one from a clock that runs ahead cannot outrank
-        the reports that follow it.
+        the reports that follow it. Of two at the same moment, the later to arrive: the order in which
+        :meth:`list_reports` lists them, so that a terminal's first listed report is the one that set
+        its state (``last_report_id``).
         """
         now = received or utc_now()
         at = min(report.started_at, now)
@@ -213,9 +218,10 @@ class Storage(RequestStore, Upkeep, ABC):
             site = site or report.site
             cur = self._execute(
                 conn, "INSERT INTO reports (report_id, terminal_id, site, started_at, received_at, verdict, top_cause, "
-                "agent_version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (report_id) DO NOTHING",
+                f"agent_version, body, state_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {self.next_seq}) "
+                "ON CONFLICT (report_id) DO NOTHING",
                 (report.report_id, report.terminal_id, site, report.started_at, now, report.verdict, report.top_cause,
-                 report.agent_version, report.text))
+                 report.agent_version, report.text, at))
             if cur.rowcount != 1:
                 owner = self._execute(conn, "SELECT terminal_id FROM reports WHERE report_id = ?", (report.report_id,)).fetchone()
                 return ("duplicate" if owner and owner[0] == report.terminal_id else "conflict"), False
@@ -226,10 +232,10 @@ class Storage(RequestStore, Upkeep, ABC):
             with self._pipelined(conn):
                 if newest:
                     self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ?, verdict = ?, top_cause = ?, "
-                                  "agent_version = ?, last_started_at = ?, state_at = ?, risks = ?, risk_due_at = ? "
-                                  "WHERE id = ?",
+                                  "agent_version = ?, last_started_at = ?, state_at = ?, risks = ?, risk_due_at = ?, "
+                                  "last_report_id = ? WHERE id = ?",
                                   (now, site, report.verdict, report.top_cause, report.agent_version, report.started_at, at,
-                                   report.risks, report.risk_due_at, report.terminal_id))
+                                   report.risks, report.risk_due_at, report.report_id, report.terminal_id))
                 else:  # an older report, late: the terminal is alive, its state stays
                     self._execute(conn, "UPDATE terminals SET last_seen_at = ?, site = ? WHERE id = ?",
                                   (now, site, report.terminal_id))
@@ -253,13 +259,15 @@ class Storage(RequestStore, Upkeep, ABC):
     def list_reports(self, *, terminal: str | None = None, site: str | None = None, cause: str | None = None,
                      since: str | None = None, until: str | None = None, before: str | None = None,
                      limit: int = 100) -> list[dict[str, Any]]:
-        """Report summaries, newest ``started_at`` first."""
+        """Report summaries, newest first in the order that sets a terminal's state: by ``state_at``
+        (``started_at``, never later than ``received_at``), then the later to arrive. A report dated
+        ahead is listed where it counted, not first until its time passes."""
         where, args = _filters([("terminal_id = ?", terminal), ("site = ?", site), ("top_cause = ?", cause),
                                 ("started_at >= ?", since), ("started_at < ?", until)])
-        _page(before, "started_at", "report_id", where, args)
-        sql = ("SELECT report_id, terminal_id, site, started_at, received_at, verdict, top_cause, agent_version "
-               "FROM reports" + (" WHERE " + " AND ".join(where) if where else "") +
-               " ORDER BY started_at DESC, report_id DESC LIMIT ?")
+        _page(before, "state_at", "seq", where, args, int)
+        sql = ("SELECT report_id, terminal_id, site, started_at, received_at, state_at, seq, verdict, top_cause, "
+               "agent_version FROM reports" + (" WHERE " + " AND ".join(where) if where else "") +
+               " ORDER BY state_at DESC, seq DESC LIMIT ?")
         return self._select(sql, [*args, limit])
 
     def list_terminals(self, query: TerminalQuery | None = None, *, before: str | None = None, limit: int = 1000,

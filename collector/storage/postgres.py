@@ -25,6 +25,7 @@ class PostgresStorage(Storage):
     backend = "postgres"
     placeholder = "%s"
     row_lock = " FOR UPDATE"
+    next_seq = "DEFAULT"  # an identity column: its own sequence, whatever other writers do
 
     def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 5.0) -> None:
         self.url = url
