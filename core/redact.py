@@ -111,7 +111,8 @@ _AUTHORIZATION = _Lazy(rf"(?P<head>\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \
 _BEARER = _Lazy(r"(?P<head>\bbearer[ \t]+)(?P<cred>[A-Za-z0-9._~+/=-]{6,})", re.I)
 _USERINFO = _Lazy(r"\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^\s/?#@\"'<>]|<redacted>)+@", re.I)
 #: a URL (scheme://…) or a path (/…) followed by a query or a fragment
-_QUERY = _Lazy(r"(?P<base>\b[a-z][a-z0-9+.-]*://[^\s?#\"'<>]*|/[^\s?#\"'<>]*)(?P<rest>[?#][^\s\"'<>]*)", re.I)
+#: (a value already replaced — a remembered secret — is part of it, and the values after it are masked too)
+_QUERY = _Lazy(r"(?P<base>\b[a-z][a-z0-9+.-]*://[^\s?#\"'<>]*|/[^\s?#\"'<>]*)(?P<rest>[?#](?:[^\s\"'<>]|<redacted>)*)", re.I)
 _JSON_LITERALS = ("null", "true", "false")
 #: what ends the word a field's name is the last part of (the text before it is split on these)
 _WORD_BEFORE = _Lazy(r"[\s\"'=:,;(\[{]")
@@ -213,8 +214,9 @@ def _mask_tag_pan(match: re.Match[str]) -> str:
 def _mask_tracks(text: str) -> str:
     if "^" in text:
         text = _TRACK1.sub(lambda m: f"{m['start']}{m['b']}{mask_pan(m['pan'])}^{REDACTED}{m['end']}", text)
-    text = _TRACK2.sub(_mask_track2, text)
-    return _TAG_PAN.sub(_mask_tag_pan, text) if "5a" in text or "5A" in text else text
+    if "5a" in text or "5A" in text:  # first: track 2's trailing hex may run into a glued tag 5A
+        text = _TAG_PAN.sub(_mask_tag_pan, text)
+    return _TRACK2.sub(_mask_track2, text)
 
 
 def mask_card_data(text: str) -> str:

@@ -112,6 +112,8 @@ TRACKS = [
      "5F2A020978 5A08476173******01195F3401 5713476173******0119=<redacted> 9F2701",
      ["4761739001010119", "281220111438044"]),
     ("emv-tag-5a-glued", "5A084111111111111111", "5A08411111******1111", ["4111111111111111"]),
+    ("emv-tlv-dump-glued", "9F27018057134761739001010119D2812201114380440F5A0842639826402692995F2403281231",
+     "9F2701805713476173******0119=<redacted>A08426398******92995F2403281231", ["4761739001010119", "4263982640269299"]),
     ("emv-tag-5a-padded", "5A074222222222222F5F24", "5A07422222***2222F5F24", ["4222222222222"]),
 ]
 
@@ -289,3 +291,11 @@ def test_a_configuration_s_secrets_are_remembered_for_wherever_they_show_up_bare
         f"failed with {REDACTED}, {REDACTED} and {REDACTED}"
     assert mask_text("posdiag in europe") == "posdiag in europe"  # a user name, an ordinary query value
     assert mask_text("https://posdiag:Bare-Pass-771@collector.example/api") == "https://<redacted>@collector.example/api"
+
+
+def test_a_remembered_secret_in_a_query_leaves_the_values_after_it_masked_too():
+    """Every command remembers the configuration's secret query values when it loads it: the health path
+    it then quotes still has every other value replaced, not only the remembered one."""
+    redact.remember_config({"payment_hosts": [{"health_path": "/health?apikey=AK-77f3e1c9d2b4&lane=7"}]})
+    assert mask_text("primary /health?apikey=AK-77f3e1c9d2b4&lane=7: HTTP 404") == \
+        "primary /health?apikey=<redacted>&lane=<redacted>: HTTP 404"
