@@ -9,10 +9,10 @@ diagnosis it holds.
 
 Nothing in it may carry card data or a secret (:mod:`posdiag.core.redact`): the configuration's
 secret keys are replaced, the POS log's tail is masked line by line, every text member is masked
-and every JSON member value by value, and the secrets this process knows — the token (read only as
-push reads it: no symlink, non-blocking, bounded), the configuration's passwords and secret query
-values — are masked wherever they appear. Every part is collected on its own: a part that cannot be read
-says why in ``errors.txt`` instead of failing the bundle.
+and every JSON member value by value, and the secrets this process knows — the token and the
+configuration's passwords and secret query values, remembered when the configuration was loaded
+(:func:`posdiag.core.settings.load`) — are masked wherever they appear. Every part is collected on
+its own: a part that cannot be read says why in ``errors.txt`` instead of failing the bundle.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from posdiag.agent import __version__
-from posdiag.core.redact import mask_config, mask_data, mask_text, remember_config
+from posdiag.core.redact import mask_config, mask_data, mask_text
 from posdiag.core.settings import Settings
 from posdiag.core.timefmt import utc_iso
 
@@ -87,10 +87,9 @@ def make_bundle(settings: Settings, config_path: str, output: Path, *,
     """Write the bundle for this terminal to ``output``; returns its path and size in bytes. With no
     daemon running, a fresh diagnosis is made for it within ``deadline_s`` (default: the configured deadline)."""
     raw = _read_raw_config(config_path)
-    remember_config(raw)
     bundle = Bundle()
     token = None
-    if settings.server.token_file:  # first: from here on the token is masked wherever it shows up
+    if settings.server.token_file:
         token = bundle.add("token.json", lambda: _token(settings))
     status = bundle.add("status.json", lambda: _status(settings))
     fresh = None

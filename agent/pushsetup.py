@@ -17,8 +17,7 @@ from posdiag.core.files import NotRegularFile, file_kind, open_regular
 from posdiag.core.i18n import N_
 from posdiag.core.message import Message
 from posdiag.core.redact import remember
-
-MAX_TOKEN_BYTES = 4096
+from posdiag.core.settings import MAX_TOKEN_BYTES
 
 
 class PushSetupError(RuntimeError):

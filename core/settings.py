@@ -8,6 +8,7 @@ validator needs, so adding a key is adding a field.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -33,7 +34,7 @@ from posdiag.core.i18n import N_
 from posdiag.core.message import Message, translated
 from posdiag.core.numfmt import plain
 from posdiag.core.paths import default_config_path
-from posdiag.core.redact import has_card_data, mask_text
+from posdiag.core.redact import has_card_data, mask_text, remember, remember_config
 from posdiag.core.validate import build_section, got, nesting_depth, unknown_name
 
 SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
@@ -41,6 +42,8 @@ SYSTEM_CONFIG = Path("/etc/posdiag/posdiag.toml")
 MAX_CONFIG_BYTES = 1024 * 1024
 #: arrays and tables nested deeper than this are refused: the schema needs three levels
 MAX_DEPTH = 16
+#: a token file holding more than this is not one token: push refuses it, and nothing is remembered
+MAX_TOKEN_BYTES = 4096
 #: the shortest interval at which a terminal asks the central server for remote requests (0 turns it off)
 MIN_POLL_S = 5.0
 #: the longest AF_UNIX socket path: sun_path holds 108 bytes, the last one the terminating NUL
@@ -484,7 +487,22 @@ def load(explicit: str | None = None) -> Settings:
     if data is None or nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise ConfigError(str(path), [Message(N_("arrays or tables nested more than {depth} deep: this is not a posdiag "
                                                  "configuration (the schema needs three levels)"), depth=MAX_DEPTH)])
-    return parse(data, str(path))
+    remember_config(data)  # before validation: a refused configuration's secrets are masked in its errors too
+    settings = parse(data, str(path))
+    remember_token(settings.server.token_file)
+    return settings
+
+
+def remember_token(path: str | None) -> None:
+    """The push token, remembered for masking (:func:`posdiag.core.redact.remember`) by every command
+    that loads the configuration, not only by those that push: ``diagnose``, ``history``, ``show`` or
+    ``watch`` may quote a POS log line that carries it bare. Read as push reads it — a regular file, no
+    symlink followed, never blocking, bounded — and silently: a file this process cannot read holds
+    nothing it could show, and what is wrong with it is said by the commands that need the token."""
+    if not path:
+        return
+    with contextlib.suppress(OSError):
+        remember(read_bounded(path, MAX_TOKEN_BYTES, follow_symlinks=False).decode("ascii", errors="replace"))
 
 
 def configured_language(explicit: str | None = None) -> str | None:

@@ -1,8 +1,9 @@
 """Nothing sensitive leaves the till: card data and secrets are planted, in their real shapes, everywhere
 posdiag reads — the POS log, the configuration, the token file, URLs, the kernel log, the reader's names —
-then every command and the daemon (pushing to a loopback server) run, and every byte that comes out is
-scanned: stdout and stderr, written files, bundle members (decompressed), the stored history and outbox,
-the bodies the server received, and the daemon's and sender's journal lines.
+then every command (``watch`` ended by SIGTERM; ``show`` of a report an older posdiag stored unmasked
+too) and the daemon (pushing to a loopback server) run, and every byte that comes out is scanned:
+stdout and stderr, written files, bundle members (decompressed), the stored history and outbox, the
+bodies the server received, and the daemon's and sender's journal lines.
 
 Traffic goes to loopback only: the payment host, the central server and the reader live on 127.0.0.1 or
 in a sysfs tree inside the test's folder; the kernel log is the real /dev/kmsg (root).
@@ -16,16 +17,21 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import sqlite3
 import ssl
+import subprocess
+import sys
 import tarfile
 import threading
+import unicodedata
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from labs.commands import run_posdiag
+from labs.commands import REPO, run_posdiag
 from labs.daemonlab import DaemonProcess
 from labs.helpers import make_certs, wait_for
 from labs.push_server import PushServer
@@ -42,7 +48,29 @@ OTHER_BEARER = f"eyJ{secrets.token_hex(10)}.e30.{secrets.token_hex(4)}"
 PASSWORD = f"Hunter2-{secrets.token_hex(4)}"
 PIN_BLOCK = secrets.token_hex(8).upper()
 FIELD_52 = secrets.token_hex(8).upper()
-UNIONPAY_19 = next(f"621234567890123456{d}" for d in "0123456789" if luhn(f"621234567890123456{d}"))
+PIN_BLOCK_SPACED = secrets.token_hex(8).upper()
+RUN_DIGITS = f"{secrets.randbelow(10 ** 8):08d}"
+EMV_DATA = f"2812201{RUN_DIGITS}"  # expiry, service code and discretionary data of an EMV track 2
+
+
+def card(body: str) -> str:
+    """``body`` and the check digit that makes it a card number."""
+    return next(body + d for d in "0123456789" if luhn(body + d))
+
+
+def fours(pan: str, separator: str) -> str:
+    return separator.join(pan[i:i + 4] for i in range(0, len(pan), 4))
+
+
+def wide(digits: str) -> str:
+    """In full-width digits, as a Chinese input method types them."""
+    return digits.translate({c: c + 0xFEE0 for c in range(48, 58)})
+
+
+UNIONPAY_19 = card("621234567890123456")
+EIGHT_EIGHT, DOUBLE_SPACED, FOUR_EIGHT_FOUR = card("453201511283036"), card("552960223658974"), card("491761000000000")
+DOTTED, SLASHED, FULL_WIDTH = card("356600202036050"), card("520082828282821"), card("620000000000000")
+EMV_TRACK2, EMV_TAG_5A, LOWER_TRACK1 = card("476173900101011"), card("426398264026929"), card("400000250000315")
 
 #: every card number planted, as written → its digits (none may come out whole, with or without separators)
 PANS = {"4111111111111111": "visa, bare (POS log)", "5500 0000 0000 0004": "mastercard, spaced (POS log)",
@@ -51,14 +79,24 @@ PANS = {"4111111111111111": "visa, bare (POS log)", "5500 0000 0000 0004": "mast
         "4242424242424242": "visa, in bare track 2 (POS log)", "5105105105105100": "mastercard, in track 2 (kernel log)",
         UNIONPAY_19: "unionpay, 19 digits (kernel log)", "2223-0000-4840-0011": "mastercard 2-series, dashed (kernel log)",
         "3530 1113 3330 0000": "jcb, spaced (reader's product name)", "378282246310005": "amex, bare (reader's serial)",
-        "30569309025904": "diners, bare ([reader] expected_serial)"}
+        "30569309025904": "diners, bare ([reader] expected_serial)",
+        f"{EIGHT_EIGHT[:8]} {EIGHT_EIGHT[8:]}": "visa, 8-8 (POS log)",
+        fours(DOUBLE_SPACED, "  "): "mastercard, double spaces (POS log)",
+        f"{FOUR_EIGHT_FOUR[:4]} {FOUR_EIGHT_FOUR[4:12]} {FOUR_EIGHT_FOUR[12:]}": "visa, 4-8-4 (POS log)",
+        fours(DOTTED, "."): "jcb, dotted (POS log)", fours(SLASHED, "/"): "mastercard, slashes in a path (POS log)",
+        wide(FULL_WIDTH): "unionpay, full-width digits (POS log)",
+        EMV_TRACK2: "visa, EMV track 2 glued to tag 57 (POS log)", EMV_TAG_5A: "visa, glued to EMV tag 5A (POS log)",
+        LOWER_TRACK1: "visa, in a lowercase %b track 1 (POS log)"}
 #: every other secret planted → where; none may come out at all
-SECRETS = {TOKEN: "push token (token file; POS log; kernel log)", URL_PASSWORD: "URL password ([server] url; POS log)",
+SECRETS = {TOKEN: "push token (token file; POS log, bare and after Bearer; kernel log)",
+           URL_PASSWORD: "URL password ([server] url; POS log)",
            API_KEY: "query value ([[payment_hosts]] health_path)", SESSION: "query value (POS log URL)",
            BASIC: "Authorization: Basic (POS log)", OTHER_BEARER: "bearer token (POS log)",
            PASSWORD: "password= field (POS log)", PIN_BLOCK: "PIN block (POS log)", FIELD_52: "ISO 8583 DE52 (POS log)",
            "PRIVACY/TESTER": "track 1 name", "2812101987654321": "track 1 discretionary data",
-           "28121015432112345678": "track 2 discretionary data", "2812101777777": "bare track 2 expiry and data"}
+           "28121015432112345678": "track 2 discretionary data", "2812101777777": "bare track 2 expiry and data",
+           "LOWER/CASE": "lowercase track 1 name", f"2812101{RUN_DIGITS}": "lowercase track 1 discretionary data",
+           EMV_DATA: "EMV track 2 expiry and data", PIN_BLOCK_SPACED: "PIN block with no sign (POS log)"}
 #: card codes: the value may appear elsewhere by chance (a port, a duration), never after its name
 CARD_CODES = re.compile(r"(?i)(?:cvv|cvc|cvc2)\W{0,4}(?:7351|9314|8823)")
 
@@ -79,7 +117,14 @@ def pos_log_lines() -> list[str]:
         f"{stamp(240)} txn=7 POST https://ops:{URL_PASSWORD}@pay.example/auth?session={SESSION} "
         f"Authorization: Bearer {TOKEN} code=0 rc=00",
         f"{stamp(230)} txn=8 Authorization: Basic {BASIC} password={PASSWORD} bearer {OTHER_BEARER} code=0 rc=00",
-        f"{stamp(220)} txn=9 GET /cards/4012888888881881/status code=2824 rc=91",
+        f"{stamp(228)} txn=20 card {EIGHT_EIGHT[:8]} {EIGHT_EIGHT[8:]} alt {fours(DOUBLE_SPACED, '  ')} code=0 rc=00",
+        f"{stamp(227)} txn=21 card {FOUR_EIGHT_FOUR[:4]} {FOUR_EIGHT_FOUR[4:12]} {FOUR_EIGHT_FOUR[12:]} code=0 rc=00",
+        f"{stamp(226)} txn=22 ref {fours(DOTTED, '.')} GET /v/{fours(SLASHED, '/')}/x code=0 rc=00",
+        f"{stamp(225)} txn=23 卡号 {wide(FULL_WIDTH)} code=0 rc=00",
+        f"{stamp(224)} txn=24 emv 9F2701805713{EMV_TRACK2}D{EMV_DATA}F5A08{EMV_TAG_5A}5F2403281231 code=0 rc=00",
+        f"{stamp(223)} txn=25 t1=%b{LOWER_TRACK1}^LOWER/CASE^2812101{RUN_DIGITS}? pin_block {PIN_BLOCK_SPACED} code=0 rc=00",
+        f"{stamp(222)} txn=26 online PIN: code=2824 rc=55",
+        f"{stamp(220)} txn=9 GET /cards/4012888888881881/status ref {TOKEN} code=2824 rc=91",  # the token bare
     ]
 
 
@@ -161,10 +206,33 @@ def till(tmp_path, push_certs, config_file):
     os.rename(with_password, tmp_path / "password.toml")
     card_in_config = config_file(terminal={"id": "lane-privacy", "site": "4111 1111 1111 1111"})
     os.rename(card_in_config, tmp_path / "card.toml")
+    older = config_file(**{**common, "daemon": {**common["daemon"], "state_dir": str(tmp_path / "older-state"),
+                                                "control_socket": str(tmp_path / "older.sock")}},
+                        server={"url": server.url, "ca_file": push_certs["ca"], "token_file": str(token)})
+    os.rename(older, tmp_path / "older.toml")
     yield {"push": tmp_path / "push.toml", "password": tmp_path / "password.toml", "card": tmp_path / "card.toml",
-           "server": server, "health": health, "pos_log": pos_log, "state": tmp_path / "state", "dir": tmp_path}
+           "older": tmp_path / "older.toml", "server": server, "health": health, "pos_log": pos_log,
+           "state": tmp_path / "state", "older_state": tmp_path / "older-state", "dir": tmp_path}
     server.stop()
     health.sock.close()
+
+
+def store_unmasked(state: Path, report: dict) -> str:
+    """A report as an older posdiag, which did not mask, kept it: POS log lines whole in its txlog
+    finding and in the top cause's evidence (the bare token, track 1, EMV track 2, a card number as a
+    JSON number). Its id."""
+    from posdiag.agent.store import Store
+
+    older = json.loads(json.dumps(report))
+    older["report_id"] = str(uuid.uuid4())
+    raw = [line for line in pos_log_lines() if any(f"txn={n} " in line for n in (3, 9, 24))]
+    txlog = next(p for p in older["probes"] if p["name"] == "txlog")
+    txlog["findings"][0]["message"] += " " + raw[0]
+    txlog["findings"][0]["data"].update(last_line=raw[-1], lines=raw, pan=int(EIGHT_EIGHT))
+    older["diagnosis"]["causes"][0]["evidence"].insert(0, raw[0])  # what the text shows first
+    with Store(state) as store:
+        store.add(older)
+    return older["report_id"]
 
 
 class Outputs:
@@ -184,6 +252,26 @@ class Outputs:
         self.add(f"posdiag {shown} [{lang}] stdout", proc.stdout)
         self.add(f"posdiag {shown} [{lang}] stderr", proc.stderr)
         return proc.returncode, proc.stdout, proc.stderr
+
+    def watch(self, config: Path, requests_seen) -> str:
+        """``posdiag watch --interval 1`` with its stdout on a pipe (not a terminal), ended by SIGTERM once
+        its second sweep has reached the payment host (``requests_seen`` counts the health requests), so
+        that it has a summary to print and keep."""
+        before = requests_seen()
+        proc = subprocess.Popen([sys.executable, "-m", "posdiag.agent", "watch", "--interval", "1", "--config",
+                                 str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                env={**os.environ, "LANG": "C.UTF-8"})
+        try:
+            assert wait_for(lambda: requests_seen() >= before + 2 or proc.poll() is not None, 120)
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.add("posdiag watch --interval 1 (SIGTERM) [en] stdout", stdout)
+        self.add("posdiag watch --interval 1 (SIGTERM) [en] stderr", stderr)
+        return stdout
 
     def bundle(self, path: Path) -> dict[str, str]:
         with tarfile.open(path) as tar:
@@ -208,9 +296,10 @@ class Outputs:
     def leaks(self) -> list[str]:
         found = []
         for where, text in self.texts:
-            joined = re.sub(r"(?<=\d)[ -](?=\d)", "", text)
+            # full-width digits as ASCII, and whatever may separate a card's digit groups taken out
+            joined = re.sub(r"(?<=\d)[\s./-]+(?=\d)", "", unicodedata.normalize("NFKC", text))
             for pan, what in PANS.items():
-                digits = re.sub(r"\D", "", pan)
+                digits = re.sub(r"\D", "", unicodedata.normalize("NFKC", pan))
                 if pan in text or digits in joined:
                     found.append(f"{what} in {where}")
             found += [f"{what} in {where}" for secret, what in SECRETS.items() if secret in text]
@@ -253,6 +342,24 @@ def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_t
     alone = out.bundle(till["dir"] / "alone.tar.gz")
     out.command("probes")
 
+    # --- watch on a pipe, ended by SIGTERM; show of the summary it kept --------------------------------
+    summary = out.watch(till["push"], lambda: len(till["health"].paths))
+    watched = re.search(r"posdiag show (\S+)", summary)
+    assert watched, summary
+    rc, shown, _ = out.command("show", watched[1], "--config", str(till["push"]))
+    assert rc == 2 and "lane-privacy" in shown
+    out.command("show", watched[1], "--json", "--config", str(till["push"]), lang="zh_CN")
+
+    # --- show of a report an older posdiag stored unmasked (its own state, not scanned): masked again -----
+    older_id = store_unmasked(till["older_state"], report)
+    rc, shown, _ = out.command("show", older_id[:8], "--config", str(till["older"]))
+    assert rc == 2 and "%B400005******5556^<redacted>?" in shown
+    rc, shown, _ = out.command("show", older_id, "--json", "--config", str(till["older"]))
+    older = next(p for p in json.loads(shown)["probes"] if p["name"] == "txlog")["findings"][0]["data"]
+    assert older["pan"] == f"{EIGHT_EIGHT[:6]}******{EIGHT_EIGHT[-4:]}"
+    assert older["last_line"].endswith("GET /cards/401288******1881/status ref <redacted> code=2824 rc=91")
+    out.command("history", "--json", "--config", str(till["older"]))
+
     # --- the daemon: boot sweep, a 2824 event quoting a line, on-demand sweeps, pushes -------------------
     daemon = DaemonProcess(till["push"], till["state"])
     try:
@@ -285,13 +392,18 @@ def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_t
     assert f"Bearer {TOKEN}" in till["server"].auth_seen  # the token was read and used, never shown
     assert any(API_KEY.encode() in p for p in till["health"].paths)  # the health request was really sent
     findings = {f["code"]: f for p in report["probes"] for f in p["findings"]}
-    assert findings["txlog.errors_2824"]["data"]["count"] == 6  # codes counted from masked lines
+    assert findings["txlog.errors_2824"]["data"]["count"] == 7  # codes counted from masked lines
     assert findings["txlog.host_errors"]["data"]["codes"] == {"91": 4, "96": 1}
-    assert findings["txlog.errors_2824"]["data"]["last_line"].endswith("GET /cards/401288******1881/status code=2824 rc=91")
+    assert findings["txlog.input_errors"]["data"]["codes"] == {"55": 1}  # online PIN: code=2824 rc=55
+    assert findings["txlog.errors_2824"]["data"]["last_line"].endswith(
+        "GET /cards/401288******1881/status ref <redacted> code=2824 rc=91")  # the bare token, remembered
     assert findings["http.client_error"]["message"].startswith("primary /health?apikey=<redacted>&lane=<redacted>: HTTP 404")
     assert "3530 11** **** 0000" in findings["reader.usb_present"]["message"]  # the reader's name
     assert "378282*****0005" in findings["reader.serial_mismatch"]["message"]  # its serial, and the one on file
     assert "Bearer <redacted>" in alone["pos.log"] and "%B400005******5556^<redacted>?" in alone["pos.log"]
+    assert f"卡号 {wide(FULL_WIDTH[:6])}******{wide(FULL_WIDTH[-4:])}" in alone["pos.log"]
+    assert f"5713{EMV_TRACK2[:6]}******{EMV_TRACK2[-4:]}=<redacted>" in alone["pos.log"]
+    assert "pin_block <redacted> code=0" in alone["pos.log"]
     assert f"posdiag-privacy-{RUN}: reader sent ;510510******5100=<redacted>?" in alone["kernel.log"]
     assert "diagnosis.json" in alone and "diagnosis.json" not in beside
     assert json.loads(alone["token.json"])["mode"] == "0600"
@@ -299,7 +411,7 @@ def test_no_planted_card_data_or_secret_comes_out_of_any_command_the_daemon_or_t
     assert re.search(r"2824 in \S+: \S+ \S+ txn=10 pan=601100\*{6}9424 cvv=<redacted> Authorization: Bearer <redacted>",
                      journal), journal
     event = next(r for r in till["server"].stored.values() if r["trigger"] == "event")
-    assert next(p for p in event["probes"] if p["name"] == "txlog")["metrics"]["errors_2824"] == 7
+    assert next(p for p in event["probes"] if p["name"] == "txlog")["metrics"]["errors_2824"] == 8
 
 
 def test_an_error_nobody_caught_in_the_daemon_or_the_sender_is_logged_masked():
@@ -341,3 +453,24 @@ def test_a_library_that_sets_up_pythons_root_logger_gets_none_of_the_daemons_lin
     assert "WARNING:root:a library speaks" in proc.stderr  # the root logger is the library's, and it works
     assert proc.stderr.count("reader sent pan=") == 1, proc.stderr
     assert "<4>reader sent pan=411111******1111" in proc.stderr and "4111111111111111" not in proc.stderr
+
+
+def test_a_command_that_never_pushes_still_masks_the_bare_token(config_file, tmp_path):
+    """``diagnose`` reads the token only to mask it, as push reads it and silently: a token file that
+    cannot be read as one (here a FIFO, which a plain read would wait on forever) holds nothing to
+    remember, and that is no error for a command that does not push."""
+    token = f"tok_{secrets.token_hex(16)}"
+    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "token").chmod(0o600)
+    os.mkfifo(tmp_path / "fifo")
+    pos_log = tmp_path / "pos.log"
+    pos_log.write_text(f"{stamp(60)} txn=1 sent {token} code=2824 rc=91\n")
+    for token_file in ("token", "fifo"):
+        config = config_file(txlog={"path": str(pos_log)},
+                             server={"url": "https://127.0.0.1:9/", "token_file": str(tmp_path / token_file)})
+        proc = run_posdiag("diagnose", "--json", "--only", "txlog", "--config", str(config))
+        assert proc.returncode != 3, proc.stderr
+        quoted = json.loads(proc.stdout)["probes"][0]["findings"][0]["data"]["last_line"]
+        assert quoted.endswith("txn=1 sent <redacted> code=2824 rc=91" if token_file == "token" else
+                               f"txn=1 sent {token} code=2824 rc=91"), quoted
+        assert "token" not in proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,21 @@ PANS = [
     ("diners-14", "3056 930902 5904", "30569309025904", "3056 93**** 5904"),
     ("discover", "6011-0009-9013-9424", "6011000990139424", "6011-00**-****-9424"),
     ("unionpay-19", UNIONPAY_19, UNIONPAY_19, UNIONPAY_19[:6] + "*" * 9 + UNIONPAY_19[-4:]),
+    ("visa-8-8", "41111111 11111111", "4111111111111111", "411111** ****1111"),
+    ("visa-4-8-4", "4111 11111111 1111", "4111111111111111", "4111 11****** 1111"),
+    ("visa-double-spaces", "4111  1111  1111  1111", "4111111111111111", "4111  11**  ****  1111"),
+    ("visa-tabs", "4111\t1111\t1111\t1111", "4111111111111111", "4111\t11**\t****\t1111"),
+    ("visa-dots", "4111.1111.1111.1111", "4111111111111111", "4111.11**.****.1111"),
+    ("visa-slashes", "4111/1111/1111/1111", "4111111111111111", "4111/11**/****/1111"),
+    ("mastercard-double-dashes", "5500--0000--0000--0004", "5500000000000004", "5500--00**--****--0004"),
+    ("visa-full-width", "４１１１１１１１１１１１１１１１", "4111111111111111", "４１１１１１******１１１１"),
+    ("visa-full-width-spaced", "４１１１ １１１１ １１１１ １１１１", "4111111111111111", "４１１１ １１** **** １１１１"),
 ]
+
+
+def all_digits(text: str) -> str:
+    """The digits of ``text`` as one run, full-width ones as ASCII: a PAN left whole shows in it."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text) if c.isdigit() or c == "*")
 
 
 @pytest.mark.parametrize("written, digits, masked", [p[1:] for p in PANS], ids=[p[0] for p in PANS])
@@ -49,7 +64,7 @@ def test_a_card_number_keeps_its_first_six_and_last_four_digits(written, digits,
     assert luhn(digits)
     out = mask_text(where.format(written))
     assert out == where.format(masked)
-    assert digits not in out.replace(" ", "").replace("-", "")
+    assert digits not in all_digits(out)
 
 
 @pytest.mark.parametrize("written, digits", [p[1:3] for p in PANS], ids=[p[0] for p in PANS])
@@ -58,8 +73,8 @@ def test_a_card_number_between_codes_is_masked_and_the_codes_kept(written, digit
     the Luhn check is masked too (more masked, never less), and a code before or after stays whole."""
     out = mask_text(f"code 2824 {written} 91")
     assert out.startswith("code 2824 ") and out.endswith(" 91")
-    assert digits not in out.replace(" ", "").replace("-", "")
-    assert out.endswith(f"{digits[-4:]} 91")
+    assert digits not in all_digits(out)
+    assert out.endswith(f"{written[-4:]} 91")
 
 
 def test_two_card_numbers_in_one_line_are_both_masked():
@@ -85,8 +100,21 @@ TRACKS = [
     ("track2", ";5105105105105100=28121015432112345678?", ";510510******5100=<redacted>?", ["28121015432112345678"]),
     ("track2-bare", "t2=4242424242424242=2812101777777 code=2824", "t2=424242******4242=<redacted> code=2824",
      ["2812101777777"]),
+    ("track1-lowercase", "%b4000056655665556^PRIVACY/TESTER^2812101987654321000000?", "%b400005******5556^<redacted>?",
+     ["PRIVACY/TESTER", "2812101987654321"]),
     ("track2-emv-hex", "57:4761739001010119D28122011143804400000F", "57:476173******0119=<redacted>",
      ["28122011143804400000"]),
+    ("track2-emv-tag-57-glued", "57134111111111111111D28121010000000000F", "5713411111******1111=<redacted>",
+     ["4111111111111111", "28121010000000000"]),
+    ("track2-emv-tag-9f6b-glued", "9F6B134761739001010119D28122011143804400000F rc=05",
+     "9F6B134761********0119=<redacted> rc=05", ["4761739001010119", "28122011143804400000"]),
+    ("emv-tlv-dump", "5F2A020978 5A0847617390010101195F3401 57134761739001010119D2812201114380440F 9F2701",
+     "5F2A020978 5A08476173******01195F3401 5713476173******0119=<redacted> 9F2701",
+     ["4761739001010119", "281220111438044"]),
+    ("emv-tag-5a-glued", "5A084111111111111111", "5A08411111******1111", ["4111111111111111"]),
+    ("emv-tlv-dump-glued", "9F27018057134761739001010119D2812201114380440F5A0842639826402692995F2403281231",
+     "9F2701805713476173******0119=<redacted>A08426398******92995F2403281231", ["4761739001010119", "4263982640269299"]),
+    ("emv-tag-5a-padded", "5A074222222222222F5F24", "5A07422222***2222F5F24", ["4222222222222"]),
 ]
 
 
@@ -106,12 +134,17 @@ SECRETS = [
     ("security-code", "security_code=123", "security_code=<redacted>"),
     ("pin-block", "pinblock=8A3F1C2D4E5B6A79 rc=55", "pinblock=<redacted> rc=55"),
     ("pin-block-named", "pin_block: 0412AC89FFFFFFFF", "pin_block: <redacted>"),
+    ("pin-block-spaced", "pin_block 1234ABCD5678EF00 rc=55", "pin_block <redacted> rc=55"),
+    ("pin-block-words", "PIN block 0412ac89ffffffff sent", "PIN block <redacted> sent"),
+    ("iso-field-52-spaced", "field 52 F1E2D3C4B5A69788 DE39=55", "field 52 <redacted> DE39=55"),
     ("iso-field-52", "DE52=F1E2D3C4B5A69788 DE39=55", "DE52=<redacted> DE39=55"),
     ("authorization-bearer", "Authorization: Bearer tok_5f1d2c3b4a59687766554433", "Authorization: Bearer <redacted>"),
     ("authorization-basic", "authorization='Basic cG9zOnBsYW50ZWQ='", "authorization='Basic <redacted>'"),
     ("bearer-alone", "sent bearer eyJhbGciOiJIUzI1NiJ9.e30.sig to the host", "sent bearer <redacted> to the host"),
     ("password-field", "login password=Hunter2-Planted user=ops", "login password=<redacted> user=ops"),
     ("token-suffix", "push_token: abc123def456", "push_token: <redacted>"),
+    ("token-base64-padded", "token: dG9rZW4tdmFsdWU= sent", "token: <redacted> sent"),
+    ("password-then-a-field", "password=Hunter2-Planted code=2824", "password=<redacted> code=2824"),
     ("api-key-header", "X-Api-Key=k-998877665544", "X-Api-Key=<redacted>"),
     ("url-password", "connecting to https://ops:Pw-4u9!xZq@pay.example/api", "connecting to https://<redacted>@pay.example/api"),
     ("database-url", "postgresql://posdiag:s3cret@db.internal/posdiag", "postgresql://<redacted>@db.internal/posdiag"),
@@ -178,6 +211,19 @@ KEPT = [
     ("path-then-colon", "server.token_file: /etc/posdiag/token: permission denied; token file: /run/token: mode 0600"),
     ("path-ending-in-a-name", "token file: /tmp/bundle-test/no-token: not there; /srv/app_password: missing"),
     ("dns-port", "127.0.0.1#5353"),
+    ("name-without-a-value-then-a-field", "online PIN: code=2824 rc=55"),
+    ("token-without-a-value", "token: code=2824 rc=91"),
+    ("password-without-a-value", "password: rc=05 code=2824"),
+    ("pin-with-nothing-after-the-sign", "PIN= code=2824"),
+    ("address-lists", "10.0.0.1 192.168.100.200 192.168.100.201 10.100.200.123 via 172.16.254.101/24"),
+    ("dates-with-slashes-and-dots", "30/11/2026 10:15:02, 2026/11/30 23:59:59.123456, 30.11.2026 10:15"),
+    ("versions", "posdiag 1.2.3 on kernel 6.1.0-18-amd64, build 20261130.101502, firmware 4.11.1111.1"),
+    ("uuids", "12345678-1234-4123-8123-123456789012 40286193-2315-4471-8123-111111111111"),
+    ("hex-ids", "report 3f2a9c1d40286193231544718123411f, id 57134111111111111111E0"),
+    ("sha256-fingerprints", "sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, "
+                            "SHA256:47:DE:Q3:44:11:11:11:11:11:11:11:11:11:11:11:11:11:11:11:11"),
+    ("macs", "00:1A:2B:3C:4D:5E 00-1a-2b-3c-4d-5e 001A.2B3C.4D5E"),
+    ("hex-with-d-and-no-card", "blob 98765432109876543210D28121010 5A0812345678901234"),
 ]
 
 
@@ -212,13 +258,18 @@ def test_masking_twice_changes_nothing_more(text):
 
 
 def test_a_structure_is_masked_value_by_value_and_stays_the_same_json():
-    report = {"probes": [{"findings": [{"message": "pan=4111111111111111", "data": {"count": 4111111111111111,
+    """A number that is a card number (a POS's JSON: ``{"pan": 4111111111111111}``) becomes its masked
+    string; every other number stays a number."""
+    millis = epoch_passing_luhn(13)
+    report = {"probes": [{"findings": [{"message": "pan=4111111111111111", "data": {"pan": 4111111111111111,
                                                                                    "4111111111111111": True}}]}],
-              "ok": None, "ratio": 0.5, "tuple": ("cvv=123",)}
+              "ok": None, "ratio": 0.5, "tuple": ("cvv=123",), "bytes": 52613349376, "at_ms": int(millis),
+              "flag": True, "negative": -4111111111111111}
     masked = mask_data(report)
     assert masked == {"probes": [{"findings": [{"message": "pan=411111******1111",
-                                                "data": {"count": 4111111111111111, "411111******1111": True}}]}],
-                      "ok": None, "ratio": 0.5, "tuple": ["cvv=<redacted>"]}
+                                                "data": {"pan": "411111******1111", "411111******1111": True}}]}],
+                      "ok": None, "ratio": 0.5, "tuple": ["cvv=<redacted>"], "bytes": 52613349376, "at_ms": int(millis),
+                      "flag": True, "negative": "-411111******1111"}
     assert json.loads(json.dumps(masked)) == masked
 
 
@@ -240,3 +291,11 @@ def test_a_configuration_s_secrets_are_remembered_for_wherever_they_show_up_bare
         f"failed with {REDACTED}, {REDACTED} and {REDACTED}"
     assert mask_text("posdiag in europe") == "posdiag in europe"  # a user name, an ordinary query value
     assert mask_text("https://posdiag:Bare-Pass-771@collector.example/api") == "https://<redacted>@collector.example/api"
+
+
+def test_a_remembered_secret_in_a_query_leaves_the_values_after_it_masked_too():
+    """Every command remembers the configuration's secret query values when it loads it: the health path
+    it then quotes still has every other value replaced, not only the remembered one."""
+    redact.remember_config({"payment_hosts": [{"health_path": "/health?apikey=AK-77f3e1c9d2b4&lane=7"}]})
+    assert mask_text("primary /health?apikey=AK-77f3e1c9d2b4&lane=7: HTTP 404") == \
+        "primary /health?apikey=<redacted>&lane=<redacted>: HTTP 404"

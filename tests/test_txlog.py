@@ -126,16 +126,18 @@ def test_garbage_bytes_and_unmatched_lines_do_not_break_the_probe(config_file, t
     assert "txlog.host_errors" in findings(report)
 
 
-#: what a POS application writes beside the codes: every shape of card data the mask knows
+#: what a POS application writes beside the codes: every shape of card data the mask knows, and the name
+#: of a secret with no value of its own before the code (``online PIN: code=2824``)
 CARD_DATA = ["pan=4111111111111111", "card 5500 0000 0000 0004", "t2=;5105105105105100=28121015432112345678?",
              "t1=%B4000056655665556^PRIVACY/TESTER^2812101987654321?", "cvv=7351", "pinblock=8A3F1C2D4E5B6A79",
+             "online PIN:", "emv 57134761739001010119D28122011143804400000F", "token:", "card 41111111 11111111 password:",
              "pan=3400-000000-00009"]
 
 
 def test_codes_are_counted_from_masked_lines_as_from_clean_ones(config_file, tmp_path):
     """Masking must not cost the diagnosis: the same transactions, with card data between their fields,
     give the same counts, findings and cause; the line quoted as evidence is masked."""
-    codes = ["91", "96", "91", "05", "51", "30", "55"]
+    codes = ["91", "96", "91", "05", "51", "30", "55", "91", "91", "91", "55"]
     clean = [line("2824", rc, ago=60 * (i + 1), txn=i) for i, rc in enumerate(codes)]
     dirty = [text.replace(" code=", f" {CARD_DATA[i]} code=") for i, text in enumerate(clean)]
     _, plain_report = diagnose_log(config_file, tmp_path, clean)
@@ -143,13 +145,14 @@ def test_codes_are_counted_from_masked_lines_as_from_clean_ones(config_file, tmp
     plain, masked = findings(plain_report), findings(masked_report)
     assert {c: f["data"].get("count") for c, f in masked.items()} == {c: f["data"].get("count") for c, f in plain.items()}
     assert masked["txlog.errors_2824"]["data"]["count"] == len(codes)
-    assert masked["txlog.host_errors"]["data"]["codes"] == {"91": 2, "96": 1}
+    assert masked["txlog.host_errors"]["data"]["codes"] == {"91": 5, "96": 1}
+    assert masked["txlog.input_errors"]["data"]["codes"] == {"55": 2}
     assert masked_report["diagnosis"]["causes"][0]["id"] == plain_report["diagnosis"]["causes"][0]["id"]
     quoted = masked["txlog.errors_2824"]["data"]["last_line"]
-    assert quoted.endswith("txn=6 amount=12.50 pan=3400-00****-*0009 code=2824 rc=55")  # the last in the file
+    assert quoted.endswith("txn=10 amount=12.50 pan=3400-00****-*0009 code=2824 rc=55")  # the last in the file
     text = json.dumps(masked_report)
     for secret in ("4111111111111111", "5105105105105100", "28121015432112345678", "PRIVACY/TESTER", "7351",
-                   "8A3F1C2D4E5B6A79", "0000 0000", "000000-0"):
+                   "8A3F1C2D4E5B6A79", "0000 0000", "000000-0", "4761739001010119", "41111111 11111111"):
         assert secret not in text
 
 
