@@ -39,7 +39,7 @@ CODE = ("core", "agent", "probes", "collector")
 PACKAGES = (*CODE, "config")
 #: test files that boot containers, build packages or read source text: they cover little code that
 #: the others do not, at many times the cost (test_docs.py stays: it holds the documented defaults)
-SLOW = {"test_mutation_sample.py", "test_boot.py", "test_package.py", "test_sandbox.py", "test_guides.py",
+SLOW = {"test_mutation_sample.py", "test_boot.py", "test_package.py", "test_guides.py",
         "test_startup_time.py", "test_imports.py", "test_language.py"}
 #: needs a git checkout, which the copy is not
 DESELECT = ("tests/test_cli.py::test_installed_package_carries_its_data_files",)
