@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,16 +115,21 @@ def kernel_messages(timeout_s: float, keep: Callable[[str], bool], boot_id_path:
     return _once(boot_id_path, "kernel", ask)
 
 
-def _records(text: str) -> list[tuple[float, str]]:
-    """(time, message) of each ``journalctl -o json`` record that has both."""
-    found = []
+def _entries(text: str) -> Iterator[dict[str, Any]]:
+    """The records of ``journalctl -o json`` output (one object a line); a line that is not one is skipped."""
     for line in text.splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(entry, dict):
-            continue
+        if isinstance(entry, dict):
+            yield entry
+
+
+def _records(text: str) -> list[tuple[float, str]]:
+    """(time, message) of each ``journalctl -o json`` record that has both."""
+    found = []
+    for entry in _entries(text):
         message, stamp = entry.get("MESSAGE"), str(entry.get("__REALTIME_TIMESTAMP", ""))
         if isinstance(message, str) and stamp.isdigit():
             found.append((int(stamp) / 1e6, message.split("\n", 1)[0]))
@@ -134,13 +139,7 @@ def _records(text: str) -> list[tuple[float, str]]:
 def parse_journal_tail(text: str) -> PreviousBoot:
     """The end of a boot from its last journal records (``journalctl -o json``, one object a line)."""
     clean, last = False, None
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(entry, dict):
-            continue
+    for entry in _entries(text):
         message = entry.get("MESSAGE")
         message = message if isinstance(message, str) else ""  # binary messages come as lists of bytes
         if entry.get("MESSAGE_ID") == SHUTDOWN_MESSAGE_ID or _SHUTDOWN_TEXT.search(message):
