@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from labs import bigfleet
-from labs.collector_fixtures import ARTIFACTS
+from labs.collector_fixtures import ARTIFACTS, signed_in_page
 from labs.collectorlab import make_report
 from labs.helpers import wait_for
 
@@ -44,17 +44,8 @@ def _big_fleet(f) -> bigfleet.BigFleet:
 
 def _open(browser, f, operator: str, **context):
     """A signed-in page, the page's errors collected in ``page.errors``."""
-    page = browser.new_context(**context).new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(f.url + "/signin")
-    page.fill("#token", operator)
-    page.click("form[action='/signin'] button")
-    page.wait_for_url(f.url + "/")
-    page.wait_for_selector("body[data-ready]")
     ARTIFACTS.mkdir(exist_ok=True)
-    return page
+    return signed_in_page(browser, f.url, operator, **context)
 
 
 def _until(page, condition: str, timeout: float = 15) -> None:

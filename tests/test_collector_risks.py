@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from labs.collector_fixtures import ARTIFACTS
+from labs.collector_fixtures import ARTIFACTS, signed_in_page
 from labs.collectorlab import make_report
 from posdiag.core.timefmt import utc_iso
 
@@ -103,14 +103,7 @@ def test_the_fleet_page_shows_terminals_at_risk_and_a_report_s_risks(fleet, brow
         report = with_risks(make_report(tid, "store-042", verdict="healthy", cause="none"),
                             risk("trend.disk_filling", hours, f"/srv/{tid}", title="A filesystem will be full soon"))
         assert f.post(token, report).status_code == 201
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f.url + "/signin")
-    page.fill("#token", operator)
-    page.click("button[type=submit]")
-    page.wait_for_url(f.url + "/")
+    page = signed_in_page(browser, f.url, operator, viewport={"width": 1280, "height": 900})
     page.wait_for_selector("#risks li.risk")
     rows = page.locator("#risks li.risk").all_inner_texts()
     assert rows[0].startswith("lane-2") and "in 5 h" in rows[0] and "/srv/lane-2" in rows[0]
@@ -126,26 +119,19 @@ def test_the_fleet_page_shows_terminals_at_risk_and_a_report_s_risks(fleet, brow
     page.wait_for_selector("#report .risk-card")
     assert "/srv/lane-2 fails in 5.0 h" in page.locator("#report .risk-card").inner_text()
     assert "at risk, due" in page.locator("#terminal-facts").inner_text()
-    assert errors == []
-    context.close()
+    assert page.errors == []
+    page.context.close()
 
 
 def at_risk_box(f, browser) -> tuple[str, int, str]:
     """The fleet page's "At risk" box as an operator sees it: its heading's count, its rows, the line after them."""
     operator = f.operator("alice")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f.url + "/signin")
-    page.fill("#token", operator)
-    page.click("button[type=submit]")
-    page.wait_for_url(f.url + "/")
+    page = signed_in_page(browser, f.url, operator, viewport={"width": 1280, "height": 900})
     page.wait_for_selector("#risks li.risk")
     found = (page.locator("#risks-count").inner_text(), page.locator("#risks li.risk").count(),
              page.locator("#risks .more-risks").all_inner_texts())
-    assert errors == []
-    context.close()
+    assert page.errors == []
+    page.context.close()
     return found
 
 

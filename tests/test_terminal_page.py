@@ -13,7 +13,7 @@ import time
 
 import pytest
 import requests
-from labs.collector_fixtures import ARTIFACTS
+from labs.collector_fixtures import ARTIFACTS, signed_in_page
 from labs.collectorlab import make_report
 from labs.remotelab import HelpDesk
 from posdiag.core.causes import titles
@@ -133,13 +133,7 @@ def test_a_reports_text_on_the_terminals_page_is_text_and_causes_are_named_by_th
     report = make_report("lane-x", "store-1", cause="reader.substituted", evidence=[XSS], remediation=["<b>unplug</b> it"])
     report["diagnosis"]["causes"][0]["title"] = f"Skimmer {XSS}"
     assert f.post(token, report).status_code == 201
-    operator = f.operator("alice")
-    ctx = browser.new_context()
-    page = ctx.new_page()
-    page.goto(f.url + "/signin")
-    page.fill("#token", operator)
-    page.click("form[action='/signin'] button")
-    page.wait_for_url(f.url + "/")
+    page = signed_in_page(browser, f.url, f.operator("alice"))
     page.goto(f.url + "/terminals/lane-x")
     page.wait_for_selector("#report .cause-card")
     card = page.locator("#report .cause-card")
@@ -147,7 +141,7 @@ def test_a_reports_text_on_the_terminals_page_is_text_and_causes_are_named_by_th
     assert XSS in card.inner_text() and "<b>unplug</b> it" in card.inner_text()
     assert page.locator("#report img, #report b").count() == 0
     assert page.evaluate("window.__xss") is None
-    ctx.close()
+    page.context.close()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -185,16 +179,11 @@ def test_a_fault_dated_ahead_is_not_the_latest_diagnosis_once_a_healthy_report_f
     listed = f.get("/api/v1/reports", operator, terminal="lane-2").json()["reports"]
     assert [r["report_id"] for r in listed] == [healthy["report_id"], ahead["report_id"]]
 
-    ctx = browser.new_context()
-    page = ctx.new_page()
-    page.goto(f.url + "/signin")
-    page.fill("#token", operator)
-    page.click("form[action='/signin'] button")
-    page.wait_for_url(f.url + "/")
+    page = signed_in_page(browser, f.url, operator)
     page.goto(f.url + "/terminals/lane-2")
     page.wait_for_selector("#report .verdict-line")
     assert page.locator("#report").get_attribute("data-report") == healthy["report_id"]
     assert page.locator("#report .verdict-line .badge").inner_text() == "healthy"
     assert page.locator("#history button.report-item").first.get_attribute("data-report") == healthy["report_id"]
     assert page.locator("#history button.report-item.selected").get_attribute("data-report") == healthy["report_id"]
-    ctx.close()
+    page.context.close()

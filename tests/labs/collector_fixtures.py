@@ -87,3 +87,18 @@ def browser() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
+
+
+def signed_in_page(browser: Any, url: str, operator: str, **context: Any) -> Any:
+    """An operator's page, signed in on the fleet page at ``url`` and ready there; what the page reports
+    as an error (an exception, a console error) is collected in ``page.errors``."""
+    page = browser.new_context(**context).new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(url + "/signin")
+    page.fill("#token", operator)
+    page.click("form[action='/signin'] button")
+    page.wait_for_url(url + "/")
+    page.wait_for_selector("body[data-ready]")
+    return page
