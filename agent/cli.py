@@ -16,7 +16,7 @@ import sys
 from typing import Any, TextIO
 
 from posdiag.agent import __version__
-from posdiag.agent.exits import Exit
+from posdiag.agent.exits import NOTHING_CHECKED, Exit
 from posdiag.core import i18n
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.core.timefmt import compact_stamp
@@ -253,13 +253,10 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
         from posdiag.agent.store import keep
 
         keep(settings, report)
-    code = Exit.for_verdict(report["diagnosis"]["verdict"])
-    ran = [p for p in report["probes"] if p["status"] != "skipped"]
-    if all(p["status"] == "error" for p in ran):  # also when nothing ran: nothing checked is not healthy
-        code = Exit.UNKNOWN
+    code = Exit.for_report(report)
     _emit(report, fmt, code, out, output, settings.daemon.state_dir)
     if code is Exit.UNKNOWN:
-        err.write("posdiag: " + tr("no probe could check anything; cannot diagnose") + "\n")
+        err.write("posdiag: " + tr(NOTHING_CHECKED) + "\n")
     return code
 
 
