@@ -94,13 +94,14 @@ def render_text(report: dict[str, Any], short_id: str | None = None, t: i18n.Tra
         lines.append(t.ntr("{n} fault found, each on its own evidence:", "{n} faults found, each on its own evidence:",
                            len(faults)))
         for i, cause in enumerate(faults, 1):
-            lines += ["", t.tr("Fault {i} of {n}: {title}  [{id}, confidence {confidence}, certainty {certainty}]",
-                               i=i, n=len(faults), title=cause["title"], id=cause["id"],
-                               confidence=_percent(cause["confidence"]), certainty=_percent(cause["certainty"]))]
+            lines += ["", *_bracket_apart(t.tr("Fault {i} of {n}: {title}  [{id}, confidence {confidence}, certainty "
+                                               "{certainty}]", i=i, n=len(faults), title=cause["title"], id=cause["id"],
+                                               confidence=_percent(cause["confidence"]),
+                                               certainty=_percent(cause["certainty"])))]
             lines += _cause_lines(cause, t)
     else:
         faults = diag["causes"][:1]
-        lines += [_top_heading(faults[0], t), *_cause_lines(faults[0], t)]
+        lines += [*_bracket_apart(_top_heading(faults[0], t)), *_cause_lines(faults[0], t)]
     others = [c for c in diag["causes"] if c not in faults]
     if others:
         lines += ["", t.tr("Other possible causes:")] + [_alternative(c, t) for c in others]
@@ -160,6 +161,16 @@ def _top_heading(top: dict[str, Any], t: i18n.Translator) -> str:
                     confidence=confidence)
     return t.tr("Most likely cause: {title}  [{id}, confidence {confidence}, certainty {certainty}]", title=top["title"],
                 id=top["id"], confidence=confidence, certainty=_percent(top["certainty"]))
+
+
+def _bracket_apart(heading: str) -> list[str]:
+    """A cause's heading too wide for the screen breaks before its bracket (``[id, confidence …]``),
+    which goes whole to the next line, in every language: a Chinese line is otherwise wrapped at any
+    character, splitting the bracket in two."""
+    title, gap, bracket = heading.rpartition("  [")
+    if not gap or display_width(heading) <= SCREEN:
+        return [heading]
+    return [title, "  [" + bracket]
 
 
 def _cause_lines(cause: dict[str, Any], t: i18n.Translator) -> list[str]:

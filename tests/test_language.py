@@ -52,7 +52,7 @@ def test_a_full_disk_reads_in_chinese_under_a_chinese_locale(full_disk):
     assert run.returncode == 2, run.stderr
     out = run.stdout
     assert "结论：故障" in out
-    assert "最可能的原因：系统故障：POS 需要的硬盘空间已满  [disk.full，置信度" in out
+    assert "最可能的原因：系统故障：POS 需要的硬盘空间已满\n  [disk.full，置信度" in out  # the bracket whole
     steps = out.split("处理步骤：\n")[1].split("\n\n")[0].splitlines()
     assert steps[0].startswith("  1. 释放空间") and all(CJK.search(step) for step in steps)
     why = out.split("依据：\n")[1].split("\n\n")[0]
