@@ -685,15 +685,27 @@ def _say(err: TextIO, text: str) -> None:
 class _Masked:
     """Standard error, through which nothing passes unmasked: errors quote values, paths and other
     programs' messages, and they end up in tickets (:mod:`posdiag.core.redact`). Standard output is
-    masked where it is made instead: its JSON must stay JSON."""
+    masked where it is made instead: its JSON must stay JSON.
+
+    On a terminal, where a person reads them, posdiag's own messages (``posdiag: …``) are laid out
+    in 80 display columns as the rest of its text is (a CJK character takes two cells); into a pipe
+    or a file each stays one whole line, for scripts, cron mail and logs."""
 
     def __init__(self, stream: TextIO | _Closed) -> None:
         self.stream = stream
+        from posdiag.agent.progress import is_terminal
+
+        self.person = is_terminal(stream)
 
     def write(self, text: str) -> int:
         from posdiag.core.redact import mask_text
 
-        return self.stream.write(mask_text(text))
+        text = mask_text(text)
+        if self.person and text.startswith("posdiag: ") and "\r" not in text and "\033" not in text:
+            from posdiag.agent.columns import fitted
+
+            text = "\n".join(fitted(text.split("\n")))
+        return self.stream.write(text)
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, …: the stream's own
         return getattr(self.stream, name)
