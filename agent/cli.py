@@ -16,7 +16,7 @@ import sys
 from typing import Any, TextIO
 
 from posdiag.agent import __version__
-from posdiag.agent.exits import Exit
+from posdiag.agent.exits import NOTHING_CHECKED, Exit
 from posdiag.core import i18n
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.core.timefmt import compact_stamp
@@ -253,13 +253,10 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
         from posdiag.agent.store import keep
 
         keep(settings, report)
-    code = Exit.for_verdict(report["diagnosis"]["verdict"])
-    ran = [p for p in report["probes"] if p["status"] != "skipped"]
-    if all(p["status"] == "error" for p in ran):  # also when nothing ran: nothing checked is not healthy
-        code = Exit.UNKNOWN
+    code = Exit.for_report(report)
     _emit(report, fmt, code, out, output, settings.daemon.state_dir)
     if code is Exit.UNKNOWN:
-        err.write("posdiag: " + tr("no probe could check anything; cannot diagnose") + "\n")
+        err.write("posdiag: " + tr(NOTHING_CHECKED) + "\n")
     return code
 
 
@@ -688,15 +685,27 @@ def _say(err: TextIO, text: str) -> None:
 class _Masked:
     """Standard error, through which nothing passes unmasked: errors quote values, paths and other
     programs' messages, and they end up in tickets (:mod:`posdiag.core.redact`). Standard output is
-    masked where it is made instead: its JSON must stay JSON."""
+    masked where it is made instead: its JSON must stay JSON.
+
+    On a terminal, where a person reads them, posdiag's own messages (``posdiag: …``) are laid out
+    in 80 display columns as the rest of its text is (a CJK character takes two cells); into a pipe
+    or a file each stays one whole line, for scripts, cron mail and logs."""
 
     def __init__(self, stream: TextIO | _Closed) -> None:
         self.stream = stream
+        from posdiag.agent.progress import is_terminal
+
+        self.person = is_terminal(stream)
 
     def write(self, text: str) -> int:
         from posdiag.core.redact import mask_text
 
-        return self.stream.write(mask_text(text))
+        text = mask_text(text)
+        if self.person and text.startswith("posdiag: ") and "\r" not in text and "\033" not in text:
+            from posdiag.agent.columns import fitted
+
+            text = "\n".join(fitted(text.split("\n")))
+        return self.stream.write(text)
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, …: the stream's own
         return getattr(self.stream, name)

@@ -54,8 +54,9 @@ class Progress:
     def on_result(self, result: Any, done: int, total: int) -> None:
         self.done, self.total = done, total
 
-    def on_running(self, names: tuple[str, ...]) -> None:
-        self.running = names
+    def on_running(self, names: tuple[str, ...], done: int, total: int) -> None:
+        """The probes running now, told from the sweep's start: the count is right before any has ended."""
+        self.running, self.done, self.total = names, done, total
 
     def line(self) -> str:
         """"probing… 7/12 done, waiting 1.4 s for: reader.serial, network.tcp" in the reader's language."""

@@ -14,7 +14,8 @@ from posdiag.agent.columns import SCREEN, display_width, fitted, pad, pad_left, 
 from posdiag.agent.coverage import AREA_WORDS
 from posdiag.agent.diagnosis import PRESENT, Diagnosis
 from posdiag.agent.history import SHORT_ID, new_report_id
-from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
+from posdiag.agent.reworded import in_language, written_in
+from posdiag.agent.words import LANGUAGE_WORDS, STATUS_MARKS, VERDICT_WORDS, said
 from posdiag.core import i18n
 from posdiag.core.redact import mask_data
 from posdiag.core.settings import Settings
@@ -45,8 +46,9 @@ def build_report(settings: Settings, results: list[ProbeResult], diagnosis: Diag
 
 
 def phone_line(report: dict[str, Any], short_id: str | None = None, t: i18n.Translator | None = None) -> str:
-    """The one line a technician reads out to the help desk: verdict, top cause, short id, time."""
-    t = t or i18n.translator(report.get("lang") or i18n.DEFAULT)
+    """The one line a technician reads out to the help desk: verdict, top cause, short id, time, in
+    the reader's language (``t``, else this process's); the title as the report gives it."""
+    t = t or i18n.current()
     top = report["diagnosis"]["causes"][0]
     risks = report.get("risks") or []
     # with no fault, what makes the terminal less than healthy is read out, not "no fault found"
@@ -63,17 +65,22 @@ def risks_said(risks: list[dict[str, Any]], t: i18n.Translator) -> str:
                  title=soonest["title"], when=risk_when(soonest, t))
 
 
-def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
+def render_text(report: dict[str, Any], short_id: str | None = None, t: i18n.Translator | None = None) -> str:
     """What a technician reads: the line to read out on the phone, verdict, every fault found (each
     with why and what to do), then the mere alternatives, what was not checked, the risks ahead, the
     probes (and what a watch session saw).
 
-    In the language the report was written in (its ``lang``), so that headings and findings never
-    mix two languages on one screen; columns are aligned by display width (a CJK character is two
-    cells) and lines wrapped to 80 of them, under their bullet or their column. A report of an older
-    agent (no ``certainty``, no ``not_checked``) reads as it always did.
+    In the reader's language (``t``, else this process's) whatever language the report was written
+    in: headings, verdict and status words, and the causes' and risks' titles, explanations and steps
+    (looked up again in the knowledge base, :mod:`posdiag.agent.reworded`). What the probes wrote —
+    findings, evidence, summaries — stays as the terminal wrote it, and one line at the end says in
+    which language when it is not the reader's. Columns are aligned by display width (a CJK
+    character is two cells) and lines wrapped to 80 of them, under their bullet or their column. A
+    report of an older agent (no ``certainty``, no ``not_checked``, no ``lang``) reads as it always did.
     """
-    t = i18n.translator(report.get("lang") or i18n.DEFAULT)
+    t = t or i18n.current()
+    written = written_in(report)
+    report = in_language(report, t.lang)
     diag = report["diagnosis"]
     term = report["terminal"]
     where = f"{term['id']}" + (f" @ {term['site']}" if term.get("site") else "")
@@ -87,13 +94,14 @@ def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
         lines.append(t.ntr("{n} fault found, each on its own evidence:", "{n} faults found, each on its own evidence:",
                            len(faults)))
         for i, cause in enumerate(faults, 1):
-            lines += ["", t.tr("Fault {i} of {n}: {title}  [{id}, confidence {confidence}, certainty {certainty}]",
-                               i=i, n=len(faults), title=cause["title"], id=cause["id"],
-                               confidence=_percent(cause["confidence"]), certainty=_percent(cause["certainty"]))]
+            lines += ["", *_bracket_apart(t.tr("Fault {i} of {n}: {title}  [{id}, confidence {confidence}, certainty "
+                                               "{certainty}]", i=i, n=len(faults), title=cause["title"], id=cause["id"],
+                                               confidence=_percent(cause["confidence"]),
+                                               certainty=_percent(cause["certainty"])))]
             lines += _cause_lines(cause, t)
     else:
         faults = diag["causes"][:1]
-        lines += [_top_heading(faults[0], t), *_cause_lines(faults[0], t)]
+        lines += [*_bracket_apart(_top_heading(faults[0], t)), *_cause_lines(faults[0], t)]
     others = [c for c in diag["causes"] if c not in faults]
     if others:
         lines += ["", t.tr("Other possible causes:")] + [_alternative(c, t) for c in others]
@@ -107,6 +115,9 @@ def render_text(report: dict[str, Any], short_id: str | None = None) -> str:
 
         lines += [""] + summary_lines(report, t)
     lines = fitted(lines) + ["", t.tr("Probes:")] + _probe_lines(report["probes"], t)
+    if written != t.lang:
+        lines += ["", *fitted([t.tr("Findings and evidence are in {language}, as the terminal wrote them.",
+                                    language=said(LANGUAGE_WORDS, written, t))])]
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +161,16 @@ def _top_heading(top: dict[str, Any], t: i18n.Translator) -> str:
                     confidence=confidence)
     return t.tr("Most likely cause: {title}  [{id}, confidence {confidence}, certainty {certainty}]", title=top["title"],
                 id=top["id"], confidence=confidence, certainty=_percent(top["certainty"]))
+
+
+def _bracket_apart(heading: str) -> list[str]:
+    """A cause's heading too wide for the screen breaks before its bracket (``[id, confidence …]``),
+    which goes whole to the next line, in every language: a Chinese line is otherwise wrapped at any
+    character, splitting the bracket in two."""
+    title, gap, bracket = heading.rpartition("  [")
+    if not gap or display_width(heading) <= SCREEN:
+        return [heading]
+    return [title, "  [" + bracket]
 
 
 def _cause_lines(cause: dict[str, Any], t: i18n.Translator) -> list[str]:

@@ -32,8 +32,9 @@ from posdiag.probes.base import (
 )
 
 ProgressHook = Callable[[ProbeResult, int, int], None]
-#: told the names of the probes running now, whenever that changes (what a slow sweep waits for)
-RunningHook = Callable[[tuple[str, ...]], None]
+#: told the names of the probes running now, whenever that changes (what a slow sweep waits for),
+#: with how many probes are done and how many the sweep has in all
+RunningHook = Callable[[tuple[str, ...], int, int], None]
 
 #: Threads of probes abandoned at their deadline and still stuck. In the long-running daemon a
 #: probe stuck in a system call must not pile up one more thread every sweep: while its previous
@@ -124,7 +125,7 @@ class _Sweep:
 
     def tell_running(self) -> None:
         if self.on_running:
-            self.on_running(tuple(self.running))
+            self.on_running(tuple(self.running), len(self.results), len(self.classes))
 
     def start_ready(self) -> None:
         """Start (or settle without running) every pending probe whose prerequisites are done."""

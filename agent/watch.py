@@ -19,7 +19,7 @@ import time
 from typing import Any, TextIO
 
 from posdiag.agent.columns import fitted, table
-from posdiag.agent.exits import Exit
+from posdiag.agent.exits import NOTHING_CHECKED, Exit, checked_anything
 from posdiag.agent.history import new_report_id
 from posdiag.agent.progress import Progress, is_terminal
 from posdiag.agent.report import phone_line
@@ -46,6 +46,8 @@ class Session:
         self.changes: list[dict[str, Any]] = []
         self.latest: dict[str, Any] | None = None
         self.worst: dict[str, Any] | None = None
+        #: a sweep of the session could check something (else it exits 3, as diagnose does)
+        self.checked = False
 
     def observe(self, report: dict[str, Any], now: float | None = None) -> list[dict[str, Any]]:
         """Take one sweep's report; return the changes it shows against the one before."""
@@ -57,6 +59,7 @@ class Session:
         self.changes += new
         self.sweeps += 1
         self.latest = report
+        self.checked = self.checked or checked_anything(report)
         if self.worst is None or _RANK[report["diagnosis"]["verdict"]] >= _RANK[self.worst["diagnosis"]["verdict"]]:
             self.worst = report  # the latest of the worst: the fault the technician was chasing
         return new
@@ -224,4 +227,7 @@ def _finish(settings: Any, session: Session, out: TextIO, err: TextIO) -> int:
         err.write("posdiag: " + tr("the summary is not kept: the history in {path} cannot be written here",
                                    path=settings.daemon.state_dir) + "\n")
     out.flush()
+    if not session.checked:  # every sweep, as diagnose would have: nothing checked is not healthy
+        err.write("posdiag: " + tr(NOTHING_CHECKED) + "\n")
+        return Exit.UNKNOWN
     return Exit.for_verdict(report["diagnosis"]["verdict"])

@@ -1,4 +1,4 @@
-"""The words a person reads for the report's ids: a probe's status, a verdict, a trigger.
+"""The words a person reads for the report's ids: a probe's status, a verdict, a trigger, a language.
 
 The JSON keeps ``ok``, ``fault``, ``on-demand`` in every language; text for a person says them in the
 reader's language. One table each, marked for the catalogue, shared by the report, ``history``,
@@ -31,3 +31,5 @@ TRIGGER_WORDS = {Trigger.ON_DEMAND: N_("on-demand"), Trigger.BOOT: N_("boot"), T
 def said(words: dict[Any, str], key: str, t: i18n.Translator | None = None) -> str:
     """``key`` (an id from a report) in the reader's words; an id posdiag has no words for, as it is."""
     return (t or i18n.current()).tr(words[key]) if key in words else key
+#: a language posdiag speaks, by its name in ``"lang"``
+LANGUAGE_WORDS = {"en": N_("English"), "zh_CN": N_("Simplified Chinese")}

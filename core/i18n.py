@@ -12,8 +12,9 @@ language from its first finding to its last step, and says which (``"lang"``). C
 several languages at once — the collector's pages, rendering a stored report in the language it was
 written in — asks for a :class:`Translator` of its own.
 
-Translation must never cost a diagnosis: a catalogue that is missing or a translation whose fields
-do not match the English falls back to English, and English costs nothing to load.
+Translation must never cost a diagnosis: a catalogue that is missing or damaged (a damaged one is
+said in one line on stderr) or a translation whose fields do not match the English falls back to
+English, and English costs nothing to load.
 """
 
 from __future__ import annotations
@@ -144,11 +145,27 @@ def translator(lang: str) -> Translator:
         return Translator(DEFAULT)
     import gettext  # only a process that speaks another language pays for it
 
+    path = catalogue_path(lang)
     try:
-        with catalogue_path(lang).open("rb") as data:
+        with path.open("rb") as data:
             return Translator(lang, gettext.GNUTranslations(data))
-    except (OSError, ValueError):  # missing or corrupt .mo (ValueError: gettext's "bad magic number" etc.)
+    except FileNotFoundError:  # a build without catalogues: English, as it always was
         return Translator(DEFAULT)
+    except Exception as exc:  # noqa: BLE001 - a damaged .mo fails in gettext's own ways (struct.error, OSError, …)
+        _say_damaged(lang, path, exc)
+        return Translator(DEFAULT)
+
+
+def _say_damaged(lang: str, path: Any, exc: Exception) -> None:
+    """One line on stderr (in English: there is no catalogue to say it in) that the language asked
+    for is not spoken and why, so that the English a technician then reads is not a mystery."""
+    import sys
+
+    try:
+        sys.stderr.write(f"posdiag: the {lang} message catalogue {path} is damaged ({exc!r}); speaking English\n")
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass  # no stderr to say it on: English all the same
 
 
 _active = Translator(DEFAULT)

@@ -7,14 +7,17 @@ outside the characters Nagios perfdata allows) and a limit of ten million into `
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 
 def plain(value: float, decimals: int = 6) -> str:
-    """``value`` in positional notation, at most ``decimals`` places, trailing zeros dropped.
+    """``value`` in positional notation, at most ``decimals`` places, trailing zeros dropped; a number
+    below one keeps ``decimals`` significant digits instead, so that a value someone wrote as
+    ``0.0000001`` is never shown as ``0``.
 
     ``plain(1036800.5) == "1036800.5"``, ``plain(1e7) == "10000000"``, ``plain(0.25) == "0.25"``,
-    ``plain(3.0) == "3"``. NaN and infinities are spelt ``NaN``, ``+Inf`` and ``-Inf`` (Prometheus's
-    spelling) rather than raising.
+    ``plain(3.0) == "3"``, ``plain(1e-7) == "0.0000001"``. NaN and infinities are spelt ``NaN``,
+    ``+Inf`` and ``-Inf`` (Prometheus's spelling) rather than raising.
     """
     if isinstance(value, bool):
         value = int(value)
@@ -24,7 +27,8 @@ def plain(value: float, decimals: int = 6) -> str:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    text = f"{value:.{decimals}f}"
+    # below one: its significant digits, in positional notation
+    text = format(Decimal(f"{value:.{decimals}g}"), "f") if 0 < abs(value) < 1 else f"{value:.{decimals}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text

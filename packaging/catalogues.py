@@ -14,6 +14,7 @@ test dependency only: a terminal loads the compiled ``.mo`` with the standard li
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,15 +82,28 @@ def update() -> None:
 
 
 def compile_to(out_root: Path) -> list[Path]:
-    """Compile every ``.po`` to ``<out_root>/<lang>/LC_MESSAGES/posdiag.mo``; returns what was written."""
+    """Compile every ``.po`` to ``<out_root>/<lang>/LC_MESSAGES/posdiag.mo``; returns what was written.
+
+    Each catalogue is written beside its target and renamed over it: posdiag processes running
+    meanwhile (the test suite compiles on every run, while other runs read) open either the whole
+    old catalogue or the whole new one, never half of one."""
+    import tempfile
+
     from babel.messages.mofile import write_mo
 
     written = []
     for po in po_files():
         target = out_root / po.parent.parent.name / "LC_MESSAGES" / f"{DOMAIN}.mo"
         target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
-            write_mo(out, read(po), use_fuzzy=False)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{DOMAIN}.", suffix=".mo")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write_mo(out, read(po), use_fuzzy=False)
+            os.chmod(temp, 0o644)  # as the file it replaces: every posdiag user reads it
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
         written.append(target)
     return written
 

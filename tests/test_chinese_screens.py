@@ -1,7 +1,8 @@
 """Every screen a Chinese-speaking technician meets: each command's ``--help`` and each text output,
-run as the real command under ``LANG=zh_CN.UTF-8`` on an 80-column terminal. No English word of
-posdiag's own text is left untranslated, and nothing posdiag prints for a person runs past 80
-display columns (a CJK character takes two).
+run as the real command under ``LANG=zh_CN.UTF-8`` with its stderr on a terminal (a pty), and
+``status``, ``trigger`` and ``bundle`` beside a running daemon, ``watch`` on a real terminal (tmux). No
+English word of posdiag's own text is left untranslated, and nothing posdiag prints for a person —
+on stdout or stderr — runs past 80 display columns (a CJK character takes two).
 
 An "English word of posdiag's own text" is a word of the catalogue's English (msgids) that no Chinese
 translation uses: identifiers — options, commands, probe names, cause ids, keys, paths, values, the
@@ -11,17 +12,22 @@ upper-case abbreviations (POS, TLS, NTP) — are the same in every language and 
 from __future__ import annotations
 
 import os
+import pty
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from labs import REPO
-from labs.helpers import write_config
+from labs.commands import IN_CI
+from labs.daemonlab import DaemonProcess
+from labs.helpers import wait_for, write_config
+from labs.terminal import Tmux
 from posdiag import probes
 from posdiag.agent.cli import build_parser
 from posdiag.agent.columns import display_width
@@ -81,10 +87,37 @@ def till():
     subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
+#: a slow sweep's progress line, redrawn in place on the terminal and cleared before the report
+PROGRESS = re.compile(r"\r\x1b\[K[^\r\n]*")
+
+
 def _chinese(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command with stdout into a pipe and stderr on a terminal, as a technician's shell has it."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("LC_")}, "LANG": "zh_CN.UTF-8", "COLUMNS": "80"}
-    return subprocess.run([sys.executable, "-m", "posdiag.agent", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=60)
+    primary, secondary = pty.openpty()
+    said: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(primary, said), daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "posdiag.agent", *args], stdout=subprocess.PIPE, stderr=secondary,
+                              text=True, env=env, cwd=cwd, timeout=60)
+    finally:
+        os.close(secondary)
+    reader.join(10)
+    os.close(primary)
+    err = PROGRESS.sub("", b"".join(said).decode().replace("\r\n", "\n"))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, err)
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal's last writer is gone
+            return
+        if not chunk:
+            return
+        into.append(chunk)
 
 
 def _every_help() -> list[tuple[str, ...]]:
@@ -113,11 +146,38 @@ def _screens(till: Path) -> dict[str, tuple[str, str]]:
                        "bad usage": ("diagnose", "--frobnicate"), "show, unknown": ("show", "0000", "--config", ok)
                        }.items():
         runs[name] = _chinese(*args, cwd=till)
+    runs["watch, unknown probe"] = _chinese("watch", "--only", "nosuch", "--config", ok, cwd=till)
     short = runs["history"].stdout.splitlines()[-1].split()[-1]
     runs["show"] = _chinese("show", short, "--config", ok, cwd=till)
+    # a Chinese till's daemon: what its probes wrote is Chinese too (an English daemon's stays English)
+    daemon = DaemonProcess(till / "fault.toml", till / "state", env={"LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""},
+                           socket=till / "c.sock")
+    try:
+        assert wait_for(lambda: any(r.trigger == "boot" for r in daemon.reports()), 30), daemon.output()
+        for name, args in {"status, daemon running": ("status", "--config", fault),
+                           "trigger, daemon running": ("trigger", "--config", fault),
+                           "bundle": ("bundle", "-o", str(till / "b.tar.gz"), "--config", fault)}.items():
+            runs[name] = _chinese(*args, cwd=till)
+    finally:
+        daemon.stop()
     screens = {name: (run.stdout, run.stderr) for name, run in runs.items()}
     screens["watch"] = (_watch(till / "fault.toml", till), "")
+    screens["watch, on a terminal"] = (_watch_on_a_terminal(till / "fault.toml"), "")
     return screens
+
+
+def _watch_on_a_terminal(config: Path) -> str:
+    """The redrawn screen of ``watch`` on an 80×24 terminal, then what is left on it after Ctrl-C."""
+    if not Tmux.available():
+        message = "tmux is missing: apt-get install tmux (.ci/run does)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    with Tmux(f"{sys.executable} -m posdiag.agent watch --interval 0.5 --config {config}", columns=80, rows=24,
+              env={"LANG": "zh_CN.UTF-8"}) as term:
+        assert wait_for(lambda: "第 2 轮" in term.screen(), timeout=30), term.screen()  # redrawn once at least
+        screen = term.screen()
+        term.keys("C-c")
+        assert wait_for(lambda: "posdiag show" in term.screen(), timeout=30), term.screen()
+        return screen + "\n" + term.screen()
 
 
 def test_every_help_and_text_output_is_chinese_and_fits_80_columns(till, untranslated_words):
@@ -127,8 +187,7 @@ def test_every_help_and_text_output_is_chinese_and_fits_80_columns(till, untrans
         left = english_left(out + err, untranslated_words)
         if left:
             english[name] = left
-        # errors on stderr are one line each (scripts and logs keep them whole); the rest is laid out
-        wide = [line for line in out.splitlines() if display_width(line) > 80]
+        wide = [line for line in (out + err).splitlines() if display_width(line) > 80]
         if wide:
             long_lines[name] = wide
     assert not english, f"English left in Chinese output: {english}"

@@ -82,14 +82,14 @@ def test_no_progress_line_when_piped(config_file):
     assert "\r" not in proc.stdout
 
 
-def _stderr_on_a_terminal(config: str) -> tuple[int, str]:
+def _stderr_on_a_terminal(config: str, *extra: str) -> tuple[int, str]:
     """Run diagnose with stderr on a pty; what the terminal was sent, and the exit code."""
     import pty
     import subprocess
     import sys
 
     primary, secondary = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--config", config],
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose", "--config", config, *extra],
                           stdout=subprocess.PIPE, stderr=secondary, timeout=30)
     os.close(secondary)
     seen = b""
@@ -111,6 +111,13 @@ def test_a_slow_sweep_shows_on_a_terminal_which_probes_it_waits_for(config_file,
                                                      diagnosis={"deadline_s": 5.0})))
     assert "waiting" in seen and "for: clock" in seen, seen
     assert seen.endswith("\r\x1b[K"), "the progress line is cleared before the report"
+
+
+def test_the_progress_line_counts_the_probes_of_the_sweep_before_the_first_one_ends(config_file, ntp_server):
+    srv = ntp_server(silent=True)
+    rc, seen = _stderr_on_a_terminal(str(config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 2.5},
+                                                     diagnosis={"deadline_s": 5.0})), "--only", "clock")
+    assert "probing… 0/1 done, waiting " in seen and "0/0" not in seen, seen
 
 
 def test_a_quick_sweep_shows_no_progress_on_a_terminal(config_file):

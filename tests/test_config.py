@@ -29,6 +29,8 @@ BAD_CONFIGS = [
      ["disk.min_free_mb: expected a number from 0 to 10000000, got 20000000"]),
     ("large-fraction-out-of-range", "[network]\nmax_rtt_ms = 12345678.5\n",
      ["network.max_rtt_ms: expected a number from 1 to 60000, got 12345678.5"]),
+    ("tiny-below-the-range", "[diagnosis]\ndeadline_s = 0.0000001\n",
+     ["diagnosis.deadline_s", "got 0.0000001"]),
     ("bad-choice", "[reader]\nkind = \"bluetooth\"\n", ["reader.kind", "one of 'serial', 'usb', 'none'", "bluetooth"]),
     ("syntax", "[memory]\nmin_available_mb = \n", ["TOML syntax error", "line 2"]),
     ("missing-host", "[[payment_hosts]]\nport = 443\n", ["payment_hosts[0].host", "missing"]),

@@ -1,7 +1,8 @@
-"""The technician's guides quote what posdiag prints: every line of every block marked
-``<!-- output: NAME -->`` in docs/technician.md (English) and docs/technician.zh_CN.md (Chinese) is
-held to the real output of that command on a till like the guide's (tests/labs/till.py): terminal
-lane-03 of store-042 whose card reader stops answering and comes back.
+"""The guides quote what posdiag prints: every line of every block marked ``<!-- output: NAME -->`` in
+docs/technician.md and docs/commands.md (English), docs/technician.zh_CN.md and docs/language.md
+(Chinese) is held to the real output of that command on a till like the guide's (tests/labs/till.py):
+terminal lane-03 of store-042 whose card reader stops answering and comes back, whose disk is full,
+or which has several faults at once.
 
 A quoted line must appear in the real output, in the guide's order. Times, durations, counts and
 report ids differ from run to run, so digits and ids are compared as placeholders, runs of spaces as
@@ -19,6 +20,8 @@ from labs import REPO
 from labs.till import outputs
 
 GUIDES = {"en": REPO / "docs" / "technician.md", "zh_CN": REPO / "docs" / "technician.zh_CN.md"}
+#: every page that quotes output, by the language its examples are in
+QUOTING = {"en": [GUIDES["en"], REPO / "docs" / "commands.md"], "zh_CN": [GUIDES["zh_CN"], REPO / "docs" / "language.md"]}
 BLOCK = re.compile(r"<!-- output: ([\w-]+) -->\n```\n(.*?)\n```", re.S)
 
 
@@ -55,14 +58,16 @@ def missing(quoted: list[str], printed: str) -> list[str]:
 
 
 @pytest.mark.parametrize("lang", GUIDES)
-def test_every_quoted_line_of_the_guide_is_what_posdiag_prints(lang, tmp_path):
-    blocks = quoted_blocks(GUIDES[lang])
-    assert {name for name, _ in blocks} >= {"diagnose", "diagnose-healthy", "history", "watch", "watch-screen"}
+def test_every_quoted_line_of_the_guides_is_what_posdiag_prints(lang, tmp_path):
+    assert {name for name, _ in quoted_blocks(GUIDES[lang])} >= {"diagnose", "diagnose-healthy", "history", "watch",
+                                                                 "watch-screen", "several-faults"}
+    blocks = [(page.name, name, quoted) for page in QUOTING[lang] for name, quoted in quoted_blocks(page)]
+    assert {page for page, _, _ in blocks} == {page.name for page in QUOTING[lang]}  # each page holds some
     printed = outputs(tmp_path, lang)
-    wrong = {name: missing(quoted, printed[name]) for name, quoted in blocks}
-    wrong = {name: lines for name, lines in wrong.items() if lines}
-    assert not wrong, f"{GUIDES[lang].name} quotes lines posdiag does not print: {wrong}\n\n" + "\n".join(
-        f"--- {name} printed:\n{printed[name]}" for name in wrong)
+    wrong = {f"{page}: {name}": missing(quoted, printed[name]) for page, name, quoted in blocks}
+    wrong = {where: lines for where, lines in wrong.items() if lines}
+    assert not wrong, f"the pages quote lines posdiag does not print: {wrong}\n\n" + "\n".join(
+        f"--- {where} printed:\n{printed[where.split(': ')[1]]}" for where in wrong)
 
 
 def test_a_report_id_of_letters_only_is_still_an_id():

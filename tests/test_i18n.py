@@ -3,8 +3,11 @@ Chinese entry is still said somewhere, and a translation fills exactly the field
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import string
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,6 +86,36 @@ def test_compiled_catalogue_is_the_one_the_agent_loads(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in written] == ["zh_CN/LC_MESSAGES/posdiag.mo"]
     loaded = i18n.translator("zh_CN")
     assert loaded.lang == "zh_CN", "the installed package found no compiled Chinese catalogue"
+
+
+def test_a_catalogue_being_compiled_is_replaced_whole_never_rewritten_where_a_reader_has_it(tmp_path):
+    target = tmp_path / "zh_CN" / "LC_MESSAGES" / "posdiag.mo"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"the catalogue a running posdiag opened")
+    with target.open("rb") as opened:  # a posdiag that opened the catalogue just before
+        catalogues.compile_to(tmp_path)
+        assert opened.read() == b"the catalogue a running posdiag opened"  # not truncated under it
+    assert target.read_bytes()[:4] == b"\xde\x12\x04\x95"  # the whole new one (gettext's magic number)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["posdiag.mo"]  # no temporary file left
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_damaged_catalogue_gives_english_and_says_so_instead_of_crashing(tmp_path):
+    """The installed package with its Chinese catalogue cut short (a full disk, an interrupted copy)."""
+    site = tmp_path / "site" / "posdiag"
+    site.mkdir(parents=True)
+    for folder in ("agent", "probes", "config", "collector"):
+        (site / folder).symlink_to(REPO / folder)
+    shutil.copytree(REPO / "core", site / "core", ignore=shutil.ignore_patterns("__pycache__", "*.po"))
+    mo = site / "core" / "locale" / "zh_CN" / "LC_MESSAGES" / "posdiag.mo"
+    mo.write_bytes(mo.read_bytes()[:20])
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    proc = subprocess.run([sys.executable, "-m", "posdiag.agent", "--lang", "zh_CN", "probes"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "memory" in proc.stdout and "available memory" in proc.stdout  # English, whole
+    assert proc.stderr.startswith(f"posdiag: the zh_CN message catalogue {mo} is damaged (")
+    assert proc.stderr.rstrip().endswith("speaking English") and "CRASH" not in proc.stderr
 
 
 @pytest.mark.parametrize(("tag", "lang"), [

@@ -16,6 +16,7 @@ from labs.commands import run_posdiag
 from labs.helpers import fill_filesystem
 from posdiag.agent.columns import display_width
 from posdiag.agent.report import render_text
+from posdiag.core import i18n
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -51,7 +52,7 @@ def test_a_full_disk_reads_in_chinese_under_a_chinese_locale(full_disk):
     assert run.returncode == 2, run.stderr
     out = run.stdout
     assert "结论：故障" in out
-    assert "最可能的原因：系统故障：POS 需要的硬盘空间已满  [disk.full，置信度" in out
+    assert "最可能的原因：系统故障：POS 需要的硬盘空间已满\n  [disk.full，置信度" in out  # the bracket whole
     steps = out.split("处理步骤：\n")[1].split("\n\n")[0].splitlines()
     assert steps[0].startswith("  1. 释放空间") and all(CJK.search(step) for step in steps)
     why = out.split("依据：\n")[1].split("\n\n")[0]
@@ -117,13 +118,18 @@ def test_machine_contracts_do_not_change_with_the_language(full_disk):
     assert not CJK.search(prometheus.split("# HELP")[0]) and "posdiag_" in prometheus
 
 
-def test_a_stored_report_is_shown_in_the_language_it_was_written_in():
+def test_a_stored_report_is_shown_in_the_reader_s_language_its_findings_as_written():
     report = {"report_id": "3f2a9c1d-0000-4000-8000-000000000000",
               "agent_version": "0.1.0", "lang": "zh_CN", "terminal": {"id": "till-7"}, "started_at": "2026-11-30T12:00:00Z",
               "duration_s": 0.4, "probes": [{"name": "disk", "status": "fail", "duration_s": 0.01, "summary": "硬盘已满"}],
               "diagnosis": {"verdict": "fault", "causes": [{"id": "disk.full", "title": "硬盘空间已满", "confidence": 0.9,
                                                             "evidence": ["disk：硬盘已满"], "remediation": ["释放空间"]}]}}
     text = render_text(report)  # this process speaks English
-    assert "结论：故障" in text and "处理步骤：" in text and "Verdict" not in text
-    assert "Verdict: FAULT" in render_text({**report, "lang": "en"})
-    assert "Verdict: FAULT" in render_text({k: v for k, v in report.items() if k != "lang"})  # older reports: English
+    assert "Verdict: FAULT" in text and "What to do:" in text and "结论" not in text
+    assert "Most likely cause: A filesystem the POS needs is full" in text  # the title by the cause's id, in English
+    assert "  - disk：硬盘已满" in text and "  1. 释放空间" in text  # a step the knowledge base does not hold: as written
+    assert text.rstrip().endswith("Findings and evidence are in Simplified Chinese, as the terminal wrote them.")
+    chinese = render_text(report, t=i18n.translator("zh_CN"))
+    assert "结论：故障" in chinese and "Verdict" not in chinese and "原文" not in chinese  # its own language: no note
+    older = render_text({k: v for k, v in report.items() if k != "lang"}, t=i18n.translator("zh_CN"))
+    assert "结论：故障" in older and older.rstrip().endswith("各项检查的结果和依据保留终端写下时的英文原文。")  # older: English

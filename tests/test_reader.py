@@ -16,7 +16,7 @@ from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
 from labs.helpers import wait_for
-from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator
+from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator, hold_port
 from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
 from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
 
@@ -176,17 +176,9 @@ def test_custom_protocol_uses_request_and_expect(serial_config):
     assert codes(report, "reader.serial") == ["reader.unexpected_reply"]
 
 
-def _hold(path: str) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time\n"
-                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\nprint('held', flush=True)\n"
-                               "time.sleep(60)", path], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def _held_report(serial_config, *lang: str) -> tuple[int, dict, subprocess.Popen, ReaderEmulator]:
     with ReaderEmulator("ingenico-rba", "healthy") as emu:
-        holder = _hold(emu.path)
+        holder = hold_port(emu.path)
         try:
             rc, report = reader_report(serial_config(emu), *lang)
             time.sleep(0.2)
@@ -224,7 +216,7 @@ def test_port_held_by_another_process_than_the_running_pos_is_a_reader_fault(ser
     assert pos.stdout.readline().strip() == "up"
     try:
         with ReaderEmulator("ingenico-rba", "healthy") as emu:
-            holder = _hold(emu.path)
+            holder = hold_port(emu.path)
             try:
                 path = serial_config(emu)
                 path.write_text(path.read_text() + "\n[terminal]\npos_process = 'posapp.py'\n")

@@ -4,14 +4,19 @@ the short id its first line gave (or more of it, or the full id), as diagnose pr
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
 
 import pytest
 from labs.commands import run_cli, run_posdiag
+from labs.daemonlab import DaemonProcess
+from labs.helpers import wait_for
 from posdiag.agent.store import Store
 from test_history import fake_report
+
+CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 
 
 @pytest.fixture
@@ -36,11 +41,48 @@ def test_diagnose_is_kept_and_show_prints_it_again_by_its_short_id(state_config)
     assert history.splitlines()[1].split()[-1] == short  # history shows the short id show takes
 
 
-def test_show_of_a_chinese_report_reads_in_chinese(state_config):
+def _english(*args: str):
+    return run_posdiag(*args, env={**{k: v for k, v in os.environ.items() if not k.startswith("LC_")}, "LANG": "C.UTF-8"})
+
+
+def test_show_of_a_chinese_report_reads_in_english_to_an_english_reader(state_config):
     chinese = run_posdiag("--lang", "zh_CN", "diagnose", "--config", str(state_config)).stdout
     short = re.search(r"报告 ([0-9a-f]{8})", chinese.splitlines()[0]).group(1)
-    assert chinese.startswith("故障：")
-    assert run_posdiag("show", short, "--config", str(state_config)).stdout == chinese
+    shown = _english("show", short, "--config", str(state_config))
+    text = shown.stdout
+    assert shown.returncode == 2 and text.startswith(f"FAULT: The terminal is out of memory · report {short} · ")
+    assert "Verdict: FAULT" in text and "Most likely cause: The terminal is out of memory" in text
+    assert "  1. Restart the POS application at a quiet moment to release leaked memory." in text  # the steps
+    assert re.search(r"^  memory +FAIL ", text, re.M)  # status words in the reader's language
+    assert "  - memory: 可用内存仅" in text  # the evidence as the terminal wrote it
+    assert text.rstrip().endswith("Findings and evidence are in Simplified Chinese, as the terminal wrote them.")
+    # Chinese only where a probe's words are quoted (indented under a heading), never in a heading
+    assert not [line for line in text.splitlines() if CJK.search(line) and not line.startswith("  ")]
+
+
+def test_show_of_an_english_report_reads_in_chinese_to_a_chinese_reader(state_config):
+    english = _english("diagnose", "--config", str(state_config)).stdout
+    short = re.search(r"report ([0-9a-f]{8})", english.splitlines()[0]).group(1)
+    text = run_posdiag("--lang", "zh_CN", "show", short, "--config", str(state_config)).stdout
+    assert text.startswith(f"故障：内存溢出：终端内存不足 · 报告 {short} · ")
+    assert "结论：故障" in text and "处理步骤：" in text and "  1. 在不忙的时候重启 POS 应用，释放泄漏的内存。" in text
+    assert "  - memory: only " in text  # the evidence as the terminal wrote it
+    assert text.rstrip().endswith("各项检查的结果和依据保留终端写下时的英文原文。")
+    assert "Verdict" not in text and "What to do" not in text and "Restart the POS" not in text
+    assert _english("show", short, "--config", str(state_config)).stdout == english  # its own language: as printed
+
+
+def test_trigger_prints_the_daemon_s_report_in_the_reader_s_language(state_config, tmp_path):
+    daemon = DaemonProcess(state_config, tmp_path / "state")  # speaks English: no language configured or set
+    try:
+        assert wait_for(lambda: len(daemon.reports()) == 1, 30), daemon.output()
+        proc = run_posdiag("--lang", "zh_CN", "trigger", "--config", str(state_config))
+    finally:
+        daemon.stop()
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith("故障：内存溢出：终端内存不足 · 报告 ") and "处理步骤：" in proc.stdout
+    assert proc.stdout.rstrip().endswith("各项检查的结果和依据保留终端写下时的英文原文。")
+    assert "What to do" not in proc.stdout
 
 
 def test_an_unknown_id_exits_3_naming_it(state_config):

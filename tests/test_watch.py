@@ -20,7 +20,7 @@ from labs import REPO
 from labs.commands import IN_CI, run_cli
 from labs.helpers import wait_for
 from labs.netlab import HOST_ADDR
-from labs.reader_emulator import ReaderEmulator
+from labs.reader_emulator import ReaderEmulator, hold_port
 from labs.terminal import Tmux
 from posdiag.agent.watch import Session, folded
 from posdiag.agent.watchsummary import change_line, summary_lines
@@ -121,6 +121,25 @@ def test_sigterm_ends_a_watch_like_ctrl_c(reader_config):
         assert wait_for(lambda: emu.frames >= 2, timeout=30)
         rc, lines, err = watch.stop(signal.SIGTERM)
     assert rc == 0 and any(line.startswith("kept in the history: posdiag show ") for line in lines), (lines, err)
+
+
+def test_a_watch_that_could_check_nothing_exits_3_as_diagnose_does(reader_config):
+    with ReaderEmulator("generic", "healthy") as emu:
+        holder = hold_port(emu.path)  # another program, and no pos_process to tell it from the POS
+        try:
+            config = reader_config(emu)
+            diagnose = run_cli("diagnose", "--only", "reader.serial", "--config", str(config))
+            watch = Watching(config, "--only", "reader.serial")
+            # the first sweep has come to the reader once its turn's lock file is there; it ends at once
+            assert wait_for(lambda: any((config.parent / "state").glob("reader-*.lock")), timeout=30)
+            time.sleep(1.5)
+            rc, lines, err = watch.stop()
+        finally:
+            holder.kill()
+            holder.wait()
+    assert diagnose[0] == 3 and "no probe could check anything" in diagnose[2]
+    assert rc == 3 and "no probe could check anything; cannot diagnose" in err, (lines, err)
+    assert any(line.startswith("kept in the history: posdiag show ") for line in lines), lines  # kept all the same
 
 
 @pytest.mark.root

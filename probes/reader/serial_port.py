@@ -58,10 +58,27 @@ class SerialProbe(Probe):
                 obs.fail("reader.port_missing", tr("{port} does not exist", port=port), port=port)
             return
         # loaded where a serial reader is configured, not on every diagnose
+        from posdiag.probes.reader._turn import ReaderBusy, reader_turn
+
+        try:
+            with reader_turn(self.context.state_dir or self.settings.daemon.state_dir, port, self.turn_wait_s()):
+                self.probe_port(obs, port)
+        except ReaderBusy:
+            raise CouldNotCheck(tr("another posdiag process is talking to the reader on {port} at this moment: "
+                                   "it was not asked twice at once", port=port), port=port) from None
+
+    def turn_wait_s(self) -> float:
+        """How long to wait for another posdiag's exchange with the reader: what is left of this probe's
+        deadline once its own exchange (a timeout, and a little) is paid for."""
+        return max(0.0, self.remaining_s() - self.settings.reader.timeout_s - 0.5)
+
+    def probe_port(self, obs: Observation, port: str) -> None:
+        """Who else holds the port, then one exchange with the reader: in this posdiag's turn."""
         from posdiag.probes.reader._exchange import exchange
         from posdiag.probes.reader._holders import holders
         from posdiag.probes.reader._protocols import protocol_for
 
+        cfg = self.settings.reader
         found, hidden = holders(port)
         bridges = [h for h in found if h.device_side or h.name in cfg.bridge_processes]
         busy = [h for h in found if h not in bridges]

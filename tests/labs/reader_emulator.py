@@ -185,3 +185,12 @@ def pty_bridge(emu: ReaderEmulator, link: Path | str, **popen: object) -> subpro
         bridge.kill()
         raise RuntimeError("socat did not create its pty link")
     return bridge
+
+
+def hold_port(path: str) -> subprocess.Popen:
+    """Another program holding the reader's port open (not the POS, not posdiag); kill it when done."""
+    holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\nprint('held', flush=True)\n"
+                               "time.sleep(60)", path], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder

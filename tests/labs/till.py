@@ -1,6 +1,8 @@
-"""A till as the technician's guides show it: terminal lane-03 of store-042 whose card reader (a pty)
-stops answering and comes back. Runs the commands the guides quote and returns what they printed, so
-that a test can hold every quoted line to the real output (tests/test_guides.py)."""
+"""A till as the guides show it: terminal lane-03 of store-042 whose card reader (a pty) stops
+answering and comes back; the same till with a full disk, and with a full disk, a silent reader and
+an untrusted certificate on its payment host (a TLS server on loopback) at once. Runs the commands
+the guides quote and returns what they printed, so that a test can hold every quoted line to the
+real output (tests/test_guides.py)."""
 
 from __future__ import annotations
 
@@ -68,6 +70,41 @@ def _watch_screen(lang: str, config: Path, emu: ReaderEmulator) -> str:
     return screen
 
 
+def _faulty(folder: Path, lang: str, emu: ReaderEmulator, port: int, ca: str) -> dict[str, str]:
+    """``diagnose`` with a full disk alone, then with a full disk, a reader that does not answer and a
+    payment host whose certificate the terminal does not trust."""
+    (folder / "kmsg").touch()  # not this machine's kernel log: what other tests wrote there is not this till's
+    base = {"terminal": {"id": "lane-03", "site": "store-042"},
+            "daemon": {"state_dir": str(folder / "state"), "control_socket": str(folder / "control.sock")},
+            "disk": {"paths": [str(folder)], "min_free_mb": 9_000_000},
+            "system": {"max_load_per_cpu": 1000, "kernel_log": str(folder / "kmsg")}}
+    disk = write_config(folder / "disk.toml", base)
+    several = write_config(folder / "several.toml", {
+        **base, "payment_hosts": [{"name": "acquirer", "host": "127.0.0.1", "port": port, "ca_file": ca}],
+        "network": {"timeout_s": 0.5},
+        "reader": {"kind": "serial", "port": emu.path, "protocol": "generic", "timeout_s": 0.5,
+                   "sysfs_root": str(folder / "no-sysfs")}})
+    return {"diagnose-disk": _posdiag(lang, "diagnose", "--config", str(disk)),
+            "several-faults": _posdiag(lang, "diagnose", "--config", str(several))}
+
+
+def several_faults(folder: Path, lang: str) -> dict[str, str]:
+    """What the guides' examples of a full disk, and of several faults at once, are held to."""
+    import trustme
+
+    from labs.tlsserver import LoopbackTlsServer
+
+    (folder / "state").mkdir()
+    trusted, rogue = trustme.CA(), trustme.CA()
+    trusted.cert_pem.write_to_path(str(folder / "ca.pem"))
+    server = LoopbackTlsServer(rogue.issue_cert("127.0.0.1"))
+    try:
+        with ReaderEmulator("generic", "silent") as emu:
+            return _faulty(folder, lang, emu, server.port, str(folder / "ca.pem"))
+    finally:
+        server.close()
+
+
 def outputs(folder: Path, lang: str) -> dict[str, str]:
     """What each command the guides quote printed, by the name the guide marks its block with."""
     (folder / "state").mkdir()
@@ -87,4 +124,5 @@ def outputs(folder: Path, lang: str) -> dict[str, str]:
     said["history"] = _posdiag(lang, "history", "--config", str(config))
     first = re.search(r"[0-9a-f]{8,}", said["diagnose"]).group(0)  # the short id its phone line gave
     said["show"] = _posdiag(lang, "show", first, "--config", str(config))
-    return said
+    (folder / "faults").mkdir()
+    return {**said, **several_faults(folder / "faults", lang)}
