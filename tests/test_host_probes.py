@@ -422,9 +422,9 @@ def test_cpu_busy_share_sees_every_core_spinning():
     try:
         time.sleep(0.3)  # let them get going
         window = CpuWindow()
-        started = time.monotonic()
+        opened = window.opened_at  # the window runs from its opening, however late the next line runs
         busy = window.busy_percent()
-        assert time.monotonic() - started >= CPU_WINDOW_S * 0.99, "a window shorter than CPU_WINDOW_S"
+        assert time.monotonic() - opened >= CPU_WINDOW_S * 0.99, "a window shorter than CPU_WINDOW_S"
         assert busy > 80, busy
         time.sleep(0.3)  # every core still spinning after the window's new baseline
     finally:
