@@ -24,17 +24,18 @@ class DroppingTlsServer(LoopbackTlsServer):
 
 
 class AnsweringTlsServer(DroppingTlsServer):
-    """Completes the handshake and answers the health request with ``status``."""
+    """Completes the handshake and answers the health request with ``status`` (or with the whole
+    ``status_line``, as written)."""
 
-    def __init__(self, cert: trustme.LeafCert, status: int = 200) -> None:
-        self.status = status
+    def __init__(self, cert: trustme.LeafCert, status: int = 200, status_line: str | None = None) -> None:
+        self.status_line = f"HTTP/1.1 {status} X" if status_line is None else status_line
         super().__init__(cert)
 
     def handle(self, tls: ssl.SSLSocket) -> None:
         request = b""
         while b"\r\n\r\n" not in request and (chunk := tls.recv(4096)):
             request += chunk
-        tls.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        tls.sendall(f"{self.status_line}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
 
 
 def tls_findings(server: DroppingTlsServer, tmp_path, config_file) -> dict[str, dict]:
@@ -101,6 +102,17 @@ def test_expired_certificate_reads_in_chinese(ca, tmp_path, config_file, speak_c
                                               (599, "http.server_error")])
 def test_health_answers_are_judged_at_both_edges_of_client_and_server_errors(ca, tmp_path, config_file, status, code):
     found = tls_findings(AnsweringTlsServer(ca.issue_cert("pay.test"), status), tmp_path, config_file)
+    assert [c for c in found if c.startswith("http.")] == ([code] if code else []), found
+
+
+@pytest.mark.parametrize(("status_line", "code"), [("HTTP/1.1 200", None), ("HTTP/1.1 200 ", None),
+                                                   ("HTTP/1.1 503", "http.server_error"),
+                                                   ("HTTP/1.1", "http.bad_response"), ("HTTP/1.1 OK", "http.bad_response")],
+                         ids=["200-no-reason", "200-empty-reason", "503-no-reason", "no-status", "words-for-status"])
+def test_a_status_line_without_a_reason_phrase_is_still_an_http_answer(ca, tmp_path, config_file, status_line, code):
+    """The reason phrase is optional (RFC 9112): a service that answers ``HTTP/1.1 200`` is healthy, one
+    that answers ``HTTP/1.1 503`` is down; only a line without a numeric status is not HTTP."""
+    found = tls_findings(AnsweringTlsServer(ca.issue_cert("pay.test"), status_line=status_line), tmp_path, config_file)
     assert [c for c in found if c.startswith("http.")] == ([code] if code else []), found
 
 
