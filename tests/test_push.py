@@ -256,6 +256,32 @@ def test_backlog_is_sent_over_one_keep_alive_connection(server, push_config, tmp
     assert srv.connections == 1
 
 
+def test_a_second_sender_while_one_is_draining_posts_nothing_and_exits_busy(server, push_config, tmp_path):
+    """One sender at a time, so a report is never in flight twice from this terminal: while another
+    sender holds the lock, the one the daemon starts exits BUSY without a post; once the lock is free,
+    the same sender drains the outbox."""
+    import fcntl
+
+    from posdiag.agent import sender
+    from posdiag.core.settings import load
+
+    srv = server()
+    settings = load(str(push_config(srv.url)))
+    ids = queue_reports(Path(settings.daemon.state_dir), 2)
+    argv = sender.argv_for(settings.server, settings.daemon.state_dir)
+    held = os.open(Path(settings.daemon.state_dir) / sender.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the sender already draining
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(held)
+    assert second.returncode == sender.BUSY, second.stderr
+    assert srv.requests == 0 and push_state(Path(settings.daemon.state_dir))["outbox"] == 2
+    alone = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert alone.returncode == sender.DRAINED, alone.stderr
+    assert srv.received() == ids
+
+
 # --- kill -9 ----------------------------------------------------------------------------------------------
 def test_kill_9_of_the_daemon_and_its_sender_during_an_upload_loses_nothing(server, push_config, daemon, tmp_path):
     srv = server()
