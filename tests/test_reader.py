@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -394,6 +395,7 @@ def test_reader_disconnects_in_the_kernel_log_are_flapping(config_file, tmp_path
     config = config_file(reader={"kind": "usb", "usb": "0b00:0085", "sysfs_root": str(root)})
     rc, report = reader_report(config)
     assert probe(report, "reader.events")["metrics"]["disconnects"] == 0
+    written_at = time.monotonic()
     with open("/dev/kmsg", "w") as kmsg:  # the real kernel log, as the kernel writes these lines
         for n in range(3):
             kmsg.write(f"<6>usb {name}: USB disconnect, device number {10 + n}\n")
@@ -404,6 +406,9 @@ def test_reader_disconnects_in_the_kernel_log_are_flapping(config_file, tmp_path
     events = probe(report, "reader.events")
     assert events["metrics"]["disconnects"] == 3 and events["metrics"]["reconnects"] == 3
     assert "reader.flapping" in codes(report, "reader.events")
+    flapping = next(f for f in events["findings"] if f["code"] == "reader.flapping")
+    last = re.search(r", last (\d+) min ago$", flapping["message"])  # how long ago, counted back from now
+    assert last and int(last.group(1)) <= round((time.monotonic() - written_at) / 60), flapping["message"]
     assert rc == 1 and top(report) == "reader.disconnected"
 
 
