@@ -209,16 +209,20 @@ def test_silent_tcp_handshakes_alone_are_not_counted_again_by_the_path_probe():
     assert PathProbe.no_answer(plan, Samples("icmp", [None, 3.5], icmp_sent=2)) is None
 
 
-def test_a_check_still_stuck_in_the_background_never_keeps_the_process_from_exiting():
+@pytest.mark.parametrize("check", ["threading.Event().wait",
+                                   "lambda: side_by_side(lambda wait: wait(), [threading.Event().wait] * 2)"],
+                         ids=["one-check", "checks-side-by-side"])
+def test_a_check_still_stuck_in_the_background_never_keeps_the_process_from_exiting(check):
     """What a probe started in the background may still wait in a system call when the runner has
     abandoned the probe at its deadline: like the probe's own thread, it dies with the process, so
-    ``posdiag diagnose`` exits once its report is out."""
+    ``posdiag diagnose`` exits once its report is out. So do the threads of checks run side by side
+    (the DNS probe asks every resolver at once in the background)."""
     import subprocess
     import sys
 
     code = ("import threading\n"
-            "from posdiag.probes.network._common import Background\n"
-            "stuck = Background(threading.Event().wait)\n"
+            "from posdiag.probes.network._common import Background, side_by_side\n"
+            f"stuck = Background({check})\n"
             "assert not stuck.done_within(0.05)\n"
             "print('report out', flush=True)\n")
     try:
