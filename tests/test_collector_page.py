@@ -339,6 +339,9 @@ def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
 
     # The switch's cookie beats the browser, and it sends the browser back only to the collector's own pages.
     browser = requests.Session()
+    chosen = browser.post(f.url + "/lang", data={"lang": "zh_CN", "next": "/signin"}, allow_redirects=False, timeout=10)
+    assert chosen.status_code == 303 and browser.cookies["lang"] == "zh_CN"
+    assert '<html lang="zh-CN">' in browser.get(f.url + "/signin", headers={"Accept-Language": "en"}, timeout=10).text
     switched = browser.post(f.url + "/lang", data={"lang": "en", "next": "/signin"}, allow_redirects=False, timeout=10)
     assert switched.status_code == 303 and switched.headers["location"] == "/signin"
     assert browser.cookies["lang"] == "en"
@@ -349,7 +352,9 @@ def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
     for wanted in ("https://evil.example/", "//evil.example/", "/api/v1/terminals", "/sign", "signin", "in"):
         away = requests.post(f.url + "/lang", data={"lang": "zh_CN", "next": wanted}, allow_redirects=False, timeout=10)
         assert away.headers["location"] == "/", wanted
-    assert requests.post(f.url + "/lang", data={"lang": "klingon"}, allow_redirects=False, timeout=10).cookies["lang"] == "en"
+    for unknown in ({"lang": "klingon"}, {"next": "/signin"}):  # a language posdiag does not speak, or none at all
+        answer = requests.post(f.url + "/lang", data=unknown, allow_redirects=False, timeout=10)
+        assert answer.status_code == 303 and answer.cookies["lang"] == "en", unknown
     kept = requests.post(f.url + "/lang", data={"lang": "en", "next": "/#q=store-1&state=fault"}, allow_redirects=False,
                          timeout=10)
     assert kept.headers["location"] == "/#q=store-1&state=fault"
