@@ -98,6 +98,23 @@ def test_collector_lists_terminals_with_their_latest_verdict_and_filters_them(fl
     assert f.get("/api/v1/terminals", operator, silent_min="soon").status_code == 400
 
 
+def test_a_terminal_unheard_for_longer_than_silent_after_min_is_silent_in_the_list_and_its_own_answer(fleet):
+    """silent_after_min = 15: a terminal last heard from 14 min ago is not silent, one 16 min ago is,
+    and the one-terminal answer (the terminal's page) says the same as the list (the fleet page)."""
+    from labs.bigfleet import write
+
+    f = fleet(silent_after_min=15)
+    operator = f.operator()
+    now = time.time()
+    for minutes in (14, 16):
+        tid = f"heard-{minutes}"
+        assert f.post(f.terminal(tid, "store-a"), make_report(tid, "store-a")).status_code == 201
+        write(f.storage, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", [(iso(now - minutes * 60), tid)])
+    listed = {t["id"]: t["silent"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
+    own = {tid: f.get(f"/api/v1/terminals/{tid}", operator).json()["silent"] for tid in listed}
+    assert listed == own == {"heard-14": False, "heard-16": True}
+
+
 def test_collector_lists_reports_newest_first_with_filters_and_paging(fleet):
     f = fleet()
     operator = f.operator()
