@@ -269,3 +269,18 @@ def test_the_pos_log_in_the_bundle_is_its_bounded_tail_masked_line_by_line(confi
     lines = members(out)["pos.log"].splitlines()
     assert len(lines) == 500 and lines[-1].startswith("2026-11-30 10:00:00 txn=799 ")
     assert all(line.endswith("pan=411111******1111 cvv=<redacted> code=2824 rc=91") for line in lines)
+
+
+@pytest.mark.parametrize(("width", "kept"), [(1500, 500), (3000, 1024 * 1024 // 3000)],
+                         ids=["500-lines-under-1-MiB", "500-lines-over-1-MiB"])
+def test_the_pos_log_in_the_bundle_keeps_the_last_500_whole_lines_within_1_mib(config_file, tmp_path, width, kept):
+    """A POS that logs its payloads writes long lines: 600 lines of 1.5 KB (the last 500 are 750 KB) give
+    the last 500 whole; lines of 3 KB give as many whole last lines as 1 MiB holds, none cut."""
+    written = [f"2026-11-30 10:00:00 txn={i:04d} code=2824 payload=".ljust(width - 1, "x") for i in range(600)]
+    pos_log = tmp_path / "pos.log"
+    pos_log.write_text("".join(line + "\n" for line in written))
+    path = config_file(txlog={"path": str(pos_log)}, reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz", deadline_s=1)
+    lines = members(out)["pos.log"].splitlines()
+    assert len(lines) == kept and lines == written[-kept:], len(lines)
+
