@@ -224,6 +224,7 @@ KEPT = [
                             "SHA256:47:DE:Q3:44:11:11:11:11:11:11:11:11:11:11:11:11:11:11:11:11"),
     ("macs", "00:1A:2B:3C:4D:5E 00-1a-2b-3c-4d-5e 001A.2B3C.4D5E"),
     ("hex-with-d-and-no-card", "blob 98765432109876543210D28121010 5A0812345678901234"),
+    ("twelve-digits-after-tag-5a", f"5A07{with_check_digit('41111111111')} rc=05"),  # passes Luhn, too short for a PAN
 ]
 
 
@@ -235,6 +236,15 @@ def test_what_a_diagnosis_needs_is_not_mistaken_for_a_secret(text):
 def test_time_stamps_and_padded_numbers_are_not_card_numbers_even_when_they_pass_luhn():
     for digits in (stamp_passing_luhn(14), epoch_passing_luhn(13), "0" + with_check_digit("00000411111111")):
         assert luhn(digits) and not is_card_number(digits)
+
+
+@pytest.mark.parametrize(("length", "card"), [(12, False), (13, True), (19, True), (20, False)])
+def test_a_card_number_has_13_to_19_digits(length, card):
+    """A PAN is 13 to 19 digits: a number one digit shorter or longer is something else, Luhn or not."""
+    digits = with_check_digit("4" + "1" * (length - 2))
+    assert luhn(digits) and is_card_number(digits) is card
+    line = f"ref {digits} rc=05"
+    assert (mask_text(line) != line) is card
 
 
 def test_posdiag_never_masks_its_own_words():
