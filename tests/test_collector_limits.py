@@ -5,6 +5,7 @@ the others.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from urllib.parse import urlsplit
@@ -41,10 +42,39 @@ def _closed(conn: socket.socket) -> bool:
         return True
 
 
+def _closed_while_trickling(conn: socket.socket) -> bool:
+    """Start a request and send a header line now and then, for up to 30 s: True once the server closed
+    the connection (the deadline is for the whole header, however steadily it comes)."""
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    while not _closed(conn) and time.monotonic() - started < 30:
+        try:
+            conn.sendall(b"X-Drip: 1\r\n")
+        except OSError:
+            break
+        time.sleep(0.3)
+    return _closed(conn)
+
+
 def _healthz_from(address: tuple[str, int], source: str) -> bytes:
     with socket.create_connection(address, timeout=10, source_address=(source, 0)) as conn:
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         return conn.recv(4096).split(b"\r\n")[0]
+
+
+def _answered_once(address: tuple[str, int]) -> socket.socket:
+    """A kept-alive connection whose first request has been answered in full: the next one may follow."""
+    conn = socket.create_connection(address, timeout=10)
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += conn.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return conn
 
 
 @pytest.fixture
@@ -75,19 +105,8 @@ def test_connections_that_never_finish_their_headers_are_closed_after_the_header
 
 def test_trickling_header_bytes_does_not_keep_a_connection_open(served):
     server = served("--header-timeout-s", "2")
-    conn = socket.create_connection(_address(server), timeout=10)
-    try:
-        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        started = time.monotonic()
-        while not _closed(conn) and time.monotonic() - started < 30:
-            try:
-                conn.sendall(b"X-Drip: 1\r\n")  # a byte now and then: the deadline is for the whole header
-            except OSError:
-                break
-            time.sleep(0.3)
-        assert _closed(conn)
-    finally:
-        conn.close()
+    with socket.create_connection(_address(server), timeout=10) as conn:
+        assert _closed_while_trickling(conn)
 
 
 def test_a_client_cannot_hold_more_connections_than_its_share_and_others_still_get_in(served):
@@ -110,3 +129,19 @@ def test_a_header_larger_than_the_limit_is_refused_with_431_before_it_is_read_in
         status = conn.recv(4096).split(b"\r\n")[0]
     assert status.startswith(b"HTTP/1.1 431")
     assert requests.get(server.url + "/healthz", headers={"X-Normal": "b" * 4000}, timeout=10).status_code == 200
+
+
+def test_the_next_request_on_a_kept_alive_connection_meets_the_header_size_limit_too(served):
+    server = served()
+    with _answered_once(_address(server)) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536)
+        status = conn.recv(4096).split(b"\r\n")[0]
+    assert status.startswith(b"HTTP/1.1 431")
+
+
+def test_the_next_request_on_a_kept_alive_connection_meets_the_header_deadline_too(served):
+    """The deadline starts again with the next request's first byte: trickling its headers on a
+    connection that was answered once does not keep it open either."""
+    server = served("--header-timeout-s", "2")
+    with _answered_once(_address(server)) as conn:
+        assert _closed_while_trickling(conn)
