@@ -209,6 +209,17 @@ def test_silent_tcp_handshakes_alone_are_not_counted_again_by_the_path_probe():
     assert PathProbe.no_answer(plan, Samples("icmp", [None, 3.5], icmp_sent=2)) is None
 
 
+def test_a_percentile_lies_between_the_samples_on_either_side_of_it():
+    """Twenty connect times of 1..20 ms, in the order they came: p95 is 5 % of the way from the 19th
+    to the 20th (19.05 ms), the median half way from the 10th to the 11th; the ends are the extremes."""
+    from posdiag.probes.network._common import percentile, rtt_stats
+
+    samples = [float(ms) for ms in range(20, 0, -1)]
+    assert rtt_stats(samples)["p95_ms"] == pytest.approx(19.05)
+    assert percentile(samples, 50) == pytest.approx(10.5) == rtt_stats(samples)["median_ms"]
+    assert (percentile(samples, 0), percentile(samples, 100), percentile([7.0], 95)) == (1.0, 20.0, 7.0)
+
+
 @pytest.mark.parametrize("check", ["threading.Event().wait",
                                    "lambda: side_by_side(lambda wait: wait(), [threading.Event().wait] * 2)"],
                          ids=["one-check", "checks-side-by-side"])
