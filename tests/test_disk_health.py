@@ -113,6 +113,14 @@ def test_smartctl_that_cannot_read_a_device_says_why():
     assert health.passed is None and health.why == "/dev/vda: Unable to detect device type"
 
 
+def test_smartctls_reason_is_quoted_by_its_first_200_characters():
+    """A device's reason is one line of a finding: smartctl's message is quoted, but not a page of it."""
+    long = "/dev/vda: " + "x" * 500
+    health = _smart.parse("/dev/vda", json.dumps({"smartctl": {"exit_status": 2, "messages": [{"string": long}]}}))
+    assert health.why == long[:200]
+    assert _smart.parse("/dev/vda", json.dumps({"smartctl": {"exit_status": 2}})).why == "no SMART data"
+
+
 def test_without_smartctl_the_probe_says_the_health_was_not_read(config_file, monkeypatch):
     if _smart.smartctl() is not None:  # a machine with smartmontools: it answers for its disks instead
         monkeypatch.setenv("PATH", "/nonexistent")
