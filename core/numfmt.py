@@ -7,7 +7,6 @@ outside the characters Nagios perfdata allows) and a limit of ten million into `
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 
 def plain(value: float, decimals: int = 6) -> str:
@@ -27,8 +26,19 @@ def plain(value: float, decimals: int = 6) -> str:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    # below one: its significant digits, in positional notation
-    text = format(Decimal(f"{value:.{decimals}g}"), "f") if 0 < abs(value) < 1 else f"{value:.{decimals}f}"
+    text = _below_one(value, decimals) if 0 < abs(value) < 1 else None
+    text = text or f"{value:.{decimals}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def _below_one(value: float, digits: int) -> str | None:
+    """``value`` (0 < |value| < 1) to ``digits`` significant digits in positional notation, or None when
+    rounding makes it one. Spelt out from the exponent form rather than through ``decimal``, whose
+    import every start-up would pay for."""
+    mantissa, exponent = f"{abs(value):.{digits - 1}e}".split("e")
+    shift = -int(exponent) - 1
+    if shift < 0:  # 0.9999999 rounds to 1
+        return None
+    return ("-" if value < 0 else "") + "0." + "0" * shift + mantissa.replace(".", "")

@@ -239,3 +239,25 @@ def test_the_plugin_line_names_every_fault_present(config_file, tmp_path):
     first = text.split(" ", 1)[0]
     assert first in named and f"also present: {(named - {first}).pop()}" in text
     assert "certainty" in perfdata(match.group(3))
+
+
+def test_numbers_below_one_keep_their_significant_digits_as_decimal_writes_them():
+    """plain() spells small numbers out by hand (decimal's import would cost every start-up): it must
+    agree with decimal's positional form of the same significant digits, for every sign, size and
+    rounding edge, and fall back to the ordinary form where rounding reaches one."""
+    import random
+    from decimal import Decimal
+
+    from posdiag.core.numfmt import plain
+
+    def by_decimal(value: float, digits: int) -> str:
+        text = format(Decimal(f"{value:.{digits}g}"), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
+    rng = random.Random(2824)
+    values = [0.25, 1e-7, 0.9999999, 0.99999949, -0.5, -1e-9, 1e-300, 5e-324, 0.1, 0.0000001234567, -0.99999999]
+    values += [rng.uniform(-1, 1) * 10 ** rng.randint(-30, 0) for _ in range(5000)]
+    for value in values:
+        for digits in (1, 2, 6, 9):
+            assert plain(value, digits) == by_decimal(value, digits), (value, digits)
+    assert plain(0.9999999) == "1" and plain(-0.9999999) == "-1" and plain(1e-7) == "0.0000001"
