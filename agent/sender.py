@@ -35,6 +35,7 @@ from typing import Any
 from posdiag.agent import __version__, history, outbox
 from posdiag.agent.logs import setup_logging
 from posdiag.agent.pushsetup import PushSetupError, read_token, system_ca_bundle
+from posdiag.core.locks import lock_within
 from posdiag.core.redact import mask_text
 
 log = logging.getLogger("posdiag")
@@ -160,22 +161,10 @@ class Client:
 @contextlib.contextmanager
 def sender_lock(state_dir: str | Path, wait_s: float = 0.0) -> Iterator[bool]:
     """Hold the one-sender lock; yields False when another sender holds it past ``wait_s``."""
-    import fcntl  # POSIX only: imported where it is used, not when a Windows POS host imports the module
-
     os.makedirs(state_dir, mode=0o750, exist_ok=True)
     fd = os.open(Path(state_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + wait_s
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.1)
-        yield True
+        yield lock_within(fd, wait_s, poll_s=0.1)
     finally:
         os.close(fd)
 

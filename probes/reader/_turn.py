@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import re
 import stat
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from posdiag.core.locks import lock_within
 
 try:
     import fcntl
@@ -52,7 +53,8 @@ def reader_turn(state_dir: str | None, port: str, wait_s: float) -> Iterator[Non
         yield
         return
     try:
-        _take(fd, wait_s)
+        if not lock_within(fd, wait_s, POLL_S):
+            raise ReaderBusy
         yield
     finally:
         os.close(fd)  # closing releases the lock, as does the end of the process however it ends
@@ -82,14 +84,3 @@ def _open(state_dir: str | None, port: str) -> int | None:
     os.close(fd)  # not a plain file (a FIFO or device put there): no turn rather than a hang
     return None
 
-
-def _take(fd: int, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise ReaderBusy from None
-            time.sleep(POLL_S)
