@@ -507,13 +507,17 @@ def test_full_spool_drops_the_oldest_unsent_and_counts_them(tmp_path):
     assert summary["dropped"] == 12 - len(queued) and summary["outbox"] == len(queued)
 
 
+def _queue_three(store: Store) -> list[str]:
+    """Three reports stored and queued for the server, oldest first; their ids."""
+    reports = [fake_report(time.time() + i) for i in range(3)]
+    for report in reports:
+        store.add(report, push=True)
+    return [r["report_id"] for r in reports]
+
+
 def test_a_spool_exactly_at_its_limit_keeps_everything_and_one_byte_less_drops_the_oldest(tmp_path):
     with Store(tmp_path) as store:
-        ids = []
-        for i in range(3):
-            report = fake_report(time.time() + i)
-            store.add(report, push=True)
-            ids.append(report["report_id"])
+        ids = _queue_three(store)
         with store.db:
             total = store.db.execute("SELECT SUM(size) FROM outbox").fetchone()[0]
             assert outbox.enforce_spool(store.db, total) == 0
@@ -525,11 +529,7 @@ def test_a_spool_exactly_at_its_limit_keeps_everything_and_one_byte_less_drops_t
 
 def test_a_spool_over_by_exactly_its_oldest_report_drops_that_one_only(tmp_path):
     with Store(tmp_path) as store:
-        ids = []
-        for i in range(3):
-            report = fake_report(time.time() + i)
-            store.add(report, push=True)
-            ids.append(report["report_id"])
+        ids = _queue_three(store)
         with store.db:
             sizes = [row[0] for row in store.db.execute("SELECT size FROM outbox ORDER BY seq")]
             assert outbox.enforce_spool(store.db, sum(sizes) - sizes[0]) == 1
@@ -539,11 +539,7 @@ def test_a_spool_over_by_exactly_its_oldest_report_drops_that_one_only(tmp_path)
 def test_a_full_spool_evicts_reports_set_aside_before_any_unsent_one(tmp_path):
     """A report the server refused (4xx) is kept for the technician, but it goes first when space runs out."""
     with Store(tmp_path) as store:
-        ids = []
-        for i in range(3):
-            report = fake_report(time.time() + i)
-            store.add(report, push=True)
-            ids.append(report["report_id"])
+        ids = _queue_three(store)
         with store.db:
             seqs = [row[0] for row in store.db.execute("SELECT seq FROM outbox ORDER BY seq")]
             outbox.mark_refused(store.db, seqs[-1], "HTTP 422", time.time())  # the newest was refused
