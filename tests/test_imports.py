@@ -210,3 +210,27 @@ def test_a_planted_circle_is_caught(tmp_path: Path):
 def test_every_folder_is_a_package_named_posdiag_dot_folder(folder: str):
     package = importlib.import_module(f"posdiag.{folder}")
     assert Path(package.__file__).resolve().parent == REPO / folder
+
+
+def path_changes(root: Path = REPO / "tests") -> list[str]:
+    """Every call that edits ``sys.path`` in the tests and their labs."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and ast.unparse(node.func.value) == "sys.path"):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_no_test_puts_a_folder_on_the_import_path_itself():
+    """``labs`` is a package beside conftest.py and ``packaging/`` (catalogues.py) is on pytest's
+    ``pythonpath``: a test that inserts a folder of its own imports differently alone than in the suite."""
+    assert path_changes() == []
+
+
+def test_a_test_that_edits_the_import_path_is_found(tmp_path: Path):
+    (tmp_path / "test_x.py").write_text("import sys\n\ndef test_x():\n    sys.path.insert(0, 'packaging')\n")
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "labs" / "y.py").write_text("import sys\nsys.path.append('tests')\n")
+    assert path_changes(tmp_path) == ["labs/y.py:2", "test_x.py:4"]
