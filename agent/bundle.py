@@ -32,6 +32,7 @@ from posdiag.agent import __version__
 from posdiag.core.redact import mask_config, mask_data, mask_text
 from posdiag.core.settings import Settings
 from posdiag.core.timefmt import utc_iso
+from posdiag.core.vocabulary import Trigger
 
 #: Kernel log lines worth a help desk's time: readers, USB, serial, storage, memory, network links.
 KERNEL_LINE = re.compile(r"usb|tty|serial|cdc_acm|ftdi|pl2303|ch341|I/O error|EXT4-fs error|remount|read-only|"
@@ -193,7 +194,7 @@ def _diagnose(settings: Settings, deadline_s: float | None) -> dict[str, Any]:
     """A fresh diagnosis for the bundle, as ``posdiag diagnose`` makes it (not stored, not pushed)."""
     from posdiag.agent.sweep import run_sweep
 
-    return run_sweep(settings, trigger="on-demand", deadline_s=deadline_s)
+    return run_sweep(settings, trigger=Trigger.ON_DEMAND.value, deadline_s=deadline_s)
 
 
 def _render(report: dict[str, Any]) -> str:

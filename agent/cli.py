@@ -20,6 +20,7 @@ from posdiag.agent.exits import NOTHING_CHECKED, Exit
 from posdiag.core import i18n
 from posdiag.core.i18n import N_, ntr, tr
 from posdiag.core.timefmt import compact_stamp
+from posdiag.core.vocabulary import Trigger
 
 #: ``history --limit`` above this is refused by the parser (SQLite takes 64-bit integers only)
 MAX_LIMIT = 1_000_000
@@ -243,7 +244,7 @@ def _diagnose(settings: Any, fmt: str, out: TextIO, err: TextIO, only: list[str]
     keeping = writable(settings.daemon.state_dir)
     after = KEEP_RESERVE_S if push or keeping else 0.0
     with Progress(err) as progress:
-        report = run_sweep(settings, trigger="on-demand", only=only, on_result=progress.on_result,
+        report = run_sweep(settings, trigger=Trigger.ON_DEMAND.value, only=only, on_result=progress.on_result,
                            on_running=progress.on_running, deadline_s=_remaining(settings.diagnosis.deadline_s, after))
     if push:
         from posdiag.agent.push import queue

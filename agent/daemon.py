@@ -61,7 +61,7 @@ from posdiag.core.message import Refusal
 from posdiag.core.paths import causes_path
 from posdiag.core.redact import mask_text
 from posdiag.core.timefmt import utc_now_iso
-from posdiag.core.vocabulary import Verdict
+from posdiag.core.vocabulary import Trigger, Verdict
 
 log = logging.getLogger("posdiag")
 TXLOG_POLL_S = 0.2
@@ -245,7 +245,7 @@ class Daemon:
             self._remote_failed(request_id, f"the report could not be stored: {exc}")
         else:
             if self.pusher is not None:
-                self.pusher.kick(urgent=trigger in ("event", "on-demand", "remote"))
+                self.pusher.kick(urgent=trigger in (Trigger.EVENT, Trigger.ON_DEMAND, Trigger.REMOTE))
         level = logging.INFO if report["diagnosis"]["verdict"] == Verdict.HEALTHY else logging.WARNING
         covers = f", covering {event['count_2824']} 2824 line(s) since {event['first_at']}" if event else ""
         log.log(level, "%s sweep: %s, top cause %s (%.0f%%) in %.2f s [%s]%s", trigger, report["diagnosis"]["verdict"],
@@ -340,7 +340,7 @@ class Daemon:
         self.start_watcher()
 
     def loop(self) -> None:
-        self.sweep("boot")
+        self.sweep(Trigger.BOOT.value)
         next_sweep = time.monotonic() + self.next_interval()
         next_ping = time.monotonic()
         while not self.stopping.is_set():
@@ -351,7 +351,7 @@ class Daemon:
                 self.reload_wanted = False
                 self.reload()
             ran = self.run_due_work(next_sweep)
-            if ran == "schedule":
+            if ran == Trigger.SCHEDULE:
                 next_sweep = time.monotonic() + self.next_interval()
             if ran:
                 continue
@@ -367,19 +367,19 @@ class Daemon:
         request, the schedule (brought forward when the POS watch sees a crash loop) — and return its
         trigger, or None when nothing is due."""
         if self.events.due_in() == 0:
-            self.sweep("event", event=self.events.take())
-            return "event"
+            self.sweep(Trigger.EVENT.value, event=self.events.take())
+            return Trigger.EVENT.value
         if self.waiters.start():
-            report = self.sweep("on-demand")
+            report = self.sweep(Trigger.ON_DEMAND.value)
             self.waiters.finish({"ok": True, "report": report} if report else
                                 {"ok": False, "error": self.state.last_error or "sweep failed"})
-            return "on-demand"
+            return Trigger.ON_DEMAND.value
         if self.remote_wanted:
-            self.sweep("remote", request_id=self.remote_wanted.popleft())
-            return "remote"
+            self.sweep(Trigger.REMOTE.value, request_id=self.remote_wanted.popleft())
+            return Trigger.REMOTE.value
         if time.monotonic() >= next_sweep or (self.poswatch is not None and self.poswatch.look()):
-            self.sweep("schedule")  # due, or brought forward by a crash loop of the POS seen between sweeps
-            return "schedule"
+            self.sweep(Trigger.SCHEDULE.value)  # due, or brought forward by a crash loop of the POS seen between sweeps
+            return Trigger.SCHEDULE.value
         return None
 
 

@@ -78,8 +78,8 @@ def _perfdata(report: dict[str, Any]) -> list[str]:
     items = [_perf("duration", report["duration_s"], "s", lo=0),
              _perf("confidence", top["confidence"], "", lo=0, hi=1),
              *([_perf("certainty", top["certainty"], "", lo=0, hi=1)] if "certainty" in top else []),
-             _perf("probes_failed", sum(p["status"] == "fail" for p in report["probes"]), "", lo=0),
-             _perf("probes_error", sum(p["status"] == "error" for p in report["probes"]), "", lo=0)]
+             _perf("probes_failed", sum(p["status"] == Status.FAIL for p in report["probes"]), "", lo=0),
+             _perf("probes_error", sum(p["status"] == Status.ERROR for p in report["probes"]), "", lo=0)]
     for probe in report["probes"]:
         for name, value in probe.get("metrics", {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

@@ -13,6 +13,7 @@ from posdiag.core.i18n import N_
 from posdiag.core.message import Message, Refusal
 from posdiag.core.paths import causes_path
 from posdiag.core.settings import Settings
+from posdiag.core.vocabulary import Trigger
 
 
 class UnknownProbe(Refusal, ValueError):
@@ -58,7 +59,7 @@ def prerequisites(names: list[str]) -> list[str]:
     return [n for n in probes.CATALOGUE if n in needed]
 
 
-def run_sweep(settings: Settings, *, trigger: str = "on-demand", only: list[str] | None = None,
+def run_sweep(settings: Settings, *, trigger: str = Trigger.ON_DEMAND.value, only: list[str] | None = None,
               knowledge: KnowledgeBase | None = None, on_result: ProgressHook | None = None,
               deadline_s: float | None = None, on_running: RunningHook | None = None) -> dict[str, Any]:
     kb = knowledge or load_knowledge(causes_path())

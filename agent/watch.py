@@ -30,7 +30,7 @@ from posdiag.agent.words import STATUS_MARKS, VERDICT_WORDS, said
 from posdiag.core.i18n import ntr, tr
 from posdiag.core.numfmt import plain
 from posdiag.core.timefmt import utc_iso
-from posdiag.core.vocabulary import Trigger, Verdict
+from posdiag.core.vocabulary import Status, Trigger, Verdict
 
 _RANK = {Verdict.HEALTHY: 0, Verdict.DEGRADED: 1, Verdict.FAULT: 2}
 
@@ -158,12 +158,12 @@ def screen_lines(session: Session, report: dict[str, Any], changes: list[dict[st
 def folded(probes: list[dict[str, Any]], keep: set[str]) -> list[dict[str, Any]]:
     """The probes with the skipped ones (but those in ``keep``) folded into one row where the first of
     them was: on a short terminal a row per unconfigured check would push the changes off the screen."""
-    skipped = [p["name"] for p in probes if p["status"] == "skipped" and p["name"] not in keep]
+    skipped = [p["name"] for p in probes if p["status"] == Status.SKIPPED and p["name"] not in keep]
     if len(skipped) < 2:
         return probes
     out = [p for p in probes if p["name"] not in skipped]
     at = next(i for i, p in enumerate(probes) if p["name"] == skipped[0])
-    out.insert(at, {"name": ntr("{n} probe", "{n} probes", len(skipped)), "status": "skipped",
+    out.insert(at, {"name": ntr("{n} probe", "{n} probes", len(skipped)), "status": Status.SKIPPED.value,
                     "summary": ", ".join(skipped)})
     return out
 

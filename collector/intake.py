@@ -14,6 +14,7 @@ from typing import Any
 
 from posdiag.collector import schema
 from posdiag.core.timefmt import parse_utc_iso, utc_iso
+from posdiag.core.vocabulary import Trigger
 
 CHUNK = 64 * 1024
 #: how far ahead of the collector's clock a report may say it started (a terminal's clock may be off)
@@ -107,7 +108,7 @@ def decode(body: bytes, content_encoding: str, cap: int) -> Report:
     return Report(data=data, text=raw.decode("utf-8"), report_id=data["report_id"],
                   terminal_id=data["terminal"]["id"], site=data["terminal"]["site"], started_at=data["started_at"],
                   verdict=data["diagnosis"]["verdict"], top_cause=causes[0]["id"], agent_version=data["agent_version"],
-                  request_id=data.get("request_id") if data["trigger"] == "remote" else None,
+                  request_id=data.get("request_id") if data["trigger"] == Trigger.REMOTE else None,
                   risks=json.dumps(risks, ensure_ascii=False) if risks else None,
                   risk_due_at=due[0] if due else (NEVER if risks else None))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,25 +21,30 @@ from posdiag.collector.ingest import refusal
 from posdiag.collector.intake import Refused
 from posdiag.collector.storage import StorageError
 from posdiag.collector.storage.fleet import STATES, TerminalQuery
-from posdiag.core.timefmt import utc_iso
+from posdiag.core.timefmt import parse_utc_iso, utc_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("posdiag.collector")
 #: a search longer than this is no terminal id or site name
 MAX_SEARCH = 128
 
 
-def iso(epoch: float) -> str:
-    return utc_iso(epoch)
+def _is_instant(text: str) -> bool:
+    """A stamp is compared as text in SQL, so it must be one the time format reads, naming a real
+    instant (not month 13 nor hour 25), or its window would be whatever the text comparison gives."""
+    try:
+        parse_utc_iso(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _stamp(request: Request, name: str) -> str | None:
     value = request.query_params.get(name)
-    if value is not None and not STAMP.match(value):
+    if value is not None and not _is_instant(value):
         raise Refused(400, f"?{name}= must be a UTC time stamp like 2026-11-29T10:15:02Z")
     return value
 
@@ -61,7 +65,7 @@ def _number(request: Request, name: str, default: float | None, low: float, high
 def _before(request: Request) -> str | None:
     value = request.query_params.get("before")
     stamp = (value or "").partition("|")[0]
-    if stamp and not STAMP.match(stamp):
+    if stamp and not _is_instant(stamp):
         raise Refused(400, "?before= takes a time stamp or the next_before cursor of the previous page")
     return value
 
@@ -99,9 +103,9 @@ def _query(request: Request, collector: Any, now: float) -> TerminalQuery:
     if len(search) > MAX_SEARCH:
         raise Refused(400, f"?q= is at most {MAX_SEARCH} characters")
     silent_min = _number(request, "silent_min", None, 0, 10**7)
-    return TerminalQuery(silent_before=iso(now - collector.settings.silent_after_min * 60), site=q.get("site"),
+    return TerminalQuery(silent_before=utc_iso(now - collector.settings.silent_after_min * 60), site=q.get("site"),
                          cause=q.get("cause") or None, states=states, search=search or None,
-                         silent_since=iso(now - silent_min * 60) if silent_min is not None else None)
+                         silent_since=utc_iso(now - silent_min * 60) if silent_min is not None else None)
 
 
 def _terminal(row: dict[str, Any], silent_before: str) -> dict[str, Any]:
@@ -126,7 +130,7 @@ async def terminals(request: Request) -> Response:
     rows = await run_in_threadpool(collector.storage.list_terminals, query, before=_before(request), limit=limit,
                                    offset=offset)
     answer: dict[str, Any] = {"terminals": [_terminal(r, query.silent_before) for r in rows],
-                              "silent_after_min": collector.settings.silent_after_min, "now": iso(now)}
+                              "silent_after_min": collector.settings.silent_after_min, "now": utc_iso(now)}
     full = len(rows) == limit
     if offset is None:
         answer["next_before"] = f"{rows[-1]['last_seen_at'] or ''}|{rows[-1]['id']}" if full else None
@@ -151,7 +155,7 @@ async def sites(request: Request) -> Response:
     rows, totals = await run_in_threadpool(read)
     return JSONResponse({"sites": rows, "totals": totals["terminals"], "site_count": totals["sites"],
                          "causes": totals["causes"], "next_offset": offset + limit if len(rows) == limit else None,
-                         "silent_after_min": collector.settings.silent_after_min, "now": iso(now)})
+                         "silent_after_min": collector.settings.silent_after_min, "now": utc_iso(now)})
 
 
 @operator_only
@@ -163,9 +167,9 @@ async def one_terminal(request: Request) -> Response:
     if row is None:
         return JSONResponse({"error": "no such terminal"}, status_code=404)
     now = time.time()
-    return JSONResponse({**_terminal(row, iso(now - collector.settings.silent_after_min * 60)),
+    return JSONResponse({**_terminal(row, utc_iso(now - collector.settings.silent_after_min * 60)),
                          "last_report_id": row["last_report_id"], "silent_after_min": collector.settings.silent_after_min,
-                         "now": iso(now)})
+                         "now": utc_iso(now)})
 
 
 @operator_only
@@ -217,7 +221,7 @@ async def risks(request: Request) -> Response:
             out.append({"terminal": row["id"], "site": row["site"], "report_started_at": row["last_started_at"],
                         **{k: risk.get(k) for k in RISK_KEYS}})
     out.sort(key=lambda r: (r["due_at"] or intake.NEVER, r["terminal"], r["code"] or ""))
-    return JSONResponse({"risks": out[:limit], "risk_count": len(out), "terminals": total, "now": iso(time.time())})
+    return JSONResponse({"risks": out[:limit], "risk_count": len(out), "terminals": total, "now": utc_iso(time.time())})
 
 
 #: what the fleet's list says of each risk (the report's own words, in the terminal's language)
@@ -234,7 +238,7 @@ async def incidents_list(request: Request) -> Response:
 
     def read() -> list[dict[str, Any]]:
         collector.keeper.catch_up()
-        return collector.storage.incidents(since=since or iso(time.time() - s.incident_lookback_h * 3600), until=until,
+        return collector.storage.incidents(since=since or utc_iso(time.time() - s.incident_lookback_h * 3600), until=until,
                                            state={"true": True, "false": False}.get(wanted or ""), limit=limit,
                                            recent=since is None)
 
@@ -256,7 +260,7 @@ async def healthz(request: Request) -> Response:
 
 def _metrics_text(collector: Any) -> str:
     collector.keeper.catch_up()
-    silent_since = iso(time.time() - collector.settings.silent_after_min * 60)
+    silent_since = utc_iso(time.time() - collector.settings.silent_after_min * 60)
     workers = {"pruned": collector.pruner.pruned, "alerts": collector.alerter.results if collector.alerter else None}
     return metrics.render(collector.received.snapshot(), collector.storage.verdict_counts(silent_since),
                           collector.storage.open_incident_counts(), workers)

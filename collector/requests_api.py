@@ -22,10 +22,10 @@ from typing import Any
 from posdiag.collector.auth import bearer, identify_token
 from posdiag.collector.ingest import read_capped, refusal
 from posdiag.collector.intake import Refused
-from posdiag.collector.read_api import _number, iso, operator_only
+from posdiag.collector.read_api import _number, operator_only
 from posdiag.collector.storage import Overloaded
 from posdiag.collector.storage.requests import KINDS, visible_state
-from posdiag.core.timefmt import compact_stamp, parse_utc_iso
+from posdiag.core.timefmt import compact_stamp, parse_utc_iso, utc_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -80,7 +80,7 @@ async def ask(request: Request) -> Response:
         kind = (await _small_json(request)).get("kind")
         if kind not in KINDS:
             raise Refused(400, f"kind must be one of {', '.join(KINDS)}")
-        expires = iso(time.time() + collector.settings.request_expiry_min * 60)
+        expires = utc_iso(time.time() + collector.settings.request_expiry_min * 60)
         outcome, row = await run_in_threadpool(collector.storage.create_request, terminal_id, kind,
                                                request.state.operator, expires)
     except Refused as exc:
@@ -94,7 +94,7 @@ async def ask(request: Request) -> Response:
     assert row is not None
     log.info("remote request %s (%s) for %s asked by %s%s", row["request_id"], kind, terminal_id, request.state.operator,
              "" if outcome == "created" else " (already open: the same request)")
-    return JSONResponse(request_json(row, iso(time.time())), status_code=202)
+    return JSONResponse(request_json(row, utc_iso(time.time())), status_code=202)
 
 
 @operator_only
@@ -106,7 +106,7 @@ async def terminal_requests(request: Request) -> Response:
     except Refused as exc:
         return refusal(exc)
     rows = await run_in_threadpool(collector.storage.list_requests, request.path_params["terminal_id"], limit=limit)
-    now = iso(time.time())
+    now = utc_iso(time.time())
     return JSONResponse({"requests": [request_json(row, now) for row in rows], "now": now})
 
 
@@ -114,7 +114,7 @@ def _one(storage: Any, request_id: str) -> dict[str, Any] | None:
     row = storage.get_request(request_id)
     if row is None:
         return None
-    out = request_json(row, iso(time.time()))
+    out = request_json(row, utc_iso(time.time()))
     bundle = storage.bundle_info(request_id) if "bundle_url" in out else None
     if bundle:
         out["bundle_bytes"] = bundle["size"]

@@ -156,8 +156,8 @@ class TrendsProbe(Probe):
             current = self.context.results.get(layer)
             if current:
                 statuses.append(current.status.value)
-            judged = [s for s in statuses if s in ("ok", "warn", "fail")]
-            fails = judged.count("fail")
+            judged = [s for s in statuses if s in (Status.OK, Status.WARN, Status.FAIL)]
+            fails = judged.count(Status.FAIL)
             if len(judged) >= MIN_POINTS and 0 < fails < len(judged) and fails / len(judged) >= 0.2:
                 short = layer.split(".", 1)[1]
                 obs.warn(f"trend.intermittent_{short}", tr("{layer} failed in {failed} of the last {sweeps} sweeps and "

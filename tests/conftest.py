@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
     os.environ["LANG"] = "C.UTF-8"
     # The installed package reads the compiled catalogues; an edited .po counts without a reinstall.
-    sys.path.insert(0, str(REPO / "packaging"))
     from catalogues import compile_to
 
     compile_to(REPO / "core" / "locale")

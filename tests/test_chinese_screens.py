@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import catalogues
 import pytest
 from labs import REPO
 from labs.commands import IN_CI
@@ -31,9 +32,6 @@ from labs.terminal import Tmux
 from posdiag import probes
 from posdiag.agent.cli import build_parser
 from posdiag.agent.columns import display_width
-
-sys.path.insert(0, str(REPO / "packaging"))
-import catalogues  # found through packaging/ on the path
 
 ZH_PO = REPO / "core" / "locale" / "zh_CN" / "LC_MESSAGES" / "posdiag.po"
 #: a token that is an identifier, not a word: options, paths, ids with dots, digits or underscores

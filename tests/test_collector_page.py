@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -363,7 +362,6 @@ def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
 def test_every_marked_text_of_the_pages_reaches_the_chinese_page():
     """The extractor (packaging/catalogues.py) and the page (collector/page.py) read the markup the same
     way: each message the catalogue holds for the templates and scripts is what the page substitutes."""
-    sys.path.insert(0, str(REPO / "packaging"))
     import catalogues
     from posdiag.collector import page
     from posdiag.core import i18n

@@ -169,6 +169,21 @@ def test_reports_of_one_moment_are_listed_the_later_to_arrive_first_and_paged_wi
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_time_stamp_in_the_right_shape_that_names_no_instant_is_refused_like_yesterday(fleet):
+    """Month 13, 30 February, hour 25 or a trailing newline are no instant: 400, as "yesterday" is,
+    not a window compared as text; the same stamps well formed are answered."""
+    f = fleet()
+    operator = f.operator()
+    for bad in ("2026-13-01T10:00:00Z", "2026-02-30T10:00:00Z", "2026-11-29T25:00:00Z", "2026-11-29T10:15:02Z\n"):
+        for path, name in [("/api/v1/reports", "since"), ("/api/v1/reports", "until"), ("/api/v1/incidents", "since"),
+                           ("/api/v1/reports", "before")]:
+            answer = f.get(path, operator, **{name: bad})
+            assert answer.status_code == 400 and f"?{name}=" in answer.json()["error"], (path, name, bad)
+    for path, name in [("/api/v1/reports", "since"), ("/api/v1/incidents", "until"), ("/api/v1/reports", "before")]:
+        assert f.get(path, operator, **{name: "2026-02-28T23:59:59Z"}).status_code == 200, (path, name)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_collector_metrics_parse_as_prometheus_text_and_count_results(fleet):
     from prometheus_client.parser import text_string_to_metric_families
 

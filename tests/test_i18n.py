@@ -11,14 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import catalogues
 import pytest
+from posdiag.agent.columns import display_width, pad, table
+from posdiag.core import i18n
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "packaging"))
-
-import catalogues  # noqa: E402 - found through packaging/ on the path
-from posdiag.agent.columns import display_width, pad, table  # noqa: E402
-from posdiag.core import i18n  # noqa: E402
 
 ZH_PO = REPO / "core" / "locale" / "zh_CN" / "LC_MESSAGES" / "posdiag.po"
 

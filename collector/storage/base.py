@@ -38,10 +38,6 @@ class Overloaded(StorageError):
     """No connection or lock could be had in time: the client should come back later."""
 
 
-def utc_now() -> str:
-    return utc_now_iso()
-
-
 def migrations(backend: str) -> list[tuple[int, str]]:
     """The ordered ``(version, sql)`` migrations of a back end, from ``migrations/<backend>/NNNN_*.sql``."""
     found = []
@@ -145,7 +141,7 @@ class Storage(RequestStore, Upkeep, ABC):
                 continue
             for statement in statements(sql):
                 conn.execute(statement)
-            self._execute(conn, "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, utc_now()))
+            self._execute(conn, "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, utc_now_iso()))
             applied.append(version)
         return applied
 
@@ -158,7 +154,7 @@ class Storage(RequestStore, Upkeep, ABC):
     def add_terminal(self, terminal_id: str, site: str | None, hashed: str) -> None:
         with self._connection(write=True) as conn:
             cur = self._execute(conn, "INSERT INTO terminals (id, site, token_hash, created_at) VALUES (?, ?, ?, ?) "
-                                "ON CONFLICT (id) DO NOTHING", (terminal_id, site or None, hashed, utc_now()))
+                                "ON CONFLICT (id) DO NOTHING", (terminal_id, site or None, hashed, utc_now_iso()))
             if cur.rowcount != 1:
                 raise Conflict(f"terminal {terminal_id!r} exists already")
 
@@ -166,13 +162,13 @@ class Storage(RequestStore, Upkeep, ABC):
         """Revoke a terminal's token; False when there is no such terminal. Its reports are kept."""
         with self._connection(write=True) as conn:
             cur = self._execute(conn, "UPDATE terminals SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
-                                (utc_now(), terminal_id))
+                                (utc_now_iso(), terminal_id))
             return cur.rowcount == 1
 
     def add_operator(self, name: str, hashed: str) -> None:
         with self._connection(write=True) as conn:
             cur = self._execute(conn, "INSERT INTO operators (name, token_hash, created_at) VALUES (?, ?, ?) "
-                                "ON CONFLICT (name) DO NOTHING", (name, hashed, utc_now()))
+                                "ON CONFLICT (name) DO NOTHING", (name, hashed, utc_now_iso()))
             if cur.rowcount != 1:
                 raise Conflict(f"operator {name!r} exists already")
 
@@ -209,7 +205,7 @@ class Storage(RequestStore, Upkeep, ABC):
         :meth:`list_reports` lists them, so that a terminal's first listed report is the one that set
         its state (``last_report_id``).
         """
-        now = received or utc_now()
+        now = received or utc_now_iso()
         at = min(report.started_at, now)
         with self._connection(write=True) as conn:
             row = self._execute(conn, "SELECT site, state_at, verdict, top_cause FROM terminals WHERE id = ?" + self.row_lock,
@@ -250,7 +246,7 @@ class Storage(RequestStore, Upkeep, ABC):
         webhook message was written. Costs one read when nothing waits."""
         if not chains.pending(self):
             return 0, False
-        return chains.apply_pending(self, rules, utc_now(), limit, budget_s, wait)
+        return chains.apply_pending(self, rules, utc_now_iso(), limit, budget_s, wait)
 
     def get_report(self, report_id: str) -> str | None:
         rows = self._select("SELECT body FROM reports WHERE report_id = ?", (report_id,))
@@ -334,4 +330,4 @@ def _names_a_fault(verdict: str | None, cause: str | None) -> bool:
     return bool(cause) and verdict not in (None, Verdict.HEALTHY) and cause != "none"
 
 
-__all__ = ["Conflict", "Overloaded", "Storage", "StorageError", "utc_now"]
+__all__ = ["Conflict", "Overloaded", "Storage", "StorageError"]

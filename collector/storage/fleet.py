@@ -14,12 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-STATES = ("fault", "silent", "degraded", "healthy", "revoked")
+from posdiag.core.vocabulary import Verdict
+
+SILENT, REVOKED = "silent", "revoked"
+#: in attention order: faults first, then silent terminals, then the rest
+STATES = (Verdict.FAULT.value, SILENT, Verdict.DEGRADED.value, Verdict.HEALTHY.value, REVOKED)
 #: the state of a terminal in SQL; its one placeholder is the moment before which a terminal is silent
-STATE = ("(CASE WHEN revoked_at IS NOT NULL THEN 'revoked' WHEN last_seen_at IS NULL OR last_seen_at < ? THEN 'silent' "
-         "ELSE coalesce(verdict, 'silent') END)")
-#: attention order: faults first, then silent terminals, then the rest
-RANK = "(CASE {state} WHEN 'fault' THEN 0 WHEN 'silent' THEN 1 WHEN 'degraded' THEN 2 WHEN 'healthy' THEN 3 ELSE 4 END)"
+STATE = (f"(CASE WHEN revoked_at IS NOT NULL THEN '{REVOKED}' WHEN last_seen_at IS NULL OR last_seen_at < ? "
+         f"THEN '{SILENT}' ELSE coalesce(verdict, '{SILENT}') END)")
+#: a state's place in STATES, in SQL
+RANK = "(CASE {state} " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATES)) + f" ELSE {len(STATES)} END)"
 COLUMNS = "id, site, last_seen_at, verdict, top_cause, agent_version, last_started_at, revoked_at, risk_due_at"
 
 
@@ -106,6 +110,5 @@ def cause_counts(query: TerminalQuery) -> tuple[str, list[Any]]:
     where, args = query.where()
     extra = "revoked_at IS NULL AND top_cause IS NOT NULL"
     where = f"{where} AND {extra}" if where else f" WHERE {extra}"
-    return (f"SELECT CASE WHEN verdict = 'healthy' THEN 'none' ELSE top_cause END AS cause, count(*) AS n "
-            f"FROM terminals{where} GROUP BY CASE WHEN verdict = 'healthy' THEN 'none' ELSE top_cause END "
-            "ORDER BY n DESC, cause", args)
+    cause = f"CASE WHEN verdict = '{Verdict.HEALTHY.value}' THEN 'none' ELSE top_cause END"
+    return f"SELECT {cause} AS cause, count(*) AS n FROM terminals{where} GROUP BY {cause} ORDER BY n DESC, cause", args

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from posdiag.core.timefmt import parse_utc_iso
+from posdiag.core.timefmt import ISO_FORMAT, parse_utc_iso
 
 #: attribute types (OID, DER-encoded value bytes) shown in a name, in the order people write them
 _NAME_PARTS = ((bytes([0x55, 0x04, 0x03]), "CN"), (bytes([0x55, 0x04, 0x0B]), "OU"), (bytes([0x55, 0x04, 0x0A]), "O"),
@@ -87,7 +87,7 @@ def _time(data: bytes, tag: int, start: int, end: int) -> str:
         when = datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc)
     except ValueError:
         raise BadCertificate(f"bad time {text!r}") from None
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.strftime(ISO_FORMAT)
 
 
 def read(der: bytes) -> CertInfo:
