@@ -421,3 +421,43 @@ def test_without_journalctl_the_previous_boot_s_kernel_messages_are_not_checked_
     finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown")
     assert finding["data"]["why"] == "no-journalctl" and "kernel messages" in finding["message"]
     assert "not checked" in finding["message"] and rc == 0
+
+
+def test_saved_crash_records_are_looked_for_one_folder_down_and_no_deeper(tmp_path):
+    """pstore's archive and kdump keep a folder per crash: a record there counts, one buried a level
+    further down (a technician's copy of old dumps) does not."""
+    crash = tmp_path / "var/crash"
+    (crash / "202612060101").mkdir(parents=True)
+    (crash / "202612060101/dmesg.202612060101").write_text("panic\n")
+    (crash / "old/202501010101").mkdir(parents=True)
+    (crash / "old/202501010101/dump.202501010101").write_text("panic\n")
+    (crash / "vmcore.flat").write_text("")
+    assert sorted(c.path for c in _lastboot.kdump_dumps(str(crash))) == [str(crash), str(crash / "202612060101")]
+    pstore = tmp_path / "pstore"
+    (pstore / "boot-1/deeper").mkdir(parents=True)
+    for path in ("dmesg-efi-1", "boot-1/dmesg-efi-2", "boot-1/deeper/dmesg-efi-3", "boot-1/notes.txt"):
+        (pstore / path).write_text("Oops#1 Part1\n")
+    assert sorted(c.path for c in _lastboot.pstore_records([str(pstore)])) == [str(pstore / "boot-1/dmesg-efi-2"),
+                                                                               str(pstore / "dmesg-efi-1")]
+
+
+def test_saved_crash_findings_name_the_newest_record_and_dump(config_file, tmp_path):
+    """Two pstore records and two kdump dumps an hour apart: each finding says when the last one was."""
+    from posdiag.core.timefmt import utc_iso
+
+    root = tmp_path / "root"
+    older, newer = time.time() - 7200, time.time() - 3600
+    pstore = root / "sys/fs/pstore"
+    pstore.mkdir(parents=True)
+    for name, at in (("dmesg-ramoops-0", older), ("dmesg-ramoops-1", newer)):
+        (pstore / name).write_text("Oops#1 Part1\n")
+        os.utime(pstore / name, (at, at))
+    for name, at in (("202612060101", older), ("202612060201", newer)):
+        (root / "var/crash" / name).mkdir(parents=True)
+        (root / "var/crash" / name / f"dmesg.{name}").write_text("panic\n")
+        os.utime(root / "var/crash" / name / f"dmesg.{name}", (at, at))
+    rc, report = diagnose_json(config_file(system={"host_root": str(root)}), "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert found["crash.pstore"]["message"].endswith(f"the last at {utc_iso(newer)}"), found["crash.pstore"]
+    assert found["crash.pstore"]["data"]["count"] == 2 and found["crash.kdump"]["data"]["count"] == 2
+    assert f"the last at {utc_iso(newer)} ({root / 'var/crash/202612060201'})" in found["crash.kdump"]["message"]
