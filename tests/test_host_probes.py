@@ -189,7 +189,7 @@ def test_a_clock_that_reads_before_the_build_date_is_implausible(config_file, bu
     assert ("clock.implausible" in found(result)) is implausible, result
 
 
-@pytest.mark.parametrize(("spoil", "words"), [("", None), ("short", "short reply (47 bytes)"),
+@pytest.mark.parametrize(("spoil", "words"), [("", None), ("broadcast", None), ("short", "short reply (47 bytes)"),
                                              ("client", "not an NTP server reply (mode 3)"),
                                              ("kiss", "kiss-of-death (RATE)"), ("origin", "origin mismatch")])
 def test_an_ntp_reply_that_does_not_answer_the_request_is_not_used(ntp_server, config_file, spoil, words):
@@ -202,6 +202,27 @@ def test_an_ntp_reply_that_does_not_answer_the_request_is_not_used(ntp_server, c
     else:
         assert [f.code for f in judged] == ["clock.ntp_unreachable"] and words in judged[0].message, result
         assert "offset_s" not in result.metrics
+
+
+@pytest.mark.parametrize(("spec", "host", "port"), [("ntp.store.test", "ntp.store.test", 123),
+                                                   ("ntp.store.test:1123", "ntp.store.test", 1123),
+                                                   ("[fd00::123]:1123", "fd00::123", 1123), ("[fd00::123]", "fd00::123", 123),
+                                                   ("fd00::123", "fd00::123", 123)])
+def test_an_ntp_server_is_named_with_or_without_its_port(spec, host, port):
+    from posdiag.probes.clock import split_server
+
+    assert split_server(spec) == (host, port)
+
+
+def test_the_kernel_s_own_sync_state_is_said_as_it_is(config_file):
+    """This machine's real clock discipline: "not synchronized" is said exactly when adjtimex says so."""
+    from posdiag.probes.clock import kernel_synchronized
+
+    result = ClockProbe(cfg.load(str(config_file()))).run()
+    synced = kernel_synchronized()
+    assert synced is not None and result.metrics["kernel_synchronized"] == int(synced)
+    assert ("clock.unsynchronized" in found(result)) is (not synced), result
+    assert "clock.no_reference" in found(result) and result.status is Status.OK
 
 
 def test_clock_an_hour_behind_reads_in_chinese(ntp_server, config_file, speak_chinese):

@@ -48,7 +48,7 @@ class NtpResponder:
 
     ``silent`` makes it swallow requests (an NTP server that does not answer); ``spoil`` makes it
     answer wrongly: ``short`` (47 bytes), ``client`` (mode 3), ``kiss`` (stratum 0, RATE), ``origin``
-    (another request's origin time).
+    (another request's origin time); ``broadcast`` answers in mode 5, as a broadcast server does (not wrong).
     """
 
     def __init__(self, offset_s: float = 0.0, silent: bool = False, spoil: str = "", host: str = "127.0.0.1",
@@ -93,7 +93,7 @@ class NtpResponder:
             if self.silent or len(data) < 48:
                 continue
             received = self._stamp()
-            mode, stratum = {"client": (0x23, 2), "kiss": (0x24, 0)}.get(self.spoil, (0x24, 2))
+            mode, stratum = {"client": (0x23, 2), "kiss": (0x24, 0), "broadcast": (0x25, 2)}.get(self.spoil, (0x24, 2))
             header = bytes([mode, stratum, 6, 0xEC]) + bytes(8) + (b"RATE" if self.spoil == "kiss" else b"LOCL") + received
             origin = bytes(8) if self.spoil == "origin" else data[40:48]
             reply = header + origin + received + self._stamp()
