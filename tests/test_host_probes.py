@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from labs.commands import diagnose_in_namespace, diagnose_json
 from labs.helpers import codes_of as codes
-from labs.helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
+from labs.helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only, wait_for
 from posdiag.core import settings as cfg
 from posdiag.probes.base import Status
 from posdiag.probes.clock import ClockProbe
@@ -326,6 +326,45 @@ def test_swap_in_use_is_a_warning_only_over_its_limit(config_file, tmp_path, tot
         assert finding["severity"] == "warn" and finding["data"]["max_swap_percent"] == limit
 
 
+@pytest.mark.root
+@pytest.mark.parametrize(("some", "full", "code", "severity"), [
+    (19.99, 9.99, None, None),  # just under both: no pressure
+    (20.00, 0.00, "memory.pressure_high", "warn"),  # some task waited a fifth of the time
+    (20.00, 10.00, "memory.pressure_high", "fail")],  # every task waited a tenth of the time
+    ids=["under-both", "some-at-20", "full-at-10"])
+def test_memory_pressure_is_a_warning_from_a_fifth_and_a_fault_from_a_tenth_all_stalled(config_file, tmp_path, some,
+                                                                                        full, code, severity):
+    """The kernel's memory pressure file, with averages of the test's own, bound over /proc/pressure/memory in a
+    mount namespace that only this diagnosis sees."""
+    fake = tmp_path / "memory"
+    fake.write_text(f"some avg10={some:.2f} avg60=1.00 avg300=0.50 total=123456\n"
+                    f"full avg10={full:.2f} avg60=0.50 avg300=0.10 total=65432\n")
+    config = config_file(memory={"min_available_mb": 1})
+    report = diagnose_in_namespace('mount --bind "$1" /proc/pressure/memory', str(fake), config=config, only="memory")
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["psi_some_avg10"] == some and memory["metrics"]["psi_full_avg10"] == full
+    found_now = [f for f in memory["findings"] if f["code"] == "memory.pressure_high"]
+    assert [(f["code"], f["severity"]) for f in found_now] == ([(code, severity)] if code else []), memory
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kills", [0, 1, 2])
+def test_the_kernel_s_oom_kills_since_boot_are_stated(config_file, tmp_path, kills):
+    """This machine's /proc/vmstat with an ``oom_kill`` count of the test's own, bound over the real one in a
+    mount namespace that only this diagnosis sees: a count above none is said (one and several)."""
+    text = re.sub(r"^oom_kill .*$", f"oom_kill {kills}", Path("/proc/vmstat").read_text(), flags=re.M)
+    (tmp_path / "vmstat").write_text(text)
+    report = diagnose_in_namespace('mount --bind "$1" /proc/vmstat', str(tmp_path / "vmstat"),
+                                   config=config_file(memory={"min_available_mb": 1}), only="memory")
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["oom_kills_since_boot"] == kills
+    said = [f for f in memory["findings"] if f["code"] == "memory.oom_kills"]
+    assert [(f["severity"], f["data"]["oom_kills"]) for f in said] == ([("info", kills)] if kills else []), memory
+    if kills:
+        assert said[0]["message"] == f"the kernel killed {kills} {'process' if kills == 1 else 'processes'} for lack of " \
+                                     "memory since boot"
+
+
 def test_missing_pos_process_blames_system_overload(config_file):
     rc, report = diagnose_json(config_file(terminal={"pos_process": "no-such-pos-app-xyz"}))
     assert report["diagnosis"]["causes"][0]["id"] == "system.overload"
@@ -353,6 +392,34 @@ def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("share", "large"), [(55, True), (45, False)], ids=["55-percent", "45-percent"])
+def test_a_pos_process_holding_over_half_the_ram_is_a_warning(config_file, tmp_path, share, large):
+    """A real POS process of ~30 MB, and a /proc/meminfo (bound over the real one in a mount namespace only
+    this diagnosis sees) whose RAM makes that ``share`` % of it."""
+    import psutil
+
+    name = f"bigpos{os.getpid()}.py"
+    script = tmp_path / name
+    script.write_text("import time\nballast = bytearray(30 * 1024 * 1024)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        assert wait_for(lambda: psutil.Process(proc.pid).memory_info().rss > 30 * 2**20, 10)
+        rss_kb = psutil.Process(proc.pid).memory_info().rss // 1024
+        text = re.sub(r"^MemTotal:.*$", f"MemTotal: {rss_kb * 100 // share:>14} kB", Path("/proc/meminfo").read_text(),
+                      flags=re.M)
+        (tmp_path / "meminfo").write_text(text)
+        config = config_file(terminal={"pos_process": name}, memory={"min_available_mb": 1})
+        report = diagnose_in_namespace('mount --bind "$1" /proc/meminfo', str(tmp_path / "meminfo"), config=config,
+                                       only="memory")
+    finally:
+        proc.kill()
+        proc.wait()
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["pos_rss_percent"] == pytest.approx(share, abs=2), memory
+    assert ("memory.pos_process_large" in codes(report, "memory")) is large, memory
 
 
 def test_one_restarted_process_of_the_pos_application_is_a_restart(config_file, tmp_path):
