@@ -64,3 +64,10 @@ def test_report_says_which_cpu_measure_this_host_gave(config_file):
     assert measured in system["metrics"] and other not in system["metrics"]
     if system["status"] == "ok":  # a hot or throttled CPU would say that instead
         assert ("tasks waited for a CPU" in system["summary"]) is pressure
+
+
+@pytest.mark.parametrize(("busy", "saturated"), [(90.0, False), (90.1, True)])
+def test_without_cpu_pressure_a_cpu_is_saturated_only_over_ninety_percent_busy(tmp_path, busy, saturated):
+    reading = CpuReading(str(tmp_path / "none"))
+    reading.percent = busy  # what the window measured: the rule applied to it is what is tested
+    assert reading.saturated is saturated
