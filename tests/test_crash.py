@@ -461,3 +461,21 @@ def test_saved_crash_findings_name_the_newest_record_and_dump(config_file, tmp_p
     assert found["crash.pstore"]["message"].endswith(f"the last at {utc_iso(newer)}"), found["crash.pstore"]
     assert found["crash.pstore"]["data"]["count"] == 2 and found["crash.kdump"]["data"]["count"] == 2
     assert f"the last at {utc_iso(newer)} ({root / 'var/crash/202612060201'})" in found["crash.kdump"]["message"]
+
+
+@pytest.mark.parametrize(("age_h", "counted"), [(1.9, True), (2.1, False)], ids=["within-the-window", "older"])
+def test_a_kernel_oops_is_evidence_only_within_the_kernel_log_window(config_file, tmp_path, age_h, counted):
+    """A kernel log of one record (/dev/kmsg's format, its time on the monotonic clock), ``age_h`` old, against a
+    window of 2 h. The oops is long: the finding keeps its first 300 characters, the message its first 160."""
+    oops = OOPS[0] + " " + "x" * 400
+    log = tmp_path / "oops.kmsg"
+    log.write_text(f"2,1,{int((time.monotonic() - age_h * 3600) * 1e6)},-;{oops}\n")
+    rc, report = diagnose_json(config_file(system={"kernel_log": str(log), "kernel_log_window_h": 2}),
+                               "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert ("crash.kernel_oops" in found) is counted, found
+    assert probe_of(report, "system.crash")["metrics"]["kernel_oopses"] == int(counted)
+    if counted:
+        assert found["crash.kernel_oops"]["data"] == {"count": 1, "first": oops[:300], "window_h": 2}
+        assert found["crash.kernel_oops"]["message"] == f"the kernel failed 1 time in the last 2 h: {oops[:160]}"
+        assert rc == 2 and top_cause(report) == "system.crashed"
