@@ -479,3 +479,33 @@ def test_a_kernel_oops_is_evidence_only_within_the_kernel_log_window(config_file
         assert found["crash.kernel_oops"]["data"] == {"count": 1, "first": oops[:300], "window_h": 2}
         assert found["crash.kernel_oops"]["message"] == f"the kernel failed 1 time in the last 2 h: {oops[:160]}"
         assert rc == 2 and top_cause(report) == "system.crashed"
+
+
+@pytest.mark.parametrize(("apart_s", "restarted"), [(0.01, False), (0.05, True)], ids=["rounding", "a-restart"])
+def test_two_start_times_are_one_process_only_within_rounding(apart_s, restarted):
+    """Start times are kept to the hundredth: 10 ms apart is the same process seen twice, 50 ms a restart."""
+    now = time.time()
+    assert _restarts.restarts_seen([now - 100, now - 100 + apart_s], since=now - 600) == \
+        ([now - 100 + apart_s] if restarted else [])
+
+
+def test_a_restart_at_the_start_of_the_window_counts():
+    now = time.time()
+    assert _restarts.restarts_seen([now - 700, now - 600], since=now - 600) == [now - 600]
+
+
+@pytest.mark.parametrize(("restarts", "looping"), [(3, True), (2, False)], ids=["3-of-3", "2-of-3"])
+def test_the_pos_restarting_as_often_as_the_limit_is_a_crash_loop(config_file, tmp_path, restarts, looping):
+    """Start times seen by earlier sweeps within the 10-minute window; the default limit is 3 restarts."""
+    now = time.time()
+    stored(tmp_path, [past_report(now - 500 + i * 100, {"system": {"pos_start_time_s": now - 505 + i * 100}})
+                      for i in range(restarts + 1)])
+    rc, report = diagnose_json(config_file(terminal={"pos_process": f"posgone{os.getpid()}"}), "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert probe_of(report, "system.crash")["metrics"]["pos_restarts_seen"] == restarts
+    if looping:
+        assert found["crash.pos_restarting"]["data"]["restarts"] == 3 and "crash.pos_restarts" not in found
+        assert "(limit 3)" in found["crash.pos_restarting"]["message"]
+    else:
+        assert "crash.pos_restarting" not in found and found["crash.pos_restarts"]["severity"] == "info"
+        assert found["crash.pos_restarts"]["message"].endswith("restarted 2 times in 10 min")
