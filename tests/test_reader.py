@@ -85,16 +85,18 @@ def test_faulty_reader_modes_are_classified(serial_config, mode, code, cause):
     assert rc == 2 and top(report) == cause
 
 
-def test_silent_reader_is_asked_twice_within_its_timeout(serial_config):
-    with ReaderEmulator("ingenico-rba", "silent") as emu:
+@pytest.mark.parametrize("preset", ["ingenico-rba", "telium-enq"])  # framed, and raw bytes as given
+def test_silent_reader_is_asked_twice_within_its_timeout(serial_config, preset):
+    with ReaderEmulator(preset, "silent") as emu:
         rc, report = reader_report(serial_config(emu, timeout_s=1.0))
     [finding] = probe(report, "reader.serial")["findings"]
     assert finding["code"] == "reader.no_reply" and finding["data"]["attempts"] == 2
-    assert emu.frames == 2  # asked again once: a request lost to line noise is not a dead reader
+    assert len(emu.request_times) == 2  # asked again once: a request lost to line noise is not a dead reader
     assert "within 1 s (2 tries)" in finding["message"]
 
 
-def test_reader_answering_late_but_within_its_timeout_passes_and_its_second_answer_is_drained():
+@pytest.mark.parametrize("preset", ["ingenico-rba", "telium-enq"])  # framed, and raw bytes as given
+def test_reader_answering_late_but_within_its_timeout_passes_and_its_second_answer_is_drained(preset):
     """Slower than three quarters of its timeout, so asked again, but answering within it: the answer
     counts, timed from the first request, and the reader's answer to the repeat is read before the
     port is let go (left in the line, it would pass for the next exchange's fast reply)."""
@@ -104,11 +106,11 @@ def test_reader_answering_late_but_within_its_timeout_passes_and_its_second_answ
     from posdiag.probes.reader._protocols import protocol_for
 
     timeout_s = 2.0
-    proto = protocol_for(ReaderSettings(kind="serial", port="/dev/null", protocol="ingenico-rba"))
-    with ReaderEmulator("ingenico-rba", "slow", delay_s=0.875 * timeout_s) as emu, \
+    proto = protocol_for(ReaderSettings(kind="serial", port="/dev/null", protocol=preset))
+    with ReaderEmulator(preset, "slow", delay_s=0.875 * timeout_s) as emu, \
             serial.Serial(emu.path, 9600, timeout=timeout_s, exclusive=True) as conn:
         ex = exchange(conn, proto, timeout_s)
-        assert ex.outcome == "ok" and ex.attempts == 2 and emu.frames == 2, ex
+        assert ex.outcome == "ok" and ex.attempts == 2 and len(emu.request_times) == 2, ex
         assert ex.latency_ms >= 0.875 * timeout_s * 1000
         assert wait_for(lambda: emu.answered == 2, 5), "the reader never answered the repeat"
         assert conn.in_waiting == 0, "the answer to the repeated request was left in the line"
