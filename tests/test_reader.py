@@ -455,3 +455,43 @@ def test_a_pty_of_the_same_number_in_a_containers_own_devpts_is_not_a_holder(ser
             other.wait()
     serial = next(p for p in report["probes"] if p["name"] == "reader.serial")
     assert serial["status"] == "ok" and [f["code"] for f in serial["findings"]] == [], serial
+
+
+@pytest.mark.parametrize(("age_min", "flapping"), [(9, True), (11, False)], ids=["within-the-window", "older"])
+def test_a_disconnect_counts_towards_flapping_only_within_the_window(usb_config, tmp_path, age_min, flapping):
+    """A kernel log of one record in /dev/kmsg's format (its time on the monotonic clock), ``age_min`` old,
+    against a 10-minute window and a threshold of one disconnect."""
+    log = tmp_path / "kmsg.reader"
+    log.write_text(f"6,1,{int((time.monotonic() - age_min * 60) * 1e6)},-;usb {READER['name']}: USB disconnect, "
+                   "device number 10\n")
+    rc, report = reader_report(usb_config(kernel_log=str(log), flap_window_min=10, flap_threshold=1))
+    events = probe(report, "reader.events")
+    assert events["metrics"]["disconnects"] == int(flapping) and events["metrics"]["window_min"] == 10
+    assert ("reader.flapping" in codes(report, "reader.events")) is flapping, events
+    if flapping:
+        assert events["findings"][0]["message"] == (f"the reader ({READER['name']}) disconnected 1 time in the last "
+                                                    f"10 min, last {age_min} min ago")
+
+
+def test_without_a_kernel_log_reader_flapping_is_not_checked_and_said_so(usb_config, tmp_path):
+    rc, report = reader_report(usb_config(kernel_log=str(tmp_path / "no-kmsg")))
+    events = probe(report, "reader.events")
+    assert [(f["code"], f["severity"]) for f in events["findings"]] == [("reader.kernel_log_missing", "info")], events
+    assert events["summary"] == "no kernel log" and events["status"] == "ok"
+
+
+@pytest.mark.root
+def test_a_kernel_log_the_agent_may_not_read_is_said_so(usb_config, tmp_path):
+    """A root without the capability to override file permissions, as a hardened service runs, and a
+    kernel log only its owner may read (another user's)."""
+    log = tmp_path / "kmsg.private"
+    log.write_text("")
+    os.chown(log, 65534, 65534)
+    log.chmod(0o600)
+    config = usb_config(kernel_log=str(log))
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
+                           "posdiag.agent", "diagnose", "--json", "--only", "reader.events", "--config", str(config)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    events = probe(json.loads(proc.stdout), "reader.events")
+    assert [(f["code"], f["severity"]) for f in events["findings"]] == [("reader.kernel_log_denied", "info")], events
+    assert events["summary"] == "kernel log not readable"
