@@ -495,3 +495,25 @@ def test_a_kernel_log_the_agent_may_not_read_is_said_so(usb_config, tmp_path):
     events = probe(json.loads(proc.stdout), "reader.events")
     assert [(f["code"], f["severity"]) for f in events["findings"]] == [("reader.kernel_log_denied", "info")], events
     assert events["summary"] == "kernel log not readable"
+
+
+@pytest.mark.parametrize(("interfaces", "code", "kind"), [
+    ([("03", "02", None)], "reader.usb_new_device", "hid"),  # a mouse
+    ([("ff", "00", "ttyUSB0")], "reader.usb_new_device", "serial"),  # a USB-serial adapter
+    ([("03", "02", None), ("03", "01", None)], "reader.usb_new_keyboard", "keyboard"),  # a mouse that types too
+    ([("ff", "ff", None)], "reader.usb_new_device", "other")],
+    ids=["mouse", "serial-adapter", "mouse-with-a-keyboard-interface", "vendor-specific"])
+def test_a_newcomer_is_judged_by_what_its_interfaces_say_it_is(usb_config, interfaces, code, kind):
+    reader_report(usb_config())
+    add_device(usb_config.root, {**KEYBOARD, "name": "1-8", "vid": "dead", "pid": "beef", "interfaces": interfaces})
+    rc, report = reader_report(usb_config())
+    [found] = [f for f in probe(report, "reader.usb")["findings"] if f["data"].get("path") == "1-8"]
+    assert (found["code"], found["data"]["device_kind"]) == (code, kind), found
+
+
+def test_a_reader_that_reports_no_serial_is_not_taken_for_another(usb_config):
+    """A serial number on file, and the reader at the configured VID:PID reports none: nothing to compare."""
+    remove_device(usb_config.root, READER["name"])
+    add_device(usb_config.root, {**READER, "serial": ""})
+    rc, report = reader_report(usb_config(expected_serial=READER["serial"]))
+    assert "reader.serial_mismatch" not in codes(report, "reader.usb") and "reader.usb_present" in codes(report, "reader.usb")
