@@ -150,6 +150,23 @@ def test_slow_reader_is_a_warning_with_its_latency(serial_config, preset):
     assert rc == 1 and top(report) == "reader.unresponsive"
 
 
+@pytest.mark.parametrize(("slow_ms", "slow"), [(150, True), (None, False)], ids=["limit-150-ms", "default-500-ms"])
+def test_a_reader_answering_in_300_ms_is_slow_only_beyond_its_limit(serial_config, slow_ms, slow):
+    limit = {"slow_ms": slow_ms} if slow_ms else {}
+    with ReaderEmulator("ingenico-rba", "slow", delay_s=0.3) as emu:
+        rc, report = reader_report(serial_config(emu, timeout_s=1.0, **limit))
+    assert codes(report, "reader.serial") == (["reader.slow"] if slow else []), probe(report, "reader.serial")
+    assert probe(report, "reader.serial")["metrics"]["reply_ms"] >= 300
+
+
+def test_a_protocol_that_reports_no_serial_cannot_check_the_one_on_file(serial_config):
+    with ReaderEmulator("telium-enq", "healthy") as emu:
+        rc, report = reader_report(serial_config(emu, expected_serial=SERIAL))
+    found = probe(report, "reader.serial")["findings"]
+    assert [(f["code"], f["severity"]) for f in found] == [("reader.serial_unknown", "info")], found
+    assert rc == 0
+
+
 def test_wrong_serial_number_blames_substitution_with_both_numbers(serial_config):
     with ReaderEmulator("verifone-si-so", "wrong_serial") as emu:
         rc, report = reader_report(serial_config(emu, expected_serial=SERIAL))
