@@ -116,6 +116,35 @@ def test_a_status_line_without_a_reason_phrase_is_still_an_http_answer(ca, tmp_p
     assert [c for c in found if c.startswith("http.")] == ([code] if code else []), found
 
 
+class WatchfulTlsServer(AnsweringTlsServer):
+    """Also keeps the first bytes of every connection, peeked before the handshake reads them."""
+
+    def __init__(self, cert: trustme.LeafCert) -> None:
+        self.first_bytes: list[bytes] = []
+        super().__init__(cert)
+
+    def accepted(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            self.first_bytes.append(conn.recv(16, socket.MSG_PEEK))
+        except OSError:
+            self.first_bytes.append(b"")
+
+
+def test_a_host_that_answers_at_once_is_sent_no_small_exchange_beside_the_handshake(ca, tmp_path, config_file):
+    """The 7-byte exchange that tells a black hole from a stall is for a handshake that has heard nothing
+    for a quarter of a second: a host answering at once sees the handshake alone (and the TCP layer's
+    empty connects), never a stray alert on a connection of its own."""
+    from posdiag.probes.network._tlsbio import TINY_ALERT
+
+    server = WatchfulTlsServer(ca.issue_cert("pay.test"))
+    found = tls_findings(server, tmp_path, config_file)
+    assert found == {}, found
+    hellos = [b for b in server.first_bytes if b[:1] == b"\x16"]  # a TLS handshake record
+    assert len(hellos) == 1 and not [b for b in server.first_bytes if b and b[:1] != b"\x16"], server.first_bytes
+    assert TINY_ALERT[:16] not in server.first_bytes
+
+
 @pytest.mark.parametrize(("days", "warned"), [(13.5, True), (14.5, False)], ids=["13.5-days-left", "14.5-days-left"])
 def test_a_certificate_is_said_to_expire_soon_from_fourteen_days_ahead(ca, tmp_path, config_file, days, warned):
     now = datetime.datetime.now(datetime.timezone.utc)
