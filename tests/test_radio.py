@@ -125,6 +125,44 @@ def test_of_several_modems_the_one_on_the_interface_is_asked_for_its_signal(tmp_
     assert _radio.modem_signal("wwan7", 2.0) is None  # no modem has that port
 
 
+def radio_verdict(report: dict) -> tuple[str, str]:
+    [finding] = probe_of(report, "network.radio")["findings"]
+    return finding["code"], finding["severity"]
+
+
+@pytest.mark.parametrize(("level", "verdict"), [(-74, ("radio.signal", "info")), (-75, ("radio.weak_signal", "warn")),
+                                                (-84, ("radio.weak_signal", "warn")), (-85, ("radio.weak_signal", "fail"))])
+def test_a_wifi_signal_is_weak_from_its_limit_and_too_weak_from_ten_db_below_it(config_file, tmp_path, level, verdict):
+    """The default limit of -75 dBm: at it the signal is weak, 10 dB below it too weak to work."""
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=level)
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    assert radio_verdict(report) == verdict
+    assert probe_of(report, "network.radio")["metrics"]["signal_dbm"] == level
+
+
+@pytest.mark.parametrize(("percent", "verdict"), [(30, ("radio.signal", "info")), (29, ("radio.weak_signal", "warn")),
+                                                  (15, ("radio.weak_signal", "warn")), (14, ("radio.weak_signal", "fail"))])
+def test_a_cellular_signal_is_weak_under_its_limit_and_too_weak_under_half_of_it(config_file, tmp_path, monkeypatch,
+                                                                                  percent, verdict):
+    """The default limit of 30 %, as ModemManager's command line reports the modem on the route's interface."""
+    root = radio_root(tmp_path / "root", "wwan0", level_dbm=None, devtype="wwan")
+    (root / "sys/class/net/wwan0/wireless").rmdir()
+    (tmp_path / "bin").mkdir()
+    mmcli = tmp_path / "bin" / "mmcli"
+    mmcli.write_text(f"""#!/bin/sh
+case "$*" in
+  "-L -J") echo '{json.dumps({"modem-list": ["/org/freedesktop/ModemManager1/Modem/0"]})}' ;;
+  "-m 0 -J") echo '{_modem("wwan0", "lte", percent)}' ;;
+  *) exit 1 ;;
+esac
+""")
+    mmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    assert radio_verdict(report) == verdict
+    assert probe_of(report, "network.radio")["metrics"]["signal_percent"] == percent
+
+
 def test_a_weak_signal_reads_as_such_in_chinese(config_file, tmp_path):
     root = radio_root(tmp_path / "root", "wlan0", level_dbm=-90)
     proc = run_posdiag("--lang", "zh_CN", "diagnose", "--only", "network.radio", "--config",
