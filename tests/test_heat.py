@@ -84,3 +84,15 @@ def test_the_kernel_s_overheating_records_count_only_within_the_window(config_fi
     if counted:
         assert found["data"]["count"] == 1 and len(found["data"]["last"]) == 300
         assert found["message"].endswith("in the last 1 h: " + found["data"]["last"][:160])
+
+
+def test_two_thermal_zones_of_one_type_are_told_apart_by_their_folder(tmp_path):
+    """Two ACPI zones (a common pair): the second, hotter, is named by its folder, not lost under the first's name."""
+    from posdiag.probes.system import thermal_zones
+
+    for n, celsius in ((0, 41.0), (1, 88.5)):
+        zone = tmp_path / f"thermal_zone{n}"
+        zone.mkdir()
+        (zone / "type").write_text("acpitz\n")
+        (zone / "temp").write_text(f"{int(celsius * 1000)}\n")
+    assert thermal_zones(str(tmp_path)) == {"acpitz": 41.0, "thermal_zone1": 88.5}

@@ -186,3 +186,13 @@ def test_a_weak_signal_explains_the_loss_measured_on_the_path(lab, config_file, 
     weak = report["diagnosis"]["causes"][0]
     assert any("t0" in e and "-86 dBm" in e for e in weak["evidence"])
     assert any("network.path" in c for c in weak["consequences"])
+
+
+@pytest.mark.parametrize(("level", "dbm"), [("-67.", -67), ("189.", -67), ("64.", -192), ("63.", None), ("0.", None)],
+                         ids=["signed", "unsigned-byte", "smallest-unsigned", "not-a-level", "zero"])
+def test_older_drivers_give_the_level_as_an_unsigned_byte(tmp_path, level, dbm):
+    """/proc/net/wireless from an old driver: 189 is -67 dBm as a byte; 0..63 is no level in dBm at all."""
+    path = tmp_path / "wireless"
+    path.write_text(WIRELESS_HEAD + f" wlan0: 0000   43.  {level}  -256        0      0      0     12      0        0\n")
+    signal = _radio.proc_wireless("wlan0", str(path))
+    assert signal is not None and signal.dbm == dbm and signal.percent == pytest.approx(61.4, abs=0.1)
