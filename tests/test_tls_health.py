@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import struct
+import time
 
 import pytest
 import trustme
@@ -27,14 +28,17 @@ class AnsweringTlsServer(DroppingTlsServer):
     """Completes the handshake and answers the health request with ``status`` (or with the whole
     ``status_line``, as written)."""
 
-    def __init__(self, cert: trustme.LeafCert, status: int = 200, status_line: str | None = None) -> None:
+    def __init__(self, cert: trustme.LeafCert, status: int = 200, status_line: str | None = None,
+                 delay_s: float = 0.0) -> None:
         self.status_line = f"HTTP/1.1 {status} X" if status_line is None else status_line
+        self.delay_s = delay_s
         super().__init__(cert)
 
     def handle(self, tls: ssl.SSLSocket) -> None:
         request = b""
         while b"\r\n\r\n" not in request and (chunk := tls.recv(4096)):
             request += chunk
+        time.sleep(self.delay_s)
         tls.sendall(f"{self.status_line}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
 
 
@@ -176,3 +180,32 @@ def test_a_certificate_that_fails_verification_is_named_by_subject_issuer_dates_
     assert f"at 127.0.0.1:{server.port}: the server certificate has expired; certificate: subject {shown['subject']}" \
         in expired["message"] and fingerprint in expired["message"]
     assert report["diagnosis"]["causes"][0]["id"] == "tls.failure" and rc == 2
+
+
+@pytest.mark.parametrize(("verify_code", "code"), [
+    (10, "tls.cert_expired"), (9, "tls.cert_not_yet_valid"), (62, "tls.name_mismatch"),
+    *[(untrusted, "tls.untrusted") for untrusted in (2, 18, 19, 20, 21, 27)], (7, "tls.verify_failed")])
+def test_each_verification_error_of_openssl_is_named_for_whose_fault_it_is(verify_code, code):
+    """OpenSSL's X509_V_ERR codes: expiry, a clock before the validity, another name, each way of not being
+    trusted (no issuer, self-signed, untrusted root…), and anything else as a plain verification failure."""
+    from posdiag.probes.network.tls import TlsProbe
+
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_code, error.verify_message = verify_code, "as OpenSSL says"
+    found, _, data = TlsProbe.classify_verify("primary", error)
+    assert (found, data) == (code, {"verify_code": verify_code, "verify_message": "as OpenSSL says"})
+
+
+def test_the_health_answer_is_timed_in_milliseconds(ca, tmp_path, config_file):
+    """A service that takes 0.3 s to answer its health path: the time measured is that, in ms."""
+    server = AnsweringTlsServer(ca.issue_cert("pay.test"), delay_s=0.3)
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                         "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
+                                         "health_path": "/health"}])
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    metrics = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")["metrics"]
+    assert 300 <= metrics["health_ms[primary]"] < 3000 and metrics["health_status[primary]"] == 200, metrics
+    assert metrics["health_ms[primary]"] == round(metrics["health_ms[primary]"], 2)
