@@ -192,8 +192,10 @@ def stand_in_systemctl(folder: Path, *, says: str = "", stderr_lines: tuple[str,
     (5, 60, None, True),  # no sweep before the window: the last restart is within it, all five count
     (5, 20 * 60, None, False),  # running for 20 min: the restarts were before the 10-min window
     (5, 60, 4, False),  # a sweep 15 min ago counted 4: one restart since, below the limit
-    (5, 60, 1, True)],  # it counted 1: four since
-    ids=["restarted-just-now", "running-20-min", "one-since-the-last-sweep", "four-since-the-last-sweep"])
+    (5, 60, 1, True),  # it counted 1: four since
+    (5, 5 * 60, None, True)],  # the last restart 5 min ago: within the 10-min window
+    ids=["restarted-just-now", "running-20-min", "one-since-the-last-sweep", "four-since-the-last-sweep",
+         "restarted-5-min-ago"])
 def test_systemd_s_restarts_within_the_window_are_a_crash_loop(config_file, tmp_path, monkeypatch, restarts,
                                                                 started_s_ago, before, looping):
     started_us = int((time.monotonic() - started_s_ago) * 1e6)
@@ -509,3 +511,38 @@ def test_the_pos_restarting_as_often_as_the_limit_is_a_crash_loop(config_file, t
     else:
         assert "crash.pos_restarting" not in found and found["crash.pos_restarts"]["severity"] == "info"
         assert found["crash.pos_restarts"]["message"].endswith("restarted 2 times in 10 min")
+
+
+def test_a_journal_without_the_previous_boot_is_said_in_journalctl_s_own_last_words(config_file, tmp_path, monkeypatch):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "journalctl").write_text("#!/bin/sh\necho 'Hint: a first line' >&2\n"
+                                       "echo 'Data from the specified boot (-1) is not available: No such boot ID' >&2\n"
+                                       "exit 1\n")
+    (folder / "journalctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    config = config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))})
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    unknown = [f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown"]
+    assert unknown and unknown[0]["data"] == {"why": "no-previous-boot", "detail": "Data from the specified boot (-1) is "
+                                                                                  "not available: No such boot ID"}
+    assert unknown[0]["message"].endswith("No such boot ID") and rc == 0
+
+
+def test_a_dozen_saved_crash_records_are_counted_and_ten_named(config_file, tmp_path):
+    pstore = tmp_path / "root/sys/fs/pstore"
+    pstore.mkdir(parents=True)
+    for n in range(12):
+        (pstore / f"dmesg-efi-{n:02}").write_text("Oops#1 Part1\n")
+    rc, report = diagnose_json(config_file(system={"host_root": str(tmp_path / "root")}), "--only", "system.crash")
+    found = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.pstore")
+    assert found["data"]["count"] == 12 and found["data"]["paths"] == [str(pstore / f"dmesg-efi-{n:02}") for n in range(10)]
+
+
+def test_an_unreadable_kernel_log_is_said_in_the_system_s_words(config_file, tmp_path):
+    config = config_file(system={"kernel_log": str(tmp_path / "no-kmsg")})
+    rc, report = diagnose_json(config, "--only", "system.crash,disk.health")
+    said = [f["message"] for name in ("system.crash", "disk.health") for f in probe_of(report, name)["findings"]
+            if f["code"].endswith("kernel_log_unreadable")]
+    assert said and all(f"the kernel log {tmp_path / 'no-kmsg'} cannot be read (No such file or directory)" in m
+                        for m in said), said
