@@ -126,7 +126,8 @@ def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
     result = DiskProbe(settings).run()
     assert result.status is Status.OK, result
     assert set(tmp_path.iterdir()) == before
-    assert result.metrics[f"write_fsync_ms[{tmp_path}]"] >= 0
+    took = result.metrics[f"write_fsync_ms[{tmp_path}]"]
+    assert took >= 0 and took == round(took, 2)  # ms, to two decimals
 
 
 def test_missing_disk_path_is_reported_not_fatal(tmp_path, config_file):
@@ -239,6 +240,18 @@ def test_clock_in_sync_with_local_ntp_is_healthy(ntp_server, config_file):
     assert result.status is Status.OK
     assert abs(result.metrics["offset_s"]) < 0.5
     assert result.metrics["ntp_stratum"] == 2
+
+
+def test_the_ntp_round_trip_is_measured_in_ms_and_left_out_of_the_offset(ntp_server, config_file):
+    """A server 0.4 s of round trip away, busy for 0.3 s with each request, whose clock is 20 s ahead: the
+    delay is the round trip without the server's own time, the offset the clocks' difference alone (the
+    round trip is symmetric)."""
+    srv = ntp_server(offset_s=20, delay_s=0.4, hold_s=0.3)
+    result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address, "max_offset_s": 100},
+                                                 network={"timeout_s": 1.5})))).run()
+    assert 400 <= result.metrics["ntp_delay_ms"] < 700 and result.metrics["ntp_delay_ms"] == \
+        round(result.metrics["ntp_delay_ms"], 2), result
+    assert result.metrics["offset_s"] == pytest.approx(20, abs=0.05), result
 
 
 def test_silent_ntp_server_is_a_warning_within_the_timeout(ntp_server, config_file):

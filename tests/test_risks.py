@@ -341,9 +341,13 @@ def test_shrinking_pos_memory_exhausts_nothing(config_file):
 
 
 @pytest.mark.parametrize(("rss_mb", "leak"), [([25.0, 30.0, 35.0, 40.0], True), ([25.0, 29.9, 34.8, 39.7], False),
-                                              ([100.0, 106.0, 113.0, 120.0], True), ([100.0, 106.0, 113.0, 119.9], False)],
+                                              ([100.0, 106.123, 113.0, 120.0], True), ([100.0, 106.123, 113.0, 119.9], False)],
                          ids=["5-mb-an-hour", "4.9-mb-an-hour", "a-fifth-more", "just-under-a-fifth-more"])
 def test_a_leak_starts_at_exactly_five_mb_an_hour_and_a_fifth_more_memory(config_file, rss_mb, leak):
     """Sweeps an hour apart: 5 MB/h with 60 % growth, and 20 % growth at over 5 MB/h, are each just a leak."""
     result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", rss_mb, apart_s=3600.0))
     assert ("trend.pos_rss_growing" in finding_codes(result)) is leak, result
+    if leak:  # the fit as the finding carries it: MB/h to two decimals, R² to three
+        [finding] = result.findings
+        assert finding.data["mb_per_hour"] == round(finding.data["mb_per_hour"], 2) >= 5
+        assert finding.data["r2"] == round(finding.data["r2"], 3) >= 0.8 and finding.data["sweeps"] == 4
