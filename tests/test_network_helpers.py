@@ -404,3 +404,41 @@ def test_silence_is_a_drop_inside_but_an_answer_from_elsewhere_proves_nothing():
     assert _one_hop(_sent(), _sent()).sign == "dropped"
     assert _one_hop(_sent(errno.EHOSTUNREACH, 3, "192.0.2.1"), _sent()) is None  # not this terminal's address
     assert _one_hop(_sent(errno.ENETUNREACH), _sent()) is None  # no route: not a packet filter
+
+
+def judged_sizes(config_file, lost: int, sizes: dict[int, list]) -> dict[str, dict]:
+    """The path probe's findings (code → data) for 24 small echoes, ``lost`` of them lost, and these DF echoes."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "192.0.2.7", "port": 443}],
+                                        network={"max_loss_percent": 25})))
+    obs = Observation()
+    PathProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7",
+                              Samples("icmp", [None] * lost + [10.0] * (24 - lost), sizes=sizes))
+    return {f.code: {**f.data, "message": f.message} for f in obs.findings}
+
+
+@pytest.mark.parametrize(("lost", "black_hole"), [(5, True), (6, False)], ids=["21-percent-lost", "25-percent-lost"])
+def test_large_echoes_vanishing_are_a_black_hole_only_on_a_path_that_is_not_lossy(config_file, lost, black_hole):
+    """Echoes of 576 and 1000 bytes come back, 1280 bytes and more vanish: on a path losing less than its
+    limit that is an MTU black hole; at the limit, the loss explains the vanished echoes as well."""
+    sizes = {576: [11.0] * 3, 1000: [12.0, None, 12.5], 1280: [None] * 3, 1400: [None] * 3, 1500: [None] * 3}
+    found = judged_sizes(config_file, lost, sizes)
+    assert ("path.mtu_black_hole" in found) is black_hole, found
+    if black_hole:
+        hole = found["path.mtu_black_hole"]
+        assert (hole["largest_ok"], hole["smallest_lost"]) == (1000, 1280)
+        assert "echoes up to 1000 bytes come back, 1280 bytes and more (Don't Fragment) vanish" in hole["message"]
+
+
+def test_large_echoes_the_kernel_refuses_are_a_signalled_mtu_not_a_black_hole(config_file):
+    from posdiag.probes.network._icmp import TOO_BIG
+
+    sizes = {576: [11.0] * 3, 1000: [12.0] * 3, 1280: [TOO_BIG] * 3, 1400: [None, TOO_BIG, None], 1500: [None] * 3}
+    found = judged_sizes(config_file, 0, sizes)
+    signalled = found["path.mtu_signalled"]
+    assert "path.mtu_black_hole" not in found and signalled["refused_from"] == 1280, found
+    assert "is below 1280 bytes and signalled" in signalled["message"]
