@@ -442,3 +442,16 @@ def test_large_echoes_the_kernel_refuses_are_a_signalled_mtu_not_a_black_hole(co
     signalled = found["path.mtu_signalled"]
     assert "path.mtu_black_hole" not in found and signalled["refused_from"] == 1280, found
     assert "is below 1280 bytes and signalled" in signalled["message"]
+
+
+@pytest.mark.parametrize("order", ["wifi-first", "wired-first"])
+def test_of_two_default_routes_the_one_of_lowest_metric_is_taken_and_a_route_that_is_down_never(tmp_path, order):
+    """Wired (metric 100) and Wi-Fi (metric 600) both up, as NetworkManager leaves a till: the wired one
+    carries the traffic, whichever the table lists first; a route without RTF_UP (metric 50) carries none."""
+    from posdiag.probes._netinfo import Route, default_route
+
+    wired = "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"  # via 192.168.1.1
+    wifi = "wlan0\t00000000\t01AAA8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"  # via 192.168.170.1
+    down = "usb0\t00000000\t0101000A\t0002\t0\t0\t50\t00000000\t0\t0\t0\n"  # via 10.0.1.1, not up
+    table = ROUTE_HEADER + down + (wifi + wired if order == "wifi-first" else wired + wifi)
+    assert default_route(proc_with(tmp_path, route=table)) == Route("eth0", "192.168.1.1")
