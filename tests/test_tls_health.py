@@ -209,3 +209,53 @@ def test_the_health_answer_is_timed_in_milliseconds(ca, tmp_path, config_file):
     metrics = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")["metrics"]
     assert 300 <= metrics["health_ms[primary]"] < 3000 and metrics["health_status[primary]"] == 200, metrics
     assert metrics["health_ms[primary]"] == round(metrics["health_ms[primary]"], 2)
+
+
+def test_a_handshake_stalled_after_the_server_s_first_bytes_is_a_timeout_without_a_small_exchange(config_file,
+                                                                                                    tmp_path):
+    """The service starts its answer (a record header) and stops: large replies do get through, so no
+    7-byte exchange is tried; the stall is the service's, with the bytes it sent counted."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            try:
+                if conn.recv(5, socket.MSG_PEEK)[:1] == b"\x16":  # a ClientHello: begin a ServerHello, then stall
+                    conn.sendall(b"\x16\x03\x03\x00\x40")
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
+                                         "tls": True, "server_name": "pay.test"}], network={"timeout_s": 0.5})
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    [finding] = tls["findings"]
+    assert finding["code"] == "tls.timeout" and finding["data"]["bytes_received"] == 5, finding
+    assert finding["data"]["small_exchange"] == "not tried" and "(5 bytes from the server)" in finding["message"]
+
+
+def test_a_payment_host_without_a_ca_file_is_verified_against_the_system_s_authorities(ca, tmp_path, config_file):
+    """No ca_file: the system's trusted authorities decide, and the test's own CA is not one of them."""
+    server = AnsweringTlsServer(ca.issue_cert("pay.test"))
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                         "server_name": "pay.test"}])
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    assert [f["code"] for f in tls["findings"]] == ["tls.untrusted"], tls
