@@ -546,3 +546,16 @@ def test_an_unreadable_kernel_log_is_said_in_the_system_s_words(config_file, tmp
             if f["code"].endswith("kernel_log_unreadable")]
     assert said and all(f"the kernel log {tmp_path / 'no-kmsg'} cannot be read (No such file or directory)" in m
                         for m in said), said
+
+
+@pytest.mark.parametrize(("line", "kind"), [
+    ("Out of memory: Killed process 812 (posterminal-mai) total-vm:812345kB, anon-rss:512000kB", "oom"),
+    ("posterminal-mai[813]: segfault at 0 ip 000055d0c2a1b2c3 sp 00007ffd5a3c8e40 error 4 in posterminal-main", "segfault")],
+    ids=["oom-killed", "segfault"])
+def test_a_pos_with_a_name_longer_than_the_kernel_keeps_is_known_by_its_first_fifteen_characters(line, kind):
+    """The kernel names a process by at most 15 characters: "posterminal-main" is "posterminal-mai" in its log."""
+    from posdiag.probes import _crashlog
+
+    found = _crashlog.read([line], "posterminal-main")
+    assert found.pos_deaths[kind] == [812 if kind == "oom" else 813]
+    assert not found.programs and not found.oopses
