@@ -130,3 +130,34 @@ def test_without_smartctl_the_probe_says_the_health_was_not_read(config_file, mo
         pytest.skip("/ is on no block device here (a container)")
     finding = next(f for f in disk_health["findings"] if f["code"] == "disk.smart_unavailable")
     assert "smartctl is not installed" in finding["message"]
+
+
+@pytest.mark.parametrize(("exit_status", "passed"), [(8, False), (8 | 64, False), (64, None), (0, None)],
+                         ids=["disk-failing-bit", "failing-and-error-log", "error-log-only", "nothing"])
+def test_smartctl_s_disk_failing_exit_bit_is_a_verdict_when_the_json_gives_none(exit_status, passed):
+    """No smart_status in the output (an older or partial report): bit 3 of smartctl's exit status alone
+    says "DISK FAILING"; its other bits (64: errors in the device's log) are no verdict."""
+    health = _smart.parse("/dev/sda", json.dumps({"smartctl": {"exit_status": exit_status}, "model_name": "X"}))
+    assert health.passed is passed
+
+
+def test_every_damaged_sector_counter_of_an_ata_drive_is_read_and_a_zero_is_none():
+    table = [{"id": 5, "raw": {"value": 3}}, {"id": 197, "raw": {"value": 0}}, {"id": 198, "raw": {"value": 2}},
+             {"id": 9, "raw": {"value": 12000}}]
+    doc = {"smart_status": {"passed": True}, "ata_smart_attributes": {"table": table}}
+    assert _smart.parse("/dev/sda", json.dumps(doc)).sectors == {"reallocated": 3, "uncorrectable": 2}
+
+
+@pytest.mark.parametrize(("log", "code", "severity"), [({"critical_warning": 4, "media_errors": 0}, "disk.smart_failing", "fail"),
+                                                       ({"critical_warning": 0, "media_errors": 3}, "disk.smart_sectors", "warn"),
+                                                       ({"critical_warning": 0, "media_errors": 0}, None, None)],
+                         ids=["critical-warning", "media-errors", "clean"])
+def test_an_nvme_drive_s_own_health_log_is_judged(log, code, severity):
+    """NVMe: a critical warning bit (here: reliability degraded) is a failing drive though it passes overall;
+    media errors alone are damage to watch."""
+    doc = {"smart_status": {"passed": True}, "model_name": "NVMe X", "nvme_smart_health_information_log": log}
+    probe, obs = DiskHealthProbe(Settings()), Observation()
+    probe.judge(obs, _smart.parse("/dev/nvme0n1", json.dumps(doc)), {"/": Holder(("nvme0n1p1", "nvme0n1"), ("nvme0n1",))})
+    assert [(f.code, f.severity.value) for f in obs.findings] == ([(code, severity)] if code else []), obs.findings
+    if code == "disk.smart_sectors":
+        assert obs.findings[0].data["media_errors"] == 3 and "3 media errors" in obs.findings[0].message
