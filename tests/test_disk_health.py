@@ -161,3 +161,24 @@ def test_an_nvme_drive_s_own_health_log_is_judged(log, code, severity):
     assert [(f.code, f.severity.value) for f in obs.findings] == ([(code, severity)] if code else []), obs.findings
     if code == "disk.smart_sectors":
         assert obs.findings[0].data["media_errors"] == 3 and "3 media errors" in obs.findings[0].message
+
+
+@pytest.mark.parametrize(("line", "device"), [
+    ("blk_update_request: I/O error, dev sda, sector 2048 op 0x1:(WRITE) flags 0x800 phys_seg 1 prio class 0", "sda"),
+    ("critical medium error, dev sda, sector 81920 op 0x0:(READ) flags 0x80700 phys_seg 1 prio class 0", "sda"),
+    ("Buffer I/O error on device sda1, logical block 12", "sda1"),
+    ("EXT4-fs error (device sda1): ext4_lookup:1855: inode #2: comm posapp: deleted inode referenced: 41", "sda1"),
+    ("F2FS-fs error (device mmcblk0p2): f2fs_check_nid_range: out-of-range nid=1", "mmcblk0p2"),
+    ("BTRFS error (device dm-0): bdev /dev/mapper/root errs: wr 1, rd 0, flush 0, corrupt 0, gen 0", "dm-0"),
+    ("XFS (sdb1): Metadata corruption detected at xfs_da3_node_read_verify+0x7c/0x120", "sdb1"),
+    ("ata1.00: failed command: READ FPDMA QUEUED", "ata1"),
+    ("ata2: exception Emask 0x10 SAct 0x0 SErr 0x4050002 action 0xe frozen", "ata2"),
+    ("sd 0:0:0:0: [sda] tag#7 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_OK cmd_age=3s", "sda"),
+    ("mmcblk0: error -110 sending status command, retrying", "mmcblk0")],
+    ids=["io-error", "medium-error", "buffer-io", "ext4", "f2fs", "btrfs", "xfs", "ata-failed-command", "ata-exception",
+         "scsi-failed-result", "mmc"])
+def test_each_kernel_error_form_names_the_device_it_was_on(line, device):
+    from posdiag.probes.disk_health import device_in
+
+    assert device_in(line, {device}) == device
+    assert device_in(line, {"sdz"}) is None  # the same error on a disk that holds no configured path
