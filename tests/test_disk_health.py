@@ -182,3 +182,32 @@ def test_each_kernel_error_form_names_the_device_it_was_on(line, device):
 
     assert device_in(line, {device}) == device
     assert device_in(line, {"sdz"}) is None  # the same error on a disk that holds no configured path
+
+
+def fake_sysfs(root: Path) -> Path:
+    """sysfs of a till: sda on ATA port 1 with partition sda2, and dm-0 (an encrypted root) built on sda2."""
+    disk = root / "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda"
+    (disk / "device").mkdir(parents=True)
+    (disk / "sda2").mkdir()
+    (disk / "sda2/partition").write_text("2\n")
+    dm = root / "devices/virtual/block/dm-0"
+    (dm / "slaves").mkdir(parents=True)
+    (dm / "slaves/sda2").symlink_to(disk / "sda2")
+    for folder, name, target in (("dev/block", "254:0", dm), ("dev/block", "8:2", disk / "sda2"),
+                                 ("class/block", "sda2", disk / "sda2")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / name).symlink_to(target)
+    return root
+
+
+@pytest.mark.parametrize(("mount", "names"), [
+    ("20 1 254:0 / / rw - ext4 /dev/mapper/root rw", ("dm-0", "sda2", "sda", "ata1")),
+    ("20 1 8:2 / / rw - ext4 /dev/sda2 rw", ("sda2", "sda", "ata1")),
+    ("20 1 0:31 / / rw - btrfs /dev/sda2 rw", ("sda2", "sda", "ata1")),
+    ("20 1 0:25 / / rw - overlay overlay rw", ())],
+    ids=["dm-on-a-partition", "partition", "btrfs-by-its-source", "overlay"])
+def test_a_path_is_held_by_its_device_what_that_is_built_on_its_disk_and_its_port(tmp_path, mount, names):
+    """The kernel's names for what holds /: the log may name any of them; only the real disk is asked for SMART."""
+    (tmp_path / "mountinfo").write_text(mount + "\n")
+    held = holder_of("/", str(tmp_path / "mountinfo"), str(fake_sysfs(tmp_path / "sys")))
+    assert held == Holder(names, ("sda",) if names else ())
