@@ -455,3 +455,23 @@ def test_of_two_default_routes_the_one_of_lowest_metric_is_taken_and_a_route_tha
     down = "usb0\t00000000\t0101000A\t0002\t0\t0\t50\t00000000\t0\t0\t0\n"  # via 10.0.1.1, not up
     table = ROUTE_HEADER + down + (wifi + wired if order == "wifi-first" else wired + wifi)
     assert default_route(proc_with(tmp_path, route=table)) == Route("eth0", "192.168.1.1")
+
+
+def test_what_is_tried_beyond_the_gateway_comes_most_telling_first_once_each_and_never_the_gateway(config_file):
+    """The payment hosts' own addresses (resolved, then fallback, host after host), then the resolvers over TCP
+    on their own port; loopback, the gateway and repeats left out; at most eight."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import candidates
+
+    settings = cfg.load(str(config_file(payment_hosts=[
+        {"name": "primary", "host": "pay.test", "port": 443, "fallback_addresses": ["203.0.113.9", "203.0.113.5"]},
+        {"name": "backup", "host": "198.51.100.7", "port": 8443}])))
+    context = ProbeContext(resolved={"pay.test": ("203.0.113.5", "127.0.0.1")})
+    tried = candidates(settings, context, ["198.51.100.53", "192.0.2.53#5353", "192.0.2.1"], gateway="192.0.2.1")
+    assert [(b.address, b.port, b.kind) for b in tried] == [
+        ("203.0.113.5", 443, "host"), ("203.0.113.9", 443, "host"), ("198.51.100.7", 8443, "host"),
+        ("198.51.100.53", 53, "resolver"), ("192.0.2.53", 5353, "resolver")]
+    many = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "pay.test", "port": 443,
+                                                    "fallback_addresses": [f"203.0.113.{n}" for n in range(1, 11)]}])))
+    assert [b.address for b in candidates(many, ProbeContext(), [])] == [f"203.0.113.{n}" for n in range(1, 9)]
