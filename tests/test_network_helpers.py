@@ -475,3 +475,16 @@ def test_what_is_tried_beyond_the_gateway_comes_most_telling_first_once_each_and
     many = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "pay.test", "port": 443,
                                                     "fallback_addresses": [f"203.0.113.{n}" for n in range(1, 11)]}])))
     assert [b.address for b in candidates(many, ProbeContext(), [])] == [f"203.0.113.{n}" for n in range(1, 9)]
+
+
+def test_the_most_telling_silence_is_a_payment_host_s_own_before_the_next_hop():
+    from posdiag.probes.network._beyond import Beyond, Tried, most_telling_silence
+    from posdiag.probes.network._common import Connect
+
+    hop = Tried(Beyond("203.0.113.5", 0, "hop 2", "hop"), Connect("timeout", 500.0))
+    host = Tried(Beyond("203.0.113.5", 443, "primary", "host"), Connect("timeout", 500.0))
+    resolver = Tried(Beyond("198.51.100.53", 53, "resolver", "resolver"), Connect("timeout", 500.0))
+    answering = Tried(Beyond("203.0.113.9", 443, "fallback", "host"), Connect("refused", 3.0))
+    assert most_telling_silence([answering, resolver, hop, host]) is host
+    assert most_telling_silence([answering, resolver, hop]) is hop
+    assert most_telling_silence([answering, resolver]) is None
