@@ -282,3 +282,16 @@ def test_response_codes_weigh_by_how_often_they_occur(config_file, tmp_path):
     ranked = [c["id"] for c in report["diagnosis"]["causes"]]
     assert ranked[0] == "host.service_down"
     assert ranked.index("data.format") > ranked.index("host.service_down")
+
+
+@pytest.mark.parametrize(("gaps", "repeats"), [((3.0, 3.0), 2), ((-3.0, -3.0), 0), ((0.0, 0.0), 2), ((10.0, -0.5), 1)],
+                         ids=["seconds-apart", "going-back-in-time", "the-same-second", "forward-then-back"])
+def test_identical_attempts_count_as_repeats_only_going_forward_in_time(gaps, repeats):
+    """A log whose lines go back in time (a clock set back, lines merged from two files) holds no repeated swipe."""
+    from posdiag.probes.txlog import TxEvent, repeated_attempts
+
+    times = [1000.0]
+    for gap in gaps:
+        times.append(times[-1] + gap)
+    events = [TxEvent(t, "2824", "", "SALE 12.50 EUR terminal 3") for t in times]
+    assert repeated_attempts(events) == repeats
