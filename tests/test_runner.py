@@ -215,7 +215,7 @@ def test_a_skip_reason_that_raises_is_contained_as_the_probes_error():
 def test_a_result_reads_to_the_tenth_of_a_millisecond_and_its_metrics_to_three_decimals():
     """What every report carries: a probe's duration in seconds to four decimals, a float metric to three
     (an int or a word as it is)."""
-    from posdiag.probes.base import Observation, ProbeResult, Status
+    from posdiag.probes.base import ProbeResult
 
     obs = Observation()
     obs.metric("ratio", 0.123456)
