@@ -295,3 +295,16 @@ def test_identical_attempts_count_as_repeats_only_going_forward_in_time(gaps, re
         times.append(times[-1] + gap)
     events = [TxEvent(t, "2824", "", "SALE 12.50 EUR terminal 3") for t in times]
     assert repeated_attempts(events) == repeats
+
+
+def test_only_the_last_four_mib_of_a_log_are_read_and_the_line_cut_there_is_dropped(tmp_path):
+    from posdiag.probes.txlog import read_tail
+
+    log = tmp_path / "tx.log"
+    line = "2026-12-06 10:00:00 code=0 SALE 12.50 EUR\n"  # 42 bytes
+    with open(log, "w") as f:
+        f.write("2026-12-06 09:00:00 code=2824 the oldest line\n")
+        f.write(line * (4 * 1024 * 1024 // len(line) + 1))
+    lines = read_tail(str(log))
+    assert "2824" not in "".join(lines) and set(lines) == {line.rstrip("\n")}
+    assert len(lines) == 4 * 1024 * 1024 // len(line)  # whole lines of the last 4 MiB: the one cut at its start is not
