@@ -306,5 +306,5 @@ def test_only_the_last_four_mib_of_a_log_are_read_and_the_line_cut_there_is_drop
         f.write("2026-12-06 09:00:00 code=2824 the oldest line\n")
         f.write(line * (4 * 1024 * 1024 // len(line) + 1))
     lines = read_tail(str(log))
-    assert "2824" not in "".join(lines) and set(lines) == {line.rstrip("\n")}
+    assert [seen for seen in lines if seen != line.rstrip("\n")] == []  # (small values: a failure reads at once)
     assert len(lines) == 4 * 1024 * 1024 // len(line)  # whole lines of the last 4 MiB: the one cut at its start is not
