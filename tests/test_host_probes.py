@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from labs.commands import diagnose_in_namespace, diagnose_json
 from labs.helpers import codes_of as codes
-from labs.helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only, wait_for
+from labs.helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
 from posdiag.core import settings as cfg
 from posdiag.probes.base import Status
 from posdiag.probes.clock import ClockProbe
@@ -416,10 +416,10 @@ def test_a_pos_process_holding_over_half_the_ram_is_a_warning(config_file, tmp_p
 
     name = f"bigpos{os.getpid()}.py"
     script = tmp_path / name
-    script.write_text("import time\nballast = bytearray(30 * 1024 * 1024)\ntime.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, str(script)])
+    script.write_text("import time\nballast = b'x' * (30 * 1024 * 1024)\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
-        assert wait_for(lambda: psutil.Process(proc.pid).memory_info().rss > 30 * 2**20, 10)
+        assert proc.stdout.readline().strip() == "ready"  # its memory written: its size no longer grows
         rss_kb = psutil.Process(proc.pid).memory_info().rss // 1024
         text = re.sub(r"^MemTotal:.*$", f"MemTotal: {rss_kb * 100 // share:>14} kB", Path("/proc/meminfo").read_text(),
                       flags=re.M)
