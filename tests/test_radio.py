@@ -196,3 +196,25 @@ def test_older_drivers_give_the_level_as_an_unsigned_byte(tmp_path, level, dbm):
     path.write_text(WIRELESS_HEAD + f" wlan0: 0000   43.  {level}  -256        0      0      0     12      0        0\n")
     signal = _radio.proc_wireless("wlan0", str(path))
     assert signal is not None and signal.dbm == dbm and signal.percent == pytest.approx(61.4, abs=0.1)
+
+
+def test_the_radio_looked_at_is_the_one_the_route_to_the_payment_host_leaves_by(config_file, tmp_path):
+    """Wired by default, but the payment host's network (10.0.0.0/8) goes out over a cellular modem: that radio."""
+    root = radio_root(tmp_path / "root", "eth0", level_dbm=None, devtype="")
+    (root / "sys/class/net/eth0/wireless").rmdir()
+    with open(root / "proc/net/route", "a") as table:
+        table.write("wwan0\t0000000A\t00000000\t0001\t0\t0\t100\t000000FF\t0\t0\t0\n")  # 10.0.0.0/8 on-link
+    (root / "sys/class/net/wwan0").mkdir(parents=True)
+    (root / "sys/class/net/wwan0/uevent").write_text("DEVTYPE=wwan\nINTERFACE=wwan0\n")
+    config = config_file(payment_hosts=[{"name": "primary", "host": "10.1.2.3", "port": 443, "tls": False}],
+                         system={"host_root": str(root)})
+    code, report = diagnose_json(config, "--only", "network.radio")
+    assert probe_of(report, "network.radio")["metrics"]["interface"] == "wwan0"
+
+
+def test_without_a_route_to_the_payment_host_there_is_no_radio_to_look_at(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-60)
+    (root / "proc/net/route").write_text("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n")
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert codes_of(report, "network.radio") == ["radio.no_route"] and radio["summary"] == "no route to the payment host"
