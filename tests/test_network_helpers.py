@@ -499,3 +499,10 @@ def test_an_echo_request_carries_the_internet_checksum_of_itself(size):
 
     packet = _packet(0x1234, 7, size)
     assert _checksum(packet) == 0 and packet[:2] == b"\x08\x00" and len(packet) + 20 == size  # + its IPv4 header
+
+
+def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(config_file):
+    """Small echoes (64 bytes) answered, every Don't-Fragment echo from 576 bytes up lost: the black hole starts there."""
+    found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
+    hole = found["path.mtu_black_hole"]
+    assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole
