@@ -88,6 +88,16 @@ def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
 
 
 @pytest.mark.root
+def test_a_read_only_folder_is_said_with_the_mount_it_lies_on(tmpfs, config_file):
+    fs = tmpfs("4m")
+    (fs / "spool" / "pos").mkdir(parents=True)
+    remount_read_only(fs)
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs / "spool" / "pos")], "min_free_mb": 1})))).run()
+    [finding] = [f for f in result.findings if f.code == "disk.read_only"]
+    assert finding.data == {"path": str(fs / "spool" / "pos"), "mount": str(fs)}
+
+
+@pytest.mark.root
 def test_read_only_sandbox_of_a_writable_filesystem_is_not_a_failing_disk(tmpfs, tmp_path, config_file):
     """What systemd's ProtectSystem=strict does to /: a read-only view of a healthy filesystem."""
     fs = tmpfs("4m")
