@@ -143,15 +143,27 @@ def interface_state(name: str, sys_root: str = "/sys/class/net") -> InterfaceSta
     stats = psutil.net_if_stats().get(name)
     if stats is None:
         return InterfaceState(name, False, False, None, (), None)
+    up = _administratively_up(os.path.join(sys_root, name, "flags"), stats.isup)
     carrier: bool | None = None
     try:
         with open(os.path.join(sys_root, name, "carrier")) as fh:
             carrier = fh.read().strip() == "1"
     except OSError:  # reading carrier of a down interface fails with EINVAL
-        carrier = None if stats.isup else False
+        carrier = None if up else False
     addrs = tuple(a.address.split("%")[0] for a in psutil.net_if_addrs().get(name, [])
                   if a.family in (socket.AF_INET, socket.AF_INET6) and not _link_local(a.address))
-    return InterfaceState(name, True, stats.isup, carrier, addrs, stats.speed or None)
+    return InterfaceState(name, True, up, carrier, addrs, stats.speed or None)
+
+
+def _administratively_up(flags_path: str, isup: bool) -> bool:
+    """IFF_UP of the interface's flags: set up by its owner, carrier or not. psutil's ``isup`` on Linux is
+    IFF_RUNNING, which also wants a carrier: an unplugged cable would read as an interface set down.
+    ``isup`` is the answer only where sysfs has no flags."""
+    try:
+        with open(flags_path) as fh:
+            return bool(int(fh.read().strip(), 16) & 0x1)
+    except (OSError, ValueError):
+        return isup
 
 
 def _link_local(address: str) -> bool:

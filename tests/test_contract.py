@@ -110,3 +110,26 @@ def test_a_probe_left_unloaded_is_skipped_exactly_as_the_probe_itself_would_be(n
     assert chosen.name == name and own is not None, "the stand-in skipped a probe that would have run"
     stand_in = chosen(settings).not_applicable()
     assert (stand_in.status, stand_in.summary, stand_in.findings) == (own.status, own.summary, own.findings)
+
+
+def test_a_finding_its_probe_did_not_declare_or_declared_milder_is_recorded(tmp_path: Path, monkeypatch):
+    """What the suite's contract check rests on: a code the probe does not declare, or one it emits worse
+    than declared, is written to the contract log; a declared one (or milder), and the framework's own, are not."""
+    from posdiag.probes.base import CONTRACT_LOG_ENV, Observation, Probe, declare
+
+    class Talkative(Probe):
+        name = "test.talkative"
+        findings = declare(warn=("test.declared",))
+
+        def check(self, obs: Observation) -> None:
+            obs.info("test.declared", "milder than declared")
+            obs.warn("test.declared", "as declared")
+            obs.info("probe.skipped", "the framework's own")
+            obs.fail("test.declared", "worse than declared")
+            obs.info("test.undeclared", "not declared at all")
+
+    log = tmp_path / "contract.log"
+    monkeypatch.setenv(CONTRACT_LOG_ENV, str(log))  # this test's own log: the suite's stays clean
+    Talkative(Settings()).run()
+    assert log.read_text().splitlines() == ["test.talkative\ttest.declared\tfail\tdeclared warn",
+                                            "test.talkative\ttest.undeclared\tinfo\tdeclared nothing"]

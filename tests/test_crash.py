@@ -192,8 +192,10 @@ def stand_in_systemctl(folder: Path, *, says: str = "", stderr_lines: tuple[str,
     (5, 60, None, True),  # no sweep before the window: the last restart is within it, all five count
     (5, 20 * 60, None, False),  # running for 20 min: the restarts were before the 10-min window
     (5, 60, 4, False),  # a sweep 15 min ago counted 4: one restart since, below the limit
-    (5, 60, 1, True)],  # it counted 1: four since
-    ids=["restarted-just-now", "running-20-min", "one-since-the-last-sweep", "four-since-the-last-sweep"])
+    (5, 60, 1, True),  # it counted 1: four since
+    (5, 5 * 60, None, True)],  # the last restart 5 min ago: within the 10-min window
+    ids=["restarted-just-now", "running-20-min", "one-since-the-last-sweep", "four-since-the-last-sweep",
+         "restarted-5-min-ago"])
 def test_systemd_s_restarts_within_the_window_are_a_crash_loop(config_file, tmp_path, monkeypatch, restarts,
                                                                 started_s_ago, before, looping):
     started_us = int((time.monotonic() - started_s_ago) * 1e6)
@@ -421,3 +423,139 @@ def test_without_journalctl_the_previous_boot_s_kernel_messages_are_not_checked_
     finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown")
     assert finding["data"]["why"] == "no-journalctl" and "kernel messages" in finding["message"]
     assert "not checked" in finding["message"] and rc == 0
+
+
+def test_saved_crash_records_are_looked_for_one_folder_down_and_no_deeper(tmp_path):
+    """pstore's archive and kdump keep a folder per crash: a record there counts, one buried a level
+    further down (a technician's copy of old dumps) does not."""
+    crash = tmp_path / "var/crash"
+    (crash / "202612060101").mkdir(parents=True)
+    (crash / "202612060101/dmesg.202612060101").write_text("panic\n")
+    (crash / "old/202501010101").mkdir(parents=True)
+    (crash / "old/202501010101/dump.202501010101").write_text("panic\n")
+    (crash / "vmcore.flat").write_text("")
+    assert sorted(c.path for c in _lastboot.kdump_dumps(str(crash))) == [str(crash), str(crash / "202612060101")]
+    pstore = tmp_path / "pstore"
+    (pstore / "boot-1/deeper").mkdir(parents=True)
+    for path in ("dmesg-efi-1", "boot-1/dmesg-efi-2", "boot-1/deeper/dmesg-efi-3", "boot-1/notes.txt"):
+        (pstore / path).write_text("Oops#1 Part1\n")
+    assert sorted(c.path for c in _lastboot.pstore_records([str(pstore)])) == [str(pstore / "boot-1/dmesg-efi-2"),
+                                                                               str(pstore / "dmesg-efi-1")]
+
+
+def test_saved_crash_findings_name_the_newest_record_and_dump(config_file, tmp_path):
+    """Two pstore records and two kdump dumps an hour apart: each finding says when the last one was."""
+    from posdiag.core.timefmt import utc_iso
+
+    root = tmp_path / "root"
+    older, newer = time.time() - 7200, time.time() - 3600
+    pstore = root / "sys/fs/pstore"
+    pstore.mkdir(parents=True)
+    for name, at in (("dmesg-ramoops-0", older), ("dmesg-ramoops-1", newer)):
+        (pstore / name).write_text("Oops#1 Part1\n")
+        os.utime(pstore / name, (at, at))
+    for name, at in (("202612060101", older), ("202612060201", newer)):
+        (root / "var/crash" / name).mkdir(parents=True)
+        (root / "var/crash" / name / f"dmesg.{name}").write_text("panic\n")
+        os.utime(root / "var/crash" / name / f"dmesg.{name}", (at, at))
+    rc, report = diagnose_json(config_file(system={"host_root": str(root)}), "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert found["crash.pstore"]["message"].endswith(f"the last at {utc_iso(newer)}"), found["crash.pstore"]
+    assert found["crash.pstore"]["data"]["count"] == 2 and found["crash.kdump"]["data"]["count"] == 2
+    assert f"the last at {utc_iso(newer)} ({root / 'var/crash/202612060201'})" in found["crash.kdump"]["message"]
+
+
+@pytest.mark.parametrize(("age_h", "counted"), [(1.9, True), (2.1, False)], ids=["within-the-window", "older"])
+def test_a_kernel_oops_is_evidence_only_within_the_kernel_log_window(config_file, tmp_path, age_h, counted):
+    """A kernel log of one record (/dev/kmsg's format, its time on the monotonic clock), ``age_h`` old, against a
+    window of 2 h. The oops is long: the finding keeps its first 300 characters, the message its first 160."""
+    oops = OOPS[0] + " " + "x" * 400
+    log = tmp_path / "oops.kmsg"
+    log.write_text(f"2,1,{int((time.monotonic() - age_h * 3600) * 1e6)},-;{oops}\n")
+    rc, report = diagnose_json(config_file(system={"kernel_log": str(log), "kernel_log_window_h": 2}),
+                               "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert ("crash.kernel_oops" in found) is counted, found
+    assert probe_of(report, "system.crash")["metrics"]["kernel_oopses"] == int(counted)
+    if counted:
+        assert found["crash.kernel_oops"]["data"] == {"count": 1, "first": oops[:300], "window_h": 2}
+        assert found["crash.kernel_oops"]["message"] == f"the kernel failed 1 time in the last 2 h: {oops[:160]}"
+        assert rc == 2 and top_cause(report) == "system.crashed"
+
+
+@pytest.mark.parametrize(("apart_s", "restarted"), [(0.01, False), (0.05, True)], ids=["rounding", "a-restart"])
+def test_two_start_times_are_one_process_only_within_rounding(apart_s, restarted):
+    """Start times are kept to the hundredth: 10 ms apart is the same process seen twice, 50 ms a restart."""
+    now = time.time()
+    assert _restarts.restarts_seen([now - 100, now - 100 + apart_s], since=now - 600) == \
+        ([now - 100 + apart_s] if restarted else [])
+
+
+def test_a_restart_at_the_start_of_the_window_counts():
+    now = time.time()
+    assert _restarts.restarts_seen([now - 700, now - 600], since=now - 600) == [now - 600]
+
+
+@pytest.mark.parametrize(("restarts", "looping"), [(3, True), (2, False)], ids=["3-of-3", "2-of-3"])
+def test_the_pos_restarting_as_often_as_the_limit_is_a_crash_loop(config_file, tmp_path, restarts, looping):
+    """Start times seen by earlier sweeps within the 10-minute window; the default limit is 3 restarts."""
+    now = time.time()
+    stored(tmp_path, [past_report(now - 500 + i * 100, {"system": {"pos_start_time_s": now - 505 + i * 100}})
+                      for i in range(restarts + 1)])
+    rc, report = diagnose_json(config_file(terminal={"pos_process": f"posgone{os.getpid()}"}), "--only", "system.crash")
+    found = {f["code"]: f for f in probe_of(report, "system.crash")["findings"]}
+    assert probe_of(report, "system.crash")["metrics"]["pos_restarts_seen"] == restarts
+    if looping:
+        assert found["crash.pos_restarting"]["data"]["restarts"] == 3 and "crash.pos_restarts" not in found
+        assert "(limit 3)" in found["crash.pos_restarting"]["message"]
+    else:
+        assert "crash.pos_restarting" not in found and found["crash.pos_restarts"]["severity"] == "info"
+        assert found["crash.pos_restarts"]["message"].endswith("restarted 2 times in 10 min")
+
+
+def test_a_journal_without_the_previous_boot_is_said_in_journalctl_s_own_last_words(config_file, tmp_path, monkeypatch):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "journalctl").write_text("#!/bin/sh\necho 'Hint: a first line' >&2\n"
+                                       "echo 'Data from the specified boot (-1) is not available: No such boot ID' >&2\n"
+                                       "exit 1\n")
+    (folder / "journalctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    config = config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))})
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    unknown = [f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown"]
+    assert unknown and unknown[0]["data"] == {"why": "no-previous-boot", "detail": "Data from the specified boot (-1) is "
+                                                                                  "not available: No such boot ID"}
+    assert unknown[0]["message"].endswith("No such boot ID") and rc == 0
+
+
+def test_a_dozen_saved_crash_records_are_counted_and_ten_named(config_file, tmp_path):
+    pstore = tmp_path / "root/sys/fs/pstore"
+    pstore.mkdir(parents=True)
+    for n in range(12):
+        (pstore / f"dmesg-efi-{n:02}").write_text("Oops#1 Part1\n")
+    rc, report = diagnose_json(config_file(system={"host_root": str(tmp_path / "root")}), "--only", "system.crash")
+    found = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.pstore")
+    assert found["data"]["count"] == 12 and found["data"]["paths"] == [str(pstore / f"dmesg-efi-{n:02}") for n in range(10)]
+
+
+def test_an_unreadable_kernel_log_is_said_in_the_system_s_words(config_file, tmp_path):
+    config = config_file(system={"kernel_log": str(tmp_path / "no-kmsg")})
+    rc, report = diagnose_json(config, "--only", "system.crash,disk.health")
+    said = [f["message"] for name in ("system.crash", "disk.health") for f in probe_of(report, name)["findings"]
+            if f["code"].endswith("kernel_log_unreadable")]
+    assert said and all(f"the kernel log {tmp_path / 'no-kmsg'} cannot be read (No such file or directory)" in m
+                        for m in said), said
+
+
+@pytest.mark.parametrize(("line", "kind"), [
+    ("Out of memory: Killed process 812 (posterminal-mai) total-vm:812345kB, anon-rss:512000kB", "oom"),
+    ("posterminal-mai[813]: segfault at 0 ip 000055d0c2a1b2c3 sp 00007ffd5a3c8e40 error 4 in posterminal-main", "segfault")],
+    ids=["oom-killed", "segfault"])
+def test_a_pos_with_a_name_longer_than_the_kernel_keeps_is_known_by_its_first_fifteen_characters(line, kind):
+    """The kernel names a process by at most 15 characters: "posterminal-main" is "posterminal-mai" in its log."""
+    from posdiag.probes import _crashlog
+
+    found = _crashlog.read([line], "posterminal-main")
+    assert found.pos_deaths[kind] == [812 if kind == "oom" else 813]
+    assert not found.programs and not found.oopses

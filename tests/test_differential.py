@@ -200,6 +200,19 @@ def test_mtu_black_hole_without_icmp_is_told_by_handshake_bytes(lab, acquirer, c
     assert "not the payment service" in evidence(report)
 
 
+def test_mtu_black_hole_before_a_host_slow_to_answer_is_still_told_by_the_small_exchange(lab, certs, config):
+    """The host reacts to each connection only after 0.3 s: the small exchange, started once the handshake
+    has heard nothing for a quarter of a second, waits for its answer until the handshake's own deadline."""
+    lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}")
+    lab.peer(lab.host, "tls", "--bind", HOST_ADDR, "--port", "443", "--cert", certs["valid"][0], "--key",
+             certs["valid"][1], "--delay", "0.3")
+    lab.mtu_black_hole(700)
+    rc, report, _ = diagnose(lab, config(network={"timeout_s": 1.5}))
+    tls = next(f for f in probe(report, "network.tls")["findings"] if f["code"] == "tls.large_replies_lost")
+    assert tls["data"]["bytes_received"] == 0 and tls["data"]["small_exchange"] == "answered"
+    assert top(report) == "network.degraded", report["diagnosis"]
+
+
 def test_stalled_service_is_not_taken_for_an_mtu_black_hole(lab, certs, config):
     lab.peer(lab.host, "dns", "--bind", DNS_ADDR, "--zone", f"{NAME}={HOST_ADDR}")
     lab.peer(lab.host, "tls", "--bind", HOST_ADDR, "--port", "443", "--cert", certs["valid"][0], "--key",

@@ -130,3 +130,84 @@ def test_without_smartctl_the_probe_says_the_health_was_not_read(config_file, mo
         pytest.skip("/ is on no block device here (a container)")
     finding = next(f for f in disk_health["findings"] if f["code"] == "disk.smart_unavailable")
     assert "smartctl is not installed" in finding["message"]
+
+
+@pytest.mark.parametrize(("exit_status", "passed"), [(8, False), (8 | 64, False), (64, None), (0, None)],
+                         ids=["disk-failing-bit", "failing-and-error-log", "error-log-only", "nothing"])
+def test_smartctl_s_disk_failing_exit_bit_is_a_verdict_when_the_json_gives_none(exit_status, passed):
+    """No smart_status in the output (an older or partial report): bit 3 of smartctl's exit status alone
+    says "DISK FAILING"; its other bits (64: errors in the device's log) are no verdict."""
+    health = _smart.parse("/dev/sda", json.dumps({"smartctl": {"exit_status": exit_status}, "model_name": "X"}))
+    assert health.passed is passed
+
+
+def test_every_damaged_sector_counter_of_an_ata_drive_is_read_and_a_zero_is_none():
+    table = [{"id": 5, "raw": {"value": 3}}, {"id": 197, "raw": {"value": 0}}, {"id": 198, "raw": {"value": 2}},
+             {"id": 9, "raw": {"value": 12000}}]
+    doc = {"smart_status": {"passed": True}, "ata_smart_attributes": {"table": table}}
+    assert _smart.parse("/dev/sda", json.dumps(doc)).sectors == {"reallocated": 3, "uncorrectable": 2}
+
+
+@pytest.mark.parametrize(("log", "code", "severity"), [({"critical_warning": 4, "media_errors": 0}, "disk.smart_failing", "fail"),
+                                                       ({"critical_warning": 0, "media_errors": 3}, "disk.smart_sectors", "warn"),
+                                                       ({"critical_warning": 0, "media_errors": 0}, None, None)],
+                         ids=["critical-warning", "media-errors", "clean"])
+def test_an_nvme_drive_s_own_health_log_is_judged(log, code, severity):
+    """NVMe: a critical warning bit (here: reliability degraded) is a failing drive though it passes overall;
+    media errors alone are damage to watch."""
+    doc = {"smart_status": {"passed": True}, "model_name": "NVMe X", "nvme_smart_health_information_log": log}
+    probe, obs = DiskHealthProbe(Settings()), Observation()
+    probe.judge(obs, _smart.parse("/dev/nvme0n1", json.dumps(doc)), {"/": Holder(("nvme0n1p1", "nvme0n1"), ("nvme0n1",))})
+    assert [(f.code, f.severity.value) for f in obs.findings] == ([(code, severity)] if code else []), obs.findings
+    if code == "disk.smart_sectors":
+        assert obs.findings[0].data["media_errors"] == 3 and "3 media errors" in obs.findings[0].message
+
+
+@pytest.mark.parametrize(("line", "device"), [
+    ("blk_update_request: I/O error, dev sda, sector 2048 op 0x1:(WRITE) flags 0x800 phys_seg 1 prio class 0", "sda"),
+    ("critical medium error, dev sda, sector 81920 op 0x0:(READ) flags 0x80700 phys_seg 1 prio class 0", "sda"),
+    ("Buffer I/O error on device sda1, logical block 12", "sda1"),
+    ("EXT4-fs error (device sda1): ext4_lookup:1855: inode #2: comm posapp: deleted inode referenced: 41", "sda1"),
+    ("F2FS-fs error (device mmcblk0p2): f2fs_check_nid_range: out-of-range nid=1", "mmcblk0p2"),
+    ("BTRFS error (device dm-0): bdev /dev/mapper/root errs: wr 1, rd 0, flush 0, corrupt 0, gen 0", "dm-0"),
+    ("XFS (sdb1): Metadata corruption detected at xfs_da3_node_read_verify+0x7c/0x120", "sdb1"),
+    ("ata1.00: failed command: READ FPDMA QUEUED", "ata1"),
+    ("ata2: exception Emask 0x10 SAct 0x0 SErr 0x4050002 action 0xe frozen", "ata2"),
+    ("sd 0:0:0:0: [sda] tag#7 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_OK cmd_age=3s", "sda"),
+    ("mmcblk0: error -110 sending status command, retrying", "mmcblk0")],
+    ids=["io-error", "medium-error", "buffer-io", "ext4", "f2fs", "btrfs", "xfs", "ata-failed-command", "ata-exception",
+         "scsi-failed-result", "mmc"])
+def test_each_kernel_error_form_names_the_device_it_was_on(line, device):
+    from posdiag.probes.disk_health import device_in
+
+    assert device_in(line, {device}) == device
+    assert device_in(line, {"sdz"}) is None  # the same error on a disk that holds no configured path
+
+
+def fake_sysfs(root: Path) -> Path:
+    """sysfs of a till: sda on ATA port 1 with partition sda2, and dm-0 (an encrypted root) built on sda2."""
+    disk = root / "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda"
+    (disk / "device").mkdir(parents=True)
+    (disk / "sda2").mkdir()
+    (disk / "sda2/partition").write_text("2\n")
+    dm = root / "devices/virtual/block/dm-0"
+    (dm / "slaves").mkdir(parents=True)
+    (dm / "slaves/sda2").symlink_to(disk / "sda2")
+    for folder, name, target in (("dev/block", "254:0", dm), ("dev/block", "8:2", disk / "sda2"),
+                                 ("class/block", "sda2", disk / "sda2")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / name).symlink_to(target)
+    return root
+
+
+@pytest.mark.parametrize(("mount", "names"), [
+    ("20 1 254:0 / / rw - ext4 /dev/mapper/root rw", ("dm-0", "sda2", "sda", "ata1")),
+    ("20 1 8:2 / / rw - ext4 /dev/sda2 rw", ("sda2", "sda", "ata1")),
+    ("20 1 0:31 / / rw - btrfs /dev/sda2 rw", ("sda2", "sda", "ata1")),
+    ("20 1 0:25 / / rw - overlay overlay rw", ())],
+    ids=["dm-on-a-partition", "partition", "btrfs-by-its-source", "overlay"])
+def test_a_path_is_held_by_its_device_what_that_is_built_on_its_disk_and_its_port(tmp_path, mount, names):
+    """The kernel's names for what holds /: the log may name any of them; only the real disk is asked for SMART."""
+    (tmp_path / "mountinfo").write_text(mount + "\n")
+    held = holder_of("/", str(tmp_path / "mountinfo"), str(fake_sysfs(tmp_path / "sys")))
+    assert held == Holder(names, ("sda",) if names else ())

@@ -55,3 +55,44 @@ def test_a_cool_thermal_zone_is_no_finding(config_file, tmp_path):
     root = sys_root(tmp_path / "root", 48.0, 0)
     rc, report = diagnose_json(config_file(system={"host_root": str(root), "max_load_per_cpu": 1000}), "--only", "system")
     assert "system.overheating" not in findings(report) and "system.throttled" not in findings(report)
+
+
+@pytest.mark.parametrize(("celsius", "hot"), [(85.0, True), (84.999, False)], ids=["at-the-limit", "a-millidegree-under"])
+def test_a_thermal_zone_is_overheating_from_its_limit_on(config_file, tmp_path, celsius, hot):
+    """The default limit of 85 °C: reaching it is overheating, a thousandth of a degree under it is not."""
+    root = sys_root(tmp_path / "root", celsius, 0)
+    rc, report = diagnose_json(config_file(system={"host_root": str(root)}), "--only", "system")
+    assert ("system.overheating" in findings(report)) is hot, findings(report)
+    assert probe_of(report, "system")["metrics"]["max_temp_c"] >= celsius
+
+
+def kernel_log_of(path: Path, age_s: float, message: str) -> Path:
+    """A kernel log holding one record, ``age_s`` old, in /dev/kmsg's format (its time is the monotonic clock's)."""
+    import time
+
+    path.write_text(f"4,1,{int((time.monotonic() - age_s) * 1e6)},-;{message}\n")
+    return path
+
+
+@pytest.mark.parametrize(("age_h", "counted"), [(0.9, True), (1.1, False)], ids=["within-the-hour", "older"])
+def test_the_kernel_s_overheating_records_count_only_within_the_window(config_file, tmp_path, age_h, counted):
+    log = kernel_log_of(tmp_path / "kmsg", age_h * 3600, "CPU0: Core temperature above threshold, cpu clock throttled "
+                                                         "(total events = 7)" + " and more" * 40)
+    rc, report = diagnose_json(config_file(system={"kernel_log": str(log), "kernel_log_window_h": 1}), "--only", "system")
+    found = findings(report).get("system.thermal_events")
+    assert (found is not None) is counted, findings(report)
+    if counted:
+        assert found["data"]["count"] == 1 and len(found["data"]["last"]) == 300
+        assert found["message"].endswith("in the last 1 h: " + found["data"]["last"][:160])
+
+
+def test_two_thermal_zones_of_one_type_are_told_apart_by_their_folder(tmp_path):
+    """Two ACPI zones (a common pair): the second, hotter, is named by its folder, not lost under the first's name."""
+    from posdiag.probes.system import thermal_zones
+
+    for n, celsius in ((0, 41.0), (1, 88.5)):
+        zone = tmp_path / f"thermal_zone{n}"
+        zone.mkdir()
+        (zone / "type").write_text("acpitz\n")
+        (zone / "temp").write_text(f"{int(celsius * 1000)}\n")
+    assert thermal_zones(str(tmp_path)) == {"acpitz": 41.0, "thermal_zone1": 88.5}

@@ -88,6 +88,16 @@ def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
 
 
 @pytest.mark.root
+def test_a_read_only_folder_is_said_with_the_mount_it_lies_on(tmpfs, config_file):
+    fs = tmpfs("4m")
+    (fs / "spool" / "pos").mkdir(parents=True)
+    remount_read_only(fs)
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs / "spool" / "pos")], "min_free_mb": 1})))).run()
+    [finding] = [f for f in result.findings if f.code == "disk.read_only"]
+    assert finding.data == {"path": str(fs / "spool" / "pos"), "mount": str(fs)}
+
+
+@pytest.mark.root
 def test_read_only_sandbox_of_a_writable_filesystem_is_not_a_failing_disk(tmpfs, tmp_path, config_file):
     """What systemd's ProtectSystem=strict does to /: a read-only view of a healthy filesystem."""
     fs = tmpfs("4m")
@@ -126,7 +136,8 @@ def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
     result = DiskProbe(settings).run()
     assert result.status is Status.OK, result
     assert set(tmp_path.iterdir()) == before
-    assert result.metrics[f"write_fsync_ms[{tmp_path}]"] >= 0
+    took = result.metrics[f"write_fsync_ms[{tmp_path}]"]
+    assert took >= 0 and took == round(took, 2)  # ms, to two decimals
 
 
 def test_missing_disk_path_is_reported_not_fatal(tmp_path, config_file):
@@ -189,7 +200,7 @@ def test_a_clock_that_reads_before_the_build_date_is_implausible(config_file, bu
     assert ("clock.implausible" in found(result)) is implausible, result
 
 
-@pytest.mark.parametrize(("spoil", "words"), [("", None), ("short", "short reply (47 bytes)"),
+@pytest.mark.parametrize(("spoil", "words"), [("", None), ("broadcast", None), ("short", "short reply (47 bytes)"),
                                              ("client", "not an NTP server reply (mode 3)"),
                                              ("kiss", "kiss-of-death (RATE)"), ("origin", "origin mismatch")])
 def test_an_ntp_reply_that_does_not_answer_the_request_is_not_used(ntp_server, config_file, spoil, words):
@@ -202,6 +213,27 @@ def test_an_ntp_reply_that_does_not_answer_the_request_is_not_used(ntp_server, c
     else:
         assert [f.code for f in judged] == ["clock.ntp_unreachable"] and words in judged[0].message, result
         assert "offset_s" not in result.metrics
+
+
+@pytest.mark.parametrize(("spec", "host", "port"), [("ntp.store.test", "ntp.store.test", 123),
+                                                   ("ntp.store.test:1123", "ntp.store.test", 1123),
+                                                   ("[fd00::123]:1123", "fd00::123", 1123), ("[fd00::123]", "fd00::123", 123),
+                                                   ("fd00::123", "fd00::123", 123)])
+def test_an_ntp_server_is_named_with_or_without_its_port(spec, host, port):
+    from posdiag.probes.clock import split_server
+
+    assert split_server(spec) == (host, port)
+
+
+def test_the_kernel_s_own_sync_state_is_said_as_it_is(config_file):
+    """This machine's real clock discipline: "not synchronized" is said exactly when adjtimex says so."""
+    from posdiag.probes.clock import kernel_synchronized
+
+    result = ClockProbe(cfg.load(str(config_file()))).run()
+    synced = kernel_synchronized()
+    assert synced is not None and result.metrics["kernel_synchronized"] == int(synced)
+    assert ("clock.unsynchronized" in found(result)) is (not synced), result
+    assert "clock.no_reference" in found(result) and result.status is Status.OK
 
 
 def test_clock_an_hour_behind_reads_in_chinese(ntp_server, config_file, speak_chinese):
@@ -218,6 +250,18 @@ def test_clock_in_sync_with_local_ntp_is_healthy(ntp_server, config_file):
     assert result.status is Status.OK
     assert abs(result.metrics["offset_s"]) < 0.5
     assert result.metrics["ntp_stratum"] == 2
+
+
+def test_the_ntp_round_trip_is_measured_in_ms_and_left_out_of_the_offset(ntp_server, config_file):
+    """A server 0.4 s of round trip away, busy for 0.3 s with each request, whose clock is 20 s ahead: the
+    delay is the round trip without the server's own time, the offset the clocks' difference alone (the
+    round trip is symmetric)."""
+    srv = ntp_server(offset_s=20, delay_s=0.4, hold_s=0.3)
+    result = ClockProbe(cfg.load(str(config_file(clock={"ntp_server": srv.address, "max_offset_s": 100},
+                                                 network={"timeout_s": 1.5})))).run()
+    assert 400 <= result.metrics["ntp_delay_ms"] < 700 and result.metrics["ntp_delay_ms"] == \
+        round(result.metrics["ntp_delay_ms"], 2), result
+    assert result.metrics["offset_s"] == pytest.approx(20, abs=0.05), result
 
 
 def test_silent_ntp_server_is_a_warning_within_the_timeout(ntp_server, config_file):
@@ -305,6 +349,45 @@ def test_swap_in_use_is_a_warning_only_over_its_limit(config_file, tmp_path, tot
         assert finding["severity"] == "warn" and finding["data"]["max_swap_percent"] == limit
 
 
+@pytest.mark.root
+@pytest.mark.parametrize(("some", "full", "code", "severity"), [
+    (19.99, 9.99, None, None),  # just under both: no pressure
+    (20.00, 0.00, "memory.pressure_high", "warn"),  # some task waited a fifth of the time
+    (20.00, 10.00, "memory.pressure_high", "fail")],  # every task waited a tenth of the time
+    ids=["under-both", "some-at-20", "full-at-10"])
+def test_memory_pressure_is_a_warning_from_a_fifth_and_a_fault_from_a_tenth_all_stalled(config_file, tmp_path, some,
+                                                                                        full, code, severity):
+    """The kernel's memory pressure file, with averages of the test's own, bound over /proc/pressure/memory in a
+    mount namespace that only this diagnosis sees."""
+    fake = tmp_path / "memory"
+    fake.write_text(f"some avg10={some:.2f} avg60=1.00 avg300=0.50 total=123456\n"
+                    f"full avg10={full:.2f} avg60=0.50 avg300=0.10 total=65432\n")
+    config = config_file(memory={"min_available_mb": 1})
+    report = diagnose_in_namespace('mount --bind "$1" /proc/pressure/memory', str(fake), config=config, only="memory")
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["psi_some_avg10"] == some and memory["metrics"]["psi_full_avg10"] == full
+    found_now = [f for f in memory["findings"] if f["code"] == "memory.pressure_high"]
+    assert [(f["code"], f["severity"]) for f in found_now] == ([(code, severity)] if code else []), memory
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kills", [0, 1, 2])
+def test_the_kernel_s_oom_kills_since_boot_are_stated(config_file, tmp_path, kills):
+    """This machine's /proc/vmstat with an ``oom_kill`` count of the test's own, bound over the real one in a
+    mount namespace that only this diagnosis sees: a count above none is said (one and several)."""
+    text = re.sub(r"^oom_kill .*$", f"oom_kill {kills}", Path("/proc/vmstat").read_text(), flags=re.M)
+    (tmp_path / "vmstat").write_text(text)
+    report = diagnose_in_namespace('mount --bind "$1" /proc/vmstat', str(tmp_path / "vmstat"),
+                                   config=config_file(memory={"min_available_mb": 1}), only="memory")
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["oom_kills_since_boot"] == kills
+    said = [f for f in memory["findings"] if f["code"] == "memory.oom_kills"]
+    assert [(f["severity"], f["data"]["oom_kills"]) for f in said] == ([("info", kills)] if kills else []), memory
+    if kills:
+        assert said[0]["message"] == f"the kernel killed {kills} {'process' if kills == 1 else 'processes'} for lack of " \
+                                     "memory since boot"
+
+
 def test_missing_pos_process_blames_system_overload(config_file):
     rc, report = diagnose_json(config_file(terminal={"pos_process": "no-such-pos-app-xyz"}))
     assert report["diagnosis"]["causes"][0]["id"] == "system.overload"
@@ -332,6 +415,34 @@ def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("share", "large"), [(55, True), (45, False)], ids=["55-percent", "45-percent"])
+def test_a_pos_process_holding_over_half_the_ram_is_a_warning(config_file, tmp_path, share, large):
+    """A real POS process of ~30 MB, and a /proc/meminfo (bound over the real one in a mount namespace only
+    this diagnosis sees) whose RAM makes that ``share`` % of it."""
+    import psutil
+
+    name = f"bigpos{os.getpid()}.py"
+    script = tmp_path / name
+    script.write_text("import time\nballast = b'x' * (30 * 1024 * 1024)\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"  # its memory written: its size no longer grows
+        rss_kb = psutil.Process(proc.pid).memory_info().rss // 1024
+        text = re.sub(r"^MemTotal:.*$", f"MemTotal: {rss_kb * 100 // share:>14} kB", Path("/proc/meminfo").read_text(),
+                      flags=re.M)
+        (tmp_path / "meminfo").write_text(text)
+        config = config_file(terminal={"pos_process": name}, memory={"min_available_mb": 1})
+        report = diagnose_in_namespace('mount --bind "$1" /proc/meminfo', str(tmp_path / "meminfo"), config=config,
+                                       only="memory")
+    finally:
+        proc.kill()
+        proc.wait()
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["pos_rss_percent"] == pytest.approx(share, abs=2), memory
+    assert ("memory.pos_process_large" in codes(report, "memory")) is large, memory
 
 
 def test_one_restarted_process_of_the_pos_application_is_a_restart(config_file, tmp_path):

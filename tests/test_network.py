@@ -12,7 +12,7 @@ import pytest
 from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
-from labs.helpers import unwrapped
+from labs.helpers import unwrapped, wait_for
 from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR
 
 pytestmark = pytest.mark.root
@@ -68,6 +68,35 @@ def test_interface_down_blames_link_and_skips_the_layers_above(lab, payment, net
     for layer in ("network.gateway", "network.dns", "network.tcp", "network.tls", "network.path"):
         assert probe(report, layer)["status"] == "skipped", layer
         assert "network.link" in probe(report, layer)["summary"]
+
+
+def test_a_line_dead_at_the_far_end_is_no_carrier(lab, payment, net_config):
+    """The router's end of the cable goes down: the terminal's interface is still up, without a carrier."""
+    payment()
+    lab.ip(lab.router, "link", "set", "r0", "down")
+    assert wait_for(lambda: lab.exec(lab.term, "cat", "/sys/class/net/t0/operstate").stdout.strip() != "up",
+                    10)  # the kernel has taken note (it does so within a second): as a cable unplugged a while ago
+    rc, report, _ = lab.diagnose(net_config())
+    assert codes(report, "network.link") == ["link.no_carrier"], probe(report, "network.link")
+    assert rc == 2 and top(report) == "network.link_down"
+
+
+def test_an_interface_up_without_an_address_of_its_own_is_said_so(lab, payment, net_config):
+    """Its IPv4 address gone (a DHCP lease lost): the link-local IPv6 address the kernel keeps is no address to
+    reach a payment host from."""
+    payment()
+    lab.ip(lab.term, "addr", "flush", "dev", "t0", "scope", "global")
+    rc, report, _ = lab.diagnose(net_config(interface="t0"))
+    found = codes(report, "network.link")
+    assert "link.no_address" in found and "link.no_carrier" not in found and "link.down" not in found, found
+    assert rc == 2 and top(report) == "network.link_down"
+
+
+def test_a_configured_interface_that_does_not_exist_is_said_so(lab, payment, net_config):
+    payment()
+    rc, report, _ = lab.diagnose(net_config(interface="nosuch0"))
+    assert codes(report, "network.link") == ["link.interface_missing"], probe(report, "network.link")
+    assert probe(report, "network.link")["findings"][0]["data"]["interface"] == "nosuch0" and rc == 2
 
 
 def test_missing_default_route_blames_link(lab, payment, net_config):

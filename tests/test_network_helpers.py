@@ -404,3 +404,105 @@ def test_silence_is_a_drop_inside_but_an_answer_from_elsewhere_proves_nothing():
     assert _one_hop(_sent(), _sent()).sign == "dropped"
     assert _one_hop(_sent(errno.EHOSTUNREACH, 3, "192.0.2.1"), _sent()) is None  # not this terminal's address
     assert _one_hop(_sent(errno.ENETUNREACH), _sent()) is None  # no route: not a packet filter
+
+
+def judged_sizes(config_file, lost: int, sizes: dict[int, list]) -> dict[str, dict]:
+    """The path probe's findings (code → data) for 24 small echoes, ``lost`` of them lost, and these DF echoes."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "192.0.2.7", "port": 443}],
+                                        network={"max_loss_percent": 25})))
+    obs = Observation()
+    PathProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7",
+                              Samples("icmp", [None] * lost + [10.0] * (24 - lost), sizes=sizes))
+    return {f.code: {**f.data, "message": f.message} for f in obs.findings}
+
+
+@pytest.mark.parametrize(("lost", "black_hole"), [(5, True), (6, False)], ids=["21-percent-lost", "25-percent-lost"])
+def test_large_echoes_vanishing_are_a_black_hole_only_on_a_path_that_is_not_lossy(config_file, lost, black_hole):
+    """Echoes of 576 and 1000 bytes come back, 1280 bytes and more vanish: on a path losing less than its
+    limit that is an MTU black hole; at the limit, the loss explains the vanished echoes as well."""
+    sizes = {576: [11.0] * 3, 1000: [12.0, None, 12.5], 1280: [None] * 3, 1400: [None] * 3, 1500: [None] * 3}
+    found = judged_sizes(config_file, lost, sizes)
+    assert ("path.mtu_black_hole" in found) is black_hole, found
+    if black_hole:
+        hole = found["path.mtu_black_hole"]
+        assert (hole["largest_ok"], hole["smallest_lost"]) == (1000, 1280)
+        assert "echoes up to 1000 bytes come back, 1280 bytes and more (Don't Fragment) vanish" in hole["message"]
+
+
+def test_large_echoes_the_kernel_refuses_are_a_signalled_mtu_not_a_black_hole(config_file):
+    from posdiag.probes.network._icmp import TOO_BIG
+
+    sizes = {576: [11.0] * 3, 1000: [12.0] * 3, 1280: [TOO_BIG] * 3, 1400: [None, TOO_BIG, None], 1500: [None] * 3}
+    found = judged_sizes(config_file, 0, sizes)
+    signalled = found["path.mtu_signalled"]
+    assert "path.mtu_black_hole" not in found and signalled["refused_from"] == 1280, found
+    assert "is below 1280 bytes and signalled" in signalled["message"]
+
+
+@pytest.mark.parametrize("order", ["wifi-first", "wired-first"])
+def test_of_two_default_routes_the_one_of_lowest_metric_is_taken_and_a_route_that_is_down_never(tmp_path, order):
+    """Wired (metric 100) and Wi-Fi (metric 600) both up, as NetworkManager leaves a till: the wired one
+    carries the traffic, whichever the table lists first; a route without RTF_UP (metric 50) carries none."""
+    from posdiag.probes._netinfo import Route, default_route
+
+    wired = "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"  # via 192.168.1.1
+    wifi = "wlan0\t00000000\t01AAA8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"  # via 192.168.170.1
+    down = "usb0\t00000000\t0101000A\t0002\t0\t0\t50\t00000000\t0\t0\t0\n"  # via 10.0.1.1, not up
+    table = ROUTE_HEADER + down + (wifi + wired if order == "wifi-first" else wired + wifi)
+    assert default_route(proc_with(tmp_path, route=table)) == Route("eth0", "192.168.1.1")
+
+
+def test_what_is_tried_beyond_the_gateway_comes_most_telling_first_once_each_and_never_the_gateway(config_file):
+    """The payment hosts' own addresses (resolved, then fallback, host after host), then the resolvers over TCP
+    on their own port; loopback, the gateway and repeats left out; at most eight."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import candidates
+
+    settings = cfg.load(str(config_file(payment_hosts=[
+        {"name": "primary", "host": "pay.test", "port": 443, "fallback_addresses": ["203.0.113.9", "203.0.113.5"]},
+        {"name": "backup", "host": "198.51.100.7", "port": 8443}])))
+    context = ProbeContext(resolved={"pay.test": ("203.0.113.5", "127.0.0.1")})
+    tried = candidates(settings, context, ["198.51.100.53", "192.0.2.53#5353", "192.0.2.1"], gateway="192.0.2.1")
+    assert [(b.address, b.port, b.kind) for b in tried] == [
+        ("203.0.113.5", 443, "host"), ("203.0.113.9", 443, "host"), ("198.51.100.7", 8443, "host"),
+        ("198.51.100.53", 53, "resolver"), ("192.0.2.53", 5353, "resolver")]
+    many = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "pay.test", "port": 443,
+                                                    "fallback_addresses": [f"203.0.113.{n}" for n in range(1, 11)]}])))
+    assert [b.address for b in candidates(many, ProbeContext(), [])] == [f"203.0.113.{n}" for n in range(1, 9)]
+
+
+def test_the_most_telling_silence_is_a_payment_host_s_own_before_the_next_hop():
+    from posdiag.probes.network._beyond import Beyond, Tried, most_telling_silence
+    from posdiag.probes.network._common import Connect
+
+    hop = Tried(Beyond("203.0.113.5", 0, "hop 2", "hop"), Connect("timeout", 500.0))
+    host = Tried(Beyond("203.0.113.5", 443, "primary", "host"), Connect("timeout", 500.0))
+    resolver = Tried(Beyond("198.51.100.53", 53, "resolver", "resolver"), Connect("timeout", 500.0))
+    answering = Tried(Beyond("203.0.113.9", 443, "fallback", "host"), Connect("refused", 3.0))
+    assert most_telling_silence([answering, resolver, hop, host]) is host
+    assert most_telling_silence([answering, resolver, hop]) is hop
+    assert most_telling_silence([answering, resolver]) is None
+
+
+@pytest.mark.parametrize("size", [64, 65, 576, 1500])
+def test_an_echo_request_carries_the_internet_checksum_of_itself(size):
+    """RFC 1071: summed with its own checksum in place, a packet sums to zero (what a raw socket's peer checks),
+    whatever its size, odd ones included; it is an echo request (type 8, code 0) of the size asked for, less the
+    IP and ICMP headers."""
+    from posdiag.probes.network._icmp import _checksum, _packet
+
+    packet = _packet(0x1234, 7, size)
+    assert _checksum(packet) == 0 and packet[:2] == b"\x08\x00" and len(packet) + 20 == size  # + its IPv4 header
+
+
+def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(config_file):
+    """Small echoes (64 bytes) answered, every Don't-Fragment echo from 576 bytes up lost: the black hole starts there."""
+    found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
+    hole = found["path.mtu_black_hole"]
+    assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole

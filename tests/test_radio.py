@@ -125,6 +125,44 @@ def test_of_several_modems_the_one_on_the_interface_is_asked_for_its_signal(tmp_
     assert _radio.modem_signal("wwan7", 2.0) is None  # no modem has that port
 
 
+def radio_verdict(report: dict) -> tuple[str, str]:
+    [finding] = probe_of(report, "network.radio")["findings"]
+    return finding["code"], finding["severity"]
+
+
+@pytest.mark.parametrize(("level", "verdict"), [(-74, ("radio.signal", "info")), (-75, ("radio.weak_signal", "warn")),
+                                                (-84, ("radio.weak_signal", "warn")), (-85, ("radio.weak_signal", "fail"))])
+def test_a_wifi_signal_is_weak_from_its_limit_and_too_weak_from_ten_db_below_it(config_file, tmp_path, level, verdict):
+    """The default limit of -75 dBm: at it the signal is weak, 10 dB below it too weak to work."""
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=level)
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    assert radio_verdict(report) == verdict
+    assert probe_of(report, "network.radio")["metrics"]["signal_dbm"] == level
+
+
+@pytest.mark.parametrize(("percent", "verdict"), [(30, ("radio.signal", "info")), (29, ("radio.weak_signal", "warn")),
+                                                  (15, ("radio.weak_signal", "warn")), (14, ("radio.weak_signal", "fail"))])
+def test_a_cellular_signal_is_weak_under_its_limit_and_too_weak_under_half_of_it(config_file, tmp_path, monkeypatch,
+                                                                                  percent, verdict):
+    """The default limit of 30 %, as ModemManager's command line reports the modem on the route's interface."""
+    root = radio_root(tmp_path / "root", "wwan0", level_dbm=None, devtype="wwan")
+    (root / "sys/class/net/wwan0/wireless").rmdir()
+    (tmp_path / "bin").mkdir()
+    mmcli = tmp_path / "bin" / "mmcli"
+    mmcli.write_text(f"""#!/bin/sh
+case "$*" in
+  "-L -J") echo '{json.dumps({"modem-list": ["/org/freedesktop/ModemManager1/Modem/0"]})}' ;;
+  "-m 0 -J") echo '{_modem("wwan0", "lte", percent)}' ;;
+  *) exit 1 ;;
+esac
+""")
+    mmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    assert radio_verdict(report) == verdict
+    assert probe_of(report, "network.radio")["metrics"]["signal_percent"] == percent
+
+
 def test_a_weak_signal_reads_as_such_in_chinese(config_file, tmp_path):
     root = radio_root(tmp_path / "root", "wlan0", level_dbm=-90)
     proc = run_posdiag("--lang", "zh_CN", "diagnose", "--only", "network.radio", "--config",
@@ -148,3 +186,35 @@ def test_a_weak_signal_explains_the_loss_measured_on_the_path(lab, config_file, 
     weak = report["diagnosis"]["causes"][0]
     assert any("t0" in e and "-86 dBm" in e for e in weak["evidence"])
     assert any("network.path" in c for c in weak["consequences"])
+
+
+@pytest.mark.parametrize(("level", "dbm"), [("-67.", -67), ("189.", -67), ("64.", -192), ("63.", None), ("0.", None)],
+                         ids=["signed", "unsigned-byte", "smallest-unsigned", "not-a-level", "zero"])
+def test_older_drivers_give_the_level_as_an_unsigned_byte(tmp_path, level, dbm):
+    """/proc/net/wireless from an old driver: 189 is -67 dBm as a byte; 0..63 is no level in dBm at all."""
+    path = tmp_path / "wireless"
+    path.write_text(WIRELESS_HEAD + f" wlan0: 0000   43.  {level}  -256        0      0      0     12      0        0\n")
+    signal = _radio.proc_wireless("wlan0", str(path))
+    assert signal is not None and signal.dbm == dbm and signal.percent == pytest.approx(61.4, abs=0.1)
+
+
+def test_the_radio_looked_at_is_the_one_the_route_to_the_payment_host_leaves_by(config_file, tmp_path):
+    """Wired by default, but the payment host's network (10.0.0.0/8) goes out over a cellular modem: that radio."""
+    root = radio_root(tmp_path / "root", "eth0", level_dbm=None, devtype="")
+    (root / "sys/class/net/eth0/wireless").rmdir()
+    with open(root / "proc/net/route", "a") as table:
+        table.write("wwan0\t0000000A\t00000000\t0001\t0\t0\t100\t000000FF\t0\t0\t0\n")  # 10.0.0.0/8 on-link
+    (root / "sys/class/net/wwan0").mkdir(parents=True)
+    (root / "sys/class/net/wwan0/uevent").write_text("DEVTYPE=wwan\nINTERFACE=wwan0\n")
+    config = config_file(payment_hosts=[{"name": "primary", "host": "10.1.2.3", "port": 443, "tls": False}],
+                         system={"host_root": str(root)})
+    code, report = diagnose_json(config, "--only", "network.radio")
+    assert probe_of(report, "network.radio")["metrics"]["interface"] == "wwan0"
+
+
+def test_without_a_route_to_the_payment_host_there_is_no_radio_to_look_at(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-60)
+    (root / "proc/net/route").write_text("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n")
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert codes_of(report, "network.radio") == ["radio.no_route"] and radio["summary"] == "no route to the payment host"

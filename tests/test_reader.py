@@ -85,16 +85,18 @@ def test_faulty_reader_modes_are_classified(serial_config, mode, code, cause):
     assert rc == 2 and top(report) == cause
 
 
-def test_silent_reader_is_asked_twice_within_its_timeout(serial_config):
-    with ReaderEmulator("ingenico-rba", "silent") as emu:
+@pytest.mark.parametrize("preset", ["ingenico-rba", "telium-enq"])  # framed, and raw bytes as given
+def test_silent_reader_is_asked_twice_within_its_timeout(serial_config, preset):
+    with ReaderEmulator(preset, "silent") as emu:
         rc, report = reader_report(serial_config(emu, timeout_s=1.0))
     [finding] = probe(report, "reader.serial")["findings"]
     assert finding["code"] == "reader.no_reply" and finding["data"]["attempts"] == 2
-    assert emu.frames == 2  # asked again once: a request lost to line noise is not a dead reader
+    assert len(emu.request_times) == 2  # asked again once: a request lost to line noise is not a dead reader
     assert "within 1 s (2 tries)" in finding["message"]
 
 
-def test_reader_answering_late_but_within_its_timeout_passes_and_its_second_answer_is_drained():
+@pytest.mark.parametrize("preset", ["ingenico-rba", "telium-enq"])  # framed, and raw bytes as given
+def test_reader_answering_late_but_within_its_timeout_passes_and_its_second_answer_is_drained(preset):
     """Slower than three quarters of its timeout, so asked again, but answering within it: the answer
     counts, timed from the first request, and the reader's answer to the repeat is read before the
     port is let go (left in the line, it would pass for the next exchange's fast reply)."""
@@ -104,11 +106,11 @@ def test_reader_answering_late_but_within_its_timeout_passes_and_its_second_answ
     from posdiag.probes.reader._protocols import protocol_for
 
     timeout_s = 2.0
-    proto = protocol_for(ReaderSettings(kind="serial", port="/dev/null", protocol="ingenico-rba"))
-    with ReaderEmulator("ingenico-rba", "slow", delay_s=0.875 * timeout_s) as emu, \
+    proto = protocol_for(ReaderSettings(kind="serial", port="/dev/null", protocol=preset))
+    with ReaderEmulator(preset, "slow", delay_s=0.875 * timeout_s) as emu, \
             serial.Serial(emu.path, 9600, timeout=timeout_s, exclusive=True) as conn:
         ex = exchange(conn, proto, timeout_s)
-        assert ex.outcome == "ok" and ex.attempts == 2 and emu.frames == 2, ex
+        assert ex.outcome == "ok" and ex.attempts == 2 and len(emu.request_times) == 2, ex
         assert ex.latency_ms >= 0.875 * timeout_s * 1000
         assert wait_for(lambda: emu.answered == 2, 5), "the reader never answered the repeat"
         assert conn.in_waiting == 0, "the answer to the repeated request was left in the line"
@@ -144,8 +146,26 @@ def test_slow_reader_is_a_warning_with_its_latency(serial_config, preset):
     with ReaderEmulator(preset, "slow", delay_s=0.7) as emu:
         rc, report = reader_report(serial_config(emu, timeout_s=1.0))
     assert codes(report, "reader.serial") == ["reader.slow"]
-    assert 700 <= probe(report, "reader.serial")["metrics"]["reply_ms"] < 7000
+    took = probe(report, "reader.serial")["metrics"]["reply_ms"]
+    assert 700 <= took < 7000 and took == round(took, 2)  # ms, to two decimals
     assert rc == 1 and top(report) == "reader.unresponsive"
+
+
+@pytest.mark.parametrize(("slow_ms", "slow"), [(150, True), (None, False)], ids=["limit-150-ms", "default-500-ms"])
+def test_a_reader_answering_in_300_ms_is_slow_only_beyond_its_limit(serial_config, slow_ms, slow):
+    limit = {"slow_ms": slow_ms} if slow_ms else {}
+    with ReaderEmulator("ingenico-rba", "slow", delay_s=0.3) as emu:
+        rc, report = reader_report(serial_config(emu, timeout_s=1.0, **limit))
+    assert codes(report, "reader.serial") == (["reader.slow"] if slow else []), probe(report, "reader.serial")
+    assert probe(report, "reader.serial")["metrics"]["reply_ms"] >= 300
+
+
+def test_a_protocol_that_reports_no_serial_cannot_check_the_one_on_file(serial_config):
+    with ReaderEmulator("telium-enq", "healthy") as emu:
+        rc, report = reader_report(serial_config(emu, expected_serial=SERIAL))
+    found = probe(report, "reader.serial")["findings"]
+    assert [(f["code"], f["severity"]) for f in found] == [("reader.serial_unknown", "info")], found
+    assert rc == 0
 
 
 def test_wrong_serial_number_blames_substitution_with_both_numbers(serial_config):
@@ -453,3 +473,65 @@ def test_a_pty_of_the_same_number_in_a_containers_own_devpts_is_not_a_holder(ser
             other.wait()
     serial = next(p for p in report["probes"] if p["name"] == "reader.serial")
     assert serial["status"] == "ok" and [f["code"] for f in serial["findings"]] == [], serial
+
+
+@pytest.mark.parametrize(("age_min", "flapping"), [(9, True), (11, False)], ids=["within-the-window", "older"])
+def test_a_disconnect_counts_towards_flapping_only_within_the_window(usb_config, tmp_path, age_min, flapping):
+    """A kernel log of one record in /dev/kmsg's format (its time on the monotonic clock), ``age_min`` old,
+    against a 10-minute window and a threshold of one disconnect."""
+    log = tmp_path / "kmsg.reader"
+    log.write_text(f"6,1,{int((time.monotonic() - age_min * 60) * 1e6)},-;usb {READER['name']}: USB disconnect, "
+                   "device number 10\n")
+    rc, report = reader_report(usb_config(kernel_log=str(log), flap_window_min=10, flap_threshold=1))
+    events = probe(report, "reader.events")
+    assert events["metrics"]["disconnects"] == int(flapping) and events["metrics"]["window_min"] == 10
+    assert ("reader.flapping" in codes(report, "reader.events")) is flapping, events
+    if flapping:
+        assert events["findings"][0]["message"] == (f"the reader ({READER['name']}) disconnected 1 time in the last "
+                                                    f"10 min, last {age_min} min ago")
+
+
+def test_without_a_kernel_log_reader_flapping_is_not_checked_and_said_so(usb_config, tmp_path):
+    rc, report = reader_report(usb_config(kernel_log=str(tmp_path / "no-kmsg")))
+    events = probe(report, "reader.events")
+    assert [(f["code"], f["severity"]) for f in events["findings"]] == [("reader.kernel_log_missing", "info")], events
+    assert events["summary"] == "no kernel log" and events["status"] == "ok"
+
+
+@pytest.mark.root
+def test_a_kernel_log_the_agent_may_not_read_is_said_so(usb_config, tmp_path):
+    """A root without the capability to override file permissions, as a hardened service runs, and a
+    kernel log only its owner may read (another user's)."""
+    log = tmp_path / "kmsg.private"
+    log.write_text("")
+    os.chown(log, 65534, 65534)
+    log.chmod(0o600)
+    config = usb_config(kernel_log=str(log))
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
+                           "posdiag.agent", "diagnose", "--json", "--only", "reader.events", "--config", str(config)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    events = probe(json.loads(proc.stdout), "reader.events")
+    assert [(f["code"], f["severity"]) for f in events["findings"]] == [("reader.kernel_log_denied", "info")], events
+    assert events["summary"] == "kernel log not readable"
+
+
+@pytest.mark.parametrize(("interfaces", "code", "kind"), [
+    ([("03", "02", None)], "reader.usb_new_device", "hid"),  # a mouse
+    ([("ff", "00", "ttyUSB0")], "reader.usb_new_device", "serial"),  # a USB-serial adapter
+    ([("03", "02", None), ("03", "01", None)], "reader.usb_new_keyboard", "keyboard"),  # a mouse that types too
+    ([("ff", "ff", None)], "reader.usb_new_device", "other")],
+    ids=["mouse", "serial-adapter", "mouse-with-a-keyboard-interface", "vendor-specific"])
+def test_a_newcomer_is_judged_by_what_its_interfaces_say_it_is(usb_config, interfaces, code, kind):
+    reader_report(usb_config())
+    add_device(usb_config.root, {**KEYBOARD, "name": "1-8", "vid": "dead", "pid": "beef", "interfaces": interfaces})
+    rc, report = reader_report(usb_config())
+    [found] = [f for f in probe(report, "reader.usb")["findings"] if f["data"].get("path") == "1-8"]
+    assert (found["code"], found["data"]["device_kind"]) == (code, kind), found
+
+
+def test_a_reader_that_reports_no_serial_is_not_taken_for_another(usb_config):
+    """A serial number on file, and the reader at the configured VID:PID reports none: nothing to compare."""
+    remove_device(usb_config.root, READER["name"])
+    add_device(usb_config.root, {**READER, "serial": ""})
+    rc, report = reader_report(usb_config(expected_serial=READER["serial"]))
+    assert "reader.serial_mismatch" not in codes(report, "reader.usb") and "reader.usb_present" in codes(report, "reader.usb")

@@ -20,7 +20,10 @@ from labs.helpers import codes_of, top_cause, unwrapped, wait_for
 from labs.history import past_report, stored
 from labs.tlsserver import LoopbackTlsServer
 from posdiag.agent.report import render_text
+from posdiag.core import settings as cfg
 from posdiag.core.timefmt import utc_iso
+from posdiag.probes.base import PastSweep, ProbeContext, ProbeResult, Status
+from posdiag.probes.trends import TrendsProbe
 
 SCHEMA = json.loads((REPO / "config" / "report.schema.json").read_text(encoding="utf-8"))
 DAY = datetime.timedelta(days=1)
@@ -249,3 +252,102 @@ def test_a_leak_while_memory_is_short_now_is_the_present_shortage(config_file, t
     [cause] = [c for c in report["diagnosis"]["causes"] if c["id"] == "memory.exhausted"]
     assert top_cause(report) == "memory.exhausted" and rc == 2
     assert any("a memory leak in the POS process" in e for e in cause["evidence"])
+
+
+# --- forecasts at their edges: stored sweeps handed straight to the trends probe (pure arithmetic) ---
+# Four sweeps 1024 s apart and whole steps between them make every slope a power of two, so that a
+# forecast lands exactly on its limit and both sides of each edge can be tested.
+
+T0 = 1_800_000_000.0
+
+
+def sweeps_of(probe: str, metric: str, values: list[float], apart_s: float = 1024.0) -> list[PastSweep]:
+    return [PastSweep(T0 + i * apart_s, {probe: ("ok", {metric: value})}) for i, value in enumerate(values)]
+
+
+def trends_of(config_file, sweeps: list[PastSweep], *now: ProbeResult, **sections) -> ProbeResult:
+    """The trends probe's result on ``sweeps`` as the stored history and ``now`` as this sweep's results."""
+    context = ProbeContext(results={r.name: r for r in now}, history=lambda n: sweeps[-n:] if n > 0 else [])
+    return TrendsProbe(cfg.load(str(config_file(**sections))), context).run()
+
+
+def finding_codes(result: ProbeResult) -> list[str]:
+    return [f.code for f in result.findings]
+
+
+@pytest.mark.parametrize("sign", [1, -1], ids=["falling-behind", "running-ahead"])
+@pytest.mark.parametrize(("limit", "risk"), [(172.75, True), (173.0, False)], ids=["in-48-h", "in-48.07-h"])
+def test_a_clock_drift_is_a_risk_when_beyond_its_tolerance_within_drift_warn_hours(config_file, sign, limit, risk):
+    """1 s more off every 1024 s, 4 s off now: beyond a 172.75 s tolerance in exactly 48 h (the default
+    drift_warn_hours), whichever way the clock drifts."""
+    result = trends_of(config_file, sweeps_of("clock", "offset_s", [sign * 1.0, sign * 2.0, sign * 3.0, sign * 4.0]),
+                       clock={"max_offset_s": limit})
+    assert ("trend.clock_drifting" in finding_codes(result)) is risk, result
+    if risk:
+        [finding] = result.findings
+        assert finding.data["hours_left"] == 48 and finding.data["rate"] == sign * 84.375
+        assert finding.data["offset_s"] == sign * 4.0 and finding.data["rate_unit"] == "s/day"
+
+
+@pytest.mark.parametrize(("limit", "risk"), [(220.0, True), (221.0, False)], ids=["at-72-spans", "beyond-72-spans"])
+def test_a_clock_drift_is_forecast_no_further_than_72_times_its_span(config_file, limit, risk):
+    """Measured over 3072 s, a drift is forecast 61.44 h ahead at most (72 × 3072 s), however long the
+    warning window."""
+    result = trends_of(config_file, sweeps_of("clock", "offset_s", [1.0, 2.0, 3.0, 4.0]),
+                       clock={"max_offset_s": limit, "drift_warn_hours": 100})
+    assert ("trend.clock_drifting" in finding_codes(result)) is risk, result
+
+
+def test_a_clock_offset_that_jumps_about_is_no_drift(config_file):
+    """A rising offset, but no straight line (R² 0.36): nothing to extrapolate."""
+    result = trends_of(config_file, sweeps_of("clock", "offset_s", [1.0, 4.0, 2.0, 4.0]), clock={"max_offset_s": 10})
+    assert result.status is Status.OK and result.findings == (), result
+
+
+@pytest.mark.parametrize(("free_mb", "risk"), [([171.75, 170.75, 169.75, 168.75], True),
+                                               ([172.75, 171.75, 170.75, 169.75], False),
+                                               ([168.75, 169.75, 170.75, 171.75], False)],
+                         ids=["full-in-48-h", "full-in-48.3-h", "freed"])
+def test_a_disk_is_a_risk_when_full_within_full_warn_hours(config_file, tmp_path, free_mb, risk):
+    """1 MB less free every 1024 s (3.52 MB/h): with 168.75 MB left that is full in exactly 48 h (the
+    default full_warn_hours); space being freed is no risk."""
+    key = f"free_mb[{tmp_path}]"
+    result = trends_of(config_file, sweeps_of("disk", key, free_mb), disk={"paths": [str(tmp_path)]})
+    assert ("trend.disk_filling" in finding_codes(result)) is risk, result
+    if free_mb[0] > free_mb[-1]:
+        assert result.metrics[f"fill_mb_per_hour[{tmp_path}]"] == 3.52  # MB/h, to two decimals
+    if risk:
+        [finding] = result.findings
+        assert finding.data["hours_left"] == 48 and finding.data["rate"] == 3.516 and finding.data["sweeps"] == 4
+
+
+def memory_now(available_mb: float) -> ProbeResult:
+    return ProbeResult("memory", Status.OK, 0.0, "", metrics={"available_mb": available_mb})
+
+
+@pytest.mark.parametrize(("available_mb", "risk"), [(84.375, True), (85.0, False)], ids=["in-24-h", "in-24.2-h"])
+def test_pos_memory_growth_is_a_risk_when_it_exhausts_memory_within_exhaust_warn_hours(config_file, available_mb, risk):
+    """The POS grows 1 MB every 1024 s (3.52 MB/h): 84.375 MB available last exactly 24 h (the default
+    exhaust_warn_hours)."""
+    result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", [100.0, 101.0, 102.0, 103.0]),
+                       memory_now(available_mb))
+    assert ("trend.memory_exhaustion" in finding_codes(result)) is risk, result
+    assert result.metrics["pos_rss_mb_per_hour"] == 3.52
+
+
+def test_shrinking_pos_memory_exhausts_nothing(config_file):
+    result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", [103.0, 102.0, 101.0, 100.0]), memory_now(1.0))
+    assert result.status is Status.OK and result.metrics["pos_rss_mb_per_hour"] == -3.52, result
+
+
+@pytest.mark.parametrize(("rss_mb", "leak"), [([25.0, 30.0, 35.0, 40.0], True), ([25.0, 29.9, 34.8, 39.7], False),
+                                              ([100.0, 106.123, 113.0, 120.0], True), ([100.0, 106.123, 113.0, 119.9], False)],
+                         ids=["5-mb-an-hour", "4.9-mb-an-hour", "a-fifth-more", "just-under-a-fifth-more"])
+def test_a_leak_starts_at_exactly_five_mb_an_hour_and_a_fifth_more_memory(config_file, rss_mb, leak):
+    """Sweeps an hour apart: 5 MB/h with 60 % growth, and 20 % growth at over 5 MB/h, are each just a leak."""
+    result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", rss_mb, apart_s=3600.0))
+    assert ("trend.pos_rss_growing" in finding_codes(result)) is leak, result
+    if leak:  # the fit as the finding carries it: MB/h to two decimals, R² to three
+        [finding] = result.findings
+        assert finding.data["mb_per_hour"] == round(finding.data["mb_per_hour"], 2) >= 5
+        assert finding.data["r2"] == round(finding.data["r2"], 3) >= 0.8 and finding.data["sweeps"] == 4

@@ -210,3 +210,18 @@ def test_a_skip_reason_that_raises_is_contained_as_the_probes_error():
     [result] = run_probes(Settings(), [SkipReasonRaises], deadline_s=2)
     assert result.status is Status.ERROR
     assert [f.code for f in result.findings] == ["probe.crashed"] and "KeyError" in result.summary
+
+
+def test_a_result_reads_to_the_tenth_of_a_millisecond_and_its_metrics_to_three_decimals():
+    """What every report carries: a probe's duration in seconds to four decimals, a float metric to three
+    (an int or a word as it is)."""
+    from posdiag.probes.base import ProbeResult
+
+    obs = Observation()
+    obs.metric("ratio", 0.123456)
+    obs.metric("count", 7)
+    obs.metric("word", "eth0")
+    obs.metric("none", None)
+    result = ProbeResult("x", Status.OK, 0.123456789, "fine", (), dict(obs.metrics)).to_dict()
+    assert result["duration_s"] == 0.1235
+    assert result["metrics"] == {"ratio": 0.123, "count": 7, "word": "eth0", "none": None}

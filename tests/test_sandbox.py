@@ -70,6 +70,18 @@ def test_a_log_under_var_tmp_hidden_by_privatetmp_names_the_unit_from_its_privat
 
 
 @pytest.mark.root
+def test_a_reader_port_under_a_private_tmp_names_a_writable_bind(config_file, tmp_path):
+    """A reader reached through a pty link a bridge keeps under /var/tmp: the port needs a bind that can be
+    written to, not a read-only one."""
+    config = config_file(reader={"kind": "serial", "port": "/var/tmp/pos/ttyV0", "sysfs_root": str(tmp_path / "none")})
+    (tmp_path / "run").mkdir()
+    hidden = diagnose_in_namespace(f"{TILL_FOLDER} && {SANDBOX_MOUNT}", "/var/tmp", str(tmp_path / "run"), PRIVATE_TMP,
+                                   config=config, only="reader.serial")
+    found = finding(hidden, "reader.serial", "reader.hidden_by_sandbox")
+    assert found["data"]["setting"] == "PrivateTmp" and found["data"]["dropin"] == ["[Service]", "BindPaths=/var/tmp/pos"]
+
+
+@pytest.mark.root
 def test_a_log_that_is_not_there_without_a_sandbox_stays_missing(config_file):
     config = config_file(txlog={"path": "/home/pos/tx.log"})
     report = diagnose_in_namespace('mount -t tmpfs till "$1"', "/home", config=config, only="txlog")
@@ -144,3 +156,10 @@ def test_a_file_right_in_tmp_is_bound_alone_not_the_whole_folder(mountinfo, tmp_
     assert hidden_path("/tmp/pos/ttyV0", device=True, mountinfo=mountinfo).lines == ("BindPaths=/tmp/pos",)
     assert hidden_path("/home/tx.log", mountinfo=mountinfo).lines == ("ProtectHome=tmpfs", "BindReadOnlyPaths=/home/tx.log")
     assert hidden_path("/srv/my pos/tx.log", mountinfo=mountinfo) is None, "a plain tmpfs hides nothing"
+
+
+def test_a_plain_tmpfs_on_tmp_is_no_sandbox(tmp_path):
+    """/tmp as many systems mount it, a tmpfs of their own: what is not there is missing, not hidden."""
+    path = tmp_path / "mountinfo"
+    path.write_text("20 1 254:0 / / rw - ext4 /dev/vda rw\n50 20 0:40 / /tmp rw - tmpfs tmpfs rw\n")
+    assert hidden_path("/tmp/pos/tx.log", mountinfo=str(path)) is None

@@ -64,3 +64,35 @@ def test_report_says_which_cpu_measure_this_host_gave(config_file):
     assert measured in system["metrics"] and other not in system["metrics"]
     if system["status"] == "ok":  # a hot or throttled CPU would say that instead
         assert ("tasks waited for a CPU" in system["summary"]) is pressure
+
+
+@pytest.mark.parametrize(("busy", "saturated"), [(90.0, False), (90.1, True)])
+def test_without_cpu_pressure_a_cpu_is_saturated_only_over_ninety_percent_busy(tmp_path, busy, saturated):
+    reading = CpuReading(str(tmp_path / "none"))
+    reading.percent = busy  # what the window measured: the rule applied to it is what is tested
+    assert reading.saturated is saturated
+
+
+def test_without_cpu_pressure_a_cpu_spinning_in_another_process_reads_as_busy(tmp_path):
+    """A process of another program spins on a core while the window is measured: the share is its, not zero
+    (posdiag's own time is what is taken out, not everyone's)."""
+    import subprocess
+    import sys
+    import time
+
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 5\n"
+                                "while time.monotonic() < end: pass"])
+    try:
+        time.sleep(0.2)
+        reading = CpuReading(str(tmp_path / "none"))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert reading.metric == "cpu_percent" and reading.percent > 10, reading.percent
+
+
+def test_the_report_counts_this_machine_s_cpus(config_file):
+    import psutil
+
+    rc, report = diagnose_json(config_file(), "--only", "system")
+    assert probe_of(report, "system")["metrics"]["cpu_count"] == psutil.cpu_count()

@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import struct
+import time
 
 import pytest
 import trustme
@@ -27,14 +28,17 @@ class AnsweringTlsServer(DroppingTlsServer):
     """Completes the handshake and answers the health request with ``status`` (or with the whole
     ``status_line``, as written)."""
 
-    def __init__(self, cert: trustme.LeafCert, status: int = 200, status_line: str | None = None) -> None:
+    def __init__(self, cert: trustme.LeafCert, status: int = 200, status_line: str | None = None,
+                 delay_s: float = 0.0) -> None:
         self.status_line = f"HTTP/1.1 {status} X" if status_line is None else status_line
+        self.delay_s = delay_s
         super().__init__(cert)
 
     def handle(self, tls: ssl.SSLSocket) -> None:
         request = b""
         while b"\r\n\r\n" not in request and (chunk := tls.recv(4096)):
             request += chunk
+        time.sleep(self.delay_s)
         tls.sendall(f"{self.status_line}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
 
 
@@ -116,6 +120,35 @@ def test_a_status_line_without_a_reason_phrase_is_still_an_http_answer(ca, tmp_p
     assert [c for c in found if c.startswith("http.")] == ([code] if code else []), found
 
 
+class WatchfulTlsServer(AnsweringTlsServer):
+    """Also keeps the first bytes of every connection, peeked before the handshake reads them."""
+
+    def __init__(self, cert: trustme.LeafCert) -> None:
+        self.first_bytes: list[bytes] = []
+        super().__init__(cert)
+
+    def accepted(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            self.first_bytes.append(conn.recv(16, socket.MSG_PEEK))
+        except OSError:
+            self.first_bytes.append(b"")
+
+
+def test_a_host_that_answers_at_once_is_sent_no_small_exchange_beside_the_handshake(ca, tmp_path, config_file):
+    """The 7-byte exchange that tells a black hole from a stall is for a handshake that has heard nothing
+    for a quarter of a second: a host answering at once sees the handshake alone (and the TCP layer's
+    empty connects), never a stray alert on a connection of its own."""
+    from posdiag.probes.network._tlsbio import TINY_ALERT
+
+    server = WatchfulTlsServer(ca.issue_cert("pay.test"))
+    found = tls_findings(server, tmp_path, config_file)
+    assert found == {}, found
+    hellos = [b for b in server.first_bytes if b[:1] == b"\x16"]  # a TLS handshake record
+    assert len(hellos) == 1 and not [b for b in server.first_bytes if b and b[:1] != b"\x16"], server.first_bytes
+    assert TINY_ALERT[:16] not in server.first_bytes
+
+
 @pytest.mark.parametrize(("days", "warned"), [(13.5, True), (14.5, False)], ids=["13.5-days-left", "14.5-days-left"])
 def test_a_certificate_is_said_to_expire_soon_from_fourteen_days_ahead(ca, tmp_path, config_file, days, warned):
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -147,3 +180,82 @@ def test_a_certificate_that_fails_verification_is_named_by_subject_issuer_dates_
     assert f"at 127.0.0.1:{server.port}: the server certificate has expired; certificate: subject {shown['subject']}" \
         in expired["message"] and fingerprint in expired["message"]
     assert report["diagnosis"]["causes"][0]["id"] == "tls.failure" and rc == 2
+
+
+@pytest.mark.parametrize(("verify_code", "code"), [
+    (10, "tls.cert_expired"), (9, "tls.cert_not_yet_valid"), (62, "tls.name_mismatch"),
+    *[(untrusted, "tls.untrusted") for untrusted in (2, 18, 19, 20, 21, 27)], (7, "tls.verify_failed")])
+def test_each_verification_error_of_openssl_is_named_for_whose_fault_it_is(verify_code, code):
+    """OpenSSL's X509_V_ERR codes: expiry, a clock before the validity, another name, each way of not being
+    trusted (no issuer, self-signed, untrusted root…), and anything else as a plain verification failure."""
+    from posdiag.probes.network.tls import TlsProbe
+
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_code, error.verify_message = verify_code, "as OpenSSL says"
+    found, _, data = TlsProbe.classify_verify("primary", error)
+    assert (found, data) == (code, {"verify_code": verify_code, "verify_message": "as OpenSSL says"})
+
+
+def test_the_health_answer_is_timed_in_milliseconds(ca, tmp_path, config_file):
+    """A service that takes 0.3 s to answer its health path: the time measured is that, in ms."""
+    server = AnsweringTlsServer(ca.issue_cert("pay.test"), delay_s=0.3)
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                         "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
+                                         "health_path": "/health"}])
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    metrics = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")["metrics"]
+    assert 300 <= metrics["health_ms[primary]"] < 3000 and metrics["health_status[primary]"] == 200, metrics
+    assert metrics["health_ms[primary]"] == round(metrics["health_ms[primary]"], 2)
+
+
+def test_a_handshake_stalled_after_the_server_s_first_bytes_is_a_timeout_without_a_small_exchange(config_file,
+                                                                                                    tmp_path):
+    """The service starts its answer (a record header) and stops: large replies do get through, so no
+    7-byte exchange is tried; the stall is the service's, with the bytes it sent counted."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            try:
+                if conn.recv(5, socket.MSG_PEEK)[:1] == b"\x16":  # a ClientHello: begin a ServerHello, then stall
+                    conn.sendall(b"\x16\x03\x03\x00\x40")
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
+                                         "tls": True, "server_name": "pay.test"}], network={"timeout_s": 0.5})
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    [finding] = tls["findings"]
+    assert finding["code"] == "tls.timeout" and finding["data"]["bytes_received"] == 5, finding
+    assert finding["data"]["small_exchange"] == "not tried" and "(5 bytes from the server)" in finding["message"]
+
+
+def test_a_payment_host_without_a_ca_file_is_verified_against_the_system_s_authorities(ca, tmp_path, config_file):
+    """No ca_file: the system's trusted authorities decide, and the test's own CA is not one of them."""
+    server = AnsweringTlsServer(ca.issue_cert("pay.test"))
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                         "server_name": "pay.test"}])
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    assert [f["code"] for f in tls["findings"]] == ["tls.untrusted"], tls

@@ -282,3 +282,29 @@ def test_response_codes_weigh_by_how_often_they_occur(config_file, tmp_path):
     ranked = [c["id"] for c in report["diagnosis"]["causes"]]
     assert ranked[0] == "host.service_down"
     assert ranked.index("data.format") > ranked.index("host.service_down")
+
+
+@pytest.mark.parametrize(("gaps", "repeats"), [((3.0, 3.0), 2), ((-3.0, -3.0), 0), ((0.0, 0.0), 2), ((10.0, -0.5), 1)],
+                         ids=["seconds-apart", "going-back-in-time", "the-same-second", "forward-then-back"])
+def test_identical_attempts_count_as_repeats_only_going_forward_in_time(gaps, repeats):
+    """A log whose lines go back in time (a clock set back, lines merged from two files) holds no repeated swipe."""
+    from posdiag.probes.txlog import TxEvent, repeated_attempts
+
+    times = [1000.0]
+    for gap in gaps:
+        times.append(times[-1] + gap)
+    events = [TxEvent(t, "2824", "", "SALE 12.50 EUR terminal 3") for t in times]
+    assert repeated_attempts(events) == repeats
+
+
+def test_only_the_last_four_mib_of_a_log_are_read_and_the_line_cut_there_is_dropped(tmp_path):
+    from posdiag.probes.txlog import read_tail
+
+    log = tmp_path / "tx.log"
+    line = "2026-12-06 10:00:00 code=0 SALE 12.50 EUR\n"  # 42 bytes
+    with open(log, "w") as f:
+        f.write("2026-12-06 09:00:00 code=2824 the oldest line\n")
+        f.write(line * (4 * 1024 * 1024 // len(line) + 1))
+    lines = read_tail(str(log))
+    assert [seen for seen in lines if seen != line.rstrip("\n")] == []  # (small values: a failure reads at once)
+    assert len(lines) == 4 * 1024 * 1024 // len(line)  # whole lines of the last 4 MiB: the one cut at its start is not

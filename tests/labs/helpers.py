@@ -48,12 +48,15 @@ class NtpResponder:
 
     ``silent`` makes it swallow requests (an NTP server that does not answer); ``spoil`` makes it
     answer wrongly: ``short`` (47 bytes), ``client`` (mode 3), ``kiss`` (stratum 0, RATE), ``origin``
-    (another request's origin time).
+    (another request's origin time); ``broadcast`` answers in mode 5, as a broadcast server does (not wrong).
+    ``delay_s`` is a network's round trip: half of it before the request is stamped, half after the reply;
+    ``hold_s`` the server's own time between stamping the request and stamping its reply.
     """
 
     def __init__(self, offset_s: float = 0.0, silent: bool = False, spoil: str = "", host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, delay_s: float = 0.0, hold_s: float = 0.0) -> None:
         self.offset_s = offset_s
+        self.delay_s, self.hold_s = delay_s, hold_s
         self.silent = silent
         self.spoil = spoil
         self.host = host
@@ -92,11 +95,14 @@ class NtpResponder:
             self.requests += 1
             if self.silent or len(data) < 48:
                 continue
+            time.sleep(self.delay_s / 2)
             received = self._stamp()
-            mode, stratum = {"client": (0x23, 2), "kiss": (0x24, 0)}.get(self.spoil, (0x24, 2))
+            mode, stratum = {"client": (0x23, 2), "kiss": (0x24, 0), "broadcast": (0x25, 2)}.get(self.spoil, (0x24, 2))
             header = bytes([mode, stratum, 6, 0xEC]) + bytes(8) + (b"RATE" if self.spoil == "kiss" else b"LOCL") + received
             origin = bytes(8) if self.spoil == "origin" else data[40:48]
+            time.sleep(self.hold_s)
             reply = header + origin + received + self._stamp()
+            time.sleep(self.delay_s / 2)
             self.sock.sendto(reply[:47] if self.spoil == "short" else reply, peer)
 
 

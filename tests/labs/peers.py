@@ -4,7 +4,8 @@
 Prints ``ready`` on stdout once listening, then serves until killed.
 
     tcp  --bind A --port P                                  accepts connections and holds them
-    tls  --bind A --port P --cert F --key F [--status N] [--stall]   HTTPS; --stall never handshakes
+    tls  --bind A --port P --cert F --key F [--status N] [--stall] [--delay S]   HTTPS; --stall never handshakes,
+         --delay waits S seconds before reading each connection (a host slow to answer)
     dns  --bind A --zone NAME=ADDR ... [--mode answer|nxdomain|servfail|silent] [--delay S]
     echo --bind A [--slow-seq N ...] [--delay S]   answers ICMP echo to A (the kernel told not to),
                                                    the echoes numbered N only after S seconds
@@ -49,6 +50,7 @@ def serve_tls(args: argparse.Namespace) -> None:
             if args.stall:
                 time.sleep(60)
                 return
+            time.sleep(args.delay)
             conn.settimeout(10)
             with ctx.wrap_socket(conn, server_side=True) as tls:
                 data = b""

@@ -24,11 +24,15 @@ class LoopbackTlsServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.accepted(conn)
             try:
                 with self.ctx.wrap_socket(conn, server_side=True) as tls:
                     self.handle(tls)
             except (OSError, ssl.SSLError):
                 conn.close()
+
+    def accepted(self, conn: socket.socket) -> None:
+        """Before the handshake: nothing."""
 
     def handle(self, tls: ssl.SSLSocket) -> None:
         """After the handshake: nothing, the connection closes."""
