@@ -64,8 +64,9 @@ if os.environ.get("COVERAGE_PROCESS_START"):
 
 
 def build_map() -> None:
-    """Each test file alone under coverage, with every process it starts; ``map.json``: "path:line" →
-    the test files that ran it, ``durations.json``: seconds per test file.
+    """Each test file alone under coverage, with every process it starts (those a test ends with SIGTERM
+    too: ``sigterm`` saves their data); ``map.json``: "path:line" → the test files that ran it,
+    ``durations.json``: seconds per test file.
 
     Per file, not per test: a server or daemon a fixture starts once serves many tests, and what it
     runs cannot be told apart by test."""
@@ -75,7 +76,7 @@ def build_map() -> None:
     (OUT / "startup" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     rc = OUT / "coveragerc"
     rc.write_text("[run]\nsource = " + ",".join(str(REPO / c) for c in CODE) +
-                  f"\nparallel = true\ndata_file = {data / '.coverage'}\n")
+                  f"\nparallel = true\nsigterm = true\ndata_file = {data / '.coverage'}\n")
     env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "CI": "true",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(OUT / "startup"), os.environ.get("PYTHONPATH")]))}
     import coverage  # only here: the other commands run without it
