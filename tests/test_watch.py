@@ -5,11 +5,16 @@ tmux)."""
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
+import os
 import queue
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import uuid
@@ -22,6 +27,7 @@ from labs.helpers import wait_for
 from labs.netlab import HOST_ADDR
 from labs.reader_emulator import ReaderEmulator, hold_port
 from labs.terminal import Tmux
+from posdiag.agent.screen import ENTER, LEAVE, Screen, terminal_size
 from posdiag.agent.watch import Session, folded
 from posdiag.agent.watchsummary import change_line, summary_lines
 from posdiag.core import i18n
@@ -230,3 +236,44 @@ def test_unconfigured_checks_fold_into_one_row_so_the_changes_stay_on_a_short_sc
     shown = folded(probes, keep={"network.tls"})  # a check that changed this sweep keeps its row
     assert [p["name"] for p in shown] == ["memory", "3 probes", "network.tls", "reader.serial"]
     assert shown[1]["summary"] == "network.link, network.dns, txlog" and shown[1]["status"] == "skipped"
+
+
+def _pty_sized(columns: int, rows: int):
+    """A real pty whose window size is ``columns`` × ``rows`` (0 × 0: a terminal that cannot say)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    return master, os.fdopen(slave, "w")
+
+
+@pytest.mark.parametrize(("columns", "rows", "expected"), [
+    (0, 0, (80, 24)),  # the terminal says 0: taken as 80×24
+    (132, 50, (132, 50)),
+    (21, 6, (21, 6)),  # just above the floor
+    (20, 5, (20, 5)),  # on it
+    (19, 4, (20, 5)),  # below it: never fewer than 20 columns and 5 rows
+])
+def test_a_terminals_size_is_its_own_with_a_floor_and_80_by_24_when_it_says_0(columns, rows, expected):
+    master, stream = _pty_sized(columns, rows)
+    try:
+        assert terminal_size(stream) == expected
+    finally:
+        stream.close()
+        os.close(master)
+
+
+def test_output_that_is_no_terminal_is_drawn_80_by_24():
+    assert terminal_size(io.StringIO()) == (80, 24)
+    assert terminal_size(object()) == (80, 24)
+    out = io.StringIO()
+    Screen(out).draw([f"row {i}" for i in range(40)])
+    assert "row 22" in out.getvalue() and "row 23" not in out.getvalue()  # 24 rows: 23 lines and the cursor's
+
+
+def test_a_screen_that_ends_gives_the_terminal_back_with_its_cursor():
+    out = io.StringIO()
+    with Screen(out) as screen:
+        screen.draw(["posdiag watch"])
+        assert out.getvalue().startswith(ENTER) and LEAVE not in out.getvalue()
+    assert out.getvalue().endswith(LEAVE)
+    screen.__exit__(None, None, None)  # a second end writes nothing more
+    assert out.getvalue().count(LEAVE) == 1
