@@ -250,6 +250,26 @@ def test_a_request_fetched_again_before_it_is_answered_is_acted_on_once():
     assert asked == ["6f1c2a4e-0000-4000-8000-000000000001"] and poller.summary["diagnoses"] == 1
 
 
+
+def test_the_256_latest_requests_are_remembered_and_the_oldest_forgotten_first():
+    """A till keeps the ids of the last 256 requests it acted on: a 257th pushes out the oldest (asked
+    again, it is acted on again), never the newest (which a poll may well return once more)."""
+    asked: list[str] = []
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, asked.append)
+    ids = [f"6f1c2a4e-0000-4000-8000-{n:012d}" for n in range(258)]
+    for request_id in ids[:256]:
+        poller._act(request_id, "diagnose")
+    poller._act(ids[0], "diagnose")  # 256 remembered: the first still is
+    assert asked == ids[:256]
+    poller._act(ids[256], "diagnose")  # the 257th: the oldest is forgotten, the newest kept
+    poller._act(ids[256], "diagnose")
+    poller._act(ids[1], "diagnose")
+    assert asked == ids[:257] and len(poller.handled) == 256
+    poller._act(ids[0], "diagnose")
+    assert asked == [*ids[:257], ids[0]]
+
 class _ConnectProxy(threading.Thread):
     """A minimal HTTP CONNECT proxy on loopback that records what it was asked to reach."""
 
