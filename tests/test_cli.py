@@ -302,3 +302,62 @@ def test_a_recheck_of_nothing_configured_could_not_diagnose_rather_than_healthy(
     assert rc == 3 and "cannot diagnose" in err
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--only", "network", "--config", str(config_file()))
     assert rc == 3 and out.startswith("POSDIAG UNKNOWN - ")
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(0, "0s"), (0.9, "0s"), (59, "59s"), (60, "1m"), (3600, "1h"),
+                                               (86400, "1d"), (90061, "1d 1h 1m 1s"), (172800 + 7, "2d 7s")])
+def test_the_daemons_uptime_is_said_in_days_hours_minutes_seconds_leaving_out_zeros(seconds, said):
+    from posdiag.agent.cli import _age
+
+    assert _age(seconds) == said
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("7d", 604800),
+                                               (" 1.5h ", 5400), ("0s", 0)])
+def test_history_since_takes_an_age_in_seconds_minutes_hours_or_days(text, seconds):
+    from posdiag.agent.cli import parse_age
+
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "2w", "-5m", "", "1e3s", "h"])
+def test_history_since_refuses_what_is_not_an_age(text):
+    from posdiag.agent.cli import parse_age
+
+    with pytest.raises(ValueError, match="--since"):
+        parse_age(text)
+
+
+@pytest.mark.parametrize(("option", "value", "ok"), [
+    ("--limit", "1", True), ("--limit", "0", False), ("--limit", "1000000", True), ("--limit", "1000001", False),
+    ("--limit", "-1", False), ("--limit", "ten", False),
+    ("--interval", "0.5", True), ("--interval", "0.49", False), ("--interval", "3600", True),
+    ("--interval", "3600.1", False), ("--interval", "nan", False), ("--interval", "inf", False),
+])
+def test_history_limit_and_watch_interval_take_their_documented_range_inclusive(option, value, ok):
+    """``history --limit`` 1 to 1 000 000; ``watch --interval`` 0.5 s to an hour; both ends allowed."""
+    import argparse
+
+    from posdiag.agent.cli import _interval, _limit
+
+    parse = {"--limit": _limit, "--interval": _interval}[option]
+    if ok:
+        assert parse(value) == float(value)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(value)):
+            parse(value)
+
+
+def test_the_probes_get_the_deadline_less_start_up_and_keeping_but_never_under_half_of_it():
+    """What cron or Nagios waits for is the whole command: the probes' share is the deadline less this
+    process's start-up, a 0.1 s margin and the time keeping the report takes, and at least half."""
+    from posdiag.agent.cli import _remaining, _startup_s
+
+    started = _startup_s()
+    assert 0 < started < 60
+    share = _remaining(100.0)
+    assert 100.0 - 0.1 - _startup_s() <= share <= 100.0 - 0.1 - started
+    kept = _remaining(100.0, 2.0)
+    assert 100.0 - 2.1 - _startup_s() <= kept <= 100.0 - 2.1 - started
+    assert _remaining(1.0, 5.0) == 0.5  # start-up and keeping take it all: half is left to the probes
+    assert _remaining(10.0, 9.8) == 5.0
