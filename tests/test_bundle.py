@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,22 @@ def test_the_pos_log_in_the_bundle_keeps_the_last_500_whole_lines_within_1_mib(c
     lines = members(out)["pos.log"].splitlines()
     assert len(lines) == kept and lines == written[-kept:], len(lines)
 
+
+
+@pytest.mark.root
+def test_the_kernel_log_in_the_bundle_keeps_the_last_500_lines_that_matter(config_file, tmp_path):
+    """501 reader lines written to the real kernel log: the bundle keeps the newest 500 of the lines a help
+    desk needs (the oldest is left out) and none of the others."""
+    run = uuid.uuid4().hex[:8]
+    for i in range(501):
+        with open("/dev/kmsg", "w") as kmsg:  # one open a line: the kernel limits the lines of one writer
+            kmsg.write(f"<6>tty posdiag-bundle-{run}: record {i}\n")
+            if i == 250:
+                kmsg.write(f"<6>posdiag-bundle-{run}: other\n")
+    path = config_file(reader={"kernel_log": "/dev/kmsg", "sysfs_root": str(tmp_path / "nosys")})
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz", deadline_s=1)
+    lines = members(out)["kernel.log"].splitlines()
+    ours = [line for line in lines if f"posdiag-bundle-{run}" in line]
+    assert len(lines) == 500, len(lines)
+    assert ours[-1] == f"tty posdiag-bundle-{run}: record 500" and f"posdiag-bundle-{run}: other" not in lines
+    assert f"tty posdiag-bundle-{run}: record 0" not in ours  # the 501st line back, even had nothing come after
