@@ -319,3 +319,25 @@ def test_a_bug_in_the_running_daemon_is_logged_with_its_traceback_not_taken_for_
     assert "posdiag stopped on an internal error" in err and "Traceback" in err and error in err, err
     assert "could not start" not in err and "could not store report" not in err
     assert not (tmp_path / "control.sock").exists()  # what had started was stopped
+
+
+def test_the_control_socket_answers_each_command_and_says_when_a_trigger_was_not_finished_in_time(config_file):
+    """What ``posdiag trigger``, ``status`` and ``push`` get back, from the daemon's side: a trigger
+    the main loop does not finish within deadline_s + 30 s is answered "not ok" and why (the command
+    then exits 3 saying so), never "ok" without a report. The wait is shortened here by a deadline no
+    configuration could hold: there is no main loop to finish it."""
+    import dataclasses
+
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    path = config_file()
+    settings = config.load(str(path))
+    daemon = Daemon(dataclasses.replace(settings, diagnosis=dataclasses.replace(settings.diagnosis, deadline_s=-29.7)),
+                    str(path))
+    assert daemon.handle_control({"cmd": "ping"}) == {"ok": True}
+    assert daemon.handle_control({"cmd": "push"}) == {"ok": True}
+    assert daemon.handle_control({"cmd": "reboot"}) == {"ok": False, "error": "unknown command 'reboot'"}
+    assert daemon.handle_control({}) == {"ok": False, "error": "unknown command None"}
+    assert daemon.handle_control({"cmd": "trigger"}) == {"ok": False,
+                                                         "error": "the daemon did not finish the diagnosis in time"}
