@@ -361,3 +361,20 @@ def test_the_probes_get_the_deadline_less_start_up_and_keeping_but_never_under_h
     assert 100.0 - 2.1 - _startup_s() <= kept <= 100.0 - 2.1 - started
     assert _remaining(1.0, 5.0) == 0.5  # start-up and keeping take it all: half is left to the probes
     assert _remaining(10.0, 9.8) == 5.0
+
+
+def test_the_progress_line_counts_the_seconds_since_the_sweep_started():
+    import io
+    import re
+    import time
+
+    from posdiag.agent.progress import Progress
+
+    progress = Progress(io.StringIO())
+    with progress:
+        progress.started = time.monotonic() - 2.5  # the sweep started 2.5 s ago
+        progress.on_running(("reader.serial", "network.tcp"), 7, 12)
+        line = progress.line()
+    seconds = float(re.fullmatch(r"probing… 7/12 done, waiting (\d+\.\d) s for: reader.serial, network.tcp", line)[1])
+    assert 2.5 <= seconds < 60, line
+    assert progress.ticker is None and progress.stream.getvalue() == ""  # not a terminal: nothing drawn
