@@ -246,3 +246,45 @@ def test_control_socket_path_longer_than_a_unix_address_is_refused(config_file, 
     long_path = str(tmp_path / ("x" * 120) / "control.sock")
     rc, _, err = run_cli("config", "check", "--config", str(config_file(daemon={"control_socket": long_path})))
     assert rc == 3 and "daemon.control_socket" in err and "107 bytes" in err
+
+
+def test_an_event_window_opens_once_waits_out_the_gap_and_says_when_its_first_and_last_2824_came(monkeypatch):
+    """The first 2824 opens a window and may start a sweep at once; after an event sweep the next one waits
+    event_min_gap_s from its start (0 at the gap's end, not before); the sweep says how many 2824s it
+    covers, when the first and when the last came, then the window is empty again."""
+    from posdiag.agent import storm
+    from posdiag.core.timefmt import utc_iso
+
+    wall = [1_800_000_000.0]
+    monkeypatch.setattr(storm.time, "time", lambda: wall[0])
+    window = storm.EventWindow(15.0)
+    assert window.due_in(now=100.0) is None  # nothing pending
+    assert window.add() is True  # opens the window: the caller wakes the loop
+    wall[0] += 4
+    assert window.add() is False and window.add() is False
+    assert window.due_in(now=100.0) == 0.0  # no event sweep yet: at once
+    wall[0] += 6
+    covered = window.take()
+    assert covered == {"count_2824": 3, "first_at": utc_iso(1_800_000_000.0), "last_at": utc_iso(1_800_000_004.0)}
+    assert window.due_in() is None and window.count == 0
+    started = window.last_sweep
+    assert window.add() is True  # a new window, within the gap of the last sweep
+    assert window.due_in(now=started + 5) == 10.0
+    assert window.due_in(now=started + 15) == 0.0 and window.due_in(now=started + 20) == 0.0
+    assert window.take() == {"count_2824": 1, "first_at": utc_iso(wall[0]), "last_at": utc_iso(wall[0])}
+
+
+def test_triggers_join_the_sweep_running_or_else_the_next_one():
+    from posdiag.agent.storm import Waiters
+
+    waiters = Waiters()
+    assert waiters.start() is False  # nobody waits: no sweep
+    early = waiters.join()
+    assert waiters.start() is True
+    during = waiters.join()  # arrives while it runs: gets its report too
+    waiters.finish({"ok": True, "report": "first"})
+    after = waiters.join()  # after it ended: waits for the next
+    assert early.get_nowait() == during.get_nowait() == {"ok": True, "report": "first"} and after.empty()
+    assert waiters.start() is True
+    waiters.finish({"ok": True, "report": "second"})
+    assert after.get_nowait() == {"ok": True, "report": "second"} and waiters.start() is False
