@@ -119,6 +119,11 @@ def test_a_short_id_grows_until_no_other_report_shares_it(tmp_path, config_file)
     assert rc == 3 and "several" in err and "3f2a9c1d-11" in err and "3f2a9c1d-12" in err
     rc, out, _ = run_cli("show", "3f2a9c1d-12", "--json", "--config", str(config))
     assert rc == 0 and json.loads(out)["report_id"] == twins[1]
+    padded = "3f2a9c1d" + " " * 100  # pasted with the rest of a line: the id is found, the quote stays short
+    rc, _, err = run_cli("show", padded, "--config", str(config))
+    assert rc == 3 and f"{padded[:40]!r} is the start of several" in err and padded[:41] not in err
+    rc, _, err = run_cli("show", "f" * 100, "--config", str(config))
+    assert rc == 3 and err == f"posdiag: no stored report has the id {'f' * 40!r}\n"
 
 
 @pytest.mark.root
