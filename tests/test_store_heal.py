@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -175,3 +176,40 @@ def test_a_page_damaged_under_an_open_store_heals_at_the_next_write_and_loses_no
     store.close()
     assert new["store"]["healed"]["recovered_unsent"] == 60
     assert queued(state) == ids + [new["report_id"]]
+
+
+def _sqlite_error(path: Path, sql: str) -> BaseException:
+    db = sqlite3.connect(path, timeout=0)
+    try:
+        db.execute(sql)
+    except sqlite3.Error as exc:
+        return exc
+    finally:
+        db.close()
+    raise AssertionError(f"{sql} on {path} raised nothing")
+
+
+def test_only_a_damaged_file_is_taken_for_corruption_and_only_a_full_disk_for_full(tmp_path):
+    """What the store moves aside is a file SQLite calls damaged (its own code, or the store's own
+    integrity check, which has no code); a lock, a read-only file or a full disk never is."""
+    from posdiag.agent.heal import is_corruption, is_full
+
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(os.urandom(8192))
+    not_a_db = _sqlite_error(garbage, "SELECT * FROM sqlite_master")
+    assert getattr(not_a_db, "sqlite_errorcode", None) is not None
+    assert is_corruption(not_a_db) and not is_full(not_a_db)
+    assert is_corruption(sqlite3.DatabaseError("database disk image is malformed (*** in database main ***)"))
+    locked_path = tmp_path / "locked.sqlite3"
+    holder = sqlite3.connect(locked_path)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        locked = _sqlite_error(locked_path, "SELECT * FROM t")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert "locked" in str(locked) and not is_corruption(locked) and not is_full(locked)
+    assert is_full(sqlite3.OperationalError("database or disk is full")) and not is_corruption(
+        sqlite3.OperationalError("database or disk is full"))
+    assert not is_corruption(OSError("malformed")) and not is_full(OSError("disk is full"))
