@@ -249,3 +249,20 @@ def test_a_leak_while_memory_is_short_now_is_the_present_shortage(config_file, t
     [cause] = [c for c in report["diagnosis"]["causes"] if c["id"] == "memory.exhausted"]
     assert top_cause(report) == "memory.exhausted" and rc == 2
     assert any("a memory leak in the POS process" in e for e in cause["evidence"])
+
+
+@pytest.mark.parametrize(("hours_left", "when"), [(None, "soon"), (0.04, "in 0.0 h"), (47.9, "in 47.9 h"),
+                                                  (48.0, "in 2.0 days"), (240.0, "in 10.0 days")])
+def test_a_risk_is_said_with_its_numbered_steps_and_when_in_hours_under_two_days_else_days(hours_left, when):
+    from posdiag.agent.report import risk_lines
+    from posdiag.core import i18n
+
+    risk = {"title": "The payment host's certificate expires soon", "code": "tls.expiring_soon",
+            "probe": "network.tls", "message": "expires 2026-12-09", "hours_left": hours_left,
+            "remediation": ["Renew the certificate.", "Install it on the payment host."]}
+    assert risk_lines([risk], i18n.translator("en")) == [
+        "", "Risks ahead (not a cause of a 2824 yet; act before they fail):",
+        f"  - The payment host's certificate expires soon  [tls.expiring_soon, {when}]",
+        "    network.tls: expires 2026-12-09", "    1. Renew the certificate.", "    2. Install it on the payment host."]
+    assert risk_lines([{**risk, "remediation": None}], i18n.translator("en"))[-1] == "    network.tls: expires 2026-12-09"
+    assert risk_lines([], i18n.translator("en")) == []
