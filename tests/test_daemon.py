@@ -341,3 +341,14 @@ def test_the_control_socket_answers_each_command_and_says_when_a_trigger_was_not
     assert daemon.handle_control({}) == {"ok": False, "error": "unknown command None"}
     assert daemon.handle_control({"cmd": "trigger"}) == {"ok": False,
                                                          "error": "the daemon did not finish the diagnosis in time"}
+
+
+def test_scheduled_sweeps_come_every_interval_give_or_take_five_percent(config_file):
+    """A fleet started together must not sweep (and push) in step: each wait is jittered, by at most 5 %."""
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    path = config_file(daemon={"interval_s": 100})
+    daemon = Daemon(config.load(str(path)), str(path))
+    waits = [daemon.next_interval() for _ in range(500)]
+    assert 95 <= min(waits) < 99 and 101 < max(waits) <= 105
