@@ -29,7 +29,7 @@ from labs.reader_emulator import ReaderEmulator, hold_port
 from labs.terminal import Tmux
 from posdiag.agent.screen import ENTER, LEAVE, Screen, terminal_size
 from posdiag.agent.watch import Session, folded
-from posdiag.agent.watchsummary import change_line, summary_lines
+from posdiag.agent.watchsummary import change_line, summary_lines, watch_block
 from posdiag.core import i18n
 from posdiag.core.paths import report_schema_path
 
@@ -277,3 +277,42 @@ def test_a_screen_that_ends_gives_the_terminal_back_with_its_cursor():
     assert out.getvalue().endswith(LEAVE)
     screen.__exit__(None, None, None)  # a second end writes nothing more
     assert out.getvalue().count(LEAVE) == 1
+
+
+def test_three_changes_make_a_probe_flapping_two_do_not():
+    session = Session(2.0)
+    t0 = 1_800_000_000
+    for i, (verdict, link, reader) in enumerate([("healthy", "ok", "ok"), ("fault", "fail", "fail"),
+                                                 ("healthy", "ok", "ok"), ("fault", "fail", "ok")]):
+        session.observe(_report(verdict, **{"network.link": link, "reader.serial": reader}), now=t0 + 2 * i)
+    watch = session.summary_report(ended=t0 + 8)["watch"]
+    assert watch["changed"] == {"network.link": 3, "reader.serial": 2} and watch["flapping"] == ["network.link"]
+
+
+def test_the_worst_sweep_kept_is_the_latest_of_the_worst_and_the_final_verdict_the_last_sweeps():
+    session = Session(2.0)
+    sweeps = [_report("fault", disk="fail"), _report("degraded", disk="warn"), _report("fault", disk="fail"),
+              _report("healthy", disk="ok")]
+    for i, report in enumerate(sweeps):
+        session.observe(report, now=1_800_000_000 + i)
+    assert session.worst is sweeps[2] and session.latest is sweeps[3]
+    summary = session.summary_report(ended=1_800_000_010)
+    assert summary["diagnosis"]["verdict"] == "fault" and summary["watch"]["final_verdict"] == "healthy"
+    assert summary["watch"]["sweeps"] == 4 and summary["watch"]["started_at"] != summary["watch"]["ended_at"]
+
+
+def test_a_session_keeps_its_last_500_changes_and_its_summary_shows_the_last_20():
+    changes = [{"at": f"2026-11-30T12:{i // 60 % 60:02d}:{i % 60:02d}Z", "probe": "reader.serial",
+                "from": "ok" if i % 2 else "fail", "to": "fail" if i % 2 else "ok"} for i in range(501)]
+    block = watch_block(started=1_800_000_000, ended=1_800_000_600, interval_s=1.0, sweeps=502,
+                        final_verdict="healthy", changes=changes)
+    assert block["changes_total"] == 501 and block["changes"] == changes[1:] and block["changed"] == {"reader.serial": 501}
+    shown = [line for line in summary_lines({"watch": block}, i18n.translator("en")) if line.startswith("  12:")]
+    assert shown == ["  " + change_line(c, i18n.translator("en")) for c in changes[-20:]]
+
+
+def test_one_unconfigured_check_keeps_its_row_two_fold_into_one():
+    one = [{"name": "memory", "status": "ok", "summary": "s"}, {"name": "txlog", "status": "skipped", "summary": "s"}]
+    assert folded(one, keep=set()) == one
+    two = [*one, {"name": "network.dns", "status": "skipped", "summary": "s"}]
+    assert [p["name"] for p in folded(two, keep=set())] == ["memory", "2 probes"]
