@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import test_daemon
@@ -288,3 +289,66 @@ def test_triggers_join_the_sweep_running_or_else_the_next_one():
     assert waiters.start() is True
     waiters.finish({"ok": True, "report": "second"})
     assert after.get_nowait() == {"ok": True, "report": "second"} and waiters.start() is False
+
+
+def test_a_request_the_daemon_fails_on_is_an_error_reply_and_the_socket_serves_on(tmp_path):
+    """The control socket in this process, with a handler that breaks on one command: that request gets
+    "not ok" and the error, the next is answered as usual."""
+    from posdiag.agent.control import serve
+
+    def handle(message: dict) -> dict:
+        if message["cmd"] == "status":
+            raise ValueError("no status today")
+        return {"ok": True}
+
+    path = str(tmp_path / "control.sock")
+    server = serve(path, handle)
+    try:
+        assert request(path, {"cmd": "status"}, timeout_s=10) == {"ok": False,
+                                                                  "error": "internal error: ValueError('no status today')"}
+        assert request(path, {"cmd": "ping"}, timeout_s=10) == {"ok": True}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_what_sits_on_the_socket_path_decides_between_not_running_busy_and_not_a_daemon(tmp_path):
+    """A socket nobody listens on any more is a dead daemon's (stale), after a short retry; a path
+    with nothing, or a file, is no daemon at once; something that answers but not in JSON is not ours."""
+    from posdiag.agent.control import DaemonNotRunning
+
+    path = str(tmp_path / "control.sock")
+    with pytest.raises(DaemonNotRunning, match=r"\(FileNotFoundError\)"):
+        request(path, {"cmd": "ping"}, timeout_s=2, retry_s=0.3)
+    Path(path).write_text("somebody's file\n")  # not a socket: no retry, no daemon
+    with pytest.raises(DaemonNotRunning, match=r"\(ConnectionRefusedError\)"):
+        request(path, {"cmd": "ping"}, timeout_s=2, retry_s=0.3)
+    os.unlink(path)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound, never listening: what a killed daemon leaves behind
+    try:
+        with pytest.raises(DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"}, timeout_s=2, retry_s=0.3)
+    finally:
+        dead.close()
+    os.unlink(path)
+    stranger = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stranger.bind(path)
+    stranger.listen(1)
+
+    def answer(reply: bytes) -> None:
+        conn, _ = stranger.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            conn.sendall(reply)
+
+    try:
+        for reply, said in ((b"HTTP/1.0 400 Bad Request\r\n", "that is not a posdiag daemon answered"),
+                            (b"[1, 2]\n", "that is not a posdiag daemon answered"), (b"", "closed the connection")):
+            responder = threading.Thread(target=answer, args=(reply,), daemon=True)
+            responder.start()
+            with pytest.raises(DaemonNotRunning, match=said):
+                request(path, {"cmd": "ping"}, timeout_s=5, retry_s=0.3)
+            responder.join(5)
+    finally:
+        stranger.close()
