@@ -213,3 +213,17 @@ def test_only_a_damaged_file_is_taken_for_corruption_and_only_a_full_disk_for_fu
     assert is_full(sqlite3.OperationalError("database or disk is full")) and not is_corruption(
         sqlite3.OperationalError("database or disk is full"))
     assert not is_corruption(OSError("malformed")) and not is_full(OSError("disk is full"))
+
+
+@pytest.mark.root
+def test_a_256_kib_reserve_is_kept_beside_the_store_while_the_disk_has_room(tmpfs):
+    """With room, every report is kept and a 256 KiB reserve file waits beside the store for a full disk."""
+    from posdiag.agent.store import RESERVE_NAME
+
+    state = tmpfs("8m") / "state"
+    with Store(state) as store:
+        reports = [fake_report(time.time() - 100 + i) for i in range(3)]
+        for report in reports:
+            store.add(report)
+        assert [r.report_id for r in reversed(store.list())] == [r["report_id"] for r in reports]
+    assert (state / RESERVE_NAME).stat().st_size == 256 * 1024
