@@ -217,13 +217,17 @@ def test_only_a_damaged_file_is_taken_for_corruption_and_only_a_full_disk_for_fu
 
 @pytest.mark.root
 def test_a_256_kib_reserve_is_kept_beside_the_store_while_the_disk_has_room(tmpfs):
-    """With room, every report is kept and a 256 KiB reserve file waits beside the store for a full disk."""
+    """With room, a 256 KiB reserve file waits beside the store for a full disk; spent on one, it is made
+    again at the next report once there is room, and no report of the history is given up for it."""
     from posdiag.agent.store import RESERVE_NAME
 
     state = tmpfs("8m") / "state"
     with Store(state) as store:
-        reports = [fake_report(time.time() - 100 + i) for i in range(3)]
-        for report in reports:
+        reports = [fake_report(time.time() - 100 + i) for i in range(4)]
+        for report in reports[:3]:
             store.add(report)
+        assert (state / RESERVE_NAME).stat().st_size == 256 * 1024
+        (state / RESERVE_NAME).unlink()  # spent on a full disk that has room again
+        store.add(reports[3])
         assert [r.report_id for r in reversed(store.list())] == [r["report_id"] for r in reports]
     assert (state / RESERVE_NAME).stat().st_size == 256 * 1024
