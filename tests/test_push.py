@@ -631,3 +631,20 @@ def test_the_token_file_is_taken_owner_only_and_one_token_long(tmp_path, mode, c
         with pytest.raises(PushSetupError) as refused:
             read_token(str(path))
         assert problem in str(refused.value) and "t" * 100 not in str(refused.value)
+
+
+def test_retry_after_is_capped_at_an_hour_a_past_date_is_now_and_only_busy_answers_carry_it():
+    from posdiag.agent.sender import backoff_s, classify, retry_after
+
+    now = time.time()
+    assert retry_after("3600", now) == 3600 and retry_after("3601", now) == 3600 and retry_after("86400", now) == 3600
+    assert retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 7200)), now) == 3600
+    assert retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now - 60)), now) == 0
+    assert retry_after("", now) is None and retry_after(None, now) is None and retry_after(" 5 ", now) == 5
+    assert classify(503, {"Retry-After": "9"}, now).retry_after_s == 9
+    assert classify(500, {"Retry-After": "9"}, now).retry_after_s is None
+    first = [backoff_s(1, cap_s=60) for _ in range(300)]  # the first failure: 0.2 to 1 s
+    assert min(first) >= 0.2 and max(first) <= 1.0 and max(first) > 0.6
+    third = [backoff_s(3, cap_s=60) for _ in range(300)]  # the third: up to 4 s
+    assert max(third) <= 4.0 and max(third) > 2.0
+    assert max(backoff_s(10, cap_s=3) for _ in range(200)) <= 3
