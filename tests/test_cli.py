@@ -312,22 +312,6 @@ def test_the_daemons_uptime_is_said_in_days_hours_minutes_seconds_leaving_out_ze
     assert _age(seconds) == said
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("7d", 604800),
-                                               (" 1.5h ", 5400), ("0s", 0)])
-def test_history_since_takes_an_age_in_seconds_minutes_hours_or_days(text, seconds):
-    from posdiag.agent.cli import parse_age
-
-    assert parse_age(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["soon", "2w", "-5m", "", "1e3s", "h"])
-def test_history_since_refuses_what_is_not_an_age(text):
-    from posdiag.agent.cli import parse_age
-
-    with pytest.raises(ValueError, match="--since"):
-        parse_age(text)
-
-
 @pytest.mark.parametrize(("option", "value", "ok"), [
     ("--limit", "1", True), ("--limit", "0", False), ("--limit", "1000000", True), ("--limit", "1000001", False),
     ("--limit", "-1", False), ("--limit", "ten", False),
