@@ -231,3 +231,26 @@ def test_a_256_kib_reserve_is_kept_beside_the_store_while_the_disk_has_room(tmpf
         store.add(reports[3])
         assert [r.report_id for r in reversed(store.list())] == [r["report_id"] for r in reports]
     assert (state / RESERVE_NAME).stat().st_size == 256 * 1024
+
+
+def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cannot_be_read(tmp_path):
+    """The outbox scan breaks on a damaged page and the page that says how far its keys go is damaged
+    too: the rows after the bad page are still looked for, key by key, and recovered."""
+    state = tmp_path / "state"
+    ids = []
+    with Store(state) as store:
+        for i in range(60):
+            report = fake_report(time.time() - 100 + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sequence_page = store.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()[0]
+    corrupt_one_outbox_page(state / DB_NAME)
+    data = bytearray((state / DB_NAME).read_bytes())
+    data[(sequence_page - 1) * 4096:sequence_page * 4096] = os.urandom(4096)
+    (state / DB_NAME).write_bytes(bytes(data))
+    with Store(state) as store:  # heals on open
+        healed = store.healed()
+    recovered = queued(state)
+    assert healed["recovered_unsent"] == len(recovered) >= 40
+    assert recovered[-1] == ids[-1]  # the newest, well past the bad page
