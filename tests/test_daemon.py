@@ -352,3 +352,16 @@ def test_scheduled_sweeps_come_every_interval_give_or_take_five_percent(config_f
     daemon = Daemon(config.load(str(path)), str(path))
     waits = [daemon.next_interval() for _ in range(500)]
     assert 95 <= min(waits) < 99 and 101 < max(waits) <= 105
+
+
+@pytest.mark.parametrize(("usec", "every_s"), [("400000", 0.2), ("30000000", 15.0), ("1", 0.0000005), ("0", None),
+                                               ("", None), ("-5", None), ("soon", None)])
+def test_the_watchdog_is_pinged_at_half_its_timeout_and_not_at_all_without_one(monkeypatch, usec, every_s):
+    from posdiag.agent.daemon import Notifier
+
+    monkeypatch.setenv("WATCHDOG_USEC", usec)
+    monkeypatch.setenv("NOTIFY_SOCKET", "@posdiag-test")
+    notifier = Notifier()
+    assert notifier.watchdog_s == every_s and notifier.addr == "\0posdiag-test"  # "@": an abstract socket
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert Notifier().addr == "" and Notifier().send("READY=1") is None  # not under systemd: nothing sent
