@@ -266,3 +266,19 @@ def test_a_risk_is_said_with_its_numbered_steps_and_when_in_hours_under_two_days
         "    network.tls: expires 2026-12-09", "    1. Renew the certificate.", "    2. Install it on the payment host."]
     assert risk_lines([{**risk, "remediation": None}], i18n.translator("en"))[-1] == "    network.tls: expires 2026-12-09"
     assert risk_lines([], i18n.translator("en")) == []
+
+
+def test_risks_are_listed_soonest_first_those_without_a_time_last_and_an_info_finding_is_none():
+    from posdiag.agent.risks import RiskInfo, found
+    from posdiag.probes.base import Finding, ProbeResult, Severity, Status
+
+    table = {code: RiskInfo(code, f"title of {code}", ("step",)) for code in ("tls.expiring_soon", "disk.filling")}
+    findings = (Finding("disk.filling", Severity.WARN, "filling", {"hours_left": 30, "subject": "/var"}),
+                Finding("tls.expiring_soon", Severity.WARN, "expires", {"hours_left": True}),  # no number: no time
+                Finding("tls.expiring_soon", Severity.WARN, "expires", {"hours_left": 2.5}),
+                Finding("disk.filling", Severity.INFO, "steady", {"hours_left": 1}),  # said, not a risk
+                Finding("disk.full", Severity.FAIL, "full", {"hours_left": 0}))  # a fault, not a risk
+    risks = found([ProbeResult("disk", Status.WARN, 0.01, "s", findings, {})], table)
+    assert [(r["code"], r["hours_left"]) for r in risks] == [("tls.expiring_soon", 2.5), ("disk.filling", 30.0),
+                                                             ("tls.expiring_soon", None)]
+    assert risks[1]["subject"] == "/var" and risks[0]["remediation"] == ["step"] and risks[2]["subject"] == ""
