@@ -73,9 +73,11 @@ def test_config_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
     assert rc == 3 and {"fifo": "FIFO", "dev-zero": "character device", "directory": "directory"}[kind] in said
 
 
-def test_closed_stdout_ends_in_one_line_and_exit_3(config_file):
-    proc = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m posdiag.agent diagnose --only memory '
-                           f'--config "{config_file()}" >&-'], capture_output=True, text=True, cwd=REPO, timeout=30)
+@pytest.mark.parametrize("command", ["diagnose --only memory --config {config}", "probes", "config check --config {config}"])
+def test_closed_stdout_ends_in_one_line_and_exit_3(config_file, command):
+    command = command.format(config=f'"{config_file()}"')
+    proc = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m posdiag.agent {command} >&-'], capture_output=True,
+                          text=True, cwd=REPO, timeout=30)
     assert proc.returncode == 3
     assert proc.stderr.strip() == "posdiag: cannot write the output: standard output is closed"
 
