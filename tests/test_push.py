@@ -648,3 +648,18 @@ def test_retry_after_is_capped_at_an_hour_a_past_date_is_now_and_only_busy_answe
     third = [backoff_s(3, cap_s=60) for _ in range(300)]  # the third: up to 4 s
     assert max(third) <= 4.0 and max(third) > 2.0
     assert max(backoff_s(10, cap_s=3) for _ in range(200)) <= 3
+
+
+def test_a_netrc_in_the_environment_never_replaces_the_terminals_token(server, push_config, tmp_path, monkeypatch):
+    """A ~/.netrc (or $NETRC) with credentials for the collector's host is the user's, not the
+    terminal's: pushes carry the token file's Bearer token all the same."""
+    srv = server()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login pos password planted-netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    config = push_config(srv.url)
+    ids = queue_reports(tmp_path / "state", 2)
+    rc, _, err = run_cli("push", "--config", str(config))
+    assert rc == 0, err
+    assert srv.received() == ids and set(srv.auth_seen) == {f"Bearer {TOKEN}"}
