@@ -124,6 +124,8 @@ def test_a_short_id_grows_until_no_other_report_shares_it(tmp_path, config_file)
     assert rc == 3 and f"{padded[:40]!r} is the start of several" in err and padded[:41] not in err
     rc, _, err = run_cli("show", "f" * 100, "--config", str(config))
     assert rc == 3 and err == f"posdiag: no stored report has the id {'f' * 40!r}\n"
+    for blank in ("", "  "):  # the start of every id, taken as none
+        assert run_cli("show", blank, "--config", str(config))[2] == f"posdiag: no stored report has the id {blank!r}\n"
 
 
 @pytest.mark.root
