@@ -78,6 +78,9 @@ def test_bundle_says_what_it_could_not_collect(config_file, tmp_path):
     files = members(out)
     assert "kernel.log" not in files
     assert "kernel.log: FileNotFoundError" in files["errors.txt"]
+    with tarfile.open(out) as tar:  # the cover note first, where a help desk opening the archive looks
+        assert tar.getnames()[0] == "posdiag-bundle/summary.txt" and len(tar.getnames()) == len(files)
+        assert {m.mode for m in tar.getmembers()} == {0o600}
 
 
 def test_bundle_versions_name_the_operating_system_as_its_os_release_says(config_file, tmp_path):
