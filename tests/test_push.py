@@ -663,3 +663,16 @@ def test_a_netrc_in_the_environment_never_replaces_the_terminals_token(server, p
     rc, _, err = run_cli("push", "--config", str(config))
     assert rc == 0, err
     assert srv.received() == ids and set(srv.auth_seen) == {f"Bearer {TOKEN}"}
+
+
+def test_without_a_ca_file_the_servers_certificate_is_checked_against_the_systems_existing_bundle(tmp_path,
+                                                                                                  monkeypatch):
+    from posdiag.agent.pushsetup import system_ca_bundle
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # where OpenSSL is told the system's bundle is
+    assert system_ca_bundle() == str(bundle)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))  # named, but not there: the next that is
+    found = system_ca_bundle()
+    assert found != str(tmp_path / "gone.pem") and (found is True or os.path.exists(found))
