@@ -316,3 +316,23 @@ def test_one_unconfigured_check_keeps_its_row_two_fold_into_one():
     assert folded(one, keep=set()) == one
     two = [*one, {"name": "network.dns", "status": "skipped", "summary": "s"}]
     assert [p["name"] for p in folded(two, keep=set())] == ["memory", "2 probes"]
+
+
+@pytest.mark.parametrize(("rows", "folded_rows"), [(18, True), (19, False)])
+def test_a_short_screen_folds_the_unconfigured_checks_so_the_latest_changes_stay_on_it(rows, folded_rows):
+    """Heading (5 lines), 8 probes and the changes (a heading and 3 lines, plus a gap) take 18 rows;
+    a screen of 18 rows (one kept for the cursor) folds, one of 19 does not."""
+    from posdiag.agent.watch import screen_lines
+
+    session = Session(2.0)
+    statuses = {"memory": "ok", "disk": "ok", "network.link": "ok", "network.dns": "skipped", "network.tls": "skipped",
+                "txlog": "skipped", "clock": "ok", "reader.serial": "ok"}
+    for i in range(6):  # five changes of the reader
+        report = _report("fault" if i % 2 else "healthy", **{**statuses, "reader.serial": "fail" if i % 2 else "ok"})
+        changes = session.observe(report, now=1_800_000_000 + i)
+    lines = screen_lines(session, report, changes, "posdiag watch — lane-03", rows)
+    assert any(line.startswith("  3 probes") for line in lines) is folded_rows
+    assert any(line.startswith("  txlog") for line in lines) is not folded_rows
+    shown = [line for line in lines if "reader.serial ok → fail" in line or "reader.serial fail → ok" in line]
+    assert len(shown) == 3 and shown[-1].endswith("08:00:05 reader.serial ok → fail")  # the latest that fit
+    assert len(screen_lines(session, report, changes, "posdiag watch — lane-03", 40)) == 5 + 8 + 2 + 5  # all five
