@@ -254,3 +254,24 @@ def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cann
     recovered = queued(state)
     assert healed["recovered_unsent"] == len(recovered) >= 40
     assert recovered[-1] == ids[-1]  # the newest, well past the bad page
+
+
+def test_the_daemons_store_that_cannot_be_opened_yet_is_tried_again_at_each_report(config_file, tmp_path):
+    """The daemon must start (and diagnose) even when its store cannot be opened: each report tries
+    again, and the first one stored says how many could not be."""
+    from posdiag.core import settings as config
+
+    state = tmp_path / "state"
+    (state / DB_NAME).mkdir(parents=True)  # something in the way of the database file
+    settings = config.load(str(config_file()))
+    with pytest.raises(sqlite3.Error):
+        Store.for_settings(settings)  # a command's store says so at once
+    store = Store.for_daemon(settings)  # the daemon's starts without one
+    lost = fake_report(time.time() - 10)
+    with pytest.raises(StoreFull, match="cannot be opened"):
+        store.add(lost)
+    (state / DB_NAME).rmdir()
+    kept = fake_report(time.time())
+    store.add(kept)
+    store.close()
+    assert kept["store"]["unstored"]["count"] == 1 and kept["store"]["unstored"]["report_ids"] == [lost["report_id"]]
