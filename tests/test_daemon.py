@@ -365,3 +365,23 @@ def test_the_watchdog_is_pinged_at_half_its_timeout_and_not_at_all_without_one(m
     assert notifier.watchdog_s == every_s and notifier.addr == "\0posdiag-test"  # "@": an abstract socket
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert Notifier().addr == "" and Notifier().send("READY=1") is None  # not under systemd: nothing sent
+
+
+def test_every_journal_line_carries_its_syslog_priority_a_tracebacks_too_and_no_card_number():
+    import logging
+
+    from posdiag.agent.logs import JournalFormatter
+
+    formatter = JournalFormatter("%(message)s")
+
+    def line(level: int, message: str, exc_info=None) -> str:
+        return formatter.format(logging.LogRecord("posdiag", level, __file__, 1, message, None, exc_info))
+
+    assert [line(level, "x") for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR,
+                                           logging.CRITICAL, 25)] == ["<7>x", "<6>x", "<4>x", "<3>x", "<2>x", "<6>x"]
+    try:
+        raise ValueError("pan 4111111111111111")
+    except ValueError:
+        text = line(logging.ERROR, "sweep failed", sys.exc_info())
+    assert len(text.splitlines()) > 3 and all(row.startswith("<3>") for row in text.splitlines())
+    assert "4111111111111111" not in text and "411111******1111" in text
