@@ -352,3 +352,30 @@ def test_what_sits_on_the_socket_path_decides_between_not_running_busy_and_not_a
             responder.join(5)
     finally:
         stranger.close()
+
+
+@pytest.mark.root
+def test_the_group_to_join_is_the_one_owning_the_path_or_its_nearest_parent_by_name_or_number(tmp_path):
+    import grp
+
+    from posdiag.agent.access import group_name
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    named = next(g for g in grp.getgrall() if g.gr_gid != 0)
+    os.chown(folder, 0, named.gr_gid)
+    assert group_name(str(folder / "posdiag" / "control.sock")) == named.gr_name  # not there yet: its parent's
+    gid = next(g for g in range(54321, 60000) if not _has_group(g))
+    os.chown(folder, 0, gid)
+    assert group_name(str(folder)) == str(gid)  # a group with no name: its number
+    assert group_name("/nonexistent-posdiag-root/x") == "root"
+
+
+def _has_group(gid: int) -> bool:
+    import grp
+
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True
