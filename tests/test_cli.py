@@ -317,9 +317,12 @@ def test_the_daemons_uptime_is_said_in_days_hours_minutes_seconds_leaving_out_ze
     ("--limit", "-1", False), ("--limit", "ten", False),
     ("--interval", "0.5", True), ("--interval", "0.49", False), ("--interval", "3600", True),
     ("--interval", "3600.1", False), ("--interval", "nan", False), ("--interval", "inf", False),
+    ("--limit", "0" * 19 + "5", True), ("--limit", "0" * 20 + "5", False),  # at most 20 characters are read
+    ("--interval", "0" * 17 + "2.5", True), ("--interval", "0" * 18 + "2.5", False),
 ])
 def test_history_limit_and_watch_interval_take_their_documented_range_inclusive(option, value, ok):
-    """``history --limit`` 1 to 1 000 000; ``watch --interval`` 0.5 s to an hour; both ends allowed."""
+    """``history --limit`` 1 to 1 000 000; ``watch --interval`` 0.5 s to an hour; both ends allowed; a
+    value of more than 20 characters is refused unread."""
     import argparse
 
     from posdiag.agent.cli import _interval, _limit
