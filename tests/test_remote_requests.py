@@ -464,3 +464,32 @@ def test_a_server_that_cannot_be_reached_is_a_failed_poll_never_a_crash(tmp_path
     server = types.SimpleNamespace(url=f"http://127.0.0.1:{port}", token_file=str(token), ca_file="", timeout_s=5.0)
     outcome = remote_client.poll(remote_client.Client(server))
     assert (outcome.ok, outcome.result, outcome.settled) == (False, "connection refused", False)
+
+
+def test_the_client_process_says_in_one_json_line_and_exit_3_that_the_token_cannot_be_used(tmp_path, capsys):
+    """What the daemon reads of a remote_client that cannot start: one JSON line, masked, and status 3."""
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o644)  # others may read it: refused, as push refuses it
+    server = {"url": "http://127.0.0.1:9", "token_file": str(token), "ca_file": "", "timeout_s": 1.0}
+    assert remote_client.main(["--server", json.dumps(server), "poll"]) == 3
+    said = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert said["ok"] is False and said["result"].startswith("setup: ") and "readable by group or others" in said["result"]
+    assert "tok-123456" not in said["result"]
+
+
+def test_a_plain_http_server_is_asked_through_the_environments_http_proxy_by_its_whole_url(scripted, monkeypatch,
+                                                                                           tmp_path):
+    """Behind a plain proxy the request line carries the whole URL (the proxy here answers itself; nothing
+    listens at the URL, so only the proxy can answer)."""
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{scripted.server_address[1]}")
+    scripted.answer = (200, {}, _pending({"request_id": "r1", "kind": "diagnose"}))
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    server = types.SimpleNamespace(url="http://127.0.0.2:9/base", token_file=str(token), ca_file="", timeout_s=5.0)
+    outcome = remote_client.poll(remote_client.Client(server))
+    assert outcome.ok and outcome.requests == [{"request_id": "r1", "kind": "diagnose"}]
+    assert scripted.seen[-1][:2] == ("GET", "http://127.0.0.2:9/base/api/v1/requests/pending")
