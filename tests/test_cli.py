@@ -365,3 +365,15 @@ def test_the_progress_line_counts_the_seconds_since_the_sweep_started():
     seconds = float(re.fullmatch(r"probing… 7/12 done, waiting (\d+\.\d) s for: reader.serial, network.tcp", line)[1])
     assert 2.5 <= seconds < 60, line
     assert progress.ticker is None and progress.stream.getvalue() == ""  # not a terminal: nothing drawn
+
+
+@pytest.mark.parametrize(("argv", "lang"), [
+    (["--lang", "zh_CN", "probes"], "zh_CN"), (["probes", "--lang=zh_CN"], "zh_CN"),
+    (["--lang", "zh_CN", "probes", "--lang", "en"], "en"),  # the last one wins, as argparse decides
+    (["probes", "--", "--lang", "zh_CN"], None),  # after "--" it is an argument, not the option
+    (["probes", "--lang"], None),  # no value: nothing chosen
+])
+def test_the_language_option_is_read_before_parsing_as_argparse_will_read_it(argv, lang):
+    from posdiag.agent.cli import _option
+
+    assert _option(argv, "--lang") == lang
