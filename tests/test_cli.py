@@ -377,3 +377,24 @@ def test_the_language_option_is_read_before_parsing_as_argparse_will_read_it(arg
     from posdiag.agent.cli import _option
 
     assert _option(argv, "--lang") == lang
+
+
+def test_the_status_of_a_running_daemon_says_each_part_and_leaves_out_what_it_has_not(tmp_path):
+    from posdiag.agent.cli import _status_text
+    from posdiag.agent.outbox import empty_summary
+
+    status = {"version": "0.1.0", "pid": 4242, "uptime_s": 3725, "config": "/etc/posdiag/posdiag.toml", "reloads": 1,
+              "interval_s": 300, "sweeps": 7, "history_reports": 12, "txlog": None, "last_error": None,
+              "push": {**empty_summary(), "configured": False},
+              "last": {"verdict": "degraded", "top_cause": "none", "confidence": 0.38, "trigger": "schedule",
+                       "started_at": "2026-12-06T10:00:00Z", "report_id": "3f2a9c1d-0000-4000-8000-000000000001",
+                       "risks": 2, "soonest_risk": None}}
+    text = "\n".join(_status_text(status, str(tmp_path)))
+    assert text.startswith("posdiag daemon 0.1.0: running, pid 4242, up 1h 2m 5s")
+    assert "2 ahead, the soonest due ?" in text and "not watched" in text and "problem:" not in text
+    assert "every 300 s" in text and "(reloaded 1x)" in text and "7, history: 12 report(s)" in text
+    quiet = "\n".join(_status_text({**status, "last": None, "txlog": "/var/log/pos.log", "last_error": "disk full"},
+                                   str(tmp_path)))
+    assert "last:" not in quiet and "risks:" not in quiet and "/var/log/pos.log" in quiet and "disk full" in quiet
+    calm = "\n".join(_status_text({**status, "last": {**status["last"], "risks": 0}}, str(tmp_path)))
+    assert "last:" in calm and "risks:" not in calm
