@@ -307,3 +307,13 @@ def test_the_kernel_log_in_the_bundle_keeps_the_last_500_lines_that_matter(confi
     assert len(lines) == 500, len(lines)
     assert ours[-1] == f"tty posdiag-bundle-{run}: record 500" and f"posdiag-bundle-{run}: other" not in lines
     assert f"tty posdiag-bundle-{run}: record 0" not in ours  # the 501st line back, even had nothing come after
+
+
+def test_the_cover_note_says_why_a_bundle_holds_no_fresh_diagnosis():
+    from posdiag.agent.bundle import _diagnosis_line
+
+    assert _diagnosis_line({"running": False}, None) == ("diagnosis: no daemon runs, and a fresh one could not be made "
+                                                         "(see errors.txt)")
+    assert _diagnosis_line({"running": True}, None).startswith("diagnosis: the daemon runs and diagnoses by itself")
+    for unknown in ({"running": None}, None):  # who runs cannot be told (no access), or status itself failed
+        assert _diagnosis_line(unknown, None).startswith("diagnosis: none made for this bundle: it cannot tell")
