@@ -385,3 +385,27 @@ def test_every_journal_line_carries_its_syslog_priority_a_tracebacks_too_and_no_
         text = line(logging.ERROR, "sweep failed", sys.exc_info())
     assert len(text.splitlines()) > 3 and all(row.startswith("<3>") for row in text.splitlines())
     assert "4111111111111111" not in text and "411111******1111" in text
+
+
+@pytest.mark.parametrize(("trigger", "urgent"), [("event", True), ("on-demand", True), ("remote", True),
+                                                 ("schedule", False), ("boot", False)])
+def test_a_report_someone_waits_for_is_pushed_at_once_a_routine_one_waits_its_turn(config_file, tmp_path, trigger,
+                                                                                   urgent):
+    """A 2824, a technician's trigger and an operator's request outrank the push backoff; boot and
+    scheduled sweeps do not. (The pusher here only records how it was asked: which is pure logic.)"""
+    import types
+
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    path = config_file(memory={"min_available_mb": 1})
+    daemon = Daemon(config.load(str(path)), str(path))
+    kicks: list[bool] = []
+    daemon.pusher = types.SimpleNamespace(kick=lambda urgent=False: kicks.append(urgent))
+    with Store(tmp_path / "state") as store:
+        daemon.store = store
+        event = {"count_2824": 1, "first_at": "2026-12-06T10:00:00Z", "last_at": "2026-12-06T10:00:00Z"}
+        report = daemon.sweep(trigger, event=event if trigger == "event" else None)
+        assert report is not None and store.list()[0].report_id == report["report_id"]
+    assert kicks == [urgent] and daemon.state.sweeps == 1 and daemon.state.last["trigger"] == trigger
