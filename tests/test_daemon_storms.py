@@ -379,3 +379,27 @@ def _has_group(gid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_a_socket_that_starts_listening_within_the_retry_time_is_answered(tmp_path):
+    """A daemon that is starting has bound its socket but not listened yet: the client tries again for
+    its retry time instead of calling it dead."""
+    path = str(tmp_path / "control.sock")
+    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    starting.bind(path)
+
+    def start_listening() -> None:
+        time.sleep(0.3)
+        starting.listen(1)
+        conn, _ = starting.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            conn.sendall(b'{"ok": true}\n')
+
+    listener = threading.Thread(target=start_listening, daemon=True)
+    listener.start()
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10, retry_s=20) == {"ok": True}
+    finally:
+        listener.join(10)
+        starting.close()
