@@ -573,3 +573,16 @@ def test_a_critical_area_with_one_probe_that_could_not_check_is_unchecked_a_plai
     assert "reader" not in silent.passed and "memory" in silent.passed
     assert "network" in coverage.of(clear_but(result("network.dns", status=Status.SKIPPED))).passed  # not configured
     assert coverage.of([]).certainty() == 0.0 and coverage.of([result("txlog", status=Status.SKIPPED)]).fraction == 0.0
+
+
+@pytest.mark.parametrize(("weight", "taken"), [("1", True), ("1.0", True), ("0.5", True), ("0.001", True),
+                                               ("0", False), ("1.01", False), ("-0.5", False), ("'high'", False)])
+def test_an_evidence_weight_is_taken_above_0_up_to_1(tmp_path: Path, weight: str, taken: bool):
+    path = tmp_path / "causes.toml"
+    path.write_text("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\n[[causes]]\nid='disk.full'\ntitle='x'\n"
+                    f"remediation=['a']\n[evidence.'disk.full']\n'disk.low_space' = {weight}\n")
+    if taken:
+        assert load_knowledge(path).evidence["disk.low_space"] == [("disk.full", float(weight))]
+    else:
+        with pytest.raises(ConfigError, match=r"evidence\.disk\.full\.disk\.low_space: expected a weight in \(0, 1\]"):
+            load_knowledge(path)
