@@ -395,3 +395,31 @@ def test_a_bad_configuration_error_reads_in_chinese_with_the_same_code(tmp_path:
     assert rc == 3 and error["code"] == "config" and "network.timeout_s：应不超过 1.5 秒" in error["message"]
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--lang", "zh_CN", "--config", str(path))
     assert out.startswith("POSDIAG UNKNOWN - ") and "应不超过 1.5 秒" in out
+
+
+def test_config_check_says_which_paths_cannot_work_on_this_host_and_only_those(config_file, tmp_path):
+    import socket
+
+    pos_log, fifo, a_file = tmp_path / "pos.log", tmp_path / "pos.fifo", tmp_path / "a-file"
+    pos_log.write_text("")
+    os.mkfifo(fifo)
+    a_file.write_text("")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(tmp_path / "live.sock"))
+
+    def problems(**sections) -> list[str]:
+        return [str(p) for p in config.check_paths(config.load(str(config_file(**sections))))]
+
+    try:
+        fine = problems(txlog={"path": str(pos_log)}, daemon={"state_dir": str(tmp_path / "new" / "state"),
+                                                              "control_socket": str(tmp_path / "live.sock")})
+        assert fine == []  # a regular log, a state dir that can be made, a socket
+        assert problems(txlog={"path": str(tmp_path / "not-yet.log")}) == []  # it may appear later
+        said = problems(txlog={"path": str(fifo)}, daemon={"state_dir": str(a_file / "state"),
+                                                           "control_socket": str(a_file)})
+    finally:
+        sock.close()
+    assert [p.split(":", 1)[0] for p in said] == ["txlog.path", "daemon.state_dir", "daemon.control_socket"]
+    assert "is a FIFO" in said[0] and "cannot be created" in said[1] and "not a socket" in said[2]
+    assert problems(daemon={"state_dir": str(a_file)}) == [f"daemon.state_dir: expected a directory, {str(a_file)!r} "
+                                                           "is a regular file"]
