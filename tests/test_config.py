@@ -423,3 +423,25 @@ def test_config_check_says_which_paths_cannot_work_on_this_host_and_only_those(c
     assert "is a FIFO" in said[0] and "cannot be created" in said[1] and "not a socket" in said[2]
     assert problems(daemon={"state_dir": str(a_file)}) == [f"daemon.state_dir: expected a directory, {str(a_file)!r} "
                                                            "is a regular file"]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("clock", "ntp_server", "ntp.example:{}"), ("network", "dns_servers", ["192.0.2.53#{}"]),
+    ("server", "url", "https://collector.example:{}/api")])
+@pytest.mark.parametrize(("written", "taken"), [("1", True), ("65535", True), ("0", False), ("65536", False)])
+def test_a_port_inside_a_value_is_taken_from_1_to_65535(config_file, section, key, value, written, taken):
+    filled = [v.format(written) for v in value] if isinstance(value, list) else value.format(written)
+    extra = {"token_file": "/nonexistent-token"} if section == "server" else {}
+    path = config_file(**{section: {key: filled, **extra}})
+    if taken:
+        config.load(str(path))
+    else:
+        with pytest.raises(config.ConfigError, match=rf"{section}\.{key}: expected a port from 1 to 65535, got '{written}'"):
+            config.load(str(path))
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [("clock", "ntp_server", "[2001:db8::123]"),
+                                                        ("server", "url", "https://[2001:db8::1]/api")])
+def test_an_ipv6_address_without_a_port_is_no_port(config_file, section, key, value):
+    extra = {"token_file": "/nonexistent-token"} if section == "server" else {}
+    config.load(str(config_file(**{section: {key: value, **extra}})))
