@@ -445,3 +445,16 @@ def test_a_port_inside_a_value_is_taken_from_1_to_65535(config_file, section, ke
 def test_an_ipv6_address_without_a_port_is_no_port(config_file, section, key, value):
     extra = {"token_file": "/nonexistent-token"} if section == "server" else {}
     config.load(str(config_file(**{section: {key: value, **extra}})))
+
+
+@pytest.mark.parametrize("key", ["ca_file", "client_cert", "client_key"])
+def test_a_payment_hosts_certificate_files_must_exist_and_a_key_needs_its_certificate(config_file, tmp_path, key):
+    pem = tmp_path / "host.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    both = {"client_cert": str(pem), "client_key": str(pem)}
+    config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "ca_file": str(pem), **both}])))  # all there
+    with pytest.raises(config.ConfigError, match=rf"payment_hosts\[0\]\.{key}: expected an existing file"):
+        config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", **both, key: str(tmp_path / "gone.pem")}])))
+    with pytest.raises(config.ConfigError, match=r"payment_hosts\[0\]\.client_key: expected client_cert too"):
+        config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "client_key": str(pem)}])))
+    config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "client_cert": str(pem)}])))  # a key in the cert
