@@ -247,3 +247,16 @@ def test_a_configuration_sixteen_levels_deep_is_read_and_seventeen_refused(tmp_p
     config.write_text("x = " + "[" * lists + "]" * lists + "\n")
     rc, said = check(config)
     assert rc == 3 and ("nested more than 16" in said) is refused and ("unknown" in said) is not refused, said
+
+
+@pytest.mark.parametrize(("size", "taken"), [(1024 * 1024, True), (1024 * 1024 + 1, False), (0, True)])
+def test_a_configuration_of_exactly_a_mebibyte_is_read_whole_one_byte_more_is_refused(tmp_path, size, taken):
+    from posdiag.core import settings as config
+
+    path = tmp_path / "posdiag.toml"
+    path.write_bytes((b"#" * 63 + b"\n") * (size // 64) + b"#" * (size % 64))
+    if taken:
+        assert config.read_config_bytes(str(path)) == path.read_bytes()
+    else:
+        with pytest.raises(config.ConfigError, match="larger than 1024 KiB"):
+            config.read_config_bytes(str(path))
