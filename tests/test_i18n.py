@@ -277,7 +277,6 @@ def test_chinese_wraps_between_characters_never_before_a_closing_mark_or_after_a
 
 def test_a_table_wraps_its_last_column_under_itself_when_given_a_width():
     rows = [["network.dns", "FAIL", "the resolver 192.0.2.53 did not answer within the timeout"], ["disk", "ok", "x"]]
-    lines = table(rows, width=50)
-    assert lines[0].startswith("network.dns  FAIL  the resolver") and all(display_width(x) <= 50 for x in lines)
-    assert lines[1].startswith(" " * 19) and lines[1].strip() and lines[-1] == "disk         ok    x"
+    assert table(rows, width=50) == ["network.dns  FAIL  the resolver 192.0.2.53 did not",
+                                     "                   answer within the timeout", "disk         ok    x"]
     assert table(rows) == [row.rstrip() for row in table(rows, width=200)]  # wide enough: one line a row
