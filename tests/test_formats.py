@@ -60,6 +60,7 @@ def test_nagios_line_of_a_healthy_terminal_is_ok(healthy_report):
     m = PLUGIN_LINE.match(nagios_line(report, rc))
     assert m and rc == 0 and m.group(1) == "OK"
     assert "no terminal-side fault" in m.group(2)
+    assert report["diagnosis"]["causes"][0]["evidence"] and " - " not in m.group(2)  # "none" quotes no evidence
 
 
 @pytest.mark.parametrize(("state", "rc", "word"), [("healthy", 0, "OK"), ("degraded", 1, "WARNING"),
