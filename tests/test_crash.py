@@ -421,3 +421,13 @@ def test_without_journalctl_the_previous_boot_s_kernel_messages_are_not_checked_
     finding = next(f for f in probe_of(report, "system.crash")["findings"] if f["code"] == "crash.previous_boot_unknown")
     assert finding["data"]["why"] == "no-journalctl" and "kernel messages" in finding["message"]
     assert "not checked" in finding["message"] and rc == 0
+
+
+def test_the_daemons_look_at_a_pos_application_that_is_not_running_asks_for_no_sweep(config_file):
+    from posdiag.agent.poswatch import PosWatch
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(terminal={"pos_process": "posdiag-no-such-pos-app"})))
+    watch = PosWatch(settings, None)
+    assert watch.look() is False and watch.starts == []
+    assert watch.look() is False  # not due again yet: nothing looked at
