@@ -189,7 +189,7 @@ def test_json_and_another_format_at_once_is_bad_usage(config_file):
 def test_bundle_command_says_where_it_wrote_and_how_big(config_file, tmp_path):
     target = tmp_path / "ticket" / "b.tar.gz"
     rc, out, _ = run_cli("bundle", "-o", str(target), "--config", str(config_file()))
-    assert rc == 0 and str(target) in out and "KiB" in out
+    assert rc == 0 and str(target) in out and f"({target.stat().st_size / 1024:.1f} KiB)" in out
     assert target.stat().st_size > 0
 
 
