@@ -718,6 +718,9 @@ class _Closed:
     def write(self, _text: str) -> int:
         raise OSError(errno.EBADF, "standard output is closed")
 
+    def writelines(self, _lines: Any) -> None:
+        self.write("")
+
     def flush(self) -> None:
         pass
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,9 @@ def test_bundle_says_what_it_could_not_collect(config_file, tmp_path):
     files = members(out)
     assert "kernel.log" not in files
     assert "kernel.log: FileNotFoundError" in files["errors.txt"]
+    with tarfile.open(out) as tar:  # the cover note first, where a help desk opening the archive looks
+        assert tar.getnames()[0] == "posdiag-bundle/summary.txt" and len(tar.getnames()) == len(files)
+        assert {m.mode for m in tar.getmembers()} == {0o600}
 
 
 def test_bundle_versions_name_the_operating_system_as_its_os_release_says(config_file, tmp_path):
@@ -284,3 +288,32 @@ def test_the_pos_log_in_the_bundle_keeps_the_last_500_whole_lines_within_1_mib(c
     lines = members(out)["pos.log"].splitlines()
     assert len(lines) == kept and lines == written[-kept:], len(lines)
 
+
+
+@pytest.mark.root
+def test_the_kernel_log_in_the_bundle_keeps_the_last_500_lines_that_matter(config_file, tmp_path):
+    """501 reader lines written to the real kernel log: the bundle keeps the newest 500 of the lines a help
+    desk needs (the oldest is left out) and none of the others."""
+    run = uuid.uuid4().hex[:8]
+    for i in range(501):
+        with open("/dev/kmsg", "w") as kmsg:  # one open a line: the kernel limits the lines of one writer
+            kmsg.write(f"<6>tty posdiag-bundle-{run}: record {i}\n")
+            if i == 250:
+                kmsg.write(f"<6>posdiag-bundle-{run}: other\n")
+    path = config_file(reader={"kernel_log": "/dev/kmsg", "sysfs_root": str(tmp_path / "nosys")})
+    out, _ = make_bundle(config.load(str(path)), str(path), tmp_path / "b.tar.gz", deadline_s=1)
+    lines = members(out)["kernel.log"].splitlines()
+    ours = [line for line in lines if f"posdiag-bundle-{run}" in line]
+    assert len(lines) == 500, len(lines)
+    assert ours[-1] == f"tty posdiag-bundle-{run}: record 500" and f"posdiag-bundle-{run}: other" not in lines
+    assert f"tty posdiag-bundle-{run}: record 0" not in ours  # the 501st line back, even had nothing come after
+
+
+def test_the_cover_note_says_why_a_bundle_holds_no_fresh_diagnosis():
+    from posdiag.agent.bundle import _diagnosis_line
+
+    assert _diagnosis_line({"running": False}, None) == ("diagnosis: no daemon runs, and a fresh one could not be made "
+                                                         "(see errors.txt)")
+    assert _diagnosis_line({"running": True}, None).startswith("diagnosis: the daemon runs and diagnoses by itself")
+    for unknown in ({"running": None}, None):  # who runs cannot be told (no access), or status itself failed
+        assert _diagnosis_line(unknown, None).startswith("diagnosis: none made for this bundle: it cannot tell")

@@ -302,3 +302,99 @@ def test_a_recheck_of_nothing_configured_could_not_diagnose_rather_than_healthy(
     assert rc == 3 and "cannot diagnose" in err
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--only", "network", "--config", str(config_file()))
     assert rc == 3 and out.startswith("POSDIAG UNKNOWN - ")
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(0, "0s"), (0.9, "0s"), (59, "59s"), (60, "1m"), (3600, "1h"),
+                                               (86400, "1d"), (90061, "1d 1h 1m 1s"), (172800 + 7, "2d 7s")])
+def test_the_daemons_uptime_is_said_in_days_hours_minutes_seconds_leaving_out_zeros(seconds, said):
+    from posdiag.agent.cli import _age
+
+    assert _age(seconds) == said
+
+
+@pytest.mark.parametrize(("option", "value", "ok"), [
+    ("--limit", "1", True), ("--limit", "0", False), ("--limit", "1000000", True), ("--limit", "1000001", False),
+    ("--limit", "-1", False), ("--limit", "ten", False),
+    ("--interval", "0.5", True), ("--interval", "0.49", False), ("--interval", "3600", True),
+    ("--interval", "3600.1", False), ("--interval", "nan", False), ("--interval", "inf", False),
+    ("--limit", "0" * 19 + "5", True), ("--limit", "0" * 20 + "5", False),  # at most 20 characters are read
+    ("--interval", "0" * 17 + "2.5", True), ("--interval", "0" * 18 + "2.5", False),
+])
+def test_history_limit_and_watch_interval_take_their_documented_range_inclusive(option, value, ok):
+    """``history --limit`` 1 to 1 000 000; ``watch --interval`` 0.5 s to an hour; both ends allowed; a
+    value of more than 20 characters is refused unread."""
+    import argparse
+
+    from posdiag.agent.cli import _interval, _limit
+
+    parse = {"--limit": _limit, "--interval": _interval}[option]
+    if ok:
+        assert parse(value) == float(value)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(value)):
+            parse(value)
+
+
+def test_the_probes_get_the_deadline_less_start_up_and_keeping_but_never_under_half_of_it():
+    """What cron or Nagios waits for is the whole command: the probes' share is the deadline less this
+    process's start-up, a 0.1 s margin and the time keeping the report takes, and at least half."""
+    from posdiag.agent.cli import _remaining, _startup_s
+
+    started = _startup_s()  # this pytest process's age: seconds, or minutes into a whole run
+    assert started > 0
+    share = _remaining(10_000.0)
+    assert 10_000.0 - 0.1 - _startup_s() <= share <= 10_000.0 - 0.1 - started
+    kept = _remaining(10_000.0, 2.0)
+    assert 10_000.0 - 2.1 - _startup_s() <= kept <= 10_000.0 - 2.1 - started
+    assert _remaining(1.0, 5.0) == 0.5  # start-up and keeping take it all: half is left to the probes
+    assert _remaining(10.0, 9.8) == 5.0
+
+
+def test_the_progress_line_counts_the_seconds_since_the_sweep_started():
+    import io
+    import re
+    import time
+
+    from posdiag.agent.progress import Progress
+
+    progress = Progress(io.StringIO())
+    with progress:
+        progress.started = time.monotonic() - 2.5  # the sweep started 2.5 s ago
+        progress.on_running(("reader.serial", "network.tcp"), 7, 12)
+        line = progress.line()
+    seconds = float(re.fullmatch(r"probing… 7/12 done, waiting (\d+\.\d) s for: reader.serial, network.tcp", line)[1])
+    assert 2.5 <= seconds < 60, line
+    assert progress.ticker is None and progress.stream.getvalue() == ""  # not a terminal: nothing drawn
+
+
+@pytest.mark.parametrize(("argv", "lang"), [
+    (["--lang", "zh_CN", "probes"], "zh_CN"), (["probes", "--lang=zh_CN"], "zh_CN"),
+    (["--lang", "zh_CN", "probes", "--lang", "en"], "en"),  # the last one wins, as argparse decides
+    (["probes", "--", "--lang", "zh_CN"], None),  # after "--" it is an argument, not the option
+    (["probes", "--lang"], None),  # no value: nothing chosen
+])
+def test_the_language_option_is_read_before_parsing_as_argparse_will_read_it(argv, lang):
+    from posdiag.agent.cli import _option
+
+    assert _option(argv, "--lang") == lang
+
+
+def test_the_status_of_a_running_daemon_says_each_part_and_leaves_out_what_it_has_not(tmp_path):
+    from posdiag.agent.cli import _status_text
+    from posdiag.agent.outbox import empty_summary
+
+    status = {"version": "0.1.0", "pid": 4242, "uptime_s": 3725, "config": "/etc/posdiag/posdiag.toml", "reloads": 1,
+              "interval_s": 300, "sweeps": 7, "history_reports": 12, "txlog": None, "last_error": None,
+              "push": {**empty_summary(), "configured": False},
+              "last": {"verdict": "degraded", "top_cause": "none", "confidence": 0.38, "trigger": "schedule",
+                       "started_at": "2026-12-06T10:00:00Z", "report_id": "3f2a9c1d-0000-4000-8000-000000000001",
+                       "risks": 2, "soonest_risk": None}}
+    text = "\n".join(_status_text(status, str(tmp_path)))
+    assert text.startswith("posdiag daemon 0.1.0: running, pid 4242, up 1h 2m 5s")
+    assert "2 ahead, the soonest due ?" in text and "not watched" in text and "problem:" not in text
+    assert "every 300 s" in text and "(reloaded 1x)" in text and "7, history: 12 report(s)" in text
+    quiet = "\n".join(_status_text({**status, "last": None, "txlog": "/var/log/pos.log", "last_error": "disk full"},
+                                   str(tmp_path)))
+    assert "last:" not in quiet and "risks:" not in quiet and "/var/log/pos.log" in quiet and "disk full" in quiet
+    calm = "\n".join(_status_text({**status, "last": {**status["last"], "risks": 0}}, str(tmp_path)))
+    assert "last:" in calm and "risks:" not in calm

@@ -73,9 +73,11 @@ def test_config_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
     assert rc == 3 and {"fifo": "FIFO", "dev-zero": "character device", "directory": "directory"}[kind] in said
 
 
-def test_closed_stdout_ends_in_one_line_and_exit_3(config_file):
-    proc = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m posdiag.agent diagnose --only memory '
-                           f'--config "{config_file()}" >&-'], capture_output=True, text=True, cwd=REPO, timeout=30)
+@pytest.mark.parametrize("command", ["diagnose --only memory --config {config}", "probes", "config check --config {config}"])
+def test_closed_stdout_ends_in_one_line_and_exit_3(config_file, command):
+    command = command.format(config=f'"{config_file()}"')
+    proc = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m posdiag.agent {command} >&-'], capture_output=True,
+                          text=True, cwd=REPO, timeout=30)
     assert proc.returncode == 3
     assert proc.stderr.strip() == "posdiag: cannot write the output: standard output is closed"
 
@@ -245,3 +247,16 @@ def test_a_configuration_sixteen_levels_deep_is_read_and_seventeen_refused(tmp_p
     config.write_text("x = " + "[" * lists + "]" * lists + "\n")
     rc, said = check(config)
     assert rc == 3 and ("nested more than 16" in said) is refused and ("unknown" in said) is not refused, said
+
+
+@pytest.mark.parametrize(("size", "taken"), [(1024 * 1024, True), (1024 * 1024 + 1, False), (0, True)])
+def test_a_configuration_of_exactly_a_mebibyte_is_read_whole_one_byte_more_is_refused(tmp_path, size, taken):
+    from posdiag.core import settings as config
+
+    path = tmp_path / "posdiag.toml"
+    path.write_bytes((b"#" * 63 + b"\n") * (size // 64) + b"#" * (size % 64))
+    if taken:
+        assert config.read_config_bytes(str(path)) == path.read_bytes()
+    else:
+        with pytest.raises(config.ConfigError, match="larger than 1024 KiB"):
+            config.read_config_bytes(str(path))

@@ -395,3 +395,66 @@ def test_a_bad_configuration_error_reads_in_chinese_with_the_same_code(tmp_path:
     assert rc == 3 and error["code"] == "config" and "network.timeout_s：应不超过 1.5 秒" in error["message"]
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--lang", "zh_CN", "--config", str(path))
     assert out.startswith("POSDIAG UNKNOWN - ") and "应不超过 1.5 秒" in out
+
+
+def test_config_check_says_which_paths_cannot_work_on_this_host_and_only_those(config_file, tmp_path):
+    import socket
+
+    pos_log, fifo, a_file = tmp_path / "pos.log", tmp_path / "pos.fifo", tmp_path / "a-file"
+    pos_log.write_text("")
+    os.mkfifo(fifo)
+    a_file.write_text("")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(tmp_path / "live.sock"))
+
+    def problems(**sections) -> list[str]:
+        return [str(p) for p in config.check_paths(config.load(str(config_file(**sections))))]
+
+    try:
+        fine = problems(txlog={"path": str(pos_log)}, daemon={"state_dir": str(tmp_path / "new" / "state"),
+                                                              "control_socket": str(tmp_path / "live.sock")})
+        assert fine == []  # a regular log, a state dir that can be made, a socket
+        assert problems(txlog={"path": str(tmp_path / "not-yet.log")}) == []  # it may appear later
+        said = problems(txlog={"path": str(fifo)}, daemon={"state_dir": str(a_file / "state"),
+                                                           "control_socket": str(a_file)})
+    finally:
+        sock.close()
+    assert [p.split(":", 1)[0] for p in said] == ["txlog.path", "daemon.state_dir", "daemon.control_socket"]
+    assert "is a FIFO" in said[0] and "cannot be created" in said[1] and "not a socket" in said[2]
+    assert problems(daemon={"state_dir": str(a_file)}) == [f"daemon.state_dir: expected a directory, {str(a_file)!r} "
+                                                           "is a regular file"]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("clock", "ntp_server", "ntp.example:{}"), ("network", "dns_servers", ["192.0.2.53#{}"]),
+    ("server", "url", "https://collector.example:{}/api")])
+@pytest.mark.parametrize(("written", "taken"), [("1", True), ("65535", True), ("0", False), ("65536", False)])
+def test_a_port_inside_a_value_is_taken_from_1_to_65535(config_file, section, key, value, written, taken):
+    filled = [v.format(written) for v in value] if isinstance(value, list) else value.format(written)
+    extra = {"token_file": "/nonexistent-token"} if section == "server" else {}
+    path = config_file(**{section: {key: filled, **extra}})
+    if taken:
+        config.load(str(path))
+    else:
+        with pytest.raises(config.ConfigError, match=rf"{section}\.{key}: expected a port from 1 to 65535, got '{written}'"):
+            config.load(str(path))
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [("clock", "ntp_server", "[2001:db8::123]"),
+                                                        ("server", "url", "https://[2001:db8::1]/api")])
+def test_an_ipv6_address_without_a_port_is_no_port(config_file, section, key, value):
+    extra = {"token_file": "/nonexistent-token"} if section == "server" else {}
+    config.load(str(config_file(**{section: {key: value, **extra}})))
+
+
+@pytest.mark.parametrize("key", ["ca_file", "client_cert", "client_key"])
+def test_a_payment_hosts_certificate_files_must_exist_and_a_key_needs_its_certificate(config_file, tmp_path, key):
+    pem = tmp_path / "host.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    both = {"client_cert": str(pem), "client_key": str(pem)}
+    config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "ca_file": str(pem), **both}])))  # all there
+    with pytest.raises(config.ConfigError, match=rf"payment_hosts\[0\]\.{key}: expected an existing file"):
+        config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", **both, key: str(tmp_path / "gone.pem")}])))
+    with pytest.raises(config.ConfigError, match=r"payment_hosts\[0\]\.client_key: expected client_cert too"):
+        config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "client_key": str(pem)}])))
+    config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "client_cert": str(pem)}])))  # a key in the cert

@@ -559,3 +559,13 @@ def test_a_pos_with_a_name_longer_than_the_kernel_keeps_is_known_by_its_first_fi
     found = _crashlog.read([line], "posterminal-main")
     assert found.pos_deaths[kind] == [812 if kind == "oom" else 813]
     assert not found.programs and not found.oopses
+
+
+def test_the_daemons_look_at_a_pos_application_that_is_not_running_asks_for_no_sweep(config_file):
+    from posdiag.agent.poswatch import PosWatch
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(terminal={"pos_process": "posdiag-no-such-pos-app"})))
+    watch = PosWatch(settings, None)
+    assert watch.look() is False and watch.starts == []
+    assert watch.look() is False  # not due again yet: nothing looked at

@@ -319,3 +319,94 @@ def test_a_bug_in_the_running_daemon_is_logged_with_its_traceback_not_taken_for_
     assert "posdiag stopped on an internal error" in err and "Traceback" in err and error in err, err
     assert "could not start" not in err and "could not store report" not in err
     assert not (tmp_path / "control.sock").exists()  # what had started was stopped
+
+
+def test_the_control_socket_answers_each_command_and_says_when_a_trigger_was_not_finished_in_time(config_file):
+    """What ``posdiag trigger``, ``status`` and ``push`` get back, from the daemon's side: a trigger
+    the main loop does not finish within deadline_s + 30 s is answered "not ok" and why (the command
+    then exits 3 saying so), never "ok" without a report. The wait is shortened here by a deadline no
+    configuration could hold: there is no main loop to finish it."""
+    import dataclasses
+
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    path = config_file()
+    settings = config.load(str(path))
+    daemon = Daemon(dataclasses.replace(settings, diagnosis=dataclasses.replace(settings.diagnosis, deadline_s=-29.7)),
+                    str(path))
+    assert daemon.handle_control({"cmd": "ping"}) == {"ok": True}
+    assert daemon.handle_control({"cmd": "push"}) == {"ok": True}
+    assert daemon.handle_control({"cmd": "reboot"}) == {"ok": False, "error": "unknown command 'reboot'"}
+    assert daemon.handle_control({}) == {"ok": False, "error": "unknown command None"}
+    assert daemon.handle_control({"cmd": "trigger"}) == {"ok": False,
+                                                         "error": "the daemon did not finish the diagnosis in time"}
+
+
+def test_scheduled_sweeps_come_every_interval_give_or_take_five_percent(config_file):
+    """A fleet started together must not sweep (and push) in step: each wait is jittered, by at most 5 %."""
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    path = config_file(daemon={"interval_s": 100})
+    daemon = Daemon(config.load(str(path)), str(path))
+    waits = [daemon.next_interval() for _ in range(500)]
+    assert 95 <= min(waits) < 99 and 101 < max(waits) <= 105
+
+
+@pytest.mark.parametrize(("usec", "every_s"), [("400000", 0.2), ("30000000", 15.0), ("1", 0.0000005), ("0", None),
+                                               ("", None), ("-5", None), ("soon", None)])
+def test_the_watchdog_is_pinged_at_half_its_timeout_and_not_at_all_without_one(monkeypatch, caplog, usec, every_s):
+    from posdiag.agent.daemon import Notifier
+
+    monkeypatch.setenv("WATCHDOG_USEC", usec)
+    monkeypatch.setenv("NOTIFY_SOCKET", "@posdiag-test")
+    notifier = Notifier()
+    assert notifier.watchdog_s == every_s and notifier.addr == "\0posdiag-test"  # "@": an abstract socket
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    Notifier().send("READY=1")  # not under systemd: nothing sent, nothing to complain about
+    assert Notifier().addr == "" and "cannot notify" not in caplog.text
+
+
+def test_every_journal_line_carries_its_syslog_priority_a_tracebacks_too_and_no_card_number():
+    import logging
+
+    from posdiag.agent.logs import JournalFormatter
+
+    formatter = JournalFormatter("%(message)s")
+
+    def line(level: int, message: str, exc_info=None) -> str:
+        return formatter.format(logging.LogRecord("posdiag", level, __file__, 1, message, None, exc_info))
+
+    assert [line(level, "x") for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR,
+                                           logging.CRITICAL, 25)] == ["<7>x", "<6>x", "<4>x", "<3>x", "<2>x", "<6>x"]
+    try:
+        raise ValueError("pan 4111111111111111")
+    except ValueError:
+        text = line(logging.ERROR, "sweep failed", sys.exc_info())
+    assert len(text.splitlines()) > 3 and all(row.startswith("<3>") for row in text.splitlines())
+    assert "4111111111111111" not in text and "411111******1111" in text
+
+
+@pytest.mark.parametrize(("trigger", "urgent"), [("event", True), ("on-demand", True), ("remote", True),
+                                                 ("schedule", False), ("boot", False)])
+def test_a_report_someone_waits_for_is_pushed_at_once_a_routine_one_waits_its_turn(config_file, tmp_path, trigger,
+                                                                                   urgent):
+    """A 2824, a technician's trigger and an operator's request outrank the push backoff; boot and
+    scheduled sweeps do not. (The pusher here only records how it was asked: which is pure logic.)"""
+    import types
+
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    path = config_file(memory={"min_available_mb": 1})
+    daemon = Daemon(config.load(str(path)), str(path))
+    kicks: list[bool] = []
+    daemon.pusher = types.SimpleNamespace(kick=lambda urgent=False: kicks.append(urgent))
+    with Store(tmp_path / "state") as store:
+        daemon.store = store
+        event = {"count_2824": 1, "first_at": "2026-12-06T10:00:00Z", "last_at": "2026-12-06T10:00:00Z"}
+        report = daemon.sweep(trigger, event=event if trigger == "event" else None)
+        assert report is not None and store.list()[0].report_id == report["report_id"]
+    assert kicks == [urgent] and daemon.state.sweeps == 1 and daemon.state.last["trigger"] == trigger

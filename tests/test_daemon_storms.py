@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import test_daemon
@@ -246,3 +247,159 @@ def test_control_socket_path_longer_than_a_unix_address_is_refused(config_file, 
     long_path = str(tmp_path / ("x" * 120) / "control.sock")
     rc, _, err = run_cli("config", "check", "--config", str(config_file(daemon={"control_socket": long_path})))
     assert rc == 3 and "daemon.control_socket" in err and "107 bytes" in err
+
+
+def test_an_event_window_opens_once_waits_out_the_gap_and_says_when_its_first_and_last_2824_came(monkeypatch):
+    """The first 2824 opens a window and may start a sweep at once; after an event sweep the next one waits
+    event_min_gap_s from its start (0 at the gap's end, not before); the sweep says how many 2824s it
+    covers, when the first and when the last came, then the window is empty again."""
+    from posdiag.agent import storm
+    from posdiag.core.timefmt import utc_iso
+
+    wall = [1_800_000_000.0]
+    monkeypatch.setattr(storm.time, "time", lambda: wall[0])
+    window = storm.EventWindow(15.0)
+    assert window.due_in(now=100.0) is None  # nothing pending
+    assert window.add() is True  # opens the window: the caller wakes the loop
+    wall[0] += 4
+    assert window.add() is False and window.add() is False
+    assert window.due_in(now=100.0) == 0.0  # no event sweep yet: at once
+    wall[0] += 6
+    covered = window.take()
+    assert covered == {"count_2824": 3, "first_at": utc_iso(1_800_000_000.0), "last_at": utc_iso(1_800_000_004.0)}
+    assert window.due_in() is None and window.count == 0
+    started = window.last_sweep
+    assert window.add() is True  # a new window, within the gap of the last sweep
+    assert window.due_in(now=started + 5) == 10.0
+    assert window.due_in(now=started + 15) == 0.0 and window.due_in(now=started + 20) == 0.0
+    assert window.take() == {"count_2824": 1, "first_at": utc_iso(wall[0]), "last_at": utc_iso(wall[0])}
+
+
+def test_triggers_join_the_sweep_running_or_else_the_next_one():
+    from posdiag.agent.storm import Waiters
+
+    waiters = Waiters()
+    assert waiters.start() is False  # nobody waits: no sweep
+    early = waiters.join()
+    assert waiters.start() is True
+    during = waiters.join()  # arrives while it runs: gets its report too
+    waiters.finish({"ok": True, "report": "first"})
+    after = waiters.join()  # after it ended: waits for the next
+    assert early.get_nowait() == during.get_nowait() == {"ok": True, "report": "first"} and after.empty()
+    assert waiters.start() is True
+    waiters.finish({"ok": True, "report": "second"})
+    assert after.get_nowait() == {"ok": True, "report": "second"} and waiters.start() is False
+
+
+def test_a_request_the_daemon_fails_on_is_an_error_reply_and_the_socket_serves_on(tmp_path):
+    """The control socket in this process, with a handler that breaks on one command: that request gets
+    "not ok" and the error, the next is answered as usual."""
+    from posdiag.agent.control import serve
+
+    def handle(message: dict) -> dict:
+        if message["cmd"] == "status":
+            raise ValueError("no status today")
+        return {"ok": True}
+
+    path = str(tmp_path / "control.sock")
+    server = serve(path, handle)
+    try:
+        assert request(path, {"cmd": "status"}, timeout_s=10) == {"ok": False,
+                                                                  "error": "internal error: ValueError('no status today')"}
+        assert request(path, {"cmd": "ping"}, timeout_s=10) == {"ok": True}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_what_sits_on_the_socket_path_decides_between_not_running_busy_and_not_a_daemon(tmp_path):
+    """A socket nobody listens on any more is a dead daemon's (stale), after a short retry; a path
+    with nothing, or a file, is no daemon at once; something that answers but not in JSON is not ours."""
+    from posdiag.agent.control import DaemonNotRunning
+
+    path = str(tmp_path / "control.sock")
+    with pytest.raises(DaemonNotRunning, match=r"\(FileNotFoundError\)"):
+        request(path, {"cmd": "ping"}, timeout_s=2, retry_s=0.3)
+    Path(path).write_text("somebody's file\n")  # not a socket: no retry, no daemon
+    with pytest.raises(DaemonNotRunning, match=r"\(ConnectionRefusedError\)"):
+        request(path, {"cmd": "ping"}, timeout_s=2, retry_s=0.3)
+    os.unlink(path)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound, never listening: what a killed daemon leaves behind
+    try:
+        with pytest.raises(DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"}, timeout_s=2, retry_s=0.3)
+    finally:
+        dead.close()
+    os.unlink(path)
+    stranger = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stranger.bind(path)
+    stranger.listen(1)
+
+    def answer(reply: bytes) -> None:
+        conn, _ = stranger.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            conn.sendall(reply)
+
+    try:
+        for reply, said in ((b"HTTP/1.0 400 Bad Request\r\n", "that is not a posdiag daemon answered"),
+                            (b"[1, 2]\n", "that is not a posdiag daemon answered"), (b"", "closed the connection")):
+            responder = threading.Thread(target=answer, args=(reply,), daemon=True)
+            responder.start()
+            with pytest.raises(DaemonNotRunning, match=said):
+                request(path, {"cmd": "ping"}, timeout_s=5, retry_s=0.3)
+            responder.join(5)
+    finally:
+        stranger.close()
+
+
+@pytest.mark.root
+def test_the_group_to_join_is_the_one_owning_the_path_or_its_nearest_parent_by_name_or_number(tmp_path):
+    import grp
+
+    from posdiag.agent.access import group_name
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    named = next(g for g in grp.getgrall() if g.gr_gid != 0)
+    os.chown(folder, 0, named.gr_gid)
+    assert group_name(str(folder / "posdiag" / "control.sock")) == named.gr_name  # not there yet: its parent's
+    gid = next(g for g in range(54321, 60000) if not _has_group(g))
+    os.chown(folder, 0, gid)
+    assert group_name(str(folder)) == str(gid)  # a group with no name: its number
+    assert group_name("/nonexistent-posdiag-root/x") == "root"
+
+
+def _has_group(gid: int) -> bool:
+    import grp
+
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True
+
+
+def test_a_socket_that_starts_listening_within_the_retry_time_is_answered(tmp_path):
+    """A daemon that is starting has bound its socket but not listened yet: the client tries again for
+    its retry time instead of calling it dead."""
+    path = str(tmp_path / "control.sock")
+    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    starting.bind(path)
+
+    def start_listening() -> None:
+        time.sleep(0.3)
+        starting.listen(1)
+        conn, _ = starting.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            conn.sendall(b'{"ok": true}\n')
+
+    listener = threading.Thread(target=start_listening, daemon=True)
+    listener.start()
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10, retry_s=20) == {"ok": True}
+    finally:
+        listener.join(10)
+        starting.close()

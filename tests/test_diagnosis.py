@@ -545,3 +545,44 @@ def test_a_residual_cause_that_is_not_true_or_false_is_refused(tmp_path):
                    encoding="utf-8")
     with pytest.raises(ConfigError, match=r"\(host.upstream\)\.residual: expected true or false"):
         load_knowledge(own)
+
+
+@pytest.mark.parametrize(("results", "unexplained", "sure"), [
+    (ALL_CLEAR, False, 0.95),  # every area checked and passed
+    (ALL_CLEAR, True, 0.665),  # ... but a warning that matched no cause: 0.7 times as sure
+    ([r for r in ALL_CLEAR if not r.name.startswith("network")], False, 0.6),  # one critical area unchecked: 0.6
+    ([r for r in ALL_CLEAR if not r.name.startswith(("network", "reader"))], False, 0.379),  # both: 0.6 × 0.6 / 0.95
+    ([r for r in ALL_CLEAR if r.name != "txlog"], False, 0.95),  # a non-critical area left out caps nothing
+    (clear_but(result("disk", status=Status.ERROR)), False, 0.831),  # 7 of 8 could check: 0.95 × 7/8
+], ids=["all-clear", "unexplained", "network-unchecked", "network-and-reader-unchecked", "no-txlog", "one-errored"])
+def test_how_sure_no_terminal_side_fault_is_follows_what_was_checked(results, unexplained, sure):
+    from posdiag.agent import coverage
+
+    assert coverage.of(results).certainty(unexplained) == sure
+
+
+def test_a_critical_area_with_one_probe_that_could_not_check_is_unchecked_a_plain_one_is_not():
+    from posdiag.agent import coverage
+
+    cover = coverage.of(clear_but(result("network.dns", status=Status.ERROR, summary="no resolver"),
+                                  result("system.cpu", status=Status.ERROR, summary="no /proc/stat")))
+    assert [(u.area, u.probes) for u in cover.unchecked] == [("network", ("network.dns",))]
+    assert "system" not in cover.passed and "memory" in cover.passed and cover.ran == 10
+    assert cover.fraction == 0.8 and cover.ran_line() == "8 of 10 probes ran and found no terminal-side fault"
+    silent = coverage.of([result("memory"), result("reader.serial", ("reader.no_answer", "fail"))])
+    assert "reader" not in silent.passed and "memory" in silent.passed
+    assert "network" in coverage.of(clear_but(result("network.dns", status=Status.SKIPPED))).passed  # not configured
+    assert coverage.of([]).certainty() == 0.0 and coverage.of([result("txlog", status=Status.SKIPPED)]).fraction == 0.0
+
+
+@pytest.mark.parametrize(("weight", "taken"), [("1", True), ("1.0", True), ("0.5", True), ("0.001", True),
+                                               ("0", False), ("1.01", False), ("-0.5", False), ("'high'", False)])
+def test_an_evidence_weight_is_taken_above_0_up_to_1(tmp_path: Path, weight: str, taken: bool):
+    path = tmp_path / "causes.toml"
+    path.write_text("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\n[[causes]]\nid='disk.full'\ntitle='x'\n"
+                    f"remediation=['a']\n[evidence.'disk.full']\n'disk.low_space' = {weight}\n")
+    if taken:
+        assert load_knowledge(path).evidence["disk.low_space"] == [("disk.full", float(weight))]
+    else:
+        with pytest.raises(ConfigError, match=r"evidence\.disk\.full\.disk\.low_space: expected a weight in \(0, 1\]"):
+            load_knowledge(path)

@@ -10,6 +10,7 @@ import resource
 import threading
 import time
 
+import pytest
 from labs.commands import run_cli
 from posdiag.agent import logfollow
 from posdiag.agent.logfollow import LogFollower
@@ -181,3 +182,77 @@ def test_a_writer_that_keeps_the_rotated_file_open_is_still_heard(tmp_path):
         old.write("2026-11-30 10:00:00 txn=9 code=2824 written late to the old file\n")
         old.flush()
     assert follower.poll() == ["2026-11-30 10:00:00 txn=9 code=2824 written late to the old file"]
+
+
+@pytest.mark.parametrize(("after_s", "heard"), [(1.9, True), (2.1, False)])
+def test_a_rotated_file_is_listened_to_for_two_seconds_more(tmp_path, monkeypatch, after_s, heard):
+    """A rotated file is still read by the polls within LINGER_S (2 s) of the move: a line its writer adds
+    then is heard; after that the file is closed. The follower's clock is the test's: no waiting."""
+    now = [1000.0]
+    monkeypatch.setattr(logfollow.time, "monotonic", lambda: now[0])
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    with open(log, "a") as old:
+        os.rename(log, tmp_path / "pos.log.1")
+        log.write_text("")
+        assert follower.poll() == []  # the old file read to its end, then listened to
+        now[0] += after_s
+        assert follower.poll() == []
+        old.write("late line in the old file\n")
+        old.flush()
+        assert follower.poll() == (["late line in the old file"] if heard else [])
+    now[0] += 5
+    follower.poll()
+    assert follower.lingering == []  # given up in the end: no descriptor kept for ever
+    follower.close()
+
+
+@pytest.mark.parametrize(("length", "kept"), [(64 * 1024, 64 * 1024), (64 * 1024 + 1, 64 * 1024)])
+def test_a_line_is_kept_whole_up_to_64_kib_and_cut_there(tmp_path, length, kept):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    with open(log, "a") as fh:
+        fh.write("x" * length + "\nnext code=2824\n")
+    assert [len(line) for line in follower.poll()] == [kept, len("next code=2824")]
+
+
+def test_a_poll_reads_at_most_one_mib_and_the_rest_waits_for_the_next(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    line = "y" * 1023  # 1 KiB with its newline
+    with open(log, "a") as fh:
+        fh.write((line + "\n") * 1024 + "last code=2824\n")  # one line more than a mebibyte holds
+    assert follower.poll() == [line] * 1024
+    assert follower.poll() == ["last code=2824"]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ""])
+def test_a_compressed_rotation_is_left_alone(tmp_path, suffix):
+    """Rotated copies that appear between two polls are read, unless compressed (they would be bytes)."""
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    (tmp_path / f"pos.log.2{suffix}").write_text("in a copy rotated in between code=2824\n")
+    os.rename(log, tmp_path / "pos.log.1")
+    log.write_text("in the new log\n")
+    assert follower.poll() == ([] if suffix else ["in a copy rotated in between code=2824"]) + ["in the new log"]
+
+
+def test_the_rest_of_a_cut_line_written_later_is_skipped_not_taken_for_a_line(tmp_path):
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    with open(log, "a") as fh:
+        fh.write("a" * (70 * 1024))  # longer than a line is kept, and not finished yet
+        fh.flush()
+        assert follower.poll() == ["a" * (64 * 1024)]  # its head, cut, at once
+        fh.write("b" * 1024 + "\nnext code=2824\n")
+    assert follower.poll() == ["next code=2824"]

@@ -60,6 +60,7 @@ def test_nagios_line_of_a_healthy_terminal_is_ok(healthy_report):
     m = PLUGIN_LINE.match(nagios_line(report, rc))
     assert m and rc == 0 and m.group(1) == "OK"
     assert "no terminal-side fault" in m.group(2)
+    assert report["diagnosis"]["causes"][0]["evidence"] and " - " not in m.group(2)  # "none" quotes no evidence
 
 
 @pytest.mark.parametrize(("state", "rc", "word"), [("healthy", 0, "OK"), ("degraded", 1, "WARNING"),
@@ -188,7 +189,7 @@ def test_json_and_another_format_at_once_is_bad_usage(config_file):
 def test_bundle_command_says_where_it_wrote_and_how_big(config_file, tmp_path):
     target = tmp_path / "ticket" / "b.tar.gz"
     rc, out, _ = run_cli("bundle", "-o", str(target), "--config", str(config_file()))
-    assert rc == 0 and str(target) in out and "KiB" in out
+    assert rc == 0 and str(target) in out and f"({target.stat().st_size / 1024:.1f} KiB)" in out
     assert target.stat().st_size > 0
 
 
@@ -261,3 +262,30 @@ def test_numbers_below_one_keep_their_significant_digits_as_decimal_writes_them(
         for digits in (1, 2, 6, 9):
             assert plain(value, digits) == by_decimal(value, digits), (value, digits)
     assert plain(0.9999999) == "1" and plain(-0.9999999) == "-1" and plain(1e-7) == "0.0000001"
+
+
+def test_perfdata_carries_numeric_metrics_with_their_unit_and_at_most_forty_items(healthy_report):
+    """A unit only from the metric's suffix (_ms, _s, _percent, _mb, else none); booleans, text and
+    non-finite numbers are no measurements; the counts of failed and errored probes come first."""
+    rc, report = healthy_report
+    report["probes"][0]["status"], report["probes"][1]["status"] = "fail", "error"
+    odd = {"rtt_ms": 12, "age_s": 3, "used_percent": 50, "free_mb": 7, "count": 4, "ok": True, "name": "x",
+           "lost": float("nan"), "never": float("inf"), "seen_ms[eth0]": 2}
+    items = perfdata(PLUGIN_LINE.match(nagios_line(with_metrics(report, "disk", **odd), rc)).group(3))
+    assert items["probes_failed"] == (1, "") and items["probes_error"] == (1, "")
+    assert {k: v for k, v in items.items() if k.startswith("disk.") and k.split(".", 1)[1] in odd} == {
+        "disk.rtt_ms": (12, "ms"), "disk.age_s": (3, "s"), "disk.used_percent": (50, "%"), "disk.free_mb": (7, "MB"),
+        "disk.count": (4, ""), "disk.seen_ms[eth0]": (2, "ms")}
+    many = {f"m{i:02d}": i for i in range(60)}
+    line = nagios_line(with_metrics(report, "disk", **many), rc)
+    assert len(perfdata(PLUGIN_LINE.match(line).group(3))) == 40
+
+
+def test_prometheus_writes_bare_samples_without_braces_and_only_risks_with_a_time_left(healthy_report):
+    rc, report = healthy_report
+    report["risks"] = [{"code": "tls.expiring_soon", "subject": "primary", "hours_left": 71.5},
+                       {"code": "disk.filling", "subject": "/var", "hours_left": None}]
+    lines = prometheus_text(report, rc).splitlines()
+    assert f"posdiag_exit_code {rc}" in lines and "posdiag_verdict{verdict=\"healthy\"} 1" in lines
+    assert [line for line in lines if line.startswith("posdiag_risk_hours_left")] == [
+        'posdiag_risk_hours_left{risk="tls.expiring_soon",subject="primary"} 71.5']

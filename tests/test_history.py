@@ -333,3 +333,11 @@ def test_report_ids_are_random_version_4_uuids():
         values = {(uuid.UUID(made).int >> bit) & 1 for made in ids[:200]}
         varying += len(values) == 2
     assert varying == 122
+
+
+def test_a_report_exactly_as_old_as_the_age_limit_is_kept_a_second_older_is_dropped(tmp_path):
+    with Store(tmp_path, max_age_days=2) as store:
+        store.add(fake_report(time.time() - 3600))
+        started = store.list()[0].started_at
+        assert store.prune(now=started + 2 * 86400) == 0 and len(store.list()) == 1
+        assert store.prune(now=started + 2 * 86400 + 1) == 1 and store.list() == []

@@ -239,3 +239,42 @@ def test_full_width_punctuation_takes_no_space_around_it_in_chinese():
     assert refused.startswith("acquirer-primary（主用）拒绝连接"), refused  # was "（主用） 拒绝连接"
     assert zh.tr("{heading}:", heading="依据") + "\n  - x" == "依据：\n  - x"  # indents after a line break stay
     assert i18n.translator("en").tr("{a} (b) c", a="x") == "x (b) c"  # English keeps its spaces
+
+
+def test_a_screen_line_is_clipped_to_its_width_with_an_ellipsis_counting_cells():
+    from posdiag.agent.columns import clip
+
+    assert clip("x" * 20, 20) == "x" * 20  # exactly as wide: kept whole
+    assert clip("x" * 21, 20) == "x" * 19 + "…"
+    assert clip("磁盘已满磁盘已满", 16) == "磁盘已满磁盘已满" and clip("磁盘已满磁盘已满", 15) == "磁盘已满磁盘已…"
+    assert display_width("e\u0301") == 1  # a combining accent takes no cell of its own
+
+
+def test_a_line_longer_than_its_width_continues_under_its_text_and_keeps_notes_and_times_whole():
+    from posdiag.agent.columns import fit, pad_left
+
+    assert fit("x " * 40, 80) == ["x " * 40]  # 80 cells: fits
+    step = "  2. " + "word " * 12 + "[disk.full, confidence 97%] at 2026-11-30 10:15:02 UTC"
+    lines = fit(step, 60)
+    assert lines == ["  2. " + "word " * 10 + "word", "     word [disk.full, confidence 97%] at",
+                     "     2026-11-30 10:15:02 UTC"]  # under the step's text, the note and the time whole
+    plain = fit("word " * 30, 40)
+    assert plain[1].startswith("  word") and not plain[1].startswith("   ")  # no lead: two cells in
+    assert pad_left("7", 4) == "   7" and pad_left("12345", 4) == "12345"
+
+
+def test_chinese_wraps_between_characters_never_before_a_closing_mark_or_after_an_opening_one():
+    from posdiag.agent.columns import wrap
+
+    assert wrap("支付主机拒绝连接，请检查防火墙。", 16) == ["支付主机拒绝连", "接，请检查防火", "墙。"]
+    assert wrap("支付，好", 4) == ["支", "付，", "好"]
+    assert wrap("请运行（重新插入读卡器）", 8) == ["请运行", "（重新插", "入读卡", "器）"]
+    assert wrap("one two three", 7) == ["one two", "three"] and wrap("one two three", 8) == ["one two", "three"]
+    assert wrap("unbreakable-word-longer-than-the-width x", 10) == ["unbreakable-word-longer-than-the-width", "x"]
+
+
+def test_a_table_wraps_its_last_column_under_itself_when_given_a_width():
+    rows = [["network.dns", "FAIL", "the resolver 192.0.2.53 did not answer within the timeout"], ["disk", "ok", "x"]]
+    assert table(rows, width=50) == ["network.dns  FAIL  the resolver 192.0.2.53 did not",
+                                     "                   answer within the timeout", "disk         ok    x"]
+    assert table(rows) == [row.rstrip() for row in table(rows, width=200)]  # wide enough: one line a row

@@ -631,3 +631,48 @@ def test_the_token_file_is_taken_owner_only_and_one_token_long(tmp_path, mode, c
         with pytest.raises(PushSetupError) as refused:
             read_token(str(path))
         assert problem in str(refused.value) and "t" * 100 not in str(refused.value)
+
+
+def test_retry_after_is_capped_at_an_hour_a_past_date_is_now_and_only_busy_answers_carry_it():
+    from posdiag.agent.sender import backoff_s, classify, retry_after
+
+    now = time.time()
+    assert retry_after("3600", now) == 3600 and retry_after("3601", now) == 3600 and retry_after("86400", now) == 3600
+    assert retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 7200)), now) == 3600
+    assert retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now - 60)), now) == 0
+    assert retry_after("", now) is None and retry_after(None, now) is None and retry_after(" 5 ", now) == 5
+    assert classify(503, {"Retry-After": "9"}, now).retry_after_s == 9
+    assert classify(500, {"Retry-After": "9"}, now).retry_after_s is None
+    first = [backoff_s(1, cap_s=60) for _ in range(300)]  # the first failure: 0.2 to 1 s
+    assert min(first) >= 0.2 and max(first) <= 1.0 and max(first) > 0.6
+    third = [backoff_s(3, cap_s=60) for _ in range(300)]  # the third: up to 4 s
+    assert max(third) <= 4.0 and max(third) > 2.0
+    assert max(backoff_s(10, cap_s=3) for _ in range(200)) <= 3
+
+
+def test_a_netrc_in_the_environment_never_replaces_the_terminals_token(server, push_config, tmp_path, monkeypatch):
+    """A ~/.netrc (or $NETRC) with credentials for the collector's host is the user's, not the
+    terminal's: pushes carry the token file's Bearer token all the same."""
+    srv = server()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login pos password planted-netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    config = push_config(srv.url)
+    ids = queue_reports(tmp_path / "state", 2)
+    rc, _, err = run_cli("push", "--config", str(config))
+    assert rc == 0, err
+    assert srv.received() == ids and set(srv.auth_seen) == {f"Bearer {TOKEN}"}
+
+
+def test_without_a_ca_file_the_servers_certificate_is_checked_against_the_systems_existing_bundle(tmp_path,
+                                                                                                  monkeypatch):
+    from posdiag.agent.pushsetup import system_ca_bundle
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # where OpenSSL is told the system's bundle is
+    assert system_ca_bundle() == str(bundle)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))  # named, but not there: the next that is
+    found = system_ca_bundle()
+    assert found != str(tmp_path / "gone.pem") and (found is True or os.path.exists(found))

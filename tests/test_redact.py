@@ -307,3 +307,12 @@ def test_a_remembered_secret_in_a_query_leaves_the_values_after_it_masked_too():
     redact.remember_config({"payment_hosts": [{"health_path": "/health?apikey=AK-77f3e1c9d2b4&lane=7"}]})
     assert mask_text("primary /health?apikey=AK-77f3e1c9d2b4&lane=7: HTTP 404") == \
         "primary /health?apikey=<redacted>&lane=<redacted>: HTTP 404"
+
+
+@pytest.mark.parametrize("length", [14, 15, 17, 18])
+def test_a_number_starting_with_1_is_a_card_number_at_a_length_no_unix_time_has(length):
+    """Unix times in ms, µs and ns have 13, 16 and 19 digits and start with 1: only those lengths are
+    spared; a 1 in front of a card number of another length does not save it."""
+    digits = with_check_digit("1" + "7" * (length - 2))
+    assert luhn(digits) and is_card_number(digits)
+    assert mask_text(f"ref {digits} rc=05") != f"ref {digits} rc=05"

@@ -14,6 +14,7 @@ import threading
 import time
 import types
 
+import pytest
 from labs.commands import run_cli
 from labs.helpers import wait_for
 from posdiag.agent import remote_client
@@ -250,6 +251,26 @@ def test_a_request_fetched_again_before_it_is_answered_is_acted_on_once():
     assert asked == ["6f1c2a4e-0000-4000-8000-000000000001"] and poller.summary["diagnoses"] == 1
 
 
+
+def test_the_256_latest_requests_are_remembered_and_the_oldest_forgotten_first():
+    """A till keeps the ids of the last 256 requests it acted on: a 257th pushes out the oldest (asked
+    again, it is acted on again), never the newest (which a poll may well return once more)."""
+    asked: list[str] = []
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, asked.append)
+    ids = [f"6f1c2a4e-0000-4000-8000-{n:012d}" for n in range(258)]
+    for request_id in ids[:256]:
+        poller._act(request_id, "diagnose")
+    poller._act(ids[0], "diagnose")  # 256 remembered: the first still is
+    assert asked == ids[:256]
+    poller._act(ids[256], "diagnose")  # the 257th: the oldest is forgotten, the newest kept
+    poller._act(ids[256], "diagnose")
+    poller._act(ids[1], "diagnose")
+    assert asked == ids[:257] and len(poller.handled) == 256
+    poller._act(ids[0], "diagnose")
+    assert asked == [*ids[:257], ids[0]]
+
 class _ConnectProxy(threading.Thread):
     """A minimal HTTP CONNECT proxy on loopback that records what it was asked to reach."""
 
@@ -328,3 +349,147 @@ def test_polls_asked_for_by_pushes_come_no_closer_together_than_the_minimum_gap(
     assert 0 < poller._due_in() <= MIN_GAP_S
     poller._step()  # the kick's wake ends the sleep at once: no poll, no process, still asked for
     assert poller.summary["polls"] == 0 and poller.proc is None and poller.kicked
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the server's ``answer`` (status, headers, body) and records the request."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.server.seen.append((self.command, self.path, self.rfile.read(length)))
+        status, headers, body = self.server.answer
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted(tmp_path):
+    """A plain-HTTP central server on loopback that answers what the test sets, and a client of it."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    httpd.seen, httpd.answer = [], (200, {}, b"{}")
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    server = types.SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", token_file=str(token),
+                                   ca_file="", timeout_s=5.0)
+    httpd.client = remote_client.Client(server)
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _pending(*requests) -> bytes:
+    return json.dumps({"requests": list(requests)}).encode()
+
+
+def test_a_poll_keeps_only_well_formed_requests_and_at_most_twenty(scripted):
+    good = [{"request_id": f"r{n}", "kind": "diagnose"} for n in range(21)]
+    scripted.answer = (200, {}, _pending({"kind": "bundle"}, {"request_id": "r-no-kind"}, "kind", ["request_id"],
+                                         *good[:2]))
+    outcome = remote_client.poll(scripted.client)
+    assert outcome.ok and outcome.result == "200" and outcome.requests == good[:2]
+    scripted.answer = (200, {}, _pending(*good))  # one over the limit: the 21st waits for the next poll
+    assert remote_client.poll(scripted.client).requests == good[:20]
+    scripted.answer = (200, {}, _pending(*good[:19]))  # under it: all of them
+    assert remote_client.poll(scripted.client).requests == good[:19]
+
+
+@pytest.mark.parametrize(("size", "ok"), [(remote_client.MAX_ANSWER_BYTES, True),
+                                          (remote_client.MAX_ANSWER_BYTES + 1, False)])
+def test_a_poll_answer_larger_than_256_kib_is_refused(scripted, size, ok):
+    assert remote_client.MAX_ANSWER_BYTES == 256 * 1024
+    body = _pending({"request_id": "r1", "kind": "diagnose"})
+    scripted.answer = (200, {}, body[:-1] + b" " * (size - len(body)) + b"}")
+    outcome = remote_client.poll(scripted.client)
+    assert (outcome.ok, outcome.result) == ((True, "200") if ok else (False, "200: not a list of requests"))
+
+
+@pytest.mark.parametrize(("status", "header", "retry_after_s"), [
+    (503, "120", 120.0), (429, "30", 30.0),
+    (503, "3600", 3600.0), (503, "3601", 3600.0), (429, "86400", 3600.0),  # never more than an hour
+    (500, "120", None), (404, "120", None),  # only "busy" and "too many" carry a wait
+    (503, "soon", None), (503, "-5", None),
+])
+def test_a_poll_honours_retry_after_only_on_busy_answers_and_for_at_most_an_hour(scripted, status, header,
+                                                                                   retry_after_s):
+    scripted.answer = (status, {"Retry-After": header}, b"{}")
+    outcome = remote_client.poll(scripted.client)
+    assert (outcome.ok, outcome.result, outcome.retry_after_s) == (False, str(status), retry_after_s)
+
+
+@pytest.mark.parametrize(("status", "ok", "settled", "retry_after_s"), [
+    (200, True, True, None), (201, True, True, None),
+    (404, False, True, None), (409, False, True, None), (410, False, True, None), (413, False, True, None),
+    (429, False, False, 60.0), (503, False, False, 60.0), (500, False, False, 60.0), (502, False, False, 60.0),
+])
+def test_what_the_servers_answer_to_a_failure_or_bundle_means_for_the_till(scripted, status, ok, settled,
+                                                                            retry_after_s):
+    """Accepted: done. Refused for good (gone, taken, too large): done, not tried again. Busy or broken
+    server: tried again, after its Retry-After."""
+    scripted.answer = (status, {"Retry-After": "60"}, b"{}")
+    outcome = remote_client.fail(scripted.client, "6f1c2a4e-0000-4000-8000-000000000001", "no reader")
+    assert (outcome.ok, outcome.result, outcome.settled, outcome.retry_after_s) == (ok, str(status), settled,
+                                                                                    retry_after_s)
+
+
+def test_a_failure_told_to_the_server_is_masked_and_cut_at_500_characters(scripted):
+    scripted.answer = (200, {}, b"{}")
+    remote_client.fail(scripted.client, "r/1", "card 4111111111111111 refused " + "x" * 600)
+    method, path, body = scripted.seen[-1]
+    error = json.loads(body)["error"]
+    assert (method, path) == ("POST", "/api/v1/requests/r%2F1/failure")
+    assert len(error) == 500 and "4111111111111111" not in error and error.startswith("card ")
+    remote_client.fail(scripted.client, "r1", "y" * 499)
+    assert json.loads(scripted.seen[-1][2])["error"] == "y" * 499
+
+
+def test_a_server_that_cannot_be_reached_is_a_failed_poll_never_a_crash(tmp_path):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the connection is refused
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    server = types.SimpleNamespace(url=f"http://127.0.0.1:{port}", token_file=str(token), ca_file="", timeout_s=5.0)
+    outcome = remote_client.poll(remote_client.Client(server))
+    assert (outcome.ok, outcome.result, outcome.settled) == (False, "connection refused", False)
+
+
+def test_the_client_process_says_in_one_json_line_and_exit_3_that_the_token_cannot_be_used(tmp_path, capsys):
+    """What the daemon reads of a remote_client that cannot start: one JSON line, masked, and status 3."""
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o644)  # others may read it: refused, as push refuses it
+    server = {"url": "http://127.0.0.1:9", "token_file": str(token), "ca_file": "", "timeout_s": 1.0}
+    assert remote_client.main(["--server", json.dumps(server), "poll"]) == 3
+    said = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert said["ok"] is False and said["result"].startswith("setup: ") and "readable by group or others" in said["result"]
+    assert "tok-123456" not in said["result"]
+
+
+def test_a_plain_http_server_is_asked_through_the_environments_http_proxy_by_its_whole_url(scripted, monkeypatch,
+                                                                                           tmp_path):
+    """Behind a plain proxy the request line carries the whole URL (the proxy here answers itself; nothing
+    listens at the URL, so only the proxy can answer)."""
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{scripted.server_address[1]}")
+    scripted.answer = (200, {}, _pending({"request_id": "r1", "kind": "diagnose"}))
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    server = types.SimpleNamespace(url="http://127.0.0.2:9/base", token_file=str(token), ca_file="", timeout_s=5.0)
+    outcome = remote_client.poll(remote_client.Client(server))
+    assert outcome.ok and outcome.requests == [{"request_id": "r1", "kind": "diagnose"}]
+    assert scripted.seen[-1][:2] == ("GET", "http://127.0.0.2:9/base/api/v1/requests/pending")

@@ -351,3 +351,36 @@ def test_a_leak_starts_at_exactly_five_mb_an_hour_and_a_fifth_more_memory(config
         [finding] = result.findings
         assert finding.data["mb_per_hour"] == round(finding.data["mb_per_hour"], 2) >= 5
         assert finding.data["r2"] == round(finding.data["r2"], 3) >= 0.8 and finding.data["sweeps"] == 4
+
+
+@pytest.mark.parametrize(("hours_left", "when"), [(None, "soon"), (0.04, "in 0.0 h"), (47.9, "in 47.9 h"),
+                                                  (48.0, "in 2.0 days"), (240.0, "in 10.0 days")])
+def test_a_risk_is_said_with_its_numbered_steps_and_when_in_hours_under_two_days_else_days(hours_left, when):
+    from posdiag.agent.report import risk_lines
+    from posdiag.core import i18n
+
+    risk = {"title": "The payment host's certificate expires soon", "code": "tls.expiring_soon",
+            "probe": "network.tls", "message": "expires 2026-12-09", "hours_left": hours_left,
+            "remediation": ["Renew the certificate.", "Install it on the payment host."]}
+    assert risk_lines([risk], i18n.translator("en")) == [
+        "", "Risks ahead (not a cause of a 2824 yet; act before they fail):",
+        f"  - The payment host's certificate expires soon  [tls.expiring_soon, {when}]",
+        "    network.tls: expires 2026-12-09", "    1. Renew the certificate.", "    2. Install it on the payment host."]
+    assert risk_lines([{**risk, "remediation": None}], i18n.translator("en"))[-1] == "    network.tls: expires 2026-12-09"
+    assert risk_lines([], i18n.translator("en")) == []
+
+
+def test_risks_are_listed_soonest_first_those_without_a_time_last_and_an_info_finding_is_none():
+    from posdiag.agent.risks import RiskInfo, found
+    from posdiag.probes.base import Finding, ProbeResult, Severity, Status
+
+    table = {code: RiskInfo(code, f"title of {code}", ("step",)) for code in ("tls.expiring_soon", "disk.filling")}
+    findings = (Finding("disk.filling", Severity.WARN, "filling", {"hours_left": 30, "subject": "/var"}),
+                Finding("tls.expiring_soon", Severity.WARN, "expires", {"hours_left": True}),  # no number: no time
+                Finding("tls.expiring_soon", Severity.WARN, "expires", {"hours_left": 2.5}),
+                Finding("disk.filling", Severity.INFO, "steady", {"hours_left": 1}),  # said, not a risk
+                Finding("disk.full", Severity.FAIL, "full", {"hours_left": 0}))  # a fault, not a risk
+    risks = found([ProbeResult("disk", Status.WARN, 0.01, "s", findings, {})], table)
+    assert [(r["code"], r["hours_left"]) for r in risks] == [("tls.expiring_soon", 2.5), ("disk.filling", 30.0),
+                                                             ("tls.expiring_soon", None)]
+    assert risks[1]["subject"] == "/var" and risks[0]["remediation"] == ["step"] and risks[2]["subject"] == ""

@@ -123,3 +123,11 @@ def test_a_report_with_three_faults_validates_against_the_schema(lab, till):
     rc, report, _ = lab.diagnose(till("disk", "tls", "reader"))
     schema = json.loads((data_dir() / "report.schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(report, schema)
+
+
+def test_a_fault_counts_as_present_from_a_certainty_of_one_half():
+    from posdiag.agent.report import present_faults
+
+    causes = [{"id": "disk.full", "certainty": 0.5}, {"id": "clock.skew", "certainty": 0.499},
+              {"id": "none", "certainty": 0.9}, {"id": "network.dns"}]  # an older agent's cause: no certainty
+    assert [c["id"] for c in present_faults(causes)] == ["disk.full"]

@@ -119,6 +119,13 @@ def test_a_short_id_grows_until_no_other_report_shares_it(tmp_path, config_file)
     assert rc == 3 and "several" in err and "3f2a9c1d-11" in err and "3f2a9c1d-12" in err
     rc, out, _ = run_cli("show", "3f2a9c1d-12", "--json", "--config", str(config))
     assert rc == 0 and json.loads(out)["report_id"] == twins[1]
+    padded = "3f2a9c1d" + " " * 100  # pasted with the rest of a line: the id is found, the quote stays short
+    rc, _, err = run_cli("show", padded, "--config", str(config))
+    assert rc == 3 and f"{padded[:40]!r} is the start of several" in err and padded[:41] not in err
+    rc, _, err = run_cli("show", "f" * 100, "--config", str(config))
+    assert rc == 3 and err == f"posdiag: no stored report has the id {'f' * 40!r}\n"
+    for blank in ("", "  "):  # the start of every id, taken as none
+        assert run_cli("show", blank, "--config", str(config))[2] == f"posdiag: no stored report has the id {blank!r}\n"
 
 
 @pytest.mark.root
@@ -153,3 +160,26 @@ def test_roots_diagnose_leaves_the_daemons_store_to_the_daemons_user(config_file
     assert run_posdiag("diagnose", "--config", str(config)).returncode == 0
     owners = {p.name: p.stat().st_uid for p in state.iterdir()}
     assert "history.sqlite3" in owners and set(owners.values()) == {nobody.pw_uid}, owners
+
+
+def test_a_chinese_reports_knowledge_base_words_are_looked_up_again_in_english_and_its_own_words_kept():
+    from posdiag.agent.diagnosis import load_knowledge
+    from posdiag.agent.reworded import in_language
+    from posdiag.core.paths import causes_path
+
+    zh, en = load_knowledge(causes_path(), "zh_CN"), load_knowledge(causes_path(), "en")
+    code = next(iter(zh.risks))
+    cause = zh.causes["disk.full"]
+    report = {"lang": "zh_CN", "diagnosis": {"causes": [
+        {"id": "disk.full", "title": cause.title, "explanation": cause.explanation,
+         "remediation": [*cause.remediation, "终端自己写的步骤"], "evidence": ["磁盘 /var 只剩 1 MB"]}]},
+        "risks": [{"code": code, "title": zh.risks[code].title, "remediation": list(zh.risks[code].remediation)}]}
+    told = in_language(report, "en")
+    said = told["diagnosis"]["causes"][0]
+    assert said["title"] == en.causes["disk.full"].title and said["explanation"] == en.causes["disk.full"].explanation
+    assert said["remediation"] == [*en.causes["disk.full"].remediation, "终端自己写的步骤"]  # not the knowledge base's
+    assert said["evidence"] == ["磁盘 /var 只剩 1 MB"]  # what the terminal wrote stays as written
+    assert told["risks"][0]["title"] == en.risks[code].title
+    assert told["risks"][0]["remediation"] == list(en.risks[code].remediation)
+    assert report["diagnosis"]["causes"][0]["title"] == cause.title  # the stored report is left as it is
+    assert in_language(report, "zh_CN") is report and in_language({**report, "lang": None}, "en")["lang"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -175,3 +176,102 @@ def test_a_page_damaged_under_an_open_store_heals_at_the_next_write_and_loses_no
     store.close()
     assert new["store"]["healed"]["recovered_unsent"] == 60
     assert queued(state) == ids + [new["report_id"]]
+
+
+def _sqlite_error(path: Path, sql: str) -> BaseException:
+    db = sqlite3.connect(path, timeout=0)
+    try:
+        db.execute(sql)
+    except sqlite3.Error as exc:
+        return exc
+    finally:
+        db.close()
+    raise AssertionError(f"{sql} on {path} raised nothing")
+
+
+def test_only_a_damaged_file_is_taken_for_corruption_and_only_a_full_disk_for_full(tmp_path):
+    """What the store moves aside is a file SQLite calls damaged (its own code, or the store's own
+    integrity check, which has no code); a lock, a read-only file or a full disk never is."""
+    from posdiag.agent.heal import is_corruption, is_full
+
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(os.urandom(8192))
+    not_a_db = _sqlite_error(garbage, "SELECT * FROM sqlite_master")
+    assert getattr(not_a_db, "sqlite_errorcode", None) is not None
+    assert is_corruption(not_a_db) and not is_full(not_a_db)
+    assert is_corruption(sqlite3.DatabaseError("database disk image is malformed (*** in database main ***)"))
+    locked_path = tmp_path / "locked.sqlite3"
+    holder = sqlite3.connect(locked_path)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        locked = _sqlite_error(locked_path, "SELECT * FROM t")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert "locked" in str(locked) and not is_corruption(locked) and not is_full(locked)
+    assert is_full(sqlite3.OperationalError("database or disk is full")) and not is_corruption(
+        sqlite3.OperationalError("database or disk is full"))
+    assert not is_corruption(OSError("malformed")) and not is_full(OSError("disk is full"))
+
+
+@pytest.mark.root
+def test_a_256_kib_reserve_is_kept_beside_the_store_while_the_disk_has_room(tmpfs):
+    """With room, a 256 KiB reserve file waits beside the store for a full disk; spent on one, it is made
+    again at the next report once there is room, and no report of the history is given up for it."""
+    from posdiag.agent.store import RESERVE_NAME
+
+    state = tmpfs("8m") / "state"
+    with Store(state) as store:
+        reports = [fake_report(time.time() - 100 + i) for i in range(4)]
+        for report in reports[:3]:
+            store.add(report)
+        assert (state / RESERVE_NAME).stat().st_size == 256 * 1024
+        (state / RESERVE_NAME).unlink()  # spent on a full disk that has room again
+        store.add(reports[3])
+        assert [r.report_id for r in reversed(store.list())] == [r["report_id"] for r in reports]
+    assert (state / RESERVE_NAME).stat().st_size == 256 * 1024
+
+
+def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cannot_be_read(tmp_path):
+    """The outbox scan breaks on a damaged page and the page that says how far its keys go is damaged
+    too: the rows after the bad page are still looked for, key by key, and recovered."""
+    state = tmp_path / "state"
+    ids = []
+    with Store(state) as store:
+        for i in range(60):
+            report = fake_report(time.time() - 100 + i)
+            store.add(report, push=True)
+            ids.append(report["report_id"])
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sequence_page = store.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()[0]
+    corrupt_one_outbox_page(state / DB_NAME)
+    data = bytearray((state / DB_NAME).read_bytes())
+    data[(sequence_page - 1) * 4096:sequence_page * 4096] = os.urandom(4096)
+    (state / DB_NAME).write_bytes(bytes(data))
+    with Store(state) as store:  # heals on open
+        healed = store.healed()
+    recovered = queued(state)
+    assert healed["recovered_unsent"] == len(recovered) >= 40
+    assert recovered[-1] == ids[-1]  # the newest, well past the bad page
+
+
+def test_the_daemons_store_that_cannot_be_opened_yet_is_tried_again_at_each_report(config_file, tmp_path):
+    """The daemon must start (and diagnose) even when its store cannot be opened: each report tries
+    again, and the first one stored says how many could not be."""
+    from posdiag.core import settings as config
+
+    state = tmp_path / "state"
+    (state / DB_NAME).mkdir(parents=True)  # something in the way of the database file
+    settings = config.load(str(config_file()))
+    with pytest.raises(sqlite3.Error):
+        Store.for_settings(settings)  # a command's store says so at once
+    store = Store.for_daemon(settings)  # the daemon's starts without one
+    lost = fake_report(time.time() - 10)
+    with pytest.raises(StoreFull, match="cannot be opened"):
+        store.add(lost)
+    (state / DB_NAME).rmdir()
+    kept = fake_report(time.time())
+    store.add(kept)
+    store.close()
+    assert kept["store"]["unstored"]["count"] == 1 and kept["store"]["unstored"]["report_ids"] == [lost["report_id"]]

@@ -5,11 +5,16 @@ tmux)."""
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
+import os
 import queue
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import uuid
@@ -22,8 +27,9 @@ from labs.helpers import wait_for
 from labs.netlab import HOST_ADDR
 from labs.reader_emulator import ReaderEmulator, hold_port
 from labs.terminal import Tmux
+from posdiag.agent.screen import ENTER, LEAVE, Screen, terminal_size
 from posdiag.agent.watch import Session, folded
-from posdiag.agent.watchsummary import change_line, summary_lines
+from posdiag.agent.watchsummary import change_line, summary_lines, watch_block
 from posdiag.core import i18n
 from posdiag.core.paths import report_schema_path
 
@@ -230,3 +236,103 @@ def test_unconfigured_checks_fold_into_one_row_so_the_changes_stay_on_a_short_sc
     shown = folded(probes, keep={"network.tls"})  # a check that changed this sweep keeps its row
     assert [p["name"] for p in shown] == ["memory", "3 probes", "network.tls", "reader.serial"]
     assert shown[1]["summary"] == "network.link, network.dns, txlog" and shown[1]["status"] == "skipped"
+
+
+def _pty_sized(columns: int, rows: int):
+    """A real pty whose window size is ``columns`` × ``rows`` (0 × 0: a terminal that cannot say)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    return master, os.fdopen(slave, "w")
+
+
+@pytest.mark.parametrize(("columns", "rows", "expected"), [
+    (0, 0, (80, 24)),  # the terminal says 0: taken as 80×24
+    (132, 50, (132, 50)),
+    (21, 6, (21, 6)),  # just above the floor
+    (20, 5, (20, 5)),  # on it
+    (19, 4, (20, 5)),  # below it: never fewer than 20 columns and 5 rows
+])
+def test_a_terminals_size_is_its_own_with_a_floor_and_80_by_24_when_it_says_0(columns, rows, expected):
+    master, stream = _pty_sized(columns, rows)
+    try:
+        assert terminal_size(stream) == expected
+    finally:
+        stream.close()
+        os.close(master)
+
+
+def test_output_that_is_no_terminal_is_drawn_80_by_24():
+    assert terminal_size(io.StringIO()) == (80, 24)
+    assert terminal_size(object()) == (80, 24)
+    out = io.StringIO()
+    Screen(out).draw([f"row {i}" for i in range(40)])
+    assert "row 22" in out.getvalue() and "row 23" not in out.getvalue()  # 24 rows: 23 lines and the cursor's
+
+
+def test_a_screen_that_ends_gives_the_terminal_back_with_its_cursor():
+    out = io.StringIO()
+    with Screen(out) as screen:
+        screen.draw(["posdiag watch"])
+        assert out.getvalue().startswith(ENTER) and LEAVE not in out.getvalue()
+    assert out.getvalue().endswith(LEAVE)
+    screen.__exit__(None, None, None)  # a second end writes nothing more
+    assert out.getvalue().count(LEAVE) == 1
+
+
+def test_three_changes_make_a_probe_flapping_two_do_not():
+    session = Session(2.0)
+    t0 = 1_800_000_000
+    for i, (verdict, link, reader) in enumerate([("healthy", "ok", "ok"), ("fault", "fail", "fail"),
+                                                 ("healthy", "ok", "ok"), ("fault", "fail", "ok")]):
+        session.observe(_report(verdict, **{"network.link": link, "reader.serial": reader}), now=t0 + 2 * i)
+    watch = session.summary_report(ended=t0 + 8)["watch"]
+    assert watch["changed"] == {"network.link": 3, "reader.serial": 2} and watch["flapping"] == ["network.link"]
+
+
+def test_the_worst_sweep_kept_is_the_latest_of_the_worst_and_the_final_verdict_the_last_sweeps():
+    session = Session(2.0)
+    sweeps = [_report("fault", disk="fail"), _report("degraded", disk="warn"), _report("fault", disk="fail"),
+              _report("healthy", disk="ok")]
+    for i, report in enumerate(sweeps):
+        session.observe(report, now=1_800_000_000 + i)
+    assert session.worst is sweeps[2] and session.latest is sweeps[3]
+    summary = session.summary_report(ended=1_800_000_010)
+    assert summary["diagnosis"]["verdict"] == "fault" and summary["watch"]["final_verdict"] == "healthy"
+    assert summary["watch"]["sweeps"] == 4 and summary["watch"]["started_at"] != summary["watch"]["ended_at"]
+
+
+def test_a_session_keeps_its_last_500_changes_and_its_summary_shows_the_last_20():
+    changes = [{"at": f"2026-11-30T12:{i // 60 % 60:02d}:{i % 60:02d}Z", "probe": "reader.serial",
+                "from": "ok" if i % 2 else "fail", "to": "fail" if i % 2 else "ok"} for i in range(501)]
+    block = watch_block(started=1_800_000_000, ended=1_800_000_600, interval_s=1.0, sweeps=502,
+                        final_verdict="healthy", changes=changes)
+    assert block["changes_total"] == 501 and block["changes"] == changes[1:] and block["changed"] == {"reader.serial": 501}
+    shown = [line for line in summary_lines({"watch": block}, i18n.translator("en")) if line.startswith("  12:")]
+    assert shown == ["  " + change_line(c, i18n.translator("en")) for c in changes[-20:]]
+
+
+def test_one_unconfigured_check_keeps_its_row_two_fold_into_one():
+    one = [{"name": "memory", "status": "ok", "summary": "s"}, {"name": "txlog", "status": "skipped", "summary": "s"}]
+    assert folded(one, keep=set()) == one
+    two = [*one, {"name": "network.dns", "status": "skipped", "summary": "s"}]
+    assert [p["name"] for p in folded(two, keep=set())] == ["memory", "2 probes"]
+
+
+@pytest.mark.parametrize(("rows", "folded_rows"), [(18, True), (19, False)])
+def test_a_short_screen_folds_the_unconfigured_checks_so_the_latest_changes_stay_on_it(rows, folded_rows):
+    """Heading (5 lines), 8 probes and the changes (a heading and 3 lines, plus a gap) take 18 rows;
+    a screen of 18 rows (one kept for the cursor) folds, one of 19 does not."""
+    from posdiag.agent.watch import screen_lines
+
+    session = Session(2.0)
+    statuses = {"memory": "ok", "disk": "ok", "network.link": "ok", "network.dns": "skipped", "network.tls": "skipped",
+                "txlog": "skipped", "clock": "ok", "reader.serial": "ok"}
+    for i in range(6):  # five changes of the reader
+        report = _report("fault" if i % 2 else "healthy", **{**statuses, "reader.serial": "fail" if i % 2 else "ok"})
+        changes = session.observe(report, now=1_800_000_000 + i)
+    lines = screen_lines(session, report, changes, "posdiag watch — lane-03", rows)
+    assert any(line.startswith("  3 probes") for line in lines) is folded_rows
+    assert any(line.startswith("  txlog") for line in lines) is not folded_rows
+    shown = [line for line in lines if "reader.serial ok → fail" in line or "reader.serial fail → ok" in line]
+    assert len(shown) == 3 and shown[-1].endswith("08:00:05 reader.serial ok → fail")  # the latest that fit
+    assert len(screen_lines(session, report, changes, "posdiag watch — lane-03", 40)) == 5 + 8 + 2 + 5  # all five
