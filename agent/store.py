@@ -297,9 +297,9 @@ class Store:
                 if not heal.is_full(exc) or not self._spend_reserve():
                     return
 
-    def _make_room(self, pages: int) -> int:
-        """Delete the oldest history (never the outbox) until ``pages`` (and a reserve) are free, and
-        return them to the disk. Returns the reports deleted; 0 when that cannot make room."""
+    def _make_room(self, pages: int, *, and_reserve: bool = True) -> int:
+        """Delete the oldest history (never the outbox) until ``pages`` (and, unless told not, a reserve)
+        are free, and return them to the disk. Returns the reports deleted; 0 when that cannot make room."""
         page = self.db.execute("PRAGMA page_size").fetchone()[0]
 
         def free() -> int:
@@ -308,7 +308,7 @@ class Store:
         count, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM reports").fetchone()
         if not count or free() + size // page < pages:
             return 0  # not even the whole history would make room for this one
-        target = pages + 2 * RESERVE_BYTES // page
+        target = pages + (2 * RESERVE_BYTES // page if and_reserve else 0)
         deleted = 0
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()  # so the WAL is written from its start
@@ -335,8 +335,10 @@ class Store:
         if reserve.exists():
             return
         try:
-            if _free_bytes(reserve.parent) < 2 * RESERVE_BYTES:
-                self._make_room(0)
+            short = 2 * RESERVE_BYTES - _free_bytes(reserve.parent)
+            if short > 0:  # history is given up only when what it frees makes the reserve fit
+                page = self.db.execute("PRAGMA page_size").fetchone()[0]
+                self._make_room(-(-short // page), and_reserve=False)
                 if _free_bytes(reserve.parent) < 2 * RESERVE_BYTES:
                     return
             with open(reserve, "wb") as fh:

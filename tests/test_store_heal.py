@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -231,6 +232,28 @@ def test_a_256_kib_reserve_is_kept_beside_the_store_while_the_disk_has_room(tmpf
         store.add(reports[3])
         assert [r.report_id for r in reversed(store.list())] == [r["report_id"] for r in reports]
     assert (state / RESERVE_NAME).stat().st_size == 256 * 1024
+
+
+def test_a_disk_too_tight_for_the_reserve_keeps_the_history_that_could_not_make_room_for_it(tmpfs):
+    """Less free disk than the reserve needs, and a history far too small to free that much: giving up
+    the history would buy nothing, so every report stays and no reserve is made."""
+    from posdiag.agent.store import RESERVE_NAME
+
+    disk = tmpfs("2m")
+    state = disk / "state"
+    with Store(state) as store:
+        reports = [fake_report(time.time() - 100 + i) for i in range(2)]
+        for report in reports:
+            store.add(report)
+    (state / RESERVE_NAME).unlink()
+    filler = disk / "filler"
+    with open(filler, "wb") as fh:  # leave about 400 KiB: room for a report, not for two reserves
+        fh.write(b"\0" * (shutil.disk_usage(disk).free - 400 * 1024))
+    with Store(state) as store:
+        store.add(fake_report(time.time()))
+        kept = [r.report_id for r in store.list()]
+    assert {r["report_id"] for r in reports} <= set(kept), kept
+    assert not (state / RESERVE_NAME).exists()
 
 
 def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cannot_be_read(tmp_path):
