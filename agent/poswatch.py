@@ -20,6 +20,9 @@ from posdiag.core.timefmt import utc_iso
 from posdiag.probes._restarts import SAME_START_S, StartWatch, restarts_seen
 
 log = logging.getLogger("posdiag")
+#: start times remembered between looks: ``[system] restart_limit`` goes up to this many, so that every
+#: limit the configuration takes can be reached
+STARTS_KEPT = 100
 
 
 class StartStore(Protocol):
@@ -57,7 +60,7 @@ class PosWatch:
             return False  # not running, the same process, or an older one outliving a younger
         if self.starts:
             log.info("POS application %r restarted: a process started at %s", self.watch.name, utc_iso(start))
-        self.starts = (self.starts + [start])[-100:]
+        self.starts = (self.starts + [start])[-STARTS_KEPT:]
         self._store(start)
         now = time.time()
         looping = len(restarts_seen(self.starts, now - self.window_s)) >= self.limit

@@ -163,7 +163,7 @@ class SystemSettings:
     max_temp_c: float = _f(85.0, **_range(20, 150))
     min_uptime_s: float = _f(120.0, doc="a POS process younger than this counts as restarted",
                              **_range(0, 86400))
-    restart_limit: int = _f(3, doc="this many POS restarts within restart_window_min is a crash loop", **_range(1, 1000))
+    restart_limit: int = _f(3, doc="this many POS restarts within restart_window_min is a crash loop", **_range(1, 100))
     restart_window_min: float = _f(10.0, **_range(1, 1440))
     kernel_log: str = _f("/dev/kmsg", doc="kernel log read for crashes, disk errors and heat")
     kernel_log_window_h: float = _f(24.0, doc="kernel-log records older than this are not evidence", **_range(0.01, 8760))

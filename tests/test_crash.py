@@ -569,3 +569,18 @@ def test_the_daemons_look_at_a_pos_application_that_is_not_running_asks_for_no_s
     watch = PosWatch(settings, None)
     assert watch.look() is False and watch.starts == []
     assert watch.look() is False  # not due again yet: nothing looked at
+
+
+def test_every_restart_limit_the_configuration_takes_can_be_counted_by_the_daemon(config_file):
+    """A limit above the start times the daemon keeps could never be reached: it is refused, naming its range."""
+    from posdiag.agent.poswatch import STARTS_KEPT
+    from posdiag.agent.store import POS_STARTS_KEPT
+
+    unit = {"pos_process": "posapp", "pos_unit": "posapp.service"}  # no watch-interval rule in the way
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(
+        terminal=unit, system={"restart_limit": STARTS_KEPT, "restart_window_min": 1440})))
+    assert rc == 0, err
+    rc, _, err = run_cli("config", "check", "--config", str(config_file(
+        terminal=unit, system={"restart_limit": STARTS_KEPT + 1, "restart_window_min": 1440})))
+    assert rc == 3 and "system.restart_limit" in err and "100" in err, err
+    assert POS_STARTS_KEPT >= STARTS_KEPT
