@@ -10,6 +10,7 @@ the database's insides.
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
@@ -49,6 +50,34 @@ def test_intake_refuses_a_report_older_than_the_retention_as_expired(fleet):
     assert old.status_code == 400 and "expired" in old.json()["error"]
     assert f.post(token, make_report("lane-01", started=time.time() - 29 * 86400)).status_code == 201
     assert f.stored() == 1
+
+
+NOW = 1_800_000_000.0  # a fixed "now" for the checks of time alone
+
+
+def _checked(started: float, retain_days: float = 30) -> int | None:
+    """The status ``check_time`` refuses a report started at ``started`` with, or None when it takes it."""
+    from posdiag.collector import intake
+
+    report = intake.decode(json.dumps(make_report("lane-01", started=started)).encode(), "", 1 << 20)
+    try:
+        intake.check_time(report, NOW, retain_days)
+    except intake.Refused as exc:
+        return exc.status
+    return None
+
+
+@pytest.mark.parametrize(("started", "status"), [
+    (NOW + 86400, None), (NOW + 86400 + 1, 400),  # a day ahead of the collector's clock, either side
+    (NOW - 30 * 86400, None), (NOW - 30 * 86400 - 1, 400),  # the retention (30 days), either side
+    (NOW, None), (NOW - 60, None), (NOW + 60, None)])
+def test_intake_takes_a_start_up_to_a_day_ahead_and_back_to_the_retention_and_no_further(started, status):
+    assert _checked(started) == status
+
+
+def test_intake_counts_the_retention_in_days_as_set():
+    assert _checked(NOW - 40 * 86400, retain_days=41) is None
+    assert _checked(NOW - 40 * 86400, retain_days=39) == 400
 
 
 def test_a_bad_row_stored_by_an_earlier_version_breaks_no_read(fleet):

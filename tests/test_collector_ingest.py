@@ -225,3 +225,26 @@ def test_collector_answers_503_with_retry_after_while_the_database_stays_locked(
         blocker.close()
     assert f.stored() == 0
     assert f.post(token, make_report("lane-01")).status_code == 201
+
+
+@pytest.mark.parametrize("encoding", ["", "identity", " Identity ", "gzip", "GZIP "])
+def test_intake_takes_a_report_of_exactly_the_limit_and_refuses_one_byte_more(encoding):
+    """The limit counts the report once decompressed, as documented: a report of ``max_report_bytes`` is taken."""
+    from posdiag.collector import intake
+
+    raw = json.dumps(make_report("lane-01")).encode()
+    body = gzip.compress(raw) if "gzip" in encoding.lower() else raw
+    assert intake.decode(body, encoding, len(raw)).text == raw.decode()
+    with pytest.raises(intake.Refused, match="report too large") as refused:
+        intake.decode(body, encoding, len(raw) - 1)
+    assert refused.value.status == 413
+
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "ident", "gzip, br"])
+def test_intake_refuses_any_encoding_but_gzip_and_identity_with_415(encoding):
+    from posdiag.collector import intake
+
+    with pytest.raises(intake.Refused, match="unsupported Content-Encoding") as refused:
+        intake.decode(json.dumps(make_report("lane-01")).encode(), encoding, 1 << 20)
+    assert refused.value.status == 415

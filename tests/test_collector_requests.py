@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import tarfile
 import threading
 import time
@@ -59,6 +60,19 @@ class Desk:
     def fail(self, token: str, request_id: str, error: str) -> requests.Response:
         return requests.post(f"{self.url}/api/v1/requests/{request_id}/failure", json={"error": error}, timeout=30,
                              headers={"Authorization": f"Bearer {token}"})
+
+
+REQUEST_ID = "0b6f5a4e-2c1d-4e3f-9a8b-7c6d5e4f3a2b"
+
+
+def test_only_a_remote_report_answers_a_request():
+    """A scheduled report that happens to carry a ``request_id`` answers nothing: only an asked one does."""
+    from posdiag.collector import intake
+
+    remote = remote_report("lane-1", REQUEST_ID)
+    scheduled = {**remote, "trigger": "schedule"}
+    assert intake.decode(json.dumps(remote).encode(), "", 1 << 20).request_id == REQUEST_ID
+    assert intake.decode(json.dumps(scheduled).encode(), "", 1 << 20).request_id is None
 
 
 def test_a_terminal_fetches_and_answers_its_own_diagnose_request_and_never_another_terminals(fleet):
