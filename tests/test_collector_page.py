@@ -347,6 +347,7 @@ def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
     assert browser.cookies["lang"] == "en"
     flags = {part.strip().lower() for part in switched.headers["set-cookie"].split(";")}
     assert {"httponly", "samesite=lax", "path=/"} <= flags and "secure" not in flags  # plain http on loopback here
+    assert f"max-age={400 * 86400}" in flags  # kept as long as a browser keeps any cookie (RFC 6265bis: 400 days)
     assert '<html lang="en">' in browser.get(f.url + "/signin", headers={"Accept-Language": "zh-CN"}, timeout=10).text
     # Only a page itself: a part of one ("/sign", a 404) or a path without its slash is not a way back.
     for wanted in ("https://evil.example/", "//evil.example/", "/api/v1/terminals", "/sign", "signin", "in"):

@@ -61,7 +61,12 @@ def test_collector_signs_an_operator_in_with_an_httponly_strict_cookie_that_read
     assert page.status_code == 200
     assert "alice" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    session.post(f.url + "/signout", timeout=10)
+    out = session.post(f.url + "/signout", allow_redirects=False, timeout=10)
+    assert out.status_code == 303 and out.headers["location"] == "/signin"
+    assert "posdiag_session" not in session.cookies  # the browser forgets it…
+    expired = {part.strip().lower() for part in out.headers["set-cookie"].split(";")}
+    # …through a cookie of the same name, path and flags as the one it replaces
+    assert {'posdiag_session=""', "max-age=0", "path=/", "httponly", "samesite=strict"} <= expired, expired
     assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 401
 
 

@@ -172,6 +172,28 @@ def test_a_terminal_that_cannot_do_it_says_why_and_the_request_fails(fleet):
     assert "bundle_url" not in failed
     assert desk.upload(lane1, request_id, small_bundle()).status_code == 200  # already failed: nothing changes
     assert desk.request(alice, request_id)["state"] == "failed"
+    nothing = f.get(f"/api/v1/requests/{request_id}/bundle", alice)
+    assert nothing.status_code == 404 and nothing.json() == {"error": "no bundle for this request"}
+    unknown = f.get(f"/api/v1/requests/{REQUEST_ID}", alice)
+    assert unknown.status_code == 404 and unknown.json() == {"error": "no such request"}
+
+
+def test_a_terminals_failure_is_told_in_a_body_of_4_kib_at_most_and_kept_to_500_characters(fleet):
+    f = fleet()
+    desk = Desk(f)
+    lane1 = f.terminal("lane-1")
+    alice = f.operator("alice")
+    diagnose, bundle = (desk.ask(alice, "lane-1", kind).json()["request_id"] for kind in ("diagnose", "bundle"))
+    # {"error": "…"} is 13 bytes around the message: 4084 characters make a body of 4097 bytes, 4083 one of 4096
+    too_big = desk.fail(lane1, diagnose, "x" * 4084)
+    assert too_big.status_code == 413 and "body too large" in too_big.json()["error"]
+    blank = desk.fail(lane1, diagnose, " \n ")
+    assert blank.status_code == 400 and blank.json()["error"] == 'expected {"error": "what went wrong"}'
+    assert desk.request(alice, diagnose)["state"] == "pending"
+    assert desk.fail(lane1, diagnose, "x" * 4083).status_code == 200
+    assert desk.request(alice, diagnose)["error"] == "x" * 500
+    assert desk.fail(lane1, bundle, "y" * 499 + "z").status_code == 200
+    assert desk.request(alice, bundle)["error"] == "y" * 499 + "z"
 
 
 def test_an_unanswered_request_expires_and_can_no_longer_be_fetched_or_answered(fleet):
