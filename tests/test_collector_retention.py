@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from labs import bigfleet
 from labs.collectorlab import Fleet, ServeProcess, iso, make_report
 from labs.helpers import wait_for
@@ -65,4 +66,33 @@ def test_retention_prunes_old_reports_in_batches_under_load_and_keeps_each_termi
     remaining = int(storage._select("SELECT count(*) AS n FROM reports WHERE terminal_id NOT LIKE ?", ("busy-%",))[0]["n"])
     assert remaining == total - (before - len(built.silent))
     assert [r["request_id"] for r in storage._select("SELECT request_id FROM bundles")] == ["bundle-new"]
+    storage.close()
+
+
+def test_the_pruner_takes_200_reports_a_batch_pauses_four_times_a_batchs_length_and_rests_once_done(tmp_path, monkeypatch):
+    """The pace docs/collector.md promises: batches of 200, a pause four times as long as the batch took
+    (at least 50 ms, room for the intake), and five minutes' rest once nothing is older than the retention.
+    The batches' durations are set here (the clock is the pacing's only input); the database is real."""
+    from types import SimpleNamespace
+
+    from posdiag.collector import retention
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    now = float(int(time.time()))
+    bigfleet.build(storage, now=now, terminals=1, sites=1, faulty=0, silent=0, history=500, every_s=3600)
+    cutoff = iso(now - RETAIN_DAYS * 86400)
+    Fleet("", storage).sql("INSERT INTO reports (report_id, terminal_id, site, started_at, received_at, verdict, top_cause, "
+                           "agent_version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           ("at-the-cutoff", "lane-00000", "store-000", cutoff, cutoff, "healthy", "none", "0.1.0", "{}"))
+    [old] = [row["n"] for row in storage._select("SELECT count(*) AS n FROM reports WHERE started_at < ?", (cutoff,))]
+    assert 200 < old < 400  # more than a batch; the terminal's newest is never old
+    clock = iter([0.0, 0.5, 10.0, 10.001, 20.0])  # the first batch takes 0.5 s, the second 1 ms
+    monkeypatch.setattr(retention, "time", SimpleNamespace(time=lambda: now, monotonic=lambda: next(clock)))
+    pruner = retention.Pruner(storage, RETAIN_DAYS)
+    assert pruner.step() == pytest.approx(2.0) and pruner.pruned == 200
+    assert pruner.step() == 0.05 and pruner.pruned == old
+    assert pruner.step() == 300.0 and pruner.pruned == old
+    assert storage._select("SELECT count(*) AS n FROM reports")[0]["n"] == 502 - old
+    assert storage.get_report("at-the-cutoff") is not None  # as old as intake takes: kept
     storage.close()
