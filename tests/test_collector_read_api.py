@@ -266,7 +266,8 @@ def test_a_fleet_of_five_thousand_gives_the_page_every_faulty_and_silent_termina
     assert {s["site"] for s in sites["sites"][:len(failing)]} == failing
     assert sites["totals"]["fault"] == 25 and sites["totals"]["silent"] == 25
 @pytest.mark.parametrize(("path", "high"), [("/api/v1/terminals", 10000), ("/api/v1/reports", 1000),
-                                            ("/api/v1/incidents", 1000)])
+                                            ("/api/v1/incidents", 1000), ("/api/v1/sites", 1000), ("/api/v1/risks", 10000),
+                                            ("/api/v1/terminals/lane-0/requests", 500)])
 def test_collector_takes_a_limit_from_one_to_its_maximum_and_refuses_beyond(fleet, path, high):
     f = fleet()
     operator = f.operator()
@@ -280,6 +281,44 @@ def test_collector_takes_a_limit_from_one_to_its_maximum_and_refuses_beyond(flee
     for refused in (0, high + 1):
         answer = f.get(path, operator, limit=refused)
         assert answer.status_code == 400 and "?limit=" in answer.json()["error"], answer.text
+
+
+# (path, query taken at its edge, the same just beyond): each documented range, both ends
+QUERY_EDGES = [
+    ("/api/v1/terminals", {"silent_min": "0"}, {"silent_min": "-1"}),
+    ("/api/v1/terminals", {"silent_min": "10000000"}, {"silent_min": "10000001"}),
+    ("/api/v1/terminals", {"order": "state", "offset": "0"}, {"order": "state", "offset": "-1"}),
+    ("/api/v1/terminals", {"order": "state", "offset": "10000000"}, {"order": "state", "offset": "10000001"}),
+    ("/api/v1/sites", {"offset": "0"}, {"offset": "-1"}),
+    ("/api/v1/sites", {"offset": "10000000"}, {"offset": "10000001"}),
+    ("/api/v1/terminals", {"q": "x" * 128}, {"q": "x" * 129}),
+    ("/api/v1/sites", {"q": "x" * 128}, {"q": "x" * 129}),
+    ("/api/v1/terminals", {"order": "seen"}, {"order": "sideways"}),
+    ("/api/v1/terminals", {"state": "fault,silent"}, {"state": "fault,broken"}),
+    ("/api/v1/reports", {"before": "2026-11-29T10:15:02Z"}, {"before": "2026-11-29 10:15:02"}),
+    ("/api/v1/reports", {"before": "2026-11-29T10:15:02Z|12"}, {"before": "2026-11-29T10:15:02Z|x12"}),
+    ("/api/v1/reports", {"until": "2026-11-29T10:15:02Z"}, {"until": "2026-11-29"}),
+    ("/api/v1/incidents", {"since": "2026-11-29T10:15:02Z"}, {"since": "today"}),
+]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("path", "taken", "refused"), QUERY_EDGES)
+def test_collector_takes_a_query_at_the_edge_of_its_range_and_refuses_it_just_beyond(fleet, path, taken, refused):
+    f = fleet()
+    operator = f.operator()
+    answer = f.get(path, operator, **taken)
+    assert answer.status_code == 200, answer.text
+    beyond = f.get(path, operator, **refused)
+    assert beyond.status_code == 400 and beyond.json()["error"].startswith("?"), beyond.text
+
+
+def test_an_empty_state_filter_means_every_state(fleet):
+    f = fleet(silent_after_min=15)
+    operator = _fleet_of_states(f)
+    every = [t["id"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]]
+    assert len(every) == 6 and [t["id"] for t in f.get("/api/v1/terminals", operator, state="").json()["terminals"]] == every
+    assert [t["id"] for t in f.get("/api/v1/terminals", operator, state=",fault,").json()["terminals"]] == ["a-fault"]
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
