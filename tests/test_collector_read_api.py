@@ -313,6 +313,26 @@ def test_collector_takes_a_query_at_the_edge_of_its_range_and_refuses_it_just_be
     assert beyond.status_code == 400 and beyond.json()["error"].startswith("?"), beyond.text
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_each_list_without_a_limit_gives_its_documented_page(fleet):
+    """docs/collector.md: terminals [1000], sites [100], reports [100], risks [1000] a page, and the
+    cursor of the next one when the page is full."""
+    from labs import bigfleet
+
+    f = fleet()
+    operator = f.operator()
+    built = bigfleet.build(f.storage, now=time.time(), terminals=1004, sites=101, faulty=0, silent=0, at_risk=1001)
+    assert len(built.at_risk) == 1001
+    terminals = f.get("/api/v1/terminals", operator).json()
+    assert len(terminals["terminals"]) == 1000 and terminals["next_before"]
+    sites = f.get("/api/v1/sites", operator).json()
+    assert len(sites["sites"]) == 100 and sites["next_offset"] == 100 and sites["site_count"] == 101
+    reports = f.get("/api/v1/reports", operator).json()
+    assert len(reports["reports"]) == 100 and reports["next_before"]
+    risks = f.get("/api/v1/risks", operator).json()
+    assert len(risks["risks"]) == 1000 and risks["terminals"] == 1001 and risks["risk_count"] > 1000
+
+
 def test_an_empty_state_filter_means_every_state(fleet):
     f = fleet(silent_after_min=15)
     operator = _fleet_of_states(f)
