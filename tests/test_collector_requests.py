@@ -238,6 +238,45 @@ def test_remote_requests_are_for_operators_to_ask_and_terminals_to_fetch(fleet):
     assert session.post(f"{f.url}/api/v1/terminals/lane-1/requests", json={"kind": "diagnose"}, timeout=10).status_code == 202
 
 
+def test_a_bundle_of_exactly_the_limit_is_taken_and_only_by_a_bundle_request_of_the_terminals_own(fleet):
+    f = fleet(max_bundle_bytes=4096)
+    desk = Desk(f)
+    lane1, lane2, gone = f.terminal("lane-1"), f.terminal("lane-2"), f.terminal("lane-gone")
+    alice = f.operator("alice")
+    diagnose, bundle = (desk.ask(alice, "lane-1", kind).json()["request_id"] for kind in ("diagnose", "bundle"))
+    f.storage.revoke_terminal("lane-gone")
+    wrong = desk.upload(lane1, diagnose, small_bundle())
+    assert wrong.status_code == 409 and wrong.json() == {"error": "this request asks for something else"}
+    assert desk.upload(alice, bundle, small_bundle()).status_code == 403  # an operator's token answers nothing
+    revoked = desk.upload(gone, bundle, small_bundle())
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["error"]
+    assert desk.upload(lane2, bundle, small_bundle()).status_code == 404  # another terminal's: as if none
+    body = gzip.compress(b"x")
+    assert desk.upload(lane1, bundle, body + b"\0" * (4097 - len(body))).status_code == 413
+    assert desk.upload(lane1, bundle, body + b"\0" * (4096 - len(body))).status_code == 201
+    assert desk.request(alice, bundle)["bundle_bytes"] == 4096
+
+
+def test_a_request_expires_the_set_minutes_after_it_was_asked(fleet):
+    from posdiag.core.timefmt import parse_utc_iso
+
+    f = fleet(request_expiry_min=15)
+    f.terminal("lane-1")
+    asked = Desk(f).ask(f.operator("alice"), "lane-1").json()
+    lifetime = parse_utc_iso(asked["expires_at"]) - parse_utc_iso(asked["created_at"])
+    assert 15 * 60 - 30 <= lifetime <= 15 * 60 + 1  # asked, then written: a busy machine may take a moment between
+
+
+@pytest.mark.parametrize(("state", "expires_at", "shown"), [
+    ("pending", "2026-12-06T10:00:01Z", "pending"), ("pending", "2026-12-06T10:00:00Z", "expired"),
+    ("delivered", "2026-12-06T10:00:01Z", "delivered"), ("delivered", "2026-12-06T09:59:59Z", "expired"),
+    ("done", "2026-12-06T09:00:00Z", "done"), ("failed", "2026-12-06T09:00:00Z", "failed")])
+def test_an_open_request_reads_as_expired_from_its_expiry_on_and_an_answered_one_keeps_its_state(state, expires_at, shown):
+    from posdiag.collector.storage.requests import visible_state
+
+    assert visible_state({"state": state, "expires_at": expires_at}, "2026-12-06T10:00:00Z") == shown
+
+
 def test_desks_asking_at_the_same_moment_make_one_request(fleet):
     f = fleet()
     desk = Desk(f)
