@@ -226,3 +226,20 @@ def test_an_incident_stays_open_while_a_terminal_still_fails_with_its_cause(flee
     assert f.post(tokens["a"], make_report("a", "s", started=now - 30, verdict=verdict, cause=cause)).status_code == 201
     [incident] = [i for i in f.get("/api/v1/incidents", operator).json()["incidents"] if i["cause"] == "network.wan"]
     assert incident["open"] is still_open and incident["still_failing"] == (["a"] if still_open else [])
+
+
+@pytest.mark.parametrize(("count", "listed"), [(100, 100), (101, 100)])
+def test_an_incidents_lists_name_its_first_100_and_its_counts_say_how_many(count, listed):
+    from posdiag.collector.incidents import to_api
+
+    names = [f"lane-{n:03d}" for n in range(count)]
+    row = {"id": 7, "scope": "fleet", "cause": "network.wan", "site": "", "sites": names, "site_count": count,
+           "terminals": names, "terminal_count": count, "report_count": count, "first_at": "2026-12-06T10:00:00Z",
+           "last_at": "2026-12-06T10:05:00Z", "qualified_at": "2026-12-06T10:01:00Z", "closed_at": None,
+           "failing_terminals": names, "failing": count}
+    answer = to_api(row)
+    assert [len(answer[key]) for key in ("sites", "terminals", "still_failing")] == [listed] * 3
+    assert answer["terminals"] == names[:listed]
+    assert (answer["site_count"], answer["terminal_count"], answer["still_failing_count"]) == (count, count, count)
+    assert (answer["id"], answer["site"], answer["open"]) == ("7", None, True)
+    assert to_api({**row, "closed_at": "2026-12-06T10:30:00Z"})["open"] is False
