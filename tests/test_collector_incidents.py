@@ -32,6 +32,8 @@ def test_collector_makes_one_site_incident_of_five_terminals_of_one_site_failing
     assert incident["terminals"] == [f"lane-{i}" for i in range(5)]
     assert incident["open"] is True
     assert incident["first_seen_at"] == iso(now - 540) and incident["last_seen_at"] == iso(now - 540 + 480)
+    counts = ("reports", "terminal_count", "site_count", "still_failing_count")
+    assert [incident[key] for key in counts] == [5, 5, 1, 5] and incident["opened_at"] and incident["closed_at"] is None
 
 
 def test_collector_makes_one_fleet_incident_when_terminals_of_three_sites_fail_alike(fleet):
@@ -46,6 +48,7 @@ def test_collector_makes_one_fleet_incident_when_terminals_of_three_sites_fail_a
     assert found[0]["sites"] == ["store-1", "store-2", "store-3"]
     assert len(found[0]["terminals"]) == 6
     assert found[0]["site"] is None
+    assert [found[0][key] for key in ("reports", "terminal_count", "site_count", "still_failing_count")] == [6, 6, 3, 6]
 
 
 def test_collector_puts_reports_that_arrive_an_hour_late_into_their_own_window(fleet):
