@@ -171,6 +171,30 @@ def _signed_in(f, operator: str) -> requests.Session:
     return session
 
 
+@pytest.mark.parametrize(("headers", "cross"), [
+    ({"origin": "http://127.0.0.1:8080", "host": "127.0.0.1:8080"}, False),
+    ({"origin": "https://Fleet.Example", "host": "fleet.example"}, False),
+    ({"origin": "http://127.0.0.1:8081", "host": "127.0.0.1:8080"}, True),
+    ({"origin": "null", "host": "null"}, True),
+    ({"sec-fetch-site": "same-origin"}, False), ({"sec-fetch-site": "none"}, False),
+    ({"sec-fetch-site": "same-site"}, True), ({"sec-fetch-site": "cross-site"}, True),
+    ({}, False)])
+def test_a_form_post_is_cross_site_when_its_origin_is_another_host_or_null_or_the_browser_says_so(headers, cross):
+    """A typed address bar is ``none``, a sibling subdomain ``same-site``: only the page itself may post its forms;
+    a client that names no origin at all is no browser."""
+    from posdiag.collector.auth import cross_site
+
+    assert cross_site(headers) is cross
+
+
+@pytest.mark.parametrize(("value", "token"), [("Bearer abc", "abc"), ("bearer   abc  ", "abc"), ("Bearer ", None),
+                                              ("Bearer    ", None), ("Basic abc", None), ("Bearerabc", None), ("", None)])
+def test_a_bearer_token_is_what_follows_the_bearer_scheme_and_nothing_else_is_one(value, token):
+    from posdiag.collector.auth import bearer
+
+    assert bearer({"authorization": value} if value else {}) == token
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("path,form", [("/signin", {"token": "x"}), ("/signout", {}), ("/lang", {"lang": "zh_CN"})])
 def test_the_pages_forms_refuse_a_post_from_another_site(fleet, path, form):
