@@ -246,3 +246,26 @@ def test_an_incidents_lists_name_its_first_100_and_its_counts_say_how_many(count
     assert (answer["site_count"], answer["terminal_count"], answer["still_failing_count"]) == (count, count, count)
     assert (answer["id"], answer["site"], answer["open"]) == ("7", None, True)
     assert to_api({**row, "closed_at": "2026-12-06T10:30:00Z"})["open"] is False
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_incident_list_shows_open_ones_whatever_their_age_and_closed_ones_of_the_last_24_hours(fleet):
+    """docs/collector.md: by default the open incidents and those seen in the last 24 hours; ?since= and
+    ?until= instead ask for a window, and ?open= for one state."""
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    for site, hours in (("store-23h", 23), ("store-25h", 25), ("store-open", 30)):
+        tokens = _post_all(f, [make_report(f"{site}-{i}", site, started=now - hours * 3600, cause="network.lan")
+                               for i in range(2)])
+        if site != "store-open":
+            for tid, token in tokens.items():
+                assert f.post(token, make_report(tid, site, started=now - 60, verdict="healthy", cause="none")).status_code == 201
+
+    def sites(**query: str) -> list[str]:
+        return [i["site"] for i in f.get("/api/v1/incidents", operator, **query).json()["incidents"]]
+
+    assert sites() == ["store-open", "store-23h"]
+    assert sites(open="true") == ["store-open"] and sites(open="false") == ["store-23h"]
+    assert sites(since=iso(now - 26 * 3600)) == ["store-23h", "store-25h"]  # a window: seen in it, open or not
+    assert sites(since=iso(now - 31 * 3600), until=iso(now - 24 * 3600)) == ["store-open", "store-25h"]
