@@ -307,3 +307,61 @@ def test_serve_takes_a_webhook_only_with_a_readable_key_of_16_bytes_or_more(tmp_
 def test_serve_names_an_unreadable_webhook_key(tmp_path):
     with pytest.raises(cli.Failure, match="--alert-secret-file: cannot read"):
         cli._settings(_serve_args("--alert-webhook", "http://127.0.0.1:9/", "--alert-secret-file", str(tmp_path / "none")))
+
+
+class SlowToConnect:
+    """A TCP relay to PostgreSQL that keeps each connection after the first waiting ``delay_s`` before the
+    database hears of it: a database slow to take new connections (loaded, or far away)."""
+
+    def __init__(self, port: int, delay_s: float) -> None:
+        self.target, self.delay_s, self.accepted = port, delay_s, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._relay, args=(client, self.accepted > 1), daemon=True).start()
+
+    def _relay(self, client: socket.socket, slow: bool) -> None:
+        if slow:
+            time.sleep(self.delay_s)
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                s.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_pools_connections_may_take_up_to_the_database_timeout_to_connect(db_url):
+    """Every connection gets the whole ``db_timeout_s`` (5 s) to be made, the pool's as well as the first:
+    a database that takes 3 s to answer a new connection is slow, not down."""
+    from urllib.parse import urlsplit
+
+    relay = SlowToConnect(urlsplit(db_url).port, 3.0)
+    try:
+        storage = open_storage(db_url.replace(f":{urlsplit(db_url).port}/", f":{relay.port}/"))
+        try:
+            assert storage.migrate() and relay.accepted >= 2
+        finally:
+            storage.close()
+    finally:
+        relay.close()
