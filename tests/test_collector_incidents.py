@@ -269,3 +269,12 @@ def test_the_incident_list_shows_open_ones_whatever_their_age_and_closed_ones_of
     assert sites(open="true") == ["store-open"] and sites(open="false") == ["store-23h"]
     assert sites(since=iso(now - 26 * 3600)) == ["store-23h", "store-25h"]  # a window: seen in it, open or not
     assert sites(since=iso(now - 31 * 3600), until=iso(now - 24 * 3600)) == ["store-open", "store-25h"]
+
+
+@pytest.mark.parametrize(("verdict", "cause", "fault"), [
+    ("fault", "network.wan", True), ("degraded", "network.degraded", True), ("healthy", "network.wan", False),
+    ("fault", "none", False), ("fault", "", False), ("fault", None, False), (None, "network.wan", False)])
+def test_a_report_counts_for_incidents_when_it_is_not_healthy_and_names_a_cause(verdict, cause, fault):
+    from posdiag.collector.storage.base import _names_a_fault
+
+    assert _names_a_fault(verdict, cause) is fault
