@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import logging
 import socket
 import threading
 import time
@@ -158,7 +159,8 @@ def test_collector_refuses_a_gzip_bomb_without_inflating_it(fleet):
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_collector_answers_429_with_retry_after_when_too_many_reports_are_in_flight(fleet):
+def test_collector_answers_429_with_retry_after_when_too_many_reports_are_in_flight(fleet, caplog):
+    caplog.set_level(logging.INFO, logger="posdiag.collector")
     f = fleet(max_inflight=1)
     token = f.terminal("lane-01", "store-1")
     body = json.dumps(make_report("lane-01")).encode()
@@ -177,6 +179,21 @@ def test_collector_answers_429_with_retry_after_when_too_many_reports_are_in_fli
         slow.close()
     assert f.post(token, make_report("lane-01")).status_code == 201
     assert f.stored() == 2
+    assert "report refused (429)" not in caplog.text  # a storm of them must not flood the log
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_refused_report_is_logged_with_its_reason_and_an_unknown_token_is_not(fleet, caplog):
+    """Operations read why a terminal's reports are refused; guesses at tokens (401) are not worth a line each."""
+    caplog.set_level(logging.INFO, logger="posdiag.collector")
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    assert f.post("not-a-token-of-ours", make_report("lane-01")).status_code == 401
+    assert f.post(token, make_report("lane-02")).status_code == 403
+    assert f.post(token, b"{", gzipped=False).status_code == 400
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("report refused")]
+    assert [line.split(":")[0] for line in said] == ["report refused (403)", "report refused (400)"]
+    assert "belongs to terminal 'lane-01'" in said[0] and "malformed JSON" in said[1]
 
 
 def test_collector_keeps_a_terminals_newest_state_when_an_older_report_arrives_late(fleet):
