@@ -56,6 +56,8 @@ def test_collector_commands_fail_with_a_message_and_no_traceback(tmp_path):
     assert rc == 1 and "unsupported database URL" in err
     rc, _, err = run("add-operator", "x", "--db", f"sqlite:///{tmp_path / 'missing' / 'c.db'}")
     assert rc == 1 and "does not exist" in err
+    rc, _, err = run("add-operator", "x", "--db", "sqlite:///")
+    assert rc == 1 and "sqlite URL names no file" in err
     done = subprocess.run([sys.executable, "-m", "posdiag.collector", "serve", "--db", "postgresql://nobody@127.0.0.1:1/x",
                            "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 1
