@@ -34,6 +34,7 @@ def test_collector_makes_one_site_incident_of_five_terminals_of_one_site_failing
     assert incident["first_seen_at"] == iso(now - 540) and incident["last_seen_at"] == iso(now - 540 + 480)
     counts = ("reports", "terminal_count", "site_count", "still_failing_count")
     assert [incident[key] for key in counts] == [5, 5, 1, 5] and incident["opened_at"] and incident["closed_at"] is None
+    assert f.storage._select("SELECT count(*) AS n FROM alerts")[0]["n"] == 0  # no webhook: no message waits for one
 
 
 def test_collector_makes_one_fleet_incident_when_terminals_of_three_sites_fail_alike(fleet):
