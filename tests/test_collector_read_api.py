@@ -365,6 +365,17 @@ def test_a_session_cookie_holds_until_its_expiry_and_not_a_second_longer():
     assert verify_session(key, cookie.replace(".", "", 1), now=1_000) is None  # mangled
 
 
+def test_tokens_carry_256_random_bits_and_session_cookies_128_of_their_own():
+    """What makes a token unguessable (32 random bytes) and two sign-ins' cookies different (16 of their own)."""
+    from posdiag.collector.tokens import new_session_key, new_token, sign_session
+
+    tokens = {new_token() for _ in range(3)}
+    assert len(tokens) == 3 and {len(t) for t in tokens} == {43}  # 32 bytes, base64url without padding
+    assert len(new_session_key()) == 64  # 32 bytes in hex
+    nonce = sign_session(new_session_key(), "ops", 60, now=1_000).split(".")[2]
+    assert len(nonce) == 22  # 16 bytes
+
+
 def test_metrics_start_with_a_zero_for_each_answer_a_dashboard_plots():
     from posdiag.collector.metrics import render
 
