@@ -277,6 +277,24 @@ def test_an_open_request_reads_as_expired_from_its_expiry_on_and_an_answered_one
     assert visible_state({"state": state, "expires_at": expires_at}, "2026-12-06T10:00:00Z") == shown
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("content_type", "body", "status", "words"), [
+    ("application/json", b'{"kind": "diagnose"}', 202, None),
+    ("Application/JSON; charset=utf-8", b'{"kind": "bundle"}', 202, None),
+    ("text/plain", b'{"kind": "diagnose"}', 415, "send the request as JSON"),
+    ("application/json", b'{"kind": "diagnose"', 400, "malformed JSON"),
+    ("application/json", b'["diagnose"]', 400, "expected a JSON object"),
+    ("application/json", b'{"kind": "reboot"}', 400, "kind must be one of diagnose, bundle"),
+    ("application/json", b'{"kind": "diagnose", "pad": "' + b"x" * 4096 + b'"}', 413, "body too large")])
+def test_an_ask_is_a_small_json_object_naming_a_kind(fleet, content_type, body, status, words):
+    f = fleet()
+    f.terminal("lane-1")
+    answer = requests.post(f"{f.url}/api/v1/terminals/lane-1/requests", data=body, timeout=10,
+                           headers={"Authorization": f"Bearer {f.operator()}", "Content-Type": content_type})
+    assert answer.status_code == status, answer.text
+    assert words is None or words in answer.json()["error"]
+
+
 def test_desks_asking_at_the_same_moment_make_one_request(fleet):
     f = fleet()
     desk = Desk(f)
