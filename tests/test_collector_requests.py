@@ -295,6 +295,21 @@ def test_an_ask_is_a_small_json_object_naming_a_kind(fleet, content_type, body, 
     assert words is None or words in answer.json()["error"]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_terminals_requests_are_listed_50_a_page_unless_a_limit_says_otherwise(fleet):
+    f = fleet()
+    f.terminal("lane-1")
+    alice = f.operator("alice")
+    asked = []
+    for _ in range(51):  # each answered at once, so the next ask is a new request
+        outcome, row = f.storage.create_request("lane-1", "diagnose", "alice", "2999-01-01T00:00:00Z")
+        assert outcome == "created" and f.storage.answer_request(row["request_id"], "lane-1", None, error="no") == "failed"
+        asked.append(row["request_id"])
+    listed = f.get("/api/v1/terminals/lane-1/requests", alice).json()["requests"]
+    assert len(listed) == 50 and {r["request_id"] for r in listed} <= set(asked)
+    assert len(f.get("/api/v1/terminals/lane-1/requests", alice, limit=51).json()["requests"]) == 51
+
+
 def test_desks_asking_at_the_same_moment_make_one_request(fleet):
     f = fleet()
     desk = Desk(f)
