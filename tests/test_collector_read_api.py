@@ -240,6 +240,8 @@ def test_terminals_filter_by_state_and_search_and_page_in_attention_order(fleet)
         return [t["id"] for t in f.get("/api/v1/terminals", operator, **query).json()["terminals"]]
 
     assert ids(order="state") == ["a-fault", "b-quiet", "a-slow", "a-fine", "b-fine", "gone"]
+    flags = {t["id"]: (t["silent"], t["revoked"]) for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
+    assert flags["gone"] == (False, True) and flags["b-quiet"] == (True, False) and flags["a-fine"] == (False, False)
     assert ids(order="state", state="fault,silent") == ["a-fault", "b-quiet"]
     assert ids(order="state", q="FINE") == ["a-fine", "b-fine"]
     assert ids(order="state", q="store-b") == ["b-quiet", "b-fine", "gone"]
