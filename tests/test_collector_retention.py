@@ -96,3 +96,18 @@ def test_the_pruner_takes_200_reports_a_batch_pauses_four_times_a_batchs_length_
     assert storage._select("SELECT count(*) AS n FROM reports")[0]["n"] == 502 - old
     assert storage.get_report("at-the-cutoff") is not None  # as old as intake takes: kept
     storage.close()
+
+
+def test_support_bundles_are_pruned_ten_at_a_time_each_pass_holding_a_few_megabytes_at_most(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    now = time.time()
+    f = Fleet("", storage)
+    for n in range(11):
+        f.sql("INSERT INTO bundles (request_id, terminal_id, received_at, size, sha256, body) VALUES (?, ?, ?, ?, ?, ?)",
+              (f"old-{n}", "lane-1", iso(now - 11 * 86400 + n), 3, "0" * 64, b"tar"))
+    cutoff, stamp = iso(now - RETAIN_DAYS * 86400), iso(now)
+    assert storage.prune_records(cutoff, stamp, 200) == 10
+    assert [r["request_id"] for r in storage._select("SELECT request_id FROM bundles")] == ["old-10"]  # the oldest went first
+    assert storage.prune_records(cutoff, stamp, 200) == 1 and storage.prune_records(cutoff, stamp, 200) == 0
+    storage.close()
