@@ -367,3 +367,19 @@ def test_the_pools_connections_may_take_up_to_the_database_timeout_to_connect(db
             storage.close()
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_process_holds_db_pool_size_connections_and_a_request_for_one_more_is_overloaded(db_url):
+    """--db-pool-size connections at once; past them a request waits db_timeout_s, then is told to come back."""
+    from posdiag.collector.storage.base import Overloaded
+
+    storage = open_storage(db_url, pool_size=2, timeout_s=1.0)
+    try:
+        with storage._connection() as first, storage._connection() as second:
+            assert first is not second
+            with pytest.raises(Overloaded, match="no database connection free"), storage._connection():
+                pass
+        storage.ping()  # the connections are back: the next request gets one
+    finally:
+        storage.close()
