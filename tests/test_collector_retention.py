@@ -70,9 +70,10 @@ def test_retention_prunes_old_reports_in_batches_under_load_and_keeps_each_termi
 
 
 def test_the_pruner_takes_200_reports_a_batch_pauses_four_times_a_batchs_length_and_rests_once_done(tmp_path, monkeypatch):
-    """The pace docs/collector.md promises: batches of 200, a pause four times as long as the batch took
-    (at least 50 ms, room for the intake), and five minutes' rest once nothing is older than the retention.
-    The batches' durations are set here (the clock is the pacing's only input); the database is real."""
+    """The pace docs/collector.md promises, batches of 200 and a pause four times as long as the batch took,
+    with at least 50 ms between batches (room for the intake) and five minutes' rest once nothing is older
+    than the retention. The batches' durations are set here (the clock is the pacing's only input); the
+    database is real."""
     from types import SimpleNamespace
 
     from posdiag.collector import retention
