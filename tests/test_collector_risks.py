@@ -92,6 +92,12 @@ def test_intake_takes_a_certificate_due_within_a_year_and_a_risk_that_names_no_t
     assert f.post(token, report).status_code == 201
     assert [r["code"] for r in f.get("/api/v1/risks", operator).json()["risks"]] == [
         "tls.expiring_soon", "trend.clock_drifting"]
+    untimed_only = f.terminal("a2", "store-a")
+    assert f.post(untimed_only, with_risks(make_report("a2", "store-a", verdict="healthy", cause="none"),
+                                           untimed)).status_code == 201
+    terminals = {t["id"]: t["soonest_risk_at"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
+    assert terminals == {"a1": report["risks"][0]["due_at"], "a2": None}  # no time named: none shown, and listed last
+    assert [r["terminal"] for r in f.get("/api/v1/risks", operator).json()["risks"]] == ["a1", "a1", "a2"]
 
 
 YEAR_AND_A_DAY = 366 * 86400
