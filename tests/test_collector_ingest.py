@@ -6,6 +6,7 @@ import functools
 import gzip
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -265,3 +266,15 @@ def test_intake_refuses_any_encoding_but_gzip_and_identity_with_415(encoding):
     with pytest.raises(intake.Refused, match="unsupported Content-Encoding") as refused:
         intake.decode(json.dumps(make_report("lane-01")).encode(), encoding, 1 << 20)
     assert refused.value.status == 415
+
+
+def test_intake_refuses_a_gzip_body_with_trailing_data_or_cut_short_and_says_which():
+    from posdiag.collector import intake
+
+    packed = gzip.compress(json.dumps(make_report("lane-01")).encode())
+    for body, words in ((packed + b"junk", "trailing data after the gzip stream"), (packed + packed, "trailing data"),
+                        (packed[:-8], "truncated (no end of stream)")):
+        with pytest.raises(intake.Refused, match=re.escape(words)) as refused:
+            intake.decode(body, "gzip", 1 << 20)
+        assert refused.value.status == 400
+    assert intake.decode(packed, "gzip", 1 << 20).terminal_id == "lane-01"
