@@ -222,6 +222,21 @@ def test_a_receiver_has_the_message_when_it_answers_2xx_and_only_then(database, 
     assert row["last_error"] == (None if delivered else f"HTTP {status}")
 
 
+def test_a_receiver_that_cannot_be_reached_is_a_failed_attempt_named_by_its_kind(database):
+    """The URL may carry a token: what is kept of the failure is its kind, never the exception's text."""
+    from labs.collectorlab import listening_socket
+
+    closed = listening_socket()
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    _queue(database)
+    alerter = Alerter(database, f"http://127.0.0.1:{port}/hook?token=s3cret", SECRET)
+    alerter.step()
+    [row] = database._select("SELECT sent_at, attempts, last_error, next_at FROM alerts")
+    assert (row["sent_at"], row["attempts"], row["last_error"]) == (None, 1, "ConnectionError") and row["next_at"]
+    assert alerter.results == {"sent": 0, "failed": 1, "given_up": 0}
+
+
 @pytest.mark.parametrize(("age_s", "given_up"), [(86400 - 60, False), (86400 + 60, True)])
 def test_a_message_the_receiver_refuses_is_tried_again_for_a_day_then_given_up(database, receiver, age_s, given_up):
     """Tried five times already, a sixth failure waits 16 to 32 s (1 s doubled five times, jittered)."""

@@ -267,3 +267,12 @@ def test_healthz_says_unavailable_without_the_databases_own_error(fleet, db_url)
     assert answer.status_code == 503
     assert answer.json() == {"status": "unavailable"}
     assert "schema_version" not in answer.text and db_url.rsplit("/", 1)[-1] not in answer.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_metrics_say_the_database_is_unavailable_without_its_own_error(fleet):
+    f = fleet()
+    assert requests.get(f.url + "/metrics", timeout=10).status_code == 200
+    f.sql("ALTER TABLE terminals RENAME TO terminals_gone")
+    answer = requests.get(f.url + "/metrics", timeout=10)
+    assert (answer.status_code, answer.text) == (503, "database unavailable\n")
