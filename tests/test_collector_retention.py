@@ -112,3 +112,32 @@ def test_support_bundles_are_pruned_ten_at_a_time_each_pass_holding_a_few_megaby
     assert [r["request_id"] for r in storage._select("SELECT request_id FROM bundles")] == ["old-10"]  # the oldest went first
     assert storage.prune_records(cutoff, stamp, 200) == 1 and storage.prune_records(cutoff, stamp, 200) == 0
     storage.close()
+
+
+def test_an_incident_closed_before_the_cutoff_goes_with_its_parts_and_messages_and_a_later_one_stays(tmp_path):
+    import json
+
+    from posdiag.collector import intake
+    from posdiag.collector.storage.chains import Rules
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    now = time.time()
+    for tid in ("a", "b", "c", "d"):
+        storage.add_terminal(tid, "store-1" if tid in "ab" else "store-2", f"hash-{tid}")
+    for tid, days in (("a", 12), ("b", 12), ("c", 5), ("d", 5)):  # a site incident 12 days ago, another 5 days ago
+        for verdict, cause, later in (("fault", "network.wan", 0), ("healthy", "none", 600)):
+            report = make_report(tid, "store-1" if tid in "ab" else "store-2", started=now - days * 86400 + later,
+                                 verdict=verdict, cause=cause)
+            storage.store_report(intake.decode(json.dumps(report).encode(), "", 1 << 20), received=iso(now))
+    storage.apply_incident_facts(Rules(600, 2, 3, alerts=True), 1000, 10.0)
+    old, recent = sorted(storage._select("SELECT id, site FROM incidents WHERE scope = 'site'"), key=lambda r: r["site"])
+    # Both were closed by their healthy reports; the old one as it would have been, back then.
+    Fleet("", storage).sql("UPDATE incidents SET closed_at = ? WHERE id = ?", (iso(now - 12 * 86400 + 600), old["id"]))
+    assert storage.prune_records(iso(now - RETAIN_DAYS * 86400), iso(now), 200) >= 1
+    pair = {old["id"], recent["id"]}
+    left = {table: pair & {r["incident_id"] for r in storage._select(f"SELECT incident_id FROM {table}")}
+            for table in ("incident_terminals", "alerts")}
+    left["incidents"] = pair & {r["id"] for r in storage._select("SELECT id FROM incidents")}
+    assert left == {"incidents": {recent["id"]}, "incident_terminals": {recent["id"]}, "alerts": {recent["id"]}}
+    storage.close()
