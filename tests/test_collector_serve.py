@@ -64,6 +64,16 @@ def test_collector_commands_fail_with_a_message_and_no_traceback(tmp_path):
     assert "cannot connect to PostgreSQL" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(("name", "taken"), [("a" * 128, True), ("a" * 129, False), ("till:7@store-1.lan_2", True),
+                                           (".lane", False), ("lane 1", False), ("lane/1", False)])
+def test_a_terminal_or_operator_name_is_up_to_128_letters_digits_and_a_few_marks(tmp_path, name, taken):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    for command in ("add-terminal", "add-operator"):
+        rc, out, err = run(command, name, "--db", db)
+        assert (rc == 0) is taken, err
+        assert taken or ("not a valid name" in err and "(at most 128)" in err and out == "")
+
+
 def test_collector_revoke_terminal_locks_a_running_collector_out(tmp_path):
     db = f"sqlite:///{tmp_path / 'c.db'}"
     token = run("add-terminal", "lane-01", "--db", db)[1].strip()
