@@ -237,6 +237,28 @@ def test_a_receiver_that_cannot_be_reached_is_a_failed_attempt_named_by_its_kind
     assert alerter.results == {"sent": 0, "failed": 1, "given_up": 0}
 
 
+def test_a_message_being_posted_is_leased_to_its_process_for_a_minute(database, receiver):
+    """docs/collector.md: another process posts it again only after the lease (a minute)."""
+    import threading
+
+    from posdiag.core.timefmt import parse_utc_iso
+
+    _queue(database)
+    receiver.hold.clear()  # the receiver takes its time answering
+    first = threading.Thread(target=Alerter(database, receiver.url, SECRET).step)
+    started = time.time()
+    first.start()
+    try:
+        assert wait_for(receiver.holding.is_set, 30)
+        [row] = database._select("SELECT lease_until FROM alerts")
+        assert started + 60 - 1 <= parse_utc_iso(row["lease_until"]) <= time.time() + 60
+        assert Alerter(database, receiver.url, SECRET).step() == POLL_S  # another process: nothing to claim
+    finally:
+        receiver.hold.set()
+        first.join(30)
+    assert len(receiver.posts) == 1 and database._select("SELECT lease_until FROM alerts")[0]["lease_until"] is None
+
+
 @pytest.mark.parametrize(("age_s", "given_up"), [(86400 - 60, False), (86400 + 60, True)])
 def test_a_message_the_receiver_refuses_is_tried_again_for_a_day_then_given_up(database, receiver, age_s, given_up):
     """Tried five times already, a sixth failure waits 16 to 32 s (1 s doubled five times, jittered)."""
