@@ -161,17 +161,25 @@ def test_a_share_of_0_connections_per_client_is_no_limit(served):
             conn.close()
 
 
-HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
 
 
-def test_headers_of_exactly_the_limit_are_read_and_one_byte_more_is_refused(served):
-    """16 KiB of request line and headers not yet complete is still a request; the byte beyond is 431."""
-    server = served("--max-header-bytes", "16384")
-    with socket.create_connection(_address(server), timeout=10) as conn:
-        conn.sendall(HEAD + b"a" * (16384 - len(HEAD)))
-        time.sleep(0.5)  # read by the server on its own before the end of the headers follows
-        conn.sendall(b"\r\nConnection: close\r\n\r\n")
-        assert conn.recv(4096).split(b"\r\n")[0].endswith(b"200 OK")
-    with socket.create_connection(_address(server), timeout=10) as conn:
-        conn.sendall(HEAD + b"a" * (16385 - len(HEAD)))
-        assert conn.recv(4096).split(b"\r\n")[0].startswith(b"HTTP/1.1 431")
+def _status_of(address: tuple[str, int], size: int, split: bool) -> bytes:
+    """The status line answered to a request whose line and headers, up to the blank line that ends
+    them, are ``size`` bytes: sent whole, or with its last four bytes a moment later."""
+    request = HEAD + b"a" * (size - len(HEAD) - 4) + b"\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(request[:-4] if split else request)
+        if split:
+            time.sleep(0.5)  # read by the server on its own before the end of the headers follows
+            conn.sendall(request[-4:])
+        return conn.recv(4096).split(b"\r\n")[0]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["in-one-read", "in-two-reads"])
+def test_headers_of_exactly_the_limit_are_read_and_one_byte_more_is_refused(served, split):
+    """--max-header-bytes counts the request line and headers however they arrive: a whole request in
+    one read is measured as well as one that trickles in."""
+    address = _address(served("--max-header-bytes", "1024"))
+    assert _status_of(address, 1024, split).endswith(b"200 OK")
+    assert _status_of(address, 1025, split).startswith(b"HTTP/1.1 431")
