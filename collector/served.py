@@ -7,8 +7,9 @@ rest it has no setting for with httptools, so :class:`LimitedProtocol` adds them
 - a **header deadline**: a client has ``header_timeout_s`` from its connection, or from the first
   byte of its next request, to send the whole request line and headers. Trickling a byte now and
   then does not extend it (uvicorn's keep-alive timer only covers silence between requests).
-- a **header size**: more than ``max_header_bytes`` before the headers end is answered 431 and the
-  connection closed; the parser never holds more than that plus one read.
+- a **header size**: a request line and headers of more than ``max_header_bytes`` (up to the blank
+  line that ends them, however they arrive) are answered 431 and the connection closed; the parser
+  never holds more than that plus one read.
 - **connections per client**: a client address holding ``max_connections_per_client`` connections
   has its next ones answered 503 (Retry-After) and closed at once, so one client cannot use up the
   process's descriptors.
@@ -63,6 +64,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._deadline: Any = None
         self._awaiting_headers = True
         self._header_bytes = 0
+        self._tail = b""  # the last bytes of the headers so far: their end may span two reads
         self._client = self.client[0] if self.client else ""
         share = self._limits.max_connections_per_client
         if share and self.config.clients[self._client] >= share:
@@ -84,16 +86,27 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers:
-            self._header_bytes += len(data)
+            if self._headers_too_large(data):
+                if not self.transport.is_closing():
+                    self.transport.write(TOO_LARGE)
+                    self.transport.close()
+                return
             self._start_deadline()
         super().data_received(data)
-        if self._awaiting_headers and self._header_bytes > self._limits.max_header_bytes and not self.transport.is_closing():
-            self.transport.write(TOO_LARGE)
-            self.transport.close()
+
+    def _headers_too_large(self, data: bytes) -> bool:
+        """Whether the request line and headers pass ``max_header_bytes`` with ``data``, counted up to the
+        blank line that ends them, before the parser sees it: a whole request in one read is measured too."""
+        seen = self._tail + data
+        end = seen.find(b"\r\n\r\n")
+        self._header_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
+        self._tail = seen[-3:]
+        return self._header_bytes > self._limits.max_header_bytes
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
         self._header_bytes = 0
+        self._tail = b""
         self._stop_deadline()
         super().on_headers_complete()
 

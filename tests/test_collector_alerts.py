@@ -15,7 +15,7 @@ from labs.collectorlab import Fleet, ServeProcess, iso, make_report, run_sql
 from labs.helpers import wait_for
 from labs.webhook import Receiver
 from posdiag.collector import intake
-from posdiag.collector.alerts import CLAIM, POLL_S, Alerter
+from posdiag.collector.alerts import CLAIM, POLL_S, Alerter, backoff
 from posdiag.collector.keeper import Keeper
 from posdiag.collector.storage import open_storage
 from posdiag.collector.storage.chains import Rules
@@ -202,6 +202,95 @@ def test_the_webhook_worker_claims_again_at_once_after_a_full_batch_and_waits_a_
     assert (alerter.step(), len(receiver.delivered())) == (0.0, CLAIM)
     assert (alerter.step(), len(receiver.delivered())) == (POLL_S, CLAIM + 1)
     assert (alerter.step(), len(receiver.posts)) == (POLL_S, CLAIM + 1)
+
+
+def _queue(database, created_ago_s: float = 0.0, attempts: int = 0) -> None:
+    now = time.time()
+    body = json.dumps({"event": "incident.open", "incident": {"id": "1"}})
+    run_sql(database, "INSERT INTO alerts (incident_id, event, body, created_at, next_at, attempts) "
+            "VALUES (1, 'open', ?, ?, ?, ?)", (body, iso(now - created_ago_s), iso(now), attempts))
+
+
+@pytest.mark.parametrize(("status", "delivered"), [(200, True), (204, True), (299, True), (300, False), (302, False),
+                                                   (404, False)])
+def test_a_receiver_has_the_message_when_it_answers_2xx_and_only_then(database, receiver, status, delivered):
+    receiver.status = status
+    _queue(database)
+    Alerter(database, receiver.url, SECRET).step()
+    [row] = database._select("SELECT sent_at, attempts, last_error FROM alerts")
+    assert (row["sent_at"] is not None, row["attempts"]) == (delivered, 1)
+    assert row["last_error"] == (None if delivered else f"HTTP {status}")
+
+
+def test_a_receiver_that_cannot_be_reached_is_a_failed_attempt_named_by_its_kind(database):
+    """The URL may carry a token: what is kept of the failure is its kind, never the exception's text."""
+    from labs.collectorlab import listening_socket
+
+    closed = listening_socket()
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    _queue(database)
+    alerter = Alerter(database, f"http://127.0.0.1:{port}/hook?token=s3cret", SECRET)
+    alerter.step()
+    [row] = database._select("SELECT sent_at, attempts, last_error, next_at FROM alerts")
+    assert (row["sent_at"], row["attempts"], row["last_error"]) == (None, 1, "ConnectionError") and row["next_at"]
+    assert alerter.results == {"sent": 0, "failed": 1, "given_up": 0}
+
+
+def test_a_message_being_posted_is_leased_to_its_process_for_a_minute(database, receiver):
+    """docs/collector.md: another process posts it again only after the lease (a minute)."""
+    import threading
+
+    from posdiag.core.timefmt import parse_utc_iso
+
+    _queue(database)
+    receiver.hold.clear()  # the receiver takes its time answering
+    first = threading.Thread(target=Alerter(database, receiver.url, SECRET).step)
+    started = time.time()
+    first.start()
+    try:
+        assert wait_for(receiver.holding.is_set, 30)
+        [row] = database._select("SELECT lease_until FROM alerts")
+        assert started + 60 - 1 <= parse_utc_iso(row["lease_until"]) <= time.time() + 60
+        assert Alerter(database, receiver.url, SECRET).step() == POLL_S  # another process: nothing to claim
+    finally:
+        receiver.hold.set()
+        first.join(30)
+    assert len(receiver.posts) == 1 and database._select("SELECT lease_until FROM alerts")[0]["lease_until"] is None
+
+
+@pytest.mark.parametrize(("age_s", "given_up"), [(86400 - 60, False), (86400 + 60, True)])
+def test_a_message_the_receiver_refuses_is_tried_again_for_a_day_then_given_up(database, receiver, age_s, given_up):
+    """Tried five times already, a sixth failure waits 16 to 32 s (1 s doubled five times, jittered)."""
+    from posdiag.core.timefmt import parse_utc_iso
+
+    receiver.fail_next = 1
+    _queue(database, age_s, attempts=5)
+    alerter = Alerter(database, receiver.url, SECRET)
+    before = time.time()
+    alerter.step()
+    after = time.time()
+    [row] = database._select("SELECT sent_at, next_at, given_up_at, attempts FROM alerts")
+    assert row["sent_at"] is None and (row["given_up_at"] is not None) == given_up and row["attempts"] == 6
+    assert alerter.results == {"sent": 0, "failed": int(not given_up), "given_up": int(given_up)}
+    if not given_up:
+        assert before + 16 - 1 <= parse_utc_iso(row["next_at"]) <= after + 32
+
+
+@pytest.mark.parametrize(("attempts", "retry_after", "shortest", "longest"), [
+    (1, None, 0.5, 1.0), (2, None, 1.0, 2.0), (4, None, 4.0, 8.0), (9, None, 128.0, 256.0), (10, None, 150.0, 300.0),
+    (30, None, 150.0, 300.0),
+    (1, "120", 120.0, 120.0), (9, "30", 128.0, 256.0), (1, " 45 ", 45.0, 45.0), (1, "100000", 300.0, 300.0),
+    (1, "soon", 0.5, 1.0), (1, "-5", 0.5, 1.0)])
+def test_a_refused_message_waits_twice_as_long_each_time_up_to_five_minutes_or_as_the_receiver_asks(
+        monkeypatch, attempts, retry_after, shortest, longest):
+    """Full jitter: between half and all of 1 s doubled per attempt, at most 300 s; Retry-After (whole
+    seconds) is honoured, up to the same 300 s. The jitter's two ends are taken in turn."""
+    from posdiag.collector import alerts
+
+    for end, expected in ((0, shortest), (1, longest)):
+        monkeypatch.setattr(alerts.random, "uniform", lambda low, high, end=end: (low, high)[end])
+        assert backoff(attempts, retry_after) == expected
 
 
 def test_the_incident_keeper_wakes_the_webhook_worker_when_it_wrote_a_message_and_only_then(database):

@@ -10,6 +10,7 @@ the database's insides.
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
@@ -49,6 +50,34 @@ def test_intake_refuses_a_report_older_than_the_retention_as_expired(fleet):
     assert old.status_code == 400 and "expired" in old.json()["error"]
     assert f.post(token, make_report("lane-01", started=time.time() - 29 * 86400)).status_code == 201
     assert f.stored() == 1
+
+
+NOW = 1_800_000_000.0  # a fixed "now" for the checks of time alone
+
+
+def _checked(started: float, retain_days: float = 30) -> int | None:
+    """The status ``check_time`` refuses a report started at ``started`` with, or None when it takes it."""
+    from posdiag.collector import intake
+
+    report = intake.decode(json.dumps(make_report("lane-01", started=started)).encode(), "", 1 << 20)
+    try:
+        intake.check_time(report, NOW, retain_days)
+    except intake.Refused as exc:
+        return exc.status
+    return None
+
+
+@pytest.mark.parametrize(("started", "status"), [
+    (NOW + 86400, None), (NOW + 86400 + 1, 400),  # a day ahead of the collector's clock, either side
+    (NOW - 30 * 86400, None), (NOW - 30 * 86400 - 1, 400),  # the retention (30 days), either side
+    (NOW, None), (NOW - 60, None), (NOW + 60, None)])
+def test_intake_takes_a_start_up_to_a_day_ahead_and_back_to_the_retention_and_no_further(started, status):
+    assert _checked(started) == status
+
+
+def test_intake_counts_the_retention_in_days_as_set():
+    assert _checked(NOW - 40 * 86400, retain_days=41) is None
+    assert _checked(NOW - 40 * 86400, retain_days=39) == 400
 
 
 def test_a_bad_row_stored_by_an_earlier_version_breaks_no_read(fleet):
@@ -142,6 +171,30 @@ def _signed_in(f, operator: str) -> requests.Session:
     return session
 
 
+@pytest.mark.parametrize(("headers", "cross"), [
+    ({"origin": "http://127.0.0.1:8080", "host": "127.0.0.1:8080"}, False),
+    ({"origin": "https://Fleet.Example", "host": "fleet.example"}, False),
+    ({"origin": "http://127.0.0.1:8081", "host": "127.0.0.1:8080"}, True),
+    ({"origin": "null", "host": "null"}, True),
+    ({"sec-fetch-site": "same-origin"}, False), ({"sec-fetch-site": "none"}, False),
+    ({"sec-fetch-site": "same-site"}, True), ({"sec-fetch-site": "cross-site"}, True),
+    ({}, False)])
+def test_a_form_post_is_cross_site_when_its_origin_is_another_host_or_null_or_the_browser_says_so(headers, cross):
+    """A typed address bar is ``none``, a sibling subdomain ``same-site``: only the page itself may post its forms;
+    a client that names no origin at all is no browser."""
+    from posdiag.collector.auth import cross_site
+
+    assert cross_site(headers) is cross
+
+
+@pytest.mark.parametrize(("value", "token"), [("Bearer abc", "abc"), ("bearer   abc  ", "abc"), ("Bearer ", None),
+                                              ("Bearer    ", None), ("Basic abc", None), ("Bearerabc", None), ("", None)])
+def test_a_bearer_token_is_what_follows_the_bearer_scheme_and_nothing_else_is_one(value, token):
+    from posdiag.collector.auth import bearer
+
+    assert bearer({"authorization": value} if value else {}) == token
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("path,form", [("/signin", {"token": "x"}), ("/signout", {}), ("/lang", {"lang": "zh_CN"})])
 def test_the_pages_forms_refuse_a_post_from_another_site(fleet, path, form):
@@ -214,3 +267,12 @@ def test_healthz_says_unavailable_without_the_databases_own_error(fleet, db_url)
     assert answer.status_code == 503
     assert answer.json() == {"status": "unavailable"}
     assert "schema_version" not in answer.text and db_url.rsplit("/", 1)[-1] not in answer.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_metrics_say_the_database_is_unavailable_without_its_own_error(fleet):
+    f = fleet()
+    assert requests.get(f.url + "/metrics", timeout=10).status_code == 200
+    f.sql("ALTER TABLE terminals RENAME TO terminals_gone")
+    answer = requests.get(f.url + "/metrics", timeout=10)
+    assert (answer.status_code, answer.text) == (503, "database unavailable\n")

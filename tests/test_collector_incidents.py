@@ -32,6 +32,9 @@ def test_collector_makes_one_site_incident_of_five_terminals_of_one_site_failing
     assert incident["terminals"] == [f"lane-{i}" for i in range(5)]
     assert incident["open"] is True
     assert incident["first_seen_at"] == iso(now - 540) and incident["last_seen_at"] == iso(now - 540 + 480)
+    counts = ("reports", "terminal_count", "site_count", "still_failing_count")
+    assert [incident[key] for key in counts] == [5, 5, 1, 5] and incident["opened_at"] and incident["closed_at"] is None
+    assert f.storage._select("SELECT count(*) AS n FROM alerts")[0]["n"] == 0  # no webhook: no message waits for one
 
 
 def test_collector_makes_one_fleet_incident_when_terminals_of_three_sites_fail_alike(fleet):
@@ -46,6 +49,7 @@ def test_collector_makes_one_fleet_incident_when_terminals_of_three_sites_fail_a
     assert found[0]["sites"] == ["store-1", "store-2", "store-3"]
     assert len(found[0]["terminals"]) == 6
     assert found[0]["site"] is None
+    assert [found[0][key] for key in ("reports", "terminal_count", "site_count", "still_failing_count")] == [6, 6, 3, 6]
 
 
 def test_collector_puts_reports_that_arrive_an_hour_late_into_their_own_window(fleet):
@@ -226,3 +230,52 @@ def test_an_incident_stays_open_while_a_terminal_still_fails_with_its_cause(flee
     assert f.post(tokens["a"], make_report("a", "s", started=now - 30, verdict=verdict, cause=cause)).status_code == 201
     [incident] = [i for i in f.get("/api/v1/incidents", operator).json()["incidents"] if i["cause"] == "network.wan"]
     assert incident["open"] is still_open and incident["still_failing"] == (["a"] if still_open else [])
+
+
+@pytest.mark.parametrize(("count", "listed"), [(100, 100), (101, 100)])
+def test_an_incidents_lists_name_its_first_100_and_its_counts_say_how_many(count, listed):
+    from posdiag.collector.incidents import to_api
+
+    names = [f"lane-{n:03d}" for n in range(count)]
+    row = {"id": 7, "scope": "fleet", "cause": "network.wan", "site": "", "sites": names, "site_count": count,
+           "terminals": names, "terminal_count": count, "report_count": count, "first_at": "2026-12-06T10:00:00Z",
+           "last_at": "2026-12-06T10:05:00Z", "qualified_at": "2026-12-06T10:01:00Z", "closed_at": None,
+           "failing_terminals": names, "failing": count}
+    answer = to_api(row)
+    assert [len(answer[key]) for key in ("sites", "terminals", "still_failing")] == [listed] * 3
+    assert answer["terminals"] == names[:listed]
+    assert (answer["site_count"], answer["terminal_count"], answer["still_failing_count"]) == (count, count, count)
+    assert (answer["id"], answer["site"], answer["open"]) == ("7", None, True)
+    assert to_api({**row, "closed_at": "2026-12-06T10:30:00Z"})["open"] is False
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_incident_list_shows_open_ones_whatever_their_age_and_closed_ones_of_the_last_24_hours(fleet):
+    """docs/collector.md: by default the open incidents and those seen in the last 24 hours; ?since= and
+    ?until= instead ask for a window, and ?open= for one state."""
+    f = fleet()
+    operator = f.operator()
+    now = time.time()
+    for site, hours in (("store-23h", 23), ("store-25h", 25), ("store-open", 30)):
+        tokens = _post_all(f, [make_report(f"{site}-{i}", site, started=now - hours * 3600, cause="network.lan")
+                               for i in range(2)])
+        if site != "store-open":
+            for tid, token in tokens.items():
+                assert f.post(token, make_report(tid, site, started=now - 60, verdict="healthy", cause="none")).status_code == 201
+
+    def sites(**query: str) -> list[str]:
+        return [i["site"] for i in f.get("/api/v1/incidents", operator, **query).json()["incidents"]]
+
+    assert sites() == ["store-open", "store-23h"]
+    assert sites(open="true") == ["store-open"] and sites(open="false") == ["store-23h"]
+    assert sites(since=iso(now - 26 * 3600)) == ["store-23h", "store-25h"]  # a window: seen in it, open or not
+    assert sites(since=iso(now - 31 * 3600), until=iso(now - 24 * 3600)) == ["store-open", "store-25h"]
+
+
+@pytest.mark.parametrize(("verdict", "cause", "fault"), [
+    ("fault", "network.wan", True), ("degraded", "network.degraded", True), ("healthy", "network.wan", False),
+    ("fault", "none", False), ("fault", "", False), ("fault", None, False), (None, "network.wan", False)])
+def test_a_report_counts_for_incidents_when_it_is_not_healthy_and_names_a_cause(verdict, cause, fault):
+    from posdiag.collector.storage.base import _names_a_fault
+
+    assert _names_a_fault(verdict, cause) is fault

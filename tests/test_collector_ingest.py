@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -158,7 +160,8 @@ def test_collector_refuses_a_gzip_bomb_without_inflating_it(fleet):
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_collector_answers_429_with_retry_after_when_too_many_reports_are_in_flight(fleet):
+def test_collector_answers_429_with_retry_after_when_too_many_reports_are_in_flight(fleet, caplog):
+    caplog.set_level(logging.INFO, logger="posdiag.collector")
     f = fleet(max_inflight=1)
     token = f.terminal("lane-01", "store-1")
     body = json.dumps(make_report("lane-01")).encode()
@@ -177,6 +180,21 @@ def test_collector_answers_429_with_retry_after_when_too_many_reports_are_in_fli
         slow.close()
     assert f.post(token, make_report("lane-01")).status_code == 201
     assert f.stored() == 2
+    assert "report refused (429)" not in caplog.text  # a storm of them must not flood the log
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_refused_report_is_logged_with_its_reason_and_an_unknown_token_is_not(fleet, caplog):
+    """Operations read why a terminal's reports are refused; guesses at tokens (401) are not worth a line each."""
+    caplog.set_level(logging.INFO, logger="posdiag.collector")
+    f = fleet()
+    token = f.terminal("lane-01", "store-1")
+    assert f.post("not-a-token-of-ours", make_report("lane-01")).status_code == 401
+    assert f.post(token, make_report("lane-02")).status_code == 403
+    assert f.post(token, b"{", gzipped=False).status_code == 400
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("report refused")]
+    assert [line.split(":")[0] for line in said] == ["report refused (403)", "report refused (400)"]
+    assert "belongs to terminal 'lane-01'" in said[0] and "malformed JSON" in said[1]
 
 
 def test_collector_keeps_a_terminals_newest_state_when_an_older_report_arrives_late(fleet):
@@ -225,3 +243,38 @@ def test_collector_answers_503_with_retry_after_while_the_database_stays_locked(
         blocker.close()
     assert f.stored() == 0
     assert f.post(token, make_report("lane-01")).status_code == 201
+
+
+@pytest.mark.parametrize("encoding", ["", "identity", " Identity ", "gzip", "GZIP "])
+def test_intake_takes_a_report_of_exactly_the_limit_and_refuses_one_byte_more(encoding):
+    """The limit counts the report once decompressed, as documented: a report of ``max_report_bytes`` is taken."""
+    from posdiag.collector import intake
+
+    raw = json.dumps(make_report("lane-01")).encode()
+    body = gzip.compress(raw) if "gzip" in encoding.lower() else raw
+    assert intake.decode(body, encoding, len(raw)).text == raw.decode()
+    with pytest.raises(intake.Refused, match="report too large") as refused:
+        intake.decode(body, encoding, len(raw) - 1)
+    assert refused.value.status == 413
+
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "ident", "gzip, br"])
+def test_intake_refuses_any_encoding_but_gzip_and_identity_with_415(encoding):
+    from posdiag.collector import intake
+
+    with pytest.raises(intake.Refused, match="unsupported Content-Encoding") as refused:
+        intake.decode(json.dumps(make_report("lane-01")).encode(), encoding, 1 << 20)
+    assert refused.value.status == 415
+
+
+def test_intake_refuses_a_gzip_body_with_trailing_data_or_cut_short_and_says_which():
+    from posdiag.collector import intake
+
+    packed = gzip.compress(json.dumps(make_report("lane-01")).encode())
+    for body, words in ((packed + b"junk", "trailing data after the gzip stream"), (packed + packed, "trailing data"),
+                        (packed[:-8], "truncated (no end of stream)")):
+        with pytest.raises(intake.Refused, match=re.escape(words)) as refused:
+            intake.decode(body, "gzip", 1 << 20)
+        assert refused.value.status == 400
+    assert intake.decode(packed, "gzip", 1 << 20).terminal_id == "lane-01"

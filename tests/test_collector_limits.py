@@ -116,6 +116,7 @@ def test_a_client_cannot_hold_more_connections_than_its_share_and_others_still_g
     try:
         assert wait_for(lambda: sum(_closed(c) for c in held) >= 8, 15, interval=0.2)
         assert _healthz_from(address, "127.0.0.2").endswith(b"200 OK")  # another client is served meanwhile
+        assert sum(_closed(c) for c in held) == 8  # the 64 first are kept
     finally:
         for conn in held:
             conn.close()
@@ -145,3 +146,40 @@ def test_the_next_request_on_a_kept_alive_connection_meets_the_header_deadline_t
     server = served("--header-timeout-s", "2")
     with _answered_once(_address(server)) as conn:
         assert _closed_while_trickling(conn)
+
+
+def test_a_share_of_0_connections_per_client_is_no_limit(served):
+    """Behind a proxy every connection comes from one address: --max-connections-per-client 0 turns the share off."""
+    server = served("--header-timeout-s", "60", "--max-connections-per-client", "0")
+    address = _address(server)
+    held = [_partial(address) for _ in range(72)]
+    try:
+        assert _healthz_from(address, "127.0.0.1").endswith(b"200 OK")
+        assert not any(_closed(c) for c in held)
+    finally:
+        for conn in held:
+            conn.close()
+
+
+HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+
+
+def _status_of(address: tuple[str, int], size: int, split: bool) -> bytes:
+    """The status line answered to a request whose line and headers, up to the blank line that ends
+    them, are ``size`` bytes: sent whole, or with its last four bytes a moment later."""
+    request = HEAD + b"a" * (size - len(HEAD) - 4) + b"\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(request[:-4] if split else request)
+        if split:
+            time.sleep(0.5)  # read by the server on its own before the end of the headers follows
+            conn.sendall(request[-4:])
+        return conn.recv(4096).split(b"\r\n")[0]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["in-one-read", "in-two-reads"])
+def test_headers_of_exactly_the_limit_are_read_and_one_byte_more_is_refused(served, split):
+    """--max-header-bytes counts the request line and headers however they arrive: a whole request in
+    one read is measured as well as one that trickles in."""
+    address = _address(served("--max-header-bytes", "1024"))
+    assert _status_of(address, 1024, split).endswith(b"200 OK")
+    assert _status_of(address, 1025, split).startswith(b"HTTP/1.1 431")

@@ -320,6 +320,39 @@ def test_terminal_ids_and_site_names_are_shown_as_text_never_run_as_markup(fleet
     assert page.errors == []
 
 
+@pytest.mark.parametrize(("header", "lang"), [
+    ("zh;q=1, en;q=0.9", "zh_CN"), ("zh;q=1.001, en;q=0.1", "en"), ("en;q=1, zh", "en"), ("zh;q=0.5, en;q=0.6", "en"),
+    ("zh;q=0.001", "zh_CN"), ("zh;q=0", None), ("zh;q=-0.5", None), ("zh;q=nan", None), ("zh;q=abc, en;q=0.5", "en"),
+    ("zh;Q=0.4, en;q=0.5", "en"),
+    ("de," * 63 + "zh", "zh_CN"), ("de," * 64 + "zh", None), ("*", None), ("", None)])
+def test_a_browsers_language_is_the_one_it_prefers_most_of_its_first_64_with_q_from_0_exclusive_to_1(header, lang):
+    """RFC 9110: q from 0 (not acceptable) to 1, ties to the first listed; a header is read up to its
+    64th entry, a list, not an essay."""
+    from posdiag.collector.page import from_accept_language
+
+    assert from_accept_language(header) == lang
+
+
+@SQLITE
+def test_signin_tells_a_blank_an_oversized_and_a_revoked_terminals_token_apart(fleet):
+    f = fleet()
+    token = f.terminal("lane-1", "store-1")
+    assert f.storage.revoke_terminal("lane-1")
+
+    def signin(body: str) -> requests.Response:
+        return requests.post(f.url + "/signin", data=body, allow_redirects=False, timeout=10,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    revoked = signin(f"token={token}")
+    assert revoked.status_code == 403 and "terminals cannot sign in" in revoked.text
+    assert f.get("/", token).status_code == 403 and f.get("/api/v1/terminals", token).status_code == 403
+    blank = signin("token=+++")
+    assert blank.status_code == 400 and "Paste your operator token." in blank.text
+    assert signin("token=" + "x" * 4090).status_code == 401  # a form of 4096 bytes: read, an unknown token
+    oversized = signin("token=" + "x" * 4091)
+    assert oversized.status_code == 400 and "That is not a token." in oversized.text
+
+
 @SQLITE
 def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
     f = fleet()
@@ -346,6 +379,7 @@ def test_pages_choose_their_language_by_cookie_then_accept_language(fleet):
     assert browser.cookies["lang"] == "en"
     flags = {part.strip().lower() for part in switched.headers["set-cookie"].split(";")}
     assert {"httponly", "samesite=lax", "path=/"} <= flags and "secure" not in flags  # plain http on loopback here
+    assert f"max-age={400 * 86400}" in flags  # kept as long as a browser keeps any cookie (RFC 6265bis: 400 days)
     assert '<html lang="en">' in browser.get(f.url + "/signin", headers={"Accept-Language": "zh-CN"}, timeout=10).text
     # Only a page itself: a part of one ("/sign", a 404) or a path without its slash is not a way back.
     for wanted in ("https://evil.example/", "//evil.example/", "/api/v1/terminals", "/sign", "signin", "in"):

@@ -61,7 +61,12 @@ def test_collector_signs_an_operator_in_with_an_httponly_strict_cookie_that_read
     assert page.status_code == 200
     assert "alice" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    session.post(f.url + "/signout", timeout=10)
+    out = session.post(f.url + "/signout", allow_redirects=False, timeout=10)
+    assert out.status_code == 303 and out.headers["location"] == "/signin"
+    assert "posdiag_session" not in session.cookies  # the browser forgets it…
+    expired = {part.strip().lower() for part in out.headers["set-cookie"].split(";")}
+    # …through a cookie of the same name, path and flags as the one it replaces
+    assert {'posdiag_session=""', "max-age=0", "path=/", "httponly", "samesite=strict"} <= expired, expired
     assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 401
 
 
@@ -250,6 +255,8 @@ def test_terminals_filter_by_state_and_search_and_page_in_attention_order(fleet)
         return [t["id"] for t in f.get("/api/v1/terminals", operator, **query).json()["terminals"]]
 
     assert ids(order="state") == ["a-fault", "b-quiet", "a-slow", "a-fine", "b-fine", "gone"]
+    flags = {t["id"]: (t["silent"], t["revoked"]) for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
+    assert flags["gone"] == (False, True) and flags["b-quiet"] == (True, False) and flags["a-fine"] == (False, False)
     assert ids(order="state", state="fault,silent") == ["a-fault", "b-quiet"]
     assert ids(order="state", q="FINE") == ["a-fine", "b-fine"]
     assert ids(order="state", q="store-b") == ["b-quiet", "b-fine", "gone"]
@@ -276,7 +283,8 @@ def test_a_fleet_of_five_thousand_gives_the_page_every_faulty_and_silent_termina
     assert {s["site"] for s in sites["sites"][:len(failing)]} == failing
     assert sites["totals"]["fault"] == 25 and sites["totals"]["silent"] == 25
 @pytest.mark.parametrize(("path", "high"), [("/api/v1/terminals", 10000), ("/api/v1/reports", 1000),
-                                            ("/api/v1/incidents", 1000)])
+                                            ("/api/v1/incidents", 1000), ("/api/v1/sites", 1000), ("/api/v1/risks", 10000),
+                                            ("/api/v1/terminals/lane-0/requests", 500)])
 def test_collector_takes_a_limit_from_one_to_its_maximum_and_refuses_beyond(fleet, path, high):
     f = fleet()
     operator = f.operator()
@@ -290,6 +298,64 @@ def test_collector_takes_a_limit_from_one_to_its_maximum_and_refuses_beyond(flee
     for refused in (0, high + 1):
         answer = f.get(path, operator, limit=refused)
         assert answer.status_code == 400 and "?limit=" in answer.json()["error"], answer.text
+
+
+# (path, query taken at its edge, the same just beyond): each documented range, both ends
+QUERY_EDGES = [
+    ("/api/v1/terminals", {"silent_min": "0"}, {"silent_min": "-1"}),
+    ("/api/v1/terminals", {"silent_min": "10000000"}, {"silent_min": "10000001"}),
+    ("/api/v1/terminals", {"order": "state", "offset": "0"}, {"order": "state", "offset": "-1"}),
+    ("/api/v1/terminals", {"order": "state", "offset": "10000000"}, {"order": "state", "offset": "10000001"}),
+    ("/api/v1/sites", {"offset": "0"}, {"offset": "-1"}),
+    ("/api/v1/sites", {"offset": "10000000"}, {"offset": "10000001"}),
+    ("/api/v1/terminals", {"q": "x" * 128}, {"q": "x" * 129}),
+    ("/api/v1/sites", {"q": "x" * 128}, {"q": "x" * 129}),
+    ("/api/v1/terminals", {"order": "seen"}, {"order": "sideways"}),
+    ("/api/v1/terminals", {"state": "fault,silent"}, {"state": "fault,broken"}),
+    ("/api/v1/reports", {"before": "2026-11-29T10:15:02Z"}, {"before": "2026-11-29 10:15:02"}),
+    ("/api/v1/reports", {"before": "2026-11-29T10:15:02Z|12"}, {"before": "2026-11-29T10:15:02Z|x12"}),
+    ("/api/v1/reports", {"until": "2026-11-29T10:15:02Z"}, {"until": "2026-11-29"}),
+    ("/api/v1/incidents", {"since": "2026-11-29T10:15:02Z"}, {"since": "today"}),
+]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("path", "taken", "refused"), QUERY_EDGES)
+def test_collector_takes_a_query_at_the_edge_of_its_range_and_refuses_it_just_beyond(fleet, path, taken, refused):
+    f = fleet()
+    operator = f.operator()
+    answer = f.get(path, operator, **taken)
+    assert answer.status_code == 200, answer.text
+    beyond = f.get(path, operator, **refused)
+    assert beyond.status_code == 400 and beyond.json()["error"].startswith("?"), beyond.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_each_list_without_a_limit_gives_its_documented_page(fleet):
+    """docs/collector.md: terminals [1000], sites [100], reports [100], risks [1000] a page, and the
+    cursor of the next one when the page is full."""
+    from labs import bigfleet
+
+    f = fleet()
+    operator = f.operator()
+    built = bigfleet.build(f.storage, now=time.time(), terminals=1004, sites=101, faulty=0, silent=0, at_risk=1001)
+    assert len(built.at_risk) == 1001
+    terminals = f.get("/api/v1/terminals", operator).json()
+    assert len(terminals["terminals"]) == 1000 and terminals["next_before"]
+    sites = f.get("/api/v1/sites", operator).json()
+    assert len(sites["sites"]) == 100 and sites["next_offset"] == 100 and sites["site_count"] == 101
+    reports = f.get("/api/v1/reports", operator).json()
+    assert len(reports["reports"]) == 100 and reports["next_before"]
+    risks = f.get("/api/v1/risks", operator).json()
+    assert len(risks["risks"]) == 1000 and risks["terminals"] == 1001 and risks["risk_count"] > 1000
+
+
+def test_an_empty_state_filter_means_every_state(fleet):
+    f = fleet(silent_after_min=15)
+    operator = _fleet_of_states(f)
+    every = [t["id"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]]
+    assert len(every) == 6 and [t["id"] for t in f.get("/api/v1/terminals", operator, state="").json()["terminals"]] == every
+    assert [t["id"] for t in f.get("/api/v1/terminals", operator, state=",fault,").json()["terminals"]] == ["a-fault"]
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
@@ -314,6 +380,17 @@ def test_a_session_cookie_holds_until_its_expiry_and_not_a_second_longer():
     assert verify_session(key, f"{name}.{int(expires) + 3600}.{nonce}.{sig}", now=1_000) is None  # a prolonged expiry
     assert verify_session(new_session_key(), cookie, now=1_000) is None  # another database's key
     assert verify_session(key, cookie.replace(".", "", 1), now=1_000) is None  # mangled
+
+
+def test_tokens_carry_256_random_bits_and_session_cookies_128_of_their_own():
+    """What makes a token unguessable (32 random bytes) and two sign-ins' cookies different (16 of their own)."""
+    from posdiag.collector.tokens import new_session_key, new_token, sign_session
+
+    tokens = {new_token() for _ in range(3)}
+    assert len(tokens) == 3 and {len(t) for t in tokens} == {43}  # 32 bytes, base64url without padding
+    assert len(new_session_key()) == 64  # 32 bytes in hex
+    nonce = sign_session(new_session_key(), "ops", 60, now=1_000).split(".")[2]
+    assert len(nonce) == 22  # 16 bytes
 
 
 def test_metrics_start_with_a_zero_for_each_answer_a_dashboard_plots():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import tarfile
 import threading
 import time
@@ -59,6 +60,19 @@ class Desk:
     def fail(self, token: str, request_id: str, error: str) -> requests.Response:
         return requests.post(f"{self.url}/api/v1/requests/{request_id}/failure", json={"error": error}, timeout=30,
                              headers={"Authorization": f"Bearer {token}"})
+
+
+REQUEST_ID = "0b6f5a4e-2c1d-4e3f-9a8b-7c6d5e4f3a2b"
+
+
+def test_only_a_remote_report_answers_a_request():
+    """A scheduled report that happens to carry a ``request_id`` answers nothing: only an asked one does."""
+    from posdiag.collector import intake
+
+    remote = remote_report("lane-1", REQUEST_ID)
+    scheduled = {**remote, "trigger": "schedule"}
+    assert intake.decode(json.dumps(remote).encode(), "", 1 << 20).request_id == REQUEST_ID
+    assert intake.decode(json.dumps(scheduled).encode(), "", 1 << 20).request_id is None
 
 
 def test_a_terminal_fetches_and_answers_its_own_diagnose_request_and_never_another_terminals(fleet):
@@ -158,6 +172,28 @@ def test_a_terminal_that_cannot_do_it_says_why_and_the_request_fails(fleet):
     assert "bundle_url" not in failed
     assert desk.upload(lane1, request_id, small_bundle()).status_code == 200  # already failed: nothing changes
     assert desk.request(alice, request_id)["state"] == "failed"
+    nothing = f.get(f"/api/v1/requests/{request_id}/bundle", alice)
+    assert nothing.status_code == 404 and nothing.json() == {"error": "no bundle for this request"}
+    unknown = f.get(f"/api/v1/requests/{REQUEST_ID}", alice)
+    assert unknown.status_code == 404 and unknown.json() == {"error": "no such request"}
+
+
+def test_a_terminals_failure_is_told_in_a_body_of_4_kib_at_most_and_kept_to_500_characters(fleet):
+    f = fleet()
+    desk = Desk(f)
+    lane1 = f.terminal("lane-1")
+    alice = f.operator("alice")
+    diagnose, bundle = (desk.ask(alice, "lane-1", kind).json()["request_id"] for kind in ("diagnose", "bundle"))
+    # {"error": "…"} is 13 bytes around the message: 4084 characters make a body of 4097 bytes, 4083 one of 4096
+    too_big = desk.fail(lane1, diagnose, "x" * 4084)
+    assert too_big.status_code == 413 and "body too large" in too_big.json()["error"]
+    blank = desk.fail(lane1, diagnose, " \n ")
+    assert blank.status_code == 400 and blank.json()["error"] == 'expected {"error": "what went wrong"}'
+    assert desk.request(alice, diagnose)["state"] == "pending"
+    assert desk.fail(lane1, diagnose, "x" * 4083).status_code == 200
+    assert desk.request(alice, diagnose)["error"] == "x" * 500
+    assert desk.fail(lane1, bundle, "y" * 499 + "z").status_code == 200
+    assert desk.request(alice, bundle)["error"] == "y" * 499 + "z"
 
 
 def test_an_unanswered_request_expires_and_can_no_longer_be_fetched_or_answered(fleet):
@@ -200,6 +236,78 @@ def test_remote_requests_are_for_operators_to_ask_and_terminals_to_fetch(fleet):
     form = session.post(f"{f.url}/api/v1/terminals/lane-1/requests", data={"kind": "diagnose"}, timeout=10)
     assert form.status_code == 415
     assert session.post(f"{f.url}/api/v1/terminals/lane-1/requests", json={"kind": "diagnose"}, timeout=10).status_code == 202
+
+
+def test_a_bundle_of_exactly_the_limit_is_taken_and_only_by_a_bundle_request_of_the_terminals_own(fleet):
+    f = fleet(max_bundle_bytes=4096)
+    desk = Desk(f)
+    lane1, lane2, gone = f.terminal("lane-1"), f.terminal("lane-2"), f.terminal("lane-gone")
+    alice = f.operator("alice")
+    diagnose, bundle = (desk.ask(alice, "lane-1", kind).json()["request_id"] for kind in ("diagnose", "bundle"))
+    f.storage.revoke_terminal("lane-gone")
+    wrong = desk.upload(lane1, diagnose, small_bundle())
+    assert wrong.status_code == 409 and wrong.json() == {"error": "this request asks for something else"}
+    assert desk.upload(alice, bundle, small_bundle()).status_code == 403  # an operator's token answers nothing
+    revoked = desk.upload(gone, bundle, small_bundle())
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["error"]
+    assert desk.upload(lane2, bundle, small_bundle()).status_code == 404  # another terminal's: as if none
+    body = gzip.compress(b"x")
+    assert desk.upload(lane1, bundle, body + b"\0" * (4097 - len(body))).status_code == 413
+    assert desk.upload(lane1, bundle, body + b"\0" * (4096 - len(body))).status_code == 201
+    assert desk.request(alice, bundle)["bundle_bytes"] == 4096
+
+
+def test_a_request_expires_the_set_minutes_after_it_was_asked(fleet):
+    from posdiag.core.timefmt import parse_utc_iso
+
+    f = fleet(request_expiry_min=15)
+    f.terminal("lane-1")
+    asked = Desk(f).ask(f.operator("alice"), "lane-1").json()
+    lifetime = parse_utc_iso(asked["expires_at"]) - parse_utc_iso(asked["created_at"])
+    assert 15 * 60 - 30 <= lifetime <= 15 * 60 + 1  # asked, then written: a busy machine may take a moment between
+
+
+@pytest.mark.parametrize(("state", "expires_at", "shown"), [
+    ("pending", "2026-12-06T10:00:01Z", "pending"), ("pending", "2026-12-06T10:00:00Z", "expired"),
+    ("delivered", "2026-12-06T10:00:01Z", "delivered"), ("delivered", "2026-12-06T09:59:59Z", "expired"),
+    ("done", "2026-12-06T09:00:00Z", "done"), ("failed", "2026-12-06T09:00:00Z", "failed")])
+def test_an_open_request_reads_as_expired_from_its_expiry_on_and_an_answered_one_keeps_its_state(state, expires_at, shown):
+    from posdiag.collector.storage.requests import visible_state
+
+    assert visible_state({"state": state, "expires_at": expires_at}, "2026-12-06T10:00:00Z") == shown
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("content_type", "body", "status", "words"), [
+    ("application/json", b'{"kind": "diagnose"}', 202, None),
+    ("Application/JSON; charset=utf-8", b'{"kind": "bundle"}', 202, None),
+    ("text/plain", b'{"kind": "diagnose"}', 415, "send the request as JSON"),
+    ("application/json", b'{"kind": "diagnose"', 400, "malformed JSON"),
+    ("application/json", b'["diagnose"]', 400, "expected a JSON object"),
+    ("application/json", b'{"kind": "reboot"}', 400, "kind must be one of diagnose, bundle"),
+    ("application/json", b'{"kind": "diagnose", "pad": "' + b"x" * 4096 + b'"}', 413, "body too large")])
+def test_an_ask_is_a_small_json_object_naming_a_kind(fleet, content_type, body, status, words):
+    f = fleet()
+    f.terminal("lane-1")
+    answer = requests.post(f"{f.url}/api/v1/terminals/lane-1/requests", data=body, timeout=10,
+                           headers={"Authorization": f"Bearer {f.operator()}", "Content-Type": content_type})
+    assert answer.status_code == status, answer.text
+    assert words is None or words in answer.json()["error"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_terminals_requests_are_listed_50_a_page_unless_a_limit_says_otherwise(fleet):
+    f = fleet()
+    f.terminal("lane-1")
+    alice = f.operator("alice")
+    asked = []
+    for _ in range(51):  # each answered at once, so the next ask is a new request
+        outcome, row = f.storage.create_request("lane-1", "diagnose", "alice", "2999-01-01T00:00:00Z")
+        assert outcome == "created" and f.storage.answer_request(row["request_id"], "lane-1", None, error="no") == "failed"
+        asked.append(row["request_id"])
+    listed = f.get("/api/v1/terminals/lane-1/requests", alice).json()["requests"]
+    assert len(listed) == 50 and {r["request_id"] for r in listed} <= set(asked)
+    assert len(f.get("/api/v1/terminals/lane-1/requests", alice, limit=51).json()["requests"]) == 51
 
 
 def test_desks_asking_at_the_same_moment_make_one_request(fleet):

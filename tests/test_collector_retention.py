@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from labs import bigfleet
 from labs.collectorlab import Fleet, ServeProcess, iso, make_report
 from labs.helpers import wait_for
@@ -65,4 +66,78 @@ def test_retention_prunes_old_reports_in_batches_under_load_and_keeps_each_termi
     remaining = int(storage._select("SELECT count(*) AS n FROM reports WHERE terminal_id NOT LIKE ?", ("busy-%",))[0]["n"])
     assert remaining == total - (before - len(built.silent))
     assert [r["request_id"] for r in storage._select("SELECT request_id FROM bundles")] == ["bundle-new"]
+    storage.close()
+
+
+def test_the_pruner_takes_200_reports_a_batch_pauses_four_times_a_batchs_length_and_rests_once_done(tmp_path, monkeypatch):
+    """The pace docs/collector.md promises, batches of 200 and a pause four times as long as the batch took,
+    with at least 50 ms between batches (room for the intake) and five minutes' rest once nothing is older
+    than the retention. The batches' durations are set here (the clock is the pacing's only input); the
+    database is real."""
+    from types import SimpleNamespace
+
+    from posdiag.collector import retention
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    now = float(int(time.time()))
+    bigfleet.build(storage, now=now, terminals=1, sites=1, faulty=0, silent=0, history=500, every_s=3600)
+    cutoff = iso(now - RETAIN_DAYS * 86400)
+    Fleet("", storage).sql("INSERT INTO reports (report_id, terminal_id, site, started_at, received_at, verdict, top_cause, "
+                           "agent_version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           ("at-the-cutoff", "lane-00000", "store-000", cutoff, cutoff, "healthy", "none", "0.1.0", "{}"))
+    [old] = [row["n"] for row in storage._select("SELECT count(*) AS n FROM reports WHERE started_at < ?", (cutoff,))]
+    assert 200 < old < 400  # more than a batch; the terminal's newest is never old
+    clock = iter([0.0, 0.5, 10.0, 10.001, 20.0])  # the first batch takes 0.5 s, the second 1 ms
+    monkeypatch.setattr(retention, "time", SimpleNamespace(time=lambda: now, monotonic=lambda: next(clock)))
+    pruner = retention.Pruner(storage, RETAIN_DAYS)
+    assert pruner.step() == pytest.approx(2.0) and pruner.pruned == 200
+    assert pruner.step() == 0.05 and pruner.pruned == old
+    assert pruner.step() == 300.0 and pruner.pruned == old
+    assert storage._select("SELECT count(*) AS n FROM reports")[0]["n"] == 502 - old
+    assert storage.get_report("at-the-cutoff") is not None  # as old as intake takes: kept
+    storage.close()
+
+
+def test_support_bundles_are_pruned_ten_at_a_time_each_pass_holding_a_few_megabytes_at_most(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    now = time.time()
+    f = Fleet("", storage)
+    for n in range(11):
+        f.sql("INSERT INTO bundles (request_id, terminal_id, received_at, size, sha256, body) VALUES (?, ?, ?, ?, ?, ?)",
+              (f"old-{n}", "lane-1", iso(now - 11 * 86400 + n), 3, "0" * 64, b"tar"))
+    cutoff, stamp = iso(now - RETAIN_DAYS * 86400), iso(now)
+    assert storage.prune_records(cutoff, stamp, 200) == 10
+    assert [r["request_id"] for r in storage._select("SELECT request_id FROM bundles")] == ["old-10"]  # the oldest went first
+    assert storage.prune_records(cutoff, stamp, 200) == 1 and storage.prune_records(cutoff, stamp, 200) == 0
+    storage.close()
+
+
+def test_an_incident_closed_before_the_cutoff_goes_with_its_parts_and_messages_and_a_later_one_stays(tmp_path):
+    import json
+
+    from posdiag.collector import intake
+    from posdiag.collector.storage.chains import Rules
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    now = time.time()
+    for tid in ("a", "b", "c", "d"):
+        storage.add_terminal(tid, "store-1" if tid in "ab" else "store-2", f"hash-{tid}")
+    for tid, days in (("a", 12), ("b", 12), ("c", 5), ("d", 5)):  # a site incident 12 days ago, another 5 days ago
+        for verdict, cause, later in (("fault", "network.wan", 0), ("healthy", "none", 600)):
+            report = make_report(tid, "store-1" if tid in "ab" else "store-2", started=now - days * 86400 + later,
+                                 verdict=verdict, cause=cause)
+            storage.store_report(intake.decode(json.dumps(report).encode(), "", 1 << 20), received=iso(now))
+    storage.apply_incident_facts(Rules(600, 2, 3, alerts=True), 1000, 10.0)
+    old, recent = sorted(storage._select("SELECT id, site FROM incidents WHERE scope = 'site'"), key=lambda r: r["site"])
+    # Both were closed by their healthy reports; the old one as it would have been, back then.
+    Fleet("", storage).sql("UPDATE incidents SET closed_at = ? WHERE id = ?", (iso(now - 12 * 86400 + 600), old["id"]))
+    assert storage.prune_records(iso(now - RETAIN_DAYS * 86400), iso(now), 200) >= 1
+    pair = {old["id"], recent["id"]}
+    left = {table: pair & {r["incident_id"] for r in storage._select(f"SELECT incident_id FROM {table}")}
+            for table in ("incident_terminals", "alerts")}
+    left["incidents"] = pair & {r["id"] for r in storage._select("SELECT id FROM incidents")}
+    assert left == {"incidents": {recent["id"]}, "incident_terminals": {recent["id"]}, "alerts": {recent["id"]}}
     storage.close()

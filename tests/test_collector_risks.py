@@ -3,6 +3,7 @@ soonest first (API and page), and reports of older agents, which know none, stil
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -91,6 +92,47 @@ def test_intake_takes_a_certificate_due_within_a_year_and_a_risk_that_names_no_t
     assert f.post(token, report).status_code == 201
     assert [r["code"] for r in f.get("/api/v1/risks", operator).json()["risks"]] == [
         "tls.expiring_soon", "trend.clock_drifting"]
+    untimed_only = f.terminal("a2", "store-a")
+    assert f.post(untimed_only, with_risks(make_report("a2", "store-a", verdict="healthy", cause="none"),
+                                           untimed)).status_code == 201
+    terminals = {t["id"]: t["soonest_risk_at"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
+    assert terminals == {"a1": report["risks"][0]["due_at"], "a2": None}  # no time named: none shown, and listed last
+    assert [r["terminal"] for r in f.get("/api/v1/risks", operator).json()["risks"]] == ["a1", "a1", "a2"]
+
+
+YEAR_AND_A_DAY = 366 * 86400
+
+
+@pytest.mark.parametrize(("offset", "taken"), [(YEAR_AND_A_DAY, True), (YEAR_AND_A_DAY + 1, False),
+                                               (-YEAR_AND_A_DAY, True), (-YEAR_AND_A_DAY - 1, False)])
+def test_intake_takes_a_risk_due_up_to_a_year_and_a_day_from_its_report_either_way_and_no_further(offset, taken):
+    """A certificate a year off (``cert_warn_days`` is at most 365) is a risk; a time beyond is no real one."""
+    from posdiag.collector import intake
+
+    started = 1_800_000_000.0
+    report = with_risks(make_report("a1", "store-a", started=started), risk("tls.expiring_soon", 70, "primary"))
+    report["risks"][0]["due_at"] = utc_iso(started + offset)
+    decoded = intake.decode(json.dumps(report).encode(), "", 1 << 20)
+    if taken:
+        intake.check_time(decoded, started, 90)
+    else:
+        with pytest.raises(intake.Refused, match=r"^\$\.risks\[0\]\.due_at: .* more than a year from") as refused:
+            intake.check_time(decoded, started, 90)
+        assert refused.value.status == 400
+
+
+def test_intake_indexes_a_report_by_its_soonest_risk_and_one_naming_no_time_last():
+    from posdiag.collector import intake
+
+    def soonest(*risks: dict) -> str | None:
+        report = with_risks(make_report("a1", "store-a"), *risks)
+        return intake.decode(json.dumps(report).encode(), "", 1 << 20).risk_due_at
+
+    later, sooner = risk("tls.expiring_soon", 70, "primary"), risk("trend.disk_filling", 5, "/var/lib/pos")
+    untimed = {**risk("trend.clock_drifting", 40, "clock"), "due_at": None, "hours_left": None}
+    assert soonest(later, untimed, sooner) == sooner["due_at"]
+    assert soonest(untimed) == intake.NEVER
+    assert soonest() is None
 
 
 @SQLITE

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -54,10 +56,22 @@ def test_collector_commands_fail_with_a_message_and_no_traceback(tmp_path):
     assert rc == 1 and "unsupported database URL" in err
     rc, _, err = run("add-operator", "x", "--db", f"sqlite:///{tmp_path / 'missing' / 'c.db'}")
     assert rc == 1 and "does not exist" in err
+    rc, _, err = run("add-operator", "x", "--db", "sqlite:///")
+    assert rc == 1 and "sqlite URL names no file" in err
     done = subprocess.run([sys.executable, "-m", "posdiag.collector", "serve", "--db", "postgresql://nobody@127.0.0.1:1/x",
                            "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 1
     assert "cannot connect to PostgreSQL" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("name", "taken"), [("a" * 128, True), ("a" * 129, False), ("till:7@store-1.lan_2", True),
+                                           (".lane", False), ("lane 1", False), ("lane/1", False)])
+def test_a_terminal_or_operator_name_is_up_to_128_letters_digits_and_a_few_marks(tmp_path, name, taken):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    for command in ("add-terminal", "add-operator"):
+        rc, out, err = run(command, name, "--db", db)
+        assert (rc == 0) is taken, err
+        assert taken or ("not a valid name" in err and "(at most 128)" in err and out == "")
 
 
 def test_collector_revoke_terminal_locks_a_running_collector_out(tmp_path):
@@ -211,3 +225,171 @@ def test_collector_serves_https_with_a_secure_session_cookie(tmp_path):
         assert "Secure" in answer.headers["set-cookie"]
     finally:
         server.stop()
+
+
+def _serve_args(*flags: str):
+    return cli._parser().parse_args(["serve", "--db", "sqlite:///c.db", *flags])
+
+
+def test_serve_without_options_runs_with_the_documented_settings():
+    """The command line's defaults are the settings' (which docs/collector.md documents), one by one."""
+    from posdiag.collector.settings import Settings
+
+    args = _serve_args()
+    assert (args.listen, args.workers, args.access_log, args.cert, args.key) == ("127.0.0.1:8080", 1, False, None, None)
+    assert cli._settings(args) == Settings(db_url="sqlite:///c.db")
+
+
+COUNTS = ("workers", "max-report-bytes", "max-body-bytes", "site-min-terminals", "fleet-min-sites", "db-pool-size",
+          "max-inflight", "max-bundle-bytes", "retain-days", "max-connections")
+
+
+@pytest.mark.parametrize("flag", COUNTS)
+def test_serve_refuses_a_count_below_one_and_takes_one(flag):
+    with pytest.raises(cli.Failure, match=f"^--{flag} must be at least 1$"):
+        cli._settings(_serve_args(f"--{flag}", "0"))
+    settings = cli._settings(_serve_args(f"--{flag}", "1"))
+    assert flag == "workers" or getattr(settings, flag.replace("-", "_")) == 1
+
+
+# (flag, a value refused, a value taken, words of the refusal): each range's both edges
+RANGES = [("--request-expiry-min", "0", "0.01", "--request-expiry-min must lie between 0 and 10080"),
+          ("--request-expiry-min", "10080.5", "10080", "--request-expiry-min must lie between 0 and 10080"),
+          ("--max-header-bytes", "1023", "1024", "--max-header-bytes must be at least 1024"),
+          ("--max-connections-per-client", "-1", "0", "--max-connections-per-client at least 0"),
+          ("--header-timeout-s", "0", "0.1", "--header-timeout-s more than 0")]
+
+
+@pytest.mark.parametrize(("flag", "refused", "taken", "words"), RANGES)
+def test_serve_refuses_a_setting_just_outside_its_range_and_takes_its_edge(flag, refused, taken, words):
+    with pytest.raises(cli.Failure, match=re.escape(words)):
+        cli._settings(_serve_args(flag, refused))
+    settings = cli._settings(_serve_args(flag, taken))
+    assert getattr(settings, flag[2:].replace("-", "_")) == float(taken)
+
+
+@pytest.mark.parametrize(("listen", "taken"), [("127.0.0.1:65535", ("127.0.0.1", 65535)), ("[::1]:0", ("::1", 0)),
+                                               ("127.0.0.1:65536", None), ("127.0.0.1", None), ("::1:8080", None)])
+def test_serve_listens_on_host_and_port_up_to_65535(listen, taken):
+    if taken is not None:
+        assert cli._listen(listen) == taken
+    else:
+        with pytest.raises(cli.Failure, match="expected HOST:PORT"):
+            cli._listen(listen)
+
+
+def test_serve_wants_its_certificate_and_key_together_and_both_as_files(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    base = ("serve", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--listen", "127.0.0.1:0")
+    assert "--cert and --key go together" in run(*base, "--cert", str(cert))[2]
+    assert "--cert and --key go together" in run(*base, "--key", str(key))[2]
+    cert.write_text("a chain")
+    rc, out, err = run(*base, "--cert", str(cert), "--key", str(key))
+    assert (rc, out) == (1, "") and f"no such file: {key}" in err
+    key.write_text("a key")  # both there: the next check speaks (an address in use), not the files
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc, _, err = run(*base[:-2], "--listen", f"127.0.0.1:{port}", "--cert", str(cert), "--key", str(key))
+    assert rc == 1 and "no such file" not in err and f"cannot listen on 127.0.0.1:{port}" in err
+
+
+@pytest.mark.parametrize(("url", "secret", "words"), [
+    ("http://127.0.0.1:9/hook", None, "--alert-webhook and --alert-secret-file go together"),
+    (None, b"k" * 16, "--alert-webhook and --alert-secret-file go together"),
+    ("ftp://127.0.0.1/hook", b"k" * 16, "expected an http:// or https:// URL"),
+    ("http:///hook", b"k" * 16, "expected an http:// or https:// URL"),
+    ("https://127.0.0.1/hook", b"  " + b"k" * 15 + b"\n", "holds fewer than 16 bytes"),
+    ("http://127.0.0.1:9/hook", b"k" * 16, None),
+    ("https://127.0.0.1/hook", b"k" * 16 + b"\n", None),
+])
+def test_serve_takes_a_webhook_only_with_a_readable_key_of_16_bytes_or_more(tmp_path, url, secret, words):
+    flags = ["--alert-webhook", url] if url else []
+    if secret is not None:
+        (tmp_path / "key").write_bytes(secret)
+        flags += ["--alert-secret-file", str(tmp_path / "key")]
+    if words is None:
+        assert cli._settings(_serve_args(*flags)).alert_webhook == url
+    else:
+        with pytest.raises(cli.Failure, match=re.escape(words)):
+            cli._settings(_serve_args(*flags))
+
+
+def test_serve_names_an_unreadable_webhook_key(tmp_path):
+    with pytest.raises(cli.Failure, match="--alert-secret-file: cannot read"):
+        cli._settings(_serve_args("--alert-webhook", "http://127.0.0.1:9/", "--alert-secret-file", str(tmp_path / "none")))
+
+
+class SlowToConnect:
+    """A TCP relay to PostgreSQL that keeps each connection after the first waiting ``delay_s`` before the
+    database hears of it: a database slow to take new connections (loaded, or far away)."""
+
+    def __init__(self, port: int, delay_s: float) -> None:
+        self.target, self.delay_s, self.accepted = port, delay_s, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._relay, args=(client, self.accepted > 1), daemon=True).start()
+
+    def _relay(self, client: socket.socket, slow: bool) -> None:
+        if slow:
+            time.sleep(self.delay_s)
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                s.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_pools_connections_may_take_up_to_the_database_timeout_to_connect(db_url):
+    """Every connection gets the whole ``db_timeout_s`` to be made, the pool's as well as the first: a
+    database that takes 3 s to answer a new connection is slow, not down."""
+    from urllib.parse import urlsplit
+
+    relay = SlowToConnect(urlsplit(db_url).port, 3.0)
+    try:
+        storage = open_storage(db_url.replace(f":{urlsplit(db_url).port}/", f":{relay.port}/"), timeout_s=10.0)
+        try:
+            assert storage.migrate() and relay.accepted >= 2
+        finally:
+            storage.close()
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_process_holds_db_pool_size_connections_and_a_request_for_one_more_is_overloaded(db_url):
+    """--db-pool-size connections at once; past them a request waits db_timeout_s, then is told to come back."""
+    from posdiag.collector.storage.base import Overloaded
+
+    storage = open_storage(db_url, pool_size=2, timeout_s=1.0)
+    try:
+        with storage._connection() as first, storage._connection() as second:
+            assert first is not second
+            with pytest.raises(Overloaded, match="no database connection free"), storage._connection():
+                pass
+        storage.ping()  # the connections are back: the next request gets one
+    finally:
+        storage.close()

@@ -1,7 +1,8 @@
 """A real webhook receiver on loopback: records every post, checks its signature, fails on request.
 
-``fail_next`` answers the next posts 500 (the first of them with ``Retry-After: 1``); ``hold`` keeps a
-post waiting until released, to show that intake does not wait for the receiver.
+``fail_next`` answers the next posts 500 (the first of them with ``Retry-After: 1``), the others are
+answered ``status`` (204); ``hold`` keeps a post waiting until released, to show that intake does
+not wait for the receiver.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Receiver:
         self.secret = secret
         self.posts: list[dict[str, Any]] = []  # every post, delivered or not
         self.fail_next = 0
+        self.status = 204
         self.hold = threading.Event()
         self.hold.set()  # set: answer at once
         self.holding = threading.Event()  # set while a post waits on ``hold``
@@ -39,7 +41,7 @@ class Receiver:
                     receiver.posts.append({"body": json.loads(body), "headers": dict(self.headers),
                                            "signed": hmac.compare_digest(want, self.headers.get("X-Posdiag-Signature", "")),
                                            "delivered": not failing})
-                self.send_response(500 if failing else 204)
+                self.send_response(500 if failing else receiver.status)
                 if failing:
                     self.send_header("Retry-After", "1")
                 self.send_header("Content-Length", "0")
