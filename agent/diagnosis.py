@@ -249,7 +249,7 @@ def _evidence(tables: Any, causes: dict[str, CauseInfo], problems: list[str]) ->
             problems.append(f"evidence.{cause_id}: unknown cause id")
             continue
         for code, weight in table.items():
-            if not isinstance(weight, (int, float)) or not 0 < weight <= 1:
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1:
                 problems.append(f"evidence.{cause_id}.{code}: expected a weight in (0, 1], got {weight!r}")
                 continue
             evidence.setdefault(code, []).append((cause_id, float(weight)))

@@ -576,7 +576,8 @@ def test_a_critical_area_with_one_probe_that_could_not_check_is_unchecked_a_plai
 
 
 @pytest.mark.parametrize(("weight", "taken"), [("1", True), ("1.0", True), ("0.5", True), ("0.001", True),
-                                               ("0", False), ("1.01", False), ("-0.5", False), ("'high'", False)])
+                                               ("0", False), ("1.01", False), ("-0.5", False), ("'high'", False),
+                                               ("true", False)])
 def test_an_evidence_weight_is_taken_above_0_up_to_1(tmp_path: Path, weight: str, taken: bool):
     path = tmp_path / "causes.toml"
     path.write_text("[[causes]]\nid='none'\ntitle='x'\nremediation=['a']\n[[causes]]\nid='disk.full'\ntitle='x'\n"
