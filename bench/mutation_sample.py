@@ -2,7 +2,7 @@
 """Mutation sampling: would the tests catch the bug next to the one they were written for?
 
     python3 bench/mutation_sample.py map                      # which test files run which line (once, ~10 min)
-    python3 bench/mutation_sample.py draw SEED N [--exclude SAMPLE.jsonl ...] > SAMPLE.jsonl
+    python3 bench/mutation_sample.py draw SEED N [--exclude SAMPLE.jsonl ...] [--changed REV] > SAMPLE.jsonl
     python3 bench/mutation_sample.py run SAMPLE.jsonl [ID ...] [--copy DIR]
 
 ``map`` runs each test file alone under coverage, its subprocesses too (the CLI, the daemon), and
@@ -205,16 +205,33 @@ def candidates(tree: Path = REPO) -> list[tuple[str, int, str, str, str]]:
     return pool
 
 
-def draw(seed: int, n: int, exclude: list[Path]) -> None:
-    """N lines by chance, one mutant each by chance, with the test files that cover the line."""
+def changed_lines(since: str) -> dict[str, set[int]]:
+    """path → the line numbers a change since the commit ``since`` wrote (the working tree's numbers)."""
+    diff = subprocess.run(["git", "diff", "-U0", since, "--", *CODE], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+    lines: dict[str, set[int]] = {}
+    path = ""
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            path = line[6:] if line.startswith("+++ b/") else ""
+        elif line.startswith("@@") and path:
+            start, _, count = line.split()[2][1:].partition(",")
+            lines.setdefault(path, set()).update(range(int(start), int(start) + int(count or 1)))
+    return lines
+
+
+def draw(seed: int, n: int, exclude: list[Path], since: str | None = None) -> None:
+    """N lines by chance (of those changed since a commit, with ``since``), one mutant each by chance,
+    with the test files that cover the line."""
     used = {(row[2], row[3]) for f in exclude for row in map(json.loads, f.read_text().splitlines())}
     covered = json.loads((OUT / "map.json").read_text())
+    changed = changed_lines(since) if since else None
     by_line: dict[tuple[str, str], list] = {}
     for rel, number, kind, old, new in candidates():
-        if (rel, old) not in used:
+        if (rel, old) not in used and (changed is None or number in changed.get(rel, ())):
             by_line.setdefault((rel, old), []).append((number, kind, new))
     rng = random.Random(seed)
-    for i, key in enumerate(rng.sample(sorted(by_line), n), 1):
+    for i, key in enumerate(rng.sample(sorted(by_line), min(n, len(by_line))), 1):
         number, kind, new = rng.choice(by_line[key])
         print(json.dumps([f"S{seed}-{i:02d}", kind, key[0], key[1], new, sorted(covered.get(f"{key[0]}:{number}", []))]))
     print(f"drawn from {sum(map(len, by_line.values()))} mutants on {len(by_line)} lines", file=sys.stderr)
@@ -287,6 +304,7 @@ def main() -> None:
     d.add_argument("seed", type=int)
     d.add_argument("n", type=int)
     d.add_argument("--exclude", type=Path, action="append", default=[], help="a sample whose lines are not drawn again")
+    d.add_argument("--changed", metavar="REV", help="draw only from the lines changed since the commit REV")
     r = sub.add_parser("run")
     r.add_argument("sample", type=Path)
     r.add_argument("ids", nargs="*")
@@ -295,7 +313,7 @@ def main() -> None:
     if args.command == "map":
         build_map()
     elif args.command == "draw":
-        draw(args.seed, args.n, args.exclude)
+        draw(args.seed, args.n, args.exclude, args.changed)
     else:
         run(args.sample, set(args.ids), args.copy)
 

@@ -43,3 +43,20 @@ def test_every_mutant_of_the_code_base_is_still_python_and_changes_its_line():
         assert old != new
         source = (REPO / rel).read_text(encoding="utf-8")
         ast.parse(source.replace(old, new))  # raises SyntaxError if a mutant broke the file
+
+
+def test_a_draw_on_a_change_takes_only_the_lines_it_wrote(tmp_path, monkeypatch):
+    """``draw --changed REV`` sweeps one change before it lands: the line numbers are the working tree's,
+    a line the change deleted is not there, and a file it did not touch gives none."""
+    import subprocess
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "a.py").write_text("x = 1\ny = 2\nz = 3\n")
+    (tmp_path / "core" / "b.py").write_text("w = 1\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=tmp_path, check=True)
+    (tmp_path / "core" / "a.py").write_text("x = 1\nz = 30\nq = 4\nr = 5\n")
+    monkeypatch.setattr(sampler, "REPO", tmp_path)
+    assert sampler.changed_lines("HEAD") == {"core/a.py": {2, 3, 4}}
