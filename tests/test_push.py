@@ -678,3 +678,22 @@ def test_without_a_ca_file_the_servers_certificate_is_checked_against_the_system
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))  # named, but not there: the next that is
     found = system_ca_bundle()
     assert found != str(tmp_path / "gone.pem") and (found is True or os.path.exists(found))
+
+
+def test_failed_pushes_are_counted_across_runs_so_the_backoff_keeps_growing(server, push_config, tmp_path):
+    """Each drain carries on the count of failures in a row that the last one left: a collector that keeps
+    failing is asked ever more rarely, not at the first step's pace at every start of the sender."""
+    srv = server()
+    srv.answer(503)
+    config = push_config(srv.url)
+    queue_reports(tmp_path / "state", 1)
+    counts = []
+    for _ in range(3):
+        run_cli("push", "--config", str(config))
+        with Store(tmp_path / "state", readonly=True) as store:
+            counts.append(int(outbox.get_meta(store.db, "push.failures", "0")))
+    assert counts == [1, 2, 3], counts
+    srv.answer()
+    assert run_cli("push", "--config", str(config))[0] == 0
+    with Store(tmp_path / "state", readonly=True) as store:
+        assert int(outbox.get_meta(store.db, "push.failures", "0") or 0) == 0
