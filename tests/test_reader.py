@@ -432,6 +432,20 @@ def test_reader_disconnects_in_the_kernel_log_are_flapping(config_file, tmp_path
     assert rc == 1 and top(report) == "reader.disconnected"
 
 
+def test_a_serial_reader_is_known_in_the_kernel_log_by_its_tty_and_its_own_usb_path_only(config_file, tmp_path):
+    """The kernel says "usb 1-7: USB disconnect" of the reader behind /dev/ttyACM5: the USB path whose
+    tty the port is counts as the reader, the printer's beside it on ttyACM6 never does."""
+    from posdiag.core import settings as config
+    from posdiag.probes.reader.events import EventsProbe
+
+    root = tmp_path / "sys"
+    terminal_tree(root)
+    add_device(root, {**READER, "name": "1-7", "interfaces": [("02", "00", "ttyACM5")]})
+    add_device(root, {**PRINTER, "name": "1-8", "interfaces": [("02", "00", "ttyACM6")]})
+    path = config_file(reader={"kind": "serial", "port": "/dev/ttyACM5", "sysfs_root": str(root)})
+    assert EventsProbe(config.load(str(path))).identities() == ["ttyACM5", "1-7"]
+
+
 @pytest.mark.root
 @pytest.mark.parametrize(("disconnects", "flapping"), [(3, True), (2, False)])
 def test_flapping_starts_at_the_threshold_of_disconnects(config_file, tmp_path, disconnects, flapping):
