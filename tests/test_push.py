@@ -697,3 +697,21 @@ def test_failed_pushes_are_counted_across_runs_so_the_backoff_keeps_growing(serv
     assert run_cli("push", "--config", str(config))[0] == 0
     with Store(tmp_path / "state", readonly=True) as store:
         assert int(outbox.get_meta(store.db, "push.failures", "0") or 0) == 0
+
+
+def test_a_sender_that_finds_another_busy_is_started_again_a_second_later_not_at_once(push_config, tmp_path,
+                                                                                      monkeypatch):
+    """While another sender holds the outbox (a technician's ``posdiag push``), each sender the daemon
+    starts exits busy: the daemon looks again a second later, never in a loop of new processes."""
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    starts = tmp_path / "starts"
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: [
+        "/bin/sh", "-c", f"echo started >> {starts}; exit {sender.BUSY}"])
+    queue_reports(tmp_path / "state", 1)
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    pusher.start()
+    time.sleep(2.5)
+    pusher.stop()
+    assert 1 <= len(starts.read_text().splitlines()) <= 4  # at 0, 1 and 2 s (one more on a slow machine)
