@@ -53,6 +53,20 @@ def test_boot_sweep_is_stored_and_status_tells_it(daemon):
     assert "running" in out and "HEALTHY" in out
 
 
+def test_an_idle_daemon_sleeps_between_its_work_and_never_spins(daemon):
+    """Between sweeps the daemon waits for its next piece of work: over three idle seconds it uses a
+    small part of a core (a loop that never waits would use all the CPU it is given)."""
+    import psutil
+
+    d = daemon()
+    assert wait_for(lambda: len(d.reports()) == 1, 15), d.output()  # the boot sweep is done
+    proc = psutil.Process(d.proc.pid)
+    before = sum(proc.cpu_times()[:2])
+    time.sleep(3)
+    used = sum(proc.cpu_times()[:2]) - before
+    assert used < 0.3, f"{used:.2f} s of CPU in 3 s idle"
+
+
 def test_the_control_socket_s_folder_is_made_when_it_does_not_exist_yet(config_file, tmp_path):
     """/run/posdiag is gone after every reboot where no RuntimeDirectory= made it: the daemon makes it."""
     sock = tmp_path / "run" / "posdiag" / "control.sock"
