@@ -152,6 +152,16 @@ def test_prometheus_label_values_are_escaped(healthy_report):
     assert families["posdiag_info"].samples[0].labels["site"] == 'store "42"\\north\nwing'
 
 
+def test_write_atomically_that_fails_leaves_the_old_file_and_no_scrap(tmp_path):
+    """A write that cannot land (here the target is a folder) raises its own error, and leaves neither
+    a half file nor its temporary copy in the folder the textfile collector reads."""
+    target = tmp_path / "posdiag.prom"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_atomically(target, "new\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["posdiag.prom"]
+
+
 def test_write_atomically_replaces_the_file_whole(tmp_path):
     target = tmp_path / "posdiag.prom"
     target.write_text("old\n")
