@@ -393,6 +393,7 @@ def test_a_bad_configuration_error_reads_in_chinese_with_the_same_code(tmp_path:
     rc, out, _ = run_cli("diagnose", "--json", "--lang", "zh_CN", "--config", str(path))
     error = json.loads(out)["error"]
     assert rc == 3 and error["code"] == "config" and "network.timeout_s：应不超过 1.5 秒" in error["message"]
+    assert "应不超过 1.5 秒" in out  # written as a person reads it, not as \u escapes
     rc, out, _ = run_cli("diagnose", "--format", "nagios", "--lang", "zh_CN", "--config", str(path))
     assert out.startswith("POSDIAG UNKNOWN - ") and "应不超过 1.5 秒" in out
 
