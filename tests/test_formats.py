@@ -272,6 +272,7 @@ def test_numbers_below_one_keep_their_significant_digits_as_decimal_writes_them(
         for digits in (1, 2, 6, 9):
             assert plain(value, digits) == by_decimal(value, digits), (value, digits)
     assert plain(0.9999999) == "1" and plain(-0.9999999) == "-1" and plain(1e-7) == "0.0000001"
+    assert plain(-0.0) == plain(0.0) == plain(0) == "0"  # a drift rounded to nothing has no sign
 
 
 def test_perfdata_carries_numeric_metrics_with_their_unit_and_at_most_forty_items(healthy_report):
