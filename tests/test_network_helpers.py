@@ -396,6 +396,10 @@ def test_a_reset_or_an_unreachable_from_the_terminal_itself_is_an_answer_from_in
     assert (reset.sign, reset.answer, reset.first_hop) == ("answered", "reset", "198.18.1.1")
     unreachable = _one_hop(_sent(errno.EHOSTUNREACH, 3, "127.0.0.1"), _sent())
     assert (unreachable.sign, unreachable.answer) == ("answered", "unreachable")
+    # the ICMP error came before the connect had an error of its own: it is said as what it means
+    early = _one_hop(_sent(0, 3, "127.0.0.1"), _sent())
+    assert (early.answer, early.error) == ("unreachable", os.strerror(errno.EHOSTUNREACH))
+    assert unreachable.error == os.strerror(errno.EHOSTUNREACH) and reset.error == os.strerror(errno.ECONNREFUSED)
 
 
 def test_silence_is_a_drop_inside_but_an_answer_from_elsewhere_proves_nothing():
