@@ -252,6 +252,24 @@ def test_a_request_fetched_again_before_it_is_answered_is_acted_on_once():
 
 
 
+def test_the_journal_says_the_server_answers_again_once_when_it_does_and_never_while_it_fails(caplog):
+    """A run of failed polls, then one that works: "answers again" is logged once, on the poll that
+    worked, with the failures before it; not on a failed poll, nor on one after a good one."""
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0, timeout_s=5.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, lambda request_id: None)
+    answers = iter([remote_client.Outcome(False, "connection refused")] * 3 + [remote_client.Outcome(True, "200")] * 2)
+    poller._run_client = lambda *args, **kwargs: next(answers)
+    said = []
+    for _ in range(5):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="posdiag"):
+            poller._poll()
+        said.append(any("answers again" in r.getMessage() for r in caplog.records))
+    assert said == [False, False, False, True, False]
+    assert poller.failures == 0
+
+
 def test_the_256_latest_requests_are_remembered_and_the_oldest_forgotten_first():
     """A till keeps the ids of the last 256 requests it acted on: a 257th pushes out the oldest (asked
     again, it is acted on again), never the newest (which a poll may well return once more)."""
