@@ -132,6 +132,21 @@ def test_without_smartctl_the_probe_says_the_health_was_not_read(config_file, mo
     assert "smartctl is not installed" in finding["message"]
 
 
+def test_smartctl_has_most_of_the_time_left_to_answer(config_file, monkeypatch, tmp_path):
+    """A drive slow to answer (half a second, as a spun-down disk is) is still read within the default
+    deadline: smartctl is given most of the time left, not a sliver of it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "smartctl").write_text(f"#!/bin/sh\nsleep 0.5\ncat {SMARTCTL / 'healthy-nvme.json'}\n")
+    (bin_dir / "smartctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    rc, report = diagnose_json(config_file(disk={"paths": ["/"], "min_free_mb": 1}), "--only", "disk.health")
+    if codes_of(report, "disk.health") == ["disk.no_block_device"]:
+        pytest.skip("/ is on no block device here (a container)")
+    metrics = probe_of(report, "disk.health")["metrics"]
+    assert [v for k, v in metrics.items() if k.startswith("smart_passed[")] == [1], probe_of(report, "disk.health")
+
+
 @pytest.mark.parametrize(("exit_status", "passed"), [(8, False), (8 | 64, False), (64, None), (0, None)],
                          ids=["disk-failing-bit", "failing-and-error-log", "error-log-only", "nothing"])
 def test_smartctl_s_disk_failing_exit_bit_is_a_verdict_when_the_json_gives_none(exit_status, passed):
