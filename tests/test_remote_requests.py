@@ -239,6 +239,9 @@ def test_the_servers_retry_after_is_honoured_and_failed_polls_back_off(tmp_path)
     for failures in range(1, 12):
         ceiling = 30 * min(2 ** failures, BACKOFF_FACTOR_CAP)
         assert all(ceiling / 2 <= next_wait_s(30, failures) <= ceiling for _ in range(50))
+    # docs/push.md: twice as long each time, up to ten times poll_s
+    assert max(next_wait_s(30, 3) for _ in range(200)) > 200  # a third failure in a row: up to 8 × 30 s
+    assert max(next_wait_s(30, 9) for _ in range(200)) <= 300  # never past 10 × 30 s
 
 
 def test_a_request_fetched_again_before_it_is_answered_is_acted_on_once():
