@@ -66,14 +66,21 @@ def _plain_config(tmp_path: Path) -> Path:
                                                               "control_socket": str(tmp_path / "plain.sock")}})
 
 
-def test_one_corrupted_page_keeps_the_unsent_reports_that_still_read(tmp_path):
-    state = tmp_path / "state"
+def queue_sixty(state: Path) -> list[str]:
+    """Sixty unsent reports in the outbox, a second apart, written through to the main file; their ids."""
     ids = []
     with Store(state) as store:
         for i in range(60):
             report = fake_report(time.time() - 100 + i)
             store.add(report, push=True)
             ids.append(report["report_id"])
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return ids
+
+
+def test_one_corrupted_page_keeps_the_unsent_reports_that_still_read(tmp_path):
+    state = tmp_path / "state"
+    ids = queue_sixty(state)
     corrupt_one_outbox_page(state / DB_NAME)
     with Store(state) as store:  # heals on open
         healed = store.healed()
@@ -260,13 +267,8 @@ def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cann
     """The outbox scan breaks on a damaged page and the page that says how far its keys go is damaged
     too: the rows after the bad page are still looked for, key by key, and recovered."""
     state = tmp_path / "state"
-    ids = []
+    ids = queue_sixty(state)
     with Store(state) as store:
-        for i in range(60):
-            report = fake_report(time.time() - 100 + i)
-            store.add(report, push=True)
-            ids.append(report["report_id"])
-        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         sequence_page = store.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()[0]
     corrupt_one_outbox_page(state / DB_NAME)
     data = bytearray((state / DB_NAME).read_bytes())

@@ -42,17 +42,23 @@ class AnsweringTlsServer(DroppingTlsServer):
         tls.sendall(f"{self.status_line}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
 
 
-def tls_findings(server: DroppingTlsServer, tmp_path, config_file) -> dict[str, dict]:
-    """The TLS probe's findings by code, from a real diagnosis of ``server`` (pay.test on loopback)."""
+def tls_probe(server: DroppingTlsServer | AnsweringTlsServer, tmp_path, config_file,
+              only: str = "network.link,network.tcp,network.tls") -> dict:
+    """The TLS probe's result, from a real diagnosis of ``server`` (pay.test on loopback, its health
+    path /health); the server's socket is closed afterwards."""
     config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
                                          "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
                                          "health_path": "/health"}])
     try:
-        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.link,network.tcp,network.tls", "--config", str(config))
+        rc, out, _ = run_cli("diagnose", "--json", "--only", only, "--config", str(config))
     finally:
         server.sock.close()
-    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
-    return {f["code"]: f for f in tls["findings"]}
+    return next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+
+
+def tls_findings(server: DroppingTlsServer, tmp_path, config_file) -> dict[str, dict]:
+    """The TLS probe's findings by code (see :func:`tls_probe`)."""
+    return {f["code"]: f for f in tls_probe(server, tmp_path, config_file)["findings"]}
 
 
 @pytest.fixture
@@ -199,14 +205,7 @@ def test_each_verification_error_of_openssl_is_named_for_whose_fault_it_is(verif
 def test_the_health_answer_is_timed_in_milliseconds(ca, tmp_path, config_file):
     """A service that takes 0.3 s to answer its health path: the time measured is that, in ms."""
     server = AnsweringTlsServer(ca.issue_cert("pay.test"), delay_s=0.3)
-    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
-                                         "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
-                                         "health_path": "/health"}])
-    try:
-        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
-    finally:
-        server.sock.close()
-    metrics = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")["metrics"]
+    metrics = tls_probe(server, tmp_path, config_file, only="network.tls")["metrics"]
     assert 300 <= metrics["health_ms[primary]"] < 3000 and metrics["health_status[primary]"] == 200, metrics
     assert metrics["health_ms[primary]"] == round(metrics["health_ms[primary]"], 2)
 
