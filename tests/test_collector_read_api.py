@@ -120,6 +120,18 @@ def test_a_terminal_unheard_for_longer_than_silent_after_min_is_silent_in_the_li
     assert listed == own == {"heard-14": False, "heard-16": True}
 
 
+def report_ids_page_by_page(f, operator: str, terminal: str, limit: int) -> list[str]:
+    """A terminal's report ids as a client reads them: ``limit`` a page, each page from the last one's cursor."""
+    seen, before = [], None
+    while True:
+        page = f.get("/api/v1/reports", operator, terminal=terminal, limit=limit,
+                     **({"before": before} if before else {})).json()
+        seen += [r["report_id"] for r in page["reports"]]
+        before = page["next_before"]
+        if not before:
+            return seen
+
+
 def test_collector_lists_reports_newest_first_with_filters_and_paging(fleet):
     f = fleet()
     operator = f.operator()
@@ -132,13 +144,7 @@ def test_collector_lists_reports_newest_first_with_filters_and_paging(fleet):
     assert f.post(other, make_report("lane-02", "store-2", started=now)).status_code == 201
     everything = f.get("/api/v1/reports", operator, terminal="lane-01").json()
     assert [r["report_id"] for r in everything["reports"]] == [r["report_id"] for r in mine]
-    seen, before = [], None
-    while True:
-        page = f.get("/api/v1/reports", operator, terminal="lane-01", limit=3, **({"before": before} if before else {})).json()
-        seen += [r["report_id"] for r in page["reports"]]
-        before = page["next_before"]
-        if not before:
-            break
+    seen = report_ids_page_by_page(f, operator, "lane-01", limit=3)
     assert seen == [r["report_id"] for r in mine]
     assert len(f.get("/api/v1/reports", operator, cause="network.dns").json()["reports"]) == 3
     assert len(f.get("/api/v1/reports", operator, site="store-2").json()["reports"]) == 1
@@ -162,13 +168,7 @@ def test_reports_of_one_moment_are_listed_the_later_to_arrive_first_and_paged_wi
     for report in sent:
         assert f.post(token, report).status_code == 201
     assert f.get("/api/v1/terminals/lane-01", operator).json()["last_report_id"] == sent[-1]["report_id"]
-    seen, before = [], None
-    while True:
-        page = f.get("/api/v1/reports", operator, terminal="lane-01", limit=4, **({"before": before} if before else {})).json()
-        seen += [r["report_id"] for r in page["reports"]]
-        before = page["next_before"]
-        if not before:
-            break
+    seen = report_ids_page_by_page(f, operator, "lane-01", limit=4)
     assert seen == [r["report_id"] for r in reversed(sent)]
     assert f.get("/api/v1/reports", operator, before=f"{iso(now)}|{sent[0]['report_id']}").status_code == 400
 
