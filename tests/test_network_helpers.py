@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -510,3 +511,95 @@ def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(con
     found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
     hole = found["path.mtu_black_hole"]
     assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole
+
+
+# --- what the echo sockets read (crafted packets on a loopback UDP socket stand in for the wire) ----------
+
+def _ip_header(options: int = 0) -> bytes:
+    """An IPv4 header as a raw ICMP socket hands it over: IHL 5 (20 bytes), or more with options."""
+    return bytes([0x45 + options]) + bytes(19 + 4 * options)
+
+
+def _icmp(kind: int, ident: int, seq: int, payload: bytes = b"posdiag-") -> bytes:
+    return struct.pack("!BBHHH", kind, 0, 0, ident, seq) + payload
+
+
+@contextlib.contextmanager
+def _wire():
+    """(the socket the code reads, a function that puts one datagram on it from loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as reader, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as writer:
+        reader.bind(("127.0.0.1", 0))
+        reader.setblocking(False)
+        yield reader, lambda data: writer.sendto(data, reader.getsockname())
+
+
+def test_echo_replies_are_matched_to_their_echo_once_each_through_any_ip_header_length():
+    """A raw socket sees the IP header (its length in 32-bit words, options included), then the ICMP:
+    only an echo *reply* with this batch's identifier to an echo still awaited counts, once; the echo
+    requests themselves, others' replies, truncated packets and repeats are passed over."""
+    from posdiag.probes.network._icmp import _receive
+
+    ident = 0x1234
+    with _wire() as (sock, put):
+        put(_ip_header() + _icmp(0, ident, 0))
+        put(_ip_header(options=1) + _icmp(0, ident, 1))  # 24-byte header
+        put(_ip_header() + _icmp(8, ident, 2))  # our own request, as a raw socket on loopback sees it
+        put(_ip_header() + _icmp(0, ident ^ 1, 3))  # another program's ping
+        put(_ip_header() + _icmp(0, ident, 0))  # a duplicate
+        put(_ip_header() + _icmp(0, ident, 4)[:7])  # cut short
+        put(_ip_header() + _icmp(0, ident, 5))  # no echo of ours has that number
+        heard = threading.Event()
+        results: list = [None] * 5
+        sent_at = {i: time.monotonic() for i in range(5)}
+        got = _receive(sock, True, ident, sent_at, results, time.monotonic() + 5, heard)
+    assert got == 2 and heard.is_set(), results
+    assert [r is not None and r >= 0 for r in results] == [True, True, False, False, False], results
+
+
+def test_a_ping_socket_hands_over_no_ip_header_and_its_replies_are_ours_whatever_the_identifier():
+    """An unprivileged ping socket: the kernel strips the IP header and rewrites the identifier, so any
+    echo reply to an awaited echo counts; with nothing to read by the deadline, nothing came."""
+    from posdiag.probes.network._icmp import _receive
+
+    with _wire() as (sock, put):
+        results: list = [None, None]
+        assert _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results,
+                        time.monotonic(), None) == 0
+        put(_icmp(0, 0x9999, 1))
+        put(_icmp(8, 0x9999, 0))
+        got = _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results, time.monotonic() + 5, None)
+    assert got == 1 and results[0] is None and results[1] is not None, results
+
+
+def _time_exceeded(inner_ident: int, kind: int = 11) -> bytes:
+    """A router's ICMP error quoting our echo: its header, then the IP header and first 8 bytes of the echo."""
+    return _ip_header() + struct.pack("!BBHI", kind, 0, 0, 0) + _ip_header() + _icmp(8, inner_ident, 0x7F00)
+
+
+@pytest.mark.parametrize(("packet", "raw", "answered"), [
+    (_ip_header() + _icmp(0, 0x4242, 0x7F00), True, True),
+    (_ip_header() + _icmp(8, 0x4242, 0x7F00), True, False),
+    (_ip_header() + _icmp(0, 0x4343, 0x7F00), True, False),
+    (_time_exceeded(0x4242), True, True),
+    (_time_exceeded(0x4242, kind=3), True, True),
+    (_time_exceeded(0x4343), True, False),
+    (_time_exceeded(0x4242)[:20 + 36], True, True),
+    (_time_exceeded(0x4242)[:20 + 35], True, False),
+    (_time_exceeded(0x4242, kind=5), True, False),
+    (_icmp(0, 0x4343, 0x7F00), False, True),
+    (_icmp(8, 0x4242, 0x7F00), False, False),
+    (_icmp(0, 0x4242, 0x7F00)[:7], False, False),
+], ids=["raw-echo-reply", "raw-own-request", "raw-others-reply", "raw-time-exceeded", "raw-unreachable",
+        "raw-error-about-others", "raw-error-quoting-just-enough", "raw-error-cut-short", "raw-redirect",
+        "ping-socket-reply", "ping-socket-request",
+        "ping-socket-cut-short"])
+def test_what_answers_a_hop_echo_is_a_reply_or_an_error_about_our_own_echo(packet, raw, answered):
+    """Something beyond the gateway answered: an echo reply (a raw socket: with our identifier), or a
+    "time exceeded"/"unreachable" that quotes our echo. Our own request looped back, another
+    program's traffic, or a packet too short to quote ours are no answer."""
+    from posdiag.probes.network._icmp import _hop_answer
+
+    with _wire() as (sock, put):
+        put(packet)
+        assert _hop_answer(sock, raw, 0x4242) == ("127.0.0.1" if answered else None)
