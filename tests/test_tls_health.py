@@ -200,6 +200,7 @@ def test_each_verification_error_of_openssl_is_named_for_whose_fault_it_is(verif
     error.verify_code, error.verify_message = verify_code, "as OpenSSL says"
     found, _, data = TlsProbe.classify_verify("primary", error)
     assert (found, data) == (code, {"verify_code": verify_code, "verify_message": "as OpenSSL says"})
+    assert TlsProbe.findings[found].value == "fail"  # declared: a payment host the terminal cannot trust is a fault
 
 
 def test_the_health_answer_is_timed_in_milliseconds(ca, tmp_path, config_file):
@@ -258,3 +259,118 @@ def test_a_payment_host_without_a_ca_file_is_verified_against_the_system_s_autho
         server.sock.close()
     tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
     assert [f["code"] for f in tls["findings"]] == ["tls.untrusted"], tls
+
+
+def tls_probe_for(config_file, network: dict | None = None, **host) -> tuple:
+    """A TLS probe for one payment host (pay.test on loopback, ``host`` more of its keys) and its target."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.tls import TlsProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": 443, "tls": True,
+                                                        "server_name": "pay.test", **host}],
+                                        network=network or {})))
+    return TlsProbe(settings), targets(settings)[0]
+
+
+@pytest.mark.parametrize(("days", "code", "severity"), [(-0.5, "tls.client_cert_expired", "fail"),
+                                                        (0.5, "tls.client_cert_expiring", "warn"),
+                                                        (13.5, "tls.client_cert_expiring", "warn"), (14.5, None, None)],
+                         ids=["expired-half-a-day-ago", "half-a-day-left", "13.5-days-left", "14.5-days-left"])
+def test_the_terminal_s_own_certificate_is_expired_from_its_end_and_a_risk_from_fourteen_days_ahead(
+        ca, tmp_path, config_file, days, code, severity):
+    from posdiag.probes.base import Observation
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ends = now + datetime.timedelta(days=days)
+    client = ca.issue_cert("lane-03.test", not_before=now - datetime.timedelta(days=30), not_after=ends)
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    probe, target = tls_probe_for(config_file, client_cert=str(tmp_path / "client.pem"))
+    obs = Observation()
+    probe.client_certificate(obs, target)
+    assert [(f.code, f.severity.value) for f in obs.findings] == ([(code, severity)] if code else [])
+    assert obs.metrics["client_cert_days_left[primary]"] == pytest.approx(days, abs=0.1)
+    if code == "tls.client_cert_expired":
+        assert obs.findings[0].data["not_after"] == ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+    elif code:
+        assert obs.findings[0].data["hours_left"] == pytest.approx(days * 24, abs=0.1)
+        assert obs.findings[0].data["due_at"] == ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("content", [None, "no certificate here\n"], ids=["missing-file", "no-certificate-in-it"])
+def test_a_client_certificate_that_cannot_be_read_is_unusable_and_says_why(tmp_path, config_file, content):
+    import dataclasses
+
+    from posdiag.probes.base import Observation
+
+    path = tmp_path / "client.pem"
+    if content is not None:
+        path.write_text(content)
+    probe, target = tls_probe_for(config_file)
+    target = dataclasses.replace(target, host=dataclasses.replace(target.host, client_cert=str(path)))
+    obs = Observation()
+    probe.client_certificate(obs, target)
+    [finding] = obs.findings
+    assert (finding.code, finding.severity.value, finding.data["path"]) == ("tls.client_cert_unusable", "fail", str(path))
+    why = "No such file or directory" if content is None else "no certificate in it"
+    assert finding.message == f"primary: the client certificate {path} cannot be read ({why})"
+
+
+@pytest.mark.parametrize(("received", "small", "code", "words"), [
+    (0, "answered", "tls.large_replies_lost", "0 bytes of the server's reply in 0.5 s, while a 7-byte exchange on the same "
+                                              "port is answered at once"),
+    (5, "answered", "tls.timeout", "(5 bytes from the server): the service accepts"),
+    (0, "silent", "tls.timeout", "(0 bytes from the server, and a 7-byte exchange is not answered either)"),
+    (0, None, "tls.timeout", "(0 bytes from the server): the service accepts"),
+    (0, "no connect", "tls.timeout", "(0 bytes from the server): the service accepts")],
+    ids=["nothing-but-small-answered", "some-bytes-small-answered", "small-silent-too", "small-not-tried", "small-no-connect"])
+def test_a_stalled_handshake_is_lost_large_replies_only_when_nothing_came_and_the_small_exchange_was_answered(
+        config_file, received, small, code, words):
+    probe, _ = tls_probe_for(config_file, network={"timeout_s": 0.5})
+    found, message, data = probe.stalled("primary", received, small)
+    assert (found, data) == (code, {"bytes_received": received, "small_exchange": small or "not tried"})
+    assert words in message and message.startswith("primary: "), message
+
+
+class SilentServer:
+    """Accepts connections on loopback and never sends a byte."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Waiting:
+    """What tiny_when_silent reads of the handshake's channel: bytes heard so far, and its deadline."""
+
+    def __init__(self, received: int, deadline: float) -> None:
+        self.received, self.deadline = received, deadline
+
+
+def test_the_small_exchange_starts_after_a_quarter_second_of_silence_and_ends_with_the_handshake_s_deadline(config_file):
+    """Before GRACE_S of silence: nothing is started, only a wake-up at its end. After it: the 7-byte exchange
+    runs beside the handshake and gives up at the handshake's deadline (here a silent service: "silent").
+    A server that has sent anything gets none."""
+    from posdiag.probes.network.tls import GRACE_S
+
+    probe, _ = tls_probe_for(config_file)
+    server = SilentServer()
+    try:
+        tiny: list = []
+        now = time.monotonic()
+        assert probe.tiny_when_silent(_Waiting(0, now + 5), tiny, "127.0.0.1", server.port, now) == now + GRACE_S
+        assert tiny == []
+        started = now - GRACE_S - 0.01
+        assert probe.tiny_when_silent(_Waiting(5, now + 5), tiny, "127.0.0.1", server.port, started) is None
+        assert tiny == []
+        assert probe.tiny_when_silent(_Waiting(0, time.monotonic() + 0.3), tiny, "127.0.0.1", server.port, started) is None
+        [exchange] = tiny
+        assert exchange.done_within(10), "the small exchange outlived the handshake's deadline"
+        assert exchange.result() == "silent"
+        assert probe.tiny_when_silent(_Waiting(0, time.monotonic() + 5), tiny, "127.0.0.1", server.port, started) is None
+        assert len(tiny) == 1  # one small exchange per handshake
+    finally:
+        server.close()
