@@ -374,3 +374,94 @@ def test_the_small_exchange_starts_after_a_quarter_second_of_silence_and_ends_wi
         assert len(tiny) == 1  # one small exchange per handshake
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(("der", "element"), [
+    (b"\x04\x01\x07", (0x04, 2, 3)), (b"\x04\x81\x01\x07", (0x04, 3, 4)),
+    (b"\x04\x84\x00\x00\x00\x01\x07", (0x04, 6, 7)), (b"\x04\x00", (0x04, 2, 2)), (b"\x04\x81\x00", (0x04, 3, 3)),
+    (b"\x04\x85\x00\x00\x00\x00\x01\x07", "bad length"), (b"\x04\x80\x07\x00\x00", "bad length"),
+    (b"\x04\x82\x00", "bad length"), (b"\x04\x02\x07", "truncated"), (b"\x04", "truncated")],
+    ids=["short-form", "long-form-1", "long-form-4", "empty", "long-form-empty", "long-form-5", "indefinite", "length-cut-short",
+         "value-cut-short", "header-cut-short"])
+def test_a_der_length_takes_one_to_four_bytes_and_never_reaches_past_the_data(der, element):
+    """A certificate's DER element: a short length, or 0x80 + n with n from 1 to 4 length bytes (up to 4 GB);
+    no other n, and nothing reaching beyond the bytes received, is a certificate this reader trusts itself to read."""
+    from posdiag.probes.network._x509 import BadCertificate, _tlv
+
+    if isinstance(element, str):
+        with pytest.raises(BadCertificate, match=element):
+            _tlv(der, 0)
+    else:
+        assert _tlv(der, 0) == element
+
+
+def _certificate(ca, tmp_path, not_before: datetime.datetime, not_after: datetime.datetime) -> tuple[bytes, str]:
+    leaf = ca.issue_cert("pay.test", not_before=not_before, not_after=not_after)
+    pem = leaf.cert_chain_pems[0].bytes().decode()
+    return ssl.PEM_cert_to_DER_cert(pem), pem
+
+
+@pytest.mark.parametrize("stamp", ["2049-12-31T23:59:59Z", "2050-01-01T00:00:00Z"])
+def test_validity_dates_read_as_their_century_says_utctime_up_to_2049_generalizedtime_after(ca, tmp_path, stamp):
+    """RFC 5280: UTCTime's two-digit years 50..99 are 19xx and 00..49 are 20xx; from 2050 GeneralizedTime."""
+    from posdiag.probes.network._x509 import not_after, read
+
+    when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    der, pem = _certificate(ca, tmp_path, datetime.datetime(1950, 6, 1, tzinfo=datetime.timezone.utc), when)
+    info = read(der)
+    assert (info.not_before, info.not_after) == ("1950-06-01T00:00:00Z", stamp)
+    assert not_after("garbage before\n" + pem + "\nand after") == when.timestamp()
+
+
+def test_a_certificate_is_named_unit_before_organisation_and_a_pem_file_without_one_has_no_expiry(ca, tmp_path):
+    from posdiag.probes.network._x509 import BadCertificate, not_after, read
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    der, pem = _certificate(ca, tmp_path, now - datetime.timedelta(days=1), now + datetime.timedelta(days=1))
+    info = read(der)
+    assert info.subject.startswith("OU=Testing cert #") and ", O=trustme" in info.subject, info  # as people write it
+    assert info.issuer.startswith("OU=Testing CA #") and ", O=trustme" in info.issuer, info
+    assert not_after("no certificate") is None
+    assert not_after(pem.replace(pem.splitlines()[3], "A" * len(pem.splitlines()[3]))) is None  # not a certificate
+    with pytest.raises(BadCertificate):
+        read(der[:40])
+
+
+def _der(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return bytes([tag, len(body)]) + body if len(body) < 128 else bytes([tag, 0x82]) + len(body).to_bytes(2, "big") + body
+
+
+def _der_name(*parts: tuple[bytes, int, bytes]) -> bytes:
+    """An X.509 Name of (attribute OID, string tag, value) parts, one per RDN, in the order given."""
+    return _der(0x30, *(_der(0x31, _der(0x30, _der(0x06, oid), _der(tag, value))) for oid, tag, value in parts))
+
+
+CN, ORG, SERIAL = bytes([0x55, 4, 3]), bytes([0x55, 4, 10]), bytes([0x55, 4, 5])
+
+
+def _der_certificate(validity: list[bytes], fields: int = 5) -> bytes:
+    """A version-1 certificate (no [0] version): serial, algorithm, issuer, validity, subject — or fewer."""
+    subject = _der_name((ORG, 0x13, b"Acme"), (SERIAL, 0x13, b"42"), (CN, 0x1E, "pay.tést".encode("utf-16-be")),
+                        (CN, 0x0C, b"second"), (ORG, 0x04, b"not a string"))
+    issuer = _der_name((CN, 0x14, "Caf\xe9 CA".encode("latin-1")))
+    tbs = [_der(0x02, b"\x01"), _der(0x30), issuer, _der(0x30, *validity), subject][:fields]
+    return _der(0x30, _der(0x30, *tbs), _der(0x30), _der(0x03, b"\x00"))
+
+
+def test_a_certificate_read_from_its_bytes_names_common_name_then_organisation_in_any_string_type():
+    """Only CN, OU, O, L, ST, C are shown, in that order whatever the certificate's; the first value of each;
+    BMP, Latin-1, printable and UTF-8 strings decoded; five fields are enough, four or a validity of three
+    dates are not a certificate."""
+    from posdiag.probes.network._x509 import BadCertificate, read
+
+    times = [_der(0x17, b"500601000000Z"), _der(0x18, b"20491231235959Z")]
+    info = read(_der_certificate(times))
+    assert (info.subject, info.issuer) == ("CN=pay.tést, O=Acme", "CN=Café CA")
+    assert (info.not_before, info.not_after) == ("1950-06-01T00:00:00Z", "2049-12-31T23:59:59Z")
+    with pytest.raises(BadCertificate, match="too few fields"):
+        read(_der_certificate(times, fields=4))
+    with pytest.raises(BadCertificate, match="bad validity"):
+        read(_der_certificate([*times, times[0]]))
+    with pytest.raises(BadCertificate, match="bad time"):
+        read(_der_certificate([times[0], _der(0x18, b"2049-12-31")]))
