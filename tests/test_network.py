@@ -307,6 +307,21 @@ def test_without_icmp_permission_rtt_comes_from_tcp_and_the_report_says_so(lab, 
     assert probe(report, "network.path")["metrics"]["median_ms"] > 0
 
 
+def test_echoes_answered_within_a_quarter_second_are_waited_for_and_no_handshake_is_sent(lab, payment, net_config):
+    """A payment host 0.1 s away that answers ping: the path is measured with its echoes alone. Without an
+    echo back by a quarter of a second it would also be sampled with TCP handshakes: here none is sent."""
+    payment()
+    lab.exec(lab.host, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
+    lab.peer(lab.host, "echo", "--bind", HOST_ADDR, "--delay", "0.1", *(a for seq in range(64) for a in ("--slow-seq", str(seq))))
+    lab.count_forwarded(443)
+    _, report, _ = lab.diagnose(net_config([{"name": "primary", "host": HOST_ADDR, "port": 443}], timeout_s=1.0),
+                                "--only", "network.path")
+    path = probe(report, "network.path")
+    assert path["metrics"]["method"] == "icmp" and path["metrics"]["median_ms"] >= 100, path
+    assert "path.icmp_blocked" not in codes(report, "network.path")
+    assert lab.forwarded() == 0
+
+
 @pytest.fixture
 def lab_tcp_host(lab):
     lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
