@@ -603,3 +603,143 @@ def test_what_answers_a_hop_echo_is_a_reply_or_an_error_about_our_own_echo(packe
     with _wire() as (sock, put):
         put(packet)
         assert _hop_answer(sock, raw, 0x4242) == ("127.0.0.1" if answered else None)
+
+
+# --- the path probe: what the echoes' outcome says (pure logic on finished or running background work) ----
+
+def _finished(outcome):
+    """A background check already over: it returned ``outcome``, or raised it when it is an exception."""
+    from posdiag.probes.network._common import Background
+
+    def run():
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    work = Background(run)
+    assert work.done_within(5)
+    return work
+
+
+def _later(release: threading.Event, error: BaseException):
+    """Background work still running: it ends with ``error`` once released (or after two seconds)."""
+    release.wait(2)
+    raise error
+
+
+def test_echoes_the_terminal_refused_to_send_are_its_own_words_and_anything_else_is_no_refusal():
+    from posdiag.probes.network._common import Background
+    from posdiag.probes.network._icmp import SendRefused
+    from posdiag.probes.network.path import _refused_here
+
+    release = threading.Event()
+    running = Background(lambda: _later(release, SendRefused(1, "Operation not permitted")))
+    try:
+        assert _refused_here(running) == ""  # still on their way: not waited for
+    finally:
+        release.set()
+    assert _refused_here(None) == ""
+    assert _refused_here(_finished(SendRefused(1, "Operation not permitted"))) == "Operation not permitted"
+    assert _refused_here(_finished(PermissionError(1, "Operation not permitted"))) == ""
+    assert _refused_here(_finished([1.0, None])) == ""
+
+
+def test_why_icmp_gave_nothing_is_said_once_and_echoes_sent_are_counted_only_when_they_went_out():
+    """Not permitted: said, none sent. Refused by the terminal itself: nothing said here, none sent. Echoes
+    that went out (done or still awaited) and drew nothing while TCP answers: ICMP blocked, all of them sent."""
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Background
+    from posdiag.probes.network._icmp import SendRefused
+    from posdiag.probes.network.path import PathProbe
+
+    def said(echoes) -> tuple[int, list[str]]:
+        obs = Observation()
+        return PathProbe.icmp_silent(obs, "192.0.2.7", echoes, 24), [f.code for f in obs.findings]
+
+    release = threading.Event()
+    try:  # still awaited: not waited for
+        assert said(Background(lambda: _later(release, PermissionError(1, "Operation not permitted")))) == (
+            24, ["path.icmp_blocked"])
+    finally:
+        release.set()
+    assert said(None) == (0, [])
+    assert said(_finished(PermissionError(1, "Operation not permitted"))) == (0, ["path.icmp_unavailable"])
+    assert said(_finished(SendRefused(1, "Operation not permitted"))) == (0, [])
+    assert said(_finished([None] * 24)) == (24, ["path.icmp_blocked"])
+
+
+def test_the_echoes_outcome_splits_into_the_small_ones_and_the_large_ones_by_size():
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._icmp import TOO_BIG, SendRefused
+    from posdiag.probes.network.path import PathProbe
+
+    obs = Observation()
+    sizes = [64, 64, 64, 576, 576, 1500]
+    samples = PathProbe.from_icmp(obs, _finished([1.0, None, 3.0, 4.0, None, TOO_BIG]), sizes, 3)
+    assert (samples.method, samples.rtts, samples.icmp_sent, samples.tcp_sent) == ("icmp", [1.0, None, 3.0], 3, 0)
+    assert samples.sizes == {576: [4.0, None], 1500: [TOO_BIG]} and obs.findings == []
+    refused = PathProbe.from_icmp(obs, _finished(SendRefused(1, "Operation not permitted")), sizes, 3)
+    assert (refused.rtts, refused.icmp_sent, obs.findings) == ([], 0, [])
+    unavailable = PathProbe.from_icmp(obs, _finished(PermissionError(1, "Operation not permitted")), sizes, 3)
+    assert (unavailable.rtts, [f.code for f in obs.findings]) == ([], ["path.icmp_unavailable"])
+    assert "Operation not permitted" in obs.findings[0].message
+    assert PathProbe.from_icmp(obs, None, sizes, 3).rtts == []
+
+
+@pytest.mark.parametrize(("samples", "code", "lost"), [
+    ({"icmp_sent": 24, "tcp_sent": 24}, "path.no_answer", "24 echoes and 24 TCP handshakes lost"),
+    ({"icmp_sent": 1}, "path.no_answer", "1 echo lost"),
+    ({"tcp_sent": 24, "refused_here": "Operation not permitted"}, "path.blocked_locally",
+     "it refuses to send echoes there (Operation not permitted), and 24 TCP handshakes get no answer"),
+    ({"tcp_sent": 1, "refused_here": "Operation not permitted"}, "path.blocked_locally",
+     "(Operation not permitted), and 1 TCP handshake "),
+    ({"tcp_sent": 24}, None, ""), ({"icmp_sent": 24, "rtts": [None, 3.0]}, None, "")],
+    ids=["echoes-and-handshakes", "one-echo", "refused-here", "one-handshake-refused-here", "handshakes-alone", "answered"])
+def test_nothing_answering_is_said_with_what_was_sent_and_why_it_never_left(samples, code, lost):
+    from posdiag.core.settings import PaymentHost
+    from posdiag.probes.network._common import Target
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    samples = dict(samples)
+    rtts = samples.pop("rtts", [None] * 24)
+    plan = (Target(0, PaymentHost(name="primary", host="198.18.2.2")), "198.18.2.2")
+    verdict = PathProbe.no_answer(plan, Samples("tcp", rtts, **samples))
+    if code is None:
+        assert verdict is None
+        return
+    found, message, data = verdict
+    assert found == code and lost in message and "primary (198.18.2.2)" in message, message
+    assert (data["address"], data["icmp_sent"], data["tcp_sent"]) == ("198.18.2.2", samples.get("icmp_sent", 0),
+                                                                       samples.get("tcp_sent", 0))
+    assert data.get("error") == samples.get("refused_here")
+
+
+def test_a_healthy_path_is_summed_up_and_measured_with_its_metrics(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "192.0.2.7", "port": 443}])))
+    obs = Observation()
+    PathProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7",
+                              Samples("icmp", [10.0, 12.0] * 12, sizes={576: [11.0], 1500: [13.0, None]}))
+    assert obs.findings == []
+    assert obs.summary == "icmp: loss 0%, median 11.0 ms, p95 12.0 ms, jitter 2.0 ms"
+    assert {k: obs.metrics[k] for k in ("target", "method", "loss_percent", "samples", "mtu_largest_ok")} == {
+        "target": "primary (192.0.2.7)", "method": "icmp", "loss_percent": 0, "samples": 24, "mtu_largest_ok": 1500}
+
+
+def test_of_the_sizes_the_kernel_refuses_the_smallest_is_the_signalled_mtu_and_a_refusal_is_no_pass():
+    from posdiag.core.settings import PaymentHost
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Target
+    from posdiag.probes.network._icmp import TOO_BIG
+    from posdiag.probes.network.path import PathProbe
+
+    obs = Observation()
+    PathProbe.mtu(obs, Target(0, PaymentHost(host="192.0.2.7")), "192.0.2.7",
+                  {576: [11.0], 1000: [None, 12.0], 1400: [TOO_BIG, TOO_BIG], 1280: [None, TOO_BIG], 1500: [TOO_BIG]})
+    assert obs.metrics["mtu_largest_ok"] == 1000
+    [signalled] = obs.findings
+    assert (signalled.code, signalled.data["refused_from"]) == ("path.mtu_signalled", 1280)
