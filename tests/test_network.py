@@ -322,6 +322,17 @@ def test_echoes_answered_within_a_quarter_second_are_waited_for_and_no_handshake
     assert lab.forwarded() == 0
 
 
+def test_a_host_that_resets_every_connect_and_ignores_ping_is_measured_by_its_resets(lab, net_config):
+    """Nothing listens on the port and echoes are dropped on the way: each reset is the host answering,
+    so the path is measured with them (no loss), ICMP said to be blocked, and nothing said to be silent."""
+    lab.block_icmp()
+    _, report, _ = lab.diagnose(net_config([{"name": "primary", "host": HOST_ADDR, "port": 4443, "tls": False}]),
+                                "--only", "network.path")
+    path = probe(report, "network.path")
+    assert (path["metrics"]["method"], path["metrics"]["loss_percent"], path["metrics"]["samples"]) == ("tcp", 0, 24), path
+    assert codes(report, "network.path") == ["path.icmp_blocked"], path
+
+
 @pytest.fixture
 def lab_tcp_host(lab):
     lab.peer(lab.host, "tcp", "--bind", HOST_ADDR, "--port", "8000")
