@@ -466,3 +466,47 @@ def test_an_ntp_name_that_does_not_resolve_is_a_clock_finding_not_a_payment_path
     rc, report, _ = lab.diagnose(config, "--lang", "zh_CN")
     assert [c["id"] for c in report["diagnosis"]["causes"]] == ["clock.skew"]
     assert any("NTP 服务器域名 ntp.acquirer.test 无法解析" in e for e in report["diagnosis"]["causes"][0]["evidence"])
+
+
+# --- the gateway probe's judgement of a router that answers ARP but no echo (pure logic) -------------------
+
+def _tried(address: str, port: int, kind: str, what: str = "") -> object:
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    return Tried(Beyond(address, port, what or f"{address} TCP {port}"), Connect(kind, 3.0, "" if kind == "ok" else kind))
+
+
+@pytest.mark.parametrize(("icmp", "own", "beyond", "found"), [
+    ("used", ["timeout", "refused"], ["timeout"],
+     ("info", "ignores ICMP but answers ARP: 192.0.2.1 TCP 80 answers (reset): alive")),
+    ("used", ["timeout"], ["ok"], ("info", "ignores ICMP but answers ARP: 203.0.113.5 TCP 443 accepts connections: alive")),
+    ("used", ["timeout"], [], ("info", "gateway 192.0.2.1 ignores ICMP but answers ARP: alive")),
+    ("disabled", ["timeout"], [], None), ("disabled", ["ok"], ["timeout"], None),
+    ("used", ["timeout", "timeout"], ["timeout"], ("fail", "answers ARP only: no ping, no TCP on ports 53/80, and nothing "
+                                                           "beyond it answers (203.0.113.5 TCP 443 times out)")),
+    ("unavailable", ["timeout"], ["unreachable"], ("fail", "answers ARP only: no TCP on ports 53, and nothing beyond it "
+                                                          "answers (203.0.113.5 TCP 443 is unreachable)"))],
+    ids=["own-port-resets", "beyond-connects", "nothing-beyond-to-try", "icmp-off-nothing-to-try", "icmp-off-own-port",
+         "silent-everywhere", "silent-everywhere-without-icmp"])
+def test_a_gateway_answering_arp_alone_is_alive_when_anything_answers_and_not_forwarding_when_nothing_does(
+        config_file, icmp, own, beyond, found):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.gateway import GatewayProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.5", "port": 443}])))
+    obs = Observation()
+    ports = (53, 80)
+    GatewayProbe(settings).judge_silent(obs, "192.0.2.1", icmp, (
+        [_tried("192.0.2.1", port, kind) for port, kind in zip(ports, own, strict=False)],
+        [_tried("203.0.113.5", 443, kind) for kind in beyond]))
+    if found is None:
+        assert obs.findings == []
+        return
+    [finding] = obs.findings
+    code = "gateway.icmp_blocked" if found[0] == "info" else "gateway.not_forwarding"
+    assert (finding.code, finding.severity.value) == (code, found[0]) and found[1] in finding.message, finding.message
+    if code == "gateway.not_forwarding":
+        assert finding.data["tried"] == {f"192.0.2.1:{p}": k for p, k in zip(ports, own, strict=False)} | {
+            "203.0.113.5:443": k for k in beyond}
