@@ -508,5 +508,5 @@ def test_a_gateway_answering_arp_alone_is_alive_when_anything_answers_and_not_fo
     code = "gateway.icmp_blocked" if found[0] == "info" else "gateway.not_forwarding"
     assert (finding.code, finding.severity.value) == (code, found[0]) and found[1] in finding.message, finding.message
     if code == "gateway.not_forwarding":
-        assert finding.data["tried"] == {f"192.0.2.1:{p}": k for p, k in zip(ports, own, strict=False)} | {
-            "203.0.113.5:443": k for k in beyond}
+        assert finding.data["tried"] == {**{f"192.0.2.1:{p}": k for p, k in zip(ports, own, strict=False)},
+                                         "203.0.113.5:443": beyond[0]}
