@@ -143,6 +143,21 @@ def test_a_gateway_that_loses_one_echo_in_three_is_lossy_not_down(lab, payment, 
     loss = [f for f in gateway["findings"] if f["code"] == "gateway.loss"]
     assert gateway["status"] == "warn" and len(loss) == 1, gateway
     assert "lost 1 of 3" in loss[0]["message"] and top(report) == "network.degraded"
+    assert gateway["metrics"]["icmp_loss_percent"] == 33.3 and loss[0]["data"]["sent"] == 3, gateway
+
+
+def test_a_gateway_that_answers_its_echoes_is_sent_nothing_else(lab, payment, net_config):
+    """Echoes back within milliseconds: the TCP checks on the router's ports, which tell a router that
+    ignores ping from a dead one, are not started (they wait for an echo late by GRACE_S)."""
+    import re
+
+    payment()
+    lab.filter(lab.router, "input", "tcp dport { 22, 53, 80, 443 } counter")
+    _, report, _ = lab.diagnose(net_config(), "--only", "network.gateway")
+    gateway = probe(report, "network.gateway")
+    assert gateway["status"] == "ok" and gateway["metrics"]["icmp_loss_percent"] == 0, gateway
+    listing = lab.exec(lab.router, "nft", "list", "chain", "inet", "lab", "lab_input").stdout
+    assert re.findall(r"counter packets (\d+)", listing) == ["0"], listing
 
 
 #: how long the slow echoes of a gateway take: far above any LAN round trip, even on a busy machine
