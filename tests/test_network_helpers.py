@@ -743,3 +743,98 @@ def test_of_the_sizes_the_kernel_refuses_the_smallest_is_the_signalled_mtu_and_a
     assert obs.metrics["mtu_largest_ok"] == 1000
     [signalled] = obs.findings
     assert (signalled.code, signalled.data["refused_from"]) == ("path.mtu_signalled", 1280)
+
+
+# --- the DNS probe's judgement of what the resolvers said (pure logic: the outcomes are given) ------------
+
+def _said(server: str, rcode: str | None = None, addresses: tuple[str, ...] = (), ms: float = 5.0, error: str = ""):
+    from posdiag.probes._dnswire import DnsAnswer
+    from posdiag.probes.network.dns import Outcome
+
+    return Outcome(server, DnsAnswer(server, rcode, addresses, ms) if rcode else None, error)
+
+
+def dns_judged(config_file, *outcomes) -> tuple[tuple | None, dict, object]:
+    """(the DNS probe's verdict on pay.test, findings by code, the probe) for these resolvers' outcomes."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.dns import DnsProbe
+
+    probe = DnsProbe(cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                              network={"timeout_s": 1.5}))))
+    obs = Observation()
+    verdict = probe.judge(obs, "pay.test", list(outcomes))
+    return verdict, {f.code: f for f in obs.findings}, probe
+
+
+@pytest.mark.parametrize(("outcomes", "code"), [
+    ((("a", "NXDOMAIN"), ("b", "SERVFAIL"), ("c", "NOERROR")), "dns.nxdomain"),
+    ((("a", "SERVFAIL"), ("b", "NOERROR"), ("c", "REFUSED")), "dns.no_address"),
+    ((("a", "REFUSED"), ("b", "SERVFAIL")), "dns.servfail"),
+    ((("a", "REFUSED"), ("b", "NOTIMP")), "dns.refused"),
+    ((("a", None, "timeout"), ("b", "REFUSED")), "dns.refused"),
+    ((("a", None, "timeout"), ("b", None, "timeout")), "dns.timeout"),
+    ((("a", None, "timeout"), ("b", None, "unreachable: Network is unreachable")), "dns.unreachable")],
+    ids=["nxdomain-first", "then-no-address", "then-servfail", "then-any-other-answer", "an-answer-beats-silence",
+         "all-silent", "one-unreachable"])
+def test_what_the_resolvers_said_is_judged_by_the_most_telling_answer(config_file, outcomes, code):
+    """A name that does not exist outranks a name without address, which outranks a failing resolver, which
+    outranks one that refuses; any answer outranks silence, and silence everywhere is a timeout."""
+    said = [_said(o[0], o[1]) if o[1] else _said(o[0], error=o[2]) for o in outcomes]
+    verdict, found, _ = dns_judged(config_file, *said)
+    assert verdict[0] == code and found == {}, verdict
+    assert verdict[2]["resolvers"] == {o.server: o.error or o.answer.rcode for o in said}
+    if code == "dns.refused":
+        assert "(NOTIMP, REFUSED)" in verdict[1] or "(REFUSED)" in verdict[1], verdict[1]
+    if code == "dns.timeout":
+        assert verdict[1] == "no resolver answered for pay.test within 1.5 s (3 tries)"
+    if code == "dns.unreachable":
+        assert verdict[1] == "resolvers unreachable for pay.test (Network is unreachable)"
+
+
+def test_of_the_resolvers_that_answer_the_quickest_is_named_and_the_others_said_to_fail(config_file):
+    verdict, found, probe = dns_judged(config_file, _said("slow", "NOERROR", ("192.0.2.8",), ms=700.0),
+                                       _said("quick", "NOERROR", ("192.0.2.7",), ms=600.0),
+                                       _said("broken", "SERVFAIL"), _said("silent", error="timeout"))
+    assert verdict is None and probe.context.resolved == {"pay.test": ("192.0.2.7",)}
+    assert found["dns.resolved"].data["server"] == "quick" and found["dns.resolved"].data["ms"] == 600.0
+    assert (found["dns.slow"].severity.value, found["dns.slow"].data["ms"]) == ("warn", 600.0)
+    failing = found["dns.resolver_failing"]
+    assert failing.data["failing"] == ["broken", "silent"] and "(broken: SERVFAIL; silent: timeout)" in failing.message
+
+
+@pytest.mark.parametrize(("ms", "slow"), [(500.0, False), (501.0, True)])
+def test_a_name_resolved_in_more_than_half_a_second_is_slow(config_file, ms, slow):
+    _, found, _ = dns_judged(config_file, _said("a", "NOERROR", ("192.0.2.7",), ms=ms))
+    assert ("dns.slow" in found) is slow and "dns.resolver_failing" not in found, found
+
+
+def _beyond_tried(kind: str, outcome: str, address: str = "203.0.113.5", port: int = 443):
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    return Tried(Beyond(address, port, f"{kind} {address}", kind), Connect(outcome, 3.0, "" if outcome == "ok" else outcome))
+
+
+@pytest.mark.parametrize(("tried", "code"), [
+    ([("resolver", "timeout"), ("host", "refused")], "dns.beyond_reachable"),
+    ([("resolver", "timeout"), ("hop", "timeout"), ("host", "timeout")], "dns.beyond_silent"),
+    ([("resolver", "timeout"), ("hop", "timeout")], "dns.beyond_silent"),
+    ([("resolver", "timeout")], "dns.tcp_silent"), ([], None)],
+    ids=["something-answers", "host-silent", "hop-silent", "only-resolvers-tried", "nothing-tried"])
+def test_silent_resolvers_are_dns_alone_when_anything_beyond_answers_and_the_uplink_when_nothing_does(
+        config_file, tried, code):
+    _, _, probe = dns_judged(config_file, _said("a", "NOERROR", ("192.0.2.7",)))
+    from posdiag.probes.base import Observation
+
+    obs = Observation()
+    probe.differential(obs, [_beyond_tried(*t) for t in tried])
+    assert [f.code for f in obs.findings] == ([code] if code else [])
+    if code == "dns.beyond_silent":
+        also = tried[-1][0] == "host"  # the host's silence repeats the resolvers' own
+        assert obs.findings[0].data["silent_check"] == (f"{tried[-1][0]} 203.0.113.5 times out as well" if also else
+                                                       "not even the next router beyond the gateway answers (echoes "
+                                                       "with TTL 2 toward 203.0.113.5)")
+    if code == "dns.beyond_reachable":
+        assert obs.findings[0].data["reached"] == "host 203.0.113.5 answers (reset)"
+        assert obs.findings[0].data["tried"] == {"resolver 203.0.113.5:443": "timeout", "host 203.0.113.5:443": "refused"}
