@@ -525,3 +525,46 @@ def test_a_gateway_answering_arp_alone_is_alive_when_anything_answers_and_not_fo
     if code == "gateway.not_forwarding":
         assert finding.data["tried"] == {**{f"192.0.2.1:{p}": k for p, k in zip(ports, own, strict=False)},
                                          "203.0.113.5:443": beyond[0]}
+
+
+SPREAD_CHILD = """
+import socket, struct, threading, time
+from posdiag.probes.network._icmp import first_hop_beyond
+
+seen = []
+listener = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+listener.settimeout(0.05)
+
+def listen(until):
+    while time.monotonic() < until:
+        try:
+            packet = listener.recv(2048)
+        except TimeoutError:
+            continue
+        icmp = packet[(packet[0] & 0x0F) * 4:]
+        if icmp[0] == 8:
+            seen.append((time.monotonic(), struct.unpack("!H", icmp[6:8])[0]))
+
+until = time.monotonic() + 0.6
+thread = threading.Thread(target=listen, args=(until + 0.2,))
+thread.start()
+print(first_hop_beyond("127.0.0.1", until))
+thread.join()
+print(" ".join(f"{t:.4f}:{seq}" for t, seq in seen))
+"""
+
+
+def test_the_hop_echoes_are_three_spread_over_a_tenth_of_a_second(lab):
+    """Nothing answers (the kernel of a namespace of this test's own told to ignore echoes): the hop check
+    sends its three echoes spread out, one every 0.05 s, never in one burst, and no more than three."""
+    import subprocess
+
+    from labs import child_env
+
+    lab.exec(lab.host, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
+    proc = subprocess.run(["ip", "netns", "exec", lab.host, sys.executable, "-c", SPREAD_CHILD], capture_output=True,
+                          text=True, env=child_env(), timeout=60)
+    answer, sends = proc.stdout.splitlines()
+    times = [float(s.split(":")[0]) for s in sends.split()]
+    assert answer == "None" and [int(s.split(":")[1]) for s in sends.split()] == [0x7F00, 0x7F01, 0x7F02], proc
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.04, times  # a busy machine only widens it
