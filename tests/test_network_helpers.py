@@ -838,3 +838,79 @@ def test_silent_resolvers_are_dns_alone_when_anything_beyond_answers_and_the_upl
     if code == "dns.beyond_reachable":
         assert obs.findings[0].data["reached"] == "host 203.0.113.5 answers (reset)"
         assert obs.findings[0].data["tried"] == {"resolver 203.0.113.5:443": "timeout", "host 203.0.113.5:443": "refused"}
+
+
+# --- the TCP probe: how its connects are said (pure logic: the attempts are given) ----------------------
+
+def tcp_judged(config_file, outcomes: list[tuple[str, float]], stop=None, **host):
+    """(verdict, observation, probe) of the TCP probe for these connect outcomes to 203.0.113.7:443."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Connect, targets
+    from posdiag.probes.network.tcp import TcpProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443, **host}],
+                                        network={"timeout_s": 1.5})))
+    probe, obs = TcpProbe(settings), Observation()
+    attempts = [Connect(kind, ms, "" if kind == "ok" else f"{kind} here") for kind, ms in outcomes]
+    return probe.judge(obs, targets(settings)[0], "203.0.113.7", attempts, stop), obs, probe
+
+
+def test_connects_that_mostly_work_are_measured_and_the_failed_ones_named(config_file):
+    verdict, obs, probe = tcp_judged(config_file, [("ok", 5.0), ("timeout", 1500.0), ("ok", 7.0), ("refused", 1.0)],
+                                     name="acquirer")
+    assert verdict is None and probe.context.connected == {0: "203.0.113.7"}
+    assert {k: v for k, v in obs.metrics.items()} == {"connect_ok[acquirer]": "2/4", "connect_median_ms[acquirer]": 6.0,
+                                                      "connect_p95_ms[acquirer]": 6.9}
+    connected = next(f for f in obs.findings if f.code == "tcp.connected")
+    assert connected.data == {"index": 0, "address": "203.0.113.7", "median_ms": 6.0}
+    unstable = next(f for f in obs.findings if f.code == "tcp.unstable")
+    assert unstable.message == "acquirer (primary): 2 of 4 connects failed (timed out, refused)"
+    assert unstable.data["outcomes"] == {"ok": 2, "timeout": 1, "refused": 1} and unstable.data["attempts"] == 4
+
+
+@pytest.mark.parametrize(("outcomes", "code", "message"), [
+    ("timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 1 connect timed out after 1.5 s"),
+    ("timeout timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 2 connects timed out after 1.5 s"),
+    ("error timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 2 connects timed out after 1.5 s"),
+    ("error", "tcp.error", "203.0.113.7:443 (primary): connect failed (error here)")])
+def test_connects_that_all_fail_are_said_by_their_kind_naming_the_address_once(config_file, outcomes, code, message):
+    """A host configured by its address is named by it once ("203.0.113.7:443", not "… at 203.0.113.7:443")."""
+    verdict, obs, _ = tcp_judged(config_file, [(kind, 1500.0) for kind in outcomes.split()])
+    assert verdict[:2] == (code, message) and obs.metrics["connect_ok[203.0.113.7:443]"] == f"0/{len(outcomes.split())}"
+
+
+@pytest.mark.parametrize(("stop", "code", "words", "data"), [
+    ({"sign": "send_refused", "error": "Operation not permitted"}, "tcp.blocked_locally",
+     "primary at 203.0.113.7:443: 3 connects timed out, and this terminal refuses to send anything to it "
+     "(Operation not permitted)", {"error": "Operation not permitted"}),
+    ({"sign": "answered", "answer": "reset", "error": "Connection refused", "first_hop": "192.0.2.1"},
+     "tcp.answered_locally", "3 connects timed out, answered from inside this terminal: a connect that can go no "
+     "further than the first router (192.0.2.1)", {"answer": "reset", "error": "Connection refused", "first_hop": "192.0.2.1"}),
+    ({"sign": "dropped", "first_hop": "192.0.2.1"}, "tcp.dropped_locally",
+     "3 connects timed out, and connects to it do not leave this terminal", {"first_hop": "192.0.2.1"})],
+    ids=["send-refused", "answered-inside", "dropped-inside"])
+def test_connects_stopped_inside_the_terminal_are_said_by_what_showed_it(config_file, stop, code, words, data):
+    from posdiag.probes.network._egress import Stopped
+
+    verdict, _, _ = tcp_judged(config_file, [("timeout", 1500.0)] * 3, Stopped(**stop), name="primary")
+    assert verdict[0] == code and words in verdict[1], verdict[1]
+    assert verdict[2] == {"address": "203.0.113.7", "attempts": 3, "outcomes": {"timeout": 3}, **data}
+
+
+def test_the_one_hop_check_runs_only_when_no_connect_worked_and_within_the_time_left(config_file, monkeypatch):
+    """A sweep that connected sends nothing more; one that did not gives the one-hop check at most 0.3 s,
+    and never more than the probe has left less a tenth of a second. (The check itself is replaced by a
+    recorder of what it is asked: it would send packets to an address outside this machine.)"""
+    from posdiag.probes.network import tcp
+    from posdiag.probes.network._common import Connect
+
+    _, _, probe = tcp_judged(config_file, [("ok", 1.0)])
+    asked: list = []
+    monkeypatch.setattr(tcp._egress, "stopped_here", lambda address, port, wait_s, via_router: asked.append(wait_s))
+    assert probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0), Connect("ok", 2.0)])) is None
+    assert asked == []
+    for left in (10, 0.25, 0):
+        probe.deadline_at = time.monotonic() + left
+        probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0)]))
+    assert asked[0] == tcp.EGRESS_WAIT_S == 0.3 and 0.1 < asked[1] <= 0.15 and asked[2] == 0.0, asked
