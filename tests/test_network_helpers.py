@@ -914,3 +914,93 @@ def test_the_one_hop_check_runs_only_when_no_connect_worked_and_within_the_time_
         probe.deadline_at = time.monotonic() + left
         probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0)]))
     assert asked[0] == tcp.EGRESS_WAIT_S == 0.3 and 0.1 < asked[1] <= 0.15 and asked[2] == 0.0, asked
+
+
+# --- what the network layers share ----------------------------------------------------------------------
+
+def test_a_failed_payment_host_is_a_fault_unless_another_works_at_the_same_layer(config_file):
+    """The terminal fails over: a failed host beside a working one (or one this layer does not check) is a
+    warning naming the first that works; with none working it is a fault."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import report_per_target, targets
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "a", "host": "192.0.2.1", "port": 443},
+                                                       {"name": "b", "host": "192.0.2.2", "port": 8443},
+                                                       {"name": "c", "host": "192.0.2.3", "port": 443}])))
+    hosts = targets(settings)
+    down = ("tcp.timeout", "it does not answer", {"address": "x"})
+
+    def said(verdicts, also=()):
+        obs = Observation()
+        report_per_target(obs, verdicts, hosts, also)
+        return [(f.code, f.severity.value, f.message, f.data["failover_ok"], f.data["role"], f.data["port"])
+                for f in obs.findings]
+
+    assert said({0: down, 1: down}) == [("tcp.timeout", "fail", "it does not answer", False, "primary", 443),
+                                        ("tcp.timeout", "fail", "it does not answer", False, "backup 1", 8443)]
+    assert said({0: down, 1: None, 2: None}) == [
+        ("tcp.timeout", "warn", "it does not answer; b (backup 1) works, so the terminal can fail over", True, "primary", 443)]
+    assert said({0: down}, also={2}) == [
+        ("tcp.timeout", "warn", "it does not answer; c (backup 2) works, so the terminal can fail over", True, "primary", 443)]
+    assert said({0: None, 1: None}) == []
+
+
+@pytest.mark.parametrize(("values", "stats"), [
+    ([5.0], {"median_ms": 5.0, "p95_ms": 5.0, "jitter_ms": 0.0}),
+    ([1.0, 3.0, 2.0], {"median_ms": 2.0, "p95_ms": 2.9, "jitter_ms": 1.5}),
+    ([10.0, 20.0], {"median_ms": 15.0, "p95_ms": 19.5, "jitter_ms": 10.0})])
+def test_jitter_is_the_mean_step_between_consecutive_round_trips_and_none_for_one(values, stats):
+    from posdiag.probes.network._common import rtt_stats
+
+    assert rtt_stats(values) == pytest.approx(stats)
+
+
+def test_the_gateway_and_resolvers_checked_are_the_configured_ones_else_the_system_s(config_file):
+    import dataclasses
+
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._common import Target, addresses, gateway_address, resolvers, targets
+
+    def settings(**network):
+        return cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}], network=network)))
+
+    assert gateway_address(settings(gateway="192.0.2.1")) == "192.0.2.1"
+    assert gateway_address(settings(gateway="off")) is None
+    assert resolvers(settings(dns_servers=["192.0.2.53", "192.0.2.54#5353"])) == ["192.0.2.53", "192.0.2.54#5353"]
+    assert resolvers(settings(dns_servers=[])) == []
+    named = targets(settings())[0]
+    assert addresses(ProbeContext(), named) is None  # not resolved (yet)
+    assert addresses(ProbeContext(resolved={"pay.test": ("192.0.2.7", "192.0.2.8")}), named) == ["192.0.2.7", "192.0.2.8"]
+    assert addresses(ProbeContext(resolved={"pay.test": ()}), named) == []
+    literal = Target(0, dataclasses.replace(named.host, host="192.0.2.9"))
+    assert addresses(ProbeContext(resolved={"192.0.2.9": ("192.0.2.1",)}), literal) == ["192.0.2.9"]
+
+
+def test_a_connect_on_loopback_is_ok_when_something_listens_and_refused_when_nothing_does():
+    from posdiag.probes.network._common import tcp_connect
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        ok = tcp_connect("127.0.0.1", port, 2.0)
+    refused = tcp_connect("127.0.0.1", port, 2.0)
+    assert (ok.kind, ok.error) == ("ok", "") and 0 <= ok.ms < 2000
+    assert refused.kind == "refused" and "refused" in refused.error.lower() and refused.ms >= 0
+
+
+def test_checks_side_by_side_come_back_in_order_and_the_first_failure_is_raised():
+    from posdiag.probes.network._common import Background, side_by_side
+
+    def slow_first(n: int) -> int:
+        time.sleep(0.05 * (3 - n))
+        return n * n
+
+    assert side_by_side(slow_first, [0, 1, 2]) == [0, 1, 4]
+    with pytest.raises(ZeroDivisionError):
+        side_by_side(lambda n: 1 / n, [1, 0, 2])
+    failing = Background(lambda: 1 / 0)
+    assert failing.done_within(5)
+    with pytest.raises(ZeroDivisionError):
+        failing.result()
+    assert Background(lambda: "done").result() == "done"
