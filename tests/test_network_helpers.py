@@ -1004,3 +1004,22 @@ def test_checks_side_by_side_come_back_in_order_and_the_first_failure_is_raised(
     with pytest.raises(ZeroDivisionError):
         failing.result()
     assert Background(lambda: "done").result() == "done"
+
+
+def test_a_reset_that_came_with_an_icmp_error_or_a_connect_with_an_error_of_its_own_proves_no_drop_inside():
+    """Only a reset with no ICMP error behind it was made inside the terminal; only connects all still
+    waiting, with nothing heard, were dropped inside. A timeout of its own or a router's error is no proof."""
+    import errno
+
+    assert _one_hop(_sent(errno.ECONNREFUSED, 3, "192.0.2.1"), _sent(errno.ECONNREFUSED, 3, "192.0.2.1")) is None
+    assert _one_hop(_sent(), _sent(errno.ETIMEDOUT)) is None
+    assert _one_hop(_sent(), _sent(0, 3, "192.0.2.1")) is None
+    dropped = _one_hop(_sent(), _sent(), _sent())
+    assert (dropped.sign, dropped.first_hop, dropped.answer, dropped.error) == ("dropped", "198.18.1.1", "", "")
+
+
+def test_only_this_terminal_s_own_addresses_are_its_own():
+    from posdiag.probes.network._egress import _is_own
+
+    assert _is_own("127.0.0.1") is True
+    assert _is_own("127.0.0.2") is False  # routed through lo, but sent from 127.0.0.1
