@@ -258,3 +258,17 @@ def test_a_configured_interface_is_the_radio_looked_at_whatever_the_routes(confi
     radio = probe_of(report, "network.radio")
     assert radio["metrics"]["interface"] == "wlan1" and codes_of(report, "network.radio") == ["radio.signal"], radio
     assert radio["summary"] == "wlan1: Wi-Fi signal -60 dBm, 71.4 %"
+
+
+def test_a_modem_tool_that_hangs_is_given_up_on_within_the_probe_s_own_time(config_file, tmp_path, monkeypatch):
+    """ModemManager's command line stuck (a modem resetting): it is given a share of the probe's time and
+    no more, so the probe still says the signal cannot be read instead of being abandoned at its deadline."""
+    root = radio_root(tmp_path / "root", "wwan0", level_dbm=None, devtype="wwan")
+    (root / "sys/class/net/wwan0/wireless").rmdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mmcli").write_text("#!/bin/sh\nexec sleep 30\n")
+    (tmp_path / "bin" / "mmcli").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert radio["status"] == "ok" and codes_of(report, "network.radio") == ["radio.signal_unreadable"], radio
