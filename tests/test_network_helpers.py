@@ -1023,3 +1023,37 @@ def test_only_this_terminal_s_own_addresses_are_its_own():
 
     assert _is_own("127.0.0.1") is True
     assert _is_own("127.0.0.2") is False  # routed through lo, but sent from 127.0.0.1
+
+
+@pytest.mark.parametrize(("kind", "outcome", "error", "also", "said"), [
+    ("host", "ok", "", False, "primary at 203.0.113.5:443 accepts connections"),
+    ("host", "refused", "", False, "primary at 203.0.113.5:443 answers (reset)"),
+    ("host", "timeout", "", False, "primary at 203.0.113.5:443 times out"),
+    ("host", "timeout", "", True, "primary at 203.0.113.5:443 times out as well"),
+    ("resolver", "unreachable", "", False, "primary at 203.0.113.5:443 is unreachable"),
+    ("resolver", "unreachable", "", True, "primary at 203.0.113.5:443 is unreachable as well"),
+    ("host", "error", "Permission denied", False, "primary at 203.0.113.5:443 fails (Permission denied)"),
+    ("host", "error", "Permission denied", True, "primary at 203.0.113.5:443 fails (Permission denied) as well"),
+    ("hop", "ok", "from 198.51.100.1", False, "the next hop beyond the gateway toward 203.0.113.5 answers (from 198.51.100.1)"),
+    ("hop", "timeout", "", True, "not even the next router beyond the gateway answers (echoes with TTL 2 toward 203.0.113.5)")],
+    ids=["connects", "resets", "times-out", "times-out-too", "unreachable", "unreachable-too", "fails", "fails-too",
+         "hop-answers", "hop-silent"])
+def test_what_a_check_beyond_the_gateway_found_is_said_in_a_clause(kind, outcome, error, also, said):
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    tried = Tried(Beyond("203.0.113.5", 443, "primary at 203.0.113.5:443", kind), Connect(outcome, 3.0, error))
+    assert tried.describe(also=also) == said
+    assert tried.answered is (outcome in ("ok", "refused"))
+
+
+def test_loopback_link_local_and_unspecified_addresses_are_never_tried_beyond_the_gateway(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import candidates, hops
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443, "fallback_addresses": [
+        "169.254.1.1", "0.0.0.0", "::1", "fe80::1", "203.0.113.5"]}])))
+    assert [b.address for b in candidates(settings, ProbeContext(), ["127.0.0.53"])] == ["203.0.113.5"]
+    assert hops(["127.0.0.1", "169.254.1.1", "2001:db8::1"], icmp=True) == []
+    assert hops(["203.0.113.5"], icmp=False) == []
