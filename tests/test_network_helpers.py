@@ -1057,3 +1057,19 @@ def test_loopback_link_local_and_unspecified_addresses_are_never_tried_beyond_th
     assert [b.address for b in candidates(settings, ProbeContext(), ["127.0.0.53"])] == ["203.0.113.5"]
     assert hops(["127.0.0.1", "169.254.1.1", "2001:db8::1"], icmp=True) == []
     assert hops(["203.0.113.5"], icmp=False) == []
+
+
+@pytest.mark.root
+def test_a_hop_answered_by_the_gateway_itself_is_no_answer_from_beyond_it():
+    """On loopback the echo with TTL 2 is answered by 127.0.0.1 itself: the next hop when the gateway is
+    another address, no answer from beyond when it is the gateway's own. TCP checks sit beside it."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        closed = server.getsockname()[1]
+    hop = Beyond("127.0.0.1", 0, "hop 2 toward 127.0.0.1", "hop")
+    port = Beyond("127.0.0.1", closed, "a closed port")
+    beyond, itself = try_all([hop, port], time.monotonic() + 1.0), try_all([hop], time.monotonic() + 1.0, "127.0.0.1")
+    assert [(t.outcome.kind, t.outcome.error) for t in beyond] == [("ok", "from 127.0.0.1"),
+                                                                   ("refused", beyond[1].outcome.error)], beyond
+    assert [(t.outcome.kind, t.outcome.error) for t in itself] == [("timeout", "answered by the gateway 127.0.0.1")]
