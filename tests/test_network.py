@@ -107,6 +107,21 @@ def test_missing_default_route_blames_link(lab, payment, net_config):
     assert "link.no_default_route" in codes(report, "network.link")
 
 
+@pytest.mark.parametrize(("interface", "gateway", "missing"), [("t0", "off", False), ("t0", "auto", True),
+                                                             ("auto", "off", True)])
+def test_no_default_route_is_a_fault_unless_a_named_interface_is_meant_to_have_no_gateway(lab, net_config, interface,
+                                                                                          gateway, missing):
+    """A terminal on a flat store LAN (its interface named, the gateway check off) needs no default route;
+    any other terminal does. Without a gateway the link is summed up by its interface and address alone."""
+    lab.remove_default_route()
+    _, report, _ = lab.diagnose(net_config([{"name": "primary", "host": LAN_HOST_ADDR, "port": 443, "tls": False}],
+                                           interface=interface, gateway=gateway), "--only", "network.link")
+    link = probe(report, "network.link")
+    assert ("link.no_default_route" in codes(report, "network.link")) is missing, link
+    if not missing:
+        assert link["status"] == "ok" and link["summary"] == "t0 up, 198.18.1.2", link
+
+
 @pytest.mark.parametrize("interface", ["t0", "auto"])
 def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net_config, interface):
     """The route table hidden from posdiag (the lab's own has a default route): the link probe says it
