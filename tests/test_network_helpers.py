@@ -1073,3 +1073,16 @@ def test_a_hop_answered_by_the_gateway_itself_is_no_answer_from_beyond_it():
     assert [(t.outcome.kind, t.outcome.error) for t in beyond] == [("ok", "from 127.0.0.1"),
                                                                    ("refused", beyond[1].outcome.error)], beyond
     assert [(t.outcome.kind, t.outcome.error) for t in itself] == [("timeout", "answered by the gateway 127.0.0.1")]
+
+
+def test_four_last_known_addresses_are_kept_per_host_and_an_old_one_that_works_again_moves_to_the_front(tmp_path):
+    state = str(tmp_path)
+    for n in range(1, 6):
+        assert _known.remember(state, {"pay.example": f"192.0.2.{n}"}) is True
+    assert _known.load(state) == {"pay.example": ("192.0.2.5", "192.0.2.4", "192.0.2.3", "192.0.2.2")}
+    assert _known.remember(state, {"pay.example": "192.0.2.3"}) is True
+    assert _known.load(state)["pay.example"] == ("192.0.2.3", "192.0.2.5", "192.0.2.4", "192.0.2.2")
+    record = json.loads((tmp_path / _known.FILE_NAME).read_text())["hosts"]["pay.example"]
+    assert abs(record["seen_at"] - time.time()) < 3600
+    assert _known.remember(state, {}) is False and _known.remember(None, {"pay.example": "192.0.2.9"}) is False
+    assert _known.load(None) == {} and _known.load("") == {}
