@@ -465,3 +465,37 @@ def test_a_certificate_read_from_its_bytes_names_common_name_then_organisation_i
         read(_der_certificate([*times, times[0]]))
     with pytest.raises(BadCertificate, match="bad time"):
         read(_der_certificate([times[0], _der(0x18, b"2049-12-31")]))
+
+
+@pytest.mark.parametrize(("peer", "said"), [("closes", "answered"), ("resets", "answered"), ("silent", "silent"),
+                                            ("nobody", "no connect")])
+def test_the_small_exchange_is_answered_by_any_reaction_silent_without_one_and_no_connect_without_a_listener(peer, said):
+    """The 7-byte alert on a connection of its own: a server that closes or resets has reacted; one that holds the
+    connection and says nothing is silent; a port nobody listens on cannot even be connected to."""
+    import threading
+
+    from posdiag.probes.network._tlsbio import TINY_ALERT, tiny_exchange
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        got.append(conn.recv(64))
+        if peer == "resets":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if peer == "silent":
+            time.sleep(1.0)  # holds the connection past the exchange's timeout
+        conn.close()
+
+    if peer == "nobody":
+        server.close()
+    else:
+        threading.Thread(target=serve, daemon=True).start()
+    try:
+        assert tiny_exchange("127.0.0.1", port, 0.3) == said
+    finally:
+        server.close()
+    if peer != "nobody":
+        assert got == [TINY_ALERT]
