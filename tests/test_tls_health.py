@@ -499,3 +499,31 @@ def test_the_small_exchange_is_answered_by_any_reaction_silent_without_one_and_n
         server.close()
     if peer != "nobody":
         assert got == [TINY_ALERT]
+
+
+class ClosingTlsServer(LoopbackTlsServer):
+    """Completes the handshake, reads the health request, and closes the TLS session without a word."""
+
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        tls.recv(4096)
+        tls.unwrap()
+
+
+class LongHeadTlsServer(LoopbackTlsServer):
+    """Answers the health request with a status line split over many small writes (a slow, chatty proxy)."""
+
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        tls.recv(4096)
+        for piece in ("HTTP/1.1 ", "50", "3 Service Unavailable", "\r\n", "Content-Length: 0\r\n\r\n"):
+            tls.sendall(piece.encode())
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("server", "code", "words"), [
+    (ClosingTlsServer, "http.connection_lost", "the service closed the connection without answering"),
+    (LongHeadTlsServer, "http.server_error", "the payment service answers HTTP 503")], ids=["closed", "in-pieces"])
+def test_the_health_answer_is_read_to_its_status_line_however_it_comes(ca, tmp_path, config_file, server, code, words):
+    """The status line is read until it ends, across the pieces it comes in; a service that closes cleanly
+    without a byte has lost the connection (not a timeout, not a bad answer)."""
+    found = tls_findings(server(ca.issue_cert("pay.test")), tmp_path, config_file)
+    assert list(found) == [code] and f"primary /health: {words}" in found[code]["message"], found
