@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import re
 import socket
 import ssl
 import struct
@@ -527,3 +528,23 @@ def test_the_health_answer_is_read_to_its_status_line_however_it_comes(ca, tmp_p
     without a byte has lost the connection (not a timeout, not a bad answer)."""
     found = tls_findings(server(ca.issue_cert("pay.test")), tmp_path, config_file)
     assert list(found) == [code] and f"primary /health: {words}" in found[code]["message"], found
+
+
+def test_a_healthy_handshake_is_summed_up_with_its_time_and_the_days_its_certificate_has_left(ca, tmp_path, config_file):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = ca.issue_cert("pay.test", not_before=now - datetime.timedelta(days=1), not_after=now + datetime.timedelta(days=40))
+    tls = tls_probe(AnsweringTlsServer(cert), tmp_path, config_file)
+    metrics = tls["metrics"]
+    assert tls["status"] == "ok" and tls["findings"] == [], tls
+    assert metrics["cert_days_left[primary]"] == pytest.approx(40, abs=0.1) and metrics["tls_version[primary]"] in (
+        "TLSv1.2", "TLSv1.3") and metrics["handshake_ms[primary]"] > 0, metrics
+    assert re.fullmatch(r"primary \d+(\.\d+)? ms, (39\.9|40) days left", tls["summary"]), tls["summary"]
+
+
+def test_without_a_tls_payment_host_the_tls_probe_does_not_apply(tmp_path, config_file):
+    with socket.create_server(("127.0.0.1", 0)) as plain:
+        config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": plain.getsockname()[1],
+                                             "tls": False}])
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    assert tls["status"] == "skipped" and tls["summary"] == "no payment host uses TLS", tls
