@@ -139,12 +139,16 @@ def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net
     assert gateway["status"] == "skipped" and "network.gateway" in gateway["summary"], gateway
 
 
-def test_dead_gateway_blames_lan_not_dns_or_wan(lab, payment, net_config):
+@pytest.mark.parametrize(("icmp", "answer"), [(True, "no ICMP echo reply and no ARP answer"), (False, "no ARP answer")],
+                         ids=["with-icmp", "without-icmp"])
+def test_dead_gateway_blames_lan_not_dns_or_wan(lab, payment, net_config, icmp, answer):
     payment()
     lab.kill_gateway()
-    rc, report, _ = lab.diagnose(net_config())
+    rc, report, _ = lab.diagnose(net_config(icmp=icmp))
     assert rc == 2 and top(report) == "network.lan"
-    assert "gateway.unreachable" in codes(report, "network.gateway")
+    [dead] = [f for f in probe(report, "network.gateway")["findings"] if f["code"] == "gateway.unreachable"]
+    assert dead["message"] == f"gateway {GATEWAY} does not answer ({answer})", dead
+    assert dead["data"]["icmp"] == ("used" if icmp else "disabled") and dead["data"]["neighbour"] != "complete", dead
     ids = [c["id"] for c in report["diagnosis"]["causes"]]
     assert "network.dns" not in ids and "network.wan" not in ids  # consequences, not rivals
     assert report["diagnosis"]["causes"][0]["consequences"]
