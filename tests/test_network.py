@@ -548,7 +548,7 @@ def test_a_gateway_answering_arp_alone_is_alive_when_anything_answers_and_not_fo
 
 SPREAD_CHILD = """
 import socket, struct, threading, time
-from posdiag.probes.network._icmp import first_hop_beyond
+from posdiag.probes.network._icmp import echo_batch, first_hop_beyond
 
 seen = []
 listener = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -567,23 +567,35 @@ def listen(until):
 until = time.monotonic() + 0.6
 thread = threading.Thread(target=listen, args=(until + 0.2,))
 thread.start()
-print(first_hop_beyond("127.0.0.1", until))
+print({CALL})
 thread.join()
 print(" ".join(f"{t:.4f}:{seq}" for t, seq in seen))
 """
 
 
 def test_the_hop_echoes_are_three_spread_over_a_tenth_of_a_second(lab):
-    """Nothing answers (the kernel of a namespace of this test's own told to ignore echoes): the hop check
-    sends its three echoes spread out, one every 0.05 s, never in one burst, and no more than three."""
+    """Nothing answers: the hop check sends its three echoes spread out, one every 0.05 s, never in one burst,
+    and no more than three."""
+    answer, sends = echoes_seen(lab, 'first_hop_beyond("127.0.0.1", until)')
+    assert answer == "None" and [seq for _, seq in sends] == [0x7F00, 0x7F01, 0x7F02], sends
+    assert min(b - a for (a, _), (b, _) in zip(sends, sends[1:], strict=False)) >= 0.04, sends  # load only widens it
+
+
+def echoes_seen(lab, call: str) -> tuple[str, list[tuple[float, int]]]:
+    """What ``call`` returned and the echo requests it sent (when, sequence number), in a namespace of the lab
+    whose kernel ignores echoes: nothing answers, a raw socket beside it sees each request arrive."""
     import subprocess
 
     from labs import child_env
 
     lab.exec(lab.host, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
-    proc = subprocess.run(["ip", "netns", "exec", lab.host, sys.executable, "-c", SPREAD_CHILD], capture_output=True,
-                          text=True, env=child_env(), timeout=60)
+    proc = subprocess.run(["ip", "netns", "exec", lab.host, sys.executable, "-c", SPREAD_CHILD.replace("{CALL}", call)],
+                          capture_output=True, text=True, env=child_env(), timeout=60)
     answer, sends = proc.stdout.splitlines()
-    times = [float(s.split(":")[0]) for s in sends.split()]
-    assert answer == "None" and [int(s.split(":")[1]) for s in sends.split()] == [0x7F00, 0x7F01, 0x7F02], proc
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.04, times  # a busy machine only widens it
+    return answer, [(float(s.split(":")[0]), int(s.split(":")[1])) for s in sends.split()]
+
+
+def test_echoes_of_a_batch_are_spread_evenly_over_the_time_given_and_unanswered_ones_are_lost(lab):
+    answer, sends = echoes_seen(lab, 'echo_batch("127.0.0.1", [64, 576, 64, 1500, 64], until, spread_s=0.2)')
+    assert answer == "[None, None, None, None, None]" and [seq for _, seq in sends] == [0, 1, 2, 3, 4], sends
+    assert min(b - a for (a, _), (b, _) in zip(sends, sends[1:], strict=False)) >= 0.04, sends  # 0.2 s / 4 gaps
