@@ -1098,3 +1098,31 @@ def test_echoes_all_back_end_the_wait_at_once_and_a_size_the_kernel_refuses_is_t
     rtts = echo_batch("127.0.0.1", [64, 70000, 64], started + 10, spread_s=0.02)
     assert time.monotonic() - started < 5, "waited for the deadline although every echo was back"
     assert rtts[1] == TOO_BIG and all(r is not None and r >= 0 for r in (rtts[0], rtts[2])), rtts
+
+
+def test_an_icmp_error_queued_on_a_socket_names_its_type_code_and_sender():
+    """A datagram to a closed loopback port draws ICMP "port unreachable" (type 3, code 3) from 127.0.0.1,
+    queued on the socket that asked for errors; it is no "time exceeded". Before it, nothing is queued."""
+    from posdiag.probes.network._icmp import IP_RECVERR, IcmpError, queued_icmp_error
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # a port nothing listens on for UDP either
+        port = taken.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        sock.setblocking(False)
+        assert queued_icmp_error(sock) is None
+        sock.sendto(b"", ("127.0.0.1", port))
+        assert wait_for_error(sock) == IcmpError(3, 3, "127.0.0.1")
+    assert IcmpError(11, 0, "192.0.2.1").time_exceeded and not IcmpError(3, 3, "192.0.2.1").time_exceeded
+
+
+def wait_for_error(sock: socket.socket, timeout: float = 5.0):
+    from posdiag.probes.network._icmp import queued_icmp_error
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        error = queued_icmp_error(sock)
+        if error is not None:
+            return error
+        time.sleep(0.01)
+    return None
