@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -548,3 +549,41 @@ def test_without_a_tls_payment_host_the_tls_probe_does_not_apply(tmp_path, confi
         rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
     tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
     assert tls["status"] == "skipped" and tls["summary"] == "no payment host uses TLS", tls
+
+
+@pytest.mark.parametrize(("reply", "code", "words"), [
+    (None, "tls.reset", "connection closed during the handshake (SSLEOFError)"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "tls.handshake_failed", "handshake failed (WRONG_VERSION_NUMBER)")],
+    ids=["closes-at-once", "answers-in-plain-http"])
+def test_a_service_that_closes_or_speaks_no_tls_fails_the_handshake_in_its_own_words(config_file, reply, code, words):
+    """Not TLS behind the port (a plain HTTP server, a proxy), or a service that hangs up as the hello arrives."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(0.2)
+                hello = b""
+                with contextlib.suppress(OSError):  # read to the end: then the close is a clean one, not a reset
+                    while chunk := conn.recv(4096):
+                        hello += chunk
+                if hello[:1] == b"\x16" and reply:  # a ClientHello
+                    conn.sendall(reply)
+                    time.sleep(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
+                                         "tls": True, "server_name": "pay.test"}])
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    [finding] = tls["findings"]
+    assert finding["code"] == code and finding["message"].endswith(words), finding
