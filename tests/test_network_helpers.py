@@ -1126,3 +1126,21 @@ def wait_for_error(sock: socket.socket, timeout: float = 5.0):
             return error
         time.sleep(0.01)
     return None
+
+
+def test_no_resolver_at_all_is_a_dns_fault_and_names_asked_twice_are_resolved_once(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    def run(servers, hosts):
+        settings = cfg.load(str(config_file(payment_hosts=hosts, network={"dns_servers": servers, "timeout_s": 1.5})))
+        return DnsProbe(settings).run()
+
+    empty = run([], [{"host": "pay.test", "port": 443}])
+    assert [(f.code, f.severity.value) for f in empty.findings] == [("dns.no_resolver", "fail")]
+    with ScriptedResolver() as resolver:
+        twice = run([resolver.address], [{"host": "pay.test", "port": 443}, {"host": "pay.test", "port": 8443},
+                                         {"host": "192.0.2.9", "port": 443}])
+    assert {f.code for f in twice.findings} == {"dns.resolved"} and twice.status.value == "ok", twice
+    assert twice.summary == f"1 name resolved via {resolver.address}"
+    assert twice.metrics["resolvers"] == resolver.address
