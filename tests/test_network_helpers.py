@@ -1142,5 +1142,6 @@ def test_no_resolver_at_all_is_a_dns_fault_and_names_asked_twice_are_resolved_on
         twice = run([resolver.address], [{"host": "pay.test", "port": 443}, {"host": "pay.test", "port": 8443},
                                          {"host": "192.0.2.9", "port": 443}])
     assert {f.code for f in twice.findings} == {"dns.resolved"} and twice.status.value == "ok", twice
+    assert {f.data["name"] for f in twice.findings} == {"pay.test"}  # the address needs no resolving
     assert twice.summary == f"1 name resolved via {resolver.address}"
     assert twice.metrics["resolvers"] == resolver.address
