@@ -205,6 +205,19 @@ def test_silent_resolver_blames_dns_within_the_timeout(lab, payment, net_config)
     assert report["duration_s"] < 3.0
 
 
+def test_a_resolver_unreachable_beside_a_silent_one_is_checked_against_what_answers_beyond_the_gateway(
+        lab, payment, net_config, certs):
+    """One resolver refused by the host (ICMP port unreachable), the other silent: the resolvers are unreachable,
+    and whether the way out works is asked as for silence: the payment host's fallback address answers."""
+    payment()
+    lab.filter(lab.host, "input", f"ip daddr {DNS_ADDR} udp dport 53 reject")
+    lab.filter(lab.host, "input", f"ip daddr {BACKUP_ADDR} udp dport 53 drop")
+    hosts = [{"name": "primary", "host": NAME, "port": 443, "ca_file": certs["ca"], "fallback_addresses": [HOST_ADDR]}]
+    _, report, _ = lab.diagnose(net_config(hosts, dns_servers=[DNS_ADDR, BACKUP_ADDR]), "--only", "network.dns")
+    found = codes(report, "network.dns")
+    assert "dns.unreachable" in found and "dns.beyond_reachable" in found, probe(report, "network.dns")
+
+
 def test_servfail_blames_dns(lab, payment, net_config):
     payment(dns_mode="servfail")
     rc, report, _ = lab.diagnose(net_config())
