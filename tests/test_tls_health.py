@@ -587,3 +587,23 @@ def test_a_service_that_closes_or_speaks_no_tls_fails_the_handshake_in_its_own_w
     tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
     [finding] = tls["findings"]
     assert finding["code"] == code and finding["message"].endswith(words), finding
+
+
+def test_a_tls_fault_beside_a_backup_without_tls_is_a_warning_the_terminal_can_fail_over(ca, tmp_path, config_file):
+    """The backup speaks no TLS, so this layer has nothing against it: it works here, and the primary's expired
+    certificate is a warning naming it, not a fault."""
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    server = DroppingTlsServer(ca.issue_cert("pay.test", not_before=past - datetime.timedelta(days=365), not_after=past))
+    with socket.create_server(("127.0.0.1", 0)) as plain:
+        config = config_file(payment_hosts=[
+            {"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True, "server_name": "pay.test",
+             "ca_file": str(tmp_path / "ca.pem")},
+            {"name": "backup", "host": "127.0.0.1", "port": plain.getsockname()[1], "tls": False}])
+        try:
+            rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+        finally:
+            server.sock.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    [expired] = tls["findings"]
+    assert (expired["code"], expired["severity"], expired["data"]["failover_ok"]) == ("tls.cert_expired", "warn", True)
+    assert "; backup (backup 1) works, so the terminal can fail over" in expired["message"], expired
