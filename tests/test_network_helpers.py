@@ -1145,3 +1145,16 @@ def test_no_resolver_at_all_is_a_dns_fault_and_names_asked_twice_are_resolved_on
     assert {f.data["name"] for f in twice.findings} == {"pay.test"}  # the address needs no resolving
     assert twice.summary == f"1 name resolved via {resolver.address}"
     assert twice.metrics["resolvers"] == resolver.address
+
+
+def test_a_name_that_does_not_resolve_leaves_nothing_to_connect_to_or_measure_and_says_so(config_file):
+    from labs.commands import diagnose_json
+    from labs.helpers import probe_of
+
+    with ScriptedResolver(rcode=3) as nxdomain:
+        _, report = diagnose_json(config_file(
+            payment_hosts=[{"name": "primary", "host": "nowhere.test", "port": 443, "tls": False}],
+            network={"dns_servers": [nxdomain.address], "timeout_s": 1.0}), "--only", "network.tcp,network.path")
+    tcp, path = probe_of(report, "network.tcp"), probe_of(report, "network.path")
+    assert (tcp["status"], tcp["summary"]) == ("skipped", "no payment host name resolved"), tcp
+    assert (path["status"], path["summary"]) == ("skipped", "no payment host address to measure: no name resolved"), path
