@@ -1,12 +1,15 @@
 """Network probes against a real topology: terminal ─ router ─ payment host in namespaces, faults
 made with nft (black hole, reset, random loss), interfaces and routes, real TLS and DNS servers.
 
-Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet leaves the namespaces.
+Every topology test runs ``posdiag diagnose`` inside the terminal namespace; no packet leaves the
+namespaces. Beside them sit the judgements those runs exercise, given their inputs directly (what a
+probe makes of echoes, connects and checks): each edge on both sides, at a fraction of a topology's cost.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 
 import pytest
 from labs.helpers import codes_of as codes
@@ -14,6 +17,7 @@ from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
 from labs.helpers import unwrapped, wait_for
 from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR
+from labs.packets import icmp_packet, ip_header, time_exceeded, wire
 
 pytestmark = pytest.mark.root
 
@@ -612,3 +616,142 @@ def test_echoes_of_a_batch_are_spread_evenly_over_the_time_given_and_unanswered_
     answer, sends = echoes_seen(lab, 'echo_batch("127.0.0.1", [64, 576, 64, 1500, 64], until, spread_s=0.2)')
     assert answer == "[None, None, None, None, None]" and [seq for _, seq in sends] == [0, 1, 2, 3, 4], sends
     assert min(b - a for (a, _), (b, _) in zip(sends, sends[1:], strict=False)) >= 0.04, sends  # 0.2 s / 4 gaps
+
+
+# --- what the echo checks read, on crafted packets (see labs.packets) ---------------------------------------
+
+@pytest.mark.parametrize(("packet", "raw", "answered"), [
+    (ip_header() + icmp_packet(0, 0x4242, 0x7F00), True, True),
+    (ip_header() + icmp_packet(8, 0x4242, 0x7F00), True, False),
+    (ip_header() + icmp_packet(0, 0x4343, 0x7F00), True, False),
+    (time_exceeded(0x4242), True, True),
+    (time_exceeded(0x4242, kind=3), True, True),
+    (time_exceeded(0x4343), True, False),
+    (time_exceeded(0x4242)[:20 + 36], True, True),
+    (time_exceeded(0x4242)[:20 + 35], True, False),
+    (time_exceeded(0x4242, kind=5), True, False),
+    (icmp_packet(0, 0x4343, 0x7F00), False, True),
+    (icmp_packet(8, 0x4242, 0x7F00), False, False),
+    (icmp_packet(0, 0x4242, 0x7F00)[:7], False, False),
+], ids=["raw-echo-reply", "raw-own-request", "raw-others-reply", "raw-time-exceeded", "raw-unreachable",
+        "raw-error-about-others", "raw-error-quoting-just-enough", "raw-error-cut-short", "raw-redirect",
+        "ping-socket-reply", "ping-socket-request",
+        "ping-socket-cut-short"])
+def test_what_answers_a_hop_echo_is_a_reply_or_an_error_about_our_own_echo(packet, raw, answered):
+    """Something beyond the gateway answered: an echo reply (a raw socket: with our identifier), or a
+    "time exceeded"/"unreachable" that quotes our echo. Our own request looped back, another
+    program's traffic, or a packet too short to quote ours are no answer."""
+    from posdiag.probes.network._icmp import _hop_answer
+
+    with wire() as (sock, put):
+        put(packet)
+        assert _hop_answer(sock, raw, 0x4242) == ("127.0.0.1" if answered else None)
+
+
+# --- the path probe: what the echoes' outcome says (pure logic on finished or running background work) ----
+
+def _finished(outcome):
+    """A background check already over: it returned ``outcome``, or raised it when it is an exception."""
+    from posdiag.probes.network._common import Background
+
+    def run():
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    work = Background(run)
+    assert work.done_within(5)
+    return work
+
+
+def _later(release: threading.Event, error: BaseException):
+    """Background work still running: it ends with ``error`` once released (or after two seconds)."""
+    release.wait(2)
+    raise error
+
+
+def test_echoes_the_terminal_refused_to_send_are_its_own_words_and_anything_else_is_no_refusal():
+    from posdiag.probes.network._common import Background
+    from posdiag.probes.network._icmp import SendRefused
+    from posdiag.probes.network.path import _refused_here
+
+    release = threading.Event()
+    running = Background(lambda: _later(release, SendRefused(1, "Operation not permitted")))
+    try:
+        assert _refused_here(running) == ""  # still on their way: not waited for
+    finally:
+        release.set()
+    assert _refused_here(None) == ""
+    assert _refused_here(_finished(SendRefused(1, "Operation not permitted"))) == "Operation not permitted"
+    assert _refused_here(_finished(PermissionError(1, "Operation not permitted"))) == ""
+    assert _refused_here(_finished([1.0, None])) == ""
+
+
+def test_why_icmp_gave_nothing_is_said_once_and_echoes_sent_are_counted_only_when_they_went_out():
+    """Not permitted: said, none sent. Refused by the terminal itself: nothing said here, none sent. Echoes
+    that went out (done or still awaited) and drew nothing while TCP answers: ICMP blocked, all of them sent."""
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Background
+    from posdiag.probes.network._icmp import SendRefused
+    from posdiag.probes.network.path import PathProbe
+
+    def said(echoes) -> tuple[int, list[str]]:
+        obs = Observation()
+        return PathProbe.icmp_silent(obs, "192.0.2.7", echoes, 24), [f.code for f in obs.findings]
+
+    release = threading.Event()
+    try:  # still awaited: not waited for
+        assert said(Background(lambda: _later(release, PermissionError(1, "Operation not permitted")))) == (
+            24, ["path.icmp_blocked"])
+    finally:
+        release.set()
+    assert said(None) == (0, [])
+    assert said(_finished(PermissionError(1, "Operation not permitted"))) == (0, ["path.icmp_unavailable"])
+    assert said(_finished(SendRefused(1, "Operation not permitted"))) == (0, [])
+    assert said(_finished([None] * 24)) == (24, ["path.icmp_blocked"])
+
+
+def test_the_echoes_outcome_splits_into_the_small_ones_and_the_large_ones_by_size():
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._icmp import TOO_BIG, SendRefused
+    from posdiag.probes.network.path import PathProbe
+
+    obs = Observation()
+    sizes = [64, 64, 64, 576, 576, 1500]
+    samples = PathProbe.from_icmp(obs, _finished([1.0, None, 3.0, 4.0, None, TOO_BIG]), sizes, 3)
+    assert (samples.method, samples.rtts, samples.icmp_sent, samples.tcp_sent) == ("icmp", [1.0, None, 3.0], 3, 0)
+    assert samples.sizes == {576: [4.0, None], 1500: [TOO_BIG]} and obs.findings == []
+    refused = PathProbe.from_icmp(obs, _finished(SendRefused(1, "Operation not permitted")), sizes, 3)
+    assert (refused.rtts, refused.icmp_sent, obs.findings) == ([], 0, [])
+    unavailable = PathProbe.from_icmp(obs, _finished(PermissionError(1, "Operation not permitted")), sizes, 3)
+    assert (unavailable.rtts, [f.code for f in obs.findings]) == ([], ["path.icmp_unavailable"])
+    assert "Operation not permitted" in obs.findings[0].message
+    assert PathProbe.from_icmp(obs, None, sizes, 3).rtts == []
+
+
+@pytest.mark.parametrize(("samples", "code", "lost"), [
+    ({"icmp_sent": 24, "tcp_sent": 24}, "path.no_answer", "24 echoes and 24 TCP handshakes lost"),
+    ({"icmp_sent": 1}, "path.no_answer", "1 echo lost"),
+    ({"tcp_sent": 24, "refused_here": "Operation not permitted"}, "path.blocked_locally",
+     "it refuses to send echoes there (Operation not permitted), and 24 TCP handshakes get no answer"),
+    ({"tcp_sent": 1, "refused_here": "Operation not permitted"}, "path.blocked_locally",
+     "(Operation not permitted), and 1 TCP handshake "),
+    ({"tcp_sent": 24}, None, ""), ({"icmp_sent": 24, "rtts": [None, 3.0]}, None, "")],
+    ids=["echoes-and-handshakes", "one-echo", "refused-here", "one-handshake-refused-here", "handshakes-alone", "answered"])
+def test_nothing_answering_is_said_with_what_was_sent_and_why_it_never_left(samples, code, lost):
+    from posdiag.core.settings import PaymentHost
+    from posdiag.probes.network._common import Target
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    samples = dict(samples)
+    rtts = samples.pop("rtts", [None] * 24)
+    plan = (Target(0, PaymentHost(name="primary", host="198.18.2.2")), "198.18.2.2")
+    verdict = PathProbe.no_answer(plan, Samples("tcp", rtts, **samples))
+    if code is None:
+        assert verdict is None
+        return
+    found, message, data = verdict
+    assert found == code and lost in message and "primary (198.18.2.2)" in message, message
+    assert (data["address"], data["icmp_sent"], data["tcp_sent"]) == ("198.18.2.2", samples.get("icmp_sent", 0),
+                                                                       samples.get("tcp_sent", 0))
+    assert data.get("error") == samples.get("refused_here")

@@ -7,11 +7,11 @@ import contextlib
 import json
 import os
 import socket
-import struct
 import threading
 import time
 
 import pytest
+from labs.packets import icmp_packet, ip_header, wire
 from posdiag.probes._dnswire import DnsTimeout, query
 from posdiag.probes._netinfo import Route, RoutesUnknown, default_route
 from posdiag.probes.network import _known
@@ -515,25 +515,6 @@ def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(con
 
 # --- what the echo sockets read (crafted packets on a loopback UDP socket stand in for the wire) ----------
 
-def _ip_header(options: int = 0) -> bytes:
-    """An IPv4 header as a raw ICMP socket hands it over: IHL 5 (20 bytes), or more with options."""
-    return bytes([0x45 + options]) + bytes(19 + 4 * options)
-
-
-def _icmp(kind: int, ident: int, seq: int, payload: bytes = b"posdiag-") -> bytes:
-    return struct.pack("!BBHHH", kind, 0, 0, ident, seq) + payload
-
-
-@contextlib.contextmanager
-def _wire():
-    """(the socket the code reads, a function that puts one datagram on it from loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as reader, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as writer:
-        reader.bind(("127.0.0.1", 0))
-        reader.setblocking(False)
-        yield reader, lambda data: writer.sendto(data, reader.getsockname())
-
-
 def test_echo_replies_are_matched_to_their_echo_once_each_through_any_ip_header_length():
     """A raw socket sees the IP header (its length in 32-bit words, options included), then the ICMP:
     only an echo *reply* with this batch's identifier to an echo still awaited counts, once; the echo
@@ -541,14 +522,14 @@ def test_echo_replies_are_matched_to_their_echo_once_each_through_any_ip_header_
     from posdiag.probes.network._icmp import _receive
 
     ident = 0x1234
-    with _wire() as (sock, put):
-        put(_ip_header() + _icmp(0, ident, 0))
-        put(_ip_header(options=1) + _icmp(0, ident, 1))  # 24-byte header
-        put(_ip_header() + _icmp(8, ident, 2))  # our own request, as a raw socket on loopback sees it
-        put(_ip_header() + _icmp(0, ident ^ 1, 3))  # another program's ping
-        put(_ip_header() + _icmp(0, ident, 0))  # a duplicate
-        put(_ip_header() + _icmp(0, ident, 4)[:7])  # cut short
-        put(_ip_header() + _icmp(0, ident, 5))  # no echo of ours has that number
+    with wire() as (sock, put):
+        put(ip_header() + icmp_packet(0, ident, 0))
+        put(ip_header(options=1) + icmp_packet(0, ident, 1))  # 24-byte header
+        put(ip_header() + icmp_packet(8, ident, 2))  # our own request, as a raw socket on loopback sees it
+        put(ip_header() + icmp_packet(0, ident ^ 1, 3))  # another program's ping
+        put(ip_header() + icmp_packet(0, ident, 0))  # a duplicate
+        put(ip_header() + icmp_packet(0, ident, 4)[:7])  # cut short
+        put(ip_header() + icmp_packet(0, ident, 5))  # no echo of ours has that number
         heard = threading.Event()
         results: list = [None] * 5
         sent_at = {i: time.monotonic() for i in range(5)}
@@ -562,156 +543,14 @@ def test_a_ping_socket_hands_over_no_ip_header_and_its_replies_are_ours_whatever
     echo reply to an awaited echo counts; with nothing to read by the deadline, nothing came."""
     from posdiag.probes.network._icmp import _receive
 
-    with _wire() as (sock, put):
+    with wire() as (sock, put):
         results: list = [None, None]
         assert _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results,
                         time.monotonic(), None) == 0
-        put(_icmp(0, 0x9999, 1))
-        put(_icmp(8, 0x9999, 0))
+        put(icmp_packet(0, 0x9999, 1))
+        put(icmp_packet(8, 0x9999, 0))
         got = _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results, time.monotonic() + 5, None)
     assert got == 1 and results[0] is None and results[1] is not None, results
-
-
-def _time_exceeded(inner_ident: int, kind: int = 11) -> bytes:
-    """A router's ICMP error quoting our echo: its header, then the IP header and first 8 bytes of the echo."""
-    return _ip_header() + struct.pack("!BBHI", kind, 0, 0, 0) + _ip_header() + _icmp(8, inner_ident, 0x7F00)
-
-
-@pytest.mark.parametrize(("packet", "raw", "answered"), [
-    (_ip_header() + _icmp(0, 0x4242, 0x7F00), True, True),
-    (_ip_header() + _icmp(8, 0x4242, 0x7F00), True, False),
-    (_ip_header() + _icmp(0, 0x4343, 0x7F00), True, False),
-    (_time_exceeded(0x4242), True, True),
-    (_time_exceeded(0x4242, kind=3), True, True),
-    (_time_exceeded(0x4343), True, False),
-    (_time_exceeded(0x4242)[:20 + 36], True, True),
-    (_time_exceeded(0x4242)[:20 + 35], True, False),
-    (_time_exceeded(0x4242, kind=5), True, False),
-    (_icmp(0, 0x4343, 0x7F00), False, True),
-    (_icmp(8, 0x4242, 0x7F00), False, False),
-    (_icmp(0, 0x4242, 0x7F00)[:7], False, False),
-], ids=["raw-echo-reply", "raw-own-request", "raw-others-reply", "raw-time-exceeded", "raw-unreachable",
-        "raw-error-about-others", "raw-error-quoting-just-enough", "raw-error-cut-short", "raw-redirect",
-        "ping-socket-reply", "ping-socket-request",
-        "ping-socket-cut-short"])
-def test_what_answers_a_hop_echo_is_a_reply_or_an_error_about_our_own_echo(packet, raw, answered):
-    """Something beyond the gateway answered: an echo reply (a raw socket: with our identifier), or a
-    "time exceeded"/"unreachable" that quotes our echo. Our own request looped back, another
-    program's traffic, or a packet too short to quote ours are no answer."""
-    from posdiag.probes.network._icmp import _hop_answer
-
-    with _wire() as (sock, put):
-        put(packet)
-        assert _hop_answer(sock, raw, 0x4242) == ("127.0.0.1" if answered else None)
-
-
-# --- the path probe: what the echoes' outcome says (pure logic on finished or running background work) ----
-
-def _finished(outcome):
-    """A background check already over: it returned ``outcome``, or raised it when it is an exception."""
-    from posdiag.probes.network._common import Background
-
-    def run():
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    work = Background(run)
-    assert work.done_within(5)
-    return work
-
-
-def _later(release: threading.Event, error: BaseException):
-    """Background work still running: it ends with ``error`` once released (or after two seconds)."""
-    release.wait(2)
-    raise error
-
-
-def test_echoes_the_terminal_refused_to_send_are_its_own_words_and_anything_else_is_no_refusal():
-    from posdiag.probes.network._common import Background
-    from posdiag.probes.network._icmp import SendRefused
-    from posdiag.probes.network.path import _refused_here
-
-    release = threading.Event()
-    running = Background(lambda: _later(release, SendRefused(1, "Operation not permitted")))
-    try:
-        assert _refused_here(running) == ""  # still on their way: not waited for
-    finally:
-        release.set()
-    assert _refused_here(None) == ""
-    assert _refused_here(_finished(SendRefused(1, "Operation not permitted"))) == "Operation not permitted"
-    assert _refused_here(_finished(PermissionError(1, "Operation not permitted"))) == ""
-    assert _refused_here(_finished([1.0, None])) == ""
-
-
-def test_why_icmp_gave_nothing_is_said_once_and_echoes_sent_are_counted_only_when_they_went_out():
-    """Not permitted: said, none sent. Refused by the terminal itself: nothing said here, none sent. Echoes
-    that went out (done or still awaited) and drew nothing while TCP answers: ICMP blocked, all of them sent."""
-    from posdiag.probes.base import Observation
-    from posdiag.probes.network._common import Background
-    from posdiag.probes.network._icmp import SendRefused
-    from posdiag.probes.network.path import PathProbe
-
-    def said(echoes) -> tuple[int, list[str]]:
-        obs = Observation()
-        return PathProbe.icmp_silent(obs, "192.0.2.7", echoes, 24), [f.code for f in obs.findings]
-
-    release = threading.Event()
-    try:  # still awaited: not waited for
-        assert said(Background(lambda: _later(release, PermissionError(1, "Operation not permitted")))) == (
-            24, ["path.icmp_blocked"])
-    finally:
-        release.set()
-    assert said(None) == (0, [])
-    assert said(_finished(PermissionError(1, "Operation not permitted"))) == (0, ["path.icmp_unavailable"])
-    assert said(_finished(SendRefused(1, "Operation not permitted"))) == (0, [])
-    assert said(_finished([None] * 24)) == (24, ["path.icmp_blocked"])
-
-
-def test_the_echoes_outcome_splits_into_the_small_ones_and_the_large_ones_by_size():
-    from posdiag.probes.base import Observation
-    from posdiag.probes.network._icmp import TOO_BIG, SendRefused
-    from posdiag.probes.network.path import PathProbe
-
-    obs = Observation()
-    sizes = [64, 64, 64, 576, 576, 1500]
-    samples = PathProbe.from_icmp(obs, _finished([1.0, None, 3.0, 4.0, None, TOO_BIG]), sizes, 3)
-    assert (samples.method, samples.rtts, samples.icmp_sent, samples.tcp_sent) == ("icmp", [1.0, None, 3.0], 3, 0)
-    assert samples.sizes == {576: [4.0, None], 1500: [TOO_BIG]} and obs.findings == []
-    refused = PathProbe.from_icmp(obs, _finished(SendRefused(1, "Operation not permitted")), sizes, 3)
-    assert (refused.rtts, refused.icmp_sent, obs.findings) == ([], 0, [])
-    unavailable = PathProbe.from_icmp(obs, _finished(PermissionError(1, "Operation not permitted")), sizes, 3)
-    assert (unavailable.rtts, [f.code for f in obs.findings]) == ([], ["path.icmp_unavailable"])
-    assert "Operation not permitted" in obs.findings[0].message
-    assert PathProbe.from_icmp(obs, None, sizes, 3).rtts == []
-
-
-@pytest.mark.parametrize(("samples", "code", "lost"), [
-    ({"icmp_sent": 24, "tcp_sent": 24}, "path.no_answer", "24 echoes and 24 TCP handshakes lost"),
-    ({"icmp_sent": 1}, "path.no_answer", "1 echo lost"),
-    ({"tcp_sent": 24, "refused_here": "Operation not permitted"}, "path.blocked_locally",
-     "it refuses to send echoes there (Operation not permitted), and 24 TCP handshakes get no answer"),
-    ({"tcp_sent": 1, "refused_here": "Operation not permitted"}, "path.blocked_locally",
-     "(Operation not permitted), and 1 TCP handshake "),
-    ({"tcp_sent": 24}, None, ""), ({"icmp_sent": 24, "rtts": [None, 3.0]}, None, "")],
-    ids=["echoes-and-handshakes", "one-echo", "refused-here", "one-handshake-refused-here", "handshakes-alone", "answered"])
-def test_nothing_answering_is_said_with_what_was_sent_and_why_it_never_left(samples, code, lost):
-    from posdiag.core.settings import PaymentHost
-    from posdiag.probes.network._common import Target
-    from posdiag.probes.network.path import PathProbe, Samples
-
-    samples = dict(samples)
-    rtts = samples.pop("rtts", [None] * 24)
-    plan = (Target(0, PaymentHost(name="primary", host="198.18.2.2")), "198.18.2.2")
-    verdict = PathProbe.no_answer(plan, Samples("tcp", rtts, **samples))
-    if code is None:
-        assert verdict is None
-        return
-    found, message, data = verdict
-    assert found == code and lost in message and "primary (198.18.2.2)" in message, message
-    assert (data["address"], data["icmp_sent"], data["tcp_sent"]) == ("198.18.2.2", samples.get("icmp_sent", 0),
-                                                                       samples.get("tcp_sent", 0))
-    assert data.get("error") == samples.get("refused_here")
 
 
 def test_a_healthy_path_is_summed_up_and_measured_with_its_metrics(config_file):
