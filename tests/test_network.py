@@ -8,8 +8,10 @@ probe makes of echoes, connects and checks): each edge on both sides, at a fract
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
+import time
 
 import pytest
 from labs.helpers import codes_of as codes
@@ -755,3 +757,125 @@ def test_nothing_answering_is_said_with_what_was_sent_and_why_it_never_left(samp
     assert (data["address"], data["icmp_sent"], data["tcp_sent"]) == ("198.18.2.2", samples.get("icmp_sent", 0),
                                                                        samples.get("tcp_sent", 0))
     assert data.get("error") == samples.get("refused_here")
+
+
+# --- the TCP probe: connects stopped inside the terminal (pure logic: what showed it is given) -----------
+
+@pytest.mark.parametrize(("stop", "code", "words", "data"), [
+    ({"sign": "send_refused", "error": "Operation not permitted"}, "tcp.blocked_locally",
+     "primary at 203.0.113.7:443: 3 connects timed out, and this terminal refuses to send anything to it "
+     "(Operation not permitted)", {"error": "Operation not permitted"}),
+    ({"sign": "answered", "answer": "reset", "error": "Connection refused", "first_hop": "192.0.2.1"},
+     "tcp.answered_locally", "3 connects timed out, answered from inside this terminal: a connect that can go no "
+     "further than the first router (192.0.2.1)", {"answer": "reset", "error": "Connection refused", "first_hop": "192.0.2.1"}),
+    ({"sign": "dropped", "first_hop": "192.0.2.1"}, "tcp.dropped_locally",
+     "3 connects timed out, and connects to it do not leave this terminal", {"first_hop": "192.0.2.1"})],
+    ids=["send-refused", "answered-inside", "dropped-inside"])
+def test_connects_stopped_inside_the_terminal_are_said_by_what_showed_it(stop, code, words, data):
+    from posdiag.probes.network._egress import Stopped
+    from posdiag.probes.network.tcp import stopped
+
+    data_before = {"address": "203.0.113.7", "attempts": 3, "outcomes": {"timeout": 3}}
+    verdict = stopped(Stopped(**stop), "primary at 203.0.113.7:443", 3, "timeout", data_before)
+    assert verdict[0] == code and words in verdict[1], verdict[1]
+    assert verdict[2] == {**data_before, **data}
+
+
+# --- what is tried beyond the gateway, and what the DNS probe makes of it ----------------------------------
+
+@pytest.mark.parametrize(("kind", "outcome", "error", "also", "said"), [
+    ("host", "ok", "", False, "primary at 203.0.113.5:443 accepts connections"),
+    ("host", "refused", "", False, "primary at 203.0.113.5:443 answers (reset)"),
+    ("host", "timeout", "", False, "primary at 203.0.113.5:443 times out"),
+    ("host", "timeout", "", True, "primary at 203.0.113.5:443 times out as well"),
+    ("resolver", "unreachable", "", False, "primary at 203.0.113.5:443 is unreachable"),
+    ("resolver", "unreachable", "", True, "primary at 203.0.113.5:443 is unreachable as well"),
+    ("host", "error", "Permission denied", False, "primary at 203.0.113.5:443 fails (Permission denied)"),
+    ("host", "error", "Permission denied", True, "primary at 203.0.113.5:443 fails (Permission denied) as well"),
+    ("hop", "ok", "from 198.51.100.1", False, "the next hop beyond the gateway toward 203.0.113.5 answers (from 198.51.100.1)"),
+    ("hop", "timeout", "", True, "not even the next router beyond the gateway answers (echoes with TTL 2 toward 203.0.113.5)")],
+    ids=["connects", "resets", "times-out", "times-out-too", "unreachable", "unreachable-too", "fails", "fails-too",
+         "hop-answers", "hop-silent"])
+def test_what_a_check_beyond_the_gateway_found_is_said_in_a_clause(kind, outcome, error, also, said):
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    tried = Tried(Beyond("203.0.113.5", 443, "primary at 203.0.113.5:443", kind), Connect(outcome, 3.0, error))
+    assert tried.describe(also=also) == said
+    assert tried.answered is (outcome in ("ok", "refused"))
+
+
+def test_a_hop_answered_by_the_gateway_itself_is_no_answer_from_beyond_it():
+    """On loopback the echo with TTL 2 is answered by 127.0.0.1 itself: the next hop when the gateway is
+    another address, no answer from beyond when it is the gateway's own. TCP checks sit beside it."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        closed = server.getsockname()[1]
+    hop = Beyond("127.0.0.1", 0, "hop 2 toward 127.0.0.1", "hop")
+    port = Beyond("127.0.0.1", closed, "a closed port")
+    beyond, itself = try_all([hop, port], time.monotonic() + 1.0), try_all([hop], time.monotonic() + 1.0, "127.0.0.1")
+    assert [(t.outcome.kind, t.outcome.error) for t in beyond] == [("ok", "from 127.0.0.1"),
+                                                                   ("refused", beyond[1].outcome.error)], beyond
+    assert [(t.outcome.kind, t.outcome.error) for t in itself] == [("timeout", "answered by the gateway 127.0.0.1")]
+
+
+def _beyond_tried(kind: str, outcome: str, address: str = "203.0.113.5", port: int = 443):
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    return Tried(Beyond(address, port, f"{kind} {address}", kind), Connect(outcome, 3.0, "" if outcome == "ok" else outcome))
+
+
+@pytest.mark.parametrize(("tried", "code"), [
+    ([("resolver", "timeout"), ("host", "refused")], "dns.beyond_reachable"),
+    ([("resolver", "timeout"), ("hop", "timeout"), ("host", "timeout")], "dns.beyond_silent"),
+    ([("resolver", "timeout"), ("hop", "timeout")], "dns.beyond_silent"),
+    ([("resolver", "timeout")], "dns.tcp_silent"), ([], None)],
+    ids=["something-answers", "host-silent", "hop-silent", "only-resolvers-tried", "nothing-tried"])
+def test_silent_resolvers_are_dns_alone_when_anything_beyond_answers_and_the_uplink_when_nothing_does(
+        config_file, tried, code):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.dns import DnsProbe
+
+    probe = DnsProbe(cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}]))))
+    obs = Observation()
+    probe.differential(obs, [_beyond_tried(*t) for t in tried])
+    assert [f.code for f in obs.findings] == ([code] if code else [])
+    if code == "dns.beyond_silent":
+        also = tried[-1][0] == "host"  # the host's silence repeats the resolvers' own
+        assert obs.findings[0].data["silent_check"] == (f"{tried[-1][0]} 203.0.113.5 times out as well" if also else
+                                                       "not even the next router beyond the gateway answers (echoes "
+                                                       "with TTL 2 toward 203.0.113.5)")
+    if code == "dns.beyond_reachable":
+        assert obs.findings[0].data["reached"] == "host 203.0.113.5 answers (reset)"
+        assert obs.findings[0].data["tried"] == {"resolver 203.0.113.5:443": "timeout", "host 203.0.113.5:443": "refused"}
+
+
+def test_a_connect_on_loopback_is_ok_when_something_listens_and_refused_when_nothing_does():
+    from posdiag.probes.network._common import tcp_connect
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        ok = tcp_connect("127.0.0.1", port, 2.0)
+    refused = tcp_connect("127.0.0.1", port, 2.0)
+    assert (ok.kind, ok.error) == ("ok", "") and 0 <= ok.ms < 2000
+    assert refused.kind == "refused" and "refused" in refused.error.lower() and refused.ms >= 0
+
+
+def test_checks_side_by_side_come_back_in_order_and_the_first_failure_is_raised():
+    from posdiag.probes.network._common import Background, side_by_side
+
+    def slow_first(n: int) -> int:
+        time.sleep(0.05 * (3 - n))
+        return n * n
+
+    assert side_by_side(slow_first, [0, 1, 2]) == [0, 1, 4]
+    with pytest.raises(ZeroDivisionError):
+        side_by_side(lambda n: 1 / n, [1, 0, 2])
+    failing = Background(lambda: 1 / 0)
+    assert failing.done_within(5)
+    with pytest.raises(ZeroDivisionError):
+        failing.result()
+    assert Background(lambda: "done").result() == "done"

@@ -648,35 +648,7 @@ def test_a_name_resolved_in_more_than_half_a_second_is_slow(config_file, ms, slo
     assert ("dns.slow" in found) is slow and "dns.resolver_failing" not in found, found
 
 
-def _beyond_tried(kind: str, outcome: str, address: str = "203.0.113.5", port: int = 443):
-    from posdiag.probes.network._beyond import Beyond, Tried
-    from posdiag.probes.network._common import Connect
 
-    return Tried(Beyond(address, port, f"{kind} {address}", kind), Connect(outcome, 3.0, "" if outcome == "ok" else outcome))
-
-
-@pytest.mark.parametrize(("tried", "code"), [
-    ([("resolver", "timeout"), ("host", "refused")], "dns.beyond_reachable"),
-    ([("resolver", "timeout"), ("hop", "timeout"), ("host", "timeout")], "dns.beyond_silent"),
-    ([("resolver", "timeout"), ("hop", "timeout")], "dns.beyond_silent"),
-    ([("resolver", "timeout")], "dns.tcp_silent"), ([], None)],
-    ids=["something-answers", "host-silent", "hop-silent", "only-resolvers-tried", "nothing-tried"])
-def test_silent_resolvers_are_dns_alone_when_anything_beyond_answers_and_the_uplink_when_nothing_does(
-        config_file, tried, code):
-    _, _, probe = dns_judged(config_file, _said("a", "NOERROR", ("192.0.2.7",)))
-    from posdiag.probes.base import Observation
-
-    obs = Observation()
-    probe.differential(obs, [_beyond_tried(*t) for t in tried])
-    assert [f.code for f in obs.findings] == ([code] if code else [])
-    if code == "dns.beyond_silent":
-        also = tried[-1][0] == "host"  # the host's silence repeats the resolvers' own
-        assert obs.findings[0].data["silent_check"] == (f"{tried[-1][0]} 203.0.113.5 times out as well" if also else
-                                                       "not even the next router beyond the gateway answers (echoes "
-                                                       "with TTL 2 toward 203.0.113.5)")
-    if code == "dns.beyond_reachable":
-        assert obs.findings[0].data["reached"] == "host 203.0.113.5 answers (reset)"
-        assert obs.findings[0].data["tried"] == {"resolver 203.0.113.5:443": "timeout", "host 203.0.113.5:443": "refused"}
 
 
 # --- the TCP probe: how its connects are said (pure logic: the attempts are given) ----------------------
@@ -717,24 +689,6 @@ def test_connects_that_all_fail_are_said_by_their_kind_naming_the_address_once(c
     """A host configured by its address is named by it once ("203.0.113.7:443", not "… at 203.0.113.7:443")."""
     verdict, obs, _ = tcp_judged(config_file, [(kind, 1500.0) for kind in outcomes.split()])
     assert verdict[:2] == (code, message) and obs.metrics["connect_ok[203.0.113.7:443]"] == f"0/{len(outcomes.split())}"
-
-
-@pytest.mark.parametrize(("stop", "code", "words", "data"), [
-    ({"sign": "send_refused", "error": "Operation not permitted"}, "tcp.blocked_locally",
-     "primary at 203.0.113.7:443: 3 connects timed out, and this terminal refuses to send anything to it "
-     "(Operation not permitted)", {"error": "Operation not permitted"}),
-    ({"sign": "answered", "answer": "reset", "error": "Connection refused", "first_hop": "192.0.2.1"},
-     "tcp.answered_locally", "3 connects timed out, answered from inside this terminal: a connect that can go no "
-     "further than the first router (192.0.2.1)", {"answer": "reset", "error": "Connection refused", "first_hop": "192.0.2.1"}),
-    ({"sign": "dropped", "first_hop": "192.0.2.1"}, "tcp.dropped_locally",
-     "3 connects timed out, and connects to it do not leave this terminal", {"first_hop": "192.0.2.1"})],
-    ids=["send-refused", "answered-inside", "dropped-inside"])
-def test_connects_stopped_inside_the_terminal_are_said_by_what_showed_it(config_file, stop, code, words, data):
-    from posdiag.probes.network._egress import Stopped
-
-    verdict, _, _ = tcp_judged(config_file, [("timeout", 1500.0)] * 3, Stopped(**stop), name="primary")
-    assert verdict[0] == code and words in verdict[1], verdict[1]
-    assert verdict[2] == {"address": "203.0.113.7", "attempts": 3, "outcomes": {"timeout": 3}, **data}
 
 
 def test_the_one_hop_check_runs_only_when_no_connect_worked_and_within_the_time_left(config_file, monkeypatch):
@@ -817,32 +771,7 @@ def test_the_gateway_and_resolvers_checked_are_the_configured_ones_else_the_syst
     assert addresses(ProbeContext(resolved={"192.0.2.9": ("192.0.2.1",)}), literal) == ["192.0.2.9"]
 
 
-def test_a_connect_on_loopback_is_ok_when_something_listens_and_refused_when_nothing_does():
-    from posdiag.probes.network._common import tcp_connect
 
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        ok = tcp_connect("127.0.0.1", port, 2.0)
-    refused = tcp_connect("127.0.0.1", port, 2.0)
-    assert (ok.kind, ok.error) == ("ok", "") and 0 <= ok.ms < 2000
-    assert refused.kind == "refused" and "refused" in refused.error.lower() and refused.ms >= 0
-
-
-def test_checks_side_by_side_come_back_in_order_and_the_first_failure_is_raised():
-    from posdiag.probes.network._common import Background, side_by_side
-
-    def slow_first(n: int) -> int:
-        time.sleep(0.05 * (3 - n))
-        return n * n
-
-    assert side_by_side(slow_first, [0, 1, 2]) == [0, 1, 4]
-    with pytest.raises(ZeroDivisionError):
-        side_by_side(lambda n: 1 / n, [1, 0, 2])
-    failing = Background(lambda: 1 / 0)
-    assert failing.done_within(5)
-    with pytest.raises(ZeroDivisionError):
-        failing.result()
-    assert Background(lambda: "done").result() == "done"
 
 
 def test_a_reset_that_came_with_an_icmp_error_or_a_connect_with_an_error_of_its_own_proves_no_drop_inside():
@@ -864,28 +793,6 @@ def test_only_this_terminal_s_own_addresses_are_its_own():
     assert _is_own("127.0.0.2") is False  # routed through lo, but sent from 127.0.0.1
 
 
-@pytest.mark.parametrize(("kind", "outcome", "error", "also", "said"), [
-    ("host", "ok", "", False, "primary at 203.0.113.5:443 accepts connections"),
-    ("host", "refused", "", False, "primary at 203.0.113.5:443 answers (reset)"),
-    ("host", "timeout", "", False, "primary at 203.0.113.5:443 times out"),
-    ("host", "timeout", "", True, "primary at 203.0.113.5:443 times out as well"),
-    ("resolver", "unreachable", "", False, "primary at 203.0.113.5:443 is unreachable"),
-    ("resolver", "unreachable", "", True, "primary at 203.0.113.5:443 is unreachable as well"),
-    ("host", "error", "Permission denied", False, "primary at 203.0.113.5:443 fails (Permission denied)"),
-    ("host", "error", "Permission denied", True, "primary at 203.0.113.5:443 fails (Permission denied) as well"),
-    ("hop", "ok", "from 198.51.100.1", False, "the next hop beyond the gateway toward 203.0.113.5 answers (from 198.51.100.1)"),
-    ("hop", "timeout", "", True, "not even the next router beyond the gateway answers (echoes with TTL 2 toward 203.0.113.5)")],
-    ids=["connects", "resets", "times-out", "times-out-too", "unreachable", "unreachable-too", "fails", "fails-too",
-         "hop-answers", "hop-silent"])
-def test_what_a_check_beyond_the_gateway_found_is_said_in_a_clause(kind, outcome, error, also, said):
-    from posdiag.probes.network._beyond import Beyond, Tried
-    from posdiag.probes.network._common import Connect
-
-    tried = Tried(Beyond("203.0.113.5", 443, "primary at 203.0.113.5:443", kind), Connect(outcome, 3.0, error))
-    assert tried.describe(also=also) == said
-    assert tried.answered is (outcome in ("ok", "refused"))
-
-
 def test_loopback_link_local_and_unspecified_addresses_are_never_tried_beyond_the_gateway(config_file):
     from posdiag.core import settings as cfg
     from posdiag.probes.base import ProbeContext
@@ -896,22 +803,6 @@ def test_loopback_link_local_and_unspecified_addresses_are_never_tried_beyond_th
     assert [b.address for b in candidates(settings, ProbeContext(), ["127.0.0.53"])] == ["203.0.113.5"]
     assert hops(["127.0.0.1", "169.254.1.1", "2001:db8::1"], icmp=True) == []
     assert hops(["203.0.113.5"], icmp=False) == []
-
-
-@pytest.mark.root
-def test_a_hop_answered_by_the_gateway_itself_is_no_answer_from_beyond_it():
-    """On loopback the echo with TTL 2 is answered by 127.0.0.1 itself: the next hop when the gateway is
-    another address, no answer from beyond when it is the gateway's own. TCP checks sit beside it."""
-    from posdiag.probes.network._beyond import Beyond, try_all
-
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        closed = server.getsockname()[1]
-    hop = Beyond("127.0.0.1", 0, "hop 2 toward 127.0.0.1", "hop")
-    port = Beyond("127.0.0.1", closed, "a closed port")
-    beyond, itself = try_all([hop, port], time.monotonic() + 1.0), try_all([hop], time.monotonic() + 1.0, "127.0.0.1")
-    assert [(t.outcome.kind, t.outcome.error) for t in beyond] == [("ok", "from 127.0.0.1"),
-                                                                   ("refused", beyond[1].outcome.error)], beyond
-    assert [(t.outcome.kind, t.outcome.error) for t in itself] == [("timeout", "answered by the gateway 127.0.0.1")]
 
 
 def test_four_last_known_addresses_are_kept_per_host_and_an_old_one_that_works_again_moves_to_the_front(tmp_path):
