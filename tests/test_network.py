@@ -759,6 +759,17 @@ def test_nothing_answering_is_said_with_what_was_sent_and_why_it_never_left(samp
     assert data.get("error") == samples.get("refused_here")
 
 
+def test_echoes_all_back_end_the_wait_at_once_and_a_size_the_kernel_refuses_is_too_big_not_lost():
+    """Loopback answers every echo: the batch returns when the last is back, not at its deadline ten seconds
+    on; an echo larger than any IP packet is refused by the kernel at once (TOO_BIG), and not waited for."""
+    from posdiag.probes.network._icmp import TOO_BIG, echo_batch
+
+    started = time.monotonic()
+    rtts = echo_batch("127.0.0.1", [64, 70000, 64], started + 10, spread_s=0.02)
+    assert time.monotonic() - started < 5, "waited for the deadline although every echo was back"
+    assert rtts[1] == TOO_BIG and all(r is not None and r >= 0 for r in (rtts[0], rtts[2])), rtts
+
+
 # --- the TCP probe: connects stopped inside the terminal (pure logic: what showed it is given) -----------
 
 @pytest.mark.parametrize(("stop", "code", "words", "data"), [
