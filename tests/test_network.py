@@ -9,6 +9,7 @@ probe makes of echoes, connects and checks): each edge on both sides, at a fract
 from __future__ import annotations
 
 import socket
+import struct
 import sys
 import threading
 import time
@@ -890,3 +891,111 @@ def test_checks_side_by_side_come_back_in_order_and_the_first_failure_is_raised(
     with pytest.raises(ZeroDivisionError):
         failing.result()
     assert Background(lambda: "done").result() == "done"
+
+
+# --- the TLS probe: a stalled handshake and the 7-byte exchange beside it (loopback peers) -----------------
+
+def tls_probe_for(config_file, network: dict | None = None, **host) -> tuple:
+    """A TLS probe for one payment host (pay.test on loopback, ``host`` more of its keys) and its target."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.tls import TlsProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": 443, "tls": True,
+                                                        "server_name": "pay.test", **host}],
+                                        network=network or {})))
+    return TlsProbe(settings), targets(settings)[0]
+
+
+@pytest.mark.parametrize(("received", "small", "code", "words"), [
+    (0, "answered", "tls.large_replies_lost", "0 bytes of the server's reply in 0.5 s, while a 7-byte exchange on the same "
+                                              "port is answered at once"),
+    (5, "answered", "tls.timeout", "(5 bytes from the server): the service accepts"),
+    (0, "silent", "tls.timeout", "(0 bytes from the server, and a 7-byte exchange is not answered either)"),
+    (0, None, "tls.timeout", "(0 bytes from the server): the service accepts"),
+    (0, "no connect", "tls.timeout", "(0 bytes from the server): the service accepts")],
+    ids=["nothing-but-small-answered", "some-bytes-small-answered", "small-silent-too", "small-not-tried", "small-no-connect"])
+def test_a_stalled_handshake_is_lost_large_replies_only_when_nothing_came_and_the_small_exchange_was_answered(
+        config_file, received, small, code, words):
+    probe, _ = tls_probe_for(config_file, network={"timeout_s": 0.5})
+    found, message, data = probe.stalled("primary", received, small)
+    assert (found, data) == (code, {"bytes_received": received, "small_exchange": small or "not tried"})
+    assert words in message and message.startswith("primary: "), message
+
+
+class SilentServer:
+    """Accepts connections on loopback and never sends a byte."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Waiting:
+    """What tiny_when_silent reads of the handshake's channel: bytes heard so far, and its deadline."""
+
+    def __init__(self, received: int, deadline: float) -> None:
+        self.received, self.deadline = received, deadline
+
+
+def test_the_small_exchange_starts_after_a_quarter_second_of_silence_and_ends_with_the_handshake_s_deadline(config_file):
+    """Before GRACE_S of silence: nothing is started, only a wake-up at its end. After it: the 7-byte exchange
+    runs beside the handshake and gives up at the handshake's deadline (here a silent service: "silent").
+    A server that has sent anything gets none."""
+    from posdiag.probes.network.tls import GRACE_S
+
+    probe, _ = tls_probe_for(config_file)
+    server = SilentServer()
+    try:
+        tiny: list = []
+        now = time.monotonic()
+        assert probe.tiny_when_silent(_Waiting(0, now + 5), tiny, "127.0.0.1", server.port, now) == now + GRACE_S
+        assert tiny == []
+        started = now - GRACE_S - 0.01
+        assert probe.tiny_when_silent(_Waiting(5, now + 5), tiny, "127.0.0.1", server.port, started) is None
+        assert tiny == []
+        assert probe.tiny_when_silent(_Waiting(0, time.monotonic() + 0.3), tiny, "127.0.0.1", server.port, started) is None
+        [exchange] = tiny
+        assert exchange.done_within(10), "the small exchange outlived the handshake's deadline"
+        assert exchange.result() == "silent"
+        assert probe.tiny_when_silent(_Waiting(0, time.monotonic() + 5), tiny, "127.0.0.1", server.port, started) is None
+        assert len(tiny) == 1  # one small exchange per handshake
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("peer", "said"), [("closes", "answered"), ("resets", "answered"), ("silent", "silent"),
+                                            ("nobody", "no connect")])
+def test_the_small_exchange_is_answered_by_any_reaction_silent_without_one_and_no_connect_without_a_listener(peer, said):
+    """The 7-byte alert on a connection of its own: a server that closes or resets has reacted; one that holds the
+    connection and says nothing is silent; a port nobody listens on cannot even be connected to."""
+    import threading
+
+    from posdiag.probes.network._tlsbio import TINY_ALERT, tiny_exchange
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        got.append(conn.recv(64))
+        if peer == "resets":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if peer == "silent":
+            time.sleep(1.0)  # holds the connection past the exchange's timeout
+        conn.close()
+
+    if peer == "nobody":
+        server.close()
+    else:
+        threading.Thread(target=serve, daemon=True).start()
+    try:
+        assert tiny_exchange("127.0.0.1", port, 0.3) == said
+    finally:
+        server.close()
+    if peer != "nobody":
+        assert got == [TINY_ALERT]
