@@ -182,6 +182,7 @@ def test_a_gateway_that_answers_its_echoes_is_sent_nothing_else(lab, payment, ne
     _, report, _ = lab.diagnose(net_config(), "--only", "network.gateway")
     gateway = probe(report, "network.gateway")
     assert gateway["status"] == "ok" and gateway["metrics"]["icmp_loss_percent"] == 0, gateway
+    assert gateway["summary"] == f"gateway {GATEWAY} answers in {gateway['metrics']['rtt_ms']:.1f} ms", gateway
     listing = lab.exec(lab.router, "nft", "list", "chain", "inet", "lab", "lab_input").stdout
     assert re.findall(r"counter packets (\d+)", listing) == ["0"], listing
 
@@ -374,6 +375,21 @@ def test_echoes_answered_within_a_quarter_second_are_waited_for_and_no_handshake
     assert path["metrics"]["method"] == "icmp" and path["metrics"]["median_ms"] >= 100, path
     assert "path.icmp_blocked" not in codes(report, "network.path")
     assert lab.forwarded() == 0
+
+
+def test_an_ipv6_payment_host_is_measured_with_tcp_handshakes(config_file):
+    """The echo socket is IPv4: a host at an IPv6 address (loopback here, its port closed) is measured by
+    the resets of its handshakes, with no word about ICMP."""
+    from labs.commands import diagnose_json
+
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as taken:
+        closed = taken.getsockname()[1]
+    _, report = diagnose_json(config_file(payment_hosts=[{"name": "primary", "host": "::1", "port": closed, "tls": False}],
+                                          network={"timeout_s": 1.0}), "--only", "network.path")
+    path = probe(report, "network.path")
+    assert (path["metrics"]["method"], path["metrics"]["loss_percent"], path["metrics"]["target"]) == (
+        "tcp", 0, "primary (::1)"), path
+    assert codes(report, "network.path") == [], path
 
 
 def test_a_host_that_resets_every_connect_and_ignores_ping_is_measured_by_its_resets(lab, net_config):
