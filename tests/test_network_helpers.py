@@ -876,3 +876,29 @@ def test_a_name_that_does_not_resolve_leaves_nothing_to_connect_to_or_measure_an
     tcp, path = probe_of(report, "network.tcp"), probe_of(report, "network.path")
     assert (tcp["status"], tcp["summary"]) == ("skipped", "no payment host name resolved"), tcp
     assert (path["status"], path["summary"]) == ("skipped", "no payment host address to measure: no name resolved"), path
+
+
+def test_the_dns_probe_asks_a_lost_question_again_within_its_timeout(config_file):
+    """The resolver loses the first question (UDP): the probe asks again a third of its timeout later and
+    the name resolves, rather than waiting out the timeout for an answer that will never come."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    with LossyResolver(drop=1) as resolver:
+        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                            network={"dns_servers": [resolver.address], "timeout_s": 1.5})))
+        result = DnsProbe(settings).run()
+    assert result.status.value == "ok" and [f.code for f in result.findings] == ["dns.resolved"], result
+    assert resolver.seen == 2
+
+
+def test_a_silent_resolver_is_asked_three_times_within_the_dns_probe_s_timeout(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    with LossyResolver(drop=100) as resolver:
+        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                            network={"dns_servers": [resolver.address], "timeout_s": 0.6})))
+        result = DnsProbe(settings).run()
+    assert [f.code for f in result.findings] == ["dns.timeout"] and resolver.seen == 3, (result, resolver.seen)
+    assert "within 0.6 s (3 tries)" in result.findings[0].message
