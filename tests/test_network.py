@@ -392,6 +392,23 @@ def test_an_ipv6_payment_host_is_measured_with_tcp_handshakes(config_file):
     assert codes(report, "network.path") == [], path
 
 
+def test_connects_that_all_work_are_summed_up_by_each_host_s_median(config_file, tmp_path):
+    """…and hosts configured by address leave no last-known address behind (there is nothing to resolve)."""
+    from labs.commands import diagnose_json
+
+    with socket.create_server(("127.0.0.1", 0)) as one, socket.create_server(("127.0.0.1", 0)) as other:
+        _, report = diagnose_json(config_file(payment_hosts=[
+            {"name": "primary", "host": "127.0.0.1", "port": one.getsockname()[1], "tls": False},
+            {"name": "backup", "host": "127.0.0.1", "port": other.getsockname()[1], "tls": False}]), "--only", "network.tcp")
+    tcp = probe(report, "network.tcp")
+    metrics = tcp["metrics"]
+    assert tcp["status"] == "ok" and metrics["connect_ok[primary]"] == metrics["connect_ok[backup]"] == "3/3", tcp
+    assert tcp["summary"] == (f"primary {metrics['connect_median_ms[primary]']} ms; "
+                              f"backup {metrics['connect_median_ms[backup]']} ms"), tcp
+    assert codes(report, "network.tcp") == ["tcp.connected", "tcp.connected"]
+    assert not (tmp_path / "state" / "known-addresses.json").exists()
+
+
 def test_a_host_that_resets_every_connect_and_ignores_ping_is_measured_by_its_resets(lab, net_config):
     """Nothing listens on the port and echoes are dropped on the way: each reset is the host answering,
     so the path is measured with them (no loss), ICMP said to be blocked, and nothing said to be silent."""
