@@ -65,6 +65,10 @@ def test_healthy_path_gives_none_with_every_layer_ok(lab, payment, net_config):
     assert probe(report, "network.tls")["metrics"]["health_status[primary]"] == 200
     assert probe(report, "network.path")["metrics"]["loss_percent"] == 0
     assert probe(report, "network.path")["metrics"]["samples"] == 24  # ping_count 10: never fewer than 24
+    link = probe(report, "network.link")
+    assert {k: link["metrics"].get(k) for k in ("interface", "addresses", "default_route_interface", "default_gateway")} == {
+        "interface": "t0", "addresses": "198.18.1.2", "default_route_interface": "t0", "default_gateway": GATEWAY}, link
+    assert link["metrics"]["speed_mbps"] > 0 and link["summary"] == f"t0 up, 198.18.1.2, gateway {GATEWAY}", link
 
 
 def test_interface_down_blames_link_and_skips_the_layers_above(lab, payment, net_config):
