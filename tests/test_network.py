@@ -143,6 +143,9 @@ def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net
     assert codes(report, "network.link") == ["link.routes_unknown"], link
     assert link["status"] == "ok" and "/proc/net/route" in link["findings"][0]["message"]
     assert link["metrics"].get("interface") == (None if interface == "auto" else interface)
+    if interface == "auto":
+        assert link["summary"] == ("routing table unreadable: the interface of the default route is unknown (set "
+                                   "network.interface to check one)"), link
     assert rc == 0 and top(report) == "none", report["diagnosis"]
     for layer in ("network.dns", "network.tcp", "network.tls", "network.path"):
         assert probe(report, layer)["status"] == "ok", probe(report, layer)
