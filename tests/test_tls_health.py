@@ -455,3 +455,36 @@ def test_a_tls_fault_beside_a_backup_without_tls_is_a_warning_the_terminal_can_f
     [expired] = tls["findings"]
     assert (expired["code"], expired["severity"], expired["data"]["failover_ok"]) == ("tls.cert_expired", "warn", True)
     assert "; backup (backup 1) works, so the terminal can fail over" in expired["message"], expired
+
+
+class SlowToGreetTlsServer(AnsweringTlsServer):
+    """Waits ``greet_s`` after a ClientHello arrives before handshaking (a busy host), then answers the health
+    request after ``delay_s``."""
+
+    def __init__(self, cert: trustme.LeafCert, greet_s: float, delay_s: float) -> None:
+        self.greet_s = greet_s
+        super().__init__(cert, delay_s=delay_s)
+
+    def accepted(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError):
+            if conn.recv(1, socket.MSG_PEEK) == b"\x16":  # a handshake; the TCP probe's empty connects pass
+                time.sleep(self.greet_s)
+
+
+def test_a_slow_handshake_and_a_health_answer_past_the_timeout_each_get_the_timeout_within_the_probe_s_time(
+        ca, tmp_path, config_file):
+    """The handshake takes 0.4 s and the health answer never comes in time: the request gives up at timeout_s
+    after the handshake and says so, within the probe's own time (twice timeout_s, and a little)."""
+    server = SlowToGreetTlsServer(ca.issue_cert("pay.test"), greet_s=0.4, delay_s=1.5)
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                         "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
+                                         "health_path": "/health"}], network={"timeout_s": 0.5})
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    assert tls["status"] == "fail" and [f["code"] for f in tls["findings"]] == ["http.timeout"], tls
+    assert tls["findings"][0]["message"].startswith("primary /health: no HTTP answer within 0.5 s")
+    assert tls["metrics"]["handshake_ms[primary]"] >= 400, tls
