@@ -269,7 +269,7 @@ def test_silent_ntp_server_is_a_warning_within_the_timeout(ntp_server, config_fi
     settings = cfg.load(str(config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 0.2})))
     started = time.monotonic()
     result = ClockProbe(settings).run()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # two 0.2 s waits; a wait of ten times the timeout would be 4 s
     assert [f.code for f in result.findings if f.severity.value != "info"] == ["clock.ntp_unreachable"]
     assert srv.requests == 2  # one retry on silence
 

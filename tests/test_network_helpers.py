@@ -21,6 +21,7 @@ class LossyResolver:
 
     def __init__(self, drop: int) -> None:
         self.drop, self.seen = drop, 0
+        self.arrived: list[float] = []  # monotonic time of each question
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
@@ -35,6 +36,7 @@ class LossyResolver:
             except TimeoutError:
                 continue
             self.seen += 1
+            self.arrived.append(time.monotonic())
             if self.seen <= self.drop:
                 continue
             # header: same id, QR + RD + RA, NOERROR, the question echoed, one A record 192.0.2.7
@@ -142,12 +144,11 @@ def test_one_failing_resolver_beside_a_working_one_is_a_warning_not_a_failure(co
 
 def test_a_lost_question_is_asked_again_within_the_same_timeout():
     with LossyResolver(drop=1) as resolver:
-        started = time.monotonic()
         answer = query(resolver.address, "pay.example", timeout_s=0.9, resend_after_s=0.3)
-        elapsed = time.monotonic() - started
+    # answered at all: the second question went out inside the one 0.9 s timeout, not after it
     assert answer.rcode == "NOERROR" and answer.addresses == ("192.0.2.7",)
     assert resolver.seen == 2
-    assert 0.25 < elapsed < 0.85  # the retry went out at 0.3 s, not after a whole timeout
+    assert resolver.arrived[1] - resolver.arrived[0] >= 0.25  # it waited its 0.3 s before asking again
 
 
 def test_a_silent_resolver_costs_one_timeout_however_many_tries():
@@ -156,8 +157,8 @@ def test_a_silent_resolver_costs_one_timeout_however_many_tries():
         with pytest.raises(DnsTimeout):
             query(resolver.address, "pay.example", timeout_s=0.6, resend_after_s=0.2)
         elapsed = time.monotonic() - started
-    assert resolver.seen == 3
-    assert elapsed < 0.9
+    assert resolver.seen == 3  # a question every 0.2 s of the one 0.6 s timeout, not a timeout each
+    assert elapsed < 1.5  # one 0.6 s timeout; three in a row would be 1.8 s
 
 
 def test_last_known_addresses_are_kept_newest_first_and_written_only_on_change(tmp_path):
