@@ -67,6 +67,7 @@ def test_collector_signs_an_operator_in_with_an_httponly_strict_cookie_that_read
     expired = {part.strip().lower() for part in out.headers["set-cookie"].split(";")}
     # …through a cookie of the same name, path and flags as the one it replaces
     assert {'posdiag_session=""', "max-age=0", "path=/", "httponly", "samesite=strict"} <= expired, expired
+    assert "secure" not in expired  # plain HTTP here, as the cookie it replaces
     assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 401
 
 

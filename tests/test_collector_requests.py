@@ -308,6 +308,10 @@ def test_a_terminals_requests_are_listed_50_a_page_unless_a_limit_says_otherwise
     listed = f.get("/api/v1/terminals/lane-1/requests", alice).json()["requests"]
     assert len(listed) == 50 and {r["request_id"] for r in listed} <= set(asked)
     assert len(f.get("/api/v1/terminals/lane-1/requests", alice, limit=51).json()["requests"]) == 51
+    assert len(f.get("/api/v1/terminals/lane-1/requests", alice, limit=500).json()["requests"]) == 51  # the most a page holds
+    for beyond in (0, 501):
+        refused = f.get("/api/v1/terminals/lane-1/requests", alice, limit=beyond)
+        assert refused.status_code == 400 and refused.json()["error"] == "?limit= must lie between 1 and 500", beyond
 
 
 def test_desks_asking_at_the_same_moment_make_one_request(fleet):
