@@ -278,3 +278,59 @@ def test_intake_refuses_a_gzip_body_with_trailing_data_or_cut_short_and_says_whi
             intake.decode(body, "gzip", 1 << 20)
         assert refused.value.status == 400
     assert intake.decode(packed, "gzip", 1 << 20).terminal_id == "lane-01"
+
+
+def _store(storage, report: dict, received: str | None = None) -> tuple[str, bool]:
+    from posdiag.collector import intake
+
+    return storage.store_report(intake.decode(json.dumps(report).encode(), "", 10**6), received)
+
+
+def test_a_stored_report_gives_the_incidents_a_fact_only_when_a_fault_starts_goes_on_or_ends(tmp_path):
+    """A healthy terminal staying healthy, a retry and a report arriving after a newer one change no
+    incident: nothing is queued and the keeper has nothing to apply."""
+    from posdiag.collector.storage import open_storage
+    from posdiag.collector.storage.chains import Rules
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'collector.db'}")
+    try:
+        storage.migrate()
+        storage.add_terminal("lane-1", "store-1", "hash-1")
+        rules = Rules(window_s=600, site_min_terminals=2, fleet_min_sites=2)
+        now = time.time()
+        assert _store(storage, make_report("lane-1", verdict="healthy", cause="none", started=now - 300)) == ("stored", False)
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
+        fault = make_report("lane-1", started=now - 200)
+        assert _store(storage, fault) == ("stored", True)
+        assert _store(storage, fault) == ("duplicate", False)
+        late = make_report("lane-1", verdict="healthy", cause="none", started=now - 250)
+        assert _store(storage, late) == ("stored", False)  # older than the fault: the state stays a fault
+        assert storage.get_terminal("lane-1")["top_cause"] == "network.wan"
+        assert _store(storage, make_report("lane-1", verdict="healthy", cause="none", started=now - 100)) == ("stored", True)
+        assert storage.apply_incident_facts(rules, 100, 5.0)[0] == 2  # the fault and its end
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize(("verdict", "cause", "blames"), [
+    ("fault", "network.wan", True), ("degraded", "disk.full", True), ("healthy", "network.wan", False),
+    ("fault", "none", False), ("fault", "", False), ("fault", None, False), (None, "network.wan", False)])
+def test_a_report_or_state_blames_a_cause_when_it_is_not_healthy_and_names_one(verdict, cause, blames):
+    from posdiag.collector.storage.base import _names_a_fault
+
+    assert _names_a_fault(verdict, cause) is blames
+
+
+def test_reports_are_listed_100_a_page_unless_a_limit_says_otherwise(tmp_path):
+    from posdiag.collector.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'collector.db'}")
+    try:
+        storage.migrate()
+        now = time.time()
+        for i in range(101):
+            _store(storage, make_report("lane-1", started=now - 1000 + i))
+        assert len(storage.list_reports()) == 100 and len(storage.list_reports(limit=101)) == 101
+    finally:
+        storage.close()
