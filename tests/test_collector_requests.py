@@ -91,6 +91,7 @@ def test_a_terminal_fetches_and_answers_its_own_diagnose_request_and_never_anoth
     assert desk.poll(lane2).json() == {"requests": []}
     fetched = desk.poll(lane1).json()["requests"]
     assert [(r["request_id"], r["kind"]) for r in fetched] == [(request_id, "diagnose")]
+    assert set(fetched[0]) == {"request_id", "kind", "created_at", "expires_at"}  # what the terminal is told, no more
     assert desk.request(alice, request_id)["state"] == "delivered"
 
     # lane-2 cannot answer it: not with a report naming it, not with a bundle, not with a failure.
