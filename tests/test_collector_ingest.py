@@ -334,3 +334,32 @@ def test_reports_are_listed_100_a_page_unless_a_limit_says_otherwise(tmp_path):
         assert len(storage.list_reports()) == 100 and len(storage.list_reports(limit=101)) == 101
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent_and_one_streamed_over_it_as_it_comes(fleet):
+    """``--max-body-bytes`` 4096: a Content-Length of 4097 is answered at once, its body never read; a
+    chunked body is counted as it arrives; exactly 4096 bytes either way are read (and judged as JSON)."""
+    import http.client
+
+    f = fleet(max_body_bytes=4096)
+    token = f.terminal("lane-01", "store-1")
+    parts = urlsplit(f.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+    try:
+        conn.putrequest("POST", "/api/v1/reports")
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Length", "4097")
+        conn.endheaders()  # and not one byte of the body
+        answer = conn.getresponse()
+        assert answer.status == 413
+        assert json.loads(answer.read()) == {"error": "body too large: 4097 bytes, the limit is 4096"}
+    finally:
+        conn.close()
+    streamed = f.post(token, iter([b"x" * 3000, b"x" * 1097]), gzipped=False)
+    assert streamed.status_code == 413
+    assert streamed.json() == {"error": "body too large: more than 4096 bytes, the limit is 4096"}
+    for body in (b"x" * 4096, iter([b"x" * 3000, b"x" * 1096])):
+        read = f.post(token, body, gzipped=False)
+        assert read.status_code == 400 and read.json()["error"].startswith("malformed JSON"), read.text
+    assert f.stored() == 0
