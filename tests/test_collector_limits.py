@@ -121,6 +121,15 @@ def test_a_client_cannot_hold_more_connections_than_its_share_and_others_still_g
         for conn in held:
             conn.close()
     assert wait_for(lambda: _healthz_from(address, "127.0.0.1").endswith(b"200 OK"), 15, interval=0.2)
+    time.sleep(0.5)  # every close of the first round counted off
+    again = [_partial(address) for _ in range(72)]  # its share is whole again, and no more than whole
+    try:
+        assert wait_for(lambda: sum(_closed(c) for c in again) >= 8, 15, interval=0.2)
+        time.sleep(0.3)
+        assert sum(_closed(c) for c in again) == 8
+    finally:
+        for conn in again:
+            conn.close()
 
 
 def test_a_header_larger_than_the_limit_is_refused_with_431_before_it_is_read_in_full(served):
@@ -129,7 +138,19 @@ def test_a_header_larger_than_the_limit_is_refused_with_431_before_it_is_read_in
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536)
         status = conn.recv(4096).split(b"\r\n")[0]
     assert status.startswith(b"HTTP/1.1 431")
-    assert requests.get(server.url + "/healthz", headers={"X-Normal": "b" * 4000}, timeout=10).status_code == 200
+    normal = requests.get(server.url + "/healthz", headers={"X-Normal": "b" * 4000}, timeout=10)
+    assert normal.status_code == 200 and "server" not in normal.headers  # the stack does not name itself
+
+
+def test_the_served_stack_keeps_an_idle_connection_5_s_and_its_limits_default_to_the_settings():
+    from posdiag.collector import served
+    from posdiag.collector.settings import Settings
+
+    made = served.config(object(), Settings(db_url="sqlite:///c.db"))
+    assert (made.timeout_keep_alive, made.timeout_graceful_shutdown, made.server_header) == (5, 5, False)
+    assert made.limit_concurrency == 4096 and made.log_level is not None
+    assert made.limits == served.Limits() == served.Limits(header_timeout_s=10.0, max_header_bytes=16384,
+                                                            max_connections_per_client=64)
 
 
 def test_the_next_request_on_a_kept_alive_connection_meets_the_header_size_limit_too(served):
