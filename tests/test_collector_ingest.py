@@ -291,6 +291,7 @@ def test_a_stored_report_gives_the_incidents_a_fact_only_when_a_fault_starts_goe
     incident: nothing is queued and the keeper has nothing to apply."""
     from posdiag.collector.storage import open_storage
     from posdiag.collector.storage.chains import Rules
+    from posdiag.core.timefmt import utc_iso
 
     storage = open_storage(f"sqlite:///{tmp_path / 'collector.db'}")
     try:
@@ -306,8 +307,13 @@ def test_a_stored_report_gives_the_incidents_a_fact_only_when_a_fault_starts_goe
         late = make_report("lane-1", verdict="healthy", cause="none", started=now - 250)
         assert _store(storage, late) == ("stored", False)  # older than the fault: the state stays a fault
         assert storage.get_terminal("lane-1")["top_cause"] == "network.wan"
+        storage.add_terminal("lane-2", "store-1", "hash-2")
+        assert _store(storage, make_report("lane-2", started=now - 190)) == ("stored", True)
+        # both faults in one go; they open a site incident, and with no webhook set no message is written
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (2, False)
+        assert [i["scope"] for i in storage.incidents(since=utc_iso(now - 3600))] == ["site"]
         assert _store(storage, make_report("lane-1", verdict="healthy", cause="none", started=now - 100)) == ("stored", True)
-        assert storage.apply_incident_facts(rules, 100, 5.0)[0] == 2  # the fault and its end
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (1, False)
         assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
     finally:
         storage.close()
