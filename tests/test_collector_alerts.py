@@ -259,6 +259,14 @@ def test_a_webhook_key_is_16_bytes_to_4_kib_around_its_white_space(tmp_path, con
             read_secret(str(path))
 
 
+def test_a_failed_attempts_error_is_kept_to_500_characters(database):
+    _queue(database)
+    [message] = database.claim_alerts(iso(time.time()), iso(time.time() + 60))
+    database.alert_failed(message["id"], "e" * 499 + "f" + "g" * 100, iso(time.time() + 5), iso(time.time()))
+    [row] = database._select("SELECT last_error, attempts FROM alerts")
+    assert (row["last_error"], row["attempts"]) == ("e" * 499 + "f", 1)
+
+
 def test_a_receiver_that_cannot_be_reached_is_a_failed_attempt_named_by_its_kind(database):
     """The URL may carry a token: what is kept of the failure is its kind, never the exception's text."""
     from labs.collectorlab import listening_socket
