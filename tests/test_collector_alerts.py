@@ -233,9 +233,12 @@ def test_a_receiver_that_redirects_is_a_failed_attempt_and_is_not_followed(datab
 
 
 def test_a_receiver_that_takes_a_few_seconds_to_answer_still_has_the_message(database, receiver):
-    """A slow receiver is given 10 s to answer, not just a moment."""
+    """A slow receiver is given 10 s to answer (5 s to take the connection), not just a moment."""
     import threading
 
+    from posdiag.collector import alerts
+
+    assert alerts.TIMEOUT_S == (5.0, 10.0)
     receiver.hold.clear()
     threading.Timer(1.5, receiver.hold.set).start()
     _queue(database)

@@ -312,6 +312,8 @@ def test_a_stored_report_gives_the_incidents_a_fact_only_when_a_fault_starts_goe
         # both faults in one go; they open a site incident, and with no webhook set no message is written
         assert storage.apply_incident_facts(rules, 100, 5.0) == (2, False)
         assert [i["scope"] for i in storage.incidents(since=utc_iso(now - 3600))] == ["site"]
+        later = utc_iso(now + 3600)  # seen since then: none; open ones whatever their age only when recent ones are asked
+        assert storage.incidents(since=later) == [] and len(storage.incidents(since=later, recent=True)) == 1
         assert _store(storage, make_report("lane-1", verdict="healthy", cause="none", started=now - 100)) == ("stored", True)
         assert storage.apply_incident_facts(rules, 100, 5.0) == (1, False)
         assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
