@@ -271,11 +271,13 @@ def test_intake_refuses_any_encoding_but_gzip_and_identity_with_415(encoding):
 def test_intake_refuses_a_gzip_body_with_trailing_data_or_cut_short_and_says_which():
     from posdiag.collector import intake
 
-    packed = gzip.compress(json.dumps(make_report("lane-01")).encode())
-    for body, words in ((packed + b"junk", "trailing data after the gzip stream"), (packed + packed, "trailing data"),
-                        (packed[:-8], "truncated (no end of stream)")):
+    raw = json.dumps(make_report("lane-01")).encode()
+    packed = gzip.compress(raw)
+    for body, words, cap in ((packed + b"junk", "trailing data after the gzip stream", 1 << 20),
+                             (packed + packed, "trailing data", 1 << 20), (packed[:-8], "truncated (no end of stream)", 1 << 20),
+                             (packed[:-8], "truncated (no end of stream)", len(raw))):  # all of the limit, then cut
         with pytest.raises(intake.Refused, match=re.escape(words)) as refused:
-            intake.decode(body, "gzip", 1 << 20)
+            intake.decode(body, "gzip", cap)
         assert refused.value.status == 400
     assert intake.decode(packed, "gzip", 1 << 20).terminal_id == "lane-01"
 
