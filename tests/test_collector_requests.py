@@ -349,3 +349,17 @@ def test_the_terminal_api_tells_a_terminal_as_the_fleet_list_does(fleet):
     assert {k: one[k] for k in listed} == listed and one["verdict"] == "fault"
     assert f.get("/api/v1/terminals/nobody", alice).status_code == 404
     assert f.get("/api/v1/terminals/lane-1", token).status_code == 403
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_request_can_no_longer_be_answered_from_the_second_it_expires(fleet):
+    """As the API shows it (expired from its expiry on): an answer in the very second a request expires
+    is too late, for a bundle as for a failure."""
+    from posdiag.core.timefmt import utc_now_iso
+
+    f = fleet()
+    f.terminal("lane-1")
+    for kind, answer in (("bundle", {"bundle": small_bundle()}), ("diagnose", {"error": "no"})):
+        outcome, row = f.storage.create_request("lane-1", kind, "alice", utc_now_iso())
+        assert outcome == "created"
+        assert f.storage.answer_request(row["request_id"], "lane-1", kind if kind == "bundle" else None, **answer) == "expired"
