@@ -341,6 +341,26 @@ def test_a_refused_message_waits_twice_as_long_each_time_up_to_five_minutes_or_a
         assert backoff(attempts, retry_after) == expected
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_keeper_that_will_not_wait_applies_nothing_and_wakes_no_one_while_another_process_applies_facts(db_url):
+    """One process at a time applies incident facts: the others' keepers skip their turn (no message
+    written, so the webhook worker is not woken); a read, which waits its turn, then applies them."""
+    from posdiag.collector.storage.postgres import KEEPER_LOCK
+
+    storage = open_storage(db_url)
+    try:
+        storage.migrate()
+        run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) "
+                "VALUES ('lane-1', 'store-1', 'network.wan', ?, 1)", (iso(time.time() - 60),))
+        rules = Rules(600, 2, 3, alerts=True)
+        with storage._connection(write=True) as other:  # another process, in the middle of its batch
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (KEEPER_LOCK,))
+            assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
+        assert storage.apply_incident_facts(rules, 100, 5.0, wait=True) == (1, False)
+    finally:
+        storage.close()
+
+
 def test_the_incident_keeper_wakes_the_webhook_worker_when_it_wrote_a_message_and_only_then(database):
     """An opening is posted at once, not at the worker's next poll; a batch that opened nothing does not
     wake it (it would look for messages after every batch the keeper applies)."""
