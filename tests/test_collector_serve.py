@@ -395,6 +395,25 @@ def test_the_pools_connections_may_take_up_to_the_database_timeout_to_connect(db
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_storage_starts_with_a_connection_ready_and_reads_outside_any_transaction(db_url):
+    """Opened, it has waited for its first pooled connection (the first request does not); a read is one
+    statement in autocommit, no BEGIN left open on the connection, while a write is one transaction."""
+    from psycopg.pq import TransactionStatus
+
+    storage = open_storage(db_url, pool_size=2, timeout_s=5.0)
+    try:
+        assert storage._pool.get_stats()["pool_available"] == 1
+        with storage._connection() as conn:
+            conn.execute("SELECT 1")
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+        with storage._connection(write=True) as conn:
+            conn.execute("SELECT 1")
+            assert conn.info.transaction_status == TransactionStatus.INTRANS
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_postgresql_process_holds_db_pool_size_connections_and_a_request_for_one_more_is_overloaded(db_url):
     """--db-pool-size connections at once; past them a request waits db_timeout_s, then is told to come back."""
     from posdiag.collector.storage.base import Overloaded
