@@ -204,3 +204,18 @@ def test_headers_of_exactly_the_limit_are_read_and_one_byte_more_is_refused(serv
     address = _address(served("--max-header-bytes", "1024"))
     assert _status_of(address, 1024, split).endswith(b"200 OK")
     assert _status_of(address, 1025, split).startswith(b"HTTP/1.1 431")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_client_is_counted_while_it_holds_connections_and_forgotten_once_it_holds_none(fleet):
+    """The per-client count keeps no entry for an address that has gone: a process serving many
+    terminals over months does not grow a table of every address it ever saw."""
+    f = fleet()
+    clients = f.server.server.config.clients
+    held = [_partial(_address(f)) for _ in range(3)]
+    try:
+        assert wait_for(lambda: clients.get("127.0.0.1") == 3, 10, interval=0.05), dict(clients)
+    finally:
+        for conn in held:
+            conn.close()
+    assert wait_for(lambda: "127.0.0.1" not in clients, 10, interval=0.05), dict(clients)
