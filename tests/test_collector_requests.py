@@ -363,3 +363,20 @@ def test_a_request_can_no_longer_be_answered_from_the_second_it_expires(fleet):
         outcome, row = f.storage.create_request("lane-1", kind, "alice", utc_now_iso())
         assert outcome == "created"
         assert f.storage.answer_request(row["request_id"], "lane-1", kind if kind == "bundle" else None, **answer) == "expired"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_report_answers_only_its_own_terminals_open_diagnose_request_and_says_whether_it_did(fleet):
+    from posdiag.core.timefmt import utc_now_iso
+
+    f = fleet()
+    f.terminal("lane-1")
+    f.terminal("lane-2")
+    _, diagnose = f.storage.create_request("lane-1", "diagnose", "alice", "2999-01-01T00:00:00Z")
+    _, bundle = f.storage.create_request("lane-1", "bundle", "alice", "2999-01-01T00:00:00Z")
+    with f.storage._connection(write=True) as conn:
+        assert f.storage.link_report(conn, diagnose["request_id"], "lane-2", "r-2", utc_now_iso()) is False
+        assert f.storage.link_report(conn, bundle["request_id"], "lane-1", "r-1", utc_now_iso()) is False
+        assert f.storage.link_report(conn, diagnose["request_id"], "lane-1", "r-1", utc_now_iso()) is True
+        assert f.storage.link_report(conn, diagnose["request_id"], "lane-1", "r-3", utc_now_iso()) is False  # done already
+    assert f.storage.get_request(diagnose["request_id"])["report_id"] == "r-1"
