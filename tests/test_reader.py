@@ -19,7 +19,11 @@ from labs.helpers import top_cause as top
 from labs.helpers import wait_for
 from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator, hold_port
 from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
+from posdiag.core.settings import ReaderSettings, Settings
+from posdiag.probes.base import Observation
+from posdiag.probes.reader._exchange import Exchange
 from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
+from posdiag.probes.reader.serial_port import SerialProbe
 
 
 def reader_report(config, *extra: str) -> tuple[int, dict]:
@@ -157,7 +161,41 @@ def test_a_reader_answering_in_300_ms_is_slow_only_beyond_its_limit(serial_confi
     with ReaderEmulator("ingenico-rba", "slow", delay_s=0.3) as emu:
         rc, report = reader_report(serial_config(emu, timeout_s=1.0, **limit))
     assert codes(report, "reader.serial") == (["reader.slow"] if slow else []), probe(report, "reader.serial")
-    assert probe(report, "reader.serial")["metrics"]["reply_ms"] >= 300
+    metrics = probe(report, "reader.serial")["metrics"]
+    assert metrics["reply_ms"] >= 300
+    # the whole exchange, in ms too: at least the reply's wait, far from ten times it
+    assert metrics["reply_ms"] <= metrics["exchange_ms"] < 10 * metrics["reply_ms"], metrics
+
+
+def _serial_probe(**reader) -> SerialProbe:
+    return SerialProbe(Settings(reader=ReaderSettings(kind="serial", port="/dev/ttyS0", **reader)))
+
+
+def test_the_serial_probe_allows_two_timeouts_and_a_second():
+    assert _serial_probe(timeout_s=1.5).deadline_s() == pytest.approx(4.0)
+    assert _serial_probe(timeout_s=0.25).deadline_s() == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(("left_s", "wait_s"), [(10.0, 7.5), (1.0, 0.0)], ids=["time-to-wait", "no-time-left"])
+def test_the_wait_for_another_posdiags_turn_leaves_one_timeout_and_half_a_second(left_s, wait_s):
+    probe_ = _serial_probe(timeout_s=2.0)
+    probe_.deadline_at = time.monotonic() + left_s
+    assert wait_s - 0.3 <= probe_.turn_wait_s() <= wait_s  # a little of it passes while the test runs
+    assert probe_.turn_wait_s() >= 0.0
+
+
+@pytest.mark.parametrize(("latency_ms", "slow"), [(500.0, False), (500.5, True), (499.0, False)])
+def test_a_reply_is_slow_only_strictly_beyond_slow_ms(latency_ms, slow):
+    obs = Observation()
+    _serial_probe(slow_ms=500.0).judge(obs, "/dev/ttyS0", Exchange("ok", latency_ms=latency_ms, attempts=1))
+    assert [f.code for f in obs.findings] == (["reader.slow"] if slow else [])
+    assert obs.metrics["reply_ms"] == latency_ms and obs.metrics["attempts"] == 1
+
+
+def test_the_reply_time_is_kept_to_two_decimals():
+    obs = Observation()
+    _serial_probe().judge(obs, "/dev/ttyS0", Exchange("ok", latency_ms=12.34567, attempts=1))
+    assert obs.metrics["reply_ms"] == 12.35
 
 
 def test_a_protocol_that_reports_no_serial_cannot_check_the_one_on_file(serial_config):
