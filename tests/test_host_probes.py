@@ -3,6 +3,7 @@ an NTP responder whose clock is wrong, thresholds above what this machine has, a
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ from labs.commands import diagnose_in_namespace, diagnose_json
 from labs.helpers import codes_of as codes
 from labs.helpers import exhaust_inodes, fill_filesystem, probe_of, remount_read_only
 from posdiag.core import settings as cfg
-from posdiag.probes.base import Status
+from posdiag.probes.base import Observation, Status
 from posdiag.probes.clock import ClockProbe
 from posdiag.probes.disk import DiskProbe
 from posdiag.probes.memory import MemoryProbe
@@ -138,6 +139,56 @@ def test_write_test_leaves_no_scratch_file_behind(tmp_path, config_file):
     assert set(tmp_path.iterdir()) == before
     took = result.metrics[f"write_fsync_ms[{tmp_path}]"]
     assert took >= 0 and took == round(took, 2)  # ms, to two decimals
+
+
+class _Stopwatch:
+    """A monotonic clock that moves ``step_ms`` between two readings: the write itself is real, only the time
+    it is said to take is set, so that the limit can be met on both sides on a busy machine."""
+
+    def __init__(self, step_ms: float) -> None:
+        self.now, self.step = 0.0, step_ms / 1000
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@pytest.mark.parametrize(("took_ms", "slow"), [(40.0, False), (40.5, True), (400.0, True)])
+def test_a_write_is_slow_only_strictly_beyond_slow_write_ms(tmp_path, config_file, monkeypatch, took_ms, slow):
+    import posdiag.probes.disk as disk
+
+    probe = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 1, "slow_write_ms": 40}))))
+    obs = Observation()
+    monkeypatch.setattr(disk, "time", _Stopwatch(took_ms))
+    probe._write_test(obs, str(tmp_path))
+    assert obs.metrics[f"write_fsync_ms[{tmp_path}]"] == took_ms
+    assert [f.code for f in obs.findings] == (["disk.write_slow"] if slow else [])
+    if slow:
+        assert obs.findings[0].data == {"path": str(tmp_path), "write_fsync_ms": took_ms}
+
+
+def test_without_the_write_test_nothing_is_written(tmp_path, config_file):
+    settings = cfg.load(str(config_file(disk={"paths": [str(tmp_path)], "min_free_mb": 1, "write_test": False})))
+    result = DiskProbe(settings).run()
+    assert result.status is Status.OK and not any(k.startswith("write_fsync_ms") for k in result.metrics), result.metrics
+    assert f"free_mb[{tmp_path}]" in result.metrics
+
+
+def test_the_summary_counts_every_path_written(tmp_path, config_file):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    settings = cfg.load(str(config_file(disk={"paths": [str(tmp_path / "a"), str(tmp_path / "b")], "min_free_mb": 1})))
+    assert DiskProbe(settings).run().summary == "2 paths writable with space to spare"
+
+
+@pytest.mark.parametrize(("number", "code"), [(errno.ENOSPC, "disk.write_no_space"), (errno.EDQUOT, "disk.write_no_space"),
+                                              (errno.EROFS, "disk.read_only"), (errno.EACCES, "disk.write_not_permitted"),
+                                              (errno.EPERM, "disk.write_not_permitted"), (errno.EIO, "disk.io_error")])
+def test_a_failed_write_is_told_by_its_error_number(number, code):
+    obs = Observation()
+    DiskProbe._write_error(obs, "/srv/pos", OSError(number, os.strerror(number)))
+    [finding] = obs.findings
+    assert finding.code == code and finding.data["errno"] == errno.errorcode[number]
 
 
 def test_missing_disk_path_is_reported_not_fatal(tmp_path, config_file):
