@@ -24,6 +24,7 @@ from posdiag.probes.base import Observation
 from posdiag.probes.reader._exchange import Exchange
 from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
 from posdiag.probes.reader.serial_port import SerialProbe
+from posdiag.probes.reader.usb import enumerate_sysfs
 
 
 def reader_report(config, *extra: str) -> tuple[int, dict]:
@@ -440,6 +441,40 @@ def test_printer_unplugged_is_only_noted(usb_config):
     remove_device(usb_config.root, PRINTER["name"])
     rc, report = reader_report(usb_config())
     assert "reader.usb_gone" in codes(report, "reader.usb") and rc == 0
+
+
+def test_the_reader_is_matched_by_vendor_and_product_both(usb_config):
+    rc, report = reader_report(usb_config(usb=f"{READER['vid']}:0085"))
+    assert "reader.usb_missing" in codes(report, "reader.usb") and "reader.usb_present" not in codes(report, "reader.usb")
+    rc, report = reader_report(usb_config(usb=f"0b01:{READER['pid']}"))
+    assert "reader.usb_missing" in codes(report, "reader.usb")
+    rc, report = reader_report(usb_config(usb="0B00:0084"))  # hex in capitals, as lsusb prints some
+    assert "reader.usb_present" in codes(report, "reader.usb")
+
+
+def test_an_unreadable_baseline_is_said_and_recorded_anew(usb_config, tmp_path):
+    reader_report(usb_config())
+    baseline = tmp_path / "state" / "usb-baseline.json"
+    baseline.write_text("{not json")
+    rc, report = reader_report(usb_config())
+    assert {"reader.usb_baseline_unreadable", "reader.usb_baseline_created"} <= set(codes(report, "reader.usb"))
+    assert len(json.loads(baseline.read_text())["devices"]) == 2
+    rc, report = reader_report(usb_config())
+    usb = probe(report, "reader.usb")
+    assert usb["status"] == "ok" and usb["metrics"]["baseline_devices"] == 2 and usb["metrics"]["usb_devices"] == 2
+
+
+def test_sysfs_lists_devices_not_root_hubs_or_interfaces_with_their_ports_and_kinds(tmp_path):
+    """A USB-serial driver puts its ttyUSB right in the interface folder; CDC ACM nests it under tty/."""
+    root = terminal_tree(tmp_path / "sys", HUB, KEYBOARD)
+    adapter = {**PRINTER, "name": "1-5", "vid": "0403", "pid": "6001", "serial": "FT1", "interfaces": [("ff", "00", None)]}
+    add_device(root, adapter)
+    (root / "bus" / "usb" / "devices" / "1-5" / "1-5:1.0" / "ttyUSB0").mkdir()
+    found = {d.path: (d.ident, d.kind, d.tty) for d in enumerate_sysfs(str(root))}
+    assert found == {"1-1": ("0b00:0084", "serial", "ttyACM0"), "1-2": ("04b8:0e15", "other", ""),
+                     "1-3": ("1a2c:0e24", "keyboard", ""), "1-4": ("05e3:0608", "hub", ""),
+                     "1-5": ("0403:6001", "serial", "ttyUSB0")}
+    assert enumerate_sysfs(str(tmp_path / "no-sysfs")) is None
 
 
 # --- flapping ---------------------------------------------------------------------------------------
