@@ -156,6 +156,20 @@ def test_smartctl_s_disk_failing_exit_bit_is_a_verdict_when_the_json_gives_none(
     assert health.passed is passed
 
 
+def test_the_json_s_own_verdict_stands_whatever_the_exit_bits_and_a_verdict_needs_no_reason():
+    passed = _smart.parse("/dev/sda", json.dumps({"smart_status": {"passed": True}, "smartctl": {"exit_status": 8}}))
+    assert passed.passed is True and passed.why == ""
+    assert _smart.parse("/dev/nvme0n1", recorded("healthy-nvme.json")).why == ""
+    damaged = _smart.parse("/dev/sda", json.dumps({"ata_smart_attributes": {"table": [{"id": 5, "raw": {"value": 4}}]}}))
+    assert damaged.passed is None and damaged.sectors == {"reallocated": 4} and damaged.why == ""
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "\"PASSED\"", "smartctl 7.3: not JSON"], ids=["a-list", "a-string", "text"])
+def test_output_that_is_no_json_object_says_so(text):
+    health = _smart.parse("/dev/sda", text)
+    assert (health.passed, health.why) == (None, "smartctl printed no JSON")
+
+
 def test_every_damaged_sector_counter_of_an_ata_drive_is_read_and_a_zero_is_none():
     table = [{"id": 5, "raw": {"value": 3}}, {"id": 197, "raw": {"value": 0}}, {"id": 198, "raw": {"value": 2}},
              {"id": 9, "raw": {"value": 12000}}]
