@@ -9,9 +9,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from labs import kernel
 from labs.commands import diagnose_json, run_cli, run_posdiag
@@ -23,6 +25,7 @@ from posdiag.agent.store import Store
 from posdiag.core.settings import Settings, SystemSettings
 from posdiag.probes import _lastboot, _restarts
 from posdiag.probes._blockdev import Holder
+from posdiag.probes._procs import find_processes
 from posdiag.probes.base import Observation
 from posdiag.probes.disk_health import DiskHealthProbe
 
@@ -596,3 +599,61 @@ def test_a_kernel_log_the_disk_check_cannot_read_says_why(tmp_path):
     probe.kernel_errors(obs, {"/": Holder(("sda1", "sda"), ("sda",))})
     [finding] = obs.findings
     assert finding.code == "disk.kernel_log_unreadable" and "(No such file or directory)" in finding.message
+
+
+def _pos_stand_in(folder: Path, name: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    script = folder / name
+    script.write_text("import sys, time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    return script
+
+
+def _started(*argv: str, executable: str | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(list(argv), executable=executable, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    return proc
+
+
+def test_the_start_watch_follows_the_youngest_pos_process_and_looks_again_when_it_is_gone(tmp_path):
+    name = f"posw{os.getpid()}"
+    script = _pos_stand_in(tmp_path, name)
+    older = _started(sys.executable, str(script))
+    younger = None
+    try:
+        time.sleep(0.05)  # start times are kept to the clock tick: the two must differ
+        younger = _started(sys.executable, str(script))
+        watch = _restarts.StartWatch(name)
+        assert watch.look() == round(psutil.Process(younger.pid).create_time(), 2)
+        assert watch.look() == round(psutil.Process(younger.pid).create_time(), 2)  # the same one, looked at again
+        younger.kill()
+        younger.wait()
+        assert watch.look() == round(psutil.Process(older.pid).create_time(), 2)
+        older.kill()
+        older.wait()
+        assert watch.look() is None and watch.proc is None
+    finally:
+        for proc in (older, younger):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("how", ["process-name", "script-argument"])
+def test_the_pos_is_found_by_its_process_name_or_the_script_it_runs_and_not_by_a_later_argument(tmp_path, how):
+    """A program started under its own name (``comm``) though its argv says otherwise, and a script run by
+    its interpreter; a name that only a third argument carries is not the POS."""
+    name = f"posf{os.getpid() % 100000}"  # a process name is 15 characters at most
+    script = _pos_stand_in(tmp_path, "pos.py")
+    if how == "process-name":
+        binary = tmp_path / name
+        shutil.copy(sys.executable, binary)
+        proc = _started("interpreter", str(script), executable=str(binary))
+    else:
+        proc = _started(sys.executable, str(_pos_stand_in(tmp_path, name)))
+    other = _started(sys.executable, str(script), name)
+    try:
+        assert [p.pid for p in find_processes(name)] == [proc.pid]
+    finally:
+        for p in (proc, other):
+            p.kill()
+            p.wait()
