@@ -657,3 +657,8 @@ def test_the_pos_is_found_by_its_process_name_or_the_script_it_runs_and_not_by_a
         for p in (proc, other):
             p.kill()
             p.wait()
+
+
+def test_systemctl_failing_without_a_word_is_an_error_with_no_detail(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", stand_in_systemctl(tmp_path / "bin", rc=1))
+    assert _restarts.unit_state("posapp.service", 5.0) == _restarts.UnitState(None, why="error", detail="")
