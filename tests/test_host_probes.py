@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from labs.commands import diagnose_in_namespace, diagnose_json
 from labs.helpers import codes_of as codes
@@ -439,6 +440,39 @@ def test_the_kernel_s_oom_kills_since_boot_are_stated(config_file, tmp_path, kil
                                      "memory since boot"
 
 
+def meminfo_of_total(folder: Path, total_kb: int) -> Path:
+    """This machine's /proc/meminfo as a terminal of ``total_kb`` of RAM, half of it available, would read."""
+    text = Path("/proc/meminfo").read_text()
+    for name, kb in (("MemTotal", total_kb), ("MemFree", total_kb // 2), ("MemAvailable", total_kb // 2)):
+        text = re.sub(rf"^{name}:.*$", f"{name}: {kb:>14} kB", text, flags=re.M)
+    path = folder / "meminfo"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("ram_per_rss", "large"), [(1.5, True), (3.0, False)], ids=["two-thirds-of-ram", "a-third"])
+def test_a_pos_process_is_large_only_over_half_of_the_ram(config_file, tmp_path, ram_per_rss, large):
+    """A POS process of some 40 MB on a terminal of 1.5 and of 3 times that much RAM (this machine's meminfo with
+    a total of the test's own, bound over /proc/meminfo in a namespace only the diagnosis sees)."""
+    name = f"bigpos{os.getpid()}.py"
+    script = tmp_path / name
+    script.write_text("import sys, time\nballast = bytearray(30 * 1024 * 1024)\nprint('up', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        rss_kb = psutil.Process(proc.pid).memory_info().rss // 1024
+        fake = meminfo_of_total(tmp_path, int(rss_kb * ram_per_rss))
+        report = diagnose_in_namespace('mount --bind "$1" /proc/meminfo', str(fake), config=config_file(
+            terminal={"pos_process": name}, memory={"min_available_mb": 1}), only="memory")
+    finally:
+        proc.kill()
+        proc.wait()
+    memory = probe_of(report, "memory")
+    assert memory["metrics"]["pos_rss_percent"] == pytest.approx(100 / ram_per_rss, abs=5), memory["metrics"]
+    assert ("memory.pos_process_large" in codes(report, "memory")) is large, memory
+
+
 def test_missing_pos_process_blames_system_overload(config_file):
     rc, report = diagnose_json(config_file(terminal={"pos_process": "no-such-pos-app-xyz"}))
     assert report["diagnosis"]["causes"][0]["id"] == "system.overload"
@@ -473,8 +507,6 @@ def test_running_pos_process_is_found_with_its_memory(config_file, tmp_path):
 def test_a_pos_process_holding_over_half_the_ram_is_a_warning(config_file, tmp_path, share, large):
     """A real POS process of ~30 MB, and a /proc/meminfo (bound over the real one in a mount namespace only
     this diagnosis sees) whose RAM makes that ``share`` % of it."""
-    import psutil
-
     name = f"bigpos{os.getpid()}.py"
     script = tmp_path / name
     script.write_text("import time\nballast = b'x' * (30 * 1024 * 1024)\nprint('ready', flush=True)\ntime.sleep(60)\n")
