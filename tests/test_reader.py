@@ -19,10 +19,12 @@ from labs.helpers import top_cause as top
 from labs.helpers import wait_for
 from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator, hold_port
 from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
+from posdiag.core import settings as cfg
 from posdiag.core.settings import ReaderSettings, Settings
 from posdiag.probes.base import Observation
 from posdiag.probes.reader._exchange import Exchange
 from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
+from posdiag.probes.reader.events import EventsProbe
 from posdiag.probes.reader.serial_port import SerialProbe
 from posdiag.probes.reader.usb import enumerate_sysfs
 
@@ -576,6 +578,27 @@ def test_a_disconnect_counts_towards_flapping_only_within_the_window(usb_config,
     if flapping:
         assert events["findings"][0]["message"] == (f"the reader ({READER['name']}) disconnected 1 time in the last "
                                                     f"10 min, last {age_min} min ago")
+
+
+@pytest.mark.parametrize(("record", "disconnects", "reconnects"), [
+    (f"usb {READER['name']}: new full-speed USB device number 11 using xhci_hcd", 0, 1),
+    (f"usb {PRINTER['name']}: USB disconnect, device number 10", 0, 0),
+    (f"usb {PRINTER['name']}: new full-speed USB device number 11 using xhci_hcd", 0, 0),
+    (f"cdc_acm {READER['name']}:1.0: ttyACM0: USB ACM device", 0, 1),
+], ids=["the-reader-back", "the-printer-gone", "the-printer-back", "the-readers-tty-back"])
+def test_only_the_readers_own_records_are_counted_as_its_disconnects_and_reconnects(usb_config, tmp_path, record,
+                                                                                     disconnects, reconnects):
+    log = tmp_path / "kmsg.reader"
+    log.write_text(f"6,1,{int((time.monotonic() - 60) * 1e6)},-;{record}\n")
+    rc, report = reader_report(usb_config(kernel_log=str(log), flap_window_min=10, flap_threshold=1))
+    events = probe(report, "reader.events")
+    assert (events["metrics"]["disconnects"], events["metrics"]["reconnects"]) == (disconnects, reconnects), events
+    assert events["status"] == "ok" and events["summary"] == f"0 disconnects of {READER['name']} in 10 min"
+
+
+def test_a_usb_reader_is_known_in_the_kernel_log_by_the_usb_path_of_its_model_only(usb_config):
+    assert EventsProbe(cfg.load(str(usb_config(usb="0B00:0084")))).identities() == [READER["name"]]
+    assert EventsProbe(cfg.load(str(usb_config(usb="0b00:0085")))).identities() == []
 
 
 def test_without_a_kernel_log_reader_flapping_is_not_checked_and_said_so(usb_config, tmp_path):
