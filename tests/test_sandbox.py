@@ -15,7 +15,7 @@ import pytest
 from labs.commands import IN_CI, diagnose_in_namespace
 from labs.helpers import codes_of, probe_of, top_cause
 from posdiag.core.settings import ReaderSettings, Settings
-from posdiag.probes._mounts import mount_of, read_mounts
+from posdiag.probes._mounts import Mount, mount_of, read_mounts
 from posdiag.probes._sandbox import hidden_path, refused_device
 from posdiag.probes.base import Observation
 from posdiag.probes.reader.serial_port import SerialProbe
@@ -151,6 +151,16 @@ def test_a_mount_shadowed_by_a_later_one_on_its_parent_is_not_where_a_path_ends(
     assert mount_of("/tmp/x", table).id == 51, "the topmost of two mounts stacked on /tmp"
     assert mount_of("/srv/my pos/tx.log", table).id == 60, "mountinfo's octal escapes are read back"
     assert mount_of("/var/log/pos.log", table).id == 20
+
+
+def test_a_mountinfo_line_is_read_around_its_optional_fields_and_a_cut_or_garbled_line_is_skipped(tmp_path):
+    path = tmp_path / "mountinfo"
+    path.write_text("36 35 98:0 /srv/pos\\011x /mnt/my\\040pos rw,noatime shared:1 master:2 - ext4 /dev/sda2 "
+                    "rw,errors=remount-ro\n"
+                    "37 35 98:1 / /cut rw - ext4 /dev/sdb1\n"  # no superblock options: cut short
+                    "38 35 98:2 / /garbled rw ext4 /dev/sdc1 rw\n")  # no separator
+    assert read_mounts(str(path)) == [Mount(36, 35, "/srv/pos\tx", "/mnt/my pos", "ext4", ("rw", "errors=remount-ro"),
+                                            "98:0", "/dev/sda2")]
 
 
 def test_a_file_right_in_tmp_is_bound_alone_not_the_whole_folder(mountinfo, tmp_path):
