@@ -23,7 +23,7 @@ from posdiag.core import settings as cfg
 from posdiag.core.settings import ReaderSettings, Settings
 from posdiag.probes.base import Observation
 from posdiag.probes.reader._exchange import Exchange
-from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
+from posdiag.probes.reader._framing import ETX, NAK, SI, SO, STX, Framing, describe, lrc
 from posdiag.probes.reader.events import EventsProbe
 from posdiag.probes.reader.serial_port import SerialProbe
 from posdiag.probes.reader.usb import enumerate_sysfs
@@ -64,6 +64,21 @@ def test_framing_variants_change_the_lrc():
     assert si_so[0] == SI and si_so[-2] == SO
     corrupt = plain.encode(b"X")[:-1] + b"\x00"
     assert plain.check(corrupt)[1] is False
+
+
+def test_a_frame_whose_lrc_covers_its_start_byte_checks_with_the_same_framing_only():
+    with_begin = Framing(lrc_includes_begin=True)
+    frame = with_begin.encode(b"42")
+    assert frame[-1] == lrc(bytes([STX]) + b"42" + bytes([ETX]))
+    assert with_begin.check(frame) == (b"42", True) and Framing().check(frame) == (b"42", False)
+
+
+@pytest.mark.parametrize(("data", "shown"), [
+    (b" ~", " ~"), (b"\x1f\x7f", "\\x1f\\x7f"), (bytes([STX, NAK, ETX]), "<STX><NAK><ETX>"),
+    (b"A" * 24, "A" * 24), (b"A" * 25, "A" * 24 + "…"),
+], ids=["printable-edges", "just-outside-printable", "control-bytes", "24-bytes-whole", "25-bytes-cut"])
+def test_bytes_are_shown_printable_from_space_to_tilde_and_cut_after_24(data, shown):
+    assert describe(data) == shown
 
 
 # --- serial handshake ------------------------------------------------------------------------------
