@@ -24,6 +24,7 @@ from posdiag.core.settings import ReaderSettings, Settings
 from posdiag.probes.base import Observation
 from posdiag.probes.reader._exchange import Exchange
 from posdiag.probes.reader._framing import ETX, NAK, SI, SO, STX, Framing, describe, lrc
+from posdiag.probes.reader._protocols import protocol_for
 from posdiag.probes.reader.events import EventsProbe
 from posdiag.probes.reader.serial_port import SerialProbe
 from posdiag.probes.reader.usb import enumerate_sysfs
@@ -79,6 +80,19 @@ def test_a_frame_whose_lrc_covers_its_start_byte_checks_with_the_same_framing_on
 ], ids=["printable-edges", "just-outside-printable", "control-bytes", "24-bytes-whole", "25-bytes-cut"])
 def test_bytes_are_shown_printable_from_space_to_tilde_and_cut_after_24(data, shown):
     assert describe(data) == shown
+
+
+@pytest.mark.parametrize(("protocol", "framed", "ack", "asked"), [
+    ("generic", True, True, b"S"), ("ingenico-rba", True, True, b"11."), ("telium-enq", False, False, b"\x05"),
+    ("verifone-si-so", True, True, b"SN"), ("custom", False, False, b"\x02\x31\x03")])
+def test_each_protocol_frames_acknowledges_and_asks_as_its_preset_says(protocol, framed, ack, asked):
+    reader = ReaderSettings(kind="serial", port="/dev/ttyS0", protocol=protocol, request="02 31 03",
+                            expect="^06" if protocol == "custom" else "")
+    found = protocol_for(reader)
+    assert (found.framing is not None, found.ack, found.request) == (framed, ack, asked)
+    assert found.expect_hex is not None or found.reply is not None
+    if protocol == "verifone-si-so":
+        assert (found.framing.begin, found.framing.end) == (SI, SO)
 
 
 # --- serial handshake ------------------------------------------------------------------------------
