@@ -22,12 +22,8 @@ from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapp
 from labs.history import past_report, stored
 from posdiag.agent.report import render_text
 from posdiag.agent.store import Store
-from posdiag.core.settings import Settings, SystemSettings
 from posdiag.probes import _lastboot, _restarts
-from posdiag.probes._blockdev import Holder
 from posdiag.probes._procs import find_processes
-from posdiag.probes.base import Observation
-from posdiag.probes.disk_health import DiskHealthProbe
 
 OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
         "Oops: 0002 [#1] PREEMPT SMP NOPTI",
@@ -591,14 +587,6 @@ def test_every_restart_limit_the_configuration_takes_can_be_counted_by_the_daemo
         terminal=unit, system={"restart_limit": STARTS_KEPT + 1, "restart_window_min": 1440})))
     assert rc == 3 and "system.restart_limit" in err and "100" in err, err
     assert POS_STARTS_KEPT >= STARTS_KEPT
-
-
-def test_a_kernel_log_the_disk_check_cannot_read_says_why(tmp_path):
-    probe = DiskHealthProbe(Settings(system=SystemSettings(kernel_log=str(tmp_path / "no-kmsg"))))
-    obs = Observation()
-    probe.kernel_errors(obs, {"/": Holder(("sda1", "sda"), ("sda",))})
-    [finding] = obs.findings
-    assert finding.code == "disk.kernel_log_unreadable" and "(No such file or directory)" in finding.message
 
 
 def _pos_stand_in(folder: Path, name: str) -> Path:
