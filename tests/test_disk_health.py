@@ -333,3 +333,23 @@ def test_a_path_is_held_by_its_device_what_that_is_built_on_its_disk_and_its_por
     (tmp_path / "mountinfo").write_text(mount + "\n")
     held = holder_of("/", str(tmp_path / "mountinfo"), str(fake_sysfs(tmp_path / "sys")))
     assert held == Holder(names, ("sda",) if names else ())
+
+
+def test_a_stack_of_volumes_is_followed_four_levels_down_and_no_deeper(tmp_path):
+    """dm-0 on dm-1 on dm-2 on dm-3 on sda2: the names the log may use are taken four levels down, so that a
+    loop of slaves (a broken sysfs) cannot walk for ever; what lies deeper is not named."""
+    root = fake_sysfs(tmp_path / "sys")
+    virtual = root / "devices/virtual/block"
+    below = root / "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2"
+    for n in (3, 2, 1):
+        (virtual / f"dm-{n}" / "slaves").mkdir(parents=True)
+        (virtual / f"dm-{n}" / "slaves" / below.name).symlink_to(below)
+        below = virtual / f"dm-{n}"
+    (virtual / "dm-0/slaves/sda2").unlink()
+    (virtual / "dm-0/slaves/dm-1").symlink_to(virtual / "dm-1")
+    (tmp_path / "mountinfo").write_text("20 1 254:0 / / rw - ext4 /dev/mapper/root rw\n")
+    assert holder_of("/", str(tmp_path / "mountinfo"), str(root)) == Holder(("dm-0", "dm-1", "dm-2", "dm-3"), ())
+    (virtual / "dm-2/slaves/dm-3").unlink()
+    (virtual / "dm-2/slaves/sda2").symlink_to(root / "class/block/sda2")
+    assert holder_of("/", str(tmp_path / "mountinfo"), str(root)) == Holder(("dm-0", "dm-1", "dm-2", "sda2", "sda", "ata1"),
+                                                                           ("sda",))
