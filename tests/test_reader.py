@@ -3,6 +3,7 @@ and the real kernel log."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -197,6 +198,22 @@ def test_a_reader_answering_in_300_ms_is_slow_only_beyond_its_limit(serial_confi
     assert metrics["reply_ms"] >= 300
     # the whole exchange, in ms too: at least the reply's wait, far from ten times it
     assert metrics["reply_ms"] <= metrics["exchange_ms"] < 10 * metrics["reply_ms"], metrics
+
+
+def test_a_port_another_program_locked_exclusively_is_said_locked_and_not_asked(tmp_path):
+    """A lock pyserial's exclusive open meets although /proc shows no other holder (here: one this process
+    took, which the probe does not count as a rival)."""
+    with ReaderEmulator("generic", "healthy") as emu:
+        fd = os.open(emu.path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            settings = Settings(reader=ReaderSettings(kind="serial", port=emu.path, timeout_s=0.5,
+                                                      sysfs_root=str(tmp_path / "no-sysfs")))
+            result = SerialProbe(settings).run()
+        finally:
+            os.close(fd)
+    assert [f.code for f in result.findings] == ["reader.port_locked"], result
+    assert bytes(emu.received) == b""
 
 
 def _serial_probe(**reader) -> SerialProbe:
