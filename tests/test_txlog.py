@@ -328,3 +328,15 @@ def test_only_the_last_four_mib_of_a_log_are_read_and_the_line_cut_there_is_drop
     lines = read_tail(str(log))
     assert [seen for seen in lines if seen != line.rstrip("\n")] == []  # (small values: a failure reads at once)
     assert len(lines) == 4 * 1024 * 1024 // len(line)  # whole lines of the last 4 MiB: the one cut at its start is not
+
+
+@pytest.mark.parametrize(("events", "repeats"), [
+    ([(1000.0, "SALE 12.50"), (1003.0, "SALE 99.00"), (1006.0, "SALE 12.50")], 0),
+    ([(None, "SALE 12.50"), (1003.0, "SALE 12.50"), (1006.0, "SALE 12.50")], 1),
+    ([(1000.0, "SALE 12.50"), (None, "SALE 12.50"), (1006.0, "SALE 12.50")], 0),
+    ([(1000.0, "SALE 12.50"), (1010.0, "SALE 12.50"), (1020.5, "SALE 12.50")], 1),
+], ids=["other-attempts-between", "first-undated", "middle-undated", "ten-seconds-then-ten-and-a-half"])
+def test_a_repeat_is_the_same_attempt_dated_and_at_most_ten_seconds_after_the_one_before(events, repeats):
+    from posdiag.probes.txlog import TxEvent, repeated_attempts
+
+    assert repeated_attempts([TxEvent(ts, "2824", "05", rest) for ts, rest in events]) == repeats
