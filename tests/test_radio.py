@@ -247,3 +247,15 @@ def test_the_wireless_line_needs_status_quality_and_level_and_quality_tops_at_10
         assert signal is None
     else:
         assert signal is not None and (signal.dbm, signal.percent) == (dbm, percent), signal
+
+
+def test_modemmanager_is_given_the_time_asked_for_and_no_less_than_a_sliver(tmp_path, monkeypatch):
+    """A ModemManager slow to answer (0.2 s a call) is waited for within a generous time, and not within none."""
+    (tmp_path / "bin").mkdir()
+    mmcli = tmp_path / "bin" / "mmcli"
+    mmcli.write_text(MMCLI.replace("#!/bin/sh\n", "#!/bin/sh\nsleep 0.2\n", 1))
+    mmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    signal = _radio.modem_signal("wwan0", 5.0)
+    assert signal is not None and signal.percent == 12
+    assert _radio.modem_signal("wwan0", 0.0) is None
