@@ -80,6 +80,20 @@ def test_free_inodes_are_judged_as_a_percentage_on_both_sides(tmpfs, config_file
 
 
 @pytest.mark.root
+def test_free_inodes_are_a_percentage_to_two_decimals(tmpfs, config_file):
+    """Three inodes, one of them the root folder's: 66.67 % free, in the metric and in the finding."""
+    fs = tmpfs("1m", inodes=3)
+    stat = os.statvfs(fs)
+    percent = round(stat.f_favail / stat.f_files * 100, 2)
+    assert percent != round(percent, 1), "the filesystem's counts give no third decimal to cut"
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 0,
+                                                      "min_free_inodes_percent": 90})))).run()
+    assert result.metrics[f"free_inodes_percent[{fs}]"] == percent
+    [low] = [f for f in result.findings if f.code == "disk.inodes_low"]
+    assert low.data["free_inodes_percent"] == percent and low.data["free_inodes"] == stat.f_favail
+
+
+@pytest.mark.root
 def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
     fs = tmpfs("4m")
     remount_read_only(fs)
