@@ -21,11 +21,12 @@ from labs.helpers import wait_for
 from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator, hold_port
 from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
 from posdiag.core import settings as cfg
-from posdiag.core.settings import ReaderSettings, Settings
+from posdiag.core.settings import DaemonSettings, ReaderSettings, Settings
 from posdiag.probes.base import Observation
 from posdiag.probes.reader._exchange import Exchange
 from posdiag.probes.reader._framing import ETX, NAK, SI, SO, STX, Framing, describe, lrc
 from posdiag.probes.reader._protocols import protocol_for
+from posdiag.probes.reader._turn import lock_path
 from posdiag.probes.reader.events import EventsProbe
 from posdiag.probes.reader.serial_port import SerialProbe
 from posdiag.probes.reader.usb import enumerate_sysfs
@@ -214,6 +215,16 @@ def test_a_port_another_program_locked_exclusively_is_said_locked_and_not_asked(
             os.close(fd)
     assert [f.code for f in result.findings] == ["reader.port_locked"], result
     assert bytes(emu.received) == b""
+
+
+def test_the_serial_probe_takes_its_turn_in_the_configured_state_folder(tmp_path):
+    with ReaderEmulator("generic", "healthy") as emu:
+        settings = Settings(reader=ReaderSettings(kind="serial", port=emu.path, timeout_s=0.5,
+                                                  sysfs_root=str(tmp_path / "no-sysfs")),
+                            daemon=DaemonSettings(state_dir=str(tmp_path)))
+        result = SerialProbe(settings).run()
+    assert result.status.value == "ok", result
+    assert os.path.isfile(lock_path(str(tmp_path), emu.path))
 
 
 def _serial_probe(**reader) -> SerialProbe:
