@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from labs.commands import REPO, diagnose_in_namespace, run_cli
@@ -29,7 +30,7 @@ from posdiag.probes.reader._protocols import protocol_for
 from posdiag.probes.reader._turn import lock_path
 from posdiag.probes.reader.events import EventsProbe
 from posdiag.probes.reader.serial_port import SerialProbe
-from posdiag.probes.reader.usb import enumerate_sysfs
+from posdiag.probes.reader.usb import UsbProbe, enumerate_sysfs
 
 
 def reader_report(config, *extra: str) -> tuple[int, dict]:
@@ -521,6 +522,13 @@ def test_an_unreadable_baseline_is_said_and_recorded_anew(usb_config, tmp_path):
     rc, report = reader_report(usb_config())
     usb = probe(report, "reader.usb")
     assert usb["status"] == "ok" and usb["metrics"]["baseline_devices"] == 2 and usb["metrics"]["usb_devices"] == 2
+
+
+def test_the_usb_baseline_is_kept_in_the_configured_state_folder(usb_config, tmp_path):
+    settings = cfg.load(str(usb_config()))
+    result = UsbProbe(settings).run()  # no state folder in the probe's context: the configured one
+    assert "reader.usb_baseline_created" in [f.code for f in result.findings], result
+    assert (Path(settings.daemon.state_dir) / "usb-baseline.json").is_file()
 
 
 def test_sysfs_lists_devices_not_root_hubs_or_interfaces_with_their_ports_and_kinds(tmp_path):
