@@ -94,6 +94,18 @@ def test_free_inodes_are_a_percentage_to_two_decimals(tmpfs, config_file):
 
 
 @pytest.mark.root
+def test_the_write_test_needs_only_its_four_kib_of_space(tmpfs, config_file):
+    """A filesystem with three pages left: the scratch write of 4 KiB fits, so nothing is said of space."""
+    fs = tmpfs("1m")
+    stat = os.statvfs(fs)
+    (fs / "ballast").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 3 * 4096))
+    assert os.statvfs(fs).f_bavail * stat.f_frsize == 3 * 4096
+    result = DiskProbe(cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 0})))).run()
+    assert result.status is Status.OK and found(result) == [], result
+    assert f"write_fsync_ms[{fs}]" in result.metrics
+
+
+@pytest.mark.root
 def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
     fs = tmpfs("4m")
     remount_read_only(fs)
