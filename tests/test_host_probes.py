@@ -106,6 +106,22 @@ def test_the_write_test_needs_only_its_four_kib_of_space(tmpfs, config_file):
 
 
 @pytest.mark.root
+def test_space_and_inodes_exactly_at_their_minimum_are_not_low(tmpfs, config_file):
+    """Exactly 4 MB free of a 4 MB minimum, and two inodes of four (the root folder's and the ballast's in use)
+    free of a 50 % minimum: at the limit, not under it."""
+    fs = tmpfs("8m", inodes=4)
+    stat = os.statvfs(fs)
+    (fs / "ballast").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 4 * MB))
+    stat = os.statvfs(fs)
+    assert (stat.f_bavail * stat.f_frsize, stat.f_favail * 100 / stat.f_files) == (4 * MB, 50.0)
+    settings = cfg.load(str(config_file(disk={"paths": [str(fs)], "min_free_mb": 4, "min_free_inodes_percent": 50,
+                                              "write_test": False})))
+    result = DiskProbe(settings).run()
+    assert result.metrics[f"free_mb[{fs}]"] == 4.0 and result.metrics[f"free_inodes_percent[{fs}]"] == 50.0
+    assert found(result) == [], result
+
+
+@pytest.mark.root
 def test_read_only_remount_blames_disk_failing(tmpfs, config_file):
     fs = tmpfs("4m")
     remount_read_only(fs)
