@@ -493,6 +493,18 @@ def meminfo_of_total(folder: Path, total_kb: int) -> Path:
 
 
 @pytest.mark.root
+@pytest.mark.parametrize(("minimum_mb", "low"), [(200, False), (201, True)], ids=["at-the-minimum", "one-mb-short"])
+def test_available_memory_exactly_at_its_minimum_is_not_low(config_file, tmp_path, minimum_mb, low):
+    """A terminal of 400 MB with 200 MB available (this machine's meminfo with totals of the test's own)."""
+    fake = meminfo_of_total(tmp_path, 400 * 1024)
+    report = diagnose_in_namespace('mount --bind "$1" /proc/meminfo', str(fake), config=config_file(
+        memory={"min_available_mb": minimum_mb}), only="memory")
+    memory = probe_of(report, "memory")
+    assert (memory["metrics"]["available_mb"], memory["metrics"]["total_mb"]) == (200.0, 400.0)
+    assert ("memory.available_low" in codes(report, "memory")) is low, memory
+
+
+@pytest.mark.root
 @pytest.mark.parametrize(("ram_per_rss", "large"), [(1.5, True), (3.0, False)], ids=["two-thirds-of-ram", "a-third"])
 def test_a_pos_process_is_large_only_over_half_of_the_ram(config_file, tmp_path, ram_per_rss, large):
     """A POS process of some 40 MB on a terminal of 1.5 and of 3 times that much RAM (this machine's meminfo with
