@@ -650,3 +650,9 @@ def test_the_pos_is_found_by_its_process_name_or_the_script_it_runs_and_not_by_a
 def test_systemctl_failing_without_a_word_is_an_error_with_no_detail(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", stand_in_systemctl(tmp_path / "bin", rc=1))
     assert _restarts.unit_state("posapp.service", 5.0) == _restarts.UnitState(None, why="error", detail="")
+
+
+def test_two_start_times_exactly_the_rounding_apart_are_one_process():
+    """0.02 s is the most two readings of one start time differ by (clock ticks, kept to the hundredth)."""
+    assert _restarts.restarts_seen([0.0, 0.02], since=-1.0) == []
+    assert _restarts.restarts_seen([0.0, 0.03], since=-1.0) == [0.03]
