@@ -6,6 +6,7 @@ Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet le
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -457,3 +458,10 @@ def test_a_neighbours_arp_state_is_read_from_its_own_row_and_its_flags(tmp_path,
         "192.168.1.10     0x1         0x6         52:54:00:12:34:57     *        eth0\n")
     assert neighbour_state(address, str(tmp_path)) == state
     assert neighbour_state(address, str(tmp_path / "no-proc")) is None
+
+
+def test_an_interface_that_is_not_there_is_neither_up_nor_carrying():
+    from posdiag.probes._netinfo import InterfaceState, interface_state
+
+    assert interface_state(f"nosuch{os.getpid() % 10000}") == InterfaceState(f"nosuch{os.getpid() % 10000}", False,
+                                                                             False, None, (), None)
