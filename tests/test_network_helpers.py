@@ -367,12 +367,10 @@ def test_an_on_link_default_route_does_not_make_the_world_the_lan(tmp_path):
     assert on_link("198.51.100.7", proc) is False and routed_via_gateway("198.51.100.7", proc) is False
 
 
-def test_loopback_is_an_interface_that_is_up_with_its_address_and_no_speed():
+def test_loopback_is_an_interface_that_is_up_and_carrying_with_its_address_and_no_speed():
     state = interface_state("lo")
     assert (state.exists, state.up, state.carrier, state.speed_mbps) == (True, True, True, None)
     assert "127.0.0.1" in state.addresses and all(is_address(a) for a in state.addresses), state
-    gone = interface_state("nosuch0")
-    assert (gone.exists, gone.up, gone.carrier, gone.addresses) == (False, False, None, ())
 
 
 @pytest.mark.parametrize(("flags", "isup", "up"), [("0x1003", False, True), ("0x1002", True, False),
