@@ -146,7 +146,7 @@ def test_smartctl_shares_six_tenths_of_the_time_left_between_the_disks(monkeypat
     probe.deadline_at = time.monotonic() + 10
     probe.smart(Observation(), {"/": Holder(("sda1", "sda"), ("sda",)), "/srv": Holder(("sdb1", "sdb"), ("sdb",))})
     assert set(budgets) == {"/dev/sda", "/dev/sdb"}
-    assert all(2.7 < budget <= 3.0 for budget in budgets.values()), budgets
+    assert all(2.4 < budget <= 3.0 for budget in budgets.values()), budgets  # a little time passes meanwhile
 
 
 def recorded(name: str) -> str:
