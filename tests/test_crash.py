@@ -656,3 +656,12 @@ def test_two_start_times_exactly_the_rounding_apart_are_one_process():
     """0.02 s is the most two readings of one start time differ by (clock ticks, kept to the hundredth)."""
     assert _restarts.restarts_seen([0.0, 0.02], since=-1.0) == []
     assert _restarts.restarts_seen([0.0, 0.03], since=-1.0) == [0.03]
+
+
+def test_the_oom_killer_taking_another_program_is_no_death_of_the_pos():
+    from posdiag.probes import _crashlog
+
+    found = _crashlog.read(["Out of memory: Killed process 999 (chromium) total-vm:812345kB, anon-rss:512000kB",
+                            "Oops: 0002 [#1] PREEMPT SMP NOPTI"], "posapp")
+    assert found.pos_deaths == {"oom": [], "segfault": []} and found.oopses == ["Oops: 0002 [#1] PREEMPT SMP NOPTI"]
+    assert _crashlog.read(["Out of memory: Killed process 812 (posapp) total-vm:1kB"], "posapp").pos_deaths["oom"] == [812]
