@@ -6,6 +6,7 @@ Every test runs ``posdiag diagnose`` inside the terminal namespace; no packet le
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -440,3 +441,27 @@ def test_an_ntp_name_that_does_not_resolve_is_a_clock_finding_not_a_payment_path
     rc, report, _ = lab.diagnose(config, "--lang", "zh_CN")
     assert [c["id"] for c in report["diagnosis"]["causes"]] == ["clock.skew"]
     assert any("NTP 服务器域名 ntp.acquirer.test 无法解析" in e for e in report["diagnosis"]["causes"][0]["evidence"])
+
+
+ARP_HEADER = "IP address       HW type     Flags       HW address            Mask     Device\n"
+
+
+@pytest.mark.parametrize(("address", "state"), [("192.168.1.1", "complete"), ("192.168.1.9", "incomplete"),
+                                                ("192.168.1.77", None)], ids=["complete", "incomplete", "not-in-the-table"])
+def test_a_neighbours_arp_state_is_read_from_its_own_row_and_its_flags(tmp_path, address, state):
+    from posdiag.probes._netinfo import neighbour_state
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "arp").write_text(
+        ARP_HEADER + "192.168.1.9      0x1         0x0         00:00:00:00:00:00     *        eth0\n"
+        "192.168.1.1      0x1         0x2         52:54:00:12:34:56     *        eth0\n"
+        "192.168.1.10     0x1         0x6         52:54:00:12:34:57     *        eth0\n")
+    assert neighbour_state(address, str(tmp_path)) == state
+    assert neighbour_state(address, str(tmp_path / "no-proc")) is None
+
+
+def test_an_interface_that_is_not_there_is_neither_up_nor_carrying():
+    from posdiag.probes._netinfo import InterfaceState, interface_state
+
+    assert interface_state(f"nosuch{os.getpid() % 10000}") == InterfaceState(f"nosuch{os.getpid() % 10000}", False,
+                                                                             False, None, (), None)
