@@ -9,9 +9,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from labs import kernel
 from labs.commands import diagnose_json, run_cli, run_posdiag
@@ -21,6 +23,7 @@ from labs.history import past_report, stored
 from posdiag.agent.report import render_text
 from posdiag.agent.store import Store
 from posdiag.probes import _lastboot, _restarts
+from posdiag.probes._procs import find_processes
 
 OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
         "Oops: 0002 [#1] PREEMPT SMP NOPTI",
@@ -584,3 +587,81 @@ def test_every_restart_limit_the_configuration_takes_can_be_counted_by_the_daemo
         terminal=unit, system={"restart_limit": STARTS_KEPT + 1, "restart_window_min": 1440})))
     assert rc == 3 and "system.restart_limit" in err and "100" in err, err
     assert POS_STARTS_KEPT >= STARTS_KEPT
+
+
+def _pos_stand_in(folder: Path, name: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    script = folder / name
+    script.write_text("import sys, time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    return script
+
+
+def _started(*argv: str, executable: str | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(list(argv), executable=executable, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    return proc
+
+
+def test_the_start_watch_follows_the_youngest_pos_process_and_looks_again_when_it_is_gone(tmp_path):
+    name = f"posw{os.getpid()}"
+    script = _pos_stand_in(tmp_path, name)
+    older = _started(sys.executable, str(script))
+    younger = None
+    try:
+        time.sleep(0.05)  # start times are kept to the clock tick: the two must differ
+        younger = _started(sys.executable, str(script))
+        watch = _restarts.StartWatch(name)
+        assert watch.look() == round(psutil.Process(younger.pid).create_time(), 2)
+        assert watch.look() == round(psutil.Process(younger.pid).create_time(), 2)  # the same one, looked at again
+        younger.kill()
+        younger.wait()
+        assert watch.look() == round(psutil.Process(older.pid).create_time(), 2)
+        older.kill()
+        older.wait()
+        assert watch.look() is None and watch.proc is None
+    finally:
+        for proc in (older, younger):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("how", ["process-name", "script-argument"])
+def test_the_pos_is_found_by_its_process_name_or_the_script_it_runs_and_not_by_a_later_argument(tmp_path, how):
+    """A program started under its own name (``comm``) though its argv says otherwise, and a script run by
+    its interpreter; a name that only a third argument carries is not the POS."""
+    name = f"posf{os.getpid() % 100000}"  # a process name is 15 characters at most
+    script = _pos_stand_in(tmp_path, "pos.py")
+    if how == "process-name":
+        binary = tmp_path / name
+        shutil.copy(sys.executable, binary)
+        proc = _started("interpreter", str(script), executable=str(binary))
+    else:
+        proc = _started(sys.executable, str(_pos_stand_in(tmp_path, name)))
+    other = _started(sys.executable, str(script), name)
+    try:
+        assert [p.pid for p in find_processes(name)] == [proc.pid]
+    finally:
+        for p in (proc, other):
+            p.kill()
+            p.wait()
+
+
+def test_systemctl_failing_without_a_word_is_an_error_with_no_detail(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", stand_in_systemctl(tmp_path / "bin", rc=1))
+    assert _restarts.unit_state("posapp.service", 5.0) == _restarts.UnitState(None, why="error", detail="")
+
+
+def test_two_start_times_exactly_the_rounding_apart_are_one_process():
+    """0.02 s is the most two readings of one start time differ by (clock ticks, kept to the hundredth)."""
+    assert _restarts.restarts_seen([0.0, 0.02], since=-1.0) == []
+    assert _restarts.restarts_seen([0.0, 0.03], since=-1.0) == [0.03]
+
+
+def test_the_oom_killer_taking_another_program_is_no_death_of_the_pos():
+    from posdiag.probes import _crashlog
+
+    found = _crashlog.read(["Out of memory: Killed process 999 (chromium) total-vm:812345kB, anon-rss:512000kB",
+                            "Oops: 0002 [#1] PREEMPT SMP NOPTI"], "posapp")
+    assert found.pos_deaths == {"oom": [], "segfault": []} and found.oopses == ["Oops: 0002 [#1] PREEMPT SMP NOPTI"]
+    assert _crashlog.read(["Out of memory: Killed process 812 (posapp) total-vm:1kB"], "posapp").pos_deaths["oom"] == [812]

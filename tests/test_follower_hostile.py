@@ -29,7 +29,7 @@ def test_fifo_is_never_opened_for_reading_and_is_named(tmp_path):
     follower = LogFollower(str(fifo))
     started = time.monotonic()
     assert follower.poll() == []  # would block in open() forever on a FIFO opened blocking
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 10  # returned at all: a blocking open() never would
     assert "FIFO" in follower.problem
 
 

@@ -8,6 +8,7 @@ probe makes of echoes, connects and checks): each edge on both sides, at a fract
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import sys
@@ -370,16 +371,17 @@ def test_without_icmp_permission_rtt_comes_from_tcp_and_the_report_says_so(lab, 
 
 
 def test_echoes_answered_within_a_quarter_second_are_waited_for_and_no_handshake_is_sent(lab, payment, net_config):
-    """A payment host 0.1 s away that answers ping: the path is measured with its echoes alone. Without an
+    """A payment host 0.05 s away that answers ping: the path is measured with its echoes alone. Without an
     echo back by a quarter of a second it would also be sampled with TCP handshakes: here none is sent."""
     payment()
     lab.exec(lab.host, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
-    lab.peer(lab.host, "echo", "--bind", HOST_ADDR, "--delay", "0.1", *(a for seq in range(64) for a in ("--slow-seq", str(seq))))
+    every_echo = (arg for seq in range(64) for arg in ("--slow-seq", str(seq)))
+    lab.peer(lab.host, "echo", "--bind", HOST_ADDR, "--delay", "0.05", *every_echo)
     lab.count_forwarded(443)
     _, report, _ = lab.diagnose(net_config([{"name": "primary", "host": HOST_ADDR, "port": 443}], timeout_s=1.0),
                                 "--only", "network.path")
     path = probe(report, "network.path")
-    assert path["metrics"]["method"] == "icmp" and path["metrics"]["median_ms"] >= 100, path
+    assert path["metrics"]["method"] == "icmp" and path["metrics"]["median_ms"] >= 50, path
     assert "path.icmp_blocked" not in codes(report, "network.path")
     assert lab.forwarded() == 0
 
@@ -627,23 +629,26 @@ def listen(until):
 until = time.monotonic() + 0.6
 thread = threading.Thread(target=listen, args=(until + 0.2,))
 thread.start()
+called = time.monotonic()
 print({CALL})
 thread.join()
-print(" ".join(f"{t:.4f}:{seq}" for t, seq in seen))
+print(" ".join(f"{t - called:.4f}:{seq}" for t, seq in seen))
 """
 
 
 def test_the_hop_echoes_are_three_spread_over_a_tenth_of_a_second(lab):
-    """Nothing answers: the hop check sends its three echoes spread out, one every 0.05 s, never in one burst,
-    and no more than three."""
+    """Nothing answers: the hop check sends its three echoes spread out, none before its turn (one every
+    0.05 s), never in one burst, and no more than three."""
     answer, sends = echoes_seen(lab, 'first_hop_beyond("127.0.0.1", until)')
     assert answer == "None" and [seq for _, seq in sends] == [0x7F00, 0x7F01, 0x7F02], sends
-    assert min(b - a for (a, _), (b, _) in zip(sends, sends[1:], strict=False)) >= 0.04, sends  # load only widens it
+    assert all(seen >= 0.05 * k - 0.001 for k, (seen, _) in enumerate(sends)), sends
 
 
 def echoes_seen(lab, call: str) -> tuple[str, list[tuple[float, int]]]:
-    """What ``call`` returned and the echo requests it sent (when, sequence number), in a namespace of the lab
-    whose kernel ignores echoes: nothing answers, a raw socket beside it sees each request arrive."""
+    """What ``call`` returned and the echo requests it sent (seconds after the call began when each was seen,
+    sequence number), in a namespace of the lab whose kernel ignores echoes: nothing answers, a raw socket
+    beside it sees each request arrive. An echo is never seen before it was due, however busy the machine:
+    a late send or a late reader only makes it later, so "not before k gaps" holds under any load."""
     import subprocess
 
     from labs import child_env
@@ -658,7 +663,7 @@ def echoes_seen(lab, call: str) -> tuple[str, list[tuple[float, int]]]:
 def test_echoes_of_a_batch_are_spread_evenly_over_the_time_given_and_unanswered_ones_are_lost(lab):
     answer, sends = echoes_seen(lab, 'echo_batch("127.0.0.1", [64, 576, 64, 1500, 64], until, spread_s=0.2)')
     assert answer == "[None, None, None, None, None]" and [seq for _, seq in sends] == [0, 1, 2, 3, 4], sends
-    assert min(b - a for (a, _), (b, _) in zip(sends, sends[1:], strict=False)) >= 0.04, sends  # 0.2 s / 4 gaps
+    assert all(seen >= 0.05 * k - 0.001 for k, (seen, _) in enumerate(sends)), sends  # 0.2 s over 4 gaps
 
 
 # --- what the echo checks read, on crafted packets (see labs.packets) ---------------------------------------
@@ -1039,3 +1044,27 @@ def test_the_small_exchange_is_answered_by_any_reaction_silent_without_one_and_n
         server.close()
     if peer != "nobody":
         assert got == [TINY_ALERT]
+
+
+ARP_HEADER = "IP address       HW type     Flags       HW address            Mask     Device\n"
+
+
+@pytest.mark.parametrize(("address", "state"), [("192.168.1.1", "complete"), ("192.168.1.9", "incomplete"),
+                                                ("192.168.1.77", None)], ids=["complete", "incomplete", "not-in-the-table"])
+def test_a_neighbours_arp_state_is_read_from_its_own_row_and_its_flags(tmp_path, address, state):
+    from posdiag.probes._netinfo import neighbour_state
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "arp").write_text(
+        ARP_HEADER + "192.168.1.9      0x1         0x0         00:00:00:00:00:00     *        eth0\n"
+        "192.168.1.1      0x1         0x2         52:54:00:12:34:56     *        eth0\n"
+        "192.168.1.10     0x1         0x6         52:54:00:12:34:57     *        eth0\n")
+    assert neighbour_state(address, str(tmp_path)) == state
+    assert neighbour_state(address, str(tmp_path / "no-proc")) is None
+
+
+def test_an_interface_that_is_not_there_is_neither_up_nor_carrying():
+    from posdiag.probes._netinfo import InterfaceState, interface_state
+
+    assert interface_state(f"nosuch{os.getpid() % 10000}") == InterfaceState(f"nosuch{os.getpid() % 10000}", False,
+                                                                             False, None, (), None)

@@ -272,3 +272,44 @@ def test_a_modem_tool_that_hangs_is_given_up_on_within_the_probe_s_own_time(conf
     code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
     radio = probe_of(report, "network.radio")
     assert radio["status"] == "ok" and codes_of(report, "network.radio") == ["radio.signal_unreadable"], radio
+
+
+@pytest.mark.parametrize(("interface", "files", "kind"), [
+    ("wwan0", {}, "cellular"), ("rmnet_data0", {}, "cellular"), ("ppp0", {}, "cellular"),
+    ("usb0", {"uevent": "DEVTYPE=wwan\n"}, "cellular"), ("eth0", {}, "wired"),
+    ("eth1", {"uevent": "DEVTYPE=gadget\n"}, "wired"), ("wlp2s0", {"phy80211": ""}, "wifi"),
+], ids=["wwan", "rmnet", "ppp", "devtype-wwan", "ethernet", "other-devtype", "phy80211-only"])
+def test_an_interface_is_cellular_by_its_devtype_or_a_modems_name(tmp_path, interface, files, kind):
+    base = tmp_path / "sys/class/net" / interface
+    base.mkdir(parents=True)
+    for name, text in files.items():
+        (base / name).write_text(text)
+    assert _radio.kind_of(interface, str(tmp_path / "sys")) == kind
+
+
+@pytest.mark.parametrize(("row", "dbm", "percent"), [
+    (" wlan0: 0000   43.  -67.", -67, 61.4),  # status, quality, level: the three it needs, no more
+    (" wlan0: 0000   94.  -40.  -256        0      0      0     12      0        0", -40, 100.0),  # above 70: full
+    (" wlan0: 0000   43.", None, None),  # no level
+], ids=["three-fields", "quality-capped-at-100-percent", "two-fields"])
+def test_the_wireless_line_needs_status_quality_and_level_and_quality_tops_at_100_percent(tmp_path, row, dbm, percent):
+    path = tmp_path / "wireless"
+    path.write_text(WIRELESS_HEAD + " wlan1: 0000   10.  -99.  -256        0      0      0     12      0        0\n"
+                    + row + "\n")
+    signal = _radio.proc_wireless("wlan0", str(path))
+    if percent is None:
+        assert signal is None
+    else:
+        assert signal is not None and (signal.dbm, signal.percent) == (dbm, percent), signal
+
+
+def test_modemmanager_is_given_the_time_asked_for_and_no_less_than_a_sliver(tmp_path, monkeypatch):
+    """A ModemManager slow to answer (0.2 s a call) is waited for within a generous time, and not within none."""
+    (tmp_path / "bin").mkdir()
+    mmcli = tmp_path / "bin" / "mmcli"
+    mmcli.write_text(MMCLI.replace("#!/bin/sh\n", "#!/bin/sh\nsleep 0.2\n", 1))
+    mmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    signal = _radio.modem_signal("wwan0", 5.0)
+    assert signal is not None and signal.percent == 12
+    assert _radio.modem_signal("wwan0", 0.0) is None

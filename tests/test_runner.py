@@ -105,15 +105,27 @@ def test_raising_probe_becomes_error_and_others_still_run():
 
 
 def test_probes_run_concurrently():
-    class Slow2(Slow):
-        name = "test.slow2"
+    """Three probes that each wait for the other two: run one after another, the first would wait
+    alone until its barrier broke, so all three finishing OK proves they ran side by side."""
+    meeting = threading.Barrier(3, timeout=10)
 
-    class Slow3(Slow):
-        name = "test.slow3"
+    class Meets(Probe):
+        name = "test.meets"
+        findings = declare(info=("test.met",))
+        timeout_s = 20
 
-    started = time.monotonic()
-    run_probes(Settings(), [Slow, Slow2, Slow3])
-    assert time.monotonic() - started < 0.8  # three 0.3 s probes, not 0.9 s in a row
+        def check(self, obs: Observation) -> None:
+            meeting.wait()
+            obs.info("test.met", "met the others")
+
+    class Meets2(Meets):
+        name = "test.meets2"
+
+    class Meets3(Meets):
+        name = "test.meets3"
+
+    results = run_probes(Settings(), [Meets, Meets2, Meets3])
+    assert [r.status for r in results] == [Status.OK] * 3, [r.summary for r in results]
 
 
 def test_failed_prerequisite_skips_dependant_with_the_reason():
