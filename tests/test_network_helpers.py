@@ -1002,3 +1002,14 @@ def test_a_silent_resolver_is_asked_three_times_within_the_dns_probe_s_timeout(c
         result = DnsProbe(settings).run()
     assert [f.code for f in result.findings] == ["dns.timeout"] and resolver.seen == 3, (result, resolver.seen)
     assert "within 0.6 s (3 tries)" in result.findings[0].message
+
+
+def test_the_one_hop_check_is_for_ipv4_routes_through_a_router_only():
+    """Connects to an IPv6 host, or to one on the terminal's own subnet, are not sent with a TTL of 1 (the
+    socket for it is IPv4; on the own subnet a TTL of 1 reaches the host and tells nothing): nothing shows."""
+    from posdiag.probes.network._egress import stopped_here
+
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as taken:
+        closed = taken.getsockname()[1]
+    assert stopped_here("::1", closed, 0.1, via_router=True) is None
+    assert stopped_here("127.0.0.1", closed, 0.1, via_router=False) is None
