@@ -452,6 +452,9 @@ def test_payment_hosts_are_called_by_their_role():
     assert Target(0, PaymentHost(name="acquirer-a", host="a.test")).label == "acquirer-a (primary)"
     assert Target(1, PaymentHost(name="acquirer-b", host="b.test")).label == "acquirer-b (backup 1)"
     assert Target(0, PaymentHost(name="primary", host="a.test")).label == "primary"  # not "primary (primary)"
+    assert Target(2, PaymentHost(name="backup 2", host="c.test")).label == "backup 2"
+    assert Target(2, PaymentHost(host="c.test", port=8443)).label == "c.test:8443 (backup 2)"
+    assert [Target(i, PaymentHost(host="a.test")).role for i in (0, 1, 2)] == ["primary", "backup 1", "backup 2"]
 
 
 @pytest.mark.parametrize(("address", "via_gateway"), [("192.168.1.50", False), ("10.1.2.3", False), ("10.9.9.9", True),
