@@ -583,6 +583,9 @@ def test_what_is_tried_beyond_the_gateway_comes_most_telling_first_once_each_and
     many = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "pay.test", "port": 443,
                                                     "fallback_addresses": [f"203.0.113.{n}" for n in range(1, 11)]}])))
     assert [b.address for b in candidates(many, ProbeContext(), [])] == [f"203.0.113.{n}" for n in range(1, 9)]
+    resolved = ProbeContext(resolved={"pay.test": ("203.0.113.77",)})
+    assert "203.0.113.77" in [b.address for b in candidates(settings, resolved, [])]
+    assert "203.0.113.77" not in [b.address for b in candidates(settings, resolved, [], with_resolved=False)]  # DNS's own
 
 
 def test_the_most_telling_silence_is_a_payment_host_s_own_before_the_next_hop():
