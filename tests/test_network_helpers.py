@@ -900,13 +900,14 @@ def test_only_this_terminal_s_own_addresses_are_its_own():
 
 
 def test_loopback_link_local_and_unspecified_addresses_are_never_tried_beyond_the_gateway(config_file):
+    """Nor a resolver named by something that is not an address (a system resolv.conf may hold anything)."""
     from posdiag.core import settings as cfg
     from posdiag.probes.base import ProbeContext
     from posdiag.probes.network._beyond import candidates, hops
 
     settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443, "fallback_addresses": [
         "169.254.1.1", "0.0.0.0", "::1", "fe80::1", "203.0.113.5"]}])))
-    assert [b.address for b in candidates(settings, ProbeContext(), ["127.0.0.53"])] == ["203.0.113.5"]
+    assert [b.address for b in candidates(settings, ProbeContext(), ["127.0.0.53", "resolver.lan"])] == ["203.0.113.5"]
     assert hops(["127.0.0.1", "169.254.1.1", "2001:db8::1"], icmp=True) == []
     assert hops(["203.0.113.5"], icmp=False) == []
 
