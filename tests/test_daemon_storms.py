@@ -403,3 +403,75 @@ def test_a_socket_that_starts_listening_within_the_retry_time_is_answered(tmp_pa
     finally:
         listener.join(10)
         starting.close()
+
+
+@pytest.mark.parametrize(("line", "said"), [(b'{"cmd": "ping"}', None), (b'{"cmd": "ping"}\n', None),
+                                            (b" " * 65535 + b"\n", "not JSON"),
+                                            (b" " * 65536, "longer than 65536 bytes"),
+                                            (b"[1]\n", "expected a JSON object, got list")])
+def test_a_request_line_is_answered_unless_it_fills_the_limit_without_its_end(line, said):
+    """A last request without its newline (the client shut its side) is still a request; one that
+    fills the 64 KiB limit without ending is cut, refused as too long rather than parsed."""
+    from posdiag.agent.control import _answer
+
+    reply = _answer(lambda message: {"ok": True, "cmd": message["cmd"]}, line)
+    if said is None:
+        assert reply == {"ok": True, "cmd": "ping"}
+    else:
+        assert reply["ok"] is False and said in reply["error"], reply
+
+
+def test_the_control_socket_is_made_in_a_folder_that_does_not_exist_yet(tmp_path):
+    from posdiag.agent.control import serve
+
+    path = str(tmp_path / "run" / "posdiag" / "control.sock")
+    server = serve(path, lambda message: {"ok": True})
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10) == {"ok": True}
+        assert oct(os.stat(path).st_mode & 0o777) == oct(0o660)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_waits_three_seconds_by_default_for_a_socket_that_never_listens(tmp_path):
+    """The default retry time (3 s): long enough for a daemon that is starting, short for a dead one."""
+    from posdiag.agent.control import DaemonNotRunning
+
+    path = str(tmp_path / "control.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    try:
+        began = time.monotonic()
+        with pytest.raises(DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"}, timeout_s=2)
+        assert 2.9 <= time.monotonic() - began < 20
+    finally:
+        dead.close()
+
+
+def test_a_client_tries_a_starting_socket_again_at_least_every_fifth_of_a_second(tmp_path):
+    """The wait between tries doubles from 10 ms but stops at 0.2 s: a daemon that starts listening
+    after a second is answered within a few tenths, not after a wait as long as the time already spent."""
+    path = str(tmp_path / "control.sock")
+    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    starting.bind(path)
+    listening_at = []
+
+    def start_listening() -> None:
+        time.sleep(1.3)
+        listening_at.append(time.monotonic())
+        starting.listen(1)
+        conn, _ = starting.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            conn.sendall(b'{"ok": true}\n')
+
+    listener = threading.Thread(target=start_listening, daemon=True)
+    listener.start()
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10, retry_s=20) == {"ok": True}
+        assert time.monotonic() - listening_at[0] < 0.9  # 0.2 s and the load; a 2 s cap would wait 1.25 s
+    finally:
+        listener.join(10)
+        starting.close()
