@@ -336,3 +336,17 @@ def test_a_short_screen_folds_the_unconfigured_checks_so_the_latest_changes_stay
     shown = [line for line in lines if "reader.serial ok → fail" in line or "reader.serial fail → ok" in line]
     assert len(shown) == 3 and shown[-1].endswith("08:00:05 reader.serial ok → fail")  # the latest that fit
     assert len(screen_lines(session, report, changes, "posdiag watch — lane-03", 40)) == 5 + 8 + 2 + 5  # all five
+
+
+def test_sweeps_start_one_interval_apart_not_sooner_and_not_later(reader_config):
+    """--interval 1 and sweeps of a tenth of a second: about one sweep a second. The wait is the rest of
+    the interval (a quarter of it only after a sweep that ran long), so 2.6 s hold three sweeps, not ten."""
+    with ReaderEmulator("generic", "healthy") as emu:
+        config = reader_config(emu)
+        watch = Watching(config, "--only", "reader.serial", "--interval", "1")
+        assert wait_for(lambda: emu.frames >= 1, timeout=30)
+        time.sleep(2.6)
+        rc, lines, err = watch.stop()
+    short = next(line for line in lines if line.startswith("kept in the history: posdiag show ")).split()[-1]
+    sweeps = stored(config, short)["watch"]["sweeps"]
+    assert rc == 0 and 2 <= sweeps <= 4, (sweeps, lines, err)
