@@ -317,3 +317,18 @@ def test_the_cover_note_says_why_a_bundle_holds_no_fresh_diagnosis():
     assert _diagnosis_line({"running": True}, None).startswith("diagnosis: the daemon runs and diagnoses by itself")
     for unknown in ({"running": None}, None):  # who runs cannot be told (no access), or status itself failed
         assert _diagnosis_line(unknown, None).startswith("diagnosis: none made for this bundle: it cannot tell")
+
+
+def test_a_bundle_is_written_into_folders_made_for_it_and_over_an_old_one(tmp_path):
+    """``-o`` may name folders not there yet (a USB stick's fresh folder); a second bundle replaces the first."""
+    from posdiag.agent.bundle import Bundle
+
+    target = tmp_path / "stick" / "lane-03" / "bundle.tar.gz"
+    for note in ("first", "second"):
+        bundle = Bundle()
+        bundle.add("summary.txt", lambda note=note: f"{note}\n")
+        bundle.add("broken.json", lambda: {}["missing"])
+        assert bundle.write(target) == target.stat().st_size
+    files = members(target)
+    assert files == {"summary.txt": "second\n", "errors.txt": "broken.json: KeyError: 'missing'\n"}
+    assert target.stat().st_mode & 0o777 == 0o600
