@@ -208,6 +208,7 @@ def test_only_a_damaged_file_is_taken_for_corruption_and_only_a_full_disk_for_fu
     assert getattr(not_a_db, "sqlite_errorcode", None) is not None
     assert is_corruption(not_a_db) and not is_full(not_a_db)
     assert is_corruption(sqlite3.DatabaseError("database disk image is malformed (*** in database main ***)"))
+    assert is_corruption(sqlite3.DatabaseError("file is not a database"))  # no code: SQLite's words say it
     locked_path = tmp_path / "locked.sqlite3"
     holder = sqlite3.connect(locked_path)
     holder.execute("CREATE TABLE t (x)")
@@ -279,6 +280,7 @@ def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cann
     recovered = queued(state)
     assert healed["recovered_unsent"] == len(recovered) >= 40
     assert recovered[-1] == ids[-1]  # the newest, well past the bad page
+    assert healed["unreadable_unsent"] == 60 - len(recovered) > 0  # the rows on the bad page, counted key by key
 
 
 def test_the_daemons_store_that_cannot_be_opened_yet_is_tried_again_at_each_report(config_file, tmp_path):
