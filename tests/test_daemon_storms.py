@@ -475,3 +475,14 @@ def test_a_client_tries_a_starting_socket_again_at_least_every_fifth_of_a_second
     finally:
         listener.join(10)
         starting.close()
+
+
+def test_a_sweep_finished_with_nobody_joined_hands_out_nothing_and_the_next_trigger_waits_for_its_own():
+    from posdiag.agent.storm import Waiters
+
+    waiters = Waiters()
+    waiters.finish({"ok": True, "report": "nobody asked"})  # e.g. a sweep whose waiters all gave up
+    late = waiters.join()
+    assert late.empty() and waiters.start() is True
+    waiters.finish({"ok": True, "report": "its own"})
+    assert late.get_nowait() == {"ok": True, "report": "its own"}
