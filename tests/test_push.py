@@ -620,8 +620,10 @@ def test_the_pusher_waits_for_its_own_backoff_and_an_urgent_report_for_its_gap(p
 @pytest.mark.parametrize(("mode", "content", "problem"), [
     (0o600, "t" * 4096, None), (0o400, "tok\n", None), (0o640, "tok", "readable by group or others"),
     (0o604, "tok", "readable by group or others"), (0o600, "t" * 4097, "does not hold one token"),
-    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty")],
-    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty"])
+    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty"),
+    (0o600, "tok\x07en", "does not hold one token"), (0o600, "t\u00f6k", "does not hold one token")],
+    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty",
+         "a-control-character", "not-ascii"])
 def test_the_token_file_is_taken_owner_only_and_one_token_long(tmp_path, mode, content, problem):
     from posdiag.agent.pushsetup import PushSetupError, read_token
 
