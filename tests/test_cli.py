@@ -450,3 +450,13 @@ def test_the_progress_line_is_clipped_to_one_cell_less_than_the_terminal_and_a_t
             terminal.close()
         os.close(primary)
     assert is_terminal(object()) is False
+
+
+def test_a_re_check_of_a_layer_and_what_it_needs_runs_each_once_and_counts_none_asked_as_needed():
+    from posdiag.agent.sweep import asked, prerequisites, select_probes
+
+    network = [n for n in probes.CATALOGUE if n.startswith("network.")]
+    assert asked(["network.tcp", "network", "network.tcp"]) == ["network.tcp", *(n for n in network if n != "network.tcp")]
+    assert prerequisites(["network.tls", "network.tcp"]) == ["network.link", "network.dns"]  # tcp was asked
+    assert select_probes(["network.tls", "network.tcp"]) == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert select_probes(None) == select_probes([]) == list(probes.CATALOGUE)
