@@ -350,3 +350,21 @@ def test_sweeps_start_one_interval_apart_not_sooner_and_not_later(reader_config)
     short = next(line for line in lines if line.startswith("kept in the history: posdiag show ")).split()[-1]
     sweeps = stored(config, short)["watch"]["sweeps"]
     assert rc == 0 and 2 <= sweeps <= 4, (sweeps, lines, err)
+
+
+def test_a_screen_clips_each_line_and_its_status_row_to_a_cell_less_than_the_terminal():
+    master, stream = _pty_sized(30, 6)
+    try:
+        screen = Screen(stream)
+        screen.__exit__(None, None, None)  # never entered: nothing to give back
+        screen.draw(["x" * 40, "short"] + [f"row {i}" for i in range(10)])
+        screen.status("probing… 0/1 done, waiting 1.0 s for: clock")
+        stream.flush()
+        seen = os.read(master, 65536).decode()
+    finally:
+        stream.close()
+        os.close(master)
+    assert ENTER not in seen and LEAVE not in seen
+    assert "x" * 28 + "…\x1b[K" in seen and "x" * 29 not in seen  # 29 cells: the last column stays free
+    assert "row 2" in seen and "row 3" not in seen  # 6 rows: 5 lines and the cursor's
+    assert "\x1b7\x1b[6;1Hprobing… 0/1 done, waiting 1…\x1b[K\x1b8" in seen
