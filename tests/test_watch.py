@@ -368,3 +368,13 @@ def test_a_screen_clips_each_line_and_its_status_row_to_a_cell_less_than_the_ter
     assert "x" * 28 + "…\x1b[K" in seen and "x" * 29 not in seen  # 29 cells: the last column stays free
     assert "row 2" in seen and "row 3" not in seen  # 6 rows: 5 lines and the cursor's
     assert "\x1b7\x1b[6;1Hprobing… 0/1 done, waiting 1…\x1b[K\x1b8" in seen
+
+
+def test_a_watch_summary_says_how_many_minutes_it_lasted_and_lists_the_most_changed_probe_first():
+    changes = [{"at": "2026-11-30T12:00:10Z", "probe": p, "from": "ok", "to": "fail"}
+               for p in ("txlog", "reader.serial", "reader.serial")]
+    block = watch_block(started=1_800_000_000, ended=1_800_000_000 + 750, interval_s=2.0, sweeps=1,
+                        final_verdict="degraded", changes=changes)
+    lines = summary_lines({"watch": block}, i18n.translator("en"))
+    assert lines[0].endswith("UTC (12.5 min), 3 change(s); at the end: DEGRADED") and lines[0].startswith("Watch: 1 sweep ")
+    assert lines[1:3] == ["  reader.serial  changed 2 times", "  txlog          changed 1 time"]
