@@ -486,3 +486,33 @@ def test_a_sweep_finished_with_nobody_joined_hands_out_nothing_and_the_next_trig
     assert late.empty() and waiters.start() is True
     waiters.finish({"ok": True, "report": "its own"})
     assert late.get_nowait() == {"ok": True, "report": "its own"}
+
+
+@pytest.mark.root
+def test_a_state_dir_or_database_this_user_may_not_read_is_refused_naming_it_and_the_group(tmp_path):
+    """Checked without the capabilities that bypass file permissions (as for a technician outside the
+    group): a folder there and readable, or not there at all, passes; one that is not, or its database,
+    is named with the group to join."""
+    from posdiag.agent.access import AccessDenied, check_readable_dir
+
+    check_readable_dir(str(tmp_path / "not-there"), "history.sqlite3")  # nothing to refuse
+    check_readable_dir(str(tmp_path), "history.sqlite3")
+    closed, open_db = tmp_path / "closed", tmp_path / "open"
+    closed.mkdir(mode=0o700)
+    open_db.mkdir(mode=0o755)
+    (open_db / "history.sqlite3").write_text("")
+    (open_db / "history.sqlite3").chmod(0o600)
+    for folder in (closed, open_db):
+        os.chown(folder, 4242, 0)
+        if (folder / "history.sqlite3").exists():
+            os.chown(folder / "history.sqlite3", 4242, 0)
+    code = ("import sys\nfrom posdiag.agent.access import AccessDenied, check_readable_dir\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n        check_readable_dir(path, 'history.sqlite3')\n        print('ok')\n"
+            "    except AccessDenied as exc:\n        print(exc)\n")
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c",
+                           code, str(closed), str(open_db), str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.splitlines() == [f"permission denied on {closed}: run as root or a member of group root",
+                                        f"permission denied on {open_db / 'history.sqlite3'}: run as root or a member "
+                                        "of group root", "ok"], proc.stderr
+    assert issubclass(AccessDenied, PermissionError)
