@@ -376,3 +376,23 @@ def test_probe_lines_align_name_status_and_milliseconds_and_wrap_the_summary_und
     long_name = [{"name": "n" * 60, "status": "ok", "duration_s": 0.0, "summary": "word " * 6}]
     lines = _probe_lines(long_name, i18n.translator("en"))  # no room left: the summary still gets 20 cells a line
     assert [line.strip() for line in lines] == ["n" * 60 + "  ok       0 ms  word word word word", "word word"]
+
+
+@pytest.mark.parametrize(("lang", "text"), [
+    (None, "no terminal-side fault found (95% sure); not checked: network, card reader"),
+    ("zh_CN", None),
+])
+def test_the_plugin_text_of_a_healthy_terminal_names_what_was_not_checked_in_the_reports_language(healthy_report, lang,
+                                                                                                  text):
+    from posdiag.core import i18n
+
+    rc, report = healthy_report
+    report["lang"] = lang
+    report["diagnosis"]["causes"][0]["confidence"] = 0.95
+    report["diagnosis"]["not_checked"] = [{"area": "network", "reason": "r", "probes": []},
+                                          {"area": "reader", "reason": "r", "probes": []}]
+    said = PLUGIN_LINE.match(nagios_line(report, rc)).group(2)
+    zh = i18n.translator("zh_CN")
+    expected = text or (zh.tr("no terminal-side fault found ({confidence} sure)", confidence="95%")
+                        + zh.tr("; not checked: {areas}", areas=", ".join([zh.tr("network"), zh.tr("card reader")])))
+    assert said == expected and (lang is None or said != text), said
