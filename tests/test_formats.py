@@ -396,3 +396,28 @@ def test_the_plugin_text_of_a_healthy_terminal_names_what_was_not_checked_in_the
     expected = text or (zh.tr("no terminal-side fault found ({confidence} sure)", confidence="95%")
                         + zh.tr("; not checked: {areas}", areas=", ".join([zh.tr("network"), zh.tr("card reader")])))
     assert said == expected and (lang is None or said != text), said
+
+
+def test_the_report_text_lists_the_alternatives_what_was_not_checked_a_re_check_and_the_language_it_was_written_in(
+        full_disk_report):
+    from posdiag.agent.report import render_text
+    from posdiag.core import i18n
+
+    _, report = full_disk_report
+    en = i18n.translator("en")
+    top = report["diagnosis"]["causes"][0]
+    report["diagnosis"]["causes"] = [top, {**top, "id": "memory.exhausted", "title": "Memory ran out", "confidence": 0.4,
+                                           "certainty": 0.1}]
+    report["diagnosis"]["not_checked"] = [{"area": "reader", "reason": "no reader configured", "probes": []}]
+    report["only"] = {"asked": ["disk"], "prerequisites": []}
+    lines = render_text(report, t=en).splitlines()
+    assert "Other possible causes:" in lines and "  - Memory ran out  [memory.exhausted, 40%, certainty 10%]" in lines
+    assert "  - card reader — no reader configured" in lines and "Re-check of disk" in lines
+    assert not any(line.startswith("Findings and evidence are in") for line in lines)  # written in the reader's
+    assert any(line.startswith("Most likely cause: ") for line in lines)  # one fault: no "1 fault found" list
+    assert not any(line.startswith(("1 fault found", "Fault 1 of")) for line in lines)
+    report["only"]["prerequisites"] = ["memory"]
+    report["lang"] = "zh_CN"
+    lines = render_text(report, t=en).splitlines()
+    assert "Re-check of disk, with what it needs: memory" in lines
+    assert lines[-1].startswith("Findings and evidence are in ") and lines[-1].endswith(", as the terminal wrote them.")
