@@ -285,3 +285,18 @@ def test_a_process_exits_with_a_probe_still_stuck_in_its_thread(tmp_path):
         "print(run_probes(Settings(), [Forever])[0].status.value)\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 0 and proc.stdout.strip() == "error", proc.stderr
+
+
+def test_a_probe_still_waiting_when_the_deadline_passes_is_skipped_for_want_of_time():
+    class HangsPastTheDeadline(Hangs):
+        name = "test.hangs_past"
+        timeout_s = 60
+
+    class AfterTheHang(Slow):
+        name = "test.after_the_hang"
+        after = ("test.hangs_past",)
+
+    started = time.monotonic()
+    hang, late = run_probes(Settings(), [HangsPastTheDeadline, AfterTheHang], deadline_s=0.4)
+    assert hang.status is Status.ERROR and late.status is Status.SKIPPED
+    assert late.summary == "no time left before the diagnosis deadline" and time.monotonic() - started < 5
