@@ -378,3 +378,14 @@ def test_a_watch_summary_says_how_many_minutes_it_lasted_and_lists_the_most_chan
     lines = summary_lines({"watch": block}, i18n.translator("en"))
     assert lines[0].endswith("UTC (12.5 min), 3 change(s); at the end: DEGRADED") and lines[0].startswith("Watch: 1 sweep ")
     assert lines[1:3] == ["  reader.serial  changed 2 times", "  txlog          changed 1 time"]
+
+
+@pytest.mark.parametrize(("site", "heading"), [
+    ("store-042", "posdiag watch — lane-03 @ store-042 — every 2.5 s — Ctrl-C to end"),
+    ("", "posdiag watch — lane-03 — every 2.5 s — Ctrl-C to end")])
+def test_the_watch_screen_is_headed_by_the_terminal_its_site_and_the_interval(config_file, site, heading):
+    from posdiag.agent.watch import ScreenView
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(terminal={"id": "lane-03", "site": site})))
+    assert ScreenView(io.StringIO(), settings, 2.5).heading == heading
