@@ -421,3 +421,14 @@ def test_the_report_text_lists_the_alternatives_what_was_not_checked_a_re_check_
     lines = render_text(report, t=en).splitlines()
     assert "Re-check of disk, with what it needs: memory" in lines
     assert lines[-1].startswith("Findings and evidence are in ") and lines[-1].endswith(", as the terminal wrote them.")
+
+
+def test_prometheus_carries_only_numeric_metrics_and_a_status_per_probe(healthy_report):
+    rc, report = healthy_report
+    text = prometheus_text(with_metrics(report, "system", rtt_ms=12, ok=True, name="x", ratio=0.25), rc)
+    metrics = [line for line in text.splitlines() if line.startswith('posdiag_probe_metric{probe="system"')]
+    assert metrics == ['posdiag_probe_metric{probe="system",metric="rtt_ms"} 12',
+                       'posdiag_probe_metric{probe="system",metric="ratio"} 0.25']
+    status = [line for line in text.splitlines() if line.startswith('posdiag_probe_status{probe="system"')]
+    assert status == [f'posdiag_probe_status{{probe="system",status="{s}"}} {int(s == "ok")}'
+                      for s in ("ok", "warn", "fail", "error", "skipped")]
