@@ -307,3 +307,13 @@ def test_a_line_break_inside_wrapped_text_is_a_space():
 
     assert wrap("one\ntwo three", 40) == ["one two three"]
     assert wrap("one\ttwo", 40) == ["one\ttwo"]
+
+
+@pytest.mark.parametrize(("text", "lines"), [("支付，好", ["支", "付", "，", "好"]), ("（好", ["（", "好"])])
+def test_a_line_of_one_character_keeps_it_rather_than_run_past_the_width_for_a_mark(text, lines):
+    """The marks' rule moves a character to the next line with its mark, but never empties a line to do
+    so: at two cells a line, a closing or opening mark stands alone rather than making a line of four."""
+    from posdiag.agent.columns import wrap
+
+    assert wrap(text, 2) == lines
+    assert all(display_width(line) <= 2 for line in wrap(text, 2))
