@@ -306,6 +306,7 @@ def test_a_line_break_inside_wrapped_text_is_a_space():
     from posdiag.agent.columns import wrap
 
     assert wrap("one\ntwo three", 40) == ["one two three"]
+    assert wrap("aaaa  bbbb", 4) == ["aaaa", "bbbb"] and wrap("aaaa\n\nbbbb", 4) == ["aaaa", "bbbb"]  # no line starts blank
     assert wrap("one\ttwo", 40) == ["one\ttwo"]
 
 
