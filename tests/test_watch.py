@@ -389,3 +389,30 @@ def test_the_watch_screen_is_headed_by_the_terminal_its_site_and_the_interval(co
 
     settings = config.load(str(config_file(terminal={"id": "lane-03", "site": site})))
     assert ScreenView(io.StringIO(), settings, 2.5).heading == heading
+
+
+def test_ctrl_c_during_the_first_sweep_ends_the_watch_at_once_keeping_nothing(config_file, tmp_path):
+    """The signal leaves a sweep in progress (here one waiting 5 s on a silent reader) instead of
+    waiting for it: nothing was seen whole, so nothing is kept, and the exit says unknown."""
+    (tmp_path / "state").mkdir()
+    with ReaderEmulator("generic", "silent") as emu:
+        config = config_file(reader={"kind": "serial", "port": emu.path, "protocol": "generic", "timeout_s": 5.0,
+                                     "sysfs_root": str(tmp_path / "no-sysfs")}, diagnosis={"deadline_s": 20.0})
+        watch = Watching(config, "--only", "reader.serial")
+        assert wait_for(lambda: emu.frames >= 1, timeout=30), "the first sweep never asked the reader"
+        rc, lines, err = watch.stop()
+    assert rc == 3 and "watch ended before its first sweep finished; nothing kept" in err, (rc, lines, err)
+    assert not any(line.startswith("kept in the history") for line in lines) and "Traceback" not in err
+
+
+def test_ctrl_c_between_sweeps_ends_the_watch_with_its_summary_kept(reader_config):
+    """A signal while the watch waits for its next sweep (30 s away) ends the wait, not the program:
+    the summary of the sweep seen is printed and kept, and the exit is its verdict's."""
+    with ReaderEmulator("generic", "healthy") as emu:
+        config = reader_config(emu)
+        watch = Watching(config, "--only", "reader.serial", "--interval", "30")
+        assert wait_for(lambda: emu.frames >= 1, timeout=30), "the first sweep never asked the reader"
+        time.sleep(3)  # the rest of the sweep takes milliseconds: it is waiting now
+        rc, lines, err = watch.stop()
+    assert rc == 0 and any(line.startswith("kept in the history: posdiag show ") for line in lines), (lines, err)
+    assert "Traceback" not in err
