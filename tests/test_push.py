@@ -762,3 +762,21 @@ def test_push_status_says_how_long_the_oldest_report_waits_to_the_tenth_and_only
     assert summary["last_attempt_at"] == utc_iso(now - 1)
     assert outbox.summary(db, now - 20)["oldest_unsent_s"] == 0.0  # a clock set back: never a negative wait
     assert 12.3 <= outbox.summary(db)["oldest_unsent_s"] < 1000  # without a time given: now
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("folder_there", [True, False])
+def test_without_any_ca_bundle_file_the_systems_ca_folder_is_used_and_without_it_the_default_trust(tmp_path,
+                                                                                                    folder_there):
+    """A till whose CA bundle file is gone (here hidden under an empty tmpfs, in a mount namespace of
+    its own) checks the server against the system's CA folder; with none either, against the default trust."""
+    folder = tmp_path / "certs"
+    if folder_there:
+        folder.mkdir()
+    code = "from posdiag.agent.pushsetup import system_ca_bundle; print(repr(system_ca_bundle()))"
+    script = 'mount -t tmpfs none /etc/ssl/certs && exec "$0" -c "$1"'
+    env = {**os.environ, "SSL_CERT_FILE": str(tmp_path / "gone.pem"), "SSL_CERT_DIR": str(folder)}
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, sys.executable, code],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (repr(str(folder)) if folder_there else "True")
