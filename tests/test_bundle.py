@@ -328,9 +328,11 @@ def test_a_bundle_is_written_into_folders_made_for_it_and_over_an_old_one(tmp_pa
         bundle = Bundle()
         bundle.add("summary.txt", lambda note=note: f"{note}\n")
         bundle.add("broken.json", lambda: {}["missing"])
+        bundle.add("data.json", lambda: {"terminal": "lane-03"})
         assert bundle.write(target) == target.stat().st_size
     files = members(target)
-    assert files == {"summary.txt": "second\n", "errors.txt": "broken.json: KeyError: 'missing'\n"}
+    assert files == {"summary.txt": "second\n", "errors.txt": "broken.json: KeyError: 'missing'\n",
+                     "data.json": '{\n  "terminal": "lane-03"\n}\n'}  # JSON for a person to read: two-space indents
     assert target.stat().st_mode & 0o777 == 0o600
 
 
