@@ -531,3 +531,21 @@ def test_the_control_socket_takes_a_backlog_of_128_connections(tmp_path):
         server.server_close()
     [line] = [line for line in listing.splitlines() if path in line]
     assert line.split()[3] == "128", line  # a listening socket's Send-Q is its backlog
+
+
+def test_a_client_that_connects_and_says_nothing_does_not_hold_up_closing_the_socket(tmp_path):
+    """Its request thread waits for a line that never comes; closing the socket at shutdown does not wait for it."""
+    from posdiag.agent.control import serve
+
+    path = str(tmp_path / "control.sock")
+    server = serve(path, lambda message: {"ok": True})
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.connect(path)
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10) == {"ok": True}  # the mute one is being handled by now
+        began = time.monotonic()
+        server.shutdown()
+        server.server_close()
+        assert time.monotonic() - began < 20
+    finally:
+        mute.close()
