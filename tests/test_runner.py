@@ -300,3 +300,21 @@ def test_a_probe_still_waiting_when_the_deadline_passes_is_skipped_for_want_of_t
     hang, late = run_probes(Settings(), [HangsPastTheDeadline, AfterTheHang], deadline_s=0.4)
     assert hang.status is Status.ERROR and late.status is Status.SKIPPED
     assert late.summary == "no time left before the diagnosis deadline" and time.monotonic() - started < 5
+
+
+def test_the_runner_waits_for_a_slow_probe_without_spinning():
+    """While a probe sleeps for two seconds the runner blocks on its queue: the process spends nearly
+    no processor time (a loop polling the queue would spend most of the two seconds)."""
+
+    class Sleeps(Probe):
+        name = "test.sleeps"
+        findings = declare(info=("test.slept",))
+        timeout_s = 20
+
+        def check(self, obs: Observation) -> None:
+            time.sleep(2)
+            obs.info("test.slept", "slept")
+
+    cpu = time.process_time()
+    [result] = run_probes(Settings(), [Sleeps], deadline_s=30)
+    assert result.status is Status.OK and time.process_time() - cpu < 0.5
