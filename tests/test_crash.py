@@ -632,15 +632,27 @@ def _look_each(watch) -> list[bool]:
     ((1000, 700, 300, 1), False),  # one of the three is 11.7 min old: two within the window
     ((700, 300, 1), False),  # two restarts: one short of the limit
 ])
-def test_the_daemon_asks_for_a_sweep_when_the_restarts_within_the_window_reach_the_limit(config_file, caplog,
-                                                                                       ages_s, looping):
+def test_the_daemon_asks_for_a_sweep_when_the_restarts_within_the_window_reach_the_limit(config_file, ages_s, looping):
+    import logging
+
     now = time.time()
     watch, _ = _pos_watch(config_file, [now - age for age in ages_s])
-    with caplog.at_level("INFO", logger="posdiag"):
+    logger = logging.getLogger("posdiag")
+    heard = logging.Handler(logging.INFO)
+    records: list[logging.LogRecord] = []
+    heard.emit = records.append  # the daemon's logger may not propagate (agent/logs.py): listen on it itself
+    logger.addHandler(heard)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
         said = _look_each(watch)
+    finally:
+        logger.removeHandler(heard)
+        logger.setLevel(level)
+    logged = "\n".join(record.getMessage() for record in records)
     assert said == [False] * (len(ages_s) - 1) + [looping]
-    assert ("restarted 3 times or more within 10 min: diagnosing now" in caplog.text) is looping, caplog.text
-    assert caplog.text.count("restarted: a process started at") == len(ages_s) - 1  # the first is no restart
+    assert ("restarted 3 times or more within 10 min: diagnosing now" in logged) is looping, logged
+    assert logged.count("restarted: a process started at") == len(ages_s) - 1  # the first is no restart
 
 
 def test_a_crash_loop_brings_one_sweep_forward_a_window_and_keeps_every_start(config_file):

@@ -302,7 +302,7 @@ def test_a_table_squeezed_by_wide_columns_still_wraps_its_last_cell_at_twenty_ce
     assert lines == ["n" * 40 + "  the resolver did not", " " * 42 + "answer within the", " " * 42 + "timeout at all"]
 
 
-def test_a_line_break_inside_wrapped_text_is_a_space():
+def test_a_line_break_or_a_run_of_spaces_in_wrapped_text_is_a_gap_and_never_starts_a_line():
     from posdiag.agent.columns import wrap
 
     assert wrap("one\ntwo three", 40) == ["one two three"]

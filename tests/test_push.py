@@ -747,7 +747,7 @@ def test_a_full_spool_never_drops_the_report_it_was_asked_to_keep_nor_any_newer(
 
 def test_push_status_says_how_long_the_oldest_report_waits_to_the_tenth_and_only_what_was_recorded():
     db = _outbox_db()
-    now = round(time.time())
+    now = time.time()
     assert outbox.summary(db, now) == outbox.empty_summary()
     outbox.enqueue(db, "old", now - 100, b"x", now - 12.345)
     outbox.enqueue(db, "new", now, b"x", now)
