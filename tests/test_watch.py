@@ -340,16 +340,16 @@ def test_a_short_screen_folds_the_unconfigured_checks_so_the_latest_changes_stay
 
 def test_sweeps_start_one_interval_apart_not_sooner_and_not_later(reader_config):
     """--interval 1 and sweeps of a tenth of a second: about one sweep a second. The wait is the rest of
-    the interval (a quarter of it only after a sweep that ran long), so 2.6 s hold three sweeps, not ten."""
+    the interval (a quarter of it only after a sweep that ran long), so 3.6 s hold four sweeps, not ten."""
     with ReaderEmulator("generic", "healthy") as emu:
         config = reader_config(emu)
         watch = Watching(config, "--only", "reader.serial", "--interval", "1")
         assert wait_for(lambda: emu.frames >= 1, timeout=30)
-        time.sleep(2.6)
+        time.sleep(3.6)
         rc, lines, err = watch.stop()
     short = next(line for line in lines if line.startswith("kept in the history: posdiag show ")).split()[-1]
     sweeps = stored(config, short)["watch"]["sweeps"]
-    assert rc == 0 and 2 <= sweeps <= 4, (sweeps, lines, err)
+    assert rc == 0 and 2 <= sweeps <= 5, (sweeps, lines, err)  # four, give or take the load; ten at a quarter
 
 
 def test_a_screen_clips_each_line_and_its_status_row_to_a_cell_less_than_the_terminal():
