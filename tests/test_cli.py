@@ -395,3 +395,69 @@ def test_the_status_of_a_running_daemon_says_each_part_and_leaves_out_what_it_ha
     assert "last:" not in quiet and "risks:" not in quiet and "/var/log/pos.log" in quiet and "disk full" in quiet
     calm = "\n".join(_status_text({**status, "last": {**status["last"], "risks": 0}}, str(tmp_path)))
     assert "last:" in calm and "risks:" not in calm
+
+
+def _pty(columns: int = 80):
+    import fcntl
+    import struct
+    import termios
+
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    return primary, os.fdopen(secondary, "w")
+
+
+def test_a_slow_sweeps_progress_appears_after_a_second_is_redrawn_four_times_a_second_and_cleared():
+    import time
+
+    from posdiag.agent.progress import Progress
+
+    primary, terminal = _pty()
+    drawn: list[tuple[float, str]] = []
+    try:
+        quick = Progress(terminal, draw=lambda text: drawn.append((time.monotonic(), text)))
+        with quick:
+            quick.on_running(("clock",), 0, 1)
+        assert drawn == []  # ended within its first second: nothing shown, nothing to clear
+        slow = Progress(terminal, draw=lambda text: drawn.append((time.monotonic(), text)))
+        with slow:
+            slow.on_running(("clock",), 0, 1)
+            time.sleep(2.9)
+        began = slow.started
+    finally:
+        terminal.close()
+        os.close(primary)
+    lines = [text for _, text in drawn]
+    assert lines[-1] == "" and all(text.startswith("probing… 0/1 done, waiting ") for text in lines[:-1]), lines
+    # drawn from 1 s on, every 0.25 s: about eight times in 2.9 s, give or take the load
+    assert drawn[0][0] - began >= 0.95 and 3 <= len(lines) - 1 <= 14, [round(t - began, 2) for t, _ in drawn]
+
+
+def test_the_progress_line_is_clipped_to_one_cell_less_than_the_terminal_and_a_terminal_gone_is_let_go():
+    from posdiag.agent.progress import Progress, is_terminal
+
+    primary, terminal = _pty(columns=30)
+    try:
+        progress = Progress(terminal)
+        assert progress.enabled and is_terminal(terminal)
+        progress._draw_line("probing… 0/1 done, waiting 1.0 s for: network.tcp")
+        seen = os.read(primary, 4096).decode()
+        assert seen == "\r\x1b[K" + "probing… 0/1 done, waiting 1…", seen  # 29 cells: the cursor keeps the 30th
+        terminal.close()
+        progress._draw_line("again")
+        assert progress.enabled is False and is_terminal(terminal) is False
+    finally:
+        if not terminal.closed:
+            terminal.close()
+        os.close(primary)
+    assert is_terminal(object()) is False
+
+
+def test_a_re_check_of_a_layer_and_what_it_needs_runs_each_once_and_counts_none_asked_as_needed():
+    from posdiag.agent.sweep import asked, prerequisites, select_probes
+
+    network = [n for n in probes.CATALOGUE if n.startswith("network.")]
+    assert asked(["network.tcp", "network", "network.tcp"]) == ["network.tcp", *(n for n in network if n != "network.tcp")]
+    assert prerequisites(["network.tls", "network.tcp"]) == ["network.link", "network.dns"]  # tcp was asked
+    assert select_probes(["network.tls", "network.tcp"]) == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert select_probes(None) == select_probes([]) == list(probes.CATALOGUE)

@@ -445,3 +445,34 @@ def test_risks_are_listed_soonest_first_those_without_a_time_last_and_an_info_fi
     assert [(r["code"], r["hours_left"]) for r in risks] == [("tls.expiring_soon", 2.5), ("disk.filling", 30.0),
                                                              ("tls.expiring_soon", None)]
     assert risks[1]["subject"] == "/var" and risks[0]["remediation"] == ["step"] and risks[2]["subject"] == ""
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ({"title": "Expires", "remediation": ["Renew it."]}, None),
+    ("just a title", "risks.tls.expiring_soon: expected a table with title and remediation"),
+    ({"remediation": ["Renew it."]}, "risks.tls.expiring_soon: expected a title and at least one remediation step"),
+    ({"title": "Expires", "remediation": "Renew it."}, "expected a title and at least one remediation step"),
+    ({"title": "Expires", "remediation": []}, "expected a title and at least one remediation step"),
+    ({"title": "Expires"}, "expected a title and at least one remediation step"),
+])
+def test_a_risk_of_the_knowledge_base_needs_a_table_with_a_title_and_a_step(entry, problem):
+    from posdiag.agent.risks import RiskInfo, load
+
+    problems: list[str] = []
+    risks = load({"tls.expiring_soon": entry}, {}, "en", problems)
+    if problem is None:
+        assert problems == [] and risks == {"tls.expiring_soon": RiskInfo("tls.expiring_soon", "Expires", ("Renew it.",))}
+    else:
+        assert risks == {} and len(problems) == 1 and problem in problems[0], problems
+
+
+def test_the_risks_of_the_knowledge_base_are_a_table_and_none_is_weighed_as_evidence():
+    from posdiag.agent.risks import load
+
+    problems: list[str] = []
+    assert load([], {}, "en", problems) == {} and problems == ['risks: expected a table of [risks."finding code"] tables']
+    problems = []
+    entry = {"title": "Expires", "remediation": ["Renew it."], "zh_CN": {"title": "即将过期"}}
+    risks = load({"tls.expiring_soon": entry}, {"tls.expiring_soon": [("tls.expired", 1.0)]}, "zh_CN", problems)
+    assert problems == ["risks.tls.expiring_soon: the code is also weighed as evidence of a cause; a risk is never a cause"]
+    assert risks["tls.expiring_soon"].title == "即将过期" and risks["tls.expiring_soon"].remediation == ("Renew it.",)
