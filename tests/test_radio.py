@@ -220,6 +220,60 @@ def test_without_a_route_to_the_payment_host_there_is_no_radio_to_look_at(config
     assert codes_of(report, "network.radio") == ["radio.no_route"] and radio["summary"] == "no route to the payment host"
 
 
+@pytest.mark.parametrize(("signal", "code", "message"), [
+    (_radio.Signal("wifi", -80.0, 43.0, source="iw"), "radio.weak_signal",
+     "wlan0 carries the payment route over a weak Wi-Fi signal: -80 dBm, 43 % (limit -75 dBm)"),
+    (_radio.Signal("cellular", -101.0, 29.5, "lte", "mmcli"), "radio.weak_signal",
+     "wlan0 carries the payment route over a weak cellular signal: -101 dBm, 29.5 %, lte (limit 30 %)"),
+    (_radio.Signal("cellular", -60.0, None, "umts"), "radio.signal", "wlan0: cellular signal -60 dBm, umts"),
+    (_radio.Signal("wifi", None, 12.0), "radio.weak_signal", "weak Wi-Fi signal: 12 % (limit 30 %)"),
+    (_radio.Signal("wifi"), "radio.signal", "wlan0: Wi-Fi signal ")],
+    ids=["wifi-by-level", "cellular-by-quality", "cellular-level-alone-is-not-judged", "wifi-without-level-by-quality",
+         "nothing-read"])
+def test_a_signal_is_judged_by_its_level_for_wifi_else_its_quality_and_said_with_what_was_read(config_file, signal, code,
+                                                                                                  message):
+    """Wi-Fi by its level in dBm against min_wifi_signal_dbm; else (cellular, or a Wi-Fi driver without a level)
+    by the quality in percent against min_cell_signal_percent; a reading with neither is only reported."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.radio import RadioProbe
+
+    obs = Observation()
+    RadioProbe(cfg.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "port": 9}])))).judge(obs, "wlan0", signal)
+    [finding] = obs.findings
+    assert finding.code == code and message in finding.message, finding.message
+    assert (obs.metrics["signal_dbm"], obs.metrics["signal_percent"]) == (signal.dbm, signal.percent)
+    assert finding.data == {"interface": "wlan0", "kind": signal.kind, "signal_dbm": signal.dbm,
+                            "signal_percent": signal.percent, "technology": signal.technology, "source": signal.source}
+
+
+def test_a_configured_interface_is_the_radio_looked_at_whatever_the_routes(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "eth0", level_dbm=None, devtype="")
+    (root / "sys/class/net/eth0/wireless").rmdir()
+    radio_root(root, "wlan1", level_dbm=-60)
+    (root / "proc/net/route").write_text(  # the route still leaves by eth0
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n")
+    code, report = diagnose_json(local_host_config(config_file, root, interface="wlan1"), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert radio["metrics"]["interface"] == "wlan1" and codes_of(report, "network.radio") == ["radio.signal"], radio
+    assert radio["summary"] == "wlan1: Wi-Fi signal -60 dBm, 71.4 %"
+
+
+def test_a_modem_tool_that_hangs_is_given_up_on_within_the_probe_s_own_time(config_file, tmp_path, monkeypatch):
+    """ModemManager's command line stuck (a modem resetting): it is given a share of the probe's time and
+    no more, so the probe still says the signal cannot be read instead of being abandoned at its deadline."""
+    root = radio_root(tmp_path / "root", "wwan0", level_dbm=None, devtype="wwan")
+    (root / "sys/class/net/wwan0/wireless").rmdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mmcli").write_text("#!/bin/sh\nexec sleep 30\n")
+    (tmp_path / "bin" / "mmcli").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert radio["status"] == "ok" and codes_of(report, "network.radio") == ["radio.signal_unreadable"], radio
+
+
 @pytest.mark.parametrize(("interface", "files", "kind"), [
     ("wwan0", {}, "cellular"), ("rmnet_data0", {}, "cellular"), ("ppp0", {}, "cellular"),
     ("usb0", {"uevent": "DEVTYPE=wwan\n"}, "cellular"), ("eth0", {}, "wired"),
