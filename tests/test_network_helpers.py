@@ -809,10 +809,11 @@ def test_the_one_hop_check_runs_only_when_no_connect_worked_and_within_the_time_
     monkeypatch.setattr(tcp._egress, "stopped_here", lambda address, port, wait_s, via_router: asked.append(wait_s))
     assert probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0), Connect("ok", 2.0)])) is None
     assert asked == []
-    for left in (10, 0.25, 0):
+    # 0.38 s left gives the check 0.28 s, less what this test took since: room for a busy machine
+    for left in (10, 0.38, 0):
         probe.deadline_at = time.monotonic() + left
         probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0)]))
-    assert asked[0] == tcp.EGRESS_WAIT_S == 0.3 and 0.1 < asked[1] <= 0.15 and asked[2] == 0.0, asked
+    assert asked[0] == tcp.EGRESS_WAIT_S == 0.3 and 0.1 < asked[1] <= 0.28 and asked[2] == 0.0, asked
 
 
 # --- what the network layers share ----------------------------------------------------------------------
