@@ -784,9 +784,9 @@ def test_the_echoes_outcome_splits_into_the_small_ones_and_the_large_ones_by_siz
     ({"icmp_sent": 24, "tcp_sent": 24}, "path.no_answer", "24 echoes and 24 TCP handshakes lost"),
     ({"icmp_sent": 1}, "path.no_answer", "1 echo lost"),
     ({"tcp_sent": 24, "refused_here": "Operation not permitted"}, "path.blocked_locally",
-     "it refuses to send echoes there (Operation not permitted), and 24 TCP handshakes get no answer"),
+     "it refuses to send echoes there (Operation not permitted), and 24 TCP handshakes went unanswered by the host"),
     ({"tcp_sent": 1, "refused_here": "Operation not permitted"}, "path.blocked_locally",
-     "(Operation not permitted), and 1 TCP handshake "),
+     "(Operation not permitted), and 1 TCP handshake went unanswered by the host"),
     ({"tcp_sent": 24}, None, ""), ({"icmp_sent": 24, "rtts": [None, 3.0]}, None, "")],
     ids=["echoes-and-handshakes", "one-echo", "refused-here", "one-handshake-refused-here", "handshakes-alone", "answered"])
 def test_nothing_answering_is_said_with_what_was_sent_and_why_it_never_left(samples, code, lost):
