@@ -258,3 +258,133 @@ def test_a_payment_host_without_a_ca_file_is_verified_against_the_system_s_autho
         server.sock.close()
     tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
     assert [f["code"] for f in tls["findings"]] == ["tls.untrusted"], tls
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER element: short length below 128 bytes, long form above."""
+    n, size = len(content), (len(content).bit_length() + 7) // 8
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | size]) + n.to_bytes(size, "big")
+    return bytes([tag]) + length + content
+
+
+def _certificate(subject: list, not_before: datetime.datetime, not_after: datetime.datetime) -> bytes:
+    """A self-signed DER certificate with ``subject`` (cryptography NameAttributes) as subject and issuer."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(subject)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(not_before).not_valid_after(not_after).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _rewrapped(der: bytes, keep) -> bytes:
+    """``der`` with its TBSCertificate's fields filtered by ``keep`` (a slice), lengths made right."""
+    from posdiag.probes.network import _x509
+
+    _, cert_s, cert_e = _x509._tlv(der, 0)
+    tbs_tag, tbs_s, tbs_e = _x509._tlv(der, cert_s)
+    fields, pos = [], tbs_s
+    while pos < tbs_e:
+        fields.append(der[pos:(pos := _x509._tlv(der, pos)[2])])
+    rest = der[tbs_e:cert_e]
+    return _der(0x30, _der(tbs_tag, b"".join(fields[keep])) + rest)
+
+
+def _utc(*when: int) -> datetime.datetime:
+    return datetime.datetime(*when, tzinfo=datetime.timezone.utc)
+
+
+def test_a_certificate_is_read_for_its_names_dates_and_fingerprint_from_its_der_bytes():
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _certificate([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acq"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, "pay.test")], _utc(2024, 1, 2, 3, 4, 5),
+                       _utc(2026, 7, 8, 9, 10, 11))
+    info = _x509.read(der)
+    digest = hashlib.sha256(der).hexdigest().upper()
+    assert info.to_dict() == {"subject": "CN=pay.test, O=Acq, C=CN", "issuer": "CN=pay.test, O=Acq, C=CN",
+                              "not_before": "2024-01-02T03:04:05Z", "not_after": "2026-07-08T09:10:11Z",
+                              "sha256": ":".join(digest[i:i + 2] for i in range(0, 64, 2))}
+    assert len(info.sha256.split(":")) == 32
+
+
+@pytest.mark.parametrize(("when", "text"), [
+    (_utc(1950, 1, 1, 0, 0, 0), "1950-01-01T00:00:00Z"),  # UTCTime "50…": the first year of the 1900s
+    (_utc(2049, 12, 31, 23, 59, 59), "2049-12-31T23:59:59Z"),  # UTCTime "49…": the last of the 2000s
+    (_utc(2050, 1, 1, 0, 0, 0), "2050-01-01T00:00:00Z"),  # GeneralizedTime from 2050 on
+], ids=["utctime-1950", "utctime-2049", "generalized-2050"])
+def test_certificate_dates_are_read_in_the_century_rfc_5280_gives_two_digit_years(when, text):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _certificate([x509.NameAttribute(NameOID.COMMON_NAME, "t")], when, _utc(2060, 1, 1))
+    assert _x509.read(der).not_before == text
+
+
+def test_name_parts_in_every_string_type_are_read_and_a_non_string_value_is_left_out():
+    from cryptography import x509
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _certificate([x509.NameAttribute(NameOID.COMMON_NAME, "pay.test", _ASN1Type.UniversalString),
+                        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "收单", _ASN1Type.BMPString),
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acq", _ASN1Type.T61String),
+                        x509.NameAttribute(NameOID.LOCALITY_NAME, "Town", _ASN1Type.IA5String),
+                        x509.NameAttribute(NameOID.SERIAL_NUMBER, "42")], _utc(2024, 1, 1), _utc(2030, 1, 1))
+    assert _x509.read(der).subject == "OU=收单, O=Acq, L=Town"  # CN in UniversalString: not read; serialNumber: not shown
+
+
+@pytest.mark.parametrize(("kept", "readable"), [
+    (slice(1, None), True),  # no [0] version: a v1 certificate
+    (slice(1, 6), True),  # serial, algorithm, issuer, validity, subject: the five fields read
+    (slice(1, 5), False),  # no subject
+], ids=["v1", "five-fields", "four-fields"])
+def test_a_certificate_needs_its_first_five_fields_after_the_optional_version(kept, readable):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _rewrapped(_certificate([x509.NameAttribute(NameOID.COMMON_NAME, "pay.test")], _utc(2024, 1, 1),
+                                  _utc(2030, 1, 1)), kept)
+    if readable:
+        info = _x509.read(der)
+        assert (info.subject, info.not_before, info.not_after) == ("CN=pay.test", "2024-01-01T00:00:00Z",
+                                                                   "2030-01-01T00:00:00Z")
+    else:
+        with pytest.raises(_x509.BadCertificate, match="too few fields"):
+            _x509.read(der)
+
+
+@pytest.mark.parametrize(("data", "element"), [
+    (b"\x05\x00", (5, 2, 2)),  # an empty element ending where the bytes end
+    (b"\x04\x02ab", (4, 2, 4)),
+    (b"\x04\x81\x02ab", (4, 3, 5)),  # long form, one length byte
+    (b"\x30", None), (b"", None),  # no room for a length
+    (b"\x04\x03ab", None),  # one byte short
+], ids=["empty-at-end", "short-form", "long-form", "tag-only", "nothing", "short-by-one"])
+def test_a_der_element_is_bounded_by_the_bytes_there_are(data, element):
+    from posdiag.probes.network import _x509
+
+    if element is None:
+        with pytest.raises(_x509.BadCertificate, match="truncated"):
+            _x509._tlv(data, 0)
+    else:
+        assert _x509._tlv(data, 0) == element
+
+
+def test_the_client_certificate_s_expiry_is_read_from_the_first_pem_block_only(ca):
+    from posdiag.core.timefmt import parse_utc_iso
+    from posdiag.probes.network import _x509
+
+    leaf = ca.issue_cert("pay.test", not_after=_utc(2031, 5, 6, 7, 8, 9))
+    pem = leaf.cert_chain_pems[0].bytes().decode() + ca.cert_pem.bytes().decode()
+    assert _x509.not_after("key and notes first\n" + pem) == parse_utc_iso("2031-05-06T07:08:09Z")
+    assert _x509.not_after("no certificate here") is None
+    assert _x509.not_after("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----") is None
