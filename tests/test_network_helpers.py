@@ -610,3 +610,79 @@ def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(con
     found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
     hole = found["path.mtu_black_hole"]
     assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole
+
+
+@pytest.mark.parametrize(("hosts", "skipped"), [
+    ([], "no payment host configured"), ([{"host": "203.0.113.7", "port": 443, "tls": False}], "no payment host uses TLS"),
+    ([{"host": "203.0.113.7", "port": 443, "tls": True}], None)], ids=["no-host", "no-tls-host", "a-tls-host"])
+def test_a_payment_host_probe_runs_only_when_a_host_is_configured_and_it_applies(config_file, hosts, skipped):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.tls import TlsProbe
+
+    reason = TlsProbe(cfg.load(str(config_file(payment_hosts=hosts)))).skip_reason()
+    assert reason is None if skipped is None else skipped in reason, reason
+
+
+@pytest.mark.parametrize(("gateway", "address"), [("192.0.2.1", "192.0.2.1"), ("off", None)])
+def test_a_configured_gateway_is_taken_as_written_and_off_is_none(config_file, gateway, address):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network._common import gateway_address
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443}],
+                                        network={"gateway": gateway})))
+    assert gateway_address(settings) == address
+
+
+def test_a_host_s_addresses_are_its_literal_address_or_what_dns_resolved_and_none_when_unresolved(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._common import addresses, targets
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443},
+                                                       {"host": "pay.test", "port": 443},
+                                                       {"host": "gone.test", "port": 443}])))
+    context = ProbeContext(resolved={"pay.test": ("192.0.2.7", "192.0.2.8"), "gone.test": ()})
+    literal, named, empty = targets(settings)
+    assert addresses(context, literal) == ["203.0.113.7"]
+    assert addresses(context, named) == ["192.0.2.7", "192.0.2.8"]
+    assert addresses(context, empty) == []  # resolved to nothing: not "not resolved"
+    assert addresses(ProbeContext(), named) is None
+
+
+def test_a_background_check_is_waited_for_and_gives_its_result_or_its_error():
+    from posdiag.probes.network._common import Background
+
+    quick = Background(lambda: (time.sleep(0.1), "done")[1])
+    assert quick.done_within(30) is True and quick.result() == "done"
+
+    def fails() -> None:
+        raise LookupError("no such host")
+
+    failed = Background(fails)
+    assert failed.done_within(30) is True
+    with pytest.raises(LookupError, match="no such host"):
+        failed.result()
+
+
+def test_checks_side_by_side_keep_their_order_start_apart_only_after_the_first_and_pass_on_an_error():
+    from posdiag.probes.network._common import side_by_side
+
+    called = time.monotonic()
+    started: dict[str, float] = {}
+
+    def note(name: str) -> str:
+        started[name] = time.monotonic()
+        return name.upper()
+
+    assert side_by_side(note, ["a", "b"], stagger_s=0.6) == ["A", "B"]
+    assert started["a"] - called < 0.5 <= started["b"] - started["a"]  # no wait before the first
+    with pytest.raises(ZeroDivisionError):
+        side_by_side(lambda n: 1 / n, [1, 0, 2])
+
+
+@pytest.mark.parametrize(("samples", "jitter"), [([10.0, 14.0, 12.0], 3.0), ([5.0], 0.0), ([7.0, 7.0], 0.0)],
+                         ids=["three", "one", "two-equal"])
+def test_jitter_is_the_mean_difference_of_consecutive_samples_and_zero_for_one(samples, jitter):
+    from posdiag.probes.network._common import rtt_stats
+
+    assert rtt_stats(samples)["jitter_ms"] == pytest.approx(jitter)
