@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -388,3 +389,59 @@ def test_the_client_certificate_s_expiry_is_read_from_the_first_pem_block_only(c
     assert _x509.not_after("key and notes first\n" + pem) == parse_utc_iso("2031-05-06T07:08:09Z")
     assert _x509.not_after("no certificate here") is None
     assert _x509.not_after("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----") is None
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on loopback that accepts and says nothing, and hangs up after 6 s at the latest."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            time.sleep(6)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+class _Woken(Exception):
+    pass
+
+
+@pytest.mark.parametrize("asked_s", [None, 100.0], ids=["no-wake", "wake-after-the-deadline"])
+def test_a_silent_handshake_ends_at_its_deadline_whatever_wake_up_is_asked(silent_server, asked_s):
+    from posdiag.probes.network._tlsbio import Channel
+
+    raw = socket.create_connection(("127.0.0.1", silent_server), timeout=5)
+    started = time.monotonic()
+    channel = Channel(raw, ssl.create_default_context(), "pay.test", started + 0.5)
+    with pytest.raises(TimeoutError):
+        channel.handshake(lambda ch: None if asked_s is None else time.monotonic() + asked_s)
+    raw.close()
+    assert time.monotonic() - started < 4  # the 0.5 s deadline, not the server's hang-up at 6 s
+    assert channel.received == 0
+
+
+def test_a_waiting_handshake_calls_back_at_the_moment_asked_before_its_deadline(silent_server):
+    from posdiag.probes.network._tlsbio import Channel
+
+    raw = socket.create_connection(("127.0.0.1", silent_server), timeout=5)
+    started = time.monotonic()
+    calls: list[float] = []
+
+    def on_wait(ch: Channel) -> float:
+        calls.append(time.monotonic() - started)
+        if len(calls) > 1:
+            raise _Woken
+        return time.monotonic() + 0.2
+
+    with pytest.raises(_Woken):
+        Channel(raw, ssl.create_default_context(), "pay.test", started + 30).handshake(on_wait)
+    raw.close()
+    assert 0.15 <= calls[1] < 4, calls  # woken at 0.2 s as asked, not at the server's hang-up or the deadline
