@@ -14,7 +14,7 @@ from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
 from labs.helpers import unwrapped, wait_for
-from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR, TERM_ADDR
 
 pytestmark = pytest.mark.root
 
@@ -56,6 +56,9 @@ def test_healthy_path_gives_none_with_every_layer_ok(lab, payment, net_config):
     for layer in ("network.link", "network.gateway", "network.dns", "network.tcp", "network.tls", "network.path"):
         assert probe(report, layer)["status"] == "ok", probe(report, layer)
     assert probe(report, "network.gateway")["metrics"]["gateway"] == GATEWAY
+    link = probe(report, "network.link")
+    assert TERM_ADDR in link["metrics"]["addresses"] and link["metrics"]["default_gateway"] == GATEWAY, link
+    assert link["summary"].startswith(f"t0 up, {TERM_ADDR}") and link["summary"].endswith(f"gateway {GATEWAY}"), link
     assert probe(report, "network.tls")["metrics"]["health_status[primary]"] == 200
     assert probe(report, "network.path")["metrics"]["loss_percent"] == 0
     assert probe(report, "network.path")["metrics"]["samples"] == 24  # ping_count 10: never fewer than 24
@@ -108,6 +111,17 @@ def test_missing_default_route_blames_link(lab, payment, net_config):
     assert "link.no_default_route" in codes(report, "network.link")
 
 
+@pytest.mark.parametrize(("interface", "missed"), [("auto", True), ("t0", False)])
+def test_with_the_gateway_off_no_default_route_is_missed_only_when_no_interface_is_named(lab, payment, net_config,
+                                                                                          interface, missed):
+    """``gateway = "off"``: a terminal on its interface's own subnet needs no default route; one told
+    to find its interface by the default route still does."""
+    payment()
+    lab.remove_default_route()
+    rc, report, _ = lab.diagnose(net_config(interface=interface, gateway="off"))
+    assert ("link.no_default_route" in codes(report, "network.link")) is missed, probe(report, "network.link")
+
+
 @pytest.mark.parametrize("interface", ["t0", "auto"])
 def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net_config, interface):
     """The route table hidden from posdiag (the lab's own has a default route): the link probe says it
@@ -118,6 +132,7 @@ def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net
     assert codes(report, "network.link") == ["link.routes_unknown"], link
     assert link["status"] == "ok" and "/proc/net/route" in link["findings"][0]["message"]
     assert link["metrics"].get("interface") == (None if interface == "auto" else interface)
+    assert link["summary"].startswith("routing table unreadable" if interface == "auto" else f"t0 up, {TERM_ADDR}"), link
     assert rc == 0 and top(report) == "none", report["diagnosis"]
     for layer in ("network.dns", "network.tcp", "network.tls", "network.path"):
         assert probe(report, layer)["status"] == "ok", probe(report, layer)
