@@ -703,3 +703,78 @@ def test_jitter_is_the_mean_difference_of_consecutive_samples_and_zero_for_one(s
     from posdiag.probes.network._common import rtt_stats
 
     assert rtt_stats(samples)["jitter_ms"] == pytest.approx(jitter)
+
+
+@pytest.mark.parametrize(("kind", "answered"), [("ok", True), ("refused", True), ("timeout", False),
+                                                ("unreachable", False), ("error", False)])
+def test_a_check_beyond_the_gateway_is_answered_by_a_connection_or_a_reset_only(kind, answered):
+    from posdiag.probes.network._beyond import Beyond, Tried, most_telling_silence
+    from posdiag.probes.network._common import Connect
+
+    tried = Tried(Beyond("203.0.113.5", 443, "primary", "host"), Connect(kind, 3.0, "boom"))
+    assert tried.answered is answered
+    assert (most_telling_silence([tried]) is None) is answered
+
+
+@pytest.mark.parametrize(("kind", "outcome", "also", "said"), [
+    ("hop", "timeout", False, "not even the next router beyond the gateway answers (echoes with TTL 2 "
+                                          "toward 203.0.113.5)"),
+    ("hop", "ok", False, "the next hop beyond the gateway toward 203.0.113.5 answers (from 198.51.100.1)"),
+    ("host", "ok", False, "primary accepts connections"), ("host", "refused", False, "primary answers (reset)"),
+    ("host", "timeout", False, "primary times out"), ("host", "timeout", True, "primary times out as well"),
+    ("host", "unreachable", True, "primary is unreachable as well"),
+    ("host", "error", False, "primary fails (from 198.51.100.1)"),
+    ("host", "error", True, "primary fails (from 198.51.100.1) as well")])
+def test_what_a_check_beyond_the_gateway_found_is_said_for_its_kind_and_outcome(kind, outcome, also, said):
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    assert Tried(Beyond("203.0.113.5", 443, "primary", kind), Connect(outcome, 3.0, "from 198.51.100.1")).describe(
+        also=also) == said
+
+
+def test_addresses_that_cannot_be_beyond_the_gateway_are_never_tried_nor_what_dns_gave_when_left_out(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import _local, candidates
+
+    settings = cfg.load(str(config_file(payment_hosts=[
+        {"name": "primary", "host": "pay.test", "port": 443,
+         "fallback_addresses": ["169.254.1.1", "fe80::1", "0.0.0.0", "::", "203.0.113.9"]}])))
+    context = ProbeContext(resolved={"pay.test": ("203.0.113.5",)})
+    assert [b.address for b in candidates(settings, context, [])] == ["203.0.113.5", "203.0.113.9"]
+    assert [b.address for b in candidates(settings, context, [], with_resolved=False)] == ["203.0.113.9"]
+    assert _local("pay.test") is True and _local("203.0.113.9") is False
+
+
+def test_hop_checks_go_toward_two_ipv4_addresses_routed_via_the_gateway_and_only_with_icmp(monkeypatch):
+    from posdiag.probes.network import _beyond
+
+    routed = {"203.0.113.5", "203.0.113.6", "203.0.113.7", "2001:db8::5"}
+    monkeypatch.setattr(_beyond, "routed_via_gateway", lambda address: address in routed)  # the routing answer, as given
+    toward = ["192.168.1.50", "2001:db8::5", "127.0.0.1", "203.0.113.5", "203.0.113.6", "203.0.113.7"]
+    assert [(b.address, b.port, b.kind) for b in _beyond.hops(toward, icmp=True)] == [
+        ("203.0.113.5", 0, "hop"), ("203.0.113.6", 0, "hop")]
+    assert _beyond.hops(toward, icmp=False) == []
+
+
+def test_checks_beyond_the_gateway_wait_until_the_deadline_but_never_less_than_a_tenth_of_a_second():
+    """A loopback listener whose queue is full drops new SYNs: a silent peer, without leaving the machine."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = server.getsockname()[1]
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    held = socket.create_connection(("127.0.0.1", port), timeout=5)  # fills the queue
+    try:
+        silent, refused = Beyond("127.0.0.1", port, "silent"), Beyond("127.0.0.1", closed_port, "closed")
+        [late] = try_all([silent], time.monotonic() - 1)
+        assert late.outcome.kind == "timeout" and 90 <= late.outcome.ms < 900, late
+        waited, reset = try_all([silent, refused], time.monotonic() + 1.5)
+        assert waited.outcome.kind == "timeout" and 1300 <= waited.outcome.ms < 5000, waited
+        assert reset.outcome.kind == "refused" and reset.answered, reset
+    finally:
+        held.close()
+        server.close()
