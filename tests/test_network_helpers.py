@@ -778,3 +778,48 @@ def test_checks_beyond_the_gateway_wait_until_the_deadline_but_never_less_than_a
     finally:
         held.close()
         server.close()
+
+
+def test_a_ttl_1_connect_is_connected_refused_or_failed_at_once_as_loopback_answers_it():
+    """On loopback a TTL of 1 is enough: a listener connects it, a closed port resets it, and a connect the
+    kernel refuses at once (to the broadcast address) keeps the error connect_ex gave, not SO_ERROR's 0."""
+    import errno
+
+    from posdiag.probes.network._egress import _outcome, _ttl1
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    outcomes = {}
+    try:
+        for name, where in (("listening", listener.getsockname()), ("closed", ("127.0.0.1", closed_port)),
+                            ("broadcast", ("255.255.255.255", 443))):
+            with _ttl1(socket.SOCK_STREAM) as sock:
+                started = sock.connect_ex(where)
+                o = _outcome(sock, started, time.monotonic() + 5)
+                outcomes[name] = (o.errno, o.connected)
+    finally:
+        listener.close()
+    assert outcomes == {"listening": (0, True), "closed": (errno.ECONNREFUSED, False),
+                        "broadcast": (errno.ENETUNREACH, False)}
+
+
+def test_an_address_is_the_terminal_s_own_only_when_the_kernel_would_send_from_it():
+    from posdiag.probes.network._egress import _is_own
+
+    assert _is_own("127.0.0.1") is True
+    assert _is_own("127.0.0.2") is False  # routed to, not held
+    assert _is_own("255.255.255.255") is False  # a route the kernel refuses to take: no answer from here
+
+
+def test_connects_to_loopback_or_over_ipv6_are_not_said_stopped_here():
+    """Loopback lets everything through; IPv6 and a host on the terminal's own subnet get no one-hop check."""
+    from posdiag.probes.network._egress import refused_here, stopped_here
+
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    assert refused_here("127.0.0.1", port) is None
+    assert stopped_here("127.0.0.1", port, 0.3, via_router=False) is None
+    assert stopped_here("::1", port, 0.3, via_router=True) is None
