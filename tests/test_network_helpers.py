@@ -823,3 +823,37 @@ def test_connects_to_loopback_or_over_ipv6_are_not_said_stopped_here():
     assert refused_here("127.0.0.1", port) is None
     assert stopped_here("127.0.0.1", port, 0.3, via_router=False) is None
     assert stopped_here("::1", port, 0.3, via_router=True) is None
+
+
+@pytest.mark.root
+def test_a_hop_check_answered_by_the_gateway_itself_is_no_answer_from_beyond():
+    """TTL-2 echoes toward loopback are answered by 127.0.0.1: from beyond, unless that is the gateway."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    hop = Beyond("127.0.0.1", 0, "hop 2", "hop")
+    [beyond] = try_all([hop], time.monotonic() + 3, gateway="192.0.2.1")
+    assert (beyond.outcome.kind, beyond.outcome.error, beyond.answered) == ("ok", "from 127.0.0.1", True)
+    assert 0 <= beyond.outcome.ms < 3000
+    [gateway] = try_all([hop], time.monotonic() + 3, gateway="127.0.0.1")
+    assert (gateway.outcome.kind, gateway.outcome.error) == ("timeout", "answered by the gateway 127.0.0.1")
+
+
+def test_a_connect_is_timed_in_milliseconds_until_the_handshake_completes():
+    """A listener whose queue is full drops the SYN; freed after 0.3 s, the kernel's retransmission one
+    second after the first SYN gets through: the connect took about 1000 ms."""
+    from posdiag.probes.network._common import tcp_connect
+
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    held = socket.create_connection(server.getsockname(), timeout=5)  # fills the queue
+
+    def free() -> None:
+        time.sleep(0.3)
+        server.accept()[0].close()
+
+    threading.Thread(target=free, daemon=True).start()
+    try:
+        connect = tcp_connect("127.0.0.1", server.getsockname()[1], 10)
+    finally:
+        held.close()
+        server.close()
+    assert connect.kind == "ok" and 500 <= connect.ms < 5000, connect
