@@ -815,7 +815,7 @@ def test_an_address_is_the_terminal_s_own_only_when_the_kernel_would_send_from_i
 
 def test_connects_to_loopback_or_over_ipv6_are_not_said_stopped_here():
     """Loopback lets everything through; IPv6 and a host on the terminal's own subnet get no one-hop check."""
-    from posdiag.probes.network._egress import refused_here, stopped_here
+    from posdiag.probes.network._egress import one_hop, refused_here, stopped_here
 
     closed = socket.create_server(("127.0.0.1", 0))
     port = closed.getsockname()[1]
@@ -823,6 +823,8 @@ def test_connects_to_loopback_or_over_ipv6_are_not_said_stopped_here():
     assert refused_here("127.0.0.1", port) is None
     assert stopped_here("127.0.0.1", port, 0.3, via_router=False) is None
     assert stopped_here("::1", port, 0.3, via_router=True) is None
+    # the host itself answers the TTL-1 datagram (port unreachable), no router does: nothing to compare with
+    assert one_hop("127.0.0.1", port, 0.5) is None
 
 
 @pytest.mark.root
