@@ -20,7 +20,7 @@ from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
 from labs.helpers import unwrapped, wait_for
-from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR
+from labs.netlab import BACKUP_ADDR, DNS_ADDR, GATEWAY, HIDDEN_ROUTE_TABLE, HOST_ADDR, LAN_HOST_ADDR, TERM_ADDR
 from labs.packets import icmp_packet, ip_header, time_exceeded, wire
 
 pytestmark = pytest.mark.root
@@ -63,6 +63,9 @@ def test_healthy_path_gives_none_with_every_layer_ok(lab, payment, net_config):
     for layer in ("network.link", "network.gateway", "network.dns", "network.tcp", "network.tls", "network.path"):
         assert probe(report, layer)["status"] == "ok", probe(report, layer)
     assert probe(report, "network.gateway")["metrics"]["gateway"] == GATEWAY
+    link = probe(report, "network.link")
+    assert TERM_ADDR in link["metrics"]["addresses"] and link["metrics"]["default_gateway"] == GATEWAY, link
+    assert link["summary"].startswith(f"t0 up, {TERM_ADDR}") and link["summary"].endswith(f"gateway {GATEWAY}"), link
     assert probe(report, "network.tls")["metrics"]["health_status[primary]"] == 200
     assert probe(report, "network.path")["metrics"]["loss_percent"] == 0
     assert probe(report, "network.path")["metrics"]["samples"] == 24  # ping_count 10: never fewer than 24
@@ -147,6 +150,8 @@ def test_unreadable_route_table_is_unknown_not_a_missing_route(lab, payment, net
     if interface == "auto":
         assert link["summary"] == ("routing table unreadable: the interface of the default route is unknown (set "
                                    "network.interface to check one)"), link
+    else:
+        assert link["summary"].startswith(f"t0 up, {TERM_ADDR}"), link
     assert rc == 0 and top(report) == "none", report["diagnosis"]
     for layer in ("network.dns", "network.tcp", "network.tls", "network.path"):
         assert probe(report, layer)["status"] == "ok", probe(report, layer)

@@ -186,6 +186,23 @@ def test_last_known_addresses_are_kept_newest_first_and_written_only_on_change(t
     assert not [n for n in os.listdir(tmp_path / "state") if n.endswith(".tmp")]
 
 
+def test_last_known_addresses_keep_the_four_newest_per_host_and_a_seen_one_moves_first(tmp_path):
+    state = str(tmp_path)
+    for last in range(1, 7):
+        assert _known.remember(state, {"pay.example": f"192.0.2.{last}"}) is True
+    assert _known.load(state) == {"pay.example": ("192.0.2.6", "192.0.2.5", "192.0.2.4", "192.0.2.3")}
+    assert _known.remember(state, {"pay.example": "192.0.2.4"}) is True
+    assert _known.load(state) == {"pay.example": ("192.0.2.4", "192.0.2.6", "192.0.2.5", "192.0.2.3")}
+
+
+def test_nothing_is_recorded_without_a_state_dir_or_without_an_address_that_worked(tmp_path):
+    assert _known.remember(None, {"pay.example": "192.0.2.7"}) is False
+    assert _known.remember("", {"pay.example": "192.0.2.7"}) is False
+    assert _known.remember(str(tmp_path / "state"), {}) is False
+    assert not (tmp_path / "state").exists()
+    assert _known.load(None) == {} and _known.load("") == {}
+
+
 def test_a_damaged_record_reads_as_empty_and_is_replaced(tmp_path):
     (tmp_path / _known.FILE_NAME).write_text("{not json")
     assert _known.load(str(tmp_path)) == {}
@@ -1021,3 +1038,235 @@ def test_the_one_hop_check_is_for_ipv4_routes_through_a_router_only():
         closed = taken.getsockname()[1]
     assert stopped_here("::1", closed, 0.1, via_router=True) is None
     assert stopped_here("127.0.0.1", closed, 0.1, via_router=False) is None
+
+
+@pytest.mark.parametrize(("hosts", "skipped"), [
+    ([], "no payment host configured"), ([{"host": "203.0.113.7", "port": 443, "tls": False}], "no payment host uses TLS"),
+    ([{"host": "203.0.113.7", "port": 443, "tls": True}], None)], ids=["no-host", "no-tls-host", "a-tls-host"])
+def test_a_payment_host_probe_runs_only_when_a_host_is_configured_and_it_applies(config_file, hosts, skipped):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.tls import TlsProbe
+
+    reason = TlsProbe(cfg.load(str(config_file(payment_hosts=hosts)))).skip_reason()
+    assert reason is None if skipped is None else skipped in reason, reason
+
+
+@pytest.mark.parametrize(("gateway", "address"), [("192.0.2.1", "192.0.2.1"), ("off", None)])
+def test_a_configured_gateway_is_taken_as_written_and_off_is_none(config_file, gateway, address):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network._common import gateway_address
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443}],
+                                        network={"gateway": gateway})))
+    assert gateway_address(settings) == address
+
+
+def test_a_host_s_addresses_are_its_literal_address_or_what_dns_resolved_and_none_when_unresolved(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._common import addresses, targets
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443},
+                                                       {"host": "pay.test", "port": 443},
+                                                       {"host": "gone.test", "port": 443}])))
+    context = ProbeContext(resolved={"pay.test": ("192.0.2.7", "192.0.2.8"), "gone.test": ()})
+    literal, named, empty = targets(settings)
+    assert addresses(context, literal) == ["203.0.113.7"]
+    assert addresses(context, named) == ["192.0.2.7", "192.0.2.8"]
+    assert addresses(context, empty) == []  # resolved to nothing: not "not resolved"
+    assert addresses(ProbeContext(), named) is None
+
+
+def test_a_background_check_is_waited_for_and_gives_its_result_or_its_error():
+    from posdiag.probes.network._common import Background
+
+    quick = Background(lambda: (time.sleep(0.1), "done")[1])
+    assert quick.done_within(30) is True and quick.result() == "done"
+
+    def fails() -> None:
+        raise LookupError("no such host")
+
+    failed = Background(fails)
+    assert failed.done_within(30) is True
+    with pytest.raises(LookupError, match="no such host"):
+        failed.result()
+
+
+def test_checks_side_by_side_keep_their_order_start_apart_only_after_the_first_and_pass_on_an_error():
+    from posdiag.probes.network._common import side_by_side
+
+    called = time.monotonic()
+    started: dict[str, float] = {}
+
+    def note(name: str) -> str:
+        started[name] = time.monotonic()
+        return name.upper()
+
+    assert side_by_side(note, ["a", "b"], stagger_s=0.6) == ["A", "B"]
+    assert started["a"] - called < 0.5 <= started["b"] - started["a"]  # no wait before the first
+    with pytest.raises(ZeroDivisionError):
+        side_by_side(lambda n: 1 / n, [1, 0, 2])
+
+
+@pytest.mark.parametrize(("samples", "jitter"), [([10.0, 14.0, 12.0], 3.0), ([5.0], 0.0), ([7.0, 7.0], 0.0)],
+                         ids=["three", "one", "two-equal"])
+def test_jitter_is_the_mean_difference_of_consecutive_samples_and_zero_for_one(samples, jitter):
+    from posdiag.probes.network._common import rtt_stats
+
+    assert rtt_stats(samples)["jitter_ms"] == pytest.approx(jitter)
+
+
+@pytest.mark.parametrize(("kind", "answered"), [("ok", True), ("refused", True), ("timeout", False),
+                                                ("unreachable", False), ("error", False)])
+def test_a_check_beyond_the_gateway_is_answered_by_a_connection_or_a_reset_only(kind, answered):
+    from posdiag.probes.network._beyond import Beyond, Tried, most_telling_silence
+    from posdiag.probes.network._common import Connect
+
+    tried = Tried(Beyond("203.0.113.5", 443, "primary", "host"), Connect(kind, 3.0, "boom"))
+    assert tried.answered is answered
+    assert (most_telling_silence([tried]) is None) is answered
+
+
+@pytest.mark.parametrize(("kind", "outcome", "also", "said"), [
+    ("hop", "timeout", False, "not even the next router beyond the gateway answers (echoes with TTL 2 "
+                                          "toward 203.0.113.5)"),
+    ("hop", "ok", False, "the next hop beyond the gateway toward 203.0.113.5 answers (from 198.51.100.1)"),
+    ("host", "ok", False, "primary accepts connections"), ("host", "refused", False, "primary answers (reset)"),
+    ("host", "timeout", False, "primary times out"), ("host", "timeout", True, "primary times out as well"),
+    ("host", "unreachable", True, "primary is unreachable as well"),
+    ("host", "error", False, "primary fails (from 198.51.100.1)"),
+    ("host", "error", True, "primary fails (from 198.51.100.1) as well")])
+def test_what_a_check_beyond_the_gateway_found_is_said_for_its_kind_and_outcome(kind, outcome, also, said):
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    assert Tried(Beyond("203.0.113.5", 443, "primary", kind), Connect(outcome, 3.0, "from 198.51.100.1")).describe(
+        also=also) == said
+
+
+def test_addresses_that_cannot_be_beyond_the_gateway_are_never_tried_nor_what_dns_gave_when_left_out(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import _local, candidates
+
+    settings = cfg.load(str(config_file(payment_hosts=[
+        {"name": "primary", "host": "pay.test", "port": 443,
+         "fallback_addresses": ["169.254.1.1", "fe80::1", "0.0.0.0", "::", "203.0.113.9"]}])))
+    context = ProbeContext(resolved={"pay.test": ("203.0.113.5",)})
+    assert [b.address for b in candidates(settings, context, [])] == ["203.0.113.5", "203.0.113.9"]
+    assert [b.address for b in candidates(settings, context, [], with_resolved=False)] == ["203.0.113.9"]
+    assert _local("pay.test") is True and _local("203.0.113.9") is False
+
+
+def test_hop_checks_go_toward_two_ipv4_addresses_routed_via_the_gateway_and_only_with_icmp(monkeypatch):
+    from posdiag.probes.network import _beyond
+
+    routed = {"203.0.113.5", "203.0.113.6", "203.0.113.7", "2001:db8::5"}
+    monkeypatch.setattr(_beyond, "routed_via_gateway", lambda address: address in routed)  # the routing answer, as given
+    toward = ["192.168.1.50", "2001:db8::5", "127.0.0.1", "203.0.113.5", "203.0.113.6", "203.0.113.7"]
+    assert [(b.address, b.port, b.kind) for b in _beyond.hops(toward, icmp=True)] == [
+        ("203.0.113.5", 0, "hop"), ("203.0.113.6", 0, "hop")]
+    assert _beyond.hops(toward, icmp=False) == []
+
+
+def test_checks_beyond_the_gateway_wait_until_the_deadline_but_never_less_than_a_tenth_of_a_second():
+    """A loopback listener whose queue is full drops new SYNs: a silent peer, without leaving the machine."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = server.getsockname()[1]
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    held = socket.create_connection(("127.0.0.1", port), timeout=5)  # fills the queue
+    try:
+        silent, refused = Beyond("127.0.0.1", port, "silent"), Beyond("127.0.0.1", closed_port, "closed")
+        [late] = try_all([silent], time.monotonic() - 1)
+        assert late.outcome.kind == "timeout" and 90 <= late.outcome.ms < 900, late
+        waited, reset = try_all([silent, refused], time.monotonic() + 1.5)
+        assert waited.outcome.kind == "timeout" and 1300 <= waited.outcome.ms < 5000, waited
+        assert reset.outcome.kind == "refused" and reset.answered, reset
+    finally:
+        held.close()
+        server.close()
+
+
+def test_a_ttl_1_connect_is_connected_refused_or_failed_at_once_as_loopback_answers_it():
+    """On loopback a TTL of 1 is enough: a listener connects it, a closed port resets it, and a connect the
+    kernel refuses at once (to the broadcast address) keeps the error connect_ex gave, not SO_ERROR's 0."""
+    import errno
+
+    from posdiag.probes.network._egress import _outcome, _ttl1
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    outcomes = {}
+    try:
+        for name, where in (("listening", listener.getsockname()), ("closed", ("127.0.0.1", closed_port)),
+                            ("broadcast", ("255.255.255.255", 443))):
+            with _ttl1(socket.SOCK_STREAM) as sock:
+                started = sock.connect_ex(where)
+                o = _outcome(sock, started, time.monotonic() + 5)
+                outcomes[name] = (o.errno, o.connected)
+    finally:
+        listener.close()
+    assert outcomes == {"listening": (0, True), "closed": (errno.ECONNREFUSED, False),
+                        "broadcast": (errno.ENETUNREACH, False)}
+
+
+def test_an_address_is_the_terminal_s_own_only_when_the_kernel_would_send_from_it():
+    from posdiag.probes.network._egress import _is_own
+
+    assert _is_own("127.0.0.1") is True
+    assert _is_own("127.0.0.2") is False  # routed to, not held
+    assert _is_own("255.255.255.255") is False  # a route the kernel refuses to take: no answer from here
+
+
+def test_connects_to_loopback_or_over_ipv6_are_not_said_stopped_here():
+    """Loopback lets everything through; IPv6 and a host on the terminal's own subnet get no one-hop check."""
+    from posdiag.probes.network._egress import one_hop, refused_here, stopped_here
+
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    assert refused_here("127.0.0.1", port) is None
+    assert stopped_here("127.0.0.1", port, 0.3, via_router=False) is None
+    assert stopped_here("::1", port, 0.3, via_router=True) is None
+    # the host itself answers the TTL-1 datagram (port unreachable), no router does: nothing to compare with
+    assert one_hop("127.0.0.1", port, 0.5) is None
+
+
+@pytest.mark.root
+def test_a_hop_check_answered_by_the_gateway_itself_is_no_answer_from_beyond():
+    """TTL-2 echoes toward loopback are answered by 127.0.0.1: from beyond, unless that is the gateway."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    hop = Beyond("127.0.0.1", 0, "hop 2", "hop")
+    [beyond] = try_all([hop], time.monotonic() + 3, gateway="192.0.2.1")
+    assert (beyond.outcome.kind, beyond.outcome.error, beyond.answered) == ("ok", "from 127.0.0.1", True)
+    assert 0 <= beyond.outcome.ms < 3000
+    [gateway] = try_all([hop], time.monotonic() + 3, gateway="127.0.0.1")
+    assert (gateway.outcome.kind, gateway.outcome.error) == ("timeout", "answered by the gateway 127.0.0.1")
+
+
+def test_a_connect_is_timed_in_milliseconds_until_the_handshake_completes():
+    """A listener whose queue is full drops the SYN; freed after 0.3 s, the kernel's retransmission one
+    second after the first SYN gets through: the connect took about 1000 ms."""
+    from posdiag.probes.network._common import tcp_connect
+
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    held = socket.create_connection(server.getsockname(), timeout=5)  # fills the queue
+
+    def free() -> None:
+        time.sleep(0.3)
+        server.accept()[0].close()
+
+    threading.Thread(target=free, daemon=True).start()
+    try:
+        connect = tcp_connect("127.0.0.1", server.getsockname()[1], 10)
+    finally:
+        held.close()
+        server.close()
+    assert connect.kind == "ok" and 500 <= connect.ms < 5000, connect

@@ -313,3 +313,55 @@ def test_modemmanager_is_given_the_time_asked_for_and_no_less_than_a_sliver(tmp_
     signal = _radio.modem_signal("wwan0", 5.0)
     assert signal is not None and signal.percent == 12
     assert _radio.modem_signal("wwan0", 0.0) is None
+
+
+def test_a_configured_interface_is_the_radio_looked_at_whatever_the_route(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-60)
+    radio_root(root, "wlan1", level_dbm=-62)  # its own files; the route (rewritten) leaves by wlan1 now
+    (root / "proc/net/wireless").write_text(WIRELESS_HEAD + "  wlan0: 0000   50.  -60.  -256        0      0      0     "
+                                            "12      0        0\n")
+    code, report = diagnose_json(local_host_config(config_file, root, interface="wlan0"), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert radio["metrics"]["interface"] == "wlan0" and radio["metrics"]["signal_dbm"] == -60, radio
+
+
+@pytest.mark.parametrize(("signal", "verdict"), [
+    (_radio.Signal("cellular", dbm=-100.0, percent=80.0), ("radio.signal", "info")),  # a modem's RSSI: judged by its %
+    (_radio.Signal("wifi"), ("radio.signal", "info")),  # nothing read to judge by
+    (_radio.Signal("wifi", dbm=-90.0, percent=90.0), ("radio.weak_signal", "fail")),  # Wi-Fi: by its dBm
+], ids=["cellular-rssi", "nothing-read", "wifi-by-dbm"])
+def test_a_signal_is_judged_by_dbm_on_wifi_and_by_percent_on_cellular(config_file, signal, verdict):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.radio import RadioProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "port": 9, "tls": False}])))
+    obs = Observation()
+    RadioProbe(settings).judge(obs, "wwan0", signal)
+    assert [(f.code, f.severity.value) for f in obs.findings] == [verdict]
+
+
+@pytest.mark.parametrize(("signal", "reading"), [
+    (_radio.Signal("wifi", dbm=-60.0), "-60 dBm"), (_radio.Signal("cellular", percent=42.0, technology="lte"), "42 %, lte"),
+    (_radio.Signal("wifi", dbm=-67.5, percent=61.4), "-67.5 dBm, 61.4 %")], ids=["dbm-only", "percent-and-name", "both"])
+def test_a_reading_shows_only_what_was_read(signal, reading):
+    from posdiag.probes.network.radio import _reading
+
+    assert _reading(signal) == reading
+
+
+@pytest.mark.parametrize(("delay_s", "read"), [(0.1, True), (1.2, False)], ids=["answers-in-0.1s", "answers-in-1.2s"])
+def test_modemmanager_is_given_two_fifths_of_the_probe_s_one_and_a_half_seconds(config_file, tmp_path, monkeypatch,
+                                                                                 delay_s, read):
+    """0.6 s for each call: a modem answering in 0.1 s is read, one taking 1.2 s is given up on in time."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.radio import RadioProbe
+
+    (tmp_path / "bin").mkdir()
+    mmcli = tmp_path / "bin" / "mmcli"
+    mmcli.write_text(MMCLI.replace('  "-m 3 -J")', f'  "-m 3 -J") sleep {delay_s};', 1))
+    mmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "port": 9, "tls": False}])))
+    signal = RadioProbe(settings).read("wwan0", "cellular")
+    assert (signal is not None and signal.percent == 12) if read else signal is None, signal

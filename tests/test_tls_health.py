@@ -223,17 +223,17 @@ def test_a_handshake_stalled_after_the_server_s_first_bytes_is_a_timeout_without
     held: list[socket.socket] = []
 
     def serve() -> None:
+        # The header goes out as soon as a connection is taken, before the ClientHello is even read, so
+        # a busy machine cannot hold it back past the probe's quarter second of grace (the TCP probe's
+        # plain connects get it too, and close).
         while True:
             try:
                 conn, _ = server.accept()
             except OSError:
                 return
             held.append(conn)
-            try:
-                if conn.recv(5, socket.MSG_PEEK)[:1] == b"\x16":  # a ClientHello: begin a ServerHello, then stall
-                    conn.sendall(b"\x16\x03\x03\x00\x40")
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                conn.sendall(b"\x16\x03\x03\x00\x40")  # the start of a ServerHello, then a stall
 
     threading.Thread(target=serve, daemon=True).start()
     config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
@@ -312,8 +312,11 @@ def test_a_certificate_is_named_unit_before_organisation_and_cut_short_is_no_cer
 
 
 def _der(tag: int, *parts: bytes) -> bytes:
-    body = b"".join(parts)
-    return bytes([tag, len(body)]) + body if len(body) < 128 else bytes([tag, 0x82]) + len(body).to_bytes(2, "big") + body
+    """One DER element of the parts joined: short length below 128 bytes, long form above."""
+    content = b"".join(parts)
+    n, size = len(content), (len(content).bit_length() + 7) // 8
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | size]) + n.to_bytes(size, "big")
+    return bytes([tag]) + length + content
 
 
 def _der_name(*parts: tuple[bytes, int, bytes]) -> bytes:
@@ -488,3 +491,182 @@ def test_a_slow_handshake_and_a_health_answer_past_the_timeout_each_get_the_time
     assert tls["status"] == "fail" and [f["code"] for f in tls["findings"]] == ["http.timeout"], tls
     assert tls["findings"][0]["message"].startswith("primary /health: no HTTP answer within 0.5 s")
     assert tls["metrics"]["handshake_ms[primary]"] >= 300, tls
+
+
+def _signed_der(subject: list, not_before: datetime.datetime, not_after: datetime.datetime) -> bytes:
+    """A self-signed DER certificate with ``subject`` (cryptography NameAttributes) as subject and issuer."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(subject)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(not_before).not_valid_after(not_after).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _rewrapped(der: bytes, keep) -> bytes:
+    """``der`` with its TBSCertificate's fields filtered by ``keep`` (a slice), lengths made right."""
+    from posdiag.probes.network import _x509
+
+    _, cert_s, cert_e = _x509._tlv(der, 0)
+    tbs_tag, tbs_s, tbs_e = _x509._tlv(der, cert_s)
+    fields, pos = [], tbs_s
+    while pos < tbs_e:
+        fields.append(der[pos:(pos := _x509._tlv(der, pos)[2])])
+    rest = der[tbs_e:cert_e]
+    return _der(0x30, _der(tbs_tag, b"".join(fields[keep])) + rest)
+
+
+def _utc(*when: int) -> datetime.datetime:
+    return datetime.datetime(*when, tzinfo=datetime.timezone.utc)
+
+
+def test_a_certificate_is_read_for_its_names_dates_and_fingerprint_from_its_der_bytes():
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _signed_der([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acq"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, "pay.test")], _utc(2024, 1, 2, 3, 4, 5),
+                       _utc(2026, 7, 8, 9, 10, 11))
+    info = _x509.read(der)
+    digest = hashlib.sha256(der).hexdigest().upper()
+    assert info.to_dict() == {"subject": "CN=pay.test, O=Acq, C=CN", "issuer": "CN=pay.test, O=Acq, C=CN",
+                              "not_before": "2024-01-02T03:04:05Z", "not_after": "2026-07-08T09:10:11Z",
+                              "sha256": ":".join(digest[i:i + 2] for i in range(0, 64, 2))}
+    assert len(info.sha256.split(":")) == 32
+
+
+@pytest.mark.parametrize(("when", "text"), [
+    (_utc(1950, 1, 1, 0, 0, 0), "1950-01-01T00:00:00Z"),  # UTCTime "50…": the first year of the 1900s
+    (_utc(2049, 12, 31, 23, 59, 59), "2049-12-31T23:59:59Z"),  # UTCTime "49…": the last of the 2000s
+    (_utc(2050, 1, 1, 0, 0, 0), "2050-01-01T00:00:00Z"),  # GeneralizedTime from 2050 on
+], ids=["utctime-1950", "utctime-2049", "generalized-2050"])
+def test_certificate_dates_are_read_in_the_century_rfc_5280_gives_two_digit_years(when, text):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _signed_der([x509.NameAttribute(NameOID.COMMON_NAME, "t")], when, _utc(2060, 1, 1))
+    assert _x509.read(der).not_before == text
+
+
+def test_name_parts_in_every_string_type_are_read_and_a_non_string_value_is_left_out():
+    from cryptography import x509
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _signed_der([x509.NameAttribute(NameOID.COMMON_NAME, "pay.test", _ASN1Type.UniversalString),
+                        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "收单", _ASN1Type.BMPString),
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acq", _ASN1Type.T61String),
+                        x509.NameAttribute(NameOID.LOCALITY_NAME, "Town", _ASN1Type.IA5String),
+                        x509.NameAttribute(NameOID.SERIAL_NUMBER, "42")], _utc(2024, 1, 1), _utc(2030, 1, 1))
+    assert _x509.read(der).subject == "OU=收单, O=Acq, L=Town"  # CN in UniversalString: not read; serialNumber: not shown
+
+
+@pytest.mark.parametrize(("kept", "readable"), [
+    (slice(1, None), True),  # no [0] version: a v1 certificate
+    (slice(1, 6), True),  # serial, algorithm, issuer, validity, subject: the five fields read
+    (slice(1, 5), False),  # no subject
+], ids=["v1", "five-fields", "four-fields"])
+def test_a_certificate_needs_its_first_five_fields_after_the_optional_version(kept, readable):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from posdiag.probes.network import _x509
+
+    der = _rewrapped(_signed_der([x509.NameAttribute(NameOID.COMMON_NAME, "pay.test")], _utc(2024, 1, 1),
+                                  _utc(2030, 1, 1)), kept)
+    if readable:
+        info = _x509.read(der)
+        assert (info.subject, info.not_before, info.not_after) == ("CN=pay.test", "2024-01-01T00:00:00Z",
+                                                                   "2030-01-01T00:00:00Z")
+    else:
+        with pytest.raises(_x509.BadCertificate, match="too few fields"):
+            _x509.read(der)
+
+
+@pytest.mark.parametrize(("data", "element"), [
+    (b"\x05\x00", (5, 2, 2)),  # an empty element ending where the bytes end
+    (b"\x04\x02ab", (4, 2, 4)),
+    (b"\x04\x81\x02ab", (4, 3, 5)),  # long form, one length byte
+    (b"\x30", None), (b"", None),  # no room for a length
+    (b"\x04\x03ab", None),  # one byte short
+], ids=["empty-at-end", "short-form", "long-form", "tag-only", "nothing", "short-by-one"])
+def test_a_der_element_is_bounded_by_the_bytes_there_are(data, element):
+    from posdiag.probes.network import _x509
+
+    if element is None:
+        with pytest.raises(_x509.BadCertificate, match="truncated"):
+            _x509._tlv(data, 0)
+    else:
+        assert _x509._tlv(data, 0) == element
+
+
+def test_the_client_certificate_s_expiry_is_read_from_the_first_pem_block_only(ca):
+    from posdiag.core.timefmt import parse_utc_iso
+    from posdiag.probes.network import _x509
+
+    leaf = ca.issue_cert("pay.test", not_after=_utc(2031, 5, 6, 7, 8, 9))
+    pem = leaf.cert_chain_pems[0].bytes().decode() + ca.cert_pem.bytes().decode()
+    assert _x509.not_after("key and notes first\n" + pem) == parse_utc_iso("2031-05-06T07:08:09Z")
+    assert _x509.not_after("no certificate here") is None
+    assert _x509.not_after("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----") is None
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on loopback that accepts and says nothing, and hangs up after 6 s at the latest."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            time.sleep(6)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+class _Woken(Exception):
+    pass
+
+
+@pytest.mark.parametrize("asked_s", [None, 100.0], ids=["no-wake", "wake-after-the-deadline"])
+def test_a_silent_handshake_ends_at_its_deadline_whatever_wake_up_is_asked(silent_server, asked_s):
+    from posdiag.probes.network._tlsbio import Channel
+
+    raw = socket.create_connection(("127.0.0.1", silent_server), timeout=5)
+    started = time.monotonic()
+    channel = Channel(raw, ssl.create_default_context(), "pay.test", started + 0.5)
+    with pytest.raises(TimeoutError):
+        channel.handshake(lambda ch: None if asked_s is None else time.monotonic() + asked_s)
+    raw.close()
+    assert time.monotonic() - started < 4  # the 0.5 s deadline, not the server's hang-up at 6 s
+    assert channel.received == 0
+
+
+def test_a_waiting_handshake_calls_back_at_the_moment_asked_before_its_deadline(silent_server):
+    from posdiag.probes.network._tlsbio import Channel
+
+    raw = socket.create_connection(("127.0.0.1", silent_server), timeout=5)
+    started = time.monotonic()
+    calls: list[float] = []
+
+    def on_wait(ch: Channel) -> float:
+        calls.append(time.monotonic() - started)
+        if len(calls) > 1:
+            raise _Woken
+        return time.monotonic() + 0.2
+
+    with pytest.raises(_Woken):
+        Channel(raw, ssl.create_default_context(), "pay.test", started + 30).handshake(on_wait)
+    raw.close()
+    assert 0.15 <= calls[1] < 4, calls  # woken at 0.2 s as asked, not at the server's hang-up or the deadline
