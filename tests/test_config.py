@@ -188,6 +188,22 @@ def test_config_check_reports_ok_for_a_good_file(config_file):
     assert "OK" in out and "lane-03" in out and "127.0.0.1:8443" in out
 
 
+def test_a_message_is_said_in_the_translator_asked_for_else_in_the_process_s_language():
+    """The collector renders a refusal for each reader in their own language while the process speaks
+    English: the translator passed wins over the process's."""
+    import stat
+
+    from posdiag.core import i18n
+    from posdiag.core.files import NotRegularFile, file_kind
+    from posdiag.core.message import translated
+
+    kind = file_kind(stat.S_IFIFO)
+    assert i18n.active() == "en"
+    assert translated(kind) == "a FIFO" == translated(kind, i18n.translator("en"))
+    assert translated(kind, i18n.translator("zh_CN")) == i18n.translator("zh_CN").tr("a FIFO") != "a FIFO"
+    assert translated(NotRegularFile("/x", kind)) == "/x is a FIFO, not a regular file"  # an exception: its own words
+
+
 def test_bad_config_reads_in_chinese_under_a_chinese_locale(tmp_path: Path):
     path = tmp_path / "bad.toml"
     path.write_text("[network]\nping_count = \"x\"\ntimeout = 3\n")
