@@ -143,7 +143,7 @@ def test_facts_applied_in_one_batch_or_one_at_a_time_make_the_same_incidents_and
         reports.append(intake.decode(json.dumps(report).encode(), "", 1 << 20))
     rules = Rules(600, 2, 3, alerts=True)
     outcomes = []
-    for name, batch in (("one-by-one", 1), ("at-once", 100_000)):
+    for name, batch in (("one-by-one", 1), ("at-once", 100_000), ("in-tens", 10)):  # tens: chains of earlier batches
         storage = open_storage(f"sqlite:///{tmp_path / name}.db")
         storage.migrate()
         for tid in sorted({r.terminal_id for r in reports}):
@@ -156,7 +156,7 @@ def test_facts_applied_in_one_batch_or_one_at_a_time_make_the_same_incidents_and
                          for table in ("incidents", "incident_terminals", "incident_sites")] +
                         [_applied(storage._select("SELECT incident_id, event, body FROM alerts ORDER BY id"))])
         storage.close()
-    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
     incidents, _, _, messages = outcomes[0]
     assert any(i["qualified_at"] for i in incidents) and {m["event"] for m in messages} == {"open", "close"}
 
