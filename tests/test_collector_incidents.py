@@ -338,3 +338,26 @@ def test_a_keepers_batch_takes_no_more_facts_after_50_ms_and_a_read_catches_up_2
         assert _left(storage) == 8  # 20 batches of 2
     finally:
         storage.close()
+
+
+def test_a_terminal_s_part_in_an_incident_keeps_the_time_of_its_latest_report_whatever_the_order(tmp_path):
+    """A report sent late (older than one already applied) does not move the part's time back."""
+    from labs.collectorlab import run_sql
+    from posdiag.collector.storage import open_storage
+    from posdiag.collector.storage.chains import Rules
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        storage.migrate()
+        now = time.time()
+        for at, newest in ((now - 60, 1), (now - 300, 0)):
+            run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) "
+                    "VALUES ('lane-1', 'store-1', 'network.wan', ?, ?)", (iso(at), newest))
+        for batch in (1, 1):
+            storage.apply_incident_facts(Rules(600, 2, 3), batch, 5.0)
+        parts = storage._select("SELECT last_at FROM incident_terminals")
+        assert [p["last_at"] for p in parts] == [iso(now - 60)] * 2  # its site's chain and its cause's fleet chain
+        chains = storage._select("SELECT first_at, last_at, report_count FROM incidents")
+        assert [tuple(c.values()) for c in chains] == [(iso(now - 300), iso(now - 60), 2)] * 2
+    finally:
+        storage.close()
