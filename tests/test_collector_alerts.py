@@ -445,3 +445,14 @@ def test_a_site_incident_inside_an_open_fleet_incident_is_posted_once_as_the_fle
 
     assert healthy("b-1") == [("fleet", "open")]  # three terminals still fail: still open
     assert healthy("a-1", "a-2", "c-1") == [("fleet", "close"), ("fleet", "open")]
+
+
+def test_a_webhook_body_is_written_once_as_utf_8_json_with_its_keys_in_order(database):
+    """The stored body is what is signed and posted: a Chinese site name as UTF-8 (a chat receiver shows
+    the raw text), keys sorted, so the same incident always gives the same bytes."""
+    _facts(database, ("lane-1", "门店-1", 1), ("lane-2", "门店-1", 1))
+    assert database.apply_incident_facts(Rules(600, 2, 3, alerts=True), 100, 5.0) == (2, True)
+    [row] = database._select("SELECT body FROM alerts")
+    assert '"site": "门店-1"' in row["body"] and "\\u" not in row["body"]
+    body = json.loads(row["body"])
+    assert list(body) == sorted(body) and list(body["incident"]) == sorted(body["incident"])
