@@ -148,6 +148,13 @@ def test_help_reads_in_chinese_with_lang():
     assert "--only P,..." in proc.stdout and "--format {text,json,nagios,prometheus}" in proc.stdout  # options as typed
 
 
+@pytest.mark.parametrize("lang", ["fr", "zh_TW"])
+def test_a_language_posdiag_does_not_speak_is_refused_naming_the_ones_it_does(lang):
+    proc = run_posdiag("--lang", lang, "probes")
+    assert proc.returncode == 3 and proc.stdout == "", proc.stderr
+    assert f"--lang: expected one of en, zh_CN, got '{lang}'" in proc.stderr
+
+
 def test_unknown_probe_is_refused_in_chinese(config_file, speak_chinese):
     rc, _, err = run_cli("--lang", "zh_CN", "diagnose", "--only", "nosuch", "--config", str(config_file()))
     assert rc == 3 and "未知的检查项 'nosuch'" in err and "network.tcp" in err

@@ -118,7 +118,8 @@ def test_a_damaged_catalogue_gives_english_and_says_so_instead_of_crashing(tmp_p
 
 @pytest.mark.parametrize(("tag", "lang"), [
     ("zh_CN.UTF-8", "zh_CN"), ("zh-CN", "zh_CN"), ("zh", "zh_CN"), ("zh-Hans-CN", "zh_CN"), ("zh_SG.UTF-8", "zh_CN"),
-    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
+    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("zh_HK.UTF-8", None), ("zh_MO", None),
+    ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
     ("de_DE.UTF-8", None), ("", None)])
 def test_locale_names_map_to_the_languages_posdiag_speaks(tag, lang):
     assert i18n.normalise(tag) == lang
@@ -148,6 +149,19 @@ def test_a_translation_naming_other_fields_falls_back_to_english():
             return "{nonexistent} 坏了"
 
     assert i18n.Translator("zh_CN", Broken()).tr("{path} is full", path="/var") == "/var is full"
+
+
+def test_a_counted_message_takes_english_s_singular_for_one_and_its_plural_otherwise():
+    english = i18n.translator("en")
+    said = {n: english.ntr("{n} probe failed", "{n} probes failed", n) for n in (0, 1, 2)}
+    assert said == {0: "0 probes failed", 1: "1 probe failed", 2: "2 probes failed"}
+
+    class Broken:  # a translation naming other fields falls back to the English form for that count
+        def ngettext(self, singular, plural, n):
+            return "{nonexistent} 个"
+
+    broken = i18n.Translator("zh_CN", Broken())
+    assert [broken.ntr("{n} probe failed", "{n} probes failed", n) for n in (1, 2)] == ["1 probe failed", "2 probes failed"]
 
 
 def test_text_without_fields_is_not_formatted():
