@@ -715,3 +715,61 @@ def test_a_sender_that_finds_another_busy_is_started_again_a_second_later_not_at
     time.sleep(2.5)
     pusher.stop()
     assert 1 <= len(starts.read_text().splitlines()) <= 4  # at 0, 1 and 2 s (one more on a slow machine)
+
+
+def test_the_sender_process_logs_an_outage_at_its_1st_2nd_and_4th_attempt_and_says_what_it_sent(server, push_config,
+                                                                                                tmp_path):
+    """The sender the daemon starts logs a long outage at the 1st, 2nd, 4th, 8th … failed attempt, not at
+    every one, with a next try within ``retry_max_s``; exits RETRY_LATER meanwhile; once the server is
+    back it drains, exits DRAINED and says how many reports it sent."""
+    import re
+
+    from posdiag.agent import sender
+    from posdiag.core.settings import load
+
+    srv = server()
+    srv.answer(503)
+    settings = load(str(push_config(srv.url, retry_max_s=30.0)))
+    queue_reports(Path(settings.daemon.state_dir), 1)
+    argv = sender.argv_for(settings.server, settings.daemon.state_dir)
+    logged, waits = [], []
+    for _ in range(4):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == sender.RETRY_LATER, proc.stderr
+        said = re.search(r"server unavailable \(503, attempt (\d+)\).*next try in (-?[\d.]+) s", proc.stderr)
+        logged.append(int(said[1]) if said else None)
+        waits += [float(said[2])] if said else []
+    assert logged == [1, 2, None, 4]
+    assert all(0 <= wait <= 30.0 for wait in waits), waits
+    srv.answer()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == sender.DRAINED and "1 report(s) sent, 0 refused; outbox empty" in proc.stderr
+
+
+def test_the_sender_process_needs_its_state_directory_and_server():
+    from posdiag.agent import sender
+
+    for argv in (["--server", "{}"], ["--state-dir", "/nonexistent/posdiag"]):
+        with pytest.raises(SystemExit) as refused:
+            sender.main(argv)
+        assert refused.value.code == 2
+
+
+def test_reports_the_server_took_are_marked_sent_fifty_at_a_time_or_after_a_quarter_second(tmp_path):
+    """One commit per report would cost more than the post: the sender marks reports sent in batches of
+    50, or as soon as a quarter second has passed since the last batch."""
+    from posdiag.agent.sender import _Marks
+
+    queue_reports(tmp_path, 52)
+    with Store(tmp_path) as store:
+        seqs = [seq for seq, _, _ in outbox.pending_page(store.db, 0)]
+        marks = _Marks(store.db)
+        marks.since = time.monotonic() + 3600  # no quarter second passes in this test: batches by count only
+        for seq in seqs[:49]:
+            marks.sent(seq, "201", time.time())
+        assert outbox.depth(store.db) == 52 and len(marks.seqs) == 49
+        marks.sent(seqs[49], "201", time.time())  # the 50th: the batch is written
+        assert outbox.depth(store.db) == 2 and marks.seqs == []
+        marks.since = time.monotonic() - 0.3  # a quarter second since the last batch: the next one is written alone
+        marks.sent(seqs[50], "201", time.time())
+        assert outbox.depth(store.db) == 1 and marks.seqs == []
