@@ -395,3 +395,66 @@ def test_the_status_of_a_running_daemon_says_each_part_and_leaves_out_what_it_ha
     assert "last:" not in quiet and "risks:" not in quiet and "/var/log/pos.log" in quiet and "disk full" in quiet
     calm = "\n".join(_status_text({**status, "last": {**status["last"], "risks": 0}}, str(tmp_path)))
     assert "last:" in calm and "risks:" not in calm
+
+
+@pytest.mark.parametrize("argv", [[], ["config"], ["--lang", "zh_CN"]], ids=["no-command", "no-config-action", "only-lang"])
+def test_a_command_and_a_config_action_are_required_and_their_absence_is_bad_usage_exit_3(argv):
+    with pytest.raises(SystemExit) as refused:
+        run_cli(*argv)
+    assert refused.value.code == 3
+
+
+def test_without_proc_the_processs_age_comes_from_psutil_and_is_never_negative(monkeypatch):
+    """Where /proc cannot be read, start-up is the process's age by psutil: seconds, not the epoch."""
+    import builtins
+
+    import psutil
+    from posdiag.agent import cli
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kw):
+        if str(path) in ("/proc/self/stat", "/proc/uptime"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    before = time.time() - psutil.Process().create_time()
+    age = cli._startup_s()
+    assert 0 < before <= age <= time.time() - psutil.Process().create_time()
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: time.time() + 60)  # a clock set back since
+    assert cli._startup_s() == 0.0
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_the_history_tables_confidence_is_right_aligned_under_its_heading_in_both_languages(lang):
+    """"conf" is four cells, 置信度 six: each percentage ends where the heading ends."""
+    from types import SimpleNamespace
+
+    from posdiag.agent.cli import _history_table
+    from posdiag.agent.columns import display_width
+    from posdiag.core import i18n
+
+    i18n.use(lang)
+    try:
+        rows = [SimpleNamespace(started_at=1_800_000_000 + i, trigger="schedule", verdict="degraded", top_cause="none",
+                                confidence=c, report_id=f"id-{i}") for i, c in enumerate((0.05, 0.38, 1.0))]
+        lines = _history_table(rows, {r.report_id: f"ab{i}" for i, r in enumerate(rows)})
+        heading = i18n.tr("conf")
+    finally:
+        i18n.use("en")
+    head_end = display_width(lines[0][:lines[0].index(heading) + len(heading)])
+    ends = [display_width(line[:line.index("%") + 1]) for line in lines[1:]]
+    assert ends == [head_end] * 3, "\n".join(lines)
+    assert [line.split()[-1] for line in lines[1:]] == ["ab0", "ab1", "ab2"]
+
+
+def test_a_closed_standard_output_is_said_on_standard_error_with_exit_3(monkeypatch):
+    import io
+
+    from posdiag.agent.cli import main
+
+    monkeypatch.setattr("sys.stdout", None)
+    err = io.StringIO()
+    assert main(["probes"], None, err) == 3
+    assert "cannot write the output" in err.getvalue()
