@@ -273,6 +273,19 @@ def test_a_history_exactly_at_its_size_limit_keeps_everything_and_one_byte_less_
         store.max_bytes = total - 1
         assert store.prune() == 1
         assert [r.report_id for r in store.list()] == [r["report_id"] for r in reversed(reports[1:])]
+        store.max_bytes = store.db.execute("SELECT SUM(size) FROM (SELECT LENGTH(body) AS size FROM reports "
+                                           "ORDER BY started_at DESC LIMIT 2)").fetchone()[0]
+        assert store.prune() == 1  # the two newest alone fill the limit exactly: they stay
+        assert [r.report_id for r in store.list()] == [r["report_id"] for r in reversed(reports[2:])]
+
+
+def test_the_configured_history_and_spool_limits_are_read_in_days_and_mib(config_file):
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(daemon={"history_days": 3, "history_max_mb": 2},
+                                           server={"spool_max_mb": 3})))
+    with Store.for_settings(settings) as store:
+        assert (store.max_age_s, store.max_bytes, store.spool_max_bytes) == (3 * 86400, 2 * 1024 * 1024, 3 * 1024 * 1024)
 
 
 def test_reports_with_and_without_certainty_are_listed_and_read_back_side_by_side(config_file, tmp_path):

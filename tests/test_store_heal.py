@@ -300,3 +300,18 @@ def test_the_daemons_store_that_cannot_be_opened_yet_is_tried_again_at_each_repo
     store.add(kept)
     store.close()
     assert kept["store"]["unstored"]["count"] == 1 and kept["store"]["unstored"]["report_ids"] == [lost["report_id"]]
+
+
+def test_reports_that_could_not_be_stored_are_all_counted_and_the_last_20_named(tmp_path):
+    """The note the next stored report carries counts every lost report since the last one stored and
+    names the 20 most recent of them (a day of lost reports does not grow every report after it)."""
+    with Store(tmp_path) as store:
+        lost = [fake_report(time.time() - 100 + i) for i in range(21)]
+        for report in lost[:20]:
+            store._note_unstored(report, "disk I/O error")
+        assert store.unstored["count"] == 20 and store.unstored["report_ids"] == [r["report_id"] for r in lost[:20]]
+        store._note_unstored(lost[20], "disk I/O error")
+        assert store.unstored["count"] == 21 and store.unstored["report_ids"] == [r["report_id"] for r in lost[1:]]
+        kept = fake_report(time.time())
+        store.add(kept)
+    assert kept["store"]["unstored"]["count"] == 21 and kept["store"]["unstored"]["error"] == "disk I/O error"
