@@ -424,3 +424,43 @@ def test_a_report_someone_waits_for_is_pushed_at_once_a_routine_one_waits_its_tu
         report = daemon.sweep(trigger, event=event if trigger == "event" else None)
         assert report is not None and store.list()[0].report_id == report["report_id"]
     assert kicks == [urgent] and daemon.state.sweeps == 1 and daemon.state.last["trigger"] == trigger
+
+
+@pytest.mark.parametrize(("min_available_mb", "level"), [(1, "INFO"), (1048576, "WARNING")], ids=["healthy", "fault"])
+def test_each_sweep_is_logged_with_its_verdict_and_top_cause_at_warning_unless_healthy(config_file, tmp_path, caplog,
+                                                                                     min_available_mb, level):
+    """The journal line of a sweep: its trigger, verdict, top cause and confidence in percent; a healthy
+    one at INFO, anything else at WARNING (what an operator's journal filter shows)."""
+    import logging
+    import re
+
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    path = config_file(memory={"min_available_mb": min_available_mb})
+    daemon = Daemon(config.load(str(path)), str(path))
+    with Store(tmp_path / "state") as store, caplog.at_level(logging.INFO, logger="posdiag"):
+        daemon.store = store
+        report = daemon.sweep("schedule")
+    top = report["diagnosis"]["causes"][0]
+    [record] = [r for r in caplog.records if "schedule sweep:" in r.getMessage()]
+    said = re.match(r"schedule sweep: (\w+), top cause (\S+) \((\d+)%\)", record.getMessage())
+    assert said and said.groups() == (report["diagnosis"]["verdict"], top["id"], f"{top['confidence'] * 100:.0f}")
+    assert record.levelname == level and (report["diagnosis"]["verdict"] == "healthy") == (level == "INFO")
+    assert daemon.state.last["risks"] == len(report.get("risks") or [])
+
+
+def test_the_daemons_status_says_its_uptime_and_that_remote_requests_are_off_without_a_server(config_file, tmp_path):
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    daemon.state.started = time.time() - 100
+    with Store(tmp_path / "state") as store:
+        daemon.store = store
+        status = daemon.status()
+    assert 100 <= status["uptime_s"] <= 160 and status["remote"] == {"enabled": False}
+    assert status["sweeps"] == 0 and status["last"] is None and status["pid"] == os.getpid()
