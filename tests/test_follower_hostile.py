@@ -256,3 +256,20 @@ def test_the_rest_of_a_cut_line_written_later_is_skipped_not_taken_for_a_line(tm
         assert follower.poll() == ["a" * (64 * 1024)]  # its head, cut, at once
         fh.write("b" * 1024 + "\nnext code=2824\n")
     assert follower.poll() == ["next code=2824"]
+
+
+@pytest.mark.parametrize("from_end", [True, False], ids=["opened-at-its-end", "read-from-its-start"])
+def test_a_log_rewritten_in_place_whose_last_32_bytes_read_changed_is_read_again_from_its_start(tmp_path, from_end):
+    """A POS that rewrites its log in place (truncate, write anew) between two polls: the follower notices
+    that the 32 bytes before where it stopped are not what it read there, even when the new file is longer
+    and ends its lines the same way, and reads the new content from its start."""
+    log = tmp_path / "pos.log"
+    old = "2026-11-30 09:00:00 txn=1 code=0\n" * 3
+    log.write_text(old)
+    follower = LogFollower(str(log), from_end=from_end)
+    assert follower.poll() == ([] if from_end else ["2026-11-30 09:00:00 txn=1 code=0"] * 3)
+    new = "2026-11-30 10:00:00 txn=7 code=2824 " + "r" * 55 + " code=0\n" + "2026-11-30 10:00:01 txn=8 code=0\n"
+    assert len(new) > len(old) and new[len(old) - 3:len(old)] == old[-3:] and new[len(old) - 32:len(old)] != old[-32:]
+    with open(log, "r+") as fh:  # in place: the same inode, never shorter than what was read
+        fh.write(new)
+    assert follower.poll() == new.splitlines()
