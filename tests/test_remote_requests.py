@@ -524,3 +524,24 @@ def test_a_plain_http_server_is_asked_through_the_environments_http_proxy_by_its
     outcome = remote_client.poll(remote_client.Client(server))
     assert outcome.ok and outcome.requests == [{"request_id": "r1", "kind": "diagnose"}]
     assert scripted.seen[-1][:2] == ("GET", "http://127.0.0.2:9/base/api/v1/requests/pending")
+
+
+def test_a_bundle_that_cannot_be_made_or_is_too_large_is_told_to_the_server_as_a_failure(scripted, config_file,
+                                                                                        tmp_path, monkeypatch):
+    """The operator who asked hears why there is no bundle (told to the server, settled), and no half-made
+    archive is left in the state directory."""
+    state = tmp_path / "state"
+    state.mkdir()
+    scripted.answer = (200, {}, b"{}")
+    outcome = remote_client.bundle(scripted.client, "r1", str(tmp_path / "missing.toml"), str(state))
+    assert (outcome.ok, outcome.settled) == (False, True) and outcome.error.startswith("bundle not made: ")
+    method, path, body = scripted.seen[-1]
+    assert (method, path) == ("POST", "/api/v1/requests/r1/failure")
+    assert json.loads(body)["error"].startswith("the bundle could not be made: ")
+    assert remote_client.MAX_BUNDLE_BYTES == 8 * 1024 * 1024  # "at most 8 MiB is sent" (docs/push.md)
+    monkeypatch.setattr(remote_client, "MAX_BUNDLE_BYTES", 1)  # any bundle is more than a till may send
+    outcome = remote_client.bundle(scripted.client, "r2", str(config_file()), str(state))
+    assert (outcome.ok, outcome.settled, outcome.error) == (False, True, "bundle too large")
+    method, path, body = scripted.seen[-1]
+    assert (method, path) == ("POST", "/api/v1/requests/r2/failure") and "more than the 1 a till sends" in body.decode()
+    assert list(state.iterdir()) == []
