@@ -256,13 +256,21 @@ def test_a_request_fetched_again_before_it_is_answered_is_acted_on_once():
 def test_the_journal_says_the_server_answers_again_once_when_it_does_and_never_while_it_fails():
     """A run of failed polls, then one that works: "answers again" is logged once, on the poll that
     worked, with the failures before it; not on a failed poll, nor on one after a good one."""
-    import logging
-
     settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0, timeout_s=5.0),
                                      daemon=types.SimpleNamespace(state_dir="/nonexistent"))
     poller = RemoteRequests(settings, None, lambda request_id: None)
-    answers = iter([remote_client.Outcome(False, "connection refused")] * 3 + [remote_client.Outcome(True, "200")] * 2)
-    poller._run_client = lambda *args, **kwargs: next(answers)
+    journal = _journal_of_polls(poller, [False] * 3 + [True] * 2)
+    assert [any("answers again" in line for line in lines) for lines in journal] == [False, False, False, True, False]
+    assert journal[-1] == [] and poller.failures == 0
+
+
+def _journal_of_polls(poller: RemoteRequests, answers: list[bool]) -> list[list[str]]:
+    """What the journal says at each poll, each answered as ``answers`` says (ok, or connection refused)."""
+    import logging
+
+    outcomes = iter([remote_client.Outcome(True, "200") if ok else remote_client.Outcome(False, "connection refused")
+                     for ok in answers])
+    poller._run_client = lambda *args, **kwargs: next(outcomes)
     records: list[logging.LogRecord] = []
     heard = logging.Handler(logging.INFO)
     heard.emit = records.append  # the daemon's logger may not propagate (agent/logs.py): listen on it itself
@@ -270,17 +278,26 @@ def test_the_journal_says_the_server_answers_again_once_when_it_does_and_never_w
     level = log.level
     log.addHandler(heard)
     log.setLevel(logging.INFO)
-    said = []
+    journal = []
     try:
-        for _ in range(5):
+        for _ in answers:
             records.clear()
             poller._poll()
-            said.append(any("answers again" in r.getMessage() for r in records))
+            journal.append([r.getMessage() for r in records])
     finally:
         log.removeHandler(heard)
         log.setLevel(level)
-    assert said == [False, False, False, True, False]
-    assert records == [] and poller.failures == 0
+    return journal
+
+
+def test_an_outage_of_the_central_server_is_logged_at_the_1st_2nd_4th_and_8th_failed_poll():
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0, timeout_s=5.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, lambda request_id: None)
+    journal = _journal_of_polls(poller, [False] * 8 + [True])
+    said = [[line for line in lines if "cannot ask the central server" in line] for lines in journal]
+    assert [bool(lines) for lines in said] == [True, True, False, True, False, False, False, True, False]
+    assert "(connection refused, attempt 4)" in said[3][0] and poller.summary["failures"] == 0
 
 
 def test_the_256_latest_requests_are_remembered_and_the_oldest_forgotten_first():
