@@ -773,3 +773,58 @@ def test_reports_the_server_took_are_marked_sent_fifty_at_a_time_or_after_a_quar
         marks.since = time.monotonic() - 0.3  # a quarter second since the last batch: the next one is written alone
         marks.sent(seqs[50], "201", time.time())
         assert outbox.depth(store.db) == 1 and marks.seqs == []
+
+
+@pytest.mark.parametrize(("code", "wait_s", "sent"), [
+    ("exit 0", 0.0, True),  # DRAINED: whatever the outbox says next
+    ("exit 75", 0.0, False),  # RETRY_LATER: the sender wrote its backoff into the outbox
+    ("exit 76", 1.0, False),  # BUSY: another sender holds the outbox, look again in a second
+    ("kill -9 $$", 1.0, False),  # killed by a signal: as busy
+    ("exit 3", 30.0, False), ("exit 74", 30.0, False),  # SETUP, STORE_ERROR: after retry_max_s
+], ids=["drained", "retry-later", "busy", "killed", "setup", "store-error"])
+def test_the_pusher_waits_after_a_sender_by_how_it_ended(push_config, tmp_path, monkeypatch, code, wait_s, sent):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sh", "-c", code])
+    told: list[bool] = []
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=30.0))))
+    pusher.on_sent = lambda: told.append(True)
+    before = time.time()
+    pusher._send()
+    if wait_s:
+        assert before + wait_s <= pusher.not_before <= time.time() + wait_s
+    else:
+        assert pusher.not_before == 0.0
+    assert told == ([True] if sent else []) and pusher.proc is None and not pusher.urgent
+
+
+def test_a_store_the_pusher_cannot_read_is_looked_at_again_after_retry_max_s(push_config, tmp_path):
+    from posdiag.agent import push
+    from posdiag.agent.store import DB_NAME
+    from posdiag.core import settings as config
+
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=30.0))))
+    assert pusher._outbox_state() == (0, 0.0)  # nothing stored yet: nothing to send
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    (state / DB_NAME).write_bytes(os.urandom(8192))  # damaged: the daemon's writer heals it
+    before = time.time()
+    depth, next_at = pusher._outbox_state()
+    assert depth == 1 and before + 30.0 <= next_at <= time.time() + 30.0
+
+
+@pytest.mark.parametrize(("oldest_s", "attempt_at", "said"), [
+    (125.4, "2026-12-06T10:00:00Z", "outbox 2, oldest 125 s; last attempt 2026-12-06T10:00:00Z: 503"),
+    (125.4, None, "outbox 2, oldest 125 s; no attempt yet"),
+    (None, "2026-12-06T10:00:00Z", "outbox 2; last attempt 2026-12-06T10:00:00Z: 503"),
+    (None, None, "outbox 2; no attempt yet"),
+])
+def test_the_status_says_the_outboxs_depth_its_oldest_report_and_the_last_attempt_when_there_are(oldest_s, attempt_at,
+                                                                                                 said):
+    from posdiag.agent.push import status_rows
+
+    summary = {**outbox.empty_summary(), "configured": True, "outbox": 2, "oldest_unsent_s": oldest_s,
+               "last_attempt_at": attempt_at, "last_result": "503", "sent": 7, "refused": 1, "dropped": 0}
+    assert status_rows(summary, None) == [("push:", said), ("", "sent 7, refused 1, dropped 0")]
+    assert status_rows({**summary, "configured": False}, None) == [("push:", "not configured ([server] url)")]
