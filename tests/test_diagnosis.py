@@ -587,3 +587,17 @@ def test_an_evidence_weight_is_taken_above_0_up_to_1(tmp_path: Path, weight: str
     else:
         with pytest.raises(ConfigError, match=r"evidence\.disk\.full\.disk\.low_space: expected a weight in \(0, 1\]"):
             load_knowledge(path)
+
+
+def test_a_cause_is_a_fault_present_from_a_certainty_of_one_half_and_none_never_is():
+    """The engine's own list of faults present (what the verdict and the report's faults come from)."""
+    from posdiag.agent.diagnosis import Diagnosis, RankedCause
+
+    def cause(cause_id: str, certainty: float) -> RankedCause:
+        return RankedCause(cause_id, cause_id, certainty, [], [], certainty=certainty)
+
+    d = Diagnosis("fault", [cause("disk.full", 0.5), cause("tls.failure", 0.4999), cause("none", 0.9),
+                            cause("reader.unresponsive", 1.0)])
+    assert [c.id for c in d.present] == ["disk.full", "reader.unresponsive"]
+    said = d.to_dict()["causes"][1]  # the report says three decimals: 0.4999 reads as 0.5, yet is no fault
+    assert (said["id"], said["certainty"], said["confidence"]) == ("tls.failure", 0.5, 0.5)
