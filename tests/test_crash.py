@@ -584,3 +584,45 @@ def test_every_restart_limit_the_configuration_takes_can_be_counted_by_the_daemo
         terminal=unit, system={"restart_limit": STARTS_KEPT + 1, "restart_window_min": 1440})))
     assert rc == 3 and "system.restart_limit" in err and "100" in err, err
     assert POS_STARTS_KEPT >= STARTS_KEPT
+
+
+def test_the_daemon_sweeps_once_a_window_when_the_pos_restarts_reach_the_limit_within_it(config_file):
+    """Between sweeps the daemon looks at the POS's start time every pos_watch_s: the look that sees the
+    restart_limit-th restart within restart_window_min asks for a sweep now, and no other look of that
+    window does. The same process, one within 20 ms of it, or an older one outliving a younger is no restart.
+    (The process's start times are the test's: counting them is pure logic.)"""
+    import types
+
+    from posdiag.agent.poswatch import PosWatch
+    from posdiag.core import settings as config
+    from posdiag.probes._restarts import SAME_START_S
+
+    settings = config.load(str(config_file(terminal={"pos_process": "posapp"},
+                                           system={"restart_limit": 3, "restart_window_min": 10})))
+    now = time.time()
+    seen: list[float] = []
+
+    def watch_seeing() -> PosWatch:
+        watch = PosWatch(settings, None)
+        watch.watch = types.SimpleNamespace(name="posapp", look=lambda: seen[-1])
+        return watch
+
+    def look(watch: PosWatch, start: float) -> bool:
+        seen.append(start)
+        watch.next_at = 0.0  # due
+        return watch.look()
+
+    watch = watch_seeing()
+    said = [look(watch, start) for start in (now - 500, now - 500, (now - 500) + SAME_START_S, now - 400, now - 450, now - 300,
+                                             now - 200, now - 100)]
+    assert said == [False, False, False, False, False, False, True, False]  # the 3rd restart; the 4th: same window
+    assert len(watch.starts) == 5
+    looker = watch.watch.look
+    watch.watch.look = lambda: pytest.fail("looked at the POS again before pos_watch_s passed")
+    assert watch.look() is False  # looked at just now: not due again yet
+    watch.watch.look = looker
+    watch.swept_at = time.time() - 601  # that sweep was longer ago than the window
+    assert look(watch, now - 10) is True
+    late = watch_seeing()  # restarts before the window do not count
+    assert [look(late, start) for start in (now - 2000, now - 700, now - 500, now - 100, now - 50)] == [
+        False, False, False, False, True]
