@@ -828,3 +828,20 @@ def test_the_status_says_the_outboxs_depth_its_oldest_report_and_the_last_attemp
                "last_attempt_at": attempt_at, "last_result": "503", "sent": 7, "refused": 1, "dropped": 0}
     assert status_rows(summary, None) == [("push:", said), ("", "sent 7, refused 1, dropped 0")]
     assert status_rows({**summary, "configured": False}, None) == [("push:", "not configured ([server] url)")]
+
+
+def test_the_oldest_unsent_report_is_aged_from_when_it_was_queued_and_never_below_zero(tmp_path):
+    """Refused reports are set aside, not waiting: the age is the oldest still to send; a clock set back
+    since it was queued says 0 s, not a negative age."""
+    queue_reports(tmp_path, 2)
+    with Store(tmp_path) as store, store.db:
+        (first, queued_at), (second, _) = store.db.execute("SELECT seq, queued_at FROM outbox ORDER BY seq").fetchall()
+        assert outbox.summary(store.db, now=queued_at + 12.34)["oldest_unsent_s"] == 12.3
+        assert outbox.summary(store.db, now=queued_at - 60)["oldest_unsent_s"] == 0.0
+        assert 0 <= outbox.summary(store.db)["oldest_unsent_s"] < 3600  # now, when not given
+        outbox.mark_refused(store.db, first, "400", queued_at)
+        later = store.db.execute("SELECT queued_at FROM outbox WHERE seq = ?", (second,)).fetchone()[0]
+        said = outbox.summary(store.db, now=later + 5)
+        assert (said["outbox"], said["oldest_unsent_s"], said["refused"]) == (1, 5.0, 1)
+        outbox.mark_refused(store.db, second, "400", queued_at)
+        assert outbox.summary(store.db)["oldest_unsent_s"] is None
