@@ -336,3 +336,16 @@ def test_a_short_screen_folds_the_unconfigured_checks_so_the_latest_changes_stay
     shown = [line for line in lines if "reader.serial ok → fail" in line or "reader.serial fail → ok" in line]
     assert len(shown) == 3 and shown[-1].endswith("08:00:05 reader.serial ok → fail")  # the latest that fit
     assert len(screen_lines(session, report, changes, "posdiag watch — lane-03", 40)) == 5 + 8 + 2 + 5  # all five
+
+
+def test_a_sessions_summary_says_how_long_it_watched_in_minutes_from_its_first_to_its_last_second():
+    changes = [{"at": "2027-01-15T08:00:30Z", "probe": "reader.serial", "from": "ok", "to": "fail"},
+               {"at": "2027-01-15T08:01:00Z", "probe": "network.link", "from": "ok", "to": "fail"},
+               {"at": "2027-01-15T08:01:10Z", "probe": "reader.serial", "from": "fail", "to": "ok"}]
+    block = watch_block(started=1_800_000_000, ended=1_800_000_000 + 90, interval_s=2.0, sweeps=4,
+                        final_verdict="healthy", changes=changes)
+    lines = summary_lines({"watch": block}, i18n.translator("en"))
+    assert lines[0].startswith("Watch: 4 sweeps from 08:00:00 to 08:01:30 UTC (1.5 min), 3 change(s); at the end: ")
+    assert lines[1:3] == ["  reader.serial  changed 2 times", "  network.link   changed 1 time"]  # most changes first
+    assert lines[-3:] == ["  08:00:30 reader.serial ok → fail", "  08:01:00 network.link ok → fail",
+                          "  08:01:10 reader.serial fail → ok"]
