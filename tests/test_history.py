@@ -354,3 +354,24 @@ def test_a_report_exactly_as_old_as_the_age_limit_is_kept_a_second_older_is_drop
         started = store.list()[0].started_at
         assert store.prune(now=started + 2 * 86400) == 0 and len(store.list()) == 1
         assert store.prune(now=started + 2 * 86400 + 1) == 1 and store.list() == []
+
+
+@pytest.mark.root
+def test_a_technicians_report_is_kept_only_where_this_user_may_write_the_directory_and_the_database(tmp_path):
+    """Asked before the store is loaded, as a user without the capabilities that bypass file permissions:
+    a directory of another user, or a database of another user in one's own, is not writable."""
+    from posdiag.agent.history import DB_NAME
+
+    theirs, ours, mixed = (tmp_path / name for name in ("theirs", "ours", "mixed"))
+    for folder in (theirs, ours, mixed):
+        folder.mkdir(mode=0o755)
+    os.chown(theirs, 4242, 4242)
+    (mixed / DB_NAME).write_bytes(b"")
+    os.chown(mixed / DB_NAME, 4242, 4242)
+    (mixed / DB_NAME).chmod(0o644)
+    (ours / DB_NAME).write_bytes(b"")
+    code = ("from posdiag.agent.history import writable; "
+            f"print([writable(p) for p in {[str(theirs), str(ours), str(mixed), str(tmp_path / 'gone')]!r}])")
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    assert proc.stdout.strip() == "[False, True, False, False]"
