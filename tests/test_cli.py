@@ -407,6 +407,7 @@ def test_a_command_and_a_config_action_are_required_and_their_absence_is_bad_usa
 def test_without_proc_the_processs_age_comes_from_psutil_and_is_never_negative(monkeypatch):
     """Where /proc cannot be read, start-up is the process's age by psutil: seconds, not the epoch."""
     import builtins
+    import time
 
     import psutil
     from posdiag.agent import cli
@@ -458,3 +459,34 @@ def test_a_closed_standard_output_is_said_on_standard_error_with_exit_3(monkeypa
     err = io.StringIO()
     assert main(["probes"], None, err) == 3
     assert "cannot write the output" in err.getvalue()
+
+
+def test_the_progress_line_fits_its_terminal_less_a_column_and_a_terminal_that_went_away_ends_it_quietly():
+    """The line never wraps (a wrapped line is not rewritten in place by \\r); a hung-up terminal turns
+    the progress off, and the diagnosis goes on."""
+    import contextlib
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from posdiag.agent.progress import Progress, is_terminal
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 30, 0, 0))  # 30 columns
+    terminal = open(slave, "w", encoding="utf-8")  # noqa: SIM115 - closed below, where its flush fails on purpose
+    try:
+        progress = Progress(terminal)
+        assert progress.enabled
+        progress._draw_line("probing… " + "x" * 100)
+        drawn = os.read(master, 4096).decode("utf-8")
+        assert drawn == "\r\x1b[K" + "probing… " + "x" * 19 + "…"  # 29 cells
+        os.close(master)  # the terminal hangs up
+        progress._draw_line("probing… again")
+        assert progress.enabled is False
+    finally:
+        with contextlib.suppress(OSError):  # what is still buffered cannot be written either
+            terminal.close()
+    with open(os.devnull, encoding="utf-8") as closed:
+        pass
+    assert is_terminal(closed) is False and is_terminal(object()) is False
