@@ -464,3 +464,46 @@ def test_the_daemons_status_says_its_uptime_and_that_remote_requests_are_off_wit
         status = daemon.status()
     assert 100 <= status["uptime_s"] <= 160 and status["remote"] == {"enabled": False}
     assert status["sweeps"] == 0 and status["last"] is None and status["pid"] == os.getpid()
+
+
+def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_the_log_is_no_regular_file(
+        config_file, tmp_path):
+    """Other response codes are not events; the line handed on has its card number masked. A log path
+    that is a FIFO is said once when it starts (not at every poll) and once when it is a file again."""
+    import logging
+
+    from posdiag.agent.daemon import TxlogWatcher
+    from posdiag.core import settings as config
+
+    log_path = tmp_path / "pos.log"
+    log_path.write_text("")
+    settings = config.load(str(config_file(txlog={"path": str(log_path)})))
+    heard: list[str] = []
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("posdiag")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    watcher = TxlogWatcher(settings, heard.append)
+    watcher.start()
+    try:
+        append(log_path, "2026-11-30 10:00:00 txn=1 code=0 card=4111111111111111\n"
+                         "2026-11-30 10:00:01 txn=2 code=2824 card=4111111111111111\n")
+        assert wait_for(lambda: heard, 5)
+        assert len(heard) == 1 and "code=2824" in heard[0] and "4111111111111111" not in heard[0]
+        log_path.unlink()
+        os.mkfifo(log_path)
+        assert wait_for(lambda: any("not read" in r.getMessage() for r in records), 5)
+        time.sleep(1.0)  # polls every 0.2 s: several more looks at the same FIFO
+        log_path.unlink()
+        log_path.write_text("")
+        assert wait_for(lambda: any("regular file again" in r.getMessage() for r in records), 5)
+    finally:
+        watcher.stopping.set()
+        watcher.join(5)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    said = [r.getMessage() for r in records if "not read" in r.getMessage() or "regular file again" in r.getMessage()]
+    assert len(said) == 2 and "is a FIFO" in said[0], said
