@@ -507,3 +507,32 @@ def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_th
         logger.setLevel(level)
     said = [r.getMessage() for r in records if "not read" in r.getMessage() or "regular file again" in r.getMessage()]
     assert len(said) == 2 and "is a FIFO" in said[0], said
+
+
+def test_the_daemon_runs_the_most_urgent_work_first_a_2824_a_trigger_an_operators_request_then_the_schedule(
+        config_file):
+    """One sweep per turn of the loop, the most urgent first; a trigger whose sweep failed is told why
+    (or "sweep failed" when nothing says). (The sweeps are recorded, not run: the order is pure logic.)"""
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    ran: list[tuple] = []
+    daemon.sweep = lambda trigger, event=None, request_id=None: ran.append((trigger, event, request_id))
+    daemon.events.add()
+    first, second = daemon.waiters.join(), None
+    daemon.on_remote_diagnose("r-1")
+    due = time.monotonic() - 1
+    assert daemon.run_due_work(due) == "event" and ran[-1][1]["count_2824"] == 1
+    daemon.state.last_error = "the store is full"
+    assert daemon.run_due_work(due) == "on-demand" and first.get_nowait() == {"ok": False, "error": "the store is full"}
+    daemon.state.last_error, second = None, daemon.waiters.join()
+    assert daemon.run_due_work(due) == "on-demand" and second.get_nowait() == {"ok": False, "error": "sweep failed"}
+    assert daemon.run_due_work(due) == "remote" and ran[-1] == ("remote", None, "r-1")
+    assert daemon.run_due_work(due) == "schedule" and ran[-1] == ("schedule", None, None)
+    assert daemon.run_due_work(time.monotonic() + 3600) is None and len(ran) == 5
+    third = daemon.waiters.join()
+    daemon.sweep = lambda trigger, event=None, request_id=None: {"report_id": "r-2"}  # this one succeeds
+    assert daemon.run_due_work(time.monotonic() + 3600) == "on-demand"
+    assert third.get_nowait() == {"ok": True, "report": {"report_id": "r-2"}}
