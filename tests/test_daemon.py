@@ -536,3 +536,59 @@ def test_the_daemon_runs_the_most_urgent_work_first_a_2824_a_trigger_an_operator
     daemon.sweep = lambda trigger, event=None, request_id=None: {"report_id": "r-2"}  # this one succeeds
     assert daemon.run_due_work(time.monotonic() + 3600) == "on-demand"
     assert third.get_nowait() == {"ok": True, "report": {"report_id": "r-2"}}
+
+
+@pytest.mark.parametrize(("setup", "waits", "triggers"), [
+    ("idle", [0.5, 0.5, 0.5], ["boot"]),  # nothing due: back every 0.5 s to obey a signal
+    ("watchdog", [0.3, 0.3, 0.3], ["boot"]),  # pinged at half its timeout
+    ("event", [0.2, 0.5, 0.5], ["boot", "event"]),  # a 2824 within the gap of the last event sweep
+    ("schedule", [0.5, 0.5, 0.5], ["boot", "schedule"]),  # the interval is up at 1 s
+], ids=["idle", "watchdog", "event", "schedule"])
+def test_the_daemons_loop_sleeps_until_the_nearest_thing_due_and_never_more_than_half_a_second(config_file,
+                                                                                              monkeypatch, setup,
+                                                                                              waits, triggers):
+    """(The loop's clock and its sleeps are the test's: the schedule is pure logic.)"""
+    import types
+
+    from posdiag.agent import daemon as daemon_module
+    from posdiag.agent import storm
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    clock = [1000.0]
+    fake = types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time)
+    monkeypatch.setattr(daemon_module, "time", fake)
+    monkeypatch.setattr(storm, "time", fake)
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    ran: list[str] = []
+
+    def sweep(trigger: str, event=None, request_id=None) -> None:
+        ran.append(trigger)
+        if len(ran) > 10:  # a loop that sweeps without ever sleeping: end it, the assertions say so
+            daemon.stopping.set()
+
+    daemon.sweep = sweep
+    daemon.next_interval = lambda: 1.0 if setup == "schedule" else 100.0
+    pings: list[str] = []
+    daemon.notify.send = pings.append
+    daemon.notify.watchdog_s = 0.3 if setup == "watchdog" else None
+    if setup == "event":
+        daemon.events.add()
+        daemon.events.gap_s, daemon.events.last_sweep = 10.0, clock[0] - 9.8  # due in 0.2 s
+    slept: list[float] = []
+
+    class Wake:
+        def wait(self, seconds: float) -> None:
+            slept.append(round(seconds, 6))
+            clock[0] += seconds
+            if len(slept) == 3:
+                daemon.stopping.set()
+
+        def clear(self) -> None:
+            pass
+
+    daemon.wake = Wake()
+    daemon.loop()
+    assert slept == waits and ran == triggers
+    assert pings == (["WATCHDOG=1"] * 3 if setup == "watchdog" else [])
