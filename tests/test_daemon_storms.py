@@ -438,3 +438,22 @@ def test_a_stale_socket_is_retried_at_doubling_intervals_capped_at_a_fifth_of_a_
         assert sum(slept[:-1]) < 1.0 <= sum(slept) and not os.path.exists(path)
     finally:
         dead.close()
+
+
+def test_status_gives_a_daemon_that_accepts_but_never_answers_five_seconds_and_says_it_is_busy(config_file, tmp_path):
+    """A hung daemon must not hang a technician's ``posdiag status``: it waits 5 s for the answer, then
+    says the daemon is busy (exit 3) with what waits in the outbox all the same."""
+    path = str(tmp_path / "control.sock")
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(path)
+    hung.listen(4)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
+    try:
+        rc, out, err = run_cli("status", "--config", str(config_file(daemon={"control_socket": path})))
+    finally:
+        for conn in held:
+            conn.close()
+        hung.close()
+    assert rc == 3 and "posdiag daemon: busy" in out, (out, err)
+    assert f"the posdiag daemon on {path} did not answer within 5 s" in " ".join(out.split())  # laid out in 80 columns
