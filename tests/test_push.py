@@ -845,3 +845,30 @@ def test_the_oldest_unsent_report_is_aged_from_when_it_was_queued_and_never_belo
         assert (said["outbox"], said["oldest_unsent_s"], said["refused"]) == (1, 5.0, 1)
         outbox.mark_refused(store.db, second, "400", queued_at)
         assert outbox.summary(store.db)["oldest_unsent_s"] is None
+
+
+def test_diagnose_push_beside_a_daemon_that_never_answers_still_prints_the_queued_report(push_config, tmp_path):
+    """The report is queued before the daemon is asked to send it: a hung daemon (it accepts, never
+    answers) costs the technician the 5 s wait, never the report."""
+    import socket
+    import threading
+
+    from posdiag.core import settings as config
+
+    cfg = push_config("https://127.0.0.1:9")
+    path = config.load(str(cfg)).daemon.control_socket
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(path)
+    hung.listen(4)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
+    try:
+        rc, out, err = run_cli("diagnose", "--push", "--json", "--config", str(cfg))
+    finally:
+        for conn in held:
+            conn.close()
+        hung.close()
+    report = json.loads(out)
+    assert rc in (0, 1, 2) and "internal error" not in err, err
+    assert "report queued; the daemon did not answer" in " ".join(err.split()) and "did not answer within 5 s" in err
+    assert push_state(tmp_path / "state")["outbox"] == 1 and stored_ids(tmp_path / "state") == [report["report_id"]]
