@@ -397,13 +397,6 @@ def test_the_status_of_a_running_daemon_says_each_part_and_leaves_out_what_it_ha
     assert "last:" in calm and "risks:" not in calm
 
 
-@pytest.mark.parametrize("argv", [[], ["config"], ["--lang", "zh_CN"]], ids=["no-command", "no-config-action", "only-lang"])
-def test_a_command_and_a_config_action_are_required_and_their_absence_is_bad_usage_exit_3(argv):
-    with pytest.raises(SystemExit) as refused:
-        run_cli(*argv)
-    assert refused.value.code == 3
-
-
 def test_without_proc_the_processs_age_comes_from_psutil_and_is_never_negative(monkeypatch):
     """Where /proc cannot be read, start-up is the process's age by psutil: seconds, not the epoch."""
     import builtins
