@@ -483,3 +483,26 @@ def test_the_progress_line_fits_its_terminal_less_a_column_and_a_terminal_that_w
     with open(os.devnull, encoding="utf-8") as closed:
         pass
     assert is_terminal(closed) is False and is_terminal(object()) is False
+
+
+@pytest.mark.parametrize(("state", "push", "kept"), [("missing", False, False), ("writable", False, True),
+                                                     ("missing", True, True)], ids=["not-kept", "kept", "pushed"])
+def test_a_diagnosis_that_keeps_or_queues_its_report_leaves_150_ms_of_the_deadline_for_it(config_file, tmp_path,
+                                                                                         monkeypatch, state, push, kept):
+    """The probes' share is the deadline less start-up and 0.1 s, and less 0.15 s more when the report is
+    then kept in the history or queued for the server. (Start-up is fixed here: the share is pure logic.)"""
+    import io
+
+    from posdiag.agent import cli, sweep
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(diagnosis={"deadline_s": 4.0})))
+    if state == "writable":
+        os.makedirs(settings.daemon.state_dir, exist_ok=True)
+    shares: list[float] = []
+    real = sweep.run_sweep
+    monkeypatch.setattr(cli, "_startup_s", lambda: 0.25)
+    monkeypatch.setattr(sweep, "run_sweep", lambda s, **kw: shares.append(kw["deadline_s"]) or real(s, **kw))
+    monkeypatch.setattr("posdiag.agent.push.queue", lambda *args: True)  # queueing itself is test_push's
+    cli._diagnose(settings, "json", io.StringIO(), io.StringIO(), only=["memory"], push=push)
+    assert shares == [pytest.approx(4.0 - 0.25 - 0.1 - (0.15 if kept else 0.0))]
