@@ -476,7 +476,7 @@ def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_th
     from posdiag.core import settings as config
 
     log_path = tmp_path / "pos.log"
-    log_path.write_text("")
+    log_path.write_text("2026-11-30 09:00:00 txn=0 code=2824 before the daemon started\n")  # history, not news
     settings = config.load(str(config_file(txlog={"path": str(log_path)})))
     heard: list[str] = []
     records: list[logging.LogRecord] = []
