@@ -468,7 +468,8 @@ def test_the_daemons_status_says_its_uptime_and_that_remote_requests_are_off_wit
 
 def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_the_log_is_no_regular_file(
         config_file, tmp_path):
-    """Other response codes are not events; the line handed on has its card number masked. A log path
+    """What the log held when the watcher started is history, however long; other response codes are not
+    events; the line handed on has its card number masked. A log path
     that is a FIFO is said once when it starts (not at every poll) and once when it is a file again."""
     import logging
 
@@ -476,7 +477,8 @@ def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_th
     from posdiag.core import settings as config
 
     log_path = tmp_path / "pos.log"
-    log_path.write_text("2026-11-30 09:00:00 txn=0 code=2824 before the daemon started\n")  # history, not news
+    old = "2026-11-30 09:00:00 txn=0 code=0 " + "x" * 60 + "\n"  # a POS log of 1.5 MiB: read more than one poll takes
+    log_path.write_text(old * (3 * 1024 * 1024 // 2 // len(old)) + "2026-11-30 09:00:01 txn=0 code=2824 before it\n")
     settings = config.load(str(config_file(txlog={"path": str(log_path)})))
     heard: list[str] = []
     records: list[logging.LogRecord] = []
