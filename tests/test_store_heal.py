@@ -315,3 +315,14 @@ def test_reports_that_could_not_be_stored_are_all_counted_and_the_last_20_named(
         kept = fake_report(time.time())
         store.add(kept)
     assert kept["store"]["unstored"]["count"] == 21 and kept["store"]["unstored"]["error"] == "disk I/O error"
+
+
+def test_why_a_store_was_healed_is_kept_on_one_line_of_at_most_300_characters(tmp_path):
+    """SQLite's reason, as the status and the next report say it: one line, bounded."""
+    with Store(tmp_path) as store:
+        store.add(fake_report(time.time()), push=True)
+        store.db = store._heal("database disk image is malformed\n\t(page 7)  " + "x " * 400, store.db)
+        healed = store.healed()
+    assert healed["reason"].startswith("database disk image is malformed (page 7) x x ")
+    assert len(healed["reason"]) == 300 and "\n" not in healed["reason"] and "  " not in healed["reason"]
+    assert healed["recovered_unsent"] == 1 and (tmp_path / healed["moved_to"]).exists()
