@@ -506,3 +506,16 @@ def test_a_diagnosis_that_keeps_or_queues_its_report_leaves_150_ms_of_the_deadli
     monkeypatch.setattr("posdiag.agent.push.queue", lambda *args: True)  # queueing itself is test_push's
     cli._diagnose(settings, "json", io.StringIO(), io.StringIO(), only=["memory"], push=push)
     assert shares == [pytest.approx(4.0 - 0.25 - 0.1 - (0.15 if kept else 0.0))]
+
+
+def test_only_takes_a_probe_or_a_whole_area_by_its_dotted_prefix_with_what_they_need_in_catalogue_order():
+    from posdiag.agent.sweep import UnknownProbe, select_probes
+
+    assert select_probes(["network.tls", "memory"]) == ["memory", "network.link", "network.dns", "network.tcp",
+                                                        "network.tls"]
+    assert select_probes(["reader", "reader.serial"]) == ["reader.usb", "reader.serial", "reader.events"]
+    assert select_probes(["disk"]) == ["disk", "disk.health"] and select_probes(["disk.health"]) == ["disk.health"]
+    assert select_probes(None) == select_probes([]) == list(probes.CATALOGUE)
+    for name in ("net", "network.", "reader.serial.x"):  # a prefix is a whole area, never part of a name
+        with pytest.raises(UnknownProbe, match=repr(name)):
+            select_probes([name])
