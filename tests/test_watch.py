@@ -349,3 +349,14 @@ def test_a_sessions_summary_says_how_long_it_watched_in_minutes_from_its_first_t
     assert lines[1:3] == ["  reader.serial  changed 2 times", "  network.link   changed 1 time"]  # most changes first
     assert lines[-3:] == ["  08:00:30 reader.serial ok → fail", "  08:01:00 network.link ok → fail",
                           "  08:01:10 reader.serial fail → ok"]
+
+
+def test_a_slow_sweeps_progress_takes_the_bottom_row_alone_clipped_and_puts_the_cursor_back():
+    out = io.StringIO()
+    screen = Screen(out)
+    screen.status("probing… " + "x" * 100)  # 80×24: the 24th row, 79 cells
+    assert out.getvalue() == "\0337\033[24;1H" + "probing… " + "x" * 69 + "…" + "\033[K" + "\0338"
+    out.seek(0)
+    out.truncate()
+    screen.draw(["y" * 100, "short"])
+    assert out.getvalue().split("\n")[0] == "\033[H" + "y" * 78 + "…" + "\033[K"
