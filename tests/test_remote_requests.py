@@ -562,3 +562,33 @@ def test_a_bundle_that_cannot_be_made_or_is_too_large_is_told_to_the_server_as_a
     method, path, body = scripted.seen[-1]
     assert (method, path) == ("POST", "/api/v1/requests/r2/failure") and "more than the 1 a till sends" in body.decode()
     assert list(state.iterdir()) == []
+
+
+def test_a_bundle_request_is_made_by_its_own_process_remembered_once_settled_and_an_unknown_kind_ignored():
+    """A bundle takes its own remote_client process, given four timeouts and two minutes; a server that
+    did not settle it (busy) gets it again at the next poll; a kind this till does not know is remembered
+    and never acted on. A failure told to the server takes two timeouts and ten seconds. (The client
+    processes are recorded, not started: the bookkeeping is pure logic.)"""
+    asked: list[str] = []
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0, timeout_s=5.0),
+                                     daemon=types.SimpleNamespace(state_dir="/var/lib/posdiag"))
+    poller = RemoteRequests(settings, "/etc/posdiag/posdiag.toml", asked.append)
+    started: list[tuple] = []
+    answers = iter([remote_client.Outcome(False, "503", settled=False), remote_client.Outcome(True, "201", settled=True),
+                    remote_client.Outcome(True, "200", settled=True)])
+
+    def run_client(command: str, *args: str, timeout_s: float) -> remote_client.Outcome:
+        started.append((command, *args, timeout_s))
+        return next(answers)
+
+    poller._run_client = run_client
+    for _ in range(3):
+        poller._act("r-b", "bundle")
+    assert started == [("bundle", "r-b", "--state-dir", "/var/lib/posdiag", "--config", "/etc/posdiag/posdiag.toml",
+                        140.0)] * 2  # the first was not settled: made again; the second was: not a third time
+    assert poller.summary["bundles"] == 1 and "r-b" in poller.handled
+    poller._act("r-x", "reboot")
+    poller._act("r-x", "reboot")
+    assert asked == [] and "r-x" in poller.handled and len(started) == 2
+    poller._tell_failure("r-d", "the report could not be stored")
+    assert started[-1] == ("fail", "r-d", "the report could not be stored", 20.0) and poller.summary["failed"] == 1
