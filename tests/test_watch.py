@@ -360,3 +360,38 @@ def test_a_slow_sweeps_progress_takes_the_bottom_row_alone_clipped_and_puts_the_
     out.truncate()
     screen.draw(["y" * 100, "short"])
     assert out.getvalue().split("\n")[0] == "\033[H" + "y" * 78 + "…" + "\033[K"
+
+
+def test_a_watch_starts_each_sweep_an_interval_after_the_last_began_but_rests_a_quarter_of_it_after_a_slow_one(
+        config_file, tmp_path, monkeypatch):
+    """(The sweeps, the clock and the waits are the test's: the pacing is pure logic.)"""
+    import types
+
+    from posdiag.agent import watch
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file()))
+    clock = [1000.0]
+    took = iter([0.5, 1.9, 3.0])  # seconds each sweep takes
+    waits: list[float] = []
+
+    class Stop:
+        def is_set(self) -> bool:
+            return len(waits) == 3
+
+        def set(self) -> None:
+            pass
+
+        def wait(self, seconds: float) -> None:
+            waits.append(round(seconds, 6))
+
+    def sweep(*args, **kwargs) -> dict:
+        clock[0] += next(took)
+        return _report("healthy", memory="ok")
+
+    monkeypatch.setattr(watch, "time", types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    monkeypatch.setattr(watch, "threading", types.SimpleNamespace(Event=Stop))
+    monkeypatch.setattr(watch, "run_sweep", sweep)
+    monkeypatch.setattr(watch, "_finish", lambda *args: 0)
+    assert watch.run_watch(settings, io.StringIO(), io.StringIO(), interval_s=2.0) == 0
+    assert waits == [1.5, 0.5, 0.5]  # 2 - 0.5; then a quarter of 2 s, however slow the sweep was
