@@ -273,3 +273,23 @@ def test_a_log_rewritten_in_place_whose_last_32_bytes_read_changed_is_read_again
     with open(log, "r+") as fh:  # in place: the same inode, never shorter than what was read
         fh.write(new)
     assert follower.poll() == new.splitlines()
+
+
+@pytest.mark.parametrize("style", ["numbered", "dateext"])
+def test_a_log_rotated_twice_between_two_polls_is_read_through_the_file_in_between(tmp_path, style):
+    """logrotate names a rotated log pos.log.1 or, with dateext, pos.log-20261130: either way the file
+    rotated away between two polls is found beside the log and read, in order."""
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    names = ["pos.log.2", "pos.log.1"] if style == "numbered" else ["pos.log-20261130-1", "pos.log-20261130-2"]
+    for n, name in enumerate(names):
+        with open(log, "a") as fh:
+            fh.write(f"2026-11-30 10:00:0{n} txn={n} code=2824\n")
+        os.rename(log, tmp_path / name)
+        log.write_text("")
+    with open(log, "a") as fh:
+        fh.write("2026-11-30 10:00:09 txn=9 code=0\n")
+    assert follower.poll() == ["2026-11-30 10:00:00 txn=0 code=2824", "2026-11-30 10:00:01 txn=1 code=2824",
+                               "2026-11-30 10:00:09 txn=9 code=0"]
