@@ -601,3 +601,15 @@ def test_a_cause_is_a_fault_present_from_a_certainty_of_one_half_and_none_never_
     assert [c.id for c in d.present] == ["disk.full", "reader.unresponsive"]
     said = d.to_dict()["causes"][1]  # the report says three decimals: 0.4999 reads as 0.5, yet is no fault
     assert (said["id"], said["certainty"], said["confidence"]) == ("tls.failure", 0.5, 0.5)
+
+
+@pytest.mark.parametrize(("data", "share"), [({"count": 3, "classified": 4}, 0.75), ({"count": 1, "classified": 4}, 0.25),
+                                             ({"count": 4, "classified": 4}, 1.0), ({"count": 0, "classified": 4}, 1.0),
+                                             ({"count": 5, "classified": 4}, 1.0), ({"count": 3}, 1.0), ({}, 1.0),
+                                             ({"count": 3.0, "classified": 4}, 1.0)])
+def test_a_counted_finding_weighs_the_share_of_the_classified_codes_it_stands_for(data, share):
+    """Three host errors among four classified response codes weigh three quarters; a count that is no
+    share of a whole (none, zero, more than the whole, not counted) weighs as a whole finding."""
+    from posdiag.agent.diagnosis import _share
+
+    assert _share(Finding("txlog.host_errors", Severity.WARN, "host errors", data)) == share
