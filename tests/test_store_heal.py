@@ -326,3 +326,23 @@ def test_why_a_store_was_healed_is_kept_on_one_line_of_at_most_300_characters(tm
     assert healed["reason"].startswith("database disk image is malformed (page 7) x x ")
     assert len(healed["reason"]) == 300 and "\n" not in healed["reason"] and "  " not in healed["reason"]
     assert healed["recovered_unsent"] == 1 and (tmp_path / healed["moved_to"]).exists()
+
+
+def test_a_damaged_store_is_moved_aside_with_its_wal_under_a_name_no_earlier_one_took(tmp_path, monkeypatch):
+    """Two heals within the same second keep both damaged files (the second gets .2, the third .3); the
+    index (-shm) is rebuilt, so it goes."""
+    from posdiag.agent import heal
+
+    monkeypatch.setattr(heal, "compact_stamp", lambda: "20261206T101010Z")
+    path = tmp_path / DB_NAME
+    moved = []
+    for n in range(3):
+        path.write_text(f"damaged {n}")
+        Path(f"{path}-wal").write_text(f"wal {n}")
+        Path(f"{path}-shm").write_text("index")
+        moved.append(heal.move_aside(path))
+    assert [m.name for m in moved] == [f"{DB_NAME}.corrupt-20261206T101010Z", f"{DB_NAME}.corrupt-20261206T101010Z.2",
+                                       f"{DB_NAME}.corrupt-20261206T101010Z.3"]
+    assert [m.read_text() for m in moved] == ["damaged 0", "damaged 1", "damaged 2"]
+    assert Path(f"{moved[1]}-wal").read_text() == "wal 1"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(f"{DB_NAME}.corrupt-")) == []
