@@ -594,3 +594,26 @@ def test_the_daemons_loop_sleeps_until_the_nearest_thing_due_and_never_more_than
     daemon.loop()
     assert slept == waits and ran == triggers
     assert pings == (["WATCHDOG=1"] * 3 if setup == "watchdog" else [])
+
+
+def test_the_daemons_last_sweep_says_how_many_risks_lie_ahead_and_when_the_soonest_is_due(config_file, tmp_path,
+                                                                                       monkeypatch):
+    """What ``status`` shows under "last" (the sweep itself is the test's: the bookkeeping is pure logic)."""
+    from posdiag.agent import daemon as daemon_module
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    risks = [{"code": "tls.expiring_soon", "due_at": "2026-12-09T10:00:00Z", "hours_left": 60.0},
+             {"code": "disk.filling", "due_at": "2026-12-20T10:00:00Z", "hours_left": 320.0}]
+    reports = iter([{**past_report(time.time() - 60, {}), "risks": risks}, past_report(time.time(), {})])
+    monkeypatch.setattr(daemon_module, "run_sweep", lambda settings, **kw: next(reports))
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    with Store(tmp_path / "state") as store:
+        daemon.store = store
+        daemon.sweep("schedule")
+        assert (daemon.state.last["risks"], daemon.state.last["soonest_risk"]) == (2, "2026-12-09T10:00:00Z")
+        daemon.sweep("schedule")
+        assert (daemon.state.last["risks"], daemon.state.last["soonest_risk"]) == (0, None)
+    assert daemon.state.sweeps == 2 and daemon.state.last["verdict"] == "healthy"
