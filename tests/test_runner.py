@@ -237,3 +237,27 @@ def test_a_result_reads_to_the_tenth_of_a_millisecond_and_its_metrics_to_three_d
     result = ProbeResult("x", Status.OK, 0.123456789, "fine", (), dict(obs.metrics)).to_dict()
     assert result["duration_s"] == 0.1235
     assert result["metrics"] == {"ratio": 0.123, "count": 7, "word": "eth0", "none": None}
+
+
+def test_a_probe_after_one_that_used_up_the_deadline_is_skipped_for_want_of_time_a_loop_of_needs_for_its_prerequisite():
+    class LongTimeout(Hangs):
+        name = "test.long"
+        timeout_s = 60
+
+    class AfterLong(Slow):
+        name = "test.after_long"
+        after = ("test.long",)
+
+    class First(Slow):
+        name = "test.first"
+        requires = ("test.second",)
+
+    class Second(Slow):
+        name = "test.second"
+        requires = ("test.first",)
+
+    long, after = run_probes(Settings(), [LongTimeout, AfterLong], deadline_s=0.5)
+    assert long.status is Status.ERROR and (after.status, after.summary) == (
+        Status.SKIPPED, "no time left before the diagnosis deadline")
+    assert [(r.status, r.summary) for r in run_probes(Settings(), [First, Second])] == [
+        (Status.SKIPPED, "prerequisite did not run")] * 2
