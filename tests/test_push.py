@@ -872,3 +872,26 @@ def test_diagnose_push_beside_a_daemon_that_never_answers_still_prints_the_queue
     assert rc in (0, 1, 2) and "internal error" not in err, err
     assert "report queued; the daemon did not answer" in " ".join(err.split()) and "did not answer within 5 s" in err
     assert push_state(tmp_path / "state")["outbox"] == 1 and stored_ids(tmp_path / "state") == [report["report_id"]]
+
+
+@pytest.mark.parametrize(("lang", "column"), [("en", 12), ("zh_CN", 14)])  # after "problem:", after 交易日志：
+def test_status_lines_put_every_text_in_one_column_after_the_widest_label_and_wrap_it_there_within_80_cells(lang,
+                                                                                                           column):
+    from posdiag.agent.columns import display_width
+    from posdiag.agent.push import labelled
+    from posdiag.core import i18n
+
+    i18n.use(lang)
+    try:
+        lines = labelled([("txlog:", "not watched"), ("problem:", "word " * 30), ("", "sent 7, refused 0, dropped 0")])
+        label = i18n.tr("txlog:")
+    finally:
+        i18n.use("en")
+    assert lines[0] == "  " + label + " " * (column - 2 - display_width(label)) + "not watched"
+    assert all(display_width(line) <= 80 for line in lines) and display_width(lines[1]) > 70  # filled, then broken
+    wrapped = lines[1:-1]
+    assert len(wrapped) == 3 and all(line.startswith(" " * column + "word") for line in wrapped[1:])
+    assert display_width(wrapped[0][:wrapped[0].index("word")]) == column  # the first, after its label
+    texts = [wrapped[0][wrapped[0].index("word"):]] + [line.strip() for line in wrapped[1:]]
+    assert " ".join(texts) == ("word " * 30).strip()  # nothing lost at the breaks
+    assert lines[-1] == " " * column + "sent 7, refused 0, dropped 0"  # no label: continues the line above
