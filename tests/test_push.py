@@ -895,3 +895,19 @@ def test_status_lines_put_every_text_in_one_column_after_the_widest_label_and_wr
     texts = [wrapped[0][wrapped[0].index("word"):]] + [line.strip() for line in wrapped[1:]]
     assert " ".join(texts) == ("word " * 30).strip()  # nothing lost at the breaks
     assert lines[-1] == " " * column + "sent 7, refused 0, dropped 0"  # no label: continues the line above
+
+
+def test_the_status_says_a_healed_store_and_reports_not_stored_only_when_there_are():
+    from posdiag.agent.push import status_rows
+
+    push = {**outbox.empty_summary(), "configured": False}
+    healed = {"at": "2026-12-06T10:00:00Z", "reason": "database disk image is malformed", "recovered_unsent": 3,
+              "moved_to": "history.sqlite3.corrupt-20261206T100000Z", "unreadable_unsent": 1}
+    unstored = {"count": 2, "first_at": "2026-12-06T09:00:00Z", "error": "disk I/O error"}
+    rows = status_rows(push, {"healed": healed, "unstored": unstored})
+    assert rows[1:] == [
+        ("store:", "healed at 2026-12-06T10:00:00Z (database disk image is malformed): moved to "
+                   "history.sqlite3.corrupt-20261206T100000Z, 3 unsent report(s) recovered, 1 unreadable"),
+        ("store:", "2 report(s) could not be stored since 2026-12-06T09:00:00Z: disk I/O error")]
+    assert status_rows(push, {"healed": None, "unstored": None}) == status_rows(push, None) == rows[:1]
+    assert status_rows(push, {"healed": None, "unstored": unstored})[1:] == rows[2:]
