@@ -911,3 +911,20 @@ def test_the_status_says_a_healed_store_and_reports_not_stored_only_when_there_a
         ("store:", "2 report(s) could not be stored since 2026-12-06T09:00:00Z: disk I/O error")]
     assert status_rows(push, {"healed": None, "unstored": None}) == status_rows(push, None) == rows[:1]
     assert status_rows(push, {"healed": None, "unstored": unstored})[1:] == rows[2:]
+
+
+def test_a_failed_post_is_said_in_a_few_words_and_at_most_160_characters_of_what_the_library_said():
+    import requests
+    from posdiag.agent.sender import describe_error
+
+    said = describe_error(requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                                       "self-signed certificate in certificate chain (_ssl.c:1006)"))
+    assert said == "tls: certificate verify failed: self-signed certificate in certificate chain"
+    assert describe_error(requests.exceptions.SSLError("handshake " + "x" * 300)) == "tls: handshake " + "x" * 150
+    assert describe_error(requests.exceptions.ConnectTimeout("timed out")) == "timeout"
+    assert describe_error(requests.exceptions.ConnectionError("[Errno 111] Connection refused")) == "connection refused"
+    assert describe_error(requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected('x'))")) == (
+        "connection error: RemoteDisconnected")
+    assert describe_error(requests.exceptions.ConnectionError("odd " + "y" * 300)) == (
+        "connection error: odd " + "y" * 156)
+    assert describe_error(ValueError("the token 4111111111111111")) == "error: ValueError"
