@@ -592,3 +592,18 @@ def test_a_bundle_request_is_made_by_its_own_process_remembered_once_settled_and
     assert asked == [] and "r-x" in poller.handled and len(started) == 2
     poller._tell_failure("r-d", "the report could not be stored")
     assert started[-1] == ("fail", "r-d", "the report could not be stored", 20.0) and poller.summary["failed"] == 1
+
+
+@pytest.mark.parametrize(("url", "https", "host", "port", "base"), [
+    ("https://collector.example/", True, "collector.example", 443, ""),
+    ("http://collector.example", False, "collector.example", 80, ""),
+    ("https://collector.example:8443/posdiag/", True, "collector.example", 8443, "/posdiag"),
+    ("http://10.0.0.5:8080/a/b", False, "10.0.0.5", 8080, "/a/b")])
+def test_the_client_asks_the_servers_own_port_or_the_schemes_default_under_its_path(tmp_path, url, https, host, port,
+                                                                                    base):
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    client = remote_client.Client(types.SimpleNamespace(url=url, token_file=str(token), ca_file="", timeout_s=5.0))
+    assert (client.https, client.host, client.port, client.base) == (https, host, port, base)
+    assert (client.context is not None) is https
