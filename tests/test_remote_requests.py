@@ -607,3 +607,27 @@ def test_the_client_asks_the_servers_own_port_or_the_schemes_default_under_its_p
     client = remote_client.Client(types.SimpleNamespace(url=url, token_file=str(token), ca_file="", timeout_s=5.0))
     assert (client.https, client.host, client.port, client.base) == (https, host, port, base)
     assert (client.context is not None) is https
+
+
+def test_a_proxy_named_without_a_port_is_asked_on_3128_and_no_proxy_is_honoured(tmp_path, monkeypatch):
+    """As the sender's requests reads the environment: ``http_proxy=proxy.lan`` is http://proxy.lan:3128;
+    a host in ``no_proxy`` is asked directly. (Connections are only made here, never opened.)"""
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+
+    def client(url: str) -> remote_client.Client:
+        return remote_client.Client(types.SimpleNamespace(url=url, token_file=str(token), ca_file="", timeout_s=5.0))
+
+    monkeypatch.setenv("http_proxy", "proxy.lan")
+    monkeypatch.setenv("https_proxy", "http://proxy.lan:8080")
+    conn, prefix = client("http://collector.lan/api")._connection()
+    assert (conn.host, conn.port, prefix) == ("proxy.lan", 3128, "http://collector.lan:80")
+    conn, prefix = client("https://collector.lan")._connection()
+    assert (conn.host, conn.port, conn._tunnel_host, conn._tunnel_port, prefix) == ("proxy.lan", 8080, "collector.lan",
+                                                                                   443, "")
+    monkeypatch.setenv("no_proxy", "collector.lan")
+    conn, prefix = client("https://collector.lan")._connection()
+    assert (conn.host, conn.port, prefix) == ("collector.lan", 443, "")
