@@ -613,3 +613,20 @@ def test_a_counted_finding_weighs_the_share_of_the_classified_codes_it_stands_fo
     from posdiag.agent.diagnosis import _share
 
     assert _share(Finding("txlog.host_errors", Severity.WARN, "host errors", data)) == share
+
+
+def test_a_cause_explains_those_below_it_from_a_score_of_0_4_and_a_residual_cause_folds_into_the_strongest_root():
+    """(A knowledge base of the test's own: the layering is pure logic.)"""
+    from posdiag.agent.diagnosis import CauseInfo, KnowledgeBase, _layer
+
+    def cause(cause_id: str, explains: tuple[str, ...] = (), residual: bool = False) -> CauseInfo:
+        return CauseInfo(cause_id, cause_id, "", ("step",), explains, residual)
+
+    kb = KnowledgeBase({c.id: c for c in (cause("link", ("gateway",)), cause("gateway"), cause("disk"),
+                                         cause("upstream", residual=True), cause("a", ("b",)), cause("b", ("a",)))}, {})
+    assert _layer({"link": 0.4, "gateway": 0.9}, kb) == {"gateway": "link"}
+    assert _layer({"link": 0.3999, "gateway": 0.9}, kb) == {}  # too weak to explain anything
+    assert _layer({"link": 0.9, "gateway": 0.5, "disk": 0.6, "upstream": 0.95}, kb) == {"gateway": "link",
+                                                                                          "upstream": "link"}
+    assert _layer({"disk": 0.2, "upstream": 0.95}, kb) == {"upstream": "disk"}  # whatever the root's strength
+    assert _layer({"upstream": 0.95}, kb) == {} and _layer({"a": 0.9, "b": 0.8}, kb) == {}  # no root; each other's
