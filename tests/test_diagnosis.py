@@ -630,3 +630,15 @@ def test_a_cause_explains_those_below_it_from_a_score_of_0_4_and_a_residual_caus
                                                                                           "upstream": "link"}
     assert _layer({"disk": 0.2, "upstream": 0.95}, kb) == {"upstream": "disk"}  # whatever the root's strength
     assert _layer({"upstream": 0.95}, kb) == {} and _layer({"a": 0.9, "b": 0.8}, kb) == {}  # no root; each other's
+
+
+def test_rivals_for_one_finding_share_its_strength_by_weight_and_a_cause_folded_into_another_takes_none():
+    """(The findings' strengths are the test's: the sharing is pure logic.)"""
+    from posdiag.agent.diagnosis import _certainties, _Scores
+
+    sc = _Scores(weighed=[(1.0, [("host", 0.8), ("wan", 0.2)])])
+    assert _certainties(sc, {}) == pytest.approx({"host": 0.64, "wan": 0.16})  # 0.8 strong, split 4 : 1
+    assert _certainties(sc, {"wan": "host"}) == pytest.approx({"host": 0.8})  # a consequence is no rival
+    assert _certainties(sc, {"wan": "x", "host": "x"}) == {}
+    sc = _Scores(weighed=[(0.5, [("disk", 1.0)]), (1.0, [("disk", 0.6)])])  # two findings for one cause add up
+    assert _certainties(sc, {}) == pytest.approx({"disk": 1 - (1 - 0.5) * (1 - 0.6)})
