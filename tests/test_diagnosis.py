@@ -642,3 +642,19 @@ def test_rivals_for_one_finding_share_its_strength_by_weight_and_a_cause_folded_
     assert _certainties(sc, {"wan": "x", "host": "x"}) == {}
     sc = _Scores(weighed=[(0.5, [("disk", 1.0)]), (1.0, [("disk", 0.6)])])  # two findings for one cause add up
     assert _certainties(sc, {}) == pytest.approx({"disk": 1 - (1 - 0.5) * (1 - 0.6)})
+
+
+@pytest.mark.parametrize("findings", [(("disk.space_low", "warn"), ("disk.write_no_space", "fail")),
+                                      (("disk.write_no_space", "fail"), ("disk.space_low", "warn"))],
+                         ids=["warn-first", "fail-first"])
+def test_a_cause_is_as_severe_as_its_worst_finding_whichever_came_first(kb, findings):
+    """A low-space warning beside a failed write is a fault; a warning alone weighs half a failure."""
+    from posdiag.agent.diagnosis import _score
+
+    sc = _score([result("disk", *findings)], kb)
+    assert sc.worst["disk.full"] is Severity.FAIL
+    d = diagnose(clear_but(result("disk", *findings)), kb)
+    assert d.verdict == "fault" and d.top.id == "disk.full"
+    weight = dict(kb.evidence["disk.space_low"])["disk.full"]
+    warned = _score([result("disk", ("disk.space_low", "warn"))], kb)
+    assert warned.worst["disk.full"] is Severity.WARN and warned.score["disk.full"] == pytest.approx(weight * 0.5)
