@@ -3,7 +3,9 @@ SIGHUP with good and bad configs, SIGTERM, kill -9 and restart, the systemd noti
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -426,12 +429,28 @@ def test_a_report_someone_waits_for_is_pushed_at_once_a_routine_one_waits_its_tu
     assert kicks == [urgent] and daemon.state.sweeps == 1 and daemon.state.last["trigger"] == trigger
 
 
+@contextlib.contextmanager
+def journal() -> Iterator[list[logging.LogRecord]]:
+    """The daemon's log records while this block runs (its logger may not propagate to pytest's: agent/logs.py)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("posdiag")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 @pytest.mark.parametrize(("min_available_mb", "level"), [(1, "INFO"), (1048576, "WARNING")], ids=["healthy", "fault"])
-def test_each_sweep_is_logged_with_its_verdict_and_top_cause_at_warning_unless_healthy(config_file, tmp_path, caplog,
+def test_each_sweep_is_logged_with_its_verdict_and_top_cause_at_warning_unless_healthy(config_file, tmp_path,
                                                                                      min_available_mb, level):
     """The journal line of a sweep: its trigger, verdict, top cause and confidence in percent; a healthy
     one at INFO, anything else at WARNING (what an operator's journal filter shows)."""
-    import logging
     import re
 
     from posdiag.agent.daemon import Daemon
@@ -440,11 +459,11 @@ def test_each_sweep_is_logged_with_its_verdict_and_top_cause_at_warning_unless_h
 
     path = config_file(memory={"min_available_mb": min_available_mb})
     daemon = Daemon(config.load(str(path)), str(path))
-    with Store(tmp_path / "state") as store, caplog.at_level(logging.INFO, logger="posdiag"):
+    with Store(tmp_path / "state") as store, journal() as records:
         daemon.store = store
         report = daemon.sweep("schedule")
     top = report["diagnosis"]["causes"][0]
-    [record] = [r for r in caplog.records if "schedule sweep:" in r.getMessage()]
+    [record] = [r for r in records if "schedule sweep:" in r.getMessage()]
     said = re.match(r"schedule sweep: (\w+), top cause (\S+) \((\d+)%\)", record.getMessage())
     assert said and said.groups() == (report["diagnosis"]["verdict"], top["id"], f"{top['confidence'] * 100:.0f}")
     assert record.levelname == level and (report["diagnosis"]["verdict"] == "healthy") == (level == "INFO")
@@ -471,8 +490,6 @@ def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_th
     """What the log held when the watcher started is history, however long; other response codes are not
     events; the line handed on has its card number masked. A log path
     that is a FIFO is said once when it starts (not at every poll) and once when it is a file again."""
-    import logging
-
     from posdiag.agent.daemon import TxlogWatcher
     from posdiag.core import settings as config
 
@@ -481,32 +498,24 @@ def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_th
     log_path.write_text(old * (3 * 1024 * 1024 // 2 // len(old)) + "2026-11-30 09:00:01 txn=0 code=2824 before it\n")
     settings = config.load(str(config_file(txlog={"path": str(log_path)})))
     heard: list[str] = []
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    logger = logging.getLogger("posdiag")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    watcher = TxlogWatcher(settings, heard.append)
-    watcher.start()
-    try:
-        append(log_path, "2026-11-30 10:00:00 txn=1 code=0 card=4111111111111111\n"
-                         "2026-11-30 10:00:01 txn=2 code=2824 card=4111111111111111\n")
-        assert wait_for(lambda: heard, 5)
-        assert len(heard) == 1 and "code=2824" in heard[0] and "4111111111111111" not in heard[0]
-        log_path.unlink()
-        os.mkfifo(log_path)
-        assert wait_for(lambda: any("not read" in r.getMessage() for r in records), 5)
-        time.sleep(1.0)  # polls every 0.2 s: several more looks at the same FIFO
-        log_path.unlink()
-        log_path.write_text("")
-        assert wait_for(lambda: any("regular file again" in r.getMessage() for r in records), 5)
-    finally:
-        watcher.stopping.set()
-        watcher.join(5)
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with journal() as records:
+        watcher = TxlogWatcher(settings, heard.append)
+        watcher.start()
+        try:
+            append(log_path, "2026-11-30 10:00:00 txn=1 code=0 card=4111111111111111\n"
+                             "2026-11-30 10:00:01 txn=2 code=2824 card=4111111111111111\n")
+            assert wait_for(lambda: heard, 5)
+            assert len(heard) == 1 and "code=2824" in heard[0] and "4111111111111111" not in heard[0]
+            log_path.unlink()
+            os.mkfifo(log_path)
+            assert wait_for(lambda: any("not read" in r.getMessage() for r in records), 5)
+            time.sleep(1.0)  # polls every 0.2 s: several more looks at the same FIFO
+            log_path.unlink()
+            log_path.write_text("")
+            assert wait_for(lambda: any("regular file again" in r.getMessage() for r in records), 5)
+        finally:
+            watcher.stopping.set()
+            watcher.join(5)
     said = [r.getMessage() for r in records if "not read" in r.getMessage() or "regular file again" in r.getMessage()]
     assert len(said) == 2 and "is a FIFO" in said[0], said
 
