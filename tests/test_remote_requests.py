@@ -631,3 +631,22 @@ def test_a_proxy_named_without_a_port_is_asked_on_3128_and_no_proxy_is_honoured(
     monkeypatch.setenv("no_proxy", "collector.lan")
     conn, prefix = client("https://collector.lan")._connection()
     assert (conn.host, conn.port, prefix) == ("collector.lan", 443, "")
+
+
+def test_without_a_push_sender_a_due_poll_goes_out_and_its_requests_are_acted_on_then_not_again_before_poll_s():
+    """A poller of a daemon that pushes nothing polls when due; the next poll waits about poll_s. (The
+    client process is recorded, not started: the scheduling is pure logic.)"""
+    asked: list[str] = []
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0, timeout_s=5.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, asked.append)
+    poller._run_client = lambda *args, **kwargs: remote_client.Outcome(
+        True, "200", requests=[{"request_id": "r-1", "kind": "diagnose"}])
+    poller._step()  # never polled: due at once
+    assert asked == ["r-1"] and poller.summary["polls"] == 1 and 27 <= poller._due_in() <= 30
+    poller.wake.set()  # woken early (a reload, say): not due, no poll
+    poller._step()
+    assert poller.summary["polls"] == 1 and asked == ["r-1"]
+    poller.last_poll -= 31  # poll_s has passed since
+    poller._step()
+    assert poller.summary["polls"] == 2 and asked == ["r-1"]  # asked again, acted on once
