@@ -240,13 +240,13 @@ def test_a_result_reads_to_the_tenth_of_a_millisecond_and_its_metrics_to_three_d
 
 
 def test_a_probe_after_one_that_used_up_the_deadline_is_skipped_for_want_of_time_a_loop_of_needs_for_its_prerequisite():
-    class LongTimeout(Hangs):
-        name = "test.long"
+    class UsesItUp(Hangs):
+        name = "test.uses_the_deadline"  # its own name: a probe stuck from another test is not started again
         timeout_s = 60
 
     class AfterLong(Slow):
         name = "test.after_long"
-        after = ("test.long",)
+        after = ("test.uses_the_deadline",)
 
     class First(Slow):
         name = "test.first"
@@ -256,7 +256,7 @@ def test_a_probe_after_one_that_used_up_the_deadline_is_skipped_for_want_of_time
         name = "test.second"
         requires = ("test.first",)
 
-    long, after = run_probes(Settings(), [LongTimeout, AfterLong], deadline_s=0.5)
+    long, after = run_probes(Settings(), [UsesItUp, AfterLong], deadline_s=0.5)
     assert long.status is Status.ERROR and (after.status, after.summary) == (
         Status.SKIPPED, "no time left before the diagnosis deadline")
     assert [(r.status, r.summary) for r in run_probes(Settings(), [First, Second])] == [
