@@ -397,6 +397,72 @@ def test_the_status_of_a_running_daemon_says_each_part_and_leaves_out_what_it_ha
     assert "last:" in calm and "risks:" not in calm
 
 
+def _pty(columns: int = 80):
+    import fcntl
+    import struct
+    import termios
+
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    return primary, os.fdopen(secondary, "w")
+
+
+def test_a_slow_sweeps_progress_appears_after_a_second_is_redrawn_four_times_a_second_and_cleared():
+    import time
+
+    from posdiag.agent.progress import Progress
+
+    primary, terminal = _pty()
+    drawn: list[tuple[float, str]] = []
+    try:
+        quick = Progress(terminal, draw=lambda text: drawn.append((time.monotonic(), text)))
+        with quick:
+            quick.on_running(("clock",), 0, 1)
+        assert drawn == []  # ended within its first second: nothing shown, nothing to clear
+        slow = Progress(terminal, draw=lambda text: drawn.append((time.monotonic(), text)))
+        with slow:
+            slow.on_running(("clock",), 0, 1)
+            time.sleep(2.9)
+        began = slow.started
+    finally:
+        terminal.close()
+        os.close(primary)
+    lines = [text for _, text in drawn]
+    assert lines[-1] == "" and all(text.startswith("probing… 0/1 done, waiting ") for text in lines[:-1]), lines
+    # drawn from 1 s on, every 0.25 s: about eight times in 2.9 s, give or take the load
+    assert drawn[0][0] - began >= 0.95 and 3 <= len(lines) - 1 <= 14, [round(t - began, 2) for t, _ in drawn]
+
+
+def test_the_progress_line_is_clipped_to_one_cell_less_than_the_terminal_and_a_terminal_gone_is_let_go():
+    from posdiag.agent.progress import Progress, is_terminal
+
+    primary, terminal = _pty(columns=30)
+    try:
+        progress = Progress(terminal)
+        assert progress.enabled and is_terminal(terminal)
+        progress._draw_line("probing… 0/1 done, waiting 1.0 s for: network.tcp")
+        seen = os.read(primary, 4096).decode()
+        assert seen == "\r\x1b[K" + "probing… 0/1 done, waiting 1…", seen  # 29 cells: the cursor keeps the 30th
+        terminal.close()
+        progress._draw_line("again")
+        assert progress.enabled is False and is_terminal(terminal) is False
+    finally:
+        if not terminal.closed:
+            terminal.close()
+        os.close(primary)
+    assert is_terminal(object()) is False
+
+
+def test_a_re_check_of_a_layer_and_what_it_needs_runs_each_once_and_counts_none_asked_as_needed():
+    from posdiag.agent.sweep import asked, prerequisites, select_probes
+
+    network = [n for n in probes.CATALOGUE if n.startswith("network.")]
+    assert asked(["network.tcp", "network", "network.tcp"]) == ["network.tcp", *(n for n in network if n != "network.tcp")]
+    assert prerequisites(["network.tls", "network.tcp"]) == ["network.link", "network.dns"]  # tcp was asked
+    assert select_probes(["network.tls", "network.tcp"]) == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert select_probes(None) == select_probes([]) == list(probes.CATALOGUE)
+
+
 def test_without_proc_the_processs_age_comes_from_psutil_and_is_never_negative(monkeypatch):
     """Where /proc cannot be read, start-up is the process's age by psutil: seconds, not the epoch."""
     import builtins
@@ -454,37 +520,6 @@ def test_a_closed_standard_output_is_said_on_standard_error_with_exit_3(monkeypa
     assert "cannot write the output" in err.getvalue()
 
 
-def test_the_progress_line_fits_its_terminal_less_a_column_and_a_terminal_that_went_away_ends_it_quietly():
-    """The line never wraps (a wrapped line is not rewritten in place by \\r); a hung-up terminal turns
-    the progress off, and the diagnosis goes on."""
-    import contextlib
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    from posdiag.agent.progress import Progress, is_terminal
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 30, 0, 0))  # 30 columns
-    terminal = open(slave, "w", encoding="utf-8")  # noqa: SIM115 - closed below, where its flush fails on purpose
-    try:
-        progress = Progress(terminal)
-        assert progress.enabled
-        progress._draw_line("probing… " + "x" * 100)
-        drawn = os.read(master, 4096).decode("utf-8")
-        assert drawn == "\r\x1b[K" + "probing… " + "x" * 19 + "…"  # 29 cells
-        os.close(master)  # the terminal hangs up
-        progress._draw_line("probing… again")
-        assert progress.enabled is False
-    finally:
-        with contextlib.suppress(OSError):  # what is still buffered cannot be written either
-            terminal.close()
-    with open(os.devnull, encoding="utf-8") as closed:
-        pass
-    assert is_terminal(closed) is False and is_terminal(object()) is False
-
-
 @pytest.mark.parametrize(("state", "push", "kept"), [("missing", False, False), ("writable", False, True),
                                                      ("missing", True, True)], ids=["not-kept", "kept", "pushed"])
 def test_a_diagnosis_that_keeps_or_queues_its_report_leaves_150_ms_of_the_deadline_for_it(config_file, tmp_path,
@@ -508,14 +543,10 @@ def test_a_diagnosis_that_keeps_or_queues_its_report_leaves_150_ms_of_the_deadli
     assert shares == [pytest.approx(4.0 - 0.25 - 0.1 - (0.15 if kept else 0.0))]
 
 
-def test_only_takes_a_probe_or_a_whole_area_by_its_dotted_prefix_with_what_they_need_in_catalogue_order():
+def test_only_takes_a_whole_area_by_its_dotted_prefix_and_never_part_of_a_name():
     from posdiag.agent.sweep import UnknownProbe, select_probes
 
-    assert select_probes(["network.tls", "memory"]) == ["memory", "network.link", "network.dns", "network.tcp",
-                                                        "network.tls"]
-    assert select_probes(["reader", "reader.serial"]) == ["reader.usb", "reader.serial", "reader.events"]
     assert select_probes(["disk"]) == ["disk", "disk.health"] and select_probes(["disk.health"]) == ["disk.health"]
-    assert select_probes(None) == select_probes([]) == list(probes.CATALOGUE)
     for name in ("net", "network.", "reader.serial.x"):  # a prefix is a whole area, never part of a name
         with pytest.raises(UnknownProbe, match=repr(name)):
             select_probes([name])

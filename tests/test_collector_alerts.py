@@ -194,14 +194,15 @@ def test_the_webhook_worker_claims_again_at_once_after_a_full_batch_and_waits_a_
     back for it. A short batch, or none, means nothing more is due: it waits a poll rather than spin on
     the database."""
     now = iso(time.time())
-    for incident in range(1, CLAIM + 2):
+    assert (CLAIM, POLL_S) == (10, 2.0)  # batches of ten; a poll every 2 s
+    for incident in range(1, 12):
         body = json.dumps({"event": "incident.open", "incident": {"id": str(incident)}})
         run_sql(database, "INSERT INTO alerts (incident_id, event, body, created_at, next_at) VALUES (?, 'open', ?, ?, ?)",
                 (incident, body, now, now))
     alerter = Alerter(database, receiver.url, SECRET)
-    assert (alerter.step(), len(receiver.delivered())) == (0.0, CLAIM)
-    assert (alerter.step(), len(receiver.delivered())) == (POLL_S, CLAIM + 1)
-    assert (alerter.step(), len(receiver.posts)) == (POLL_S, CLAIM + 1)
+    assert (alerter.step(), len(receiver.delivered())) == (0.0, 10)
+    assert (alerter.step(), len(receiver.delivered())) == (2.0, 11)
+    assert (alerter.step(), len(receiver.posts)) == (2.0, 11)
 
 
 def _queue(database, created_ago_s: float = 0.0, attempts: int = 0) -> None:
@@ -220,6 +221,53 @@ def test_a_receiver_has_the_message_when_it_answers_2xx_and_only_then(database, 
     [row] = database._select("SELECT sent_at, attempts, last_error FROM alerts")
     assert (row["sent_at"] is not None, row["attempts"]) == (delivered, 1)
     assert row["last_error"] == (None if delivered else f"HTTP {status}")
+
+
+def test_a_receiver_that_redirects_is_a_failed_attempt_and_is_not_followed(database, receiver):
+    """The webhook posts where it was told, nowhere else: a redirect (307 keeps the body) is not followed."""
+    receiver.status, receiver.location = 307, receiver.url
+    _queue(database)
+    Alerter(database, receiver.url, SECRET).step()
+    [row] = database._select("SELECT sent_at, attempts, last_error FROM alerts")
+    assert (row["sent_at"], row["attempts"], row["last_error"]) == (None, 1, "HTTP 307") and len(receiver.posts) == 1
+
+
+def test_a_receiver_that_takes_a_few_seconds_to_answer_still_has_the_message(database, receiver):
+    """A slow receiver is given 10 s to answer (5 s to take the connection), not just a moment."""
+    import threading
+
+    from posdiag.collector import alerts
+
+    assert alerts.TIMEOUT_S == (5.0, 10.0)
+    receiver.hold.clear()
+    threading.Timer(1.5, receiver.hold.set).start()
+    _queue(database)
+    Alerter(database, receiver.url, SECRET).step()
+    [row] = database._select("SELECT sent_at, attempts, last_error FROM alerts")
+    assert row["sent_at"] is not None and row["last_error"] is None
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"k" * 4096, None), (b"k" * 4097, "larger than 4096 bytes"), (b"\n " + b"k" * 16 + b" \n", None),
+    (b" " + b"k" * 15 + b"\n", "fewer than 16 bytes: not a key")])
+def test_a_webhook_key_is_16_bytes_to_4_kib_around_its_white_space(tmp_path, content, words):
+    from posdiag.collector.alerts import SecretError, read_secret
+
+    path = tmp_path / "webhook.key"
+    path.write_bytes(content)
+    if words is None:
+        assert read_secret(str(path)) == content.strip()
+    else:
+        with pytest.raises(SecretError, match=words):
+            read_secret(str(path))
+
+
+def test_a_failed_attempts_error_is_kept_to_500_characters(database):
+    _queue(database)
+    [message] = database.claim_alerts(iso(time.time()), iso(time.time() + 60))
+    database.alert_failed(message["id"], "e" * 499 + "f" + "g" * 100, iso(time.time() + 5), iso(time.time()))
+    [row] = database._select("SELECT last_error, attempts FROM alerts")
+    assert (row["last_error"], row["attempts"]) == ("e" * 499 + "f", 1)
 
 
 def test_a_receiver_that_cannot_be_reached_is_a_failed_attempt_named_by_its_kind(database):
@@ -291,6 +339,26 @@ def test_a_refused_message_waits_twice_as_long_each_time_up_to_five_minutes_or_a
     for end, expected in ((0, shortest), (1, longest)):
         monkeypatch.setattr(alerts.random, "uniform", lambda low, high, end=end: (low, high)[end])
         assert backoff(attempts, retry_after) == expected
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_keeper_that_will_not_wait_applies_nothing_and_wakes_no_one_while_another_process_applies_facts(db_url):
+    """One process at a time applies incident facts: the others' keepers skip their turn (no message
+    written, so the webhook worker is not woken); a read, which waits its turn, then applies them."""
+    from posdiag.collector.storage.postgres import KEEPER_LOCK
+
+    storage = open_storage(db_url)
+    try:
+        storage.migrate()
+        run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) "
+                "VALUES ('lane-1', 'store-1', 'network.wan', ?, 1)", (iso(time.time() - 60),))
+        rules = Rules(600, 2, 3, alerts=True)
+        with storage._connection(write=True) as other:  # another process, in the middle of its batch
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (KEEPER_LOCK,))
+            assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
+        assert storage.apply_incident_facts(rules, 100, 5.0, wait=True) == (1, False)
+    finally:
+        storage.close()
 
 
 def test_the_incident_keeper_wakes_the_webhook_worker_when_it_wrote_a_message_and_only_then(database):

@@ -279,3 +279,62 @@ def test_a_report_counts_for_incidents_when_it_is_not_healthy_and_names_a_cause(
     from posdiag.collector.storage.base import _names_a_fault
 
     assert _names_a_fault(verdict, cause) is fault
+
+
+def _queued_facts(tmp_path, count: int):
+    """A SQLite collector database with ``count`` facts queued (healthy terminals' reports: they change
+    no incident, so only the batching is measured)."""
+    from labs.collectorlab import run_sql
+    from posdiag.collector.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    for n in range(count):
+        run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) VALUES (?, 'store-1', NULL, ?, 1)",
+                (f"lane-{n}", iso(time.time() - 60)))
+    return storage
+
+
+def _left(storage) -> int:
+    return storage._select("SELECT count(*) AS n FROM incident_facts")[0]["n"]
+
+
+def test_the_keeper_takes_500_facts_a_batch_comes_straight_back_after_a_full_one_and_polls_every_quarter_second(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from posdiag.collector.keeper import Keeper
+    from posdiag.collector.storage import chains
+
+    monkeypatch.setattr(chains, "time", SimpleNamespace(monotonic=lambda: 0.0))  # a batch within its time budget
+    storage = _queued_facts(tmp_path, 501)
+    keeper = Keeper(storage, chains.Rules(600, 2, 3))
+    try:
+        assert (keeper.step(), _left(storage)) == (0.0, 1)  # a full batch: there may be a backlog
+        assert (keeper.step(), _left(storage)) == (0.25, 0)
+        assert keeper.step() == 0.25
+    finally:
+        storage.close()
+
+
+def test_a_keepers_batch_takes_no_more_facts_after_50_ms_and_a_read_catches_up_20_batches_at_most(tmp_path, monkeypatch):
+    """The clock is set here: each fact takes 50 ms, so a batch ends exactly on its budget after its first
+    fact, goes on (not past it yet) and stops after its second; a read's catching up applies 20 such batches."""
+    import itertools
+    from types import SimpleNamespace
+
+    from posdiag.collector.keeper import Keeper
+    from posdiag.collector.storage import chains
+
+    ticks = itertools.count()
+    monkeypatch.setattr(chains, "time", SimpleNamespace(monotonic=lambda: next(ticks) * 0.05))
+    storage = _queued_facts(tmp_path, 50)
+    keeper = Keeper(storage, chains.Rules(600, 2, 3))
+    try:
+        assert (keeper.step(), _left(storage)) == (0.25, 48)
+        ticks = itertools.count()
+        monkeypatch.setattr(chains, "time", SimpleNamespace(monotonic=lambda: next(ticks) * 0.03))  # clear of the edge
+        keeper.catch_up()
+        assert _left(storage) == 8  # 20 batches of 2
+    finally:
+        storage.close()

@@ -67,6 +67,7 @@ def test_collector_signs_an_operator_in_with_an_httponly_strict_cookie_that_read
     expired = {part.strip().lower() for part in out.headers["set-cookie"].split(";")}
     # …through a cookie of the same name, path and flags as the one it replaces
     assert {'posdiag_session=""', "max-age=0", "path=/", "httponly", "samesite=strict"} <= expired, expired
+    assert "secure" not in expired  # plain HTTP here, as the cookie it replaces
     assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 401
 
 
@@ -403,6 +404,33 @@ def test_metrics_start_with_a_zero_for_each_answer_a_dashboard_plots():
     assert 'posdiag_collector_terminals{verdict="silent"} 0' in text
     for scope in ("site", "fleet"):
         assert f'posdiag_collector_open_incidents{{scope="{scope}"}} 0' in text
+
+
+def test_metrics_count_each_answer_by_result_and_code_and_total_open_incidents_by_scope():
+    from posdiag.collector.metrics import ReceivedCounter, render
+
+    counter = ReceivedCounter()
+    for status in (201, 201, 200, 409, 429):
+        counter.count(status)
+    rows = [{"scope": "site", "cause": "network.wan", "site": 'store "1"\\x\n', "n": 2},
+            {"scope": "site", "cause": "disk.full", "site": "store-2", "n": 1},
+            {"scope": "fleet", "cause": "network.wan", "site": "", "n": 1}]
+    lines = render(counter.snapshot(), {"fault": 3}, rows, {"pruned": 7, "alerts": {"sent": 4}}).splitlines()
+    assert [line for line in lines if line.startswith("posdiag_collector_reports_received_total{")] == [
+        'posdiag_collector_reports_received_total{result="duplicate",code="200"} 1',
+        'posdiag_collector_reports_received_total{result="refused",code="409"} 1',
+        'posdiag_collector_reports_received_total{result="refused",code="429"} 1',
+        'posdiag_collector_reports_received_total{result="stored",code="201"} 2']
+    assert [line for line in lines if line.startswith(("posdiag_collector_open_incidents", "posdiag_incident_open{"))] == [
+        'posdiag_incident_open{scope="site",cause="network.wan",site="store \\"1\\"\\\\x\\n"} 2',
+        'posdiag_incident_open{scope="site",cause="disk.full",site="store-2"} 1',
+        'posdiag_incident_open{scope="fleet",cause="network.wan",site=""} 1',
+        'posdiag_collector_open_incidents{scope="site"} 3', 'posdiag_collector_open_incidents{scope="fleet"} 1',
+        'posdiag_collector_open_incidents_by_cause{scope="fleet",cause="network.wan"} 1',
+        'posdiag_collector_open_incidents_by_cause{scope="site",cause="disk.full"} 1',
+        'posdiag_collector_open_incidents_by_cause{scope="site",cause="network.wan"} 2']
+    assert 'posdiag_collector_alert_webhook_attempts_total{result="sent"} 4' in lines
+    assert "posdiag_collector_reports_pruned_total 7" in lines and 'posdiag_collector_terminals{verdict="fault"} 3' in lines
 
 
 def test_reports_with_and_without_certainty_are_stored_and_read_back_as_sent(fleet):

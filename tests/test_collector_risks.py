@@ -133,6 +133,9 @@ def test_intake_indexes_a_report_by_its_soonest_risk_and_one_naming_no_time_last
     assert soonest(later, untimed, sooner) == sooner["due_at"]
     assert soonest(untimed) == intake.NEVER
     assert soonest() is None
+    chinese = with_risks(make_report("a1", "store-a"), risk("trend.disk_filling", 5, "/srv/收银台"))
+    kept = intake.decode(json.dumps(chinese).encode(), "", 1 << 20).risks
+    assert "/srv/收银台" in kept and json.loads(kept) == chinese["risks"]  # stored as UTF-8 text, not as \u escapes
 
 
 @SQLITE

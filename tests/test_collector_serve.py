@@ -240,6 +240,21 @@ def test_serve_without_options_runs_with_the_documented_settings():
     assert cli._settings(args) == Settings(db_url="sqlite:///c.db")
 
 
+def test_the_settings_default_to_the_figures_docs_collector_md_gives():
+    """Each default as a number, not as the name both the settings and the command line read: a
+    megabyte is 1048576 bytes, whatever ``MIB`` says."""
+    from dataclasses import asdict
+
+    from posdiag.collector.settings import Settings
+
+    assert asdict(Settings(db_url="sqlite:///c.db")) == {
+        "db_url": "sqlite:///c.db", "max_report_bytes": 1048576, "max_body_bytes": 1048576, "incident_window_min": 10,
+        "site_min_terminals": 2, "fleet_min_sites": 3, "incident_lookback_h": 24, "silent_after_min": 15,
+        "max_inflight": 1000, "db_pool_size": 8, "db_timeout_s": 5, "session_hours": 12, "request_expiry_min": 15,
+        "max_bundle_bytes": 8388608, "retain_days": 90, "alert_webhook": None, "alert_secret_file": None,
+        "header_timeout_s": 10, "max_header_bytes": 16384, "max_connections_per_client": 64, "max_connections": 4096}
+
+
 COUNTS = ("workers", "max-report-bytes", "max-body-bytes", "site-min-terminals", "fleet-min-sites", "db-pool-size",
           "max-inflight", "max-bundle-bytes", "retain-days", "max-connections")
 
@@ -377,6 +392,25 @@ def test_the_pools_connections_may_take_up_to_the_database_timeout_to_connect(db
             storage.close()
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_storage_starts_with_a_connection_ready_and_reads_outside_any_transaction(db_url):
+    """Opened, it has waited for its first pooled connection (the first request does not); a read is one
+    statement in autocommit, no BEGIN left open on the connection, while a write is one transaction."""
+    from psycopg.pq import TransactionStatus
+
+    storage = open_storage(db_url, pool_size=2, timeout_s=5.0)
+    try:
+        assert storage._pool.get_stats()["pool_available"] == 1
+        with storage._connection() as conn:
+            conn.execute("SELECT 1")
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+        with storage._connection(write=True) as conn:
+            conn.execute("SELECT 1")
+            assert conn.info.transaction_status == TransactionStatus.INTRANS
+    finally:
+        storage.close()
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

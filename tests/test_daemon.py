@@ -429,6 +429,33 @@ def test_a_report_someone_waits_for_is_pushed_at_once_a_routine_one_waits_its_tu
     assert kicks == [urgent] and daemon.state.sweeps == 1 and daemon.state.last["trigger"] == trigger
 
 
+def test_a_stale_socket_is_claimed_after_a_second_of_retries_and_a_silent_listener_after_two_seconds(tmp_path):
+    """Starting, the daemon asks whatever holds its socket path: a dead daemon's socket is retried for a
+    second, then removed; something that accepts but never answers is given two seconds, then taken for a
+    busy daemon, and the new one refuses to start beside it."""
+    from posdiag.agent.control import AlreadyRunning, claim_path
+
+    path = str(tmp_path / "control.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    try:
+        began = time.monotonic()
+        claim_path(path)
+        assert 0.9 <= time.monotonic() - began < 8 and not os.path.exists(path)
+    finally:
+        dead.close()
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(path)
+    silent.listen(8)
+    try:
+        began = time.monotonic()
+        with pytest.raises(AlreadyRunning, match=r"already running on .* \(busy\)"):
+            claim_path(path)
+        assert 1.9 <= time.monotonic() - began < 10 and os.path.exists(path)
+    finally:
+        silent.close()
+
+
 @contextlib.contextmanager
 def journal() -> Iterator[list[logging.LogRecord]]:
     """The daemon's log records while this block runs (its logger may not propagate to pytest's: agent/logs.py)."""

@@ -589,6 +589,24 @@ def test_an_evidence_weight_is_taken_above_0_up_to_1(tmp_path: Path, weight: str
             load_knowledge(path)
 
 
+def test_coverage_evidence_names_each_probe_that_could_not_check_once_and_an_area_whose_probes_all_skipped():
+    from posdiag.agent import coverage
+
+    cover = coverage.of(clear_but(result("network.dns", status=Status.ERROR, summary="no resolver"),
+                                  result("system.cpu", status=Status.ERROR, summary="no /proc/stat"),
+                                  result("disk", ("disk.low_space", "warn")),
+                                  result("reader.serial", status=Status.SKIPPED, summary="no reader configured"),
+                                  result("reader.usb", status=Status.SKIPPED, summary="no USB reader")))
+    assert cover.lines() == ["system.cpu: could not check (no /proc/stat)", "not checked: network — no resolver",
+                             "not checked: card reader — no reader configured"]  # network.dns said once, in its area
+    assert [(u.area, u.probes) for u in cover.unchecked] == [("network", ("network.dns",)),
+                                                             ("reader", ("reader.serial", "reader.usb"))]
+    assert cover.unchecked_words() == "network, card reader"
+    assert "disk" not in cover.passed and "txlog" in cover.passed  # a warning is checked, not passed
+    assert cover.passed_line() == "checked and passed: memory, clock, POS log"
+    assert coverage.of([]).passed_line() is None
+
+
 def test_a_cause_is_a_fault_present_from_a_certainty_of_one_half_and_none_never_is():
     """The engine's own list of faults present (what the verdict and the report's faults come from)."""
     from posdiag.agent.diagnosis import Diagnosis, RankedCause

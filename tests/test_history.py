@@ -356,6 +356,19 @@ def test_a_report_exactly_as_old_as_the_age_limit_is_kept_a_second_older_is_drop
         assert store.prune(now=started + 2 * 86400 + 1) == 1 and store.list() == []
 
 
+def test_a_history_can_be_added_to_only_in_a_folder_that_exists_and_a_file_is_no_empty_state_dir(tmp_path):
+    from posdiag.agent.history import DB_NAME, nothing_stored, writable
+
+    assert writable(str(tmp_path)) is True  # no database yet: the store makes one
+    assert writable(str(tmp_path / "never-created")) is False  # the state dir must exist already
+    with Store(tmp_path) as store:
+        store.add(fake_report(time.time()))
+    assert (tmp_path / DB_NAME).exists() and writable(str(tmp_path)) is True  # one there that may be written
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    assert nothing_stored(str(a_file)) is False and writable(str(a_file)) is False  # says nothing; the store explains
+
+
 @pytest.mark.root
 def test_a_technicians_report_is_kept_only_where_this_user_may_write_the_directory_and_the_database(tmp_path):
     """Asked before the store is loaded, as a user without the capabilities that bypass file permissions:

@@ -278,3 +278,43 @@ def test_a_table_wraps_its_last_column_under_itself_when_given_a_width():
     assert table(rows, width=50) == ["network.dns  FAIL  the resolver 192.0.2.53 did not",
                                      "                   answer within the timeout", "disk         ok    x"]
     assert table(rows) == [row.rstrip() for row in table(rows, width=200)]  # wide enough: one line a row
+
+
+def test_fullwidth_letters_take_two_cells_and_ragged_rows_keep_their_columns():
+    from posdiag.agent.columns import SCREEN, fit
+
+    assert display_width("ＰＯＳ") == 6 and display_width("POS") == 3  # fullwidth (F) as wide as CJK (W)
+    assert pad("ＰＯＳ", 8) == "ＰＯＳ  " and pad("toolong", 3) == "toolong"
+    assert table([["a", "bb", "c"], ["dddd"], ["e", "f"]]) == ["a     bb  c", "dddd", "e     f"]
+    assert table([]) == []
+    assert SCREEN == 80 and fit("x" * 81) == ["x" * 81] and fit("x " * 41) == ["x " * 39 + "x", "  x"]
+
+
+@pytest.mark.parametrize(("width", "lines"), [(38, ["dns  FAIL  the resolver did not answer"]),
+                                            (37, ["dns  FAIL  the resolver did not", "           answer"])])
+def test_a_table_row_exactly_as_wide_as_the_width_stays_on_one_line(width, lines):
+    assert table([["dns", "FAIL", "the resolver did not answer"]], width=width) == lines  # 11 + 27 = 38 cells
+
+
+def test_a_table_squeezed_by_wide_columns_still_wraps_its_last_cell_at_twenty_cells():
+    rows = [["n" * 40, "the resolver did not answer within the timeout at all"]]
+    lines = table(rows, width=50)  # 42 cells of head leave 8: the last cell gets 20 a line anyway
+    assert lines == ["n" * 40 + "  the resolver did not", " " * 42 + "answer within the", " " * 42 + "timeout at all"]
+
+
+def test_a_line_break_or_a_run_of_spaces_in_wrapped_text_is_a_gap_and_never_starts_a_line():
+    from posdiag.agent.columns import wrap
+
+    assert wrap("one\ntwo three", 40) == ["one two three"]
+    assert wrap("aaaa  bbbb", 4) == ["aaaa", "bbbb"] and wrap("aaaa\n\nbbbb", 4) == ["aaaa", "bbbb"]  # no line starts blank
+    assert wrap("one\ttwo", 40) == ["one\ttwo"]
+
+
+@pytest.mark.parametrize(("text", "lines"), [("支付，好", ["支", "付", "，", "好"]), ("（好", ["（", "好"])])
+def test_a_line_of_one_character_keeps_it_rather_than_run_past_the_width_for_a_mark(text, lines):
+    """The marks' rule moves a character to the next line with its mark, but never empties a line to do
+    so: at two cells a line, a closing or opening mark stands alone rather than making a line of four."""
+    from posdiag.agent.columns import wrap
+
+    assert wrap(text, 2) == lines
+    assert all(display_width(line) <= 2 for line in wrap(text, 2))

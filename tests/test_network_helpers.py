@@ -11,8 +11,19 @@ import threading
 import time
 
 import pytest
+from labs.packets import icmp_packet, ip_header, wire
+from posdiag.core.addresses import is_address
 from posdiag.probes._dnswire import DnsTimeout, query
-from posdiag.probes._netinfo import Route, RoutesUnknown, default_route
+from posdiag.probes._netinfo import (
+    Route,
+    RoutesUnknown,
+    _administratively_up,
+    default_route,
+    interface_state,
+    on_link,
+    route_to,
+    routed_via_gateway,
+)
 from posdiag.probes.network import _known
 
 
@@ -253,7 +264,7 @@ IPV6_DEFAULT = ("00000000000000000000000000000000 00 000000000000000000000000000
 def proc_with(tmp_path, route: str | None = None, ipv6_route: str | None = None, unreadable: str = ""):
     """A /proc look-alike of real files; ``unreadable`` names a table made a folder (reading it fails)."""
     net = tmp_path / "net"
-    net.mkdir()
+    net.mkdir(parents=True)
     for name, text in (("route", route), ("ipv6_route", ipv6_route)):
         if name == unreadable:
             (net / name).mkdir()
@@ -282,6 +293,95 @@ def test_tables_that_read_and_hold_no_default_route_are_no_route(tmp_path, ipv6_
     ({"ipv6_route": IPV6_DEFAULT, "unreadable": "route"}, Route("wlan0", "fd00::1"))], ids=["ipv4", "ipv6"])
 def test_a_default_route_in_a_table_that_reads_is_found_whatever_the_other(tmp_path, tables, route):
     assert default_route(proc_with(tmp_path, **tables)) == route
+
+
+def test_routes_that_only_look_like_a_default_are_not_one(tmp_path):
+    """0.0.0.0/1 (a VPN's half of the world), a subnet route, a route cut short by the kernel: none is the
+    default route; the real one after them is."""
+    half = "tun0\t00000000\t00000000\t0001\t0\t0\t0\t00000080\t0\t0\t0\n"  # 0.0.0.0/1 on-link
+    subnet = "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n"  # 192.168.1.0/24
+    short = "eth9\t00000000\t0101A8C0\t0003\t0\t0\t1\n"  # seven fields: no mask to read
+    assert default_route(proc_with(tmp_path, route=ROUTE_HEADER + half + subnet + short, ipv6_route="")) is None
+    eight = "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\n"  # the mask is the eighth and last field
+    assert default_route(proc_with(tmp_path / "b", route=ROUTE_HEADER + half + eight + short)) == Route("eth0", "192.168.1.1")
+
+
+def test_of_two_default_routes_of_equal_metric_the_first_listed_is_taken(tmp_path):
+    first = "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+    second = "eth1\t00000000\t01AAA8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+    assert default_route(proc_with(tmp_path, route=ROUTE_HEADER + first + second)) == Route("eth0", "192.168.1.1")
+    onlink = "ppp0\t00000000\t00000000\t0001\t0\t0\t5\t00000000\t0\t0\t0\n"  # no RTF_GATEWAY: on-link
+    assert default_route(proc_with(tmp_path / "b", route=ROUTE_HEADER + first + onlink)) == Route("ppp0", None)
+
+
+IPV6_LO = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+           "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n")
+IPV6_SUBNET = ("fd000000000000000000000000000000 40 00000000000000000000000000000000 00 "
+               "00000000000000000000000000000000 00000100 00000001 00000000 00000001     wlan0\n")
+IPV6_ONLINK = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+               "00000000000000000000000000000000 00000400 00000001 00000000 00000001     ppp0\n")
+
+
+def test_the_ipv6_default_route_is_the_first_zero_prefix_route_off_loopback(tmp_path):
+    """The kernel lists an unreachable ::/0 on lo and the subnets too: neither is a way out."""
+    table = IPV6_SUBNET + IPV6_LO + IPV6_DEFAULT
+    assert default_route(proc_with(tmp_path, route=ROUTE_HEADER, ipv6_route=table)) == Route("wlan0", "fd00::1")
+    assert default_route(proc_with(tmp_path / "b", route=ROUTE_HEADER, ipv6_route=IPV6_SUBNET + IPV6_LO)) is None
+    assert default_route(proc_with(tmp_path / "c", route=ROUTE_HEADER, ipv6_route=IPV6_ONLINK)) == Route("ppp0", None)
+    cut = IPV6_DEFAULT.rsplit(" ", 1)[0] + "\n"  # nine fields: no interface
+    assert default_route(proc_with(tmp_path / "d", route=ROUTE_HEADER, ipv6_route=cut)) is None
+
+
+LAN_TABLE = ROUTE_HEADER + (
+    "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n"  # 192.168.1.0/24 on-link
+    "eth1\t0000000A\t0302A8C0\t0003\t0\t0\t50\t000000FF\t0\t0\t0\n"  # 10.0.0.0/8 via 192.168.2.3, metric 50
+    "eth0\t0000000A\t0201A8C0\t0003\t0\t0\t100\t000000FF\t0\t0\t0\n"  # 10.0.0.0/8 via 192.168.1.2
+    "eth4\t000010AC\t00000000\t0001\t0\t0\t0\t0000F0FF\n"  # 172.16.0.0/12, eight fields: the mask last
+    "eth5\t0007A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"  # 192.168.7.0/24 on eth5
+    "eth6\t0007A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"  # the same, listed second
+    "eth2\t0002010A\t00000000\t0000\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"  # 10.1.2.0/24, not up
+    "eth3\t0003010A\t00000000\t0001\t0\t0\t0\n")  # 10.1.3.0/24 cut short: no mask to read
+
+
+@pytest.mark.parametrize(("address", "route", "lan"), [
+    ("192.168.1.50", Route("eth0", None), True),
+    ("10.1.2.3", Route("eth1", "192.168.2.3"), False),
+    ("10.1.3.3", Route("eth1", "192.168.2.3"), False),
+    ("172.16.5.5", Route("eth4", None), True),
+    ("192.168.7.7", Route("eth5", None), True),
+    ("198.51.100.7", None, False),
+    ("fd00::7", None, False),
+], ids=["on-link-subnet", "lowest-metric-of-two-/8-not-a-route-that-is-down", "not-a-row-cut-short",
+        "a-row-of-eight-fields", "the-first-of-two-equal-routes", "no-route",
+        "not-ipv4"])
+def test_the_route_to_an_address_is_the_up_route_of_longest_prefix_then_lowest_metric(tmp_path, address, route, lan):
+    proc = proc_with(tmp_path, route=LAN_TABLE)
+    assert route_to(address, proc) == route
+    assert on_link(address, proc) is lan
+    assert routed_via_gateway(address, proc) is bool(route and route.gateway)
+
+
+def test_an_on_link_default_route_does_not_make_the_world_the_lan(tmp_path):
+    onlink = ROUTE_HEADER + "ppp0\t00000000\t00000000\t0001\t0\t0\t5\t00000000\t0\t0\t0\n"
+    proc = proc_with(tmp_path, route=onlink)
+    assert route_to("198.51.100.7", proc) == Route("ppp0", None)
+    assert on_link("198.51.100.7", proc) is False and routed_via_gateway("198.51.100.7", proc) is False
+
+
+def test_loopback_is_an_interface_that_is_up_and_carrying_with_its_address_and_no_speed():
+    state = interface_state("lo")
+    assert (state.exists, state.up, state.carrier, state.speed_mbps) == (True, True, True, None)
+    assert "127.0.0.1" in state.addresses and all(is_address(a) for a in state.addresses), state
+
+
+@pytest.mark.parametrize(("flags", "isup", "up"), [("0x1003", False, True), ("0x1002", True, False),
+                                                   ("garbled", True, True), (None, False, False)],
+                         ids=["iff-up-without-running", "running-bit-not-iff-up", "unreadable-flags", "no-flags"])
+def test_an_interface_is_up_by_its_iff_up_flag_and_psutil_only_without_one(tmp_path, flags, isup, up):
+    path = tmp_path / "flags"
+    if flags is not None:
+        path.write_text(flags + "\n")
+    assert _administratively_up(str(path), isup) is up
 
 
 # --- the path probe's judgement of what it measured (pure logic: the samples are given) ------------------
@@ -352,6 +452,9 @@ def test_payment_hosts_are_called_by_their_role():
     assert Target(0, PaymentHost(name="acquirer-a", host="a.test")).label == "acquirer-a (primary)"
     assert Target(1, PaymentHost(name="acquirer-b", host="b.test")).label == "acquirer-b (backup 1)"
     assert Target(0, PaymentHost(name="primary", host="a.test")).label == "primary"  # not "primary (primary)"
+    assert Target(2, PaymentHost(name="backup 2", host="c.test")).label == "backup 2"
+    assert Target(2, PaymentHost(host="c.test", port=8443)).label == "c.test:8443 (backup 2)"
+    assert [Target(i, PaymentHost(host="a.test")).role for i in (0, 1, 2)] == ["primary", "backup 1", "backup 2"]
 
 
 @pytest.mark.parametrize(("address", "via_gateway"), [("192.168.1.50", False), ("10.1.2.3", False), ("10.9.9.9", True),
@@ -480,6 +583,9 @@ def test_what_is_tried_beyond_the_gateway_comes_most_telling_first_once_each_and
     many = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "pay.test", "port": 443,
                                                     "fallback_addresses": [f"203.0.113.{n}" for n in range(1, 11)]}])))
     assert [b.address for b in candidates(many, ProbeContext(), [])] == [f"203.0.113.{n}" for n in range(1, 9)]
+    resolved = ProbeContext(resolved={"pay.test": ("203.0.113.77",)})
+    assert "203.0.113.77" in [b.address for b in candidates(settings, resolved, [])]
+    assert "203.0.113.77" not in [b.address for b in candidates(settings, resolved, [], with_resolved=False)]  # DNS's own
 
 
 def test_the_most_telling_silence_is_a_payment_host_s_own_before_the_next_hop():
@@ -511,3 +617,407 @@ def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(con
     found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
     hole = found["path.mtu_black_hole"]
     assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole
+
+
+# --- what the echo sockets read (crafted packets on a loopback UDP socket stand in for the wire) ----------
+
+def test_echo_replies_are_matched_to_their_echo_once_each_through_any_ip_header_length():
+    """A raw socket sees the IP header (its length in 32-bit words, options included), then the ICMP:
+    only an echo *reply* with this batch's identifier to an echo still awaited counts, once; the echo
+    requests themselves, others' replies, truncated packets and repeats are passed over."""
+    from posdiag.probes.network._icmp import _receive
+
+    ident = 0x1234
+    with wire() as (sock, put):
+        put(ip_header() + icmp_packet(0, ident, 0))
+        put(ip_header(options=1) + icmp_packet(0, ident, 1))  # 24-byte header
+        put(ip_header() + icmp_packet(8, ident, 2))  # our own request, as a raw socket on loopback sees it
+        put(ip_header() + icmp_packet(0, ident ^ 1, 3))  # another program's ping
+        put(ip_header() + icmp_packet(0, ident, 0))  # a duplicate
+        put(ip_header() + icmp_packet(0, ident, 4)[:7])  # cut short
+        put(ip_header() + icmp_packet(0, ident, 5))  # no echo of ours has that number
+        heard = threading.Event()
+        results: list = [None] * 5
+        sent_at = {i: time.monotonic() for i in range(5)}
+        got = _receive(sock, True, ident, sent_at, results, time.monotonic() + 5, heard)
+    assert got == 2 and heard.is_set(), results
+    assert [r is not None and r >= 0 for r in results] == [True, True, False, False, False], results
+
+
+def test_a_ping_socket_hands_over_no_ip_header_and_its_replies_are_ours_whatever_the_identifier():
+    """An unprivileged ping socket: the kernel strips the IP header and rewrites the identifier, so any
+    echo reply to an awaited echo counts; with nothing to read by the deadline, nothing came."""
+    from posdiag.probes.network._icmp import _receive
+
+    with wire() as (sock, put):
+        results: list = [None, None]
+        assert _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results,
+                        time.monotonic(), None) == 0
+        put(icmp_packet(0, 0x9999, 1))
+        put(icmp_packet(8, 0x9999, 0))
+        got = _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results, time.monotonic() + 5, None)
+    assert got == 1 and results[0] is None and results[1] is not None, results
+
+
+def test_a_healthy_path_is_summed_up_and_measured_with_its_metrics(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "192.0.2.7", "port": 443}])))
+    obs = Observation()
+    PathProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7",
+                              Samples("icmp", [10.0, 12.0] * 12, sizes={576: [11.0], 1500: [13.0, None]}))
+    assert obs.findings == []
+    assert obs.summary == "icmp: loss 0%, median 11.0 ms, p95 12.0 ms, jitter 2.0 ms"
+    assert {k: obs.metrics[k] for k in ("target", "method", "loss_percent", "samples", "mtu_largest_ok")} == {
+        "target": "primary (192.0.2.7)", "method": "icmp", "loss_percent": 0, "samples": 24, "mtu_largest_ok": 1500}
+
+
+def test_of_the_sizes_the_kernel_refuses_the_smallest_is_the_signalled_mtu_and_a_refusal_is_no_pass():
+    from posdiag.core.settings import PaymentHost
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Target
+    from posdiag.probes.network._icmp import TOO_BIG
+    from posdiag.probes.network.path import PathProbe
+
+    obs = Observation()
+    PathProbe.mtu(obs, Target(0, PaymentHost(host="192.0.2.7")), "192.0.2.7",
+                  {576: [11.0], 1000: [None, 12.0], 1400: [TOO_BIG, TOO_BIG], 1280: [None, TOO_BIG], 1500: [TOO_BIG]})
+    assert obs.metrics["mtu_largest_ok"] == 1000
+    [signalled] = obs.findings
+    assert (signalled.code, signalled.data["refused_from"]) == ("path.mtu_signalled", 1280)
+
+
+# --- the DNS probe's judgement of what the resolvers said (pure logic: the outcomes are given) ------------
+
+def _said(server: str, rcode: str | None = None, addresses: tuple[str, ...] = (), ms: float = 5.0, error: str = ""):
+    from posdiag.probes._dnswire import DnsAnswer
+    from posdiag.probes.network.dns import Outcome
+
+    return Outcome(server, DnsAnswer(server, rcode, addresses, ms) if rcode else None, error)
+
+
+def dns_judged(config_file, *outcomes) -> tuple[tuple | None, dict, object]:
+    """(the DNS probe's verdict on pay.test, findings by code, the probe) for these resolvers' outcomes."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.dns import DnsProbe
+
+    probe = DnsProbe(cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                              network={"timeout_s": 1.5}))))
+    obs = Observation()
+    verdict = probe.judge(obs, "pay.test", list(outcomes))
+    return verdict, {f.code: f for f in obs.findings}, probe
+
+
+@pytest.mark.parametrize(("outcomes", "code"), [
+    ((("a", "NXDOMAIN"), ("b", "SERVFAIL"), ("c", "NOERROR")), "dns.nxdomain"),
+    ((("a", "SERVFAIL"), ("b", "NOERROR"), ("c", "REFUSED")), "dns.no_address"),
+    ((("a", "REFUSED"), ("b", "SERVFAIL")), "dns.servfail"),
+    ((("a", "REFUSED"), ("b", "NOTIMP")), "dns.refused"),
+    ((("a", None, "timeout"), ("b", "REFUSED")), "dns.refused"),
+    ((("a", None, "timeout"), ("b", None, "timeout")), "dns.timeout"),
+    ((("a", None, "timeout"), ("b", None, "unreachable: Network is unreachable")), "dns.unreachable")],
+    ids=["nxdomain-first", "then-no-address", "then-servfail", "then-any-other-answer", "an-answer-beats-silence",
+         "all-silent", "one-unreachable"])
+def test_what_the_resolvers_said_is_judged_by_the_most_telling_answer(config_file, outcomes, code):
+    """A name that does not exist outranks a name without address, which outranks a failing resolver, which
+    outranks one that refuses; any answer outranks silence, and silence everywhere is a timeout."""
+    said = [_said(o[0], o[1]) if o[1] else _said(o[0], error=o[2]) for o in outcomes]
+    verdict, found, _ = dns_judged(config_file, *said)
+    assert verdict[0] == code and found == {}, verdict
+    assert verdict[2]["resolvers"] == {o.server: o.error or o.answer.rcode for o in said}
+    if code == "dns.refused":
+        assert "(NOTIMP, REFUSED)" in verdict[1] or "(REFUSED)" in verdict[1], verdict[1]
+    if code == "dns.timeout":
+        assert verdict[1] == "no resolver answered for pay.test within 1.5 s (3 tries)"
+    if code == "dns.unreachable":
+        assert verdict[1] == "resolvers unreachable for pay.test (Network is unreachable)"
+
+
+def test_of_the_resolvers_that_answer_the_quickest_is_named_and_the_others_said_to_fail(config_file):
+    verdict, found, probe = dns_judged(config_file, _said("slow", "NOERROR", ("192.0.2.8",), ms=700.0),
+                                       _said("quick", "NOERROR", ("192.0.2.7",), ms=600.0),
+                                       _said("broken", "SERVFAIL"), _said("silent", error="timeout"))
+    assert verdict is None and probe.context.resolved == {"pay.test": ("192.0.2.7",)}
+    assert found["dns.resolved"].data["server"] == "quick" and found["dns.resolved"].data["ms"] == 600.0
+    assert (found["dns.slow"].severity.value, found["dns.slow"].data["ms"]) == ("warn", 600.0)
+    failing = found["dns.resolver_failing"]
+    assert failing.data["failing"] == ["broken", "silent"] and "(broken: SERVFAIL; silent: timeout)" in failing.message
+
+
+@pytest.mark.parametrize(("ms", "slow"), [(500.0, False), (501.0, True)])
+def test_a_name_resolved_in_more_than_half_a_second_is_slow(config_file, ms, slow):
+    _, found, _ = dns_judged(config_file, _said("a", "NOERROR", ("192.0.2.7",), ms=ms))
+    assert ("dns.slow" in found) is slow and "dns.resolver_failing" not in found, found
+
+
+
+
+
+# --- the TCP probe: how its connects are said (pure logic: the attempts are given) ----------------------
+
+def tcp_judged(config_file, outcomes: list[tuple[str, float]], stop=None, **host):
+    """(verdict, observation, probe) of the TCP probe for these connect outcomes to 203.0.113.7:443."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Connect, targets
+    from posdiag.probes.network.tcp import TcpProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443, **host}],
+                                        network={"timeout_s": 1.5})))
+    probe, obs = TcpProbe(settings), Observation()
+    attempts = [Connect(kind, ms, "" if kind == "ok" else f"{kind} here") for kind, ms in outcomes]
+    return probe.judge(obs, targets(settings)[0], "203.0.113.7", attempts, stop), obs, probe
+
+
+def test_connects_that_mostly_work_are_measured_and_the_failed_ones_named(config_file):
+    verdict, obs, probe = tcp_judged(config_file, [("ok", 5.0), ("timeout", 1500.0), ("ok", 7.0), ("refused", 1.0)],
+                                     name="acquirer")
+    assert verdict is None and probe.context.connected == {0: "203.0.113.7"}
+    assert {k: v for k, v in obs.metrics.items()} == {"connect_ok[acquirer]": "2/4", "connect_median_ms[acquirer]": 6.0,
+                                                      "connect_p95_ms[acquirer]": 6.9}
+    connected = next(f for f in obs.findings if f.code == "tcp.connected")
+    assert connected.data == {"index": 0, "address": "203.0.113.7", "median_ms": 6.0}
+    unstable = next(f for f in obs.findings if f.code == "tcp.unstable")
+    assert unstable.message == "acquirer (primary): 2 of 4 connects failed (timed out, refused)"
+    assert unstable.data["outcomes"] == {"ok": 2, "timeout": 1, "refused": 1} and unstable.data["attempts"] == 4
+
+
+@pytest.mark.parametrize(("outcomes", "code", "message"), [
+    ("timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 1 connect timed out after 1.5 s"),
+    ("timeout timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 2 connects timed out after 1.5 s"),
+    ("error timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 2 connects timed out after 1.5 s"),
+    ("error", "tcp.error", "203.0.113.7:443 (primary): connect failed (error here)")])
+def test_connects_that_all_fail_are_said_by_their_kind_naming_the_address_once(config_file, outcomes, code, message):
+    """A host configured by its address is named by it once ("203.0.113.7:443", not "… at 203.0.113.7:443")."""
+    verdict, obs, _ = tcp_judged(config_file, [(kind, 1500.0) for kind in outcomes.split()])
+    assert verdict[:2] == (code, message) and obs.metrics["connect_ok[203.0.113.7:443]"] == f"0/{len(outcomes.split())}"
+
+
+def test_the_one_hop_check_runs_only_when_no_connect_worked_and_within_the_time_left(config_file, monkeypatch):
+    """A sweep that connected sends nothing more; one that did not gives the one-hop check at most 0.3 s,
+    and never more than the probe has left less a tenth of a second. (The check itself is replaced by a
+    recorder of what it is asked: it would send packets to an address outside this machine.)"""
+    from posdiag.probes.network import tcp
+    from posdiag.probes.network._common import Connect
+
+    _, _, probe = tcp_judged(config_file, [("ok", 1.0)])
+    asked: list = []
+    monkeypatch.setattr(tcp._egress, "stopped_here", lambda address, port, wait_s, via_router: asked.append(wait_s))
+    assert probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0), Connect("ok", 2.0)])) is None
+    assert asked == []
+    # 0.38 s left gives the check 0.28 s, less what this test took since: room for a busy machine
+    for left in (10, 0.38, 0):
+        probe.deadline_at = time.monotonic() + left
+        probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0)]))
+    assert asked[0] == tcp.EGRESS_WAIT_S == 0.3 and 0.1 < asked[1] <= 0.28 and asked[2] == 0.0, asked
+
+
+# --- what the network layers share ----------------------------------------------------------------------
+
+def test_a_failed_payment_host_is_a_fault_unless_another_works_at_the_same_layer(config_file):
+    """The terminal fails over: a failed host beside a working one (or one this layer does not check) is a
+    warning naming the first that works; with none working it is a fault."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import report_per_target, targets
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "a", "host": "192.0.2.1", "port": 443},
+                                                       {"name": "b", "host": "192.0.2.2", "port": 8443},
+                                                       {"name": "c", "host": "192.0.2.3", "port": 443}])))
+    hosts = targets(settings)
+    down = ("tcp.timeout", "it does not answer", {"address": "x"})
+
+    def said(verdicts, also=()):
+        obs = Observation()
+        report_per_target(obs, verdicts, hosts, also)
+        return [(f.code, f.severity.value, f.message, f.data["failover_ok"], f.data["role"], f.data["port"])
+                for f in obs.findings]
+
+    assert said({0: down, 1: down}) == [("tcp.timeout", "fail", "it does not answer", False, "primary", 443),
+                                        ("tcp.timeout", "fail", "it does not answer", False, "backup 1", 8443)]
+    assert said({0: down, 1: None, 2: None}) == [
+        ("tcp.timeout", "warn", "it does not answer; b (backup 1) works, so the terminal can fail over", True, "primary", 443)]
+    assert said({0: down}, also={2}) == [
+        ("tcp.timeout", "warn", "it does not answer; c (backup 2) works, so the terminal can fail over", True, "primary", 443)]
+    assert said({0: None, 1: None}) == []
+
+
+@pytest.mark.parametrize(("values", "stats"), [
+    ([5.0], {"median_ms": 5.0, "p95_ms": 5.0, "jitter_ms": 0.0}),
+    ([1.0, 3.0, 2.0], {"median_ms": 2.0, "p95_ms": 2.9, "jitter_ms": 1.5}),
+    ([10.0, 20.0], {"median_ms": 15.0, "p95_ms": 19.5, "jitter_ms": 10.0})])
+def test_jitter_is_the_mean_step_between_consecutive_round_trips_and_none_for_one(values, stats):
+    from posdiag.probes.network._common import rtt_stats
+
+    assert rtt_stats(values) == pytest.approx(stats)
+
+
+def test_the_gateway_and_resolvers_checked_are_the_configured_ones_else_the_system_s(config_file):
+    import dataclasses
+
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._common import Target, addresses, gateway_address, resolvers, targets
+
+    def settings(**network):
+        return cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}], network=network)))
+
+    assert gateway_address(settings(gateway="192.0.2.1")) == "192.0.2.1"
+    assert gateway_address(settings(gateway="off")) is None
+    assert resolvers(settings(dns_servers=["192.0.2.53", "192.0.2.54#5353"])) == ["192.0.2.53", "192.0.2.54#5353"]
+    assert resolvers(settings(dns_servers=[])) == []
+    named = targets(settings())[0]
+    assert addresses(ProbeContext(), named) is None  # not resolved (yet)
+    assert addresses(ProbeContext(resolved={"pay.test": ("192.0.2.7", "192.0.2.8")}), named) == ["192.0.2.7", "192.0.2.8"]
+    assert addresses(ProbeContext(resolved={"pay.test": ()}), named) == []
+    literal = Target(0, dataclasses.replace(named.host, host="192.0.2.9"))
+    assert addresses(ProbeContext(resolved={"192.0.2.9": ("192.0.2.1",)}), literal) == ["192.0.2.9"]
+
+
+
+
+
+def test_a_reset_that_came_with_an_icmp_error_or_a_connect_with_an_error_of_its_own_proves_no_drop_inside():
+    """Only a reset with no ICMP error behind it was made inside the terminal; only connects all still
+    waiting, with nothing heard, were dropped inside. A timeout of its own or a router's error is no proof."""
+    import errno
+
+    assert _one_hop(_sent(errno.ECONNREFUSED, 3, "192.0.2.1"), _sent(errno.ECONNREFUSED, 3, "192.0.2.1")) is None
+    assert _one_hop(_sent(), _sent(errno.ETIMEDOUT)) is None
+    assert _one_hop(_sent(), _sent(0, 3, "192.0.2.1")) is None
+    dropped = _one_hop(_sent(), _sent(), _sent())
+    assert (dropped.sign, dropped.first_hop, dropped.answer, dropped.error) == ("dropped", "198.18.1.1", "", "")
+
+
+def test_only_this_terminal_s_own_addresses_are_its_own():
+    from posdiag.probes.network._egress import _is_own
+
+    assert _is_own("127.0.0.1") is True
+    assert _is_own("127.0.0.2") is False  # routed through lo, but sent from 127.0.0.1
+
+
+def test_loopback_link_local_and_unspecified_addresses_are_never_tried_beyond_the_gateway(config_file):
+    """Nor a resolver named by something that is not an address (a system resolv.conf may hold anything)."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import candidates, hops
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443, "fallback_addresses": [
+        "169.254.1.1", "0.0.0.0", "::1", "fe80::1", "203.0.113.5"]}])))
+    assert [b.address for b in candidates(settings, ProbeContext(), ["127.0.0.53", "resolver.lan"])] == ["203.0.113.5"]
+    assert hops(["127.0.0.1", "169.254.1.1", "2001:db8::1"], icmp=True) == []
+    assert hops(["203.0.113.5"], icmp=False) == []
+
+
+def test_four_last_known_addresses_are_kept_per_host_and_an_old_one_that_works_again_moves_to_the_front(tmp_path):
+    state = str(tmp_path)
+    for n in range(1, 6):
+        assert _known.remember(state, {"pay.example": f"192.0.2.{n}"}) is True
+    assert _known.load(state) == {"pay.example": ("192.0.2.5", "192.0.2.4", "192.0.2.3", "192.0.2.2")}
+    assert _known.remember(state, {"pay.example": "192.0.2.3"}) is True
+    assert _known.load(state)["pay.example"] == ("192.0.2.3", "192.0.2.5", "192.0.2.4", "192.0.2.2")
+    record = json.loads((tmp_path / _known.FILE_NAME).read_text())["hosts"]["pay.example"]
+    assert abs(record["seen_at"] - time.time()) < 3600
+    assert _known.remember(state, {}) is False and _known.remember(None, {"pay.example": "192.0.2.9"}) is False
+    assert _known.load(None) == {} and _known.load("") == {}
+
+
+def test_an_icmp_error_queued_on_a_socket_names_its_type_code_and_sender():
+    """A datagram to a closed loopback port draws ICMP "port unreachable" (type 3, code 3) from 127.0.0.1,
+    queued on the socket that asked for errors; it is no "time exceeded". Before it, nothing is queued."""
+    from posdiag.probes.network._icmp import IP_RECVERR, IcmpError, queued_icmp_error
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # a port nothing listens on for UDP either
+        port = taken.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        sock.setblocking(False)
+        assert queued_icmp_error(sock) is None
+        sock.sendto(b"", ("127.0.0.1", port))
+        assert wait_for_error(sock) == IcmpError(3, 3, "127.0.0.1")
+    assert IcmpError(11, 0, "192.0.2.1").time_exceeded and not IcmpError(3, 3, "192.0.2.1").time_exceeded
+
+
+def wait_for_error(sock: socket.socket, timeout: float = 5.0):
+    from posdiag.probes.network._icmp import queued_icmp_error
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        error = queued_icmp_error(sock)
+        if error is not None:
+            return error
+        time.sleep(0.01)
+    return None
+
+
+def test_no_resolver_at_all_is_a_dns_fault_and_names_asked_twice_are_resolved_once(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    def run(servers, hosts):
+        settings = cfg.load(str(config_file(payment_hosts=hosts, network={"dns_servers": servers, "timeout_s": 1.5})))
+        return DnsProbe(settings).run()
+
+    empty = run([], [{"host": "pay.test", "port": 443}])
+    assert [(f.code, f.severity.value) for f in empty.findings] == [("dns.no_resolver", "fail")]
+    with ScriptedResolver() as resolver:
+        twice = run([resolver.address], [{"host": "pay.test", "port": 443}, {"host": "pay.test", "port": 8443},
+                                         {"host": "192.0.2.9", "port": 443}])
+    assert {f.code for f in twice.findings} == {"dns.resolved"} and twice.status.value == "ok", twice
+    assert {f.data["name"] for f in twice.findings} == {"pay.test"}  # the address needs no resolving
+    assert twice.summary == f"1 name resolved via {resolver.address}"
+    assert twice.metrics["resolvers"] == resolver.address
+
+
+def test_a_name_that_does_not_resolve_leaves_nothing_to_connect_to_or_measure_and_says_so(config_file):
+    from labs.commands import diagnose_json
+    from labs.helpers import probe_of
+
+    with ScriptedResolver(rcode=3) as nxdomain:
+        _, report = diagnose_json(config_file(
+            payment_hosts=[{"name": "primary", "host": "nowhere.test", "port": 443, "tls": False}],
+            network={"dns_servers": [nxdomain.address], "timeout_s": 1.0}), "--only", "network.tcp,network.path")
+    tcp, path = probe_of(report, "network.tcp"), probe_of(report, "network.path")
+    assert (tcp["status"], tcp["summary"]) == ("skipped", "no payment host name resolved"), tcp
+    assert (path["status"], path["summary"]) == ("skipped", "no payment host address to measure: no name resolved"), path
+
+
+def test_the_dns_probe_asks_a_lost_question_again_within_its_timeout(config_file):
+    """The resolver loses the first question (UDP): the probe asks again a third of its timeout later and
+    the name resolves, rather than waiting out the timeout for an answer that will never come."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    with LossyResolver(drop=1) as resolver:
+        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                            network={"dns_servers": [resolver.address], "timeout_s": 1.5})))
+        result = DnsProbe(settings).run()
+    assert result.status.value == "ok" and [f.code for f in result.findings] == ["dns.resolved"], result
+    assert resolver.seen == 2
+
+
+def test_a_silent_resolver_is_asked_three_times_within_the_dns_probe_s_timeout(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    with LossyResolver(drop=100) as resolver:
+        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                            network={"dns_servers": [resolver.address], "timeout_s": 0.6})))
+        result = DnsProbe(settings).run()
+    assert [f.code for f in result.findings] == ["dns.timeout"] and resolver.seen == 3, (result, resolver.seen)
+    assert "within 0.6 s (3 tries)" in result.findings[0].message
+
+
+def test_the_one_hop_check_is_for_ipv4_routes_through_a_router_only():
+    """Connects to an IPv6 host, or to one on the terminal's own subnet, are not sent with a TTL of 1 (the
+    socket for it is IPv4; on the own subnet a TTL of 1 reaches the host and tells nothing): nothing shows."""
+    from posdiag.probes.network._egress import stopped_here
+
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as taken:
+        closed = taken.getsockname()[1]
+    assert stopped_here("::1", closed, 0.1, via_router=True) is None
+    assert stopped_here("127.0.0.1", closed, 0.1, via_router=False) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -619,8 +620,10 @@ def test_the_pusher_waits_for_its_own_backoff_and_an_urgent_report_for_its_gap(p
 @pytest.mark.parametrize(("mode", "content", "problem"), [
     (0o600, "t" * 4096, None), (0o400, "tok\n", None), (0o640, "tok", "readable by group or others"),
     (0o604, "tok", "readable by group or others"), (0o600, "t" * 4097, "does not hold one token"),
-    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty")],
-    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty"])
+    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty"),
+    (0o600, "tok\x07en", "does not hold one token"), (0o600, "t\u00f6k", "does not hold one token")],
+    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty",
+         "a-control-character", "not-ascii"])
 def test_the_token_file_is_taken_owner_only_and_one_token_long(tmp_path, mode, content, problem):
     from posdiag.agent.pushsetup import PushSetupError, read_token
 
@@ -715,6 +718,68 @@ def test_a_sender_that_finds_another_busy_is_started_again_a_second_later_not_at
     time.sleep(2.5)
     pusher.stop()
     assert 1 <= len(starts.read_text().splitlines()) <= 4  # at 0, 1 and 2 s (one more on a slow machine)
+
+
+def _outbox_db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript(outbox.SCHEMA)
+    return db
+
+
+def test_the_outbox_is_read_a_hundred_reports_at_a_time_oldest_first():
+    db = _outbox_db()
+    for i in range(150):
+        outbox.enqueue(db, f"r{i:03d}", 1_800_000_000.0 + i, b"x" * 10, 1_800_000_000.0 + i)
+    first = outbox.pending_page(db, 0)
+    assert [r[1] for r in first] == [f"r{i:03d}" for i in range(100)]
+    assert [r[1] for r in outbox.pending_page(db, first[-1][0])] == [f"r{i:03d}" for i in range(100, 150)]
+
+
+def test_a_full_spool_never_drops_the_report_it_was_asked_to_keep_nor_any_newer():
+    db = _outbox_db()
+    for i in range(4):
+        outbox.enqueue(db, f"r{i}", 1_800_000_000.0 + i, b"x" * 100, 1_800_000_000.0 + i)
+    seqs = [row[0] for row in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+    assert outbox.enforce_spool(db, 0, keep_seq=seqs[2]) == 2  # the two before it go; it and the newest stay
+    assert [r[1] for r in outbox.pending_page(db, 0)] == ["r2", "r3"]
+    assert outbox.summary(db)["dropped"] == 2
+
+
+def test_push_status_says_how_long_the_oldest_report_waits_to_the_tenth_and_only_what_was_recorded():
+    db = _outbox_db()
+    now = time.time()
+    assert outbox.summary(db, now) == outbox.empty_summary()
+    outbox.enqueue(db, "old", now - 100, b"x", now - 12.345)
+    outbox.enqueue(db, "new", now, b"x", now)
+    outbox.record_attempt(db, "timeout", now - 5)
+    assert outbox.get_meta(db, "push.failures") is None and outbox.next_attempt_at(db) == 0.0
+    outbox.record_attempt(db, "503", now - 1, failures=3, next_attempt_at=now + 60)
+    assert outbox.get_meta(db, "push.failures") == "3" and outbox.next_attempt_at(db) == now + 60
+    summary = outbox.summary(db, now)
+    assert summary["oldest_unsent_s"] == 12.3 and summary["outbox"] == 2 and summary["last_result"] == "503"
+    from posdiag.core.timefmt import utc_iso
+
+    assert summary["last_attempt_at"] == utc_iso(now - 1)
+    assert outbox.summary(db, now - 20)["oldest_unsent_s"] == 0.0  # a clock set back: never a negative wait
+    assert 12.3 <= outbox.summary(db)["oldest_unsent_s"] < 1000  # without a time given: now
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("folder_there", [True, False])
+def test_without_any_ca_bundle_file_the_systems_ca_folder_is_used_and_without_it_the_default_trust(tmp_path,
+                                                                                                    folder_there):
+    """A till whose CA bundle file is gone (here hidden under an empty tmpfs, in a mount namespace of
+    its own) checks the server against the system's CA folder; with none either, against the default trust."""
+    folder = tmp_path / "certs"
+    if folder_there:
+        folder.mkdir()
+    code = "from posdiag.agent.pushsetup import system_ca_bundle; print(repr(system_ca_bundle()))"
+    script = 'mount -t tmpfs none /etc/ssl/certs && exec "$0" -c "$1"'
+    env = {**os.environ, "SSL_CERT_FILE": str(tmp_path / "gone.pem"), "SSL_CERT_DIR": str(folder)}
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, sys.executable, code],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (repr(str(folder)) if folder_there else "True")
 
 
 def test_the_sender_process_logs_an_outage_at_its_1st_2nd_and_4th_attempt_and_says_what_it_sent(server, push_config,
@@ -828,23 +893,6 @@ def test_the_status_says_the_outboxs_depth_its_oldest_report_and_the_last_attemp
                "last_attempt_at": attempt_at, "last_result": "503", "sent": 7, "refused": 1, "dropped": 0}
     assert status_rows(summary, None) == [("push:", said), ("", "sent 7, refused 1, dropped 0")]
     assert status_rows({**summary, "configured": False}, None) == [("push:", "not configured ([server] url)")]
-
-
-def test_the_oldest_unsent_report_is_aged_from_when_it_was_queued_and_never_below_zero(tmp_path):
-    """Refused reports are set aside, not waiting: the age is the oldest still to send; a clock set back
-    since it was queued says 0 s, not a negative age."""
-    queue_reports(tmp_path, 2)
-    with Store(tmp_path) as store, store.db:
-        (first, queued_at), (second, _) = store.db.execute("SELECT seq, queued_at FROM outbox ORDER BY seq").fetchall()
-        assert outbox.summary(store.db, now=queued_at + 12.34)["oldest_unsent_s"] == 12.3
-        assert outbox.summary(store.db, now=queued_at - 60)["oldest_unsent_s"] == 0.0
-        assert 0 <= outbox.summary(store.db)["oldest_unsent_s"] < 3600  # now, when not given
-        outbox.mark_refused(store.db, first, "400", queued_at)
-        later = store.db.execute("SELECT queued_at FROM outbox WHERE seq = ?", (second,)).fetchone()[0]
-        said = outbox.summary(store.db, now=later + 5)
-        assert (said["outbox"], said["oldest_unsent_s"], said["refused"]) == (1, 5.0, 1)
-        outbox.mark_refused(store.db, second, "400", queued_at)
-        assert outbox.summary(store.db)["oldest_unsent_s"] is None
 
 
 def test_diagnose_push_beside_a_daemon_that_never_answers_still_prints_the_queued_report(push_config, tmp_path):

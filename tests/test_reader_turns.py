@@ -125,3 +125,11 @@ def _turns_across_users(state: Path) -> None:
     with reader_turn(str(state), "/dev/ttyUSB9", wait_s=0):
         held = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=10)
     assert (free.stdout.strip(), held.stdout.strip()) == ("in", "busy"), (free.stderr, held.stderr)
+
+
+@pytest.mark.parametrize("state_dir", [None, ""], ids=["none", "empty"])
+def test_without_a_state_folder_the_exchange_goes_ahead_without_a_turn(state_dir):
+    entered = []
+    with reader_turn(state_dir, "/dev/ttyUSB9", wait_s=0):
+        entered.append(True)
+    assert entered == [True]

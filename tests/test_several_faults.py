@@ -131,16 +131,3 @@ def test_a_fault_counts_as_present_from_a_certainty_of_one_half():
     causes = [{"id": "disk.full", "certainty": 0.5}, {"id": "clock.skew", "certainty": 0.499},
               {"id": "none", "certainty": 0.9}, {"id": "network.dns"}]  # an older agent's cause: no certainty
     assert [c["id"] for c in present_faults(causes)] == ["disk.full"]
-
-
-@pytest.mark.parametrize("cells", [80, 81])
-def test_a_cause_heading_wider_than_80_cells_breaks_before_its_bracket_and_one_that_fits_stays_whole(cells):
-    from posdiag.agent.report import _bracket_apart
-
-    bracket = "  [disk.full, confidence 97%, certainty 99%]"
-    heading = "Most likely cause: " + "x" * (cells - len("Most likely cause: ") - len(bracket)) + bracket
-    assert len(heading) == cells
-    assert _bracket_apart(heading) == ([heading] if cells <= 80 else [heading[:-len(bracket)], bracket])
-    wide = "最可能的原因：" + "满" * 30 + "  [disk.full，置信度 97%]"  # 2 cells a character: 90 cells, split too
-    assert _bracket_apart(wide) == [wide.split("  [")[0], "  [disk.full，置信度 97%]"]
-    assert _bracket_apart("y" * 100) == ["y" * 100]  # no bracket: left to the wrapping

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
+import re
 import socket
 import ssl
 import struct
@@ -200,6 +202,7 @@ def test_each_verification_error_of_openssl_is_named_for_whose_fault_it_is(verif
     error.verify_code, error.verify_message = verify_code, "as OpenSSL says"
     found, _, data = TlsProbe.classify_verify("primary", error)
     assert (found, data) == (code, {"verify_code": verify_code, "verify_message": "as OpenSSL says"})
+    assert TlsProbe.findings[found].value == "fail"  # declared: a payment host the terminal cannot trust is a fault
 
 
 def test_the_health_answer_is_timed_in_milliseconds(ca, tmp_path, config_file):
@@ -258,3 +261,230 @@ def test_a_payment_host_without_a_ca_file_is_verified_against_the_system_s_autho
         server.sock.close()
     tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
     assert [f["code"] for f in tls["findings"]] == ["tls.untrusted"], tls
+
+
+@pytest.mark.parametrize(("der", "element"), [
+    (b"\x04\x01\x07", (0x04, 2, 3)), (b"\x04\x81\x01\x07", (0x04, 3, 4)),
+    (b"\x04\x84\x00\x00\x00\x01\x07", (0x04, 6, 7)), (b"\x04\x00", (0x04, 2, 2)), (b"\x04\x81\x00", (0x04, 3, 3)),
+    (b"\x04\x85\x00\x00\x00\x00\x01\x07", "bad length"), (b"\x04\x80\x07\x00\x00", "bad length"),
+    (b"\x04\x82\x00", "bad length"), (b"\x04\x02\x07", "truncated"), (b"\x04", "truncated")],
+    ids=["short-form", "long-form-1", "long-form-4", "empty", "long-form-empty", "long-form-5", "indefinite", "length-cut-short",
+         "value-cut-short", "header-cut-short"])
+def test_a_der_length_takes_one_to_four_bytes_and_never_reaches_past_the_data(der, element):
+    """A certificate's DER element: a short length, or 0x80 + n with n from 1 to 4 length bytes (up to 4 GB);
+    no other n, and nothing reaching beyond the bytes received, is a certificate this reader trusts itself to read."""
+    from posdiag.probes.network._x509 import BadCertificate, _tlv
+
+    if isinstance(element, str):
+        with pytest.raises(BadCertificate, match=element):
+            _tlv(der, 0)
+    else:
+        assert _tlv(der, 0) == element
+
+
+def _certificate(ca, tmp_path, not_before: datetime.datetime, not_after: datetime.datetime) -> tuple[bytes, str]:
+    leaf = ca.issue_cert("pay.test", not_before=not_before, not_after=not_after)
+    pem = leaf.cert_chain_pems[0].bytes().decode()
+    return ssl.PEM_cert_to_DER_cert(pem), pem
+
+
+@pytest.mark.parametrize("stamp", ["2049-12-31T23:59:59Z", "2050-01-01T00:00:00Z"])
+def test_validity_dates_read_as_their_century_says_utctime_up_to_2049_generalizedtime_after(ca, tmp_path, stamp):
+    """RFC 5280: UTCTime's two-digit years 50..99 are 19xx and 00..49 are 20xx; from 2050 GeneralizedTime."""
+    from posdiag.probes.network._x509 import read
+
+    when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    der, pem = _certificate(ca, tmp_path, datetime.datetime(1950, 6, 1, tzinfo=datetime.timezone.utc), when)
+    info = read(der)
+    assert (info.not_before, info.not_after) == ("1950-06-01T00:00:00Z", stamp)
+
+
+def test_a_certificate_is_named_unit_before_organisation_and_cut_short_is_no_certificate(ca, tmp_path):
+    from posdiag.probes.network._x509 import BadCertificate, read
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    der, pem = _certificate(ca, tmp_path, now - datetime.timedelta(days=1), now + datetime.timedelta(days=1))
+    info = read(der)
+    assert info.subject.startswith("OU=Testing cert #") and ", O=trustme" in info.subject, info  # as people write it
+    assert info.issuer.startswith("OU=Testing CA #") and ", O=trustme" in info.issuer, info
+    with pytest.raises(BadCertificate):
+        read(der[:40])
+
+
+def _der(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return bytes([tag, len(body)]) + body if len(body) < 128 else bytes([tag, 0x82]) + len(body).to_bytes(2, "big") + body
+
+
+def _der_name(*parts: tuple[bytes, int, bytes]) -> bytes:
+    """An X.509 Name of (attribute OID, string tag, value) parts, one per RDN, in the order given."""
+    return _der(0x30, *(_der(0x31, _der(0x30, _der(0x06, oid), _der(tag, value))) for oid, tag, value in parts))
+
+
+CN, ORG, SERIAL = bytes([0x55, 4, 3]), bytes([0x55, 4, 10]), bytes([0x55, 4, 5])
+
+
+def _der_certificate(validity: list[bytes], fields: int = 5) -> bytes:
+    """A version-1 certificate (no [0] version): serial, algorithm, issuer, validity, subject — or fewer."""
+    subject = _der_name((ORG, 0x13, b"Acme"), (SERIAL, 0x13, b"42"), (CN, 0x1E, "pay.tést".encode("utf-16-be")),
+                        (CN, 0x0C, b"second"), (ORG, 0x04, b"not a string"))
+    issuer = _der_name((CN, 0x14, "Caf\xe9 CA".encode("latin-1")))
+    tbs = [_der(0x02, b"\x01"), _der(0x30), issuer, _der(0x30, *validity), subject][:fields]
+    return _der(0x30, _der(0x30, *tbs), _der(0x30), _der(0x03, b"\x00"))
+
+
+def test_a_certificate_read_from_its_bytes_names_common_name_then_organisation_in_any_string_type():
+    """Only CN, OU, O, L, ST, C are shown, in that order whatever the certificate's; the first value of each;
+    BMP, Latin-1, printable and UTF-8 strings decoded; five fields are enough, four or a validity of three
+    dates are not a certificate."""
+    from posdiag.probes.network._x509 import BadCertificate, read
+
+    times = [_der(0x17, b"500601000000Z"), _der(0x18, b"20491231235959Z")]
+    info = read(_der_certificate(times))
+    assert (info.subject, info.issuer) == ("CN=pay.tést, O=Acme", "CN=Café CA")
+    assert (info.not_before, info.not_after) == ("1950-06-01T00:00:00Z", "2049-12-31T23:59:59Z")
+    with pytest.raises(BadCertificate, match="too few fields"):
+        read(_der_certificate(times, fields=4))
+    with pytest.raises(BadCertificate, match="bad validity"):
+        read(_der_certificate([*times, times[0]]))
+    with pytest.raises(BadCertificate, match="bad time"):
+        read(_der_certificate([times[0], _der(0x18, b"2049-12-31")]))
+
+
+class ClosingTlsServer(LoopbackTlsServer):
+    """Completes the handshake, reads the health request, and closes the TLS session without a word."""
+
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        tls.recv(4096)
+        tls.unwrap()
+
+
+class LongHeadTlsServer(LoopbackTlsServer):
+    """Answers the health request with a status line split over many small writes (a slow, chatty proxy)."""
+
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        tls.recv(4096)
+        for piece in ("HTTP/1.1 ", "50", "3 Service Unavailable", "\r\n", "Content-Length: 0\r\n\r\n"):
+            tls.sendall(piece.encode())
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("server", "code", "words"), [
+    (ClosingTlsServer, "http.connection_lost", "the service closed the connection without answering"),
+    (LongHeadTlsServer, "http.server_error", "the payment service answers HTTP 503")], ids=["closed", "in-pieces"])
+def test_the_health_answer_is_read_to_its_status_line_however_it_comes(ca, tmp_path, config_file, server, code, words):
+    """The status line is read until it ends, across the pieces it comes in; a service that closes cleanly
+    without a byte has lost the connection (not a timeout, not a bad answer)."""
+    found = tls_findings(server(ca.issue_cert("pay.test")), tmp_path, config_file)
+    assert list(found) == [code] and f"primary /health: {words}" in found[code]["message"], found
+
+
+def test_a_healthy_handshake_is_summed_up_with_its_time_and_the_days_its_certificate_has_left(ca, tmp_path, config_file):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = ca.issue_cert("pay.test", not_before=now - datetime.timedelta(days=1), not_after=now + datetime.timedelta(days=40))
+    tls = tls_probe(AnsweringTlsServer(cert), tmp_path, config_file)
+    metrics = tls["metrics"]
+    assert tls["status"] == "ok" and tls["findings"] == [], tls
+    assert metrics["cert_days_left[primary]"] == pytest.approx(40, abs=0.1) and metrics["tls_version[primary]"] in (
+        "TLSv1.2", "TLSv1.3") and metrics["handshake_ms[primary]"] > 0, metrics
+    assert re.fullmatch(r"primary \d+(\.\d+)? ms, (39\.9|40) days left", tls["summary"]), tls["summary"]
+
+
+def test_without_a_tls_payment_host_the_tls_probe_does_not_apply(tmp_path, config_file):
+    with socket.create_server(("127.0.0.1", 0)) as plain:
+        config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": plain.getsockname()[1],
+                                             "tls": False}])
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    assert tls["status"] == "skipped" and tls["summary"] == "no payment host uses TLS", tls
+
+
+@pytest.mark.parametrize(("reply", "code", "words"), [
+    (None, "tls.reset", "connection closed during the handshake (SSLEOFError)"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "tls.handshake_failed", "handshake failed (WRONG_VERSION_NUMBER)")],
+    ids=["closes-at-once", "answers-in-plain-http"])
+def test_a_service_that_closes_or_speaks_no_tls_fails_the_handshake_in_its_own_words(config_file, reply, code, words):
+    """Not TLS behind the port (a plain HTTP server, a proxy), or a service that hangs up as the hello arrives."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(0.2)
+                hello = b""
+                with contextlib.suppress(OSError):  # read to the end: then the close is a clean one, not a reset
+                    while chunk := conn.recv(4096):
+                        hello += chunk
+                if hello[:1] == b"\x16" and reply:  # a ClientHello
+                    conn.sendall(reply)
+                    time.sleep(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
+                                         "tls": True, "server_name": "pay.test"}])
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    [finding] = tls["findings"]
+    assert finding["code"] == code and finding["message"].endswith(words), finding
+
+
+def test_a_tls_fault_beside_a_backup_without_tls_is_a_warning_the_terminal_can_fail_over(ca, tmp_path, config_file):
+    """The backup speaks no TLS, so this layer has nothing against it: it works here, and the primary's expired
+    certificate is a warning naming it, not a fault."""
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    server = DroppingTlsServer(ca.issue_cert("pay.test", not_before=past - datetime.timedelta(days=365), not_after=past))
+    with socket.create_server(("127.0.0.1", 0)) as plain:
+        config = config_file(payment_hosts=[
+            {"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True, "server_name": "pay.test",
+             "ca_file": str(tmp_path / "ca.pem")},
+            {"name": "backup", "host": "127.0.0.1", "port": plain.getsockname()[1], "tls": False}])
+        try:
+            rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+        finally:
+            server.sock.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    [expired] = tls["findings"]
+    assert (expired["code"], expired["severity"], expired["data"]["failover_ok"]) == ("tls.cert_expired", "warn", True)
+    assert "; backup (backup 1) works, so the terminal can fail over" in expired["message"], expired
+
+
+class SlowToGreetTlsServer(AnsweringTlsServer):
+    """Waits ``greet_s`` after a ClientHello arrives before handshaking (a busy host), then answers the health
+    request after ``delay_s``."""
+
+    def __init__(self, cert: trustme.LeafCert, greet_s: float, delay_s: float) -> None:
+        self.greet_s = greet_s
+        super().__init__(cert, delay_s=delay_s)
+
+    def accepted(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError):
+            if conn.recv(1, socket.MSG_PEEK) == b"\x16":  # a handshake; the TCP probe's empty connects pass
+                time.sleep(self.greet_s)
+
+
+def test_a_slow_handshake_and_a_health_answer_past_the_timeout_each_get_the_timeout_within_the_probe_s_time(
+        ca, tmp_path, config_file):
+    """The handshake takes 0.3 s and the health answer never comes in time: the request gives up at timeout_s
+    after the handshake and says so, within the probe's own time (twice timeout_s, and a little)."""
+    server = SlowToGreetTlsServer(ca.issue_cert("pay.test"), greet_s=0.3, delay_s=1.5)
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.port, "tls": True,
+                                         "server_name": "pay.test", "ca_file": str(tmp_path / "ca.pem"),
+                                         "health_path": "/health"}], network={"timeout_s": 0.5})
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.sock.close()
+    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    assert tls["status"] == "fail" and [f["code"] for f in tls["findings"]] == ["http.timeout"], tls
+    assert tls["findings"][0]["message"].startswith("primary /health: no HTTP answer within 0.5 s")
+    assert tls["metrics"]["handshake_ms[primary]"] >= 300, tls
