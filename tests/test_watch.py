@@ -10,6 +10,7 @@ import io
 import json
 import os
 import queue
+import select
 import signal
 import struct
 import subprocess
@@ -360,7 +361,10 @@ def test_a_screen_clips_each_line_and_its_status_row_to_a_cell_less_than_the_ter
         screen.draw(["x" * 40, "short"] + [f"row {i}" for i in range(10)])
         screen.status("probing… 0/1 done, waiting 1.0 s for: clock")
         stream.flush()
-        seen = os.read(master, 65536).decode()
+        seen = b""
+        while not seen.endswith(b"\x1b8") and select.select([master], [], [], 5)[0]:  # a pty hands it over in pieces
+            seen += os.read(master, 65536)
+        seen = seen.decode()
     finally:
         stream.close()
         os.close(master)
