@@ -549,3 +549,57 @@ def test_a_client_that_connects_and_says_nothing_does_not_hold_up_closing_the_so
         assert time.monotonic() - began < 20
     finally:
         mute.close()
+
+
+def test_a_stale_socket_is_retried_at_doubling_intervals_capped_at_a_fifth_of_a_second_until_retry_s(tmp_path,
+                                                                                                   monkeypatch):
+    """A client meeting a socket nobody listens on (a daemon restarting) tries again after 10, 20, 40,
+    80, 160 ms, then every 200 ms, and gives up once ``retry_s`` has passed. (The clock is the test's:
+    the schedule is pure logic.)"""
+    import types
+
+    from posdiag.agent import control
+
+    clock = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        clock[0] += seconds
+
+    monkeypatch.setattr(control, "time", types.SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    path = str(tmp_path / "control.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound, never listening
+    try:
+        with pytest.raises(control.DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"}, timeout_s=2, retry_s=1.0)
+        assert slept == [0.01, 0.02, 0.04, 0.08, 0.16, 0.2, 0.2, 0.2, 0.2]  # 1.11 s: the first look past 1 s gives up
+        slept.clear()
+        with pytest.raises(control.DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"})  # a command's client waits 3 s by default
+        assert sum(slept[:-1]) < 3.0 <= sum(slept)
+        slept.clear()
+        control.claim_path(path)  # a starting daemon gives a dead one's socket a second, then takes its path
+        assert sum(slept[:-1]) < 1.0 <= sum(slept) and not os.path.exists(path)
+    finally:
+        dead.close()
+
+
+def test_status_gives_a_daemon_that_accepts_but_never_answers_five_seconds_and_says_it_is_busy(config_file, tmp_path):
+    """A hung daemon must not hang a technician's ``posdiag status``: it waits 5 s for the answer, then
+    says the daemon is busy (exit 3) with what waits in the outbox all the same."""
+    path = str(tmp_path / "control.sock")
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(path)
+    hung.listen(4)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
+    try:
+        rc, out, err = run_cli("status", "--config", str(config_file(daemon={"control_socket": path})))
+    finally:
+        for conn in held:
+            conn.close()
+        hung.close()
+    assert rc == 3 and "posdiag daemon: busy" in out, (out, err)
+    assert f"the posdiag daemon on {path} did not answer within 5 s" in " ".join(out.split())  # laid out in 80 columns

@@ -318,3 +318,16 @@ def test_the_runner_waits_for_a_slow_probe_without_spinning():
     cpu = time.thread_time()  # the runner's loop runs in this thread; the probe sleeps in its own
     [result] = run_probes(Settings(), [Sleeps], deadline_s=30)
     assert result.status is Status.OK and time.thread_time() - cpu < 0.5
+
+
+def test_probes_that_need_each_other_are_skipped_for_want_of_a_prerequisite_that_never_ran():
+    class First(Slow):
+        name = "test.first"
+        requires = ("test.second",)
+
+    class Second(Slow):
+        name = "test.second"
+        requires = ("test.first",)
+
+    assert [(r.status, r.summary) for r in run_probes(Settings(), [First, Second])] == [
+        (Status.SKIPPED, "prerequisite did not run")] * 2

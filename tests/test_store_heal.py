@@ -327,3 +327,49 @@ def test_unsent_reports_up_to_twenty_thousand_keys_past_a_bad_page_are_probed_fo
     recovered = queued(state)
     assert len(far) == 5 and recovered[-5:] == far, (far, recovered[-6:])
     assert healed["recovered_unsent"] == len(recovered)
+
+
+def test_reports_that_could_not_be_stored_are_all_counted_and_the_last_20_named(tmp_path):
+    """The note the next stored report carries counts every lost report since the last one stored and
+    names the 20 most recent of them (a day of lost reports does not grow every report after it)."""
+    with Store(tmp_path) as store:
+        lost = [fake_report(time.time() - 100 + i) for i in range(21)]
+        for report in lost[:20]:
+            store._note_unstored(report, "disk I/O error")
+        assert store.unstored["count"] == 20 and store.unstored["report_ids"] == [r["report_id"] for r in lost[:20]]
+        store._note_unstored(lost[20], "disk I/O error")
+        assert store.unstored["count"] == 21 and store.unstored["report_ids"] == [r["report_id"] for r in lost[1:]]
+        kept = fake_report(time.time())
+        store.add(kept)
+    assert kept["store"]["unstored"]["count"] == 21 and kept["store"]["unstored"]["error"] == "disk I/O error"
+
+
+def test_why_a_store_was_healed_is_kept_on_one_line_of_at_most_300_characters(tmp_path):
+    """SQLite's reason, as the status and the next report say it: one line, bounded."""
+    with Store(tmp_path) as store:
+        store.add(fake_report(time.time()), push=True)
+        store.db = store._heal("database disk image is malformed\n\t(page 7)  " + "x " * 400, store.db)
+        healed = store.healed()
+    assert healed["reason"].startswith("database disk image is malformed (page 7) x x ")
+    assert len(healed["reason"]) == 300 and "\n" not in healed["reason"] and "  " not in healed["reason"]
+    assert healed["recovered_unsent"] == 1 and (tmp_path / healed["moved_to"]).exists()
+
+
+def test_a_damaged_store_is_moved_aside_with_its_wal_under_a_name_no_earlier_one_took(tmp_path, monkeypatch):
+    """Two heals within the same second keep both damaged files (the second gets .2, the third .3); the
+    index (-shm) is rebuilt, so it goes."""
+    from posdiag.agent import heal
+
+    monkeypatch.setattr(heal, "compact_stamp", lambda: "20261206T101010Z")
+    path = tmp_path / DB_NAME
+    moved = []
+    for n in range(3):
+        path.write_text(f"damaged {n}")
+        Path(f"{path}-wal").write_text(f"wal {n}")
+        Path(f"{path}-shm").write_text("index")
+        moved.append(heal.move_aside(path))
+    assert [m.name for m in moved] == [f"{DB_NAME}.corrupt-20261206T101010Z", f"{DB_NAME}.corrupt-20261206T101010Z.2",
+                                       f"{DB_NAME}.corrupt-20261206T101010Z.3"]
+    assert [m.read_text() for m in moved] == ["damaged 0", "damaged 1", "damaged 2"]
+    assert Path(f"{moved[1]}-wal").read_text() == "wal 1"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(f"{DB_NAME}.corrupt-")) == []

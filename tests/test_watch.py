@@ -10,6 +10,7 @@ import io
 import json
 import os
 import queue
+import select
 import signal
 import struct
 import subprocess
@@ -360,7 +361,10 @@ def test_a_screen_clips_each_line_and_its_status_row_to_a_cell_less_than_the_ter
         screen.draw(["x" * 40, "short"] + [f"row {i}" for i in range(10)])
         screen.status("probing… 0/1 done, waiting 1.0 s for: clock")
         stream.flush()
-        seen = os.read(master, 65536).decode()
+        seen = b""
+        while not seen.endswith(b"\x1b8") and select.select([master], [], [], 5)[0]:  # a pty hands it over in pieces
+            seen += os.read(master, 65536)
+        seen = seen.decode()
     finally:
         stream.close()
         os.close(master)
@@ -416,3 +420,50 @@ def test_ctrl_c_between_sweeps_ends_the_watch_with_its_summary_kept(reader_confi
         rc, lines, err = watch.stop()
     assert rc == 0 and any(line.startswith("kept in the history: posdiag show ") for line in lines), (lines, err)
     assert "Traceback" not in err
+
+
+def test_a_sessions_summary_says_from_which_second_to_which_it_watched_and_when_each_change_came():
+    changes = [{"at": "2027-01-15T08:00:30Z", "probe": "reader.serial", "from": "ok", "to": "fail"},
+               {"at": "2027-01-15T08:01:00Z", "probe": "network.link", "from": "ok", "to": "fail"},
+               {"at": "2027-01-15T08:01:10Z", "probe": "reader.serial", "from": "fail", "to": "ok"}]
+    block = watch_block(started=1_800_000_000, ended=1_800_000_000 + 90, interval_s=2.0, sweeps=4,
+                        final_verdict="healthy", changes=changes)
+    lines = summary_lines({"watch": block}, i18n.translator("en"))
+    assert lines[0].startswith("Watch: 4 sweeps from 08:00:00 to 08:01:30 UTC (1.5 min), 3 change(s); at the end: ")
+    assert lines[-3:] == ["  08:00:30 reader.serial ok → fail", "  08:01:00 network.link ok → fail",
+                          "  08:01:10 reader.serial fail → ok"]
+
+
+def test_a_watch_starts_each_sweep_an_interval_after_the_last_began_but_rests_a_quarter_of_it_after_a_slow_one(
+        config_file, tmp_path, monkeypatch):
+    """(The sweeps, the clock and the waits are the test's: the pacing is pure logic.)"""
+    import types
+
+    from posdiag.agent import watch
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file()))
+    clock = [1000.0]
+    took = iter([0.5, 1.9, 3.0])  # seconds each sweep takes
+    waits: list[float] = []
+
+    class Stop:
+        def is_set(self) -> bool:
+            return len(waits) == 3
+
+        def set(self) -> None:
+            pass
+
+        def wait(self, seconds: float) -> None:
+            waits.append(round(seconds, 6))
+
+    def sweep(*args, **kwargs) -> dict:
+        clock[0] += next(took)
+        return _report("healthy", memory="ok")
+
+    monkeypatch.setattr(watch, "time", types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    monkeypatch.setattr(watch, "threading", types.SimpleNamespace(Event=Stop))
+    monkeypatch.setattr(watch, "run_sweep", sweep)
+    monkeypatch.setattr(watch, "_finish", lambda *args: 0)
+    assert watch.run_watch(settings, io.StringIO(), io.StringIO(), interval_s=2.0) == 0
+    assert waits == [1.5, 0.5, 0.5]  # 2 - 0.5; then a quarter of 2 s, however slow the sweep was
