@@ -566,3 +566,12 @@ def test_the_configured_language_is_read_before_validation_and_only_a_name_count
     path = tmp_path / "c.toml"
     path.write_text(text)
     assert config.configured_language(str(path)) == language
+
+
+@pytest.mark.parametrize(("section", "key"), [("txlog", "pattern"), ("reader", "expect")])
+def test_a_regular_expression_is_compiled_when_the_file_is_read(section, key):
+    assert getattr(getattr(config.parse({section: {key: r"^rc=(\d\d)$"}}, "x.toml"), section), key) == r"^rc=(\d\d)$"
+    with pytest.raises(config.ConfigError) as refused:
+        config.parse({section: {key: "rc=(unclosed"}}, "x.toml")
+    [said] = [str(p) for p in refused.value.problems]
+    assert said.startswith(f"{section}.{key}: expected a valid regular expression, got 'rc=(unclosed' (")
