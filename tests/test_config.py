@@ -575,3 +575,51 @@ def test_a_regular_expression_is_compiled_when_the_file_is_read(section, key):
         config.parse({section: {key: "rc=(unclosed"}}, "x.toml")
     [said] = [str(p) for p in refused.value.problems]
     assert said.startswith(f"{section}.{key}: expected a valid regular expression, got 'rc=(unclosed' (")
+
+
+# --- the generic validator ----------------------------------------------------------------------------
+
+def _refusal(data: dict) -> list[str]:
+    with pytest.raises(config.ConfigError) as refused:
+        config.parse(data, "x.toml")
+    return [str(p) for p in refused.value.problems]
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    ({"memory": {"min_available": 1}}, "memory.min_available: unknown key (did you mean 'min_available_mb'?)"),
+    ({"memory": {"free_mb": 1}},  # 0.35 alike at best: a guess that far would mislead
+     "memory.free_mb: unknown key (known keys: exhaust_warn_hours, max_swap_percent, min_available_mb)"),
+    ({"clok": {}}, "[clok]: unknown section (did you mean 'clock'?)"),
+    ({"ntp": {}}, "[ntp]: unknown section (known sections: clock, daemon, diagnosis, disk, memory, network, "
+                  "payment_hosts, reader, server, system, terminal, txlog)"),
+], ids=["close-key", "far-key", "close-section", "far-section"])
+def test_an_unknown_name_is_told_the_closest_known_one_or_else_all_of_them(data, said):
+    assert _refusal(data) == [said]
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (2**53, "got 9007199254740992"), (2**53 + 1, "got an integer of 16 digits"), (-2**53 - 1, "got an integer of 16 digits")])
+def test_an_integer_beyond_2_to_the_53_is_refused_by_its_length_before_any_conversion(value, said):
+    assert _refusal({"disk": {"min_free_mb": value}}) == [f"disk.min_free_mb: expected a number from 0 to 10000000, {said}"]
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (["x" * 35], "list ['" + "x" * 35 + "']"),  # 39 characters written out: shown
+    (["x" * 36], "list …"),  # 40: elided
+    ({"k": 5}, "table {'k': 5}"),
+    ("x" * 60, "string '" + "x" * 60 + "'"),  # a value of its own is shown whole
+])
+def test_a_refused_value_is_shown_unless_it_is_a_list_or_table_of_40_characters_or_more(value, shown):
+    from posdiag.core.validate import got
+
+    assert str(got(value)) == shown
+
+
+@pytest.mark.parametrize(("depth", "counted"), [(1, 1), (3, 3), (16, 16), (17, 17), (40, 17)])
+def test_nesting_is_counted_to_one_level_past_the_limit(depth, counted):
+    from posdiag.core.validate import nesting_depth
+
+    data: object = 1
+    for level in range(depth):
+        data = [data] if level % 2 else {"k": data}
+    assert nesting_depth(data, 16) == counted
