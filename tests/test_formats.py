@@ -275,6 +275,12 @@ def test_numbers_below_one_keep_their_significant_digits_as_decimal_writes_them(
     assert plain(-0.0) == plain(0.0) == plain(0) == "0"  # a drift rounded to nothing has no sign
 
 
+def test_numbers_that_are_no_numbers_are_spelt_as_prometheus_spells_them():
+    from posdiag.core.numfmt import plain
+
+    assert [plain(v) for v in (float("inf"), float("-inf"), float("nan"))] == ["+Inf", "-Inf", "NaN"]
+
+
 def test_perfdata_carries_numeric_metrics_with_their_unit_and_at_most_forty_items(healthy_report):
     """A unit only from the metric's suffix (_ms, _s, _percent, _mb, else none); booleans, text and
     non-finite numbers are no measurements; the counts of failed and errored probes come first."""

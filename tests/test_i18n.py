@@ -118,7 +118,7 @@ def test_a_damaged_catalogue_gives_english_and_says_so_instead_of_crashing(tmp_p
 
 @pytest.mark.parametrize(("tag", "lang"), [
     ("zh_CN.UTF-8", "zh_CN"), ("zh-CN", "zh_CN"), ("zh", "zh_CN"), ("zh-Hans-CN", "zh_CN"), ("zh_SG.UTF-8", "zh_CN"),
-    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
+    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("zh_HK.UTF-8", None), ("zh-MO", None), ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
     ("de_DE.UTF-8", None), ("", None)])
 def test_locale_names_map_to_the_languages_posdiag_speaks(tag, lang):
     assert i18n.normalise(tag) == lang
@@ -148,6 +148,28 @@ def test_a_translation_naming_other_fields_falls_back_to_english():
             return "{nonexistent} 坏了"
 
     assert i18n.Translator("zh_CN", Broken()).tr("{path} is full", path="/var") == "/var is full"
+
+
+@pytest.mark.parametrize(("n", "said"), [(0, "0 terminals"), (1, "1 terminal"), (2, "2 terminals")])
+def test_english_counts_one_in_the_singular_and_every_other_number_in_the_plural(n, said):
+    assert i18n.translator("en").ntr("{n} terminal", "{n} terminals", n) == said
+
+
+@pytest.mark.parametrize(("n", "said"), [(1, "1 terminal"), (2, "2 terminals")])
+def test_a_counted_translation_naming_other_fields_falls_back_to_the_english_of_its_number(n, said):
+    class Broken:
+        def ngettext(self, singular, plural, n):
+            return "{nonexistent} 台终端"
+
+    assert i18n.Translator("zh_CN", Broken()).ntr("{n} terminal", "{n} terminals", n) == said
+
+
+def test_a_language_posdiag_does_not_speak_is_refused_naming_those_it_does():
+    from labs.commands import run_posdiag
+
+    proc = run_posdiag("--lang", "fr", "probes")
+    assert proc.returncode == 3 and proc.stdout == ""  # bad usage (docs/commands.md)
+    assert "argument --lang: expected one of en, zh_CN, got 'fr'" in proc.stderr
 
 
 def test_text_without_fields_is_not_formatted():
