@@ -623,3 +623,18 @@ def test_nesting_is_counted_to_one_level_past_the_limit(depth, counted):
     for level in range(depth):
         data = [data] if level % 2 else {"k": data}
     assert nesting_depth(data, 16) == counted
+
+
+def test_loading_the_configuration_remembers_the_push_token_to_mask_it_wherever_it_shows(tmp_path, monkeypatch):
+    """diagnose, show or watch may quote a POS log line carrying the token bare: every command that
+    loads the configuration masks it, not only those that push."""
+    from posdiag.core import redact
+
+    monkeypatch.setattr(redact, "_known", set())
+    token = tmp_path / "token"
+    token.write_text("tok-5f1d2c3b4a5968\n")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[server]\nurl = "https://127.0.0.1:8443/api"\ntoken_file = "{token}"\n')
+    assert redact.mask_text("pos: sent tok-5f1d2c3b4a5968 upstream") == "pos: sent tok-5f1d2c3b4a5968 upstream"
+    config.load(str(path))
+    assert redact.mask_text("pos: sent tok-5f1d2c3b4a5968 upstream") == "pos: sent <redacted> upstream"
