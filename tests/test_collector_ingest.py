@@ -243,6 +243,9 @@ def test_collector_answers_503_with_retry_after_while_the_database_stays_locked(
         blocker.close()
     assert f.stored() == 0
     assert f.post(token, make_report("lane-01")).status_code == 201
+    metrics = requests.get(f.url + "/metrics", timeout=10).text  # the busy answer is counted as what it was
+    assert 'posdiag_collector_reports_received_total{result="refused",code="503"} 1\n' in metrics
+    assert 'posdiag_collector_reports_received_total{result="stored",code="201"} 1\n' in metrics
 
 
 @pytest.mark.parametrize("encoding", ["", "identity", " Identity ", "gzip", "GZIP "])

@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
+import sqlite3
 import tarfile
 import threading
 import time
@@ -380,3 +382,43 @@ def test_a_report_answers_only_its_own_terminals_open_diagnose_request_and_says_
         assert f.storage.link_report(conn, diagnose["request_id"], "lane-1", "r-1", utc_now_iso()) is True
         assert f.storage.link_report(conn, diagnose["request_id"], "lane-1", "r-3", utc_now_iso()) is False  # done already
     assert f.storage.get_request(diagnose["request_id"])["report_id"] == "r-1"
+
+
+def test_the_collector_logs_how_each_request_ended_once_and_not_again_on_a_retried_answer(fleet, caplog):
+    """Operations read in the collector's log which remote request a terminal answered and how; a terminal
+    retrying an answer whose reply was lost changes nothing and adds no line."""
+    caplog.set_level(logging.INFO, logger="posdiag.collector")
+    f = fleet()
+    desk = Desk(f)
+    lane1 = f.terminal("lane-1")
+    alice = f.operator("alice")
+    bundle, diagnose, _ = (desk.ask(alice, "lane-1", kind).json()["request_id"] for kind in ("bundle", "diagnose", "bundle"))
+    assert [desk.upload(lane1, bundle, small_bundle()).status_code for _ in range(2)] == [201, 200]
+    assert [desk.fail(lane1, diagnose, "no room").status_code for _ in range(2)] == [200, 200]
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("remote request")]
+    assert said == [f"remote request {bundle} (bundle) for lane-1 asked by alice",
+                    f"remote request {diagnose} (diagnose) for lane-1 asked by alice",
+                    f"remote request {bundle} (bundle) for lane-1 asked by alice (already open: the same request)",
+                    f"remote request {bundle} of lane-1: done", f"remote request {diagnose} of lane-1: failed (no room)"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_busy_database_answers_503_and_when_to_come_back_to_desks_and_terminals(fleet, db_url):
+    """A desk asking is told to retry in 1 s (a person waits); a terminal fetching or answering in 5 s
+    (a fleet of them must not hammer a busy database)."""
+    f = fleet(db_timeout_s=0.5)
+    desk = Desk(f)
+    lane1 = f.terminal("lane-1")
+    alice = f.operator("alice")
+    bundle = desk.ask(alice, "lane-1", "bundle").json()["request_id"]
+    blocker = sqlite3.connect(db_url[len("sqlite:///"):], isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    try:
+        busy = [desk.ask(alice, "lane-1", "diagnose"), desk.poll(lane1), desk.upload(lane1, bundle, small_bundle())]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert [(a.status_code, a.headers.get("Retry-After")) for a in busy] == [(503, "1"), (503, "5"), (503, "5")]
+    assert all(a.json()["error"].startswith("overloaded: ") and a.json()["error"].endswith("; retry later") for a in busy)
+    assert desk.request(alice, bundle)["state"] == "pending"  # nothing half done: it is answered afterwards
+    assert desk.upload(lane1, bundle, small_bundle()).status_code == 201

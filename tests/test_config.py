@@ -103,7 +103,8 @@ def test_config_check_names_a_refused_value_and_a_rule_across_keys_at_once(tmp_p
      "network.timeout_s: expected at most"),
     ("[clock]\nntp_server = 7\n[network]\ndns_servers = ['127.0.0.1#0']\n", "clock.ntp_server: expected",
      None),
-], ids=["port-not-a-string", "deadline-not-a-number", "other-port-still-checked"])
+    ("diagnosis = 3\n[network]\ntimeout_s = 2.0\n", "[diagnosis]: expected a table", "network.timeout_s: expected at most"),
+], ids=["port-not-a-string", "deadline-not-a-number", "other-port-still-checked", "section-not-a-table"])
 def test_a_rule_across_keys_is_left_out_only_when_a_key_it_reads_was_refused(tmp_path: Path, text, refused, untrue):
     """The default standing in for a refused value must not make a rule say something untrue (a serial
     reader "without a port" when its port was given, wrongly typed); the rules that do not read it still run."""
@@ -543,3 +544,171 @@ def test_a_pattern_and_a_regular_expression_are_checked_only_on_text():
     assert check_value("(", str, {"regex": True}, "k", problems) is INVALID
     assert check_value("(", str, {}, "k", problems) == "("  # text that is no regular expression is taken as it is
     assert [str(p).split(":")[0] for p in problems] == ["k", "k"] and "expected [a-z]+, got 'ABC'" in problems[0]
+
+
+# --- rules across keys, each on both sides --------------------------------------------------------------
+
+SERIAL = '[reader]\nkind = "serial"\nport = "/dev/ttyS0"\n'
+USB = '[reader]\nkind = "usb"\nusb = "0b00:0084"\n'
+WATCHED = '[terminal]\npos_process = "posapp"\n[system]\nrestart_limit = 3\nrestart_window_min = 1\n'
+#: (id, file text, the one problem it is refused with, or None: taken)
+CROSS_KEY_RULES = [
+    ("serial-with-its-port", SERIAL, None),
+    ("serial-without-a-port", '[reader]\nkind = "serial"\n',
+     "reader.port: expected a serial device path when reader.kind = 'serial'"),
+    ("usb-needs-no-port", USB, None),
+    ("usb-without-its-id", '[reader]\nkind = "usb"\n', "reader.usb: expected VID:PID when reader.kind = 'usb'"),
+    ("no-reader-needs-nothing", '[reader]\nkind = "none"\nprotocol = "custom"\n', None),
+    ("custom-serial-with-its-request", SERIAL + 'protocol = "custom"\nrequest = "02 31 03"\n', None),
+    ("custom-serial-without-a-request", SERIAL + 'protocol = "custom"\n',
+     "reader.request: expected hex bytes when reader.protocol = 'custom'"),
+    ("custom-usb-sends-no-request", USB + 'protocol = "custom"\n', None),
+    ("a-preset", SERIAL + 'protocol = "telium-enq"\n', None),
+    ("a-misspelt-preset", SERIAL + 'protocol = "telium-enk"\n',
+     "reader.protocol: expected 'custom' or one of generic, ingenico-rba, telium-enq, verifone-si-so, "
+     "got 'telium-enk' (did you mean 'telium-enq'?)"),
+    ("no-preset-near", SERIAL + 'protocol = "zz"\n',
+     "reader.protocol: expected 'custom' or one of generic, ingenico-rba, telium-enq, verifone-si-so, got 'zz'"),
+    ("gateway-auto", '[network]\ngateway = "auto"\n', None),
+    ("gateway-off", '[network]\ngateway = "off"\n', None),
+    ("gateway-ipv4", '[network]\ngateway = "192.0.2.1"\n', None),
+    ("gateway-ipv6", '[network]\ngateway = "fe80::1"\n', None),
+    ("gateway-a-name", '[network]\ngateway = "router.local"\n',
+     "network.gateway: expected 'auto', 'off' or an IP address, got 'router.local'"),
+    ("resolvers-of-the-system", '[network]\ndns_servers = "system"\n', None),
+    ("one-resolver-not-in-a-list", '[network]\ndns_servers = "192.0.2.53"\n',
+     "network.dns_servers: expected 'system' or a list of addresses, got '192.0.2.53'"),
+    ("resolver-addresses-and-ports", '[network]\ndns_servers = ["192.0.2.53", "2001:db8::53#5353"]\n', None),
+    ("a-resolver-name", '[network]\ndns_servers = ["192.0.2.53", "dns.example#53"]\n',
+     "network.dns_servers: expected IP addresses, got 'dns.example#53'"),
+    ("timeout-half-the-deadline", '[network]\ntimeout_s = 1.5\n', None),
+    ("timeout-past-half-the-deadline", '[network]\ntimeout_s = 1.6\n',
+     "network.timeout_s: expected at most 1.5 s (half of diagnosis.deadline_s = 3 s, so that a timed-out attempt "
+     "is reported within the deadline), got 1.6"),
+    ("no-reader-waits-on-no-reader-timeout", '[reader]\ntimeout_s = 5\n', None),
+    ("a-reader-waits-on-its-timeout", SERIAL + 'timeout_s = 5\n',
+     "reader.timeout_s: expected at most 1.5 s (half of diagnosis.deadline_s = 3 s, so that a timed-out attempt "
+     "is reported within the deadline), got 5"),
+    # 3 restarts, one seen per look: two looks apart must fit in the window (2 × 29.5 s < 60 s, 2 × 30 s is not)
+    ("a-crash-loop-the-daemon-can-count", WATCHED + "[daemon]\npos_watch_s = 29.5\n", None),
+    ("a-crash-loop-the-daemon-cannot-count", WATCHED + '[daemon]\npos_watch_s = 30\n',
+     "system.restart_limit: 3 restarts cannot be seen within restart_window_min = 1 min when the daemon looks every "
+     "daemon.pos_watch_s = 30 s (at most one restart a look): lower the limit, widen the window or look more often"),
+    ("systemd-counts-a-units-restarts", WATCHED.replace("\n[system]", '\npos_unit = "posapp.service"\n[system]')
+     + '[daemon]\npos_watch_s = 30\n', None),
+    ("no-pos-process-no-crash-loop", '[system]\nrestart_limit = 3\nrestart_window_min = 1\n[daemon]\npos_watch_s = 30\n',
+     None),
+    ("plain-http-refused", '[server]\nurl = "http://127.0.0.1:8443/api"\ntoken_file = "/t"\n',
+     "server.url: expected https:// (plain http:// would send the token and reports unencrypted; set "
+     "server.allow_insecure = true only for testing), got 'http://127.0.0.1:8443/api'"),
+    ("plain-http-allowed-for-a-test-bench",
+     '[server]\nurl = "http://127.0.0.1:8443/api"\ntoken_file = "/t"\nallow_insecure = true\n', None),
+    ("a-server-without-a-token", '[server]\nurl = "https://127.0.0.1:8443/api"\n',
+     "server.token_file: expected the path of the file holding this terminal's token when server.url is set"),
+    ("a-token-without-a-server", '[server]\ntoken_file = "/t"\npoll_s = 5\n', None),
+    ("poll-just-under-the-shortest", '[server]\npoll_s = 4.9\n',
+     "server.poll_s: expected 0 (no remote requests) or a number from 5 to 86400, got 4.9"),
+    ("control-socket-of-107-bytes", f'[daemon]\ncontrol_socket = "/run/{"s" * 102}"\n', None),
+    ("control-socket-of-108-bytes", f'[daemon]\ncontrol_socket = "/run/{"s" * 103}"\n',
+     "daemon.control_socket: expected a path of at most 107 bytes (the limit of a Unix socket address), got 108 bytes"),
+    ("relative-host-root", '[system]\nhost_root = "host"\n', "system.host_root: expected an absolute path, got 'host'"),
+    ("relative-kernel-log", '[system]\nkernel_log = "kmsg"\n', "system.kernel_log: expected an absolute path, got 'kmsg'"),
+    ("payment-hosts-not-an-array", 'payment_hosts = 5\n',
+     "payment_hosts: expected an array of tables [[payment_hosts]], got integer 5"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), [c[1:] for c in CROSS_KEY_RULES], ids=[c[0] for c in CROSS_KEY_RULES])
+def test_a_rule_across_keys_refuses_its_side_of_the_edge_and_takes_the_other(text: str, problem: str | None):
+    data = config.tomllib.loads(text)
+    if problem is None:
+        config.parse(data, "x.toml")
+        return
+    with pytest.raises(config.ConfigError) as refused:
+        config.parse(data, "x.toml")
+    assert [str(p) for p in refused.value.problems] == [problem]
+
+
+def test_a_payment_host_is_labelled_by_its_name_or_else_host_and_port():
+    hosts = config.parse(config.tomllib.loads('[[payment_hosts]]\nhost = "pay.example"\nname = "acquirer"\n'
+                                              '[[payment_hosts]]\nhost = "127.0.0.1"\nport = 8443\n'), "x.toml")
+    assert [h.label for h in hosts.payment_hosts] == ["acquirer", "127.0.0.1:8443"]
+
+
+def test_the_terminal_id_is_the_configured_one_or_else_the_hostname():
+    import socket
+
+    assert config.parse({"terminal": {"id": "lane-03"}}, "x.toml").terminal_id == "lane-03"
+    assert config.parse({}, "x.toml").terminal_id == socket.gethostname() != ""
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ('[terminal]\nlanguage = "zh_CN"\n', "zh_CN"), ('[terminal]\nlanguage = ""\n', None),
+    ('[terminal]\nlanguage = 5\n', None), ("[terminal]\nid = 'x'\n", None), ("terminal = 5\n", None),
+    ("[terminal\n", None)], ids=["chinese", "empty", "not-a-string", "unset", "not-a-table", "not-toml"])
+def test_the_configured_language_is_read_before_validation_and_only_a_name_counts(tmp_path, text, language):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert config.configured_language(str(path)) == language
+
+
+@pytest.mark.parametrize(("section", "key"), [("txlog", "pattern"), ("reader", "expect")])
+def test_a_regular_expression_is_compiled_when_the_file_is_read(section, key):
+    assert getattr(getattr(config.parse({section: {key: r"^rc=(\d\d)$"}}, "x.toml"), section), key) == r"^rc=(\d\d)$"
+    with pytest.raises(config.ConfigError) as refused:
+        config.parse({section: {key: "rc=(unclosed"}}, "x.toml")
+    [said] = [str(p) for p in refused.value.problems]
+    assert said.startswith(f"{section}.{key}: expected a valid regular expression, got 'rc=(unclosed' (")
+
+
+# --- the generic validator ----------------------------------------------------------------------------
+
+def _refusal(data: dict) -> list[str]:
+    with pytest.raises(config.ConfigError) as refused:
+        config.parse(data, "x.toml")
+    return [str(p) for p in refused.value.problems]
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    ({"memory": {"min_available": 1}}, "memory.min_available: unknown key (did you mean 'min_available_mb'?)"),
+    ({"memory": {"free_mb": 1}},  # 0.35 alike at best: a guess that far would mislead
+     "memory.free_mb: unknown key (known keys: exhaust_warn_hours, max_swap_percent, min_available_mb)"),
+    ({"clok": {}}, "[clok]: unknown section (did you mean 'clock'?)"),
+    ({"ntp": {}}, "[ntp]: unknown section (known sections: clock, daemon, diagnosis, disk, memory, network, "
+                  "payment_hosts, reader, server, system, terminal, txlog)"),
+], ids=["close-key", "far-key", "close-section", "far-section"])
+def test_an_unknown_name_is_told_the_closest_known_one_or_else_all_of_them(data, said):
+    assert _refusal(data) == [said]
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (2**53, "got 9007199254740992"), (2**53 + 1, "got an integer of 16 digits"), (-2**53 - 1, "got an integer of 16 digits")])
+def test_an_integer_beyond_2_to_the_53_is_refused_by_its_length_before_any_conversion(value, said):
+    assert _refusal({"disk": {"min_free_mb": value}}) == [f"disk.min_free_mb: expected a number from 0 to 10000000, {said}"]
+
+
+
+
+@pytest.mark.parametrize(("depth", "counted"), [(1, 1), (3, 3), (16, 16), (17, 17), (40, 17)])
+def test_nesting_is_counted_to_one_level_past_the_limit(depth, counted):
+    from posdiag.core.validate import nesting_depth
+
+    data: object = 1
+    for level in range(depth):
+        data = [data] if level % 2 else {"k": data}
+    assert nesting_depth(data, 16) == counted
+
+
+def test_loading_the_configuration_remembers_the_push_token_to_mask_it_wherever_it_shows(tmp_path, monkeypatch):
+    """diagnose, show or watch may quote a POS log line carrying the token bare: every command that
+    loads the configuration masks it, not only those that push."""
+    from posdiag.core import redact
+
+    monkeypatch.setattr(redact, "_known", set())
+    token = tmp_path / "token"
+    token.write_text("tok-5f1d2c3b4a5968\n")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[server]\nurl = "https://127.0.0.1:8443/api"\ntoken_file = "{token}"\n')
+    assert redact.mask_text("pos: sent tok-5f1d2c3b4a5968 upstream") == "pos: sent tok-5f1d2c3b4a5968 upstream"
+    config.load(str(path))
+    assert redact.mask_text("pos: sent tok-5f1d2c3b4a5968 upstream") == "pos: sent <redacted> upstream"

@@ -118,7 +118,7 @@ def test_a_damaged_catalogue_gives_english_and_says_so_instead_of_crashing(tmp_p
 
 @pytest.mark.parametrize(("tag", "lang"), [
     ("zh_CN.UTF-8", "zh_CN"), ("zh-CN", "zh_CN"), ("zh", "zh_CN"), ("zh-Hans-CN", "zh_CN"), ("zh_SG.UTF-8", "zh_CN"),
-    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("zh_HK.UTF-8", None), ("zh_MO", None),
+    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("zh_HK.UTF-8", None), ("zh_MO", None), ("zh-MO", None),
     ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
     ("de_DE.UTF-8", None), ("", None)])
 def test_locale_names_map_to_the_languages_posdiag_speaks(tag, lang):

@@ -283,6 +283,26 @@ def test_a_second_sender_while_one_is_draining_posts_nothing_and_exits_busy(serv
     assert srv.received() == ids
 
 
+def test_a_lock_is_waited_for_until_its_holder_lets_go_and_given_up_on_when_held_all_the_wait(tmp_path):
+    """What keeps senders (and reader probes) taking turns: a process waits for the lock, asking again,
+    and answers False rather than hang when the other holds it throughout."""
+    import fcntl
+    import threading
+
+    from posdiag.core.locks import lock_within
+
+    path = tmp_path / "lock"
+    held = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    waiter = os.open(path, os.O_RDWR)
+    try:
+        assert lock_within(waiter, 0.2, 0.05) is False  # held all that time
+        threading.Timer(0.3, os.close, [held]).start()  # the holder lets go while the next one waits
+        assert lock_within(waiter, 60, 0.05) is True
+    finally:
+        os.close(waiter)
+
+
 # --- kill -9 ----------------------------------------------------------------------------------------------
 def test_kill_9_of_the_daemon_and_its_sender_during_an_upload_loses_nothing(server, push_config, daemon, tmp_path):
     srv = server()

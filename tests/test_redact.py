@@ -38,6 +38,9 @@ PANS = [
     ("diners-14", "3056 930902 5904", "30569309025904", "3056 93**** 5904"),
     ("discover", "6011-0009-9013-9424", "6011000990139424", "6011-00**-****-9424"),
     ("unionpay-19", UNIONPAY_19, UNIONPAY_19, UNIONPAY_19[:6] + "*" * 9 + UNIONPAY_19[-4:]),
+    ("amex-in-threes", "378 282 246 310 005", "378282246310005", "378 282 *** **0 005"),
+    ("visa-6-6-4-dashed", "411111-111111-1111", "4111111111111111", "411111-******-1111"),
+    ("visa-tab-among-spaces", "4111 1111\t1111 1111", "4111111111111111", "4111 11**\t**** 1111"),
     ("visa-8-8", "41111111 11111111", "4111111111111111", "411111** ****1111"),
     ("visa-4-8-4", "4111 11111111 1111", "4111111111111111", "4111 11****** 1111"),
     ("visa-double-spaces", "4111  1111  1111  1111", "4111111111111111", "4111  11**  ****  1111"),
@@ -97,6 +100,7 @@ TRACKS = [
     ("track1-no-sentinels", "data B4000056655665556^TESTER/PRIVACY^28121019876543 rc=05",
      "data B400005******5556^<redacted> rc=05", ["TESTER/PRIVACY", "28121019876543"]),
     ("track2", ";5105105105105100=28121015432112345678?", ";510510******5100=<redacted>?", ["28121015432112345678"]),
+    ("track2-pan-misread", ";6212345678901234567=2812101?", ";621234*********4567=<redacted>?", ["2812101"]),
     ("track2-bare", "t2=4242424242424242=2812101777777 code=2824", "t2=424242******4242=<redacted> code=2824",
      ["2812101777777"]),
     ("track1-lowercase", "%b4000056655665556^PRIVACY/TESTER^2812101987654321000000?", "%b400005******5556^<redacted>?",
@@ -174,6 +178,24 @@ def test_a_secret_too_short_is_not_remembered_to_mask_innocent_words():
     assert mask_text("status ok") == "status ok"
 
 
+@pytest.mark.parametrize(("secret", "remembered"), [("k3y-5", False), ("k3y-56", True)])
+def test_a_secret_is_remembered_from_six_characters_on(secret, remembered):
+    redact.remember(secret)
+    assert (mask_text(f"sent {secret} to the host") == f"sent {REDACTED} to the host") is remembered
+
+
+def test_a_remembered_secret_holding_another_is_masked_whole():
+    """The shorter secret inside the longer must not be replaced first, leaving the rest of the longer one."""
+    redact.remember("tok-4c0ffee5")
+    redact.remember("tok-4c0ffee5-deadbeef")
+    assert mask_text("sent tok-4c0ffee5-deadbeef and tok-4c0ffee5") == f"sent {REDACTED} and {REDACTED}"
+
+
+@pytest.mark.parametrize("month", [f"{m:02d}" for m in range(1, 13)])
+def test_emv_track_2_glued_to_its_tag_is_masked_whatever_month_it_expires(month):
+    assert mask_text(f"57134111111111111111D28{month}1010000000000F") == "5713411111******1111=<redacted>"
+
+
 def stamp_passing_luhn(fmt_len: int) -> str:
     """A YYYYMMDDhhmmss[fff] time stamp that happens to pass the Luhn check (one in ten does)."""
     for second in range(60):
@@ -205,7 +227,7 @@ KEPT = [
     ("iso-fields", "DE39=05 DE11=000123 F4=000000001250"),
     ("words", "PIN entry failed twice; ping 10.0.0.1; shipping; spinning; the token file is missing"),
     ("prose", "a bearer token is a password: run 'chmod 600'; this is a terminal's token: terminals cannot sign in"),
-    ("json-literals", '{"token": null, "secret": false}'),
+    ("json-literals", '{"token": null, "secret": false, "pin": true}'),
     ("own-paths", "server.token_file: /etc/posdiag/token is readable by group or others (mode 0644)"),
     ("path-then-colon", "server.token_file: /etc/posdiag/token: permission denied; token file: /run/token: mode 0600"),
     ("path-ending-in-a-name", "token file: /tmp/bundle-test/no-token: not there; /srv/app_password: missing"),
@@ -223,6 +245,11 @@ KEPT = [
                             "SHA256:47:DE:Q3:44:11:11:11:11:11:11:11:11:11:11:11:11:11:11:11:11"),
     ("macs", "00:1A:2B:3C:4D:5E 00-1a-2b-3c-4d-5e 001A.2B3C.4D5E"),
     ("hex-with-d-and-no-card", "blob 98765432109876543210D28121010 5A0812345678901234"),
+    # groups joined only in a card's layout: one kind of separator all along, 3 to 6 digits (8 between spaces)
+    ("mixed-separators", "call 138-0013 8000-1233"),  # the digits pass Luhn
+    ("seven-digit-groups-dashed", "ref 5023417-3008156"),  # the digits pass Luhn
+    ("nine-digit-groups-spaced", "ids 402861932 315447128"),  # the digits pass Luhn
+    ("hex-track-with-no-month", "id 57134111111111111111D28131010000000000F"),  # EMV track 2 needs a real month
     ("twelve-digits-after-tag-5a", f"5A07{with_check_digit('41111111111')} rc=05"),  # passes Luhn, too short for a PAN
 ]
 
