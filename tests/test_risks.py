@@ -21,7 +21,7 @@ from labs.history import past_report, stored
 from labs.tlsserver import LoopbackTlsServer
 from posdiag.agent.report import render_text
 from posdiag.core import settings as cfg
-from posdiag.core.timefmt import utc_iso
+from posdiag.core.timefmt import parse_utc_iso, utc_iso
 from posdiag.probes.base import PastSweep, ProbeContext, ProbeResult, Status
 from posdiag.probes.trends import TrendsProbe
 
@@ -287,6 +287,7 @@ def test_a_clock_drift_is_a_risk_when_beyond_its_tolerance_within_drift_warn_hou
         [finding] = result.findings
         assert finding.data["hours_left"] == 48 and finding.data["rate"] == sign * 84.375
         assert finding.data["offset_s"] == sign * 4.0 and finding.data["rate_unit"] == "s/day"
+        assert abs(parse_utc_iso(finding.data["due_at"]) - (time.time() + 48 * 3600)) < 600  # 48 h from now, not ago
 
 
 @pytest.mark.parametrize(("limit", "risk"), [(220.0, True), (221.0, False)], ids=["at-72-spans", "beyond-72-spans"])
@@ -296,6 +297,32 @@ def test_a_clock_drift_is_forecast_no_further_than_72_times_its_span(config_file
     result = trends_of(config_file, sweeps_of("clock", "offset_s", [1.0, 2.0, 3.0, 4.0]),
                        clock={"max_offset_s": limit, "drift_warn_hours": 100})
     assert ("trend.clock_drifting" in finding_codes(result)) is risk, result
+
+
+def layer_sweeps(layer: str, statuses: list[str]) -> list[PastSweep]:
+    return [PastSweep(T0 + i * 60.0, {layer: (status, {})}) for i, status in enumerate(statuses)]
+
+
+@pytest.mark.parametrize("layer", ["network.link", "network.gateway", "network.dns", "network.tcp", "network.tls",
+                                   "network.path"])
+def test_every_network_layer_failing_once_in_five_sweeps_is_intermittent_and_warnings_are_judged_sweeps(config_file,
+                                                                                                      layer):
+    """warn warn fail warn, and warn now: one failure in five judged sweeps, whichever layer it is."""
+    result = trends_of(config_file, layer_sweeps(layer, ["warn", "warn", "fail", "warn"]),
+                       ProbeResult(layer, Status.WARN, 0.0, ""))
+    assert finding_codes(result) == [f"trend.intermittent_{layer.split('.')[1]}"], result
+    assert result.findings[0].data == {"layer": layer, "failed": 1, "sweeps": 5}
+
+
+@pytest.mark.parametrize(("stored", "intermittent"), [(["fail"] * 3 + ["ok"] * 8, True),
+                                                      (["fail"] * 3 + ["ok"] * 11, False)],
+                         ids=["3-failures-within-the-last-12", "3-failures-before-the-last-12"])
+def test_trends_judge_the_last_twelve_sweeps_this_one_included(config_file, stored, intermittent):
+    result = trends_of(config_file, layer_sweeps("network.tcp", stored), ProbeResult("network.tcp", Status.OK, 0.0, ""))
+    assert ("trend.intermittent_tcp" in finding_codes(result)) is intermittent, result
+    assert result.metrics["sweeps"] == 12
+    if not intermittent:
+        assert result.status is Status.OK and result.summary.startswith("12 sweeps: "), result
 
 
 def test_a_clock_offset_that_jumps_about_is_no_drift(config_file):
