@@ -19,7 +19,7 @@ from labs.helpers import top_cause as top
 from labs.helpers import wait_for
 from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator, hold_port
 from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
-from posdiag.probes.reader._framing import ETX, SI, SO, STX, Framing, lrc
+from posdiag.probes.reader._framing import ACK, EOT, ETX, SI, SO, STX, Framing, lrc
 
 
 def reader_report(config, *extra: str) -> tuple[int, dict]:
@@ -196,6 +196,75 @@ def test_custom_protocol_uses_request_and_expect(serial_config):
     with ReaderEmulator("telium-enq", "garbage") as emu:
         rc, report = reader_report(serial_config(emu, protocol="custom", request="05", expect="^06$"))
     assert codes(report, "reader.serial") == ["reader.unexpected_reply"]
+
+
+class ScriptedReader(ReaderEmulator):
+    """A reader on a pty that answers each thing the host writes (a request, an ACK, a NAK) with the
+    next of ``replies`` and then falls silent: the exact bytes an edge of the exchange needs."""
+
+    def __init__(self, *replies: bytes) -> None:
+        super().__init__("generic")
+        self.replies = list(replies)
+
+    def _handle(self, buf: bytearray) -> bytearray:
+        if self.replies:
+            self._send(self.replies.pop(0))
+        return bytearray()
+
+
+def scripted_exchange(preset: str, *replies: bytes, timeout_s: float = 0.5):
+    """One exchange of ``preset`` with a reader that answers ``replies``, and what the reader heard."""
+    import serial
+    from posdiag.core.settings import ReaderSettings
+    from posdiag.probes.reader._exchange import exchange
+    from posdiag.probes.reader._protocols import protocol_for
+
+    proto = protocol_for(ReaderSettings(kind="serial", port="/dev/null", protocol=preset))
+    with ScriptedReader(*replies) as emu, serial.Serial(emu.path, 9600, timeout=timeout_s, exclusive=True) as conn:
+        ex = exchange(conn, proto, timeout_s)
+        time.sleep(0.1)  # what the host wrote last (an ACK, a NAK) reaches the reader
+    return ex, bytes(emu.received)
+
+
+@pytest.mark.parametrize(("payload_bytes", "outcome"), [(1023, "ok"), (1024, "garbage")])
+def test_a_reply_frame_longer_than_1024_bytes_before_its_end_byte_is_garbage(payload_bytes, outcome):
+    """STX, then the payload: a 1023-byte payload fits, one byte more is garbage at once (not cut off)."""
+    payload = b"OK" + b"0" * (payload_bytes - 2)
+    ex, _ = scripted_exchange("generic", bytes([ACK]) + Framing().encode(payload))
+    assert ex.outcome == outcome and ex.notes == [], ex.notes
+    assert ex.payload == (payload if outcome == "ok" else b"")
+
+
+@pytest.mark.parametrize("preset", ["generic", "telium-enq"])  # framed, and raw bytes as given
+def test_an_unintelligible_reader_is_read_for_256_bytes_at_most(preset):
+    ex, _ = scripted_exchange(preset, b"A" * 1000)
+    assert ex.outcome == ("garbage" if preset == "generic" else "unexpected")
+    assert len(ex.received) == 256
+
+
+def test_a_reader_ending_the_session_with_eot_is_an_unexpected_reply():
+    ex, _ = scripted_exchange("generic", bytes([EOT]))
+    assert ex.outcome == "unexpected" and ex.notes == ["reader ended the session (EOT) instead of replying"]
+    assert ex.attempts == 1
+
+
+def test_a_reader_that_acknowledges_but_never_replies_is_silent_and_said_so():
+    ex, heard = scripted_exchange("generic", bytes([ACK]))
+    assert ex.outcome == "no_reply" and ex.notes == ["reader acknowledged the request but sent no reply"]
+    assert heard == Framing().encode(b"S")  # asked once: the reader is there, it just did not answer
+
+
+def test_a_good_reply_frame_is_acknowledged_and_its_serial_read():
+    ex, heard = scripted_exchange("generic", bytes([ACK]) + Framing().encode(b"OK"))
+    assert ex.outcome == "ok" and heard == Framing().encode(b"S") + bytes([ACK])
+    ex, heard = scripted_exchange("verifone-si-so", Framing(begin=SI, end=SO).encode(b"SN" + SERIAL.encode()))
+    assert ex.outcome == "ok" and ex.serial == SERIAL and heard.endswith(bytes([ACK]))
+
+
+def test_the_repeated_request_gets_the_last_quarter_of_the_timeout():
+    from posdiag.probes.reader._exchange import _first_byte_wait
+
+    assert [_first_byte_wait(2.0, attempt) for attempt in (1, 2, 3)] == [1.5, 0.5, 0.5]
 
 
 def _held_report(serial_config, *lang: str) -> tuple[int, dict, subprocess.Popen, ReaderEmulator]:
