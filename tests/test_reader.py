@@ -19,7 +19,7 @@ from labs.helpers import top_cause as top
 from labs.helpers import wait_for
 from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator, hold_port
 from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
-from posdiag.probes.reader._framing import ACK, EOT, ETX, SI, SO, STX, Framing, lrc
+from posdiag.probes.reader._framing import ACK, EOT, ETX, NAK, SI, SO, STX, Framing, lrc
 
 
 def reader_report(config, *extra: str) -> tuple[int, dict]:
@@ -259,6 +259,17 @@ def test_a_good_reply_frame_is_acknowledged_and_its_serial_read():
     assert ex.outcome == "ok" and heard == Framing().encode(b"S") + bytes([ACK])
     ex, heard = scripted_exchange("verifone-si-so", Framing(begin=SI, end=SO).encode(b"SN" + SERIAL.encode()))
     assert ex.outcome == "ok" and ex.serial == SERIAL and heard.endswith(bytes([ACK]))
+
+
+@pytest.mark.parametrize(("corrupt", "outcome"), [(3, "ok"), (4, "bad_lrc")])
+def test_a_corrupt_frame_is_asked_for_again_three_times_and_the_last_answer_is_read(corrupt, outcome):
+    """Three retries: each corrupt frame is NAKed and the repeat judged, up to the third repeat; a fourth
+    corrupt frame is the end, without a NAK whose answer nobody would read."""
+    good = bytes([ACK]) + Framing().encode(b"OK")
+    bad = good[:-1] + bytes([good[-1] ^ 0x5A])
+    ex, heard = scripted_exchange("generic", *[bad] * corrupt, good)
+    assert (ex.outcome, ex.attempts, ex.bad_lrcs) == (outcome, 4, corrupt)
+    assert heard.count(NAK) == 3
 
 
 def test_the_repeated_request_gets_the_last_quarter_of_the_timeout():
