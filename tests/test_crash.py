@@ -20,6 +20,7 @@ from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapp
 from labs.history import past_report, stored
 from posdiag.agent.report import render_text
 from posdiag.agent.store import Store
+from posdiag.core.timefmt import utc_iso
 from posdiag.probes import _lastboot, _restarts
 
 OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
@@ -445,8 +446,6 @@ def test_saved_crash_records_are_looked_for_one_folder_down_and_no_deeper(tmp_pa
 
 def test_saved_crash_findings_name_the_newest_record_and_dump(config_file, tmp_path):
     """Two pstore records and two kdump dumps an hour apart: each finding says when the last one was."""
-    from posdiag.core.timefmt import utc_iso
-
     root = tmp_path / "root"
     older, newer = time.time() - 7200, time.time() - 3600
     pstore = root / "sys/fs/pstore"
@@ -584,3 +583,86 @@ def test_every_restart_limit_the_configuration_takes_can_be_counted_by_the_daemo
         terminal=unit, system={"restart_limit": STARTS_KEPT + 1, "restart_window_min": 1440})))
     assert rc == 3 and "system.restart_limit" in err and "100" in err, err
     assert POS_STARTS_KEPT >= STARTS_KEPT
+
+
+def test_a_previous_boot_ends_cleanly_on_systemd_s_shutdown_id_alone_at_its_latest_record():
+    """The catalogue id marks the shutdown whatever its words; the end is the latest record, in any order."""
+    tail = "\n".join([json.dumps({"__REALTIME_TIMESTAMP": "1764990009000000", "MESSAGE": "posapp[812]: sent"}),
+                      json.dumps({"__REALTIME_TIMESTAMP": "1764990002000000", "MESSAGE": "bye",
+                                  "MESSAGE_ID": _lastboot.SHUTDOWN_MESSAGE_ID}),
+                      json.dumps({"MESSAGE": "a record without its time"})])
+    assert _lastboot.parse_journal_tail(tail) == _lastboot.PreviousBoot(True, True, 1764990009.0)
+    assert _lastboot.parse_journal_tail(tail.replace(_lastboot.SHUTDOWN_MESSAGE_ID, "0" * 32)).clean is False
+    assert _lastboot.parse_journal_tail(json.dumps({"MESSAGE": "no time"})) == _lastboot.PreviousBoot(
+        False, why="no-previous-boot")
+
+
+def test_journalctl_is_asked_for_the_last_60_records_and_5000_kernel_messages_of_the_previous_boot(tmp_path,
+                                                                                                monkeypatch):
+    """Only text records with their time are kept of the kernel's: a binary message or one without a time is skipped."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    kernel_out = "\n".join([json.dumps({"__REALTIME_TIMESTAMP": "1764990001000000", "MESSAGE": OOPS[1]}),
+                            json.dumps({"__REALTIME_TIMESTAMP": "1764990002000000", "MESSAGE": [80, 79, 83]}),
+                            json.dumps({"MESSAGE": OOPS[0]})])
+    (folder / "kernel.json").write_text(kernel_out + "\n")
+    (folder / "journalctl").write_text(f'#!/bin/sh\necho "$*" >> {folder}/asked\n'
+                                       f'case " $* " in *" -k "*) exec cat {folder}/kernel.json ;; esac\n'
+                                       f"cat <<'END'\n{JOURNAL_CUT}\nEND\n")
+    (folder / "journalctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    monkeypatch.setattr(_lastboot, "_asked", {})
+    boot = fresh_boot(tmp_path / "root") / "proc/sys/kernel/random/boot_id"
+    assert _lastboot.journal_end(10.0, str(boot)).ended_at == 1764990009.0
+    told = _lastboot.kernel_messages(10.0, lambda m: True, str(boot))
+    assert told == _lastboot.PreviousKernel(True, ((1764990001.0, OOPS[1]),))
+    asked = (folder / "asked").read_text().splitlines()
+    assert asked[0].split()[:4] == ["-b", "-1", "-n", "60"] and asked[1].split()[:5] == ["-b", "-1", "-k", "-n", "5000"]
+
+
+@pytest.mark.parametrize(("ended_h_ago", "warned"), [(1.5, True), (2.5, False)], ids=["within-the-window", "older"])
+def test_a_previous_boot_that_was_not_shut_down_is_a_warning_only_within_the_kernel_log_window(
+        config_file, tmp_path, monkeypatch, ended_h_ago, warned):
+    ended = time.time() - ended_h_ago * 3600
+    monkeypatch.setenv("PATH", stand_in_journalctl(tmp_path / "bin", tail=[(ended, "systemd[1]: Started Session 4.")],
+                                                   kernel=[]))
+    config = config_file(system={"host_root": str(fresh_boot(tmp_path / "root")), "kernel_log_window_h": 2})
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    crash = probe_of(report, "system.crash")
+    assert crash["metrics"]["previous_boot_clean"] == 0
+    assert ("crash.unclean_shutdown" in codes_of(report, "system.crash")) is warned, crash
+    if warned:
+        [finding] = [f for f in crash["findings"] if f["code"] == "crash.unclean_shutdown"]
+        assert finding["severity"] == "warn" and finding["data"] == {"ended_at": utc_iso(ended)}
+
+
+def test_a_previous_boot_that_was_shut_down_is_clean_and_no_warning(config_file, tmp_path, monkeypatch):
+    ended = time.time() - 600
+    monkeypatch.setenv("PATH", stand_in_journalctl(tmp_path / "bin", tail=[(ended, "System is powering down.")],
+                                                   kernel=[]))
+    rc, report = diagnose_json(config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))}),
+                               "--only", "system.crash")
+    assert probe_of(report, "system.crash")["metrics"]["previous_boot_clean"] == 1
+    assert "crash.unclean_shutdown" not in codes_of(report, "system.crash")
+
+
+@pytest.mark.parametrize("name", ["dmesg-ramoops-0", "console-ramoops-0"])
+def test_pstore_keeps_the_kernel_s_dmesg_and_console_records(tmp_path, name):
+    (tmp_path / name).write_text("Panic#1 Part1\n")
+    (tmp_path / "pmsg-ramoops-0").write_text("a user-space log, not a crash\n")
+    assert [(os.path.basename(c.path), c.reason) for c in _lastboot.pstore_records([str(tmp_path)])] == [(name, "Panic")]
+
+
+@pytest.mark.parametrize("name", ["dmesg.202612060101", "dump.202612060101", "vmcore", "vmcore-dmesg.txt"])
+def test_kdump_knows_a_dump_by_each_of_its_files(tmp_path, name):
+    (tmp_path / "202612060101").mkdir()
+    (tmp_path / "202612060101" / name).write_text("x")
+    (tmp_path / "202612060102").mkdir()
+    (tmp_path / "202612060102" / "kexec-dmesg.log").write_text("not a dump")
+    assert [c.path for c in _lastboot.kdump_dumps(str(tmp_path))] == [str(tmp_path / "202612060101")]
+
+
+def test_a_folder_of_saved_crash_records_is_read_up_to_its_first_thousand_entries(tmp_path):
+    for n in range(1001):
+        (tmp_path / f"dmesg-efi-{n:04}").touch()
+    assert len(_lastboot.pstore_records([str(tmp_path)])) == 1000
