@@ -7,11 +7,13 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import threading
 import time
 
 import pytest
-from posdiag.probes._dnswire import DnsTimeout, query
+from posdiag.probes import _dnswire
+from posdiag.probes._dnswire import DnsMalformed, DnsTimeout, query
 from posdiag.probes._netinfo import Route, RoutesUnknown, default_route
 from posdiag.probes.network import _known
 
@@ -158,6 +160,65 @@ def test_a_silent_resolver_costs_one_timeout_however_many_tries():
         elapsed = time.monotonic() - started
     assert resolver.seen == 3
     assert elapsed < 0.9
+
+
+# --- the DNS wire format, byte by byte (pure parsing) ---
+
+QUESTION = b"\x03pay\x07example\x00" + struct.pack("!HH", 1, 1)
+
+
+def dns_reply(*records: tuple[int, bytes], qid: int = 0x2824, flags: int = 0x8180, question: bool = True) -> bytes:
+    """A reply to ``qid``: the question, then each (type, rdata) as an answer named by a pointer to it."""
+    header = struct.pack("!HHHHHH", qid, flags, int(question), len(records), 0, 0)
+    answers = b"".join(b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, 60, len(rdata)) + rdata for rtype, rdata in records)
+    return header + (QUESTION if question else b"") + answers
+
+
+def test_a_dns_query_asks_for_the_name_label_by_label_with_recursion_desired():
+    qid, packet = _dnswire.build_query("pay.example.", _dnswire.TYPE_AAAA)
+    assert 0 <= qid <= 0xFFFF and packet[:12] == struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    assert packet[12:] == b"\x03pay\x07example\x00" + struct.pack("!HH", 28, 1)
+
+
+def test_only_a_records_of_four_bytes_and_aaaa_of_sixteen_are_addresses():
+    six = bytes(range(1, 17))
+    rcode, addresses, truncated = _dnswire.parse_response(dns_reply(
+        (5, b"\x03cdn\xc0\x10"), (1, bytes([192, 0, 2, 7])), (28, six), (1, six), (28, bytes([192, 0, 2, 8])),
+        (16, b"")), 0x2824)
+    assert (rcode, addresses, truncated) == ("NOERROR", ("192.0.2.7", "102:304:506:708:90a:b0c:d0e:f10"), False)
+
+
+@pytest.mark.parametrize(("rcode", "word"), [(0, "NOERROR"), (1, "FORMERR"), (2, "SERVFAIL"), (3, "NXDOMAIN"),
+                                             (4, "NOTIMP"), (5, "REFUSED"), (9, "RCODE9")])
+def test_each_dns_answer_code_is_named(rcode, word):
+    assert _dnswire.parse_response(dns_reply(flags=0x8180 | rcode), {7, 0x2824})[0] == word
+
+
+def test_a_truncated_dns_answer_is_said_so():
+    assert _dnswire.parse_response(dns_reply(flags=0x8380), 0x2824)[2] is True
+
+
+@pytest.mark.parametrize(("reply", "qid", "malformed"), [
+    (dns_reply(question=False)[:12], 0x2824, False), (dns_reply(question=False)[:11], 0x2824, True),
+    (dns_reply(), 0x2825, True), (dns_reply(flags=0x0100), 0x2824, True),
+    (dns_reply((16, b"")), 0x2824, False), (dns_reply((1, bytes(4)))[:-5], 0x2824, True),
+    (dns_reply()[:-5], 0x2824, True), (dns_reply()[:-14], 0x2824, True)],
+    ids=["a-bare-header", "shorter-than-a-header", "another-query-s-id", "a-query-not-a-reply",
+         "an-empty-record-to-the-last-byte", "a-record-cut-in-its-header",
+         "a-name-without-its-end", "a-name-cut-short"])
+def test_a_dns_reply_is_malformed_only_where_it_cannot_be_read_as_ours(reply, qid, malformed):
+    if malformed:
+        with pytest.raises(DnsMalformed):
+            _dnswire.parse_response(reply, qid)
+    else:
+        assert _dnswire.parse_response(reply, qid)[1] == ()
+
+
+@pytest.mark.parametrize(("server", "endpoint"), [("192.0.2.53", ("192.0.2.53", 53)),
+                                                  ("192.0.2.53#5353", ("192.0.2.53", 5353)),
+                                                  ("fd00::53#5353", ("fd00::53", 5353))])
+def test_a_resolver_is_named_with_or_without_its_port(server, endpoint):
+    assert _dnswire.resolver_endpoint(server) == endpoint
 
 
 def test_last_known_addresses_are_kept_newest_first_and_written_only_on_change(tmp_path):
