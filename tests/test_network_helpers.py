@@ -201,10 +201,10 @@ def test_a_truncated_dns_answer_is_said_so():
 @pytest.mark.parametrize(("reply", "qid", "malformed"), [
     (dns_reply(question=False)[:12], 0x2824, False), (dns_reply(question=False)[:11], 0x2824, True),
     (dns_reply(), 0x2825, True), (dns_reply(flags=0x0100), 0x2824, True),
-    (dns_reply((16, b"")), 0x2824, False), (dns_reply((1, bytes(4)))[:-5], 0x2824, True),
-    (dns_reply()[:-5], 0x2824, True), (dns_reply()[:-14], 0x2824, True)],
+    (dns_reply((16, b"")), 0x2824, False), (dns_reply((1, bytes(4)))[:-1], 0x2824, True),
+    (dns_reply((1, bytes(4)))[:-5], 0x2824, True), (dns_reply()[:-5], 0x2824, True), (dns_reply()[:-14], 0x2824, True)],
     ids=["a-bare-header", "shorter-than-a-header", "another-query-s-id", "a-query-not-a-reply",
-         "an-empty-record-to-the-last-byte", "a-record-cut-in-its-header",
+         "an-empty-record-to-the-last-byte", "a-record-cut-in-its-data", "a-record-cut-in-its-header",
          "a-name-without-its-end", "a-name-cut-short"])
 def test_a_dns_reply_is_malformed_only_where_it_cannot_be_read_as_ours(reply, qid, malformed):
     if malformed:
