@@ -59,6 +59,20 @@ def test_framing_variants_change_the_lrc():
     assert plain.check(corrupt)[1] is False
 
 
+@pytest.mark.parametrize("framing", [Framing(), Framing(begin=SI, end=SO)], ids=["stx-etx", "si-so"])
+def test_a_frame_of_begin_end_and_lrc_alone_is_complete_and_anything_shorter_is_not(framing):
+    empty = framing.encode(b"")
+    assert len(empty) == 3 and framing.check(empty) == (b"", True)
+    for cut in (empty[:2], empty[1:], bytes([framing.begin, 0x41, 0x41])):
+        with pytest.raises(ValueError, match="not a complete frame"):
+            framing.check(cut)
+
+
+def test_a_reader_answering_an_empty_frame_gives_an_unexpected_reply_not_an_error():
+    ex, _ = scripted_exchange("generic", bytes([ACK]) + Framing().encode(b""))
+    assert ex.outcome == "unexpected" and ex.payload == b""
+
+
 # --- serial handshake ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("preset", ["generic", "ingenico-rba", "telium-enq", "verifone-si-so"])
