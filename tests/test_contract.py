@@ -133,3 +133,28 @@ def test_a_finding_its_probe_did_not_declare_or_declared_milder_is_recorded(tmp_
     Talkative(Settings()).run()
     assert log.read_text().splitlines() == ["test.talkative\ttest.declared\tfail\tdeclared warn",
                                             "test.talkative\ttest.undeclared\tinfo\tdeclared nothing"]
+
+
+def test_a_probe_s_summary_is_its_worst_finding_and_how_many_more_notable_ones():
+    """Notes (info) are no problem; otherwise the worst finding speaks, with a count of the other warnings and faults."""
+    from posdiag.probes.base import Observation, Status
+
+    obs = Observation()
+    assert (obs.default_summary(), obs.status()) == ("no problem found", Status.OK)
+    obs.info("x.note", "just a note")
+    assert (obs.default_summary(), obs.status()) == ("no problem found", Status.OK)
+    obs.warn("x.warned", "a warning")
+    assert (obs.default_summary(), obs.status()) == ("a warning", Status.WARN)
+    obs.fail("x.failed", "the failure")
+    obs.warn("x.warned_again", "another warning")
+    assert (obs.default_summary(), obs.status()) == ("the failure (+2 more)", Status.FAIL)
+
+
+def test_a_probe_result_keeps_its_duration_to_a_tenth_of_a_millisecond_and_its_metrics_to_a_thousandth():
+    from posdiag.probes.base import Observation, ProbeResult, Status
+
+    obs = Observation()
+    obs.metric("took_s", 0.123456)
+    obs.metric("count", 7)
+    assert obs.metrics == {"took_s": 0.123, "count": 7}
+    assert ProbeResult("x", Status.OK, 0.123456, "s", (), obs.metrics).to_dict()["duration_s"] == 0.1235
