@@ -83,6 +83,8 @@ def test_healthy_reader_answers_each_preset(serial_config, preset):
     assert serial_probe["status"] == "ok", serial_probe
     assert rc == 0 and top(report) == "none"
     assert serial_probe["metrics"]["reply_ms"] < 500
+    # the whole exchange, in ms too: at least the reply's wait, well under a minute
+    assert serial_probe["metrics"]["reply_ms"] <= serial_probe["metrics"]["exchange_ms"] < 60_000
     assert emu.received, "the probe must really have sent its request"
 
 
