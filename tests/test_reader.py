@@ -639,6 +639,22 @@ def test_a_newcomer_is_judged_by_what_its_interfaces_say_it_is(usb_config, inter
     assert (found["code"], found["data"]["device_kind"]) == (code, kind), found
 
 
+def test_sysfs_lists_devices_not_root_hubs_or_interfaces_with_the_tty_each_usb_serial_driver_shows(tmp_path):
+    """cdc-acm keeps its tty in the interface's tty/ folder, usb-serial drivers (FTDI, CP210x) put ttyUSB0
+    in the interface itself; a folder without a vendor id is no device; ids read in lower case."""
+    from posdiag.probes.reader.usb import enumerate_sysfs
+
+    root = terminal_tree(tmp_path / "sys", {**PRINTER, "name": "1-5", "vid": "0403", "pid": "6001", "serial": "FT1",
+                                            "interfaces": [("ff", "ff", None)]})
+    (root / "bus/usb/devices/1-5/1-5:1.0/ttyUSB0").mkdir()
+    (root / "bus/usb/devices/1-2/idVendor").write_text("04B8\n")
+    (root / "bus/usb/devices/1-9").mkdir()  # no idVendor: not a device
+    found = {d.path: (d.vid, d.kind, d.tty) for d in enumerate_sysfs(str(root))}
+    assert found == {"1-1": ("0b00", "serial", "ttyACM0"), "1-2": ("04b8", "other", ""),
+                     "1-5": ("0403", "serial", "ttyUSB0")}
+    assert enumerate_sysfs(str(tmp_path / "no-sysfs")) is None
+
+
 def test_a_reader_that_reports_no_serial_is_not_taken_for_another(usb_config):
     """A serial number on file, and the reader at the configured VID:PID reports none: nothing to compare."""
     remove_device(usb_config.root, READER["name"])
