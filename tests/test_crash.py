@@ -666,3 +666,15 @@ def test_a_folder_of_saved_crash_records_is_read_up_to_its_first_thousand_entrie
     for n in range(1001):
         (tmp_path / f"dmesg-efi-{n:04}").touch()
     assert len(_lastboot.pstore_records([str(tmp_path)])) == 1000
+
+
+def test_with_no_pos_named_every_program_s_crash_is_another_program_s_and_no_oom_kill_is_the_pos_s():
+    from posdiag.probes import _crashlog
+
+    posapp_segfault = "posapp[812]: segfault at 8 ip 00007f3a1c2b4e10 sp 00007ffd5a3c8e40 error 4 in posapp[55d0c2a00000+20000]"
+    oom = "Out of memory: Killed process 812 (posapp) total-vm:812345kB, anon-rss:512000kB"
+    unnamed = _crashlog.read([posapp_segfault, oom, OTHER_PROGRAM_CRASHES[1], "usb 1-1: new full-speed USB device"], "")
+    assert unnamed.pos_deaths == {"oom": [], "segfault": []} and unnamed.oopses == []
+    assert unnamed.programs == {"posapp": 1, "chromium": 1}
+    named = _crashlog.read([posapp_segfault, oom, OTHER_PROGRAM_CRASHES[1]], "posapp")
+    assert named.pos_deaths == {"oom": [812], "segfault": [812]} and named.programs == {"chromium": 1}
