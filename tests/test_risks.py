@@ -299,6 +299,18 @@ def test_a_clock_drift_is_forecast_no_further_than_72_times_its_span(config_file
     assert ("trend.clock_drifting" in finding_codes(result)) is risk, result
 
 
+@pytest.mark.parametrize(("xs", "ys", "fit"), [
+    ([0, 1, 2, 3], [1, 3, 5, 7], (2.0, 1.0)), ([0, 1, 2, 3], [7, 5, 3, 1], (-2.0, 1.0)),
+    ([0, 1, 2, 3], [1, 4, 2, 4], (0.7, 0.363)), ([5, 5, 5], [1, 2, 3], (0.0, 0.0)), ([0, 1, 2], [4, 4, 4], (0.0, 0.0))],
+                         ids=["rising", "falling", "scattered", "one-instant", "flat"])
+def test_a_trend_is_the_least_squares_slope_and_how_straight_a_line_it_is(xs, ys, fit):
+    """R² is 1 for a straight line, less for a scattered one; no spread in time or in value is no trend."""
+    from posdiag.probes.trends import linear_fit
+
+    slope, r2 = linear_fit(xs, ys)
+    assert (round(slope, 3), round(r2, 3)) == fit
+
+
 def layer_sweeps(layer: str, statuses: list[str]) -> list[PastSweep]:
     return [PastSweep(T0 + i * 60.0, {layer: (status, {})}) for i, status in enumerate(statuses)]
 
