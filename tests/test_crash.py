@@ -678,3 +678,23 @@ def test_with_no_pos_named_every_program_s_crash_is_another_program_s_and_no_oom
     assert unnamed.programs == {"posapp": 1, "chromium": 1}
     named = _crashlog.read([posapp_segfault, oom, OTHER_PROGRAM_CRASHES[1]], "posapp")
     assert named.pos_deaths == {"oom": [812], "segfault": [812]} and named.programs == {"chromium": 1}
+
+
+@pytest.mark.parametrize(("wait", "known"), [("sleep 0.15", True), ("exec sleep 30", False)],
+                         ids=["slow-journal", "hung-journal"])
+def test_journalctl_gets_a_share_of_the_probe_s_time_and_a_hung_one_is_left_within_it(config_file, tmp_path, monkeypatch,
+                                                                                     wait, known):
+    """A journal slow to answer (0.15 s) is still heard; one that hangs is given up in time for the probe to say
+    so itself, not abandoned by the runner."""
+    ended = time.time() - 600
+    path = stand_in_journalctl(tmp_path / "bin", tail=[(ended, "System is powering down.")],
+                               kernel=[(ended - 60, "usb 1-1: new full-speed USB device number 3")])
+    tool = tmp_path / "bin/journalctl"
+    tool.write_text(tool.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\n{wait}\n", 1))
+    monkeypatch.setenv("PATH", path)
+    rc, report = diagnose_json(config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))}),
+                               "--only", "system.crash")
+    crash = probe_of(report, "system.crash")
+    unknown = [f["data"]["why"] for f in crash["findings"] if f["code"] == "crash.previous_boot_unknown"]
+    assert crash["status"] == "ok" and "probe.timeout" not in codes_of(report, "system.crash"), crash
+    assert unknown == ([] if known else ["timeout"]), crash
