@@ -698,3 +698,23 @@ def test_journalctl_gets_a_share_of_the_probe_s_time_and_a_hung_one_is_left_with
     unknown = [f["data"]["why"] for f in crash["findings"] if f["code"] == "crash.previous_boot_unknown"]
     assert crash["status"] == "ok" and "probe.timeout" not in codes_of(report, "system.crash"), crash
     assert unknown == ([] if known else ["timeout"]), crash
+
+
+@pytest.mark.parametrize(("wait", "answered"), [("sleep 0.15", True), ("exec sleep 30", False)],
+                         ids=["slow-systemctl", "hung-systemctl"])
+def test_systemctl_gets_a_share_of_the_probe_s_time_and_a_hung_one_is_said_within_it(config_file, tmp_path, monkeypatch,
+                                                                                    wait, answered):
+    path = stand_in_systemctl(tmp_path / "bin", says="NRestarts=0\nActiveState=active\n")
+    tool = tmp_path / "bin/systemctl"
+    tool.write_text(tool.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\n{wait}\n", 1))
+    monkeypatch.setenv("PATH", path)
+    rc, report = diagnose_json(config_file(terminal={"pos_unit": "posapp.service"},
+                                           system={"host_root": str(fresh_boot(tmp_path / "root"))}),
+                               "--only", "system.crash")
+    crash = probe_of(report, "system.crash")
+    assert crash["status"] == "ok" and "probe.timeout" not in codes_of(report, "system.crash"), crash
+    unreadable = [f["message"] for f in crash["findings"] if f["code"] == "crash.unit_unreadable"]
+    if answered:
+        assert unreadable == [] and crash["metrics"]["pos_unit_restarts"] == 0, crash
+    else:
+        assert len(unreadable) == 1 and "systemctl show did not answer within" in unreadable[0], crash
