@@ -235,3 +235,18 @@ def test_a_link_quality_above_the_scale_reads_as_full_and_other_interfaces_lines
     assert signal is not None and (signal.dbm, signal.percent) == (-40, 100.0)
     assert _radio.proc_wireless("wlan2", str(path)) is None and _radio.proc_wireless("wlan9", str(path)) is None
     assert _radio.proc_wireless("wlan3", str(path)).dbm == -60  # status, quality and level are all it needs
+
+
+def test_a_slow_iw_or_mmcli_is_waited_for_and_a_hung_one_given_up(tmp_path, monkeypatch):
+    """The tools answer within the time they are given (here 0.15 s late), and one that hangs is no signal."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool, script in (("iw", "#!/bin/sh\nsleep 0.15\necho '\tsignal: -67 dBm'\n"),
+                         ("mmcli", MMCLI.replace("#!/bin/sh\n", "#!/bin/sh\nsleep 0.15\n", 1))):
+        (folder / tool).write_text(script)
+        (folder / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    assert _radio.iw_link("wlan0", 2.0).dbm == -67
+    assert _radio.modem_signal("wwan0", 2.0).percent == 12
+    (folder / "iw").write_text("#!/bin/sh\nexec sleep 30\n")
+    assert _radio.iw_link("wlan0", 0.3) is None
