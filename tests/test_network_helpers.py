@@ -571,3 +571,45 @@ def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(con
     found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
     hole = found["path.mtu_black_hole"]
     assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole
+
+
+def test_a_neighbour_is_complete_only_with_the_kernel_s_complete_flag(tmp_path):
+    from posdiag.probes._netinfo import neighbour_state
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net/arp").write_text(
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "192.0.2.1        0x1         0x2         02:fc:00:00:00:05     *        eth0\n"
+        "192.0.2.7        0x1         0x0         00:00:00:00:00:00     *        eth0\n"
+        "192.0.2.70       0x1         0x6         02:fc:00:00:00:06     *        eth0\n")
+    assert [neighbour_state(a, str(tmp_path)) for a in ("192.0.2.1", "192.0.2.7", "192.0.2.70", "192.0.2.9")] == [
+        "complete", "incomplete", "complete", None]
+    assert neighbour_state("192.0.2.1", str(tmp_path / "none")) is None
+
+
+def test_resolvers_are_the_nameserver_lines_that_name_an_address(tmp_path):
+    from posdiag.probes._netinfo import resolv_conf_servers
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# generated\nsearch store.test\nnameserver 192.0.2.53\nnameserver\nnameserver dns.store.test\n"
+                    "nameserver fe80::53%eth0\n;nameserver 192.0.2.99\noptions timeout:1\nnameserver 2001:db8::53 # v6\n")
+    assert resolv_conf_servers(str(conf)) == ["192.0.2.53", "fe80::53%eth0", "2001:db8::53"]
+    assert resolv_conf_servers(str(tmp_path / "none")) == []
+
+
+@pytest.mark.parametrize(("flags", "carrier", "up", "seen"), [("0x9", None, True, None), ("0x8", None, False, False),
+                                                             ("0x9", "1", True, True), ("0x9", "0", True, False)],
+                         ids=["up-carrier-unreadable", "down-carrier-unreadable", "carrier", "no-carrier"])
+def test_an_interface_is_up_by_its_own_flag_and_its_carrier_read_or_unknown(tmp_path, flags, carrier, up, seen):
+    """Loopback's real addresses with flags and carrier files of the test's own: IFF_UP is the owner's word,
+    and a carrier the kernel will not say is unknown while up, none while down."""
+    from posdiag.probes._netinfo import interface_state
+
+    (tmp_path / "lo").mkdir()
+    (tmp_path / "lo/flags").write_text(f"{flags}\n")
+    if carrier is not None:
+        (tmp_path / "lo/carrier").write_text(f"{carrier}\n")
+    state = interface_state("lo", str(tmp_path))
+    assert (state.exists, state.up, state.carrier, state.speed_mbps) == (True, up, seen, None)
+    assert "127.0.0.1" in state.addresses and not any(a.startswith("fe80") for a in state.addresses)
+    assert interface_state("nosuch0", str(tmp_path)) == type(state)("nosuch0", False, False, None, (), None)
