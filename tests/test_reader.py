@@ -3,6 +3,7 @@ and the real kernel log."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -389,6 +390,36 @@ def test_permission_denied_names_the_missing_group(serial_config):
     assert finding["data"]["group"] in ("dialout", "20")
     assert "group" in finding["message"]
     assert bytes(emu.received) == b""
+
+
+def test_a_port_another_program_locked_for_itself_is_locked_not_missing(serial_config):
+    """A program that holds the port's exclusive lock (pyserial's ``exclusive=True``, here this test itself,
+    which the probe run in this process does not take for a holder) leaves the reader unasked."""
+    import serial
+    from posdiag.core import settings as cfg
+    from posdiag.probes.reader.serial_port import SerialProbe
+
+    with ReaderEmulator("generic", "healthy") as emu, serial.Serial(emu.path, 9600, exclusive=True):
+        result = SerialProbe(cfg.load(str(serial_config(emu)))).run()
+    [finding] = [f for f in result.findings if f.severity.value == "fail"]
+    assert finding.code == "reader.port_locked" and finding.message == f"{emu.path} is locked by another program"
+    assert bytes(emu.received) == b""
+
+
+@pytest.mark.parametrize(("error", "code"), [(errno.EBUSY, "reader.port_locked"), (errno.EAGAIN, "reader.port_locked"),
+                                             (errno.ENOENT, "reader.port_missing"), (errno.ENODEV, "reader.port_missing"),
+                                             (errno.ENXIO, "reader.port_missing"), (errno.EIO, "reader.open_failed")])
+def test_a_port_that_will_not_open_is_said_by_its_error(config_file, tmp_path, error, code):
+    """How each error of opening the port reads (pure: the error as pyserial raises it)."""
+    import serial
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.reader.serial_port import SerialProbe
+
+    obs = Observation()
+    SerialProbe(cfg.load(str(config_file()))).report_open_error(obs, "/dev/ttyS9", serial.SerialException(
+        error, f"could not open port /dev/ttyS9: [Errno {error}] {os.strerror(error)}"))
+    assert [f.code for f in obs.findings] == [code]
 
 
 # --- USB inventory ----------------------------------------------------------------------------------
