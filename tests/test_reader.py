@@ -74,6 +74,14 @@ def test_a_reader_answering_an_empty_frame_gives_an_unexpected_reply_not_an_erro
     assert ex.outcome == "unexpected" and ex.payload == b""
 
 
+def test_bytes_are_shown_with_control_bytes_named_text_kept_the_rest_in_hex_and_24_at_most():
+    from posdiag.probes.reader._framing import describe
+
+    assert describe(bytes([STX]) + b"11.00" + bytes([ETX, 0x7F, 0x1F, 0x20])) == "<STX>11.00<ETX>\\x7f\\x1f "
+    assert describe(b"A" * 24) == "A" * 24
+    assert describe(b"A" * 25) == "A" * 24 + "…"
+
+
 # --- serial handshake ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("preset", ["generic", "ingenico-rba", "telium-enq", "verifone-si-so"])
@@ -684,6 +692,17 @@ def test_sysfs_lists_devices_not_root_hubs_or_interfaces_with_the_tty_each_usb_s
     assert found == {"1-1": ("0b00", "serial", "ttyACM0"), "1-2": ("04b8", "other", ""),
                      "1-5": ("0403", "serial", "ttyUSB0")}
     assert enumerate_sysfs(str(tmp_path / "no-sysfs")) is None
+
+
+def test_a_reader_is_its_vendor_and_model_together_not_another_model_of_its_vendor_or_maker(usb_config):
+    """The configured reader gone, another model of its vendor and a device of another vendor with its
+    model number are present: neither is the reader."""
+    reader_report(usb_config())
+    remove_device(usb_config.root, READER["name"])
+    add_device(usb_config.root, {**READER, "name": "1-5", "pid": "0085", "serial": "PP1000-55555"})
+    add_device(usb_config.root, {**PRINTER, "name": "1-6", "vid": "0c00", "pid": READER["pid"]})
+    rc, report = reader_report(usb_config())
+    assert "reader.usb_missing" in codes(report, "reader.usb") and "reader.usb_present" not in codes(report, "reader.usb")
 
 
 def test_a_reader_that_reports_no_serial_is_not_taken_for_another(usb_config):
