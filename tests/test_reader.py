@@ -405,13 +405,18 @@ def test_a_port_another_program_locked_for_itself_is_locked_not_missing(serial_c
     which the probe run in this process does not take for a holder) leaves the reader unasked."""
     import serial
     from posdiag.core import settings as cfg
+    from posdiag.probes.reader._turn import lock_path
     from posdiag.probes.reader.serial_port import SerialProbe
 
     with ReaderEmulator("generic", "healthy") as emu, serial.Serial(emu.path, 9600, exclusive=True):
-        result = SerialProbe(cfg.load(str(serial_config(emu)))).run()
+        settings = cfg.load(str(serial_config(emu)))
+        os.makedirs(settings.daemon.state_dir)
+        result = SerialProbe(settings).run()
     [finding] = [f for f in result.findings if f.severity.value == "fail"]
     assert finding.code == "reader.port_locked" and finding.message == f"{emu.path} is locked by another program"
     assert bytes(emu.received) == b""
+    # run alone, without the agent's context, the probe takes its turn in the daemon's state folder
+    assert os.path.isfile(lock_path(settings.daemon.state_dir, emu.path))
 
 
 @pytest.mark.parametrize(("error", "code"), [(errno.EBUSY, "reader.port_locked"), (errno.EAGAIN, "reader.port_locked"),
@@ -475,6 +480,16 @@ def test_without_a_usb_bus_in_sysfs_the_reader_is_found_in_pyserials_port_list_w
     present = next(f for f in usb["findings"] if f["code"] == "reader.usb_present")
     assert "0b00:0084 Ingenico iPP350" in present["message"] and f"{iface.name} ({tty})" in present["message"]
     assert present["data"]["serial"] == READER["serial"]
+
+
+def test_the_usb_probe_run_alone_keeps_its_baseline_in_the_daemon_s_state_folder(usb_config):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.reader.usb import BASELINE_FILE, UsbProbe
+
+    settings = cfg.load(str(usb_config()))
+    result = UsbProbe(settings).run()
+    assert "reader.usb_baseline_created" in [f.code for f in result.findings], result
+    assert os.path.isfile(os.path.join(settings.daemon.state_dir, BASELINE_FILE))
 
 
 def test_usb_reader_missing_blames_disconnected(usb_config):

@@ -311,6 +311,25 @@ def test_a_trend_is_the_least_squares_slope_and_how_straight_a_line_it_is(xs, ys
     assert (round(slope, 3), round(r2, 3)) == fit
 
 
+@pytest.mark.parametrize("straight", [True, False], ids=["r2-of-0.8", "r2-of-0.67"])
+@pytest.mark.parametrize("code", ["trend.clock_drifting", "trend.disk_filling", "trend.memory_exhaustion",
+                                  "trend.pos_rss_growing"])
+def test_a_trend_is_taken_from_a_fit_with_an_r2_of_0_8_and_not_below(config_file, tmp_path, code, straight):
+    """Four sweeps 1024 s apart whose values fit a line with an R² of exactly 0.8 (one step back between
+    rises), and the same with that step deeper (R² 0.67): each trend is read from the first alone."""
+    rise, fall = ([0.0, 4.0, 3.0, 7.0], [7.0, 3.0, 4.0, 0.0]) if straight else ([0.0, 4.0, 2.0, 7.0], [7.0, 3.0, 5.0, 0.0])
+    if code == "trend.clock_drifting":  # 7 s off, 2 s more every 1024 s: beyond 175.75 s in 24 h
+        result = trends_of(config_file, sweeps_of("clock", "offset_s", rise), clock={"max_offset_s": 175.75})
+    elif code == "trend.disk_filling":  # 100 MB free, 7 MB/h less
+        key = f"free_mb[{tmp_path}]"
+        result = trends_of(config_file, sweeps_of("disk", key, [100 + v for v in fall]), disk={"paths": [str(tmp_path)]})
+    elif code == "trend.memory_exhaustion":  # 7 MB/h more of 100 MB (7 % growth: no leak)
+        result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", [100 + v for v in rise]), memory_now(100.0))
+    else:  # 7 MB/h more of 10 MB
+        result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", [10 + v for v in rise]))
+    assert finding_codes(result) == ([code] if straight else []), result
+
+
 def layer_sweeps(layer: str, statuses: list[str]) -> list[PastSweep]:
     return [PastSweep(T0 + i * 60.0, {layer: (status, {})}) for i, status in enumerate(statuses)]
 
