@@ -435,6 +435,28 @@ def test_a_port_that_will_not_open_is_said_by_its_error(config_file, tmp_path, e
     assert [f.code for f in obs.findings] == [code]
 
 
+@pytest.mark.root
+def test_processes_the_agent_may_not_inspect_are_counted_and_not_taken_for_rivals(serial_config):
+    """A process of another user (nobody) and an agent without the capabilities to look into it: it is counted
+    as unchecked, and the reader is still asked."""
+    other = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "60"])
+    try:
+        with ReaderEmulator("generic", "healthy") as emu:
+            config = serial_config(emu)
+            os.chmod(config, 0o644)
+            proc = subprocess.run(["setpriv", "--bounding-set", "-sys_ptrace,-dac_override,-dac_read_search",
+                                   sys.executable, "-m", "posdiag.agent", "diagnose", "--json", "--only", "reader.serial",
+                                   "--config", str(config)], capture_output=True, text=True, cwd=REPO, timeout=30)
+    finally:
+        other.kill()
+        other.wait()
+    serial = probe(json.loads(proc.stdout), "reader.serial")
+    unknown = next(f for f in serial["findings"] if f["code"] == "reader.holders_unknown")
+    assert unknown["severity"] == "info" and re.search(r"^\d+ process(es)? of (another user|other users) could not be "
+                                                      r"checked for ", unknown["message"]), unknown
+    assert serial["status"] == "ok" and bytes(emu.received), serial
+
+
 # --- USB inventory ----------------------------------------------------------------------------------
 
 @pytest.fixture
