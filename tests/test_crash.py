@@ -519,6 +519,20 @@ def test_the_pos_restarting_as_often_as_the_limit_is_a_crash_loop(config_file, t
         assert found["crash.pos_restarts"]["message"].endswith("restarted 2 times in 10 min")
 
 
+@pytest.mark.parametrize(("restarted_in", "looping"), [("the-last-30", True), ("earlier-sweeps", False)])
+def test_pos_restarts_are_looked_for_in_the_last_30_sweeps(config_file, tmp_path, restarted_in, looping):
+    """40 sweeps 10 s apart, all within the 10-minute window: three restarts seen by sweeps among the last 30
+    are a crash loop; the same three seen only by the 10 sweeps before them are no longer looked at."""
+    now = time.time()
+    first = 11 if restarted_in == "the-last-30" else 1  # the sweep that sees the first of the three restarts
+    restarts = [now - 500, now - 450, now - 400]
+    starts = [now - 590 if i < first else restarts[min(i - first, 2)] for i in range(40)]
+    stored(tmp_path, [past_report(now - 400 + i * 10, {"system": {"pos_start_time_s": start}})
+                      for i, start in enumerate(starts)])
+    rc, report = diagnose_json(config_file(terminal={"pos_process": f"posgone{os.getpid()}"}), "--only", "system.crash")
+    assert ("crash.pos_restarting" in codes_of(report, "system.crash")) is looping, probe_of(report, "system.crash")
+
+
 def test_a_journal_without_the_previous_boot_is_said_in_journalctl_s_own_last_words(config_file, tmp_path, monkeypatch):
     folder = tmp_path / "bin"
     folder.mkdir()
