@@ -225,3 +225,19 @@ def test_a_result_reads_to_the_tenth_of_a_millisecond_and_its_metrics_to_three_d
     result = ProbeResult("x", Status.OK, 0.123456789, "fine", (), dict(obs.metrics)).to_dict()
     assert result["duration_s"] == 0.1235
     assert result["metrics"] == {"ratio": 0.123, "count": 7, "word": "eth0", "none": None}
+
+
+def test_a_probe_has_two_and_a_half_seconds_unless_it_says_otherwise():
+    """The default deadline: a probe busy for half a second is waited for, and says how long it has left."""
+    seen: list[float] = []
+
+    class Busy(Probe):
+        name = "test.busy"
+
+        def check(self, obs: Observation) -> None:
+            seen.append(self.remaining_s())
+            RELEASE.wait(0.5)
+
+    assert Busy(Settings()).remaining_s() == 2.5
+    [result] = run_probes(Settings(), [Busy])
+    assert result.status is Status.OK and 2.0 < seen[0] <= 2.5, (result, seen)
