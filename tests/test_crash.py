@@ -739,3 +739,12 @@ def test_systemctl_gets_a_share_of_the_probe_s_time_and_a_hung_one_is_said_withi
         assert unreadable == [] and crash["metrics"]["pos_unit_restarts"] == 0, crash
     else:
         assert len(unreadable) == 1 and "systemctl show did not answer within" in unreadable[0], crash
+
+
+def test_a_pstore_record_s_reason_is_read_from_its_first_256_bytes(tmp_path):
+    """The kernel writes the header first; a file whose head holds none is of no known reason."""
+    (tmp_path / "dmesg-efi-1").write_text("Oops#1 Part1\n" + "x" * 300)
+    (tmp_path / "dmesg-efi-2").write_text("x" * 200 + "\nPanic#1 Part1\n")
+    (tmp_path / "dmesg-efi-3").write_text("x" * 300 + "\nPanic#1 Part1\n")
+    reasons = {os.path.basename(c.path): c.reason for c in _lastboot.pstore_records([str(tmp_path)])}
+    assert reasons == {"dmesg-efi-1": "Oops", "dmesg-efi-2": "Panic", "dmesg-efi-3": "Unknown"}

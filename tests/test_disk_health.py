@@ -241,3 +241,11 @@ def test_a_hung_smartctl_is_given_up_within_the_probe_s_deadline_and_said(config
     assert health["status"] == "ok" and "probe.timeout" not in codes_of(report, "disk.health"), health
     said = [f["message"] for f in health["findings"] if f["code"] == "disk.smart_unavailable"]
     assert said and all("smartctl did not answer within" in m for m in said), health
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["failing", "damaged-sectors"])
+def test_a_drive_that_names_no_model_is_said_with_a_question_mark(passed):
+    probe, obs = DiskHealthProbe(Settings()), Observation()
+    probe.judge(obs, _smart.Health("/dev/sdc", passed, "", {"pending": 8}), {"/": Holder(("sdc",), ("sdc",))})
+    [finding] = obs.findings
+    assert finding.message.startswith("/dev/sdc (?, holding /): ") and finding.data["model"] == "", finding
