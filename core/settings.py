@@ -126,7 +126,7 @@ class NetworkSettings:
     max_rtt_ms: float = _f(500.0, **_range(1, 60000))
     max_jitter_ms: float = _f(100.0, **_range(1, 60000))
     cert_warn_days: float = _f(14.0, doc="a certificate that expires within this many days is a risk", **_range(1, 365))
-    min_wifi_signal_dbm: float = _f(-75.0, doc="a Wi-Fi signal weaker than this is weak", **_range(-120, 0))
+    min_wifi_signal_dbm: float = _f(-75.0, doc="a Wi-Fi signal at or below this, dBm, is weak", **_range(-120, 0))
     min_cell_signal_percent: float = _f(30.0, doc="a cellular signal quality below this is weak", **_range(1, 100))
 
 

@@ -194,14 +194,15 @@ def test_the_webhook_worker_claims_again_at_once_after_a_full_batch_and_waits_a_
     back for it. A short batch, or none, means nothing more is due: it waits a poll rather than spin on
     the database."""
     now = iso(time.time())
-    for incident in range(1, CLAIM + 2):
+    assert (CLAIM, POLL_S) == (10, 2.0)  # batches of ten; a poll every 2 s
+    for incident in range(1, 12):
         body = json.dumps({"event": "incident.open", "incident": {"id": str(incident)}})
         run_sql(database, "INSERT INTO alerts (incident_id, event, body, created_at, next_at) VALUES (?, 'open', ?, ?, ?)",
                 (incident, body, now, now))
     alerter = Alerter(database, receiver.url, SECRET)
-    assert (alerter.step(), len(receiver.delivered())) == (0.0, CLAIM)
-    assert (alerter.step(), len(receiver.delivered())) == (POLL_S, CLAIM + 1)
-    assert (alerter.step(), len(receiver.posts)) == (POLL_S, CLAIM + 1)
+    assert (alerter.step(), len(receiver.delivered())) == (0.0, 10)
+    assert (alerter.step(), len(receiver.delivered())) == (2.0, 11)
+    assert (alerter.step(), len(receiver.posts)) == (2.0, 11)
 
 
 def _queue(database, created_ago_s: float = 0.0, attempts: int = 0) -> None:
@@ -220,6 +221,53 @@ def test_a_receiver_has_the_message_when_it_answers_2xx_and_only_then(database, 
     [row] = database._select("SELECT sent_at, attempts, last_error FROM alerts")
     assert (row["sent_at"] is not None, row["attempts"]) == (delivered, 1)
     assert row["last_error"] == (None if delivered else f"HTTP {status}")
+
+
+def test_a_receiver_that_redirects_is_a_failed_attempt_and_is_not_followed(database, receiver):
+    """The webhook posts where it was told, nowhere else: a redirect (307 keeps the body) is not followed."""
+    receiver.status, receiver.location = 307, receiver.url
+    _queue(database)
+    Alerter(database, receiver.url, SECRET).step()
+    [row] = database._select("SELECT sent_at, attempts, last_error FROM alerts")
+    assert (row["sent_at"], row["attempts"], row["last_error"]) == (None, 1, "HTTP 307") and len(receiver.posts) == 1
+
+
+def test_a_receiver_that_takes_a_few_seconds_to_answer_still_has_the_message(database, receiver):
+    """A slow receiver is given 10 s to answer (5 s to take the connection), not just a moment."""
+    import threading
+
+    from posdiag.collector import alerts
+
+    assert alerts.TIMEOUT_S == (5.0, 10.0)
+    receiver.hold.clear()
+    threading.Timer(1.5, receiver.hold.set).start()
+    _queue(database)
+    Alerter(database, receiver.url, SECRET).step()
+    [row] = database._select("SELECT sent_at, attempts, last_error FROM alerts")
+    assert row["sent_at"] is not None and row["last_error"] is None
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"k" * 4096, None), (b"k" * 4097, "larger than 4096 bytes"), (b"\n " + b"k" * 16 + b" \n", None),
+    (b" " + b"k" * 15 + b"\n", "fewer than 16 bytes: not a key")])
+def test_a_webhook_key_is_16_bytes_to_4_kib_around_its_white_space(tmp_path, content, words):
+    from posdiag.collector.alerts import SecretError, read_secret
+
+    path = tmp_path / "webhook.key"
+    path.write_bytes(content)
+    if words is None:
+        assert read_secret(str(path)) == content.strip()
+    else:
+        with pytest.raises(SecretError, match=words):
+            read_secret(str(path))
+
+
+def test_a_failed_attempts_error_is_kept_to_500_characters(database):
+    _queue(database)
+    [message] = database.claim_alerts(iso(time.time()), iso(time.time() + 60))
+    database.alert_failed(message["id"], "e" * 499 + "f" + "g" * 100, iso(time.time() + 5), iso(time.time()))
+    [row] = database._select("SELECT last_error, attempts FROM alerts")
+    assert (row["last_error"], row["attempts"]) == ("e" * 499 + "f", 1)
 
 
 def test_a_receiver_that_cannot_be_reached_is_a_failed_attempt_named_by_its_kind(database):
@@ -293,6 +341,26 @@ def test_a_refused_message_waits_twice_as_long_each_time_up_to_five_minutes_or_a
         assert backoff(attempts, retry_after) == expected
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_keeper_that_will_not_wait_applies_nothing_and_wakes_no_one_while_another_process_applies_facts(db_url):
+    """One process at a time applies incident facts: the others' keepers skip their turn (no message
+    written, so the webhook worker is not woken); a read, which waits its turn, then applies them."""
+    from posdiag.collector.storage.postgres import KEEPER_LOCK
+
+    storage = open_storage(db_url)
+    try:
+        storage.migrate()
+        run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) "
+                "VALUES ('lane-1', 'store-1', 'network.wan', ?, 1)", (iso(time.time() - 60),))
+        rules = Rules(600, 2, 3, alerts=True)
+        with storage._connection(write=True) as other:  # another process, in the middle of its batch
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (KEEPER_LOCK,))
+            assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
+        assert storage.apply_incident_facts(rules, 100, 5.0, wait=True) == (1, False)
+    finally:
+        storage.close()
+
+
 def test_the_incident_keeper_wakes_the_webhook_worker_when_it_wrote_a_message_and_only_then(database):
     """An opening is posted at once, not at the worker's next poll; a batch that opened nothing does not
     wake it (it would look for messages after every batch the keeper applies)."""
@@ -335,3 +403,56 @@ def test_open_incidents_are_prometheus_series_by_scope_cause_and_site_until_they
                         (("cause", "host.service_down"), ("scope", "fleet"), ("site", "")): 1}
     _post(f, tokens, "healthy")
     assert series() == {(("cause", "host.service_down"), ("scope", "fleet"), ("site", "")): 1}
+
+
+def _facts(storage, *facts: tuple[str, str, int]) -> None:
+    """Queue incident facts (terminal, site, newest) of one cause, a minute ago, as intake does."""
+    at = iso(time.time() - 60)
+    for tid, site, newest in facts:
+        run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) VALUES (?, ?, 'network.wan', ?, ?)",
+                (tid, site, at, newest))
+
+
+def test_an_incident_of_late_reports_only_is_listed_but_announces_nothing(database):
+    """Two terminals' late reports (each has a newer one) make the site's incident, but nothing of it
+    still fails: no opening is posted, so no closing will be either."""
+    _facts(database, ("lane-1", "store-1", 0), ("lane-2", "store-1", 0))
+    assert database.apply_incident_facts(Rules(600, 2, 3, alerts=True), 100, 5.0) == (2, False)
+    [incident] = database._select("SELECT scope, qualified_at, announced FROM incidents WHERE scope = 'site'")
+    assert incident["qualified_at"] and not incident["announced"]
+    assert database._select("SELECT event FROM alerts") == []
+
+
+def test_a_site_incident_inside_an_open_fleet_incident_is_posted_once_as_the_fleet_s(database):
+    """Three sites fail: the fleet incident opens and is posted. A second terminal of one site then makes
+    that site's incident, covered by the fleet one: no message of its own, opening or closing."""
+    rules = Rules(600, 2, 3, alerts=True)
+    _facts(database, ("a-1", "store-a", 1), ("b-1", "store-b", 1), ("c-1", "store-c", 1))
+    assert database.apply_incident_facts(rules, 100, 5.0) == (3, True)
+    _facts(database, ("a-2", "store-a", 1))
+    assert database.apply_incident_facts(rules, 100, 5.0) == (1, False)
+    rows = database._select("SELECT i.scope, i.covered, a.event FROM incidents i LEFT JOIN alerts a ON a.incident_id = i.id "
+                            "WHERE i.qualified_at IS NOT NULL ORDER BY i.scope")
+    assert [(r["scope"], r["covered"], r["event"]) for r in rows] == [("fleet", 0, "open"), ("site", 1, None)]
+
+    def healthy(*tids: str) -> list[tuple[str, str]]:
+        """The terminals' next reports are healthy (no cause): the messages written by then."""
+        _facts(database, *((tid, f"store-{tid[0]}", 0) for tid in tids))
+        run_sql(database, "UPDATE incident_facts SET cause = NULL, newest = 1 WHERE newest = 0")
+        database.apply_incident_facts(rules, 100, 5.0)
+        return [(r["scope"], r["event"]) for r in database._select(
+            "SELECT i.scope, a.event FROM alerts a JOIN incidents i ON a.incident_id = i.id ORDER BY a.event")]
+
+    assert healthy("b-1") == [("fleet", "open")]  # three terminals still fail: still open
+    assert healthy("a-1", "a-2", "c-1") == [("fleet", "close"), ("fleet", "open")]
+
+
+def test_a_webhook_body_is_written_once_as_utf_8_json_with_its_keys_in_order(database):
+    """The stored body is what is signed and posted: a Chinese site name as UTF-8 (a chat receiver shows
+    the raw text), keys sorted, so the same incident always gives the same bytes."""
+    _facts(database, ("lane-1", "门店-1", 1), ("lane-2", "门店-1", 1))
+    assert database.apply_incident_facts(Rules(600, 2, 3, alerts=True), 100, 5.0) == (2, True)
+    [row] = database._select("SELECT body FROM alerts")
+    assert '"site": "门店-1"' in row["body"] and "\\u" not in row["body"]
+    body = json.loads(row["body"])
+    assert list(body) == sorted(body) and list(body["incident"]) == sorted(body["incident"])

@@ -271,10 +271,105 @@ def test_intake_refuses_any_encoding_but_gzip_and_identity_with_415(encoding):
 def test_intake_refuses_a_gzip_body_with_trailing_data_or_cut_short_and_says_which():
     from posdiag.collector import intake
 
-    packed = gzip.compress(json.dumps(make_report("lane-01")).encode())
-    for body, words in ((packed + b"junk", "trailing data after the gzip stream"), (packed + packed, "trailing data"),
-                        (packed[:-8], "truncated (no end of stream)")):
+    raw = json.dumps(make_report("lane-01")).encode()
+    packed = gzip.compress(raw)
+    for body, words, cap in ((packed + b"junk", "trailing data after the gzip stream", 1 << 20),
+                             (packed + packed, "trailing data", 1 << 20), (packed[:-8], "truncated (no end of stream)", 1 << 20),
+                             (packed[:-8], "truncated (no end of stream)", len(raw))):  # all of the limit, then cut
         with pytest.raises(intake.Refused, match=re.escape(words)) as refused:
-            intake.decode(body, "gzip", 1 << 20)
+            intake.decode(body, "gzip", cap)
         assert refused.value.status == 400
     assert intake.decode(packed, "gzip", 1 << 20).terminal_id == "lane-01"
+
+
+def _store(storage, report: dict, received: str | None = None) -> tuple[str, bool]:
+    from posdiag.collector import intake
+
+    return storage.store_report(intake.decode(json.dumps(report).encode(), "", 10**6), received)
+
+
+def test_a_stored_report_gives_the_incidents_a_fact_only_when_a_fault_starts_goes_on_or_ends(tmp_path):
+    """A healthy terminal staying healthy, a retry and a report arriving after a newer one change no
+    incident: nothing is queued and the keeper has nothing to apply."""
+    from posdiag.collector.storage import open_storage
+    from posdiag.collector.storage.chains import Rules
+    from posdiag.core.timefmt import utc_iso
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'collector.db'}")
+    try:
+        storage.migrate()
+        storage.add_terminal("lane-1", "store-1", "hash-1")
+        rules = Rules(window_s=600, site_min_terminals=2, fleet_min_sites=2)
+        now = time.time()
+        assert _store(storage, make_report("lane-1", verdict="healthy", cause="none", started=now - 300)) == ("stored", False)
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
+        fault = make_report("lane-1", started=now - 200)
+        assert _store(storage, fault) == ("stored", True)
+        assert _store(storage, fault) == ("duplicate", False)
+        late = make_report("lane-1", verdict="healthy", cause="none", started=now - 250)
+        assert _store(storage, late) == ("stored", False)  # older than the fault: the state stays a fault
+        assert storage.get_terminal("lane-1")["top_cause"] == "network.wan"
+        storage.add_terminal("lane-2", "store-1", "hash-2")
+        assert _store(storage, make_report("lane-2", started=now - 190)) == ("stored", True)
+        # both faults in one go; they open a site incident, and with no webhook set no message is written
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (2, False)
+        assert [i["scope"] for i in storage.incidents(since=utc_iso(now - 3600))] == ["site"]
+        later = utc_iso(now + 3600)  # seen since then: none; open ones whatever their age only when recent ones are asked
+        assert storage.incidents(since=later) == [] and len(storage.incidents(since=later, recent=True)) == 1
+        assert _store(storage, make_report("lane-1", verdict="healthy", cause="none", started=now - 100)) == ("stored", True)
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (1, False)
+        assert storage.apply_incident_facts(rules, 100, 5.0) == (0, False)
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize(("verdict", "cause", "blames"), [
+    ("fault", "network.wan", True), ("degraded", "disk.full", True), ("healthy", "network.wan", False),
+    ("fault", "none", False), ("fault", "", False), ("fault", None, False), (None, "network.wan", False)])
+def test_a_report_or_state_blames_a_cause_when_it_is_not_healthy_and_names_one(verdict, cause, blames):
+    from posdiag.collector.storage.base import _names_a_fault
+
+    assert _names_a_fault(verdict, cause) is blames
+
+
+def test_reports_are_listed_100_a_page_unless_a_limit_says_otherwise(tmp_path):
+    from posdiag.collector.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'collector.db'}")
+    try:
+        storage.migrate()
+        now = time.time()
+        for i in range(101):
+            _store(storage, make_report("lane-1", started=now - 1000 + i))
+        assert len(storage.list_reports()) == 100 and len(storage.list_reports(limit=101)) == 101
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent_and_one_streamed_over_it_as_it_comes(fleet):
+    """``--max-body-bytes`` 4096: a Content-Length of 4097 is answered at once, its body never read; a
+    chunked body is counted as it arrives; exactly 4096 bytes either way are read (and judged as JSON)."""
+    import http.client
+
+    f = fleet(max_body_bytes=4096)
+    token = f.terminal("lane-01", "store-1")
+    parts = urlsplit(f.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+    try:
+        conn.putrequest("POST", "/api/v1/reports")
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Length", "4097")
+        conn.endheaders()  # and not one byte of the body
+        answer = conn.getresponse()
+        assert answer.status == 413
+        assert json.loads(answer.read()) == {"error": "body too large: 4097 bytes, the limit is 4096"}
+    finally:
+        conn.close()
+    streamed = f.post(token, iter([b"x" * 3000, b"x" * 1097]), gzipped=False)
+    assert streamed.status_code == 413
+    assert streamed.json() == {"error": "body too large: more than 4096 bytes, the limit is 4096"}
+    for body in (b"x" * 4096, iter([b"x" * 3000, b"x" * 1096])):
+        read = f.post(token, body, gzipped=False)
+        assert read.status_code == 400 and read.json()["error"].startswith("malformed JSON"), read.text
+    assert f.stored() == 0

@@ -121,6 +121,15 @@ def test_a_client_cannot_hold_more_connections_than_its_share_and_others_still_g
         for conn in held:
             conn.close()
     assert wait_for(lambda: _healthz_from(address, "127.0.0.1").endswith(b"200 OK"), 15, interval=0.2)
+    time.sleep(0.5)  # every close of the first round counted off
+    again = [_partial(address) for _ in range(72)]  # its share is whole again, and no more than whole
+    try:
+        assert wait_for(lambda: sum(_closed(c) for c in again) >= 8, 15, interval=0.2)
+        time.sleep(0.3)
+        assert sum(_closed(c) for c in again) == 8
+    finally:
+        for conn in again:
+            conn.close()
 
 
 def test_a_header_larger_than_the_limit_is_refused_with_431_before_it_is_read_in_full(served):
@@ -129,7 +138,19 @@ def test_a_header_larger_than_the_limit_is_refused_with_431_before_it_is_read_in
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536)
         status = conn.recv(4096).split(b"\r\n")[0]
     assert status.startswith(b"HTTP/1.1 431")
-    assert requests.get(server.url + "/healthz", headers={"X-Normal": "b" * 4000}, timeout=10).status_code == 200
+    normal = requests.get(server.url + "/healthz", headers={"X-Normal": "b" * 4000}, timeout=10)
+    assert normal.status_code == 200 and "server" not in normal.headers  # the stack does not name itself
+
+
+def test_the_served_stack_keeps_an_idle_connection_5_s_and_its_limits_default_to_the_settings():
+    from posdiag.collector import served
+    from posdiag.collector.settings import Settings
+
+    made = served.config(object(), Settings(db_url="sqlite:///c.db"))
+    assert (made.timeout_keep_alive, made.timeout_graceful_shutdown, made.server_header) == (5, 5, False)
+    assert made.limit_concurrency == 4096  # --max-connections
+    assert made.limits == served.Limits() == served.Limits(header_timeout_s=10.0, max_header_bytes=16384,
+                                                            max_connections_per_client=64)
 
 
 def test_the_next_request_on_a_kept_alive_connection_meets_the_header_size_limit_too(served):
@@ -183,3 +204,18 @@ def test_headers_of_exactly_the_limit_are_read_and_one_byte_more_is_refused(serv
     address = _address(served("--max-header-bytes", "1024"))
     assert _status_of(address, 1024, split).endswith(b"200 OK")
     assert _status_of(address, 1025, split).startswith(b"HTTP/1.1 431")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_client_is_counted_while_it_holds_connections_and_forgotten_once_it_holds_none(fleet):
+    """The per-client count keeps no entry for an address that has gone: a process serving many
+    terminals over months does not grow a table of every address it ever saw."""
+    f = fleet()
+    clients = f.server.server.config.clients
+    held = [_partial(_address(f)) for _ in range(3)]
+    try:
+        assert wait_for(lambda: clients.get("127.0.0.1") == 3, 10, interval=0.05), dict(clients)
+    finally:
+        for conn in held:
+            conn.close()
+    assert wait_for(lambda: "127.0.0.1" not in clients, 10, interval=0.05), dict(clients)

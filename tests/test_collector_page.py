@@ -420,6 +420,30 @@ def test_every_marked_text_of_the_pages_reaches_the_chinese_page():
     assert causes == titles("zh_CN") and causes["network.wan"] != titles("en")["network.wan"]
 
 
+def test_the_pages_carry_their_chinese_as_text_and_the_switch_returns_the_signin_page_to_itself():
+    """The data blocks are UTF-8 (an escaped ``\\uXXXX`` per character would triple the page); the
+    sign-in page's switch comes back to the sign-in page, every other page's to the fleet page."""
+    from posdiag.collector import page
+
+    chinese = page._page("index.html", "zh_CN")
+    assert '"符合条件的终端"' in chinese and "\\u7b26" not in chinese
+    assert '<input type="hidden" name="next" value="/signin">' in page._page("signin.html", "en")
+    assert '<input type="hidden" name="next" value="/">' in page._page("index.html", "en")
+
+
+def test_only_marked_text_is_translated_and_other_elements_stay_as_written():
+    """An unmarked element keeps its words and its white space, and an empty marked one stays empty (a
+    lookup of no text would fetch the catalogue's header)."""
+    from posdiag.collector.markup import translate_markup
+    from posdiag.core import i18n
+
+    t = i18n.translator("zh_CN")
+    page = '<h2 data-tr>Language</h2><b>Language</b><pre>a  b</pre><span data-tr></span><i data-tr-title="Language"></i>'
+    assert translate_markup(page, t) == (f'<h2 data-tr>{t.tr("Language")}</h2><b>Language</b><pre>a  b</pre>'
+                                         f'<span data-tr></span><i title="{t.tr("Language")}"></i>')
+    assert t.tr("Language") != "Language"
+
+
 def html_escape(text: str) -> str:
     import html
 

@@ -67,6 +67,7 @@ def test_collector_signs_an_operator_in_with_an_httponly_strict_cookie_that_read
     expired = {part.strip().lower() for part in out.headers["set-cookie"].split(";")}
     # …through a cookie of the same name, path and flags as the one it replaces
     assert {'posdiag_session=""', "max-age=0", "path=/", "httponly", "samesite=strict"} <= expired, expired
+    assert "secure" not in expired  # plain HTTP here, as the cookie it replaces
     assert session.get(f.url + "/api/v1/terminals", timeout=10).status_code == 401
 
 
@@ -118,6 +119,25 @@ def test_a_terminal_unheard_for_longer_than_silent_after_min_is_silent_in_the_li
     listed = {t["id"]: t["silent"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
     own = {tid: f.get(f"/api/v1/terminals/{tid}", operator).json()["silent"] for tid in listed}
     assert listed == own == {"heard-14": False, "heard-16": True}
+    metrics = requests.get(f.url + "/metrics", timeout=10).text  # Prometheus counts the same silence
+    assert 'posdiag_collector_terminals{verdict="silent"} 1\n' in metrics
+    missing = f.get("/api/v1/terminals/heard-99", operator)
+    assert (missing.status_code, missing.json()) == (404, {"error": "no such terminal"})
+
+
+def test_silent_min_lists_the_terminals_unheard_for_at_least_that_many_minutes(fleet):
+    """?silent_min=100 is 6000 s: a terminal last heard 6050 s ago is listed, one 5950 s ago is not."""
+    from labs.bigfleet import write
+
+    f = fleet(silent_after_min=15)
+    operator = f.operator()
+    now = time.time()
+    for seconds in (5950, 6050):
+        tid = f"heard-{seconds}"
+        assert f.post(f.terminal(tid, "store-a"), make_report(tid, "store-a")).status_code == 201
+        write(f.storage, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", [(iso(now - seconds), tid)])
+    listed = [t["id"] for t in f.get("/api/v1/terminals", operator, silent_min=100).json()["terminals"]]
+    assert listed == ["heard-6050"]
 
 
 def report_ids_page_by_page(f, operator: str, terminal: str, limit: int) -> list[str]:
@@ -403,6 +423,33 @@ def test_metrics_start_with_a_zero_for_each_answer_a_dashboard_plots():
     assert 'posdiag_collector_terminals{verdict="silent"} 0' in text
     for scope in ("site", "fleet"):
         assert f'posdiag_collector_open_incidents{{scope="{scope}"}} 0' in text
+
+
+def test_metrics_count_each_answer_by_result_and_code_and_total_open_incidents_by_scope():
+    from posdiag.collector.metrics import ReceivedCounter, render
+
+    counter = ReceivedCounter()
+    for status in (201, 201, 200, 409, 429):
+        counter.count(status)
+    rows = [{"scope": "site", "cause": "network.wan", "site": 'store "1"\\x\n', "n": 2},
+            {"scope": "site", "cause": "disk.full", "site": "store-2", "n": 1},
+            {"scope": "fleet", "cause": "network.wan", "site": "", "n": 1}]
+    lines = render(counter.snapshot(), {"fault": 3}, rows, {"pruned": 7, "alerts": {"sent": 4}}).splitlines()
+    assert [line for line in lines if line.startswith("posdiag_collector_reports_received_total{")] == [
+        'posdiag_collector_reports_received_total{result="duplicate",code="200"} 1',
+        'posdiag_collector_reports_received_total{result="refused",code="409"} 1',
+        'posdiag_collector_reports_received_total{result="refused",code="429"} 1',
+        'posdiag_collector_reports_received_total{result="stored",code="201"} 2']
+    assert [line for line in lines if line.startswith(("posdiag_collector_open_incidents", "posdiag_incident_open{"))] == [
+        'posdiag_incident_open{scope="site",cause="network.wan",site="store \\"1\\"\\\\x\\n"} 2',
+        'posdiag_incident_open{scope="site",cause="disk.full",site="store-2"} 1',
+        'posdiag_incident_open{scope="fleet",cause="network.wan",site=""} 1',
+        'posdiag_collector_open_incidents{scope="site"} 3', 'posdiag_collector_open_incidents{scope="fleet"} 1',
+        'posdiag_collector_open_incidents_by_cause{scope="fleet",cause="network.wan"} 1',
+        'posdiag_collector_open_incidents_by_cause{scope="site",cause="disk.full"} 1',
+        'posdiag_collector_open_incidents_by_cause{scope="site",cause="network.wan"} 2']
+    assert 'posdiag_collector_alert_webhook_attempts_total{result="sent"} 4' in lines
+    assert "posdiag_collector_reports_pruned_total 7" in lines and 'posdiag_collector_terminals{verdict="fault"} 3' in lines
 
 
 def test_reports_with_and_without_certainty_are_stored_and_read_back_as_sent(fleet):

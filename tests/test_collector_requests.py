@@ -91,6 +91,7 @@ def test_a_terminal_fetches_and_answers_its_own_diagnose_request_and_never_anoth
     assert desk.poll(lane2).json() == {"requests": []}
     fetched = desk.poll(lane1).json()["requests"]
     assert [(r["request_id"], r["kind"]) for r in fetched] == [(request_id, "diagnose")]
+    assert set(fetched[0]) == {"request_id", "kind", "created_at", "expires_at"}  # what the terminal is told, no more
     assert desk.request(alice, request_id)["state"] == "delivered"
 
     # lane-2 cannot answer it: not with a report naming it, not with a bundle, not with a failure.
@@ -308,6 +309,10 @@ def test_a_terminals_requests_are_listed_50_a_page_unless_a_limit_says_otherwise
     listed = f.get("/api/v1/terminals/lane-1/requests", alice).json()["requests"]
     assert len(listed) == 50 and {r["request_id"] for r in listed} <= set(asked)
     assert len(f.get("/api/v1/terminals/lane-1/requests", alice, limit=51).json()["requests"]) == 51
+    assert len(f.get("/api/v1/terminals/lane-1/requests", alice, limit=500).json()["requests"]) == 51  # the most a page holds
+    for beyond in (0, 501):
+        refused = f.get("/api/v1/terminals/lane-1/requests", alice, limit=beyond)
+        assert refused.status_code == 400 and refused.json()["error"] == "?limit= must lie between 1 and 500", beyond
 
 
 def test_desks_asking_at_the_same_moment_make_one_request(fleet):
@@ -344,3 +349,34 @@ def test_the_terminal_api_tells_a_terminal_as_the_fleet_list_does(fleet):
     assert {k: one[k] for k in listed} == listed and one["verdict"] == "fault"
     assert f.get("/api/v1/terminals/nobody", alice).status_code == 404
     assert f.get("/api/v1/terminals/lane-1", token).status_code == 403
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_request_can_no_longer_be_answered_from_the_second_it_expires(fleet):
+    """As the API shows it (expired from its expiry on): an answer in the very second a request expires
+    is too late, for a bundle as for a failure."""
+    from posdiag.core.timefmt import utc_now_iso
+
+    f = fleet()
+    f.terminal("lane-1")
+    for kind, answer in (("bundle", {"bundle": small_bundle()}), ("diagnose", {"error": "no"})):
+        outcome, row = f.storage.create_request("lane-1", kind, "alice", utc_now_iso())
+        assert outcome == "created"
+        assert f.storage.answer_request(row["request_id"], "lane-1", kind if kind == "bundle" else None, **answer) == "expired"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_report_answers_only_its_own_terminals_open_diagnose_request_and_says_whether_it_did(fleet):
+    from posdiag.core.timefmt import utc_now_iso
+
+    f = fleet()
+    f.terminal("lane-1")
+    f.terminal("lane-2")
+    _, diagnose = f.storage.create_request("lane-1", "diagnose", "alice", "2999-01-01T00:00:00Z")
+    _, bundle = f.storage.create_request("lane-1", "bundle", "alice", "2999-01-01T00:00:00Z")
+    with f.storage._connection(write=True) as conn:
+        assert f.storage.link_report(conn, diagnose["request_id"], "lane-2", "r-2", utc_now_iso()) is False
+        assert f.storage.link_report(conn, bundle["request_id"], "lane-1", "r-1", utc_now_iso()) is False
+        assert f.storage.link_report(conn, diagnose["request_id"], "lane-1", "r-1", utc_now_iso()) is True
+        assert f.storage.link_report(conn, diagnose["request_id"], "lane-1", "r-3", utc_now_iso()) is False  # done already
+    assert f.storage.get_request(diagnose["request_id"])["report_id"] == "r-1"

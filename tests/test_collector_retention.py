@@ -141,3 +141,27 @@ def test_an_incident_closed_before_the_cutoff_goes_with_its_parts_and_messages_a
     left["incidents"] = pair & {r["id"] for r in storage._select("SELECT id FROM incidents")}
     assert left == {"incidents": {recent["id"]}, "incident_terminals": {recent["id"]}, "alerts": {recent["id"]}}
     storage.close()
+
+
+def test_a_fleet_incident_closed_before_the_cutoff_goes_with_its_sites_terminals_and_messages(tmp_path):
+    """Every part of an old fleet incident goes with it (none is left behind to name an incident that
+    no longer exists); an incident still open, however old it began, keeps its own."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    storage.migrate()
+    now = time.time()
+    f = Fleet("", storage)
+    for incident, closed in ((1, iso(now - 12 * 86400)), (2, None)):
+        f.sql("INSERT INTO incidents (id, scope, cause, site, first_at, last_at, report_count, terminal_count, site_count, "
+              "failing, qualified_at, closed_at) VALUES (?, 'fleet', 'network.wan', '', ?, ?, 3, 3, 3, 0, ?, ?)",
+              (incident, iso(now - 13 * 86400), iso(now - 12 * 86400 - 60), iso(now - 13 * 86400), closed))
+        for n in range(3):
+            f.sql("INSERT INTO incident_sites (incident_id, site) VALUES (?, ?)", (incident, f"store-{n}"))
+            f.sql("INSERT INTO incident_terminals (incident_id, terminal_id, site, last_at, failing) VALUES (?, ?, ?, ?, 0)",
+                  (incident, f"lane-{n}", f"store-{n}", iso(now - 12 * 86400 - 60)))
+        f.sql("INSERT INTO alerts (incident_id, event, body, created_at, next_at) VALUES (?, 'open', '{}', ?, ?)",
+              (incident, iso(now - 13 * 86400), iso(now - 13 * 86400)))
+    assert storage.prune_records(iso(now - RETAIN_DAYS * 86400), iso(now), 200) == 1
+    for table in ("incidents", "incident_sites", "incident_terminals", "alerts"):
+        column = "id" if table == "incidents" else "incident_id"
+        assert {r["i"] for r in storage._select(f"SELECT DISTINCT {column} AS i FROM {table}")} == {2}, table
+    storage.close()

@@ -240,6 +240,21 @@ def test_serve_without_options_runs_with_the_documented_settings():
     assert cli._settings(args) == Settings(db_url="sqlite:///c.db")
 
 
+def test_the_settings_default_to_the_figures_docs_collector_md_gives():
+    """Each default as a number, not as the name both the settings and the command line read: a
+    megabyte is 1048576 bytes, whatever ``MIB`` says."""
+    from dataclasses import asdict
+
+    from posdiag.collector.settings import Settings
+
+    assert asdict(Settings(db_url="sqlite:///c.db")) == {
+        "db_url": "sqlite:///c.db", "max_report_bytes": 1048576, "max_body_bytes": 1048576, "incident_window_min": 10,
+        "site_min_terminals": 2, "fleet_min_sites": 3, "incident_lookback_h": 24, "silent_after_min": 15,
+        "max_inflight": 1000, "db_pool_size": 8, "db_timeout_s": 5, "session_hours": 12, "request_expiry_min": 15,
+        "max_bundle_bytes": 8388608, "retain_days": 90, "alert_webhook": None, "alert_secret_file": None,
+        "header_timeout_s": 10, "max_header_bytes": 16384, "max_connections_per_client": 64, "max_connections": 4096}
+
+
 COUNTS = ("workers", "max-report-bytes", "max-body-bytes", "site-min-terminals", "fleet-min-sites", "db-pool-size",
           "max-inflight", "max-bundle-bytes", "retain-days", "max-connections")
 
@@ -300,6 +315,7 @@ def test_serve_wants_its_certificate_and_key_together_and_both_as_files(tmp_path
     (None, b"k" * 16, "--alert-webhook and --alert-secret-file go together"),
     ("ftp://127.0.0.1/hook", b"k" * 16, "expected an http:// or https:// URL"),
     ("http:///hook", b"k" * 16, "expected an http:// or https:// URL"),
+    ("ttp://127.0.0.1/hook", b"k" * 16, "expected an http:// or https:// URL"),
     ("https://127.0.0.1/hook", b"  " + b"k" * 15 + b"\n", "holds fewer than 16 bytes"),
     ("http://127.0.0.1:9/hook", b"k" * 16, None),
     ("https://127.0.0.1/hook", b"k" * 16 + b"\n", None),
@@ -319,6 +335,63 @@ def test_serve_takes_a_webhook_only_with_a_readable_key_of_16_bytes_or_more(tmp_
 def test_serve_names_an_unreadable_webhook_key(tmp_path):
     with pytest.raises(cli.Failure, match="--alert-secret-file: cannot read"):
         cli._settings(_serve_args("--alert-webhook", "http://127.0.0.1:9/", "--alert-secret-file", str(tmp_path / "none")))
+
+
+def test_the_command_exits_2_on_bad_usage_and_0_for_help():
+    """A script telling a typo from a failure: argparse's usage errors keep their 2, ``--help`` its 0."""
+    import io
+
+    for argv, status in (([], 2), (["serve"], 2), (["frobnicate"], 2), (["--help"], 0), (["serve", "--help"], 0)):
+        assert cli.main(argv, io.StringIO(), io.StringIO()) == status, argv
+    assert (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE) == (0, 1, 2)
+
+
+def test_serve_refuses_a_port_another_program_listens_on_even_one_that_shares_it(tmp_path):
+    """Another listener with SO_REUSEPORT on the port would split the terminals' pushes between two
+    programs without a word: serve says it cannot listen there instead."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "posdiag.collector", "serve", "--db", f"sqlite:///{tmp_path / 'c.db'}",
+                               "--listen", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def _children(pid: int) -> int:
+    """How many processes ``pid`` has started (read from /proc)."""
+    from pathlib import Path
+
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        count += int(fields[1]) == pid
+    return count
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_as_many_server_processes_as_workers_and_trusts_a_local_proxys_https(tmp_path, workers):
+    """One worker serves in the process itself; more run as children sharing the socket. Behind a
+    TLS-terminating proxy on this host, X-Forwarded-Proto: https makes the session cookie Secure
+    (docs/collector.md); a plain request's cookie is not."""
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    operator = run("add-operator", "alice", "--db", db)[1].strip()
+    server = ServeProcess(db, "--workers", str(workers))
+    try:
+        signin = server.url + "/signin"
+        for proto, secure in (("https", True), (None, False)):
+            headers = {"X-Forwarded-Proto": proto} if proto else {}
+            answer = requests.post(signin, data={"token": operator}, headers=headers, allow_redirects=False, timeout=30)
+            assert answer.status_code == 303
+            assert ("Secure" in answer.headers["set-cookie"]) is secure
+        children = _children(server.proc.pid)  # with workers: theirs, and multiprocessing's resource tracker
+        assert children == 0 if workers == 1 else children >= workers
+    finally:
+        server.stop()
 
 
 class SlowToConnect:
@@ -377,6 +450,25 @@ def test_the_pools_connections_may_take_up_to_the_database_timeout_to_connect(db
             storage.close()
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_storage_starts_with_a_connection_ready_and_reads_outside_any_transaction(db_url):
+    """Opened, it has waited for its first pooled connection (the first request does not); a read is one
+    statement in autocommit, no BEGIN left open on the connection, while a write is one transaction."""
+    from psycopg.pq import TransactionStatus
+
+    storage = open_storage(db_url, pool_size=2, timeout_s=5.0)
+    try:
+        assert storage._pool.get_stats()["pool_available"] == 1
+        with storage._connection() as conn:
+            conn.execute("SELECT 1")
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+        with storage._connection(write=True) as conn:
+            conn.execute("SELECT 1")
+            assert conn.info.transaction_status == TransactionStatus.INTRANS
+    finally:
+        storage.close()
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -9,9 +9,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from labs import kernel
 from labs.commands import diagnose_json, run_cli, run_posdiag
@@ -22,6 +24,7 @@ from posdiag.agent.report import render_text
 from posdiag.agent.store import Store
 from posdiag.core.timefmt import utc_iso
 from posdiag.probes import _lastboot, _restarts
+from posdiag.probes._procs import find_processes
 
 OOPS = ("BUG: kernel NULL pointer dereference, address: 0000000000000008",
         "Oops: 0002 [#1] PREEMPT SMP NOPTI",
@@ -748,3 +751,175 @@ def test_a_pstore_record_s_reason_is_read_from_its_first_256_bytes(tmp_path):
     (tmp_path / "dmesg-efi-3").write_text("x" * 300 + "\nPanic#1 Part1\n")
     reasons = {os.path.basename(c.path): c.reason for c in _lastboot.pstore_records([str(tmp_path)])}
     assert reasons == {"dmesg-efi-1": "Oops", "dmesg-efi-2": "Panic", "dmesg-efi-3": "Unknown"}
+
+
+def _pos_stand_in(folder: Path, name: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    script = folder / name
+    script.write_text("import sys, time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    return script
+
+
+def _started(*argv: str, executable: str | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(list(argv), executable=executable, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    return proc
+
+
+def test_the_start_watch_follows_the_youngest_pos_process_and_looks_again_when_it_is_gone(tmp_path):
+    name = f"posw{os.getpid()}"
+    script = _pos_stand_in(tmp_path, name)
+    older = _started(sys.executable, str(script))
+    younger = None
+    try:
+        time.sleep(0.05)  # start times are kept to the clock tick: the two must differ
+        younger = _started(sys.executable, str(script))
+        watch = _restarts.StartWatch(name)
+        assert watch.look() == round(psutil.Process(younger.pid).create_time(), 2)
+        assert watch.look() == round(psutil.Process(younger.pid).create_time(), 2)  # the same one, looked at again
+        younger.kill()
+        younger.wait()
+        assert watch.look() == round(psutil.Process(older.pid).create_time(), 2)
+        older.kill()
+        older.wait()
+        assert watch.look() is None and watch.proc is None
+    finally:
+        for proc in (older, younger):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("how", ["process-name", "script-argument"])
+def test_the_pos_is_found_by_its_process_name_or_the_script_it_runs_and_not_by_a_later_argument(tmp_path, how):
+    """A program started under its own name (``comm``) though its argv says otherwise, and a script run by
+    its interpreter; a name that only a third argument carries is not the POS."""
+    name = f"posf{os.getpid() % 100000}"  # a process name is 15 characters at most
+    script = _pos_stand_in(tmp_path, "pos.py")
+    if how == "process-name":
+        binary = tmp_path / name
+        shutil.copy(sys.executable, binary)
+        proc = _started("interpreter", str(script), executable=str(binary))
+    else:
+        proc = _started(sys.executable, str(_pos_stand_in(tmp_path, name)))
+    other = _started(sys.executable, str(script), name)
+    try:
+        assert [p.pid for p in find_processes(name)] == [proc.pid]
+    finally:
+        for p in (proc, other):
+            p.kill()
+            p.wait()
+
+
+def test_systemctl_failing_without_a_word_is_an_error_with_no_detail(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", stand_in_systemctl(tmp_path / "bin", rc=1))
+    assert _restarts.unit_state("posapp.service", 5.0) == _restarts.UnitState(None, why="error", detail="")
+
+
+def test_two_start_times_exactly_the_rounding_apart_are_one_process():
+    """0.02 s is the most two readings of one start time differ by (clock ticks, kept to the hundredth)."""
+    assert _restarts.restarts_seen([0.0, 0.02], since=-1.0) == []
+    assert _restarts.restarts_seen([0.0, 0.03], since=-1.0) == [0.03]
+
+
+def test_the_oom_killer_taking_another_program_is_no_death_of_the_pos():
+    from posdiag.probes import _crashlog
+
+    found = _crashlog.read(["Out of memory: Killed process 999 (chromium) total-vm:812345kB, anon-rss:512000kB",
+                            "Oops: 0002 [#1] PREEMPT SMP NOPTI"], "posapp")
+    assert found.pos_deaths == {"oom": [], "segfault": []} and found.oopses == ["Oops: 0002 [#1] PREEMPT SMP NOPTI"]
+    assert _crashlog.read(["Out of memory: Killed process 812 (posapp) total-vm:1kB"], "posapp").pos_deaths["oom"] == [812]
+
+
+class _ScriptedStarts:
+    """The POS's start times a look would read, one per look (the process scan is probed elsewhere)."""
+
+    def __init__(self, name: str, starts: list[float | None]) -> None:
+        self.name, self.starts, self.looks = name, list(starts), 0
+
+    def look(self) -> float | None:
+        self.looks += 1
+        return self.starts.pop(0)
+
+
+class _ListStore:
+    def __init__(self, starts: list[float]) -> None:
+        self.kept = list(starts)
+
+    def add_pos_start(self, start_s: float) -> None:
+        self.kept.append(start_s)
+
+    def pos_starts(self) -> list[float]:
+        return list(self.kept)
+
+
+def _pos_watch(config_file, starts: list[float | None], stored: list[float] | None = None, limit: int = 3):
+    from posdiag.agent.poswatch import PosWatch
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(terminal={"pos_process": "posapp"},
+                                           system={"restart_limit": limit, "restart_window_min": 10})))
+    watch = PosWatch(settings, None if stored is None else _ListStore(stored))
+    watch.watch = _ScriptedStarts("posapp", starts)
+    return watch, settings
+
+
+def _look_each(watch) -> list[bool]:
+    said = []
+    while watch.watch.starts:
+        watch.next_at = 0.0  # due: the look's pace is tested on its own
+        said.append(watch.look())
+    return said
+
+
+@pytest.mark.parametrize(("ages_s", "looping"), [
+    ((700, 500, 300, 1), True),  # three restarts within the 10 min window, the first start is no restart
+    ((1000, 700, 300, 1), False),  # one of the three is 11.7 min old: two within the window
+    ((700, 300, 1), False),  # two restarts: one short of the limit
+])
+def test_the_daemon_asks_for_a_sweep_when_the_restarts_within_the_window_reach_the_limit(config_file, ages_s, looping):
+    import logging
+
+    now = time.time()
+    watch, _ = _pos_watch(config_file, [now - age for age in ages_s])
+    logger = logging.getLogger("posdiag")
+    heard = logging.Handler(logging.INFO)
+    records: list[logging.LogRecord] = []
+    heard.emit = records.append  # the daemon's logger may not propagate (agent/logs.py): listen on it itself
+    logger.addHandler(heard)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        said = _look_each(watch)
+    finally:
+        logger.removeHandler(heard)
+        logger.setLevel(level)
+    logged = "\n".join(record.getMessage() for record in records)
+    assert said == [False] * (len(ages_s) - 1) + [looping]
+    assert ("restarted 3 times or more within 10 min: diagnosing now" in logged) is looping, logged
+    assert logged.count("restarted: a process started at") == len(ages_s) - 1  # the first is no restart
+
+
+def test_a_crash_loop_brings_one_sweep_forward_a_window_and_keeps_every_start(config_file):
+    now = time.time()
+    stored = [now - 700, now - 500]
+    watch, _ = _pos_watch(config_file, [now - 300, now - 200, now - 200 + 0.02, now - 1, None], stored)
+    assert watch.starts == stored  # read back from the store: the daemon was restarted in between
+    assert _look_each(watch) == [False, True, False, False, False]  # the third restart; the same process; once a window
+    assert watch.starts == [now - 700, now - 500, now - 300, now - 200, now - 1]
+    assert watch.store.kept == watch.starts
+
+
+def test_the_pos_is_looked_at_once_every_pos_watch_s_and_a_new_name_starts_a_new_watch(config_file):
+    watch, settings = _pos_watch(config_file, [100.0, 200.0])
+    assert watch.every_s == settings.daemon.pos_watch_s == 10 and watch.window_s == 600
+    assert watch.look() is False and watch.look() is False
+    assert watch.watch.looks == 1  # the second is not due for 10 s
+    assert watch.next_at - time.monotonic() > 9
+    scripted = watch.watch
+    watch.configure(settings)  # a reload with the same process name keeps the watch and what it saw
+    assert watch.watch is scripted and watch.starts == [100.0]
+    from dataclasses import replace
+
+    watch.configure(replace(settings, terminal=replace(settings.terminal, pos_process="otherpos")))
+    assert watch.watch is not scripted and watch.watch.name == "otherpos" and watch.starts == []

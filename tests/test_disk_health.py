@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from labs import kernel
 from labs.commands import diagnose_json
 from labs.helpers import codes_of, probe_of, top_cause
-from posdiag.core.settings import Settings
+from posdiag.core.settings import DiskSettings, Settings, SystemSettings
 from posdiag.probes import _smart
 from posdiag.probes._blockdev import Holder, holder_of
 from posdiag.probes.base import Observation
@@ -71,6 +72,81 @@ def test_errors_on_a_disk_that_holds_no_configured_path_are_not_counted(config_f
                         "journal"):
         rc, report = diagnose_json(config, "--only", "disk.health")
     assert "disk.kernel_errors" not in codes_of(report, "disk.health") and rc == 0
+
+
+@pytest.mark.root
+def test_disk_errors_cleared_with_dmesg_are_no_longer_evidence(config_file, loop_disk):
+    target, device = loop_disk
+    config = config_file(disk={"paths": [str(target)], "min_free_mb": 1, "smart": False},
+                         system={"kernel_log": "/dev/kmsg"})
+    with kernel.records(f"blk_update_request: I/O error, dev {device}, sector 2048 op 0x1:(WRITE) flags 0x800"):
+        pass  # the technician dealt with it: dmesg --clear
+    rc, report = diagnose_json(config, "--only", "disk.health")
+    assert "disk.kernel_errors" not in codes_of(report, "disk.health") and rc == 0
+
+
+HELD = {"/": Holder(("sda1", "sda"), ("sda",))}
+
+
+def kernel_log_of(path: Path, age_s: float, message: str) -> str:
+    """A kernel log of one record in /dev/kmsg's format, ``age_s`` old on the monotonic clock."""
+    path.write_text(f"3,1,{int((time.monotonic() - age_s) * 1e6)},-;{message}\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(("age_h", "counted"), [(0.5, True), (1.5, False)], ids=["inside-1-h", "outside-1-h"])
+def test_a_disk_error_is_evidence_only_within_the_kernel_log_window(tmp_path, age_h, counted):
+    log = kernel_log_of(tmp_path / "kmsg", age_h * 3600, "blk_update_request: I/O error, dev sda, sector 2048")
+    probe, obs = DiskHealthProbe(Settings(system=SystemSettings(kernel_log=log, kernel_log_window_h=1))), Observation()
+    probe.kernel_errors(obs, HELD)
+    assert obs.metrics["kernel_disk_errors"] == int(counted)
+    assert [f.code for f in obs.findings] == (["disk.kernel_errors"] if counted else [])
+
+
+def test_a_disk_error_is_quoted_by_160_characters_in_words_and_300_in_data(tmp_path):
+    message = "blk_update_request: I/O error, dev sda, sector 2048 " + "x" * 400
+    log = kernel_log_of(tmp_path / "kmsg", 60, message)
+    probe, obs = DiskHealthProbe(Settings(system=SystemSettings(kernel_log=log))), Observation()
+    probe.kernel_errors(obs, HELD)
+    [finding] = obs.findings
+    assert finding.data["first"] == message[:300] and finding.message.endswith(": " + message[:160])
+
+
+def test_a_kernel_record_is_read_from_three_fields_and_a_numeric_time(tmp_path):
+    from posdiag.probes._kmsg import kernel_records
+
+    (tmp_path / "three").write_text("3,7,5000000;EXT4-fs error (device sda1): " + "y" * 1000 + "\nSUBSYSTEM=block\n")
+    [(stamp, message)] = kernel_records(str(tmp_path / "three"))
+    assert stamp == 5.0 and message.startswith("EXT4-fs error") and len(message) == len("EXT4-fs error (device sda1): ") + 1000
+    (tmp_path / "bad").write_text("3,7,soon,-;EXT4-fs error (device sda1)\n")
+    assert kernel_records(str(tmp_path / "bad")) == []
+    (tmp_path / "two").write_text("3,5000000;EXT4-fs error (device sda1)\n")
+    assert kernel_records(str(tmp_path / "two")) == []
+
+
+def test_smart_is_asked_only_when_switched_on_and_a_disk_holds_a_path(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no smartctl: asking is what shows
+    for smart, holders, asked in ((True, HELD, True), (False, HELD, False),
+                                  (True, {"/": Holder(("overlay",), ())}, False)):
+        obs = Observation()
+        DiskHealthProbe(Settings(disk=DiskSettings(smart=smart))).smart(obs, holders)
+        assert [f.code for f in obs.findings] == (["disk.smart_unavailable"] if asked else []), (smart, holders)
+
+
+def test_smartctl_shares_six_tenths_of_the_time_left_between_the_disks(monkeypatch):
+    budgets: dict[str, float] = {}
+
+    def read_health(tool: str, device: str, timeout_s: float) -> _smart.Health:
+        budgets[device] = timeout_s
+        return _smart.Health(device, passed=True)
+
+    monkeypatch.setattr(_smart, "smartctl", lambda: "/usr/sbin/smartctl")
+    monkeypatch.setattr(_smart, "read_health", read_health)
+    probe = DiskHealthProbe(Settings())
+    probe.deadline_at = time.monotonic() + 10
+    probe.smart(Observation(), {"/": Holder(("sda1", "sda"), ("sda",)), "/srv": Holder(("sdb1", "sdb"), ("sdb",))})
+    assert set(budgets) == {"/dev/sda", "/dev/sdb"}
+    assert all(2.4 < budget <= 3.0 for budget in budgets.values()), budgets  # a little time passes meanwhile
 
 
 def recorded(name: str) -> str:
@@ -154,6 +230,37 @@ def test_smartctl_s_disk_failing_exit_bit_is_a_verdict_when_the_json_gives_none(
     says "DISK FAILING"; its other bits (64: errors in the device's log) are no verdict."""
     health = _smart.parse("/dev/sda", json.dumps({"smartctl": {"exit_status": exit_status}, "model_name": "X"}))
     assert health.passed is passed
+
+
+def test_the_json_s_own_verdict_stands_whatever_the_exit_bits_and_a_verdict_needs_no_reason():
+    passed = _smart.parse("/dev/sda", json.dumps({"smart_status": {"passed": True}, "smartctl": {"exit_status": 8}}))
+    assert passed.passed is True and passed.why == ""
+    assert _smart.parse("/dev/nvme0n1", recorded("healthy-nvme.json")).why == ""
+    damaged = _smart.parse("/dev/sda", json.dumps({"ata_smart_attributes": {"table": [{"id": 5, "raw": {"value": 4}}]}}))
+    assert damaged.passed is None and damaged.sectors == {"reallocated": 4} and damaged.why == ""
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "\"PASSED\"", "smartctl 7.3: not JSON"], ids=["a-list", "a-string", "text"])
+def test_output_that_is_no_json_object_says_so(text):
+    health = _smart.parse("/dev/sda", text)
+    assert (health.passed, health.why) == (None, "smartctl printed no JSON")
+
+
+def test_a_drive_without_a_verdict_or_sectors_is_said_unread_with_smartctls_reason():
+    obs = Observation()
+    DiskHealthProbe(Settings()).judge(obs, _smart.Health("/dev/sda", why="Unable to detect device type"), HELD)
+    [finding] = obs.findings
+    assert finding.code == "disk.smart_unavailable" and "Unable to detect device type" in finding.message
+    assert "smart_passed[sda]" not in obs.metrics
+
+
+@pytest.mark.parametrize(("passed", "code"), [(False, "disk.smart_failing"), (None, "disk.smart_sectors")])
+def test_a_drive_without_a_model_name_is_named_by_a_question_mark(passed, code):
+    obs = Observation()
+    DiskHealthProbe(Settings()).judge(obs, _smart.Health("/dev/sda", passed=passed, sectors={"pending": 2}), HELD)
+    [finding] = obs.findings
+    assert finding.code == code and "/dev/sda (?, holding /)" in finding.message and "2 pending sectors" in finding.message
+    assert obs.metrics["smart_passed[sda]"] == (None if passed is None else 0)
 
 
 def test_every_damaged_sector_counter_of_an_ata_drive_is_read_and_a_zero_is_none():
@@ -249,3 +356,23 @@ def test_a_drive_that_names_no_model_is_said_with_a_question_mark(passed):
     probe.judge(obs, _smart.Health("/dev/sdc", passed, "", {"pending": 8}), {"/": Holder(("sdc",), ("sdc",))})
     [finding] = obs.findings
     assert finding.message.startswith("/dev/sdc (?, holding /): ") and finding.data["model"] == "", finding
+
+
+def test_a_stack_of_volumes_is_followed_four_levels_down_and_no_deeper(tmp_path):
+    """dm-0 on dm-1 on dm-2 on dm-3 on sda2: the names the log may use are taken four levels down, so that a
+    loop of slaves (a broken sysfs) cannot walk for ever; what lies deeper is not named."""
+    root = fake_sysfs(tmp_path / "sys")
+    virtual = root / "devices/virtual/block"
+    below = root / "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2"
+    for n in (3, 2, 1):
+        (virtual / f"dm-{n}" / "slaves").mkdir(parents=True)
+        (virtual / f"dm-{n}" / "slaves" / below.name).symlink_to(below)
+        below = virtual / f"dm-{n}"
+    (virtual / "dm-0/slaves/sda2").unlink()
+    (virtual / "dm-0/slaves/dm-1").symlink_to(virtual / "dm-1")
+    (tmp_path / "mountinfo").write_text("20 1 254:0 / / rw - ext4 /dev/mapper/root rw\n")
+    assert holder_of("/", str(tmp_path / "mountinfo"), str(root)) == Holder(("dm-0", "dm-1", "dm-2", "dm-3"), ())
+    (virtual / "dm-2/slaves/dm-3").unlink()
+    (virtual / "dm-2/slaves/sda2").symlink_to(root / "class/block/sda2")
+    assert holder_of("/", str(tmp_path / "mountinfo"), str(root)) == Holder(("dm-0", "dm-1", "dm-2", "sda2", "sda", "ata1"),
+                                                                           ("sda",))

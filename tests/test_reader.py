@@ -4,6 +4,7 @@ and the real kernel log."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from labs.commands import REPO, diagnose_in_namespace, run_cli
@@ -20,7 +22,16 @@ from labs.helpers import top_cause as top
 from labs.helpers import wait_for
 from labs.reader_emulator import OTHER_SERIAL, SERIAL, ReaderEmulator, hold_port
 from labs.usbtree import HUB, KEYBOARD, PRINTER, READER, add_device, device_with_tty, remove_device, terminal_tree
-from posdiag.probes.reader._framing import ACK, EOT, ETX, NAK, SI, SO, STX, Framing, lrc
+from posdiag.core import settings as cfg
+from posdiag.core.settings import DaemonSettings, ReaderSettings, Settings
+from posdiag.probes.base import Observation
+from posdiag.probes.reader._exchange import Exchange
+from posdiag.probes.reader._framing import ACK, EOT, ETX, NAK, SI, SO, STX, Framing, describe, lrc
+from posdiag.probes.reader._protocols import protocol_for
+from posdiag.probes.reader._turn import lock_path
+from posdiag.probes.reader.events import EventsProbe
+from posdiag.probes.reader.serial_port import SerialProbe
+from posdiag.probes.reader.usb import UsbProbe, enumerate_sysfs
 
 
 def reader_report(config, *extra: str) -> tuple[int, dict]:
@@ -80,6 +91,34 @@ def test_bytes_are_shown_with_control_bytes_named_text_kept_the_rest_in_hex_and_
     assert describe(bytes([STX]) + b"11.00" + bytes([ETX, 0x7F, 0x1F, 0x20])) == "<STX>11.00<ETX>\\x7f\\x1f "
     assert describe(b"A" * 24) == "A" * 24
     assert describe(b"A" * 25) == "A" * 24 + "…"
+
+
+def test_a_frame_whose_lrc_covers_its_start_byte_checks_with_the_same_framing_only():
+    with_begin = Framing(lrc_includes_begin=True)
+    frame = with_begin.encode(b"42")
+    assert frame[-1] == lrc(bytes([STX]) + b"42" + bytes([ETX]))
+    assert with_begin.check(frame) == (b"42", True) and Framing().check(frame) == (b"42", False)
+
+
+@pytest.mark.parametrize(("data", "shown"), [
+    (b" ~", " ~"), (b"\x1f\x7f", "\\x1f\\x7f"), (bytes([STX, NAK, ETX]), "<STX><NAK><ETX>"),
+    (b"A" * 24, "A" * 24), (b"A" * 25, "A" * 24 + "…"),
+], ids=["printable-edges", "just-outside-printable", "control-bytes", "24-bytes-whole", "25-bytes-cut"])
+def test_bytes_are_shown_printable_from_space_to_tilde_and_cut_after_24(data, shown):
+    assert describe(data) == shown
+
+
+@pytest.mark.parametrize(("protocol", "framed", "ack", "asked"), [
+    ("generic", True, True, b"S"), ("ingenico-rba", True, True, b"11."), ("telium-enq", False, False, b"\x05"),
+    ("verifone-si-so", True, True, b"SN"), ("custom", False, False, b"\x02\x31\x03")])
+def test_each_protocol_frames_acknowledges_and_asks_as_its_preset_says(protocol, framed, ack, asked):
+    reader = ReaderSettings(kind="serial", port="/dev/ttyS0", protocol=protocol, request="02 31 03",
+                            expect="^06" if protocol == "custom" else "")
+    found = protocol_for(reader)
+    assert (found.framing is not None, found.ack, found.request) == (framed, ack, asked)
+    assert found.expect_hex is not None or found.reply is not None
+    if protocol == "verifone-si-so":
+        assert (found.framing.begin, found.framing.end) == (SI, SO)
 
 
 # --- serial handshake ------------------------------------------------------------------------------
@@ -182,7 +221,67 @@ def test_a_reader_answering_in_300_ms_is_slow_only_beyond_its_limit(serial_confi
     with ReaderEmulator("ingenico-rba", "slow", delay_s=0.3) as emu:
         rc, report = reader_report(serial_config(emu, timeout_s=1.0, **limit))
     assert codes(report, "reader.serial") == (["reader.slow"] if slow else []), probe(report, "reader.serial")
-    assert probe(report, "reader.serial")["metrics"]["reply_ms"] >= 300
+    metrics = probe(report, "reader.serial")["metrics"]
+    assert metrics["reply_ms"] >= 300
+    # the whole exchange, in ms too: at least the reply's wait, far from ten times it
+    assert metrics["reply_ms"] <= metrics["exchange_ms"] < 10 * metrics["reply_ms"], metrics
+
+
+def test_a_port_another_program_locked_exclusively_is_said_locked_and_not_asked(tmp_path):
+    """A lock pyserial's exclusive open meets although /proc shows no other holder (here: one this process
+    took, which the probe does not count as a rival)."""
+    with ReaderEmulator("generic", "healthy") as emu:
+        fd = os.open(emu.path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            settings = Settings(reader=ReaderSettings(kind="serial", port=emu.path, timeout_s=0.5,
+                                                      sysfs_root=str(tmp_path / "no-sysfs")))
+            result = SerialProbe(settings).run()
+        finally:
+            os.close(fd)
+    assert [f.code for f in result.findings] == ["reader.port_locked"], result
+    assert bytes(emu.received) == b""
+
+
+def test_the_serial_probe_takes_its_turn_in_the_configured_state_folder(tmp_path):
+    with ReaderEmulator("generic", "healthy") as emu:
+        settings = Settings(reader=ReaderSettings(kind="serial", port=emu.path, timeout_s=0.5,
+                                                  sysfs_root=str(tmp_path / "no-sysfs")),
+                            daemon=DaemonSettings(state_dir=str(tmp_path)))
+        result = SerialProbe(settings).run()
+    assert result.status.value != "error", result  # the reader was asked (in time or not: a busy machine)
+    assert os.path.isfile(lock_path(str(tmp_path), emu.path))
+
+
+def _serial_probe(**reader) -> SerialProbe:
+    return SerialProbe(Settings(reader=ReaderSettings(kind="serial", port="/dev/ttyS0", **reader)))
+
+
+def test_the_serial_probe_allows_two_timeouts_and_a_second():
+    assert _serial_probe(timeout_s=1.5).deadline_s() == pytest.approx(4.0)
+    assert _serial_probe(timeout_s=0.25).deadline_s() == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(("left_s", "wait_s"), [(10.0, 7.5), (1.0, 0.0)], ids=["time-to-wait", "no-time-left"])
+def test_the_wait_for_another_posdiags_turn_leaves_one_timeout_and_half_a_second(left_s, wait_s):
+    probe_ = _serial_probe(timeout_s=2.0)
+    probe_.deadline_at = time.monotonic() + left_s
+    assert wait_s - 1.0 <= probe_.turn_wait_s() <= wait_s  # a little of it passes while the test runs
+    assert probe_.turn_wait_s() >= 0.0
+
+
+@pytest.mark.parametrize(("latency_ms", "slow"), [(500.0, False), (500.5, True), (499.0, False)])
+def test_a_reply_is_slow_only_strictly_beyond_slow_ms(latency_ms, slow):
+    obs = Observation()
+    _serial_probe(slow_ms=500.0).judge(obs, "/dev/ttyS0", Exchange("ok", latency_ms=latency_ms, attempts=1))
+    assert [f.code for f in obs.findings] == (["reader.slow"] if slow else [])
+    assert obs.metrics["reply_ms"] == latency_ms and obs.metrics["attempts"] == 1
+
+
+def test_the_reply_time_is_kept_to_two_decimals():
+    obs = Observation()
+    _serial_probe().judge(obs, "/dev/ttyS0", Exchange("ok", latency_ms=12.34567, attempts=1))
+    assert obs.metrics["reply_ms"] == 12.35
 
 
 def test_a_protocol_that_reports_no_serial_cannot_check_the_one_on_file(serial_config):
@@ -576,6 +675,47 @@ def test_printer_unplugged_is_only_noted(usb_config):
     assert "reader.usb_gone" in codes(report, "reader.usb") and rc == 0
 
 
+def test_the_reader_is_matched_by_vendor_and_product_both(usb_config):
+    rc, report = reader_report(usb_config(usb=f"{READER['vid']}:0085"))
+    assert "reader.usb_missing" in codes(report, "reader.usb") and "reader.usb_present" not in codes(report, "reader.usb")
+    rc, report = reader_report(usb_config(usb=f"0b01:{READER['pid']}"))
+    assert "reader.usb_missing" in codes(report, "reader.usb")
+    rc, report = reader_report(usb_config(usb="0B00:0084"))  # hex in capitals, as lsusb prints some
+    assert "reader.usb_present" in codes(report, "reader.usb")
+
+
+def test_an_unreadable_baseline_is_said_and_recorded_anew(usb_config, tmp_path):
+    reader_report(usb_config())
+    baseline = tmp_path / "state" / "usb-baseline.json"
+    baseline.write_text("{not json")
+    rc, report = reader_report(usb_config())
+    assert {"reader.usb_baseline_unreadable", "reader.usb_baseline_created"} <= set(codes(report, "reader.usb"))
+    assert len(json.loads(baseline.read_text())["devices"]) == 2
+    rc, report = reader_report(usb_config())
+    usb = probe(report, "reader.usb")
+    assert usb["status"] == "ok" and usb["metrics"]["baseline_devices"] == 2 and usb["metrics"]["usb_devices"] == 2
+
+
+def test_the_usb_baseline_is_kept_in_the_configured_state_folder(usb_config, tmp_path):
+    settings = cfg.load(str(usb_config()))
+    result = UsbProbe(settings).run()  # no state folder in the probe's context: the configured one
+    assert "reader.usb_baseline_created" in [f.code for f in result.findings], result
+    assert (Path(settings.daemon.state_dir) / "usb-baseline.json").is_file()
+
+
+def test_sysfs_lists_devices_not_root_hubs_or_interfaces_with_their_ports_and_kinds(tmp_path):
+    """A USB-serial driver puts its ttyUSB right in the interface folder; CDC ACM nests it under tty/."""
+    root = terminal_tree(tmp_path / "sys", HUB, KEYBOARD)
+    adapter = {**PRINTER, "name": "1-5", "vid": "0403", "pid": "6001", "serial": "FT1", "interfaces": [("ff", "00", None)]}
+    add_device(root, adapter)
+    (root / "bus" / "usb" / "devices" / "1-5" / "1-5:1.0" / "ttyUSB0").mkdir()
+    found = {d.path: (d.ident, d.kind, d.tty) for d in enumerate_sysfs(str(root))}
+    assert found == {"1-1": ("0b00:0084", "serial", "ttyACM0"), "1-2": ("04b8:0e15", "other", ""),
+                     "1-3": ("1a2c:0e24", "keyboard", ""), "1-4": ("05e3:0608", "hub", ""),
+                     "1-5": ("0403:6001", "serial", "ttyUSB0")}
+    assert enumerate_sysfs(str(tmp_path / "no-sysfs")) is None
+
+
 # --- flapping ---------------------------------------------------------------------------------------
 
 @pytest.mark.root
@@ -675,6 +815,27 @@ def test_a_disconnect_counts_towards_flapping_only_within_the_window(usb_config,
     if flapping:
         assert events["findings"][0]["message"] == (f"the reader ({READER['name']}) disconnected 1 time in the last "
                                                     f"10 min, last {age_min} min ago")
+
+
+@pytest.mark.parametrize(("record", "disconnects", "reconnects"), [
+    (f"usb {READER['name']}: new full-speed USB device number 11 using xhci_hcd", 0, 1),
+    (f"usb {PRINTER['name']}: USB disconnect, device number 10", 0, 0),
+    (f"usb {PRINTER['name']}: new full-speed USB device number 11 using xhci_hcd", 0, 0),
+    (f"cdc_acm {READER['name']}:1.0: ttyACM0: USB ACM device", 0, 1),
+], ids=["the-reader-back", "the-printer-gone", "the-printer-back", "the-readers-tty-back"])
+def test_only_the_readers_own_records_are_counted_as_its_disconnects_and_reconnects(usb_config, tmp_path, record,
+                                                                                     disconnects, reconnects):
+    log = tmp_path / "kmsg.reader"
+    log.write_text(f"6,1,{int((time.monotonic() - 60) * 1e6)},-;{record}\n")
+    rc, report = reader_report(usb_config(kernel_log=str(log), flap_window_min=10, flap_threshold=1))
+    events = probe(report, "reader.events")
+    assert (events["metrics"]["disconnects"], events["metrics"]["reconnects"]) == (disconnects, reconnects), events
+    assert events["status"] == "ok" and events["summary"] == f"0 disconnects of {READER['name']} in 10 min"
+
+
+def test_a_usb_reader_is_known_in_the_kernel_log_by_the_usb_path_of_its_model_only(usb_config):
+    assert EventsProbe(cfg.load(str(usb_config(usb="0B00:0084")))).identities() == [READER["name"]]
+    assert EventsProbe(cfg.load(str(usb_config(usb="0b00:0085")))).identities() == []
 
 
 def test_without_a_kernel_log_reader_flapping_is_not_checked_and_said_so(usb_config, tmp_path):

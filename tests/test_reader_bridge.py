@@ -15,6 +15,7 @@ from labs.helpers import codes_of as codes
 from labs.helpers import probe_of as probe
 from labs.helpers import top_cause as top
 from labs.reader_emulator import ReaderEmulator, pty_bridge
+from posdiag.probes.reader._holders import Holder, holders
 
 
 @pytest.fixture
@@ -122,3 +123,42 @@ def test_a_pty_master_opened_through_either_ptmx_is_the_device_side_of_the_line(
     finally:
         master.kill()
         master.wait()
+
+
+# --- who holds a port, read from a /proc of real files (pure logic) -----------------------------------
+
+def fake_proc(root, processes: dict[int, tuple[str, dict[int, tuple[str, str]]]]) -> str:
+    """A /proc look-alike: pid → (comm, fd → (where the fd leads, its fdinfo text))."""
+    for pid, (comm, fds) in processes.items():
+        (root / str(pid) / "fd").mkdir(parents=True)
+        (root / str(pid) / "fdinfo").mkdir()
+        (root / str(pid) / "comm").write_text(comm + "\n")
+        for fd, (link, info) in fds.items():
+            (root / str(pid) / "fd" / str(fd)).symlink_to(link)
+            (root / str(pid) / "fdinfo" / str(fd)).write_text(info)
+    (root / "self").mkdir()
+    return str(root)
+
+
+def test_holders_of_a_pty_are_its_slave_and_the_master_of_its_own_number_but_never_this_process(tmp_path):
+    pts = "/dev/pts/4242"  # no such pty here: the paths alone tell
+    proc = fake_proc(tmp_path, {
+        101: ("posapp", {3: (pts, "pos:\t0\n")}),
+        102: ("socat", {5: ("/dev/ptmx", "pos:\t0\ntty-index:\t4242\n")}),
+        103: ("ser2net", {6: ("/dev/pts/ptmx", "pos:\t0\ntty-index:\t4242\n")}),
+        104: ("xterm", {7: ("/dev/ptmx", "pos:\t0\ntty-index:\t4243\n")}),
+        105: ("sshd", {8: ("/dev/pts/ptmx", "pos:\t0\n"), 9: ("/dev/tty1", "tty-index:\t4242\n")}),
+        106: ("idle", {}),
+        os.getpid(): ("pytest", {3: (pts, "pos:\t0\n")}),
+    })
+    found, hidden = holders(pts, proc)
+    assert sorted(found, key=lambda h: h.pid) == [Holder(101, "posapp"), Holder(102, "socat", device_side=True),
+                                                  Holder(103, "ser2net", device_side=True)]
+    assert hidden == 0
+
+
+def test_a_pty_master_is_no_holder_of_a_port_that_is_not_a_pty(tmp_path):
+    proc = fake_proc(tmp_path, {201: ("getty", {0: ("/dev/ttyS9", "pos:\t0\n")}),
+                                202: ("tmux", {4: ("/dev/ptmx", "pos:\t0\n")})})
+    assert holders("/dev/ttyS9", proc) == ([Holder(201, "getty")], 0)
+    assert holders("/dev/ttyS9", str(tmp_path / "no-proc")) == ([], 0)

@@ -140,3 +140,11 @@ def test_without_a_state_folder_or_with_something_else_than_a_file_at_the_lock_t
     with reader_turn(str(tmp_path), "/dev/ttyUSB8", wait_s=0), pytest.raises(ReaderBusy), \
             reader_turn(str(tmp_path), "/dev/ttyUSB8", wait_s=0):  # a real lock file is a turn to wait for
         pass
+
+
+@pytest.mark.parametrize("state_dir", [None, ""], ids=["none", "empty"])
+def test_without_a_state_folder_the_exchange_goes_ahead_without_a_turn(state_dir):
+    entered = []
+    with reader_turn(state_dir, "/dev/ttyUSB9", wait_s=0):
+        entered.append(True)
+    assert entered == [True]

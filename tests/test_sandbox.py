@@ -6,6 +6,7 @@ cgroup. (tests/test_boot.py shows the same under the real unit, in a booted Debi
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -13,8 +14,11 @@ from pathlib import Path
 import pytest
 from labs.commands import IN_CI, diagnose_in_namespace
 from labs.helpers import codes_of, probe_of, top_cause
-from posdiag.probes._mounts import mount_of, read_mounts
-from posdiag.probes._sandbox import hidden_path
+from posdiag.core.settings import ReaderSettings, Settings
+from posdiag.probes._mounts import Mount, mount_of, read_mounts
+from posdiag.probes._sandbox import hidden_path, refused_device
+from posdiag.probes.base import Observation
+from posdiag.probes.reader.serial_port import SerialProbe
 
 #: systemd's inaccessible folder as ProtectHome=yes mounts it over /home (under /run, a tmpfs of its own)
 INACCESSIBLE = "systemd/inaccessible/dir"
@@ -149,6 +153,16 @@ def test_a_mount_shadowed_by_a_later_one_on_its_parent_is_not_where_a_path_ends(
     assert mount_of("/var/log/pos.log", table).id == 20
 
 
+def test_a_mountinfo_line_is_read_around_its_optional_fields_and_a_cut_or_garbled_line_is_skipped(tmp_path):
+    path = tmp_path / "mountinfo"
+    path.write_text("36 35 98:0 /srv/pos\\011x /mnt/my\\040pos rw,noatime shared:1 master:2 - ext4 /dev/sda2 "
+                    "rw,errors=remount-ro\n"
+                    "37 35 98:1 / /cut rw - ext4 /dev/sdb1\n"  # no superblock options: cut short
+                    "38 35 98:2 / /garbled rw ext4 /dev/sdc1 rw\n")  # no separator
+    assert read_mounts(str(path)) == [Mount(36, 35, "/srv/pos\tx", "/mnt/my pos", "ext4", ("rw", "errors=remount-ro"),
+                                            "98:0", "/dev/sda2")]
+
+
 def test_a_file_right_in_tmp_is_bound_alone_not_the_whole_folder(mountinfo, tmp_path):
     cgroup = tmp_path / "cgroup"
     cgroup.write_text("0::/system.slice/posdiag.service\n")
@@ -177,3 +191,60 @@ def test_each_folder_protecthome_and_privatetmp_cover_is_said_hidden_by_its_sett
     path.write_text(f"20 1 254:0 / / rw - ext4 /dev/vda rw\n40 20 0:43 {root} {point} ro - tmpfs tmpfs rw\n")
     hidden = hidden_path(f"{point}/pos/tx.log", mountinfo=str(path))
     assert (hidden.setting if hidden else None) == setting
+
+
+@pytest.mark.parametrize("folder", ["/home", "/root", "/run/user"])
+def test_each_folder_protecthome_covers_is_read_as_hidden_where_the_inaccessible_folder_sits_on_it(tmp_path, folder):
+    path = tmp_path / "mountinfo"
+    path.write_text(f"20 1 254:0 / / rw - ext4 /dev/vda rw\n40 20 0:43 /systemd/inaccessible/dir {folder} ro - tmpfs tmpfs rw\n")
+    hidden = hidden_path(f"{folder}/pos/tx.log", mountinfo=str(path), cgroup=str(tmp_path / "no-cgroup"))
+    assert hidden is not None and hidden.setting == "ProtectHome"
+    assert hidden.lines == ("ProtectHome=tmpfs", f"BindReadOnlyPaths={folder}/pos") and hidden.unit == "posdiag.service"
+
+
+def test_a_plain_tmpfs_on_home_is_no_sandbox(tmp_path):
+    path = tmp_path / "mountinfo"
+    path.write_text("20 1 254:0 / / rw - ext4 /dev/vda rw\n40 20 0:43 / /home rw - tmpfs tmpfs rw\n")
+    assert hidden_path("/home/pos/tx.log", mountinfo=str(path)) is None
+
+
+def test_an_inaccessible_folder_elsewhere_than_home_hides_nothing(tmp_path):
+    path = tmp_path / "mountinfo"
+    path.write_text("20 1 254:0 / / rw - ext4 /dev/vda rw\n40 20 0:43 /systemd/inaccessible/dir /srv ro - tmpfs tmpfs rw\n")
+    assert hidden_path("/srv/pos/tx.log", mountinfo=str(path)) is None
+
+
+def _error(number: int) -> OSError:
+    return OSError(number, os.strerror(number))
+
+
+def test_only_eperm_on_a_device_node_is_the_device_policys_refusal(tmp_path):
+    cgroup = tmp_path / "cgroup"
+    cgroup.write_text("0::/system.slice/pos-diag.service\n")
+    refused = refused_device("/dev/null", _error(errno.EPERM), cgroup=str(cgroup))
+    assert refused is not None and refused.setting == "DevicePolicy" and refused.unit == "pos-diag.service"
+    assert refused.lines == ("DeviceAllow=/dev/null rw",)
+    assert refused_device("/dev/null", _error(errno.EACCES)) is None, "file permissions answer EACCES"
+    plain = tmp_path / "ttyV0"
+    plain.write_text("")
+    assert refused_device(str(plain), _error(errno.EPERM)) is None, "not a device node"
+    assert refused_device(str(tmp_path / "gone"), _error(errno.EPERM)) is None
+
+
+@pytest.mark.parametrize(("number", "text", "code"), [
+    (errno.EPERM, "could not open port", "reader.hidden_by_sandbox"),
+    (errno.EACCES, "could not open port", "reader.permission_denied"),
+    (None, "[Errno 13] Permission denied: '/dev/null'", "reader.permission_denied"),
+    (errno.EBUSY, "could not open port", "reader.port_locked"),
+    (errno.EAGAIN, "could not open port", "reader.port_locked"),
+    (None, "Could not exclusively lock port /dev/null", "reader.port_locked"),
+    (errno.ENXIO, "could not open port", "reader.port_missing"),
+    (errno.EIO, "could not open port", "reader.open_failed"),
+], ids=["eperm", "eacces", "permission-text", "ebusy", "eagain", "lock-text", "enxio", "eio"])
+def test_a_port_that_will_not_open_is_told_by_its_error(number, text, code):
+    """The device policy's EPERM, file permissions' EACCES, another program's lock, a vanished device: each its
+    own answer, told by the error number or, where pyserial gives none, by its words."""
+    error = OSError(number, text) if number else OSError(text)
+    obs = Observation()
+    SerialProbe(Settings(reader=ReaderSettings(kind="serial", port="/dev/null"))).report_open_error(obs, "/dev/null", error)
+    assert [f.code for f in obs.findings] == [code]

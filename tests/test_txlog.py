@@ -100,6 +100,26 @@ def test_only_the_window_counts(config_file, tmp_path):
     assert rc == 0
 
 
+@pytest.mark.parametrize(("minutes_ago", "counted"), [(14, True), (16, False)], ids=["inside-15-min", "outside-15-min"])
+def test_the_window_is_window_min_minutes_back_from_now(config_file, tmp_path, minutes_ago, counted):
+    rc, report = diagnose_log(config_file, tmp_path, [line("2824", "91", ago=minutes_ago * 60)], window_min=15)
+    assert report["probes"][0]["metrics"]["errors_2824"] == (1 if counted else 0)
+    assert ("txlog.host_errors" in findings(report)) is counted
+
+
+def test_the_quoted_2824_line_is_the_last_and_cut_at_500_characters(config_file, tmp_path):
+    long = line("2824", "91", ago=60, txn=2).replace(" amount=", " note=" + "x" * 600 + " amount=")
+    rc, report = diagnose_log(config_file, tmp_path, [line("2824", "91", ago=120, txn=1), long])
+    quoted = findings(report)["txlog.errors_2824"]["data"]["last_line"]
+    assert len(quoted) == 500 and quoted.startswith(long[:19]) and "txn=2 note=xxx" in quoted
+
+
+@pytest.mark.parametrize("lines", [[], ["completely different format\n", line("0", "00")]], ids=["empty-log", "one-match"])
+def test_a_log_with_no_line_or_one_that_matches_is_not_said_to_match_nothing(config_file, tmp_path, lines):
+    rc, report = diagnose_log(config_file, tmp_path, lines)
+    assert "txlog.unparsed" not in findings(report) and rc == 0
+
+
 @pytest.mark.parametrize("fmt", ["%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
                                  "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S"])
 def test_every_stamp_a_pos_writes_is_read_so_an_old_2824_stays_out_of_the_window(config_file, tmp_path, fmt):
@@ -319,3 +339,15 @@ def test_an_empty_log_is_no_wrong_pattern_and_a_2824_is_quoted_from_its_last_lin
     rc, report = diagnose_log(config_file, tmp_path, [line("2824", ago=30, txn=6), long_line])
     quoted = findings(report)["txlog.errors_2824"]["data"]
     assert quoted["count"] == 2 and quoted["last_line"] == long_line[:500] and "txn=7" in quoted["last_line"]
+
+
+@pytest.mark.parametrize(("events", "repeats"), [
+    ([(1000.0, "SALE 12.50"), (1003.0, "SALE 99.00"), (1006.0, "SALE 12.50")], 0),
+    ([(None, "SALE 12.50"), (1003.0, "SALE 12.50"), (1006.0, "SALE 12.50")], 1),
+    ([(1000.0, "SALE 12.50"), (None, "SALE 12.50"), (1006.0, "SALE 12.50")], 0),
+    ([(1000.0, "SALE 12.50"), (1010.0, "SALE 12.50"), (1020.5, "SALE 12.50")], 1),
+], ids=["other-attempts-between", "first-undated", "middle-undated", "ten-seconds-then-ten-and-a-half"])
+def test_a_repeat_is_the_same_attempt_dated_and_at_most_ten_seconds_after_the_one_before(events, repeats):
+    from posdiag.probes.txlog import TxEvent, repeated_attempts
+
+    assert repeated_attempts([TxEvent(ts, "2824", "05", rest) for ts, rest in events]) == repeats

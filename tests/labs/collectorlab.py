@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -139,11 +139,12 @@ class Fleet:
         self.storage.add_operator(name, token_hash(token))
         return token
 
-    def post(self, token: str | None, report: dict[str, Any] | bytes, *, gzipped: bool = True, url: str | None = None,
-             headers: dict[str, str] | None = None) -> requests.Response:
-        body = report if isinstance(report, bytes) else json.dumps(report).encode()
+    def post(self, token: str | None, report: dict[str, Any] | bytes | Iterable[bytes], *, gzipped: bool = True,
+             url: str | None = None, headers: dict[str, str] | None = None) -> requests.Response:
+        """Post a report (gzipped unless told not to), or a body as it is: bytes, or chunks sent chunked."""
+        body = report if not isinstance(report, dict) else json.dumps(report).encode()
         sent = dict(headers or {})
-        if gzipped and not isinstance(report, bytes):
+        if gzipped and isinstance(report, dict):
             body = gzip.compress(body)
             sent["Content-Encoding"] = "gzip"
         if token is not None:

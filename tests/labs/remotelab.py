@@ -39,6 +39,16 @@ class HelpDesk:
         self.http.headers["Authorization"] = f"Bearer {self.operator}"
         self.tills: list[DaemonProcess] = []
 
+    def serve_again(self, *serve_args: str) -> None:
+        """The same collector (its database, its port, so the tills' URL holds) started anew with
+        ``serve_args``; a server still running is stopped first."""
+        port = self.url.rsplit(":", 1)[1]
+        if self.server.proc.poll() is None:
+            self.server.stop()
+        cert, key = self.certs["good"]
+        self.server = ServeProcess(self.db_url, "--cert", cert, "--key", key, "--listen", f"127.0.0.1:{port}",
+                                   *serve_args)
+
     def register(self, terminal_id: str, site: str = "store-42") -> Path:
         """A terminal known to the collector; its token in a file of its own folder (mode 0600)."""
         from posdiag.collector.tokens import new_token, token_hash

@@ -21,6 +21,7 @@ class Receiver:
         self.posts: list[dict[str, Any]] = []  # every post, delivered or not
         self.fail_next = 0
         self.status = 204
+        self.location = ""  # sent as Location with the status, when set (a redirect)
         self.hold = threading.Event()
         self.hold.set()  # set: answer at once
         self.holding = threading.Event()  # set while a post waits on ``hold``
@@ -44,6 +45,8 @@ class Receiver:
                 self.send_response(500 if failing else receiver.status)
                 if failing:
                     self.send_header("Retry-After", "1")
+                elif receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
