@@ -493,13 +493,6 @@ def test_two_start_times_are_one_process_only_within_rounding(apart_s, restarted
         ([now - 100 + apart_s] if restarted else [])
 
 
-@pytest.mark.parametrize(("second", "restarted"), [(0.02, False), (0.03, True)], ids=["20-ms", "30-ms"])
-def test_two_start_times_20_ms_apart_are_still_one_process(second, restarted):
-    """The edge itself: 0.02 s (SAME_START_S) apart is rounding, a hundredth more a restart (times where
-    the float difference is exact)."""
-    assert _restarts.restarts_seen([0.0, second], since=0.0) == ([second] if restarted else [])
-
-
 def test_a_restart_at_the_start_of_the_window_counts():
     now = time.time()
     assert _restarts.restarts_seen([now - 700, now - 600], since=now - 600) == [now - 600]

@@ -350,14 +350,6 @@ def test_a_hung_smartctl_is_given_up_within_the_probe_s_deadline_and_said(config
     assert said and all("smartctl did not answer within" in m for m in said), health
 
 
-@pytest.mark.parametrize("passed", [False, True], ids=["failing", "damaged-sectors"])
-def test_a_drive_that_names_no_model_is_said_with_a_question_mark(passed):
-    probe, obs = DiskHealthProbe(Settings()), Observation()
-    probe.judge(obs, _smart.Health("/dev/sdc", passed, "", {"pending": 8}), {"/": Holder(("sdc",), ("sdc",))})
-    [finding] = obs.findings
-    assert finding.message.startswith("/dev/sdc (?, holding /): ") and finding.data["model"] == "", finding
-
-
 def test_a_stack_of_volumes_is_followed_four_levels_down_and_no_deeper(tmp_path):
     """dm-0 on dm-1 on dm-2 on dm-3 on sda2: the names the log may use are taken four levels down, so that a
     loop of slaves (a broken sysfs) cannot walk for ever; what lies deeper is not named."""

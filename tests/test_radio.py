@@ -220,23 +220,6 @@ def test_without_a_route_to_the_payment_host_there_is_no_radio_to_look_at(config
     assert codes_of(report, "network.radio") == ["radio.no_route"] and radio["summary"] == "no route to the payment host"
 
 
-@pytest.mark.parametrize(("interface", "kind"), [("wwan0", "cellular"), ("rmnet_data0", "cellular"), ("ppp0", "cellular"),
-                                                 ("eth0", "wired"), ("enp1s0", "wired")])
-def test_a_modem_s_interface_is_known_by_its_name_where_sysfs_says_nothing(tmp_path, interface, kind):
-    assert _radio.kind_of(interface, str(tmp_path / "sys")) == kind
-
-
-def test_a_link_quality_above_the_scale_reads_as_full_and_other_interfaces_lines_are_not_read(tmp_path):
-    path = tmp_path / "wireless"
-    path.write_text(WIRELESS_HEAD + " wlan1: 0000   35.  -80.  -256        0      0      0     12      0        0\n"
-                    " wlan0: 0000   94.  -40.  -256        0      0      0     12      0        0\n wlan2: 0000\n"
-                    " wlan3: 0000   35.  -60.\n")
-    signal = _radio.proc_wireless("wlan0", str(path))
-    assert signal is not None and (signal.dbm, signal.percent) == (-40, 100.0)
-    assert _radio.proc_wireless("wlan2", str(path)) is None and _radio.proc_wireless("wlan9", str(path)) is None
-    assert _radio.proc_wireless("wlan3", str(path)).dbm == -60  # status, quality and level are all it needs
-
-
 def test_a_slow_iw_or_mmcli_is_waited_for_and_a_hung_one_given_up(tmp_path, monkeypatch):
     """The tools answer within the time they are given (here 0.15 s late), and one that hangs is no signal."""
     folder = tmp_path / "bin"

@@ -3,7 +3,6 @@ and the real kernel log."""
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -83,14 +82,6 @@ def test_a_frame_of_begin_end_and_lrc_alone_is_complete_and_anything_shorter_is_
 def test_a_reader_answering_an_empty_frame_gives_an_unexpected_reply_not_an_error():
     ex, _ = scripted_exchange("generic", bytes([ACK]) + Framing().encode(b""))
     assert ex.outcome == "unexpected" and ex.payload == b""
-
-
-def test_bytes_are_shown_with_control_bytes_named_text_kept_the_rest_in_hex_and_24_at_most():
-    from posdiag.probes.reader._framing import describe
-
-    assert describe(bytes([STX]) + b"11.00" + bytes([ETX, 0x7F, 0x1F, 0x20])) == "<STX>11.00<ETX>\\x7f\\x1f "
-    assert describe(b"A" * 24) == "A" * 24
-    assert describe(b"A" * 25) == "A" * 24 + "…"
 
 
 def test_a_frame_whose_lrc_covers_its_start_byte_checks_with_the_same_framing_only():
@@ -499,41 +490,6 @@ def test_permission_denied_names_the_missing_group(serial_config):
     assert bytes(emu.received) == b""
 
 
-def test_a_port_another_program_locked_for_itself_is_locked_not_missing(serial_config):
-    """A program that holds the port's exclusive lock (pyserial's ``exclusive=True``, here this test itself,
-    which the probe run in this process does not take for a holder) leaves the reader unasked."""
-    import serial
-    from posdiag.core import settings as cfg
-    from posdiag.probes.reader._turn import lock_path
-    from posdiag.probes.reader.serial_port import SerialProbe
-
-    with ReaderEmulator("generic", "healthy") as emu, serial.Serial(emu.path, 9600, exclusive=True):
-        settings = cfg.load(str(serial_config(emu)))
-        os.makedirs(settings.daemon.state_dir)
-        result = SerialProbe(settings).run()
-    [finding] = [f for f in result.findings if f.severity.value == "fail"]
-    assert finding.code == "reader.port_locked" and finding.message == f"{emu.path} is locked by another program"
-    assert bytes(emu.received) == b""
-    # run alone, without the agent's context, the probe takes its turn in the daemon's state folder
-    assert os.path.isfile(lock_path(settings.daemon.state_dir, emu.path))
-
-
-@pytest.mark.parametrize(("error", "code"), [(errno.EBUSY, "reader.port_locked"), (errno.EAGAIN, "reader.port_locked"),
-                                             (errno.ENOENT, "reader.port_missing"), (errno.ENODEV, "reader.port_missing"),
-                                             (errno.ENXIO, "reader.port_missing"), (errno.EIO, "reader.open_failed")])
-def test_a_port_that_will_not_open_is_said_by_its_error(config_file, tmp_path, error, code):
-    """How each error of opening the port reads (pure: the error as pyserial raises it)."""
-    import serial
-    from posdiag.core import settings as cfg
-    from posdiag.probes.base import Observation
-    from posdiag.probes.reader.serial_port import SerialProbe
-
-    obs = Observation()
-    SerialProbe(cfg.load(str(config_file()))).report_open_error(obs, "/dev/ttyS9", serial.SerialException(
-        error, f"could not open port /dev/ttyS9: [Errno {error}] {os.strerror(error)}"))
-    assert [f.code for f in obs.findings] == [code]
-
-
 @pytest.mark.root
 def test_processes_the_agent_may_not_inspect_are_counted_and_not_taken_for_rivals(serial_config):
     """A process of another user (nobody) and an agent without the capabilities to look into it: it is counted
@@ -601,16 +557,6 @@ def test_without_a_usb_bus_in_sysfs_the_reader_is_found_in_pyserials_port_list_w
     present = next(f for f in usb["findings"] if f["code"] == "reader.usb_present")
     assert "0b00:0084 Ingenico iPP350" in present["message"] and f"{iface.name} ({tty})" in present["message"]
     assert present["data"]["serial"] == READER["serial"]
-
-
-def test_the_usb_probe_run_alone_keeps_its_baseline_in_the_daemon_s_state_folder(usb_config):
-    from posdiag.core import settings as cfg
-    from posdiag.probes.reader.usb import BASELINE_FILE, UsbProbe
-
-    settings = cfg.load(str(usb_config()))
-    result = UsbProbe(settings).run()
-    assert "reader.usb_baseline_created" in [f.code for f in result.findings], result
-    assert os.path.isfile(os.path.join(settings.daemon.state_dir, BASELINE_FILE))
 
 
 def test_usb_reader_missing_blames_disconnected(usb_config):
@@ -874,33 +820,6 @@ def test_a_newcomer_is_judged_by_what_its_interfaces_say_it_is(usb_config, inter
     rc, report = reader_report(usb_config())
     [found] = [f for f in probe(report, "reader.usb")["findings"] if f["data"].get("path") == "1-8"]
     assert (found["code"], found["data"]["device_kind"]) == (code, kind), found
-
-
-def test_sysfs_lists_devices_not_root_hubs_or_interfaces_with_the_tty_each_usb_serial_driver_shows(tmp_path):
-    """cdc-acm keeps its tty in the interface's tty/ folder, usb-serial drivers (FTDI, CP210x) put ttyUSB0
-    in the interface itself; a folder without a vendor id is no device; ids read in lower case."""
-    from posdiag.probes.reader.usb import enumerate_sysfs
-
-    root = terminal_tree(tmp_path / "sys", {**PRINTER, "name": "1-5", "vid": "0403", "pid": "6001", "serial": "FT1",
-                                            "interfaces": [("ff", "ff", None)]})
-    (root / "bus/usb/devices/1-5/1-5:1.0/ttyUSB0").mkdir()
-    (root / "bus/usb/devices/1-2/idVendor").write_text("04B8\n")
-    (root / "bus/usb/devices/1-9").mkdir()  # no idVendor: not a device
-    found = {d.path: (d.vid, d.kind, d.tty) for d in enumerate_sysfs(str(root))}
-    assert found == {"1-1": ("0b00", "serial", "ttyACM0"), "1-2": ("04b8", "other", ""),
-                     "1-5": ("0403", "serial", "ttyUSB0")}
-    assert enumerate_sysfs(str(tmp_path / "no-sysfs")) is None
-
-
-def test_a_reader_is_its_vendor_and_model_together_not_another_model_of_its_vendor_or_maker(usb_config):
-    """The configured reader gone, another model of its vendor and a device of another vendor with its
-    model number are present: neither is the reader."""
-    reader_report(usb_config())
-    remove_device(usb_config.root, READER["name"])
-    add_device(usb_config.root, {**READER, "name": "1-5", "pid": "0085", "serial": "PP1000-55555"})
-    add_device(usb_config.root, {**PRINTER, "name": "1-6", "vid": "0c00", "pid": READER["pid"]})
-    rc, report = reader_report(usb_config())
-    assert "reader.usb_missing" in codes(report, "reader.usb") and "reader.usb_present" not in codes(report, "reader.usb")
 
 
 def test_a_reader_that_reports_no_serial_is_not_taken_for_another(usb_config):

@@ -101,30 +101,6 @@ def test_configured_bridge_process_names_are_a_fallback(bridge, config_file, tmp
     assert "reader.bridged" in codes(report, "reader.serial")
 
 
-@pytest.mark.parametrize("ptmx", ["/dev/ptmx", pytest.param("/dev/pts/ptmx", marks=pytest.mark.root)])  # its mode is 000
-def test_a_pty_master_opened_through_either_ptmx_is_the_device_side_of_the_line(ptmx):
-    """A bridge may open its master through /dev/ptmx or through devpts's own ptmx: either way it holds
-    the reader's end of the line, found by the pty's number."""
-    import sys
-
-    from posdiag.probes.reader._holders import holders
-
-    code = ("import ctypes, os, sys, time\n"
-            "libc = ctypes.CDLL(None)\nlibc.ptsname.restype = ctypes.c_char_p\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
-            "libc.unlockpt(fd)\nprint(libc.ptsname(fd).decode().rsplit('/', 1)[1], flush=True)\n"
-            "time.sleep(60)\n")
-    master = subprocess.Popen([sys.executable, "-c", code, ptmx], stdout=subprocess.PIPE, text=True)
-    try:
-        number = master.stdout.readline().strip()
-        assert number.isdigit(), "the pty was not made"
-        found, _ = holders(f"/dev/pts/{number}")
-        assert [(h.pid, h.device_side) for h in found] == [(master.pid, True)]
-    finally:
-        master.kill()
-        master.wait()
-
-
 # --- who holds a port, read from a /proc of real files (pure logic) -----------------------------------
 
 def fake_proc(root, processes: dict[int, tuple[str, dict[int, tuple[str, str]]]]) -> str:

@@ -330,17 +330,6 @@ def test_only_the_last_four_mib_of_a_log_are_read_and_the_line_cut_there_is_drop
     assert len(lines) == 4 * 1024 * 1024 // len(line)  # whole lines of the last 4 MiB: the one cut at its start is not
 
 
-def test_an_empty_log_is_no_wrong_pattern_and_a_2824_is_quoted_from_its_last_line_up_to_500_characters(config_file,
-                                                                                                     tmp_path):
-    rc, report = diagnose_log(config_file, tmp_path, [])
-    assert report["probes"][0]["status"] == "ok" and findings(report) == {}, report["probes"][0]
-    assert report["probes"][0]["summary"] == "0 transaction lines in the last 15 min, 0 with 2824"
-    long_line = line("2824", txn=7).rstrip("\n") + " note=" + "x" * 600 + "\n"
-    rc, report = diagnose_log(config_file, tmp_path, [line("2824", ago=30, txn=6), long_line])
-    quoted = findings(report)["txlog.errors_2824"]["data"]
-    assert quoted["count"] == 2 and quoted["last_line"] == long_line[:500] and "txn=7" in quoted["last_line"]
-
-
 @pytest.mark.parametrize(("events", "repeats"), [
     ([(1000.0, "SALE 12.50"), (1003.0, "SALE 99.00"), (1006.0, "SALE 12.50")], 0),
     ([(None, "SALE 12.50"), (1003.0, "SALE 12.50"), (1006.0, "SALE 12.50")], 1),
