@@ -68,6 +68,8 @@ def parse_response(msg: bytes, qid: int | set[int]) -> tuple[str, tuple[str, ...
         rtype, _, _, rdlen = struct.unpack("!HHIH", msg[pos:pos + 10])
         pos += 10
         rdata = msg[pos:pos + rdlen]
+        if len(rdata) < rdlen:
+            raise DnsMalformed("answer record cut short")
         pos += rdlen
         if rtype == TYPE_A and rdlen == 4:
             addresses.append(str(ipaddress.IPv4Address(rdata)))

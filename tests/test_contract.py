@@ -133,3 +133,47 @@ def test_a_finding_its_probe_did_not_declare_or_declared_milder_is_recorded(tmp_
     Talkative(Settings()).run()
     assert log.read_text().splitlines() == ["test.talkative\ttest.declared\tfail\tdeclared warn",
                                             "test.talkative\ttest.undeclared\tinfo\tdeclared nothing"]
+
+
+def test_a_probe_s_summary_is_its_worst_finding_and_how_many_more_notable_ones():
+    """Notes (info) are no problem; otherwise the worst finding speaks, with a count of the other warnings and faults."""
+    from posdiag.probes.base import Observation, Status
+
+    obs = Observation()
+    assert (obs.default_summary(), obs.status()) == ("no problem found", Status.OK)
+    obs.info("x.note", "just a note")
+    assert (obs.default_summary(), obs.status()) == ("no problem found", Status.OK)
+    obs.warn("x.warned", "a warning")
+    assert (obs.default_summary(), obs.status()) == ("a warning", Status.WARN)
+    obs.fail("x.failed", "the failure")
+    obs.warn("x.warned_again", "another warning")
+    assert (obs.default_summary(), obs.status()) == ("the failure (+2 more)", Status.FAIL)
+
+
+def test_a_probe_result_keeps_its_duration_to_a_tenth_of_a_millisecond_and_its_metrics_to_a_thousandth():
+    from posdiag.probes.base import Observation, ProbeResult, Status
+
+    obs = Observation()
+    obs.metric("took_s", 0.123456)
+    obs.metric("count", 7)
+    assert obs.metrics == {"took_s": 0.123, "count": 7}
+    assert ProbeResult("x", Status.OK, 0.123456, "s", (), obs.metrics).to_dict()["duration_s"] == 0.1235
+
+
+def test_the_kernel_log_is_read_once_per_sweep_and_its_error_is_each_asker_s(tmp_path):
+    """Probes side by side read one copy of the log (per way of reading it); a log that cannot be read
+    fails every asker the same way."""
+    import time
+
+    from posdiag.probes.base import ProbeContext
+
+    log = tmp_path / "kmsg"
+    log.write_text(f"4,1,{int(time.monotonic() * 1e6)},-;the first record\n")
+    context = ProbeContext()
+    [(_, first)] = context.kernel_log(str(log))
+    log.write_text(f"4,2,{int(time.monotonic() * 1e6)};a record written after the first read\n")  # no flags field
+    assert [m for _, m in context.kernel_log(str(log))] == [first] == ["the first record"]
+    assert [m for _, m in context.kernel_log(str(log), since_clear=True)] == ["a record written after the first read"]
+    for _ in range(2):
+        with pytest.raises(FileNotFoundError):
+            context.kernel_log(str(tmp_path / "none"))

@@ -22,6 +22,7 @@ from labs.helpers import codes_of, fill_filesystem, probe_of, top_cause, unwrapp
 from labs.history import past_report, stored
 from posdiag.agent.report import render_text
 from posdiag.agent.store import Store
+from posdiag.core.timefmt import utc_iso
 from posdiag.probes import _lastboot, _restarts
 from posdiag.probes._procs import find_processes
 
@@ -448,8 +449,6 @@ def test_saved_crash_records_are_looked_for_one_folder_down_and_no_deeper(tmp_pa
 
 def test_saved_crash_findings_name_the_newest_record_and_dump(config_file, tmp_path):
     """Two pstore records and two kdump dumps an hour apart: each finding says when the last one was."""
-    from posdiag.core.timefmt import utc_iso
-
     root = tmp_path / "root"
     older, newer = time.time() - 7200, time.time() - 3600
     pstore = root / "sys/fs/pstore"
@@ -514,6 +513,20 @@ def test_the_pos_restarting_as_often_as_the_limit_is_a_crash_loop(config_file, t
     else:
         assert "crash.pos_restarting" not in found and found["crash.pos_restarts"]["severity"] == "info"
         assert found["crash.pos_restarts"]["message"].endswith("restarted 2 times in 10 min")
+
+
+@pytest.mark.parametrize(("restarted_in", "looping"), [("the-last-30", True), ("earlier-sweeps", False)])
+def test_pos_restarts_are_looked_for_in_the_last_30_sweeps(config_file, tmp_path, restarted_in, looping):
+    """40 sweeps 10 s apart, all within the 10-minute window: three restarts seen by sweeps among the last 30
+    are a crash loop; the same three seen only by the 10 sweeps before them are no longer looked at."""
+    now = time.time()
+    first = 11 if restarted_in == "the-last-30" else 1  # the sweep that sees the first of the three restarts
+    restarts = [now - 500, now - 450, now - 400]
+    starts = [now - 590 if i < first else restarts[min(i - first, 2)] for i in range(40)]
+    stored(tmp_path, [past_report(now - 400 + i * 10, {"system": {"pos_start_time_s": start}})
+                      for i, start in enumerate(starts)])
+    rc, report = diagnose_json(config_file(terminal={"pos_process": f"posgone{os.getpid()}"}), "--only", "system.crash")
+    assert ("crash.pos_restarting" in codes_of(report, "system.crash")) is looping, probe_of(report, "system.crash")
 
 
 def test_a_journal_without_the_previous_boot_is_said_in_journalctl_s_own_last_words(config_file, tmp_path, monkeypatch):
@@ -587,6 +600,150 @@ def test_every_restart_limit_the_configuration_takes_can_be_counted_by_the_daemo
         terminal=unit, system={"restart_limit": STARTS_KEPT + 1, "restart_window_min": 1440})))
     assert rc == 3 and "system.restart_limit" in err and "100" in err, err
     assert POS_STARTS_KEPT >= STARTS_KEPT
+
+
+def test_a_previous_boot_ends_cleanly_on_systemd_s_shutdown_id_alone_at_its_latest_record():
+    """The catalogue id marks the shutdown whatever its words; the end is the latest record, in any order."""
+    tail = "\n".join([json.dumps({"__REALTIME_TIMESTAMP": "1764990009000000", "MESSAGE": "posapp[812]: sent"}),
+                      json.dumps({"__REALTIME_TIMESTAMP": "1764990002000000", "MESSAGE": "bye",
+                                  "MESSAGE_ID": _lastboot.SHUTDOWN_MESSAGE_ID}),
+                      json.dumps({"MESSAGE": "a record without its time"})])
+    assert _lastboot.parse_journal_tail(tail) == _lastboot.PreviousBoot(True, True, 1764990009.0)
+    assert _lastboot.parse_journal_tail(tail.replace(_lastboot.SHUTDOWN_MESSAGE_ID, "0" * 32)).clean is False
+    assert _lastboot.parse_journal_tail(json.dumps({"MESSAGE": "no time"})) == _lastboot.PreviousBoot(
+        False, why="no-previous-boot")
+
+
+def test_journalctl_is_asked_for_the_last_60_records_and_5000_kernel_messages_of_the_previous_boot(tmp_path,
+                                                                                                monkeypatch):
+    """Only text records with their time are kept of the kernel's: a binary message or one without a time is skipped."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    kernel_out = "\n".join([json.dumps({"__REALTIME_TIMESTAMP": "1764990001000000", "MESSAGE": OOPS[1]}),
+                            json.dumps({"__REALTIME_TIMESTAMP": "1764990002000000", "MESSAGE": [80, 79, 83]}),
+                            json.dumps({"MESSAGE": OOPS[0]})])
+    (folder / "kernel.json").write_text(kernel_out + "\n")
+    (folder / "journalctl").write_text(f'#!/bin/sh\necho "$*" >> {folder}/asked\n'
+                                       f'case " $* " in *" -k "*) exec cat {folder}/kernel.json ;; esac\n'
+                                       f"cat <<'END'\n{JOURNAL_CUT}\nEND\n")
+    (folder / "journalctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    monkeypatch.setattr(_lastboot, "_asked", {})
+    boot = fresh_boot(tmp_path / "root") / "proc/sys/kernel/random/boot_id"
+    assert _lastboot.journal_end(10.0, str(boot)).ended_at == 1764990009.0
+    told = _lastboot.kernel_messages(10.0, lambda m: True, str(boot))
+    assert told == _lastboot.PreviousKernel(True, ((1764990001.0, OOPS[1]),))
+    asked = (folder / "asked").read_text().splitlines()
+    assert asked[0].split()[:4] == ["-b", "-1", "-n", "60"] and asked[1].split()[:5] == ["-b", "-1", "-k", "-n", "5000"]
+
+
+@pytest.mark.parametrize(("ended_h_ago", "warned"), [(1.5, True), (2.5, False)], ids=["within-the-window", "older"])
+def test_a_previous_boot_that_was_not_shut_down_is_a_warning_only_within_the_kernel_log_window(
+        config_file, tmp_path, monkeypatch, ended_h_ago, warned):
+    ended = time.time() - ended_h_ago * 3600
+    monkeypatch.setenv("PATH", stand_in_journalctl(tmp_path / "bin", tail=[(ended, "systemd[1]: Started Session 4.")],
+                                                   kernel=[]))
+    config = config_file(system={"host_root": str(fresh_boot(tmp_path / "root")), "kernel_log_window_h": 2})
+    rc, report = diagnose_json(config, "--only", "system.crash")
+    crash = probe_of(report, "system.crash")
+    assert crash["metrics"]["previous_boot_clean"] == 0
+    assert ("crash.unclean_shutdown" in codes_of(report, "system.crash")) is warned, crash
+    if warned:
+        [finding] = [f for f in crash["findings"] if f["code"] == "crash.unclean_shutdown"]
+        assert finding["severity"] == "warn" and finding["data"] == {"ended_at": utc_iso(ended)}
+
+
+def test_a_previous_boot_that_was_shut_down_is_clean_and_no_warning(config_file, tmp_path, monkeypatch):
+    ended = time.time() - 600
+    monkeypatch.setenv("PATH", stand_in_journalctl(tmp_path / "bin", tail=[(ended, "System is powering down.")],
+                                                   kernel=[]))
+    rc, report = diagnose_json(config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))}),
+                               "--only", "system.crash")
+    assert probe_of(report, "system.crash")["metrics"]["previous_boot_clean"] == 1
+    assert "crash.unclean_shutdown" not in codes_of(report, "system.crash")
+
+
+@pytest.mark.parametrize("name", ["dmesg-ramoops-0", "console-ramoops-0"])
+def test_pstore_keeps_the_kernel_s_dmesg_and_console_records(tmp_path, name):
+    (tmp_path / name).write_text("Panic#1 Part1\n")
+    (tmp_path / "pmsg-ramoops-0").write_text("a user-space log, not a crash\n")
+    assert [(os.path.basename(c.path), c.reason) for c in _lastboot.pstore_records([str(tmp_path)])] == [(name, "Panic")]
+
+
+@pytest.mark.parametrize("name", ["dmesg.202612060101", "dump.202612060101", "vmcore", "vmcore-dmesg.txt"])
+def test_kdump_knows_a_dump_by_each_of_its_files(tmp_path, name):
+    (tmp_path / "202612060101").mkdir()
+    (tmp_path / "202612060101" / name).write_text("x")
+    (tmp_path / "202612060102").mkdir()
+    (tmp_path / "202612060102" / "kexec-dmesg.log").write_text("not a dump")
+    assert [c.path for c in _lastboot.kdump_dumps(str(tmp_path))] == [str(tmp_path / "202612060101")]
+
+
+def test_a_folder_of_saved_crash_records_is_read_up_to_its_first_thousand_entries(tmp_path):
+    for n in range(1001):
+        (tmp_path / f"dmesg-efi-{n:04}").touch()
+    assert len(_lastboot.pstore_records([str(tmp_path)])) == 1000
+
+
+def test_with_no_pos_named_every_program_s_crash_is_another_program_s_and_no_oom_kill_is_the_pos_s():
+    from posdiag.probes import _crashlog
+
+    posapp_segfault = "posapp[812]: segfault at 8 ip 00007f3a1c2b4e10 sp 00007ffd5a3c8e40 error 4 in posapp[55d0c2a00000+20000]"
+    oom = "Out of memory: Killed process 812 (posapp) total-vm:812345kB, anon-rss:512000kB"
+    unnamed = _crashlog.read([posapp_segfault, oom, OTHER_PROGRAM_CRASHES[1], "usb 1-1: new full-speed USB device"], "")
+    assert unnamed.pos_deaths == {"oom": [], "segfault": []} and unnamed.oopses == []
+    assert unnamed.programs == {"posapp": 1, "chromium": 1}
+    named = _crashlog.read([posapp_segfault, oom, OTHER_PROGRAM_CRASHES[1]], "posapp")
+    assert named.pos_deaths == {"oom": [812], "segfault": [812]} and named.programs == {"chromium": 1}
+
+
+@pytest.mark.parametrize(("wait", "known"), [("sleep 0.15", True), ("exec sleep 30", False)],
+                         ids=["slow-journal", "hung-journal"])
+def test_journalctl_gets_a_share_of_the_probe_s_time_and_a_hung_one_is_left_within_it(config_file, tmp_path, monkeypatch,
+                                                                                     wait, known):
+    """A journal slow to answer (0.15 s) is still heard; one that hangs is given up in time for the probe to say
+    so itself, not abandoned by the runner."""
+    ended = time.time() - 600
+    path = stand_in_journalctl(tmp_path / "bin", tail=[(ended, "System is powering down.")],
+                               kernel=[(ended - 60, "usb 1-1: new full-speed USB device number 3")])
+    tool = tmp_path / "bin/journalctl"
+    tool.write_text(tool.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\n{wait}\n", 1))
+    monkeypatch.setenv("PATH", path)
+    rc, report = diagnose_json(config_file(system={"host_root": str(fresh_boot(tmp_path / "root"))}),
+                               "--only", "system.crash")
+    crash = probe_of(report, "system.crash")
+    unknown = [f["data"]["why"] for f in crash["findings"] if f["code"] == "crash.previous_boot_unknown"]
+    assert crash["status"] == "ok" and "probe.timeout" not in codes_of(report, "system.crash"), crash
+    assert unknown == ([] if known else ["timeout"]), crash
+
+
+@pytest.mark.parametrize(("wait", "answered"), [("sleep 0.15", True), ("exec sleep 30", False)],
+                         ids=["slow-systemctl", "hung-systemctl"])
+def test_systemctl_gets_a_share_of_the_probe_s_time_and_a_hung_one_is_said_within_it(config_file, tmp_path, monkeypatch,
+                                                                                    wait, answered):
+    path = stand_in_systemctl(tmp_path / "bin", says="NRestarts=0\nActiveState=active\n")
+    tool = tmp_path / "bin/systemctl"
+    tool.write_text(tool.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\n{wait}\n", 1))
+    monkeypatch.setenv("PATH", path)
+    rc, report = diagnose_json(config_file(terminal={"pos_unit": "posapp.service"},
+                                           system={"host_root": str(fresh_boot(tmp_path / "root"))}),
+                               "--only", "system.crash")
+    crash = probe_of(report, "system.crash")
+    assert crash["status"] == "ok" and "probe.timeout" not in codes_of(report, "system.crash"), crash
+    unreadable = [f["message"] for f in crash["findings"] if f["code"] == "crash.unit_unreadable"]
+    if answered:
+        assert unreadable == [] and crash["metrics"]["pos_unit_restarts"] == 0, crash
+    else:
+        assert len(unreadable) == 1 and "systemctl show did not answer within" in unreadable[0], crash
+
+
+def test_a_pstore_record_s_reason_is_read_from_its_first_256_bytes(tmp_path):
+    """The kernel writes the header first; a file whose head holds none is of no known reason."""
+    (tmp_path / "dmesg-efi-1").write_text("Oops#1 Part1\n" + "x" * 300)
+    (tmp_path / "dmesg-efi-2").write_text("x" * 200 + "\nPanic#1 Part1\n")
+    (tmp_path / "dmesg-efi-3").write_text("x" * 300 + "\nPanic#1 Part1\n")
+    reasons = {os.path.basename(c.path): c.reason for c in _lastboot.pstore_records([str(tmp_path)])}
+    assert reasons == {"dmesg-efi-1": "Oops", "dmesg-efi-2": "Panic", "dmesg-efi-3": "Unknown"}
 
 
 def _pos_stand_in(folder: Path, name: str) -> Path:

@@ -335,6 +335,21 @@ def test_a_path_is_held_by_its_device_what_that_is_built_on_its_disk_and_its_por
     assert held == Holder(names, ("sda",) if names else ())
 
 
+def test_a_hung_smartctl_is_given_up_within_the_probe_s_deadline_and_said(config_file, monkeypatch, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "smartctl").write_text("#!/bin/sh\nexec sleep 30\n")
+    (bin_dir / "smartctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    rc, report = diagnose_json(config_file(disk={"paths": ["/"], "min_free_mb": 1}), "--only", "disk.health")
+    if codes_of(report, "disk.health") == ["disk.no_block_device"]:
+        pytest.skip("/ is on no block device here (a container)")
+    health = probe_of(report, "disk.health")
+    assert health["status"] == "ok" and "probe.timeout" not in codes_of(report, "disk.health"), health
+    said = [f["message"] for f in health["findings"] if f["code"] == "disk.smart_unavailable"]
+    assert said and all("smartctl did not answer within" in m for m in said), health
+
+
 def test_a_stack_of_volumes_is_followed_four_levels_down_and_no_deeper(tmp_path):
     """dm-0 on dm-1 on dm-2 on dm-3 on sda2: the names the log may use are taken four levels down, so that a
     loop of slaves (a broken sysfs) cannot walk for ever; what lies deeper is not named."""

@@ -96,3 +96,16 @@ def test_two_thermal_zones_of_one_type_are_told_apart_by_their_folder(tmp_path):
         (zone / "type").write_text("acpitz\n")
         (zone / "temp").write_text(f"{int(celsius * 1000)}\n")
     assert thermal_zones(str(tmp_path)) == {"acpitz": 41.0, "thermal_zone1": 88.5}
+
+
+def test_a_thermal_zone_without_a_type_is_named_by_its_folder_and_one_without_a_reading_is_left_out(tmp_path):
+    from posdiag.probes.system import thermal_zones
+
+    for n, kind, temp in ((0, "", "52000"), (1, None, "61500"), (2, "acpitz", "not a number"), (3, "acpitz", None)):
+        zone = tmp_path / f"thermal_zone{n}"
+        zone.mkdir()
+        if kind is not None:
+            (zone / "type").write_text(f"{kind}\n")
+        if temp is not None:
+            (zone / "temp").write_text(f"{temp}\n")
+    assert thermal_zones(str(tmp_path)) == {"thermal_zone0": 52.0, "thermal_zone1": 61.5}

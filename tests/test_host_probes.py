@@ -280,6 +280,11 @@ def test_clock_offset_is_judged_both_ways_against_the_limit_and_its_half(ntp_ser
     judged = [f for f in result.findings if f.severity.value != "info"]
     assert [f.code for f in judged] == ([code] if code else []), result
     assert words in (judged[0].message if judged else result.summary)  # the distance unsigned, the direction in words
+    assert result.metrics["offset_s"] == round(result.metrics["offset_s"], 4) == pytest.approx(offset_s, abs=0.5)
+    if judged:  # the data keep the sign (positive: ours is behind), to the millisecond
+        data = judged[0].data
+        assert data["offset_s"] == round(data["offset_s"], 3) == pytest.approx(offset_s, abs=0.5)
+        assert data["server"] == srv.address and data.get("max_offset_s", 10) == 10
 
 
 @pytest.mark.parametrize(("built_days_ago", "implausible"), [(1, False), (-1, True)],
@@ -366,6 +371,16 @@ def test_silent_ntp_server_is_a_warning_within_the_timeout(ntp_server, config_fi
     assert time.monotonic() - started < 2.5  # two 0.2 s waits; a wait of ten times the timeout would be 4 s
     assert [f.code for f in result.findings if f.severity.value != "info"] == ["clock.ntp_unreachable"]
     assert srv.requests == 2  # one retry on silence
+
+
+def test_a_silent_ntp_server_asked_twice_fits_within_the_clock_probe_s_deadline(ntp_server, config_file):
+    """Two tries of the network timeout each, and the runner still waits for the probe's own answer."""
+    srv = ntp_server(silent=True)
+    rc, report = diagnose_json(config_file(clock={"ntp_server": srv.address}, network={"timeout_s": 0.4}),
+                               "--only", "clock")
+    clock = next(p for p in report["probes"] if p["name"] == "clock")
+    assert [f["code"] for f in clock["findings"] if f["severity"] != "info"] == ["clock.ntp_unreachable"], clock
+    assert srv.requests == 2
 
 
 def test_kernel_sync_state_is_read_without_starting_a_process():

@@ -7,13 +7,15 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import threading
 import time
 
 import pytest
 from labs.packets import icmp_packet, ip_header, wire
 from posdiag.core.addresses import is_address
-from posdiag.probes._dnswire import DnsTimeout, query
+from posdiag.probes import _dnswire
+from posdiag.probes._dnswire import DnsMalformed, DnsTimeout, query
 from posdiag.probes._netinfo import (
     Route,
     RoutesUnknown,
@@ -170,6 +172,65 @@ def test_a_silent_resolver_costs_one_timeout_however_many_tries():
         elapsed = time.monotonic() - started
     assert resolver.seen == 3  # a question every 0.2 s of the one 0.6 s timeout, not a timeout each
     assert elapsed < 1.5  # one 0.6 s timeout; three in a row would be 1.8 s
+
+
+# --- the DNS wire format, byte by byte (pure parsing) ---
+
+QUESTION = b"\x03pay\x07example\x00" + struct.pack("!HH", 1, 1)
+
+
+def dns_reply(*records: tuple[int, bytes], qid: int = 0x2824, flags: int = 0x8180, question: bool = True) -> bytes:
+    """A reply to ``qid``: the question, then each (type, rdata) as an answer named by a pointer to it."""
+    header = struct.pack("!HHHHHH", qid, flags, int(question), len(records), 0, 0)
+    answers = b"".join(b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, 60, len(rdata)) + rdata for rtype, rdata in records)
+    return header + (QUESTION if question else b"") + answers
+
+
+def test_a_dns_query_asks_for_the_name_label_by_label_with_recursion_desired():
+    qid, packet = _dnswire.build_query("pay.example.", _dnswire.TYPE_AAAA)
+    assert 0 <= qid <= 0xFFFF and packet[:12] == struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    assert packet[12:] == b"\x03pay\x07example\x00" + struct.pack("!HH", 28, 1)
+
+
+def test_only_a_records_of_four_bytes_and_aaaa_of_sixteen_are_addresses():
+    six = bytes(range(1, 17))
+    rcode, addresses, truncated = _dnswire.parse_response(dns_reply(
+        (5, b"\x03cdn\xc0\x10"), (1, bytes([192, 0, 2, 7])), (28, six), (1, six), (28, bytes([192, 0, 2, 8])),
+        (16, b"")), 0x2824)
+    assert (rcode, addresses, truncated) == ("NOERROR", ("192.0.2.7", "102:304:506:708:90a:b0c:d0e:f10"), False)
+
+
+@pytest.mark.parametrize(("rcode", "word"), [(0, "NOERROR"), (1, "FORMERR"), (2, "SERVFAIL"), (3, "NXDOMAIN"),
+                                             (4, "NOTIMP"), (5, "REFUSED"), (9, "RCODE9")])
+def test_each_dns_answer_code_is_named(rcode, word):
+    assert _dnswire.parse_response(dns_reply(flags=0x8180 | rcode), {7, 0x2824})[0] == word
+
+
+def test_a_truncated_dns_answer_is_said_so():
+    assert _dnswire.parse_response(dns_reply(flags=0x8380), 0x2824)[2] is True
+
+
+@pytest.mark.parametrize(("reply", "qid", "malformed"), [
+    (dns_reply(question=False)[:12], 0x2824, False), (dns_reply(question=False)[:11], 0x2824, True),
+    (dns_reply(), 0x2825, True), (dns_reply(flags=0x0100), 0x2824, True),
+    (dns_reply((16, b"")), 0x2824, False), (dns_reply((1, bytes(4)))[:-1], 0x2824, True),
+    (dns_reply((1, bytes(4)))[:-5], 0x2824, True), (dns_reply()[:-5], 0x2824, True), (dns_reply()[:-14], 0x2824, True)],
+    ids=["a-bare-header", "shorter-than-a-header", "another-query-s-id", "a-query-not-a-reply",
+         "an-empty-record-to-the-last-byte", "a-record-cut-in-its-data", "a-record-cut-in-its-header",
+         "a-name-without-its-end", "a-name-cut-short"])
+def test_a_dns_reply_is_malformed_only_where_it_cannot_be_read_as_ours(reply, qid, malformed):
+    if malformed:
+        with pytest.raises(DnsMalformed):
+            _dnswire.parse_response(reply, qid)
+    else:
+        assert _dnswire.parse_response(reply, qid)[1] == ()
+
+
+@pytest.mark.parametrize(("server", "endpoint"), [("192.0.2.53", ("192.0.2.53", 53)),
+                                                  ("192.0.2.53#5353", ("192.0.2.53", 5353)),
+                                                  ("fd00::53#5353", ("fd00::53", 5353))])
+def test_a_resolver_is_named_with_or_without_its_port(server, endpoint):
+    assert _dnswire.resolver_endpoint(server) == endpoint
 
 
 def test_last_known_addresses_are_kept_newest_first_and_written_only_on_change(tmp_path):
@@ -634,6 +695,48 @@ def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(con
     found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
     hole = found["path.mtu_black_hole"]
     assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole
+
+
+def test_a_neighbour_is_complete_only_with_the_kernel_s_complete_flag(tmp_path):
+    from posdiag.probes._netinfo import neighbour_state
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net/arp").write_text(
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "192.0.2.1        0x1         0x2         02:fc:00:00:00:05     *        eth0\n"
+        "192.0.2.7        0x1         0x0         00:00:00:00:00:00     *        eth0\n"
+        "192.0.2.70       0x1         0x6         02:fc:00:00:00:06     *        eth0\n")
+    assert [neighbour_state(a, str(tmp_path)) for a in ("192.0.2.1", "192.0.2.7", "192.0.2.70", "192.0.2.9")] == [
+        "complete", "incomplete", "complete", None]
+    assert neighbour_state("192.0.2.1", str(tmp_path / "none")) is None
+
+
+def test_resolvers_are_the_nameserver_lines_that_name_an_address(tmp_path):
+    from posdiag.probes._netinfo import resolv_conf_servers
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# generated\nsearch store.test\nnameserver 192.0.2.53\nnameserver\nnameserver dns.store.test\n"
+                    "nameserver fe80::53%eth0\n;nameserver 192.0.2.99\noptions timeout:1\nnameserver 2001:db8::53 # v6\n")
+    assert resolv_conf_servers(str(conf)) == ["192.0.2.53", "fe80::53%eth0", "2001:db8::53"]
+    assert resolv_conf_servers(str(tmp_path / "none")) == []
+
+
+@pytest.mark.parametrize(("flags", "carrier", "up", "seen"), [("0x9", None, True, None), ("0x8", None, False, False),
+                                                             ("0x9", "1", True, True), ("0x9", "0", True, False)],
+                         ids=["up-carrier-unreadable", "down-carrier-unreadable", "carrier", "no-carrier"])
+def test_an_interface_is_up_by_its_own_flag_and_its_carrier_read_or_unknown(tmp_path, flags, carrier, up, seen):
+    """Loopback's real addresses with flags and carrier files of the test's own: IFF_UP is the owner's word,
+    and a carrier the kernel will not say is unknown while up, none while down."""
+    from posdiag.probes._netinfo import interface_state
+
+    (tmp_path / "lo").mkdir()
+    (tmp_path / "lo/flags").write_text(f"{flags}\n")
+    if carrier is not None:
+        (tmp_path / "lo/carrier").write_text(f"{carrier}\n")
+    state = interface_state("lo", str(tmp_path))
+    assert (state.exists, state.up, state.carrier, state.speed_mbps) == (True, up, seen, None)
+    assert "127.0.0.1" in state.addresses and not any(a.startswith("fe80") for a in state.addresses)
+    assert interface_state("nosuch0", str(tmp_path)) == type(state)("nosuch0", False, False, None, (), None)
 
 
 # --- what the echo sockets read (crafted packets on a loopback UDP socket stand in for the wire) ----------

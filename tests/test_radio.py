@@ -220,6 +220,21 @@ def test_without_a_route_to_the_payment_host_there_is_no_radio_to_look_at(config
     assert codes_of(report, "network.radio") == ["radio.no_route"] and radio["summary"] == "no route to the payment host"
 
 
+def test_a_slow_iw_or_mmcli_is_waited_for_and_a_hung_one_given_up(tmp_path, monkeypatch):
+    """The tools answer within the time they are given (here 0.15 s late), and one that hangs is no signal."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool, script in (("iw", "#!/bin/sh\nsleep 0.15\necho '\tsignal: -67 dBm'\n"),
+                         ("mmcli", MMCLI.replace("#!/bin/sh\n", "#!/bin/sh\nsleep 0.15\n", 1))):
+        (folder / tool).write_text(script)
+        (folder / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    assert _radio.iw_link("wlan0", 2.0).dbm == -67
+    assert _radio.modem_signal("wwan0", 2.0).percent == 12
+    (folder / "iw").write_text("#!/bin/sh\nexec sleep 30\n")
+    assert _radio.iw_link("wlan0", 0.3) is None
+
+
 @pytest.mark.parametrize(("signal", "code", "message"), [
     (_radio.Signal("wifi", -80.0, 43.0, source="iw"), "radio.weak_signal",
      "wlan0 carries the payment route over a weak Wi-Fi signal: -80 dBm, 43 % (limit -75 dBm)"),

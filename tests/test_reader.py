@@ -25,7 +25,7 @@ from posdiag.core import settings as cfg
 from posdiag.core.settings import DaemonSettings, ReaderSettings, Settings
 from posdiag.probes.base import Observation
 from posdiag.probes.reader._exchange import Exchange
-from posdiag.probes.reader._framing import ETX, NAK, SI, SO, STX, Framing, describe, lrc
+from posdiag.probes.reader._framing import ACK, EOT, ETX, NAK, SI, SO, STX, Framing, describe, lrc
 from posdiag.probes.reader._protocols import protocol_for
 from posdiag.probes.reader._turn import lock_path
 from posdiag.probes.reader.events import EventsProbe
@@ -70,6 +70,20 @@ def test_framing_variants_change_the_lrc():
     assert plain.check(corrupt)[1] is False
 
 
+@pytest.mark.parametrize("framing", [Framing(), Framing(begin=SI, end=SO)], ids=["stx-etx", "si-so"])
+def test_a_frame_of_begin_end_and_lrc_alone_is_complete_and_anything_shorter_is_not(framing):
+    empty = framing.encode(b"")
+    assert len(empty) == 3 and framing.check(empty) == (b"", True)
+    for cut in (empty[:2], empty[1:], bytes([framing.begin, 0x41, 0x41])):
+        with pytest.raises(ValueError, match="not a complete frame"):
+            framing.check(cut)
+
+
+def test_a_reader_answering_an_empty_frame_gives_an_unexpected_reply_not_an_error():
+    ex, _ = scripted_exchange("generic", bytes([ACK]) + Framing().encode(b""))
+    assert ex.outcome == "unexpected" and ex.payload == b""
+
+
 def test_a_frame_whose_lrc_covers_its_start_byte_checks_with_the_same_framing_only():
     with_begin = Framing(lrc_includes_begin=True)
     frame = with_begin.encode(b"42")
@@ -108,6 +122,8 @@ def test_healthy_reader_answers_each_preset(serial_config, preset):
     assert serial_probe["status"] == "ok", serial_probe
     assert rc == 0 and top(report) == "none"
     assert serial_probe["metrics"]["reply_ms"] < 500
+    # the whole exchange, in ms too: at least the reply's wait, well under a minute
+    assert serial_probe["metrics"]["reply_ms"] <= serial_probe["metrics"]["exchange_ms"] < 60_000
     assert emu.received, "the probe must really have sent its request"
 
 
@@ -297,6 +313,86 @@ def test_custom_protocol_uses_request_and_expect(serial_config):
     assert codes(report, "reader.serial") == ["reader.unexpected_reply"]
 
 
+class ScriptedReader(ReaderEmulator):
+    """A reader on a pty that answers each thing the host writes (a request, an ACK, a NAK) with the
+    next of ``replies`` and then falls silent: the exact bytes an edge of the exchange needs."""
+
+    def __init__(self, *replies: bytes) -> None:
+        super().__init__("generic")
+        self.replies = list(replies)
+
+    def _handle(self, buf: bytearray) -> bytearray:
+        if self.replies:
+            self._send(self.replies.pop(0))
+        return bytearray()
+
+
+def scripted_exchange(preset: str, *replies: bytes, timeout_s: float = 0.5):
+    """One exchange of ``preset`` with a reader that answers ``replies``, and what the reader heard."""
+    import serial
+    from posdiag.core.settings import ReaderSettings
+    from posdiag.probes.reader._exchange import exchange
+    from posdiag.probes.reader._protocols import protocol_for
+
+    proto = protocol_for(ReaderSettings(kind="serial", port="/dev/null", protocol=preset))
+    with ScriptedReader(*replies) as emu, serial.Serial(emu.path, 9600, timeout=timeout_s, exclusive=True) as conn:
+        ex = exchange(conn, proto, timeout_s)
+        time.sleep(0.1)  # what the host wrote last (an ACK, a NAK) reaches the reader
+    return ex, bytes(emu.received)
+
+
+@pytest.mark.parametrize(("payload_bytes", "outcome"), [(1023, "ok"), (1024, "garbage")])
+def test_a_reply_frame_longer_than_1024_bytes_before_its_end_byte_is_garbage(payload_bytes, outcome):
+    """STX, then the payload: a 1023-byte payload fits, one byte more is garbage at once (not cut off)."""
+    payload = b"OK" + b"0" * (payload_bytes - 2)
+    ex, _ = scripted_exchange("generic", bytes([ACK]) + Framing().encode(payload))
+    assert ex.outcome == outcome and ex.notes == [], ex.notes
+    assert ex.payload == (payload if outcome == "ok" else b"")
+
+
+@pytest.mark.parametrize("preset", ["generic", "telium-enq"])  # framed, and raw bytes as given
+def test_an_unintelligible_reader_is_read_for_256_bytes_at_most(preset):
+    ex, _ = scripted_exchange(preset, b"A" * 1000)
+    assert ex.outcome == ("garbage" if preset == "generic" else "unexpected")
+    assert len(ex.received) == 256
+
+
+def test_a_reader_ending_the_session_with_eot_is_an_unexpected_reply():
+    ex, _ = scripted_exchange("generic", bytes([EOT]))
+    assert ex.outcome == "unexpected" and ex.notes == ["reader ended the session (EOT) instead of replying"]
+    assert ex.attempts == 1
+
+
+def test_a_reader_that_acknowledges_but_never_replies_is_silent_and_said_so():
+    ex, heard = scripted_exchange("generic", bytes([ACK]))
+    assert ex.outcome == "no_reply" and ex.notes == ["reader acknowledged the request but sent no reply"]
+    assert heard == Framing().encode(b"S")  # asked once: the reader is there, it just did not answer
+
+
+def test_a_good_reply_frame_is_acknowledged_and_its_serial_read():
+    ex, heard = scripted_exchange("generic", bytes([ACK]) + Framing().encode(b"OK"))
+    assert ex.outcome == "ok" and heard == Framing().encode(b"S") + bytes([ACK])
+    ex, heard = scripted_exchange("verifone-si-so", Framing(begin=SI, end=SO).encode(b"SN" + SERIAL.encode()))
+    assert ex.outcome == "ok" and ex.serial == SERIAL and heard.endswith(bytes([ACK]))
+
+
+@pytest.mark.parametrize(("corrupt", "outcome"), [(3, "ok"), (4, "bad_lrc")])
+def test_a_corrupt_frame_is_asked_for_again_three_times_and_the_last_answer_is_read(corrupt, outcome):
+    """Three retries: each corrupt frame is NAKed and the repeat judged, up to the third repeat; a fourth
+    corrupt frame is the end, without a NAK whose answer nobody would read."""
+    good = bytes([ACK]) + Framing().encode(b"OK")
+    bad = good[:-1] + bytes([good[-1] ^ 0x5A])
+    ex, heard = scripted_exchange("generic", *[bad] * corrupt, good)
+    assert (ex.outcome, ex.attempts, ex.bad_lrcs) == (outcome, 4, corrupt)
+    assert heard.count(NAK) == 3
+
+
+def test_the_repeated_request_gets_the_last_quarter_of_the_timeout():
+    from posdiag.probes.reader._exchange import _first_byte_wait
+
+    assert [_first_byte_wait(2.0, attempt) for attempt in (1, 2, 3)] == [1.5, 0.5, 0.5]
+
+
 def _held_report(serial_config, *lang: str) -> tuple[int, dict, subprocess.Popen, ReaderEmulator]:
     with ReaderEmulator("ingenico-rba", "healthy") as emu:
         holder = hold_port(emu.path)
@@ -392,6 +488,28 @@ def test_permission_denied_names_the_missing_group(serial_config):
     assert finding["data"]["group"] in ("dialout", "20")
     assert "group" in finding["message"]
     assert bytes(emu.received) == b""
+
+
+@pytest.mark.root
+def test_processes_the_agent_may_not_inspect_are_counted_and_not_taken_for_rivals(serial_config):
+    """A process of another user (nobody) and an agent without the capabilities to look into it: it is counted
+    as unchecked, and the reader is still asked."""
+    other = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "60"])
+    try:
+        with ReaderEmulator("generic", "healthy") as emu:
+            config = serial_config(emu)
+            os.chmod(config, 0o644)
+            proc = subprocess.run(["setpriv", "--bounding-set", "-sys_ptrace,-dac_override,-dac_read_search",
+                                   sys.executable, "-m", "posdiag.agent", "diagnose", "--json", "--only", "reader.serial",
+                                   "--config", str(config)], capture_output=True, text=True, cwd=REPO, timeout=30)
+    finally:
+        other.kill()
+        other.wait()
+    serial = probe(json.loads(proc.stdout), "reader.serial")
+    unknown = next(f for f in serial["findings"] if f["code"] == "reader.holders_unknown")
+    assert unknown["severity"] == "info" and re.search(r"^\d+ process(es)? of (another user|other users) could not be "
+                                                      r"checked for ", unknown["message"]), unknown
+    assert serial["status"] == "ok" and bytes(emu.received), serial
 
 
 # --- USB inventory ----------------------------------------------------------------------------------

@@ -127,6 +127,19 @@ def _turns_across_users(state: Path) -> None:
     assert (free.stdout.strip(), held.stdout.strip()) == ("in", "busy"), (free.stderr, held.stderr)
 
 
+def test_with_something_else_than_a_file_at_the_lock_the_exchange_goes_ahead_without_a_turn(tmp_path):
+    """A FIFO put where the lock file goes (which would hang an open) is no turn to take: the exchange
+    proceeds without one; a real lock file is a turn to wait for."""
+    entered = []
+    os.mkfifo(lock_path(str(tmp_path), "/dev/ttyUSB9"))
+    with reader_turn(str(tmp_path), "/dev/ttyUSB9", wait_s=0), reader_turn(str(tmp_path), "/dev/ttyUSB9", wait_s=0):
+        entered.append("a fifo at the lock")
+    assert entered == ["a fifo at the lock"]
+    with reader_turn(str(tmp_path), "/dev/ttyUSB8", wait_s=0), pytest.raises(ReaderBusy), \
+            reader_turn(str(tmp_path), "/dev/ttyUSB8", wait_s=0):  # a real lock file is a turn to wait for
+        pass
+
+
 @pytest.mark.parametrize("state_dir", [None, ""], ids=["none", "empty"])
 def test_without_a_state_folder_the_exchange_goes_ahead_without_a_turn(state_dir):
     entered = []

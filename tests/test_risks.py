@@ -21,7 +21,7 @@ from labs.history import past_report, stored
 from labs.tlsserver import LoopbackTlsServer
 from posdiag.agent.report import render_text
 from posdiag.core import settings as cfg
-from posdiag.core.timefmt import utc_iso
+from posdiag.core.timefmt import parse_utc_iso, utc_iso
 from posdiag.probes.base import PastSweep, ProbeContext, ProbeResult, Status
 from posdiag.probes.trends import TrendsProbe
 
@@ -348,6 +348,7 @@ def test_a_clock_drift_is_a_risk_when_beyond_its_tolerance_within_drift_warn_hou
         [finding] = result.findings
         assert finding.data["hours_left"] == 48 and finding.data["rate"] == sign * 84.375
         assert finding.data["offset_s"] == sign * 4.0 and finding.data["rate_unit"] == "s/day"
+        assert abs(parse_utc_iso(finding.data["due_at"]) - (time.time() + 48 * 3600)) < 600  # 48 h from now, not ago
 
 
 @pytest.mark.parametrize(("limit", "risk"), [(220.0, True), (221.0, False)], ids=["at-72-spans", "beyond-72-spans"])
@@ -357,6 +358,63 @@ def test_a_clock_drift_is_forecast_no_further_than_72_times_its_span(config_file
     result = trends_of(config_file, sweeps_of("clock", "offset_s", [1.0, 2.0, 3.0, 4.0]),
                        clock={"max_offset_s": limit, "drift_warn_hours": 100})
     assert ("trend.clock_drifting" in finding_codes(result)) is risk, result
+
+
+@pytest.mark.parametrize(("xs", "ys", "fit"), [
+    ([0, 1, 2, 3], [1, 3, 5, 7], (2.0, 1.0)), ([0, 1, 2, 3], [7, 5, 3, 1], (-2.0, 1.0)),
+    ([0, 1, 2, 3], [1, 4, 2, 4], (0.7, 0.363)), ([5, 5, 5], [1, 2, 3], (0.0, 0.0)), ([0, 1, 2], [4, 4, 4], (0.0, 0.0))],
+                         ids=["rising", "falling", "scattered", "one-instant", "flat"])
+def test_a_trend_is_the_least_squares_slope_and_how_straight_a_line_it_is(xs, ys, fit):
+    """R² is 1 for a straight line, less for a scattered one; no spread in time or in value is no trend."""
+    from posdiag.probes.trends import linear_fit
+
+    slope, r2 = linear_fit(xs, ys)
+    assert (round(slope, 3), round(r2, 3)) == fit
+
+
+@pytest.mark.parametrize("straight", [True, False], ids=["r2-of-0.8", "r2-of-0.67"])
+@pytest.mark.parametrize("code", ["trend.clock_drifting", "trend.disk_filling", "trend.memory_exhaustion",
+                                  "trend.pos_rss_growing"])
+def test_a_trend_is_taken_from_a_fit_with_an_r2_of_0_8_and_not_below(config_file, tmp_path, code, straight):
+    """Four sweeps 1024 s apart whose values fit a line with an R² of exactly 0.8 (one step back between
+    rises), and the same with that step deeper (R² 0.67): each trend is read from the first alone."""
+    rise, fall = ([0.0, 4.0, 3.0, 7.0], [7.0, 3.0, 4.0, 0.0]) if straight else ([0.0, 4.0, 2.0, 7.0], [7.0, 3.0, 5.0, 0.0])
+    if code == "trend.clock_drifting":  # 7 s off, 2 s more every 1024 s: beyond 175.75 s in 24 h
+        result = trends_of(config_file, sweeps_of("clock", "offset_s", rise), clock={"max_offset_s": 175.75})
+    elif code == "trend.disk_filling":  # 100 MB free, 7 MB/h less
+        key = f"free_mb[{tmp_path}]"
+        result = trends_of(config_file, sweeps_of("disk", key, [100 + v for v in fall]), disk={"paths": [str(tmp_path)]})
+    elif code == "trend.memory_exhaustion":  # 7 MB/h more of 100 MB (7 % growth: no leak)
+        result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", [100 + v for v in rise]), memory_now(100.0))
+    else:  # 7 MB/h more of 10 MB
+        result = trends_of(config_file, sweeps_of("memory", "pos_rss_mb", [10 + v for v in rise]))
+    assert finding_codes(result) == ([code] if straight else []), result
+
+
+def layer_sweeps(layer: str, statuses: list[str]) -> list[PastSweep]:
+    return [PastSweep(T0 + i * 60.0, {layer: (status, {})}) for i, status in enumerate(statuses)]
+
+
+@pytest.mark.parametrize("layer", ["network.link", "network.gateway", "network.dns", "network.tcp", "network.tls",
+                                   "network.path"])
+def test_every_network_layer_failing_once_in_five_sweeps_is_intermittent_and_warnings_are_judged_sweeps(config_file,
+                                                                                                      layer):
+    """warn warn fail warn, and warn now: one failure in five judged sweeps, whichever layer it is."""
+    result = trends_of(config_file, layer_sweeps(layer, ["warn", "warn", "fail", "warn"]),
+                       ProbeResult(layer, Status.WARN, 0.0, ""))
+    assert finding_codes(result) == [f"trend.intermittent_{layer.split('.')[1]}"], result
+    assert result.findings[0].data == {"layer": layer, "failed": 1, "sweeps": 5}
+
+
+@pytest.mark.parametrize(("stored", "intermittent"), [(["fail"] * 3 + ["ok"] * 8, True),
+                                                      (["fail"] * 3 + ["ok"] * 11, False)],
+                         ids=["3-failures-within-the-last-12", "3-failures-before-the-last-12"])
+def test_trends_judge_the_last_twelve_sweeps_this_one_included(config_file, stored, intermittent):
+    result = trends_of(config_file, layer_sweeps("network.tcp", stored), ProbeResult("network.tcp", Status.OK, 0.0, ""))
+    assert ("trend.intermittent_tcp" in finding_codes(result)) is intermittent, result
+    assert result.metrics["sweeps"] == 12
+    if not intermittent:
+        assert result.status is Status.OK and result.summary.startswith("12 sweeps: "), result
 
 
 def test_a_clock_offset_that_jumps_about_is_no_drift(config_file):

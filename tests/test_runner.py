@@ -239,6 +239,22 @@ def test_a_result_reads_to_the_tenth_of_a_millisecond_and_its_metrics_to_three_d
     assert result["metrics"] == {"ratio": 0.123, "count": 7, "word": "eth0", "none": None}
 
 
+def test_a_probe_has_two_and_a_half_seconds_unless_it_says_otherwise():
+    """The default deadline: a probe busy for half a second is waited for, and says how long it has left."""
+    seen: list[float] = []
+
+    class Busy(Probe):
+        name = "test.busy"
+
+        def check(self, obs: Observation) -> None:
+            seen.append(self.remaining_s())
+            RELEASE.wait(0.5)
+
+    assert Busy(Settings()).remaining_s() == 2.5
+    [result] = run_probes(Settings(), [Busy])
+    assert result.status is Status.OK and 2.0 < seen[0] <= 2.5, (result, seen)
+
+
 def test_a_probe_abandoned_at_its_deadline_is_told_at_once_while_a_longer_one_still_runs():
     """The runner waits for the nearest deadline, not the furthest: the hanging probe's result comes at
     its 0.3 s (with the time it ran), and the other probe, which waits for exactly that, goes on to finish."""

@@ -179,6 +179,20 @@ def test_a_plain_tmpfs_on_tmp_is_no_sandbox(tmp_path):
     assert hidden_path("/tmp/pos/tx.log", mountinfo=str(path)) is None
 
 
+@pytest.mark.parametrize(("point", "root", "setting"), [
+    ("/home", "/systemd/inaccessible/dir", "ProtectHome"), ("/root", "/systemd/inaccessible/dir", "ProtectHome"),
+    ("/run/user", "/systemd/inaccessible/dir", "ProtectHome"),
+    ("/tmp", "/systemd-private-0abc-posdiag.service-Ab12Cd/tmp", "PrivateTmp"),
+    ("/var/tmp", "/systemd-private-0abc-posdiag.service-Ab12Cd/tmp", "PrivateTmp"),
+    ("/srv", "/systemd/inaccessible/dir", None), ("/home", "/systemd-private-0abc-posdiag.service-Ab12Cd/tmp", None)],
+    ids=["home", "root", "run-user", "tmp", "var-tmp", "another-folder-made-inaccessible", "a-private-tmp-on-home"])
+def test_each_folder_protecthome_and_privatetmp_cover_is_said_hidden_by_its_setting(tmp_path, point, root, setting):
+    path = tmp_path / "mountinfo"
+    path.write_text(f"20 1 254:0 / / rw - ext4 /dev/vda rw\n40 20 0:43 {root} {point} ro - tmpfs tmpfs rw\n")
+    hidden = hidden_path(f"{point}/pos/tx.log", mountinfo=str(path))
+    assert (hidden.setting if hidden else None) == setting
+
+
 @pytest.mark.parametrize("folder", ["/home", "/root", "/run/user"])
 def test_each_folder_protecthome_covers_is_read_as_hidden_where_the_inaccessible_folder_sits_on_it(tmp_path, folder):
     path = tmp_path / "mountinfo"

@@ -158,16 +158,16 @@ class _FramedSession:
         self.resent_at: float | None = None  # when the request went out again after silence
 
     def run(self) -> Exchange:
-        send = True
-        while self.ex.attempts < self.retries + 1:
-            if send:
+        step = _RESEND
+        # a NAKed frame's repeat is always read: judge() bounds those retries itself
+        while step == _AWAIT or self.ex.attempts < self.retries + 1:
+            if step == _RESEND:
                 self.send_request()
             step = self.one_reply(time.monotonic() + _first_byte_wait(self.timeout_s, self.silent_tries + 1))
             if step == _DONE:
                 if self.resent_at is not None and self.ex.latency_ms is not None:
                     discard_duplicate(self.port, self.ex, self.resent_at, self.started, self.timeout_s)
                 return self.ex
-            send = step == _RESEND
         return self.ex
 
     def send_request(self) -> None:
@@ -236,9 +236,9 @@ class _FramedSession:
         if not lrc_ok:
             ex.bad_lrcs += 1
             ex.outcome = "bad_lrc"
-            self.port.write(bytes([NAK]))  # ask the reader to repeat its frame
             if ex.bad_lrcs > self.retries:
                 return _DONE
+            self.port.write(bytes([NAK]))  # ask the reader to repeat its frame
             ex.attempts += 1
             return _AWAIT
         if self.proto.ack:
