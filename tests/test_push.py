@@ -715,3 +715,106 @@ def test_a_sender_that_finds_another_busy_is_started_again_a_second_later_not_at
     time.sleep(2.5)
     pusher.stop()
     assert 1 <= len(starts.read_text().splitlines()) <= 4  # at 0, 1 and 2 s (one more on a slow machine)
+
+
+# --- edges of the sender, the pusher and the outbox ------------------------------------------------------------
+def test_the_sender_process_answers_in_sysexits_and_logs_a_long_outage_at_powers_of_two(server, push_config,
+                                                                                        token_file, tmp_path):
+    """The daemon reads the sender's exit status (another process, maybe another version during an
+    upgrade): 75 retry later (EX_TEMPFAIL), 74 store unusable (EX_IOERR), 3 setup, 0 drained. A long
+    outage is logged at the 1st, 2nd, 4th attempt, not at each, with the next try within the backoff."""
+    import re
+
+    from posdiag.agent import sender
+    from posdiag.core.settings import load
+
+    srv = server()
+    srv.answer(503)
+    settings = load(str(push_config(srv.url)))
+    queue_reports(Path(settings.daemon.state_dir), 1)
+    argv = sender.argv_for(settings.server, settings.daemon.state_dir)
+    runs = [subprocess.run(argv, capture_output=True, text=True, timeout=60) for _ in range(5)]
+    assert [r.returncode for r in runs] == [75] * 5, runs[0].stderr
+    assert [f"attempt {n})" in r.stderr for n, r in enumerate(runs, 1)] == [True, True, False, True, False]
+    waits = [float(w) for r in runs for w in re.findall(r"next try in (-?[\d.]+) s", r.stderr)]
+    assert len(waits) == 3 and all(-1.0 <= w <= 1.0 for w in waits), waits  # retry_max_s = 1
+    srv.answer()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "1 report(s) sent, 0 refused" in done.stderr, done.stderr
+    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=60)  # nothing to send: nothing to say
+    assert quiet.returncode == 0 and "sent" not in quiet.stderr, quiet.stderr
+    token_file.chmod(0o644)
+    assert subprocess.run(argv, capture_output=True, text=True, timeout=60).returncode == 3
+    token_file.chmod(0o600)
+    (tmp_path / "broken" / "history.db").mkdir(parents=True)  # a store that cannot be opened
+    broken = subprocess.run(sender.argv_for(settings.server, str(tmp_path / "broken")), capture_output=True,
+                            text=True, timeout=60)
+    assert broken.returncode == 74, broken.stderr
+    assert (sender.DRAINED, sender.RETRY_LATER, sender.BUSY, sender.SETUP, sender.STORE_ERROR) == (0, 75, 76, 3, 74)
+
+
+def test_a_tls_failure_without_a_certificate_reason_is_quoted_up_to_160_characters():
+    import requests
+    from posdiag.agent.sender import describe_error
+
+    long = "handshake went wrong " + "x" * 400
+    assert describe_error(requests.exceptions.SSLError(long)) == "tls: " + long[:160]
+    verify = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1000)"
+    assert describe_error(requests.exceptions.SSLError(verify)) == "tls: certificate verify failed: self-signed certificate"
+    assert describe_error(requests.exceptions.ConnectionError("x" * 400)) == "connection error: " + "x" * 160
+
+
+def test_sent_reports_are_marked_in_the_store_every_fifty_or_every_quarter_second(tmp_path, monkeypatch):
+    """One commit per 50 reports or per 0.25 s, whichever comes first: both edges, both sides."""
+    import sqlite3
+
+    from posdiag.agent import sender
+
+    clock = [1000.0]
+    monkeypatch.setattr(sender.time, "monotonic", lambda: clock[0])
+    db = sqlite3.connect(tmp_path / "db")
+    db.executescript(outbox.SCHEMA)
+    for i in range(1, 61):
+        outbox.enqueue(db, f"r{i}", 0.0, b"x", 0.0)
+    marks = sender._Marks(db)
+    for seq in range(1, 50):
+        marks.sent(seq, "201", 5.0)
+    assert outbox.depth(db) == 60  # 49 posted: none marked yet
+    marks.sent(50, "201", 5.0)
+    assert outbox.depth(db) == 10 and outbox.get_meta(db, "push.sent") == "50"
+    assert outbox.get_meta(db, "push.last_result") == "201" and outbox.get_meta(db, "push.failures") == "0"
+    clock[0] += 0.24
+    marks.sent(51, "409", 6.0)
+    assert outbox.depth(db) == 10  # 0.24 s since the last write: not yet
+    clock[0] += 0.01
+    marks.sent(52, "409", 6.0)
+    assert outbox.depth(db) == 8 and outbox.get_meta(db, "push.last_result") == "409"
+
+
+def test_the_outbox_is_read_a_hundred_reports_at_a_time_and_ages_from_the_time_given(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "db")
+    db.executescript(outbox.SCHEMA)
+    for i in range(1, 102):
+        outbox.enqueue(db, f"r{i}", 0.0, b"x", 5000.0 + i)
+    page = outbox.pending_page(db, 0)
+    assert len(page) == 100 and page[0][1] == "r1"
+    assert [r[1] for r in outbox.pending_page(db, page[-1][0])] == ["r101"]
+    assert outbox.summary(db, now=5101.25)["oldest_unsent_s"] == 100.2  # r1, queued at 5001
+    assert outbox.summary(db, now=4000.0)["oldest_unsent_s"] == 0.0  # the clock stepped back: never negative
+    assert outbox.summary(db)["oldest_unsent_s"] > 0  # now by default
+
+
+def test_an_attempt_recorded_without_a_failure_count_or_next_time_keeps_both(tmp_path):
+    """``status`` records "setup: …" without touching the backoff the last sender left."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "db")
+    db.executescript(outbox.SCHEMA)
+    outbox.record_attempt(db, "503", 10.0, failures=4, next_attempt_at=99.5)
+    outbox.record_attempt(db, "setup: token", 11.0)
+    assert outbox.get_meta(db, "push.failures") == "4" and outbox.next_attempt_at(db) == 99.5
+    assert outbox.get_meta(db, "push.last_result") == "setup: token"
+    outbox.record_attempt(db, "201", 12.0, failures=0, next_attempt_at=0)
+    assert outbox.get_meta(db, "push.failures") == "0" and outbox.next_attempt_at(db) == 0.0
