@@ -746,7 +746,7 @@ def test_the_sender_process_answers_in_sysexits_and_logs_a_long_outage_at_powers
     token_file.chmod(0o644)
     assert subprocess.run(argv, capture_output=True, text=True, timeout=60).returncode == 3
     token_file.chmod(0o600)
-    (tmp_path / "broken" / "history.db").mkdir(parents=True)  # a store that cannot be opened
+    (tmp_path / "broken" / "history.sqlite3").mkdir(parents=True)  # a store that cannot be opened
     broken = subprocess.run(sender.argv_for(settings.server, str(tmp_path / "broken")), capture_output=True,
                             text=True, timeout=60)
     assert broken.returncode == 74, broken.stderr
@@ -818,3 +818,188 @@ def test_an_attempt_recorded_without_a_failure_count_or_next_time_keeps_both(tmp
     assert outbox.get_meta(db, "push.last_result") == "setup: token"
     outbox.record_attempt(db, "201", 12.0, failures=0, next_attempt_at=0)
     assert outbox.get_meta(db, "push.failures") == "0" and outbox.next_attempt_at(db) == 0.0
+
+
+@pytest.mark.parametrize(("exit_line", "wait_s", "sent"), [
+    ("exit 0", 0.0, True), ("exit 75", 0.0, False), ("exit 76", 1.0, False), ("kill -9 $$", 1.0, False),
+    ("exit 1", 7.0, False), ("exit 74", 7.0, False)],
+    ids=["drained", "retry-later", "busy", "killed", "crashed", "store-error"])
+def test_after_each_sender_exit_the_pusher_waits_what_it_should(push_config, tmp_path, monkeypatch, exit_line, wait_s,
+                                                                 sent):
+    """Drained or retry later: the outbox's own backoff rules (no wait of the pusher's); busy or killed:
+    look again 1 s later; any other status: wait ``retry_max_s``. Only a drained outbox asks for remote work."""
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sh", "-c", exit_line])
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=7.0))))
+    asked: list[bool] = []
+    pusher.on_sent = lambda: asked.append(True)
+    pusher.urgent, pusher.not_before = True, 12345.0
+    before = time.time()
+    pusher._send()
+    after = time.time()
+    assert not pusher.urgent and before <= pusher.last_start <= after and not pusher.sending()
+    if wait_s:
+        assert before + wait_s <= pusher.not_before <= after + wait_s
+    else:
+        assert pusher.not_before == 0.0
+    assert asked == ([True] if sent else [])
+
+
+def test_an_urgent_report_outranks_the_backoff_only_seconds_after_the_last_start(push_config, monkeypatch):
+    import types
+
+    from posdiag.agent import push
+    from posdiag.core import settings as config
+
+    now = 1_000_000.0
+    monkeypatch.setattr(push, "time", types.SimpleNamespace(time=lambda: now))
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    assert pusher._due(now) and not pusher._due(now + 0.5)  # the outbox's next attempt: due at, not before
+    pusher.not_before = now
+    assert pusher._due(now - 5)
+    pusher.not_before = now + 0.5
+    assert not pusher._due(now - 5) and not pusher._due(now + 0.1)
+    pusher.kick()
+    assert not pusher.urgent
+    pusher.kick(urgent=True)
+    pusher.kick()  # a schedule report after the urgent one: still urgent
+    assert pusher.urgent
+    pusher.last_start = now - 2.0  # a send 2 s ago: within the gap
+    assert not pusher._due(now + 600)
+    pusher.last_start = now - 4.0
+    assert pusher._due(now + 600)
+
+
+def test_an_idle_pusher_sleeps_until_a_kick_or_the_next_attempt_and_forgets_urgency_with_nothing_to_send(
+        push_config, tmp_path, monkeypatch):
+    """With an empty outbox the pusher waits without a timeout; with a report due in 1.5 s it sleeps
+    until then (no busy loop either way), and an urgent kick with nothing queued leaves nothing urgent."""
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    starts = tmp_path / "starts"
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: [
+        "/bin/sh", "-c", f"echo started >> {starts}; exit {sender.BUSY}"])
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    looks: list[float] = []
+    real = pusher._outbox_state
+    monkeypatch.setattr(pusher, "_outbox_state", lambda: (looks.append(time.time()), real())[1])
+    Store(tmp_path / "state").close()
+    pusher.start()
+    try:
+        assert wait_for(lambda: len(looks) >= 1, 5)
+        pusher.kick(urgent=True)
+        assert wait_for(lambda: len(looks) >= 2, 5)
+        time.sleep(0.8)
+        assert len(looks) == 2 and not pusher.urgent and not starts.exists()  # asleep, nothing urgent left
+        queue_reports(tmp_path / "state", 1)
+        with Store(tmp_path / "state") as store, store.db:
+            outbox.record_attempt(store.db, "503", time.time(), failures=1, next_attempt_at=time.time() + 1.5)
+        kicked = time.time()
+        pusher.kick()
+        assert wait_for(starts.exists, 15)
+        assert time.time() - kicked >= 1.4  # not before the outbox's next attempt
+        assert len([t for t in looks if t < kicked + 1.4]) <= 4, looks  # slept in between, not a loop
+    finally:
+        pusher.stop()
+
+
+def test_an_urgent_kick_within_the_gap_stays_urgent_while_a_report_waits(push_config, tmp_path, monkeypatch):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sh", "-c", "exit 75"])
+    queue_reports(tmp_path / "state", 1)
+    with Store(tmp_path / "state") as store, store.db:
+        outbox.record_attempt(store.db, "503", time.time(), failures=1, next_attempt_at=time.time() + 600)
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    pusher.last_start, pusher.urgent = time.time(), True  # a sender ran just now
+    pusher.start()
+    try:
+        time.sleep(0.5)
+        assert pusher.urgent and pusher.is_alive()
+    finally:
+        pusher.stop()
+    assert not pusher.is_alive()
+
+
+def test_stopping_the_pusher_ends_the_sender_in_flight(push_config, tmp_path, monkeypatch):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sleep", "60"])
+    queue_reports(tmp_path / "state", 1)
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    pusher.start()
+    assert wait_for(pusher.sending, 10)
+    proc = pusher.proc
+    pusher.stop()
+    assert proc.wait(timeout=10) == -signal.SIGTERM and not pusher.is_alive()
+
+
+def test_a_sender_that_cannot_be_started_is_tried_again_after_retry_max_s(push_config, tmp_path, monkeypatch):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    tries: list[float] = []
+
+    def unstartable(server, state_dir):
+        tries.append(time.time())
+        raise OSError("no python")
+
+    monkeypatch.setattr(sender, "argv_for", unstartable)
+    queue_reports(tmp_path / "state", 1)
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=1.0))))
+    pusher.start()
+    try:
+        assert wait_for(lambda: len(tries) >= 2, 10)
+    finally:
+        pusher.stop()
+    assert tries[1] - tries[0] >= 0.9  # retry_max_s later, not at once
+
+
+def test_status_lines_wrap_within_80_cells_and_fill_them():
+    from posdiag.agent.columns import display_width
+    from posdiag.agent.push import labelled
+
+    lines = labelled([("problem:", "word " * 60), ("push:", "")])
+    assert all(display_width(line) <= 80 for line in lines), lines
+    assert display_width(lines[0]) >= 74 and len(lines) == 6  # filled to the screen's edge, then continued
+    assert " ".join(lines[:5]).split() == ["problem:"] + ["word"] * 60 and lines[5].strip() == "push:"
+
+
+def test_push_now_waits_a_minute_for_another_sender_and_says_so(push_config, tmp_path, monkeypatch):
+    import io
+
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    waited: list[float] = []
+
+    def busy(server, state_dir, *, lock_wait_s=0.0, stop=None):
+        waited.append(lock_wait_s)
+        return sender.DrainResult(busy=True)
+
+    monkeypatch.setattr(sender, "drain", busy)
+    err = io.StringIO()
+    assert push.push_now(config.load(str(push_config("https://127.0.0.1:9"))), io.StringIO(), err) == 3
+    assert waited == [60] and "60 s" in err.getvalue()
+
+
+def test_queueing_a_report_says_whether_it_was_stored(push_config, tmp_path):
+    import io
+
+    from posdiag.agent import push
+    from posdiag.core import settings as config
+
+    settings = config.load(str(push_config("https://127.0.0.1:9")))
+    err = io.StringIO()
+    assert push.queue(settings, fake_report(time.time()), err) is True and "no daemon is running" in err.getvalue()
+    assert push_state(tmp_path / "state")["outbox"] == 1
+    for stored in (tmp_path / "state").iterdir():
+        stored.unlink()
+    (tmp_path / "state" / "history.sqlite3").mkdir()  # a store that cannot be written
+    err = io.StringIO()
+    assert push.queue(settings, fake_report(time.time()), err) is False and "could not queue" in err.getvalue()
