@@ -524,3 +524,133 @@ def test_a_plain_http_server_is_asked_through_the_environments_http_proxy_by_its
     outcome = remote_client.poll(remote_client.Client(server))
     assert outcome.ok and outcome.requests == [{"request_id": "r1", "kind": "diagnose"}]
     assert scripted.seen[-1][:2] == ("GET", "http://127.0.0.2:9/base/api/v1/requests/pending")
+
+
+# --- edges of the poller and the client ------------------------------------------------------------------------
+def _poller(tmp_path, config_path=None, **server):
+    """A poller of https://127.0.0.1:9 every 30 s (timeout 5 s) whose client calls are recorded, not run."""
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(**{"url": "https://127.0.0.1:9", "poll_s": 30.0,
+                                                                     "timeout_s": 5.0, **server}),
+                                     daemon=types.SimpleNamespace(state_dir=str(tmp_path)))
+    asked: list[str] = []
+    poller = RemoteRequests(settings, config_path, asked.append)
+    poller.calls, poller.answers, poller.asked = [], [], asked
+
+    def run_client(command, *args, timeout_s):
+        poller.calls.append((command, args, timeout_s))
+        return poller.answers.pop(0) if poller.answers else remote_client.Outcome(True, "200", requests=[])
+
+    poller._run_client = run_client
+    return poller
+
+
+def test_a_kicked_poll_waits_out_two_seconds_and_a_scheduled_one_its_own_wait(tmp_path):
+    poller = _poller(tmp_path)
+    assert poller._due_in() == 0.0  # never polled: at once
+    poller.last_poll, poller.next_after = time.monotonic(), 30.0
+    assert 29.0 <= poller._due_in() <= 30.0
+    poller.last_poll = time.monotonic() - 10.0
+    assert 19.0 <= poller._due_in() <= 20.0
+    poller.kick()
+    assert poller._due_in() == 0.0  # 10 s since the last poll: past the gap
+    poller.last_poll = time.monotonic()
+    assert 1.5 <= poller._due_in() <= 2.0  # a poll just went out: the kick waits 2 s, not 30
+    poller.last_poll = time.monotonic() - 1.0
+    assert 0.5 <= poller._due_in() <= 1.0
+
+
+def test_polling_is_on_only_with_a_url_and_a_poll_s_above_zero(tmp_path):
+    assert _poller(tmp_path, poll_s=0.5).enabled()
+    assert not _poller(tmp_path, poll_s=0.0).enabled()
+    assert not _poller(tmp_path, url="").enabled()
+    assert _poller(tmp_path).status()["enabled"] is True and _poller(tmp_path).status()["poll_s"] == 30.0
+
+
+def test_a_step_polls_when_due_and_otherwise_sleeps_exactly_until_it_is(tmp_path):
+    poller = _poller(tmp_path)
+    slept: list[float | None] = []
+    poller._sleep = slept.append
+    poller._step()  # due at once, no sender running (the default): a poll
+    assert [c[0] for c in poller.calls] == ["poll"] and slept == [] and poller.summary["polls"] == 1
+    poller._step()  # polled just now: sleep until the next is due, not a sender's recheck of 1 s
+    assert len(poller.calls) == 1 and len(slept) == 1 and 26.0 <= slept[0] <= 30.0
+    poller.server.poll_s = 0.0
+    poller._step()
+    assert slept[-1] is None  # polling off: asleep until told otherwise
+
+
+def test_a_poll_counts_itself_and_acts_on_each_request_it_brings(tmp_path):
+    poller = _poller(tmp_path, config_path="/etc/posdiag/posdiag.toml")
+    poller.answers = [remote_client.Outcome(True, "200", requests=[{"request_id": "r1", "kind": "diagnose"},
+                                                                   {"request_id": "r2", "kind": "bundle"}]),
+                      remote_client.Outcome(True, "201", settled=True)]
+    poller._poll()
+    assert poller.asked == ["r1"] and poller.summary["polls"] == 1 and poller.summary["bundles"] == 1
+    assert poller.summary["last_result"] == "200" and poller.summary["last_poll_at"]
+    assert poller.calls == [("poll", (), 20.0),  # twice timeout_s and 10 s
+                            ("bundle", ("r2", "--state-dir", str(tmp_path), "--config", "/etc/posdiag/posdiag.toml"),
+                             140.0)]  # four times timeout_s and two minutes: the bundle is made, then sent
+    bare = _poller(tmp_path)
+    bare._act("r3", "bundle")
+    assert bare.calls == [("bundle", ("r3", "--state-dir", str(tmp_path)), 140.0)]
+
+
+def test_a_sweep_that_went_wrong_is_told_to_the_server_once_and_not_after_stop(tmp_path):
+    poller = _poller(tmp_path, poll_s=0.0)
+    poller._sleep = lambda seconds: None
+    poller.failed_sweep("r1", "no reader")
+    poller._step()
+    poller._step()
+    assert poller.calls == [("fail", ("r1", "no reader"), 20.0)] and poller.summary["failed"] == 1
+    poller.failed_sweep("r2", "no reader")
+    poller.stopping.set()
+    poller._step()
+    assert len(poller.calls) == 1
+
+
+def test_an_outage_of_polls_is_logged_at_the_first_second_and_fourth_failure(tmp_path):
+    import logging
+
+    poller = _poller(tmp_path)
+    poller.answers = [remote_client.Outcome(False, "connection refused")] * 5 + [remote_client.Outcome(True, "200")]
+    records: list[logging.LogRecord] = []
+    heard = logging.Handler(logging.INFO)
+    heard.emit = records.append
+    log = logging.getLogger("posdiag")
+    level = log.level
+    log.addHandler(heard)
+    log.setLevel(logging.INFO)
+    said = []
+    try:
+        for _ in range(6):
+            records.clear()
+            poller._poll()
+            said.append(any("cannot ask the central server" in r.getMessage() for r in records))
+    finally:
+        log.removeHandler(heard)
+        log.setLevel(level)
+    assert said == [True, True, False, True, False, False]
+
+
+def test_a_client_process_that_says_nothing_readable_is_a_failed_call(tmp_path, monkeypatch):
+    poller = RemoteRequests(types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0,
+                                                                               timeout_s=5.0),
+                                                  daemon=types.SimpleNamespace(state_dir=str(tmp_path))),
+                            None, lambda request_id: None)
+    monkeypatch.setattr(remote_client, "argv_for", lambda server, command, *args: ["/bin/sh", "-c", "echo oops; exit 7"])
+    outcome = poller._run_client("poll", timeout_s=30)
+    assert (outcome.ok, outcome.result) == (False, "remote_client exited with status 7") and poller.proc is None
+
+
+def test_stopping_the_poller_ends_its_client_in_flight_and_counts_no_poll(tmp_path, monkeypatch):
+    monkeypatch.setattr(remote_client, "argv_for", lambda server, command, *args: ["/bin/sleep", "60"])
+    poller = RemoteRequests(types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0,
+                                                                               timeout_s=5.0),
+                                                  daemon=types.SimpleNamespace(state_dir=str(tmp_path))),
+                            None, lambda request_id: None)
+    poller.start()
+    assert wait_for(lambda: poller.proc is not None, 10)
+    proc = poller.proc
+    poller.stop()
+    assert proc.wait(timeout=10) == -15 and not poller.is_alive()
+    assert poller.summary["polls"] == 0 and poller.failures == 0
