@@ -388,6 +388,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.server.seen.append((self.command, self.path, self.rfile.read(length)))
+        self.server.headers_seen.append(dict(self.headers))
         status, headers, body = self.server.answer
         self.send_response(status)
         for name, value in headers.items():
@@ -406,7 +407,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 def scripted(tmp_path):
     """A plain-HTTP central server on loopback that answers what the test sets, and a client of it."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    httpd.seen, httpd.answer = [], (200, {}, b"{}")
+    httpd.seen, httpd.headers_seen, httpd.answer = [], [], (200, {}, b"{}")
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     token = tmp_path / "token"
     token.write_text("tok-123456\n")
@@ -654,3 +655,64 @@ def test_stopping_the_poller_ends_its_client_in_flight_and_counts_no_poll(tmp_pa
     poller.stop()
     assert proc.wait(timeout=10) == -15 and not poller.is_alive()
     assert poller.summary["polls"] == 0 and poller.failures == 0
+
+
+def _token(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    return str(token)
+
+
+@pytest.mark.parametrize(("url", "host", "port", "base"), [
+    ("https://collector.example/", "collector.example", 443, ""),
+    ("http://collector.example/posdiag/", "collector.example", 80, "/posdiag"),
+    ("https://127.0.0.1:8443/api", "127.0.0.1", 8443, "/api")])
+def test_a_url_without_a_port_is_asked_on_443_or_80(tmp_path, url, host, port, base):
+    client = remote_client.Client(types.SimpleNamespace(url=url, token_file=_token(tmp_path), ca_file="", timeout_s=5.0))
+    assert (client.host, client.port, client.base, client.https) == (host, port, base, url.startswith("https"))
+    assert (client.context is not None) == client.https
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_named_without_a_port_is_asked_on_3128(tmp_path, monkeypatch, scheme):
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(f"{scheme}_proxy", "proxy.example")  # no scheme, no port
+    client = remote_client.Client(types.SimpleNamespace(url=f"{scheme}://collector.example:9", token_file=_token(tmp_path),
+                                                        ca_file="", timeout_s=5.0))
+    conn, prefix = client._connection()  # made, not connected
+    assert (conn.host, conn.port, conn.timeout) == ("proxy.example", 3128, 5.0)
+    if scheme == "https":
+        assert prefix == "" and (conn._tunnel_host, conn._tunnel_port) == ("collector.example", 9)
+    else:
+        assert prefix == "http://collector.example:9"
+    monkeypatch.setenv(f"{scheme}_proxy", "http://proxy.example:8080")
+    assert client._connection()[0].port == 8080
+
+
+def test_only_a_request_with_a_body_says_its_content_type(scripted):
+    scripted.answer = (200, {}, _pending())
+    remote_client.poll(scripted.client)
+    remote_client.fail(scripted.client, "r1", "no reader")
+    get, post = scripted.headers_seen[-2:]
+    assert "Content-Type" not in get and post["Content-Type"] == "application/json"
+    assert get["Authorization"] == post["Authorization"] == "Bearer tok-123456"
+
+
+def test_the_client_process_polls_and_tells_failures_and_refuses_an_incomplete_command(scripted, capsys, tmp_path):
+    server = json.dumps({"url": f"http://127.0.0.1:{scripted.server_address[1]}", "token_file": _token(tmp_path),
+                         "ca_file": "", "timeout_s": 5.0})
+    scripted.answer = (200, {}, _pending({"request_id": "r1", "kind": "diagnose"}))
+    assert remote_client.main(["--server", server, "poll"]) == 0
+    said = json.loads(capsys.readouterr().out.strip())
+    assert said["ok"] is True and said["requests"] == [{"request_id": "r1", "kind": "diagnose"}]
+    assert scripted.seen[-1][:2] == ("GET", "/api/v1/requests/pending")
+    scripted.answer = (201, {}, b"{}")
+    assert remote_client.main(["--server", server, "fail", "r2", "no reader"]) == 0
+    said = json.loads(capsys.readouterr().out.strip())
+    assert (said["ok"], said["settled"]) == (True, True) and scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r2/failure")
+    for incomplete in (["--server", server], ["--server", server, "bundle", "r3"]):  # no command; no --state-dir
+        with pytest.raises(SystemExit) as refused:
+            remote_client.main(incomplete)
+        assert refused.value.code == 2
