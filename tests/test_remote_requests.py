@@ -716,3 +716,39 @@ def test_the_client_process_polls_and_tells_failures_and_refuses_an_incomplete_c
         with pytest.raises(SystemExit) as refused:
             remote_client.main(incomplete)
         assert refused.value.code == 2
+
+
+def test_a_bundle_over_the_tills_limit_or_one_not_made_is_told_to_the_server_and_leaves_no_file(scripted, config_file,
+                                                                                                 tmp_path, monkeypatch):
+    """8 MiB at most (the collector's own default limit): a bundle at the limit goes, one byte over is
+    refused on the till and the server told; a bundle that cannot be made is told too. No file stays."""
+    assert remote_client.MAX_BUNDLE_BYTES == 8 * 1024 * 1024
+    (tmp_path / "pos.log").write_text("")
+    config = str(config_file(txlog={"path": str(tmp_path / "pos.log")}))
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    scripted.answer = (201, {}, b"{}")
+    sent = remote_client.bundle(scripted.client, "r1", config, str(state))
+    assert (sent.ok, sent.settled, sent.error) == (True, True, None) and scripted.seen[-1][0] == "PUT"
+    from posdiag.agent import bundle as bundles
+
+    made = bundles.make_bundle
+
+    def limited_to(over: int):
+        """The real bundle, with the till's limit set to its size less ``over`` bytes."""
+        def make(*args, **kwargs):
+            path, size = made(*args, **kwargs)
+            monkeypatch.setattr(remote_client, "MAX_BUNDLE_BYTES", size - over)
+            return path, size
+        return make
+
+    monkeypatch.setattr(bundles, "make_bundle", limited_to(0))
+    assert remote_client.bundle(scripted.client, "r2", config, str(state)).ok  # exactly at the limit
+    monkeypatch.setattr(bundles, "make_bundle", limited_to(1))
+    refused = remote_client.bundle(scripted.client, "r3", config, str(state))
+    assert (refused.ok, refused.settled, refused.error) == (False, True, "bundle too large")
+    assert scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r3/failure")
+    unmade = remote_client.bundle(scripted.client, "r4", str(tmp_path / "missing.toml"), str(state))
+    assert (unmade.ok, unmade.settled) == (False, True) and unmade.error.startswith("bundle not made: ")
+    assert scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r4/failure")
+    assert not list(state.glob("remote-bundle-*"))
