@@ -1003,3 +1003,25 @@ def test_queueing_a_report_says_whether_it_was_stored(push_config, tmp_path):
     (tmp_path / "state" / "history.sqlite3").mkdir()  # a store that cannot be written
     err = io.StringIO()
     assert push.queue(settings, fake_report(time.time()), err) is False and "could not queue" in err.getvalue()
+
+
+def test_status_says_the_outbox_age_and_last_attempt_only_when_there_are_some_and_the_store_only_when_it_has_news():
+    from posdiag.agent.push import status_rows
+
+    push = {"configured": True, "outbox": 2, "oldest_unsent_s": 42.4, "last_attempt_at": "2026-12-06T10:00:00Z",
+            "last_result": "503", "sent": 5, "refused": 1, "dropped": 0}
+    calm = {"healed": None, "unstored": None}
+    assert status_rows(push, calm) == [("push:", "outbox 2, oldest 42 s; last attempt 2026-12-06T10:00:00Z: 503"),
+                                       ("", "sent 5, refused 1, dropped 0")]
+    assert status_rows({**push, "last_attempt_at": None}, None)[0][1] == "outbox 2, oldest 42 s; no attempt yet"
+    assert status_rows({**push, "outbox": 0, "oldest_unsent_s": None}, calm)[0][1] == \
+        "outbox 0; last attempt 2026-12-06T10:00:00Z: 503"
+    assert status_rows({**push, "outbox": 0, "oldest_unsent_s": None, "last_attempt_at": None}, calm)[0][1] == \
+        "outbox 0; no attempt yet"
+    assert status_rows({**push, "configured": False}, calm) == [("push:", "not configured ([server] url)")]
+    healed = {"at": "2026-12-06T09:00:00Z", "reason": "malformed", "moved_to": "/x", "recovered_unsent": 3,
+              "unreadable_unsent": 0}
+    unstored = {"count": 2, "first_at": "2026-12-06T09:30:00Z", "error": "disk full"}
+    rows = status_rows({**push, "configured": False}, {"healed": healed, "unstored": unstored})
+    assert [label for label, _ in rows] == ["push:", "store:", "store:"]
+    assert "3 unsent report(s) recovered" in rows[1][1] and rows[2][1].startswith("2 report(s) could not be stored")
