@@ -1025,3 +1025,19 @@ def test_status_says_the_outbox_age_and_last_attempt_only_when_there_are_some_an
     rows = status_rows({**push, "configured": False}, {"healed": healed, "unstored": unstored})
     assert [label for label, _ in rows] == ["push:", "store:", "store:"]
     assert "3 unsent report(s) recovered" in rows[1][1] and rows[2][1].startswith("2 report(s) could not be stored")
+
+
+def test_a_drain_told_to_stop_finishes_the_report_in_flight_and_leaves_the_rest_queued(server, push_config, tmp_path):
+    """SIGTERM from the stopping daemon: the sender stops between two reports, never before the first
+    it was asked to look at, and what it sent is marked."""
+    from posdiag.agent import sender
+    from posdiag.core.settings import load
+
+    srv = server()
+    settings = load(str(push_config(srv.url)))
+    ids = queue_reports(Path(settings.daemon.state_dir), 3)
+    result = sender.drain(settings.server, settings.daemon.state_dir, stop=lambda: len(srv.received()) >= 1)
+    assert (result.sent, result.remaining, srv.received()) == (1, 2, ids[:1])
+    assert push_state(Path(settings.daemon.state_dir))["outbox"] == 2
+    result = sender.drain(settings.server, settings.daemon.state_dir, stop=lambda: False)
+    assert (result.sent, result.remaining, srv.received()) == (2, 0, ids)
