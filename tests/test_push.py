@@ -738,6 +738,9 @@ def test_the_sender_process_answers_in_sysexits_and_logs_a_long_outage_at_powers
     assert [f"attempt {n})" in r.stderr for n, r in enumerate(runs, 1)] == [True, True, False, True, False]
     waits = [float(w) for r in runs for w in re.findall(r"next try in (-?[\d.]+) s", r.stderr)]
     assert len(waits) == 3 and all(-1.0 <= w <= 1.0 for w in waits), waits  # retry_max_s = 1
+    with Store(Path(settings.daemon.state_dir), readonly=True) as store:  # the next try: after the last, by the backoff
+        backoff = outbox.next_attempt_at(store.db) - float(outbox.get_meta(store.db, "push.last_attempt_at"))
+    assert 0.2 <= backoff <= 1.0, backoff
     srv.answer()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "1 report(s) sent, 0 refused" in done.stderr, done.stderr
