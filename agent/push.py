@@ -208,7 +208,7 @@ def _outbox_text(push: dict[str, Any]) -> str:
 # --- the technician's side: diagnose --push and posdiag push --------------------------------------------
 def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
     """Store and queue a report from ``diagnose --push``, then ask a running daemon to send it."""
-    from posdiag.agent.control import DaemonNotRunning, request
+    from posdiag.agent.control import DaemonBusy, DaemonNotRunning, request
     from posdiag.core.message import translated
 
     d = settings.daemon
@@ -224,7 +224,7 @@ def queue(settings: Any, report: dict[str, Any], err: Any) -> bool:
         err.write("posdiag: " + tr("report queued; the daemon sends it") + "\n")
     except DaemonNotRunning:
         err.write("posdiag: " + tr("report queued; no daemon is running: 'posdiag push' sends it") + "\n")
-    except (OSError, ValueError) as exc:
+    except (DaemonBusy, OSError, ValueError) as exc:  # busy: it accepted and did not answer in time
         err.write("posdiag: " + tr("report queued; the daemon did not answer ({error}): 'posdiag push' sends it",
                                    error=translated(exc)) + "\n")
     return True

@@ -317,3 +317,43 @@ def test_the_cover_note_says_why_a_bundle_holds_no_fresh_diagnosis():
     assert _diagnosis_line({"running": True}, None).startswith("diagnosis: the daemon runs and diagnoses by itself")
     for unknown in ({"running": None}, None):  # who runs cannot be told (no access), or status itself failed
         assert _diagnosis_line(unknown, None).startswith("diagnosis: none made for this bundle: it cannot tell")
+
+
+def test_a_bundle_is_written_into_folders_made_for_it_and_over_an_old_one(tmp_path):
+    """``-o`` may name folders not there yet (a USB stick's fresh folder); a second bundle replaces the first."""
+    from posdiag.agent.bundle import Bundle
+
+    target = tmp_path / "stick" / "lane-03" / "bundle.tar.gz"
+    for note in ("first", "second"):
+        bundle = Bundle()
+        bundle.add("summary.txt", lambda note=note: f"{note}\n")
+        bundle.add("broken.json", lambda: {}["missing"])
+        bundle.add("data.json", lambda: {"terminal": "lane-03"})
+        assert bundle.write(target) == target.stat().st_size
+    files = members(target)
+    assert files == {"summary.txt": "second\n", "errors.txt": "broken.json: KeyError: 'missing'\n",
+                     "data.json": '{\n  "terminal": "lane-03"\n}\n'}  # JSON for a person to read: two-space indents
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_daemon_that_does_not_answer_its_socket_is_given_five_seconds_and_taken_for_a_busy_one(config_file, tmp_path):
+    """Something listens on the control socket but never answers: the bundle waits 5 s for the status,
+    then says the daemon is busy, and makes no diagnosis beside it."""
+    import socket
+
+    path = config_file(reader={"kernel_log": str(tmp_path / "missing-kmsg")})
+    settings = config.load(str(path))
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    Path(settings.daemon.control_socket).parent.mkdir(parents=True, exist_ok=True)
+    silent.bind(settings.daemon.control_socket)
+    silent.listen(8)
+    try:
+        started = time.monotonic()
+        out, _ = make_bundle(settings, str(path), tmp_path / "b.tar.gz")
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    files = members(out)
+    status = json.loads(files["status.json"])
+    assert status["running"] is True and "did not answer within 5 s" in status["error"], status
+    assert "diagnosis.json" not in files and 4.9 <= took < 40

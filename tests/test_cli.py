@@ -148,6 +148,13 @@ def test_help_reads_in_chinese_with_lang():
     assert "--only P,..." in proc.stdout and "--format {text,json,nagios,prometheus}" in proc.stdout  # options as typed
 
 
+@pytest.mark.parametrize("lang", ["fr", "zh_TW"])
+def test_a_language_posdiag_does_not_speak_is_refused_naming_the_ones_it_does(lang):
+    proc = run_posdiag("--lang", lang, "probes")
+    assert proc.returncode == 3 and proc.stdout == "", proc.stderr
+    assert f"--lang: expected one of en, zh_CN, got '{lang}'" in proc.stderr
+
+
 def test_unknown_probe_is_refused_in_chinese(config_file, speak_chinese):
     rc, _, err = run_cli("--lang", "zh_CN", "diagnose", "--only", "nosuch", "--config", str(config_file()))
     assert rc == 3 and "未知的检查项 'nosuch'" in err and "network.tcp" in err
@@ -395,3 +402,158 @@ def test_the_status_of_a_running_daemon_says_each_part_and_leaves_out_what_it_ha
     assert "last:" not in quiet and "risks:" not in quiet and "/var/log/pos.log" in quiet and "disk full" in quiet
     calm = "\n".join(_status_text({**status, "last": {**status["last"], "risks": 0}}, str(tmp_path)))
     assert "last:" in calm and "risks:" not in calm
+
+
+def _pty(columns: int = 80):
+    import fcntl
+    import struct
+    import termios
+
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    return primary, os.fdopen(secondary, "w")
+
+
+def test_a_slow_sweeps_progress_appears_after_a_second_is_redrawn_four_times_a_second_and_cleared():
+    import time
+
+    from posdiag.agent.progress import Progress
+
+    primary, terminal = _pty()
+    drawn: list[tuple[float, str]] = []
+    try:
+        quick = Progress(terminal, draw=lambda text: drawn.append((time.monotonic(), text)))
+        with quick:
+            quick.on_running(("clock",), 0, 1)
+        assert drawn == []  # ended within its first second: nothing shown, nothing to clear
+        slow = Progress(terminal, draw=lambda text: drawn.append((time.monotonic(), text)))
+        with slow:
+            slow.on_running(("clock",), 0, 1)
+            time.sleep(2.9)
+        began = slow.started
+    finally:
+        terminal.close()
+        os.close(primary)
+    lines = [text for _, text in drawn]
+    assert lines[-1] == "" and all(text.startswith("probing… 0/1 done, waiting ") for text in lines[:-1]), lines
+    # drawn from 1 s on, every 0.25 s: about eight times in 2.9 s, give or take the load
+    assert drawn[0][0] - began >= 0.95 and 3 <= len(lines) - 1 <= 14, [round(t - began, 2) for t, _ in drawn]
+
+
+def test_the_progress_line_is_clipped_to_one_cell_less_than_the_terminal_and_a_terminal_gone_is_let_go():
+    from posdiag.agent.progress import Progress, is_terminal
+
+    primary, terminal = _pty(columns=30)
+    try:
+        progress = Progress(terminal)
+        assert progress.enabled and is_terminal(terminal)
+        progress._draw_line("probing… 0/1 done, waiting 1.0 s for: network.tcp")
+        seen = os.read(primary, 4096).decode()
+        assert seen == "\r\x1b[K" + "probing… 0/1 done, waiting 1…", seen  # 29 cells: the cursor keeps the 30th
+        terminal.close()
+        progress._draw_line("again")
+        assert progress.enabled is False and is_terminal(terminal) is False
+    finally:
+        if not terminal.closed:
+            terminal.close()
+        os.close(primary)
+    assert is_terminal(object()) is False
+
+
+def test_a_re_check_of_a_layer_and_what_it_needs_runs_each_once_and_counts_none_asked_as_needed():
+    from posdiag.agent.sweep import asked, prerequisites, select_probes
+
+    network = [n for n in probes.CATALOGUE if n.startswith("network.")]
+    assert asked(["network.tcp", "network", "network.tcp"]) == ["network.tcp", *(n for n in network if n != "network.tcp")]
+    assert prerequisites(["network.tls", "network.tcp"]) == ["network.link", "network.dns"]  # tcp was asked
+    assert select_probes(["network.tls", "network.tcp"]) == ["network.link", "network.dns", "network.tcp", "network.tls"]
+    assert select_probes(None) == select_probes([]) == list(probes.CATALOGUE)
+
+
+def test_without_proc_the_processs_age_comes_from_psutil_and_is_never_negative(monkeypatch):
+    """Where /proc cannot be read, start-up is the process's age by psutil: seconds, not the epoch."""
+    import builtins
+    import time
+
+    import psutil
+    from posdiag.agent import cli
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kw):
+        if str(path) in ("/proc/self/stat", "/proc/uptime"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    before = time.time() - psutil.Process().create_time()
+    age = cli._startup_s()
+    assert 0 < before <= age <= time.time() - psutil.Process().create_time()
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: time.time() + 60)  # a clock set back since
+    assert cli._startup_s() == 0.0
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_the_history_tables_confidence_is_right_aligned_under_its_heading_in_both_languages(lang):
+    """"conf" is four cells, 置信度 six: each percentage ends where the heading ends."""
+    from types import SimpleNamespace
+
+    from posdiag.agent.cli import _history_table
+    from posdiag.agent.columns import display_width
+    from posdiag.core import i18n
+
+    i18n.use(lang)
+    try:
+        rows = [SimpleNamespace(started_at=1_800_000_000 + i, trigger="schedule", verdict="degraded", top_cause="none",
+                                confidence=c, report_id=f"id-{i}") for i, c in enumerate((0.05, 0.38, 1.0))]
+        lines = _history_table(rows, {r.report_id: f"ab{i}" for i, r in enumerate(rows)})
+        heading = i18n.tr("conf")
+    finally:
+        i18n.use("en")
+    head_end = display_width(lines[0][:lines[0].index(heading) + len(heading)])
+    ends = [display_width(line[:line.index("%") + 1]) for line in lines[1:]]
+    assert ends == [head_end] * 3, "\n".join(lines)
+    assert [line.split()[-1] for line in lines[1:]] == ["ab0", "ab1", "ab2"]
+
+
+def test_a_closed_standard_output_is_said_on_standard_error_with_exit_3(monkeypatch):
+    import io
+
+    from posdiag.agent.cli import main
+
+    monkeypatch.setattr("sys.stdout", None)
+    err = io.StringIO()
+    assert main(["probes"], None, err) == 3
+    assert "cannot write the output" in err.getvalue()
+
+
+@pytest.mark.parametrize(("state", "push", "kept"), [("missing", False, False), ("writable", False, True),
+                                                     ("missing", True, True)], ids=["not-kept", "kept", "pushed"])
+def test_a_diagnosis_that_keeps_or_queues_its_report_leaves_150_ms_of_the_deadline_for_it(config_file, tmp_path,
+                                                                                         monkeypatch, state, push, kept):
+    """The probes' share is the deadline less start-up and 0.1 s, and less 0.15 s more when the report is
+    then kept in the history or queued for the server. (Start-up is fixed here: the share is pure logic.)"""
+    import io
+
+    from posdiag.agent import cli, sweep
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(diagnosis={"deadline_s": 4.0})))
+    if state == "writable":
+        os.makedirs(settings.daemon.state_dir, exist_ok=True)
+    shares: list[float] = []
+    real = sweep.run_sweep
+    monkeypatch.setattr(cli, "_startup_s", lambda: 0.25)
+    monkeypatch.setattr(sweep, "run_sweep", lambda s, **kw: shares.append(kw["deadline_s"]) or real(s, **kw))
+    monkeypatch.setattr("posdiag.agent.push.queue", lambda *args: True)  # queueing itself is test_push's
+    cli._diagnose(settings, "json", io.StringIO(), io.StringIO(), only=["memory"], push=push)
+    assert shares == [pytest.approx(4.0 - 0.25 - 0.1 - (0.15 if kept else 0.0))]
+
+
+def test_only_takes_a_whole_area_by_its_dotted_prefix_and_never_part_of_a_name():
+    from posdiag.agent.sweep import UnknownProbe, select_probes
+
+    assert select_probes(["disk"]) == ["disk", "disk.health"] and select_probes(["disk.health"]) == ["disk.health"]
+    for name in ("net", "network.", "reader.serial.x"):  # a prefix is a whole area, never part of a name
+        with pytest.raises(UnknownProbe, match=repr(name)):
+            select_probes([name])

@@ -240,6 +240,21 @@ def test_the_bounded_reader_takes_exactly_the_last_bytes_asked_for(tmp_path):
     assert read_tail(str(path), 11) == (b"0123456789", False)
 
 
+@pytest.mark.parametrize("limit", [10, 65536, 200_000])
+def test_the_bounded_reader_reads_a_file_of_exactly_its_limit_and_refuses_one_byte_more(tmp_path, limit):
+    """Up to the limit, whole, also when it takes several reads (65536 bytes a read); one byte more is refused."""
+    from posdiag.core.files import FileTooLarge, read_bounded
+
+    path = tmp_path / "file"
+    data = bytes(range(256)) * (limit // 256) + b"x" * (limit % 256)
+    path.write_bytes(data)
+    assert read_bounded(str(path), limit) == data
+    path.write_bytes(data + b"y")
+    with pytest.raises(FileTooLarge, match=f"larger than {limit} bytes"):
+        read_bounded(str(path), limit)
+    assert read_bounded(str(path), limit + 1) == data + b"y"
+
+
 @pytest.mark.parametrize(("lists", "refused"), [(15, False), (16, True)], ids=["16-levels", "17-levels"])
 def test_a_configuration_sixteen_levels_deep_is_read_and_seventeen_refused(tmp_path, lists, refused):
     """The file's table and 15 nested lists are 16 levels: read (then refused for its unknown key); one more is not read."""

@@ -403,3 +403,56 @@ def test_open_incidents_are_prometheus_series_by_scope_cause_and_site_until_they
                         (("cause", "host.service_down"), ("scope", "fleet"), ("site", "")): 1}
     _post(f, tokens, "healthy")
     assert series() == {(("cause", "host.service_down"), ("scope", "fleet"), ("site", "")): 1}
+
+
+def _facts(storage, *facts: tuple[str, str, int]) -> None:
+    """Queue incident facts (terminal, site, newest) of one cause, a minute ago, as intake does."""
+    at = iso(time.time() - 60)
+    for tid, site, newest in facts:
+        run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) VALUES (?, ?, 'network.wan', ?, ?)",
+                (tid, site, at, newest))
+
+
+def test_an_incident_of_late_reports_only_is_listed_but_announces_nothing(database):
+    """Two terminals' late reports (each has a newer one) make the site's incident, but nothing of it
+    still fails: no opening is posted, so no closing will be either."""
+    _facts(database, ("lane-1", "store-1", 0), ("lane-2", "store-1", 0))
+    assert database.apply_incident_facts(Rules(600, 2, 3, alerts=True), 100, 5.0) == (2, False)
+    [incident] = database._select("SELECT scope, qualified_at, announced FROM incidents WHERE scope = 'site'")
+    assert incident["qualified_at"] and not incident["announced"]
+    assert database._select("SELECT event FROM alerts") == []
+
+
+def test_a_site_incident_inside_an_open_fleet_incident_is_posted_once_as_the_fleet_s(database):
+    """Three sites fail: the fleet incident opens and is posted. A second terminal of one site then makes
+    that site's incident, covered by the fleet one: no message of its own, opening or closing."""
+    rules = Rules(600, 2, 3, alerts=True)
+    _facts(database, ("a-1", "store-a", 1), ("b-1", "store-b", 1), ("c-1", "store-c", 1))
+    assert database.apply_incident_facts(rules, 100, 5.0) == (3, True)
+    _facts(database, ("a-2", "store-a", 1))
+    assert database.apply_incident_facts(rules, 100, 5.0) == (1, False)
+    rows = database._select("SELECT i.scope, i.covered, a.event FROM incidents i LEFT JOIN alerts a ON a.incident_id = i.id "
+                            "WHERE i.qualified_at IS NOT NULL ORDER BY i.scope")
+    assert [(r["scope"], r["covered"], r["event"]) for r in rows] == [("fleet", 0, "open"), ("site", 1, None)]
+
+    def healthy(*tids: str) -> list[tuple[str, str]]:
+        """The terminals' next reports are healthy (no cause): the messages written by then."""
+        _facts(database, *((tid, f"store-{tid[0]}", 0) for tid in tids))
+        run_sql(database, "UPDATE incident_facts SET cause = NULL, newest = 1 WHERE newest = 0")
+        database.apply_incident_facts(rules, 100, 5.0)
+        return [(r["scope"], r["event"]) for r in database._select(
+            "SELECT i.scope, a.event FROM alerts a JOIN incidents i ON a.incident_id = i.id ORDER BY a.event")]
+
+    assert healthy("b-1") == [("fleet", "open")]  # three terminals still fail: still open
+    assert healthy("a-1", "a-2", "c-1") == [("fleet", "close"), ("fleet", "open")]
+
+
+def test_a_webhook_body_is_written_once_as_utf_8_json_with_its_keys_in_order(database):
+    """The stored body is what is signed and posted: a Chinese site name as UTF-8 (a chat receiver shows
+    the raw text), keys sorted, so the same incident always gives the same bytes."""
+    _facts(database, ("lane-1", "门店-1", 1), ("lane-2", "门店-1", 1))
+    assert database.apply_incident_facts(Rules(600, 2, 3, alerts=True), 100, 5.0) == (2, True)
+    [row] = database._select("SELECT body FROM alerts")
+    assert '"site": "门店-1"' in row["body"] and "\\u" not in row["body"]
+    body = json.loads(row["body"])
+    assert list(body) == sorted(body) and list(body["incident"]) == sorted(body["incident"])

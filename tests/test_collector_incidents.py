@@ -143,7 +143,7 @@ def test_facts_applied_in_one_batch_or_one_at_a_time_make_the_same_incidents_and
         reports.append(intake.decode(json.dumps(report).encode(), "", 1 << 20))
     rules = Rules(600, 2, 3, alerts=True)
     outcomes = []
-    for name, batch in (("one-by-one", 1), ("at-once", 100_000)):
+    for name, batch in (("one-by-one", 1), ("at-once", 100_000), ("in-tens", 10)):  # tens: chains of earlier batches
         storage = open_storage(f"sqlite:///{tmp_path / name}.db")
         storage.migrate()
         for tid in sorted({r.terminal_id for r in reports}):
@@ -156,7 +156,7 @@ def test_facts_applied_in_one_batch_or_one_at_a_time_make_the_same_incidents_and
                          for table in ("incidents", "incident_terminals", "incident_sites")] +
                         [_applied(storage._select("SELECT incident_id, event, body FROM alerts ORDER BY id"))])
         storage.close()
-    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
     incidents, _, _, messages = outcomes[0]
     assert any(i["qualified_at"] for i in incidents) and {m["event"] for m in messages} == {"open", "close"}
 
@@ -336,5 +336,28 @@ def test_a_keepers_batch_takes_no_more_facts_after_50_ms_and_a_read_catches_up_2
         monkeypatch.setattr(chains, "time", SimpleNamespace(monotonic=lambda: next(ticks) * 0.03))  # clear of the edge
         keeper.catch_up()
         assert _left(storage) == 8  # 20 batches of 2
+    finally:
+        storage.close()
+
+
+def test_a_terminal_s_part_in_an_incident_keeps_the_time_of_its_latest_report_whatever_the_order(tmp_path):
+    """A report sent late (older than one already applied) does not move the part's time back."""
+    from labs.collectorlab import run_sql
+    from posdiag.collector.storage import open_storage
+    from posdiag.collector.storage.chains import Rules
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        storage.migrate()
+        now = time.time()
+        for at, newest in ((now - 60, 1), (now - 300, 0)):
+            run_sql(storage, "INSERT INTO incident_facts (terminal_id, site, cause, at, newest) "
+                    "VALUES ('lane-1', 'store-1', 'network.wan', ?, ?)", (iso(at), newest))
+        for batch in (1, 1):
+            storage.apply_incident_facts(Rules(600, 2, 3), batch, 5.0)
+        parts = storage._select("SELECT last_at FROM incident_terminals")
+        assert [p["last_at"] for p in parts] == [iso(now - 60)] * 2  # its site's chain and its cause's fleet chain
+        chains = storage._select("SELECT first_at, last_at, report_count FROM incidents")
+        assert [tuple(c.values()) for c in chains] == [(iso(now - 300), iso(now - 60), 2)] * 2
     finally:
         storage.close()

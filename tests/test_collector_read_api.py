@@ -119,6 +119,25 @@ def test_a_terminal_unheard_for_longer_than_silent_after_min_is_silent_in_the_li
     listed = {t["id"]: t["silent"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
     own = {tid: f.get(f"/api/v1/terminals/{tid}", operator).json()["silent"] for tid in listed}
     assert listed == own == {"heard-14": False, "heard-16": True}
+    metrics = requests.get(f.url + "/metrics", timeout=10).text  # Prometheus counts the same silence
+    assert 'posdiag_collector_terminals{verdict="silent"} 1\n' in metrics
+    missing = f.get("/api/v1/terminals/heard-99", operator)
+    assert (missing.status_code, missing.json()) == (404, {"error": "no such terminal"})
+
+
+def test_silent_min_lists_the_terminals_unheard_for_at_least_that_many_minutes(fleet):
+    """?silent_min=100 is 6000 s: a terminal last heard 6050 s ago is listed, one 5950 s ago is not."""
+    from labs.bigfleet import write
+
+    f = fleet(silent_after_min=15)
+    operator = f.operator()
+    now = time.time()
+    for seconds in (5950, 6050):
+        tid = f"heard-{seconds}"
+        assert f.post(f.terminal(tid, "store-a"), make_report(tid, "store-a")).status_code == 201
+        write(f.storage, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", [(iso(now - seconds), tid)])
+    listed = [t["id"] for t in f.get("/api/v1/terminals", operator, silent_min=100).json()["terminals"]]
+    assert listed == ["heard-6050"]
 
 
 def report_ids_page_by_page(f, operator: str, terminal: str, limit: int) -> list[str]:

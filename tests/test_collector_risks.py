@@ -54,6 +54,21 @@ def test_the_fleet_lists_risks_ahead_soonest_first(fleet):
     assert terminals["b1"]["soonest_risk_at"] == first["due_at"] and terminals["a2"]["soonest_risk_at"] is None
 
 
+@SQLITE
+def test_risks_of_one_terminal_due_at_the_same_time_are_listed_by_code(fleet):
+    """A stable order for a page that refreshes: the same due time (or none) and terminal, then the code."""
+    f = fleet()
+    operator = f.operator()
+    token = f.terminal("a1", "store-a")
+    due = risk("trend.disk_filling", 5, "/var/lib/pos")["due_at"]
+    codes = ("trend.inodes_filling", "trend.disk_filling", "tls.expiring_soon")
+    timed = [{**risk(code, 5, "x"), "due_at": due} for code in codes]
+    untimed = [{**risk(code, 40, "y"), "due_at": None, "hours_left": None} for code in ("trend.memory", "trend.clock")]
+    assert f.post(token, with_risks(make_report("a1", "store-a"), *untimed, *timed)).status_code == 201
+    listed = [(r["code"], r["due_at"]) for r in f.get("/api/v1/risks", operator).json()["risks"]]
+    assert listed == [(code, due) for code in sorted(codes)] + [("trend.clock", None), ("trend.memory", None)]
+
+
 def test_a_newer_report_without_risks_clears_them_and_a_late_older_one_does_not_bring_them_back(fleet):
     f = fleet()
     operator = f.operator()

@@ -315,6 +315,7 @@ def test_serve_wants_its_certificate_and_key_together_and_both_as_files(tmp_path
     (None, b"k" * 16, "--alert-webhook and --alert-secret-file go together"),
     ("ftp://127.0.0.1/hook", b"k" * 16, "expected an http:// or https:// URL"),
     ("http:///hook", b"k" * 16, "expected an http:// or https:// URL"),
+    ("ttp://127.0.0.1/hook", b"k" * 16, "expected an http:// or https:// URL"),
     ("https://127.0.0.1/hook", b"  " + b"k" * 15 + b"\n", "holds fewer than 16 bytes"),
     ("http://127.0.0.1:9/hook", b"k" * 16, None),
     ("https://127.0.0.1/hook", b"k" * 16 + b"\n", None),
@@ -334,6 +335,63 @@ def test_serve_takes_a_webhook_only_with_a_readable_key_of_16_bytes_or_more(tmp_
 def test_serve_names_an_unreadable_webhook_key(tmp_path):
     with pytest.raises(cli.Failure, match="--alert-secret-file: cannot read"):
         cli._settings(_serve_args("--alert-webhook", "http://127.0.0.1:9/", "--alert-secret-file", str(tmp_path / "none")))
+
+
+def test_the_command_exits_2_on_bad_usage_and_0_for_help():
+    """A script telling a typo from a failure: argparse's usage errors keep their 2, ``--help`` its 0."""
+    import io
+
+    for argv, status in (([], 2), (["serve"], 2), (["frobnicate"], 2), (["--help"], 0), (["serve", "--help"], 0)):
+        assert cli.main(argv, io.StringIO(), io.StringIO()) == status, argv
+    assert (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE) == (0, 1, 2)
+
+
+def test_serve_refuses_a_port_another_program_listens_on_even_one_that_shares_it(tmp_path):
+    """Another listener with SO_REUSEPORT on the port would split the terminals' pushes between two
+    programs without a word: serve says it cannot listen there instead."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "posdiag.collector", "serve", "--db", f"sqlite:///{tmp_path / 'c.db'}",
+                               "--listen", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def _children(pid: int) -> int:
+    """How many processes ``pid`` has started (read from /proc)."""
+    from pathlib import Path
+
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        count += int(fields[1]) == pid
+    return count
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_as_many_server_processes_as_workers_and_trusts_a_local_proxys_https(tmp_path, workers):
+    """One worker serves in the process itself; more run as children sharing the socket. Behind a
+    TLS-terminating proxy on this host, X-Forwarded-Proto: https makes the session cookie Secure
+    (docs/collector.md); a plain request's cookie is not."""
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    operator = run("add-operator", "alice", "--db", db)[1].strip()
+    server = ServeProcess(db, "--workers", str(workers))
+    try:
+        signin = server.url + "/signin"
+        for proto, secure in (("https", True), (None, False)):
+            headers = {"X-Forwarded-Proto": proto} if proto else {}
+            answer = requests.post(signin, data={"token": operator}, headers=headers, allow_redirects=False, timeout=30)
+            assert answer.status_code == 303
+            assert ("Secure" in answer.headers["set-cookie"]) is secure
+        children = _children(server.proc.pid)  # with workers: theirs, and multiprocessing's resource tracker
+        assert children == 0 if workers == 1 else children >= workers
+    finally:
+        server.stop()
 
 
 class SlowToConnect:

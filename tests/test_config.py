@@ -188,6 +188,22 @@ def test_config_check_reports_ok_for_a_good_file(config_file):
     assert "OK" in out and "lane-03" in out and "127.0.0.1:8443" in out
 
 
+def test_a_message_is_said_in_the_translator_asked_for_else_in_the_process_s_language():
+    """The collector renders a refusal for each reader in their own language while the process speaks
+    English: the translator passed wins over the process's."""
+    import stat
+
+    from posdiag.core import i18n
+    from posdiag.core.files import NotRegularFile, file_kind
+    from posdiag.core.message import translated
+
+    kind = file_kind(stat.S_IFIFO)
+    assert i18n.active() == "en"
+    assert translated(kind) == "a FIFO" == translated(kind, i18n.translator("en"))
+    assert translated(kind, i18n.translator("zh_CN")) == i18n.translator("zh_CN").tr("a FIFO") != "a FIFO"
+    assert translated(NotRegularFile("/x", kind)) == "/x is a FIFO, not a regular file"  # an exception: its own words
+
+
 def test_bad_config_reads_in_chinese_under_a_chinese_locale(tmp_path: Path):
     path = tmp_path / "bad.toml"
     path.write_text("[network]\nping_count = \"x\"\ntimeout = 3\n")
@@ -459,3 +475,71 @@ def test_a_payment_hosts_certificate_files_must_exist_and_a_key_needs_its_certif
     with pytest.raises(config.ConfigError, match=r"payment_hosts\[0\]\.client_key: expected client_cert too"):
         config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "client_key": str(pem)}])))
     config.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "client_cert": str(pem)}])))  # a key in the cert
+
+
+# --- the generic validator, as pure logic --------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "lo", "hi", "refused"), [
+    (1, 1, 10, False), (0.999, 1, 10, True), (10, 1, 10, False), (10.001, 1, 10, True), (-5, None, 0, False),
+    (1, None, 0, True), (5, 0, None, False), (-1, 0, None, True), (2**53, None, None, False),
+    (-(2**53), None, None, False), (float("nan"), None, None, True), (float("inf"), 0, None, True)])
+def test_the_validator_s_bounds_are_inclusive_and_a_missing_bound_is_none(value, lo, hi, refused):
+    """Each bound is inclusive, a missing bound none at all; NaN and infinities are no numbers."""
+    from posdiag.core.validate import number_problem
+
+    assert (number_problem(value, lo, hi) is not None) is refused
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, -(2**53) - 1, 10**400])
+def test_an_integer_beyond_two_to_the_53_is_refused_by_its_digits_before_any_comparison(value):
+    from posdiag.core.validate import number_problem
+
+    said = str(number_problem(value, None, None))
+    assert said == f"expected a number from any to any, got an integer of {len(str(abs(value)))} digits"
+
+
+def test_a_refused_list_or_table_is_shown_while_short_and_elided_when_long():
+    """A refused value is shown so its owner finds it; a list or table of 40 characters or more is not
+    (it would fill the line); a long string is shown whole, as it must be to be found."""
+    from posdiag.core.validate import got
+
+    short, long = ["x" * 35], ["x" * 36]  # repr: 39 and 40 characters
+    assert (len(repr(short)), len(repr(long))) == (39, 40)
+    assert str(got(short)) == f"list {short!r}" and str(got(long)) == "list …"
+    assert str(got({"k": "v" * 30})) == "table {'k': '" + "v" * 30 + "'}" and str(got({"k": "v" * 40})) == "table …"
+    assert str(got("x" * 60)) == "string '" + "x" * 60 + "'"
+    assert str(got(True)) == "boolean True" and str(got(1e16)) == "number 10000000000000000"
+
+
+def test_a_misspelt_key_is_pointed_at_its_likely_name_and_a_strange_one_gets_the_list():
+    from posdiag.core.validate import unknown_name
+
+    known = ["timeout_s", "ping_count"]
+    assert str(unknown_name("ping_cont", "network.ping_cont", known)) == (
+        "network.ping_cont: unknown key (did you mean 'ping_count'?)")
+    assert str(unknown_name("colour", "network.colour", known)) == (
+        "network.colour: unknown key (known keys: ping_count, timeout_s)")
+    assert str(unknown_name("zz", "[zz]", ["memory", "disk"])) == "[zz]: unknown section (known sections: disk, memory)"
+
+
+@pytest.mark.parametrize(("value", "tp", "matches"), [
+    (1, float, True), (1.5, float, True), (True, float, False), (1, int, True), (True, int, False), (1.0, int, False),
+    ([1, 2], list[int], True), ([1, "2"], list[int], False), ((1, 2), list[int], False), ("a", str, True)])
+def test_a_value_matches_its_type_as_toml_gives_it(value, tp, matches):
+    """A boolean is no number in TOML (true is not 1); an integer is a number; a list matches item by item."""
+    from posdiag.core.validate import matches_type
+
+    assert matches_type(value, tp) is matches
+
+
+def test_a_pattern_and_a_regular_expression_are_checked_only_on_text():
+    from posdiag.core.validate import INVALID, check_value
+
+    problems: list[str] = []
+    meta = {"pattern": r"[a-z]+", "regex": True}
+    assert check_value("abc", str, meta, "k", problems) == "abc"
+    assert check_value("ABC", str, meta, "k", problems) is INVALID
+    assert check_value("", str | None, {"regex": True}, "k", problems) == ""  # an empty regex: none configured
+    assert check_value("(", str, {"regex": True}, "k", problems) is INVALID
+    assert check_value("(", str, {}, "k", problems) == "("  # text that is no regular expression is taken as it is
+    assert [str(p).split(":")[0] for p in problems] == ["k", "k"] and "expected [a-z]+, got 'ABC'" in problems[0]

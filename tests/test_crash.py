@@ -665,3 +665,97 @@ def test_the_oom_killer_taking_another_program_is_no_death_of_the_pos():
                             "Oops: 0002 [#1] PREEMPT SMP NOPTI"], "posapp")
     assert found.pos_deaths == {"oom": [], "segfault": []} and found.oopses == ["Oops: 0002 [#1] PREEMPT SMP NOPTI"]
     assert _crashlog.read(["Out of memory: Killed process 812 (posapp) total-vm:1kB"], "posapp").pos_deaths["oom"] == [812]
+
+
+class _ScriptedStarts:
+    """The POS's start times a look would read, one per look (the process scan is probed elsewhere)."""
+
+    def __init__(self, name: str, starts: list[float | None]) -> None:
+        self.name, self.starts, self.looks = name, list(starts), 0
+
+    def look(self) -> float | None:
+        self.looks += 1
+        return self.starts.pop(0)
+
+
+class _ListStore:
+    def __init__(self, starts: list[float]) -> None:
+        self.kept = list(starts)
+
+    def add_pos_start(self, start_s: float) -> None:
+        self.kept.append(start_s)
+
+    def pos_starts(self) -> list[float]:
+        return list(self.kept)
+
+
+def _pos_watch(config_file, starts: list[float | None], stored: list[float] | None = None, limit: int = 3):
+    from posdiag.agent.poswatch import PosWatch
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(terminal={"pos_process": "posapp"},
+                                           system={"restart_limit": limit, "restart_window_min": 10})))
+    watch = PosWatch(settings, None if stored is None else _ListStore(stored))
+    watch.watch = _ScriptedStarts("posapp", starts)
+    return watch, settings
+
+
+def _look_each(watch) -> list[bool]:
+    said = []
+    while watch.watch.starts:
+        watch.next_at = 0.0  # due: the look's pace is tested on its own
+        said.append(watch.look())
+    return said
+
+
+@pytest.mark.parametrize(("ages_s", "looping"), [
+    ((700, 500, 300, 1), True),  # three restarts within the 10 min window, the first start is no restart
+    ((1000, 700, 300, 1), False),  # one of the three is 11.7 min old: two within the window
+    ((700, 300, 1), False),  # two restarts: one short of the limit
+])
+def test_the_daemon_asks_for_a_sweep_when_the_restarts_within_the_window_reach_the_limit(config_file, ages_s, looping):
+    import logging
+
+    now = time.time()
+    watch, _ = _pos_watch(config_file, [now - age for age in ages_s])
+    logger = logging.getLogger("posdiag")
+    heard = logging.Handler(logging.INFO)
+    records: list[logging.LogRecord] = []
+    heard.emit = records.append  # the daemon's logger may not propagate (agent/logs.py): listen on it itself
+    logger.addHandler(heard)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        said = _look_each(watch)
+    finally:
+        logger.removeHandler(heard)
+        logger.setLevel(level)
+    logged = "\n".join(record.getMessage() for record in records)
+    assert said == [False] * (len(ages_s) - 1) + [looping]
+    assert ("restarted 3 times or more within 10 min: diagnosing now" in logged) is looping, logged
+    assert logged.count("restarted: a process started at") == len(ages_s) - 1  # the first is no restart
+
+
+def test_a_crash_loop_brings_one_sweep_forward_a_window_and_keeps_every_start(config_file):
+    now = time.time()
+    stored = [now - 700, now - 500]
+    watch, _ = _pos_watch(config_file, [now - 300, now - 200, now - 200 + 0.02, now - 1, None], stored)
+    assert watch.starts == stored  # read back from the store: the daemon was restarted in between
+    assert _look_each(watch) == [False, True, False, False, False]  # the third restart; the same process; once a window
+    assert watch.starts == [now - 700, now - 500, now - 300, now - 200, now - 1]
+    assert watch.store.kept == watch.starts
+
+
+def test_the_pos_is_looked_at_once_every_pos_watch_s_and_a_new_name_starts_a_new_watch(config_file):
+    watch, settings = _pos_watch(config_file, [100.0, 200.0])
+    assert watch.every_s == settings.daemon.pos_watch_s == 10 and watch.window_s == 600
+    assert watch.look() is False and watch.look() is False
+    assert watch.watch.looks == 1  # the second is not due for 10 s
+    assert watch.next_at - time.monotonic() > 9
+    scripted = watch.watch
+    watch.configure(settings)  # a reload with the same process name keeps the watch and what it saw
+    assert watch.watch is scripted and watch.starts == [100.0]
+    from dataclasses import replace
+
+    watch.configure(replace(settings, terminal=replace(settings.terminal, pos_process="otherpos")))
+    assert watch.watch is not scripted and watch.watch.name == "otherpos" and watch.starts == []

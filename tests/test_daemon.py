@@ -3,7 +3,9 @@ SIGHUP with good and bad configs, SIGTERM, kill -9 and restart, the systemd noti
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -424,3 +427,229 @@ def test_a_report_someone_waits_for_is_pushed_at_once_a_routine_one_waits_its_tu
         report = daemon.sweep(trigger, event=event if trigger == "event" else None)
         assert report is not None and store.list()[0].report_id == report["report_id"]
     assert kicks == [urgent] and daemon.state.sweeps == 1 and daemon.state.last["trigger"] == trigger
+
+
+def test_a_stale_socket_is_claimed_after_a_second_of_retries_and_a_silent_listener_after_two_seconds(tmp_path):
+    """Starting, the daemon asks whatever holds its socket path: a dead daemon's socket is retried for a
+    second, then removed; something that accepts but never answers is given two seconds, then taken for a
+    busy daemon, and the new one refuses to start beside it."""
+    from posdiag.agent.control import AlreadyRunning, claim_path
+
+    path = str(tmp_path / "control.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    try:
+        began = time.monotonic()
+        claim_path(path)
+        assert 0.9 <= time.monotonic() - began < 8 and not os.path.exists(path)
+    finally:
+        dead.close()
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(path)
+    silent.listen(8)
+    try:
+        began = time.monotonic()
+        with pytest.raises(AlreadyRunning, match=r"already running on .* \(busy\)"):
+            claim_path(path)
+        assert 1.9 <= time.monotonic() - began < 10 and os.path.exists(path)
+    finally:
+        silent.close()
+
+
+@contextlib.contextmanager
+def journal() -> Iterator[list[logging.LogRecord]]:
+    """The daemon's log records while this block runs (its logger may not propagate to pytest's: agent/logs.py)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("posdiag")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.parametrize(("min_available_mb", "level"), [(1, "INFO"), (1048576, "WARNING")], ids=["healthy", "fault"])
+def test_each_sweep_is_logged_with_its_verdict_and_top_cause_at_warning_unless_healthy(config_file, tmp_path,
+                                                                                     min_available_mb, level):
+    """The journal line of a sweep: its trigger, verdict, top cause and confidence in percent; a healthy
+    one at INFO, anything else at WARNING (what an operator's journal filter shows)."""
+    import re
+
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    path = config_file(memory={"min_available_mb": min_available_mb})
+    daemon = Daemon(config.load(str(path)), str(path))
+    with Store(tmp_path / "state") as store, journal() as records:
+        daemon.store = store
+        report = daemon.sweep("schedule")
+    top = report["diagnosis"]["causes"][0]
+    [record] = [r for r in records if "schedule sweep:" in r.getMessage()]
+    said = re.match(r"schedule sweep: (\w+), top cause (\S+) \((\d+)%\)", record.getMessage())
+    assert said and said.groups() == (report["diagnosis"]["verdict"], top["id"], f"{top['confidence'] * 100:.0f}")
+    assert record.levelname == level and (report["diagnosis"]["verdict"] == "healthy") == (level == "INFO")
+    assert daemon.state.last["risks"] == len(report.get("risks") or [])
+
+
+def test_the_daemons_status_says_its_uptime_and_that_remote_requests_are_off_without_a_server(config_file, tmp_path):
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    daemon.state.started = time.time() - 100
+    with Store(tmp_path / "state") as store:
+        daemon.store = store
+        status = daemon.status()
+    assert 100 <= status["uptime_s"] <= 160 and status["remote"] == {"enabled": False}
+    assert status["sweeps"] == 0 and status["last"] is None and status["pid"] == os.getpid()
+
+
+def test_the_txlog_watcher_hands_on_only_2824_lines_masked_and_says_once_when_the_log_is_no_regular_file(
+        config_file, tmp_path):
+    """What the log held when the watcher started is history, however long; other response codes are not
+    events; the line handed on has its card number masked. A log path
+    that is a FIFO is said once when it starts (not at every poll) and once when it is a file again."""
+    from posdiag.agent.daemon import TxlogWatcher
+    from posdiag.core import settings as config
+
+    log_path = tmp_path / "pos.log"
+    old = "2026-11-30 09:00:00 txn=0 code=0 " + "x" * 60 + "\n"  # a POS log of 1.5 MiB: read more than one poll takes
+    log_path.write_text(old * (3 * 1024 * 1024 // 2 // len(old)) + "2026-11-30 09:00:01 txn=0 code=2824 before it\n")
+    settings = config.load(str(config_file(txlog={"path": str(log_path)})))
+    heard: list[str] = []
+    with journal() as records:
+        watcher = TxlogWatcher(settings, heard.append)
+        watcher.start()
+        try:
+            append(log_path, "2026-11-30 10:00:00 txn=1 code=0 card=4111111111111111\n"
+                             "2026-11-30 10:00:01 txn=2 code=2824 card=4111111111111111\n")
+            assert wait_for(lambda: heard, 5)
+            assert len(heard) == 1 and "code=2824" in heard[0] and "4111111111111111" not in heard[0]
+            log_path.unlink()
+            os.mkfifo(log_path)
+            assert wait_for(lambda: any("not read" in r.getMessage() for r in records), 5)
+            time.sleep(1.0)  # polls every 0.2 s: several more looks at the same FIFO
+            log_path.unlink()
+            log_path.write_text("")
+            assert wait_for(lambda: any("regular file again" in r.getMessage() for r in records), 5)
+        finally:
+            watcher.stopping.set()
+            watcher.join(5)
+    said = [r.getMessage() for r in records if "not read" in r.getMessage() or "regular file again" in r.getMessage()]
+    assert len(said) == 2 and "is a FIFO" in said[0], said
+
+
+def test_the_daemon_runs_the_most_urgent_work_first_a_2824_a_trigger_an_operators_request_then_the_schedule(
+        config_file):
+    """One sweep per turn of the loop, the most urgent first; a trigger whose sweep failed is told why
+    (or "sweep failed" when nothing says). (The sweeps are recorded, not run: the order is pure logic.)"""
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    ran: list[tuple] = []
+    daemon.sweep = lambda trigger, event=None, request_id=None: ran.append((trigger, event, request_id))
+    daemon.events.add()
+    first, second = daemon.waiters.join(), None
+    daemon.on_remote_diagnose("r-1")
+    due = time.monotonic() - 1
+    assert daemon.run_due_work(due) == "event" and ran[-1][1]["count_2824"] == 1
+    daemon.state.last_error = "the store is full"
+    assert daemon.run_due_work(due) == "on-demand" and first.get_nowait() == {"ok": False, "error": "the store is full"}
+    daemon.state.last_error, second = None, daemon.waiters.join()
+    assert daemon.run_due_work(due) == "on-demand" and second.get_nowait() == {"ok": False, "error": "sweep failed"}
+    assert daemon.run_due_work(due) == "remote" and ran[-1] == ("remote", None, "r-1")
+    assert daemon.run_due_work(due) == "schedule" and ran[-1] == ("schedule", None, None)
+    assert daemon.run_due_work(time.monotonic() + 3600) is None and len(ran) == 5
+    third = daemon.waiters.join()
+    daemon.sweep = lambda trigger, event=None, request_id=None: {"report_id": "r-2"}  # this one succeeds
+    assert daemon.run_due_work(time.monotonic() + 3600) == "on-demand"
+    assert third.get_nowait() == {"ok": True, "report": {"report_id": "r-2"}}
+
+
+@pytest.mark.parametrize(("setup", "waits", "triggers"), [
+    ("idle", [0.5, 0.5, 0.5], ["boot"]),  # nothing due: back every 0.5 s to obey a signal
+    ("watchdog", [0.3, 0.3, 0.3], ["boot"]),  # pinged at half its timeout
+    ("event", [0.2, 0.5, 0.5], ["boot", "event"]),  # a 2824 within the gap of the last event sweep
+    ("schedule", [0.5, 0.5, 0.5], ["boot", "schedule"]),  # the interval is up at 1 s
+], ids=["idle", "watchdog", "event", "schedule"])
+def test_the_daemons_loop_sleeps_until_the_nearest_thing_due_and_never_more_than_half_a_second(config_file,
+                                                                                              monkeypatch, setup,
+                                                                                              waits, triggers):
+    """(The loop's clock and its sleeps are the test's: the schedule is pure logic.)"""
+    import types
+
+    from posdiag.agent import daemon as daemon_module
+    from posdiag.agent import storm
+    from posdiag.agent.daemon import Daemon
+    from posdiag.core import settings as config
+
+    clock = [1000.0]
+    fake = types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time)
+    monkeypatch.setattr(daemon_module, "time", fake)
+    monkeypatch.setattr(storm, "time", fake)
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    ran: list[str] = []
+
+    def sweep(trigger: str, event=None, request_id=None) -> None:
+        ran.append(trigger)
+        if len(ran) > 10:  # a loop that sweeps without ever sleeping: end it, the assertions say so
+            daemon.stopping.set()
+
+    daemon.sweep = sweep
+    daemon.next_interval = lambda: 1.0 if setup == "schedule" else 100.0
+    pings: list[str] = []
+    daemon.notify.send = pings.append
+    daemon.notify.watchdog_s = 0.3 if setup == "watchdog" else None
+    if setup == "event":
+        daemon.events.add()
+        daemon.events.gap_s, daemon.events.last_sweep = 10.0, clock[0] - 9.8  # due in 0.2 s
+    slept: list[float] = []
+
+    class Wake:
+        def wait(self, seconds: float) -> None:
+            slept.append(round(seconds, 6))
+            clock[0] += seconds
+            if len(slept) == 3:
+                daemon.stopping.set()
+
+        def clear(self) -> None:
+            pass
+
+    daemon.wake = Wake()
+    daemon.loop()
+    assert slept == waits and ran == triggers
+    assert pings == (["WATCHDOG=1"] * 3 if setup == "watchdog" else [])
+
+
+def test_the_daemons_last_sweep_says_how_many_risks_lie_ahead_and_when_the_soonest_is_due(config_file, tmp_path,
+                                                                                       monkeypatch):
+    """What ``status`` shows under "last" (the sweep itself is the test's: the bookkeeping is pure logic)."""
+    from posdiag.agent import daemon as daemon_module
+    from posdiag.agent.daemon import Daemon
+    from posdiag.agent.store import Store
+    from posdiag.core import settings as config
+
+    risks = [{"code": "tls.expiring_soon", "due_at": "2026-12-09T10:00:00Z", "hours_left": 60.0},
+             {"code": "disk.filling", "due_at": "2026-12-20T10:00:00Z", "hours_left": 320.0}]
+    reports = iter([{**past_report(time.time() - 60, {}), "risks": risks}, past_report(time.time(), {})])
+    monkeypatch.setattr(daemon_module, "run_sweep", lambda settings, **kw: next(reports))
+    path = config_file()
+    daemon = Daemon(config.load(str(path)), str(path))
+    with Store(tmp_path / "state") as store:
+        daemon.store = store
+        daemon.sweep("schedule")
+        assert (daemon.state.last["risks"], daemon.state.last["soonest_risk"]) == (2, "2026-12-09T10:00:00Z")
+        daemon.sweep("schedule")
+        assert (daemon.state.last["risks"], daemon.state.last["soonest_risk"]) == (0, None)
+    assert daemon.state.sweeps == 2 and daemon.state.last["verdict"] == "healthy"

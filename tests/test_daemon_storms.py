@@ -403,3 +403,203 @@ def test_a_socket_that_starts_listening_within_the_retry_time_is_answered(tmp_pa
     finally:
         listener.join(10)
         starting.close()
+
+
+@pytest.mark.parametrize(("line", "said"), [(b'{"cmd": "ping"}', None), (b'{"cmd": "ping"}\n', None),
+                                            (b" " * 65535 + b"\n", "not JSON"),
+                                            (b" " * 65536, "longer than 65536 bytes"),
+                                            (b"[1]\n", "expected a JSON object, got list")])
+def test_a_request_line_is_answered_unless_it_fills_the_limit_without_its_end(line, said):
+    """A last request without its newline (the client shut its side) is still a request; one that
+    fills the 64 KiB limit without ending is cut, refused as too long rather than parsed."""
+    from posdiag.agent.control import _answer
+
+    reply = _answer(lambda message: {"ok": True, "cmd": message["cmd"]}, line)
+    if said is None:
+        assert reply == {"ok": True, "cmd": "ping"}
+    else:
+        assert reply["ok"] is False and said in reply["error"], reply
+
+
+def test_the_control_socket_is_made_in_a_folder_that_does_not_exist_yet(tmp_path):
+    from posdiag.agent.control import serve
+
+    path = str(tmp_path / "run" / "posdiag" / "control.sock")
+    server = serve(path, lambda message: {"ok": True})
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10) == {"ok": True}
+        assert oct(os.stat(path).st_mode & 0o777) == oct(0o660)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_waits_three_seconds_by_default_for_a_socket_that_never_listens(tmp_path):
+    """The default retry time (3 s): long enough for a daemon that is starting, short for a dead one."""
+    from posdiag.agent.control import DaemonNotRunning
+
+    path = str(tmp_path / "control.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    try:
+        began = time.monotonic()
+        with pytest.raises(DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"}, timeout_s=2)
+        assert 2.9 <= time.monotonic() - began < 20
+    finally:
+        dead.close()
+
+
+def test_a_client_tries_a_starting_socket_again_at_least_every_fifth_of_a_second(tmp_path):
+    """The wait between tries doubles from 10 ms but stops at 0.2 s: a daemon that starts listening
+    after 2.6 s is answered within a few tenths, not after a wait as long as the time already spent."""
+    path = str(tmp_path / "control.sock")
+    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    starting.bind(path)
+    listening_at = []
+
+    def start_listening() -> None:
+        time.sleep(2.6)
+        listening_at.append(time.monotonic())
+        starting.listen(1)
+        conn, _ = starting.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            conn.sendall(b'{"ok": true}\n')
+
+    listener = threading.Thread(target=start_listening, daemon=True)
+    listener.start()
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10, retry_s=20) == {"ok": True}
+        assert time.monotonic() - listening_at[0] < 1.2  # 0.2 s and the load; a 2 s cap would wait 1.95 s
+    finally:
+        listener.join(10)
+        starting.close()
+
+
+def test_a_sweep_finished_with_nobody_joined_hands_out_nothing_and_the_next_trigger_waits_for_its_own():
+    from posdiag.agent.storm import Waiters
+
+    waiters = Waiters()
+    waiters.finish({"ok": True, "report": "nobody asked"})  # e.g. a sweep whose waiters all gave up
+    late = waiters.join()
+    assert late.empty() and waiters.start() is True
+    waiters.finish({"ok": True, "report": "its own"})
+    assert late.get_nowait() == {"ok": True, "report": "its own"}
+
+
+@pytest.mark.root
+def test_a_state_dir_or_database_this_user_may_not_read_is_refused_naming_it_and_the_group(tmp_path):
+    """Checked without the capabilities that bypass file permissions (as for a technician outside the
+    group): a folder there and readable, or not there at all, passes; one that is not, or its database,
+    is named with the group to join."""
+    from posdiag.agent.access import AccessDenied, check_readable_dir
+
+    check_readable_dir(str(tmp_path / "not-there"), "history.sqlite3")  # nothing to refuse
+    check_readable_dir(str(tmp_path), "history.sqlite3")
+    closed, open_db = tmp_path / "closed", tmp_path / "open"
+    closed.mkdir(mode=0o700)
+    open_db.mkdir(mode=0o755)
+    (open_db / "history.sqlite3").write_text("")
+    (open_db / "history.sqlite3").chmod(0o600)
+    for folder in (closed, open_db):
+        os.chown(folder, 4242, 0)
+        if (folder / "history.sqlite3").exists():
+            os.chown(folder / "history.sqlite3", 4242, 0)
+    code = ("import sys\nfrom posdiag.agent.access import AccessDenied, check_readable_dir\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n        check_readable_dir(path, 'history.sqlite3')\n        print('ok')\n"
+            "    except AccessDenied as exc:\n        print(exc)\n")
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c",
+                           code, str(closed), str(open_db), str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.splitlines() == [f"permission denied on {closed}: run as root or a member of group root",
+                                        f"permission denied on {open_db / 'history.sqlite3'}: run as root or a member "
+                                        "of group root", "ok"], proc.stderr
+    assert issubclass(AccessDenied, PermissionError)
+
+
+def test_the_control_socket_takes_a_backlog_of_128_connections(tmp_path):
+    """A crowd of clients (a monitoring script's triggers) queues in the kernel instead of being refused."""
+    from posdiag.agent.control import serve
+
+    path = str(tmp_path / "control.sock")
+    server = serve(path, lambda message: {"ok": True})
+    try:
+        listing = subprocess.run(["ss", "-xlnH", "src", path], capture_output=True, text=True, check=True).stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+    [line] = [line for line in listing.splitlines() if path in line]
+    assert line.split()[3] == "128", line  # a listening socket's Send-Q is its backlog
+
+
+def test_a_client_that_connects_and_says_nothing_does_not_hold_up_closing_the_socket(tmp_path):
+    """Its request thread waits for a line that never comes; closing the socket at shutdown does not wait for it."""
+    from posdiag.agent.control import serve
+
+    path = str(tmp_path / "control.sock")
+    server = serve(path, lambda message: {"ok": True})
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.connect(path)
+    try:
+        assert request(path, {"cmd": "ping"}, timeout_s=10) == {"ok": True}  # the mute one is being handled by now
+        began = time.monotonic()
+        server.shutdown()
+        server.server_close()
+        assert time.monotonic() - began < 20
+    finally:
+        mute.close()
+
+
+def test_a_stale_socket_is_retried_at_doubling_intervals_capped_at_a_fifth_of_a_second_until_retry_s(tmp_path,
+                                                                                                   monkeypatch):
+    """A client meeting a socket nobody listens on (a daemon restarting) tries again after 10, 20, 40,
+    80, 160 ms, then every 200 ms, and gives up once ``retry_s`` has passed. (The clock is the test's:
+    the schedule is pure logic.)"""
+    import types
+
+    from posdiag.agent import control
+
+    clock = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        clock[0] += seconds
+
+    monkeypatch.setattr(control, "time", types.SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    path = str(tmp_path / "control.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound, never listening
+    try:
+        with pytest.raises(control.DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"}, timeout_s=2, retry_s=1.0)
+        assert slept == [0.01, 0.02, 0.04, 0.08, 0.16, 0.2, 0.2, 0.2, 0.2]  # 1.11 s: the first look past 1 s gives up
+        slept.clear()
+        with pytest.raises(control.DaemonNotRunning, match=r"\(stale socket\)"):
+            request(path, {"cmd": "ping"})  # a command's client waits 3 s by default
+        assert sum(slept[:-1]) < 3.0 <= sum(slept)
+        slept.clear()
+        control.claim_path(path)  # a starting daemon gives a dead one's socket a second, then takes its path
+        assert sum(slept[:-1]) < 1.0 <= sum(slept) and not os.path.exists(path)
+    finally:
+        dead.close()
+
+
+def test_status_gives_a_daemon_that_accepts_but_never_answers_five_seconds_and_says_it_is_busy(config_file, tmp_path):
+    """A hung daemon must not hang a technician's ``posdiag status``: it waits 5 s for the answer, then
+    says the daemon is busy (exit 3) with what waits in the outbox all the same."""
+    path = str(tmp_path / "control.sock")
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(path)
+    hung.listen(4)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
+    try:
+        rc, out, err = run_cli("status", "--config", str(config_file(daemon={"control_socket": path})))
+    finally:
+        for conn in held:
+            conn.close()
+        hung.close()
+    assert rc == 3 and "posdiag daemon: busy" in out, (out, err)
+    assert f"the posdiag daemon on {path} did not answer within 5 s" in " ".join(out.split())  # laid out in 80 columns

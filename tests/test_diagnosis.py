@@ -587,3 +587,92 @@ def test_an_evidence_weight_is_taken_above_0_up_to_1(tmp_path: Path, weight: str
     else:
         with pytest.raises(ConfigError, match=r"evidence\.disk\.full\.disk\.low_space: expected a weight in \(0, 1\]"):
             load_knowledge(path)
+
+
+def test_coverage_evidence_names_each_probe_that_could_not_check_once_and_an_area_whose_probes_all_skipped():
+    from posdiag.agent import coverage
+
+    cover = coverage.of(clear_but(result("network.dns", status=Status.ERROR, summary="no resolver"),
+                                  result("system.cpu", status=Status.ERROR, summary="no /proc/stat"),
+                                  result("disk", ("disk.low_space", "warn")),
+                                  result("reader.serial", status=Status.SKIPPED, summary="no reader configured"),
+                                  result("reader.usb", status=Status.SKIPPED, summary="no USB reader")))
+    assert cover.lines() == ["system.cpu: could not check (no /proc/stat)", "not checked: network — no resolver",
+                             "not checked: card reader — no reader configured"]  # network.dns said once, in its area
+    assert [(u.area, u.probes) for u in cover.unchecked] == [("network", ("network.dns",)),
+                                                             ("reader", ("reader.serial", "reader.usb"))]
+    assert cover.unchecked_words() == "network, card reader"
+    assert "disk" not in cover.passed and "txlog" in cover.passed  # a warning is checked, not passed
+    assert cover.passed_line() == "checked and passed: memory, clock, POS log"
+    assert coverage.of([]).passed_line() is None
+
+
+def test_a_cause_is_a_fault_present_from_a_certainty_of_one_half_and_none_never_is():
+    """The engine's own list of faults present (what the verdict and the report's faults come from)."""
+    from posdiag.agent.diagnosis import Diagnosis, RankedCause
+
+    def cause(cause_id: str, certainty: float) -> RankedCause:
+        return RankedCause(cause_id, cause_id, certainty, [], [], certainty=certainty)
+
+    d = Diagnosis("fault", [cause("disk.full", 0.5), cause("tls.failure", 0.4999), cause("none", 0.9),
+                            cause("reader.unresponsive", 1.0)])
+    assert [c.id for c in d.present] == ["disk.full", "reader.unresponsive"]
+    said = d.to_dict()["causes"][1]  # the report says three decimals: 0.4999 reads as 0.5, yet is no fault
+    assert (said["id"], said["certainty"], said["confidence"]) == ("tls.failure", 0.5, 0.5)
+
+
+@pytest.mark.parametrize(("data", "share"), [({"count": 3, "classified": 4}, 0.75), ({"count": 1, "classified": 4}, 0.25),
+                                             ({"count": 4, "classified": 4}, 1.0), ({"count": 0, "classified": 4}, 1.0),
+                                             ({"count": 5, "classified": 4}, 1.0), ({"count": 3}, 1.0), ({}, 1.0),
+                                             ({"count": 3.0, "classified": 4}, 1.0)])
+def test_a_counted_finding_weighs_the_share_of_the_classified_codes_it_stands_for(data, share):
+    """Three host errors among four classified response codes weigh three quarters; a count that is no
+    share of a whole (none, zero, more than the whole, not counted) weighs as a whole finding."""
+    from posdiag.agent.diagnosis import _share
+
+    assert _share(Finding("txlog.host_errors", Severity.WARN, "host errors", data)) == share
+
+
+def test_a_cause_explains_those_below_it_from_a_score_of_0_4_and_a_residual_cause_folds_into_the_strongest_root():
+    """(A knowledge base of the test's own: the layering is pure logic.)"""
+    from posdiag.agent.diagnosis import CauseInfo, KnowledgeBase, _layer
+
+    def cause(cause_id: str, explains: tuple[str, ...] = (), residual: bool = False) -> CauseInfo:
+        return CauseInfo(cause_id, cause_id, "", ("step",), explains, residual)
+
+    kb = KnowledgeBase({c.id: c for c in (cause("link", ("gateway",)), cause("gateway"), cause("disk"),
+                                         cause("upstream", residual=True), cause("a", ("b",)), cause("b", ("a",)))}, {})
+    assert _layer({"link": 0.4, "gateway": 0.9}, kb) == {"gateway": "link"}
+    assert _layer({"link": 0.3999, "gateway": 0.9}, kb) == {}  # too weak to explain anything
+    assert _layer({"link": 0.9, "gateway": 0.5, "disk": 0.6, "upstream": 0.95}, kb) == {"gateway": "link",
+                                                                                          "upstream": "link"}
+    assert _layer({"disk": 0.2, "upstream": 0.95}, kb) == {"upstream": "disk"}  # whatever the root's strength
+    assert _layer({"upstream": 0.95}, kb) == {} and _layer({"a": 0.9, "b": 0.8}, kb) == {}  # no root; each other's
+
+
+def test_rivals_for_one_finding_share_its_strength_by_weight_and_a_cause_folded_into_another_takes_none():
+    """(The findings' strengths are the test's: the sharing is pure logic.)"""
+    from posdiag.agent.diagnosis import _certainties, _Scores
+
+    sc = _Scores(weighed=[(1.0, [("host", 0.8), ("wan", 0.2)])])
+    assert _certainties(sc, {}) == pytest.approx({"host": 0.64, "wan": 0.16})  # 0.8 strong, split 4 : 1
+    assert _certainties(sc, {"wan": "host"}) == pytest.approx({"host": 0.8})  # a consequence is no rival
+    assert _certainties(sc, {"wan": "x", "host": "x"}) == {}
+    sc = _Scores(weighed=[(0.5, [("disk", 1.0)]), (1.0, [("disk", 0.6)])])  # two findings for one cause add up
+    assert _certainties(sc, {}) == pytest.approx({"disk": 1 - (1 - 0.5) * (1 - 0.6)})
+
+
+@pytest.mark.parametrize("findings", [(("disk.space_low", "warn"), ("disk.write_no_space", "fail")),
+                                      (("disk.write_no_space", "fail"), ("disk.space_low", "warn"))],
+                         ids=["warn-first", "fail-first"])
+def test_a_cause_is_as_severe_as_its_worst_finding_whichever_came_first(kb, findings):
+    """A low-space warning beside a failed write is a fault; a warning alone weighs half a failure."""
+    from posdiag.agent.diagnosis import _score
+
+    sc = _score([result("disk", *findings)], kb)
+    assert sc.worst["disk.full"] is Severity.FAIL
+    d = diagnose(clear_but(result("disk", *findings)), kb)
+    assert d.verdict == "fault" and d.top.id == "disk.full"
+    weight = dict(kb.evidence["disk.space_low"])["disk.full"]
+    warned = _score([result("disk", ("disk.space_low", "warn"))], kb)
+    assert warned.worst["disk.full"] is Severity.WARN and warned.score["disk.full"] == pytest.approx(weight * 0.5)

@@ -105,3 +105,14 @@ def test_every_command_is_in_the_commands_page():
     page = (REPO / "docs" / "commands.md").read_text(encoding="utf-8")
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert [c for c in sub.choices if f"posdiag {c}" not in page] == []
+
+
+def test_the_watch_intervals_default_and_range_are_the_documented_ones():
+    """docs/commands.md: "the next --interval seconds (default 2, 0.5 to 3600)"."""
+    from posdiag.agent import cli
+
+    page = (REPO / "docs" / "commands.md").read_text(encoding="utf-8")
+    default, low, high = map(float, re.search(r"`--interval` seconds \(default ([\d.]+), ([\d.]+) to ([\d.]+)\)",
+                                              page).groups())
+    assert cli.build_parser().parse_args(["watch"]).interval == default == 2.0
+    assert (low, high) == (cli.MIN_INTERVAL_S, cli.MAX_INTERVAL_S)

@@ -256,3 +256,40 @@ def test_the_rest_of_a_cut_line_written_later_is_skipped_not_taken_for_a_line(tm
         assert follower.poll() == ["a" * (64 * 1024)]  # its head, cut, at once
         fh.write("b" * 1024 + "\nnext code=2824\n")
     assert follower.poll() == ["next code=2824"]
+
+
+@pytest.mark.parametrize("from_end", [True, False], ids=["opened-at-its-end", "read-from-its-start"])
+def test_a_log_rewritten_in_place_whose_last_32_bytes_read_changed_is_read_again_from_its_start(tmp_path, from_end):
+    """A POS that rewrites its log in place (truncate, write anew) between two polls: the follower notices
+    that the 32 bytes before where it stopped are not what it read there, even when the new file is longer
+    and ends its lines the same way, and reads the new content from its start."""
+    log = tmp_path / "pos.log"
+    old = "2026-11-30 09:00:00 txn=1 code=0\n" * 3
+    log.write_text(old)
+    follower = LogFollower(str(log), from_end=from_end)
+    assert follower.poll() == ([] if from_end else ["2026-11-30 09:00:00 txn=1 code=0"] * 3)
+    new = "2026-11-30 10:00:00 txn=7 code=2824 " + "r" * 55 + " code=0\n" + "2026-11-30 10:00:01 txn=8 code=0\n"
+    assert len(new) > len(old) and new[len(old) - 3:len(old)] == old[-3:] and new[len(old) - 32:len(old)] != old[-32:]
+    with open(log, "r+") as fh:  # in place: the same inode, never shorter than what was read
+        fh.write(new)
+    assert follower.poll() == new.splitlines()
+
+
+@pytest.mark.parametrize("style", ["numbered", "dateext"])
+def test_a_log_rotated_twice_between_two_polls_is_read_through_the_file_in_between(tmp_path, style):
+    """logrotate names a rotated log pos.log.1 or, with dateext, pos.log-20261130: either way the file
+    rotated away between two polls is found beside the log and read, in order."""
+    log = tmp_path / "pos.log"
+    log.write_text("")
+    follower = LogFollower(str(log))
+    follower.poll()
+    names = ["pos.log.2", "pos.log.1"] if style == "numbered" else ["pos.log-20261130-1", "pos.log-20261130-2"]
+    for n, name in enumerate(names):
+        with open(log, "a") as fh:
+            fh.write(f"2026-11-30 10:00:0{n} txn={n} code=2824\n")
+        os.rename(log, tmp_path / name)
+        log.write_text("")
+    with open(log, "a") as fh:
+        fh.write("2026-11-30 10:00:09 txn=9 code=0\n")
+    assert follower.poll() == ["2026-11-30 10:00:00 txn=0 code=2824", "2026-11-30 10:00:01 txn=1 code=2824",
+                               "2026-11-30 10:00:09 txn=9 code=0"]

@@ -275,6 +275,14 @@ def test_numbers_below_one_keep_their_significant_digits_as_decimal_writes_them(
     assert plain(-0.0) == plain(0.0) == plain(0) == "0"  # a drift rounded to nothing has no sign
 
 
+def test_numbers_that_are_no_finite_value_are_spelt_as_prometheus_reads_them():
+    from posdiag.core.numfmt import plain
+
+    assert (plain(float("inf")), plain(float("-inf")), plain(float("nan"))) == ("+Inf", "-Inf", "NaN")
+    assert (plain(True), plain(False), plain(10**7), plain(1e7), plain(1036800.5)) == ("1", "0", "10000000", "10000000",
+                                                                                          "1036800.5")
+
+
 def test_perfdata_carries_numeric_metrics_with_their_unit_and_at_most_forty_items(healthy_report):
     """A unit only from the metric's suffix (_ms, _s, _percent, _mb, else none); booleans, text and
     non-finite numbers are no measurements; the counts of failed and errored probes come first."""
@@ -300,3 +308,138 @@ def test_prometheus_writes_bare_samples_without_braces_and_only_risks_with_a_tim
     assert f"posdiag_exit_code {rc}" in lines and "posdiag_verdict{verdict=\"healthy\"} 1" in lines
     assert [line for line in lines if line.startswith("posdiag_risk_hours_left")] == [
         'posdiag_risk_hours_left{risk="tls.expiring_soon",subject="primary"} 71.5']
+
+
+def test_a_single_piece_of_evidence_is_quoted_without_a_count_of_more(full_disk_report):
+    rc, report = full_disk_report
+    report["diagnosis"]["causes"][0]["evidence"] = ["disk: the only sign"]
+    text = PLUGIN_LINE.match(nagios_line(report, rc)).group(2)
+    assert text.endswith(" - disk: the only sign"), text
+
+
+def test_the_report_keeps_its_duration_to_the_millisecond(full_disk_report):
+    _, report = full_disk_report
+    assert isinstance(report["duration_s"], float) and report["duration_s"] == round(report["duration_s"], 3)
+    assert len(repr(report["duration_s"]).partition(".")[2]) <= 3
+
+
+def test_the_phone_line_reads_out_the_short_id_and_the_hour_and_minute(full_disk_report):
+    from posdiag.agent.history import SHORT_ID
+    from posdiag.agent.report import phone_line
+    from posdiag.core import i18n
+
+    _, report = full_disk_report
+    report["started_at"] = "2026-11-30T10:15:02Z"
+    en = i18n.translator("en")
+    line = phone_line(report, t=en)
+    assert line.endswith(f" · report {report['report_id'][:SHORT_ID]} · 10:15 UTC"), line
+    assert phone_line(report, "given12", en).endswith(" · report given12 · 10:15 UTC")
+
+
+@pytest.mark.parametrize(("fault", "risky", "says_risk"), [(False, True, True), (True, True, False),
+                                                             (False, False, False)])
+def test_the_phone_line_reads_out_a_risk_only_when_no_fault_is_found(full_disk_report, healthy_report, fault, risky,
+                                                                      says_risk):
+    from posdiag.agent.report import phone_line
+    from posdiag.core import i18n
+
+    _, report = full_disk_report if fault else healthy_report
+    report["risks"] = [{"title": "The certificate expires soon", "code": "tls.expiring_soon", "hours_left": 30.0,
+                        "probe": "network.tls", "message": "m"}] if risky else []
+    line = phone_line(report, t=i18n.translator("en"))
+    assert ("1 risk ahead: The certificate expires soon, in 30.0 h" in line) is says_risk, line
+    assert (report["diagnosis"]["causes"][0]["title"] in line) is not says_risk, line
+
+
+@pytest.mark.parametrize(("certainty", "present"), [(0.5, True), (0.49, False), (1.0, True), (None, False)])
+def test_a_cause_is_a_fault_present_from_a_certainty_of_one_half(certainty, present):
+    from posdiag.agent.report import present_faults
+
+    cause = {"id": "disk.full", "confidence": 0.9} | ({} if certainty is None else {"certainty": certainty})
+    assert present_faults([cause]) == ([cause] if present else [])
+    assert present_faults([{"id": "none", "confidence": 1.0, "certainty": 1.0}]) == []
+
+
+@pytest.mark.parametrize(("width", "lines"), [(80, 1), (81, 2)])
+def test_a_cause_heading_breaks_before_its_bracket_only_when_wider_than_the_screen(width, lines):
+    from posdiag.agent.report import _bracket_apart
+
+    bracket = "  [disk.full, confidence 97%]"
+    heading = "T" * (width - len(bracket)) + bracket
+    assert _bracket_apart(heading) == ([heading] if lines == 1 else [heading[:-len(bracket)], bracket])
+    no_bracket = "word " * 20
+    assert _bracket_apart(no_bracket) == [no_bracket]  # nothing to break before: kept whole
+
+
+def test_probe_lines_align_name_status_and_milliseconds_and_wrap_the_summary_under_itself():
+    from posdiag.agent.report import _probe_lines
+    from posdiag.core import i18n
+
+    probes = [{"name": "disk", "status": "ok", "duration_s": 0.012, "summary": "plenty of room"},
+              {"name": "network.dns", "status": "fail", "duration_s": 1.5, "summary": "word " * 16}]
+    assert _probe_lines(probes, i18n.translator("en")) == [
+        "  disk         ok        12 ms  plenty of room",
+        "  network.dns  FAIL    1500 ms  word word word word word word word word word",
+        "                                word word word word word word word"]  # 48 cells left of 80
+    long_name = [{"name": "n" * 60, "status": "ok", "duration_s": 0.0, "summary": "word " * 6}]
+    lines = _probe_lines(long_name, i18n.translator("en"))  # no room left: the summary still gets 20 cells a line
+    assert [line.strip() for line in lines] == ["n" * 60 + "  ok       0 ms  word word word word", "word word"]
+
+
+UNCHECKED_EN = "no terminal-side fault found (95% sure); not checked: network, card reader"
+
+
+@pytest.mark.parametrize("lang", [None, "zh_CN"])
+def test_the_plugin_text_of_a_healthy_terminal_names_what_was_not_checked_in_the_reports_language(healthy_report, lang):
+    """A report of an older agent (no "lang") is English; a Chinese one says it in Chinese."""
+    from posdiag.core import i18n
+
+    rc, report = healthy_report
+    report["lang"] = lang
+    report["diagnosis"]["causes"][0]["confidence"] = 0.95
+    report["diagnosis"]["not_checked"] = [{"area": "network", "reason": "r", "probes": []},
+                                          {"area": "reader", "reason": "r", "probes": []}]
+    said = PLUGIN_LINE.match(nagios_line(report, rc)).group(2)
+    if lang is None:
+        assert said == UNCHECKED_EN
+    else:
+        zh = i18n.translator("zh_CN")
+        areas = ", ".join([zh.tr("network"), zh.tr("card reader")])
+        assert said == (zh.tr("no terminal-side fault found ({confidence} sure)", confidence="95%")
+                        + zh.tr("; not checked: {areas}", areas=areas)) != UNCHECKED_EN
+
+
+def test_the_report_text_lists_the_alternatives_what_was_not_checked_a_re_check_and_the_language_it_was_written_in(
+        full_disk_report):
+    from posdiag.agent.report import render_text
+    from posdiag.core import i18n
+
+    _, report = full_disk_report
+    en = i18n.translator("en")
+    top = report["diagnosis"]["causes"][0]
+    report["diagnosis"]["causes"] = [top, {**top, "id": "memory.exhausted", "title": "Memory ran out", "confidence": 0.4,
+                                           "certainty": 0.1}]
+    report["diagnosis"]["not_checked"] = [{"area": "reader", "reason": "no reader configured", "probes": []}]
+    report["only"] = {"asked": ["disk"], "prerequisites": []}
+    lines = render_text(report, t=en).splitlines()
+    assert "Other possible causes:" in lines and "  - Memory ran out  [memory.exhausted, 40%, certainty 10%]" in lines
+    assert "  - card reader — no reader configured" in lines and "Re-check of disk" in lines
+    assert not any(line.startswith("Findings and evidence are in") for line in lines)  # written in the reader's
+    assert any(line.startswith("Most likely cause: ") for line in lines)  # one fault: no "1 fault found" list
+    assert not any(line.startswith(("1 fault found", "Fault 1 of")) for line in lines)
+    report["only"]["prerequisites"] = ["memory"]
+    report["lang"] = "zh_CN"
+    lines = render_text(report, t=en).splitlines()
+    assert "Re-check of disk, with what it needs: memory" in lines
+    assert lines[-1].startswith("Findings and evidence are in ") and lines[-1].endswith(", as the terminal wrote them.")
+
+
+def test_prometheus_carries_only_numeric_metrics_and_a_status_per_probe(healthy_report):
+    rc, report = healthy_report
+    text = prometheus_text(with_metrics(report, "system", rtt_ms=12, ok=True, name="x", ratio=0.25), rc)
+    metrics = [line for line in text.splitlines() if line.startswith('posdiag_probe_metric{probe="system"')]
+    assert metrics == ['posdiag_probe_metric{probe="system",metric="rtt_ms"} 12',
+                       'posdiag_probe_metric{probe="system",metric="ratio"} 0.25']
+    status = [line for line in text.splitlines() if line.startswith('posdiag_probe_status{probe="system"')]
+    assert status == [f'posdiag_probe_status{{probe="system",status="{s}"}} {int(s == "ok")}'
+                      for s in ("ok", "warn", "fail", "error", "skipped")]

@@ -76,3 +76,13 @@ def test_the_installed_knowledge_base_has_a_fresh_twin():
     twin = json.loads(frozen.twin_of(causes_path()).read_text(encoding="utf-8"))
     assert twin["data"] == tomllib.loads(causes_path().read_text(encoding="utf-8"))
     assert frozen.load_toml(causes_path()) == twin["data"]
+
+
+def test_the_twin_keeps_chinese_text_as_utf_8_not_as_escapes(tmp_path):
+    """The twin is read at every start: Chinese titles as UTF-8 (3 bytes a character), not as
+    six-byte \\u escapes that make it larger to read and parse."""
+    source = tmp_path / "causes.toml"
+    source.write_text('[[causes]]\nid = "disk.full"\n[causes.zh_CN]\ntitle = "磁盘已满"\n', encoding="utf-8")
+    text = frozen.freeze(source).read_text(encoding="utf-8")
+    assert '"title":"磁盘已满"' in text and "\\u" not in text
+    assert frozen.load_toml(source)["causes"][0]["zh_CN"]["title"] == "磁盘已满"

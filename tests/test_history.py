@@ -273,6 +273,19 @@ def test_a_history_exactly_at_its_size_limit_keeps_everything_and_one_byte_less_
         store.max_bytes = total - 1
         assert store.prune() == 1
         assert [r.report_id for r in store.list()] == [r["report_id"] for r in reversed(reports[1:])]
+        store.max_bytes = store.db.execute("SELECT SUM(size) FROM (SELECT LENGTH(body) AS size FROM reports "
+                                           "ORDER BY started_at DESC LIMIT 2)").fetchone()[0]
+        assert store.prune() == 1  # the two newest alone fill the limit exactly: they stay
+        assert [r.report_id for r in store.list()] == [r["report_id"] for r in reversed(reports[2:])]
+
+
+def test_the_configured_history_and_spool_limits_are_read_in_days_and_mib(config_file):
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(daemon={"history_days": 3, "history_max_mb": 2},
+                                           server={"spool_max_mb": 3})))
+    with Store.for_settings(settings) as store:
+        assert (store.max_age_s, store.max_bytes, store.spool_max_bytes) == (3 * 86400, 2 * 1024 * 1024, 3 * 1024 * 1024)
 
 
 def test_reports_with_and_without_certainty_are_listed_and_read_back_side_by_side(config_file, tmp_path):
@@ -341,3 +354,37 @@ def test_a_report_exactly_as_old_as_the_age_limit_is_kept_a_second_older_is_drop
         started = store.list()[0].started_at
         assert store.prune(now=started + 2 * 86400) == 0 and len(store.list()) == 1
         assert store.prune(now=started + 2 * 86400 + 1) == 1 and store.list() == []
+
+
+def test_a_history_can_be_added_to_only_in_a_folder_that_exists_and_a_file_is_no_empty_state_dir(tmp_path):
+    from posdiag.agent.history import DB_NAME, nothing_stored, writable
+
+    assert writable(str(tmp_path)) is True  # no database yet: the store makes one
+    assert writable(str(tmp_path / "never-created")) is False  # the state dir must exist already
+    with Store(tmp_path) as store:
+        store.add(fake_report(time.time()))
+    assert (tmp_path / DB_NAME).exists() and writable(str(tmp_path)) is True  # one there that may be written
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    assert nothing_stored(str(a_file)) is False and writable(str(a_file)) is False  # says nothing; the store explains
+
+
+@pytest.mark.root
+def test_a_technicians_report_is_kept_only_where_this_user_may_write_the_directory_and_the_database(tmp_path):
+    """Asked before the store is loaded, as a user without the capabilities that bypass file permissions:
+    a directory of another user, or a database of another user in one's own, is not writable."""
+    from posdiag.agent.history import DB_NAME
+
+    theirs, ours, mixed = (tmp_path / name for name in ("theirs", "ours", "mixed"))
+    for folder in (theirs, ours, mixed):
+        folder.mkdir(mode=0o755)
+    os.chown(theirs, 4242, 4242)
+    (mixed / DB_NAME).write_bytes(b"")
+    os.chown(mixed / DB_NAME, 4242, 4242)
+    (mixed / DB_NAME).chmod(0o644)
+    (ours / DB_NAME).write_bytes(b"")
+    code = ("from posdiag.agent.history import writable; "
+            f"print([writable(p) for p in {[str(theirs), str(ours), str(mixed), str(tmp_path / 'gone')]!r}])")
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    assert proc.stdout.strip() == "[False, True, False, False]"

@@ -118,7 +118,8 @@ def test_a_damaged_catalogue_gives_english_and_says_so_instead_of_crashing(tmp_p
 
 @pytest.mark.parametrize(("tag", "lang"), [
     ("zh_CN.UTF-8", "zh_CN"), ("zh-CN", "zh_CN"), ("zh", "zh_CN"), ("zh-Hans-CN", "zh_CN"), ("zh_SG.UTF-8", "zh_CN"),
-    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
+    ("zh_TW.UTF-8", None), ("zh-Hant", None), ("zh_HK.UTF-8", None), ("zh_MO", None),
+    ("en_US.UTF-8", "en"), ("C", "en"), ("POSIX", "en"), ("C.UTF-8", "en"),
     ("de_DE.UTF-8", None), ("", None)])
 def test_locale_names_map_to_the_languages_posdiag_speaks(tag, lang):
     assert i18n.normalise(tag) == lang
@@ -148,6 +149,19 @@ def test_a_translation_naming_other_fields_falls_back_to_english():
             return "{nonexistent} 坏了"
 
     assert i18n.Translator("zh_CN", Broken()).tr("{path} is full", path="/var") == "/var is full"
+
+
+def test_a_counted_message_takes_english_s_singular_for_one_and_its_plural_otherwise():
+    english = i18n.translator("en")
+    said = {n: english.ntr("{n} probe failed", "{n} probes failed", n) for n in (0, 1, 2)}
+    assert said == {0: "0 probes failed", 1: "1 probe failed", 2: "2 probes failed"}
+
+    class Broken:  # a translation naming other fields falls back to the English form for that count
+        def ngettext(self, singular, plural, n):
+            return "{nonexistent} 个"
+
+    broken = i18n.Translator("zh_CN", Broken())
+    assert [broken.ntr("{n} probe failed", "{n} probes failed", n) for n in (1, 2)] == ["1 probe failed", "2 probes failed"]
 
 
 def test_text_without_fields_is_not_formatted():
@@ -278,3 +292,43 @@ def test_a_table_wraps_its_last_column_under_itself_when_given_a_width():
     assert table(rows, width=50) == ["network.dns  FAIL  the resolver 192.0.2.53 did not",
                                      "                   answer within the timeout", "disk         ok    x"]
     assert table(rows) == [row.rstrip() for row in table(rows, width=200)]  # wide enough: one line a row
+
+
+def test_fullwidth_letters_take_two_cells_and_ragged_rows_keep_their_columns():
+    from posdiag.agent.columns import SCREEN, fit
+
+    assert display_width("ＰＯＳ") == 6 and display_width("POS") == 3  # fullwidth (F) as wide as CJK (W)
+    assert pad("ＰＯＳ", 8) == "ＰＯＳ  " and pad("toolong", 3) == "toolong"
+    assert table([["a", "bb", "c"], ["dddd"], ["e", "f"]]) == ["a     bb  c", "dddd", "e     f"]
+    assert table([]) == []
+    assert SCREEN == 80 and fit("x" * 81) == ["x" * 81] and fit("x " * 41) == ["x " * 39 + "x", "  x"]
+
+
+@pytest.mark.parametrize(("width", "lines"), [(38, ["dns  FAIL  the resolver did not answer"]),
+                                            (37, ["dns  FAIL  the resolver did not", "           answer"])])
+def test_a_table_row_exactly_as_wide_as_the_width_stays_on_one_line(width, lines):
+    assert table([["dns", "FAIL", "the resolver did not answer"]], width=width) == lines  # 11 + 27 = 38 cells
+
+
+def test_a_table_squeezed_by_wide_columns_still_wraps_its_last_cell_at_twenty_cells():
+    rows = [["n" * 40, "the resolver did not answer within the timeout at all"]]
+    lines = table(rows, width=50)  # 42 cells of head leave 8: the last cell gets 20 a line anyway
+    assert lines == ["n" * 40 + "  the resolver did not", " " * 42 + "answer within the", " " * 42 + "timeout at all"]
+
+
+def test_a_line_break_or_a_run_of_spaces_in_wrapped_text_is_a_gap_and_never_starts_a_line():
+    from posdiag.agent.columns import wrap
+
+    assert wrap("one\ntwo three", 40) == ["one two three"]
+    assert wrap("aaaa  bbbb", 4) == ["aaaa", "bbbb"] and wrap("aaaa\n\nbbbb", 4) == ["aaaa", "bbbb"]  # no line starts blank
+    assert wrap("one\ttwo", 40) == ["one\ttwo"]
+
+
+@pytest.mark.parametrize(("text", "lines"), [("支付，好", ["支", "付", "，", "好"]), ("（好", ["（", "好"])])
+def test_a_line_of_one_character_keeps_it_rather_than_run_past_the_width_for_a_mark(text, lines):
+    """The marks' rule moves a character to the next line with its mark, but never empties a line to do
+    so: at two cells a line, a closing or opening mark stands alone rather than making a line of four."""
+    from posdiag.agent.columns import wrap
+
+    assert wrap(text, 2) == lines
+    assert all(display_width(line) <= 2 for line in wrap(text, 2))

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from labs.packets import icmp_packet, ip_header, wire
 from posdiag.core.addresses import is_address
 from posdiag.probes._dnswire import DnsTimeout, query
 from posdiag.probes._netinfo import (
@@ -183,6 +184,23 @@ def test_last_known_addresses_are_kept_newest_first_and_written_only_on_change(t
     assert _known.remember(state, {"pay.example": "192.0.2.8", "backup.example": "192.0.2.9"}) is True
     assert _known.load(state) == {"pay.example": ("192.0.2.8", "192.0.2.7"), "backup.example": ("192.0.2.9",)}
     assert not [n for n in os.listdir(tmp_path / "state") if n.endswith(".tmp")]
+
+
+def test_last_known_addresses_keep_the_four_newest_per_host_and_a_seen_one_moves_first(tmp_path):
+    state = str(tmp_path)
+    for last in range(1, 7):
+        assert _known.remember(state, {"pay.example": f"192.0.2.{last}"}) is True
+    assert _known.load(state) == {"pay.example": ("192.0.2.6", "192.0.2.5", "192.0.2.4", "192.0.2.3")}
+    assert _known.remember(state, {"pay.example": "192.0.2.4"}) is True
+    assert _known.load(state) == {"pay.example": ("192.0.2.4", "192.0.2.6", "192.0.2.5", "192.0.2.3")}
+
+
+def test_nothing_is_recorded_without_a_state_dir_or_without_an_address_that_worked(tmp_path):
+    assert _known.remember(None, {"pay.example": "192.0.2.7"}) is False
+    assert _known.remember("", {"pay.example": "192.0.2.7"}) is False
+    assert _known.remember(str(tmp_path / "state"), {}) is False
+    assert not (tmp_path / "state").exists()
+    assert _known.load(None) == {} and _known.load("") == {}
 
 
 def test_a_damaged_record_reads_as_empty_and_is_replaced(tmp_path):
@@ -451,6 +469,9 @@ def test_payment_hosts_are_called_by_their_role():
     assert Target(0, PaymentHost(name="acquirer-a", host="a.test")).label == "acquirer-a (primary)"
     assert Target(1, PaymentHost(name="acquirer-b", host="b.test")).label == "acquirer-b (backup 1)"
     assert Target(0, PaymentHost(name="primary", host="a.test")).label == "primary"  # not "primary (primary)"
+    assert Target(2, PaymentHost(name="backup 2", host="c.test")).label == "backup 2"
+    assert Target(2, PaymentHost(host="c.test", port=8443)).label == "c.test:8443 (backup 2)"
+    assert [Target(i, PaymentHost(host="a.test")).role for i in (0, 1, 2)] == ["primary", "backup 1", "backup 2"]
 
 
 @pytest.mark.parametrize(("address", "via_gateway"), [("192.168.1.50", False), ("10.1.2.3", False), ("10.9.9.9", True),
@@ -579,6 +600,9 @@ def test_what_is_tried_beyond_the_gateway_comes_most_telling_first_once_each_and
     many = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "pay.test", "port": 443,
                                                     "fallback_addresses": [f"203.0.113.{n}" for n in range(1, 11)]}])))
     assert [b.address for b in candidates(many, ProbeContext(), [])] == [f"203.0.113.{n}" for n in range(1, 9)]
+    resolved = ProbeContext(resolved={"pay.test": ("203.0.113.77",)})
+    assert "203.0.113.77" in [b.address for b in candidates(settings, resolved, [])]
+    assert "203.0.113.77" not in [b.address for b in candidates(settings, resolved, [], with_resolved=False)]  # DNS's own
 
 
 def test_the_most_telling_silence_is_a_payment_host_s_own_before_the_next_hop():
@@ -610,3 +634,639 @@ def test_when_no_large_echo_comes_back_the_largest_that_did_is_the_small_one(con
     found = judged_sizes(config_file, 0, {size: [None] * 3 for size in (576, 1000, 1280, 1400, 1500)})
     hole = found["path.mtu_black_hole"]
     assert (hole["largest_ok"], hole["smallest_lost"]) == (64, 576), hole
+
+
+# --- what the echo sockets read (crafted packets on a loopback UDP socket stand in for the wire) ----------
+
+def test_echo_replies_are_matched_to_their_echo_once_each_through_any_ip_header_length():
+    """A raw socket sees the IP header (its length in 32-bit words, options included), then the ICMP:
+    only an echo *reply* with this batch's identifier to an echo still awaited counts, once; the echo
+    requests themselves, others' replies, truncated packets and repeats are passed over."""
+    from posdiag.probes.network._icmp import _receive
+
+    ident = 0x1234
+    with wire() as (sock, put):
+        put(ip_header() + icmp_packet(0, ident, 0))
+        put(ip_header(options=1) + icmp_packet(0, ident, 1))  # 24-byte header
+        put(ip_header() + icmp_packet(8, ident, 2))  # our own request, as a raw socket on loopback sees it
+        put(ip_header() + icmp_packet(0, ident ^ 1, 3))  # another program's ping
+        put(ip_header() + icmp_packet(0, ident, 0))  # a duplicate
+        put(ip_header() + icmp_packet(0, ident, 4)[:7])  # cut short
+        put(ip_header() + icmp_packet(0, ident, 5))  # no echo of ours has that number
+        heard = threading.Event()
+        results: list = [None] * 5
+        sent_at = {i: time.monotonic() for i in range(5)}
+        got = _receive(sock, True, ident, sent_at, results, time.monotonic() + 5, heard)
+    assert got == 2 and heard.is_set(), results
+    assert [r is not None and r >= 0 for r in results] == [True, True, False, False, False], results
+
+
+def test_a_ping_socket_hands_over_no_ip_header_and_its_replies_are_ours_whatever_the_identifier():
+    """An unprivileged ping socket: the kernel strips the IP header and rewrites the identifier, so any
+    echo reply to an awaited echo counts; with nothing to read by the deadline, nothing came."""
+    from posdiag.probes.network._icmp import _receive
+
+    with wire() as (sock, put):
+        results: list = [None, None]
+        assert _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results,
+                        time.monotonic(), None) == 0
+        put(icmp_packet(0, 0x9999, 1))
+        put(icmp_packet(8, 0x9999, 0))
+        got = _receive(sock, False, 0x1234, {0: time.monotonic(), 1: time.monotonic()}, results, time.monotonic() + 5, None)
+    assert got == 1 and results[0] is None and results[1] is not None, results
+
+
+def test_a_healthy_path_is_summed_up_and_measured_with_its_metrics(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.path import PathProbe, Samples
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "192.0.2.7", "port": 443}])))
+    obs = Observation()
+    PathProbe(settings).judge(obs, targets(settings)[0], "192.0.2.7",
+                              Samples("icmp", [10.0, 12.0] * 12, sizes={576: [11.0], 1500: [13.0, None]}))
+    assert obs.findings == []
+    assert obs.summary == "icmp: loss 0%, median 11.0 ms, p95 12.0 ms, jitter 2.0 ms"
+    assert {k: obs.metrics[k] for k in ("target", "method", "loss_percent", "samples", "mtu_largest_ok")} == {
+        "target": "primary (192.0.2.7)", "method": "icmp", "loss_percent": 0, "samples": 24, "mtu_largest_ok": 1500}
+
+
+def test_of_the_sizes_the_kernel_refuses_the_smallest_is_the_signalled_mtu_and_a_refusal_is_no_pass():
+    from posdiag.core.settings import PaymentHost
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Target
+    from posdiag.probes.network._icmp import TOO_BIG
+    from posdiag.probes.network.path import PathProbe
+
+    obs = Observation()
+    PathProbe.mtu(obs, Target(0, PaymentHost(host="192.0.2.7")), "192.0.2.7",
+                  {576: [11.0], 1000: [None, 12.0], 1400: [TOO_BIG, TOO_BIG], 1280: [None, TOO_BIG], 1500: [TOO_BIG]})
+    assert obs.metrics["mtu_largest_ok"] == 1000
+    [signalled] = obs.findings
+    assert (signalled.code, signalled.data["refused_from"]) == ("path.mtu_signalled", 1280)
+
+
+# --- the DNS probe's judgement of what the resolvers said (pure logic: the outcomes are given) ------------
+
+def _said(server: str, rcode: str | None = None, addresses: tuple[str, ...] = (), ms: float = 5.0, error: str = ""):
+    from posdiag.probes._dnswire import DnsAnswer
+    from posdiag.probes.network.dns import Outcome
+
+    return Outcome(server, DnsAnswer(server, rcode, addresses, ms) if rcode else None, error)
+
+
+def dns_judged(config_file, *outcomes) -> tuple[tuple | None, dict, object]:
+    """(the DNS probe's verdict on pay.test, findings by code, the probe) for these resolvers' outcomes."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.dns import DnsProbe
+
+    probe = DnsProbe(cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                              network={"timeout_s": 1.5}))))
+    obs = Observation()
+    verdict = probe.judge(obs, "pay.test", list(outcomes))
+    return verdict, {f.code: f for f in obs.findings}, probe
+
+
+@pytest.mark.parametrize(("outcomes", "code"), [
+    ((("a", "NXDOMAIN"), ("b", "SERVFAIL"), ("c", "NOERROR")), "dns.nxdomain"),
+    ((("a", "SERVFAIL"), ("b", "NOERROR"), ("c", "REFUSED")), "dns.no_address"),
+    ((("a", "REFUSED"), ("b", "SERVFAIL")), "dns.servfail"),
+    ((("a", "REFUSED"), ("b", "NOTIMP")), "dns.refused"),
+    ((("a", None, "timeout"), ("b", "REFUSED")), "dns.refused"),
+    ((("a", None, "timeout"), ("b", None, "timeout")), "dns.timeout"),
+    ((("a", None, "timeout"), ("b", None, "unreachable: Network is unreachable")), "dns.unreachable")],
+    ids=["nxdomain-first", "then-no-address", "then-servfail", "then-any-other-answer", "an-answer-beats-silence",
+         "all-silent", "one-unreachable"])
+def test_what_the_resolvers_said_is_judged_by_the_most_telling_answer(config_file, outcomes, code):
+    """A name that does not exist outranks a name without address, which outranks a failing resolver, which
+    outranks one that refuses; any answer outranks silence, and silence everywhere is a timeout."""
+    said = [_said(o[0], o[1]) if o[1] else _said(o[0], error=o[2]) for o in outcomes]
+    verdict, found, _ = dns_judged(config_file, *said)
+    assert verdict[0] == code and found == {}, verdict
+    assert verdict[2]["resolvers"] == {o.server: o.error or o.answer.rcode for o in said}
+    if code == "dns.refused":
+        assert "(NOTIMP, REFUSED)" in verdict[1] or "(REFUSED)" in verdict[1], verdict[1]
+    if code == "dns.timeout":
+        assert verdict[1] == "no resolver answered for pay.test within 1.5 s (3 tries)"
+    if code == "dns.unreachable":
+        assert verdict[1] == "resolvers unreachable for pay.test (Network is unreachable)"
+
+
+def test_of_the_resolvers_that_answer_the_quickest_is_named_and_the_others_said_to_fail(config_file):
+    verdict, found, probe = dns_judged(config_file, _said("slow", "NOERROR", ("192.0.2.8",), ms=700.0),
+                                       _said("quick", "NOERROR", ("192.0.2.7",), ms=600.0),
+                                       _said("broken", "SERVFAIL"), _said("silent", error="timeout"))
+    assert verdict is None and probe.context.resolved == {"pay.test": ("192.0.2.7",)}
+    assert found["dns.resolved"].data["server"] == "quick" and found["dns.resolved"].data["ms"] == 600.0
+    assert (found["dns.slow"].severity.value, found["dns.slow"].data["ms"]) == ("warn", 600.0)
+    failing = found["dns.resolver_failing"]
+    assert failing.data["failing"] == ["broken", "silent"] and "(broken: SERVFAIL; silent: timeout)" in failing.message
+
+
+@pytest.mark.parametrize(("ms", "slow"), [(500.0, False), (501.0, True)])
+def test_a_name_resolved_in_more_than_half_a_second_is_slow(config_file, ms, slow):
+    _, found, _ = dns_judged(config_file, _said("a", "NOERROR", ("192.0.2.7",), ms=ms))
+    assert ("dns.slow" in found) is slow and "dns.resolver_failing" not in found, found
+
+
+
+
+
+# --- the TCP probe: how its connects are said (pure logic: the attempts are given) ----------------------
+
+def tcp_judged(config_file, outcomes: list[tuple[str, float]], stop=None, **host):
+    """(verdict, observation, probe) of the TCP probe for these connect outcomes to 203.0.113.7:443."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import Connect, targets
+    from posdiag.probes.network.tcp import TcpProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443, **host}],
+                                        network={"timeout_s": 1.5})))
+    probe, obs = TcpProbe(settings), Observation()
+    attempts = [Connect(kind, ms, "" if kind == "ok" else f"{kind} here") for kind, ms in outcomes]
+    return probe.judge(obs, targets(settings)[0], "203.0.113.7", attempts, stop), obs, probe
+
+
+def test_connects_that_mostly_work_are_measured_and_the_failed_ones_named(config_file):
+    verdict, obs, probe = tcp_judged(config_file, [("ok", 5.0), ("timeout", 1500.0), ("ok", 7.0), ("refused", 1.0)],
+                                     name="acquirer")
+    assert verdict is None and probe.context.connected == {0: "203.0.113.7"}
+    assert {k: v for k, v in obs.metrics.items()} == {"connect_ok[acquirer]": "2/4", "connect_median_ms[acquirer]": 6.0,
+                                                      "connect_p95_ms[acquirer]": 6.9}
+    connected = next(f for f in obs.findings if f.code == "tcp.connected")
+    assert connected.data == {"index": 0, "address": "203.0.113.7", "median_ms": 6.0}
+    unstable = next(f for f in obs.findings if f.code == "tcp.unstable")
+    assert unstable.message == "acquirer (primary): 2 of 4 connects failed (timed out, refused)"
+    assert unstable.data["outcomes"] == {"ok": 2, "timeout": 1, "refused": 1} and unstable.data["attempts"] == 4
+
+
+@pytest.mark.parametrize(("outcomes", "code", "message"), [
+    ("timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 1 connect timed out after 1.5 s"),
+    ("timeout timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 2 connects timed out after 1.5 s"),
+    ("error timeout", "tcp.timeout", "203.0.113.7:443 (primary) does not answer: 2 connects timed out after 1.5 s"),
+    ("error", "tcp.error", "203.0.113.7:443 (primary): connect failed (error here)")])
+def test_connects_that_all_fail_are_said_by_their_kind_naming_the_address_once(config_file, outcomes, code, message):
+    """A host configured by its address is named by it once ("203.0.113.7:443", not "… at 203.0.113.7:443")."""
+    verdict, obs, _ = tcp_judged(config_file, [(kind, 1500.0) for kind in outcomes.split()])
+    assert verdict[:2] == (code, message) and obs.metrics["connect_ok[203.0.113.7:443]"] == f"0/{len(outcomes.split())}"
+
+
+def test_the_one_hop_check_runs_only_when_no_connect_worked_and_within_the_time_left(config_file, monkeypatch):
+    """A sweep that connected sends nothing more; one that did not gives the one-hop check at most 0.3 s,
+    and never more than the probe has left less a tenth of a second. (The check itself is replaced by a
+    recorder of what it is asked: it would send packets to an address outside this machine.)"""
+    from posdiag.probes.network import tcp
+    from posdiag.probes.network._common import Connect
+
+    _, _, probe = tcp_judged(config_file, [("ok", 1.0)])
+    asked: list = []
+    monkeypatch.setattr(tcp._egress, "stopped_here", lambda address, port, wait_s, via_router: asked.append(wait_s))
+    assert probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0), Connect("ok", 2.0)])) is None
+    assert asked == []
+    # 0.38 s left gives the check 0.28 s, less what this test took since: room for a busy machine
+    for left in (10, 0.38, 0):
+        probe.deadline_at = time.monotonic() + left
+        probe.stopped_here((443, "203.0.113.7", [Connect("timeout", 1.0)]))
+    assert asked[0] == tcp.EGRESS_WAIT_S == 0.3 and 0.1 < asked[1] <= 0.28 and asked[2] == 0.0, asked
+
+
+# --- what the network layers share ----------------------------------------------------------------------
+
+def test_a_failed_payment_host_is_a_fault_unless_another_works_at_the_same_layer(config_file):
+    """The terminal fails over: a failed host beside a working one (or one this layer does not check) is a
+    warning naming the first that works; with none working it is a fault."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import report_per_target, targets
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "a", "host": "192.0.2.1", "port": 443},
+                                                       {"name": "b", "host": "192.0.2.2", "port": 8443},
+                                                       {"name": "c", "host": "192.0.2.3", "port": 443}])))
+    hosts = targets(settings)
+    down = ("tcp.timeout", "it does not answer", {"address": "x"})
+
+    def said(verdicts, also=()):
+        obs = Observation()
+        report_per_target(obs, verdicts, hosts, also)
+        return [(f.code, f.severity.value, f.message, f.data["failover_ok"], f.data["role"], f.data["port"])
+                for f in obs.findings]
+
+    assert said({0: down, 1: down}) == [("tcp.timeout", "fail", "it does not answer", False, "primary", 443),
+                                        ("tcp.timeout", "fail", "it does not answer", False, "backup 1", 8443)]
+    assert said({0: down, 1: None, 2: None}) == [
+        ("tcp.timeout", "warn", "it does not answer; b (backup 1) works, so the terminal can fail over", True, "primary", 443)]
+    assert said({0: down}, also={2}) == [
+        ("tcp.timeout", "warn", "it does not answer; c (backup 2) works, so the terminal can fail over", True, "primary", 443)]
+    assert said({0: None, 1: None}) == []
+
+
+@pytest.mark.parametrize(("values", "stats"), [
+    ([5.0], {"median_ms": 5.0, "p95_ms": 5.0, "jitter_ms": 0.0}),
+    ([1.0, 3.0, 2.0], {"median_ms": 2.0, "p95_ms": 2.9, "jitter_ms": 1.5}),
+    ([10.0, 20.0], {"median_ms": 15.0, "p95_ms": 19.5, "jitter_ms": 10.0})])
+def test_jitter_is_the_mean_step_between_consecutive_round_trips_and_none_for_one(values, stats):
+    from posdiag.probes.network._common import rtt_stats
+
+    assert rtt_stats(values) == pytest.approx(stats)
+
+
+def test_the_gateway_and_resolvers_checked_are_the_configured_ones_else_the_system_s(config_file):
+    import dataclasses
+
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._common import Target, addresses, gateway_address, resolvers, targets
+
+    def settings(**network):
+        return cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}], network=network)))
+
+    assert gateway_address(settings(gateway="192.0.2.1")) == "192.0.2.1"
+    assert gateway_address(settings(gateway="off")) is None
+    assert resolvers(settings(dns_servers=["192.0.2.53", "192.0.2.54#5353"])) == ["192.0.2.53", "192.0.2.54#5353"]
+    assert resolvers(settings(dns_servers=[])) == []
+    named = targets(settings())[0]
+    assert addresses(ProbeContext(), named) is None  # not resolved (yet)
+    assert addresses(ProbeContext(resolved={"pay.test": ("192.0.2.7", "192.0.2.8")}), named) == ["192.0.2.7", "192.0.2.8"]
+    assert addresses(ProbeContext(resolved={"pay.test": ()}), named) == []
+    literal = Target(0, dataclasses.replace(named.host, host="192.0.2.9"))
+    assert addresses(ProbeContext(resolved={"192.0.2.9": ("192.0.2.1",)}), literal) == ["192.0.2.9"]
+
+
+
+
+
+def test_a_reset_that_came_with_an_icmp_error_or_a_connect_with_an_error_of_its_own_proves_no_drop_inside():
+    """Only a reset with no ICMP error behind it was made inside the terminal; only connects all still
+    waiting, with nothing heard, were dropped inside. A timeout of its own or a router's error is no proof."""
+    import errno
+
+    assert _one_hop(_sent(errno.ECONNREFUSED, 3, "192.0.2.1"), _sent(errno.ECONNREFUSED, 3, "192.0.2.1")) is None
+    assert _one_hop(_sent(), _sent(errno.ETIMEDOUT)) is None
+    assert _one_hop(_sent(), _sent(0, 3, "192.0.2.1")) is None
+    dropped = _one_hop(_sent(), _sent(), _sent())
+    assert (dropped.sign, dropped.first_hop, dropped.answer, dropped.error) == ("dropped", "198.18.1.1", "", "")
+
+
+def test_only_this_terminal_s_own_addresses_are_its_own():
+    from posdiag.probes.network._egress import _is_own
+
+    assert _is_own("127.0.0.1") is True
+    assert _is_own("127.0.0.2") is False  # routed through lo, but sent from 127.0.0.1
+
+
+def test_loopback_link_local_and_unspecified_addresses_are_never_tried_beyond_the_gateway(config_file):
+    """Nor a resolver named by something that is not an address (a system resolv.conf may hold anything)."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import candidates, hops
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443, "fallback_addresses": [
+        "169.254.1.1", "0.0.0.0", "::1", "fe80::1", "203.0.113.5"]}])))
+    assert [b.address for b in candidates(settings, ProbeContext(), ["127.0.0.53", "resolver.lan"])] == ["203.0.113.5"]
+    assert hops(["127.0.0.1", "169.254.1.1", "2001:db8::1"], icmp=True) == []
+    assert hops(["203.0.113.5"], icmp=False) == []
+
+
+def test_four_last_known_addresses_are_kept_per_host_and_an_old_one_that_works_again_moves_to_the_front(tmp_path):
+    state = str(tmp_path)
+    for n in range(1, 6):
+        assert _known.remember(state, {"pay.example": f"192.0.2.{n}"}) is True
+    assert _known.load(state) == {"pay.example": ("192.0.2.5", "192.0.2.4", "192.0.2.3", "192.0.2.2")}
+    assert _known.remember(state, {"pay.example": "192.0.2.3"}) is True
+    assert _known.load(state)["pay.example"] == ("192.0.2.3", "192.0.2.5", "192.0.2.4", "192.0.2.2")
+    record = json.loads((tmp_path / _known.FILE_NAME).read_text())["hosts"]["pay.example"]
+    assert abs(record["seen_at"] - time.time()) < 3600
+    assert _known.remember(state, {}) is False and _known.remember(None, {"pay.example": "192.0.2.9"}) is False
+    assert _known.load(None) == {} and _known.load("") == {}
+
+
+def test_an_icmp_error_queued_on_a_socket_names_its_type_code_and_sender():
+    """A datagram to a closed loopback port draws ICMP "port unreachable" (type 3, code 3) from 127.0.0.1,
+    queued on the socket that asked for errors; it is no "time exceeded". Before it, nothing is queued."""
+    from posdiag.probes.network._icmp import IP_RECVERR, IcmpError, queued_icmp_error
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # a port nothing listens on for UDP either
+        port = taken.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        sock.setblocking(False)
+        assert queued_icmp_error(sock) is None
+        sock.sendto(b"", ("127.0.0.1", port))
+        assert wait_for_error(sock) == IcmpError(3, 3, "127.0.0.1")
+    assert IcmpError(11, 0, "192.0.2.1").time_exceeded and not IcmpError(3, 3, "192.0.2.1").time_exceeded
+
+
+def wait_for_error(sock: socket.socket, timeout: float = 5.0):
+    from posdiag.probes.network._icmp import queued_icmp_error
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        error = queued_icmp_error(sock)
+        if error is not None:
+            return error
+        time.sleep(0.01)
+    return None
+
+
+def test_no_resolver_at_all_is_a_dns_fault_and_names_asked_twice_are_resolved_once(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    def run(servers, hosts):
+        settings = cfg.load(str(config_file(payment_hosts=hosts, network={"dns_servers": servers, "timeout_s": 1.5})))
+        return DnsProbe(settings).run()
+
+    empty = run([], [{"host": "pay.test", "port": 443}])
+    assert [(f.code, f.severity.value) for f in empty.findings] == [("dns.no_resolver", "fail")]
+    with ScriptedResolver() as resolver:
+        twice = run([resolver.address], [{"host": "pay.test", "port": 443}, {"host": "pay.test", "port": 8443},
+                                         {"host": "192.0.2.9", "port": 443}])
+    assert {f.code for f in twice.findings} == {"dns.resolved"} and twice.status.value == "ok", twice
+    assert {f.data["name"] for f in twice.findings} == {"pay.test"}  # the address needs no resolving
+    assert twice.summary == f"1 name resolved via {resolver.address}"
+    assert twice.metrics["resolvers"] == resolver.address
+
+
+def test_a_name_that_does_not_resolve_leaves_nothing_to_connect_to_or_measure_and_says_so(config_file):
+    from labs.commands import diagnose_json
+    from labs.helpers import probe_of
+
+    with ScriptedResolver(rcode=3) as nxdomain:
+        _, report = diagnose_json(config_file(
+            payment_hosts=[{"name": "primary", "host": "nowhere.test", "port": 443, "tls": False}],
+            network={"dns_servers": [nxdomain.address], "timeout_s": 1.0}), "--only", "network.tcp,network.path")
+    tcp, path = probe_of(report, "network.tcp"), probe_of(report, "network.path")
+    assert (tcp["status"], tcp["summary"]) == ("skipped", "no payment host name resolved"), tcp
+    assert (path["status"], path["summary"]) == ("skipped", "no payment host address to measure: no name resolved"), path
+
+
+def test_the_dns_probe_asks_a_lost_question_again_within_its_timeout(config_file):
+    """The resolver loses the first question (UDP): the probe asks again a third of its timeout later and
+    the name resolves, rather than waiting out the timeout for an answer that will never come."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    with LossyResolver(drop=1) as resolver:
+        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                            network={"dns_servers": [resolver.address], "timeout_s": 1.5})))
+        result = DnsProbe(settings).run()
+    assert result.status.value == "ok" and [f.code for f in result.findings] == ["dns.resolved"], result
+    assert resolver.seen == 2
+
+
+def test_a_silent_resolver_is_asked_three_times_within_the_dns_probe_s_timeout(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.dns import DnsProbe
+
+    with LossyResolver(drop=100) as resolver:
+        settings = cfg.load(str(config_file(payment_hosts=[{"host": "pay.test", "port": 443}],
+                                            network={"dns_servers": [resolver.address], "timeout_s": 0.6})))
+        result = DnsProbe(settings).run()
+    assert [f.code for f in result.findings] == ["dns.timeout"] and resolver.seen == 3, (result, resolver.seen)
+    assert "within 0.6 s (3 tries)" in result.findings[0].message
+
+
+def test_the_one_hop_check_is_for_ipv4_routes_through_a_router_only():
+    """Connects to an IPv6 host, or to one on the terminal's own subnet, are not sent with a TTL of 1 (the
+    socket for it is IPv4; on the own subnet a TTL of 1 reaches the host and tells nothing): nothing shows."""
+    from posdiag.probes.network._egress import stopped_here
+
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as taken:
+        closed = taken.getsockname()[1]
+    assert stopped_here("::1", closed, 0.1, via_router=True) is None
+    assert stopped_here("127.0.0.1", closed, 0.1, via_router=False) is None
+
+
+@pytest.mark.parametrize(("hosts", "skipped"), [
+    ([], "no payment host configured"), ([{"host": "203.0.113.7", "port": 443, "tls": False}], "no payment host uses TLS"),
+    ([{"host": "203.0.113.7", "port": 443, "tls": True}], None)], ids=["no-host", "no-tls-host", "a-tls-host"])
+def test_a_payment_host_probe_runs_only_when_a_host_is_configured_and_it_applies(config_file, hosts, skipped):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.tls import TlsProbe
+
+    reason = TlsProbe(cfg.load(str(config_file(payment_hosts=hosts)))).skip_reason()
+    assert reason is None if skipped is None else skipped in reason, reason
+
+
+@pytest.mark.parametrize(("gateway", "address"), [("192.0.2.1", "192.0.2.1"), ("off", None)])
+def test_a_configured_gateway_is_taken_as_written_and_off_is_none(config_file, gateway, address):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network._common import gateway_address
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443}],
+                                        network={"gateway": gateway})))
+    assert gateway_address(settings) == address
+
+
+def test_a_host_s_addresses_are_its_literal_address_or_what_dns_resolved_and_none_when_unresolved(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._common import addresses, targets
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "203.0.113.7", "port": 443},
+                                                       {"host": "pay.test", "port": 443},
+                                                       {"host": "gone.test", "port": 443}])))
+    context = ProbeContext(resolved={"pay.test": ("192.0.2.7", "192.0.2.8"), "gone.test": ()})
+    literal, named, empty = targets(settings)
+    assert addresses(context, literal) == ["203.0.113.7"]
+    assert addresses(context, named) == ["192.0.2.7", "192.0.2.8"]
+    assert addresses(context, empty) == []  # resolved to nothing: not "not resolved"
+    assert addresses(ProbeContext(), named) is None
+
+
+def test_a_background_check_is_waited_for_and_gives_its_result_or_its_error():
+    from posdiag.probes.network._common import Background
+
+    quick = Background(lambda: (time.sleep(0.1), "done")[1])
+    assert quick.done_within(30) is True and quick.result() == "done"
+
+    def fails() -> None:
+        raise LookupError("no such host")
+
+    failed = Background(fails)
+    assert failed.done_within(30) is True
+    with pytest.raises(LookupError, match="no such host"):
+        failed.result()
+
+
+def test_checks_side_by_side_keep_their_order_start_apart_only_after_the_first_and_pass_on_an_error():
+    from posdiag.probes.network._common import side_by_side
+
+    called = time.monotonic()
+    started: dict[str, float] = {}
+
+    def note(name: str) -> str:
+        started[name] = time.monotonic()
+        return name.upper()
+
+    assert side_by_side(note, ["a", "b"], stagger_s=0.6) == ["A", "B"]
+    assert started["a"] - called < 0.5 <= started["b"] - started["a"]  # no wait before the first
+    with pytest.raises(ZeroDivisionError):
+        side_by_side(lambda n: 1 / n, [1, 0, 2])
+
+
+@pytest.mark.parametrize(("samples", "jitter"), [([10.0, 14.0, 12.0], 3.0), ([5.0], 0.0), ([7.0, 7.0], 0.0)],
+                         ids=["three", "one", "two-equal"])
+def test_jitter_is_the_mean_difference_of_consecutive_samples_and_zero_for_one(samples, jitter):
+    from posdiag.probes.network._common import rtt_stats
+
+    assert rtt_stats(samples)["jitter_ms"] == pytest.approx(jitter)
+
+
+@pytest.mark.parametrize(("kind", "answered"), [("ok", True), ("refused", True), ("timeout", False),
+                                                ("unreachable", False), ("error", False)])
+def test_a_check_beyond_the_gateway_is_answered_by_a_connection_or_a_reset_only(kind, answered):
+    from posdiag.probes.network._beyond import Beyond, Tried, most_telling_silence
+    from posdiag.probes.network._common import Connect
+
+    tried = Tried(Beyond("203.0.113.5", 443, "primary", "host"), Connect(kind, 3.0, "boom"))
+    assert tried.answered is answered
+    assert (most_telling_silence([tried]) is None) is answered
+
+
+@pytest.mark.parametrize(("kind", "outcome", "also", "said"), [
+    ("hop", "timeout", False, "not even the next router beyond the gateway answers (echoes with TTL 2 "
+                                          "toward 203.0.113.5)"),
+    ("hop", "ok", False, "the next hop beyond the gateway toward 203.0.113.5 answers (from 198.51.100.1)"),
+    ("host", "ok", False, "primary accepts connections"), ("host", "refused", False, "primary answers (reset)"),
+    ("host", "timeout", False, "primary times out"), ("host", "timeout", True, "primary times out as well"),
+    ("host", "unreachable", True, "primary is unreachable as well"),
+    ("host", "error", False, "primary fails (from 198.51.100.1)"),
+    ("host", "error", True, "primary fails (from 198.51.100.1) as well")])
+def test_what_a_check_beyond_the_gateway_found_is_said_for_its_kind_and_outcome(kind, outcome, also, said):
+    from posdiag.probes.network._beyond import Beyond, Tried
+    from posdiag.probes.network._common import Connect
+
+    assert Tried(Beyond("203.0.113.5", 443, "primary", kind), Connect(outcome, 3.0, "from 198.51.100.1")).describe(
+        also=also) == said
+
+
+def test_addresses_that_cannot_be_beyond_the_gateway_are_never_tried_nor_what_dns_gave_when_left_out(config_file):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import ProbeContext
+    from posdiag.probes.network._beyond import _local, candidates
+
+    settings = cfg.load(str(config_file(payment_hosts=[
+        {"name": "primary", "host": "pay.test", "port": 443,
+         "fallback_addresses": ["169.254.1.1", "fe80::1", "0.0.0.0", "::", "203.0.113.9"]}])))
+    context = ProbeContext(resolved={"pay.test": ("203.0.113.5",)})
+    assert [b.address for b in candidates(settings, context, [])] == ["203.0.113.5", "203.0.113.9"]
+    assert [b.address for b in candidates(settings, context, [], with_resolved=False)] == ["203.0.113.9"]
+    assert _local("pay.test") is True and _local("203.0.113.9") is False
+
+
+def test_hop_checks_go_toward_two_ipv4_addresses_routed_via_the_gateway_and_only_with_icmp(monkeypatch):
+    from posdiag.probes.network import _beyond
+
+    routed = {"203.0.113.5", "203.0.113.6", "203.0.113.7", "2001:db8::5"}
+    monkeypatch.setattr(_beyond, "routed_via_gateway", lambda address: address in routed)  # the routing answer, as given
+    toward = ["192.168.1.50", "2001:db8::5", "127.0.0.1", "203.0.113.5", "203.0.113.6", "203.0.113.7"]
+    assert [(b.address, b.port, b.kind) for b in _beyond.hops(toward, icmp=True)] == [
+        ("203.0.113.5", 0, "hop"), ("203.0.113.6", 0, "hop")]
+    assert _beyond.hops(toward, icmp=False) == []
+
+
+def test_checks_beyond_the_gateway_wait_until_the_deadline_but_never_less_than_a_tenth_of_a_second():
+    """A loopback listener whose queue is full drops new SYNs: a silent peer, without leaving the machine."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = server.getsockname()[1]
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    held = socket.create_connection(("127.0.0.1", port), timeout=5)  # fills the queue
+    try:
+        silent, refused = Beyond("127.0.0.1", port, "silent"), Beyond("127.0.0.1", closed_port, "closed")
+        [late] = try_all([silent], time.monotonic() - 1)
+        assert late.outcome.kind == "timeout" and 90 <= late.outcome.ms < 900, late
+        waited, reset = try_all([silent, refused], time.monotonic() + 1.5)
+        assert waited.outcome.kind == "timeout" and 1300 <= waited.outcome.ms < 5000, waited
+        assert reset.outcome.kind == "refused" and reset.answered, reset
+    finally:
+        held.close()
+        server.close()
+
+
+def test_a_ttl_1_connect_is_connected_refused_or_failed_at_once_as_loopback_answers_it():
+    """On loopback a TTL of 1 is enough: a listener connects it, a closed port resets it, and a connect the
+    kernel refuses at once (to the broadcast address) keeps the error connect_ex gave, not SO_ERROR's 0."""
+    import errno
+
+    from posdiag.probes.network._egress import _outcome, _ttl1
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    outcomes = {}
+    try:
+        for name, where in (("listening", listener.getsockname()), ("closed", ("127.0.0.1", closed_port)),
+                            ("broadcast", ("255.255.255.255", 443))):
+            with _ttl1(socket.SOCK_STREAM) as sock:
+                started = sock.connect_ex(where)
+                o = _outcome(sock, started, time.monotonic() + 5)
+                outcomes[name] = (o.errno, o.connected)
+    finally:
+        listener.close()
+    assert outcomes == {"listening": (0, True), "closed": (errno.ECONNREFUSED, False),
+                        "broadcast": (errno.ENETUNREACH, False)}
+
+
+def test_an_address_is_the_terminal_s_own_only_when_the_kernel_would_send_from_it():
+    from posdiag.probes.network._egress import _is_own
+
+    assert _is_own("127.0.0.1") is True
+    assert _is_own("127.0.0.2") is False  # routed to, not held
+    assert _is_own("255.255.255.255") is False  # a route the kernel refuses to take: no answer from here
+
+
+def test_connects_to_loopback_or_over_ipv6_are_not_said_stopped_here():
+    """Loopback lets everything through; IPv6 and a host on the terminal's own subnet get no one-hop check."""
+    from posdiag.probes.network._egress import one_hop, refused_here, stopped_here
+
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    assert refused_here("127.0.0.1", port) is None
+    assert stopped_here("127.0.0.1", port, 0.3, via_router=False) is None
+    assert stopped_here("::1", port, 0.3, via_router=True) is None
+    # the host itself answers the TTL-1 datagram (port unreachable), no router does: nothing to compare with
+    assert one_hop("127.0.0.1", port, 0.5) is None
+
+
+@pytest.mark.root
+def test_a_hop_check_answered_by_the_gateway_itself_is_no_answer_from_beyond():
+    """TTL-2 echoes toward loopback are answered by 127.0.0.1: from beyond, unless that is the gateway."""
+    from posdiag.probes.network._beyond import Beyond, try_all
+
+    hop = Beyond("127.0.0.1", 0, "hop 2", "hop")
+    [beyond] = try_all([hop], time.monotonic() + 3, gateway="192.0.2.1")
+    assert (beyond.outcome.kind, beyond.outcome.error, beyond.answered) == ("ok", "from 127.0.0.1", True)
+    assert 0 <= beyond.outcome.ms < 3000
+    [gateway] = try_all([hop], time.monotonic() + 3, gateway="127.0.0.1")
+    assert (gateway.outcome.kind, gateway.outcome.error) == ("timeout", "answered by the gateway 127.0.0.1")
+
+
+def test_a_connect_is_timed_in_milliseconds_until_the_handshake_completes():
+    """A listener whose queue is full drops the SYN; freed after 0.3 s, the kernel's retransmission one
+    second after the first SYN gets through: the connect took about 1000 ms."""
+    from posdiag.probes.network._common import tcp_connect
+
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    held = socket.create_connection(server.getsockname(), timeout=5)  # fills the queue
+
+    def free() -> None:
+        time.sleep(0.3)
+        server.accept()[0].close()
+
+    threading.Thread(target=free, daemon=True).start()
+    try:
+        connect = tcp_connect("127.0.0.1", server.getsockname()[1], 10)
+    finally:
+        held.close()
+        server.close()
+    assert connect.kind == "ok" and 500 <= connect.ms < 5000, connect

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -619,8 +620,10 @@ def test_the_pusher_waits_for_its_own_backoff_and_an_urgent_report_for_its_gap(p
 @pytest.mark.parametrize(("mode", "content", "problem"), [
     (0o600, "t" * 4096, None), (0o400, "tok\n", None), (0o640, "tok", "readable by group or others"),
     (0o604, "tok", "readable by group or others"), (0o600, "t" * 4097, "does not hold one token"),
-    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty")],
-    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty"])
+    (0o600, "two tokens", "does not hold one token"), (0o600, "\n", "is empty"),
+    (0o600, "tok\x07en", "does not hold one token"), (0o600, "t\u00f6k", "does not hold one token")],
+    ids=["4096-bytes", "read-only-for-the-owner", "group-readable", "world-readable", "4097-bytes", "two-words", "empty",
+         "a-control-character", "not-ascii"])
 def test_the_token_file_is_taken_owner_only_and_one_token_long(tmp_path, mode, content, problem):
     from posdiag.agent.pushsetup import PushSetupError, read_token
 
@@ -717,11 +720,73 @@ def test_a_sender_that_finds_another_busy_is_started_again_a_second_later_not_at
     assert 1 <= len(starts.read_text().splitlines()) <= 4  # at 0, 1 and 2 s (one more on a slow machine)
 
 
-# --- edges of the sender, the pusher and the outbox ------------------------------------------------------------
-def test_the_sender_process_logs_a_long_outage_at_powers_of_two_and_says_what_it_sent(server, push_config, tmp_path):
-    """The daemon reads the sender's exit status (another process, maybe another version during an
-    upgrade): 75 retry later (EX_TEMPFAIL), 0 drained. A long outage is logged at the 1st, 2nd, 4th
-    attempt, not at each, with the next try within the backoff."""
+def _outbox_db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript(outbox.SCHEMA)
+    return db
+
+
+def test_the_outbox_is_read_a_hundred_reports_at_a_time_oldest_first():
+    db = _outbox_db()
+    for i in range(150):
+        outbox.enqueue(db, f"r{i:03d}", 1_800_000_000.0 + i, b"x" * 10, 1_800_000_000.0 + i)
+    first = outbox.pending_page(db, 0)
+    assert [r[1] for r in first] == [f"r{i:03d}" for i in range(100)]
+    assert [r[1] for r in outbox.pending_page(db, first[-1][0])] == [f"r{i:03d}" for i in range(100, 150)]
+
+
+def test_a_full_spool_never_drops_the_report_it_was_asked_to_keep_nor_any_newer():
+    db = _outbox_db()
+    for i in range(4):
+        outbox.enqueue(db, f"r{i}", 1_800_000_000.0 + i, b"x" * 100, 1_800_000_000.0 + i)
+    seqs = [row[0] for row in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+    assert outbox.enforce_spool(db, 0, keep_seq=seqs[2]) == 2  # the two before it go; it and the newest stay
+    assert [r[1] for r in outbox.pending_page(db, 0)] == ["r2", "r3"]
+    assert outbox.summary(db)["dropped"] == 2
+
+
+def test_push_status_says_how_long_the_oldest_report_waits_to_the_tenth_and_only_what_was_recorded():
+    db = _outbox_db()
+    now = time.time()
+    assert outbox.summary(db, now) == outbox.empty_summary()
+    outbox.enqueue(db, "old", now - 100, b"x", now - 12.345)
+    outbox.enqueue(db, "new", now, b"x", now)
+    outbox.record_attempt(db, "timeout", now - 5)
+    assert outbox.get_meta(db, "push.failures") is None and outbox.next_attempt_at(db) == 0.0
+    outbox.record_attempt(db, "503", now - 1, failures=3, next_attempt_at=now + 60)
+    assert outbox.get_meta(db, "push.failures") == "3" and outbox.next_attempt_at(db) == now + 60
+    summary = outbox.summary(db, now)
+    assert summary["oldest_unsent_s"] == 12.3 and summary["outbox"] == 2 and summary["last_result"] == "503"
+    from posdiag.core.timefmt import utc_iso
+
+    assert summary["last_attempt_at"] == utc_iso(now - 1)
+    assert outbox.summary(db, now - 20)["oldest_unsent_s"] == 0.0  # a clock set back: never a negative wait
+    assert 12.3 <= outbox.summary(db)["oldest_unsent_s"] < 1000  # without a time given: now
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("folder_there", [True, False])
+def test_without_any_ca_bundle_file_the_systems_ca_folder_is_used_and_without_it_the_default_trust(tmp_path,
+                                                                                                    folder_there):
+    """A till whose CA bundle file is gone (here hidden under an empty tmpfs, in a mount namespace of
+    its own) checks the server against the system's CA folder; with none either, against the default trust."""
+    folder = tmp_path / "certs"
+    if folder_there:
+        folder.mkdir()
+    code = "from posdiag.agent.pushsetup import system_ca_bundle; print(repr(system_ca_bundle()))"
+    script = 'mount -t tmpfs none /etc/ssl/certs && exec "$0" -c "$1"'
+    env = {**os.environ, "SSL_CERT_FILE": str(tmp_path / "gone.pem"), "SSL_CERT_DIR": str(folder)}
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, sys.executable, code],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (repr(str(folder)) if folder_there else "True")
+
+
+def test_the_sender_process_logs_an_outage_at_its_1st_2nd_and_4th_attempt_and_says_what_it_sent(server, push_config,
+                                                                                                tmp_path):
+    """The sender the daemon starts logs a long outage at the 1st, 2nd, 4th, 8th … failed attempt, not at
+    every one, with a next try within ``retry_max_s``; exits RETRY_LATER meanwhile; once the server is
+    back it drains, exits DRAINED and says how many reports it sent."""
     import re
 
     from posdiag.agent import sender
@@ -729,22 +794,191 @@ def test_the_sender_process_logs_a_long_outage_at_powers_of_two_and_says_what_it
 
     srv = server()
     srv.answer(503)
-    settings = load(str(push_config(srv.url)))
+    settings = load(str(push_config(srv.url, retry_max_s=30.0)))
     queue_reports(Path(settings.daemon.state_dir), 1)
     argv = sender.argv_for(settings.server, settings.daemon.state_dir)
-    runs = [subprocess.run(argv, capture_output=True, text=True, timeout=60) for _ in range(4)]
-    assert [r.returncode for r in runs] == [75] * 4, runs[0].stderr
-    assert [f"attempt {n})" in r.stderr for n, r in enumerate(runs, 1)] == [True, True, False, True]
-    waits = [float(w) for r in runs for w in re.findall(r"next try in (-?[\d.]+) s", r.stderr)]
-    assert len(waits) == 3 and all(-1.0 <= w <= 1.0 for w in waits), waits  # retry_max_s = 1
-    with Store(Path(settings.daemon.state_dir), readonly=True) as store:  # the next try: after the last, by the backoff
-        backoff = outbox.next_attempt_at(store.db) - float(outbox.get_meta(store.db, "push.last_attempt_at"))
-    assert 0.2 <= backoff <= 1.0, backoff
+    logged, waits = [], []
+    for _ in range(4):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == sender.RETRY_LATER, proc.stderr
+        said = re.search(r"server unavailable \(503, attempt (\d+)\).*next try in (-?[\d.]+) s", proc.stderr)
+        logged.append(int(said[1]) if said else None)
+        waits += [float(said[2])] if said else []
+    assert logged == [1, 2, None, 4]
+    assert all(0 <= wait <= 30.0 for wait in waits), waits
     srv.answer()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "1 report(s) sent, 0 refused" in done.stderr, done.stderr
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == sender.DRAINED and "1 report(s) sent, 0 refused; outbox empty" in proc.stderr
 
 
+def test_the_sender_process_needs_its_state_directory_and_server():
+    from posdiag.agent import sender
+
+    for argv in (["--server", "{}"], ["--state-dir", "/nonexistent/posdiag"]):
+        with pytest.raises(SystemExit) as refused:
+            sender.main(argv)
+        assert refused.value.code == 2
+
+
+def test_reports_the_server_took_are_marked_sent_fifty_at_a_time_or_after_a_quarter_second(tmp_path):
+    """One commit per report would cost more than the post: the sender marks reports sent in batches of
+    50, or as soon as a quarter second has passed since the last batch."""
+    from posdiag.agent.sender import _Marks
+
+    queue_reports(tmp_path, 52)
+    with Store(tmp_path) as store:
+        seqs = [seq for seq, _, _ in outbox.pending_page(store.db, 0)]
+        marks = _Marks(store.db)
+        marks.since = time.monotonic() + 3600  # no quarter second passes in this test: batches by count only
+        for seq in seqs[:49]:
+            marks.sent(seq, "201", time.time())
+        assert outbox.depth(store.db) == 52 and len(marks.seqs) == 49
+        marks.sent(seqs[49], "201", time.time())  # the 50th: the batch is written
+        assert outbox.depth(store.db) == 2 and marks.seqs == []
+        marks.since = time.monotonic() - 0.3  # a quarter second since the last batch: the next one is written alone
+        marks.sent(seqs[50], "201", time.time())
+        assert outbox.depth(store.db) == 1 and marks.seqs == []
+
+
+@pytest.mark.parametrize(("code", "wait_s", "sent"), [
+    ("exit 0", 0.0, True),  # DRAINED: whatever the outbox says next
+    ("exit 75", 0.0, False),  # RETRY_LATER: the sender wrote its backoff into the outbox
+    ("exit 76", 1.0, False),  # BUSY: another sender holds the outbox, look again in a second
+    ("kill -9 $$", 1.0, False),  # killed by a signal: as busy
+    ("exit 3", 30.0, False), ("exit 74", 30.0, False),  # SETUP, STORE_ERROR: after retry_max_s
+], ids=["drained", "retry-later", "busy", "killed", "setup", "store-error"])
+def test_the_pusher_waits_after_a_sender_by_how_it_ended(push_config, tmp_path, monkeypatch, code, wait_s, sent):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sh", "-c", code])
+    told: list[bool] = []
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=30.0))))
+    pusher.on_sent = lambda: told.append(True)
+    before = time.time()
+    pusher._send()
+    if wait_s:
+        assert before + wait_s <= pusher.not_before <= time.time() + wait_s
+    else:
+        assert pusher.not_before == 0.0
+    assert told == ([True] if sent else []) and pusher.proc is None and not pusher.urgent
+
+
+def test_a_store_the_pusher_cannot_read_is_looked_at_again_after_retry_max_s(push_config, tmp_path):
+    from posdiag.agent import push
+    from posdiag.agent.store import DB_NAME
+    from posdiag.core import settings as config
+
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=30.0))))
+    assert pusher._outbox_state() == (0, 0.0)  # nothing stored yet: nothing to send
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    (state / DB_NAME).write_bytes(os.urandom(8192))  # damaged: the daemon's writer heals it
+    before = time.time()
+    depth, next_at = pusher._outbox_state()
+    assert depth == 1 and before + 30.0 <= next_at <= time.time() + 30.0
+
+
+@pytest.mark.parametrize(("oldest_s", "attempt_at", "said"), [
+    (125.4, "2026-12-06T10:00:00Z", "outbox 2, oldest 125 s; last attempt 2026-12-06T10:00:00Z: 503"),
+    (125.4, None, "outbox 2, oldest 125 s; no attempt yet"),
+    (None, "2026-12-06T10:00:00Z", "outbox 2; last attempt 2026-12-06T10:00:00Z: 503"),
+    (None, None, "outbox 2; no attempt yet"),
+])
+def test_the_status_says_the_outboxs_depth_its_oldest_report_and_the_last_attempt_when_there_are(oldest_s, attempt_at,
+                                                                                                 said):
+    from posdiag.agent.push import status_rows
+
+    summary = {**outbox.empty_summary(), "configured": True, "outbox": 2, "oldest_unsent_s": oldest_s,
+               "last_attempt_at": attempt_at, "last_result": "503", "sent": 7, "refused": 1, "dropped": 0}
+    assert status_rows(summary, None) == [("push:", said), ("", "sent 7, refused 1, dropped 0")]
+    assert status_rows({**summary, "configured": False}, None) == [("push:", "not configured ([server] url)")]
+
+
+def test_diagnose_push_beside_a_daemon_that_never_answers_still_prints_the_queued_report(push_config, tmp_path):
+    """The report is queued before the daemon is asked to send it: a hung daemon (it accepts, never
+    answers) costs the technician the 5 s wait, never the report."""
+    import socket
+    import threading
+
+    from posdiag.core import settings as config
+
+    cfg = push_config("https://127.0.0.1:9")
+    path = config.load(str(cfg)).daemon.control_socket
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(path)
+    hung.listen(4)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
+    try:
+        rc, out, err = run_cli("diagnose", "--push", "--json", "--config", str(cfg))
+    finally:
+        for conn in held:
+            conn.close()
+        hung.close()
+    report = json.loads(out)
+    assert rc in (0, 1, 2) and "internal error" not in err, err
+    assert "report queued; the daemon did not answer" in " ".join(err.split()) and "did not answer within 5 s" in err
+    assert push_state(tmp_path / "state")["outbox"] == 1 and stored_ids(tmp_path / "state") == [report["report_id"]]
+
+
+@pytest.mark.parametrize(("lang", "column"), [("en", 12), ("zh_CN", 14)])  # after "problem:", after 交易日志：
+def test_status_lines_put_every_text_in_one_column_after_the_widest_label_and_wrap_it_there_within_80_cells(lang,
+                                                                                                           column):
+    from posdiag.agent.columns import display_width
+    from posdiag.agent.push import labelled
+    from posdiag.core import i18n
+
+    i18n.use(lang)
+    try:
+        lines = labelled([("txlog:", "not watched"), ("problem:", "word " * 30), ("", "sent 7, refused 0, dropped 0")])
+        label = i18n.tr("txlog:")
+    finally:
+        i18n.use("en")
+    assert lines[0] == "  " + label + " " * (column - 2 - display_width(label)) + "not watched"
+    assert all(display_width(line) <= 80 for line in lines) and display_width(lines[1]) > 70  # filled, then broken
+    wrapped = lines[1:-1]
+    assert len(wrapped) == 3 and all(line.startswith(" " * column + "word") for line in wrapped[1:])
+    assert display_width(wrapped[0][:wrapped[0].index("word")]) == column  # the first, after its label
+    texts = [wrapped[0][wrapped[0].index("word"):]] + [line.strip() for line in wrapped[1:]]
+    assert " ".join(texts) == ("word " * 30).strip()  # nothing lost at the breaks
+    assert lines[-1] == " " * column + "sent 7, refused 0, dropped 0"  # no label: continues the line above
+
+
+def test_the_status_says_a_healed_store_and_reports_not_stored_only_when_there_are():
+    from posdiag.agent.push import status_rows
+
+    push = {**outbox.empty_summary(), "configured": False}
+    healed = {"at": "2026-12-06T10:00:00Z", "reason": "database disk image is malformed", "recovered_unsent": 3,
+              "moved_to": "history.sqlite3.corrupt-20261206T100000Z", "unreadable_unsent": 1}
+    unstored = {"count": 2, "first_at": "2026-12-06T09:00:00Z", "error": "disk I/O error"}
+    rows = status_rows(push, {"healed": healed, "unstored": unstored})
+    assert rows[1:] == [
+        ("store:", "healed at 2026-12-06T10:00:00Z (database disk image is malformed): moved to "
+                   "history.sqlite3.corrupt-20261206T100000Z, 3 unsent report(s) recovered, 1 unreadable"),
+        ("store:", "2 report(s) could not be stored since 2026-12-06T09:00:00Z: disk I/O error")]
+    assert status_rows(push, {"healed": None, "unstored": None}) == status_rows(push, None) == rows[:1]
+    assert status_rows(push, {"healed": None, "unstored": unstored})[1:] == rows[2:]
+
+
+def test_a_failed_post_is_said_in_a_few_words_and_at_most_160_characters_of_what_the_library_said():
+    import requests
+    from posdiag.agent.sender import describe_error
+
+    said = describe_error(requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                                       "self-signed certificate in certificate chain (_ssl.c:1006)"))
+    assert said == "tls: certificate verify failed: self-signed certificate in certificate chain"
+    assert describe_error(requests.exceptions.SSLError("handshake " + "x" * 300)) == "tls: handshake " + "x" * 150
+    assert describe_error(requests.exceptions.ConnectTimeout("timed out")) == "timeout"
+    assert describe_error(requests.exceptions.ConnectionError("[Errno 111] Connection refused")) == "connection refused"
+    assert describe_error(requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected('x'))")) == (
+        "connection error: RemoteDisconnected")
+    assert describe_error(requests.exceptions.ConnectionError("odd " + "y" * 300)) == (
+        "connection error: odd " + "y" * 156)
+    assert describe_error(ValueError("the token 4111111111111111")) == "error: ValueError"
+
+
+# --- edges of the sender, the pusher and the outbox (2) --------------------------------------------------
 def test_the_sender_process_exits_3_on_a_token_it_cannot_use_and_74_on_a_store_it_cannot_open(push_config, token_file,
                                                                                              tmp_path):
     """Setup (the token file) and the store (EX_IOERR) each have their own status: the daemon logs them and
@@ -764,59 +998,6 @@ def test_the_sender_process_exits_3_on_a_token_it_cannot_use_and_74_on_a_store_i
     assert (sender.DRAINED, sender.RETRY_LATER, sender.BUSY, sender.SETUP, sender.STORE_ERROR) == (0, 75, 76, 3, 74)
 
 
-def test_a_tls_failure_without_a_certificate_reason_is_quoted_up_to_160_characters():
-    import requests
-    from posdiag.agent.sender import describe_error
-
-    long = "handshake went wrong " + "x" * 400
-    assert describe_error(requests.exceptions.SSLError(long)) == "tls: " + long[:160]
-    verify = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1000)"
-    assert describe_error(requests.exceptions.SSLError(verify)) == "tls: certificate verify failed: self-signed certificate"
-    assert describe_error(requests.exceptions.ConnectionError("x" * 400)) == "connection error: " + "x" * 160
-
-
-def test_sent_reports_are_marked_in_the_store_every_fifty_or_every_quarter_second(tmp_path, monkeypatch):
-    """One commit per 50 reports or per 0.25 s, whichever comes first: both edges, both sides."""
-    import sqlite3
-
-    from posdiag.agent import sender
-
-    clock = [1000.0]
-    monkeypatch.setattr(sender.time, "monotonic", lambda: clock[0])
-    db = sqlite3.connect(tmp_path / "db")
-    db.executescript(outbox.SCHEMA)
-    for i in range(1, 61):
-        outbox.enqueue(db, f"r{i}", 0.0, b"x", 0.0)
-    marks = sender._Marks(db)
-    for seq in range(1, 50):
-        marks.sent(seq, "201", 5.0)
-    assert outbox.depth(db) == 60  # 49 posted: none marked yet
-    marks.sent(50, "201", 5.0)
-    assert outbox.depth(db) == 10 and outbox.get_meta(db, "push.sent") == "50"
-    assert outbox.get_meta(db, "push.last_result") == "201" and outbox.get_meta(db, "push.failures") == "0"
-    clock[0] += 0.24
-    marks.sent(51, "409", 6.0)
-    assert outbox.depth(db) == 10  # 0.24 s since the last write: not yet
-    clock[0] += 0.01
-    marks.sent(52, "409", 6.0)
-    assert outbox.depth(db) == 8 and outbox.get_meta(db, "push.last_result") == "409"
-
-
-def test_the_outbox_is_read_a_hundred_reports_at_a_time_and_ages_from_the_time_given(tmp_path):
-    import sqlite3
-
-    db = sqlite3.connect(tmp_path / "db")
-    db.executescript(outbox.SCHEMA)
-    for i in range(1, 102):
-        outbox.enqueue(db, f"r{i}", 0.0, b"x", 5000.0 + i)
-    page = outbox.pending_page(db, 0)
-    assert len(page) == 100 and page[0][1] == "r1"
-    assert [r[1] for r in outbox.pending_page(db, page[-1][0])] == ["r101"]
-    assert outbox.summary(db, now=5101.25)["oldest_unsent_s"] == 100.2  # r1, queued at 5001
-    assert outbox.summary(db, now=4000.0)["oldest_unsent_s"] == 0.0  # the clock stepped back: never negative
-    assert outbox.summary(db)["oldest_unsent_s"] > 0  # now by default
-
-
 def test_an_attempt_recorded_without_a_failure_count_or_next_time_keeps_both(tmp_path):
     """``status`` records "setup: …" without touching the backoff the last sender left."""
     import sqlite3
@@ -829,33 +1010,6 @@ def test_an_attempt_recorded_without_a_failure_count_or_next_time_keeps_both(tmp
     assert outbox.get_meta(db, "push.last_result") == "setup: token"
     outbox.record_attempt(db, "201", 12.0, failures=0, next_attempt_at=0)
     assert outbox.get_meta(db, "push.failures") == "0" and outbox.next_attempt_at(db) == 0.0
-
-
-@pytest.mark.parametrize(("exit_line", "wait_s", "sent"), [
-    ("exit 0", 0.0, True), ("exit 75", 0.0, False), ("exit 76", 1.0, False), ("kill -9 $$", 1.0, False),
-    ("exit 1", 7.0, False), ("exit 74", 7.0, False)],
-    ids=["drained", "retry-later", "busy", "killed", "crashed", "store-error"])
-def test_after_each_sender_exit_the_pusher_waits_what_it_should(push_config, tmp_path, monkeypatch, exit_line, wait_s,
-                                                                 sent):
-    """Drained or retry later: the outbox's own backoff rules (no wait of the pusher's); busy or killed:
-    look again 1 s later; any other status: wait ``retry_max_s``. Only a drained outbox asks for remote work."""
-    from posdiag.agent import push, sender
-    from posdiag.core import settings as config
-
-    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sh", "-c", exit_line])
-    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=7.0))))
-    asked: list[bool] = []
-    pusher.on_sent = lambda: asked.append(True)
-    pusher.urgent, pusher.not_before = True, 12345.0
-    before = time.time()
-    pusher._send()
-    after = time.time()
-    assert not pusher.urgent and before <= pusher.last_start <= after and not pusher.sending()
-    if wait_s:
-        assert before + wait_s <= pusher.not_before <= after + wait_s
-    else:
-        assert pusher.not_before == 0.0
-    assert asked == ([True] if sent else [])
 
 
 def test_an_urgent_report_outranks_the_backoff_only_seconds_after_the_last_start(push_config, monkeypatch):
@@ -971,16 +1125,6 @@ def test_a_sender_that_cannot_be_started_is_tried_again_after_retry_max_s(push_c
     assert tries[1] - tries[0] >= 0.9  # retry_max_s later, not at once
 
 
-def test_status_lines_wrap_within_80_cells_and_fill_them():
-    from posdiag.agent.columns import display_width
-    from posdiag.agent.push import labelled
-
-    lines = labelled([("problem:", "word " * 60), ("push:", "")])
-    assert all(display_width(line) <= 80 for line in lines), lines
-    assert display_width(lines[0]) >= 74 and len(lines) == 6  # filled to the screen's edge, then continued
-    assert " ".join(lines[:5]).split() == ["problem:"] + ["word"] * 60 and lines[5].strip() == "push:"
-
-
 def test_push_now_waits_a_minute_for_another_sender_and_says_so(push_config, tmp_path, monkeypatch):
     import io
 
@@ -1016,28 +1160,6 @@ def test_queueing_a_report_says_whether_it_was_stored(push_config, tmp_path):
     assert push.queue(settings, fake_report(time.time()), err) is False and "could not queue" in err.getvalue()
 
 
-def test_status_says_the_outbox_age_and_last_attempt_only_when_there_are_some_and_the_store_only_when_it_has_news():
-    from posdiag.agent.push import status_rows
-
-    push = {"configured": True, "outbox": 2, "oldest_unsent_s": 42.4, "last_attempt_at": "2026-12-06T10:00:00Z",
-            "last_result": "503", "sent": 5, "refused": 1, "dropped": 0}
-    calm = {"healed": None, "unstored": None}
-    assert status_rows(push, calm) == [("push:", "outbox 2, oldest 42 s; last attempt 2026-12-06T10:00:00Z: 503"),
-                                       ("", "sent 5, refused 1, dropped 0")]
-    assert status_rows({**push, "last_attempt_at": None}, None)[0][1] == "outbox 2, oldest 42 s; no attempt yet"
-    assert status_rows({**push, "outbox": 0, "oldest_unsent_s": None}, calm)[0][1] == \
-        "outbox 0; last attempt 2026-12-06T10:00:00Z: 503"
-    assert status_rows({**push, "outbox": 0, "oldest_unsent_s": None, "last_attempt_at": None}, calm)[0][1] == \
-        "outbox 0; no attempt yet"
-    assert status_rows({**push, "configured": False}, calm) == [("push:", "not configured ([server] url)")]
-    healed = {"at": "2026-12-06T09:00:00Z", "reason": "malformed", "moved_to": "/x", "recovered_unsent": 3,
-              "unreadable_unsent": 0}
-    unstored = {"count": 2, "first_at": "2026-12-06T09:30:00Z", "error": "disk full"}
-    rows = status_rows({**push, "configured": False}, {"healed": healed, "unstored": unstored})
-    assert [label for label, _ in rows] == ["push:", "store:", "store:"]
-    assert "3 unsent report(s) recovered" in rows[1][1] and rows[2][1].startswith("2 report(s) could not be stored")
-
-
 def test_a_drain_told_to_stop_finishes_the_report_in_flight_and_leaves_the_rest_queued(server, push_config, tmp_path):
     """SIGTERM from the stopping daemon: the sender stops between two reports, never before the first
     it was asked to look at, and what it sent is marked."""
@@ -1052,3 +1174,4 @@ def test_a_drain_told_to_stop_finishes_the_report_in_flight_and_leaves_the_rest_
     assert push_state(Path(settings.daemon.state_dir))["outbox"] == 2
     result = sender.drain(settings.server, settings.daemon.state_dir, stop=lambda: False)
     assert (result.sent, result.remaining, srv.received()) == (2, 0, ids)
+

@@ -220,6 +220,60 @@ def test_without_a_route_to_the_payment_host_there_is_no_radio_to_look_at(config
     assert codes_of(report, "network.radio") == ["radio.no_route"] and radio["summary"] == "no route to the payment host"
 
 
+@pytest.mark.parametrize(("signal", "code", "message"), [
+    (_radio.Signal("wifi", -80.0, 43.0, source="iw"), "radio.weak_signal",
+     "wlan0 carries the payment route over a weak Wi-Fi signal: -80 dBm, 43 % (limit -75 dBm)"),
+    (_radio.Signal("cellular", -101.0, 29.5, "lte", "mmcli"), "radio.weak_signal",
+     "wlan0 carries the payment route over a weak cellular signal: -101 dBm, 29.5 %, lte (limit 30 %)"),
+    (_radio.Signal("cellular", -60.0, None, "umts"), "radio.signal", "wlan0: cellular signal -60 dBm, umts"),
+    (_radio.Signal("wifi", None, 12.0), "radio.weak_signal", "weak Wi-Fi signal: 12 % (limit 30 %)"),
+    (_radio.Signal("wifi"), "radio.signal", "wlan0: Wi-Fi signal ")],
+    ids=["wifi-by-level", "cellular-by-quality", "cellular-level-alone-is-not-judged", "wifi-without-level-by-quality",
+         "nothing-read"])
+def test_a_signal_is_judged_by_its_level_for_wifi_else_its_quality_and_said_with_what_was_read(config_file, signal, code,
+                                                                                                  message):
+    """Wi-Fi by its level in dBm against min_wifi_signal_dbm; else (cellular, or a Wi-Fi driver without a level)
+    by the quality in percent against min_cell_signal_percent; a reading with neither is only reported."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.radio import RadioProbe
+
+    obs = Observation()
+    RadioProbe(cfg.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "port": 9}])))).judge(obs, "wlan0", signal)
+    [finding] = obs.findings
+    assert finding.code == code and message in finding.message, finding.message
+    assert (obs.metrics["signal_dbm"], obs.metrics["signal_percent"]) == (signal.dbm, signal.percent)
+    assert finding.data == {"interface": "wlan0", "kind": signal.kind, "signal_dbm": signal.dbm,
+                            "signal_percent": signal.percent, "technology": signal.technology, "source": signal.source}
+
+
+def test_a_configured_interface_is_the_radio_looked_at_whatever_the_routes(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "eth0", level_dbm=None, devtype="")
+    (root / "sys/class/net/eth0/wireless").rmdir()
+    radio_root(root, "wlan1", level_dbm=-60)
+    (root / "proc/net/route").write_text(  # the route still leaves by eth0
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n")
+    code, report = diagnose_json(local_host_config(config_file, root, interface="wlan1"), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert radio["metrics"]["interface"] == "wlan1" and codes_of(report, "network.radio") == ["radio.signal"], radio
+    assert radio["summary"] == "wlan1: Wi-Fi signal -60 dBm, 71.4 %"
+
+
+def test_a_modem_tool_that_hangs_is_given_up_on_within_the_probe_s_own_time(config_file, tmp_path, monkeypatch):
+    """ModemManager's command line stuck (a modem resetting): it is given a share of the probe's time and
+    no more, so the probe still says the signal cannot be read instead of being abandoned at its deadline."""
+    root = radio_root(tmp_path / "root", "wwan0", level_dbm=None, devtype="wwan")
+    (root / "sys/class/net/wwan0/wireless").rmdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mmcli").write_text("#!/bin/sh\nexec sleep 30\n")
+    (tmp_path / "bin" / "mmcli").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    code, report = diagnose_json(local_host_config(config_file, root), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert radio["status"] == "ok" and codes_of(report, "network.radio") == ["radio.signal_unreadable"], radio
+
+
 @pytest.mark.parametrize(("interface", "files", "kind"), [
     ("wwan0", {}, "cellular"), ("rmnet_data0", {}, "cellular"), ("ppp0", {}, "cellular"),
     ("usb0", {"uevent": "DEVTYPE=wwan\n"}, "cellular"), ("eth0", {}, "wired"),
@@ -259,3 +313,55 @@ def test_modemmanager_is_given_the_time_asked_for_and_no_less_than_a_sliver(tmp_
     signal = _radio.modem_signal("wwan0", 5.0)
     assert signal is not None and signal.percent == 12
     assert _radio.modem_signal("wwan0", 0.0) is None
+
+
+def test_a_configured_interface_is_the_radio_looked_at_whatever_the_route(config_file, tmp_path):
+    root = radio_root(tmp_path / "root", "wlan0", level_dbm=-60)
+    radio_root(root, "wlan1", level_dbm=-62)  # its own files; the route (rewritten) leaves by wlan1 now
+    (root / "proc/net/wireless").write_text(WIRELESS_HEAD + "  wlan0: 0000   50.  -60.  -256        0      0      0     "
+                                            "12      0        0\n")
+    code, report = diagnose_json(local_host_config(config_file, root, interface="wlan0"), "--only", "network.radio")
+    radio = probe_of(report, "network.radio")
+    assert radio["metrics"]["interface"] == "wlan0" and radio["metrics"]["signal_dbm"] == -60, radio
+
+
+@pytest.mark.parametrize(("signal", "verdict"), [
+    (_radio.Signal("cellular", dbm=-100.0, percent=80.0), ("radio.signal", "info")),  # a modem's RSSI: judged by its %
+    (_radio.Signal("wifi"), ("radio.signal", "info")),  # nothing read to judge by
+    (_radio.Signal("wifi", dbm=-90.0, percent=90.0), ("radio.weak_signal", "fail")),  # Wi-Fi: by its dBm
+], ids=["cellular-rssi", "nothing-read", "wifi-by-dbm"])
+def test_a_signal_is_judged_by_dbm_on_wifi_and_by_percent_on_cellular(config_file, signal, verdict):
+    from posdiag.core import settings as cfg
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network.radio import RadioProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "port": 9, "tls": False}])))
+    obs = Observation()
+    RadioProbe(settings).judge(obs, "wwan0", signal)
+    assert [(f.code, f.severity.value) for f in obs.findings] == [verdict]
+
+
+@pytest.mark.parametrize(("signal", "reading"), [
+    (_radio.Signal("wifi", dbm=-60.0), "-60 dBm"), (_radio.Signal("cellular", percent=42.0, technology="lte"), "42 %, lte"),
+    (_radio.Signal("wifi", dbm=-67.5, percent=61.4), "-67.5 dBm, 61.4 %")], ids=["dbm-only", "percent-and-name", "both"])
+def test_a_reading_shows_only_what_was_read(signal, reading):
+    from posdiag.probes.network.radio import _reading
+
+    assert _reading(signal) == reading
+
+
+@pytest.mark.parametrize(("delay_s", "read"), [(0.1, True), (1.2, False)], ids=["answers-in-0.1s", "answers-in-1.2s"])
+def test_modemmanager_is_given_two_fifths_of_the_probe_s_one_and_a_half_seconds(config_file, tmp_path, monkeypatch,
+                                                                                 delay_s, read):
+    """0.6 s for each call: a modem answering in 0.1 s is read, one taking 1.2 s is given up on in time."""
+    from posdiag.core import settings as cfg
+    from posdiag.probes.network.radio import RadioProbe
+
+    (tmp_path / "bin").mkdir()
+    mmcli = tmp_path / "bin" / "mmcli"
+    mmcli.write_text(MMCLI.replace('  "-m 3 -J")', f'  "-m 3 -J") sleep {delay_s};', 1))
+    mmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    settings = cfg.load(str(config_file(payment_hosts=[{"host": "127.0.0.1", "port": 9, "tls": False}])))
+    signal = RadioProbe(settings).read("wwan0", "cellular")
+    assert (signal is not None and signal.percent == 12) if read else signal is None, signal

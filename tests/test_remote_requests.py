@@ -256,13 +256,21 @@ def test_a_request_fetched_again_before_it_is_answered_is_acted_on_once():
 def test_the_journal_says_the_server_answers_again_once_when_it_does_and_never_while_it_fails():
     """A run of failed polls, then one that works: "answers again" is logged once, on the poll that
     worked, with the failures before it; not on a failed poll, nor on one after a good one."""
-    import logging
-
     settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0, timeout_s=5.0),
                                      daemon=types.SimpleNamespace(state_dir="/nonexistent"))
     poller = RemoteRequests(settings, None, lambda request_id: None)
-    answers = iter([remote_client.Outcome(False, "connection refused")] * 3 + [remote_client.Outcome(True, "200")] * 2)
-    poller._run_client = lambda *args, **kwargs: next(answers)
+    journal = _journal_of_polls(poller, [False] * 3 + [True] * 2)
+    assert [any("answers again" in line for line in lines) for lines in journal] == [False, False, False, True, False]
+    assert journal[-1] == [] and poller.failures == 0
+
+
+def _journal_of_polls(poller: RemoteRequests, answers: list[bool]) -> list[list[str]]:
+    """What the journal says at each poll, each answered as ``answers`` says (ok, or connection refused)."""
+    import logging
+
+    outcomes = iter([remote_client.Outcome(True, "200") if ok else remote_client.Outcome(False, "connection refused")
+                     for ok in answers])
+    poller._run_client = lambda *args, **kwargs: next(outcomes)
     records: list[logging.LogRecord] = []
     heard = logging.Handler(logging.INFO)
     heard.emit = records.append  # the daemon's logger may not propagate (agent/logs.py): listen on it itself
@@ -270,17 +278,26 @@ def test_the_journal_says_the_server_answers_again_once_when_it_does_and_never_w
     level = log.level
     log.addHandler(heard)
     log.setLevel(logging.INFO)
-    said = []
+    journal = []
     try:
-        for _ in range(5):
+        for _ in answers:
             records.clear()
             poller._poll()
-            said.append(any("answers again" in r.getMessage() for r in records))
+            journal.append([r.getMessage() for r in records])
     finally:
         log.removeHandler(heard)
         log.setLevel(level)
-    assert said == [False, False, False, True, False]
-    assert records == [] and poller.failures == 0
+    return journal
+
+
+def test_an_outage_of_the_central_server_is_logged_at_the_1st_2nd_4th_and_8th_failed_poll():
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0, timeout_s=5.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, lambda request_id: None)
+    journal = _journal_of_polls(poller, [False] * 8 + [True])
+    said = [[line for line in lines if "cannot ask the central server" in line] for lines in journal]
+    assert [bool(lines) for lines in said] == [True, True, False, True, False, False, False, True, False]
+    assert "(connection refused, attempt 4)" in said[3][0] and poller.summary["failures"] == 0
 
 
 def test_the_256_latest_requests_are_remembered_and_the_oldest_forgotten_first():
@@ -527,7 +544,116 @@ def test_a_plain_http_server_is_asked_through_the_environments_http_proxy_by_its
     assert scripted.seen[-1][:2] == ("GET", "http://127.0.0.2:9/base/api/v1/requests/pending")
 
 
-# --- edges of the poller and the client ------------------------------------------------------------------------
+def test_a_bundle_that_cannot_be_made_or_is_too_large_is_told_to_the_server_as_a_failure(scripted, config_file,
+                                                                                        tmp_path, monkeypatch):
+    """The operator who asked hears why there is no bundle (told to the server, settled), and no half-made
+    archive is left in the state directory."""
+    state = tmp_path / "state"
+    state.mkdir()
+    scripted.answer = (200, {}, b"{}")
+    outcome = remote_client.bundle(scripted.client, "r1", str(tmp_path / "missing.toml"), str(state))
+    assert (outcome.ok, outcome.settled) == (False, True) and outcome.error.startswith("bundle not made: ")
+    method, path, body = scripted.seen[-1]
+    assert (method, path) == ("POST", "/api/v1/requests/r1/failure")
+    assert json.loads(body)["error"].startswith("the bundle could not be made: ")
+    assert remote_client.MAX_BUNDLE_BYTES == 8 * 1024 * 1024  # "at most 8 MiB is sent" (docs/push.md)
+    monkeypatch.setattr(remote_client, "MAX_BUNDLE_BYTES", 1)  # any bundle is more than a till may send
+    outcome = remote_client.bundle(scripted.client, "r2", str(config_file()), str(state))
+    assert (outcome.ok, outcome.settled, outcome.error) == (False, True, "bundle too large")
+    method, path, body = scripted.seen[-1]
+    assert (method, path) == ("POST", "/api/v1/requests/r2/failure") and "more than the 1 a till sends" in body.decode()
+    assert list(state.iterdir()) == []
+
+
+def test_a_bundle_request_is_made_by_its_own_process_remembered_once_settled_and_an_unknown_kind_ignored():
+    """A bundle takes its own remote_client process, given four timeouts and two minutes; a server that
+    did not settle it (busy) gets it again at the next poll; a kind this till does not know is remembered
+    and never acted on. A failure told to the server takes two timeouts and ten seconds. (The client
+    processes are recorded, not started: the bookkeeping is pure logic.)"""
+    asked: list[str] = []
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://x", poll_s=30.0, timeout_s=5.0),
+                                     daemon=types.SimpleNamespace(state_dir="/var/lib/posdiag"))
+    poller = RemoteRequests(settings, "/etc/posdiag/posdiag.toml", asked.append)
+    started: list[tuple] = []
+    answers = iter([remote_client.Outcome(False, "503", settled=False), remote_client.Outcome(True, "201", settled=True),
+                    remote_client.Outcome(True, "200", settled=True)])
+
+    def run_client(command: str, *args: str, timeout_s: float) -> remote_client.Outcome:
+        started.append((command, *args, timeout_s))
+        return next(answers)
+
+    poller._run_client = run_client
+    for _ in range(3):
+        poller._act("r-b", "bundle")
+    assert started == [("bundle", "r-b", "--state-dir", "/var/lib/posdiag", "--config", "/etc/posdiag/posdiag.toml",
+                        140.0)] * 2  # the first was not settled: made again; the second was: not a third time
+    assert poller.summary["bundles"] == 1 and "r-b" in poller.handled
+    poller._act("r-x", "reboot")
+    poller._act("r-x", "reboot")
+    assert asked == [] and "r-x" in poller.handled and len(started) == 2
+    poller._tell_failure("r-d", "the report could not be stored")
+    assert started[-1] == ("fail", "r-d", "the report could not be stored", 20.0) and poller.summary["failed"] == 1
+
+
+@pytest.mark.parametrize(("url", "https", "host", "port", "base"), [
+    ("https://collector.example/", True, "collector.example", 443, ""),
+    ("http://collector.example", False, "collector.example", 80, ""),
+    ("https://collector.example:8443/posdiag/", True, "collector.example", 8443, "/posdiag"),
+    ("http://10.0.0.5:8080/a/b", False, "10.0.0.5", 8080, "/a/b")])
+def test_the_client_asks_the_servers_own_port_or_the_schemes_default_under_its_path(tmp_path, url, https, host, port,
+                                                                                    base):
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    client = remote_client.Client(types.SimpleNamespace(url=url, token_file=str(token), ca_file="", timeout_s=5.0))
+    assert (client.https, client.host, client.port, client.base) == (https, host, port, base)
+    assert (client.context is not None) is https
+
+
+def test_a_proxy_named_without_a_port_is_asked_on_3128_and_no_proxy_is_honoured(tmp_path, monkeypatch):
+    """As the sender's requests reads the environment: ``http_proxy=proxy.lan`` is http://proxy.lan:3128;
+    a host in ``no_proxy`` is asked directly. (Connections are only made here, never opened.)"""
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+
+    def client(url: str) -> remote_client.Client:
+        return remote_client.Client(types.SimpleNamespace(url=url, token_file=str(token), ca_file="", timeout_s=5.0))
+
+    monkeypatch.setenv("http_proxy", "proxy.lan")
+    monkeypatch.setenv("https_proxy", "http://proxy.lan:8080")
+    conn, prefix = client("http://collector.lan/api")._connection()
+    assert (conn.host, conn.port, prefix) == ("proxy.lan", 3128, "http://collector.lan:80")
+    conn, prefix = client("https://collector.lan")._connection()
+    assert (conn.host, conn.port, conn._tunnel_host, conn._tunnel_port, prefix) == ("proxy.lan", 8080, "collector.lan",
+                                                                                   443, "")
+    monkeypatch.setenv("no_proxy", "collector.lan")
+    conn, prefix = client("https://collector.lan")._connection()
+    assert (conn.host, conn.port, prefix) == ("collector.lan", 443, "")
+
+
+def test_without_a_push_sender_a_due_poll_goes_out_and_its_requests_are_acted_on_then_not_again_before_poll_s():
+    """A poller of a daemon that pushes nothing polls when due; the next poll waits about poll_s. (The
+    client process is recorded, not started: the scheduling is pure logic.)"""
+    asked: list[str] = []
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0, timeout_s=5.0),
+                                     daemon=types.SimpleNamespace(state_dir="/nonexistent"))
+    poller = RemoteRequests(settings, None, asked.append)
+    poller._run_client = lambda *args, **kwargs: remote_client.Outcome(
+        True, "200", requests=[{"request_id": "r-1", "kind": "diagnose"}])
+    poller._step()  # never polled: due at once
+    assert asked == ["r-1"] and poller.summary["polls"] == 1 and 27 <= poller._due_in() <= 30
+    poller.wake.set()  # woken early (a reload, say): not due, no poll
+    poller._step()
+    assert poller.summary["polls"] == 1 and asked == ["r-1"]
+    poller.last_poll -= 31  # poll_s has passed since
+    poller._step()
+    assert poller.summary["polls"] == 2 and asked == ["r-1"]  # asked again, acted on once
+
+
+# --- edges of the poller and the client (2) --------------------------------------------------------------
 def _poller(tmp_path, config_path=None, **server):
     """A poller of https://127.0.0.1:9 every 30 s (timeout 5 s) whose client calls are recorded, not run."""
     settings = types.SimpleNamespace(server=types.SimpleNamespace(**{"url": "https://127.0.0.1:9", "poll_s": 30.0,
@@ -609,30 +735,6 @@ def test_a_sweep_that_went_wrong_is_told_to_the_server_once_and_not_after_stop(t
     assert len(poller.calls) == 1
 
 
-def test_an_outage_of_polls_is_logged_at_the_first_second_and_fourth_failure(tmp_path):
-    import logging
-
-    poller = _poller(tmp_path)
-    poller.answers = [remote_client.Outcome(False, "connection refused")] * 5 + [remote_client.Outcome(True, "200")]
-    records: list[logging.LogRecord] = []
-    heard = logging.Handler(logging.INFO)
-    heard.emit = records.append
-    log = logging.getLogger("posdiag")
-    level = log.level
-    log.addHandler(heard)
-    log.setLevel(logging.INFO)
-    said = []
-    try:
-        for _ in range(6):
-            records.clear()
-            poller._poll()
-            said.append(any("cannot ask the central server" in r.getMessage() for r in records))
-    finally:
-        log.removeHandler(heard)
-        log.setLevel(level)
-    assert said == [True, True, False, True, False, False]
-
-
 def test_a_client_process_that_says_nothing_readable_is_a_failed_call(tmp_path, monkeypatch):
     poller = RemoteRequests(types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0,
                                                                                timeout_s=5.0),
@@ -664,33 +766,6 @@ def _token(tmp_path):
     return str(token)
 
 
-@pytest.mark.parametrize(("url", "host", "port", "base"), [
-    ("https://collector.example/", "collector.example", 443, ""),
-    ("http://collector.example/posdiag/", "collector.example", 80, "/posdiag"),
-    ("https://127.0.0.1:8443/api", "127.0.0.1", 8443, "/api")])
-def test_a_url_without_a_port_is_asked_on_443_or_80(tmp_path, url, host, port, base):
-    client = remote_client.Client(types.SimpleNamespace(url=url, token_file=_token(tmp_path), ca_file="", timeout_s=5.0))
-    assert (client.host, client.port, client.base, client.https) == (host, port, base, url.startswith("https"))
-    assert (client.context is not None) == client.https
-
-
-@pytest.mark.parametrize("scheme", ["http", "https"])
-def test_a_proxy_named_without_a_port_is_asked_on_3128(tmp_path, monkeypatch, scheme):
-    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(f"{scheme}_proxy", "proxy.example")  # no scheme, no port
-    client = remote_client.Client(types.SimpleNamespace(url=f"{scheme}://collector.example:9", token_file=_token(tmp_path),
-                                                        ca_file="", timeout_s=5.0))
-    conn, prefix = client._connection()  # made, not connected
-    assert (conn.host, conn.port, conn.timeout) == ("proxy.example", 3128, 5.0)
-    if scheme == "https":
-        assert prefix == "" and (conn._tunnel_host, conn._tunnel_port) == ("collector.example", 9)
-    else:
-        assert prefix == "http://collector.example:9"
-    monkeypatch.setenv(f"{scheme}_proxy", "http://proxy.example:8080")
-    assert client._connection()[0].port == 8080
-
-
 def test_only_a_request_with_a_body_says_its_content_type(scripted):
     scripted.answer = (200, {}, _pending())
     remote_client.poll(scripted.client)
@@ -717,38 +792,3 @@ def test_the_client_process_polls_and_tells_failures_and_refuses_an_incomplete_c
             remote_client.main(incomplete)
         assert refused.value.code == 2
 
-
-def test_a_bundle_over_the_tills_limit_or_one_not_made_is_told_to_the_server_and_leaves_no_file(scripted, config_file,
-                                                                                                 tmp_path, monkeypatch):
-    """8 MiB at most (the collector's own default limit): a bundle at the limit goes, one byte over is
-    refused on the till and the server told; a bundle that cannot be made is told too. No file stays."""
-    assert remote_client.MAX_BUNDLE_BYTES == 8 * 1024 * 1024
-    (tmp_path / "pos.log").write_text("")
-    config = str(config_file(txlog={"path": str(tmp_path / "pos.log")}))
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    scripted.answer = (201, {}, b"{}")
-    sent = remote_client.bundle(scripted.client, "r1", config, str(state))
-    assert (sent.ok, sent.settled, sent.error) == (True, True, None) and scripted.seen[-1][0] == "PUT"
-    from posdiag.agent import bundle as bundles
-
-    made = bundles.make_bundle
-
-    def limited_to(over: int):
-        """The real bundle, with the till's limit set to its size less ``over`` bytes."""
-        def make(*args, **kwargs):
-            path, size = made(*args, **kwargs)
-            monkeypatch.setattr(remote_client, "MAX_BUNDLE_BYTES", size - over)
-            return path, size
-        return make
-
-    monkeypatch.setattr(bundles, "make_bundle", limited_to(0))
-    assert remote_client.bundle(scripted.client, "r2", config, str(state)).ok  # exactly at the limit
-    monkeypatch.setattr(bundles, "make_bundle", limited_to(1))
-    refused = remote_client.bundle(scripted.client, "r3", config, str(state))
-    assert (refused.ok, refused.settled, refused.error) == (False, True, "bundle too large")
-    assert scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r3/failure")
-    unmade = remote_client.bundle(scripted.client, "r4", str(tmp_path / "missing.toml"), str(state))
-    assert (unmade.ok, unmade.settled) == (False, True) and unmade.error.startswith("bundle not made: ")
-    assert scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r4/failure")
-    assert not list(state.glob("remote-bundle-*"))

@@ -112,6 +112,67 @@ def test_an_expired_client_certificate_is_a_tls_fault(acquirer, ca, tmp_path):
     assert rc == 2 and top_cause(report) == "tls.failure"
 
 
+def client_certificate_checked(config_file, path: str):
+    """What the TLS probe observes of the terminal's own certificate at ``path`` (the file is read as the
+    probe reads it; no connection is made)."""
+    import dataclasses
+
+    from posdiag.probes.base import Observation
+    from posdiag.probes.network._common import targets
+    from posdiag.probes.network.tls import TlsProbe
+
+    settings = cfg.load(str(config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": 443}])))
+    target = targets(settings)[0]
+    obs = Observation()
+    TlsProbe(settings).client_certificate(obs, dataclasses.replace(target, host=dataclasses.replace(target.host,
+                                                                                                       client_cert=path)))
+    return obs
+
+
+@pytest.mark.parametrize(("days", "code", "severity"), [(-0.5, "tls.client_cert_expired", "fail"),
+                                                        (0.5, "tls.client_cert_expiring", "warn"),
+                                                        (13.5, "tls.client_cert_expiring", "warn"), (14.5, None, None)],
+                         ids=["expired-half-a-day-ago", "half-a-day-left", "13.5-days-left", "14.5-days-left"])
+def test_the_terminal_s_own_certificate_is_expired_from_its_end_and_a_risk_from_fourteen_days_ahead(
+        ca, tmp_path, config_file, days, code, severity):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ends = now + datetime.timedelta(days=days)
+    client = ca.issue_cert("lane-03.test", not_before=now - datetime.timedelta(days=30), not_after=ends)
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    obs = client_certificate_checked(config_file, str(tmp_path / "client.pem"))
+    assert [(f.code, f.severity.value) for f in obs.findings] == ([(code, severity)] if code else [])
+    assert obs.metrics["client_cert_days_left[primary]"] == pytest.approx(days, abs=0.1)
+    if code == "tls.client_cert_expired":
+        assert obs.findings[0].data["not_after"] == ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+    elif code:
+        assert obs.findings[0].data["hours_left"] == pytest.approx(days * 24, abs=0.1)
+        assert obs.findings[0].data["due_at"] == ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_pem_file_expires_with_its_first_certificate_and_one_without_a_readable_certificate_never_says(ca):
+    from posdiag.probes.network._x509 import not_after
+
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    first = ca.issue_cert("lane-03.test", not_before=now - DAY, not_after=now + 3 * DAY).cert_chain_pems[0].bytes().decode()
+    second = ca.issue_cert("lane-04.test", not_before=now - DAY, not_after=now + 9 * DAY).cert_chain_pems[0].bytes().decode()
+    assert not_after("a key or a comment first\n" + first + second) == (now + 3 * DAY).timestamp()
+    assert not_after("no certificate") is None
+    body = first.splitlines()[3]
+    assert not_after(first.replace(body, "A" * len(body))) is None  # PEM armour around bytes that are no certificate
+
+
+@pytest.mark.parametrize("content", [None, "no certificate here\n"], ids=["missing-file", "no-certificate-in-it"])
+def test_a_client_certificate_that_cannot_be_read_is_unusable_and_says_why(tmp_path, config_file, content):
+    path = tmp_path / "client.pem"
+    if content is not None:
+        path.write_text(content)
+    obs = client_certificate_checked(config_file, str(path))
+    [finding] = obs.findings
+    assert (finding.code, finding.severity.value, finding.data["path"]) == ("tls.client_cert_unusable", "fail", str(path))
+    why = "No such file or directory" if content is None else "no certificate in it"
+    assert finding.message == f"primary: the client certificate {path} cannot be read ({why})"
+
+
 @pytest.mark.root
 def test_a_filesystem_filling_at_a_steady_rate_across_daemon_sweeps_is_a_risk(config_file, tmpfs, tmp_path):
     fs = tmpfs("96m")
@@ -384,3 +445,34 @@ def test_risks_are_listed_soonest_first_those_without_a_time_last_and_an_info_fi
     assert [(r["code"], r["hours_left"]) for r in risks] == [("tls.expiring_soon", 2.5), ("disk.filling", 30.0),
                                                              ("tls.expiring_soon", None)]
     assert risks[1]["subject"] == "/var" and risks[0]["remediation"] == ["step"] and risks[2]["subject"] == ""
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ({"title": "Expires", "remediation": ["Renew it."]}, None),
+    ("just a title", "risks.tls.expiring_soon: expected a table with title and remediation"),
+    ({"remediation": ["Renew it."]}, "risks.tls.expiring_soon: expected a title and at least one remediation step"),
+    ({"title": "Expires", "remediation": "Renew it."}, "expected a title and at least one remediation step"),
+    ({"title": "Expires", "remediation": []}, "expected a title and at least one remediation step"),
+    ({"title": "Expires"}, "expected a title and at least one remediation step"),
+])
+def test_a_risk_of_the_knowledge_base_needs_a_table_with_a_title_and_a_step(entry, problem):
+    from posdiag.agent.risks import RiskInfo, load
+
+    problems: list[str] = []
+    risks = load({"tls.expiring_soon": entry}, {}, "en", problems)
+    if problem is None:
+        assert problems == [] and risks == {"tls.expiring_soon": RiskInfo("tls.expiring_soon", "Expires", ("Renew it.",))}
+    else:
+        assert risks == {} and len(problems) == 1 and problem in problems[0], problems
+
+
+def test_the_risks_of_the_knowledge_base_are_a_table_and_none_is_weighed_as_evidence():
+    from posdiag.agent.risks import load
+
+    problems: list[str] = []
+    assert load([], {}, "en", problems) == {} and problems == ['risks: expected a table of [risks."finding code"] tables']
+    problems = []
+    entry = {"title": "Expires", "remediation": ["Renew it."], "zh_CN": {"title": "即将过期"}}
+    risks = load({"tls.expiring_soon": entry}, {"tls.expiring_soon": [("tls.expired", 1.0)]}, "zh_CN", problems)
+    assert problems == ["risks.tls.expiring_soon: the code is also weighed as evidence of a cause; a risk is never a cause"]
+    assert risks["tls.expiring_soon"].title == "即将过期" and risks["tls.expiring_soon"].remediation == ("Renew it.",)

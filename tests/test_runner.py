@@ -237,3 +237,97 @@ def test_a_result_reads_to_the_tenth_of_a_millisecond_and_its_metrics_to_three_d
     result = ProbeResult("x", Status.OK, 0.123456789, "fine", (), dict(obs.metrics)).to_dict()
     assert result["duration_s"] == 0.1235
     assert result["metrics"] == {"ratio": 0.123, "count": 7, "word": "eth0", "none": None}
+
+
+def test_a_probe_abandoned_at_its_deadline_is_told_at_once_while_a_longer_one_still_runs():
+    """The runner waits for the nearest deadline, not the furthest: the hanging probe's result comes at
+    its 0.3 s (with the time it ran), and the other probe, which waits for exactly that, goes on to finish."""
+    told = threading.Event()
+
+    class WaitsForTheHang(Probe):
+        name = "test.waits_for_the_hang"
+        findings = declare(info=("test.heard",))
+        timeout_s = 20
+
+        def check(self, obs: Observation) -> None:
+            if told.wait(15):
+                obs.info("test.heard", "the hang was told first")
+
+    class HangsAlso(Hangs):
+        name = "test.hangs_also"
+
+    def on_result(result, done: int, total: int) -> None:
+        if result.name == "test.hangs_also":
+            told.set()
+
+    started = time.monotonic()
+    hang, waiter = run_probes(Settings(), [HangsAlso, WaitsForTheHang], deadline_s=30, on_result=on_result)
+    assert hang.status is Status.ERROR and waiter.status is Status.OK, (hang.summary, waiter.summary)
+    assert 0.25 <= hang.duration_s < 10 and time.monotonic() - started < 14
+
+
+def test_a_process_exits_with_a_probe_still_stuck_in_its_thread(tmp_path):
+    """An abandoned probe's thread dies with the process: a diagnosis ends even when a probe never returns."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import threading\n"
+        "from posdiag.agent.runner import run_probes\n"
+        "from posdiag.core.settings import Settings\n"
+        "from posdiag.probes.base import Probe\n"
+        "class Forever(Probe):\n"
+        "    name = 'test.forever'\n"
+        "    timeout_s = 0.2\n"
+        "    def check(self, obs):\n"
+        "        threading.Event().wait()\n"
+        "print(run_probes(Settings(), [Forever])[0].status.value)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0 and proc.stdout.strip() == "error", proc.stderr
+
+
+def test_a_probe_still_waiting_when_the_deadline_passes_is_skipped_for_want_of_time():
+    class HangsPastTheDeadline(Hangs):
+        name = "test.hangs_past"
+        timeout_s = 60
+
+    class AfterTheHang(Slow):
+        name = "test.after_the_hang"
+        after = ("test.hangs_past",)
+
+    started = time.monotonic()
+    hang, late = run_probes(Settings(), [HangsPastTheDeadline, AfterTheHang], deadline_s=0.4)
+    assert hang.status is Status.ERROR and late.status is Status.SKIPPED
+    assert late.summary == "no time left before the diagnosis deadline" and time.monotonic() - started < 5
+
+
+def test_the_runner_waits_for_a_slow_probe_without_spinning():
+    """While a probe sleeps for two seconds the runner blocks on its queue: its thread spends nearly
+    no processor time (a loop polling the queue would spend most of the two seconds)."""
+
+    class Sleeps(Probe):
+        name = "test.sleeps"
+        findings = declare(info=("test.slept",))
+        timeout_s = 20
+
+        def check(self, obs: Observation) -> None:
+            time.sleep(2)
+            obs.info("test.slept", "slept")
+
+    cpu = time.thread_time()  # the runner's loop runs in this thread; the probe sleeps in its own
+    [result] = run_probes(Settings(), [Sleeps], deadline_s=30)
+    assert result.status is Status.OK and time.thread_time() - cpu < 0.5
+
+
+def test_probes_that_need_each_other_are_skipped_for_want_of_a_prerequisite_that_never_ran():
+    class First(Slow):
+        name = "test.first"
+        requires = ("test.second",)
+
+    class Second(Slow):
+        name = "test.second"
+        requires = ("test.first",)
+
+    assert [(r.status, r.summary) for r in run_probes(Settings(), [First, Second])] == [
+        (Status.SKIPPED, "prerequisite did not run")] * 2

@@ -183,3 +183,12 @@ def test_a_chinese_reports_knowledge_base_words_are_looked_up_again_in_english_a
     assert told["risks"][0]["remediation"] == list(en.risks[code].remediation)
     assert report["diagnosis"]["causes"][0]["title"] == cause.title  # the stored report is left as it is
     assert in_language(report, "zh_CN") is report and in_language({**report, "lang": None}, "en")["lang"] is None
+
+
+def test_a_report_without_a_language_was_written_in_english_and_reads_to_an_english_reader_as_it_is():
+    from posdiag.agent.reworded import in_language, written_in
+
+    older = {"diagnosis": {"causes": [{"id": "none", "title": "t", "remediation": []}]}}
+    assert written_in(older) == written_in({**older, "lang": None}) == written_in({**older, "lang": ""}) == "en"
+    assert written_in({**older, "lang": "zh_CN"}) == "zh_CN"
+    assert in_language(older, "en") is older and in_language({**older, "lang": None}, "en")["lang"] is None

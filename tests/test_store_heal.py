@@ -208,6 +208,7 @@ def test_only_a_damaged_file_is_taken_for_corruption_and_only_a_full_disk_for_fu
     assert getattr(not_a_db, "sqlite_errorcode", None) is not None
     assert is_corruption(not_a_db) and not is_full(not_a_db)
     assert is_corruption(sqlite3.DatabaseError("database disk image is malformed (*** in database main ***)"))
+    assert is_corruption(sqlite3.DatabaseError("file is not a database"))  # no code: SQLite's words say it
     locked_path = tmp_path / "locked.sqlite3"
     holder = sqlite3.connect(locked_path)
     holder.execute("CREATE TABLE t (x)")
@@ -279,6 +280,7 @@ def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cann
     recovered = queued(state)
     assert healed["recovered_unsent"] == len(recovered) >= 40
     assert recovered[-1] == ids[-1]  # the newest, well past the bad page
+    assert healed["unreadable_unsent"] == 60 - len(recovered) > 0  # the rows on the bad page, counted key by key
 
 
 def test_the_daemons_store_that_cannot_be_opened_yet_is_tried_again_at_each_report(config_file, tmp_path):
@@ -300,3 +302,74 @@ def test_the_daemons_store_that_cannot_be_opened_yet_is_tried_again_at_each_repo
     store.add(kept)
     store.close()
     assert kept["store"]["unstored"]["count"] == 1 and kept["store"]["unstored"]["report_ids"] == [lost["report_id"]]
+
+
+@pytest.mark.root
+def test_unsent_reports_up_to_twenty_thousand_keys_past_a_bad_page_are_probed_for(tmp_path):
+    """With the highest key unreadable too, the keys after a bad page are probed one by one for 20 000
+    past the last row read: rows 5 000 keys further on (keys a long-lived till has skipped) are found."""
+    state = tmp_path / "state"
+    queue_sixty(state)
+    with Store(state) as store:
+        with store.db:
+            store.db.execute("INSERT INTO outbox (seq, report_id, queued_at, started_at, size, body) "
+                             "SELECT seq + 5000, report_id || '-far', queued_at, started_at, size, body FROM outbox "
+                             "WHERE seq > 55")
+        far = [row[0] for row in store.db.execute("SELECT report_id FROM outbox WHERE seq > 5000 ORDER BY seq")]
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sequence_page = store.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()[0]
+    corrupt_one_outbox_page(state / DB_NAME)
+    data = bytearray((state / DB_NAME).read_bytes())
+    data[(sequence_page - 1) * 4096:sequence_page * 4096] = os.urandom(4096)
+    (state / DB_NAME).write_bytes(bytes(data))
+    with Store(state) as store:  # heals on open
+        healed = store.healed()
+    recovered = queued(state)
+    assert len(far) == 5 and recovered[-5:] == far, (far, recovered[-6:])
+    assert healed["recovered_unsent"] == len(recovered)
+
+
+def test_reports_that_could_not_be_stored_are_all_counted_and_the_last_20_named(tmp_path):
+    """The note the next stored report carries counts every lost report since the last one stored and
+    names the 20 most recent of them (a day of lost reports does not grow every report after it)."""
+    with Store(tmp_path) as store:
+        lost = [fake_report(time.time() - 100 + i) for i in range(21)]
+        for report in lost[:20]:
+            store._note_unstored(report, "disk I/O error")
+        assert store.unstored["count"] == 20 and store.unstored["report_ids"] == [r["report_id"] for r in lost[:20]]
+        store._note_unstored(lost[20], "disk I/O error")
+        assert store.unstored["count"] == 21 and store.unstored["report_ids"] == [r["report_id"] for r in lost[1:]]
+        kept = fake_report(time.time())
+        store.add(kept)
+    assert kept["store"]["unstored"]["count"] == 21 and kept["store"]["unstored"]["error"] == "disk I/O error"
+
+
+def test_why_a_store_was_healed_is_kept_on_one_line_of_at_most_300_characters(tmp_path):
+    """SQLite's reason, as the status and the next report say it: one line, bounded."""
+    with Store(tmp_path) as store:
+        store.add(fake_report(time.time()), push=True)
+        store.db = store._heal("database disk image is malformed\n\t(page 7)  " + "x " * 400, store.db)
+        healed = store.healed()
+    assert healed["reason"].startswith("database disk image is malformed (page 7) x x ")
+    assert len(healed["reason"]) == 300 and "\n" not in healed["reason"] and "  " not in healed["reason"]
+    assert healed["recovered_unsent"] == 1 and (tmp_path / healed["moved_to"]).exists()
+
+
+def test_a_damaged_store_is_moved_aside_with_its_wal_under_a_name_no_earlier_one_took(tmp_path, monkeypatch):
+    """Two heals within the same second keep both damaged files (the second gets .2, the third .3); the
+    index (-shm) is rebuilt, so it goes."""
+    from posdiag.agent import heal
+
+    monkeypatch.setattr(heal, "compact_stamp", lambda: "20261206T101010Z")
+    path = tmp_path / DB_NAME
+    moved = []
+    for n in range(3):
+        path.write_text(f"damaged {n}")
+        Path(f"{path}-wal").write_text(f"wal {n}")
+        Path(f"{path}-shm").write_text("index")
+        moved.append(heal.move_aside(path))
+    assert [m.name for m in moved] == [f"{DB_NAME}.corrupt-20261206T101010Z", f"{DB_NAME}.corrupt-20261206T101010Z.2",
+                                       f"{DB_NAME}.corrupt-20261206T101010Z.3"]
+    assert [m.read_text() for m in moved] == ["damaged 0", "damaged 1", "damaged 2"]
+    assert Path(f"{moved[1]}-wal").read_text() == "wal 1"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(f"{DB_NAME}.corrupt-")) == []

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import queue
+import select
 import signal
 import struct
 import subprocess
@@ -336,3 +337,133 @@ def test_a_short_screen_folds_the_unconfigured_checks_so_the_latest_changes_stay
     shown = [line for line in lines if "reader.serial ok → fail" in line or "reader.serial fail → ok" in line]
     assert len(shown) == 3 and shown[-1].endswith("08:00:05 reader.serial ok → fail")  # the latest that fit
     assert len(screen_lines(session, report, changes, "posdiag watch — lane-03", 40)) == 5 + 8 + 2 + 5  # all five
+
+
+def test_sweeps_start_one_interval_apart_not_sooner_and_not_later(reader_config):
+    """--interval 1 and sweeps of a tenth of a second: about one sweep a second. The wait is the rest of
+    the interval (a quarter of it only after a sweep that ran long), so 3.6 s hold four sweeps, not ten."""
+    with ReaderEmulator("generic", "healthy") as emu:
+        config = reader_config(emu)
+        watch = Watching(config, "--only", "reader.serial", "--interval", "1")
+        assert wait_for(lambda: emu.frames >= 1, timeout=30)
+        time.sleep(3.6)
+        rc, lines, err = watch.stop()
+    short = next(line for line in lines if line.startswith("kept in the history: posdiag show ")).split()[-1]
+    sweeps = stored(config, short)["watch"]["sweeps"]
+    assert rc == 0 and 2 <= sweeps <= 5, (sweeps, lines, err)  # four, give or take the load; ten at a quarter
+
+
+def test_a_screen_clips_each_line_and_its_status_row_to_a_cell_less_than_the_terminal():
+    master, stream = _pty_sized(30, 6)
+    try:
+        screen = Screen(stream)
+        screen.__exit__(None, None, None)  # never entered: nothing to give back
+        screen.draw(["x" * 40, "short"] + [f"row {i}" for i in range(10)])
+        screen.status("probing… 0/1 done, waiting 1.0 s for: clock")
+        stream.flush()
+        seen = b""
+        while not seen.endswith(b"\x1b8") and select.select([master], [], [], 5)[0]:  # a pty hands it over in pieces
+            seen += os.read(master, 65536)
+        seen = seen.decode()
+    finally:
+        stream.close()
+        os.close(master)
+    assert ENTER not in seen and LEAVE not in seen
+    assert "x" * 28 + "…\x1b[K" in seen and "x" * 29 not in seen  # 29 cells: the last column stays free
+    assert "row 2" in seen and "row 3" not in seen  # 6 rows: 5 lines and the cursor's
+    assert "\x1b7\x1b[6;1Hprobing… 0/1 done, waiting 1…\x1b[K\x1b8" in seen
+
+
+def test_a_watch_summary_says_how_many_minutes_it_lasted_and_lists_the_most_changed_probe_first():
+    changes = [{"at": "2026-11-30T12:00:10Z", "probe": p, "from": "ok", "to": "fail"}
+               for p in ("txlog", "reader.serial", "reader.serial")]
+    block = watch_block(started=1_800_000_000, ended=1_800_000_000 + 750, interval_s=2.0, sweeps=1,
+                        final_verdict="degraded", changes=changes)
+    lines = summary_lines({"watch": block}, i18n.translator("en"))
+    assert lines[0].endswith("UTC (12.5 min), 3 change(s); at the end: DEGRADED") and lines[0].startswith("Watch: 1 sweep ")
+    assert lines[1:3] == ["  reader.serial  changed 2 times", "  txlog          changed 1 time"]
+
+
+@pytest.mark.parametrize(("site", "heading"), [
+    ("store-042", "posdiag watch — lane-03 @ store-042 — every 2.5 s — Ctrl-C to end"),
+    ("", "posdiag watch — lane-03 — every 2.5 s — Ctrl-C to end")])
+def test_the_watch_screen_is_headed_by_the_terminal_its_site_and_the_interval(config_file, site, heading):
+    from posdiag.agent.watch import ScreenView
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file(terminal={"id": "lane-03", "site": site})))
+    assert ScreenView(io.StringIO(), settings, 2.5).heading == heading
+
+
+def test_ctrl_c_during_the_first_sweep_ends_the_watch_at_once_keeping_nothing(config_file, tmp_path):
+    """The signal leaves a sweep in progress (here one waiting 5 s on a silent reader) instead of
+    waiting for it: nothing was seen whole, so nothing is kept, and the exit says unknown."""
+    (tmp_path / "state").mkdir()
+    with ReaderEmulator("generic", "silent") as emu:
+        config = config_file(reader={"kind": "serial", "port": emu.path, "protocol": "generic", "timeout_s": 5.0,
+                                     "sysfs_root": str(tmp_path / "no-sysfs")}, diagnosis={"deadline_s": 20.0})
+        watch = Watching(config, "--only", "reader.serial")
+        assert wait_for(lambda: emu.frames >= 1, timeout=30), "the first sweep never asked the reader"
+        rc, lines, err = watch.stop()
+    assert rc == 3 and "watch ended before its first sweep finished; nothing kept" in err, (rc, lines, err)
+    assert not any(line.startswith("kept in the history") for line in lines) and "Traceback" not in err
+
+
+def test_ctrl_c_between_sweeps_ends_the_watch_with_its_summary_kept(reader_config):
+    """A signal while the watch waits for its next sweep (30 s away) ends the wait, not the program:
+    the summary of the sweep seen is printed and kept, and the exit is its verdict's."""
+    with ReaderEmulator("generic", "healthy") as emu:
+        config = reader_config(emu)
+        watch = Watching(config, "--only", "reader.serial", "--interval", "30")
+        assert wait_for(lambda: emu.frames >= 1, timeout=30), "the first sweep never asked the reader"
+        time.sleep(3)  # the rest of the sweep takes milliseconds: it is waiting now
+        rc, lines, err = watch.stop()
+    assert rc == 0 and any(line.startswith("kept in the history: posdiag show ") for line in lines), (lines, err)
+    assert "Traceback" not in err
+
+
+def test_a_sessions_summary_says_from_which_second_to_which_it_watched_and_when_each_change_came():
+    changes = [{"at": "2027-01-15T08:00:30Z", "probe": "reader.serial", "from": "ok", "to": "fail"},
+               {"at": "2027-01-15T08:01:00Z", "probe": "network.link", "from": "ok", "to": "fail"},
+               {"at": "2027-01-15T08:01:10Z", "probe": "reader.serial", "from": "fail", "to": "ok"}]
+    block = watch_block(started=1_800_000_000, ended=1_800_000_000 + 90, interval_s=2.0, sweeps=4,
+                        final_verdict="healthy", changes=changes)
+    lines = summary_lines({"watch": block}, i18n.translator("en"))
+    assert lines[0].startswith("Watch: 4 sweeps from 08:00:00 to 08:01:30 UTC (1.5 min), 3 change(s); at the end: ")
+    assert lines[-3:] == ["  08:00:30 reader.serial ok → fail", "  08:01:00 network.link ok → fail",
+                          "  08:01:10 reader.serial fail → ok"]
+
+
+def test_a_watch_starts_each_sweep_an_interval_after_the_last_began_but_rests_a_quarter_of_it_after_a_slow_one(
+        config_file, tmp_path, monkeypatch):
+    """(The sweeps, the clock and the waits are the test's: the pacing is pure logic.)"""
+    import types
+
+    from posdiag.agent import watch
+    from posdiag.core import settings as config
+
+    settings = config.load(str(config_file()))
+    clock = [1000.0]
+    took = iter([0.5, 1.9, 3.0])  # seconds each sweep takes
+    waits: list[float] = []
+
+    class Stop:
+        def is_set(self) -> bool:
+            return len(waits) == 3
+
+        def set(self) -> None:
+            pass
+
+        def wait(self, seconds: float) -> None:
+            waits.append(round(seconds, 6))
+
+    def sweep(*args, **kwargs) -> dict:
+        clock[0] += next(took)
+        return _report("healthy", memory="ok")
+
+    monkeypatch.setattr(watch, "time", types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    monkeypatch.setattr(watch, "threading", types.SimpleNamespace(Event=Stop))
+    monkeypatch.setattr(watch, "run_sweep", sweep)
+    monkeypatch.setattr(watch, "_finish", lambda *args: 0)
+    assert watch.run_watch(settings, io.StringIO(), io.StringIO(), interval_s=2.0) == 0
+    assert waits == [1.5, 0.5, 0.5]  # 2 - 0.5; then a quarter of 2 s, however slow the sweep was

@@ -167,7 +167,7 @@ class PathProbe(PaymentHostProbe):
         if samples.refused_here:
             return "path.blocked_locally", tr(
                 "nothing on the path to {target} ({address}) can leave this terminal: it refuses to send echoes there "
-                "({error}), and {handshakes} get no answer from the host", target=target.label, address=address,
+                "({error}), and {handshakes} went unanswered by the host", target=target.label, address=address,
                 error=samples.refused_here, handshakes=handshakes), {**data, "error": samples.refused_here}
         sent = ntr("{n} echo", "{n} echoes", samples.icmp_sent)
         if samples.tcp_sent:
