@@ -1175,3 +1175,24 @@ def test_a_drain_told_to_stop_finishes_the_report_in_flight_and_leaves_the_rest_
     result = sender.drain(settings.server, settings.daemon.state_dir, stop=lambda: False)
     assert (result.sent, result.remaining, srv.received()) == (2, 0, ids)
 
+
+
+def test_sent_reports_wait_for_their_batch_until_exactly_a_quarter_second_has_passed(tmp_path, monkeypatch):
+    import sqlite3
+
+    from posdiag.agent import sender
+
+    clock = [1000.0]
+    monkeypatch.setattr(sender.time, "monotonic", lambda: clock[0])
+    db = sqlite3.connect(tmp_path / "db")
+    db.executescript(outbox.SCHEMA)
+    for i in range(1, 4):
+        outbox.enqueue(db, f"r{i}", 0.0, b"x", 0.0)
+    marks = sender._Marks(db)
+    clock[0] += 0.24
+    marks.sent(1, "201", 5.0)
+    assert outbox.depth(db) == 3  # 0.24 s since the last write: not yet
+    clock[0] += 0.01
+    marks.sent(2, "409", 6.0)
+    assert outbox.depth(db) == 1 and outbox.get_meta(db, "push.last_result") == "409"
+    assert outbox.get_meta(db, "push.sent") == "2" and outbox.get_meta(db, "push.failures") == "0"
