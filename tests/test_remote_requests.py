@@ -792,3 +792,32 @@ def test_the_client_process_polls_and_tells_failures_and_refuses_an_incomplete_c
             remote_client.main(incomplete)
         assert refused.value.code == 2
 
+
+
+def test_a_bundle_exactly_at_the_tills_limit_goes_and_one_byte_over_does_not(scripted, config_file, tmp_path,
+                                                                            monkeypatch):
+    """The bundle's size varies from one to the next: the limit is set to each real bundle's own size."""
+    from posdiag.agent import bundle as bundles
+
+    (tmp_path / "pos.log").write_text("")
+    config = str(config_file(txlog={"path": str(tmp_path / "pos.log")}))
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    scripted.answer = (201, {}, b"{}")
+    made = bundles.make_bundle
+
+    def limited_to(over: int):
+        """The real bundle, with the till's limit set to its size less ``over`` bytes."""
+        def make(*args, **kwargs):
+            path, size = made(*args, **kwargs)
+            monkeypatch.setattr(remote_client, "MAX_BUNDLE_BYTES", size - over)
+            return path, size
+        return make
+
+    monkeypatch.setattr(bundles, "make_bundle", limited_to(0))
+    sent = remote_client.bundle(scripted.client, "r1", config, str(state))
+    assert (sent.ok, sent.settled) == (True, True) and scripted.seen[-1][0] == "PUT"
+    monkeypatch.setattr(bundles, "make_bundle", limited_to(1))
+    refused = remote_client.bundle(scripted.client, "r2", config, str(state))
+    assert (refused.ok, refused.settled, refused.error) == (False, True, "bundle too large")
+    assert scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r2/failure") and not list(state.glob("remote-bundle-*"))
