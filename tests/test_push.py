@@ -996,3 +996,223 @@ def test_a_failed_post_is_said_in_a_few_words_and_at_most_160_characters_of_what
     assert describe_error(requests.exceptions.ConnectionError("odd " + "y" * 300)) == (
         "connection error: odd " + "y" * 156)
     assert describe_error(ValueError("the token 4111111111111111")) == "error: ValueError"
+
+
+# --- edges of the sender, the pusher and the outbox (2) --------------------------------------------------
+def test_the_sender_process_exits_3_on_a_token_it_cannot_use_and_74_on_a_store_it_cannot_open(push_config, token_file,
+                                                                                             tmp_path):
+    """Setup (the token file) and the store (EX_IOERR) each have their own status: the daemon logs them and
+    waits ``retry_max_s``, where a busy answer (76) or a retry later (75) waits less."""
+    from posdiag.agent import sender
+    from posdiag.core.settings import load
+
+    settings = load(str(push_config("https://127.0.0.1:9")))
+    token_file.chmod(0o644)
+    assert subprocess.run(sender.argv_for(settings.server, settings.daemon.state_dir), capture_output=True,
+                          timeout=60).returncode == 3
+    token_file.chmod(0o600)
+    (tmp_path / "broken" / "history.sqlite3").mkdir(parents=True)  # a store that cannot be opened
+    broken = subprocess.run(sender.argv_for(settings.server, str(tmp_path / "broken")), capture_output=True,
+                            text=True, timeout=60)
+    assert broken.returncode == 74, broken.stderr
+    assert (sender.DRAINED, sender.RETRY_LATER, sender.BUSY, sender.SETUP, sender.STORE_ERROR) == (0, 75, 76, 3, 74)
+
+
+def test_an_attempt_recorded_without_a_failure_count_or_next_time_keeps_both(tmp_path):
+    """``status`` records "setup: …" without touching the backoff the last sender left."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "db")
+    db.executescript(outbox.SCHEMA)
+    outbox.record_attempt(db, "503", 10.0, failures=4, next_attempt_at=99.5)
+    outbox.record_attempt(db, "setup: token", 11.0)
+    assert outbox.get_meta(db, "push.failures") == "4" and outbox.next_attempt_at(db) == 99.5
+    assert outbox.get_meta(db, "push.last_result") == "setup: token"
+    outbox.record_attempt(db, "201", 12.0, failures=0, next_attempt_at=0)
+    assert outbox.get_meta(db, "push.failures") == "0" and outbox.next_attempt_at(db) == 0.0
+
+
+def test_an_urgent_report_outranks_the_backoff_only_seconds_after_the_last_start(push_config, monkeypatch):
+    import types
+
+    from posdiag.agent import push
+    from posdiag.core import settings as config
+
+    now = 1_000_000.0
+    monkeypatch.setattr(push, "time", types.SimpleNamespace(time=lambda: now))
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    assert pusher._due(now) and not pusher._due(now + 0.5)  # the outbox's next attempt: due at, not before
+    pusher.not_before = now
+    assert pusher._due(now - 5)
+    pusher.not_before = now + 0.5
+    assert not pusher._due(now - 5) and not pusher._due(now + 0.1)
+    pusher.kick()
+    assert not pusher.urgent
+    pusher.kick(urgent=True)
+    pusher.kick()  # a schedule report after the urgent one: still urgent
+    assert pusher.urgent
+    pusher.last_start = now - 2.0  # a send 2 s ago: within the gap
+    assert not pusher._due(now + 600)
+    pusher.last_start = now - 4.0
+    assert pusher._due(now + 600)
+
+
+def test_an_idle_pusher_sleeps_until_a_kick_or_the_next_attempt_and_forgets_urgency_with_nothing_to_send(
+        push_config, tmp_path, monkeypatch):
+    """With an empty outbox the pusher waits without a timeout; with a report due in 1.5 s it sleeps
+    until then (no busy loop either way), and an urgent kick with nothing queued leaves nothing urgent."""
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    starts = tmp_path / "starts"
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: [
+        "/bin/sh", "-c", f"echo started >> {starts}; exit {sender.BUSY}"])
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    looks: list[float] = []
+    real = pusher._outbox_state
+    monkeypatch.setattr(pusher, "_outbox_state", lambda: (looks.append(time.time()), real())[1])
+    Store(tmp_path / "state").close()
+    pusher.start()
+    try:
+        assert wait_for(lambda: len(looks) >= 1, 5)
+        pusher.kick(urgent=True)
+        assert wait_for(lambda: len(looks) >= 2, 5)
+        time.sleep(0.8)
+        assert len(looks) == 2 and not pusher.urgent and not starts.exists()  # asleep, nothing urgent left
+        queue_reports(tmp_path / "state", 1)
+        with Store(tmp_path / "state") as store, store.db:
+            outbox.record_attempt(store.db, "503", time.time(), failures=1, next_attempt_at=time.time() + 1.5)
+        kicked = time.time()
+        pusher.kick()
+        assert wait_for(starts.exists, 15)
+        assert time.time() - kicked >= 1.4  # not before the outbox's next attempt
+        assert len([t for t in looks if t < kicked + 1.4]) <= 4, looks  # slept in between, not a loop
+    finally:
+        pusher.stop()
+
+
+def test_an_urgent_kick_within_the_gap_stays_urgent_while_a_report_waits(push_config, tmp_path, monkeypatch):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sh", "-c", "exit 75"])
+    queue_reports(tmp_path / "state", 1)
+    with Store(tmp_path / "state") as store, store.db:
+        outbox.record_attempt(store.db, "503", time.time(), failures=1, next_attempt_at=time.time() + 600)
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    pusher.last_start, pusher.urgent = time.time(), True  # a sender ran just now
+    pusher.start()
+    try:
+        time.sleep(0.5)
+        assert pusher.urgent and pusher.is_alive()
+    finally:
+        pusher.stop()
+    assert not pusher.is_alive()
+
+
+def test_stopping_the_pusher_ends_the_sender_in_flight(push_config, tmp_path, monkeypatch):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    monkeypatch.setattr(sender, "argv_for", lambda server, state_dir: ["/bin/sleep", "60"])
+    queue_reports(tmp_path / "state", 1)
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9"))))
+    pusher.start()
+    assert wait_for(pusher.sending, 10)
+    proc = pusher.proc
+    pusher.stop()
+    assert proc.wait(timeout=10) == -signal.SIGTERM and not pusher.is_alive()
+
+
+def test_a_sender_that_cannot_be_started_is_tried_again_after_retry_max_s(push_config, tmp_path, monkeypatch):
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    tries: list[float] = []
+
+    def unstartable(server, state_dir):
+        tries.append(time.time())
+        raise OSError("no python")
+
+    monkeypatch.setattr(sender, "argv_for", unstartable)
+    queue_reports(tmp_path / "state", 1)
+    pusher = push.Pusher(config.load(str(push_config("https://127.0.0.1:9", retry_max_s=1.0))))
+    pusher.start()
+    try:
+        assert wait_for(lambda: len(tries) >= 2, 10)
+    finally:
+        pusher.stop()
+    assert tries[1] - tries[0] >= 0.9  # retry_max_s later, not at once
+
+
+def test_push_now_waits_a_minute_for_another_sender_and_says_so(push_config, tmp_path, monkeypatch):
+    import io
+
+    from posdiag.agent import push, sender
+    from posdiag.core import settings as config
+
+    waited: list[float] = []
+
+    def busy(server, state_dir, *, lock_wait_s=0.0, stop=None):
+        waited.append(lock_wait_s)
+        return sender.DrainResult(busy=True)
+
+    monkeypatch.setattr(sender, "drain", busy)
+    err = io.StringIO()
+    assert push.push_now(config.load(str(push_config("https://127.0.0.1:9"))), io.StringIO(), err) == 3
+    assert waited == [60] and "60 s" in err.getvalue()
+
+
+def test_queueing_a_report_says_whether_it_was_stored(push_config, tmp_path):
+    import io
+
+    from posdiag.agent import push
+    from posdiag.core import settings as config
+
+    settings = config.load(str(push_config("https://127.0.0.1:9")))
+    err = io.StringIO()
+    assert push.queue(settings, fake_report(time.time()), err) is True and "no daemon is running" in err.getvalue()
+    assert push_state(tmp_path / "state")["outbox"] == 1
+    for stored in (tmp_path / "state").iterdir():
+        stored.unlink()
+    (tmp_path / "state" / "history.sqlite3").mkdir()  # a store that cannot be written
+    err = io.StringIO()
+    assert push.queue(settings, fake_report(time.time()), err) is False and "could not queue" in err.getvalue()
+
+
+def test_a_drain_told_to_stop_finishes_the_report_in_flight_and_leaves_the_rest_queued(server, push_config, tmp_path):
+    """SIGTERM from the stopping daemon: the sender stops between two reports, never before the first
+    it was asked to look at, and what it sent is marked."""
+    from posdiag.agent import sender
+    from posdiag.core.settings import load
+
+    srv = server()
+    settings = load(str(push_config(srv.url)))
+    ids = queue_reports(Path(settings.daemon.state_dir), 3)
+    result = sender.drain(settings.server, settings.daemon.state_dir, stop=lambda: len(srv.received()) >= 1)
+    assert (result.sent, result.remaining, srv.received()) == (1, 2, ids[:1])
+    assert push_state(Path(settings.daemon.state_dir))["outbox"] == 2
+    result = sender.drain(settings.server, settings.daemon.state_dir, stop=lambda: False)
+    assert (result.sent, result.remaining, srv.received()) == (2, 0, ids)
+
+
+
+def test_sent_reports_wait_for_their_batch_until_exactly_a_quarter_second_has_passed(tmp_path, monkeypatch):
+    import sqlite3
+
+    from posdiag.agent import sender
+
+    clock = [1000.0]
+    monkeypatch.setattr(sender.time, "monotonic", lambda: clock[0])
+    db = sqlite3.connect(tmp_path / "db")
+    db.executescript(outbox.SCHEMA)
+    for i in range(1, 4):
+        outbox.enqueue(db, f"r{i}", 0.0, b"x", 0.0)
+    marks = sender._Marks(db)
+    clock[0] += 0.24
+    marks.sent(1, "201", 5.0)
+    assert outbox.depth(db) == 3  # 0.24 s since the last write: not yet
+    clock[0] += 0.01
+    marks.sent(2, "409", 6.0)
+    assert outbox.depth(db) == 1 and outbox.get_meta(db, "push.last_result") == "409"
+    assert outbox.get_meta(db, "push.sent") == "2" and outbox.get_meta(db, "push.failures") == "0"

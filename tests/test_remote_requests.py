@@ -405,6 +405,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.server.seen.append((self.command, self.path, self.rfile.read(length)))
+        self.server.headers_seen.append(dict(self.headers))
         status, headers, body = self.server.answer
         self.send_response(status)
         for name, value in headers.items():
@@ -423,7 +424,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 def scripted(tmp_path):
     """A plain-HTTP central server on loopback that answers what the test sets, and a client of it."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    httpd.seen, httpd.answer = [], (200, {}, b"{}")
+    httpd.seen, httpd.headers_seen, httpd.answer = [], [], (200, {}, b"{}")
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     token = tmp_path / "token"
     token.write_text("tok-123456\n")
@@ -650,3 +651,173 @@ def test_without_a_push_sender_a_due_poll_goes_out_and_its_requests_are_acted_on
     poller.last_poll -= 31  # poll_s has passed since
     poller._step()
     assert poller.summary["polls"] == 2 and asked == ["r-1"]  # asked again, acted on once
+
+
+# --- edges of the poller and the client (2) --------------------------------------------------------------
+def _poller(tmp_path, config_path=None, **server):
+    """A poller of https://127.0.0.1:9 every 30 s (timeout 5 s) whose client calls are recorded, not run."""
+    settings = types.SimpleNamespace(server=types.SimpleNamespace(**{"url": "https://127.0.0.1:9", "poll_s": 30.0,
+                                                                     "timeout_s": 5.0, **server}),
+                                     daemon=types.SimpleNamespace(state_dir=str(tmp_path)))
+    asked: list[str] = []
+    poller = RemoteRequests(settings, config_path, asked.append)
+    poller.calls, poller.answers, poller.asked = [], [], asked
+
+    def run_client(command, *args, timeout_s):
+        poller.calls.append((command, args, timeout_s))
+        return poller.answers.pop(0) if poller.answers else remote_client.Outcome(True, "200", requests=[])
+
+    poller._run_client = run_client
+    return poller
+
+
+def test_a_kicked_poll_waits_out_two_seconds_and_a_scheduled_one_its_own_wait(tmp_path):
+    poller = _poller(tmp_path)
+    assert poller._due_in() == 0.0  # never polled: at once
+    poller.last_poll, poller.next_after = time.monotonic(), 30.0
+    assert 29.0 <= poller._due_in() <= 30.0
+    poller.last_poll = time.monotonic() - 10.0
+    assert 19.0 <= poller._due_in() <= 20.0
+    poller.kick()
+    assert poller._due_in() == 0.0  # 10 s since the last poll: past the gap
+    poller.last_poll = time.monotonic()
+    assert 1.5 <= poller._due_in() <= 2.0  # a poll just went out: the kick waits 2 s, not 30
+    poller.last_poll = time.monotonic() - 1.0
+    assert 0.5 <= poller._due_in() <= 1.0
+
+
+def test_polling_is_on_only_with_a_url_and_a_poll_s_above_zero(tmp_path):
+    assert _poller(tmp_path, poll_s=0.5).enabled()
+    assert not _poller(tmp_path, poll_s=0.0).enabled()
+    assert not _poller(tmp_path, url="").enabled()
+    assert _poller(tmp_path).status()["enabled"] is True and _poller(tmp_path).status()["poll_s"] == 30.0
+
+
+def test_a_step_polls_when_due_and_otherwise_sleeps_exactly_until_it_is(tmp_path):
+    poller = _poller(tmp_path)
+    slept: list[float | None] = []
+    poller._sleep = slept.append
+    poller._step()  # due at once, no sender running (the default): a poll
+    assert [c[0] for c in poller.calls] == ["poll"] and slept == [] and poller.summary["polls"] == 1
+    poller._step()  # polled just now: sleep until the next is due, not a sender's recheck of 1 s
+    assert len(poller.calls) == 1 and len(slept) == 1 and 26.0 <= slept[0] <= 30.0
+    poller.server.poll_s = 0.0
+    poller._step()
+    assert slept[-1] is None  # polling off: asleep until told otherwise
+
+
+def test_a_poll_counts_itself_and_acts_on_each_request_it_brings(tmp_path):
+    poller = _poller(tmp_path, config_path="/etc/posdiag/posdiag.toml")
+    poller.answers = [remote_client.Outcome(True, "200", requests=[{"request_id": "r1", "kind": "diagnose"},
+                                                                   {"request_id": "r2", "kind": "bundle"}]),
+                      remote_client.Outcome(True, "201", settled=True)]
+    poller._poll()
+    assert poller.asked == ["r1"] and poller.summary["polls"] == 1 and poller.summary["bundles"] == 1
+    assert poller.summary["last_result"] == "200" and poller.summary["last_poll_at"]
+    assert poller.calls == [("poll", (), 20.0),  # twice timeout_s and 10 s
+                            ("bundle", ("r2", "--state-dir", str(tmp_path), "--config", "/etc/posdiag/posdiag.toml"),
+                             140.0)]  # four times timeout_s and two minutes: the bundle is made, then sent
+    bare = _poller(tmp_path)
+    bare._act("r3", "bundle")
+    assert bare.calls == [("bundle", ("r3", "--state-dir", str(tmp_path)), 140.0)]
+
+
+def test_a_sweep_that_went_wrong_is_told_to_the_server_once_and_not_after_stop(tmp_path):
+    poller = _poller(tmp_path, poll_s=0.0)
+    poller._sleep = lambda seconds: None
+    poller.failed_sweep("r1", "no reader")
+    poller._step()
+    poller._step()
+    assert poller.calls == [("fail", ("r1", "no reader"), 20.0)] and poller.summary["failed"] == 1
+    poller.failed_sweep("r2", "no reader")
+    poller.stopping.set()
+    poller._step()
+    assert len(poller.calls) == 1
+
+
+def test_a_client_process_that_says_nothing_readable_is_a_failed_call(tmp_path, monkeypatch):
+    poller = RemoteRequests(types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0,
+                                                                               timeout_s=5.0),
+                                                  daemon=types.SimpleNamespace(state_dir=str(tmp_path))),
+                            None, lambda request_id: None)
+    monkeypatch.setattr(remote_client, "argv_for", lambda server, command, *args: ["/bin/sh", "-c", "echo oops; exit 7"])
+    outcome = poller._run_client("poll", timeout_s=30)
+    assert (outcome.ok, outcome.result) == (False, "remote_client exited with status 7") and poller.proc is None
+
+
+def test_stopping_the_poller_ends_its_client_in_flight_and_counts_no_poll(tmp_path, monkeypatch):
+    monkeypatch.setattr(remote_client, "argv_for", lambda server, command, *args: ["/bin/sleep", "60"])
+    poller = RemoteRequests(types.SimpleNamespace(server=types.SimpleNamespace(url="https://127.0.0.1:9", poll_s=30.0,
+                                                                               timeout_s=5.0),
+                                                  daemon=types.SimpleNamespace(state_dir=str(tmp_path))),
+                            None, lambda request_id: None)
+    poller.start()
+    assert wait_for(lambda: poller.proc is not None, 10)
+    proc = poller.proc
+    poller.stop()
+    assert proc.wait(timeout=10) == -15 and not poller.is_alive()
+    assert poller.summary["polls"] == 0 and poller.failures == 0
+
+
+def _token(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("tok-123456\n")
+    token.chmod(0o600)
+    return str(token)
+
+
+def test_only_a_request_with_a_body_says_its_content_type(scripted):
+    scripted.answer = (200, {}, _pending())
+    remote_client.poll(scripted.client)
+    remote_client.fail(scripted.client, "r1", "no reader")
+    get, post = scripted.headers_seen[-2:]
+    assert "Content-Type" not in get and post["Content-Type"] == "application/json"
+    assert get["Authorization"] == post["Authorization"] == "Bearer tok-123456"
+
+
+def test_the_client_process_polls_and_tells_failures_and_refuses_an_incomplete_command(scripted, capsys, tmp_path):
+    server = json.dumps({"url": f"http://127.0.0.1:{scripted.server_address[1]}", "token_file": _token(tmp_path),
+                         "ca_file": "", "timeout_s": 5.0})
+    scripted.answer = (200, {}, _pending({"request_id": "r1", "kind": "diagnose"}))
+    assert remote_client.main(["--server", server, "poll"]) == 0
+    said = json.loads(capsys.readouterr().out.strip())
+    assert said["ok"] is True and said["requests"] == [{"request_id": "r1", "kind": "diagnose"}]
+    assert scripted.seen[-1][:2] == ("GET", "/api/v1/requests/pending")
+    scripted.answer = (201, {}, b"{}")
+    assert remote_client.main(["--server", server, "fail", "r2", "no reader"]) == 0
+    said = json.loads(capsys.readouterr().out.strip())
+    assert (said["ok"], said["settled"]) == (True, True) and scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r2/failure")
+    for incomplete in (["--server", server], ["--server", server, "bundle", "r3"]):  # no command; no --state-dir
+        with pytest.raises(SystemExit) as refused:
+            remote_client.main(incomplete)
+        assert refused.value.code == 2
+
+
+
+def test_a_bundle_exactly_at_the_tills_limit_goes_and_one_byte_over_does_not(scripted, config_file, tmp_path,
+                                                                            monkeypatch):
+    """The bundle's size varies from one to the next: the limit is set to each real bundle's own size."""
+    from posdiag.agent import bundle as bundles
+
+    (tmp_path / "pos.log").write_text("")
+    config = str(config_file(txlog={"path": str(tmp_path / "pos.log")}))
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    scripted.answer = (201, {}, b"{}")
+    made = bundles.make_bundle
+
+    def limited_to(over: int):
+        """The real bundle, with the till's limit set to its size less ``over`` bytes."""
+        def make(*args, **kwargs):
+            path, size = made(*args, **kwargs)
+            monkeypatch.setattr(remote_client, "MAX_BUNDLE_BYTES", size - over)
+            return path, size
+        return make
+
+    monkeypatch.setattr(bundles, "make_bundle", limited_to(0))
+    sent = remote_client.bundle(scripted.client, "r1", config, str(state))
+    assert (sent.ok, sent.settled) == (True, True) and scripted.seen[-1][0] == "PUT"
+    monkeypatch.setattr(bundles, "make_bundle", limited_to(1))
+    refused = remote_client.bundle(scripted.client, "r2", config, str(state))
+    assert (refused.ok, refused.settled, refused.error) == (False, True, "bundle too large")
+    assert scripted.seen[-1][:2] == ("POST", "/api/v1/requests/r2/failure") and not list(state.glob("remote-bundle-*"))
