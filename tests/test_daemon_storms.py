@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import test_daemon
 from labs.commands import REPO, run_cli, run_posdiag
-from labs.helpers import wait_for
+from labs.helpers import hung_control_socket, wait_for
 from labs.reader_emulator import ReaderEmulator
 from posdiag.agent.control import request
 from posdiag.agent.store import Store
@@ -385,19 +385,7 @@ def test_a_socket_that_starts_listening_within_the_retry_time_is_answered(tmp_pa
     """A daemon that is starting has bound its socket but not listened yet: the client tries again for
     its retry time instead of calling it dead."""
     path = str(tmp_path / "control.sock")
-    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    starting.bind(path)
-
-    def start_listening() -> None:
-        time.sleep(0.3)
-        starting.listen(1)
-        conn, _ = starting.accept()
-        with conn:
-            conn.makefile("rb").readline()
-            conn.sendall(b'{"ok": true}\n')
-
-    listener = threading.Thread(target=start_listening, daemon=True)
-    listener.start()
+    starting, listener = _listening_after(path, 0.3, [])
     try:
         assert request(path, {"cmd": "ping"}, timeout_s=10, retry_s=20) == {"ok": True}
     finally:
@@ -454,21 +442,8 @@ def test_a_client_tries_a_starting_socket_again_at_least_every_fifth_of_a_second
     """The wait between tries doubles from 10 ms but stops at 0.2 s: a daemon that starts listening
     after 2.6 s is answered within a few tenths, not after a wait as long as the time already spent."""
     path = str(tmp_path / "control.sock")
-    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    starting.bind(path)
-    listening_at = []
-
-    def start_listening() -> None:
-        time.sleep(2.6)
-        listening_at.append(time.monotonic())
-        starting.listen(1)
-        conn, _ = starting.accept()
-        with conn:
-            conn.makefile("rb").readline()
-            conn.sendall(b'{"ok": true}\n')
-
-    listener = threading.Thread(target=start_listening, daemon=True)
-    listener.start()
+    listening_at: list[float] = []
+    starting, listener = _listening_after(path, 2.6, listening_at)
     try:
         assert request(path, {"cmd": "ping"}, timeout_s=10, retry_s=20) == {"ok": True}
         assert time.monotonic() - listening_at[0] < 1.2  # 0.2 s and the load; a 2 s cap would wait 1.95 s
@@ -586,20 +561,31 @@ def test_a_stale_socket_is_retried_at_doubling_intervals_capped_at_a_fifth_of_a_
         dead.close()
 
 
+def _listening_after(path: str, delay_s: float, listening_at: list[float]) -> tuple[socket.socket, threading.Thread]:
+    """A daemon that is starting: its socket bound at once, listening (and answering one ping) only
+    after ``delay_s``; when it began to listen is appended to ``listening_at``."""
+    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    starting.bind(path)
+
+    def start_listening() -> None:
+        time.sleep(delay_s)
+        listening_at.append(time.monotonic())
+        starting.listen(1)
+        conn, _ = starting.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            conn.sendall(b'{"ok": true}\n')
+
+    listener = threading.Thread(target=start_listening, daemon=True)
+    listener.start()
+    return starting, listener
+
+
 def test_status_gives_a_daemon_that_accepts_but_never_answers_five_seconds_and_says_it_is_busy(config_file, tmp_path):
     """A hung daemon must not hang a technician's ``posdiag status``: it waits 5 s for the answer, then
     says the daemon is busy (exit 3) with what waits in the outbox all the same."""
     path = str(tmp_path / "control.sock")
-    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    hung.bind(path)
-    hung.listen(4)
-    held: list[socket.socket] = []
-    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
-    try:
+    with hung_control_socket(path):
         rc, out, err = run_cli("status", "--config", str(config_file(daemon={"control_socket": path})))
-    finally:
-        for conn in held:
-            conn.close()
-        hung.close()
     assert rc == 3 and "posdiag daemon: busy" in out, (out, err)
     assert f"the posdiag daemon on {path} did not answer within 5 s" in " ".join(out.split())  # laid out in 80 columns

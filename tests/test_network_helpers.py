@@ -247,15 +247,6 @@ def test_last_known_addresses_are_kept_newest_first_and_written_only_on_change(t
     assert not [n for n in os.listdir(tmp_path / "state") if n.endswith(".tmp")]
 
 
-def test_last_known_addresses_keep_the_four_newest_per_host_and_a_seen_one_moves_first(tmp_path):
-    state = str(tmp_path)
-    for last in range(1, 7):
-        assert _known.remember(state, {"pay.example": f"192.0.2.{last}"}) is True
-    assert _known.load(state) == {"pay.example": ("192.0.2.6", "192.0.2.5", "192.0.2.4", "192.0.2.3")}
-    assert _known.remember(state, {"pay.example": "192.0.2.4"}) is True
-    assert _known.load(state) == {"pay.example": ("192.0.2.4", "192.0.2.6", "192.0.2.5", "192.0.2.3")}
-
-
 def test_nothing_is_recorded_without_a_state_dir_or_without_an_address_that_worked(tmp_path):
     assert _known.remember(None, {"pay.example": "192.0.2.7"}) is False
     assert _known.remember("", {"pay.example": "192.0.2.7"}) is False

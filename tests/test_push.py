@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from labs.commands import REPO, run_cli, run_posdiag
 from labs.daemonlab import DaemonProcess
-from labs.helpers import wait_for
+from labs.helpers import hung_control_socket, wait_for
 from labs.push_server import PushServer
 from posdiag.agent import outbox
 from posdiag.agent.store import Store
@@ -918,24 +918,12 @@ def test_the_status_says_the_outboxs_depth_its_oldest_report_and_the_last_attemp
 def test_diagnose_push_beside_a_daemon_that_never_answers_still_prints_the_queued_report(push_config, tmp_path):
     """The report is queued before the daemon is asked to send it: a hung daemon (it accepts, never
     answers) costs the technician the 5 s wait, never the report."""
-    import socket
-    import threading
-
     from posdiag.core import settings as config
 
     cfg = push_config("https://127.0.0.1:9")
     path = config.load(str(cfg)).daemon.control_socket
-    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    hung.bind(path)
-    hung.listen(4)
-    held: list[socket.socket] = []
-    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
-    try:
+    with hung_control_socket(path):
         rc, out, err = run_cli("diagnose", "--push", "--json", "--config", str(cfg))
-    finally:
-        for conn in held:
-            conn.close()
-        hung.close()
     report = json.loads(out)
     assert rc in (0, 1, 2) and "internal error" not in err, err
     assert "report queued; the daemon did not answer" in " ".join(err.split()) and "did not answer within 5 s" in err

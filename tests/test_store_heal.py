@@ -66,6 +66,14 @@ def _plain_config(tmp_path: Path) -> Path:
                                                               "control_socket": str(tmp_path / "plain.sock")}})
 
 
+def damage_outbox_and_its_sequence(state: Path, sequence_page: int) -> None:
+    """One outbox page damaged, and the page that says how far the outbox's keys go overwritten too."""
+    corrupt_one_outbox_page(state / DB_NAME)
+    data = bytearray((state / DB_NAME).read_bytes())
+    data[(sequence_page - 1) * 4096:sequence_page * 4096] = os.urandom(4096)
+    (state / DB_NAME).write_bytes(bytes(data))
+
+
 def queue_sixty(state: Path) -> list[str]:
     """Sixty unsent reports in the outbox, a second apart, written through to the main file; their ids."""
     ids = []
@@ -271,10 +279,7 @@ def test_unsent_reports_past_a_bad_page_are_found_even_when_the_highest_key_cann
     ids = queue_sixty(state)
     with Store(state) as store:
         sequence_page = store.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()[0]
-    corrupt_one_outbox_page(state / DB_NAME)
-    data = bytearray((state / DB_NAME).read_bytes())
-    data[(sequence_page - 1) * 4096:sequence_page * 4096] = os.urandom(4096)
-    (state / DB_NAME).write_bytes(bytes(data))
+    damage_outbox_and_its_sequence(state, sequence_page)
     with Store(state) as store:  # heals on open
         healed = store.healed()
     recovered = queued(state)
@@ -318,10 +323,7 @@ def test_unsent_reports_up_to_twenty_thousand_keys_past_a_bad_page_are_probed_fo
         far = [row[0] for row in store.db.execute("SELECT report_id FROM outbox WHERE seq > 5000 ORDER BY seq")]
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         sequence_page = store.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()[0]
-    corrupt_one_outbox_page(state / DB_NAME)
-    data = bytearray((state / DB_NAME).read_bytes())
-    data[(sequence_page - 1) * 4096:sequence_page * 4096] = os.urandom(4096)
-    (state / DB_NAME).write_bytes(bytes(data))
+    damage_outbox_and_its_sequence(state, sequence_page)
     with Store(state) as store:  # heals on open
         healed = store.healed()
     recovered = queued(state)

@@ -169,6 +169,22 @@ def pids_cgroup(max_pids: int):
         group.rmdir()
 
 
+@contextlib.contextmanager
+def hung_control_socket(path: str):
+    """A daemon's control socket at ``path`` that takes every connection and never answers (a hung daemon)."""
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(path)
+    hung.listen(4)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(hung.accept()[0]), daemon=True).start()
+    try:
+        yield
+    finally:
+        for conn in held:
+            conn.close()
+        hung.close()
+
+
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
