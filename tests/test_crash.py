@@ -515,6 +515,18 @@ def test_the_pos_restarting_as_often_as_the_limit_is_a_crash_loop(config_file, t
         assert found["crash.pos_restarts"]["message"].endswith("restarted 2 times in 10 min")
 
 
+@pytest.mark.parametrize(("window_min", "seen"), [(10, 0), (15, 3)])
+def test_the_pos_restarts_counted_are_those_of_the_last_restart_window_min_minutes(config_file, tmp_path, window_min,
+                                                                                    seen):
+    """Three restarts 11 to 13 minutes ago: outside a 10-minute window, all inside a 15-minute one."""
+    now = time.time()
+    starts = [now - 900, now - 780, now - 720, now - 660]  # the process 15 min ago, then three restarts
+    stored(tmp_path, [past_report(start + 5, {"system": {"pos_start_time_s": start}}) for start in starts])
+    rc, report = diagnose_json(config_file(terminal={"pos_process": f"posgone{os.getpid()}"},
+                                           system={"restart_window_min": window_min}), "--only", "system.crash")
+    assert probe_of(report, "system.crash")["metrics"]["pos_restarts_seen"] == seen, probe_of(report, "system.crash")
+
+
 @pytest.mark.parametrize(("restarted_in", "looping"), [("the-last-30", True), ("earlier-sweeps", False)])
 def test_pos_restarts_are_looked_for_in_the_last_30_sweeps(config_file, tmp_path, restarted_in, looping):
     """40 sweeps 10 s apart, all within the 10-minute window: three restarts seen by sweeps among the last 30
