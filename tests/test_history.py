@@ -198,8 +198,13 @@ def test_memory_that_grows_but_jumps_about_is_not_a_steady_leak(config_file, tmp
     """Enough growth and slope, but no steady line (R² well under 0.8): a busy day, not a leak."""
     now = time.time()
     sizes = [200, 420, 190, 430, 210, 440]
-    reports = [fake_report(now - 3600 + i * 600, pos_rss_mb=mb) for i, mb in enumerate(sizes)]
-    assert "trend.pos_rss_growing" not in trend_codes(config_file, tmp_path, reports)
+    history_with(tmp_path, [fake_report(now - 3600 + i * 600, pos_rss_mb=mb) for i, mb in enumerate(sizes)])
+    rc, out, _ = run_cli("diagnose", "--json", "--only", "trends", "--config", str(config_file()))
+    trend = json.loads(out)["probes"][0]
+    assert "trend.pos_rss_growing" not in [f["code"] for f in trend["findings"]]
+    # the fit as the report keeps it: the slope to hundredths of a MB an hour, R² to three decimals (as every metric)
+    r2, per_hour = trend["metrics"]["pos_rss_fit_r2"], trend["metrics"]["pos_rss_mb_per_hour"]
+    assert 0 < r2 < 0.8 and r2 == round(r2, 3) and per_hour > 5 and per_hour == round(per_hour, 2), trend["metrics"]
 
 
 def test_shrinking_pos_memory_is_not_a_leak(config_file, tmp_path):
