@@ -116,5 +116,6 @@ class HelpDesk:
     def stop(self) -> None:
         for daemon in self.tills:
             daemon.stop()
+        self.http.close()  # an idle keep-alive connection would hold the server's shutdown for its 5 s grace
         self.server.stop()
         self.storage.close()
