@@ -200,6 +200,28 @@ def test_a_gateway_that_answers_its_echoes_is_sent_nothing_else(lab, payment, ne
     assert re.findall(r"counter packets (\d+)", listing) == ["0"], listing
 
 
+def test_a_gateway_that_ignores_all_sent_to_it_is_alive_by_an_answer_from_beyond_it_within_the_timeout(lab, payment,
+                                                                                                        config_file):
+    """The router drops every packet addressed to itself (no echo, no TCP on its own ports) but forwards, and the
+    payment host's first SYN is lost on the way: its answer comes with the retransmitted SYN, a second later,
+    still inside the probe's 2 s. A router that ignores ping, not one that stopped forwarding."""
+    payment()
+    lab.nft(lab.router, f"""table inet lab {{
+  chain lab_input {{ type filter hook input priority 0; drop; }}
+  chain lab_forward {{
+    type filter hook forward priority 0;
+    ip daddr {DNS_ADDR} tcp dport 53 drop
+    ip daddr {HOST_ADDR} tcp flags syn numgen inc mod 2 0 drop
+  }}
+}}
+""")
+    _, report, _ = lab.diagnose(config_file(payment_hosts=[{"name": "primary", "host": HOST_ADDR, "port": 443}],
+                                            network={"dns_servers": [DNS_ADDR], "timeout_s": 2.0},
+                                            diagnosis={"deadline_s": 5.0}), "--only", "network.gateway")
+    gateway = probe(report, "network.gateway")
+    assert codes(report, "network.gateway") == ["gateway.icmp_blocked"], gateway["findings"]
+
+
 #: how long the slow echoes of a gateway take: far above any LAN round trip, even on a busy machine
 SLOW_ECHO_S = 0.7
 
