@@ -285,6 +285,17 @@ def test_nxdomain_blames_configuration(lab, payment, net_config):
     assert "dns.nxdomain" in codes(report, "network.dns")
 
 
+def test_the_path_is_sized_with_three_dont_fragment_echoes_of_each_size_and_no_more(lab, payment, net_config):
+    """Five sizes (576 to 1500 bytes) three times each: enough to tell a black hole from a lost packet,
+    and no flood of large packets on a till's uplink."""
+    payment()
+    lab.filter(lab.router, "forward", "icmp type echo-request meta length >= 576 counter")
+    _, report, _ = lab.diagnose(net_config([{"name": "primary", "host": HOST_ADDR, "port": 443}], timeout_s=1.0),
+                                "--only", "network.path")
+    assert probe(report, "network.path")["metrics"]["method"] == "icmp", probe(report, "network.path")
+    assert lab.forwarded() == 15
+
+
 def test_black_holed_payment_host_blames_wan_within_the_deadline(lab, payment, net_config):
     payment()
     lab.black_hole(HOST_ADDR)
