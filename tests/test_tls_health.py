@@ -58,6 +58,35 @@ def tls_probe(server: DroppingTlsServer | AnsweringTlsServer, tmp_path, config_f
     return next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
 
 
+def tls_against_raw_peer(config_file, handle, **sections) -> dict:
+    """The TLS probe's result against a plain TCP server on loopback that gives every connection it
+    takes to ``handle`` (in its own thread), and holds it until the diagnosis is over."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            handle(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
+                                         "tls": True, "server_name": "pay.test"}], **sections)
+    try:
+        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    return next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+
+
 def tls_findings(server: DroppingTlsServer, tmp_path, config_file) -> dict[str, dict]:
     """The TLS probe's findings by code (see :func:`tls_probe`)."""
     return {f["code"]: f for f in tls_probe(server, tmp_path, config_file)["findings"]}
@@ -217,34 +246,15 @@ def test_a_handshake_stalled_after_the_server_s_first_bytes_is_a_timeout_without
                                                                                                     tmp_path):
     """The service starts its answer (a record header) and stops: large replies do get through, so no
     7-byte exchange is tried; the stall is the service's, with the bytes it sent counted."""
-    import threading
 
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def serve() -> None:
+    def stall(conn: socket.socket) -> None:
         # The header goes out as soon as a connection is taken, before the ClientHello is even read, so
         # a busy machine cannot hold it back past the probe's quarter second of grace (the TCP probe's
         # plain connects get it too, and close).
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-            with contextlib.suppress(OSError):
-                conn.sendall(b"\x16\x03\x03\x00\x40")  # the start of a ServerHello, then a stall
+        with contextlib.suppress(OSError):
+            conn.sendall(b"\x16\x03\x03\x00\x40")  # the start of a ServerHello, then a stall
 
-    threading.Thread(target=serve, daemon=True).start()
-    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
-                                         "tls": True, "server_name": "pay.test"}], network={"timeout_s": 0.5})
-    try:
-        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
-    finally:
-        server.close()
-        for conn in held:
-            conn.close()
-    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    tls = tls_against_raw_peer(config_file, stall, network={"timeout_s": 0.5})
     [finding] = tls["findings"]
     assert finding["code"] == "tls.timeout" and finding["data"]["bytes_received"] == 5, finding
     assert finding["data"]["small_exchange"] == "not tried" and "(5 bytes from the server)" in finding["message"]
@@ -408,34 +418,19 @@ def test_without_a_tls_payment_host_the_tls_probe_does_not_apply(tmp_path, confi
     ids=["closes-at-once", "answers-in-plain-http"])
 def test_a_service_that_closes_or_speaks_no_tls_fails_the_handshake_in_its_own_words(config_file, reply, code, words):
     """Not TLS behind the port (a plain HTTP server, a proxy), or a service that hangs up as the hello arrives."""
-    import threading
 
-    server = socket.create_server(("127.0.0.1", 0))
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.2)
+            hello = b""
+            with contextlib.suppress(OSError):  # read to the end: then the close is a clean one, not a reset
+                while chunk := conn.recv(4096):
+                    hello += chunk
+            if hello[:1] == b"\x16" and reply:  # a ClientHello
+                conn.sendall(reply)
+                time.sleep(0.2)
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(0.2)
-                hello = b""
-                with contextlib.suppress(OSError):  # read to the end: then the close is a clean one, not a reset
-                    while chunk := conn.recv(4096):
-                        hello += chunk
-                if hello[:1] == b"\x16" and reply:  # a ClientHello
-                    conn.sendall(reply)
-                    time.sleep(0.2)
-
-    threading.Thread(target=serve, daemon=True).start()
-    config = config_file(payment_hosts=[{"name": "primary", "host": "127.0.0.1", "port": server.getsockname()[1],
-                                         "tls": True, "server_name": "pay.test"}])
-    try:
-        rc, out, _ = run_cli("diagnose", "--json", "--only", "network.tls", "--config", str(config))
-    finally:
-        server.close()
-    tls = next(p for p in json.loads(out)["probes"] if p["name"] == "network.tls")
+    tls = tls_against_raw_peer(config_file, answer)
     [finding] = tls["findings"]
     assert finding["code"] == code and finding["message"].endswith(words), finding
 
