@@ -104,18 +104,22 @@ def test_collector_lists_terminals_with_their_latest_verdict_and_filters_them(fl
     assert f.get("/api/v1/terminals", operator, silent_min="soon").status_code == 400
 
 
+def heard_ago(f, ago_s: dict[str, float]) -> None:
+    """Terminals of store-a, each registered, reporting once, and last heard from its seconds ago."""
+    from labs.bigfleet import write
+
+    now = time.time()
+    for tid, seconds in ago_s.items():
+        assert f.post(f.terminal(tid, "store-a"), make_report(tid, "store-a")).status_code == 201
+        write(f.storage, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", [(iso(now - seconds), tid)])
+
+
 def test_a_terminal_unheard_for_longer_than_silent_after_min_is_silent_in_the_list_and_its_own_answer(fleet):
     """silent_after_min = 15: a terminal last heard from 14 min ago is not silent, one 16 min ago is,
     and the one-terminal answer (the terminal's page) says the same as the list (the fleet page)."""
-    from labs.bigfleet import write
-
     f = fleet(silent_after_min=15)
     operator = f.operator()
-    now = time.time()
-    for minutes in (14, 16):
-        tid = f"heard-{minutes}"
-        assert f.post(f.terminal(tid, "store-a"), make_report(tid, "store-a")).status_code == 201
-        write(f.storage, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", [(iso(now - minutes * 60), tid)])
+    heard_ago(f, {"heard-14": 14 * 60, "heard-16": 16 * 60})
     listed = {t["id"]: t["silent"] for t in f.get("/api/v1/terminals", operator).json()["terminals"]}
     own = {tid: f.get(f"/api/v1/terminals/{tid}", operator).json()["silent"] for tid in listed}
     assert listed == own == {"heard-14": False, "heard-16": True}
@@ -127,15 +131,9 @@ def test_a_terminal_unheard_for_longer_than_silent_after_min_is_silent_in_the_li
 
 def test_silent_min_lists_the_terminals_unheard_for_at_least_that_many_minutes(fleet):
     """?silent_min=100 is 6000 s: a terminal last heard 6050 s ago is listed, one 5950 s ago is not."""
-    from labs.bigfleet import write
-
     f = fleet(silent_after_min=15)
     operator = f.operator()
-    now = time.time()
-    for seconds in (5950, 6050):
-        tid = f"heard-{seconds}"
-        assert f.post(f.terminal(tid, "store-a"), make_report(tid, "store-a")).status_code == 201
-        write(f.storage, "UPDATE terminals SET last_seen_at = ? WHERE id = ?", [(iso(now - seconds), tid)])
+    heard_ago(f, {"heard-5950": 5950, "heard-6050": 6050})
     listed = [t["id"] for t in f.get("/api/v1/terminals", operator, silent_min=100).json()["terminals"]]
     assert listed == ["heard-6050"]
 
