@@ -227,14 +227,20 @@ def compile_bytecode() -> None:
                    check=True, capture_output=True)
 
 
+def technician_env(lang: str = "en") -> dict[str, str]:
+    """This environment as a technician's shell at the till has it: no configuration named, the locale
+    of ``lang`` alone deciding the language."""
+    env = {k: v for k, v in os.environ.items() if k not in ("POSDIAG_CONFIG", "LC_ALL", "LC_MESSAGES", "LANGUAGE")}
+    return {**env, "LANG": "C.UTF-8" if lang == "en" else f"{lang}.UTF-8"}
+
+
 def default_config_timing(runs: int, languages: tuple[str, ...] = ("en",)) -> dict[str, list[float]]:
     """Wall seconds of ``posdiag diagnose`` (text, as a technician runs it) on the packaged default
     config, per locale; the languages take turns within each round so that they share the box's noise."""
-    base = {k: v for k, v in os.environ.items() if k not in ("POSDIAG_CONFIG", "LC_ALL", "LC_MESSAGES", "LANGUAGE")}
     times: dict[str, list[float]] = {lang: [] for lang in languages}
     for _ in range(runs):
         for lang in languages:
-            env = {**base, "LANG": "C.UTF-8" if lang == "en" else f"{lang}.UTF-8"}
+            env = technician_env(lang)
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "posdiag.agent", "diagnose"], capture_output=True, cwd=REPO, env=env,
                            check=False, timeout=60)

@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import harness
+
+REPO = harness.REPO
 
 
 def built_deb() -> Path:
@@ -41,8 +43,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def measure(runs: int) -> None:
     """Inside the mount namespace: the package at /opt/posdiag, both ways timed in turns."""
-    env = {k: v for k, v in os.environ.items() if k not in ("POSDIAG_CONFIG", "LC_ALL", "LC_MESSAGES", "LANGUAGE")}
-    env["LANG"] = "C.UTF-8"
+    env = harness.technician_env()
     subprocess.run(["/opt/posdiag/bin/python", "-m", "compileall", "-q", "/opt/posdiag/lib"], check=True)
     ways = {"package (/opt/posdiag)": ["/opt/posdiag/bin/posdiag", "diagnose"],
             "working tree": [sys.executable, "-m", "posdiag.agent", "diagnose"]}
